@@ -1,0 +1,173 @@
+# tandem — one entry point: build, check, lint, fuzz, bench.
+#
+#   make deps        install the Debian packages we need (idempotent, quiet)
+#   make             libtandem + binaries into build/
+#   make check       deps, build, unit + e2e tests, the ASan/UBSan run, lint, fuzz smoke
+#   make check-asan  unit + e2e tests built with ASan+UBSan (same as SAN=1 make test)
+#   make lint        cppcheck + banned-function check
+#   make fuzz        libFuzzer harnesses (clang) into build-fuzz/
+#   make bench       benchmarks (results belong in wiki/Performance.md)
+
+VERSION ?= 0.1.0
+SAN     ?= 0
+PYTEST  ?= /usr/bin/python3 -m pytest
+JOBS    ?= 2
+
+ifeq ($(SAN),1)
+BUILD   ?= build-asan
+else
+BUILD   ?= build
+endif
+
+CC      ?= cc
+PKGS    := libmicrohttpd libarchive libcjson sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# mbedTLS 2.28 and http-parser ship no .pc file on Debian 12.
+EXTRA_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lpthread
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wmisleading-indentation -Wnull-dereference \
+	-Wconversion -Wno-sign-conversion -Wvla -Wpointer-arith -Wundef \
+	-Wcast-align -Wwrite-strings -Wold-style-definition
+HARDEN := -fstack-protector-strong -fPIE
+HARDEN_LD := -pie -Wl,-z,relro,-z,now
+
+CPPFLAGS += -D_GNU_SOURCE -DTANDEM_VERSION='"$(VERSION)"' -I. $(PKG_CFLAGS)
+ifeq ($(SAN),1)
+CFLAGS  ?= -O1 -g -fno-omit-frame-pointer
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+CFLAGS  ?= -O2 -g
+CPPFLAGS += -D_FORTIFY_SOURCE=2
+endif
+CFLAGS  += -std=c11 $(WARN) $(HARDEN) -MMD -MP
+LDFLAGS += $(HARDEN_LD)
+LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS)
+
+LIB_SRCS   := $(wildcard common/*.c pki/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB        := $(BUILD)/libtandem.a
+
+MASTER_SRCS  := $(wildcard master/*.c)
+AGENT_SRCS   := $(wildcard agent/*.c)
+UPDATER_SRCS := $(wildcard updater/*.c)
+
+BINS :=
+ifneq ($(MASTER_SRCS),)
+BINS += $(BUILD)/tandem
+endif
+ifneq ($(AGENT_SRCS),)
+BINS += $(BUILD)/tandem-agent
+endif
+ifneq ($(UPDATER_SRCS),)
+BINS += $(BUILD)/tandem-updater
+endif
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps check test unit e2e check-asan lint fuzz fuzz-run bench clean tools
+.DEFAULT_GOAL := all
+
+all: $(LIB) $(BINS) tools
+
+tools: $(TOOL_BINS)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tandem: $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tandem-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tandem-updater: $(UPDATER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests: every test_* binary, each run on its own; any failure fails the target.
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: all
+	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/e2e
+
+test: unit e2e
+
+# The whole gate, as a newcomer (and CI) runs it.
+check: deps
+	$(MAKE) -j$(JOBS) all $(UNIT_BINS)
+	$(MAKE) test
+	$(MAKE) check-asan
+	$(MAKE) lint
+	$(MAKE) fuzz-run
+
+check-asan:
+	$(MAKE) -j$(JOBS) SAN=1 all $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS))
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(MAKE) SAN=1 test
+
+# Static analysis and the banned-function rule (STYLE.md 15).
+BANNED := sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|system|tmpnam|mktemp
+lint:
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
+		--inline-suppr --suppress=missingIncludeSystem -D__GNUC__ -DTANDEM_VERSION='"lint"' \
+		-I. common pki master agent updater tests/tools
+	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater tests bench -name '*.[ch]'); then \
+		echo "lint: banned function used (STYLE.md 15)"; exit 1; fi
+	@echo "lint: ok"
+
+# libFuzzer harnesses: tests/fuzz/fuzz_<name>.c, corpus in tests/fuzz/corpus/<name>/.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -DTANDEM_VERSION='"fuzz"'
+FUZZ_SECONDS ?= 15
+
+fuzz: $(FUZZ_BINS)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f | sed 's/^fuzz_//'); \
+		mkdir -p tests/fuzz/corpus/$$n build-fuzz/corpus-$$n; \
+		echo "== $$f ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
+			build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>build-fuzz/$$n.log || { tail -50 build-fuzz/$$n.log; exit 1; }; \
+		tail -1 build-fuzz/$$n.log; done
+
+bench: all $(BENCH_BINS)
+	@for b in bench/*.sh; do [ -x "$$b" ] && echo "== $$b" && BUILD=$(abspath $(BUILD)) $$b; done; true
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

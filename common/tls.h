@@ -1,0 +1,153 @@
+/*
+ * tls — every TLS connection tandem makes or accepts goes through here
+ * (mbedTLS 2.28; keep mbedTLS types out of other modules' headers so a move to
+ * 3.x stays local).
+ *
+ * Policy, fixed in code: TLS 1.2 minimum, ECDHE with ChaCha20-Poly1305 first
+ * then AES-GCM, renegotiation off. Servers REQUIRE a client certificate signed
+ * by the configured CA with the clientAuth extended key usage; clients verify
+ * the server against the CA (serverAuth EKU) and, when given a pin, compare
+ * the SHA-256 of the server leaf's DER (fail closed).
+ *
+ * Roles: the master (CN = configured master CN, default "tandem-master"),
+ * an updater (CN = "updater@<host>"), an agent (CN = host name). Certificates
+ * we issue also carry the role as OU; when OU is present it must agree with
+ * the role derived from the CN, otherwise the role is TLS_ROLE_UNKNOWN.
+ */
+#ifndef TANDEM_TLS_H
+#define TANDEM_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/util.h"
+
+#define TLS_DEFAULT_MASTER_CN "tandem-master"
+#define TLS_FP_HEX_LEN 64
+
+enum tls_role {
+	TLS_ROLE_UNKNOWN = 0,
+	TLS_ROLE_MASTER = 1,
+	TLS_ROLE_AGENT = 2,
+	TLS_ROLE_UPDATER = 3,
+};
+
+/* Bit masks for role sets (route permissions). */
+#define TLS_ROLEBIT(r) (1u << (r))
+#define TLS_ROLES_ANY                                                                    \
+	(TLS_ROLEBIT(TLS_ROLE_MASTER) | TLS_ROLEBIT(TLS_ROLE_AGENT) |                    \
+	    TLS_ROLEBIT(TLS_ROLE_UPDATER) | TLS_ROLEBIT(TLS_ROLE_UNKNOWN))
+
+/* The identity of a verified peer, extracted once per handshake. */
+struct tls_identity {
+	char cn[128];
+	char ou[64];                       /* "" when absent */
+	enum tls_role role;
+	char host[128];                    /* agent: CN; updater: part after '@'; else "" */
+	char fingerprint[TLS_FP_HEX_LEN + 1]; /* sha256(DER), lowercase hex */
+	time_t not_before;
+	time_t not_after;
+	int resumed;                       /* 1 if the session was resumed from a ticket */
+};
+
+const char *tls_role_name(enum tls_role role);
+/* "master"/"agent"/"updater" -> role; anything else -> TLS_ROLE_UNKNOWN. */
+enum tls_role tls_role_parse(const char *name);
+/*
+ * Role from subject fields: MASTER_CN (NULL = default) decides the master.
+ * OU, when non-empty, must name the same role or the result is UNKNOWN.
+ */
+enum tls_role tls_role_from_subject(const char *cn, const char *ou, const char *master_cn);
+
+/*
+ * Identity from a DER certificate (used on handshakes and by pki). Fills
+ * every field; returns 0, or -1 when the DER does not parse.
+ */
+int tls_identity_from_der(const unsigned char *der, size_t len, const char *master_cn,
+    struct tls_identity *out) WUR;
+/* Identity of the first certificate in a PEM/DER file. */
+int tls_identity_from_file(const char *path, const char *master_cn, struct tls_identity *out,
+    char *err, size_t errlen) WUR;
+
+/* sha256 of BUF as 64 lowercase hex + NUL into OUT. */
+void tls_sha256_hex(const void *buf, size_t len, char out[TLS_FP_HEX_LEN + 1]);
+
+/* Material for a context. All paths PEM (or DER). */
+struct tls_opts {
+	const char *ca_file;   /* required: trust anchor(s) */
+	const char *cert_file; /* required for servers; optional for clients */
+	const char *key_file;  /* required with cert_file */
+	const char *master_cn; /* NULL: TLS_DEFAULT_MASTER_CN */
+	int session_tickets;   /* servers: issue tickets (default on via tls_opts_init) */
+	int handshake_timeout_ms; /* 0: 10000 */
+};
+
+void tls_opts_init(struct tls_opts *o);
+
+/* A configured context: shared, thread-safe for handshakes after creation. */
+struct tls_ctx;
+struct tls_conn;
+
+/*
+ * Load CA, certificate and key (checks the key matches the certificate).
+ * ERR receives a one-line reason. The key material is wiped when freed.
+ */
+int tls_server_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
+int tls_client_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
+void tls_ctx_free(struct tls_ctx *ctx);
+const char *tls_ctx_master_cn(const struct tls_ctx *ctx);
+/* Our own leaf's fingerprint ("" when the context has no certificate). */
+const char *tls_ctx_own_fingerprint(const struct tls_ctx *ctx);
+
+/*
+ * Server side: run the handshake on the connected socket FD (made
+ * non-blocking) within the context's handshake deadline. On success *OUT owns
+ * FD and ID holds the verified client identity (re-checked after resumption:
+ * validity window, role and EKU). On failure FD is NOT closed and ERR says why.
+ */
+int tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identity *id,
+    char *err, size_t errlen) WUR;
+
+/*
+ * Client side: handshake on the connected socket FD. PIN_FP (64 hex, NULL or
+ * "" for none) must match the server leaf; HOSTNAME (NULL for none, e.g. when
+ * connecting by IP) is checked against the certificate's DNS names/CN.
+ * TIMEOUT_MS bounds the handshake. On success *OUT owns FD.
+ */
+int tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,
+    int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, char *err,
+    size_t errlen) WUR;
+
+/* Non-blocking I/O results. */
+#define TLS_WANT_READ (-2)
+#define TLS_WANT_WRITE (-3)
+#define TLS_ERR (-1)
+
+/*
+ * Non-blocking read: >0 bytes, 0 on clean close (close_notify or EOF),
+ * TLS_WANT_READ/TLS_WANT_WRITE, TLS_ERR. After a positive return call again
+ * until TLS_WANT_READ before polling (records may be buffered).
+ */
+ssize_t tls_read(struct tls_conn *c, void *buf, size_t len);
+/*
+ * Non-blocking write: >0 bytes written, TLS_WANT_*, TLS_ERR. After a WANT
+ * result, retry with the SAME buffer and length before any tls_read.
+ */
+ssize_t tls_write(struct tls_conn *c, const void *buf, size_t len);
+/* Bytes already decrypted and buffered inside the connection. */
+size_t tls_pending(const struct tls_conn *c);
+int tls_fd(const struct tls_conn *c);
+
+/* Blocking helpers with an absolute deadline (mono_ms()). */
+/* Read up to LEN: >0, 0 on EOF, -1 on error/timeout (ERR says which). */
+ssize_t tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, char *err,
+    size_t errlen);
+/* Write all LEN bytes: 0, or -1 (ERR says why). */
+int tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t deadline,
+    char *err, size_t errlen) WUR;
+
+/* Send close_notify (best effort, non-blocking), free, close the fd. NULL ok. */
+void tls_close(struct tls_conn *c);
+
+#endif

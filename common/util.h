@@ -1,0 +1,47 @@
+/*
+ * util — small helpers every module needs: clocks, strict number parsing,
+ * bounded string copies, hex, secure wiping.
+ */
+#ifndef TANDEM_UTIL_H
+#define TANDEM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define WUR __attribute__((warn_unused_result))
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Milliseconds on CLOCK_MONOTONIC (for deadlines; never wall time). */
+int64_t mono_ms(void);
+/* Milliseconds left until DEADLINE (a mono_ms() value), clamped to [0, INT32_MAX]. */
+int ms_until(int64_t deadline);
+
+/* Format T as "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes). */
+void iso8601_utc(time_t t, char *buf, size_t len);
+/* Parse "YYYY-MM-DDTHH:MM:SSZ" (or "YYYY-MM-DD"); 0 on success. */
+int iso8601_parse(const char *s, time_t *out) WUR;
+
+/*
+ * Strict integer parsing: the whole string must be a base-10 number within
+ * [min, max]. Returns 0, or -1 (errno EINVAL or ERANGE) and *out unchanged.
+ */
+int parse_ll(const char *s, long long min, long long max, long long *out) WUR;
+
+/* Copy SRC into DST of size LEN, always NUL-terminated; -1 if truncated. */
+int strlcpy_chk(char *dst, const char *src, size_t len) WUR;
+
+/* Lower-case hex of LEN bytes into OUT (2*LEN+1 bytes). */
+void hex_encode(const unsigned char *in, size_t len, char *out);
+/* 1 if S is exactly N lowercase-or-uppercase hex digits. */
+int is_hex_len(const char *s, size_t n);
+
+/* Zero LEN bytes at P in a way the compiler cannot elide. */
+void secure_wipe(void *p, size_t len);
+/* Wipe and free a NUL-terminated or LEN-sized secret; NULL is fine. */
+void secure_free(void *p, size_t len);
+
+/* Split "ADDR:PORT", "[V6]:PORT" or ":PORT" into HOST (may be "") and PORT. */
+int split_host_port(const char *in, char *host, size_t hostlen, char *port, size_t portlen) WUR;
+
+#endif

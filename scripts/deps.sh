@@ -1,0 +1,23 @@
+#!/bin/sh
+# Install the Debian packages tandem needs to build and test. Idempotent:
+# prints nothing and touches nothing when everything is already present.
+set -eu
+PKGS="build-essential pkg-config libmicrohttpd-dev libmbedtls-dev libarchive-dev
+libcjson-dev libsqlite3-dev libhttp-parser-dev libcmocka-dev python3-pytest
+curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages:$missing (run 'make deps' as root)" >&2
+	exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
