@@ -891,13 +891,23 @@ tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t 
 }
 
 void
+tls_close_notify(struct tls_conn *c)
+{
+	if (c == NULL || c->closed_notify) {
+		return;
+	}
+	c->closed_notify = 1;
+	/* Best effort, non-blocking: a peer that is gone must not stall us. */
+	(void)mbedtls_ssl_close_notify(&c->ssl);
+}
+
+void
 tls_close(struct tls_conn *c)
 {
 	if (c == NULL) {
 		return;
 	}
-	/* Best effort, non-blocking: a peer that is gone must not stall us. */
-	(void)mbedtls_ssl_close_notify(&c->ssl);
+	tls_close_notify(c);
 	if (c->fd >= 0) {
 		close(c->fd);
 	}

@@ -147,6 +147,9 @@ ssize_t tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t dea
 int tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t deadline,
     char *err, size_t errlen) WUR;
 
+/* Send close_notify once (best effort, non-blocking); the fd stays open. */
+void tls_close_notify(struct tls_conn *c);
+
 /* Send close_notify (best effort, non-blocking), free, close the fd. NULL ok. */
 void tls_close(struct tls_conn *c);
 
