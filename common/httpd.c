@@ -1316,7 +1316,7 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 {
 	struct httpd *srv;
 
-	if (o->tls == NULL) {
+	if (o->tls == NULL && o->listen_fd != HTTPD_NO_LISTEN) {
 		snprintf(err, errlen, "httpd needs a TLS server context");
 		return -1;
 	}
@@ -1335,7 +1335,9 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 	 * and SIGPIPE ignored for libmicrohttpd's own writes. */
 	signal(SIGPIPE, SIG_IGN);
 
-	if (o->listen_fd >= 0) {
+	if (o->listen_fd == HTTPD_NO_LISTEN) {
+		srv->listen_fd = -1;
+	} else if (o->listen_fd >= 0) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		srv->listen_fd = o->listen_fd;
@@ -1373,21 +1375,25 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 		snprintf(err, errlen, "libmicrohttpd failed to start");
 		goto fail;
 	}
-	if (pthread_create(&srv->accept_thread, NULL, accept_thread, srv) != 0) {
-		snprintf(err, errlen, "cannot start the accept thread");
-		goto fail;
+	if (srv->listen_fd >= 0) {
+		if (pthread_create(&srv->accept_thread, NULL, accept_thread, srv) != 0) {
+			snprintf(err, errlen, "cannot start the accept thread");
+			goto fail;
+		}
+		srv->accept_running = 1;
 	}
-	srv->accept_running = 1;
-	log_info("%s: listening on %s (port %d)", o->name,
+	if (srv->listen_fd >= 0) {
+		log_info("%s: listening on %s (port %d)", o->name,
 	    o->listen_fd >= 0 ? "an inherited socket" : (o->listen ? o->listen : "127.0.0.1:0"),
 	    srv->port);
+	}
 	*out = srv;
 	return 0;
 fail:
 	if (srv->mhd != NULL) {
 		MHD_stop_daemon(srv->mhd);
 	}
-	if (srv->listen_fd >= 0 && o->listen_fd < 0) {
+	if (srv->listen_fd >= 0 && o->listen_fd == -1) {
 		close(srv->listen_fd);
 	}
 	if (srv->wake_fd >= 0) {
@@ -1465,6 +1471,48 @@ httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd)
 	pthread_cond_destroy(&srv->relays_done);
 	log_info("%s: stopped", srv->o.name);
 	free(srv);
+}
+
+int
+httpd_inject_connection(struct httpd *srv, int fd, const struct tls_identity *id)
+{
+	struct conn_rec *rec = calloc(1, sizeof(*rec));
+	struct pending_rec *pr = malloc(sizeof(*pr));
+	struct sockaddr_in sin;
+
+	if (rec == NULL || pr == NULL) {
+		free(rec);
+		free(pr);
+		close(fd);
+		return -1;
+	}
+	rec->id = *id;
+	snprintf(rec->peer_ip, sizeof(rec->peer_ip), "127.0.0.1");
+	atomic_store(&rec->refs, 1); /* the MHD side's reference only */
+	pr->fd = fd;
+	pr->rec = rec;
+	pthread_mutex_lock(&srv->mtx);
+	pr->next = srv->pending;
+	srv->pending = pr;
+	pthread_mutex_unlock(&srv->mtx);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (MHD_add_connection(srv->mhd, fd, (const struct sockaddr *)&sin, sizeof(sin)) !=
+	    MHD_YES) {
+		pthread_mutex_lock(&srv->mtx);
+		for (struct pending_rec **pp = &srv->pending; *pp != NULL; pp = &(*pp)->next) {
+			if (*pp == pr) {
+				*pp = pr->next;
+				rec_unref(pr->rec);
+				free(pr);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&srv->mtx);
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -66,10 +66,13 @@ enum httpd_error_style {
 	HTTPD_ERRORS_UPDATER = 1,
 };
 
+/* listen_fd value for a server with no listening socket (tests, fuzzing). */
+#define HTTPD_NO_LISTEN (-2)
+
 struct httpd_opts {
 	const char *listen;         /* "ADDR:PORT", "[V6]:PORT"; port 0 picks one */
 	int listen_fd;              /* >= 0: an inherited listening socket instead */
-	struct tls_ctx *tls;        /* server context, borrowed */
+	struct tls_ctx *tls;        /* server context, borrowed (NULL only with HTTPD_NO_LISTEN) */
 	const struct httpd_route *routes;
 	size_t nroutes;
 	const char *name;           /* for logs, e.g. "agent" */
@@ -94,6 +97,13 @@ int httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_
 void httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd);
 /* Stop accepting new connections (in-flight ones continue). */
 void httpd_stop_accepting(struct httpd *srv);
+
+/*
+ * Test and fuzz hook: serve plain HTTP on FD (one end of a socketpair, owned
+ * by the server afterwards) as if it came over TLS from a peer with identity
+ * ID. Daemons never call it; it bypasses TLS by design.
+ */
+int httpd_inject_connection(struct httpd *srv, int fd, const struct tls_identity *id) WUR;
 
 int httpd_port(const struct httpd *srv);
 int httpd_listen_fd(const struct httpd *srv);
