@@ -72,7 +72,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check test unit e2e check-asan lint fuzz fuzz-run bench clean tools
+.PHONY: all deps check test unit unit-bins e2e check-asan lint fuzz fuzz-run bench clean tools
 .DEFAULT_GOAL := all
 
 all: $(LIB) $(BINS) tools
@@ -112,6 +112,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+unit-bins: $(UNIT_BINS)
+
 # Unit tests: every test_* binary, each run on its own; any failure fails the target.
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -123,16 +125,19 @@ test: unit e2e
 
 # The whole gate, as a newcomer (and CI) runs it.
 check: deps
-	$(MAKE) -j$(JOBS) all $(UNIT_BINS)
+	$(MAKE) -j$(JOBS) all unit-bins
 	$(MAKE) test
 	$(MAKE) check-asan
 	$(MAKE) lint
 	$(MAKE) fuzz-run
+	@echo "check: all gates passed"
+
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 check-asan:
-	$(MAKE) -j$(JOBS) SAN=1 all $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS))
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(MAKE) SAN=1 test
+	$(MAKE) -j$(JOBS) SAN=1 BUILD=build-asan all unit-bins
+	$(ASAN_ENV) $(MAKE) SAN=1 BUILD=build-asan test
 
 # Static analysis and the banned-function rule (STYLE.md 15).
 BANNED := sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|system|tmpnam|mktemp
