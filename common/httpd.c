@@ -1102,7 +1102,7 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 static void
 relay_linger(struct relay *rl)
 {
-	static unsigned char sink[16384];
+	unsigned char sink[16384];
 	int fd = tls_fd(rl->tls);
 	int64_t deadline = mono_ms() + 2000;
 	struct pollfd pfd;
