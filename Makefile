@@ -72,6 +72,10 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
+# Keep objects of tools and tests: make would otherwise delete them as
+# intermediates and relink every run.
+.SECONDARY:
+
 .PHONY: all deps check test unit unit-bins e2e check-asan lint fuzz fuzz-run bench clean tools
 .DEFAULT_GOAL := all
 

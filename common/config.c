@@ -1,0 +1,998 @@
+#include "common/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+
+/* Longest reason text before the "file:line: " prefix is added. */
+#define CONFIG_REASON_MAX 512
+
+/* A parsed value waiting to be committed to the caller's struct. */
+struct config_val {
+	int set;
+	int line;
+	long long num;
+	char *str;
+	char **list;
+};
+
+static void config_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+config_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void
+config_list_free(char **list)
+{
+	if (list == NULL) {
+		return;
+	}
+	for (char **p = list; *p != NULL; p++) {
+		free(*p);
+	}
+	free(list);
+}
+
+static void
+config_val_clear(struct config_val *v)
+{
+	free(v->str);
+	config_list_free(v->list);
+	memset(v, 0, sizeof(*v));
+}
+
+static int
+config_is_key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static int
+config_is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int
+config_valid_name(const char *s)
+{
+	if (s == NULL || *s == '\0') {
+		return 0;
+	}
+	for (; *s != '\0'; s++) {
+		if (!config_is_key_char(*s)) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Length of the valid UTF-8 sequence at P (N bytes left), 0 if invalid. */
+static size_t
+config_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+
+	if (c < 0x80) {
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)) {
+			return 0;
+		}
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[3] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)) {
+			return 0;
+		}
+		return 4;
+	}
+	return 0;
+}
+
+/* Refuse NUL, control characters but tab, and invalid UTF-8 in S[0..N). */
+static int
+config_check_text(const char *s, size_t n, char *why, size_t whylen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		if (p[i] == '\0') {
+			config_err(why, whylen, "NUL byte");
+			return -1;
+		}
+		if (p[i] == '\r') {
+			config_err(why, whylen, "carriage return (CRLF line endings are not accepted)");
+			return -1;
+		}
+		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
+			config_err(why, whylen, "control character 0x%02x", p[i]);
+			return -1;
+		}
+		size_t k = config_utf8_seq(p + i, n - i);
+		if (k == 0) {
+			config_err(why, whylen, "invalid UTF-8");
+			return -1;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+/* Digits (at least one, no sign) then a suffix; the number into *NUM. */
+static int
+config_split_number(const char *s, long long *num, const char **suffix)
+{
+	long long v = 0;
+	const char *p = s;
+
+	if (!(*p >= '0' && *p <= '9')) {
+		return -1;
+	}
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (__builtin_mul_overflow(v, 10LL, &v) || __builtin_add_overflow(v, *p - '0', &v)) {
+			errno = ERANGE;
+			return -1;
+		}
+	}
+	*num = v;
+	*suffix = p;
+	return 0;
+}
+
+static int
+config_parse_scaled(const struct config_option *o, const char *val, long long *out, char *why,
+    size_t whylen)
+{
+	long long v, mult = -1;
+	const char *suf;
+	const char *what = o->type == CONFIG_SIZE ? "size" : "duration";
+
+	errno = 0;
+	if (config_split_number(val, &v, &suf) != 0) {
+		if (errno == ERANGE) {
+			config_err(why, whylen, "%s too large", what);
+		} else {
+			config_err(why, whylen, "bad %s '%.64s'", what, val);
+		}
+		return -1;
+	}
+	if (o->type == CONFIG_DURATION_MS) {
+		static const struct {
+			const char *unit;
+			long long ms;
+		} units[] = { { "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 } };
+		for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+			if (strcmp(suf, units[i].unit) == 0) {
+				mult = units[i].ms;
+			}
+		}
+		if (mult < 0) {
+			config_err(why, whylen, "bad duration '%.64s' (units: ms, s, m, h; bare = s)",
+			    val);
+			return -1;
+		}
+	} else {
+		static const char units[] = "KMGT";
+		if (*suf == '\0') {
+			mult = 1;
+		} else if (suf[1] == '\0') {
+			const char *u = strchr(units, *suf >= 'a' ? *suf - ('a' - 'A') : *suf);
+			if (u != NULL && *u != '\0') {
+				mult = 1LL << (10 * (u - units + 1));
+			}
+		}
+		if (mult < 0) {
+			config_err(why, whylen, "bad size '%.64s' (suffixes: K, M, G, T)", val);
+			return -1;
+		}
+	}
+	if (__builtin_mul_overflow(v, mult, &v)) {
+		config_err(why, whylen, "%s too large", what);
+		return -1;
+	}
+	if (v < o->min || v > o->max) {
+		config_err(why, whylen, "%s %lld%s out of range [%lld, %lld]", what, v,
+		    o->type == CONFIG_SIZE ? " bytes" : "ms", o->min, o->max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+config_parse_bool(const char *val, long long *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+		if (strcmp(val, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcmp(val, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+config_check_addr(const struct config_option *o, const char *val, char *why, size_t whylen)
+{
+	char host[256], port[8];
+	long long p = 0;
+
+	if (split_host_port(val, host, sizeof(host), port, sizeof(port)) != 0 ||
+	    parse_ll(port, 0, 65535, &p) != 0) {
+		config_err(why, whylen, "bad address '%.64s' (expected HOST:PORT or [V6]:PORT)", val);
+		return -1;
+	}
+	for (const char *h = host; *h != '\0'; h++) {
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+		    (*h >= '0' && *h <= '9') || strchr(".-_:%", *h) != NULL)) {
+			config_err(why, whylen, "bad host in address '%.64s'", val);
+			return -1;
+		}
+	}
+	if (val[0] != '[' && strchr(host, ':') != NULL) {
+		config_err(why, whylen, "IPv6 address needs brackets: '%.64s'", val);
+		return -1;
+	}
+	if (o->max > 0 && (p < o->min || p > o->max)) {
+		config_err(why, whylen, "port %lld out of range [%lld, %lld]", p, o->min, o->max);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+config_parse_list(const char *val, char ***out, char *why, size_t whylen)
+{
+	char **list = NULL;
+	size_t cnt = 1, k = 0;
+	const char *p = val;
+	int rc = -1;
+
+	while (config_is_blank(*p)) {
+		p++;
+	}
+	if (*p != '\0') {
+		for (const char *q = p; *q != '\0'; q++) {
+			cnt += *q == ',';
+		}
+		cnt++;
+	}
+	list = calloc(cnt, sizeof(*list));
+	if (list == NULL) {
+		config_err(why, whylen, "out of memory");
+		goto out;
+	}
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		const char *next = end != NULL ? end + 1 : p + strlen(p);
+		if (end == NULL) {
+			end = next;
+		}
+		while (p < end && config_is_blank(*p)) {
+			p++;
+		}
+		while (end > p && config_is_blank(end[-1])) {
+			end--;
+		}
+		if (end == p) {
+			config_err(why, whylen, "empty element in list");
+			goto out;
+		}
+		list[k] = strndup(p, (size_t)(end - p));
+		if (list[k] == NULL) {
+			config_err(why, whylen, "out of memory");
+			goto out;
+		}
+		k++;
+		if (*next == '\0' && next > val && next[-1] == ',') {
+			config_err(why, whylen, "empty element in list");
+			goto out;
+		}
+		p = next;
+	}
+	*out = list;
+	list = NULL;
+	rc = 0;
+out:
+	config_list_free(list);
+	return rc;
+}
+
+static char *
+config_make_path(const char *val, const char *basedir, char *why, size_t whylen)
+{
+	char cwd[PATH_MAX];
+	char *res = NULL;
+	size_t bl, vl;
+
+	if (*val == '\0') {
+		config_err(why, whylen, "empty path");
+		return NULL;
+	}
+	if (val[0] == '/') {
+		basedir = NULL;
+	} else if (basedir != NULL && basedir[0] != '/') {
+		config_err(why, whylen, "base directory '%.64s' is not absolute", basedir);
+		return NULL;
+	} else if (basedir == NULL) {
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			config_err(why, whylen, "cannot get the working directory: %s", strerror(errno));
+			return NULL;
+		}
+		basedir = cwd;
+	}
+	bl = basedir != NULL ? strlen(basedir) : 0;
+	vl = strlen(val);
+	if (bl + 1 + vl >= PATH_MAX) {
+		config_err(why, whylen, "path too long");
+		return NULL;
+	}
+	res = malloc(bl + 1 + vl + 1);
+	if (res == NULL) {
+		config_err(why, whylen, "out of memory");
+		return NULL;
+	}
+	if (basedir != NULL) {
+		memcpy(res, basedir, bl);
+		if (bl == 0 || basedir[bl - 1] != '/') {
+			res[bl++] = '/';
+		}
+	}
+	memcpy(res + bl, val, vl + 1);
+	return res;
+}
+
+static int
+config_dup(const char *val, char **out, char *why, size_t whylen)
+{
+	*out = strdup(val);
+	if (*out == NULL) {
+		config_err(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Parse VAL (already unquoted, checked text) for option O into OUT. WHY gets
+ * the reason on failure (without a prefix).
+ */
+static int
+config_parse_value(const struct config_option *o, const char *val, const char *basedir,
+    struct config_val *out, char *why, size_t whylen)
+{
+	long long v = 0;
+	int lvl;
+	size_t len;
+
+	switch (o->type) {
+	case CONFIG_STR:
+		len = strlen(val);
+		if (o->max > 0 && ((long long)len < o->min || (long long)len > o->max)) {
+			config_err(why, whylen, "length %zu out of range [%lld, %lld]", len, o->min,
+			    o->max);
+			return -1;
+		}
+		if (config_dup(val, &out->str, why, whylen) != 0) {
+			return -1;
+		}
+		break;
+	case CONFIG_ADDR:
+		if (config_check_addr(o, val, why, whylen) != 0 ||
+		    config_dup(val, &out->str, why, whylen) != 0) {
+			return -1;
+		}
+		break;
+	case CONFIG_PATH:
+		out->str = config_make_path(val, basedir, why, whylen);
+		if (out->str == NULL) {
+			return -1;
+		}
+		break;
+	case CONFIG_INT:
+		if (parse_ll(val, o->min, o->max, &v) != 0) {
+			if (errno == ERANGE) {
+				config_err(why, whylen, "'%.64s' out of range [%lld, %lld]", val, o->min,
+				    o->max);
+			} else {
+				config_err(why, whylen, "not an integer: '%.64s'", val);
+			}
+			return -1;
+		}
+		out->num = v;
+		break;
+	case CONFIG_BOOL:
+		if (config_parse_bool(val, &v) != 0) {
+			config_err(why, whylen, "bad boolean '%.64s' (true/false, yes/no, on/off, 1/0)",
+			    val);
+			return -1;
+		}
+		out->num = v;
+		break;
+	case CONFIG_DURATION_MS:
+	case CONFIG_SIZE:
+		if (config_parse_scaled(o, val, &v, why, whylen) != 0) {
+			return -1;
+		}
+		out->num = v;
+		break;
+	case CONFIG_STRLIST:
+		if (config_parse_list(val, &out->list, why, whylen) != 0) {
+			return -1;
+		}
+		break;
+	case CONFIG_LOGLEVEL:
+		lvl = log_level_parse(val);
+		if (lvl < 0) {
+			config_err(why, whylen, "bad log level '%.64s' (error, warn, info, debug)", val);
+			return -1;
+		}
+		out->num = lvl;
+		break;
+	default:
+		config_err(why, whylen, "option table: unknown type");
+		return -1;
+	}
+	out->set = 1;
+	return 0;
+}
+
+/* The value of a NULL default. */
+static int
+config_parse_null_default(const struct config_option *o, struct config_val *out, char *why,
+    size_t whylen)
+{
+	if (o->type == CONFIG_STRLIST) {
+		out->list = calloc(1, sizeof(*out->list));
+		if (out->list == NULL) {
+			config_err(why, whylen, "out of memory");
+			return -1;
+		}
+	}
+	out->set = 1;
+	return 0;
+}
+
+/* Move V into the member of O in OBJ, freeing the old value. */
+static void
+config_commit(const struct config_option *o, void *obj, struct config_val *v)
+{
+	unsigned char *m = (unsigned char *)obj + o->offset;
+	char *oldstr;
+	char **oldlist;
+	int i;
+
+	switch (o->type) {
+	case CONFIG_STR:
+	case CONFIG_PATH:
+	case CONFIG_ADDR:
+		memcpy(&oldstr, m, sizeof(oldstr));
+		free(oldstr);
+		memcpy(m, &v->str, sizeof(v->str));
+		v->str = NULL;
+		break;
+	case CONFIG_STRLIST:
+		memcpy(&oldlist, m, sizeof(oldlist));
+		config_list_free(oldlist);
+		memcpy(m, &v->list, sizeof(v->list));
+		v->list = NULL;
+		break;
+	case CONFIG_INT:
+	case CONFIG_DURATION_MS:
+	case CONFIG_SIZE:
+		memcpy(m, &v->num, sizeof(v->num));
+		break;
+	case CONFIG_BOOL:
+	case CONFIG_LOGLEVEL:
+		i = (int)v->num;
+		memcpy(m, &i, sizeof(i));
+		break;
+	}
+	v->set = 0;
+}
+
+static void
+config_commit_all(const struct config_option *tbl, size_t n, void *obj, struct config_val *vals)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (vals[i].set) {
+			config_commit(&tbl[i], obj, &vals[i]);
+		}
+	}
+}
+
+static void
+config_vals_free(struct config_val *vals, size_t n)
+{
+	if (vals == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		config_val_clear(&vals[i]);
+	}
+	free(vals);
+}
+
+static size_t
+config_find(const struct config_option *tbl, size_t n, const char *name, size_t namelen)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strlen(tbl[i].name) == namelen && memcmp(tbl[i].name, name, namelen) == 0) {
+			break;
+		}
+	}
+	return i;
+}
+
+int
+config_defaults(const struct config_option *tbl, size_t n, void *obj, char *err, size_t errlen)
+{
+	struct config_val *vals = NULL;
+	char why[CONFIG_REASON_MAX];
+	int rc = -1;
+
+	vals = calloc(n + 1, sizeof(*vals));
+	if (vals == NULL) {
+		config_err(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct config_option *o = &tbl[i];
+		if (!config_valid_name(o->name)) {
+			config_err(err, errlen, "option table: bad name '%s'",
+			    o->name != NULL ? o->name : "(null)");
+			goto out;
+		}
+		if (config_find(tbl, i, o->name, strlen(o->name)) != i) {
+			config_err(err, errlen, "option table: '%s' listed twice", o->name);
+			goto out;
+		}
+		if (o->defval == NULL) {
+			if (config_parse_null_default(o, &vals[i], why, sizeof(why)) != 0) {
+				config_err(err, errlen, "option '%s': %s", o->name, why);
+				goto out;
+			}
+			continue;
+		}
+		if (config_check_text(o->defval, strlen(o->defval), why, sizeof(why)) != 0 ||
+		    config_parse_value(o, o->defval, NULL, &vals[i], why, sizeof(why)) != 0) {
+			config_err(err, errlen, "option table: default of '%s': %s", o->name, why);
+			goto out;
+		}
+	}
+	config_commit_all(tbl, n, obj, vals);
+	rc = 0;
+out:
+	config_vals_free(vals, n + 1);
+	return rc;
+}
+
+/*
+ * Split one LINE (NUL-terminated, text already checked) into key and value.
+ * Returns 1 for a key/value pair (KEY/KEYLEN into LINE, value unquoted into
+ * VAL of CONFIG_MAX_LINE + 1 bytes), 0 for a blank or comment line, -1 on a
+ * syntax error (reason in WHY).
+ */
+static int
+config_split_line(const char *line, const char **key, size_t *keylen, char *val, char *why,
+    size_t whylen)
+{
+	const char *p = line;
+	size_t k = 0;
+
+	while (config_is_blank(*p)) {
+		p++;
+	}
+	if (*p == '\0' || *p == '#') {
+		return 0;
+	}
+	*key = p;
+	while (*p != '\0' && !config_is_blank(*p) && *p != '=') {
+		if (!config_is_key_char(*p)) {
+			size_t kl = strcspn(*key, " \t=");
+			config_err(why, whylen, "bad key '%.*s' (keys are [a-z0-9_]+)",
+			    kl > 64 ? 64 : (int)kl, *key);
+			return -1;
+		}
+		p++;
+	}
+	*keylen = (size_t)(p - *key);
+	while (config_is_blank(*p)) {
+		p++;
+	}
+	if (*p != '=') {
+		config_err(why, whylen, "expected 'key = value'");
+		return -1;
+	}
+	p++;
+	while (config_is_blank(*p)) {
+		p++;
+	}
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\0') {
+				config_err(why, whylen, "unterminated quoted value");
+				return -1;
+			}
+			if (*p == '\\') {
+				p++;
+				if (*p != '"' && *p != '\\') {
+					config_err(why, whylen, "bad escape in quoted value (only \\\" and \\\\)");
+					return -1;
+				}
+			}
+			val[k++] = *p;
+		}
+		val[k] = '\0';
+		p++;
+		while (config_is_blank(*p)) {
+			p++;
+		}
+		if (*p != '\0' && *p != '#') {
+			config_err(why, whylen, "unexpected text after quoted value");
+			return -1;
+		}
+		return 1;
+	}
+	/* Unquoted: up to a '#' that starts the value or follows a blank. */
+	const char *start = p;
+	for (; *p != '\0'; p++) {
+		if (*p == '#' && (p == start || config_is_blank(p[-1]))) {
+			break;
+		}
+		if (*p == '"') {
+			config_err(why, whylen, "'\"' inside an unquoted value (quote the whole value)");
+			return -1;
+		}
+	}
+	while (p > start && config_is_blank(p[-1])) {
+		p--;
+	}
+	memcpy(val, start, (size_t)(p - start));
+	val[p - start] = '\0';
+	return 1;
+}
+
+int
+config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const char *buf,
+    size_t len, const char *basedir, const char *name, char *err, size_t errlen)
+{
+	struct config_val *vals = NULL;
+	char *line = NULL, *val = NULL;
+	char why[CONFIG_REASON_MAX];
+	size_t off = 0;
+	int lineno = 0, rc = -1;
+
+	if (name == NULL) {
+		name = "config";
+	}
+	if (err != NULL && errlen > 0) {
+		err[0] = '\0';
+	}
+	if (buf == NULL && len > 0) {
+		config_err(err, errlen, "%s: no buffer", name);
+		goto out;
+	}
+	if (len > CONFIG_MAX_FILE) {
+		config_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_MAX_FILE);
+		goto out;
+	}
+	vals = calloc(n + 1, sizeof(*vals));
+	line = malloc(CONFIG_MAX_LINE + 1);
+	val = malloc(CONFIG_MAX_LINE + 1);
+	if (vals == NULL || line == NULL || val == NULL) {
+		config_err(err, errlen, "%s: out of memory", name);
+		goto out;
+	}
+	while (off < len) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		size_t ll = nl != NULL ? (size_t)(nl - (buf + off)) : len - off;
+		const char *key = NULL;
+		size_t keylen = 0;
+
+		lineno++;
+		if (ll > CONFIG_MAX_LINE) {
+			config_err(err, errlen, "%s:%d: line longer than %d bytes", name, lineno,
+			    CONFIG_MAX_LINE);
+			goto out;
+		}
+		if (config_check_text(buf + off, ll, why, sizeof(why)) != 0) {
+			config_err(err, errlen, "%s:%d: %s", name, lineno, why);
+			goto out;
+		}
+		memcpy(line, buf + off, ll);
+		line[ll] = '\0';
+		off += ll + (nl != NULL ? 1 : 0);
+
+		int r = config_split_line(line, &key, &keylen, val, why, sizeof(why));
+		if (r < 0) {
+			config_err(err, errlen, "%s:%d: %s", name, lineno, why);
+			goto out;
+		}
+		if (r == 0) {
+			continue;
+		}
+		size_t i = config_find(tbl, n, key, keylen);
+		if (i == n) {
+			config_err(err, errlen, "%s:%d: unknown key '%.*s'", name, lineno,
+			    keylen > 64 ? 64 : (int)keylen, key);
+			goto out;
+		}
+		if (vals[i].set) {
+			config_err(err, errlen, "%s:%d: duplicate key '%s' (first set on line %d)", name,
+			    lineno, tbl[i].name, vals[i].line);
+			goto out;
+		}
+		if (config_parse_value(&tbl[i], val, basedir, &vals[i], why, sizeof(why)) != 0) {
+			config_err(err, errlen, "%s:%d: %s: %s", name, lineno, tbl[i].name, why);
+			goto out;
+		}
+		vals[i].line = lineno;
+	}
+	config_commit_all(tbl, n, obj, vals);
+	rc = 0;
+out:
+	config_vals_free(vals, n + 1);
+	free(line);
+	free(val);
+	return rc;
+}
+
+int
+config_load_file(const struct config_option *tbl, size_t n, void *obj, const char *path,
+    char *err, size_t errlen)
+{
+	char *buf = NULL, *dir = NULL, *base = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (fs_read_file(path, CONFIG_MAX_FILE, &buf, &len) != 0) {
+		if (errno == EFBIG) {
+			config_err(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+		} else {
+			config_err(err, errlen, "%s: %s", path, strerror(errno));
+		}
+		goto out;
+	}
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL) {
+		dir = strdup(".");
+	} else {
+		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+	}
+	if (dir == NULL) {
+		config_err(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	base = realpath(dir, NULL);
+	if (base == NULL) {
+		config_err(err, errlen, "%s: cannot resolve directory: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = config_load_buffer(tbl, n, obj, buf, len, base, path, err, errlen);
+out:
+	free(buf);
+	free(dir);
+	free(base);
+	return rc;
+}
+
+int
+config_set(const struct config_option *tbl, size_t n, void *obj, const char *name,
+    const char *value, const char *basedir, char *err, size_t errlen)
+{
+	struct config_val v = { 0 };
+	char why[CONFIG_REASON_MAX];
+	size_t i;
+
+	if (name == NULL || value == NULL) {
+		config_err(err, errlen, "option: missing name or value");
+		return -1;
+	}
+	i = config_find(tbl, n, name, strlen(name));
+	if (i == n) {
+		config_err(err, errlen, "unknown option '%.64s'", name);
+		return -1;
+	}
+	if (strlen(value) > CONFIG_MAX_LINE) {
+		config_err(err, errlen, "option '%s': value longer than %d bytes", tbl[i].name,
+		    CONFIG_MAX_LINE);
+		return -1;
+	}
+	if (config_check_text(value, strlen(value), why, sizeof(why)) != 0 ||
+	    config_parse_value(&tbl[i], value, basedir, &v, why, sizeof(why)) != 0) {
+		config_err(err, errlen, "option '%s': %s", tbl[i].name, why);
+		config_val_clear(&v);
+		return -1;
+	}
+	config_commit(&tbl[i], obj, &v);
+	config_val_clear(&v);
+	return 0;
+}
+
+int
+config_set_kv(const struct config_option *tbl, size_t n, void *obj, const char *kv, char *err,
+    size_t errlen)
+{
+	char name[128];
+	const char *eq;
+
+	eq = kv != NULL ? strchr(kv, '=') : NULL;
+	if (eq == NULL || eq == kv || (size_t)(eq - kv) >= sizeof(name)) {
+		config_err(err, errlen, "expected NAME=VALUE, got '%.64s'", kv != NULL ? kv : "");
+		return -1;
+	}
+	memcpy(name, kv, (size_t)(eq - kv));
+	name[eq - kv] = '\0';
+	return config_set(tbl, n, obj, name, eq + 1, NULL, err, errlen);
+}
+
+static int
+config_print_quoted(FILE *fp, const char *s)
+{
+	if (fputc('"', fp) == EOF) {
+		return -1;
+	}
+	for (; *s != '\0'; s++) {
+		if ((*s == '"' || *s == '\\') && fputc('\\', fp) == EOF) {
+			return -1;
+		}
+		if (fputc(*s, fp) == EOF) {
+			return -1;
+		}
+	}
+	return fputc('"', fp) == EOF ? -1 : 0;
+}
+
+static int
+config_print_help(FILE *fp, const char *help)
+{
+	while (help != NULL && *help != '\0') {
+		size_t l = strcspn(help, "\n");
+		if (fprintf(fp, "# %.*s\n", (int)l, help) < 0) {
+			return -1;
+		}
+		help += l + (help[l] == '\n' ? 1 : 0);
+	}
+	return 0;
+}
+
+int
+config_print(const struct config_option *tbl, size_t n, const void *obj, FILE *fp)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct config_option *o = &tbl[i];
+		const unsigned char *m = (const unsigned char *)obj + o->offset;
+		const char *s;
+		char **list;
+		long long v;
+		int iv, r = 0;
+
+		if (config_print_help(fp, o->help) != 0) {
+			return -1;
+		}
+		switch (o->type) {
+		case CONFIG_STR:
+		case CONFIG_PATH:
+		case CONFIG_ADDR:
+			memcpy(&s, m, sizeof(s));
+			if (s == NULL) {
+				r = fprintf(fp, "# %s is not set\n", o->name) < 0 ? -1 : 0;
+				break;
+			}
+			r = fprintf(fp, "%s = ", o->name) < 0 ? -1 : config_print_quoted(fp, s);
+			r = r != 0 || fputc('\n', fp) == EOF ? -1 : 0;
+			break;
+		case CONFIG_STRLIST:
+			memcpy(&list, m, sizeof(list));
+			r = fprintf(fp, "%s = \"", o->name) < 0 ? -1 : 0;
+			for (size_t k = 0; r == 0 && list != NULL && list[k] != NULL; k++) {
+				if (k > 0 && fputc(',', fp) == EOF) {
+					r = -1;
+					break;
+				}
+				for (s = list[k]; *s != '\0' && r == 0; s++) {
+					if ((*s == '"' || *s == '\\') && fputc('\\', fp) == EOF) {
+						r = -1;
+					}
+					if (fputc(*s, fp) == EOF) {
+						r = -1;
+					}
+				}
+			}
+			r = r != 0 || fputs("\"\n", fp) == EOF ? -1 : 0;
+			break;
+		case CONFIG_INT:
+		case CONFIG_SIZE:
+			memcpy(&v, m, sizeof(v));
+			r = fprintf(fp, "%s = %lld\n", o->name, v) < 0 ? -1 : 0;
+			break;
+		case CONFIG_DURATION_MS:
+			memcpy(&v, m, sizeof(v));
+			r = fprintf(fp, "%s = %lldms\n", o->name, v) < 0 ? -1 : 0;
+			break;
+		case CONFIG_BOOL:
+			memcpy(&iv, m, sizeof(iv));
+			r = fprintf(fp, "%s = %s\n", o->name, iv ? "true" : "false") < 0 ? -1 : 0;
+			break;
+		case CONFIG_LOGLEVEL:
+			memcpy(&iv, m, sizeof(iv));
+			r = fprintf(fp, "%s = %s\n", o->name, log_level_name((enum log_level)iv)) < 0 ?
+			    -1 : 0;
+			break;
+		}
+		if (r != 0) {
+			return -1;
+		}
+	}
+	return fflush(fp) == EOF || ferror(fp) ? -1 : 0;
+}
+
+void
+config_free(const struct config_option *tbl, size_t n, void *obj)
+{
+	static char *const nullstr = NULL;
+	static char **const nulllist = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char *m = (unsigned char *)obj + tbl[i].offset;
+		char *s;
+		char **list;
+
+		switch (tbl[i].type) {
+		case CONFIG_STR:
+		case CONFIG_PATH:
+		case CONFIG_ADDR:
+			memcpy(&s, m, sizeof(s));
+			free(s);
+			memcpy(m, &nullstr, sizeof(nullstr));
+			break;
+		case CONFIG_STRLIST:
+			memcpy(&list, m, sizeof(list));
+			config_list_free(list);
+			memcpy(m, &nulllist, sizeof(nulllist));
+			break;
+		default:
+			break;
+		}
+	}
+}

@@ -1,0 +1,1483 @@
+#include "common/httpc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+
+#include "common/log.h"
+
+#define HTTPC_READ_BUF 16384
+#define HTTPC_MAX_INTERIM 8
+#define HTTPC_MAX_METHOD 32
+#define HTTPC_MAX_PATH 8192
+#define HTTPC_MAX_REQUEST_HEAD ((size_t)64 * 1024)
+/* In-memory bodies up to this size leave in the same write as the head. */
+#define HTTPC_INLINE_BODY ((size_t)16 * 1024)
+/* How long to look for an early answer after the server stopped reading. */
+#define HTTPC_EARLY_RESPONSE_MS 2000
+#define HTTPC_BOUNDARY_RANDOM 16
+
+/* Send results: which kind of failure, so the caller knows what is worth trying next. */
+#define HTTPC_SEND_OK 0
+#define HTTPC_SEND_IO (-1)      /* the socket failed: the server may have answered early */
+#define HTTPC_SEND_TIMEOUT (-2) /* no progress: give up */
+#define HTTPC_SEND_LOCAL (-3)   /* our side (the upload file) failed */
+
+struct httpc_conn {
+	struct tls_conn *tls; /* NULL for plain connections */
+	int fd;               /* plain connections only */
+	struct tls_identity server_id;
+	char host_hdr[300];
+	int io_timeout_ms;
+	int total_timeout_ms; /* <0: none */
+	size_t max_body;
+	int usable;
+	int used;
+	int oneshot; /* httpc_fetch: ask the server to close */
+};
+
+/* A growing byte buffer; allocation failure is remembered and checked once. */
+struct httpc_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	int oom;
+};
+
+enum httpc_perr {
+	HTTPC_PE_NONE = 0,
+	HTTPC_PE_BODY_LIMIT,
+	HTTPC_PE_HEADER_LIMIT,
+	HTTPC_PE_NOMEM,
+	HTTPC_PE_UPGRADE,
+	HTTPC_PE_INTERIM,
+	HTTPC_PE_STATUS,
+	HTTPC_PE_VERSION,
+};
+
+/* One response being parsed. */
+struct httpc_parse {
+	http_parser hp;
+	struct httpc_response *resp;
+	size_t max_body;
+	size_t body_cap;
+	size_t header_bytes;
+	uint64_t declared_len; /* Content-Length, UINT64_MAX when absent */
+	int is_head;
+	int interim;
+	int headers_done;
+	int complete;
+	int got_bytes;
+	enum httpc_perr perr;
+	int in_value;
+	int field_overflow;
+	size_t field_len;
+	size_t value_len;
+	char field[32];
+	char value[128];
+};
+
+void
+httpc_target_init(struct httpc_target *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void
+httpc_response_free(struct httpc_response *resp)
+{
+	if (resp == NULL) {
+		return;
+	}
+	free(resp->body);
+	memset(resp, 0, sizeof(*resp));
+}
+
+/* ---- byte buffer ---- */
+
+static void
+httpc_buf_add(struct httpc_buf *b, const void *data, size_t len)
+{
+	if (b->oom) {
+		return;
+	}
+	if (len > SIZE_MAX / 2 - b->len) {
+		b->oom = 1;
+		return;
+	}
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 256;
+		char *np;
+		while (cap < b->len + len + 1) {
+			cap *= 2;
+		}
+		np = realloc(b->p, cap);
+		if (np == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+}
+
+static void
+httpc_buf_str(struct httpc_buf *b, const char *s)
+{
+	httpc_buf_add(b, s, strlen(s));
+}
+
+static void httpc_buf_printf(struct httpc_buf *b, const char *fmt, ...) LOG_PRINTF(2, 3);
+
+static void
+httpc_buf_printf(struct httpc_buf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	/* Only short, bounded pieces go through here; longer ones use httpc_buf_str. */
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		b->oom = 1;
+		return;
+	}
+	httpc_buf_add(b, tmp, (size_t)n);
+}
+
+static void
+httpc_buf_free(struct httpc_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- response parser (libhttp-parser callbacks) ---- */
+
+static int
+httpc_count_header(struct httpc_parse *ps, size_t len)
+{
+	ps->header_bytes += len;
+	if (ps->header_bytes > HTTPC_MAX_HEADER_BYTES) {
+		ps->perr = HTTPC_PE_HEADER_LIMIT;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+httpc_copy_trunc(char *dst, size_t dstlen, const char *src)
+{
+	if (strlcpy_chk(dst, src, dstlen) != 0) {
+		log_debug("httpc: header value truncated to %zu bytes", dstlen - 1);
+	}
+}
+
+/* A whole header (field + value) has been seen: keep the ones we report. */
+static void
+httpc_header_done(struct httpc_parse *ps)
+{
+	if (!ps->field_overflow && !ps->headers_done) {
+		ps->field[ps->field_len] = '\0';
+		ps->value[ps->value_len] = '\0';
+		while (ps->value_len > 0 &&
+		    (ps->value[ps->value_len - 1] == ' ' || ps->value[ps->value_len - 1] == '\t')) {
+			ps->value[--ps->value_len] = '\0';
+		}
+		if (strcasecmp(ps->field, "content-type") == 0) {
+			httpc_copy_trunc(ps->resp->content_type, sizeof(ps->resp->content_type),
+			    ps->value);
+		} else if (strcasecmp(ps->field, "retry-after") == 0) {
+			httpc_copy_trunc(ps->resp->retry_after, sizeof(ps->resp->retry_after),
+			    ps->value);
+		}
+	}
+	ps->field_len = 0;
+	ps->value_len = 0;
+	ps->field_overflow = 0;
+	ps->in_value = 0;
+}
+
+static int
+httpc_on_status(http_parser *hp, const char *at, size_t len)
+{
+	(void)at;
+	return httpc_count_header(hp->data, len);
+}
+
+static int
+httpc_on_header_field(http_parser *hp, const char *at, size_t len)
+{
+	struct httpc_parse *ps = hp->data;
+
+	if (httpc_count_header(ps, len) != 0) {
+		return -1;
+	}
+	if (ps->in_value) {
+		httpc_header_done(ps);
+	}
+	if (ps->field_overflow || len >= sizeof(ps->field) - ps->field_len) {
+		/* Longer than any header we report: skip it. */
+		ps->field_overflow = 1;
+		return 0;
+	}
+	memcpy(ps->field + ps->field_len, at, len);
+	ps->field_len += len;
+	return 0;
+}
+
+static int
+httpc_on_header_value(http_parser *hp, const char *at, size_t len)
+{
+	struct httpc_parse *ps = hp->data;
+	size_t room;
+
+	if (httpc_count_header(ps, len) != 0) {
+		return -1;
+	}
+	ps->in_value = 1;
+	room = sizeof(ps->value) - 1 - ps->value_len;
+	if (len > room) {
+		len = room;
+	}
+	memcpy(ps->value + ps->value_len, at, len);
+	ps->value_len += len;
+	return 0;
+}
+
+static int
+httpc_on_headers_complete(http_parser *hp)
+{
+	struct httpc_parse *ps = hp->data;
+	int status = (int)hp->status_code;
+
+	if (ps->in_value) {
+		httpc_header_done(ps);
+	}
+	ps->field_len = 0;
+	ps->field_overflow = 0;
+	if (hp->http_major != 1) {
+		ps->perr = HTTPC_PE_VERSION;
+		return -1;
+	}
+	if (status < 100 || status > 599) {
+		ps->perr = HTTPC_PE_STATUS;
+		return -1;
+	}
+	if (status == 101) {
+		ps->perr = HTTPC_PE_UPGRADE;
+		return -1;
+	}
+	if (status < 200) {
+		/* Interim response: the parser knows it has no body; the real one follows. */
+		return 0;
+	}
+	ps->headers_done = 1;
+	ps->resp->status = status;
+	if ((hp->flags & F_CONTENTLENGTH) != 0) {
+		ps->declared_len = hp->content_length;
+	}
+	if (ps->is_head) {
+		return 1; /* no body follows, whatever the headers say */
+	}
+	if (status != 204 && status != 304 && (hp->flags & F_CONTENTLENGTH) != 0 &&
+	    hp->content_length > ps->max_body) {
+		ps->perr = HTTPC_PE_BODY_LIMIT;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+httpc_on_body(http_parser *hp, const char *at, size_t len)
+{
+	struct httpc_parse *ps = hp->data;
+	struct httpc_response *r = ps->resp;
+
+	if (len > ps->max_body - r->body_len) {
+		ps->perr = HTTPC_PE_BODY_LIMIT;
+		return -1;
+	}
+	if (r->body_len + len + 1 > ps->body_cap) {
+		size_t cap = ps->body_cap > 0 ? ps->body_cap : 4096;
+		char *np;
+		while (cap < r->body_len + len + 1) {
+			cap *= 2;
+		}
+		if (cap > ps->max_body + 1) {
+			cap = ps->max_body + 1;
+		}
+		np = realloc(r->body, cap);
+		if (np == NULL) {
+			ps->perr = HTTPC_PE_NOMEM;
+			return -1;
+		}
+		r->body = np;
+		ps->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, at, len);
+	r->body_len += len;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static int
+httpc_on_message_complete(http_parser *hp)
+{
+	struct httpc_parse *ps = hp->data;
+
+	if (!ps->headers_done) {
+		/* End of an interim 1xx response: forget its headers, parse on. */
+		if (++ps->interim > HTTPC_MAX_INTERIM) {
+			ps->perr = HTTPC_PE_INTERIM;
+			return -1;
+		}
+		ps->resp->content_type[0] = '\0';
+		ps->resp->retry_after[0] = '\0';
+		return 0;
+	}
+	ps->resp->keep_alive = http_should_keep_alive(hp) ? 1 : 0;
+	ps->complete = 1;
+	/* Stop right after this message so the caller sees any bytes beyond it. */
+	http_parser_pause(hp, 1);
+	return 0;
+}
+
+static const http_parser_settings httpc_settings = {
+	.on_status = httpc_on_status,
+	.on_header_field = httpc_on_header_field,
+	.on_header_value = httpc_on_header_value,
+	.on_headers_complete = httpc_on_headers_complete,
+	.on_body = httpc_on_body,
+	.on_message_complete = httpc_on_message_complete,
+};
+
+static void
+httpc_parse_init(struct httpc_parse *ps, struct httpc_response *resp, int is_head,
+    size_t max_body)
+{
+	memset(ps, 0, sizeof(*ps));
+	http_parser_init(&ps->hp, HTTP_RESPONSE);
+	ps->hp.data = ps;
+	ps->resp = resp;
+	ps->is_head = is_head;
+	ps->max_body = max_body > 0 ? max_body : HTTPC_DEFAULT_MAX_BODY;
+	ps->declared_len = UINT64_MAX;
+}
+
+static void
+httpc_parse_error(const struct httpc_parse *ps, enum http_errno e, char *err, size_t errlen)
+{
+	switch (ps->perr) {
+	case HTTPC_PE_BODY_LIMIT:
+		if (ps->declared_len != UINT64_MAX) {
+			snprintf(err, errlen, "response body exceeds %zu bytes (Content-Length: %llu)",
+			    ps->max_body, (unsigned long long)ps->declared_len);
+		} else {
+			snprintf(err, errlen, "response body exceeds %zu bytes", ps->max_body);
+		}
+		return;
+	case HTTPC_PE_HEADER_LIMIT:
+		snprintf(err, errlen, "response headers exceed %zu bytes", HTTPC_MAX_HEADER_BYTES);
+		return;
+	case HTTPC_PE_NOMEM:
+		snprintf(err, errlen, "out of memory reading the response body");
+		return;
+	case HTTPC_PE_UPGRADE:
+		snprintf(err, errlen, "unexpected 101 Switching Protocols response");
+		return;
+	case HTTPC_PE_INTERIM:
+		snprintf(err, errlen, "more than %d interim (1xx) responses", HTTPC_MAX_INTERIM);
+		return;
+	case HTTPC_PE_STATUS:
+		snprintf(err, errlen, "malformed response: status code %u",
+		    (unsigned)ps->hp.status_code);
+		return;
+	case HTTPC_PE_VERSION:
+		snprintf(err, errlen, "malformed response: unsupported version HTTP/%u.%u",
+		    (unsigned)ps->hp.http_major, (unsigned)ps->hp.http_minor);
+		return;
+	case HTTPC_PE_NONE:
+		break;
+	}
+	if (e == HPE_HEADER_OVERFLOW) {
+		snprintf(err, errlen, "response headers exceed %u bytes", (unsigned)HTTP_MAX_HEADER_SIZE);
+		return;
+	}
+	snprintf(err, errlen, "malformed response: %s", http_errno_description(e));
+}
+
+/*
+ * Feed LEN bytes. Returns 0 when they were all consumed or the response
+ * completed (*USED then says where it ended), -1 on a parse error.
+ */
+static int
+httpc_parse_feed(struct httpc_parse *ps, const char *buf, size_t len, size_t *used, char *err,
+    size_t errlen)
+{
+	size_t n;
+	enum http_errno e;
+
+	if (len > 0) {
+		ps->got_bytes = 1;
+	}
+	n = http_parser_execute(&ps->hp, &httpc_settings, buf, len);
+	e = HTTP_PARSER_ERRNO(&ps->hp);
+	*used = n;
+	if (ps->complete) {
+		return 0;
+	}
+	if (e == HPE_OK && n == len) {
+		return 0;
+	}
+	httpc_parse_error(ps, e, err, errlen);
+	return -1;
+}
+
+/* The server closed the connection: complete or fail the response. */
+static int
+httpc_parse_eof(struct httpc_parse *ps, char *err, size_t errlen)
+{
+	if (!ps->complete && ps->perr == HTTPC_PE_NONE && HTTP_PARSER_ERRNO(&ps->hp) == HPE_OK) {
+		/* Ends a body delimited by the close; an error in any other state. */
+		(void)http_parser_execute(&ps->hp, &httpc_settings, NULL, 0);
+	}
+	if (ps->complete) {
+		return 0;
+	}
+	if (ps->perr != HTTPC_PE_NONE) {
+		httpc_parse_error(ps, HTTP_PARSER_ERRNO(&ps->hp), err, errlen);
+	} else if (!ps->got_bytes) {
+		snprintf(err, errlen, "read response: connection closed without a response");
+	} else if (!ps->headers_done) {
+		snprintf(err, errlen, "read response: connection closed before end of headers");
+	} else if (ps->declared_len != UINT64_MAX) {
+		snprintf(err, errlen,
+		    "read response: connection closed before end of body (%zu of %llu bytes)",
+		    ps->resp->body_len, (unsigned long long)ps->declared_len);
+	} else {
+		snprintf(err, errlen,
+		    "read response: connection closed before end of body (%zu bytes received)",
+		    ps->resp->body_len);
+	}
+	return -1;
+}
+
+/* A complete response always carries a NUL-terminated body buffer. */
+static int
+httpc_parse_finish(struct httpc_parse *ps, char *err, size_t errlen)
+{
+	if (ps->resp->body == NULL) {
+		ps->resp->body = calloc(1, 1);
+		if (ps->resp->body == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+httpc_parse_response_buffer(const char *buf, size_t len, int is_head, size_t max_body,
+    size_t step, struct httpc_response *out, char *err, size_t errlen)
+{
+	struct httpc_parse ps;
+	size_t off = 0;
+	size_t used = 0;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	httpc_parse_init(&ps, out, is_head, max_body);
+	if (step == 0) {
+		step = len;
+	}
+	while (off < len && !ps.complete) {
+		size_t n = len - off < step ? len - off : step;
+		if (httpc_parse_feed(&ps, buf + off, n, &used, err, errlen) != 0) {
+			goto out;
+		}
+		off += used;
+	}
+	if (!ps.complete && httpc_parse_eof(&ps, err, errlen) != 0) {
+		goto out;
+	}
+	if (off < len) {
+		out->keep_alive = 0; /* bytes beyond the response: the stream is out of step */
+	}
+	if (httpc_parse_finish(&ps, err, errlen) != 0) {
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc != 0) {
+		httpc_response_free(out);
+	}
+	return rc;
+}
+
+/* ---- transport (TLS, or a plain socket for tests) ---- */
+
+static int
+httpc_poll(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd;
+
+	pfd.fd = fd;
+	pfd.events = events;
+	for (;;) {
+		int left = ms_until(deadline);
+		int r;
+		if (left == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		pfd.revents = 0;
+		r = poll(&pfd, 1, left);
+		if (r > 0) {
+			return 0;
+		}
+		if (r < 0 && errno != EINTR) {
+			return -1;
+		}
+	}
+}
+
+static ssize_t
+httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, char *err,
+    size_t errlen)
+{
+	if (c->tls != NULL) {
+		return tls_read_deadline(c->tls, buf, len, deadline, err, errlen);
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n >= 0) {
+			return n;
+		}
+		if (errno == EINTR) {
+			continue;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -1;
+		}
+		if (httpc_poll(c->fd, POLLIN, deadline) != 0) {
+			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			return -1;
+		}
+	}
+}
+
+static int
+httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadline, char *err,
+    size_t errlen)
+{
+	const char *p = buf;
+
+	if (c->tls != NULL) {
+		return tls_write_all_deadline(c->tls, buf, len, deadline, err, errlen);
+	}
+	while (len > 0) {
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -1;
+		}
+		if (httpc_poll(c->fd, POLLOUT, deadline) != 0) {
+			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+httpc_conn_fd(const struct httpc_conn *c)
+{
+	return c->tls != NULL ? tls_fd(c->tls) : c->fd;
+}
+
+/* The deadline for one read or write: the per-I/O timeout within the total. */
+static int64_t
+httpc_io_deadline(const struct httpc_conn *c, int64_t total_deadline)
+{
+	int64_t dl = mono_ms() + c->io_timeout_ms;
+
+	return dl < total_deadline ? dl : total_deadline;
+}
+
+static void
+httpc_io_error(const struct httpc_conn *c, const char *step, int64_t io_deadline,
+    int64_t total_deadline, const char *detail, char *err, size_t errlen)
+{
+	if (ms_until(io_deadline) > 0) {
+		snprintf(err, errlen, "%s: %s", step, detail);
+	} else if (io_deadline == total_deadline) {
+		snprintf(err, errlen, "%s: timed out (the exchange is limited to %d ms)", step,
+		    c->total_timeout_ms);
+	} else {
+		snprintf(err, errlen, "%s: timed out after %d ms", step, c->io_timeout_ms);
+	}
+}
+
+/* ---- connections ---- */
+
+static int
+httpc_host_ok(const char *h)
+{
+	if (*h == '\0') {
+		return 0;
+	}
+	for (; *h != '\0'; h++) {
+		unsigned char ch = (unsigned char)*h;
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') &&
+		    !(ch >= '0' && ch <= '9') && strchr(".-_:%", ch) == NULL) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+httpc_conn_new(const struct httpc_target *t, struct httpc_conn **out, char *err, size_t errlen)
+{
+	const char *host = t->host != NULL && *t->host != '\0' ? t->host : "localhost";
+	struct httpc_conn *c;
+	int n;
+
+	if (!httpc_host_ok(host) || (t->port != NULL && !httpc_host_ok(t->port))) {
+		snprintf(err, errlen, "invalid host or port");
+		return -1;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	c->fd = -1;
+	if (t->port != NULL && *t->port != '\0') {
+		n = snprintf(c->host_hdr, sizeof(c->host_hdr), strchr(host, ':') != NULL ? "[%s]:%s"
+											: "%s:%s",
+		    host, t->port);
+	} else {
+		n = snprintf(c->host_hdr, sizeof(c->host_hdr), "%s", host);
+	}
+	if (n < 0 || (size_t)n >= sizeof(c->host_hdr)) {
+		snprintf(err, errlen, "host name too long");
+		free(c);
+		return -1;
+	}
+	c->io_timeout_ms = t->io_timeout_ms > 0 ? t->io_timeout_ms : HTTPC_DEFAULT_IO_TIMEOUT_MS;
+	c->total_timeout_ms = t->total_timeout_ms == 0 ? HTTPC_DEFAULT_TOTAL_TIMEOUT_MS
+						       : t->total_timeout_ms;
+	c->max_body = t->max_body > 0 ? t->max_body : HTTPC_DEFAULT_MAX_BODY;
+	c->usable = 1;
+	*out = c;
+	return 0;
+}
+
+static void
+httpc_addr_str(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len)
+{
+	char host[NI_MAXHOST];
+	char serv[NI_MAXSERV];
+
+	if (getnameinfo(sa, salen, host, sizeof(host), serv, sizeof(serv),
+		NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+}
+
+/* Connect to one address before DEADLINE; the socket, or -1 with ERR set. */
+static int
+httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, char *err,
+    size_t errlen)
+{
+	char addr[NI_MAXHOST + NI_MAXSERV + 4];
+	int fd = -1;
+	int soerr = 0;
+	socklen_t slen = sizeof(soerr);
+	int one = 1;
+
+	httpc_addr_str(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		snprintf(err, errlen, "connect to %s: socket: %s", addr, strerror(errno));
+		goto fail;
+	}
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		if (errno != EINPROGRESS && errno != EINTR) {
+			snprintf(err, errlen, "connect to %s: %s", addr, strerror(errno));
+			goto fail;
+		}
+		if (httpc_poll(fd, POLLOUT, deadline) != 0) {
+			if (errno == ETIMEDOUT) {
+				snprintf(err, errlen, "connect to %s: timed out after %d ms", addr,
+				    timeout_ms);
+			} else {
+				snprintf(err, errlen, "connect to %s: poll: %s", addr, strerror(errno));
+			}
+			goto fail;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0) {
+			soerr = errno;
+		}
+		if (soerr != 0) {
+			snprintf(err, errlen, "connect to %s: %s", addr, strerror(soerr));
+			goto fail;
+		}
+	}
+	/* Requests are written head then body: do not let Nagle hold the tail back. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+fail:
+	if (fd >= 0) {
+		close(fd);
+	}
+	return -1;
+}
+
+static int
+httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms, char *err,
+    size_t errlen)
+{
+	struct addrinfo hints;
+	struct addrinfo *res = NULL;
+	const struct addrinfo *ai;
+	int fd = -1;
+	int gai;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	gai = getaddrinfo(t->host, t->port, &hints, &res);
+	if (gai != 0) {
+		snprintf(err, errlen, "resolve %s port %s: %s", t->host, t->port,
+		    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+		return -1;
+	}
+	snprintf(err, errlen, "connect to %s:%s: no usable address", t->host, t->port);
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		if (ms_until(deadline) == 0) {
+			snprintf(err, errlen, "connect to %s:%s: timed out after %d ms", t->host,
+			    t->port, timeout_ms);
+			break;
+		}
+		fd = httpc_tcp_try(ai, deadline, timeout_ms, err, errlen);
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int
+httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct httpc_conn **out,
+    char *err, size_t errlen)
+{
+	struct httpc_conn *c = NULL;
+	char ebuf[384];
+	int64_t deadline;
+	int cto;
+	int left;
+	int fd = -1;
+	int rc = -1;
+
+	if (tls == NULL || t == NULL || t->host == NULL || *t->host == '\0' || t->port == NULL ||
+	    *t->port == '\0') {
+		snprintf(err, errlen, "connect: no TLS context, host or port given");
+		goto out;
+	}
+	if (httpc_conn_new(t, &c, err, errlen) != 0) {
+		goto out;
+	}
+	cto = t->connect_timeout_ms > 0 ? t->connect_timeout_ms : HTTPC_DEFAULT_CONNECT_TIMEOUT_MS;
+	deadline = mono_ms() + cto;
+	fd = httpc_tcp_connect(t, deadline, cto, err, errlen);
+	if (fd < 0) {
+		goto out;
+	}
+	left = ms_until(deadline);
+	if (left == 0 ||
+	    tls_connect(tls, fd, t->sni_hostname, t->pin_fp, left, &c->tls, &c->server_id, ebuf,
+		sizeof(ebuf)) != 0) {
+		if (ms_until(deadline) == 0) {
+			snprintf(err, errlen, "TLS handshake: timed out after %d ms", cto);
+		} else if (strncmp(ebuf, "TLS", 3) == 0) {
+			snprintf(err, errlen, "%s", ebuf);
+		} else {
+			snprintf(err, errlen, "TLS handshake: %s", ebuf);
+		}
+		goto out;
+	}
+	fd = -1; /* owned by c->tls now */
+	*out = c;
+	c = NULL;
+	rc = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	httpc_close(c);
+	return rc;
+}
+
+int
+httpc_conn_from_fd(int fd, const struct httpc_target *t, struct httpc_conn **out, char *err,
+    size_t errlen)
+{
+	struct httpc_target none;
+	struct httpc_conn *c = NULL;
+	int fl;
+
+	if (t == NULL) {
+		httpc_target_init(&none);
+		t = &none;
+	}
+	if (httpc_conn_new(t, &c, err, errlen) != 0) {
+		return -1;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		free(c);
+		return -1;
+	}
+	c->fd = fd;
+	*out = c;
+	return 0;
+}
+
+void
+httpc_close(struct httpc_conn *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	if (c->tls != NULL) {
+		tls_close(c->tls);
+	} else if (c->fd >= 0) {
+		close(c->fd);
+	}
+	free(c);
+}
+
+int
+httpc_conn_usable(const struct httpc_conn *c)
+{
+	return c != NULL && c->usable;
+}
+
+const struct tls_identity *
+httpc_conn_server_identity(const struct httpc_conn *c)
+{
+	return c->tls != NULL ? &c->server_id : NULL;
+}
+
+/*
+ * Before reusing a kept-alive connection: anything readable now is either
+ * the server's close or bytes nobody asked for. Either way it is stale.
+ */
+static int
+httpc_check_idle(struct httpc_conn *c, char *err, size_t errlen)
+{
+	struct pollfd pfd;
+
+	pfd.fd = httpc_conn_fd(c);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if ((c->tls != NULL && tls_pending(c->tls) > 0) || poll(&pfd, 1, 0) > 0) {
+		snprintf(err, errlen,
+		    "send request: the server closed the kept-alive connection; reconnect");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static int
+httpc_token_char(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Check one caller header line; sets *CLOSE_REQ for "Connection: close". */
+static int
+httpc_check_header(const char *h, const char *content_type, int *close_req, char *err,
+    size_t errlen)
+{
+	static const char *const reserved[] = { "host", "content-length", "transfer-encoding" };
+	const char *colon = strchr(h, ':');
+	const char *v;
+	size_t nlen;
+
+	if (colon == NULL || colon == h) {
+		snprintf(err, errlen, "request header \"%.40s\" is not \"Name: value\"", h);
+		return -1;
+	}
+	nlen = (size_t)(colon - h);
+	for (size_t i = 0; i < nlen; i++) {
+		if (!httpc_token_char((unsigned char)h[i])) {
+			snprintf(err, errlen, "request header name \"%.*s\" is invalid",
+			    (int)(nlen > 40 ? 40 : nlen), h);
+			return -1;
+		}
+	}
+	for (v = colon + 1; *v != '\0'; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			snprintf(err, errlen, "request header \"%.*s\" has a control character",
+			    (int)(nlen > 40 ? 40 : nlen), h);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_LEN(reserved); i++) {
+		if (nlen == strlen(reserved[i]) && strncasecmp(h, reserved[i], nlen) == 0) {
+			snprintf(err, errlen, "request header %s is set by httpc", reserved[i]);
+			return -1;
+		}
+	}
+	if (content_type != NULL && nlen == 12 && strncasecmp(h, "content-type", 12) == 0) {
+		snprintf(err, errlen, "Content-Type given twice");
+		return -1;
+	}
+	if (nlen == 10 && strncasecmp(h, "connection", 10) == 0 &&
+	    strcasestr(colon + 1, "close") != NULL) {
+		*close_req = 1;
+	}
+	return 0;
+}
+
+static int
+httpc_check_target(const char *method, const char *path, char *err, size_t errlen)
+{
+	size_t n;
+
+	if (method == NULL || *method == '\0' || strlen(method) > HTTPC_MAX_METHOD) {
+		snprintf(err, errlen, "invalid request method");
+		return -1;
+	}
+	for (const char *m = method; *m != '\0'; m++) {
+		if (*m < 'A' || *m > 'Z') {
+			snprintf(err, errlen, "invalid request method");
+			return -1;
+		}
+	}
+	if (path == NULL || path[0] != '/') {
+		snprintf(err, errlen, "request path must start with '/'");
+		return -1;
+	}
+	n = strlen(path);
+	if (n > HTTPC_MAX_PATH) {
+		snprintf(err, errlen, "request path longer than %d bytes", HTTPC_MAX_PATH);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		if (ch <= 0x20 || ch >= 0x7f) {
+			snprintf(err, errlen, "request path has a space, control or non-ASCII byte");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Validate and format the request line and headers into B. */
+static int
+httpc_build_head(const struct httpc_conn *c, const char *method, const char *path,
+    const char *const *headers, const char *content_type, int send_length, uint64_t length,
+    struct httpc_buf *b, int *close_req, char *err, size_t errlen)
+{
+	if (httpc_check_target(method, path, err, errlen) != 0) {
+		return -1;
+	}
+	if (content_type != NULL) {
+		for (const char *p = content_type; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				snprintf(err, errlen, "Content-Type has a control character");
+				return -1;
+			}
+		}
+	}
+	httpc_buf_str(b, method);
+	httpc_buf_str(b, " ");
+	httpc_buf_str(b, path);
+	httpc_buf_printf(b, " HTTP/1.1\r\nHost: %s\r\nUser-Agent: tandem/%s\r\n", c->host_hdr,
+	    TANDEM_VERSION);
+	if (content_type != NULL) {
+		httpc_buf_str(b, "Content-Type: ");
+		httpc_buf_str(b, content_type);
+		httpc_buf_str(b, "\r\n");
+	}
+	if (send_length) {
+		httpc_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)length);
+	}
+	if (c->oneshot) {
+		httpc_buf_str(b, "Connection: close\r\n");
+		*close_req = 1;
+	}
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
+		if (httpc_check_header(headers[i], content_type, close_req, err, errlen) != 0) {
+			return -1;
+		}
+		httpc_buf_str(b, headers[i]);
+		httpc_buf_str(b, "\r\n");
+	}
+	httpc_buf_str(b, "\r\n");
+	if (b->oom) {
+		snprintf(err, errlen, "out of memory building the request");
+		return -1;
+	}
+	if (b->len > HTTPC_MAX_REQUEST_HEAD) {
+		snprintf(err, errlen, "request headers exceed %zu bytes", HTTPC_MAX_REQUEST_HEAD);
+		return -1;
+	}
+	return 0;
+}
+
+/* What follows the head: PREFIX, then FD_SIZE bytes of FD (if FD >= 0), then SUFFIX. */
+struct httpc_body {
+	const char *prefix;
+	size_t prefix_len;
+	int fd;
+	uint64_t fd_size;
+	const char *suffix;
+	size_t suffix_len;
+	httpc_progress_fn progress;
+	void *arg;
+};
+
+static int
+httpc_send_all(struct httpc_conn *c, const void *buf, size_t len, int64_t total_deadline,
+    char *err, size_t errlen)
+{
+	char ebuf[256];
+	int64_t dl = httpc_io_deadline(c, total_deadline);
+
+	if (httpc_io_write(c, buf, len, dl, ebuf, sizeof(ebuf)) == 0) {
+		return HTTPC_SEND_OK;
+	}
+	httpc_io_error(c, "send request", dl, total_deadline, ebuf, err, errlen);
+	return ms_until(dl) == 0 ? HTTPC_SEND_TIMEOUT : HTTPC_SEND_IO;
+}
+
+static int
+httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *sent,
+    uint64_t total, int64_t total_deadline, char *err, size_t errlen)
+{
+	uint64_t left = body->fd_size;
+	char *buf = NULL;
+	int rc = HTTPC_SEND_LOCAL;
+
+	buf = malloc(HTTPC_STREAM_CHUNK);
+	if (buf == NULL) {
+		snprintf(err, errlen, "send request: out of memory");
+		goto out;
+	}
+	while (left > 0) {
+		size_t want = left < HTTPC_STREAM_CHUNK ? (size_t)left : HTTPC_STREAM_CHUNK;
+		size_t have = 0;
+		while (have < want) {
+			ssize_t n = read(body->fd, buf + have, want - have);
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			if (n < 0) {
+				snprintf(err, errlen, "read upload file: %s", strerror(errno));
+				rc = HTTPC_SEND_LOCAL;
+				goto out;
+			}
+			if (n == 0) {
+				snprintf(err, errlen,
+				    "read upload file: it ended after %llu of %llu bytes",
+				    (unsigned long long)(body->fd_size - left + have),
+				    (unsigned long long)body->fd_size);
+				rc = HTTPC_SEND_LOCAL;
+				goto out;
+			}
+			have += (size_t)n;
+		}
+		rc = httpc_send_all(c, buf, have, total_deadline, err, errlen);
+		if (rc != HTTPC_SEND_OK) {
+			goto out;
+		}
+		left -= have;
+		*sent += have;
+		if (body->progress != NULL) {
+			body->progress(body->arg, *sent, total);
+		}
+	}
+	rc = HTTPC_SEND_OK;
+out:
+	free(buf);
+	return rc;
+}
+
+/* Send HEAD (and with it the prefix when small), then the body pieces. */
+static int
+httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct httpc_body *body,
+    uint64_t total, int64_t total_deadline, char *err, size_t errlen)
+{
+	uint64_t sent = 0;
+	int rc;
+
+	if (body->prefix_len > 0 && body->prefix_len <= HTTPC_INLINE_BODY) {
+		httpc_buf_add(head, body->prefix, body->prefix_len);
+		if (head->oom) {
+			snprintf(err, errlen, "out of memory building the request");
+			return HTTPC_SEND_LOCAL;
+		}
+		sent = body->prefix_len;
+	}
+	rc = httpc_send_all(c, head->p, head->len, total_deadline, err, errlen);
+	if (rc != HTTPC_SEND_OK) {
+		return rc;
+	}
+	if (sent == 0 && body->prefix_len > 0) {
+		rc = httpc_send_all(c, body->prefix, body->prefix_len, total_deadline, err, errlen);
+		if (rc != HTTPC_SEND_OK) {
+			return rc;
+		}
+		sent = body->prefix_len;
+	}
+	if (sent > 0 && body->progress != NULL) {
+		body->progress(body->arg, sent, total);
+	}
+	if (body->fd >= 0) {
+		rc = httpc_send_file(c, body, &sent, total, total_deadline, err, errlen);
+		if (rc != HTTPC_SEND_OK) {
+			return rc;
+		}
+	}
+	if (body->suffix_len > 0) {
+		rc = httpc_send_all(c, body->suffix, body->suffix_len, total_deadline, err, errlen);
+		if (rc != HTTPC_SEND_OK) {
+			return rc;
+		}
+		sent += body->suffix_len;
+		if (body->progress != NULL) {
+			body->progress(body->arg, sent, total);
+		}
+	}
+	return HTTPC_SEND_OK;
+}
+
+static int
+httpc_read_response(struct httpc_conn *c, int is_head, int64_t total_deadline,
+    struct httpc_response *resp, char *err, size_t errlen)
+{
+	struct httpc_parse ps;
+	char ebuf[256];
+	char *buf = NULL;
+	size_t used = 0;
+	int rc = -1;
+
+	httpc_parse_init(&ps, resp, is_head, c->max_body);
+	buf = malloc(HTTPC_READ_BUF);
+	if (buf == NULL) {
+		snprintf(err, errlen, "read response: out of memory");
+		goto out;
+	}
+	while (!ps.complete) {
+		int64_t dl = httpc_io_deadline(c, total_deadline);
+		ssize_t n = httpc_io_read(c, buf, HTTPC_READ_BUF, dl, ebuf, sizeof(ebuf));
+		if (n < 0) {
+			httpc_io_error(c, "read response", dl, total_deadline, ebuf, err, errlen);
+			goto out;
+		}
+		if (n == 0) {
+			if (httpc_parse_eof(&ps, err, errlen) != 0) {
+				goto out;
+			}
+			break;
+		}
+		if (httpc_parse_feed(&ps, buf, (size_t)n, &used, err, errlen) != 0) {
+			goto out;
+		}
+		if (ps.complete && (used < (size_t)n || (c->tls != NULL && tls_pending(c->tls) > 0))) {
+			log_debug("httpc: %s sent bytes after its response; not reusing the connection",
+			    c->host_hdr);
+			resp->keep_alive = 0;
+		}
+	}
+	if (httpc_parse_finish(&ps, err, errlen) != 0) {
+		goto out;
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+static int
+httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
+    const char *const *headers, const char *content_type, int send_length,
+    const struct httpc_body *body, struct httpc_response *resp, char *err, size_t errlen)
+{
+	struct httpc_buf head;
+	uint64_t total;
+	int64_t total_deadline;
+	int close_req = 0;
+	int is_head;
+	int send_rc;
+	int rc = -1;
+
+	memset(&head, 0, sizeof(head));
+	memset(resp, 0, sizeof(*resp));
+	if (c == NULL || !c->usable) {
+		snprintf(err, errlen, "connection is closed (ended by an earlier exchange); reconnect");
+		return -1;
+	}
+	if (c->used && httpc_check_idle(c, err, errlen) != 0) {
+		goto out;
+	}
+	if (body->fd_size > UINT64_MAX - body->prefix_len - body->suffix_len) {
+		snprintf(err, errlen, "request body too large");
+		goto out;
+	}
+	total = body->prefix_len + body->fd_size + body->suffix_len;
+	if (httpc_build_head(c, method, path, headers, content_type, send_length, total, &head,
+		&close_req, err, errlen) != 0) {
+		/* Nothing was sent: the connection stays usable. */
+		httpc_buf_free(&head);
+		return -1;
+	}
+	is_head = strcmp(method, "HEAD") == 0;
+	total_deadline = c->total_timeout_ms < 0 ? INT64_MAX : mono_ms() + c->total_timeout_ms;
+	c->used = 1;
+
+	send_rc = httpc_send_request(c, &head, body, total, total_deadline, err, errlen);
+	if (send_rc == HTTPC_SEND_IO) {
+		/* The server may have refused the request (413, 403 ...) and closed. */
+		char rerr[256];
+		int64_t early = mono_ms() + HTTPC_EARLY_RESPONSE_MS;
+		if (httpc_read_response(c, is_head, early < total_deadline ? early : total_deadline,
+			resp, rerr, sizeof(rerr)) == 0) {
+			log_debug("httpc: %s answered %d before the request was sent (%s)",
+			    c->host_hdr, resp->status, err);
+			resp->keep_alive = 0;
+			rc = 0;
+		}
+		goto out;
+	}
+	if (send_rc != HTTPC_SEND_OK) {
+		goto out;
+	}
+	if (httpc_read_response(c, is_head, total_deadline, resp, err, errlen) != 0) {
+		goto out;
+	}
+	if (close_req) {
+		resp->keep_alive = 0;
+	}
+	rc = 0;
+out:
+	httpc_buf_free(&head);
+	if (rc != 0) {
+		httpc_response_free(resp);
+		c->usable = 0;
+	} else {
+		c->usable = resp->keep_alive;
+	}
+	return rc;
+}
+
+int
+httpc_request(struct httpc_conn *c, const char *method, const char *path,
+    const char *const *headers, const void *body, size_t body_len, struct httpc_response *resp,
+    char *err, size_t errlen)
+{
+	struct httpc_body b;
+	int send_length;
+
+	memset(&b, 0, sizeof(b));
+	b.prefix = body;
+	b.prefix_len = body != NULL ? body_len : 0;
+	b.fd = -1;
+	send_length = b.prefix_len > 0 || body != NULL ||
+	    (method != NULL &&
+		(strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+		    strcmp(method, "PATCH") == 0));
+	return httpc_exchange(c, method, path, headers, NULL, send_length, &b, resp, err, errlen);
+}
+
+int
+httpc_request_fd(struct httpc_conn *c, const char *method, const char *path,
+    const char *const *headers, const char *content_type, int fd, uint64_t size,
+    httpc_progress_fn progress, void *arg, struct httpc_response *resp, char *err,
+    size_t errlen)
+{
+	struct httpc_body b;
+
+	if (fd < 0) {
+		memset(resp, 0, sizeof(*resp));
+		snprintf(err, errlen, "no file to send");
+		return -1;
+	}
+	memset(&b, 0, sizeof(b));
+	b.fd = fd;
+	b.fd_size = size;
+	b.progress = progress;
+	b.arg = arg;
+	return httpc_exchange(c, method, path, headers, content_type, 1, &b, resp, err, errlen);
+}
+
+/* Names and filenames go inside quotes in Content-Disposition: keep them plain. */
+static int
+httpc_form_name_ok(const char *s)
+{
+	if (s == NULL || *s == '\0') {
+		return 0;
+	}
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* A random boundary that occurs in none of the text we send. */
+static int
+httpc_multipart_boundary(const struct httpc_form_field *fields, size_t nfields,
+    const char *file_field, const char *filename, char *out, size_t outlen, char *err,
+    size_t errlen)
+{
+	unsigned char rnd[HTTPC_BOUNDARY_RANDOM];
+	char hex[2 * HTTPC_BOUNDARY_RANDOM + 1];
+
+	for (int attempt = 0; attempt < 4; attempt++) {
+		int clash = 0;
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+			snprintf(err, errlen, "multipart boundary: getrandom: %s", strerror(errno));
+			return -1;
+		}
+		hex_encode(rnd, sizeof(rnd), hex);
+		snprintf(out, outlen, "tandem-%s", hex);
+		for (size_t i = 0; i < nfields && !clash; i++) {
+			clash = strstr(fields[i].name, out) != NULL ||
+			    strstr(fields[i].value, out) != NULL;
+		}
+		if (!clash && strstr(file_field, out) == NULL && strstr(filename, out) == NULL) {
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "multipart boundary: no random boundary avoids the form text");
+	return -1;
+}
+
+int
+httpc_upload_multipart(struct httpc_conn *c, const char *path,
+    const struct httpc_form_field *fields, size_t nfields, const char *file_field,
+    const char *filename, int fd, uint64_t size, httpc_progress_fn progress, void *arg,
+    struct httpc_response *resp, char *err, size_t errlen)
+{
+	struct httpc_buf pre;
+	struct httpc_buf post;
+	struct httpc_body b;
+	char boundary[64];
+	char ctype[128];
+	int rc = -1;
+
+	memset(&pre, 0, sizeof(pre));
+	memset(&post, 0, sizeof(post));
+	memset(resp, 0, sizeof(*resp));
+	if (fd < 0 || !httpc_form_name_ok(file_field) || !httpc_form_name_ok(filename) ||
+	    (nfields > 0 && fields == NULL)) {
+		snprintf(err, errlen, "multipart: missing file, or a bad file field or file name");
+		goto out;
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		if (!httpc_form_name_ok(fields[i].name) || fields[i].value == NULL) {
+			snprintf(err, errlen, "multipart: bad form field name or missing value");
+			goto out;
+		}
+	}
+	if (httpc_multipart_boundary(fields, nfields, file_field, filename, boundary,
+		sizeof(boundary), err, errlen) != 0) {
+		goto out;
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		httpc_buf_printf(&pre, "--%s\r\n", boundary);
+		httpc_buf_str(&pre, "Content-Disposition: form-data; name=\"");
+		httpc_buf_str(&pre, fields[i].name);
+		httpc_buf_str(&pre, "\"\r\n\r\n");
+		httpc_buf_str(&pre, fields[i].value);
+		httpc_buf_str(&pre, "\r\n");
+	}
+	httpc_buf_printf(&pre, "--%s\r\n", boundary);
+	httpc_buf_str(&pre, "Content-Disposition: form-data; name=\"");
+	httpc_buf_str(&pre, file_field);
+	httpc_buf_str(&pre, "\"; filename=\"");
+	httpc_buf_str(&pre, filename);
+	httpc_buf_str(&pre, "\"\r\nContent-Type: " HTTPC_MULTIPART_FILE_TYPE "\r\n\r\n");
+	httpc_buf_printf(&post, "\r\n--%s--\r\n", boundary);
+	if (pre.oom || post.oom) {
+		snprintf(err, errlen, "out of memory building the multipart body");
+		goto out;
+	}
+	snprintf(ctype, sizeof(ctype), "multipart/form-data; boundary=%s", boundary);
+
+	memset(&b, 0, sizeof(b));
+	b.prefix = pre.p;
+	b.prefix_len = pre.len;
+	b.fd = fd;
+	b.fd_size = size;
+	b.suffix = post.p;
+	b.suffix_len = post.len;
+	b.progress = progress;
+	b.arg = arg;
+	rc = httpc_exchange(c, "POST", path, NULL, ctype, 1, &b, resp, err, errlen);
+out:
+	httpc_buf_free(&pre);
+	httpc_buf_free(&post);
+	return rc;
+}
+
+int
+httpc_fetch(struct tls_ctx *tls, const struct httpc_target *t, const char *method,
+    const char *path, const char *const *headers, const void *body, size_t body_len,
+    struct httpc_response *resp, char *err, size_t errlen)
+{
+	struct httpc_conn *c = NULL;
+	int rc = -1;
+
+	memset(resp, 0, sizeof(*resp));
+	if (httpc_connect(tls, t, &c, err, errlen) != 0) {
+		goto out;
+	}
+	c->oneshot = 1;
+	rc = httpc_request(c, method, path, headers, body, body_len, resp, err, errlen);
+out:
+	httpc_close(c);
+	return rc;
+}

@@ -1,0 +1,710 @@
+#include "common/json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest piece of an outside key quoted in an error message. */
+#define JSON_ERRKEY_MAX 64
+
+static void json_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+json_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * KEY made safe to log: keys can come from outside, so control bytes and
+ * quotes become '?' and long keys are cut ("...").
+ */
+static const char *
+json_safe_key(const char *key, char *buf, size_t len)
+{
+	size_t i = 0;
+
+	for (; key[i] != '\0' && i + 4 < len && i < JSON_ERRKEY_MAX; i++) {
+		unsigned char c = (unsigned char)key[i];
+		buf[i] = (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') ? '?' : (char)c;
+	}
+	if (key[i] != '\0') {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Length of the valid UTF-8 sequence at P (N bytes left), 0 if invalid. */
+static size_t
+json_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+
+	if (c < 0x80) {
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)) {
+			return 0; /* overlong, or a UTF-16 surrogate */
+		}
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[3] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)) {
+			return 0; /* overlong, or beyond U+10FFFF */
+		}
+		return 4;
+	}
+	return 0;
+}
+
+static int
+json_is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+json_is_hex(unsigned char c)
+{
+	return json_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Length of the RFC 8259 number at P (N bytes left), 0 if not one. */
+static size_t
+json_number_len(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && p[i] == '-') {
+		i++;
+	}
+	if (i >= n) {
+		return 0;
+	}
+	if (p[i] == '0') {
+		i++;
+	} else if (p[i] >= '1' && p[i] <= '9') {
+		while (i < n && json_is_digit(p[i])) {
+			i++;
+		}
+	} else {
+		return 0;
+	}
+	if (i < n && p[i] == '.') {
+		i++;
+		if (i >= n || !json_is_digit(p[i])) {
+			return 0;
+		}
+		while (i < n && json_is_digit(p[i])) {
+			i++;
+		}
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-')) {
+			i++;
+		}
+		if (i >= n || !json_is_digit(p[i])) {
+			return 0;
+		}
+		while (i < n && json_is_digit(p[i])) {
+			i++;
+		}
+	}
+	/* cJSON would swallow these too ("01", "1.2.3", "1e5e5"): refuse. */
+	if (i < n && (json_is_digit(p[i]) || p[i] == '.' || p[i] == 'e' || p[i] == 'E' ||
+	    p[i] == '+' || p[i] == '-')) {
+		return 0;
+	}
+	return i;
+}
+
+/*
+ * Lexical checks cJSON does not make: bytes, UTF-8, escapes, numbers, depth.
+ * Structure (commas, colons, literals) is left to cJSON.
+ */
+static int
+json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_t errlen)
+{
+	size_t i = 0;
+	int depth = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		if (c == '"') {
+			size_t start = i++;
+			for (;;) {
+				if (i >= len) {
+					json_err(err, errlen, "unterminated string at offset %zu", start);
+					return -1;
+				}
+				c = p[i];
+				if (c == '"') {
+					i++;
+					break;
+				}
+				if (c < 0x20) {
+					json_err(err, errlen, "control byte 0x%02x in string at offset %zu",
+					    c, i);
+					return -1;
+				}
+				if (c == '\\') {
+					if (i + 1 >= len) {
+						json_err(err, errlen, "truncated escape at offset %zu", i);
+						return -1;
+					}
+					unsigned char e = p[i + 1];
+					if (e == 'u') {
+						if (i + 6 > len || !json_is_hex(p[i + 2]) ||
+						    !json_is_hex(p[i + 3]) || !json_is_hex(p[i + 4]) ||
+						    !json_is_hex(p[i + 5])) {
+							json_err(err, errlen, "bad \\u escape at offset %zu", i);
+							return -1;
+						}
+						if (memcmp(p + i + 2, "0000", 4) == 0) {
+							json_err(err, errlen, "\\u0000 in string at offset %zu", i);
+							return -1;
+						}
+						i += 6;
+					} else if (strchr("\"\\/bfnrt", e) != NULL && e != '\0') {
+						i += 2;
+					} else {
+						json_err(err, errlen, "bad escape at offset %zu", i);
+						return -1;
+					}
+					continue;
+				}
+				size_t n = json_utf8_seq(p + i, len - i);
+				if (n == 0) {
+					json_err(err, errlen, "invalid UTF-8 at offset %zu", i);
+					return -1;
+				}
+				i += n;
+			}
+			continue;
+		}
+		if (c == '-' || json_is_digit(c)) {
+			size_t n = json_number_len(p + i, len - i);
+			if (n == 0) {
+				json_err(err, errlen, "malformed number at offset %zu", i);
+				return -1;
+			}
+			i += n;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			if (++depth > max_depth) {
+				json_err(err, errlen, "nesting deeper than %d at offset %zu", max_depth, i);
+				return -1;
+			}
+		} else if (c == '}' || c == ']') {
+			if (depth > 0) {
+				depth--;
+			}
+		} else if (c >= 0x80 || (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') ||
+		    c == 0x7f) {
+			json_err(err, errlen, "unexpected byte 0x%02x at offset %zu", c, i);
+			return -1;
+		}
+		i++;
+	}
+	return 0;
+}
+
+static int
+json_cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Refuse an object anywhere in the tree that holds the same key twice. */
+static int
+json_check_dups(const cJSON *node, char *err, size_t errlen)
+{
+	const char **keys = NULL;
+	const cJSON *c;
+	size_t n = 0, i = 0;
+	int rc = -1;
+	char kb[JSON_ERRKEY_MAX + 4];
+
+	for (c = node->child; c != NULL; c = c->next) {
+		n++;
+		if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && json_check_dups(c, err, errlen) != 0) {
+			goto out;
+		}
+	}
+	if (!cJSON_IsObject(node) || n < 2) {
+		rc = 0;
+		goto out;
+	}
+	keys = malloc(n * sizeof(*keys));
+	if (keys == NULL) {
+		json_err(err, errlen, "out of memory");
+		goto out;
+	}
+	for (c = node->child; c != NULL; c = c->next) {
+		keys[i++] = c->string != NULL ? c->string : "";
+	}
+	qsort(keys, n, sizeof(*keys), json_cmp_keys);
+	for (i = 1; i < n; i++) {
+		if (strcmp(keys[i - 1], keys[i]) == 0) {
+			json_err(err, errlen, "duplicate key '%s'", json_safe_key(keys[i], kb, sizeof(kb)));
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(keys);
+	return rc;
+}
+
+cJSON *
+json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth, char *err,
+    size_t errlen)
+{
+	cJSON *root = NULL;
+	const char *end = NULL;
+	size_t off;
+
+	if (err != NULL && errlen > 0) {
+		err[0] = '\0';
+	}
+	errno = EINVAL;
+	if (buf == NULL || len == 0) {
+		json_err(err, errlen, "empty input");
+		goto fail;
+	}
+	if (len > max_len) {
+		json_err(err, errlen, "input of %zu bytes exceeds the limit of %zu", len, max_len);
+		goto fail;
+	}
+	if (max_depth < 1 || max_depth > CJSON_NESTING_LIMIT) {
+		max_depth = CJSON_NESTING_LIMIT;
+	}
+	if (json_prescan((const unsigned char *)buf, len, max_depth, err, errlen) != 0) {
+		goto fail;
+	}
+	/*
+	 * require_null_terminated is useless with an exact length (it wants a
+	 * NUL inside LEN), so check the end ourselves.
+	 */
+	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+	if (root == NULL) {
+		/* Structural error, or cJSON ran out of memory (it cannot say which). */
+		off = end != NULL && end >= buf ? (size_t)(end - buf) : 0;
+		json_err(err, errlen, "invalid JSON near offset %zu", off);
+		goto fail;
+	}
+	off = (size_t)(end - buf);
+	while (off < len && (buf[off] == ' ' || buf[off] == '\t' || buf[off] == '\n' ||
+	    buf[off] == '\r')) {
+		off++;
+	}
+	if (off != len) {
+		json_err(err, errlen, "trailing data at offset %zu", off);
+		goto fail;
+	}
+	if (!cJSON_IsObject(root)) {
+		json_err(err, errlen, "top level is not an object");
+		goto fail;
+	}
+	if (json_check_dups(root, err, errlen) != 0) {
+		goto fail;
+	}
+	return root;
+fail:
+	cJSON_Delete(root);
+	errno = EINVAL;
+	return NULL;
+}
+
+cJSON *
+json_parse_object(const char *buf, size_t len, char *err, size_t errlen)
+{
+	return json_parse_object_ex(buf, len, JSON_MAX_INPUT, JSON_MAX_DEPTH, err, errlen);
+}
+
+/* An integer cJSON holds exactly, or -1. */
+static int
+json_exact_int(const cJSON *item, long long *out)
+{
+	double d;
+	long long v;
+
+	if (!cJSON_IsNumber(item)) {
+		return -1;
+	}
+	d = item->valuedouble;
+	/* Written so that NaN fails too. */
+	if (!(d >= (double)JSON_INT_MIN && d <= (double)JSON_INT_MAX)) {
+		return -1;
+	}
+	v = (long long)d;
+	if ((double)v != d) {
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+json_check_schema(const struct json_field *f, char *err, size_t errlen)
+{
+	int ok = 0;
+
+	if (f->key == NULL) {
+		json_err(err, errlen, "schema: field without a key");
+		return -1;
+	}
+	switch (f->type) {
+	case JSON_T_STR:
+		ok = f->size >= 1 && f->min >= 0 && f->max >= 0;
+		break;
+	case JSON_T_STRREF:
+		ok = f->size == sizeof(const char *) && f->min >= 0 && f->max >= 0;
+		break;
+	case JSON_T_INT:
+		if (f->size == sizeof(int32_t)) {
+			ok = f->min >= INT32_MIN && f->max <= INT32_MAX;
+		} else {
+			ok = f->size == sizeof(int64_t);
+		}
+		ok = ok && f->min <= f->max;
+		break;
+	case JSON_T_BOOL:
+		ok = f->size == sizeof(int);
+		break;
+	case JSON_T_OBJECT:
+	case JSON_T_ARRAY:
+		ok = f->size == sizeof(const cJSON *);
+		break;
+	}
+	if (!ok) {
+		json_err(err, errlen, "schema: bad size, type or bounds for key '%s'", f->key);
+		return -1;
+	}
+	return 0;
+}
+
+/* Check ITEM against F; with DST non-NULL also store it. */
+static int
+json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, size_t errlen)
+{
+	unsigned char *m = dst != NULL ? (unsigned char *)dst + f->offset : NULL;
+	long long v;
+	size_t sl;
+
+	if (cJSON_IsNull(item) && (f->flags & JSON_NULLABLE)) {
+		return 0;
+	}
+	switch (f->type) {
+	case JSON_T_STR:
+	case JSON_T_STRREF:
+		if (!cJSON_IsString(item) || item->valuestring == NULL) {
+			json_err(err, errlen, "key '%s': expected a string", f->key);
+			return -1;
+		}
+		sl = strlen(item->valuestring);
+		if (f->type == JSON_T_STR && sl >= f->size) {
+			json_err(err, errlen, "key '%s': string longer than %zu bytes", f->key,
+			    f->size - 1);
+			return -1;
+		}
+		if (f->max > 0 && sl > (unsigned long long)f->max) {
+			json_err(err, errlen, "key '%s': string longer than %lld bytes", f->key, f->max);
+			return -1;
+		}
+		if (sl < (unsigned long long)f->min) {
+			json_err(err, errlen, "key '%s': string shorter than %lld bytes", f->key, f->min);
+			return -1;
+		}
+		if (m != NULL && f->type == JSON_T_STR) {
+			memcpy(m, item->valuestring, sl + 1);
+		} else if (m != NULL) {
+			const char *s = item->valuestring;
+			memcpy(m, &s, sizeof(s));
+		}
+		return 0;
+	case JSON_T_INT:
+		if (json_exact_int(item, &v) != 0) {
+			json_err(err, errlen, "key '%s': expected an integer within +-2^53", f->key);
+			return -1;
+		}
+		if (v < f->min || v > f->max) {
+			json_err(err, errlen, "key '%s': %lld out of range [%lld, %lld]", f->key, v,
+			    f->min, f->max);
+			return -1;
+		}
+		if (m != NULL && f->size == sizeof(int32_t)) {
+			int32_t v32 = (int32_t)v;
+			memcpy(m, &v32, sizeof(v32));
+		} else if (m != NULL) {
+			int64_t v64 = v;
+			memcpy(m, &v64, sizeof(v64));
+		}
+		return 0;
+	case JSON_T_BOOL:
+		if (!cJSON_IsBool(item)) {
+			json_err(err, errlen, "key '%s': expected true or false", f->key);
+			return -1;
+		}
+		if (m != NULL) {
+			int b = cJSON_IsTrue(item) ? 1 : 0;
+			memcpy(m, &b, sizeof(b));
+		}
+		return 0;
+	case JSON_T_OBJECT:
+	case JSON_T_ARRAY:
+		if (f->type == JSON_T_OBJECT ? !cJSON_IsObject(item) : !cJSON_IsArray(item)) {
+			json_err(err, errlen, "key '%s': expected an %s", f->key,
+			    f->type == JSON_T_OBJECT ? "object" : "array");
+			return -1;
+		}
+		if (m != NULL) {
+			memcpy(m, &item, sizeof(item));
+		}
+		return 0;
+	}
+	json_err(err, errlen, "schema: unknown type for key '%s'", f->key);
+	return -1;
+}
+
+/* Index of KEY in FIELDS, or N. */
+static size_t
+json_find_field(const struct json_field *fields, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(fields[i].key, key) == 0) {
+			break;
+		}
+	}
+	return i;
+}
+
+int
+json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n, int allow_unknown,
+    void *dst, char *err, size_t errlen)
+{
+	const cJSON *match[JSON_MAX_FIELDS] = { NULL };
+	char kb[JSON_ERRKEY_MAX + 4];
+	size_t i;
+
+	if (err != NULL && errlen > 0) {
+		err[0] = '\0';
+	}
+	errno = EINVAL;
+	if (fields == NULL || dst == NULL || n > JSON_MAX_FIELDS) {
+		json_err(err, errlen, "schema: bad table");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (json_check_schema(&fields[i], err, errlen) != 0) {
+			return -1;
+		}
+	}
+	if (!cJSON_IsObject(obj)) {
+		json_err(err, errlen, "expected an object");
+		return -1;
+	}
+	for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+		const char *key = c->string != NULL ? c->string : "";
+		i = json_find_field(fields, n, key);
+		if (i == n) {
+			if (allow_unknown) {
+				continue;
+			}
+			json_err(err, errlen, "unknown key '%s'", json_safe_key(key, kb, sizeof(kb)));
+			return -1;
+		}
+		if (match[i] != NULL) {
+			json_err(err, errlen, "duplicate key '%s'", fields[i].key);
+			return -1;
+		}
+		if (json_apply(&fields[i], c, NULL, err, errlen) != 0) {
+			return -1;
+		}
+		match[i] = c;
+	}
+	for (i = 0; i < n; i++) {
+		if (match[i] == NULL && (fields[i].flags & JSON_REQUIRED)) {
+			json_err(err, errlen, "missing required key '%s'", fields[i].key);
+			return -1;
+		}
+	}
+	/* Everything checked: now write (cannot fail). */
+	for (i = 0; i < n; i++) {
+		if (match[i] != NULL && json_apply(&fields[i], match[i], dst, err, errlen) != 0) {
+			return -1;
+		}
+	}
+	errno = 0;
+	return 0;
+}
+
+int
+json_add_item(cJSON *obj, const char *key, cJSON *item)
+{
+	if (obj == NULL || key == NULL || item == NULL || !cJSON_IsObject(obj)) {
+		cJSON_Delete(item);
+		errno = item == NULL ? ENOMEM : EINVAL;
+		return -1;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(obj, key) != NULL) {
+		cJSON_Delete(item);
+		errno = EEXIST;
+		return -1;
+	}
+	if (!cJSON_AddItemToObject(obj, key, item)) {
+		cJSON_Delete(item);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+int
+json_add_str(cJSON *obj, const char *key, const char *value)
+{
+	return json_add_item(obj, key, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+}
+
+int
+json_add_int(cJSON *obj, const char *key, long long v)
+{
+	if (v < JSON_INT_MIN || v > JSON_INT_MAX) {
+		errno = ERANGE;
+		return -1;
+	}
+	return json_add_item(obj, key, cJSON_CreateNumber((double)v));
+}
+
+int
+json_add_bool(cJSON *obj, const char *key, int v)
+{
+	return json_add_item(obj, key, cJSON_CreateBool(v != 0));
+}
+
+static cJSON *
+json_add_container(cJSON *obj, const char *key, cJSON *item)
+{
+	if (json_add_item(obj, key, item) != 0) {
+		return NULL;
+	}
+	return item;
+}
+
+cJSON *
+json_add_object(cJSON *obj, const char *key)
+{
+	return json_add_container(obj, key, cJSON_CreateObject());
+}
+
+cJSON *
+json_add_array(cJSON *obj, const char *key)
+{
+	return json_add_container(obj, key, cJSON_CreateArray());
+}
+
+static int
+json_array_append(cJSON *arr, cJSON *item)
+{
+	if (item == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (arr == NULL || !cJSON_IsArray(arr)) {
+		cJSON_Delete(item);
+		errno = EINVAL;
+		return -1;
+	}
+	if (!cJSON_AddItemToArray(arr, item)) {
+		cJSON_Delete(item);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+int
+json_array_add_str(cJSON *arr, const char *value)
+{
+	return json_array_append(arr, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+}
+
+int
+json_array_add_int(cJSON *arr, long long v)
+{
+	if (v < JSON_INT_MIN || v > JSON_INT_MAX) {
+		errno = ERANGE;
+		return -1;
+	}
+	return json_array_append(arr, cJSON_CreateNumber((double)v));
+}
+
+char *
+json_print_compact(const cJSON *item)
+{
+	char *s;
+
+	if (item == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = cJSON_PrintUnformatted(item);
+	if (s == NULL) {
+		errno = ENOMEM;
+	}
+	return s;
+}
+
+char *
+json_print_pretty(const cJSON *item)
+{
+	char *s, *t;
+	size_t n;
+
+	if (item == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = cJSON_Print(item);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	n = strlen(s);
+	t = realloc(s, n + 2);
+	if (t == NULL) {
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	t[n] = '\n';
+	t[n + 1] = '\0';
+	return t;
+}

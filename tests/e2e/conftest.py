@@ -1,0 +1,256 @@
+"""Shared end-to-end harness for tandem.
+
+Everything here drives real processes on 127.0.0.1 and waits with deadlines
+(polling a socket, a file or a process), never with fixed sleeps.
+
+Fixtures and helpers other test files use:
+
+  build_dir            absolute path of the build directory (TANDEM_BUILD or ./build)
+  bin_path(name)       path of a built binary (build/NAME or build/tests/NAME)
+  Proc                 a started process with its output captured to files;
+                       wait_line(regex), stop(), kill, returncode
+  wait_until(fn, timeout, what)   poll fn() until truthy or fail with WHAT
+  wait_port(port)      until 127.0.0.1:PORT accepts a TCP connection
+  free_port()          a currently free TCP port on 127.0.0.1
+  OpensslPKI           a throw-away CA built with the openssl CLI, able to
+                       issue certificates with any role, EKU, SAN and validity
+                       window (expired, not yet valid), for interop tests
+  pki (fixture)        an OpensslPKI under tmp_path with a CA, a master, an
+                       agent "host1", an updater "updater@host1" and a server
+                       certificate for 127.0.0.1 / localhost
+"""
+
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _build_dir():
+    return os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    return _build_dir()
+
+
+def bin_path(name):
+    """Path of a built binary: build/NAME, else build/tests/NAME."""
+    b = _build_dir()
+    for p in (os.path.join(b, name), os.path.join(b, "tests", name)):
+        if os.path.exists(p):
+            return p
+    pytest.fail("binary %s not built under %s (run make)" % (name, b))
+
+
+def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
+    """Poll FN until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)  # polling interval, not a wait for a server
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0):
+    wait_until(lambda: port_open(port, host), timeout, "%s:%d to accept" % (host, port))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A process under test; stdout/stderr go to files under LOGDIR."""
+
+    def __init__(self, argv, logdir, name=None, env=None, cwd=None, pass_fds=(), **kw):
+        self.name = name or os.path.basename(argv[0])
+        os.makedirs(logdir, exist_ok=True)
+        self.out_path = os.path.join(logdir, self.name + ".out")
+        self.err_path = os.path.join(logdir, self.name + ".err")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdout=self._out, stderr=self._err, env=full_env,
+                                  cwd=cwd, pass_fds=pass_fds, start_new_session=True, **kw)
+        self.pid = self.p.pid
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_line(self, pattern, timeout=10.0, stream="stdout"):
+        """Wait until a line matching PATTERN appears; returns the match."""
+        rx = re.compile(pattern, re.M)
+
+        def probe():
+            m = rx.search(self.stdout() if stream == "stdout" else self.stderr())
+            if m:
+                return m
+            if self.p.poll() is not None:
+                # Re-read once: the line may have been written just before exit.
+                m = rx.search(self.stdout() if stream == "stdout" else self.stderr())
+                if m:
+                    return m
+                pytest.fail("%s exited with %s before printing /%s/\nstdout:\n%s\nstderr:\n%s"
+                            % (self.name, self.p.returncode, pattern, self.stdout()[-4000:],
+                               self.stderr()[-4000:]))
+            return None
+
+        return wait_until(probe, timeout, "%s to print /%s/" % (self.name, pattern))
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=10.0):
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail("%s did not exit within %.1fs" % (self.name, timeout))
+
+    def stop(self, timeout=10.0):
+        """SIGTERM and wait; returns the exit status."""
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.alive():
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except OSError:
+                self.p.kill()
+            self.p.wait()
+        self._out.close()
+        self._err.close()
+
+
+@pytest.fixture
+def procs():
+    """Collects Procs; every one still running is killed at teardown."""
+    started = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+def run(argv, check=True, timeout=60, **kw):
+    """Run a command to completion, capture text output."""
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        pytest.fail("%s failed (%d)\nstdout:\n%s\nstderr:\n%s"
+                    % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def _asn1_time(dt):
+    return dt.strftime("%Y%m%d%H%M%SZ")
+
+
+class OpensslPKI:
+    """A CA made with the openssl CLI (independent of our own pki/)."""
+
+    def __init__(self, directory, name="Test CA"):
+        self.dir = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.ca_key = os.path.join(directory, "ca.key")
+        self.ca_crt = os.path.join(directory, "ca.crt")
+        self._genkey(self.ca_key)
+        run(["openssl", "req", "-x509", "-new", "-key", self.ca_key, "-out", self.ca_crt,
+             "-days", "3650", "-subj", "/CN=%s" % name,
+             "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash"])
+        self._db = os.path.join(directory, "db")
+        os.makedirs(self._db, exist_ok=True)
+        open(os.path.join(self._db, "index.txt"), "w").close()
+        with open(os.path.join(self._db, "serial"), "w") as f:
+            f.write("1000\n")
+
+    @staticmethod
+    def _genkey(path, key_type="ec"):
+        if key_type == "rsa":
+            run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", path])
+        else:
+            run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-out", path])
+        os.chmod(path, 0o600)
+
+    def issue(self, name, cn, ou=None, eku=("clientAuth", "serverAuth"),
+              san=("DNS:localhost", "IP:127.0.0.1"), not_before=None, not_after=None,
+              key_type="ec"):
+        """Issue NAME.crt/NAME.key; returns (crt, key). Times are datetimes (UTC)."""
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        crt = os.path.join(self.dir, name + ".crt")
+        self._genkey(key, key_type)
+        subj = "/CN=%s" % cn + ("/OU=%s" % ou if ou else "")
+        run(["openssl", "req", "-new", "-key", key, "-out", csr, "-subj", subj])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        nb = not_before or (now - datetime.timedelta(hours=1))
+        na = not_after or (now + datetime.timedelta(days=30))
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("[ca]\ndefault_ca = c\n[c]\n")
+            f.write("database = %s/index.txt\nnew_certs_dir = %s\nserial = %s/serial\n"
+                    % (self._db, self._db, self._db))
+            f.write("default_md = sha256\npolicy = p\nunique_subject = no\n"
+                    "copy_extensions = none\n")
+            f.write("[p]\ncommonName = supplied\norganizationalUnitName = optional\n")
+            f.write("[x]\nbasicConstraints = critical,CA:FALSE\n"
+                    "keyUsage = critical,digitalSignature,keyEncipherment\n"
+                    "authorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n")
+            if eku:
+                f.write("extendedKeyUsage = %s\n" % ",".join(eku))
+            if san:
+                f.write("subjectAltName = %s\n" % ",".join(san))
+        run(["openssl", "ca", "-batch", "-config", ext, "-extensions", "x", "-notext",
+             "-cert", self.ca_crt, "-keyfile", self.ca_key, "-in", csr, "-out", crt,
+             "-startdate", _asn1_time(nb), "-enddate", _asn1_time(na)])
+        return crt, key
+
+    def fingerprint(self, crt):
+        r = run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint", "-sha256"])
+        return r.stdout.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+@pytest.fixture
+def pki(tmp_path):
+    p = OpensslPKI(str(tmp_path / "pki"))
+    p.master = p.issue("master", "tandem-master", ou="master", eku=("clientAuth",))
+    p.agent = p.issue("host1", "host1", ou="agent")
+    p.updater = p.issue("updater-host1", "updater@host1", ou="updater")
+    p.server = p.issue("server", "localhost", ou="agent", eku=("serverAuth", "clientAuth"))
+    return p
