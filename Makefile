@@ -54,7 +54,17 @@ MASTER_SRCS  := $(wildcard master/*.c)
 AGENT_SRCS   := $(wildcard agent/*.c)
 UPDATER_SRCS := $(wildcard updater/*.c)
 
+# Each program's modules (everything but its main.c) also form a static
+# library, so unit tests can link e.g. updater/store.c without main().
+MASTER_LIB   := $(BUILD)/libtandem-master.a
+AGENT_LIB    := $(BUILD)/libtandem-agent.a
+UPDATER_LIB  := $(BUILD)/libtandem-updater.a
+MASTER_MODS  := $(filter-out master/main.c,$(MASTER_SRCS))
+AGENT_MODS   := $(filter-out agent/main.c,$(AGENT_SRCS))
+UPDATER_MODS := $(filter-out updater/main.c,$(UPDATER_SRCS))
+
 BINS :=
+PROG_LIBS :=
 ifneq ($(MASTER_SRCS),)
 BINS += $(BUILD)/tandem
 endif
@@ -63,6 +73,15 @@ BINS += $(BUILD)/tandem-agent
 endif
 ifneq ($(UPDATER_SRCS),)
 BINS += $(BUILD)/tandem-updater
+endif
+ifneq ($(MASTER_MODS),)
+PROG_LIBS += $(MASTER_LIB)
+endif
+ifneq ($(AGENT_MODS),)
+PROG_LIBS += $(AGENT_LIB)
+endif
+ifneq ($(UPDATER_MODS),)
+PROG_LIBS += $(UPDATER_LIB)
 endif
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -95,6 +114,18 @@ $(LIB): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
+$(MASTER_LIB): $(MASTER_MODS:%.c=$(BUILD)/obj/%.o)
+	rm -f $@
+	ar rcs $@ $^
+
+$(AGENT_LIB): $(AGENT_MODS:%.c=$(BUILD)/obj/%.o)
+	rm -f $@
+	ar rcs $@ $^
+
+$(UPDATER_LIB): $(UPDATER_MODS:%.c=$(BUILD)/obj/%.o)
+	rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/tandem: $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -104,7 +135,8 @@ $(BUILD)/tandem-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 $(BUILD)/tandem-updater: $(UPDATER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(LIB)
+# Unit tests link the program module libraries before libtandem.
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(PROG_LIBS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
