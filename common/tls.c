@@ -625,8 +625,14 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, char *err, s
 			return -1;
 		}
 	}
-	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-		uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
+	/*
+	 * A failed EKU check (serverAuth-only certificate used as a client) ends
+	 * as BAD_HS_CERTIFICATE, not as a verify failure; the verify flags in the
+	 * session still say why, so report them whenever they are set.
+	 */
+	uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
+	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ||
+	    (flags != 0 && flags != UINT32_MAX)) {
 		char vbuf[256];
 		int n = mbedtls_x509_crt_verify_info(vbuf, sizeof(vbuf), "", flags);
 		/* verify_info separates reasons with newlines: make it one line. */
