@@ -1,0 +1,87 @@
+/*
+ * probe — decide whether a freshly started agent is healthy (issue 4,
+ * install pipeline step 6).
+ *
+ * GET /health over mTLS with the updater's own certificate (common/httpc),
+ * on a fresh connection per attempt. Phase 1: attempts every
+ * first_interval_ms, the interval doubling up to max_interval_ms, until one
+ * PASSES or deadline_ms ran out. Phase 2 (stability window): the process
+ * must stay alive for stable_ms and every /health during that window must
+ * still pass (one failing attempt fails the probe).
+ *
+ * An attempt passes only if the status is 200 AND the body is a JSON object
+ * whose "version" equals expect_version (when given) and whose
+ * "release"."sha256" equals expect_sha256 (when given): a stale old process
+ * still holding the port can never pass. Between attempts the probe waits
+ * in poll() on the pidfd (readable: the process died) and the cancel fd, so
+ * a dead agent fails at once instead of at the deadline; with only an alive()
+ * callback it is consulted at least every 50 ms.
+ */
+#ifndef TANDEM_UPDATER_PROBE_H
+#define TANDEM_UPDATER_PROBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/tls.h"
+#include "common/util.h"
+
+#define PROBE_DEFAULT_PATH "/health"
+
+struct probe_opts {
+	struct tls_ctx *tls;          /* client context with the updater's cert (borrowed) */
+	const char *host;             /* agent probe address, e.g. "127.0.0.1" */
+	const char *port;
+	const char *pin_fp;           /* agent leaf pin (64 hex); NULL/"": CA only */
+	const char *sni_hostname;     /* NULL when connecting by IP */
+	const char *path;             /* NULL: PROBE_DEFAULT_PATH */
+	const char *expect_version;   /* NULL/"": not checked */
+	const char *expect_sha256;    /* NULL/"": not checked (at least one of the two required) */
+	int first_interval_ms;        /* first wait between attempts (default 20) */
+	int max_interval_ms;          /* interval cap (default 1000) */
+	int deadline_ms;              /* phase 1 budget, from the call (default 30000) */
+	int stable_ms;                /* phase 2 length (default 3000; 0: none) */
+	int stable_interval_ms;       /* attempts during phase 2 (default 500) */
+	int attempt_timeout_ms;       /* connect + exchange of one attempt (default 2000) */
+	size_t max_body;              /* /health body limit (default 64 KiB) */
+	int pidfd;                    /* >= 0: readable means the process is gone; -1: none */
+	int (*alive)(void *arg);      /* optional: 0 means the process is gone */
+	void *alive_arg;
+	int cancel_fd;                /* >= 0: readable aborts the probe (shutdown); -1: none */
+};
+
+/* Defaults as documented above; pidfd and cancel_fd -1, no expectations. */
+void probe_opts_init(struct probe_opts *o);
+
+struct probe_result {
+	int passed;          /* 1 if the probe passed */
+	int status;          /* HTTP status of the last response; 0 if none came */
+	char *body;          /* last /health body (heap, NUL-terminated), NULL if none;
+				on success: the passing body, for the /update response */
+	unsigned attempts;   /* requests sent */
+	int64_t elapsed_ms;  /* whole probe */
+	int64_t first_pass_ms; /* time to the first passing attempt; -1 if none */
+	char reason[512];    /* on failure: why, e.g. "agent exited during the probe",
+				"version is \"1.0\", expected \"1.1\"", "no healthy answer
+				within 30000 ms: connect to 127.0.0.1:8765: Connection
+				refused", "stability window: ..." */
+};
+
+/*
+ * Run the probe. RES is initialised here (free it with probe_result_free()
+ * in every case). Returns 0 if it passed, -1 if it failed (RES->reason says
+ * why; errno EINVAL for bad options, ECANCELED when cancelled).
+ */
+int probe_run(const struct probe_opts *o, struct probe_result *res) WUR;
+
+void probe_result_free(struct probe_result *res);
+
+/*
+ * The body check of one attempt, exposed for tests: 0 if BODY (LEN bytes)
+ * is a JSON object whose "version" / "release"."sha256" match the
+ * expectations that are not NULL/""; -1 with a reason otherwise.
+ */
+int probe_check_body(const char *body, size_t len, const char *expect_version,
+    const char *expect_sha256, char *reason, size_t reasonlen) WUR;
+
+#endif
