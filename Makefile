@@ -71,7 +71,8 @@ endif
 ifneq ($(AGENT_SRCS),)
 BINS += $(BUILD)/tandem-agent
 endif
-ifneq ($(UPDATER_SRCS),)
+# The updater's modules land (with their tests) before its main.c does.
+ifneq ($(wildcard updater/main.c),)
 BINS += $(BUILD)/tandem-updater
 endif
 ifneq ($(MASTER_MODS),)
@@ -196,6 +197,11 @@ fuzz: $(FUZZ_BINS)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+# Harnesses of updater parsers also link the updater module they exercise.
+build-fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c updater/extract.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< updater/extract.c $(LIB_SRCS) $(LDLIBS)
 
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f | sed 's/^fuzz_//'); \
