@@ -35,29 +35,83 @@ iso8601_utc(time_t t, char *buf, size_t len)
 {
 	struct tm tm;
 
-	gmtime_r(&t, &tm);
-	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 && len > 0) {
+	if (len == 0) {
+		return;
+	}
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
 		buf[0] = '\0';
 	}
 }
 
+/* N decimal digits at S into *OUT; -1 unless all N are digits. */
+static int
+parse_fixed_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			return -1;
+		}
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+days_in_month(int year, int month)
+{
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/*
+ * Exactly the two shapes we print, fields in range (no Feb 30, no leap
+ * second): strptime would skip blanks, take one-digit fields and let
+ * timegm() normalise impossible dates, which breaks round trips.
+ */
 int
 iso8601_parse(const char *s, time_t *out)
 {
 	struct tm tm;
-	const char *end;
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+	size_t n;
 
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (end == NULL) {
-		memset(&tm, 0, sizeof(tm));
-		end = strptime(s, "%Y-%m-%d", &tm);
-	}
-	if (end == NULL || *end != '\0') {
+	if (s == NULL) {
 		return -1;
 	}
+	n = strlen(s);
+	if (n != 10 && n != 20) {
+		return -1;
+	}
+	if (parse_fixed_digits(s, 4, &y) != 0 || s[4] != '-' ||
+	    parse_fixed_digits(s + 5, 2, &mo) != 0 || s[7] != '-' ||
+	    parse_fixed_digits(s + 8, 2, &d) != 0) {
+		return -1;
+	}
+	if (n == 20 && (s[10] != 'T' || parse_fixed_digits(s + 11, 2, &h) != 0 || s[13] != ':' ||
+	    parse_fixed_digits(s + 14, 2, &mi) != 0 || s[16] != ':' ||
+	    parse_fixed_digits(s + 17, 2, &sec) != 0 || s[19] != 'Z')) {
+		return -1;
+	}
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
+	    mi > 59 || sec > 59) {
+		return -1;
+	}
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	errno = 0;
 	time_t t = timegm(&tm);
-	if (t == (time_t)-1) {
+	if (t == (time_t)-1 && errno != 0) {
 		return -1;
 	}
 	*out = t;
@@ -166,6 +220,9 @@ split_host_port(const char *in, char *host, size_t hostlen, char *port, size_t p
 			return -1;
 		}
 		hl = (size_t)(rb - in - 1);
+		if (hl == 0) {
+			return -1; /* "[]" names no address */
+		}
 		colon = rb + 1;
 		in++;
 	} else {
@@ -183,8 +240,12 @@ split_host_port(const char *in, char *host, size_t hostlen, char *port, size_t p
 	}
 	memcpy(host, in, hl);
 	host[hl] = '\0';
+	/* Digits only: parse_ll() would also take "+80" or "-0". */
+	const char *pp = colon + 1;
+	size_t pl = strlen(pp);
 	long long p;
-	if (parse_ll(colon + 1, 0, 65535, &p) != 0) {
+	if (pl == 0 || pl > 5 || strspn(pp, "0123456789") != pl ||
+	    parse_ll(pp, 0, 65535, &p) != 0) {
 		return -1;
 	}
 	if (strlcpy_chk(port, colon + 1, portlen) != 0) {

@@ -19,7 +19,11 @@ int ms_until(int64_t deadline);
 
 /* Format T as "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes). */
 void iso8601_utc(time_t t, char *buf, size_t len);
-/* Parse "YYYY-MM-DDTHH:MM:SSZ" (or "YYYY-MM-DD"); 0 on success. */
+/*
+ * Parse exactly "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DD" (UTC midnight), every
+ * field with its full number of digits and a real calendar date (no Feb 30,
+ * no second 60); 0 on success, -1 with *OUT unchanged.
+ */
 int iso8601_parse(const char *s, time_t *out) WUR;
 
 /*
@@ -41,7 +45,12 @@ void secure_wipe(void *p, size_t len);
 /* Wipe and free a NUL-terminated or LEN-sized secret; NULL is fine. */
 void secure_free(void *p, size_t len);
 
-/* Split "ADDR:PORT", "[V6]:PORT" or ":PORT" into HOST (may be "") and PORT. */
+/*
+ * Split "ADDR:PORT", "[V6]:PORT" or ":PORT" into HOST (may be "", never for
+ * "[]") and PORT (1 to 5 decimal digits, at most 65535). A bare IPv6 address
+ * without brackets is refused. Returns 0, or -1 when IN is malformed or a
+ * part does not fit its buffer.
+ */
 int split_host_port(const char *in, char *host, size_t hostlen, char *port, size_t portlen) WUR;
 
 #endif
