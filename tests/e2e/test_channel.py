@@ -90,7 +90,7 @@ def testd(tmp_path, pki, procs):
 # ---------------------------------------------------------------- clients
 
 
-def curl(srv, pki, path, cert="master", extra=(), timeout=120, cacert=None):
+def curl(srv, pki, path, cert="master", extra=(), timeout=120, cacert=None, input=None):
     """curl PATH on SRV; CERT is a pki attribute name, a (crt, key) pair or None.
 
     Returns (returncode, http_code or None, body, stderr)."""
@@ -100,7 +100,7 @@ def curl(srv, pki, path, cert="master", extra=(), timeout=120, cacert=None):
         crt, key = getattr(pki, cert) if isinstance(cert, str) else cert
         argv += ["--cert", crt, "--key", key]
     argv += list(extra) + [srv.url + path]
-    r = subprocess.run(argv, capture_output=True, timeout=timeout)
+    r = subprocess.run(argv, capture_output=True, timeout=timeout, input=input)
     out = r.stdout.decode(errors="replace")
     m = re.search(r"\n@@CODE=(\d+)$", out)
     code = int(m.group(1)) if m and m.group(1) != "000" else None
@@ -370,3 +370,264 @@ def test_trickling_client_cut_by_header_timeout(testd, pki):
     assert 0.7 <= cut < 5.0, "cut after %.2fs" % cut
     srv.wait_log(r"request headers not received in time")
     assert_serves(srv, pki)
+
+
+def test_per_ip_connection_limit(testd, pki):
+    srv = testd("--max-per-ip", "2")
+    held = [tls_socket(srv, pki), tls_socket(srv, pki)]
+    try:
+        for s in held:
+            s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[0] == 200
+        # A third connection from the same address is closed at once, before TLS.
+        t0 = time.monotonic()
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            tls_socket(srv, pki).close()
+        assert time.monotonic() - t0 < 5.0
+        srv.wait_log(r"refused: per-address limit of 2 reached")
+        rc, code, _, _ = curl(srv, pki, "/whoami")
+        assert rc != 0 and code is None
+        # The held connections are unaffected.
+        for s in held:
+            s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[0] == 200
+        held.pop().close()
+        # Once one is closed, the slot frees (the relay notices the EOF).
+        wait_until(lambda: curl(srv, pki, "/whoami")[1] == 200, 10, "a freed slot")
+    finally:
+        for s in held:
+            s.close()
+    wait_until(lambda: stats(srv, pki)["connections"] == 1, 10, "connections to drain")
+
+
+def test_total_connection_limit(testd, pki):
+    srv = testd("--max-conns", "3")
+    held = [tls_socket(srv, pki) for _ in range(3)]
+    try:
+        for s in held:
+            s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[0] == 200
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            tls_socket(srv, pki).close()
+        srv.wait_log(r"refused: 3 connections already")
+    finally:
+        for s in held:
+            s.close()
+    wait_until(lambda: curl(srv, pki, "/whoami")[1] == 200, 10, "slots to free")
+    wait_until(lambda: stats(srv, pki)["connections"] == 1, 10, "connections to drain")
+
+
+# ---------------------------------------------------------------- interop
+
+
+@pytest.mark.parametrize("who,role,host", [
+    ("master", "master", ""),
+    ("agent", "agent", "host1"),
+    ("updater", "updater", "host1"),
+])
+def test_curl_identity(testd, pki, who, role, host):
+    srv = testd()
+    j = get_json(srv, pki, "/whoami", cert=who)
+    crt = getattr(pki, who)[0]
+    assert j["role"] == role and j["host"] == host and j["ou"] == role
+    assert j["fingerprint"] == pki.fingerprint(crt)
+    assert re.fullmatch(r"[0-9a-f]{64}", j["fingerprint"])
+    assert j["peer"] == "127.0.0.1"
+
+
+def test_curl_by_hostname_and_wrong_ca(testd, pki, tmp_path):
+    srv = testd()
+    # By name (DNS SAN) as well as by IP (IP SAN).
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", pki.ca_crt,
+                        "--cert", pki.master[0], "--key", pki.master[1],
+                        "--resolve", "localhost:%d:127.0.0.1" % srv.port,
+                        "https://localhost:%d/whoami" % srv.port],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["role"] == "master"
+    # curl that trusts another CA refuses our server.
+    other = OpensslPKI(str(tmp_path / "other"), name="Other CA")
+    rc, code, body, err = curl(srv, pki, "/whoami", cacert=other.ca_crt)
+    assert rc != 0 and code is None
+    assert_serves(srv, pki)
+
+
+def s_client(srv, cert, cafile, request, extra=()):
+    crt, key = cert
+    return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port,
+                           "-servername", "localhost", "-cert", crt, "-key", key,
+                           "-CAfile", cafile, "-verify_return_error", "-ign_eof"] + list(extra),
+                          input=request, capture_output=True, timeout=30)
+
+
+def test_openssl_s_client(testd, pki):
+    srv = testd()
+    r = s_client(srv, pki.agent, pki.ca_crt,
+                 b"GET /whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out + r.stderr.decode(errors="replace")
+    assert "Verify return code: 0 (ok)" in out
+    assert re.search(r"Protocol\s*:\s*TLSv1\.2", out)
+    # Our preference: ChaCha20-Poly1305 first, ECDHE always.
+    assert re.search(r"Cipher\s*:\s*ECDHE-ECDSA-CHACHA20-POLY1305", out), out
+    assert "HTTP/1.1 200 OK" in out
+    body = out[out.index("HTTP/1.1 200 OK"):].split("\r\n\r\n", 1)[1]
+    body = body[:body.index("}\n") + 1]
+    assert json.loads(body)["fingerprint"] == pki.fingerprint(pki.agent[0])
+    assert_serves(srv, pki)
+
+
+def test_rsa_certificates(testd, pki):
+    rsa_server = pki.issue("rsa-server", "localhost", ou="agent",
+                           eku=("serverAuth", "clientAuth"), key_type="rsa")
+    pki.rsa_client = pki.issue("rsa-client", "host7", ou="agent", eku=("clientAuth",),
+                               key_type="rsa")
+    for server_cert in (None, rsa_server):
+        srv = testd(cert=server_cert)
+        j = get_json(srv, pki, "/whoami", cert="rsa_client")
+        assert j["cn"] == "host7" and j["role"] == "agent"
+        assert j["fingerprint"] == pki.fingerprint(pki.rsa_client[0])
+        r = s_client(srv, pki.rsa_client, pki.ca_crt,
+                     b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = r.stdout.decode(errors="replace")
+        assert r.returncode == 0 and "HTTP/1.1 200 OK" in out, out
+        if server_cert is not None:
+            assert "ECDHE-RSA-" in out
+        assert_serves(srv, pki)
+
+
+def test_key_readable_by_others_refused(tmp_path, pki):
+    crt, key = pki.server
+    os.chmod(key, 0o644)
+    r = run([bin_path("tandem-testd"), "--ca", pki.ca_crt, "--cert", crt, "--key", key],
+            check=False, timeout=20)
+    assert r.returncode == 1
+    assert "private key is accessible by group/others" in r.stderr
+    assert "READY" not in r.stdout
+
+
+# ---------------------------------------------------------------- streaming and load
+
+
+def test_big_streamed_upload_intact_in_bounded_memory(testd, pki, tmp_path):
+    path = str(tmp_path / "big.bin")
+    digest = make_file(path, BIG_UPLOAD_MB)
+    srv = testd()
+    before = stats(srv, pki)
+    # -T streams the file (no whole-file buffer in curl); -X POST keeps the route.
+    rc, code, body, err = curl(srv, pki, "/upload",
+                               extra=["-T", path, "-X", "POST", "-H", "Expect:",
+                                      "-H", "Content-Type: application/octet-stream"],
+                               timeout=600)
+    assert rc == 0 and code == 200, (rc, code, body, err)
+    j = json.loads(body)
+    assert j["bytes"] == BIG_UPLOAD_MB << 20
+    assert j["sha256"] == digest
+    after = stats(srv, pki)
+    print("testd VmHWM before %d kB, after %d MiB upload %d kB"
+          % (before["vmhwm_kb"], BIG_UPLOAD_MB, after["vmhwm_kb"]))
+    if is_asan_build(srv.bin):
+        pytest.skip("RSS bound not meaningful under ASan (shadow memory, quarantine)")
+    assert 0 < after["vmhwm_kb"] < RSS_LIMIT_KB, after
+    os.unlink(path)
+
+
+def test_big_multipart_upload_intact(testd, pki, tmp_path):
+    path = str(tmp_path / "release.tar.gz")
+    digest = make_file(path, FORM_MB)
+    srv = testd()
+    rc, code, body, err = curl(srv, pki, "/form",
+                               extra=["-H", "Expect:", "-F", "sha=v1.2.3",
+                                      "-F", "tarball=@%s;type=application/gzip" % path,
+                                      "-F", "sha256=%s" % digest],
+                               timeout=600)
+    assert rc == 0 and code == 200, (rc, code, body, err)
+    parts = json.loads(body)["parts"]
+    assert [p["name"] for p in parts] == ["sha", "tarball", "sha256"]
+    assert parts[0]["bytes"] == 6
+    assert parts[0]["sha256"] == hashlib.sha256(b"v1.2.3").hexdigest()
+    assert parts[1]["filename"] == "release.tar.gz"
+    assert parts[1]["bytes"] == FORM_MB << 20
+    assert parts[1]["sha256"] == digest
+    assert parts[2]["sha256"] == hashlib.sha256(digest.encode()).hexdigest()
+    if not is_asan_build(srv.bin):
+        assert stats(srv, pki)["vmhwm_kb"] < RSS_LIMIT_KB
+    os.unlink(path)
+
+
+def test_body_limit_and_bad_multipart(testd, pki):
+    srv = testd()
+    rc, code, body, _ = curl(srv, pki, "/small", extra=["--data-binary", "x" * 1024])
+    assert code == 200 and json.loads(body)["bytes"] == 1024
+    rc, code, body, _ = curl(srv, pki, "/small", extra=["--data-binary", "x" * 1025])
+    assert code == 413, body
+    assert "exceeds the limit of 1024 bytes" in json.loads(body)["detail"]["error"]
+    # Chunked (no Content-Length): the limit is enforced as bytes arrive.
+    rc, code, body, _ = curl(srv, pki, "/small",
+                             extra=["-H", "Transfer-Encoding: chunked",
+                                    "--data-binary", "@-"], input=b"y" * 200000)
+    assert code == 413, (rc, body)
+    rc, code, body, _ = curl(srv, pki, "/form", extra=["--data-binary", "not multipart"])
+    assert code == 400 and "multipart" in json.loads(body)["detail"]["error"]
+    assert_serves(srv, pki)
+
+
+def test_hundred_requests_on_one_keepalive_connection(testd, pki):
+    srv = testd("--debug")
+    crt, key = pki.master
+    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "--cert", crt,
+            "--key", key, "-w", "\n@@ %{http_code} %{num_connects}\n"]
+    argv += [srv.url + "/whoami"] * 100
+    r = subprocess.run(argv, capture_output=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    marks = re.findall(r"^@@ (\d+) (\d+)$", r.stdout.decode(), re.M)
+    assert len(marks) == 100
+    assert all(code == "200" for code, _ in marks)
+    assert sum(int(n) for _, n in marks) == 1, "curl opened more than one connection"
+    # The server saw exactly one TLS handshake for all of them.
+    wait_until(lambda: srv.log().count("GET /whoami 200") == 100, 10, "100 request logs")
+    assert len(re.findall(r"127\.0\.0\.1 connected as tandem-master", srv.log())) == 1
+
+
+def test_client_reset_mid_upload(testd, pki):
+    srv = testd()
+    s = tls_socket(srv, pki)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+              b"Content-Type: application/octet-stream\r\n\r\n" % (100 << 20))
+    chunk = os.urandom(1 << 16)
+    for _ in range(80):  # 5 MiB of the announced 100
+        s.sendall(chunk)
+    wait_until(lambda: stats(srv, pki)["requests"] == 2, 10, "the upload to be in flight")
+    # RST instead of FIN, no close_notify.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    wait_until(lambda: stats(srv, pki)["connections"] == 1, 10,
+               "the reset connection to be released")
+    st = stats(srv, pki)
+    assert st["requests"] == 1  # only the /stats request itself
+    srv.wait_log(r"POST /upload unanswered .* aborted .*client went away|"
+                 r"closing connection .*TLS read failed")
+    assert_serves(srv, pki)
+
+
+def test_graceful_sigterm_finishes_request_in_flight(testd, pki):
+    srv = testd()
+    crt, key = pki.master
+    slow = subprocess.Popen(["curl", "-sS", "--max-time", "30", "--cacert", pki.ca_crt,
+                             "--cert", crt, "--key", key, srv.url + "/slow?ms=3000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: stats(srv, pki)["requests"] == 2, 10, "/slow to be in flight")
+        t0 = time.monotonic()
+        srv.proc.signal(signal.SIGTERM)
+        out, err = slow.communicate(timeout=30)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    assert slow.returncode == 0, err
+    assert json.loads(out) == {"slept_ms": 3000}
+    assert srv.proc.wait(timeout=20) == 0
+    # The handler saw the shutdown and wrapped up early instead of holding the stop.
+    assert time.monotonic() - t0 < 2.9
+    srv.wait_log(r"testd: stopped")

@@ -15,7 +15,7 @@
  *   POST /form         multipart, each part streamed through SHA-256
  *   POST /small        body limit 1024 bytes
  *   GET  /slow?ms=N    answers after N ms (bounded; ends early on shutdown)
- *   GET  /stats        process memory (VmHWM/VmRSS, kB) and connection count
+ *   GET  /stats        process memory (VmHWM/VmRSS, kB), connection and request counts
  */
 #include <errno.h>
 #include <getopt.h>
@@ -249,6 +249,8 @@ stats_end(struct httpd_req *r, void *arg)
 	cJSON_AddNumberToObject(o, "vmhwm_kb", (double)status_kb("VmHWM"));
 	cJSON_AddNumberToObject(o, "vmrss_kb", (double)status_kb("VmRSS"));
 	cJSON_AddNumberToObject(o, "connections", (double)httpd_active_connections(g_srv));
+	/* Counts this request too: lets tests see a request in flight. */
+	cJSON_AddNumberToObject(o, "requests", (double)httpd_active_requests(g_srv));
 	httpd_respond_json(r, 200, o);
 }
 
