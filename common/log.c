@@ -90,11 +90,25 @@ log_vmsg(enum log_level level, int with_errno, const char *fmt, va_list ap)
 	struct timespec now;
 	struct tm tm;
 
+	if ((unsigned)level >= sizeof(level_names) / sizeof(level_names[0])) {
+		level = LOG_LVL_ERROR;
+	}
 	if (level > log_threshold) {
 		errno = saved;
 		return;
 	}
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
+		msg[0] = '\0';
+	}
+	/*
+	 * Messages quote outside text (paths, names, peer data): a newline or
+	 * another control byte there must not forge or split a log line.
+	 */
+	for (char *c = msg; *c != '\0'; c++) {
+		if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+			*c = '?';
+		}
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);

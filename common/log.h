@@ -4,7 +4,10 @@
  * Every call preserves errno. log_warn() appends strerror(errno) of the errno
  * at the moment of the call; log_warnx() does not. fatal()/fatalx() log and
  * exit(1). Output goes to stderr (foreground) or to a log file opened with
- * log_open_file(); each line is "TIMESTAMP PROG[PID]: LEVEL: message".
+ * log_open_file(); each line is "TIMESTAMP PROG[PID]: LEVEL: message",
+ * TIMESTAMP being UTC "YYYY-MM-DDTHH:MM:SS.mmmZ". Control bytes in the
+ * message (newlines included; tab excepted) become '?', so one call is always
+ * exactly one line; lines longer than about 2 KiB are cut.
  */
 #ifndef TANDEM_LOG_H
 #define TANDEM_LOG_H
