@@ -65,7 +65,8 @@ UPDATER_MODS := $(filter-out updater/main.c,$(UPDATER_SRCS))
 
 BINS :=
 PROG_LIBS :=
-ifneq ($(MASTER_SRCS),)
+# The master's modules land (with their tests) before its main.c does.
+ifneq ($(wildcard master/main.c),)
 BINS += $(BUILD)/tandem
 endif
 ifneq ($(AGENT_SRCS),)

@@ -1,0 +1,779 @@
+#include "master/registry.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+
+/* Waiting for another tandem process holding the write lock. */
+#define REG_BUSY_TIMEOUT_MS 10000
+
+struct registry {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	int version;
+	char path[PATH_MAX];
+};
+
+/*
+ * Migration N takes the schema from version N to N + 1; the list only ever
+ * grows. Each runs inside the transaction that also bumps schema_version.
+ */
+static const char *const reg_migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE schema_version (version INTEGER NOT NULL);"
+	"INSERT INTO schema_version (version) VALUES (0);"
+	"CREATE TABLE hosts ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+	" address TEXT NOT NULL,"
+	" agent_port INTEGER NOT NULL DEFAULT 8765 CHECK (agent_port BETWEEN 1 AND 65535),"
+	" updater_port INTEGER NOT NULL DEFAULT 8766 CHECK (updater_port BETWEEN 1 AND 65535),"
+	" agent_fp TEXT NOT NULL CHECK (length(agent_fp) = 64),"
+	" updater_fp TEXT CHECK (updater_fp IS NULL OR length(updater_fp) = 64),"
+	" notes TEXT NOT NULL DEFAULT '',"
+	" enrolled_at INTEGER NOT NULL,"
+	" decommissioned_at INTEGER"
+	");"
+	"CREATE TABLE pushes ("
+	" id INTEGER PRIMARY KEY,"
+	" host_id INTEGER NOT NULL REFERENCES hosts (id),"
+	" at INTEGER NOT NULL,"
+	" sha256 TEXT NOT NULL,"
+	" result TEXT NOT NULL,"
+	" detail TEXT NOT NULL DEFAULT ''"
+	");"
+	"CREATE INDEX pushes_host_at ON pushes (host_id, at);",
+};
+
+#define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))
+
+static void reg_err(char *err, size_t errlen, const char *fmt, ...) LOG_PRINTF(3, 4);
+
+static void
+reg_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A failure of the database: REG_ERR with SQLite's own message. */
+static int
+reg_db_err(struct registry *reg, const char *what, char *err, size_t errlen)
+{
+	int rc = sqlite3_extended_errcode(reg->db);
+
+	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
+		reg_err(err, errlen, "%s: %s: not a usable tandem registry (%s)", reg->path, what,
+		    sqlite3_errmsg(reg->db));
+	} else {
+		reg_err(err, errlen, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+	}
+	return REG_ERR;
+}
+
+static void
+col_copy(sqlite3_stmt *st, int col, char *dst, size_t len)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	size_t n = s == NULL ? 0 : (size_t)sqlite3_column_bytes(st, col);
+
+	if (n >= len) {
+		n = len - 1;
+	}
+	if (n > 0) {
+		memcpy(dst, s, n);
+	}
+	dst[n] = '\0';
+}
+
+int
+registry_name_valid(const char *name)
+{
+	size_t n;
+
+	if (name == NULL || !isalnum((unsigned char)name[0])) {
+		return 0;
+	}
+	for (n = 0; name[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)name[n];
+		if (n >= REG_NAME_MAX || c >= 0x80 ||
+		    !(isalnum(c) || c == '.' || c == '_' || c == '-')) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Check and lowercase a fingerprint into OUT (REG_FP_LEN + 1 bytes). */
+static int
+fp_normalise(const char *fp, char *out)
+{
+	if (fp == NULL || strlen(fp) != REG_FP_LEN || !is_hex_len(fp, REG_FP_LEN)) {
+		return -1;
+	}
+	for (size_t i = 0; i < REG_FP_LEN; i++) {
+		out[i] = (char)tolower((unsigned char)fp[i]);
+	}
+	out[REG_FP_LEN] = '\0';
+	return 0;
+}
+
+static int
+address_valid(const char *a)
+{
+	size_t n = strlen(a);
+
+	if (n == 0 || n > REG_ADDRESS_MAX) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)a[i];
+		if (c <= 0x20 || c >= 0x7f) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+exec_const(struct registry *reg, const char *sql, const char *what, char *err, size_t errlen)
+{
+	if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		return reg_db_err(reg, what, err, errlen);
+	}
+	return REG_OK;
+}
+
+/* Step a one-shot statement that returns one integer row. */
+static int
+query_int(struct registry *reg, const char *sql, long long *out, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = REG_ERR;
+
+	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading the schema", err, errlen);
+		goto out;
+	}
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		rc = reg_db_err(reg, "reading the schema", err, errlen);
+		goto out;
+	}
+	*out = sqlite3_column_int64(st, 0);
+	rc = REG_OK;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+reg_migrate(struct registry *reg, char *err, size_t errlen)
+{
+	long long has_version = 0, tables = 0, version = 0;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	/* IMMEDIATE: two processes opening a fresh registry migrate one at a time. */
+	rc = exec_const(reg, "BEGIN IMMEDIATE", "locking", err, errlen);
+	if (rc != REG_OK) {
+		return rc;
+	}
+	rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
+	    " WHERE type = 'table' AND name = 'schema_version'", &has_version, err, errlen);
+	if (rc != REG_OK) {
+		goto out;
+	}
+	if (has_version) {
+		rc = query_int(reg, "SELECT version FROM schema_version", &version, err, errlen);
+		if (rc != REG_OK) {
+			goto out;
+		}
+	} else {
+		rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
+		    " WHERE name NOT LIKE 'sqlite_%'", &tables, err, errlen);
+		if (rc != REG_OK) {
+			goto out;
+		}
+		if (tables != 0) {
+			reg_err(err, errlen, "%s: an SQLite database, but not a tandem registry "
+			    "(no schema_version table)", reg->path);
+			rc = REG_ERR;
+			goto out;
+		}
+	}
+	if (version < 0 || version > REG_SCHEMA_VERSION) {
+		reg_err(err, errlen, "%s: registry schema version %lld is newer than this tandem "
+		    "understands (%d): upgrade tandem", reg->path, version, REG_SCHEMA_VERSION);
+		rc = REG_ERR;
+		goto out;
+	}
+	for (long long v = version; v < REG_SCHEMA_VERSION; v++) {
+		rc = exec_const(reg, reg_migrations[v], "migrating the schema", err, errlen);
+		if (rc != REG_OK) {
+			goto out;
+		}
+	}
+	if (version < REG_SCHEMA_VERSION) {
+		if (sqlite3_prepare_v2(reg->db, "UPDATE schema_version SET version = ?", -1, &st,
+		    NULL) != SQLITE_OK || sqlite3_bind_int(st, 1, REG_SCHEMA_VERSION) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE) {
+			rc = reg_db_err(reg, "recording the schema version", err, errlen);
+			goto out;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	rc = exec_const(reg, "COMMIT", "committing the schema", err, errlen);
+	if (rc == REG_OK) {
+		reg->version = REG_SCHEMA_VERSION;
+	}
+out:
+	sqlite3_finalize(st);
+	if (rc != REG_OK) {
+		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
+/* Create PATH empty with mode 0600 unless it exists (SQLite would use 0644). */
+static int
+reg_create_file(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			reg_err(err, errlen, "%s: not a regular file", path);
+			return REG_ERR;
+		}
+		return REG_OK;
+	}
+	if (errno != ENOENT) {
+		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		return REG_ERR;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST) {
+			return REG_OK; /* another process won the race */
+		}
+		reg_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+		return REG_ERR;
+	}
+	if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
+		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		(void)close(fd);
+		return REG_ERR;
+	}
+	if (close(fd) != 0 || fs_fsync_parent(path) != 0) {
+		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		return REG_ERR;
+	}
+	return REG_OK;
+}
+
+int
+registry_open(const char *home, struct registry **out, char *err, size_t errlen)
+{
+	struct registry *reg = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = REG_ERR, n;
+
+	if (home == NULL || *home == '\0') {
+		reg_err(err, errlen, "no home directory given");
+		return REG_INVALID;
+	}
+	reg = calloc(1, sizeof(*reg));
+	if (reg == NULL) {
+		reg_err(err, errlen, "out of memory");
+		return REG_ERR;
+	}
+	if (pthread_mutex_init(&reg->lock, NULL) != 0) {
+		free(reg);
+		reg_err(err, errlen, "cannot create a mutex");
+		return REG_ERR;
+	}
+	n = snprintf(reg->path, sizeof(reg->path), "%s/%s", home, REGISTRY_FILE);
+	if (n < 0 || (size_t)n >= sizeof(reg->path)) {
+		reg_err(err, errlen, "%s: path too long", home);
+		goto out;
+	}
+	if (fs_mkdir_p(home, 0700) != 0) {
+		reg_err(err, errlen, "%s: cannot create directory: %s", home, strerror(errno));
+		goto out;
+	}
+	if (reg_create_file(reg->path, err, errlen) != REG_OK) {
+		goto out;
+	}
+	if (sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+	    NULL) != SQLITE_OK) {
+		if (reg->db == NULL) {
+			reg_err(err, errlen, "%s: out of memory", reg->path);
+		} else {
+			(void)reg_db_err(reg, "cannot open", err, errlen);
+		}
+		goto out;
+	}
+	(void)sqlite3_extended_result_codes(reg->db, 1);
+	(void)sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);
+	/* The first statement reading the file is where a foreign file shows. */
+	if (sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		(void)reg_db_err(reg, "cannot open", err, errlen);
+		goto out;
+	}
+	if (strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		log_debug("%s: WAL unavailable, journal mode %s", reg->path,
+		    (const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (exec_const(reg, "PRAGMA synchronous = FULL", "setting synchronous", err,
+	    errlen) != REG_OK ||
+	    exec_const(reg, "PRAGMA foreign_keys = ON", "enabling foreign keys", err,
+	    errlen) != REG_OK) {
+		goto out;
+	}
+	if (reg_migrate(reg, err, errlen) != REG_OK) {
+		goto out;
+	}
+	*out = reg;
+	reg = NULL;
+	rc = REG_OK;
+out:
+	sqlite3_finalize(st);
+	registry_close(reg);
+	return rc;
+}
+
+void
+registry_close(struct registry *reg)
+{
+	if (reg == NULL) {
+		return;
+	}
+	if (reg->db != NULL && sqlite3_close(reg->db) != SQLITE_OK) {
+		log_warnx("%s: close: %s", reg->path, sqlite3_errmsg(reg->db));
+	}
+	pthread_mutex_destroy(&reg->lock);
+	free(reg);
+}
+
+int
+registry_schema_version(struct registry *reg)
+{
+	return reg->version;
+}
+
+static void
+row_to_host(sqlite3_stmt *st, struct reg_host *h)
+{
+	memset(h, 0, sizeof(*h));
+	col_copy(st, 0, h->name, sizeof(h->name));
+	col_copy(st, 1, h->address, sizeof(h->address));
+	h->agent_port = sqlite3_column_int(st, 2);
+	h->updater_port = sqlite3_column_int(st, 3);
+	col_copy(st, 4, h->agent_fp, sizeof(h->agent_fp));
+	col_copy(st, 5, h->updater_fp, sizeof(h->updater_fp));
+	col_copy(st, 6, h->notes, sizeof(h->notes));
+	h->enrolled_at = (time_t)sqlite3_column_int64(st, 7);
+	h->decommissioned_at = (time_t)sqlite3_column_int64(st, 8);
+}
+
+#define HOST_COLUMNS "name, address, agent_port, updater_port, agent_fp, updater_fp, notes," \
+	" enrolled_at, decommissioned_at"
+
+int
+registry_add_host(struct registry *reg, const struct reg_host *h, char *err, size_t errlen)
+{
+	char agent_fp[REG_FP_LEN + 1], updater_fp[REG_FP_LEN + 1];
+	sqlite3_stmt *st = NULL;
+	int rc = REG_INVALID, agent_port, updater_port;
+	time_t enrolled;
+
+	if (!registry_name_valid(h->name)) {
+		reg_err(err, errlen, "invalid host name '%.*s': use 1-%d letters, digits, '.', '_' "
+		    "or '-', starting with a letter or digit", REG_NAME_MAX, h->name, REG_NAME_MAX);
+		return REG_INVALID;
+	}
+	if (!address_valid(h->address)) {
+		reg_err(err, errlen, "host %s: invalid address", h->name);
+		return REG_INVALID;
+	}
+	agent_port = h->agent_port == 0 ? REG_DEFAULT_AGENT_PORT : h->agent_port;
+	updater_port = h->updater_port == 0 ? REG_DEFAULT_UPDATER_PORT : h->updater_port;
+	if (agent_port < 1 || agent_port > 65535 || updater_port < 1 || updater_port > 65535) {
+		reg_err(err, errlen, "host %s: port out of range 1-65535", h->name);
+		return REG_INVALID;
+	}
+	if (fp_normalise(h->agent_fp, agent_fp) != 0) {
+		reg_err(err, errlen, "host %s: agent fingerprint must be %d hex digits", h->name,
+		    REG_FP_LEN);
+		return REG_INVALID;
+	}
+	if (h->updater_fp[0] != '\0' && fp_normalise(h->updater_fp, updater_fp) != 0) {
+		reg_err(err, errlen, "host %s: updater fingerprint must be %d hex digits", h->name,
+		    REG_FP_LEN);
+		return REG_INVALID;
+	}
+	if (strnlen(h->notes, sizeof(h->notes)) > REG_NOTES_MAX) {
+		reg_err(err, errlen, "host %s: notes longer than %d bytes", h->name, REG_NOTES_MAX);
+		return REG_INVALID;
+	}
+	enrolled = h->enrolled_at != 0 ? h->enrolled_at : time(NULL);
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO hosts (" HOST_COLUMNS ")"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, h->name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, h->address, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 3, agent_port) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 4, updater_port) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 5, agent_fp, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    (h->updater_fp[0] != '\0' ?
+	    sqlite3_bind_text(st, 6, updater_fp, -1, SQLITE_TRANSIENT) :
+	    sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 7, h->notes, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, (sqlite3_int64)enrolled) != SQLITE_OK) {
+		rc = reg_db_err(reg, "adding a host", err, errlen);
+		goto out;
+	}
+	/* Extended result codes are on: compare the primary code. */
+	switch (sqlite3_step(st) & 0xff) {
+	case SQLITE_DONE:
+		rc = REG_OK;
+		break;
+	case SQLITE_CONSTRAINT:
+		if (sqlite3_extended_errcode(reg->db) == SQLITE_CONSTRAINT_UNIQUE) {
+			reg_err(err, errlen, "host %s is already registered (names are unique, "
+			    "decommissioned hosts included)", h->name);
+			rc = REG_EXISTS;
+			break;
+		}
+		rc = reg_db_err(reg, "adding a host", err, errlen);
+		break;
+	default:
+		rc = reg_db_err(reg, "adding a host", err, errlen);
+		break;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_get_host(struct registry *reg, const char *name, struct reg_host *out, char *err,
+    size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_COLUMNS " FROM hosts WHERE name = ?", -1,
+	    &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading a host", err, errlen);
+		goto out;
+	}
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		row_to_host(st, out);
+		rc = REG_OK;
+		break;
+	case SQLITE_DONE:
+		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		rc = REG_NOTFOUND;
+		break;
+	default:
+		rc = reg_db_err(reg, "reading a host", err, errlen);
+		break;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg_host **out,
+    size_t *n, char *err, size_t errlen)
+{
+	static const char sql_all[] =
+	    "SELECT " HOST_COLUMNS " FROM hosts ORDER BY name";
+	static const char sql_active[] =
+	    "SELECT " HOST_COLUMNS " FROM hosts WHERE decommissioned_at IS NULL ORDER BY name";
+	struct reg_host *hosts = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = REG_ERR, step;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, include_decommissioned ? sql_all : sql_active, -1, &st,
+	    NULL) != SQLITE_OK) {
+		rc = reg_db_err(reg, "listing hosts", err, errlen);
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			size_t ncap = cap == 0 ? 16 : cap * 2;
+			struct reg_host *p = reallocarray(hosts, ncap, sizeof(*hosts));
+			if (p == NULL) {
+				reg_err(err, errlen, "out of memory");
+				goto out;
+			}
+			hosts = p;
+			cap = ncap;
+		}
+		row_to_host(st, &hosts[count++]);
+	}
+	if (step != SQLITE_DONE) {
+		rc = reg_db_err(reg, "listing hosts", err, errlen);
+		goto out;
+	}
+	*out = hosts;
+	*n = count;
+	hosts = NULL;
+	rc = REG_OK;
+out:
+	free(hosts);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+/* Run an UPDATE on host NAME: REG_NOTFOUND when no row changed. */
+static int
+update_host(struct registry *reg, sqlite3_stmt *st, const char *name, const char *what,
+    char *err, size_t errlen)
+{
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		return reg_db_err(reg, what, err, errlen);
+	}
+	if (sqlite3_changes(reg->db) == 0) {
+		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		return REG_NOTFOUND;
+	}
+	return REG_OK;
+}
+
+int
+registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, char *err,
+    size_t errlen)
+{
+	char norm[REG_FP_LEN + 1];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (fp_normalise(fp, norm) != 0) {
+		reg_err(err, errlen, "updater fingerprint must be %d hex digits", REG_FP_LEN);
+		return REG_INVALID;
+	}
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "UPDATE hosts SET updater_fp = ? WHERE name = ?", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = reg_db_err(reg, "setting the updater fingerprint", err, errlen);
+		goto out;
+	}
+	rc = update_host(reg, st, name, "setting the updater fingerprint", err, errlen);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_decommission(struct registry *reg, const char *name, time_t when, char *err,
+    size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (when == 0) {
+		when = time(NULL);
+	}
+	pthread_mutex_lock(&reg->lock);
+	/* COALESCE keeps the first decommission time on a repeat. */
+	if (sqlite3_prepare_v2(reg->db, "UPDATE hosts SET decommissioned_at ="
+	    " COALESCE(decommissioned_at, ?) WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (sqlite3_int64)when) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = reg_db_err(reg, "decommissioning", err, errlen);
+		goto out;
+	}
+	rc = update_host(reg, st, name, "decommissioning", err, errlen);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+static int
+result_valid(const char *r)
+{
+	size_t n = strlen(r);
+
+	if (n == 0 || n > REG_RESULT_MAX) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)r[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+registry_log_push(struct registry *reg, const struct reg_push *p, char *err, size_t errlen)
+{
+	char sha[REG_FP_LEN + 1] = "";
+	sqlite3_stmt *st = NULL;
+	size_t dlen;
+	time_t at;
+	int rc;
+
+	if (p->sha256[0] != '\0' && fp_normalise(p->sha256, sha) != 0) {
+		reg_err(err, errlen, "release sha256 must be %d hex digits", REG_FP_LEN);
+		return REG_INVALID;
+	}
+	if (!result_valid(p->result)) {
+		reg_err(err, errlen, "invalid push result word");
+		return REG_INVALID;
+	}
+	dlen = strnlen(p->detail, sizeof(p->detail));
+	if (dlen > REG_DETAIL_MAX) {
+		reg_err(err, errlen, "push detail is not terminated");
+		return REG_INVALID;
+	}
+	at = p->at != 0 ? p->at : time(NULL);
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO pushes (host_id, at, sha256, result, detail)"
+	    " SELECT id, ?, ?, ?, ? FROM hosts WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (sqlite3_int64)at) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, sha, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, p->result, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, p->detail, (int)dlen, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 5, p->host, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = reg_db_err(reg, "logging a push", err, errlen);
+		goto out;
+	}
+	rc = update_host(reg, st, p->host, "logging a push", err, errlen);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_push_history(struct registry *reg, const char *name, size_t limit,
+    struct reg_push **out, size_t *n, char *err, size_t errlen)
+{
+	struct reg_push *log = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = REG_ERR, step;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT name FROM hosts WHERE name = ?", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		goto out;
+	}
+	step = sqlite3_step(st);
+	if (step == SQLITE_DONE) {
+		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		rc = REG_NOTFOUND;
+		goto out;
+	}
+	if (step != SQLITE_ROW) {
+		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "SELECT h.name, p.at, p.sha256, p.result, p.detail"
+	    " FROM pushes p JOIN hosts h ON h.id = p.host_id WHERE h.name = ?"
+	    " ORDER BY p.at DESC, p.id DESC LIMIT ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, limit == 0 || limit > (size_t)INT64_MAX ? -1 :
+	    (sqlite3_int64)limit) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			size_t ncap = cap == 0 ? 16 : cap * 2;
+			struct reg_push *p = reallocarray(log, ncap, sizeof(*log));
+			if (p == NULL) {
+				reg_err(err, errlen, "out of memory");
+				goto out;
+			}
+			log = p;
+			cap = ncap;
+		}
+		struct reg_push *e = &log[count++];
+		memset(e, 0, sizeof(*e));
+		col_copy(st, 0, e->host, sizeof(e->host));
+		e->at = (time_t)sqlite3_column_int64(st, 1);
+		col_copy(st, 2, e->sha256, sizeof(e->sha256));
+		col_copy(st, 3, e->result, sizeof(e->result));
+		col_copy(st, 4, e->detail, sizeof(e->detail));
+	}
+	if (step != SQLITE_DONE) {
+		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		goto out;
+	}
+	*out = log;
+	*n = count;
+	log = NULL;
+	rc = REG_OK;
+out:
+	free(log);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+void
+registry_push_set_detail(struct reg_push *p, const char *text)
+{
+	size_t n = text == NULL ? 0 : strlen(text);
+
+	if (n > REG_DETAIL_MAX) {
+		/* Cut without splitting a UTF-8 sequence. */
+		n = REG_DETAIL_MAX;
+		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) {
+			n--;
+		}
+	}
+	if (n > 0) {
+		memcpy(p->detail, text, n);
+	}
+	p->detail[n] = '\0';
+}

@@ -1,0 +1,143 @@
+/*
+ * registry — the master's host registry: HOME/registry.db (SQLite).
+ *
+ * One row per enrolled host (name, address, ports, certificate fingerprints,
+ * notes, enrollment and decommission times) and a per-host push log for
+ * `tandem swarm history`. The database is created 0600 inside a 0700 HOME,
+ * carries its schema version in a table and is migrated forward on open;
+ * it runs in WAL mode (or the file system's fallback journal) with
+ * synchronous=FULL, foreign keys on and a busy timeout, so concurrent
+ * `tandem` processes wait for each other instead of failing.
+ *
+ * Every statement is prepared with bound parameters; no SQL is ever built
+ * from input. A handle may be shared between threads: calls are serialised.
+ *
+ * Functions that can fail return REG_OK (0) or a negative enum reg_status,
+ * and write a one-line reason into ERR (ERRLEN bytes; ERR may be NULL).
+ */
+#ifndef TANDEM_MASTER_REGISTRY_H
+#define TANDEM_MASTER_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/util.h"
+
+#define REGISTRY_FILE "registry.db"
+#define REG_DEFAULT_AGENT_PORT 8765
+#define REG_DEFAULT_UPDATER_PORT 8766
+
+#define REG_NAME_MAX 63      /* host name, bytes */
+#define REG_ADDRESS_MAX 255  /* address (host name or IP literal), bytes */
+#define REG_NOTES_MAX 1023   /* free-form notes, bytes */
+#define REG_FP_LEN 64        /* sha256 of a certificate's DER, lowercase hex */
+#define REG_RESULT_MAX 31    /* push result word ("updated", "rolled-back", ...) */
+#define REG_DETAIL_MAX 1023  /* push detail; longer text is cut at a UTF-8 boundary */
+
+enum reg_status {
+	REG_OK = 0,
+	REG_ERR = -1,      /* database or I/O failure, corrupt or foreign file */
+	REG_NOTFOUND = -2, /* no host of that name */
+	REG_EXISTS = -3,   /* a host of that name is already registered */
+	REG_INVALID = -4,  /* an argument failed validation (ERR says which) */
+};
+
+struct registry; /* opaque */
+
+struct reg_host {
+	char name[REG_NAME_MAX + 1];
+	char address[REG_ADDRESS_MAX + 1];
+	int agent_port;
+	int updater_port;
+	char agent_fp[REG_FP_LEN + 1];
+	char updater_fp[REG_FP_LEN + 1]; /* "" until enrolled with --updater */
+	char notes[REG_NOTES_MAX + 1];
+	time_t enrolled_at;
+	time_t decommissioned_at; /* 0 while in service */
+};
+
+struct reg_push {
+	char host[REG_NAME_MAX + 1];
+	time_t at;
+	char sha256[REG_FP_LEN + 1]; /* "" when the operation had no tarball (rollback) */
+	char result[REG_RESULT_MAX + 1];
+	char detail[REG_DETAIL_MAX + 1];
+};
+
+/*
+ * Host names: 1..REG_NAME_MAX bytes of [A-Za-z0-9._-], starting with a letter
+ * or digit (DNS-like; '@', '/', blanks and control characters are refused).
+ * Names are compared case-insensitively ("Web1" and "web1" are one host).
+ * Returns 1 if NAME is acceptable.
+ */
+int registry_name_valid(const char *name) WUR;
+
+/*
+ * Open (creating if needed) HOME/registry.db; HOME is created 0700 if
+ * missing. A new database file is created 0600. Refuses, with a clear ERR,
+ * a file that is not an SQLite database, an SQLite database that is not a
+ * tandem registry, and a registry written by a newer schema. On success
+ * *OUT is the handle (free with registry_close()).
+ */
+int registry_open(const char *home, struct registry **out, char *err, size_t errlen) WUR;
+/* Close the handle; NULL is fine. */
+void registry_close(struct registry *reg);
+/* Schema version of the open database (REG_SCHEMA_VERSION after open). */
+int registry_schema_version(struct registry *reg);
+
+/*
+ * Register H. name, address and agent_fp are required; ports 0 take the
+ * defaults; updater_fp may be ""; enrolled_at 0 means now;
+ * decommissioned_at is ignored (a new host is in service). Fingerprints
+ * are accepted in either case and stored lowercase. REG_EXISTS when the
+ * name (case-insensitively) is taken, decommissioned or not.
+ */
+int registry_add_host(struct registry *reg, const struct reg_host *h, char *err, size_t errlen) WUR;
+
+/* Fill *OUT with host NAME; REG_NOTFOUND if there is none. */
+int registry_get_host(struct registry *reg, const char *name, struct reg_host *out,
+    char *err, size_t errlen) WUR;
+
+/*
+ * All hosts ordered by name, decommissioned ones only if
+ * INCLUDE_DECOMMISSIONED. *OUT is a malloc'd array of *N hosts (caller
+ * frees; NULL when *N is 0).
+ */
+int registry_list_hosts(struct registry *reg, int include_decommissioned,
+    struct reg_host **out, size_t *n, char *err, size_t errlen) WUR;
+
+/* Record (or replace) host NAME's updater certificate fingerprint FP. */
+int registry_set_updater_fp(struct registry *reg, const char *name, const char *fp,
+    char *err, size_t errlen) WUR;
+
+/*
+ * Mark host NAME decommissioned at WHEN (0: now). The host stays in the
+ * registry (and in its history) but leaves the default listing. Already
+ * decommissioned: REG_OK, and the original time is kept.
+ */
+int registry_decommission(struct registry *reg, const char *name, time_t when,
+    char *err, size_t errlen) WUR;
+
+/*
+ * Append P to the push log of host P->host (P->at 0: now). sha256 must be ""
+ * or 64 hex digits, result 1..REG_RESULT_MAX bytes of [a-z0-9_-]; detail as
+ * set by registry_push_set_detail().
+ */
+int registry_log_push(struct registry *reg, const struct reg_push *p, char *err, size_t errlen) WUR;
+
+/*
+ * Copy TEXT (NULL: "") into P->detail, cut to REG_DETAIL_MAX bytes at a
+ * UTF-8 character boundary (worker error bodies can be long).
+ */
+void registry_push_set_detail(struct reg_push *p, const char *text);
+
+/*
+ * Host NAME's push log, newest first, at most LIMIT entries (0: all).
+ * *OUT is a malloc'd array of *N entries (caller frees; NULL when *N is 0).
+ * REG_NOTFOUND if the host does not exist.
+ */
+int registry_push_history(struct registry *reg, const char *name, size_t limit,
+    struct reg_push **out, size_t *n, char *err, size_t errlen) WUR;
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * Unit tests of master/registry: each test gets a fresh temporary HOME.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "master/registry.h"
+
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define FP_B_UPPER "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
+
+struct fx {
+	char home[PATH_MAX];
+	char db[PATH_MAX];
+	struct registry *reg;
+	char err[512];
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char tmpl[] = "/tmp/test_registry.XXXXXX";
+
+	assert_non_null(f);
+	assert_non_null(mkdtemp(tmpl));
+	/* HOME itself does not exist yet: open must create it 0700. */
+	assert_true(snprintf(f->home, sizeof(f->home), "%s/home", tmpl) > 0);
+	assert_true(snprintf(f->db, sizeof(f->db), "%s/home/registry.db", tmpl) > 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char *slash;
+
+	registry_close(f->reg);
+	slash = strrchr(f->home, '/');
+	*slash = '\0';
+	assert_int_equal(fs_rmtree(f->home), 0);
+	free(f);
+	return 0;
+}
+
+static void
+open_ok(struct fx *f)
+{
+	int rc = registry_open(f->home, &f->reg, f->err, sizeof(f->err));
+	if (rc != REG_OK) {
+		fail_msg("registry_open: %s", f->err);
+	}
+}
+
+static struct reg_host
+host(const char *name, const char *addr)
+{
+	struct reg_host h;
+
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(strlcpy_chk(h.name, name, sizeof(h.name)), 0);
+	assert_int_equal(strlcpy_chk(h.address, addr, sizeof(h.address)), 0);
+	assert_int_equal(strlcpy_chk(h.agent_fp, FP_A, sizeof(h.agent_fp)), 0);
+	return h;
+}
+
+static void
+add_ok(struct fx *f, const struct reg_host *h)
+{
+	int rc = registry_add_host(f->reg, h, f->err, sizeof(f->err));
+	if (rc != REG_OK) {
+		fail_msg("registry_add_host(%s): %s", h->name, f->err);
+	}
+}
+
+static void
+test_create_modes_and_schema(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+
+	open_ok(f);
+	assert_int_equal(registry_schema_version(f->reg), 1);
+	assert_int_equal(stat(f->home, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(stat(f->db, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+
+	/* The schema version is recorded in its own table, readable by anyone. */
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 1);
+	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+	sqlite3_finalize(q);
+	q = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+static void
+test_add_get_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.10"), got;
+
+	open_ok(f);
+	assert_int_equal(strlcpy_chk(h.notes, "rack 4; it's 'quoted' \"; DROP TABLE hosts; --",
+	    sizeof(h.notes)), 0);
+	add_ok(f, &h);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_string_equal(got.name, "web1");
+	assert_string_equal(got.address, "192.0.2.10");
+	assert_int_equal(got.agent_port, REG_DEFAULT_AGENT_PORT);
+	assert_int_equal(got.updater_port, REG_DEFAULT_UPDATER_PORT);
+	assert_string_equal(got.agent_fp, FP_A);
+	assert_string_equal(got.updater_fp, "");
+	assert_string_equal(got.notes, h.notes);
+	assert_true(got.enrolled_at > 0);
+	assert_int_equal(got.decommissioned_at, 0);
+
+	/* Explicit ports and an updater fingerprint, given in upper case. */
+	struct reg_host h2 = host("db-1.example", "db1.example.net");
+	h2.agent_port = 9001;
+	h2.updater_port = 9002;
+	h2.enrolled_at = 1700000000;
+	assert_int_equal(strlcpy_chk(h2.updater_fp, FP_B_UPPER, sizeof(h2.updater_fp)), 0);
+	add_ok(f, &h2);
+	/* Names are case-insensitive. */
+	assert_int_equal(registry_get_host(f->reg, "DB-1.EXAMPLE", &got, f->err, sizeof(f->err)),
+	    REG_OK);
+	assert_string_equal(got.name, "db-1.example");
+	assert_int_equal(got.agent_port, 9001);
+	assert_int_equal(got.updater_port, 9002);
+	assert_string_equal(got.updater_fp, FP_B);
+	assert_int_equal(got.enrolled_at, 1700000000);
+}
+
+static void
+test_duplicates_refused(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.10");
+
+	open_ok(f);
+	add_ok(f, &h);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_EXISTS);
+	assert_non_null(strstr(f->err, "web1"));
+	assert_non_null(strstr(f->err, "already registered"));
+	struct reg_host upper = host("WEB1", "192.0.2.11");
+	assert_int_equal(registry_add_host(f->reg, &upper, f->err, sizeof(f->err)), REG_EXISTS);
+	/* A decommissioned name stays taken. */
+	assert_int_equal(registry_decommission(f->reg, "web1", 0, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_EXISTS);
+}
+
+static void
+test_invalid_arguments(void **state)
+{
+	struct fx *f = *state;
+	static const char *const bad_names[] = {
+		"", "-web", ".web", "updater@web1", "web 1", "web/1", "wé", "a\nb",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 64 */
+	};
+
+	open_ok(f);
+	for (size_t i = 0; i < ARRAY_LEN(bad_names); i++) {
+		struct reg_host h = host("x", "192.0.2.1");
+		memset(h.name, 0, sizeof(h.name));
+		memcpy(h.name, bad_names[i], strnlen(bad_names[i], sizeof(h.name) - 1));
+		if (strlen(bad_names[i]) >= sizeof(h.name)) {
+			assert_false(registry_name_valid(bad_names[i]));
+			continue;
+		}
+		assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)),
+		    REG_INVALID);
+	}
+	assert_true(registry_name_valid("a"));
+	assert_true(registry_name_valid("web_1.prod-2"));
+
+	struct reg_host h = host("web1", "192.0.2.1");
+	h.agent_fp[5] = 'x';
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_non_null(strstr(f->err, "fingerprint"));
+	h = host("web1", "192.0.2.1");
+	h.agent_fp[63] = '\0';
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	h = host("web1", "192.0.2.1");
+	h.agent_port = 70000;
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	h = host("web1", "192.0.2.1");
+	h.updater_port = -1;
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	h = host("web1", "");
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	h = host("web1", "10.0.0.1 evil");
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	h = host("web1", "192.0.2.1");
+	assert_int_equal(strlcpy_chk(h.updater_fp, "abc", sizeof(h.updater_fp)), 0);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", "zz", f->err, sizeof(f->err)),
+	    REG_INVALID);
+
+	/* Nothing invalid got in. */
+	struct reg_host *list = NULL;
+	size_t n = 99;
+	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
+	    REG_OK);
+	assert_int_equal(n, 0);
+	assert_null(list);
+}
+
+static void
+test_missing_host(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host got;
+	struct reg_push p;
+	struct reg_push *log = NULL;
+	size_t n = 0;
+
+	open_ok(f);
+	assert_int_equal(registry_get_host(f->reg, "nope", &got, f->err, sizeof(f->err)),
+	    REG_NOTFOUND);
+	assert_non_null(strstr(f->err, "nope"));
+	assert_int_equal(registry_set_updater_fp(f->reg, "nope", FP_B, f->err, sizeof(f->err)),
+	    REG_NOTFOUND);
+	assert_int_equal(registry_decommission(f->reg, "nope", 0, f->err, sizeof(f->err)),
+	    REG_NOTFOUND);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(strlcpy_chk(p.host, "nope", sizeof(p.host)), 0);
+	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_NOTFOUND);
+	assert_int_equal(registry_push_history(f->reg, "nope", 0, &log, &n, f->err,
+	    sizeof(f->err)), REG_NOTFOUND);
+	/* A name is a value, never SQL. */
+	assert_int_equal(registry_get_host(f->reg, "x' OR '1'='1", &got, f->err, sizeof(f->err)),
+	    REG_NOTFOUND);
+}
+
+static void
+test_decommission_excluded(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host a = host("alpha", "192.0.2.1"), b = host("bravo", "192.0.2.2"),
+	    c = host("charlie", "192.0.2.3"), got;
+	struct reg_host *list = NULL;
+	size_t n = 0;
+
+	open_ok(f);
+	/* Added out of order: listings are sorted by name. */
+	add_ok(f, &c);
+	add_ok(f, &a);
+	add_ok(f, &b);
+	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000100, f->err,
+	    sizeof(f->err)), REG_OK);
+	/* A repeat keeps the first time. */
+	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000999, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_get_host(f->reg, "bravo", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(got.decommissioned_at, 1700000100);
+
+	assert_int_equal(registry_list_hosts(f->reg, 0, &list, &n, f->err, sizeof(f->err)),
+	    REG_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "alpha");
+	assert_string_equal(list[1].name, "charlie");
+	free(list);
+	list = NULL;
+	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
+	    REG_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].name, "alpha");
+	assert_string_equal(list[1].name, "bravo");
+	assert_int_equal(list[1].decommissioned_at, 1700000100);
+	assert_string_equal(list[2].name, "charlie");
+	free(list);
+}
+
+static void
+test_updater_fp_and_push_log(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.1"), other = host("web2", "192.0.2.2"), got;
+	struct reg_push p, *log = NULL;
+	char long_detail[REG_DETAIL_MAX + 2];
+	size_t n = 0;
+
+	open_ok(f);
+	add_ok(f, &h);
+	add_ok(f, &other);
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B_UPPER, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_string_equal(got.updater_fp, FP_B);
+
+	/* Empty history first. */
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(n, 0);
+	assert_null(log);
+
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(strlcpy_chk(p.host, "web1", sizeof(p.host)), 0);
+	assert_int_equal(strlcpy_chk(p.sha256, FP_A, sizeof(p.sha256)), 0);
+	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
+	p.at = 1000;
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	p.at = 3000;
+	assert_int_equal(strlcpy_chk(p.result, "rolled-back", sizeof(p.result)), 0);
+	assert_int_equal(strlcpy_chk(p.detail, "probe failed: 503", sizeof(p.detail)), 0);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	/* A rollback has no tarball; a long detail is cut at a UTF-8 boundary. */
+	p.at = 2000;
+	p.sha256[0] = '\0';
+	assert_int_equal(strlcpy_chk(p.result, "rollback", sizeof(p.result)), 0);
+	memset(long_detail, 'x', sizeof(long_detail));
+	memcpy(long_detail + REG_DETAIL_MAX - 1, "\xc3\xa9", 2); /* 2-byte char across the cut */
+	long_detail[REG_DETAIL_MAX + 1] = '\0';
+	registry_push_set_detail(&p, long_detail);
+	assert_int_equal(strlen(p.detail), REG_DETAIL_MAX - 1);
+	{
+		struct reg_push q;
+		registry_push_set_detail(&q, "short \xc3\xa9");
+		assert_string_equal(q.detail, "short \xc3\xa9");
+		registry_push_set_detail(&q, NULL);
+		assert_string_equal(q.detail, "");
+	}
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	/* Another host's log stays separate. */
+	assert_int_equal(strlcpy_chk(p.host, "web2", sizeof(p.host)), 0);
+	assert_int_equal(strlcpy_chk(p.result, "failed", sizeof(p.result)), 0);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(n, 3);
+	assert_int_equal(log[0].at, 3000);
+	assert_string_equal(log[0].result, "rolled-back");
+	assert_string_equal(log[0].detail, "probe failed: 503");
+	assert_string_equal(log[0].sha256, FP_A);
+	assert_string_equal(log[0].host, "web1");
+	assert_int_equal(log[1].at, 2000);
+	assert_string_equal(log[1].sha256, "");
+	assert_int_equal(strlen(log[1].detail), REG_DETAIL_MAX - 1);
+	assert_int_equal(log[2].at, 1000);
+	assert_string_equal(log[2].detail, "");
+	free(log);
+	log = NULL;
+	assert_int_equal(registry_push_history(f->reg, "web1", 1, &log, &n, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(log[0].at, 3000);
+	free(log);
+
+	/* Bad sha256 and result words are refused. */
+	assert_int_equal(strlcpy_chk(p.sha256, "1234", sizeof(p.sha256)), 0);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+	p.sha256[0] = '\0';
+	assert_int_equal(strlcpy_chk(p.result, "Updated OK", sizeof(p.result)), 0);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+	p.result[0] = '\0';
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+}
+
+static void
+test_reopen_persistence(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.1"), got;
+
+	open_ok(f);
+	add_ok(f, &h);
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B, f->err, sizeof(f->err)),
+	    REG_OK);
+	registry_close(f->reg);
+	f->reg = NULL;
+	open_ok(f);
+	assert_int_equal(registry_schema_version(f->reg), 1);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_string_equal(got.updater_fp, FP_B);
+	/* Two handles on one file see each other's writes. */
+	struct registry *second = NULL;
+	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REG_OK);
+	struct reg_host h2 = host("web2", "192.0.2.2");
+	assert_int_equal(registry_add_host(second, &h2, f->err, sizeof(f->err)), REG_OK);
+	registry_close(second);
+	assert_int_equal(registry_get_host(f->reg, "web2", &got, f->err, sizeof(f->err)), REG_OK);
+}
+
+static void
+write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fs_write_all(fd, data, len), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static void
+test_not_a_database(void **state)
+{
+	struct fx *f = *state;
+	char junk[8192];
+
+	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
+	for (size_t i = 0; i < sizeof(junk); i++) {
+		junk[i] = (char)(i * 7 + 3);
+	}
+	memcpy(junk, "this is not a database at all\n", 30);
+	write_file(f->db, junk, sizeof(junk));
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_null(f->reg);
+	assert_non_null(strstr(f->err, f->db));
+	assert_non_null(strstr(f->err, "not a usable tandem registry"));
+}
+
+static void
+test_foreign_and_newer_database(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db = NULL;
+
+	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_non_null(strstr(f->err, "not a tandem registry"));
+	assert_int_equal(unlink(f->db), 0);
+
+	/* A registry from a future schema is refused, not "migrated" backwards. */
+	open_ok(f);
+	registry_close(f->reg);
+	f->reg = NULL;
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL,
+	    NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_non_null(strstr(f->err, "newer"));
+
+	/* Something other than a file in its place. */
+	assert_int_equal(unlink(f->db), 0);
+	assert_int_equal(mkdir(f->db, 0700), 0);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_non_null(strstr(f->err, "not a regular file"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_modes_and_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_get_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicates_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decommission_excluded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_updater_fp_and_push_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_persistence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, setup, teardown),
+	};
+
+	log_init("test_registry", LOG_LVL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
