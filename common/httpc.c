@@ -36,6 +36,7 @@
 #define HTTPC_SEND_IO (-1)      /* the socket failed: the server may have answered early */
 #define HTTPC_SEND_TIMEOUT (-2) /* no progress: give up */
 #define HTTPC_SEND_LOCAL (-3)   /* our side (the upload file) failed */
+#define HTTPC_SEND_ANSWERED 1   /* the server answered or closed before the request was out */
 
 struct httpc_conn {
 	struct tls_conn *tls; /* NULL for plain connections */
@@ -234,6 +235,10 @@ httpc_on_header_field(http_parser *hp, const char *at, size_t len)
 	}
 	if (ps->in_value) {
 		httpc_header_done(ps);
+		/* ": " and CRLF count too, so many tiny headers cannot slip past the limit. */
+		if (httpc_count_header(ps, 4) != 0) {
+			return -1;
+		}
 	}
 	if (ps->field_overflow || len >= sizeof(ps->field) - ps->field_len) {
 		/* Longer than any header we report: skip it. */
@@ -287,20 +292,23 @@ httpc_on_headers_complete(http_parser *hp)
 		ps->perr = HTTPC_PE_UPGRADE;
 		return -1;
 	}
+	/*
+	 * 1xx, 204 and 304 responses and answers to HEAD never have a body,
+	 * whatever Content-Length or Transfer-Encoding say (RFC 9112 6.3);
+	 * returning 1 tells http-parser so (it would otherwise wait for one).
+	 */
 	if (status < 200) {
-		/* Interim response: the parser knows it has no body; the real one follows. */
-		return 0;
+		return 1; /* interim: the final response follows */
 	}
 	ps->headers_done = 1;
 	ps->resp->status = status;
 	if ((hp->flags & F_CONTENTLENGTH) != 0) {
 		ps->declared_len = hp->content_length;
 	}
-	if (ps->is_head) {
-		return 1; /* no body follows, whatever the headers say */
+	if (ps->is_head || status == 204 || status == 304) {
+		return 1;
 	}
-	if (status != 204 && status != 304 && (hp->flags & F_CONTENTLENGTH) != 0 &&
-	    hp->content_length > ps->max_body) {
+	if ((hp->flags & F_CONTENTLENGTH) != 0 && hp->content_length > ps->max_body) {
 		ps->perr = HTTPC_PE_BODY_LIMIT;
 		return -1;
 	}
@@ -536,8 +544,22 @@ out:
 
 /* ---- transport (TLS, or a plain socket for tests) ---- */
 
+/*
+ * The response side of one exchange. It exists before the request is sent:
+ * a server may answer (413, 403, 503 ...) while the body is still going out,
+ * and whatever arrives then is parsed here and continued by the final read.
+ */
+struct httpc_rx {
+	struct httpc_parse ps;
+	char *buf;     /* HTTPC_READ_BUF bytes */
+	int eof;       /* the server ended the connection */
+	int extra;     /* bytes beyond the response: the stream is out of step */
+	int failed;    /* err holds the reason */
+	char err[256];
+};
+
 static int
-httpc_poll(int fd, short events, int64_t deadline)
+httpc_poll(int fd, short events, int64_t deadline, short *revents)
 {
 	struct pollfd pfd;
 
@@ -553,6 +575,9 @@ httpc_poll(int fd, short events, int64_t deadline)
 		pfd.revents = 0;
 		r = poll(&pfd, 1, left);
 		if (r > 0) {
+			if (revents != NULL) {
+				*revents = pfd.revents;
+			}
 			return 0;
 		}
 		if (r < 0 && errno != EINTR) {
@@ -561,6 +586,106 @@ httpc_poll(int fd, short events, int64_t deadline)
 	}
 }
 
+static int
+httpc_conn_fd(const struct httpc_conn *c)
+{
+	return c->tls != NULL ? tls_fd(c->tls) : c->fd;
+}
+
+/* Give N received bytes to the parser; bytes after a complete response are noted. */
+static void
+httpc_rx_feed(struct httpc_rx *rx, const char *buf, size_t n)
+{
+	size_t used = 0;
+
+	if (rx->ps.complete) {
+		rx->extra = 1;
+		return;
+	}
+	if (httpc_parse_feed(&rx->ps, buf, n, &used, rx->err, sizeof(rx->err)) != 0) {
+		rx->failed = 1;
+		return;
+	}
+	if (rx->ps.complete && used < n) {
+		rx->extra = 1;
+	}
+}
+
+/*
+ * While a request is being sent: take what the server has already sent,
+ * without waiting. Returns 1 when sending should stop (a final response has
+ * begun, the server closed, or reading failed), 0 to keep sending.
+ */
+static int
+httpc_rx_drain(struct httpc_conn *c, struct httpc_rx *rx)
+{
+	/* Stop at a final response: what follows is read by httpc_read_response. */
+	while (!rx->eof && !rx->failed && !rx->ps.headers_done) {
+		ssize_t n;
+		if (c->tls != NULL) {
+			n = tls_read(c->tls, rx->buf, HTTPC_READ_BUF);
+			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+				break;
+			}
+			if (n == TLS_ERR) {
+				snprintf(rx->err, sizeof(rx->err),
+				    "read response: TLS read failed (connection reset or corrupt record)");
+				rx->failed = 1;
+				break;
+			}
+		} else {
+			n = recv(c->fd, rx->buf, HTTPC_READ_BUF, MSG_DONTWAIT);
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				break;
+			}
+			if (n < 0) {
+				snprintf(rx->err, sizeof(rx->err), "read response: %s", strerror(errno));
+				rx->failed = 1;
+				break;
+			}
+		}
+		if (n == 0) {
+			rx->eof = 1;
+			break;
+		}
+		httpc_rx_feed(rx, rx->buf, (size_t)n);
+	}
+	return rx->eof || rx->failed || rx->ps.headers_done || rx->ps.complete;
+}
+
+/*
+ * Wait until FD can take more bytes (POLLOUT) or, for WANT == POLLIN, until
+ * it is readable. With RX, a blocked writer also watches for an early
+ * answer. Returns 0 to retry the write, 1 when the server has answered or
+ * closed (stop sending), -1 on poll failure or timeout (errno set).
+ */
+static int
+httpc_wait_write(struct httpc_conn *c, short want, int64_t deadline, struct httpc_rx *rx)
+{
+	int fd = httpc_conn_fd(c);
+	short watch = want == POLLOUT && rx != NULL ? (short)(POLLOUT | POLLIN) : want;
+
+	for (;;) {
+		short rev = 0;
+		if (httpc_poll(fd, watch, deadline, &rev) != 0) {
+			return -1;
+		}
+		if (watch == want || (rev & (POLLIN | POLLHUP | POLLERR)) == 0) {
+			return 0;
+		}
+		if (httpc_rx_drain(c, rx)) {
+			return 1;
+		}
+		if ((rev & POLLOUT) != 0) {
+			return 0;
+		}
+	}
+}
+
+/* Read up to LEN bytes before DEADLINE: >0, 0 at end of stream, -1 (ERR: detail). */
 static ssize_t
 httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, char *err,
     size_t errlen)
@@ -580,48 +705,62 @@ httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, cha
 			snprintf(err, errlen, "%s", strerror(errno));
 			return -1;
 		}
-		if (httpc_poll(c->fd, POLLIN, deadline) != 0) {
+		if (httpc_poll(c->fd, POLLIN, deadline, NULL) != 0) {
 			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
 			return -1;
 		}
 	}
 }
 
+/*
+ * Write all LEN bytes before DEADLINE. Returns 0, 1 when the server answered
+ * or closed first (see httpc_wait_write; RX may be NULL), -1 (ERR: detail).
+ */
 static int
-httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadline, char *err,
-    size_t errlen)
+httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadline,
+    struct httpc_rx *rx, char *err, size_t errlen)
 {
 	const char *p = buf;
 
-	if (c->tls != NULL) {
-		return tls_write_all_deadline(c->tls, buf, len, deadline, err, errlen);
-	}
 	while (len > 0) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		ssize_t n;
+		short want = POLLOUT;
+		int w;
+		if (c->tls != NULL) {
+			/* After WANT_*, mbedTLS needs the same buffer again: p/len are unchanged. */
+			n = tls_write(c->tls, p, len);
+			if (n == TLS_ERR || n == 0) {
+				snprintf(err, errlen, "TLS write failed (connection reset by peer?)");
+				return -1;
+			}
+			if (n == TLS_WANT_READ) {
+				want = POLLIN;
+			}
+		} else {
+			n = send(c->fd, p, len, MSG_NOSIGNAL);
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+				snprintf(err, errlen, "%s", strerror(errno));
+				return -1;
+			}
+		}
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			return -1;
-		}
-		if (httpc_poll(c->fd, POLLOUT, deadline) != 0) {
+		w = httpc_wait_write(c, want, deadline, rx);
+		if (w < 0) {
 			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
 			return -1;
 		}
+		if (w > 0) {
+			return 1;
+		}
 	}
 	return 0;
-}
-
-static int
-httpc_conn_fd(const struct httpc_conn *c)
-{
-	return c->tls != NULL ? tls_fd(c->tls) : c->fd;
 }
 
 /* The deadline for one read or write: the per-I/O timeout within the total. */
@@ -739,7 +878,7 @@ httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, char 
 			snprintf(err, errlen, "connect to %s: %s", addr, strerror(errno));
 			goto fail;
 		}
-		if (httpc_poll(fd, POLLOUT, deadline) != 0) {
+		if (httpc_poll(fd, POLLOUT, deadline, NULL) != 0) {
 			if (errno == ETIMEDOUT) {
 				snprintf(err, errlen, "connect to %s: timed out after %d ms", addr,
 				    timeout_ms);
@@ -1078,13 +1217,17 @@ struct httpc_body {
 
 static int
 httpc_send_all(struct httpc_conn *c, const void *buf, size_t len, int64_t total_deadline,
-    char *err, size_t errlen)
+    struct httpc_rx *rx, char *err, size_t errlen)
 {
 	char ebuf[256];
 	int64_t dl = httpc_io_deadline(c, total_deadline);
+	int w = httpc_io_write(c, buf, len, dl, rx, ebuf, sizeof(ebuf));
 
-	if (httpc_io_write(c, buf, len, dl, ebuf, sizeof(ebuf)) == 0) {
+	if (w == 0) {
 		return HTTPC_SEND_OK;
+	}
+	if (w > 0) {
+		return HTTPC_SEND_ANSWERED;
 	}
 	httpc_io_error(c, "send request", dl, total_deadline, ebuf, err, errlen);
 	return ms_until(dl) == 0 ? HTTPC_SEND_TIMEOUT : HTTPC_SEND_IO;
@@ -1092,7 +1235,7 @@ httpc_send_all(struct httpc_conn *c, const void *buf, size_t len, int64_t total_
 
 static int
 httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *sent,
-    uint64_t total, int64_t total_deadline, char *err, size_t errlen)
+    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, char *err, size_t errlen)
 {
 	uint64_t left = body->fd_size;
 	char *buf = NULL;
@@ -1126,7 +1269,7 @@ httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *s
 			}
 			have += (size_t)n;
 		}
-		rc = httpc_send_all(c, buf, have, total_deadline, err, errlen);
+		rc = httpc_send_all(c, buf, have, total_deadline, rx, err, errlen);
 		if (rc != HTTPC_SEND_OK) {
 			goto out;
 		}
@@ -1145,7 +1288,7 @@ out:
 /* Send HEAD (and with it the prefix when small), then the body pieces. */
 static int
 httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct httpc_body *body,
-    uint64_t total, int64_t total_deadline, char *err, size_t errlen)
+    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, char *err, size_t errlen)
 {
 	uint64_t sent = 0;
 	int rc;
@@ -1158,12 +1301,13 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 		}
 		sent = body->prefix_len;
 	}
-	rc = httpc_send_all(c, head->p, head->len, total_deadline, err, errlen);
+	rc = httpc_send_all(c, head->p, head->len, total_deadline, rx, err, errlen);
 	if (rc != HTTPC_SEND_OK) {
 		return rc;
 	}
 	if (sent == 0 && body->prefix_len > 0) {
-		rc = httpc_send_all(c, body->prefix, body->prefix_len, total_deadline, err, errlen);
+		rc = httpc_send_all(c, body->prefix, body->prefix_len, total_deadline, rx, err,
+		    errlen);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
@@ -1173,13 +1317,14 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 		body->progress(body->arg, sent, total);
 	}
 	if (body->fd >= 0) {
-		rc = httpc_send_file(c, body, &sent, total, total_deadline, err, errlen);
+		rc = httpc_send_file(c, body, &sent, total, total_deadline, rx, err, errlen);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
 	}
 	if (body->suffix_len > 0) {
-		rc = httpc_send_all(c, body->suffix, body->suffix_len, total_deadline, err, errlen);
+		rc = httpc_send_all(c, body->suffix, body->suffix_len, total_deadline, rx, err,
+		    errlen);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
@@ -1191,51 +1336,40 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 	return HTTPC_SEND_OK;
 }
 
+/* Read until RX holds a complete response (or fails) before TOTAL_DEADLINE. */
 static int
-httpc_read_response(struct httpc_conn *c, int is_head, int64_t total_deadline,
-    struct httpc_response *resp, char *err, size_t errlen)
+httpc_read_response(struct httpc_conn *c, struct httpc_rx *rx, int64_t total_deadline,
+    char *err, size_t errlen)
 {
-	struct httpc_parse ps;
 	char ebuf[256];
-	char *buf = NULL;
-	size_t used = 0;
-	int rc = -1;
 
-	httpc_parse_init(&ps, resp, is_head, c->max_body);
-	buf = malloc(HTTPC_READ_BUF);
-	if (buf == NULL) {
-		snprintf(err, errlen, "read response: out of memory");
-		goto out;
-	}
-	while (!ps.complete) {
+	while (!rx->ps.complete && !rx->failed && !rx->eof) {
 		int64_t dl = httpc_io_deadline(c, total_deadline);
-		ssize_t n = httpc_io_read(c, buf, HTTPC_READ_BUF, dl, ebuf, sizeof(ebuf));
+		ssize_t n = httpc_io_read(c, rx->buf, HTTPC_READ_BUF, dl, ebuf, sizeof(ebuf));
 		if (n < 0) {
-			httpc_io_error(c, "read response", dl, total_deadline, ebuf, err, errlen);
-			goto out;
-		}
-		if (n == 0) {
-			if (httpc_parse_eof(&ps, err, errlen) != 0) {
-				goto out;
-			}
-			break;
-		}
-		if (httpc_parse_feed(&ps, buf, (size_t)n, &used, err, errlen) != 0) {
-			goto out;
-		}
-		if (ps.complete && (used < (size_t)n || (c->tls != NULL && tls_pending(c->tls) > 0))) {
-			log_debug("httpc: %s sent bytes after its response; not reusing the connection",
-			    c->host_hdr);
-			resp->keep_alive = 0;
+			httpc_io_error(c, "read response", dl, total_deadline, ebuf, rx->err,
+			    sizeof(rx->err));
+			rx->failed = 1;
+		} else if (n == 0) {
+			rx->eof = 1;
+		} else {
+			httpc_rx_feed(rx, rx->buf, (size_t)n);
 		}
 	}
-	if (httpc_parse_finish(&ps, err, errlen) != 0) {
-		goto out;
+	if (!rx->failed && !rx->ps.complete &&
+	    httpc_parse_eof(&rx->ps, rx->err, sizeof(rx->err)) != 0) {
+		rx->failed = 1;
 	}
-	rc = 0;
-out:
-	free(buf);
-	return rc;
+	if (rx->failed) {
+		snprintf(err, errlen, "%s", rx->err);
+		return -1;
+	}
+	if (rx->extra || (c->tls != NULL && tls_pending(c->tls) > 0)) {
+		log_debug("httpc: %s sent bytes after its response; not reusing the connection",
+		    c->host_hdr);
+		rx->ps.resp->keep_alive = 0;
+	}
+	return httpc_parse_finish(&rx->ps, err, errlen);
 }
 
 static int
@@ -1244,25 +1378,23 @@ httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
     const struct httpc_body *body, struct httpc_response *resp, char *err, size_t errlen)
 {
 	struct httpc_buf head;
+	struct httpc_rx rx;
 	uint64_t total;
 	int64_t total_deadline;
 	int close_req = 0;
-	int is_head;
 	int send_rc;
 	int rc = -1;
 
 	memset(&head, 0, sizeof(head));
+	memset(&rx, 0, sizeof(rx));
 	memset(resp, 0, sizeof(*resp));
 	if (c == NULL || !c->usable) {
 		snprintf(err, errlen, "connection is closed (ended by an earlier exchange); reconnect");
 		return -1;
 	}
-	if (c->used && httpc_check_idle(c, err, errlen) != 0) {
-		goto out;
-	}
 	if (body->fd_size > UINT64_MAX - body->prefix_len - body->suffix_len) {
 		snprintf(err, errlen, "request body too large");
-		goto out;
+		return -1;
 	}
 	total = body->prefix_len + body->fd_size + body->suffix_len;
 	if (httpc_build_head(c, method, path, headers, content_type, send_length, total, &head,
@@ -1271,28 +1403,48 @@ httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
 		httpc_buf_free(&head);
 		return -1;
 	}
-	is_head = strcmp(method, "HEAD") == 0;
+	if (c->used && httpc_check_idle(c, err, errlen) != 0) {
+		goto out;
+	}
+	rx.buf = malloc(HTTPC_READ_BUF);
+	if (rx.buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	httpc_parse_init(&rx.ps, resp, strcmp(method, "HEAD") == 0, c->max_body);
 	total_deadline = c->total_timeout_ms < 0 ? INT64_MAX : mono_ms() + c->total_timeout_ms;
 	c->used = 1;
 
-	send_rc = httpc_send_request(c, &head, body, total, total_deadline, err, errlen);
-	if (send_rc == HTTPC_SEND_IO) {
-		/* The server may have refused the request (413, 403 ...) and closed. */
+	send_rc = httpc_send_request(c, &head, body, total, total_deadline, &rx, err, errlen);
+	if (send_rc == HTTPC_SEND_IO || send_rc == HTTPC_SEND_ANSWERED) {
+		/*
+		 * The server answered (413, 403, 503 ...) or went away before
+		 * the whole request was out. An answer already sent is the
+		 * result; the connection cannot carry another request.
+		 */
 		char rerr[256];
 		int64_t early = mono_ms() + HTTPC_EARLY_RESPONSE_MS;
-		if (httpc_read_response(c, is_head, early < total_deadline ? early : total_deadline,
-			resp, rerr, sizeof(rerr)) == 0) {
-			log_debug("httpc: %s answered %d before the request was sent (%s)",
-			    c->host_hdr, resp->status, err);
+		if (httpc_read_response(c, &rx, early < total_deadline ? early : total_deadline,
+			rerr, sizeof(rerr)) == 0) {
+			log_debug("httpc: %s answered %d before the request was sent", c->host_hdr,
+			    resp->status);
 			resp->keep_alive = 0;
 			rc = 0;
+		} else if (send_rc == HTTPC_SEND_ANSWERED) {
+			if (!rx.ps.got_bytes) {
+				snprintf(err, errlen,
+				    "send request: the server closed the connection before the "
+				    "request was sent");
+			} else {
+				snprintf(err, errlen, "%s", rerr);
+			}
 		}
 		goto out;
 	}
 	if (send_rc != HTTPC_SEND_OK) {
 		goto out;
 	}
-	if (httpc_read_response(c, is_head, total_deadline, resp, err, errlen) != 0) {
+	if (httpc_read_response(c, &rx, total_deadline, err, errlen) != 0) {
 		goto out;
 	}
 	if (close_req) {
@@ -1301,6 +1453,7 @@ httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
 	rc = 0;
 out:
 	httpc_buf_free(&head);
+	free(rx.buf);
 	if (rc != 0) {
 		httpc_response_free(resp);
 		c->usable = 0;

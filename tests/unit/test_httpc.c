@@ -1,0 +1,1149 @@
+/*
+ * Unit tests for common/httpc: the response parser with every framing, fed
+ * whole and in small pieces, and whole exchanges over an AF_UNIX socketpair
+ * against a small scripted server thread (keep-alive, close, streamed and
+ * multipart uploads, early answers, timeouts, header validation).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/httpc.h"
+#include "common/util.h"
+
+/* ---- the parser ---- */
+
+static const size_t steps[] = { 0, 1, 3, 7 };
+
+/* Parse RAW with every step size; all must agree. Returns the last result in OUT. */
+static int
+parse_all(const char *raw, size_t len, int is_head, size_t max_body, struct httpc_response *out,
+    char *err, size_t errlen)
+{
+	int rc0 = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(steps); i++) {
+		struct httpc_response r;
+		char e[256] = "";
+		int rc = httpc_parse_response_buffer(raw, len, is_head, max_body, steps[i], &r, e,
+		    sizeof(e));
+		if (i == 0) {
+			rc0 = rc;
+			*out = r;
+			snprintf(err, errlen, "%s", e);
+			continue;
+		}
+		assert_int_equal(rc, rc0);
+		if (rc == 0) {
+			assert_int_equal(r.status, out->status);
+			assert_int_equal(r.body_len, out->body_len);
+			assert_memory_equal(r.body, out->body, r.body_len + 1);
+			assert_string_equal(r.content_type, out->content_type);
+			assert_string_equal(r.retry_after, out->retry_after);
+			assert_int_equal(r.keep_alive, out->keep_alive);
+		} else {
+			/* On failure OUT is empty and the reason does not depend on the step. */
+			assert_null(r.body);
+			assert_int_equal(r.status, 0);
+			assert_string_equal(e, err);
+		}
+		httpc_response_free(&r);
+	}
+	return rc0;
+}
+
+static void
+expect_ok(const char *raw, int is_head, size_t max_body, int status, const char *body,
+    const char *ctype, int keep_alive)
+{
+	struct httpc_response r;
+	char err[256];
+
+	if (parse_all(raw, strlen(raw), is_head, max_body, &r, err, sizeof(err)) != 0) {
+		fail_msg("parse failed: %s\n--\n%.300s", err, raw);
+	}
+	assert_int_equal(r.status, status);
+	assert_non_null(r.body);
+	assert_int_equal(r.body_len, strlen(body));
+	assert_string_equal(r.body, body);
+	assert_string_equal(r.content_type, ctype);
+	assert_int_equal(r.keep_alive, keep_alive);
+	httpc_response_free(&r);
+	assert_null(r.body);
+}
+
+static void
+expect_fail(const char *raw, size_t len, int is_head, size_t max_body, const char *needle)
+{
+	struct httpc_response r;
+	char err[256];
+
+	if (parse_all(raw, len, is_head, max_body, &r, err, sizeof(err)) == 0) {
+		fail_msg("parse succeeded (status %d), expected \"%s\"\n--\n%.300s", r.status,
+		    needle, raw);
+	}
+	if (strstr(err, needle) == NULL) {
+		fail_msg("error \"%s\" does not contain \"%s\"", err, needle);
+	}
+	assert_null(r.body);
+}
+
+static void
+test_parse_content_length(void **state)
+{
+	(void)state;
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n"
+		  "hello",
+	    0, 0, 200, "hello", "application/json", 1);
+	expect_ok("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 0, 0, 404, "", "", 1);
+	/* HTTP/1.0 is close-by-default unless it asks for keep-alive. */
+	expect_ok("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200, "ok", "", 0);
+	expect_ok("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 0, 0,
+	    200, "ok", "", 1);
+	expect_ok("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 0, 0, 200,
+	    "ok", "", 0);
+	/* Exactly at the limit is fine. */
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", 0, 10, 200,
+	    "0123456789", "", 1);
+	/* Trailing whitespace of a value is dropped, case of names ignored. */
+	expect_ok("HTTP/1.1 200 OK\r\nCONTENT-TYPE:   text/plain  \t\r\nContent-Length: 1\r\n\r\nx",
+	    0, 0, 200, "x", "text/plain", 1);
+}
+
+static void
+test_parse_retry_after_and_long_values(void **state)
+{
+	struct httpc_response r;
+	char err[256];
+	char raw[1024];
+	char longct[300];
+
+	(void)state;
+	const char *s = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
+			"Content-Length: 4\r\n\r\nbusy";
+	assert_int_equal(parse_all(s, strlen(s), 0, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.status, 503);
+	assert_string_equal(r.retry_after, "5");
+	httpc_response_free(&r);
+
+	/* A Content-Type longer than the field is truncated, not an error. */
+	memset(longct, 'a', sizeof(longct) - 1);
+	longct[sizeof(longct) - 1] = '\0';
+	snprintf(raw, sizeof(raw), "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: 0\r\n\r\n",
+	    longct);
+	assert_int_equal(parse_all(raw, strlen(raw), 0, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(strlen(r.content_type), sizeof(r.content_type) - 1);
+	httpc_response_free(&r);
+}
+
+static void
+test_parse_chunked(void **state)
+{
+	(void)state;
+	/* Extensions on chunk sizes, trailers after the last chunk (not reported as headers). */
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "5;ext=1\r\nhello\r\n"
+		  "6;foo=\"bar\";x\r\n world\r\n"
+		  "0\r\nX-Trailer: t\r\nContent-Type: evil/trailer\r\n\r\n",
+	    0, 0, 200, "hello world", "text/plain", 1);
+	expect_ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
+	    0, 0, 200, "0123456789", "", 1);
+	expect_ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 0, 200, "", "",
+	    1);
+	/* Chunked total above the limit, and a chunk size that cannot be a number. */
+	expect_fail("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n"
+		    "6\r\n012345\r\n0\r\n\r\n",
+	    strlen("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n"
+		   "6\r\n012345\r\n0\r\n\r\n"),
+	    0, 10, "response body exceeds 10 bytes");
+	const char *bad = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n";
+	expect_fail(bad, strlen(bad), 0, 0, "malformed response");
+	const char *big = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "ffffffffffffffffffff\r\n";
+	expect_fail(big, strlen(big), 0, 0, "malformed response");
+	/* Both framings at once is a smuggling vector: refused. */
+	const char *both = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+			   "5\r\nhello\r\n0\r\n\r\n";
+	expect_fail(both, strlen(both), 0, 0, "malformed response");
+}
+
+static void
+test_parse_close_delimited(void **state)
+{
+	(void)state;
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nuntil the end", 0, 0, 200,
+	    "until the end", "text/html", 0);
+	expect_ok("HTTP/1.0 200 ok\r\n\r\n<html>status</html>\n", 0, 0, 200, "<html>status</html>\n",
+	    "", 0);
+	expect_ok("HTTP/1.1 200 OK\r\n\r\n", 0, 0, 200, "", "", 0);
+	const char *over = "HTTP/1.1 200 OK\r\n\r\n0123456789A";
+	expect_fail(over, strlen(over), 0, 10, "response body exceeds 10 bytes");
+}
+
+static void
+test_parse_no_body(void **state)
+{
+	(void)state;
+	/* 204 and 304 never carry a body, whatever Content-Length says. */
+	expect_ok("HTTP/1.1 204 No Content\r\n\r\n", 0, 0, 204, "", "", 1);
+	expect_ok("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", 0, 0, 204, "", "", 1);
+	expect_ok("HTTP/1.1 304 Not Modified\r\nContent-Length: 100000000\r\n\r\n", 0, 16, 304, "",
+	    "", 1);
+	expect_ok("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, 304, "",
+	    "", 1);
+	/* An answer to HEAD: the headers describe a body that is not sent. */
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: 1000000000\r\n"
+		  "\r\n",
+	    1, 16, 200, "", "application/gzip", 1);
+	expect_ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1, 0, 200, "", "", 1);
+	/* The same bytes as an answer to GET are a truncated body. */
+	const char *trunc = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+	expect_fail(trunc, strlen(trunc), 0, 0, "before end of body (0 of 10 bytes)");
+}
+
+static void
+test_parse_interim(void **state)
+{
+	char raw[4096];
+	size_t off = 0;
+
+	(void)state;
+	/* Interim responses are skipped, their headers forgotten, even with a Content-Length. */
+	expect_ok("HTTP/1.1 100 Continue\r\nContent-Type: interim/x\r\n\r\n"
+		  "HTTP/1.1 102 Processing\r\nContent-Length: 3\r\n\r\n"
+		  "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+	    0, 0, 201, "ok", "", 1);
+	/* Bounded: nine interim responses are too many. */
+	for (int i = 0; i < 9; i++) {
+		off += (size_t)snprintf(raw + off, sizeof(raw) - off, "HTTP/1.1 100 Continue\r\n\r\n");
+	}
+	snprintf(raw + off, sizeof(raw) - off, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	expect_fail(raw, strlen(raw), 0, 0, "more than 8 interim (1xx) responses");
+	/* An interim response alone is not an answer. */
+	const char *only = "HTTP/1.1 100 Continue\r\n\r\n";
+	expect_fail(only, strlen(only), 0, 0, "connection closed before end of headers");
+}
+
+static void
+test_parse_101_refused(void **state)
+{
+	(void)state;
+	const char *up = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+			 "Connection: Upgrade\r\n\r\nbinary-frames";
+	expect_fail(up, strlen(up), 0, 0, "unexpected 101 Switching Protocols");
+	const char *up2 = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+	expect_fail(up2, strlen(up2), 0, 0, "unexpected 101");
+}
+
+static void
+test_parse_oversize(void **state)
+{
+	size_t n = HTTPC_MAX_HEADER_BYTES + 100;
+	char *raw = malloc(n + 200);
+	size_t off;
+
+	(void)state;
+	const char *cl = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789A";
+	expect_fail(cl, strlen(cl), 0, 10, "response body exceeds 10 bytes (Content-Length: 11)");
+	const char *huge = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n";
+	expect_fail(huge, strlen(huge), 0, 0, "response body exceeds 4194304 bytes");
+
+	/* One huge header value. */
+	assert_non_null(raw);
+	off = (size_t)snprintf(raw, n + 200, "HTTP/1.1 200 OK\r\nX-Big: ");
+	memset(raw + off, 'v', n);
+	off += n;
+	off += (size_t)snprintf(raw + off, 200, "\r\nContent-Length: 0\r\n\r\n");
+	expect_fail(raw, off, 0, 0, "response headers exceed");
+
+	/* Many small headers. */
+	off = (size_t)snprintf(raw, n + 200, "HTTP/1.1 200 OK\r\n");
+	while (off + 20 < n) {
+		off += (size_t)snprintf(raw + off, n + 200 - off, "X-H: 0123456789\r\n");
+	}
+	off += (size_t)snprintf(raw + off, n + 200 - off, "Content-Length: 0\r\n\r\n");
+	expect_fail(raw, off, 0, 0, "response headers exceed");
+	free(raw);
+}
+
+static void
+test_parse_garbage(void **state)
+{
+	static const char *const bad[] = {
+		"garbage\r\n\r\n",
+		"HTTP/1.1 abc OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		expect_fail(bad[i], strlen(bad[i]), 0, 0, "malformed response");
+	}
+	const char *v2 = "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+	expect_fail(v2, strlen(v2), 0, 0, "unsupported version HTTP/2.0");
+	const char *st = "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n";
+	expect_fail(st, strlen(st), 0, 0, "malformed response: status code 600");
+	const char *st2 = "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n";
+	expect_fail(st2, strlen(st2), 0, 0, "malformed response: status code 99");
+	/* A NUL byte in a header name. */
+	const char nul[] = "HTTP/1.1 200 OK\r\nCont\0ent-Length: 0\r\n\r\n";
+	expect_fail(nul, sizeof(nul) - 1, 0, 0, "malformed response");
+}
+
+static void
+test_parse_truncated(void **state)
+{
+	(void)state;
+	expect_fail("", 0, 0, 0, "connection closed without a response");
+	const char *h = "HTTP/1.1 200 OK\r\nContent-Len";
+	expect_fail(h, strlen(h), 0, 0, "connection closed before end of headers");
+	const char *b = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n012";
+	expect_fail(b, strlen(b), 0, 0, "before end of body (3 of 10 bytes)");
+	const char *c = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+	expect_fail(c, strlen(c), 0, 0, "before end of body (3 bytes received)");
+	const char *c2 = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+	expect_fail(c2, strlen(c2), 0, 0, "before end of body");
+}
+
+static void
+test_parse_trailing_bytes(void **state)
+{
+	(void)state;
+	/* Anything after a complete response means the stream is out of step. */
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", 0, 0, 200, "ok", "", 0);
+	expect_ok("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno",
+	    0, 0, 200, "ok", "", 0);
+	expect_ok("HTTP/1.1 204 No Content\r\n\r\nx", 0, 0, 204, "", "", 0);
+}
+
+/* ---- exchanges over a socketpair ---- */
+
+enum srv_mode {
+	SRV_KEEPALIVE,      /* answer every request, keep the connection */
+	SRV_CANNED,         /* answer every request with srv.canned */
+	SRV_ONE_THEN_CLOSE, /* answer one request (keep-alive framing), then close */
+	SRV_EARLY_OPEN,     /* after the head: 413, then neither read nor close */
+	SRV_EARLY_CLOSE,    /* after the head: 413, then close with the body unread */
+	SRV_CLOSE_AT_HEAD,  /* after the head: close without an answer */
+	SRV_SILENT,         /* read everything, never answer */
+	SRV_PARTIAL,        /* read the request, send half a head, then nothing */
+	SRV_NO_READ,        /* never read at all */
+};
+
+struct srv {
+	int fd;
+	enum srv_mode mode;
+	pthread_t th;
+	const char *canned;
+	int nreq;
+	/* The last request, head and body as received. */
+	char *req;
+	size_t req_len;
+	size_t head_len;
+	uint64_t body_len;
+};
+
+static int
+srv_send(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Wait (bounded) until the client has closed its end, without reading. */
+static void
+srv_wait_hangup(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = 0, .revents = 0 };
+	int64_t deadline = mono_ms() + 20000;
+
+	while (ms_until(deadline) > 0) {
+		if (poll(&pfd, 1, ms_until(deadline)) > 0 && (pfd.revents & POLLHUP) != 0) {
+			return;
+		}
+	}
+}
+
+/* Read until the client closes, discarding. */
+static void
+srv_drain(int fd)
+{
+	char buf[4096];
+
+	while (recv(fd, buf, sizeof(buf), 0) > 0) {
+		continue;
+	}
+}
+
+/*
+ * Read one request head (and with BODY its Content-Length body): 1, 0 at EOF,
+ * -1. The request is built aside and published in S only once complete, before
+ * it is answered, so the test thread reads a stable copy after the answer.
+ */
+static int
+srv_read_request(struct srv *s, int body)
+{
+	char buf[65536];
+	char *req = NULL;
+	size_t len = 0;
+	size_t head_len = 0;
+	uint64_t body_len = 0;
+	uint64_t want = 0;
+	int rc = -1;
+
+	for (;;) {
+		ssize_t n;
+		if (head_len == 0) {
+			/* Head: read byte-wise so nothing of the body is consumed early. */
+			n = recv(s->fd, buf, 1, 0);
+		} else {
+			uint64_t left = want - body_len;
+			if (left == 0 || !body) {
+				break;
+			}
+			n = recv(s->fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf), 0);
+		}
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			rc = len == 0 ? 0 : -1;
+			goto out;
+		}
+		char *np = realloc(req, len + (size_t)n + 1);
+		if (np == NULL) {
+			goto out;
+		}
+		req = np;
+		memcpy(req + len, buf, (size_t)n);
+		len += (size_t)n;
+		req[len] = '\0';
+		if (head_len != 0) {
+			body_len += (uint64_t)n;
+		} else if (len >= 4 && memcmp(req + len - 4, "\r\n\r\n", 4) == 0) {
+			const char *cl = strcasestr(req, "\r\nContent-Length: ");
+			head_len = len;
+			if (cl != NULL) {
+				want = strtoull(cl + 18, NULL, 10);
+			}
+		}
+	}
+	free(s->req);
+	s->req = req;
+	s->req_len = len;
+	s->head_len = head_len;
+	s->body_len = body_len;
+	req = NULL;
+	rc = 1;
+out:
+	free(req);
+	return rc;
+}
+
+static void
+srv_answer(struct srv *s)
+{
+	char resp[256];
+	int n;
+
+	s->nreq++;
+	if (s->canned != NULL) {
+		(void)srv_send(s->fd, s->canned, strlen(s->canned));
+		return;
+	}
+	n = snprintf(resp, sizeof(resp), "req=%d body=%llu", s->nreq,
+	    (unsigned long long)s->body_len);
+	char out[512];
+	int m = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+					   "Content-Length: %d\r\n\r\n%s",
+	    n, resp);
+	(void)srv_send(s->fd, out, (size_t)m);
+}
+
+static const char resp_413[] = "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+			       "Connection: close\r\nContent-Length: 8\r\n\r\ntoo big\n";
+
+static void *
+srv_main(void *arg)
+{
+	struct srv *s = arg;
+
+	switch (s->mode) {
+	case SRV_KEEPALIVE:
+	case SRV_CANNED:
+		while (srv_read_request(s, 1) == 1) {
+			srv_answer(s);
+		}
+		break;
+	case SRV_ONE_THEN_CLOSE:
+		if (srv_read_request(s, 1) == 1) {
+			srv_answer(s);
+		}
+		break;
+	case SRV_EARLY_OPEN:
+		if (srv_read_request(s, 0) == 1) {
+			s->nreq++;
+			(void)srv_send(s->fd, resp_413, sizeof(resp_413) - 1);
+			srv_wait_hangup(s->fd);
+		}
+		break;
+	case SRV_EARLY_CLOSE:
+		if (srv_read_request(s, 0) == 1) {
+			s->nreq++;
+			(void)srv_send(s->fd, resp_413, sizeof(resp_413) - 1);
+		}
+		break;
+	case SRV_CLOSE_AT_HEAD:
+		(void)srv_read_request(s, 0);
+		break;
+	case SRV_SILENT:
+		srv_drain(s->fd);
+		break;
+	case SRV_PARTIAL:
+		if (srv_read_request(s, 1) == 1) {
+			const char *half = "HTTP/1.1 200 OK\r\nContent-";
+			(void)srv_send(s->fd, half, strlen(half));
+			srv_drain(s->fd);
+		}
+		break;
+	case SRV_NO_READ:
+		srv_wait_hangup(s->fd);
+		break;
+	}
+	close(s->fd);
+	s->fd = -1;
+	return NULL;
+}
+
+/* Start a server in MODE (answering CANNED, or a summary when NULL); *C connects to it. */
+static void
+srv_start(struct srv *s, enum srv_mode mode, const char *canned, const struct httpc_target *t,
+    struct httpc_conn **c)
+{
+	int sv[2];
+	char err[256];
+
+	memset(s, 0, sizeof(*s));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	s->fd = sv[1];
+	s->mode = mode;
+	s->canned = canned;
+	if (httpc_conn_from_fd(sv[0], t, c, err, sizeof(err)) != 0) {
+		fail_msg("httpc_conn_from_fd: %s", err);
+	}
+	assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
+}
+
+/* Close the client side (if still open), wait for the server thread. */
+static void
+srv_finish(struct srv *s, struct httpc_conn **c)
+{
+	httpc_close(*c);
+	*c = NULL;
+	assert_int_equal(pthread_join(s->th, NULL), 0);
+	free(s->req);
+	s->req = NULL;
+}
+
+static int
+tmpfile_with(size_t size, unsigned seed)
+{
+	char path[] = "/tmp/test_httpc.XXXXXX";
+	int fd = mkstemp(path);
+	char buf[8192];
+	size_t done = 0;
+
+	assert_true(fd >= 0);
+	assert_int_equal(unlink(path), 0);
+	while (done < size) {
+		size_t n = size - done < sizeof(buf) ? size - done : sizeof(buf);
+		for (size_t i = 0; i < n; i++) {
+			buf[i] = (char)((done + i) * 31u + seed);
+		}
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+		done += n;
+	}
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+static void
+test_keepalive_reuse(void **state)
+{
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+
+	(void)state;
+	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
+	for (int i = 1; i <= 3; i++) {
+		char want[64];
+		assert_true(httpc_conn_usable(c));
+		if (httpc_request(c, "GET", "/x?a=1", NULL, NULL, 0, &r, err, sizeof(err)) != 0) {
+			fail_msg("request %d: %s", i, err);
+		}
+		assert_int_equal(r.status, 200);
+		assert_int_equal(r.keep_alive, 1);
+		snprintf(want, sizeof(want), "req=%d body=0", i);
+		assert_string_equal(r.body, want);
+		assert_string_equal(r.content_type, "text/plain");
+		httpc_response_free(&r);
+	}
+	/* The exact head of a GET: no Content-Length, Host from the (absent) target. */
+	assert_string_equal(s.req, "GET /x?a=1 HTTP/1.1\r\nHost: localhost\r\n"
+				   "User-Agent: tandem/" TANDEM_VERSION "\r\n\r\n");
+	/* POST with an in-memory body, and a POST without one still says Content-Length: 0. */
+	assert_int_equal(httpc_request(c, "POST", "/p", NULL, "abc", 3, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.body, "req=4 body=3");
+	assert_non_null(strstr(s.req, "\r\nContent-Length: 3\r\n\r\nabc"));
+	httpc_response_free(&r);
+	assert_int_equal(httpc_request(c, "POST", "/p", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_non_null(strstr(s.req, "\r\nContent-Length: 0\r\n\r\n"));
+	httpc_response_free(&r);
+	assert_true(httpc_conn_usable(c));
+	assert_null(httpc_conn_server_identity(c));
+	srv_finish(&s, &c);
+	assert_int_equal(s.nreq, 5);
+}
+
+static void
+test_host_header(void **state)
+{
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	struct httpc_target t;
+	char err[256];
+
+	(void)state;
+	httpc_target_init(&t);
+	t.host = "::1";
+	t.port = "8766";
+	srv_start(&s, SRV_KEEPALIVE, NULL, &t, &c);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_non_null(strstr(s.req, "\r\nHost: [::1]:8766\r\n"));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+
+	/* A host that could inject a header is refused before anything is connected. */
+	t.host = "evil\r\nX: y";
+	assert_int_not_equal(httpc_conn_from_fd(0, &t, &c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "invalid host"));
+}
+
+static void
+test_connection_close(void **state)
+{
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+	const char *const hdrs[] = { "Connection: close", NULL };
+
+	(void)state;
+	/* We ask for close: the connection is done after the answer. */
+	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
+	assert_int_equal(httpc_request(c, "GET", "/a", hdrs, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.keep_alive, 0);
+	assert_non_null(strstr(s.req, "\r\nConnection: close\r\n"));
+	httpc_response_free(&r);
+	assert_false(httpc_conn_usable(c));
+	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "connection is closed"));
+	assert_null(r.body);
+	srv_finish(&s, &c);
+	assert_int_equal(s.nreq, 1);
+
+	/* The server says close. */
+	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+	    NULL, &c);
+	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.body, "ok");
+	assert_int_equal(r.keep_alive, 0);
+	assert_false(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+
+	/* The server closes a kept-alive connection while idle: detected before sending. */
+	srv_start(&s, SRV_ONE_THEN_CLOSE, NULL, NULL, &c);
+	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.keep_alive, 1);
+	httpc_response_free(&r);
+	assert_int_equal(pthread_join(s.th, NULL), 0);
+	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "closed the kept-alive connection"));
+	assert_false(httpc_conn_usable(c));
+	httpc_close(c);
+	free(s.req);
+
+	/* A close-delimited answer works once and ends the connection. */
+	srv_start(&s, SRV_ONE_THEN_CLOSE, "HTTP/1.0 200 OK\r\n\r\nstatus page", NULL, &c);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.body, "status page");
+	assert_int_equal(r.keep_alive, 0);
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+}
+
+struct progress {
+	int calls;
+	uint64_t last;
+	uint64_t total;
+	int backwards;
+};
+
+static void
+on_progress(void *arg, uint64_t sent, uint64_t total)
+{
+	struct progress *p = arg;
+
+	if (sent < p->last) {
+		p->backwards = 1;
+	}
+	p->calls++;
+	p->last = sent;
+	p->total = total;
+}
+
+static void
+test_request_fd_progress(void **state)
+{
+	const size_t size = 1024 * 1024 + 777;
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	struct progress pr;
+	char err[256];
+	char *want = malloc(size);
+	int fd = tmpfile_with(size, 7);
+
+	(void)state;
+	assert_non_null(want);
+	assert_int_equal(pread(fd, want, size, 0), (ssize_t)size);
+	memset(&pr, 0, sizeof(pr));
+	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
+	if (httpc_request_fd(c, "PUT", "/blob", NULL, "application/octet-stream", fd, size,
+		on_progress, &pr, &r, err, sizeof(err)) != 0) {
+		fail_msg("request_fd: %s", err);
+	}
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "req=1 body=1049353");
+	httpc_response_free(&r);
+	assert_int_equal(s.body_len, size);
+	assert_memory_equal(s.req + s.head_len, want, size);
+	assert_non_null(strstr(s.req, "\r\nContent-Type: application/octet-stream\r\n"));
+	assert_non_null(strstr(s.req, "\r\nContent-Length: 1049353\r\n"));
+	/* One call per 64 KiB piece, never backwards, ending at the total. */
+	assert_int_equal(pr.calls, (int)((size + HTTPC_STREAM_CHUNK - 1) / HTTPC_STREAM_CHUNK));
+	assert_int_equal(pr.last, size);
+	assert_int_equal(pr.total, size);
+	assert_false(pr.backwards);
+	assert_true(httpc_conn_usable(c));
+
+	/* Content-Type both as argument and header is refused; nothing is sent. */
+	const char *const ct[] = { "content-type: text/plain", NULL };
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", ct, "application/octet-stream", fd,
+			     size, NULL, NULL, &r, err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "Content-Type given twice"));
+	assert_true(httpc_conn_usable(c));
+
+	/* A file shorter than announced: a local error, and the connection is spent. */
+	assert_int_equal(lseek(fd, (off_t)size - 100, SEEK_SET), (off_t)size - 100);
+	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, fd, 1000, NULL, NULL, &r,
+			     err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "read upload file: it ended after 100 of 1000 bytes"));
+	assert_false(httpc_conn_usable(c));
+	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, -1, 1, NULL, NULL, &r, err,
+			     sizeof(err)),
+	    -1);
+	srv_finish(&s, &c);
+	assert_int_equal(s.nreq, 1);
+	close(fd);
+	free(want);
+}
+
+/* The boundary the client chose, from the recorded request head. */
+static void
+find_boundary(const struct srv *s, char *out, size_t outlen)
+{
+	const char *b = strstr(s->req, "\r\nContent-Type: multipart/form-data; boundary=");
+	const char *e;
+
+	assert_non_null(b);
+	b += strlen("\r\nContent-Type: multipart/form-data; boundary=");
+	e = strstr(b, "\r\n");
+	assert_non_null(e);
+	assert_true((size_t)(e - b) < outlen);
+	memcpy(out, b, (size_t)(e - b));
+	out[e - b] = '\0';
+	/* "tandem-" and 128 random bits in hex. */
+	assert_int_equal(strlen(out), 7 + 32);
+	assert_true(is_hex_len(out + 7, 32));
+}
+
+static void
+test_multipart_exact(void **state)
+{
+	const size_t size = 200 * 1024 + 5;
+	const struct httpc_form_field fields[] = {
+		{ .name = "sha", .value = "v1.2 label" },
+		{ .name = "sha256", .value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" },
+		{ .name = "empty", .value = "" },
+		{ .name = "multi", .value = "line one\r\nline two" },
+	};
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	struct progress pr;
+	char boundary[64];
+	char err[256];
+	char *file = malloc(size);
+	char *want = malloc(size + 4096);
+	size_t wl = 0;
+	int fd = tmpfile_with(size, 99);
+
+	(void)state;
+	assert_non_null(file);
+	assert_non_null(want);
+	assert_int_equal(pread(fd, file, size, 0), (ssize_t)size);
+	memset(&pr, 0, sizeof(pr));
+	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
+	if (httpc_upload_multipart(c, "/update", fields, ARRAY_LEN(fields), "tarball",
+		"release.tar.gz", fd, size, on_progress, &pr, &r, err, sizeof(err)) != 0) {
+		fail_msg("upload: %s", err);
+	}
+	assert_int_equal(r.status, 200);
+	httpc_response_free(&r);
+	find_boundary(&s, boundary, sizeof(boundary));
+
+	/* Build the body we expect, independently of the client. */
+	for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+		wl += (size_t)snprintf(want + wl, size + 4096 - wl,
+		    "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n", boundary,
+		    fields[i].name, fields[i].value);
+	}
+	wl += (size_t)snprintf(want + wl, size + 4096 - wl,
+	    "--%s\r\nContent-Disposition: form-data; name=\"tarball\"; "
+	    "filename=\"release.tar.gz\"\r\nContent-Type: application/gzip\r\n\r\n",
+	    boundary);
+	memcpy(want + wl, file, size);
+	wl += size;
+	wl += (size_t)snprintf(want + wl, size + 4096 - wl, "\r\n--%s--\r\n", boundary);
+
+	assert_int_equal(s.body_len, wl);
+	assert_memory_equal(s.req + s.head_len, want, wl);
+	char cl[64];
+	snprintf(cl, sizeof(cl), "\r\nContent-Length: %zu\r\n", wl);
+	assert_non_null(strstr(s.req, cl));
+	assert_true(strncmp(s.req, "POST /update HTTP/1.1\r\n", 23) == 0);
+	assert_int_equal(pr.last, wl);
+	assert_int_equal(pr.total, wl);
+	assert_false(pr.backwards);
+
+	/* Names that would break out of the quoted string are refused; nothing is sent. */
+	const struct httpc_form_field badf[] = { { .name = "a\"b", .value = "x" } };
+	assert_int_equal(httpc_upload_multipart(c, "/update", badf, 1, "tarball", "f", fd, 1, NULL,
+			     NULL, &r, err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "bad form field name"));
+	assert_int_equal(httpc_upload_multipart(c, "/update", NULL, 0, "tarball", "a\r\nb", fd, 1,
+			     NULL, NULL, &r, err, sizeof(err)),
+	    -1);
+	assert_true(httpc_conn_usable(c));
+	srv_finish(&s, &c);
+	assert_int_equal(s.nreq, 1);
+	close(fd);
+	free(file);
+	free(want);
+}
+
+static void
+test_early_answer(void **state)
+{
+	const size_t size = 8 * 1024 * 1024;
+	struct httpc_target t;
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+	int fd = tmpfile_with(size, 3);
+	int64_t t0;
+
+	(void)state;
+	httpc_target_init(&t);
+	t.io_timeout_ms = 10000;
+
+	/*
+	 * The server answers 413 after the head and stops reading but keeps
+	 * the connection open: the blocked upload must notice the answer (not
+	 * wait for the 10 s I/O timeout) and return it.
+	 */
+	srv_start(&s, SRV_EARLY_OPEN, NULL, &t, &c);
+	t0 = mono_ms();
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
+		sizeof(err)) != 0) {
+		fail_msg("early answer (open): %s", err);
+	}
+	assert_int_equal(r.status, 413);
+	assert_string_equal(r.body, "too big\n");
+	assert_int_equal(r.keep_alive, 0);
+	assert_true(mono_ms() - t0 < 5000);
+	assert_false(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+
+	/* The server answers 413 and closes with the body unread: the answer, not EPIPE. */
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	srv_start(&s, SRV_EARLY_CLOSE, NULL, &t, &c);
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
+		sizeof(err)) != 0) {
+		fail_msg("early answer (close): %s", err);
+	}
+	assert_int_equal(r.status, 413);
+	assert_false(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+
+	/* The server closes without any answer: a send error naming the step. */
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	srv_start(&s, SRV_CLOSE_AT_HEAD, NULL, &t, &c);
+	assert_int_equal(httpc_request_fd(c, "POST", "/x", NULL, NULL, fd, size, NULL, NULL, &r, err,
+			     sizeof(err)),
+	    -1);
+	assert_true(strncmp(err, "send request: ", 14) == 0);
+	assert_null(r.body);
+	assert_false(httpc_conn_usable(c));
+	srv_finish(&s, &c);
+	close(fd);
+}
+
+static void
+test_timeouts(void **state)
+{
+	struct httpc_target t;
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+	int64_t t0;
+	int64_t el;
+	int fd;
+
+	(void)state;
+	/* A server that never answers: the per-I/O timeout ends the wait. */
+	httpc_target_init(&t);
+	t.io_timeout_ms = 200;
+	srv_start(&s, SRV_SILENT, NULL, &t, &c);
+	t0 = mono_ms();
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	el = mono_ms() - t0;
+	assert_string_equal(err, "read response: timed out after 200 ms");
+	assert_true(el >= 190 && el < 3000);
+	assert_false(httpc_conn_usable(c));
+	srv_finish(&s, &c);
+
+	/* Half a head, then silence: the whole-exchange limit ends it. */
+	httpc_target_init(&t);
+	t.io_timeout_ms = 10000;
+	t.total_timeout_ms = 300;
+	srv_start(&s, SRV_PARTIAL, NULL, &t, &c);
+	t0 = mono_ms();
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	el = mono_ms() - t0;
+	assert_string_equal(err, "read response: timed out (the exchange is limited to 300 ms)");
+	assert_true(el >= 290 && el < 3000);
+	srv_finish(&s, &c);
+
+	/* A server that never reads: the upload stalls and the send times out. */
+	httpc_target_init(&t);
+	t.io_timeout_ms = 200;
+	fd = tmpfile_with(4 * 1024 * 1024, 1);
+	srv_start(&s, SRV_NO_READ, NULL, &t, &c);
+	t0 = mono_ms();
+	assert_int_equal(httpc_request_fd(c, "POST", "/", NULL, NULL, fd, 4 * 1024 * 1024, NULL,
+			     NULL, &r, err, sizeof(err)),
+	    -1);
+	el = mono_ms() - t0;
+	assert_string_equal(err, "send request: timed out after 200 ms");
+	assert_true(el >= 190 && el < 3000);
+	srv_finish(&s, &c);
+	close(fd);
+}
+
+static void
+test_header_validation(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "X-A: b\r\nX-Injected: 1", "control character" },
+		{ "X-A: b\nX-Injected: 1", "control character" },
+		{ "X-A: b\rc", "control character" },
+		{ "X-A\r\nX-B: c", "is invalid" },
+		{ "Bad Name: x", "is invalid" },
+		{ "NoColon", "is not \"Name: value\"" },
+		{ ": novalue", "is not \"Name: value\"" },
+		{ "Host: evil.example", "Host" },
+		{ "host: evil.example", "host" },
+		{ "Content-Length: 5", "content-length" },
+		{ "Transfer-Encoding: chunked", "transfer-encoding" },
+	};
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+
+	(void)state;
+	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		const char *const h[] = { "X-Fine: yes", bad[i][0], NULL };
+		err[0] = '\0';
+		assert_int_equal(httpc_request(c, "GET", "/", h, NULL, 0, &r, err, sizeof(err)), -1);
+		if (strcasestr(err, bad[i][1]) == NULL) {
+			fail_msg("header \"%s\": error \"%s\" lacks \"%s\"", bad[i][0], err, bad[i][1]);
+		}
+		assert_null(r.body);
+		/* Nothing was sent: the connection is still good. */
+		assert_true(httpc_conn_usable(c));
+	}
+	static const char *const bad_path[] = { "/a b", "a", "/a\r\nX: y", "/\x7f", "", "/\xc3\xa9" };
+	for (size_t i = 0; i < ARRAY_LEN(bad_path); i++) {
+		assert_int_equal(
+		    httpc_request(c, "GET", bad_path[i], NULL, NULL, 0, &r, err, sizeof(err)), -1);
+		assert_true(httpc_conn_usable(c));
+	}
+	static const char *const bad_method[] = { "get", "GET ", "G\r\nT", "" };
+	for (size_t i = 0; i < ARRAY_LEN(bad_method); i++) {
+		assert_int_equal(
+		    httpc_request(c, bad_method[i], "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+		assert_string_equal(err, "invalid request method");
+	}
+	/* After all that, a valid request with custom headers goes through. */
+	const char *const ok[] = { "X-Trace: a\tb", "Accept: */*", NULL };
+	assert_int_equal(httpc_request(c, "GET", "/fine", ok, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_non_null(strstr(s.req, "\r\nX-Trace: a\tb\r\nAccept: */*\r\n\r\n"));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+	assert_int_equal(s.nreq, 1);
+}
+
+static void
+test_response_limits_on_wire(void **state)
+{
+	struct httpc_target t;
+	struct srv s;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+
+	(void)state;
+	httpc_target_init(&t);
+	t.max_body = 4;
+	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", &t, &c);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_string_equal(err, "response body exceeds 4 bytes (Content-Length: 5)");
+	assert_false(httpc_conn_usable(c));
+	srv_finish(&s, &c);
+
+	/* A HEAD answer with a large Content-Length, then the next response on the same connection. */
+	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", &t, &c);
+	assert_int_equal(httpc_request(c, "HEAD", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 0);
+	assert_true(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	s.canned = "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n";
+	assert_int_equal(httpc_request(c, "DELETE", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.status, 204);
+	assert_true(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	/* Bytes beyond the answer: not reusable. */
+	s.canned = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxSURPLUS";
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.keep_alive, 0);
+	assert_false(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	srv_finish(&s, &c);
+}
+
+static void
+test_connect_errors(void **state)
+{
+	struct httpc_target t;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	char err[256];
+
+	(void)state;
+	httpc_target_init(&t);
+	t.host = "127.0.0.1";
+	t.port = "1";
+	assert_int_equal(httpc_connect(NULL, &t, &c, err, sizeof(err)), -1);
+	assert_null(c);
+	assert_non_null(strstr(err, "no TLS context"));
+	assert_int_equal(httpc_fetch(NULL, &t, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_null(r.body);
+	httpc_close(NULL);
+	httpc_response_free(NULL);
+	assert_false(httpc_conn_usable(NULL));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_content_length),
+		cmocka_unit_test(test_parse_retry_after_and_long_values),
+		cmocka_unit_test(test_parse_chunked),
+		cmocka_unit_test(test_parse_close_delimited),
+		cmocka_unit_test(test_parse_no_body),
+		cmocka_unit_test(test_parse_interim),
+		cmocka_unit_test(test_parse_101_refused),
+		cmocka_unit_test(test_parse_oversize),
+		cmocka_unit_test(test_parse_garbage),
+		cmocka_unit_test(test_parse_truncated),
+		cmocka_unit_test(test_parse_trailing_bytes),
+		cmocka_unit_test(test_keepalive_reuse),
+		cmocka_unit_test(test_host_header),
+		cmocka_unit_test(test_connection_close),
+		cmocka_unit_test(test_request_fd_progress),
+		cmocka_unit_test(test_multipart_exact),
+		cmocka_unit_test(test_early_answer),
+		cmocka_unit_test(test_timeouts),
+		cmocka_unit_test(test_header_validation),
+		cmocka_unit_test(test_response_limits_on_wire),
+		cmocka_unit_test(test_connect_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
