@@ -395,6 +395,16 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 			    o->cert_file);
 			goto out;
 		}
+		/* mbedTLS servers silently skip a certificate without serverAuth and
+		 * then fail every handshake with "no cipher suite": say so here. */
+		if (is_server &&
+		    mbedtls_x509_crt_check_extended_key_usage(&c->own, MBEDTLS_OID_SERVER_AUTH,
+			MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0) {
+			snprintf(err, errlen,
+			    "%s lacks the serverAuth extended key usage: a server cannot use it",
+			    o->cert_file);
+			goto out;
+		}
 		c->have_own = 1;
 		tls_sha256_hex(c->own.raw.p, c->own.raw.len, c->own_fp);
 	}

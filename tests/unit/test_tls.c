@@ -1,0 +1,757 @@
+/*
+ * Unit tests for common/tls: real handshakes in-process, over a socketpair,
+ * between tls_server_new and tls_client_new contexts. Certificates come from
+ * the openssl CLI at setup (an implementation independent of ours) into a
+ * temporary directory that is removed at teardown.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/util.h"
+
+static char g_dir[64];
+
+/* ---- certificate generation with the openssl CLI ---- */
+
+static int
+run_argv(const char *const argv[])
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0) {
+		return -1;
+	}
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)dup2(fd, 1);
+			(void)dup2(fd, 2);
+		}
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			return -1;
+		}
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static void
+path_of(char *buf, size_t len, const char *name, const char *ext)
+{
+	int n = snprintf(buf, len, "%s/%s.%s", g_dir, name, ext);
+
+	assert_true(n > 0 && (size_t)n < len);
+}
+
+static int
+genkey(const char *name, int rsa)
+{
+	char key[256];
+	const char *ec[] = { "openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+		"ec_paramgen_curve:P-256", "-out", key, NULL };
+	const char *rs[] = { "openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+		"rsa_keygen_bits:2048", "-out", key, NULL };
+
+	path_of(key, sizeof(key), name, "key");
+	if (run_argv(rsa ? rs : ec) != 0) {
+		return -1;
+	}
+	return chmod(key, 0600);
+}
+
+static int
+make_ca(const char *name, const char *cn)
+{
+	char key[256], crt[256], subj[160];
+	const char *argv[] = { "openssl", "req", "-x509", "-new", "-key", key, "-out", crt, "-days",
+		"30", "-subj", subj, "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+		"-addext", "keyUsage=critical,keyCertSign,cRLSign", NULL };
+
+	path_of(key, sizeof(key), name, "key");
+	path_of(crt, sizeof(crt), name, "crt");
+	snprintf(subj, sizeof(subj), "/CN=%s", cn);
+	if (genkey(name, 0) != 0) {
+		return -1;
+	}
+	return run_argv(argv);
+}
+
+/* NAME.key/.crt/.der signed by CA with subject SUBJ and extended key usage EKU. */
+static int
+issue(const char *ca, const char *name, const char *subj, const char *eku, int rsa)
+{
+	char key[256], csr[256], crt[256], der[256], ext[256], cacrt[256], cakey[256];
+	const char *req[] = { "openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr,
+		NULL };
+	const char *x509[] = { "openssl", "x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey", cakey,
+		"-days", "30", "-extfile", ext, "-out", crt, NULL };
+	const char *todr[] = { "openssl", "x509", "-in", crt, "-outform", "DER", "-out", der, NULL };
+	FILE *f;
+
+	path_of(key, sizeof(key), name, "key");
+	path_of(csr, sizeof(csr), name, "csr");
+	path_of(crt, sizeof(crt), name, "crt");
+	path_of(der, sizeof(der), name, "der");
+	path_of(ext, sizeof(ext), name, "ext");
+	path_of(cacrt, sizeof(cacrt), ca, "crt");
+	path_of(cakey, sizeof(cakey), ca, "key");
+	f = fopen(ext, "we");
+	if (f == NULL) {
+		return -1;
+	}
+	fprintf(f, "basicConstraints=critical,CA:FALSE\n"
+		   "keyUsage=critical,digitalSignature,keyEncipherment\n"
+		   "extendedKeyUsage=%s\n"
+		   "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+	    eku);
+	if (fclose(f) != 0) {
+		return -1;
+	}
+	if (genkey(name, rsa) != 0 || run_argv(req) != 0 || run_argv(x509) != 0 ||
+	    run_argv(todr) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+static int
+rm_tree(const char *dir)
+{
+	const char *argv[] = { "rm", "-rf", dir, NULL };
+
+	return run_argv(argv);
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	log_init("test_tls", LOG_LVL_ERROR);
+	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-tls-XXXXXX");
+	if (mkdtemp(g_dir) == NULL) {
+		return -1;
+	}
+	if (make_ca("ca", "Unit CA") != 0 || make_ca("other", "Other CA") != 0 ||
+	    issue("ca", "server", "/CN=localhost/OU=agent", "serverAuth", 0) != 0 ||
+	    issue("ca", "master", "/CN=tandem-master/OU=master", "clientAuth", 0) != 0 ||
+	    issue("ca", "agent", "/CN=host1/OU=agent", "clientAuth,serverAuth", 0) != 0 ||
+	    issue("ca", "updater", "/CN=updater@host1/OU=updater", "clientAuth", 1) != 0 ||
+	    issue("ca", "boss", "/CN=fleet-boss", "clientAuth", 0) != 0 ||
+	    issue("ca", "norole", "/CN=evil@host1", "clientAuth", 0) != 0 ||
+	    issue("ca", "srvonly", "/CN=host2/OU=agent", "serverAuth", 0) != 0 ||
+	    issue("other", "foreign", "/CN=tandem-master/OU=master", "clientAuth", 0) != 0) {
+		fprintf(stderr, "openssl failed while generating test certificates\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	return g_dir[0] != '\0' ? rm_tree(g_dir) : 0;
+}
+
+/* ---- contexts and handshakes ---- */
+
+static char g_p1[256], g_p2[256], g_p3[256];
+
+static struct tls_ctx *
+server_ctx(const char *cert, const char *master_cn, int hs_ms)
+{
+	struct tls_opts o;
+	struct tls_ctx *ctx = NULL;
+	char err[256];
+
+	tls_opts_init(&o);
+	path_of(g_p1, sizeof(g_p1), "ca", "crt");
+	path_of(g_p2, sizeof(g_p2), cert, "crt");
+	path_of(g_p3, sizeof(g_p3), cert, "key");
+	o.ca_file = g_p1;
+	o.cert_file = g_p2;
+	o.key_file = g_p3;
+	o.master_cn = master_cn;
+	o.handshake_timeout_ms = hs_ms;
+	if (tls_server_new(&o, &ctx, err, sizeof(err)) != 0) {
+		fail_msg("tls_server_new: %s", err);
+	}
+	return ctx;
+}
+
+/* CERT NULL: a client without a certificate. */
+static struct tls_ctx *
+client_ctx(const char *cert)
+{
+	struct tls_opts o;
+	struct tls_ctx *ctx = NULL;
+	char err[256];
+
+	tls_opts_init(&o);
+	path_of(g_p1, sizeof(g_p1), "ca", "crt");
+	o.ca_file = g_p1;
+	if (cert != NULL) {
+		path_of(g_p2, sizeof(g_p2), cert, "crt");
+		path_of(g_p3, sizeof(g_p3), cert, "key");
+		o.cert_file = g_p2;
+		o.key_file = g_p3;
+	}
+	if (tls_client_new(&o, &ctx, err, sizeof(err)) != 0) {
+		fail_msg("tls_client_new: %s", err);
+	}
+	return ctx;
+}
+
+struct srv_side {
+	struct tls_ctx *ctx;
+	int fd;
+	int rc;
+	struct tls_identity id;
+	char err[256];
+	int64_t took_ms;
+	char got[64];
+};
+
+/* Accept, then echo one message back. On failure close the fd at once so
+ * the client side sees the end instead of waiting for its deadline. */
+static void *
+srv_main(void *p)
+{
+	struct srv_side *s = p;
+	struct tls_conn *c = NULL;
+	int64_t t0 = mono_ms();
+
+	s->rc = tls_accept(s->ctx, s->fd, &c, &s->id, s->err, sizeof(s->err));
+	s->took_ms = mono_ms() - t0;
+	if (s->rc != 0) {
+		close(s->fd);
+		return NULL;
+	}
+	char err[128];
+	ssize_t n = tls_read_deadline(c, s->got, sizeof(s->got) - 1, mono_ms() + 5000, err,
+	    sizeof(err));
+	if (n > 0) {
+		s->got[n] = '\0';
+		if (tls_write_all_deadline(c, s->got, (size_t)n, mono_ms() + 5000, err,
+			sizeof(err)) != 0) {
+			s->got[0] = '\0';
+		}
+	}
+	tls_close(c);
+	return NULL;
+}
+
+struct hs_result {
+	int client_rc;
+	char client_err[256];
+	struct tls_identity server_id; /* as seen by the client */
+	struct srv_side srv;
+	char echo[64];
+};
+
+/*
+ * One full exchange: server thread accepts, client connects with HOSTNAME and
+ * PIN, sends "ping" and reads the echo.
+ */
+static void
+handshake(struct tls_ctx *sctx, struct tls_ctx *cctx, const char *hostname, const char *pin,
+    struct hs_result *res)
+{
+	int sp[2];
+	pthread_t t;
+	struct tls_conn *c = NULL;
+
+	memset(res, 0, sizeof(*res));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	res->srv.ctx = sctx;
+	res->srv.fd = sp[0];
+	assert_int_equal(pthread_create(&t, NULL, srv_main, &res->srv), 0);
+	res->client_rc = tls_connect(cctx, sp[1], hostname, pin, 5000, &c, &res->server_id,
+	    res->client_err, sizeof(res->client_err));
+	if (res->client_rc == 0) {
+		char err[128];
+		if (tls_write_all_deadline(c, "ping", 4, mono_ms() + 5000, err, sizeof(err)) == 0) {
+			ssize_t n = tls_read_deadline(c, res->echo, sizeof(res->echo) - 1,
+			    mono_ms() + 5000, err, sizeof(err));
+			if (n > 0) {
+				res->echo[n] = '\0';
+			}
+		}
+		tls_close(c);
+	} else {
+		close(sp[1]);
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void
+file_fingerprint(const char *name, char out[TLS_FP_HEX_LEN + 1])
+{
+	char path[256];
+	unsigned char der[4096];
+	FILE *f;
+	size_t n;
+
+	path_of(path, sizeof(path), name, "der");
+	f = fopen(path, "rbe");
+	assert_non_null(f);
+	n = fread(der, 1, sizeof(der), f);
+	fclose(f);
+	assert_true(n > 0 && n < sizeof(der));
+	tls_sha256_hex(der, n, out);
+}
+
+/* ---- tests ---- */
+
+static void
+test_identity_extraction(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 0);
+	static const struct {
+		const char *cert, *cn, *ou, *host;
+		enum tls_role role;
+	} cases[] = {
+		{ "master", "tandem-master", "master", "", TLS_ROLE_MASTER },
+		{ "agent", "host1", "agent", "host1", TLS_ROLE_AGENT },
+		{ "updater", "updater@host1", "updater", "host1", TLS_ROLE_UPDATER }, /* RSA */
+	};
+	char fp[TLS_FP_HEX_LEN + 1];
+	time_t now = time(NULL);
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct tls_ctx *c = client_ctx(cases[i].cert);
+		struct hs_result r;
+		handshake(s, c, "localhost", NULL, &r);
+		assert_int_equal(r.client_rc, 0);
+		assert_int_equal(r.srv.rc, 0);
+		assert_string_equal(r.srv.id.cn, cases[i].cn);
+		assert_string_equal(r.srv.id.ou, cases[i].ou);
+		assert_string_equal(r.srv.id.host, cases[i].host);
+		assert_int_equal(r.srv.id.role, cases[i].role);
+		assert_int_equal(r.srv.id.resumed, 0);
+		file_fingerprint(cases[i].cert, fp);
+		assert_string_equal(r.srv.id.fingerprint, fp);
+		assert_string_equal(tls_ctx_own_fingerprint(c), fp);
+		assert_true(r.srv.id.not_before <= now && now < r.srv.id.not_after);
+		assert_true(r.srv.id.not_after - r.srv.id.not_before >= 29 * 86400);
+		/* Data flows both ways. */
+		assert_string_equal(r.srv.got, "ping");
+		assert_string_equal(r.echo, "ping");
+		/* The client saw the server's identity. */
+		file_fingerprint("server", fp);
+		assert_string_equal(r.server_id.fingerprint, fp);
+		assert_string_equal(r.server_id.cn, "localhost");
+		tls_ctx_free(c);
+	}
+	tls_ctx_free(s);
+}
+
+static void
+test_identity_from_file_and_der(void **state)
+{
+	struct tls_identity id;
+	char path[256];
+	char err[256];
+	char fp[TLS_FP_HEX_LEN + 1];
+	unsigned char junk[64];
+
+	(void)state;
+	path_of(path, sizeof(path), "updater", "crt");
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(id.role, TLS_ROLE_UPDATER);
+	assert_string_equal(id.host, "host1");
+	file_fingerprint("updater", fp);
+	assert_string_equal(id.fingerprint, fp);
+	/* DER works as well as PEM. */
+	path_of(path, sizeof(path), "boss", "der");
+	assert_int_equal(tls_identity_from_file(path, "fleet-boss", &id, err, sizeof(err)), 0);
+	assert_int_equal(id.role, TLS_ROLE_MASTER);
+	assert_string_equal(id.ou, "");
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(id.role, TLS_ROLE_AGENT);
+	/* Garbage and missing files fail with a reason. */
+	memset(junk, 0x30, sizeof(junk));
+	assert_int_equal(tls_identity_from_der(junk, sizeof(junk), NULL, &id), -1);
+	path_of(path, sizeof(path), "nonexistent", "crt");
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "nonexistent.crt"));
+}
+
+static void
+test_role_mapping(void **state)
+{
+	static const struct {
+		const char *cn, *ou, *master;
+		enum tls_role role;
+	} t[] = {
+		{ "tandem-master", NULL, NULL, TLS_ROLE_MASTER },
+		{ "tandem-master", "master", NULL, TLS_ROLE_MASTER },
+		{ "tandem-master", "", "", TLS_ROLE_MASTER },
+		{ "tandem-master", "agent", NULL, TLS_ROLE_UNKNOWN },
+		{ "Tandem-Master", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "TANDEM-MASTER", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "tandem-master", NULL, "fleet-boss", TLS_ROLE_AGENT },
+		{ "tandem-master", "master", "fleet-boss", TLS_ROLE_UNKNOWN },
+		{ "fleet-boss", NULL, "fleet-boss", TLS_ROLE_MASTER },
+		{ "Fleet-Boss", NULL, "fleet-boss", TLS_ROLE_UNKNOWN },
+		{ "updater@host1", NULL, NULL, TLS_ROLE_UPDATER },
+		{ "updater@host1", "updater", NULL, TLS_ROLE_UPDATER },
+		{ "updater@host1", "agent", NULL, TLS_ROLE_UNKNOWN },
+		{ "updater@", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "updater@a@b", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "evil@host1", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "host1@", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "@", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "host1", NULL, NULL, TLS_ROLE_AGENT },
+		{ "host1", "agent", NULL, TLS_ROLE_AGENT },
+		{ "host1", "master", NULL, TLS_ROLE_UNKNOWN },
+		{ "host1", "updater", NULL, TLS_ROLE_UNKNOWN },
+		{ "host1", "bogus", NULL, TLS_ROLE_UNKNOWN },
+		{ "", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ NULL, NULL, NULL, TLS_ROLE_UNKNOWN },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		enum tls_role got = tls_role_from_subject(t[i].cn, t[i].ou, t[i].master);
+		if (got != t[i].role) {
+			fail_msg("case %zu: CN=%s OU=%s master=%s: role %s, want %s", i,
+			    t[i].cn ? t[i].cn : "(null)", t[i].ou ? t[i].ou : "(null)",
+			    t[i].master ? t[i].master : "(null)", tls_role_name(got),
+			    tls_role_name(t[i].role));
+		}
+	}
+	assert_int_equal(tls_role_parse("master"), TLS_ROLE_MASTER);
+	assert_int_equal(tls_role_parse("agent"), TLS_ROLE_AGENT);
+	assert_int_equal(tls_role_parse("updater"), TLS_ROLE_UPDATER);
+	assert_int_equal(tls_role_parse("Master"), TLS_ROLE_UNKNOWN);
+	assert_int_equal(tls_role_parse(NULL), TLS_ROLE_UNKNOWN);
+	assert_string_equal(tls_role_name(TLS_ROLE_UNKNOWN), "unknown");
+	assert_string_equal(tls_role_name(tls_role_parse("updater")), "updater");
+}
+
+static void
+test_configured_master_cn(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", "fleet-boss", 0);
+	struct tls_ctx *c = client_ctx("boss");
+	struct hs_result r;
+
+	(void)state;
+	assert_string_equal(tls_ctx_master_cn(s), "fleet-boss");
+	handshake(s, c, "localhost", NULL, &r);
+	assert_int_equal(r.srv.rc, 0);
+	assert_int_equal(r.srv.id.role, TLS_ROLE_MASTER);
+	tls_ctx_free(c);
+	/* The default master's OU=master now contradicts its CN: refused. */
+	c = client_ctx("master");
+	handshake(s, c, "localhost", NULL, &r);
+	assert_int_equal(r.srv.rc, -1);
+	assert_non_null(strstr(r.srv.err, "maps to no role"));
+	tls_ctx_free(c);
+	tls_ctx_free(s);
+}
+
+static void
+test_pin(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 0);
+	struct tls_ctx *c = client_ctx("agent");
+	char fp[TLS_FP_HEX_LEN + 1];
+	char upper[TLS_FP_HEX_LEN + 1];
+	struct hs_result r;
+
+	(void)state;
+	file_fingerprint("server", fp);
+	assert_string_equal(tls_ctx_own_fingerprint(s), fp);
+	handshake(s, c, NULL, fp, &r);
+	assert_int_equal(r.client_rc, 0);
+	assert_string_equal(r.echo, "ping");
+	for (size_t i = 0; i <= TLS_FP_HEX_LEN; i++) {
+		upper[i] = (fp[i] >= 'a' && fp[i] <= 'f') ? (char)(fp[i] - 32) : fp[i];
+	}
+	handshake(s, c, NULL, upper, &r);
+	assert_int_equal(r.client_rc, 0);
+	/* One digit off: fail closed, and say which fingerprint was seen. */
+	fp[10] = fp[10] == '0' ? '1' : '0';
+	handshake(s, c, NULL, fp, &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "does not match the pinned"));
+	assert_non_null(strstr(r.client_err, tls_ctx_own_fingerprint(s)));
+	assert_string_equal(r.echo, "");
+	/* The pin of another certificate (the client's own) is a mismatch too. */
+	handshake(s, c, NULL, tls_ctx_own_fingerprint(c), &r);
+	assert_int_equal(r.client_rc, -1);
+	/* Malformed pins are refused before any I/O. */
+	handshake(s, c, NULL, "abc123", &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "64 hex"));
+	tls_ctx_free(c);
+	tls_ctx_free(s);
+}
+
+static void
+test_hostname(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 0);
+	struct tls_ctx *c = client_ctx("agent");
+	struct hs_result r;
+
+	(void)state;
+	handshake(s, c, "localhost", NULL, &r);
+	assert_int_equal(r.client_rc, 0);
+	handshake(s, c, "otherhost", NULL, &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "rejected"));
+	assert_int_not_equal(r.srv.rc, 0);
+	/* mbedTLS 2.28 cannot match IP SANs (PITFALLS): by IP, pass no hostname. */
+	handshake(s, c, "127.0.0.1", NULL, &r);
+	assert_int_equal(r.client_rc, -1);
+	tls_ctx_free(c);
+	tls_ctx_free(s);
+}
+
+static void
+test_client_refuses_bad_servers(void **state)
+{
+	struct tls_ctx *s = NULL;
+	struct hs_result r;
+	struct tls_opts o;
+	struct tls_ctx *oc = NULL;
+	char err[256];
+	char ca[256], crt[256], key[256];
+
+	(void)state;
+	/* A certificate without serverAuth cannot serve: refused when loading
+	 * (mbedTLS would otherwise fail every handshake obscurely). */
+	tls_opts_init(&o);
+	path_of(ca, sizeof(ca), "ca", "crt");
+	path_of(crt, sizeof(crt), "master", "crt");
+	path_of(key, sizeof(key), "master", "key");
+	o.ca_file = ca;
+	o.cert_file = crt;
+	o.key_file = key;
+	assert_int_equal(tls_server_new(&o, &s, err, sizeof(err)), -1);
+	assert_null(s);
+	assert_non_null(strstr(err, "serverAuth"));
+	/* A client trusting another CA refuses our server. */
+	tls_opts_init(&o);
+	path_of(ca, sizeof(ca), "other", "crt");
+	path_of(crt, sizeof(crt), "foreign", "crt");
+	path_of(key, sizeof(key), "foreign", "key");
+	o.ca_file = ca;
+	o.cert_file = crt;
+	o.key_file = key;
+	assert_int_equal(tls_client_new(&o, &oc, err, sizeof(err)), 0);
+	s = server_ctx("server", NULL, 0);
+	handshake(s, oc, NULL, NULL, &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "not correctly signed"));
+	tls_ctx_free(oc);
+	tls_ctx_free(s);
+}
+
+static void
+test_server_refuses_bad_clients(void **state)
+{
+	static const struct {
+		const char *cert; /* NULL: no certificate at all */
+		const char *why;
+	} t[] = {
+		{ NULL, "Certificate was missing" },
+		{ "srvonly", "extendedKeyUsage" },
+		{ "norole", "maps to no role" },
+		{ "__foreign", "not correctly signed" },
+	};
+	struct tls_ctx *s = server_ctx("server", NULL, 0);
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		struct tls_ctx *c = NULL;
+		struct hs_result r;
+		if (t[i].cert != NULL && strcmp(t[i].cert, "__foreign") == 0) {
+			/* Trusts our CA, but presents a certificate of the other CA. */
+			struct tls_opts o;
+			char err[256], ca[256], crt[256], key[256];
+			tls_opts_init(&o);
+			path_of(ca, sizeof(ca), "ca", "crt");
+			path_of(crt, sizeof(crt), "foreign", "crt");
+			path_of(key, sizeof(key), "foreign", "key");
+			o.ca_file = ca;
+			o.cert_file = crt;
+			o.key_file = key;
+			assert_int_equal(tls_client_new(&o, &c, err, sizeof(err)), 0);
+		} else {
+			c = client_ctx(t[i].cert);
+		}
+		handshake(s, c, "localhost", NULL, &r);
+		assert_int_equal(r.srv.rc, -1);
+		if (strstr(r.srv.err, t[i].why) == NULL) {
+			fail_msg("case %zu: server error \"%s\" lacks \"%s\"", i, r.srv.err, t[i].why);
+		}
+		assert_string_equal(r.srv.got, "");
+		assert_string_equal(r.echo, "");
+		tls_ctx_free(c);
+	}
+	tls_ctx_free(s);
+}
+
+static void
+test_key_file_checks(void **state)
+{
+	struct tls_opts o;
+	struct tls_ctx *ctx = NULL;
+	char err[256], ca[256], crt[256], key[256], other_key[256];
+
+	(void)state;
+	tls_opts_init(&o);
+	path_of(ca, sizeof(ca), "ca", "crt");
+	path_of(crt, sizeof(crt), "server", "crt");
+	path_of(key, sizeof(key), "server", "key");
+	path_of(other_key, sizeof(other_key), "agent", "key");
+	o.ca_file = ca;
+	o.cert_file = crt;
+	o.key_file = key;
+	/* Readable by group/others: refused, with the mode and the fix. */
+	assert_int_equal(chmod(key, 0644), 0);
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_null(ctx);
+	assert_non_null(strstr(err, "mode 0644"));
+	assert_non_null(strstr(err, "chmod 600"));
+	assert_int_equal(tls_client_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(chmod(key, 0640), 0);
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(chmod(key, 0600), 0);
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), 0);
+	tls_ctx_free(ctx);
+	ctx = NULL;
+	/* A key that does not belong to the certificate. */
+	o.key_file = other_key;
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "does not match"));
+	/* Missing pieces. */
+	o.key_file = NULL;
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(tls_client_new(&o, &ctx, err, sizeof(err)), -1);
+	o.key_file = key;
+	o.ca_file = NULL;
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "CA"));
+	o.ca_file = key; /* not a certificate */
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_null(ctx);
+	/* A key that is not there. */
+	o.ca_file = ca;
+	path_of(other_key, sizeof(other_key), "nonexistent", "key");
+	o.key_file = other_key;
+	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "nonexistent.key"));
+}
+
+/* Peer end of a socketpair that never says anything. */
+static void
+test_handshake_deadline(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 300);
+	struct tls_ctx *c = client_ctx("agent");
+	struct tls_conn *conn = NULL;
+	struct tls_identity id;
+	char err[256];
+	int sp[2];
+	int64_t t0;
+	int64_t took;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	t0 = mono_ms();
+	assert_int_equal(tls_accept(s, sp[0], &conn, &id, err, sizeof(err)), -1);
+	took = mono_ms() - t0;
+	assert_true(took >= 290 && took < 3000);
+	assert_non_null(strstr(err, "timed out after 300 ms"));
+	/* tls_accept leaves the fd to the caller on failure: it is still open. */
+	assert_true(fcntl(sp[0], F_GETFD) >= 0);
+	/* Client side: its own timeout argument bounds the handshake. */
+	t0 = mono_ms();
+	assert_int_equal(tls_connect(c, sp[1], NULL, NULL, 250, &conn, NULL, err, sizeof(err)),
+	    -1);
+	took = mono_ms() - t0;
+	assert_true(took >= 240 && took < 3000);
+	assert_non_null(strstr(err, "timed out"));
+	close(sp[0]);
+	close(sp[1]);
+	/* Wrong-direction calls are refused. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(tls_accept(c, sp[0], &conn, &id, err, sizeof(err)), -1);
+	assert_int_equal(tls_connect(s, sp[1], NULL, NULL, 100, &conn, NULL, err, sizeof(err)),
+	    -1);
+	close(sp[0]);
+	close(sp[1]);
+	tls_ctx_free(c);
+	tls_ctx_free(s);
+}
+
+/* A peer that closes mid-handshake ends it at once, not at the deadline. */
+static void
+test_peer_closes_mid_handshake(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 5000);
+	struct tls_conn *conn = NULL;
+	struct tls_identity id;
+	char err[256];
+	int sp[2];
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	/* Half a record header, then EOF. */
+	assert_int_equal(write(sp[1], "\x16\x03", 2), 2);
+	close(sp[1]);
+	t0 = mono_ms();
+	assert_int_equal(tls_accept(s, sp[0], &conn, &id, err, sizeof(err)), -1);
+	assert_true(mono_ms() - t0 < 2000);
+	close(sp[0]);
+	tls_ctx_free(s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_role_mapping),
+		cmocka_unit_test(test_identity_extraction),
+		cmocka_unit_test(test_identity_from_file_and_der),
+		cmocka_unit_test(test_configured_master_cn),
+		cmocka_unit_test(test_pin),
+		cmocka_unit_test(test_hostname),
+		cmocka_unit_test(test_client_refuses_bad_servers),
+		cmocka_unit_test(test_server_refuses_bad_clients),
+		cmocka_unit_test(test_key_file_checks),
+		cmocka_unit_test(test_handshake_deadline),
+		cmocka_unit_test(test_peer_closes_mid_handshake),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
