@@ -79,11 +79,14 @@ struct proc {
 	pid_t pid;                   /* 0: none */
 	int pidfd;                   /* readable once the process exits; -1: none */
 	int is_child;                /* 1: spawned by us (reaped here, status known) */
+	int group;                   /* 1: pid leads its process group (signals go to the group) */
 	int exited;                  /* 1 once proc_poll/proc_wait saw it gone */
 	int status;                  /* wait status (WIFEXITED...) if is_child && exited; else -1 */
 	unsigned long long start_time; /* /proc/PID/stat field 22 (ticks since boot) */
 };
-#define PROC_INIT { .pid = 0, .pidfd = -1, .is_child = 0, .exited = 0, .status = -1, .start_time = 0 }
+#define PROC_INIT \
+	{ .pid = 0, .pidfd = -1, .is_child = 0, .group = 0, .exited = 0, .status = -1, \
+		.start_time = 0 }
 
 void proc_init(struct proc *p);
 
