@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,6 +94,63 @@ fs_tmp_name(const char *base, char *tmp, size_t tmplen)
 	return 0;
 }
 
+/*
+ * Remove temporaries of BASE in DFD left by writers that died (a crash or a
+ * SIGKILL between create and rename), so they cannot pile up. Only names of
+ * exactly fs_tmp_name()'s shape whose PID no longer exists are touched; a
+ * live writer's file is never removed. Best effort: errors are ignored.
+ */
+static void
+fs_tmp_sweep(int dfd, const char *base)
+{
+	char prefix[NAME_MAX + 1];
+	int saved = errno;
+	int fd;
+	DIR *d;
+	int r = snprintf(prefix, sizeof(prefix), ".%.200s.tmp.", base);
+
+	if (r < 0 || (size_t)r >= sizeof(prefix)) {
+		goto out;
+	}
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		goto out;
+	}
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		goto out;
+	}
+	for (;;) {
+		struct dirent *de = readdir(d);
+		if (de == NULL) {
+			break;
+		}
+		if (strncmp(de->d_name, prefix, (size_t)r) != 0) {
+			continue;
+		}
+		const char *p = de->d_name + r;
+		size_t pl = strspn(p, "0123456789");
+		if (pl == 0 || pl > 10 || p[pl] != '.' || p[pl + 1] == '\0' ||
+		    strspn(p + pl + 1, "0123456789") != strlen(p + pl + 1)) {
+			continue;
+		}
+		long long pid = 0;
+		for (size_t i = 0; i < pl; i++) {
+			pid = pid * 10 + (p[i] - '0');
+		}
+		if (pid <= 0 || pid > INT32_MAX || (pid_t)pid == getpid()) {
+			continue;
+		}
+		if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+		}
+	}
+	closedir(d);
+out:
+	errno = saved;
+}
+
 static int
 fs_fsync_fd_dir(int dfd)
 {
@@ -147,6 +205,7 @@ fs_atomic_begin(struct fs_atomic *a, const char *path, mode_t mode)
 	if (a->dirfd < 0) {
 		goto fail;
 	}
+	fs_tmp_sweep(a->dirfd, a->base);
 	for (int i = 0; i < FS_TMP_TRIES && a->fd < 0; i++) {
 		if (fs_tmp_name(a->base, a->tmp, sizeof(a->tmp)) != 0) {
 			goto fail;
@@ -509,6 +568,7 @@ fs_symlink_replace(const char *target, const char *linkpath)
 	if (dfd < 0) {
 		goto out;
 	}
+	fs_tmp_sweep(dfd, base);
 	for (int i = 0; i < FS_TMP_TRIES && !made; i++) {
 		if (fs_tmp_name(base, tmp, sizeof(tmp)) != 0) {
 			goto out;

@@ -6,7 +6,10 @@
  * Every function returns 0, or -1 with errno set; on failure nothing is left
  * half-done where the doc says so (temporary files are always removed).
  * Temporary names are ".NAME.tmp.PID.COUNTER" in the destination's directory,
- * so a crash can leave one behind but never a truncated destination.
+ * so a crash can leave one behind but never a truncated destination. The next
+ * fs_atomic_begin() (so every atomic write and copy) or fs_symlink_replace()
+ * for the same NAME removes the temporaries of NAME whose PID no longer
+ * exists, so at most one per writer that died since the last write remains.
  */
 #ifndef TANDEM_FS_H
 #define TANDEM_FS_H
@@ -100,8 +103,8 @@ int fs_symlink_replace(const char *target, const char *linkpath) WUR;
 /*
  * Read the whole regular file PATH into a malloc'd, NUL-terminated buffer
  * *OUT (caller frees) of *OUTLEN bytes (OUTLEN may be NULL). Files larger
- * than MAX bytes fail with EFBIG; non-regular files (FIFOs, devices,
- * directories) with EINVAL. The content may itself contain NUL bytes: use
+ * than MAX bytes fail with EFBIG; directories with EISDIR; other non-regular
+ * files (FIFOs, devices, sockets) with EINVAL, without blocking. The content may itself contain NUL bytes: use
  * *OUTLEN, not strlen, when that matters. *OUT is set only on success.
  */
 int fs_read_file(const char *path, size_t max, char **out, size_t *outlen) WUR;
