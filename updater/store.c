@@ -1,0 +1,752 @@
+#include "updater/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+
+#define STORE_RELEASE_FILE "release.json"
+#define STORE_RELEASE_MAX (64 * 1024)
+#define STORE_CURRENT_TARGET "releases/active"
+
+void (*store_crash_hook)(const char *point);
+
+static void
+store_point(const char *point)
+{
+	if (store_crash_hook != NULL) {
+		store_crash_hook(point);
+	}
+}
+
+static int store_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Format ERR, appending strerror(errno) of the errno at entry; returns -1. */
+static int
+store_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	int e = errno;
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	n = strlen(err);
+	if (e != 0 && n + 3 < errlen) {
+		snprintf(err + n, errlen - n, ": %s", strerror(e));
+	}
+	errno = e;
+	return -1;
+}
+
+static int
+store_path(const struct store *s, const char *rel, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s/%s", s->root, rel);
+
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+slot_path(const struct store *s, const char *slot, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s/releases/%s", s->root, slot);
+
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* 1 if SLOT is a real directory (not a symlink), 0 if absent, -1 on error. */
+static int
+slot_exists(const struct store *s, const char *slot)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (slot_path(s, slot, p, sizeof(p)) != 0) {
+		return -1;
+	}
+	if (lstat(p, &st) != 0) {
+		return errno == ENOENT ? 0 : -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 1;
+}
+
+int
+store_init(struct store *s, const char *root, unsigned failed_keep, char *err, size_t errlen)
+{
+	char p[PATH_MAX];
+
+	memset(s, 0, sizeof(*s));
+	if (root == NULL || root[0] != '/') {
+		snprintf(err, errlen, "install dir must be an absolute path");
+		return -1;
+	}
+	if (strlcpy_chk(s->root, root, sizeof(s->root)) != 0) {
+		snprintf(err, errlen, "install dir path too long");
+		return -1;
+	}
+	s->failed_keep = failed_keep;
+	if (fs_mkdir_p(root, 0755) != 0) {
+		return store_err(err, errlen, "create %s", root);
+	}
+	if (store_path(s, "releases/failed", p, sizeof(p)) != 0 || fs_mkdir_p(p, 0755) != 0) {
+		return store_err(err, errlen, "create %s/releases/failed", root);
+	}
+	if (store_path(s, "state", p, sizeof(p)) != 0 || fs_mkdir_p(p, 0700) != 0) {
+		return store_err(err, errlen, "create %s/state", root);
+	}
+	return 0;
+}
+
+int
+store_release_read(const struct store *s, const char *slot, struct release_info *ri, char *err,
+    size_t errlen)
+{
+	static const struct json_field fields[] = {
+		JSON_F_STR("id", struct release_info, id, JSON_REQUIRED, 1),
+		JSON_F_STR("sha", struct release_info, sha, JSON_REQUIRED, 0),
+		JSON_F_STR("sha256", struct release_info, sha256, JSON_REQUIRED, 64),
+		JSON_F_STR("version", struct release_info, version, JSON_REQUIRED, 0),
+		JSON_F_STR("name", struct release_info, name, JSON_REQUIRED, 0),
+		JSON_F_STR("installed_at", struct release_info, installed_at, JSON_REQUIRED, 0),
+		JSON_F_STR("installed_by", struct release_info, installed_by, JSON_REQUIRED, 0),
+	};
+	char p[PATH_MAX], jerr[256];
+	char *buf = NULL;
+	size_t len = 0;
+	cJSON *o = NULL;
+	struct release_info tmp;
+	int ex, rc = -1;
+
+	ex = slot_exists(s, slot);
+	if (ex <= 0) {
+		if (ex < 0) {
+			store_err(err, errlen, "releases/%s", slot);
+		}
+		return ex;
+	}
+	if (snprintf(p, sizeof(p), "%s/releases/%s/%s", s->root, slot, STORE_RELEASE_FILE) >=
+	    (int)sizeof(p)) {
+		snprintf(err, errlen, "path too long");
+		return -1;
+	}
+	if (fs_read_file(p, STORE_RELEASE_MAX, &buf, &len) != 0) {
+		return store_err(err, errlen, "read releases/%s/%s", slot, STORE_RELEASE_FILE);
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	o = json_parse_object(buf, len, jerr, sizeof(jerr));
+	if (o == NULL ||
+	    json_read_fields(o, fields, ARRAY_LEN(fields), 1, &tmp, jerr, sizeof(jerr)) != 0) {
+		snprintf(err, errlen, "releases/%s/%s: %s", slot, STORE_RELEASE_FILE, jerr);
+		goto out;
+	}
+	*ri = tmp;
+	rc = 1;
+out:
+	cJSON_Delete(o);
+	free(buf);
+	return rc;
+}
+
+cJSON *
+store_release_json(const struct release_info *ri, const char *slot)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL) {
+		return NULL;
+	}
+	if ((slot != NULL && json_add_str(o, "slot", slot) != 0) ||
+	    json_add_str(o, "id", ri->id) != 0 || json_add_str(o, "sha", ri->sha) != 0 ||
+	    json_add_str(o, "sha256", ri->sha256) != 0 ||
+	    json_add_str(o, "version", ri->version) != 0 ||
+	    json_add_str(o, "name", ri->name) != 0 ||
+	    json_add_str(o, "installed_at", ri->installed_at) != 0 ||
+	    json_add_str(o, "installed_by", ri->installed_by) != 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+int
+store_release_write(const struct store *s, const char *slot, const struct release_info *ri)
+{
+	char p[PATH_MAX];
+	cJSON *o = store_release_json(ri, NULL);
+	char *text = NULL;
+	int rc = -1, e;
+
+	if (o == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (snprintf(p, sizeof(p), "%s/releases/%s/%s", s->root, slot, STORE_RELEASE_FILE) >=
+	    (int)sizeof(p)) {
+		errno = ENAMETOOLONG;
+		goto out;
+	}
+	text = json_print_pretty(o);
+	if (text == NULL) {
+		errno = ENOMEM;
+		goto out;
+	}
+	rc = fs_write_atomic(p, text, strlen(text), 0644);
+out:
+	e = errno;
+	free(text);
+	cJSON_Delete(o);
+	errno = e;
+	return rc;
+}
+
+/* The install id in SLOT: 1 with ID set, 0 no slot, 2 slot without a valid record. */
+static int
+slot_id(const struct store *s, const char *slot, char id[JOURNAL_ID_LEN])
+{
+	struct release_info ri;
+	char err[256];
+	int r = slot_exists(s, slot);
+
+	id[0] = '\0';
+	if (r <= 0) {
+		return r;
+	}
+	if (store_release_read(s, slot, &ri, err, sizeof(err)) != 1) {
+		return 2;
+	}
+	memcpy(id, ri.id, JOURNAL_ID_LEN);
+	return 1;
+}
+
+static int
+store_fsync_releases(const struct store *s)
+{
+	char p[PATH_MAX];
+
+	if (store_path(s, "releases", p, sizeof(p)) != 0) {
+		return -1;
+	}
+	return fs_fsync_dir(p);
+}
+
+static int
+slot_rename(const struct store *s, const char *from, const char *to, char *err, size_t errlen)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	if (slot_path(s, from, a, sizeof(a)) != 0 || slot_path(s, to, b, sizeof(b)) != 0 ||
+	    fs_rename_durable(a, b) != 0) {
+		return store_err(err, errlen, "rename releases/%s to releases/%s", from, to);
+	}
+	return 0;
+}
+
+/* Swap two slot directories atomically (RENAME_EXCHANGE), then fsync. */
+static int
+slot_exchange(const struct store *s, const char *x, const char *y, char *err, size_t errlen)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	if (slot_path(s, x, a, sizeof(a)) != 0 || slot_path(s, y, b, sizeof(b)) != 0 ||
+	    renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0 ||
+	    store_fsync_releases(s) != 0) {
+		return store_err(err, errlen, "exchange releases/%s and releases/%s", x, y);
+	}
+	return 0;
+}
+
+static int
+slot_remove(const struct store *s, const char *slot, char *err, size_t errlen)
+{
+	char p[PATH_MAX];
+
+	if (slot_path(s, slot, p, sizeof(p)) != 0 || fs_rmtree(p) != 0 ||
+	    store_fsync_releases(s) != 0) {
+		return store_err(err, errlen, "remove releases/%s", slot);
+	}
+	return 0;
+}
+
+static int
+store_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keep the newest failed_keep quarantined releases (names sort by time). */
+static void
+store_trim_failed(const struct store *s)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+	char *names[256];
+	size_t n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (store_path(s, "releases/failed", p, sizeof(p)) != 0 || (d = opendir(p)) == NULL) {
+		return;
+	}
+	while ((de = readdir(d)) != NULL && n < ARRAY_LEN(names)) {
+		if (de->d_name[0] == '.') {
+			continue;
+		}
+		names[n] = strdup(de->d_name);
+		if (names[n] != NULL) {
+			n++;
+		}
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), store_cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		if (i + s->failed_keep < n &&
+		    snprintf(q, sizeof(q), "%s/%s", p, names[i]) < (int)sizeof(q) &&
+		    fs_rmtree(q) != 0) {
+			log_warn("remove quarantined %s", q);
+		}
+		free(names[i]);
+	}
+}
+
+/* Move SLOT (holding release ID) to releases/failed/ID. */
+static int
+slot_quarantine(const struct store *s, const char *slot, const char *id, char *err,
+    size_t errlen)
+{
+	char dst[64];
+	char p[PATH_MAX];
+
+	if (s->failed_keep == 0) {
+		return slot_remove(s, slot, err, errlen);
+	}
+	snprintf(dst, sizeof(dst), "failed/%s", id[0] != '\0' ? id : "unknown");
+	if (slot_path(s, dst, p, sizeof(p)) != 0 || fs_rmtree(p) != 0) {
+		return store_err(err, errlen, "remove releases/%s", dst);
+	}
+	if (slot_rename(s, slot, dst, err, errlen) != 0) {
+		return -1;
+	}
+	store_trim_failed(s);
+	return 0;
+}
+
+/* Make ROOT/current -> releases/active (when active exists and it differs). */
+static int
+store_ensure_current(const struct store *s, char *err, size_t errlen)
+{
+	char p[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+	int ex = slot_exists(s, "active");
+
+	if (ex < 0) {
+		return store_err(err, errlen, "releases/active");
+	}
+	if (ex == 0 || store_path(s, "current", p, sizeof(p)) != 0) {
+		return 0;
+	}
+	n = readlink(p, target, sizeof(target) - 1);
+	if (n >= 0) {
+		target[n] = '\0';
+		if (strcmp(target, STORE_CURRENT_TARGET) == 0) {
+			return 0;
+		}
+	}
+	if (fs_symlink_replace(STORE_CURRENT_TARGET, p) != 0) {
+		return store_err(err, errlen, "point %s at %s", p, STORE_CURRENT_TARGET);
+	}
+	return 0;
+}
+
+static int
+store_unlink_current(const struct store *s, char *err, size_t errlen)
+{
+	char p[PATH_MAX];
+
+	if (store_path(s, "current", p, sizeof(p)) != 0) {
+		return store_err(err, errlen, "current");
+	}
+	if ((unlink(p) != 0 && errno != ENOENT) || fs_fsync_parent(p) != 0) {
+		return store_err(err, errlen, "remove %s", p);
+	}
+	return 0;
+}
+
+/*
+ * Put the releases back as they were before OP (an update): the old active
+ * wherever the switch left it goes back to active, the new release leaves
+ * (quarantined when it was complete, removed when only staged), the old prev
+ * comes back from prev.old.
+ */
+static int
+store_undo_update(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+{
+	static const char *const where[] = { "active", "active.new", "prev" };
+	const int first = op->old_active_id[0] == '\0';
+	char id[JOURNAL_ID_LEN];
+	int r;
+
+	if (!first) {
+		const char *found = NULL;
+
+		for (size_t i = 0; i < ARRAY_LEN(where) && found == NULL; i++) {
+			if (slot_id(s, where[i], id) == 1 && strcmp(id, op->old_active_id) == 0) {
+				found = where[i];
+			}
+		}
+		if (found == NULL) {
+			snprintf(err, errlen, "cannot undo %s: release %s not found", op->id,
+			    op->old_active_id);
+			return -1;
+		}
+		if (strcmp(found, "active") != 0) {
+			r = slot_exists(s, "active");
+			if (r < 0 ||
+			    (r == 1 ? slot_exchange(s, found, "active", err, errlen)
+				    : slot_rename(s, found, "active", err, errlen)) != 0) {
+				return -1;
+			}
+			store_point("restore.old_active_back");
+		}
+	} else if (store_unlink_current(s, err, errlen) != 0) {
+		return -1;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(where); i++) {
+		if (strcmp(where[i], "active") == 0 && !first) {
+			continue;
+		}
+		r = slot_id(s, where[i], id);
+		if (r < 0) {
+			return store_err(err, errlen, "releases/%s", where[i]);
+		}
+		if (r == 0 || (strcmp(where[i], "prev") == 0 && strcmp(id, op->new_id) != 0)) {
+			continue;
+		}
+		if (op->phase != JOURNAL_STAGING && r == 1 && strcmp(id, op->new_id) == 0) {
+			r = slot_quarantine(s, where[i], id, err, errlen);
+		} else {
+			r = slot_remove(s, where[i], err, errlen);
+		}
+		if (r != 0) {
+			return -1;
+		}
+		store_point("restore.new_removed");
+	}
+	r = slot_exists(s, "prev.old");
+	if (r < 0) {
+		return store_err(err, errlen, "releases/prev.old");
+	}
+	if (r == 1) {
+		if (slot_exists(s, "prev") != 0) {
+			snprintf(err, errlen, "cannot undo %s: both prev and prev.old exist", op->id);
+			return -1;
+		}
+		if (slot_rename(s, "prev.old", "prev", err, errlen) != 0) {
+			return -1;
+		}
+		store_point("restore.prev_back");
+	}
+	if (store_ensure_current(s, err, errlen) != 0) {
+		return -1;
+	}
+	if (journal_clear(s->root) != 0) {
+		return store_err(err, errlen, "clear journal");
+	}
+	store_point("restore.done");
+	return 0;
+}
+
+static int
+store_undo_rollback(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+{
+	char a[JOURNAL_ID_LEN], p[JOURNAL_ID_LEN];
+
+	if (slot_id(s, "active", a) == 1 && slot_id(s, "prev", p) == 1 &&
+	    strcmp(a, op->old_prev_id) == 0 && strcmp(p, op->old_active_id) == 0) {
+		if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
+			return -1;
+		}
+		store_point("rollback_restore.exchanged");
+	}
+	if (store_ensure_current(s, err, errlen) != 0) {
+		return -1;
+	}
+	if (journal_clear(s->root) != 0) {
+		return store_err(err, errlen, "clear journal");
+	}
+	store_point("rollback_restore.done");
+	return 0;
+}
+
+static int
+store_finish_commit(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+{
+	if (op->kind == JOURNAL_UPDATE && slot_remove(s, "prev.old", err, errlen) != 0) {
+		return -1;
+	}
+	store_point("commit.prev_old_removed");
+	if (store_ensure_current(s, err, errlen) != 0) {
+		return -1;
+	}
+	if (journal_clear(s->root) != 0) {
+		return store_err(err, errlen, "clear journal");
+	}
+	store_point("commit.done");
+	return 0;
+}
+
+int
+store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t errlen)
+{
+	struct journal_op op;
+	int r;
+
+	what[0] = '\0';
+	r = journal_read(s->root, &op, err, errlen);
+	if (r < 0) {
+		return -1;
+	}
+	if (r == 1) {
+		if (op.phase == JOURNAL_COMMITTING) {
+			r = store_finish_commit(s, &op, err, errlen);
+			snprintf(what, whatlen, "finished %s %s (interrupted while committing)",
+			    journal_kind_name(op.kind), op.id);
+		} else {
+			r = op.kind == JOURNAL_UPDATE ? store_undo_update(s, &op, err, errlen)
+						      : store_undo_rollback(s, &op, err, errlen);
+			snprintf(what, whatlen, "undid %s %s (interrupted while %s)",
+			    journal_kind_name(op.kind), op.id, journal_phase_name(op.phase));
+		}
+		if (r != 0) {
+			return -1;
+		}
+	}
+	/* Leftovers without a journal: a crash between the last step and the clear. */
+	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", err, errlen) != 0) {
+		return -1;
+	}
+	if (slot_exists(s, "prev.old") == 1) {
+		r = slot_exists(s, "prev") == 0 ? slot_rename(s, "prev.old", "prev", err, errlen)
+						: slot_remove(s, "prev.old", err, errlen);
+		if (r != 0) {
+			return -1;
+		}
+	}
+	return store_ensure_current(s, err, errlen);
+}
+
+int
+store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
+    const char *caller, char *err, size_t errlen)
+{
+	struct journal_op tmp;
+	char jerr[256];
+	int r;
+
+	r = journal_read(s->root, &tmp, jerr, sizeof(jerr));
+	if (r != 0) {
+		errno = EEXIST;
+		snprintf(err, errlen, "an interrupted operation needs recovery");
+		return -1;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	if (journal_new_id(tmp.id) != 0) {
+		return store_err(err, errlen, "operation id");
+	}
+	memcpy(tmp.new_id, tmp.id, sizeof(tmp.new_id));
+	tmp.kind = JOURNAL_UPDATE;
+	tmp.phase = JOURNAL_STAGING;
+	if (slot_id(s, "active", tmp.old_active_id) == 2 || slot_id(s, "prev", tmp.old_prev_id) == 2) {
+		snprintf(err, errlen, "a release slot has no valid release.json");
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(tmp.sha256, sizeof(tmp.sha256), "%s", sha256 != NULL ? sha256 : "");
+	snprintf(tmp.caller, sizeof(tmp.caller), "%s", caller != NULL ? caller : "");
+	tmp.started = (long long)time(NULL);
+	/* A stale staging dir (no journal) would make the extractor fail. */
+	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", err, errlen) != 0) {
+		return -1;
+	}
+	if (journal_write(s->root, &tmp) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("update.journal_staging");
+	*op = tmp;
+	return 0;
+}
+
+int
+store_update_abort(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+{
+	if (slot_remove(s, "active.new", err, errlen) != 0) {
+		return -1;
+	}
+	store_point("abort.staging_removed");
+	(void)op;
+	if (journal_clear(s->root) != 0) {
+		return store_err(err, errlen, "clear journal");
+	}
+	return 0;
+}
+
+int
+store_update_switch(struct store *s, struct journal_op *op, char *err, size_t errlen)
+{
+	char p[PATH_MAX];
+	int fd, r;
+
+	/* Every staged file durable before it can become the running release. */
+	if (slot_path(s, "active.new", p, sizeof(p)) != 0) {
+		return store_err(err, errlen, "staging path");
+	}
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		return store_err(err, errlen, "open %s", p);
+	}
+	r = syncfs(fd);
+	close(fd);
+	if (r != 0) {
+		return store_err(err, errlen, "syncfs %s", p);
+	}
+	op->phase = JOURNAL_SWITCHING;
+	if (journal_write(s->root, op) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("update.journal_switching");
+	if (op->old_active_id[0] == '\0') {
+		if (slot_rename(s, "active.new", "active", err, errlen) != 0) {
+			return -1;
+		}
+		store_point("update.first_renamed");
+		if (store_ensure_current(s, err, errlen) != 0) {
+			return -1;
+		}
+		store_point("update.current_created");
+		return 0;
+	}
+	if (op->old_prev_id[0] != '\0') {
+		if (slot_rename(s, "prev", "prev.old", err, errlen) != 0) {
+			return -1;
+		}
+		store_point("update.prev_moved");
+	}
+	if (slot_exchange(s, "active.new", "active", err, errlen) != 0) {
+		return -1;
+	}
+	store_point("update.exchanged");
+	if (slot_rename(s, "active.new", "prev", err, errlen) != 0) {
+		return -1;
+	}
+	store_point("update.old_to_prev");
+	return store_ensure_current(s, err, errlen);
+}
+
+int
+store_update_commit(struct store *s, struct journal_op *op, char *err, size_t errlen)
+{
+	op->phase = JOURNAL_COMMITTING;
+	if (journal_write(s->root, op) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("update.journal_committing");
+	return store_finish_commit(s, op, err, errlen);
+}
+
+int
+store_update_restore(struct store *s, struct journal_op *op, char *err, size_t errlen)
+{
+	op->phase = JOURNAL_RESTORING;
+	if (journal_write(s->root, op) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("update.journal_restoring");
+	return store_undo_update(s, op, err, errlen);
+}
+
+int
+store_rollback_begin(struct store *s, struct journal_op *op, const char *caller, char *err,
+    size_t errlen)
+{
+	struct journal_op tmp;
+	char jerr[256];
+
+	if (journal_read(s->root, &tmp, jerr, sizeof(jerr)) != 0) {
+		errno = EEXIST;
+		snprintf(err, errlen, "an interrupted operation needs recovery");
+		return -1;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	if (slot_id(s, "prev", tmp.old_prev_id) != 1) {
+		errno = ENOENT;
+		snprintf(err, errlen, "no previous release to roll back to");
+		return -1;
+	}
+	if (slot_id(s, "active", tmp.old_active_id) != 1) {
+		errno = ENOENT;
+		snprintf(err, errlen, "no active release");
+		return -1;
+	}
+	if (journal_new_id(tmp.id) != 0) {
+		return store_err(err, errlen, "operation id");
+	}
+	tmp.kind = JOURNAL_ROLLBACK;
+	tmp.phase = JOURNAL_SWITCHING;
+	snprintf(tmp.caller, sizeof(tmp.caller), "%s", caller != NULL ? caller : "");
+	tmp.started = (long long)time(NULL);
+	if (journal_write(s->root, &tmp) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	*op = tmp;
+	store_point("rollback.journal_switching");
+	if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
+		return -1;
+	}
+	store_point("rollback.exchanged");
+	return 0;
+}
+
+int
+store_rollback_commit(struct store *s, struct journal_op *op, char *err, size_t errlen)
+{
+	op->phase = JOURNAL_COMMITTING;
+	if (journal_write(s->root, op) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("rollback.journal_committing");
+	return store_finish_commit(s, op, err, errlen);
+}
+
+int
+store_rollback_restore(struct store *s, struct journal_op *op, char *err, size_t errlen)
+{
+	op->phase = JOURNAL_RESTORING;
+	if (journal_write(s->root, op) != 0) {
+		return store_err(err, errlen, "write journal");
+	}
+	store_point("rollback.journal_restoring");
+	return store_undo_rollback(s, op, err, errlen);
+}
