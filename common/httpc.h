@@ -5,8 +5,11 @@
  * It runs over common/tls.h (mutual TLS, optional leaf pin) and parses
  * responses with libhttp-parser: Content-Length and chunked bodies, bodies
  * delimited by the end of the connection, responses without a body
- * (1xx/204/304, answers to HEAD) and keep-alive. Interim 1xx responses are
- * skipped; 101 is refused.
+ * (1xx/204/304 and answers to HEAD never have one, whatever their headers
+ * say) and keep-alive. Interim 1xx responses are skipped (at most 8); 101 is
+ * refused. A body delimited by the end of the connection is accepted without
+ * a TLS close_notify (as curl does): servers that care use Content-Length or
+ * chunked, which are checked for truncation.
  *
  * Limits, fixed in code or per target: the response body (default 4 MiB),
  * the response headers (HTTPC_MAX_HEADER_BYTES), a deadline on connecting
@@ -121,8 +124,11 @@ const struct tls_identity *httpc_conn_server_identity(const struct httpc_conn *c
  *
  * Returns 0 for any complete HTTP response (check RESP->status), -1 when no
  * complete response was obtained (ERR says which step failed). When the
- * server answers early and closes (e.g. 413 during a large upload), that
- * answer is returned rather than the send error.
+ * server answers before the whole request is sent (e.g. 413 or 403 during a
+ * large upload) and then closes or stops reading, that answer is returned
+ * rather than the send error, as soon as a stalled write sees it; the
+ * connection is not reusable afterwards. Interim 1xx answers seen meanwhile
+ * do not stop the upload (we never send "Expect: 100-continue").
  */
 int httpc_request(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const void *body, size_t body_len, struct httpc_response *resp,
