@@ -1,0 +1,62 @@
+/*
+ * broken — deliberately broken agent builds for the updater's tests.
+ *
+ * `make release RELEASE_KIND=KIND` compiles the agent objects a second time
+ * into their own directory with -DTANDEM_AGENT_BROKEN=N; the normal binary
+ * is always built with 0 (this header's default). Every kind still passes
+ * `--self-test` and `-n`, so it gets past the updater's preflight and fails
+ * only when probed:
+ *
+ *   exit-at-once   (1)  run mode exits with status 1 right after start
+ *   never-ready    (2)  listens (and writes the --ready-fd line) but /health
+ *                       and /readyz answer 503 forever; no sd_notify READY
+ *   wrong-version  (3)  /health and /info report version "0.0.0-wrong"
+ *   crash-later    (4)  serves normally, exits with status 1 after
+ *                       TANDEM_CRASH_AFTER_MS milliseconds (default 3000)
+ *   slow-health    (5)  not broken, slow: /health answers after
+ *                       TANDEM_SLOW_MS milliseconds (default 2000); for
+ *                       probe-timeout and in-flight-shutdown tests
+ */
+#ifndef TANDEM_AGENT_BROKEN_H
+#define TANDEM_AGENT_BROKEN_H
+
+#define AGENT_BROKEN_NONE 0
+#define AGENT_BROKEN_EXIT_AT_ONCE 1
+#define AGENT_BROKEN_NEVER_READY 2
+#define AGENT_BROKEN_WRONG_VERSION 3
+#define AGENT_BROKEN_CRASH_LATER 4
+#define AGENT_BROKEN_SLOW_HEALTH 5
+
+#ifndef TANDEM_AGENT_BROKEN
+#define TANDEM_AGENT_BROKEN AGENT_BROKEN_NONE
+#endif
+
+#if TANDEM_AGENT_BROKEN < AGENT_BROKEN_NONE || TANDEM_AGENT_BROKEN > AGENT_BROKEN_SLOW_HEALTH
+#error "TANDEM_AGENT_BROKEN must be 0..5"
+#endif
+
+#define AGENT_WRONG_VERSION "0.0.0-wrong"
+#define AGENT_CRASH_AFTER_DEFAULT_MS 3000
+#define AGENT_SLOW_DEFAULT_MS 2000
+
+/* Name of the compiled-in kind ("good" for the normal build). */
+static inline const char *
+broken_kind_name(void)
+{
+	switch (TANDEM_AGENT_BROKEN) {
+	case AGENT_BROKEN_EXIT_AT_ONCE:
+		return "exit-at-once";
+	case AGENT_BROKEN_NEVER_READY:
+		return "never-ready";
+	case AGENT_BROKEN_WRONG_VERSION:
+		return "wrong-version";
+	case AGENT_BROKEN_CRASH_LATER:
+		return "crash-later";
+	case AGENT_BROKEN_SLOW_HEALTH:
+		return "slow-health";
+	default:
+		return "good";
+	}
+}
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * tandem-agent — the worker daemon the updater installs, starts and probes.
+ * See wiki/Agent.md and `tandem-agent --help`.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "agent/api.h"
+#include "agent/broken.h"
+#include "agent/notify.h"
+#include "agent/options.h"
+#include "agent/release.h"
+#include "agent/selftest.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/tls.h"
+
+#define PROG "tandem-agent"
+
+static int
+open_log(const struct agent_config *cfg)
+{
+	log_set_level((enum log_level)cfg->log_level);
+	if (cfg->log_file != NULL && log_open_file(cfg->log_file) != 0) {
+		log_warn("cannot open log file %s", cfg->log_file);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+read_release(struct release_info *rel)
+{
+	char dir[PATH_MAX];
+	char why[512];
+
+	memset(rel, 0, sizeof(*rel));
+	if (release_self_dir(dir, sizeof(dir)) != 0) {
+		log_warn("cannot find the release directory of this executable");
+		return;
+	}
+	switch (release_read(dir, rel, why, sizeof(why))) {
+	case 0:
+		log_info("release %s: sha %s, sha256 %s", dir, rel->has_sha ? rel->sha : "(none)",
+		    rel->has_sha256 ? rel->sha256 : "(none)");
+		break;
+	case 1:
+		log_info("release %s: no %s (not installed by the updater)", dir,
+		    RELEASE_RECORD_NAME);
+		break;
+	default:
+		log_warnx("release record unusable: %s", why);
+		break;
+	}
+}
+
+/* Milliseconds until the crash-later build exits, or -1 (never). */
+static int64_t
+crash_deadline(void)
+{
+#if TANDEM_AGENT_BROKEN == AGENT_BROKEN_CRASH_LATER
+	const char *s = getenv("TANDEM_CRASH_AFTER_MS");
+	long long ms = AGENT_CRASH_AFTER_DEFAULT_MS;
+	if (s != NULL && parse_ll(s, 0, 24LL * 3600 * 1000, &ms) != 0) {
+		log_warnx("TANDEM_CRASH_AFTER_MS=\"%s\" ignored", s);
+		ms = AGENT_CRASH_AFTER_DEFAULT_MS;
+	}
+	return mono_ms() + ms;
+#else
+	return -1;
+#endif
+}
+
+/* Wait for SIGTERM/SIGINT on SFD; SIGHUP reopens the log file. */
+static void
+wait_for_stop(int sfd, const struct agent_config *cfg)
+{
+	int64_t crash_at = crash_deadline();
+
+	for (;;) {
+		struct pollfd pfd = { .fd = sfd, .events = POLLIN, .revents = 0 };
+		int timeout = crash_at >= 0 ? ms_until(crash_at) : -1;
+		int n = poll(&pfd, 1, timeout);
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			log_warn("poll");
+			return;
+		}
+		if (n == 0 && crash_at >= 0 && ms_until(crash_at) == 0) {
+			log_warnx("crash-later test build: exiting with status 1");
+			_exit(1);
+		}
+		if ((pfd.revents & POLLIN) == 0) {
+			continue;
+		}
+		struct signalfd_siginfo si;
+		ssize_t r = read(sfd, &si, sizeof(si));
+		if (r != (ssize_t)sizeof(si)) {
+			continue;
+		}
+		if (si.ssi_signo == SIGHUP) {
+			if (cfg->log_file != NULL) {
+				if (log_open_file(cfg->log_file) != 0) {
+					log_warn("SIGHUP: cannot reopen %s", cfg->log_file);
+				} else {
+					log_info("SIGHUP: log file reopened");
+				}
+			}
+			continue;
+		}
+		log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+		return;
+	}
+}
+
+static int
+run(const struct agent_options *opt)
+{
+	const struct agent_config *cfg = &opt->cfg;
+	struct tls_opts to;
+	struct tls_ctx *tls = NULL;
+	struct httpd_opts ho;
+	struct httpd *srv = NULL;
+	struct tls_identity own;
+	struct release_info rel;
+	struct api *api = NULL;
+	sigset_t set;
+	int sfd = -1;
+	int rc = 1;
+	char err[512];
+	size_t nroutes;
+
+	if (opt->ready_fd >= 0 && notify_fd_check(opt->ready_fd) != 0) {
+		log_warnx("--ready-fd %d is not an open file descriptor", opt->ready_fd);
+		return 1;
+	}
+	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_EXIT_AT_ONCE) {
+		log_warnx("exit-at-once test build: exiting with status 1");
+		return 1;
+	}
+	/* Stop signals go to the signalfd only: block them before any thread. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+		log_warnx("cannot block signals");
+		return 1;
+	}
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		log_warn("signalfd");
+		goto out;
+	}
+	if (selftest_own_identity(cfg, &own, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	tls_opts_init(&to);
+	to.ca_file = cfg->ca;
+	to.cert_file = cfg->cert;
+	to.key_file = cfg->key;
+	to.master_cn = cfg->master_cn;
+	to.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
+	if (tls_server_new(&to, &tls, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	read_release(&rel);
+	api = malloc(sizeof(*api));
+	if (api == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	api_init(api, api_reported_version(), &rel, own.host[0] != '\0' ? own.host : own.cn,
+	    NULL);
+	httpd_opts_init(&ho);
+	ho.listen = cfg->listen;
+	ho.tls = tls;
+	ho.routes = api_routes(api, &nroutes);
+	ho.nroutes = nroutes;
+	ho.name = "agent";
+	ho.max_conns = (unsigned)cfg->max_conns;
+	ho.max_conns_per_ip = (unsigned)cfg->max_conns_per_ip;
+	ho.idle_timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
+	ho.header_timeout_ms = (int)cfg->header_timeout_ms;
+	ho.request_timeout_ms = (int)cfg->request_timeout_ms;
+	if (httpd_start(&ho, &srv, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	api_set_phase(api, API_READY);
+	log_info("tandem-agent %s (%s build) ready on port %d as CN=%s, pid %d", TANDEM_VERSION,
+	    broken_kind_name(), httpd_port(srv), own.cn, (int)getpid());
+	if (opt->ready_fd >= 0 && notify_ready_fd(opt->ready_fd, httpd_port(srv)) != 0) {
+		log_warn("writing the ready line to fd %d", opt->ready_fd);
+	}
+	if (api_phase(api) == API_READY) {
+		char st[64];
+		snprintf(st, sizeof(st), "READY=1\nMAINPID=%d", (int)getpid());
+		if (notify_systemd(st) != 0) {
+			log_warn("sd_notify READY");
+		}
+	}
+	wait_for_stop(sfd, cfg);
+	api_set_phase(api, API_STOPPING);
+	if (notify_systemd("STOPPING=1") != 0) {
+		log_warn("sd_notify STOPPING");
+	}
+	httpd_stop(srv, (int)cfg->shutdown_grace_ms, 0);
+	srv = NULL;
+	log_info("stopped");
+	rc = 0;
+out:
+	if (srv != NULL) {
+		httpd_stop(srv, 0, 0);
+	}
+	tls_ctx_free(tls);
+	free(api);
+	if (sfd >= 0) {
+		close(sfd);
+	}
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct agent_options opt;
+	char err[1024];
+	int rc = 1;
+
+	memset(&opt, 0, sizeof(opt));
+	log_init(PROG, LOG_LVL_INFO);
+	if (options_parse(argc, argv, &opt, err, sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": %s\n(try '" PROG " --help')\n", err);
+		options_free(&opt);
+		return 2;
+	}
+	switch (opt.action) {
+	case OPTIONS_HELP:
+		options_usage(stdout);
+		rc = 0;
+		break;
+	case OPTIONS_VERSION:
+		printf(PROG " %s\n", TANDEM_VERSION);
+		rc = 0;
+		break;
+	case OPTIONS_PRINT_CONFIG:
+		rc = options_print(&opt, stdout) == 0 ? 0 : 1;
+		break;
+	case OPTIONS_CHECK: {
+		char summary[512];
+		if (selftest_check_config(&opt.cfg, summary, sizeof(summary), err, sizeof(err)) !=
+		    0) {
+			fprintf(stderr, PROG ": configuration check failed: %s\n", err);
+			break;
+		}
+		printf("configuration ok: %s\n", summary);
+		rc = 0;
+		break;
+	}
+	case OPTIONS_SELF_TEST: {
+		char line[1200];
+		rc = selftest_run(&opt.cfg, line, sizeof(line)) == 0 ? 0 : 1;
+		printf("%s\n", line);
+		break;
+	}
+	case OPTIONS_RUN:
+		if (open_log(&opt.cfg) != 0) {
+			break;
+		}
+		rc = run(&opt);
+		break;
+	}
+	if (fflush(stdout) != 0 && rc == 0) {
+		rc = 1;
+	}
+	options_free(&opt);
+	return rc;
+}
