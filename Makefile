@@ -218,4 +218,69 @@ bench: all $(BENCH_BINS)
 clean:
 	rm -rf build build-asan build-fuzz
 
+
+# ---- release: a release tarball of the agent (issue 3, wiki/Agent.md) ----
+#   make release VERSION=x [RELEASE_OUT=FILE] [RELEASE_KIND=good|exit-at-once|
+#                never-ready|wrong-version|crash-later|slow-health]
+# Compiles the agent (and the updater, when the tree has updater/main.c) again with
+# VERSION stamped in and, for a test kind, -DTANDEM_AGENT_BROKEN=N (see
+# agent/broken.h) into $(BUILD)/release-KIND-VERSION/, never touching the
+# normal binaries; packs manifest.json and bin/ into a deterministic gzip tar
+# (sorted, owner 0/0, mtime 0) and prints "SHA256  FILE".
+RELEASE_KIND ?= good
+release_kind_good := 0
+release_kind_exit-at-once := 1
+release_kind_never-ready := 2
+release_kind_wrong-version := 3
+release_kind_crash-later := 4
+release_kind_slow-health := 5
+RELEASE_BROKEN := $(release_kind_$(RELEASE_KIND))
+RELEASE_TREE := $(BUILD)/release-$(RELEASE_KIND)-$(VERSION)
+RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND)).tar.gz
+RELEASE_BINS := $(RELEASE_TREE)/stage/bin/tandem-agent
+# The self-update ships both binaries in one tarball, once the updater has a main().
+ifneq ($(wildcard updater/main.c),)
+RELEASE_BINS += $(RELEASE_TREE)/stage/bin/tandem-updater
+endif
+
+ifneq ($(filter release,$(MAKECMDGOALS)),)
+ifeq ($(RELEASE_BROKEN),)
+$(error RELEASE_KIND=$(RELEASE_KIND): use good, exit-at-once, never-ready, wrong-version, crash-later or slow-health)
+endif
+ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}'),$(VERSION))
+$(error VERSION=$(VERSION): use 1-64 characters of A-Z a-z 0-9 . + ~ _ -, starting alphanumeric)
+endif
+endif
+
+$(RELEASE_TREE)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DTANDEM_AGENT_BROKEN=$(RELEASE_BROKEN) $(CFLAGS) -c -o $@ $<
+
+$(RELEASE_TREE)/stage/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	strip --strip-debug $@
+
+$(RELEASE_TREE)/stage/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	strip --strip-debug $@
+
+.PHONY: release
+release: $(RELEASE_BINS)
+	@set -e; t=$(RELEASE_TREE)/stage; out='$(RELEASE_OUT)'; \
+	{ printf '{"name":"tandem-agent","version":"%s","entrypoint":"bin/tandem-agent",' '$(VERSION)'; \
+	  printf '"preflight":["bin/tandem-agent","--self-test"]'; \
+	  if [ -e $$t/bin/tandem-updater ]; then printf ',"updater_entrypoint":"bin/tandem-updater"'; fi; \
+	  printf '}\n'; } > $$t/manifest.json; \
+	chmod 0755 $$t $$t/bin $$t/bin/*; chmod 0644 $$t/manifest.json; \
+	mkdir -p "$$(dirname "$$out")"; \
+	tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
+		-C $$t -cf "$$out.tmp.tar" bin manifest.json; \
+	gzip -n -9 -c "$$out.tmp.tar" > "$$out.tmp"; rm -f "$$out.tmp.tar"; \
+	mv -f "$$out.tmp" "$$out"; \
+	sha256sum "$$out"
+
+-include $(shell find $(RELEASE_TREE)/obj -name '*.d' 2>/dev/null)
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
