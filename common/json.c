@@ -39,6 +39,10 @@ json_safe_key(const char *key, char *buf, size_t len)
 		buf[i] = (c < 0x20 || c == 0x7f || c == '\'' || c == '\\') ? '?' : (char)c;
 	}
 	if (key[i] != '\0') {
+		/* Cut before a whole UTF-8 sequence: the message may end up in JSON. */
+		while (i > 0 && ((unsigned char)key[i] & 0xc0) == 0x80) {
+			i--;
+		}
 		memcpy(buf + i, "...", 3);
 		i += 3;
 	}
@@ -526,6 +530,11 @@ json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n, in
 		if (json_check_schema(&fields[i], err, errlen) != 0) {
 			return -1;
 		}
+		/* A key listed twice would never fill its second member. */
+		if (json_find_field(fields, i, fields[i].key) != i) {
+			json_err(err, errlen, "schema: key '%s' listed twice", fields[i].key);
+			return -1;
+		}
 	}
 	if (!cJSON_IsObject(obj)) {
 		json_err(err, errlen, "expected an object");
@@ -587,10 +596,82 @@ json_add_item(cJSON *obj, const char *key, cJSON *item)
 	return 0;
 }
 
+/*
+ * A JSON string of VALUE (NULL: null). Invalid UTF-8 bytes (e.g. a child's
+ * stderr) become U+FFFD: cJSON would print them raw, and neither our reader
+ * nor other strict parsers accept that.
+ */
+static cJSON *
+json_create_text(const char *value)
+{
+	const unsigned char *p = (const unsigned char *)value;
+	size_t n, i, k = 0;
+	char *fixed;
+	cJSON *item;
+
+	if (value == NULL) {
+		return cJSON_CreateNull();
+	}
+	n = strlen(value);
+	for (i = 0; i < n;) {
+		size_t l = json_utf8_seq(p + i, n - i);
+		if (l == 0) {
+			break;
+		}
+		i += l;
+	}
+	if (i == n) {
+		return cJSON_CreateString(value);
+	}
+	if (n > (SIZE_MAX - 1) / 3) {
+		return NULL;
+	}
+	fixed = malloc(3 * n + 1);
+	if (fixed == NULL) {
+		return NULL;
+	}
+	for (i = 0; i < n;) {
+		size_t l = json_utf8_seq(p + i, n - i);
+		if (l == 0) {
+			memcpy(fixed + k, "\xef\xbf\xbd", 3);
+			k += 3;
+			i++;
+			continue;
+		}
+		memcpy(fixed + k, value + i, l);
+		k += l;
+		i += l;
+	}
+	fixed[k] = '\0';
+	item = cJSON_CreateString(fixed);
+	free(fixed);
+	return item;
+}
+
 int
 json_add_str(cJSON *obj, const char *key, const char *value)
 {
-	return json_add_item(obj, key, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+	return json_add_item(obj, key, json_create_text(value));
+}
+
+/*
+ * A number item for V. cJSON 1.7.15 prints numbers that are not C ints with
+ * "%1.15g" and keeps that when it reads back within a relative DBL_EPSILON,
+ * so 16-digit integers (9007199254740991 -> 9.00719925474099e+15) change.
+ * Those are stored as raw number text, which cJSON prints verbatim.
+ */
+static cJSON *
+json_create_int(long long v)
+{
+	char num[24];
+
+	if (v > -1000000000000000LL && v < 1000000000000000LL) {
+		return cJSON_CreateNumber((double)v);
+	}
+	if (snprintf(num, sizeof(num), "%lld", v) < 0) {
+		return NULL;
+	}
+	return cJSON_CreateRaw(num);
 }
 
 int
@@ -600,7 +681,7 @@ json_add_int(cJSON *obj, const char *key, long long v)
 		errno = ERANGE;
 		return -1;
 	}
-	return json_add_item(obj, key, cJSON_CreateNumber((double)v));
+	return json_add_item(obj, key, json_create_int(v));
 }
 
 int
@@ -653,7 +734,7 @@ json_array_append(cJSON *arr, cJSON *item)
 int
 json_array_add_str(cJSON *arr, const char *value)
 {
-	return json_array_append(arr, value != NULL ? cJSON_CreateString(value) : cJSON_CreateNull());
+	return json_array_append(arr, json_create_text(value));
 }
 
 int
@@ -663,7 +744,7 @@ json_array_add_int(cJSON *arr, long long v)
 		errno = ERANGE;
 		return -1;
 	}
-	return json_array_append(arr, cJSON_CreateNumber((double)v));
+	return json_array_append(arr, json_create_int(v));
 }
 
 char *

@@ -95,8 +95,8 @@ struct json_field {
  * not in FIELDS (unless ALLOW_UNKNOWN), a key present twice, a value of the
  * wrong type, a string too short/long, an integer not exact or out of
  * bounds, a JSON_REQUIRED key absent; ERR names the key ("key 'x': ...").
- * A malformed table (size not matching the type, bounds not fitting) is an
- * error too ("schema: ...").
+ * A malformed table (size not matching the type, bounds not fitting, a key
+ * listed twice) is an error too ("schema: ...").
  *
  * All-or-nothing: on error DST is untouched; on success only members whose
  * key was present (and not null) are written, so preset defaults first.
@@ -106,9 +106,17 @@ struct json_field {
 int json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n,
     int allow_unknown, void *dst, char *err, size_t errlen) WUR;
 
-/* Add KEY: VALUE to OBJ (copied); VALUE NULL adds null. */
+/*
+ * Add KEY: VALUE to OBJ (copied); VALUE NULL adds null. Bytes of VALUE that
+ * are not valid UTF-8 are replaced by U+FFFD, so any C string (a child's
+ * stderr, a file name) yields JSON that strict readers, ours included, accept.
+ */
 int json_add_str(cJSON *obj, const char *key, const char *value) WUR;
-/* Add KEY: V; |V| beyond JSON_INT_MAX fails with ERANGE. */
+/*
+ * Add KEY: V; |V| beyond JSON_INT_MAX fails with ERANGE. Printed exactly:
+ * integers of 16 digits are held as raw number text (cJSON_IsRaw, not
+ * cJSON_IsNumber) because cJSON would print them rounded.
+ */
 int json_add_int(cJSON *obj, const char *key, long long v) WUR;
 /* Add KEY: true/false (V non-zero is true). */
 int json_add_bool(cJSON *obj, const char *key, int v) WUR;
@@ -117,7 +125,10 @@ int json_add_item(cJSON *obj, const char *key, cJSON *item) WUR;
 /* Add an empty object / array under KEY; returns it (owned by OBJ) or NULL. */
 cJSON *json_add_object(cJSON *obj, const char *key) WUR;
 cJSON *json_add_array(cJSON *obj, const char *key) WUR;
-/* Append a string (NULL: null) / an integer (bounded as json_add_int) to ARR. */
+/*
+ * Append a string (NULL: null; invalid UTF-8 replaced as in json_add_str) /
+ * an integer (bounded as json_add_int) to ARR.
+ */
 int json_array_add_str(cJSON *arr, const char *value) WUR;
 int json_array_add_int(cJSON *arr, long long v) WUR;
 
