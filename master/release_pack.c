@@ -1,0 +1,1227 @@
+#include "master/release_pack.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+
+#include "cJSON.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+
+#define RP_CHUNK (64 * 1024)
+#define RP_MAX_DEPTH 128
+#define RP_PATH_MAX 4096
+/* A PEM label ("RSA PRIVATE KEY") is short; longer runs are not a header. */
+#define RP_PEM_LABEL_MAX 64
+/* Base64 (or PEM header) bytes after the BEGIN line that make it a key. */
+#define RP_PEM_BODY_MIN 16
+#define RP_PREFLIGHT_MAX 64
+
+enum rp_type { RP_DIR, RP_FILE, RP_LINK, RP_MANIFEST };
+
+struct rp_entry {
+	char *path;      /* relative to DIR, no "./" */
+	enum rp_type type;
+	mode_t mode;     /* normalised permissions */
+	off_t size;
+	dev_t dev;
+	ino_t ino;
+	char *target;    /* symlinks */
+};
+
+struct rp_ctx {
+	const struct release_pack_opts *o;
+	char root[PATH_MAX];    /* realpath of DIR */
+	int rootfd;
+	struct rp_entry *v;
+	size_t n, cap;
+	/* Refusals, "path: reason; ..." */
+	char *problems;
+	size_t plen, pcap, nproblems;
+	int has_manifest;       /* DIR/manifest.json is used */
+	char *manifest;         /* bytes to pack */
+	size_t manifest_len;
+	struct release_manifest info;
+	/* output */
+	struct fs_atomic out;
+	mbedtls_sha256_context sha;
+	unsigned long long written;
+	int write_errno;
+	unsigned char *buf;
+};
+
+static void rp_err(char *err, size_t errlen, const char *fmt, ...) LOG_PRINTF(3, 4);
+
+static void
+rp_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	(void)vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Append a refusal of PATH (control characters shown as '?'). */
+static int rp_problem(struct rp_ctx *c, const char *path, const char *fmt, ...) LOG_PRINTF(3, 4);
+
+static int
+rp_problem(struct rp_ctx *c, const char *path, const char *fmt, ...)
+{
+	char reason[512];
+	size_t need, plen = strlen(path);
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	need = c->plen + plen + strlen(reason) + 5;
+	if (need > c->pcap) {
+		size_t ncap = need * 2;
+		char *p = realloc(c->problems, ncap);
+		if (p == NULL) {
+			return -1;
+		}
+		c->problems = p;
+		c->pcap = ncap;
+	}
+	if (c->plen > 0) {
+		memcpy(c->problems + c->plen, "; ", 2);
+		c->plen += 2;
+	}
+	for (size_t i = 0; i < plen; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		c->problems[c->plen++] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
+	}
+	c->plen += (size_t)snprintf(c->problems + c->plen, c->pcap - c->plen, ": %s", reason);
+	c->nproblems++;
+	return 0;
+}
+
+static int
+has_suffix_ci(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* Why a file named BASE is a secret by its name alone, or NULL. */
+static const char *
+secret_name_reason(const char *base)
+{
+	static const char *const ssh[] = { "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519" };
+
+	if (has_suffix_ci(base, ".key")) {
+		return "private key file name (*.key)";
+	}
+	for (size_t i = 0; i < ARRAY_LEN(ssh); i++) {
+		if (strncmp(base, ssh[i], strlen(ssh[i])) == 0) {
+			return "SSH key file name (id_*)";
+		}
+	}
+	if (has_suffix_ci(base, ".env")) {
+		return "environment file (.env)";
+	}
+	return NULL;
+}
+
+/*
+ * Streaming detector of a PEM private-key block: "-----BEGIN LABEL-----"
+ * where LABEL contains "PRIVATE KEY", then a line break, then at least
+ * RP_PEM_BODY_MIN base64 or PEM-header bytes. State survives chunk
+ * boundaries. For *.pem files "PRIVATE KEY" anywhere is enough.
+ */
+enum pem_state { PEM_PREFIX, PEM_LABEL, PEM_END, PEM_NL, PEM_BODY };
+
+struct pem_scan {
+	enum pem_state state;
+	size_t pos;
+	char label[RP_PEM_LABEL_MAX + 1];
+	size_t llen;
+	int found;
+	size_t pk_pos;
+	int pk_found;
+};
+
+static const char pem_prefix[] = "-----BEGIN ";
+static const char pem_pk[] = "PRIVATE KEY";
+
+static void
+pem_reset(struct pem_scan *s, unsigned char c)
+{
+	s->state = PEM_PREFIX;
+	s->pos = c == '-' ? 1 : 0;
+}
+
+static int
+pem_body_char(unsigned char c)
+{
+	return isalnum(c) || c == '+' || c == '/' || c == '=' || c == ':' || c == ',' ||
+	    c == '-' || c == ' ';
+}
+
+static void
+pem_feed(struct pem_scan *s, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n && !s->found; i++) {
+		unsigned char c = p[i];
+
+		if (c == (unsigned char)pem_pk[s->pk_pos]) {
+			if (++s->pk_pos == sizeof(pem_pk) - 1) {
+				s->pk_found = 1;
+				s->pk_pos = 0;
+			}
+		} else {
+			s->pk_pos = c == 'P' ? 1 : 0;
+		}
+		switch (s->state) {
+		case PEM_PREFIX:
+			if (c == (unsigned char)pem_prefix[s->pos]) {
+				if (++s->pos == sizeof(pem_prefix) - 1) {
+					s->state = PEM_LABEL;
+					s->llen = 0;
+				}
+			} else if (c == '-') {
+				/* "------BEGIN": still five dashes behind us. */
+				s->pos = s->pos == 5 ? 5 : 1;
+			} else {
+				s->pos = 0;
+			}
+			break;
+		case PEM_LABEL:
+			if ((isupper(c) || isdigit(c) || c == ' ') && s->llen < RP_PEM_LABEL_MAX) {
+				s->label[s->llen++] = (char)c;
+			} else if (c == '-' && s->llen > 0) {
+				s->label[s->llen] = '\0';
+				s->state = PEM_END;
+				s->pos = 1;
+			} else {
+				pem_reset(s, c);
+			}
+			break;
+		case PEM_END:
+			if (c != '-') {
+				pem_reset(s, c);
+			} else if (++s->pos == 5) {
+				if (strstr(s->label, pem_pk) != NULL) {
+					s->state = PEM_NL;
+				} else {
+					s->state = PEM_PREFIX;
+					s->pos = 5;
+				}
+			}
+			break;
+		case PEM_NL:
+			if (c == '\n') {
+				s->state = PEM_BODY;
+				s->pos = 0;
+			} else if (c != '\r') {
+				pem_reset(s, c);
+			}
+			break;
+		case PEM_BODY:
+			if (!pem_body_char(c)) {
+				pem_reset(s, c);
+			} else if (++s->pos >= RP_PEM_BODY_MIN) {
+				s->found = 1;
+			}
+			break;
+		}
+	}
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s == NULL ? path : s + 1;
+}
+
+static int
+excluded(const struct rp_ctx *c, const char *rel)
+{
+	for (size_t i = 0; i < c->o->n_excludes; i++) {
+		const char *g = c->o->excludes[i];
+
+		while (g[0] == '.' && g[1] == '/') {
+			g += 2;
+		}
+		if (strchr(g, '/') != NULL) {
+			if (fnmatch(g, rel, FNM_PATHNAME) == 0) {
+				return 1;
+			}
+		} else if (fnmatch(g, base_name(rel), 0) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+ident_valid(const char *s)
+{
+	size_t n;
+
+	if (s == NULL || !isalnum((unsigned char)s[0])) {
+		return 0;
+	}
+	for (n = 0; s[n] != '\0'; n++) {
+		unsigned char c = (unsigned char)s[n];
+		if (n >= RELEASE_VERSION_MAX || c >= 0x80 ||
+		    !(isalnum(c) || c == '.' || c == '_' || c == '+' || c == '~' || c == '-')) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* A relative path of non-empty components other than "." and "..". */
+static int
+safe_relpath(const char *p)
+{
+	size_t len = strlen(p);
+
+	if (len == 0 || len > 255 || p[0] == '/') {
+		return 0;
+	}
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+			return 0;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+				return 0;
+			}
+		}
+		p += n;
+		if (*p == '/') {
+			p++;
+			if (*p == '\0') {
+				return 0;
+			}
+		}
+	}
+	return 1;
+}
+
+static int
+set_str(cJSON *obj, const char *key, const char *value)
+{
+	cJSON *item;
+
+	if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) {
+		return json_add_str(obj, key, value);
+	}
+	item = cJSON_CreateString(value);
+	if (item == NULL) {
+		return -1;
+	}
+	if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item)) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+copy_member(const cJSON *obj, const char *key, char *dst, size_t len)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	dst[0] = '\0';
+	if (item == NULL) {
+		return 0;
+	}
+	return strlcpy_chk(dst, item->valuestring, len);
+}
+
+struct manifest_fields {
+	const char *name;
+	const char *version;
+	const char *entrypoint;
+	const char *updater_entrypoint;
+	const cJSON *preflight;
+};
+
+int
+release_manifest_prepare(const char *buf, size_t len, const char *version, int has_updater,
+    char **out, size_t *outlen, struct release_manifest *info, char *err, size_t errlen)
+{
+	static const struct json_field fields[] = {
+		JSON_F_STRREF("name", struct manifest_fields, name, JSON_REQUIRED, 1,
+		    RELEASE_NAME_MAX),
+		JSON_F_STRREF("version", struct manifest_fields, version, 0, 1,
+		    RELEASE_VERSION_MAX),
+		JSON_F_STRREF("entrypoint", struct manifest_fields, entrypoint, JSON_REQUIRED, 1,
+		    255),
+		JSON_F_STRREF("updater_entrypoint", struct manifest_fields, updater_entrypoint, 0,
+		    1, 255),
+		JSON_F_ARRAY("preflight", struct manifest_fields, preflight, 0),
+	};
+	struct manifest_fields m = { 0 };
+	struct release_manifest mi;
+	cJSON *root = NULL, *arr;
+	char jerr[256];
+	char *text = NULL;
+	int rc = -1;
+
+	if (version != NULL && !ident_valid(version)) {
+		rp_err(err, errlen, "invalid version '%.64s': use 1-%d of [A-Za-z0-9._+~-], starting "
+		    "with a letter or digit", version, RELEASE_VERSION_MAX);
+		goto out;
+	}
+	if (buf == NULL) {
+		root = cJSON_CreateObject();
+		if (root == NULL || json_add_str(root, "name", RELEASE_DEFAULT_NAME) != 0 ||
+		    json_add_str(root, "version", version != NULL ? version :
+		    RELEASE_DEFAULT_VERSION) != 0 ||
+		    json_add_str(root, "entrypoint", RELEASE_DEFAULT_ENTRYPOINT) != 0 ||
+		    (arr = json_add_array(root, "preflight")) == NULL ||
+		    json_array_add_str(arr, RELEASE_DEFAULT_ENTRYPOINT) != 0 ||
+		    json_array_add_str(arr, "--self-test") != 0 ||
+		    (has_updater && json_add_str(root, "updater_entrypoint",
+		    RELEASE_UPDATER_ENTRYPOINT) != 0)) {
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+	} else {
+		root = json_parse_object_ex(buf, len, RELEASE_MANIFEST_MAX, JSON_MAX_DEPTH, jerr,
+		    sizeof(jerr));
+		if (root == NULL) {
+			rp_err(err, errlen, "manifest.json: %s", jerr);
+			goto out;
+		}
+		if (json_read_fields(root, fields, ARRAY_LEN(fields), 1, &m, jerr,
+		    sizeof(jerr)) != 0) {
+			rp_err(err, errlen, "manifest.json: %s", jerr);
+			goto out;
+		}
+		if (!ident_valid(m.name)) {
+			rp_err(err, errlen, "manifest.json: key 'name': use 1-%d of [A-Za-z0-9._+~-]",
+			    RELEASE_NAME_MAX);
+			goto out;
+		}
+		if (m.version != NULL && !ident_valid(m.version)) {
+			rp_err(err, errlen, "manifest.json: key 'version': use 1-%d of "
+			    "[A-Za-z0-9._+~-]", RELEASE_VERSION_MAX);
+			goto out;
+		}
+		if (!safe_relpath(m.entrypoint)) {
+			rp_err(err, errlen, "manifest.json: key 'entrypoint': not a relative path "
+			    "inside the release");
+			goto out;
+		}
+		if (m.updater_entrypoint != NULL && !safe_relpath(m.updater_entrypoint)) {
+			rp_err(err, errlen, "manifest.json: key 'updater_entrypoint': not a relative "
+			    "path inside the release");
+			goto out;
+		}
+		if (m.preflight != NULL) {
+			int i = 0;
+			const cJSON *el;
+			cJSON_ArrayForEach(el, m.preflight) {
+				if (!cJSON_IsString(el) || i >= RP_PREFLIGHT_MAX ||
+				    (i == 0 && !safe_relpath(el->valuestring))) {
+					rp_err(err, errlen, "manifest.json: key 'preflight': an array "
+					    "of at most %d strings, the first a relative path inside "
+					    "the release", RP_PREFLIGHT_MAX);
+					goto out;
+				}
+				i++;
+			}
+			if (i == 0) {
+				rp_err(err, errlen, "manifest.json: key 'preflight': empty");
+				goto out;
+			}
+		}
+		if ((version != NULL || m.version == NULL) &&
+		    set_str(root, "version", version != NULL ? version :
+		    RELEASE_DEFAULT_VERSION) != 0) {
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	if (copy_member(root, "name", mi.name, sizeof(mi.name)) != 0 ||
+	    copy_member(root, "version", mi.version, sizeof(mi.version)) != 0 ||
+	    copy_member(root, "entrypoint", mi.entrypoint, sizeof(mi.entrypoint)) != 0 ||
+	    copy_member(root, "updater_entrypoint", mi.updater_entrypoint,
+	    sizeof(mi.updater_entrypoint)) != 0) {
+		rp_err(err, errlen, "manifest.json: value too long");
+		goto out;
+	}
+	text = json_print_pretty(root);
+	if (text == NULL) {
+		rp_err(err, errlen, "out of memory");
+		goto out;
+	}
+	*outlen = strlen(text);
+	*out = text;
+	*info = mi;
+	text = NULL;
+	rc = 0;
+out:
+	free(text);
+	cJSON_Delete(root);
+	return rc;
+}
+
+static void
+entries_free(struct rp_ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].path);
+		free(c->v[i].target);
+	}
+	free(c->v);
+	c->v = NULL;
+	c->n = c->cap = 0;
+}
+
+/* Append an entry taking ownership of PATH and TARGET (freed on failure). */
+static int
+entry_add(struct rp_ctx *c, char *path, enum rp_type type, const struct stat *st, char *target)
+{
+	struct rp_entry *e;
+
+	if (c->n == c->cap) {
+		size_t ncap = c->cap == 0 ? 64 : c->cap * 2;
+		struct rp_entry *p = reallocarray(c->v, ncap, sizeof(*p));
+		if (p == NULL) {
+			free(path);
+			free(target);
+			return -1;
+		}
+		c->v = p;
+		c->cap = ncap;
+	}
+	e = &c->v[c->n++];
+	memset(e, 0, sizeof(*e));
+	e->path = path;
+	e->type = type;
+	e->target = target;
+	if (st != NULL) {
+		e->size = st->st_size;
+		e->dev = st->st_dev;
+		e->ino = st->st_ino;
+	}
+	switch (type) {
+	case RP_DIR:
+		e->mode = 0755;
+		e->size = 0;
+		break;
+	case RP_FILE:
+		e->mode = st != NULL && (st->st_mode & 0111) != 0 ? 0755 : 0644;
+		break;
+	case RP_LINK:
+		e->mode = 0777;
+		e->size = 0;
+		break;
+	case RP_MANIFEST:
+		e->mode = 0644;
+		break;
+	}
+	return 0;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rp_entry *)a)->path, ((const struct rp_entry *)b)->path);
+}
+
+static const struct rp_entry *
+entry_find(const struct rp_ctx *c, const char *path)
+{
+	struct rp_entry key;
+
+	memset(&key, 0, sizeof(key));
+	key.path = (char *)(uintptr_t)path;
+	return bsearch(&key, c->v, c->n, sizeof(*c->v), entry_cmp);
+}
+
+static int
+has_control(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err,
+    size_t errlen);
+
+/* One directory entry NAME of directory DFD (relative path REL). */
+static int
+rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth, char *err,
+    size_t errlen)
+{
+	char *path = NULL, *target = NULL;
+	const char *why;
+	struct stat st;
+	int rc = -1, n;
+
+	n = rel == NULL ? snprintf(NULL, 0, "%s", name) : snprintf(NULL, 0, "%s/%s", rel, name);
+	if (n < 0 || n >= RP_PATH_MAX) {
+		rp_err(err, errlen, "%s/%s: path too long", rel == NULL ? "." : rel, name);
+		goto out;
+	}
+	path = malloc((size_t)n + 1);
+	if (path == NULL) {
+		rp_err(err, errlen, "out of memory");
+		goto out;
+	}
+	if (rel == NULL) {
+		memcpy(path, name, (size_t)n + 1);
+	} else {
+		(void)snprintf(path, (size_t)n + 1, "%s/%s", rel, name);
+	}
+	if (excluded(c, path)) {
+		rc = 0;
+		goto out;
+	}
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		rp_err(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (rel == NULL && strcmp(name, RELEASE_MANIFEST_NAME) == 0) {
+		/* Read separately; the packed manifest is generated from it. */
+		if (!S_ISREG(st.st_mode)) {
+			rc = rp_problem(c, path, "not a regular file");
+			goto out;
+		}
+		c->has_manifest = 1;
+		rc = 0;
+		goto out;
+	}
+	if (has_control(name)) {
+		rc = rp_problem(c, path, "control character in the file name");
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		int sub;
+		if (depth >= RP_MAX_DEPTH) {
+			rp_err(err, errlen, "%s: directories nested deeper than %d", path,
+			    RP_MAX_DEPTH);
+			goto out;
+		}
+		sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			rp_err(err, errlen, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		char *p = path;
+		path = NULL;
+		if (entry_add(c, p, RP_DIR, &st, NULL) != 0) {
+			(void)close(sub);
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+		/* The entry owns the path; the array may move, so recurse on a copy. */
+		rc = rp_walk(c, sub, c->v[c->n - 1].path, depth + 1, err, errlen);
+		goto out;
+	}
+	if (S_ISREG(st.st_mode)) {
+		why = secret_name_reason(name);
+		if (why != NULL) {
+			rc = rp_problem(c, path, "%s", why);
+			goto out;
+		}
+		rc = entry_add(c, path, RP_FILE, &st, NULL);
+		path = NULL;
+		if (rc != 0) {
+			rp_err(err, errlen, "out of memory");
+		}
+		goto out;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t tl;
+		why = secret_name_reason(name);
+		if (why != NULL) {
+			rc = rp_problem(c, path, "%s", why);
+			goto out;
+		}
+		target = malloc(PATH_MAX);
+		if (target == NULL) {
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+		tl = readlinkat(dfd, name, target, PATH_MAX);
+		if (tl < 0 || tl >= PATH_MAX) {
+			rp_err(err, errlen, "%s: cannot read symlink: %s", path,
+			    tl < 0 ? strerror(errno) : "target too long");
+			goto out;
+		}
+		target[tl] = '\0';
+		rc = entry_add(c, path, RP_LINK, &st, target);
+		path = NULL;
+		target = NULL;
+		if (rc != 0) {
+			rp_err(err, errlen, "out of memory");
+		}
+		goto out;
+	}
+	rc = rp_problem(c, path, "special file (%s) cannot be packed",
+	    S_ISFIFO(st.st_mode) ? "FIFO" : S_ISSOCK(st.st_mode) ? "socket" :
+	    S_ISCHR(st.st_mode) ? "character device" : S_ISBLK(st.st_mode) ? "block device" :
+	    "unknown type");
+out:
+	free(path);
+	free(target);
+	return rc;
+}
+
+/* Walk directory DFD (taken over) whose path relative to DIR is REL (NULL: DIR). */
+static int
+rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err, size_t errlen)
+{
+	char *relcopy = NULL;
+	struct dirent *de;
+	DIR *d;
+	int rc = -1;
+
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		rp_err(err, errlen, "%s: %s", rel == NULL ? c->root : rel, strerror(errno));
+		(void)close(dfd);
+		return -1;
+	}
+	if (rel != NULL) {
+		relcopy = strdup(rel);
+		if (relcopy == NULL) {
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0) {
+				rp_err(err, errlen, "%s: %s", rel == NULL ? c->root : relcopy,
+				    strerror(errno));
+				goto out;
+			}
+			break;
+		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+			continue;
+		}
+		if (rp_visit(c, dirfd(d), relcopy, de->d_name, depth, err, errlen) != 0) {
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(relcopy);
+	(void)closedir(d);
+	return rc;
+}
+
+/* Canonical path of REL under the real tree, relative to DIR, into OUT. */
+static int
+rp_resolve(const struct rp_ctx *c, const char *rel, char *out, size_t outlen, const char **why)
+{
+	char full[PATH_MAX], real[PATH_MAX];
+	size_t rl = strlen(c->root);
+	int n = snprintf(full, sizeof(full), "%s/%s", c->root, rel);
+
+	if (n < 0 || (size_t)n >= sizeof(full)) {
+		*why = "path too long";
+		return -1;
+	}
+	if (realpath(full, real) == NULL) {
+		*why = errno == ENOENT ? "dangling symlink (its target does not exist)" :
+		    "symlink cannot be resolved";
+		return -1;
+	}
+	if (strncmp(real, c->root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0')) {
+		*why = "symlink resolves outside DIR";
+		return -1;
+	}
+	return strlcpy_chk(out, real[rl] == '/' ? real + rl + 1 : "", outlen);
+}
+
+/* 1 if the relative target T of a link at LINKPATH stays inside DIR, lexically. */
+static int
+lexically_inside(const char *linkpath, const char *t)
+{
+	long depth = 0;
+	const char *p;
+
+	for (p = linkpath; *p != '\0'; p++) {
+		depth += *p == '/';
+	}
+	while (*t != '\0') {
+		size_t n = strcspn(t, "/");
+		if (n == 2 && t[0] == '.' && t[1] == '.') {
+			if (--depth < 0) {
+				return 0;
+			}
+		} else if (n > 0 && !(n == 1 && t[0] == '.')) {
+			depth++;
+		}
+		t += n;
+		while (*t == '/') {
+			t++;
+		}
+	}
+	return 1;
+}
+
+static int
+rp_check_links(struct rp_ctx *c)
+{
+	char rel[PATH_MAX];
+	const char *why = NULL;
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rp_entry *e = &c->v[i];
+		int r;
+
+		if (e->type != RP_LINK) {
+			continue;
+		}
+		if (e->target[0] == '/') {
+			r = rp_problem(c, e->path, "absolute symlink (-> %s)", e->target);
+		} else if (!lexically_inside(e->path, e->target)) {
+			r = rp_problem(c, e->path, "symlink leaves DIR (-> %s)", e->target);
+		} else if (rp_resolve(c, e->path, rel, sizeof(rel), &why) != 0) {
+			r = rp_problem(c, e->path, "%s (-> %s)", why, e->target);
+		} else if (rel[0] != '\0' && strcmp(rel, RELEASE_MANIFEST_NAME) != 0 &&
+		    entry_find(c, rel) == NULL) {
+			r = rp_problem(c, e->path, "symlink to %s, which is excluded or refused", rel);
+		} else {
+			r = 0;
+		}
+		if (r != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The file at REL must be packed as an executable regular file. */
+static int
+rp_check_exec(struct rp_ctx *c, const char *key, const char *rel)
+{
+	char real[PATH_MAX];
+	const struct rp_entry *e = entry_find(c, rel);
+	const char *why = NULL;
+
+	if (e != NULL && e->type == RP_LINK) {
+		e = rp_resolve(c, rel, real, sizeof(real), &why) == 0 ? entry_find(c, real) : NULL;
+	}
+	if (e == NULL) {
+		return rp_problem(c, rel, "%s is missing from DIR (or excluded)", key);
+	}
+	if (e->type != RP_FILE || e->mode != 0755) {
+		return rp_problem(c, rel, "%s is not an executable regular file", key);
+	}
+	return 0;
+}
+
+static int
+rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
+{
+	char *buf = NULL, path[PATH_MAX], merr[512];
+	const struct rp_entry *u;
+	size_t len = 0;
+	int has_updater, n, rc = -1;
+
+	if (c->has_manifest) {
+		n = snprintf(path, sizeof(path), "%s/%s", c->root, RELEASE_MANIFEST_NAME);
+		if (n < 0 || (size_t)n >= sizeof(path)) {
+			rp_err(err, errlen, "%s: path too long", c->root);
+			goto out;
+		}
+		if (fs_read_file(path, RELEASE_MANIFEST_MAX, &buf, &len) != 0) {
+			rp_err(err, errlen, "%s: %s", path, errno == EFBIG ?
+			    "larger than 64 KiB" : strerror(errno));
+			goto out;
+		}
+	}
+	u = entry_find(c, RELEASE_UPDATER_ENTRYPOINT);
+	has_updater = u != NULL && u->type != RP_DIR;
+	if (release_manifest_prepare(buf, len, c->o->version, has_updater, &c->manifest,
+	    &c->manifest_len, &c->info, merr, sizeof(merr)) != 0) {
+		rp_err(err, errlen, "%s", merr);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+static la_ssize_t
+rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
+{
+	struct rp_ctx *c = arg;
+
+	if (fs_atomic_write(&c->out, buf, len) != 0) {
+		c->write_errno = errno;
+		archive_set_error(a, errno, "writing the tarball: %s", strerror(errno));
+		return -1;
+	}
+	if (mbedtls_sha256_update_ret(&c->sha, buf, len) != 0) {
+		c->write_errno = EIO;
+		archive_set_error(a, EIO, "sha256 failed");
+		return -1;
+	}
+	c->written += len;
+	return (la_ssize_t)len;
+}
+
+/*
+ * Read regular file E in chunks: scan it for key material and, when A is
+ * not NULL, append it to the archive. A change since the walk is an error.
+ */
+static int
+rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, char *err,
+    size_t errlen)
+{
+	struct pem_scan scan;
+	struct stat st;
+	off_t total = 0;
+	int fd, rc = -1;
+
+	memset(&scan, 0, sizeof(scan));
+	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		rp_err(err, errlen, "%s: %s", e->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != e->dev ||
+	    st.st_ino != e->ino || st.st_size != e->size) {
+		rp_err(err, errlen, "%s: changed while packing", e->path);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, c->buf, RP_CHUNK);
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			rp_err(err, errlen, "%s: %s", e->path, strerror(errno));
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		if (n > e->size - total) {
+			rp_err(err, errlen, "%s: changed while packing (grew)", e->path);
+			goto out;
+		}
+		total += n;
+		pem_feed(&scan, c->buf, (size_t)n);
+		if (a != NULL && archive_write_data(a, c->buf, (size_t)n) != n) {
+			rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+			goto out;
+		}
+	}
+	if (total != e->size) {
+		rp_err(err, errlen, "%s: changed while packing (shrank)", e->path);
+		goto out;
+	}
+	if (scan.found) {
+		rc = rp_problem(c, e->path, "contains a PEM private key");
+	} else if (scan.pk_found && has_suffix_ci(e->path, ".pem")) {
+		rc = rp_problem(c, e->path, "*.pem containing \"PRIVATE KEY\"");
+	} else {
+		rc = 0;
+	}
+	if (rc != 0) {
+		rp_err(err, errlen, "out of memory");
+	}
+out:
+	(void)close(fd);
+	return rc;
+}
+
+static int
+rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, char *err,
+    size_t errlen)
+{
+	struct archive_entry *ae = archive_entry_new();
+	int rc = -1, r;
+
+	if (ae == NULL) {
+		rp_err(err, errlen, "out of memory");
+		return -1;
+	}
+	archive_entry_set_pathname(ae, e->path);
+	archive_entry_set_mtime(ae, 0, 0);
+	archive_entry_set_uid(ae, 0);
+	archive_entry_set_gid(ae, 0);
+	archive_entry_set_perm(ae, e->mode);
+	switch (e->type) {
+	case RP_DIR:
+		archive_entry_set_filetype(ae, AE_IFDIR);
+		archive_entry_set_size(ae, 0);
+		break;
+	case RP_LINK:
+		archive_entry_set_filetype(ae, AE_IFLNK);
+		archive_entry_set_symlink(ae, e->target);
+		archive_entry_set_size(ae, 0);
+		break;
+	case RP_FILE:
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_size(ae, (la_int64_t)e->size);
+		break;
+	case RP_MANIFEST:
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_size(ae, (la_int64_t)c->manifest_len);
+		break;
+	}
+	/* A warning (e.g. an untranslatable name) would make the output vary. */
+	r = archive_write_header(a, ae);
+	if (r != ARCHIVE_OK) {
+		rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+		goto out;
+	}
+	if (e->type == RP_FILE) {
+		if (rp_stream_file(c, e, a, err, errlen) != 0) {
+			goto out;
+		}
+	} else if (e->type == RP_MANIFEST) {
+		if (archive_write_data(a, c->manifest, c->manifest_len) !=
+		    (la_ssize_t)c->manifest_len) {
+			rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+			goto out;
+		}
+	}
+	if (archive_write_finish_entry(a) != ARCHIVE_OK) {
+		rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+		goto out;
+	}
+	rc = 0;
+out:
+	archive_entry_free(ae);
+	return rc;
+}
+
+/* Resolve the output path into RES->path; refuse one inside DIR. */
+static int
+rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
+{
+	char def[RELEASE_NAME_MAX + RELEASE_VERSION_MAX + 16], dir[PATH_MAX], real[PATH_MAX];
+	const char *out = c->o->output, *base;
+	size_t rl = strlen(c->root);
+	int n;
+
+	if (out == NULL) {
+		n = snprintf(def, sizeof(def), "%s-%s.tar.gz", c->info.name, c->info.version);
+		if (n < 0 || (size_t)n >= sizeof(def)) {
+			rp_err(err, errlen, "default output name too long");
+			return -1;
+		}
+		out = def;
+	}
+	base = base_name(out);
+	if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		rp_err(err, errlen, "%s: not a file name", out);
+		return -1;
+	}
+	if (base == out) {
+		memcpy(dir, ".", 2);
+	} else {
+		size_t dl = (size_t)(base - out);
+		if (dl >= sizeof(dir)) {
+			rp_err(err, errlen, "%s: path too long", out);
+			return -1;
+		}
+		memcpy(dir, out, dl);
+		dir[dl] = '\0';
+	}
+	if (realpath(dir, real) == NULL) {
+		rp_err(err, errlen, "%s: output directory: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (strncmp(real, c->root, rl) == 0 && (real[rl] == '/' || real[rl] == '\0')) {
+		rp_err(err, errlen, "%s: the output must not be inside the release directory %s",
+		    out, c->root);
+		return -1;
+	}
+	n = snprintf(res->path, sizeof(res->path), "%s/%s", strcmp(real, "/") == 0 ? "" : real,
+	    base);
+	if (n < 0 || (size_t)n >= sizeof(res->path)) {
+		rp_err(err, errlen, "%s: path too long", out);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
+{
+	unsigned char digest[32];
+	struct archive *a = NULL;
+	int rc = -1;
+
+	if (fs_atomic_begin(&c->out, res->path, 0644) != 0) {
+		rp_err(err, errlen, "%s: %s", res->path, strerror(errno));
+		return -1;
+	}
+	a = archive_write_new();
+	if (a == NULL) {
+		rp_err(err, errlen, "out of memory");
+		goto out;
+	}
+	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
+	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(a, c, NULL, rp_write_cb, NULL, NULL) != ARCHIVE_OK) {
+		rp_err(err, errlen, "libarchive: %s", archive_error_string(a));
+		goto out;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (rp_write_entry(c, a, &c->v[i], err, errlen) != 0) {
+			goto out;
+		}
+	}
+	if (archive_write_close(a) != ARCHIVE_OK) {
+		rp_err(err, errlen, "%s: %s", res->path, archive_error_string(a));
+		goto out;
+	}
+	if (c->nproblems > 0) {
+		goto out; /* key material found while streaming */
+	}
+	if (mbedtls_sha256_finish_ret(&c->sha, digest) != 0) {
+		rp_err(err, errlen, "sha256 failed");
+		goto out;
+	}
+	if (fs_atomic_commit(&c->out) != 0) {
+		rp_err(err, errlen, "%s: %s", res->path, strerror(errno));
+		goto out;
+	}
+	hex_encode(digest, sizeof(digest), res->sha256);
+	res->size = c->written;
+	res->entries = c->n;
+	rc = 0;
+out:
+	archive_write_free(a);
+	fs_atomic_abort(&c->out);
+	return rc;
+}
+
+int
+release_pack(const struct release_pack_opts *o, struct release_pack_result *res, char *err,
+    size_t errlen)
+{
+	struct release_pack_result r;
+	struct rp_ctx c;
+	int rc = -1, fd;
+
+	memset(&c, 0, sizeof(c));
+	memset(&r, 0, sizeof(r));
+	c.o = o;
+	c.rootfd = -1;
+	c.out = (struct fs_atomic)FS_ATOMIC_INIT;
+	mbedtls_sha256_init(&c.sha);
+
+	if (o->dir == NULL || realpath(o->dir, c.root) == NULL) {
+		rp_err(err, errlen, "%s: %s", o->dir == NULL ? "(null)" : o->dir,
+		    o->dir == NULL ? "no directory" : strerror(errno));
+		goto out;
+	}
+	c.rootfd = open(c.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c.rootfd < 0) {
+		rp_err(err, errlen, "%s: %s", o->dir, strerror(errno));
+		goto out;
+	}
+	c.buf = malloc(RP_CHUNK);
+	if (c.buf == NULL || mbedtls_sha256_starts_ret(&c.sha, 0) != 0) {
+		rp_err(err, errlen, "out of memory");
+		goto out;
+	}
+	fd = dup(c.rootfd);
+	if (fd < 0) {
+		rp_err(err, errlen, "%s: %s", o->dir, strerror(errno));
+		goto out;
+	}
+	if (rp_walk(&c, fd, NULL, 0, err, errlen) != 0) {
+		goto out;
+	}
+	qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
+	if (rp_load_manifest(&c, err, errlen) != 0) {
+		goto out;
+	}
+	if (rp_check_links(&c) != 0 ||
+	    rp_check_exec(&c, "entrypoint", c.info.entrypoint) != 0 ||
+	    (c.info.updater_entrypoint[0] != '\0' &&
+	    rp_check_exec(&c, "updater_entrypoint", c.info.updater_entrypoint) != 0)) {
+		rp_err(err, errlen, "out of memory");
+		goto out;
+	}
+	if (strlcpy_chk(r.name, c.info.name, sizeof(r.name)) != 0 ||
+	    strlcpy_chk(r.version, c.info.version, sizeof(r.version)) != 0) {
+		rp_err(err, errlen, "manifest name or version too long");
+		goto out;
+	}
+	if (rp_output_path(&c, &r, err, errlen) != 0) {
+		goto out;
+	}
+	if (c.nproblems == 0) {
+		char *p = strdup(RELEASE_MANIFEST_NAME);
+		if (p == NULL || entry_add(&c, p, RP_MANIFEST, NULL, NULL) != 0) {
+			rp_err(err, errlen, "out of memory");
+			goto out;
+		}
+		qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
+		if (rp_write(&c, &r, err, errlen) != 0 && c.nproblems == 0) {
+			goto out;
+		}
+	} else {
+		/* Already refused: still scan the content so every problem is named at once. */
+		for (size_t i = 0; i < c.n; i++) {
+			if (c.v[i].type == RP_FILE && rp_stream_file(&c, &c.v[i], NULL, err,
+			    errlen) != 0) {
+				goto out;
+			}
+		}
+	}
+	if (c.nproblems > 0) {
+		rp_err(err, errlen, "refusing to pack %s (%zu problem%s; leave files out with "
+		    "--exclude GLOB): %s", o->dir, c.nproblems, c.nproblems == 1 ? "" : "s",
+		    c.problems);
+		goto out;
+	}
+	*res = r;
+	rc = 0;
+out:
+	if (c.rootfd >= 0) {
+		(void)close(c.rootfd);
+	}
+	entries_free(&c);
+	free(c.problems);
+	free(c.manifest);
+	free(c.buf);
+	mbedtls_sha256_free(&c.sha);
+	return rc;
+}

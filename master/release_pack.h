@@ -1,0 +1,105 @@
+/*
+ * release_pack — build a deterministic release tarball from a directory
+ * (`tandem release pack`).
+ *
+ * The same tree always gives the same bytes: entries sorted by path (byte
+ * order), mtime 0, uid/gid 0, no user or group names, modes normalised
+ * (0755 for directories and files with any execute bit, 0644 for other
+ * files, 0777 for symlinks), pax format (restricted: extended headers only
+ * for long or non-ASCII names), gzip without a name or timestamp.
+ *
+ * The tarball carries manifest.json at its root: DIR's own manifest.json if
+ * there is one (its "version" replaced when a version is given), otherwise
+ * {"name":"tandem-agent","version":V,"entrypoint":"bin/tandem-agent",
+ * "preflight":["bin/tandem-agent","--self-test"]} plus
+ * "updater_entrypoint":"bin/tandem-updater" when DIR has that file.
+ *
+ * Refused (every problem is named in ERR, nothing is written):
+ *   - secrets, unless excluded: file names *.key, id_rsa*, id_dsa*,
+ *     id_ecdsa*, id_ed25519*, .env, *.env, a *.pem containing "PRIVATE KEY",
+ *     and any file whose content holds a PEM private-key block (a
+ *     "-----BEGIN ... PRIVATE KEY-----" line followed by base64 or PEM
+ *     headers; the bare header string compiled into a binary is not a key);
+ *   - devices, FIFOs and sockets; names with control characters;
+ *   - symlinks that are absolute, leave DIR (resolved through the real
+ *     tree), dangle, or point at something excluded;
+ *   - an entrypoint (or updater_entrypoint) that is missing or not an
+ *     executable regular file;
+ *   - an output file inside DIR.
+ * Hard links are stored as independent regular files. Symlinked
+ * directories are stored as symlinks, never followed.
+ *
+ * Exclude globs (fnmatch): a glob without '/' is matched against each
+ * entry's base name ("*.key", "secrets"), one with '/' against the path
+ * relative to DIR ("bin/debug-*"); an excluded directory is not descended.
+ *
+ * File content is streamed in 64 KiB chunks (never whole files in memory)
+ * and written through the atomic-write helper: temporary file, fsync,
+ * rename, directory fsync.
+ */
+#ifndef TANDEM_MASTER_RELEASE_PACK_H
+#define TANDEM_MASTER_RELEASE_PACK_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "common/util.h"
+
+#define RELEASE_MANIFEST_NAME "manifest.json"
+#define RELEASE_MANIFEST_MAX (64 * 1024)
+#define RELEASE_NAME_MAX 64
+#define RELEASE_VERSION_MAX 64
+#define RELEASE_DEFAULT_NAME "tandem-agent"
+#define RELEASE_DEFAULT_VERSION "unversioned"
+#define RELEASE_DEFAULT_ENTRYPOINT "bin/tandem-agent"
+#define RELEASE_UPDATER_ENTRYPOINT "bin/tandem-updater"
+
+struct release_pack_opts {
+	const char *dir;                /* the release tree */
+	const char *output;             /* NULL: NAME-VERSION.tar.gz in the working directory */
+	const char *version;            /* NULL: the manifest's, else RELEASE_DEFAULT_VERSION */
+	const char *const *excludes;    /* N_EXCLUDES globs */
+	size_t n_excludes;
+};
+
+struct release_pack_result {
+	char path[PATH_MAX];            /* absolute path of the tarball */
+	char sha256[65];                /* of the tarball, lowercase hex */
+	unsigned long long size;        /* bytes */
+	char name[RELEASE_NAME_MAX + 1];
+	char version[RELEASE_VERSION_MAX + 1];
+	size_t entries;                 /* archive members, manifest.json included */
+};
+
+/*
+ * Pack O->dir as described above into *RES. Returns 0, or -1 with a reason
+ * in ERR (a list of every refused file when there are several, as much as
+ * fits in ERRLEN); the output path is then untouched.
+ */
+int release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
+    char *err, size_t errlen) WUR;
+
+/* What release_manifest_prepare() found in a manifest. */
+struct release_manifest {
+	char name[RELEASE_NAME_MAX + 1];
+	char version[RELEASE_VERSION_MAX + 1];
+	char entrypoint[256];
+	char updater_entrypoint[256];   /* "" when absent */
+};
+
+/*
+ * Check an existing manifest (BUF, LEN bytes: a strict JSON object with
+ * string "name", "entrypoint", optional "version", "updater_entrypoint",
+ * "preflight" (array of strings, first one a safe relative path), other keys
+ * kept as they are) and produce the bytes to pack: *OUT (malloc'd, *OUTLEN
+ * bytes, caller frees) with "version" set to VERSION when VERSION is not
+ * NULL, or to RELEASE_DEFAULT_VERSION when the manifest has none. BUF NULL
+ * builds the default manifest (HAS_UPDATER adds updater_entrypoint).
+ * Names and versions are 1..64 bytes of [A-Za-z0-9._+~-] starting with a
+ * letter or digit; entrypoints are relative paths without "." or ".."
+ * components. Returns 0, or -1 with ERR.
+ */
+int release_manifest_prepare(const char *buf, size_t len, const char *version, int has_updater,
+    char **out, size_t *outlen, struct release_manifest *info, char *err, size_t errlen) WUR;
+
+#endif
