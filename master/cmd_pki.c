@@ -260,7 +260,7 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 		n = snprintf(base, sizeof(base), "%.*s", PKI_CN_MAX, o.name);
 	}
 	/* The name is checked in pki_issue(); the file name must not escape DIR. */
-	if (n <= 0 || strchr(base, '/') != NULL || strcmp(base, ".") == 0 ||
+	if (n < 0 || strchr(base, '/') != NULL || strcmp(base, ".") == 0 ||
 	    strcmp(base, "..") == 0) {
 		return cli_usage_error(GROUP, self, "NAME '%s' is not usable", o.name);
 	}

@@ -1360,10 +1360,11 @@ pki_describe(const char *path, const char *master_cn, cJSON **out, char *err, si
 	if (mbedtls_x509_dn_gets(buf, sizeof(buf), &crt.issuer) < 0) {
 		snprintf(buf, sizeof(buf), "?");
 	}
+	/* A CA certificate is nobody's TLS identity, whatever its CN reads as. */
 	if (json_add_str(o, "issuer", buf) != 0 || json_add_str(o, "cn", id.cn) != 0 ||
 	    json_add_str(o, "ou", id.ou) != 0 ||
-	    json_add_str(o, "role", tls_role_name(id.role)) != 0 ||
-	    json_add_str(o, "host", id.host) != 0) {
+	    json_add_str(o, "role", crt.ca_istrue ? "ca" : tls_role_name(id.role)) != 0 ||
+	    json_add_str(o, "host", crt.ca_istrue ? "" : id.host) != 0) {
 		goto nomem;
 	}
 	/* Serial as hex without the sign-padding zero byte. */

@@ -122,7 +122,8 @@ int pki_check_cn(const char *cn, char *err, size_t errlen) WUR;
 /*
  * Describe the first certificate in PATH (PEM or DER) as a new JSON object
  * (*OUT, free with cJSON_Delete()): subject, issuer, cn, ou, role (as
- * tls_role_from_subject() with MASTER_CN, NULL for the default), host,
+ * tls_role_from_subject() with MASTER_CN, NULL for the default; "ca" for a
+ * CA certificate), host,
  * serial (hex), not_before/not_after (ISO 8601 UTC), status ("valid",
  * "expired", "not yet valid"), san (["DNS:x", "IP:y"]), eku (["clientAuth",
  * ...]), key ("EC secp256r1", "RSA 2048"), ca (bool), fingerprint (sha256 of
