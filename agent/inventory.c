@@ -38,8 +38,8 @@ os_release_unquote(const char *val, size_t len, char *out, size_t outlen)
 		}
 		out[o++] = c;
 	}
-	if (outlen == 0) {
-		return -1;
+	if (outlen == 0 || o == 0) {
+		return -1; /* an empty value counts as absent */
 	}
 	out[o] = '\0';
 	return 0;

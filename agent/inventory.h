@@ -36,7 +36,7 @@ int inventory_collect(const struct inventory_paths *paths, struct inventory *out
  * The value of KEY in os-release text BUF (LEN bytes): KEY=value lines,
  * values optionally in double or single quotes, backslash escapes inside
  * double quotes (os-release(5)). Returns 0 with the value in OUT, or -1 if
- * KEY is absent or its value does not fit.
+ * KEY is absent, its value is empty or malformed, or does not fit.
  */
 int inventory_os_release_value(const char *buf, size_t len, const char *key, char *out,
     size_t outlen) WUR;

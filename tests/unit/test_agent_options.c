@@ -1,0 +1,306 @@
+/* Unit tests of agent/options: flags, the strict config file, precedence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/options.h"
+#include "common/fs.h"
+#include "common/log.h"
+
+static char g_dir[64];
+static char g_real[PATH_MAX];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(g_dir, sizeof(g_dir), "/tmp/test_agent_options.XXXXXX");
+	assert_non_null(mkdtemp(g_dir));
+	assert_non_null(realpath(g_dir, g_real));
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	assert_int_equal(fs_rmtree(g_dir), 0);
+	return 0;
+}
+
+/* Parse a NULL-terminated argument list (argv[0] added). */
+static int
+parse(struct agent_options *o, char *err, size_t errlen, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = (char *)"tandem-agent";
+	va_start(ap, errlen);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;) {
+		argv[argc++] = a;
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	err[0] = '\0';
+	return options_parse(argc, argv, o, err, errlen);
+}
+
+static const char *
+write_conf(const char *name, const char *text)
+{
+	static char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0600), 0);
+	return path;
+}
+
+static void
+test_defaults_and_flags(void **state)
+{
+	struct agent_options o;
+	char err[512];
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
+			     "--key", "/c/a.key", NULL),
+	    0);
+	assert_int_equal(o.action, OPTIONS_RUN);
+	assert_int_equal(o.ready_fd, -1);
+	assert_string_equal(o.cfg.listen, "0.0.0.0:8765");
+	assert_string_equal(o.cfg.master_cn, "tandem-master");
+	assert_string_equal(o.cfg.ca, "/c/ca.crt");
+	assert_int_equal(o.cfg.log_level, LOG_LVL_INFO);
+	assert_null(o.cfg.log_file);
+	assert_int_equal(o.cfg.max_conns, 64);
+	assert_int_equal(o.cfg.shutdown_grace_ms, 10000);
+	assert_string_equal(o.config_path, "");
+
+	/* Parsing again (getopt reset) with every flag. */
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
+			     "--key", "/c/a.key", "--listen", "[::1]:0", "--master-cn", "boss",
+			     "--log-level", "debug", "--log-file", "/var/log/a.log", "--ready-fd",
+			     "5", "-o", "shutdown_grace=250ms", "-o", "max_conns_per_ip=3", NULL),
+	    0);
+	assert_string_equal(o.cfg.listen, "[::1]:0");
+	assert_string_equal(o.cfg.master_cn, "boss");
+	assert_int_equal(o.cfg.log_level, LOG_LVL_DEBUG);
+	assert_string_equal(o.cfg.log_file, "/var/log/a.log");
+	assert_int_equal(o.ready_fd, 5);
+	assert_int_equal(o.cfg.shutdown_grace_ms, 250);
+	assert_int_equal(o.cfg.max_conns_per_ip, 3);
+	options_free(&o);
+}
+
+static void
+test_config_file_precedence(void **state)
+{
+	struct agent_options o;
+	char err[512];
+	char want[PATH_MAX + 32];
+	const char *conf = write_conf("agent.conf", "# test\n"
+						    "ca = pki/ca.crt\n"
+						    "cert = \"pki/host1.crt\"\n"
+						    "key = /abs/host1.key\n"
+						    "listen = 127.0.0.1:9000\n"
+						    "master_cn = fleet-master # comment\n"
+						    "idle_timeout = 5s\n");
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	/* The --listen flag wins over the file wherever it appears; later flags
+	 * win over earlier ones. */
+	assert_int_equal(parse(&o, err, sizeof(err), "--listen", "127.0.0.1:0", "--config", conf,
+			     "-o", "master_cn=a", "--master-cn", "b", NULL),
+	    0);
+	assert_string_equal(o.config_path, conf);
+	assert_string_equal(o.cfg.listen, "127.0.0.1:0");
+	assert_string_equal(o.cfg.master_cn, "b");
+	assert_int_equal(o.cfg.idle_timeout_ms, 5000);
+	/* Relative paths resolve against the file's directory, not the cwd. */
+	snprintf(want, sizeof(want), "%s/pki/ca.crt", g_real);
+	assert_string_equal(o.cfg.ca, want);
+	snprintf(want, sizeof(want), "%s/pki/host1.crt", g_real);
+	assert_string_equal(o.cfg.cert, want);
+	assert_string_equal(o.cfg.key, "/abs/host1.key");
+
+	/* The printed configuration loads back to the same values. */
+	char printed[256];
+	snprintf(printed, sizeof(printed), "%s/printed.conf", g_dir);
+	FILE *fp = fopen(printed, "w");
+	assert_non_null(fp);
+	assert_int_equal(options_print(&o, fp), 0);
+	assert_int_equal(fclose(fp), 0);
+	struct agent_options o2;
+	memset(&o2, 0, sizeof(o2));
+	assert_int_equal(parse(&o2, err, sizeof(err), "--config", printed, NULL), 0);
+	assert_string_equal(o2.cfg.listen, o.cfg.listen);
+	assert_string_equal(o2.cfg.master_cn, "b");
+	assert_string_equal(o2.cfg.ca, o.cfg.ca);
+	assert_int_equal(o2.cfg.idle_timeout_ms, 5000);
+	options_free(&o2);
+	options_free(&o);
+}
+
+static void
+test_config_errors(void **state)
+{
+	struct agent_options o;
+	char err[512];
+	const char *conf;
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	conf = write_conf("unknown.conf", "ca = /a\ncolor = blue\n");
+	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_non_null(strstr(err, "unknown.conf:2"));
+	assert_non_null(strstr(err, "color"));
+
+	conf = write_conf("dup.conf", "ca = /a\nca = /b\n");
+	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_non_null(strstr(err, "duplicate"));
+
+	conf = write_conf("range.conf", "ca = /a\ncert = /b\nkey = /c\nmax_conns = 0\n");
+	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_non_null(strstr(err, "max_conns"));
+
+	conf = write_conf("listen.conf", "ca = /a\ncert = /b\nkey = /c\nlisten = nowhere\n");
+	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+
+	assert_int_equal(parse(&o, err, sizeof(err), "--config", "/nonexistent.conf", NULL), -1);
+	assert_non_null(strstr(err, "/nonexistent.conf"));
+
+	/* A flag's bad value is refused too. */
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--log-level", "loud", NULL),
+	    -1);
+	assert_non_null(strstr(err, "log_level"));
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-o", "nokey", NULL),
+	    -1);
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-o", "bogus=1", NULL),
+	    -1);
+	options_free(&o);
+}
+
+static void
+test_required_and_actions(void **state)
+{
+	struct agent_options o;
+	char err[512];
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(parse(&o, err, sizeof(err), NULL), -1);
+	assert_non_null(strstr(err, "ca is not set"));
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "-n", NULL), -1);
+	assert_non_null(strstr(err, "cert is not set"));
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--self-test",
+			     NULL),
+	    -1);
+	assert_non_null(strstr(err, "key is not set"));
+
+	/* --version, --help and --print-config need no certificates. */
+	assert_int_equal(parse(&o, err, sizeof(err), "--version", NULL), 0);
+	assert_int_equal(o.action, OPTIONS_VERSION);
+	assert_int_equal(parse(&o, err, sizeof(err), "-h", NULL), 0);
+	assert_int_equal(o.action, OPTIONS_HELP);
+	assert_int_equal(parse(&o, err, sizeof(err), "--print-config", NULL), 0);
+	assert_int_equal(o.action, OPTIONS_PRINT_CONFIG);
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-n", NULL),
+	    0);
+	assert_int_equal(o.action, OPTIONS_CHECK);
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--self-test", "--self-test", NULL),
+	    0);
+	assert_int_equal(o.action, OPTIONS_SELF_TEST);
+
+	/* Conflicting actions, unknown flags, stray arguments. */
+	assert_int_equal(parse(&o, err, sizeof(err), "-n", "--self-test", NULL), -1);
+	assert_non_null(strstr(err, "exclude"));
+	assert_int_equal(parse(&o, err, sizeof(err), "--version", "--help", NULL), -1);
+	assert_int_equal(parse(&o, err, sizeof(err), "--frobnicate", NULL), -1);
+	assert_non_null(strstr(err, "--frobnicate"));
+	assert_int_equal(parse(&o, err, sizeof(err), "-x", NULL), -1);
+	assert_non_null(strstr(err, "-x"));
+	assert_int_equal(parse(&o, err, sizeof(err), "--listen", NULL), -1);
+	assert_int_equal(parse(&o, err, sizeof(err), "--version", "extra", NULL), -1);
+	assert_non_null(strstr(err, "extra"));
+	options_free(&o);
+}
+
+static void
+test_ready_fd(void **state)
+{
+	static const char *const bad[] = { "0", "2", "-1", "x", "3x", "", "65536" };
+	struct agent_options o;
+	char err[512];
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key",
+				     "/c", "--ready-fd", bad[i], NULL),
+		    -1);
+		assert_non_null(strstr(err, "--ready-fd"));
+	}
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--ready-fd", "1", NULL),
+	    0);
+	assert_int_equal(o.ready_fd, 1);
+	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--ready-fd=65535", NULL),
+	    0);
+	assert_int_equal(o.ready_fd, 65535);
+	options_free(&o);
+}
+
+static void
+test_usage(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	(void)state;
+	assert_non_null(fp);
+	options_usage(fp);
+	assert_int_equal(fclose(fp), 0);
+	/* Every flag the parser knows is documented. */
+	static const char *const flags[] = { "--config", "--listen", "--ca", "--cert", "--key",
+		"--master-cn", "--log-level", "--log-file", "-o KEY=VALUE", "--ready-fd", "-n",
+		"--self-test", "--print-config", "--version", "--help" };
+	for (size_t i = 0; i < ARRAY_LEN(flags); i++) {
+		assert_non_null(strstr(buf, flags[i]));
+	}
+	free(buf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_flags),
+		cmocka_unit_test_setup_teardown(test_config_file_precedence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+		cmocka_unit_test(test_required_and_actions),
+		cmocka_unit_test(test_ready_fd),
+		cmocka_unit_test(test_usage),
+	};
+
+	log_init("test_agent_options", LOG_LVL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
