@@ -518,3 +518,23 @@ def test_custom_master_cn_end_to_end(tmp_path, procs):
     r = curl(port, home.master_crt, home.master_key, home.ca_crt)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["role"] == "master"
+
+
+def test_ca_rotation_with_a_two_ca_bundle(tmp_path, procs):
+    """The rotation advice in wiki/PKI-and-mTLS.md: a server trusting old + new CA."""
+    old = Home(tmp_path / "old")
+    new = Home(tmp_path / "new")
+    stranger = Home(tmp_path / "stranger")
+    res = new.issue("localhost", "agent", str(tmp_path / "srv"), "--san", "127.0.0.1")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_text(open(old.ca_crt).read() + open(new.ca_crt).read())
+    p = Proc([bin_path("tandem-testd"), "--ca", str(bundle), "--cert", res["cert"],
+              "--key", res["key"]], str(tmp_path / "logs"), name="testd")
+    procs.append(p)
+    port = int(p.wait_line(r"READY port=(\d+)").group(1))
+    for h in (old, new):
+        r = curl(port, h.master_crt, h.master_key, new.ca_crt)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["fingerprint"] == h.show(h.master_crt)["fingerprint"]
+    r = curl(port, stranger.master_crt, stranger.master_key, new.ca_crt)
+    assert r.returncode != 0
