@@ -36,24 +36,27 @@ teardown(void **state)
 	return 0;
 }
 
-/* Parse a NULL-terminated argument list (argv[0] added). */
+/* Parse the NULL-terminated ARGS (argv[0] included). */
 static int
-parse(struct agent_options *o, char *err, size_t errlen, ...)
+parse_argv(struct agent_options *o, char *err, size_t errlen, const char *const *args)
 {
 	char *argv[32];
 	int argc = 0;
-	va_list ap;
 
-	argv[argc++] = (char *)"tandem-agent";
-	va_start(ap, errlen);
-	for (char *a; (a = va_arg(ap, char *)) != NULL;) {
-		argv[argc++] = a;
+	for (; args[argc] != NULL; argc++) {
+		assert_true(argc < 31);
+		argv[argc] = (char *)args[argc];
 	}
-	va_end(ap);
 	argv[argc] = NULL;
 	err[0] = '\0';
 	return options_parse(argc, argv, o, err, errlen);
 }
+
+#define PARSE(o, err, ...)                                                               \
+	parse_argv((o), (err), sizeof(err),                                              \
+	    (const char *const[]){ "tandem-agent", __VA_ARGS__, NULL })
+#define PARSE0(o, err) \
+	parse_argv((o), (err), sizeof(err), (const char *const[]){ "tandem-agent", NULL })
 
 static const char *
 write_conf(const char *name, const char *text)
@@ -73,8 +76,8 @@ test_defaults_and_flags(void **state)
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
-			     "--key", "/c/a.key", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
+			     "--key", "/c/a.key"),
 	    0);
 	assert_int_equal(o.action, OPTIONS_RUN);
 	assert_int_equal(o.ready_fd, -1);
@@ -88,10 +91,10 @@ test_defaults_and_flags(void **state)
 	assert_string_equal(o.config_path, "");
 
 	/* Parsing again (getopt reset) with every flag. */
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
+	assert_int_equal(PARSE(&o, err, "--ca", "/c/ca.crt", "--cert", "/c/a.crt",
 			     "--key", "/c/a.key", "--listen", "[::1]:0", "--master-cn", "boss",
 			     "--log-level", "debug", "--log-file", "/var/log/a.log", "--ready-fd",
-			     "5", "-o", "shutdown_grace=250ms", "-o", "max_conns_per_ip=3", NULL),
+			     "5", "-o", "shutdown_grace=250ms", "-o", "max_conns_per_ip=3"),
 	    0);
 	assert_string_equal(o.cfg.listen, "[::1]:0");
 	assert_string_equal(o.cfg.master_cn, "boss");
@@ -121,8 +124,8 @@ test_config_file_precedence(void **state)
 	memset(&o, 0, sizeof(o));
 	/* The --listen flag wins over the file wherever it appears; later flags
 	 * win over earlier ones. */
-	assert_int_equal(parse(&o, err, sizeof(err), "--listen", "127.0.0.1:0", "--config", conf,
-			     "-o", "master_cn=a", "--master-cn", "b", NULL),
+	assert_int_equal(PARSE(&o, err, "--listen", "127.0.0.1:0", "--config", conf,
+			     "-o", "master_cn=a", "--master-cn", "b"),
 	    0);
 	assert_string_equal(o.config_path, conf);
 	assert_string_equal(o.cfg.listen, "127.0.0.1:0");
@@ -144,7 +147,7 @@ test_config_file_precedence(void **state)
 	assert_int_equal(fclose(fp), 0);
 	struct agent_options o2;
 	memset(&o2, 0, sizeof(o2));
-	assert_int_equal(parse(&o2, err, sizeof(err), "--config", printed, NULL), 0);
+	assert_int_equal(PARSE(&o2, err, "--config", printed), 0);
 	assert_string_equal(o2.cfg.listen, o.cfg.listen);
 	assert_string_equal(o2.cfg.master_cn, "b");
 	assert_string_equal(o2.cfg.ca, o.cfg.ca);
@@ -163,34 +166,34 @@ test_config_errors(void **state)
 	(void)state;
 	memset(&o, 0, sizeof(o));
 	conf = write_conf("unknown.conf", "ca = /a\ncolor = blue\n");
-	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
 	assert_non_null(strstr(err, "unknown.conf:2"));
 	assert_non_null(strstr(err, "color"));
 
 	conf = write_conf("dup.conf", "ca = /a\nca = /b\n");
-	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
 	assert_non_null(strstr(err, "duplicate"));
 
 	conf = write_conf("range.conf", "ca = /a\ncert = /b\nkey = /c\nmax_conns = 0\n");
-	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
 	assert_non_null(strstr(err, "max_conns"));
 
 	conf = write_conf("listen.conf", "ca = /a\ncert = /b\nkey = /c\nlisten = nowhere\n");
-	assert_int_equal(parse(&o, err, sizeof(err), "--config", conf, NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
 
-	assert_int_equal(parse(&o, err, sizeof(err), "--config", "/nonexistent.conf", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--config", "/nonexistent.conf"), -1);
 	assert_non_null(strstr(err, "/nonexistent.conf"));
 
 	/* A flag's bad value is refused too. */
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "--log-level", "loud", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--log-level", "loud"),
 	    -1);
 	assert_non_null(strstr(err, "log_level"));
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "-o", "nokey", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-o", "nokey"),
 	    -1);
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "-o", "bogus=1", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-o", "bogus=1"),
 	    -1);
 	options_free(&o);
 }
@@ -203,41 +206,40 @@ test_required_and_actions(void **state)
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
-	assert_int_equal(parse(&o, err, sizeof(err), NULL), -1);
+	assert_int_equal(PARSE0(&o, err), -1);
 	assert_non_null(strstr(err, "ca is not set"));
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "-n", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "-n"), -1);
 	assert_non_null(strstr(err, "cert is not set"));
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--self-test",
-			     NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--self-test"),
 	    -1);
 	assert_non_null(strstr(err, "key is not set"));
 
 	/* --version, --help and --print-config need no certificates. */
-	assert_int_equal(parse(&o, err, sizeof(err), "--version", NULL), 0);
+	assert_int_equal(PARSE(&o, err, "--version"), 0);
 	assert_int_equal(o.action, OPTIONS_VERSION);
-	assert_int_equal(parse(&o, err, sizeof(err), "-h", NULL), 0);
+	assert_int_equal(PARSE(&o, err, "-h"), 0);
 	assert_int_equal(o.action, OPTIONS_HELP);
-	assert_int_equal(parse(&o, err, sizeof(err), "--print-config", NULL), 0);
+	assert_int_equal(PARSE(&o, err, "--print-config"), 0);
 	assert_int_equal(o.action, OPTIONS_PRINT_CONFIG);
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "-n", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "-n"),
 	    0);
 	assert_int_equal(o.action, OPTIONS_CHECK);
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "--self-test", "--self-test", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--self-test", "--self-test"),
 	    0);
 	assert_int_equal(o.action, OPTIONS_SELF_TEST);
 
 	/* Conflicting actions, unknown flags, stray arguments. */
-	assert_int_equal(parse(&o, err, sizeof(err), "-n", "--self-test", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "-n", "--self-test"), -1);
 	assert_non_null(strstr(err, "exclude"));
-	assert_int_equal(parse(&o, err, sizeof(err), "--version", "--help", NULL), -1);
-	assert_int_equal(parse(&o, err, sizeof(err), "--frobnicate", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--version", "--help"), -1);
+	assert_int_equal(PARSE(&o, err, "--frobnicate"), -1);
 	assert_non_null(strstr(err, "--frobnicate"));
-	assert_int_equal(parse(&o, err, sizeof(err), "-x", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "-x"), -1);
 	assert_non_null(strstr(err, "-x"));
-	assert_int_equal(parse(&o, err, sizeof(err), "--listen", NULL), -1);
-	assert_int_equal(parse(&o, err, sizeof(err), "--version", "extra", NULL), -1);
+	assert_int_equal(PARSE(&o, err, "--listen"), -1);
+	assert_int_equal(PARSE(&o, err, "--version", "extra"), -1);
 	assert_non_null(strstr(err, "extra"));
 	options_free(&o);
 }
@@ -252,17 +254,17 @@ test_ready_fd(void **state)
 	(void)state;
 	memset(&o, 0, sizeof(o));
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key",
-				     "/c", "--ready-fd", bad[i], NULL),
+		assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key",
+				     "/c", "--ready-fd", bad[i]),
 		    -1);
 		assert_non_null(strstr(err, "--ready-fd"));
 	}
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "--ready-fd", "1", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--ready-fd", "1"),
 	    0);
 	assert_int_equal(o.ready_fd, 1);
-	assert_int_equal(parse(&o, err, sizeof(err), "--ca", "/a", "--cert", "/b", "--key", "/c",
-			     "--ready-fd=65535", NULL),
+	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
+			     "--ready-fd=65535"),
 	    0);
 	assert_int_equal(o.ready_fd, 65535);
 	options_free(&o);
