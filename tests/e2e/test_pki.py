@@ -538,3 +538,39 @@ def test_ca_rotation_with_a_two_ca_bundle(tmp_path, procs):
         assert json.loads(r.stdout)["fingerprint"] == h.show(h.master_crt)["fingerprint"]
     r = curl(port, stranger.master_crt, stranger.master_key, new.ca_crt)
     assert r.returncode != 0
+
+
+def test_issue_from_an_existing_openssl_rsa_ca(tmp_path, procs):
+    """A CA made elsewhere (openssl, RSA, a PrintableString country) issues through pki."""
+    home = tmp_path / "home"
+    (home / "ca").mkdir(parents=True, mode=0o700)
+    key, crt = str(home / "ca" / "ca.key"), str(home / "ca" / "ca.crt")
+    run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+         "-out", key])
+    run(["openssl", "req", "-x509", "-new", "-key", key, "-out", crt, "-days", "3650",
+         "-subj", "/C=DE/O=Ext Org/CN=Ext Root",
+         "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+         "-addext", "subjectKeyIdentifier=hash"])
+    out = str(tmp_path / "out")
+    r = tandem(home, "pki", "issue", "localhost", "--role", "agent", "--out", out, "--san",
+               "127.0.0.1", "--json", check=0)
+    srv = json.loads(r.stdout)
+    run(["openssl", "verify", "-CAfile", crt, srv["cert"]])
+    # The issuer keeps the CA's string types; the AKI is the CA's own SKI.
+    leaf = run(["openssl", "asn1parse", "-in", srv["cert"]]).stdout
+    assert re.search(r"PRINTABLESTRING\s+:DE", leaf), leaf
+    ski = re.search(r"Subject Key Identifier:\s+([0-9A-F:]+)", x509_text(crt)).group(1)
+    aki = re.search(r"Authority Key Identifier:\s+(?:keyid:)?([0-9A-F:]+)",
+                    x509_text(srv["cert"])).group(1)
+    assert aki == ski
+    # Without a master certificate in this home, the default master CN applies.
+    m = json.loads(tandem(home, "pki", "issue", "tandem-master", "--role", "master", "--out",
+                          out, "--json", check=0).stdout)
+    p = Proc([bin_path("tandem-testd"), "--ca", crt, "--cert", srv["cert"], "--key",
+              srv["key"]], str(tmp_path / "logs"), name="testd")
+    procs.append(p)
+    port = int(p.wait_line(r"READY port=(\d+)").group(1))
+    r = curl(port, m["cert"], m["key"], crt)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["role"] == "master"
