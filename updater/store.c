@@ -573,7 +573,10 @@ store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
 		return -1;
 	}
 	memset(&tmp, 0, sizeof(tmp));
-	if (journal_new_id(tmp.id) != 0) {
+	if (op->id[0] != '\0') {
+		memcpy(tmp.id, op->id, sizeof(tmp.id));
+		tmp.id[sizeof(tmp.id) - 1] = '\0';
+	} else if (journal_new_id(tmp.id) != 0) {
 		return store_err(err, errlen, "operation id");
 	}
 	memcpy(tmp.new_id, tmp.id, sizeof(tmp.new_id));
@@ -700,6 +703,8 @@ store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
 		return -1;
 	}
 	memset(&tmp, 0, sizeof(tmp));
+	memcpy(tmp.id, op->id, sizeof(tmp.id));
+	tmp.id[sizeof(tmp.id) - 1] = '\0';
 	if (slot_id(s, "prev", tmp.old_prev_id) != 1) {
 		errno = ENOENT;
 		snprintf(err, errlen, "no previous release to roll back to");
@@ -710,7 +715,7 @@ store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
 		snprintf(err, errlen, "no active release");
 		return -1;
 	}
-	if (journal_new_id(tmp.id) != 0) {
+	if (tmp.id[0] == '\0' && journal_new_id(tmp.id) != 0) {
 		return store_err(err, errlen, "operation id");
 	}
 	tmp.kind = JOURNAL_ROLLBACK;

@@ -93,7 +93,9 @@ int store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t
 /* ---- update: begin -> (extract into STORE_STAGING_REL) -> switch -> commit | restore ---- */
 
 /*
- * Start an update: a fresh op (id, old slot ids, SHA256, CALLER) journaled
+ * Start an update: OP->id is the operation id to use ("" for a fresh one,
+ * so callers can announce the id before the journal exists); OP is filled
+ * (id, old slot ids, SHA256, CALLER) and journaled
  * in phase STAGING. The staging directory must then be created by the
  * extractor. Fails with EEXIST if a journal exists (recover first).
  */
@@ -122,7 +124,10 @@ int store_update_restore(struct store *s, struct journal_op *op, char *err, size
 
 /* ---- rollback: begin (exchange active and prev) -> commit | restore ---- */
 
-/* Fails with ENOENT when there is no prev. Journal SWITCHING, then exchange. */
+/*
+ * OP->id as for store_update_begin(). Fails with ENOENT when there is no
+ * prev. Journal SWITCHING, then exchange.
+ */
 int store_rollback_begin(struct store *s, struct journal_op *op, const char *caller, char *err,
     size_t errlen) WUR;
 int store_rollback_commit(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;

@@ -133,7 +133,7 @@ static void
 assert_state(const char *active, const char *prev, const char *ctx)
 {
 	char cur[PATH_MAX], target[64], jerr[256];
-	struct journal_op op;
+	struct journal_op op = { 0 };
 	const char *a = slot_id_of("active");
 	const char *p = slot_id_of("prev");
 	ssize_t n;
@@ -182,10 +182,11 @@ static char new_id[JOURNAL_ID_LEN];
 static void
 run_scenario(enum scenario sc)
 {
-	struct journal_op op;
+	struct journal_op op = { 0 };
 	char err[256];
 	char p[PATH_MAX];
 
+	memset(&op, 0, sizeof(op));
 	if (sc == SC_ROLLBACK_COMMIT || sc == SC_ROLLBACK_RESTORE) {
 		assert_int_equal(store_rollback_begin(&st, &op, "fp", err, sizeof(err)), 0);
 		if (sc == SC_ROLLBACK_COMMIT) {
@@ -398,7 +399,7 @@ test_sweep_rollback(void **state)
 		{ "rollback_restore.exchanged", 0 },
 		{ "rollback_restore.done", 0 },
 	};
-	struct journal_op op;
+	struct journal_op op = { 0 };
 	char err[256];
 
 	(void)state;
@@ -441,7 +442,7 @@ test_crash_during_recovery(void **state)
 static void
 test_update_twice_and_begin_refused(void **state)
 {
-	struct journal_op op;
+	struct journal_op op = { 0 };
 	char err[256];
 	const char *first;
 
