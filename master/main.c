@@ -17,8 +17,11 @@
 #include "master/cli.h"
 
 /* Later groups (swarm, release) slot in here. */
+extern const struct cli_group cli_group_release; /* master/cmd_release.c */
+
 static const struct cli_group *const groups[] = {
 	&cli_group_pki,
+	&cli_group_release,
 };
 
 static void
