@@ -43,6 +43,14 @@ struct conn_rec {
 	atomic_llong req_started;
 	atomic_int req_deadline_ms;
 	/*
+	 * eventfd the handler side writes when the request moves from its
+	 * headers to its handler: the relay, asleep until the header deadline,
+	 * must re-arm for the (possibly shorter) request deadline. -1 for
+	 * injected connections. Closed with the record, never earlier, so a
+	 * late write cannot hit a reused descriptor.
+	 */
+	int wake_fd;
+	/*
 	 * A response the handler gave while body bytes were still arriving.
 	 * libmicrohttpd cannot queue a response mid-body, so the access handler
 	 * stores the serialised response here and drops the MHD connection; the
@@ -120,6 +128,9 @@ static void
 rec_unref(struct conn_rec *rec)
 {
 	if (rec != NULL && atomic_fetch_sub(&rec->refs, 1) == 1) {
+		if (rec->wake_fd >= 0) {
+			close(rec->wake_fd);
+		}
 		free(atomic_load(&rec->abort_resp));
 		secure_wipe(rec, sizeof(*rec));
 		free(rec);
@@ -671,6 +682,13 @@ req_new(struct httpd *srv, struct MHD_Connection *mc, const char *url, const cha
 						 : srv->o.request_timeout_ms;
 	atomic_store(&rec->req_deadline_ms, deadline);
 	atomic_store(&rec->req_state, 2);
+	if (rec->wake_fd >= 0) {
+		uint64_t one = 1;
+		if (write(rec->wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one) &&
+		    errno != EAGAIN) {
+			log_warn("%s: waking the relay", srv->o.name);
+		}
+	}
 	return r;
 }
 
@@ -925,6 +943,7 @@ struct relay {
 	int client_eof;
 	int mhd_eof;
 	int sp_closed;                /* libmicrohttpd stopped reading */
+	int64_t stop_at;              /* shutting down: deliver what MHD wrote until then */
 };
 
 /* The deadline that applies now, or -1 for none (MHD's idle timeout rules). */
@@ -1049,8 +1068,11 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 		if (progress) {
 			continue;
 		}
+		if (rl->stop_at != 0 && (rl->s2c_len == 0 || ms_until(rl->stop_at) == 0)) {
+			return "server shutting down";
+		}
 
-		struct pollfd pfd[3];
+		struct pollfd pfd[4];
 		short tev = 0;
 		if (rl->write_want == TLS_WANT_WRITE || rl->read_want == TLS_WANT_WRITE) {
 			tev |= POLLOUT;
@@ -1065,8 +1087,11 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 		pfd[1].fd = rl->sp;
 		pfd[1].events = (short)((rl->c2s_len > 0 ? POLLOUT : 0) |
 					(rl->s2c_len == 0 ? POLLIN : 0));
-		pfd[2].fd = srv->wake_fd;
+		/* The stop eventfd stays readable: stop polling it once seen. */
+		pfd[2].fd = rl->stop_at == 0 ? srv->wake_fd : -1;
 		pfd[2].events = POLLIN;
+		pfd[3].fd = rec->wake_fd;
+		pfd[3].events = POLLIN;
 		int64_t dl = relay_deadline(srv, rec);
 		int timeout = -1;
 		if (dl >= 0) {
@@ -1077,12 +1102,30 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 					   : "request deadline exceeded";
 			}
 		}
-		int pr = poll(pfd, 3, timeout);
+		if (rl->stop_at != 0 && (timeout < 0 || ms_until(rl->stop_at) < timeout)) {
+			timeout = ms_until(rl->stop_at);
+		}
+		int pr = poll(pfd, 4, timeout);
 		if (pr < 0 && errno != EINTR) {
 			return "poll failed";
 		}
-		if (pfd[2].revents & POLLIN) {
-			return "server shutting down";
+		if (pr > 0 && (pfd[3].revents & POLLIN) != 0) {
+			uint64_t v;
+			/* Drain it; the loop re-reads the request state and deadline. */
+			if (read(rec->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+				return "reading the relay's eventfd failed";
+			}
+		}
+		if (pr > 0 && (pfd[2].revents & POLLIN) != 0) {
+			/*
+			 * httpd_stop wakes us only once no request is in flight, but
+			 * the last response may still sit in the socketpair: deliver
+			 * it (bounded) instead of cutting it off.
+			 */
+			if (rl->s2c_len == 0 && (pfd[1].revents & POLLIN) == 0) {
+				return "server shutting down";
+			}
+			rl->stop_at = mono_ms() + 1000;
 		}
 		if ((pfd[0].revents & (POLLERR | POLLNVAL)) != 0) {
 			return "client socket error";
@@ -1143,6 +1186,11 @@ relay_thread(void *p)
 	log_debug("%s: %s connected as %s (%s)%s", srv->o.name, ra->ip, id.cn,
 	    tls_role_name(id.role), id.resumed ? " [resumed]" : "");
 	rec = calloc(1, sizeof(*rec));
+	if (rec != NULL) {
+		/* Ready for rec_unref at "out" whatever fails next. */
+		atomic_store(&rec->refs, 1);
+		rec->wake_fd = -1;
+	}
 	rl = calloc(1, sizeof(*rl));
 	if (rec == NULL || rl == NULL) {
 		log_warnx("%s: out of memory for connection from %s", srv->o.name, ra->ip);
@@ -1150,7 +1198,11 @@ relay_thread(void *p)
 	}
 	rec->id = id;
 	snprintf(rec->peer_ip, sizeof(rec->peer_ip), "%s", ra->ip);
-	atomic_store(&rec->refs, 1);
+	rec->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (rec->wake_fd < 0) {
+		log_warn("%s: eventfd", srv->o.name);
+		goto out;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
 		log_warn("%s: socketpair", srv->o.name);
 		goto out;
@@ -1487,6 +1539,7 @@ httpd_inject_connection(struct httpd *srv, int fd, const struct tls_identity *id
 		return -1;
 	}
 	rec->id = *id;
+	rec->wake_fd = -1;
 	snprintf(rec->peer_ip, sizeof(rec->peer_ip), "127.0.0.1");
 	atomic_store(&rec->refs, 1); /* the MHD side's reference only */
 	pr->fd = fd;
