@@ -50,7 +50,8 @@ struct cli_group {
 };
 
 /* The groups, each defined in its own cmd_<group>.c. */
-extern const struct cli_group cli_group_pki;
+extern const struct cli_group cli_group_pki;     /* master/cmd_pki.c */
+extern const struct cli_group cli_group_release; /* master/cmd_release.c */
 
 /* The usage text of SELF on stdout (for --help); returns CLI_EXIT_OK. */
 static inline int

@@ -16,9 +16,7 @@
 #include "common/util.h"
 #include "master/cli.h"
 
-/* Later groups (swarm, release) slot in here. */
-extern const struct cli_group cli_group_release; /* master/cmd_release.c */
-
+/* Each group is declared in master/cli.h; later ones (swarm) slot in here. */
 static const struct cli_group *const groups[] = {
 	&cli_group_pki,
 	&cli_group_release,
