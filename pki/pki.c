@@ -734,6 +734,13 @@ pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen)
 		pki_err(err, errlen, "%s is not a CA certificate", crt_path);
 		return -1;
 	}
+	{
+		struct stat st;
+		if (stat(key_path, &st) == 0 && (st.st_mode & 077) != 0) {
+			log_warnx("%s is accessible to group or others (mode %04o): chmod 600 it",
+			    key_path, (unsigned)(st.st_mode & 07777));
+		}
+	}
 	ret = mbedtls_pk_parse_keyfile(&ca->key, key_path, NULL);
 	if (ret != 0) {
 		char what[PATH_MAX + 64];

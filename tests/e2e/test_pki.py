@@ -574,3 +574,14 @@ def test_issue_from_an_existing_openssl_rsa_ca(tmp_path, procs):
     r = curl(port, m["cert"], m["key"], crt)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["role"] == "master"
+
+
+def test_warns_about_a_readable_ca_key(home, tmp_path):
+    os.chmod(home.ca_key, 0o644)
+    r = tandem(home.path, "pki", "issue", "host1", "--role", "agent", "--out",
+               str(tmp_path / "out"), check=0)
+    assert "ca.key is accessible to group or others" in r.stderr
+    os.chmod(home.ca_key, 0o600)
+    r = tandem(home.path, "pki", "issue", "host2", "--role", "agent", "--out",
+               str(tmp_path / "out"), check=0)
+    assert "accessible" not in r.stderr

@@ -203,6 +203,26 @@ test_host_names(void **state)
 }
 
 static void
+test_key_type_parse(void **state)
+{
+	enum pki_key_type t = PKI_KEY_EC;
+
+	(void)state;
+	assert_int_equal(pki_key_type_parse("rsa", &t), 0);
+	assert_int_equal(t, PKI_KEY_RSA);
+	assert_int_equal(pki_key_type_parse("rsa2048", &t), 0);
+	assert_int_equal(t, PKI_KEY_RSA);
+	assert_int_equal(pki_key_type_parse("rsa3072", &t), 0);
+	assert_int_equal(t, PKI_KEY_RSA3072);
+	assert_int_equal(pki_key_type_parse("ec", &t), 0);
+	assert_int_equal(t, PKI_KEY_EC);
+	assert_int_equal(pki_key_type_parse("dsa", &t), -1);
+	assert_int_equal(pki_key_type_parse("EC", &t), -1);
+	assert_int_equal(pki_key_type_parse(NULL, &t), -1);
+	assert_int_equal(t, PKI_KEY_EC);
+}
+
+static void
 test_master_cn_syntax(void **state)
 {
 	char err[256];
@@ -945,6 +965,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_host_names),
 		cmocka_unit_test(test_master_cn_syntax),
+		cmocka_unit_test(test_key_type_parse),
 		cmocka_unit_test_setup_teardown(test_init_layout_and_ca, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_init_master_certificate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_init_custom_master_cn, setup, teardown),
