@@ -204,6 +204,11 @@ build-fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c updater/extract.c $(LIB_SRCS)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< updater/extract.c $(LIB_SRCS) $(LDLIBS)
 
+# The manifest reader lives in the master's release packer.
+build-fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c master/release_pack.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< master/release_pack.c $(LIB_SRCS) $(LDLIBS)
+
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f | sed 's/^fuzz_//'); \
 		mkdir -p tests/fuzz/corpus/$$n build-fuzz/corpus-$$n; \
