@@ -631,3 +631,42 @@ def test_graceful_sigterm_finishes_request_in_flight(testd, pki):
     # The handler saw the shutdown and wrapped up early instead of holding the stop.
     assert time.monotonic() - t0 < 2.9
     srv.wait_log(r"testd: stopped")
+
+
+@pytest.mark.parametrize("tickets", [True, False])
+def test_session_resumption_keeps_identity(testd, pki, tmp_path, tickets):
+    """A resumed session (ticket) still yields the full, re-checked identity."""
+    srv = testd() if tickets else testd("--no-tickets")
+    sess = str(tmp_path / "sess.pem")
+    req = b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answers = []
+    for extra in (["-sess_out", sess], ["-sess_in", sess]):
+        r = s_client(srv, pki.updater, pki.ca_crt, req, extra=extra)
+        out = r.stdout.decode(errors="replace")
+        assert r.returncode == 0 and "HTTP/1.1 200 OK" in out, out
+        body = out[out.index("HTTP/1.1 200 OK"):].split("\r\n\r\n", 1)[1]
+        answers.append((out, json.loads(body[:body.index("}\n") + 1])))
+    (first_out, first), (second_out, second) = answers
+    assert first["resumed"] is False
+    assert first_out.count("\nNew, TLSv1.2") == 1
+    if tickets:
+        assert "\nReused, TLSv1.2" in second_out
+        assert second["resumed"] is True
+    else:
+        assert "\nReused," not in second_out
+        assert second["resumed"] is False
+    for j in (first, second):
+        assert j["cn"] == "updater@host1" and j["role"] == "updater" and j["host"] == "host1"
+        assert j["fingerprint"] == pki.fingerprint(pki.updater[0])
+    assert_serves(srv, pki)
+
+
+def test_ipv6_loopback(testd, pki):
+    srv = testd("--listen", "[::1]:0")  # the last --listen wins
+    raw = socket.create_connection(("::1", srv.port), timeout=10)
+    with client_ctx(pki, "agent").wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = read_response(s)
+    assert status == 200 and headers["content-type"] == "application/json"
+    j = json.loads(body)
+    assert j["peer"] == "::1" and j["role"] == "agent"
