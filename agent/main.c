@@ -217,6 +217,9 @@ run(const struct agent_options *opt)
 	if (notify_systemd("STOPPING=1") != 0) {
 		log_warn("sd_notify STOPPING");
 	}
+	httpd_stop_accepting(srv);
+	log_info("no longer accepting connections; %u request(s) in flight, grace %lld ms",
+	    httpd_active_requests(srv), cfg->shutdown_grace_ms);
 	httpd_stop(srv, (int)cfg->shutdown_grace_ms, 0);
 	srv = NULL;
 	log_info("stopped");

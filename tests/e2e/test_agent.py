@@ -505,6 +505,8 @@ def test_sigterm_with_request_in_flight(procs, tmp_path, pki, agent_cfg, release
         t0 = time.monotonic()
         p.signal(signal.SIGTERM)
         p.wait_line(r"signal SIGTERM: stopping", stream="stderr")
+        p.wait_line(r"no longer accepting connections; 1 request\(s\) in flight",
+                    stream="stderr")
         # An already open keep-alive connection learns that we are going away.
         keep.request("GET", "/readyz")
         resp = keep.getresponse()
