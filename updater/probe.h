@@ -6,8 +6,10 @@
  * on a fresh connection per attempt. Phase 1: attempts every
  * first_interval_ms, the interval doubling up to max_interval_ms, until one
  * PASSES or deadline_ms ran out. Phase 2 (stability window): the process
- * must stay alive for stable_ms and every /health during that window must
- * still pass (one failing attempt fails the probe).
+ * must stay alive for stable_ms and every /health answer during that window
+ * must still pass: one wrong answer (status or body) fails the probe; one
+ * transport error in a row (a slow handshake on a loaded host) is forgiven,
+ * two fail it, and the window always ends on a passing attempt.
  *
  * An attempt passes only if the status is 200 AND the body is a JSON object
  * whose "version" equals expect_version (when given) and whose
@@ -39,7 +41,8 @@ struct probe_opts {
 	const char *expect_sha256;    /* NULL/"": not checked (at least one of the two required) */
 	int first_interval_ms;        /* first wait between attempts (default 20) */
 	int max_interval_ms;          /* interval cap (default 1000) */
-	int deadline_ms;              /* phase 1 budget, from the call (default 30000) */
+	int deadline_ms;              /* phase 1 budget, from the call (default 30000); an
+					 attempt started just before it still gets up to 200 ms */
 	int stable_ms;                /* phase 2 length (default 3000; 0: none) */
 	int stable_interval_ms;       /* attempts during phase 2 (default 500) */
 	int attempt_timeout_ms;       /* connect + exchange of one attempt (default 2000) */
@@ -64,7 +67,8 @@ struct probe_result {
 	char reason[512];    /* on failure: why, e.g. "agent exited during the probe",
 				"version is \"1.0\", expected \"1.1\"", "no healthy answer
 				within 30000 ms: connect to 127.0.0.1:8765: Connection
-				refused", "stability window: ..." */
+				refused", "no healthy answer within 30000 ms: TLS ...
+				(last answer: version is ...)", "stability window: ..." */
 };
 
 /*
