@@ -92,6 +92,7 @@ start_testd
 for threads in 1 2; do
 	rates=()
 	cpus=()
+	ccpus=()
 	for _ in $(seq "$HS_RUNS"); do
 		c0=$(cpu_s "$TESTD_PID")
 		out=$("$HS" --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/master.crt" --key "$WORK/pki/master.key" \
@@ -100,10 +101,12 @@ for threads in 1 2; do
 		n=$(sed -n 's/.*handshakes=\([0-9]*\).*/\1/p' <<<"$out")
 		rates+=("$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$out")")
 		cpus+=("$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { printf "%.2f\n", (b - a) * 1000 / n }')")
+		ccpus+=("$(sed -n 's/.*client_cpu_ms_per_hs=\([0-9.]*\).*/\1/p' <<<"$out")")
 		echo "   threads=$threads: $out server_cpu_ms_per_hs=${cpus[-1]}"
 	done
 	echo "handshakes full, our client, $threads thread(s): median $(printf '%s\n' "${rates[@]}" | median)/s," \
-		"server CPU $(printf '%s\n' "${cpus[@]}" | median) ms per handshake"
+		"CPU per handshake: server $(printf '%s\n' "${cpus[@]}" | median) ms," \
+		"client $(printf '%s\n' "${ccpus[@]}" | median) ms"
 done
 # Our client keeps no TLS session between connections, so it cannot resume.
 # openssl s_time shows what the server does with tickets for a client that can.
@@ -126,24 +129,33 @@ WANT=$(sha256sum "$FILE" | cut -d' ' -f1)
 for kind in raw multipart; do
 	rates=()
 	rss=()
+	scpu=()
+	ccpu=()
 	for _ in $(seq "$RUNS"); do
 		start_testd
+		s0=$(cpu_s "$TESTD_PID")
 		t0=$(now_ns)
+		TIMEFORMAT='%U %S'
 		if [ "$kind" = raw ]; then
-			out=$(testc --data-file "$FILE" "127.0.0.1:$PORT" /upload)
+			{ time testc --data-file "$FILE" "127.0.0.1:$PORT" /upload >"$WORK/out" ; } 2>"$WORK/ctime"
 		else
-			out=$(testc --multipart-file "$FILE" --field sha=bench "127.0.0.1:$PORT" /form)
+			{ time testc --multipart-file "$FILE" --field sha=bench "127.0.0.1:$PORT" /form >"$WORK/out" ; } 2>"$WORK/ctime"
 		fi
 		t1=$(now_ns)
+		s1=$(cpu_s "$TESTD_PID")
+		out=$(cat "$WORK/out")
+		scpu+=("$(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.2f\n", b - a }')")
+		ccpu+=("$(awk '{ printf "%.2f\n", $1 + $2 }' "$WORK/ctime")")
 		grep -q "^status=200" <<<"$out" && grep -q "$WANT" <<<"$out" ||
 			{ echo "channel.sh: $kind upload failed or digest mismatch: $out" >&2; exit 1; }
 		hwm=$(testc "127.0.0.1:$PORT" /stats | sed -n 's/.*"vmhwm_kb":\([0-9]*\).*/\1/p')
 		stop_testd
 		rates+=("$(awk -v ns="$((t1 - t0))" -v mb="$UPLOAD_MB" 'BEGIN { printf "%.1f\n", mb / (ns / 1e9) }')")
 		rss+=("$hwm")
-		echo "   $kind: ${rates[-1]} MiB/s, server VmHWM ${hwm} kB"
+		echo "   $kind: ${rates[-1]} MiB/s, server VmHWM ${hwm} kB, CPU s: server ${scpu[-1]} client ${ccpu[-1]}"
 	done
 	echo "upload $kind ${UPLOAD_MB} MiB: median $(printf '%s\n' "${rates[@]}" | median) MiB/s," \
-		"server peak RSS median $(printf '%s\n' "${rss[@]}" | median) kB (max $(printf '%s\n' "${rss[@]}" | sort -n | tail -1) kB)"
+		"server peak RSS median $(printf '%s\n' "${rss[@]}" | median) kB (max $(printf '%s\n' "${rss[@]}" | sort -n | tail -1) kB)," \
+		"CPU s per upload: server $(printf '%s\n' "${scpu[@]}" | median), client $(printf '%s\n' "${ccpu[@]}" | median)"
 done
 echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,7 +2,9 @@
  * channel_hs — mTLS handshake rate of the secure channel: THREADS client
  * threads each connect (TCP + full mutual-TLS handshake through
  * common/httpc), optionally send one GET, and close, until SECONDS have
- * passed. Prints one line: "handshakes=N errors=E seconds=S rate=R/s".
+ * passed. Prints one line: "handshakes=N errors=E seconds=S rate=R/s
+ * client_cpu_ms_per_hs=C" (C: this process's user+system CPU per handshake,
+ * less sensitive than the rate to other load on the machine).
  *
  *   channel_hs --ca CA --cert CRT --key KEY [--threads N] [--seconds S]
  *              [--get PATH] HOST:PORT
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/httpc.h"
 #include "common/log.h"
@@ -157,8 +160,14 @@ main(int argc, char **argv)
 	double el = (double)(mono_ms() - t0) / 1000.0;
 	long done = atomic_load(&sh.done);
 	long errors = atomic_load(&sh.errors);
-	printf("handshakes=%ld errors=%ld seconds=%.2f rate=%.1f/s\n", done, errors, el,
-	    (double)done / el);
+	struct rusage ru;
+	double cpu_ms = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0 +
+		    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+	}
+	printf("handshakes=%ld errors=%ld seconds=%.2f rate=%.1f/s client_cpu_ms_per_hs=%.2f\n",
+	    done, errors, el, (double)done / el, done > 0 ? cpu_ms / (double)done : 0.0);
 	if (errors > 0) {
 		fprintf(stderr, "channel_hs: first error: %s\n", sh.first_err);
 	}
