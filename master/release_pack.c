@@ -28,7 +28,7 @@
 #define RP_PATH_MAX 4096
 /* A PEM label ("RSA PRIVATE KEY") is short; longer runs are not a header. */
 #define RP_PEM_LABEL_MAX 64
-/* Base64 (or PEM header) bytes after the BEGIN line that make it a key. */
+/* Printable bytes after the BEGIN line that make it a key, not a C string. */
 #define RP_PEM_BODY_MIN 16
 #define RP_PREFLIGHT_MAX 64
 
@@ -172,12 +172,6 @@ pem_reset(struct pem_scan *s, unsigned char c)
 	s->pos = c == '-' ? 1 : 0;
 }
 
-static int
-pem_body_char(unsigned char c)
-{
-	return isalnum(c) || c == '+' || c == '/' || c == '=' || c == ':' || c == ',' ||
-	    c == '-' || c == ' ';
-}
 
 static void
 pem_feed(struct pem_scan *s, const unsigned char *p, size_t n)
@@ -239,7 +233,11 @@ pem_feed(struct pem_scan *s, const unsigned char *p, size_t n)
 			}
 			break;
 		case PEM_BODY:
-			if (!pem_body_char(c)) {
+			/* Base64, or armor headers and blank lines (PGP) before it. */
+			if (c == '\r' || c == '\n') {
+				break;
+			}
+			if (c < 0x20 || c > 0x7e) {
 				pem_reset(s, c);
 			} else if (++s->pos >= RP_PEM_BODY_MIN) {
 				s->found = 1;

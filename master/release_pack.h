@@ -18,8 +18,9 @@
  *   - secrets, unless excluded: file names *.key, id_rsa*, id_dsa*,
  *     id_ecdsa*, id_ed25519*, .env, *.env, a *.pem containing "PRIVATE KEY",
  *     and any file whose content holds a PEM private-key block (a
- *     "-----BEGIN ... PRIVATE KEY-----" line followed by base64 or PEM
- *     headers; the bare header string compiled into a binary is not a key);
+ *     "-----BEGIN ... PRIVATE KEY-----" line followed by a line of base64
+ *     or armor headers; the bare header string compiled into a binary, as
+ *     in libmbedcrypto, is not a key);
  *   - devices, FIFOs and sockets; names with control characters;
  *   - symlinks that are absolute, leave DIR (resolved through the real
  *     tree), dangle, or point at something excluded;

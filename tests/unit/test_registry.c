@@ -103,7 +103,22 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(stat(f->db, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
 
-	/* The schema version is recorded in its own table, readable by anyone. */
+	/* SQLite gives the WAL and shared-memory files the database's mode. */
+	struct reg_host h;
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(strlcpy_chk(h.name, "w", sizeof(h.name)), 0);
+	assert_int_equal(strlcpy_chk(h.address, "192.0.2.1", sizeof(h.address)), 0);
+	assert_int_equal(strlcpy_chk(h.agent_fp, FP_A, sizeof(h.agent_fp)), 0);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_OK);
+	static const char *const sidecars[] = { "-wal", "-shm" };
+	for (size_t i = 0; i < ARRAY_LEN(sidecars); i++) {
+		char p[PATH_MAX + 8];
+		assert_true(snprintf(p, sizeof(p), "%s%s", f->db, sidecars[i]) > 0);
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0600);
+	}
+
+	/* The schema version is recorded in its own table. */
 	sqlite3 *db = NULL;
 	sqlite3_stmt *q = NULL;
 	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);

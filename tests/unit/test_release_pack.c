@@ -573,6 +573,11 @@ test_secrets_refused(void **state)
 	put(f->tree, "certs/bundle.pem", "this mentions a PRIVATE KEY\n", 0644);
 	/* A key hidden under an innocent name. */
 	put(f->tree, "docs/notes.txt", "some notes\n" PEM_KEY "more notes\n", 0644);
+	/* CRLF line ends; PGP armor with a header and a blank line. */
+	put(f->tree, "conf/win.txt", "-----BEGIN RSA PRIVATE KEY-----\r\n"
+	    "MIIEpAIBAAKCAQEAvZzL1gdAFr88hb2OF\r\n-----END RSA PRIVATE KEY-----\r\n", 0644);
+	put(f->tree, "conf/gpg.asc", "-----BEGIN PGP PRIVATE KEY BLOCK-----\n"
+	    "Version: GnuPG v1.4.11 (GNU/Linux)\n\nlQOYBFx0AAABCADRpZ2h0\n", 0644);
 	/* A key across the 64 KiB read boundary, in a binary file. */
 	big = malloc(big_len);
 	assert_non_null(big);
@@ -589,7 +594,7 @@ test_secrets_refused(void **state)
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
 	static const char *const named[] = { "conf/server.key", "conf/SERVER.KEY",
 		".ssh/id_ed25519", ".ssh/id_rsa.bak", ".env", "conf/prod.env", "certs/bundle.pem",
-		"docs/notes.txt", "data/blob.bin" };
+		"docs/notes.txt", "data/blob.bin", "conf/win.txt", "conf/gpg.asc" };
 	for (size_t i = 0; i < ARRAY_LEN(named); i++) {
 		if (strstr(f->err, named[i]) == NULL) {
 			fail_msg("%s not named in: %s", named[i], f->err);
@@ -598,12 +603,12 @@ test_secrets_refused(void **state)
 	assert_null(strstr(f->err, "ca.pem"));
 	assert_null(strstr(f->err, "libfake.so"));
 	assert_null(strstr(f->err, "openssh-style"));
-	assert_non_null(strstr(f->err, "9 problems"));
+	assert_non_null(strstr(f->err, "11 problems"));
 	assert_int_equal(access(at(f->out, "x.tar.gz"), F_OK), -1);
 
 	/* Excluding all but the hidden key still refuses that one. */
 	static const char *const most[] = { "*.key", "*.KEY", "id_*", "*.env", "bundle.pem",
-		"data" };
+		"data", "conf/win.txt", "gpg.asc" };
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, most, ARRAY_LEN(most)),
 	    -1);
 	assert_non_null(strstr(f->err, "docs/notes.txt"));
@@ -615,7 +620,7 @@ test_secrets_refused(void **state)
 
 	/* Excluding everything secret packs, and the excluded files are absent. */
 	static const char *const all[] = { "*.key", "*.KEY", "id_*", "*.env", "bundle.pem",
-		"data", "docs/*.txt" };
+		"data", "docs/*.txt", "conf/win.txt", "gpg.asc" };
 	pack_ok(f, f->tree, at(f->out, "x.tar.gz"), NULL, all, ARRAY_LEN(all));
 	struct member m[32];
 	size_t n = read_members(at(f->out, "x.tar.gz"), m, ARRAY_LEN(m));
