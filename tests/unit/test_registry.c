@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -401,6 +402,75 @@ test_updater_fp_and_push_log(void **state)
 	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
 }
 
+#define WRITERS 4
+#define PUSHES_EACH 25
+
+struct writer {
+	struct registry *reg;
+	int id;
+	int failures;
+	char err[256];
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct reg_push p;
+
+	memset(&p, 0, sizeof(p));
+	memcpy(p.host, "web1", 5);
+	memcpy(p.result, "updated", 8);
+	for (int i = 0; i < PUSHES_EACH; i++) {
+		p.at = 1000000 + w->id * PUSHES_EACH + i;
+		if (registry_log_push(w->reg, &p, w->err, sizeof(w->err)) != REG_OK) {
+			w->failures++;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Parallel pushes log from several threads: two threads per handle (the
+ * handle serialises them) and two handles (SQLite's busy timeout makes the
+ * second writer wait for the first instead of failing).
+ */
+static void
+test_concurrent_writers(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.1");
+	struct registry *second = NULL;
+	struct writer w[WRITERS];
+	pthread_t t[WRITERS];
+	struct reg_push *log = NULL;
+	size_t n = 0;
+
+	open_ok(f);
+	add_ok(f, &h);
+	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REG_OK);
+	for (int i = 0; i < WRITERS; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].reg = i % 2 == 0 ? f->reg : second;
+		w[i].id = i;
+		assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < WRITERS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		if (w[i].failures != 0) {
+			fail_msg("writer %d: %d failures, last: %s", i, w[i].failures, w[i].err);
+		}
+	}
+	registry_close(second);
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
+	    sizeof(f->err)), REG_OK);
+	assert_int_equal(n, WRITERS * PUSHES_EACH);
+	for (size_t i = 1; i < n; i++) {
+		assert_true(log[i - 1].at > log[i].at);
+	}
+	free(log);
+}
+
 static void
 test_reopen_persistence(void **state)
 {
@@ -498,6 +568,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_host, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decommission_excluded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_updater_fp_and_push_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, setup, teardown),
