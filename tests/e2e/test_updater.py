@@ -1,0 +1,535 @@
+"""End-to-end tests of tandem-updater (issue 4): the real updater supervising
+the real agent, releases built with the project's `make release`, pushed
+with curl multipart over mutual TLS on 127.0.0.1.
+
+Every refusal is checked for its status, its {"detail":{...}} body and that
+nothing changed on disk (same active/prev, no staging, no journal).
+"""
+
+import hashlib
+import io
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tarfile
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, Proc, bin_path, free_port, wait_until
+
+
+# ---------------------------------------------------------------- helpers
+
+def build_is_asan(build_dir):
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        return b"__asan_" in f.read()
+
+
+class Releases:
+    """Release tarballs made by `make release` into the build under test."""
+
+    def __init__(self, build_dir, outdir):
+        self.build_dir = build_dir
+        self.outdir = outdir
+        self.asan = build_is_asan(build_dir)
+        self.cache = {}
+
+    def get(self, version, kind="good"):
+        key = (version, kind)
+        if key not in self.cache:
+            out = os.path.join(self.outdir, "agent-%s-%s.tar.gz" % (version, kind))
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+            argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
+                    "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
+                    "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
+            r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+            if r.returncode != 0:
+                pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
+            self.cache[key] = out
+        return self.cache[key]
+
+
+@pytest.fixture(scope="module")
+def releases(build_dir, tmp_path_factory):
+    return Releases(build_dir, str(tmp_path_factory.mktemp("releases")))
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def curl(pki, who, url, *extra):
+    """curl with client cert WHO; returns (status, headers, body text)."""
+    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "-o", "-", "-D", "-"]
+    if who is not None:
+        argv += ["--cert", who[0], "--key", who[1]]
+    argv += list(extra) + [url]
+    r = subprocess.run(argv, capture_output=True, timeout=90)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    out = r.stdout.decode(errors="replace")
+    # Skip interim responses (100 Continue).
+    while out.startswith("HTTP/1.1 1"):
+        out = out.partition("\r\n\r\n")[2]
+    head, _, body = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+class Host:
+    """An install dir, an agent config and a running tandem-updater."""
+
+    def __init__(self, procs, tmp_path, pki, name="updater", **cfg):
+        self.pki = pki
+        self.tmp = tmp_path
+        self.procs = procs
+        self.root = str(tmp_path / "install")
+        self.agent_port = free_port()
+        self.agent_conf = str(tmp_path / "agent.conf")
+        with open(self.agent_conf, "w") as f:
+            f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
+                    % (pki.ca_crt, pki.agent[0], pki.agent[1], self.agent_port))
+        keys = {
+            "listen": "127.0.0.1:0",
+            "install_dir": self.root,
+            "ca": pki.ca_crt,
+            "cert": pki.updater[0],
+            "key": pki.updater[1],
+            "agent_config": self.agent_conf,
+            "agent_probe": "127.0.0.1:%d" % self.agent_port,
+            "stop_agent_on_exit": "true",
+            "probe_deadline": "8s",
+            "probe_stable": "300ms",
+            "stop_grace": "2s",
+            "max_upload": "8M",
+            "max_unpacked": "32M",
+            "max_entries": "200",
+            "min_free": "1M",
+            "log_level": "debug",
+        }
+        keys.update(cfg)
+        self.conf = str(tmp_path / "updater.conf")
+        with open(self.conf, "w") as f:
+            for k, v in keys.items():
+                f.write("%s = %s\n" % (k, v))
+        self.name = name
+        self.start()
+
+    def start(self, env=None):
+        self.proc = Proc([bin_path("tandem-updater"), "--config", self.conf],
+                         str(self.tmp / "logs"), name=self.name, env=env)
+        self.procs.append(self.proc)
+        m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=20)
+        self.port = int(m.group(1))
+
+    def url(self, path):
+        return "https://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, who=None):
+        st, _, body = curl(self.pki, who or self.pki.master, self.url(path))
+        return st, json.loads(body)
+
+    def health(self):
+        st, h = self.get("/health")
+        assert st == 200
+        return h
+
+    def push(self, tarball, sha256=None, label="label", who=None, fields=None):
+        args = []
+        if fields is not None:
+            args = fields
+        else:
+            args = ["-F", "sha=%s" % label]
+            if sha256 is not False:
+                args += ["-F", "sha256=%s" % (sha256 or sha256_file(tarball))]
+            args += ["-F", "tarball=@%s;type=application/gzip" % tarball]
+        st, headers, body = curl(self.pki, who or self.pki.master, self.url("/update"), *args)
+        return st, headers, json.loads(body)
+
+    def rollback(self):
+        st, _, body = curl(self.pki, self.pki.master, self.url("/rollback"), "-X", "POST")
+        return st, json.loads(body)
+
+    def agent_health(self):
+        st, _, body = curl(self.pki, self.pki.updater,
+                           "https://127.0.0.1:%d/health" % self.agent_port)
+        assert st == 200, body
+        return json.loads(body)
+
+    def slots(self):
+        out = {}
+        for slot in ("active", "prev"):
+            p = os.path.join(self.root, "releases", slot, "release.json")
+            if os.path.exists(p):
+                with open(p) as f:
+                    out[slot] = json.load(f)["id"]
+        return out
+
+    def snapshot(self):
+        """What must not change on a refused push."""
+        failed = os.path.join(self.root, "releases", "failed")
+        return (self.slots(), sorted(os.listdir(failed)))
+
+    def assert_clean(self):
+        assert not os.path.exists(os.path.join(self.root, "releases", "active.new"))
+        assert not os.path.exists(os.path.join(self.root, "releases", "prev.old"))
+        assert not os.path.exists(os.path.join(self.root, "state", "journal.json"))
+
+
+def assert_detail(body, rolled_back=False):
+    assert set(body) == {"detail"}, body
+    d = body["detail"]
+    assert set(d) == {"error", "stderr", "rolled_back"}, d
+    assert d["rolled_back"] is rolled_back
+    return d["error"]
+
+
+def make_tgz(path, members, gz=True):
+    """members: list of (TarInfo, bytes or None)."""
+    with tarfile.open(path, "w:gz" if gz else "w") as t:
+        for ti, data in members:
+            t.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def ti(name, type_=tarfile.REGTYPE, data=b"", mode=0o644, linkname=""):
+    t = tarfile.TarInfo(name)
+    t.type = type_
+    t.mode = mode
+    t.linkname = linkname
+    t.size = len(data) if type_ == tarfile.REGTYPE else 0
+    return t, (data if type_ == tarfile.REGTYPE else None)
+
+
+def release_members(tarball, mutate=None):
+    """The members of a real release, optionally changed by MUTATE(ti)."""
+    out = []
+    with tarfile.open(tarball, "r:gz") as t:
+        for m in t.getmembers():
+            data = t.extractfile(m).read() if m.isfile() else None
+            if mutate is not None:
+                mutate(m)
+            out.append((m, data))
+    return out
+
+
+@pytest.fixture
+def host(procs, tmp_path, pki):
+    return Host(procs, tmp_path, pki)
+
+
+# ---------------------------------------------------------------- tests
+
+def test_update_rollback_history(host, releases, pki):
+    h = host.health()
+    assert h["role"] == "updater" and h["status"] == "no_release"
+    assert h["releases"] == [] and h["operation"] is None
+
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1, label="v1 label")
+    assert st == 200, body
+    assert body["status"] == "updated"
+    assert body["release"]["slot"] == "active" and body["release"]["version"] == "1.0.0"
+    assert body["release"]["sha256"] == sha256_file(v1)
+    assert body["release"]["sha"] == "v1 label"
+    assert json.loads(body["probe"])["version"] == "1.0.0"
+    ah = host.agent_health()
+    assert ah["version"] == "1.0.0"
+    assert ah["release"] == {"sha": "v1 label", "sha256": sha256_file(v1)}
+    assert os.readlink(os.path.join(host.root, "current")) == "releases/active"
+
+    v2 = releases.get("2.0.0")
+    st, _, body = host.push(v2, label="v2")
+    assert st == 200, body
+    assert host.agent_health()["version"] == "2.0.0"
+    st, rel = host.get("/releases")
+    assert st == 200
+    assert [(r["slot"], r["version"]) for r in rel["releases"]] == [("active", "2.0.0"),
+                                                                    ("prev", "1.0.0")]
+    h = host.health()
+    assert h["status"] == "ok" and h["agent"]["state"] in ("starting", "running")
+    assert h["agent"]["pid"] > 0
+
+    st, body = host.rollback()
+    assert st == 200, body
+    assert body["status"] == "rolled_back" and body["release"]["version"] == "1.0.0"
+    assert host.agent_health()["version"] == "1.0.0"
+    st, rel = host.get("/releases")
+    assert [(r["slot"], r["version"]) for r in rel["releases"]] == [("active", "1.0.0"),
+                                                                    ("prev", "2.0.0")]
+    host.assert_clean()
+
+    st, hist = host.get("/history")
+    assert st == 200
+    kinds = [(e["kind"], e["result"]) for e in hist["history"]]
+    assert kinds == [("update", "updated"), ("update", "updated"), ("rollback", "rolled_back")]
+    assert hist["history"][0]["caller"] == pki.fingerprint(pki.master[0])
+    assert hist["history"][0]["sha256"] == sha256_file(v1)
+    assert hist["history"][0]["timings"]["total_ms"] >= 0
+
+    # Only the master may push, roll back or list.
+    for path in ("/releases", "/history"):
+        st, body = host.get(path, who=pki.updater)
+        assert st == 403
+    st, _, body = host.push(v2, who=pki.agent)
+    assert st == 403
+    assert_detail(body)
+    assert host.slots()["active"] == host.slots()["active"]
+
+
+@pytest.mark.parametrize("kind", ["exit-at-once", "wrong-version", "never-ready"])
+def test_probe_failure_rolls_back(host, releases, kind):
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    before = host.slots()
+    bad = releases.get("3.0.0", kind)
+    st, _, body = host.push(bad)
+    assert st == 409, body
+    err = assert_detail(body, rolled_back=True)
+    assert "failed its probe" in err
+    # The old release serves again, verified through the agent itself.
+    ah = host.agent_health()
+    assert ah["version"] == "1.0.0" and ah["release"]["sha256"] == sha256_file(v1)
+    assert host.slots() == before
+    host.assert_clean()
+    failed = os.listdir(os.path.join(host.root, "releases", "failed"))
+    assert len(failed) == 1
+    h = host.health()
+    assert h["status"] == "ok" and not h["both_bad"]
+    st, hist = host.get("/history")
+    assert hist["history"][-1]["result"] == "rolled_back"
+
+
+def test_first_install_failure(host, releases):
+    bad = releases.get("3.0.0", "exit-at-once")
+    st, _, body = host.push(bad)
+    assert st == 422, body
+    assert "no previous release" in assert_detail(body)
+    assert host.slots() == {}
+    assert not os.path.lexists(os.path.join(host.root, "current"))
+    host.assert_clean()
+    assert host.health()["status"] == "no_release"
+    # A good push afterwards works.
+    st, _, body = host.push(releases.get("1.0.0"))
+    assert st == 200, body
+
+
+def test_both_bad(host, releases):
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    # Break the installed release behind the updater's back.
+    exe = os.path.join(host.root, "releases", "active", "bin", "tandem-agent")
+    os.unlink(exe)
+    with open(exe, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(exe, 0o755)
+    st, _, body = host.push(releases.get("3.0.0", "exit-at-once"))
+    assert st == 500, body
+    err = assert_detail(body, rolled_back=False)
+    assert "failed too" in err
+    h = host.health()
+    assert h["both_bad"] is True and h["status"] == "both_bad"
+    host.assert_clean()
+    # A good push clears it.
+    st, _, body = host.push(releases.get("2.0.0"))
+    assert st == 200, body
+    assert host.health()["both_bad"] is False
+
+
+def test_rollback_without_prev(host, releases):
+    st, body = host.rollback()
+    assert st == 404
+    assert_detail(body)
+    st, _, body = host.push(releases.get("1.0.0"))
+    assert st == 200
+    st, body = host.rollback()
+    assert st == 404
+    assert host.agent_health()["version"] == "1.0.0"
+
+
+def test_concurrent_push_gets_503(host, releases, pki):
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    before = host.snapshot()
+    # A push that sends its headers and part of the body, then stalls.
+    ctx = ssl.create_default_context(cafile=pki.ca_crt)
+    ctx.load_cert_chain(pki.master[0], pki.master[1])
+    ctx.check_hostname = False
+    raw = socket.create_connection(("127.0.0.1", host.port), timeout=10)
+    s = ctx.wrap_socket(raw)
+    boundary = "XXbXX"
+    head = ("--%s\r\nContent-Disposition: form-data; name=\"tarball\"; filename=\"t.tgz\"\r\n"
+            "Content-Type: application/gzip\r\n\r\n" % boundary).encode()
+    with open(v1, "rb") as f:
+        data = f.read()
+    total = len(head) + len(data) + 200
+    s.sendall(("POST /update HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+               "boundary=%s\r\nContent-Length: %d\r\n\r\n" % (boundary, total)).encode())
+    s.sendall(head + data[:1000])
+    try:
+        def busy():
+            op = host.health()["operation"]
+            return op if op and op["kind"] == "update" else None
+        op = wait_until(busy, 10, "the first push to hold the operation lock")
+        st, headers, body = host.push(v1)
+        assert st == 503, body
+        assert headers.get("retry-after", "").isdigit()
+        assert op["id"] in assert_detail(body)
+        st, body = host.rollback()
+        assert st == 503
+    finally:
+        s.close()
+    wait_until(lambda: host.health()["operation"] is None, 10, "the lock to be released")
+    assert host.snapshot() == before
+    host.assert_clean()
+    assert host.agent_health()["version"] == "1.0.0"
+
+
+def test_malformed_uploads(host, releases, tmp_path, pki):
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    before = host.snapshot()
+    d = str(tmp_path)
+
+    def p(name):
+        return os.path.join(d, name)
+
+    good = release_members(v1)
+    cases = [
+        ("traversal", make_tgz(p("t1.tgz"), good + [ti("../evil", data=b"x")]), 422, "'..'"),
+        ("absolute", make_tgz(p("t2.tgz"), good + [ti("/tmp/evil", data=b"x")]), 422,
+         "absolute"),
+        ("symlink escape", make_tgz(p("t3.tgz"), good + [ti("bin/x", tarfile.SYMTYPE,
+                                                             linkname="../../../etc")]),
+         422, "leaves the release"),
+        ("hardlink", make_tgz(p("t4.tgz"), good + [ti("bin/h", tarfile.LNKTYPE,
+                                                       linkname="bin/tandem-agent")]),
+         422, "hardlink"),
+        ("device", make_tgz(p("t5.tgz"), good + [ti("dev", tarfile.CHRTYPE)]), 422, "device"),
+        ("fifo", make_tgz(p("t6.tgz"), good + [ti("fifo", tarfile.FIFOTYPE)]), 422, "FIFO"),
+        ("too many entries", make_tgz(p("t7.tgz"), good + [ti("f%03d" % i, data=b"x")
+                                                           for i in range(250)]),
+         422, "entries"),
+        ("gzip bomb", make_tgz(p("t8.tgz"), good + [ti("bomb", data=bytes(48 << 20))]),
+         422, "unpacked size"),
+        ("not gzip", make_tgz(p("t9.tar"), good, gz=False), 422, "gzip"),
+        ("no entrypoint", make_tgz(p("t10.tgz"), [m for m in good if m[0].isdir() or
+                                                  m[0].name.endswith("manifest.json")]),
+         422, "entrypoint"),
+    ]
+    with open(v1, "rb") as f:
+        data = f.read()
+    with open(p("trunc.tgz"), "wb") as f:
+        f.write(data[:len(data) // 2])
+    cases.append(("truncated", p("trunc.tgz"), 422, ""))
+    open(p("empty"), "wb").close()
+    # An empty file part never reaches the handler: the same as no tarball at all.
+    cases.append(("empty", p("empty"), 400, "tarball"))
+    with open(p("big"), "wb") as f:
+        f.write(os.urandom(9 << 20))
+    cases.append(("oversize", p("big"), 413, "exceeds"))
+
+    for name, path, want, needle in cases:
+        st, _, body = host.push(path)
+        assert st == want, (name, body)
+        assert needle in assert_detail(body), (name, body)
+        assert host.snapshot() == before, name
+        host.assert_clean()
+
+    # Digest problems.
+    st, _, body = host.push(v1, sha256="0" * 64)
+    assert st == 422 and "sha256 mismatch" in assert_detail(body)
+    st, _, body = host.push(v1, sha256=False)
+    assert st == 400 and "sha256" in assert_detail(body)
+    st, _, body = host.push(v1, sha256="xyz")
+    assert st == 400
+    st, _, body = host.push(v1, fields=["-F", "sha256=" + sha256_file(v1)])
+    assert st == 400 and "tarball" in assert_detail(body)
+    assert host.snapshot() == before
+    host.assert_clean()
+    assert host.agent_health()["version"] == "1.0.0"
+
+    # setuid/setgid/sticky bits are stripped, not refused.
+    def setuid(m):
+        if m.name.endswith("tandem-agent"):
+            m.mode = 0o6755
+    path = make_tgz(p("suid.tgz"), release_members(releases.get("2.0.0"), setuid))
+    st, _, body = host.push(path)
+    assert st == 200, body
+    mode = os.stat(os.path.join(host.root, "current", "bin", "tandem-agent")).st_mode
+    assert mode & 0o7777 == 0o755
+
+
+def test_disk_full(host, releases, tmp_path):
+    """min_free larger than the free space: 507, nothing left behind."""
+    v1 = releases.get("1.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    host.proc.stop()
+    before = host.snapshot()
+    with open(host.conf, "a") as f:
+        f.write("")
+    conf = open(host.conf).read().replace("min_free = 1M", "min_free = 1T")
+    with open(host.conf, "w") as f:
+        f.write(conf)
+    host.start()
+    st, _, body = host.push(releases.get("2.0.0"))
+    assert st == 507, body
+    assert "disk space" in assert_detail(body)
+    assert host.snapshot() == before
+    host.assert_clean()
+
+
+def test_restart_adopts_agent(host, releases):
+    st, _, body = host.push(releases.get("1.0.0"))
+    assert st == 200, body
+    pid = host.health()["agent"]["pid"]
+    # The updater dies hard; the agent keeps running and is adopted.
+    host.proc.p.kill()
+    host.proc.p.wait()
+    host.start()
+    h = host.health()
+    assert h["agent"]["pid"] == pid
+    assert host.agent_health()["version"] == "1.0.0"
+    # Crash it: the supervisor restarts it.
+    os.kill(pid, 9)
+    wait_until(lambda: host.health()["agent"]["pid"] not in (None, pid), 15,
+               "the agent to be restarted")
+    wait_until(lambda: host.agent_health()["version"] == "1.0.0", 15, "the agent to serve")
+
+
+def test_config_checks(tmp_path, pki):
+    upd = bin_path("tandem-updater")
+    conf = tmp_path / "u.conf"
+    conf.write_text("install_dir = %s\nca = %s\ncert = %s\nkey = %s\nagent_config = x\n"
+                    % (tmp_path / "i", pki.ca_crt, pki.updater[0], pki.updater[1]))
+    r = subprocess.run([upd, "--config", str(conf), "-n"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([upd, "--config", str(conf), "--self-test"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([upd, "--config", str(conf), "--print-config"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "install_dir" in r.stdout
+    again = tmp_path / "again.conf"
+    again.write_text(r.stdout)
+    r = subprocess.run([upd, "--config", str(again), "-n"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    conf.write_text(conf.read_text() + "bogus = 1\n")
+    r = subprocess.run([upd, "--config", str(conf), "-n"], capture_output=True, text=True)
+    assert r.returncode == 2 and "bogus" in r.stderr
+    r = subprocess.run([upd, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("tandem-updater ")

@@ -1,0 +1,217 @@
+/*
+ * tandem-updater: supervise the agent, install pushed releases, roll back.
+ *
+ *   tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]
+ *                  [-n | --self-test | --print-config | --version]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "updater/api.h"
+
+#define SHUTDOWN_GRACE_MS 2000
+
+enum main_action { ACT_RUN, ACT_CHECK, ACT_SELF_TEST, ACT_PRINT, ACT_VERSION, ACT_HELP };
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]\n"
+	    "                      [-n | --self-test | --print-config | --version | --help]\n");
+}
+
+/* The TLS material loads and matches: what --self-test checks beyond -n. */
+static int
+self_test(const struct updater_config *cfg, char *err, size_t errlen)
+{
+	struct tls_opts to;
+	struct tls_ctx *ctx = NULL;
+
+	tls_opts_init(&to);
+	to.ca_file = cfg->ca;
+	to.cert_file = cfg->cert;
+	to.key_file = cfg->key;
+	to.master_cn = cfg->master_cn;
+	if (tls_server_new(&to, &ctx, err, errlen) != 0) {
+		return -1;
+	}
+	tls_ctx_free(ctx);
+	if (tls_client_new(&to, &ctx, err, errlen) != 0) {
+		return -1;
+	}
+	tls_ctx_free(ctx);
+	return 0;
+}
+
+static int
+run(const struct updater_config *cfg)
+{
+	struct api *a = NULL;
+	sigset_t set;
+	char err[512];
+	int sig, rc = 1;
+
+	/* Signals are taken by sigwait() below; block them before any thread exists. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+		log_warn("signals");
+		return 1;
+	}
+	/* Extraction paths are relative to the install dir (updater/extract.h). */
+	if (fs_mkdir_p(cfg->install_dir, 0755) != 0 || chdir(cfg->install_dir) != 0) {
+		log_warn("install dir %s", cfg->install_dir);
+		return 1;
+	}
+	if (api_new(cfg, &a, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	if (api_start(a, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	log_info("tandem-updater %s listening on port %d", TANDEM_VERSION, api_port(a));
+	printf("LISTENING port=%d\n", api_port(a));
+	fflush(stdout);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0) {
+			log_warn("sigwait");
+			goto out;
+		}
+		if (sig == SIGHUP) {
+			if (cfg->log_file != NULL && log_open_file(cfg->log_file) != 0) {
+				log_warn("reopen %s", cfg->log_file);
+			}
+			continue;
+		}
+		log_info("signal %d: shutting down", sig);
+		break;
+	}
+	rc = 0;
+out:
+	api_free(a, SHUTDOWN_GRACE_MS);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "install-dir", required_argument, NULL, 'i' },
+		{ "self-test", no_argument, NULL, 'S' },
+		{ "print-config", no_argument, NULL, 'P' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct updater_config cfg;
+	const char *config_path = NULL, *listen = NULL, *install_dir = NULL;
+	enum main_action act = ACT_RUN;
+	char err[512];
+	int c, rc = 1;
+
+	memset(&cfg, 0, sizeof(cfg));
+	log_init("tandem-updater", LOG_LVL_INFO);
+	while ((c = getopt_long(argc, argv, "nc:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'i':
+			install_dir = optarg;
+			break;
+		case 'n':
+			act = ACT_CHECK;
+			break;
+		case 'S':
+			act = ACT_SELF_TEST;
+			break;
+		case 'P':
+			act = ACT_PRINT;
+			break;
+		case 'V':
+			act = ACT_VERSION;
+			break;
+		case 'h':
+			act = ACT_HELP;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (act == ACT_VERSION) {
+		printf("tandem-updater %s\n", TANDEM_VERSION);
+		return 0;
+	}
+	if (act == ACT_HELP) {
+		usage(stdout);
+		return 0;
+	}
+	if (config_path == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	if (config_defaults(api_config_table, api_config_table_len, &cfg, err, sizeof(err)) != 0 ||
+	    config_load_file(api_config_table, api_config_table_len, &cfg, config_path, err,
+		sizeof(err)) != 0 ||
+	    (listen != NULL && config_set(api_config_table, api_config_table_len, &cfg, "listen",
+				   listen, NULL, err, sizeof(err)) != 0) ||
+	    (install_dir != NULL && config_set(api_config_table, api_config_table_len, &cfg,
+					"install_dir", install_dir, NULL, err, sizeof(err)) != 0) ||
+	    api_config_check(&cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tandem-updater: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	switch (act) {
+	case ACT_CHECK:
+		printf("%s: configuration ok\n", config_path);
+		rc = 0;
+		goto out;
+	case ACT_PRINT:
+		rc = config_print(api_config_table, api_config_table_len, &cfg, stdout) == 0 ? 0 : 1;
+		goto out;
+	case ACT_SELF_TEST:
+		if (self_test(&cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tandem-updater: self-test: %s\n", err);
+			goto out;
+		}
+		printf("self-test ok\n");
+		rc = 0;
+		goto out;
+	default:
+		break;
+	}
+	log_set_level((enum log_level)cfg.log_level);
+	if (cfg.log_file != NULL && log_open_file(cfg.log_file) != 0) {
+		fprintf(stderr, "tandem-updater: log file %s: %s\n", cfg.log_file, strerror(errno));
+		goto out;
+	}
+	rc = run(&cfg);
+out:
+	config_free(api_config_table, api_config_table_len, &cfg);
+	return rc;
+}
