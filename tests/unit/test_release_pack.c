@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "master/release_pack.h"
+#include "updater/extract.h"
 
 #define PEM_KEY \
 	"-----BEGIN PRIVATE KEY-----\n" \
@@ -777,6 +778,64 @@ test_entrypoint_and_output(void **state)
 	closedir(d);
 }
 
+/*
+ * What we pack, the updater's guarded extractor accepts whole (pax headers,
+ * directory entries, relative symlinks), and both sides agree on the sha256.
+ */
+static void
+test_updater_extracts_it(void **state)
+{
+	struct fx *f = *state;
+	struct extract *x = NULL;
+	char cwd[PATH_MAX], sha[65], xerr[512], link[PATH_MAX], *buf;
+	uint64_t entries = 0;
+	size_t len, off;
+	ssize_t ln;
+
+	rich_tree(f->tree, 0);
+	pack_ok(f, f->tree, at(f->out, "r.tar.gz"), "4.2", NULL, 0);
+	buf = slurp(at(f->out, "r.tar.gz"), &len);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(f->root), 0);
+	if (extract_begin("staging", NULL, &x, xerr, sizeof(xerr)) != 0) {
+		assert_int_equal(chdir(cwd), 0);
+		fail_msg("extract_begin: %s", xerr);
+	}
+	/* Fed in odd-sized pieces, as an upload arrives. */
+	for (off = 0; off < len; off += 7777) {
+		size_t n = len - off < 7777 ? len - off : 7777;
+		if (extract_feed(x, buf + off, n) != 0) {
+			break;
+		}
+	}
+	enum extract_status st = extract_finish(x, sha, &entries, NULL, xerr, sizeof(xerr));
+	assert_int_equal(chdir(cwd), 0);
+	if (st != EXTRACT_OK) {
+		fail_msg("extract: %s: %s", extract_status_name(st), xerr);
+	}
+	assert_string_equal(sha, f->res.sha256);
+	assert_int_equal(entries, f->res.entries);
+	free(buf);
+
+	buf = slurp(at(f->root, "staging/lib/hard"), &len);
+	assert_string_equal(buf, "aye\n");
+	free(buf);
+	buf = slurp(at(f->root, "staging/" LONG_FILE), &len);
+	assert_string_equal(buf, "long\n");
+	free(buf);
+	ln = readlink(at(f->root, "staging/current"), link, sizeof(link) - 1);
+	assert_true(ln > 0);
+	link[ln] = '\0';
+	assert_string_equal(link, "lib/a.txt");
+	assert_int_equal(access(at(f->root, "staging/bin/tandem-agent"), X_OK), 0);
+	buf = slurp(at(f->root, "staging/manifest.json"), &len);
+	cJSON *j = cJSON_Parse(buf);
+	assert_non_null(j);
+	assert_string_equal(jstr(j, "version"), "4.2");
+	cJSON_Delete(j);
+	free(buf);
+}
+
 int
 main(void)
 {
@@ -789,6 +848,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_special_files_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entrypoint_and_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_updater_extracts_it, setup, teardown),
 	};
 
 	log_init("test_release_pack", LOG_LVL_WARN);
