@@ -706,12 +706,27 @@ finish_exit(struct proc *p)
 	if (p->group && kill(-p->pid, SIGKILL) < 0 && errno != ESRCH && errno != EPERM) {
 		log_warn("kill group %ld", (long)p->pid);
 	}
-	if (p->is_child) {
-		if (reap_blocking(p->pid, &status) != 0) {
+	if (p->is_child && reap_blocking(p->pid, &status) != 0) {
+		if (errno != ECHILD) {
 			return -1;
 		}
+		status = -1; /* reaped behind our back (waitpid(-1) elsewhere) */
 	}
 	p->status = p->is_child ? status : -1;
+	p->exited = 1;
+	return 1;
+}
+
+/*
+ * Our child was reaped by someone else: it is gone, its status is lost, and
+ * its pid may already be reused, so the group is not signalled.
+ */
+static int
+lost_child(struct proc *p)
+{
+	log_warnx("pid %ld was reaped by someone else (waitpid(-1)?): exit status lost",
+	    (long)p->pid);
+	p->status = -1;
 	p->exited = 1;
 	return 1;
 }
@@ -737,7 +752,7 @@ proc_poll(struct proc *p)
 			r = waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT);
 		} while (r < 0 && errno == EINTR);
 		if (r < 0) {
-			return -1;
+			return errno == ECHILD ? lost_child(p) : -1;
 		}
 		if (info.si_pid == 0) {
 			return 0;

@@ -103,6 +103,8 @@ int proc_spawn(const struct proc_spec *spec, struct proc *out, char *err, size_t
 /*
  * Has P exited? Non-blocking. Returns 1 (exited: P->exited set, and for a
  * child P->status filled and the pid reaped), 0 (still running), -1 (error).
+ * A child someone else reaped (a stray waitpid(-1)) counts as exited with
+ * status -1 (logged), so a watcher never spins on it.
  * When the group leader is gone, any process left in its group is sent
  * SIGKILL before the leader is reaped (a leftover worker must not keep the
  * agent's port), so an exit always leaves the group empty.

@@ -372,6 +372,7 @@ struct supervisor {
 	struct proc p;
 	uint64_t generation;
 	int adopted;
+	int watch_error; /* proc_poll failed: poll slowly instead of on the pidfd */
 	char last_error[256];
 	int last_errno;
 	void (*on_event)(void *arg, const struct supervisor_event *ev);
@@ -649,7 +650,11 @@ check_locked(struct supervisor *sv)
 		if (r == 1) {
 			handle_exit_locked(sv, now);
 		} else if (r < 0) {
+			/* Never forget a live process; just do not spin on its pidfd. */
 			log_warn("%s: watching pid %ld", sv->name, (long)sv->p.pid);
+			sv->watch_error = 1;
+		} else {
+			sv->watch_error = 0;
 		}
 	}
 	if (now >= sup_deadline(&sv->m)) {
@@ -675,7 +680,7 @@ watcher_main(void *arg)
 		pfd[0].events = POLLIN;
 		pfd[0].revents = 0;
 		nfds = 1;
-		if (sv->p.pid != 0 && sv->p.pidfd >= 0) {
+		if (sv->p.pid != 0 && sv->p.pidfd >= 0 && !sv->watch_error) {
 			pfd[1].fd = sv->p.pidfd;
 			pfd[1].events = POLLIN;
 			pfd[1].revents = 0;

@@ -173,6 +173,27 @@ test_exit_status(void **state)
 }
 
 static void
+test_reaped_elsewhere(void **state)
+{
+	static const char *const argv[] = { "/bin/sh", "-c", "exit 5", NULL };
+	struct proc p = PROC_INIT;
+	struct proc_spec s;
+	char err[256];
+	int status;
+
+	(void)state;
+	sh_spec(&s, argv, -1);
+	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(waitpid(p.pid, &status, 0), p.pid); /* behind proc's back */
+	assert_int_equal(WEXITSTATUS(status), 5);
+	assert_int_equal(proc_wait(&p, 5000), 1);
+	assert_true(p.exited);
+	assert_int_equal(p.status, -1);
+	assert_int_equal(proc_stop(&p, 100, err, sizeof(err)), 0);
+	proc_release(&p);
+}
+
+static void
 test_log_file_appended(void **state)
 {
 	struct fixture *f = *state;
@@ -631,6 +652,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exit_status),
+		cmocka_unit_test(test_reaped_elsewhere),
 		cmocka_unit_test_setup_teardown(test_log_file_appended, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exec_failure_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cwd_env_path_search, setup, teardown),
