@@ -229,7 +229,8 @@ clean:
 #                never-ready|wrong-version|crash-later|slow-health]
 # Compiles the agent (and the updater, when the tree has updater/main.c) again with
 # VERSION stamped in and, for a test kind, -DTANDEM_AGENT_BROKEN=N (see
-# agent/broken.h) into $(BUILD)/release-KIND-VERSION/, never touching the
+# agent/broken.h) into $(BUILD)/release-KIND-VERSION/ (the updater into
+# $(BUILD)/release-updater-VERSION/), never touching the
 # normal binaries; packs manifest.json and bin/ into a deterministic gzip tar
 # (sorted, owner 0/0, mtime 0) and prints "SHA256  FILE".
 RELEASE_KIND ?= good
@@ -241,6 +242,8 @@ release_kind_crash-later := 4
 release_kind_slow-health := 5
 RELEASE_BROKEN := $(release_kind_$(RELEASE_KIND))
 RELEASE_TREE := $(BUILD)/release-$(RELEASE_KIND)-$(VERSION)
+# The updater's objects do not depend on the agent's kind: shared by all kinds.
+RELEASE_UPD_TREE := $(BUILD)/release-updater-$(VERSION)
 RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND)).tar.gz
 RELEASE_BINS := $(RELEASE_TREE)/stage/bin/tandem-agent
 # The self-update ships both binaries in one tarball, once the updater has a main().
@@ -266,7 +269,11 @@ $(RELEASE_TREE)/stage/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
 
-$(RELEASE_TREE)/stage/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
+$(RELEASE_UPD_TREE)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(RELEASE_TREE)/stage/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
@@ -286,6 +293,6 @@ release: $(RELEASE_BINS)
 	mv -f "$$out.tmp" "$$out"; \
 	sha256sum "$$out"
 
--include $(shell find $(RELEASE_TREE)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(RELEASE_TREE)/obj $(RELEASE_UPD_TREE)/obj -name '*.d' 2>/dev/null)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

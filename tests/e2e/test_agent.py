@@ -486,7 +486,7 @@ def test_sighup_reopens_log_file(procs, tmp_path, pki, agent_cfg):
 def test_sigterm_with_request_in_flight(procs, tmp_path, pki, agent_cfg, releases):
     """SIGTERM while a request runs: it finishes, new connections are refused,
     /readyz turns 503 on a kept-alive connection, the agent exits 0."""
-    _, _, rel = releases.get("9.9.9-slow", "slow-health")
+    _, _, rel = releases.get("9.9.9-test", "slow-health")
     exe = os.path.join(rel, "bin", "tandem-agent")
     p, port, _ = start_agent(procs, tmp_path, ["--config", agent_cfg], exe=exe,
                              env={"TANDEM_SLOW_MS": "1500"})
@@ -526,7 +526,7 @@ def test_sigterm_with_request_in_flight(procs, tmp_path, pki, agent_cfg, release
     body, _, code = out.decode().rpartition("\n")
     assert code == "200", (out, err)
     h = json.loads(body)
-    assert h["status"] == "ok" and h["version"] == "9.9.9-slow" and h["pid"] == p.pid
+    assert h["status"] == "ok" and h["version"] == "9.9.9-test" and h["pid"] == p.pid
     assert p.wait() == 0
     assert time.monotonic() - t0 < 8
     assert "request(s) still running" not in p.stderr()
@@ -534,7 +534,7 @@ def test_sigterm_with_request_in_flight(procs, tmp_path, pki, agent_cfg, release
 
 def test_sigterm_grace_expires(procs, tmp_path, pki, releases):
     """A request longer than shutdown_grace is cut; the agent still exits 0 promptly."""
-    _, _, rel = releases.get("9.9.9-slow", "slow-health")
+    _, _, rel = releases.get("9.9.9-test", "slow-health")
     cfg = write_config(os.path.join(pki.dir, "grace.conf"), pki, shutdown_grace="300ms")
     p, port, _ = start_agent(procs, tmp_path, ["--config", cfg],
                              exe=os.path.join(rel, "bin", "tandem-agent"),
