@@ -944,6 +944,7 @@ struct relay {
 	int mhd_eof;
 	int sp_closed;                /* libmicrohttpd stopped reading */
 	int64_t stop_at;              /* shutting down: deliver what MHD wrote until then */
+	int64_t last_progress;        /* mono_ms() of the last byte moved either way */
 };
 
 /* The deadline that applies now, or -1 for none (MHD's idle timeout rules). */
@@ -1066,6 +1067,7 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 			return NULL;
 		}
 		if (progress) {
+			rl->last_progress = mono_ms();
 			continue;
 		}
 		if (rl->stop_at != 0 && (rl->s2c_len == 0 || ms_until(rl->stop_at) == 0)) {
@@ -1084,9 +1086,11 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 		}
 		pfd[0].fd = tls_fd(rl->tls);
 		pfd[0].events = tev;
-		pfd[1].fd = rl->sp;
 		pfd[1].events = (short)((rl->c2s_len > 0 ? POLLOUT : 0) |
 					(rl->s2c_len == 0 ? POLLIN : 0));
+		/* Nothing wanted from libmicrohttpd: leave it out, or a hang-up on
+		 * its end would make poll() return at once, again and again. */
+		pfd[1].fd = pfd[1].events != 0 ? rl->sp : -1;
 		/* The stop eventfd stays readable: stop polling it once seen. */
 		pfd[2].fd = rl->stop_at == 0 ? srv->wake_fd : -1;
 		pfd[2].events = POLLIN;
@@ -1100,6 +1104,20 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 				return atomic_load(&rec->req_state) == 1
 					   ? "request headers not received in time"
 					   : "request deadline exceeded";
+			}
+		}
+		/*
+		 * A client that stops reading a response: libmicrohttpd times out
+		 * and goes, but the relay would wait on the client forever. Apply
+		 * the idle timeout to undelivered output too.
+		 */
+		if (rl->s2c_len > 0 && srv->o.idle_timeout_s > 0) {
+			int64_t wdl = rl->last_progress + (int64_t)srv->o.idle_timeout_s * 1000;
+			if (ms_until(wdl) == 0) {
+				return "client stopped reading the response";
+			}
+			if (timeout < 0 || ms_until(wdl) < timeout) {
+				timeout = ms_until(wdl);
 			}
 		}
 		if (rl->stop_at != 0 && (timeout < 0 || ms_until(rl->stop_at) < timeout)) {
@@ -1244,6 +1262,7 @@ relay_thread(void *p)
 	sp[1] = -1; /* owned by libmicrohttpd now */
 	rl->tls = tls;
 	rl->sp = sp[0];
+	rl->last_progress = mono_ms();
 	const char *why = relay_run(srv, rec, rl);
 	if (why != NULL) {
 		log_info("%s: closing connection from %s (%s): %s", srv->o.name, ra->ip, id.cn,

@@ -154,7 +154,7 @@ group_setup(void **state)
 		"keyUsage=critical,keyCertSign,cRLSign", NULL };
 
 	(void)state;
-	log_init("test_httpd", LOG_LVL_ERROR);
+	log_init("test_httpd", getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-httpd-XXXXXX");
 	if (mkdtemp(g_dir) == NULL) {
 		return -1;
@@ -385,8 +385,25 @@ wait_end(struct httpd_req *r, void *arg)
 }
 
 #define MIB (1024ULL * 1024)
+#define BIG_RESPONSE (8 * MIB)
+
+static void
+big_end(struct httpd_req *r, void *arg)
+{
+	char *body = malloc(BIG_RESPONSE);
+
+	(void)arg;
+	if (body == NULL) {
+		httpd_respond_error(r, 500, "oom");
+		return;
+	}
+	memset(body, 'B', BIG_RESPONSE);
+	httpd_respond(r, 200, "application/octet-stream", body, BIG_RESPONSE);
+	free(body);
+}
 
 static const struct httpd_route g_routes[] = {
+	{ .method = "GET", .path = "/big", .on_end = big_end },
 	{ .method = "GET", .path = "/hello", .on_end = hello_end },
 	{ .method = "POST", .path = "/hello", .max_body = 64, .on_begin = sink_begin,
 	    .on_data = sink_data, .on_end = sink_end, .on_cleanup = sink_cleanup },
@@ -409,13 +426,16 @@ static const struct httpd_route g_routes[] = {
 };
 
 static struct httpd *
-start_server(enum httpd_error_style style)
+start_server_idle(enum httpd_error_style style, unsigned idle_s)
 {
 	struct httpd_opts o;
 	struct httpd *srv = NULL;
 	char err[256];
 
 	httpd_opts_init(&o);
+	if (idle_s > 0) {
+		o.idle_timeout_s = idle_s;
+	}
 	o.listen = "127.0.0.1:0";
 	o.tls = g_server_tls;
 	o.routes = g_routes;
@@ -428,6 +448,12 @@ start_server(enum httpd_error_style style)
 	assert_true(httpd_port(srv) > 0);
 	seen_reset();
 	return srv;
+}
+
+static struct httpd *
+start_server(enum httpd_error_style style)
+{
+	return start_server_idle(style, 0);
 }
 
 /* ---- a minimal HTTP client over common/tls ---- */
@@ -1052,6 +1078,66 @@ test_abandoned_and_late_requests(void **state)
 	httpd_stop(srv, 1000, 0);
 }
 
+/*
+ * A client that asks for a large response and never reads it must not hold
+ * its connection (and a relay thread) forever: it is cut once nothing moved
+ * for the idle timeout.
+ */
+static void
+test_client_that_never_reads(void **state)
+{
+	struct httpd *srv = start_server_idle(HTTPD_ERRORS_PLAIN, 1);
+	struct cli *k = malloc(sizeof(*k));
+	static const char req[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+	int64_t deadline;
+
+	(void)state;
+	assert_non_null(k);
+	cli_open(k, srv, g_agent);
+	/* Small receive buffer: the 8 MiB cannot all sit in kernel buffers. */
+	int small = 4096;
+	assert_int_equal(setsockopt(tls_fd(k->c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)),
+	    0);
+	assert_int_equal(cli_send(k, req, sizeof(req) - 1), 0);
+	deadline = mono_ms() + 8000;
+	while (httpd_active_connections(srv) > 0 && ms_until(deadline) > 0) {
+		struct pollfd none = { .fd = -1, .events = 0, .revents = 0 };
+		(void)poll(&none, 1, 20);
+	}
+	assert_int_equal(httpd_active_connections(srv), 0);
+	cli_close(k);
+	free(k);
+	/* A reading client gets the whole thing. */
+	struct resp r;
+	k = malloc(sizeof(*k));
+	assert_non_null(k);
+	cli_open(k, srv, g_agent);
+	assert_int_equal(cli_send(k, req, sizeof(req) - 1), 0);
+	memset(&r, 0, sizeof(r));
+	/* Read the head, then count the body bytes as they stream in. */
+	uint64_t got = 0;
+	char err[128];
+	char *end = NULL;
+	while (end == NULL) {
+		assert_int_equal(cli_fill(k, mono_ms() + 5000), 0);
+		k->buf[k->len < sizeof(k->buf) ? k->len : sizeof(k->buf) - 1] = '\0';
+		end = strstr(k->buf, "\r\n\r\n");
+	}
+	assert_non_null(strstr(k->buf, "HTTP/1.1 200"));
+	got = k->len - (size_t)(end + 4 - k->buf);
+	while (got < BIG_RESPONSE) {
+		ssize_t n = tls_read_deadline(k->c, k->buf, sizeof(k->buf), mono_ms() + 5000, err,
+		    sizeof(err));
+		assert_true(n > 0);
+		got += (uint64_t)n;
+	}
+	assert_int_equal(got, BIG_RESPONSE);
+	cli_close(k);
+	free(k);
+	wait_idle(srv);
+	httpd_stop(srv, 1000, 0);
+}
+
 struct waiter {
 	struct httpd *srv;
 	unsigned status;
@@ -1166,6 +1252,7 @@ main(void)
 		cmocka_unit_test(test_multipart_parts),
 		cmocka_unit_test(test_refusals_and_error_styles),
 		cmocka_unit_test(test_abandoned_and_late_requests),
+		cmocka_unit_test(test_client_that_never_reads),
 		cmocka_unit_test(test_stop_with_request_in_flight),
 		cmocka_unit_test(test_start_errors),
 	};
