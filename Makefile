@@ -7,6 +7,7 @@
 #   make lint        cppcheck + banned-function check
 #   make fuzz        libFuzzer harnesses (clang) into build-fuzz/
 #   make bench       benchmarks (results belong in wiki/Performance.md)
+#   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
 
 VERSION ?= 0.1.0
 SAN     ?= 0
