@@ -322,6 +322,15 @@ def test_ipv6_listen(procs, tmp_path, pki, agent_cfg):
         assert s.connect_ex(("127.0.0.1", port)) != 0
     assert p.stop() == 0
 
+    # "[::]" serves both families.
+    p, port, _ = start_agent(procs, tmp_path, ["--config", agent_cfg, "--listen", "[::]:0"],
+                             name="dual")
+    assert get_json(pki, pki.master, port, "/livez")[0] == 200
+    rc, status, _, body = curl(pki, pki.master, "https://localhost:%d/livez" % port,
+                               "--resolve", "localhost:%d:[::1]" % port)
+    assert rc == 0 and status == 200, body
+    assert p.stop() == 0
+
 
 # ---------------------------------------------------------------- config, -n, self-test
 
