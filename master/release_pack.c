@@ -30,7 +30,8 @@
 #define RP_PEM_LABEL_MAX 64
 /* Printable bytes after the BEGIN line that make it a key, not a C string. */
 #define RP_PEM_BODY_MIN 16
-#define RP_PREFLIGHT_MAX 64
+/* What the updater runs at most (updater/api.c API_MAX_PREFLIGHT_ARGS). */
+#define RP_PREFLIGHT_MAX 16
 
 enum rp_type { RP_DIR, RP_FILE, RP_LINK, RP_MANIFEST };
 
@@ -459,6 +460,13 @@ release_manifest_prepare(const char *buf, size_t len, const char *version, int h
 			rp_err(err, errlen, "out of memory");
 			goto out;
 		}
+	}
+	mi.preflight[0] = '\0';
+	arr = cJSON_GetObjectItemCaseSensitive(root, "preflight");
+	if (arr != NULL && strlcpy_chk(mi.preflight, cJSON_GetArrayItem(arr, 0)->valuestring,
+	    sizeof(mi.preflight)) != 0) {
+		rp_err(err, errlen, "manifest.json: key 'preflight': first argument too long");
+		goto out;
 	}
 	if (copy_member(root, "name", mi.name, sizeof(mi.name)) != 0 ||
 	    copy_member(root, "version", mi.version, sizeof(mi.version)) != 0 ||
@@ -1173,7 +1181,9 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	if (rp_check_links(&c) != 0 ||
 	    rp_check_exec(&c, "entrypoint", c.info.entrypoint) != 0 ||
 	    (c.info.updater_entrypoint[0] != '\0' &&
-	    rp_check_exec(&c, "updater_entrypoint", c.info.updater_entrypoint) != 0)) {
+	    rp_check_exec(&c, "updater_entrypoint", c.info.updater_entrypoint) != 0) ||
+	    (c.info.preflight[0] != '\0' && strcmp(c.info.preflight, c.info.entrypoint) != 0 &&
+	    rp_check_exec(&c, "preflight command", c.info.preflight) != 0)) {
 		rp_err(err, errlen, "out of memory");
 		goto out;
 	}

@@ -24,8 +24,8 @@
  *   - devices, FIFOs and sockets; names with control characters;
  *   - symlinks that are absolute, leave DIR (resolved through the real
  *     tree), dangle, or point at something excluded;
- *   - an entrypoint (or updater_entrypoint) that is missing or not an
- *     executable regular file;
+ *   - an entrypoint (or updater_entrypoint, or preflight command) that is
+ *     missing or not an executable regular file;
  *   - an output file inside DIR.
  * Hard links are stored as independent regular files. Symlinked
  * directories are stored as symlinks, never followed.
@@ -86,12 +86,13 @@ struct release_manifest {
 	char version[RELEASE_VERSION_MAX + 1];
 	char entrypoint[256];
 	char updater_entrypoint[256];   /* "" when absent */
+	char preflight[256];            /* first preflight argument, "" when absent */
 };
 
 /*
  * Check an existing manifest (BUF, LEN bytes: a strict JSON object with
  * string "name", "entrypoint", optional "version", "updater_entrypoint",
- * "preflight" (array of strings, first one a safe relative path), other keys
+ * "preflight" (1..16 strings, the first a safe relative path), other keys
  * kept as they are) and produce the bytes to pack: *OUT (malloc'd, *OUTLEN
  * bytes, caller frees) with "version" set to VERSION when VERSION is not
  * NULL, or to RELEASE_DEFAULT_VERSION when the manifest has none. BUF NULL

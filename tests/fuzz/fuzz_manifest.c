@@ -67,6 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tree == NULL || info.name[0] == '\0' || info.version[0] == '\0' ||
 	    !path_ok(info.entrypoint) ||
 	    (info.updater_entrypoint[0] != '\0' && !path_ok(info.updater_entrypoint)) ||
+	    (info.preflight[0] != '\0' && !path_ok(info.preflight)) ||
 	    (version != NULL && strcmp(info.version, version) != 0)) {
 		abort();
 	}

@@ -473,6 +473,15 @@ test_manifest(void **state)
 	assert_string_equal(f->res.path, at(f->out, "edge-agent-3.1.tar.gz"));
 	assert_int_equal(access(f->res.path, F_OK), 0);
 
+	/* The preflight command must be packed executable too. */
+	put(f->tree, "manifest.json", "{\"name\":\"a\",\"entrypoint\":\"bin/tandem-agent\","
+	    "\"preflight\":[\"bin/check\",\"--quick\"]}", 0644);
+	assert_int_equal(pack(f, f->tree, at(f->out, "h.tar.gz"), NULL, NULL, 0), -1);
+	assert_non_null(strstr(f->err, "bin/check: preflight command is missing"));
+	put(f->tree, "bin/check", "#!/bin/sh\n", 0755);
+	pack_ok(f, f->tree, at(f->out, "h.tar.gz"), NULL, NULL, 0);
+	assert_int_equal(unlink(at(f->tree, "bin/check")), 0);
+
 	/* Broken manifests are refused, naming the file and the key. */
 	static const char *const bad[] = {
 		"not json",
@@ -483,6 +492,8 @@ test_manifest(void **state)
 		"{\"name\":\"x\",\"entrypoint\":\"bin/tandem-agent\",\"version\":\"1/2\"}",
 		"{\"name\":\"x\",\"entrypoint\":\"bin/tandem-agent\",\"preflight\":[1]}",
 		"{\"name\":\"x\",\"entrypoint\":\"bin/tandem-agent\",\"preflight\":[]}",
+		"{\"name\":\"x\",\"entrypoint\":\"bin/tandem-agent\",\"preflight\":[\"bin/tandem-agent\","
+		"\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\"]}",
 		"{\"name\":\"x\",\"name\":\"y\",\"entrypoint\":\"bin/tandem-agent\"}",
 		"[\"name\"]",
 	};
