@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -425,20 +426,43 @@ test_crash_injection(void **state)
 	assert_int_equal(fs_write_atomic(p, v[0].data, v[0].len, v[0].mode), 0);
 	int64_t t0 = mono_ms();
 	for (int round = 0; round < CRASH_ROUNDS; round++) {
+		int ready[2];
+		assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
 		pid_t pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0) {
+			close(ready[0]);
 			for (unsigned i = (unsigned)round;; i++) {
 				const struct version *w = &v[i % NVERSIONS];
 				if (fs_write_atomic(p, w->data, w->len, w->mode) != 0) {
 					_exit(2);
 				}
+				if (ready[1] >= 0) {
+					/* First write done: the parent may now aim inside the loop. */
+					if (write(ready[1], "r", 1) != 1) {
+						_exit(3);
+					}
+					close(ready[1]);
+					ready[1] = -1;
+				}
 			}
 		}
+		close(ready[1]);
+		/*
+		 * Odd rounds kill at a random moment after the first complete
+		 * write (so the writer is surely in its loop, even on a loaded
+		 * machine); even rounds at any moment, start-up included.
+		 */
+		if (round % 2 == 1) {
+			struct pollfd pfd = { .fd = ready[0], .events = POLLIN, .revents = 0 };
+			char b;
+			assert_int_equal(poll(&pfd, 1, 10000), 1);
+			assert_int_equal(read(ready[0], &b, 1), 1);
+		}
+		close(ready[0]);
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		/* A random moment: anywhere from before the first write to a few writes in. */
 		struct timespec ts = { 0, (long)(x % 4000000) };
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
 		}
