@@ -671,3 +671,42 @@ def test_ipv6_loopback(testd, pki):
     assert status == 200 and headers["content-type"] == "application/json"
     j = json.loads(body)
     assert j["peer"] == "::1" and j["role"] == "agent"
+
+
+def test_oversized_request_headers(testd, pki):
+    srv = testd()
+    s = tls_socket(srv, pki)
+    try:
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(64):  # 64 x 8 KiB of headers, far over the server's buffer
+                s.sendall(b"X-Pad: " + b"p" * 8192 + b"\r\n")
+            s.sendall(b"\r\n")
+            status, _, _ = read_response(s, deadline_s=10)
+            assert status in (413, 431, 400), status
+        except (ConnectionError, ssl.SSLError, OSError):
+            pass  # cut off instead of answered: just as good
+    finally:
+        s.close()
+    wait_until(lambda: stats(srv, pki)["connections"] == 1, 10, "the connection to go")
+    assert_serves(srv, pki)
+
+
+def test_expect_100_continue(testd, pki, tmp_path):
+    srv = testd()
+    path = str(tmp_path / "two.bin")
+    digest = make_file(path, 2)
+    # curl waits for "100 Continue" before sending the body.
+    rc, code, body, err = curl(srv, pki, "/upload",
+                               extra=["-T", path, "-X", "POST",
+                                      "-H", "Expect: 100-continue", "-v"])
+    assert code == 200, (body, err)
+    assert "HTTP/1.1 100 Continue" in err
+    assert json.loads(body)["sha256"] == digest
+    # Too large: refused on the headers, the body is never sent.
+    rc, code, body, err = curl(srv, pki, "/small",
+                               extra=["-T", path, "-X", "POST",
+                                      "-H", "Expect: 100-continue", "-v"])
+    assert code == 413, (body, err)
+    assert "100 Continue" not in err
+    assert_serves(srv, pki)
