@@ -62,7 +62,6 @@ struct rp_ctx {
 	struct fs_atomic out;
 	mbedtls_sha256_context sha;
 	unsigned long long written;
-	int write_errno;
 	unsigned char *buf;
 };
 
@@ -889,12 +888,11 @@ rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
 	struct rp_ctx *c = arg;
 
 	if (fs_atomic_write(&c->out, buf, len) != 0) {
-		c->write_errno = errno;
-		archive_set_error(a, errno, "writing the tarball: %s", strerror(errno));
+		int saved = errno;
+		archive_set_error(a, saved, "writing the tarball: %s", strerror(saved));
 		return -1;
 	}
 	if (mbedtls_sha256_update_ret(&c->sha, buf, len) != 0) {
-		c->write_errno = EIO;
 		archive_set_error(a, EIO, "sha256 failed");
 		return -1;
 	}
