@@ -559,7 +559,9 @@ def test_sigterm_grace_expires(procs, tmp_path, pki, releases):
         # (libmicrohttpd joins its threads) but not for the grace to pass twice.
         assert p.wait(timeout=15) == 0
         p.wait_line(r"still running after 300 ms", stream="stderr")
-        inflight.communicate(timeout=20)
+        out, _ = inflight.communicate(timeout=20)
+        # The connection was cut after the grace: the client got no answer.
+        assert inflight.returncode != 0 and out == b""
     finally:
         if inflight.poll() is None:
             inflight.kill()
