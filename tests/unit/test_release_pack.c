@@ -779,6 +779,17 @@ test_entrypoint_and_output(void **state)
 	assert_int_equal(stat(at(f->out, "x.tar.gz"), &st), 0);
 	assert_int_equal(st.st_size, (off_t)f->res.size);
 	assert_int_equal(st.st_mode & 0777, 0644);
+	/* A refused pack leaves an existing tarball exactly as it was. */
+	char before[65], hex[65];
+	size_t blen;
+	char *b;
+	memcpy(before, f->res.sha256, sizeof(before));
+	put(f->tree, "lib/leak.key", "x\n", 0600);
+	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), "3", NULL, 0), -1);
+	b = slurp(at(f->out, "x.tar.gz"), &blen);
+	tls_sha256_hex(b, blen, hex);
+	assert_string_equal(hex, before);
+	free(b);
 	DIR *d = opendir(f->out);
 	struct dirent *de;
 	assert_non_null(d);
