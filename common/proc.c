@@ -19,6 +19,8 @@
 
 extern char **environ;
 
+static int stat_alive(const struct proc *p);
+
 #define PROC_DEFAULT_PATH "/usr/sbin:/usr/bin:/sbin:/bin"
 /* How long the parent waits for the child to reach exec (or report failure). */
 #define PROC_EXEC_TIMEOUT_MS 10000
@@ -736,7 +738,6 @@ proc_poll(struct proc *p)
 {
 	siginfo_t info;
 	struct pollfd pfd;
-	unsigned long long st;
 	int r;
 
 	if (p->exited) {
@@ -771,10 +772,7 @@ proc_poll(struct proc *p)
 		}
 		return r == 0 ? 0 : finish_exit(p);
 	}
-	if (proc_start_time(p->pid, &st) == 0 && st == p->start_time) {
-		return 0;
-	}
-	return finish_exit(p);
+	return stat_alive(p) ? 0 : finish_exit(p);
 }
 
 int
@@ -882,8 +880,9 @@ proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen)
 	return -1;
 }
 
-int
-proc_start_time(pid_t pid, unsigned long long *out)
+/* State letter (field 3) and start time (field 22) of PID from /proc/PID/stat. */
+static int
+read_stat(pid_t pid, char *state, unsigned long long *out)
 {
 	char path[64], buf[1024];
 	const char *s;
@@ -920,6 +919,14 @@ proc_start_time(pid_t pid, unsigned long long *out)
 		return -1;
 	}
 	s++;
+	while (*s == ' ') {
+		s++;
+	}
+	if (*s == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	*state = *s;
 	/* After "(comm)" come fields 3 (state) .. 22 (starttime). */
 	for (field = 3; field < 22; field++) {
 		while (*s == ' ') {
@@ -948,6 +955,50 @@ proc_start_time(pid_t pid, unsigned long long *out)
 	}
 	*out = v;
 	return 0;
+}
+
+int
+proc_start_time(pid_t pid, unsigned long long *out)
+{
+	char state;
+
+	return read_stat(pid, &state, out);
+}
+
+/* Same process (start time) and not yet exited (zombies count as gone)? */
+static int
+stat_alive(const struct proc *p)
+{
+	unsigned long long st;
+	char state;
+
+	return read_stat(p->pid, &state, &st) == 0 && st == p->start_time && state != 'Z' &&
+	    state != 'X';
+}
+
+int
+proc_alive(const struct proc *p)
+{
+	struct pollfd pfd;
+	siginfo_t info;
+
+	if (p->pid <= 0 || p->exited) {
+		return 0;
+	}
+	if (p->pidfd >= 0) {
+		pfd.fd = p->pidfd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		return poll(&pfd, 1, 0) == 0;
+	}
+	if (p->is_child) {
+		memset(&info, 0, sizeof(info));
+		if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0) {
+			return 0;
+		}
+		return info.si_pid == 0;
+	}
+	return stat_alive(p);
 }
 
 int

@@ -112,6 +112,13 @@ int proc_spawn(const struct proc_spec *spec, struct proc *out, char *err, size_t
 int proc_poll(struct proc *p) WUR;
 
 /*
+ * 1 while P is running, 0 once it exited (a zombie counts as exited) or P
+ * is unused. Never reaps and never blocks: safe from any thread while
+ * another one owns P (with the owner's lock held).
+ */
+int proc_alive(const struct proc *p);
+
+/*
  * Wait up to TIMEOUT_MS (0: just check, <0: no limit) for P to exit, on
  * the pidfd (or by polling waitid every 5 ms without one). Returns 1
  * (exited, as proc_poll), 0 (timed out), -1 (error). EINTR is retried

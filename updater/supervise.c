@@ -932,38 +932,13 @@ supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start
 	return r < 0 ? -1 : 0;
 }
 
-/* Gone, without reaping (the watcher does that). */
-static int
-gone_nowait(const struct proc *p)
-{
-	struct pollfd pfd;
-	siginfo_t info;
-	unsigned long long st;
-
-	if (p->exited) {
-		return 1;
-	}
-	if (p->pidfd >= 0) {
-		pfd.fd = p->pidfd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		return poll(&pfd, 1, 0) == 1;
-	}
-	if (p->is_child) {
-		memset(&info, 0, sizeof(info));
-		return waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-		    info.si_pid != 0;
-	}
-	return proc_start_time(p->pid, &st) != 0 || st != p->start_time;
-}
-
 int
 supervisor_alive(struct supervisor *sv, uint64_t generation)
 {
 	int alive;
 
 	pthread_mutex_lock(&sv->mu);
-	alive = sv->p.pid != 0 && sv->generation == generation && !gone_nowait(&sv->p);
+	alive = sv->p.pid != 0 && sv->generation == generation && proc_alive(&sv->p);
 	pthread_mutex_unlock(&sv->mu);
 	return alive;
 }

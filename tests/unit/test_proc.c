@@ -377,7 +377,9 @@ test_stop_sigterm(void **state)
 	assert_int_equal(getpgid(p.pid), p.pid); /* own group */
 	assert_int_equal(getsid(p.pid), p.pid);  /* own session */
 	assert_int_equal(proc_wait(&p, 0), 0);
+	assert_int_equal(proc_alive(&p), 1);
 	assert_int_equal(proc_stop(&p, 5000, err, sizeof(err)), 0);
+	assert_int_equal(proc_alive(&p), 0);
 	assert_true(WIFSIGNALED(p.status));
 	assert_int_equal(WTERMSIG(p.status), SIGTERM);
 	assert_int_equal(kill(p.pid, 0), -1);
@@ -551,7 +553,16 @@ test_adopt(void **state)
 	assert_false(a.group); /* its group is the dead shell's */
 	assert_true(a.pidfd >= 0);
 	assert_int_equal(proc_wait(&a, 20), 0);
+	assert_int_equal(proc_alive(&a), 1);
+	/*
+	 * Without a pidfd (old kernel) the exit is seen in /proc: a dead orphan
+	 * whose new parent has not reaped it yet is a zombie and counts as gone.
+	 */
+	close(a.pidfd);
+	a.pidfd = -1;
+	assert_int_equal(proc_alive(&a), 1);
 	assert_int_equal(proc_stop(&a, 5000, err, sizeof(err)), 0);
+	assert_int_equal(proc_alive(&a), 0);
 	assert_true(a.exited);
 	assert_int_equal(a.status, -1);
 	/* Gone: adopting again fails. */
