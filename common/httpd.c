@@ -969,6 +969,9 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 	for (;;) {
 		int progress = 0;
 
+		if (rl->stop_at != 0 && ms_until(rl->stop_at) == 0) {
+			return "server shutting down";
+		}
 		/* 1. libmicrohttpd -> client, finishing any pending write first. */
 		while (rl->s2c_off < rl->s2c_len) {
 			ssize_t n = tls_write(rl->tls, rl->s2c + rl->s2c_off,
@@ -991,7 +994,8 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 		/* 2. client -> buffer; never read while a write is pending, and drain
 		 * mbedTLS's buffered records before sleeping in poll(). */
 		rl->read_want = 0;
-		while (rl->write_want == 0 && !rl->client_eof && rl->c2s_len < sizeof(rl->c2s)) {
+		while (rl->write_want == 0 && !rl->client_eof && rl->stop_at == 0 &&
+		    rl->c2s_len < sizeof(rl->c2s)) {
 			ssize_t n = tls_read(rl->tls, rl->c2s + rl->c2s_len,
 			    sizeof(rl->c2s) - rl->c2s_len);
 			if (n > 0) {
@@ -1070,7 +1074,7 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 			rl->last_progress = mono_ms();
 			continue;
 		}
-		if (rl->stop_at != 0 && (rl->s2c_len == 0 || ms_until(rl->stop_at) == 0)) {
+		if (rl->stop_at != 0 && rl->s2c_len == 0) {
 			return "server shutting down";
 		}
 
