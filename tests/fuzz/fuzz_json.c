@@ -129,6 +129,48 @@ read_rel(const cJSON *root, int allow_unknown)
 	}
 }
 
+/* Any C string we put in a reply (a child's stderr, a path) must print as valid JSON. */
+static void
+check_builder(const uint8_t *data, size_t size)
+{
+	char err[160];
+	char *s = malloc(size + 1);
+	cJSON *o = cJSON_CreateObject();
+
+	if (s == NULL || o == NULL) {
+		free(s);
+		cJSON_Delete(o);
+		return;
+	}
+	memcpy(s, data, size);
+	s[size] = '\0';
+	cJSON *arr = json_add_array(o, "lines");
+	if (json_add_str(o, "stderr", s) == 0 && arr != NULL && json_array_add_str(arr, s) == 0 &&
+	    json_add_int(o, "n", (long long)size * 1000000000000LL) == 0) {
+		char *text = json_print_compact(o);
+		if (text != NULL) {
+			cJSON *again = json_parse_object(text, strlen(text), err, sizeof(err));
+			if (again == NULL) {
+				__builtin_trap();
+			}
+			const char *back = cJSON_GetStringValue(
+			    cJSON_GetObjectItemCaseSensitive(again, "stderr"));
+			/*
+			 * Each invalid byte grows to U+FFFD's three: same length
+			 * means no replacement, so the text must be unchanged.
+			 */
+			if (back == NULL || strlen(back) < strlen(s) ||
+			    (strlen(back) == strlen(s) && strcmp(back, s) != 0)) {
+				__builtin_trap();
+			}
+			cJSON_Delete(again);
+			free(text);
+		}
+	}
+	cJSON_Delete(o);
+	free(s);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -150,6 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_reprint(root);
 		cJSON_Delete(root);
 	}
+	check_builder(data, size);
 	/* Small explicit limits take the depth and size refusals. */
 	root = json_parse_object_ex(buf, size, 256, 3, err, sizeof(err));
 	if (root != NULL) {

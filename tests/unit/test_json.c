@@ -671,6 +671,10 @@ test_builders_exact_integers(void **state)
 		cJSON *o = cJSON_CreateObject();
 		assert_non_null(o);
 		assert_int_equal(json_add_int(o, "v", vals[i]), 0);
+		/* Below 10^15 a real number item, as cJSON readers of our trees expect. */
+		if (vals[i] > -1000000000000000LL && vals[i] < 1000000000000000LL) {
+			assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "v")));
+		}
 		cJSON *arr = json_add_array(o, "a");
 		assert_non_null(arr);
 		assert_int_equal(json_array_add_int(arr, vals[i]), 0);
