@@ -157,6 +157,15 @@ struct api {
 
 /* ---- small helpers ---- */
 
+/* Named points for crash tests beyond the store's own (store_crash_hook). */
+static void
+api_point(const char *point)
+{
+	if (store_crash_hook != NULL) {
+		store_crash_hook(point);
+	}
+}
+
 static void
 api_set_phase(struct api *a, const char *phase)
 {
@@ -792,7 +801,7 @@ upd_install(struct api *a, struct httpd_req *r, struct upd_req *u, const struct 
 	char *body = NULL;
 	uint64_t gen = 0;
 	int64_t t;
-	int have_old;
+	int have_old, ok;
 
 	have_old = store_release_read(&a->store, "active", &old, err, sizeof(err)) == 1;
 	api_set_phase(a, "switching");
@@ -819,9 +828,14 @@ upd_install(struct api *a, struct httpd_req *r, struct upd_req *u, const struct 
 	oc->switch_ms = mono_ms() - t;
 	api_set_phase(a, "probing");
 	t = mono_ms();
-	if (api_agent_start(a, &gen, err, sizeof(err)) == 0 &&
-	    api_probe(a, gen, ri, &body, reason, sizeof(reason))) {
+	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
+	if (ok) {
+		api_point("update.agent_started");
+		ok = api_probe(a, gen, ri, &body, reason, sizeof(reason));
+	}
+	if (ok) {
 		oc->probe_ms = mono_ms() - t;
+		api_point("update.probe_passed");
 		if (store_update_commit(&a->store, &u->op, err, sizeof(err)) != 0) {
 			/* The release runs and passed; recovery finishes the commit at the next start. */
 			log_warnx("update %s: commit: %s", u->id, err);
@@ -1034,6 +1048,7 @@ rb_end(struct httpd_req *r, void *arg)
 	char err[512], reason[600], msg[900];
 	char *body = NULL;
 	uint64_t gen = 0;
+	int ok;
 
 	memset(&oc, 0, sizeof(oc));
 	oc.kind = "rollback";
@@ -1065,8 +1080,13 @@ rb_end(struct httpd_req *r, void *arg)
 		return;
 	}
 	api_set_phase(a, "probing");
-	if (api_agent_start(a, &gen, err, sizeof(err)) == 0 &&
-	    api_probe(a, gen, &prev, &body, reason, sizeof(reason))) {
+	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
+	if (ok) {
+		api_point("rollback.agent_started");
+		ok = api_probe(a, gen, &prev, &body, reason, sizeof(reason));
+	}
+	if (ok) {
+		api_point("rollback.probe_passed");
 		if (store_rollback_commit(&a->store, &op, err, sizeof(err)) != 0) {
 			log_warnx("rollback %s: commit: %s", u->id, err);
 		}

@@ -222,9 +222,19 @@ def release_members(tarball, mutate=None):
     return out
 
 
+def assert_clean_exit(proc):
+    """SIGTERM: a clean exit (0) and no sanitizer report."""
+    assert proc.stop(timeout=20) == 0, proc.stderr()[-3000:]
+    err = proc.stderr()
+    assert "Sanitizer" not in err and "runtime error" not in err, err[-5000:]
+
+
 @pytest.fixture
 def host(procs, tmp_path, pki):
-    return Host(procs, tmp_path, pki)
+    h = Host(procs, tmp_path, pki)
+    yield h
+    if h.proc.alive():
+        assert_clean_exit(h.proc)
 
 
 # ---------------------------------------------------------------- tests
@@ -533,3 +543,109 @@ def test_config_checks(tmp_path, pki):
     assert r.returncode == 2 and "bogus" in r.stderr
     r = subprocess.run([upd, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("tandem-updater ")
+
+
+# ---------------------------------------------------------------- crash sweep
+
+CRASH_STATUS = 86
+
+
+def curl_rc(pki, url, *extra):
+    """curl that may lose its connection (the updater dies mid-request)."""
+    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "--cert", pki.master[0],
+            "--key", pki.master[1], "-o", "/dev/null", "-w", "%{http_code}"] + list(extra) + [url]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=90)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def crash_and_recover(host, point, action):
+    """Restart the updater with the crash hook at POINT, run ACTION (which it
+    dies in), restart it normally; returns the agent pid seen before."""
+    host.proc.stop(timeout=20)
+    host.start(env={"TANDEM_TEST_CRASH_AT": point})
+    old_pid = host.health()["agent"]["pid"]
+    action()
+    rc = host.proc.wait(timeout=60)
+    assert rc == CRASH_STATUS, "point %s not reached (exit %s)\n%s" % (
+        point, rc, host.proc.stderr()[-3000:])
+    host.start()
+    return old_pid
+
+
+def check_recovered(host, want_active, want_prev, point):
+    """Exactly the expected releases, clean disk, one agent serving current."""
+    rel = host.get("/releases")[1]["releases"]
+    got = {r["slot"]: r["sha256"] for r in rel}
+    assert got.get("active") == want_active and got.get("prev") == want_prev, (point, rel)
+    host.assert_clean()
+
+    def serving():
+        try:
+            return host.agent_health()["release"]["sha256"] == want_active
+        except AssertionError:
+            return False
+    wait_until(serving, 20, "the agent to serve the active release after %s" % point)
+
+
+@pytest.mark.parametrize("points,kind,committed", [
+    (["update.journal_staging", "update.journal_switching", "update.prev_moved",
+      "update.exchanged", "update.old_to_prev", "update.agent_started",
+      "update.probe_passed"], "good", False),
+    # The commit point is the journal's COMMITTING record: from there on, finish.
+    (["update.journal_committing", "commit.prev_old_removed",
+      "commit.done"], "good", True),
+    (["update.journal_restoring", "restore.old_active_back", "restore.new_removed",
+      "restore.prev_back", "restore.done"], "exit-at-once", False),
+])
+def test_crash_sweep_update(host, releases, points, kind, committed):
+    """kill -9 (a test hook's _exit) at every step of an update, then restart."""
+    v1, v2 = releases.get("1.0.0"), releases.get("2.0.0")
+    v3 = releases.get("3.0.0", kind)
+    for t in (v1, v2):
+        st, _, body = host.push(t)
+        assert st == 200, body
+    for point in points:
+        rel = {r["slot"]: r["sha256"] for r in host.get("/releases")[1]["releases"]}
+        # Push whichever good release is not active (or the broken one).
+        new = v3 if kind != "good" else (v3 if rel["active"] != sha256_file(v3) else v2)
+        new_sha = sha256_file(new)
+
+        def push():
+            curl_rc(host.pki, host.url("/update"), "-F", "sha256=" + new_sha,
+                    "-F", "tarball=@" + new)
+        old_pid = crash_and_recover(host, point, push)
+        if committed:
+            check_recovered(host, new_sha, rel["active"], point)
+        else:
+            check_recovered(host, rel["active"], rel["prev"], point)
+        # Never two agents: the one from before the crash is gone or adopted.
+        cur = host.health()["agent"]["pid"]
+        assert cur == old_pid or not pid_alive(old_pid), point
+
+
+@pytest.mark.parametrize("points,committed", [
+    (["rollback.journal_switching", "rollback.exchanged", "rollback.agent_started",
+      "rollback.probe_passed"], False),
+    (["rollback.journal_committing", "commit.done"], True),
+])
+def test_crash_sweep_rollback(host, releases, points, committed):
+    for t in (releases.get("1.0.0"), releases.get("2.0.0")):
+        st, _, body = host.push(t)
+        assert st == 200, body
+    for point in points:
+        rel = {r["slot"]: r["sha256"] for r in host.get("/releases")[1]["releases"]}
+
+        def rollback():
+            curl_rc(host.pki, host.url("/rollback"), "-X", "POST")
+        crash_and_recover(host, point, rollback)
+        if committed:
+            check_recovered(host, rel["prev"], rel["active"], point)
+        else:
+            check_recovered(host, rel["active"], rel["prev"], point)
