@@ -22,6 +22,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -709,4 +710,36 @@ def test_expect_100_continue(testd, pki, tmp_path):
                                       "-H", "Expect: 100-continue", "-v"])
     assert code == 413, (body, err)
     assert "100 Continue" not in err
+    assert_serves(srv, pki)
+
+
+def test_concurrent_clients(testd, pki):
+    """Many clients at once, each uploading and reading its own digest back."""
+    srv = testd("--max-conns", "40", "--max-per-ip", "40")
+    results = {}
+
+    def client(i):
+        try:
+            data = os.urandom(256 * 1024 + i)
+            with tls_socket(srv, pki, cert="agent" if i % 2 else "updater") as s:
+                for _ in range(3):  # keep-alive, several requests each
+                    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                              % len(data) + data)
+                    status, _, body = read_response(s)
+                    ok = status == 200 and json.loads(body)["sha256"] == \
+                        hashlib.sha256(data).hexdigest()
+                    if not ok:
+                        results[i] = "bad answer %d %r" % (status, body[:200])
+                        return
+            results[i] = "ok"
+        except Exception as e:  # reported below with the client number
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: "ok" for i in range(30)}
+    wait_until(lambda: stats(srv, pki)["connections"] == 1, 10, "connections to drain")
     assert_serves(srv, pki)
