@@ -1067,7 +1067,7 @@ test_abandoned_and_late_requests(void **state)
 	assert_int_equal(cli_send(k, req, strlen(req)), 0);
 	t0 = mono_ms();
 	assert_true(cli_sees_close(k));
-	if (mono_ms() - t0 < 250 || mono_ms() - t0 >= 3000) {
+	if (mono_ms() - t0 < 200 || mono_ms() - t0 >= 3000) {
 		fail_msg("stalled body cut after %lld ms, want 300", (long long)(mono_ms() - t0));
 	}
 	cli_close(k);
