@@ -2,9 +2,12 @@
  * Unit tests for common/httpc: the response parser with every framing, fed
  * whole and in small pieces, and whole exchanges over an AF_UNIX socketpair
  * against a small scripted server thread (keep-alive, close, streamed and
- * multipart uploads, early answers, timeouts, header validation).
+ * multipart uploads, early answers, timeouts, header validation), and a
+ * few exchanges over real mutual TLS on 127.0.0.1 (certificates from our
+ * pki module) where the TLS record layer changes what httpc must do.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,8 +23,15 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "common/fs.h"
 #include "common/httpc.h"
+#include "common/log.h"
+#include "common/tls.h"
 #include "common/util.h"
+#include "pki/pki.h"
 
 /* ---- the parser ---- */
 
@@ -1118,6 +1128,299 @@ test_connect_errors(void **state)
 	assert_false(httpc_conn_usable(NULL));
 }
 
+/* ---- over mutual TLS on 127.0.0.1 ---- */
+
+static char g_home[64];
+static char g_srv_crt[128], g_srv_key[128], g_ca[128], g_m_crt[128], g_m_key[128];
+
+static int
+tls_group_setup(void **state)
+{
+	struct pki_issue_opts o;
+	static const char *const sans[] = { "127.0.0.1", "localhost" };
+	char err[256];
+
+	(void)state;
+	log_init("test_httpc", LOG_LVL_ERROR);
+	snprintf(g_home, sizeof(g_home), "/tmp/tandem-test-httpc-XXXXXX");
+	if (mkdtemp(g_home) == NULL) {
+		return -1;
+	}
+	snprintf(g_ca, sizeof(g_ca), "%s/" PKI_CA_CRT, g_home);
+	snprintf(g_m_crt, sizeof(g_m_crt), "%s/" PKI_MASTER_CRT, g_home);
+	snprintf(g_m_key, sizeof(g_m_key), "%s/" PKI_MASTER_KEY, g_home);
+	snprintf(g_srv_crt, sizeof(g_srv_crt), "%s/server.crt", g_home);
+	snprintf(g_srv_key, sizeof(g_srv_key), "%s/server.key", g_home);
+	pki_issue_opts_init(&o);
+	o.name = "localhost";
+	o.role = TLS_ROLE_AGENT;
+	o.sans = sans;
+	o.n_sans = ARRAY_LEN(sans);
+	o.key_out = g_srv_key;
+	o.cert_out = g_srv_crt;
+	if (pki_init(g_home, NULL, err, sizeof(err)) != 0 ||
+	    pki_issue(g_home, &o, err, sizeof(err)) != 0) {
+		fprintf(stderr, "test pki: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tls_group_teardown(void **state)
+{
+	(void)state;
+	return g_home[0] != '\0' ? fs_rmtree(g_home) : 0;
+}
+
+enum tsrv_mode {
+	TSRV_ANSWER,    /* read one request head, answer 200, wait for the client to go */
+	TSRV_EARLY_413, /* read the head, answer 413, then neither read nor close */
+};
+
+struct tsrv {
+	enum tsrv_mode mode;
+	struct tls_ctx *ctx;
+	int lfd;
+	int done[2]; /* the test writes a byte when the client is finished */
+	int port;
+	pthread_t th;
+	int accepted; /* the TLS handshake succeeded */
+	char head[4096];
+};
+
+/* Read a request head over TLS into T->head: 0, or -1. */
+static int
+tsrv_read_head(struct tsrv *t, struct tls_conn *c)
+{
+	size_t len = 0;
+	char err[128];
+
+	while (len + 1 < sizeof(t->head)) {
+		ssize_t n = tls_read_deadline(c, t->head + len, 1, mono_ms() + 10000, err, sizeof(err));
+		if (n <= 0) {
+			return -1;
+		}
+		len += (size_t)n;
+		t->head[len] = '\0';
+		if (len >= 4 && memcmp(t->head + len - 4, "\r\n\r\n", 4) == 0) {
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void *
+tsrv_main(void *arg)
+{
+	struct tsrv *t = arg;
+	struct tls_conn *c = NULL;
+	struct tls_identity id;
+	struct pollfd pfd = { .fd = t->done[0], .events = POLLIN, .revents = 0 };
+	char err[256];
+	int fd = accept4(t->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		return NULL;
+	}
+	if (tls_accept(t->ctx, fd, &c, &id, err, sizeof(err)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	t->accepted = 1;
+	if (tsrv_read_head(t, c) == 0) {
+		const char *resp = t->mode == TSRV_ANSWER
+		    ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+		    : "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig\n";
+		if (tls_write_all_deadline(c, resp, strlen(resp), mono_ms() + 10000, err,
+			sizeof(err)) == 0) {
+			/* Bounded: the test always signals. */
+			(void)poll(&pfd, 1, 20000);
+		}
+	}
+	tls_close(c);
+	return NULL;
+}
+
+static void
+tsrv_start(struct tsrv *t, enum tsrv_mode mode)
+{
+	struct tls_opts o;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	char err[256];
+
+	memset(t, 0, sizeof(*t));
+	t->mode = mode;
+	tls_opts_init(&o);
+	o.ca_file = g_ca;
+	o.cert_file = g_srv_crt;
+	o.key_file = g_srv_key;
+	if (tls_server_new(&o, &t->ctx, err, sizeof(err)) != 0) {
+		fail_msg("tls_server_new: %s", err);
+	}
+	assert_int_equal(pipe2(t->done, O_CLOEXEC), 0);
+	t->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(t->lfd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(t->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(t->lfd, 4), 0);
+	assert_int_equal(getsockname(t->lfd, (struct sockaddr *)&sa, &sl), 0);
+	t->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&t->th, NULL, tsrv_main, t), 0);
+}
+
+static void
+tsrv_finish(struct tsrv *t)
+{
+	assert_int_equal(write(t->done[1], "x", 1), 1);
+	assert_int_equal(pthread_join(t->th, NULL), 0);
+	close(t->done[0]);
+	close(t->done[1]);
+	close(t->lfd);
+	tls_ctx_free(t->ctx);
+}
+
+static struct tls_ctx *
+client_ctx(void)
+{
+	struct tls_opts o;
+	struct tls_ctx *ctx = NULL;
+	char err[256];
+
+	tls_opts_init(&o);
+	o.ca_file = g_ca;
+	o.cert_file = g_m_crt;
+	o.key_file = g_m_key;
+	if (tls_client_new(&o, &ctx, err, sizeof(err)) != 0) {
+		fail_msg("tls_client_new: %s", err);
+	}
+	return ctx;
+}
+
+static void
+tls_target(struct httpc_target *t, const struct tsrv *s, char *port, size_t portlen)
+{
+	httpc_target_init(t);
+	snprintf(port, portlen, "%d", s->port);
+	t->host = "127.0.0.1";
+	t->port = port;
+	t->io_timeout_ms = 10000;
+}
+
+static void
+test_tls_fetch_identity_and_pin(void **state)
+{
+	struct tls_ctx *cli = client_ctx();
+	struct httpc_target t;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	struct tsrv s;
+	char port[8];
+	char fp[TLS_FP_HEX_LEN + 1];
+	char wrong[TLS_FP_HEX_LEN + 1];
+	char err[512];
+
+	(void)state;
+	assert_int_equal(pki_fingerprint_file(g_srv_crt, fp, err, sizeof(err)), 0);
+
+	/* httpc_fetch: one exchange with Connection: close, pinned to the server's leaf. */
+	tsrv_start(&s, TSRV_ANSWER);
+	tls_target(&t, &s, port, sizeof(port));
+	t.pin_fp = fp;
+	if (httpc_fetch(cli, &t, "GET", "/health", NULL, NULL, 0, &r, err, sizeof(err)) != 0) {
+		fail_msg("fetch: %s", err);
+	}
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "hello");
+	assert_int_equal(r.keep_alive, 0);
+	httpc_response_free(&r);
+	tsrv_finish(&s);
+	assert_non_null(strstr(s.head, "GET /health HTTP/1.1\r\n"));
+	assert_non_null(strstr(s.head, "\r\nHost: 127.0.0.1:"));
+	assert_non_null(strstr(s.head, "\r\nConnection: close\r\n"));
+
+	/* The verified server identity is available on the connection. */
+	tsrv_start(&s, TSRV_ANSWER);
+	tls_target(&t, &s, port, sizeof(port));
+	if (httpc_connect(cli, &t, &c, err, sizeof(err)) != 0) {
+		fail_msg("connect: %s", err);
+	}
+	const struct tls_identity *id = httpc_conn_server_identity(c);
+	assert_non_null(id);
+	assert_string_equal(id->fingerprint, fp);
+	assert_string_equal(id->cn, "localhost");
+	httpc_close(c);
+	tsrv_finish(&s);
+
+	/* A wrong pin fails closed, naming both fingerprints; nothing is sent. */
+	memset(wrong, 'a', TLS_FP_HEX_LEN);
+	wrong[TLS_FP_HEX_LEN] = '\0';
+	tsrv_start(&s, TSRV_ANSWER);
+	tls_target(&t, &s, port, sizeof(port));
+	t.pin_fp = wrong;
+	c = NULL;
+	assert_int_equal(httpc_connect(cli, &t, &c, err, sizeof(err)), -1);
+	assert_null(c);
+	assert_non_null(strstr(err, "does not match the pinned"));
+	assert_non_null(strstr(err, fp));
+	tsrv_finish(&s);
+	assert_string_equal(s.head, "");
+
+	/* The hostname is checked when given. */
+	tsrv_start(&s, TSRV_ANSWER);
+	tls_target(&t, &s, port, sizeof(port));
+	t.sni_hostname = "other.example";
+	assert_int_equal(httpc_connect(cli, &t, &c, err, sizeof(err)), -1);
+	assert_true(strncmp(err, "TLS handshake", 13) == 0);
+	tsrv_finish(&s);
+	tls_ctx_free(cli);
+}
+
+static void
+test_tls_early_answer_while_blocked(void **state)
+{
+	/* Larger than both loopback socket buffers: the upload must stall. */
+	const size_t size = 48 * 1024 * 1024;
+	struct tls_ctx *cli = client_ctx();
+	struct httpc_target t;
+	struct httpc_conn *c = NULL;
+	struct httpc_response r;
+	struct tsrv s;
+	char port[8];
+	char err[512];
+	int fd = tmpfile_with(size, 5);
+	int64_t t0;
+
+	(void)state;
+	tsrv_start(&s, TSRV_EARLY_413);
+	tls_target(&t, &s, port, sizeof(port));
+	if (httpc_connect(cli, &t, &c, err, sizeof(err)) != 0) {
+		fail_msg("connect: %s", err);
+	}
+	/*
+	 * The server answers 413 after the head and stops reading without
+	 * closing. The stalled TLS write must read the answer (with an
+	 * mbedTLS write pending) instead of waiting for the 10 s I/O timeout.
+	 */
+	t0 = mono_ms();
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
+		sizeof(err)) != 0) {
+		fail_msg("early answer over TLS: %s", err);
+	}
+	assert_int_equal(r.status, 413);
+	assert_string_equal(r.body, "big\n");
+	assert_true(mono_ms() - t0 < 5000);
+	assert_false(httpc_conn_usable(c));
+	httpc_response_free(&r);
+	httpc_close(c);
+	tsrv_finish(&s);
+	close(fd);
+	tls_ctx_free(cli);
+}
+
 int
 main(void)
 {
@@ -1145,5 +1448,11 @@ main(void)
 		cmocka_unit_test(test_connect_errors),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest tls_tests[] = {
+		cmocka_unit_test(test_tls_fetch_identity_and_pin),
+		cmocka_unit_test(test_tls_early_answer_while_blocked),
+	};
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	return failed + cmocka_run_group_tests(tls_tests, tls_group_setup, tls_group_teardown);
 }
