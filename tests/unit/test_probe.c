@@ -430,6 +430,7 @@ test_stale_forever_fails_at_deadline(void **state)
 	script_reset(&e->sc);
 	e->sc.bad_until = INT_MAX;
 	o.expect_version = NULL;
+	o.deadline_ms = 500;
 	assert_int_equal(probe_run(&o, &r), -1);
 	assert_non_null(strstr(r.reason, "release.sha256 is " SHA_OLD));
 	probe_result_free(&r);
