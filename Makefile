@@ -184,7 +184,8 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 		--inline-suppr --suppress=missingIncludeSystem -D__GNUC__ -DTANDEM_VERSION='"lint"' \
 		-I. common pki master agent updater tests/tools
-	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater tests bench -name '*.[ch]'); then \
+	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater tests bench -name '*.[ch]') \
+		| grep -vE '^[^:]+:[0-9]+:\s*(\*|/\*|//)'; then \
 		echo "lint: banned function used (STYLE.md 15)"; exit 1; fi
 	@echo "lint: ok"
 
