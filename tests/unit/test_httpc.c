@@ -1097,6 +1097,14 @@ test_response_limits_on_wire(void **state)
 	assert_int_equal(r.status, 204);
 	assert_true(httpc_conn_usable(c));
 	httpc_response_free(&r);
+	/* A chunked answer with a trailer ends exactly at its last CRLF: reusable. */
+	s.canned = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "2;x=y\r\nab\r\n1\r\nc\r\n0\r\nX-Sum: 3\r\n\r\n";
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.body, "abc");
+	assert_int_equal(r.keep_alive, 1);
+	assert_true(httpc_conn_usable(c));
+	httpc_response_free(&r);
 	/* Bytes beyond the answer: not reusable. */
 	s.canned = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxSURPLUS";
 	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
