@@ -406,18 +406,51 @@ fs_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+/* Where a directory lives: its device and, when the kernel says, its mount. */
+struct fs_mount_id {
+	dev_t dev;
+	uint64_t mnt;
+	int has_mnt;
+};
+
+static void
+fs_mount_id_of(int fd, const struct stat *st, struct fs_mount_id *id)
+{
+	struct statx sx;
+
+	id->dev = st->st_dev;
+	id->mnt = 0;
+	id->has_mnt = 0;
+	/* A bind mount of the same file system keeps st_dev: only the mount id tells. */
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) == 0 &&
+	    (sx.stx_mask & STATX_MNT_ID) != 0) {
+		id->mnt = sx.stx_mnt_id;
+		id->has_mnt = 1;
+	}
+}
+
+static int
+fs_same_mount(const struct fs_mount_id *a, const struct fs_mount_id *b)
+{
+	if (a->dev != b->dev) {
+		return 0;
+	}
+	return !(a->has_mnt && b->has_mnt && a->mnt != b->mnt);
+}
+
 /*
  * Remove NAME in directory PFD. DTYPE is readdir's hint (DT_UNKNOWN when
- * there is none). ROOTDEV is the device of the tree's top (NULL at the top,
- * which records it).
+ * there is none). ROOT identifies the mount of the tree's top (NULL at the
+ * top, which records it).
  */
 static int
-fs_rm_entry(int pfd, const char *name, unsigned char dtype, dev_t *rootdev, int depth)
+fs_rm_entry(int pfd, const char *name, unsigned char dtype, const struct fs_mount_id *root,
+    int depth)
 {
 	struct stat st;
 	DIR *d = NULL;
 	int fd = -1, rc = -1, saved;
-	dev_t dev;
+	struct fs_mount_id here;
 
 	if (dtype != DT_UNKNOWN && dtype != DT_DIR) {
 		if (unlinkat(pfd, name, 0) == 0 || errno == ENOENT) {
@@ -452,10 +485,10 @@ fs_rm_entry(int pfd, const char *name, unsigned char dtype, dev_t *rootdev, int 
 	if (fstat(fd, &st) != 0) {
 		goto out;
 	}
-	if (rootdev == NULL) {
-		dev = st.st_dev;
-		rootdev = &dev;
-	} else if (st.st_dev != *rootdev) {
+	fs_mount_id_of(fd, &st, &here);
+	if (root == NULL) {
+		root = &here;
+	} else if (!fs_same_mount(root, &here)) {
 		errno = EXDEV;
 		goto out;
 	}
@@ -476,7 +509,7 @@ fs_rm_entry(int pfd, const char *name, unsigned char dtype, dev_t *rootdev, int 
 		if (fs_is_dot_or_dotdot(de->d_name)) {
 			continue;
 		}
-		if (fs_rm_entry(dirfd(d), de->d_name, de->d_type, rootdev, depth + 1) != 0) {
+		if (fs_rm_entry(dirfd(d), de->d_name, de->d_type, root, depth + 1) != 0) {
 			goto out;
 		}
 	}

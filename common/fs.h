@@ -83,8 +83,9 @@ int fs_mkdir_p(const char *path, mode_t mode) WUR;
  * Remove PATH and everything below it without following any symlink: a
  * symlink (including PATH itself, trailing slashes ignored) is unlinked,
  * never traversed. Only PATH's parent components are resolved normally.
- * A missing PATH is success. Refuses to descend into another file system
- * (EXDEV) or deeper than FS_RMTREE_MAX_DEPTH (ELOOP); "/", "." and ".." as
+ * A missing PATH is success. Refuses to descend into another mount, bind
+ * mounts of the same file system included (EXDEV), or deeper than
+ * FS_RMTREE_MAX_DEPTH (ELOOP); "/", "." and ".." as
  * the last component are refused (EINVAL). On failure part of the tree may
  * already be gone.
  */

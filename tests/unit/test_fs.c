@@ -850,6 +850,22 @@ test_rmtree_other_fs(void **state)
 	assert_content(p, "other", 5);
 	assert_int_equal(umount2(f->mnt, MNT_DETACH), 0);
 	f->mounted = 0;
+
+	/* A bind mount of a directory on the same file system (same st_dev). */
+	setup_outside(f);
+	assert_int_equal(mount(f->out, f->mnt, NULL, MS_BIND, NULL), 0);
+	f->mounted = 1;
+	struct stat a, b;
+	assert_int_equal(stat(f->mnt, &a), 0);
+	assert_int_equal(stat(f->dir, &b), 0);
+	assert_true(a.st_dev == b.st_dev);
+	pj(p, sizeof(p), f->dir, "tree");
+	errno = 0;
+	assert_int_equal(fs_rmtree(p), -1);
+	assert_int_equal(errno, EXDEV);
+	assert_int_equal(umount2(f->mnt, MNT_DETACH), 0);
+	f->mounted = 0;
+	assert_outside_intact(f);
 }
 
 /* ---- rename, symlink flips ---- */
