@@ -636,6 +636,10 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 		p++;
 	}
 	*keylen = (size_t)(p - *key);
+	if (*keylen == 0) {
+		config_err(why, whylen, "missing key before '='");
+		return -1;
+	}
 	while (config_is_blank(*p)) {
 		p++;
 	}

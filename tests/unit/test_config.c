@@ -290,7 +290,8 @@ test_format_refused(void **state)
 	ASSERT_LOAD_FAILS(f, "workers\n", "expected 'key = value'");
 	ASSERT_LOAD_FAILS(f, "workers 5\n", "expected 'key = value'");
 	ASSERT_LOAD_FAILS(f, "workers : 5\n", "expected 'key = value'");
-	ASSERT_LOAD_FAILS(f, "= 5\n", "unknown key ''");
+	ASSERT_LOAD_FAILS(f, "= 5\n", "t.conf:1: missing key before '='");
+	ASSERT_LOAD_FAILS(f, "  =\n", "missing key");
 	ASSERT_LOAD_FAILS(f, "\n\nbogus = 1\n", "t.conf:3: unknown key 'bogus'");
 	ASSERT_LOAD_FAILS(f, "workers = 5\n# x\nworkers = 5\n",
 	    "t.conf:3: duplicate key 'workers' (first set on line 1)");
