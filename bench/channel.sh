@@ -60,7 +60,7 @@ leaf() {
 # --- tandem-testd: started as a coprocess, its READY line read (no polling) ---
 PORT=
 start_testd() {
-	coproc TESTD_CO { exec env ${TESTD_PRELOAD:+LD_PRELOAD=$TESTD_PRELOAD} "$TESTD" --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/server.crt" \
+	coproc TESTD_CO { exec env "$TESTD" --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/server.crt" \
 		--key "$WORK/pki/server.key" --max-conns 512 --max-per-ip 512 2>>"$WORK/testd.log"; }
 	TESTD_PID=$TESTD_CO_PID
 	local line
@@ -121,45 +121,6 @@ for mode in new reuse; do
 	echo "handshakes $mode, openssl s_time client: median $(printf '%s\n' "${rates[@]}" | median)/s (runs: ${rates[*]})"
 done
 stop_testd
-
-# --- diagnostic: the same server with TCP_NODELAY forced on accepted sockets ---
-# common/httpd does not set TCP_NODELAY, so mbedTLS's small handshake writes
-# (one per message) meet Nagle + delayed ACK. An accept4() interposer shows
-# what setting it would change; when httpd sets it, both lines agree.
-if command -v cc >/dev/null; then
-	cat >"$WORK/nodelay.c" <<'EOS'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-int accept4(int fd, struct sockaddr *a, socklen_t *l, int fl)
-{
-	int (*real)(int, struct sockaddr *, socklen_t *, int) =
-	    (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
-	int one = 1, r = real(fd, a, l, fl);
-	if (r >= 0)
-		setsockopt(r, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return r;
-}
-int accept(int fd, struct sockaddr *a, socklen_t *l) { return accept4(fd, a, l, 0); }
-EOS
-	cc -shared -fPIC -o "$WORK/nodelay.so" "$WORK/nodelay.c" -ldl
-	for preload in "" "$WORK/nodelay.so"; do
-		TESTD_PRELOAD=$preload start_testd
-		rates=()
-		for _ in $(seq "$HS_RUNS"); do
-			out=$("$HS" --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/master.crt" --key "$WORK/pki/master.key" \
-				--threads 1 --seconds "$HS_SECONDS" "127.0.0.1:$PORT")
-			rates+=("$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$out")")
-		done
-		stop_testd
-		label="as built"
-		[ -n "$preload" ] && label="with TCP_NODELAY forced"
-		echo "handshakes full, 1 thread, server $label:" \
-			"median $(printf '%s\n' "${rates[@]}" | median)/s (runs: ${rates[*]})"
-	done
-fi
 
 # --- uploads: a fresh server per run so VmHWM is this upload's peak ---
 FILE=$WORK/upload.bin
