@@ -320,6 +320,34 @@ def test_probe_failure_rolls_back(host, releases, kind):
     assert hist["history"][-1]["result"] == "rolled_back"
 
 
+def test_push_with_our_client(host, releases, pki):
+    """common/httpc (tandem-testc) pushes, pinning the updater's certificate."""
+    v1 = releases.get("1.0.0")
+
+    def testc(*args, pin=None):
+        argv = [bin_path("tandem-testc"), "--ca", pki.ca_crt, "--cert", pki.master[0],
+                "--key", pki.master[1], "--timeout-ms", "60000"]
+        if pin:
+            argv += ["--pin", pin]
+        argv += list(args) + ["127.0.0.1:%d" % host.port, "/update"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=90)
+
+    good_pin = pki.fingerprint(pki.updater[0])
+    r = testc("--multipart-file", v1, "--file-field", "tarball", "--field", "sha=by testc",
+              "--field", "sha256=" + sha256_file(v1), pin=good_pin)
+    assert r.returncode == 0, r.stderr
+    first, _, body = r.stdout.partition("\n")
+    assert first == "status=200", r.stdout
+    assert json.loads(body)["release"]["sha"] == "by testc"
+    assert host.agent_health()["release"]["sha"] == "by testc"
+    # A wrong pin: refused by our client before anything is sent.
+    before = host.snapshot()
+    r = testc("--multipart-file", v1, "--file-field", "tarball", "--field",
+              "sha256=" + sha256_file(v1), pin="0" * 64)
+    assert r.returncode == 1 and "pin" in r.stderr.lower(), r.stderr
+    assert host.snapshot() == before
+
+
 def test_first_install_failure(host, releases):
     bad = releases.get("3.0.0", "exit-at-once")
     st, _, body = host.push(bad)
