@@ -1358,6 +1358,120 @@ out:
 	return adopted;
 }
 
+/* ---- a seed tarball for a fresh install ---- */
+
+/*
+ * Install SEED (a release tarball on the local disk) as the first release:
+ * the same rules as a push (extraction, manifest, preflight, switch, probe),
+ * without a digest to compare against (the operator handed us the file).
+ * Returns 0 when it is active and healthy, -1 with ERR otherwise (nothing
+ * is left installed then).
+ */
+static int
+api_seed(struct api *a, const char *seed, char *err, size_t errlen)
+{
+	struct journal_op op;
+	struct extract_limits lim;
+	struct extract *x = NULL;
+	struct release_info ri;
+	struct manifest m;
+	cJSON *tree = NULL;
+	char buf[64 * 1024], digest[65], reason[600], e2[256];
+	char *out = NULL, *body = NULL;
+	enum extract_status st;
+	uint64_t gen = 0;
+	ssize_t n;
+	int fd = -1, staged = 0, rc = -1;
+
+	memset(&op, 0, sizeof(op));
+	if (store_update_begin(&a->store, &op, "", "seed", err, errlen) != 0) {
+		return -1;
+	}
+	staged = 1;
+	lim.max_unpacked = (uint64_t)a->cfg->max_unpacked;
+	lim.max_entries = (uint64_t)a->cfg->max_entries;
+	lim.min_free = (uint64_t)a->cfg->min_free;
+	fd = open(seed, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		api_fmt(err, errlen, "open %s: %s", seed, strerror(errno));
+		goto out;
+	}
+	if (extract_begin(STORE_STAGING_REL, &lim, &x, err, errlen) != 0) {
+		goto out;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (extract_feed(x, buf, (size_t)n) != 0) {
+			break;
+		}
+	}
+	if (n < 0) {
+		api_fmt(err, errlen, "read %s: %s", seed, strerror(errno));
+		goto out;
+	}
+	st = extract_finish(x, digest, NULL, NULL, err, errlen);
+	x = NULL;
+	if (st != EXTRACT_OK || api_read_manifest(a, "active.new", &m, &tree, err, errlen) != 0) {
+		goto out;
+	}
+	memset(&ri, 0, sizeof(ri));
+	memcpy(ri.id, op.id, sizeof(ri.id));
+	api_fmt(ri.sha, sizeof(ri.sha), "seed");
+	memcpy(ri.sha256, digest, sizeof(ri.sha256));
+	memcpy(ri.version, m.version, sizeof(ri.version));
+	memcpy(ri.name, m.name, sizeof(ri.name));
+	iso8601_utc(time(NULL), ri.installed_at, sizeof(ri.installed_at));
+	api_fmt(ri.installed_by, sizeof(ri.installed_by), "seed");
+	out = calloc(1, API_PREFLIGHT_OUT);
+	if (out == NULL || store_release_write(&a->store, "active.new", &ri) != 0) {
+		api_fmt(err, errlen, "write release.json: %s", strerror(errno));
+		goto out;
+	}
+	if (api_preflight(a, &m, out, API_PREFLIGHT_OUT, err, errlen) != 0) {
+		goto out;
+	}
+	memcpy(op.sha256, digest, sizeof(op.sha256));
+	if (store_update_switch(&a->store, &op, err, errlen) != 0) {
+		if (store_update_restore(&a->store, &op, e2, sizeof(e2)) != 0) {
+			log_warnx("seed: restore: %s", e2);
+		}
+		staged = 0;
+		goto out;
+	}
+	staged = 0;
+	if (api_agent_start(a, &gen, err, errlen) == 0 &&
+	    api_probe(a, gen, &ri, &body, reason, sizeof(reason))) {
+		if (store_update_commit(&a->store, &op, err, errlen) != 0) {
+			log_warnx("seed: commit: %s", err);
+		}
+		log_info("seed %s: %s (%s) is active", seed, ri.version, ri.sha256);
+		rc = 0;
+		goto out;
+	}
+	if (gen != 0) {
+		api_fmt(err, errlen, "seed release failed its probe: %s", reason);
+	}
+	if (supervisor_stop(a->sv, e2, sizeof(e2)) != 0) {
+		log_warnx("seed: stop agent: %s", e2);
+	}
+	if (store_update_restore(&a->store, &op, e2, sizeof(e2)) != 0) {
+		log_warnx("seed: restore: %s", e2);
+	}
+out:
+	if (x != NULL) {
+		extract_abort(x);
+	}
+	if (staged && store_update_abort(&a->store, &op, e2, sizeof(e2)) != 0) {
+		log_warnx("seed: cleanup: %s", e2);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	cJSON_Delete(tree);
+	free(out);
+	free(body);
+	return rc;
+}
+
 /* ---- lifecycle ---- */
 
 int
@@ -1430,7 +1544,7 @@ fail:
 }
 
 int
-api_start(struct api *a, char *err, size_t errlen)
+api_start(struct api *a, const char *seed, char *err, size_t errlen)
 {
 	const struct updater_config *cfg = a->cfg;
 	const unsigned master = TLS_ROLEBIT(TLS_ROLE_MASTER);
@@ -1444,22 +1558,29 @@ api_start(struct api *a, char *err, size_t errlen)
 		    rb_end, upd_cleanup, a },
 	};
 	struct httpd_opts ho;
+	struct release_info ri;
 	uint64_t gen;
 	char serr[256];
+	int have_active;
 
 	_Static_assert(sizeof(routes) == sizeof(a->routes), "route table size");
 	memcpy(a->routes, routes, sizeof(a->routes));
-	/* The spec first: an adopted agent that dies is restarted from it. */
-	if (store_release_read(&a->store, "active", &(struct release_info){ 0 }, serr,
-		sizeof(serr)) == 1 &&
-	    api_agent_spec(a, serr, sizeof(serr)) != 0) {
-		log_warnx("agent: %s", serr);
-	}
-	if (!api_adopt(a) && store_release_read(&a->store, "active", &(struct release_info){ 0 },
-				 serr, sizeof(serr)) == 1) {
-		if (api_agent_start(a, &gen, serr, sizeof(serr)) != 0) {
+	have_active = store_release_read(&a->store, "active", &ri, serr, sizeof(serr)) == 1;
+	if (seed != NULL && !have_active) {
+		/* The seeded agent runs and passed its probe: nothing to adopt or start. */
+		if (api_seed(a, seed, err, errlen) != 0) {
+			return -1;
+		}
+	} else if (have_active) {
+		/* The spec first: an adopted agent that dies is restarted from it. */
+		if (api_agent_spec(a, serr, sizeof(serr)) != 0) {
 			log_warnx("agent: %s", serr);
 		}
+		if (!api_adopt(a) && api_agent_start(a, &gen, serr, sizeof(serr)) != 0) {
+			log_warnx("agent: %s", serr);
+		}
+	} else {
+		api_adopt(a); /* no release: an agent left behind can only be a stray */
 	}
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;

@@ -72,12 +72,14 @@ struct api;
 int api_new(const struct updater_config *cfg, struct api **out, char *err, size_t errlen) WUR;
 
 /*
- * Adopt the agent an earlier updater left running (verified pid, start time
- * and executable) or start it from `current`, then start serving. Returns 0,
- * or -1 with ERR (only failures to serve are fatal; an agent that will not
- * start is reported in /health and retried by the supervisor).
+ * When SEED (a release tarball path, may be NULL) is given and no release is
+ * installed, install it first (the push pipeline without the HTTP part; a
+ * failure is fatal). Then adopt the agent an earlier updater left running
+ * (verified pid, start time and executable) or start it from `current`, and
+ * start serving. Returns 0, or -1 with ERR (an agent that will not start is
+ * not fatal: it is reported in /health and retried by the supervisor).
  */
-int api_start(struct api *a, char *err, size_t errlen) WUR;
+int api_start(struct api *a, const char *seed, char *err, size_t errlen) WUR;
 
 /* The port the server listens on (after api_start). */
 int api_port(const struct api *a);

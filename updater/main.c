@@ -2,10 +2,12 @@
  * tandem-updater: supervise the agent, install pushed releases, roll back.
  *
  *   tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]
+ *                  [--seed TARBALL]   (installed first when no release is)
  *                  [-n | --self-test | --print-config | --version]
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,7 @@ usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]\n"
+	    "                      [--seed TARBALL]\n"
 	    "                      [-n | --self-test | --print-config | --version | --help]\n");
 }
 
@@ -73,7 +76,7 @@ self_test(const struct updater_config *cfg, char *err, size_t errlen)
 }
 
 static int
-run(const struct updater_config *cfg)
+run(const struct updater_config *cfg, const char *seed)
 {
 	struct api *a = NULL;
 	sigset_t set;
@@ -98,7 +101,7 @@ run(const struct updater_config *cfg)
 		log_warnx("%s", err);
 		return 1;
 	}
-	if (api_start(a, err, sizeof(err)) != 0) {
+	if (api_start(a, seed, err, sizeof(err)) != 0) {
 		log_warnx("%s", err);
 		goto out;
 	}
@@ -132,6 +135,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "install-dir", required_argument, NULL, 'i' },
+		{ "seed", required_argument, NULL, 's' },
 		{ "self-test", no_argument, NULL, 'S' },
 		{ "print-config", no_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
@@ -139,9 +143,9 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct updater_config cfg;
-	const char *config_path = NULL, *listen = NULL, *install_dir = NULL;
+	const char *config_path = NULL, *listen = NULL, *install_dir = NULL, *seed = NULL;
 	enum main_action act = ACT_RUN;
-	char err[512];
+	char err[512], seed_abs[PATH_MAX];
 	int c, rc = 1;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -156,6 +160,9 @@ main(int argc, char **argv)
 			break;
 		case 'i':
 			install_dir = optarg;
+			break;
+		case 's':
+			seed = optarg;
 			break;
 		case 'n':
 			act = ACT_CHECK;
@@ -229,11 +236,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "tandem-updater: log file %s: %s\n", cfg.log_file, strerror(errno));
 		goto out;
 	}
+	/* The updater works inside its install dir: make the seed path absolute first. */
+	if (seed != NULL && realpath(seed, seed_abs) == NULL) {
+		fprintf(stderr, "tandem-updater: seed %s: %s\n", seed, strerror(errno));
+		goto out;
+	}
+	if (seed != NULL) {
+		seed = seed_abs;
+	}
 	crash_at = getenv("TANDEM_TEST_CRASH_AT");
 	if (crash_at != NULL && crash_at[0] != '\0') {
 		store_crash_hook = crash_hook;
 	}
-	rc = run(&cfg);
+	rc = run(&cfg, seed);
 out:
 	config_free(api_config_table, api_config_table_len, &cfg);
 	return rc;

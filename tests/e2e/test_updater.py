@@ -124,12 +124,13 @@ class Host:
         self.name = name
         self.start()
 
-    def start(self, env=None):
-        self.proc = Proc([bin_path("tandem-updater"), "--config", self.conf],
+    def start(self, env=None, args=(), wait=True):
+        self.proc = Proc([bin_path("tandem-updater"), "--config", self.conf] + list(args),
                          str(self.tmp / "logs"), name=self.name, env=env)
         self.procs.append(self.proc)
-        m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=20)
-        self.port = int(m.group(1))
+        if wait:
+            m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
+            self.port = int(m.group(1))
 
     def url(self, path):
         return "https://127.0.0.1:%d%s" % (self.port, path)
@@ -346,6 +347,27 @@ def test_push_with_our_client(host, releases, pki):
               "sha256=" + sha256_file(v1), pin="0" * 64)
     assert r.returncode == 1 and "pin" in r.stderr.lower(), r.stderr
     assert host.snapshot() == before
+
+
+def test_seed_tarball(host, releases):
+    """--seed installs a first release; ignored once one is installed; a bad
+    seed is a startup error that leaves nothing installed."""
+    v1, v2 = releases.get("1.0.0"), releases.get("2.0.0")
+    host.proc.stop(timeout=20)
+    bad = releases.get("3.0.0", "exit-at-once")
+    host.start(args=["--seed", bad], wait=False)
+    assert host.proc.wait(timeout=60) == 1
+    assert "probe" in host.proc.stderr()
+    assert host.slots() == {}
+    host.assert_clean()
+    host.start(args=["--seed", v1])
+    ah = host.agent_health()
+    assert ah["version"] == "1.0.0"
+    assert ah["release"] == {"sha": "seed", "sha256": sha256_file(v1)}
+    host.proc.stop(timeout=20)
+    host.start(args=["--seed", v2])
+    assert host.agent_health()["version"] == "1.0.0"
+    assert [r["version"] for r in host.get("/releases")[1]["releases"]] == ["1.0.0"]
 
 
 def test_first_install_failure(host, releases):
