@@ -264,6 +264,10 @@ def test_openssl_client_raw_request(procs, tmp_path, pki, agent_cfg):
                        capture_output=True, timeout=30)
     assert b"HTTP/1.1" not in r.stdout
     assert p.alive()
+    # SIGINT stops it as gracefully as SIGTERM.
+    p.signal(signal.SIGINT)
+    assert p.wait() == 0
+    assert "signal SIGINT: stopping" in p.stderr()
 
 
 def test_info_roles_and_mtls_refusals(procs, tmp_path, pki, agent_cfg):
