@@ -370,6 +370,26 @@ def test_seed_tarball(host, releases):
     assert [r["version"] for r in host.get("/releases")[1]["releases"]] == ["1.0.0"]
 
 
+def test_master_pins(procs, tmp_path, pki, releases):
+    """With master_fingerprints set, a CA-signed master certificate that is
+    not pinned is refused (403) and nothing is touched."""
+    other = pki.issue("master2", "tandem-master", ou="master", eku=("clientAuth",))
+    h = Host(procs, tmp_path, pki, master_fingerprints=pki.fingerprint(pki.master[0]))
+    try:
+        v1 = releases.get("1.0.0")
+        st, _, body = h.push(v1, who=other)
+        assert st == 403, body
+        assert "not pinned" in assert_detail(body)
+        assert h.slots() == {}
+        h.assert_clean()
+        st, _ = h.get("/history", who=other)
+        assert st == 403
+        st, _, body = h.push(v1)
+        assert st == 200, body
+    finally:
+        assert_clean_exit(h.proc)
+
+
 def test_first_install_failure(host, releases):
     bad = releases.get("3.0.0", "exit-at-once")
     st, _, body = host.push(bad)
