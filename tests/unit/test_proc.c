@@ -339,7 +339,20 @@ test_signals_and_fds_reset(void **state)
 	assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 	assert_int_equal(sigaction(SIGUSR1, &oldact, NULL), 0);
 	assert_non_null(strstr(out, "SigBlk:\t0000000000000000\n"));
-	assert_non_null(strstr(out, "SigIgn:\t0000000000000000\n"));
+	/*
+	 * Every signal the C library lets us touch is back to SIG_DFL. Signals
+	 * 32 and 33 are glibc-internal (SIGCANCEL, SIGSETXID): sigaction()
+	 * refuses them, so an ignored state inherited from the caller (GNU make
+	 * leaves them ignored) stays; mask those two bits out.
+	 */
+	{
+		const char *ig = strstr(out, "SigIgn:\t");
+		unsigned long long mask;
+
+		assert_non_null(ig);
+		mask = strtoull(ig + 8, NULL, 16);
+		assert_int_equal(mask & ~((1ULL << 31) | (1ULL << 32)), 0);
+	}
 
 	/* A descriptor without O_CLOEXEC does not leak; keep_fd does reach the child. */
 	leak = open("/dev/null", O_RDONLY);
