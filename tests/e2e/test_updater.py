@@ -166,6 +166,16 @@ class Host:
         assert st == 200, body
         return json.loads(body)
 
+    def wait_agent(self, version, timeout=20):
+        """Until the agent answers /health with VERSION (it may still be starting)."""
+        def ok():
+            r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", self.pki.ca_crt,
+                                "--cert", self.pki.updater[0], "--key", self.pki.updater[1],
+                                "https://127.0.0.1:%d/health" % self.agent_port],
+                               capture_output=True, text=True, timeout=30)
+            return r.returncode == 0 and json.loads(r.stdout).get("version") == version
+        wait_until(ok, timeout, "the agent to serve %s" % version)
+
     def slots(self):
         out = {}
         for slot in ("active", "prev"):
@@ -366,7 +376,7 @@ def test_seed_tarball(host, releases):
     assert ah["release"] == {"sha": "seed", "sha256": sha256_file(v1)}
     host.proc.stop(timeout=20)
     host.start(args=["--seed", v2])
-    assert host.agent_health()["version"] == "1.0.0"
+    host.wait_agent("1.0.0")
     assert [r["version"] for r in host.get("/releases")[1]["releases"]] == ["1.0.0"]
 
 
@@ -560,8 +570,6 @@ def test_disk_full(host, releases, tmp_path):
     assert st == 200, body
     host.proc.stop()
     before = host.snapshot()
-    with open(host.conf, "a") as f:
-        f.write("")
     conf = open(host.conf).read().replace("min_free = 1M", "min_free = 1T")
     with open(host.conf, "w") as f:
         f.write(conf)
@@ -628,7 +636,7 @@ def test_restart_adopts_agent(host, releases):
     os.kill(pid, 9)
     wait_until(lambda: host.health()["agent"]["pid"] not in (None, pid), 15,
                "the agent to be restarted")
-    wait_until(lambda: host.agent_health()["version"] == "1.0.0", 15, "the agent to serve")
+    host.wait_agent("1.0.0")
 
 
 def test_config_checks(tmp_path, pki):
