@@ -206,6 +206,10 @@ build-fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c updater/extract.c $(LIB_SRCS)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $< updater/extract.c $(LIB_SRCS) $(LDLIBS)
 
+build-fuzz/fuzz_updater_manifest: tests/fuzz/fuzz_updater_manifest.c updater/manifest.c $(LIB_SRCS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< updater/manifest.c $(LIB_SRCS) $(LDLIBS)
+
 # The manifest reader lives in the master's release packer.
 build-fuzz/fuzz_manifest: tests/fuzz/fuzz_manifest.c master/release_pack.c $(LIB_SRCS)
 	@mkdir -p build-fuzz

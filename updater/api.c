@@ -22,13 +22,11 @@
 #include "common/tls.h"
 #include "updater/extract.h"
 #include "updater/journal.h"
+#include "updater/manifest.h"
 #include "updater/probe.h"
 #include "updater/store.h"
 #include "updater/supervise.h"
 
-#define API_MANIFEST "manifest.json"
-#define API_MANIFEST_MAX (64 * 1024)
-#define API_MAX_PREFLIGHT_ARGS 16
 #define API_PREFLIGHT_OUT (16 * 1024)
 #define API_RETRY_AFTER "5"
 #define API_MAX_SHA_LABEL 255
@@ -264,108 +262,14 @@ api_caller(struct httpd_req *r)
 
 /* ---- manifest ---- */
 
-struct manifest {
-	char name[128];
-	char version[128];
-	char entrypoint[256];
-	const cJSON *preflight;
-};
-
-/* A relative path without "..", empty or absolute components. */
+/* Read and check releases/SLOT/manifest.json (updater/manifest). */
 static int
-api_safe_relpath(const char *p)
+api_read_manifest(struct api *a, const char *slot, struct manifest *m, char *err, size_t errlen)
 {
-	const char *c = p;
+	char dir[PATH_MAX];
 
-	if (p[0] == '\0' || p[0] == '/') {
-		return 0;
-	}
-	while (*c != '\0') {
-		const char *end = strchr(c, '/');
-		size_t n = end != NULL ? (size_t)(end - c) : strlen(c);
-
-		if (n == 0 || (n == 2 && c[0] == '.' && c[1] == '.')) {
-			return 0;
-		}
-		c += n;
-		if (*c == '/') {
-			c++;
-		}
-	}
-	return 1;
-}
-
-/* DIR/REL must resolve to an executable regular file inside DIR. */
-static int
-api_check_exec(const char *dir, const char *rel, char *err, size_t errlen)
-{
-	char p[PATH_MAX], real[PATH_MAX], realdir[PATH_MAX];
-	struct stat st;
-	size_t n;
-
-	if (!api_safe_relpath(rel)) {
-		api_fmt(err, errlen, "'%s' is not a relative path inside the release", rel);
-		return -1;
-	}
-	api_fmt(p, sizeof(p), "%s/%s", dir, rel);
-	if (realpath(dir, realdir) == NULL || realpath(p, real) == NULL) {
-		api_fmt(err, errlen, "'%s' is missing from the release", rel);
-		return -1;
-	}
-	n = strlen(realdir);
-	if (strncmp(real, realdir, n) != 0 || real[n] != '/') {
-		api_fmt(err, errlen, "'%s' resolves outside the release", rel);
-		return -1;
-	}
-	if (stat(real, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0100) == 0) {
-		api_fmt(err, errlen, "'%s' is not an executable file", rel);
-		return -1;
-	}
-	return 0;
-}
-
-/* Read SLOT's manifest. *TREE keeps the borrowed preflight array alive. */
-static int
-api_read_manifest(struct api *a, const char *slot, struct manifest *m, cJSON **tree, char *err,
-    size_t errlen)
-{
-	static const struct json_field fields[] = {
-		JSON_F_STR("name", struct manifest, name, JSON_REQUIRED, 1),
-		JSON_F_STR("version", struct manifest, version, JSON_REQUIRED, 1),
-		JSON_F_STR("entrypoint", struct manifest, entrypoint, JSON_REQUIRED, 1),
-		JSON_F_ARRAY("preflight", struct manifest, preflight, 0),
-	};
-	char p[PATH_MAX], dir[PATH_MAX], jerr[256];
-	char *buf = NULL;
-	size_t len = 0;
-	cJSON *o = NULL;
-	struct manifest tmp;
-
-	*tree = NULL;
 	api_fmt(dir, sizeof(dir), "%s/releases/%s", a->store.root, slot);
-	api_fmt(p, sizeof(p), "%s/%s", dir, API_MANIFEST);
-	if (fs_read_file(p, API_MANIFEST_MAX, &buf, &len) != 0) {
-		api_fmt(err, errlen, "release has no readable %s: %s", API_MANIFEST,
-		    strerror(errno));
-		return -1;
-	}
-	memset(&tmp, 0, sizeof(tmp));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
-	free(buf);
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 1, &tmp, jerr, sizeof(jerr)) != 0) {
-		api_fmt(err, errlen, "%s: %s", API_MANIFEST, jerr);
-		cJSON_Delete(o);
-		return -1;
-	}
-	if (api_check_exec(dir, tmp.entrypoint, jerr, sizeof(jerr)) != 0) {
-		api_fmt(err, errlen, "entrypoint: %s", jerr);
-		cJSON_Delete(o);
-		return -1;
-	}
-	*m = tmp;
-	*tree = o;
-	return 0;
+	return manifest_read(dir, m, err, errlen);
 }
 
 /*
@@ -377,41 +281,23 @@ static int
 api_preflight(struct api *a, const struct manifest *m, char *out, size_t outlen, char *err,
     size_t errlen)
 {
-	const char *argv[API_MAX_PREFLIGHT_ARGS + 6];
+	const char *argv[MANIFEST_MAX_ARGS + 6];
 	char dir[PATH_MAX], prog[PATH_MAX], jerr[256], desc[96];
 	struct proc_spec spec;
 	size_t n = 0, outn = 0;
 	int status = 0;
-	const cJSON *it;
-	const char *first = m->entrypoint;
+	const char *first = m->npreflight > 0 ? m->preflight[0] : m->entrypoint;
 
 	api_fmt(dir, sizeof(dir), "%s/releases/active.new", a->store.root);
-	if (m->preflight != NULL && cJSON_GetArraySize(m->preflight) > 0) {
-		if (cJSON_GetArraySize(m->preflight) > API_MAX_PREFLIGHT_ARGS) {
-			api_fmt(err, errlen, "preflight: too many arguments");
-			return -1;
-		}
-		cJSON_ArrayForEach(it, m->preflight) {
-			if (!cJSON_IsString(it)) {
-				api_fmt(err, errlen, "preflight: arguments must be strings");
-				return -1;
-			}
-		}
-		first = cJSON_GetArrayItem(m->preflight, 0)->valuestring;
-	}
-	if (api_check_exec(dir, first, jerr, sizeof(jerr)) != 0) {
+	if (manifest_check_exec(dir, first, jerr, sizeof(jerr)) != 0) {
 		api_fmt(err, errlen, "preflight: %s", jerr);
 		return -1;
 	}
 	api_fmt(prog, sizeof(prog), "%s/%s", dir, first);
 	argv[n++] = prog;
-	if (m->preflight != NULL && cJSON_GetArraySize(m->preflight) > 0) {
-		int i = 0;
-
-		cJSON_ArrayForEach(it, m->preflight) {
-			if (i++ > 0) {
-				argv[n++] = it->valuestring;
-			}
+	if (m->npreflight > 0) {
+		for (size_t i = 1; i < m->npreflight; i++) {
+			argv[n++] = m->preflight[i];
 		}
 	} else {
 		argv[n++] = "--self-test";
@@ -447,13 +333,12 @@ static int
 api_agent_spec(struct api *a, char *err, size_t errlen)
 {
 	struct manifest m;
-	cJSON *tree = NULL;
 	char prog[PATH_MAX];
 	const char *argv[4];
 	struct proc_spec spec;
 	int rc;
 
-	if (api_read_manifest(a, "active", &m, &tree, err, errlen) != 0) {
+	if (api_read_manifest(a, "active", &m, err, errlen) != 0) {
 		return -1;
 	}
 	/* Through `current`, so the agent finds its release dir (parent of bin/). */
@@ -471,7 +356,6 @@ api_agent_spec(struct api *a, char *err, size_t errlen)
 		spec.group = a->cfg->run_as_group[0] != '\0' ? a->cfg->run_as_group : NULL;
 	}
 	rc = supervisor_set_spec(a->sv, &spec);
-	cJSON_Delete(tree);
 	if (rc != 0) {
 		api_fmt(err, errlen, "out of memory");
 	}
@@ -922,7 +806,6 @@ upd_end(struct httpd_req *r, void *arg)
 	struct api_outcome oc;
 	struct release_info ri;
 	struct manifest m;
-	cJSON *tree = NULL;
 	char err[512], digest[65], stamp[32];
 	char *out = NULL;
 	enum extract_status st;
@@ -954,7 +837,7 @@ upd_end(struct httpd_req *r, void *arg)
 		return;
 	}
 	api_set_phase(a, "preflight");
-	if (api_read_manifest(a, "active.new", &m, &tree, err, sizeof(err)) != 0) {
+	if (api_read_manifest(a, "active.new", &m, err, sizeof(err)) != 0) {
 		upd_refuse(a, r, u, 422, err, NULL);
 		return;
 	}
@@ -969,25 +852,21 @@ upd_end(struct httpd_req *r, void *arg)
 	api_fmt(ri.installed_by, sizeof(ri.installed_by), "%s", api_caller(r));
 	if (store_release_write(&a->store, "active.new", &ri) != 0) {
 		api_fmt(err, sizeof(err), "write release.json: %s", strerror(errno));
-		cJSON_Delete(tree);
 		upd_refuse(a, r, u, errno == ENOSPC ? 507 : 500, err, NULL);
 		return;
 	}
 	out = calloc(1, API_PREFLIGHT_OUT);
 	if (out == NULL) {
-		cJSON_Delete(tree);
 		upd_refuse(a, r, u, 500, "out of memory", NULL);
 		return;
 	}
 	t = mono_ms();
 	if (api_preflight(a, &m, out, API_PREFLIGHT_OUT, err, sizeof(err)) != 0) {
-		cJSON_Delete(tree);
 		upd_refuse(a, r, u, 422, err, out);
 		free(out);
 		return;
 	}
 	free(out);
-	cJSON_Delete(tree);
 	upd_outcome_init(&oc, u, r);
 	oc.version = ri.version;
 	oc.preflight_ms = mono_ms() - t;
@@ -1315,7 +1194,7 @@ api_adopt(struct api *a)
 	};
 	struct agent_rec rec;
 	struct manifest m;
-	cJSON *o = NULL, *tree = NULL;
+	cJSON *o = NULL;
 	char p[PATH_MAX], exe[PATH_MAX], err[256];
 	char *buf = NULL;
 	size_t len = 0;
@@ -1334,7 +1213,7 @@ api_adopt(struct api *a)
 	    strcmp(rec.boot_id, a->boot_id) != 0) {
 		goto out; /* unreadable, or from before a reboot: means nothing now */
 	}
-	if (api_read_manifest(a, "active", &m, &tree, err, sizeof(err)) == 0) {
+	if (api_read_manifest(a, "active", &m, err, sizeof(err)) == 0) {
 		api_fmt(exe, sizeof(exe), "%s/current/%s", a->store.root, m.entrypoint);
 		if (supervisor_adopt(a->sv, (pid_t)rec.pid, (unsigned long long)st, exe, err,
 			sizeof(err)) == 0) {
@@ -1352,7 +1231,6 @@ api_adopt(struct api *a)
 		log_warnx("stop stray agent pid %lld: %s", (long long)rec.pid, err);
 	}
 out:
-	cJSON_Delete(tree);
 	cJSON_Delete(o);
 	free(buf);
 	return adopted;
@@ -1375,7 +1253,6 @@ api_seed(struct api *a, const char *seed, char *err, size_t errlen)
 	struct extract *x = NULL;
 	struct release_info ri;
 	struct manifest m;
-	cJSON *tree = NULL;
 	char buf[64 * 1024], digest[65], reason[600], e2[256];
 	char *out = NULL, *body = NULL;
 	enum extract_status st;
@@ -1410,7 +1287,7 @@ api_seed(struct api *a, const char *seed, char *err, size_t errlen)
 	}
 	st = extract_finish(x, digest, NULL, NULL, err, errlen);
 	x = NULL;
-	if (st != EXTRACT_OK || api_read_manifest(a, "active.new", &m, &tree, err, errlen) != 0) {
+	if (st != EXTRACT_OK || api_read_manifest(a, "active.new", &m, err, errlen) != 0) {
 		goto out;
 	}
 	memset(&ri, 0, sizeof(ri));
@@ -1466,7 +1343,6 @@ out:
 	if (fd >= 0) {
 		close(fd);
 	}
-	cJSON_Delete(tree);
 	free(out);
 	free(body);
 	return rc;
