@@ -20,6 +20,7 @@
 static const struct cli_group *const groups[] = {
 	&cli_group_pki,
 	&cli_group_release,
+	&cli_group_swarm,
 };
 
 static void

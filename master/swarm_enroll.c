@@ -1,0 +1,350 @@
+#include "master/swarm_enroll.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/tls.h"
+
+/* 4 for IPv4 literal, 6 for IPv6 literal, 0 for a name. */
+static int
+ip_family(const char *addr)
+{
+	unsigned char buf[16];
+
+	if (inet_pton(AF_INET, addr, buf) == 1) {
+		return 4;
+	}
+	if (inet_pton(AF_INET6, addr, buf) == 1) {
+		return 6;
+	}
+	return 0;
+}
+
+/* "HOST:PORT" for a config ADDR value; NAME hosts listen on all IPv4 addresses. */
+static int
+listen_addr(const char *address, int port, const char *fallback, char *buf, size_t len)
+{
+	int fam = ip_family(address);
+	int n;
+
+	if (fam == 6) {
+		n = snprintf(buf, len, "[%s]:%d", address, port);
+	} else if (fam == 4) {
+		n = snprintf(buf, len, "%s:%d", address, port);
+	} else {
+		n = snprintf(buf, len, "%s:%d", fallback, port);
+	}
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+swarm_agent_conf(const struct reg_host *h, const char *master_cn, char *buf, size_t len)
+{
+	char listen[REG_ADDRESS_MAX + 16];
+	int n;
+
+	if (listen_addr(h->address, h->agent_port, "0.0.0.0", listen, sizeof(listen)) != 0) {
+		return -1;
+	}
+	n = snprintf(buf, len,
+	    "# tandem-agent configuration for host %s, written by `tandem swarm enroll`.\n"
+	    "# Relative paths resolve against this file's directory.\n"
+	    "listen = %s\n"
+	    "ca = ca.crt\n"
+	    "cert = agent.crt\n"
+	    "key = agent.key\n"
+	    "master_cn = %s\n",
+	    h->name, listen, master_cn);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+swarm_updater_conf(const struct reg_host *h, const char *master_cn, const char *master_fp,
+    char *buf, size_t len)
+{
+	char listen[REG_ADDRESS_MAX + 16], probe[REG_ADDRESS_MAX + 16];
+	int n;
+
+	if (listen_addr(h->address, h->updater_port, "0.0.0.0", listen, sizeof(listen)) != 0 ||
+	    listen_addr(h->address, h->agent_port, "127.0.0.1", probe, sizeof(probe)) != 0) {
+		return -1;
+	}
+	n = snprintf(buf, len,
+	    "# tandem-updater configuration for host %s, written by `tandem swarm enroll`.\n"
+	    "# Relative paths resolve against this file's directory; install_dir holds\n"
+	    "# current, releases/ and state/ (point it at e.g. /var/lib/tandem instead).\n"
+	    "listen = %s\n"
+	    "install_dir = install\n"
+	    "ca = ca.crt\n"
+	    "cert = updater.crt\n"
+	    "key = updater.key\n"
+	    "master_cn = %s\n"
+	    "%s%s%s"
+	    "agent_config = agent.conf\n"
+	    "agent_probe = %s\n"
+	    "agent_pin = %s\n",
+	    h->name, listen, master_cn,
+	    master_fp[0] != '\0' ? "master_fingerprints = " : "", master_fp,
+	    master_fp[0] != '\0' ? "\n" : "", probe, h->agent_fp);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int
+join(char *buf, size_t len, const char *dir, const char *file)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, file);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Issue the ROLE certificate of host O->name into BUNDLE/BASE.{crt,key}; FP its fingerprint. */
+static int
+issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
+    enum tls_role role, const char *bundle, const char *base, char *fp, char *err,
+    size_t errlen)
+{
+	const char *sans[PKI_MAX_SANS + 1];
+	char crt[PATH_MAX], key[PATH_MAX], file[64];
+	struct pki_issue_opts io;
+	size_t n = 0, i;
+
+	pki_issue_opts_init(&io);
+	if (address != NULL && address[0] != '\0') {
+		sans[n++] = address;
+	}
+	for (i = 0; i < o->n_sans && n < PKI_MAX_SANS; i++) {
+		if (address == NULL || strcasecmp(o->sans[i], address) != 0) {
+			sans[n++] = o->sans[i];
+		}
+	}
+	snprintf(file, sizeof(file), "%s.crt", base);
+	if (join(crt, sizeof(crt), bundle, file) != 0) {
+		snprintf(err, errlen, "bundle path too long");
+		return -1;
+	}
+	snprintf(file, sizeof(file), "%s.key", base);
+	if (join(key, sizeof(key), bundle, file) != 0) {
+		snprintf(err, errlen, "bundle path too long");
+		return -1;
+	}
+	io.name = o->name;
+	io.role = role;
+	io.sans = sans;
+	io.n_sans = n;
+	io.key_out = key;
+	io.cert_out = crt;
+	if (pki_issue(home, &io, err, errlen) != 0) {
+		return -1;
+	}
+	return pki_fingerprint_file(crt, fp, err, errlen);
+}
+
+static int
+write_text(const char *bundle, const char *file, const char *text, mode_t mode, char *err,
+    size_t errlen)
+{
+	char p[PATH_MAX];
+
+	if (join(p, sizeof(p), bundle, file) != 0) {
+		snprintf(err, errlen, "bundle path too long");
+		return -1;
+	}
+	if (fs_write_atomic(p, text, strlen(text), mode) != 0) {
+		snprintf(err, errlen, "write %s: %s", p, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ca.crt and updater.conf (needs the master's identity) into BUNDLE. */
+static int
+write_updater_conf(const char *home, const struct reg_host *h, const char *master_cn,
+    const char *bundle, char *err, size_t errlen)
+{
+	char mcrt[PATH_MAX], mfp[TLS_FP_HEX_LEN + 1] = "";
+	char text[4096];
+
+	if (pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
+	    pki_fingerprint_file(mcrt, mfp, err, errlen) != 0) {
+		snprintf(err, errlen, "cannot read the master certificate %s/%s", home,
+		    PKI_MASTER_CRT);
+		return -1;
+	}
+	if (swarm_updater_conf(h, master_cn, mfp, text, sizeof(text)) != 0) {
+		snprintf(err, errlen, "updater.conf: address too long");
+		return -1;
+	}
+	return write_text(bundle, "updater.conf", text, 0644, err, errlen);
+}
+
+static int
+check_port(int *port, int def, const char *what, char *err, size_t errlen)
+{
+	if (*port == 0) {
+		*port = def;
+	}
+	if (*port < 1 || *port > 65535) {
+		snprintf(err, errlen, "%s %d: expected 1..65535", what, *port);
+		return -1;
+	}
+	return 0;
+}
+
+int
+swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
+    struct swarm_enroll_result *res, char *err, size_t errlen)
+{
+	char master_cn[PKI_CN_MAX + 1], ca_crt[PATH_MAX], ca_copy[PATH_MAX];
+	char fp[TLS_FP_HEX_LEN + 1], text[4096];
+	struct registry *reg = NULL;
+	struct reg_host *h = &res->host;
+	int rc = REG_ERR, r, agent_port = o->agent_port, updater_port = o->updater_port;
+	size_t i;
+
+	memset(res, 0, sizeof(*res));
+	if (pki_master_cn(home, master_cn, sizeof(master_cn), err, errlen) != 0) {
+		return REG_ERR;
+	}
+	if (pki_check_host_name(o->name, master_cn, err, errlen) != 0) {
+		return REG_INVALID;
+	}
+	if (!registry_name_valid(o->name)) {
+		snprintf(err, errlen, "host name '%s' is not valid in the registry", o->name);
+		return REG_INVALID;
+	}
+	if (check_port(&agent_port, REG_DEFAULT_AGENT_PORT, "--agent-port", err, errlen) != 0 ||
+	    check_port(&updater_port, REG_DEFAULT_UPDATER_PORT, "--updater-port", err,
+		errlen) != 0) {
+		return REG_INVALID;
+	}
+	if (agent_port == updater_port) {
+		snprintf(err, errlen, "the agent and updater ports must differ (both %d)", agent_port);
+		return REG_INVALID;
+	}
+	for (i = 0; i < o->n_sans; i++) {
+		if (strchr(o->sans[i], '@') != NULL || o->sans[i][0] == '\0') {
+			snprintf(err, errlen, "--san '%s' is not a DNS name or IP address", o->sans[i]);
+			return REG_INVALID;
+		}
+	}
+	if (o->address != NULL &&
+	    (o->address[0] == '\0' || strlen(o->address) > REG_ADDRESS_MAX ||
+		strpbrk(o->address, "@/ []") != NULL)) {
+		snprintf(err, errlen, "--address '%s' is not a host name or IP address", o->address);
+		return REG_INVALID;
+	}
+	if (o->out != NULL) {
+		if (snprintf(res->bundle, sizeof(res->bundle), "%s", o->out) >=
+		    (int)sizeof(res->bundle)) {
+			snprintf(err, errlen, "--out path too long");
+			return REG_INVALID;
+		}
+	} else if (snprintf(res->bundle, sizeof(res->bundle), "%s/hosts/%s", home, o->name) >=
+	    (int)sizeof(res->bundle)) {
+		snprintf(err, errlen, "home path too long");
+		return REG_INVALID;
+	}
+	if (pki_path(home, PKI_CA_CRT, ca_crt, sizeof(ca_crt)) != 0 ||
+	    join(ca_copy, sizeof(ca_copy), res->bundle, "ca.crt") != 0) {
+		snprintf(err, errlen, "path too long");
+		return REG_INVALID;
+	}
+	if (access(ca_crt, R_OK) != 0) {
+		snprintf(err, errlen, "no CA in %s: run 'tandem pki init' first", home);
+		return REG_ERR;
+	}
+	r = registry_open(home, &reg, err, errlen);
+	if (r != REG_OK) {
+		return r;
+	}
+	r = registry_get_host(reg, o->name, h, err, errlen);
+	if (r == REG_OK) {
+		/* Only `enroll --updater NAME` on a host without an updater identity. */
+		if (!o->updater || h->updater_fp[0] != '\0') {
+			snprintf(err, errlen, "host '%s' is already enrolled%s", h->name,
+			    h->updater_fp[0] != '\0' ? " (with an updater identity)" : "");
+			rc = REG_EXISTS;
+			goto out;
+		}
+		if ((o->address != NULL && strcasecmp(o->address, h->address) != 0) ||
+		    (o->agent_port != 0 && o->agent_port != h->agent_port) ||
+		    (o->updater_port != 0 && o->updater_port != h->updater_port)) {
+			snprintf(err, errlen, "host '%s' is enrolled with address %s, ports %d/%d: "
+					      "adding the updater identity cannot change them",
+			    h->name, h->address, h->agent_port, h->updater_port);
+			rc = REG_INVALID;
+			goto out;
+		}
+		if (h->decommissioned_at != 0) {
+			snprintf(err, errlen, "host '%s' is decommissioned", h->name);
+			rc = REG_INVALID;
+			goto out;
+		}
+		if (fs_mkdir_p(res->bundle, 0700) != 0) {
+			snprintf(err, errlen, "create %s: %s", res->bundle, strerror(errno));
+			goto out;
+		}
+		if (issue(home, o, h->address, TLS_ROLE_UPDATER, res->bundle, "updater", fp, err,
+			errlen) != 0 ||
+		    fs_copy_file(ca_crt, ca_copy, 0644) != 0 ||
+		    write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0) {
+			goto out;
+		}
+		rc = registry_set_updater_fp(reg, h->name, fp, err, errlen);
+		if (rc == REG_OK) {
+			snprintf(h->updater_fp, sizeof(h->updater_fp), "%s", fp);
+			res->added_updater_only = 1;
+		}
+		goto out;
+	}
+	if (r != REG_NOTFOUND) {
+		rc = r;
+		goto out;
+	}
+	if (o->address == NULL) {
+		snprintf(err, errlen, "--address is required to enroll a new host");
+		rc = REG_INVALID;
+		goto out;
+	}
+	memset(h, 0, sizeof(*h));
+	snprintf(h->name, sizeof(h->name), "%s", o->name);
+	snprintf(h->address, sizeof(h->address), "%s", o->address);
+	snprintf(h->notes, sizeof(h->notes), "%s", o->notes != NULL ? o->notes : "");
+	h->agent_port = agent_port;
+	h->updater_port = updater_port;
+	if (fs_mkdir_p(res->bundle, 0700) != 0) {
+		snprintf(err, errlen, "create %s: %s", res->bundle, strerror(errno));
+		goto out;
+	}
+	if (issue(home, o, o->address, TLS_ROLE_AGENT, res->bundle, "agent", h->agent_fp, err,
+		errlen) != 0) {
+		goto out;
+	}
+	if (o->updater && issue(home, o, o->address, TLS_ROLE_UPDATER, res->bundle, "updater",
+			      h->updater_fp, err, errlen) != 0) {
+		goto out;
+	}
+	if (fs_copy_file(ca_crt, ca_copy, 0644) != 0) {
+		snprintf(err, errlen, "copy the CA certificate to %s: %s", ca_copy, strerror(errno));
+		goto out;
+	}
+	if (swarm_agent_conf(h, master_cn, text, sizeof(text)) != 0) {
+		snprintf(err, errlen, "agent.conf: address too long");
+		goto out;
+	}
+	if (write_text(res->bundle, "agent.conf", text, 0644, err, errlen) != 0 ||
+	    (o->updater && write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0)) {
+		goto out;
+	}
+	rc = registry_add_host(reg, h, err, errlen);
+out:
+	registry_close(reg);
+	return rc;
+}

@@ -1,0 +1,616 @@
+#include "master/swarm_push.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mbedtls/sha256.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cJSON.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "pki/pki.h"
+
+/* How long --include-self waits for the restarted updater to report its version. */
+#define SWARM_SELF_CONFIRM_MS 60000
+#define SWARM_SELF_POLL_MS 200
+/* Status probes: short, an operator is waiting. */
+#define SWARM_STATUS_TIMEOUT_MS 10000
+#define SWARM_REDRAW_MS 250
+
+int
+swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
+{
+	char ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX], mcn[PKI_CN_MAX + 1];
+	struct tls_opts to;
+
+	memset(c, 0, sizeof(*c));
+	c->home = home;
+	c->timeout_ms = timeout_s * 1000;
+	if (pki_path(home, PKI_CA_CRT, ca, sizeof(ca)) != 0 ||
+	    pki_path(home, PKI_MASTER_CRT, crt, sizeof(crt)) != 0 ||
+	    pki_path(home, PKI_MASTER_KEY, key, sizeof(key)) != 0) {
+		snprintf(err, errlen, "home path too long");
+		return -1;
+	}
+	if (pki_master_cn(home, mcn, sizeof(mcn), err, errlen) != 0) {
+		return -1;
+	}
+	tls_opts_init(&to);
+	to.ca_file = ca;
+	to.cert_file = crt;
+	to.key_file = key;
+	to.master_cn = mcn;
+	if (tls_client_new(&to, &c->tls, err, errlen) != 0) {
+		return -1;
+	}
+	if (registry_open(home, &c->reg, err, errlen) != REG_OK) {
+		tls_ctx_free(c->tls);
+		c->tls = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void
+swarm_ctx_close(struct swarm_ctx *c)
+{
+	registry_close(c->reg);
+	tls_ctx_free(c->tls);
+	c->reg = NULL;
+	c->tls = NULL;
+}
+
+int
+swarm_err_is_pin_mismatch(const char *err)
+{
+	return strstr(err, "does not match the pinned") != NULL;
+}
+
+int
+swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err, size_t errlen)
+{
+	mbedtls_sha256_context sha;
+	unsigned char buf[65536], digest[32];
+	struct stat st;
+	uint64_t total = 0;
+	ssize_t n;
+	int fd, rc = -1;
+
+	mbedtls_sha256_init(&sha);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", path);
+		goto out;
+	}
+	if (mbedtls_sha256_starts_ret(&sha, 0) != 0) {
+		snprintf(err, errlen, "sha256 failed");
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		if (mbedtls_sha256_update_ret(&sha, buf, (size_t)n) != 0) {
+			snprintf(err, errlen, "sha256 failed");
+			goto out;
+		}
+		total += (uint64_t)n;
+	}
+	if (mbedtls_sha256_finish_ret(&sha, digest) != 0) {
+		snprintf(err, errlen, "sha256 failed");
+		goto out;
+	}
+	hex_encode(digest, sizeof(digest), sha256);
+	*size = total;
+	rc = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	mbedtls_sha256_free(&sha);
+	return rc;
+}
+
+/* Target of host H's updater (AGENT: its agent), pinned. PORT is the caller's buffer. */
+static int
+target_of(const struct reg_host *h, int agent, struct httpc_target *t, char *port, size_t plen,
+    int timeout_ms, char *err, size_t errlen)
+{
+	const char *fp = agent ? h->agent_fp : h->updater_fp;
+
+	httpc_target_init(t);
+	if (fp[0] == '\0') {
+		snprintf(err, errlen, "no %s certificate fingerprint recorded for %s: refusing to "
+				      "connect unpinned (enroll it with 'tandem swarm enroll --updater %s')",
+		    agent ? "agent" : "updater", h->name, h->name);
+		return -1;
+	}
+	snprintf(port, plen, "%d", agent ? h->agent_port : h->updater_port);
+	t->host = h->address;
+	t->port = port;
+	t->pin_fp = fp;
+	/* The pin names the exact certificate; mbedTLS cannot match IP SANs anyway. */
+	t->sni_hostname = NULL;
+	t->total_timeout_ms = timeout_ms;
+	return 0;
+}
+
+int
+swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
+    const char *path, struct httpc_response *resp, char *err, size_t errlen)
+{
+	struct httpc_target t;
+	char port[16];
+
+	memset(resp, 0, sizeof(*resp));
+	if (target_of(h, 0, &t, port, sizeof(port), c->timeout_ms, err, errlen) != 0) {
+		return -1;
+	}
+	return httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, err, errlen);
+}
+
+/* ---- the pool ---- */
+
+struct pool {
+	struct swarm_ctx *c;
+	struct swarm_job *jobs;
+	size_t n, next, done;
+	const struct swarm_pool_opts *o;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int drawn; /* lines drawn by the last redraw (TTY) */
+};
+
+struct progress_arg {
+	struct pool *p;
+	struct swarm_job *j;
+};
+
+static const char *
+phase_word(enum swarm_phase ph)
+{
+	switch (ph) {
+	case SWARM_PH_WAITING:
+		return "waiting";
+	case SWARM_PH_CONNECTING:
+		return "connecting";
+	case SWARM_PH_UPLOADING:
+		return "uploading";
+	case SWARM_PH_INSTALLING:
+		return "installing/probing";
+	case SWARM_PH_SELF:
+		return "updating the updater";
+	case SWARM_PH_CONFIRMING:
+		return "confirming the updater";
+	case SWARM_PH_DONE:
+		break;
+	}
+	return "done";
+}
+
+/* One job's progress line into BUF. Caller holds the lock. */
+static void
+job_line(const struct swarm_job *j, char *buf, size_t len)
+{
+	if (j->phase == SWARM_PH_UPLOADING && j->total > 0) {
+		snprintf(buf, len, "%s: uploading %3u%%", j->host.name,
+		    (unsigned)(j->sent * 100 / j->total));
+	} else if (j->phase == SWARM_PH_DONE && j->kind != SWARM_JOB_UPDATE) {
+		snprintf(buf, len, "%s: %s", j->host.name, j->have_health ? "answered"
+		    : j->pin_ok == 0 ? "PIN MISMATCH" : "no answer");
+	} else if (j->phase == SWARM_PH_DONE) {
+		snprintf(buf, len, "%s: %s%s%s", j->host.name, swarm_outcome_word(j->agent.outcome),
+		    j->agent.reason[0] != '\0' ? ": " : "", j->agent.reason);
+	} else {
+		snprintf(buf, len, "%s: %s", j->host.name, phase_word(j->phase));
+	}
+}
+
+/* TTY: redraw every job's line in place. Caller holds the lock. */
+static void
+redraw(struct pool *p)
+{
+	char line[512];
+
+	if (p->drawn > 0) {
+		fprintf(stderr, "\033[%dA", p->drawn);
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		job_line(&p->jobs[i], line, sizeof(line));
+		fprintf(stderr, "\r\033[K%s\n", line);
+	}
+	p->drawn = (int)p->n;
+	fflush(stderr);
+}
+
+static void
+set_phase(struct pool *p, struct swarm_job *j, enum swarm_phase ph)
+{
+	char line[512];
+
+	pthread_mutex_lock(&p->lock);
+	j->phase = ph;
+	if (!p->c->quiet && !p->c->tty) {
+		job_line(j, line, sizeof(line));
+		fprintf(stderr, "%s\n", line);
+		fflush(stderr);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void
+on_progress(void *arg, uint64_t sent, uint64_t total)
+{
+	struct progress_arg *pa = arg;
+
+	pthread_mutex_lock(&pa->p->lock);
+	pa->j->sent = sent;
+	pa->j->total = total;
+	pthread_mutex_unlock(&pa->p->lock);
+	if (sent == total) {
+		set_phase(pa->p, pa->j, SWARM_PH_INSTALLING);
+	}
+}
+
+/* Transport failure into R. */
+static void
+result_transport(struct swarm_result *r, const char *what, const char *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->outcome = SWARM_FAILED;
+	if (swarm_err_is_pin_mismatch(err)) {
+		snprintf(r->reason, sizeof(r->reason),
+		    "pin mismatch: the updater's certificate is not the one enrolled");
+	} else {
+		snprintf(r->reason, sizeof(r->reason), "%s", what);
+	}
+	snprintf(r->detail, sizeof(r->detail), "%s", err);
+}
+
+/* POST PATH multipart with the release; classify into R. */
+static void
+push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r)
+{
+	const struct swarm_release_file *rel = p->o->release;
+	struct httpc_form_field fields[3] = {
+		{ "sha", rel->label },
+		{ "sha256", rel->sha256 },
+		{ "confirm_self", "true" },
+	};
+	struct progress_arg pa = { p, j };
+	struct httpc_response resp;
+	struct httpc_target t;
+	struct httpc_conn *conn = NULL;
+	char port[16], err[1024];
+	int fd = -1;
+
+	memset(&resp, 0, sizeof(resp));
+	if (target_of(&j->host, 0, &t, port, sizeof(port), p->c->timeout_ms, err,
+		sizeof(err)) != 0) {
+		result_transport(r, "no updater fingerprint", err);
+		return;
+	}
+	set_phase(p, j, self ? SWARM_PH_SELF : SWARM_PH_CONNECTING);
+	if (httpc_connect(p->c->tls, &t, &conn, err, sizeof(err)) != 0) {
+		result_transport(r, "unreachable", err);
+		return;
+	}
+	fd = open(rel->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "open %s: %s", rel->path, strerror(errno));
+		result_transport(r, "cannot read the release", err);
+		goto out;
+	}
+	if (!self) {
+		set_phase(p, j, SWARM_PH_UPLOADING);
+	}
+	if (httpc_upload_multipart(conn, path, fields, self ? 3 : 2, "tarball",
+		"release.tar.gz", fd, rel->size, self ? NULL : on_progress, &pa, &resp, err,
+		sizeof(err)) != 0) {
+		result_transport(r, "upload failed", err);
+		goto out;
+	}
+	swarm_classify_update(resp.status, resp.body, resp.body_len, resp.retry_after, r);
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	httpc_response_free(&resp);
+	httpc_close(conn);
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+/* After /update-self: poll /health until the updater reports WANT. */
+static void
+confirm_self(struct pool *p, struct swarm_job *j, const char *want)
+{
+	int64_t deadline = mono_ms() + SWARM_SELF_CONFIRM_MS;
+	struct swarm_ctx c = *p->c;
+	struct httpc_response resp;
+	struct swarm_health h;
+	char err[1024] = "", perr[256], seen[SWARM_SHORT] = "";
+
+	set_phase(p, j, SWARM_PH_CONFIRMING);
+	c.timeout_ms = 5000;
+	while (ms_until(deadline) > 0) {
+		if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) == 0) {
+			if (resp.status == 200 &&
+			    swarm_parse_health(resp.body, resp.body_len, &h, perr, sizeof(perr)) == 0) {
+				snprintf(seen, sizeof(seen), "%s", h.version);
+				if (want[0] != '\0' && strcmp(h.version, want) == 0) {
+					httpc_response_free(&resp);
+					return;
+				}
+			}
+			httpc_response_free(&resp);
+		} else if (swarm_err_is_pin_mismatch(err)) {
+			break;
+		}
+		sleep_ms(SWARM_SELF_POLL_MS);
+	}
+	j->self.outcome = SWARM_FAILED;
+	snprintf(j->self.reason, sizeof(j->self.reason),
+	    "updater did not report version %s within %d s", want, SWARM_SELF_CONFIRM_MS / 1000);
+	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s",
+	    seen[0] != '\0' ? seen : "none", err[0] != '\0' ? "; last error: " : "", err);
+}
+
+static void
+log_push(struct pool *p, const struct swarm_job *j, const char *result,
+    const struct swarm_result *r)
+{
+	struct reg_push rp;
+	char text[SWARM_REASON + SWARM_DETAIL + 8], err[256];
+
+	memset(&rp, 0, sizeof(rp));
+	snprintf(rp.host, sizeof(rp.host), "%s", j->host.name);
+	snprintf(rp.sha256, sizeof(rp.sha256), "%s", p->o->release->sha256);
+	snprintf(rp.result, sizeof(rp.result), "%s", result);
+	snprintf(text, sizeof(text), "%s%s%s", r->reason, r->reason[0] != '\0' &&
+	    r->detail[0] != '\0' ? ": " : "", r->detail);
+	registry_push_set_detail(&rp, text);
+	if (registry_log_push(p->c->reg, &rp, err, sizeof(err)) != REG_OK) {
+		log_warnx("%s: cannot record the push: %s", j->host.name, err);
+	}
+}
+
+/* After a failed or rolled-back push: which release is active now (best effort). */
+static void
+fill_active(struct pool *p, struct swarm_job *j)
+{
+	struct swarm_ctx c = *p->c;
+	struct httpc_response resp;
+	struct swarm_health h;
+	char err[1024];
+
+	c.timeout_ms = SWARM_STATUS_TIMEOUT_MS;
+	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
+		return;
+	}
+	if (resp.status == 200 &&
+	    swarm_parse_health(resp.body, resp.body_len, &h, err, sizeof(err)) == 0 &&
+	    h.have_active) {
+		snprintf(j->agent.version, sizeof(j->agent.version), "%s", h.active.version);
+		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", h.active.sha256);
+	}
+	httpc_response_free(&resp);
+}
+
+static void
+job_update(struct pool *p, struct swarm_job *j)
+{
+	push_one(p, j, "/update", 0, &j->agent);
+	log_push(p, j, swarm_outcome_word(j->agent.outcome), &j->agent);
+	if (j->agent.outcome == SWARM_ROLLED_BACK ||
+	    (j->agent.outcome == SWARM_FAILED && j->agent.http_status != 0)) {
+		fill_active(p, j);
+	}
+	if (!p->o->include_self || j->agent.outcome != SWARM_UPDATED) {
+		return;
+	}
+	j->self_tried = 1;
+	push_one(p, j, "/update-self", 1, &j->self);
+	if (j->self.outcome == SWARM_UPDATED) {
+		confirm_self(p, j, j->agent.version[0] != '\0' ? j->agent.version : j->self.version);
+	}
+	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self-updated" : "self-failed", &j->self);
+}
+
+/* GET /health of the updater into J (dry run and status). */
+static void
+job_health(struct pool *p, struct swarm_job *j)
+{
+	struct swarm_ctx c = *p->c;
+	struct httpc_response resp;
+	char err[1024], perr[256];
+
+	j->pin_ok = -1;
+	set_phase(p, j, SWARM_PH_CONNECTING);
+	c.timeout_ms = c.timeout_ms < SWARM_STATUS_TIMEOUT_MS ? c.timeout_ms
+							       : SWARM_STATUS_TIMEOUT_MS;
+	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
+		if (swarm_err_is_pin_mismatch(err)) {
+			j->reachable = 1;
+			j->pin_ok = 0;
+			snprintf(j->error, sizeof(j->error), "pin mismatch: %s", err);
+		} else {
+			snprintf(j->error, sizeof(j->error), "%s", err);
+		}
+		return;
+	}
+	j->reachable = 1;
+	j->pin_ok = 1;
+	if (resp.status != 200) {
+		snprintf(j->error, sizeof(j->error), "GET /health: HTTP %d", resp.status);
+	} else if (swarm_parse_health(resp.body, resp.body_len, &j->health, perr,
+		       sizeof(perr)) != 0) {
+		snprintf(j->error, sizeof(j->error), "%s", perr);
+	} else {
+		j->have_health = 1;
+		if (p->o->release != NULL && j->health.have_active &&
+		    strcmp(j->health.active.sha256, p->o->release->sha256) == 0) {
+			j->same_sha = 1;
+		}
+	}
+	httpc_response_free(&resp);
+}
+
+/* Status: the agent's own /health, pinned to its enrolled certificate. */
+static void
+job_agent(struct pool *p, struct swarm_job *j)
+{
+	struct httpc_response resp;
+	struct httpc_target t;
+	char port[16], err[1024];
+	cJSON *tree;
+
+	memset(&resp, 0, sizeof(resp));
+	if (target_of(&j->host, 1, &t, port, sizeof(port), SWARM_STATUS_TIMEOUT_MS, err,
+		sizeof(err)) != 0) {
+		snprintf(j->agent_reach, sizeof(j->agent_reach), "no agent fingerprint");
+		return;
+	}
+	t.connect_timeout_ms = 5000;
+	if (httpc_fetch(p->c->tls, &t, "GET", "/health", NULL, NULL, 0, &resp, err,
+		sizeof(err)) != 0) {
+		snprintf(j->agent_reach, sizeof(j->agent_reach), "%.250s", err);
+		return;
+	}
+	tree = json_parse_object(resp.body, resp.body_len, err, sizeof(err));
+	if (resp.status != 200 || tree == NULL) {
+		snprintf(j->agent_reach, sizeof(j->agent_reach), "agent /health: HTTP %d%s%.200s",
+		    resp.status, tree == NULL ? ", " : "", tree == NULL ? err : "");
+	} else {
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree,
+		    "version"));
+		snprintf(j->agent_version, sizeof(j->agent_version), "%s", v != NULL ? v : "");
+	}
+	cJSON_Delete(tree);
+	httpc_response_free(&resp);
+}
+
+static void *
+worker(void *arg)
+{
+	struct pool *p = arg;
+	struct swarm_job *j;
+
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		if (p->next == p->n) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		j = &p->jobs[p->next++];
+		pthread_mutex_unlock(&p->lock);
+		switch (j->kind) {
+		case SWARM_JOB_UPDATE:
+			job_update(p, j);
+			break;
+		case SWARM_JOB_DRY_RUN:
+			job_health(p, j);
+			break;
+		case SWARM_JOB_STATUS:
+			job_health(p, j);
+			job_agent(p, j);
+			break;
+		}
+		set_phase(p, j, SWARM_PH_DONE);
+		pthread_mutex_lock(&p->lock);
+		p->done++;
+		pthread_cond_signal(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+int
+swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct swarm_pool_opts *o)
+{
+	struct pool p;
+	pthread_t tids[SWARM_MAX_PARALLEL];
+	size_t nthreads = 0, want, i;
+	struct timespec ts;
+	int rc = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.c = c;
+	p.jobs = jobs;
+	p.n = n;
+	p.o = o;
+	if (pthread_mutex_init(&p.lock, NULL) != 0) {
+		return -1;
+	}
+	if (pthread_cond_init(&p.cond, NULL) != 0) {
+		pthread_mutex_destroy(&p.lock);
+		return -1;
+	}
+	want = o->parallel < 1 ? 1 : (size_t)o->parallel;
+	if (want > n) {
+		want = n;
+	}
+	if (want > ARRAY_LEN(tids)) {
+		want = ARRAY_LEN(tids);
+	}
+	for (i = 0; i < want; i++) {
+		if (pthread_create(&tids[i], NULL, worker, &p) != 0) {
+			break;
+		}
+		nthreads++;
+	}
+	if (nthreads == 0 && n > 0) {
+		/* No thread at all: do the work here rather than fail. */
+		(void)worker(&p);
+	}
+	pthread_mutex_lock(&p.lock);
+	while (p.done < n) {
+		if (c->tty && !c->quiet) {
+			redraw(&p);
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += SWARM_REDRAW_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p.cond, &p.lock, &ts);
+	}
+	if (c->tty && !c->quiet) {
+		redraw(&p);
+	}
+	pthread_mutex_unlock(&p.lock);
+	for (i = 0; i < nthreads; i++) {
+		if (pthread_join(tids[i], NULL) != 0) {
+			rc = -1;
+		}
+	}
+	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.lock);
+	return rc;
+}

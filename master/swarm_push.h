@@ -1,0 +1,109 @@
+/*
+ * swarm_push — the master talking to updaters: one mTLS client context
+ * (HOME/master/master.{crt,key}, CA HOME/ca/ca.crt), every connection pinned
+ * to the updater fingerprint recorded in the registry (fail closed without
+ * one), and a bounded pool of threads running one job per host: update
+ * (POST /update, optionally /update-self + /health confirmation), dry run
+ * (GET /health), status (GET /health of the updater, GET /health of the
+ * agent pinned to its own fingerprint).
+ *
+ * Progress goes to stderr: redrawn in place on a terminal, one plain line
+ * per phase change otherwise; stdout is left to the caller's table or JSON.
+ */
+#ifndef TANDEM_MASTER_SWARM_PUSH_H
+#define TANDEM_MASTER_SWARM_PUSH_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/httpc.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "master/registry.h"
+#include "master/swarm_result.h"
+
+struct swarm_ctx {
+	const char *home;
+	struct tls_ctx *tls;
+	struct registry *reg;
+	int timeout_ms;  /* whole exchange of one request */
+	int tty;         /* progress redrawn in place */
+	int quiet;       /* no progress at all */
+};
+
+/* Open the master's TLS context and the registry. Returns 0 or -1 with ERR. */
+int swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err,
+    size_t errlen) WUR;
+void swarm_ctx_close(struct swarm_ctx *c);
+
+enum swarm_job_kind {
+	SWARM_JOB_UPDATE = 0,
+	SWARM_JOB_DRY_RUN = 1,
+	SWARM_JOB_STATUS = 2,
+};
+
+enum swarm_phase {
+	SWARM_PH_WAITING = 0,
+	SWARM_PH_CONNECTING,
+	SWARM_PH_UPLOADING,
+	SWARM_PH_INSTALLING,
+	SWARM_PH_SELF,
+	SWARM_PH_CONFIRMING,
+	SWARM_PH_DONE,
+};
+
+/* What the jobs share: the release and the options. */
+struct swarm_release_file {
+	const char *path;     /* the tarball */
+	char sha256[65];
+	uint64_t size;
+	char label[128];      /* the "sha" field: the release version */
+};
+
+struct swarm_job {
+	struct reg_host host;
+	enum swarm_job_kind kind;
+	/* progress (under the pool's lock) */
+	enum swarm_phase phase;
+	uint64_t sent, total;
+	/* update */
+	struct swarm_result agent;
+	int self_tried;
+	struct swarm_result self;
+	/* dry run and status */
+	int reachable;            /* the updater answered */
+	int pin_ok;               /* -1 unknown, 0 mismatch, 1 ok */
+	int have_health;
+	struct swarm_health health;
+	int same_sha;             /* dry run: already runs the release */
+	char agent_version[SWARM_SHORT]; /* status: from the agent's own /health */
+	char agent_reach[SWARM_REASON];  /* status: "" when the agent answered */
+	char error[SWARM_REASON + SWARM_DETAIL]; /* why the host could not be asked */
+};
+
+struct swarm_pool_opts {
+	const struct swarm_release_file *release; /* NULL for status */
+	int include_self;
+	int parallel;
+};
+
+/* Run JOBS[0..N) with at most O->parallel at a time; returns when all are done. */
+int swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n,
+    const struct swarm_pool_opts *o) WUR;
+
+/* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with ERR. */
+int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err,
+    size_t errlen) WUR;
+
+/*
+ * One request to host H's updater (pinned): METHOD PATH, no body. Returns 0
+ * with RESP filled (any status), or -1 with ERR (connect/pin/transport).
+ */
+int swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
+    const char *path, struct httpc_response *resp, char *err, size_t errlen) WUR;
+
+/* 1 when ERR (from a failed connect) says the pinned fingerprint did not match. */
+int swarm_err_is_pin_mismatch(const char *err);
+
+#endif

@@ -1,0 +1,525 @@
+#include "master/swarm_result.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cJSON.h"
+#include "common/json.h"
+
+const char *
+swarm_outcome_word(enum swarm_outcome o)
+{
+	switch (o) {
+	case SWARM_UPDATED:
+		return "updated";
+	case SWARM_ROLLED_BACK:
+		return "rolled-back";
+	case SWARM_FAILED:
+		break;
+	}
+	return "failed";
+}
+
+/* Copy a string member KEY of OBJ into BUF; "" when absent or not a string. */
+static void
+get_str(const cJSON *obj, const char *key, char *buf, size_t len)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const char *s = cJSON_GetStringValue(it);
+
+	buf[0] = '\0';
+	if (s != NULL && len > 0) {
+		/* Cut silently: these are display strings. */
+		snprintf(buf, len, "%s", s);
+	}
+}
+
+static void
+read_release(const cJSON *o, struct swarm_release *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!cJSON_IsObject(o)) {
+		return;
+	}
+	get_str(o, "slot", r->slot, sizeof(r->slot));
+	get_str(o, "sha", r->sha, sizeof(r->sha));
+	get_str(o, "sha256", r->sha256, sizeof(r->sha256));
+	get_str(o, "version", r->version, sizeof(r->version));
+	get_str(o, "installed_at", r->installed_at, sizeof(r->installed_at));
+}
+
+static void
+result_init(struct swarm_result *out, int status)
+{
+	memset(out, 0, sizeof(*out));
+	out->outcome = SWARM_FAILED;
+	out->http_status = status;
+}
+
+/*
+ * The body of an error answer: {"detail":{"error","stderr","rolled_back"}}
+ * (tandem) or {"detail":"text"} (older masters' peers). Fills OUT->detail and
+ * *ROLLED_BACK; returns the error text (borrowed from TREE) or NULL.
+ */
+static const char *
+read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(tree, "detail");
+	const char *error = NULL, *serr = NULL;
+
+	*rolled_back = 0;
+	if (cJSON_IsString(d)) {
+		error = d->valuestring;
+	} else if (cJSON_IsObject(d)) {
+		error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "error"));
+		serr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "stderr"));
+		*rolled_back = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "rolled_back"));
+	}
+	if (error != NULL) {
+		if (serr != NULL && *serr != '\0') {
+			snprintf(out->detail, sizeof(out->detail), "%s; stderr: %s", error, serr);
+		} else {
+			snprintf(out->detail, sizeof(out->detail), "%s", error);
+		}
+	}
+	return error;
+}
+
+/* Body text for a reason: printable prefix of BODY. */
+static void
+body_excerpt(const char *body, size_t len, char *buf, size_t buflen)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len && n + 1 < buflen && n < 160; i++) {
+		unsigned char ch = (unsigned char)body[i];
+		buf[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	buf[n] = '\0';
+}
+
+/* A success body of /update or /rollback: STATUS word expected, release object. */
+static int
+read_success(const cJSON *tree, const char *want, struct swarm_result *out)
+{
+	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree, "status"));
+	const cJSON *rel = cJSON_GetObjectItemCaseSensitive(tree, "release");
+	struct swarm_release r;
+
+	if (st == NULL || strcmp(st, want) != 0 || !cJSON_IsObject(rel)) {
+		return -1;
+	}
+	read_release(rel, &r);
+	snprintf(out->version, sizeof(out->version), "%s", r.version);
+	snprintf(out->sha256, sizeof(out->sha256), "%s", r.sha256);
+	return 0;
+}
+
+static void
+classify(int status, const char *body, size_t len, const char *retry_after, int rollback,
+    struct swarm_result *out)
+{
+	char err[256], excerpt[200];
+	const char *error = NULL;
+	cJSON *tree = NULL;
+	int rolled_back = 0;
+
+	result_init(out, status);
+	if (body == NULL) {
+		body = "";
+		len = 0;
+	}
+	tree = json_parse_object(body, len, err, sizeof(err));
+	if (tree == NULL) {
+		body_excerpt(body, len, excerpt, sizeof(excerpt));
+		snprintf(out->reason, sizeof(out->reason), "HTTP %d: malformed answer (%.200s)", status,
+		    err);
+		snprintf(out->detail, sizeof(out->detail), "%s", excerpt);
+		return;
+	}
+	if (status == 200) {
+		if (read_success(tree, rollback ? "rolled_back" : "updated", out) == 0) {
+			out->outcome = SWARM_UPDATED;
+		} else {
+			snprintf(out->reason, sizeof(out->reason),
+			    "HTTP 200 but the answer is not {\"status\":\"%s\",\"release\":{...}}",
+			    rollback ? "rolled_back" : "updated");
+			body_excerpt(body, len, out->detail, sizeof(out->detail));
+		}
+		goto out;
+	}
+	error = read_detail(tree, out, &rolled_back);
+	if (!rollback && status == 409 && rolled_back) {
+		out->outcome = SWARM_ROLLED_BACK;
+		snprintf(out->reason, sizeof(out->reason), "new release failed, previous restored");
+		goto out;
+	}
+	if (error == NULL) {
+		body_excerpt(body, len, excerpt, sizeof(excerpt));
+		snprintf(out->detail, sizeof(out->detail), "%s", excerpt);
+	}
+	switch (status) {
+	case 400:
+		snprintf(out->reason, sizeof(out->reason), "HTTP 400: request refused as malformed");
+		break;
+	case 403:
+		snprintf(out->reason, sizeof(out->reason),
+		    "HTTP 403: the updater does not accept this master");
+		break;
+	case 404:
+		snprintf(out->reason, sizeof(out->reason), rollback
+		    ? "HTTP 404: no previous release to roll back to"
+		    : "HTTP 404: the updater does not offer this endpoint");
+		break;
+	case 409:
+		snprintf(out->reason, sizeof(out->reason),
+		    "HTTP 409: new release failed and the previous one did not come back");
+		break;
+	case 413:
+		snprintf(out->reason, sizeof(out->reason), "HTTP 413: release too large for the host");
+		break;
+	case 422:
+		snprintf(out->reason, sizeof(out->reason), "HTTP 422: release refused as unsafe or invalid");
+		break;
+	case 503:
+		snprintf(out->reason, sizeof(out->reason), "HTTP 503: busy with another operation%s%s%s",
+		    retry_after != NULL && *retry_after != '\0' ? " (retry after " : "",
+		    retry_after != NULL ? retry_after : "",
+		    retry_after != NULL && *retry_after != '\0' ? " s)" : "");
+		break;
+	case 507:
+		snprintf(out->reason, sizeof(out->reason), "HTTP 507: not enough disk on the host");
+		break;
+	default:
+		snprintf(out->reason, sizeof(out->reason), "HTTP %d", status);
+		break;
+	}
+out:
+	cJSON_Delete(tree);
+}
+
+void
+swarm_classify_update(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out)
+{
+	classify(status, body, len, retry_after, 0, out);
+}
+
+void
+swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_result *out)
+{
+	classify(status, body, len, NULL, 1, out);
+}
+
+int
+swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
+    size_t errlen)
+{
+	const cJSON *rels, *it, *agent, *op;
+	char perr[256], role[32], kind[48], phase[48];
+	struct swarm_release r;
+	cJSON *tree;
+
+	memset(out, 0, sizeof(*out));
+	tree = json_parse_object(body != NULL ? body : "", body != NULL ? len : 0, perr,
+	    sizeof(perr));
+	if (tree == NULL) {
+		snprintf(err, errlen, "malformed /health answer: %s", perr);
+		return -1;
+	}
+	get_str(tree, "role", role, sizeof(role));
+	rels = cJSON_GetObjectItemCaseSensitive(tree, "releases");
+	if (strcmp(role, "updater") != 0 || !cJSON_IsArray(rels)) {
+		snprintf(err, errlen, "not an updater /health answer (role \"%s\")", role);
+		cJSON_Delete(tree);
+		return -1;
+	}
+	get_str(tree, "status", out->status, sizeof(out->status));
+	get_str(tree, "version", out->version, sizeof(out->version));
+	cJSON_ArrayForEach(it, rels)
+	{
+		if (!cJSON_IsObject(it)) {
+			snprintf(err, errlen, "malformed /health answer: a release is not an object");
+			cJSON_Delete(tree);
+			return -1;
+		}
+		read_release(it, &r);
+		if (strcmp(r.slot, "active") == 0 && !out->have_active) {
+			out->active = r;
+			out->have_active = 1;
+		} else if (strcmp(r.slot, "prev") == 0 && !out->have_prev) {
+			out->prev = r;
+			out->have_prev = 1;
+		}
+	}
+	agent = cJSON_GetObjectItemCaseSensitive(tree, "agent");
+	if (cJSON_IsObject(agent)) {
+		get_str(agent, "state", out->agent_state, sizeof(out->agent_state));
+	}
+	op = cJSON_GetObjectItemCaseSensitive(tree, "operation");
+	if (cJSON_IsObject(op)) {
+		get_str(op, "kind", kind, sizeof(kind));
+		get_str(op, "phase", phase, sizeof(phase));
+		snprintf(out->operation, sizeof(out->operation), "%s/%s", kind, phase);
+	}
+	cJSON_Delete(tree);
+	return 0;
+}
+
+int
+swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+    size_t errlen)
+{
+	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "release", required_argument, NULL, 'r' },
+		{ "include-self", no_argument, NULL, 'S' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "parallel", required_argument, NULL, 'p' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long long v;
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->parallel = SWARM_DEFAULT_PARALLEL;
+	a->timeout_s = SWARM_DEFAULT_TIMEOUT_S;
+	/* argc bounds the number of --host options. */
+	a->hosts = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*a->hosts));
+	if (a->hosts == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hH:ar:p:t:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			if (*optarg == '\0') {
+				snprintf(err, errlen, "--host needs a name");
+				return -1;
+			}
+			a->hosts[a->n_hosts++] = optarg;
+			break;
+		case 'a':
+			a->all = 1;
+			break;
+		case 'r':
+			if (*optarg == '\0') {
+				snprintf(err, errlen, "--release needs a file or directory");
+				return -1;
+			}
+			a->release = optarg;
+			break;
+		case 'S':
+			a->include_self = 1;
+			break;
+		case 'n':
+			a->dry_run = 1;
+			break;
+		case 'p':
+			if (parse_ll(optarg, 1, SWARM_MAX_PARALLEL, &v) != 0) {
+				snprintf(err, errlen, "--parallel '%s': expected a number in 1..%d", optarg,
+				    SWARM_MAX_PARALLEL);
+				return -1;
+			}
+			a->parallel = (int)v;
+			break;
+		case 't':
+			if (parse_ll(optarg, 1, SWARM_MAX_TIMEOUT_S, &v) != 0) {
+				snprintf(err, errlen, "--timeout '%s': expected seconds in 1..%d", optarg,
+				    SWARM_MAX_TIMEOUT_S);
+				return -1;
+			}
+			a->timeout_s = (int)v;
+			break;
+		case 'j':
+			a->json = 1;
+			break;
+		case 'h':
+			a->help = 1;
+			return 0;
+		case ':':
+			snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+			return -1;
+		default:
+			snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (a->all && a->n_hosts > 0) {
+		snprintf(err, errlen, "--all and --host exclude each other");
+		return -1;
+	}
+	if (!a->all && a->n_hosts == 0) {
+		snprintf(err, errlen, "name the hosts with --host NAME (repeatable) or use --all");
+		return -1;
+	}
+	if (a->release == NULL && !a->dry_run) {
+		snprintf(err, errlen, "--release FILE|DIR is required");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- tables ---- */
+
+struct swarm_table {
+	size_t ncols;
+	size_t nrows, cap;
+	char **cells; /* (nrows + 1) * ncols, row 0 the headers */
+};
+
+/* A display copy of S: control bytes '?', cut to SWARM_TABLE_MAX_CELL characters. */
+static char *
+cell_dup(const char *s)
+{
+	size_t i, n = 0, chars = 0, len;
+	char *out;
+
+	if (s == NULL || *s == '\0') {
+		s = "-";
+	}
+	len = strlen(s);
+	out = malloc(len + 4);
+	if (out == NULL) {
+		return NULL;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if ((ch & 0xc0) != 0x80) {
+			if (chars == SWARM_TABLE_MAX_CELL) {
+				/* Replace the last 3 characters by "...": back up to a boundary. */
+				size_t back = 0;
+				while (n > 0 && back < 3) {
+					n--;
+					if (((unsigned char)out[n] & 0xc0) != 0x80) {
+						back++;
+					}
+				}
+				memcpy(out + n, "...", 3);
+				n += 3;
+				break;
+			}
+			chars++;
+		}
+		out[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+static size_t
+utf8_width(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++) {
+		if (((unsigned char)*s & 0xc0) != 0x80) {
+			n++;
+		}
+	}
+	return n;
+}
+
+static int
+table_row(struct swarm_table *t, const char *const *cells)
+{
+	size_t i, base;
+
+	if (t->nrows == t->cap) {
+		size_t ncap = t->cap == 0 ? 8 : t->cap * 2;
+		char **n = realloc(t->cells, ncap * t->ncols * sizeof(*n));
+		if (n == NULL) {
+			return -1;
+		}
+		t->cells = n;
+		t->cap = ncap;
+	}
+	base = t->nrows * t->ncols;
+	for (i = 0; i < t->ncols; i++) {
+		t->cells[base + i] = cell_dup(cells[i]);
+		if (t->cells[base + i] == NULL) {
+			while (i-- > 0) {
+				free(t->cells[base + i]);
+			}
+			return -1;
+		}
+	}
+	t->nrows++;
+	return 0;
+}
+
+struct swarm_table *
+swarm_table_new(size_t ncols, const char *const *headers)
+{
+	struct swarm_table *t;
+
+	if (ncols == 0) {
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		return NULL;
+	}
+	t->ncols = ncols;
+	if (table_row(t, headers) != 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int
+swarm_table_add(struct swarm_table *t, const char *const *cells)
+{
+	return table_row(t, cells);
+}
+
+void
+swarm_table_print(const struct swarm_table *t, FILE *fp)
+{
+	size_t widths[32] = { 0 };
+	size_t r, c, ncols = t->ncols < ARRAY_LEN(widths) ? t->ncols : ARRAY_LEN(widths);
+
+	for (r = 0; r < t->nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			size_t w = utf8_width(t->cells[r * t->ncols + c]);
+			if (w > widths[c]) {
+				widths[c] = w;
+			}
+		}
+	}
+	for (r = 0; r < t->nrows; r++) {
+		for (c = 0; c < ncols; c++) {
+			const char *s = t->cells[r * t->ncols + c];
+			if (c + 1 == ncols) {
+				fprintf(fp, "%s\n", s);
+			} else {
+				fprintf(fp, "%s%*s  ", s, (int)(widths[c] - utf8_width(s)), "");
+			}
+		}
+	}
+}
+
+void
+swarm_table_free(struct swarm_table *t)
+{
+	if (t == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+		free(t->cells[i]);
+	}
+	free(t->cells);
+	free(t);
+}

@@ -1,0 +1,135 @@
+/*
+ * swarm_result — the pure parts of `tandem swarm`: reading what an updater
+ * answers (POST /update, /update-self, /rollback, GET /health) into fixed
+ * C structs, classifying the outcome, option parsing of `swarm update`, and
+ * the text tables every swarm command prints. No I/O except printing a
+ * table to a FILE, so all of it is unit-tested (tests/unit/test_swarm.c).
+ *
+ * Worker bodies come from the network: anything malformed (not JSON, wrong
+ * types, missing fields, control bytes) is classified as a failure with a
+ * readable reason, never trusted and never crashing.
+ */
+#ifndef TANDEM_MASTER_SWARM_RESULT_H
+#define TANDEM_MASTER_SWARM_RESULT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/util.h"
+
+#define SWARM_DEFAULT_PARALLEL 8
+#define SWARM_MAX_PARALLEL 256
+#define SWARM_DEFAULT_TIMEOUT_S 900
+#define SWARM_MAX_TIMEOUT_S 86400
+#define SWARM_MAX_HOSTS 4096
+
+#define SWARM_SHORT 128   /* version, sha label, state words */
+#define SWARM_REASON 256  /* one-line reason */
+#define SWARM_DETAIL 1024 /* worker detail (error + stderr) */
+
+enum swarm_outcome {
+	SWARM_UPDATED = 0,     /* 200, status "updated" (or "rolled_back" for /rollback) */
+	SWARM_ROLLED_BACK = 1, /* 409 with rolled_back: the previous release runs again */
+	SWARM_FAILED = 2,      /* anything else */
+};
+
+/* What one operation on one host ended with. */
+struct swarm_result {
+	enum swarm_outcome outcome;
+	int http_status;              /* 0 when no HTTP response was obtained */
+	char reason[SWARM_REASON];    /* "" for success; else a short reason */
+	char detail[SWARM_DETAIL];    /* worker's error/stderr or the transport error */
+	char version[SWARM_SHORT];    /* release version now active, "" if unknown */
+	char sha256[65];              /* sha256 of the release now active, "" if unknown */
+};
+
+/* The outcome's word: "updated", "rolled-back", "failed". */
+const char *swarm_outcome_word(enum swarm_outcome o);
+
+/*
+ * Classify the answer to POST /update or /update-self (STATUS, BODY of LEN
+ * bytes; BODY may be NULL). 200 with {"status":"updated","release":{...}}
+ * is SWARM_UPDATED; 409 with detail.rolled_back true is SWARM_ROLLED_BACK;
+ * every other answer is SWARM_FAILED with a reason naming the status
+ * ("HTTP 503: busy, retry after 5 s: ...").
+ */
+void swarm_classify_update(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out);
+
+/*
+ * Classify the answer to POST /rollback: 200 {"status":"rolled_back",
+ * "release":{...}} is SWARM_UPDATED (the operation succeeded), everything
+ * else SWARM_FAILED (404: no previous release).
+ */
+void swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_result *out);
+
+/* A release as /health and /releases list it. */
+struct swarm_release {
+	char slot[16];
+	char sha[SWARM_SHORT];
+	char sha256[65];
+	char version[SWARM_SHORT];
+	char installed_at[40];
+};
+
+/* What GET /health of an updater says. */
+struct swarm_health {
+	char status[32];              /* "ok", "no_release", "degraded", ... */
+	char version[SWARM_SHORT];    /* the updater's version */
+	int have_active, have_prev;
+	struct swarm_release active, prev;
+	char agent_state[32];         /* supervisor state, "" if absent */
+	char operation[SWARM_SHORT];  /* "kind/phase" of a running operation, "" if none */
+};
+
+/*
+ * Parse an updater /health body. Unknown keys are ignored (the API only
+ * grows); "role" must be "updater" and "releases" an array of objects.
+ * Returns 0, or -1 with ERR.
+ */
+int swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
+    size_t errlen) WUR;
+
+/* `swarm update` options. */
+struct swarm_update_args {
+	const char **hosts; /* N_HOSTS names (pointers into argv); caller frees the array */
+	size_t n_hosts;
+	int all;
+	const char *release; /* FILE or DIR, NULL when absent */
+	int include_self;
+	int dry_run;
+	int parallel;
+	int timeout_s;
+	int json;
+	int help;
+};
+
+/*
+ * Parse `swarm update` ARGV (ARGV[0] is the command name; getopt is reset).
+ * Rules: --host NAME (repeatable) or --all, not both, one of them required;
+ * --release required unless --dry-run; --parallel 1..SWARM_MAX_PARALLEL;
+ * --timeout 1..SWARM_MAX_TIMEOUT_S seconds. --help sets A->help and
+ * returns 0 at once. Returns 0, or -1 with a usage message in ERR. A->hosts
+ * is malloc'd (free it even on failure).
+ */
+int swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+    size_t errlen) WUR;
+
+/*
+ * A text table: a header line and rows, columns padded to their widest cell
+ * (counted in UTF-8 characters), the last column unpadded. Control bytes in
+ * cells print as '?', and a cell is cut to MAX_CELL characters with "...".
+ */
+struct swarm_table;
+
+/* A table with NCOLS columns named HEADERS (copied); NULL on ENOMEM. */
+struct swarm_table *swarm_table_new(size_t ncols, const char *const *headers);
+/* Append a row of NCOLS cells (copied; NULL cells print as "-"). */
+int swarm_table_add(struct swarm_table *t, const char *const *cells) WUR;
+/* Print T to FP. */
+void swarm_table_print(const struct swarm_table *t, FILE *fp);
+void swarm_table_free(struct swarm_table *t);
+
+#define SWARM_TABLE_MAX_CELL 72
+
+#endif
