@@ -1,0 +1,450 @@
+/*
+ * Unit tests of the pure parts of `tandem swarm` (master/swarm_result.c,
+ * the config texts of master/swarm_enroll.c): classification of updater
+ * answers including malformed ones, /health parsing, `swarm update` option
+ * parsing, tables, and the generated agent.conf/updater.conf loaded by the
+ * real daemons' option tables.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/options.h"
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "master/swarm_enroll.h"
+#include "master/swarm_result.h"
+#include "updater/api.h"
+
+#define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+static void
+classify_str(int status, const char *body, struct swarm_result *r)
+{
+	swarm_classify_update(status, body, body != NULL ? strlen(body) : 0, NULL, r);
+}
+
+static void
+test_update_ok(void **state)
+{
+	struct swarm_result r;
+
+	(void)state;
+	classify_str(200,
+	    "{\"status\":\"updated\",\"release\":{\"slot\":\"active\",\"sha\":\"v2\",\"sha256\":\"" SHA_A
+	    "\",\"version\":\"2.0.0\",\"installed_at\":\"2026-01-01T00:00:00Z\",\"extra\":1},"
+	    "\"probe\":\"{}\"}",
+	    &r);
+	assert_int_equal(r.outcome, SWARM_UPDATED);
+	assert_int_equal(r.http_status, 200);
+	assert_string_equal(r.version, "2.0.0");
+	assert_string_equal(r.sha256, SHA_A);
+	assert_string_equal(r.reason, "");
+	assert_string_equal(swarm_outcome_word(r.outcome), "updated");
+}
+
+static void
+test_update_rolled_back(void **state)
+{
+	struct swarm_result r;
+
+	(void)state;
+	classify_str(409,
+	    "{\"detail\":{\"error\":\"probe failed\",\"stderr\":\"boom\",\"rolled_back\":true}}", &r);
+	assert_int_equal(r.outcome, SWARM_ROLLED_BACK);
+	assert_string_equal(swarm_outcome_word(r.outcome), "rolled-back");
+	assert_string_equal(r.detail, "probe failed; stderr: boom");
+	/* 409 without rolled_back: both bad, a failure. */
+	classify_str(409,
+	    "{\"detail\":{\"error\":\"both bad\",\"stderr\":\"\",\"rolled_back\":false}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	assert_non_null(strstr(r.reason, "409"));
+	assert_string_equal(r.detail, "both bad");
+	/* rolled_back true on another status is not a rollback. */
+	classify_str(500, "{\"detail\":{\"error\":\"x\",\"stderr\":\"\",\"rolled_back\":true}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+}
+
+static void
+test_update_errors(void **state)
+{
+	struct swarm_result r;
+
+	(void)state;
+	{
+		const char *b = "{\"detail\":{\"error\":\"busy\",\"stderr\":\"\",\"rolled_back\":false}}";
+		swarm_classify_update(503, b, strlen(b), "5", &r);
+	}
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	assert_int_equal(r.http_status, 503);
+	assert_non_null(strstr(r.reason, "busy"));
+	assert_string_equal(r.detail, "busy");
+	assert_non_null(strstr(r.reason, "retry after 5 s"));
+	classify_str(422, "{\"detail\":{\"error\":\"unsafe entry ../x\",\"stderr\":\"\","
+			  "\"rolled_back\":false}}", &r);
+	assert_non_null(strstr(r.reason, "422"));
+	assert_string_equal(r.detail, "unsafe entry ../x");
+	classify_str(403, "{\"detail\":\"not the master\"}", &r);
+	assert_non_null(strstr(r.reason, "403"));
+	assert_string_equal(r.detail, "not the master");
+	classify_str(404, "{\"detail\":\"Not Found\"}", &r);
+	assert_non_null(strstr(r.reason, "does not offer"));
+	classify_str(413, "{\"detail\":{\"error\":\"too large\"}}", &r);
+	assert_non_null(strstr(r.reason, "413"));
+	classify_str(507, "{\"detail\":{\"error\":\"disk\"}}", &r);
+	assert_non_null(strstr(r.reason, "disk"));
+	classify_str(418, "{\"detail\":{\"error\":\"teapot\"}}", &r);
+	assert_string_equal(r.reason, "HTTP 418");
+}
+
+static void
+test_update_malformed(void **state)
+{
+	static const char *const bodies[] = {
+		"",
+		"not json",
+		"[1,2]",
+		"{\"status\":\"updated\"",
+		"{\"status\":\"updated\",\"status\":\"updated\",\"release\":{}}",
+		"{\"status\":\"updated\",\"release\":\"v2\"}",
+		"{\"status\":1,\"release\":{}}",
+		"{\"status\":\"installing\",\"release\":{}}",
+		"{\"detail\":{\"error\":5}}",
+		"\x01\x02\xff",
+	};
+	struct swarm_result r;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(bodies); i++) {
+		classify_str(200, bodies[i], &r);
+		assert_int_equal(r.outcome, SWARM_FAILED);
+		assert_true(r.reason[0] != '\0');
+		/* Printable, whatever the body was. */
+		for (const char *p = r.detail; *p != '\0'; p++) {
+			assert_true((unsigned char)*p >= 0x20);
+		}
+	}
+	swarm_classify_update(200, NULL, 0, NULL, &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	/* A huge error body is cut, not overflowed. */
+	{
+		size_t n = 100000;
+		char *big = malloc(n + 64);
+		assert_non_null(big);
+		memcpy(big, "{\"detail\":{\"error\":\"", 20);
+		memset(big + 20, 'x', n);
+		memcpy(big + 20 + n, "\",\"rolled_back\":false}}", 24);
+		classify_str(500, big, &r);
+		assert_int_equal(r.outcome, SWARM_FAILED);
+		assert_int_equal(strlen(r.detail), sizeof(r.detail) - 1);
+		free(big);
+	}
+}
+
+static void
+rollback_str(int status, const char *body, struct swarm_result *r)
+{
+	swarm_classify_rollback(status, body, strlen(body), r);
+}
+
+static void
+test_rollback(void **state)
+{
+	struct swarm_result r;
+	const char *ok = "{\"status\":\"rolled_back\",\"release\":{\"version\":\"1.0.0\",\"sha256\":\"" SHA_A
+			 "\"},\"probe\":\"\"}";
+
+	(void)state;
+	swarm_classify_rollback(200, ok, strlen(ok), &r);
+	assert_int_equal(r.outcome, SWARM_UPDATED);
+	assert_string_equal(r.version, "1.0.0");
+	/* An update answer is not a rollback answer. */
+	rollback_str(200, "{\"status\":\"updated\",\"release\":{}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	rollback_str(404, "{\"detail\":{\"error\":\"no previous release\"}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	assert_non_null(strstr(r.reason, "no previous release"));
+	/* 409 with rolled_back stays a failure for /rollback. */
+	rollback_str(409, "{\"detail\":{\"error\":\"x\",\"rolled_back\":true}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+}
+
+static void
+test_health(void **state)
+{
+	const char *good =
+	    "{\"status\":\"ok\",\"role\":\"updater\",\"version\":\"0.2.0\",\"releases\":["
+	    "{\"slot\":\"active\",\"sha\":\"v2\",\"sha256\":\"" SHA_A "\",\"version\":\"2.0.0\","
+	    "\"installed_at\":\"2026-01-01T00:00:00Z\"},"
+	    "{\"slot\":\"prev\",\"sha\":\"v1\",\"sha256\":\"\",\"version\":\"1.0.0\"}],"
+	    "\"both_bad\":false,\"agent\":{\"state\":\"running\",\"pid\":12},"
+	    "\"operation\":{\"id\":\"x\",\"kind\":\"update\",\"phase\":\"probe\",\"elapsed_ms\":3},"
+	    "\"new_key\":[1]}";
+	static const char *const bad[] = {
+		"",
+		"{}",
+		"{\"role\":\"agent\",\"releases\":[]}",
+		"{\"role\":\"updater\",\"releases\":{}}",
+		"{\"role\":\"updater\",\"releases\":[1]}",
+		"{\"role\":\"updater\",\"releases\":[]",
+	};
+	struct swarm_health h;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(swarm_parse_health(good, strlen(good), &h, err, sizeof(err)), 0);
+	assert_string_equal(h.status, "ok");
+	assert_string_equal(h.version, "0.2.0");
+	assert_true(h.have_active && h.have_prev);
+	assert_string_equal(h.active.version, "2.0.0");
+	assert_string_equal(h.active.sha256, SHA_A);
+	assert_string_equal(h.prev.sha, "v1");
+	assert_string_equal(h.agent_state, "running");
+	assert_string_equal(h.operation, "update/probe");
+	for (i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(swarm_parse_health(bad[i], strlen(bad[i]), &h, err, sizeof(err)),
+		    -1);
+		assert_true(err[0] != '\0');
+	}
+	assert_int_equal(swarm_parse_health(NULL, 0, &h, err, sizeof(err)), -1);
+	/* No release installed yet. */
+	{
+		const char *b = "{\"role\":\"updater\",\"releases\":[],\"operation\":null}";
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+	}
+	assert_false(h.have_active);
+	assert_string_equal(h.operation, "");
+}
+
+/* Parse ARGS (NULL-terminated, "update" prepended). */
+static int
+parse(struct swarm_update_args *a, char *err, size_t errlen, ...)
+{
+	char *argv[32];
+	va_list ap;
+	int argc = 0, rc;
+
+	argv[argc++] = (char *)"update";
+	va_start(ap, errlen);
+	for (;;) {
+		char *s = va_arg(ap, char *);
+		if (s == NULL) {
+			break;
+		}
+		argv[argc++] = s;
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	rc = swarm_update_args_parse(argc, argv, a, err, errlen);
+	return rc;
+}
+
+static void
+test_args(void **state)
+{
+	struct swarm_update_args a;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&a, err, sizeof(err), "--host", "a", "--host", "b", "--release",
+			     "r.tgz", "--parallel", "3", "--timeout", "60", "--json", (char *)NULL),
+	    0);
+	assert_int_equal(a.n_hosts, 2);
+	assert_string_equal(a.hosts[1], "b");
+	assert_string_equal(a.release, "r.tgz");
+	assert_int_equal(a.parallel, 3);
+	assert_int_equal(a.timeout_s, 60);
+	assert_true(a.json && !a.all && !a.dry_run && !a.include_self);
+	free(a.hosts);
+
+	assert_int_equal(parse(&a, err, sizeof(err), "--all", "--dry-run", (char *)NULL), 0);
+	assert_true(a.all && a.dry_run);
+	assert_null(a.release);
+	assert_int_equal(a.parallel, SWARM_DEFAULT_PARALLEL);
+	assert_int_equal(a.timeout_s, SWARM_DEFAULT_TIMEOUT_S);
+	free(a.hosts);
+
+	assert_int_equal(parse(&a, err, sizeof(err), "--all", "--release", "d", "--include-self",
+			     (char *)NULL), 0);
+	assert_true(a.include_self);
+	free(a.hosts);
+
+	assert_int_equal(parse(&a, err, sizeof(err), "--help", (char *)NULL), 0);
+	assert_true(a.help);
+	free(a.hosts);
+
+	/* Usage errors. */
+#define BAD(needle, ...)                                                                      \
+	do {                                                                                  \
+		assert_int_equal(parse(&a, err, sizeof(err), __VA_ARGS__, (char *)NULL), -1);          \
+		assert_non_null(strstr(err, needle));                                         \
+		free(a.hosts);                                                                \
+	} while (0)
+	BAD("exclude", "--all", "--host", "a", "--release", "r");
+	BAD("--all", "--release", "r");
+	BAD("--release", "--host", "a");
+	BAD("--parallel", "--all", "--release", "r", "--parallel", "0");
+	BAD("--parallel", "--all", "--release", "r", "--parallel", "257");
+	BAD("--parallel", "--all", "--release", "r", "--parallel", "3x");
+	BAD("--timeout", "--all", "--release", "r", "--timeout", "-1");
+	BAD("--timeout", "--all", "--release", "r", "--timeout", "86401");
+	BAD("unknown option", "--all", "--release", "r", "--bogus");
+	BAD("needs a value", "--all", "--release");
+	BAD("unexpected argument", "--all", "--release", "r", "extra");
+	BAD("--host needs", "--host", "", "--release", "r");
+#undef BAD
+}
+
+static char *
+table_text(struct swarm_table *t)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	assert_non_null(fp);
+	swarm_table_print(t, fp);
+	assert_int_equal(fclose(fp), 0);
+	return buf;
+}
+
+static void
+test_table(void **state)
+{
+	static const char *const heads[] = { "HOST", "RESULT", "DETAIL" };
+	const char *r1[] = { "web1", "updated", NULL };
+	const char *r2[] = { "db-long-name", "failed: x", "line1\nline2\ttab" };
+	const char *r3[] = { "h\xc3\xa9", "", "" };
+	struct swarm_table *t = swarm_table_new(3, heads);
+	char *text;
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(swarm_table_add(t, r1), 0);
+	assert_int_equal(swarm_table_add(t, r2), 0);
+	assert_int_equal(swarm_table_add(t, r3), 0);
+	text = table_text(t);
+	assert_string_equal(text,
+	    "HOST          RESULT     DETAIL\n"
+	    "web1          updated    -\n"
+	    "db-long-name  failed: x  line1?line2?tab\n"
+	    "h\xc3\xa9            -          -\n");
+	free(text);
+	swarm_table_free(t);
+	swarm_table_free(NULL);
+	assert_null(swarm_table_new(0, heads));
+}
+
+static void
+test_table_cut(void **state)
+{
+	static const char *const heads[] = { "X" };
+	char long_cell[400];
+	const char *row[1] = { long_cell };
+	struct swarm_table *t = swarm_table_new(1, heads);
+	char *text, *line2;
+	size_t i, n = 0;
+
+	(void)state;
+	/* 200 two-byte characters: cut at a character boundary with "...". */
+	for (i = 0; i < 199; i++) {
+		long_cell[n++] = '\xc3';
+		long_cell[n++] = '\xa9';
+	}
+	long_cell[n] = '\0';
+	assert_int_equal(swarm_table_add(t, row), 0);
+	text = table_text(t);
+	line2 = strchr(text, '\n') + 1;
+	assert_int_equal(strlen(line2), (SWARM_TABLE_MAX_CELL - 3) * 2 + 3 + 1);
+	assert_string_equal(line2 + (SWARM_TABLE_MAX_CELL - 3) * 2, "...\n");
+	free(text);
+	swarm_table_free(t);
+}
+
+/* The generated config files load in the real daemons' option tables. */
+static void
+test_conf_texts(void **state)
+{
+	struct reg_host h;
+	struct updater_config ucfg;
+	struct agent_options ao;
+	char text[4096], err[512], dir[] = "/tmp/test_swarm.XXXXXX", path[PATH_MAX];
+	char *argv[] = { (char *)"tandem-agent", (char *)"--config", path, NULL };
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	snprintf(h.name, sizeof(h.name), "web1");
+	snprintf(h.address, sizeof(h.address), "::1");
+	h.agent_port = 9001;
+	h.updater_port = 9002;
+	memset(h.agent_fp, 'b', 64);
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, text, sizeof(text)), 0);
+	memset(&ucfg, 0, sizeof(ucfg));
+	assert_int_equal(config_defaults(api_config_table, api_config_table_len, &ucfg, err,
+			     sizeof(err)), 0);
+	assert_int_equal(config_load_buffer(api_config_table, api_config_table_len, &ucfg, text,
+			     strlen(text), dir, "updater.conf", err, sizeof(err)), 0);
+	assert_string_equal(ucfg.listen, "[::1]:9002");
+	assert_string_equal(ucfg.agent_probe, "[::1]:9001");
+	assert_string_equal(ucfg.agent_pin, h.agent_fp);
+	assert_string_equal(ucfg.master_fingerprints[0], SHA_A);
+	snprintf(path, sizeof(path), "%s/updater.crt", dir);
+	assert_string_equal(ucfg.cert, path);
+	snprintf(path, sizeof(path), "%s/install", dir);
+	assert_string_equal(ucfg.install_dir, path);
+	assert_int_equal(api_config_check(&ucfg, err, sizeof(err)), 0);
+	config_free(api_config_table, api_config_table_len, &ucfg);
+
+	/* A host name (not an IP): listen everywhere, probe on loopback; no master pin. */
+	snprintf(h.address, sizeof(h.address), "web1.example.org");
+	assert_int_equal(swarm_updater_conf(&h, "m", "", text, sizeof(text)), 0);
+	assert_non_null(strstr(text, "listen = 0.0.0.0:9002\n"));
+	assert_non_null(strstr(text, "agent_probe = 127.0.0.1:9001\n"));
+	assert_null(strstr(text, "master_fingerprints"));
+	assert_int_equal(swarm_updater_conf(&h, "m", "", text, 64), -1);
+
+	/* agent.conf through the agent's own parser (-n needs no files to exist yet). */
+	snprintf(h.address, sizeof(h.address), "127.0.0.1");
+	assert_int_equal(swarm_agent_conf(&h, "tandem-master", text, sizeof(text)), 0);
+	snprintf(path, sizeof(path), "%s/agent.conf", dir);
+	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0644), 0);
+	memset(&ao, 0, sizeof(ao));
+	assert_int_equal(options_parse(3, argv, &ao, err, sizeof(err)), 0);
+	assert_string_equal(ao.cfg.listen, "127.0.0.1:9001");
+	assert_string_equal(ao.cfg.master_cn, "tandem-master");
+	options_free(&ao);
+	assert_int_equal(swarm_agent_conf(&h, "tandem-master", text, 32), -1);
+	assert_int_equal(fs_rmtree(dir), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_update_ok),
+		cmocka_unit_test(test_update_rolled_back),
+		cmocka_unit_test(test_update_errors),
+		cmocka_unit_test(test_update_malformed),
+		cmocka_unit_test(test_rollback),
+		cmocka_unit_test(test_health),
+		cmocka_unit_test(test_args),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_table_cut),
+		cmocka_unit_test(test_conf_texts),
+	};
+
+	log_init("test_swarm", LOG_LVL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
