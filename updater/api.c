@@ -24,6 +24,7 @@
 #include "updater/journal.h"
 #include "updater/manifest.h"
 #include "updater/probe.h"
+#include "updater/selfupdate.h"
 #include "updater/store.h"
 #include "updater/supervise.h"
 
@@ -137,11 +138,12 @@ struct api {
 	struct tls_ctx *cli_tls;
 	struct httpd *httpd;
 	struct supervisor *sv;
+	struct selfupdate *su;
 	char agent_log[PATH_MAX];
 	char probe_host[256];
 	char probe_port[16];
 	char boot_id[40];
-	struct httpd_route routes[5];
+	struct httpd_route routes[6];
 
 	pthread_mutex_t mu;        /* protects everything below */
 	int busy;
@@ -231,6 +233,25 @@ api_unlock(struct api *a)
 	a->op_kind = NULL;
 	a->op_phase = NULL;
 	pthread_mutex_unlock(&a->mu);
+}
+
+/* The operation lock and phase, lent to POST /update-self (updater/selfupdate). */
+static int
+api_su_lock(void *arg, struct httpd_req *r, const char *kind, char id[JOURNAL_ID_LEN])
+{
+	return api_lock(arg, r, kind, id);
+}
+
+static void
+api_su_unlock(void *arg)
+{
+	api_unlock(arg);
+}
+
+static void
+api_su_phase(void *arg, const char *phase)
+{
+	api_set_phase(arg, phase);
 }
 
 /* Master only (route roles), and when pins are configured, a pinned one. */
@@ -1094,7 +1115,8 @@ health_end(struct httpd_req *r, void *arg)
 	    json_add_str(o, "version", TANDEM_VERSION) != 0 ||
 	    json_add_item(o, "releases", rel) != 0 || json_add_bool(o, "both_bad", both_bad) != 0 ||
 	    (ag = json_add_object(o, "agent")) == NULL || supervisor_status_json(&st, ag) != 0 ||
-	    json_add_str(ag, "last_probe", last_probe[0] != '\0' ? last_probe : NULL) != 0) {
+	    json_add_str(ag, "last_probe", last_probe[0] != '\0' ? last_probe : NULL) != 0 ||
+	    selfupdate_health_json(a->su, o) != 0) {
 		rel = NULL;
 		goto fail;
 	}
@@ -1376,6 +1398,13 @@ api_new(const struct updater_config *cfg, struct api **out, char *err, size_t er
 	if (what[0] != '\0') {
 		log_warnx("recovery: %s", what);
 	}
+	{
+		const struct selfupdate_hooks hooks = { api_su_lock, api_su_unlock, api_su_phase, a };
+
+		if (selfupdate_new(cfg, &hooks, &a->su, err, errlen) != 0) {
+			goto fail;
+		}
+	}
 	if (cfg->agent_log != NULL) {
 		api_fmt(a->agent_log, sizeof(a->agent_log), "%s", cfg->agent_log);
 	} else {
@@ -1439,8 +1468,11 @@ api_start(struct api *a, const char *seed, char *err, size_t errlen)
 	char serr[256];
 	int have_active;
 
-	_Static_assert(sizeof(routes) == sizeof(a->routes), "route table size");
-	memcpy(a->routes, routes, sizeof(a->routes));
+	_Static_assert(sizeof(routes) + sizeof(a->routes[0]) == sizeof(a->routes),
+	    "route table size");
+	selfupdate_test_kind();
+	memcpy(a->routes, routes, sizeof(routes));
+	selfupdate_route(a->su, &a->routes[ARRAY_LEN(routes)]);
 	have_active = store_release_read(&a->store, "active", &ri, serr, sizeof(serr)) == 1;
 	if (seed != NULL && !have_active) {
 		/* The seeded agent runs and passed its probe: nothing to adopt or start. */
@@ -1460,7 +1492,7 @@ api_start(struct api *a, const char *seed, char *err, size_t errlen)
 	}
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;
-	ho.listen_fd = -1;
+	ho.listen_fd = selfupdate_listen_fd(); /* from tandem-launcher, else -1 */
 	ho.tls = a->srv_tls;
 	ho.routes = a->routes;
 	ho.nroutes = ARRAY_LEN(a->routes);
@@ -1489,11 +1521,14 @@ api_free(struct api *a, int grace_ms)
 		httpd_stop(a->httpd, grace_ms, 0);
 	}
 	if (a->sv != NULL) {
-		if (a->cfg->stop_agent_on_exit && supervisor_stop(a->sv, err, sizeof(err)) != 0) {
+		/* A self-update hands the running agent over to the next updater. */
+		if (a->cfg->stop_agent_on_exit && !selfupdate_handing_over(a->su) &&
+		    supervisor_stop(a->sv, err, sizeof(err)) != 0) {
 			log_warnx("stop agent: %s", err);
 		}
 		supervisor_free(a->sv);
 	}
+	selfupdate_free(a->su);
 	tls_ctx_free(a->srv_tls);
 	tls_ctx_free(a->cli_tls);
 	pthread_mutex_destroy(&a->mu);
