@@ -1,0 +1,186 @@
+"""`make demo` end to end (issue 7): scripts/demo.sh against the build under
+test (TANDEM_BUILD, so nothing is rebuilt but the release tarballs), in a
+temporary directory. It must succeed, print the steps a newcomer reads, show
+the automatic and the manual rollback, and leave no process behind: every
+updater it started (recorded in DIR/pids) and every agent those updaters ran
+must be gone, and no process may still run from the demo directory.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, bin_path, wait_until
+
+SCRIPT = os.path.join(ROOT, "scripts", "demo.sh")
+
+
+def has_swarm():
+    r = subprocess.run([bin_path("tandem"), "swarm", "--help"], capture_output=True)
+    return r.returncode == 0
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "TANDEM_HOME")}
+    return env
+
+
+def pids_of(path):
+    """{(kind, host): pid} from a demo pids file."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            kind, host, pid = line.split()
+            out[(kind, host)] = int(pid)
+    return out
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def procs_under(directory):
+    """Live processes whose command line or executable mentions DIRECTORY."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            try:
+                exe = os.readlink("/proc/%s/exe" % d)
+            except OSError:
+                exe = ""
+            with open("/proc/%s/stat" % d) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (directory in cmd or exe.startswith(directory)):
+            found.append((int(d), cmd))
+    return found
+
+
+def kill_leftovers(directory):
+    """Test hygiene only: stop what a failing demo may have left, then report it."""
+    left = procs_under(directory)
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+@pytest.fixture
+def demo_dir(tmp_path):
+    d = str(tmp_path / "demo")
+    yield d
+    kill_leftovers(d)
+
+
+def run_demo(build_dir, demo_dir, timeout=900):
+    return subprocess.run(["bash", SCRIPT, "--build", build_dir, "--dir", demo_dir],
+                          capture_output=True, text=True, env=clean_env(), timeout=timeout)
+
+
+@pytest.mark.skipif(not has_swarm(), reason="tandem swarm (issue 6) is not in this build yet")
+def test_demo_runs_to_the_end_and_leaves_nothing(build_dir, demo_dir):
+    r = run_demo(build_dir, demo_dir)
+    out = r.stdout
+    assert r.returncode == 0, "demo failed (%d)\nstdout:\n%s\nstderr:\n%s" % (
+        r.returncode, out[-8000:], r.stderr[-4000:])
+
+    # The steps, in order, each explained in one line.
+    keys = [
+        "pki init",
+        "swarm enroll host1",
+        "swarm enroll host2",
+        "swarm enroll host3",
+        "listening on 127.0.0.1:",
+        "Push 1.0.0 to every host",
+        "swarm update --all --release",
+        "host1 host2 host3 active: 1.0.0",
+        "swarm status --all",
+        "RELEASE_KIND=exit-at-once",
+        "Push the broken 2.0.0",
+        "rolled-back",
+        "swarm update --host host1 --release",
+        "host1 active: 1.1.0",
+        "swarm rollback --host host1",
+        "host1 active: 1.0.0",
+        "swarm history --host host1",
+        "stopping the fleet",
+        "demo: every step behaved as expected.",
+    ]
+    pos = 0
+    for k in keys:
+        i = out.find(k, pos)
+        assert i >= 0, "missing (in order) %r in demo output:\n%s" % (k, out[-8000:])
+        pos = i + len(k)
+
+    # Everything it started is recorded and gone.
+    assert not os.path.exists(os.path.join(demo_dir, "pids")), "pids file left: cleanup did not finish"
+    rec = pids_of(os.path.join(demo_dir, "pids.stopped"))
+    updaters = {h: p for (k, h), p in rec.items() if k == "updater"}
+    assert sorted(updaters) == ["host1", "host2", "host3"], rec
+    for (kind, h), pgid in rec.items():
+        assert not group_alive(pgid), "%s %s (process group %d) still runs" % (kind, h, pgid)
+    assert procs_under(demo_dir) == []
+
+    # Three updaters, each with its own install dir and a 1.0.0 active at the end.
+    for h in ("host1", "host2", "host3"):
+        with open(os.path.join(demo_dir, h, "install", "releases", "active", "release.json")) as f:
+            assert '"1.0.0"' in f.read()
+
+
+@pytest.mark.skipif(not has_swarm(), reason="tandem swarm (issue 6) is not in this build yet")
+def test_demo_interrupted_stops_everything(build_dir, demo_dir):
+    """SIGINT (Ctrl-C) once the fleet runs: exit 130, every process stopped."""
+    p = subprocess.Popen(["bash", SCRIPT, "--build", build_dir, "--dir", demo_dir],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=clean_env(), start_new_session=True)
+    lines = []
+    try:
+        # Read until the first push has begun, i.e. updaters are up and agents start.
+        deadline = time.monotonic() + 600
+        for line in p.stdout:
+            lines.append(line)
+            if "swarm update --all" in line or time.monotonic() > deadline:
+                break
+        assert any("swarm update --all" in ln for ln in lines), "".join(lines)
+        # Ctrl-C reaches the whole foreground process group of a terminal.
+        os.killpg(p.pid, signal.SIGINT)
+        rest, _ = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    out = "".join(lines) + rest
+    assert p.returncode == 130, out[-6000:]
+    assert "demo: interrupted" in out
+    assert "stopping the fleet" in out
+    rec = pids_of(os.path.join(demo_dir, "pids.stopped"))
+    assert len([k for k in rec if k[0] == "updater"]) == 3, rec
+    for (kind, h), pgid in rec.items():
+        assert not group_alive(pgid), "%s %s (process group %d) still runs" % (kind, h, pgid)
+    wait_until(lambda: procs_under(demo_dir) == [], 10, "no process under the demo directory")
+
+
+def test_demo_refuses_a_foreign_directory(build_dir, tmp_path):
+    """The demo never deletes or reuses a non-empty directory it did not create."""
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "precious").write_text("keep me")
+    r = run_demo(build_dir, str(d), timeout=60)
+    assert r.returncode != 0
+    assert (d / "precious").read_text() == "keep me"
+    assert sorted(os.listdir(d)) == ["precious"]
