@@ -96,6 +96,18 @@ const struct config_option api_config_table[] = {
 	    "longest wait between probe attempts" },
 	{ "stop_grace", CONFIG_DURATION_MS, OFF(stop_grace_ms), "5s", 10, 600000,
 	    "SIGTERM to SIGKILL when stopping the agent" },
+	{ "restart_backoff_min", CONFIG_DURATION_MS, OFF(restart_backoff_min_ms), "500ms", 10,
+	    3600000, "first delay before restarting a crashed agent (doubles per crash)" },
+	{ "restart_backoff_max", CONFIG_DURATION_MS, OFF(restart_backoff_max_ms), "30s", 10,
+	    86400000, "longest restart delay" },
+	{ "restart_min_spacing", CONFIG_DURATION_MS, OFF(restart_min_spacing_ms), "1s", 10, 3600000,
+	    "least time between two starts of the agent" },
+	{ "crash_loop_count", CONFIG_INT, OFF(crash_loop_count), "5", 1, SUP_MAX_CRASHES,
+	    "this many crashes within crash_loop_window is a crash loop (shown in /health)" },
+	{ "crash_loop_window", CONFIG_DURATION_MS, OFF(crash_loop_window_ms), "60s", 100, 86400000,
+	    NULL },
+	{ "crash_loop_retry", CONFIG_DURATION_MS, OFF(crash_loop_retry_ms), "60s", 100, 86400000,
+	    "in a crash loop, try again after this long" },
 	{ "request_timeout", CONFIG_DURATION_MS, OFF(request_timeout_ms), "15m", 1000,
 	    86400000, "whole /update request: upload, install and probe" },
 	{ "max_conns", CONFIG_INT, OFF(max_conns), "32", 1, 10000, "concurrent connections" },
@@ -1436,6 +1448,15 @@ api_new(const struct updater_config *cfg, struct api **out, char *err, size_t er
 	so.name = "agent";
 	so.spec = &spec;
 	so.cfg.stop_grace_ms = cfg->stop_grace_ms;
+	so.cfg.backoff_min_ms = cfg->restart_backoff_min_ms;
+	so.cfg.backoff_max_ms = cfg->restart_backoff_max_ms;
+	so.cfg.min_spacing_ms = cfg->restart_min_spacing_ms;
+	so.cfg.crash_loop_count = (unsigned)cfg->crash_loop_count;
+	so.cfg.crash_loop_window_ms = cfg->crash_loop_window_ms;
+	so.cfg.crash_loop_retry_ms = cfg->crash_loop_retry_ms;
+	if (sup_config_check(&so.cfg, err, errlen) != 0) {
+		goto fail;
+	}
 	so.on_event = api_on_event;
 	so.arg = a;
 	if (supervisor_new(&so, &a->sv, err, errlen) != 0) {

@@ -46,6 +46,12 @@ struct updater_config {
 	long long probe_first_interval_ms;
 	long long probe_max_interval_ms;
 	long long stop_grace_ms;
+	long long restart_backoff_min_ms;
+	long long restart_backoff_max_ms;
+	long long restart_min_spacing_ms;
+	long long crash_loop_count;
+	long long crash_loop_window_ms;
+	long long crash_loop_retry_ms;
 	long long request_timeout_ms;
 	long long max_conns;
 	int log_level;

@@ -621,6 +621,26 @@ def test_disk_really_full(procs, tmp_path, pki, releases):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def test_crash_loop_reported(procs, tmp_path, pki, releases):
+    """An agent that passes its probe and then keeps crashing is restarted with
+    backoff and reported as a crash loop in /health."""
+    h = Host(procs, tmp_path, pki, restart_backoff_min="50ms", restart_min_spacing="50ms",
+             crash_loop_count="3", crash_loop_window="30s", crash_loop_retry="30s",
+             probe_stable="200ms")
+    try:
+        h.proc.stop(timeout=20)
+        h.start(env={"TANDEM_CRASH_AFTER_MS": "700"})
+        st, _, body = h.push(releases.get("4.0.0", "crash-later"))
+        assert st == 200, body
+        agent = wait_until(lambda: (lambda a: a if a["crash_loop"] else None)(
+            h.health()["agent"]), 20, "the crash loop to be reported")
+        assert agent["state"] == "crash_loop" and agent["recent_crashes"] >= 3
+        assert agent["last_exit"] is not None
+        assert h.health()["status"] == "degraded"
+    finally:
+        assert_clean_exit(h.proc)
+
+
 def test_restart_adopts_agent(host, releases):
     st, _, body = host.push(releases.get("1.0.0"))
     assert st == 200, body
