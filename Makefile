@@ -316,3 +316,118 @@ release: $(RELEASE_BINS)
 -include $(shell find $(RELEASE_TREE)/obj $(RELEASE_UPD_TREE)/obj -name '*.d' 2>/dev/null)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+
+# ---- install / uninstall / deb (issue 7, packaging/, wiki/Operations.md) ----
+#   make install [DESTDIR=D] [PREFIX=/usr/local] [VERSION=x]   (install-worker + install-master)
+#   make uninstall [DESTDIR=D] [PREFIX=...]   (leaves /etc/tandem and /var/lib/tandem)
+#   make deb [VERSION=x]   -> $(BUILD)/deb/tandem-worker_V_ARCH.deb, tandem-master_V_ARCH.deb
+# Installed binaries carry VERSION: the agent and updater are the ones of
+# `make release` (release-good-VERSION/, debug info stripped), which also
+# becomes the seed release the unit passes to the updater on a fresh host; the
+# CLI is compiled again into $(BUILD)/pkg-VERSION/. Config files are installed
+# only where none exists yet (never over an admin's edits). No chown here: the
+# deb's postinst creates the tandem user and sets owners (wiki/Operations.md).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+PKGLIBDIR  ?= $(PREFIX)/lib/tandem
+DOCDIR     ?= $(PREFIX)/share/doc/tandem
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+STATEDIR   ?= /var/lib/tandem
+PKG_TREE   := $(BUILD)/pkg-$(VERSION)
+PKG_REL    := $(BUILD)/release-good-$(VERSION)/stage/bin
+PKG_SEED   := $(PKG_TREE)/tandem-agent-release.tar.gz
+PKG_SUBST  := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@STATEDIR@|$(STATEDIR)|g' -e 's|@PKGLIBDIR@|$(PKGLIBDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+
+.PHONY: install install-worker install-master uninstall deb pkg-seed
+
+$(PKG_TREE)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	strip --strip-debug $@
+
+# The seed release, and with it the version-stamped agent and updater binaries.
+pkg-seed:
+	@$(MAKE) --no-print-directory release RELEASE_KIND=good RELEASE_OUT='$(PKG_SEED)' >/dev/null
+
+install: install-worker install-master
+
+install-worker: pkg-seed
+	install -d -m 0755 '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(UNITDIR)' \
+		'$(DESTDIR)$(DOCDIR)'
+	install -m 0755 $(PKG_REL)/tandem-updater $(PKG_REL)/tandem-agent '$(DESTDIR)$(SBINDIR)/'
+	install -m 0644 '$(PKG_SEED)' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz'
+	$(PKG_SUBST) packaging/systemd/tandem-updater.service.in > '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
+	chmod 0644 '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
+	mv -f '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp' '$(DESTDIR)$(UNITDIR)/tandem-updater.service'
+	install -m 0644 wiki/Operations.md '$(DESTDIR)$(DOCDIR)/Operations.md'
+	install -d -m 0750 '$(DESTDIR)$(SYSCONFDIR)/tandem' '$(DESTDIR)$(STATEDIR)'
+	@set -e; d='$(DESTDIR)$(SYSCONFDIR)/tandem'; \
+	for f in updater.conf agent.conf; do \
+		if [ -e "$$d/$$f" ]; then echo "install: keeping existing $$d/$$f"; continue; fi; \
+		if [ -e packaging/etc/$$f.in ]; then $(PKG_SUBST) packaging/etc/$$f.in > "$$d/$$f.tmp"; \
+		else cp packaging/etc/$$f "$$d/$$f.tmp"; fi; \
+		chmod 0640 "$$d/$$f.tmp"; mv -f "$$d/$$f.tmp" "$$d/$$f"; echo "install: $$d/$$f"; \
+	done
+
+install-master: $(PKG_TREE)/bin/tandem
+	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
+	install -m 0755 $(PKG_TREE)/bin/tandem '$(DESTDIR)$(BINDIR)/tandem'
+
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(SBINDIR)/tandem-updater' \
+		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
+		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md'
+	-rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem and $(DESTDIR)$(STATEDIR) are kept"
+
+# Debian packages with dpkg-deb; Depends from dpkg-shlibdeps on the staged
+# binaries. The deb layout is PREFIX=/usr and units in /lib/systemd/system
+# (Debian 12). Owners are root in the archive; postinst gives the tandem user
+# what it needs.
+DEB_DIR  := $(BUILD)/deb
+DEB_WORK := $(DEB_DIR)/work
+DEB_ARCH  = $(shell dpkg --print-architecture)
+ifneq ($(filter deb,$(MAKECMDGOALS)),)
+ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[0-9][A-Za-z0-9.+~-]{0,63}'),$(VERSION))
+$(error VERSION=$(VERSION): a Debian version starts with a digit and uses A-Z a-z 0-9 . + ~ -)
+endif
+endif
+
+deb:
+	rm -rf '$(DEB_WORK)'
+	mkdir -p '$(DEB_WORK)/debian'
+	: > '$(DEB_WORK)/debian/control'
+	$(MAKE) --no-print-directory install-worker DESTDIR='$(abspath $(DEB_WORK))/debian/tandem-worker' \
+		PREFIX=/usr UNITDIR=/lib/systemd/system DOCDIR=/usr/share/doc/tandem-worker \
+		SYSCONFDIR=/etc STATEDIR=/var/lib/tandem
+	$(MAKE) --no-print-directory install-master DESTDIR='$(abspath $(DEB_WORK))/debian/tandem-master' \
+		PREFIX=/usr
+	@set -e; cd '$(DEB_WORK)'; \
+	for p in tandem-worker tandem-master; do \
+		mkdir -p debian/$$p/DEBIAN; \
+		bins=$$(find debian/$$p/usr/bin debian/$$p/usr/sbin -type f 2>/dev/null | sort); \
+		shlibs=$$(dpkg-shlibdeps -O $$bins 2>/dev/null | sed -n 's/^shlibs:Depends=//p'); \
+		[ -n "$$shlibs" ] || { echo "deb: dpkg-shlibdeps found no dependencies for $$p" >&2; exit 1; }; \
+		size=$$(du -sk --exclude=DEBIAN debian/$$p | cut -f1); \
+		sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@SIZE@|$$size|" \
+			-e "s|@SHLIBS@|$$shlibs|" $(CURDIR)/packaging/debian/$$p.control.in > debian/$$p/DEBIAN/control; \
+		for s in conffiles postinst prerm postrm; do \
+			f=$(CURDIR)/packaging/debian/$$p.$$s; [ -e $$f ] || continue; \
+			cp $$f debian/$$p/DEBIAN/$$s; \
+			if [ $$s = conffiles ]; then chmod 0644 debian/$$p/DEBIAN/$$s; \
+			else chmod 0755 debian/$$p/DEBIAN/$$s; fi; \
+		done; \
+		out=../$${p}_$(VERSION)_$(DEB_ARCH).deb; rm -f "$$out"; \
+		dpkg-deb --root-owner-group --build debian/$$p "$$out" >/dev/null; \
+		echo "deb: $(DEB_DIR)/$${p}_$(VERSION)_$(DEB_ARCH).deb"; \
+	done
+
+-include $(shell find $(PKG_TREE)/obj -name '*.d' 2>/dev/null)

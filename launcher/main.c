@@ -1,0 +1,647 @@
+/*
+ * tandem-launcher: the small, stable parent of tandem-updater that a
+ * self-update never replaces (issue 5, wiki/Self-Update.md).
+ *
+ *   tandem-launcher --config FILE --updater PATH [--install-dir DIR]
+ *                   [--listen ADDR:PORT] [--log FILE]
+ *                   [--probation-deadline MS] [--probation-stable MS]
+ *                   [--max-starts N]
+ *
+ * It binds the updater's listening socket once and passes it to every
+ * updater it starts (fd number in TANDEM_LISTEN_FD), so a connection made
+ * while one updater hands over to the next waits in the backlog. It runs
+ * INSTALL_DIR/updater/current/<updater_entrypoint>, or PATH while the
+ * updater's tree holds no release, restarting it with backoff when it exits.
+ *
+ * When the updater exits after queueing a self-update (journal of the tree
+ * in SWITCHING plus state/handover.json), the new updater is on probation:
+ * before each start the persisted start counter is incremented (atomic
+ * rewrite of the handover record, so a crash of the launcher itself counts
+ * too); the new updater must answer /health with the new version and stay
+ * up for the stable window, all before the deadline. Then the self-update
+ * is committed; otherwise (too many starts, deadline, hang) the new updater
+ * is stopped, the tree restored (current -> the previous updater) and the
+ * previous updater started. Both outcomes are recorded in the history and in
+ * updater/state/last_self_update.json. An interrupted self-update without a
+ * handover record is undone (store_recover) before anything starts.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/tls.h"
+#include "common/util.h"
+#include "updater/api.h"
+#include "updater/journal.h"
+#include "updater/probe.h"
+#include "updater/selfupdate.h"
+#include "updater/store.h"
+
+#define LN_DEFAULT_DEADLINE_MS 60000
+#define LN_DEFAULT_STABLE_MS 10000
+#define LN_DEFAULT_MAX_STARTS 3
+#define LN_BACKOFF_MIN_MS 200
+#define LN_BACKOFF_MAX_MS 10000
+#define LN_STABLE_RESET_MS 10000
+#define LN_STOP_EXTRA_MS 3000
+
+struct launcher {
+	struct updater_config cfg;
+	char conf[PATH_MAX];
+	const char *fallback;
+	char tree[PATH_MAX];
+	struct store store;
+	int listen_fd;
+	int port;
+	char probe_host[256];
+	char probe_port[16];
+	int sigfd;
+	struct tls_ctx *tls;
+	struct proc child;
+	int64_t child_started;
+	char log_path[PATH_MAX];
+	long long deadline_ms;
+	long long stable_ms;
+	long long max_starts;
+	int stop;
+};
+
+/* snprintf where a cut path or message fails later, visibly. */
+static void ln_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+ln_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: tandem-launcher --config FILE --updater PATH [--install-dir DIR]\n"
+	    "                       [--listen ADDR:PORT] [--log FILE]\n"
+	    "                       [--probation-deadline MS] [--probation-stable MS]\n"
+	    "                       [--max-starts N]\n");
+}
+
+/* Bind ADDR:PORT (port 0 picks one); *PORT gets the bound port. */
+static int
+ln_bind(const char *addr, int *port, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256], serv[16];
+	int fd = -1, one = 1, rc;
+
+	if (split_host_port(addr, host, sizeof(host), serv, sizeof(serv)) != 0) {
+		ln_fmt(err, errlen, "listen: bad address '%s'", addr);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, &res);
+	if (rc != 0) {
+		ln_fmt(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		ln_fmt(err, errlen, "listen %s: %s", addr, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+		}
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	if (ss.ss_family == AF_INET6) {
+		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return fd;
+}
+
+/* The updater to run: the tree's current release, else the fallback binary. */
+static void
+ln_program(struct launcher *l, char *prog, size_t len, char *version, size_t vlen)
+{
+	char cur[PATH_MAX], entry[256], err[512];
+
+	ln_fmt(cur, sizeof(cur), "%s/current", l->tree);
+	if (access(cur, F_OK) == 0 &&
+	    selfupdate_read_entrypoint(cur, entry, sizeof(entry), version, vlen, err,
+		sizeof(err)) == 0) {
+		ln_fmt(prog, len, "%s/%s", cur, entry);
+		return;
+	}
+	if (access(cur, F_OK) == 0) {
+		log_warnx("updater release in %s unusable (%s): running %s", cur, err, l->fallback);
+	}
+	ln_fmt(prog, len, "%s", l->fallback);
+	ln_fmt(version, vlen, "fallback");
+}
+
+static int
+ln_spawn(struct launcher *l, char *err, size_t errlen)
+{
+	char prog[PATH_MAX], version[128], env_fd[64], env_conf[PATH_MAX + 64];
+	const char *argv[6], *env[3];
+	struct proc_spec spec;
+
+	ln_program(l, prog, sizeof(prog), version, sizeof(version));
+	ln_fmt(env_fd, sizeof(env_fd), "%s=%d", SELFUPDATE_ENV_LISTEN_FD, l->listen_fd);
+	ln_fmt(env_conf, sizeof(env_conf), "%s=%s", SELFUPDATE_ENV_CONFIG, l->conf);
+	env[0] = env_fd;
+	env[1] = env_conf;
+	env[2] = NULL;
+	argv[0] = prog;
+	argv[1] = "--config";
+	argv[2] = l->conf;
+	argv[3] = "--install-dir";
+	argv[4] = l->cfg.install_dir;
+	argv[5] = NULL;
+	proc_spec_init(&spec);
+	spec.argv = argv;
+	spec.env_add = env;
+	spec.cwd = l->cfg.install_dir;
+	spec.log_path = l->log_path;
+	spec.keep_fd = l->listen_fd;
+	proc_release(&l->child);
+	if (proc_spawn(&spec, &l->child, err, errlen) != 0) {
+		return -1;
+	}
+	l->child_started = mono_ms();
+	log_info("started updater %s (%s), pid %d", prog, version, (int)l->child.pid);
+	printf("UPDATER pid=%d version=%s\n", (int)l->child.pid, version);
+	fflush(stdout);
+	return 0;
+}
+
+static void
+ln_stop_child(struct launcher *l)
+{
+	char err[256];
+
+	if (l->child.pid == 0) {
+		return;
+	}
+	if (proc_stop(&l->child, (int)l->cfg.stop_grace_ms + LN_STOP_EXTRA_MS, err, sizeof(err)) <
+	    0) {
+		log_warnx("stop updater pid %d: %s", (int)l->child.pid, err);
+	}
+	proc_release(&l->child);
+}
+
+/* Reap the child if it exited. 1: it did (STATUS filled), 0: still running. */
+static int
+ln_reap(struct launcher *l, int *status)
+{
+	int r;
+
+	if (l->child.pid == 0) {
+		*status = -1;
+		return 1;
+	}
+	r = proc_poll(&l->child);
+	if (r == 0) {
+		return 0;
+	}
+	*status = r == 1 ? l->child.status : -1;
+	proc_release(&l->child);
+	return 1;
+}
+
+/*
+ * Look at the updater's tree. Returns 1 when a self-update waits for
+ * probation (*H filled), 0 otherwise (an interrupted one is undone first).
+ */
+static int
+ln_reconcile(struct launcher *l, struct selfupdate_handover *h)
+{
+	struct journal_op op;
+	char err[512], what[512];
+	int jr, hr;
+
+	jr = journal_read(l->tree, &op, err, sizeof(err));
+	if (jr < 0) {
+		log_warnx("updater tree journal: %s", err);
+	}
+	hr = selfupdate_handover_read(l->tree, h, err, sizeof(err));
+	if (hr < 0) {
+		log_warnx("handover record: %s", err);
+	}
+	if (jr == 1 && hr == 1 && op.kind == JOURNAL_UPDATE && op.phase == JOURNAL_SWITCHING &&
+	    strcmp(op.id, h->op_id) == 0) {
+		return 1;
+	}
+	if (jr == 0 && hr == 0) {
+		return 0;
+	}
+	if (store_recover(&l->store, what, sizeof(what), err, sizeof(err)) != 0) {
+		log_warnx("updater tree recovery: %s", err);
+		return 0;
+	}
+	if (selfupdate_handover_clear(l->tree) != 0) {
+		log_warn("clear handover record");
+	}
+	if (jr == 1) {
+		log_warnx("interrupted self-update: %s", what);
+		if (selfupdate_record(l->tree, l->cfg.install_dir, op.id, "undone", "", "", op.sha256,
+			what) != 0) {
+			log_warn("record self-update outcome");
+		}
+	}
+	return 0;
+}
+
+static void
+ln_commit(struct launcher *l, const struct selfupdate_handover *h)
+{
+	struct journal_op op;
+	char err[512];
+
+	if (journal_read(l->tree, &op, err, sizeof(err)) != 1 ||
+	    store_update_commit(&l->store, &op, err, sizeof(err)) != 0) {
+		log_warnx("commit self-update %s: %s", h->op_id, err);
+	}
+	if (selfupdate_handover_clear(l->tree) != 0) {
+		log_warn("clear handover record");
+	}
+	if (selfupdate_record(l->tree, l->cfg.install_dir, h->op_id, "committed", h->old_version,
+		h->new_version, h->sha256, "") != 0) {
+		log_warn("record self-update outcome");
+	}
+	log_info("self-update %s committed: updater %s", h->op_id, h->new_version);
+	printf("SELF_UPDATE committed %s\n", h->new_version);
+	fflush(stdout);
+}
+
+static void
+ln_revert(struct launcher *l, const struct selfupdate_handover *h, const char *reason)
+{
+	struct journal_op op;
+	char err[512];
+
+	ln_stop_child(l);
+	if (journal_read(l->tree, &op, err, sizeof(err)) != 1 ||
+	    store_update_restore(&l->store, &op, err, sizeof(err)) != 0) {
+		log_warnx("revert self-update %s: %s", h->op_id, err);
+	}
+	if (selfupdate_handover_clear(l->tree) != 0) {
+		log_warn("clear handover record");
+	}
+	if (selfupdate_record(l->tree, l->cfg.install_dir, h->op_id, "reverted", h->old_version,
+		h->new_version, h->sha256, reason) != 0) {
+		log_warn("record self-update outcome");
+	}
+	log_warnx("self-update %s reverted: %s", h->op_id, reason);
+	printf("SELF_UPDATE reverted %s\n", h->new_version);
+	fflush(stdout);
+}
+
+/*
+ * The new updater's probation. Returns 0 when decided (committed: the new
+ * updater runs; reverted: nothing runs), 1 when a signal interrupted it (the
+ * handover record stays for the next launcher).
+ */
+static int
+ln_probation(struct launcher *l, struct selfupdate_handover *h)
+{
+	int64_t deadline = mono_ms() + l->deadline_ms;
+	char reason[600], err[512];
+	int status;
+
+	ln_fmt(reason, sizeof(reason), "no start yet");
+	for (;;) {
+		struct probe_opts o;
+		struct probe_result res;
+		int passed;
+
+		if (h->starts >= l->max_starts) {
+			char last[520];
+
+			ln_fmt(last, sizeof(last), "%s", reason);
+			ln_fmt(reason, sizeof(reason), "%lld starts failed (last: %s)", h->starts,
+			    last);
+			break;
+		}
+		if (ms_until(deadline) <= 0) {
+			break;
+		}
+		h->starts++;
+		if (selfupdate_handover_write(l->tree, h) != 0) {
+			log_warn("persist start counter");
+		}
+		if (ln_spawn(l, err, sizeof(err)) != 0) {
+			ln_fmt(reason, sizeof(reason), "start: %s", err);
+			continue;
+		}
+		probe_opts_init(&o);
+		o.tls = l->tls;
+		o.host = l->probe_host;
+		o.port = l->probe_port;
+		o.expect_version = h->new_version;
+		o.first_interval_ms = 50;
+		o.max_interval_ms = 500;
+		o.deadline_ms = ms_until(deadline);
+		o.stable_ms = (int)l->stable_ms;
+		o.stable_interval_ms = 500;
+		o.pidfd = l->child.pidfd;
+		o.cancel_fd = l->sigfd;
+		passed = probe_run(&o, &res) == 0;
+		if (passed) {
+			probe_result_free(&res);
+			ln_commit(l, h);
+			return 0;
+		}
+		if (errno == ECANCELED) {
+			probe_result_free(&res);
+			return 1;
+		}
+		ln_fmt(reason, sizeof(reason), "%s", res.reason);
+		probe_result_free(&res);
+		if (ln_reap(l, &status) == 0) {
+			/* Alive but not healthy in time: hung. */
+			break;
+		}
+		log_warnx("new updater failed start %lld: %s", h->starts, reason);
+	}
+	ln_revert(l, h, reason);
+	return 0;
+}
+
+static int
+ln_signal(struct launcher *l)
+{
+	struct signalfd_siginfo si;
+	ssize_t n = read(l->sigfd, &si, sizeof(si));
+
+	if (n != (ssize_t)sizeof(si)) {
+		return 0;
+	}
+	if (si.ssi_signo == SIGHUP) {
+		if (l->child.pid != 0 && proc_signal(&l->child, SIGHUP) != 0) {
+			log_warn("forward SIGHUP");
+		}
+		return 0;
+	}
+	log_info("signal %u: stopping", si.ssi_signo);
+	l->stop = 1;
+	return 1;
+}
+
+static int
+ln_run(struct launcher *l)
+{
+	struct selfupdate_handover h;
+	int64_t next_start = 0;
+	int backoff = LN_BACKOFF_MIN_MS;
+	char err[512];
+
+	while (!l->stop) {
+		struct pollfd pfd[2];
+		int timeout = -1, status, nfds = 1;
+
+		if (l->child.pid == 0) {
+			if (ln_reconcile(l, &h) == 1) {
+				if (ln_probation(l, &h) == 1) {
+					(void)ln_signal(l);
+					break;
+				}
+			}
+		}
+		if (l->child.pid == 0 && ms_until(next_start) <= 0) {
+			if (ln_spawn(l, err, sizeof(err)) != 0) {
+				log_warnx("start updater: %s", err);
+				next_start = mono_ms() + backoff;
+				backoff = backoff * 2 > LN_BACKOFF_MAX_MS ? LN_BACKOFF_MAX_MS : backoff * 2;
+			}
+		}
+		pfd[0].fd = l->sigfd;
+		pfd[0].events = POLLIN;
+		if (l->child.pid != 0) {
+			pfd[1].fd = l->child.pidfd;
+			pfd[1].events = POLLIN;
+			nfds = l->child.pidfd >= 0 ? 2 : 1;
+			timeout = l->child.pidfd >= 0 ? -1 : 100;
+		} else {
+			timeout = ms_until(next_start);
+		}
+		if (poll(pfd, (nfds_t)nfds, timeout) < 0 && errno != EINTR) {
+			log_warn("poll");
+			return 1;
+		}
+		if ((pfd[0].revents & POLLIN) != 0 && ln_signal(l)) {
+			break;
+		}
+		if (l->child.pid != 0 && ln_reap(l, &status) == 1) {
+			char desc[96];
+
+			log_warnx("updater exited: %s", proc_status_str(status, desc, sizeof(desc)));
+			if (mono_ms() - l->child_started > LN_STABLE_RESET_MS) {
+				backoff = LN_BACKOFF_MIN_MS;
+			}
+			/* A queued self-update goes on at once (ln_reconcile); a crash waits. */
+			next_start = mono_ms() + backoff;
+			if (ln_reconcile(l, &h) == 1) {
+				next_start = 0;
+			} else {
+				backoff = backoff * 2 > LN_BACKOFF_MAX_MS ? LN_BACKOFF_MAX_MS
+									  : backoff * 2;
+			}
+		}
+	}
+	ln_stop_child(l);
+	return 0;
+}
+
+static int
+ln_opt_ms(const char *name, const char *v, long long min, long long max, long long *out)
+{
+	if (parse_ll(v, min, max, out) != 0) {
+		fprintf(stderr, "tandem-launcher: --%s: expected %lld..%lld\n", name, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "updater", required_argument, NULL, 'u' },
+		{ "install-dir", required_argument, NULL, 'i' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "probation-deadline", required_argument, NULL, 'D' },
+		{ "probation-stable", required_argument, NULL, 'S' },
+		{ "max-starts", required_argument, NULL, 'M' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct launcher l;
+	struct tls_opts to;
+	const char *config_path = NULL, *listen = NULL, *install_dir = NULL, *log_path = NULL;
+	char err[512], dir[PATH_MAX];
+	sigset_t set;
+	int c, rc = 1;
+
+	memset(&l, 0, sizeof(l));
+	l.listen_fd = -1;
+	l.sigfd = -1;
+	proc_init(&l.child);
+	l.deadline_ms = LN_DEFAULT_DEADLINE_MS;
+	l.stable_ms = LN_DEFAULT_STABLE_MS;
+	l.max_starts = LN_DEFAULT_MAX_STARTS;
+	log_init("tandem-launcher", LOG_LVL_INFO);
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'u':
+			l.fallback = optarg;
+			break;
+		case 'i':
+			install_dir = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'L':
+			log_path = optarg;
+			break;
+		case 'D':
+			if (ln_opt_ms("probation-deadline", optarg, 100, 3600000, &l.deadline_ms) != 0) {
+				return 2;
+			}
+			break;
+		case 'S':
+			if (ln_opt_ms("probation-stable", optarg, 0, 3600000, &l.stable_ms) != 0) {
+				return 2;
+			}
+			break;
+		case 'M':
+			if (ln_opt_ms("max-starts", optarg, 1, 100, &l.max_starts) != 0) {
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || config_path == NULL || l.fallback == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	if (realpath(config_path, l.conf) == NULL) {
+		fprintf(stderr, "tandem-launcher: config %s: %s\n", config_path, strerror(errno));
+		return 2;
+	}
+	if (config_defaults(api_config_table, api_config_table_len, &l.cfg, err, sizeof(err)) != 0 ||
+	    config_load_file(api_config_table, api_config_table_len, &l.cfg, l.conf, err,
+		sizeof(err)) != 0 ||
+	    (listen != NULL && config_set(api_config_table, api_config_table_len, &l.cfg, "listen",
+				   listen, NULL, err, sizeof(err)) != 0) ||
+	    (install_dir != NULL && config_set(api_config_table, api_config_table_len, &l.cfg,
+					"install_dir", install_dir, NULL, err, sizeof(err)) != 0) ||
+	    api_config_check(&l.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tandem-launcher: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	log_set_level((enum log_level)l.cfg.log_level);
+	ln_fmt(l.tree, sizeof(l.tree), "%s/%s", l.cfg.install_dir, SELFUPDATE_TREE);
+	ln_fmt(dir, sizeof(dir), "%s/state", l.cfg.install_dir);
+	if (fs_mkdir_p(dir, 0700) != 0) {
+		log_warn("mkdir %s", dir);
+		goto out;
+	}
+	ln_fmt(l.log_path, sizeof(l.log_path), "%s", log_path != NULL ? log_path : "");
+	if (log_path == NULL) {
+		ln_fmt(l.log_path, sizeof(l.log_path), "%s/updater.log", dir);
+	}
+	if (store_init(&l.store, l.tree, (unsigned)l.cfg.failed_keep, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
+	    (l.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		log_warn("signals");
+		goto out;
+	}
+	tls_opts_init(&to);
+	to.ca_file = l.cfg.ca;
+	to.cert_file = l.cfg.cert;
+	to.key_file = l.cfg.key;
+	to.master_cn = l.cfg.master_cn;
+	if (tls_client_new(&to, &l.tls, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	l.listen_fd = ln_bind(l.cfg.listen, &l.port, err, sizeof(err));
+	if (l.listen_fd < 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	if (split_host_port(l.cfg.listen, l.probe_host, sizeof(l.probe_host), l.probe_port,
+		sizeof(l.probe_port)) != 0) {
+		goto out;
+	}
+	if (l.probe_host[0] == '\0' || strcmp(l.probe_host, "0.0.0.0") == 0) {
+		ln_fmt(l.probe_host, sizeof(l.probe_host), "127.0.0.1");
+	} else if (strcmp(l.probe_host, "::") == 0) {
+		ln_fmt(l.probe_host, sizeof(l.probe_host), "::1");
+	}
+	ln_fmt(l.probe_port, sizeof(l.probe_port), "%d", l.port);
+	log_info("tandem-launcher listening on port %d for the updater", l.port);
+	printf("LISTENING port=%d\n", l.port);
+	fflush(stdout);
+	rc = ln_run(&l);
+out:
+	ln_stop_child(&l);
+	if (l.listen_fd >= 0) {
+		close(l.listen_fd);
+	}
+	if (l.sigfd >= 0) {
+		close(l.sigfd);
+	}
+	tls_ctx_free(l.tls);
+	config_free(api_config_table, api_config_table_len, &l.cfg);
+	return rc;
+}
