@@ -1,0 +1,476 @@
+"""Packaging (issue 7): `make install` layout and modes, `make deb`, the
+packages' fields and files, the worker package extracted into a scratch root
+and run from there against certificates made by the packaged `tandem pki`,
+and `systemd-analyze verify` on the unit.
+
+Every tool used here is installed by scripts/deps.sh; a missing one fails the
+test (nothing is skipped).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+
+import pytest
+
+from conftest import ROOT, Proc, free_port, port_open, run, wait_until
+
+# Shared with test_updater's releases, so the version-stamped release build is
+# made once per build directory.
+VERSION = "1.0.0"
+STATEDIR = "/var/lib/tandem"
+
+WORKER_FILES = {
+    # path in the package: (type, mode)
+    "etc/tandem": ("d", 0o750),
+    "etc/tandem/updater.conf": ("f", 0o640),
+    "etc/tandem/agent.conf": ("f", 0o640),
+    "lib/systemd/system/tandem-updater.service": ("f", 0o644),
+    "usr/sbin/tandem-updater": ("f", 0o755),
+    "usr/sbin/tandem-agent": ("f", 0o755),
+    "usr/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
+    "usr/share/doc/tandem-worker/Operations.md": ("f", 0o644),
+    "var/lib/tandem": ("d", 0o750),
+}
+MASTER_FILES = {
+    "usr/bin/tandem": ("f", 0o755),
+}
+
+
+def need(tool):
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail("%s is not installed (scripts/deps.sh installs it: run make deps)" % tool)
+    return path
+
+
+def build_is_asan(build_dir):
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        return b"__asan_" in f.read()
+
+
+def make(build_dir, *args):
+    """make in the repository for the build under test (its SAN setting),
+    without the MAKEFLAGS of an enclosing make."""
+    need("make")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
+            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + VERSION] + list(args)
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    if r.returncode != 0:
+        pytest.fail("%s failed (%d)\n%s\n%s" % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def tree(root):
+    """{relative path: (type, mode)} of everything under ROOT."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            t = "d" if stat.S_ISDIR(st.st_mode) else "f" if stat.S_ISREG(st.st_mode) else "?"
+            out[os.path.relpath(p, root)] = (t, stat.S_IMODE(st.st_mode))
+    return out
+
+
+def files_only(t):
+    return {k: v for k, v in t.items() if v[0] != "d"}
+
+
+def unit_keys(path):
+    """The unit's KEY=VALUE lines as {key: [values]}."""
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";", "[")):
+                continue
+            k, _, v = line.partition("=")
+            keys.setdefault(k, []).append(v)
+    return keys
+
+
+# ---------------------------------------------------------------- make install
+
+def test_make_install_layout(build_dir, tmp_path):
+    dest = str(tmp_path / "dest")
+    r = make(build_dir, "install", "DESTDIR=" + dest)
+    assert "install: %s/etc/tandem/updater.conf" % dest in r.stdout
+    want = {
+        "usr/local/bin/tandem": ("f", 0o755),
+        "usr/local/sbin/tandem-updater": ("f", 0o755),
+        "usr/local/sbin/tandem-agent": ("f", 0o755),
+        "usr/local/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
+        "usr/local/lib/systemd/system/tandem-updater.service": ("f", 0o644),
+        "usr/local/share/doc/tandem/Operations.md": ("f", 0o644),
+        "etc/tandem/updater.conf": ("f", 0o640),
+        "etc/tandem/agent.conf": ("f", 0o640),
+    }
+    got = tree(dest)
+    assert files_only(got) == want
+    assert got["etc/tandem"] == ("d", 0o750)
+    assert got["var/lib/tandem"] == ("d", 0o750)
+
+    for prog in ("usr/local/sbin/tandem-updater", "usr/local/sbin/tandem-agent",
+                 "usr/local/bin/tandem"):
+        out = run([os.path.join(dest, prog), "--version"]).stdout
+        assert out.strip().endswith(" " + VERSION), out
+
+    # The unit points at this PREFIX, the config at /etc/tandem, state at /var/lib/tandem.
+    keys = unit_keys(os.path.join(dest, "usr/local/lib/systemd/system/tandem-updater.service"))
+    assert keys["ExecStart"] == [
+        "/usr/local/sbin/tandem-updater --config /etc/tandem/updater.conf "
+        "--seed /usr/local/lib/tandem/tandem-agent-release.tar.gz"]
+    assert keys["ReadWritePaths"] == [STATEDIR]
+    with open(os.path.join(dest, "etc/tandem/updater.conf")) as f:
+        assert re.search(r"^install_dir = /var/lib/tandem$", f.read(), re.M)
+
+    # A second install keeps an admin's edited configuration.
+    conf = os.path.join(dest, "etc/tandem/agent.conf")
+    with open(conf, "a") as f:
+        f.write("log_level = debug\n")
+    r = make(build_dir, "install", "DESTDIR=" + dest)
+    assert "keeping existing %s" % conf in r.stdout
+    with open(conf) as f:
+        assert f.read().endswith("log_level = debug\n")
+
+    # uninstall removes what install put there, keeps config and state.
+    make(build_dir, "uninstall", "DESTDIR=" + dest)
+    assert files_only(tree(dest)) == {
+        "etc/tandem/updater.conf": ("f", 0o640),
+        "etc/tandem/agent.conf": ("f", 0o640),
+    }
+    assert os.path.isdir(os.path.join(dest, "var/lib/tandem"))
+
+
+def test_install_prefix(build_dir, tmp_path):
+    dest = str(tmp_path / "dest")
+    make(build_dir, "install", "DESTDIR=" + dest, "PREFIX=/opt/tandem")
+    got = files_only(tree(dest))
+    assert "opt/tandem/sbin/tandem-updater" in got
+    assert "opt/tandem/bin/tandem" in got
+    keys = unit_keys(os.path.join(dest, "opt/tandem/lib/systemd/system/tandem-updater.service"))
+    assert keys["ExecStart"][0].startswith("/opt/tandem/sbin/tandem-updater ")
+    assert "/opt/tandem/lib/tandem/tandem-agent-release.tar.gz" in keys["ExecStart"][0]
+
+
+# ---------------------------------------------------------------- make deb
+
+@pytest.fixture(scope="module")
+def debs(build_dir):
+    need("dpkg-deb")
+    need("dpkg-shlibdeps")
+    r = make(build_dir, "deb")
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    out = {}
+    for p in ("tandem-worker", "tandem-master"):
+        path = os.path.join(build_dir, "deb", "%s_%s_%s.deb" % (p, VERSION, arch))
+        assert "deb: " in r.stdout and os.path.exists(path), r.stdout
+        out[p] = path
+    return out
+
+
+def deb_field(deb, field):
+    return run(["dpkg-deb", "-f", deb, field]).stdout.strip()
+
+
+def deb_contents(deb):
+    """{path: (type, mode, owner)} from dpkg-deb -c."""
+    out = {}
+    for line in run(["dpkg-deb", "-c", deb]).stdout.splitlines():
+        perms, owner, _size, _date, _time, path = line.split(None, 5)
+        path = path.lstrip("./").rstrip("/")
+        if not path:
+            continue
+        mode = 0
+        for i, c in enumerate(perms[1:]):
+            if c != "-":
+                mode |= 1 << (8 - i)
+        out[path] = ("d" if perms[0] == "d" else "f" if perms[0] == "-" else perms[0], mode, owner)
+    return out
+
+
+def depends(deb):
+    return {d.strip().split()[0] for d in deb_field(deb, "Depends").split(",")}
+
+
+def packages_of_linked_libs(binary):
+    """Debian packages owning the shared libraries BINARY loads (ldd + dpkg -S)."""
+    pkgs = set()
+    for line in run(["ldd", binary]).stdout.splitlines():
+        m = re.search(r"=> (/\S+)", line)
+        if not m:
+            continue
+        real = os.path.realpath(m.group(1))
+        r = run(["dpkg", "-S", real], check=False)
+        if r.returncode != 0:
+            # usrmerge: dpkg may know the /lib spelling of a /usr/lib path.
+            r = run(["dpkg", "-S", real.replace("/usr/lib/", "/lib/", 1)], check=False)
+        assert r.returncode == 0, "no package owns %s" % real
+        pkgs.add(r.stdout.split(":")[0])
+    return pkgs
+
+
+def test_deb_fields(debs):
+    w, m = debs["tandem-worker"], debs["tandem-master"]
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    info = run(["dpkg-deb", "-I", w]).stdout
+    for name, deb in (("tandem-worker", w), ("tandem-master", m)):
+        assert deb_field(deb, "Package") == name
+        assert deb_field(deb, "Version") == VERSION
+        assert deb_field(deb, "Architecture") == arch
+        assert int(deb_field(deb, "Installed-Size")) > 0
+    # The worker's libraries, checked independently of dpkg-shlibdeps.
+    worker_deps = depends(w)
+    for lib in ("libmbedtls14", "libmbedx509-1", "libmbedcrypto7", "libmicrohttpd12",
+                "libarchive13", "libcjson1", "libhttp-parser2.9", "libc6", "adduser"):
+        assert lib in worker_deps, (lib, worker_deps)
+    master_deps = depends(m)
+    assert {"libsqlite3-0", "libmbedtls14", "libc6"} <= master_deps, master_deps
+    # Every dependency is a real package (installed here, since we built against it).
+    for d in worker_deps | master_deps:
+        run(["dpkg-query", "-W", d])
+    # Conffiles and maintainer scripts.
+    assert re.search(r"^\s*\d+ bytes,\s+\d+ lines\s+\*\s+postinst\s", info, re.M), info
+
+
+def test_deb_control_files(debs, tmp_path):
+    ctl = str(tmp_path / "ctl")
+    run(["dpkg-deb", "-e", debs["tandem-worker"], ctl])
+    names = sorted(os.listdir(ctl))
+    assert names == ["conffiles", "control", "postinst", "postrm", "prerm"], names
+    with open(os.path.join(ctl, "conffiles")) as f:
+        assert f.read().split() == ["/etc/tandem/updater.conf", "/etc/tandem/agent.conf"]
+    for s in ("postinst", "prerm", "postrm"):
+        p = os.path.join(ctl, s)
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o755
+        run(["sh", "-n", p])
+    with open(os.path.join(ctl, "postinst")) as f:
+        post = f.read()
+    assert "adduser --system" in post and "addgroup --system" in post
+    # The master package has no maintainer scripts and no conffiles.
+    ctl2 = str(tmp_path / "ctl2")
+    run(["dpkg-deb", "-e", debs["tandem-master"], ctl2])
+    assert sorted(os.listdir(ctl2)) == ["control"]
+
+
+def test_deb_contents(debs):
+    w = deb_contents(debs["tandem-worker"])
+    for path, (t, mode) in WORKER_FILES.items():
+        assert path in w, (path, sorted(w))
+        assert w[path][:2] == (t, mode), (path, w[path])
+    assert {v[2] for v in w.values()} == {"root/root"}
+    assert {k for k, v in w.items() if v[0] != "d"} == \
+        {k for k, v in WORKER_FILES.items() if v[0] != "d"}
+    m = deb_contents(debs["tandem-master"])
+    assert {k for k, v in m.items() if v[0] != "d"} == set(MASTER_FILES)
+    assert m["usr/bin/tandem"][:2] == MASTER_FILES["usr/bin/tandem"]
+
+
+def test_deb_depends_cover_linked_libs(debs, tmp_path):
+    """ldd + dpkg -S: each library the binaries use comes from a package in
+    Depends (or one that a Depends pulls in: libc6's own libraries)."""
+    root = str(tmp_path / "root")
+    for deb in debs.values():
+        run(["dpkg-deb", "-x", deb, root])
+    worker_deps = depends(debs["tandem-worker"])
+    direct = {"libmbedtls14", "libmbedx509-1", "libmbedcrypto7", "libmicrohttpd12",
+              "libarchive13", "libcjson1", "libhttp-parser2.9", "libc6"}
+    for b in ("usr/sbin/tandem-updater", "usr/sbin/tandem-agent"):
+        used = packages_of_linked_libs(os.path.join(root, b))
+        assert direct & used <= worker_deps, (b, used, worker_deps)
+
+
+# ---------------------------------------------------------------- scratch root
+
+@pytest.fixture
+def scratch(debs, tmp_path):
+    """Both packages extracted into one scratch root, and the host enrolled
+    with the packaged CLI: its bundle's certificates copied into the root's
+    /etc/tandem under the names the shipped configuration uses."""
+    root = str(tmp_path / "root")
+    for deb in debs.values():
+        run(["dpkg-deb", "-x", deb, root])
+    tandem = os.path.join(root, "usr/bin/tandem")
+    home = str(tmp_path / "master")
+    bundle = str(tmp_path / "bundle")
+    agent_port, updater_port = free_port(), free_port()
+    run([tandem, "--home", home, "pki", "init"])
+    run([tandem, "--home", home, "swarm", "enroll", "host1", "--address", "127.0.0.1",
+         "--agent-port", str(agent_port), "--updater-port", str(updater_port), "--updater",
+         "--out", bundle])
+    etc = os.path.join(root, "etc/tandem")
+    for name in ("ca.crt", "agent.crt", "agent.key", "updater.crt", "updater.key"):
+        shutil.copy(os.path.join(bundle, name), os.path.join(etc, name))
+    return {
+        "root": root,
+        "etc": etc,
+        "tandem": tandem,
+        "home": home,
+        "agent_port": agent_port,
+        "updater_port": updater_port,
+        "ca": os.path.join(home, "ca", "ca.crt"),
+        "master": (os.path.join(home, "master", "master.crt"),
+                   os.path.join(home, "master", "master.key")),
+        "updater_cert": (os.path.join(etc, "updater.crt"), os.path.join(etc, "updater.key")),
+    }
+
+
+def test_scratch_root_binaries(scratch):
+    root, etc = scratch["root"], scratch["etc"]
+    upd = os.path.join(root, "usr/sbin/tandem-updater")
+    agent = os.path.join(root, "usr/sbin/tandem-agent")
+    assert run([upd, "--version"]).stdout.strip() == "tandem-updater " + VERSION
+    assert VERSION in run([agent, "--version"]).stdout
+    assert run([os.path.join(root, "usr/bin/tandem"), "--version"]).stdout.strip() == \
+        "tandem " + VERSION
+
+    # The shipped configuration files, unedited, are accepted as they are.
+    uconf, aconf = os.path.join(etc, "updater.conf"), os.path.join(etc, "agent.conf")
+    assert "configuration ok" in run([upd, "--config", uconf, "-n"]).stdout
+    run([agent, "--config", aconf, "-n"])
+    assert run([upd, "--config", uconf, "--self-test"]).stdout.strip() == "self-test ok"
+    run([agent, "--config", aconf, "--self-test", "--listen", "127.0.0.1:0"])
+    # Their effective configuration names the shipped paths.
+    printed = run([upd, "--config", uconf, "--print-config"]).stdout
+    assert re.search(r'^install_dir = "?/var/lib/tandem"?$', printed, re.M), printed
+    assert re.search(r'^agent_config = "?%s"?$' % re.escape(aconf), printed, re.M), printed
+
+    # Without the certificates, the check fails and says why.
+    os.unlink(os.path.join(etc, "updater.key"))
+    r = run([upd, "--config", uconf, "--self-test"], check=False)
+    assert r.returncode != 0 and "updater.key" in r.stderr, r.stderr
+
+
+def curl_json(ca, who, url, resolve=None):
+    argv = ["curl", "-sS", "--max-time", "10", "--cacert", ca, "--cert", who[0], "--key", who[1]]
+    if resolve:
+        argv += ["--resolve", resolve]
+    r = run(argv + [url])
+    return json.loads(r.stdout)
+
+
+def test_scratch_root_runs_seed_release(build_dir, scratch, procs, tmp_path):
+    """The installed updater, with the shipped configuration (ports moved to
+    the enrolled loopback ports, as an admin would edit them), installs the
+    packaged seed release and runs the agent from it; the packaged master
+    CLI pushes the next release to it; SIGTERM stops both daemons."""
+    need("curl")
+    root, etc = scratch["root"], scratch["etc"]
+    agent_port, updater_port = scratch["agent_port"], scratch["updater_port"]
+    for name, old, new in (("agent.conf", "listen = 0.0.0.0:8765",
+                            "listen = 127.0.0.1:%d" % agent_port),
+                           ("updater.conf", "agent_probe = 127.0.0.1:8765",
+                            "agent_probe = 127.0.0.1:%d" % agent_port)):
+        p = os.path.join(etc, name)
+        with open(p) as f:
+            text = f.read()
+        assert old in text
+        with open(p, "w") as f:
+            f.write(text.replace(old, new))
+    state = os.path.join(root, "var/lib/tandem")
+    seed = os.path.join(root, "usr/lib/tandem/tandem-agent-release.tar.gz")
+    upd = Proc([os.path.join(root, "usr/sbin/tandem-updater"), "--config",
+                os.path.join(etc, "updater.conf"), "--listen", "127.0.0.1:%d" % updater_port,
+                "--install-dir", state, "--seed", seed], str(tmp_path / "logs"))
+    procs.append(upd)
+    upd.wait_line(r"^LISTENING port=%d$" % updater_port, timeout=60)
+
+    def health():
+        return curl_json(scratch["ca"], scratch["master"],
+                         "https://host1:%d/health" % updater_port,
+                         resolve="host1:%d:127.0.0.1" % updater_port)
+
+    def agent_health():
+        return curl_json(scratch["ca"], scratch["updater_cert"],
+                         "https://host1:%d/health" % agent_port,
+                         resolve="host1:%d:127.0.0.1" % agent_port)
+
+    h = health()
+    assert h["role"] == "updater" and h["status"] == "ok", h
+    assert h["version"] == VERSION
+    assert [r["slot"] for r in h["releases"]] == ["active"]
+    ah = agent_health()
+    assert ah["version"] == VERSION and ah["release"]["sha"] == "seed", ah
+    assert os.path.islink(os.path.join(state, "current"))
+    assert os.path.isfile(os.path.join(state, "state", "agent.log"))
+
+    # The master package drives the worker package.
+    rel = str(tmp_path / "agent-2.0.0.tar.gz")
+    make(build_dir, "release", "VERSION=2.0.0", "RELEASE_OUT=" + rel)
+    r = run([scratch["tandem"], "--home", scratch["home"], "swarm", "update", "--host", "host1",
+             "--release", rel, "--json"], timeout=120)
+    assert "updated" in json.dumps(json.loads(r.stdout)), r.stdout
+    assert agent_health()["version"] == "2.0.0"
+    assert sorted(r["slot"] for r in health()["releases"]) == ["active", "prev"]
+
+    upd.signal(signal.SIGTERM)
+    assert upd.wait(timeout=30) == 0
+    wait_until(lambda: not port_open(agent_port), 15, "the agent to stop with the updater")
+
+
+# ---------------------------------------------------------------- systemd
+
+def test_systemd_unit(debs, tmp_path):
+    need("systemd-analyze")
+    root = str(tmp_path / "root")
+    run(["dpkg-deb", "-x", debs["tandem-worker"], root])
+    unit = os.path.join(root, "lib/systemd/system/tandem-updater.service")
+    keys = unit_keys(unit)
+    want = {
+        "Type": ["simple"],  # the updater does not speak sd_notify
+        "User": ["tandem"],
+        "Group": ["tandem"],
+        "Restart": ["always"],
+        "KillMode": ["process"],
+        "NoNewPrivileges": ["yes"],
+        "ProtectSystem": ["strict"],
+        "ReadWritePaths": [STATEDIR],
+        "ProtectHome": ["yes"],
+        "PrivateTmp": ["yes"],
+        "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
+        "CapabilityBoundingSet": [""],
+        "ExecStart": ["/usr/sbin/tandem-updater --config /etc/tandem/updater.conf "
+                      "--seed /usr/lib/tandem/tandem-agent-release.tar.gz"],
+        "WantedBy": ["multi-user.target"],
+    }
+    for k, v in want.items():
+        assert keys.get(k) == v, (k, keys.get(k))
+    # Every file the unit names is in the package.
+    for word in keys["ExecStart"][0].split():
+        if word.startswith("/"):
+            assert os.path.exists(root + word), word
+
+    # verify refuses a unit whose binary does not exist: on the unit as
+    # shipped (paths of a real install), outside an installed system ...
+    if not os.path.exists("/usr/sbin/tandem-updater"):
+        r = run(["systemd-analyze", "verify", unit], check=False)
+        assert r.returncode != 0 and "tandem-updater" in r.stderr, r.stderr
+    # ... so check a copy whose paths point into the scratch root: no error,
+    # no warning at all (unknown keys are only warnings).
+    text = open(unit).read()
+    for p in ("/usr/sbin/", "/etc/tandem/", "/usr/lib/tandem/"):
+        text = text.replace(" " + p, " " + root + p).replace("=" + p, "=" + root + p)
+    copy = str(tmp_path / "tandem-updater.service")
+    with open(copy, "w") as f:
+        f.write(text)
+    r = run(["systemd-analyze", "verify", copy], check=False)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)
+
+    # A unit with a typo does produce output, so silence above means clean.
+    with open(copy, "a") as f:
+        f.write("ProtectSytem=strict\n")
+    r = run(["systemd-analyze", "verify", copy], check=False)
+    assert "ProtectSytem" in r.stdout + r.stderr
+
+    # The sandbox as systemd rates it (0 = locked down, 10 = exposed).
+    r = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit], check=False)
+    m = re.search(r"Overall exposure level for tandem-updater.service: ([0-9.]+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 3.0, r.stdout
