@@ -1100,7 +1100,7 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	for (i = 0; t != NULL && i < n; i++) {
 		const struct swarm_job *j = &jobs[i];
 		const char *cells[ARRAY_LEN(heads)];
-		char detail[SWARM_REASON * 2 + SWARM_DETAIL], st[64];
+		char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64];
 		snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
 		    : j->pin_ok == 0			    ? "PIN MISMATCH"
 							    : j->health.status);

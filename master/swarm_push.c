@@ -329,7 +329,11 @@ push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct
 		result_transport(r, "upload failed", err);
 		goto out;
 	}
-	swarm_classify_update(resp.status, resp.body, resp.body_len, resp.retry_after, r);
+	if (self) {
+		swarm_classify_self(resp.status, resp.body, resp.body_len, resp.retry_after, r);
+	} else {
+		swarm_classify_update(resp.status, resp.body, resp.body_len, resp.retry_after, r);
+	}
 out:
 	if (fd >= 0) {
 		close(fd);
@@ -356,6 +360,7 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	struct httpc_response resp;
 	struct swarm_health h;
 	char err[1024] = "", perr[256], seen[SWARM_SHORT] = "";
+	int seen_probation = 0;
 
 	set_phase(p, j, SWARM_PH_CONFIRMING);
 	c.timeout_ms = 5000;
@@ -364,7 +369,8 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 			if (resp.status == 200 &&
 			    swarm_parse_health(resp.body, resp.body_len, &h, perr, sizeof(perr)) == 0) {
 				snprintf(seen, sizeof(seen), "%s", h.version);
-				if (want[0] != '\0' && strcmp(h.version, want) == 0) {
+				seen_probation = h.probation;
+				if (want[0] != '\0' && strcmp(h.version, want) == 0 && !h.probation) {
 					httpc_response_free(&resp);
 					return;
 				}
@@ -378,8 +384,9 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	j->self.outcome = SWARM_FAILED;
 	snprintf(j->self.reason, sizeof(j->self.reason),
 	    "updater did not report version %s within %d s", want, SWARM_SELF_CONFIRM_MS / 1000);
-	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s",
-	    seen[0] != '\0' ? seen : "none", err[0] != '\0' ? "; last error: " : "", err);
+	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s%.900s",
+	    seen[0] != '\0' ? seen : "none", seen_probation ? " (on probation)" : "",
+	    err[0] != '\0' ? "; last error: " : "", err);
 }
 
 static void
@@ -438,7 +445,8 @@ job_update(struct pool *p, struct swarm_job *j)
 	j->self_tried = 1;
 	push_one(p, j, "/update-self", 1, &j->self);
 	if (j->self.outcome == SWARM_UPDATED) {
-		confirm_self(p, j, j->agent.version[0] != '\0' ? j->agent.version : j->self.version);
+		/* The new updater must report the version it was queued with, off probation. */
+		confirm_self(p, j, j->self.version);
 	}
 	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self-updated" : "self-failed", &j->self);
 }

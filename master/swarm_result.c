@@ -116,10 +116,30 @@ read_success(const cJSON *tree, const char *want, struct swarm_result *out)
 	return 0;
 }
 
-static void
-classify(int status, const char *body, size_t len, const char *retry_after, int rollback,
-    struct swarm_result *out)
+enum classify_kind { CL_UPDATE, CL_SELF, CL_ROLLBACK };
+
+/* A queued self-update: {"status":"self_update_queued","to_version":V,...}. */
+static int
+read_self_queued(const cJSON *tree, struct swarm_result *out)
 {
+	const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree, "status"));
+	const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree, "to_version"));
+	struct swarm_release r;
+
+	if (st == NULL || strcmp(st, "self_update_queued") != 0 || to == NULL || *to == '\0') {
+		return -1;
+	}
+	read_release(cJSON_GetObjectItemCaseSensitive(tree, "release"), &r);
+	snprintf(out->version, sizeof(out->version), "%s", to);
+	snprintf(out->sha256, sizeof(out->sha256), "%s", r.sha256);
+	return 0;
+}
+
+static void
+classify(int status, const char *body, size_t len, const char *retry_after,
+    enum classify_kind kind, struct swarm_result *out)
+{
+	const int rollback = kind == CL_ROLLBACK;
 	char err[256], excerpt[200];
 	const char *error = NULL;
 	cJSON *tree = NULL;
@@ -139,7 +159,8 @@ classify(int status, const char *body, size_t len, const char *retry_after, int 
 		return;
 	}
 	if (status == 200) {
-		if (read_success(tree, rollback ? "rolled_back" : "updated", out) == 0) {
+		if (read_success(tree, rollback ? "rolled_back" : "updated", out) == 0 ||
+		    (kind == CL_SELF && read_self_queued(tree, out) == 0)) {
 			out->outcome = SWARM_UPDATED;
 		} else {
 			snprintf(out->reason, sizeof(out->reason),
@@ -203,20 +224,27 @@ void
 swarm_classify_update(int status, const char *body, size_t len, const char *retry_after,
     struct swarm_result *out)
 {
-	classify(status, body, len, retry_after, 0, out);
+	classify(status, body, len, retry_after, CL_UPDATE, out);
+}
+
+void
+swarm_classify_self(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out)
+{
+	classify(status, body, len, retry_after, CL_SELF, out);
 }
 
 void
 swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_result *out)
 {
-	classify(status, body, len, NULL, 1, out);
+	classify(status, body, len, NULL, CL_ROLLBACK, out);
 }
 
 int
 swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
     size_t errlen)
 {
-	const cJSON *rels, *it, *agent, *op;
+	const cJSON *rels, *it, *agent, *op, *upd;
 	char perr[256], role[32], kind[48], phase[48];
 	struct swarm_release r;
 	cJSON *tree;
@@ -256,6 +284,10 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	agent = cJSON_GetObjectItemCaseSensitive(tree, "agent");
 	if (cJSON_IsObject(agent)) {
 		get_str(agent, "state", out->agent_state, sizeof(out->agent_state));
+	}
+	upd = cJSON_GetObjectItemCaseSensitive(tree, "updater");
+	if (cJSON_IsObject(upd)) {
+		out->probation = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(upd, "probation"));
 	}
 	op = cJSON_GetObjectItemCaseSensitive(tree, "operation");
 	if (cJSON_IsObject(op)) {

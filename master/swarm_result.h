@@ -57,6 +57,15 @@ void swarm_classify_update(int status, const char *body, size_t len, const char 
     struct swarm_result *out);
 
 /*
+ * Classify the answer to POST /update-self: 200 with {"status":
+ * "self_update_queued","to_version":V,...} (or "updated" with a release)
+ * is SWARM_UPDATED with OUT->version = V (the handover still has to be
+ * confirmed through /health); everything else as swarm_classify_update().
+ */
+void swarm_classify_self(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out);
+
+/*
  * Classify the answer to POST /rollback: 200 {"status":"rolled_back",
  * "release":{...}} is SWARM_UPDATED (the operation succeeded), everything
  * else SWARM_FAILED (404: no previous release).
@@ -80,6 +89,7 @@ struct swarm_health {
 	struct swarm_release active, prev;
 	char agent_state[32];         /* supervisor state, "" if absent */
 	char operation[SWARM_SHORT];  /* "kind/phase" of a running operation, "" if none */
+	int probation;                /* a self-updated updater is still on probation */
 };
 
 /*

@@ -151,6 +151,35 @@ test_update_malformed(void **state)
 }
 
 static void
+test_self(void **state)
+{
+	const char *queued = "{\"status\":\"self_update_queued\",\"id\":\"x\",\"from_version\":"
+			     "\"1.0.0\",\"to_version\":\"2.0.0\",\"release\":{\"sha256\":\"" SHA_A
+			     "\"},\"handover\":\"listen_fd\"}";
+	const char *no_to = "{\"status\":\"self_update_queued\"}";
+	struct swarm_result r;
+
+	(void)state;
+	swarm_classify_self(200, queued, strlen(queued), NULL, &r);
+	assert_int_equal(r.outcome, SWARM_UPDATED);
+	assert_string_equal(r.version, "2.0.0");
+	assert_string_equal(r.sha256, SHA_A);
+	/* Queued without a version to confirm: failure. */
+	swarm_classify_self(200, no_to, strlen(no_to), NULL, &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	/* /update does not accept a self-update answer. */
+	swarm_classify_update(200, queued, strlen(queued), NULL, &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	/* An updater without /update-self. */
+	{
+		const char *b = "{\"detail\":\"Not Found\"}";
+		swarm_classify_self(404, b, strlen(b), NULL, &r);
+	}
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	assert_non_null(strstr(r.reason, "does not offer"));
+}
+
+static void
 rollback_str(int status, const char *body, struct swarm_result *r)
 {
 	swarm_classify_rollback(status, body, strlen(body), r);
@@ -211,6 +240,13 @@ test_health(void **state)
 	assert_string_equal(h.prev.sha, "v1");
 	assert_string_equal(h.agent_state, "running");
 	assert_string_equal(h.operation, "update/probe");
+	assert_false(h.probation);
+	{
+		const char *b = "{\"role\":\"updater\",\"releases\":[],\"version\":\"2.0.0\","
+				"\"updater\":{\"version\":\"2.0.0\",\"probation\":{\"deadline\":1}}}";
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_true(h.probation);
+	}
 	for (i = 0; i < ARRAY_LEN(bad); i++) {
 		assert_int_equal(swarm_parse_health(bad[i], strlen(bad[i]), &h, err, sizeof(err)),
 		    -1);
@@ -437,6 +473,7 @@ main(void)
 		cmocka_unit_test(test_update_rolled_back),
 		cmocka_unit_test(test_update_errors),
 		cmocka_unit_test(test_update_malformed),
+		cmocka_unit_test(test_self),
 		cmocka_unit_test(test_rollback),
 		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_args),
