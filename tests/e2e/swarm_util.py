@@ -1,0 +1,135 @@
+"""Helpers for the `tandem swarm` end-to-end tests: a master home with its CA,
+hosts enrolled through the CLI, and real tandem-updater + tandem-agent pairs
+started from the very bundles `swarm enroll` wrote (only test timings are
+appended, in a second file next to updater.conf so relative paths still
+resolve inside the bundle)."""
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import ROOT, Proc, bin_path, free_port
+
+# Shorter than production so a test run stays fast; every key exists in updater/api.c.
+TEST_UPDATER_KEYS = {
+    "stop_agent_on_exit": "true",
+    "probe_deadline": "8s",
+    "probe_stable": "300ms",
+    "stop_grace": "2s",
+    "min_free": "1M",
+    "log_level": "debug",
+}
+
+
+def tandem(home, *args, check=None, timeout=180, env=None):
+    """Run `tandem --home HOME ARGS`; CHECK = expected exit code (or None)."""
+    argv = [bin_path("tandem"), "--home", str(home)] + [str(a) for a in args]
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check is not None and r.returncode != check:
+        pytest.fail("%s: exit %d, expected %d\nstdout:\n%s\nstderr:\n%s"
+                    % (" ".join(argv), r.returncode, check, r.stdout, r.stderr))
+    return r
+
+
+def tandem_json(home, *args, check=0):
+    r = tandem(home, *args, "--json", check=check)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        pytest.fail("not JSON: %r\nstderr:\n%s" % (r.stdout, r.stderr))
+
+
+def build_is_asan(build_dir):
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        return b"__asan_" in f.read()
+
+
+def make_release(build_dir, version, outdir, kind="good"):
+    """A release tarball from the project's `make release` (cached per version/kind)."""
+    out = os.path.join(outdir, "agent-%s-%s.tar.gz" % (version, kind))
+    if os.path.exists(out):
+        return out
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
+            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
+            "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode != 0:
+        pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
+    return out
+
+
+class Fleet:
+    """A master home and the worker hosts enrolled into it."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.home = os.path.join(self.root, "master")
+        self.logs = os.path.join(self.root, "logs")
+        self.procs = {}
+        self.ports = {}
+        tandem(self.home, "pki", "init", check=0)
+
+    def tandem(self, *args, check=None):
+        return tandem(self.home, *args, check=check)
+
+    def json(self, *args, check=0):
+        return tandem_json(self.home, *args, check=check)
+
+    def bundle(self, name):
+        return os.path.join(self.home, "hosts", name)
+
+    def enroll(self, name, updater=True, updater_port=None, extra=()):
+        agent_port = free_port()
+        updater_port = updater_port or free_port()
+        args = ["swarm", "enroll", name, "--address", "127.0.0.1",
+                "--agent-port", agent_port, "--updater-port", updater_port]
+        if updater:
+            args.append("--updater")
+        args += list(extra)
+        host = tandem_json(self.home, *args, check=0)
+        self.ports[name] = (agent_port, updater_port)
+        return host
+
+    def start(self, name, conf_name="test.conf"):
+        """Start the updater of NAME from its bundle; waits for LISTENING."""
+        bundle = self.bundle(name)
+        with open(os.path.join(bundle, "updater.conf")) as f:
+            text = f.read()
+        for k, v in TEST_UPDATER_KEYS.items():
+            text += "%s = %s\n" % (k, v)
+        conf = os.path.join(bundle, conf_name)
+        with open(conf, "w") as f:
+            f.write(text)
+        p = Proc([bin_path("tandem-updater"), "--config", conf], self.logs,
+                 name="updater-" + name)
+        self.procs[name] = p
+        m = p.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
+        assert int(m.group(1)) == self.ports[name][1]
+        return p
+
+    def install_dir(self, name):
+        return os.path.join(self.bundle(name), "install")
+
+    def stop_all(self):
+        for p in self.procs.values():
+            if p.alive():
+                p.signal(signal.SIGTERM)
+        for p in self.procs.values():
+            if p.alive():
+                try:
+                    p.p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    pass
+            p.kill()
+
+
+def hosts_by_name(doc):
+    return {h["host"]: h for h in doc["hosts"]}

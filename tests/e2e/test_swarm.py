@@ -1,0 +1,292 @@
+"""End-to-end tests of `tandem swarm` (issue 6): hosts enrolled through the CLI,
+real tandem-updater + tandem-agent pairs on 127.0.0.1 started from the bundles
+`swarm enroll` wrote, releases from `make release`, pushed by `tandem swarm
+update` over pinned mutual TLS."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import bin_path, free_port, run
+from swarm_util import Fleet, hosts_by_name, make_release, tandem
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def openssl_fp(crt):
+    out = run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint", "-sha256"]).stdout
+    return out.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+# ---------------------------------------------------------------- enrollment
+
+def test_enroll_bundle(tmp_path):
+    fleet = Fleet(tmp_path)
+    host = fleet.enroll("web1", extra=["--san", "web1.example.org", "--san", "::1",
+                                       "--notes", "rack 4"])
+    b = fleet.bundle("web1")
+    assert host["bundle"] == b
+    assert sorted(os.listdir(b)) == ["agent.conf", "agent.crt", "agent.key", "ca.crt",
+                                     "updater.conf", "updater.crt", "updater.key"]
+    assert mode(b) == 0o700
+    assert mode(os.path.join(b, "agent.key")) == 0o600
+    assert mode(os.path.join(b, "updater.key")) == 0o600
+    # Fingerprints in the registry are those of the files (checked with openssl).
+    assert host["agent_fingerprint"] == openssl_fp(os.path.join(b, "agent.crt"))
+    assert host["updater_fingerprint"] == openssl_fp(os.path.join(b, "updater.crt"))
+    # Identities, SANs, chain.
+    for f, cn in (("agent.crt", "web1"), ("updater.crt", "updater@web1")):
+        p = os.path.join(b, f)
+        text = run(["openssl", "x509", "-in", p, "-noout", "-subject", "-ext",
+                    "subjectAltName"]).stdout
+        assert "CN = %s" % cn in text, text
+        assert "IP Address:127.0.0.1" in text and "DNS:web1.example.org" in text, text
+        assert "IP Address:0:0:0:0:0:0:0:1" in text, text
+        run(["openssl", "verify", "-CAfile", os.path.join(b, "ca.crt"), p])
+    # The bundle works wherever it is unpacked: move it, then let both daemons check it.
+    moved = str(tmp_path / "elsewhere" / "web1")
+    shutil.copytree(b, moved)
+    r = run([bin_path("tandem-agent"), "--config", os.path.join(moved, "agent.conf"), "-n"])
+    assert "configuration ok" in r.stdout
+    r = run([bin_path("tandem-updater"), "--config", os.path.join(moved, "updater.conf"), "-n"])
+    assert "configuration ok" in r.stdout
+    r = run([bin_path("tandem-updater"), "--config", os.path.join(moved, "updater.conf"),
+             "--print-config"])
+    assert "install_dir = \"%s/install\"" % moved in r.stdout or \
+        "install_dir = %s/install" % moved in r.stdout, r.stdout
+    # The updater only lets this master push (its fingerprint is in the config).
+    master_fp = openssl_fp(os.path.join(fleet.home, "master", "master.crt"))
+    with open(os.path.join(b, "updater.conf")) as f:
+        assert "master_fingerprints = %s\n" % master_fp in f.read()
+    shown = fleet.json("swarm", "show", "web1")
+    assert shown["notes"] == "rack 4" and shown["in_service"] is True
+    assert shown["agent_port"] == fleet.ports["web1"][0]
+
+
+def test_enroll_refusals(tmp_path):
+    fleet = Fleet(tmp_path)
+    fleet.enroll("web1")
+    before = fleet.json("swarm", "list")
+    # Duplicate, also in another case.
+    for name in ("web1", "WEB1"):
+        r = fleet.tandem("swarm", "enroll", name, "--address", "127.0.0.1", check=1)
+        assert "already enrolled" in r.stderr
+    # Role impersonation and invalid names.
+    for name, why in (("tandem-master", "master"), ("updater@web2", "@"),
+                      ("bad-", ""), ("bad_name", ""), ("a" * 70, ""), ("a..b", "")):
+        r = fleet.tandem("swarm", "enroll", name, "--address", "127.0.0.1", check=1)
+        assert "swarm enroll: host name" in r.stderr, r.stderr
+        assert why in r.stderr
+        assert not os.path.exists(fleet.bundle(name))
+    # Bad arguments.
+    fleet.tandem("swarm", "enroll", "web2", check=1)  # no --address for a new host
+    fleet.tandem("swarm", "enroll", "web2", "--address", "127.0.0.1", "--agent-port", "0",
+                 check=2)
+    fleet.tandem("swarm", "enroll", "web2", "--address", "127.0.0.1", "--agent-port", "9",
+                 "--updater-port", "9", check=1)
+    fleet.tandem("swarm", "enroll", "web2", "--address", "a b", check=1)
+    fleet.tandem("swarm", "enroll", check=2)
+    fleet.tandem("swarm", "enroll", "a", "b", check=2)
+    fleet.tandem("swarm", "enroll", "web2", "--bogus", check=2)
+    assert fleet.json("swarm", "list") == before
+
+
+def test_enroll_updater_later_list_show_decommission(tmp_path):
+    fleet = Fleet(tmp_path)
+    h = fleet.enroll("web2", updater=False)
+    assert h["updater_fingerprint"] is None
+    assert not os.path.exists(os.path.join(fleet.bundle("web2"), "updater.conf"))
+    # Cannot change the address while adding the updater identity.
+    r = fleet.tandem("swarm", "enroll", "--updater", "web2", "--address", "10.1.1.1", check=1)
+    assert "cannot change" in r.stderr
+    h2 = fleet.json("swarm", "enroll", "--updater", "web2")
+    assert h2["agent_fingerprint"] == h["agent_fingerprint"]
+    assert h2["updater_fingerprint"] == openssl_fp(
+        os.path.join(fleet.bundle("web2"), "updater.crt"))
+    r = run([bin_path("tandem-updater"), "--config",
+             os.path.join(fleet.bundle("web2"), "updater.conf"), "-n"])
+    # Only once.
+    r = fleet.tandem("swarm", "enroll", "--updater", "web2", check=1)
+    assert "already enrolled" in r.stderr
+    fleet.enroll("web3")
+    listed = fleet.json("swarm", "list")
+    assert [x["name"] for x in listed["hosts"]] == ["web2", "web3"]
+    text = fleet.tandem("swarm", "list", check=0).stdout
+    assert text.splitlines()[0].split()[:2] == ["HOST", "ADDRESS"]
+    d = fleet.json("swarm", "decommission", "web3")
+    assert d["in_service"] is False and d["decommissioned_at"]
+    listed = fleet.json("swarm", "list")
+    assert hosts_by_name({"hosts": [dict(x, host=x["name"]) for x in listed["hosts"]]})[
+        "web3"]["in_service"] is False
+    fleet.tandem("swarm", "show", "nosuch", check=1)
+    fleet.tandem("swarm", "decommission", "nosuch", check=1)
+    fleet.tandem("swarm", "show", check=2)
+    # A decommissioned host cannot be updated by name.
+    r = fleet.tandem("swarm", "update", "--host", "web3", "--dry-run", check=1)
+    assert "decommissioned" in r.stderr
+
+
+# ---------------------------------------------------------------- a running fleet
+
+@pytest.fixture(scope="module")
+def rel(build_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("releases"))
+    return {
+        "v1": make_release(build_dir, "1.0.0", out),
+        "v2": make_release(build_dir, "2.0.0", out),
+        "bad": make_release(build_dir, "3.0.0", out, kind="exit-at-once"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    f = Fleet(tmp_path_factory.mktemp("fleet"))
+    for name in ("web1", "web2", "web3"):
+        f.enroll(name)
+        f.start(name)
+    yield f
+    f.stop_all()
+
+
+def releases_on_disk(fleet, name):
+    d = os.path.join(fleet.install_dir(name), "releases")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_fleet_update_flow(fleet, rel):
+    # Dry run: every host reachable and pinned, nothing installed, nothing changes.
+    doc = fleet.json("swarm", "update", "--all", "--dry-run", "--release", rel["v1"])
+    hs = hosts_by_name(doc)
+    assert sorted(hs) == ["web1", "web2", "web3"]
+    for h in hs.values():
+        assert h["reachable"] is True and h["pin_ok"] is True
+        assert h["current"] is None and h["same_sha256"] is False
+    for name in hs:
+        assert fleet.json("swarm", "status", "--host", name)["hosts"][0]["active"] is None
+        assert fleet.json("swarm", "history", "--host", name)["pushes"] == []
+
+    # Update everything.
+    doc = fleet.json("swarm", "update", "--all", "--release", rel["v1"], "--parallel", "2")
+    assert doc["ok"] is True
+    for h in doc["hosts"]:
+        assert h["agent"]["result"] == "updated", h
+        assert h["agent"]["version"] == "1.0.0"
+        assert h["self"] is None
+
+    # Dry run again: already running this sha256.
+    doc = fleet.json("swarm", "update", "--all", "--dry-run", "--release", rel["v1"])
+    for h in doc["hosts"]:
+        assert h["same_sha256"] is True and h["current"]["version"] == "1.0.0"
+
+    # A broken release is rolled back on the host it was pushed to (exit 1).
+    r = fleet.tandem("swarm", "update", "--host", "web2", "--release", rel["bad"], check=1)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("web2 ")][0]
+    assert "rolled-back" in line and "1.0.0" in line, r.stdout
+    st = fleet.json("swarm", "status", "--host", "web2")["hosts"][0]
+    assert st["active"]["version"] == "1.0.0" and st["agent_version"] == "1.0.0"
+
+    # A release given as a directory is packed first; the table says who got it.
+    tree = os.path.join(fleet.root, "tree-v2")
+    os.makedirs(tree)
+    subprocess.run(["tar", "-xzf", rel["v2"], "-C", tree], check=True)
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--host", "web3", "--release", tree,
+                     check=0)
+    assert [ln.split()[2] for ln in r.stdout.splitlines()[1:3]] == ["updated", "updated"]
+
+    # Status of all, as JSON; the agent answers with its own (pinned) certificate.
+    st = hosts_by_name(fleet.json("swarm", "status"))
+    assert st["web1"]["active"]["version"] == "2.0.0"
+    assert st["web1"]["prev"]["version"] == "1.0.0"
+    assert st["web1"]["agent_version"] == "2.0.0"
+    assert st["web2"]["active"]["version"] == "1.0.0"
+    assert st["web1"]["updater_version"] and st["web1"]["agent_state"]
+
+    # Manual rollback.
+    doc = fleet.json("swarm", "rollback", "--host", "web1")
+    assert doc["result"] == "rolled-back" and doc["version"] == "1.0.0"
+    assert fleet.json("swarm", "status", "--host", "web1")["hosts"][0]["active"]["version"] \
+        == "1.0.0"
+    # Releases and history.
+    rels = fleet.json("swarm", "releases", "--host", "web1")
+    assert {r_["slot"]: r_["version"] for r_ in rels["releases"]} == \
+        {"active": "1.0.0", "prev": "2.0.0"}
+    hist = fleet.json("swarm", "history", "--host", "web1")
+    assert [e["kind"] for e in hist["updater"]][-1] == "rollback"
+    assert [p["result"] for p in hist["pushes"]] == ["rolled-back", "updated", "updated"]
+    hist2 = fleet.json("swarm", "history", "--host", "web2")
+    assert [p["result"] for p in hist2["pushes"]] == ["rolled-back", "updated"]
+    assert "failed its probe" in hist2["pushes"][0]["detail"]
+    show = fleet.json("swarm", "show", "web2")
+    assert show["recent_pushes"][0]["result"] == "rolled-back"
+
+
+def test_fleet_fail_closed(fleet, rel):
+    """Pin mismatch, no updater identity, unreachable, decommissioned: nothing is sent."""
+    web1_hist = len(fleet.json("swarm", "history", "--host", "web1")["updater"])
+    # An impostor: enrolled with its own updater certificate, but web1's updater answers there.
+    fleet.enroll("impostor", updater_port=fleet.ports["web1"][1])
+    # No updater identity.
+    fleet.enroll("noupd", updater=False)
+    # Enrolled, nothing listening.
+    fleet.enroll("dead")
+    # Decommissioned: left out of --all.
+    fleet.enroll("retired")
+    fleet.json("swarm", "decommission", "retired")
+
+    doc = fleet.json("swarm", "update", "--all", "--release", rel["v2"], check=1)
+    hs = hosts_by_name(doc)
+    assert "retired" not in hs
+    assert doc["ok"] is False
+    for name in ("web1", "web2", "web3"):
+        assert hs[name]["agent"]["result"] == "updated", hs[name]
+    assert hs["impostor"]["agent"]["result"] == "failed"
+    assert "pin mismatch" in hs["impostor"]["agent"]["reason"]
+    assert hs["noupd"]["agent"]["result"] == "failed"
+    assert "fingerprint" in hs["noupd"]["agent"]["detail"]
+    assert hs["dead"]["agent"]["result"] == "failed"
+    assert hs["dead"]["agent"]["reason"] == "unreachable"
+    assert "connect to" in hs["dead"]["agent"]["detail"]
+    # The impostor push never reached web1's updater: one more entry only (its own push).
+    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == web1_hist + 1
+
+    # Dry run reports the same without touching anything.
+    doc = hosts_by_name(fleet.json("swarm", "update", "--all", "--dry-run"))
+    assert doc["impostor"]["pin_ok"] is False and doc["impostor"]["reachable"] is True
+    assert doc["dead"]["reachable"] is False
+    assert doc["noupd"]["reachable"] is False and "fingerprint" in doc["noupd"]["error"]
+    assert doc["web1"]["same_sha256"] is None  # no release given
+    # Status says the same, exit 1.
+    st = hosts_by_name(fleet.json("swarm", "status", check=1))
+    assert st["impostor"]["pin_ok"] is False
+    assert st["dead"]["reachable"] is False
+    assert st["web3"]["reachable"] is True
+    # Rollback on a pin mismatch fails closed too.
+    r = fleet.tandem("swarm", "rollback", "--host", "impostor", check=1)
+    assert "pin mismatch" in r.stdout
+    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == web1_hist + 1
+
+
+def test_update_usage_and_bad_release(fleet, rel, tmp_path):
+    fleet.tandem("swarm", "update", "--all", check=2)
+    fleet.tandem("swarm", "update", "--release", rel["v1"], check=2)
+    fleet.tandem("swarm", "update", "--all", "--host", "web1", "--release", rel["v1"], check=2)
+    fleet.tandem("swarm", "update", "--all", "--release", rel["v1"], "--parallel", "0", check=2)
+    r = fleet.tandem("swarm", "update", "--host", "nosuch", "--release", rel["v1"], check=1)
+    assert "no such host" in r.stderr
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release",
+                     str(tmp_path / "missing.tgz"), check=1)
+    # Not a tarball: the updater refuses it, the body is shown, the CLI survives.
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"this is not a tarball\n" * 100)
+    doc = fleet.json("swarm", "update", "--host", "web3", "--release", str(junk), check=1)
+    a = doc["hosts"][0]["agent"]
+    assert a["result"] == "failed" and a["http_status"] in (400, 422), a
+    assert a["detail"]
+    fleet.tandem("swarm", "rollback", check=2)
+    fleet.tandem("swarm", "releases", "--host", "web1", "--host", "web2", check=2)
