@@ -287,6 +287,73 @@ def test_deb_depends_cover_linked_libs(debs, tmp_path):
         assert direct & used <= worker_deps, (b, used, worker_deps)
 
 
+def stub_bin(directory, log, getent_found):
+    """Stand-ins for the commands the maintainer scripts change the system
+    with: each records its arguments in LOG. getent answers FOUND or not;
+    dpkg-statoverride knows no override."""
+    os.makedirs(directory)
+    for name in ("addgroup", "adduser", "deluser", "delgroup", "chown", "systemctl",
+                 "deb-systemd-helper", "getent", "dpkg-statoverride"):
+        rc = {"getent": 0 if getent_found else 2, "dpkg-statoverride": 1}.get(name, 0)
+        p = os.path.join(directory, name)
+        with open(p, "w") as f:
+            f.write('#!/bin/sh\necho "%s $*" >> "%s"\nexit %d\n' % (name, log, rc))
+        os.chmod(p, 0o755)
+
+
+def run_script(script, args, root, stubs, log):
+    env = dict(os.environ, DPKG_ROOT=root, PATH=stubs + ":" + os.environ["PATH"])
+    open(log, "w").close()
+    run(["sh", "-e", script] + args, env=env)
+    with open(log) as f:
+        return f.read().splitlines()
+
+
+def test_maintainer_scripts(debs, tmp_path):
+    """postinst/postrm run against an extracted root (DPKG_ROOT), with the
+    commands that would change this machine replaced by recorders."""
+    root = str(tmp_path / "root")
+    run(["dpkg-deb", "-x", debs["tandem-worker"], root])
+    ctl = str(tmp_path / "ctl")
+    run(["dpkg-deb", "-e", debs["tandem-worker"], ctl])
+    log = str(tmp_path / "calls")
+    post = os.path.join(ctl, "postinst")
+    new, old = str(tmp_path / "new"), str(tmp_path / "old")
+    stub_bin(new, log, getent_found=False)
+    stub_bin(old, log, getent_found=True)
+
+    # First install, no tandem user yet; a mode postinst must correct.
+    os.chmod(os.path.join(root, "etc/tandem"), 0o755)
+    calls = run_script(post, ["configure", ""], root, new, log)
+    assert "addgroup --system --quiet tandem" in calls, calls
+    assert any(c.startswith("adduser --system --quiet --ingroup tandem --home /var/lib/tandem")
+               and c.endswith(" tandem") for c in calls), calls
+    assert "chown root:tandem %s/etc/tandem" % root in calls
+    assert "chown root:tandem %s/etc/tandem/updater.conf" % root in calls
+    assert "chown root:tandem %s/etc/tandem/agent.conf" % root in calls
+    assert "chown tandem:tandem %s/var/lib/tandem" % root in calls
+    assert "deb-systemd-helper enable tandem-updater.service" in calls
+    # Not this machine's systemd: DPKG_ROOT is another system.
+    assert not [c for c in calls if c.startswith("systemctl")], calls
+    modes = tree(root)
+    assert modes["etc/tandem"] == ("d", 0o750)
+    assert modes["etc/tandem/updater.conf"] == ("f", 0o640)
+    assert modes["var/lib/tandem"] == ("d", 0o750)
+
+    # Upgrade with the user present: nothing created, nothing enabled again.
+    calls = run_script(post, ["configure", "0.9"], root, old, log)
+    assert not [c for c in calls if c.split()[0] in ("addgroup", "adduser",
+                                                     "deb-systemd-helper")], calls
+
+    # Purge removes configuration, state and the user.
+    calls = run_script(os.path.join(ctl, "postrm"), ["purge"], root, old, log)
+    assert not os.path.exists(os.path.join(root, "etc/tandem"))
+    assert not os.path.exists(os.path.join(root, "var/lib/tandem"))
+    assert "deluser --system --quiet tandem" in calls
+    assert "deb-systemd-helper purge tandem-updater.service" in calls
+    assert os.path.exists(os.path.join(root, "usr/sbin/tandem-updater"))
+
+
 # ---------------------------------------------------------------- scratch root
 
 @pytest.fixture
