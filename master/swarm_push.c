@@ -384,7 +384,7 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	j->self.outcome = SWARM_FAILED;
 	snprintf(j->self.reason, sizeof(j->self.reason),
 	    "updater did not report version %s within %d s", want, SWARM_SELF_CONFIRM_MS / 1000);
-	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s%.900s",
+	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s%.700s",
 	    seen[0] != '\0' ? seen : "none", seen_probation ? " (on probation)" : "",
 	    err[0] != '\0' ? "; last error: " : "", err);
 }
