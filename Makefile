@@ -191,6 +191,7 @@ lint:
 	@echo "lint: ok"
 
 # libFuzzer harnesses: tests/fuzz/fuzz_<name>.c, corpus in tests/fuzz/corpus/<name>/.
+# Corpus paths are absolute: a harness may chdir() into a private directory.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -DTANDEM_VERSION='"fuzz"'
@@ -221,7 +222,9 @@ fuzz-run: fuzz
 		mkdir -p tests/fuzz/corpus/$$n build-fuzz/corpus-$$n; \
 		echo "== $$f ($(FUZZ_SECONDS)s)"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
-			build-fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>build-fuzz/$$n.log || { tail -50 build-fuzz/$$n.log; exit 1; }; \
+			-artifact_prefix=$(CURDIR)/build-fuzz/ \
+			$(CURDIR)/build-fuzz/corpus-$$n $(CURDIR)/tests/fuzz/corpus/$$n 2>build-fuzz/$$n.log \
+			|| { tail -50 build-fuzz/$$n.log; exit 1; }; \
 		tail -1 build-fuzz/$$n.log; done
 
 bench: all $(BENCH_BINS)
