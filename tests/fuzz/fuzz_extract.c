@@ -1,9 +1,20 @@
 /*
  * Fuzz updater/extract: the fuzzer's bytes are an uploaded tarball, fed in
- * chunks (sizes derived from the input) into a fresh staging directory under
- * a private temporary directory. Afterwards nothing may exist outside it,
- * and everything inside must be a regular file, directory or symlink.
+ * chunks (sizes derived from the input) into a fresh staging directory.
+ * Afterwards nothing may exist beside it, and everything inside must be a
+ * regular file, directory or symlink without special mode bits.
+ *
+ * Random bytes rarely make valid gzip, so when the first byte is odd the
+ * rest is taken as a raw tar and gzip-compressed here first (libarchive's
+ * raw writer): the fuzzer then works on tar headers and our entry checks.
+ *
+ * Extraction needs a relative staging path without "..", and libFuzzer
+ * writes its corpus through the relative paths it was given, so the harness
+ * never chdir()s: it works in a private directory under the working
+ * directory, removed at exit.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <limits.h>
 #include <stdint.h>
@@ -19,7 +30,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char fz_root[PATH_MAX];
+static char fz_root[64];
+static char fz_stage[80];
+
+static void
+fz_cleanup(void)
+{
+	if (fs_rmtree(fz_root) != 0) {
+		perror(fz_root);
+	}
+}
 
 static void
 fz_check_tree(const char *dir, int depth)
@@ -52,8 +72,8 @@ fz_check_tree(const char *dir, int depth)
 	closedir(d);
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void
+fz_extract_one(const uint8_t *data, size_t size)
 {
 	struct extract_limits lim = { 4u << 20, 1000, 0 };
 	struct extract *x = NULL;
@@ -62,14 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	DIR *d;
 	struct dirent *de;
 
-	if (fz_root[0] == '\0') {
-		log_init("fuzz_extract", LOG_LVL_ERROR);
-		snprintf(fz_root, sizeof(fz_root), "/tmp/fuzz_extract.XXXXXX");
-		if (mkdtemp(fz_root) == NULL || chdir(fz_root) != 0) {
-			__builtin_trap();
-		}
-	}
-	if (extract_begin("stage", &lim, &x, err, sizeof(err)) != 0) {
+	if (extract_begin(fz_stage, &lim, &x, err, sizeof(err)) != 0) {
 		__builtin_trap();
 	}
 	while (off < size) {
@@ -82,9 +95,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		step = step * 2 + 1;
 	}
 	(void)extract_finish(x, sha, NULL, NULL, err, sizeof(err));
-	fz_check_tree("stage", 0);
-	/* Only "stage" may exist in the working directory. */
-	d = opendir(".");
+	fz_check_tree(fz_stage, 0);
+	/* Only "stage" may exist in the private directory. */
+	d = opendir(fz_root);
 	if (d == NULL) {
 		__builtin_trap();
 	}
@@ -95,8 +108,82 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	closedir(d);
-	if (fs_rmtree("stage") != 0) {
+	if (fs_rmtree(fz_stage) != 0) {
 		__builtin_trap();
 	}
+}
+
+struct fz_buf {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static la_ssize_t
+fz_write(struct archive *a, void *arg, const void *d, size_t n)
+{
+	struct fz_buf *b = arg;
+
+	(void)a;
+	if (b->len + n > b->cap) {
+		size_t nc = (b->len + n) * 2;
+		unsigned char *np = realloc(b->p, nc);
+
+		if (np == NULL) {
+			return -1;
+		}
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+	return (la_ssize_t)n;
+}
+
+/* gzip LEN bytes of DATA into B (a raw "archive" of one entry). */
+static int
+fz_gzip(const uint8_t *data, size_t len, struct fz_buf *b)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *e = archive_entry_new();
+	int ok;
+
+	ok = a != NULL && e != NULL && archive_write_set_format_raw(a) == ARCHIVE_OK &&
+	    archive_write_add_filter_gzip(a) == ARCHIVE_OK &&
+	    archive_write_open(a, b, NULL, fz_write, NULL) == ARCHIVE_OK;
+	if (ok) {
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_pathname(e, "x");
+		ok = archive_write_header(a, e) == ARCHIVE_OK &&
+		    (len == 0 || archive_write_data(a, data, len) == (la_ssize_t)len) &&
+		    archive_write_close(a) == ARCHIVE_OK;
+	}
+	archive_entry_free(e);
+	archive_write_free(a);
+	return ok ? 0 : -1;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_buf gz = { NULL, 0, 0 };
+
+	if (fz_root[0] == '\0') {
+		log_init("fuzz_extract", LOG_LVL_ERROR);
+		snprintf(fz_root, sizeof(fz_root), ".fuzz_extract.XXXXXX");
+		if (mkdtemp(fz_root) == NULL || atexit(fz_cleanup) != 0) {
+			__builtin_trap();
+		}
+		snprintf(fz_stage, sizeof(fz_stage), "%s/stage", fz_root);
+	}
+	if (size > 0 && (data[0] & 1) != 0) {
+		if (fz_gzip(data + 1, size - 1, &gz) != 0) {
+			free(gz.p);
+			return 0;
+		}
+		data = gz.p;
+		size = gz.len;
+	}
+	fz_extract_one(data, size);
+	free(gz.p);
 	return 0;
 }
