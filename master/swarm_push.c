@@ -218,8 +218,12 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 		snprintf(buf, len, "%s: %s", j->host.name, j->have_health ? "answered"
 		    : j->pin_ok == 0 ? "PIN MISMATCH" : "no answer");
 	} else if (j->phase == SWARM_PH_DONE) {
-		snprintf(buf, len, "%s: %s%s%s", j->host.name, swarm_outcome_word(j->agent.outcome),
-		    j->agent.reason[0] != '\0' ? ": " : "", j->agent.reason);
+		snprintf(buf, len, "%s: %s%s%.200s%s%s%s%.200s", j->host.name,
+		    swarm_outcome_word(j->agent.outcome), j->agent.reason[0] != '\0' ? ": " : "",
+		    j->agent.reason, j->self_tried ? "; self: " : "",
+		    j->self_tried ? swarm_outcome_word(j->self.outcome) : "",
+		    j->self_tried && j->self.reason[0] != '\0' ? ": " : "",
+		    j->self_tried ? j->self.reason : "");
 	} else {
 		snprintf(buf, len, "%s: %s", j->host.name, phase_word(j->phase));
 	}

@@ -204,10 +204,14 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		snprintf(out->reason, sizeof(out->reason), "HTTP 422: release refused as unsafe or invalid");
 		break;
 	case 503:
-		snprintf(out->reason, sizeof(out->reason), "HTTP 503: busy with another operation%s%s%s",
-		    retry_after != NULL && *retry_after != '\0' ? " (retry after " : "",
-		    retry_after != NULL ? retry_after : "",
-		    retry_after != NULL && *retry_after != '\0' ? " s)" : "");
+		/* Retry-After marks a busy updater; without it the detail says why. */
+		if (retry_after != NULL && *retry_after != '\0') {
+			snprintf(out->reason, sizeof(out->reason),
+			    "HTTP 503: busy with another operation (retry after %.16s s)", retry_after);
+		} else {
+			snprintf(out->reason, sizeof(out->reason), "HTTP 503: the updater cannot do "
+								   "this now");
+		}
 		break;
 	case 507:
 		snprintf(out->reason, sizeof(out->reason), "HTTP 507: not enough disk on the host");

@@ -98,8 +98,9 @@ class Fleet:
         self.ports[name] = (agent_port, updater_port)
         return host
 
-    def start(self, name, conf_name="test.conf"):
-        """Start the updater of NAME from its bundle; waits for LISTENING."""
+    def start(self, name, conf_name="test.conf", launcher=None):
+        """Start the updater of NAME from its bundle (under tandem-launcher when LAUNCHER
+        is a list of its extra options); waits for LISTENING."""
         bundle = self.bundle(name)
         with open(os.path.join(bundle, "updater.conf")) as f:
             text = f.read()
@@ -108,8 +109,12 @@ class Fleet:
         conf = os.path.join(bundle, conf_name)
         with open(conf, "w") as f:
             f.write(text)
-        p = Proc([bin_path("tandem-updater"), "--config", conf], self.logs,
-                 name="updater-" + name)
+        if launcher is None:
+            argv = [bin_path("tandem-updater"), "--config", conf]
+        else:
+            argv = [bin_path("tandem-launcher"), "--config", conf,
+                    "--updater", bin_path("tandem-updater")] + list(launcher)
+        p = Proc(argv, self.logs, name="updater-" + name)
         self.procs[name] = p
         m = p.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
         assert int(m.group(1)) == self.ports[name][1]
@@ -129,6 +134,12 @@ class Fleet:
                 except subprocess.TimeoutExpired:
                     pass
             p.kill()
+
+
+def built(name):
+    """1 if binary NAME exists in the build under test (without failing the test)."""
+    b = os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")
+    return os.path.exists(os.path.join(b, name))
 
 
 def hosts_by_name(doc):

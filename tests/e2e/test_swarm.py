@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import bin_path, free_port, run
-from swarm_util import Fleet, hosts_by_name, make_release, tandem
+from swarm_util import Fleet, built, hosts_by_name, make_release, tandem
 
 
 def mode(path):
@@ -290,3 +290,44 @@ def test_update_usage_and_bad_release(fleet, rel, tmp_path):
     assert a["detail"]
     fleet.tandem("swarm", "rollback", check=2)
     fleet.tandem("swarm", "releases", "--host", "web1", "--host", "web2", check=2)
+
+
+def test_include_self_refused_without_launcher(fleet, rel):
+    """An updater that cannot replace itself (no /update-self, or no tandem-launcher above
+    it): the agent update stands, the self column says why, exit 1, the updater keeps running."""
+    pid = fleet.procs["web3"].pid
+    doc = fleet.json("swarm", "update", "--host", "web3", "--release", rel["v1"],
+                     "--include-self", check=1)
+    h = doc["hosts"][0]
+    assert h["agent"]["result"] == "updated", h
+    assert h["self"]["result"] == "failed", h
+    assert h["self"]["http_status"] in (400, 404, 409, 422, 503), h
+    assert fleet.procs["web3"].alive() and fleet.procs["web3"].pid == pid
+    hist = fleet.json("swarm", "history", "--host", "web3")
+    assert hist["pushes"][0]["result"] == "self-failed"
+    # Not tried at all when the agent update did not succeed.
+    r = fleet.tandem("swarm", "update", "--host", "web3", "--release", rel["bad"],
+                     "--include-self", check=1)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("web3 ")][0]
+    assert "rolled-back" in line and "skipped" in line, r.stdout
+
+
+@pytest.mark.skipif(not built("tandem-launcher"),
+                    reason="tandem-launcher is not built (self-update, issue 5, not landed)")
+def test_include_self_with_launcher(tmp_path, rel):
+    f = Fleet(tmp_path)
+    try:
+        f.enroll("selfie")
+        f.start("selfie", launcher=["--probation-deadline", "10000",
+                                    "--probation-stable", "1000", "--max-starts", "2"])
+        before = f.json("swarm", "status", "--host", "selfie")["hosts"][0]["updater_version"]
+        doc = f.json("swarm", "update", "--host", "selfie", "--release", rel["v2"],
+                     "--include-self")
+        h = doc["hosts"][0]
+        assert h["agent"]["result"] == "updated" and h["self"]["result"] == "updated", h
+        assert h["self"]["version"] == "2.0.0"
+        st = f.json("swarm", "status", "--host", "selfie")["hosts"][0]
+        assert st["updater_version"] == "2.0.0" != before
+        assert st["agent_version"] == "2.0.0"
+    finally:
+        f.stop_all()

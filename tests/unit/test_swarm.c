@@ -88,6 +88,11 @@ test_update_errors(void **state)
 	assert_non_null(strstr(r.reason, "busy"));
 	assert_string_equal(r.detail, "busy");
 	assert_non_null(strstr(r.reason, "retry after 5 s"));
+	/* 503 without Retry-After: not "busy"; the detail says why. */
+	classify_str(503, "{\"detail\":{\"error\":\"self-update needs tandem-launcher\","
+			  "\"stderr\":\"\",\"rolled_back\":false}}", &r);
+	assert_null(strstr(r.reason, "busy"));
+	assert_string_equal(r.detail, "self-update needs tandem-launcher");
 	classify_str(422, "{\"detail\":{\"error\":\"unsafe entry ../x\",\"stderr\":\"\","
 			  "\"rolled_back\":false}}", &r);
 	assert_non_null(strstr(r.reason, "422"));
