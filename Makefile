@@ -9,6 +9,7 @@
 #   make bench       benchmarks (results belong in wiki/Performance.md)
 #   make demo        a demo fleet of three hosts on 127.0.0.1 (scripts/demo.sh)
 #   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
+#                    [RELEASE_UPDATER_KIND=...] (wiki/Self-Update.md)
 
 VERSION ?= 0.1.0
 SAN     ?= 0
@@ -55,6 +56,7 @@ LIB        := $(BUILD)/libtandem.a
 MASTER_SRCS  := $(wildcard master/*.c)
 AGENT_SRCS   := $(wildcard agent/*.c)
 UPDATER_SRCS := $(wildcard updater/*.c)
+LAUNCHER_SRCS := $(wildcard launcher/*.c)
 
 # Each program's modules (everything but its main.c) also form a static
 # library, so unit tests can link e.g. updater/store.c without main().
@@ -77,6 +79,10 @@ endif
 # The updater's modules land (with their tests) before its main.c does.
 ifneq ($(wildcard updater/main.c),)
 BINS += $(BUILD)/tandem-updater
+endif
+# The launcher (self-update probation, wiki/Self-Update.md) links the updater's modules.
+ifneq ($(LAUNCHER_SRCS),)
+BINS += $(BUILD)/tandem-launcher
 endif
 ifneq ($(MASTER_MODS),)
 PROG_LIBS += $(MASTER_LIB)
@@ -139,6 +145,9 @@ $(BUILD)/tandem-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 $(BUILD)/tandem-updater: $(UPDATER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(BUILD)/obj/%.o) $(UPDATER_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit tests link the program module libraries before libtandem.
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(PROG_LIBS) $(LIB)
 	@mkdir -p $(dir $@)
@@ -184,8 +193,8 @@ BANNED := sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|system|tmpnam|mkt
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 		--inline-suppr --suppress=missingIncludeSystem -D__GNUC__ -DTANDEM_VERSION='"lint"' \
-		-I. common pki master agent updater tests/tools
-	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater tests bench -name '*.[ch]') \
+		-I. common pki master agent updater launcher tests/tools
+	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater launcher tests bench -name '*.[ch]') \
 		| grep -vE '^[^:]+:[0-9]+:\s*(\*|/\*|//)'; then \
 		echo "lint: banned function used (STYLE.md 15)"; exit 1; fi
 	@echo "lint: ok"
@@ -264,19 +273,31 @@ release_kind_wrong-version := 3
 release_kind_crash-later := 4
 release_kind_slow-health := 5
 RELEASE_BROKEN := $(release_kind_$(RELEASE_KIND))
+# Deliberately broken updater builds for the self-update tests (updater/selfupdate.h);
+# each still passes --self-test. Never compiled into the normal binary.
+RELEASE_UPDATER_KIND ?= good
+release_upd_kind_good := 0
+release_upd_kind_exit-at-once := 1
+release_upd_kind_hang := 2
+release_upd_kind_crash-later := 3
+RELEASE_UPD_BROKEN := $(release_upd_kind_$(RELEASE_UPDATER_KIND))
 RELEASE_TREE := $(BUILD)/release-$(RELEASE_KIND)-$(VERSION)
-# The updater's objects do not depend on the agent's kind: shared by all kinds.
-RELEASE_UPD_TREE := $(BUILD)/release-updater-$(VERSION)
-RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND)).tar.gz
-RELEASE_BINS := $(RELEASE_TREE)/stage/bin/tandem-agent
+RELEASE_STAGE := $(RELEASE_TREE)/stage$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND))
+# The updater's objects do not depend on the agent's kind: shared by all agent kinds.
+RELEASE_UPD_TREE := $(BUILD)/release-updater-$(RELEASE_UPDATER_KIND)-$(VERSION)
+RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND))$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND)).tar.gz
+RELEASE_BINS := $(RELEASE_STAGE)/bin/tandem-agent
 # The self-update ships both binaries in one tarball, once the updater has a main().
 ifneq ($(wildcard updater/main.c),)
-RELEASE_BINS += $(RELEASE_TREE)/stage/bin/tandem-updater
+RELEASE_BINS += $(RELEASE_STAGE)/bin/tandem-updater
 endif
 
 ifneq ($(filter release,$(MAKECMDGOALS)),)
 ifeq ($(RELEASE_BROKEN),)
 $(error RELEASE_KIND=$(RELEASE_KIND): use good, exit-at-once, never-ready, wrong-version, crash-later or slow-health)
+endif
+ifeq ($(RELEASE_UPD_BROKEN),)
+$(error RELEASE_UPDATER_KIND=$(RELEASE_UPDATER_KIND): use good, exit-at-once, hang or crash-later)
 endif
 ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}'),$(VERSION))
 $(error VERSION=$(VERSION): use 1-64 characters of A-Z a-z 0-9 . + ~ _ -, starting alphanumeric)
@@ -287,23 +308,23 @@ $(RELEASE_TREE)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DTANDEM_AGENT_BROKEN=$(RELEASE_BROKEN) $(CFLAGS) -c -o $@ $<
 
-$(RELEASE_TREE)/stage/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
+$(RELEASE_STAGE)/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
 
 $(RELEASE_UPD_TREE)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) -DTANDEM_UPDATER_BROKEN=$(RELEASE_UPD_BROKEN) $(CFLAGS) -c -o $@ $<
 
-$(RELEASE_TREE)/stage/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/%.o) $(LIB)
+$(RELEASE_STAGE)/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
 
 .PHONY: release
 release: $(RELEASE_BINS)
-	@set -e; t=$(RELEASE_TREE)/stage; out='$(RELEASE_OUT)'; \
+	@set -e; t=$(RELEASE_STAGE); out='$(RELEASE_OUT)'; \
 	{ printf '{"name":"tandem-agent","version":"%s","entrypoint":"bin/tandem-agent",' '$(VERSION)'; \
 	  printf '"preflight":["bin/tandem-agent","--self-test"]'; \
 	  if [ -e $$t/bin/tandem-updater ]; then printf ',"updater_entrypoint":"bin/tandem-updater"'; fi; \
