@@ -641,6 +641,50 @@ def test_crash_loop_reported(procs, tmp_path, pki, releases):
         assert_clean_exit(h.proc)
 
 
+def test_run_as_user(procs, tmp_path, pki, releases):
+    """run_as_user/run_as_group: the agent (and its preflight) run unprivileged."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    import pathlib
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    # pytest's tmp_path is under a 0700 directory: the agent's user could not
+    # even reach its binary. A world-traversable base, like /opt or /var/lib.
+    base = pathlib.Path(tempfile.mkdtemp(prefix="tandem-runas.", dir="/tmp"))
+    os.chmod(str(base), 0o755)
+    # The agent's own key must be readable by the user it runs as.
+    keydir = base / "agentkeys"
+    keydir.mkdir()
+    for src, name in ((pki.agent[0], "agent.crt"), (pki.agent[1], "agent.key"),
+                      (pki.ca_crt, "ca.crt")):
+        dst = keydir / name
+        dst.write_bytes(open(src, "rb").read())
+        os.chown(str(dst), nobody.pw_uid, nobody.pw_gid)
+        os.chmod(str(dst), 0o600)
+    h = None
+    try:
+        h = Host(procs, base, pki, run_as_user="nobody", run_as_group="nogroup")
+        with open(h.agent_conf, "w") as f:
+            f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
+                    % (keydir / "ca.crt", keydir / "agent.crt", keydir / "agent.key",
+                       h.agent_port))
+        os.chmod(h.agent_conf, 0o644)
+        st, _, body = h.push(releases.get("1.0.0"))
+        assert st == 200, body
+        pid = h.health()["agent"]["pid"]
+        with open("/proc/%d/status" % pid) as f:
+            ids = {ln.split(":")[0]: ln.split()[1:] for ln in f if ln.startswith(("Uid", "Gid"))}
+        assert ids["Uid"] == [str(nobody.pw_uid)] * 4
+        assert ids["Gid"] == [str(nobody.pw_gid)] * 4
+        assert h.agent_health()["version"] == "1.0.0"
+    finally:
+        if h is not None:
+            assert_clean_exit(h.proc)
+        shutil.rmtree(str(base))
+
+
 def test_restart_adopts_agent(host, releases):
     st, _, body = host.push(releases.get("1.0.0"))
     assert st == 200, body
