@@ -169,7 +169,7 @@ under_dir() { # pids of live processes whose executable lies under $DIR (the age
 }
 CLEANED=0
 cleanup() {
-	local h pid left
+	local h pid left st bad=0
 	[ $CLEANED -eq 1 ] && return
 	CLEANED=1
 	trap '' INT TERM PIPE
@@ -177,7 +177,15 @@ cleanup() {
 	printf '\n%s==> stopping the fleet%s\n' "$B" "$N"
 	# The updaters first (in-flight requests get their grace), so none starts an agent afterwards.
 	for h in "${!UPD_PID[@]}"; do kill -TERM -- "-${UPD_PID[$h]}" 2>/dev/null; done
-	for h in "${!UPD_PID[@]}"; do stop_group "${UPD_PID[$h]}"; wait "${UPD_PID[$h]}" 2>/dev/null; done
+	for h in "${!UPD_PID[@]}"; do
+		stop_group "${UPD_PID[$h]}"
+		wait "${UPD_PID[$h]}" 2>/dev/null
+		st=$?
+		if [ $st -ne 0 ]; then
+			echo "demo: the updater of $h exited with status $st (see $DIR/$h/updater.err)" >&2
+			bad=1
+		fi
+	done
 	# Then the agent each one recorded (the bundle's updater.conf leaves it running on exit).
 	for h in "${HOSTS[@]}"; do
 		pid=$(agent_of "$h")
@@ -197,6 +205,7 @@ cleanup() {
 	fi
 	say "every updater and agent started by the demo has stopped (recorded in $PIDS.stopped)"
 	mv "$PIDS" "$PIDS.stopped"
+	return $bad
 }
 on_exit() {
 	local rc=$?

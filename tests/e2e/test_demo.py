@@ -7,6 +7,7 @@ must be gone, and no process may still run from the demo directory.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -136,8 +137,15 @@ def test_demo_runs_to_the_end_and_leaves_nothing(build_dir, demo_dir):
         assert not group_alive(pgid), "%s %s (process group %d) still runs" % (kind, h, pgid)
     assert procs_under(demo_dir) == []
 
-    # Three updaters, each with its own install dir and a 1.0.0 active at the end.
+    # Three updaters, each with its own install dir and a 1.0.0 active at the end,
+    # and no sanitizer report from an updater or an agent (under ASan builds).
     for h in ("host1", "host2", "host3"):
+        for log in (os.path.join(demo_dir, h, "updater.err"),
+                    os.path.join(demo_dir, h, "install", "state", "agent.log")):
+            with open(log, errors="replace") as f:
+                text = f.read()
+            for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                assert bad not in text, "%s in %s:\n%s" % (bad, log, text[-4000:])
         with open(os.path.join(demo_dir, h, "install", "releases", "active", "release.json")) as f:
             assert '"1.0.0"' in f.read()
 
@@ -173,6 +181,36 @@ def test_demo_interrupted_stops_everything(build_dir, demo_dir):
     for (kind, h), pgid in rec.items():
         assert not group_alive(pgid), "%s %s (process group %d) still runs" % (kind, h, pgid)
     wait_until(lambda: procs_under(demo_dir) == [], 10, "no process under the demo directory")
+
+
+@pytest.mark.skipif(not has_swarm(), reason="tandem swarm (issue 6) is not in this build yet")
+def test_demo_fails_loudly_and_still_stops_everything(build_dir, demo_dir, tmp_path):
+    """A step that does not behave as expected (here `swarm status` prints no
+    table) ends the demo with status 1 naming the step, and the fleet that was
+    already running (updaters and agents after the first push) is stopped."""
+    fake = tmp_path / "build"
+    fake.mkdir()
+    # The real daemons, copies of the objects and library with their mtimes (so
+    # `make release` into it builds only the release trees, and never writes
+    # into the build under test), and a tandem whose `swarm status` says nothing.
+    for name in ("tandem-updater", "tandem-agent"):
+        os.symlink(os.path.join(build_dir, name), str(fake / name))
+    shutil.copy2(os.path.join(build_dir, "libtandem.a"), str(fake / "libtandem.a"))
+    shutil.copytree(os.path.join(build_dir, "obj"), str(fake / "obj"), symlinks=True)
+    wrapper = fake / "tandem"
+    wrapper.write_text('#!/bin/sh\n'
+                       'case " $* " in *" swarm status "*) echo "no table"; exit 0;; esac\n'
+                       'exec %s "$@"\n' % bin_path("tandem"))
+    wrapper.chmod(0o755)
+    r = run_demo(str(fake), demo_dir)
+    assert r.returncode == 1, r.stdout[-6000:] + r.stderr[-3000:]
+    assert "demo: FAILED: step 6: the row of host1 does not match" in r.stderr, r.stderr
+    assert "stopping the fleet" in r.stdout
+    rec = pids_of(os.path.join(demo_dir, "pids.stopped"))
+    assert len([k for k in rec if k[0] == "agent"]) == 3, rec
+    for (kind, h), pgid in rec.items():
+        assert not group_alive(pgid), "%s %s (process group %d) still runs" % (kind, h, pgid)
+    assert procs_under(demo_dir) == []
 
 
 def test_demo_refuses_a_foreign_directory(build_dir, tmp_path):
