@@ -176,6 +176,14 @@ def debs(build_dir):
     return out
 
 
+def test_deb_refuses_non_debian_version(build_dir):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    r = subprocess.run(["make", "-C", ROOT, "BUILD=" + build_dir, "VERSION=v1", "deb"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "a Debian version starts with a digit" in r.stderr, r.stderr
+
+
 def deb_field(deb, field):
     return run(["dpkg-deb", "-f", deb, field]).stdout.strip()
 
