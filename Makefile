@@ -410,7 +410,7 @@ uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(SBINDIR)/tandem-updater' \
 		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
 		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md'
-	-rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
+	rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null || true
 	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem and $(DESTDIR)$(STATEDIR) are kept"
 
 # Debian packages with dpkg-deb; Depends from dpkg-shlibdeps on the staged
