@@ -59,6 +59,40 @@ su_point(const char *point)
 	}
 }
 
+/*
+ * Crash tests: the store's points of a self-update are named "self.<point>"
+ * ("self.update.exchanged"), apart from the same points of an agent update.
+ * Swapping the global hook is safe: the operation lock serialises every
+ * store transaction of the updater.
+ */
+static void (*su_saved_hook)(const char *point);
+
+static void
+su_store_point(const char *point)
+{
+	char buf[128];
+
+	su_fmt(buf, sizeof(buf), "self.%s", point);
+	su_saved_hook(buf);
+}
+
+static void
+su_hook_enter(void)
+{
+	if (store_crash_hook != NULL && store_crash_hook != su_store_point) {
+		su_saved_hook = store_crash_hook;
+		store_crash_hook = su_store_point;
+	}
+}
+
+static void
+su_hook_leave(void)
+{
+	if (store_crash_hook == su_store_point) {
+		store_crash_hook = su_saved_hook;
+	}
+}
+
 /* ---- records ---- */
 
 static void
@@ -444,6 +478,7 @@ su_tarball_start(struct selfupdate *su, struct httpd_req *r, struct su_req *q)
 	struct selfupdate_handover h;
 	unsigned long long avail;
 	char err[512];
+	int rc;
 
 	if (q->have_tarball) {
 		httpd_respond_error_detail(r, 400, "more than one 'tarball' field", NULL, 0);
@@ -465,7 +500,10 @@ su_tarball_start(struct selfupdate *su, struct httpd_req *r, struct su_req *q)
 		return -1;
 	}
 	memcpy(q->op.id, q->id, sizeof(q->op.id));
-	if (store_update_begin(&su->store, &q->op, "", su_caller(r), err, sizeof(err)) != 0) {
+	su_hook_enter();
+	rc = store_update_begin(&su->store, &q->op, "", su_caller(r), err, sizeof(err));
+	su_hook_leave();
+	if (rc != 0) {
 		su_refuse(su, r, q, errno == EEXIST ? 503 : 500, err, NULL);
 		return -1;
 	}
@@ -670,6 +708,7 @@ su_end(struct httpd_req *r, void *arg)
 	char err[512], digest[65], dir[PATH_MAX];
 	char *out = NULL;
 	enum extract_status st;
+	int rc;
 
 	if (!q->have_tarball) {
 		httpd_respond_error_detail(r, 400, "missing or empty field 'tarball'", NULL, 0);
@@ -734,7 +773,10 @@ su_end(struct httpd_req *r, void *arg)
 	su_point("self.preflight_passed");
 	su_phase(su, "switching");
 	memcpy(q->op.sha256, digest, sizeof(q->op.sha256));
-	if (store_update_switch(&su->store, &q->op, err, sizeof(err)) != 0) {
+	su_hook_enter();
+	rc = store_update_switch(&su->store, &q->op, err, sizeof(err));
+	su_hook_leave();
+	if (rc != 0) {
 		char err2[256];
 
 		if (store_update_restore(&su->store, &q->op, err2, sizeof(err2)) != 0) {

@@ -1,0 +1,441 @@
+"""End-to-end tests of the updater's self-update (issue 5): tandem-launcher
+running tandem-updater, which supervises the real agent; releases built with
+`make release` (RELEASE_UPDATER_KIND for broken updaters), pushed with curl
+multipart over mutual TLS on 127.0.0.1.
+
+Each test checks the outcome in /health, in the history, on disk (the
+updater's tree INSTALL/updater) and that the agent process was never touched.
+"""
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import ROOT, Proc, bin_path, free_port, wait_until
+
+FALLBACK_VERSION = "0.1.0"
+PROBATION_DEADLINE_MS = 10000
+PROBATION_STABLE_MS = 4000   # > the crash-later build's 3 s
+MAX_STARTS = 2
+
+
+def build_is_asan(build_dir):
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        return b"__asan_" in f.read()
+
+
+class Releases:
+    """Release tarballs made by `make release` into the build under test."""
+
+    def __init__(self, build_dir, outdir):
+        self.build_dir = build_dir
+        self.outdir = outdir
+        self.asan = build_is_asan(build_dir)
+        self.cache = {}
+
+    def get(self, version, updater_kind="good"):
+        key = (version, updater_kind)
+        if key not in self.cache:
+            out = os.path.join(self.outdir, "rel-%s-%s.tar.gz" % (version, updater_kind))
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+            argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
+                    "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
+                    "RELEASE_UPDATER_KIND=" + updater_kind, "RELEASE_OUT=" + out, "release"]
+            r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+            if r.returncode != 0:
+                pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
+            self.cache[key] = out
+        return self.cache[key]
+
+
+@pytest.fixture(scope="module")
+def releases(build_dir, tmp_path_factory):
+    return Releases(build_dir, str(tmp_path_factory.mktemp("releases")))
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def curl(pki, who, url, *extra, check=True):
+    """curl with client cert WHO; returns (status, headers, body text), or None
+    when CHECK is false and the transfer failed (connection cut)."""
+    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "-o", "-", "-D", "-"]
+    if who is not None:
+        argv += ["--cert", who[0], "--key", who[1]]
+    argv += list(extra) + [url]
+    r = subprocess.run(argv, capture_output=True, timeout=90)
+    if r.returncode != 0:
+        assert not check, r.stderr.decode(errors="replace")
+        return None
+    out = r.stdout.decode(errors="replace")
+    while out.startswith("HTTP/1.1 1"):
+        out = out.partition("\r\n\r\n")[2]
+    head, _, body = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+class Host:
+    """An install dir, an agent config, tandem-launcher running tandem-updater."""
+
+    def __init__(self, procs, tmp_path, pki, env=None):
+        self.pki = pki
+        self.tmp = tmp_path
+        self.procs = procs
+        self.root = str(tmp_path / "install")
+        self.tree = os.path.join(self.root, "updater")
+        self.agent_port = free_port()
+        self.agent_conf = str(tmp_path / "agent.conf")
+        with open(self.agent_conf, "w") as f:
+            f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
+                    % (pki.ca_crt, pki.agent[0], pki.agent[1], self.agent_port))
+        keys = {
+            "listen": "127.0.0.1:0",
+            "install_dir": self.root,
+            "ca": pki.ca_crt,
+            "cert": pki.updater[0],
+            "key": pki.updater[1],
+            "agent_config": self.agent_conf,
+            "agent_probe": "127.0.0.1:%d" % self.agent_port,
+            # The handover must keep the agent even so.
+            "stop_agent_on_exit": "true",
+            "probe_deadline": "8s",
+            "probe_stable": "300ms",
+            "stop_grace": "2s",
+            "max_upload": "8M",
+            "max_unpacked": "32M",
+            "max_entries": "200",
+            "min_free": "1M",
+            "log_level": "debug",
+        }
+        self.conf = str(tmp_path / "updater.conf")
+        with open(self.conf, "w") as f:
+            for k, v in keys.items():
+                f.write("%s = %s\n" % (k, v))
+        self.proc = Proc([bin_path("tandem-launcher"), "--config", self.conf,
+                          "--updater", bin_path("tandem-updater"),
+                          "--probation-deadline", str(PROBATION_DEADLINE_MS),
+                          "--probation-stable", str(PROBATION_STABLE_MS),
+                          "--max-starts", str(MAX_STARTS)],
+                         str(tmp_path / "logs"), name="launcher", env=env)
+        procs.append(self.proc)
+        m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
+        self.port = int(m.group(1))
+
+    def url(self, path):
+        return "https://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path):
+        st, _, body = curl(self.pki, self.pki.master, self.url(path))
+        return st, json.loads(body)
+
+    def health(self):
+        st, h = self.get("/health")
+        assert st == 200
+        return h
+
+    def history(self):
+        st, h = self.get("/history")
+        assert st == 200
+        return h["history"]
+
+    def push(self, tarball):
+        st, headers, body = curl(self.pki, self.pki.master, self.url("/update"),
+                                 "-F", "sha=agent", "-F", "sha256=%s" % sha256_file(tarball),
+                                 "-F", "tarball=@%s;type=application/gzip" % tarball)
+        return st, headers, json.loads(body)
+
+    def push_self(self, tarball, confirm="true", check=True):
+        args = ["-F", "sha=self", "-F", "sha256=%s" % sha256_file(tarball)]
+        if confirm is not None:
+            args += ["-F", "confirm_self=%s" % confirm]
+        args += ["-F", "tarball=@%s;type=application/gzip" % tarball]
+        r = curl(self.pki, self.pki.master, self.url("/update-self"), *args, check=check)
+        if r is None:
+            return None
+        return r[0], r[1], json.loads(r[2])
+
+    def updater_pids(self):
+        return [int(x) for x in re.findall(r"^UPDATER pid=(\d+)", self.proc.stdout(), re.M)]
+
+    def agent_pid(self):
+        return self.health()["agent"]["pid"]
+
+    def tree_state(self):
+        """What a refused self-update must leave exactly as it was."""
+        rel = os.path.join(self.tree, "releases")
+        out = {}
+        for slot in ("active", "prev"):
+            p = os.path.join(rel, slot, "release.json")
+            if os.path.exists(p):
+                with open(p) as f:
+                    out[slot] = json.load(f)["id"]
+        return out
+
+    def assert_tree_clean(self):
+        for p in ("releases/active.new", "releases/prev.old", "state/journal.json",
+                  "state/handover.json"):
+            assert not os.path.exists(os.path.join(self.tree, p)), p
+
+    def wait_updater(self, version, result=None, timeout=30):
+        """Until /health answers with updater VERSION (and last self-update RESULT)."""
+        def ok():
+            r = curl(self.pki, self.pki.master, self.url("/health"), "--max-time", "3",
+                     check=False)
+            if r is None or r[0] != 200:
+                return None
+            h = json.loads(r[2])
+            if h["version"] != version:
+                return None
+            last = h["updater"]["last_self_update"]
+            if result is not None and (last is None or last["result"] != result):
+                return None
+            if h["updater"]["probation"] is not None:
+                return None
+            return h
+        return wait_until(ok, timeout, "updater %s (%s)" % (version, result))
+
+    def close(self):
+        pids = self.updater_pids()
+        apid = None
+        try:
+            with open(os.path.join(self.root, "state", "agent.json")) as f:
+                apid = json.load(f)["pid"]
+        except (OSError, ValueError):
+            pass
+        if self.proc.alive():
+            self.proc.signal(signal.SIGTERM)
+            try:
+                self.proc.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        # Anything left (the updater runs in its own session): kill it by pid.
+        for pid in pids + ([apid] if apid else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def host(procs, tmp_path, pki, releases):
+    h = Host(procs, tmp_path, pki)
+    st, _, body = h.push(releases.get("1.0"))
+    assert st == 200, body
+    yield h
+    h.close()
+
+
+def self_update_history(h):
+    return [e for e in h.history() if e["kind"] == "update-self"]
+
+
+def make_tgz(path, members):
+    with tarfile.open(path, "w:gz") as t:
+        for name, data, mode in members:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                ti.mode = 0o755
+                t.addfile(ti)
+            else:
+                ti.size = len(data)
+                ti.mode = mode
+                t.addfile(ti, io.BytesIO(data))
+    return path
+
+
+# ---------------------------------------------------------------- tests
+
+def test_good_self_update_keeps_agent(host, releases):
+    h0 = host.health()
+    assert h0["version"] == FALLBACK_VERSION
+    assert h0["updater"]["release"] is None and h0["updater"]["last_self_update"] is None
+    st, _, body = host.push_self(releases.get("2.0"))
+    assert st == 200, body
+    assert body["status"] == "self_update_queued"
+    assert body["from_version"] == FALLBACK_VERSION and body["to_version"] == "2.0"
+    # A push right after the answer: it waits in the launcher's backlog or, in
+    # the instant before the old updater stops accepting, gets 503 Retry-After.
+    def pushed():
+        st2, hdr, b = host.push(releases.get("1.1"))
+        if st2 == 503:
+            assert hdr.get("retry-after"), b
+            return None
+        assert st2 == 200, b
+        return b
+    b = wait_until(pushed, 60, "an agent push after the self-update", interval=0.2)
+    assert b["release"]["version"] == "1.1"
+
+    h = host.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+    assert h["updater"]["release"]["version"] == "2.0"
+    assert h["updater"]["last_self_update"]["from_version"] == FALLBACK_VERSION
+    # The agent was restarted by the 1.1 push only, never by the handover.
+    hist = host.history()
+    kinds = [(e["kind"], e["result"]) for e in hist]
+    assert ("update-self", "committed") in kinds
+    assert host.tree_state().keys() == {"active"}
+    host.assert_tree_clean()
+    # The updater runs from its tree's current.
+    pids = host.updater_pids()
+    exe = os.readlink("/proc/%d/exe" % pids[-1])
+    assert exe.startswith(os.path.realpath(host.tree) + "/releases/active/"), exe
+
+
+def test_handover_adopts_agent(host, releases):
+    agent = host.agent_pid()
+    st, _, body = host.push_self(releases.get("2.0"))
+    assert st == 200, body
+    h = host.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+    assert h["agent"]["pid"] == agent
+    os.kill(agent, 0)  # still the same live process
+    # A second self-update goes from 2.0 to 2.1 and keeps prev.
+    st, _, body = host.push_self(releases.get("2.1"))
+    assert st == 200, body
+    h = host.wait_updater("2.1", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+    assert h["agent"]["pid"] == agent
+    assert set(host.tree_state()) == {"active", "prev"}
+    st, _, b = host.push(releases.get("1.1"))
+    assert st == 200, b
+
+
+@pytest.mark.parametrize("kind", ["exit-at-once", "hang", "crash-later"])
+def test_broken_updater_reverted(host, releases, kind):
+    agent = host.agent_pid()
+    before = host.tree_state()
+    st, _, body = host.push_self(releases.get("3.0", kind))
+    assert st == 200, body
+    h = host.wait_updater(FALLBACK_VERSION, "reverted",
+                          timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+    last = h["updater"]["last_self_update"]
+    assert last["to_version"] == "3.0" and last["reason"], last
+    assert h["agent"]["pid"] == agent
+    os.kill(agent, 0)
+    assert host.tree_state() == before
+    host.assert_tree_clean()
+    assert os.listdir(os.path.join(host.tree, "releases", "failed")), "quarantined"
+    res = [e["result"] for e in self_update_history(host)]
+    assert res[-1] == "reverted", res
+    # The previous updater works: an agent push succeeds.
+    st, _, b = host.push(releases.get("1.1"))
+    assert st == 200, b
+
+
+def test_confirm_self_required(host, releases):
+    before = host.tree_state()
+    for confirm in (None, "false"):
+        st, _, body = host.push_self(releases.get("2.0"), confirm=confirm)
+        assert st == 400, body
+        assert "confirm_self" in body["detail"]["error"]
+        assert body["detail"]["rolled_back"] is False
+    assert host.tree_state() == before
+    host.assert_tree_clean()
+    assert host.health()["version"] == FALLBACK_VERSION
+
+
+def test_preflight_failure_422(host, releases, tmp_path):
+    agent = host.agent_pid()
+    before = host.tree_state()
+    manifest = json.dumps({"name": "tandem-agent", "version": "9.0",
+                           "entrypoint": "bin/tandem-agent",
+                           "updater_entrypoint": "bin/tandem-updater"}).encode()
+    bad = make_tgz(str(tmp_path / "bad.tar.gz"), [
+        ("bin", None, 0),
+        ("bin/tandem-agent", b"#!/bin/sh\nexit 0\n", 0o755),
+        ("bin/tandem-updater", b"#!/bin/sh\necho self-test broken >&2\nexit 7\n", 0o755),
+        ("manifest.json", manifest, 0o644)])
+    st, _, body = host.push_self(bad)
+    assert st == 422, body
+    assert "preflight" in body["detail"]["error"]
+    assert "self-test broken" in body["detail"]["stderr"]
+    # An agent-only release (no updater_entrypoint) is refused too.
+    manifest2 = json.dumps({"name": "tandem-agent", "version": "9.1",
+                            "entrypoint": "bin/tandem-agent"}).encode()
+    agent_only = make_tgz(str(tmp_path / "agent-only.tar.gz"), [
+        ("bin", None, 0), ("bin/tandem-agent", b"#!/bin/sh\nexit 0\n", 0o755),
+        ("manifest.json", manifest2, 0o644)])
+    st, _, body = host.push_self(agent_only)
+    assert st == 422, body
+    assert "updater_entrypoint" in body["detail"]["error"]
+    assert host.tree_state() == before
+    host.assert_tree_clean()
+    h = host.health()
+    assert h["version"] == FALLBACK_VERSION and h["agent"]["pid"] == agent
+    assert [e["result"] for e in self_update_history(host)] == ["refused", "refused"]
+
+
+def test_self_update_needs_launcher(procs, tmp_path, pki, releases):
+    """An updater started without tandem-launcher refuses (nobody would start the new one)."""
+    h = Host(procs, tmp_path, pki)  # writes the configuration; its launcher is not used
+    h.close()
+    p = Proc([bin_path("tandem-updater"), "--config", h.conf], str(tmp_path / "logs2"),
+             name="updater-alone")
+    procs.append(p)
+    h.port = int(p.wait_line(r"^LISTENING port=(\d+)$", timeout=30).group(1))
+    st, _, body = h.push_self(releases.get("2.0"))
+    assert st == 503, body
+    assert "launcher" in body["detail"]["error"]
+    assert not os.path.exists(os.path.join(h.tree, "releases", "active"))
+    assert p.stop(timeout=20) == 0
+
+
+# Crash sweep: the updater dies (test hook _exit) at each step of the
+# self-update; the launcher restarts, finishes or undoes, and the agent stays.
+# First self-update of the tree: the switch is a first install.
+SWEEP = [
+    ("self.update.journal_staging", False),
+    ("self.staged", False),
+    ("self.preflight_passed", False),
+    ("self.update.journal_switching", False),
+    ("self.update.first_renamed", False),
+    ("self.update.current_created", False),
+    ("self.switched", False),
+    ("self.handover_written", True),
+    ("self.responded", True),
+]
+
+
+@pytest.mark.parametrize("point,committed", SWEEP)
+def test_crash_sweep_self_update(procs, tmp_path, pki, releases, point, committed):
+    h = Host(procs, tmp_path, pki, env={"TANDEM_TEST_CRASH_AT": point})
+    try:
+        st, _, body = h.push(releases.get("1.0"))
+        assert st == 200, body
+        agent = h.agent_pid()
+        r = h.push_self(releases.get("2.0"), check=False)
+        if r is not None:
+            assert r[0] == 200, r
+            assert committed, r
+        if committed:
+            hh = h.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+        else:
+            def back():
+                hx = h.wait_updater(FALLBACK_VERSION)
+                return hx if len(h.updater_pids()) >= 2 else None
+            hh = wait_until(back, 30, "the updater to be restarted")
+        assert hh["agent"]["pid"] == agent
+        os.kill(agent, 0)
+        h.assert_tree_clean()
+        if not committed:
+            assert h.tree_state() == {}
+            res = [e["result"] for e in self_update_history(h)]
+            assert res == ["undone"], res
+        # The next self-update (no crash point left on its path once passed) works.
+        if committed:
+            assert h.tree_state().keys() == {"active"}
+    finally:
+        h.close()
