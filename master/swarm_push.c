@@ -151,6 +151,8 @@ target_of(const struct reg_host *h, int agent, struct httpc_target *t, char *por
 	/* The pin names the exact certificate; mbedTLS cannot match IP SANs anyway. */
 	t->sni_hostname = NULL;
 	t->total_timeout_ms = timeout_ms;
+	/* The updater sends nothing while it installs and probes: no shorter idle limit. */
+	t->io_timeout_ms = timeout_ms;
 	return 0;
 }
 
