@@ -380,7 +380,7 @@ $(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
 # The seed release, and with it the version-stamped agent and updater binaries.
 # $(LIB) first, so that the sub-make never builds it while install-master does.
 pkg-seed: $(LIB)
-	@$(MAKE) --no-print-directory release RELEASE_KIND=good RELEASE_OUT='$(PKG_SEED)' >/dev/null
+	@$(MAKE) --no-print-directory release RELEASE_KIND=good RELEASE_UPDATER_KIND=good RELEASE_OUT='$(PKG_SEED)' >/dev/null
 
 install: install-worker install-master
 
