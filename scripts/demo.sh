@@ -64,10 +64,10 @@ show() {
 	done
 	printf '    %s\n' "$shown"
 	OUT=$DIR/out.$STEP.log
-	"$@" >"$OUT" 2>"$OUT.err"
-	RC=$?
-	# Its informational log lines (stderr) stay in the file; everything else is shown.
-	{ cat "$OUT"; grep -Ev '^[0-9TZ:.-]+ tandem\[[0-9]+\]: info: ' "$OUT.err"; } | sed 's/^/      /'
+	# Shown as it comes (progress lines); its informational log lines stay in the file.
+	"$@" 2>&1 | tee "$OUT" | { grep --line-buffered -Ev '^[0-9TZ:.-]+ tandem\[[0-9]+\]: info: ' || true; } |
+		sed -u 's/^/      /'
+	RC=${PIPESTATUS[0]}
 }
 expect_rc() { [ "$RC" -eq "$1" ] || fail "step $STEP: exit status $RC, expected $1"; }
 expect_out() { grep -Eq -- "$1" "$OUT" || fail "step $STEP: output lacks /$1/"; }

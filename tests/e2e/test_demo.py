@@ -151,20 +151,26 @@ def test_demo_runs_to_the_end_and_leaves_nothing(build_dir, demo_dir):
 
 
 @pytest.mark.skipif(not has_swarm(), reason="tandem swarm (issue 6) is not in this build yet")
-def test_demo_interrupted_stops_everything(build_dir, demo_dir):
-    """SIGINT (Ctrl-C) once the fleet runs: exit 130, every process stopped."""
+@pytest.mark.parametrize("nth", [1, 2], ids=["first-push", "broken-push"])
+def test_demo_interrupted_stops_everything(build_dir, demo_dir, nth):
+    """SIGINT (Ctrl-C) during the NTH `swarm update --all` (the first push: agents
+    starting; the broken push: agents running, updaters mid-operation): exit 130,
+    every process stopped."""
     p = subprocess.Popen(["bash", SCRIPT, "--build", build_dir, "--dir", demo_dir],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env=clean_env(), start_new_session=True)
     lines = []
     try:
-        # Read until the first push has begun, i.e. updaters are up and agents start.
+        # Read until the NTH push is being run (its command line is printed first).
         deadline = time.monotonic() + 600
+        seen = 0
         for line in p.stdout:
             lines.append(line)
-            if "swarm update --all" in line or time.monotonic() > deadline:
+            if "swarm update --all" in line:
+                seen += 1
+            if seen == nth or time.monotonic() > deadline:
                 break
-        assert any("swarm update --all" in ln for ln in lines), "".join(lines)
+        assert seen == nth, "".join(lines)
         # Ctrl-C reaches the whole foreground process group of a terminal.
         os.killpg(p.pid, signal.SIGINT)
         rest, _ = p.communicate(timeout=300)
