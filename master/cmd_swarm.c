@@ -987,25 +987,27 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	}
 	swarm_ctx_close(&c);
 	if (a.json) {
-		obj = result_json(&r);
-		if (obj != NULL && (json_add_str(obj, "host", h.name) != 0)) {
+		obj = cJSON_CreateObject();
+		if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
+		    json_add_str(obj, "result", r.outcome == SWARM_UPDATED ? "rolled-back"
+									   : "failed") != 0 ||
+		    json_add_str(obj, "reason", r.reason) != 0 ||
+		    json_add_str(obj, "detail", r.detail) != 0 ||
+		    json_add_int(obj, "http_status", r.http_status) != 0 ||
+		    json_add_str(obj, "version", r.version) != 0 ||
+		    json_add_str(obj, "sha256", r.sha256) != 0) {
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		if (obj != NULL) {
-			cJSON_ReplaceItemInObjectCaseSensitive(obj, "result",
-			    cJSON_CreateString(r.outcome == SWARM_UPDATED ? "rolled-back" : "failed"));
-		}
 		rc = print_json(obj);
-	} else if (r.outcome == SWARM_UPDATED) {
-		printf("%s: rolled back, now running %s (sha256 %s)\n", h.name, r.version, r.sha256);
-		rc = CLI_EXIT_OK;
 	} else {
-		printf("%s: rollback failed: %s\n  %s\n", h.name, r.reason, r.detail);
-		rc = CLI_EXIT_OK;
-	}
-	if (fflush(stdout) != 0) {
-		return CLI_EXIT_FAIL;
+		if (r.outcome == SWARM_UPDATED) {
+			printf("%s: rolled back, now running %s (sha256 %s)\n", h.name, r.version,
+			    r.sha256);
+		} else {
+			printf("%s: rollback failed: %s\n  %s\n", h.name, r.reason, r.detail);
+		}
+		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 	return rc == CLI_EXIT_OK && r.outcome == SWARM_UPDATED ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

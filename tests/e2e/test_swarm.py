@@ -288,6 +288,14 @@ def test_update_usage_and_bad_release(fleet, rel, tmp_path):
     a = doc["hosts"][0]["agent"]
     assert a["result"] == "failed" and a["http_status"] in (400, 422), a
     assert a["detail"]
+    # Rollback with nothing to roll back to: the updater's 404 is shown, exit 1.
+    fleet.enroll("fresh")
+    fleet.start("fresh")
+    doc = fleet.json("swarm", "rollback", "--host", "fresh", check=1)
+    assert doc["result"] == "failed" and doc["http_status"] == 404, doc
+    r = fleet.tandem("swarm", "rollback", "--host", "fresh", check=1)
+    assert "rollback failed: HTTP 404" in r.stdout
+    assert fleet.json("swarm", "releases", "--host", "fresh")["releases"] == []
     fleet.tandem("swarm", "rollback", check=2)
     fleet.tandem("swarm", "releases", "--host", "web1", "--host", "web2", check=2)
 
