@@ -312,6 +312,13 @@ show "$T" --home "$HOME_DIR" swarm status --all
 expect_rc 0
 expect_rows '[[:space:]]1\.0\.0[[:space:]]' "${HOSTS[@]}"
 
+step "The same from the wire, as wiki/Operations.md shows: host1's updater /health, asked with curl and the master's certificate."
+show curl -sS --max-time 30 --cacert "$HOME_DIR/ca/ca.crt" --cert "$HOME_DIR/master/master.crt" \
+	--key "$HOME_DIR/master/master.key" "https://127.0.0.1:${UPD_PORT[host1]}/health"
+expect_rc 0
+expect_out '"status":"ok"'
+expect_out '"role":"updater"'
+
 # ---------------------------------------------------------------- 5. broken release
 step "Build release 2.0.0 deliberately broken: its agent exits as soon as it starts (RELEASE_KIND=exit-at-once)."
 R2=$DIR/releases/tandem-agent-2.0.0-exit-at-once.tar.gz
