@@ -271,8 +271,12 @@ ln_reconcile(struct launcher *l, struct selfupdate_handover *h)
 		log_warn("clear handover record");
 	}
 	if (jr == 1) {
+		/* Interrupted while committing: recovery finished it; else it was undone. */
+		const char *result = op.phase == JOURNAL_COMMITTING ? "committed" : "undone";
+
 		log_warnx("interrupted self-update: %s", what);
-		if (selfupdate_record(l->tree, l->cfg.install_dir, op.id, "undone", "", "", op.sha256,
+		if (selfupdate_record(l->tree, l->cfg.install_dir, op.id, result,
+			hr == 1 ? h->old_version : "", hr == 1 ? h->new_version : "", op.sha256,
 			what) != 0) {
 			log_warn("record self-update outcome");
 		}
@@ -325,6 +329,27 @@ ln_revert(struct launcher *l, const struct selfupdate_handover *h, const char *r
 	fflush(stdout);
 }
 
+static int
+ln_signal(struct launcher *l)
+{
+	struct signalfd_siginfo si;
+	ssize_t n = read(l->sigfd, &si, sizeof(si));
+
+	if (n != (ssize_t)sizeof(si)) {
+		return 0;
+	}
+	if (si.ssi_signo == SIGHUP) {
+		log_info("SIGHUP: forwarded to the updater");
+		if (l->child.pid != 0 && proc_signal(&l->child, SIGHUP) != 0) {
+			log_warn("forward SIGHUP");
+		}
+		return 0;
+	}
+	log_info("signal %u: stopping", si.ssi_signo);
+	l->stop = 1;
+	return 1;
+}
+
 /*
  * The new updater's probation. Returns 0 when decided (committed: the new
  * updater runs; reverted: nothing runs), 1 when a signal interrupted it (the
@@ -335,7 +360,7 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 {
 	int64_t deadline = mono_ms() + l->deadline_ms;
 	char reason[600], err[512];
-	int status;
+	int status, spawn = 1;
 
 	ln_fmt(reason, sizeof(reason), "no start yet");
 	for (;;) {
@@ -343,7 +368,12 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 		struct probe_result res;
 		int passed;
 
-		if (h->starts >= l->max_starts) {
+		if (!spawn) {
+			/* Probing the same process again (after a SIGHUP). */
+			if (ms_until(deadline) <= 0) {
+				break;
+			}
+		} else if (h->starts >= l->max_starts) {
 			char last[520];
 
 			ln_fmt(last, sizeof(last), "%s", reason);
@@ -351,17 +381,20 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 			    last);
 			break;
 		}
-		if (ms_until(deadline) <= 0) {
+		if (spawn && ms_until(deadline) <= 0) {
 			break;
 		}
-		h->starts++;
-		if (selfupdate_handover_write(l->tree, h) != 0) {
-			log_warn("persist start counter");
+		if (spawn) {
+			h->starts++;
+			if (selfupdate_handover_write(l->tree, h) != 0) {
+				log_warn("persist start counter");
+			}
+			if (ln_spawn(l, err, sizeof(err)) != 0) {
+				ln_fmt(reason, sizeof(reason), "start: %s", err);
+				continue;
+			}
 		}
-		if (ln_spawn(l, err, sizeof(err)) != 0) {
-			ln_fmt(reason, sizeof(reason), "start: %s", err);
-			continue;
-		}
+		spawn = 1;
 		probe_opts_init(&o);
 		o.tls = l->tls;
 		o.host = l->probe_host;
@@ -382,7 +415,11 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 		}
 		if (errno == ECANCELED) {
 			probe_result_free(&res);
-			return 1;
+			if (ln_signal(l) == 1) {
+				return 1; /* stop: the record stays for the next launcher */
+			}
+			spawn = 0; /* SIGHUP (forwarded): keep probing the same updater */
+			continue;
 		}
 		ln_fmt(reason, sizeof(reason), "%s", res.reason);
 		probe_result_free(&res);
@@ -394,26 +431,6 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 	}
 	ln_revert(l, h, reason);
 	return 0;
-}
-
-static int
-ln_signal(struct launcher *l)
-{
-	struct signalfd_siginfo si;
-	ssize_t n = read(l->sigfd, &si, sizeof(si));
-
-	if (n != (ssize_t)sizeof(si)) {
-		return 0;
-	}
-	if (si.ssi_signo == SIGHUP) {
-		if (l->child.pid != 0 && proc_signal(&l->child, SIGHUP) != 0) {
-			log_warn("forward SIGHUP");
-		}
-		return 0;
-	}
-	log_info("signal %u: stopping", si.ssi_signo);
-	l->stop = 1;
-	return 1;
 }
 
 static int
@@ -431,7 +448,6 @@ ln_run(struct launcher *l)
 		if (l->child.pid == 0) {
 			if (ln_reconcile(l, &h) == 1) {
 				if (ln_probation(l, &h) == 1) {
-					(void)ln_signal(l);
 					break;
 				}
 			}

@@ -300,8 +300,12 @@ def test_handover_adopts_agent(host, releases):
     agent = host.agent_pid()
     st, _, body = host.push_self(releases.get("2.0"))
     assert st == 200, body
+    # SIGHUP to the launcher while the new updater is on probation (the
+    # stable window is 4 s): forwarded, the probation goes on.
+    host.proc.signal(signal.SIGHUP)
     h = host.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
     assert h["agent"]["pid"] == agent
+    assert host.proc.alive() and "SIGHUP: forwarded" in host.proc.stderr()
     os.kill(agent, 0)  # still the same live process
     # A second self-update goes from 2.0 to 2.1 and keeps prev.
     st, _, body = host.push_self(releases.get("2.1"))
