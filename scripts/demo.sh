@@ -11,7 +11,8 @@
 # `make demo` installs the dependencies, builds, and runs this script. Everything it
 # creates (master home, bundles, install dirs, logs, release tarballs) is under DIR.
 # Every process it starts is recorded in DIR/pids ("updater NAME PID" when started, then
-# "agent NAME PID" at shutdown) and stopped at the end, on an error and on Ctrl-C.
+# "agent NAME PID", and "stray - PID" for any other process running from DIR, at shutdown)
+# and stopped at the end, on an error and on Ctrl-C; the file is then renamed pids.stopped.
 # Exit status: 0 when every step behaved as expected, 1 otherwise, 130 when interrupted.
 
 set -u -o pipefail
@@ -23,7 +24,7 @@ DIR=
 HOSTS=(host1 host2 host3)
 DEADLINE=${DEMO_DEADLINE:-60}   # seconds allowed for any one daemon to come up or go away
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -111,7 +112,7 @@ elif [ -e "$DIR" ]; then
 	fi
 fi
 if ! "$T" swarm --help >/dev/null 2>&1; then
-	echo "demo: $T has no 'swarm' commands yet (issue 6); nothing to demonstrate" >&2
+	echo "demo: $T has no 'swarm' commands (issue 6); nothing to demonstrate" >&2
 	exit 1
 fi
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd) || exit 1
