@@ -98,13 +98,13 @@ class Fleet:
         self.ports[name] = (agent_port, updater_port)
         return host
 
-    def start(self, name, conf_name="test.conf", launcher=None):
+    def start(self, name, conf_name="test.conf", launcher=None, keys=None):
         """Start the updater of NAME from its bundle (under tandem-launcher when LAUNCHER
         is a list of its extra options); waits for LISTENING."""
         bundle = self.bundle(name)
         with open(os.path.join(bundle, "updater.conf")) as f:
             text = f.read()
-        for k, v in TEST_UPDATER_KEYS.items():
+        for k, v in dict(TEST_UPDATER_KEYS, **(keys or {})).items():
             text += "%s = %s\n" % (k, v)
         conf = os.path.join(bundle, conf_name)
         with open(conf, "w") as f:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import bin_path, free_port, run
+from conftest import bin_path, free_port, run, wait_until
 from swarm_util import Fleet, built, hosts_by_name, make_release, tandem
 
 
@@ -141,6 +141,7 @@ def rel(build_dir, tmp_path_factory):
         "v1": make_release(build_dir, "1.0.0", out),
         "v2": make_release(build_dir, "2.0.0", out),
         "bad": make_release(build_dir, "3.0.0", out, kind="exit-at-once"),
+        "slow": make_release(build_dir, "4.0.0", out, kind="slow-health"),
     }
 
 
@@ -339,3 +340,34 @@ def test_include_self_with_launcher(tmp_path, rel):
         assert st["agent_version"] == "2.0.0"
     finally:
         f.stop_all()
+
+
+def test_busy_and_too_large(fleet, rel):
+    """The updater's refusals reach the operator intact: 503 while another operation runs
+    (with its Retry-After), 413 for a release over max_upload (answered mid-upload)."""
+    fleet.enroll("busy")
+    fleet.start("busy", keys={"probe_deadline": "20s"})
+    slow = subprocess.Popen([bin_path("tandem"), "--home", fleet.home, "swarm", "update",
+                             "--host", "busy", "--release", rel["slow"], "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: fleet.json("swarm", "status", "--host", "busy")["hosts"][0][
+            "operation"], 30, "the slow update to be running")
+        doc = fleet.json("swarm", "update", "--host", "busy", "--release", rel["v1"], check=1)
+        a = doc["hosts"][0]["agent"]
+        assert a["http_status"] == 503 and "busy" in a["reason"] and "retry after" in \
+            a["reason"], a
+    finally:
+        out, err = slow.communicate(timeout=120)
+    # Whatever the slow release came to (its /health is slower than the updater's probe
+    # allows), the CLI reported it; once the host is free the push goes through.
+    assert slow.returncode in (0, 1) and json.loads(out)["hosts"][0]["agent"]["result"], out
+    doc = fleet.json("swarm", "update", "--host", "busy", "--release", rel["v1"])
+    assert doc["hosts"][0]["agent"]["result"] == "updated"
+
+    fleet.enroll("tiny")
+    fleet.start("tiny", keys={"max_upload": "64K"})
+    doc = fleet.json("swarm", "update", "--host", "tiny", "--release", rel["v1"], check=1)
+    a = doc["hosts"][0]["agent"]
+    assert a["http_status"] == 413 and a["result"] == "failed", a
+    assert fleet.json("swarm", "status", "--host", "tiny")["hosts"][0]["active"] is None
