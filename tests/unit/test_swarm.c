@@ -21,6 +21,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "master/swarm_enroll.h"
+#include "master/swarm_push.h"
 #include "master/swarm_result.h"
 #include "updater/api.h"
 
@@ -470,6 +471,83 @@ test_conf_texts(void **state)
 	assert_int_equal(fs_rmtree(dir), 0);
 }
 
+/*
+ * The worker pool without a network: hosts without an updater fingerprint fail
+ * closed before any connection (no TLS context exists at all), every job is
+ * done exactly once whatever the bound, and each failure lands in the push log.
+ */
+static void
+test_pool_fail_closed(void **state)
+{
+	struct swarm_release_file rf;
+	struct swarm_pool_opts po;
+	struct swarm_ctx c;
+	struct swarm_job *jobs;
+	struct reg_push *log = NULL;
+	char dir[] = "/tmp/test_swarm_pool.XXXXXX", err[512];
+	size_t n = 0, i, nlog = 0;
+	const int bounds[] = { 1, 3, 64 };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	memset(&c, 0, sizeof(c));
+	c.home = dir;
+	c.quiet = 1;
+	c.timeout_ms = 1000;
+	assert_int_equal(registry_open(dir, &c.reg, err, sizeof(err)), REG_OK);
+	memset(&rf, 0, sizeof(rf));
+	rf.path = "/nonexistent";
+	memcpy(rf.sha256, SHA_A, 65);
+	jobs = calloc(20, sizeof(*jobs));
+	assert_non_null(jobs);
+	for (size_t b = 0; b < ARRAY_LEN(bounds); b++) {
+		for (i = 0; i < 20; i++) {
+			memset(&jobs[i], 0, sizeof(jobs[i]));
+			snprintf(jobs[i].host.name, sizeof(jobs[i].host.name), "h%02zu", i);
+			snprintf(jobs[i].host.address, sizeof(jobs[i].host.address), "127.0.0.1");
+			memset(jobs[i].host.agent_fp, 'c', 64);
+			jobs[i].host.agent_port = 1;
+			jobs[i].host.updater_port = 2;
+			jobs[i].kind = i % 2 == 0 ? SWARM_JOB_UPDATE : SWARM_JOB_DRY_RUN;
+			if (b == 0) {
+				assert_int_equal(registry_add_host(c.reg, &jobs[i].host, err, sizeof(err)),
+				    REG_OK);
+			}
+		}
+		memset(&po, 0, sizeof(po));
+		po.release = &rf;
+		po.parallel = bounds[b];
+		assert_int_equal(swarm_run(&c, jobs, 20, &po), 0);
+		for (i = 0; i < 20; i++) {
+			assert_int_equal(jobs[i].phase, SWARM_PH_DONE);
+			if (jobs[i].kind == SWARM_JOB_UPDATE) {
+				assert_int_equal(jobs[i].agent.outcome, SWARM_FAILED);
+				assert_string_equal(jobs[i].agent.reason, "no updater fingerprint");
+				assert_non_null(strstr(jobs[i].agent.detail, "unpinned"));
+				assert_int_equal(jobs[i].self_tried, 0);
+			} else {
+				assert_false(jobs[i].reachable);
+				assert_int_equal(jobs[i].pin_ok, -1);
+				assert_non_null(strstr(jobs[i].error, "unpinned"));
+			}
+		}
+	}
+	/* Three rounds of one failed push each for the even hosts, none for the dry runs. */
+	assert_int_equal(registry_push_history(c.reg, "h00", 0, &log, &nlog, err, sizeof(err)),
+	    REG_OK);
+	assert_int_equal(nlog, 3);
+	assert_string_equal(log[0].result, "failed");
+	assert_string_equal(log[0].sha256, SHA_A);
+	free(log);
+	assert_int_equal(registry_push_history(c.reg, "h01", 0, &log, &n, err, sizeof(err)),
+	    REG_OK);
+	assert_int_equal(n, 0);
+	free(log);
+	free(jobs);
+	registry_close(c.reg);
+	assert_int_equal(fs_rmtree(dir), 0);
+}
+
 int
 main(void)
 {
@@ -485,6 +563,7 @@ main(void)
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_table_cut),
 		cmocka_unit_test(test_conf_texts),
+		cmocka_unit_test(test_pool_fail_closed),
 	};
 
 	log_init("test_swarm", LOG_LVL_ERROR);
