@@ -443,3 +443,48 @@ def test_crash_sweep_self_update(procs, tmp_path, pki, releases, point, committe
             assert h.tree_state().keys() == {"active"}
     finally:
         h.close()
+
+
+def test_launcher_restart_keeps_start_counter(procs, tmp_path, pki, releases):
+    """The launcher dies (kill -9) while a hanging new updater is on probation: the
+    next launcher continues the probation with the persisted start counter
+    (max-starts 2: one more start, then the revert) and keeps the agent."""
+    h = Host(procs, tmp_path, pki)
+    h2 = None
+    try:
+        st, _, body = h.push(releases.get("1.0"))
+        assert st == 200, body
+        agent = h.agent_pid()
+        st, _, body = h.push_self(releases.get("3.0", "hang"))
+        assert st == 200, body
+        hand = os.path.join(h.tree, "state", "handover.json")
+
+        def started_once():
+            try:
+                with open(hand) as f:
+                    return json.load(f)["starts"] == 1 and len(h.updater_pids()) == 2
+            except (OSError, ValueError):
+                return False
+        wait_until(started_once, 20, "the new updater's first start")
+        hung = h.updater_pids()[-1]
+        os.killpg(h.proc.pid, signal.SIGKILL)
+        h.proc.p.wait()
+        os.kill(hung, signal.SIGKILL)  # what the service manager's cgroup kill would do
+
+        h2 = Host.__new__(Host)
+        h2.__dict__.update(h.__dict__)
+        h2.proc = Proc(h.proc.argv, str(tmp_path / "logs2"), name="launcher2")
+        procs.append(h2.proc)
+        h2.port = int(h2.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30).group(1))
+        hh = h2.wait_updater(FALLBACK_VERSION, "reverted",
+                             timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+        out = h2.proc.stdout()
+        # Exactly one more start of 3.0 (the second of MAX_STARTS), then the revert.
+        assert out.count("version=3.0") == 1, out
+        assert "SELF_UPDATE reverted 3.0" in out
+        assert hh["agent"]["pid"] == agent
+        assert "no healthy answer" in hh["updater"]["last_self_update"]["reason"]
+        h2.assert_tree_clean()
+    finally:
+        (h2 or h).close()
+        h.close()
