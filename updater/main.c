@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -52,12 +53,48 @@ usage(FILE *fp)
 	    "                      [-n | --self-test | --print-config | --version | --help]\n");
 }
 
-/* The TLS material loads and matches: what --self-test checks beyond -n. */
+/* DIR, when it exists, must be a directory we can write (absent: created at start). */
+static int
+self_test_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0) {
+		if (errno == ENOENT) {
+			return 0;
+		}
+		snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen, "%.300s: not a writable directory", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The TLS material loads and matches, and the state directories (the
+ * agent's and the updater's own tree's) are usable: what --self-test checks
+ * beyond -n (also the preflight of POST /update-self).
+ */
 static int
 self_test(const struct updater_config *cfg, char *err, size_t errlen)
 {
+	static const char *const dirs[] = { "", "/state", "/updater", "/updater/state" };
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
+	char p[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if ((size_t)snprintf(p, sizeof(p), "%s%s", cfg->install_dir, dirs[i]) >= sizeof(p)) {
+			snprintf(err, errlen, "install_dir is too long");
+			return -1;
+		}
+		if (self_test_dir(p, err, errlen) != 0) {
+			return -1;
+		}
+	}
 
 	tls_opts_init(&to);
 	to.ca_file = cfg->ca;
