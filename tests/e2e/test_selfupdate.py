@@ -488,3 +488,20 @@ def test_launcher_restart_keeps_start_counter(procs, tmp_path, pki, releases):
     finally:
         (h2 or h).close()
         h.close()
+
+
+def test_self_test_checks_state_dirs(tmp_path, pki):
+    """--self-test (the preflight of /update-self) fails when a state directory is unusable."""
+    upd = bin_path("tandem-updater")
+    inst = tmp_path / "inst"
+    conf = tmp_path / "u.conf"
+    conf.write_text("install_dir = %s\nca = %s\ncert = %s\nkey = %s\nagent_config = x\n"
+                    % (inst, pki.ca_crt, pki.updater[0], pki.updater[1]))
+    r = subprocess.run([upd, "--config", str(conf), "--self-test"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    (inst / "updater").mkdir(parents=True)
+    (inst / "updater" / "state").write_text("not a directory")
+    r = subprocess.run([upd, "--config", str(conf), "--self-test"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "updater/state: not a writable directory" in r.stderr, r.stderr
