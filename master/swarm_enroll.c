@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -202,7 +203,7 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
     struct swarm_enroll_result *res, char *err, size_t errlen)
 {
 	char master_cn[PKI_CN_MAX + 1], ca_crt[PATH_MAX], ca_copy[PATH_MAX];
-	char fp[TLS_FP_HEX_LEN + 1], text[4096];
+	char fp[TLS_FP_HEX_LEN + 1], text[4096], abs_bundle[PATH_MAX];
 	struct registry *reg = NULL;
 	struct reg_host *h = &res->host;
 	int rc = REG_ERR, r, agent_port = o->agent_port, updater_port = o->updater_port;
@@ -344,7 +345,14 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		goto out;
 	}
 	rc = registry_add_host(reg, h, err, errlen);
+	if (rc == REG_OK) {
+		/* What the registry holds (enrollment time, normalised fingerprints). */
+		rc = registry_get_host(reg, o->name, h, err, errlen);
+	}
 out:
+	if (rc == REG_OK && realpath(res->bundle, abs_bundle) != NULL) {
+		snprintf(res->bundle, sizeof(res->bundle), "%s", abs_bundle);
+	}
 	registry_close(reg);
 	return rc;
 }

@@ -31,7 +31,7 @@ def test_enroll_bundle(tmp_path):
     host = fleet.enroll("web1", extra=["--san", "web1.example.org", "--san", "::1",
                                        "--notes", "rack 4"])
     b = fleet.bundle("web1")
-    assert host["bundle"] == b
+    assert host["bundle"] == b and host["enrolled_at"].endswith("Z") and host["in_service"]
     assert sorted(os.listdir(b)) == ["agent.conf", "agent.crt", "agent.key", "ca.crt",
                                      "updater.conf", "updater.crt", "updater.key"]
     assert mode(b) == 0o700
