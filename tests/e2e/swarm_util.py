@@ -86,10 +86,10 @@ class Fleet:
     def bundle(self, name):
         return os.path.join(self.home, "hosts", name)
 
-    def enroll(self, name, updater=True, updater_port=None, extra=()):
+    def enroll(self, name, updater=True, updater_port=None, extra=(), address="127.0.0.1"):
         agent_port = free_port()
         updater_port = updater_port or free_port()
-        args = ["swarm", "enroll", name, "--address", "127.0.0.1",
+        args = ["swarm", "enroll", name, "--address", address,
                 "--agent-port", agent_port, "--updater-port", updater_port]
         if updater:
             args.append("--updater")

@@ -371,3 +371,23 @@ def test_busy_and_too_large(fleet, rel):
     a = doc["hosts"][0]["agent"]
     assert a["http_status"] == 413 and a["result"] == "failed", a
     assert fleet.json("swarm", "status", "--host", "tiny")["hosts"][0]["active"] is None
+
+
+def test_ipv6_host(tmp_path, rel):
+    """A host enrolled by an IPv6 literal: daemons listen on [::1], the master reaches and
+    pins them there."""
+    f = Fleet(tmp_path)
+    try:
+        h = f.enroll("six", address="::1")
+        assert h["address"] == "::1"
+        with open(os.path.join(f.bundle("six"), "updater.conf")) as fp:
+            conf = fp.read()
+        assert "listen = [::1]:%d\n" % f.ports["six"][1] in conf
+        assert "agent_probe = [::1]:%d\n" % f.ports["six"][0] in conf
+        f.start("six")
+        doc = f.json("swarm", "update", "--host", "six", "--release", rel["v1"])
+        assert doc["hosts"][0]["agent"]["result"] == "updated"
+        st = f.json("swarm", "status")["hosts"][0]
+        assert st["pin_ok"] is True and st["agent_version"] == "1.0.0"
+    finally:
+        f.stop_all()
