@@ -94,6 +94,14 @@ def test_enroll_refusals(tmp_path):
     fleet.tandem("swarm", "enroll", check=2)
     fleet.tandem("swarm", "enroll", "a", "b", check=2)
     fleet.tandem("swarm", "enroll", "web2", "--bogus", check=2)
+    # Never overwrites another bundle's keys.
+    key = os.path.join(fleet.bundle("web1"), "agent.key")
+    with open(key, "rb") as f:
+        old_key = f.read()
+    r = fleet.tandem("swarm", "enroll", "web9", "--address", "127.0.0.1", "--out",
+                     fleet.bundle("web1"), check=1)
+    with open(key, "rb") as f:
+        assert f.read() == old_key
     assert fleet.json("swarm", "list") == before
 
 
