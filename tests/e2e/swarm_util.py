@@ -98,7 +98,7 @@ class Fleet:
         self.ports[name] = (agent_port, updater_port)
         return host
 
-    def start(self, name, conf_name="test.conf", launcher=None, keys=None):
+    def start(self, name, conf_name="test.conf", launcher=None, keys=None, env=None):
         """Start the updater of NAME from its bundle (under tandem-launcher when LAUNCHER
         is a list of its extra options); waits for LISTENING."""
         bundle = self.bundle(name)
@@ -114,7 +114,7 @@ class Fleet:
         else:
             argv = [bin_path("tandem-launcher"), "--config", conf,
                     "--updater", bin_path("tandem-updater")] + list(launcher)
-        p = Proc(argv, self.logs, name="updater-" + name)
+        p = Proc(argv, self.logs, name="updater-" + name, env=env)
         self.procs[name] = p
         m = p.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
         assert int(m.group(1)) == self.ports[name][1]

@@ -399,3 +399,26 @@ def test_ipv6_host(tmp_path, rel):
         assert st["pin_ok"] is True and st["agent_version"] == "1.0.0"
     finally:
         f.stop_all()
+
+
+def test_one_host_rolls_back_while_others_update(tmp_path, rel):
+    """One `swarm update --all`: the same release passes its probe on two hosts and fails it on
+    the third (its agent inherits TANDEM_SLOW_MS beyond the updater's 2 s probe request limit),
+    which is rolled back; exit 1 and the table says which host."""
+    f = Fleet(tmp_path)
+    try:
+        for name, slow_ms in (("a1", "10"), ("a2", "6000"), ("a3", "10")):
+            f.enroll(name)
+            f.start(name, keys={"probe_deadline": "3s"}, env={"TANDEM_SLOW_MS": slow_ms})
+        f.json("swarm", "update", "--all", "--release", rel["v1"])
+        r = f.tandem("swarm", "update", "--all", "--release", rel["slow"], check=1)
+        rows = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:4]}
+        assert "updated" in rows["a1"] and "4.0.0" in rows["a1"], r.stdout
+        assert "rolled-back" in rows["a2"] and "1.0.0" in rows["a2"], r.stdout
+        assert "updated" in rows["a3"] and "4.0.0" in rows["a3"], r.stdout
+        assert "a2: new release failed, previous restored" in r.stdout
+        st = hosts_by_name(f.json("swarm", "status"))
+        assert st["a2"]["active"]["version"] == "1.0.0"
+        assert st["a1"]["active"]["version"] == st["a3"]["active"]["version"] == "4.0.0"
+    finally:
+        f.stop_all()
