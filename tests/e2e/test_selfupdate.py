@@ -92,7 +92,7 @@ def curl(pki, who, url, *extra, check=True):
 class Host:
     """An install dir, an agent config, tandem-launcher running tandem-updater."""
 
-    def __init__(self, procs, tmp_path, pki, env=None):
+    def __init__(self, procs, tmp_path, pki, env=None, stable_ms=PROBATION_STABLE_MS):
         self.pki = pki
         self.tmp = tmp_path
         self.procs = procs
@@ -129,7 +129,7 @@ class Host:
         self.proc = Proc([bin_path("tandem-launcher"), "--config", self.conf,
                           "--updater", bin_path("tandem-updater"),
                           "--probation-deadline", str(PROBATION_DEADLINE_MS),
-                          "--probation-stable", str(PROBATION_STABLE_MS),
+                          "--probation-stable", str(stable_ms),
                           "--max-starts", str(MAX_STARTS)],
                          str(tmp_path / "logs"), name="launcher", env=env)
         procs.append(self.proc)
@@ -505,3 +505,41 @@ def test_self_test_checks_state_dirs(tmp_path, pki):
     r = subprocess.run([upd, "--config", str(conf), "--self-test"], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "updater/state: not a writable directory" in r.stderr, r.stderr
+
+
+# The switch steps that only a self-update over an earlier one goes through
+# (first self-updates are swept above): N good self-updates first, then the
+# one that crashes; undone, the updater of the last good one is back.
+SWEEP_LATER = [
+    ("self.update.exchanged", 1),
+    ("self.update.old_to_prev", 1),
+    ("self.update.prev_moved", 2),
+]
+
+
+@pytest.mark.parametrize("point,before", SWEEP_LATER)
+def test_crash_sweep_later_self_update(procs, tmp_path, pki, releases, point, before):
+    h = Host(procs, tmp_path, pki, env={"TANDEM_TEST_CRASH_AT": point}, stable_ms=300)
+    try:
+        st, _, body = h.push(releases.get("1.0"))
+        assert st == 200, body
+        agent = h.agent_pid()
+        versions = ["2.0", "2.1"][:before]
+        for v in versions:
+            st, _, body = h.push_self(releases.get(v))
+            assert st == 200, body
+            h.wait_updater(v, "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+        slots = h.tree_state()
+        starts = len(h.updater_pids())
+        r = h.push_self(releases.get("3.0"), check=False)
+        assert r is None, r  # cut by the crash
+        def back():
+            hx = h.wait_updater(versions[-1])
+            return hx if len(h.updater_pids()) > starts else None
+        hh = wait_until(back, 30, "the previous updater to be back")
+        assert hh["agent"]["pid"] == agent
+        assert h.tree_state() == slots
+        h.assert_tree_clean()
+        assert [e["result"] for e in self_update_history(h)][-1] == "undone"
+    finally:
+        h.close()
