@@ -354,7 +354,7 @@ def test_busy_and_too_large(fleet, rel):
     """The updater's refusals reach the operator intact: 503 while another operation runs
     (with its Retry-After), 413 for a release over max_upload (answered mid-upload)."""
     fleet.enroll("busy")
-    fleet.start("busy", keys={"probe_deadline": "20s"})
+    fleet.start("busy", keys={"probe_deadline": "5s"})
     slow = subprocess.Popen([bin_path("tandem"), "--home", fleet.home, "swarm", "update",
                              "--host", "busy", "--release", rel["slow"], "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
