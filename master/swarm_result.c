@@ -21,6 +21,23 @@ swarm_outcome_word(enum swarm_outcome o)
 	return "failed";
 }
 
+/*
+ * Worker text goes to terminals: control bytes (escape sequences included)
+ * become '?', line breaks and tabs a blank.
+ */
+static void
+sanitize(char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '\n' || ch == '\r' || ch == '\t') {
+			*s = ' ';
+		} else if (ch < 0x20 || ch == 0x7f) {
+			*s = '?';
+		}
+	}
+}
+
 /* Copy a string member KEY of OBJ into BUF; "" when absent or not a string. */
 static void
 get_str(const cJSON *obj, const char *key, char *buf, size_t len)
@@ -32,6 +49,7 @@ get_str(const cJSON *obj, const char *key, char *buf, size_t len)
 	if (s != NULL && len > 0) {
 		/* Cut silently: these are display strings. */
 		snprintf(buf, len, "%s", s);
+		sanitize(buf);
 	}
 }
 
@@ -221,6 +239,7 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		break;
 	}
 out:
+	sanitize(out->detail);
 	cJSON_Delete(tree);
 }
 

@@ -7,7 +7,8 @@
  *
  * Worker bodies come from the network: anything malformed (not JSON, wrong
  * types, missing fields, control bytes) is classified as a failure with a
- * readable reason, never trusted and never crashing.
+ * readable reason, never trusted and never crashing. Every string copied out
+ * of a body is made printable (no terminal escape sequences reach stdout).
  */
 #ifndef TANDEM_MASTER_SWARM_RESULT_H
 #define TANDEM_MASTER_SWARM_RESULT_H

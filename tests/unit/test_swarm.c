@@ -63,6 +63,10 @@ test_update_rolled_back(void **state)
 	assert_int_equal(r.outcome, SWARM_ROLLED_BACK);
 	assert_string_equal(swarm_outcome_word(r.outcome), "rolled-back");
 	assert_string_equal(r.detail, "probe failed; stderr: boom");
+	/* The agent's stderr reaches a terminal: no escape sequences, lines joined. */
+	classify_str(409, "{\"detail\":{\"error\":\"x\",\"stderr\":\"line1\\n\\u001b[2Jline2\\t\","
+			  "\"rolled_back\":true}}", &r);
+	assert_string_equal(r.detail, "x; stderr: line1 ?[2Jline2 ");
 	/* 409 without rolled_back: both bad, a failure. */
 	classify_str(409,
 	    "{\"detail\":{\"error\":\"both bad\",\"stderr\":\"\",\"rolled_back\":false}}", &r);
@@ -472,6 +476,53 @@ test_conf_texts(void **state)
 }
 
 /*
+ * Mutated worker answers (bytes flipped, cut, duplicated) through every reader:
+ * never a crash (ASan run), always a NUL-terminated, printable reason/detail.
+ */
+static void
+test_mutated_answers(void **state)
+{
+	static const char *const seeds[] = {
+		"{\"status\":\"updated\",\"release\":{\"slot\":\"active\",\"sha\":\"v\",\"sha256\":\""
+		SHA_A "\",\"version\":\"1\"},\"probe\":\"{}\"}",
+		"{\"detail\":{\"error\":\"e\",\"stderr\":\"s\",\"rolled_back\":true}}",
+		"{\"status\":\"ok\",\"role\":\"updater\",\"version\":\"1\",\"releases\":[{\"slot\":"
+		"\"active\",\"version\":\"1\"}],\"agent\":{\"state\":\"running\"},\"operation\":"
+		"{\"kind\":\"update\",\"phase\":\"probe\"},\"updater\":{\"probation\":null}}",
+	};
+	struct swarm_result r;
+	struct swarm_health h;
+	char buf[1024], err[256];
+	unsigned seed = 12345;
+	size_t i, k, len;
+
+	(void)state;
+	for (i = 0; i < 6000; i++) {
+		const char *src = seeds[i % ARRAY_LEN(seeds)];
+		len = strlen(src);
+		memcpy(buf, src, len);
+		for (k = 0; k < 1 + i % 4; k++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[(seed >> 8) % len] = (char)(seed >> 16);
+		}
+		seed = seed * 1103515245u + 12345u;
+		if (i % 3 == 0) {
+			len = (seed >> 8) % (len + 1);
+		}
+		swarm_classify_update((int)(200 + (i % 4) * 103), buf, len, "1", &r);
+		assert_true(strlen(r.reason) < sizeof(r.reason));
+		for (const char *p = r.detail; *p != '\0'; p++) {
+			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+		}
+		swarm_classify_self(200, buf, len, NULL, &r);
+		swarm_classify_rollback(200, buf, len, &r);
+		if (swarm_parse_health(buf, len, &h, err, sizeof(err)) == 0) {
+			assert_true(strlen(h.version) < sizeof(h.version));
+		}
+	}
+}
+
+/*
  * The worker pool without a network: hosts without an updater fingerprint fail
  * closed before any connection (no TLS context exists at all), every job is
  * done exactly once whatever the bound, and each failure lands in the push log.
@@ -563,6 +614,7 @@ main(void)
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_table_cut),
 		cmocka_unit_test(test_conf_texts),
+		cmocka_unit_test(test_mutated_answers),
 		cmocka_unit_test(test_pool_fail_closed),
 	};
 
