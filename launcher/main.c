@@ -5,8 +5,9 @@
  *   tandem-launcher --config FILE --updater PATH [--install-dir DIR]
  *                   [--listen ADDR:PORT] [--log FILE]
  *                   [--probation-deadline MS] [--probation-stable MS]
- *                   [--max-starts N]
+ *                   [--max-starts N] [-- UPDATER-ARGS...]
  *
+ * UPDATER-ARGS (e.g. --seed TARBALL) are appended to every updater's argv.
  * It binds the updater's listening socket once and passes it to every
  * updater it starts (fd number in TANDEM_LISTEN_FD), so a connection made
  * while one updater hands over to the next waits in the backlog. It runs
@@ -78,8 +79,12 @@ struct launcher {
 	long long deadline_ms;
 	long long stable_ms;
 	long long max_starts;
+	char *const *extra;      /* arguments after "--", passed to every updater */
+	int nextra;
 	int stop;
 };
+
+#define LN_MAX_EXTRA 16
 
 /* snprintf where a cut path or message fails later, visibly. */
 static void ln_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -101,7 +106,7 @@ usage(FILE *fp)
 	    "usage: tandem-launcher --config FILE --updater PATH [--install-dir DIR]\n"
 	    "                       [--listen ADDR:PORT] [--log FILE]\n"
 	    "                       [--probation-deadline MS] [--probation-stable MS]\n"
-	    "                       [--max-starts N]\n");
+	    "                       [--max-starts N] [-- UPDATER-ARGS...]\n");
 }
 
 /* Bind ADDR:PORT (port 0 picks one); *PORT gets the bound port. */
@@ -171,7 +176,7 @@ static int
 ln_spawn(struct launcher *l, char *err, size_t errlen)
 {
 	char prog[PATH_MAX], version[128], env_fd[64], env_conf[PATH_MAX + 64];
-	const char *argv[6], *env[3];
+	const char *argv[6 + LN_MAX_EXTRA], *env[3];
 	struct proc_spec spec;
 
 	ln_program(l, prog, sizeof(prog), version, sizeof(version));
@@ -185,7 +190,10 @@ ln_spawn(struct launcher *l, char *err, size_t errlen)
 	argv[2] = l->conf;
 	argv[3] = "--install-dir";
 	argv[4] = l->cfg.install_dir;
-	argv[5] = NULL;
+	for (int i = 0; i < l->nextra; i++) {
+		argv[5 + i] = l->extra[i];
+	}
+	argv[5 + l->nextra] = NULL;
 	proc_spec_init(&spec);
 	spec.argv = argv;
 	spec.env_add = env;
@@ -577,10 +585,13 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || config_path == NULL || l.fallback == NULL) {
+	if (argc - optind > LN_MAX_EXTRA || config_path == NULL || l.fallback == NULL ||
+	    (optind < argc && strcmp(argv[optind - 1], "--") != 0)) {
 		usage(stderr);
 		return 2;
 	}
+	l.extra = argv + optind;
+	l.nextra = argc - optind;
 	if (realpath(config_path, l.conf) == NULL) {
 		fprintf(stderr, "tandem-launcher: config %s: %s\n", config_path, strerror(errno));
 		return 2;

@@ -92,7 +92,8 @@ def curl(pki, who, url, *extra, check=True):
 class Host:
     """An install dir, an agent config, tandem-launcher running tandem-updater."""
 
-    def __init__(self, procs, tmp_path, pki, env=None, stable_ms=PROBATION_STABLE_MS):
+    def __init__(self, procs, tmp_path, pki, env=None, stable_ms=PROBATION_STABLE_MS,
+                 updater_args=()):
         self.pki = pki
         self.tmp = tmp_path
         self.procs = procs
@@ -130,7 +131,8 @@ class Host:
                           "--updater", bin_path("tandem-updater"),
                           "--probation-deadline", str(PROBATION_DEADLINE_MS),
                           "--probation-stable", str(stable_ms),
-                          "--max-starts", str(MAX_STARTS)],
+                          "--max-starts", str(MAX_STARTS)]
+                         + (["--"] + list(updater_args) if updater_args else []),
                          str(tmp_path / "logs"), name="launcher", env=env)
         procs.append(self.proc)
         m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
@@ -543,3 +545,26 @@ def test_crash_sweep_later_self_update(procs, tmp_path, pki, releases, point, be
         assert [e["result"] for e in self_update_history(h)][-1] == "undone"
     finally:
         h.close()
+
+
+def test_launcher_passes_updater_args(procs, tmp_path, pki, releases):
+    """Arguments after "--" reach every updater: --seed installs the first agent
+    release (the packaged service's way), and survive a self-update."""
+    h = Host(procs, tmp_path, pki, stable_ms=300,
+             updater_args=["--seed", releases.get("1.0")])
+    try:
+        hh = h.health()
+        assert [r["version"] for r in hh["releases"]] == ["1.0"]
+        agent = hh["agent"]["pid"]
+        st, _, body = h.push_self(releases.get("2.0"))
+        assert st == 200, body
+        hh = h.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
+        assert hh["agent"]["pid"] == agent
+        with open("/proc/%d/cmdline" % h.updater_pids()[-1], "rb") as f:
+            assert b"--seed" in f.read()
+    finally:
+        h.close()
+    # A stray argument without "--" is a usage error, not an updater argument.
+    r = subprocess.run([bin_path("tandem-launcher"), "--config", h.conf, "--updater",
+                        bin_path("tandem-updater"), "stray"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
