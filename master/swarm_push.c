@@ -23,6 +23,8 @@
 /* Status probes: short, an operator is waiting. */
 #define SWARM_STATUS_TIMEOUT_MS 10000
 #define SWARM_REDRAW_MS 250
+/* Most progress lines redrawn on a terminal. */
+#define SWARM_TTY_LINES 20
 
 int
 swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
@@ -231,20 +233,52 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 	}
 }
 
-/* TTY: redraw every job's line in place. Caller holds the lock. */
+/*
+ * TTY: redraw every job's line in place; for more hosts than fit a screen,
+ * the finished ones fold into one counter line and only running jobs show.
+ * Caller holds the lock.
+ */
 static void
 redraw(struct pool *p)
 {
 	char line[512];
+	size_t done = 0, failed = 0, shown = 0, i;
+	int lines = 0;
 
 	if (p->drawn > 0) {
 		fprintf(stderr, "\033[%dA", p->drawn);
 	}
-	for (size_t i = 0; i < p->n; i++) {
-		job_line(&p->jobs[i], line, sizeof(line));
-		fprintf(stderr, "\r\033[K%s\n", line);
+	if (p->n <= SWARM_TTY_LINES) {
+		for (i = 0; i < p->n; i++) {
+			job_line(&p->jobs[i], line, sizeof(line));
+			fprintf(stderr, "\r\033[K%s\n", line);
+		}
+		lines = (int)p->n;
+	} else {
+		for (i = 0; i < p->n; i++) {
+			if (p->jobs[i].phase == SWARM_PH_DONE) {
+				done++;
+				failed += p->jobs[i].kind == SWARM_JOB_UPDATE &&
+				    p->jobs[i].agent.outcome != SWARM_UPDATED;
+			}
+		}
+		fprintf(stderr, "\r\033[K%zu of %zu hosts done, %zu not updated\n", done, p->n,
+		    failed);
+		lines = 1;
+		for (i = 0; i < p->n && shown < SWARM_TTY_LINES - 1; i++) {
+			enum swarm_phase ph = p->jobs[i].phase;
+			if (ph != SWARM_PH_DONE && ph != SWARM_PH_WAITING) {
+				job_line(&p->jobs[i], line, sizeof(line));
+				fprintf(stderr, "\r\033[K%s\n", line);
+				shown++;
+			}
+		}
+		/* Clear what the previous, longer frame left below. */
+		for (lines += (int)shown; lines < p->drawn; lines++) {
+			fprintf(stderr, "\r\033[K\n");
+		}
 	}
-	p->drawn = (int)p->n;
+	p->drawn = lines;
 	fflush(stderr);
 }
 
