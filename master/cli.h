@@ -11,9 +11,11 @@
 #ifndef TANDEM_MASTER_CLI_H
 #define TANDEM_MASTER_CLI_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
@@ -87,7 +89,18 @@ static inline int
 cli_getopt_error(const char *group, const struct cli_cmd *self, int c, char **argv, int optind_)
 {
 	const char *word = optind_ > 0 ? argv[optind_ - 1] : "?";
+	char shortopt[3];
 
+	/*
+	 * A bad short option inside a cluster ("-bad") leaves optind on the
+	 * previous word until the cluster ends: name the option itself.
+	 */
+	if (strncmp(word, "--", 2) != 0 && optopt > 0 && optopt < 128) {
+		shortopt[0] = '-';
+		shortopt[1] = (char)optopt;
+		shortopt[2] = '\0';
+		word = shortopt;
+	}
 	if (c == ':') {
 		return cli_usage_error(group, self, "option '%s' needs a value", word);
 	}
