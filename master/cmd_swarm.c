@@ -275,7 +275,7 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		return CLI_EXIT_FAIL;
 	}
 	r = swarm_enroll(cli->home, &o, res, err, sizeof(err));
-	if (r != REG_OK) {
+	if (r != REGISTRY_OK) {
 		log_warnx("swarm enroll: %s", err);
 		goto out;
 	}
@@ -327,8 +327,8 @@ swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		return rc;
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REG_OK ||
-	    registry_list_hosts(reg, 1, &hosts, &n, err, sizeof(err)) != REG_OK) {
+	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK ||
+	    registry_list_hosts(reg, 1, &hosts, &n, err, sizeof(err)) != REGISTRY_OK) {
 		log_warnx("swarm list: %s", err);
 		goto out;
 	}
@@ -402,16 +402,16 @@ swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		return cli_usage_error(GROUP, self, "NAME is missing");
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REG_OK) {
+	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
 		log_warnx("swarm show: %s", err);
 		goto out;
 	}
 	r = registry_get_host(reg, a.name, &h, err, sizeof(err));
-	if (r == REG_OK) {
+	if (r == REGISTRY_OK) {
 		r = registry_push_history(reg, h.name, SHOW_PUSHES, &pushes, &n, err, sizeof(err));
 	}
-	if (r != REG_OK) {
-		log_warnx("swarm show: %s: %s", a.name, r == REG_NOTFOUND ? "no such host" : err);
+	if (r != REGISTRY_OK) {
+		log_warnx("swarm show: %s: %s", a.name, r == REGISTRY_NOTFOUND ? "no such host" : err);
 		goto out;
 	}
 	if (a.json) {
@@ -471,16 +471,16 @@ swarm_cmd_decommission(const struct cli *cli, const struct cli_cmd *self, int ar
 		return cli_usage_error(GROUP, self, "NAME is missing");
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REG_OK) {
+	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
 		log_warnx("swarm decommission: %s", err);
 		goto out;
 	}
 	r = registry_decommission(reg, a.name, 0, err, sizeof(err));
-	if (r == REG_OK) {
+	if (r == REGISTRY_OK) {
 		r = registry_get_host(reg, a.name, &h, err, sizeof(err));
 	}
-	if (r != REG_OK) {
-		log_warnx("swarm decommission: %s", r == REG_NOTFOUND ? "no such host" : err);
+	if (r != REGISTRY_OK) {
+		log_warnx("swarm decommission: %s", r == REGISTRY_NOTFOUND ? "no such host" : err);
 		goto out;
 	}
 	log_info("%s is decommissioned: kept in the registry, left out of --all", h.name);
@@ -513,7 +513,7 @@ select_hosts(struct registry *reg, const char *const *names, size_t n_names, int
 	*jobs = NULL;
 	*n = 0;
 	if (all) {
-		if (registry_list_hosts(reg, 0, &hosts, &m, err, sizeof(err)) != REG_OK) {
+		if (registry_list_hosts(reg, 0, &hosts, &m, err, sizeof(err)) != REGISTRY_OK) {
 			log_warnx("%s", err);
 			return -1;
 		}
@@ -531,9 +531,9 @@ select_hosts(struct registry *reg, const char *const *names, size_t n_names, int
 		}
 		for (i = 0; i < m; i++) {
 			r = registry_get_host(reg, names[i], &hosts[i], err, sizeof(err));
-			if (r != REG_OK) {
+			if (r != REGISTRY_OK) {
 				log_warnx("%s: %s", names[i],
-				    r == REG_NOTFOUND ? "no such host in the registry" : err);
+				    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err);
 				free(hosts);
 				return -1;
 			}
@@ -933,9 +933,9 @@ one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_
 		return CLI_EXIT_FAIL;
 	}
 	r = registry_get_host(c->reg, a->hosts[0], h, err, sizeof(err));
-	if (r != REG_OK) {
+	if (r != REGISTRY_OK) {
 		log_warnx("swarm %s: %s: %s", self->name, a->hosts[0],
-		    r == REG_NOTFOUND ? "no such host in the registry" : err);
+		    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err);
 		swarm_ctx_close(c);
 		return CLI_EXIT_FAIL;
 	}
@@ -982,7 +982,7 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	    r.reason[0] != '\0' ? ": " : "",
 	    r.reason, r.detail[0] != '\0' ? ": " : "", r.detail);
 	registry_push_set_detail(&rp, text);
-	if (registry_log_push(c.reg, &rp, err, sizeof(err)) != REG_OK) {
+	if (registry_log_push(c.reg, &rp, err, sizeof(err)) != REGISTRY_OK) {
 		log_warnx("%s: cannot record the rollback: %s", h.name, err);
 	}
 	swarm_ctx_close(&c);
@@ -1263,7 +1263,7 @@ swarm_cmd_history(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	if (rc >= 0) {
 		return rc;
 	}
-	if (registry_push_history(c.reg, h.name, 0, &pushes, &n, rerr, sizeof(rerr)) != REG_OK) {
+	if (registry_push_history(c.reg, h.name, 0, &pushes, &n, rerr, sizeof(rerr)) != REGISTRY_OK) {
 		log_warnx("swarm history: %s", rerr);
 		n = 0;
 	}

@@ -75,7 +75,7 @@ reg_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A failure of the database: REG_ERR with SQLite's own message. */
+/* A failure of the database: REGISTRY_ERR with SQLite's own message. */
 static int
 reg_db_err(struct registry *reg, const char *what, char *err, size_t errlen)
 {
@@ -87,7 +87,7 @@ reg_db_err(struct registry *reg, const char *what, char *err, size_t errlen)
 	} else {
 		reg_err(err, errlen, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
 	}
-	return REG_ERR;
+	return REGISTRY_ERR;
 }
 
 static void
@@ -160,7 +160,7 @@ exec_const(struct registry *reg, const char *sql, const char *what, char *err, s
 	if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		return reg_db_err(reg, what, err, errlen);
 	}
-	return REG_OK;
+	return REGISTRY_OK;
 }
 
 /* Step a one-shot statement that returns one integer row. */
@@ -168,7 +168,7 @@ static int
 query_int(struct registry *reg, const char *sql, long long *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = REG_ERR;
+	int rc = REGISTRY_ERR;
 
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		rc = reg_db_err(reg, "reading the schema", err, errlen);
@@ -179,7 +179,7 @@ query_int(struct registry *reg, const char *sql, long long *out, char *err, size
 		goto out;
 	}
 	*out = sqlite3_column_int64(st, 0);
-	rc = REG_OK;
+	rc = REGISTRY_OK;
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -194,41 +194,41 @@ reg_migrate(struct registry *reg, char *err, size_t errlen)
 
 	/* IMMEDIATE: two processes opening a fresh registry migrate one at a time. */
 	rc = exec_const(reg, "BEGIN IMMEDIATE", "locking", err, errlen);
-	if (rc != REG_OK) {
+	if (rc != REGISTRY_OK) {
 		return rc;
 	}
 	rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
 	    " WHERE type = 'table' AND name = 'schema_version'", &has_version, err, errlen);
-	if (rc != REG_OK) {
+	if (rc != REGISTRY_OK) {
 		goto out;
 	}
 	if (has_version) {
 		rc = query_int(reg, "SELECT version FROM schema_version", &version, err, errlen);
-		if (rc != REG_OK) {
+		if (rc != REGISTRY_OK) {
 			goto out;
 		}
 	} else {
 		rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
 		    " WHERE name NOT LIKE 'sqlite_%'", &tables, err, errlen);
-		if (rc != REG_OK) {
+		if (rc != REGISTRY_OK) {
 			goto out;
 		}
 		if (tables != 0) {
 			reg_err(err, errlen, "%s: an SQLite database, but not a tandem registry "
 			    "(no schema_version table)", reg->path);
-			rc = REG_ERR;
+			rc = REGISTRY_ERR;
 			goto out;
 		}
 	}
 	if (version < 0 || version > REG_SCHEMA_VERSION) {
 		reg_err(err, errlen, "%s: registry schema version %lld is newer than this tandem "
 		    "understands (%d): upgrade tandem", reg->path, version, REG_SCHEMA_VERSION);
-		rc = REG_ERR;
+		rc = REGISTRY_ERR;
 		goto out;
 	}
 	for (long long v = version; v < REG_SCHEMA_VERSION; v++) {
 		rc = exec_const(reg, reg_migrations[v], "migrating the schema", err, errlen);
-		if (rc != REG_OK) {
+		if (rc != REGISTRY_OK) {
 			goto out;
 		}
 	}
@@ -243,12 +243,12 @@ reg_migrate(struct registry *reg, char *err, size_t errlen)
 		st = NULL;
 	}
 	rc = exec_const(reg, "COMMIT", "committing the schema", err, errlen);
-	if (rc == REG_OK) {
+	if (rc == REGISTRY_OK) {
 		reg->version = REG_SCHEMA_VERSION;
 	}
 out:
 	sqlite3_finalize(st);
-	if (rc != REG_OK) {
+	if (rc != REGISTRY_OK) {
 		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
 	}
 	return rc;
@@ -264,32 +264,32 @@ reg_create_file(const char *path, char *err, size_t errlen)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISREG(st.st_mode)) {
 			reg_err(err, errlen, "%s: not a regular file", path);
-			return REG_ERR;
+			return REGISTRY_ERR;
 		}
-		return REG_OK;
+		return REGISTRY_OK;
 	}
 	if (errno != ENOENT) {
 		reg_err(err, errlen, "%s: %s", path, strerror(errno));
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST) {
-			return REG_OK; /* another process won the race */
+			return REGISTRY_OK; /* another process won the race */
 		}
 		reg_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
 		reg_err(err, errlen, "%s: %s", path, strerror(errno));
 		(void)close(fd);
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	if (close(fd) != 0 || fs_fsync_parent(path) != 0) {
 		reg_err(err, errlen, "%s: %s", path, strerror(errno));
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
-	return REG_OK;
+	return REGISTRY_OK;
 }
 
 int
@@ -297,21 +297,21 @@ registry_open(const char *home, struct registry **out, char *err, size_t errlen)
 {
 	struct registry *reg = NULL;
 	sqlite3_stmt *st = NULL;
-	int rc = REG_ERR, n;
+	int rc = REGISTRY_ERR, n;
 
 	if (home == NULL || *home == '\0') {
 		reg_err(err, errlen, "no home directory given");
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	reg = calloc(1, sizeof(*reg));
 	if (reg == NULL) {
 		reg_err(err, errlen, "out of memory");
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	if (pthread_mutex_init(&reg->lock, NULL) != 0) {
 		free(reg);
 		reg_err(err, errlen, "cannot create a mutex");
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	n = snprintf(reg->path, sizeof(reg->path), "%s/%s", home, REGISTRY_FILE);
 	if (n < 0 || (size_t)n >= sizeof(reg->path)) {
@@ -322,7 +322,7 @@ registry_open(const char *home, struct registry **out, char *err, size_t errlen)
 		reg_err(err, errlen, "%s: cannot create directory: %s", home, strerror(errno));
 		goto out;
 	}
-	if (reg_create_file(reg->path, err, errlen) != REG_OK) {
+	if (reg_create_file(reg->path, err, errlen) != REGISTRY_OK) {
 		goto out;
 	}
 	if (sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
@@ -349,17 +349,17 @@ registry_open(const char *home, struct registry **out, char *err, size_t errlen)
 	sqlite3_finalize(st);
 	st = NULL;
 	if (exec_const(reg, "PRAGMA synchronous = FULL", "setting synchronous", err,
-	    errlen) != REG_OK ||
+	    errlen) != REGISTRY_OK ||
 	    exec_const(reg, "PRAGMA foreign_keys = ON", "enabling foreign keys", err,
-	    errlen) != REG_OK) {
+	    errlen) != REGISTRY_OK) {
 		goto out;
 	}
-	if (reg_migrate(reg, err, errlen) != REG_OK) {
+	if (reg_migrate(reg, err, errlen) != REGISTRY_OK) {
 		goto out;
 	}
 	*out = reg;
 	reg = NULL;
-	rc = REG_OK;
+	rc = REGISTRY_OK;
 out:
 	sqlite3_finalize(st);
 	registry_close(reg);
@@ -408,37 +408,37 @@ registry_add_host(struct registry *reg, const struct reg_host *h, char *err, siz
 {
 	char agent_fp[REG_FP_LEN + 1], updater_fp[REG_FP_LEN + 1];
 	sqlite3_stmt *st = NULL;
-	int rc = REG_INVALID, agent_port, updater_port;
+	int rc = REGISTRY_INVALID, agent_port, updater_port;
 	time_t enrolled;
 
 	if (!registry_name_valid(h->name)) {
 		reg_err(err, errlen, "invalid host name '%.*s': use 1-%d letters, digits, '.', '_' "
 		    "or '-', starting with a letter or digit", REG_NAME_MAX, h->name, REG_NAME_MAX);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (!address_valid(h->address)) {
 		reg_err(err, errlen, "host %s: invalid address", h->name);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	agent_port = h->agent_port == 0 ? REG_DEFAULT_AGENT_PORT : h->agent_port;
 	updater_port = h->updater_port == 0 ? REG_DEFAULT_UPDATER_PORT : h->updater_port;
 	if (agent_port < 1 || agent_port > 65535 || updater_port < 1 || updater_port > 65535) {
 		reg_err(err, errlen, "host %s: port out of range 1-65535", h->name);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (fp_normalise(h->agent_fp, agent_fp) != 0) {
 		reg_err(err, errlen, "host %s: agent fingerprint must be %d hex digits", h->name,
 		    REG_FP_LEN);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (h->updater_fp[0] != '\0' && fp_normalise(h->updater_fp, updater_fp) != 0) {
 		reg_err(err, errlen, "host %s: updater fingerprint must be %d hex digits", h->name,
 		    REG_FP_LEN);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (strnlen(h->notes, sizeof(h->notes)) > REG_NOTES_MAX) {
 		reg_err(err, errlen, "host %s: notes longer than %d bytes", h->name, REG_NOTES_MAX);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	enrolled = h->enrolled_at != 0 ? h->enrolled_at : time(NULL);
 
@@ -461,13 +461,13 @@ registry_add_host(struct registry *reg, const struct reg_host *h, char *err, siz
 	/* Extended result codes are on: compare the primary code. */
 	switch (sqlite3_step(st) & 0xff) {
 	case SQLITE_DONE:
-		rc = REG_OK;
+		rc = REGISTRY_OK;
 		break;
 	case SQLITE_CONSTRAINT:
 		if (sqlite3_extended_errcode(reg->db) == SQLITE_CONSTRAINT_UNIQUE) {
 			reg_err(err, errlen, "host %s is already registered (names are unique, "
 			    "decommissioned hosts included)", h->name);
-			rc = REG_EXISTS;
+			rc = REGISTRY_EXISTS;
 			break;
 		}
 		rc = reg_db_err(reg, "adding a host", err, errlen);
@@ -499,11 +499,11 @@ registry_get_host(struct registry *reg, const char *name, struct reg_host *out, 
 	switch (sqlite3_step(st)) {
 	case SQLITE_ROW:
 		row_to_host(st, out);
-		rc = REG_OK;
+		rc = REGISTRY_OK;
 		break;
 	case SQLITE_DONE:
 		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
-		rc = REG_NOTFOUND;
+		rc = REGISTRY_NOTFOUND;
 		break;
 	default:
 		rc = reg_db_err(reg, "reading a host", err, errlen);
@@ -526,7 +526,7 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
 	struct reg_host *hosts = NULL;
 	size_t count = 0, cap = 0;
 	sqlite3_stmt *st = NULL;
-	int rc = REG_ERR, step;
+	int rc = REGISTRY_ERR, step;
 
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, include_decommissioned ? sql_all : sql_active, -1, &st,
@@ -554,7 +554,7 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
 	*out = hosts;
 	*n = count;
 	hosts = NULL;
-	rc = REG_OK;
+	rc = REGISTRY_OK;
 out:
 	free(hosts);
 	sqlite3_finalize(st);
@@ -562,7 +562,7 @@ out:
 	return rc;
 }
 
-/* Run an UPDATE on host NAME: REG_NOTFOUND when no row changed. */
+/* Run an UPDATE on host NAME: REGISTRY_NOTFOUND when no row changed. */
 static int
 update_host(struct registry *reg, sqlite3_stmt *st, const char *name, const char *what,
     char *err, size_t errlen)
@@ -572,9 +572,9 @@ update_host(struct registry *reg, sqlite3_stmt *st, const char *name, const char
 	}
 	if (sqlite3_changes(reg->db) == 0) {
 		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
-		return REG_NOTFOUND;
+		return REGISTRY_NOTFOUND;
 	}
-	return REG_OK;
+	return REGISTRY_OK;
 }
 
 int
@@ -587,7 +587,7 @@ registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, 
 
 	if (fp_normalise(fp, norm) != 0) {
 		reg_err(err, errlen, "updater fingerprint must be %d hex digits", REG_FP_LEN);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, "UPDATE hosts SET updater_fp = ? WHERE name = ?", -1, &st,
@@ -658,16 +658,16 @@ registry_log_push(struct registry *reg, const struct reg_push *p, char *err, siz
 
 	if (p->sha256[0] != '\0' && fp_normalise(p->sha256, sha) != 0) {
 		reg_err(err, errlen, "release sha256 must be %d hex digits", REG_FP_LEN);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (!result_valid(p->result)) {
 		reg_err(err, errlen, "invalid push result word");
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	dlen = strnlen(p->detail, sizeof(p->detail));
 	if (dlen > REG_DETAIL_MAX) {
 		reg_err(err, errlen, "push detail is not terminated");
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	at = p->at != 0 ? p->at : time(NULL);
 
@@ -696,7 +696,7 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	struct reg_push *log = NULL;
 	size_t count = 0, cap = 0;
 	sqlite3_stmt *st = NULL;
-	int rc = REG_ERR, step;
+	int rc = REGISTRY_ERR, step;
 
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, "SELECT name FROM hosts WHERE name = ?", -1, &st,
@@ -708,7 +708,7 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	step = sqlite3_step(st);
 	if (step == SQLITE_DONE) {
 		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
-		rc = REG_NOTFOUND;
+		rc = REGISTRY_NOTFOUND;
 		goto out;
 	}
 	if (step != SQLITE_ROW) {
@@ -752,7 +752,7 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	*out = log;
 	*n = count;
 	log = NULL;
-	rc = REG_OK;
+	rc = REGISTRY_OK;
 out:
 	free(log);
 	sqlite3_finalize(st);

@@ -12,7 +12,7 @@
  * Every statement is prepared with bound parameters; no SQL is ever built
  * from input. A handle may be shared between threads: calls are serialised.
  *
- * Functions that can fail return REG_OK (0) or a negative enum reg_status,
+ * Functions that can fail return REGISTRY_OK (0) or a negative enum reg_status,
  * and write a one-line reason into ERR (ERRLEN bytes; ERR may be NULL).
  */
 #ifndef TANDEM_MASTER_REGISTRY_H
@@ -36,11 +36,11 @@
 #define REG_DETAIL_MAX 1023  /* push detail; longer text is cut at a UTF-8 boundary */
 
 enum reg_status {
-	REG_OK = 0,
-	REG_ERR = -1,      /* database or I/O failure, corrupt or foreign file */
-	REG_NOTFOUND = -2, /* no host of that name */
-	REG_EXISTS = -3,   /* a host of that name is already registered */
-	REG_INVALID = -4,  /* an argument failed validation (ERR says which) */
+	REGISTRY_OK = 0,
+	REGISTRY_ERR = -1,      /* database or I/O failure, corrupt or foreign file */
+	REGISTRY_NOTFOUND = -2, /* no host of that name */
+	REGISTRY_EXISTS = -3,   /* a host of that name is already registered */
+	REGISTRY_INVALID = -4,  /* an argument failed validation (ERR says which) */
 };
 
 struct registry; /* opaque */
@@ -90,12 +90,12 @@ int registry_schema_version(struct registry *reg);
  * Register H. name, address and agent_fp are required; ports 0 take the
  * defaults; updater_fp may be ""; enrolled_at 0 means now;
  * decommissioned_at is ignored (a new host is in service). Fingerprints
- * are accepted in either case and stored lowercase. REG_EXISTS when the
+ * are accepted in either case and stored lowercase. REGISTRY_EXISTS when the
  * name (case-insensitively) is taken, decommissioned or not.
  */
 int registry_add_host(struct registry *reg, const struct reg_host *h, char *err, size_t errlen) WUR;
 
-/* Fill *OUT with host NAME; REG_NOTFOUND if there is none. */
+/* Fill *OUT with host NAME; REGISTRY_NOTFOUND if there is none. */
 int registry_get_host(struct registry *reg, const char *name, struct reg_host *out,
     char *err, size_t errlen) WUR;
 
@@ -114,7 +114,7 @@ int registry_set_updater_fp(struct registry *reg, const char *name, const char *
 /*
  * Mark host NAME decommissioned at WHEN (0: now). The host stays in the
  * registry (and in its history) but leaves the default listing. Already
- * decommissioned: REG_OK, and the original time is kept.
+ * decommissioned: REGISTRY_OK, and the original time is kept.
  */
 int registry_decommission(struct registry *reg, const char *name, time_t when,
     char *err, size_t errlen) WUR;
@@ -135,7 +135,7 @@ void registry_push_set_detail(struct reg_push *p, const char *text);
 /*
  * Host NAME's push log, newest first, at most LIMIT entries (0: all).
  * *OUT is a malloc'd array of *N entries (caller frees; NULL when *N is 0).
- * REG_NOTFOUND if the host does not exist.
+ * REGISTRY_NOTFOUND if the host does not exist.
  */
 int registry_push_history(struct registry *reg, const char *name, size_t limit,
     struct reg_push **out, size_t *n, char *err, size_t errlen) WUR;

@@ -206,72 +206,72 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	char fp[TLS_FP_HEX_LEN + 1], text[4096], abs_bundle[PATH_MAX];
 	struct registry *reg = NULL;
 	struct reg_host *h = &res->host;
-	int rc = REG_ERR, r, agent_port = o->agent_port, updater_port = o->updater_port;
+	int rc = REGISTRY_ERR, r, agent_port = o->agent_port, updater_port = o->updater_port;
 	size_t i;
 
 	memset(res, 0, sizeof(*res));
 	if (pki_master_cn(home, master_cn, sizeof(master_cn), err, errlen) != 0) {
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	if (pki_check_host_name(o->name, master_cn, err, errlen) != 0) {
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (!registry_name_valid(o->name)) {
 		snprintf(err, errlen, "host name '%s' is not valid in the registry", o->name);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (check_port(&agent_port, REG_DEFAULT_AGENT_PORT, "--agent-port", err, errlen) != 0 ||
 	    check_port(&updater_port, REG_DEFAULT_UPDATER_PORT, "--updater-port", err,
 		errlen) != 0) {
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (agent_port == updater_port) {
 		snprintf(err, errlen, "the agent and updater ports must differ (both %d)", agent_port);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	for (i = 0; i < o->n_sans; i++) {
 		if (strchr(o->sans[i], '@') != NULL || o->sans[i][0] == '\0') {
 			snprintf(err, errlen, "--san '%s' is not a DNS name or IP address", o->sans[i]);
-			return REG_INVALID;
+			return REGISTRY_INVALID;
 		}
 	}
 	if (o->address != NULL &&
 	    (o->address[0] == '\0' || strlen(o->address) > REG_ADDRESS_MAX ||
 		strpbrk(o->address, "@/ []") != NULL)) {
 		snprintf(err, errlen, "--address '%s' is not a host name or IP address", o->address);
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (o->out != NULL) {
 		if (snprintf(res->bundle, sizeof(res->bundle), "%s", o->out) >=
 		    (int)sizeof(res->bundle)) {
 			snprintf(err, errlen, "--out path too long");
-			return REG_INVALID;
+			return REGISTRY_INVALID;
 		}
 	} else if (snprintf(res->bundle, sizeof(res->bundle), "%s/hosts/%s", home, o->name) >=
 	    (int)sizeof(res->bundle)) {
 		snprintf(err, errlen, "home path too long");
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (pki_path(home, PKI_CA_CRT, ca_crt, sizeof(ca_crt)) != 0 ||
 	    join(ca_copy, sizeof(ca_copy), res->bundle, "ca.crt") != 0) {
 		snprintf(err, errlen, "path too long");
-		return REG_INVALID;
+		return REGISTRY_INVALID;
 	}
 	if (access(ca_crt, R_OK) != 0) {
 		snprintf(err, errlen, "no CA in %s: run 'tandem pki init' first", home);
-		return REG_ERR;
+		return REGISTRY_ERR;
 	}
 	r = registry_open(home, &reg, err, errlen);
-	if (r != REG_OK) {
+	if (r != REGISTRY_OK) {
 		return r;
 	}
 	r = registry_get_host(reg, o->name, h, err, errlen);
-	if (r == REG_OK) {
+	if (r == REGISTRY_OK) {
 		/* Only `enroll --updater NAME` on a host without an updater identity. */
 		if (!o->updater || h->updater_fp[0] != '\0') {
 			snprintf(err, errlen, "host '%s' is already enrolled%s", h->name,
 			    h->updater_fp[0] != '\0' ? " (with an updater identity)" : "");
-			rc = REG_EXISTS;
+			rc = REGISTRY_EXISTS;
 			goto out;
 		}
 		if ((o->address != NULL && strcasecmp(o->address, h->address) != 0) ||
@@ -280,12 +280,12 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 			snprintf(err, errlen, "host '%s' is enrolled with address %s, ports %d/%d: "
 					      "adding the updater identity cannot change them",
 			    h->name, h->address, h->agent_port, h->updater_port);
-			rc = REG_INVALID;
+			rc = REGISTRY_INVALID;
 			goto out;
 		}
 		if (h->decommissioned_at != 0) {
 			snprintf(err, errlen, "host '%s' is decommissioned", h->name);
-			rc = REG_INVALID;
+			rc = REGISTRY_INVALID;
 			goto out;
 		}
 		if (fs_mkdir_p(res->bundle, 0700) != 0) {
@@ -299,19 +299,19 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 			goto out;
 		}
 		rc = registry_set_updater_fp(reg, h->name, fp, err, errlen);
-		if (rc == REG_OK) {
+		if (rc == REGISTRY_OK) {
 			snprintf(h->updater_fp, sizeof(h->updater_fp), "%s", fp);
 			res->added_updater_only = 1;
 		}
 		goto out;
 	}
-	if (r != REG_NOTFOUND) {
+	if (r != REGISTRY_NOTFOUND) {
 		rc = r;
 		goto out;
 	}
 	if (o->address == NULL) {
 		snprintf(err, errlen, "--address is required to enroll a new host");
-		rc = REG_INVALID;
+		rc = REGISTRY_INVALID;
 		goto out;
 	}
 	memset(h, 0, sizeof(*h));
@@ -345,12 +345,12 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		goto out;
 	}
 	rc = registry_add_host(reg, h, err, errlen);
-	if (rc == REG_OK) {
+	if (rc == REGISTRY_OK) {
 		/* What the registry holds (enrollment time, normalised fingerprints). */
 		rc = registry_get_host(reg, o->name, h, err, errlen);
 	}
 out:
-	if (rc == REG_OK && realpath(res->bundle, abs_bundle) != NULL) {
+	if (rc == REGISTRY_OK && realpath(res->bundle, abs_bundle) != NULL) {
 		snprintf(res->bundle, sizeof(res->bundle), "%s", abs_bundle);
 	}
 	registry_close(reg);

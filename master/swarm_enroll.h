@@ -44,11 +44,11 @@ struct swarm_enroll_result {
 
 /*
  * Enroll O->name into the registry of HOME (CA must exist). A new host
- * needs O->address; an existing host is refused (REG_EXISTS) unless
+ * needs O->address; an existing host is refused (REGISTRY_EXISTS) unless
  * O->updater is set and it has no updater fingerprint yet: then only the
  * updater identity is added (address and ports must match if given).
- * Returns REG_OK or a negative enum reg_status (REG_INVALID for refused
- * names and arguments, REG_ERR for I/O and PKI failures) with ERR.
+ * Returns REGISTRY_OK or a negative enum reg_status (REGISTRY_INVALID for refused
+ * names and arguments, REGISTRY_ERR for I/O and PKI failures) with ERR.
  */
 int swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
     struct swarm_enroll_result *res, char *err, size_t errlen) WUR;

@@ -52,7 +52,7 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	if (tls_client_new(&to, &c->tls, err, errlen) != 0) {
 		return -1;
 	}
-	if (registry_open(home, &c->reg, err, errlen) != REG_OK) {
+	if (registry_open(home, &c->reg, err, errlen) != REGISTRY_OK) {
 		tls_ctx_free(c->tls);
 		c->tls = NULL;
 		return -1;
@@ -443,7 +443,7 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 	snprintf(text, sizeof(text), "%s%s%s", r->reason, r->reason[0] != '\0' &&
 	    r->detail[0] != '\0' ? ": " : "", r->detail);
 	registry_push_set_detail(&rp, text);
-	if (registry_log_push(p->c->reg, &rp, err, sizeof(err)) != REG_OK) {
+	if (registry_log_push(p->c->reg, &rp, err, sizeof(err)) != REGISTRY_OK) {
 		log_warnx("%s: cannot record the push: %s", j->host.name, err);
 	}
 }

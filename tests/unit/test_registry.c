@@ -65,7 +65,7 @@ static void
 open_ok(struct fx *f)
 {
 	int rc = registry_open(f->home, &f->reg, f->err, sizeof(f->err));
-	if (rc != REG_OK) {
+	if (rc != REGISTRY_OK) {
 		fail_msg("registry_open: %s", f->err);
 	}
 }
@@ -86,7 +86,7 @@ static void
 add_ok(struct fx *f, const struct reg_host *h)
 {
 	int rc = registry_add_host(f->reg, h, f->err, sizeof(f->err));
-	if (rc != REG_OK) {
+	if (rc != REGISTRY_OK) {
 		fail_msg("registry_add_host(%s): %s", h->name, f->err);
 	}
 }
@@ -110,7 +110,7 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(strlcpy_chk(h.name, "w", sizeof(h.name)), 0);
 	assert_int_equal(strlcpy_chk(h.address, "192.0.2.1", sizeof(h.address)), 0);
 	assert_int_equal(strlcpy_chk(h.agent_fp, FP_A, sizeof(h.agent_fp)), 0);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_OK);
 	static const char *const sidecars[] = { "-wal", "-shm" };
 	for (size_t i = 0; i < ARRAY_LEN(sidecars); i++) {
 		char p[PATH_MAX + 8];
@@ -147,7 +147,7 @@ test_add_get_defaults(void **state)
 	assert_int_equal(strlcpy_chk(h.notes, "rack 4; it's 'quoted' \"; DROP TABLE hosts; --",
 	    sizeof(h.notes)), 0);
 	add_ok(f, &h);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 	assert_string_equal(got.name, "web1");
 	assert_string_equal(got.address, "192.0.2.10");
 	assert_int_equal(got.agent_port, REG_DEFAULT_AGENT_PORT);
@@ -167,7 +167,7 @@ test_add_get_defaults(void **state)
 	add_ok(f, &h2);
 	/* Names are case-insensitive. */
 	assert_int_equal(registry_get_host(f->reg, "DB-1.EXAMPLE", &got, f->err, sizeof(f->err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_string_equal(got.name, "db-1.example");
 	assert_int_equal(got.agent_port, 9001);
 	assert_int_equal(got.updater_port, 9002);
@@ -183,14 +183,14 @@ test_duplicates_refused(void **state)
 
 	open_ok(f);
 	add_ok(f, &h);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_EXISTS);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_EXISTS);
 	assert_non_null(strstr(f->err, "web1"));
 	assert_non_null(strstr(f->err, "already registered"));
 	struct reg_host upper = host("WEB1", "192.0.2.11");
-	assert_int_equal(registry_add_host(f->reg, &upper, f->err, sizeof(f->err)), REG_EXISTS);
+	assert_int_equal(registry_add_host(f->reg, &upper, f->err, sizeof(f->err)), REGISTRY_EXISTS);
 	/* A decommissioned name stays taken. */
-	assert_int_equal(registry_decommission(f->reg, "web1", 0, f->err, sizeof(f->err)), REG_OK);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_EXISTS);
+	assert_int_equal(registry_decommission(f->reg, "web1", 0, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_EXISTS);
 }
 
 static void
@@ -212,39 +212,39 @@ test_invalid_arguments(void **state)
 			continue;
 		}
 		assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)),
-		    REG_INVALID);
+		    REGISTRY_INVALID);
 	}
 	assert_true(registry_name_valid("a"));
 	assert_true(registry_name_valid("web_1.prod-2"));
 
 	struct reg_host h = host("web1", "192.0.2.1");
 	h.agent_fp[5] = 'x';
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	assert_non_null(strstr(f->err, "fingerprint"));
 	h = host("web1", "192.0.2.1");
 	h.agent_fp[63] = '\0';
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	h.agent_port = 70000;
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	h.updater_port = -1;
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	h = host("web1", "");
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	h = host("web1", "10.0.0.1 evil");
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	assert_int_equal(strlcpy_chk(h.updater_fp, "abc", sizeof(h.updater_fp)), 0);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", "zz", f->err, sizeof(f->err)),
-	    REG_INVALID);
+	    REGISTRY_INVALID);
 
 	/* Nothing invalid got in. */
 	struct reg_host *list = NULL;
 	size_t n = 99;
 	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_int_equal(n, 0);
 	assert_null(list);
 }
@@ -260,21 +260,21 @@ test_missing_host(void **state)
 
 	open_ok(f);
 	assert_int_equal(registry_get_host(f->reg, "nope", &got, f->err, sizeof(f->err)),
-	    REG_NOTFOUND);
+	    REGISTRY_NOTFOUND);
 	assert_non_null(strstr(f->err, "nope"));
 	assert_int_equal(registry_set_updater_fp(f->reg, "nope", FP_B, f->err, sizeof(f->err)),
-	    REG_NOTFOUND);
+	    REGISTRY_NOTFOUND);
 	assert_int_equal(registry_decommission(f->reg, "nope", 0, f->err, sizeof(f->err)),
-	    REG_NOTFOUND);
+	    REGISTRY_NOTFOUND);
 	memset(&p, 0, sizeof(p));
 	assert_int_equal(strlcpy_chk(p.host, "nope", sizeof(p.host)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_NOTFOUND);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_NOTFOUND);
 	assert_int_equal(registry_push_history(f->reg, "nope", 0, &log, &n, f->err,
-	    sizeof(f->err)), REG_NOTFOUND);
+	    sizeof(f->err)), REGISTRY_NOTFOUND);
 	/* A name is a value, never SQL. */
 	assert_int_equal(registry_get_host(f->reg, "x' OR '1'='1", &got, f->err, sizeof(f->err)),
-	    REG_NOTFOUND);
+	    REGISTRY_NOTFOUND);
 }
 
 static void
@@ -292,22 +292,22 @@ test_decommission_excluded(void **state)
 	add_ok(f, &a);
 	add_ok(f, &b);
 	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000100, f->err,
-	    sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
 	/* A repeat keeps the first time. */
 	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000999, f->err,
-	    sizeof(f->err)), REG_OK);
-	assert_int_equal(registry_get_host(f->reg, "bravo", &got, f->err, sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "bravo", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 	assert_int_equal(got.decommissioned_at, 1700000100);
 
 	assert_int_equal(registry_list_hosts(f->reg, 0, &list, &n, f->err, sizeof(f->err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].name, "alpha");
 	assert_string_equal(list[1].name, "charlie");
 	free(list);
 	list = NULL;
 	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_string_equal(list[0].name, "alpha");
 	assert_string_equal(list[1].name, "bravo");
@@ -329,13 +329,13 @@ test_updater_fp_and_push_log(void **state)
 	add_ok(f, &h);
 	add_ok(f, &other);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B_UPPER, f->err,
-	    sizeof(f->err)), REG_OK);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 
 	/* Empty history first. */
 	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
 	assert_int_equal(n, 0);
 	assert_null(log);
 
@@ -344,11 +344,11 @@ test_updater_fp_and_push_log(void **state)
 	assert_int_equal(strlcpy_chk(p.sha256, FP_A, sizeof(p.sha256)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
 	p.at = 1000;
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
 	p.at = 3000;
 	assert_int_equal(strlcpy_chk(p.result, "rolled-back", sizeof(p.result)), 0);
 	assert_int_equal(strlcpy_chk(p.detail, "probe failed: 503", sizeof(p.detail)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
 	/* A rollback has no tarball; a long detail is cut at a UTF-8 boundary. */
 	p.at = 2000;
 	p.sha256[0] = '\0';
@@ -365,14 +365,14 @@ test_updater_fp_and_push_log(void **state)
 		registry_push_set_detail(&q, NULL);
 		assert_string_equal(q.detail, "");
 	}
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
 	/* Another host's log stays separate. */
 	assert_int_equal(strlcpy_chk(p.host, "web2", sizeof(p.host)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "failed", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
 
 	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(log[0].at, 3000);
 	assert_string_equal(log[0].result, "rolled-back");
@@ -387,19 +387,19 @@ test_updater_fp_and_push_log(void **state)
 	free(log);
 	log = NULL;
 	assert_int_equal(registry_push_history(f->reg, "web1", 1, &log, &n, f->err,
-	    sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(log[0].at, 3000);
 	free(log);
 
 	/* Bad sha256 and result words are refused. */
 	assert_int_equal(strlcpy_chk(p.sha256, "1234", sizeof(p.sha256)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	p.sha256[0] = '\0';
 	assert_int_equal(strlcpy_chk(p.result, "Updated OK", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
 	p.result[0] = '\0';
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REG_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
 }
 
 #define WRITERS 4
@@ -423,7 +423,7 @@ writer_main(void *arg)
 	memcpy(p.result, "updated", 8);
 	for (int i = 0; i < PUSHES_EACH; i++) {
 		p.at = 1000000 + w->id * PUSHES_EACH + i;
-		if (registry_log_push(w->reg, &p, w->err, sizeof(w->err)) != REG_OK) {
+		if (registry_log_push(w->reg, &p, w->err, sizeof(w->err)) != REGISTRY_OK) {
 			w->failures++;
 		}
 	}
@@ -448,7 +448,7 @@ test_concurrent_writers(void **state)
 
 	open_ok(f);
 	add_ok(f, &h);
-	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REGISTRY_OK);
 	for (int i = 0; i < WRITERS; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].reg = i % 2 == 0 ? f->reg : second;
@@ -463,7 +463,7 @@ test_concurrent_writers(void **state)
 	}
 	registry_close(second);
 	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REG_OK);
+	    sizeof(f->err)), REGISTRY_OK);
 	assert_int_equal(n, WRITERS * PUSHES_EACH);
 	for (size_t i = 1; i < n; i++) {
 		assert_true(log[i - 1].at > log[i].at);
@@ -480,20 +480,20 @@ test_reopen_persistence(void **state)
 	open_ok(f);
 	add_ok(f, &h);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B, f->err, sizeof(f->err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
 	assert_int_equal(registry_schema_version(f->reg), 1);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
 	struct registry *second = NULL;
-	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REGISTRY_OK);
 	struct reg_host h2 = host("web2", "192.0.2.2");
-	assert_int_equal(registry_add_host(second, &h2, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_add_host(second, &h2, f->err, sizeof(f->err)), REGISTRY_OK);
 	registry_close(second);
-	assert_int_equal(registry_get_host(f->reg, "web2", &got, f->err, sizeof(f->err)), REG_OK);
+	assert_int_equal(registry_get_host(f->reg, "web2", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 }
 
 static void
@@ -518,7 +518,7 @@ test_not_a_database(void **state)
 	}
 	memcpy(junk, "this is not a database at all\n", 30);
 	write_file(f->db, junk, sizeof(junk));
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
 	assert_null(f->reg);
 	assert_non_null(strstr(f->err, f->db));
 	assert_non_null(strstr(f->err, "not a usable tandem registry"));
@@ -535,7 +535,7 @@ test_foreign_and_newer_database(void **state)
 	assert_int_equal(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
 	assert_non_null(strstr(f->err, "not a tandem registry"));
 	assert_int_equal(unlink(f->db), 0);
 
@@ -547,13 +547,13 @@ test_foreign_and_newer_database(void **state)
 	assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL,
 	    NULL), SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
 	assert_non_null(strstr(f->err, "newer"));
 
 	/* Something other than a file in its place. */
 	assert_int_equal(unlink(f->db), 0);
 	assert_int_equal(mkdir(f->db, 0700), 0);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REG_ERR);
+	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
 	assert_non_null(strstr(f->err, "not a regular file"));
 }
 

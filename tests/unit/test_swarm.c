@@ -545,7 +545,7 @@ test_pool_fail_closed(void **state)
 	c.home = dir;
 	c.quiet = 1;
 	c.timeout_ms = 1000;
-	assert_int_equal(registry_open(dir, &c.reg, err, sizeof(err)), REG_OK);
+	assert_int_equal(registry_open(dir, &c.reg, err, sizeof(err)), REGISTRY_OK);
 	memset(&rf, 0, sizeof(rf));
 	rf.path = "/nonexistent";
 	memcpy(rf.sha256, SHA_A, 65);
@@ -562,7 +562,7 @@ test_pool_fail_closed(void **state)
 			jobs[i].kind = i % 2 == 0 ? SWARM_JOB_UPDATE : SWARM_JOB_DRY_RUN;
 			if (b == 0) {
 				assert_int_equal(registry_add_host(c.reg, &jobs[i].host, err, sizeof(err)),
-				    REG_OK);
+				    REGISTRY_OK);
 			}
 		}
 		memset(&po, 0, sizeof(po));
@@ -585,13 +585,13 @@ test_pool_fail_closed(void **state)
 	}
 	/* Three rounds of one failed push each for the even hosts, none for the dry runs. */
 	assert_int_equal(registry_push_history(c.reg, "h00", 0, &log, &nlog, err, sizeof(err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_int_equal(nlog, 3);
 	assert_string_equal(log[0].result, "failed");
 	assert_string_equal(log[0].sha256, SHA_A);
 	free(log);
 	assert_int_equal(registry_push_history(c.reg, "h01", 0, &log, &n, err, sizeof(err)),
-	    REG_OK);
+	    REGISTRY_OK);
 	assert_int_equal(n, 0);
 	free(log);
 	free(jobs);
