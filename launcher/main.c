@@ -27,6 +27,7 @@
  * handover record is undone (store_recover) before anything starts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -43,6 +45,7 @@
 
 #include "common/config.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/tls.h"
@@ -68,6 +71,7 @@ struct launcher {
 	char tree[PATH_MAX];
 	struct store store;
 	int listen_fd;
+	int lock_fd;
 	int port;
 	char probe_host[256];
 	char probe_port[16];
@@ -76,6 +80,7 @@ struct launcher {
 	struct proc child;
 	int64_t child_started;
 	char log_path[PATH_MAX];
+	char boot_id[40];
 	long long deadline_ms;
 	long long stable_ms;
 	long long max_starts;
@@ -85,6 +90,9 @@ struct launcher {
 };
 
 #define LN_MAX_EXTRA 16
+/* The running updater, for the next launcher if this one is killed hard. */
+#define LN_CHILD_RECORD "launcher.json"
+#define LN_ORPHAN_WAIT_MS 5000
 
 /* snprintf where a cut path or message fails later, visibly. */
 static void ln_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -172,6 +180,70 @@ ln_program(struct launcher *l, char *prog, size_t len, char *version, size_t vle
 	ln_fmt(version, vlen, "fallback");
 }
 
+/* Record the child (pid, start time, boot id) in TREE/state/launcher.json. */
+static void
+ln_record_child(struct launcher *l)
+{
+	char p[PATH_MAX], buf[256];
+
+	ln_fmt(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
+	ln_fmt(buf, sizeof(buf), "{\"pid\":%d,\"start_time\":\"%llu\",\"boot_id\":\"%s\"}\n",
+	    (int)l->child.pid, l->child.start_time, l->boot_id);
+	if (fs_write_atomic(p, buf, strlen(buf), 0600) != 0) {
+		log_warn("write %s", p);
+	}
+}
+
+struct ln_child_rec {
+	int64_t pid;
+	char start_time[32];
+	char boot_id[40];
+};
+
+/*
+ * An updater left running by a launcher that was killed hard holds the
+ * listening socket (and would serve beside ours): kill it like kill -9 (its
+ * operations are journaled; the agent is left to the next updater), verified
+ * by pid, start time and boot id, before binding.
+ */
+static void
+ln_stop_orphan(struct launcher *l)
+{
+	static const struct json_field fields[] = {
+		JSON_F_INT("pid", struct ln_child_rec, pid, JSON_REQUIRED, 1, INT32_MAX),
+		JSON_F_STR("start_time", struct ln_child_rec, start_time, JSON_REQUIRED, 1),
+		JSON_F_STR("boot_id", struct ln_child_rec, boot_id, JSON_REQUIRED, 0),
+	};
+	struct ln_child_rec rec;
+	struct proc orphan = PROC_INIT;
+	char p[PATH_MAX], err[256];
+	char *buf = NULL;
+	size_t len = 0;
+	long long st;
+	cJSON *o;
+
+	ln_fmt(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
+	if (fs_read_file(p, 4096, &buf, &len) != 0) {
+		return;
+	}
+	memset(&rec, 0, sizeof(rec));
+	o = json_parse_object(buf, len, err, sizeof(err));
+	free(buf);
+	if (o == NULL ||
+	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, err, sizeof(err)) != 0 ||
+	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 || strcmp(rec.boot_id, l->boot_id) != 0 ||
+	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, err, sizeof(err)) != 0) {
+		cJSON_Delete(o);
+		return; /* unreadable, from before a reboot, or gone */
+	}
+	cJSON_Delete(o);
+	log_warnx("stopping updater pid %lld left running by an earlier launcher", (long long)rec.pid);
+	if (proc_signal(&orphan, SIGKILL) != 0 || proc_wait(&orphan, LN_ORPHAN_WAIT_MS) != 1) {
+		log_warn("updater pid %lld", (long long)rec.pid);
+	}
+	proc_release(&orphan);
+}
+
 static int
 ln_spawn(struct launcher *l, char *err, size_t errlen)
 {
@@ -205,6 +277,7 @@ ln_spawn(struct launcher *l, char *err, size_t errlen)
 		return -1;
 	}
 	l->child_started = mono_ms();
+	ln_record_child(l);
 	log_info("started updater %s (%s), pid %d", prog, version, (int)l->child.pid);
 	printf("UPDATER pid=%d version=%s\n", (int)l->child.pid, version);
 	fflush(stdout);
@@ -539,6 +612,7 @@ main(int argc, char **argv)
 
 	memset(&l, 0, sizeof(l));
 	l.listen_fd = -1;
+	l.lock_fd = -1;
 	l.sigfd = -1;
 	proc_init(&l.child);
 	l.deadline_ms = LN_DEFAULT_DEADLINE_MS;
@@ -641,6 +715,17 @@ main(int argc, char **argv)
 		log_warnx("%s", err);
 		goto out;
 	}
+	if (proc_boot_id(l.boot_id, sizeof(l.boot_id)) != 0) {
+		l.boot_id[0] = '\0';
+	}
+	/* One launcher per install dir (the lock goes with the process, however it ends). */
+	ln_fmt(dir, sizeof(dir), "%s/state/launcher.lock", l.tree);
+	l.lock_fd = open(dir, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (l.lock_fd < 0 || flock(l.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		log_warn("%s: another tandem-launcher runs for %s", dir, l.cfg.install_dir);
+		goto out;
+	}
+	ln_stop_orphan(&l);
 	l.listen_fd = ln_bind(l.cfg.listen, &l.port, err, sizeof(err));
 	if (l.listen_fd < 0) {
 		log_warnx("%s", err);
@@ -667,6 +752,9 @@ out:
 	}
 	if (l.sigfd >= 0) {
 		close(l.sigfd);
+	}
+	if (l.lock_fd >= 0) {
+		close(l.lock_fd);
 	}
 	tls_ctx_free(l.tls);
 	config_free(api_config_table, api_config_table_len, &l.cfg);

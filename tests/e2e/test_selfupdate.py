@@ -449,8 +449,9 @@ def test_crash_sweep_self_update(procs, tmp_path, pki, releases, point, committe
 
 def test_launcher_restart_keeps_start_counter(procs, tmp_path, pki, releases):
     """The launcher dies (kill -9) while a hanging new updater is on probation: the
-    next launcher continues the probation with the persisted start counter
-    (max-starts 2: one more start, then the revert) and keeps the agent."""
+    next launcher stops the orphaned updater, continues the probation with the
+    persisted start counter (max-starts 2: one more start, then the revert) and
+    keeps the agent; a second launcher for the same install dir is refused."""
     h = Host(procs, tmp_path, pki)
     h2 = None
     try:
@@ -471,13 +472,21 @@ def test_launcher_restart_keeps_start_counter(procs, tmp_path, pki, releases):
         hung = h.updater_pids()[-1]
         os.killpg(h.proc.pid, signal.SIGKILL)
         h.proc.p.wait()
-        os.kill(hung, signal.SIGKILL)  # what the service manager's cgroup kill would do
+        # The hung updater outlived its launcher (own session) and holds the socket.
+        os.kill(hung, 0)
 
         h2 = Host.__new__(Host)
         h2.__dict__.update(h.__dict__)
         h2.proc = Proc(h.proc.argv, str(tmp_path / "logs2"), name="launcher2")
         procs.append(h2.proc)
         h2.port = int(h2.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30).group(1))
+        # The new launcher stopped that orphan (pid + start time + boot id) before binding.
+        assert "left running by an earlier launcher" in h2.proc.stderr()
+        assert not os.path.exists("/proc/%d" % hung) or \
+            open("/proc/%d/stat" % hung).read().split(") ")[1][0] == "Z"
+        # A second launcher for the same install dir refuses to run.
+        r = subprocess.run(h.proc.argv, capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "another tandem-launcher" in r.stderr, r.stderr
         hh = h2.wait_updater(FALLBACK_VERSION, "reverted",
                              timeout=PROBATION_DEADLINE_MS / 1000 + 20)
         out = h2.proc.stdout()
