@@ -168,7 +168,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 e2e: all
-	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/e2e
+	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider --durations=12 tests/e2e
 
 test: unit e2e
 
