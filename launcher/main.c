@@ -502,12 +502,21 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 			spawn = 0; /* SIGHUP (forwarded): keep probing the same updater */
 			continue;
 		}
-		ln_fmt(reason, sizeof(reason), "%s", res.reason);
-		probe_result_free(&res);
 		if (ln_reap(l, &status) == 0) {
 			/* Alive but not healthy in time: hung. */
+			ln_fmt(reason, sizeof(reason), "updater not healthy in time: %s", res.reason);
+			probe_result_free(&res);
 			break;
 		}
+		{
+			char desc[96];
+
+			/* The probe's text speaks of "the agent": say what exited. */
+			ln_fmt(reason, sizeof(reason), "updater %s %s",
+			    proc_status_str(status, desc, sizeof(desc)),
+			    res.first_pass_ms >= 0 ? "within the stable window" : "before serving");
+		}
+		probe_result_free(&res);
 		log_warnx("new updater failed start %lld: %s", h->starts, reason);
 	}
 	ln_revert(l, h, reason);
