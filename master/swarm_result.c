@@ -212,8 +212,14 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		    : "HTTP 404: the updater does not offer this endpoint");
 		break;
 	case 409:
+		/* The updater's 409 always says rolled_back:true; anything else is odd. */
 		snprintf(out->reason, sizeof(out->reason),
-		    "HTTP 409: new release failed and the previous one did not come back");
+		    "HTTP 409: the release failed its probe (the answer does not say it was rolled "
+		    "back)");
+		break;
+	case 500:
+		/* Among others the "both bad" answer: new and restored release failed. */
+		snprintf(out->reason, sizeof(out->reason), "HTTP 500: the updater failed (see detail)");
 		break;
 	case 413:
 		snprintf(out->reason, sizeof(out->reason), "HTTP 413: release too large for the host");
