@@ -377,6 +377,13 @@ $(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
 
+# The launcher is what the unit runs: it starts the updater and judges its
+# self-updates (wiki/Self-Update.md). A self-update never replaces it.
+$(PKG_TREE)/bin/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(UPDATER_MODS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	strip --strip-debug $@
+
 # The seed release, and with it the version-stamped agent and updater binaries.
 # $(LIB) first, so that the sub-make never builds it while install-master does.
 pkg-seed: $(LIB)
@@ -384,10 +391,11 @@ pkg-seed: $(LIB)
 
 install: install-worker install-master
 
-install-worker: pkg-seed
+install-worker: pkg-seed $(PKG_TREE)/bin/tandem-launcher
 	install -d -m 0755 '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(UNITDIR)' \
 		'$(DESTDIR)$(DOCDIR)'
-	install -m 0755 $(PKG_REL)/tandem-updater $(PKG_REL)/tandem-agent '$(DESTDIR)$(SBINDIR)/'
+	install -m 0755 $(PKG_REL)/tandem-updater $(PKG_REL)/tandem-agent \
+		$(PKG_TREE)/bin/tandem-launcher '$(DESTDIR)$(SBINDIR)/'
 	install -m 0644 '$(PKG_SEED)' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz'
 	$(PKG_SUBST) packaging/systemd/tandem-updater.service.in > '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
@@ -408,7 +416,8 @@ install-master: $(PKG_TREE)/bin/tandem
 
 uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(SBINDIR)/tandem-updater' \
-		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
+		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(SBINDIR)/tandem-launcher' \
+		'$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
 		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md'
 	rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null || true
 	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem and $(DESTDIR)$(STATEDIR) are kept"

@@ -114,7 +114,27 @@ usage(FILE *fp)
 	    "usage: tandem-launcher --config FILE --updater PATH [--install-dir DIR]\n"
 	    "                       [--listen ADDR:PORT] [--log FILE]\n"
 	    "                       [--probation-deadline MS] [--probation-stable MS]\n"
-	    "                       [--max-starts N] [-- UPDATER-ARGS...]\n");
+	    "                       [--max-starts N] [-- UPDATER-ARGS...]\n"
+	    "       tandem-launcher --version | --help\n"
+	    "\n"
+	    "Runs tandem-updater and keeps each self-updated updater on probation:\n"
+	    "binds the updater's listen address (from --config or --listen) and passes\n"
+	    "the socket to every updater it starts, from INSTALL-DIR/updater/current or,\n"
+	    "while that tree is empty, from --updater PATH. A new updater must serve\n"
+	    "/health with its version and stay up for the stable window before the\n"
+	    "deadline, else the previous one is restored (wiki/Self-Update.md).\n"
+	    "\n"
+	    "  --config FILE             the updater's configuration (required)\n"
+	    "  --updater PATH            the updater binary to run while no self-update\n"
+	    "                            has installed one (required)\n"
+	    "  --install-dir DIR         overrides install_dir of the configuration\n"
+	    "  --listen ADDR:PORT        overrides listen of the configuration\n"
+	    "  --log FILE                append the updaters' output to FILE\n"
+	    "                            (default INSTALL-DIR/state/updater.log)\n"
+	    "  --probation-deadline MS   time a new updater has to prove itself (60000)\n"
+	    "  --probation-stable MS     how long it must stay up once it serves (10000)\n"
+	    "  --max-starts N            failed starts before reverting (3)\n"
+	    "  -- UPDATER-ARGS...        passed to every updater (e.g. --seed FILE)\n");
 }
 
 /* Bind ADDR:PORT (port 0 picks one); *PORT gets the bound port. */
@@ -610,6 +630,7 @@ main(int argc, char **argv)
 		{ "probation-stable", required_argument, NULL, 'S' },
 		{ "max-starts", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct launcher l;
@@ -662,6 +683,9 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("tandem-launcher %s\n", TANDEM_VERSION);
 			return 0;
 		default:
 			usage(stderr);

@@ -32,6 +32,7 @@ WORKER_FILES = {
     "lib/systemd/system/tandem-updater.service": ("f", 0o644),
     "usr/sbin/tandem-updater": ("f", 0o755),
     "usr/sbin/tandem-agent": ("f", 0o755),
+    "usr/sbin/tandem-launcher": ("f", 0o755),
     "usr/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
     "usr/share/doc/tandem-worker/Operations.md": ("f", 0o644),
     "var/lib/tandem": ("d", 0o750),
@@ -106,6 +107,7 @@ def test_make_install_layout(build_dir, tmp_path):
         "usr/local/bin/tandem": ("f", 0o755),
         "usr/local/sbin/tandem-updater": ("f", 0o755),
         "usr/local/sbin/tandem-agent": ("f", 0o755),
+        "usr/local/sbin/tandem-launcher": ("f", 0o755),
         "usr/local/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
         "usr/local/lib/systemd/system/tandem-updater.service": ("f", 0o644),
         "usr/local/share/doc/tandem/Operations.md": ("f", 0o644),
@@ -118,15 +120,16 @@ def test_make_install_layout(build_dir, tmp_path):
     assert got["var/lib/tandem"] == ("d", 0o750)
 
     for prog in ("usr/local/sbin/tandem-updater", "usr/local/sbin/tandem-agent",
-                 "usr/local/bin/tandem"):
+                 "usr/local/sbin/tandem-launcher", "usr/local/bin/tandem"):
         out = run([os.path.join(dest, prog), "--version"]).stdout
         assert out.strip().endswith(" " + VERSION), out
 
     # The unit points at this PREFIX, the config at /etc/tandem, state at /var/lib/tandem.
     keys = unit_keys(os.path.join(dest, "usr/local/lib/systemd/system/tandem-updater.service"))
     assert keys["ExecStart"] == [
-        "/usr/local/sbin/tandem-updater --config /etc/tandem/updater.conf "
-        "--seed /usr/local/lib/tandem/tandem-agent-release.tar.gz"]
+        "/usr/local/sbin/tandem-launcher --config /etc/tandem/updater.conf "
+        "--updater /usr/local/sbin/tandem-updater "
+        "-- --seed /usr/local/lib/tandem/tandem-agent-release.tar.gz"]
     assert keys["ReadWritePaths"] == [STATEDIR]
     with open(os.path.join(dest, "etc/tandem/updater.conf")) as f:
         assert re.search(r"^install_dir = /var/lib/tandem$", f.read(), re.M)
@@ -156,7 +159,8 @@ def test_install_prefix(build_dir, tmp_path):
     assert "opt/tandem/sbin/tandem-updater" in got
     assert "opt/tandem/bin/tandem" in got
     keys = unit_keys(os.path.join(dest, "opt/tandem/lib/systemd/system/tandem-updater.service"))
-    assert keys["ExecStart"][0].startswith("/opt/tandem/sbin/tandem-updater ")
+    assert keys["ExecStart"][0].startswith("/opt/tandem/sbin/tandem-launcher ")
+    assert "--updater /opt/tandem/sbin/tandem-updater " in keys["ExecStart"][0]
     assert "/opt/tandem/lib/tandem/tandem-agent-release.tar.gz" in keys["ExecStart"][0]
 
 
@@ -290,7 +294,7 @@ def test_deb_depends_cover_linked_libs(debs, tmp_path):
     worker_deps = depends(debs["tandem-worker"])
     direct = {"libmbedtls14", "libmbedx509-1", "libmbedcrypto7", "libmicrohttpd12",
               "libarchive13", "libcjson1", "libhttp-parser2.9", "libc6"}
-    for b in ("usr/sbin/tandem-updater", "usr/sbin/tandem-agent"):
+    for b in ("usr/sbin/tandem-updater", "usr/sbin/tandem-agent", "usr/sbin/tandem-launcher"):
         used = packages_of_linked_libs(os.path.join(root, b))
         assert direct & used <= worker_deps, (b, used, worker_deps)
 
@@ -451,9 +455,11 @@ def test_scratch_root_runs_seed_release(build_dir, scratch, procs, tmp_path):
             f.write(text.replace(old, new))
     state = os.path.join(root, "var/lib/tandem")
     seed = os.path.join(root, "usr/lib/tandem/tandem-agent-release.tar.gz")
-    upd = Proc([os.path.join(root, "usr/sbin/tandem-updater"), "--config",
+    # As the unit runs it: the packaged launcher starts the packaged updater.
+    upd = Proc([os.path.join(root, "usr/sbin/tandem-launcher"), "--config",
                 os.path.join(etc, "updater.conf"), "--listen", "127.0.0.1:%d" % updater_port,
-                "--install-dir", state, "--seed", seed], str(tmp_path / "logs"))
+                "--install-dir", state, "--updater", os.path.join(root, "usr/sbin/tandem-updater"),
+                "--", "--seed", seed], str(tmp_path / "logs"))
     procs.append(upd)
     upd.wait_line(r"^LISTENING port=%d$" % updater_port, timeout=60)
 
@@ -511,8 +517,9 @@ def test_systemd_unit(debs, tmp_path):
         "PrivateTmp": ["yes"],
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
         "CapabilityBoundingSet": [""],
-        "ExecStart": ["/usr/sbin/tandem-updater --config /etc/tandem/updater.conf "
-                      "--seed /usr/lib/tandem/tandem-agent-release.tar.gz"],
+        "ExecStart": ["/usr/sbin/tandem-launcher --config /etc/tandem/updater.conf "
+                      "--updater /usr/sbin/tandem-updater "
+                      "-- --seed /usr/lib/tandem/tandem-agent-release.tar.gz"],
         "WantedBy": ["multi-user.target"],
     }
     for k, v in want.items():
@@ -524,9 +531,9 @@ def test_systemd_unit(debs, tmp_path):
 
     # verify refuses a unit whose binary does not exist: on the unit as
     # shipped (paths of a real install), outside an installed system ...
-    if not os.path.exists("/usr/sbin/tandem-updater"):
+    if not os.path.exists("/usr/sbin/tandem-launcher"):
         r = run(["systemd-analyze", "verify", unit], check=False)
-        assert r.returncode != 0 and "tandem-updater" in r.stderr, r.stderr
+        assert r.returncode != 0 and "tandem-launcher" in r.stderr, r.stderr
     # ... so check a copy whose paths point into the scratch root: no error,
     # no warning at all (unknown keys are only warnings).
     text = open(unit).read()
