@@ -27,6 +27,7 @@
 #include "updater/selfupdate.h"
 #include "updater/store.h"
 #include "updater/supervise.h"
+#include "updater/upload.h"
 
 #define API_PREFLIGHT_OUT (16 * 1024)
 #define API_RETRY_AFTER "5"
@@ -543,21 +544,6 @@ upd_drop_staging(struct api *a, struct upd_req *u)
 	}
 }
 
-static unsigned
-upd_status_of(enum extract_status st)
-{
-	switch (st) {
-	case EXTRACT_UNSAFE:
-	case EXTRACT_LIMIT:
-	case EXTRACT_FORMAT:
-		return 422;
-	case EXTRACT_NOSPACE:
-		return 507;
-	default:
-		return 500;
-	}
-}
-
 static void
 upd_refuse(struct api *a, struct httpd_req *r, struct upd_req *u, unsigned status,
     const char *error, const char *stderr_text)
@@ -599,26 +585,9 @@ upd_begin(struct httpd_req *r, void *arg)
 }
 
 static int
-upd_text(struct httpd_req *r, char *buf, size_t cap, size_t *len, const char *name,
-    const char *data, size_t n)
-{
-	if (*len + n >= cap) {
-		httpd_respond_error_detail(r, 400, name[3] == '2' ? "field 'sha256' is too long"
-								: "field 'sha' is too long",
-		    NULL, 0);
-		return -1;
-	}
-	memcpy(buf + *len, data, n);
-	*len += n;
-	buf[*len] = '\0';
-	return 0;
-}
-
-static int
 upd_tarball_start(struct api *a, struct httpd_req *r, struct upd_req *u)
 {
 	struct extract_limits lim;
-	unsigned long long avail;
 	char err[512];
 
 	if (u->have_tarball) {
@@ -626,9 +595,7 @@ upd_tarball_start(struct api *a, struct httpd_req *r, struct upd_req *u)
 		return -1;
 	}
 	u->have_tarball = 1;
-	if (fs_free_bytes(a->store.root, &avail) == 0 && avail < (unsigned long long)a->cfg->min_free) {
-		api_fmt(err, sizeof(err), "not enough disk space: %llu bytes free, %lld required",
-		    avail, a->cfg->min_free);
+	if (upload_disk_check(a->store.root, a->cfg->min_free, err, sizeof(err)) != 0) {
 		upd_refuse(a, r, u, 507, err, NULL);
 		return -1;
 	}
@@ -639,9 +606,7 @@ upd_tarball_start(struct api *a, struct httpd_req *r, struct upd_req *u)
 	}
 	u->staging = 1;
 	api_set_phase(a, "receiving");
-	lim.max_unpacked = (uint64_t)a->cfg->max_unpacked;
-	lim.max_entries = (uint64_t)a->cfg->max_entries;
-	lim.min_free = (uint64_t)a->cfg->min_free;
+	upload_limits(a->cfg, &lim);
 	if (extract_begin(STORE_STAGING_REL, &lim, &u->x, err, sizeof(err)) != 0) {
 		upd_refuse(a, r, u, 500, err, NULL);
 		return -1;
@@ -662,11 +627,11 @@ upd_data(struct httpd_req *r, const struct httpd_part *part, const char *data, s
 		return -1;
 	}
 	if (strcmp(part->name, "sha") == 0) {
-		return upd_text(r, u->sha, sizeof(u->sha), &u->sha_len, "sha", data, len);
+		return upload_text(r, u->sha, sizeof(u->sha), &u->sha_len, "sha", data, len);
 	}
 	if (strcmp(part->name, "sha256") == 0) {
 		u->have_sha256 = 1;
-		return upd_text(r, u->sha256, sizeof(u->sha256), &u->sha256_len, "sha256", data, len);
+		return upload_text(r, u->sha256, sizeof(u->sha256), &u->sha256_len, "sha256", data, len);
 	}
 	if (strcmp(part->name, "tarball") != 0) {
 		httpd_respond_error_detail(r, 400, "unexpected form field", part->name, 0);
@@ -679,7 +644,7 @@ upd_data(struct httpd_req *r, const struct httpd_part *part, const char *data, s
 		enum extract_status st = extract_finish(u->x, digest, NULL, NULL, err, sizeof(err));
 
 		u->x = NULL;
-		upd_refuse(a, r, u, upd_status_of(st), err, NULL);
+		upd_refuse(a, r, u, upload_status_of(st), err, NULL);
 		return -1;
 	}
 	return 0;
@@ -852,7 +817,7 @@ upd_end(struct httpd_req *r, void *arg)
 	st = extract_finish(u->x, digest, NULL, NULL, err, sizeof(err));
 	u->x = NULL;
 	if (st != EXTRACT_OK) {
-		upd_refuse(a, r, u, upd_status_of(st), err, NULL);
+		upd_refuse(a, r, u, upload_status_of(st), err, NULL);
 		return;
 	}
 	if (!u->have_sha256 || !is_hex_len(u->sha256, 64)) {

@@ -24,6 +24,7 @@
 #include "common/tls.h"
 #include "updater/extract.h"
 #include "updater/store.h"
+#include "updater/upload.h"
 
 #ifndef TANDEM_UPDATER_BROKEN
 #define TANDEM_UPDATER_BROKEN SELFUPDATE_BROKEN_NONE
@@ -411,21 +412,6 @@ su_refuse(struct selfupdate *su, struct httpd_req *r, struct su_req *q, unsigned
 	log_warnx("update-self %s refused (%u): %s", q->id, status, error);
 }
 
-static unsigned
-su_status_of(enum extract_status st)
-{
-	switch (st) {
-	case EXTRACT_UNSAFE:
-	case EXTRACT_LIMIT:
-	case EXTRACT_FORMAT:
-		return 422;
-	case EXTRACT_NOSPACE:
-		return 507;
-	default:
-		return 500;
-	}
-}
-
 static int
 su_begin(struct httpd_req *r, void *arg)
 {
@@ -455,28 +441,10 @@ su_begin(struct httpd_req *r, void *arg)
 }
 
 static int
-su_text(struct httpd_req *r, char *buf, size_t cap, size_t *len, const char *name,
-    const char *data, size_t n)
-{
-	char msg[96];
-
-	if (*len + n >= cap) {
-		su_fmt(msg, sizeof(msg), "field '%s' is too long", name);
-		httpd_respond_error_detail(r, 400, msg, NULL, 0);
-		return -1;
-	}
-	memcpy(buf + *len, data, n);
-	*len += n;
-	buf[*len] = '\0';
-	return 0;
-}
-
-static int
 su_tarball_start(struct selfupdate *su, struct httpd_req *r, struct su_req *q)
 {
 	struct extract_limits lim;
 	struct selfupdate_handover h;
-	unsigned long long avail;
 	char err[512];
 	int rc;
 
@@ -492,10 +460,7 @@ su_tarball_start(struct selfupdate *su, struct httpd_req *r, struct su_req *q)
 		su_refuse(su, r, q, 503, "a self-update is still on probation", NULL);
 		return -1;
 	}
-	if (fs_free_bytes(su->store.root, &avail) == 0 &&
-	    avail < (unsigned long long)su->cfg->min_free) {
-		su_fmt(err, sizeof(err), "not enough disk space: %llu bytes free, %lld required",
-		    avail, su->cfg->min_free);
+	if (upload_disk_check(su->store.root, su->cfg->min_free, err, sizeof(err)) != 0) {
 		su_refuse(su, r, q, 507, err, NULL);
 		return -1;
 	}
@@ -509,9 +474,7 @@ su_tarball_start(struct selfupdate *su, struct httpd_req *r, struct su_req *q)
 	}
 	q->staging = 1;
 	su_phase(su, "receiving");
-	lim.max_unpacked = (uint64_t)su->cfg->max_unpacked;
-	lim.max_entries = (uint64_t)su->cfg->max_entries;
-	lim.min_free = (uint64_t)su->cfg->min_free;
+	upload_limits(su->cfg, &lim);
 	if (extract_begin(SELFUPDATE_STAGING_REL, &lim, &q->x, err, sizeof(err)) != 0) {
 		su_refuse(su, r, q, 500, err, NULL);
 		return -1;
@@ -532,15 +495,15 @@ su_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 		return -1;
 	}
 	if (strcmp(part->name, "sha") == 0) {
-		return su_text(r, q->sha, sizeof(q->sha), &q->sha_len, "sha", data, len);
+		return upload_text(r, q->sha, sizeof(q->sha), &q->sha_len, "sha", data, len);
 	}
 	if (strcmp(part->name, "sha256") == 0) {
 		q->have_sha256 = 1;
-		return su_text(r, q->sha256, sizeof(q->sha256), &q->sha256_len, "sha256", data,
+		return upload_text(r, q->sha256, sizeof(q->sha256), &q->sha256_len, "sha256", data,
 		    len);
 	}
 	if (strcmp(part->name, "confirm_self") == 0) {
-		return su_text(r, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
+		return upload_text(r, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
 		    data, len);
 	}
 	if (strcmp(part->name, "tarball") != 0) {
@@ -554,7 +517,7 @@ su_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 		enum extract_status st = extract_finish(q->x, digest, NULL, NULL, err, sizeof(err));
 
 		q->x = NULL;
-		su_refuse(su, r, q, su_status_of(st), err, NULL);
+		su_refuse(su, r, q, upload_status_of(st), err, NULL);
 		return -1;
 	}
 	return 0;
@@ -717,7 +680,7 @@ su_end(struct httpd_req *r, void *arg)
 	st = extract_finish(q->x, digest, NULL, NULL, err, sizeof(err));
 	q->x = NULL;
 	if (st != EXTRACT_OK) {
-		su_refuse(su, r, q, su_status_of(st), err, NULL);
+		su_refuse(su, r, q, upload_status_of(st), err, NULL);
 		return;
 	}
 	if (strcmp(q->confirm, "true") != 0) {
