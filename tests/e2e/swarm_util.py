@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, Proc, bin_path, free_port
+from release_util import run_make_release
 
 # Shorter than production so a test run stays fast; every key exists in updater/api.c.
 TEST_UPDATER_KEYS = {
@@ -45,24 +46,11 @@ def tandem_json(home, *args, check=0):
         pytest.fail("not JSON: %r\nstderr:\n%s" % (r.stdout, r.stderr))
 
 
-def build_is_asan(build_dir):
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
-
-
 def make_release(build_dir, version, outdir, kind="good"):
     """A release tarball from the project's `make release` (cached per version/kind)."""
     out = os.path.join(outdir, "agent-%s-%s.tar.gz" % (version, kind))
-    if os.path.exists(out):
-        return out
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
-            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
-            "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-    if r.returncode != 0:
-        pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
+    if not os.path.exists(out):
+        run_make_release(build_dir, version, out, kind)
     return out
 
 

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import ROOT, Proc, bin_path, run, wait_until
+from release_util import build_is_asan, clean_make_env
 
 VERSION_RE = re.compile(r"^tandem-agent (\S+)$")
 
@@ -123,12 +124,6 @@ def ssl_context(pki, who):
     return ctx
 
 
-def build_is_asan(build_dir):
-    lib = os.path.join(build_dir, "libtandem.a")
-    with open(lib, "rb") as f:
-        return b"__asan_" in f.read()
-
-
 class Releases:
     """Builds release tarballs with `make release` into the build under test."""
 
@@ -140,8 +135,7 @@ class Releases:
 
     def make(self, version, kind="good", out=None, check=True):
         out = out or os.path.join(self.outdir, "agent-%s-%s.tar.gz" % (version, kind))
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+        env = clean_make_env()
         argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
                 "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
                 "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]

@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, Proc, free_port, port_open, run, wait_until
+from release_util import build_is_asan, clean_make_env
 
 # Shared with test_updater's releases, so the version-stamped release build is
 # made once per build directory.
@@ -49,17 +50,11 @@ def need(tool):
     return path
 
 
-def build_is_asan(build_dir):
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
-
-
 def make(build_dir, *args):
     """make in the repository for the build under test (its SAN setting),
     without the MAKEFLAGS of an enclosing make."""
     need("make")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env = clean_make_env()
     argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
             "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + VERSION] + list(args)
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
@@ -181,8 +176,7 @@ def debs(build_dir):
 
 
 def test_deb_refuses_non_debian_version(build_dir):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env = clean_make_env()
     r = subprocess.run(["make", "-C", ROOT, "BUILD=" + build_dir, "VERSION=v1", "deb"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "a Debian version starts with a digit" in r.stderr, r.stderr

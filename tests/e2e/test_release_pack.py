@@ -10,7 +10,6 @@ import stat
 import subprocess
 import time
 
-import pytest
 
 from conftest import bin_path, run
 

@@ -7,7 +7,6 @@ Each test checks the outcome in /health, in the history, on disk (the
 updater's tree INSTALL/updater) and that the agent process was never touched.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -18,7 +17,8 @@ import tarfile
 
 import pytest
 
-from conftest import ROOT, Proc, bin_path, free_port, wait_until
+from conftest import Proc, bin_path, free_port, wait_until
+from release_util import Releases, sha256_file
 
 FALLBACK_VERSION = "0.1.0"
 PROBATION_DEADLINE_MS = 10000
@@ -26,44 +26,9 @@ PROBATION_STABLE_MS = 4000   # > the crash-later build's 3 s
 MAX_STARTS = 2
 
 
-def build_is_asan(build_dir):
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
-
-
-class Releases:
-    """Release tarballs made by `make release` into the build under test."""
-
-    def __init__(self, build_dir, outdir):
-        self.build_dir = build_dir
-        self.outdir = outdir
-        self.asan = build_is_asan(build_dir)
-        self.cache = {}
-
-    def get(self, version, updater_kind="good"):
-        key = (version, updater_kind)
-        if key not in self.cache:
-            out = os.path.join(self.outdir, "rel-%s-%s.tar.gz" % (version, updater_kind))
-            env = {k: v for k, v in os.environ.items()
-                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-            argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
-                    "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
-                    "RELEASE_UPDATER_KIND=" + updater_kind, "RELEASE_OUT=" + out, "release"]
-            r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-            if r.returncode != 0:
-                pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
-            self.cache[key] = out
-        return self.cache[key]
-
-
 @pytest.fixture(scope="module")
 def releases(build_dir, tmp_path_factory):
     return Releases(build_dir, str(tmp_path_factory.mktemp("releases")))
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def curl(pki, who, url, *extra, check=True):
@@ -323,7 +288,7 @@ def test_handover_adopts_agent(host, releases):
 def test_broken_updater_reverted(host, releases, kind):
     agent = host.agent_pid()
     before = host.tree_state()
-    st, _, body = host.push_self(releases.get("3.0", kind))
+    st, _, body = host.push_self(releases.get("3.0", updater_kind=kind))
     assert st == 200, body
     h = host.wait_updater(FALLBACK_VERSION, "reverted",
                           timeout=PROBATION_DEADLINE_MS / 1000 + 20)
@@ -461,7 +426,7 @@ def test_launcher_restart_keeps_start_counter(procs, tmp_path, pki, releases):
         st, _, body = h.push(releases.get("1.0"))
         assert st == 200, body
         agent = h.agent_pid()
-        st, _, body = h.push_self(releases.get("3.0", "hang"))
+        st, _, body = h.push_self(releases.get("3.0", updater_kind="hang"))
         assert st == 200, body
         hand = os.path.join(h.tree, "state", "handover.json")
 

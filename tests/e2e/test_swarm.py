@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import bin_path, free_port, run, wait_until
-from swarm_util import Fleet, built, hosts_by_name, make_release, tandem
+from conftest import bin_path, run, wait_until
+from swarm_util import Fleet, built, hosts_by_name, make_release
 
 
 def mode(path):

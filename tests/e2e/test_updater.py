@@ -6,7 +6,6 @@ Every refusal is checked for its status, its {"detail":{...}} body and that
 nothing changed on disk (same active/prev, no staging, no journal).
 """
 
-import hashlib
 import io
 import json
 import os
@@ -14,54 +13,18 @@ import socket
 import ssl
 import subprocess
 import tarfile
-import threading
-import time
 
 import pytest
 
-from conftest import ROOT, Proc, bin_path, free_port, wait_until
+from conftest import Proc, bin_path, free_port, wait_until
+from release_util import Releases, sha256_file
 
 
 # ---------------------------------------------------------------- helpers
 
-def build_is_asan(build_dir):
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
-
-
-class Releases:
-    """Release tarballs made by `make release` into the build under test."""
-
-    def __init__(self, build_dir, outdir):
-        self.build_dir = build_dir
-        self.outdir = outdir
-        self.asan = build_is_asan(build_dir)
-        self.cache = {}
-
-    def get(self, version, kind="good"):
-        key = (version, kind)
-        if key not in self.cache:
-            out = os.path.join(self.outdir, "agent-%s-%s.tar.gz" % (version, kind))
-            env = {k: v for k, v in os.environ.items()
-                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-            argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
-                    "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
-                    "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
-            r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-            if r.returncode != 0:
-                pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
-            self.cache[key] = out
-        return self.cache[key]
-
-
 @pytest.fixture(scope="module")
 def releases(build_dir, tmp_path_factory):
     return Releases(build_dir, str(tmp_path_factory.mktemp("releases")))
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def curl(pki, who, url, *extra):

@@ -25,9 +25,9 @@ import os
 import re
 import subprocess
 
-import pytest
 
 from conftest import ROOT, Proc, bin_path, free_port, wait_until
+from release_util import run_make_release
 
 PAGE = os.path.join(ROOT, "wiki", "API.md")
 ARROW = re.compile(r"^\s*#\s*→\s*(\d{3})\b")
@@ -142,20 +142,8 @@ def test_every_route_and_status_is_documented():
 
 # ---------------------------------------------------------------- running the page
 
-def build_is_asan(build_dir):
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
-
-
 def make_release(build_dir, out, version, kind="good"):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
-            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
-            "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-    if r.returncode != 0:
-        pytest.fail("make release failed:\n%s\n%s" % (r.stdout, r.stderr))
+    run_make_release(build_dir, version, out, kind, timeout=300)
     return out
 
 

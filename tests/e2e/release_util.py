@@ -1,0 +1,64 @@
+"""Release tarballs for end-to-end tests, built by the project's own
+`make release` into the build under test (same SAN setting), so every test
+pushes what an operator would push."""
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def build_is_asan(build_dir):
+    """True when the build under test was made with SAN=1."""
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        return b"__asan_" in f.read()
+
+
+def clean_make_env():
+    """The environment without the MAKEFLAGS of an enclosing make."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
+def run_make_release(build_dir, version, out, kind="good", updater_kind="good", check=True,
+                     timeout=600):
+    """`make release` into OUT; returns the CompletedProcess (its last stdout
+    line is "SHA256  OUT")."""
+    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
+            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
+            "RELEASE_KIND=" + kind, "RELEASE_UPDATER_KIND=" + updater_kind,
+            "RELEASE_OUT=" + out, "release"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=clean_make_env(),
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        pytest.fail("make release failed (%d):\n%s\n%s" % (r.returncode, r.stdout, r.stderr))
+    return r
+
+
+class Releases:
+    """Release tarballs cached per (version, agent kind, updater kind)."""
+
+    def __init__(self, build_dir, outdir):
+        self.build_dir = build_dir
+        self.outdir = outdir
+        self.asan = build_is_asan(build_dir)
+        self.cache = {}
+
+    def get(self, version, kind="good", updater_kind="good"):
+        key = (version, kind, updater_kind)
+        if key not in self.cache:
+            out = os.path.join(self.outdir, "rel-%s-%s-%s.tar.gz" % (version, kind, updater_kind))
+            run_make_release(self.build_dir, version, out, kind, updater_kind)
+            self.cache[key] = out
+        return self.cache[key]
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
