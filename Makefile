@@ -204,7 +204,7 @@ lint:
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS) -DTANDEM_VERSION='"fuzz"'
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 10
 
 fuzz: $(FUZZ_BINS)
 
