@@ -20,6 +20,12 @@ import pytest
 from conftest import ROOT, Proc, free_port, port_open, run, wait_until
 from release_util import build_is_asan, clean_make_env
 
+# Packaging is about files, modes, metadata and the unit, not memory safety:
+# the ASan run of the suite skips it (the packaged binaries are the normal build).
+pytestmark = pytest.mark.skipif(
+    build_is_asan(os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")),
+    reason="packaging is checked by the normal (non-ASan) e2e run")
+
 # Shared with test_updater's releases, so the version-stamped release build is
 # made once per build directory.
 VERSION = "1.0.0"
