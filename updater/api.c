@@ -561,10 +561,14 @@ upd_refuse(struct api *a, struct httpd_req *r, struct upd_req *u, unsigned statu
 	log_warnx("update %s refused (%u): %s", u->id, status, error);
 }
 
+/*
+ * Start of a master-only operation of KIND (update, rollback): authorise,
+ * attach the request record, take the operation lock. Answers and returns
+ * -1 when any of them fails.
+ */
 static int
-upd_begin(struct httpd_req *r, void *arg)
+api_op_begin(struct api *a, struct httpd_req *r, const char *kind)
 {
-	struct api *a = arg;
 	struct upd_req *u;
 
 	if (api_authorise(a, r) != 0) {
@@ -576,12 +580,18 @@ upd_begin(struct httpd_req *r, void *arg)
 		return -1;
 	}
 	httpd_req_set_data(r, u);
-	if (api_lock(a, r, "update", u->id) != 0) {
+	if (api_lock(a, r, kind, u->id) != 0) {
 		return -1;
 	}
 	u->locked = 1;
 	u->started = mono_ms();
 	return 0;
+}
+
+static int
+upd_begin(struct httpd_req *r, void *arg)
+{
+	return api_op_begin(arg, r, "update");
 }
 
 static int
@@ -894,24 +904,7 @@ upd_cleanup(struct httpd_req *r, void *arg, int completed)
 static int
 rb_begin(struct httpd_req *r, void *arg)
 {
-	struct api *a = arg;
-	struct upd_req *u;
-
-	if (api_authorise(a, r) != 0) {
-		return -1;
-	}
-	u = calloc(1, sizeof(*u));
-	if (u == NULL) {
-		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
-		return -1;
-	}
-	httpd_req_set_data(r, u);
-	if (api_lock(a, r, "rollback", u->id) != 0) {
-		return -1;
-	}
-	u->locked = 1;
-	u->started = mono_ms();
-	return 0;
+	return api_op_begin(arg, r, "rollback");
 }
 
 static void

@@ -17,8 +17,9 @@ import tarfile
 
 import pytest
 
-from conftest import Proc, bin_path, free_port, wait_until
+from conftest import Proc, bin_path, wait_until
 from release_util import Releases, sha256_file
+from worker_util import write_worker_configs
 
 FALLBACK_VERSION = "0.1.0"
 PROBATION_DEADLINE_MS = 10000
@@ -64,34 +65,9 @@ class Host:
         self.procs = procs
         self.root = str(tmp_path / "install")
         self.tree = os.path.join(self.root, "updater")
-        self.agent_port = free_port()
-        self.agent_conf = str(tmp_path / "agent.conf")
-        with open(self.agent_conf, "w") as f:
-            f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
-                    % (pki.ca_crt, pki.agent[0], pki.agent[1], self.agent_port))
-        keys = {
-            "listen": "127.0.0.1:0",
-            "install_dir": self.root,
-            "ca": pki.ca_crt,
-            "cert": pki.updater[0],
-            "key": pki.updater[1],
-            "agent_config": self.agent_conf,
-            "agent_probe": "127.0.0.1:%d" % self.agent_port,
-            # The handover must keep the agent even so.
-            "stop_agent_on_exit": "true",
-            "probe_deadline": "8s",
-            "probe_stable": "300ms",
-            "stop_grace": "2s",
-            "max_upload": "8M",
-            "max_unpacked": "32M",
-            "max_entries": "200",
-            "min_free": "1M",
-            "log_level": "debug",
-        }
-        self.conf = str(tmp_path / "updater.conf")
-        with open(self.conf, "w") as f:
-            for k, v in keys.items():
-                f.write("%s = %s\n" % (k, v))
+        # stop_agent_on_exit is true: the handover must keep the agent even so.
+        self.agent_port, self.agent_conf, self.conf = write_worker_configs(
+            tmp_path, pki, self.root)
         self.proc = Proc([bin_path("tandem-launcher"), "--config", self.conf,
                           "--updater", bin_path("tandem-updater"),
                           "--probation-deadline", str(PROBATION_DEADLINE_MS),

@@ -16,8 +16,9 @@ import tarfile
 
 import pytest
 
-from conftest import Proc, bin_path, free_port, wait_until
+from conftest import Proc, bin_path, wait_until
 from release_util import Releases, sha256_file
+from worker_util import write_worker_configs
 
 
 # ---------------------------------------------------------------- helpers
@@ -56,34 +57,8 @@ class Host:
         self.tmp = tmp_path
         self.procs = procs
         self.root = str(tmp_path / "install")
-        self.agent_port = free_port()
-        self.agent_conf = str(tmp_path / "agent.conf")
-        with open(self.agent_conf, "w") as f:
-            f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
-                    % (pki.ca_crt, pki.agent[0], pki.agent[1], self.agent_port))
-        keys = {
-            "listen": "127.0.0.1:0",
-            "install_dir": self.root,
-            "ca": pki.ca_crt,
-            "cert": pki.updater[0],
-            "key": pki.updater[1],
-            "agent_config": self.agent_conf,
-            "agent_probe": "127.0.0.1:%d" % self.agent_port,
-            "stop_agent_on_exit": "true",
-            "probe_deadline": "8s",
-            "probe_stable": "300ms",
-            "stop_grace": "2s",
-            "max_upload": "8M",
-            "max_unpacked": "32M",
-            "max_entries": "200",
-            "min_free": "1M",
-            "log_level": "debug",
-        }
-        keys.update(cfg)
-        self.conf = str(tmp_path / "updater.conf")
-        with open(self.conf, "w") as f:
-            for k, v in keys.items():
-                f.write("%s = %s\n" % (k, v))
+        self.agent_port, self.agent_conf, self.conf = write_worker_configs(
+            tmp_path, pki, self.root, cfg)
         self.name = name
         self.start()
 
