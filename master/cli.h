@@ -82,6 +82,24 @@ cli_usage_error(const char *group, const struct cli_cmd *self, const char *fmt, 
 }
 
 /*
+ * After option parsing, exactly one operand must remain (WHAT names it in
+ * the message, e.g. "NAME"). Returns 0, or reports the usage error and
+ * returns CLI_EXIT_USAGE.
+ */
+static inline int
+cli_one_operand(const char *group, const struct cli_cmd *self, int argc, char **argv, int optind_,
+    const char *what)
+{
+	if (optind_ == argc) {
+		return cli_usage_error(group, self, "%s is missing", what);
+	}
+	if (optind_ + 1 != argc) {
+		return cli_usage_error(group, self, "unexpected argument '%s'", argv[optind_ + 1]);
+	}
+	return 0;
+}
+
+/*
  * Report a getopt_long() failure: C is ':' (missing value) or '?' (unknown
  * option), ARGV[OPTIND-1] the offending word. Returns CLI_EXIT_USAGE.
  */

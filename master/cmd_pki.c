@@ -231,10 +231,8 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 			return cli_getopt_error(GROUP, self, c, argv, optind);
 		}
 	}
-	if (optind + 1 != argc) {
-		return optind == argc
-			   ? cli_usage_error(GROUP, self, "NAME is missing")
-			   : cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind + 1]);
+	if (cli_one_operand(GROUP, self, argc, argv, optind, "NAME") != 0) {
+		return CLI_EXIT_USAGE;
 	}
 	o.name = argv[optind];
 	if (role == NULL) {
@@ -339,10 +337,8 @@ pki_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 			return cli_getopt_error(GROUP, self, c, argv, optind);
 		}
 	}
-	if (optind + 1 != argc) {
-		return optind == argc
-			   ? cli_usage_error(GROUP, self, "FILE is missing")
-			   : cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind + 1]);
+	if (cli_one_operand(GROUP, self, argc, argv, optind, "FILE") != 0) {
+		return CLI_EXIT_USAGE;
 	}
 	if (master_cn == NULL) {
 		/* Roles depend on the master CN recorded in the home directory. */

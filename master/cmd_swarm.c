@@ -263,10 +263,8 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 			return cli_getopt_error(GROUP, self, c, argv, optind);
 		}
 	}
-	if (optind + 1 != argc) {
-		return optind == argc
-			   ? cli_usage_error(GROUP, self, "NAME is missing")
-			   : cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind + 1]);
+	if (cli_one_operand(GROUP, self, argc, argv, optind, "NAME") != 0) {
+		return CLI_EXIT_USAGE;
 	}
 	o.name = argv[optind];
 	res = calloc(1, sizeof(*res));
