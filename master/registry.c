@@ -75,6 +75,25 @@ reg_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * ARR (of *CAP items of ELSIZE bytes) reallocated to twice the capacity
+ * (16 at first), *CAP updated; NULL with ERR set when out of memory (ARR
+ * is then unchanged and still owned by the caller).
+ */
+static void *
+reg_grow(void *arr, size_t *cap, size_t elsize, char *err, size_t errlen)
+{
+	size_t ncap = *cap == 0 ? 16 : *cap * 2;
+	void *p = reallocarray(arr, ncap, elsize);
+
+	if (p == NULL) {
+		reg_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	*cap = ncap;
+	return p;
+}
+
 /* A failure of the database: REGISTRY_ERR with SQLite's own message. */
 static int
 reg_db_err(struct registry *reg, const char *what, char *err, size_t errlen)
@@ -536,14 +555,11 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
 	}
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (count == cap) {
-			size_t ncap = cap == 0 ? 16 : cap * 2;
-			struct reg_host *p = reallocarray(hosts, ncap, sizeof(*hosts));
+			struct reg_host *p = reg_grow(hosts, &cap, sizeof(*hosts), err, errlen);
 			if (p == NULL) {
-				reg_err(err, errlen, "out of memory");
 				goto out;
 			}
 			hosts = p;
-			cap = ncap;
 		}
 		row_to_host(st, &hosts[count++]);
 	}
@@ -728,14 +744,11 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	}
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (count == cap) {
-			size_t ncap = cap == 0 ? 16 : cap * 2;
-			struct reg_push *p = reallocarray(log, ncap, sizeof(*log));
+			struct reg_push *p = reg_grow(log, &cap, sizeof(*log), err, errlen);
 			if (p == NULL) {
-				reg_err(err, errlen, "out of memory");
 				goto out;
 			}
 			log = p;
-			cap = ncap;
 		}
 		struct reg_push *e = &log[count++];
 		memset(e, 0, sizeof(*e));
