@@ -49,9 +49,17 @@ CFLAGS  += -std=c11 $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS += $(HARDEN_LD)
 LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS)
 
-LIB_SRCS   := $(wildcard common/*.c pki/*.c)
+LIB_SRCS   := $(filter-out common/testhook.c,$(wildcard common/*.c pki/*.c))
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB        := $(BUILD)/libtandem.a
+
+# Test points (common/testhook.h) live only in test builds: testhook.c is
+# compiled twice and every link names one of the two objects, never both;
+# libtandem.a holds neither. The trees tests use (build/, build-asan/, ...)
+# link TESTHOOK_ON; what `make install`, `make deb` and `make release` ship
+# links TESTHOOK_OFF.
+TESTHOOK_ON  := $(BUILD)/obj/common/testhook.o
+TESTHOOK_OFF := $(BUILD)/obj-shipped/common/testhook.o
 
 MASTER_SRCS  := $(wildcard master/*.c)
 AGENT_SRCS   := $(wildcard agent/*.c)
@@ -119,6 +127,14 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+$(TESTHOOK_ON): common/testhook.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DTANDEM_TEST_HOOKS $(CFLAGS) -c -o $@ $<
+
+$(TESTHOOK_OFF): common/testhook.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@
@@ -136,28 +152,28 @@ $(UPDATER_LIB): $(UPDATER_MODS:%.c=$(BUILD)/obj/%.o)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/tandem: $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+$(BUILD)/tandem: $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_ON) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tandem-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+$(BUILD)/tandem-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_ON) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tandem-updater: $(UPDATER_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+$(BUILD)/tandem-updater: $(UPDATER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_ON) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(BUILD)/obj/%.o) $(UPDATER_LIB) $(LIB)
+$(BUILD)/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_ON) $(UPDATER_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests link the program module libraries before libtandem.
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(PROG_LIBS) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTHOOK_ON) $(PROG_LIBS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(TESTHOOK_ON) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TESTHOOK_ON) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -281,11 +297,16 @@ release_upd_kind_exit-at-once := 1
 release_upd_kind_hang := 2
 release_upd_kind_crash-later := 3
 RELEASE_UPD_BROKEN := $(release_upd_kind_$(RELEASE_UPDATER_KIND))
+# RELEASE_TEST_HOOKS=1 (tests only, never the default): the tarball's
+# binaries keep their test points (common/testhook.h), for the self-update
+# crash sweeps whose crash happens in an updater installed from a release.
+RELEASE_TEST_HOOKS ?= 0
+RELEASE_TESTHOOK := $(if $(filter 1,$(RELEASE_TEST_HOOKS)),$(TESTHOOK_ON),$(TESTHOOK_OFF))
 RELEASE_TREE := $(BUILD)/release-$(RELEASE_KIND)-$(VERSION)
-RELEASE_STAGE := $(RELEASE_TREE)/stage$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND))
+RELEASE_STAGE := $(RELEASE_TREE)/stage$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND))$(if $(filter 1,$(RELEASE_TEST_HOOKS)),-testhooks)
 # The updater's objects do not depend on the agent's kind: shared by all agent kinds.
 RELEASE_UPD_TREE := $(BUILD)/release-updater-$(RELEASE_UPDATER_KIND)-$(VERSION)
-RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND))$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND)).tar.gz
+RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_KIND)),-$(RELEASE_KIND))$(if $(filter-out good,$(RELEASE_UPDATER_KIND)),-updater-$(RELEASE_UPDATER_KIND))$(if $(filter 1,$(RELEASE_TEST_HOOKS)),-testhooks).tar.gz
 RELEASE_BINS := $(RELEASE_STAGE)/bin/tandem-agent
 # The self-update ships both binaries in one tarball, once the updater has a main().
 ifneq ($(wildcard updater/main.c),)
@@ -308,7 +329,7 @@ $(RELEASE_TREE)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DTANDEM_AGENT_BROKEN=$(RELEASE_BROKEN) $(CFLAGS) -c -o $@ $<
 
-$(RELEASE_STAGE)/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(LIB)
+$(RELEASE_STAGE)/bin/tandem-agent: $(AGENT_SRCS:%.c=$(RELEASE_TREE)/obj/%.o) $(RELEASE_TESTHOOK) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
@@ -317,7 +338,7 @@ $(RELEASE_UPD_TREE)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DTANDEM_UPDATER_BROKEN=$(RELEASE_UPD_BROKEN) $(CFLAGS) -c -o $@ $<
 
-$(RELEASE_STAGE)/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/%.o) $(LIB)
+$(RELEASE_STAGE)/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/%.o) $(RELEASE_TESTHOOK) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
@@ -372,14 +393,15 @@ $(PKG_TREE)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
+$(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(TESTHOOK_OFF) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
 
 # The launcher is what the unit runs: it starts the updater and judges its
 # self-updates (wiki/Self-Update.md). A self-update never replaces it.
-$(PKG_TREE)/bin/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(UPDATER_MODS:%.c=$(PKG_TREE)/obj/%.o) $(LIB)
+$(PKG_TREE)/bin/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(UPDATER_MODS:%.c=$(PKG_TREE)/obj/%.o) \
+		$(TESTHOOK_OFF) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	strip --strip-debug $@
@@ -387,7 +409,8 @@ $(PKG_TREE)/bin/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(PKG_TREE)/obj/%.o) $(UPDA
 # The seed release, and with it the version-stamped agent and updater binaries.
 # $(LIB) first, so that the sub-make never builds it while install-master does.
 pkg-seed: $(LIB)
-	@$(MAKE) --no-print-directory release RELEASE_KIND=good RELEASE_UPDATER_KIND=good RELEASE_OUT='$(PKG_SEED)' >/dev/null
+	@$(MAKE) --no-print-directory release RELEASE_KIND=good RELEASE_UPDATER_KIND=good \
+		RELEASE_TEST_HOOKS=0 RELEASE_OUT='$(PKG_SEED)' >/dev/null
 
 install: install-worker install-master
 

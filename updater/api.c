@@ -18,6 +18,7 @@
 #include "common/httpd.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/proc.h"
 #include "common/tls.h"
 #include "updater/extract.h"
@@ -169,15 +170,6 @@ struct api {
 };
 
 /* ---- small helpers ---- */
-
-/* Named points for crash tests beyond the store's own (store_crash_hook). */
-static void
-api_point(const char *point)
-{
-	if (store_crash_hook != NULL) {
-		store_crash_hook(point);
-	}
-}
 
 static void
 api_set_phase(struct api *a, const char *phase)
@@ -722,12 +714,12 @@ upd_install(struct api *a, struct httpd_req *r, struct upd_req *u, const struct 
 	t = mono_ms();
 	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
 	if (ok) {
-		api_point("update.agent_started");
+		testhook_point("update.agent_started");
 		ok = api_probe(a, gen, ri, &body, reason, sizeof(reason));
 	}
 	if (ok) {
 		oc->probe_ms = mono_ms() - t;
-		api_point("update.probe_passed");
+		testhook_point("update.probe_passed");
 		if (store_update_commit(&a->store, &u->op, err, sizeof(err)) != 0) {
 			/* The release runs and passed; recovery finishes the commit at the next start. */
 			log_warnx("update %s: commit: %s", u->id, err);
@@ -952,11 +944,11 @@ rb_end(struct httpd_req *r, void *arg)
 	api_set_phase(a, "probing");
 	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
 	if (ok) {
-		api_point("rollback.agent_started");
+		testhook_point("rollback.agent_started");
 		ok = api_probe(a, gen, &prev, &body, reason, sizeof(reason));
 	}
 	if (ok) {
-		api_point("rollback.probe_passed");
+		testhook_point("rollback.probe_passed");
 		if (store_rollback_commit(&a->store, &op, err, sizeof(err)) != 0) {
 			log_warnx("rollback %s: commit: %s", u->id, err);
 		}

@@ -23,25 +23,6 @@
 #include "updater/store.h"
 
 #define SHUTDOWN_GRACE_MS 2000
-/* Exit status of the crash-test hook (as if killed at that point). */
-#define CRASH_HOOK_STATUS 86
-
-static const char *crash_at;
-
-/*
- * Test hook: with TANDEM_TEST_CRASH_AT=POINT in the environment the updater
- * _exit()s at that named step of an operation, leaving disk and agent as a
- * kill -9 would; the e2e crash sweep restarts it and checks recovery.
- */
-static void
-crash_hook(const char *point)
-{
-	if (strcmp(point, crash_at) == 0) {
-		log_warnx("test hook: crashing at %s", point);
-		_exit(CRASH_HOOK_STATUS);
-	}
-}
-
 enum main_action { ACT_RUN, ACT_CHECK, ACT_SELF_TEST, ACT_PRINT, ACT_VERSION, ACT_HELP };
 
 static void
@@ -280,10 +261,6 @@ main(int argc, char **argv)
 	}
 	if (seed != NULL) {
 		seed = seed_abs;
-	}
-	crash_at = getenv("TANDEM_TEST_CRASH_AT");
-	if (crash_at != NULL && crash_at[0] != '\0') {
-		store_crash_hook = crash_hook;
 	}
 	rc = run(&cfg, seed);
 out:

@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/proc.h"
 #include "common/tls.h"
 #include "updater/extract.h"
@@ -52,46 +53,20 @@ su_fmt(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void
-su_point(const char *point)
-{
-	if (store_crash_hook != NULL) {
-		store_crash_hook(point);
-	}
-}
-
 /*
  * Crash tests: the store's points of a self-update are named "self.<point>"
  * ("self.update.exchanged"), apart from the same points of an agent update.
- * Swapping the global hook is safe: the operation lock serialises every
- * store transaction of the updater.
  */
-static void (*su_saved_hook)(const char *point);
-
-static void
-su_store_point(const char *point)
-{
-	char buf[128];
-
-	su_fmt(buf, sizeof(buf), "self.%s", point);
-	su_saved_hook(buf);
-}
-
 static void
 su_hook_enter(void)
 {
-	if (store_crash_hook != NULL && store_crash_hook != su_store_point) {
-		su_saved_hook = store_crash_hook;
-		store_crash_hook = su_store_point;
-	}
+	testhook_scope_enter("self");
 }
 
 static void
 su_hook_leave(void)
 {
-	if (store_crash_hook == su_store_point) {
-		store_crash_hook = su_saved_hook;
-	}
+	testhook_scope_leave();
 }
 
 /* ---- records ---- */
@@ -702,7 +677,7 @@ su_end(struct httpd_req *r, void *arg)
 		su_refuse(su, r, q, 422, err, NULL);
 		return;
 	}
-	su_point("self.staged");
+	testhook_point("self.staged");
 	su_phase(su, "preflight");
 	su_fmt(dir, sizeof(dir), "%s/releases/active.new", su->store.root);
 	if (su_read_manifest(dir, &m, err, sizeof(err)) != 0) {
@@ -733,7 +708,7 @@ su_end(struct httpd_req *r, void *arg)
 		return;
 	}
 	free(out);
-	su_point("self.preflight_passed");
+	testhook_point("self.preflight_passed");
 	su_phase(su, "switching");
 	memcpy(q->op.sha256, digest, sizeof(q->op.sha256));
 	su_hook_enter();
@@ -750,7 +725,7 @@ su_end(struct httpd_req *r, void *arg)
 		return;
 	}
 	q->staging = 0;
-	su_point("self.switched");
+	testhook_point("self.switched");
 	memset(&h, 0, sizeof(h));
 	memcpy(h.op_id, q->id, sizeof(h.op_id));
 	su_fmt(h.new_version, sizeof(h.new_version), "%s", m.version);
@@ -765,7 +740,7 @@ su_end(struct httpd_req *r, void *arg)
 		su_refuse(su, r, q, errno == ENOSPC ? 507 : 500, err, NULL);
 		return;
 	}
-	su_point("self.handover_written");
+	testhook_point("self.handover_written");
 	q->queued = 1;
 	atomic_store(&su->queued, 1);
 	su_phase(su, "handing_over");
@@ -787,7 +762,7 @@ su_cleanup(struct httpd_req *r, void *arg, int completed)
 	su_drop_staging(su, q);
 	if (q->queued) {
 		/* Keep the operation lock: nothing else may start before the handover. */
-		su_point("self.responded");
+		testhook_point("self.responded");
 		if (kill(getpid(), SIGTERM) != 0) {
 			log_warn("update-self: SIGTERM to self");
 		}

@@ -14,20 +14,11 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 
 #define STORE_RELEASE_FILE "release.json"
 #define STORE_RELEASE_MAX (64 * 1024)
 #define STORE_CURRENT_TARGET "releases/active"
-
-void (*store_crash_hook)(const char *point);
-
-static void
-store_point(const char *point)
-{
-	if (store_crash_hook != NULL) {
-		store_crash_hook(point);
-	}
-}
 
 static int store_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -429,7 +420,7 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 				    : slot_rename(s, found, "active", err, errlen)) != 0) {
 				return -1;
 			}
-			store_point("restore.old_active_back");
+			testhook_point("restore.old_active_back");
 		}
 	} else if (store_unlink_current(s, err, errlen) != 0) {
 		return -1;
@@ -453,7 +444,7 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 		if (r != 0) {
 			return -1;
 		}
-		store_point("restore.new_removed");
+		testhook_point("restore.new_removed");
 	}
 	r = slot_exists(s, "prev.old");
 	if (r < 0) {
@@ -467,7 +458,7 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 		if (slot_rename(s, "prev.old", "prev", err, errlen) != 0) {
 			return -1;
 		}
-		store_point("restore.prev_back");
+		testhook_point("restore.prev_back");
 	}
 	if (store_ensure_current(s, err, errlen) != 0) {
 		return -1;
@@ -475,7 +466,7 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 	if (journal_clear(s->root) != 0) {
 		return store_err(err, errlen, "clear journal");
 	}
-	store_point("restore.done");
+	testhook_point("restore.done");
 	return 0;
 }
 
@@ -489,7 +480,7 @@ store_undo_rollback(struct store *s, const struct journal_op *op, char *err, siz
 		if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
 			return -1;
 		}
-		store_point("rollback_restore.exchanged");
+		testhook_point("rollback_restore.exchanged");
 	}
 	if (store_ensure_current(s, err, errlen) != 0) {
 		return -1;
@@ -497,7 +488,7 @@ store_undo_rollback(struct store *s, const struct journal_op *op, char *err, siz
 	if (journal_clear(s->root) != 0) {
 		return store_err(err, errlen, "clear journal");
 	}
-	store_point("rollback_restore.done");
+	testhook_point("rollback_restore.done");
 	return 0;
 }
 
@@ -507,14 +498,14 @@ store_finish_commit(struct store *s, const struct journal_op *op, char *err, siz
 	if (op->kind == JOURNAL_UPDATE && slot_remove(s, "prev.old", err, errlen) != 0) {
 		return -1;
 	}
-	store_point("commit.prev_old_removed");
+	testhook_point("commit.prev_old_removed");
 	if (store_ensure_current(s, err, errlen) != 0) {
 		return -1;
 	}
 	if (journal_clear(s->root) != 0) {
 		return store_err(err, errlen, "clear journal");
 	}
-	store_point("commit.done");
+	testhook_point("commit.done");
 	return 0;
 }
 
@@ -597,7 +588,7 @@ store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
 	if (journal_write(s->root, &tmp) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("update.journal_staging");
+	testhook_point("update.journal_staging");
 	*op = tmp;
 	return 0;
 }
@@ -608,7 +599,7 @@ store_update_abort(struct store *s, const struct journal_op *op, char *err, size
 	if (slot_remove(s, "active.new", err, errlen) != 0) {
 		return -1;
 	}
-	store_point("abort.staging_removed");
+	testhook_point("abort.staging_removed");
 	(void)op;
 	if (journal_clear(s->root) != 0) {
 		return store_err(err, errlen, "clear journal");
@@ -639,32 +630,32 @@ store_update_switch(struct store *s, struct journal_op *op, char *err, size_t er
 	if (journal_write(s->root, op) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("update.journal_switching");
+	testhook_point("update.journal_switching");
 	if (op->old_active_id[0] == '\0') {
 		if (slot_rename(s, "active.new", "active", err, errlen) != 0) {
 			return -1;
 		}
-		store_point("update.first_renamed");
+		testhook_point("update.first_renamed");
 		if (store_ensure_current(s, err, errlen) != 0) {
 			return -1;
 		}
-		store_point("update.current_created");
+		testhook_point("update.current_created");
 		return 0;
 	}
 	if (op->old_prev_id[0] != '\0') {
 		if (slot_rename(s, "prev", "prev.old", err, errlen) != 0) {
 			return -1;
 		}
-		store_point("update.prev_moved");
+		testhook_point("update.prev_moved");
 	}
 	if (slot_exchange(s, "active.new", "active", err, errlen) != 0) {
 		return -1;
 	}
-	store_point("update.exchanged");
+	testhook_point("update.exchanged");
 	if (slot_rename(s, "active.new", "prev", err, errlen) != 0) {
 		return -1;
 	}
-	store_point("update.old_to_prev");
+	testhook_point("update.old_to_prev");
 	return store_ensure_current(s, err, errlen);
 }
 
@@ -675,7 +666,7 @@ store_update_commit(struct store *s, struct journal_op *op, char *err, size_t er
 	if (journal_write(s->root, op) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("update.journal_committing");
+	testhook_point("update.journal_committing");
 	return store_finish_commit(s, op, err, errlen);
 }
 
@@ -686,7 +677,7 @@ store_update_restore(struct store *s, struct journal_op *op, char *err, size_t e
 	if (journal_write(s->root, op) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("update.journal_restoring");
+	testhook_point("update.journal_restoring");
 	return store_undo_update(s, op, err, errlen);
 }
 
@@ -726,11 +717,11 @@ store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
 		return store_err(err, errlen, "write journal");
 	}
 	*op = tmp;
-	store_point("rollback.journal_switching");
+	testhook_point("rollback.journal_switching");
 	if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
 		return -1;
 	}
-	store_point("rollback.exchanged");
+	testhook_point("rollback.exchanged");
 	return 0;
 }
 
@@ -741,7 +732,7 @@ store_rollback_commit(struct store *s, struct journal_op *op, char *err, size_t 
 	if (journal_write(s->root, op) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("rollback.journal_committing");
+	testhook_point("rollback.journal_committing");
 	return store_finish_commit(s, op, err, errlen);
 }
 
@@ -752,6 +743,6 @@ store_rollback_restore(struct store *s, struct journal_op *op, char *err, size_t
 	if (journal_write(s->root, op) != 0) {
 		return store_err(err, errlen, "write journal");
 	}
-	store_point("rollback.journal_restoring");
+	testhook_point("rollback.journal_restoring");
 	return store_undo_rollback(s, op, err, errlen);
 }

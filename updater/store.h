@@ -53,13 +53,6 @@ struct release_info {
 };
 
 /*
- * Test hook: when set, called with a point name after every durable step of
- * a transaction ("update.journal", "update.prev_moved", ...). Crash tests
- * set it to _exit() at a chosen point. NULL in the daemon.
- */
-extern void (*store_crash_hook)(const char *point);
-
-/*
  * Use ROOT (absolute path, created 0755 if missing) with its releases/,
  * releases/failed/ and state/ (0700) directories. Does not recover.
  */

@@ -24,12 +24,14 @@ def clean_make_env():
 
 
 def run_make_release(build_dir, version, out, kind="good", updater_kind="good", check=True,
-                     timeout=600):
+                     timeout=600, test_hooks=False):
     """`make release` into OUT; returns the CompletedProcess (its last stdout
-    line is "SHA256  OUT")."""
+    line is "SHA256  OUT"). TEST_HOOKS: the binaries keep their test points
+    (RELEASE_TEST_HOOKS=1), for crash tests of an updater installed from it."""
     argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
             "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
             "RELEASE_KIND=" + kind, "RELEASE_UPDATER_KIND=" + updater_kind,
+            "RELEASE_TEST_HOOKS=" + ("1" if test_hooks else "0"),
             "RELEASE_OUT=" + out, "release"]
     r = subprocess.run(argv, capture_output=True, text=True, env=clean_make_env(),
                        timeout=timeout)
@@ -39,19 +41,22 @@ def run_make_release(build_dir, version, out, kind="good", updater_kind="good", 
 
 
 class Releases:
-    """Release tarballs cached per (version, agent kind, updater kind)."""
+    """Release tarballs cached per (version, agent kind, updater kind); with
+    TEST_HOOKS, all of them keep their test points (run_make_release)."""
 
-    def __init__(self, build_dir, outdir):
+    def __init__(self, build_dir, outdir, test_hooks=False):
         self.build_dir = build_dir
         self.outdir = outdir
         self.asan = build_is_asan(build_dir)
+        self.test_hooks = test_hooks
         self.cache = {}
 
     def get(self, version, kind="good", updater_kind="good"):
         key = (version, kind, updater_kind)
         if key not in self.cache:
             out = os.path.join(self.outdir, "rel-%s-%s-%s.tar.gz" % (version, kind, updater_kind))
-            run_make_release(self.build_dir, version, out, kind, updater_kind)
+            run_make_release(self.build_dir, version, out, kind, updater_kind,
+                             test_hooks=self.test_hooks)
             self.cache[key] = out
         return self.cache[key]
 

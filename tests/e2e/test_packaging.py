@@ -299,6 +299,19 @@ def test_deb_depends_cover_linked_libs(debs, tmp_path):
         assert direct & used <= worker_deps, (b, used, worker_deps)
 
 
+def test_deb_binaries_have_no_test_points(debs, tmp_path):
+    """The packaged binaries are built without test points (common/testhook.h):
+    the crash variable's name is in none of them (test_testhook.py checks that
+    the same search finds it in the test build)."""
+    root = str(tmp_path / "root")
+    for deb in debs.values():
+        run(["dpkg-deb", "-x", deb, root])
+    for b in ("usr/sbin/tandem-updater", "usr/sbin/tandem-agent", "usr/sbin/tandem-launcher",
+              "usr/bin/tandem"):
+        with open(os.path.join(root, b), "rb") as f:
+            assert b"TANDEM_TEST_CRASH_AT" not in f.read(), b
+
+
 def stub_bin(directory, log, getent_found):
     """Stand-ins for the commands the maintainer scripts change the system
     with: each records its arguments in LOG. getent answers FOUND or not;

@@ -1,7 +1,7 @@
 /*
  * updater/store + updater/journal: release slots, transactions, and a crash
  * sweep: for every named point of every transaction a child process runs the
- * transaction and _exit()s at that point (store_crash_hook); the parent then
+ * transaction and _exit()s at that point (testhook_set); the parent then
  * runs store_recover() (itself crash-tested once more) and checks the
  * invariants of issue 4 "Crash safety".
  */
@@ -23,6 +23,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "updater/journal.h"
 #include "updater/store.h"
 
@@ -52,7 +53,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	store_crash_hook = NULL;
+	testhook_set(NULL);
 	if (chdir("/") != 0 || fs_rmtree(root) != 0) {
 		return -1;
 	}
@@ -241,7 +242,7 @@ crash_child(enum scenario sc, const char *point)
 	if (pid == 0) {
 		crash_at = point;
 		crash_hits = 0;
-		store_crash_hook = crash_hook;
+		testhook_set(crash_hook);
 		run_scenario(sc);
 		_exit(0);
 	}
@@ -430,7 +431,7 @@ test_crash_during_recovery(void **state)
 
 		crash_at = "restore.old_active_back";
 		crash_hits = 0;
-		store_crash_hook = crash_hook;
+		testhook_set(crash_hook);
 		_exit(store_recover(&st, what, sizeof(what), err, sizeof(err)) == 0 ? 0 : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);

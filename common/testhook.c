@@ -1,0 +1,108 @@
+/*
+ * testhook — see testhook.h. Compiled twice by the Makefile: with
+ * -DTANDEM_TEST_HOOKS for the test builds, without for shipped binaries.
+ */
+#include "common/testhook.h"
+
+#ifdef TANDEM_TEST_HOOKS
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define TESTHOOK_ENV "TANDEM_TEST_CRASH_AT"
+#define TESTHOOK_NAME_MAX 128
+
+static testhook_fn testhook_handler;
+static _Thread_local const char *testhook_prefix;
+
+/* The default: _exit() at the point the environment names, as kill -9 would. */
+static void
+testhook_env_crash(const char *point)
+{
+	const char *at = getenv(TESTHOOK_ENV);
+
+	if (at != NULL && strcmp(at, point) == 0) {
+		log_warnx("test hook: crashing at %s", point);
+		_exit(TESTHOOK_CRASH_STATUS);
+	}
+}
+
+void
+testhook_point(const char *point)
+{
+	char name[TESTHOOK_NAME_MAX];
+	testhook_fn fn = testhook_handler != NULL ? testhook_handler : testhook_env_crash;
+
+	if (testhook_prefix != NULL) {
+		int n = snprintf(name, sizeof(name), "%s.%s", testhook_prefix, point);
+
+		if (n < 0 || (size_t)n >= sizeof(name)) {
+			/* A name no test can aim at: a bug in the caller, say so loudly. */
+			log_warnx("test hook: point name too long: %s.%s", testhook_prefix, point);
+			return;
+		}
+		point = name;
+	}
+	fn(point);
+}
+
+void
+testhook_set(testhook_fn fn)
+{
+	testhook_handler = fn;
+}
+
+void
+testhook_scope_enter(const char *prefix)
+{
+	testhook_prefix = prefix;
+}
+
+void
+testhook_scope_leave(void)
+{
+	testhook_prefix = NULL;
+}
+
+int
+testhook_enabled(void)
+{
+	return 1;
+}
+
+#else /* shipped binaries: no test path at all */
+
+void
+testhook_point(const char *point)
+{
+	(void)point;
+}
+
+void
+testhook_set(testhook_fn fn)
+{
+	(void)fn;
+}
+
+void
+testhook_scope_enter(const char *prefix)
+{
+	(void)prefix;
+}
+
+void
+testhook_scope_leave(void)
+{
+}
+
+int
+testhook_enabled(void)
+{
+	return 0;
+}
+
+#endif
