@@ -18,11 +18,11 @@
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
-#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 
+#include "common/digest.h"
 #include "common/log.h"
 
 #define TLS_DEFAULT_HS_TIMEOUT_MS 10000
@@ -140,14 +140,6 @@ tls_role_from_subject(const char *cn, const char *ou, const char *master_cn)
 	return role;
 }
 
-void
-tls_sha256_hex(const void *buf, size_t len, char out[TLS_FP_HEX_LEN + 1])
-{
-	unsigned char md[32];
-
-	mbedtls_sha256_ret(buf, len, md, 0);
-	hex_encode(md, sizeof(md), out);
-}
 
 static time_t
 tls_x509_time(const mbedtls_x509_time *t)
@@ -205,7 +197,9 @@ tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, struct
 			n_ou++;
 		}
 	}
-	tls_sha256_hex(crt->raw.p, crt->raw.len, id->fingerprint);
+	if (digest_buf(crt->raw.p, crt->raw.len, id->fingerprint) != 0) {
+		return -1;
+	}
 	id->not_before = tls_x509_time(&crt->valid_from);
 	id->not_after = tls_x509_time(&crt->valid_to);
 	/* Two CNs or two OUs are ambiguous: give such a certificate no role. */
@@ -405,8 +399,11 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 			    o->cert_file);
 			goto out;
 		}
+		if (digest_buf(c->own.raw.p, c->own.raw.len, c->own_fp) != 0) {
+			snprintf(err, errlen, "%s: sha256 failed", o->cert_file);
+			goto out;
+		}
 		c->have_own = 1;
-		tls_sha256_hex(c->own.raw.p, c->own.raw.len, c->own_fp);
 	}
 
 	ret = mbedtls_ssl_config_defaults(&c->conf,

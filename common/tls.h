@@ -70,9 +70,6 @@ int tls_identity_from_der(const unsigned char *der, size_t len, const char *mast
 int tls_identity_from_file(const char *path, const char *master_cn, struct tls_identity *out,
     char *err, size_t errlen) WUR;
 
-/* sha256 of BUF as 64 lowercase hex + NUL into OUT. */
-void tls_sha256_hex(const void *buf, size_t len, char out[TLS_FP_HEX_LEN + 1]);
-
 /* Material for a context. All paths PEM (or DER). */
 struct tls_opts {
 	const char *ca_file;   /* required: trust anchor(s) */

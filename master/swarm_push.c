@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <mbedtls/sha256.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "cJSON.h"
+#include "common/digest.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "pki/pki.h"
@@ -78,14 +78,10 @@ swarm_err_is_pin_mismatch(const char *err)
 int
 swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err, size_t errlen)
 {
-	mbedtls_sha256_context sha;
-	unsigned char buf[65536], digest[32];
+	struct err e = ERR_INIT;
 	struct stat st;
-	uint64_t total = 0;
-	ssize_t n;
 	int fd, rc = -1;
 
-	mbedtls_sha256_init(&sha);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
@@ -95,40 +91,15 @@ swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err, 
 		snprintf(err, errlen, "%s is not a regular file", path);
 		goto out;
 	}
-	if (mbedtls_sha256_starts_ret(&sha, 0) != 0) {
-		snprintf(err, errlen, "sha256 failed");
+	if (digest_fd(fd, sha256, size, &e) != 0) {
+		snprintf(err, errlen, "%s: %s", path, err_msg(&e));
 		goto out;
 	}
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0) {
-			snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0) {
-			break;
-		}
-		if (mbedtls_sha256_update_ret(&sha, buf, (size_t)n) != 0) {
-			snprintf(err, errlen, "sha256 failed");
-			goto out;
-		}
-		total += (uint64_t)n;
-	}
-	if (mbedtls_sha256_finish_ret(&sha, digest) != 0) {
-		snprintf(err, errlen, "sha256 failed");
-		goto out;
-	}
-	hex_encode(digest, sizeof(digest), sha256);
-	*size = total;
 	rc = 0;
 out:
 	if (fd >= 0) {
 		close(fd);
 	}
-	mbedtls_sha256_free(&sha);
 	return rc;
 }
 

@@ -33,6 +33,7 @@
 #include <mbedtls/rsa.h>
 #include <mbedtls/x509_crt.h>
 
+#include "common/digest.h"
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -1211,8 +1212,11 @@ pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], char *err, 
 
 	mbedtls_x509_crt_init(&crt);
 	if (pki_load_crt(&crt, path, err, errlen) == 0) {
-		tls_sha256_hex(crt.raw.p, crt.raw.len, out);
-		rc = 0;
+		if (digest_buf(crt.raw.p, crt.raw.len, out) == 0) {
+			rc = 0;
+		} else {
+			pki_err(err, errlen, "%s: sha256 failed", path);
+		}
 	}
 	mbedtls_x509_crt_free(&crt);
 	return rc;

@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
-#include <mbedtls/sha256.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digest.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -24,7 +24,7 @@
 struct extract {
 	char staging[EXTRACT_MAX_PATH];
 	struct extract_limits lim;
-	mbedtls_sha256_context sha;
+	struct digest sha;
 	uint64_t fed;
 
 	pthread_t thread;
@@ -484,7 +484,7 @@ extract_thread(void *arg)
 static void
 extract_free(struct extract *x)
 {
-	mbedtls_sha256_free(&x->sha);
+	digest_free(&x->sha);
 	pthread_cond_destroy(&x->cv_data);
 	pthread_cond_destroy(&x->cv_space);
 	pthread_mutex_destroy(&x->mu);
@@ -529,14 +529,10 @@ extract_begin(const char *staging, const struct extract_limits *lim, struct extr
 	if (x->lim.max_entries == 0) {
 		x->lim.max_entries = EXTRACT_DEFAULT_MAX_ENTRIES;
 	}
-	mbedtls_sha256_init(&x->sha);
+	digest_init(&x->sha);
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv_data, NULL);
 	pthread_cond_init(&x->cv_space, NULL);
-	if (mbedtls_sha256_starts_ret(&x->sha, 0) != 0) {
-		snprintf(err, errlen, "sha256 init failed");
-		goto fail;
-	}
 	if (mkdir(staging, 0755) != 0) {
 		snprintf(err, errlen, "create %s: %s", staging, strerror(errno));
 		goto fail;
@@ -565,9 +561,7 @@ extract_feed(struct extract *x, const void *data, size_t len)
 	if (len == 0) {
 		return 0;
 	}
-	if (mbedtls_sha256_update_ret(&x->sha, p, len) != 0) {
-		return -1;
-	}
+	digest_update(&x->sha, p, len);
 	x->fed += len;
 	pthread_mutex_lock(&x->mu);
 	while (len > 0) {
@@ -612,7 +606,6 @@ enum extract_status
 extract_finish(struct extract *x, char sha256_hex[65], uint64_t *entries, uint64_t *unpacked,
     char *err, size_t errlen)
 {
-	unsigned char digest[32];
 	enum extract_status st;
 
 	pthread_mutex_lock(&x->mu);
@@ -622,11 +615,10 @@ extract_finish(struct extract *x, char sha256_hex[65], uint64_t *entries, uint64
 	pthread_join(x->thread, NULL);
 	st = x->status;
 	if (st == EXTRACT_OK) {
-		if (mbedtls_sha256_finish_ret(&x->sha, digest) != 0) {
+		if (digest_final(&x->sha, sha256_hex) != 0) {
 			st = EXTRACT_IO;
 			snprintf(err, errlen, "sha256 failed");
 		} else {
-			hex_encode(digest, sizeof(digest), sha256_hex);
 			if (entries != NULL) {
 				*entries = x->entries;
 			}

@@ -26,9 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
-
 #include "cJSON.h"
+#include "common/digest.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -37,11 +36,11 @@ struct part_sum {
 	char name[64];
 	char filename[128];
 	uint64_t bytes;
-	mbedtls_sha256_context sha;
+	struct digest sha;
 };
 
 struct upload_state {
-	mbedtls_sha256_context sha;
+	struct digest sha;
 	uint64_t bytes;
 	struct part_sum parts[8];
 	size_t nparts;
@@ -94,8 +93,7 @@ upload_begin(struct httpd_req *r, void *arg)
 		httpd_respond_error(r, 500, "out of memory");
 		return -1;
 	}
-	mbedtls_sha256_init(&st->sha);
-	mbedtls_sha256_starts_ret(&st->sha, 0);
+	digest_init(&st->sha);
 	httpd_req_set_data(r, st);
 	return 0;
 }
@@ -108,7 +106,7 @@ upload_data(struct httpd_req *r, const struct httpd_part *part, const char *data
 
 	(void)arg;
 	if (part == NULL) {
-		mbedtls_sha256_update_ret(&st->sha, (const unsigned char *)data, len);
+		digest_update(&st->sha, data, len);
 		st->bytes += len;
 		return 0;
 	}
@@ -125,21 +123,11 @@ upload_data(struct httpd_req *r, const struct httpd_part *part, const char *data
 		snprintf(ps->name, sizeof(ps->name), "%s", part->name);
 		snprintf(ps->filename, sizeof(ps->filename), "%s",
 		    part->filename != NULL ? part->filename : "");
-		mbedtls_sha256_init(&ps->sha);
-		mbedtls_sha256_starts_ret(&ps->sha, 0);
+		digest_init(&ps->sha);
 	}
-	mbedtls_sha256_update_ret(&ps->sha, (const unsigned char *)data, len);
+	digest_update(&ps->sha, data, len);
 	ps->bytes += len;
 	return 0;
-}
-
-static void
-digest_hex(mbedtls_sha256_context *sha, char out[65])
-{
-	unsigned char md[32];
-
-	mbedtls_sha256_finish_ret(sha, md);
-	hex_encode(md, sizeof(md), out);
 }
 
 static void
@@ -150,14 +138,20 @@ upload_end(struct httpd_req *r, void *arg)
 	cJSON *o = cJSON_CreateObject();
 
 	(void)arg;
-	digest_hex(&st->sha, hex);
+	if (digest_final(&st->sha, hex) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error(r, 500, "sha256 failed");
+		return;
+	}
 	cJSON_AddNumberToObject(o, "bytes", (double)st->bytes);
 	cJSON_AddStringToObject(o, "sha256", hex);
 	if (st->nparts > 0) {
 		cJSON *arr = cJSON_AddArrayToObject(o, "parts");
 		for (size_t i = 0; i < st->nparts; i++) {
 			cJSON *p = cJSON_CreateObject();
-			digest_hex(&st->parts[i].sha, hex);
+			if (digest_final(&st->parts[i].sha, hex) != 0) {
+				hex[0] = '\0';
+			}
 			cJSON_AddStringToObject(p, "name", st->parts[i].name);
 			cJSON_AddStringToObject(p, "filename", st->parts[i].filename);
 			cJSON_AddNumberToObject(p, "bytes", (double)st->parts[i].bytes);
@@ -178,9 +172,9 @@ upload_cleanup(struct httpd_req *r, void *arg, int completed)
 	if (st == NULL) {
 		return;
 	}
-	mbedtls_sha256_free(&st->sha);
+	digest_free(&st->sha);
 	for (size_t i = 0; i < st->nparts; i++) {
-		mbedtls_sha256_free(&st->parts[i].sha);
+		digest_free(&st->parts[i].sha);
 	}
 	free(st);
 	httpd_req_set_data(r, NULL);
