@@ -65,8 +65,10 @@ health_build(struct api *a, enum api_phase ph)
 	if (json_add_str(o, "status", api_phase_name(ph)) != 0 ||
 	    json_add_str(o, "role", "agent") != 0 || json_add_str(o, "version", a->version) != 0 ||
 	    (rel = json_add_object(o, "release")) == NULL ||
-	    json_add_str(rel, "sha", a->release.has_sha ? a->release.sha : NULL) != 0 ||
-	    json_add_str(rel, "sha256", a->release.has_sha256 ? a->release.sha256 : NULL) != 0 ||
+	    json_add_str(rel, "sha", (a->release.fields & RELEASE_R_SHA) != 0 ?
+	    a->release.sha : NULL) != 0 ||
+	    json_add_str(rel, "sha256", (a->release.fields & RELEASE_R_SHA256) != 0 ?
+	    a->release.sha256 : NULL) != 0 ||
 	    json_add_int(o, "pid", (long long)a->pid) != 0 ||
 	    json_add_str(o, "started_at", a->started_at) != 0 ||
 	    json_add_int(o, "uptime_s", up > 0 ? up : 0) != 0) {

@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "agent/inventory.h"
-#include "agent/release.h"
+#include "common/release.h"
 #include "common/httpd.h"
 
 enum api_phase {

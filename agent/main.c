@@ -17,10 +17,10 @@
 #include "agent/broken.h"
 #include "agent/notify.h"
 #include "agent/options.h"
-#include "agent/release.h"
 #include "agent/selftest.h"
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/release.h"
 #include "common/tls.h"
 
 #define PROG "tandem-agent"
@@ -39,25 +39,26 @@ open_log(const struct agent_config *cfg)
 static void
 read_release(struct release_info *rel)
 {
+	struct err e = ERR_INIT;
 	char dir[PATH_MAX];
-	char why[512];
 
 	memset(rel, 0, sizeof(*rel));
 	if (release_self_dir(dir, sizeof(dir)) != 0) {
 		log_warn("cannot find the release directory of this executable");
 		return;
 	}
-	switch (release_read(dir, rel, why, sizeof(why))) {
-	case 0:
-		log_info("release %s: sha %s, sha256 %s", dir, rel->has_sha ? rel->sha : "(none)",
-		    rel->has_sha256 ? rel->sha256 : "(none)");
-		break;
+	switch (release_record_read(dir, RELEASE_REC_LENIENT, rel, &e)) {
 	case 1:
+		log_info("release %s: sha %s, sha256 %s", dir,
+		    (rel->fields & RELEASE_R_SHA) != 0 ? rel->sha : "(none)",
+		    (rel->fields & RELEASE_R_SHA256) != 0 ? rel->sha256 : "(none)");
+		break;
+	case 0:
 		log_info("release %s: no %s (not installed by the updater)", dir,
-		    RELEASE_RECORD_NAME);
+		    RELEASE_RECORD_FILE);
 		break;
 	default:
-		log_warnx("release record unusable: %s", why);
+		log_warnx("release record unusable: %s", err_msg(&e));
 		break;
 	}
 }

@@ -16,12 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
-
-#include "cJSON.h"
+#include "common/digest.h"
 #include "common/fs.h"
-#include "common/json.h"
 #include "common/log.h"
+#include "common/release.h"
 
 #define RP_CHUNK (64 * 1024)
 #define RP_MAX_DEPTH 128
@@ -30,8 +28,6 @@
 #define RP_PEM_LABEL_MAX 64
 /* Printable bytes after the BEGIN line that make it a key, not a C string. */
 #define RP_PEM_BODY_MIN 16
-/* What the updater runs at most (updater/api.c API_MAX_PREFLIGHT_ARGS). */
-#define RP_PREFLIGHT_MAX 16
 
 enum rp_type { RP_DIR, RP_FILE, RP_LINK, RP_MANIFEST };
 
@@ -57,10 +53,10 @@ struct rp_ctx {
 	int has_manifest;       /* DIR/manifest.json is used */
 	char *manifest;         /* bytes to pack */
 	size_t manifest_len;
-	struct release_manifest info;
+	struct release_manifest info; /* of the manifest to pack */
 	/* output */
 	struct fs_atomic out;
-	mbedtls_sha256_context sha;
+	struct digest sha;
 	unsigned long long written;
 	unsigned char *buf;
 };
@@ -275,222 +271,6 @@ excluded(const struct rp_ctx *c, const char *rel)
 	return 0;
 }
 
-static int
-ident_valid(const char *s)
-{
-	size_t n;
-
-	if (s == NULL || !isalnum((unsigned char)s[0])) {
-		return 0;
-	}
-	for (n = 0; s[n] != '\0'; n++) {
-		unsigned char c = (unsigned char)s[n];
-		if (n >= RELEASE_VERSION_MAX || c >= 0x80 ||
-		    !(isalnum(c) || c == '.' || c == '_' || c == '+' || c == '~' || c == '-')) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-/* A relative path of non-empty components other than "." and "..". */
-static int
-safe_relpath(const char *p)
-{
-	size_t len = strlen(p);
-
-	if (len == 0 || len > 255 || p[0] == '/') {
-		return 0;
-	}
-	while (*p != '\0') {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-			return 0;
-		}
-		for (size_t i = 0; i < n; i++) {
-			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
-				return 0;
-			}
-		}
-		p += n;
-		if (*p == '/') {
-			p++;
-			if (*p == '\0') {
-				return 0;
-			}
-		}
-	}
-	return 1;
-}
-
-static int
-set_str(cJSON *obj, const char *key, const char *value)
-{
-	cJSON *item;
-
-	if (cJSON_GetObjectItemCaseSensitive(obj, key) == NULL) {
-		return json_add_str(obj, key, value);
-	}
-	item = cJSON_CreateString(value);
-	if (item == NULL) {
-		return -1;
-	}
-	if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item)) {
-		cJSON_Delete(item);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-copy_member(const cJSON *obj, const char *key, char *dst, size_t len)
-{
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-	dst[0] = '\0';
-	if (item == NULL) {
-		return 0;
-	}
-	return strlcpy_chk(dst, item->valuestring, len);
-}
-
-struct manifest_fields {
-	const char *name;
-	const char *version;
-	const char *entrypoint;
-	const char *updater_entrypoint;
-	const cJSON *preflight;
-};
-
-int
-release_manifest_prepare(const char *buf, size_t len, const char *version, int has_updater,
-    char **out, size_t *outlen, struct release_manifest *info, char *err, size_t errlen)
-{
-	static const struct json_field fields[] = {
-		JSON_F_STRREF("name", struct manifest_fields, name, JSON_REQUIRED, 1,
-		    RELEASE_NAME_MAX),
-		JSON_F_STRREF("version", struct manifest_fields, version, 0, 1,
-		    RELEASE_VERSION_MAX),
-		JSON_F_STRREF("entrypoint", struct manifest_fields, entrypoint, JSON_REQUIRED, 1,
-		    255),
-		JSON_F_STRREF("updater_entrypoint", struct manifest_fields, updater_entrypoint, 0,
-		    1, 255),
-		JSON_F_ARRAY("preflight", struct manifest_fields, preflight, 0),
-	};
-	struct manifest_fields m = { 0 };
-	struct release_manifest mi;
-	cJSON *root = NULL, *arr;
-	char jerr[256];
-	char *text = NULL;
-	int rc = -1;
-
-	if (version != NULL && !ident_valid(version)) {
-		rp_err(err, errlen, "invalid version '%.64s': use 1-%d of [A-Za-z0-9._+~-], starting "
-		    "with a letter or digit", version, RELEASE_VERSION_MAX);
-		goto out;
-	}
-	if (buf == NULL) {
-		root = cJSON_CreateObject();
-		if (root == NULL || json_add_str(root, "name", RELEASE_DEFAULT_NAME) != 0 ||
-		    json_add_str(root, "version", version != NULL ? version :
-		    RELEASE_DEFAULT_VERSION) != 0 ||
-		    json_add_str(root, "entrypoint", RELEASE_DEFAULT_ENTRYPOINT) != 0 ||
-		    (arr = json_add_array(root, "preflight")) == NULL ||
-		    json_array_add_str(arr, RELEASE_DEFAULT_ENTRYPOINT) != 0 ||
-		    json_array_add_str(arr, "--self-test") != 0 ||
-		    (has_updater && json_add_str(root, "updater_entrypoint",
-		    RELEASE_UPDATER_ENTRYPOINT) != 0)) {
-			rp_err(err, errlen, "out of memory");
-			goto out;
-		}
-	} else {
-		root = json_parse_object_ex(buf, len, RELEASE_MANIFEST_MAX, JSON_MAX_DEPTH, jerr,
-		    sizeof(jerr));
-		if (root == NULL) {
-			rp_err(err, errlen, "manifest.json: %s", jerr);
-			goto out;
-		}
-		if (json_read_fields(root, fields, ARRAY_LEN(fields), 1, &m, jerr,
-		    sizeof(jerr)) != 0) {
-			rp_err(err, errlen, "manifest.json: %s", jerr);
-			goto out;
-		}
-		if (!ident_valid(m.name)) {
-			rp_err(err, errlen, "manifest.json: key 'name': use 1-%d of [A-Za-z0-9._+~-]",
-			    RELEASE_NAME_MAX);
-			goto out;
-		}
-		if (m.version != NULL && !ident_valid(m.version)) {
-			rp_err(err, errlen, "manifest.json: key 'version': use 1-%d of "
-			    "[A-Za-z0-9._+~-]", RELEASE_VERSION_MAX);
-			goto out;
-		}
-		if (!safe_relpath(m.entrypoint)) {
-			rp_err(err, errlen, "manifest.json: key 'entrypoint': not a relative path "
-			    "inside the release");
-			goto out;
-		}
-		if (m.updater_entrypoint != NULL && !safe_relpath(m.updater_entrypoint)) {
-			rp_err(err, errlen, "manifest.json: key 'updater_entrypoint': not a relative "
-			    "path inside the release");
-			goto out;
-		}
-		if (m.preflight != NULL) {
-			int i = 0;
-			const cJSON *el;
-			cJSON_ArrayForEach(el, m.preflight) {
-				if (!cJSON_IsString(el) || i >= RP_PREFLIGHT_MAX ||
-				    (i == 0 && !safe_relpath(el->valuestring))) {
-					rp_err(err, errlen, "manifest.json: key 'preflight': an array "
-					    "of at most %d strings, the first a relative path inside "
-					    "the release", RP_PREFLIGHT_MAX);
-					goto out;
-				}
-				i++;
-			}
-			if (i == 0) {
-				rp_err(err, errlen, "manifest.json: key 'preflight': empty");
-				goto out;
-			}
-		}
-		if ((version != NULL || m.version == NULL) &&
-		    set_str(root, "version", version != NULL ? version :
-		    RELEASE_DEFAULT_VERSION) != 0) {
-			rp_err(err, errlen, "out of memory");
-			goto out;
-		}
-	}
-	mi.preflight[0] = '\0';
-	arr = cJSON_GetObjectItemCaseSensitive(root, "preflight");
-	if (arr != NULL && strlcpy_chk(mi.preflight, cJSON_GetArrayItem(arr, 0)->valuestring,
-	    sizeof(mi.preflight)) != 0) {
-		rp_err(err, errlen, "manifest.json: key 'preflight': first argument too long");
-		goto out;
-	}
-	if (copy_member(root, "name", mi.name, sizeof(mi.name)) != 0 ||
-	    copy_member(root, "version", mi.version, sizeof(mi.version)) != 0 ||
-	    copy_member(root, "entrypoint", mi.entrypoint, sizeof(mi.entrypoint)) != 0 ||
-	    copy_member(root, "updater_entrypoint", mi.updater_entrypoint,
-	    sizeof(mi.updater_entrypoint)) != 0) {
-		rp_err(err, errlen, "manifest.json: value too long");
-		goto out;
-	}
-	text = json_print_pretty(root);
-	if (text == NULL) {
-		rp_err(err, errlen, "out of memory");
-		goto out;
-	}
-	*outlen = strlen(text);
-	*out = text;
-	*info = mi;
-	text = NULL;
-	rc = 0;
-out:
-	free(text);
-	cJSON_Delete(root);
-	return rc;
-}
-
 static void
 entries_free(struct rp_ctx *c)
 {
@@ -612,7 +392,7 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 		rp_err(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (rel == NULL && strcmp(name, RELEASE_MANIFEST_NAME) == 0) {
+	if (rel == NULL && strcmp(name, RELEASE_MANIFEST_FILE) == 0) {
 		/* Read separately; the packed manifest is generated from it. */
 		if (!S_ISREG(st.st_mode)) {
 			rc = rp_problem(c, path, "not a regular file");
@@ -816,7 +596,7 @@ rp_check_links(struct rp_ctx *c)
 			r = rp_problem(c, e->path, "symlink leaves DIR (-> %s)", e->target);
 		} else if (rp_resolve(c, e->path, rel, sizeof(rel), &why) != 0) {
 			r = rp_problem(c, e->path, "%s (-> %s)", why, e->target);
-		} else if (rel[0] != '\0' && strcmp(rel, RELEASE_MANIFEST_NAME) != 0 &&
+		} else if (rel[0] != '\0' && strcmp(rel, RELEASE_MANIFEST_FILE) != 0 &&
 		    entry_find(c, rel) == NULL) {
 			r = rp_problem(c, e->path, "symlink to %s, which is excluded or refused", rel);
 		} else {
@@ -849,31 +629,59 @@ rp_check_exec(struct rp_ctx *c, const char *key, const char *rel)
 	return 0;
 }
 
+/* The manifest to pack: DIR's own (its version replaced when one is given), or the default. */
 static int
 rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
 {
-	char *buf = NULL, path[PATH_MAX], merr[512];
+	struct release_manifest *m = &c->info;
+	const char *version = c->o->version;
+	struct err e = ERR_INIT;
+	char *buf = NULL, path[PATH_MAX];
 	const struct rp_entry *u;
 	size_t len = 0;
-	int has_updater, n, rc = -1;
+	int n, rc = -1;
 
+	if (version != NULL && !release_ident_valid(version)) {
+		rp_err(err, errlen, "invalid version '%.64s': use 1-%d of [A-Za-z0-9._+~-], starting "
+		    "with a letter or digit", version, RELEASE_IDENT_MAX);
+		goto out;
+	}
+	memset(m, 0, sizeof(*m));
 	if (c->has_manifest) {
-		n = snprintf(path, sizeof(path), "%s/%s", c->root, RELEASE_MANIFEST_NAME);
+		n = snprintf(path, sizeof(path), "%s/%s", c->root, RELEASE_MANIFEST_FILE);
 		if (n < 0 || (size_t)n >= sizeof(path)) {
 			rp_err(err, errlen, "%s: path too long", c->root);
 			goto out;
 		}
-		if (fs_read_file(path, RELEASE_MANIFEST_MAX, &buf, &len) != 0) {
+		if (fs_read_file(path, RELEASE_FILE_MAX, &buf, &len) != 0) {
 			rp_err(err, errlen, "%s: %s", path, errno == EFBIG ?
 			    "larger than 64 KiB" : strerror(errno));
 			goto out;
 		}
+		if (release_manifest_parse(buf, len, RELEASE_MF_AGENT | RELEASE_MF_SOURCE, m,
+		    &e) != 0) {
+			rp_err(err, errlen, "%s", err_msg(&e));
+			goto out;
+		}
+	} else {
+		(void)!strlcpy_chk(m->name, RELEASE_DEFAULT_NAME, sizeof(m->name));
+		(void)!strlcpy_chk(m->entrypoint, RELEASE_DEFAULT_ENTRYPOINT, sizeof(m->entrypoint));
+		(void)!strlcpy_chk(m->preflight[0], RELEASE_DEFAULT_ENTRYPOINT,
+		    sizeof(m->preflight[0]));
+		(void)!strlcpy_chk(m->preflight[1], "--self-test", sizeof(m->preflight[1]));
+		m->npreflight = 2;
+		u = entry_find(c, RELEASE_DEFAULT_UPDATER_ENTRYPOINT);
+		if (u != NULL && u->type != RP_DIR) {
+			(void)!strlcpy_chk(m->updater_entrypoint, RELEASE_DEFAULT_UPDATER_ENTRYPOINT,
+			    sizeof(m->updater_entrypoint));
+		}
 	}
-	u = entry_find(c, RELEASE_UPDATER_ENTRYPOINT);
-	has_updater = u != NULL && u->type != RP_DIR;
-	if (release_manifest_prepare(buf, len, c->o->version, has_updater, &c->manifest,
-	    &c->manifest_len, &c->info, merr, sizeof(merr)) != 0) {
-		rp_err(err, errlen, "%s", merr);
+	if (version != NULL || m->version[0] == '\0') {
+		(void)!strlcpy_chk(m->version, version != NULL ? version : RELEASE_DEFAULT_VERSION,
+		    sizeof(m->version));
+	}
+	if (release_manifest_format(m, buf, len, &c->manifest, &c->manifest_len, &e) != 0) {
+		rp_err(err, errlen, "%s", err_msg(&e));
 		goto out;
 	}
 	rc = 0;
@@ -892,10 +700,7 @@ rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
 		archive_set_error(a, saved, "writing the tarball: %s", strerror(saved));
 		return -1;
 	}
-	if (mbedtls_sha256_update_ret(&c->sha, buf, len) != 0) {
-		archive_set_error(a, EIO, "sha256 failed");
-		return -1;
-	}
+	digest_update(&c->sha, buf, len);
 	c->written += len;
 	return (la_ssize_t)len;
 }
@@ -1032,7 +837,7 @@ out:
 static int
 rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
 {
-	char def[RELEASE_NAME_MAX + RELEASE_VERSION_MAX + 16], dir[PATH_MAX], real[PATH_MAX];
+	char def[2 * RELEASE_IDENT_MAX + 16], dir[PATH_MAX], real[PATH_MAX];
 	const char *out = c->o->output, *base;
 	size_t rl = strlen(c->root);
 	int n;
@@ -1082,7 +887,6 @@ rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, siz
 static int
 rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
 {
-	unsigned char digest[32];
 	struct archive *a = NULL;
 	int rc = -1;
 
@@ -1116,7 +920,7 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t er
 	if (c->nproblems > 0) {
 		goto out; /* key material found while streaming */
 	}
-	if (mbedtls_sha256_finish_ret(&c->sha, digest) != 0) {
+	if (digest_final(&c->sha, res->sha256) != 0) {
 		rp_err(err, errlen, "sha256 failed");
 		goto out;
 	}
@@ -1124,7 +928,6 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t er
 		rp_err(err, errlen, "%s: %s", res->path, strerror(errno));
 		goto out;
 	}
-	hex_encode(digest, sizeof(digest), res->sha256);
 	res->size = c->written;
 	res->entries = c->n;
 	rc = 0;
@@ -1147,7 +950,7 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	c.o = o;
 	c.rootfd = -1;
 	c.out = (struct fs_atomic)FS_ATOMIC_INIT;
-	mbedtls_sha256_init(&c.sha);
+	digest_init(&c.sha);
 
 	if (o->dir == NULL || realpath(o->dir, c.root) == NULL) {
 		rp_err(err, errlen, "%s: %s", o->dir == NULL ? "(null)" : o->dir,
@@ -1160,7 +963,7 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 		goto out;
 	}
 	c.buf = malloc(RP_CHUNK);
-	if (c.buf == NULL || mbedtls_sha256_starts_ret(&c.sha, 0) != 0) {
+	if (c.buf == NULL) {
 		rp_err(err, errlen, "out of memory");
 		goto out;
 	}
@@ -1180,8 +983,8 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	    rp_check_exec(&c, "entrypoint", c.info.entrypoint) != 0 ||
 	    (c.info.updater_entrypoint[0] != '\0' &&
 	    rp_check_exec(&c, "updater_entrypoint", c.info.updater_entrypoint) != 0) ||
-	    (c.info.preflight[0] != '\0' && strcmp(c.info.preflight, c.info.entrypoint) != 0 &&
-	    rp_check_exec(&c, "preflight command", c.info.preflight) != 0)) {
+	    (c.info.npreflight > 0 && strcmp(c.info.preflight[0], c.info.entrypoint) != 0 &&
+	    rp_check_exec(&c, "preflight command", c.info.preflight[0]) != 0)) {
 		rp_err(err, errlen, "out of memory");
 		goto out;
 	}
@@ -1194,7 +997,7 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 		goto out;
 	}
 	if (c.nproblems == 0) {
-		char *p = strdup(RELEASE_MANIFEST_NAME);
+		char *p = strdup(RELEASE_MANIFEST_FILE);
 		if (p == NULL || entry_add(&c, p, RP_MANIFEST, NULL, NULL) != 0) {
 			rp_err(err, errlen, "out of memory");
 			goto out;
@@ -1228,6 +1031,6 @@ out:
 	free(c.problems);
 	free(c.manifest);
 	free(c.buf);
-	mbedtls_sha256_free(&c.sha);
+	digest_free(&c.sha);
 	return rc;
 }

@@ -8,8 +8,10 @@
  * files, 0777 for symlinks), pax format (restricted: extended headers only
  * for long or non-ASCII names), gzip without a name or timestamp.
  *
- * The tarball carries manifest.json at its root: DIR's own manifest.json if
- * there is one (its "version" replaced when a version is given), otherwise
+ * The tarball carries manifest.json at its root, read and written by
+ * common/release (the one owner of that format): DIR's own manifest.json if
+ * there is one (a source manifest: "version" may be absent; it is replaced
+ * when a version is given; unknown keys are kept), otherwise
  * {"name":"tandem-agent","version":V,"entrypoint":"bin/tandem-agent",
  * "preflight":["bin/tandem-agent","--self-test"]} plus
  * "updater_entrypoint":"bin/tandem-updater" when DIR has that file.
@@ -44,16 +46,11 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "common/release.h"
 #include "common/util.h"
 
-#define RELEASE_MANIFEST_NAME "manifest.json"
-#define RELEASE_MANIFEST_MAX (64 * 1024)
-#define RELEASE_NAME_MAX 64
-#define RELEASE_VERSION_MAX 64
-#define RELEASE_DEFAULT_NAME "tandem-agent"
+/* The version packed when neither the tree's manifest nor the caller gives one. */
 #define RELEASE_DEFAULT_VERSION "unversioned"
-#define RELEASE_DEFAULT_ENTRYPOINT "bin/tandem-agent"
-#define RELEASE_UPDATER_ENTRYPOINT "bin/tandem-updater"
 
 struct release_pack_opts {
 	const char *dir;                /* the release tree */
@@ -67,8 +64,8 @@ struct release_pack_result {
 	char path[PATH_MAX];            /* absolute path of the tarball */
 	char sha256[65];                /* of the tarball, lowercase hex */
 	unsigned long long size;        /* bytes */
-	char name[RELEASE_NAME_MAX + 1];
-	char version[RELEASE_VERSION_MAX + 1];
+	char name[RELEASE_IDENT_MAX + 1];
+	char version[RELEASE_IDENT_MAX + 1];
 	size_t entries;                 /* archive members, manifest.json included */
 };
 
@@ -79,29 +76,5 @@ struct release_pack_result {
  */
 int release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
     char *err, size_t errlen) WUR;
-
-/* What release_manifest_prepare() found in a manifest. */
-struct release_manifest {
-	char name[RELEASE_NAME_MAX + 1];
-	char version[RELEASE_VERSION_MAX + 1];
-	char entrypoint[256];
-	char updater_entrypoint[256];   /* "" when absent */
-	char preflight[256];            /* first preflight argument, "" when absent */
-};
-
-/*
- * Check an existing manifest (BUF, LEN bytes: a strict JSON object with
- * string "name", "entrypoint", optional "version", "updater_entrypoint",
- * "preflight" (1..16 strings, the first a safe relative path), other keys
- * kept as they are) and produce the bytes to pack: *OUT (malloc'd, *OUTLEN
- * bytes, caller frees) with "version" set to VERSION when VERSION is not
- * NULL, or to RELEASE_DEFAULT_VERSION when the manifest has none. BUF NULL
- * builds the default manifest (HAS_UPDATER adds updater_entrypoint).
- * Names and versions are 1..64 bytes of [A-Za-z0-9._+~-] starting with a
- * letter or digit; entrypoints are relative paths without "." or ".."
- * components. Returns 0, or -1 with ERR.
- */
-int release_manifest_prepare(const char *buf, size_t len, const char *version, int has_updater,
-    char **out, size_t *outlen, struct release_manifest *info, char *err, size_t errlen) WUR;
 
 #endif

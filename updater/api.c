@@ -20,10 +20,10 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "common/proc.h"
+#include "common/release.h"
 #include "common/tls.h"
 #include "updater/extract.h"
 #include "updater/journal.h"
-#include "updater/manifest.h"
 #include "updater/probe.h"
 #include "updater/selfupdate.h"
 #include "updater/store.h"
@@ -288,14 +288,20 @@ api_caller(struct httpd_req *r)
 
 /* ---- manifest ---- */
 
-/* Read and check releases/SLOT/manifest.json (updater/manifest). */
+/* Read and check releases/SLOT/manifest.json (common/release). */
 static int
-api_read_manifest(struct api *a, const char *slot, struct manifest *m, char *err, size_t errlen)
+api_read_manifest(struct api *a, const char *slot, struct release_manifest *m, char *err,
+    size_t errlen)
 {
+	struct err e = ERR_INIT;
 	char dir[PATH_MAX];
 
 	api_fmt(dir, sizeof(dir), "%s/releases/%s", a->store.root, slot);
-	return manifest_read(dir, m, err, errlen);
+	if (release_manifest_read(dir, RELEASE_MF_AGENT, m, &e) != 0) {
+		api_fmt(err, errlen, "%s", err_msg(&e));
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -304,10 +310,11 @@ api_read_manifest(struct api *a, const char *slot, struct manifest *m, char *err
  * 127.0.0.1:0 appended: the check must not need the running agent's port.
  */
 static int
-api_preflight(struct api *a, const struct manifest *m, char *out, size_t outlen, char *err,
+api_preflight(struct api *a, const struct release_manifest *m, char *out, size_t outlen, char *err,
     size_t errlen)
 {
-	const char *argv[MANIFEST_MAX_ARGS + 6];
+	const char *argv[RELEASE_ARGS_MAX + 6];
+	struct err e = ERR_INIT;
 	char dir[PATH_MAX], prog[PATH_MAX], jerr[256], desc[96];
 	struct proc_spec spec;
 	size_t n = 0, outn = 0;
@@ -315,8 +322,8 @@ api_preflight(struct api *a, const struct manifest *m, char *out, size_t outlen,
 	const char *first = m->npreflight > 0 ? m->preflight[0] : m->entrypoint;
 
 	api_fmt(dir, sizeof(dir), "%s/releases/active.new", a->store.root);
-	if (manifest_check_exec(dir, first, jerr, sizeof(jerr)) != 0) {
-		api_fmt(err, errlen, "preflight: %s", jerr);
+	if (release_check_exec(dir, first, &e) != 0) {
+		api_fmt(err, errlen, "preflight: %s", err_msg(&e));
 		return -1;
 	}
 	api_fmt(prog, sizeof(prog), "%s/%s", dir, first);
@@ -358,7 +365,7 @@ api_preflight(struct api *a, const struct manifest *m, char *out, size_t outlen,
 static int
 api_agent_spec(struct api *a, char *err, size_t errlen)
 {
-	struct manifest m;
+	struct release_manifest m;
 	char prog[PATH_MAX];
 	const char *argv[4];
 	struct proc_spec spec;
@@ -660,7 +667,7 @@ upd_respond_release(struct api *a, struct httpd_req *r, const char *status, cons
 	cJSON *o = cJSON_CreateObject(), *rel = NULL;
 
 	if (store_release_read(&a->store, "active", &ri, err, sizeof(err)) == 1) {
-		rel = store_release_json(&ri, "active");
+		rel = release_record_json(&ri, "active");
 	}
 	if (o == NULL || json_add_str(o, "status", status) != 0 ||
 	    json_add_item(o, "release", rel) != 0 ||
@@ -805,7 +812,7 @@ upd_end(struct httpd_req *r, void *arg)
 	struct upd_req *u = httpd_req_data(r);
 	struct api_outcome oc;
 	struct release_info ri;
-	struct manifest m;
+	struct release_manifest m;
 	char err[512], digest[65], stamp[32];
 	char *out = NULL;
 	enum extract_status st;
@@ -1030,7 +1037,7 @@ api_releases_json(struct api *a)
 		if (store_release_read(&a->store, slots[i], &ri, err, sizeof(err)) != 1) {
 			continue;
 		}
-		o = store_release_json(&ri, slots[i]);
+		o = release_record_json(&ri, slots[i]);
 		if (o == NULL) {
 			cJSON_Delete(arr);
 			return NULL;
@@ -1177,7 +1184,7 @@ api_adopt(struct api *a)
 		JSON_F_STR("boot_id", struct agent_rec, boot_id, JSON_REQUIRED, 0),
 	};
 	struct agent_rec rec;
-	struct manifest m;
+	struct release_manifest m;
 	cJSON *o = NULL;
 	char p[PATH_MAX], exe[PATH_MAX], err[256];
 	char *buf = NULL;
@@ -1236,7 +1243,7 @@ api_seed(struct api *a, const char *seed, char *err, size_t errlen)
 	struct extract_limits lim;
 	struct extract *x = NULL;
 	struct release_info ri;
-	struct manifest m;
+	struct release_manifest m;
 	char buf[64 * 1024], digest[65], reason[600], e2[256];
 	char *out = NULL, *body = NULL;
 	enum extract_status st;

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "common/proc.h"
+#include "common/release.h"
 #include "common/tls.h"
 #include "updater/extract.h"
 #include "updater/store.h"
@@ -35,7 +36,6 @@
 #error "TANDEM_UPDATER_BROKEN must be 0..3"
 #endif
 
-#define SU_MANIFEST_MAX (64 * 1024)
 #define SU_RECORD_MAX 4096
 #define SU_PREFLIGHT_OUT (16 * 1024)
 #define SU_MAX_SHA_LABEL 255
@@ -244,12 +244,6 @@ struct selfupdate {
 	struct selfupdate_hooks hooks;
 	struct store store; /* the updater's tree */
 	atomic_int queued;
-};
-
-struct su_manifest {
-	char name[128];
-	char version[128];
-	char updater_entrypoint[256];
 };
 
 struct su_req {
@@ -498,73 +492,16 @@ su_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 	return 0;
 }
 
-/* DIR/REL must resolve to an executable regular file inside DIR. */
+/* The updater release in DIR: its manifest, with the updater program checked on disk. */
 static int
-su_check_exec(const char *dir, const char *rel, char *err, size_t errlen)
+su_read_manifest(const char *dir, struct release_manifest *m, char *err, size_t errlen)
 {
-	char p[PATH_MAX], real[PATH_MAX], realdir[PATH_MAX];
-	struct stat st;
-	size_t n;
+	struct err e = ERR_INIT;
 
-	if (rel[0] == '\0' || rel[0] == '/' || strstr(rel, "..") != NULL) {
-		su_fmt(err, errlen, "'%s' is not a relative path inside the release", rel);
+	if (release_manifest_read(dir, RELEASE_MF_UPDATER, m, &e) != 0) {
+		su_fmt(err, errlen, "%s", err_msg(&e));
 		return -1;
 	}
-	su_fmt(p, sizeof(p), "%s/%s", dir, rel);
-	if (realpath(dir, realdir) == NULL || realpath(p, real) == NULL) {
-		su_fmt(err, errlen, "'%s' is missing from the release", rel);
-		return -1;
-	}
-	n = strlen(realdir);
-	if (strncmp(real, realdir, n) != 0 || real[n] != '/') {
-		su_fmt(err, errlen, "'%s' resolves outside the release", rel);
-		return -1;
-	}
-	if (stat(real, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0100) == 0) {
-		su_fmt(err, errlen, "'%s' is not an executable file", rel);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-su_read_manifest(const char *dir, struct su_manifest *m, char *err, size_t errlen)
-{
-	static const struct json_field fields[] = {
-		JSON_F_STR("name", struct su_manifest, name, JSON_REQUIRED, 1),
-		JSON_F_STR("version", struct su_manifest, version, JSON_REQUIRED, 1),
-		JSON_F_STR("updater_entrypoint", struct su_manifest, updater_entrypoint, 0, 0),
-	};
-	char p[PATH_MAX], jerr[256];
-	char *buf = NULL;
-	size_t len = 0;
-	cJSON *o;
-	struct su_manifest tmp;
-
-	su_fmt(p, sizeof(p), "%s/manifest.json", dir);
-	if (fs_read_file(p, SU_MANIFEST_MAX, &buf, &len) != 0) {
-		su_fmt(err, errlen, "release has no readable manifest.json: %s", strerror(errno));
-		return -1;
-	}
-	memset(&tmp, 0, sizeof(tmp));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
-	free(buf);
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 1, &tmp, jerr, sizeof(jerr)) != 0) {
-		su_fmt(err, errlen, "manifest.json: %s", jerr);
-		cJSON_Delete(o);
-		return -1;
-	}
-	cJSON_Delete(o);
-	if (tmp.updater_entrypoint[0] == '\0') {
-		su_fmt(err, errlen, "manifest.json has no updater_entrypoint: not an updater release");
-		return -1;
-	}
-	if (su_check_exec(dir, tmp.updater_entrypoint, jerr, sizeof(jerr)) != 0) {
-		su_fmt(err, errlen, "updater_entrypoint: %s", jerr);
-		return -1;
-	}
-	*m = tmp;
 	return 0;
 }
 
@@ -572,7 +509,7 @@ int
 selfupdate_read_entrypoint(const char *dir, char *entry, size_t entrylen, char *version,
     size_t versionlen, char *err, size_t errlen)
 {
-	struct su_manifest m;
+	struct release_manifest m;
 
 	if (su_read_manifest(dir, &m, err, errlen) != 0) {
 		return -1;
@@ -584,7 +521,7 @@ selfupdate_read_entrypoint(const char *dir, char *entry, size_t entrylen, char *
 
 /* The staged updater's --self-test with the running configuration. */
 static int
-su_preflight(struct selfupdate *su, const char *dir, const struct su_manifest *m, char *out,
+su_preflight(struct selfupdate *su, const char *dir, const struct release_manifest *m, char *out,
     size_t outlen, char *err, size_t errlen)
 {
 	char prog[PATH_MAX], jerr[256], desc[96];
@@ -620,7 +557,7 @@ su_preflight(struct selfupdate *su, const char *dir, const struct su_manifest *m
 static void
 su_respond_queued(struct httpd_req *r, const struct release_info *ri)
 {
-	cJSON *o = cJSON_CreateObject(), *rel = store_release_json(ri, "active");
+	cJSON *o = cJSON_CreateObject(), *rel = release_record_json(ri, "active");
 
 	if (o == NULL || json_add_str(o, "status", "self_update_queued") != 0 ||
 	    json_add_str(o, "id", ri->id) != 0 ||
@@ -640,7 +577,7 @@ su_end(struct httpd_req *r, void *arg)
 {
 	struct selfupdate *su = arg;
 	struct su_req *q = httpd_req_data(r);
-	struct su_manifest m;
+	struct release_manifest m;
 	struct release_info ri;
 	struct selfupdate_handover h;
 	char err[512], digest[65], dir[PATH_MAX];
@@ -804,7 +741,7 @@ selfupdate_health_json(struct selfupdate *su, cJSON *obj)
 		return -1;
 	}
 	if (store_release_read(&su->store, "active", &ri, err, sizeof(err)) == 1) {
-		if (json_add_item(u, "release", store_release_json(&ri, "active")) != 0) {
+		if (json_add_item(u, "release", release_record_json(&ri, "active")) != 0) {
 			return -1;
 		}
 	} else if (json_add_item(u, "release", cJSON_CreateNull()) != 0) {

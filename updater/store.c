@@ -16,8 +16,6 @@
 #include "common/log.h"
 #include "common/testhook.h"
 
-#define STORE_RELEASE_FILE "release.json"
-#define STORE_RELEASE_MAX (64 * 1024)
 #define STORE_CURRENT_TARGET "releases/active"
 
 static int store_err(char *err, size_t errlen, const char *fmt, ...)
@@ -117,21 +115,9 @@ int
 store_release_read(const struct store *s, const char *slot, struct release_info *ri, char *err,
     size_t errlen)
 {
-	static const struct json_field fields[] = {
-		JSON_F_STR("id", struct release_info, id, JSON_REQUIRED, 1),
-		JSON_F_STR("sha", struct release_info, sha, JSON_REQUIRED, 0),
-		JSON_F_STR("sha256", struct release_info, sha256, JSON_REQUIRED, 64),
-		JSON_F_STR("version", struct release_info, version, JSON_REQUIRED, 0),
-		JSON_F_STR("name", struct release_info, name, JSON_REQUIRED, 0),
-		JSON_F_STR("installed_at", struct release_info, installed_at, JSON_REQUIRED, 0),
-		JSON_F_STR("installed_by", struct release_info, installed_by, JSON_REQUIRED, 0),
-	};
-	char p[PATH_MAX], jerr[256];
-	char *buf = NULL;
-	size_t len = 0;
-	cJSON *o = NULL;
-	struct release_info tmp;
-	int ex, rc = -1;
+	struct err e = ERR_INIT;
+	char p[PATH_MAX];
+	int ex, r;
 
 	ex = slot_exists(s, slot);
 	if (ex <= 0) {
@@ -140,79 +126,36 @@ store_release_read(const struct store *s, const char *slot, struct release_info 
 		}
 		return ex;
 	}
-	if (snprintf(p, sizeof(p), "%s/releases/%s/%s", s->root, slot, STORE_RELEASE_FILE) >=
-	    (int)sizeof(p)) {
-		snprintf(err, errlen, "path too long");
+	if (slot_path(s, slot, p, sizeof(p)) != 0) {
+		return store_err(err, errlen, "releases/%s", slot);
+	}
+	r = release_record_read(p, 0, ri, &e);
+	if (r == 0) {
+		snprintf(err, errlen, "releases/%s/%s is missing", slot, RELEASE_RECORD_FILE);
 		return -1;
 	}
-	if (fs_read_file(p, STORE_RELEASE_MAX, &buf, &len) != 0) {
-		return store_err(err, errlen, "read releases/%s/%s", slot, STORE_RELEASE_FILE);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", err_msg(&e));
+		return -1;
 	}
-	memset(&tmp, 0, sizeof(tmp));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 1, &tmp, jerr, sizeof(jerr)) != 0) {
-		snprintf(err, errlen, "releases/%s/%s: %s", slot, STORE_RELEASE_FILE, jerr);
-		goto out;
-	}
-	*ri = tmp;
-	rc = 1;
-out:
-	cJSON_Delete(o);
-	free(buf);
-	return rc;
-}
-
-cJSON *
-store_release_json(const struct release_info *ri, const char *slot)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	if (o == NULL) {
-		return NULL;
-	}
-	if ((slot != NULL && json_add_str(o, "slot", slot) != 0) ||
-	    json_add_str(o, "id", ri->id) != 0 || json_add_str(o, "sha", ri->sha) != 0 ||
-	    json_add_str(o, "sha256", ri->sha256) != 0 ||
-	    json_add_str(o, "version", ri->version) != 0 ||
-	    json_add_str(o, "name", ri->name) != 0 ||
-	    json_add_str(o, "installed_at", ri->installed_at) != 0 ||
-	    json_add_str(o, "installed_by", ri->installed_by) != 0) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return 1;
 }
 
 int
 store_release_write(const struct store *s, const char *slot, const struct release_info *ri)
 {
+	struct err e = ERR_INIT;
 	char p[PATH_MAX];
-	cJSON *o = store_release_json(ri, NULL);
-	char *text = NULL;
-	int rc = -1, e;
 
-	if (o == NULL) {
-		errno = ENOMEM;
+	if (slot_path(s, slot, p, sizeof(p)) != 0) {
 		return -1;
 	}
-	if (snprintf(p, sizeof(p), "%s/releases/%s/%s", s->root, slot, STORE_RELEASE_FILE) >=
-	    (int)sizeof(p)) {
-		errno = ENAMETOOLONG;
-		goto out;
+	if (release_record_write(p, ri, &e) != 0) {
+		/* The store's callers still read errno (ENOSPC decides a 507). */
+		errno = e.sys_errno != 0 ? e.sys_errno : ENOMEM;
+		return -1;
 	}
-	text = json_print_pretty(o);
-	if (text == NULL) {
-		errno = ENOMEM;
-		goto out;
-	}
-	rc = fs_write_atomic(p, text, strlen(text), 0644);
-out:
-	e = errno;
-	free(text);
-	cJSON_Delete(o);
-	errno = e;
-	return rc;
+	return 0;
 }
 
 /* The install id in SLOT: 1 with ID set, 0 no slot, 2 slot without a valid record. */

@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "cJSON.h"
+#include "common/release.h"
 #include "common/util.h"
 #include "updater/journal.h"
 
@@ -41,16 +42,8 @@ struct store {
 	unsigned failed_keep;    /* quarantined releases kept */
 };
 
-/* release.json of an installed release. */
-struct release_info {
-	char id[JOURNAL_ID_LEN];  /* install id */
-	char sha[256];            /* free-text label from the push */
-	char sha256[65];          /* digest of the tarball */
-	char version[128];        /* from the manifest */
-	char name[128];           /* from the manifest */
-	char installed_at[32];    /* ISO-8601 UTC */
-	char installed_by[65];    /* installer's certificate fingerprint */
-};
+/* A slot's release.json is a struct release_info of common/release. */
+_Static_assert(RELEASE_ID_SIZE == JOURNAL_ID_LEN, "a release id is an operation id");
 
 /*
  * Use ROOT (absolute path, created 0755 if missing) with its releases/,
@@ -70,9 +63,6 @@ int store_release_read(const struct store *s, const char *slot, struct release_i
 /* Write RI as SLOT/release.json atomically. 0 or -1 (errno). */
 int store_release_write(const struct store *s, const char *slot, const struct release_info *ri)
     WUR;
-
-/* RI as the wire API's Release object, with "slot": SLOT (NULL: omitted). */
-cJSON *store_release_json(const struct release_info *ri, const char *slot) WUR;
 
 /*
  * Finish or undo an interrupted operation (per the journal), remove any

@@ -1,81 +1,76 @@
 /*
- * Fuzz the release manifest reader of master/release_pack
- * (release_manifest_prepare): the first byte picks a --version override and
- * whether bin/tandem-updater exists, the rest is manifest.json. Whatever it
- * accepts must re-parse strictly, carry the override, name safe paths, and
- * be a fixed point (preparing the output again gives the same bytes).
+ * Fuzz common/release's manifest.json parser and writer, the one reader the
+ * updater (pushed tarballs) and the packer (a tree's source manifest) share.
+ * The first byte picks the reader's flags (RELEASE_MF_*), the rest is the
+ * file. Whatever is accepted must satisfy what the readers rely on (safe
+ * relative programs, valid name and version, bounded arguments), and the
+ * writer must turn it into bytes that parse back to the same manifest and
+ * are a fixed point (writing them again gives the same bytes).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cJSON.h"
-#include "common/json.h"
-#include "master/release_pack.h"
+#include "common/release.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* No empty, "." or ".." component, not absolute. */
-static int
-path_ok(const char *p)
+static void
+check(const struct release_manifest *m, unsigned flags)
 {
-	if (*p == '\0' || *p == '/') {
-		return 0;
+	if (!release_ident_valid(m->name) ||
+	    (m->version[0] == '\0' ? (flags & RELEASE_MF_SOURCE) == 0 :
+	    !release_ident_valid(m->version)) ||
+	    (m->entrypoint[0] == '\0' && m->updater_entrypoint[0] == '\0') ||
+	    (m->entrypoint[0] != '\0' && !release_safe_relpath(m->entrypoint)) ||
+	    (m->updater_entrypoint[0] != '\0' && !release_safe_relpath(m->updater_entrypoint)) ||
+	    ((flags & RELEASE_MF_AGENT) != 0 && m->entrypoint[0] == '\0') ||
+	    ((flags & RELEASE_MF_UPDATER) != 0 && m->updater_entrypoint[0] == '\0') ||
+	    m->npreflight > RELEASE_ARGS_MAX ||
+	    (m->npreflight > 0 && !release_safe_relpath(m->preflight[0]))) {
+		__builtin_trap();
 	}
-	while (*p != '\0') {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-			return 0;
-		}
-		p += n;
-		if (*p == '/') {
-			p++;
-			if (*p == '\0') {
-				return 0;
-			}
+	for (size_t i = 0; i < m->npreflight; i++) {
+		if (strlen(m->preflight[i]) > RELEASE_ARG_MAX) {
+			__builtin_trap();
 		}
 	}
-	return 1;
 }
-
-static const char *const versions[] = { NULL, "1.0", "2.0.0-rc1+build.7", "x" };
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct release_manifest info, again_info;
-	char err[256], jerr[128];
+	static struct release_manifest m, back;
+	struct err e = ERR_INIT;
 	char *out = NULL, *again = NULL;
 	size_t outlen = 0, againlen = 0;
-	const char *version;
-	int has_updater;
-	cJSON *tree;
+	unsigned flags;
 
 	if (size < 1) {
 		return 0;
 	}
-	version = versions[data[0] & 3];
-	has_updater = (data[0] >> 2) & 1;
-	if (release_manifest_prepare((const char *)data + 1, size - 1, version, has_updater, &out,
-	    &outlen, &info, err, sizeof(err)) != 0) {
-		if (out != NULL || err[0] == '\0') {
-			abort();
+	flags = data[0] & (RELEASE_MF_AGENT | RELEASE_MF_UPDATER | RELEASE_MF_SOURCE);
+	if (release_manifest_parse((const char *)data + 1, size - 1, flags, &m, &e) != 0) {
+		if (!err_failed(&e) || e.kind != ERR_FORMAT) {
+			__builtin_trap();
 		}
 		return 0;
 	}
-	tree = json_parse_object(out, outlen, jerr, sizeof(jerr));
-	if (tree == NULL || info.name[0] == '\0' || info.version[0] == '\0' ||
-	    !path_ok(info.entrypoint) ||
-	    (info.updater_entrypoint[0] != '\0' && !path_ok(info.updater_entrypoint)) ||
-	    (info.preflight[0] != '\0' && !path_ok(info.preflight)) ||
-	    (version != NULL && strcmp(info.version, version) != 0)) {
-		abort();
+	check(&m, flags);
+	if (m.version[0] == '\0') {
+		memcpy(m.version, "1", 2);
 	}
-	cJSON_Delete(tree);
-	if (release_manifest_prepare(out, outlen, NULL, has_updater, &again, &againlen,
-	    &again_info, err, sizeof(err)) != 0 || againlen != outlen ||
-	    memcmp(again, out, outlen) != 0 || strcmp(again_info.version, info.version) != 0) {
-		abort();
+	if (release_manifest_format(&m, (const char *)data + 1, size - 1, &out, &outlen, &e) != 0) {
+		__builtin_trap();
+	}
+	memset(&back, 0, sizeof(back));
+	if (release_manifest_parse(out, outlen, flags & ~RELEASE_MF_SOURCE, &back, &e) != 0 ||
+	    memcmp(&back, &m, sizeof(m)) != 0) {
+		__builtin_trap();
+	}
+	if (release_manifest_format(&back, out, outlen, &again, &againlen, &e) != 0 ||
+	    againlen != outlen || memcmp(again, out, outlen) != 0) {
+		__builtin_trap();
 	}
 	free(again);
 	free(out);

@@ -59,7 +59,7 @@ setup(void **state)
 	assert_int_equal(fs_write_atomic(path, bid, strlen(bid), 0644), 0);
 
 	memset(&rel, 0, sizeof(rel));
-	rel.has_sha = 1;
+	rel.fields = RELEASE_R_SHA;
 	snprintf(rel.sha, sizeof(rel.sha), "label-1");
 	snprintf(f->osr_path, sizeof(f->osr_path), "%s/os-release", f->dir);
 	snprintf(f->bid_path, sizeof(f->bid_path), "%s/boot_id", f->dir);

@@ -521,53 +521,6 @@ test_manifest(void **state)
 }
 
 static void
-test_manifest_prepare(void **state)
-{
-	struct release_manifest info;
-	char err[256], *out = NULL;
-	size_t len = 0;
-	static const char good[] = "{\"name\":\"a\",\"entrypoint\":\"bin/a\"}";
-
-	(void)state;
-	assert_int_equal(release_manifest_prepare(NULL, 0, "7", 0, &out, &len, &info, err,
-	    sizeof(err)), 0);
-	assert_string_equal(info.version, "7");
-	assert_string_equal(info.entrypoint, RELEASE_DEFAULT_ENTRYPOINT);
-	assert_string_equal(info.updater_entrypoint, "");
-	assert_int_equal(strlen(out), len);
-	free(out);
-	out = NULL;
-	assert_int_equal(release_manifest_prepare(good, sizeof(good) - 1, NULL, 0, &out, &len,
-	    &info, err, sizeof(err)), 0);
-	assert_string_equal(info.name, "a");
-	assert_string_equal(info.version, RELEASE_DEFAULT_VERSION);
-	assert_string_equal(info.entrypoint, "bin/a");
-	free(out);
-	out = NULL;
-	/* Trailing bytes, NUL inside, unsafe paths. */
-	static const char trailing[] = "{\"name\":\"a\",\"entrypoint\":\"bin/a\"} x";
-	assert_int_equal(release_manifest_prepare(trailing, sizeof(trailing) - 1, NULL, 0, &out,
-	    &len, &info, err, sizeof(err)), -1);
-	static const char nul[] = "{\"name\":\"a\",\"entrypoint\":\"bin/a\"}\0";
-	assert_int_equal(release_manifest_prepare(nul, sizeof(nul), NULL, 0, &out, &len, &info,
-	    err, sizeof(err)), -1);
-	static const char *const paths[] = { "bin//a", "bin/./a", "bin/a/", ".", "a\tb", "" };
-	for (size_t i = 0; i < ARRAY_LEN(paths); i++) {
-		char buf[256];
-		int n = snprintf(buf, sizeof(buf), "{\"name\":\"a\",\"entrypoint\":\"%s\"}",
-		    paths[i]);
-		assert_int_equal(release_manifest_prepare(buf, (size_t)n, NULL, 0, &out, &len,
-		    &info, err, sizeof(err)), -1);
-	}
-	static const char upd[] = "{\"name\":\"a\",\"entrypoint\":\"bin/a\","
-	    "\"updater_entrypoint\":\"../u\"}";
-	assert_int_equal(release_manifest_prepare(upd, sizeof(upd) - 1, NULL, 0, &out, &len,
-	    &info, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "updater_entrypoint"));
-	assert_null(out);
-}
-
-static void
 test_secrets_refused(void **state)
 {
 	struct fx *f = *state;
@@ -865,7 +818,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manifest, setup, teardown),
-		cmocka_unit_test(test_manifest_prepare),
 		cmocka_unit_test_setup_teardown(test_secrets_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_special_files_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),

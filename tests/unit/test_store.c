@@ -496,7 +496,7 @@ test_release_record(void **state)
 	assert_int_equal(store_release_read(&st, "active", &ri, err, sizeof(err)), 1);
 	assert_string_equal(ri.id, "X1");
 	assert_string_equal(ri.version, "v-X1");
-	o = store_release_json(&ri, "active");
+	o = release_record_json(&ri, "active");
 	assert_non_null(o);
 	assert_string_equal(cJSON_GetObjectItem(o, "slot")->valuestring, "active");
 	assert_string_equal(cJSON_GetObjectItem(o, "sha")->valuestring, "label-X1");
