@@ -165,7 +165,10 @@ err_prefix(struct err *e, const char *fmt, ...)
 	if (e->kind == ERR_OK) {
 		e->kind = ERR_INTERNAL;
 		e->sys_errno = 0;
-		(void)snprintf(e->msg, sizeof(e->msg), "%s: unknown error", prefix);
+		/* A long prefix cuts the message: that is fine, it is still one. */
+		if (snprintf(e->msg, sizeof(e->msg), "%s: unknown error", prefix) < 0) {
+			e->msg[0] = '\0';
+		}
 	} else {
 		/* "PREFIX: OLD", cut at the end like every message. */
 		size_t plen = strnlen(prefix, sizeof(e->msg) - 1);
