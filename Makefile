@@ -274,8 +274,10 @@ demo: deps
 # VERSION stamped in and, for a test kind, -DTANDEM_AGENT_BROKEN=N (see
 # agent/broken.h) into $(BUILD)/release-KIND-VERSION/ (the updater into
 # $(BUILD)/release-updater-VERSION/), never touching the
-# normal binaries; packs manifest.json and bin/ into a deterministic gzip tar
-# (sorted, owner 0/0, mtime 0) and prints "SHA256  FILE".
+# normal binaries; packs bin/ with `tandem release pack` (the one packer and
+# manifest writer: deterministic gzip tar, sorted, owner 0/0, mtime 0, the
+# default manifest with updater_entrypoint when bin/tandem-updater is there)
+# and prints "SHA256  FILE" (FILE absolute).
 RELEASE_KIND ?= good
 release_kind_good := 0
 release_kind_exit-at-once := 1
@@ -339,19 +341,11 @@ $(RELEASE_STAGE)/bin/tandem-updater: $(UPDATER_SRCS:%.c=$(RELEASE_UPD_TREE)/obj/
 	strip --strip-debug $@
 
 .PHONY: release
-release: $(RELEASE_BINS)
+release: $(RELEASE_BINS) $(BUILD)/tandem
 	@set -e; t=$(RELEASE_STAGE); out='$(RELEASE_OUT)'; \
-	{ printf '{"name":"tandem-agent","version":"%s","entrypoint":"bin/tandem-agent",' '$(VERSION)'; \
-	  printf '"preflight":["bin/tandem-agent","--self-test"]'; \
-	  if [ -e $$t/bin/tandem-updater ]; then printf ',"updater_entrypoint":"bin/tandem-updater"'; fi; \
-	  printf '}\n'; } > $$t/manifest.json; \
-	chmod 0755 $$t $$t/bin $$t/bin/*; chmod 0644 $$t/manifest.json; \
+	rm -f $$t/manifest.json; \
 	mkdir -p "$$(dirname "$$out")"; \
-	tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
-		-C $$t -cf "$$out.tmp.tar" bin manifest.json; \
-	gzip -n -9 -c "$$out.tmp.tar" > "$$out.tmp"; rm -f "$$out.tmp.tar"; \
-	mv -f "$$out.tmp" "$$out"; \
-	sha256sum "$$out"
+	$(BUILD)/tandem release pack $$t --version '$(VERSION)' --output "$$out"
 
 -include $(shell find $(RELEASE_TREE)/obj $(RELEASE_UPD_TREE)/obj -name '*.d' 2>/dev/null)
 
