@@ -38,6 +38,12 @@ static const struct {
 	{ ERR_CONFIG, "config", 500, 2 },
 	{ ERR_USAGE, "usage", 400, 2 },
 	{ ERR_CANCELED, "canceled", 503, 1 },
+	{ ERR_SIGNATURE, "signature_invalid", 422, 1 },
+	{ ERR_UNKNOWN_KEY, "unknown_key", 422, 1 },
+	{ ERR_STATEMENT, "statement_mismatch", 422, 1 },
+	{ ERR_EXPIRED, "expired", 422, 1 },
+	{ ERR_FLOOR, "below_security_floor", 409, 1 },
+	{ ERR_KEYRING, "keyring_invalid", 503, 1 },
 };
 
 _Static_assert(ARRAY_LEN(err_table) == ERR_KIND_COUNT, "one err_table row per err_kind");

@@ -51,6 +51,12 @@ enum err_kind {
 	ERR_CONFIG,       /* a configuration file or option is invalid (exit 2) */
 	ERR_USAGE,        /* a command line is invalid (exit 2) */
 	ERR_CANCELED,     /* stopped on request (shutdown) (503) */
+	ERR_SIGNATURE,    /* a release signature is malformed, bad or too few are valid (422) */
+	ERR_UNKNOWN_KEY,  /* no signature is by a key the host's keyring lists (422) */
+	ERR_STATEMENT,    /* a valid signed statement does not describe this release or host (422) */
+	ERR_EXPIRED,      /* the signed statement is past its expires_at (422) */
+	ERR_FLOOR,        /* the release is below the host's security floor (409) */
+	ERR_KEYRING,      /* the host's keyring is unusable: every install is refused (503) */
 	ERR_KIND_COUNT
 };
 

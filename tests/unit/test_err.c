@@ -129,6 +129,20 @@ test_table_round_trip(void **state)
 	assert_int_equal(err_http_status(ERR_NOT_FOUND), 404);
 	assert_int_equal(err_http_status(ERR_CONFLICT), 409);
 	assert_int_equal(err_http_status(ERR_BAD_REQUEST), 400);
+	/* Signed releases: 422 for what the signature says, 409 for the floor. */
+	assert_string_equal(err_kind_name(ERR_SIGNATURE), "signature_invalid");
+	assert_int_equal(err_http_status(ERR_SIGNATURE), 422);
+	assert_string_equal(err_kind_name(ERR_UNKNOWN_KEY), "unknown_key");
+	assert_int_equal(err_http_status(ERR_UNKNOWN_KEY), 422);
+	assert_string_equal(err_kind_name(ERR_STATEMENT), "statement_mismatch");
+	assert_int_equal(err_http_status(ERR_STATEMENT), 422);
+	assert_string_equal(err_kind_name(ERR_EXPIRED), "expired");
+	assert_int_equal(err_http_status(ERR_EXPIRED), 422);
+	assert_string_equal(err_kind_name(ERR_FLOOR), "below_security_floor");
+	assert_int_equal(err_http_status(ERR_FLOOR), 409);
+	assert_string_equal(err_kind_name(ERR_KEYRING), "keyring_invalid");
+	assert_int_equal(err_http_status(ERR_KEYRING), 503);
+	assert_int_equal(err_exit_code(ERR_FLOOR), 1);
 	assert_int_equal(err_exit_code(ERR_OK), 0);
 	assert_int_equal(err_exit_code(ERR_USAGE), 2);
 	assert_int_equal(err_exit_code(ERR_IO), 1);
