@@ -20,7 +20,9 @@
 #include "common/util.h"
 #include "master/cli.h"
 #include "master/registry.h"
+#include "master/keystore.h"
 #include "master/release_pack.h"
+#include "master/release_sign.h"
 #include "master/swarm_enroll.h"
 #include "master/swarm_push.h"
 #include "master/swarm_result.h"
@@ -577,7 +579,44 @@ struct prepared {
 	struct swarm_release_file rf;
 	char path[PATH_MAX];
 	char tmpdir[PATH_MAX - 32]; /* "" unless we packed */
+	char *tsig;                 /* FILE.tsig, NULL when the release is unsigned */
+	struct sign_keyring keyring; /* the master's, empty when it has none */
 };
+
+/*
+ * The signature next to the release FILE (sent along) and the master's
+ * keyring (for the dry run's verdicts). Returns 0 or -1 after logging.
+ */
+static int
+prepare_signature(const char *home, struct prepared *p)
+{
+	struct err e = ERR_INIT;
+	char tpath[PATH_MAX];
+	size_t len = 0;
+	int have;
+
+	if (release_sign_tsig_path(p->path, tpath, sizeof(tpath)) != 0) {
+		log_warnx("--release path too long");
+		return -1;
+	}
+	have = release_sign_read_tsig(tpath, &p->tsig, &len, &e);
+	if (have < 0) {
+		log_warnx("%s", err_msg(&e));
+		return -1;
+	}
+	if (have > 0 && strlen(p->tsig) != len) {
+		log_warnx("%s holds a NUL byte: not a signature file", tpath);
+		return -1;
+	}
+	p->rf.tsig = p->tsig;
+	p->rf.tsig_len = len;
+	if (keystore_current(home, &p->keyring, &e) < 0) {
+		log_warnx("%s", err_msg(&e));
+		return -1;
+	}
+	p->rf.keyring = &p->keyring;
+	return 0;
+}
 
 static int
 prepare_release(const char *arg, struct prepared *p)
@@ -590,6 +629,7 @@ prepare_release(const char *arg, struct prepared *p)
 	int rc = -1;
 
 	memset(p, 0, sizeof(*p));
+	sign_keyring_init(&p->keyring);
 	p->rf.path = p->path;
 	if (stat(arg, &st) != 0) {
 		log_warn("--release %s", arg);
@@ -648,6 +688,9 @@ out:
 static void
 prepared_cleanup(struct prepared *p)
 {
+	free(p->tsig);
+	p->tsig = NULL;
+	sign_keyring_free(&p->keyring);
 	if (p->tmpdir[0] != '\0' && fs_rmtree(p->tmpdir) != 0) {
 		log_warn("remove %s", p->tmpdir);
 	}
@@ -699,6 +742,7 @@ update_report(const struct swarm_job *jobs, size_t n, const struct swarm_update_
 		    json_add_str(rel, "sha256", p->rf.sha256) != 0 ||
 		    json_add_int(rel, "size", (long long)p->rf.size) != 0 ||
 		    json_add_str(rel, "label", p->rf.label) != 0 ||
+		    json_add_bool(rel, "signed", p->rf.tsig != NULL) != 0 ||
 		    json_add_bool(obj, "ok", ok) != 0) {
 			return print_json(NULL);
 		}
@@ -714,7 +758,8 @@ update_report(const struct swarm_job *jobs, size_t n, const struct swarm_update_
 			    json_add_str(h, "address", j->host.address) != 0 ||
 			    json_add_item(h, "agent", result_json(&j->agent)) != 0 ||
 			    json_add_item(h, "self", j->self_tried ? result_json(&j->self)
-								   : cJSON_CreateNull()) != 0) {
+								   : cJSON_CreateNull()) != 0 ||
+			    json_add_bool(h, "signed", j->tsig_sent) != 0) {
 				cJSON_Delete(obj);
 				return print_json(NULL);
 			}
@@ -772,7 +817,7 @@ dry_run_report(const struct swarm_job *jobs, size_t n, const struct swarm_update
     const struct prepared *p, int have_release)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "REACHABLE", "PIN", "CURRENT",
-		"SAME-SHA256", "DETAIL" };
+		"SAME-SHA256", "SIGNATURE", "DETAIL" };
 	struct swarm_table *t;
 	size_t i;
 	cJSON *obj, *arr, *h;
@@ -803,6 +848,11 @@ dry_run_report(const struct swarm_job *jobs, size_t n, const struct swarm_update
 			    json_add_item(h, "same_sha256", have_release && j->have_health
 								? cJSON_CreateBool(j->same_sha)
 								: cJSON_CreateNull()) != 0 ||
+			    json_add_str(h, "signature", have_release && j->have_health
+								? j->signature : NULL) != 0 ||
+			    json_add_item(h, "signature_ok", have_release && j->have_health
+								? cJSON_CreateBool(j->signature_ok)
+								: cJSON_CreateNull()) != 0 ||
 			    json_add_str(h, "error", j->error) != 0) {
 				cJSON_Delete(obj);
 				return print_json(NULL);
@@ -811,8 +861,9 @@ dry_run_report(const struct swarm_job *jobs, size_t n, const struct swarm_update
 		return print_json(obj);
 	}
 	if (have_release) {
-		printf("release %s (sha256 %s, %llu bytes) would go to %zu host(s):\n", p->rf.label,
-		    p->rf.sha256, (unsigned long long)p->rf.size, n);
+		printf("release %s (sha256 %s, %llu bytes, %s) would go to %zu host(s):\n",
+		    p->rf.label, p->rf.sha256, (unsigned long long)p->rf.size,
+		    p->rf.tsig != NULL ? "signed" : "unsigned", n);
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
 	for (i = 0; t != NULL && i < n; i++) {
@@ -827,7 +878,8 @@ dry_run_report(const struct swarm_job *jobs, size_t n, const struct swarm_update
 		cells[3] = j->pin_ok < 0 ? "?" : j->pin_ok ? "ok" : "MISMATCH";
 		cells[4] = j->health.have_active ? cur : "none";
 		cells[5] = !have_release || !j->have_health ? "?" : j->same_sha ? "yes" : "no";
-		cells[6] = j->error;
+		cells[6] = !have_release || !j->have_health ? "?" : j->signature;
+		cells[7] = j->error;
 		if (swarm_table_add(t, cells) != 0) {
 			swarm_table_free(t);
 			t = NULL;
@@ -877,7 +929,8 @@ swarm_cmd_update(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		a.dry_run ? SWARM_JOB_DRY_RUN : SWARM_JOB_UPDATE, &jobs, &n) != 0) {
 		goto out;
 	}
-	if (a.release != NULL && prepare_release(a.release, prep) != 0) {
+	if (a.release != NULL && (prepare_release(a.release, prep) != 0 ||
+	    (prep->tmpdir[0] == '\0' && prepare_signature(cli->home, prep) != 0))) {
 		goto out;
 	}
 	memset(&po, 0, sizeof(po));
@@ -1012,11 +1065,27 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 
 /* ---------------------------------------------------------------- status */
 
+/* "required, floor 6, keyring 3", "unsigned", ... ("" from an updater without signatures). */
+static void
+signatures_cell(const struct swarm_health *h, char *buf, size_t len)
+{
+	char floor[32] = "", kr[32] = "";
+
+	if (h->security_floor > 0) {
+		snprintf(floor, sizeof(floor), ", floor %lld", h->security_floor);
+	}
+	if (h->keyring_version > 0) {
+		snprintf(kr, sizeof(kr), ", keyring %lld", h->keyring_version);
+	}
+	snprintf(buf, len, "%s%s%s", h->signature, h->signature[0] != '\0' ? floor : "",
+	    h->signature[0] != '\0' ? kr : "");
+}
+
 static int
 swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "UPDATER", "STATUS", "AGENT",
-		"AGENT-STATE", "ACTIVE", "PREV", "DETAIL" };
+		"AGENT-STATE", "ACTIVE", "PREV", "SIGNATURES", "DETAIL" };
 	struct simple_args a;
 	struct swarm_ctx c;
 	struct swarm_pool_opts po;
@@ -1084,6 +1153,14 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 							   j->health.have_active)) != 0 ||
 			    json_add_item(h, "prev", release_json(&j->health.prev,
 							 j->health.have_prev)) != 0 ||
+			    json_add_str(h, "signature", j->health.signature[0] != '\0' ?
+				j->health.signature : NULL) != 0 ||
+			    json_add_item(h, "security_floor", j->health.security_floor >= 0 ?
+				cJSON_CreateNumber((double)j->health.security_floor) :
+				cJSON_CreateNull()) != 0 ||
+			    json_add_item(h, "keyring_version", j->health.keyring_version > 0 ?
+				cJSON_CreateNumber((double)j->health.keyring_version) :
+				cJSON_CreateNull()) != 0 ||
 			    json_add_str(h, "error", j->error) != 0) {
 				arr = NULL;
 				break;
@@ -1100,7 +1177,7 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	for (i = 0; t != NULL && i < n; i++) {
 		const struct swarm_job *j = &jobs[i];
 		const char *cells[ARRAY_LEN(heads)];
-		char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64];
+		char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64], sig[96];
 		snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
 		    : j->pin_ok == 0			    ? "PIN MISMATCH"
 							    : j->health.status);
@@ -1116,7 +1193,9 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		cells[5] = j->health.agent_state;
 		cells[6] = j->health.active.version;
 		cells[7] = j->health.prev.version;
-		cells[8] = detail;
+		signatures_cell(&j->health, sig, sizeof(sig));
+		cells[8] = sig;
+		cells[9] = detail;
 		if (swarm_table_add(t, cells) != 0) {
 			swarm_table_free(t);
 			t = NULL;
@@ -1353,6 +1432,141 @@ out:
 
 /* ---------------------------------------------------------------- table */
 
+/* ---------------------------------------------------------------- keyring */
+
+static int
+keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json, int ok)
+{
+	static const char *const heads[] = { "HOST", "ADDRESS", "KEYRING", "DETAIL" };
+	struct swarm_table *t;
+	cJSON *obj, *arr, *h;
+	size_t i;
+
+	if (json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+		if (arr == NULL || json_add_int(obj, "keyring_version", latest) != 0 ||
+		    json_add_bool(obj, "ok", ok) != 0) {
+			cJSON_Delete(obj);
+			return print_json(NULL);
+		}
+		for (i = 0; i < n; i++) {
+			const struct swarm_job *j = &jobs[i];
+			h = cJSON_CreateObject();
+			if (h == NULL || !cJSON_AddItemToArray(arr, h) ||
+			    json_add_str(h, "host", j->host.name) != 0 ||
+			    json_add_item(h, "from", j->keyring_from >= 0 ?
+				cJSON_CreateNumber((double)j->keyring_from) : cJSON_CreateNull()) != 0 ||
+			    json_add_item(h, "to", j->keyring_to >= 0 ?
+				cJSON_CreateNumber((double)j->keyring_to) : cJSON_CreateNull()) != 0 ||
+			    json_add_str(h, "error", j->error) != 0) {
+				cJSON_Delete(obj);
+				return print_json(NULL);
+			}
+		}
+		return print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	t = swarm_table_new(ARRAY_LEN(heads), heads);
+	for (i = 0; t != NULL && i < n; i++) {
+		const struct swarm_job *j = &jobs[i];
+		const char *cells[ARRAY_LEN(heads)];
+		char kr[64];
+
+		if (j->keyring_from < 0) {
+			snprintf(kr, sizeof(kr), "?");
+		} else if (j->keyring_from == j->keyring_to) {
+			snprintf(kr, sizeof(kr), "%lld (unchanged)", j->keyring_to);
+		} else {
+			snprintf(kr, sizeof(kr), "%lld -> %lld", j->keyring_from, j->keyring_to);
+		}
+		cells[0] = j->host.name;
+		cells[1] = j->host.address;
+		cells[2] = kr;
+		cells[3] = j->error;
+		if (swarm_table_add(t, cells) != 0) {
+			swarm_table_free(t);
+			t = NULL;
+		}
+	}
+	if (t == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	swarm_table_print(t, stdout);
+	swarm_table_free(t);
+	return fflush(stdout) == 0 && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* `swarm keyring push`: ARGV[0] is "keyring". */
+static int
+swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	struct simple_args a;
+	struct sign_keyring kr;
+	struct swarm_ctx c;
+	struct swarm_pool_opts po;
+	struct swarm_job *jobs = NULL;
+	struct err e = ERR_INIT;
+	char err[1024];
+	size_t n = 0, i;
+	int rc, ok = 1, ctx_open = 0, have;
+
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		return cli_help(GROUP, self);
+	}
+	if (argc < 2 || strcmp(argv[1], "push") != 0) {
+		return cli_usage_error(GROUP, self, "%s", argc < 2 ? "an action is required: push" :
+		    "unknown keyring action (push)");
+	}
+	rc = parse_simple(self, argc - 1, argv + 1, 1, 0, &a);
+	if (rc >= 0) {
+		free(a.hosts);
+		return rc;
+	}
+	if (!a.all && a.n_hosts == 0) {
+		free(a.hosts);
+		return cli_usage_error(GROUP, self, "--host NAME or --all is required");
+	}
+	rc = CLI_EXIT_FAIL;
+	sign_keyring_init(&kr);
+	have = keystore_current(cli->home, &kr, &e);
+	if (have <= 0) {
+		log_warnx("swarm keyring push: %s", have < 0 ? err_msg(&e) :
+		    "the master has no keyring (tandem release keyring init)");
+		goto out;
+	}
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
+		log_warnx("swarm keyring push: %s", err);
+		goto out;
+	}
+	ctx_open = 1;
+	c.tty = isatty(STDERR_FILENO);
+	c.quiet = a.json;
+	if (select_hosts(c.reg, a.hosts, a.n_hosts, a.all, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
+		goto out;
+	}
+	memset(&po, 0, sizeof(po));
+	po.parallel = SWARM_DEFAULT_PARALLEL;
+	po.keyring_version = kr.version;
+	if (swarm_run(&c, jobs, n, &po) != 0) {
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (jobs[i].error[0] != '\0' || jobs[i].keyring_to != kr.version) {
+			ok = 0;
+		}
+	}
+	rc = keyring_report(jobs, n, kr.version, a.json, ok);
+out:
+	if (ctx_open) {
+		swarm_ctx_close(&c);
+	}
+	sign_keyring_free(&kr);
+	free(jobs);
+	free(a.hosts);
+	return rc;
+}
+
 static const struct cli_cmd swarm_cmds[] = {
 	{ "enroll", "issue a host's certificates, write its bundle, register it",
 	    " NAME --address ADDR [--agent-port P] [--updater-port P] [--san DNS|IP]...\n"
@@ -1388,7 +1602,8 @@ static const struct cli_cmd swarm_cmds[] = {
 	    "enrollment, at most N hosts at a time. The updater installs it, restarts the\n"
 	    "agent, probes it and rolls back on failure. Ends with a table: host, address,\n"
 	    "agent result (updated / rolled-back / failed: reason), self result, version,\n"
-	    "detail.\n"
+	    "detail. A signature FILE.tsig next to FILE (tandem release sign) goes along\n"
+	    "to every updater that checks signatures.\n"
 	    "\n"
 	    "  --host NAME        a host (repeatable)\n"
 	    "  --all              every host in service (not decommissioned)\n"
@@ -1396,7 +1611,8 @@ static const struct cli_cmd swarm_cmds[] = {
 	    "  --include-self     after the agent update, also replace the updater\n"
 	    "                     (POST /update-self) and confirm its new version\n"
 	    "  --dry-run          change nothing: per host reachable?, pin ok?, current\n"
-	    "                     release, already running this sha256?\n"
+	    "                     release, already running this sha256?, would it accept\n"
+	    "                     the signature (checked with the master's keyring)?\n"
 	    "  --parallel N       hosts at once (default 8, at most 256)\n"
 	    "  --timeout S        per request: upload + install + probe (default 900)\n"
 	    "  --json             one JSON object on stdout\n"
@@ -1418,6 +1634,17 @@ static const struct cli_cmd swarm_cmds[] = {
 	    swarm_cmd_releases },
 	{ "history", "a host's operation history (updater) and push log (registry)",
 	    " --host NAME [--json]\n", swarm_cmd_history },
+	{ "keyring", "bring hosts' release keyrings up to the master's",
+	    " push (--host NAME ... | --all) [--json]\n"
+	    "\n"
+	    "Sends each host's updater (POST /keyring) the keyring versions it lacks, in\n"
+	    "order: a host accepts only the version after its own, signed by the root keys\n"
+	    "of both. A host without a keyring gets the master's current one. The master's\n"
+	    "keyrings are in HOME/keyring/ (tandem release keyring). Ends with a table:\n"
+	    "host, address, keyring version before -> after, detail.\n"
+	    "\n"
+	    "Exit status: 0 every host has the master's keyring, 1 otherwise, 2 usage.\n",
+	    swarm_cmd_keyring },
 };
 
 const struct cli_group cli_group_swarm = {

@@ -280,3 +280,67 @@ out:
 	sign_envelope_free(&env);
 	return rc;
 }
+
+int
+release_sign_verdict(const struct sign_keyring *kr, const char *tsig, size_t len,
+    const char *sha256, uint64_t size, unsigned kind, const struct release_sign_host *h,
+    char *text, size_t textlen)
+{
+	struct sign_verdict v;
+	struct sign_want w;
+	struct err e = ERR_INIT;
+	const char *mode = h->mode != NULL ? h->mode : "";
+	char note[160];
+
+	if (mode[0] == '\0') {
+		snprintf(text, textlen, "unsigned: the updater does not check signatures");
+		return 1;
+	}
+	if (strcmp(mode, "keyring_invalid") == 0) {
+		snprintf(text, textlen, "refused: keyring_invalid: the host's keyring is unusable");
+		return 0;
+	}
+	if (tsig == NULL) {
+		if (strcmp(mode, "required") == 0) {
+			snprintf(text, textlen, "refused: signature_invalid: unsigned, and the host "
+			    "requires signatures");
+			return 0;
+		}
+		if (h->floor > 0) {
+			snprintf(text, textlen, "refused: below_security_floor: unsigned (security "
+			    "version 0), the host's floor is %lld", (long long)h->floor);
+			return 0;
+		}
+		snprintf(text, textlen, "unsigned: accepted (the host does not require signatures)");
+		return 1;
+	}
+	if (strcmp(mode, "required") != 0 && h->keyring_version == 0) {
+		snprintf(text, textlen, "unsigned: the host has no keyring, the signature is not "
+		    "checked");
+		return h->floor <= 0;
+	}
+	if (kr == NULL || kr->nrel == 0) {
+		snprintf(text, textlen, "signed: not checked here (the master has no keyring)");
+		return 1;
+	}
+	memset(&w, 0, sizeof(w));
+	w.compatible = h->compatible != NULL && h->compatible[0] != '\0' ? h->compatible : NULL;
+	w.sha256 = sha256;
+	w.size = (int64_t)size;
+	w.kind = kind;
+	w.floor = h->floor > 0 ? h->floor : 0;
+	if (sign_release_check(kr, tsig, len, &w, &v, &e) != 0) {
+		snprintf(text, textlen, "refused: %s: %s", err_kind_name(e.kind), err_msg(&e));
+		return 0;
+	}
+	note[0] = '\0';
+	if (h->keyring_version > 0 && h->keyring_version != kr->version) {
+		snprintf(note, sizeof(note), " (checked with keyring version %lld; the host has "
+		    "version %lld%s)", (long long)kr->version, (long long)h->keyring_version,
+		    h->keyring_version < kr->version ? ": tandem swarm keyring push" : "");
+	}
+	snprintf(text, textlen, "signature ok: security version %lld, %zu of %d key%s%s",
+	    (long long)v.st.security_version, v.nsigned, kr->threshold,
+	    kr->threshold == 1 ? "" : "s", note);
+	return 1;
+}

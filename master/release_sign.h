@@ -73,4 +73,25 @@ int release_sign_tsig_path(const char *file, char *buf, size_t len) WUR;
  */
 int release_sign_read_tsig(const char *path, char **buf, size_t *len, struct err *e) WUR;
 
+/* What a host's updater says about itself (its /health). */
+struct release_sign_host {
+	const char *mode;          /* "required", "unsigned", "keyring_invalid"; "" when the
+				      updater predates signatures */
+	int64_t floor;             /* its security floor; -1 unknown */
+	int64_t keyring_version;   /* 0 none, -1 unknown */
+	const char *compatible;    /* "" unknown */
+};
+
+/*
+ * Would host H accept the push of a release (SHA256, SIZE, installed as
+ * KIND) with the signature file TSIG (LEN bytes; NULL: unsigned)? Checked
+ * with the master's keyring KR (may be empty): the host decides with its
+ * own, so a host whose keyring is older or newer may decide otherwise
+ * (said in TEXT). Returns 1 when it should be accepted, 0 when it will be
+ * refused, with a one-line reason in TEXT either way.
+ */
+int release_sign_verdict(const struct sign_keyring *kr, const char *tsig, size_t len,
+    const char *sha256, uint64_t size, unsigned kind, const struct release_sign_host *h,
+    char *text, size_t textlen);
+
 #endif

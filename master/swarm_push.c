@@ -15,6 +15,8 @@
 #include "common/digest.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "master/keystore.h"
+#include "master/release_sign.h"
 #include "pki/pki.h"
 
 /* How long --include-self waits for the restarted updater to report its version. */
@@ -189,6 +191,9 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 	if (j->phase == SWARM_PH_UPLOADING && j->total > 0) {
 		snprintf(buf, len, "%s: uploading %3u%%", j->host.name,
 		    (unsigned)(j->sent * 100 / j->total));
+	} else if (j->phase == SWARM_PH_DONE && j->kind == SWARM_JOB_KEYRING) {
+		snprintf(buf, len, "%s: %s", j->host.name, j->error[0] == '\0' ? "keyring current"
+		    : "keyring not updated");
 	} else if (j->phase == SWARM_PH_DONE && j->kind != SWARM_JOB_UPDATE) {
 		snprintf(buf, len, "%s: %s", j->host.name, j->have_health ? "answered"
 		    : j->pin_ok == 0 ? "PIN MISMATCH" : "no answer");
@@ -302,11 +307,12 @@ static void
 push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r)
 {
 	const struct swarm_release_file *rel = p->o->release;
-	struct httpc_form_field fields[3] = {
+	struct httpc_form_field fields[4] = {
 		{ "sha", rel->label },
 		{ "sha256", rel->sha256 },
 		{ "confirm_self", "true" },
 	};
+	size_t nfields = self ? 3 : 2;
 	struct progress_arg pa = { p, j };
 	struct httpc_response resp;
 	struct httpc_target t;
@@ -334,7 +340,13 @@ push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct
 	if (!self) {
 		set_phase(p, j, SWARM_PH_UPLOADING);
 	}
-	if (httpc_upload_multipart(conn, path, fields, self ? 3 : 2, "tarball",
+	/* The signature precedes the tarball: the updater checks it before extracting. */
+	if (j->tsig_sent) {
+		fields[nfields].name = "tsig";
+		fields[nfields].value = rel->tsig;
+		nfields++;
+	}
+	if (httpc_upload_multipart(conn, path, fields, nfields, "tarball",
 		"release.tar.gz", fd, rel->size, self ? NULL : on_progress, &pa, &resp, err,
 		sizeof(err)) != 0) {
 		result_transport(r, "upload failed", err);
@@ -419,31 +431,64 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 	}
 }
 
+/*
+ * GET /health of the updater into J->health (J->have_health). Returns 0,
+ * 1 when it answered something unusable, -1 when it could not be asked;
+ * ERRBUF says why.
+ */
+static int
+fetch_health(struct pool *p, struct swarm_job *j, char *errbuf, size_t errlen)
+{
+	struct swarm_ctx c = *p->c;
+	struct httpc_response resp;
+	char err[1024], perr[256];
+	int rc = 1;
+
+	c.timeout_ms = c.timeout_ms < SWARM_STATUS_TIMEOUT_MS ? c.timeout_ms
+							       : SWARM_STATUS_TIMEOUT_MS;
+	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
+		snprintf(errbuf, errlen, "%s", err);
+		return -1;
+	}
+	if (resp.status != 200) {
+		snprintf(errbuf, errlen, "GET /health: HTTP %d", resp.status);
+	} else if (swarm_parse_health(resp.body, resp.body_len, &j->health, perr,
+		       sizeof(perr)) != 0) {
+		snprintf(errbuf, errlen, "%s", perr);
+	} else {
+		j->have_health = 1;
+		rc = 0;
+	}
+	httpc_response_free(&resp);
+	return rc;
+}
+
 /* After a failed or rolled-back push: which release is active now (best effort). */
 static void
 fill_active(struct pool *p, struct swarm_job *j)
 {
-	struct swarm_ctx c = *p->c;
-	struct httpc_response resp;
-	struct swarm_health h;
 	char err[1024];
 
-	c.timeout_ms = SWARM_STATUS_TIMEOUT_MS;
-	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
-		return;
+	if (fetch_health(p, j, err, sizeof(err)) == 0 && j->health.have_active) {
+		snprintf(j->agent.version, sizeof(j->agent.version), "%s", j->health.active.version);
+		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", j->health.active.sha256);
 	}
-	if (resp.status == 200 &&
-	    swarm_parse_health(resp.body, resp.body_len, &h, err, sizeof(err)) == 0 &&
-	    h.have_active) {
-		snprintf(j->agent.version, sizeof(j->agent.version), "%s", h.active.version);
-		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", h.active.sha256);
-	}
-	httpc_response_free(&resp);
 }
 
 static void
 job_update(struct pool *p, struct swarm_job *j)
 {
+	char err[1024];
+
+	/*
+	 * A signed release: an updater from before signatures refuses the
+	 * unknown tsig field, so ask first. When it cannot be asked, send it.
+	 */
+	if (p->o->release->tsig != NULL) {
+		set_phase(p, j, SWARM_PH_CONNECTING);
+		j->tsig_sent = fetch_health(p, j, err, sizeof(err)) != 0 ||
+		    j->health.signature[0] != '\0';
+	}
 	push_one(p, j, "/update", 0, &j->agent);
 	log_push(p, j, swarm_outcome_word(j->agent.outcome), &j->agent);
 	if (j->agent.outcome == SWARM_ROLLED_BACK ||
@@ -462,19 +507,34 @@ job_update(struct pool *p, struct swarm_job *j)
 	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self-updated" : "self-failed", &j->self);
 }
 
+/* Dry run: would the host accept the release's signature (or its absence)? */
+static void
+verdict(struct pool *p, struct swarm_job *j)
+{
+	const struct swarm_release_file *rel = p->o->release;
+	struct release_sign_host h = {
+		.mode = j->health.signature,
+		.floor = j->health.security_floor,
+		.keyring_version = j->health.keyring_version,
+		.compatible = j->health.compatible,
+	};
+
+	j->signature_ok = release_sign_verdict(rel->keyring, rel->tsig, rel->tsig_len,
+	    rel->sha256, rel->size, SIGN_KIND_AGENT | (p->o->include_self ? SIGN_KIND_UPDATER : 0),
+	    &h, j->signature, sizeof(j->signature));
+}
+
 /* GET /health of the updater into J (dry run and status). */
 static void
 job_health(struct pool *p, struct swarm_job *j)
 {
-	struct swarm_ctx c = *p->c;
-	struct httpc_response resp;
-	char err[1024], perr[256];
+	char err[1024];
+	int rc;
 
 	j->pin_ok = -1;
 	set_phase(p, j, SWARM_PH_CONNECTING);
-	c.timeout_ms = c.timeout_ms < SWARM_STATUS_TIMEOUT_MS ? c.timeout_ms
-							       : SWARM_STATUS_TIMEOUT_MS;
-	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
+	rc = fetch_health(p, j, err, sizeof(err));
+	if (rc < 0) {
 		if (swarm_err_is_pin_mismatch(err)) {
 			j->reachable = 1;
 			j->pin_ok = 0;
@@ -486,19 +546,17 @@ job_health(struct pool *p, struct swarm_job *j)
 	}
 	j->reachable = 1;
 	j->pin_ok = 1;
-	if (resp.status != 200) {
-		snprintf(j->error, sizeof(j->error), "GET /health: HTTP %d", resp.status);
-	} else if (swarm_parse_health(resp.body, resp.body_len, &j->health, perr,
-		       sizeof(perr)) != 0) {
-		snprintf(j->error, sizeof(j->error), "%s", perr);
-	} else {
-		j->have_health = 1;
-		if (p->o->release != NULL && j->health.have_active &&
-		    strcmp(j->health.active.sha256, p->o->release->sha256) == 0) {
-			j->same_sha = 1;
-		}
+	if (rc > 0) {
+		snprintf(j->error, sizeof(j->error), "%s", err);
+		return;
 	}
-	httpc_response_free(&resp);
+	if (p->o->release != NULL && j->health.have_active &&
+	    strcmp(j->health.active.sha256, p->o->release->sha256) == 0) {
+		j->same_sha = 1;
+	}
+	if (p->o->release != NULL) {
+		verdict(p, j);
+	}
 }
 
 /* Status: the agent's own /health, pinned to its enrolled certificate. */
@@ -535,6 +593,82 @@ job_agent(struct pool *p, struct swarm_job *j)
 	httpc_response_free(&resp);
 }
 
+/* POST one keyring version (the master's file) to the host. 0 when accepted. */
+static int
+post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
+{
+	static const char *const headers[] = { "Content-Type: application/json", NULL };
+	struct httpc_response resp;
+	struct httpc_target t;
+	struct err e = ERR_INIT;
+	char port[16], err[1024], *doc = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	memset(&resp, 0, sizeof(resp));
+	if (keystore_read(p->c->home, version, &doc, &len, &e) != 0) {
+		snprintf(j->error, sizeof(j->error), "%s", err_msg(&e));
+		return -1;
+	}
+	if (target_of(&j->host, 0, &t, port, sizeof(port), p->c->timeout_ms, err,
+	    sizeof(err)) != 0 ||
+	    httpc_fetch(p->c->tls, &t, "POST", "/keyring", headers, doc, len, &resp, err,
+	    sizeof(err)) != 0) {
+		snprintf(j->error, sizeof(j->error), "POST /keyring (version %lld): %s",
+		    (long long)version, err);
+		goto out;
+	}
+	if (resp.status != 200) {
+		struct swarm_result r;
+
+		swarm_classify_rollback(resp.status, resp.body, resp.body_len, &r);
+		snprintf(j->error, sizeof(j->error), "POST /keyring (version %lld): %.200s%s%.700s",
+		    (long long)version, r.reason, r.detail[0] != '\0' ? ": " : "", r.detail);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(doc);
+	httpc_response_free(&resp);
+	return rc;
+}
+
+/*
+ * Keyring: bring the host to the master's current version, one version at
+ * a time (a host takes only the next one); a host without a keyring gets
+ * the current one.
+ */
+static void
+job_keyring(struct pool *p, struct swarm_job *j)
+{
+	int64_t latest = p->o->keyring_version, v;
+
+	set_phase(p, j, SWARM_PH_CONNECTING);
+	j->keyring_from = j->keyring_to = -1;
+	if (fetch_health(p, j, j->error, sizeof(j->error)) != 0) {
+		return;
+	}
+	j->reachable = 1;
+	if (j->health.signature[0] == '\0' || j->health.keyring_version < 0) {
+		snprintf(j->error, sizeof(j->error), "the updater (version %s) does not know "
+		    "keyrings: update it first", j->health.version);
+		return;
+	}
+	j->keyring_from = j->keyring_to = j->health.keyring_version;
+	if (j->keyring_from > latest) {
+		snprintf(j->error, sizeof(j->error), "the host has keyring version %lld, newer than "
+		    "the master's %lld", j->keyring_from, (long long)latest);
+		return;
+	}
+	set_phase(p, j, SWARM_PH_INSTALLING);
+	for (v = j->keyring_from == 0 ? latest : j->keyring_from + 1; v <= latest; v++) {
+		if (post_keyring(p, j, v) != 0) {
+			return;
+		}
+		j->keyring_to = v;
+	}
+}
+
 static void *
 worker(void *arg)
 {
@@ -559,6 +693,9 @@ worker(void *arg)
 		case SWARM_JOB_STATUS:
 			job_health(p, j);
 			job_agent(p, j);
+			break;
+		case SWARM_JOB_KEYRING:
+			job_keyring(p, j);
 			break;
 		}
 		set_phase(p, j, SWARM_PH_DONE);

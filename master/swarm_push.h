@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "master/registry.h"
 #include "master/swarm_result.h"
+#include "pki/sign.h"
 
 struct swarm_ctx {
 	const char *home;
@@ -41,6 +42,7 @@ enum swarm_job_kind {
 	SWARM_JOB_UPDATE = 0,
 	SWARM_JOB_DRY_RUN = 1,
 	SWARM_JOB_STATUS = 2,
+	SWARM_JOB_KEYRING = 3,   /* POST /keyring: the master's keyring versions the host lacks */
 };
 
 enum swarm_phase {
@@ -59,6 +61,9 @@ struct swarm_release_file {
 	char sha256[65];
 	uint64_t size;
 	char label[128];      /* the "sha" field: the release version */
+	const char *tsig;     /* FILE.tsig's bytes (NUL-terminated), or NULL: unsigned */
+	size_t tsig_len;
+	const struct sign_keyring *keyring; /* the master's, for the dry run's verdict; may be NULL */
 };
 
 struct swarm_job {
@@ -80,10 +85,16 @@ struct swarm_job {
 	char agent_version[SWARM_SHORT]; /* status: from the agent's own /health */
 	char agent_reach[SWARM_REASON];  /* status: "" when the agent answered */
 	char error[SWARM_REASON + SWARM_DETAIL]; /* why the host could not be asked */
+	/* release signatures */
+	int tsig_sent;            /* update: the signature went with the release */
+	int signature_ok;         /* dry run: the host should accept the signature (or its absence) */
+	char signature[SWARM_REASON * 2]; /* dry run: the verdict in words */
+	long long keyring_from, keyring_to; /* keyring: the host's version before and after */
 };
 
 struct swarm_pool_opts {
-	const struct swarm_release_file *release; /* NULL for status */
+	const struct swarm_release_file *release; /* NULL for status and keyring */
+	int64_t keyring_version;                  /* keyring: the master's current version */
 	int include_self;
 	int parallel;
 };

@@ -269,6 +269,19 @@ swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_r
 	classify(status, body, len, NULL, CL_ROLLBACK, out);
 }
 
+/* A non-negative integer member KEY of OBJ, or -1 when absent or anything else. */
+static long long
+get_count(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)JSON_INT_MAX ||
+	    v->valuedouble != (double)(long long)v->valuedouble) {
+		return -1;
+	}
+	return (long long)v->valuedouble;
+}
+
 int
 swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
     size_t errlen)
@@ -317,6 +330,13 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	upd = cJSON_GetObjectItemCaseSensitive(tree, "updater");
 	if (cJSON_IsObject(upd)) {
 		out->probation = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(upd, "probation"));
+	}
+	get_str(tree, "signature", out->signature, sizeof(out->signature));
+	get_str(tree, "compatible", out->compatible, sizeof(out->compatible));
+	out->security_floor = get_count(tree, "security_floor");
+	out->keyring_version = get_count(tree, "keyring_version");
+	if (out->keyring_version < 0 && out->signature[0] != '\0') {
+		out->keyring_version = 0; /* null: the updater has no keyring */
 	}
 	op = cJSON_GetObjectItemCaseSensitive(tree, "operation");
 	if (cJSON_IsObject(op)) {

@@ -91,6 +91,11 @@ struct swarm_health {
 	char agent_state[32];         /* supervisor state, "" if absent */
 	char operation[SWARM_SHORT];  /* "kind/phase" of a running operation, "" if none */
 	int probation;                /* a self-updated updater is still on probation */
+	/* Release signatures (wiki/Release-Signing.md); an updater older than them has none. */
+	char signature[32];           /* "required", "unsigned", "keyring_invalid"; "" if absent */
+	long long security_floor;     /* -1 when absent */
+	long long keyring_version;    /* 0: no keyring; -1 when absent */
+	char compatible[SWARM_SHORT]; /* "" when absent */
 };
 
 /*

@@ -251,6 +251,26 @@ test_health(void **state)
 	assert_string_equal(h.agent_state, "running");
 	assert_string_equal(h.operation, "update/probe");
 	assert_false(h.probation);
+	/* An updater from before release signatures says nothing about them. */
+	assert_string_equal(h.signature, "");
+	assert_int_equal(h.security_floor, -1);
+	assert_int_equal(h.keyring_version, -1);
+	{
+		const char *b = "{\"role\":\"updater\",\"releases\":[],\"signature\":\"required\","
+				"\"security_floor\":6,\"keyring_version\":3,\"compatible\":\"tandem\"}";
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_string_equal(h.signature, "required");
+		assert_int_equal(h.security_floor, 6);
+		assert_int_equal(h.keyring_version, 3);
+		assert_string_equal(h.compatible, "tandem");
+		b = "{\"role\":\"updater\",\"releases\":[],\"signature\":\"unsigned\","
+		    "\"security_floor\":-2,\"keyring_version\":null,\"compatible\":7}";
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_string_equal(h.signature, "unsigned");
+		assert_int_equal(h.security_floor, -1);
+		assert_int_equal(h.keyring_version, 0);
+		assert_string_equal(h.compatible, "");
+	}
 	{
 		const char *b = "{\"role\":\"updater\",\"releases\":[],\"version\":\"2.0.0\","
 				"\"updater\":{\"version\":\"2.0.0\",\"probation\":{\"deadline\":1}}}";
