@@ -11,6 +11,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/version.h"
 
 const char *
 api_reported_version(void)
@@ -18,7 +19,7 @@ api_reported_version(void)
 #if TANDEM_AGENT_BROKEN == AGENT_BROKEN_WRONG_VERSION
 	return AGENT_WRONG_VERSION;
 #else
-	return TANDEM_VERSION;
+	return tandem_version();
 #endif
 }
 

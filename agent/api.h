@@ -65,7 +65,7 @@ const char *api_phase_name(enum api_phase phase);
 /* The /health object as served now (NULL on allocation failure). */
 void *api_health_json(struct api *a);
 
-/* The version this build reports: TANDEM_VERSION, or the wrong one in the
+/* The version this build reports: tandem_version(), or the wrong one in the
  * wrong-version test build. */
 const char *api_reported_version(void);
 

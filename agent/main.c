@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/release.h"
 #include "common/tls.h"
+#include "common/version.h"
 
 #define PROG "tandem-agent"
 
@@ -201,7 +202,7 @@ run(const struct agent_options *opt)
 		goto out;
 	}
 	api_set_phase(api, API_READY);
-	log_info("tandem-agent %s (%s build) ready on port %d as CN=%s, pid %d", TANDEM_VERSION,
+	log_info("tandem-agent %s (%s build) ready on port %d as CN=%s, pid %d", tandem_version(),
 	    broken_kind_name(), httpd_port(srv), own.cn, (int)getpid());
 	if (opt->ready_fd >= 0 && notify_ready_fd(opt->ready_fd, httpd_port(srv)) != 0) {
 		log_warn("writing the ready line to fd %d", opt->ready_fd);
@@ -257,7 +258,7 @@ main(int argc, char **argv)
 		rc = 0;
 		break;
 	case OPTIONS_VERSION:
-		printf(PROG " %s\n", TANDEM_VERSION);
+		printf(PROG " %s\n", tandem_version());
 		rc = 0;
 		break;
 	case OPTIONS_PRINT_CONFIG:

@@ -19,6 +19,7 @@
 #include <http_parser.h>
 
 #include "common/log.h"
+#include "common/version.h"
 
 #define HTTPC_READ_BUF 16384
 #define HTTPC_MAX_INTERIM 8
@@ -1171,7 +1172,7 @@ httpc_build_head(const struct httpc_conn *c, const char *method, const char *pat
 	httpc_buf_str(b, " ");
 	httpc_buf_str(b, path);
 	httpc_buf_printf(b, " HTTP/1.1\r\nHost: %s\r\nUser-Agent: tandem/%s\r\n", c->host_hdr,
-	    TANDEM_VERSION);
+	    tandem_version());
 	if (content_type != NULL) {
 		httpc_buf_str(b, "Content-Type: ");
 		httpc_buf_str(b, content_type);

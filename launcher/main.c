@@ -50,6 +50,7 @@
 #include "common/proc.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "updater/api.h"
 #include "updater/journal.h"
 #include "updater/probe.h"
@@ -685,7 +686,7 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("tandem-launcher %s\n", TANDEM_VERSION);
+			printf("tandem-launcher %s\n", tandem_version());
 			return 0;
 		default:
 			usage(stderr);

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/version.h"
 #include "master/cli.h"
 
 /* Each group is declared in master/cli.h; later ones (swarm) slot in here. */
@@ -132,7 +133,7 @@ main(int argc, char **argv)
 			usage(stdout);
 			return CLI_EXIT_OK;
 		case 'V':
-			printf("tandem %s\n", TANDEM_VERSION);
+			printf("tandem %s\n", tandem_version());
 			return CLI_EXIT_OK;
 		case ':':
 			fprintf(stderr, "tandem: option '%s' needs a value\n", argv[optind - 1]);

@@ -22,6 +22,7 @@
 #include "common/proc.h"
 #include "common/release.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "updater/extract.h"
 #include "updater/journal.h"
 #include "updater/probe.h"
@@ -1081,7 +1082,7 @@ health_end(struct httpd_req *r, void *arg)
 	}
 	if (o == NULL || rel == NULL || json_add_str(o, "status", status) != 0 ||
 	    json_add_str(o, "role", "updater") != 0 ||
-	    json_add_str(o, "version", TANDEM_VERSION) != 0 ||
+	    json_add_str(o, "version", tandem_version()) != 0 ||
 	    json_add_item(o, "releases", rel) != 0 || json_add_bool(o, "both_bad", both_bad) != 0 ||
 	    (ag = json_add_object(o, "agent")) == NULL || supervisor_status_json(&st, ag) != 0 ||
 	    json_add_str(ag, "last_probe", last_probe[0] != '\0' ? last_probe : NULL) != 0 ||

@@ -19,6 +19,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "updater/api.h"
 #include "updater/store.h"
 
@@ -123,7 +124,7 @@ run(const struct updater_config *cfg, const char *seed)
 		log_warnx("%s", err);
 		goto out;
 	}
-	log_info("tandem-updater %s listening on port %d", TANDEM_VERSION, api_port(a));
+	log_info("tandem-updater %s listening on port %d", tandem_version(), api_port(a));
 	printf("LISTENING port=%d\n", api_port(a));
 	fflush(stdout);
 	for (;;) {
@@ -207,7 +208,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (act == ACT_VERSION) {
-		printf("tandem-updater %s\n", TANDEM_VERSION);
+		printf("tandem-updater %s\n", tandem_version());
 		return 0;
 	}
 	if (act == ACT_HELP) {

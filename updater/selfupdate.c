@@ -24,6 +24,7 @@
 #include "common/proc.h"
 #include "common/release.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "updater/extract.h"
 #include "updater/store.h"
 #include "updater/upload.h"
@@ -561,7 +562,7 @@ su_respond_queued(struct httpd_req *r, const struct release_info *ri)
 
 	if (o == NULL || json_add_str(o, "status", "self_update_queued") != 0 ||
 	    json_add_str(o, "id", ri->id) != 0 ||
-	    json_add_str(o, "from_version", TANDEM_VERSION) != 0 ||
+	    json_add_str(o, "from_version", tandem_version()) != 0 ||
 	    json_add_str(o, "to_version", ri->version) != 0 ||
 	    json_add_item(o, "release", rel) != 0 ||
 	    json_add_str(o, "handover", "listen_fd") != 0) {
@@ -666,7 +667,7 @@ su_end(struct httpd_req *r, void *arg)
 	memset(&h, 0, sizeof(h));
 	memcpy(h.op_id, q->id, sizeof(h.op_id));
 	su_fmt(h.new_version, sizeof(h.new_version), "%s", m.version);
-	su_fmt(h.old_version, sizeof(h.old_version), "%s", TANDEM_VERSION);
+	su_fmt(h.old_version, sizeof(h.old_version), "%s", tandem_version());
 	memcpy(h.sha256, digest, sizeof(h.sha256));
 	h.queued_at = (long long)time(NULL);
 	if (selfupdate_handover_write(su->store.root, &h) != 0) {
@@ -681,7 +682,7 @@ su_end(struct httpd_req *r, void *arg)
 	q->queued = 1;
 	atomic_store(&su->queued, 1);
 	su_phase(su, "handing_over");
-	log_info("update-self %s: %s -> %s queued, handing over", q->id, TANDEM_VERSION,
+	log_info("update-self %s: %s -> %s queued, handing over", q->id, tandem_version(),
 	    m.version);
 	su_respond_queued(r, &ri);
 }
@@ -737,7 +738,7 @@ selfupdate_health_json(struct selfupdate *su, cJSON *obj)
 	size_t len = 0;
 	cJSON *u = json_add_object(obj, "updater"), *last = NULL, *pr;
 
-	if (u == NULL || json_add_str(u, "version", TANDEM_VERSION) != 0) {
+	if (u == NULL || json_add_str(u, "version", tandem_version()) != 0) {
 		return -1;
 	}
 	if (store_release_read(&su->store, "active", &ri, err, sizeof(err)) == 1) {

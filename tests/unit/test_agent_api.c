@@ -22,6 +22,7 @@
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/version.h"
 
 struct fixture {
 	char dir[64];
@@ -264,7 +265,7 @@ test_health_json_direct(void **state)
 	assert_non_null(o);
 	assert_string_equal(str_of(o, "status"), "starting");
 	cJSON_Delete(o);
-	assert_string_equal(api_reported_version(), TANDEM_VERSION);
+	assert_string_equal(api_reported_version(), tandem_version());
 	assert_string_equal(api_phase_name(API_READY), "ok");
 	assert_string_equal(api_phase_name(API_STOPPING), "stopping");
 	assert_string_equal(api_phase_name(API_STARTING), "starting");
