@@ -421,6 +421,69 @@ release_record_bit(size_t i)
 _Static_assert(ARRAY_LEN(release_record_fields) == 7 && RELEASE_R_ALL == 0x7fu,
     "one RELEASE_R_* bit per release.json key, in table order");
 
+/* The optional keys of a signed release. */
+static const struct json_field release_record_signing[] = {
+	JSON_F_INT("security_version", struct release_info, security_version, 0, 0, RELEASE_SV_MAX),
+	JSON_F_INT("min_security_version", struct release_info, min_security_version, 0, 0,
+	    RELEASE_SV_MAX),
+	JSON_F_STR("signed_by", struct release_info, signed_by, 0, 0),
+};
+
+/* signed_by: lowercase hex keyids separated by single commas. */
+static int
+release_signed_by_valid(const char *s)
+{
+	size_t run = 0;
+
+	for (; *s != '\0'; s++) {
+		if (*s == ',') {
+			if (run == 0) {
+				return 0;
+			}
+			run = 0;
+		} else if ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')) {
+			run++;
+		} else {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * Read the signing keys of O into TMP. Strict: a bad one is an error.
+ * Lenient: each key on its own, bad ones left at 0 / "".
+ */
+static int
+release_record_read_signing(const cJSON *o, int lenient, struct release_info *tmp,
+    struct err *e)
+{
+	char jerr[256];
+
+	if (lenient) {
+		for (size_t i = 0; i < ARRAY_LEN(release_record_signing); i++) {
+			if (json_read_fields(o, &release_record_signing[i], 1, 1, tmp, jerr,
+			    sizeof(jerr)) != 0) {
+				continue; /* a bad key is left out, the others still count */
+			}
+		}
+		if (!release_signed_by_valid(tmp->signed_by)) {
+			tmp->signed_by[0] = '\0';
+		}
+		return 0;
+	}
+	if (json_read_fields(o, release_record_signing, ARRAY_LEN(release_record_signing), 1, tmp,
+	    jerr, sizeof(jerr)) != 0) {
+		return err_set(e, ERR_FORMAT, "%s: %s", RELEASE_RECORD_FILE, jerr);
+	}
+	if (!release_signed_by_valid(tmp->signed_by) ||
+	    tmp->min_security_version > tmp->security_version) {
+		return err_set(e, ERR_FORMAT, "%s: signed_by must be comma-separated lowercase hex "
+		    "keyids and min_security_version at most security_version", RELEASE_RECORD_FILE);
+	}
+	return 0;
+}
+
 /* sha256 must be 64 hex digits; stored lowercase. 0 or -1. */
 static int
 release_sha256_fix(char *s)
@@ -466,6 +529,7 @@ release_record_parse(const char *buf, size_t len, unsigned flags, struct release
 			tmp.fields &= ~RELEASE_R_SHA256;
 			tmp.sha256[0] = '\0';
 		}
+		(void)release_record_read_signing(o, 1, &tmp, NULL);
 	} else {
 		if (json_read_fields(o, release_record_fields, ARRAY_LEN(release_record_fields), 1,
 		    &tmp, jerr, sizeof(jerr)) != 0) {
@@ -475,6 +539,9 @@ release_record_parse(const char *buf, size_t len, unsigned flags, struct release
 		if (release_sha256_fix(tmp.sha256) != 0) {
 			err_set(e, ERR_FORMAT, "%s: key 'sha256': expected 64 hex digits",
 			    RELEASE_RECORD_FILE);
+			goto out;
+		}
+		if (release_record_read_signing(o, 0, &tmp, e) != 0) {
 			goto out;
 		}
 		tmp.fields = RELEASE_R_ALL;
@@ -524,7 +591,12 @@ release_record_json(const struct release_info *ri, const char *slot)
 	    json_add_str(o, "version", ri->version) != 0 ||
 	    json_add_str(o, "name", ri->name) != 0 ||
 	    json_add_str(o, "installed_at", ri->installed_at) != 0 ||
-	    json_add_str(o, "installed_by", ri->installed_by) != 0) {
+	    json_add_str(o, "installed_by", ri->installed_by) != 0 ||
+	    ((ri->signed_by[0] != '\0' || ri->security_version != 0 ||
+	    ri->min_security_version != 0) &&
+	    (json_add_int(o, "security_version", ri->security_version) != 0 ||
+	    json_add_int(o, "min_security_version", ri->min_security_version) != 0 ||
+	    json_add_str(o, "signed_by", ri->signed_by) != 0))) {
 		cJSON_Delete(o);
 		return NULL;
 	}

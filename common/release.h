@@ -29,7 +29,10 @@
  *   {"id":"…","sha":"label","sha256":"64 hex","version":"…","name":"…",
  *    "installed_at":"2026-01-01T00:00:00Z","installed_by":"fingerprint"}
  *   every key required and a string (id non-empty, sha256 64 hex digits,
- *   stored lowercase); unknown keys ignored. RELEASE_REC_LENIENT reads each
+ *   stored lowercase); unknown keys ignored. A signed release adds
+ *   "security_version" and "min_security_version" (integers, 0 <= min <=
+ *   security_version <= RELEASE_SV_MAX) and "signed_by" (keyids: lowercase
+ *   hex, comma-separated), optional for every reader. RELEASE_REC_LENIENT reads each
  *   key on its own (for the agent's /health): a bad or missing key is left
  *   out of `fields` without hiding the others.
  *
@@ -122,6 +125,8 @@ int release_manifest_read(const char *dir, unsigned flags, struct release_manife
 /* ---- release.json ---- */
 
 #define RELEASE_ID_SIZE 40 /* bytes of the id buffer (the updater's operation ids) */
+#define RELEASE_SIGNED_BY_MAX (16 * 65) /* keyids of a signed release, comma-separated */
+#define RELEASE_SV_MAX 2147483647LL     /* largest security version */
 
 struct release_info {
 	char id[RELEASE_ID_SIZE];   /* install id */
@@ -132,6 +137,14 @@ struct release_info {
 	char installed_at[32];      /* ISO-8601 UTC */
 	char installed_by[65];      /* installer's certificate fingerprint */
 	unsigned fields;            /* RELEASE_R_* of the keys read (all after a strict read) */
+	/*
+	 * A signed release (pki/sign.h): its statement's security versions and
+	 * the keyids whose signatures held, comma-separated. Optional keys of
+	 * release.json, left out when all three are 0, 0, "" (an unsigned release).
+	 */
+	long long security_version;
+	long long min_security_version;
+	char signed_by[RELEASE_SIGNED_BY_MAX];
 };
 
 #define RELEASE_R_ID 0x01u

@@ -418,6 +418,59 @@ test_record_strict(void **state)
 	assert_int_equal(ri.fields, RELEASE_R_ALL);
 }
 
+/* A signed release's keys: written only when signed, optional for every reader. */
+static void
+test_record_signing_keys(void **state)
+{
+	static const char base[] = "{\"id\":\"x\",\"sha\":\"\",\"sha256\":\""
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "\",\"version\":\"\",\"name\":\"\",\"installed_at\":\"\",\"installed_by\":\"\"";
+	static const char *const bad[] = {
+		",\"security_version\":-1}",
+		",\"security_version\":\"7\"}",
+		",\"security_version\":2,\"min_security_version\":3}",
+		",\"signed_by\":\"ABCD\"}",
+		",\"signed_by\":\"ab,,cd\"}",
+		",\"signed_by\":\",ab\"}",
+	};
+	struct release_info ri, back;
+	struct err e = ERR_INIT;
+	char text[1024];
+	cJSON *o;
+
+	(void)state;
+	fill(&ri);
+	o = release_record_json(&ri, NULL);
+	assert_null(cJSON_GetObjectItem(o, "security_version")); /* unsigned: not written */
+	cJSON_Delete(o);
+	ri.security_version = 7;
+	ri.min_security_version = 6;
+	snprintf(ri.signed_by, sizeof(ri.signed_by), "%064d,%064d", 1, 2);
+	assert_int_equal(release_record_write(g_dir, &ri, &e), 0);
+	assert_int_equal(release_record_read(g_dir, 0, &back, &e), 1);
+	assert_memory_equal(&back, &ri, sizeof(ri));
+	assert_int_equal(release_record_read(g_dir, RELEASE_REC_LENIENT, &back, &e), 1);
+	assert_int_equal(back.security_version, 7);
+	assert_string_equal(back.signed_by, ri.signed_by);
+
+	/* Written by an updater from before signatures: all zero. */
+	snprintf(text, sizeof(text), "%s}", base);
+	assert_int_equal(release_record_parse(text, strlen(text), 0, &back, &e), 0);
+	assert_int_equal(back.security_version, 0);
+	assert_string_equal(back.signed_by, "");
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		snprintf(text, sizeof(text), "%s%s", base, bad[i]);
+		if (release_record_parse(text, strlen(text), 0, &back, &e) != -1) {
+			fail_msg("accepted: %s", text);
+		}
+		assert_int_equal(e.kind, ERR_FORMAT);
+		/* Lenient: the record still reads, the bad key is left out. */
+		assert_int_equal(release_record_parse(text, strlen(text), RELEASE_REC_LENIENT, &back,
+		    &e), 0);
+		assert_string_equal(back.id, "x");
+	}
+}
+
 /* ---- the lenient reading the agent uses for /health ---- */
 
 static void
@@ -588,6 +641,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_manifest_read_checks_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_round_trip, setup, teardown),
 		cmocka_unit_test(test_record_strict),
+		cmocka_unit_test_setup_teardown(test_record_signing_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lenient_good_and_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lenient_fields_independent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lenient_invalid, setup, teardown),
