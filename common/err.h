@@ -57,6 +57,7 @@ enum err_kind {
 	ERR_EXPIRED,      /* the signed statement is past its expires_at (422) */
 	ERR_FLOOR,        /* the release is below the host's security floor (409) */
 	ERR_KEYRING,      /* the host's keyring is unusable: every install is refused (503) */
+	ERR_UNAVAILABLE,  /* this daemon cannot do it as it was started; retrying will not help (503) */
 	ERR_KIND_COUNT
 };
 

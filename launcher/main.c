@@ -1,6 +1,6 @@
 /*
  * tandem-launcher: the small, stable parent of tandem-updater that a
- * self-update never replaces (issue 5, wiki/Self-Update.md).
+ * self-update never replaces (wiki/Self-Update.md).
  *
  *   tandem-launcher --config FILE --updater PATH [--install-dir DIR]
  *                   [--listen ADDR:PORT] [--log FILE]
@@ -12,19 +12,22 @@
  * updater it starts (fd number in TANDEM_LISTEN_FD), so a connection made
  * while one updater hands over to the next waits in the backlog. It runs
  * INSTALL_DIR/updater/current/<updater_entrypoint>, or PATH while the
- * updater's tree holds no release, restarting it with backoff when it exits.
+ * updater's tree holds no release. Restarts follow updater/supervise's
+ * state machine (the sup_* layer, driven from this single-threaded loop)
+ * with the launcher's policy: backoff from 200 ms doubling to 10 s, reset
+ * after 10 s up, never given up.
  *
  * When the updater exits after queueing a self-update (journal of the tree
- * in SWITCHING plus state/handover.json), the new updater is on probation:
- * before each start the persisted start counter is incremented (atomic
- * rewrite of the handover record, so a crash of the launcher itself counts
- * too); the new updater must answer /health with the new version and stay
- * up for the stable window, all before the deadline. Then the self-update
- * is committed; otherwise (too many starts, deadline, hang) the new updater
- * is stopped, the tree restored (current -> the previous updater) and the
- * previous updater started. Both outcomes are recorded in the history and in
- * updater/state/last_self_update.json. An interrupted self-update without a
- * handover record is undone (store_recover) before anything starts.
+ * in SWITCHING plus state/handover.json, install_self_pending), the new
+ * updater is on probation: before each start the persisted start counter is
+ * incremented (atomic rewrite of the handover record, so a crash of the
+ * launcher itself counts too); the new updater must answer /health with the
+ * new version and stay up for the stable window (updater/probe), all before
+ * the deadline. Then the self-update is committed (install_self_commit);
+ * otherwise (too many starts, deadline, hang) the new updater is stopped,
+ * the previous one restored (install_self_revert) and started. An
+ * interrupted self-update without a handover record is undone before
+ * anything starts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +36,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/err.h"
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -51,11 +53,13 @@
 #include "common/tls.h"
 #include "common/util.h"
 #include "common/version.h"
-#include "updater/api.h"
-#include "updater/journal.h"
+#include "updater/config.h"
+#include "updater/handover.h"
+#include "updater/install.h"
 #include "updater/probe.h"
 #include "updater/selfupdate.h"
 #include "updater/store.h"
+#include "updater/supervise.h"
 
 #define LN_DEFAULT_DEADLINE_MS 60000
 #define LN_DEFAULT_STABLE_MS 10000
@@ -64,13 +68,17 @@
 #define LN_BACKOFF_MAX_MS 10000
 #define LN_STABLE_RESET_MS 10000
 #define LN_STOP_EXTRA_MS 3000
+#define LN_MAX_EXTRA 16
+/* The running updater, for the next launcher if this one is killed hard. */
+#define LN_CHILD_RECORD "launcher.json"
+#define LN_ORPHAN_WAIT_MS 5000
 
 struct launcher {
 	struct updater_config cfg;
 	char conf[PATH_MAX];
 	const char *fallback;
 	char tree[PATH_MAX];
-	struct store store;
+	struct store store;      /* the updater's tree */
 	int listen_fd;
 	int lock_fd;
 	int port;
@@ -78,8 +86,9 @@ struct launcher {
 	char probe_port[16];
 	int sigfd;
 	struct tls_ctx *tls;
+	struct sup m;            /* when to (re)start the updater */
 	struct proc child;
-	int64_t child_started;
+	char version[128];       /* of the running child */
 	char log_path[PATH_MAX];
 	char boot_id[40];
 	long long deadline_ms;
@@ -89,24 +98,6 @@ struct launcher {
 	int nextra;
 	int stop;
 };
-
-#define LN_MAX_EXTRA 16
-/* The running updater, for the next launcher if this one is killed hard. */
-#define LN_CHILD_RECORD "launcher.json"
-#define LN_ORPHAN_WAIT_MS 5000
-
-/* snprintf where a cut path or message fails later, visibly. */
-static void ln_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-ln_fmt(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
 
 static void
 usage(FILE *fp)
@@ -140,7 +131,7 @@ usage(FILE *fp)
 
 /* Bind ADDR:PORT (port 0 picks one); *PORT gets the bound port. */
 static int
-ln_bind(const char *addr, int *port, char *err, size_t errlen)
+ln_bind(const char *addr, int *port, struct err *e)
 {
 	struct addrinfo hints, *res = NULL;
 	struct sockaddr_storage ss;
@@ -149,8 +140,7 @@ ln_bind(const char *addr, int *port, char *err, size_t errlen)
 	int fd = -1, one = 1, rc;
 
 	if (split_host_port(addr, host, sizeof(host), serv, sizeof(serv)) != 0) {
-		ln_fmt(err, errlen, "listen: bad address '%s'", addr);
-		return -1;
+		return err_set(e, ERR_CONFIG, "listen: bad address '%s'", addr);
 	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -158,14 +148,13 @@ ln_bind(const char *addr, int *port, char *err, size_t errlen)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
 	rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, &res);
 	if (rc != 0) {
-		ln_fmt(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
-		return -1;
+		return err_set(e, ERR_CONFIG, "listen %s: %s", addr, gai_strerror(rc));
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-		ln_fmt(err, errlen, "listen %s: %s", addr, strerror(errno));
+		err_sys(e, "listen %s", addr);
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -181,24 +170,45 @@ ln_bind(const char *addr, int *port, char *err, size_t errlen)
 	return fd;
 }
 
-/* The updater to run: the tree's current release, else the fallback binary. */
+
+/* The restart policy of the updater (the agent's is in the updater's config). */
 static void
+ln_policy(struct sup_config *c, long long stop_grace_ms)
+{
+	sup_config_defaults(c);
+	c->backoff_min_ms = LN_BACKOFF_MIN_MS;
+	c->backoff_max_ms = LN_BACKOFF_MAX_MS;
+	c->min_spacing_ms = 1;
+	c->stable_ms = LN_STABLE_RESET_MS;
+	/* Never a crash loop: the updater is retried at the backoff cap for ever. */
+	c->crash_loop_count = SUP_MAX_CRASHES;
+	c->crash_loop_window_ms = 1;
+	c->crash_loop_retry_ms = LN_BACKOFF_MAX_MS;
+	c->stop_grace_ms = stop_grace_ms + LN_STOP_EXTRA_MS;
+}
+
+/* The updater to run: the tree's current release, else the fallback binary. */
+static int
 ln_program(struct launcher *l, char *prog, size_t len, char *version, size_t vlen)
 {
-	char cur[PATH_MAX], entry[256], err[512];
+	char cur[PATH_MAX], entry[256];
+	struct err e = ERR_INIT;
+	int n = snprintf(cur, sizeof(cur), "%s/current", l->tree);
 
-	ln_fmt(cur, sizeof(cur), "%s/current", l->tree);
-	if (access(cur, F_OK) == 0 &&
-	    selfupdate_read_entrypoint(cur, entry, sizeof(entry), version, vlen, err,
-		sizeof(err)) == 0) {
-		ln_fmt(prog, len, "%s/%s", cur, entry);
-		return;
+	if (n < 0 || (size_t)n >= sizeof(cur)) {
+		return -1;
 	}
 	if (access(cur, F_OK) == 0) {
-		log_warnx("updater release in %s unusable (%s): running %s", cur, err, l->fallback);
+		if (install_self_entrypoint(cur, entry, sizeof(entry), version, vlen, &e) == 0) {
+			n = snprintf(prog, len, "%s/%s", cur, entry);
+			return n < 0 || (size_t)n >= len ? -1 : 0;
+		}
+		log_warnx("updater release in %s unusable (%s): running %s", cur, err_msg(&e),
+		    l->fallback);
 	}
-	ln_fmt(prog, len, "%s", l->fallback);
-	ln_fmt(version, vlen, "fallback");
+	n = snprintf(prog, len, "%s", l->fallback);
+	(void)snprintf(version, vlen, "fallback");
+	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 /* Record the child (pid, start time, boot id) in TREE/state/launcher.json. */
@@ -206,11 +216,14 @@ static void
 ln_record_child(struct launcher *l)
 {
 	char p[PATH_MAX], buf[256];
-
-	ln_fmt(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
-	ln_fmt(buf, sizeof(buf), "{\"pid\":%d,\"start_time\":\"%llu\",\"boot_id\":\"%s\"}\n",
+	int n = snprintf(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
+	int m = snprintf(buf, sizeof(buf), "{\"pid\":%d,\"start_time\":\"%llu\",\"boot_id\":\"%s\"}\n",
 	    (int)l->child.pid, l->child.start_time, l->boot_id);
-	if (fs_write_atomic(p, buf, strlen(buf), 0600) != 0) {
+
+	if (n < 0 || (size_t)n >= sizeof(p) || m < 0 || (size_t)m >= sizeof(buf)) {
+		return;
+	}
+	if (fs_write_atomic(p, buf, (size_t)m, 0600) != 0) {
 		log_warn("write %s", p);
 	}
 }
@@ -237,23 +250,23 @@ ln_stop_orphan(struct launcher *l)
 	};
 	struct ln_child_rec rec;
 	struct proc orphan = PROC_INIT;
-	char p[PATH_MAX], err[256];
+	char p[PATH_MAX], msg[256];
 	char *buf = NULL;
 	size_t len = 0;
 	long long st;
 	cJSON *o;
+	int n = snprintf(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
 
-	ln_fmt(p, sizeof(p), "%s/state/%s", l->tree, LN_CHILD_RECORD);
-	if (fs_read_file(p, 4096, &buf, &len) != 0) {
+	if (n < 0 || (size_t)n >= sizeof(p) || fs_read_file(p, 4096, &buf, &len) != 0) {
 		return;
 	}
 	memset(&rec, 0, sizeof(rec));
-	o = json_parse_object(buf, len, err, sizeof(err));
+	o = json_parse_object(buf, len, msg, sizeof(msg));
 	free(buf);
 	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, err, sizeof(err)) != 0 ||
+	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, msg, sizeof(msg)) != 0 ||
 	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 || strcmp(rec.boot_id, l->boot_id) != 0 ||
-	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, err, sizeof(err)) != 0) {
+	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, msg, sizeof(msg)) != 0) {
 		cJSON_Delete(o);
 		return; /* unreadable, from before a reboot, or gone */
 	}
@@ -265,16 +278,23 @@ ln_stop_orphan(struct launcher *l)
 	proc_release(&orphan);
 }
 
+/* Start the updater (the machine said SPAWN). */
 static int
-ln_spawn(struct launcher *l, char *err, size_t errlen)
+ln_spawn(struct launcher *l, struct err *e)
 {
-	char prog[PATH_MAX], version[128], env_fd[64], env_conf[PATH_MAX + 64];
+	char prog[PATH_MAX], env_fd[64], env_conf[PATH_MAX + 64], msg[512];
 	const char *argv[6 + LN_MAX_EXTRA], *env[3];
 	struct proc_spec spec;
+	int n1, n2;
 
-	ln_program(l, prog, sizeof(prog), version, sizeof(version));
-	ln_fmt(env_fd, sizeof(env_fd), "%s=%d", SELFUPDATE_ENV_LISTEN_FD, l->listen_fd);
-	ln_fmt(env_conf, sizeof(env_conf), "%s=%s", SELFUPDATE_ENV_CONFIG, l->conf);
+	if (ln_program(l, prog, sizeof(prog), l->version, sizeof(l->version)) != 0) {
+		return err_set(e, ERR_CONFIG, "updater program path too long");
+	}
+	n1 = snprintf(env_fd, sizeof(env_fd), "%s=%d", SELFUPDATE_ENV_LISTEN_FD, l->listen_fd);
+	n2 = snprintf(env_conf, sizeof(env_conf), "%s=%s", SELFUPDATE_ENV_CONFIG, l->conf);
+	if (n1 < 0 || (size_t)n1 >= sizeof(env_fd) || n2 < 0 || (size_t)n2 >= sizeof(env_conf)) {
+		return err_set(e, ERR_CONFIG, "updater environment too long");
+	}
 	env[0] = env_fd;
 	env[1] = env_conf;
 	env[2] = NULL;
@@ -294,29 +314,55 @@ ln_spawn(struct launcher *l, char *err, size_t errlen)
 	spec.log_path = l->log_path;
 	spec.keep_fd = l->listen_fd;
 	proc_release(&l->child);
-	if (proc_spawn(&spec, &l->child, err, errlen) != 0) {
-		return -1;
+	if (proc_spawn(&spec, &l->child, msg, sizeof(msg)) != 0) {
+		return err_set(e, ERR_IO, "%s", msg);
 	}
-	l->child_started = mono_ms();
 	ln_record_child(l);
-	log_info("started updater %s (%s), pid %d", prog, version, (int)l->child.pid);
-	printf("UPDATER pid=%d version=%s\n", (int)l->child.pid, version);
+	log_info("started updater %s (%s), pid %d", prog, l->version, (int)l->child.pid);
+	printf("UPDATER pid=%d version=%s\n", (int)l->child.pid, l->version);
 	fflush(stdout);
 	return 0;
 }
 
+/* Carry out what the machine asked for. */
+static void
+ln_act(struct launcher *l, enum sup_action act)
+{
+	struct err e = ERR_INIT;
+
+	switch (act) {
+	case SUP_ACT_NONE:
+		break;
+	case SUP_ACT_SPAWN:
+		if (ln_spawn(l, &e) != 0) {
+			log_warnx("start updater: %s", err_msg(&e));
+		}
+		(void)sup_spawned(&l->m, mono_ms(), l->child.pid != 0);
+		break;
+	case SUP_ACT_TERM:
+	case SUP_ACT_KILL:
+		if (l->child.pid != 0 &&
+		    proc_signal(&l->child, act == SUP_ACT_TERM ? SIGTERM : SIGKILL) != 0) {
+			log_warn("signal updater pid %d", (int)l->child.pid);
+		}
+		break;
+	}
+}
+
+/* Stop the updater (TERM, grace, KILL: gone and reaped on return), wanting it down. */
 static void
 ln_stop_child(struct launcher *l)
 {
-	char err[256];
+	char msg[256];
 
+	(void)sup_want_down(&l->m, mono_ms());
 	if (l->child.pid == 0) {
 		return;
 	}
-	if (proc_stop(&l->child, (int)l->cfg.stop_grace_ms + LN_STOP_EXTRA_MS, err, sizeof(err)) <
-	    0) {
-		log_warnx("stop updater pid %d: %s", (int)l->child.pid, err);
+	if (proc_stop(&l->child, (int)l->m.cfg.stop_grace_ms, msg, sizeof(msg)) < 0) {
+		log_warnx("stop updater pid %d: %s", (int)l->child.pid, msg);
 	}
+	(void)sup_exited(&l->m, mono_ms(), l->child.status);
 	proc_release(&l->child);
 }
 
@@ -339,98 +385,7 @@ ln_reap(struct launcher *l, int *status)
 	return 1;
 }
 
-/*
- * Look at the updater's tree. Returns 1 when a self-update waits for
- * probation (*H filled), 0 otherwise (an interrupted one is undone first).
- */
-static int
-ln_reconcile(struct launcher *l, struct selfupdate_handover *h)
-{
-	struct journal_op op;
-	char err[512], what[512];
-	int jr, hr;
-
-	jr = journal_read(l->tree, &op, err, sizeof(err));
-	if (jr < 0) {
-		log_warnx("updater tree journal: %s", err);
-	}
-	hr = selfupdate_handover_read(l->tree, h, err, sizeof(err));
-	if (hr < 0) {
-		log_warnx("handover record: %s", err);
-	}
-	if (jr == 1 && hr == 1 && op.kind == JOURNAL_UPDATE && op.phase == JOURNAL_SWITCHING &&
-	    strcmp(op.id, h->op_id) == 0) {
-		return 1;
-	}
-	if (jr == 0 && hr == 0) {
-		return 0;
-	}
-	if (store_recover(&l->store, what, sizeof(what), err, sizeof(err)) != 0) {
-		log_warnx("updater tree recovery: %s", err);
-		return 0;
-	}
-	if (selfupdate_handover_clear(l->tree) != 0) {
-		log_warn("clear handover record");
-	}
-	if (jr == 1) {
-		/* Interrupted while committing: recovery finished it; else it was undone. */
-		const char *result = op.phase == JOURNAL_COMMITTING ? "committed" : "undone";
-
-		log_warnx("interrupted self-update: %s", what);
-		if (selfupdate_record(l->tree, l->cfg.install_dir, op.id, result,
-			hr == 1 ? h->old_version : "", hr == 1 ? h->new_version : "", op.sha256,
-			what) != 0) {
-			log_warn("record self-update outcome");
-		}
-	}
-	return 0;
-}
-
-static void
-ln_commit(struct launcher *l, const struct selfupdate_handover *h)
-{
-	struct journal_op op;
-	char err[512];
-
-	if (journal_read(l->tree, &op, err, sizeof(err)) != 1 ||
-	    store_update_commit(&l->store, &op, err, sizeof(err)) != 0) {
-		log_warnx("commit self-update %s: %s", h->op_id, err);
-	}
-	if (selfupdate_handover_clear(l->tree) != 0) {
-		log_warn("clear handover record");
-	}
-	if (selfupdate_record(l->tree, l->cfg.install_dir, h->op_id, "committed", h->old_version,
-		h->new_version, h->sha256, "") != 0) {
-		log_warn("record self-update outcome");
-	}
-	log_info("self-update %s committed: updater %s", h->op_id, h->new_version);
-	printf("SELF_UPDATE committed %s\n", h->new_version);
-	fflush(stdout);
-}
-
-static void
-ln_revert(struct launcher *l, const struct selfupdate_handover *h, const char *reason)
-{
-	struct journal_op op;
-	char err[512];
-
-	ln_stop_child(l);
-	if (journal_read(l->tree, &op, err, sizeof(err)) != 1 ||
-	    store_update_restore(&l->store, &op, err, sizeof(err)) != 0) {
-		log_warnx("revert self-update %s: %s", h->op_id, err);
-	}
-	if (selfupdate_handover_clear(l->tree) != 0) {
-		log_warn("clear handover record");
-	}
-	if (selfupdate_record(l->tree, l->cfg.install_dir, h->op_id, "reverted", h->old_version,
-		h->new_version, h->sha256, reason) != 0) {
-		log_warn("record self-update outcome");
-	}
-	log_warnx("self-update %s reverted: %s", h->op_id, reason);
-	printf("SELF_UPDATE reverted %s\n", h->new_version);
-	fflush(stdout);
-}
-
+/* A signal arrived: SIGHUP is forwarded (0), anything else stops the launcher (1). */
 static int
 ln_signal(struct launcher *l)
 {
@@ -452,67 +407,71 @@ ln_signal(struct launcher *l)
 	return 1;
 }
 
+/* Probe the running new updater H for the rest of the probation. */
+static int
+ln_probe(struct launcher *l, const struct handover *h, int64_t deadline,
+    struct probe_result *res)
+{
+	struct probe_opts o;
+
+	probe_opts_init(&o);
+	o.tls = l->tls;
+	o.host = l->probe_host;
+	o.port = l->probe_port;
+	o.expect_version = h->new_version;
+	o.first_interval_ms = 50;
+	o.max_interval_ms = 500;
+	o.deadline_ms = ms_until(deadline);
+	o.stable_ms = (int)l->stable_ms;
+	o.stable_interval_ms = 500;
+	o.pidfd = l->child.pidfd;
+	o.cancel_fd = l->sigfd;
+	return probe_run(&o, res);
+}
+
 /*
  * The new updater's probation. Returns 0 when decided (committed: the new
  * updater runs; reverted: nothing runs), 1 when a signal interrupted it (the
  * handover record stays for the next launcher).
  */
 static int
-ln_probation(struct launcher *l, struct selfupdate_handover *h)
+ln_probation(struct launcher *l, struct handover *h)
 {
 	int64_t deadline = mono_ms() + l->deadline_ms;
-	char reason[600], err[512];
+	struct err e = ERR_INIT;
+	char reason[600], last[600], desc[96];
 	int status, spawn = 1;
 
-	ln_fmt(reason, sizeof(reason), "no start yet");
+	(void)snprintf(reason, sizeof(reason), "no start yet");
 	for (;;) {
-		struct probe_opts o;
 		struct probe_result res;
-		int passed;
 
-		if (!spawn) {
-			/* Probing the same process again (after a SIGHUP). */
-			if (ms_until(deadline) <= 0) {
-				break;
-			}
-		} else if (h->starts >= l->max_starts) {
-			char last[520];
-
-			ln_fmt(last, sizeof(last), "%s", reason);
-			ln_fmt(reason, sizeof(reason), "%lld starts failed (last: %s)", h->starts,
-			    last);
+		if (spawn && h->starts >= l->max_starts) {
+			memcpy(last, reason, sizeof(last));
+			(void)snprintf(reason, sizeof(reason), "%lld starts failed (last: %.500s)",
+			    h->starts, last);
 			break;
 		}
-		if (spawn && ms_until(deadline) <= 0) {
+		if (ms_until(deadline) <= 0) {
 			break;
 		}
 		if (spawn) {
 			h->starts++;
-			if (selfupdate_handover_write(l->tree, h) != 0) {
-				log_warn("persist start counter");
+			if (handover_write(l->tree, h, &e) != 0) {
+				log_warnx("persist the start counter: %s", err_msg(&e));
 			}
-			if (ln_spawn(l, err, sizeof(err)) != 0) {
-				ln_fmt(reason, sizeof(reason), "start: %s", err);
+			ln_act(l, sup_want_up(&l->m, mono_ms()));
+			if (l->child.pid == 0) {
+				(void)snprintf(reason, sizeof(reason), "the updater did not start");
 				continue;
 			}
 		}
 		spawn = 1;
-		probe_opts_init(&o);
-		o.tls = l->tls;
-		o.host = l->probe_host;
-		o.port = l->probe_port;
-		o.expect_version = h->new_version;
-		o.first_interval_ms = 50;
-		o.max_interval_ms = 500;
-		o.deadline_ms = ms_until(deadline);
-		o.stable_ms = (int)l->stable_ms;
-		o.stable_interval_ms = 500;
-		o.pidfd = l->child.pidfd;
-		o.cancel_fd = l->sigfd;
-		passed = probe_run(&o, &res) == 0;
-		if (passed) {
+		if (ln_probe(l, h, deadline, &res) == 0) {
 			probe_result_free(&res);
-			ln_commit(l, h);
+			install_self_commit(&l->store, l->cfg.install_dir, h);
+			printf("SELF_UPDATE committed %s\n", h->new_version);
+			fflush(stdout);
 			return 0;
 		}
 		if (errno == ECANCELED) {
@@ -525,60 +484,69 @@ ln_probation(struct launcher *l, struct selfupdate_handover *h)
 		}
 		if (ln_reap(l, &status) == 0) {
 			/* Alive but not healthy in time: hung. */
-			ln_fmt(reason, sizeof(reason), "updater not healthy in time: %s", res.reason);
+			(void)snprintf(reason, sizeof(reason), "updater not healthy in time: %.500s",
+			    res.reason);
 			probe_result_free(&res);
 			break;
 		}
-		{
-			char desc[96];
-
-			/* The probe's text speaks of "the agent": say what exited. */
-			ln_fmt(reason, sizeof(reason), "updater %s %s",
-			    proc_status_str(status, desc, sizeof(desc)),
-			    res.first_pass_ms >= 0 ? "within the stable window" : "before serving");
-		}
+		(void)sup_exited(&l->m, mono_ms(), status);
+		/* The probe's text speaks of "the agent": say what exited. */
+		(void)snprintf(reason, sizeof(reason), "updater %s %s",
+		    proc_status_str(status, desc, sizeof(desc)),
+		    res.first_pass_ms >= 0 ? "within the stable window" : "before serving");
 		probe_result_free(&res);
 		log_warnx("new updater failed start %lld: %s", h->starts, reason);
 	}
-	ln_revert(l, h, reason);
+	ln_stop_child(l);
+	install_self_revert(&l->store, l->cfg.install_dir, h, reason);
+	printf("SELF_UPDATE reverted %s\n", h->new_version);
+	fflush(stdout);
+	return 0;
+}
+
+/* A queued self-update goes on at once: 1 when the launcher must stop. */
+static int
+ln_pending(struct launcher *l)
+{
+	struct handover h;
+
+	if (install_self_pending(&l->store, l->cfg.install_dir, &h) != 1) {
+		return 0;
+	}
+	if (ln_probation(l, &h) != 0) {
+		return 1;
+	}
+	if (l->child.pid == 0) {
+		ln_act(l, sup_want_up(&l->m, mono_ms())); /* reverted: the previous updater */
+	}
 	return 0;
 }
 
 static int
 ln_run(struct launcher *l)
 {
-	struct selfupdate_handover h;
-	int64_t next_start = 0;
-	int backoff = LN_BACKOFF_MIN_MS;
-	char err[512];
-
+	if (ln_pending(l) != 0) {
+		return 0;
+	}
+	if (l->child.pid == 0) {
+		ln_act(l, sup_want_up(&l->m, mono_ms()));
+	}
 	while (!l->stop) {
 		struct pollfd pfd[2];
-		int timeout = -1, status, nfds = 1;
+		int64_t dl = sup_deadline(&l->m);
+		int timeout = dl == INT64_MAX ? -1 : ms_until(dl), status, nfds = 1;
+		char desc[96];
 
-		if (l->child.pid == 0) {
-			if (ln_reconcile(l, &h) == 1) {
-				if (ln_probation(l, &h) == 1) {
-					break;
-				}
-			}
-		}
-		if (l->child.pid == 0 && ms_until(next_start) <= 0) {
-			if (ln_spawn(l, err, sizeof(err)) != 0) {
-				log_warnx("start updater: %s", err);
-				next_start = mono_ms() + backoff;
-				backoff = backoff * 2 > LN_BACKOFF_MAX_MS ? LN_BACKOFF_MAX_MS : backoff * 2;
-			}
-		}
 		pfd[0].fd = l->sigfd;
 		pfd[0].events = POLLIN;
-		if (l->child.pid != 0) {
+		pfd[0].revents = 0;
+		if (l->child.pid != 0 && l->child.pidfd >= 0) {
 			pfd[1].fd = l->child.pidfd;
 			pfd[1].events = POLLIN;
-			nfds = l->child.pidfd >= 0 ? 2 : 1;
-			timeout = l->child.pidfd >= 0 ? -1 : 100;
-		} else {
-			timeout = ms_until(next_start);
+			pfd[1].revents = 0;
+			nfds = 2;
+		} else if (l->child.pid != 0 && (timeout < 0 || timeout > 100)) {
+			timeout = 100; /* no pidfd: look again soon */
 		}
 		if (poll(pfd, (nfds_t)nfds, timeout) < 0 && errno != EINTR) {
 			log_warn("poll");
@@ -588,20 +556,14 @@ ln_run(struct launcher *l)
 			break;
 		}
 		if (l->child.pid != 0 && ln_reap(l, &status) == 1) {
-			char desc[96];
-
 			log_warnx("updater exited: %s", proc_status_str(status, desc, sizeof(desc)));
-			if (mono_ms() - l->child_started > LN_STABLE_RESET_MS) {
-				backoff = LN_BACKOFF_MIN_MS;
+			ln_act(l, sup_exited(&l->m, mono_ms(), status));
+			if (ln_pending(l) != 0) {
+				break;
 			}
-			/* A queued self-update goes on at once (ln_reconcile); a crash waits. */
-			next_start = mono_ms() + backoff;
-			if (ln_reconcile(l, &h) == 1) {
-				next_start = 0;
-			} else {
-				backoff = backoff * 2 > LN_BACKOFF_MAX_MS ? LN_BACKOFF_MAX_MS
-									  : backoff * 2;
-			}
+		}
+		if (mono_ms() >= sup_deadline(&l->m)) {
+			ln_act(l, sup_timer(&l->m, mono_ms()));
 		}
 	}
 	ln_stop_child(l);
@@ -636,8 +598,10 @@ main(int argc, char **argv)
 	};
 	struct launcher l;
 	struct tls_opts to;
+	struct sup_config policy;
+	struct err e = ERR_INIT;
 	const char *config_path = NULL, *listen = NULL, *install_dir = NULL, *log_path = NULL;
-	char err[512], dir[PATH_MAX];
+	char msg[512], dir[PATH_MAX];
 	sigset_t set;
 	int c, rc = 1;
 
@@ -646,6 +610,8 @@ main(int argc, char **argv)
 	l.lock_fd = -1;
 	l.sigfd = -1;
 	proc_init(&l.child);
+	ln_policy(&policy, 0);
+	sup_init(&l.m, &policy);
 	l.deadline_ms = LN_DEFAULT_DEADLINE_MS;
 	l.stable_ms = LN_DEFAULT_STABLE_MS;
 	l.max_starts = LN_DEFAULT_MAX_STARTS;
@@ -704,31 +670,29 @@ main(int argc, char **argv)
 		fprintf(stderr, "tandem-launcher: config %s: %s\n", config_path, strerror(errno));
 		return 2;
 	}
-	if (config_defaults(api_config_table, api_config_table_len, &l.cfg, err, sizeof(err)) != 0 ||
-	    config_load_file(api_config_table, api_config_table_len, &l.cfg, l.conf, err,
-		sizeof(err)) != 0 ||
-	    (listen != NULL && config_set(api_config_table, api_config_table_len, &l.cfg, "listen",
-				   listen, NULL, err, sizeof(err)) != 0) ||
-	    (install_dir != NULL && config_set(api_config_table, api_config_table_len, &l.cfg,
-					"install_dir", install_dir, NULL, err, sizeof(err)) != 0) ||
-	    api_config_check(&l.cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-launcher: %s\n", err);
-		rc = 2;
+	if (updater_config_load(&l.cfg, l.conf, listen, install_dir, &e) != 0) {
+		fprintf(stderr, "tandem-launcher: %s\n", err_msg(&e));
+		rc = err_exit_code(e.kind);
 		goto out;
 	}
 	log_set_level((enum log_level)l.cfg.log_level);
-	ln_fmt(l.tree, sizeof(l.tree), "%s/%s", l.cfg.install_dir, SELFUPDATE_TREE);
-	ln_fmt(dir, sizeof(dir), "%s/state", l.cfg.install_dir);
+	ln_policy(&policy, l.cfg.stop_grace_ms);
+	sup_init(&l.m, &policy);
+	if (snprintf(l.tree, sizeof(l.tree), "%s/%s", l.cfg.install_dir, INSTALL_SELF_TREE) >=
+		(int)sizeof(l.tree) ||
+	    snprintf(dir, sizeof(dir), "%s/state", l.cfg.install_dir) >= (int)sizeof(dir) ||
+	    (log_path != NULL ? snprintf(l.log_path, sizeof(l.log_path), "%s", log_path) :
+				snprintf(l.log_path, sizeof(l.log_path), "%s/updater.log", dir)) >=
+		(int)sizeof(l.log_path)) {
+		log_warnx("install dir or log path too long");
+		goto out;
+	}
 	if (fs_mkdir_p(dir, 0700) != 0) {
 		log_warn("mkdir %s", dir);
 		goto out;
 	}
-	ln_fmt(l.log_path, sizeof(l.log_path), "%s", log_path != NULL ? log_path : "");
-	if (log_path == NULL) {
-		ln_fmt(l.log_path, sizeof(l.log_path), "%s/updater.log", dir);
-	}
-	if (store_init(&l.store, l.tree, (unsigned)l.cfg.failed_keep, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (store_init(&l.store, l.tree, (unsigned)l.cfg.failed_keep, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	sigemptyset(&set);
@@ -745,24 +709,26 @@ main(int argc, char **argv)
 	to.cert_file = l.cfg.cert;
 	to.key_file = l.cfg.key;
 	to.master_cn = l.cfg.master_cn;
-	if (tls_client_new(&to, &l.tls, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (tls_client_new(&to, &l.tls, msg, sizeof(msg)) != 0) {
+		log_warnx("%s", msg);
 		goto out;
 	}
 	if (proc_boot_id(l.boot_id, sizeof(l.boot_id)) != 0) {
 		l.boot_id[0] = '\0';
 	}
 	/* One launcher per install dir (the lock goes with the process, however it ends). */
-	ln_fmt(dir, sizeof(dir), "%s/state/launcher.lock", l.tree);
+	if (snprintf(dir, sizeof(dir), "%s/state/launcher.lock", l.tree) >= (int)sizeof(dir)) {
+		goto out;
+	}
 	l.lock_fd = open(dir, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (l.lock_fd < 0 || flock(l.lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		log_warn("%s: another tandem-launcher runs for %s", dir, l.cfg.install_dir);
 		goto out;
 	}
 	ln_stop_orphan(&l);
-	l.listen_fd = ln_bind(l.cfg.listen, &l.port, err, sizeof(err));
+	l.listen_fd = ln_bind(l.cfg.listen, &l.port, &e);
 	if (l.listen_fd < 0) {
-		log_warnx("%s", err);
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	if (split_host_port(l.cfg.listen, l.probe_host, sizeof(l.probe_host), l.probe_port,
@@ -770,11 +736,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (l.probe_host[0] == '\0' || strcmp(l.probe_host, "0.0.0.0") == 0) {
-		ln_fmt(l.probe_host, sizeof(l.probe_host), "127.0.0.1");
+		(void)snprintf(l.probe_host, sizeof(l.probe_host), "127.0.0.1");
 	} else if (strcmp(l.probe_host, "::") == 0) {
-		ln_fmt(l.probe_host, sizeof(l.probe_host), "::1");
+		(void)snprintf(l.probe_host, sizeof(l.probe_host), "::1");
 	}
-	ln_fmt(l.probe_port, sizeof(l.probe_port), "%d", l.port);
+	(void)snprintf(l.probe_port, sizeof(l.probe_port), "%d", l.port);
 	log_info("tandem-launcher listening on port %d for the updater", l.port);
 	printf("LISTENING port=%d\n", l.port);
 	fflush(stdout);
@@ -791,6 +757,6 @@ out:
 		close(l.lock_fd);
 	}
 	tls_ctx_free(l.tls);
-	config_free(api_config_table, api_config_table_len, &l.cfg);
+	updater_config_free(&l.cfg);
 	return rc;
 }

@@ -1,268 +1,169 @@
 #include "updater/api.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
+#include <strings.h>
 #include <unistd.h>
 
-#include "common/fs.h"
 #include "common/httpd.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/testhook.h"
-#include "common/proc.h"
-#include "common/release.h"
 #include "common/tls.h"
 #include "common/version.h"
-#include "updater/extract.h"
-#include "updater/journal.h"
-#include "updater/probe.h"
+#include "updater/agent.h"
+#include "updater/handover.h"
+#include "updater/install.h"
 #include "updater/selfupdate.h"
-#include "updater/store.h"
-#include "updater/supervise.h"
-#include "updater/upload.h"
 
-#define API_PREFLIGHT_OUT (16 * 1024)
 #define API_RETRY_AFTER "5"
-#define API_MAX_SHA_LABEL 255
 /* Multipart framing and text fields on top of the tarball itself. */
 #define API_BODY_SLACK (64 * 1024)
 
-
-/* snprintf for messages and paths where a cut result is harmless (it fails later, visibly). */
-static void api_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-api_fmt(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-#define OFF(m) offsetof(struct updater_config, m)
-const struct config_option api_config_table[] = {
-	{ "listen", CONFIG_ADDR, OFF(listen), UPDATER_DEFAULT_LISTEN, 0, 0,
-	    "address and port of the updater API" },
-	{ "install_dir", CONFIG_PATH, OFF(install_dir), NULL, 0, 0,
-	    "root of current, releases/ and state/ (required)" },
-	{ "ca", CONFIG_PATH, OFF(ca), NULL, 0, 0, "fleet CA certificate (required)" },
-	{ "cert", CONFIG_PATH, OFF(cert), NULL, 0, 0,
-	    "updater certificate, CN=updater@HOST, serverAuth+clientAuth (required)" },
-	{ "key", CONFIG_PATH, OFF(key), NULL, 0, 0, "updater private key (required)" },
-	{ "master_cn", CONFIG_STR, OFF(master_cn), TLS_DEFAULT_MASTER_CN, 1, 127,
-	    "CN of the master certificate" },
-	{ "master_fingerprints", CONFIG_STRLIST, OFF(master_fingerprints), "", 0, 0,
-	    "if set, only these master certificates (sha256 of DER, hex) may push" },
-	{ "agent_config", CONFIG_PATH, OFF(agent_config), NULL, 0, 0,
-	    "the agent's config file, passed as --config (required)" },
-	{ "agent_probe", CONFIG_ADDR, OFF(agent_probe), "127.0.0.1:8765", 1, 65535,
-	    "where the agent's /health is probed" },
-	{ "agent_pin", CONFIG_STR, OFF(agent_pin), "", 0, 64,
-	    "sha256 of the agent's certificate (hex); empty: CA only" },
-	{ "agent_log", CONFIG_PATH, OFF(agent_log), NULL, 0, 0,
-	    "agent stdout/stderr (default INSTALL_DIR/state/agent.log)" },
-	{ "run_as_user", CONFIG_STR, OFF(run_as_user), "", 0, 64, "run the agent as this user" },
-	{ "run_as_group", CONFIG_STR, OFF(run_as_group), "", 0, 64, "... and this group" },
-	{ "stop_agent_on_exit", CONFIG_BOOL, OFF(stop_agent_on_exit), "false", 0, 0,
-	    "stop the agent when the updater exits (else the next updater adopts it)" },
-	{ "max_upload", CONFIG_SIZE, OFF(max_upload), "512M", 1024, 1LL << 40,
-	    "largest tarball accepted (413 beyond)" },
-	{ "max_unpacked", CONFIG_SIZE, OFF(max_unpacked), "2G", 1024, 1LL << 42,
-	    "largest unpacked release" },
-	{ "max_entries", CONFIG_INT, OFF(max_entries), "100000", 1, 10000000,
-	    "most archive entries in a release" },
-	{ "min_free", CONFIG_SIZE, OFF(min_free), "64M", 0, 1LL << 42,
-	    "free disk space that must remain while installing (507 otherwise)" },
-	{ "failed_keep", CONFIG_INT, OFF(failed_keep), "3", 0, 100,
-	    "failed releases kept in releases/failed/" },
-	{ "preflight_timeout", CONFIG_DURATION_MS, OFF(preflight_timeout_ms), "30s", 100,
-	    3600000, "limit on the release's preflight command" },
-	{ "probe_deadline", CONFIG_DURATION_MS, OFF(probe_deadline_ms), "30s", 100, 3600000,
-	    "time for a new agent to answer /health" },
-	{ "probe_stable", CONFIG_DURATION_MS, OFF(probe_stable_ms), "3s", 0, 3600000,
-	    "stability window after the first healthy answer" },
-	{ "probe_first_interval", CONFIG_DURATION_MS, OFF(probe_first_interval_ms), "20ms", 1,
-	    60000, "first wait between probe attempts" },
-	{ "probe_max_interval", CONFIG_DURATION_MS, OFF(probe_max_interval_ms), "1s", 1, 60000,
-	    "longest wait between probe attempts" },
-	{ "stop_grace", CONFIG_DURATION_MS, OFF(stop_grace_ms), "5s", 10, 600000,
-	    "SIGTERM to SIGKILL when stopping the agent" },
-	{ "restart_backoff_min", CONFIG_DURATION_MS, OFF(restart_backoff_min_ms), "500ms", 10,
-	    3600000, "first delay before restarting a crashed agent (doubles per crash)" },
-	{ "restart_backoff_max", CONFIG_DURATION_MS, OFF(restart_backoff_max_ms), "30s", 10,
-	    86400000, "longest restart delay" },
-	{ "restart_min_spacing", CONFIG_DURATION_MS, OFF(restart_min_spacing_ms), "1s", 10, 3600000,
-	    "least time between two starts of the agent" },
-	{ "crash_loop_count", CONFIG_INT, OFF(crash_loop_count), "5", 1, SUP_MAX_CRASHES,
-	    "this many crashes within crash_loop_window is a crash loop (shown in /health)" },
-	{ "crash_loop_window", CONFIG_DURATION_MS, OFF(crash_loop_window_ms), "60s", 100, 86400000,
-	    NULL },
-	{ "crash_loop_retry", CONFIG_DURATION_MS, OFF(crash_loop_retry_ms), "60s", 100, 86400000,
-	    "in a crash loop, try again after this long" },
-	{ "request_timeout", CONFIG_DURATION_MS, OFF(request_timeout_ms), "15m", 1000,
-	    86400000, "whole /update request: upload, install and probe" },
-	{ "max_conns", CONFIG_INT, OFF(max_conns), "32", 1, 10000, "concurrent connections" },
-	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), "info", 0, 0, NULL },
-	{ "log_file", CONFIG_PATH, OFF(log_file), NULL, 0, 0, "log here instead of stderr" },
-};
-#undef OFF
-const size_t api_config_table_len = ARRAY_LEN(api_config_table);
-
-int
-api_config_check(const struct updater_config *cfg, char *err, size_t errlen)
-{
-	if (cfg->install_dir == NULL || cfg->ca == NULL || cfg->cert == NULL ||
-	    cfg->key == NULL || cfg->agent_config == NULL) {
-		api_fmt(err, errlen,
-		    "install_dir, ca, cert, key and agent_config must all be set");
-		return -1;
-	}
-	if (cfg->install_dir[0] != '/') {
-		api_fmt(err, errlen, "install_dir must be absolute");
-		return -1;
-	}
-	if (cfg->agent_pin[0] != '\0' && !is_hex_len(cfg->agent_pin, TLS_FP_HEX_LEN)) {
-		api_fmt(err, errlen, "agent_pin must be 64 hex digits");
-		return -1;
-	}
-	for (char **fp = cfg->master_fingerprints; *fp != NULL; fp++) {
-		if (!is_hex_len(*fp, TLS_FP_HEX_LEN)) {
-			api_fmt(err, errlen, "master_fingerprints: '%s' is not 64 hex digits", *fp);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 struct api {
 	const struct updater_config *cfg;
-	struct store store;
 	struct tls_ctx *srv_tls;
 	struct tls_ctx *cli_tls;
 	struct httpd *httpd;
-	struct supervisor *sv;
-	struct selfupdate *su;
-	char agent_log[PATH_MAX];
-	char probe_host[256];
-	char probe_port[16];
-	char boot_id[40];
-	struct httpd_route routes[6];
-
-	pthread_mutex_t mu;        /* protects everything below */
-	int busy;
-	char op_id[JOURNAL_ID_LEN];
-	const char *op_kind;
-	const char *op_phase;
-	int64_t op_started;
-	int both_bad;
-	char last_probe[600];
+	struct agent *agent;
+	struct install *in;
+	struct httpd_route *routes;
+	int listen_fd;                /* from tandem-launcher, else -1 */
+	const char *launcher_config;  /* from tandem-launcher, else NULL */
 };
 
-/* ---- small helpers ---- */
+/* One POST request: the plan the form fills, and where the engine is with it. */
+struct api_req {
+	struct install_plan plan;
+	size_t sha_len;
+	size_t sha256_len;
+	char confirm[16];
+	size_t confirm_len;
+	int locked;
+	int have_tarball;
+	struct install_txn *txn;
+	int queued;                   /* a self-update was queued: hand over after the answer */
+};
 
+/* ---- the one translation: outcome -> status + JSON body ---- */
+
+/* 200 {"status","release","probe"} of an update or a rollback that worked. */
 static void
-api_set_phase(struct api *a, const char *phase)
+api_answer_release(struct httpd_req *r, const char *status, const struct install_outcome *oc)
 {
-	pthread_mutex_lock(&a->mu);
-	a->op_phase = phase;
-	pthread_mutex_unlock(&a->mu);
+	cJSON *o = cJSON_CreateObject();
+	cJSON *rel = oc->have_release ? release_record_json(&oc->release, "active") :
+					cJSON_CreateNull();
+
+	if (o == NULL || json_add_str(o, "status", status) != 0 ||
+	    json_add_item(o, "release", rel) != 0 ||
+	    json_add_str(o, "probe", oc->probe_new != NULL ? oc->probe_new : "") != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
 }
 
+/* 200 {"status":"self_update_queued",...}: this updater hands over next. */
 static void
-api_set_last_probe(struct api *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-api_set_last_probe(struct api *a, const char *fmt, ...)
+api_answer_queued(struct httpd_req *r, const struct install_outcome *oc)
 {
-	va_list ap;
-	char buf[600], stamp[32];
+	cJSON *o = cJSON_CreateObject(), *rel = release_record_json(&oc->release, "active");
 
-	iso8601_utc(time(NULL), stamp, sizeof(stamp));
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&a->mu);
-	api_fmt(a->last_probe, sizeof(a->last_probe), "%s %s", stamp, buf);
-	pthread_mutex_unlock(&a->mu);
+	if (o == NULL || json_add_str(o, "status", "self_update_queued") != 0 ||
+	    json_add_str(o, "id", oc->id) != 0 ||
+	    json_add_str(o, "from_version", oc->from_version) != 0 ||
+	    json_add_str(o, "to_version", oc->release.version) != 0 ||
+	    json_add_item(o, "release", rel) != 0 ||
+	    json_add_str(o, "handover", "listen_fd") != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
 }
 
-/* Take the operation lock; on refusal answer 503 with the running op's id. */
-static int
-api_lock(struct api *a, struct httpd_req *r, const char *kind, char id[JOURNAL_ID_LEN])
+/*
+ * Answer OC. Success bodies per result; every other result is the error
+ * body {"detail":{"error","kind","stderr","rolled_back"[,"probe"][,"field"]}}
+ * with the status of the result (409 when the old release runs again, 500
+ * both bad) or of the error's kind (common/err's table).
+ */
+static void
+api_answer(struct httpd_req *r, const struct install_outcome *oc)
 {
-	char running[JOURNAL_ID_LEN];
-	char msg[160];
+	cJSON *root = NULL, *d = NULL;
+	unsigned status;
+	int rolled_back = 0;
 
-	pthread_mutex_lock(&a->mu);
-	if (a->busy) {
-		memcpy(running, a->op_id, sizeof(running));
-		pthread_mutex_unlock(&a->mu);
-		if (httpd_add_header(r, "Retry-After", API_RETRY_AFTER) != 0) {
-			log_warnx("cannot add Retry-After");
+	switch (oc->result) {
+	case INSTALL_UPDATED:
+		api_answer_release(r, "updated", oc);
+		return;
+	case INSTALL_QUEUED:
+		api_answer_queued(r, oc);
+		return;
+	case INSTALL_ROLLED_BACK:
+		if (oc->kind == INSTALL_ROLLBACK) {
+			api_answer_release(r, "rolled_back", oc);
+			return;
 		}
-		api_fmt(msg, sizeof(msg), "another operation is in progress: %s", running);
-		httpd_respond_error_detail(r, 503, msg, NULL, 0);
-		return -1;
+		status = 409;
+		rolled_back = 1;
+		break;
+	case INSTALL_RESTORED:
+		status = 409;
+		rolled_back = 1;
+		break;
+	case INSTALL_BOTH_BAD:
+		status = 500;
+		break;
+	default:
+		status = err_http_status(oc->err.kind);
+		if (status < 400) {
+			status = 500; /* a failure without a kind is ours */
+		}
+		break;
 	}
-	if (journal_new_id(id) != 0) {
-		pthread_mutex_unlock(&a->mu);
-		httpd_respond_error_detail(r, 500, "cannot make an operation id", NULL, 0);
-		return -1;
+	if (oc->err.kind == ERR_BUSY && httpd_add_header(r, "Retry-After", API_RETRY_AFTER) != 0) {
+		log_warnx("cannot add Retry-After");
 	}
-	a->busy = 1;
-	memcpy(a->op_id, id, JOURNAL_ID_LEN);
-	a->op_kind = kind;
-	a->op_phase = "receiving";
-	a->op_started = mono_ms();
-	pthread_mutex_unlock(&a->mu);
-	return 0;
+	root = cJSON_CreateObject();
+	if (root == NULL || (d = json_add_object(root, "detail")) == NULL ||
+	    json_add_str(d, "error", err_msg(&oc->err)) != 0 ||
+	    json_add_str(d, "kind", err_kind_name(oc->err.kind)) != 0 ||
+	    json_add_str(d, "stderr", oc->output != NULL ? oc->output : "") != 0 ||
+	    json_add_bool(d, "rolled_back", rolled_back) != 0 ||
+	    (oc->probe_restored != NULL && json_add_str(d, "probe", oc->probe_restored) != 0) ||
+	    (oc->field[0] != '\0' && json_add_str(d, "field", oc->field) != 0)) {
+		cJSON_Delete(root);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, status, root);
 }
 
+/* Refuse R before the engine had anything to do with it: KIND, FIELD (or NULL), message. */
 static void
-api_unlock(struct api *a)
+api_refuse(struct httpd_req *r, enum install_kind ikind, const struct err *e, const char *field)
 {
-	pthread_mutex_lock(&a->mu);
-	a->busy = 0;
-	a->op_id[0] = '\0';
-	a->op_kind = NULL;
-	a->op_phase = NULL;
-	pthread_mutex_unlock(&a->mu);
+	struct install_outcome oc;
+
+	install_outcome_init(&oc, ikind);
+	err_copy(&oc.err, e);
+	if (field != NULL) {
+		(void)snprintf(oc.field, sizeof(oc.field), "%s", field);
+	}
+	api_answer(r, &oc);
 }
 
-/* The operation lock and phase, lent to POST /update-self (updater/selfupdate). */
+/* ---- checks every master route shares ---- */
+
+/* With master_fingerprints configured, only those masters. */
 static int
-api_su_lock(void *arg, struct httpd_req *r, const char *kind, char id[JOURNAL_ID_LEN])
-{
-	return api_lock(arg, r, kind, id);
-}
-
-static void
-api_su_unlock(void *arg)
-{
-	api_unlock(arg);
-}
-
-static void
-api_su_phase(void *arg, const char *phase)
-{
-	api_set_phase(arg, phase);
-}
-
-/* Master only (route roles), and when pins are configured, a pinned one. */
-static int
-api_authorise(struct api *a, struct httpd_req *r)
+api_authorise(struct api *a, struct httpd_req *r, struct err *e)
 {
 	const struct tls_identity *id = httpd_req_identity(r);
 
@@ -274,629 +175,187 @@ api_authorise(struct api *a, struct httpd_req *r)
 			return 0;
 		}
 	}
-	httpd_respond_error_detail(r, 403, "master certificate is not pinned on this updater",
-	    NULL, 0);
-	return -1;
+	return err_set(e, ERR_FORBIDDEN, "master certificate is not pinned on this updater");
 }
 
-static const char *
-api_caller(struct httpd_req *r)
+/*
+ * Start of a master operation of KIND: authorise, attach the request
+ * record, take the operation lock. Answers and returns -1 when any fails.
+ */
+static int
+api_op_begin(struct api *a, struct httpd_req *r, enum install_kind kind)
 {
 	const struct tls_identity *id = httpd_req_identity(r);
+	struct err e = ERR_INIT;
+	struct api_req *q;
 
-	return id != NULL ? id->fingerprint : "";
+	if (api_authorise(a, r, &e) != 0) {
+		api_refuse(r, kind, &e, NULL);
+		return -1;
+	}
+	if (kind == INSTALL_SELF && (a->listen_fd < 0 || a->launcher_config == NULL)) {
+		err_set(&e, ERR_UNAVAILABLE,
+		    "self-update needs tandem-launcher (this updater was not started by it)");
+		api_refuse(r, kind, &e, NULL);
+		return -1;
+	}
+	q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		err_set(&e, ERR_NOMEM, "out of memory");
+		api_refuse(r, kind, &e, NULL);
+		return -1;
+	}
+	httpd_req_set_data(r, q);
+	install_plan_init(&q->plan, kind);
+	(void)snprintf(q->plan.caller, sizeof(q->plan.caller), "%s",
+	    id != NULL ? id->fingerprint : "");
+	if (install_lock(a->in, kind, q->plan.id, &e) != 0) {
+		api_refuse(r, kind, &e, NULL);
+		return -1;
+	}
+	q->locked = 1;
+	return 0;
 }
 
-/* ---- manifest ---- */
+static void
+api_op_cleanup(struct httpd_req *r, void *arg, int completed)
+{
+	struct api *a = arg;
+	struct api_req *q = httpd_req_data(r);
 
-/* Read and check releases/SLOT/manifest.json (common/release). */
+	(void)completed;
+	if (q == NULL) {
+		return;
+	}
+	install_abort(q->txn);
+	if (q->queued) {
+		/* Keep the operation lock: nothing else may start before the handover. */
+		install_self_answered(a->in);
+		if (kill(getpid(), SIGTERM) != 0) {
+			log_warn("update-self: SIGTERM to self");
+		}
+	} else if (q->locked) {
+		install_unlock(a->in);
+	}
+	free(q);
+	httpd_req_set_data(r, NULL);
+}
+
+/* ---- POST /update and POST /update-self ---- */
+
 static int
-api_read_manifest(struct api *a, const char *slot, struct release_manifest *m, char *err,
-    size_t errlen)
+up_begin_update(struct httpd_req *r, void *arg)
+{
+	return api_op_begin(arg, r, INSTALL_UPDATE);
+}
+
+static int
+up_begin_self(struct httpd_req *r, void *arg)
+{
+	return api_op_begin(arg, r, INSTALL_SELF);
+}
+
+/* Append N bytes of the text field NAME to BUF (CAP, *LEN used); 400 when too long. */
+static int
+up_text(struct httpd_req *r, const struct api_req *q, char *buf, size_t cap, size_t *len,
+    const char *name, const char *data, size_t n)
 {
 	struct err e = ERR_INIT;
-	char dir[PATH_MAX];
 
-	api_fmt(dir, sizeof(dir), "%s/releases/%s", a->store.root, slot);
-	if (release_manifest_read(dir, RELEASE_MF_AGENT, m, &e) != 0) {
-		api_fmt(err, errlen, "%s", err_msg(&e));
+	if (*len + n >= cap) {
+		err_set(&e, ERR_BAD_REQUEST, "field '%.40s' is too long", name);
+		api_refuse(r, q->plan.kind, &e, name);
 		return -1;
 	}
+	memcpy(buf + *len, data, n);
+	*len += n;
+	buf[*len] = '\0';
 	return 0;
 }
 
-/*
- * Run the staged release's preflight (manifest "preflight", default
- * ENTRYPOINT --self-test) with --config AGENT_CONFIG and --listen
- * 127.0.0.1:0 appended: the check must not need the running agent's port.
- */
+/* The tarball's bytes go to the engine as they arrive. */
 static int
-api_preflight(struct api *a, const struct release_manifest *m, char *out, size_t outlen, char *err,
-    size_t errlen)
+up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
+    const struct httpd_part *part, const char *data, size_t len)
 {
-	const char *argv[RELEASE_ARGS_MAX + 6];
+	struct install_outcome oc;
 	struct err e = ERR_INIT;
-	char dir[PATH_MAX], prog[PATH_MAX], jerr[256], desc[96];
-	struct proc_spec spec;
-	size_t n = 0, outn = 0;
-	int status = 0;
-	const char *first = m->npreflight > 0 ? m->preflight[0] : m->entrypoint;
 
-	api_fmt(dir, sizeof(dir), "%s/releases/active.new", a->store.root);
-	if (release_check_exec(dir, first, &e) != 0) {
-		api_fmt(err, errlen, "preflight: %s", err_msg(&e));
-		return -1;
-	}
-	api_fmt(prog, sizeof(prog), "%s/%s", dir, first);
-	argv[n++] = prog;
-	if (m->npreflight > 0) {
-		for (size_t i = 1; i < m->npreflight; i++) {
-			argv[n++] = m->preflight[i];
+	if (part->offset == 0) {
+		if (q->have_tarball) {
+			err_set(&e, ERR_BAD_REQUEST, "more than one 'tarball' field");
+			api_refuse(r, q->plan.kind, &e, "tarball");
+			return -1;
 		}
-	} else {
-		argv[n++] = "--self-test";
-	}
-	argv[n++] = "--config";
-	argv[n++] = a->cfg->agent_config;
-	argv[n++] = "--listen";
-	argv[n++] = "127.0.0.1:0";
-	argv[n] = NULL;
-	proc_spec_init(&spec);
-	spec.argv = argv;
-	spec.cwd = dir;
-	if (a->cfg->run_as_user[0] != '\0') {
-		spec.user = a->cfg->run_as_user;
-		spec.group = a->cfg->run_as_group[0] != '\0' ? a->cfg->run_as_group : NULL;
-	}
-	if (proc_run_capture(&spec, (int)a->cfg->preflight_timeout_ms, out, outlen, &outn, &status,
-		jerr, sizeof(jerr)) != 0) {
-		api_fmt(err, errlen, "preflight: %s", jerr);
-		return -1;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		api_fmt(err, errlen, "preflight %s %s", first,
-		    proc_status_str(status, desc, sizeof(desc)));
-		return -1;
-	}
-	return 0;
-}
-
-/* ---- the agent ---- */
-
-static int
-api_agent_spec(struct api *a, char *err, size_t errlen)
-{
-	struct release_manifest m;
-	char prog[PATH_MAX];
-	const char *argv[4];
-	struct proc_spec spec;
-	int rc;
-
-	if (api_read_manifest(a, "active", &m, err, errlen) != 0) {
-		return -1;
-	}
-	/* Through `current`, so the agent finds its release dir (parent of bin/). */
-	api_fmt(prog, sizeof(prog), "%s/current/%s", a->store.root, m.entrypoint);
-	argv[0] = prog;
-	argv[1] = "--config";
-	argv[2] = a->cfg->agent_config;
-	argv[3] = NULL;
-	proc_spec_init(&spec);
-	spec.argv = argv;
-	spec.cwd = a->store.root;
-	spec.log_path = a->agent_log;
-	if (a->cfg->run_as_user[0] != '\0') {
-		spec.user = a->cfg->run_as_user;
-		spec.group = a->cfg->run_as_group[0] != '\0' ? a->cfg->run_as_group : NULL;
-	}
-	rc = supervisor_set_spec(a->sv, &spec);
-	if (rc != 0) {
-		api_fmt(err, errlen, "out of memory");
-	}
-	return rc;
-}
-
-/* Start the agent on the active release; *GEN gets its generation. */
-static int
-api_agent_start(struct api *a, uint64_t *gen, char *err, size_t errlen)
-{
-	struct supervisor_status st;
-
-	if (api_agent_spec(a, err, errlen) != 0 || supervisor_start(a->sv, err, errlen) != 0) {
-		return -1;
-	}
-	supervisor_status(a->sv, &st);
-	*gen = st.generation;
-	return 0;
-}
-
-/*
- * Probe the agent of generation GEN for the release in SLOT. Returns 1
- * passed, 0 failed (REASON set); BODY gets the last /health body (or NULL).
- */
-static int
-api_probe(struct api *a, uint64_t gen, const struct release_info *ri, char **body, char *reason,
-    size_t reasonlen)
-{
-	struct probe_opts o;
-	struct probe_result res;
-	struct supervisor_watch w = { a->sv, gen };
-	int passed;
-
-	probe_opts_init(&o);
-	o.tls = a->cli_tls;
-	o.host = a->probe_host;
-	o.port = a->probe_port;
-	o.pin_fp = a->cfg->agent_pin;
-	o.expect_version = ri->version;
-	o.expect_sha256 = ri->sha256;
-	o.first_interval_ms = (int)a->cfg->probe_first_interval_ms;
-	o.max_interval_ms = (int)a->cfg->probe_max_interval_ms;
-	o.deadline_ms = (int)a->cfg->probe_deadline_ms;
-	o.stable_ms = (int)a->cfg->probe_stable_ms;
-	if (o.stable_interval_ms > o.stable_ms && o.stable_ms > 0) {
-		o.stable_interval_ms = o.stable_ms;
-	}
-	o.alive = supervisor_watch_alive;
-	o.alive_arg = &w;
-	passed = probe_run(&o, &res) == 0;
-	if (passed) {
-		api_set_last_probe(a, "passed for %s (%s) in %lld ms", ri->id, ri->version,
-		    (long long)res.elapsed_ms);
-	} else {
-		api_fmt(reason, reasonlen, "%s", res.reason);
-		api_set_last_probe(a, "failed for %s (%s): %s", ri->id, ri->version, res.reason);
-	}
-	*body = res.body;
-	res.body = NULL;
-	probe_result_free(&res);
-	return passed;
-}
-
-/* ---- history ---- */
-
-struct api_outcome {
-	const char *kind;
-	const char *id;
-	const char *caller;
-	const char *sha256;
-	const char *sha;
-	const char *version;
-	const char *result;
-	const char *error;
-	int64_t started;
-	int64_t upload_ms, preflight_ms, switch_ms, probe_ms;
-};
-
-static void
-api_history(struct api *a, const struct api_outcome *oc)
-{
-	cJSON *e = cJSON_CreateObject(), *t;
-	char stamp[32];
-
-	iso8601_utc(time(NULL), stamp, sizeof(stamp));
-	if (e == NULL || json_add_str(e, "id", oc->id) != 0 ||
-	    json_add_str(e, "kind", oc->kind) != 0 || json_add_str(e, "finished_at", stamp) != 0 ||
-	    json_add_str(e, "caller", oc->caller) != 0 ||
-	    json_add_str(e, "sha256", oc->sha256) != 0 || json_add_str(e, "sha", oc->sha) != 0 ||
-	    json_add_str(e, "version", oc->version) != 0 ||
-	    json_add_str(e, "result", oc->result) != 0 ||
-	    json_add_str(e, "error", oc->error) != 0 || (t = json_add_object(e, "timings")) == NULL ||
-	    json_add_int(t, "upload_ms", oc->upload_ms) != 0 ||
-	    json_add_int(t, "preflight_ms", oc->preflight_ms) != 0 ||
-	    json_add_int(t, "switch_ms", oc->switch_ms) != 0 ||
-	    json_add_int(t, "probe_ms", oc->probe_ms) != 0 ||
-	    json_add_int(t, "total_ms", mono_ms() - oc->started) != 0) {
-		log_warnx("history: out of memory");
-	} else if (journal_history_append(a->store.root, e, 0) != 0) {
-		log_warn("history append");
-	}
-	cJSON_Delete(e);
-}
-
-/* ---- POST /update ---- */
-
-struct upd_req {
-	int locked;
-	char id[JOURNAL_ID_LEN];
-	char sha[API_MAX_SHA_LABEL + 1];
-	size_t sha_len;
-	char sha256[72];
-	size_t sha256_len;
-	int have_sha256;
-	int have_tarball;
-	struct extract *x;
-	struct journal_op op;
-	int staging; /* store_update_begin done, staging not yet switched or removed */
-	int64_t started;
-	int64_t upload_ms;
-};
-
-static void
-upd_outcome_init(struct api_outcome *oc, struct upd_req *u, struct httpd_req *r)
-{
-	memset(oc, 0, sizeof(*oc));
-	oc->kind = "update";
-	oc->id = u->id;
-	oc->caller = api_caller(r);
-	oc->sha256 = u->sha256;
-	oc->sha = u->sha;
-	oc->version = "";
-	oc->started = u->started;
-	oc->upload_ms = u->upload_ms;
-}
-
-/* Remove staging and the journal after a refusal. */
-static void
-upd_drop_staging(struct api *a, struct upd_req *u)
-{
-	char err[256];
-
-	if (u->x != NULL) {
-		extract_abort(u->x);
-		u->x = NULL;
-	}
-	if (u->staging) {
-		if (store_update_abort(&a->store, &u->op, err, sizeof(err)) != 0) {
-			log_warnx("update %s: cleanup: %s", u->id, err);
+		q->have_tarball = 1;
+		if (install_begin(a->in, &q->plan, &q->txn, &e) != 0) {
+			api_refuse(r, q->plan.kind, &e, NULL);
+			return -1;
 		}
-		u->staging = 0;
 	}
-}
-
-static void
-upd_refuse(struct api *a, struct httpd_req *r, struct upd_req *u, unsigned status,
-    const char *error, const char *stderr_text)
-{
-	struct api_outcome oc;
-
-	upd_drop_staging(a, u);
-	httpd_respond_error_detail(r, status, error, stderr_text, 0);
-	if (u->have_tarball) {
-		upd_outcome_init(&oc, u, r);
-		oc.result = "refused";
-		oc.error = error;
-		api_history(a, &oc);
-	}
-	log_warnx("update %s refused (%u): %s", u->id, status, error);
-}
-
-/*
- * Start of a master-only operation of KIND (update, rollback): authorise,
- * attach the request record, take the operation lock. Answers and returns
- * -1 when any of them fails.
- */
-static int
-api_op_begin(struct api *a, struct httpd_req *r, const char *kind)
-{
-	struct upd_req *u;
-
-	if (api_authorise(a, r) != 0) {
-		return -1;
-	}
-	u = calloc(1, sizeof(*u));
-	if (u == NULL) {
-		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
-		return -1;
-	}
-	httpd_req_set_data(r, u);
-	if (api_lock(a, r, kind, u->id) != 0) {
-		return -1;
-	}
-	u->locked = 1;
-	u->started = mono_ms();
-	return 0;
-}
-
-static int
-upd_begin(struct httpd_req *r, void *arg)
-{
-	return api_op_begin(arg, r, "update");
-}
-
-static int
-upd_tarball_start(struct api *a, struct httpd_req *r, struct upd_req *u)
-{
-	struct extract_limits lim;
-	char err[512];
-
-	if (u->have_tarball) {
-		httpd_respond_error_detail(r, 400, "more than one 'tarball' field", NULL, 0);
-		return -1;
-	}
-	u->have_tarball = 1;
-	if (upload_disk_check(a->store.root, a->cfg->min_free, err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 507, err, NULL);
-		return -1;
-	}
-	memcpy(u->op.id, u->id, sizeof(u->op.id));
-	if (store_update_begin(&a->store, &u->op, u->sha256, api_caller(r), err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 500, err, NULL);
-		return -1;
-	}
-	u->staging = 1;
-	api_set_phase(a, "receiving");
-	upload_limits(a->cfg, &lim);
-	if (extract_begin(STORE_STAGING_REL, &lim, &u->x, err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 500, err, NULL);
+	if (q->txn != NULL && install_feed(q->txn, data, len, &e) != 0) {
+		install_finish(q->txn, &oc);
+		q->txn = NULL;
+		api_answer(r, &oc);
+		install_outcome_free(&oc);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-upd_data(struct httpd_req *r, const struct httpd_part *part, const char *data, size_t len,
+up_data(struct httpd_req *r, const struct httpd_part *part, const char *data, size_t len,
     void *arg)
 {
 	struct api *a = arg;
-	struct upd_req *u = httpd_req_data(r);
-	char err[512], digest[65];
+	struct api_req *q = httpd_req_data(r);
+	struct install_plan *p = &q->plan;
+	struct err e = ERR_INIT;
 
 	if (part == NULL || part->name == NULL) {
-		httpd_respond_error_detail(r, 400, "expected multipart/form-data", NULL, 0);
+		err_set(&e, ERR_BAD_REQUEST, "expected multipart/form-data");
+		api_refuse(r, p->kind, &e, NULL);
 		return -1;
 	}
 	if (strcmp(part->name, "sha") == 0) {
-		return upload_text(r, u->sha, sizeof(u->sha), &u->sha_len, "sha", data, len);
+		return up_text(r, q, p->sha, sizeof(p->sha), &q->sha_len, "sha", data, len);
 	}
 	if (strcmp(part->name, "sha256") == 0) {
-		u->have_sha256 = 1;
-		return upload_text(r, u->sha256, sizeof(u->sha256), &u->sha256_len, "sha256", data, len);
+		p->has_sha256 = 1;
+		return up_text(r, q, p->sha256, sizeof(p->sha256), &q->sha256_len, "sha256", data,
+		    len);
+	}
+	if (p->kind == INSTALL_SELF && strcmp(part->name, "confirm_self") == 0) {
+		return up_text(r, q, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
+		    data, len);
 	}
 	if (strcmp(part->name, "tarball") != 0) {
-		httpd_respond_error_detail(r, 400, "unexpected form field", part->name, 0);
+		err_set(&e, ERR_BAD_REQUEST, "unexpected form field");
+		api_refuse(r, p->kind, &e, part->name);
 		return -1;
 	}
-	if (part->offset == 0 && upd_tarball_start(a, r, u) != 0) {
-		return -1;
-	}
-	if (u->x != NULL && extract_feed(u->x, data, len) != 0) {
-		enum extract_status st = extract_finish(u->x, digest, NULL, NULL, err, sizeof(err));
-
-		u->x = NULL;
-		upd_refuse(a, r, u, upload_status_of(st), err, NULL);
-		return -1;
-	}
-	return 0;
+	return up_tarball(a, r, q, part, data, len);
 }
 
 static void
-upd_respond_release(struct api *a, struct httpd_req *r, const char *status, const char *body)
+up_end(struct httpd_req *r, void *arg)
 {
-	struct release_info ri;
-	char err[256];
-	cJSON *o = cJSON_CreateObject(), *rel = NULL;
+	struct api_req *q = httpd_req_data(r);
+	struct install_outcome oc;
+	struct err e = ERR_INIT;
 
-	if (store_release_read(&a->store, "active", &ri, err, sizeof(err)) == 1) {
-		rel = release_record_json(&ri, "active");
-	}
-	if (o == NULL || json_add_str(o, "status", status) != 0 ||
-	    json_add_item(o, "release", rel) != 0 ||
-	    json_add_str(o, "probe", body != NULL ? body : "") != 0) {
-		cJSON_Delete(o);
-		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+	(void)arg;
+	if (!q->have_tarball) {
+		err_set(&e, ERR_BAD_REQUEST, "missing or empty field 'tarball'");
+		api_refuse(r, q->plan.kind, &e, "tarball");
 		return;
 	}
-	httpd_respond_json(r, 200, o);
-}
-
-/*
- * The new release is in active.new with its release.json: stop the agent,
- * switch, start, probe; commit, or restore and probe the old one.
- */
-static void
-upd_install(struct api *a, struct httpd_req *r, struct upd_req *u, const struct release_info *ri,
-    struct api_outcome *oc)
-{
-	struct release_info old;
-	char err[512], reason[600], msg[900];
-	char *body = NULL;
-	uint64_t gen = 0;
-	int64_t t;
-	int have_old, ok;
-
-	have_old = store_release_read(&a->store, "active", &old, err, sizeof(err)) == 1;
-	api_set_phase(a, "switching");
-	t = mono_ms();
-	if (supervisor_stop(a->sv, err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 500, err, NULL);
-		return;
-	}
-	if (store_update_switch(&a->store, &u->op, err, sizeof(err)) != 0) {
-		char err2[256];
-
-		/* Put everything back as it was (the journal knows where things are). */
-		if (store_update_restore(&a->store, &u->op, err2, sizeof(err2)) != 0) {
-			log_warnx("update %s: restore after failed switch: %s", u->id, err2);
-		}
-		u->staging = 0;
-		if (have_old && api_agent_start(a, &gen, err2, sizeof(err2)) != 0) {
-			log_warnx("restart old agent: %s", err2);
-		}
-		upd_refuse(a, r, u, errno == ENOSPC ? 507 : 500, err, NULL);
-		return;
-	}
-	u->staging = 0;
-	oc->switch_ms = mono_ms() - t;
-	api_set_phase(a, "probing");
-	t = mono_ms();
-	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
-	if (ok) {
-		testhook_point("update.agent_started");
-		ok = api_probe(a, gen, ri, &body, reason, sizeof(reason));
-	}
-	if (ok) {
-		oc->probe_ms = mono_ms() - t;
-		testhook_point("update.probe_passed");
-		if (store_update_commit(&a->store, &u->op, err, sizeof(err)) != 0) {
-			/* The release runs and passed; recovery finishes the commit at the next start. */
-			log_warnx("update %s: commit: %s", u->id, err);
-		}
-		pthread_mutex_lock(&a->mu);
-		a->both_bad = 0;
-		pthread_mutex_unlock(&a->mu);
-		oc->result = "updated";
-		api_history(a, oc);
-		log_info("update %s: %s (%s) is active", u->id, ri->version, ri->sha256);
-		upd_respond_release(a, r, "updated", body);
-		free(body);
-		return;
-	}
-	if (gen == 0) {
-		api_fmt(reason, sizeof(reason), "agent did not start: %s", err);
-	}
-	oc->probe_ms = mono_ms() - t;
-	log_warnx("update %s: new release failed: %s", u->id, reason);
-	api_set_phase(a, "restoring");
-	if (supervisor_stop(a->sv, err, sizeof(err)) != 0) {
-		log_warnx("stop failed agent: %s", err);
-	}
-	if (store_update_restore(&a->store, &u->op, err, sizeof(err)) != 0) {
-		api_fmt(msg, sizeof(msg), "new release failed (%s); restoring failed: %s", reason,
-		    err);
-		oc->result = "failed";
-		oc->error = msg;
-		api_history(a, oc);
-		httpd_respond_error_detail(r, 500, msg, body, 0);
-		free(body);
-		return;
-	}
-	if (!have_old) {
-		api_fmt(msg, sizeof(msg),
-		    "release failed its probe and there is no previous release: %s", reason);
-		oc->result = "failed";
-		oc->error = msg;
-		api_history(a, oc);
-		httpd_respond_error_detail(r, 422, msg, body, 0);
-		free(body);
-		return;
-	}
-	free(body);
-	body = NULL;
-	{
-		char reason2[600];
-
-		gen = 0;
-		if (api_agent_start(a, &gen, err, sizeof(err)) == 0 &&
-		    api_probe(a, gen, &old, &body, reason2, sizeof(reason2))) {
-			api_fmt(msg, sizeof(msg), "new release failed its probe: %s", reason);
-			oc->result = "rolled_back";
-			oc->error = msg;
-			api_history(a, oc);
-			httpd_respond_error_detail(r, 409, msg, body, 1);
-			free(body);
-			return;
-		}
-		if (gen == 0) {
-			api_fmt(reason2, sizeof(reason2), "agent did not start: %s", err);
-		}
-		pthread_mutex_lock(&a->mu);
-		a->both_bad = 1;
-		pthread_mutex_unlock(&a->mu);
-		api_fmt(msg, sizeof(msg),
-		    "new release failed its probe (%.300s) and the restored release failed too "
-		    "(%.300s)",
-		    reason, reason2);
-		oc->result = "both_bad";
-		oc->error = msg;
-		api_history(a, oc);
-		log_warnx("update %s: both releases bad: %s", u->id, msg);
-		httpd_respond_error_detail(r, 500, msg, body, 0);
-		free(body);
-	}
-}
-
-static void
-upd_end(struct httpd_req *r, void *arg)
-{
-	struct api *a = arg;
-	struct upd_req *u = httpd_req_data(r);
-	struct api_outcome oc;
-	struct release_info ri;
-	struct release_manifest m;
-	char err[512], digest[65], stamp[32];
-	char *out = NULL;
-	enum extract_status st;
-	int64_t t;
-
-	if (!u->have_tarball) {
-		httpd_respond_error_detail(r, 400, "missing or empty field 'tarball'", NULL, 0);
-		return;
-	}
-	u->upload_ms = mono_ms() - u->started;
-	st = extract_finish(u->x, digest, NULL, NULL, err, sizeof(err));
-	u->x = NULL;
-	if (st != EXTRACT_OK) {
-		upd_refuse(a, r, u, upload_status_of(st), err, NULL);
-		return;
-	}
-	if (!u->have_sha256 || !is_hex_len(u->sha256, 64)) {
-		upd_refuse(a, r, u, 400,
-		    u->have_sha256 ? "field 'sha256' must be 64 hex digits" : "missing field 'sha256'",
-		    NULL);
-		return;
-	}
-	for (char *p = u->sha256; *p != '\0'; p++) {
-		*p = (char)tolower((unsigned char)*p);
-	}
-	if (strcmp(digest, u->sha256) != 0) {
-		api_fmt(err, sizeof(err), "sha256 mismatch: the upload has %s", digest);
-		upd_refuse(a, r, u, 422, err, NULL);
-		return;
-	}
-	api_set_phase(a, "preflight");
-	if (api_read_manifest(a, "active.new", &m, err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 422, err, NULL);
-		return;
-	}
-	memset(&ri, 0, sizeof(ri));
-	memcpy(ri.id, u->id, sizeof(ri.id));
-	api_fmt(ri.sha, sizeof(ri.sha), "%s", u->sha);
-	memcpy(ri.sha256, digest, sizeof(ri.sha256));
-	memcpy(ri.version, m.version, sizeof(ri.version));
-	memcpy(ri.name, m.name, sizeof(ri.name));
-	iso8601_utc(time(NULL), stamp, sizeof(stamp));
-	api_fmt(ri.installed_at, sizeof(ri.installed_at), "%s", stamp);
-	api_fmt(ri.installed_by, sizeof(ri.installed_by), "%s", api_caller(r));
-	if (store_release_write(&a->store, "active.new", &ri) != 0) {
-		api_fmt(err, sizeof(err), "write release.json: %s", strerror(errno));
-		upd_refuse(a, r, u, errno == ENOSPC ? 507 : 500, err, NULL);
-		return;
-	}
-	out = calloc(1, API_PREFLIGHT_OUT);
-	if (out == NULL) {
-		upd_refuse(a, r, u, 500, "out of memory", NULL);
-		return;
-	}
-	t = mono_ms();
-	if (api_preflight(a, &m, out, API_PREFLIGHT_OUT, err, sizeof(err)) != 0) {
-		upd_refuse(a, r, u, 422, err, out);
-		free(out);
-		return;
-	}
-	free(out);
-	upd_outcome_init(&oc, u, r);
-	oc.version = ri.version;
-	oc.preflight_ms = mono_ms() - t;
-	upd_install(a, r, u, &ri, &oc);
-}
-
-static void
-upd_cleanup(struct httpd_req *r, void *arg, int completed)
-{
-	struct api *a = arg;
-	struct upd_req *u = httpd_req_data(r);
-
-	(void)completed;
-	if (u == NULL) {
-		return;
-	}
-	upd_drop_staging(a, u);
-	if (u->locked) {
-		api_unlock(a);
-	}
-	free(u);
-	httpd_req_set_data(r, NULL);
+	q->plan.confirmed = strcmp(q->confirm, "true") == 0;
+	install_finish(q->txn, &oc);
+	q->txn = NULL;
+	q->queued = oc.result == INSTALL_QUEUED;
+	api_answer(r, &oc);
+	install_outcome_free(&oc);
 }
 
 /* ---- POST /rollback ---- */
@@ -904,178 +363,63 @@ upd_cleanup(struct httpd_req *r, void *arg, int completed)
 static int
 rb_begin(struct httpd_req *r, void *arg)
 {
-	return api_op_begin(arg, r, "rollback");
+	return api_op_begin(arg, r, INSTALL_ROLLBACK);
 }
 
 static void
 rb_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
-	struct upd_req *u = httpd_req_data(r);
-	struct release_info act, prev;
-	struct journal_op op;
-	struct api_outcome oc;
-	char err[512], reason[600], msg[900];
-	char *body = NULL;
-	uint64_t gen = 0;
-	int ok;
+	struct api_req *q = httpd_req_data(r);
+	struct install_outcome oc;
 
-	memset(&oc, 0, sizeof(oc));
-	oc.kind = "rollback";
-	oc.id = u->id;
-	oc.caller = api_caller(r);
-	oc.started = u->started;
-	if (store_release_read(&a->store, "prev", &prev, err, sizeof(err)) != 1 ||
-	    store_release_read(&a->store, "active", &act, err, sizeof(err)) != 1) {
-		httpd_respond_error_detail(r, 404, "no previous release to roll back to", NULL, 0);
-		return;
-	}
-	oc.sha256 = prev.sha256;
-	oc.sha = prev.sha;
-	oc.version = prev.version;
-	api_set_phase(a, "switching");
-	if (supervisor_stop(a->sv, err, sizeof(err)) != 0) {
-		httpd_respond_error_detail(r, 500, err, NULL, 0);
-		return;
-	}
-	memset(&op, 0, sizeof(op));
-	memcpy(op.id, u->id, sizeof(op.id));
-	if (store_rollback_begin(&a->store, &op, api_caller(r), err, sizeof(err)) != 0) {
-		char err2[256];
-
-		if (api_agent_start(a, &gen, err2, sizeof(err2)) != 0) {
-			log_warnx("restart agent: %s", err2);
-		}
-		httpd_respond_error_detail(r, 500, err, NULL, 0);
-		return;
-	}
-	api_set_phase(a, "probing");
-	ok = api_agent_start(a, &gen, err, sizeof(err)) == 0;
-	if (ok) {
-		testhook_point("rollback.agent_started");
-		ok = api_probe(a, gen, &prev, &body, reason, sizeof(reason));
-	}
-	if (ok) {
-		testhook_point("rollback.probe_passed");
-		if (store_rollback_commit(&a->store, &op, err, sizeof(err)) != 0) {
-			log_warnx("rollback %s: commit: %s", u->id, err);
-		}
-		pthread_mutex_lock(&a->mu);
-		a->both_bad = 0;
-		pthread_mutex_unlock(&a->mu);
-		oc.result = "rolled_back";
-		api_history(a, &oc);
-		upd_respond_release(a, r, "rolled_back", body);
-		free(body);
-		return;
-	}
-	if (gen == 0) {
-		api_fmt(reason, sizeof(reason), "agent did not start: %s", err);
-	}
-	free(body);
-	body = NULL;
-	api_set_phase(a, "restoring");
-	if (supervisor_stop(a->sv, err, sizeof(err)) != 0) {
-		log_warnx("stop agent: %s", err);
-	}
-	if (store_rollback_restore(&a->store, &op, err, sizeof(err)) != 0) {
-		api_fmt(msg, sizeof(msg), "previous release failed (%s); restoring failed: %s",
-		    reason, err);
-		oc.result = "failed";
-		oc.error = msg;
-		api_history(a, &oc);
-		httpd_respond_error_detail(r, 500, msg, NULL, 0);
-		return;
-	}
-	gen = 0;
-	{
-		char reason2[600];
-
-		if (api_agent_start(a, &gen, err, sizeof(err)) == 0 &&
-		    api_probe(a, gen, &act, &body, reason2, sizeof(reason2))) {
-			api_fmt(msg, sizeof(msg), "previous release failed its probe: %s", reason);
-			oc.result = "restored";
-			oc.error = msg;
-			api_history(a, &oc);
-			httpd_respond_error_detail(r, 409, msg, body, 1);
-			free(body);
-			return;
-		}
-		if (gen == 0) {
-			api_fmt(reason2, sizeof(reason2), "agent did not start: %s", err);
-		}
-		pthread_mutex_lock(&a->mu);
-		a->both_bad = 1;
-		pthread_mutex_unlock(&a->mu);
-		api_fmt(msg, sizeof(msg),
-		    "previous release failed its probe (%.300s) and the restored one failed too "
-		    "(%.300s)",
-		    reason, reason2);
-		oc.result = "both_bad";
-		oc.error = msg;
-		api_history(a, &oc);
-		httpd_respond_error_detail(r, 500, msg, body, 0);
-		free(body);
-	}
+	install_rollback(a->in, &q->plan, &oc);
+	api_answer(r, &oc);
+	install_outcome_free(&oc);
 }
 
 /* ---- GET ---- */
 
-static cJSON *
-api_releases_json(struct api *a)
+/* "updater": {"version","release","probation","last_self_update"} of /health. */
+static int
+api_health_self(struct api *a, cJSON *obj)
 {
-	static const char *const slots[] = { "active", "prev" };
-	cJSON *arr = cJSON_CreateArray();
-	struct release_info ri;
-	char err[256];
+	struct handover h;
+	cJSON *u = json_add_object(obj, "updater"), *pr, *last;
 
-	if (arr == NULL) {
-		return NULL;
+	if (u == NULL || json_add_str(u, "version", tandem_version()) != 0 ||
+	    json_add_item(u, "release", install_self_release_json(a->in)) != 0) {
+		return -1;
 	}
-	for (size_t i = 0; i < ARRAY_LEN(slots); i++) {
-		cJSON *o;
-
-		if (store_release_read(&a->store, slots[i], &ri, err, sizeof(err)) != 1) {
-			continue;
+	if (handover_read(install_self_root(a->in), &h, NULL) == 1) {
+		pr = json_add_object(u, "probation");
+		if (pr == NULL || json_add_str(pr, "id", h.op_id) != 0 ||
+		    json_add_str(pr, "new_version", h.new_version) != 0 ||
+		    json_add_int(pr, "starts", h.starts) != 0) {
+			return -1;
 		}
-		o = release_record_json(&ri, slots[i]);
-		if (o == NULL) {
-			cJSON_Delete(arr);
-			return NULL;
-		}
-		cJSON_AddItemToArray(arr, o);
+	} else if (json_add_item(u, "probation", cJSON_CreateNull()) != 0) {
+		return -1;
 	}
-	return arr;
+	last = handover_last(install_self_root(a->in));
+	return json_add_item(u, "last_self_update", last != NULL ? last : cJSON_CreateNull());
 }
 
 static void
 health_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
-	struct supervisor_status st;
-	cJSON *o = cJSON_CreateObject(), *ag = NULL, *op = NULL, *rel;
-	char last_probe[600], op_id[JOURNAL_ID_LEN];
-	const char *op_kind, *op_phase, *status;
-	int busy, both_bad;
-	int64_t op_ms;
+	struct install_status st;
+	cJSON *o = cJSON_CreateObject(), *op, *rel;
+	const char *status;
 
-	supervisor_status(a->sv, &st);
-	pthread_mutex_lock(&a->mu);
-	busy = a->busy;
-	memcpy(op_id, a->op_id, sizeof(op_id));
-	op_kind = a->op_kind;
-	op_phase = a->op_phase;
-	op_ms = mono_ms() - a->op_started;
-	both_bad = a->both_bad;
-	memcpy(last_probe, a->last_probe, sizeof(last_probe));
-	pthread_mutex_unlock(&a->mu);
-
-	rel = api_releases_json(a);
-	if (both_bad) {
+	install_status(a->in, &st);
+	rel = install_releases_json(a->in);
+	if (st.both_bad) {
 		status = "both_bad";
 	} else if (rel != NULL && cJSON_GetArraySize(rel) == 0) {
 		status = "no_release";
-	} else if (st.crash_looping) {
+	} else if (agent_crash_looping(a->agent)) {
 		status = "degraded";
 	} else {
 		status = "ok";
@@ -1083,19 +427,20 @@ health_end(struct httpd_req *r, void *arg)
 	if (o == NULL || rel == NULL || json_add_str(o, "status", status) != 0 ||
 	    json_add_str(o, "role", "updater") != 0 ||
 	    json_add_str(o, "version", tandem_version()) != 0 ||
-	    json_add_item(o, "releases", rel) != 0 || json_add_bool(o, "both_bad", both_bad) != 0 ||
-	    (ag = json_add_object(o, "agent")) == NULL || supervisor_status_json(&st, ag) != 0 ||
-	    json_add_str(ag, "last_probe", last_probe[0] != '\0' ? last_probe : NULL) != 0 ||
-	    selfupdate_health_json(a->su, o) != 0) {
-		rel = NULL;
+	    json_add_item(o, "releases", rel) != 0) {
+		cJSON_Delete(rel);
 		goto fail;
 	}
-	if (busy) {
+	if (json_add_bool(o, "both_bad", st.both_bad) != 0 || agent_health_json(a->agent, o) != 0 ||
+	    api_health_self(a, o) != 0) {
+		goto fail;
+	}
+	if (st.busy) {
 		op = json_add_object(o, "operation");
-		if (op == NULL || json_add_str(op, "id", op_id) != 0 ||
-		    json_add_str(op, "kind", op_kind) != 0 ||
-		    json_add_str(op, "phase", op_phase) != 0 ||
-		    json_add_int(op, "elapsed_ms", op_ms) != 0) {
+		if (op == NULL || json_add_str(op, "id", st.id) != 0 ||
+		    json_add_str(op, "kind", st.kind) != 0 ||
+		    json_add_str(op, "phase", st.phase) != 0 ||
+		    json_add_int(op, "elapsed_ms", st.elapsed_ms) != 0) {
 			goto fail;
 		}
 	} else if (json_add_item(o, "operation", cJSON_CreateNull()) != 0) {
@@ -1104,321 +449,86 @@ health_end(struct httpd_req *r, void *arg)
 	httpd_respond_json(r, 200, o);
 	return;
 fail:
-	cJSON_Delete(rel);
 	cJSON_Delete(o);
 	httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+}
+
+/* GET /releases and /history: master only, then {"NAME": LIST}. */
+static void
+api_list(struct api *a, struct httpd_req *r, const char *name, cJSON *list, const char *what)
+{
+	struct err e = ERR_INIT;
+	cJSON *o;
+
+	if (api_authorise(a, r, &e) != 0) {
+		cJSON_Delete(list);
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return;
+	}
+	o = cJSON_CreateObject();
+	if (o == NULL || list == NULL || json_add_item(o, name, list) != 0) {
+		cJSON_Delete(o);
+		cJSON_Delete(list);
+		err_set(&e, ERR_INTERNAL, "%s", what);
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
 }
 
 static void
 releases_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
-	cJSON *o = cJSON_CreateObject();
 
-	if (api_authorise(a, r) != 0) {
-		cJSON_Delete(o);
-		return;
-	}
-	if (o == NULL || json_add_item(o, "releases", api_releases_json(a)) != 0) {
-		cJSON_Delete(o);
-		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
-		return;
-	}
-	httpd_respond_json(r, 200, o);
+	api_list(a, r, "releases", install_releases_json(a->in), "out of memory");
 }
 
 static void
 history_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
-	cJSON *o = cJSON_CreateObject();
 
-	if (api_authorise(a, r) != 0) {
-		cJSON_Delete(o);
-		return;
-	}
-	if (o == NULL || json_add_item(o, "history", journal_history_read(a->store.root)) != 0) {
-		cJSON_Delete(o);
-		httpd_respond_error_detail(r, 500, "cannot read the history", NULL, 0);
-		return;
-	}
-	httpd_respond_json(r, 200, o);
-}
-
-/* ---- the agent record for adoption (state/agent.json) ---- */
-
-struct agent_rec {
-	int64_t pid;
-	char start_time[32];
-	char boot_id[40];
-};
-
-static void
-api_on_event(void *arg, const struct supervisor_event *ev)
-{
-	struct api *a = arg;
-	char p[PATH_MAX], buf[256];
-	int n;
-
-	if (ev->kind == SUPERVISOR_EV_CRASH_LOOP) {
-		log_warnx("agent is crash-looping");
-		return;
-	}
-	if (ev->kind != SUPERVISOR_EV_SPAWNED) {
-		return;
-	}
-	api_fmt(p, sizeof(p), "%s/state/agent.json", a->store.root);
-	n = snprintf(buf, sizeof(buf), "{\"pid\":%lld,\"start_time\":\"%llu\",\"boot_id\":\"%s\"}\n",
-	    (long long)ev->pid, ev->start_time, a->boot_id);
-	if (n > 0 && (size_t)n < sizeof(buf) && fs_write_atomic(p, buf, (size_t)n, 0600) != 0) {
-		log_warn("write %s", p);
-	}
-}
-
-/* Adopt or stop the agent an earlier updater left behind. 1: adopted. */
-static int
-api_adopt(struct api *a)
-{
-	static const struct json_field fields[] = {
-		JSON_F_INT("pid", struct agent_rec, pid, JSON_REQUIRED, 1, INT32_MAX),
-		JSON_F_STR("start_time", struct agent_rec, start_time, JSON_REQUIRED, 1),
-		JSON_F_STR("boot_id", struct agent_rec, boot_id, JSON_REQUIRED, 0),
-	};
-	struct agent_rec rec;
-	struct release_manifest m;
-	cJSON *o = NULL;
-	char p[PATH_MAX], exe[PATH_MAX], err[256];
-	char *buf = NULL;
-	size_t len = 0;
-	long long st;
-	int adopted = 0;
-
-	api_fmt(p, sizeof(p), "%s/state/agent.json", a->store.root);
-	if (fs_read_file(p, 4096, &buf, &len) != 0) {
-		return 0;
-	}
-	memset(&rec, 0, sizeof(rec));
-	o = json_parse_object(buf, len, err, sizeof(err));
-	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, err,
-			     sizeof(err)) != 0 ||
-	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 ||
-	    strcmp(rec.boot_id, a->boot_id) != 0) {
-		goto out; /* unreadable, or from before a reboot: means nothing now */
-	}
-	if (api_read_manifest(a, "active", &m, err, sizeof(err)) == 0) {
-		api_fmt(exe, sizeof(exe), "%s/current/%s", a->store.root, m.entrypoint);
-		if (supervisor_adopt(a->sv, (pid_t)rec.pid, (unsigned long long)st, exe, err,
-			sizeof(err)) == 0) {
-			log_info("adopted agent pid %lld", (long long)rec.pid);
-			adopted = 1;
-			goto out;
-		}
-		if (errno == ESRCH) {
-			goto out;
-		}
-		log_warnx("not adopting agent pid %lld: %s", (long long)rec.pid, err);
-	}
-	if (supervisor_kill_stray(a->sv, (pid_t)rec.pid, (unsigned long long)st, err,
-		sizeof(err)) != 0) {
-		log_warnx("stop stray agent pid %lld: %s", (long long)rec.pid, err);
-	}
-out:
-	cJSON_Delete(o);
-	free(buf);
-	return adopted;
-}
-
-/* ---- a seed tarball for a fresh install ---- */
-
-/*
- * Install SEED (a release tarball on the local disk) as the first release:
- * the same rules as a push (extraction, manifest, preflight, switch, probe),
- * without a digest to compare against (the operator handed us the file).
- * Returns 0 when it is active and healthy, -1 with ERR otherwise (nothing
- * is left installed then).
- */
-static int
-api_seed(struct api *a, const char *seed, char *err, size_t errlen)
-{
-	struct journal_op op;
-	struct extract_limits lim;
-	struct extract *x = NULL;
-	struct release_info ri;
-	struct release_manifest m;
-	char buf[64 * 1024], digest[65], reason[600], e2[256];
-	char *out = NULL, *body = NULL;
-	enum extract_status st;
-	uint64_t gen = 0;
-	ssize_t n;
-	int fd = -1, staged = 0, rc = -1;
-
-	memset(&op, 0, sizeof(op));
-	if (store_update_begin(&a->store, &op, "", "seed", err, errlen) != 0) {
-		return -1;
-	}
-	staged = 1;
-	lim.max_unpacked = (uint64_t)a->cfg->max_unpacked;
-	lim.max_entries = (uint64_t)a->cfg->max_entries;
-	lim.min_free = (uint64_t)a->cfg->min_free;
-	fd = open(seed, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		api_fmt(err, errlen, "open %s: %s", seed, strerror(errno));
-		goto out;
-	}
-	if (extract_begin(STORE_STAGING_REL, &lim, &x, err, errlen) != 0) {
-		goto out;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		if (extract_feed(x, buf, (size_t)n) != 0) {
-			break;
-		}
-	}
-	if (n < 0) {
-		api_fmt(err, errlen, "read %s: %s", seed, strerror(errno));
-		goto out;
-	}
-	st = extract_finish(x, digest, NULL, NULL, err, errlen);
-	x = NULL;
-	if (st != EXTRACT_OK || api_read_manifest(a, "active.new", &m, err, errlen) != 0) {
-		goto out;
-	}
-	memset(&ri, 0, sizeof(ri));
-	memcpy(ri.id, op.id, sizeof(ri.id));
-	api_fmt(ri.sha, sizeof(ri.sha), "seed");
-	memcpy(ri.sha256, digest, sizeof(ri.sha256));
-	memcpy(ri.version, m.version, sizeof(ri.version));
-	memcpy(ri.name, m.name, sizeof(ri.name));
-	iso8601_utc(time(NULL), ri.installed_at, sizeof(ri.installed_at));
-	api_fmt(ri.installed_by, sizeof(ri.installed_by), "seed");
-	out = calloc(1, API_PREFLIGHT_OUT);
-	if (out == NULL || store_release_write(&a->store, "active.new", &ri) != 0) {
-		api_fmt(err, errlen, "write release.json: %s", strerror(errno));
-		goto out;
-	}
-	if (api_preflight(a, &m, out, API_PREFLIGHT_OUT, err, errlen) != 0) {
-		goto out;
-	}
-	memcpy(op.sha256, digest, sizeof(op.sha256));
-	if (store_update_switch(&a->store, &op, err, errlen) != 0) {
-		if (store_update_restore(&a->store, &op, e2, sizeof(e2)) != 0) {
-			log_warnx("seed: restore: %s", e2);
-		}
-		staged = 0;
-		goto out;
-	}
-	staged = 0;
-	if (api_agent_start(a, &gen, err, errlen) == 0 &&
-	    api_probe(a, gen, &ri, &body, reason, sizeof(reason))) {
-		if (store_update_commit(&a->store, &op, err, errlen) != 0) {
-			log_warnx("seed: commit: %s", err);
-		}
-		log_info("seed %s: %s (%s) is active", seed, ri.version, ri.sha256);
-		rc = 0;
-		goto out;
-	}
-	if (gen != 0) {
-		api_fmt(err, errlen, "seed release failed its probe: %s", reason);
-	}
-	if (supervisor_stop(a->sv, e2, sizeof(e2)) != 0) {
-		log_warnx("seed: stop agent: %s", e2);
-	}
-	if (store_update_restore(&a->store, &op, e2, sizeof(e2)) != 0) {
-		log_warnx("seed: restore: %s", e2);
-	}
-out:
-	if (x != NULL) {
-		extract_abort(x);
-	}
-	if (staged && store_update_abort(&a->store, &op, e2, sizeof(e2)) != 0) {
-		log_warnx("seed: cleanup: %s", e2);
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	free(out);
-	free(body);
-	return rc;
+	api_list(a, r, "history", install_history_json(a->in), "cannot read the history");
 }
 
 /* ---- lifecycle ---- */
 
 int
-api_new(const struct updater_config *cfg, struct api **out, char *err, size_t errlen)
+api_new(const struct updater_config *cfg, struct api **out, struct err *e)
 {
-	struct api *a = NULL;
+	struct api *a = calloc(1, sizeof(*a));
+	struct install_deps deps;
 	struct tls_opts to;
-	struct supervisor_opts so;
-	struct proc_spec spec;
-	const char *argv[] = { "/bin/false", NULL };
-	char what[512];
+	char msg[512], recovered[512];
 
-	a = calloc(1, sizeof(*a));
 	if (a == NULL) {
-		api_fmt(err, errlen, "out of memory");
-		return -1;
+		return err_set(e, ERR_NOMEM, "out of memory");
 	}
-	pthread_mutex_init(&a->mu, NULL);
 	a->cfg = cfg;
-	if (store_init(&a->store, cfg->install_dir, (unsigned)cfg->failed_keep, err, errlen) != 0) {
-		goto fail;
-	}
-	if (store_recover(&a->store, what, sizeof(what), err, errlen) != 0) {
-		goto fail;
-	}
-	if (what[0] != '\0') {
-		log_warnx("recovery: %s", what);
-	}
-	{
-		const struct selfupdate_hooks hooks = { api_su_lock, api_su_unlock, api_su_phase, a };
-
-		if (selfupdate_new(cfg, &hooks, &a->su, err, errlen) != 0) {
-			goto fail;
-		}
-	}
-	if (cfg->agent_log != NULL) {
-		api_fmt(a->agent_log, sizeof(a->agent_log), "%s", cfg->agent_log);
-	} else {
-		api_fmt(a->agent_log, sizeof(a->agent_log), "%s/state/agent.log", cfg->install_dir);
-	}
-	if (split_host_port(cfg->agent_probe, a->probe_host, sizeof(a->probe_host), a->probe_port,
-		sizeof(a->probe_port)) != 0) {
-		api_fmt(err, errlen, "agent_probe: bad address");
-		goto fail;
-	}
-	if (a->probe_host[0] == '\0') {
-		api_fmt(a->probe_host, sizeof(a->probe_host), "127.0.0.1");
-	}
-	if (proc_boot_id(a->boot_id, sizeof(a->boot_id)) != 0) {
-		a->boot_id[0] = '\0';
-	}
+	a->listen_fd = selfupdate_listen_fd();
+	a->launcher_config = getenv(SELFUPDATE_ENV_CONFIG);
 	tls_opts_init(&to);
 	to.ca_file = cfg->ca;
 	to.cert_file = cfg->cert;
 	to.key_file = cfg->key;
 	to.master_cn = cfg->master_cn;
-	if (tls_server_new(&to, &a->srv_tls, err, errlen) != 0 ||
-	    tls_client_new(&to, &a->cli_tls, err, errlen) != 0) {
+	if (tls_server_new(&to, &a->srv_tls, msg, sizeof(msg)) != 0 ||
+	    tls_client_new(&to, &a->cli_tls, msg, sizeof(msg)) != 0) {
+		err_set(e, ERR_CONFIG, "%s", msg);
 		goto fail;
 	}
-	proc_spec_init(&spec);
-	spec.argv = argv; /* replaced from the manifest before every start */
-	supervisor_opts_init(&so);
-	so.name = "agent";
-	so.spec = &spec;
-	so.cfg.stop_grace_ms = cfg->stop_grace_ms;
-	so.cfg.backoff_min_ms = cfg->restart_backoff_min_ms;
-	so.cfg.backoff_max_ms = cfg->restart_backoff_max_ms;
-	so.cfg.min_spacing_ms = cfg->restart_min_spacing_ms;
-	so.cfg.crash_loop_count = (unsigned)cfg->crash_loop_count;
-	so.cfg.crash_loop_window_ms = cfg->crash_loop_window_ms;
-	so.cfg.crash_loop_retry_ms = cfg->crash_loop_retry_ms;
-	if (sup_config_check(&so.cfg, err, errlen) != 0) {
+	if (agent_new(cfg, cfg->install_dir, a->cli_tls, &a->agent, e) != 0) {
 		goto fail;
 	}
-	so.on_event = api_on_event;
-	so.arg = a;
-	if (supervisor_new(&so, &a->sv, err, errlen) != 0) {
+	install_deps_init(&deps);
+	agent_install_ops(a->agent, &deps.agent);
+	deps.launcher_config = a->launcher_config;
+	if (install_new(cfg, &deps, &a->in, recovered, sizeof(recovered), e) != 0) {
 		goto fail;
+	}
+	if (recovered[0] != '\0') {
+		log_warnx("recovery: %s", recovered);
 	}
 	*out = a;
 	return 0;
@@ -1428,58 +538,65 @@ fail:
 }
 
 int
-api_start(struct api *a, const char *seed, char *err, size_t errlen)
+api_start(struct api *a, const char *seed, struct err *e)
 {
 	const struct updater_config *cfg = a->cfg;
 	const unsigned master = TLS_ROLEBIT(TLS_ROLE_MASTER);
+	const uint64_t max_body = (uint64_t)cfg->max_upload + API_BODY_SLACK;
+	const int deadline = (int)cfg->request_timeout_ms;
 	const struct httpd_route routes[] = {
-		{ "GET", "/health", TLS_ROLES_ANY, 0, 0, 0, NULL, NULL, health_end, NULL, a },
-		{ "GET", "/releases", master, 0, 0, 0, NULL, NULL, releases_end, NULL, a },
-		{ "GET", "/history", master, 0, 0, 0, NULL, NULL, history_end, NULL, a },
-		{ "POST", "/update", master, (uint64_t)cfg->max_upload + API_BODY_SLACK,
-		    (int)cfg->request_timeout_ms, 1, upd_begin, upd_data, upd_end, upd_cleanup, a },
-		{ "POST", "/rollback", master, 0, (int)cfg->request_timeout_ms, 0, rb_begin, NULL,
-		    rb_end, upd_cleanup, a },
+		{ .method = "GET", .path = "/health", .roles = TLS_ROLES_ANY, .on_end = health_end,
+		    .arg = a },
+		{ .method = "GET", .path = "/releases", .roles = master, .on_end = releases_end,
+		    .arg = a },
+		{ .method = "GET", .path = "/history", .roles = master, .on_end = history_end,
+		    .arg = a },
+		{ .method = "POST", .path = "/update", .roles = master, .max_body = max_body,
+		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_update,
+		    .on_data = up_data, .on_end = up_end, .on_cleanup = api_op_cleanup, .arg = a },
+		{ .method = "POST", .path = "/update-self", .roles = master, .max_body = max_body,
+		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_self,
+		    .on_data = up_data, .on_end = up_end, .on_cleanup = api_op_cleanup, .arg = a },
+		{ .method = "POST", .path = "/rollback", .roles = master, .deadline_ms = deadline,
+		    .on_begin = rb_begin, .on_end = rb_end, .on_cleanup = api_op_cleanup, .arg = a },
 	};
+	struct install_outcome oc;
 	struct httpd_opts ho;
-	struct release_info ri;
-	uint64_t gen;
-	char serr[256];
+	char msg[512];
 	int have_active;
 
-	_Static_assert(sizeof(routes) + sizeof(a->routes[0]) == sizeof(a->routes),
-	    "route table size");
 	selfupdate_test_kind();
+	a->routes = malloc(sizeof(routes));
+	if (a->routes == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
 	memcpy(a->routes, routes, sizeof(routes));
-	selfupdate_route(a->su, &a->routes[ARRAY_LEN(routes)]);
-	have_active = store_release_read(&a->store, "active", &ri, serr, sizeof(serr)) == 1;
+	have_active = install_active(a->in, NULL);
 	if (seed != NULL && !have_active) {
 		/* The seeded agent runs and passed its probe: nothing to adopt or start. */
-		if (api_seed(a, seed, err, errlen) != 0) {
-			return -1;
+		if (install_seed(a->in, seed, &oc) != 0) {
+			err_copy(e, &oc.err);
+			install_outcome_free(&oc);
+			return err_prefix(e, "seed %s", seed);
 		}
-	} else if (have_active) {
-		/* The spec first: an adopted agent that dies is restarted from it. */
-		if (api_agent_spec(a, serr, sizeof(serr)) != 0) {
-			log_warnx("agent: %s", serr);
-		}
-		if (!api_adopt(a) && api_agent_start(a, &gen, serr, sizeof(serr)) != 0) {
-			log_warnx("agent: %s", serr);
-		}
+		install_outcome_free(&oc);
 	} else {
-		api_adopt(a); /* no release: an agent left behind can only be a stray */
+		agent_resume(a->agent, have_active);
 	}
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;
-	ho.listen_fd = selfupdate_listen_fd(); /* from tandem-launcher, else -1 */
+	ho.listen_fd = a->listen_fd;
 	ho.tls = a->srv_tls;
 	ho.routes = a->routes;
-	ho.nroutes = ARRAY_LEN(a->routes);
+	ho.nroutes = ARRAY_LEN(routes);
 	ho.name = "updater";
 	ho.error_style = HTTPD_ERRORS_UPDATER;
 	ho.max_conns = (unsigned)cfg->max_conns;
 	ho.request_timeout_ms = (int)cfg->request_timeout_ms;
-	return httpd_start(&ho, &a->httpd, err, errlen);
+	if (httpd_start(&ho, &a->httpd, msg, sizeof(msg)) != 0) {
+		return err_set(e, ERR_IO, "%s", msg);
+	}
+	return 0;
 }
 
 int
@@ -1491,7 +608,8 @@ api_port(const struct api *a)
 void
 api_free(struct api *a, int grace_ms)
 {
-	char err[256];
+	struct install_status st;
+	int stop;
 
 	if (a == NULL) {
 		return;
@@ -1499,17 +617,18 @@ api_free(struct api *a, int grace_ms)
 	if (a->httpd != NULL) {
 		httpd_stop(a->httpd, grace_ms, 0);
 	}
-	if (a->sv != NULL) {
+	if (a->agent != NULL) {
 		/* A self-update hands the running agent over to the next updater. */
-		if (a->cfg->stop_agent_on_exit && !selfupdate_handing_over(a->su) &&
-		    supervisor_stop(a->sv, err, sizeof(err)) != 0) {
-			log_warnx("stop agent: %s", err);
+		stop = a->cfg->stop_agent_on_exit;
+		if (a->in != NULL) {
+			install_status(a->in, &st);
+			stop = stop && !st.handing_over;
 		}
-		supervisor_free(a->sv);
+		agent_free(a->agent, stop);
 	}
-	selfupdate_free(a->su);
+	install_free(a->in);
 	tls_ctx_free(a->srv_tls);
 	tls_ctx_free(a->cli_tls);
-	pthread_mutex_destroy(&a->mu);
+	free(a->routes);
 	free(a);
 }

@@ -1,99 +1,56 @@
 /*
- * api — the updater daemon: its configuration, the install pipeline
- * (POST /update), POST /rollback, GET /health, /releases, /history on
- * common/httpd (wire contract: DESIGN.md "Updater wire API"), and the agent
- * it supervises (updater/supervise, updater/probe).
+ * api — the updater's HTTP face: the routes of common/httpd and the
+ * translation between HTTP and the install engine (updater/install).
  *
- * One operation at a time (update or rollback) holds the operation lock; a
- * second one gets 503 with Retry-After and the running operation's id, while
- * GET requests keep being answered (each connection has its own thread).
+ *   GET  /health        any CA-signed certificate
+ *   GET  /releases      master
+ *   GET  /history       master
+ *   POST /update        master: a release tarball (multipart: sha, sha256, tarball)
+ *   POST /update-self   master: a new updater (... and confirm_self=true)
+ *   POST /rollback      master
+ *
+ * Nothing here installs anything: a handler checks the request (role,
+ * master pin, form fields), hands a plan to the engine and maps the
+ * engine's outcome to a status and a JSON body in one function
+ * (api_answer). wiki/API.md is the reference of every route and answer.
  */
 #ifndef TANDEM_UPDATER_API_H
 #define TANDEM_UPDATER_API_H
 
 #include <stddef.h>
-#include <stdio.h>
 
-#include "common/config.h"
+#include "common/err.h"
 #include "common/util.h"
-
-#define UPDATER_DEFAULT_LISTEN "0.0.0.0:8766"
-
-/* Every member is filled by the option table (api_config_table). */
-struct updater_config {
-	char *listen;
-	char *install_dir;
-	char *ca;
-	char *cert;
-	char *key;
-	char *master_cn;
-	char **master_fingerprints;
-	char *agent_config;
-	char *agent_probe;
-	char *agent_pin;
-	char *agent_log;
-	char *run_as_user;
-	char *run_as_group;
-	int stop_agent_on_exit;
-	long long max_upload;
-	long long max_unpacked;
-	long long max_entries;
-	long long min_free;
-	long long failed_keep;
-	long long preflight_timeout_ms;
-	long long probe_deadline_ms;
-	long long probe_stable_ms;
-	long long probe_first_interval_ms;
-	long long probe_max_interval_ms;
-	long long stop_grace_ms;
-	long long restart_backoff_min_ms;
-	long long restart_backoff_max_ms;
-	long long restart_min_spacing_ms;
-	long long crash_loop_count;
-	long long crash_loop_window_ms;
-	long long crash_loop_retry_ms;
-	long long request_timeout_ms;
-	long long max_conns;
-	int log_level;
-	char *log_file;
-};
-
-extern const struct config_option api_config_table[];
-extern const size_t api_config_table_len;
-
-/*
- * Check cross-field rules of a loaded configuration (required paths set,
- * install_dir absolute). Returns 0, or -1 with ERR.
- */
-int api_config_check(const struct updater_config *cfg, char *err, size_t errlen) WUR;
+#include "updater/config.h"
 
 struct api;
 
 /*
- * Set up the daemon from CFG (borrowed for the lifetime of the api): the
- * store (recovering any interrupted operation first), TLS contexts and the
- * supervisor. The process's working directory must be CFG->install_dir
- * (extraction is relative to it). Nothing listens and no agent runs yet.
+ * Set up the daemon from CFG (borrowed for the lifetime of the api): TLS
+ * contexts, the agent's supervision and the install engine (which recovers
+ * an interrupted operation first). The process's working directory must be
+ * CFG->install_dir (extraction is relative to it). Nothing listens and no
+ * agent runs yet. 0 or -1 with E.
  */
-int api_new(const struct updater_config *cfg, struct api **out, char *err, size_t errlen) WUR;
+int api_new(const struct updater_config *cfg, struct api **out, struct err *e) WUR;
 
 /*
  * When SEED (a release tarball path, may be NULL) is given and no release is
- * installed, install it first (the push pipeline without the HTTP part; a
- * failure is fatal). Then adopt the agent an earlier updater left running
- * (verified pid, start time and executable) or start it from `current`, and
- * start serving. Returns 0, or -1 with ERR (an agent that will not start is
- * not fatal: it is reported in /health and retried by the supervisor).
+ * installed, install it first (a failure is fatal: nothing is left
+ * installed). Otherwise adopt the agent an earlier updater left running, or
+ * start it from `current`. Then serve. 0 or -1 with E (an agent that will
+ * not start is not fatal: /health reports it and the supervisor retries).
  */
-int api_start(struct api *a, const char *seed, char *err, size_t errlen) WUR;
+int api_start(struct api *a, const char *seed, struct err *e) WUR;
 
 /* The port the server listens on (after api_start). */
 int api_port(const struct api *a);
 
 /*
  * Stop serving (in-flight requests get GRACE_MS), stop the agent when
- * configured (stop_agent_on_exit) or leave it running for the next updater
- * to adopt, free A. NULL is fine.
+ * configured (stop_agent_on_exit, and not while handing over to a new
+ * updater) or leave it running for the next updater to adopt, free A.
+ * NULL is fine.
  */
 void api_free(struct api *a, int grace_ms);
 

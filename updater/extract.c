@@ -39,50 +39,16 @@ struct extract {
 	int done;                /* extractor finished (status below is final) */
 
 	/* Owned by the extractor thread until done. */
-	enum extract_status status;
-	char err[512];
+	enum err_kind status;    /* set once, when the extractor finishes */
+	struct err err;
 	uint64_t entries;
 	uint64_t unpacked;
 	uint64_t since_space_check;
 	unsigned char rbuf[EXTRACT_READ_CHUNK];
 };
 
-const char *
-extract_status_name(enum extract_status st)
-{
-	switch (st) {
-	case EXTRACT_OK:
-		return "ok";
-	case EXTRACT_UNSAFE:
-		return "unsafe";
-	case EXTRACT_LIMIT:
-		return "limit";
-	case EXTRACT_FORMAT:
-		return "format";
-	case EXTRACT_NOSPACE:
-		return "nospace";
-	case EXTRACT_IO:
-		return "io";
-	case EXTRACT_ABORTED:
-		return "aborted";
-	}
-	return "unknown";
-}
-
-static enum extract_status
-extract_fail(struct extract *x, enum extract_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum extract_status
-extract_fail(struct extract *x, enum extract_status st, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(x->err, sizeof(x->err), fmt, ap);
-	va_end(ap);
-	return st;
-}
+/* Record why the extraction stops (KIND and message) and yield KIND. */
+#define extract_fail(x, kind, ...) (err_set(&(x)->err, (kind), __VA_ARGS__), (kind))
 
 static la_ssize_t
 extract_read_cb(struct archive *a, void *arg, const void **buf)
@@ -121,7 +87,7 @@ extract_read_cb(struct archive *a, void *arg, const void **buf)
  * and over-long names are refused. An empty result (the archive's "./") is
  * reported as *SKIP.
  */
-static enum extract_status
+static enum err_kind
 extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen, int *skip)
 {
 	size_t o = 0;
@@ -129,18 +95,18 @@ extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen
 
 	*skip = 0;
 	if (name[0] == '/') {
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': absolute path", name);
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': absolute path", name);
 	}
 	while (*p != '\0') {
 		const char *end = strchr(p, '/');
 		size_t clen = end != NULL ? (size_t)(end - p) : strlen(p);
 
 		if (clen == 2 && p[0] == '.' && p[1] == '.') {
-			return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': '..' in path", name);
+			return extract_fail(x, ERR_UNSAFE, "entry '%.200s': '..' in path", name);
 		}
 		if (clen > 0 && !(clen == 1 && p[0] == '.')) {
 			if (o + clen + 2 > outlen) {
-				return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': path too long",
+				return extract_fail(x, ERR_UNSAFE, "entry '%.200s': path too long",
 				    name);
 			}
 			if (o > 0) {
@@ -148,7 +114,7 @@ extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen
 			}
 			for (size_t i = 0; i < clen; i++) {
 				if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
-					return extract_fail(x, EXTRACT_UNSAFE,
+					return extract_fail(x, ERR_UNSAFE,
 					    "entry '%.200s': control character in path", name);
 				}
 			}
@@ -162,7 +128,7 @@ extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen
 	}
 	out[o] = '\0';
 	*skip = o == 0;
-	return EXTRACT_OK;
+	return ERR_OK;
 }
 
 /*
@@ -172,7 +138,7 @@ extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen
  * directories, and may not climb above the root; a ".." after a name could
  * climb out of another symlink, so it is refused.
  */
-static enum extract_status
+static enum err_kind
 extract_check_symlink(struct extract *x, const char *path, const char *target)
 {
 	size_t depth = 0, ups = 0;
@@ -180,10 +146,10 @@ extract_check_symlink(struct extract *x, const char *path, const char *target)
 	const char *p;
 
 	if (target == NULL || target[0] == '\0') {
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': empty symlink target", path);
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': empty symlink target", path);
 	}
 	if (target[0] == '/') {
-		return extract_fail(x, EXTRACT_UNSAFE,
+		return extract_fail(x, ERR_UNSAFE,
 		    "entry '%.200s': symlink to absolute path '%.200s'", path, target);
 	}
 	for (p = path; *p != '\0'; p++) {
@@ -198,7 +164,7 @@ extract_check_symlink(struct extract *x, const char *path, const char *target)
 
 		if (clen == 2 && p[0] == '.' && p[1] == '.') {
 			if (seen_name || ++ups > depth) {
-				return extract_fail(x, EXTRACT_UNSAFE,
+				return extract_fail(x, ERR_UNSAFE,
 				    "entry '%.200s': symlink target '%.200s' leaves the release",
 				    path, target);
 			}
@@ -210,10 +176,10 @@ extract_check_symlink(struct extract *x, const char *path, const char *target)
 			p++;
 		}
 	}
-	return EXTRACT_OK;
+	return ERR_OK;
 }
 
-static enum extract_status
+static enum err_kind
 extract_write_error(struct extract *x, struct archive *w, int r, const char *path,
     const char *what)
 {
@@ -221,55 +187,55 @@ extract_write_error(struct extract *x, struct archive *w, int r, const char *pat
 	const char *msg = archive_error_string(w);
 
 	if (e == ENOSPC || e == EDQUOT) {
-		return extract_fail(x, EXTRACT_NOSPACE, "entry '%.200s': %s: no space left on device",
+		return extract_fail(x, ERR_NOSPACE, "entry '%.200s': %s: no space left on device",
 		    path, what);
 	}
-	return extract_fail(x, r == ARCHIVE_FATAL ? EXTRACT_IO : EXTRACT_UNSAFE,
+	return extract_fail(x, r == ARCHIVE_FATAL ? ERR_IO : ERR_UNSAFE,
 	    "entry '%.200s': %s: %.200s", path, what, msg != NULL ? msg : "failed");
 }
 
-static enum extract_status
+static enum err_kind
 extract_check_space(struct extract *x, const char *path)
 {
 	unsigned long long avail;
 
 	if (x->lim.min_free == 0 || x->since_space_check < EXTRACT_SPACE_CHECK_EVERY) {
-		return EXTRACT_OK;
+		return ERR_OK;
 	}
 	x->since_space_check = 0;
 	if (fs_free_bytes(x->staging, &avail) != 0) {
-		return extract_fail(x, EXTRACT_IO, "entry '%.200s': statvfs: %s", path,
+		return extract_fail(x, ERR_IO, "entry '%.200s': statvfs: %s", path,
 		    strerror(errno));
 	}
 	if (avail < x->lim.min_free) {
-		return extract_fail(x, EXTRACT_NOSPACE,
+		return extract_fail(x, ERR_NOSPACE,
 		    "entry '%.200s': not enough disk space (%llu bytes free)", path, avail);
 	}
-	return EXTRACT_OK;
+	return ERR_OK;
 }
 
-static enum extract_status
+static enum err_kind
 extract_copy_data(struct extract *x, struct archive *a, struct archive *w, const char *path)
 {
 	const void *buf;
 	size_t size;
 	la_int64_t off;
 	int r;
-	enum extract_status st;
+	enum err_kind st;
 
 	for (;;) {
 		r = archive_read_data_block(a, &buf, &size, &off);
 		if (r == ARCHIVE_EOF) {
-			return EXTRACT_OK;
+			return ERR_OK;
 		}
 		if (r < ARCHIVE_WARN) {
-			return extract_fail(x, EXTRACT_FORMAT, "entry '%.200s': %.200s", path,
+			return extract_fail(x, ERR_FORMAT, "entry '%.200s': %.200s", path,
 			    archive_error_string(a));
 		}
 		/* Sparse holes count too: the file's extent is what lands on disk. */
 		if (off < 0 || (uint64_t)off + size > x->lim.max_unpacked ||
 		    x->unpacked + size > x->lim.max_unpacked) {
-			return extract_fail(x, EXTRACT_LIMIT,
+			return extract_fail(x, ERR_LIMIT,
 			    "entry '%.200s': unpacked size exceeds %llu bytes", path,
 			    (unsigned long long)x->lim.max_unpacked);
 		}
@@ -279,13 +245,13 @@ extract_copy_data(struct extract *x, struct archive *a, struct archive *w, const
 			return extract_write_error(x, w, ARCHIVE_FAILED, path, "write");
 		}
 		st = extract_check_space(x, path);
-		if (st != EXTRACT_OK) {
+		if (st != ERR_OK) {
 			return st;
 		}
 	}
 }
 
-static enum extract_status
+static enum err_kind
 extract_entry(struct extract *x, struct archive *a, struct archive *w, struct archive_entry *e)
 {
 	const char *name = archive_entry_pathname(e);
@@ -293,19 +259,19 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 	char full[EXTRACT_MAX_PATH * 2 + 2];
 	int skip, r;
 	unsigned ft;
-	enum extract_status st;
+	enum err_kind st;
 
 	if (name == NULL || name[0] == '\0') {
-		return extract_fail(x, EXTRACT_UNSAFE, "entry #%llu has no name",
+		return extract_fail(x, ERR_UNSAFE, "entry #%llu has no name",
 		    (unsigned long long)x->entries);
 	}
 	st = extract_clean_path(x, name, path, sizeof(path), &skip);
-	if (st != EXTRACT_OK) {
+	if (st != ERR_OK) {
 		return st;
 	}
 	ft = archive_entry_filetype(e);
 	if (archive_entry_hardlink(e) != NULL) {
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': hardlinks are not allowed",
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': hardlinks are not allowed",
 		    name);
 	}
 	switch (ft) {
@@ -314,34 +280,34 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 		break;
 	case AE_IFLNK:
 		st = extract_check_symlink(x, path, archive_entry_symlink(e));
-		if (st != EXTRACT_OK) {
+		if (st != ERR_OK) {
 			return st;
 		}
 		break;
 	case AE_IFCHR:
 	case AE_IFBLK:
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': device nodes are not allowed",
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': device nodes are not allowed",
 		    name);
 	case AE_IFIFO:
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': FIFOs are not allowed", name);
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': FIFOs are not allowed", name);
 	case AE_IFSOCK:
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': sockets are not allowed",
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': sockets are not allowed",
 		    name);
 	default:
-		return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': unsupported file type 0%o",
+		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': unsupported file type 0%o",
 		    name, ft);
 	}
 	if (skip) {
 		if (ft != AE_IFDIR) {
-			return extract_fail(x, EXTRACT_UNSAFE, "entry '%.200s': not a directory",
+			return extract_fail(x, ERR_UNSAFE, "entry '%.200s': not a directory",
 			    name);
 		}
-		return EXTRACT_OK; /* "./" itself: the staging dir exists already */
+		return ERR_OK; /* "./" itself: the staging dir exists already */
 	}
 	if (ft == AE_IFREG && archive_entry_size_is_set(e) &&
 	    (archive_entry_size(e) < 0 ||
 		(uint64_t)archive_entry_size(e) > x->lim.max_unpacked - x->unpacked)) {
-		return extract_fail(x, EXTRACT_LIMIT,
+		return extract_fail(x, ERR_LIMIT,
 		    "entry '%.200s': unpacked size exceeds %llu bytes", name,
 		    (unsigned long long)x->lim.max_unpacked);
 	}
@@ -365,7 +331,7 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 	}
 	if (ft == AE_IFREG) {
 		st = extract_copy_data(x, a, w, path);
-		if (st != EXTRACT_OK) {
+		if (st != ERR_OK) {
 			return st;
 		}
 	}
@@ -373,46 +339,46 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 	if (r < ARCHIVE_OK) {
 		return extract_write_error(x, w, r, path, "finish");
 	}
-	return EXTRACT_OK;
+	return ERR_OK;
 }
 
-static enum extract_status
+static enum err_kind
 extract_run(struct extract *x)
 {
 	struct archive *a = NULL, *w = NULL;
 	struct archive_entry *e;
-	enum extract_status st = EXTRACT_OK;
+	enum err_kind st = ERR_OK;
 	int r;
 
 	a = archive_read_new();
 	w = archive_write_disk_new();
 	if (a == NULL || w == NULL) {
-		st = extract_fail(x, EXTRACT_IO, "libarchive: out of memory");
+		st = extract_fail(x, ERR_IO, "libarchive: out of memory");
 		goto out;
 	}
 	if (archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
 	    archive_read_support_format_tar(a) != ARCHIVE_OK) {
-		st = extract_fail(x, EXTRACT_IO, "libarchive: %s", archive_error_string(a));
+		st = extract_fail(x, ERR_IO, "libarchive: %s", archive_error_string(a));
 		goto out;
 	}
 	if (archive_write_disk_set_options(w,
 		ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
 		    ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_PERM) != ARCHIVE_OK) {
-		st = extract_fail(x, EXTRACT_IO, "libarchive: %s", archive_error_string(w));
+		st = extract_fail(x, ERR_IO, "libarchive: %s", archive_error_string(w));
 		goto out;
 	}
 	if (archive_read_open(a, x, NULL, extract_read_cb, NULL) != ARCHIVE_OK) {
 		if (archive_errno(a) == ECANCELED) {
-			st = extract_fail(x, EXTRACT_ABORTED, "extraction aborted");
+			st = extract_fail(x, ERR_CANCELED, "extraction aborted");
 		} else {
-			st = extract_fail(x, EXTRACT_FORMAT, "not a gzip tar archive: %.200s",
+			st = extract_fail(x, ERR_FORMAT, "not a gzip tar archive: %.200s",
 			    archive_error_string(a) != NULL ? archive_error_string(a) : "empty");
 		}
 		goto out;
 	}
 	/* Exactly gzip over the raw bytes: plain or doubly wrapped tars are refused. */
 	if (archive_filter_count(a) != 2 || archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) {
-		st = extract_fail(x, EXTRACT_FORMAT, "not a gzip-compressed archive");
+		st = extract_fail(x, ERR_FORMAT, "not a gzip-compressed archive");
 		goto out;
 	}
 	for (;;) {
@@ -422,27 +388,27 @@ extract_run(struct extract *x)
 		}
 		if (r < ARCHIVE_WARN) {
 			if (archive_errno(a) == ECANCELED) {
-				st = extract_fail(x, EXTRACT_ABORTED, "extraction aborted");
+				st = extract_fail(x, ERR_CANCELED, "extraction aborted");
 			} else {
-				st = extract_fail(x, EXTRACT_FORMAT,
+				st = extract_fail(x, ERR_FORMAT,
 				    "archive header after %llu entries: %.200s",
 				    (unsigned long long)x->entries, archive_error_string(a));
 			}
 			goto out;
 		}
 		if (++x->entries > x->lim.max_entries) {
-			st = extract_fail(x, EXTRACT_LIMIT, "entry '%.200s': more than %llu entries",
+			st = extract_fail(x, ERR_LIMIT, "entry '%.200s': more than %llu entries",
 			    archive_entry_pathname(e) != NULL ? archive_entry_pathname(e) : "?",
 			    (unsigned long long)x->lim.max_entries);
 			goto out;
 		}
 		st = extract_entry(x, a, w, e);
-		if (st != EXTRACT_OK) {
+		if (st != ERR_OK) {
 			goto out;
 		}
 	}
 	if (x->entries == 0) {
-		st = extract_fail(x, EXTRACT_FORMAT, "archive has no entries");
+		st = extract_fail(x, ERR_FORMAT, "archive has no entries");
 		goto out;
 	}
 	if (archive_write_close(w) != ARCHIVE_OK) {
@@ -450,10 +416,10 @@ extract_run(struct extract *x)
 		goto out;
 	}
 out:
-	if (st == EXTRACT_FORMAT || st == EXTRACT_UNSAFE || st == EXTRACT_IO) {
+	if (st == ERR_FORMAT || st == ERR_UNSAFE || st == ERR_IO) {
 		pthread_mutex_lock(&x->mu);
 		if (x->aborting) {
-			st = extract_fail(x, EXTRACT_ABORTED, "extraction aborted");
+			st = extract_fail(x, ERR_CANCELED, "extraction aborted");
 		}
 		pthread_mutex_unlock(&x->mu);
 	}
@@ -470,7 +436,7 @@ static void *
 extract_thread(void *arg)
 {
 	struct extract *x = arg;
-	enum extract_status st = extract_run(x);
+	enum err_kind st = extract_run(x);
 
 	pthread_mutex_lock(&x->mu);
 	x->status = st;
@@ -494,31 +460,27 @@ extract_free(struct extract *x)
 
 int
 extract_begin(const char *staging, const struct extract_limits *lim, struct extract **out,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct extract *x = NULL;
-	int made_dir = 0, e;
+	int made_dir = 0, rc;
 
 	if (staging == NULL || staging[0] == '\0' || staging[0] == '/') {
-		snprintf(err, errlen, "staging directory must be a relative path");
-		return -1;
+		return err_set(e, ERR_INTERNAL, "staging directory must be a relative path");
 	}
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return err_set(e, ERR_NOMEM, "extract: out of memory");
 	}
 	x->ring = malloc(EXTRACT_RING_BYTES);
 	if (x->ring == NULL) {
 		free(x);
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return err_set(e, ERR_NOMEM, "extract: out of memory");
 	}
 	if (strlcpy_chk(x->staging, staging, sizeof(x->staging)) != 0) {
 		free(x->ring);
 		free(x);
-		snprintf(err, errlen, "staging path too long");
-		return -1;
+		return err_set(e, ERR_INTERNAL, "staging path too long");
 	}
 	if (lim != NULL) {
 		x->lim = *lim;
@@ -534,13 +496,14 @@ extract_begin(const char *staging, const struct extract_limits *lim, struct extr
 	pthread_cond_init(&x->cv_data, NULL);
 	pthread_cond_init(&x->cv_space, NULL);
 	if (mkdir(staging, 0755) != 0) {
-		snprintf(err, errlen, "create %s: %s", staging, strerror(errno));
+		err_sys(e, "create %s", staging);
 		goto fail;
 	}
 	made_dir = 1;
-	e = pthread_create(&x->thread, NULL, extract_thread, x);
-	if (e != 0) {
-		snprintf(err, errlen, "start extractor: %s", strerror(e));
+	rc = pthread_create(&x->thread, NULL, extract_thread, x);
+	if (rc != 0) {
+		errno = rc;
+		err_sys(e, "start extractor");
 		goto fail;
 	}
 	*out = x;
@@ -568,7 +531,7 @@ extract_feed(struct extract *x, const void *data, size_t len)
 		size_t space, tail, n;
 
 		if (x->done) {
-			int rc = x->status == EXTRACT_OK ? 0 : -1;
+			int rc = x->status == ERR_OK ? 0 : -1;
 
 			pthread_mutex_unlock(&x->mu);
 			return rc; /* after the tar end: hashed, otherwise ignored */
@@ -602,35 +565,32 @@ extract_fed(const struct extract *x)
 	return x->fed;
 }
 
-enum extract_status
+int
 extract_finish(struct extract *x, char sha256_hex[65], uint64_t *entries, uint64_t *unpacked,
-    char *err, size_t errlen)
+    struct err *e)
 {
-	enum extract_status st;
+	int rc = -1;
 
 	pthread_mutex_lock(&x->mu);
 	x->eof = 1;
 	pthread_cond_signal(&x->cv_data);
 	pthread_mutex_unlock(&x->mu);
 	pthread_join(x->thread, NULL);
-	st = x->status;
-	if (st == EXTRACT_OK) {
-		if (digest_final(&x->sha, sha256_hex) != 0) {
-			st = EXTRACT_IO;
-			snprintf(err, errlen, "sha256 failed");
-		} else {
-			if (entries != NULL) {
-				*entries = x->entries;
-			}
-			if (unpacked != NULL) {
-				*unpacked = x->unpacked;
-			}
-		}
+	if (x->status != ERR_OK) {
+		err_copy(e, &x->err);
+	} else if (digest_final(&x->sha, sha256_hex) != 0) {
+		err_set(e, ERR_INTERNAL, "sha256 failed");
 	} else {
-		snprintf(err, errlen, "%s", x->err);
+		if (entries != NULL) {
+			*entries = x->entries;
+		}
+		if (unpacked != NULL) {
+			*unpacked = x->unpacked;
+		}
+		rc = 0;
 	}
 	extract_free(x);
-	return st;
+	return rc;
 }
 
 void

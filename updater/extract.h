@@ -8,8 +8,9 @@
  * bounded (EXTRACT_RING_BYTES plus libarchive's own buffers), never the whole
  * upload.
  *
- * Rules, enforced per entry while extracting (STYLE.md 9, PITFALLS
- * libarchive): the three ARCHIVE_EXTRACT_SECURE_* flags; only regular files,
+ * Rules, enforced per entry while extracting (wiki/Updater.md "Extraction
+ * rules"): the three ARCHIVE_EXTRACT_SECURE_* flags (libarchive leaves them
+ * off by default); only regular files,
  * directories and relative symlinks that resolve inside the staging
  * directory; no hardlinks, devices, FIFOs or sockets; setuid/setgid/sticky
  * and group/other write bits stripped; ownership is the process's, never the
@@ -28,24 +29,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 /* Bytes of upload buffered between the feeding thread and the extractor. */
 #define EXTRACT_RING_BYTES ((size_t)256 * 1024)
 /* Longest entry path accepted (bytes, relative to the staging dir). */
 #define EXTRACT_MAX_PATH 1024
-
-enum extract_status {
-	EXTRACT_OK = 0,
-	EXTRACT_UNSAFE,   /* an entry broke a rule (422) */
-	EXTRACT_LIMIT,    /* unpacked bytes or entry count over the limit (422) */
-	EXTRACT_FORMAT,   /* not gzip, not tar, truncated, corrupt, empty (422) */
-	EXTRACT_NOSPACE,  /* the disk is (nearly) full (507) */
-	EXTRACT_IO,       /* any other local failure (500) */
-	EXTRACT_ABORTED,  /* extract_abort() was called */
-};
-
-const char *extract_status_name(enum extract_status st);
 
 struct extract_limits {
 	uint64_t max_unpacked;  /* total bytes of file data written; 0: 1 GiB */
@@ -58,10 +48,10 @@ struct extract;
 /*
  * Create the directory STAGING (relative path, must not exist; mode 0755)
  * and start the extractor thread. LIM may be NULL for the defaults.
- * Returns 0 with *OUT set, or -1 with ERR set (nothing left behind).
+ * Returns 0 with *OUT set, or -1 with E set (nothing left behind).
  */
 int extract_begin(const char *staging, const struct extract_limits *lim, struct extract **out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Feed the next LEN bytes of the tarball. Blocks while the ring buffer is
@@ -76,14 +66,18 @@ int extract_feed(struct extract *x, const void *data, size_t len) WUR;
 uint64_t extract_fed(const struct extract *x);
 
 /*
- * End of input: wait for the extractor, free X and report. On EXTRACT_OK,
- * SHA256_HEX (65 bytes) holds the digest of every byte fed, and *ENTRIES /
- * *UNPACKED (either may be NULL) the counts. Otherwise ERR says why, naming
- * the entry when there is one. The staging directory is left in place in
- * every case: the caller promotes or removes it.
+ * End of input: wait for the extractor, free X and report. Returns 0 with
+ * SHA256_HEX (65 bytes) holding the digest of every byte fed and *ENTRIES /
+ * *UNPACKED (either may be NULL) the counts; or -1 with E naming the entry
+ * when there is one. E's kind says what happened: ERR_UNSAFE (an entry broke
+ * a rule), ERR_LIMIT (unpacked bytes or entry count), ERR_FORMAT (not gzip,
+ * not tar, truncated, corrupt, empty), ERR_NOSPACE (the disk is (nearly)
+ * full), ERR_CANCELED (extract_abort), ERR_IO or ERR_INTERNAL (any other
+ * local failure). The staging directory is left in place in every case: the
+ * caller promotes or removes it.
  */
-enum extract_status extract_finish(struct extract *x, char sha256_hex[65], uint64_t *entries,
-    uint64_t *unpacked, char *err, size_t errlen) WUR;
+int extract_finish(struct extract *x, char sha256_hex[65], uint64_t *entries, uint64_t *unpacked,
+    struct err *e) WUR;
 
 /* Stop the extractor and free X (NULL is fine). The staging dir is left. */
 void extract_abort(struct extract *x);

@@ -45,18 +45,19 @@ journal_lookup(const char *const *names, size_t n, const char *s)
 }
 
 int
-journal_new_id(char out[JOURNAL_ID_LEN])
+journal_new_id(char out[JOURNAL_ID_LEN], struct err *e)
 {
 	unsigned char rnd[4];
 	char hex[9], stamp[20];
 	struct tm tm;
 	time_t now = time(NULL);
 
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) || gmtime_r(&now, &tm) == NULL) {
-		return -1;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		return err_sys(e, "operation id: getrandom");
 	}
-	if (strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0) {
-		return -1;
+	if (gmtime_r(&now, &tm) == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0) {
+		return err_set(e, ERR_INTERNAL, "operation id: cannot format the time");
 	}
 	hex_encode(rnd, sizeof(rnd), hex);
 	snprintf(out, JOURNAL_ID_LEN, "%s-%s", stamp, hex);
@@ -76,15 +77,15 @@ journal_path(const char *root, const char *name, char *out, size_t len)
 }
 
 int
-journal_write(const char *root, const struct journal_op *op)
+journal_write(const char *root, const struct journal_op *op, struct err *e)
 {
 	char path[PATH_MAX];
 	cJSON *o = NULL;
 	char *text = NULL;
-	int rc = -1, e;
+	int rc = -1;
 
 	if (journal_path(root, "journal.json", path, sizeof(path)) != 0) {
-		return -1;
+		return err_sys(e, "write journal");
 	}
 	o = cJSON_CreateObject();
 	if (o == NULL || json_add_str(o, "id", op->id) != 0 ||
@@ -95,21 +96,19 @@ journal_write(const char *root, const struct journal_op *op)
 	    json_add_str(o, "old_prev_id", op->old_prev_id) != 0 ||
 	    json_add_str(o, "sha256", op->sha256) != 0 ||
 	    json_add_str(o, "caller", op->caller) != 0 ||
-	    json_add_int(o, "started", op->started) != 0) {
-		errno = ENOMEM;
+	    json_add_int(o, "started", op->started) != 0 ||
+	    (text = json_print_pretty(o)) == NULL) {
+		err_set(e, ERR_NOMEM, "write journal: out of memory");
 		goto out;
 	}
-	text = json_print_pretty(o);
-	if (text == NULL) {
-		errno = ENOMEM;
+	if (fs_write_atomic(path, text, strlen(text), 0600) != 0) {
+		err_sys(e, "write %s", path);
 		goto out;
 	}
-	rc = fs_write_atomic(path, text, strlen(text), 0600);
+	rc = 0;
 out:
-	e = errno;
 	free(text);
 	cJSON_Delete(o);
-	errno = e;
 	return rc;
 }
 
@@ -126,7 +125,7 @@ struct journal_raw {
 };
 
 int
-journal_read(const char *root, struct journal_op *op, char *err, size_t errlen)
+journal_read(const char *root, struct journal_op *op, struct err *e)
 {
 	static const struct json_field fields[] = {
 		JSON_F_STR("id", struct journal_raw, id, JSON_REQUIRED, 1),
@@ -147,27 +146,25 @@ journal_read(const char *root, struct journal_op *op, char *err, size_t errlen)
 	int kind, phase, rc = -1;
 
 	if (journal_path(root, "journal.json", path, sizeof(path)) != 0) {
-		snprintf(err, errlen, "journal path too long");
-		return -1;
+		return err_sys(e, "read journal");
 	}
 	if (fs_read_file(path, JOURNAL_MAX_FILE, &buf, &len) != 0) {
 		if (errno == ENOENT) {
 			return 0;
 		}
-		snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-		return -1;
+		return err_sys(e, "read %s", path);
 	}
 	memset(&raw, 0, sizeof(raw));
 	o = json_parse_object(buf, len, jerr, sizeof(jerr));
 	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &raw, jerr,
 			     sizeof(jerr)) != 0) {
-		snprintf(err, errlen, "%s: %s", path, jerr);
+		err_set(e, ERR_FORMAT, "%s: %s", path, jerr);
 		goto out;
 	}
 	kind = journal_lookup(journal_kinds, ARRAY_LEN(journal_kinds), raw.kind);
 	phase = journal_lookup(journal_phases, ARRAY_LEN(journal_phases), raw.phase);
 	if (kind < 0 || phase < 0) {
-		snprintf(err, errlen, "%s: unknown kind or phase", path);
+		err_set(e, ERR_FORMAT, "%s: unknown kind or phase", path);
 		goto out;
 	}
 	memset(op, 0, sizeof(*op));
@@ -188,17 +185,15 @@ out:
 }
 
 int
-journal_clear(const char *root)
+journal_clear(const char *root, struct err *e)
 {
 	char path[PATH_MAX];
 
-	if (journal_path(root, "journal.json", path, sizeof(path)) != 0) {
-		return -1;
+	if (journal_path(root, "journal.json", path, sizeof(path)) != 0 ||
+	    (unlink(path) != 0 && errno != ENOENT) || fs_fsync_parent(path) != 0) {
+		return err_sys(e, "clear journal");
 	}
-	if (unlink(path) != 0 && errno != ENOENT) {
-		return -1;
-	}
-	return fs_fsync_parent(path);
+	return 0;
 }
 
 /* Keep the newest lines of PATH that fit in KEEP bytes (atomic rewrite). */
@@ -223,24 +218,23 @@ journal_history_trim(const char *path, size_t keep)
 }
 
 int
-journal_history_append(const char *root, const cJSON *entry, size_t max_bytes)
+journal_history_append(const char *root, const cJSON *entry, size_t max_bytes, struct err *e)
 {
 	char path[PATH_MAX];
 	char *line = NULL;
 	size_t len;
 	struct stat st;
-	int fd = -1, rc = -1, e;
+	int fd = -1, rc = -1;
 
 	if (max_bytes == 0) {
 		max_bytes = JOURNAL_HISTORY_MAX_BYTES;
 	}
 	if (journal_path(root, "history.jsonl", path, sizeof(path)) != 0) {
-		return -1;
+		return err_sys(e, "history");
 	}
 	line = json_print_compact(entry);
 	if (line == NULL) {
-		errno = ENOMEM;
-		return -1;
+		return err_set(e, ERR_NOMEM, "history: out of memory");
 	}
 	len = strlen(line);
 	line[len] = '\n'; /* replaces the NUL; write exactly len + 1 bytes */
@@ -264,12 +258,13 @@ journal_history_append(const char *root, const cJSON *entry, size_t max_bytes)
 	}
 	rc = 0;
 out:
-	e = errno;
+	if (rc != 0) {
+		err_sys(e, "append to %s", path);
+	}
 	if (fd >= 0) {
 		close(fd);
 	}
 	free(line);
-	errno = e;
 	return rc;
 }
 

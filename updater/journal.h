@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cJSON.h"
+#include "common/err.h"
 #include "common/util.h"
 
 #define JOURNAL_ID_LEN 40
@@ -59,26 +60,28 @@ struct journal_op {
 const char *journal_kind_name(enum journal_kind k);
 const char *journal_phase_name(enum journal_phase p);
 
-/* A fresh, sortable operation id: "YYYYMMDDTHHMMSSZ-" + 8 random hex. */
-int journal_new_id(char out[JOURNAL_ID_LEN]) WUR;
+/* A fresh, sortable operation id: "YYYYMMDDTHHMMSSZ-" + 8 random hex. 0 or -1 with E. */
+int journal_new_id(char out[JOURNAL_ID_LEN], struct err *e) WUR;
 
-/* Write OP as ROOT/state/journal.json (atomic, durable). 0 or -1 (errno). */
-int journal_write(const char *root, const struct journal_op *op) WUR;
+/* Write OP as ROOT/state/journal.json (atomic, durable). 0 or -1 with E. */
+int journal_write(const char *root, const struct journal_op *op, struct err *e) WUR;
 
 /*
  * Read ROOT/state/journal.json. Returns 1 with *OP filled, 0 when there is
- * none, -1 when it exists but cannot be read or parsed (ERR says why).
+ * none, -1 when it exists but cannot be read or parsed (E says why).
  */
-int journal_read(const char *root, struct journal_op *op, char *err, size_t errlen) WUR;
+int journal_read(const char *root, struct journal_op *op, struct err *e) WUR;
 
-/* Remove the journal durably (absent is fine). 0 or -1 (errno). */
-int journal_clear(const char *root) WUR;
+/* Remove the journal durably (absent is fine). 0 or -1 with E. */
+int journal_clear(const char *root, struct err *e) WUR;
 
 /*
  * Append ENTRY (a JSON object, not consumed) as one line to the history,
  * trimming it when it grew past MAX_BYTES (0: JOURNAL_HISTORY_MAX_BYTES).
+ * 0 or -1 with E.
  */
-int journal_history_append(const char *root, const cJSON *entry, size_t max_bytes) WUR;
+int journal_history_append(const char *root, const cJSON *entry, size_t max_bytes,
+    struct err *e) WUR;
 
 /*
  * The history as a JSON array, oldest first (caller frees). Lines that do

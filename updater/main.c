@@ -21,6 +21,7 @@
 #include "common/tls.h"
 #include "common/version.h"
 #include "updater/api.h"
+#include "updater/config.h"
 #include "updater/store.h"
 
 #define SHUTDOWN_GRACE_MS 2000
@@ -37,7 +38,7 @@ usage(FILE *fp)
 
 /* DIR, when it exists, must be a directory we can write (absent: created at start). */
 static int
-self_test_dir(const char *dir, char *err, size_t errlen)
+self_test_dir(const char *dir, struct err *e)
 {
 	struct stat st;
 
@@ -45,12 +46,10 @@ self_test_dir(const char *dir, char *err, size_t errlen)
 		if (errno == ENOENT) {
 			return 0;
 		}
-		snprintf(err, errlen, "%.300s: %s", dir, strerror(errno));
-		return -1;
+		return err_sys(e, "%.300s", dir);
 	}
 	if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0) {
-		snprintf(err, errlen, "%.300s: not a writable directory", dir);
-		return -1;
+		return err_set(e, ERR_CONFIG, "%.300s: not a writable directory", dir);
 	}
 	return 0;
 }
@@ -61,19 +60,18 @@ self_test_dir(const char *dir, char *err, size_t errlen)
  * beyond -n (also the preflight of POST /update-self).
  */
 static int
-self_test(const struct updater_config *cfg, char *err, size_t errlen)
+self_test(const struct updater_config *cfg, struct err *e)
 {
 	static const char *const dirs[] = { "", "/state", "/updater", "/updater/state" };
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
-	char p[PATH_MAX];
+	char p[PATH_MAX], msg[512];
 
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		if ((size_t)snprintf(p, sizeof(p), "%s%s", cfg->install_dir, dirs[i]) >= sizeof(p)) {
-			snprintf(err, errlen, "install_dir is too long");
-			return -1;
+			return err_set(e, ERR_CONFIG, "install_dir is too long");
 		}
-		if (self_test_dir(p, err, errlen) != 0) {
+		if (self_test_dir(p, e) != 0) {
 			return -1;
 		}
 	}
@@ -83,12 +81,12 @@ self_test(const struct updater_config *cfg, char *err, size_t errlen)
 	to.cert_file = cfg->cert;
 	to.key_file = cfg->key;
 	to.master_cn = cfg->master_cn;
-	if (tls_server_new(&to, &ctx, err, errlen) != 0) {
-		return -1;
+	if (tls_server_new(&to, &ctx, msg, sizeof(msg)) != 0) {
+		return err_set(e, ERR_TLS, "%s", msg);
 	}
 	tls_ctx_free(ctx);
-	if (tls_client_new(&to, &ctx, err, errlen) != 0) {
-		return -1;
+	if (tls_client_new(&to, &ctx, msg, sizeof(msg)) != 0) {
+		return err_set(e, ERR_TLS, "%s", msg);
 	}
 	tls_ctx_free(ctx);
 	return 0;
@@ -98,8 +96,8 @@ static int
 run(const struct updater_config *cfg, const char *seed)
 {
 	struct api *a = NULL;
+	struct err e = ERR_INIT;
 	sigset_t set;
-	char err[512];
 	int sig, rc = 1;
 
 	/* Signals are taken by sigwait() below; block them before any thread exists. */
@@ -116,12 +114,12 @@ run(const struct updater_config *cfg, const char *seed)
 		log_warn("install dir %s", cfg->install_dir);
 		return 1;
 	}
-	if (api_new(cfg, &a, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (api_new(cfg, &a, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		return 1;
 	}
-	if (api_start(a, seed, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (api_start(a, seed, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	log_info("tandem-updater %s listening on port %d", tandem_version(), api_port(a));
@@ -164,7 +162,8 @@ main(int argc, char **argv)
 	struct updater_config cfg;
 	const char *config_path = NULL, *listen = NULL, *install_dir = NULL, *seed = NULL;
 	enum main_action act = ACT_RUN;
-	char err[512], seed_abs[PATH_MAX];
+	struct err e = ERR_INIT;
+	char seed_abs[PATH_MAX];
 	int c, rc = 1;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -219,16 +218,9 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (config_defaults(api_config_table, api_config_table_len, &cfg, err, sizeof(err)) != 0 ||
-	    config_load_file(api_config_table, api_config_table_len, &cfg, config_path, err,
-		sizeof(err)) != 0 ||
-	    (listen != NULL && config_set(api_config_table, api_config_table_len, &cfg, "listen",
-				   listen, NULL, err, sizeof(err)) != 0) ||
-	    (install_dir != NULL && config_set(api_config_table, api_config_table_len, &cfg,
-					"install_dir", install_dir, NULL, err, sizeof(err)) != 0) ||
-	    api_config_check(&cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-updater: %s\n", err);
-		rc = 2;
+	if (updater_config_load(&cfg, config_path, listen, install_dir, &e) != 0) {
+		fprintf(stderr, "tandem-updater: %s\n", err_msg(&e));
+		rc = err_exit_code(e.kind);
 		goto out;
 	}
 	switch (act) {
@@ -237,11 +229,11 @@ main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	case ACT_PRINT:
-		rc = config_print(api_config_table, api_config_table_len, &cfg, stdout) == 0 ? 0 : 1;
+		rc = updater_config_print(&cfg, stdout) == 0 ? 0 : 1;
 		goto out;
 	case ACT_SELF_TEST:
-		if (self_test(&cfg, err, sizeof(err)) != 0) {
-			fprintf(stderr, "tandem-updater: self-test: %s\n", err);
+		if (self_test(&cfg, &e) != 0) {
+			fprintf(stderr, "tandem-updater: self-test: %s\n", err_msg(&e));
 			goto out;
 		}
 		printf("self-test ok\n");
@@ -265,6 +257,6 @@ main(int argc, char **argv)
 	}
 	rc = run(&cfg, seed);
 out:
-	config_free(api_config_table, api_config_table_len, &cfg);
+	updater_config_free(&cfg);
 	return rc;
 }

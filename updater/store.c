@@ -18,27 +18,7 @@
 
 #define STORE_CURRENT_TARGET "releases/active"
 
-static int store_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Format ERR, appending strerror(errno) of the errno at entry; returns -1. */
-static int
-store_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	int e = errno;
-	va_list ap;
-	size_t n;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	n = strlen(err);
-	if (e != 0 && n + 3 < errlen) {
-		snprintf(err + n, errlen - n, ": %s", strerror(e));
-	}
-	errno = e;
-	return -1;
-}
+void (*store_crash_hook)(const char *point);
 
 static int
 store_path(const struct store *s, const char *rel, char *out, size_t len)
@@ -85,77 +65,64 @@ slot_exists(const struct store *s, const char *slot)
 }
 
 int
-store_init(struct store *s, const char *root, unsigned failed_keep, char *err, size_t errlen)
+store_init(struct store *s, const char *root, unsigned failed_keep, struct err *e)
 {
 	char p[PATH_MAX];
 
 	memset(s, 0, sizeof(*s));
 	if (root == NULL || root[0] != '/') {
-		snprintf(err, errlen, "install dir must be an absolute path");
-		return -1;
+		return err_set(e, ERR_CONFIG, "install dir must be an absolute path");
 	}
 	if (strlcpy_chk(s->root, root, sizeof(s->root)) != 0) {
-		snprintf(err, errlen, "install dir path too long");
-		return -1;
+		return err_set(e, ERR_CONFIG, "install dir path too long");
 	}
 	s->failed_keep = failed_keep;
 	if (fs_mkdir_p(root, 0755) != 0) {
-		return store_err(err, errlen, "create %s", root);
+		return err_sys(e, "create %s", root);
 	}
 	if (store_path(s, "releases/failed", p, sizeof(p)) != 0 || fs_mkdir_p(p, 0755) != 0) {
-		return store_err(err, errlen, "create %s/releases/failed", root);
+		return err_sys(e, "create %s/releases/failed", root);
 	}
 	if (store_path(s, "state", p, sizeof(p)) != 0 || fs_mkdir_p(p, 0700) != 0) {
-		return store_err(err, errlen, "create %s/state", root);
+		return err_sys(e, "create %s/state", root);
 	}
 	return 0;
 }
 
 int
-store_release_read(const struct store *s, const char *slot, struct release_info *ri, char *err,
-    size_t errlen)
+store_release_read(const struct store *s, const char *slot, struct release_info *ri,
+    struct err *e)
 {
-	struct err e = ERR_INIT;
 	char p[PATH_MAX];
 	int ex, r;
 
 	ex = slot_exists(s, slot);
 	if (ex <= 0) {
 		if (ex < 0) {
-			store_err(err, errlen, "releases/%s", slot);
+			err_sys(e, "releases/%s", slot);
 		}
 		return ex;
 	}
 	if (slot_path(s, slot, p, sizeof(p)) != 0) {
-		return store_err(err, errlen, "releases/%s", slot);
+		return err_sys(e, "releases/%s", slot);
 	}
-	r = release_record_read(p, 0, ri, &e);
+	r = release_record_read(p, 0, ri, e);
 	if (r == 0) {
-		snprintf(err, errlen, "releases/%s/%s is missing", slot, RELEASE_RECORD_FILE);
-		return -1;
+		return err_set(e, ERR_FORMAT, "releases/%s/%s is missing", slot, RELEASE_RECORD_FILE);
 	}
-	if (r < 0) {
-		snprintf(err, errlen, "%s", err_msg(&e));
-		return -1;
-	}
-	return 1;
+	return r < 0 ? -1 : 1;
 }
 
 int
-store_release_write(const struct store *s, const char *slot, const struct release_info *ri)
+store_release_write(const struct store *s, const char *slot, const struct release_info *ri,
+    struct err *e)
 {
-	struct err e = ERR_INIT;
 	char p[PATH_MAX];
 
 	if (slot_path(s, slot, p, sizeof(p)) != 0) {
-		return -1;
+		return err_sys(e, "releases/%s", slot);
 	}
-	if (release_record_write(p, ri, &e) != 0) {
-		/* The store's callers still read errno (ENOSPC decides a 507). */
-		errno = e.sys_errno != 0 ? e.sys_errno : ENOMEM;
-		return -1;
-	}
-	return 0;
+	return release_record_write(p, ri, e);
 }
 
 /* The install id in SLOT: 1 with ID set, 0 no slot, 2 slot without a valid record. */
@@ -163,14 +130,13 @@ static int
 slot_id(const struct store *s, const char *slot, char id[JOURNAL_ID_LEN])
 {
 	struct release_info ri;
-	char err[256];
 	int r = slot_exists(s, slot);
 
 	id[0] = '\0';
 	if (r <= 0) {
 		return r;
 	}
-	if (store_release_read(s, slot, &ri, err, sizeof(err)) != 1) {
+	if (store_release_read(s, slot, &ri, NULL) != 1) {
 		return 2;
 	}
 	memcpy(id, ri.id, JOURNAL_ID_LEN);
@@ -189,39 +155,39 @@ store_fsync_releases(const struct store *s)
 }
 
 static int
-slot_rename(const struct store *s, const char *from, const char *to, char *err, size_t errlen)
+slot_rename(const struct store *s, const char *from, const char *to, struct err *e)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 
 	if (slot_path(s, from, a, sizeof(a)) != 0 || slot_path(s, to, b, sizeof(b)) != 0 ||
 	    fs_rename_durable(a, b) != 0) {
-		return store_err(err, errlen, "rename releases/%s to releases/%s", from, to);
+		return err_sys(e, "rename releases/%s to releases/%s", from, to);
 	}
 	return 0;
 }
 
 /* Swap two slot directories atomically (RENAME_EXCHANGE), then fsync. */
 static int
-slot_exchange(const struct store *s, const char *x, const char *y, char *err, size_t errlen)
+slot_exchange(const struct store *s, const char *x, const char *y, struct err *e)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 
 	if (slot_path(s, x, a, sizeof(a)) != 0 || slot_path(s, y, b, sizeof(b)) != 0 ||
 	    renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0 ||
 	    store_fsync_releases(s) != 0) {
-		return store_err(err, errlen, "exchange releases/%s and releases/%s", x, y);
+		return err_sys(e, "exchange releases/%s and releases/%s", x, y);
 	}
 	return 0;
 }
 
 static int
-slot_remove(const struct store *s, const char *slot, char *err, size_t errlen)
+slot_remove(const struct store *s, const char *slot, struct err *e)
 {
 	char p[PATH_MAX];
 
 	if (slot_path(s, slot, p, sizeof(p)) != 0 || fs_rmtree(p) != 0 ||
 	    store_fsync_releases(s) != 0) {
-		return store_err(err, errlen, "remove releases/%s", slot);
+		return err_sys(e, "remove releases/%s", slot);
 	}
 	return 0;
 }
@@ -268,20 +234,19 @@ store_trim_failed(const struct store *s)
 
 /* Move SLOT (holding release ID) to releases/failed/ID. */
 static int
-slot_quarantine(const struct store *s, const char *slot, const char *id, char *err,
-    size_t errlen)
+slot_quarantine(const struct store *s, const char *slot, const char *id, struct err *e)
 {
 	char dst[64];
 	char p[PATH_MAX];
 
 	if (s->failed_keep == 0) {
-		return slot_remove(s, slot, err, errlen);
+		return slot_remove(s, slot, e);
 	}
 	snprintf(dst, sizeof(dst), "failed/%s", id[0] != '\0' ? id : "unknown");
 	if (slot_path(s, dst, p, sizeof(p)) != 0 || fs_rmtree(p) != 0) {
-		return store_err(err, errlen, "remove releases/%s", dst);
+		return err_sys(e, "remove releases/%s", dst);
 	}
-	if (slot_rename(s, slot, dst, err, errlen) != 0) {
+	if (slot_rename(s, slot, dst, e) != 0) {
 		return -1;
 	}
 	store_trim_failed(s);
@@ -290,14 +255,14 @@ slot_quarantine(const struct store *s, const char *slot, const char *id, char *e
 
 /* Make ROOT/current -> releases/active (when active exists and it differs). */
 static int
-store_ensure_current(const struct store *s, char *err, size_t errlen)
+store_ensure_current(const struct store *s, struct err *e)
 {
 	char p[PATH_MAX], target[PATH_MAX];
 	ssize_t n;
 	int ex = slot_exists(s, "active");
 
 	if (ex < 0) {
-		return store_err(err, errlen, "releases/active");
+		return err_sys(e, "releases/active");
 	}
 	if (ex == 0 || store_path(s, "current", p, sizeof(p)) != 0) {
 		return 0;
@@ -310,21 +275,21 @@ store_ensure_current(const struct store *s, char *err, size_t errlen)
 		}
 	}
 	if (fs_symlink_replace(STORE_CURRENT_TARGET, p) != 0) {
-		return store_err(err, errlen, "point %s at %s", p, STORE_CURRENT_TARGET);
+		return err_sys(e, "point %s at %s", p, STORE_CURRENT_TARGET);
 	}
 	return 0;
 }
 
 static int
-store_unlink_current(const struct store *s, char *err, size_t errlen)
+store_unlink_current(const struct store *s, struct err *e)
 {
 	char p[PATH_MAX];
 
 	if (store_path(s, "current", p, sizeof(p)) != 0) {
-		return store_err(err, errlen, "current");
+		return err_sys(e, "current");
 	}
 	if ((unlink(p) != 0 && errno != ENOENT) || fs_fsync_parent(p) != 0) {
-		return store_err(err, errlen, "remove %s", p);
+		return err_sys(e, "remove %s", p);
 	}
 	return 0;
 }
@@ -336,7 +301,7 @@ store_unlink_current(const struct store *s, char *err, size_t errlen)
  * comes back from prev.old.
  */
 static int
-store_undo_update(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+store_undo_update(struct store *s, const struct journal_op *op, struct err *e)
 {
 	static const char *const where[] = { "active", "active.new", "prev" };
 	const int first = op->old_active_id[0] == '\0';
@@ -352,20 +317,19 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 			}
 		}
 		if (found == NULL) {
-			snprintf(err, errlen, "cannot undo %s: release %s not found", op->id,
+			return err_set(e, ERR_INTERNAL, "cannot undo %s: release %s not found", op->id,
 			    op->old_active_id);
-			return -1;
 		}
 		if (strcmp(found, "active") != 0) {
 			r = slot_exists(s, "active");
 			if (r < 0 ||
-			    (r == 1 ? slot_exchange(s, found, "active", err, errlen)
-				    : slot_rename(s, found, "active", err, errlen)) != 0) {
+			    (r == 1 ? slot_exchange(s, found, "active", e)
+				    : slot_rename(s, found, "active", e)) != 0) {
 				return -1;
 			}
 			testhook_point("restore.old_active_back");
 		}
-	} else if (store_unlink_current(s, err, errlen) != 0) {
+	} else if (store_unlink_current(s, e) != 0) {
 		return -1;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(where); i++) {
@@ -374,15 +338,15 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 		}
 		r = slot_id(s, where[i], id);
 		if (r < 0) {
-			return store_err(err, errlen, "releases/%s", where[i]);
+			return err_sys(e, "releases/%s", where[i]);
 		}
 		if (r == 0 || (strcmp(where[i], "prev") == 0 && strcmp(id, op->new_id) != 0)) {
 			continue;
 		}
 		if (op->phase != JOURNAL_STAGING && r == 1 && strcmp(id, op->new_id) == 0) {
-			r = slot_quarantine(s, where[i], id, err, errlen);
+			r = slot_quarantine(s, where[i], id, e);
 		} else {
-			r = slot_remove(s, where[i], err, errlen);
+			r = slot_remove(s, where[i], e);
 		}
 		if (r != 0) {
 			return -1;
@@ -391,86 +355,86 @@ store_undo_update(struct store *s, const struct journal_op *op, char *err, size_
 	}
 	r = slot_exists(s, "prev.old");
 	if (r < 0) {
-		return store_err(err, errlen, "releases/prev.old");
+		return err_sys(e, "releases/prev.old");
 	}
 	if (r == 1) {
 		if (slot_exists(s, "prev") != 0) {
-			snprintf(err, errlen, "cannot undo %s: both prev and prev.old exist", op->id);
-			return -1;
+			return err_set(e, ERR_INTERNAL, "cannot undo %s: both prev and prev.old exist",
+			    op->id);
 		}
-		if (slot_rename(s, "prev.old", "prev", err, errlen) != 0) {
+		if (slot_rename(s, "prev.old", "prev", e) != 0) {
 			return -1;
 		}
 		testhook_point("restore.prev_back");
 	}
-	if (store_ensure_current(s, err, errlen) != 0) {
+	if (store_ensure_current(s, e) != 0) {
 		return -1;
 	}
-	if (journal_clear(s->root) != 0) {
-		return store_err(err, errlen, "clear journal");
+	if (journal_clear(s->root, e) != 0) {
+		return -1;
 	}
 	testhook_point("restore.done");
 	return 0;
 }
 
 static int
-store_undo_rollback(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+store_undo_rollback(struct store *s, const struct journal_op *op, struct err *e)
 {
 	char a[JOURNAL_ID_LEN], p[JOURNAL_ID_LEN];
 
 	if (slot_id(s, "active", a) == 1 && slot_id(s, "prev", p) == 1 &&
 	    strcmp(a, op->old_prev_id) == 0 && strcmp(p, op->old_active_id) == 0) {
-		if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
+		if (slot_exchange(s, "prev", "active", e) != 0) {
 			return -1;
 		}
 		testhook_point("rollback_restore.exchanged");
 	}
-	if (store_ensure_current(s, err, errlen) != 0) {
+	if (store_ensure_current(s, e) != 0) {
 		return -1;
 	}
-	if (journal_clear(s->root) != 0) {
-		return store_err(err, errlen, "clear journal");
+	if (journal_clear(s->root, e) != 0) {
+		return -1;
 	}
 	testhook_point("rollback_restore.done");
 	return 0;
 }
 
 static int
-store_finish_commit(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+store_finish_commit(struct store *s, const struct journal_op *op, struct err *e)
 {
-	if (op->kind == JOURNAL_UPDATE && slot_remove(s, "prev.old", err, errlen) != 0) {
+	if (op->kind == JOURNAL_UPDATE && slot_remove(s, "prev.old", e) != 0) {
 		return -1;
 	}
 	testhook_point("commit.prev_old_removed");
-	if (store_ensure_current(s, err, errlen) != 0) {
+	if (store_ensure_current(s, e) != 0) {
 		return -1;
 	}
-	if (journal_clear(s->root) != 0) {
-		return store_err(err, errlen, "clear journal");
+	if (journal_clear(s->root, e) != 0) {
+		return -1;
 	}
 	testhook_point("commit.done");
 	return 0;
 }
 
 int
-store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t errlen)
+store_recover(struct store *s, char *what, size_t whatlen, struct err *e)
 {
 	struct journal_op op;
 	int r;
 
 	what[0] = '\0';
-	r = journal_read(s->root, &op, err, errlen);
+	r = journal_read(s->root, &op, e);
 	if (r < 0) {
 		return -1;
 	}
 	if (r == 1) {
 		if (op.phase == JOURNAL_COMMITTING) {
-			r = store_finish_commit(s, &op, err, errlen);
+			r = store_finish_commit(s, &op, e);
 			snprintf(what, whatlen, "finished %s %s (interrupted while committing)",
 			    journal_kind_name(op.kind), op.id);
 		} else {
-			r = op.kind == JOURNAL_UPDATE ? store_undo_update(s, &op, err, errlen)
-						      : store_undo_rollback(s, &op, err, errlen);
+			r = op.kind == JOURNAL_UPDATE ? store_undo_update(s, &op, e)
+						      : store_undo_rollback(s, &op, e);
 			snprintf(what, whatlen, "undid %s %s (interrupted while %s)",
 			    journal_kind_name(op.kind), op.id, journal_phase_name(op.phase));
 		}
@@ -479,57 +443,50 @@ store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t err
 		}
 	}
 	/* Leftovers without a journal: a crash between the last step and the clear. */
-	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", err, errlen) != 0) {
+	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", e) != 0) {
 		return -1;
 	}
 	if (slot_exists(s, "prev.old") == 1) {
-		r = slot_exists(s, "prev") == 0 ? slot_rename(s, "prev.old", "prev", err, errlen)
-						: slot_remove(s, "prev.old", err, errlen);
+		r = slot_exists(s, "prev") == 0 ? slot_rename(s, "prev.old", "prev", e)
+						: slot_remove(s, "prev.old", e);
 		if (r != 0) {
 			return -1;
 		}
 	}
-	return store_ensure_current(s, err, errlen);
+	return store_ensure_current(s, e);
 }
 
 int
 store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
-    const char *caller, char *err, size_t errlen)
+    const char *caller, struct err *e)
 {
 	struct journal_op tmp;
-	char jerr[256];
-	int r;
 
-	r = journal_read(s->root, &tmp, jerr, sizeof(jerr));
-	if (r != 0) {
-		errno = EEXIST;
-		snprintf(err, errlen, "an interrupted operation needs recovery");
-		return -1;
+	if (journal_read(s->root, &tmp, NULL) != 0) {
+		return err_set(e, ERR_BUSY, "an interrupted operation needs recovery");
 	}
 	memset(&tmp, 0, sizeof(tmp));
 	if (op->id[0] != '\0') {
 		memcpy(tmp.id, op->id, sizeof(tmp.id));
 		tmp.id[sizeof(tmp.id) - 1] = '\0';
-	} else if (journal_new_id(tmp.id) != 0) {
-		return store_err(err, errlen, "operation id");
+	} else if (journal_new_id(tmp.id, e) != 0) {
+		return -1;
 	}
 	memcpy(tmp.new_id, tmp.id, sizeof(tmp.new_id));
 	tmp.kind = JOURNAL_UPDATE;
 	tmp.phase = JOURNAL_STAGING;
 	if (slot_id(s, "active", tmp.old_active_id) == 2 || slot_id(s, "prev", tmp.old_prev_id) == 2) {
-		snprintf(err, errlen, "a release slot has no valid release.json");
-		errno = EINVAL;
-		return -1;
+		return err_set(e, ERR_INTERNAL, "a release slot has no valid release.json");
 	}
 	snprintf(tmp.sha256, sizeof(tmp.sha256), "%s", sha256 != NULL ? sha256 : "");
 	snprintf(tmp.caller, sizeof(tmp.caller), "%s", caller != NULL ? caller : "");
 	tmp.started = (long long)time(NULL);
 	/* A stale staging dir (no journal) would make the extractor fail. */
-	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", err, errlen) != 0) {
+	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", e) != 0) {
 		return -1;
 	}
-	if (journal_write(s->root, &tmp) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, &tmp, e) != 0) {
+		return -1;
 	}
 	testhook_point("update.journal_staging");
 	*op = tmp;
@@ -537,131 +494,123 @@ store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
 }
 
 int
-store_update_abort(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+store_update_abort(struct store *s, const struct journal_op *op, struct err *e)
 {
-	if (slot_remove(s, "active.new", err, errlen) != 0) {
+	if (slot_remove(s, "active.new", e) != 0) {
 		return -1;
 	}
 	testhook_point("abort.staging_removed");
 	(void)op;
-	if (journal_clear(s->root) != 0) {
-		return store_err(err, errlen, "clear journal");
+	if (journal_clear(s->root, e) != 0) {
+		return -1;
 	}
 	return 0;
 }
 
 int
-store_update_switch(struct store *s, struct journal_op *op, char *err, size_t errlen)
+store_update_switch(struct store *s, struct journal_op *op, struct err *e)
 {
 	char p[PATH_MAX];
 	int fd, r;
 
 	/* Every staged file durable before it can become the running release. */
 	if (slot_path(s, "active.new", p, sizeof(p)) != 0) {
-		return store_err(err, errlen, "staging path");
+		return err_sys(e, "staging path");
 	}
 	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
-		return store_err(err, errlen, "open %s", p);
+		return err_sys(e, "open %s", p);
 	}
 	r = syncfs(fd);
 	close(fd);
 	if (r != 0) {
-		return store_err(err, errlen, "syncfs %s", p);
+		return err_sys(e, "syncfs %s", p);
 	}
 	op->phase = JOURNAL_SWITCHING;
-	if (journal_write(s->root, op) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, op, e) != 0) {
+		return -1;
 	}
 	testhook_point("update.journal_switching");
 	if (op->old_active_id[0] == '\0') {
-		if (slot_rename(s, "active.new", "active", err, errlen) != 0) {
+		if (slot_rename(s, "active.new", "active", e) != 0) {
 			return -1;
 		}
 		testhook_point("update.first_renamed");
-		if (store_ensure_current(s, err, errlen) != 0) {
+		if (store_ensure_current(s, e) != 0) {
 			return -1;
 		}
 		testhook_point("update.current_created");
 		return 0;
 	}
 	if (op->old_prev_id[0] != '\0') {
-		if (slot_rename(s, "prev", "prev.old", err, errlen) != 0) {
+		if (slot_rename(s, "prev", "prev.old", e) != 0) {
 			return -1;
 		}
 		testhook_point("update.prev_moved");
 	}
-	if (slot_exchange(s, "active.new", "active", err, errlen) != 0) {
+	if (slot_exchange(s, "active.new", "active", e) != 0) {
 		return -1;
 	}
 	testhook_point("update.exchanged");
-	if (slot_rename(s, "active.new", "prev", err, errlen) != 0) {
+	if (slot_rename(s, "active.new", "prev", e) != 0) {
 		return -1;
 	}
 	testhook_point("update.old_to_prev");
-	return store_ensure_current(s, err, errlen);
+	return store_ensure_current(s, e);
 }
 
 int
-store_update_commit(struct store *s, struct journal_op *op, char *err, size_t errlen)
+store_update_commit(struct store *s, struct journal_op *op, struct err *e)
 {
 	op->phase = JOURNAL_COMMITTING;
-	if (journal_write(s->root, op) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, op, e) != 0) {
+		return -1;
 	}
 	testhook_point("update.journal_committing");
-	return store_finish_commit(s, op, err, errlen);
+	return store_finish_commit(s, op, e);
 }
 
 int
-store_update_restore(struct store *s, struct journal_op *op, char *err, size_t errlen)
+store_update_restore(struct store *s, struct journal_op *op, struct err *e)
 {
 	op->phase = JOURNAL_RESTORING;
-	if (journal_write(s->root, op) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, op, e) != 0) {
+		return -1;
 	}
 	testhook_point("update.journal_restoring");
-	return store_undo_update(s, op, err, errlen);
+	return store_undo_update(s, op, e);
 }
 
 int
-store_rollback_begin(struct store *s, struct journal_op *op, const char *caller, char *err,
-    size_t errlen)
+store_rollback_begin(struct store *s, struct journal_op *op, const char *caller, struct err *e)
 {
 	struct journal_op tmp;
-	char jerr[256];
 
-	if (journal_read(s->root, &tmp, jerr, sizeof(jerr)) != 0) {
-		errno = EEXIST;
-		snprintf(err, errlen, "an interrupted operation needs recovery");
-		return -1;
+	if (journal_read(s->root, &tmp, NULL) != 0) {
+		return err_set(e, ERR_BUSY, "an interrupted operation needs recovery");
 	}
 	memset(&tmp, 0, sizeof(tmp));
 	memcpy(tmp.id, op->id, sizeof(tmp.id));
 	tmp.id[sizeof(tmp.id) - 1] = '\0';
 	if (slot_id(s, "prev", tmp.old_prev_id) != 1) {
-		errno = ENOENT;
-		snprintf(err, errlen, "no previous release to roll back to");
-		return -1;
+		return err_set(e, ERR_NOT_FOUND, "no previous release to roll back to");
 	}
 	if (slot_id(s, "active", tmp.old_active_id) != 1) {
-		errno = ENOENT;
-		snprintf(err, errlen, "no active release");
-		return -1;
+		return err_set(e, ERR_NOT_FOUND, "no active release");
 	}
-	if (tmp.id[0] == '\0' && journal_new_id(tmp.id) != 0) {
-		return store_err(err, errlen, "operation id");
+	if (tmp.id[0] == '\0' && journal_new_id(tmp.id, e) != 0) {
+		return -1;
 	}
 	tmp.kind = JOURNAL_ROLLBACK;
 	tmp.phase = JOURNAL_SWITCHING;
 	snprintf(tmp.caller, sizeof(tmp.caller), "%s", caller != NULL ? caller : "");
 	tmp.started = (long long)time(NULL);
-	if (journal_write(s->root, &tmp) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, &tmp, e) != 0) {
+		return -1;
 	}
 	*op = tmp;
 	testhook_point("rollback.journal_switching");
-	if (slot_exchange(s, "prev", "active", err, errlen) != 0) {
+	if (slot_exchange(s, "prev", "active", e) != 0) {
 		return -1;
 	}
 	testhook_point("rollback.exchanged");
@@ -669,23 +618,23 @@ store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
 }
 
 int
-store_rollback_commit(struct store *s, struct journal_op *op, char *err, size_t errlen)
+store_rollback_commit(struct store *s, struct journal_op *op, struct err *e)
 {
 	op->phase = JOURNAL_COMMITTING;
-	if (journal_write(s->root, op) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, op, e) != 0) {
+		return -1;
 	}
 	testhook_point("rollback.journal_committing");
-	return store_finish_commit(s, op, err, errlen);
+	return store_finish_commit(s, op, e);
 }
 
 int
-store_rollback_restore(struct store *s, struct journal_op *op, char *err, size_t errlen)
+store_rollback_restore(struct store *s, struct journal_op *op, struct err *e)
 {
 	op->phase = JOURNAL_RESTORING;
-	if (journal_write(s->root, op) != 0) {
-		return store_err(err, errlen, "write journal");
+	if (journal_write(s->root, op, e) != 0) {
+		return -1;
 	}
 	testhook_point("rollback.journal_restoring");
-	return store_undo_rollback(s, op, err, errlen);
+	return store_undo_rollback(s, op, e);
 }

@@ -1,6 +1,6 @@
 /*
- * store — the releases directory and its transactions (DESIGN.md "Worker
- * state on disk"; STYLE.md 8).
+ * store — the releases directory and its transactions (wiki/Updater.md "On
+ * disk" and "Crash safety").
  *
  *   ROOT/current -> releases/active   symlink, never rewritten while active exists
  *   ROOT/releases/active/             running release (release.json inside)
@@ -20,7 +20,10 @@
  * (after the probe passed) or undo (before) an interrupted operation.
  *
  * Release identity is the install id in release.json ("id"), unique per
- * install even when the same tarball is pushed twice.
+ * install even when the same tarball is pushed twice. After every durable
+ * step a named crash point is reached (common/testhook: "update.exchanged",
+ * ...); the install engine scopes the points of the updater's own tree as
+ * "self.<point>".
  */
 #ifndef TANDEM_UPDATER_STORE_H
 #define TANDEM_UPDATER_STORE_H
@@ -29,6 +32,7 @@
 #include <stddef.h>
 
 #include "cJSON.h"
+#include "common/err.h"
 #include "common/release.h"
 #include "common/util.h"
 #include "updater/journal.h"
@@ -49,8 +53,7 @@ _Static_assert(RELEASE_ID_SIZE == JOURNAL_ID_LEN, "a release id is an operation 
  * Use ROOT (absolute path, created 0755 if missing) with its releases/,
  * releases/failed/ and state/ (0700) directories. Does not recover.
  */
-int store_init(struct store *s, const char *root, unsigned failed_keep, char *err,
-    size_t errlen) WUR;
+int store_init(struct store *s, const char *root, unsigned failed_keep, struct err *e) WUR;
 
 /*
  * Read SLOT's release.json ("active", "prev", "active.new", ...).
@@ -58,11 +61,11 @@ int store_init(struct store *s, const char *root, unsigned failed_keep, char *er
  * record is missing or invalid: ERR says why).
  */
 int store_release_read(const struct store *s, const char *slot, struct release_info *ri,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
-/* Write RI as SLOT/release.json atomically. 0 or -1 (errno). */
-int store_release_write(const struct store *s, const char *slot, const struct release_info *ri)
-    WUR;
+/* Write RI as SLOT/release.json atomically. 0 or -1 with E (ERR_NOSPACE on a full disk). */
+int store_release_write(const struct store *s, const char *slot, const struct release_info *ri,
+    struct err *e) WUR;
 
 /*
  * Finish or undo an interrupted operation (per the journal), remove any
@@ -71,7 +74,7 @@ int store_release_write(const struct store *s, const char *slot, const struct re
  * do). On return 0 at most one complete release is active, prev (if any)
  * passed its probe, and no journal, staging or prev.old remains.
  */
-int store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t errlen) WUR;
+int store_recover(struct store *s, char *what, size_t whatlen, struct err *e) WUR;
 
 /* ---- update: begin -> (extract into STORE_STAGING_REL) -> switch -> commit | restore ---- */
 
@@ -80,13 +83,13 @@ int store_recover(struct store *s, char *what, size_t whatlen, char *err, size_t
  * so callers can announce the id before the journal exists); OP is filled
  * (id, old slot ids, SHA256, CALLER) and journaled
  * in phase STAGING. The staging directory must then be created by the
- * extractor. Fails with EEXIST if a journal exists (recover first).
+ * extractor. Fails with ERR_BUSY if a journal exists (recover first).
  */
 int store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
-    const char *caller, char *err, size_t errlen) WUR;
+    const char *caller, struct err *e) WUR;
 
 /* Staging failed or was refused: remove it, clear the journal. */
-int store_update_abort(struct store *s, const struct journal_op *op, char *err, size_t errlen)
+int store_update_abort(struct store *s, const struct journal_op *op, struct err *e)
     WUR;
 
 /*
@@ -94,27 +97,27 @@ int store_update_abort(struct store *s, const struct journal_op *op, char *err, 
  * prev -> prev.old, exchange active.new and active, old active -> prev (on a
  * first install: active.new -> active and `current` created).
  */
-int store_update_switch(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;
+int store_update_switch(struct store *s, struct journal_op *op, struct err *e) WUR;
 
 /* The new release passed its probe: journal COMMITTING, drop prev.old, clear. */
-int store_update_commit(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;
+int store_update_commit(struct store *s, struct journal_op *op, struct err *e) WUR;
 
 /*
  * The new release failed: journal RESTORING, put the old active and prev
  * back exactly, move the new release to the quarantine, clear the journal.
  */
-int store_update_restore(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;
+int store_update_restore(struct store *s, struct journal_op *op, struct err *e) WUR;
 
 /* ---- rollback: begin (exchange active and prev) -> commit | restore ---- */
 
 /*
- * OP->id as for store_update_begin(). Fails with ENOENT when there is no
- * prev. Journal SWITCHING, then exchange.
+ * OP->id as for store_update_begin(). Fails with ERR_NOT_FOUND when there
+ * is no prev (or no active). Journal SWITCHING, then exchange.
  */
-int store_rollback_begin(struct store *s, struct journal_op *op, const char *caller, char *err,
-    size_t errlen) WUR;
-int store_rollback_commit(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;
+int store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
+    struct err *e) WUR;
+int store_rollback_commit(struct store *s, struct journal_op *op, struct err *e) WUR;
 /* The former prev failed its probe: exchange back, clear the journal. */
-int store_rollback_restore(struct store *s, struct journal_op *op, char *err, size_t errlen) WUR;
+int store_rollback_restore(struct store *s, struct journal_op *op, struct err *e) WUR;
 
 #endif

@@ -32,7 +32,7 @@ sup_config_defaults(struct sup_config *c)
 }
 
 int
-sup_config_check(const struct sup_config *c, char *err, size_t errlen)
+sup_config_check(const struct sup_config *c, struct err *e)
 {
 	const char *bad = NULL;
 
@@ -54,9 +54,7 @@ sup_config_check(const struct sup_config *c, char *err, size_t errlen)
 		bad = "stop_grace_ms must be > 0";
 	}
 	if (bad != NULL) {
-		snprintf(err, errlen, "supervision: %s", bad);
-		errno = EINVAL;
-		return -1;
+		return err_set(e, ERR_CONFIG, "supervision: %s", bad);
 	}
 	return 0;
 }
@@ -374,7 +372,6 @@ struct supervisor {
 	int adopted;
 	int watch_error; /* proc_poll failed: poll slowly instead of on the pidfd */
 	char last_error[256];
-	int last_errno;
 	void (*on_event)(void *arg, const struct supervisor_event *ev);
 	void *arg;
 	/* Events gathered under the lock, dispatched after it is released. */
@@ -561,7 +558,6 @@ spawn_locked(struct supervisor *sv, int64_t now)
 	enum sup_action act;
 
 	if (proc_spawn(&sv->spec.spec, &p, err, sizeof(err)) != 0) {
-		sv->last_errno = errno;
 		log_warnx("%s: %s", sv->name, err);
 		snprintf(sv->last_error, sizeof(sv->last_error), "%s", err);
 		queue_event(sv, SUPERVISOR_EV_SPAWN_FAILED, -1, 0, err);
@@ -574,7 +570,6 @@ spawn_locked(struct supervisor *sv, int64_t now)
 	sv->generation++;
 	sv->adopted = 0;
 	sv->last_error[0] = '\0';
-	sv->last_errno = 0;
 	log_info("%s: started pid %ld", sv->name, (long)p.pid);
 	queue_event(sv, SUPERVISOR_EV_SPAWNED, -1, 0, NULL);
 	act = sup_spawned(&sv->m, now, 1);
@@ -709,20 +704,18 @@ watcher_main(void *arg)
 }
 
 int
-supervisor_new(const struct supervisor_opts *o, struct supervisor **out, char *err,
-    size_t errlen)
+supervisor_new(const struct supervisor_opts *o, struct supervisor **out, struct err *e)
 {
 	struct supervisor *sv;
 	pthread_condattr_t ca;
 	int rc;
 
-	if (sup_config_check(&o->cfg, err, errlen) != 0) {
+	if (sup_config_check(&o->cfg, e) != 0) {
 		return -1;
 	}
 	sv = calloc(1, sizeof(*sv));
 	if (sv == NULL) {
-		snprintf(err, errlen, "supervisor: %s", strerror(errno));
-		return -1;
+		return err_sys(e, "supervisor");
 	}
 	sv->wake[0] = sv->wake[1] = -1;
 	proc_init(&sv->p);
@@ -736,18 +729,21 @@ supervisor_new(const struct supervisor_opts *o, struct supervisor **out, char *e
 	pthread_condattr_destroy(&ca);
 	sv->name = strdup(o->name != NULL ? o->name : "agent");
 	if (sv->name == NULL || spec_copy_make(o->spec, &sv->spec) != 0) {
-		snprintf(err, errlen, "supervisor: %s",
-		    errno == EINVAL ? "no program to run" : strerror(errno));
+		if (errno == EINVAL) {
+			err_set(e, ERR_INTERNAL, "supervisor: no program to run");
+		} else {
+			err_sys(e, "supervisor");
+		}
 		goto fail;
 	}
 	if (pipe2(sv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-		snprintf(err, errlen, "supervisor: pipe: %s", strerror(errno));
+		err_sys(e, "supervisor: pipe");
 		goto fail;
 	}
 	rc = pthread_create(&sv->thread, NULL, watcher_main, sv);
 	if (rc != 0) {
 		errno = rc;
-		snprintf(err, errlen, "supervisor: thread: %s", strerror(rc));
+		err_sys(e, "supervisor: thread");
 		goto fail;
 	}
 	sv->thread_started = 1;
@@ -789,34 +785,27 @@ supervisor_free(struct supervisor *sv)
 }
 
 int
-supervisor_start(struct supervisor *sv, char *err, size_t errlen)
+supervisor_start(struct supervisor *sv, struct err *e)
 {
 	enum sup_state st;
 	int64_t now;
-	int rc = 0, saved;
+	int rc = 0;
 
 	pthread_mutex_lock(&sv->mu);
 	if (sup_state(&sv->m) == SUP_STOPPING) {
 		pthread_mutex_unlock(&sv->mu);
-		errno = EBUSY;
-		snprintf(err, errlen, "%s: a stop is in progress", sv->name);
-		return -1;
+		return err_set(e, ERR_BUSY, "%s: a stop is in progress", sv->name);
 	}
 	now = mono_ms();
 	carry_out(sv, sup_want_up(&sv->m, now), now);
 	st = sup_state(&sv->m);
 	if (st != SUP_STARTING && st != SUP_RUNNING) {
 		/* The spawn failed: the machine retries with backoff. */
-		snprintf(err, errlen, "%s", sv->last_error);
-		rc = -1;
+		rc = err_set(e, ERR_IO, "%s", sv->last_error);
 	}
-	saved = sv->last_errno != 0 ? sv->last_errno : ECHILD;
 	wake_watcher(sv);
 	dispatch_events(sv);
 	pthread_mutex_unlock(&sv->mu);
-	if (rc != 0) {
-		errno = saved;
-	}
 	return rc;
 }
 
@@ -833,7 +822,7 @@ abs_deadline(int64_t ms_from_now, struct timespec *ts)
 }
 
 int
-supervisor_stop(struct supervisor *sv, char *err, size_t errlen)
+supervisor_stop(struct supervisor *sv, struct err *e)
 {
 	struct timespec ts;
 	int64_t now;
@@ -848,10 +837,9 @@ supervisor_stop(struct supervisor *sv, char *err, size_t errlen)
 		wr = pthread_cond_timedwait(&sv->cv, &sv->mu, &ts);
 	}
 	if (sv->p.pid != 0) {
-		errno = ETIMEDOUT;
-		snprintf(err, errlen, "%s: pid %ld still running %lld ms after SIGTERM", sv->name,
-		    (long)sv->p.pid, (long long)(sv->m.cfg.stop_grace_ms + SV_STOP_EXTRA_MS));
-		rc = -1;
+		rc = err_set(e, ERR_IO, "%s: pid %ld still running %lld ms after SIGTERM",
+		    sv->name, (long)sv->p.pid,
+		    (long long)(sv->m.cfg.stop_grace_ms + SV_STOP_EXTRA_MS));
 	}
 	dispatch_events(sv);
 	pthread_mutex_unlock(&sv->mu);
@@ -891,20 +879,22 @@ age_ms_of(unsigned long long start_ticks)
 
 int
 supervisor_adopt(struct supervisor *sv, pid_t pid, unsigned long long start_time,
-    const char *exe_path, char *err, size_t errlen)
+    const char *exe_path, struct err *e)
 {
 	struct proc p = PROC_INIT;
+	char perr[256];
 
 	pthread_mutex_lock(&sv->mu);
 	if (sv->p.pid != 0 || sup_state(&sv->m) != SUP_STOPPED) {
 		pthread_mutex_unlock(&sv->mu);
-		errno = EBUSY;
-		snprintf(err, errlen, "%s: already supervising a process", sv->name);
-		return -1;
+		return err_set(e, ERR_BUSY, "%s: already supervising a process", sv->name);
 	}
-	if (proc_adopt(pid, start_time, exe_path, &p, err, errlen) != 0) {
+	if (proc_adopt(pid, start_time, exe_path, &p, perr, sizeof(perr)) != 0) {
+		int saved = errno;
+
 		pthread_mutex_unlock(&sv->mu);
-		return -1;
+		return err_set(e, saved == ESRCH ? ERR_NOT_FOUND :
+		    saved == PROC_ADOPT_EXE_MISMATCH ? ERR_CONFLICT : ERR_IO, "%s", perr);
 	}
 	sv->p = p;
 	sv->generation++;
@@ -918,18 +908,19 @@ supervisor_adopt(struct supervisor *sv, pid_t pid, unsigned long long start_time
 
 int
 supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start_time,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct proc p = PROC_INIT;
+	char perr[256];
 	int r;
 
-	if (proc_adopt(pid, start_time, NULL, &p, err, errlen) != 0) {
-		return errno == ESRCH ? 0 : -1;
+	if (proc_adopt(pid, start_time, NULL, &p, perr, sizeof(perr)) != 0) {
+		return errno == ESRCH ? 0 : err_set(e, ERR_IO, "%s", perr);
 	}
 	log_info("%s: stopping stray pid %ld", sv->name, (long)pid);
-	r = proc_stop(&p, (int)sv->m.cfg.stop_grace_ms, err, errlen);
+	r = proc_stop(&p, (int)sv->m.cfg.stop_grace_ms, perr, sizeof(perr));
 	proc_release(&p);
-	return r < 0 ? -1 : 0;
+	return r < 0 ? err_set(e, ERR_IO, "%s", perr) : 0;
 }
 
 int

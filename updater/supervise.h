@@ -1,5 +1,5 @@
 /*
- * supervise — keep the agent running (issue 4, "Supervision"; STYLE.md 10).
+ * supervise — keep a child process running (the updater's agent).
  *
  * Two layers:
  *
@@ -41,6 +41,7 @@
 #include <sys/types.h>
 
 #include "cJSON.h"
+#include "common/err.h"
 #include "common/proc.h"
 #include "common/util.h"
 
@@ -77,8 +78,8 @@ struct sup_config {
 /* Fill C with the defaults above. */
 void sup_config_defaults(struct sup_config *c);
 /* 0 if C is coherent (all > 0 except crash_loop_retry_ms, min <= max,
- * crash_loop_count 1..SUP_MAX_CRASHES); else -1 with a reason in ERR. */
-int sup_config_check(const struct sup_config *c, char *err, size_t errlen) WUR;
+ * crash_loop_count 1..SUP_MAX_CRASHES); else -1 with E (ERR_CONFIG). */
+int sup_config_check(const struct sup_config *c, struct err *e) WUR;
 
 #define SUP_MAX_CRASHES 64
 
@@ -162,10 +163,9 @@ void supervisor_opts_init(struct supervisor_opts *o);
 
 /*
  * Create a supervisor (state STOPPED, nothing spawned) and start its
- * watcher thread. Returns 0, or -1 with ERR.
+ * watcher thread. Returns 0, or -1 with E.
  */
-int supervisor_new(const struct supervisor_opts *o, struct supervisor **out, char *err,
-    size_t errlen) WUR;
+int supervisor_new(const struct supervisor_opts *o, struct supervisor **out, struct err *e) WUR;
 
 /*
  * End the watcher thread and free SV. A running process is LEFT RUNNING
@@ -177,19 +177,19 @@ void supervisor_free(struct supervisor *sv);
 /*
  * Want the process up and start it now, clearing backoff and crash history.
  * Blocks until the spawn happened. Returns 0 if a process runs (already
- * running counts), -1 with ERR if the spawn failed (e.g. "exec ...: No such
+ * running counts), -1 with E if the spawn failed (e.g. "exec ...: No such
  * file or directory"); the supervisor then keeps retrying with backoff
- * until supervisor_stop(). Fails with EBUSY while a stop is in progress.
+ * until supervisor_stop(). Fails with ERR_BUSY while a stop is in progress.
  */
-int supervisor_start(struct supervisor *sv, char *err, size_t errlen) WUR;
+int supervisor_start(struct supervisor *sv, struct err *e) WUR;
 
 /*
  * Want the process down and stop it: SIGTERM to its group, stop_grace_ms,
  * SIGKILL. Blocks until it is gone and reaped (then its port is free).
- * Returns 0 (also when nothing ran), -1 with ERR if the process could not
- * be confirmed gone within stop_grace_ms + 5 s.
+ * Returns 0 (also when nothing ran), -1 with E (ERR_IO) if the process could
+ * not be confirmed gone within stop_grace_ms + 5 s.
  */
-int supervisor_stop(struct supervisor *sv, char *err, size_t errlen) WUR;
+int supervisor_stop(struct supervisor *sv, struct err *e) WUR;
 
 /*
  * Replace what the next start runs (deep copy). The running process is not
@@ -200,20 +200,20 @@ int supervisor_set_spec(struct supervisor *sv, const struct proc_spec *spec) WUR
 /*
  * Adopt a process an earlier updater started (proc_adopt(): pid, start time,
  * executable checked) and watch it; it is wanted up from now on. Fails with
- * EBUSY if the supervisor already has a process, and as proc_adopt()
- * otherwise (ESRCH: not ours any more; PROC_ADOPT_EXE_MISMATCH: another
- * executable: stop it with supervisor_kill_stray()).
+ * ERR_BUSY if the supervisor already has a process, ERR_NOT_FOUND when the
+ * process is not ours any more (gone, pid reused), ERR_CONFLICT when it runs
+ * another executable (stop it with supervisor_kill_stray()), else ERR_IO.
  */
 int supervisor_adopt(struct supervisor *sv, pid_t pid, unsigned long long start_time,
-    const char *exe_path, char *err, size_t errlen) WUR;
+    const char *exe_path, struct err *e) WUR;
 
 /*
  * Stop a process an earlier updater started but that must not be adopted
  * (wrong release): verified by pid + START_TIME only, then proc_stop() with
- * the configured grace. ESRCH (already gone / pid reused) is success.
+ * the configured grace. Already gone (or the pid reused) is success.
  */
 int supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start_time,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /* A snapshot for /health and the install pipeline. */
 struct supervisor_status {

@@ -108,10 +108,17 @@ def test_page_is_well_formed():
 
 def _sources():
     out = {}
-    for p in ("agent/api.c", "updater/api.c", "updater/selfupdate.c", "common/httpd.c"):
+    for p in ("agent/api.c", "updater/api.c", "updater/install.c", "common/httpd.c",
+              "common/err.c"):
         with open(os.path.join(ROOT, p)) as f:
             out[p] = f.read()
     return out
+
+
+def _kind_statuses(src):
+    """HTTP status of every error kind (common/err.c's table)."""
+    return {k: s for k, s in re.findall(r'\{ (ERR_[A-Z_]+), "\w+", (\d{3}), \d+ \}',
+                                        src["common/err.c"])}
 
 
 def test_every_route_and_status_is_documented():
@@ -121,19 +128,25 @@ def test_every_route_and_status_is_documented():
     routes = {("agent", m, p) for m, p in
               re.findall(r'\.method = "(\w+)", \.path = "(/[\w-]*)"', src["agent/api.c"])}
     routes |= {("updater", m, p) for m, p in
-               re.findall(r'\{ "(\w+)", "(/[\w-]*)"', src["updater/api.c"])}
-    m = re.search(r'rt->method = "(\w+)";\s*rt->path = "(/[\w-]*)"', src["updater/selfupdate.c"])
-    routes.add(("updater", m.group(1), m.group(2)))
+               re.findall(r'\.method = "(\w+)", \.path = "(/[\w-]*)"', src["updater/api.c"])}
     assert len(routes) == 10, routes
     for daemon, method, path in sorted(routes):
         assert re.search(r"^#+ %s: `%s %s`" % (daemon, method, re.escape(path)), page, re.M), \
             "wiki/API.md has no section `%s: %s %s`" % (daemon, method, path)
     codes = set()
-    for text in src.values():
+    for name, text in src.items():
+        if name == "common/err.c":
+            continue
         text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
         for ln in text.split("\n"):
-            if re.search(r"respond|refuse|reject_status|return [45]\d\d;", ln):
+            if re.search(r"respond|refuse|reject_status|return [45]\d\d;|status = [45]\d\d;", ln):
                 codes |= set(re.findall(r"\b([45]\d\d)\b", ln))
+    # The updater's errors answer with the status of their kind (common/err.c's table).
+    statuses = _kind_statuses(src)
+    for name in ("updater/api.c", "updater/install.c"):
+        text = re.sub(r"/\*.*?\*/", "", src[name], flags=re.S)
+        codes |= {statuses[k] for k in re.findall(r"\b(ERR_[A-Z_]+)\b", text)
+                  if k in statuses and statuses[k] != "200"}
     assert {"400", "403", "404", "405", "409", "413", "422", "500", "503", "507"} <= codes, codes
     for code in sorted(codes):
         assert re.search(r"^\| %s \|" % code, page, re.M), \

@@ -77,12 +77,13 @@ fz_extract_one(const uint8_t *data, size_t size)
 {
 	struct extract_limits lim = { 4u << 20, 1000, 0 };
 	struct extract *x = NULL;
-	char err[512], sha[65];
+	struct err e = ERR_INIT;
+	char sha[65];
 	size_t off = 0, step = size > 0 ? (size_t)data[0] + 1 : 1;
 	DIR *d;
 	struct dirent *de;
 
-	if (extract_begin(fz_stage, &lim, &x, err, sizeof(err)) != 0) {
+	if (extract_begin(fz_stage, &lim, &x, &e) != 0) {
 		__builtin_trap();
 	}
 	while (off < size) {
@@ -94,7 +95,9 @@ fz_extract_one(const uint8_t *data, size_t size)
 		off += n;
 		step = step * 2 + 1;
 	}
-	(void)extract_finish(x, sha, NULL, NULL, err, sizeof(err));
+	if (extract_finish(x, sha, NULL, NULL, &e) != 0 && e.kind == ERR_OK) {
+		__builtin_trap(); /* a failure always says why */
+	}
 	fz_check_tree(fz_stage, 0);
 	/* Only "stage" may exist in the private directory. */
 	d = opendir(fz_root);

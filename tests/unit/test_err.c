@@ -143,6 +143,9 @@ test_table_round_trip(void **state)
 	assert_string_equal(err_kind_name(ERR_KEYRING), "keyring_invalid");
 	assert_int_equal(err_http_status(ERR_KEYRING), 503);
 	assert_int_equal(err_exit_code(ERR_FLOOR), 1);
+	assert_int_equal(err_http_status(ERR_NOSPACE), 507);
+	assert_int_equal(err_http_status(ERR_UNAVAILABLE), 503);
+	assert_string_equal(err_kind_name(ERR_UNAVAILABLE), "unavailable");
 	assert_int_equal(err_exit_code(ERR_OK), 0);
 	assert_int_equal(err_exit_code(ERR_USAGE), 2);
 	assert_int_equal(err_exit_code(ERR_IO), 1);

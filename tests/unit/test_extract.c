@@ -141,16 +141,17 @@ teardown(void **state)
 }
 
 /* Feed LEN bytes of DATA in uneven chunks; returns the status and message. */
-static enum extract_status
+static enum err_kind
 run_extract(const void *data, size_t len, const struct extract_limits *lim, char *sha,
     char *err, size_t errlen, int *feed_failed_at_end)
 {
 	struct extract *x = NULL;
+	struct err e = ERR_INIT;
 	size_t off = 0, step = 1;
 	int failed = 0;
 	char sha_buf[65];
 
-	assert_int_equal(extract_begin("stage", lim, &x, err, errlen), 0);
+	assert_int_equal(extract_begin("stage", lim, &x, &e), 0);
 	while (off < len) {
 		size_t n = step < len - off ? step : len - off;
 
@@ -167,15 +168,19 @@ run_extract(const void *data, size_t len, const struct extract_limits *lim, char
 	if (feed_failed_at_end != NULL) {
 		*feed_failed_at_end = failed;
 	}
-	return extract_finish(x, sha != NULL ? sha : sha_buf, NULL, NULL, err, errlen);
+	if (extract_finish(x, sha != NULL ? sha : sha_buf, NULL, NULL, &e) == 0) {
+		return ERR_OK;
+	}
+	(void)snprintf(err, errlen, "%s", err_msg(&e));
+	return e.kind;
 }
 
-static enum extract_status
+static enum err_kind
 run_ents(const struct ent *ents, size_t n, const struct extract_limits *lim, char *err,
     size_t errlen)
 {
 	struct buf b;
-	enum extract_status st;
+	enum err_kind st;
 
 	make_tar(&b, ents, n, 1);
 	st = run_extract(b.p, b.len, lim, NULL, err, errlen, NULL);
@@ -207,7 +212,7 @@ test_good(void **state)
 	make_tar(&b, ents, ARRAY_LEN(ents), 1);
 	assert_int_equal(mbedtls_sha256_ret(b.p, b.len, d, 0), 0);
 	hex_encode(d, sizeof(d), want);
-	assert_int_equal(run_extract(b.p, b.len, NULL, sha, err, sizeof(err), NULL), EXTRACT_OK);
+	assert_int_equal(run_extract(b.p, b.len, NULL, sha, err, sizeof(err), NULL), ERR_OK);
 	assert_string_equal(sha, want);
 	free(b.p);
 
@@ -229,14 +234,14 @@ test_good(void **state)
 }
 
 static void
-expect(const struct ent *ents, size_t n, enum extract_status want, const char *needle)
+expect(const struct ent *ents, size_t n, enum err_kind want, const char *needle)
 {
 	char err[512];
-	enum extract_status st = run_ents(ents, n, NULL, err, sizeof(err));
+	enum err_kind st = run_ents(ents, n, NULL, err, sizeof(err));
 
 	if (st != want || strstr(err, needle) == NULL) {
-		fail_msg("want %s containing '%s', got %s: %s", extract_status_name(want), needle,
-		    extract_status_name(st), st == EXTRACT_OK ? "" : err);
+		fail_msg("want %s containing '%s', got %s: %s", err_kind_name(want), needle,
+		    err_kind_name(st), st == ERR_OK ? "" : err);
 	}
 }
 
@@ -260,9 +265,9 @@ test_traversal(void **state)
 	const struct ent ents2[] = { { "../evil", AE_IFREG, 0644, "x", NULL, NULL, 0 } };
 
 	(void)state;
-	expect(ents, ARRAY_LEN(ents), EXTRACT_UNSAFE, "'a/../../evil': '..' in path");
+	expect(ents, ARRAY_LEN(ents), ERR_UNSAFE, "'a/../../evil': '..' in path");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(ents2, ARRAY_LEN(ents2), EXTRACT_UNSAFE, "'../evil'");
+	expect(ents2, ARRAY_LEN(ents2), ERR_UNSAFE, "'../evil'");
 	assert_nothing_outside();
 }
 
@@ -274,7 +279,7 @@ test_absolute(void **state)
 	};
 
 	(void)state;
-	expect(ents, ARRAY_LEN(ents), EXTRACT_UNSAFE, "absolute path");
+	expect(ents, ARRAY_LEN(ents), ERR_UNSAFE, "absolute path");
 	assert_nothing_outside();
 }
 
@@ -297,13 +302,13 @@ test_symlink_escape(void **state)
 	struct stat st;
 
 	(void)state;
-	expect(up, ARRAY_LEN(up), EXTRACT_UNSAFE, "leaves the release");
+	expect(up, ARRAY_LEN(up), ERR_UNSAFE, "leaves the release");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(abs, ARRAY_LEN(abs), EXTRACT_UNSAFE, "symlink to absolute path");
+	expect(abs, ARRAY_LEN(abs), ERR_UNSAFE, "symlink to absolute path");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(mid, ARRAY_LEN(mid), EXTRACT_UNSAFE, "'l': symlink target 'd/..'");
+	expect(mid, ARRAY_LEN(mid), ERR_UNSAFE, "'l': symlink target 'd/..'");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(through, ARRAY_LEN(through), EXTRACT_UNSAFE, "'l/evil'");
+	expect(through, ARRAY_LEN(through), ERR_UNSAFE, "'l/evil'");
 	assert_int_equal(lstat("stage/sub/evil", &st), -1);
 	assert_nothing_outside();
 }
@@ -321,9 +326,9 @@ test_hardlink(void **state)
 	};
 
 	(void)state;
-	expect(ents, ARRAY_LEN(ents), EXTRACT_UNSAFE, "'b': hardlinks are not allowed");
+	expect(ents, ARRAY_LEN(ents), ERR_UNSAFE, "'b': hardlinks are not allowed");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(inside, ARRAY_LEN(inside), EXTRACT_UNSAFE, "hardlinks are not allowed");
+	expect(inside, ARRAY_LEN(inside), ERR_UNSAFE, "hardlinks are not allowed");
 }
 
 static void
@@ -335,12 +340,12 @@ test_special_files(void **state)
 	struct stat st;
 
 	(void)state;
-	expect(dev, ARRAY_LEN(dev), EXTRACT_UNSAFE, "'dev/null': device nodes are not allowed");
+	expect(dev, ARRAY_LEN(dev), ERR_UNSAFE, "'dev/null': device nodes are not allowed");
 	assert_int_equal(lstat("stage/dev/null", &st), -1);
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(blk, ARRAY_LEN(blk), EXTRACT_UNSAFE, "device nodes");
+	expect(blk, ARRAY_LEN(blk), ERR_UNSAFE, "device nodes");
 	assert_int_equal(fs_rmtree("stage"), 0);
-	expect(fifo, ARRAY_LEN(fifo), EXTRACT_UNSAFE, "'fifo': FIFOs are not allowed");
+	expect(fifo, ARRAY_LEN(fifo), ERR_UNSAFE, "'fifo': FIFOs are not allowed");
 	assert_int_equal(lstat("stage/fifo", &st), -1);
 	assert_int_equal(fs_rmtree("stage"), 0);
 	/* Sockets have no tar type flag: a tar cannot carry one. */
@@ -360,11 +365,11 @@ test_too_many_entries(void **state)
 		snprintf(names[i], sizeof(names[i]), "f%02d", i);
 		ents[i] = (struct ent){ names[i], AE_IFREG, 0644, "x", NULL, NULL, 0 };
 	}
-	assert_int_equal(run_ents(ents, 20, &lim, err, sizeof(err)), EXTRACT_LIMIT);
+	assert_int_equal(run_ents(ents, 20, &lim, err, sizeof(err)), ERR_LIMIT);
 	assert_non_null(strstr(err, "'f10': more than 10 entries"));
 	assert_int_equal(lstat("stage/f10", &st), -1);
 	assert_int_equal(fs_rmtree("stage"), 0);
-	assert_int_equal(run_ents(ents, 10, &lim, err, sizeof(err)), EXTRACT_OK);
+	assert_int_equal(run_ents(ents, 10, &lim, err, sizeof(err)), ERR_OK);
 }
 
 static void
@@ -388,14 +393,14 @@ test_gzip_bomb(void **state)
 	(void)state;
 	make_tar(&b, ents, ARRAY_LEN(ents), 1);
 	assert_true(b.len < (1 << 20));
-	assert_int_equal(run_extract(b.p, b.len, &lim, NULL, err, sizeof(err), NULL), EXTRACT_LIMIT);
+	assert_int_equal(run_extract(b.p, b.len, &lim, NULL, err, sizeof(err), NULL), ERR_LIMIT);
 	assert_non_null(strstr(err, "'bomb': unpacked size exceeds 1048576"));
 	free(b.p);
 	assert_true(lstat("stage/bomb", &st) != 0 || st.st_size <= (1 << 20));
 	assert_int_equal(fs_rmtree("stage"), 0);
 
 	make_tar(&b, many, ARRAY_LEN(many), 1);
-	assert_int_equal(run_extract(b.p, b.len, &lim, NULL, err, sizeof(err), NULL), EXTRACT_LIMIT);
+	assert_int_equal(run_extract(b.p, b.len, &lim, NULL, err, sizeof(err), NULL), ERR_LIMIT);
 	assert_non_null(strstr(err, "'b': unpacked size"));
 	free(b.p);
 }
@@ -413,10 +418,10 @@ test_truncated(void **state)
 	(void)state;
 	make_tar(&b, ents, ARRAY_LEN(ents), 1);
 	for (size_t cut = 1; cut < b.len; cut += b.len / 7 + 1) {
-		enum extract_status st = run_extract(b.p, cut, NULL, NULL, err, sizeof(err), NULL);
+		enum err_kind st = run_extract(b.p, cut, NULL, NULL, err, sizeof(err), NULL);
 
-		if (st != EXTRACT_FORMAT) {
-			fail_msg("cut at %zu of %zu: %s", cut, b.len, extract_status_name(st));
+		if (st != ERR_FORMAT) {
+			fail_msg("cut at %zu of %zu: %s", cut, b.len, err_kind_name(st));
 		}
 		assert_int_equal(fs_rmtree("stage"), 0);
 	}
@@ -434,12 +439,12 @@ test_not_gzip(void **state)
 	(void)state;
 	make_tar(&b, ents, ARRAY_LEN(ents), 0); /* a valid tar, but not compressed */
 	assert_int_equal(run_extract(b.p, b.len, NULL, NULL, err, sizeof(err), NULL),
-	    EXTRACT_FORMAT);
+	    ERR_FORMAT);
 	assert_non_null(strstr(err, "not a gzip"));
 	free(b.p);
 	assert_int_equal(fs_rmtree("stage"), 0);
 	assert_int_equal(run_extract(text, sizeof(text) - 1, NULL, NULL, err, sizeof(err), NULL),
-	    EXTRACT_FORMAT);
+	    ERR_FORMAT);
 }
 
 static void
@@ -449,11 +454,11 @@ test_empty(void **state)
 	struct buf b;
 
 	(void)state;
-	assert_int_equal(run_extract("", 0, NULL, NULL, err, sizeof(err), NULL), EXTRACT_FORMAT);
+	assert_int_equal(run_extract("", 0, NULL, NULL, err, sizeof(err), NULL), ERR_FORMAT);
 	assert_int_equal(fs_rmtree("stage"), 0);
 	make_tar(&b, NULL, 0, 1); /* a valid gzip'd tar without entries */
 	assert_int_equal(run_extract(b.p, b.len, NULL, NULL, err, sizeof(err), NULL),
-	    EXTRACT_FORMAT);
+	    ERR_FORMAT);
 	assert_non_null(strstr(err, "no entries"));
 	free(b.p);
 }
@@ -477,7 +482,7 @@ test_trailing_and_feed_after_failure(void **state)
 	/* A failure is reported by extract_feed() long before the input ends. */
 	assert_int_equal(run_extract(big, b.len + 4 * EXTRACT_RING_BYTES, NULL, NULL, err,
 			     sizeof(err), &failed),
-	    EXTRACT_UNSAFE);
+	    ERR_UNSAFE);
 	assert_int_equal(failed, 1);
 	free(b.p);
 	free(big);
@@ -489,7 +494,7 @@ test_trailing_and_feed_after_failure(void **state)
 	memcpy(big, b.p, b.len);
 	assert_int_equal(run_extract(big, b.len + 3 * EXTRACT_RING_BYTES, NULL, NULL, err,
 			     sizeof(err), &failed),
-	    EXTRACT_OK);
+	    ERR_OK);
 	assert_int_equal(failed, 0);
 	free(b.p);
 	free(big);
@@ -501,23 +506,25 @@ test_abort_and_args(void **state)
 	const struct ent ents[] = { { "a", AE_IFREG, 0644, NULL, NULL, NULL, 1 << 20 } };
 	struct extract *x = NULL;
 	struct buf b;
-	char err[512];
+	struct err e = ERR_INIT;
 
 	(void)state;
-	assert_int_equal(extract_begin("/abs/stage", NULL, &x, err, sizeof(err)), -1);
-	assert_int_equal(extract_begin("missing/stage", NULL, &x, err, sizeof(err)), -1);
+	assert_int_equal(extract_begin("/abs/stage", NULL, &x, &e), -1);
+	assert_int_equal(e.kind, ERR_INTERNAL);
+	assert_int_equal(extract_begin("missing/stage", NULL, &x, &e), -1);
+	assert_int_equal(e.kind, ERR_IO);
 	assert_int_equal(mkdir("stage", 0755), 0);
-	assert_int_equal(extract_begin("stage", NULL, &x, err, sizeof(err)), -1); /* exists */
+	assert_int_equal(extract_begin("stage", NULL, &x, &e), -1); /* exists */
 	assert_int_equal(rmdir("stage"), 0);
 
 	make_tar(&b, ents, ARRAY_LEN(ents), 1);
-	assert_int_equal(extract_begin("stage", NULL, &x, err, sizeof(err)), 0);
+	assert_int_equal(extract_begin("stage", NULL, &x, &e), 0);
 	assert_int_equal(extract_feed(x, b.p, b.len / 2), 0);
 	assert_int_equal(extract_fed(x), b.len / 2);
 	extract_abort(x);
 	/* Abort before any byte. */
 	assert_int_equal(fs_rmtree("stage"), 0);
-	assert_int_equal(extract_begin("stage", NULL, &x, err, sizeof(err)), 0);
+	assert_int_equal(extract_begin("stage", NULL, &x, &e), 0);
 	extract_abort(x);
 	extract_abort(NULL);
 	free(b.p);
@@ -532,7 +539,7 @@ test_limit_space(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(run_ents(ents, ARRAY_LEN(ents), &lim, err, sizeof(err)), EXTRACT_NOSPACE);
+	assert_int_equal(run_ents(ents, ARRAY_LEN(ents), &lim, err, sizeof(err)), ERR_NOSPACE);
 	assert_non_null(strstr(err, "'a': not enough disk space"));
 }
 

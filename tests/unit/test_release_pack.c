@@ -762,7 +762,8 @@ test_updater_extracts_it(void **state)
 {
 	struct fx *f = *state;
 	struct extract *x = NULL;
-	char cwd[PATH_MAX], sha[65], xerr[512], link[PATH_MAX], *buf;
+	struct err xerr = ERR_INIT;
+	char cwd[PATH_MAX], sha[65], link[PATH_MAX], *buf;
 	uint64_t entries = 0;
 	size_t len, off;
 	ssize_t ln;
@@ -772,9 +773,9 @@ test_updater_extracts_it(void **state)
 	buf = slurp(at(f->out, "r.tar.gz"), &len);
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_int_equal(chdir(f->root), 0);
-	if (extract_begin("staging", NULL, &x, xerr, sizeof(xerr)) != 0) {
+	if (extract_begin("staging", NULL, &x, &xerr) != 0) {
 		assert_int_equal(chdir(cwd), 0);
-		fail_msg("extract_begin: %s", xerr);
+		fail_msg("extract_begin: %s", err_msg(&xerr));
 	}
 	/* Fed in odd-sized pieces, as an upload arrives. */
 	for (off = 0; off < len; off += 7777) {
@@ -783,10 +784,10 @@ test_updater_extracts_it(void **state)
 			break;
 		}
 	}
-	enum extract_status st = extract_finish(x, sha, &entries, NULL, xerr, sizeof(xerr));
+	int st = extract_finish(x, sha, &entries, NULL, &xerr);
 	assert_int_equal(chdir(cwd), 0);
-	if (st != EXTRACT_OK) {
-		fail_msg("extract: %s: %s", extract_status_name(st), xerr);
+	if (st != 0) {
+		fail_msg("extract: %s: %s", err_kind_name(xerr.kind), err_msg(&xerr));
 	}
 	assert_string_equal(sha, f->res.sha256);
 	assert_int_equal(entries, f->res.entries);

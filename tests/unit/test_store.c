@@ -35,15 +35,15 @@ static struct store st;
 static int
 setup(void **state)
 {
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	snprintf(root, sizeof(root), "/tmp/test_store.XXXXXX");
 	if (mkdtemp(root) == NULL || chdir(root) != 0) {
 		return -1;
 	}
-	if (store_init(&st, root, 2, err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s\n", err);
+	if (store_init(&st, root, 2, &err) != 0) {
+		fprintf(stderr, "%s\n", err_msg(&err));
 		return -1;
 	}
 	return 0;
@@ -84,7 +84,7 @@ make_release(const char *slot, const char *id)
 	snprintf(p, sizeof(p), "%s/releases/%s/bin/tandem-agent", root, slot);
 	assert_int_equal(fs_write_atomic(p, id, strlen(id), 0755), 0);
 	fill_info(&ri, id);
-	assert_int_equal(store_release_write(&st, slot, &ri), 0);
+	assert_int_equal(store_release_write(&st, slot, &ri, NULL), 0);
 }
 
 /* Installed state: active A, prev P (when given), current -> releases/active. */
@@ -119,10 +119,10 @@ slot_id_of(const char *slot)
 	static char ids[4][JOURNAL_ID_LEN];
 	static int k;
 	struct release_info ri;
-	char err[256];
+	struct err err = ERR_INIT;
 	char *out = ids[k++ % 4];
 
-	if (store_release_read(&st, slot, &ri, err, sizeof(err)) != 1) {
+	if (store_release_read(&st, slot, &ri, &err) != 1) {
 		return NULL;
 	}
 	snprintf(out, JOURNAL_ID_LEN, "%s", ri.id);
@@ -133,7 +133,8 @@ slot_id_of(const char *slot)
 static void
 assert_state(const char *active, const char *prev, const char *ctx)
 {
-	char cur[PATH_MAX], target[64], jerr[256];
+	struct err jerr = ERR_INIT;
+	char cur[PATH_MAX], target[64];
 	struct journal_op op = { 0 };
 	const char *a = slot_id_of("active");
 	const char *p = slot_id_of("prev");
@@ -148,7 +149,7 @@ assert_state(const char *active, const char *prev, const char *ctx)
 	if (slot_dir_exists("active.new") || slot_dir_exists("prev.old")) {
 		fail_msg("%s: staging or prev.old left behind", ctx);
 	}
-	if (journal_read(root, &op, jerr, sizeof(jerr)) != 0) {
+	if (journal_read(root, &op, &jerr) != 0) {
 		fail_msg("%s: journal left behind", ctx);
 	}
 	snprintf(cur, sizeof(cur), "%s/current", root);
@@ -184,21 +185,21 @@ static void
 run_scenario(enum scenario sc)
 {
 	struct journal_op op = { 0 };
-	char err[256];
+	struct err err = ERR_INIT;
 	char p[PATH_MAX];
 
 	memset(&op, 0, sizeof(op));
 	if (sc == SC_ROLLBACK_COMMIT || sc == SC_ROLLBACK_RESTORE) {
-		assert_int_equal(store_rollback_begin(&st, &op, "fp", err, sizeof(err)), 0);
+		assert_int_equal(store_rollback_begin(&st, &op, "fp", &err), 0);
 		if (sc == SC_ROLLBACK_COMMIT) {
-			assert_int_equal(store_rollback_commit(&st, &op, err, sizeof(err)), 0);
+			assert_int_equal(store_rollback_commit(&st, &op, &err), 0);
 		} else {
-			assert_int_equal(store_rollback_restore(&st, &op, err, sizeof(err)), 0);
+			assert_int_equal(store_rollback_restore(&st, &op, &err), 0);
 		}
 		return;
 	}
-	if (store_update_begin(&st, &op, "bb", "fp", err, sizeof(err)) != 0) {
-		fail_msg("begin: %s", err);
+	if (store_update_begin(&st, &op, "bb", "fp", &err) != 0) {
+		fail_msg("begin: %s", err_msg(&err));
 	}
 	memcpy(new_id, op.new_id, sizeof(new_id));
 	/* The extractor's part: create the staging dir and fill it. */
@@ -206,16 +207,16 @@ run_scenario(enum scenario sc)
 	assert_int_equal(mkdir(p, 0755), 0);
 	make_release("active.new", op.new_id);
 	if (sc == SC_UPDATE_ABORT) {
-		assert_int_equal(store_update_abort(&st, &op, err, sizeof(err)), 0);
+		assert_int_equal(store_update_abort(&st, &op, &err), 0);
 		return;
 	}
-	if (store_update_switch(&st, &op, err, sizeof(err)) != 0) {
-		fail_msg("switch: %s", err);
+	if (store_update_switch(&st, &op, &err) != 0) {
+		fail_msg("switch: %s", err_msg(&err));
 	}
 	if (sc == SC_UPDATE_COMMIT || sc == SC_FIRST_COMMIT) {
-		assert_int_equal(store_update_commit(&st, &op, err, sizeof(err)), 0);
-	} else if (store_update_restore(&st, &op, err, sizeof(err)) != 0) {
-		fail_msg("restore: %s", err);
+		assert_int_equal(store_update_commit(&st, &op, &err), 0);
+	} else if (store_update_restore(&st, &op, &err) != 0) {
+		fail_msg("restore: %s", err_msg(&err));
 	}
 }
 
@@ -254,10 +255,11 @@ crash_child(enum scenario sc, const char *point)
 static void
 recover_ok(const char *ctx)
 {
-	char what[256], err[256];
+	char what[256];
+	struct err err = ERR_INIT;
 
-	if (store_recover(&st, what, sizeof(what), err, sizeof(err)) != 0) {
-		fail_msg("%s: recover: %s", ctx, err);
+	if (store_recover(&st, what, sizeof(what), &err) != 0) {
+		fail_msg("%s: recover: %s", ctx, err_msg(&err));
 	}
 }
 
@@ -269,7 +271,8 @@ struct sweep {
 static void
 reset_root(void)
 {
-	char err[256], p[PATH_MAX];
+	struct err err = ERR_INIT;
+	char p[PATH_MAX];
 
 	snprintf(p, sizeof(p), "%s/releases", root);
 	assert_int_equal(fs_rmtree(p), 0);
@@ -277,7 +280,7 @@ reset_root(void)
 	assert_int_equal(fs_rmtree(p), 0);
 	snprintf(p, sizeof(p), "%s/current", root);
 	assert_true(unlink(p) == 0 || errno == ENOENT);
-	assert_int_equal(store_init(&st, root, 2, err, sizeof(err)), 0);
+	assert_int_equal(store_init(&st, root, 2, &err), 0);
 }
 
 static void
@@ -401,7 +404,7 @@ test_sweep_rollback(void **state)
 		{ "rollback_restore.done", 0 },
 	};
 	struct journal_op op = { 0 };
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	sweep(SC_ROLLBACK_COMMIT, "A", "P", commit_pts, ARRAY_LEN(commit_pts), "P", "A");
@@ -409,8 +412,8 @@ test_sweep_rollback(void **state)
 	/* No prev: refused, nothing changed. */
 	reset_root();
 	make_base("A", NULL);
-	assert_int_equal(store_rollback_begin(&st, &op, "fp", err, sizeof(err)), -1);
-	assert_int_equal(errno, ENOENT);
+	assert_int_equal(store_rollback_begin(&st, &op, "fp", &err), -1);
+	assert_int_equal(err.kind, ERR_NOT_FOUND);
 	assert_state("A", NULL, "rollback without prev");
 }
 
@@ -427,12 +430,13 @@ test_crash_during_recovery(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		char what[256], err[256];
+		char what[256];
+		struct err err = ERR_INIT;
 
 		crash_at = "restore.old_active_back";
 		crash_hits = 0;
 		testhook_set(crash_hook);
-		_exit(store_recover(&st, what, sizeof(what), err, sizeof(err)) == 0 ? 0 : 1);
+		_exit(store_recover(&st, what, sizeof(what), &err) == 0 ? 0 : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == CRASH_EXIT);
@@ -444,7 +448,7 @@ static void
 test_update_twice_and_begin_refused(void **state)
 {
 	struct journal_op op = { 0 };
-	char err[256];
+	struct err err = ERR_INIT;
 	const char *first;
 
 	(void)state;
@@ -456,10 +460,11 @@ test_update_twice_and_begin_refused(void **state)
 	run_scenario(SC_UPDATE_COMMIT);
 	assert_string_equal(slot_id_of("prev"), first);
 	/* A pending journal blocks a new operation until recovery. */
-	assert_int_equal(store_update_begin(&st, &op, "cc", "fp", err, sizeof(err)), 0);
-	assert_int_equal(store_update_begin(&st, &op, "cc", "fp", err, sizeof(err)), -1);
-	assert_int_equal(errno, EEXIST);
-	assert_int_equal(store_rollback_begin(&st, &op, "fp", err, sizeof(err)), -1);
+	assert_int_equal(store_update_begin(&st, &op, "cc", "fp", &err), 0);
+	assert_int_equal(store_update_begin(&st, &op, "cc", "fp", &err), -1);
+	assert_int_equal(err.kind, ERR_BUSY);
+	assert_int_equal(store_rollback_begin(&st, &op, "fp", &err), -1);
+	assert_int_equal(err.kind, ERR_BUSY);
 }
 
 static void
@@ -487,13 +492,14 @@ static void
 test_release_record(void **state)
 {
 	struct release_info ri;
-	char err[256], p[PATH_MAX];
+	struct err err = ERR_INIT;
+	char p[PATH_MAX];
 	cJSON *o;
 
 	(void)state;
-	assert_int_equal(store_release_read(&st, "active", &ri, err, sizeof(err)), 0);
+	assert_int_equal(store_release_read(&st, "active", &ri, &err), 0);
 	make_release("active", "X1");
-	assert_int_equal(store_release_read(&st, "active", &ri, err, sizeof(err)), 1);
+	assert_int_equal(store_release_read(&st, "active", &ri, &err), 1);
 	assert_string_equal(ri.id, "X1");
 	assert_string_equal(ri.version, "v-X1");
 	o = release_record_json(&ri, "active");
@@ -504,30 +510,31 @@ test_release_record(void **state)
 	/* A damaged record is an error, not "absent". */
 	snprintf(p, sizeof(p), "%s/releases/active/release.json", root);
 	assert_int_equal(fs_write_atomic(p, "{\"id\":1}", 8, 0644), 0);
-	assert_int_equal(store_release_read(&st, "active", &ri, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "id"));
+	assert_int_equal(store_release_read(&st, "active", &ri, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "id"));
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(store_release_read(&st, "active", &ri, err, sizeof(err)), -1);
+	assert_int_equal(store_release_read(&st, "active", &ri, &err), -1);
 }
 
 static void
 test_journal_and_history(void **state)
 {
 	struct journal_op op, back;
-	char err[256], p[PATH_MAX];
+	struct err err = ERR_INIT;
+	char p[PATH_MAX];
 	cJSON *h, *e;
 
 	(void)state;
-	assert_int_equal(journal_read(root, &back, err, sizeof(err)), 0);
+	assert_int_equal(journal_read(root, &back, &err), 0);
 	memset(&op, 0, sizeof(op));
-	assert_int_equal(journal_new_id(op.id), 0);
+	assert_int_equal(journal_new_id(op.id, NULL), 0);
 	assert_int_equal(strlen(op.id), 25);
 	op.kind = JOURNAL_ROLLBACK;
 	op.phase = JOURNAL_RESTORING;
 	snprintf(op.old_prev_id, sizeof(op.old_prev_id), "P");
 	op.started = 1234;
-	assert_int_equal(journal_write(root, &op), 0);
-	assert_int_equal(journal_read(root, &back, err, sizeof(err)), 1);
+	assert_int_equal(journal_write(root, &op, NULL), 0);
+	assert_int_equal(journal_read(root, &back, &err), 1);
 	assert_int_equal(back.kind, JOURNAL_ROLLBACK);
 	assert_int_equal(back.phase, JOURNAL_RESTORING);
 	assert_string_equal(back.old_prev_id, "P");
@@ -535,14 +542,14 @@ test_journal_and_history(void **state)
 	/* Corrupt journal: an error, and recovery refuses to guess. */
 	snprintf(p, sizeof(p), "%s/state/journal.json", root);
 	assert_int_equal(fs_write_atomic(p, "{\"id\":\"x\",\"kind\":\"nope\"}", 25, 0600), 0);
-	assert_int_equal(journal_read(root, &back, err, sizeof(err)), -1);
+	assert_int_equal(journal_read(root, &back, &err), -1);
 	{
 		char what[128];
 
-		assert_int_equal(store_recover(&st, what, sizeof(what), err, sizeof(err)), -1);
+		assert_int_equal(store_recover(&st, what, sizeof(what), &err), -1);
 	}
-	assert_int_equal(journal_clear(root), 0);
-	assert_int_equal(journal_clear(root), 0);
+	assert_int_equal(journal_clear(root, NULL), 0);
+	assert_int_equal(journal_clear(root, NULL), 0);
 
 	/* History: append, a torn line is skipped, bounded size. */
 	for (int i = 0; i < 50; i++) {
@@ -551,7 +558,7 @@ test_journal_and_history(void **state)
 		assert_int_equal(json_add_str(e, "pad",
 				     "................................................................"),
 		    0);
-		assert_int_equal(journal_history_append(root, e, 2000), 0);
+		assert_int_equal(journal_history_append(root, e, 2000, NULL), 0);
 		cJSON_Delete(e);
 	}
 	h = journal_history_read(root);

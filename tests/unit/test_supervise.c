@@ -72,25 +72,26 @@ static void
 test_config_check(void **state)
 {
 	struct sup_config c;
-	char err[128];
+	struct err e = ERR_INIT;
 
 	(void)state;
 	sup_config_defaults(&c);
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), 0);
+	assert_int_equal(sup_config_check(&c, &e), 0);
 	c.backoff_max_ms = c.backoff_min_ms - 1;
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "backoff_max_ms"));
+	assert_int_equal(sup_config_check(&c, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "backoff_max_ms"));
+	assert_int_equal(e.kind, ERR_CONFIG);
 	sup_config_defaults(&c);
 	c.crash_loop_count = 0;
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), -1);
+	assert_int_equal(sup_config_check(&c, &e), -1);
 	c.crash_loop_count = SUP_MAX_CRASHES + 1;
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), -1);
+	assert_int_equal(sup_config_check(&c, &e), -1);
 	sup_config_defaults(&c);
 	c.stop_grace_ms = 0;
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), -1);
+	assert_int_equal(sup_config_check(&c, &e), -1);
 	sup_config_defaults(&c);
 	c.crash_loop_retry_ms = -1; /* allowed: wait for an explicit start */
-	assert_int_equal(sup_config_check(&c, err, sizeof(err)), 0);
+	assert_int_equal(sup_config_check(&c, &e), 0);
 }
 
 static void
@@ -492,23 +493,23 @@ static void
 test_driver_start_stop(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec;
 	struct supervisor *sv = NULL;
 	struct supervisor_status st;
 	struct supervisor_watch w;
-	char err[256];
 	cJSON *obj;
 	char *txt;
 	pid_t pid;
 
 	fast_opts(&o, &spec, argv, d);
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(st.state, SUP_STOPPED);
 	assert_int_equal(st.pid, 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	assert_true(wait_event(d, SUPERVISOR_EV_SPAWNED, 5000));
 	supervisor_status(sv, &st);
 	assert_true(st.state == SUP_STARTING || st.state == SUP_RUNNING);
@@ -522,7 +523,7 @@ test_driver_start_stop(void **state)
 	assert_int_equal(supervisor_watch_alive(&w), 1);
 	assert_int_equal(supervisor_alive(sv, st.generation + 1), 0);
 	/* Starting again while it runs changes nothing. */
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(st.pid, pid);
 
@@ -535,7 +536,7 @@ test_driver_start_stop(void **state)
 	free(txt);
 	cJSON_Delete(obj);
 
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(st.state, SUP_STOPPED);
 	assert_int_equal(st.pid, 0);
@@ -546,7 +547,7 @@ test_driver_start_stop(void **state)
 	assert_true(WIFSIGNALED(d->last_exit.status));
 	assert_int_equal(WTERMSIG(d->last_exit.status), SIGTERM);
 	/* Stopping again is fine. */
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_free(sv);
 }
 
@@ -554,19 +555,19 @@ static void
 test_driver_restarts_then_crash_loop(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exit 3", NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec;
 	struct supervisor *sv = NULL;
 	struct supervisor_status st;
-	char err[256];
 	cJSON *obj;
 	char *txt;
 	int64_t t0 = mono_ms();
 
 	fast_opts(&o, &spec, argv, d);
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	assert_true(wait_event(d, SUPERVISOR_EV_CRASH_LOOP, 5000));
 	/* 4 crashes; waits between starts >= 30, 40, 80 ms. */
 	assert_true(mono_ms() - t0 >= 30 + 40 + 80);
@@ -589,7 +590,7 @@ test_driver_restarts_then_crash_loop(void **state)
 	assert_non_null(strstr(txt, "\"pid\":null"));
 	free(txt);
 	cJSON_Delete(obj);
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(st.state, SUP_STOPPED);
 	supervisor_free(sv);
@@ -599,37 +600,37 @@ static void
 test_driver_exec_failure(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/nonexistent/tandem-agent", NULL };
 	static const char *const good[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec;
 	struct supervisor *sv = NULL;
 	struct supervisor_status st;
-	char err[256];
 
 	fast_opts(&o, &spec, argv, d);
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), -1);
-	assert_int_equal(errno, ENOENT);
-	assert_string_equal(err, "exec /nonexistent/tandem-agent: No such file or directory");
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	assert_int_equal(supervisor_start(sv, &e), -1);
+	assert_int_equal(e.kind, ERR_IO);
+	assert_string_equal(err_msg(&e), "exec /nonexistent/tandem-agent: No such file or directory");
 	assert_true(wait_event(d, SUPERVISOR_EV_SPAWN_FAILED, 5000));
 	supervisor_status(sv, &st);
 	assert_true(st.state == SUP_BACKOFF || st.state == SUP_STARTING ||
 	    st.state == SUP_CRASH_LOOP);
-	assert_string_equal(st.last_error, err);
+	assert_string_equal(st.last_error, err_msg(&e));
 	/* It keeps failing into a crash loop, without any process ever running. */
 	assert_true(wait_event(d, SUPERVISOR_EV_CRASH_LOOP, 5000));
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	/* A fixed program (a new release) then starts cleanly. */
 	proc_spec_init(&spec);
 	spec.argv = good;
 	assert_int_equal(supervisor_set_spec(sv, &spec), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_true(st.pid > 0);
 	assert_false(st.crash_looping);
 	assert_string_equal(st.last_error, "");
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_free(sv);
 }
 
@@ -637,6 +638,7 @@ static void
 test_driver_stop_kills_after_grace(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	char script[128];
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct supervisor_opts o;
@@ -644,7 +646,7 @@ test_driver_stop_kills_after_grace(void **state)
 	struct supervisor *sv = NULL;
 	struct supervisor_status st;
 	struct pollfd pfd;
-	char err[256], c;
+	char c;
 	int rep[2];
 	int64_t t0;
 
@@ -654,14 +656,14 @@ test_driver_stop_kills_after_grace(void **state)
 	fast_opts(&o, &spec, argv, d);
 	spec.keep_fd = rep[1];
 	o.cfg.stop_grace_ms = 200;
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	pfd.fd = rep[0];
 	pfd.events = POLLIN;
 	assert_int_equal(poll(&pfd, 1, 5000), 1);
 	assert_int_equal(read(rep[0], &c, 1), 1);
 	t0 = mono_ms();
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	assert_true(mono_ms() - t0 >= 190);
 	assert_true(wait_event(d, SUPERVISOR_EV_EXITED, 5000));
 	assert_int_equal(WTERMSIG(d->last_exit.status), SIGKILL);
@@ -677,16 +679,16 @@ static void
 test_driver_crash_detected_and_restarted(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec;
 	struct supervisor *sv = NULL;
 	struct supervisor_status st, st2;
-	char err[256];
 
 	fast_opts(&o, &spec, argv, d);
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	assert_true(wait_event(d, SUPERVISOR_EV_SPAWNED, 5000));
 	supervisor_status(sv, &st);
 	assert_int_equal(kill(st.pid, SIGKILL), 0);
@@ -701,7 +703,7 @@ test_driver_crash_detected_and_restarted(void **state)
 	assert_int_equal(st2.restarts, 1);
 	assert_int_equal(st2.recent_crashes, 1);
 	assert_int_equal(supervisor_alive(sv, st2.generation), 1);
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_free(sv);
 }
 
@@ -709,6 +711,7 @@ static void
 test_driver_adopt_and_stray(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	int rep[2];
 	char script[128], line[32], err[256];
@@ -759,21 +762,21 @@ test_driver_adopt_and_stray(void **state)
 	}
 
 	fast_opts(&o, &spec, argv, d);
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
 	/* Wrong executable: refused; the caller stops it as a stray instead. */
-	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sh", err, sizeof(err)), -1);
-	assert_int_equal(errno, PROC_ADOPT_EXE_MISMATCH);
-	assert_int_equal(supervisor_adopt(sv, orphan, start + 7, "/bin/sleep", err, sizeof(err)),
+	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sh", &e), -1);
+	assert_int_equal(e.kind, ERR_CONFLICT);
+	assert_int_equal(supervisor_adopt(sv, orphan, start + 7, "/bin/sleep", &e),
 	    -1);
-	assert_int_equal(errno, ESRCH);
-	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sleep", err, sizeof(err)), 0);
+	assert_int_equal(e.kind, ERR_NOT_FOUND);
+	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sleep", &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(st.pid, orphan);
 	assert_true(st.adopted);
 	assert_true(st.state == SUP_RUNNING || st.state == SUP_STARTING);
 	/* Only one process at a time. */
-	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sleep", err, sizeof(err)), -1);
-	assert_int_equal(errno, EBUSY);
+	assert_int_equal(supervisor_adopt(sv, orphan, start, "/bin/sleep", &e), -1);
+	assert_int_equal(e.kind, ERR_BUSY);
 	/* The adopted process dies: seen through the pidfd, restarted from the spec. */
 	assert_int_equal(kill(orphan, SIGKILL), 0);
 	assert_true(wait_event(d, SUPERVISOR_EV_EXITED, 5000));
@@ -791,16 +794,14 @@ test_driver_adopt_and_stray(void **state)
 		proc_spec_init(&ospec);
 		ospec.argv = sargv;
 		assert_int_equal(proc_spawn(&ospec, &stray, err, sizeof(err)), 0);
-		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time + 1, err,
-		    sizeof(err)), 0);
+		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time + 1, &e), 0);
 		assert_int_equal(proc_wait(&stray, 0), 0); /* wrong start time: untouched */
-		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time, err,
-		    sizeof(err)), 0);
+		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time, &e), 0);
 		assert_int_equal(proc_wait(&stray, 5000), 1);
 		assert_int_equal(WTERMSIG(stray.status), SIGTERM);
 		proc_release(&stray);
 	}
-	assert_int_equal(supervisor_stop(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
 	supervisor_free(sv);
 }
 
@@ -808,6 +809,7 @@ static void
 test_driver_free_leaves_process(void **state)
 {
 	struct drv *d = *state;
+	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec;
@@ -818,14 +820,14 @@ test_driver_free_leaves_process(void **state)
 
 	fast_opts(&o, &spec, argv, d);
 	o.spec = NULL;
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "no program"));
+	assert_int_equal(supervisor_new(&o, &sv, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "no program"));
 	o.spec = &spec;
 	o.cfg.backoff_max_ms = 1;
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), -1);
+	assert_int_equal(supervisor_new(&o, &sv, &e), -1);
 	o.cfg.backoff_max_ms = 80;
-	assert_int_equal(supervisor_new(&o, &sv, err, sizeof(err)), 0);
-	assert_int_equal(supervisor_start(sv, err, sizeof(err)), 0);
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
 	supervisor_free(sv);
 	/* Still running (a restarted updater adopts it); clean up as its parent. */

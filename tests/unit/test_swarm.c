@@ -23,7 +23,7 @@
 #include "master/swarm_enroll.h"
 #include "master/swarm_push.h"
 #include "master/swarm_result.h"
-#include "updater/api.h"
+#include "updater/config.h"
 
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
@@ -458,9 +458,9 @@ test_conf_texts(void **state)
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, text, sizeof(text)), 0);
 	memset(&ucfg, 0, sizeof(ucfg));
-	assert_int_equal(config_defaults(api_config_table, api_config_table_len, &ucfg, err,
+	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, err,
 			     sizeof(err)), 0);
-	assert_int_equal(config_load_buffer(api_config_table, api_config_table_len, &ucfg, text,
+	assert_int_equal(config_load_buffer(updater_config_table, updater_config_table_len, &ucfg, text,
 			     strlen(text), dir, "updater.conf", err, sizeof(err)), 0);
 	assert_string_equal(ucfg.listen, "[::1]:9002");
 	assert_string_equal(ucfg.agent_probe, "[::1]:9001");
@@ -470,8 +470,8 @@ test_conf_texts(void **state)
 	assert_string_equal(ucfg.cert, path);
 	snprintf(path, sizeof(path), "%s/install", dir);
 	assert_string_equal(ucfg.install_dir, path);
-	assert_int_equal(api_config_check(&ucfg, err, sizeof(err)), 0);
-	config_free(api_config_table, api_config_table_len, &ucfg);
+	assert_int_equal(updater_config_check(&ucfg, NULL), 0);
+	config_free(updater_config_table, updater_config_table_len, &ucfg);
 
 	/* A host name (not an IP): listen everywhere, probe on loopback; no master pin. */
 	snprintf(h.address, sizeof(h.address), "web1.example.org");

@@ -1,0 +1,450 @@
+#include "updater/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/release.h"
+#include "updater/install.h"
+#include "updater/probe.h"
+#include "updater/supervise.h"
+
+#define AGENT_RECORD "agent.json"
+#define AGENT_RECORD_MAX 4096
+#define AGENT_LAST_PROBE_MAX 600
+
+struct agent {
+	const struct updater_config *cfg;
+	char root[PATH_MAX];
+	char log_path[PATH_MAX];
+	char probe_host[256];
+	char probe_port[16];
+	char boot_id[40];
+	struct tls_ctx *cli_tls;
+	struct supervisor *sv;
+
+	pthread_mutex_t mu;     /* protects what follows */
+	uint64_t out_gen;       /* the start whose output begins at out_mark */
+	off_t out_mark;
+	char last_probe[AGENT_LAST_PROBE_MAX];
+};
+
+/* The log's size now: where the output of the next start begins. */
+static off_t
+agent_log_size(const struct agent *ag)
+{
+	struct stat st;
+
+	return stat(ag->log_path, &st) == 0 ? st.st_size : 0;
+}
+
+/* Persist pid, start time and boot id of every agent we start (adoption). */
+static void
+agent_on_event(void *arg, const struct supervisor_event *ev)
+{
+	struct agent *ag = arg;
+	char p[PATH_MAX], buf[256];
+	int n;
+
+	if (ev->kind == SUPERVISOR_EV_CRASH_LOOP) {
+		log_warnx("agent is crash-looping");
+		return;
+	}
+	if (ev->kind != SUPERVISOR_EV_SPAWNED) {
+		return;
+	}
+	n = snprintf(p, sizeof(p), "%s/state/%s", ag->root, AGENT_RECORD);
+	if (n < 0 || (size_t)n >= sizeof(p)) {
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "{\"pid\":%lld,\"start_time\":\"%llu\",\"boot_id\":\"%s\"}\n",
+	    (long long)ev->pid, ev->start_time, ag->boot_id);
+	if (n > 0 && (size_t)n < sizeof(buf) && fs_write_atomic(p, buf, (size_t)n, 0600) != 0) {
+		log_warn("write %s", p);
+	}
+}
+
+int
+agent_new(const struct updater_config *cfg, const char *root, struct tls_ctx *cli_tls,
+    struct agent **out, struct err *e)
+{
+	struct agent *ag = calloc(1, sizeof(*ag));
+	struct supervisor_opts so;
+	struct proc_spec spec;
+	const char *argv[] = { "/bin/false", NULL };
+	int n;
+
+	if (ag == NULL) {
+		return err_set(e, ERR_NOMEM, "agent: out of memory");
+	}
+	pthread_mutex_init(&ag->mu, NULL);
+	ag->cfg = cfg;
+	ag->cli_tls = cli_tls;
+	if (strlcpy_chk(ag->root, root, sizeof(ag->root)) != 0) {
+		err_set(e, ERR_CONFIG, "install dir path too long");
+		goto fail;
+	}
+	n = cfg->agent_log != NULL ?
+	    snprintf(ag->log_path, sizeof(ag->log_path), "%s", cfg->agent_log) :
+	    snprintf(ag->log_path, sizeof(ag->log_path), "%s/state/agent.log", root);
+	if (n < 0 || (size_t)n >= sizeof(ag->log_path)) {
+		err_set(e, ERR_CONFIG, "agent_log: path too long");
+		goto fail;
+	}
+	if (split_host_port(cfg->agent_probe, ag->probe_host, sizeof(ag->probe_host),
+		ag->probe_port, sizeof(ag->probe_port)) != 0) {
+		err_set(e, ERR_CONFIG, "agent_probe: bad address");
+		goto fail;
+	}
+	if (ag->probe_host[0] == '\0') {
+		(void)snprintf(ag->probe_host, sizeof(ag->probe_host), "127.0.0.1");
+	}
+	if (proc_boot_id(ag->boot_id, sizeof(ag->boot_id)) != 0) {
+		ag->boot_id[0] = '\0';
+	}
+	proc_spec_init(&spec);
+	spec.argv = argv; /* replaced from the manifest before every start */
+	supervisor_opts_init(&so);
+	so.name = "agent";
+	so.spec = &spec;
+	so.cfg.stop_grace_ms = cfg->stop_grace_ms;
+	so.cfg.backoff_min_ms = cfg->restart_backoff_min_ms;
+	so.cfg.backoff_max_ms = cfg->restart_backoff_max_ms;
+	so.cfg.min_spacing_ms = cfg->restart_min_spacing_ms;
+	so.cfg.crash_loop_count = (unsigned)cfg->crash_loop_count;
+	so.cfg.crash_loop_window_ms = cfg->crash_loop_window_ms;
+	so.cfg.crash_loop_retry_ms = cfg->crash_loop_retry_ms;
+	so.on_event = agent_on_event;
+	so.arg = ag;
+	if (supervisor_new(&so, &ag->sv, e) != 0) {
+		goto fail;
+	}
+	*out = ag;
+	return 0;
+fail:
+	agent_free(ag, 0);
+	return -1;
+}
+
+void
+agent_free(struct agent *ag, int stop)
+{
+	struct err e = ERR_INIT;
+
+	if (ag == NULL) {
+		return;
+	}
+	if (ag->sv != NULL) {
+		if (stop && supervisor_stop(ag->sv, &e) != 0) {
+			log_warnx("stop agent: %s", err_msg(&e));
+		}
+		supervisor_free(ag->sv);
+	}
+	pthread_mutex_destroy(&ag->mu);
+	free(ag);
+}
+
+/* The active release's manifest (entrypoint checked on disk). */
+static int
+agent_manifest(const struct agent *ag, struct release_manifest *m, struct err *e)
+{
+	char dir[PATH_MAX];
+	int n = snprintf(dir, sizeof(dir), "%s/releases/active", ag->root);
+
+	if (n < 0 || (size_t)n >= sizeof(dir)) {
+		return err_set(e, ERR_INTERNAL, "releases/active: path too long");
+	}
+	return release_manifest_read(dir, RELEASE_MF_AGENT, m, e);
+}
+
+/* The program of the active release, through `current` (the agent finds its release by it). */
+static int
+agent_program(const struct agent *ag, const struct release_manifest *m, char *prog, size_t len,
+    struct err *e)
+{
+	int n = snprintf(prog, len, "%s/current/%s", ag->root, m->entrypoint);
+
+	if (n < 0 || (size_t)n >= len) {
+		return err_set(e, ERR_INTERNAL, "agent program path too long");
+	}
+	return 0;
+}
+
+/* What the next start runs: the active release's entrypoint --config AGENT_CONFIG. */
+static int
+agent_set_spec(struct agent *ag, struct err *e)
+{
+	struct release_manifest m;
+	char prog[PATH_MAX];
+	const char *argv[4];
+	struct proc_spec spec;
+
+	if (agent_manifest(ag, &m, e) != 0 || agent_program(ag, &m, prog, sizeof(prog), e) != 0) {
+		return -1;
+	}
+	argv[0] = prog;
+	argv[1] = "--config";
+	argv[2] = ag->cfg->agent_config;
+	argv[3] = NULL;
+	proc_spec_init(&spec);
+	spec.argv = argv;
+	spec.cwd = ag->root;
+	spec.log_path = ag->log_path;
+	if (ag->cfg->run_as_user[0] != '\0') {
+		spec.user = ag->cfg->run_as_user;
+		spec.group = ag->cfg->run_as_group[0] != '\0' ? ag->cfg->run_as_group : NULL;
+	}
+	if (supervisor_set_spec(ag->sv, &spec) != 0) {
+		return err_set(e, ERR_NOMEM, "agent: out of memory");
+	}
+	return 0;
+}
+
+static int
+agent_op_stop(void *arg, struct err *e)
+{
+	struct agent *ag = arg;
+
+	return supervisor_stop(ag->sv, e);
+}
+
+static int
+agent_op_start(void *arg, uint64_t *gen, struct err *e)
+{
+	struct agent *ag = arg;
+	struct supervisor_status st;
+	off_t mark;
+
+	if (agent_set_spec(ag, e) != 0) {
+		return -1;
+	}
+	mark = agent_log_size(ag);
+	if (supervisor_start(ag->sv, e) != 0) {
+		return -1;
+	}
+	supervisor_status(ag->sv, &st);
+	pthread_mutex_lock(&ag->mu);
+	ag->out_gen = st.generation;
+	ag->out_mark = mark;
+	pthread_mutex_unlock(&ag->mu);
+	*gen = st.generation;
+	return 0;
+}
+
+/* Remember the last probe's result for /health: "TIME WHAT". */
+static void
+agent_note_probe(struct agent *ag, const char *what)
+{
+	char stamp[32];
+
+	iso8601_utc(time(NULL), stamp, sizeof(stamp));
+	pthread_mutex_lock(&ag->mu);
+	(void)snprintf(ag->last_probe, sizeof(ag->last_probe), "%s %.560s", stamp, what);
+	pthread_mutex_unlock(&ag->mu);
+}
+
+static int
+agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **body,
+    struct err *e)
+{
+	struct agent *ag = arg;
+	const struct updater_config *cfg = ag->cfg;
+	struct probe_opts o;
+	struct probe_result res;
+	struct supervisor_watch w = { ag->sv, gen };
+	char what[AGENT_LAST_PROBE_MAX];
+	int rc;
+
+	probe_opts_init(&o);
+	o.tls = ag->cli_tls;
+	o.host = ag->probe_host;
+	o.port = ag->probe_port;
+	o.pin_fp = cfg->agent_pin;
+	o.expect_version = ri->version;
+	o.expect_sha256 = ri->sha256;
+	o.first_interval_ms = (int)cfg->probe_first_interval_ms;
+	o.max_interval_ms = (int)cfg->probe_max_interval_ms;
+	o.deadline_ms = (int)cfg->probe_deadline_ms;
+	o.stable_ms = (int)cfg->probe_stable_ms;
+	if (o.stable_interval_ms > o.stable_ms && o.stable_ms > 0) {
+		o.stable_interval_ms = o.stable_ms;
+	}
+	o.alive = supervisor_watch_alive;
+	o.alive_arg = &w;
+	rc = probe_run(&o, &res);
+	if (rc == 0) {
+		(void)snprintf(what, sizeof(what), "passed for %s (%.64s) in %lld ms", ri->id,
+		    ri->version, (long long)res.elapsed_ms);
+	} else {
+		(void)snprintf(what, sizeof(what), "failed for %s (%.64s): %.400s", ri->id,
+		    ri->version, res.reason);
+		err_set(e, ERR_PROBE, "%s", res.reason);
+	}
+	agent_note_probe(ag, what);
+	*body = res.body;
+	res.body = NULL;
+	probe_result_free(&res);
+	return rc == 0 ? 0 : -1;
+}
+
+/* The tail of what start GEN appended to the agent log (at most AGENT_OUTPUT_MAX bytes). */
+static char *
+agent_op_output(void *arg, uint64_t gen)
+{
+	struct agent *ag = arg;
+	char *buf = NULL;
+	off_t mark, end;
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	pthread_mutex_lock(&ag->mu);
+	mark = gen != 0 && ag->out_gen == gen ? ag->out_mark : -1;
+	pthread_mutex_unlock(&ag->mu);
+	if (mark < 0 || (fd = open(ag->log_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		return NULL;
+	}
+	end = lseek(fd, 0, SEEK_END);
+	if (end < mark) {
+		mark = 0; /* the log was rotated meanwhile: what is there now */
+	}
+	if (end - mark > AGENT_OUTPUT_MAX) {
+		mark = end - AGENT_OUTPUT_MAX;
+	}
+	len = end > mark ? (size_t)(end - mark) : 0;
+	buf = calloc(1, len + 1);
+	if (buf == NULL) {
+		close(fd);
+		return NULL;
+	}
+	n = len > 0 ? pread(fd, buf, len, mark) : 0;
+	close(fd);
+	buf[n > 0 ? (size_t)n : 0] = '\0';
+	return buf;
+}
+
+void
+agent_install_ops(struct agent *ag, struct install_agent *ops)
+{
+	ops->arg = ag;
+	ops->stop = agent_op_stop;
+	ops->start = agent_op_start;
+	ops->probe = agent_op_probe;
+	ops->output = agent_op_output;
+}
+
+struct agent_rec {
+	int64_t pid;
+	char start_time[32];
+	char boot_id[40];
+};
+
+/* Adopt or stop the agent an earlier updater left behind. 1: adopted. */
+static int
+agent_adopt(struct agent *ag, int have_active)
+{
+	static const struct json_field fields[] = {
+		JSON_F_INT("pid", struct agent_rec, pid, JSON_REQUIRED, 1, INT32_MAX),
+		JSON_F_STR("start_time", struct agent_rec, start_time, JSON_REQUIRED, 1),
+		JSON_F_STR("boot_id", struct agent_rec, boot_id, JSON_REQUIRED, 0),
+	};
+	struct agent_rec rec;
+	struct release_manifest m;
+	struct err e = ERR_INIT;
+	cJSON *o = NULL;
+	char p[PATH_MAX], exe[PATH_MAX], jerr[256];
+	char *buf = NULL;
+	size_t len = 0;
+	long long st;
+	int adopted = 0;
+
+	if (snprintf(p, sizeof(p), "%s/state/%s", ag->root, AGENT_RECORD) >= (int)sizeof(p) ||
+	    fs_read_file(p, AGENT_RECORD_MAX, &buf, &len) != 0) {
+		return 0;
+	}
+	memset(&rec, 0, sizeof(rec));
+	o = json_parse_object(buf, len, jerr, sizeof(jerr));
+	if (o == NULL ||
+	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, jerr, sizeof(jerr)) != 0 ||
+	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 ||
+	    strcmp(rec.boot_id, ag->boot_id) != 0) {
+		goto out; /* unreadable, or from before a reboot: means nothing now */
+	}
+	if (have_active && agent_manifest(ag, &m, &e) == 0 &&
+	    agent_program(ag, &m, exe, sizeof(exe), &e) == 0) {
+		if (supervisor_adopt(ag->sv, (pid_t)rec.pid, (unsigned long long)st, exe, &e) == 0) {
+			log_info("adopted agent pid %lld", (long long)rec.pid);
+			adopted = 1;
+			goto out;
+		}
+		if (e.kind == ERR_NOT_FOUND) {
+			goto out; /* gone, or the pid is someone else's now */
+		}
+		log_warnx("not adopting agent pid %lld: %s", (long long)rec.pid, err_msg(&e));
+	}
+	if (supervisor_kill_stray(ag->sv, (pid_t)rec.pid, (unsigned long long)st, &e) != 0) {
+		log_warnx("stop stray agent pid %lld: %s", (long long)rec.pid, err_msg(&e));
+	}
+out:
+	cJSON_Delete(o);
+	free(buf);
+	return adopted;
+}
+
+void
+agent_resume(struct agent *ag, int have_active)
+{
+	struct err e = ERR_INIT;
+	uint64_t gen;
+
+	if (!have_active) {
+		(void)agent_adopt(ag, 0); /* no release: an agent left behind can only be a stray */
+		return;
+	}
+	/* The spec first: an adopted agent that dies is restarted from it. */
+	if (agent_set_spec(ag, &e) != 0) {
+		log_warnx("agent: %s", err_msg(&e));
+	}
+	if (!agent_adopt(ag, 1) && agent_op_start(ag, &gen, &e) != 0) {
+		log_warnx("agent: %s", err_msg(&e));
+	}
+}
+
+int
+agent_crash_looping(struct agent *ag)
+{
+	struct supervisor_status st;
+
+	supervisor_status(ag->sv, &st);
+	return st.crash_looping;
+}
+
+int
+agent_health_json(struct agent *ag, cJSON *obj)
+{
+	struct supervisor_status st;
+	char last[AGENT_LAST_PROBE_MAX];
+	cJSON *o;
+
+	supervisor_status(ag->sv, &st);
+	pthread_mutex_lock(&ag->mu);
+	memcpy(last, ag->last_probe, sizeof(last));
+	pthread_mutex_unlock(&ag->mu);
+	o = json_add_object(obj, "agent");
+	if (o == NULL || supervisor_status_json(&st, o) != 0 ||
+	    json_add_str(o, "last_probe", last[0] != '\0' ? last : NULL) != 0) {
+		return -1;
+	}
+	return 0;
+}

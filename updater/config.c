@@ -1,0 +1,129 @@
+#include "updater/config.h"
+
+#include <stdio.h>
+
+#include "common/tls.h"
+#include "updater/supervise.h"
+
+#define OFF(m) offsetof(struct updater_config, m)
+const struct config_option updater_config_table[] = {
+	{ "listen", CONFIG_ADDR, OFF(listen), UPDATER_DEFAULT_LISTEN, 0, 0,
+	    "address and port of the updater API" },
+	{ "install_dir", CONFIG_PATH, OFF(install_dir), NULL, 0, 0,
+	    "root of current, releases/ and state/ (required)" },
+	{ "ca", CONFIG_PATH, OFF(ca), NULL, 0, 0, "fleet CA certificate (required)" },
+	{ "cert", CONFIG_PATH, OFF(cert), NULL, 0, 0,
+	    "updater certificate, CN=updater@HOST, serverAuth+clientAuth (required)" },
+	{ "key", CONFIG_PATH, OFF(key), NULL, 0, 0, "updater private key (required)" },
+	{ "master_cn", CONFIG_STR, OFF(master_cn), TLS_DEFAULT_MASTER_CN, 1, 127,
+	    "CN of the master certificate" },
+	{ "master_fingerprints", CONFIG_STRLIST, OFF(master_fingerprints), "", 0, 0,
+	    "if set, only these master certificates (sha256 of DER, hex) may push" },
+	{ "agent_config", CONFIG_PATH, OFF(agent_config), NULL, 0, 0,
+	    "the agent's config file, passed as --config (required)" },
+	{ "agent_probe", CONFIG_ADDR, OFF(agent_probe), "127.0.0.1:8765", 1, 65535,
+	    "where the agent's /health is probed" },
+	{ "agent_pin", CONFIG_STR, OFF(agent_pin), "", 0, 64,
+	    "sha256 of the agent's certificate (hex); empty: CA only" },
+	{ "agent_log", CONFIG_PATH, OFF(agent_log), NULL, 0, 0,
+	    "agent stdout/stderr (default INSTALL_DIR/state/agent.log)" },
+	{ "run_as_user", CONFIG_STR, OFF(run_as_user), "", 0, 64, "run the agent as this user" },
+	{ "run_as_group", CONFIG_STR, OFF(run_as_group), "", 0, 64, "... and this group" },
+	{ "stop_agent_on_exit", CONFIG_BOOL, OFF(stop_agent_on_exit), "false", 0, 0,
+	    "stop the agent when the updater exits (else the next updater adopts it)" },
+	{ "max_upload", CONFIG_SIZE, OFF(max_upload), "512M", 1024, 1LL << 40,
+	    "largest tarball accepted (413 beyond)" },
+	{ "max_unpacked", CONFIG_SIZE, OFF(max_unpacked), "2G", 1024, 1LL << 42,
+	    "largest unpacked release" },
+	{ "max_entries", CONFIG_INT, OFF(max_entries), "100000", 1, 10000000,
+	    "most archive entries in a release" },
+	{ "min_free", CONFIG_SIZE, OFF(min_free), "64M", 0, 1LL << 42,
+	    "free disk space that must remain while installing (507 otherwise)" },
+	{ "failed_keep", CONFIG_INT, OFF(failed_keep), "3", 0, 100,
+	    "failed releases kept in releases/failed/" },
+	{ "preflight_timeout", CONFIG_DURATION_MS, OFF(preflight_timeout_ms), "30s", 100,
+	    3600000, "limit on the release's preflight command" },
+	{ "probe_deadline", CONFIG_DURATION_MS, OFF(probe_deadline_ms), "30s", 100, 3600000,
+	    "time for a new agent to answer /health" },
+	{ "probe_stable", CONFIG_DURATION_MS, OFF(probe_stable_ms), "3s", 0, 3600000,
+	    "stability window after the first healthy answer" },
+	{ "probe_first_interval", CONFIG_DURATION_MS, OFF(probe_first_interval_ms), "20ms", 1,
+	    60000, "first wait between probe attempts" },
+	{ "probe_max_interval", CONFIG_DURATION_MS, OFF(probe_max_interval_ms), "1s", 1, 60000,
+	    "longest wait between probe attempts" },
+	{ "stop_grace", CONFIG_DURATION_MS, OFF(stop_grace_ms), "5s", 10, 600000,
+	    "SIGTERM to SIGKILL when stopping the agent" },
+	{ "restart_backoff_min", CONFIG_DURATION_MS, OFF(restart_backoff_min_ms), "500ms", 10,
+	    3600000, "first delay before restarting a crashed agent (doubles per crash)" },
+	{ "restart_backoff_max", CONFIG_DURATION_MS, OFF(restart_backoff_max_ms), "30s", 10,
+	    86400000, "longest restart delay" },
+	{ "restart_min_spacing", CONFIG_DURATION_MS, OFF(restart_min_spacing_ms), "1s", 10, 3600000,
+	    "least time between two starts of the agent" },
+	{ "crash_loop_count", CONFIG_INT, OFF(crash_loop_count), "5", 1, SUP_MAX_CRASHES,
+	    "this many crashes within crash_loop_window is a crash loop (shown in /health)" },
+	{ "crash_loop_window", CONFIG_DURATION_MS, OFF(crash_loop_window_ms), "60s", 100, 86400000,
+	    NULL },
+	{ "crash_loop_retry", CONFIG_DURATION_MS, OFF(crash_loop_retry_ms), "60s", 100, 86400000,
+	    "in a crash loop, try again after this long" },
+	{ "request_timeout", CONFIG_DURATION_MS, OFF(request_timeout_ms), "15m", 1000,
+	    86400000, "whole /update request: upload, install and probe" },
+	{ "max_conns", CONFIG_INT, OFF(max_conns), "32", 1, 10000, "concurrent connections" },
+	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), "info", 0, 0, NULL },
+	{ "log_file", CONFIG_PATH, OFF(log_file), NULL, 0, 0, "log here instead of stderr" },
+};
+#undef OFF
+const size_t updater_config_table_len = ARRAY_LEN(updater_config_table);
+
+int
+updater_config_check(const struct updater_config *cfg, struct err *e)
+{
+	if (cfg->install_dir == NULL || cfg->ca == NULL || cfg->cert == NULL ||
+	    cfg->key == NULL || cfg->agent_config == NULL) {
+		return err_set(e, ERR_CONFIG,
+		    "install_dir, ca, cert, key and agent_config must all be set");
+	}
+	if (cfg->install_dir[0] != '/') {
+		return err_set(e, ERR_CONFIG, "install_dir must be absolute");
+	}
+	if (cfg->agent_pin[0] != '\0' && !is_hex_len(cfg->agent_pin, TLS_FP_HEX_LEN)) {
+		return err_set(e, ERR_CONFIG, "agent_pin must be 64 hex digits");
+	}
+	for (char **fp = cfg->master_fingerprints; *fp != NULL; fp++) {
+		if (!is_hex_len(*fp, TLS_FP_HEX_LEN)) {
+			return err_set(e, ERR_CONFIG, "master_fingerprints: '%s' is not 64 hex digits",
+			    *fp);
+		}
+	}
+	return 0;
+}
+
+int
+updater_config_load(struct updater_config *cfg, const char *path, const char *listen,
+    const char *install_dir, struct err *e)
+{
+	const struct config_option *t = updater_config_table;
+	const size_t n = updater_config_table_len;
+	char msg[512];
+
+	if (config_defaults(t, n, cfg, msg, sizeof(msg)) != 0 ||
+	    config_load_file(t, n, cfg, path, msg, sizeof(msg)) != 0 ||
+	    (listen != NULL &&
+		config_set(t, n, cfg, "listen", listen, NULL, msg, sizeof(msg)) != 0) ||
+	    (install_dir != NULL &&
+		config_set(t, n, cfg, "install_dir", install_dir, NULL, msg, sizeof(msg)) != 0)) {
+		return err_set(e, ERR_CONFIG, "%s", msg);
+	}
+	return updater_config_check(cfg, e);
+}
+
+int
+updater_config_print(const struct updater_config *cfg, FILE *fp)
+{
+	return config_print(updater_config_table, updater_config_table_len, cfg, fp);
+}
+
+void
+updater_config_free(struct updater_config *cfg)
+{
+	config_free(updater_config_table, updater_config_table_len, cfg);
+}
