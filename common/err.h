@@ -51,7 +51,7 @@ enum err_kind {
 	ERR_CONFIG,       /* a configuration file or option is invalid (exit 2) */
 	ERR_USAGE,        /* a command line is invalid (exit 2) */
 	ERR_CANCELED,     /* stopped on request (shutdown) (503) */
-	ERR_SIGNATURE,    /* a release signature is malformed, bad or too few are valid (422) */
+	ERR_SIGNATURE,    /* a signature does not verify (a release, a CRL) or a sealed archive does not open (422) */
 	ERR_UNKNOWN_KEY,  /* no signature is by a key the host's keyring lists (422) */
 	ERR_STATEMENT,    /* a valid signed statement does not describe this release or host (422) */
 	ERR_EXPIRED,      /* the signed statement is past its expires_at (422) */

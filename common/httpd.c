@@ -1197,9 +1197,11 @@ relay_thread(void *p)
 	struct conn_rec *rec = NULL;
 	struct relay *rl = NULL;
 	struct tls_conn *tls = NULL;
+	struct tls_ctx *ctx;
 	struct tls_identity id;
 	int sp[2] = { -1, -1 };
 	char err[256];
+	int rc;
 
 	/*
 	 * TLS handshakes are ping-pongs of small records: without TCP_NODELAY,
@@ -1212,7 +1214,12 @@ relay_thread(void *p)
 			log_debug("%s: TCP_NODELAY: %s", srv->o.name, strerror(errno));
 		}
 	}
-	if (tls_accept(srv->o.tls, ra->fd, &tls, &id, err, sizeof(err)) != 0) {
+	pthread_mutex_lock(&srv->mtx);
+	ctx = tls_ctx_ref(srv->o.tls);
+	pthread_mutex_unlock(&srv->mtx);
+	rc = tls_accept(ctx, ra->fd, &tls, &id, err, sizeof(err));
+	tls_ctx_free(ctx); /* the connection keeps its own reference */
+	if (rc != 0) {
 		log_info("%s: connection from %s refused: %s", srv->o.name, ra->ip, err);
 		close(ra->fd);
 		goto out;
@@ -1413,6 +1420,10 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 		return -1;
 	}
 	srv->o = *o;
+	/* Our own reference: httpd_set_tls() may swap it while we run. */
+	if (srv->o.tls != NULL) {
+		srv->o.tls = tls_ctx_ref(srv->o.tls);
+	}
 	srv->listen_fd = -1;
 	srv->wake_fd = -1;
 	srv->accept_wake_fd = -1;
@@ -1491,6 +1502,7 @@ fail:
 	}
 	pthread_mutex_destroy(&srv->mtx);
 	pthread_cond_destroy(&srv->relays_done);
+	tls_ctx_free(srv->o.tls);
 	free(srv);
 	return -1;
 }
@@ -1557,7 +1569,22 @@ httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd)
 	pthread_mutex_destroy(&srv->mtx);
 	pthread_cond_destroy(&srv->relays_done);
 	log_info("%s: stopped", srv->o.name);
+	tls_ctx_free(srv->o.tls);
 	free(srv);
+}
+
+void
+httpd_set_tls(struct httpd *srv, struct tls_ctx *tls)
+{
+	struct tls_ctx *old;
+
+	tls_ctx_ref(tls);
+	pthread_mutex_lock(&srv->mtx);
+	old = srv->o.tls;
+	srv->o.tls = tls;
+	pthread_mutex_unlock(&srv->mtx);
+	/* Connections still using OLD hold their own references. */
+	tls_ctx_free(old);
 }
 
 int

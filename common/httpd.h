@@ -72,7 +72,8 @@ enum httpd_error_style {
 struct httpd_opts {
 	const char *listen;         /* "ADDR:PORT", "[V6]:PORT"; port 0 picks one */
 	int listen_fd;              /* >= 0: an inherited listening socket instead */
-	struct tls_ctx *tls;        /* server context, borrowed (NULL only with HTTPD_NO_LISTEN) */
+	struct tls_ctx *tls;        /* server context; the server takes a reference (NULL only
+	                               with HTTPD_NO_LISTEN) */
 	const struct httpd_route *routes;
 	size_t nroutes;
 	const char *name;           /* for logs, e.g. "agent" */
@@ -95,6 +96,12 @@ int httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_
  * socket open (a handover to another process); otherwise it is closed.
  */
 void httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd);
+/*
+ * Serve new connections with TLS (a reload of our certificate, key, CA):
+ * the server takes its own reference; connections already running keep the
+ * context they started with until they end.
+ */
+void httpd_set_tls(struct httpd *srv, struct tls_ctx *tls);
 /* Stop accepting new connections (in-flight ones continue). */
 void httpd_stop_accepting(struct httpd *srv);
 

@@ -1,8 +1,11 @@
 #include "common/tls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 #define TLS_TICKET_LIFETIME_S 3600
 
 struct tls_ctx {
+	atomic_int refs;          /* the owner's and one per connection */
 	int is_server;
 	mbedtls_ssl_config conf;
 	mbedtls_x509_crt ca;
@@ -45,6 +49,7 @@ struct tls_ctx {
 };
 
 struct tls_conn {
+	struct tls_ctx *ctx;      /* a reference: the ssl context uses ctx->conf */
 	mbedtls_ssl_context ssl;
 	int fd;
 	int closed_notify;
@@ -174,6 +179,24 @@ tls_name_value(const mbedtls_x509_name *n, char *out, size_t len)
 	return 0;
 }
 
+/* The serial as canonical hex: lowercase, leading zero bytes dropped ("" if unusable). */
+static void
+tls_serial_hex(const mbedtls_x509_crt *crt, char out[TLS_SERIAL_HEX_MAX + 1])
+{
+	const unsigned char *p = crt->serial.p;
+	size_t len = crt->serial.len;
+
+	out[0] = '\0';
+	while (len > 1 && p[0] == 0) {
+		p++;
+		len--;
+	}
+	if (p == NULL || len == 0 || len > TLS_SERIAL_HEX_MAX / 2) {
+		return;
+	}
+	hex_encode(p, len, out);
+}
+
 static int
 tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, struct tls_identity *id)
 {
@@ -200,6 +223,7 @@ tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, struct
 	if (digest_buf(crt->raw.p, crt->raw.len, id->fingerprint) != 0) {
 		return -1;
 	}
+	tls_serial_hex(crt, id->serial);
 	id->not_before = tls_x509_time(&crt->valid_from);
 	id->not_after = tls_x509_time(&crt->valid_to);
 	/* Two CNs or two OUs are ambiguous: give such a certificate no role. */
@@ -324,6 +348,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	atomic_init(&c->refs, 1);
 	c->is_server = is_server;
 	mbedtls_ssl_config_init(&c->conf);
 	mbedtls_x509_crt_init(&c->ca);
@@ -462,10 +487,17 @@ tls_client_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t
 	return tls_ctx_new(o, 0, out, err, errlen);
 }
 
+struct tls_ctx *
+tls_ctx_ref(struct tls_ctx *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
 void
 tls_ctx_free(struct tls_ctx *c)
 {
-	if (c == NULL) {
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) {
 		return;
 	}
 	mbedtls_ssl_config_free(&c->conf);
@@ -489,6 +521,15 @@ const char *
 tls_ctx_own_fingerprint(const struct tls_ctx *c)
 {
 	return c->own_fp;
+}
+
+int
+tls_ctx_own_identity(const struct tls_ctx *c, struct tls_identity *out)
+{
+	if (!c->have_own) {
+		return -1;
+	}
+	return tls_identity_from_crt(&c->own, c->master_cn, out);
 }
 
 /* BIO over a non-blocking socket. */
@@ -593,6 +634,7 @@ tls_conn_new(struct tls_ctx *ctx, int fd, char *err, size_t errlen)
 		free(c);
 		return NULL;
 	}
+	c->ctx = tls_ctx_ref(ctx);
 	mbedtls_ssl_set_bio(&c->ssl, &c->fd, tls_bio_send, tls_bio_recv, NULL);
 	return c;
 }
@@ -605,6 +647,7 @@ tls_conn_discard(struct tls_conn *c)
 		return;
 	}
 	mbedtls_ssl_free(&c->ssl);
+	tls_ctx_free(c->ctx);
 	free(c);
 }
 
@@ -697,7 +740,94 @@ tls_check_peer(struct tls_conn *c, const char *master_cn, const char *eku_oid, s
 		snprintf(err, errlen, "peer certificate subject is malformed");
 		return -1;
 	}
+	/* Fail closed: a serial we cannot read cannot be checked. */
+	if (id->serial[0] == '\0' || tls_serial_revoked(id->serial)) {
+		snprintf(err, errlen, "peer certificate (serial %s, CN=%s) is revoked",
+		    id->serial[0] != '\0' ? id->serial : "unreadable", id->cn);
+		return -1;
+	}
 	return 0;
+}
+
+/* ---- revocation: the process-wide set of revoked serials ---------------- */
+
+static pthread_rwlock_t tls_rev_lock = PTHREAD_RWLOCK_INITIALIZER;
+static char (*tls_rev_serials)[TLS_SERIAL_HEX_MAX + 1];
+static size_t tls_rev_n;
+
+/* Numeric order of canonical hex: shorter is smaller, then by digits. */
+static int
+tls_serial_cmp(const void *a, const void *b)
+{
+	size_t la = strlen(a);
+	size_t lb = strlen(b);
+
+	if (la != lb) {
+		return la < lb ? -1 : 1;
+	}
+	return strcmp(a, b);
+}
+
+int
+tls_revoked_set(const char *const *serials, size_t n, struct err *e)
+{
+	char (*set)[TLS_SERIAL_HEX_MAX + 1] = NULL;
+	char (*old)[TLS_SERIAL_HEX_MAX + 1];
+
+	if (n > 0) {
+		set = calloc(n, sizeof(*set));
+		if (set == NULL) {
+			return err_set(e, ERR_NOMEM, "out of memory for %zu revoked serials", n);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = serials[i] != NULL ? strlen(serials[i]) : 0;
+		if (len == 0 || len > TLS_SERIAL_HEX_MAX || len % 2 != 0 ||
+		    !is_hex_len(serials[i], len)) {
+			free(set);
+			return err_set(e, ERR_BAD_REQUEST, "revoked serial %zu is not canonical hex",
+			    i);
+		}
+		for (size_t j = 0; j <= len; j++) {
+			set[i][j] = (char)tolower((unsigned char)serials[i][j]);
+		}
+	}
+	if (n > 1) {
+		qsort(set, n, sizeof(*set), tls_serial_cmp);
+	}
+	pthread_rwlock_wrlock(&tls_rev_lock);
+	old = tls_rev_serials;
+	tls_rev_serials = set;
+	tls_rev_n = n;
+	pthread_rwlock_unlock(&tls_rev_lock);
+	free(old);
+	return 0;
+}
+
+int
+tls_serial_revoked(const char *serial)
+{
+	int hit = 0;
+
+	pthread_rwlock_rdlock(&tls_rev_lock);
+	if (tls_rev_n > 0 &&
+	    bsearch(serial, tls_rev_serials, tls_rev_n, sizeof(*tls_rev_serials),
+		tls_serial_cmp) != NULL) {
+		hit = 1;
+	}
+	pthread_rwlock_unlock(&tls_rev_lock);
+	return hit;
+}
+
+size_t
+tls_revoked_count(void)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&tls_rev_lock);
+	n = tls_rev_n;
+	pthread_rwlock_unlock(&tls_rev_lock);
+	return n;
 }
 
 int
@@ -925,5 +1055,6 @@ tls_close(struct tls_conn *c)
 		close(c->fd);
 	}
 	mbedtls_ssl_free(&c->ssl);
+	tls_ctx_free(c->ctx);
 	free(c);
 }

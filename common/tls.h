@@ -21,10 +21,13 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 #define TLS_DEFAULT_MASTER_CN "tandem-master"
 #define TLS_FP_HEX_LEN 64
+/* A certificate serial as canonical hex (RFC 5280: at most 20 bytes). */
+#define TLS_SERIAL_HEX_MAX 40
 
 enum tls_role {
 	TLS_ROLE_UNKNOWN = 0,
@@ -46,6 +49,7 @@ struct tls_identity {
 	enum tls_role role;
 	char host[128];                    /* agent: CN; updater: part after '@'; else "" */
 	char fingerprint[TLS_FP_HEX_LEN + 1]; /* sha256(DER), lowercase hex */
+	char serial[TLS_SERIAL_HEX_MAX + 1];  /* lowercase hex, no leading zero bytes */
 	time_t not_before;
 	time_t not_after;
 	int resumed;                       /* 1 if the session was resumed from a ticket */
@@ -92,10 +96,34 @@ struct tls_conn;
  */
 int tls_server_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
 int tls_client_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
+/*
+ * Contexts are reference counted: every connection holds one, so a context
+ * replaced by a reload (httpd_set_tls) lives until its last connection
+ * ends. tls_ctx_free() drops a reference; the last one frees. NULL is fine.
+ */
 void tls_ctx_free(struct tls_ctx *ctx);
+/* Take another reference to CTX; returns CTX. */
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
 const char *tls_ctx_master_cn(const struct tls_ctx *ctx);
 /* Our own leaf's fingerprint ("" when the context has no certificate). */
 const char *tls_ctx_own_fingerprint(const struct tls_ctx *ctx);
+/* Identity of our own leaf (not_after for /health); -1 without one. */
+int tls_ctx_own_identity(const struct tls_ctx *ctx, struct tls_identity *out) WUR;
+
+/*
+ * Revocation: one process-wide set of revoked certificate serials (canonical
+ * hex as in tls_identity.serial), checked after EVERY handshake of every
+ * context, server and client, resumed sessions included: a listed peer is
+ * refused. The set comes from a CRL the caller verified (pki/crl); the CRL
+ * itself never reaches mbedTLS, whose CRL check rejects every certificate
+ * once the CRL is past its nextUpdate. tls_revoked_set() replaces the set
+ * (a copy; N = 0 empties it); ERR_BAD_REQUEST for a serial that is not
+ * canonical hex, the old set then stays.
+ */
+int tls_revoked_set(const char *const *serials, size_t n, struct err *e) WUR;
+/* 1 when SERIAL is in the set. */
+int tls_serial_revoked(const char *serial);
+size_t tls_revoked_count(void);
 
 /*
  * Server side: run the handshake on the connected socket FD (made

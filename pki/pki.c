@@ -38,22 +38,13 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "pki/pki.h"
+#include "pki/issued.h"
+#include "pki/pki_int.h"
 
 #define PKI_PEM_MAX 16384
 #define PKI_EXT_MAX 12288
 #define PKI_DAY_S 86400
 #define PKI_SERIAL_LEN 16
-
-struct pki_rng {
-	mbedtls_entropy_context entropy;
-	mbedtls_ctr_drbg_context drbg;
-};
-
-/* The CA loaded from HOME (or just created by pki_init). */
-struct pki_ca {
-	mbedtls_x509_crt crt;
-	mbedtls_pk_context key;
-};
 
 /* Everything one certificate needs. */
 struct pki_spec {
@@ -235,7 +226,7 @@ pki_check_cn(const char *cn, char *err, size_t errlen)
 
 /* ---- randomness, keys ------------------------------------------------- */
 
-static void
+void
 pki_rng_setup(struct pki_rng *r)
 {
 	mbedtls_entropy_init(&r->entropy);
@@ -243,7 +234,7 @@ pki_rng_setup(struct pki_rng *r)
 }
 
 /* Seed a generator set up with pki_rng_setup(). */
-static int
+int
 pki_rng_seed(struct pki_rng *r, char *err, size_t errlen)
 {
 	static const unsigned char pers[] = "tandem-pki";
@@ -258,7 +249,7 @@ pki_rng_seed(struct pki_rng *r, char *err, size_t errlen)
 	return 0;
 }
 
-static void
+void
 pki_rng_free(struct pki_rng *r)
 {
 	mbedtls_ctr_drbg_free(&r->drbg);
@@ -442,7 +433,7 @@ out:
  * 2.28 does not parse it, so walk the extensions (v3_ext holds the
  * "Extensions" SEQUENCE).
  */
-static int
+int
 pki_find_ski(const mbedtls_x509_crt *crt, const unsigned char **ski, size_t *ski_len)
 {
 	unsigned char *p = crt->v3_ext.p;
@@ -697,14 +688,14 @@ out:
 
 /* ---- the CA on disk ----------------------------------------------------- */
 
-static void
+void
 pki_ca_init(struct pki_ca *ca)
 {
 	mbedtls_x509_crt_init(&ca->crt);
 	mbedtls_pk_init(&ca->key);
 }
 
-static void
+void
 pki_ca_free(struct pki_ca *ca)
 {
 	mbedtls_x509_crt_free(&ca->crt);
@@ -712,7 +703,7 @@ pki_ca_free(struct pki_ca *ca)
 }
 
 /* Load HOME's CA and check it can sign: a CA certificate matching its key. */
-static int
+int
 pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen)
 {
 	char crt_path[PATH_MAX], key_path[PATH_MAX];
@@ -838,6 +829,20 @@ out:
 	return rc;
 }
 
+/*
+ * Keep a copy in HOME/ca/issued/ (revocation by host or fingerprint finds it
+ * there). The certificate is already in place: a failure here only warns.
+ */
+static void
+pki_note_issued(const char *home, const unsigned char *pem, size_t len)
+{
+	struct err e = ERR_INIT;
+
+	if (pki_issued_record(home, pem, len, &e) != 0) {
+		log_warnx("pki: %s", err_msg(&e));
+	}
+}
+
 /* ---- pki_init ------------------------------------------------------------ */
 
 int
@@ -958,6 +963,7 @@ pki_init(const char *home, const char *master_cn, char *err, size_t errlen)
 	if (pki_write_pair(&mkey, pem, pem_len, paths[2], paths[3], err, errlen) != 0) {
 		goto out;
 	}
+	pki_note_issued(home, pem, pem_len);
 	created[2] = created[3] = 1;
 	log_debug("pki: CA and master certificate (CN=%s) created under %s", master_cn, home);
 	rc = 0;
@@ -1174,6 +1180,7 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	if (pki_write_pair(&key, pem, pem_len, o->key_out, o->cert_out, err, errlen) != 0) {
 		goto out;
 	}
+	pki_note_issued(home, pem, pem_len);
 	log_debug("pki: issued CN=%s role=%s to %s", cn, tls_role_name(o->role), o->cert_out);
 	rc = 0;
 out:

@@ -737,6 +737,87 @@ test_peer_closes_mid_handshake(void **state)
 	tls_ctx_free(s);
 }
 
+/* The revocation set is checked on both sides of every handshake. */
+static void
+test_revocation_set(void **state)
+{
+	struct tls_ctx *sctx = server_ctx("server", NULL, 0);
+	struct tls_ctx *cctx = client_ctx("master");
+	struct hs_result r;
+	struct err e = ERR_INIT;
+	char master_serial[TLS_SERIAL_HEX_MAX + 1];
+	char server_serial[TLS_SERIAL_HEX_MAX + 1];
+	const char *one[1];
+	const char *bad[2] = { "abc", "zz" };
+
+	(void)state;
+	handshake(sctx, cctx, NULL, NULL, &r);
+	assert_int_equal(r.client_rc, 0);
+	assert_int_equal(r.srv.rc, 0);
+	assert_true(strlen(r.srv.id.serial) >= 2);
+	assert_true(strlen(r.server_id.serial) >= 2);
+	snprintf(master_serial, sizeof(master_serial), "%s", r.srv.id.serial);
+	snprintf(server_serial, sizeof(server_serial), "%s", r.server_id.serial);
+
+	/* The client's certificate listed: the server refuses it. */
+	one[0] = master_serial;
+	assert_int_equal(tls_revoked_set(one, 1, &e), 0);
+	assert_int_equal(tls_revoked_count(), 1);
+	assert_true(tls_serial_revoked(master_serial));
+	handshake(sctx, cctx, NULL, NULL, &r);
+	assert_int_equal(r.srv.rc, -1);
+	assert_non_null(strstr(r.srv.err, "revoked"));
+
+	/* The server's certificate listed: the client refuses it. */
+	one[0] = server_serial;
+	assert_int_equal(tls_revoked_set(one, 1, &e), 0);
+	assert_false(tls_serial_revoked(master_serial));
+	handshake(sctx, cctx, NULL, NULL, &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "revoked"));
+
+	/* A malformed set is refused and the old one stays. */
+	assert_int_equal(tls_revoked_set(bad, 2, &e), -1);
+	assert_int_equal(e.kind, ERR_BAD_REQUEST);
+	assert_true(tls_serial_revoked(server_serial));
+
+	/* Emptied: both sides talk again. */
+	assert_int_equal(tls_revoked_set(NULL, 0, &e), 0);
+	assert_int_equal(tls_revoked_count(), 0);
+	handshake(sctx, cctx, NULL, NULL, &r);
+	assert_int_equal(r.client_rc, 0);
+	assert_int_equal(r.srv.rc, 0);
+	assert_string_equal(r.echo, "ping");
+	tls_ctx_free(cctx);
+	tls_ctx_free(sctx);
+}
+
+/* A context outlives its owner's reference while a connection uses it. */
+static void
+test_ctx_refcount(void **state)
+{
+	struct tls_ctx *sctx = server_ctx("server", NULL, 0);
+	struct tls_ctx *cctx = client_ctx("master");
+	struct tls_identity own;
+	struct hs_result r;
+
+	(void)state;
+	assert_ptr_equal(tls_ctx_ref(sctx), sctx);
+	tls_ctx_free(sctx); /* back to one reference */
+	handshake(sctx, cctx, NULL, NULL, &r);
+	assert_int_equal(r.srv.rc, 0);
+	assert_int_equal(tls_ctx_own_identity(sctx, &own), 0);
+	assert_string_equal(own.fingerprint, tls_ctx_own_fingerprint(sctx));
+	assert_true(own.not_after > own.not_before);
+	tls_ctx_free(sctx);
+	/* A client without a certificate has no own identity. */
+	tls_ctx_free(cctx);
+	cctx = client_ctx(NULL);
+	assert_int_equal(tls_ctx_own_identity(cctx, &own), -1);
+	tls_ctx_free(cctx);
+	tls_ctx_free(NULL);
+}
+
 int
 main(void)
 {
@@ -752,6 +833,8 @@ main(void)
 		cmocka_unit_test(test_key_file_checks),
 		cmocka_unit_test(test_handshake_deadline),
 		cmocka_unit_test(test_peer_closes_mid_handshake),
+		cmocka_unit_test(test_revocation_set),
+		cmocka_unit_test(test_ctx_refcount),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
