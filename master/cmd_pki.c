@@ -14,6 +14,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "master/cli.h"
+#include "master/certs.h"
+#include "pki/crl.h"
 #include "pki/pki.h"
 
 #define GROUP "pki"
@@ -355,6 +357,329 @@ pki_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 	return CLI_EXIT_OK;
 }
 
+
+/*
+ * A point in time for --next-update/--this-update: "Nd", "Nh", "Nm" or "Ns"
+ * from now, or "YYYY-MM-DD[THH:MM:SSZ]" (UTC; the past is allowed: tests
+ * make stale CRLs that way).
+ */
+static int
+parse_when(const char *s, time_t now, time_t *out)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+	long long n;
+	long long unit;
+	char num[24];
+
+	if (len >= 2 && len < sizeof(num) && strchr("dhms", s[len - 1]) != NULL) {
+		memcpy(num, s, len - 1);
+		num[len - 1] = '\0';
+		unit = s[len - 1] == 'd' ? 86400 : s[len - 1] == 'h' ? 3600 : s[len - 1] == 'm' ? 60 : 1;
+		if (parse_ll(num, 1, 3650LL * 86400, &n) != 0 || n > 3650LL * 86400 / unit) {
+			return -1;
+		}
+		*out = now + (time_t)(n * unit);
+		return 0;
+	}
+	return parse_time_opt(s, out);
+}
+
+/* Sign and write a fresh CRL; prints its number. */
+static int
+pki_issue_crl(const struct cli *cli, time_t this_update, time_t next_update, cJSON *report)
+{
+	struct err e = ERR_INIT;
+	unsigned long long number = 0;
+	char path[PATH_MAX];
+
+	if (certs_crl_issue(cli->home, this_update, next_update, &number, &e) != 0) {
+		log_warnx("CRL: %s", err_msg(&e));
+		return err_exit_code(e.kind);
+	}
+	if (pki_path(cli->home, CRL_PEM_FILE, path, sizeof(path)) != 0) {
+		path[0] = '\0';
+	}
+	log_info("CRL number %llu written to %s", number, path);
+	if (json_add_int(report, "crl_number", (long long)number) != 0 ||
+	    json_add_str(report, "crl", path) != 0) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* Print a JSON report, or its members as "key: value" lines; frees it. */
+static int
+pki_cli_report(cJSON *o, int json)
+{
+	char *text = NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (json) {
+		text = json_print_compact(o);
+		if (text == NULL) {
+			log_warnx("out of memory");
+			goto out;
+		}
+		printf("%s\n", text);
+	} else {
+		const cJSON *it;
+		cJSON_ArrayForEach(it, o)
+		{
+			if (cJSON_IsString(it)) {
+				printf("%s: %s\n", it->string, it->valuestring);
+			} else if (cJSON_IsNumber(it)) {
+				printf("%s: %.0f\n", it->string, it->valuedouble);
+			} else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+				const cJSON *sub;
+				cJSON_ArrayForEach(sub, it)
+				{
+					const cJSON *f;
+					if (!cJSON_IsObject(sub) && !cJSON_IsArray(sub)) {
+						char *v = cJSON_PrintUnformatted(sub);
+						printf("%s.%s: %s\n", it->string, sub->string,
+						    v != NULL ? (cJSON_IsString(sub) ? sub->valuestring : v)
+							      : "?");
+						free(v);
+						continue;
+					}
+					printf("%s:", it->string);
+					cJSON_ArrayForEach(f, sub)
+					{
+						if (cJSON_IsString(f)) {
+							printf(" %s=%s", f->string, f->valuestring);
+						} else if (cJSON_IsNumber(f)) {
+							printf(" %s=%.0f", f->string, f->valuedouble);
+						} else if (cJSON_IsBool(f)) {
+							printf(" %s=%s", f->string,
+							    cJSON_IsTrue(f) ? "yes" : "no");
+						}
+					}
+					printf("\n");
+				}
+			}
+		}
+	}
+	if (fflush(stdout) != 0) {
+		log_warn("writing to stdout");
+		goto out;
+	}
+	rc = CLI_EXIT_OK;
+out:
+	free(text);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int
+pki_cmd_revoke(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "reason", required_argument, NULL, 'r' },
+		{ "next-update", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *host = NULL;
+	const char *target = NULL;
+	const char *next = "30d";
+	int reason = CRL_REASON_UNSPECIFIED;
+	int json = 0;
+	time_t next_update;
+	struct certs_revoked *res = NULL;
+	size_t n = 0;
+	struct err e = ERR_INIT;
+	cJSON *o = NULL, *arr;
+	int rc = CLI_EXIT_FAIL;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			host = optarg;
+			break;
+		case 'r':
+			if (crl_reason_parse(optarg, &reason) != 0) {
+				return cli_usage_error(GROUP, self, "unknown reason '%s'", optarg);
+			}
+			break;
+		case 'n':
+			next = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			return cli_help(GROUP, self);
+		default:
+			return cli_getopt_error(GROUP, self, c, argv, optind);
+		}
+	}
+	if (host == NULL) {
+		if (cli_one_operand(GROUP, self, argc, argv, optind, "CERT") != 0) {
+			return CLI_EXIT_USAGE;
+		}
+		target = argv[optind];
+	} else if (optind != argc) {
+		return cli_usage_error(GROUP, self, "give --host or a certificate, not both");
+	}
+	if (parse_when(next, time(NULL), &next_update) != 0) {
+		return cli_usage_error(GROUP, self, "--next-update: '%s' is not Nd/Nh/Nm/Ns or a time",
+		    next);
+	}
+	if (certs_revoke(cli->home, target, host, reason, &res, &n, &e) != 0) {
+		log_warnx("pki revoke: %s", err_msg(&e));
+		return err_exit_code(e.kind);
+	}
+	o = cJSON_CreateObject();
+	arr = o != NULL ? json_add_array(o, "revoked") : NULL;
+	if (arr == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		cJSON *it = cJSON_CreateObject();
+		if (it == NULL || !cJSON_AddItemToArray(arr, it) ||
+		    json_add_str(it, "serial", res[i].r.serial) != 0 ||
+		    json_add_str(it, "cn", res[i].r.subject) != 0 ||
+		    json_add_str(it, "fingerprint", res[i].r.fp) != 0 ||
+		    json_add_bool(it, "already", res[i].already) != 0) {
+			log_warnx("out of memory");
+			goto out;
+		}
+		log_info("%s serial %s (CN=%s)", res[i].already ? "already revoked:" : "revoked:",
+		    res[i].r.serial, res[i].r.subject[0] != '\0' ? res[i].r.subject : "?");
+	}
+	rc = pki_issue_crl(cli, 0, next_update, o);
+	if (rc == CLI_EXIT_OK) {
+		rc = pki_cli_report(o, json);
+		o = NULL;
+	}
+out:
+	cJSON_Delete(o);
+	free(res);
+	return rc;
+}
+
+static int
+pki_cmd_crl(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "next-update", required_argument, NULL, 'n' },
+		{ "this-update", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *next = "30d";
+	time_t now = time(NULL);
+	time_t this_update = 0, next_update;
+	int json = 0;
+	cJSON *o;
+	int rc;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			next = optarg;
+			break;
+		case 't':
+			if (parse_time_opt(optarg, &this_update) != 0) {
+				return cli_usage_error(GROUP, self, "--this-update: '%s' is not a time",
+				    optarg);
+			}
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			return cli_help(GROUP, self);
+		default:
+			return cli_getopt_error(GROUP, self, c, argv, optind);
+		}
+	}
+	if (optind != argc) {
+		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	}
+	if (parse_when(next, now, &next_update) != 0) {
+		return cli_usage_error(GROUP, self, "--next-update: '%s' is not Nd/Nh/Nm/Ns or a time",
+		    next);
+	}
+	o = cJSON_CreateObject();
+	if (o == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	rc = pki_issue_crl(cli, this_update, next_update, o);
+	if (rc != CLI_EXIT_OK) {
+		cJSON_Delete(o);
+		return rc;
+	}
+	return pki_cli_report(o, json);
+}
+
+static int
+pki_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "warn-days", required_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long long warn = CERTS_DEFAULT_WARN_DAYS;
+	struct err e = ERR_INIT;
+	cJSON *o = NULL;
+	int json = 0;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			if (parse_ll(optarg, 0, 3650, &warn) != 0) {
+				return cli_usage_error(GROUP, self, "--warn-days: 0..3650");
+			}
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			return cli_help(GROUP, self);
+		default:
+			return cli_getopt_error(GROUP, self, c, argv, optind);
+		}
+	}
+	if (optind != argc) {
+		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	}
+	if (certs_status(cli->home, (int)warn, &o, &e) != 0) {
+		log_warnx("pki status: %s", err_msg(&e));
+		return err_exit_code(e.kind);
+	}
+	{
+		const char *names[] = { "ca", "master" };
+		for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+			const cJSON *st = cJSON_GetObjectItemCaseSensitive(
+			    cJSON_GetObjectItemCaseSensitive(o, names[i]), "state");
+			if (cJSON_IsString(st) && strcmp(st->valuestring, "ok") != 0) {
+				log_warnx("the %s certificate is %s", names[i], st->valuestring);
+			}
+		}
+		const cJSON *cs = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(o, "crl"), "state");
+		if (cJSON_IsString(cs) && strcmp(cs->valuestring, "stale") == 0) {
+			log_warnx("the CRL is past its next update: run 'tandem pki crl'");
+		}
+	}
+	return pki_cli_report(o, json);
+}
+
 static const struct cli_cmd pki_cmds[] = {
 	{ "init", "create the CA and the master's client certificate",
 	    " [--master-cn CN] [--json]\n"
@@ -400,11 +725,53 @@ static const struct cli_cmd pki_cmds[] = {
 	    "                  in HOME/master/master.crt, else " TLS_DEFAULT_MASTER_CN ")\n"
 	    "  -h, --help      this help\n",
 	    pki_cmd_show },
+	{ "status", "expiry of the CA and the master certificate, CRL state",
+	    " [--warn-days N] [--json]\n"
+	    "\n"
+	    "Prints the CA's and the master certificate's CN, serial, not_after, days\n"
+	    "left and state (ok, expiring within the horizon, expired), and the CRL's\n"
+	    "number, validity, revoked count and state (ok, stale, missing).\n"
+	    "\n"
+	    "  --warn-days N   the warning horizon in days (default 30)\n"
+	    "  --json          print one JSON object\n"
+	    "  -h, --help      this help\n",
+	    pki_cmd_status },
+	{ "revoke", "revoke a certificate or all of a host's, and sign a new CRL",
+	    " CERT|SERIAL|FINGERPRINT | --host NAME [--reason R] [--next-update WHEN]\n"
+	    "              [--json]\n"
+	    "\n"
+	    "Records the revocation in the registry and writes a new CRL to\n"
+	    "HOME/ca/crl.der and crl.pem. CERT is a certificate file; a fingerprint\n"
+	    "is looked up among the certificates this CA issued; --host takes every\n"
+	    "agent and updater certificate of NAME (all generations). From then on this\n"
+	    "master refuses those certificates; hosts refuse them once they have the CRL.\n"
+	    "\n"
+	    "  --host NAME          every certificate of host NAME\n"
+	    "  --reason R           unspecified (default), key-compromise, ca-compromise,\n"
+	    "                       affiliation-changed, superseded, cessation-of-operation\n"
+	    "  --next-update WHEN   the CRL's next update: Nd, Nh, Nm, Ns from now or a\n"
+	    "                       time YYYY-MM-DD[THH:MM:SSZ] (default 30d)\n"
+	    "  --json               print one JSON object\n"
+	    "  -h, --help           this help\n",
+	    pki_cmd_revoke },
+	{ "crl", "sign a new CRL (the same revocations, a later next update)",
+	    " [--next-update WHEN] [--this-update T] [--json]\n"
+	    "\n"
+	    "Writes HOME/ca/crl.der and crl.pem with every revocation in the registry\n"
+	    "and the next CRL number. Re-sign before the next update passes: hosts keep\n"
+	    "enforcing a stale CRL but report it as stale.\n"
+	    "\n"
+	    "  --next-update WHEN   Nd, Nh, Nm, Ns from now or YYYY-MM-DD[THH:MM:SSZ]\n"
+	    "                       (default 30d)\n"
+	    "  --this-update T      the CRL's start (default: 5 minutes ago)\n"
+	    "  --json               print one JSON object\n"
+	    "  -h, --help           this help\n",
+	    pki_cmd_crl },
 };
 
 const struct cli_group cli_group_pki = {
 	"pki",
-	"certificate authority: init, issue, show",
+	"certificate authority: init, issue, show, status, revoke, crl",
 	pki_cmds,
 	ARRAY_LEN(pki_cmds),
 	NULL,

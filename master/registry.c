@@ -56,6 +56,25 @@ static const char *const reg_migrations[] = {
 	" detail TEXT NOT NULL DEFAULT ''"
 	");"
 	"CREATE INDEX pushes_host_at ON pushes (host_id, at);",
+	/* 1 -> 2: certificate lifecycle (revocations, the CRL's number, next pins) */
+	"CREATE TABLE revocations ("
+	" id INTEGER PRIMARY KEY,"
+	" serial TEXT NOT NULL UNIQUE CHECK (length(serial) BETWEEN 2 AND 40),"
+	" fp TEXT NOT NULL DEFAULT '' CHECK (fp = '' OR length(fp) = 64),"
+	" subject TEXT NOT NULL DEFAULT '',"
+	" reason INTEGER NOT NULL,"
+	" at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE crl_state ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" number INTEGER NOT NULL CHECK (number >= 1),"
+	" this_update INTEGER NOT NULL,"
+	" next_update INTEGER NOT NULL"
+	");"
+	"ALTER TABLE hosts ADD COLUMN agent_fp_next TEXT"
+	" CHECK (agent_fp_next IS NULL OR length(agent_fp_next) = 64);"
+	"ALTER TABLE hosts ADD COLUMN updater_fp_next TEXT"
+	" CHECK (updater_fp_next IS NULL OR length(updater_fp_next) = 64);",
 };
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))
@@ -789,4 +808,188 @@ registry_push_set_detail(struct reg_push *p, const char *text)
 		memcpy(p->detail, text, n);
 	}
 	p->detail[n] = '\0';
+}
+
+/* ---- certificate lifecycle: revocations and the CRL's number -------------- */
+
+/* Canonical serial: 2..REG_SERIAL_MAX lowercase hex digits, even count. */
+static int
+serial_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 2 || n > REG_SERIAL_MAX || n % 2 != 0) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+registry_revoke(struct registry *reg, const struct reg_revocation *r, char *err, size_t errlen)
+{
+	char fp[REG_FP_LEN + 1] = "";
+	sqlite3_stmt *st = NULL;
+	int rc, step;
+
+	if (!serial_valid(r->serial)) {
+		reg_err(err, errlen, "serial '%.48s' is not canonical hex", r->serial);
+		return REGISTRY_INVALID;
+	}
+	if (r->fp[0] != '\0' && fp_normalise(r->fp, fp) != 0) {
+		reg_err(err, errlen, "fingerprint must be %d hex digits", REG_FP_LEN);
+		return REGISTRY_INVALID;
+	}
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO revocations (serial, fp, subject, reason, at)"
+	    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, r->serial, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, fp, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, r->subject, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 4, r->reason) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, (sqlite3_int64)(r->at != 0 ? r->at : time(NULL))) !=
+	    SQLITE_OK) {
+		rc = reg_db_err(reg, "recording the revocation", err, errlen);
+		goto out;
+	}
+	step = sqlite3_step(st);
+	if (step != SQLITE_DONE) {
+		rc = reg_db_err(reg, "recording the revocation", err, errlen);
+		goto out;
+	}
+	if (sqlite3_changes(reg->db) == 0) {
+		reg_err(err, errlen, "serial %s is already revoked", r->serial);
+		rc = REGISTRY_EXISTS;
+		goto out;
+	}
+	rc = REGISTRY_OK;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *n, char *err,
+    size_t errlen)
+{
+	struct reg_revocation *list = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = REGISTRY_ERR, step;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT serial, fp, subject, reason, at FROM revocations"
+	    " ORDER BY at, id", -1, &st, NULL) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading the revocations", err, errlen);
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			struct reg_revocation *p = reg_grow(list, &cap, sizeof(*list), err, errlen);
+			if (p == NULL) {
+				goto out;
+			}
+			list = p;
+		}
+		struct reg_revocation *e = &list[count++];
+		memset(e, 0, sizeof(*e));
+		col_copy(st, 0, e->serial, sizeof(e->serial));
+		col_copy(st, 1, e->fp, sizeof(e->fp));
+		col_copy(st, 2, e->subject, sizeof(e->subject));
+		e->reason = sqlite3_column_int(st, 3);
+		e->at = (time_t)sqlite3_column_int64(st, 4);
+	}
+	if (step != SQLITE_DONE) {
+		rc = reg_db_err(reg, "reading the revocations", err, errlen);
+		goto out;
+	}
+	*out = list;
+	*n = count;
+	list = NULL;
+	rc = REGISTRY_OK;
+out:
+	free(list);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_crl_next(struct registry *reg, time_t this_update, time_t next_update,
+    unsigned long long *number, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	long long n = 0;
+	int rc;
+
+	pthread_mutex_lock(&reg->lock);
+	rc = exec_const(reg, "BEGIN IMMEDIATE", "numbering the CRL", err, errlen);
+	if (rc != REGISTRY_OK) {
+		goto unlock;
+	}
+	rc = query_int(reg, "SELECT COALESCE(MAX(number), 0) + 1 FROM crl_state", &n, err,
+	    errlen);
+	if (rc != REGISTRY_OK) {
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO crl_state (id, number, this_update,"
+	    " next_update) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+	    " number = excluded.number, this_update = excluded.this_update,"
+	    " next_update = excluded.next_update", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, n) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, (sqlite3_int64)this_update) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)next_update) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		rc = reg_db_err(reg, "numbering the CRL", err, errlen);
+		goto out;
+	}
+	rc = exec_const(reg, "COMMIT", "numbering the CRL", err, errlen);
+out:
+	sqlite3_finalize(st);
+	if (rc != REGISTRY_OK) {
+		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	} else {
+		*number = (unsigned long long)n;
+	}
+unlock:
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_crl_state(struct registry *reg, unsigned long long *number, time_t *this_update,
+    time_t *next_update, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, step;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT number, this_update, next_update FROM crl_state"
+	    " WHERE id = 1", -1, &st, NULL) != SQLITE_OK) {
+		rc = reg_db_err(reg, "reading the CRL state", err, errlen);
+		goto out;
+	}
+	step = sqlite3_step(st);
+	if (step == SQLITE_DONE) {
+		reg_err(err, errlen, "no CRL has been issued yet");
+		rc = REGISTRY_NOTFOUND;
+		goto out;
+	}
+	if (step != SQLITE_ROW) {
+		rc = reg_db_err(reg, "reading the CRL state", err, errlen);
+		goto out;
+	}
+	*number = (unsigned long long)sqlite3_column_int64(st, 0);
+	*this_update = (time_t)sqlite3_column_int64(st, 1);
+	*next_update = (time_t)sqlite3_column_int64(st, 2);
+	rc = REGISTRY_OK;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
 }

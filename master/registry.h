@@ -34,6 +34,8 @@
 #define REG_FP_LEN 64        /* sha256 of a certificate's DER, lowercase hex */
 #define REG_RESULT_MAX 31    /* push result word ("updated", "rolled-back", ...) */
 #define REG_DETAIL_MAX 1023  /* push detail; longer text is cut at a UTF-8 boundary */
+#define REG_SERIAL_MAX 40    /* certificate serial, canonical hex (pki/crl.h) */
+#define REG_SUBJECT_MAX 127  /* a revoked certificate's CN */
 
 enum reg_status {
 	REGISTRY_OK = 0,
@@ -139,5 +141,37 @@ void registry_push_set_detail(struct reg_push *p, const char *text);
  */
 int registry_push_history(struct registry *reg, const char *name, size_t limit,
     struct reg_push **out, size_t *n, char *err, size_t errlen) WUR;
+
+/* A revoked certificate (the CRL lists every one of them). */
+struct reg_revocation {
+	char serial[REG_SERIAL_MAX + 1];   /* canonical hex: lowercase, no leading 00 */
+	char fp[REG_FP_LEN + 1];           /* "" when the certificate was not at hand */
+	char subject[REG_SUBJECT_MAX + 1]; /* its CN, "" when unknown */
+	int reason;                        /* enum crl_reason */
+	time_t at;                         /* 0: now */
+};
+
+/*
+ * Record R. REGISTRY_EXISTS (nothing changed) when the serial is already
+ * revoked; REGISTRY_INVALID for a serial that is not canonical hex or a bad
+ * fingerprint.
+ */
+int registry_revoke(struct registry *reg, const struct reg_revocation *r, char *err,
+    size_t errlen) WUR;
+
+/* Every revocation, oldest first (malloc'd array, caller frees; NULL when *N is 0). */
+int registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *n,
+    char *err, size_t errlen) WUR;
+
+/*
+ * Take the next CRL number (1, 2, ...: strictly increasing, also across
+ * failed attempts) and record the validity of the CRL about to be signed.
+ */
+int registry_crl_next(struct registry *reg, time_t this_update, time_t next_update,
+    unsigned long long *number, char *err, size_t errlen) WUR;
+
+/* The last CRL's number and validity; REGISTRY_NOTFOUND before the first. */
+int registry_crl_state(struct registry *reg, unsigned long long *number, time_t *this_update,
+    time_t *next_update, char *err, size_t errlen) WUR;
 
 #endif

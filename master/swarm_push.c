@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "master/certs.h"
 #include "master/keystore.h"
 #include "master/release_sign.h"
 #include "pki/pki.h"
@@ -58,6 +59,15 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 		tls_ctx_free(c->tls);
 		c->tls = NULL;
 		return -1;
+	}
+	/* A revoked host is refused on every handshake, like at the hosts. */
+	{
+		struct err e = ERR_INIT;
+		if (certs_load_revocations(c->reg, &e) != 0) {
+			snprintf(err, errlen, "%s", err_msg(&e));
+			swarm_ctx_close(c);
+			return -1;
+		}
 	}
 	return 0;
 }

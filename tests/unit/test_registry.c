@@ -98,7 +98,7 @@ test_create_modes_and_schema(void **state)
 	struct stat st;
 
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 1);
+	assert_int_equal(registry_schema_version(f->reg), 2);
 	assert_int_equal(stat(f->home, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
 	assert_int_equal(stat(f->db, &st), 0);
@@ -126,7 +126,7 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q,
 	    NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 1);
+	assert_int_equal(sqlite3_column_int(q, 0), 2);
 	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
 	sqlite3_finalize(q);
 	q = NULL;
@@ -484,7 +484,7 @@ test_reopen_persistence(void **state)
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 1);
+	assert_int_equal(registry_schema_version(f->reg), 2);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
@@ -557,6 +557,107 @@ test_foreign_and_newer_database(void **state)
 	assert_non_null(strstr(f->err, "not a regular file"));
 }
 
+static void
+test_revocations_and_crl_number(void **state)
+{
+	struct fx *f = *state;
+	struct reg_revocation r, *list = NULL;
+	size_t n = 0;
+	unsigned long long num = 0, num2 = 0;
+	time_t tu = 0, nu = 0;
+
+	open_ok(f);
+	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, f->err, sizeof(f->err)),
+	    REGISTRY_NOTFOUND);
+	memset(&r, 0, sizeof(r));
+	snprintf(r.serial, sizeof(r.serial), "0abc12");
+	snprintf(r.fp, sizeof(r.fp), "%s", FP_A);
+	snprintf(r.subject, sizeof(r.subject), "web1");
+	r.reason = 1;
+	r.at = 1700000000;
+	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
+	/* Revoking twice changes nothing. */
+	r.reason = 4;
+	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_EXISTS);
+	snprintf(r.serial, sizeof(r.serial), "ABC");
+	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	snprintf(r.serial, sizeof(r.serial), "ff");
+	r.fp[0] = '\0';
+	r.at = 0;
+	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_revocations(f->reg, &list, &n, f->err, sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].serial, "0abc12");
+	assert_string_equal(list[0].fp, FP_A);
+	assert_int_equal(list[0].reason, 1);
+	assert_string_equal(list[1].serial, "ff");
+	assert_true(list[1].at >= 1700000000);
+	free(list);
+
+	/* CRL numbers only grow, and survive a reopen. */
+	assert_int_equal(registry_crl_next(f->reg, 100, 200, &num, f->err, sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_int_equal(num, 1);
+	assert_int_equal(registry_crl_next(f->reg, 300, 400, &num2, f->err, sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_int_equal(num2, 2);
+	registry_close(f->reg);
+	f->reg = NULL;
+	open_ok(f);
+	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, f->err, sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_int_equal(num, 2);
+	assert_int_equal(tu, 300);
+	assert_int_equal(nu, 400);
+}
+
+/* A registry of schema 1 (as shipped before) is migrated with its data kept. */
+static void
+test_upgrade_from_v1(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db = NULL;
+	struct reg_host got;
+	struct reg_push *log = NULL;
+	size_t n = 0;
+	static const char v1[] =
+	    "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+	    "INSERT INTO schema_version (version) VALUES (1);"
+	    "CREATE TABLE hosts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+	    " address TEXT NOT NULL, agent_port INTEGER NOT NULL DEFAULT 8765,"
+	    " updater_port INTEGER NOT NULL DEFAULT 8766, agent_fp TEXT NOT NULL,"
+	    " updater_fp TEXT, notes TEXT NOT NULL DEFAULT '', enrolled_at INTEGER NOT NULL,"
+	    " decommissioned_at INTEGER);"
+	    "CREATE TABLE pushes (id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL REFERENCES"
+	    " hosts (id), at INTEGER NOT NULL, sha256 TEXT NOT NULL, result TEXT NOT NULL,"
+	    " detail TEXT NOT NULL DEFAULT '');"
+	    "CREATE INDEX pushes_host_at ON pushes (host_id, at);"
+	    "INSERT INTO hosts (name, address, agent_fp, enrolled_at) VALUES ('old1', '192.0.2.9',"
+	    " '" FP_A "', 1600000000);"
+	    "INSERT INTO pushes (host_id, at, sha256, result) VALUES (1, 1600000100, '', 'updated');";
+	struct reg_revocation r;
+
+	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
+	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	open_ok(f);
+	assert_int_equal(registry_schema_version(f->reg), 2);
+	assert_int_equal(registry_get_host(f->reg, "old1", &got, f->err, sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_string_equal(got.agent_fp, FP_A);
+	assert_int_equal(got.enrolled_at, 1600000000);
+	assert_int_equal(registry_push_history(f->reg, "old1", 0, &log, &n, f->err,
+			     sizeof(f->err)),
+	    REGISTRY_OK);
+	assert_int_equal(n, 1);
+	free(log);
+	memset(&r, 0, sizeof(r));
+	snprintf(r.serial, sizeof(r.serial), "01");
+	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
+}
+
 int
 main(void)
 {
@@ -572,6 +673,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revocations_and_crl_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
 	};
 
 	log_init("test_registry", LOG_LVL_WARN);
