@@ -53,6 +53,35 @@ api_phase(struct api *a)
 	return (enum api_phase)atomic_load(&a->phase);
 }
 
+/* cert_not_after, cert_fingerprint, cert_renewed, crl, crl_number, crl_next_update */
+static int
+health_add_tls(struct api *a, cJSON *o)
+{
+	struct api_tls t;
+
+	pthread_mutex_lock(&a->tls_mtx);
+	t = a->tls;
+	pthread_mutex_unlock(&a->tls_mtx);
+	if (json_add_str(o, "cert_not_after", t.cert_not_after) != 0 ||
+	    json_add_str(o, "cert_fingerprint", t.cert_fingerprint) != 0 ||
+	    json_add_bool(o, "cert_renewed", t.renewed) != 0 ||
+	    json_add_str(o, "crl", t.crl[0] != '\0' ? t.crl : "none") != 0 ||
+	    json_add_int(o, "crl_number", (long long)t.crl_number) != 0 ||
+	    json_add_str(o, "crl_next_update", t.crl_next_update[0] != '\0' ? t.crl_next_update
+									   : NULL) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+void
+api_set_tls(struct api *a, const struct api_tls *t)
+{
+	pthread_mutex_lock(&a->tls_mtx);
+	a->tls = *t;
+	pthread_mutex_unlock(&a->tls_mtx);
+}
+
 static cJSON *
 health_build(struct api *a, enum api_phase ph)
 {
@@ -73,6 +102,10 @@ health_build(struct api *a, enum api_phase ph)
 	    json_add_int(o, "pid", (long long)a->pid) != 0 ||
 	    json_add_str(o, "started_at", a->started_at) != 0 ||
 	    json_add_int(o, "uptime_s", up > 0 ? up : 0) != 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	if (health_add_tls(a, o) != 0) {
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -185,6 +218,7 @@ api_init(struct api *a, const char *version, const struct release_info *release,
 	    TLS_ROLEBIT(TLS_ROLE_MASTER) | TLS_ROLEBIT(TLS_ROLE_UPDATER);
 
 	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->tls_mtx, NULL);
 	atomic_store(&a->phase, API_STARTING);
 	a->pid = getpid();
 	snprintf(a->version, sizeof(a->version), "%s", version);

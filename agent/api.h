@@ -14,6 +14,7 @@
 #ifndef TANDEM_AGENT_API_H
 #define TANDEM_AGENT_API_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +33,16 @@ enum api_phase {
 
 #define API_NROUTES 4
 
+/* The identity and CRL in force, for /health (set at start and on reload). */
+struct api_tls {
+	char cert_not_after[32];    /* ISO 8601 UTC */
+	char cert_fingerprint[65];
+	int renewed;                /* the pair comes from the state directory */
+	char crl[16];               /* "none", "ok", "stale", "invalid" */
+	unsigned long long crl_number;
+	char crl_next_update[32];   /* "" when none */
+};
+
 /* The state the handlers read; fields are private to api.c. */
 struct api {
 	atomic_int phase;
@@ -43,6 +54,8 @@ struct api {
 	char own_host[128];
 	struct inventory_paths inv_paths;
 	int slow_ms; /* slow-health build only */
+	pthread_mutex_t tls_mtx;
+	struct api_tls tls;
 	struct httpd_route routes[API_NROUTES];
 };
 
@@ -59,6 +72,8 @@ void api_init(struct api *a, const char *version, const struct release_info *rel
 const struct httpd_route *api_routes(const struct api *a, size_t *n);
 
 void api_set_phase(struct api *a, enum api_phase phase);
+/* What /health reports about the identity and the CRL from now on. */
+void api_set_tls(struct api *a, const struct api_tls *t);
 enum api_phase api_phase(struct api *a);
 const char *api_phase_name(enum api_phase phase);
 

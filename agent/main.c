@@ -18,11 +18,14 @@
 #include "agent/notify.h"
 #include "agent/options.h"
 #include "agent/selftest.h"
+#include "common/digest.h"
+#include "common/fs.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/release.h"
 #include "common/tls.h"
 #include "common/version.h"
+#include "pki/trust.h"
 
 #define PROG "tandem-agent"
 
@@ -81,9 +84,133 @@ crash_deadline(void)
 #endif
 }
 
-/* Wait for SIGTERM/SIGINT on SFD; SIGHUP reopens the log file. */
+/*
+ * The identity (the renewed pair in tls_dir when there is one, else the
+ * configured one) as a new server context, and what /health says about it.
+ */
+static int
+tls_load(const struct agent_config *cfg, struct tls_ctx **out, struct tls_identity *own,
+    struct api_tls *t, char *err, size_t errlen)
+{
+	struct tls_opts to;
+	struct err e = ERR_INIT;
+	char cert[PATH_MAX], key[PATH_MAX];
+	int renewed = 0;
+
+	if (trust_identity_paths(cfg->tls_dir, cfg->cert, cfg->key, cert, key, &renewed, &e) !=
+	    0) {
+		snprintf(err, errlen, "%s", err_msg(&e));
+		return -1;
+	}
+	tls_opts_init(&to);
+	to.ca_file = cfg->ca;
+	to.cert_file = cert;
+	to.key_file = key;
+	to.master_cn = cfg->master_cn;
+	to.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
+	if (tls_server_new(&to, out, err, errlen) != 0) {
+		return -1;
+	}
+	if (tls_ctx_own_identity(*out, own) != 0 || own->role != TLS_ROLE_AGENT) {
+		snprintf(err, errlen, "%.400s: not an agent certificate", cert);
+		tls_ctx_free(*out);
+		*out = NULL;
+		return -1;
+	}
+	if (time(NULL) < own->not_before || time(NULL) > own->not_after) {
+		snprintf(err, errlen, "certificate %.300s (CN=%.64s) is %s", cert, own->cn,
+		    time(NULL) < own->not_before ? "not valid yet" : "expired");
+		tls_ctx_free(*out);
+		*out = NULL;
+		return -1;
+	}
+	iso8601_utc(own->not_after, t->cert_not_after, sizeof(t->cert_not_after));
+	snprintf(t->cert_fingerprint, sizeof(t->cert_fingerprint), "%s", own->fingerprint);
+	t->renewed = renewed;
+	return 0;
+}
+
+/* The CRL into the TLS layer's revoked set; its state into T. Never fatal. */
 static void
-wait_for_stop(int sfd, const struct agent_config *cfg)
+crl_load(const struct agent_config *cfg, struct api_tls *t)
+{
+	struct trust_crl_status st;
+	struct err e = ERR_INIT;
+
+	if (trust_load_crl(cfg->crl, cfg->ca, 0, &st, &e) != 0) {
+		log_warnx("CRL not loaded, the revocations in force stay: %s", err_msg(&e));
+	} else if (st.state != TRUST_CRL_NONE) {
+		log_info("CRL %llu: %zu revoked certificate(s)%s", st.number, st.revoked,
+		    st.state == TRUST_CRL_STALE ? " (stale)" : "");
+	}
+	snprintf(t->crl, sizeof(t->crl), "%s", trust_crl_state_name(st.state));
+	t->crl_number = st.number;
+	t->crl_next_update[0] = '\0';
+	if (st.next_update != 0) {
+		iso8601_utc(st.next_update, t->crl_next_update, sizeof(t->crl_next_update));
+	}
+}
+
+/* The CA bundle the serving context was built from, by digest. */
+static char ca_seen[TLS_FP_HEX_LEN + 1];
+
+static int
+ca_digest(const struct agent_config *cfg, char out[TLS_FP_HEX_LEN + 1])
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (fs_read_file(cfg->ca, 1024 * 1024, &buf, &len) != 0) {
+		return -1;
+	}
+	rc = digest_buf(buf, len, out);
+	free(buf);
+	return rc;
+}
+
+/*
+ * SIGHUP: a renewed identity and a new CRL take effect for new connections;
+ * connections already open finish with the context they started with. A
+ * pair that does not load leaves the old one serving.
+ */
+static void
+reload(const struct agent_config *cfg, struct httpd *srv, struct api *api)
+{
+	struct tls_ctx *ctx = NULL;
+	struct tls_identity own;
+	struct api_tls t;
+	char err[512];
+	char digest[TLS_FP_HEX_LEN + 1];
+	char old_fp[TLS_FP_HEX_LEN + 1];
+
+	pthread_mutex_lock(&api->tls_mtx);
+	t = api->tls;
+	pthread_mutex_unlock(&api->tls_mtx);
+	snprintf(old_fp, sizeof(old_fp), "%s", t.cert_fingerprint);
+	log_info("SIGHUP: reloading the identity and the CRL");
+	if (tls_load(cfg, &ctx, &own, &t, err, sizeof(err)) != 0) {
+		log_warnx("SIGHUP: identity not reloaded, the current one stays: %s", err);
+	} else if (strcmp(own.fingerprint, old_fp) == 0 &&
+	    ca_digest(cfg, digest) == 0 && strcmp(digest, ca_seen) == 0) {
+		/* Nothing changed: keep the context, and with it resumable sessions. */
+		tls_ctx_free(ctx);
+	} else {
+		httpd_set_tls(srv, ctx);
+		tls_ctx_free(ctx);
+		if (ca_digest(cfg, ca_seen) != 0) {
+			ca_seen[0] = '\0';
+		}
+		log_info("SIGHUP: serving as CN=%s, fingerprint %s, until %s", own.cn,
+		    own.fingerprint, t.cert_not_after);
+	}
+	crl_load(cfg, &t);
+	api_set_tls(api, &t);
+}
+
+/* Wait for SIGTERM/SIGINT on SFD; SIGHUP reopens the log file and reloads TLS. */
+static void
+wait_for_stop(int sfd, const struct agent_config *cfg, struct httpd *srv, struct api *api)
 {
 	int64_t crash_at = crash_deadline();
 
@@ -118,6 +245,7 @@ wait_for_stop(int sfd, const struct agent_config *cfg)
 					log_info("SIGHUP: log file reopened");
 				}
 			}
+			reload(cfg, srv, api);
 			continue;
 		}
 		log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -129,8 +257,8 @@ static int
 run(const struct agent_options *opt)
 {
 	const struct agent_config *cfg = &opt->cfg;
-	struct tls_opts to;
 	struct tls_ctx *tls = NULL;
+	struct api_tls tstate;
 	struct httpd_opts ho;
 	struct httpd *srv = NULL;
 	struct tls_identity own;
@@ -164,20 +292,15 @@ run(const struct agent_options *opt)
 		log_warn("signalfd");
 		goto out;
 	}
-	if (selftest_own_identity(cfg, &own, err, sizeof(err)) != 0) {
+	memset(&tstate, 0, sizeof(tstate));
+	if (tls_load(cfg, &tls, &own, &tstate, err, sizeof(err)) != 0) {
 		log_warnx("%s", err);
 		goto out;
 	}
-	tls_opts_init(&to);
-	to.ca_file = cfg->ca;
-	to.cert_file = cfg->cert;
-	to.key_file = cfg->key;
-	to.master_cn = cfg->master_cn;
-	to.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
-	if (tls_server_new(&to, &tls, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
-		goto out;
+	if (ca_digest(cfg, ca_seen) != 0) {
+		ca_seen[0] = '\0';
 	}
+	crl_load(cfg, &tstate);
 	read_release(&rel);
 	api = malloc(sizeof(*api));
 	if (api == NULL) {
@@ -186,6 +309,7 @@ run(const struct agent_options *opt)
 	}
 	api_init(api, api_reported_version(), &rel, own.host[0] != '\0' ? own.host : own.cn,
 	    NULL);
+	api_set_tls(api, &tstate);
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;
 	ho.tls = tls;
@@ -214,7 +338,7 @@ run(const struct agent_options *opt)
 			log_warn("sd_notify READY");
 		}
 	}
-	wait_for_stop(sfd, cfg);
+	wait_for_stop(sfd, cfg, srv, api);
 	api_set_phase(api, API_STOPPING);
 	if (notify_systemd("STOPPING=1") != 0) {
 		log_warn("sd_notify STOPPING");

@@ -20,6 +20,11 @@ static const struct config_option agent_table[] = {
 	    "this agent's certificate (CN = host name)" },
 	{ "key", CONFIG_PATH, offsetof(struct agent_config, key), NULL, 0, 0,
 	    "private key of the certificate" },
+	{ "tls_dir", CONFIG_PATH, offsetof(struct agent_config, tls_dir), NULL, 0, 0,
+	    "renewed identity: DIR/current/cert.pem and key.pem replace cert and key when "
+	    "present (re-read on SIGHUP)" },
+	{ "crl", CONFIG_PATH, offsetof(struct agent_config, crl), NULL, 0, 0,
+	    "CRL signed by the CA: listed certificates are refused (re-read on SIGHUP)" },
 	{ "master_cn", CONFIG_STR, offsetof(struct agent_config, master_cn),
 	    TLS_DEFAULT_MASTER_CN, 1, 64, "CN of the master's certificate" },
 	{ "log_level", CONFIG_LOGLEVEL, offsetof(struct agent_config, log_level), "info", 0, 0,

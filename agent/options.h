@@ -19,6 +19,8 @@ struct agent_config {
 	char *ca;
 	char *cert;
 	char *key;
+	char *tls_dir;   /* renewed identity: TLS_DIR/current/{cert,key}.pem override cert/key */
+	char *crl;       /* CRL file (DER or PEM) checked against ca; NULL: none */
 	char *master_cn;
 	int log_level;
 	char *log_file;

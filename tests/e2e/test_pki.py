@@ -118,11 +118,12 @@ def test_init_layout_modes_and_ca_constraints(home):
     assert mode(home.ca_key) == 0o600
     assert mode(home.master_key) == 0o600
     assert mode(home.ca_crt) == 0o644
-    # No temporaries left behind by the atomic writes.
-    for d in ("ca", "master"):
-        assert sorted(os.listdir(os.path.join(home.path, d))) == sorted(
-            ["%s.crt" % ("ca" if d == "ca" else "master"),
-             "%s.key" % ("ca" if d == "ca" else "master")])
+    # No temporaries left behind by the atomic writes; the CA's record of
+    # what it signed holds the master certificate.
+    assert sorted(os.listdir(os.path.join(home.path, "ca"))) == ["ca.crt", "ca.key", "issued"]
+    assert sorted(os.listdir(os.path.join(home.path, "master"))) == ["master.crt", "master.key"]
+    issued = os.listdir(os.path.join(home.path, "ca", "issued"))
+    assert len(issued) == 1 and issued[0].endswith(".crt"), issued
 
     text = x509_text(home.ca_crt)
     assert re.search(r"Basic Constraints: critical\s+CA:TRUE, pathlen:0", text), text

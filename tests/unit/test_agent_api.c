@@ -185,7 +185,28 @@ test_phases(void **state)
 	assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(o, "pid")->valuedouble, getpid());
 	assert_int_equal(strlen(str_of(o, "started_at")), 20);
 	assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "uptime_s")));
-	assert_int_equal(cJSON_GetArraySize(o), 7);
+	/* Before the daemon says anything about its identity: no CRL. */
+	assert_string_equal(str_of(o, "crl"), "none");
+	assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "crl_next_update")));
+	assert_int_equal(cJSON_GetArraySize(o), 13);
+	cJSON_Delete(o);
+	{
+		struct api_tls t;
+		memset(&t, 0, sizeof(t));
+		snprintf(t.cert_not_after, sizeof(t.cert_not_after), "2030-01-01T00:00:00Z");
+		snprintf(t.crl, sizeof(t.crl), "stale");
+		t.crl_number = 7;
+		snprintf(t.crl_next_update, sizeof(t.crl_next_update), "2020-02-01T00:00:00Z");
+		t.renewed = 1;
+		api_set_tls(&f->api, &t);
+	}
+	request(f, TLS_ROLE_UNKNOWN, "someone", "", "GET", "/health", &r);
+	o = body_json(&r);
+	assert_string_equal(str_of(o, "cert_not_after"), "2030-01-01T00:00:00Z");
+	assert_string_equal(str_of(o, "crl"), "stale");
+	assert_string_equal(str_of(o, "crl_next_update"), "2020-02-01T00:00:00Z");
+	assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(o, "crl_number")->valuedouble, 7);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cert_renewed")));
 	cJSON_Delete(o);
 
 	api_set_phase(&f->api, API_STOPPING);
