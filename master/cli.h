@@ -55,6 +55,7 @@ struct cli_group {
 extern const struct cli_group cli_group_pki;     /* master/cmd_pki.c */
 extern const struct cli_group cli_group_release; /* master/cmd_release.c */
 extern const struct cli_group cli_group_swarm;   /* master/cmd_swarm.c */
+extern const struct cli_group cli_group_backup;  /* master/cmd_backup.c */
 
 /* The usage text of SELF on stdout (for --help); returns CLI_EXIT_OK. */
 static inline int

@@ -22,6 +22,7 @@ static const struct cli_group *const groups[] = {
 	&cli_group_pki,
 	&cli_group_release,
 	&cli_group_swarm,
+	&cli_group_backup,
 };
 
 static void

@@ -993,3 +993,47 @@ out:
 	pthread_mutex_unlock(&reg->lock);
 	return rc;
 }
+
+int
+registry_backup_to(struct registry *reg, const char *path, char *err, size_t errlen)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b = NULL;
+	int rc = REGISTRY_ERR;
+	int step;
+
+	if (reg_create_file(path, err, errlen) != REGISTRY_OK) {
+		return REGISTRY_ERR;
+	}
+	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		reg_err(err, errlen, "%s: %s", path, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
+		goto out;
+	}
+	pthread_mutex_lock(&reg->lock);
+	b = sqlite3_backup_init(dst, "main", reg->db, "main");
+	if (b == NULL) {
+		pthread_mutex_unlock(&reg->lock);
+		reg_err(err, errlen, "%s: backup: %s", path, sqlite3_errmsg(dst));
+		goto out;
+	}
+	/* One step copies every page under one read transaction: a consistent snapshot. */
+	step = sqlite3_backup_step(b, -1);
+	(void)sqlite3_backup_finish(b);
+	pthread_mutex_unlock(&reg->lock);
+	if (step != SQLITE_DONE) {
+		reg_err(err, errlen, "%s: backup: %s", path, sqlite3_errstr(step));
+		goto out;
+	}
+	/* A self-contained file: no WAL beside it. */
+	if (sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+		reg_err(err, errlen, "%s: %s", path, sqlite3_errmsg(dst));
+		goto out;
+	}
+	rc = REGISTRY_OK;
+out:
+	if (dst != NULL && sqlite3_close(dst) != SQLITE_OK && rc == REGISTRY_OK) {
+		reg_err(err, errlen, "%s: close failed", path);
+		rc = REGISTRY_ERR;
+	}
+	return rc;
+}

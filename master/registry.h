@@ -174,4 +174,12 @@ int registry_crl_next(struct registry *reg, time_t this_update, time_t next_upda
 int registry_crl_state(struct registry *reg, unsigned long long *number, time_t *this_update,
     time_t *next_update, char *err, size_t errlen) WUR;
 
+/*
+ * Write a consistent snapshot of the registry (SQLite's online backup API:
+ * concurrent writers wait) to the new file PATH (created 0600, must not
+ * exist or be empty), in rollback-journal mode so it is one self-contained
+ * file.
+ */
+int registry_backup_to(struct registry *reg, const char *path, char *err, size_t errlen) WUR;
+
 #endif

@@ -182,7 +182,9 @@ def test_endpoints_status_and_bodies(procs, tmp_path, pki, agent_cfg):
 
     status, h = get_json(pki, pki.master, port, "/health")
     assert status == 200
-    assert set(h) == {"status", "role", "version", "release", "pid", "started_at", "uptime_s"}
+    assert set(h) == {"status", "role", "version", "release", "pid", "started_at", "uptime_s",
+                      "cert_not_after", "cert_fingerprint", "cert_renewed", "crl",
+                      "crl_number", "crl_next_update"}
     assert h["status"] == "ok" and h["role"] == "agent" and h["version"] == version
     assert h["pid"] == p.pid
     # The build directory holds no release.json: both fields are null.

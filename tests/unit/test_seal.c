@@ -1,0 +1,265 @@
+/*
+ * Unit tests for pki/seal: round trips at chunk boundaries, and every way a
+ * sealed stream can be wrong (passphrase, flipped byte, cut off at any
+ * point, chunks dropped or appended, hostile header) ends in an error and
+ * never in unauthenticated bytes.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "pki/seal.h"
+
+#define PASS "correct horse"
+#define ITER 10000
+
+static char g_dir[64];
+static char g_path[128];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-seal-XXXXXX");
+	if (mkdtemp(g_dir) == NULL) {
+		return -1;
+	}
+	snprintf(g_path, sizeof(g_path), "%s/s", g_dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return fs_rmtree(g_dir);
+}
+
+/* Seal LEN pseudo-random bytes (written in pieces of STEP) into g_path. */
+static unsigned char *
+seal_file(size_t len, size_t step)
+{
+	unsigned char *data = malloc(len + 1);
+	struct seal *s = NULL;
+	struct err e = ERR_INIT;
+	int fd;
+
+	assert_non_null(data);
+	for (size_t i = 0; i < len; i++) {
+		data[i] = (unsigned char)(i * 31 + (i >> 8));
+	}
+	fd = open(g_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(seal_write_open(fd, PASS, strlen(PASS), ITER, &s, &e), 0);
+	for (size_t off = 0; off < len; off += step) {
+		size_t n = len - off < step ? len - off : step;
+		assert_int_equal(seal_write(s, data + off, n, &e), 0);
+	}
+	assert_int_equal(seal_write_finish(s, &e), 0);
+	assert_int_equal(seal_write_finish(s, &e), -1);
+	seal_free(s);
+	assert_int_equal(close(fd), 0);
+	return data;
+}
+
+/* Read g_path back whole: 0 and the bytes, or -1 with E. */
+static int
+unseal_file(const char *pass, unsigned char **out, size_t *outlen, struct err *e)
+{
+	struct seal *s = NULL;
+	unsigned char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd = open(g_path, O_RDONLY | O_CLOEXEC);
+	int rc = -1;
+
+	assert_true(fd >= 0);
+	if (seal_read_open(fd, pass, pass != NULL ? strlen(pass) : 0, &s, e) != 0) {
+		goto out;
+	}
+	for (;;) {
+		ssize_t n;
+		if (len + 1000 > cap) {
+			cap = cap * 2 + 4096;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		n = seal_read(s, buf + len, 1000, e);
+		if (n < 0) {
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		len += (size_t)n;
+	}
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	seal_free(s);
+	close(fd);
+	return rc;
+}
+
+static void
+test_round_trips(void **state)
+{
+	static const size_t sizes[] = { 0, 1, SEAL_CHUNK - 1, SEAL_CHUNK, SEAL_CHUNK + 1,
+		3 * SEAL_CHUNK, 200000 };
+	static const size_t steps[] = { 1, 7, 4096, SEAL_CHUNK, 3 * SEAL_CHUNK };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t step = steps[i % (sizeof(steps) / sizeof(steps[0]))];
+		unsigned char *data;
+		unsigned char *back = NULL;
+		size_t blen = 0;
+		struct err e = ERR_INIT;
+
+		if (sizes[i] > 100000 && step == 1) {
+			step = 977;
+		}
+		data = seal_file(sizes[i], step);
+		assert_int_equal(unseal_file(PASS, &back, &blen, &e), 0);
+		assert_int_equal(blen, sizes[i]);
+		if (sizes[i] > 0) {
+			assert_memory_equal(back, data, sizes[i]);
+		}
+		free(back);
+		free(data);
+	}
+}
+
+static void
+test_wrong_passphrase_and_no_passphrase(void **state)
+{
+	unsigned char *data = seal_file(5000, 5000);
+	unsigned char *back = NULL;
+	size_t blen = 0;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	assert_int_equal(unseal_file("correct horsf", &back, &blen, &e), -1);
+	assert_int_equal(e.kind, ERR_SIGNATURE);
+	assert_non_null(strstr(err_msg(&e), "wrong passphrase"));
+	err_clear(&e);
+	assert_int_equal(unseal_file(NULL, &back, &blen, &e), -1);
+	assert_int_equal(e.kind, ERR_USAGE);
+	free(data);
+}
+
+static void
+test_every_flip_and_cut_fails(void **state)
+{
+	unsigned char *data = seal_file(2 * SEAL_CHUNK + 100, 4096);
+	char *orig = NULL;
+	size_t olen = 0;
+
+	(void)state;
+	assert_int_equal(fs_read_file(g_path, 1 << 20, &orig, &olen), 0);
+	/* Flipped bytes anywhere (header, length words, ciphertext, tags). */
+	for (size_t i = 0; i < olen; i += (i < 64 ? 1 : 4093)) {
+		unsigned char *back = NULL;
+		size_t blen = 0;
+		struct err e = ERR_INIT;
+		char *copy = malloc(olen);
+
+		assert_non_null(copy);
+		memcpy(copy, orig, olen);
+		copy[i] ^= 0x40;
+		assert_int_equal(fs_write_atomic(g_path, copy, olen, 0600), 0);
+		assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+		assert_true(err_failed(&e));
+		free(copy);
+	}
+	/* Cut off anywhere, including exactly at chunk boundaries. */
+	for (size_t cut = 0; cut < olen; cut += (cut < 64 ? 1 : 1999)) {
+		unsigned char *back = NULL;
+		size_t blen = 0;
+		struct err e = ERR_INIT;
+
+		assert_int_equal(fs_write_atomic(g_path, orig, cut, 0600), 0);
+		assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+	}
+	{
+		/* The first chunk alone (a clean cut at a boundary) is not the whole stream. */
+		size_t first = 12 + 4 + 16 + 8 + 4 + SEAL_CHUNK + 16;
+		unsigned char *back = NULL;
+		size_t blen = 0;
+		struct err e = ERR_INIT;
+		char *longer = malloc(olen + 1);
+
+		assert_int_equal(fs_write_atomic(g_path, orig, first, 0600), 0);
+		assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+		assert_int_equal(e.kind, ERR_SIGNATURE);
+		/* Anything after the last chunk. */
+		assert_non_null(longer);
+		memcpy(longer, orig, olen);
+		longer[olen] = 'x';
+		assert_int_equal(fs_write_atomic(g_path, longer, olen + 1, 0600), 0);
+		err_clear(&e);
+		assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+		free(longer);
+	}
+	free(orig);
+	free(data);
+}
+
+static void
+test_hostile_headers(void **state)
+{
+	unsigned char hdr[64];
+	unsigned char *back = NULL;
+	size_t blen = 0;
+	struct err e = ERR_INIT;
+	struct seal *s = NULL;
+	int fd;
+
+	(void)state;
+	memset(hdr, 0, sizeof(hdr));
+	memcpy(hdr, SEAL_MAGIC, SEAL_MAGIC_LEN);
+	hdr[12] = 0xff; /* 4 billion iterations */
+	assert_int_equal(fs_write_atomic(g_path, hdr, sizeof(hdr), 0600), 0);
+	assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	err_clear(&e);
+	assert_int_equal(fs_write_atomic(g_path, "plain text, not sealed", 22, 0600), 0);
+	assert_int_equal(unseal_file(PASS, &back, &blen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	assert_false(seal_is_sealed("TANDEM", 6));
+	/* Short passphrases and absurd work factors are refused when sealing. */
+	fd = open(g_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	err_clear(&e);
+	assert_int_equal(seal_write_open(fd, "short", 5, ITER, &s, &e), -1);
+	assert_int_equal(e.kind, ERR_USAGE);
+	assert_int_equal(seal_write_open(fd, PASS, strlen(PASS), 5, &s, &e), -1);
+	close(fd);
+	seal_free(NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trips, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_passphrase_and_no_passphrase, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_every_flip_and_cut_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_headers, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
