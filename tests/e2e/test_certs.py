@@ -318,3 +318,154 @@ def test_agent_takes_a_renewed_identity_on_sighup(home, tmp_path, procs):
     doc, _ = health(home, port, home.master)
     assert doc["cert_fingerprint"] == fp_of(new[0])
     assert p.alive()
+
+
+# ---------------------------------------------------------------- with a fleet
+
+from swarm_util import Fleet, hosts_by_name, make_release  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def releases(build_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cert-releases"))
+    return {"v1": make_release(build_dir, "1.0.0", out),
+            "v2": make_release(build_dir, "2.0.0", out)}
+
+
+class OutsideFleet(Fleet):
+    """Hosts' bundles (and so their install dirs) outside the master's home, as on
+    real hosts: wiping the master's home must not touch them."""
+
+    def bundle(self, name):
+        return os.path.join(self.root, "hosts", name)
+
+    def enroll(self, name, **kw):
+        return Fleet.enroll(self, name, extra=("--out", self.bundle(name)), **kw)
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    f = OutsideFleet(tmp_path / "fleet")
+    yield f
+    f.stop_all()
+
+
+def test_master_refuses_a_revoked_host(fleet, releases):
+    for name in ("web1", "web2"):
+        fleet.enroll(name)
+        fleet.start(name)
+    doc = fleet.json("swarm", "update", "--all", "--release", releases["v1"])
+    assert doc["ok"] is True, doc
+    fleet.json("pki", "revoke", "--host", "web2", "--reason", "key-compromise")
+    # web2's certificates are refused on the handshake: no status, no push.
+    st = hosts_by_name(fleet.json("swarm", "status", check=None))
+    assert st["web1"]["active"]["version"] == "1.0.0"
+    assert "revoked" in json.dumps(st["web2"]), st["web2"]
+    r = fleet.tandem("swarm", "update", "--host", "web2", "--release", releases["v2"])
+    assert r.returncode != 0
+    assert "revoked" in r.stdout + r.stderr
+    # web1 is untouched.
+    doc = fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"])
+    assert doc["ok"] is True
+
+
+def test_backup_wipe_restore_push(fleet, releases, tmp_path):
+    fleet.enroll("web1")
+    fleet.start("web1")
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+    fleet.json("pki", "crl")
+    before = fleet.json("pki", "status")
+    archive = str(tmp_path / "master.backup")
+    passfile = tmp_path / "pass"
+    passfile.write_text("a long enough passphrase\n")
+
+    # No passphrase option at all is a usage error: the archive holds the CA key.
+    assert fleet.tandem("backup", "create", archive).returncode == 2
+    with open(str(passfile)) as pf:
+        r = subprocess.run([bin_path("tandem"), "--home", fleet.home, "backup", "create", archive,
+                            "--passphrase-fd", str(pf.fileno()), "--iterations", "20000"],
+                           pass_fds=(pf.fileno(),), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(archive).st_mode & 0o777 == 0o600
+    with open(archive, "rb") as f:
+        assert f.read(12) == b"TANDEMSEAL1\n"
+    # Not over an existing file, not inside the home.
+    assert fleet.tandem("backup", "create", archive, "--no-encrypt").returncode == 1
+    assert fleet.tandem("backup", "create", os.path.join(fleet.home, "x"),
+                        "--no-encrypt").returncode == 2
+
+    # Wipe the master's home; a wrong passphrase restores nothing.
+    shutil.rmtree(fleet.home)
+    r = tandem(fleet.home, "backup", "restore", archive, "--passphrase-env", "PW",
+               env={"PW": "a long enough passphrasX"})
+    assert r.returncode == 1 and "wrong passphrase" in r.stderr, r.stderr
+    assert not os.path.exists(fleet.home)
+    assert not [n for n in os.listdir(os.path.dirname(fleet.home)) if ".restore-" in n]
+    r = tandem(fleet.home, "backup", "restore", archive, "--passphrase-env", "PW",
+               env={"PW": "a long enough passphrase"})
+    assert r.returncode == 0, r.stderr
+    assert os.stat(fleet.home).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(fleet.home, "ca", "ca.key")).st_mode & 0o777 == 0o600
+    after = fleet.json("pki", "status")
+    assert after["ca"]["fingerprint"] == before["ca"]["fingerprint"]
+    assert after["master"]["fingerprint"] == before["master"]["fingerprint"]
+    assert after["crl"]["number"] == before["crl"]["number"]
+    # The fleet is driven from the restored home: history kept, a push works.
+    hist = fleet.json("swarm", "history", "--host", "web1")
+    assert [p["result"] for p in hist["pushes"]] == ["updated"]
+    doc = fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"])
+    assert doc["ok"] is True, doc
+    # The CRL numbering continues where it was.
+    assert fleet.json("pki", "crl")["crl_number"] == before["crl"]["number"] + 1
+    # A restore never overwrites a home.
+    r = tandem(fleet.home, "backup", "restore", archive, "--passphrase-env", "PW",
+               env={"PW": "a long enough passphrase"})
+    assert r.returncode == 1 and "not empty" in r.stderr
+
+    # A plain archive, when asked for: 0600, with a warning, restorable.
+    plain = str(tmp_path / "plain.tgz")
+    r = fleet.tandem("backup", "create", plain, "--no-encrypt")
+    assert r.returncode == 0 and "WITHOUT encryption" in r.stderr
+    assert os.stat(plain).st_mode & 0o777 == 0o600
+    other = str(tmp_path / "home2")
+    assert tandem(other, "backup", "restore", plain).returncode == 0
+    assert tandem_json(other, "pki", "status")["ca"]["fingerprint"] == \
+        before["ca"]["fingerprint"]
+
+
+def test_restore_refuses_hostile_archives(tmp_path):
+    import tarfile
+    import io
+
+    def make(name, entries):
+        path = str(tmp_path / name)
+        with tarfile.open(path, "w:gz") as t:
+            for n, kind, data in entries:
+                ti = tarfile.TarInfo(n)
+                if kind == "file":
+                    ti.size = len(data)
+                    t.addfile(ti, io.BytesIO(data))
+                elif kind == "symlink":
+                    ti.type = tarfile.SYMTYPE
+                    ti.linkname = data
+                    t.addfile(ti)
+        return path
+
+    manifest = ("TANDEM-BACKUP.json", "file", b'{"format":1}')
+    cases = {
+        "dotdot": [manifest, ("../escape", "file", b"x")],
+        "absolute": [manifest, ("/tmp/abs", "file", b"x")],
+        "symlink": [manifest, ("ca", "symlink", "/etc")],
+        "nomanifest": [("ca/ca.crt", "file", b"x")],
+        "nota-home": [manifest, ("ca/ca.crt", "file", b"not a cert")],
+        "future": [("TANDEM-BACKUP.json", "file", b'{"format":9}')],
+    }
+    for name, entries in cases.items():
+        home = str(tmp_path / ("home-" + name))
+        r = tandem(home, "backup", "restore", make(name + ".tgz", entries))
+        assert r.returncode != 0, (name, r.stderr)
+        assert not os.path.exists(home), name
+        assert not os.path.exists(str(tmp_path / "escape"))
+        assert not [n for n in os.listdir(str(tmp_path)) if ".restore-" in n], name
+    r = tandem(str(tmp_path / "h"), "backup", "restore", str(tmp_path / "missing"))
+    assert r.returncode == 1
