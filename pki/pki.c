@@ -1020,6 +1020,7 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	struct pki_ca ca;
 	mbedtls_pk_context key;
 	struct pki_spec spec;
+	mbedtls_x509_csr csr;
 	unsigned char *pem = NULL;
 	size_t pem_len = 0;
 	time_t nb, na, ca_na;
@@ -1029,9 +1030,11 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	pki_rng_setup(&rng);
 	pki_ca_init(&ca);
 	mbedtls_pk_init(&key);
+	mbedtls_x509_csr_init(&csr);
 
-	if (o == NULL || o->name == NULL || o->key_out == NULL || o->cert_out == NULL ||
-	    *o->key_out == '\0' || *o->cert_out == '\0') {
+	/* With a CSR the key stays where it was made: no KEY_OUT. */
+	if (o == NULL || o->name == NULL || o->cert_out == NULL || *o->cert_out == '\0' ||
+	    (o->csr == NULL && (o->key_out == NULL || *o->key_out == '\0'))) {
 		pki_err(err, errlen, "name and output paths are required");
 		goto out;
 	}
@@ -1131,8 +1134,8 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 		goto out;
 	}
 	if (!o->force) {
-		const char *const outs[2] = { o->key_out, o->cert_out };
-		for (size_t i = 0; i < 2; i++) {
+		const char *const outs[2] = { o->cert_out, o->key_out };
+		for (size_t i = 0; i < (o->csr != NULL ? 1u : 2u); i++) {
 			int e = pki_exists(outs[i]);
 			if (e != 0) {
 				pki_err(err, errlen, "%s %s (use --force to replace it)", outs[i],
@@ -1160,13 +1163,22 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	}
 	snprintf(subject, sizeof(subject), "O=tandem,OU=%s,CN=%s", tls_role_name(o->role), cn);
 
-	if (pki_rng_seed(&rng, err, errlen) != 0 ||
-	    pki_genkey(&key, o->key_type, &rng, err, errlen) != 0) {
+	if (pki_rng_seed(&rng, err, errlen) != 0) {
+		goto out;
+	}
+	if (o->csr != NULL) {
+		/* Only the CSR's key is used: subject and SANs are ours, decided above. */
+		struct err ce = ERR_INIT;
+		if (pki_csr_load(&csr, o->csr, o->csr_len, &ce) != 0) {
+			pki_err(err, errlen, "%s", err_msg(&ce));
+			goto out;
+		}
+	} else if (pki_genkey(&key, o->key_type, &rng, err, errlen) != 0) {
 		goto out;
 	}
 	memset(&spec, 0, sizeof(spec));
 	spec.subject = subject;
-	spec.key = &key;
+	spec.key = o->csr != NULL ? &csr.pk : &key;
 	spec.ca = &ca;
 	spec.not_before = nb;
 	spec.not_after = na;
@@ -1177,7 +1189,12 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	if (pki_make_cert(&spec, &rng, &pem, &pem_len, err, errlen) != 0) {
 		goto out;
 	}
-	if (pki_write_pair(&key, pem, pem_len, o->key_out, o->cert_out, err, errlen) != 0) {
+	if (o->csr != NULL) {
+		if (fs_write_atomic(o->cert_out, pem, pem_len, 0644) != 0) {
+			pki_err(err, errlen, "%s: cannot write: %s", o->cert_out, strerror(errno));
+			goto out;
+		}
+	} else if (pki_write_pair(&key, pem, pem_len, o->key_out, o->cert_out, err, errlen) != 0) {
 		goto out;
 	}
 	pki_note_issued(home, pem, pem_len);
@@ -1185,6 +1202,7 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	rc = 0;
 out:
 	free(pem);
+	mbedtls_x509_csr_free(&csr);
 	mbedtls_pk_free(&key);
 	pki_ca_free(&ca);
 	pki_rng_free(&rng);

@@ -82,8 +82,13 @@ struct pki_issue_opts {
 	int days;                /* validity from not_before; 0: PKI_DEFAULT_DAYS */
 	time_t not_before;       /* 0: now - PKI_BACKDATE_S */
 	time_t not_after;        /* 0: not_before + days */
-	const char *key_out;     /* required: private key path (written 0600) */
+	const char *key_out;     /* private key path (written 0600); unused with CSR */
 	const char *cert_out;    /* required: certificate path (written 0644) */
+	/* A certificate request (PEM or DER, pki/csr.h): certify its key, whose
+	 * self-signature must verify, instead of making one. Its subject and
+	 * extensions are ignored: name, role and SANs above decide. */
+	const unsigned char *csr;
+	size_t csr_len;
 	int force;               /* replace existing KEY_OUT/CERT_OUT (else EEXIST error) */
 };
 

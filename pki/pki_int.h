@@ -12,6 +12,9 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
+
+#include "common/err.h"
 
 #include "common/util.h"
 
@@ -42,5 +45,12 @@ int pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen) W
  * (2.28 does not parse it). 0, or -1 when there is none.
  */
 int pki_find_ski(const mbedtls_x509_crt *crt, const unsigned char **ski, size_t *ski_len);
+
+/*
+ * Parse the CSR in BUF (PEM or DER, at most PKI_CSR_MAX bytes) into CSR
+ * (initialised by the caller) and verify its self-signature.
+ */
+int pki_csr_load(mbedtls_x509_csr *csr, const unsigned char *buf, size_t len,
+    struct err *e) WUR;
 
 #endif
