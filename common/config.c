@@ -84,40 +84,6 @@ config_valid_name(const char *s)
 	return 1;
 }
 
-/* Length of the valid UTF-8 sequence at P (N bytes left), 0 if invalid. */
-static size_t
-config_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-
-	if (c < 0x80) {
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	}
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) {
-			return 0;
-		}
-		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)) {
-			return 0;
-		}
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-		    (p[3] & 0xc0) != 0x80) {
-			return 0;
-		}
-		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)) {
-			return 0;
-		}
-		return 4;
-	}
-	return 0;
-}
-
 /* Refuse NUL, control characters but tab, and invalid UTF-8 in S[0..N). */
 static int
 config_check_text(const char *s, size_t n, char *why, size_t whylen)
@@ -138,7 +104,7 @@ config_check_text(const char *s, size_t n, char *why, size_t whylen)
 			config_err(why, whylen, "control character 0x%02x", p[i]);
 			return -1;
 		}
-		size_t k = config_utf8_seq(p + i, n - i);
+		size_t k = utf8_seq_len(p + i, n - i);
 		if (k == 0) {
 			config_err(why, whylen, "invalid UTF-8");
 			return -1;

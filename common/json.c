@@ -40,48 +40,12 @@ json_safe_key(const char *key, char *buf, size_t len)
 	}
 	if (key[i] != '\0') {
 		/* Cut before a whole UTF-8 sequence: the message may end up in JSON. */
-		while (i > 0 && ((unsigned char)key[i] & 0xc0) == 0x80) {
-			i--;
-		}
+		i = utf8_cut_len(key, i);
 		memcpy(buf + i, "...", 3);
 		i += 3;
 	}
 	buf[i] = '\0';
 	return buf;
-}
-
-/* Length of the valid UTF-8 sequence at P (N bytes left), 0 if invalid. */
-static size_t
-json_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-
-	if (c < 0x80) {
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	}
-	if (c >= 0xe0 && c <= 0xef) {
-		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) {
-			return 0;
-		}
-		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)) {
-			return 0; /* overlong, or a UTF-16 surrogate */
-		}
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-		    (p[3] & 0xc0) != 0x80) {
-			return 0;
-		}
-		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)) {
-			return 0; /* overlong, or beyond U+10FFFF */
-		}
-		return 4;
-	}
-	return 0;
 }
 
 static int
@@ -201,7 +165,7 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 					}
 					continue;
 				}
-				size_t n = json_utf8_seq(p + i, len - i);
+				size_t n = utf8_seq_len(p + i, len - i);
 				if (n == 0) {
 					json_err(err, errlen, "invalid UTF-8 at offset %zu", i);
 					return -1;
@@ -613,14 +577,7 @@ json_create_text(const char *value)
 		return cJSON_CreateNull();
 	}
 	n = strlen(value);
-	for (i = 0; i < n;) {
-		size_t l = json_utf8_seq(p + i, n - i);
-		if (l == 0) {
-			break;
-		}
-		i += l;
-	}
-	if (i == n) {
+	if (utf8_valid_prefix(value, n) == n) {
 		return cJSON_CreateString(value);
 	}
 	if (n > (SIZE_MAX - 1) / 3) {
@@ -631,7 +588,7 @@ json_create_text(const char *value)
 		return NULL;
 	}
 	for (i = 0; i < n;) {
-		size_t l = json_utf8_seq(p + i, n - i);
+		size_t l = utf8_seq_len(p + i, n - i);
 		if (l == 0) {
 			memcpy(fixed + k, "\xef\xbf\xbd", 3);
 			k += 3;

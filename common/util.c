@@ -187,6 +187,66 @@ is_hex_len(const char *s, size_t n)
 	return 1;
 }
 
+size_t
+utf8_seq_len(const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	unsigned char c = p[0];
+
+	if (c < 0x80) {
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)) {
+			return 0; /* overlong, or a UTF-16 surrogate */
+		}
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[3] & 0xc0) != 0x80) {
+			return 0;
+		}
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)) {
+			return 0; /* overlong, or beyond U+10FFFF */
+		}
+		return 4;
+	}
+	return 0; /* continuation byte, 0xc0/0xc1, 0xf5.. */
+}
+
+size_t
+utf8_valid_prefix(const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	size_t i = 0;
+
+	while (i < n) {
+		size_t k = utf8_seq_len(p + i, n - i);
+
+		if (k == 0) {
+			break;
+		}
+		i += k;
+	}
+	return i;
+}
+
+size_t
+utf8_cut_len(const char *s, size_t n)
+{
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) {
+		n--;
+	}
+	return n;
+}
+
 void
 secure_wipe(void *p, size_t len)
 {

@@ -1,6 +1,6 @@
 /*
  * util — small helpers every module needs: clocks, strict number parsing,
- * bounded string copies, hex, secure wiping.
+ * bounded string copies, hex, UTF-8 validation, secure wiping.
  */
 #ifndef TANDEM_UTIL_H
 #define TANDEM_UTIL_H
@@ -39,6 +39,21 @@ int strlcpy_chk(char *dst, const char *src, size_t len) WUR;
 void hex_encode(const unsigned char *in, size_t len, char *out);
 /* 1 if S is exactly N lowercase-or-uppercase hex digits. */
 int is_hex_len(const char *s, size_t n);
+
+/*
+ * Length (1 to 4) of the valid UTF-8 sequence at P, N >= 1 bytes being
+ * readable there; 0 when it is not one: a stray continuation byte, a
+ * truncated sequence, an overlong form, a UTF-16 surrogate, or a code point
+ * beyond U+10FFFF. The one UTF-8 rule of every text we accept from outside.
+ */
+size_t utf8_seq_len(const void *p, size_t n);
+/* Bytes of S[0..N) that form valid UTF-8 from the start (N when all of it does). */
+size_t utf8_valid_prefix(const void *s, size_t n);
+/*
+ * Where to cut S (a string longer than N bytes) at most N bytes in without
+ * splitting a UTF-8 sequence: N moved back over continuation bytes.
+ */
+size_t utf8_cut_len(const char *s, size_t n);
 
 /* Zero LEN bytes at P in a way the compiler cannot elide. */
 void secure_wipe(void *p, size_t len);

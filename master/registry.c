@@ -798,11 +798,7 @@ registry_push_set_detail(struct reg_push *p, const char *text)
 	size_t n = text == NULL ? 0 : strlen(text);
 
 	if (n > REG_DETAIL_MAX) {
-		/* Cut without splitting a UTF-8 sequence. */
-		n = REG_DETAIL_MAX;
-		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) {
-			n--;
-		}
+		n = utf8_cut_len(text, REG_DETAIL_MAX);
 	}
 	if (n > 0) {
 		memcpy(p->detail, text, n);

@@ -244,6 +244,58 @@ test_hex(void **state)
 }
 
 static void
+test_utf8(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t n;
+		size_t want;
+	} seq[] = {
+		{ "a", 1, 1 },
+		{ "\x7f", 1, 1 },
+		{ "\xc2\x80", 2, 2 },          /* U+0080 */
+		{ "\xdf\xbf", 2, 2 },          /* U+07FF */
+		{ "\xe0\xa0\x80", 3, 3 },      /* U+0800 */
+		{ "\xed\x9f\xbf", 3, 3 },      /* U+D7FF */
+		{ "\xee\x80\x80", 3, 3 },      /* U+E000 */
+		{ "\xef\xbf\xbd", 3, 3 },      /* U+FFFD */
+		{ "\xf0\x90\x80\x80", 4, 4 },  /* U+10000 */
+		{ "\xf4\x8f\xbf\xbf", 4, 4 },  /* U+10FFFF */
+		{ "\x80", 1, 0 },              /* stray continuation */
+		{ "\xc0\x80", 2, 0 },          /* overlong NUL */
+		{ "\xc1\xbf", 2, 0 },          /* overlong */
+		{ "\xe0\x9f\xbf", 3, 0 },      /* overlong */
+		{ "\xed\xa0\x80", 3, 0 },      /* surrogate U+D800 */
+		{ "\xed\xbf\xbf", 3, 0 },      /* surrogate U+DFFF */
+		{ "\xf0\x8f\xbf\xbf", 4, 0 },  /* overlong */
+		{ "\xf4\x90\x80\x80", 4, 0 },  /* beyond U+10FFFF */
+		{ "\xf5\x80\x80\x80", 4, 0 },
+		{ "\xff", 1, 0 },
+		{ "\xc2", 1, 0 },              /* truncated */
+		{ "\xe2\x82", 2, 0 },
+		{ "\xf0\x9f\x98", 3, 0 },
+		{ "\xc2" "a", 2, 0 },             /* not a continuation */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(seq); i++) {
+		if (utf8_seq_len(seq[i].s, seq[i].n) != seq[i].want) {
+			fail_msg("sequence %zu: got %zu, want %zu", i, utf8_seq_len(seq[i].s, seq[i].n),
+			    seq[i].want);
+		}
+	}
+	assert_int_equal(utf8_valid_prefix("", 0), 0);
+	assert_int_equal(utf8_valid_prefix("h\xc3\xa9" "llo", 6), 6);
+	assert_int_equal(utf8_valid_prefix("ok\xc3", 3), 2);
+	assert_int_equal(utf8_valid_prefix("ab\xed\xa0\x80" "cd", 7), 2);
+	/* Cutting "a\xc3\xa9b" after 2 bytes would split the e-acute: back to 1. */
+	assert_int_equal(utf8_cut_len("a\xc3\xa9" "b", 2), 1);
+	assert_int_equal(utf8_cut_len("a\xc3\xa9" "b", 3), 3);
+	assert_int_equal(utf8_cut_len("\xf0\x9f\x98\x80" "x", 3), 0);
+	assert_int_equal(utf8_cut_len("abc", 0), 0);
+}
+
+static void
 test_secure_wipe(void **state)
 {
 	unsigned char buf[64];
@@ -325,6 +377,7 @@ main(void)
 		cmocka_unit_test(test_parse_ll_reject),
 		cmocka_unit_test(test_strlcpy_chk),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_secure_wipe),
 		cmocka_unit_test(test_split_host_port_ok),
 		cmocka_unit_test(test_split_host_port_reject),
