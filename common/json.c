@@ -1,29 +1,12 @@
 #include "common/json.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Longest piece of an outside key quoted in an error message. */
 #define JSON_ERRKEY_MAX 64
-
-static void json_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-json_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * KEY made safe to log: keys can come from outside, so control bytes and
@@ -115,7 +98,7 @@ json_number_len(const unsigned char *p, size_t n)
  * Structure (commas, colons, literals) is left to cJSON.
  */
 static int
-json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_t errlen)
+json_prescan(const unsigned char *p, size_t len, int max_depth, struct err *e)
 {
 	size_t i = 0;
 	int depth = 0;
@@ -126,7 +109,7 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 			size_t start = i++;
 			for (;;) {
 				if (i >= len) {
-					json_err(err, errlen, "unterminated string at offset %zu", start);
+					err_set(e, ERR_FORMAT, "unterminated string at offset %zu", start);
 					return -1;
 				}
 				c = p[i];
@@ -135,39 +118,39 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 					break;
 				}
 				if (c < 0x20) {
-					json_err(err, errlen, "control byte 0x%02x in string at offset %zu",
+					err_set(e, ERR_FORMAT, "control byte 0x%02x in string at offset %zu",
 					    c, i);
 					return -1;
 				}
 				if (c == '\\') {
 					if (i + 1 >= len) {
-						json_err(err, errlen, "truncated escape at offset %zu", i);
+						err_set(e, ERR_FORMAT, "truncated escape at offset %zu", i);
 						return -1;
 					}
-					unsigned char e = p[i + 1];
-					if (e == 'u') {
+					unsigned char esc = p[i + 1];
+					if (esc == 'u') {
 						if (i + 6 > len || !json_is_hex(p[i + 2]) ||
 						    !json_is_hex(p[i + 3]) || !json_is_hex(p[i + 4]) ||
 						    !json_is_hex(p[i + 5])) {
-							json_err(err, errlen, "bad \\u escape at offset %zu", i);
+							err_set(e, ERR_FORMAT, "bad \\u escape at offset %zu", i);
 							return -1;
 						}
 						if (memcmp(p + i + 2, "0000", 4) == 0) {
-							json_err(err, errlen, "\\u0000 in string at offset %zu", i);
+							err_set(e, ERR_FORMAT, "\\u0000 in string at offset %zu", i);
 							return -1;
 						}
 						i += 6;
-					} else if (strchr("\"\\/bfnrt", e) != NULL && e != '\0') {
+					} else if (strchr("\"\\/bfnrt", esc) != NULL && esc != '\0') {
 						i += 2;
 					} else {
-						json_err(err, errlen, "bad escape at offset %zu", i);
+						err_set(e, ERR_FORMAT, "bad escape at offset %zu", i);
 						return -1;
 					}
 					continue;
 				}
 				size_t n = utf8_seq_len(p + i, len - i);
 				if (n == 0) {
-					json_err(err, errlen, "invalid UTF-8 at offset %zu", i);
+					err_set(e, ERR_FORMAT, "invalid UTF-8 at offset %zu", i);
 					return -1;
 				}
 				i += n;
@@ -177,7 +160,7 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 		if (c == '-' || json_is_digit(c)) {
 			size_t n = json_number_len(p + i, len - i);
 			if (n == 0) {
-				json_err(err, errlen, "malformed number at offset %zu", i);
+				err_set(e, ERR_FORMAT, "malformed number at offset %zu", i);
 				return -1;
 			}
 			i += n;
@@ -185,7 +168,7 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 		}
 		if (c == '{' || c == '[') {
 			if (++depth > max_depth) {
-				json_err(err, errlen, "nesting deeper than %d at offset %zu", max_depth, i);
+				err_set(e, ERR_FORMAT, "nesting deeper than %d at offset %zu", max_depth, i);
 				return -1;
 			}
 		} else if (c == '}' || c == ']') {
@@ -194,7 +177,7 @@ json_prescan(const unsigned char *p, size_t len, int max_depth, char *err, size_
 			}
 		} else if (c >= 0x80 || (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') ||
 		    c == 0x7f) {
-			json_err(err, errlen, "unexpected byte 0x%02x at offset %zu", c, i);
+			err_set(e, ERR_FORMAT, "unexpected byte 0x%02x at offset %zu", c, i);
 			return -1;
 		}
 		i++;
@@ -210,7 +193,7 @@ json_cmp_keys(const void *a, const void *b)
 
 /* Refuse an object anywhere in the tree that holds the same key twice. */
 static int
-json_check_dups(const cJSON *node, char *err, size_t errlen)
+json_check_dups(const cJSON *node, struct err *e)
 {
 	const char **keys = NULL;
 	const cJSON *c;
@@ -220,7 +203,7 @@ json_check_dups(const cJSON *node, char *err, size_t errlen)
 
 	for (c = node->child; c != NULL; c = c->next) {
 		n++;
-		if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && json_check_dups(c, err, errlen) != 0) {
+		if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && json_check_dups(c, e) != 0) {
 			goto out;
 		}
 	}
@@ -230,7 +213,7 @@ json_check_dups(const cJSON *node, char *err, size_t errlen)
 	}
 	keys = malloc(n * sizeof(*keys));
 	if (keys == NULL) {
-		json_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	for (c = node->child; c != NULL; c = c->next) {
@@ -239,7 +222,7 @@ json_check_dups(const cJSON *node, char *err, size_t errlen)
 	qsort(keys, n, sizeof(*keys), json_cmp_keys);
 	for (i = 1; i < n; i++) {
 		if (strcmp(keys[i - 1], keys[i]) == 0) {
-			json_err(err, errlen, "duplicate key '%s'", json_safe_key(keys[i], kb, sizeof(kb)));
+			err_set(e, ERR_FORMAT, "duplicate key '%s'", json_safe_key(keys[i], kb, sizeof(kb)));
 			goto out;
 		}
 	}
@@ -250,29 +233,26 @@ out:
 }
 
 cJSON *
-json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth, char *err,
-    size_t errlen)
+json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth,
+    struct err *e)
 {
 	cJSON *root = NULL;
 	const char *end = NULL;
 	size_t off;
 
-	if (err != NULL && errlen > 0) {
-		err[0] = '\0';
-	}
 	errno = EINVAL;
 	if (buf == NULL || len == 0) {
-		json_err(err, errlen, "empty input");
+		err_set(e, ERR_FORMAT, "empty input");
 		goto fail;
 	}
 	if (len > max_len) {
-		json_err(err, errlen, "input of %zu bytes exceeds the limit of %zu", len, max_len);
+		err_set(e, ERR_FORMAT, "input of %zu bytes exceeds the limit of %zu", len, max_len);
 		goto fail;
 	}
 	if (max_depth < 1 || max_depth > CJSON_NESTING_LIMIT) {
 		max_depth = CJSON_NESTING_LIMIT;
 	}
-	if (json_prescan((const unsigned char *)buf, len, max_depth, err, errlen) != 0) {
+	if (json_prescan((const unsigned char *)buf, len, max_depth, e) != 0) {
 		goto fail;
 	}
 	/*
@@ -283,7 +263,7 @@ json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth,
 	if (root == NULL) {
 		/* Structural error, or cJSON ran out of memory (it cannot say which). */
 		off = end != NULL && end >= buf ? (size_t)(end - buf) : 0;
-		json_err(err, errlen, "invalid JSON near offset %zu", off);
+		err_set(e, ERR_FORMAT, "invalid JSON near offset %zu", off);
 		goto fail;
 	}
 	off = (size_t)(end - buf);
@@ -292,14 +272,14 @@ json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth,
 		off++;
 	}
 	if (off != len) {
-		json_err(err, errlen, "trailing data at offset %zu", off);
+		err_set(e, ERR_FORMAT, "trailing data at offset %zu", off);
 		goto fail;
 	}
 	if (!cJSON_IsObject(root)) {
-		json_err(err, errlen, "top level is not an object");
+		err_set(e, ERR_FORMAT, "top level is not an object");
 		goto fail;
 	}
-	if (json_check_dups(root, err, errlen) != 0) {
+	if (json_check_dups(root, e) != 0) {
 		goto fail;
 	}
 	return root;
@@ -310,9 +290,9 @@ fail:
 }
 
 cJSON *
-json_parse_object(const char *buf, size_t len, char *err, size_t errlen)
+json_parse_object(const char *buf, size_t len, struct err *e)
 {
-	return json_parse_object_ex(buf, len, JSON_MAX_INPUT, JSON_MAX_DEPTH, err, errlen);
+	return json_parse_object_ex(buf, len, JSON_MAX_INPUT, JSON_MAX_DEPTH, e);
 }
 
 /* An integer cJSON holds exactly, or -1. */
@@ -339,12 +319,12 @@ json_exact_int(const cJSON *item, long long *out)
 }
 
 static int
-json_check_schema(const struct json_field *f, char *err, size_t errlen)
+json_check_schema(const struct json_field *f, struct err *e)
 {
 	int ok = 0;
 
 	if (f->key == NULL) {
-		json_err(err, errlen, "schema: field without a key");
+		err_set(e, ERR_INTERNAL, "schema: field without a key");
 		return -1;
 	}
 	switch (f->type) {
@@ -371,7 +351,7 @@ json_check_schema(const struct json_field *f, char *err, size_t errlen)
 		break;
 	}
 	if (!ok) {
-		json_err(err, errlen, "schema: bad size, type or bounds for key '%s'", f->key);
+		err_set(e, ERR_INTERNAL, "schema: bad size, type or bounds for key '%s'", f->key);
 		return -1;
 	}
 	return 0;
@@ -379,7 +359,7 @@ json_check_schema(const struct json_field *f, char *err, size_t errlen)
 
 /* Check ITEM against F; with DST non-NULL also store it. */
 static int
-json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, size_t errlen)
+json_apply(const struct json_field *f, const cJSON *item, void *dst, struct err *e)
 {
 	unsigned char *m = dst != NULL ? (unsigned char *)dst + f->offset : NULL;
 	long long v;
@@ -392,21 +372,21 @@ json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, 
 	case JSON_T_STR:
 	case JSON_T_STRREF:
 		if (!cJSON_IsString(item) || item->valuestring == NULL) {
-			json_err(err, errlen, "key '%s': expected a string", f->key);
+			err_set(e, ERR_FORMAT, "key '%s': expected a string", f->key);
 			return -1;
 		}
 		sl = strlen(item->valuestring);
 		if (f->type == JSON_T_STR && sl >= f->size) {
-			json_err(err, errlen, "key '%s': string longer than %zu bytes", f->key,
+			err_set(e, ERR_FORMAT, "key '%s': string longer than %zu bytes", f->key,
 			    f->size - 1);
 			return -1;
 		}
 		if (f->max > 0 && sl > (unsigned long long)f->max) {
-			json_err(err, errlen, "key '%s': string longer than %lld bytes", f->key, f->max);
+			err_set(e, ERR_FORMAT, "key '%s': string longer than %lld bytes", f->key, f->max);
 			return -1;
 		}
 		if (sl < (unsigned long long)f->min) {
-			json_err(err, errlen, "key '%s': string shorter than %lld bytes", f->key, f->min);
+			err_set(e, ERR_FORMAT, "key '%s': string shorter than %lld bytes", f->key, f->min);
 			return -1;
 		}
 		if (m != NULL && f->type == JSON_T_STR) {
@@ -418,11 +398,11 @@ json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, 
 		return 0;
 	case JSON_T_INT:
 		if (json_exact_int(item, &v) != 0) {
-			json_err(err, errlen, "key '%s': expected an integer within +-2^53", f->key);
+			err_set(e, ERR_FORMAT, "key '%s': expected an integer within +-2^53", f->key);
 			return -1;
 		}
 		if (v < f->min || v > f->max) {
-			json_err(err, errlen, "key '%s': %lld out of range [%lld, %lld]", f->key, v,
+			err_set(e, ERR_FORMAT, "key '%s': %lld out of range [%lld, %lld]", f->key, v,
 			    f->min, f->max);
 			return -1;
 		}
@@ -436,7 +416,7 @@ json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, 
 		return 0;
 	case JSON_T_BOOL:
 		if (!cJSON_IsBool(item)) {
-			json_err(err, errlen, "key '%s': expected true or false", f->key);
+			err_set(e, ERR_FORMAT, "key '%s': expected true or false", f->key);
 			return -1;
 		}
 		if (m != NULL) {
@@ -447,7 +427,7 @@ json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, 
 	case JSON_T_OBJECT:
 	case JSON_T_ARRAY:
 		if (f->type == JSON_T_OBJECT ? !cJSON_IsObject(item) : !cJSON_IsArray(item)) {
-			json_err(err, errlen, "key '%s': expected an %s", f->key,
+			err_set(e, ERR_FORMAT, "key '%s': expected an %s", f->key,
 			    f->type == JSON_T_OBJECT ? "object" : "array");
 			return -1;
 		}
@@ -456,7 +436,7 @@ json_apply(const struct json_field *f, const cJSON *item, void *dst, char *err, 
 		}
 		return 0;
 	}
-	json_err(err, errlen, "schema: unknown type for key '%s'", f->key);
+	err_set(e, ERR_INTERNAL, "schema: unknown type for key '%s'", f->key);
 	return -1;
 }
 
@@ -476,32 +456,29 @@ json_find_field(const struct json_field *fields, size_t n, const char *key)
 
 int
 json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n, int allow_unknown,
-    void *dst, char *err, size_t errlen)
+    void *dst, struct err *e)
 {
 	const cJSON *match[JSON_MAX_FIELDS] = { NULL };
 	char kb[JSON_ERRKEY_MAX + 4];
 	size_t i;
 
-	if (err != NULL && errlen > 0) {
-		err[0] = '\0';
-	}
 	errno = EINVAL;
 	if (fields == NULL || dst == NULL || n > JSON_MAX_FIELDS) {
-		json_err(err, errlen, "schema: bad table");
+		err_set(e, ERR_INTERNAL, "schema: bad table");
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (json_check_schema(&fields[i], err, errlen) != 0) {
+		if (json_check_schema(&fields[i], e) != 0) {
 			return -1;
 		}
 		/* A key listed twice would never fill its second member. */
 		if (json_find_field(fields, i, fields[i].key) != i) {
-			json_err(err, errlen, "schema: key '%s' listed twice", fields[i].key);
+			err_set(e, ERR_INTERNAL, "schema: key '%s' listed twice", fields[i].key);
 			return -1;
 		}
 	}
 	if (!cJSON_IsObject(obj)) {
-		json_err(err, errlen, "expected an object");
+		err_set(e, ERR_FORMAT, "expected an object");
 		return -1;
 	}
 	for (const cJSON *c = obj->child; c != NULL; c = c->next) {
@@ -511,27 +488,27 @@ json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n, in
 			if (allow_unknown) {
 				continue;
 			}
-			json_err(err, errlen, "unknown key '%s'", json_safe_key(key, kb, sizeof(kb)));
+			err_set(e, ERR_FORMAT, "unknown key '%s'", json_safe_key(key, kb, sizeof(kb)));
 			return -1;
 		}
 		if (match[i] != NULL) {
-			json_err(err, errlen, "duplicate key '%s'", fields[i].key);
+			err_set(e, ERR_FORMAT, "duplicate key '%s'", fields[i].key);
 			return -1;
 		}
-		if (json_apply(&fields[i], c, NULL, err, errlen) != 0) {
+		if (json_apply(&fields[i], c, NULL, e) != 0) {
 			return -1;
 		}
 		match[i] = c;
 	}
 	for (i = 0; i < n; i++) {
 		if (match[i] == NULL && (fields[i].flags & JSON_REQUIRED)) {
-			json_err(err, errlen, "missing required key '%s'", fields[i].key);
+			err_set(e, ERR_FORMAT, "missing required key '%s'", fields[i].key);
 			return -1;
 		}
 	}
 	/* Everything checked: now write (cannot fail). */
 	for (i = 0; i < n; i++) {
-		if (match[i] != NULL && json_apply(&fields[i], match[i], dst, err, errlen) != 0) {
+		if (match[i] != NULL && json_apply(&fields[i], match[i], dst, e) != 0) {
 			return -1;
 		}
 	}

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "cJSON.h"
+#include "common/err.h"
 #include "common/util.h"
 
 /* Default limits of json_parse_object(). */
@@ -38,13 +39,13 @@
  * short), numbers outside the JSON grammar (leading zeros, "+1", "1."), and
  * duplicate keys in any object of the tree.
  *
- * Returns the tree (free with cJSON_Delete()), or NULL with a one-line reason
- * in ERR (offsets are 0-based bytes into BUF).
+ * Returns the tree (free with cJSON_Delete()), or NULL with E: ERR_FORMAT and
+ * a one-line reason (offsets are 0-based bytes into BUF), or ERR_NOMEM.
  */
-cJSON *json_parse_object(const char *buf, size_t len, char *err, size_t errlen) WUR;
+cJSON *json_parse_object(const char *buf, size_t len, struct err *e) WUR;
 /* The same with explicit limits: MAX_LEN bytes, MAX_DEPTH (1..1000) levels. */
 cJSON *json_parse_object_ex(const char *buf, size_t len, size_t max_len, int max_depth,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /* Field types of json_read_fields() and the C member each one fills. */
 enum json_ftype {
@@ -91,12 +92,12 @@ struct json_field {
 
 /*
  * Read the members of object OBJ described by FIELDS[0..N) into the struct at
- * DST. Keys are matched case-sensitively. Errors: OBJ not an object, a key
- * not in FIELDS (unless ALLOW_UNKNOWN), a key present twice, a value of the
- * wrong type, a string too short/long, an integer not exact or out of
- * bounds, a JSON_REQUIRED key absent; ERR names the key ("key 'x': ...").
- * A malformed table (size not matching the type, bounds not fitting, a key
- * listed twice) is an error too ("schema: ...").
+ * DST. Keys are matched case-sensitively. Errors (ERR_FORMAT): OBJ not an
+ * object, a key not in FIELDS (unless ALLOW_UNKNOWN), a key present twice, a
+ * value of the wrong type, a string too short/long, an integer not exact or
+ * out of bounds, a JSON_REQUIRED key absent; the message names the key
+ * ("key 'x': ..."). A malformed table (size not matching the type, bounds
+ * not fitting, a key listed twice) is ERR_INTERNAL ("schema: ...").
  *
  * All-or-nothing: on error DST is untouched; on success only members whose
  * key was present (and not null) are written, so preset defaults first.
@@ -104,7 +105,7 @@ struct json_field {
  * Returns 0, or -1 with errno EINVAL.
  */
 int json_read_fields(const cJSON *obj, const struct json_field *fields, size_t n,
-    int allow_unknown, void *dst, char *err, size_t errlen) WUR;
+    int allow_unknown, void *dst, struct err *e) WUR;
 
 /*
  * Add KEY: VALUE to OBJ (copied); VALUE NULL adds null. Bytes of VALUE that

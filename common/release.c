@@ -70,11 +70,10 @@ release_ident_valid(const char *s)
 static cJSON *
 release_json(const char *buf, size_t len, int depth, const char *name, struct err *e)
 {
-	char jerr[256];
-	cJSON *o = json_parse_object_ex(buf, len, RELEASE_FILE_MAX, depth, jerr, sizeof(jerr));
+	cJSON *o = json_parse_object_ex(buf, len, RELEASE_FILE_MAX, depth, e);
 
 	if (o == NULL) {
-		err_set(e, ERR_FORMAT, "%s: %s", name, jerr);
+		err_prefix(e, "%s", name);
 	}
 	return o;
 }
@@ -148,7 +147,6 @@ release_manifest_parse(const char *buf, size_t len, unsigned flags, struct relea
 	};
 	struct release_mf_raw raw = { 0 };
 	struct release_manifest *tmp = NULL;
-	char jerr[256];
 	const cJSON *it;
 	cJSON *o;
 	int rc = -1;
@@ -157,8 +155,8 @@ release_manifest_parse(const char *buf, size_t len, unsigned flags, struct relea
 	if (o == NULL) {
 		goto out;
 	}
-	if (json_read_fields(o, fields, ARRAY_LEN(fields), 1, &raw, jerr, sizeof(jerr)) != 0) {
-		err_set(e, ERR_FORMAT, "%s: %s", RELEASE_MANIFEST_FILE, jerr);
+	if (json_read_fields(o, fields, ARRAY_LEN(fields), 1, &raw, e) != 0) {
+		err_prefix(e, "%s", RELEASE_MANIFEST_FILE);
 		goto out;
 	}
 	if (release_mf_check(&raw, flags, e) != 0) {
@@ -458,12 +456,9 @@ static int
 release_record_read_signing(const cJSON *o, int lenient, struct release_info *tmp,
     struct err *e)
 {
-	char jerr[256];
-
 	if (lenient) {
 		for (size_t i = 0; i < ARRAY_LEN(release_record_signing); i++) {
-			if (json_read_fields(o, &release_record_signing[i], 1, 1, tmp, jerr,
-			    sizeof(jerr)) != 0) {
+			if (json_read_fields(o, &release_record_signing[i], 1, 1, tmp, NULL) != 0) {
 				continue; /* a bad key is left out, the others still count */
 			}
 		}
@@ -473,8 +468,8 @@ release_record_read_signing(const cJSON *o, int lenient, struct release_info *tm
 		return 0;
 	}
 	if (json_read_fields(o, release_record_signing, ARRAY_LEN(release_record_signing), 1, tmp,
-	    jerr, sizeof(jerr)) != 0) {
-		return err_set(e, ERR_FORMAT, "%s: %s", RELEASE_RECORD_FILE, jerr);
+	    e) != 0) {
+		return err_prefix(e, "%s", RELEASE_RECORD_FILE);
 	}
 	if (!release_signed_by_valid(tmp->signed_by) ||
 	    tmp->min_security_version > tmp->security_version) {
@@ -502,7 +497,6 @@ release_record_parse(const char *buf, size_t len, unsigned flags, struct release
     struct err *e)
 {
 	struct release_info tmp;
-	char jerr[256];
 	cJSON *o;
 	int rc = -1;
 
@@ -521,7 +515,7 @@ release_record_parse(const char *buf, size_t len, unsigned flags, struct release
 
 			f.flags = 0;
 			if (cJSON_GetObjectItemCaseSensitive(o, f.key) != NULL &&
-			    json_read_fields(o, &f, 1, 1, &tmp, jerr, sizeof(jerr)) == 0) {
+			    json_read_fields(o, &f, 1, 1, &tmp, NULL) == 0) {
 				tmp.fields |= release_record_bit(i);
 			}
 		}
@@ -532,8 +526,8 @@ release_record_parse(const char *buf, size_t len, unsigned flags, struct release
 		(void)release_record_read_signing(o, 1, &tmp, NULL);
 	} else {
 		if (json_read_fields(o, release_record_fields, ARRAY_LEN(release_record_fields), 1,
-		    &tmp, jerr, sizeof(jerr)) != 0) {
-			err_set(e, ERR_FORMAT, "%s: %s", RELEASE_RECORD_FILE, jerr);
+		    &tmp, e) != 0) {
+			err_prefix(e, "%s", RELEASE_RECORD_FILE);
 			goto out;
 		}
 		if (release_sha256_fix(tmp.sha256) != 0) {

@@ -261,10 +261,9 @@ ln_stop_orphan(struct launcher *l)
 		return;
 	}
 	memset(&rec, 0, sizeof(rec));
-	o = json_parse_object(buf, len, msg, sizeof(msg));
+	o = json_parse_object(buf, len, NULL);
 	free(buf);
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, msg, sizeof(msg)) != 0 ||
+	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, NULL) != 0 ||
 	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 || strcmp(rec.boot_id, l->boot_id) != 0 ||
 	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, msg, sizeof(msg)) != 0) {
 		cJSON_Delete(o);

@@ -1245,7 +1245,12 @@ get_tree(const struct cli *cli, const struct cli_cmd *self, int argc, char **arg
 	if (resp.status != 200) {
 		snprintf(err, errlen, "GET %s: HTTP %d: %.300s", path, resp.status, resp.body);
 	} else {
-		*tree = json_parse_object(resp.body, resp.body_len, err, errlen);
+		struct err e = ERR_INIT;
+
+		*tree = json_parse_object(resp.body, resp.body_len, &e);
+		if (*tree == NULL) {
+			snprintf(err, errlen, "%s", err_msg(&e));
+		}
 	}
 	httpc_response_free(&resp);
 	return -2;

@@ -575,6 +575,7 @@ job_agent(struct pool *p, struct swarm_job *j)
 {
 	struct httpc_response resp;
 	struct httpc_target t;
+	struct err e = ERR_INIT;
 	char port[16], err[1024];
 	cJSON *tree;
 
@@ -590,10 +591,10 @@ job_agent(struct pool *p, struct swarm_job *j)
 		snprintf(j->agent_reach, sizeof(j->agent_reach), "%.250s", err);
 		return;
 	}
-	tree = json_parse_object(resp.body, resp.body_len, err, sizeof(err));
+	tree = json_parse_object(resp.body, resp.body_len, &e);
 	if (resp.status != 200 || tree == NULL) {
 		snprintf(j->agent_reach, sizeof(j->agent_reach), "agent /health: HTTP %d%s%.200s",
-		    resp.status, tree == NULL ? ", " : "", tree == NULL ? err : "");
+		    resp.status, tree == NULL ? ", " : "", tree == NULL ? err_msg(&e) : "");
 	} else {
 		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree,
 		    "version"));

@@ -158,7 +158,8 @@ classify(int status, const char *body, size_t len, const char *retry_after,
     enum classify_kind kind, struct swarm_result *out)
 {
 	const int rollback = kind == CL_ROLLBACK;
-	char err[256], excerpt[200];
+	struct err e = ERR_INIT;
+	char excerpt[200];
 	const char *error = NULL;
 	cJSON *tree = NULL;
 	int rolled_back = 0;
@@ -168,11 +169,11 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		body = "";
 		len = 0;
 	}
-	tree = json_parse_object(body, len, err, sizeof(err));
+	tree = json_parse_object(body, len, &e);
 	if (tree == NULL) {
 		body_excerpt(body, len, excerpt, sizeof(excerpt));
 		snprintf(out->reason, sizeof(out->reason), "HTTP %d: malformed answer (%.200s)", status,
-		    err);
+		    err_msg(&e));
 		snprintf(out->detail, sizeof(out->detail), "%s", excerpt);
 		return;
 	}
@@ -287,15 +288,15 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
     size_t errlen)
 {
 	const cJSON *rels, *it, *agent, *op, *upd;
-	char perr[256], role[32], kind[48], phase[48];
+	struct err e = ERR_INIT;
+	char role[32], kind[48], phase[48];
 	struct swarm_release r;
 	cJSON *tree;
 
 	memset(out, 0, sizeof(*out));
-	tree = json_parse_object(body != NULL ? body : "", body != NULL ? len : 0, perr,
-	    sizeof(perr));
+	tree = json_parse_object(body != NULL ? body : "", body != NULL ? len : 0, &e);
 	if (tree == NULL) {
-		snprintf(err, errlen, "malformed /health answer: %s", perr);
+		snprintf(err, errlen, "malformed /health answer: %s", err_msg(&e));
 		return -1;
 	}
 	get_str(tree, "role", role, sizeof(role));

@@ -33,7 +33,6 @@
 #define SIGN_PUB_B64_MAX 256       /* base64 of a P-256 SPKI DER (91 bytes) fits easily */
 #define SIGN_SIG_B64_MAX 128
 #define SIGN_PAYLOAD_B64_MAX (SIGN_FILE_MAX * 4 / 3 + 4)
-#define SIGN_JSON_ERR 256
 
 struct sign_key {
 	mbedtls_pk_context pk;
@@ -609,7 +608,7 @@ sign_envelope_parse(const void *buf, size_t len, const char *key, struct sign_en
 	};
 	struct sign_envelope out;
 	struct sign_env_raw raw;
-	char jerr[SIGN_JSON_ERR];
+	struct err je = ERR_INIT;
 	unsigned char *sig = NULL;
 	const cJSON *it;
 	cJSON *root = NULL;
@@ -618,13 +617,13 @@ sign_envelope_parse(const void *buf, size_t len, const char *key, struct sign_en
 
 	memset(&out, 0, sizeof(out));
 	memset(&raw, 0, sizeof(raw));
-	root = json_parse_object_ex(buf, len, SIGN_FILE_MAX, 4, jerr, sizeof(jerr));
+	root = json_parse_object_ex(buf, len, SIGN_FILE_MAX, 4, &je);
 	if (root == NULL) {
-		err_set(e, ERR_SIGNATURE, "%s", jerr);
+		err_set(e, ERR_SIGNATURE, "%s", err_msg(&je));
 		goto out;
 	}
-	if (json_read_fields(root, fields, ARRAY_LEN(fields), 0, &raw, jerr, sizeof(jerr)) != 0) {
-		err_set(e, ERR_SIGNATURE, "%s", jerr);
+	if (json_read_fields(root, fields, ARRAY_LEN(fields), 0, &raw, &je) != 0) {
+		err_set(e, ERR_SIGNATURE, "%s", err_msg(&je));
 		goto out;
 	}
 	if (sign_unb64(raw.payload, &out.payload, &out.payload_len, key, ERR_SIGNATURE, e) != 0) {
@@ -638,9 +637,9 @@ sign_envelope_parse(const void *buf, size_t len, const char *key, struct sign_en
 			err_set(e, ERR_SIGNATURE, "more than %d signatures", SIGN_MAX_SIGS);
 			goto out;
 		}
-		if (json_read_fields(it, sign_sig_fields, ARRAY_LEN(sign_sig_fields), 0, &s, jerr,
-		    sizeof(jerr)) != 0) {
-			err_set(e, ERR_SIGNATURE, "signature %zu: %s", n + 1, jerr);
+		if (json_read_fields(it, sign_sig_fields, ARRAY_LEN(sign_sig_fields), 0, &s,
+		    &je) != 0) {
+			err_set(e, ERR_SIGNATURE, "signature %zu: %s", n + 1, err_msg(&je));
 			goto out;
 		}
 		if (!sign_is_lower_hex(s.keyid, SIGN_KEYID_LEN)) {
@@ -832,19 +831,19 @@ int
 sign_statement_parse(const void *buf, size_t len, struct sign_statement *st, struct err *e)
 {
 	struct sign_st_raw raw;
-	char jerr[SIGN_JSON_ERR];
+	struct err je = ERR_INIT;
 	cJSON *root;
 	int rc = -1;
 
 	memset(&raw, 0, sizeof(raw));
-	root = json_parse_object_ex(buf, len, SIGN_FILE_MAX, 4, jerr, sizeof(jerr));
+	root = json_parse_object_ex(buf, len, SIGN_FILE_MAX, 4, &je);
 	if (root == NULL) {
-		err_set(e, ERR_SIGNATURE, "%s", jerr);
+		err_set(e, ERR_SIGNATURE, "%s", err_msg(&je));
 		goto out;
 	}
-	if (json_read_fields(root, sign_st_fields, ARRAY_LEN(sign_st_fields), 0, &raw, jerr,
-	    sizeof(jerr)) != 0) {
-		err_set(e, ERR_SIGNATURE, "%s", jerr);
+	if (json_read_fields(root, sign_st_fields, ARRAY_LEN(sign_st_fields), 0, &raw,
+	    &je) != 0) {
+		err_set(e, ERR_SIGNATURE, "%s", err_msg(&je));
 		goto out;
 	}
 	if (strcmp(raw.type, sign_release_type) != 0) {
@@ -1061,7 +1060,7 @@ sign_keyring_parse_role(const cJSON *arr, int root, struct sign_keyring *kr, str
 	struct sign_keyent *ents = root ? kr->root : kr->rel;
 	size_t *n = root ? &kr->nroot : &kr->nrel;
 	const char *role = sign_role_name(root);
-	char jerr[SIGN_JSON_ERR];
+	struct err je = ERR_INIT;
 	const cJSON *it;
 
 	cJSON_ArrayForEach(it, arr) {
@@ -1075,9 +1074,9 @@ sign_keyring_parse_role(const cJSON *arr, int root, struct sign_keyring *kr, str
 			return err_set(e, ERR_FORMAT, "%s: more than %d keys", role, SIGN_MAX_KEYS);
 		}
 		if (json_read_fields(it, root ? sign_root_fields : sign_rel_fields,
-		    root ? ARRAY_LEN(sign_root_fields) : ARRAY_LEN(sign_rel_fields), 0, &raw, jerr,
-		    sizeof(jerr)) != 0) {
-			return err_set(e, ERR_FORMAT, "%s[%zu]: %s", role, *n, jerr);
+		    root ? ARRAY_LEN(sign_root_fields) : ARRAY_LEN(sign_rel_fields), 0, &raw,
+		    &je) != 0) {
+			return err_set(e, ERR_FORMAT, "%s[%zu]: %s", role, *n, err_msg(&je));
 		}
 		if (raw.not_after != NULL && !sign_iso_valid(raw.not_after)) {
 			return err_set(e, ERR_FORMAT, "%s[%zu]: not_after must be YYYY-MM-DDTHH:MM:SSZ",
@@ -1118,20 +1117,20 @@ static int
 sign_keyring_parse_body(struct sign_keyring *kr, struct err *e)
 {
 	struct sign_kr_raw raw;
-	char jerr[SIGN_JSON_ERR];
+	struct err je = ERR_INIT;
 	cJSON *root;
 	int rc = -1;
 
 	memset(&raw, 0, sizeof(raw));
 	root = json_parse_object_ex((const char *)kr->env.payload, kr->env.payload_len,
-	    SIGN_FILE_MAX, 4, jerr, sizeof(jerr));
+	    SIGN_FILE_MAX, 4, &je);
 	if (root == NULL) {
-		err_set(e, ERR_FORMAT, "%s", jerr);
+		err_set(e, ERR_FORMAT, "%s", err_msg(&je));
 		goto out;
 	}
-	if (json_read_fields(root, sign_kr_fields, ARRAY_LEN(sign_kr_fields), 0, &raw, jerr,
-	    sizeof(jerr)) != 0) {
-		err_set(e, ERR_FORMAT, "%s", jerr);
+	if (json_read_fields(root, sign_kr_fields, ARRAY_LEN(sign_kr_fields), 0, &raw,
+	    &je) != 0) {
+		err_set(e, ERR_FORMAT, "%s", err_msg(&je));
 		goto out;
 	}
 	if (strcmp(raw.type, sign_keyring_type) != 0) {

@@ -363,7 +363,7 @@ agent_adopt(struct agent *ag, int have_active)
 	struct release_manifest m;
 	struct err e = ERR_INIT;
 	cJSON *o = NULL;
-	char p[PATH_MAX], exe[PATH_MAX], jerr[256];
+	char p[PATH_MAX], exe[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 	long long st;
@@ -374,9 +374,8 @@ agent_adopt(struct agent *ag, int have_active)
 		return 0;
 	}
 	memset(&rec, 0, sizeof(rec));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, jerr, sizeof(jerr)) != 0 ||
+	o = json_parse_object(buf, len, NULL);
+	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, NULL) != 0 ||
 	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 ||
 	    strcmp(rec.boot_id, ag->boot_id) != 0) {
 		goto out; /* unreadable, or from before a reboot: means nothing now */

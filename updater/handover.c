@@ -66,7 +66,7 @@ handover_read(const char *tree_root, struct handover *h, struct err *e)
 		JSON_F_INT("queued_at", struct handover, queued_at, JSON_REQUIRED, 0, LLONG_MAX),
 	};
 	struct handover tmp;
-	char p[PATH_MAX], jerr[256];
+	char p[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 	cJSON *o;
@@ -81,12 +81,11 @@ handover_read(const char *tree_root, struct handover *h, struct err *e)
 		return err_sys(e, "read %s", p);
 	}
 	memset(&tmp, 0, sizeof(tmp));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
+	o = json_parse_object(buf, len, e);
 	free(buf);
-	if (o == NULL ||
-	    json_read_fields(o, fields, ARRAY_LEN(fields), 0, &tmp, jerr, sizeof(jerr)) != 0) {
+	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &tmp, e) != 0) {
 		cJSON_Delete(o);
-		return err_set(e, ERR_FORMAT, "%s: %s", p, jerr);
+		return err_prefix(e, "%s", p);
 	}
 	cJSON_Delete(o);
 	*h = tmp;
@@ -152,7 +151,7 @@ out:
 cJSON *
 handover_last(const char *tree_root)
 {
-	char p[PATH_MAX], jerr[128];
+	char p[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 	cJSON *o;
@@ -161,7 +160,7 @@ handover_last(const char *tree_root)
 	    fs_read_file(p, HANDOVER_MAX, &buf, &len) != 0) {
 		return NULL;
 	}
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
+	o = json_parse_object(buf, len, NULL);
 	free(buf);
 	return o;
 }

@@ -138,7 +138,7 @@ journal_read(const char *root, struct journal_op *op, struct err *e)
 		JSON_F_STR("caller", struct journal_raw, caller, JSON_REQUIRED, 0),
 		JSON_F_INT("started", struct journal_raw, started, JSON_REQUIRED, 0, JSON_INT_MAX),
 	};
-	char path[PATH_MAX], jerr[256];
+	char path[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 	cJSON *o = NULL;
@@ -155,10 +155,9 @@ journal_read(const char *root, struct journal_op *op, struct err *e)
 		return err_sys(e, "read %s", path);
 	}
 	memset(&raw, 0, sizeof(raw));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
-	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &raw, jerr,
-			     sizeof(jerr)) != 0) {
-		err_set(e, ERR_FORMAT, "%s: %s", path, jerr);
+	o = json_parse_object(buf, len, e);
+	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &raw, e) != 0) {
+		err_prefix(e, "%s", path);
 		goto out;
 	}
 	kind = journal_lookup(journal_kinds, ARRAY_LEN(journal_kinds), raw.kind);
@@ -271,7 +270,7 @@ out:
 cJSON *
 journal_history_read(const char *root)
 {
-	char path[PATH_MAX], jerr[128];
+	char path[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0, i = 0;
 	cJSON *arr = NULL;
@@ -293,7 +292,7 @@ journal_history_read(const char *root)
 	while (i < len) {
 		char *nl = memchr(buf + i, '\n', len - i);
 		size_t end = nl != NULL ? (size_t)(nl - buf) : len;
-		cJSON *o = json_parse_object(buf + i, end - i, jerr, sizeof(jerr));
+		cJSON *o = json_parse_object(buf + i, end - i, NULL);
 
 		if (o != NULL) {
 			cJSON_AddItemToArray(arr, o);

@@ -61,14 +61,14 @@ int
 probe_check_body(const char *body, size_t len, const char *expect_version,
     const char *expect_sha256, char *reason, size_t reasonlen)
 {
-	char perr[160];
+	struct err e = ERR_INIT;
 	cJSON *root;
 	const cJSON *v, *rel, *sha;
 	int rc = -1;
 
-	root = json_parse_object(body, len, perr, sizeof(perr));
+	root = json_parse_object(body, len, &e);
 	if (root == NULL) {
-		snprintf(reason, reasonlen, "body is not a JSON object: %s", perr);
+		snprintf(reason, reasonlen, "body is not a JSON object: %s", err_msg(&e));
 		return -1;
 	}
 	if (nonempty(expect_version)) {

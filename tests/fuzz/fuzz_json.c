@@ -53,13 +53,13 @@ static const struct json_field detail_fields[] = {
 static void
 check_reprint(const cJSON *tree)
 {
-	char err[160];
+	struct err e = ERR_INIT;
 	char *text = json_print_compact(tree);
 
 	if (text == NULL) {
 		return; /* out of memory */
 	}
-	cJSON *again = json_parse_object(text, strlen(text), err, sizeof(err));
+	cJSON *again = json_parse_object(text, strlen(text), &e);
 	if (again == NULL) {
 		__builtin_trap(); /* we printed something we refuse */
 	}
@@ -70,7 +70,7 @@ check_reprint(const cJSON *tree)
 static void
 read_rel(const cJSON *root, int allow_unknown)
 {
-	char err[160];
+	struct err e = ERR_INIT;
 	struct rel r, before;
 	struct detail d, dbefore;
 
@@ -81,9 +81,8 @@ read_rel(const cJSON *root, int allow_unknown)
 	r.detail = NULL;
 	r.releases = NULL;
 	memcpy(&before, &r, sizeof(r));
-	if (json_read_fields(root, rel_fields, ARRAY_LEN(rel_fields), allow_unknown, &r, err,
-	    sizeof(err)) != 0) {
-		if (memcmp(&r, &before, sizeof(r)) != 0 || err[0] == '\0') {
+	if (json_read_fields(root, rel_fields, ARRAY_LEN(rel_fields), allow_unknown, &r, &e) != 0) {
+		if (memcmp(&r, &before, sizeof(r)) != 0 || !err_failed(&e)) {
 			__builtin_trap();
 		}
 		return;
@@ -108,8 +107,8 @@ read_rel(const cJSON *root, int allow_unknown)
 		memset(&d, 0x5a, sizeof(d));
 		d.stderr_text = NULL;
 		memcpy(&dbefore, &d, sizeof(d));
-		if (json_read_fields(r.detail, detail_fields, ARRAY_LEN(detail_fields), 0, &d, err,
-		    sizeof(err)) != 0) {
+		if (json_read_fields(r.detail, detail_fields, ARRAY_LEN(detail_fields), 0, &d,
+		    &e) != 0) {
 			if (memcmp(&d, &dbefore, sizeof(d)) != 0) {
 				__builtin_trap();
 			}
@@ -118,12 +117,12 @@ read_rel(const cJSON *root, int allow_unknown)
 			__builtin_trap();
 		}
 	}
-	for (const cJSON *e = r.releases != NULL ? r.releases->child : NULL; e != NULL;
-	    e = e->next) {
+	for (const cJSON *el = r.releases != NULL ? r.releases->child : NULL; el != NULL;
+	    el = el->next) {
 		struct rel sub;
 		memset(&sub, 0, sizeof(sub));
-		if (json_read_fields(e, rel_fields, ARRAY_LEN(rel_fields), 1, &sub, err,
-		    sizeof(err)) == 0 && sub.slot[0] == '\0') {
+		if (json_read_fields(el, rel_fields, ARRAY_LEN(rel_fields), 1, &sub, &e) == 0 &&
+		    sub.slot[0] == '\0') {
 			__builtin_trap();
 		}
 	}
@@ -133,7 +132,7 @@ read_rel(const cJSON *root, int allow_unknown)
 static void
 check_builder(const uint8_t *data, size_t size)
 {
-	char err[160];
+	struct err e = ERR_INIT;
 	char *s = malloc(size + 1);
 	cJSON *o = cJSON_CreateObject();
 
@@ -149,7 +148,7 @@ check_builder(const uint8_t *data, size_t size)
 	    json_add_int(o, "n", (long long)size * 1000000000000LL) == 0) {
 		char *text = json_print_compact(o);
 		if (text != NULL) {
-			cJSON *again = json_parse_object(text, strlen(text), err, sizeof(err));
+			cJSON *again = json_parse_object(text, strlen(text), &e);
 			if (again == NULL) {
 				__builtin_trap();
 			}
@@ -174,13 +173,12 @@ check_builder(const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char err[160];
+	struct err e = ERR_INIT;
 	const char *buf = (const char *)data;
 
-	err[0] = '\0';
-	cJSON *root = json_parse_object(buf, size, err, sizeof(err));
+	cJSON *root = json_parse_object(buf, size, &e);
 	if (root == NULL) {
-		if (err[0] == '\0') {
+		if (!err_failed(&e)) {
 			__builtin_trap(); /* every refusal says why */
 		}
 	} else {
@@ -194,7 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_builder(data, size);
 	/* Small explicit limits take the depth and size refusals. */
-	root = json_parse_object_ex(buf, size, 256, 3, err, sizeof(err));
+	root = json_parse_object_ex(buf, size, 256, 3, &e);
 	if (root != NULL) {
 		if (size > 256) {
 			__builtin_trap();

@@ -219,7 +219,7 @@ fake_start(void *arg, uint64_t *gen, struct err *e)
 	static const struct json_field fields[] = {
 		JSON_F_STR("version", __typeof__(m), version, JSON_REQUIRED, 1),
 	};
-	char p[PATH_MAX], jerr[128], *buf = NULL;
+	char p[PATH_MAX], *buf = NULL;
 	size_t len = 0;
 	cJSON *o;
 
@@ -229,11 +229,10 @@ fake_start(void *arg, uint64_t *gen, struct err *e)
 		return err_sys(e, "exec %s", p);
 	}
 	memset(&m, 0, sizeof(m));
-	o = json_parse_object(buf, len, jerr, sizeof(jerr));
+	o = json_parse_object(buf, len, NULL);
 	free(buf);
 	assert_non_null(o);
-	assert_int_equal(json_read_fields(o, fields, ARRAY_LEN(fields), 1, &m, jerr, sizeof(jerr)),
-	    0);
+	assert_int_equal(json_read_fields(o, fields, ARRAY_LEN(fields), 1, &m, NULL), 0);
 	cJSON_Delete(o);
 	memcpy(fake.version, m.version, sizeof(fake.version));
 	fake.running = 1;

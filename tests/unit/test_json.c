@@ -19,36 +19,36 @@
 
 /* Parse a C string literal's bytes (length given, so NULs inside count). */
 static cJSON *
-parse_n(const char *s, size_t n, char *err, size_t errlen)
+parse_n(const char *s, size_t n, struct err *e)
 {
-	return json_parse_object(s, n, err, errlen);
+	return json_parse_object(s, n, e);
 }
 
 static cJSON *
-parse(const char *s, char *err, size_t errlen)
+parse(const char *s, struct err *e)
 {
-	return parse_n(s, strlen(s), err, errlen);
+	return parse_n(s, strlen(s), e);
 }
 
 #define ASSERT_REFUSED(lit, why)                                                    \
 	do {                                                                          \
-		char e_[256] = "";                                                    \
-		cJSON *r_ = parse_n((lit), sizeof(lit) - 1, e_, sizeof(e_));          \
+		struct err e_ = ERR_INIT;                                             \
+		cJSON *r_ = parse_n((lit), sizeof(lit) - 1, &e_);                     \
 		if (r_ != NULL) {                                                     \
 			cJSON_Delete(r_);                                             \
 			fail_msg("accepted: %s", #lit);                               \
 		}                                                                     \
-		if (strstr(e_, (why)) == NULL) {                                      \
-			fail_msg("%s: error '%s' lacks '%s'", #lit, e_, (why));       \
+		if (e_.kind != ERR_FORMAT || strstr(err_msg(&e_), (why)) == NULL) {   \
+			fail_msg("%s: error '%s' lacks '%s'", #lit, err_msg(&e_), (why)); \
 		}                                                                     \
 	} while (0)
 
 #define ASSERT_ACCEPTED(lit)                                                        \
 	do {                                                                          \
-		char e_[256] = "";                                                    \
-		cJSON *r_ = parse_n((lit), sizeof(lit) - 1, e_, sizeof(e_));          \
+		struct err e_ = ERR_INIT;                                             \
+		cJSON *r_ = parse_n((lit), sizeof(lit) - 1, &e_);                     \
 		if (r_ == NULL) {                                                     \
-			fail_msg("refused %s: %s", #lit, e_);                         \
+			fail_msg("refused %s: %s", #lit, err_msg(&e_));               \
 		}                                                                     \
 		cJSON_Delete(r_);                                                     \
 	} while (0)
@@ -79,15 +79,14 @@ valid_utf8(const char *s)
 static void
 test_parse_valid(void **state)
 {
-	char err[128];
+	struct err e = ERR_INIT;
 
 	(void)state;
 	cJSON *o = parse(" \t\r\n{\"a\": [1, -2.5e3, 0, -0, 1E+2, true, false, null, {}, []],"
 	    "\"b\": {\"c\": \"\\u00e9\\ud83d\\ude00 \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"},"
-	    "\"\xc3\xa9t\xc3\xa9\": \"\xe2\x82\xac \xf0\x9f\x98\x80\", \"A\": 1, \"a2\": \"\"} \n", err,
-	    sizeof(err));
+	    "\"\xc3\xa9t\xc3\xa9\": \"\xe2\x82\xac \xf0\x9f\x98\x80\", \"A\": 1, \"a2\": \"\"} \n", &e);
 	if (o == NULL) {
-		fail_msg("%s", err);
+		fail_msg("%s", err_msg(&e));
 	}
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "b"),
 	    "c");
@@ -101,26 +100,26 @@ test_parse_valid(void **state)
 
 	/* Exactly LEN bytes are parsed: no NUL needed, what follows is ignored. */
 	static const char buf[] = "{\"k\":1}GARBAGE\0{";
-	o = json_parse_object(buf, 7, err, sizeof(err));
+	o = json_parse_object(buf, 7, &e);
 	assert_non_null(o);
 	cJSON_Delete(o);
-	/* ERR may be NULL or empty. */
-	o = json_parse_object("{}", 2, NULL, 0);
+	/* E may be NULL. */
+	o = json_parse_object("{}", 2, NULL);
 	assert_non_null(o);
 	cJSON_Delete(o);
-	assert_null(json_parse_object("[]", 2, NULL, 0));
+	assert_null(json_parse_object("[]", 2, NULL));
 	assert_int_equal(errno, EINVAL);
 }
 
 static void
 test_parse_refused_structure(void **state)
 {
-	char err[64];
+	struct err e = ERR_INIT;
 
 	(void)state;
-	assert_null(json_parse_object(NULL, 5, err, sizeof(err)));
-	assert_string_equal(err, "empty input");
-	assert_null(json_parse_object("{}", 0, err, sizeof(err)));
+	assert_null(json_parse_object(NULL, 5, &e));
+	assert_string_equal(err_msg(&e), "empty input");
+	assert_null(json_parse_object("{}", 0, &e));
 	ASSERT_REFUSED("[1]", "not an object");
 	ASSERT_REFUSED("\"s\"", "not an object");
 	ASSERT_REFUSED("1", "not an object");
@@ -225,7 +224,8 @@ test_parse_duplicates(void **state)
 static void
 test_parse_limits(void **state)
 {
-	char buf[256], err[128];
+	char buf[256];
+	struct err e = ERR_INIT;
 	size_t n = 0;
 
 	(void)state;
@@ -241,26 +241,26 @@ test_parse_limits(void **state)
 			buf[n++] = ']';
 		}
 		buf[n++] = '}';
-		cJSON *o = json_parse_object(buf, n, err, sizeof(err));
+		cJSON *o = json_parse_object(buf, n, &e);
 		if (d == JSON_MAX_DEPTH) {
 			assert_non_null(o);
 		} else {
 			assert_null(o);
-			assert_non_null(strstr(err, "nesting deeper than 32"));
+			assert_non_null(strstr(err_msg(&e), "nesting deeper than 32"));
 		}
 		cJSON_Delete(o);
 	}
 	/* Brackets inside strings do not count. */
 	ASSERT_ACCEPTED("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{{{{{{{{{{{{\"}");
 	/* Explicit limits. */
-	cJSON *o = json_parse_object_ex("{\"a\":{}}", 8, 100, 2, err, sizeof(err));
+	cJSON *o = json_parse_object_ex("{\"a\":{}}", 8, 100, 2, &e);
 	assert_non_null(o);
 	cJSON_Delete(o);
-	assert_null(json_parse_object_ex("{\"a\":{\"b\":[]}}", 14, 100, 2, err, sizeof(err)));
-	assert_non_null(strstr(err, "nesting deeper than 2"));
-	assert_null(json_parse_object_ex("{\"a\":1}", 7, 6, 10, err, sizeof(err)));
-	assert_string_equal(err, "input of 7 bytes exceeds the limit of 6");
-	o = json_parse_object_ex("{\"a\":1}", 7, 7, 10, err, sizeof(err));
+	assert_null(json_parse_object_ex("{\"a\":{\"b\":[]}}", 14, 100, 2, &e));
+	assert_non_null(strstr(err_msg(&e), "nesting deeper than 2"));
+	assert_null(json_parse_object_ex("{\"a\":1}", 7, 6, 10, &e));
+	assert_string_equal(err_msg(&e), "input of 7 bytes exceeds the limit of 6");
+	o = json_parse_object_ex("{\"a\":1}", 7, 7, 10, &e);
 	assert_non_null(o);
 	cJSON_Delete(o);
 	/* The default size limit. */
@@ -270,22 +270,23 @@ test_parse_limits(void **state)
 	memset(b, ' ', big);
 	b[0] = '{';
 	b[big - 1] = '}';
-	assert_null(json_parse_object(b, big, err, sizeof(err)));
-	assert_non_null(strstr(err, "exceeds the limit"));
-	o = json_parse_object(b + 1, big - 1, err, sizeof(err));
+	assert_null(json_parse_object(b, big, &e));
+	assert_non_null(strstr(err_msg(&e), "exceeds the limit"));
+	o = json_parse_object(b + 1, big - 1, &e);
 	/* b + 1 starts with blanks and ends with '}': no object start, refused by cJSON. */
 	assert_null(o);
 	b[1] = '{';
-	o = json_parse_object(b + 1, big - 1, err, sizeof(err));
+	o = json_parse_object(b + 1, big - 1, &e);
 	if (o == NULL) {
-		fail_msg("%s", err);
+		fail_msg("%s", err_msg(&e));
 	}
 	cJSON_Delete(o);
 	free(b);
-	/* A long error message is cut to ERRLEN, terminated. */
-	char tiny[8];
-	assert_null(json_parse_object("[]", 2, tiny, sizeof(tiny)));
-	assert_int_equal(strlen(tiny), 7);
+	/* Refusals are ERR_FORMAT and keep errno at EINVAL for older callers. */
+	errno = 0;
+	assert_null(json_parse_object("[]", 2, &e));
+	assert_int_equal(e.kind, ERR_FORMAT);
+	assert_int_equal(errno, EINVAL);
 }
 
 /* ---- schema reader ---- */
@@ -311,16 +312,16 @@ static const struct json_field rec_fields[] = {
 };
 
 static int
-read_rec(const char *text, struct rec *r, int allow_unknown, char *err, size_t errlen)
+read_rec(const char *text, struct rec *r, int allow_unknown, struct err *e)
 {
-	char perr[128];
-	cJSON *o = json_parse_object(text, strlen(text), perr, sizeof(perr));
+	struct err pe = ERR_INIT;
+	cJSON *o = json_parse_object(text, strlen(text), &pe);
 	int rc;
 
 	if (o == NULL) {
-		fail_msg("test input does not parse: %s", perr);
+		fail_msg("test input does not parse: %s", err_msg(&pe));
 	}
-	rc = json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), allow_unknown, r, err, errlen);
+	rc = json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), allow_unknown, r, e);
 	cJSON_Delete(o);
 	return rc;
 }
@@ -338,7 +339,7 @@ preset(struct rec *r)
 static void
 test_read_fields_ok(void **state)
 {
-	char err[128];
+	struct err e = ERR_INIT;
 	struct rec r;
 
 	(void)state;
@@ -346,12 +347,11 @@ test_read_fields_ok(void **state)
 	static const char text[] = "{\"name\":\"1234567\",\"ref\":\"abc\",\"i32\":-10,"
 				   "\"i64\":9007199254740991,\"flag\":true,\"obj\":{\"x\":1},"
 				   "\"arr\":[1,2]}";
-	cJSON *o = json_parse_object(text, sizeof(text) - 1, err, sizeof(err));
+	cJSON *o = json_parse_object(text, sizeof(text) - 1, &e);
 	if (o == NULL) {
-		fail_msg("%s", err);
+		fail_msg("%s", err_msg(&e));
 	}
-	assert_int_equal(json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), 0, &r, err,
-	    sizeof(err)), 0);
+	assert_int_equal(json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), 0, &r, &e), 0);
 	assert_string_equal(r.name, "1234567");
 	assert_string_equal(r.ref, "abc");
 	assert_int_equal(r.i32, -10);
@@ -366,24 +366,22 @@ test_read_fields_ok(void **state)
 	int32_t i32 = r.i32;
 	int64_t i64 = r.i64;
 	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":null,\"i64\":null,\"flag\":false}", &r,
-	    0, err, sizeof(err)), 0);
+	    0, &e), 0);
 	assert_string_equal(r.name, "n");
 	assert_null(r.arr);
 	assert_int_equal(r.i32, i32);
 	assert_true(r.i64 == i64);
 	assert_int_equal(r.flag, 0);
 	/* Integers written in other exact forms. */
-	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":[],\"i32\":1e1,\"i64\":-0}", &r, 0, err,
-	    sizeof(err)), 0);
+	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":[],\"i32\":1e1,\"i64\":-0}", &r, 0, &e), 0);
 	assert_int_equal(r.i32, 10);
 	assert_true(r.i64 == 0);
 	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":[],\"i32\":2.0,\"i64\":-9007199254740991}",
-	    &r, 0, err, sizeof(err)), 0);
+	    &r, 0, &e), 0);
 	assert_int_equal(r.i32, 2);
 	assert_true(r.i64 == JSON_INT_MIN);
 	/* Unknown keys pass only when allowed. */
-	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":[],\"extra\":{\"deep\":[1]}}", &r, 1, err,
-	    sizeof(err)), 0);
+	assert_int_equal(read_rec("{\"name\":\"n\",\"arr\":[],\"extra\":{\"deep\":[1]}}", &r, 1, &e), 0);
 	assert_int_equal(errno, 0);
 }
 
@@ -418,21 +416,21 @@ test_read_fields_refused(void **state)
 		{ "{\"name\":\"n\",\"arr\":{}}", "key 'arr': expected an array" },
 		{ "{\"name\":\"n\",\"arr\":\"[]\"}", "key 'arr': expected an array" },
 	};
-	char err[128];
+	struct err e = ERR_INIT;
 	struct rec r, before;
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		preset(&r);
 		memcpy(&before, &r, sizeof(r));
-		err[0] = '\0';
+		err_clear(&e);
 		errno = 0;
-		if (read_rec(bad[i].json, &r, 0, err, sizeof(err)) != -1) {
+		if (read_rec(bad[i].json, &r, 0, &e) != -1) {
 			fail_msg("accepted %s", bad[i].json);
 		}
 		assert_int_equal(errno, EINVAL);
-		if (strstr(err, bad[i].why) == NULL) {
-			fail_msg("%s: error '%s' lacks '%s'", bad[i].json, err, bad[i].why);
+		if (strstr(err_msg(&e), bad[i].why) == NULL) {
+			fail_msg("%s: error '%s' lacks '%s'", bad[i].json, err_msg(&e), bad[i].why);
 		}
 		/* All-or-nothing: even members before the bad key are untouched. */
 		assert_memory_equal(&r, &before, sizeof(r));
@@ -440,18 +438,16 @@ test_read_fields_refused(void **state)
 	/* Not an object. */
 	cJSON *a = cJSON_CreateArray();
 	assert_non_null(a);
-	assert_int_equal(json_read_fields(a, rec_fields, ARRAY_LEN(rec_fields), 0, &r, err,
-	    sizeof(err)), -1);
-	assert_string_equal(err, "expected an object");
+	assert_int_equal(json_read_fields(a, rec_fields, ARRAY_LEN(rec_fields), 0, &r, &e), -1);
+	assert_string_equal(err_msg(&e), "expected an object");
 	cJSON_Delete(a);
-	assert_int_equal(json_read_fields(NULL, rec_fields, ARRAY_LEN(rec_fields), 0, &r, err,
-	    sizeof(err)), -1);
+	assert_int_equal(json_read_fields(NULL, rec_fields, ARRAY_LEN(rec_fields), 0, &r, &e), -1);
 }
 
 static void
 test_read_fields_tree_duplicates(void **state)
 {
-	char err[128];
+	struct err e = ERR_INIT;
 	struct rec r;
 
 	(void)state;
@@ -462,9 +458,8 @@ test_read_fields_tree_duplicates(void **state)
 	assert_true(cJSON_AddArrayToObject(o, "arr") != NULL);
 	assert_true(cJSON_AddStringToObject(o, "name", "b") != NULL);
 	preset(&r);
-	assert_int_equal(json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), 0, &r, err,
-	    sizeof(err)), -1);
-	assert_string_equal(err, "duplicate key 'name'");
+	assert_int_equal(json_read_fields(o, rec_fields, ARRAY_LEN(rec_fields), 0, &r, &e), -1);
+	assert_string_equal(err_msg(&e), "duplicate key 'name'");
 	assert_string_equal(r.name, "preset");
 	cJSON_Delete(o);
 }
@@ -472,14 +467,15 @@ test_read_fields_tree_duplicates(void **state)
 static void
 test_read_fields_unsafe_keys(void **state)
 {
-	char err[128], key[200], text[400];
+	char key[200], text[400];
+	struct err e = ERR_INIT;
 	struct rec r;
 
 	(void)state;
 	/* Quotes, backslashes and control bytes of outside keys are masked. */
 	preset(&r);
-	assert_int_equal(read_rec("{\"a'b\\\\c\\u0007d\":1}", &r, 0, err, sizeof(err)), -1);
-	assert_string_equal(err, "unknown key 'a?b?c?d'");
+	assert_int_equal(read_rec("{\"a'b\\\\c\\u0007d\":1}", &r, 0, &e), -1);
+	assert_string_equal(err_msg(&e), "unknown key 'a?b?c?d'");
 	/* A long key is cut on a UTF-8 boundary (the message stays valid UTF-8). */
 	size_t n = 0;
 	key[n++] = 'x';
@@ -489,10 +485,10 @@ test_read_fields_unsafe_keys(void **state)
 	}
 	key[n] = '\0';
 	snprintf(text, sizeof(text), "{\"%s\":1}", key);
-	assert_int_equal(read_rec(text, &r, 0, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "...'"));
-	assert_true(strlen(err) < 100);
-	assert_true(valid_utf8(err));
+	assert_int_equal(read_rec(text, &r, 0, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "...'"));
+	assert_true(strlen(err_msg(&e)) < 100);
+	assert_true(valid_utf8(err_msg(&e)));
 }
 
 struct small {
@@ -508,7 +504,7 @@ struct small {
 static void
 test_read_fields_bad_schema(void **state)
 {
-	char err[128];
+	struct err e = ERR_INIT;
 	struct small s;
 	cJSON *o = cJSON_CreateObject();
 
@@ -533,26 +529,26 @@ test_read_fields_bad_schema(void **state)
 		{ { "x", (enum json_ftype)99, 0, 0, sizeof(int), 0, 0 } },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		err[0] = '\0';
-		if (json_read_fields(o, bad[i], 1, 0, &s, err, sizeof(err)) != -1) {
+		err_clear(&e);
+		if (json_read_fields(o, bad[i], 1, 0, &s, &e) != -1) {
 			fail_msg("bad schema %zu accepted", i);
 		}
-		assert_non_null(strstr(err, "schema:"));
+		assert_non_null(strstr(err_msg(&e), "schema:"));
 	}
 	const struct json_field twice[] = {
 		JSON_F_INT("a", struct small, a, 0, 0, 1),
 		JSON_F_INT("a", struct small, b, JSON_REQUIRED, 0, 1),
 	};
-	assert_int_equal(json_read_fields(o, twice, 2, 0, &s, err, sizeof(err)), -1);
-	assert_string_equal(err, "schema: key 'a' listed twice");
-	assert_int_equal(json_read_fields(o, NULL, 0, 0, &s, err, sizeof(err)), -1);
-	assert_int_equal(json_read_fields(o, twice, 1, 0, NULL, err, sizeof(err)), -1);
-	assert_int_equal(json_read_fields(o, twice, JSON_MAX_FIELDS + 1, 0, &s, err, sizeof(err)),
+	assert_int_equal(json_read_fields(o, twice, 2, 0, &s, &e), -1);
+	assert_string_equal(err_msg(&e), "schema: key 'a' listed twice");
+	assert_int_equal(json_read_fields(o, NULL, 0, 0, &s, &e), -1);
+	assert_int_equal(json_read_fields(o, twice, 1, 0, NULL, &e), -1);
+	assert_int_equal(json_read_fields(o, twice, JSON_MAX_FIELDS + 1, 0, &s, &e),
 	    -1);
-	assert_string_equal(err, "schema: bad table");
+	assert_string_equal(err_msg(&e), "schema: bad table");
 	/* A well-formed table on an empty object, and an empty table. */
-	assert_int_equal(json_read_fields(o, twice, 1, 0, &s, err, sizeof(err)), 0);
-	assert_int_equal(json_read_fields(o, twice, 0, 0, &s, err, sizeof(err)), 0);
+	assert_int_equal(json_read_fields(o, twice, 1, 0, &s, &e), 0);
+	assert_int_equal(json_read_fields(o, twice, 0, 0, &s, &e), 0);
 	cJSON_Delete(o);
 }
 
@@ -619,10 +615,10 @@ test_builders(void **state)
 	assert_string_equal(text, "{\"s\":\"v\",\"nul\":null,\"max\":9007199254740991,"
 	    "\"min\":-9007199254740991,\"t\":true,\"f\":false,\"sub\":{\"k\":\"v\"},"
 	    "\"arr\":[\"x\",null,-5]}");
-	char err[128];
-	cJSON *back = json_parse_object(text, strlen(text), err, sizeof(err));
+	struct err e = ERR_INIT;
+	cJSON *back = json_parse_object(text, strlen(text), &e);
 	if (back == NULL) {
-		fail_msg("%s", err);
+		fail_msg("%s", err_msg(&e));
 	}
 	struct {
 		int64_t max, min;
@@ -635,7 +631,7 @@ test_builders(void **state)
 		{ "t", JSON_T_BOOL, 0, offsetof(__typeof__(v), t), sizeof(int), 0, 0 },
 		{ "s", JSON_T_STRREF, 0, offsetof(__typeof__(v), s), sizeof(char *), 0, 0 },
 	};
-	assert_int_equal(json_read_fields(back, f, ARRAY_LEN(f), 1, &v, err, sizeof(err)), 0);
+	assert_int_equal(json_read_fields(back, f, ARRAY_LEN(f), 1, &v, &e), 0);
 	assert_true(v.max == JSON_INT_MAX);
 	assert_true(v.min == JSON_INT_MIN);
 	assert_int_equal(v.t, 1);
@@ -647,7 +643,7 @@ test_builders(void **state)
 	assert_non_null(text);
 	size_t n = strlen(text);
 	assert_true(n > 2 && text[n - 1] == '\n' && text[n - 2] == '}');
-	back = json_parse_object(text, n, err, sizeof(err));
+	back = json_parse_object(text, n, &e);
 	assert_non_null(back);
 	cJSON_Delete(back);
 	free(text);
@@ -664,7 +660,7 @@ test_builders_exact_integers(void **state)
 	static const long long vals[] = { 0, 1, -1, 2147483647, 2147483648LL, -2147483649LL,
 		999999999999999LL, 1000000000000000LL, -1000000000000000LL, 1234567890123456LL,
 		4503599627370497LL, JSON_INT_MAX - 1, JSON_INT_MAX, JSON_INT_MIN };
-	char err[128];
+	struct err e = ERR_INIT;
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_LEN(vals); i++) {
@@ -683,7 +679,7 @@ test_builders_exact_integers(void **state)
 		char want[64];
 		snprintf(want, sizeof(want), "{\"v\":%lld,\"a\":[%lld]}", vals[i], vals[i]);
 		assert_string_equal(text, want);
-		cJSON *back = json_parse_object(text, strlen(text), err, sizeof(err));
+		cJSON *back = json_parse_object(text, strlen(text), &e);
 		assert_non_null(back);
 		struct {
 			int64_t v;
@@ -691,7 +687,7 @@ test_builders_exact_integers(void **state)
 		const struct json_field f[] = {
 			{ "v", JSON_T_INT, JSON_REQUIRED, 0, 8, JSON_INT_MIN, JSON_INT_MAX },
 		};
-		assert_int_equal(json_read_fields(back, f, 1, 1, &r, err, sizeof(err)), 0);
+		assert_int_equal(json_read_fields(back, f, 1, 1, &r, &e), 0);
 		assert_true(r.v == vals[i]);
 		cJSON_Delete(back);
 		free(text);
@@ -714,10 +710,10 @@ test_builders_any_text(void **state)
 	assert_int_equal(json_array_add_str(arr, "\xfe\xfe"), 0);
 	char *text = json_print_compact(o);
 	assert_non_null(text);
-	char err[128];
-	cJSON *back = json_parse_object(text, strlen(text), err, sizeof(err));
+	struct err e = ERR_INIT;
+	cJSON *back = json_parse_object(text, strlen(text), &e);
 	if (back == NULL) {
-		fail_msg("%s in %s", err, text);
+		fail_msg("%s in %s", err_msg(&e), text);
 	}
 	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(back, "stderr"));
 	assert_string_equal(s, "ctl\x01\x1f\n\t\"\\ bad\xef\xbf\xbd\xef\xbf\xbd ok\xc3\xa9 over"
