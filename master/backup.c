@@ -531,7 +531,7 @@ backup_check_manifest(struct archive *a, struct archive_entry *ae, struct err *e
 		return backup_ar_err(a, e, ERR_FORMAT, BACKUP_MANIFEST);
 	}
 	text[len] = '\0';
-	o = json_parse_object(text, len, NULL, 0);
+	o = json_parse_object(text, len, NULL);
 	fmt = o != NULL ? cJSON_GetObjectItemCaseSensitive(o, "format") : NULL;
 	if (!cJSON_IsNumber(fmt)) {
 		err_set(e, ERR_FORMAT, "%s is not a tandem backup manifest", BACKUP_MANIFEST);
