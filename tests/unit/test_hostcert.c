@@ -1,0 +1,355 @@
+/*
+ * Unit tests for pki/hostcert, the renewal state machine a host runs: two
+ * renewals and a confirm, an idempotent retry, the certificates it refuses,
+ * and a crash (a forked child _exit()ing at each test point) at every step:
+ * after recovery the pair in force is always a whole pair, old or new, and
+ * a retry finishes the renewal.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/testhook.h"
+#include "common/tls.h"
+#include "pki/hostcert.h"
+#include "pki/pki.h"
+#include "pki/trust.h"
+
+struct fx {
+	char dir[64];
+	char home[128];
+	char home2[128];
+	char ca[192];
+	char tls[128];
+	char boot_crt[192];
+	char boot_key[192];
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct pki_issue_opts o;
+	char err[512], out[160];
+
+	log_init("test_hostcert", LOG_LVL_ERROR);
+	if (f == NULL) {
+		return -1;
+	}
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-hostcert-XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		return -1;
+	}
+	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
+	snprintf(f->home2, sizeof(f->home2), "%s/other", f->dir);
+	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
+	snprintf(f->tls, sizeof(f->tls), "%s/tls", f->dir);
+	snprintf(out, sizeof(out), "%s/boot", f->dir);
+	snprintf(f->boot_crt, sizeof(f->boot_crt), "%s/updater@web1.crt", out);
+	snprintf(f->boot_key, sizeof(f->boot_key), "%s/updater@web1.key", out);
+	if (pki_init(f->home, NULL, err, sizeof(err)) != 0 ||
+	    pki_init(f->home2, NULL, err, sizeof(err)) != 0 || fs_mkdir_p(out, 0700) != 0) {
+		return -1;
+	}
+	pki_issue_opts_init(&o);
+	o.name = "web1";
+	o.role = TLS_ROLE_UPDATER;
+	o.key_out = f->boot_key;
+	o.cert_out = f->boot_crt;
+	if (pki_issue(f->home, &o, err, sizeof(err)) != 0) {
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	int rc = fs_rmtree(f->dir);
+
+	free(f);
+	return rc;
+}
+
+/* The master's part: certify CSR as NAME's ROLE with HOME's CA; the PEM into *OUT. */
+static void
+sign(const char *home, const char *dir, const char *csr, const char *name, enum tls_role role,
+    char **out, size_t *len)
+{
+	struct pki_issue_opts o;
+	char err[512], path[256];
+
+	snprintf(path, sizeof(path), "%s/signed.crt", dir);
+	pki_issue_opts_init(&o);
+	o.name = name;
+	o.role = role;
+	o.cert_out = path;
+	o.force = 1;
+	o.csr = (const unsigned char *)csr;
+	o.csr_len = strlen(csr);
+	if (pki_issue(home, &o, err, sizeof(err)) != 0) {
+		fail_msg("pki_issue: %s", err);
+	}
+	assert_int_equal(fs_read_file(path, 65536, out, len), 0);
+}
+
+/* Fingerprint of the pair in force (renewed or bootstrap), after checking it loads. */
+static void
+in_force(struct fx *f, char fp[TLS_FP_HEX_LEN + 1], int *renewed)
+{
+	char c[4096], k[4096], err[256];
+	struct err e = ERR_INIT;
+	struct tls_opts to;
+	struct tls_ctx *ctx = NULL;
+
+	assert_int_equal(trust_identity_paths(f->tls, f->boot_crt, f->boot_key, c, k, renewed, &e),
+	    0);
+	tls_opts_init(&to);
+	to.ca_file = f->ca;
+	to.cert_file = c;
+	to.key_file = k;
+	if (tls_server_new(&to, &ctx, err, sizeof(err)) != 0) {
+		fail_msg("the pair in force does not load: %s", err);
+	}
+	snprintf(fp, TLS_FP_HEX_LEN + 1, "%s", tls_ctx_own_fingerprint(ctx));
+	tls_ctx_free(ctx);
+}
+
+static void
+renew(struct fx *f, struct hostcert_installed *got)
+{
+	struct err e = ERR_INIT;
+	char *csr = NULL, *crt = NULL;
+	size_t len = 0;
+
+	assert_int_equal(hostcert_prepare(f->tls, "updater@web1", &csr, &e), 0);
+	sign(f->home, f->dir, csr, "web1", TLS_ROLE_UPDATER, &crt, &len);
+	if (hostcert_install(f->tls, (const unsigned char *)crt, len, f->ca, "updater@web1", NULL,
+		got, &e) != 0) {
+		fail_msg("install: %s", err_msg(&e));
+	}
+	free(csr);
+	free(crt);
+}
+
+static int
+exists(const struct fx *f, const char *name)
+{
+	char p[256];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", f->tls, name);
+	return lstat(p, &st) == 0;
+}
+
+static void
+test_two_renewals_and_confirm(void **state)
+{
+	struct fx *f = *state;
+	struct hostcert_installed g1, g2;
+	struct err e = ERR_INIT;
+	char fp[TLS_FP_HEX_LEN + 1];
+	int renewed;
+
+	in_force(f, fp, &renewed);
+	assert_false(renewed);
+	renew(f, &g1);
+	assert_int_equal(g1.gen, 1);
+	in_force(f, fp, &renewed);
+	assert_true(renewed);
+	assert_string_equal(fp, g1.fingerprint);
+	assert_false(exists(f, "previous")); /* the bootstrap pair was in use */
+	assert_false(exists(f, "pending"));
+	renew(f, &g2);
+	assert_int_equal(g2.gen, 2);
+	in_force(f, fp, &renewed);
+	assert_string_equal(fp, g2.fingerprint);
+	assert_true(exists(f, "previous") && exists(f, "gen-1"));
+	assert_int_equal(hostcert_confirm(f->tls, &e), 0);
+	assert_false(exists(f, "previous") || exists(f, "gen-1"));
+	assert_true(exists(f, "gen-2"));
+	in_force(f, fp, &renewed);
+	assert_string_equal(fp, g2.fingerprint);
+}
+
+static void
+test_retry_and_refusals(void **state)
+{
+	struct fx *f = *state;
+	struct hostcert_installed got, again;
+	struct err e = ERR_INIT;
+	char *csr = NULL, *crt = NULL, *other = NULL, *wrong = NULL;
+	size_t len = 0, olen = 0, wlen = 0;
+	char fp[TLS_FP_HEX_LEN + 1];
+	int renewed;
+
+	/* Nothing pending. */
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)"x", 1, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	assert_int_equal(e.kind, ERR_CONFLICT);
+	err_clear(&e);
+	assert_int_equal(hostcert_prepare(f->tls, "updater@web1", &csr, &e), 0);
+	/* Another host's name, another CA, another key, not PEM: all refused. */
+	sign(f->home, f->dir, csr, "web2", TLS_ROLE_UPDATER, &wrong, &wlen);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)wrong, wlen, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	assert_int_equal(e.kind, ERR_FORBIDDEN);
+	err_clear(&e);
+	free(wrong);
+	sign(f->home, f->dir, csr, "web1", TLS_ROLE_AGENT, &wrong, &wlen);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)wrong, wlen, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	err_clear(&e);
+	free(wrong);
+	sign(f->home2, f->dir, csr, "web1", TLS_ROLE_UPDATER, &other, &olen);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)other, olen, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	assert_int_equal(e.kind, ERR_FORBIDDEN);
+	err_clear(&e);
+	assert_int_equal(fs_read_file(f->boot_crt, 65536, &wrong, &wlen), 0);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)wrong, wlen, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	assert_int_equal(e.kind, ERR_BAD_REQUEST); /* not for the pending key */
+	err_clear(&e);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)"garbage", 7, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    -1);
+	err_clear(&e);
+	in_force(f, fp, &renewed);
+	assert_false(renewed);
+
+	/* The right one, twice: the retry answers the same. */
+	sign(f->home, f->dir, csr, "web1", TLS_ROLE_UPDATER, &crt, &len);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)crt, len, f->ca,
+			     "updater@web1", NULL, &got, &e),
+	    0);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)crt, len, f->ca,
+			     "updater@web1", NULL, &again, &e),
+	    0);
+	assert_int_equal(again.gen, got.gen);
+	assert_string_equal(again.fingerprint, got.fingerprint);
+	free(csr);
+	free(crt);
+	free(other);
+	free(wrong);
+}
+
+static const char *g_crash_at;
+
+static void
+crash_hook(const char *point)
+{
+	if (strcmp(point, g_crash_at) == 0) {
+		_exit(TESTHOOK_CRASH_STATUS);
+	}
+}
+
+static void
+test_crash_at_every_step(void **state)
+{
+	static const char *const points[] = { "cert.pending_key", "cert.gen_written",
+		"cert.previous_set", "cert.flipped", "cert.pending_removed" };
+	struct fx *f = *state;
+	struct hostcert_installed g1, fin;
+
+	/* A renewed pair in use first, so "old" is gen-N, not the bootstrap pair. */
+	renew(f, &g1);
+	for (size_t i = 0; i < ARRAY_LEN(points); i++) {
+		char before[TLS_FP_HEX_LEN + 1], after[TLS_FP_HEX_LEN + 1], done[TLS_FP_HEX_LEN + 1];
+		char note[512];
+		struct err e = ERR_INIT;
+		int renewed, st;
+		pid_t pid;
+
+		in_force(f, before, &renewed);
+		g_crash_at = points[i];
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct hostcert_installed g;
+			testhook_set(crash_hook);
+			renew(f, &g);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), TESTHOOK_CRASH_STATUS);
+		assert_int_equal(hostcert_recover(f->tls, f->ca, note, sizeof(note), &e), 0);
+		/* A whole pair is in force: the old one until the flip, the new one after. */
+		in_force(f, after, &renewed);
+		assert_true(renewed);
+		if (i < 3) {
+			assert_string_equal(after, before);
+		} else {
+			assert_string_not_equal(after, before);
+		}
+		/* The renewal finishes on a retry (reusing the pending key when there is one). */
+		renew(f, &fin);
+		in_force(f, done, &renewed);
+		assert_string_equal(done, fin.fingerprint);
+		assert_false(exists(f, "pending"));
+		assert_int_equal(hostcert_confirm(f->tls, &e), 0);
+	}
+}
+
+static void
+test_recover_falls_back(void **state)
+{
+	struct fx *f = *state;
+	struct hostcert_installed g1, g2;
+	struct err e = ERR_INIT;
+	char fp[TLS_FP_HEX_LEN + 1], note[512], p[256];
+	int renewed;
+
+	renew(f, &g1);
+	renew(f, &g2);
+	/* The current key damaged: back to the previous generation. */
+	snprintf(p, sizeof(p), "%s/gen-2/key.pem", f->tls);
+	assert_int_equal(fs_write_atomic(p, "junk", 4, 0600), 0);
+	assert_int_equal(hostcert_recover(f->tls, f->ca, note, sizeof(note), &e), 0);
+	assert_non_null(strstr(note, "back to gen-1"));
+	in_force(f, fp, &renewed);
+	assert_string_equal(fp, g1.fingerprint);
+	/* And with nothing usable left: back to the configured pair. */
+	snprintf(p, sizeof(p), "%s/gen-1/cert.pem", f->tls);
+	assert_int_equal(fs_write_atomic(p, "junk", 4, 0644), 0);
+	assert_int_equal(hostcert_recover(f->tls, f->ca, note, sizeof(note), &e), 0);
+	assert_non_null(strstr(note, "configured pair"));
+	in_force(f, fp, &renewed);
+	assert_false(renewed);
+	/* A directory that does not exist yet is nothing to recover. */
+	snprintf(p, sizeof(p), "%s/none", f->dir);
+	assert_int_equal(hostcert_recover(p, f->ca, note, sizeof(note), &e), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_two_renewals_and_confirm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_and_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_falls_back, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
