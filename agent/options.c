@@ -132,6 +132,32 @@ parse_ready_fd(const char *s, int *out, char *err, size_t errlen)
 	return 0;
 }
 
+/* Defaults, then the file at CONFIG_PATH (may be NULL), then the NOV overrides OV. */
+static int
+options_load(struct agent_options *o, size_t n, const char *config_path,
+    const struct override *ov, size_t nov, struct err *e)
+{
+	if (config_defaults(agent_table, n, &o->cfg, e) != 0) {
+		return -1;
+	}
+	if (config_path != NULL) {
+		if (strlcpy_chk(o->config_path, config_path, sizeof(o->config_path)) != 0) {
+			return err_set(e, ERR_USAGE, "--config: path too long");
+		}
+		if (config_load_file(agent_table, n, &o->cfg, config_path, e) != 0) {
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < nov; i++) {
+		if ((ov[i].name != NULL ?
+		    config_set(agent_table, n, &o->cfg, ov[i].name, ov[i].value, NULL, e) :
+		    config_set_kv(agent_table, n, &o->cfg, ov[i].value, e)) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 options_parse(int argc, char *const argv[], struct agent_options *o, char *err, size_t errlen)
 {
@@ -152,6 +178,7 @@ options_parse(int argc, char *const argv[], struct agent_options *o, char *err, 
 		{ NULL, 0, NULL, 0 },
 	};
 	struct override ov[MAX_OVERRIDES];
+	struct err e = ERR_INIT;
 	size_t nov = 0;
 	int have_action = 0;
 	const char *config_path = NULL;
@@ -250,26 +277,9 @@ options_parse(int argc, char *const argv[], struct agent_options *o, char *err, 
 	if (o->action == OPTIONS_VERSION || o->action == OPTIONS_HELP) {
 		return 0;
 	}
-	if (config_defaults(agent_table, n, &o->cfg, err, errlen) != 0) {
+	if (options_load(o, n, config_path, ov, nov, &e) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&e));
 		return -1;
-	}
-	if (config_path != NULL) {
-		if (strlcpy_chk(o->config_path, config_path, sizeof(o->config_path)) != 0) {
-			snprintf(err, errlen, "--config: path too long");
-			return -1;
-		}
-		if (config_load_file(agent_table, n, &o->cfg, config_path, err, errlen) != 0) {
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < nov; i++) {
-		int rc = ov[i].name != NULL
-			     ? config_set(agent_table, n, &o->cfg, ov[i].name, ov[i].value, NULL,
-				   err, errlen)
-			     : config_set_kv(agent_table, n, &o->cfg, ov[i].value, err, errlen);
-		if (rc != 0) {
-			return -1;
-		}
 	}
 	if (o->action == OPTIONS_PRINT_CONFIG) {
 		return 0;

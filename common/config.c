@@ -2,16 +2,12 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/fs.h"
 #include "common/log.h"
-
-/* Longest reason text before the "file:line: " prefix is added. */
-#define CONFIG_REASON_MAX 512
 
 /* A parsed value waiting to be committed to the caller's struct. */
 struct config_val {
@@ -21,22 +17,6 @@ struct config_val {
 	char *str;
 	char **list;
 };
-
-static void config_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-config_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 config_list_free(char **list)
@@ -86,27 +66,27 @@ config_valid_name(const char *s)
 
 /* Refuse NUL, control characters but tab, and invalid UTF-8 in S[0..N). */
 static int
-config_check_text(const char *s, size_t n, char *why, size_t whylen)
+config_check_text(const char *s, size_t n, struct err *e)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
 
 	while (i < n) {
 		if (p[i] == '\0') {
-			config_err(why, whylen, "NUL byte");
+			err_set(e, ERR_CONFIG, "NUL byte");
 			return -1;
 		}
 		if (p[i] == '\r') {
-			config_err(why, whylen, "carriage return (CRLF line endings are not accepted)");
+			err_set(e, ERR_CONFIG, "carriage return (CRLF line endings are not accepted)");
 			return -1;
 		}
 		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
-			config_err(why, whylen, "control character 0x%02x", p[i]);
+			err_set(e, ERR_CONFIG, "control character 0x%02x", p[i]);
 			return -1;
 		}
 		size_t k = utf8_seq_len(p + i, n - i);
 		if (k == 0) {
-			config_err(why, whylen, "invalid UTF-8");
+			err_set(e, ERR_CONFIG, "invalid UTF-8");
 			return -1;
 		}
 		i += k;
@@ -136,8 +116,7 @@ config_split_number(const char *s, long long *num, const char **suffix)
 }
 
 static int
-config_parse_scaled(const struct config_option *o, const char *val, long long *out, char *why,
-    size_t whylen)
+config_parse_scaled(const struct config_option *o, const char *val, long long *out, struct err *e)
 {
 	long long v, mult = -1;
 	const char *suf;
@@ -146,9 +125,9 @@ config_parse_scaled(const struct config_option *o, const char *val, long long *o
 	errno = 0;
 	if (config_split_number(val, &v, &suf) != 0) {
 		if (errno == ERANGE) {
-			config_err(why, whylen, "%s too large", what);
+			err_set(e, ERR_CONFIG, "%s too large", what);
 		} else {
-			config_err(why, whylen, "bad %s '%.64s'", what, val);
+			err_set(e, ERR_CONFIG, "bad %s '%.64s'", what, val);
 		}
 		return -1;
 	}
@@ -163,7 +142,7 @@ config_parse_scaled(const struct config_option *o, const char *val, long long *o
 			}
 		}
 		if (mult < 0) {
-			config_err(why, whylen, "bad duration '%.64s' (units: ms, s, m, h; bare = s)",
+			err_set(e, ERR_CONFIG, "bad duration '%.64s' (units: ms, s, m, h; bare = s)",
 			    val);
 			return -1;
 		}
@@ -178,16 +157,16 @@ config_parse_scaled(const struct config_option *o, const char *val, long long *o
 			}
 		}
 		if (mult < 0) {
-			config_err(why, whylen, "bad size '%.64s' (suffixes: K, M, G, T)", val);
+			err_set(e, ERR_CONFIG, "bad size '%.64s' (suffixes: K, M, G, T)", val);
 			return -1;
 		}
 	}
 	if (__builtin_mul_overflow(v, mult, &v)) {
-		config_err(why, whylen, "%s too large", what);
+		err_set(e, ERR_CONFIG, "%s too large", what);
 		return -1;
 	}
 	if (v < o->min || v > o->max) {
-		config_err(why, whylen, "%s %lld%s out of range [%lld, %lld]", what, v,
+		err_set(e, ERR_CONFIG, "%s %lld%s out of range [%lld, %lld]", what, v,
 		    o->type == CONFIG_SIZE ? " bytes" : "ms", o->min, o->max);
 		return -1;
 	}
@@ -215,36 +194,36 @@ config_parse_bool(const char *val, long long *out)
 }
 
 static int
-config_check_addr(const struct config_option *o, const char *val, char *why, size_t whylen)
+config_check_addr(const struct config_option *o, const char *val, struct err *e)
 {
 	char host[256], port[8];
 	long long p = 0;
 
 	if (split_host_port(val, host, sizeof(host), port, sizeof(port)) != 0 ||
 	    parse_ll(port, 0, 65535, &p) != 0) {
-		config_err(why, whylen, "bad address '%.64s' (expected HOST:PORT or [V6]:PORT)", val);
+		err_set(e, ERR_CONFIG, "bad address '%.64s' (expected HOST:PORT or [V6]:PORT)", val);
 		return -1;
 	}
 	for (const char *h = host; *h != '\0'; h++) {
 		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
 		    (*h >= '0' && *h <= '9') || strchr(".-_:%", *h) != NULL)) {
-			config_err(why, whylen, "bad host in address '%.64s'", val);
+			err_set(e, ERR_CONFIG, "bad host in address '%.64s'", val);
 			return -1;
 		}
 	}
 	if (val[0] != '[' && strchr(host, ':') != NULL) {
-		config_err(why, whylen, "IPv6 address needs brackets: '%.64s'", val);
+		err_set(e, ERR_CONFIG, "IPv6 address needs brackets: '%.64s'", val);
 		return -1;
 	}
 	if (o->max > 0 && (p < o->min || p > o->max)) {
-		config_err(why, whylen, "port %lld out of range [%lld, %lld]", p, o->min, o->max);
+		err_set(e, ERR_CONFIG, "port %lld out of range [%lld, %lld]", p, o->min, o->max);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-config_parse_list(const char *val, char ***out, char *why, size_t whylen)
+config_parse_list(const char *val, char ***out, struct err *e)
 {
 	char **list = NULL;
 	size_t cnt = 1, k = 0;
@@ -262,7 +241,7 @@ config_parse_list(const char *val, char ***out, char *why, size_t whylen)
 	}
 	list = calloc(cnt, sizeof(*list));
 	if (list == NULL) {
-		config_err(why, whylen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	while (*p != '\0') {
@@ -278,17 +257,17 @@ config_parse_list(const char *val, char ***out, char *why, size_t whylen)
 			end--;
 		}
 		if (end == p) {
-			config_err(why, whylen, "empty element in list");
+			err_set(e, ERR_CONFIG, "empty element in list");
 			goto out;
 		}
 		list[k] = strndup(p, (size_t)(end - p));
 		if (list[k] == NULL) {
-			config_err(why, whylen, "out of memory");
+			err_set(e, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		k++;
 		if (*next == '\0' && next > val && next[-1] == ',') {
-			config_err(why, whylen, "empty element in list");
+			err_set(e, ERR_CONFIG, "empty element in list");
 			goto out;
 		}
 		p = next;
@@ -302,24 +281,24 @@ out:
 }
 
 static char *
-config_make_path(const char *val, const char *basedir, char *why, size_t whylen)
+config_make_path(const char *val, const char *basedir, struct err *e)
 {
 	char cwd[PATH_MAX];
 	char *res = NULL;
 	size_t bl, vl;
 
 	if (*val == '\0') {
-		config_err(why, whylen, "empty path");
+		err_set(e, ERR_CONFIG, "empty path");
 		return NULL;
 	}
 	if (val[0] == '/') {
 		basedir = NULL;
 	} else if (basedir != NULL && basedir[0] != '/') {
-		config_err(why, whylen, "base directory '%.64s' is not absolute", basedir);
+		err_set(e, ERR_CONFIG, "base directory '%.64s' is not absolute", basedir);
 		return NULL;
 	} else if (basedir == NULL) {
 		if (getcwd(cwd, sizeof(cwd)) == NULL) {
-			config_err(why, whylen, "cannot get the working directory: %s", strerror(errno));
+			err_sys_kind(e, ERR_CONFIG, "cannot get the working directory");
 			return NULL;
 		}
 		basedir = cwd;
@@ -327,12 +306,12 @@ config_make_path(const char *val, const char *basedir, char *why, size_t whylen)
 	bl = basedir != NULL ? strlen(basedir) : 0;
 	vl = strlen(val);
 	if (bl + 1 + vl >= PATH_MAX) {
-		config_err(why, whylen, "path too long");
+		err_set(e, ERR_CONFIG, "path too long");
 		return NULL;
 	}
 	res = malloc(bl + 1 + vl + 1);
 	if (res == NULL) {
-		config_err(why, whylen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
 	if (basedir != NULL) {
@@ -346,23 +325,23 @@ config_make_path(const char *val, const char *basedir, char *why, size_t whylen)
 }
 
 static int
-config_dup(const char *val, char **out, char *why, size_t whylen)
+config_dup(const char *val, char **out, struct err *e)
 {
 	*out = strdup(val);
 	if (*out == NULL) {
-		config_err(why, whylen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	return 0;
 }
 
 /*
- * Parse VAL (already unquoted, checked text) for option O into OUT. WHY gets
+ * Parse VAL (already unquoted, checked text) for option O into OUT. E gets
  * the reason on failure (without a prefix).
  */
 static int
 config_parse_value(const struct config_option *o, const char *val, const char *basedir,
-    struct config_val *out, char *why, size_t whylen)
+    struct config_val *out, struct err *e)
 {
 	long long v = 0;
 	int lvl;
@@ -372,22 +351,22 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 	case CONFIG_STR:
 		len = strlen(val);
 		if (o->max > 0 && ((long long)len < o->min || (long long)len > o->max)) {
-			config_err(why, whylen, "length %zu out of range [%lld, %lld]", len, o->min,
+			err_set(e, ERR_CONFIG, "length %zu out of range [%lld, %lld]", len, o->min,
 			    o->max);
 			return -1;
 		}
-		if (config_dup(val, &out->str, why, whylen) != 0) {
+		if (config_dup(val, &out->str, e) != 0) {
 			return -1;
 		}
 		break;
 	case CONFIG_ADDR:
-		if (config_check_addr(o, val, why, whylen) != 0 ||
-		    config_dup(val, &out->str, why, whylen) != 0) {
+		if (config_check_addr(o, val, e) != 0 ||
+		    config_dup(val, &out->str, e) != 0) {
 			return -1;
 		}
 		break;
 	case CONFIG_PATH:
-		out->str = config_make_path(val, basedir, why, whylen);
+		out->str = config_make_path(val, basedir, e);
 		if (out->str == NULL) {
 			return -1;
 		}
@@ -395,10 +374,10 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 	case CONFIG_INT:
 		if (parse_ll(val, o->min, o->max, &v) != 0) {
 			if (errno == ERANGE) {
-				config_err(why, whylen, "'%.64s' out of range [%lld, %lld]", val, o->min,
+				err_set(e, ERR_CONFIG, "'%.64s' out of range [%lld, %lld]", val, o->min,
 				    o->max);
 			} else {
-				config_err(why, whylen, "not an integer: '%.64s'", val);
+				err_set(e, ERR_CONFIG, "not an integer: '%.64s'", val);
 			}
 			return -1;
 		}
@@ -406,7 +385,7 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 		break;
 	case CONFIG_BOOL:
 		if (config_parse_bool(val, &v) != 0) {
-			config_err(why, whylen, "bad boolean '%.64s' (true/false, yes/no, on/off, 1/0)",
+			err_set(e, ERR_CONFIG, "bad boolean '%.64s' (true/false, yes/no, on/off, 1/0)",
 			    val);
 			return -1;
 		}
@@ -414,26 +393,26 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 		break;
 	case CONFIG_DURATION_MS:
 	case CONFIG_SIZE:
-		if (config_parse_scaled(o, val, &v, why, whylen) != 0) {
+		if (config_parse_scaled(o, val, &v, e) != 0) {
 			return -1;
 		}
 		out->num = v;
 		break;
 	case CONFIG_STRLIST:
-		if (config_parse_list(val, &out->list, why, whylen) != 0) {
+		if (config_parse_list(val, &out->list, e) != 0) {
 			return -1;
 		}
 		break;
 	case CONFIG_LOGLEVEL:
 		lvl = log_level_parse(val);
 		if (lvl < 0) {
-			config_err(why, whylen, "bad log level '%.64s' (error, warn, info, debug)", val);
+			err_set(e, ERR_CONFIG, "bad log level '%.64s' (error, warn, info, debug)", val);
 			return -1;
 		}
 		out->num = lvl;
 		break;
 	default:
-		config_err(why, whylen, "option table: unknown type");
+		err_set(e, ERR_INTERNAL, "option table: unknown type");
 		return -1;
 	}
 	out->set = 1;
@@ -442,13 +421,12 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 
 /* The value of a NULL default. */
 static int
-config_parse_null_default(const struct config_option *o, struct config_val *out, char *why,
-    size_t whylen)
+config_parse_null_default(const struct config_option *o, struct config_val *out, struct err *e)
 {
 	if (o->type == CONFIG_STRLIST) {
 		out->list = calloc(1, sizeof(*out->list));
 		if (out->list == NULL) {
-			config_err(why, whylen, "out of memory");
+			err_set(e, ERR_NOMEM, "out of memory");
 			return -1;
 		}
 	}
@@ -530,38 +508,40 @@ config_find(const struct config_option *tbl, size_t n, const char *name, size_t 
 }
 
 int
-config_defaults(const struct config_option *tbl, size_t n, void *obj, char *err, size_t errlen)
+config_defaults(const struct config_option *tbl, size_t n, void *obj, struct err *e)
 {
 	struct config_val *vals = NULL;
-	char why[CONFIG_REASON_MAX];
+	struct err why = ERR_INIT;
 	int rc = -1;
 
 	vals = calloc(n + 1, sizeof(*vals));
 	if (vals == NULL) {
-		config_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct config_option *o = &tbl[i];
 		if (!config_valid_name(o->name)) {
-			config_err(err, errlen, "option table: bad name '%s'",
+			err_set(e, ERR_INTERNAL, "option table: bad name '%s'",
 			    o->name != NULL ? o->name : "(null)");
 			goto out;
 		}
 		if (config_find(tbl, i, o->name, strlen(o->name)) != i) {
-			config_err(err, errlen, "option table: '%s' listed twice", o->name);
+			err_set(e, ERR_INTERNAL, "option table: '%s' listed twice", o->name);
 			goto out;
 		}
 		if (o->defval == NULL) {
-			if (config_parse_null_default(o, &vals[i], why, sizeof(why)) != 0) {
-				config_err(err, errlen, "option '%s': %s", o->name, why);
+			if (config_parse_null_default(o, &vals[i], e) != 0) {
+				err_prefix(e, "option '%s'", o->name);
 				goto out;
 			}
 			continue;
 		}
-		if (config_check_text(o->defval, strlen(o->defval), why, sizeof(why)) != 0 ||
-		    config_parse_value(o, o->defval, NULL, &vals[i], why, sizeof(why)) != 0) {
-			config_err(err, errlen, "option table: default of '%s': %s", o->name, why);
+		/* A default the table's own rules refuse is a bug in the table. */
+		if (config_check_text(o->defval, strlen(o->defval), &why) != 0 ||
+		    config_parse_value(o, o->defval, NULL, &vals[i], &why) != 0) {
+			err_set(e, why.kind == ERR_NOMEM ? ERR_NOMEM : ERR_INTERNAL,
+			    "option table: default of '%s': %s", o->name, err_msg(&why));
 			goto out;
 		}
 	}
@@ -576,11 +556,10 @@ out:
  * Split one LINE (NUL-terminated, text already checked) into key and value.
  * Returns 1 for a key/value pair (KEY/KEYLEN into LINE, value unquoted into
  * VAL of CONFIG_MAX_LINE + 1 bytes), 0 for a blank or comment line, -1 on a
- * syntax error (reason in WHY).
+ * syntax error (ERR_CONFIG in E).
  */
 static int
-config_split_line(const char *line, const char **key, size_t *keylen, char *val, char *why,
-    size_t whylen)
+config_split_line(const char *line, const char **key, size_t *keylen, char *val, struct err *e)
 {
 	const char *p = line;
 	size_t k = 0;
@@ -595,7 +574,7 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 	while (*p != '\0' && !config_is_blank(*p) && *p != '=') {
 		if (!config_is_key_char(*p)) {
 			size_t kl = strcspn(*key, " \t=");
-			config_err(why, whylen, "bad key '%.*s' (keys are [a-z0-9_]+)",
+			err_set(e, ERR_CONFIG, "bad key '%.*s' (keys are [a-z0-9_]+)",
 			    kl > 64 ? 64 : (int)kl, *key);
 			return -1;
 		}
@@ -603,14 +582,14 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 	}
 	*keylen = (size_t)(p - *key);
 	if (*keylen == 0) {
-		config_err(why, whylen, "missing key before '='");
+		err_set(e, ERR_CONFIG, "missing key before '='");
 		return -1;
 	}
 	while (config_is_blank(*p)) {
 		p++;
 	}
 	if (*p != '=') {
-		config_err(why, whylen, "expected 'key = value'");
+		err_set(e, ERR_CONFIG, "expected 'key = value'");
 		return -1;
 	}
 	p++;
@@ -620,13 +599,13 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 	if (*p == '"') {
 		for (p++; *p != '"'; p++) {
 			if (*p == '\0') {
-				config_err(why, whylen, "unterminated quoted value");
+				err_set(e, ERR_CONFIG, "unterminated quoted value");
 				return -1;
 			}
 			if (*p == '\\') {
 				p++;
 				if (*p != '"' && *p != '\\') {
-					config_err(why, whylen, "bad escape in quoted value (only \\\" and \\\\)");
+					err_set(e, ERR_CONFIG, "bad escape in quoted value (only \\\" and \\\\)");
 					return -1;
 				}
 			}
@@ -638,7 +617,7 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 			p++;
 		}
 		if (*p != '\0' && *p != '#') {
-			config_err(why, whylen, "unexpected text after quoted value");
+			err_set(e, ERR_CONFIG, "unexpected text after quoted value");
 			return -1;
 		}
 		return 1;
@@ -650,7 +629,7 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 			break;
 		}
 		if (*p == '"') {
-			config_err(why, whylen, "'\"' inside an unquoted value (quote the whole value)");
+			err_set(e, ERR_CONFIG, "'\"' inside an unquoted value (quote the whole value)");
 			return -1;
 		}
 	}
@@ -664,33 +643,29 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 
 int
 config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const char *buf,
-    size_t len, const char *basedir, const char *name, char *err, size_t errlen)
+    size_t len, const char *basedir, const char *name, struct err *e)
 {
 	struct config_val *vals = NULL;
 	char *line = NULL, *val = NULL;
-	char why[CONFIG_REASON_MAX];
 	size_t off = 0;
 	int lineno = 0, rc = -1;
 
 	if (name == NULL) {
 		name = "config";
 	}
-	if (err != NULL && errlen > 0) {
-		err[0] = '\0';
-	}
 	if (buf == NULL && len > 0) {
-		config_err(err, errlen, "%s: no buffer", name);
+		err_set(e, ERR_CONFIG, "%s: no buffer", name);
 		goto out;
 	}
 	if (len > CONFIG_MAX_FILE) {
-		config_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_MAX_FILE);
+		err_set(e, ERR_CONFIG, "%s: larger than %d bytes", name, CONFIG_MAX_FILE);
 		goto out;
 	}
 	vals = calloc(n + 1, sizeof(*vals));
 	line = malloc(CONFIG_MAX_LINE + 1);
 	val = malloc(CONFIG_MAX_LINE + 1);
 	if (vals == NULL || line == NULL || val == NULL) {
-		config_err(err, errlen, "%s: out of memory", name);
+		err_set(e, ERR_NOMEM, "%s: out of memory", name);
 		goto out;
 	}
 	while (off < len) {
@@ -701,21 +676,21 @@ config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const c
 
 		lineno++;
 		if (ll > CONFIG_MAX_LINE) {
-			config_err(err, errlen, "%s:%d: line longer than %d bytes", name, lineno,
+			err_set(e, ERR_CONFIG, "%s:%d: line longer than %d bytes", name, lineno,
 			    CONFIG_MAX_LINE);
 			goto out;
 		}
-		if (config_check_text(buf + off, ll, why, sizeof(why)) != 0) {
-			config_err(err, errlen, "%s:%d: %s", name, lineno, why);
+		if (config_check_text(buf + off, ll, e) != 0) {
+			err_prefix(e, "%s:%d", name, lineno);
 			goto out;
 		}
 		memcpy(line, buf + off, ll);
 		line[ll] = '\0';
 		off += ll + (nl != NULL ? 1 : 0);
 
-		int r = config_split_line(line, &key, &keylen, val, why, sizeof(why));
+		int r = config_split_line(line, &key, &keylen, val, e);
 		if (r < 0) {
-			config_err(err, errlen, "%s:%d: %s", name, lineno, why);
+			err_prefix(e, "%s:%d", name, lineno);
 			goto out;
 		}
 		if (r == 0) {
@@ -723,17 +698,17 @@ config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const c
 		}
 		size_t i = config_find(tbl, n, key, keylen);
 		if (i == n) {
-			config_err(err, errlen, "%s:%d: unknown key '%.*s'", name, lineno,
+			err_set(e, ERR_CONFIG, "%s:%d: unknown key '%.*s'", name, lineno,
 			    keylen > 64 ? 64 : (int)keylen, key);
 			goto out;
 		}
 		if (vals[i].set) {
-			config_err(err, errlen, "%s:%d: duplicate key '%s' (first set on line %d)", name,
+			err_set(e, ERR_CONFIG, "%s:%d: duplicate key '%s' (first set on line %d)", name,
 			    lineno, tbl[i].name, vals[i].line);
 			goto out;
 		}
-		if (config_parse_value(&tbl[i], val, basedir, &vals[i], why, sizeof(why)) != 0) {
-			config_err(err, errlen, "%s:%d: %s: %s", name, lineno, tbl[i].name, why);
+		if (config_parse_value(&tbl[i], val, basedir, &vals[i], e) != 0) {
+			err_prefix(e, "%s:%d: %s", name, lineno, tbl[i].name);
 			goto out;
 		}
 		vals[i].line = lineno;
@@ -749,7 +724,7 @@ out:
 
 int
 config_load_file(const struct config_option *tbl, size_t n, void *obj, const char *path,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	char *buf = NULL, *dir = NULL, *base = NULL;
 	size_t len = 0;
@@ -757,9 +732,9 @@ config_load_file(const struct config_option *tbl, size_t n, void *obj, const cha
 
 	if (fs_read_file(path, CONFIG_MAX_FILE, &buf, &len) != 0) {
 		if (errno == EFBIG) {
-			config_err(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+			err_set(e, ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
 		} else {
-			config_err(err, errlen, "%s: %s", path, strerror(errno));
+			err_sys_kind(e, ERR_CONFIG, "%s", path);
 		}
 		goto out;
 	}
@@ -770,15 +745,15 @@ config_load_file(const struct config_option *tbl, size_t n, void *obj, const cha
 		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
 	}
 	if (dir == NULL) {
-		config_err(err, errlen, "%s: out of memory", path);
+		err_set(e, ERR_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
 	base = realpath(dir, NULL);
 	if (base == NULL) {
-		config_err(err, errlen, "%s: cannot resolve directory: %s", path, strerror(errno));
+		err_sys_kind(e, ERR_CONFIG, "%s: cannot resolve directory", path);
 		goto out;
 	}
-	rc = config_load_buffer(tbl, n, obj, buf, len, base, path, err, errlen);
+	rc = config_load_buffer(tbl, n, obj, buf, len, base, path, e);
 out:
 	free(buf);
 	free(dir);
@@ -788,29 +763,28 @@ out:
 
 int
 config_set(const struct config_option *tbl, size_t n, void *obj, const char *name,
-    const char *value, const char *basedir, char *err, size_t errlen)
+    const char *value, const char *basedir, struct err *e)
 {
 	struct config_val v = { 0 };
-	char why[CONFIG_REASON_MAX];
 	size_t i;
 
 	if (name == NULL || value == NULL) {
-		config_err(err, errlen, "option: missing name or value");
+		err_set(e, ERR_CONFIG, "option: missing name or value");
 		return -1;
 	}
 	i = config_find(tbl, n, name, strlen(name));
 	if (i == n) {
-		config_err(err, errlen, "unknown option '%.64s'", name);
+		err_set(e, ERR_CONFIG, "unknown option '%.64s'", name);
 		return -1;
 	}
 	if (strlen(value) > CONFIG_MAX_LINE) {
-		config_err(err, errlen, "option '%s': value longer than %d bytes", tbl[i].name,
+		err_set(e, ERR_CONFIG, "option '%s': value longer than %d bytes", tbl[i].name,
 		    CONFIG_MAX_LINE);
 		return -1;
 	}
-	if (config_check_text(value, strlen(value), why, sizeof(why)) != 0 ||
-	    config_parse_value(&tbl[i], value, basedir, &v, why, sizeof(why)) != 0) {
-		config_err(err, errlen, "option '%s': %s", tbl[i].name, why);
+	if (config_check_text(value, strlen(value), e) != 0 ||
+	    config_parse_value(&tbl[i], value, basedir, &v, e) != 0) {
+		err_prefix(e, "option '%s'", tbl[i].name);
 		config_val_clear(&v);
 		return -1;
 	}
@@ -820,20 +794,20 @@ config_set(const struct config_option *tbl, size_t n, void *obj, const char *nam
 }
 
 int
-config_set_kv(const struct config_option *tbl, size_t n, void *obj, const char *kv, char *err,
-    size_t errlen)
+config_set_kv(const struct config_option *tbl, size_t n, void *obj, const char *kv,
+    struct err *e)
 {
 	char name[128];
 	const char *eq;
 
 	eq = kv != NULL ? strchr(kv, '=') : NULL;
 	if (eq == NULL || eq == kv || (size_t)(eq - kv) >= sizeof(name)) {
-		config_err(err, errlen, "expected NAME=VALUE, got '%.64s'", kv != NULL ? kv : "");
+		err_set(e, ERR_CONFIG, "expected NAME=VALUE, got '%.64s'", kv != NULL ? kv : "");
 		return -1;
 	}
 	memcpy(name, kv, (size_t)(eq - kv));
 	name[eq - kv] = '\0';
-	return config_set(tbl, n, obj, name, eq + 1, NULL, err, errlen);
+	return config_set(tbl, n, obj, name, eq + 1, NULL, e);
 }
 
 static int

@@ -1,6 +1,8 @@
 /*
- * config — strict configuration files by a declarative option table
- * (STYLE.md 14).
+ * config — strict configuration files by a declarative option table: unknown
+ * keys are errors, the effective configuration can be printed and re-read.
+ * Errors are struct err: ERR_CONFIG for what the file or option says,
+ * ERR_INTERNAL for a bad table, ERR_NOMEM.
  *
  * File format (UTF-8 text, at most CONFIG_MAX_FILE bytes):
  *   - one "key = value" per line, lines end with LF (a CR is an error), at
@@ -54,6 +56,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 #define CONFIG_MAX_LINE 4096
@@ -89,20 +92,19 @@ struct config_option {
  * Set every option of the struct at OBJ to its default, freeing what was
  * there: OBJ must be zero-initialised or hold values from this module. Also
  * checks the table (names [a-z0-9_]+, no duplicates, defaults valid): a
- * failure is a bug, reported in ERR. All-or-nothing. Returns 0 or -1.
+ * failure is a bug, ERR_INTERNAL in E. All-or-nothing. Returns 0 or -1.
  */
-int config_defaults(const struct config_option *tbl, size_t n, void *obj, char *err,
-    size_t errlen) WUR;
+int config_defaults(const struct config_option *tbl, size_t n, void *obj, struct err *e) WUR;
 
 /*
  * Parse LEN bytes of BUF (no NUL terminator needed) in the format above and
  * apply every key found to OBJ; keys absent keep their values. Relative
  * CONFIG_PATH values resolve against BASEDIR (NULL: the working directory).
  * NAME prefixes error messages ("NAME:LINE: reason"). All-or-nothing: on
- * error OBJ is untouched. Returns 0, or -1 with ERR set.
+ * error OBJ is untouched. Returns 0, or -1 with E (ERR_CONFIG, or ERR_NOMEM).
  */
 int config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const char *buf,
-    size_t len, const char *basedir, const char *name, char *err, size_t errlen) WUR;
+    size_t len, const char *basedir, const char *name, struct err *e) WUR;
 
 /*
  * config_load_buffer() on the file PATH (a regular file of at most
@@ -110,7 +112,7 @@ int config_load_buffer(const struct config_option *tbl, size_t n, void *obj, con
  * and PATH as the name in messages.
  */
 int config_load_file(const struct config_option *tbl, size_t n, void *obj, const char *path,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Set option NAME to VALUE (the text after '=' as it would be in a file, but
@@ -120,10 +122,10 @@ int config_load_file(const struct config_option *tbl, size_t n, void *obj, const
  * "option 'NAME': reason". OBJ is untouched on error.
  */
 int config_set(const struct config_option *tbl, size_t n, void *obj, const char *name,
-    const char *value, const char *basedir, char *err, size_t errlen) WUR;
+    const char *value, const char *basedir, struct err *e) WUR;
 /* config_set() from "NAME=VALUE" (split at the first '='), cwd as base. */
 int config_set_kv(const struct config_option *tbl, size_t n, void *obj, const char *kv,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Write the effective configuration to FP in the file format, one option

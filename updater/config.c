@@ -103,15 +103,12 @@ updater_config_load(struct updater_config *cfg, const char *path, const char *li
 {
 	const struct config_option *t = updater_config_table;
 	const size_t n = updater_config_table_len;
-	char msg[512];
 
-	if (config_defaults(t, n, cfg, msg, sizeof(msg)) != 0 ||
-	    config_load_file(t, n, cfg, path, msg, sizeof(msg)) != 0 ||
-	    (listen != NULL &&
-		config_set(t, n, cfg, "listen", listen, NULL, msg, sizeof(msg)) != 0) ||
+	if (config_defaults(t, n, cfg, e) != 0 || config_load_file(t, n, cfg, path, e) != 0 ||
+	    (listen != NULL && config_set(t, n, cfg, "listen", listen, NULL, e) != 0) ||
 	    (install_dir != NULL &&
-		config_set(t, n, cfg, "install_dir", install_dir, NULL, msg, sizeof(msg)) != 0)) {
-		return err_set(e, ERR_CONFIG, "%s", msg);
+		config_set(t, n, cfg, "install_dir", install_dir, NULL, e) != 0)) {
+		return -1;
 	}
 	return updater_config_check(cfg, e);
 }

@@ -94,7 +94,7 @@ static void
 check_round_trip(const struct cfg *c)
 {
 	struct cfg back;
-	char err[600];
+	struct err e = ERR_INIT;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *fp = open_memstream(&text, &len);
@@ -107,11 +107,10 @@ check_round_trip(const struct cfg *c)
 	}
 	fclose(fp);
 	memset(&back, 0, sizeof(back));
-	if (config_defaults(tbl, N, &back, err, sizeof(err)) != 0) {
+	if (config_defaults(tbl, N, &back, &e) != 0) {
 		__builtin_trap();
 	}
-	if (config_load_buffer(tbl, N, &back, text, len, "/elsewhere", "printed", err,
-	    sizeof(err)) != 0) {
+	if (config_load_buffer(tbl, N, &back, text, len, "/elsewhere", "printed", &e) != 0) {
 		/* Only a value near the line limit may fail to come back. */
 		int longline = 0;
 		for (const char *p = text, *nl; (nl = memchr(p, '\n', len - (size_t)(p - text))) != NULL;
@@ -132,17 +131,18 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct cfg c, snap;
-	char err[600];
+	struct err e = ERR_INIT;
 
 	memset(&c, 0, sizeof(c));
-	if (config_defaults(tbl, N, &c, err, sizeof(err)) != 0) {
+	if (config_defaults(tbl, N, &c, &e) != 0) {
 		__builtin_trap();
 	}
 	memcpy(&snap, &c, sizeof(c));
-	err[0] = '\0';
-	if (config_load_buffer(tbl, N, &c, (const char *)data, size, "/etc/tandem", "fuzz.conf", err,
-	    sizeof(err)) != 0) {
-		if (err[0] == '\0' || memcmp(&c, &snap, sizeof(c)) != 0) {
+	err_clear(&e);
+	if (config_load_buffer(tbl, N, &c, (const char *)data, size, "/etc/tandem", "fuzz.conf",
+	    &e) != 0) {
+		int kind_ok = e.kind == ERR_CONFIG || e.kind == ERR_NOMEM;
+		if (!kind_ok || err_msg(&e)[0] == '\0' || memcmp(&c, &snap, sizeof(c)) != 0) {
 			__builtin_trap();
 		}
 	}
@@ -157,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(kv, data, l);
 		kv[l] = '\0';
 		memcpy(&snap, &c, sizeof(c));
-		if (config_set_kv(tbl, N, &c, kv, err, sizeof(err)) != 0) {
+		if (config_set_kv(tbl, N, &c, kv, &e) != 0) {
 			if (memcmp(&c, &snap, sizeof(c)) != 0) {
 				__builtin_trap();
 			}

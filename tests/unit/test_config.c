@@ -68,13 +68,13 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char err[256];
+	struct err e = ERR_INIT;
 
 	if (f == NULL) {
 		return -1;
 	}
 	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-ut-cfg-XXXXXX");
-	if (mkdtemp(f->dir) == NULL || config_defaults(tbl, N, &f->c, err, sizeof(err)) != 0) {
+	if (mkdtemp(f->dir) == NULL || config_defaults(tbl, N, &f->c, &e) != 0) {
 		free(f);
 		return -1;
 	}
@@ -105,23 +105,28 @@ list_len(char **l)
 	return n;
 }
 
-/* Load TEXT into C; the error text (or "") into ERR. */
+/* Load TEXT into C; a failure must be ERR_CONFIG. */
 static int
-load(struct cfg *c, const char *text, char *err, size_t errlen)
+load(struct cfg *c, const char *text, struct err *e)
 {
-	return config_load_buffer(tbl, N, c, text, strlen(text), "/base", "t.conf", err, errlen);
+	int rc = config_load_buffer(tbl, N, c, text, strlen(text), "/base", "t.conf", e);
+
+	if (rc != 0) {
+		assert_int_equal(e->kind, ERR_CONFIG);
+	}
+	return rc;
 }
 
 #define ASSERT_LOAD_FAILS(f, text, why)                                                 \
 	do {                                                                              \
-		char e_[512] = "";                                                        \
+		struct err e_ = ERR_INIT;                                                 \
 		struct cfg snap_;                                                         \
 		memcpy(&snap_, &(f)->c, sizeof(snap_));                                   \
-		if (load(&(f)->c, (text), e_, sizeof(e_)) != -1) {                        \
+		if (load(&(f)->c, (text), &e_) != -1) {                                   \
 			fail_msg("accepted: %s", #text);                                  \
 		}                                                                         \
-		if (strstr(e_, (why)) == NULL) {                                          \
-			fail_msg("%s: error '%s' lacks '%s'", #text, e_, (why));          \
+		if (strstr(err_msg(&e_), (why)) == NULL) {                                \
+			fail_msg("%s: error '%s' lacks '%s'", #text, err_msg(&e_), (why)); \
 		}                                                                         \
 		/* All-or-nothing: not a single member changed. */                        \
 		assert_memory_equal(&snap_, &(f)->c, sizeof(snap_));                      \
@@ -129,9 +134,9 @@ load(struct cfg *c, const char *text, char *err, size_t errlen)
 
 #define ASSERT_LOAD_OK(f, text)                                                         \
 	do {                                                                              \
-		char e_[512] = "";                                                        \
-		if (load(&(f)->c, (text), e_, sizeof(e_)) != 0) {                         \
-			fail_msg("refused %s: %s", #text, e_);                            \
+		struct err e_ = ERR_INIT;                                                 \
+		if (load(&(f)->c, (text), &e_) != 0) {                                    \
+			fail_msg("refused %s: %s", #text, err_msg(&e_));                  \
 		}                                                                         \
 	} while (0)
 
@@ -142,7 +147,7 @@ test_defaults(void **state)
 {
 	struct fx *f = *state;
 	struct cfg *c = &f->c;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	assert_string_equal(c->name, "tandem");
 	assert_null(c->any);
@@ -162,7 +167,7 @@ test_defaults(void **state)
 	assert_int_equal(c->level, LOG_LVL_INFO);
 	/* Again over set values: the old ones are freed (ASan checks leaks). */
 	ASSERT_LOAD_OK(f, "name = other\nany = x\nhosts = x,y,z\n");
-	assert_int_equal(config_defaults(tbl, N, c, err, sizeof(err)), 0);
+	assert_int_equal(config_defaults(tbl, N, c, &e), 0);
 	assert_string_equal(c->name, "tandem");
 	assert_null(c->any);
 	assert_int_equal(list_len(c->hosts), 2);
@@ -172,7 +177,7 @@ test_defaults(void **state)
 	};
 	char cwd[PATH_MAX], want[PATH_MAX + 8];
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
-	assert_int_equal(config_defaults(rel, 1, c, err, sizeof(err)), 0);
+	assert_int_equal(config_defaults(rel, 1, c, &e), 0);
 	snprintf(want, sizeof(want), "%s/state", cwd);
 	assert_string_equal(c->rel, want);
 }
@@ -181,7 +186,7 @@ static void
 test_table_bugs(void **state)
 {
 	struct fx *f = *state;
-	char err[256];
+	struct err e = ERR_INIT;
 	static const struct config_option bad_name[] = { O("Name", CONFIG_STR, name, "x", 0, 0,
 		NULL) };
 	static const struct config_option dash[] = { O("a-b", CONFIG_STR, name, "x", 0, 0, NULL) };
@@ -218,10 +223,12 @@ test_table_bugs(void **state)
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		memcpy(&snap, &f->c, sizeof(snap));
-		err[0] = '\0';
-		assert_int_equal(config_defaults(cases[i].t, cases[i].n, &f->c, err, sizeof(err)), -1);
-		if (strstr(err, cases[i].why) == NULL) {
-			fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].why);
+		err_clear(&e);
+		assert_int_equal(config_defaults(cases[i].t, cases[i].n, &f->c, &e), -1);
+		/* A bad table is a bug in the program, not in the file. */
+		assert_int_equal(e.kind, ERR_INTERNAL);
+		if (strstr(err_msg(&e), cases[i].why) == NULL) {
+			fail_msg("case %zu: '%s' lacks '%s'", i, err_msg(&e), cases[i].why);
 		}
 		assert_memory_equal(&snap, &f->c, sizeof(snap));
 	}
@@ -263,11 +270,11 @@ test_format_ok(void **state)
 	assert_string_equal(c->any, "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80");
 	/* Exactly LEN bytes: the buffer needs no terminator. */
 	static const char nonul[] = "workers = 12GARBAGE";
-	char err[256];
-	assert_int_equal(config_load_buffer(tbl, N, c, nonul, 12, NULL, "x", err, sizeof(err)), 0);
+	struct err e = ERR_INIT;
+	assert_int_equal(config_load_buffer(tbl, N, c, nonul, 12, NULL, "x", &e), 0);
 	assert_int_equal(c->workers, 12);
-	assert_int_equal(config_load_buffer(tbl, N, c, NULL, 0, NULL, NULL, err, sizeof(err)), 0);
-	assert_int_equal(config_load_buffer(tbl, N, c, NULL, 1, NULL, NULL, err, sizeof(err)), -1);
+	assert_int_equal(config_load_buffer(tbl, N, c, NULL, 0, NULL, NULL, &e), 0);
+	assert_int_equal(config_load_buffer(tbl, N, c, NULL, 1, NULL, NULL, &e), -1);
 }
 
 static void
@@ -305,32 +312,31 @@ test_format_refused(void **state)
 
 	/* NUL bytes need an explicit length. */
 	static const char nul[] = "workers = 5\0\nname = x\n";
-	char err[256];
+	struct err e = ERR_INIT;
 	struct cfg snap;
 	memcpy(&snap, &f->c, sizeof(snap));
-	assert_int_equal(config_load_buffer(tbl, N, &f->c, nul, sizeof(nul) - 1, NULL, "n.conf", err,
-	    sizeof(err)), -1);
-	assert_string_equal(err, "n.conf:1: NUL byte");
+	assert_int_equal(config_load_buffer(tbl, N, &f->c, nul, sizeof(nul) - 1, NULL, "n.conf", &e), -1);
+	assert_string_equal(err_msg(&e), "n.conf:1: NUL byte");
 	assert_memory_equal(&snap, &f->c, sizeof(snap));
 	/* NAME NULL gives a generic prefix. */
-	assert_int_equal(config_load_buffer(tbl, N, &f->c, "x=1", 3, NULL, NULL, err, sizeof(err)),
+	assert_int_equal(config_load_buffer(tbl, N, &f->c, "x=1", 3, NULL, NULL, &e),
 	    -1);
-	assert_string_equal(err, "config:1: unknown key 'x'");
+	assert_string_equal(err_msg(&e), "config:1: unknown key 'x'");
 	/* ERR may be NULL. */
-	assert_int_equal(config_load_buffer(tbl, N, &f->c, "x=1", 3, NULL, NULL, NULL, 0), -1);
+	assert_int_equal(config_load_buffer(tbl, N, &f->c, "x=1", 3, NULL, NULL, NULL), -1);
 	/* An overlong unknown key is quoted cut short. */
 	char longkey[300];
 	memset(longkey, 'k', 200);
 	memcpy(longkey + 200, " = 1", 5);
-	assert_int_equal(load(&f->c, longkey, err, sizeof(err)), -1);
-	assert_true(strlen(err) < 120);
+	assert_int_equal(load(&f->c, longkey, &e), -1);
+	assert_true(strlen(err_msg(&e)) < 120);
 }
 
 static void
 test_limits(void **state)
 {
 	struct fx *f = *state;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	/* A line of exactly CONFIG_MAX_LINE bytes is fine; one more is not. */
 	char *line = malloc(CONFIG_MAX_LINE + 2);
@@ -339,21 +345,19 @@ test_limits(void **state)
 	memset(line + 6, 'v', CONFIG_MAX_LINE - 6);
 	line[CONFIG_MAX_LINE] = '\n';
 	line[CONFIG_MAX_LINE + 1] = '\0';
-	assert_int_equal(load(&f->c, line, err, sizeof(err)), 0);
+	assert_int_equal(load(&f->c, line, &e), 0);
 	assert_int_equal(strlen(f->c.any), CONFIG_MAX_LINE - 6);
 	line[CONFIG_MAX_LINE] = 'v';
-	assert_int_equal(load(&f->c, line, err, sizeof(err)), -1);
-	assert_string_equal(err, "t.conf:1: line longer than 4096 bytes");
+	assert_int_equal(load(&f->c, line, &e), -1);
+	assert_string_equal(err_msg(&e), "t.conf:1: line longer than 4096 bytes");
 	free(line);
 	/* The whole buffer: at most CONFIG_MAX_FILE bytes. */
 	char *big = malloc(CONFIG_MAX_FILE + 1);
 	assert_non_null(big);
 	memset(big, '\n', CONFIG_MAX_FILE + 1);
-	assert_int_equal(config_load_buffer(tbl, N, &f->c, big, CONFIG_MAX_FILE, NULL, "b", err,
-	    sizeof(err)), 0);
-	assert_int_equal(config_load_buffer(tbl, N, &f->c, big, CONFIG_MAX_FILE + 1, NULL, "b", err,
-	    sizeof(err)), -1);
-	assert_string_equal(err, "b: larger than 1048576 bytes");
+	assert_int_equal(config_load_buffer(tbl, N, &f->c, big, CONFIG_MAX_FILE, NULL, "b", &e), 0);
+	assert_int_equal(config_load_buffer(tbl, N, &f->c, big, CONFIG_MAX_FILE + 1, NULL, "b", &e), -1);
+	assert_string_equal(err_msg(&e), "b: larger than 1048576 bytes");
 	free(big);
 }
 
@@ -406,14 +410,15 @@ test_bools_and_levels(void **state)
 	struct fx *f = *state;
 	static const char *const yes[] = { "true", "yes", "on", "1" };
 	static const char *const no[] = { "false", "no", "off", "0" };
-	char text[64], err[256];
+	char text[64];
+	struct err e = ERR_INIT;
 
 	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
 		snprintf(text, sizeof(text), "debug = %s\n", yes[i]);
-		assert_int_equal(load(&f->c, text, err, sizeof(err)), 0);
+		assert_int_equal(load(&f->c, text, &e), 0);
 		assert_int_equal(f->c.debug, 1);
 		snprintf(text, sizeof(text), "debug = %s\n", no[i]);
-		assert_int_equal(load(&f->c, text, err, sizeof(err)), 0);
+		assert_int_equal(load(&f->c, text, &e), 0);
 		assert_int_equal(f->c.debug, 0);
 	}
 	ASSERT_LOAD_FAILS(f, "debug = TRUE\n", "debug: bad boolean 'TRUE'");
@@ -457,23 +462,24 @@ test_durations(void **state)
 		{ "9223372036854775807h", "duration too large" },
 		{ "9223372036854775807", "duration too large" },
 	};
-	char text[128], err[256];
+	char text[128];
+	struct err e = ERR_INIT;
 
 	for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
 		snprintf(text, sizeof(text), "timeout = %s\n", ok[i].v);
-		if (load(&f->c, text, err, sizeof(err)) != 0) {
-			fail_msg("refused %s: %s", ok[i].v, err);
+		if (load(&f->c, text, &e) != 0) {
+			fail_msg("refused %s: %s", ok[i].v, err_msg(&e));
 		}
 		assert_int_equal(f->c.timeout, ok[i].ms);
 	}
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		long long before = f->c.timeout;
 		snprintf(text, sizeof(text), "timeout = %s\n", bad[i].v);
-		if (load(&f->c, text, err, sizeof(err)) != -1) {
+		if (load(&f->c, text, &e) != -1) {
 			fail_msg("accepted '%s'", bad[i].v);
 		}
-		if (strstr(err, bad[i].why) == NULL) {
-			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err, bad[i].why);
+		if (strstr(err_msg(&e), bad[i].why) == NULL) {
+			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err_msg(&e), bad[i].why);
 		}
 		assert_int_equal(f->c.timeout, before);
 	}
@@ -507,23 +513,24 @@ test_sizes(void **state)
 		{ "9999999999T", "size too large" },
 		{ "99999999999999999999", "size too large" },
 	};
-	char text[128], err[256];
+	char text[128];
+	struct err e = ERR_INIT;
 
 	for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
 		snprintf(text, sizeof(text), "max_size = %s\n", ok[i].v);
-		if (load(&f->c, text, err, sizeof(err)) != 0) {
-			fail_msg("refused %s: %s", ok[i].v, err);
+		if (load(&f->c, text, &e) != 0) {
+			fail_msg("refused %s: %s", ok[i].v, err_msg(&e));
 		}
 		assert_int_equal(f->c.maxsize, ok[i].bytes);
 	}
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		long long before = f->c.maxsize;
 		snprintf(text, sizeof(text), "max_size = %s\n", bad[i].v);
-		if (load(&f->c, text, err, sizeof(err)) != -1) {
+		if (load(&f->c, text, &e) != -1) {
 			fail_msg("accepted '%s'", bad[i].v);
 		}
-		if (strstr(err, bad[i].why) == NULL) {
-			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err, bad[i].why);
+		if (strstr(err_msg(&e), bad[i].why) == NULL) {
+			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err_msg(&e), bad[i].why);
 		}
 		assert_int_equal(f->c.maxsize, before);
 	}
@@ -555,23 +562,24 @@ test_addresses(void **state)
 		{ "[a:b]x:80", "bad address" },
 		{ "", "bad address" },
 	};
-	char text[128], err[256];
+	char text[128];
+	struct err e = ERR_INIT;
 
 	for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
 		snprintf(text, sizeof(text), "listen = %s\n", ok[i]);
-		if (load(&f->c, text, err, sizeof(err)) != 0) {
-			fail_msg("refused %s: %s", ok[i], err);
+		if (load(&f->c, text, &e) != 0) {
+			fail_msg("refused %s: %s", ok[i], err_msg(&e));
 		}
 		assert_string_equal(f->c.listen, ok[i]);
 	}
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		char *before = f->c.listen;
 		snprintf(text, sizeof(text), "listen = \"%s\"\n", bad[i].v);
-		if (load(&f->c, text, err, sizeof(err)) != -1) {
+		if (load(&f->c, text, &e) != -1) {
 			fail_msg("accepted '%s'", bad[i].v);
 		}
-		if (strstr(err, bad[i].why) == NULL) {
-			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err, bad[i].why);
+		if (strstr(err_msg(&e), bad[i].why) == NULL) {
+			fail_msg("'%s': '%s' lacks '%s'", bad[i].v, err_msg(&e), bad[i].why);
 		}
 		assert_ptr_equal(f->c.listen, before);
 	}
@@ -585,7 +593,7 @@ test_paths(void **state)
 {
 	struct fx *f = *state;
 	struct cfg *c = &f->c;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	ASSERT_LOAD_OK(f, "dir = /abs/path\nrel = sub/x\n");
 	assert_string_equal(c->dir, "/abs/path");
@@ -599,23 +607,20 @@ test_paths(void **state)
 	ASSERT_LOAD_FAILS(f, "rel =\n", "rel: empty path");
 	ASSERT_LOAD_FAILS(f, "rel = \"\"\n", "empty path");
 	/* Base directories: "/" and a trailing slash give one slash; relative refused. */
-	assert_int_equal(config_load_buffer(tbl, N, c, "rel = x", 7, "/", "t", err, sizeof(err)), 0);
+	assert_int_equal(config_load_buffer(tbl, N, c, "rel = x", 7, "/", "t", &e), 0);
 	assert_string_equal(c->rel, "/x");
-	assert_int_equal(config_load_buffer(tbl, N, c, "rel = x", 7, "/etc/", "t", err,
-	    sizeof(err)), 0);
+	assert_int_equal(config_load_buffer(tbl, N, c, "rel = x", 7, "/etc/", "t", &e), 0);
 	assert_string_equal(c->rel, "/etc/x");
-	assert_int_equal(config_load_buffer(tbl, N, c, "rel = y", 7, "relative/dir", "t", err,
-	    sizeof(err)), -1);
-	assert_non_null(strstr(err, "base directory 'relative/dir' is not absolute"));
+	assert_int_equal(config_load_buffer(tbl, N, c, "rel = y", 7, "relative/dir", "t", &e), -1);
+	assert_non_null(strstr(err_msg(&e), "base directory 'relative/dir' is not absolute"));
 	assert_string_equal(c->rel, "/etc/x");
 	/* An absolute value ignores even a bad base. */
-	assert_int_equal(config_load_buffer(tbl, N, c, "rel = /z", 8, "relative", "t", err,
-	    sizeof(err)), 0);
+	assert_int_equal(config_load_buffer(tbl, N, c, "rel = /z", 8, "relative", "t", &e), 0);
 	assert_string_equal(c->rel, "/z");
 	/* No base: the working directory. */
 	char cwd[PATH_MAX], want[PATH_MAX + 8];
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
-	assert_int_equal(config_load_buffer(tbl, N, c, "rel = w", 7, NULL, "t", err, sizeof(err)),
+	assert_int_equal(config_load_buffer(tbl, N, c, "rel = w", 7, NULL, "t", &e),
 	    0);
 	snprintf(want, sizeof(want), "%s/w", cwd);
 	assert_string_equal(c->rel, want);
@@ -624,10 +629,10 @@ test_paths(void **state)
 	assert_non_null(val);
 	memset(val, 'p', PATH_MAX - 6);
 	val[PATH_MAX - 6] = '\0';
-	assert_int_equal(config_set(tbl, N, c, "rel", val, "/base", err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "path too long"));
+	assert_int_equal(config_set(tbl, N, c, "rel", val, "/base", &e), -1);
+	assert_non_null(strstr(err_msg(&e), "path too long"));
 	val[PATH_MAX - 7] = '\0';
-	assert_int_equal(config_set(tbl, N, c, "rel", val, "/base", err, sizeof(err)), 0);
+	assert_int_equal(config_set(tbl, N, c, "rel", val, "/base", &e), 0);
 	assert_int_equal(strlen(c->rel), PATH_MAX - 1);
 	free(val);
 }
@@ -688,14 +693,15 @@ static void
 test_load_file(void **state)
 {
 	struct fx *f = *state;
-	char path[256], sub[160], link[160], err[512], want[320];
+	char path[256], sub[160], link[160], want[320];
+	struct err e = ERR_INIT;
 
 	snprintf(sub, sizeof(sub), "%s/etc", f->dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	snprintf(path, sizeof(path), "%s/tandem.conf", sub);
 	static const char text[] = "# tandem\nrel = certs/ca.pem\nworkers = 3\n";
 	assert_int_equal(fs_write_atomic(path, text, sizeof(text) - 1, 0600), 0);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), 0);
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), 0);
 	snprintf(want, sizeof(want), "%s/certs/ca.pem", sub);
 	assert_string_equal(f->c.rel, want);
 	assert_int_equal(f->c.workers, 3);
@@ -704,14 +710,14 @@ test_load_file(void **state)
 	snprintf(link, sizeof(link), "%s/linked", f->dir);
 	assert_int_equal(symlink(sub, link), 0);
 	snprintf(path, sizeof(path), "%s/linked/../etc/tandem.conf", f->dir);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), 0);
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), 0);
 	assert_string_equal(f->c.rel, want);
 
 	/* A path without a slash: the working directory. */
 	char cwd[PATH_MAX];
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_int_equal(chdir(sub), 0);
-	int r = config_load_file(tbl, N, &f->c, "tandem.conf", err, sizeof(err));
+	int r = config_load_file(tbl, N, &f->c, "tandem.conf", &e);
 	assert_int_equal(chdir(cwd), 0);
 	assert_int_equal(r, 0);
 	assert_string_equal(f->c.rel, want);
@@ -719,18 +725,18 @@ test_load_file(void **state)
 	/* Errors name the file and line. */
 	snprintf(path, sizeof(path), "%s/bad.conf", sub);
 	assert_int_equal(fs_write_atomic(path, "workers = 3\nworkers = 4\n", 24, 0600), 0);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), -1);
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), -1);
 	snprintf(want, sizeof(want), "%s:2: duplicate key 'workers'", path);
-	assert_non_null(strstr(err, want));
+	assert_non_null(strstr(err_msg(&e), want));
 	snprintf(path, sizeof(path), "%s/missing.conf", sub);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "No such file or directory"));
-	assert_int_equal(config_load_file(tbl, N, &f->c, sub, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "Is a directory"));
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "No such file or directory"));
+	assert_int_equal(config_load_file(tbl, N, &f->c, sub, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "Is a directory"));
 	snprintf(path, sizeof(path), "%s/fifo", sub);
 	assert_int_equal(mkfifo(path, 0600), 0);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "Invalid argument"));
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "Invalid argument"));
 	/* Larger than CONFIG_MAX_FILE. */
 	char *big = malloc(CONFIG_MAX_FILE + 1);
 	assert_non_null(big);
@@ -738,8 +744,8 @@ test_load_file(void **state)
 	snprintf(path, sizeof(path), "%s/big.conf", sub);
 	assert_int_equal(fs_write_atomic(path, big, CONFIG_MAX_FILE + 1, 0600), 0);
 	free(big);
-	assert_int_equal(config_load_file(tbl, N, &f->c, path, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "larger than 1048576 bytes"));
+	assert_int_equal(config_load_file(tbl, N, &f->c, path, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "larger than 1048576 bytes"));
 	assert_int_equal(f->c.workers, 3);
 }
 
@@ -748,26 +754,26 @@ test_overrides(void **state)
 {
 	struct fx *f = *state;
 	struct cfg *c = &f->c;
-	char err[256], cwd[PATH_MAX], want[PATH_MAX + 8];
+	char cwd[PATH_MAX], want[PATH_MAX + 8];
+	struct err e = ERR_INIT;
 
 	ASSERT_LOAD_OK(f, "workers = 3\n");
 	/* Overrides beat the file; values are literal (no quotes, no comments). */
-	assert_int_equal(config_set_kv(tbl, N, c, "workers=8", err, sizeof(err)), 0);
+	assert_int_equal(config_set_kv(tbl, N, c, "workers=8", &e), 0);
 	assert_int_equal(c->workers, 8);
-	assert_int_equal(config_set_kv(tbl, N, c, "any=  a # not a comment \"q\"  ", err,
-	    sizeof(err)), 0);
+	assert_int_equal(config_set_kv(tbl, N, c, "any=  a # not a comment \"q\"  ", &e), 0);
 	assert_string_equal(c->any, "  a # not a comment \"q\"  ");
-	assert_int_equal(config_set_kv(tbl, N, c, "any=x=y", err, sizeof(err)), 0);
+	assert_int_equal(config_set_kv(tbl, N, c, "any=x=y", &e), 0);
 	assert_string_equal(c->any, "x=y");
-	assert_int_equal(config_set_kv(tbl, N, c, "hosts=p, q", err, sizeof(err)), 0);
+	assert_int_equal(config_set_kv(tbl, N, c, "hosts=p, q", &e), 0);
 	assert_int_equal(list_len(c->hosts), 2);
-	assert_int_equal(config_set_kv(tbl, N, c, "rel=here", err, sizeof(err)), 0);
+	assert_int_equal(config_set_kv(tbl, N, c, "rel=here", &e), 0);
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	snprintf(want, sizeof(want), "%s/here", cwd);
 	assert_string_equal(c->rel, want);
-	assert_int_equal(config_set(tbl, N, c, "rel", "there", "/opt", err, sizeof(err)), 0);
+	assert_int_equal(config_set(tbl, N, c, "rel", "there", "/opt", &e), 0);
 	assert_string_equal(c->rel, "/opt/there");
-	assert_int_equal(config_set(tbl, N, c, "timeout", "5m", NULL, err, sizeof(err)), 0);
+	assert_int_equal(config_set(tbl, N, c, "timeout", "5m", NULL, &e), 0);
 	assert_int_equal(c->timeout, 300000);
 
 	/* Errors leave everything as it was. */
@@ -791,28 +797,28 @@ test_overrides(void **state)
 		{ "listen=::1:80", "bad address" },
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		err[0] = '\0';
-		if (config_set_kv(tbl, N, c, bad[i].kv, err, sizeof(err)) != -1) {
+		err_clear(&e);
+		if (config_set_kv(tbl, N, c, bad[i].kv, &e) != -1) {
 			fail_msg("accepted %s", bad[i].kv);
 		}
-		if (strstr(err, bad[i].why) == NULL) {
-			fail_msg("%s: '%s' lacks '%s'", bad[i].kv, err, bad[i].why);
+		if (strstr(err_msg(&e), bad[i].why) == NULL) {
+			fail_msg("%s: '%s' lacks '%s'", bad[i].kv, err_msg(&e), bad[i].why);
 		}
 		assert_memory_equal(&snap, c, sizeof(snap));
 	}
-	assert_int_equal(config_set_kv(tbl, N, c, NULL, err, sizeof(err)), -1);
-	assert_int_equal(config_set(tbl, N, c, NULL, "1", NULL, err, sizeof(err)), -1);
-	assert_int_equal(config_set(tbl, N, c, "workers", NULL, NULL, err, sizeof(err)), -1);
+	assert_int_equal(config_set_kv(tbl, N, c, NULL, &e), -1);
+	assert_int_equal(config_set(tbl, N, c, NULL, "1", NULL, &e), -1);
+	assert_int_equal(config_set(tbl, N, c, "workers", NULL, NULL, &e), -1);
 	char longname[200];
 	memset(longname, 'a', 150);
 	memcpy(longname + 150, "=1", 3);
-	assert_int_equal(config_set_kv(tbl, N, c, longname, err, sizeof(err)), -1);
+	assert_int_equal(config_set_kv(tbl, N, c, longname, &e), -1);
 	char *longval = malloc(CONFIG_MAX_LINE + 8);
 	assert_non_null(longval);
 	memset(longval, 'v', CONFIG_MAX_LINE + 1);
 	longval[CONFIG_MAX_LINE + 1] = '\0';
-	assert_int_equal(config_set(tbl, N, c, "any", longval, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "value longer than 4096 bytes"));
+	assert_int_equal(config_set(tbl, N, c, "any", longval, NULL, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "value longer than 4096 bytes"));
 	free(longval);
 	assert_memory_equal(&snap, c, sizeof(snap));
 }
@@ -863,7 +869,7 @@ test_print_round_trip(void **state)
 {
 	struct fx *f = *state;
 	struct cfg back;
-	char err[512];
+	struct err e = ERR_INIT;
 
 	ASSERT_LOAD_OK(f, "name = \"q\\\"#\\\\ \"\nany = \"  \ttab\t\xc3\xa9 # x\"\n"
 			  "rel = \"sp ace/r\"\nworkers = 64\nneg = -100\ndebug = on\n"
@@ -876,23 +882,21 @@ test_print_round_trip(void **state)
 	assert_non_null(strstr(text, "debug = true\n"));
 	assert_non_null(strstr(text, "log_level = debug\n"));
 	memset(&back, 0, sizeof(back));
-	assert_int_equal(config_defaults(tbl, N, &back, err, sizeof(err)), 0);
-	if (config_load_buffer(tbl, N, &back, text, strlen(text), "/elsewhere", "printed", err,
-	    sizeof(err)) != 0) {
-		fail_msg("%s\n%s", err, text);
+	assert_int_equal(config_defaults(tbl, N, &back, &e), 0);
+	if (config_load_buffer(tbl, N, &back, text, strlen(text), "/elsewhere", "printed", &e) != 0) {
+		fail_msg("%s\n%s", err_msg(&e), text);
 	}
 	assert_same(&f->c, &back);
 	free(text);
 
 	/* Defaults (NULL strings, empty lists) round trip too. */
-	assert_int_equal(config_defaults(tbl, N, &f->c, err, sizeof(err)), 0);
+	assert_int_equal(config_defaults(tbl, N, &f->c, &e), 0);
 	ASSERT_LOAD_OK(f, "rel = r\npeer = :1\n");
 	text = print_to_string(&f->c);
 	assert_non_null(strstr(text, "# any is not set\n"));
 	assert_non_null(strstr(text, "empty = \"\"\n"));
-	assert_int_equal(config_defaults(tbl, N, &back, err, sizeof(err)), 0);
-	assert_int_equal(config_load_buffer(tbl, N, &back, text, strlen(text), NULL, "p", err,
-	    sizeof(err)), 0);
+	assert_int_equal(config_defaults(tbl, N, &back, &e), 0);
+	assert_int_equal(config_load_buffer(tbl, N, &back, text, strlen(text), NULL, "p", &e), 0);
 	assert_same(&f->c, &back);
 	free(text);
 	config_free(tbl, N, &back);

@@ -321,8 +321,6 @@ engine_new(void)
 static int
 setup(void **state)
 {
-	char msg[256];
-
 	(void)state;
 	(void)snprintf(base, sizeof(base), "/tmp/test_install.XXXXXX");
 	if (mkdtemp(base) == NULL || getcwd(oldcwd, sizeof(oldcwd)) == NULL) {
@@ -333,8 +331,7 @@ setup(void **state)
 		return -1;
 	}
 	memset(&cfg, 0, sizeof(cfg));
-	if (config_defaults(updater_config_table, updater_config_table_len, &cfg, msg,
-		sizeof(msg)) != 0) {
+	if (config_defaults(updater_config_table, updater_config_table_len, &cfg, NULL) != 0) {
 		return -1;
 	}
 	cfg.install_dir = strdup(root);

@@ -446,6 +446,7 @@ test_conf_texts(void **state)
 	struct agent_options ao;
 	char text[4096], err[512], dir[] = "/tmp/test_swarm.XXXXXX", path[PATH_MAX];
 	char *argv[] = { (char *)"tandem-agent", (char *)"--config", path, NULL };
+	struct err e = ERR_INIT;
 
 	(void)state;
 	memset(&h, 0, sizeof(h));
@@ -458,10 +459,10 @@ test_conf_texts(void **state)
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, text, sizeof(text)), 0);
 	memset(&ucfg, 0, sizeof(ucfg));
-	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, err,
-			     sizeof(err)), 0);
+	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, &e),
+	    0);
 	assert_int_equal(config_load_buffer(updater_config_table, updater_config_table_len, &ucfg, text,
-			     strlen(text), dir, "updater.conf", err, sizeof(err)), 0);
+			     strlen(text), dir, "updater.conf", &e), 0);
 	assert_string_equal(ucfg.listen, "[::1]:9002");
 	assert_string_equal(ucfg.agent_probe, "[::1]:9001");
 	assert_string_equal(ucfg.agent_pin, h.agent_fp);
