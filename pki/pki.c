@@ -492,8 +492,10 @@ pki_ext_aki(mbedtls_x509write_cert *w, const struct pki_ca *ca)
 {
 	unsigned char buf[96];
 	unsigned char *p = buf + sizeof(buf);
-	const unsigned char *ski;
-	size_t ski_len;
+	/* Set by pki_find_ski() on success; initialised for gcc -O1 -fsanitize=thread,
+	 * which cannot see that and warns. */
+	const unsigned char *ski = NULL;
+	size_t ski_len = 0;
 	size_t len = 0;
 	int ret;
 

@@ -11,10 +11,21 @@ import pytest
 from conftest import ROOT
 
 
+def build_san(build_dir):
+    """The SAN setting the build under test was made with: "1" (ASan+UBSan),
+    "thread" (TSan) or "0", from the instrumentation in its libtandem.a."""
+    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
+        data = f.read()
+    if b"__asan_" in data:
+        return "1"
+    if b"__tsan_" in data:
+        return "thread"
+    return "0"
+
+
 def build_is_asan(build_dir):
     """True when the build under test was made with SAN=1."""
-    with open(os.path.join(build_dir, "libtandem.a"), "rb") as f:
-        return b"__asan_" in f.read()
+    return build_san(build_dir) == "1"
 
 
 def clean_make_env():
@@ -29,7 +40,7 @@ def run_make_release(build_dir, version, out, kind="good", updater_kind="good", 
     line is "SHA256  OUT"). TEST_HOOKS: the binaries keep their test points
     (RELEASE_TEST_HOOKS=1), for crash tests of an updater installed from it."""
     argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
-            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + version,
+            "SAN=" + build_san(build_dir), "VERSION=" + version,
             "RELEASE_KIND=" + kind, "RELEASE_UPDATER_KIND=" + updater_kind,
             "RELEASE_TEST_HOOKS=" + ("1" if test_hooks else "0"),
             "RELEASE_OUT=" + out, "release"]

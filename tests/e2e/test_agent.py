@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import ROOT, Proc, bin_path, run, wait_until
-from release_util import build_is_asan, clean_make_env
+from release_util import build_is_asan, build_san, clean_make_env
 
 VERSION_RE = re.compile(r"^tandem-agent (\S+)$")
 
@@ -137,7 +137,7 @@ class Releases:
         out = out or os.path.join(self.outdir, "agent-%s-%s.tar.gz" % (version, kind))
         env = clean_make_env()
         argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
-                "SAN=" + ("1" if self.asan else "0"), "VERSION=" + version,
+                "SAN=" + build_san(self.build_dir), "VERSION=" + version,
                 "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
         r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
         if check and r.returncode != 0:

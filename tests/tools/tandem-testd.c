@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,12 @@ struct upload_state {
 	size_t nparts;
 };
 
-static struct httpd *g_srv;
+/*
+ * The server, published by main once httpd_start() returns. Connection
+ * threads already run by then and a client may be quicker than main, so
+ * handlers read it atomically and answer 503 until it is there.
+ */
+static _Atomic(struct httpd *) g_srv;
 
 static cJSON *
 identity_json(const struct httpd_req *r)
@@ -239,12 +245,19 @@ stats_end(struct httpd_req *r, void *arg)
 {
 	cJSON *o = cJSON_CreateObject();
 
+	struct httpd *srv = atomic_load(&g_srv);
+
 	(void)arg;
+	if (srv == NULL) {
+		cJSON_Delete(o);
+		httpd_respond_error(r, 503, "starting");
+		return;
+	}
 	cJSON_AddNumberToObject(o, "vmhwm_kb", (double)status_kb("VmHWM"));
 	cJSON_AddNumberToObject(o, "vmrss_kb", (double)status_kb("VmRSS"));
-	cJSON_AddNumberToObject(o, "connections", (double)httpd_active_connections(g_srv));
+	cJSON_AddNumberToObject(o, "connections", (double)httpd_active_connections(srv));
 	/* Counts this request too: lets tests see a request in flight. */
-	cJSON_AddNumberToObject(o, "requests", (double)httpd_active_requests(g_srv));
+	cJSON_AddNumberToObject(o, "requests", (double)httpd_active_requests(srv));
 	httpd_respond_json(r, 200, o);
 }
 
@@ -309,6 +322,7 @@ main(int argc, char **argv)
 	struct tls_opts to;
 	struct httpd_opts ho;
 	struct tls_ctx *tls = NULL;
+	struct httpd *srv = NULL;
 	char err[512];
 	int ch;
 	sigset_t set;
@@ -381,18 +395,19 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (httpd_start(&ho, &g_srv, err, sizeof(err)) != 0) {
+	if (httpd_start(&ho, &srv, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tandem-testd: %s\n", err);
 		tls_ctx_free(tls);
 		return 1;
 	}
-	printf("READY port=%d\n", httpd_port(g_srv));
+	atomic_store(&g_srv, srv);
+	printf("READY port=%d\n", httpd_port(srv));
 	fflush(stdout);
 	while (sigwait(&set, &sig) != 0) {
 		continue;
 	}
 	log_info("signal %d: stopping", sig);
-	httpd_stop(g_srv, 5000, 0);
+	httpd_stop(srv, 5000, 0);
 	tls_ctx_free(tls);
 	return 0;
 }
