@@ -105,32 +105,9 @@ MASTER_MODS  := $(filter-out master/main.c,$(MASTER_SRCS))
 AGENT_MODS   := $(filter-out agent/main.c,$(AGENT_SRCS))
 UPDATER_MODS := $(filter-out updater/main.c,$(UPDATER_SRCS))
 
-BINS :=
-PROG_LIBS :=
-# The master's modules land (with their tests) before its main.c does.
-ifneq ($(wildcard master/main.c),)
-BINS += $(BUILD)/tandem
-endif
-ifneq ($(AGENT_SRCS),)
-BINS += $(BUILD)/tandem-agent
-endif
-# The updater's modules land (with their tests) before its main.c does.
-ifneq ($(wildcard updater/main.c),)
-BINS += $(BUILD)/tandem-updater
-endif
 # The launcher (self-update probation, wiki/Self-Update.md) links the updater's modules.
-ifneq ($(LAUNCHER_SRCS),)
-BINS += $(BUILD)/tandem-launcher
-endif
-ifneq ($(MASTER_MODS),)
-PROG_LIBS += $(MASTER_LIB)
-endif
-ifneq ($(AGENT_MODS),)
-PROG_LIBS += $(AGENT_LIB)
-endif
-ifneq ($(UPDATER_MODS),)
-PROG_LIBS += $(UPDATER_LIB)
-endif
+BINS := $(BUILD)/tandem $(BUILD)/tandem-agent $(BUILD)/tandem-updater $(BUILD)/tandem-launcher
+PROG_LIBS := $(MASTER_LIB) $(AGENT_LIB) $(UPDATER_LIB)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)

@@ -111,10 +111,6 @@ elif [ -e "$DIR" ]; then
 		exit 1
 	fi
 fi
-if ! "$T" swarm --help >/dev/null 2>&1; then
-	echo "demo: $T has no 'swarm' commands (issue 6); nothing to demonstrate" >&2
-	exit 1
-fi
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd) || exit 1
 : >"$DIR/.tandem-demo"
 HOME_DIR=$DIR/master

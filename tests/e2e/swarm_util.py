@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, Proc, bin_path, free_port
+from conftest import Proc, bin_path, free_port
 from release_util import run_make_release
 
 # Shorter than production so a test run stays fast; every key exists in updater/api.c.
@@ -122,12 +122,6 @@ class Fleet:
                 except subprocess.TimeoutExpired:
                     pass
             p.kill()
-
-
-def built(name):
-    """1 if binary NAME exists in the build under test (without failing the test)."""
-    b = os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")
-    return os.path.exists(os.path.join(b, name))
 
 
 def hosts_by_name(doc):

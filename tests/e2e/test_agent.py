@@ -569,10 +569,6 @@ def test_sigterm_grace_expires(procs, tmp_path, pki, releases):
 
 # ---------------------------------------------------------------- make release
 
-def updater_in_tree():
-    return os.path.exists(os.path.join(ROOT, "updater", "main.c"))
-
-
 def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
     tarball, digest, rel = releases.get("9.9.9-test")
     with open(tarball, "rb") as f:
@@ -586,9 +582,7 @@ def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
         assert hashlib.sha256(f.read()).hexdigest() == digest
     assert r.stdout.strip().splitlines()[-1] == "%s  %s" % (digest, again)
 
-    expected = ["bin", "bin/tandem-agent", "manifest.json"]
-    if updater_in_tree():
-        expected = ["bin", "bin/tandem-agent", "bin/tandem-updater", "manifest.json"]
+    expected = ["bin", "bin/tandem-agent", "bin/tandem-updater", "manifest.json"]
     with tarfile.open(tarball, "r:gz") as t:
         members = t.getmembers()
         assert [m.name for m in members] == expected
@@ -600,9 +594,8 @@ def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
         assert members[0].isdir()
         manifest = json.load(t.extractfile("manifest.json"))
     want = {"name": "tandem-agent", "version": "9.9.9-test", "entrypoint": "bin/tandem-agent",
-            "preflight": ["bin/tandem-agent", "--self-test"]}
-    if updater_in_tree():
-        want["updater_entrypoint"] = "bin/tandem-updater"
+            "preflight": ["bin/tandem-agent", "--self-test"],
+            "updater_entrypoint": "bin/tandem-updater"}
     assert manifest == want
 
     # The extracted binary is stamped with the version and reads the release

@@ -1,4 +1,4 @@
-"""End-to-end tests of `tandem swarm` (issue 6): hosts enrolled through the CLI,
+"""End-to-end tests of `tandem swarm`: hosts enrolled through the CLI,
 real tandem-updater + tandem-agent pairs on 127.0.0.1 started from the bundles
 `swarm enroll` wrote, releases from `make release`, pushed by `tandem swarm
 update` over pinned mutual TLS."""
@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import bin_path, run, wait_until
-from swarm_util import Fleet, built, hosts_by_name, make_release
+from swarm_util import Fleet, hosts_by_name, make_release
 
 
 def mode(path):
@@ -329,8 +329,6 @@ def test_include_self_refused_without_launcher(fleet, rel):
     assert "rolled-back" in line and "skipped" in line, r.stdout
 
 
-@pytest.mark.skipif(not built("tandem-launcher"),
-                    reason="tandem-launcher is not built (self-update, issue 5, not landed)")
 def test_include_self_with_launcher(tmp_path, rel):
     f = Fleet(tmp_path)
     try:
