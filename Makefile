@@ -271,7 +271,7 @@ check-tsan:
 	@$(tsan_reports)
 	@echo "check-tsan: no ThreadSanitizer report"
 
-# Static analysis and the banned-function rule (STYLE.md 15).
+# Static analysis and the banned-function rule (wiki/Development.md).
 BANNED := sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|system|tmpnam|mktemp
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
@@ -279,7 +279,7 @@ lint:
 		-I. common pki master agent updater launcher tests/tools
 	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater launcher tests bench -name '*.[ch]') \
 		| grep -vE '^[^:]+:[0-9]+:\s*(\*|/\*|//)'; then \
-		echo "lint: banned function used (STYLE.md 15)"; exit 1; fi
+		echo "lint: banned function used (wiki/Development.md)"; exit 1; fi
 	@# mbedTLS stays behind common/tls, common/digest and pki/ (a library change stays local).
 	@if grep -nE '^\s*#\s*include\s*[<"]mbedtls/' $$(find common master agent updater launcher tests/tools bench -name '*.[ch]') \
 		| grep -vE '^common/(tls|digest)\.c:'; then \
@@ -348,7 +348,7 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
 
-# ---- demo: a throw-away fleet on 127.0.0.1 (issue 7, scripts/demo.sh) ----
+# ---- demo: a throw-away fleet on 127.0.0.1 (scripts/demo.sh) ----
 #   make demo [BUILD=DIR] [DEMO_DIR=DIR]
 # Installs the dependencies, builds, then runs scripts/demo.sh: a PKI, three
 # enrolled hosts with their own updater+agent, release pushes, an automatic and
@@ -466,7 +466,7 @@ release: $(RELEASE_BINS) $(RELEASE_PACKER)
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 
-# ---- install / uninstall / deb (issue 7, packaging/, wiki/Operations.md) ----
+# ---- install / uninstall / deb (packaging/, wiki/Operations.md) ----
 #   make install [DESTDIR=D] [PREFIX=/usr/local] [VERSION=x]   (install-worker + install-master)
 #   make uninstall [DESTDIR=D] [PREFIX=...]   (leaves /etc/tandem and /var/lib/tandem)
 #   make deb [VERSION=x]   -> $(BUILD)/deb/tandem-worker_V_ARCH.deb, tandem-master_V_ARCH.deb

@@ -1,9 +1,10 @@
 /*
  * broken — deliberately broken agent builds for the updater's tests.
  *
- * `make release RELEASE_KIND=KIND` compiles the agent objects a second time
- * into their own directory with -DTANDEM_AGENT_BROKEN=N; the normal binary
- * is always built with 0 (this header's default). Every kind still passes
+ * `make release RELEASE_KIND=KIND` compiles the agent files that include
+ * this header a second time, into their own directory with
+ * -DTANDEM_AGENT_BROKEN=N, and links them with the normal build's other
+ * objects; the normal binary is always built with 0 (this header's default). Every kind still passes
  * `--self-test` and `-n`, so it gets past the updater's preflight and fails
  * only when probed:
  *

@@ -1,5 +1,5 @@
 /*
- * log — the one logging API (STYLE.md 5).
+ * log — the one logging API.
  *
  * Every call preserves errno. log_warn() appends strerror(errno) of the errno
  * at the moment of the call; log_warnx() does not. fatal()/fatalx() log and

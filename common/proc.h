@@ -1,5 +1,5 @@
 /*
- * proc — spawn, watch, stop and adopt child processes (STYLE.md 12).
+ * proc — spawn, watch, stop and adopt child processes.
  *
  * A spawned process gets its own session and process group (setsid: pgid ==
  * pid), so stopping it signals the whole group, grandchildren included.

@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libmbedtls-dev libarchive-dev
 libcjson-dev libsqlite3-dev libhttp-parser-dev libcmocka-dev python3-pytest
 curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
-# packaging (issue 7): systemd-analyze verify, dpkg-shlibdeps for make deb
+# packaging: systemd-analyze verify, dpkg-shlibdeps for make deb
 PKGS="$PKGS systemd dpkg-dev"
 missing=""
 for p in $PKGS; do

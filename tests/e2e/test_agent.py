@@ -1,4 +1,4 @@
-"""End-to-end tests of tandem-agent (issue 3) with curl, openssl and Python's
+"""End-to-end tests of tandem-agent with curl, openssl and Python's
 ssl module as clients, on 127.0.0.1 (and ::1 when the host has it).
 
 Release tarballs (good and deliberately broken builds) are made with the

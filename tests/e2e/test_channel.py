@@ -1,4 +1,4 @@
-"""The secure channel end to end (issue 2, "What must be shown").
+"""The secure channel end to end: every mTLS refusal, limit and deadline.
 
 Drives tests/tools/tandem-testd (a server on common/tls + common/httpd) with
 independent clients: curl, openssl s_client and Python's ssl module. Every

@@ -1,4 +1,4 @@
-"""`make demo` end to end (issue 7): scripts/demo.sh against the build under
+"""`make demo` end to end: scripts/demo.sh against the build under
 test (TANDEM_BUILD, so nothing is rebuilt but the release tarballs), in a
 temporary directory. It must succeed, print the steps a newcomer reads, show
 the automatic and the manual rollback, and leave no process behind: every

@@ -1,4 +1,4 @@
-"""Packaging (issue 7): `make install` layout and modes, `make deb`, the
+"""Packaging: `make install` layout and modes, `make deb`, the
 packages' fields and files, the worker package extracted into a scratch root
 and run from there against certificates made by the packaged `tandem pki`,
 and `systemd-analyze verify` on the unit.

@@ -1,4 +1,4 @@
-"""End-to-end tests of the updater's self-update (issue 5): tandem-launcher
+"""End-to-end tests of the updater's self-update: tandem-launcher
 running tandem-updater, which supervises the real agent; releases built with
 `make release` (RELEASE_UPDATER_KIND for broken updaters), pushed with curl
 multipart over mutual TLS on 127.0.0.1.

@@ -1,4 +1,4 @@
-"""End-to-end tests of tandem-updater (issue 4): the real updater supervising
+"""End-to-end tests of tandem-updater: the real updater supervising
 the real agent, releases built with the project's `make release`, pushed
 with curl multipart over mutual TLS on 127.0.0.1.
 

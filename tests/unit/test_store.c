@@ -3,7 +3,7 @@
  * sweep: for every named point of every transaction a child process runs the
  * transaction and _exit()s at that point (testhook_set); the parent then
  * runs store_recover() (itself crash-tested once more) and checks the
- * invariants of issue 4 "Crash safety".
+ * invariants of wiki/Updater.md "Crash safety".
  */
 #include <errno.h>
 #include <limits.h>
