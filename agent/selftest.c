@@ -2,13 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/sock.h"
 
 int
 selftest_own_identity(const struct agent_config *cfg, struct tls_identity *id, char *err,
@@ -64,60 +63,15 @@ selftest_check_config(const struct agent_config *cfg, char *summary, size_t suml
 int
 selftest_bind(const char *listen_addr, char *err, size_t errlen)
 {
-	char host[256];
-	char port[16];
-	struct addrinfo hints;
-	struct addrinfo *res = NULL;
-	int fd = -1;
-	int one = 1;
-	int rc = -1;
-	int gai;
+	struct err e = ERR_INIT;
+	int fd = sock_listen(listen_addr, NULL, &e);
 
-	if (split_host_port(listen_addr, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "listen address \"%s\" is not ADDR:PORT or [V6]:PORT",
-		    listen_addr);
-		return -1;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
-	if (gai != 0) {
-		snprintf(err, errlen, "listen address \"%s\": %s", listen_addr, gai_strerror(gai));
-		return -1;
-	}
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		goto out;
+		snprintf(err, errlen, "%s", err_msg(&e));
+		return -1;
 	}
-	/* The same options as the server, so the answer is the server's. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
-		snprintf(err, errlen, "setsockopt: %s", strerror(errno));
-		goto out;
-	}
-	if (res->ai_family == AF_INET6) {
-		int v6only = IN6_IS_ADDR_UNSPECIFIED(
-				 &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr)
-				 ? 0
-				 : 1;
-		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) {
-			snprintf(err, errlen, "setsockopt: %s", strerror(errno));
-			goto out;
-		}
-	}
-	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
-		snprintf(err, errlen, "cannot bind %s: %s", listen_addr, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	freeaddrinfo(res);
-	return rc;
+	close(fd);
+	return 0;
 }
 
 static int

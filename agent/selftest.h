@@ -29,9 +29,9 @@ int selftest_check_config(const struct agent_config *cfg, char *summary, size_t 
     char *err, size_t errlen) WUR;
 
 /*
- * Whether LISTEN ("ADDR:PORT", "[V6]:PORT") can be bound now: a socket is
- * bound the way the server binds it (SO_REUSEADDR) and closed again, so a
- * port held by another listener fails. Returns 0, or -1 with ERR set.
+ * Whether LISTEN ("ADDR:PORT", "[V6]:PORT") can be bound now: the server's
+ * own sock_listen() binds it and the socket is closed again, so a port held
+ * by another listener fails. Returns 0, or -1 with ERR set.
  */
 int selftest_bind(const char *listen, char *err, size_t errlen) WUR;
 

@@ -23,6 +23,7 @@
 
 #include "cJSON.h"
 #include "common/log.h"
+#include "common/sock.h"
 
 #define RELAY_BUF (64 * 1024)
 #define MHD_MEM_LIMIT (256 * 1024)
@@ -807,74 +808,6 @@ mhd_access(void *cls, struct MHD_Connection *mc, const char *url, const char *me
 	return req_queue(r, 0);
 }
 
-/* ---- listening ---- */
-
-static int
-listen_socket(const char *spec, int *port_out, char *err, size_t errlen)
-{
-	char host[256];
-	char port[16];
-	struct addrinfo hints;
-	struct addrinfo *res = NULL;
-	int fd = -1;
-	int one = 1;
-	int gai;
-
-	if (split_host_port(spec, host, sizeof(host), port, sizeof(port)) != 0) {
-		snprintf(err, errlen, "listen address \"%s\" is not ADDR:PORT or [V6]:PORT", spec);
-		return -1;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
-	if (gai != 0) {
-		snprintf(err, errlen, "listen address \"%s\": %s", spec, gai_strerror(gai));
-		return -1;
-	}
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		goto fail;
-	}
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (res->ai_family == AF_INET6) {
-		/* "[::]" serves IPv4 too; a specific v6 address only itself. */
-		int v6only = IN6_IS_ADDR_UNSPECIFIED(
-				 &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr)
-				 ? 0
-				 : 1;
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-	}
-	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
-		snprintf(err, errlen, "bind %s: %s", spec, strerror(errno));
-		goto fail;
-	}
-	if (listen(fd, 128) != 0) {
-		snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
-		goto fail;
-	}
-	freeaddrinfo(res);
-	res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		*port_out = ss.ss_family == AF_INET6
-				? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-				: ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	return fd;
-fail:
-	if (fd >= 0) {
-		close(fd);
-	}
-	if (res != NULL) {
-		freeaddrinfo(res);
-	}
-	return -1;
-}
-
 /* ---- per-IP accounting ---- */
 
 static int
@@ -1436,20 +1369,18 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 	if (o->listen_fd == HTTPD_NO_LISTEN) {
 		srv->listen_fd = -1;
 	} else if (o->listen_fd >= 0) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
+		struct err e = ERR_INIT;
 		srv->listen_fd = o->listen_fd;
-		if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) != 0) {
-			snprintf(err, errlen, "inherited listening socket %d: %s", o->listen_fd,
-			    strerror(errno));
+		if (sock_port(srv->listen_fd, &srv->port, &e) != 0) {
+			snprintf(err, errlen, "inherited listening socket: %s", err_msg(&e));
 			goto fail;
 		}
-		srv->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-						     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	} else {
-		srv->listen_fd = listen_socket(o->listen != NULL ? o->listen : "127.0.0.1:0",
-		    &srv->port, err, errlen);
+		struct err e = ERR_INIT;
+		srv->listen_fd = sock_listen(o->listen != NULL ? o->listen : "127.0.0.1:0",
+		    &srv->port, &e);
 		if (srv->listen_fd < 0) {
+			snprintf(err, errlen, "%s", err_msg(&e));
 			goto fail;
 		}
 	}

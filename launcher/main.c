@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,6 +49,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/sock.h"
 #include "common/tls.h"
 #include "common/util.h"
 #include "common/version.h"
@@ -128,48 +128,6 @@ usage(FILE *fp)
 	    "  --max-starts N            failed starts before reverting (3)\n"
 	    "  -- UPDATER-ARGS...        passed to every updater (e.g. --seed FILE)\n");
 }
-
-/* Bind ADDR:PORT (port 0 picks one); *PORT gets the bound port. */
-static int
-ln_bind(const char *addr, int *port, struct err *e)
-{
-	struct addrinfo hints, *res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[256], serv[16];
-	int fd = -1, one = 1, rc;
-
-	if (split_host_port(addr, host, sizeof(host), serv, sizeof(serv)) != 0) {
-		return err_set(e, ERR_CONFIG, "listen: bad address '%s'", addr);
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, &res);
-	if (rc != 0) {
-		return err_set(e, ERR_CONFIG, "listen %s: %s", addr, gai_strerror(rc));
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-		err_sys(e, "listen %s", addr);
-		if (fd >= 0) {
-			close(fd);
-		}
-		freeaddrinfo(res);
-		return -1;
-	}
-	freeaddrinfo(res);
-	if (ss.ss_family == AF_INET6) {
-		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	} else {
-		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	return fd;
-}
-
 
 /* The restart policy of the updater (the agent's is in the updater's config). */
 static void
@@ -725,7 +683,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	ln_stop_orphan(&l);
-	l.listen_fd = ln_bind(l.cfg.listen, &l.port, &e);
+	l.listen_fd = sock_listen(l.cfg.listen, &l.port, &e);
 	if (l.listen_fd < 0) {
 		log_warnx("%s", err_msg(&e));
 		goto out;
