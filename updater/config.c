@@ -2,7 +2,9 @@
 
 #include <stdio.h>
 
+#include "common/release.h"
 #include "common/tls.h"
+#include "pki/sign.h"
 #include "updater/supervise.h"
 
 #define OFF(m) offsetof(struct updater_config, m)
@@ -70,6 +72,12 @@ const struct config_option updater_config_table[] = {
 	{ "max_conns", CONFIG_INT, OFF(max_conns), "32", 1, 10000, "concurrent connections" },
 	{ "log_level", CONFIG_LOGLEVEL, OFF(log_level), "info", 0, 0, NULL },
 	{ "log_file", CONFIG_PATH, OFF(log_file), NULL, 0, 0, "log here instead of stderr" },
+	{ "release_keyring", CONFIG_PATH, OFF(release_keyring), NULL, 0, 0,
+	    "keyring of release keys to start from (copied to INSTALL_DIR/state/keyring.json)" },
+	{ "require_signed", CONFIG_BOOL, OFF(require_signed), "false", 0, 0,
+	    "refuse releases without a valid signature (else unsigned ones are accepted)" },
+	{ "compatible", CONFIG_STR, OFF(compatible), SIGN_DEFAULT_COMPATIBLE, 1, SIGN_IDENT_MAX,
+	    "the compatible string a signed release must name" },
 };
 #undef OFF
 const size_t updater_config_table_len = ARRAY_LEN(updater_config_table);
@@ -87,6 +95,10 @@ updater_config_check(const struct updater_config *cfg, struct err *e)
 	}
 	if (cfg->agent_pin[0] != '\0' && !is_hex_len(cfg->agent_pin, TLS_FP_HEX_LEN)) {
 		return err_set(e, ERR_CONFIG, "agent_pin must be 64 hex digits");
+	}
+	if (!release_ident_valid(cfg->compatible)) {
+		return err_set(e, ERR_CONFIG, "compatible must be 1-%d characters of A-Z a-z 0-9 "
+		    ". _ + ~ -, starting with a letter or digit", RELEASE_IDENT_MAX);
 	}
 	for (char **fp = cfg->master_fingerprints; *fp != NULL; fp++) {
 		if (!is_hex_len(*fp, TLS_FP_HEX_LEN)) {

@@ -56,6 +56,10 @@ struct updater_config {
 	long long max_conns;
 	int log_level;
 	char *log_file;
+	/* Release signatures (updater/trust.h, wiki/Release-Signing.md). */
+	char *release_keyring;
+	int require_signed;
+	char *compatible;
 };
 
 extern const struct config_option updater_config_table[];
