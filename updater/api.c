@@ -42,6 +42,8 @@ struct api_req {
 	size_t confirm_len;
 	int locked;
 	int have_tarball;
+	char *tsig;                   /* the tsig part (before the tarball), or NULL */
+	size_t tsig_len;
 	struct install_txn *txn;
 	int queued;                   /* a self-update was queued: hand over after the answer */
 };
@@ -228,6 +230,7 @@ api_op_cleanup(struct httpd_req *r, void *arg, int completed)
 		return;
 	}
 	install_abort(q->txn);
+	free(q->tsig);
 	if (q->queued) {
 		/* Keep the operation lock: nothing else may start before the handover. */
 		install_self_answered(a->in);
@@ -273,6 +276,32 @@ up_text(struct httpd_req *r, const struct api_req *q, char *buf, size_t cap, siz
 	return 0;
 }
 
+/*
+ * The signature file, a text part that must come before the tarball: the
+ * engine checks it before it extracts anything.
+ */
+static int
+up_tsig(struct httpd_req *r, struct api_req *q, const char *data, size_t len)
+{
+	struct err e = ERR_INIT;
+
+	if (q->have_tarball) {
+		err_set(&e, ERR_BAD_REQUEST, "field 'tsig' must come before 'tarball'");
+		api_refuse(r, q->plan.kind, &e, "tsig");
+		return -1;
+	}
+	if (q->tsig == NULL) {
+		q->tsig = malloc(SIGN_FILE_MAX + 1);
+		if (q->tsig == NULL) {
+			err_set(&e, ERR_NOMEM, "out of memory");
+			api_refuse(r, q->plan.kind, &e, NULL);
+			return -1;
+		}
+		q->tsig[0] = '\0';
+	}
+	return up_text(r, q, q->tsig, SIGN_FILE_MAX + 1, &q->tsig_len, "tsig", data, len);
+}
+
 /* The tarball's bytes go to the engine as they arrive. */
 static int
 up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
@@ -288,6 +317,8 @@ up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
 			return -1;
 		}
 		q->have_tarball = 1;
+		q->plan.tsig = q->tsig;
+		q->plan.tsig_len = q->tsig_len;
 		if (install_begin(a->in, &q->plan, &q->txn, &e) != 0) {
 			api_refuse(r, q->plan.kind, &e, NULL);
 			return -1;
@@ -324,6 +355,9 @@ up_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 		p->has_sha256 = 1;
 		return up_text(r, q, p->sha256, sizeof(p->sha256), &q->sha256_len, "sha256", data,
 		    len);
+	}
+	if (strcmp(part->name, "tsig") == 0) {
+		return up_tsig(r, q, data, len);
 	}
 	if (p->kind == INSTALL_SELF && strcmp(part->name, "confirm_self") == 0) {
 		return up_text(r, q, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
@@ -378,6 +412,88 @@ rb_end(struct httpd_req *r, void *arg)
 	install_outcome_free(&oc);
 }
 
+/* ---- POST /keyring ---- */
+
+/* The request body: a keyring document of at most SIGN_FILE_MAX bytes. */
+struct api_body {
+	char buf[SIGN_FILE_MAX + 1];
+	size_t len;
+};
+
+static int
+kr_begin(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+	struct err e = ERR_INIT;
+	struct api_body *b;
+
+	if (api_authorise(a, r, &e) != 0) {
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		err_set(&e, ERR_NOMEM, "out of memory");
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	httpd_req_set_data(r, b);
+	return 0;
+}
+
+static int
+kr_data(struct httpd_req *r, const struct httpd_part *part, const char *data, size_t len,
+    void *arg)
+{
+	struct api_body *b = httpd_req_data(r);
+	struct err e = ERR_INIT;
+
+	(void)part;
+	(void)arg;
+	if (b->len + len > SIGN_FILE_MAX) {
+		err_set(&e, ERR_TOO_LARGE, "a keyring document has at most %d bytes", SIGN_FILE_MAX);
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	memcpy(b->buf + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static void
+kr_end(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+	struct api_body *b = httpd_req_data(r);
+	struct err e = ERR_INIT;
+	int64_t version = 0;
+	cJSON *o;
+
+	if (trust_keyring_update(install_trust(a->in), b->buf, b->len, &version, &e) != 0) {
+		err_prefix(&e, "keyring refused");
+		log_warnx("%s", err_msg(&e));
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return;
+	}
+	o = cJSON_CreateObject();
+	if (o == NULL || json_add_str(o, "status", "keyring_updated") != 0 ||
+	    json_add_int(o, "keyring_version", version) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+static void
+kr_cleanup(struct httpd_req *r, void *arg, int completed)
+{
+	(void)arg;
+	(void)completed;
+	free(httpd_req_data(r));
+	httpd_req_set_data(r, NULL);
+}
+
 /* ---- GET ---- */
 
 /* "updater": {"version","release","probation","last_self_update"} of /health. */
@@ -403,6 +519,23 @@ api_health_self(struct api *a, cJSON *obj)
 	}
 	last = handover_last(install_self_root(a->in));
 	return json_add_item(u, "last_self_update", last != NULL ? last : cJSON_CreateNull());
+}
+
+/* "signature", "security_floor", "keyring_version", "compatible" of /health. */
+static int
+api_health_trust(struct api *a, cJSON *obj)
+{
+	struct trust_status ts;
+
+	trust_status(install_trust(a->in), &ts);
+	if (json_add_str(obj, "signature", ts.mode) != 0 ||
+	    json_add_int(obj, "security_floor", ts.floor) != 0 ||
+	    json_add_item(obj, "keyring_version", ts.keyring_version > 0 ?
+	    cJSON_CreateNumber((double)ts.keyring_version) : cJSON_CreateNull()) != 0 ||
+	    json_add_str(obj, "compatible", ts.compatible) != 0) {
+		return -1;
+	}
+	return ts.reason[0] == '\0' ? 0 : json_add_str(obj, "signature_error", ts.reason);
 }
 
 static void
@@ -432,7 +565,7 @@ health_end(struct httpd_req *r, void *arg)
 		goto fail;
 	}
 	if (json_add_bool(o, "both_bad", st.both_bad) != 0 || agent_health_json(a->agent, o) != 0 ||
-	    api_health_self(a, o) != 0) {
+	    api_health_self(a, o) != 0 || api_health_trust(a, o) != 0) {
 		goto fail;
 	}
 	if (st.busy) {
@@ -559,6 +692,9 @@ api_start(struct api *a, const char *seed, struct err *e)
 		    .on_data = up_data, .on_end = up_end, .on_cleanup = api_op_cleanup, .arg = a },
 		{ .method = "POST", .path = "/rollback", .roles = master, .deadline_ms = deadline,
 		    .on_begin = rb_begin, .on_end = rb_end, .on_cleanup = api_op_cleanup, .arg = a },
+		{ .method = "POST", .path = "/keyring", .roles = master, .max_body = SIGN_FILE_MAX,
+		    .on_begin = kr_begin, .on_data = kr_data, .on_end = kr_end,
+		    .on_cleanup = kr_cleanup, .arg = a },
 	};
 	struct install_outcome oc;
 	struct httpd_opts ho;

@@ -30,6 +30,7 @@ struct install {
 	struct install_deps deps;
 	struct store store;  /* the agent's tree: INSTALL_DIR */
 	struct store self;   /* the updater's tree: INSTALL_DIR/updater */
+	struct trust *trust; /* keyring, security floor, signature policy */
 
 	pthread_mutex_t mu;  /* protects what follows */
 	int busy;
@@ -52,6 +53,8 @@ struct install_txn {
 	int64_t first_byte;
 	int stopped;          /* the extraction stopped early: why in ferr */
 	struct err ferr;
+	uint64_t bytes;       /* of the tarball, fed so far */
+	struct trust_verdict verdict; /* what the signature established */
 };
 
 /* ---- names, plans, outcomes ---- */
@@ -196,6 +199,27 @@ install_set_both_bad(struct install *in, int v)
 
 /* ---- lifecycle, lock, status ---- */
 
+/* The trust state of the agent's tree (after its recovery: the active release is final). */
+static int
+install_trust_open(struct install *in, struct err *e)
+{
+	struct trust_config tc;
+	struct release_info active;
+	char state[PATH_MAX];
+	int n = snprintf(state, sizeof(state), "%s/state", in->store.root);
+
+	if (n < 0 || (size_t)n >= sizeof(state)) {
+		return err_set(e, ERR_CONFIG, "install_dir is too long");
+	}
+	memset(&tc, 0, sizeof(tc));
+	tc.state_dir = state;
+	tc.bootstrap = in->cfg->release_keyring;
+	tc.require_signed = in->cfg->require_signed;
+	tc.compatible = in->cfg->compatible;
+	return trust_open(&tc, store_release_read(&in->store, "active", &active, NULL) == 1 ?
+	    &active : NULL, &in->trust, e);
+}
+
 int
 install_new(const struct updater_config *cfg, const struct install_deps *deps,
     struct install **out, char *recovered, size_t recoveredlen, struct err *e)
@@ -222,7 +246,8 @@ install_new(const struct updater_config *cfg, const struct install_deps *deps,
 		err_set(e, ERR_CONFIG, "install_dir is too long");
 		goto fail;
 	}
-	if (store_init(&in->self, root, (unsigned)cfg->failed_keep, e) != 0) {
+	if (store_init(&in->self, root, (unsigned)cfg->failed_keep, e) != 0 ||
+	    install_trust_open(in, e) != 0) {
 		goto fail;
 	}
 	*out = in;
@@ -238,6 +263,7 @@ install_free(struct install *in)
 	if (in == NULL) {
 		return;
 	}
+	trust_free(in->trust);
 	pthread_mutex_destroy(&in->mu);
 	free(in);
 }
@@ -352,6 +378,12 @@ install_self_release_json(struct install *in)
 		return release_record_json(&ri, "active");
 	}
 	return cJSON_CreateNull();
+}
+
+struct trust *
+install_trust(struct install *in)
+{
+	return in->trust;
 }
 
 const char *
@@ -675,6 +707,12 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 			log_warnx("%s %s: commit: %s", install_kind_name(oc->kind), op->id,
 			    err_msg(&e));
 		}
+		/* Committed: only now may the floor rise (a failed probe could still go back). */
+		if (trust_commit(in->trust, target, &e) != 0) {
+			/* The next start raises it from the active release's record. */
+			log_warnx("%s %s: security floor: %s", install_kind_name(oc->kind), op->id,
+			    err_msg(&e));
+		}
 		install_set_both_bad(in, 0);
 		oc->result = oc->kind == INSTALL_ROLLBACK ? INSTALL_ROLLED_BACK : INSTALL_UPDATED;
 		oc->probe_new = body;
@@ -783,6 +821,14 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 		err_set(&oc.err, ERR_BUSY, "a self-update is still on probation");
 		goto fail;
 	}
+	/* Before anything is staged or extracted: is this release acceptable here? */
+	if (plan->kind != INSTALL_SEED &&
+	    trust_check_signature(in->trust, plan->tsig, plan->tsig_len,
+	    plan->has_sha256 ? plan->sha256 : NULL,
+	    plan->kind == INSTALL_SELF ? SIGN_KIND_UPDATER : SIGN_KIND_AGENT, &t->verdict,
+	    &oc.err) != 0) {
+		goto fail;
+	}
 	if (fs_free_bytes(t->st->root, &avail) == 0 && in->cfg->min_free > 0 &&
 	    avail < (unsigned long long)in->cfg->min_free) {
 		err_set(&oc.err, ERR_NOSPACE, "not enough disk space: %llu bytes free, %lld required",
@@ -823,6 +869,7 @@ install_feed(struct install_txn *t, const void *data, size_t len, struct err *e)
 	if (t->stopped) {
 		return err_copy(e, &t->ferr);
 	}
+	t->bytes += len;
 	if (extract_feed(t->x, data, len) == 0) {
 		return 0;
 	}
@@ -975,7 +1022,8 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 		    "field 'confirm_self' must be 'true' to replace the updater");
 		goto refuse;
 	}
-	if (plan->kind != INSTALL_SEED && install_check_digest(plan, digest, oc) != 0) {
+	if (plan->kind != INSTALL_SEED && (install_check_digest(plan, digest, oc) != 0 ||
+	    trust_check_bytes(&t->verdict, digest, t->bytes, &oc->err) != 0)) {
 		goto refuse;
 	}
 	memcpy(t->op.sha256, digest, sizeof(t->op.sha256));
@@ -989,16 +1037,19 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 			err_set(&oc->err, ERR_INTERNAL, "staging path too long");
 			goto refuse;
 		}
-		if (release_manifest_read(dir, RELEASE_MF_UPDATER, &sm, &oc->err) != 0) {
+		if (release_manifest_read(dir, RELEASE_MF_UPDATER, &sm, &oc->err) != 0 ||
+		    trust_check_manifest(&t->verdict, sm.name, sm.version, &oc->err) != 0) {
 			goto refuse;
 		}
 		install_record(plan, digest, sm.version, sm.name, &ri);
 	} else {
-		if (install_manifest(t->st, "active.new", &m, &oc->err) != 0) {
+		if (install_manifest(t->st, "active.new", &m, &oc->err) != 0 ||
+		    trust_check_manifest(&t->verdict, m.name, m.version, &oc->err) != 0) {
 			goto refuse;
 		}
 		install_record(plan, digest, m.version, m.name, &ri);
 	}
+	trust_record(&t->verdict, &ri);
 	version = ri.version;
 	if (store_release_write(t->st, "active.new", &ri, &oc->err) != 0) {
 		goto refuse;
@@ -1107,6 +1158,12 @@ install_rollback(struct install *in, const struct install_plan *plan,
 	    store_release_read(&in->store, "active", &act, NULL) != 1) {
 		oc->t.total_ms = install_elapsed(in);
 		return err_set(&oc->err, ERR_NOT_FOUND, "no previous release to roll back to");
+	}
+	if (trust_check_rollback(in->trust, &prev, &oc->err) != 0) {
+		oc->t.total_ms = install_elapsed(in);
+		err_prefix(&oc->err, "rollback refused");
+		install_history(in, oc, plan->caller, prev.sha256, prev.sha, prev.version);
+		return -1;
 	}
 	memset(&op, 0, sizeof(op));
 	memcpy(op.id, plan->id, sizeof(op.id));

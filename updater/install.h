@@ -11,12 +11,16 @@
  *              updater's own tree; ends queued, and the launcher later calls
  *              install_self_commit or install_self_revert
  *
- * The front: the free-space check, the journal (phase staging), the
- * extractor (updater/extract) fed chunk by chunk; after the last byte the
- * extraction tail, the digest check, the manifest, release.json and the
- * preflight. Then the one transaction (install_transact in install.c): stop
- * the agent, switch (updater/store), start, probe, commit; or restore,
- * start and probe the restored release, and when that fails too, both_bad.
+ * The front: the signature check (updater/trust: before anything is
+ * staged or extracted), the free-space check, the journal (phase staging),
+ * the extractor (updater/extract) fed chunk by chunk; after the last byte
+ * the extraction tail, the digest check (against the form and the signed
+ * statement), the manifest (its name and version against the statement),
+ * release.json and the preflight. Then the one transaction (install_transact
+ * in install.c): stop the agent, switch (updater/store), start, probe,
+ * commit and raise the security floor; or restore, start and probe the
+ * restored release, and when that fails too, both_bad. A manual rollback
+ * below the security floor is refused before anything moves.
  *
  * Collaborators are explicit (struct install_deps): the agent behind
  * struct install_agent (updater/agent in the daemon, fakes in unit tests),
@@ -47,6 +51,7 @@
 #include "updater/handover.h"
 #include "updater/journal.h"
 #include "updater/store.h"
+#include "updater/trust.h"
 
 /* The updater's own releases, relative to the install dir. */
 #define INSTALL_SELF_TREE "updater"
@@ -94,7 +99,10 @@ struct install_plan {
 	char sha256[72];                /* the expected digest, as sent (update, self) */
 	int has_sha256;                 /* the field was present */
 	int confirmed;                  /* self: confirm_self was "true" */
-	/* Room for later: a request id, a signature statement. */
+	const char *tsig;               /* the signature file of the push (update, self), or
+					   NULL; borrowed until install_finish/install_abort */
+	size_t tsig_len;
+	/* Room for later: a request id. */
 };
 
 /* Fill P for KIND: id and texts empty. */
@@ -225,12 +233,17 @@ cJSON *install_releases_json(struct install *in) WUR;
 cJSON *install_history_json(struct install *in) WUR;
 /* The updater's own active release ("updater"."release" in /health), or a JSON null. */
 cJSON *install_self_release_json(struct install *in) WUR;
+/* The host's trust state: keyring, floor, policy (/health, POST /keyring). */
+struct trust *install_trust(struct install *in);
+
 /* The updater's tree root (INSTALL_DIR/updater). */
 const char *install_self_root(const struct install *in);
 
 /*
  * Start receiving the tarball of PLAN (update or self; the lock is held):
- * free-space check, journal (staging), extractor. PLAN is borrowed until
+ * the signature check (ERR_SIGNATURE, ERR_UNKNOWN_KEY, ERR_STATEMENT,
+ * ERR_EXPIRED, ERR_FLOOR, ERR_KEYRING: see updater/trust.h), free-space
+ * check, journal (staging), extractor. PLAN is borrowed until
  * install_finish/install_abort. Returns 0 with *OUT, or -1 with E (the
  * refusal is in the history and nothing changed).
  */
