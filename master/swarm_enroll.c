@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "master/keystore.h"
 
 /* 4 for IPv4 literal, 6 for IPv6 literal, 0 for a name. */
 static int
@@ -69,7 +70,7 @@ swarm_agent_conf(const struct reg_host *h, const char *master_cn, char *buf, siz
 
 int
 swarm_updater_conf(const struct reg_host *h, const char *master_cn, const char *master_fp,
-    char *buf, size_t len)
+    int signed_only, char *buf, size_t len)
 {
 	char listen[REG_ADDRESS_MAX + 16], probe[REG_ADDRESS_MAX + 16];
 	int n;
@@ -91,10 +92,16 @@ swarm_updater_conf(const struct reg_host *h, const char *master_cn, const char *
 	    "%s%s%s"
 	    "agent_config = agent.conf\n"
 	    "agent_probe = %s\n"
-	    "agent_pin = %s\n",
+	    "agent_pin = %s\n"
+	    "%s",
 	    h->name, listen, master_cn,
 	    master_fp[0] != '\0' ? "master_fingerprints = " : "", master_fp,
-	    master_fp[0] != '\0' ? "\n" : "", probe, h->agent_fp);
+	    master_fp[0] != '\0' ? "\n" : "", probe, h->agent_fp,
+	    signed_only ? "# Only releases signed by the keyring's release keys (the master's\n"
+			  "# keyring when this bundle was written; newer versions come by\n"
+			  "# `tandem swarm keyring push`).\n"
+			  "release_keyring = keyring.json\n"
+			  "require_signed = true\n" : "");
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -164,13 +171,54 @@ write_text(const char *bundle, const char *file, const char *text, mode_t mode, 
 	return 0;
 }
 
-/* ca.crt and updater.conf (needs the master's identity) into BUNDLE. */
+/*
+ * The master's current keyring into BUNDLE/keyring.json. Returns 1 when
+ * written, 0 when the master has none, -1 with ERR.
+ */
+static int
+write_keyring(const char *home, const char *bundle, char *err, size_t errlen)
+{
+	struct sign_keyring kr;
+	struct err e = ERR_INIT;
+	char p[PATH_MAX], *doc = NULL;
+	size_t len = 0;
+	int have, rc = -1;
+
+	sign_keyring_init(&kr);
+	have = keystore_current(home, &kr, &e);
+	if (have <= 0) {
+		rc = have;
+		goto out;
+	}
+	if (keystore_read(home, kr.version, &doc, &len, &e) != 0) {
+		goto out;
+	}
+	if (join(p, sizeof(p), bundle, "keyring.json") != 0 ||
+	    fs_write_atomic(p, doc, len, 0644) != 0) {
+		err_sys(&e, "write %s/keyring.json", bundle);
+		goto out;
+	}
+	rc = 1;
+out:
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", err_msg(&e));
+	}
+	free(doc);
+	sign_keyring_free(&kr);
+	return rc;
+}
+
+/*
+ * ca.crt, updater.conf (needs the master's identity) and, when the master
+ * has a keyring, keyring.json into BUNDLE.
+ */
 static int
 write_updater_conf(const char *home, const struct reg_host *h, const char *master_cn,
     const char *bundle, char *err, size_t errlen)
 {
 	char mcrt[PATH_MAX], mfp[TLS_FP_HEX_LEN + 1] = "";
 	char text[4096];
+	int signed_only;
 
 	if (pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
 	    pki_fingerprint_file(mcrt, mfp, err, errlen) != 0) {
@@ -178,7 +226,11 @@ write_updater_conf(const char *home, const struct reg_host *h, const char *maste
 		    PKI_MASTER_CRT);
 		return -1;
 	}
-	if (swarm_updater_conf(h, master_cn, mfp, text, sizeof(text)) != 0) {
+	signed_only = write_keyring(home, bundle, err, errlen);
+	if (signed_only < 0) {
+		return -1;
+	}
+	if (swarm_updater_conf(h, master_cn, mfp, signed_only, text, sizeof(text)) != 0) {
 		snprintf(err, errlen, "updater.conf: address too long");
 		return -1;
 	}

@@ -7,8 +7,12 @@
  *   agent.crt, agent.key       CN=NAME (key 0600)
  *   updater.crt, updater.key   CN=updater@NAME, with --updater (key 0600)
  *   agent.conf                 tandem-agent --config (agent/options.c keys)
- *   updater.conf               tandem-updater --config (updater/api.c keys),
+ *   updater.conf               tandem-updater --config (updater/config.c keys),
  *                              with --updater
+ *   keyring.json               the master's current keyring (HOME/keyring/),
+ *                              with --updater when the master has one; then
+ *                              updater.conf also says release_keyring =
+ *                              keyring.json and require_signed = true
  * Every path inside the config files is relative, and both programs resolve
  * relative paths against the config file's directory, so the bundle works
  * wherever it is unpacked. The updater's install_dir is "install" inside
@@ -57,10 +61,12 @@ int swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
  * The text of agent.conf / updater.conf for host H (pure; exposed for
  * tests). LISTEN_HOST is where the daemons listen: the address when it is
  * an IP literal, else all IPv4 addresses. MASTER_CN and MASTER_FP (may be
- * "") are the master's identity. Returns 0, or -1 if BUF is too small.
+ * "") are the master's identity; SIGNED_ONLY adds release_keyring =
+ * keyring.json and require_signed = true. Returns 0, or -1 if BUF is too
+ * small.
  */
 int swarm_agent_conf(const struct reg_host *h, const char *master_cn, char *buf, size_t len) WUR;
 int swarm_updater_conf(const struct reg_host *h, const char *master_cn, const char *master_fp,
-    char *buf, size_t len) WUR;
+    int signed_only, char *buf, size_t len) WUR;
 
 #endif

@@ -457,7 +457,7 @@ test_conf_texts(void **state)
 	memset(h.agent_fp, 'b', 64);
 
 	assert_non_null(mkdtemp(dir));
-	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, text, sizeof(text)), 0);
+	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, 0, text, sizeof(text)), 0);
 	memset(&ucfg, 0, sizeof(ucfg));
 	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, &e),
 	    0);
@@ -476,11 +476,24 @@ test_conf_texts(void **state)
 
 	/* A host name (not an IP): listen everywhere, probe on loopback; no master pin. */
 	snprintf(h.address, sizeof(h.address), "web1.example.org");
-	assert_int_equal(swarm_updater_conf(&h, "m", "", text, sizeof(text)), 0);
+	assert_int_equal(swarm_updater_conf(&h, "m", "", 0, text, sizeof(text)), 0);
+	assert_null(strstr(text, "require_signed"));
 	assert_non_null(strstr(text, "listen = 0.0.0.0:9002\n"));
 	assert_non_null(strstr(text, "agent_probe = 127.0.0.1:9001\n"));
 	assert_null(strstr(text, "master_fingerprints"));
-	assert_int_equal(swarm_updater_conf(&h, "m", "", text, 64), -1);
+	assert_int_equal(swarm_updater_conf(&h, "m", "", 0, text, 64), -1);
+	/* From a master with a keyring: signatures required, the keyring next to it. */
+	assert_int_equal(swarm_updater_conf(&h, "m", "", 1, text, sizeof(text)), 0);
+	memset(&ucfg, 0, sizeof(ucfg));
+	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, &e),
+	    0);
+	assert_int_equal(config_load_buffer(updater_config_table, updater_config_table_len, &ucfg, text,
+			     strlen(text), dir, "updater.conf", &e), 0);
+	assert_true(ucfg.require_signed);
+	snprintf(path, sizeof(path), "%s/keyring.json", dir);
+	assert_string_equal(ucfg.release_keyring, path);
+	assert_string_equal(ucfg.compatible, "tandem");
+	config_free(updater_config_table, updater_config_table_len, &ucfg);
 
 	/* agent.conf through the agent's own parser (-n needs no files to exist yet). */
 	snprintf(h.address, sizeof(h.address), "127.0.0.1");
