@@ -6,12 +6,14 @@
 
 #ifdef TANDEM_TEST_HOOKS
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define TESTHOOK_ENV "TANDEM_TEST_CRASH_AT"
 #define TESTHOOK_NAME_MAX 128
@@ -74,6 +76,39 @@ testhook_enabled(void)
 	return 1;
 }
 
+#define TESTHOOK_NOW_ENV "TANDEM_TEST_NOW"
+
+static pthread_once_t testhook_now_once = PTHREAD_ONCE_INIT;
+static time_t testhook_now_offset;
+
+static void
+testhook_now_init(void)
+{
+	const char *s = getenv(TESTHOOK_NOW_ENV);
+	long long v;
+	time_t t;
+
+	if (s == NULL || *s == '\0') {
+		return;
+	}
+	if (parse_ll(s, 0, 253402300799LL, &v) == 0) {
+		t = (time_t)v;
+	} else if (iso8601_parse(s, &t) != 0) {
+		log_warnx("test hook: %s=\"%s\" ignored (seconds since the epoch or "
+		    "YYYY-MM-DDTHH:MM:SSZ)", TESTHOOK_NOW_ENV, s);
+		return;
+	}
+	testhook_now_offset = t - time(NULL);
+	log_warnx("test hook: the clock starts at %s=%s", TESTHOOK_NOW_ENV, s);
+}
+
+time_t
+testhook_now(void)
+{
+	(void)pthread_once(&testhook_now_once, testhook_now_init);
+	return time(NULL) + testhook_now_offset;
+}
+
 #else /* shipped binaries: no test path at all */
 
 void
@@ -103,6 +138,12 @@ int
 testhook_enabled(void)
 {
 	return 0;
+}
+
+time_t
+testhook_now(void)
+{
+	return time(NULL);
 }
 
 #endif

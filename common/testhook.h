@@ -27,6 +27,8 @@
 #ifndef TANDEM_TESTHOOK_H
 #define TANDEM_TESTHOOK_H
 
+#include <time.h>
+
 /* Exit status of a crash at a test point (the e2e sweeps expect it). */
 #define TESTHOOK_CRASH_STATUS 86
 
@@ -47,5 +49,15 @@ void testhook_scope_leave(void);
 
 /* 1 when this program was linked with the test-build testhook object. */
 int testhook_enabled(void);
+
+/*
+ * The wall clock for decisions that depend on the date (a rollout's
+ * maintenance window): time(NULL) in shipped binaries. In test builds,
+ * TANDEM_TEST_NOW (seconds since the epoch, or "YYYY-MM-DDTHH:MM:SSZ")
+ * sets the clock's start on the first call; it then advances with real
+ * time, so deadlines and leases keep working. A malformed value is logged
+ * and ignored.
+ */
+time_t testhook_now(void);
 
 #endif

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/testhook.h"
@@ -54,6 +55,44 @@ test_enabled_in_test_builds(void **state)
 {
 	(void)state;
 	assert_int_equal(testhook_enabled(), 1);
+}
+
+/* TANDEM_TEST_NOW moves the wall clock of testhook_now(); read once per process. */
+static void
+test_now_follows_the_environment(void **state)
+{
+	pid_t pid;
+	int status;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("TANDEM_TEST_NOW", "2026-12-07T01:30:00Z", 1);
+		time_t t = testhook_now();
+		/* Advances with real time, starting where the variable says. */
+		_exit(t >= 1796607000 && t < 1796607000 + 60 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("TANDEM_TEST_NOW", "1796607000", 1);
+		_exit(testhook_now() - 1796607000 < 60 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Malformed: the real clock. */
+		setenv("TANDEM_TEST_NOW", "yesterday", 1);
+		time_t d = testhook_now() - time(NULL);
+		_exit(d >= -1 && d <= 1 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void
@@ -158,6 +197,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_enabled_in_test_builds),
+		cmocka_unit_test(test_now_follows_the_environment),
 		cmocka_unit_test_setup_teardown(test_handler_gets_each_point, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scope_prefixes_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scope_is_per_thread, setup, teardown),
