@@ -16,6 +16,8 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "master/registry_db.h"
+#include "master/selector.h"
 
 /* Waiting for another tandem process holding the write lock. */
 #define REG_BUSY_TIMEOUT_MS 10000
@@ -75,6 +77,87 @@ static const char *const reg_migrations[] = {
 	" CHECK (agent_fp_next IS NULL OR length(agent_fp_next) = 64);"
 	"ALTER TABLE hosts ADD COLUMN updater_fp_next TEXT"
 	" CHECK (updater_fp_next IS NULL OR length(updater_fp_next) = 64);",
+	/*
+	 * 2 -> 3: labels, the release store's index, desired releases
+	 * (targets), and rollouts with their hosts and events
+	 * (master/registry_rollout.c). A host is "held" by at most one rollout
+	 * that has not finished (the partial unique index).
+	 */
+	"CREATE TABLE host_labels ("
+	" host_id INTEGER NOT NULL REFERENCES hosts (id),"
+	" key TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 63),"
+	" value TEXT NOT NULL CHECK (length(value) <= 63),"
+	" PRIMARY KEY (host_id, key)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE releases ("
+	" sha256 TEXT PRIMARY KEY CHECK (length(sha256) = 64),"
+	" label TEXT NOT NULL,"
+	" size INTEGER NOT NULL CHECK (size >= 0),"
+	" added_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE targets ("
+	" host_id INTEGER PRIMARY KEY REFERENCES hosts (id),"
+	" release_sha256 TEXT NOT NULL REFERENCES releases (sha256),"
+	" set_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE rollouts ("
+	" id TEXT PRIMARY KEY CHECK (length(id) = 16),"
+	" name TEXT NOT NULL DEFAULT '',"
+	" kind TEXT NOT NULL CHECK (kind IN ('update', 'converge')),"
+	" spec_json TEXT NOT NULL,"
+	" release_sha256 TEXT NOT NULL REFERENCES releases (sha256),"
+	" state TEXT NOT NULL CHECK (state IN ('planned', 'running', 'waiting_window', 'paused',"
+	"  'halted', 'reverting', 'done', 'aborted')),"
+	" state_reason TEXT NOT NULL DEFAULT '',"
+	" n_hosts INTEGER NOT NULL DEFAULT 0,"
+	" n_waves INTEGER NOT NULL DEFAULT 0,"
+	" current_wave INTEGER NOT NULL DEFAULT 0,"
+	" gate_until INTEGER,"
+	" ack_attempted INTEGER NOT NULL DEFAULT 0,"
+	" ack_failed INTEGER NOT NULL DEFAULT 0,"
+	" request TEXT CHECK (request IS NULL OR request IN ('pause', 'abort', 'abort_revert')),"
+	" lease_owner TEXT,"
+	" lease_until INTEGER,"
+	" created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL,"
+	" finished_at INTEGER"
+	");"
+	"CREATE INDEX rollouts_created ON rollouts (created_at);"
+	"CREATE TABLE rollout_hosts ("
+	" rollout_id TEXT NOT NULL REFERENCES rollouts (id),"
+	" host_id INTEGER NOT NULL REFERENCES hosts (id),"
+	" order_key TEXT NOT NULL,"
+	" seq INTEGER NOT NULL DEFAULT 0,"
+	" wave INTEGER NOT NULL DEFAULT 0,"
+	" state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dispatched',"
+	"  'updated', 'already_active', 'rolled_back', 'failed', 'soak_failed', 'skipped',"
+	"  'reverting', 'reverted', 'revert_failed', 'revert_skipped')),"
+	" held INTEGER NOT NULL DEFAULT 1 CHECK (held IN (0, 1)),"
+	" request_id TEXT,"
+	" pre_sha256 TEXT NOT NULL DEFAULT '',"
+	" version TEXT NOT NULL DEFAULT '',"
+	" active_sha256 TEXT NOT NULL DEFAULT '',"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" detail TEXT NOT NULL DEFAULT '',"
+	" http_status INTEGER NOT NULL DEFAULT 0,"
+	" agent_result TEXT NOT NULL DEFAULT '',"
+	" self_json TEXT NOT NULL DEFAULT '',"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" started_at INTEGER,"
+	" finished_at INTEGER,"
+	" PRIMARY KEY (rollout_id, host_id)"
+	");"
+	"CREATE INDEX rollout_hosts_seq ON rollout_hosts (rollout_id, seq);"
+	"CREATE UNIQUE INDEX rollout_hosts_held ON rollout_hosts (host_id) WHERE held = 1;"
+	"CREATE TABLE rollout_events ("
+	" seq INTEGER PRIMARY KEY,"
+	" rollout_id TEXT NOT NULL REFERENCES rollouts (id),"
+	" host_id INTEGER REFERENCES hosts (id),"
+	" at INTEGER NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" data_json TEXT NOT NULL DEFAULT '{}'"
+	");"
+	"CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, seq);",
 };
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))
@@ -1031,5 +1114,426 @@ out:
 		reg_err(err, errlen, "%s: close failed", path);
 		rc = REGISTRY_ERR;
 	}
+	return rc;
+}
+
+/* ---- the handle for the registry's own modules (master/registry_db.h) ---- */
+
+sqlite3 *
+registry_db_lock(struct registry *reg)
+{
+	pthread_mutex_lock(&reg->lock);
+	return reg->db;
+}
+
+void
+registry_db_unlock(struct registry *reg)
+{
+	pthread_mutex_unlock(&reg->lock);
+}
+
+int
+registry_db_err(struct registry *reg, const char *what, struct err *e)
+{
+	int rc = sqlite3_extended_errcode(reg->db);
+
+	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
+		return err_set(e, ERR_FORMAT, "%s: %s: not a usable tandem registry (%s)", reg->path,
+		    what, sqlite3_errmsg(reg->db));
+	}
+	if ((rc & 0xff) == SQLITE_FULL) {
+		return err_set(e, ERR_NOSPACE, "%s: %s: %s", reg->path, what,
+		    sqlite3_errmsg(reg->db));
+	}
+	if ((rc & 0xff) == SQLITE_BUSY) {
+		return err_set(e, ERR_BUSY, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+	}
+	return err_set(e, ERR_IO, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+}
+
+void
+registry_db_col(sqlite3_stmt *st, int col, char *dst, size_t len)
+{
+	col_copy(st, col, dst, len);
+}
+
+int
+registry_db_begin(struct registry *reg, struct err *e)
+{
+	if (sqlite3_exec(reg->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		return registry_db_err(reg, "locking", e);
+	}
+	return 0;
+}
+
+int
+registry_db_end(struct registry *reg, int ok, struct err *e)
+{
+	if (ok && sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+		return 0;
+	}
+	if (ok) {
+		(void)registry_db_err(reg, "committing", e);
+	}
+	(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+/* ---- labels ---- */
+
+/* The id of host NAME, or -1 (E: ERR_NOT_FOUND or the database error). Lock held. */
+static sqlite3_int64
+host_id_of(struct registry *reg, const char *name, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id = -1;
+
+	if (sqlite3_prepare_v2(reg->db, "SELECT id FROM hosts WHERE name = ?", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		(void)registry_db_err(reg, "reading a host", e);
+		goto out;
+	}
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		id = sqlite3_column_int64(st, 0);
+		break;
+	case SQLITE_DONE:
+		err_set(e, ERR_NOT_FOUND, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		break;
+	default:
+		(void)registry_db_err(reg, "reading a host", e);
+		break;
+	}
+out:
+	sqlite3_finalize(st);
+	return id;
+}
+
+int
+registry_label_set(struct registry *reg, const char *host, const char *key, const char *value,
+    struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id;
+	int rc = -1;
+
+	if (!selector_key_valid(key) || (value != NULL && !selector_value_valid(value))) {
+		return err_set(e, ERR_USAGE, "bad label %s%s%s", key, value != NULL ? "=" : "",
+		    value != NULL ? value : "");
+	}
+	pthread_mutex_lock(&reg->lock);
+	id = host_id_of(reg, host, e);
+	if (id < 0) {
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->db, value != NULL
+	    ? "INSERT INTO host_labels (host_id, key, value) VALUES (?, ?, ?)"
+	      " ON CONFLICT (host_id, key) DO UPDATE SET value = excluded.value"
+	    : "DELETE FROM host_labels WHERE host_id = ? AND key = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    (value != NULL && sqlite3_bind_text(st, 3, value, -1, SQLITE_TRANSIENT) != SQLITE_OK) ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		(void)registry_db_err(reg, "setting a label", e);
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+/* Labels of host ID into OUT (at most MAX, sorted by key). Lock held. */
+static int
+labels_of_id(struct registry *reg, sqlite3_int64 id, struct selector_label *out, size_t max,
+    size_t *n, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	size_t count = 0;
+	int step, rc = -1;
+
+	if (sqlite3_prepare_v2(reg->db, "SELECT key, value FROM host_labels WHERE host_id = ?"
+	    " ORDER BY key", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		(void)registry_db_err(reg, "reading labels", e);
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count < max) {
+			col_copy(st, 0, out[count].key, sizeof(out[count].key));
+			col_copy(st, 1, out[count].value, sizeof(out[count].value));
+			count++;
+		}
+	}
+	if (step != SQLITE_DONE) {
+		(void)registry_db_err(reg, "reading labels", e);
+		goto out;
+	}
+	*n = count;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+registry_host_labels(struct registry *reg, const char *host, struct selector_label *out,
+    size_t max, size_t *n, struct err *e)
+{
+	sqlite3_int64 id;
+	int rc = -1;
+
+	pthread_mutex_lock(&reg->lock);
+	id = host_id_of(reg, host, e);
+	if (id >= 0) {
+		rc = labels_of_id(reg, id, out, max, n, e);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_hosts_select(struct registry *reg, const struct selector *sel, int64_t *cursor,
+    size_t limit, struct reg_host *out, size_t *n, struct err *e)
+{
+	struct selector_label labels[REG_LABELS_MAX];
+	sqlite3_stmt *st = NULL;
+	size_t count = 0, nl;
+	int step = SQLITE_DONE, rc = -1;
+
+	*n = 0;
+	pthread_mutex_lock(&reg->lock);
+	/* In id order, so the caller pages with CURSOR; names and labels are matched here. */
+	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_COLUMNS ", id FROM hosts"
+	    " WHERE decommissioned_at IS NULL AND id > ? ORDER BY id", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (sqlite3_int64)*cursor) != SQLITE_OK) {
+		(void)registry_db_err(reg, "selecting hosts", e);
+		goto out;
+	}
+	while (count < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		sqlite3_int64 id = sqlite3_column_int64(st, 9);
+
+		row_to_host(st, &out[count]);
+		*cursor = (int64_t)id;
+		nl = 0;
+		if (sel->kind == SELECTOR_LABELS &&
+		    labels_of_id(reg, id, labels, ARRAY_LEN(labels), &nl, e) != 0) {
+			goto out;
+		}
+		if (selector_match(sel, out[count].name, labels, nl)) {
+			count++;
+		}
+	}
+	if (count < limit && step != SQLITE_DONE) {
+		(void)registry_db_err(reg, "selecting hosts", e);
+		goto out;
+	}
+	*n = count;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_selector_check(struct registry *reg, const struct selector *sel, size_t *matched,
+    struct err *e)
+{
+	struct reg_host h;
+	int64_t cursor = 0;
+	size_t n = 0, total = 0;
+
+	if (sel->kind == SELECTOR_NAMES) {
+		for (size_t i = 0; i < sel->n; i++) {
+			struct err ge = ERR_INIT;
+			char msg[256];
+
+			int r = registry_get_host(reg, sel->terms[i].key, &h, msg, sizeof(msg));
+			if (r == REGISTRY_NOTFOUND) {
+				return err_set(e, ERR_NOT_FOUND, "%s: no such host in the registry",
+				    sel->terms[i].key);
+			}
+			if (r != REGISTRY_OK) {
+				err_set(&ge, ERR_IO, "%s", msg);
+				return err_copy(e, &ge);
+			}
+			if (h.decommissioned_at != 0) {
+				return err_set(e, ERR_CONFLICT, "%s is decommissioned", h.name);
+			}
+		}
+		*matched = sel->n;
+		return 0;
+	}
+	do {
+		if (registry_hosts_select(reg, sel, &cursor, 1, &h, &n, e) != 0) {
+			return -1;
+		}
+		total += n;
+	} while (n > 0);
+	if (total == 0) {
+		return err_set(e, ERR_NOT_FOUND, sel->kind == SELECTOR_ALL
+		    ? "no host in service is enrolled" : "no host in service matches the selector");
+	}
+	*matched = total;
+	return 0;
+}
+
+/* ---- the release store's index and targets ---- */
+
+int
+registry_release_add(struct registry *reg, const char *sha256, const char *label, uint64_t size,
+    struct err *e)
+{
+	char sha[REG_FP_LEN + 1];
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (fp_normalise(sha256, sha) != 0) {
+		return err_set(e, ERR_INTERNAL, "release sha256 must be %d hex digits", REG_FP_LEN);
+	}
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO releases (sha256, label, size, added_at)"
+	    " VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, sha, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, label, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)size) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL)) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		(void)registry_db_err(reg, "recording a release", e);
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_release_label(struct registry *reg, const char *sha256, char *label, size_t len,
+    struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT label FROM releases WHERE sha256 = ?", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, sha256, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		(void)registry_db_err(reg, "reading a release", e);
+		goto out;
+	}
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		col_copy(st, 0, label, len);
+		rc = 0;
+		break;
+	case SQLITE_DONE:
+		err_set(e, ERR_NOT_FOUND, "release %.12s is not in the master's store", sha256);
+		break;
+	default:
+		(void)registry_db_err(reg, "reading a release", e);
+		break;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_target_set(struct registry *reg, const char *host, const char *sha256, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id;
+	int rc = -1;
+
+	pthread_mutex_lock(&reg->lock);
+	id = host_id_of(reg, host, e);
+	if (id < 0) {
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->db, sha256 != NULL
+	    ? "INSERT INTO targets (host_id, release_sha256, set_at) VALUES (?, ?, ?)"
+	      " ON CONFLICT (host_id) DO UPDATE SET release_sha256 = excluded.release_sha256,"
+	      " set_at = excluded.set_at"
+	    : "DELETE FROM targets WHERE host_id = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    (sha256 != NULL && (sqlite3_bind_text(st, 2, sha256, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL)) != SQLITE_OK)) ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		(void)registry_db_err(reg, "setting a target", e);
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_target_of(struct registry *reg, const char *host, struct reg_target *out, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "SELECT t.release_sha256, r.label, t.set_at FROM targets t"
+	    " JOIN hosts h ON h.id = t.host_id JOIN releases r ON r.sha256 = t.release_sha256"
+	    " WHERE h.name = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, host, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		(void)registry_db_err(reg, "reading a target", e);
+		goto out;
+	}
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		col_copy(st, 0, out->sha256, sizeof(out->sha256));
+		col_copy(st, 1, out->label, sizeof(out->label));
+		out->set_at = (time_t)sqlite3_column_int64(st, 2);
+		rc = 1;
+		break;
+	case SQLITE_DONE:
+		rc = 0;
+		break;
+	default:
+		(void)registry_db_err(reg, "reading a target", e);
+		break;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+/* ---- push log retention ---- */
+
+int
+registry_push_prune(struct registry *reg, size_t keep, size_t *removed, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, "DELETE FROM pushes WHERE id IN (SELECT id FROM"
+	    " (SELECT id, row_number() OVER (PARTITION BY host_id ORDER BY at DESC, id DESC) AS n"
+	    " FROM pushes) WHERE n > ?)", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (sqlite3_int64)keep) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		(void)registry_db_err(reg, "pruning the push log", e);
+		goto out;
+	}
+	if (removed != NULL) {
+		*removed = (size_t)sqlite3_changes(reg->db);
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
 	return rc;
 }

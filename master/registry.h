@@ -182,4 +182,65 @@ int registry_crl_state(struct registry *reg, unsigned long long *number, time_t 
  */
 int registry_backup_to(struct registry *reg, const char *path, char *err, size_t errlen) WUR;
 
+/* ---- labels, selection, the release store's index, targets, retention ---- */
+
+#define REG_LABELS_MAX 32 /* labels per host */
+#define REG_PUSH_KEEP 200 /* push log entries kept per host after a rollout */
+
+struct selector;
+struct selector_label;
+struct err;
+
+/* What a host should run (`swarm target set`). */
+struct reg_target {
+	char sha256[REG_FP_LEN + 1];
+	char label[128];
+	time_t set_at;
+};
+
+/*
+ * Set label KEY of host HOST to VALUE, or remove it when VALUE is NULL.
+ * Keys and values as master/selector.h says. ERR_NOT_FOUND without the host.
+ */
+int registry_label_set(struct registry *reg, const char *host, const char *key,
+    const char *value, struct err *e) WUR;
+
+/* Host HOST's labels sorted by key, at most MAX into OUT (*N of them). */
+int registry_host_labels(struct registry *reg, const char *host, struct selector_label *out,
+    size_t max, size_t *n, struct err *e) WUR;
+
+/*
+ * The next hosts in service matching SEL, in registry order: reads hosts
+ * after *CURSOR (start with 0), fills OUT with at most LIMIT matches (*N),
+ * and advances *CURSOR past what it read. *N == 0: no more. Memory stays
+ * flat however many hosts the registry holds.
+ */
+int registry_hosts_select(struct registry *reg, const struct selector *sel, int64_t *cursor,
+    size_t limit, struct reg_host *out, size_t *n, struct err *e) WUR;
+
+/*
+ * Check that SEL selects something: every named host exists and is in
+ * service (ERR_NOT_FOUND / ERR_CONFLICT naming it), and a label selector or
+ * "all" matches at least one host (ERR_NOT_FOUND). *MATCHED = hosts selected.
+ */
+int registry_selector_check(struct registry *reg, const struct selector *sel, size_t *matched,
+    struct err *e) WUR;
+
+/* Record a release kept in HOME/store (idempotent). */
+int registry_release_add(struct registry *reg, const char *sha256, const char *label,
+    uint64_t size, struct err *e) WUR;
+/* The label of a stored release (ERR_NOT_FOUND when not stored). */
+int registry_release_label(struct registry *reg, const char *sha256, char *label, size_t len,
+    struct err *e) WUR;
+
+/* Set host HOST's target release (a stored sha256), or clear it when SHA256 is NULL. */
+int registry_target_set(struct registry *reg, const char *host, const char *sha256,
+    struct err *e) WUR;
+/* Host HOST's target: 1 with *OUT, 0 when it has none, -1 on error. */
+int registry_target_of(struct registry *reg, const char *host, struct reg_target *out,
+    struct err *e) WUR;
+
+/* Keep the newest KEEP push log entries of every host; *REMOVED (may be NULL) = rows deleted. */
+int registry_push_prune(struct registry *reg, size_t keep, size_t *removed, struct err *e) WUR;
+
 #endif
