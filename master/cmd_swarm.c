@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "master/cli.h"
+#include "master/cmd_rollout.h"
 #include "master/registry.h"
 #include "master/keystore.h"
 #include "master/release_pack.h"
@@ -118,6 +119,40 @@ release_json(const struct swarm_release *r, int have)
 	return o;
 }
 
+/* LABELS as {"key":"value",...}. */
+static cJSON *
+labels_json(const struct selector_label *labels, size_t n)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	for (size_t i = 0; o != NULL && i < n; i++) {
+		if (json_add_str(o, labels[i].key, labels[i].value) != 0) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* Host NAME's labels as "k=v,k2=v2" into BUF ("" for none or on error). */
+static void
+labels_text(struct registry *reg, const char *name, struct selector_label *labels, size_t *n,
+    char *buf, size_t len)
+{
+	struct err e = ERR_INIT;
+
+	buf[0] = '\0';
+	*n = 0;
+	if (registry_host_labels(reg, name, labels, REG_LABELS_MAX, n, &e) != 0) {
+		*n = 0;
+		return;
+	}
+	for (size_t i = 0; i < *n; i++) {
+		size_t l = strlen(buf);
+		snprintf(buf + l, len - l, "%s%s=%s", i > 0 ? "," : "", labels[i].key, labels[i].value);
+	}
+}
+
 /* Options shared by the simple commands. */
 struct simple_args {
 	const char **hosts;
@@ -202,16 +237,21 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		{ "updater", no_argument, NULL, 'u' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "notes", required_argument, NULL, 'N' },
+		{ "label", required_argument, NULL, 'L' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sans[PKI_MAX_SANS];
+	struct selector_label labels[REG_LABELS_MAX];
 	struct swarm_enroll_opts o;
 	struct swarm_enroll_result *res = NULL;
+	struct registry *reg = NULL;
+	struct err le = ERR_INIT;
 	char err[1024];
 	long long v;
-	int json = 0, c, r, rc = CLI_EXIT_FAIL;
+	size_t n_labels = 0;
+	int json = 0, c, r, rc = CLI_EXIT_FAIL, rm;
 	cJSON *obj;
 
 	memset(&o, 0, sizeof(o));
@@ -256,6 +296,17 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 			}
 			o.notes = optarg;
 			break;
+		case 'L':
+			if (n_labels == ARRAY_LEN(labels)) {
+				return cli_usage_error(GROUP, self, "at most %d --label",
+				    (int)ARRAY_LEN(labels));
+			}
+			if (selector_label_parse(optarg, &labels[n_labels], &rm, &le) != 0 || rm) {
+				return cli_usage_error(GROUP, self, "--label %s", rm ? "takes KEY=VALUE"
+				    : err_msg(&le));
+			}
+			n_labels++;
+			break;
 		case 'j':
 			json = 1;
 			break;
@@ -279,6 +330,19 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		log_warnx("swarm enroll: %s", err);
 		goto out;
 	}
+	if (n_labels > 0) {
+		if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
+			log_warnx("swarm enroll: labels: %s", err);
+			goto out;
+		}
+		for (size_t i = 0; i < n_labels; i++) {
+			if (registry_label_set(reg, res->host.name, labels[i].key, labels[i].value,
+			    &le) != 0) {
+				log_warnx("swarm enroll: labels: %s", err_msg(&le));
+				goto out;
+			}
+		}
+	}
 	if (res->added_updater_only) {
 		log_info("added the updater identity of %s (bundle %s)", res->host.name, res->bundle);
 	} else {
@@ -287,7 +351,8 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	}
 	if (json) {
 		obj = host_json(&res->host);
-		if (obj == NULL || json_add_str(obj, "bundle", res->bundle) != 0) {
+		if (obj == NULL || json_add_str(obj, "bundle", res->bundle) != 0 ||
+		    (n_labels > 0 && json_add_item(obj, "labels", labels_json(labels, n_labels)) != 0)) {
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
@@ -301,6 +366,7 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 out:
+	registry_close(reg);
 	free(res);
 	return rc;
 }
@@ -311,7 +377,10 @@ static int
 swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "UPDATER",
-		"UPDATER-PIN", "STATE", "NOTES" };
+		"UPDATER-PIN", "STATE", "LABELS", "NOTES" };
+	struct selector_label labels[REG_LABELS_MAX];
+	char ltext[REG_LABELS_MAX * 130];
+	size_t nl;
 	struct simple_args a;
 	struct registry *reg = NULL;
 	struct reg_host *hosts = NULL;
@@ -337,7 +406,9 @@ swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
 		for (i = 0; arr != NULL && i < n; i++) {
 			cJSON *h = host_json(&hosts[i]);
-			if (h == NULL) {
+			labels_text(reg, hosts[i].name, labels, &nl, ltext, sizeof(ltext));
+			if (h == NULL || json_add_item(h, "labels", labels_json(labels, nl)) != 0) {
+				cJSON_Delete(h);
 				arr = NULL;
 				break;
 			}
@@ -362,7 +433,9 @@ swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		cells[3] = up;
 		cells[4] = pin;
 		cells[5] = hosts[i].decommissioned_at != 0 ? "decommissioned" : "in service";
-		cells[6] = hosts[i].notes;
+		labels_text(reg, hosts[i].name, labels, &nl, ltext, sizeof(ltext));
+		cells[6] = ltext;
+		cells[7] = hosts[i].notes;
 		if (swarm_table_add(t, cells) != 0) {
 			swarm_table_free(t);
 			t = NULL;
@@ -384,6 +457,9 @@ out:
 static int
 swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct selector_label labels[REG_LABELS_MAX];
+	char ltext[REG_LABELS_MAX * 130];
+	size_t nl = 0;
 	struct simple_args a;
 	struct registry *reg = NULL;
 	struct reg_host h;
@@ -414,8 +490,13 @@ swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		log_warnx("swarm show: %s: %s", a.name, r == REGISTRY_NOTFOUND ? "no such host" : err);
 		goto out;
 	}
+	labels_text(reg, h.name, labels, &nl, ltext, sizeof(ltext));
 	if (a.json) {
 		obj = host_json(&h);
+		if (obj != NULL && json_add_item(obj, "labels", labels_json(labels, nl)) != 0) {
+			cJSON_Delete(obj);
+			obj = NULL;
+		}
 		arr = obj != NULL ? json_add_array(obj, "recent_pushes") : NULL;
 		for (i = 0; arr != NULL && i < n; i++) {
 			cJSON *p = push_json(&pushes[i]);
@@ -436,11 +517,11 @@ swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char
 	fmt_time(h.decommissioned_at, t2, sizeof(t2));
 	printf("host: %s\naddress: %s\nagent_port: %d\nupdater_port: %d\n"
 	       "agent_fingerprint: %s\nupdater_fingerprint: %s\nnotes: %s\nenrolled_at: %s\n"
-	       "state: %s%s%s\n",
+	       "state: %s%s%s\nlabels: %s\n",
 	    h.name, h.address, h.agent_port, h.updater_port, h.agent_fp,
 	    h.updater_fp[0] != '\0' ? h.updater_fp : "- (no updater identity: cannot be updated)",
 	    h.notes, t1, h.decommissioned_at != 0 ? "decommissioned at " : "in service",
-	    h.decommissioned_at != 0 ? t2 : "", "");
+	    h.decommissioned_at != 0 ? t2 : "", "", ltext[0] != '\0' ? ltext : "-");
 	for (i = 0; i < n; i++) {
 		fmt_time(pushes[i].at, t1, sizeof(t1));
 		printf("push: %s %s %.12s %s\n", t1, pushes[i].result, pushes[i].sha256,
@@ -496,99 +577,50 @@ out:
 /* ---------------------------------------------------------------- host selection */
 
 /*
- * Jobs for NAMES (each must be enrolled; decommissioned ones named
- * explicitly are refused) or, with ALL or no names when ALL_DEFAULT, every
- * host in service. Returns 0 with *JOBS (calloc'd) or -1 (logged).
+ * A source of jobs for the worker pool: the hosts SEL selects, read from the
+ * registry a page at a time, so memory stays flat in the number of hosts.
  */
-static int
-select_hosts(struct registry *reg, const char *const *names, size_t n_names, int all,
-    enum swarm_job_kind kind, struct swarm_job **jobs, size_t *n)
-{
-	struct reg_host *hosts = NULL;
-	struct swarm_job *out = NULL;
-	char err[512];
-	size_t i, k, m = 0;
-	int r;
+struct host_source {
+	struct registry *reg;
+	struct selector sel;
+	enum swarm_job_kind kind;
+	int64_t cursor;
+	struct reg_host page[64];
+	size_t n, i;
+	int failed;
+};
 
-	*jobs = NULL;
-	*n = 0;
-	if (all) {
-		if (registry_list_hosts(reg, 0, &hosts, &m, err, sizeof(err)) != REGISTRY_OK) {
-			log_warnx("%s", err);
-			return -1;
+static int
+host_source_next(void *arg, struct swarm_job *j)
+{
+	struct host_source *s = arg;
+	struct err e = ERR_INIT;
+
+	if (s->i == s->n) {
+		if (registry_hosts_select(s->reg, &s->sel, &s->cursor, ARRAY_LEN(s->page), s->page,
+		    &s->n, &e) != 0) {
+			log_warnx("%s", err_msg(&e));
+			s->failed = 1;
+			s->n = 0;
 		}
-		if (m == 0) {
-			log_warnx("no host in service is enrolled");
-			free(hosts);
-			return -1;
-		}
-	} else {
-		m = n_names;
-		hosts = calloc(m, sizeof(*hosts));
-		if (hosts == NULL) {
-			log_warnx("out of memory");
-			return -1;
-		}
-		for (i = 0; i < m; i++) {
-			r = registry_get_host(reg, names[i], &hosts[i], err, sizeof(err));
-			if (r != REGISTRY_OK) {
-				log_warnx("%s: %s", names[i],
-				    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err);
-				free(hosts);
-				return -1;
-			}
-			if (hosts[i].decommissioned_at != 0) {
-				log_warnx("%s is decommissioned", hosts[i].name);
-				free(hosts);
-				return -1;
-			}
-			for (k = 0; k < i; k++) {
-				if (strcmp(hosts[k].name, hosts[i].name) == 0) {
-					log_warnx("%s is named twice", hosts[i].name);
-					free(hosts);
-					return -1;
-				}
-			}
+		s->i = 0;
+		if (s->n == 0) {
+			return 0;
 		}
 	}
-	if (m > SWARM_MAX_HOSTS) {
-		log_warnx("at most %d hosts at once", SWARM_MAX_HOSTS);
-		free(hosts);
-		return -1;
-	}
-	out = calloc(m, sizeof(*out));
-	if (out == NULL) {
-		log_warnx("out of memory");
-		free(hosts);
-		return -1;
-	}
-	for (i = 0; i < m; i++) {
-		out[i].host = hosts[i];
-		out[i].kind = kind;
-	}
-	free(hosts);
-	*jobs = out;
-	*n = m;
-	return 0;
+	j->host = s->page[s->i++];
+	j->kind = s->kind;
+	return 1;
 }
 
 /* ---------------------------------------------------------------- update */
-
-/* Release preparation: a FILE as is, a DIR packed into a temporary directory. */
-struct prepared {
-	struct swarm_release_file rf;
-	char path[PATH_MAX];
-	char tmpdir[PATH_MAX - 32]; /* "" unless we packed */
-	char *tsig;                 /* FILE.tsig, NULL when the release is unsigned */
-	struct sign_keyring keyring; /* the master's, empty when it has none */
-};
 
 /*
  * The signature next to the release FILE (sent along) and the master's
  * keyring (for the dry run's verdicts). Returns 0 or -1 after logging.
  */
 static int
-prepare_signature(const char *home, struct prepared *p)
+prepare_signature(const char *home, struct cmd_release *p)
 {
 	struct err e = ERR_INIT;
 	char tpath[PATH_MAX];
@@ -618,8 +650,8 @@ prepare_signature(const char *home, struct prepared *p)
 	return 0;
 }
 
-static int
-prepare_release(const char *arg, struct prepared *p)
+int
+cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release *p)
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
@@ -679,14 +711,15 @@ prepare_release(const char *arg, struct prepared *p)
 		    ? strlen(base) - 7
 		    : strlen(base)),
 	    base);
-	rc = 0;
+	/* A tarball may come with its signature; a packed tree never has one. */
+	rc = prepare_signature(home, p);
 out:
 	free(res);
 	return rc;
 }
 
-static void
-prepared_cleanup(struct prepared *p)
+void
+cmd_swarm_release_cleanup(struct cmd_release *p)
 {
 	free(p->tsig);
 	p->tsig = NULL;
@@ -694,204 +727,161 @@ prepared_cleanup(struct prepared *p)
 	if (p->tmpdir[0] != '\0' && fs_rmtree(p->tmpdir) != 0) {
 		log_warn("remove %s", p->tmpdir);
 	}
+	p->tmpdir[0] = '\0';
 }
 
-static cJSON *
-result_json(const struct swarm_result *r)
-{
-	cJSON *o = cJSON_CreateObject();
+/* The dry run's report, built as the answers come. */
+struct dry_run {
+	struct swarm_table *t;
+	cJSON *arr;
+	const struct swarm_release_file *rf;
+	size_t n;
+	int failed;
+};
 
-	if (o == NULL || json_add_str(o, "result", swarm_outcome_word(r->outcome)) != 0 ||
-	    json_add_str(o, "reason", r->reason) != 0 ||
-	    json_add_str(o, "detail", r->detail) != 0 ||
-	    json_add_int(o, "http_status", r->http_status) != 0 ||
-	    json_add_str(o, "version", r->version) != 0 ||
-	    json_add_str(o, "sha256", r->sha256) != 0) {
-		cJSON_Delete(o);
-		return NULL;
+static void
+dry_run_done(void *arg, struct swarm_job *j)
+{
+	struct dry_run *dr = arg;
+	char cur[SWARM_SHORT + 24];
+	const char *cells[8];
+	cJSON *h;
+
+	dr->n++;
+	if (dr->arr != NULL) {
+		h = cJSON_CreateObject();
+		if (h == NULL || json_add_str(h, "host", j->host.name) != 0 ||
+		    json_add_str(h, "address", j->host.address) != 0 ||
+		    json_add_bool(h, "reachable", j->reachable) != 0 ||
+		    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
+							       : cJSON_CreateBool(j->pin_ok)) != 0 ||
+		    json_add_item(h, "current", release_json(&j->health.active,
+							j->health.have_active)) != 0 ||
+		    json_add_item(h, "same_sha256", dr->rf != NULL && j->have_health
+							? cJSON_CreateBool(j->same_sha)
+							: cJSON_CreateNull()) != 0 ||
+		    json_add_str(h, "signature", dr->rf != NULL && j->have_health
+							? j->signature : NULL) != 0 ||
+		    json_add_item(h, "signature_ok", dr->rf != NULL && j->have_health
+							? cJSON_CreateBool(j->signature_ok)
+							: cJSON_CreateNull()) != 0 ||
+		    json_add_str(h, "error", j->error) != 0) {
+			cJSON_Delete(h);
+			dr->failed = 1;
+			return;
+		}
+		cJSON_AddItemToArray(dr->arr, h);
+		return;
 	}
-	return o;
+	snprintf(cur, sizeof(cur), "%s%s%.12s", j->health.active.version,
+	    j->health.have_active ? " " : "", j->health.active.sha256);
+	cells[0] = j->host.name;
+	cells[1] = j->host.address;
+	cells[2] = j->reachable ? "yes" : "no";
+	cells[3] = j->pin_ok < 0 ? "?" : j->pin_ok ? "ok" : "MISMATCH";
+	cells[4] = j->health.have_active ? cur : "none";
+	cells[5] = dr->rf == NULL || !j->have_health ? "?" : j->same_sha ? "yes" : "no";
+	cells[6] = dr->rf == NULL || !j->have_health ? "?" : j->signature;
+	cells[7] = j->error;
+	if (swarm_table_add(dr->t, cells) != 0) {
+		dr->failed = 1;
+	}
+}
+
+/* The pool's one argument for a source and a sink. */
+struct dry_ctx {
+	struct host_source src;
+	struct dry_run dr;
+};
+
+static int
+dry_next(void *arg, struct swarm_job *j)
+{
+	return host_source_next(&((struct dry_ctx *)arg)->src, j);
 }
 
 static void
-result_cell(const struct swarm_result *r, char *buf, size_t len)
+dry_done(void *arg, struct swarm_job *j)
 {
-	if (r->outcome == SWARM_FAILED) {
-		snprintf(buf, len, "failed: %s", r->reason);
-	} else {
-		snprintf(buf, len, "%s", swarm_outcome_word(r->outcome));
-	}
+	dry_run_done(&((struct dry_ctx *)arg)->dr, j);
 }
 
+/* Dry run: ask every selected host, change nothing; say how the rollout would be cut. */
 static int
-update_report(const struct swarm_job *jobs, size_t n, const struct swarm_update_args *a,
-    const struct prepared *p, int ok)
-{
-	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "SELF", "VERSION",
-		"DETAIL" };
-	struct swarm_table *t;
-	char agent[SWARM_REASON + 16], selfc[SWARM_REASON + 16];
-	size_t i;
-	cJSON *obj, *arr, *rel, *h;
-
-	if (a->json) {
-		obj = cJSON_CreateObject();
-		rel = obj != NULL ? json_add_object(obj, "release") : NULL;
-		arr = rel != NULL ? json_add_array(obj, "hosts") : NULL;
-		if (arr == NULL || json_add_str(rel, "path", p->rf.path) != 0 ||
-		    json_add_str(rel, "sha256", p->rf.sha256) != 0 ||
-		    json_add_int(rel, "size", (long long)p->rf.size) != 0 ||
-		    json_add_str(rel, "label", p->rf.label) != 0 ||
-		    json_add_bool(rel, "signed", p->rf.tsig != NULL) != 0 ||
-		    json_add_bool(obj, "ok", ok) != 0) {
-			return print_json(NULL);
-		}
-		for (i = 0; i < n; i++) {
-			const struct swarm_job *j = &jobs[i];
-			h = cJSON_CreateObject();
-			if (h == NULL) {
-				cJSON_Delete(obj);
-				return print_json(NULL);
-			}
-			cJSON_AddItemToArray(arr, h);
-			if (json_add_str(h, "host", j->host.name) != 0 ||
-			    json_add_str(h, "address", j->host.address) != 0 ||
-			    json_add_item(h, "agent", result_json(&j->agent)) != 0 ||
-			    json_add_item(h, "self", j->self_tried ? result_json(&j->self)
-								   : cJSON_CreateNull()) != 0 ||
-			    json_add_bool(h, "signed", j->tsig_sent) != 0) {
-				cJSON_Delete(obj);
-				return print_json(NULL);
-			}
-		}
-		return print_json(obj) == CLI_EXIT_OK ? (ok ? CLI_EXIT_OK : CLI_EXIT_FAIL)
-						      : CLI_EXIT_FAIL;
-	}
-	t = swarm_table_new(ARRAY_LEN(heads), heads);
-	for (i = 0; t != NULL && i < n; i++) {
-		const struct swarm_job *j = &jobs[i];
-		const char *cells[ARRAY_LEN(heads)];
-		result_cell(&j->agent, agent, sizeof(agent));
-		if (j->self_tried) {
-			result_cell(&j->self, selfc, sizeof(selfc));
-		} else {
-			snprintf(selfc, sizeof(selfc), "%s", a->include_self ? "skipped" : "-");
-		}
-		cells[0] = j->host.name;
-		cells[1] = j->host.address;
-		cells[2] = agent;
-		cells[3] = selfc;
-		cells[4] = j->agent.version;
-		cells[5] = j->self_tried && j->self.outcome != SWARM_UPDATED ? j->self.detail
-									     : j->agent.detail;
-		if (swarm_table_add(t, cells) != 0) {
-			swarm_table_free(t);
-			t = NULL;
-		}
-	}
-	if (t == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
-	}
-	swarm_table_print(t, stdout);
-	swarm_table_free(t);
-	/* Details can be long: print them in full below the table. */
-	for (i = 0; i < n; i++) {
-		if (jobs[i].agent.outcome != SWARM_UPDATED && jobs[i].agent.detail[0] != '\0') {
-			printf("\n%s: %s\n  %s\n", jobs[i].host.name, jobs[i].agent.reason,
-			    jobs[i].agent.detail);
-		}
-		if (jobs[i].self_tried && jobs[i].self.outcome != SWARM_UPDATED) {
-			printf("\n%s (self): %s\n  %s\n", jobs[i].host.name, jobs[i].self.reason,
-			    jobs[i].self.detail);
-		}
-	}
-	if (fflush(stdout) != 0) {
-		return CLI_EXIT_FAIL;
-	}
-	return ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
-}
-
-static int
-dry_run_report(const struct swarm_job *jobs, size_t n, const struct swarm_update_args *a,
-    const struct prepared *p, int have_release)
+update_dry_run(struct swarm_ctx *c, const struct swarm_update_args *a, const struct selector *sel,
+    const struct swarm_release_file *rf)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "REACHABLE", "PIN", "CURRENT",
 		"SAME-SHA256", "SIGNATURE", "DETAIL" };
-	struct swarm_table *t;
-	size_t i;
-	cJSON *obj, *arr, *h;
+	struct dry_ctx *dc = calloc(1, sizeof(*dc));
+	struct swarm_pool_opts po;
+	size_t ends[ROLLOUT_MAX_PLAN_WAVES], nw;
+	cJSON *obj = NULL, *waves;
+	int rc = CLI_EXIT_FAIL;
 
-	if (a->json) {
-		obj = cJSON_CreateObject();
-		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
-		if (arr == NULL || json_add_bool(obj, "dry_run", 1) != 0 ||
-		    json_add_str(obj, "sha256", have_release ? p->rf.sha256 : NULL) != 0) {
-			cJSON_Delete(obj);
-			return print_json(NULL);
-		}
-		for (i = 0; i < n; i++) {
-			const struct swarm_job *j = &jobs[i];
-			h = cJSON_CreateObject();
-			if (h == NULL) {
-				cJSON_Delete(obj);
-				return print_json(NULL);
-			}
-			cJSON_AddItemToArray(arr, h);
-			if (json_add_str(h, "host", j->host.name) != 0 ||
-			    json_add_str(h, "address", j->host.address) != 0 ||
-			    json_add_bool(h, "reachable", j->reachable) != 0 ||
-			    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
-								       : cJSON_CreateBool(j->pin_ok)) != 0 ||
-			    json_add_item(h, "current", release_json(&j->health.active,
-								j->health.have_active)) != 0 ||
-			    json_add_item(h, "same_sha256", have_release && j->have_health
-								? cJSON_CreateBool(j->same_sha)
-								: cJSON_CreateNull()) != 0 ||
-			    json_add_str(h, "signature", have_release && j->have_health
-								? j->signature : NULL) != 0 ||
-			    json_add_item(h, "signature_ok", have_release && j->have_health
-								? cJSON_CreateBool(j->signature_ok)
-								: cJSON_CreateNull()) != 0 ||
-			    json_add_str(h, "error", j->error) != 0) {
-				cJSON_Delete(obj);
-				return print_json(NULL);
-			}
-		}
-		return print_json(obj);
-	}
-	if (have_release) {
-		printf("release %s (sha256 %s, %llu bytes, %s) would go to %zu host(s):\n",
-		    p->rf.label, p->rf.sha256, (unsigned long long)p->rf.size,
-		    p->rf.tsig != NULL ? "signed" : "unsigned", n);
-	}
-	t = swarm_table_new(ARRAY_LEN(heads), heads);
-	for (i = 0; t != NULL && i < n; i++) {
-		const struct swarm_job *j = &jobs[i];
-		const char *cells[ARRAY_LEN(heads)];
-		char cur[SWARM_SHORT + 24];
-		snprintf(cur, sizeof(cur), "%s%s%.12s", j->health.active.version,
-		    j->health.have_active ? " " : "", j->health.active.sha256);
-		cells[0] = j->host.name;
-		cells[1] = j->host.address;
-		cells[2] = j->reachable ? "yes" : "no";
-		cells[3] = j->pin_ok < 0 ? "?" : j->pin_ok ? "ok" : "MISMATCH";
-		cells[4] = j->health.have_active ? cur : "none";
-		cells[5] = !have_release || !j->have_health ? "?" : j->same_sha ? "yes" : "no";
-		cells[6] = !have_release || !j->have_health ? "?" : j->signature;
-		cells[7] = j->error;
-		if (swarm_table_add(t, cells) != 0) {
-			swarm_table_free(t);
-			t = NULL;
-		}
-	}
-	if (t == NULL) {
+	if (dc == NULL) {
 		log_warnx("out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	swarm_table_print(t, stdout);
-	swarm_table_free(t);
-	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	dc->dr.rf = rf;
+	dc->src.reg = c->reg;
+	dc->src.sel = *sel;
+	dc->src.kind = SWARM_JOB_DRY_RUN;
+	if (a->json) {
+		obj = cJSON_CreateObject();
+		dc->dr.arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+		if (dc->dr.arr == NULL) {
+			goto out;
+		}
+	} else {
+		dc->dr.t = swarm_table_new(ARRAY_LEN(heads), heads);
+		if (dc->dr.t == NULL) {
+			goto out;
+		}
+	}
+	memset(&po, 0, sizeof(po));
+	po.release = rf;
+	po.parallel = a->parallel;
+	po.next = dry_next;
+	po.done = dry_done;
+	po.arg = dc;
+	if (swarm_run(c, NULL, 0, &po) != 0 || dc->src.failed || dc->dr.failed) {
+		log_warnx("swarm update: cannot ask the hosts");
+		goto out;
+	}
+	nw = rollout_plan_waves(&a->spec, dc->dr.n, ends);
+	if (a->json) {
+		waves = json_add_array(obj, "waves");
+		if (waves == NULL || json_add_bool(obj, "dry_run", 1) != 0 ||
+		    json_add_str(obj, "sha256", rf != NULL ? rf->sha256 : NULL) != 0) {
+			goto out;
+		}
+		for (size_t i = 0; i < nw; i++) {
+			if (json_array_add_int(waves, (long long)(ends[i] - (i > 0 ? ends[i - 1] : 0))) !=
+			    0) {
+				goto out;
+			}
+		}
+		rc = print_json(obj);
+		obj = NULL;
+		goto out;
+	}
+	if (rf != NULL) {
+		printf("release %s (sha256 %s, %llu bytes, %s) would go to %zu host(s) in %zu wave%s "
+		    "of", rf->label, rf->sha256, (unsigned long long)rf->size,
+		    rf->tsig != NULL ? "signed" : "unsigned", dc->dr.n, nw, nw == 1 ? "" : "s");
+		for (size_t i = 0; i < nw; i++) {
+			printf("%s %zu", i > 0 ? "," : "", ends[i] - (i > 0 ? ends[i - 1] : 0));
+		}
+		printf(" (hosts are ordered when the rollout starts):\n");
+	}
+	swarm_table_print(dc->dr.t, stdout);
+	rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+	cJSON_Delete(obj);
+	swarm_table_free(dc->dr.t);
+	free(dc);
+	return rc;
 }
 
 static int
@@ -899,12 +889,10 @@ swarm_cmd_update(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 {
 	struct swarm_update_args a;
 	struct swarm_ctx c;
-	struct swarm_pool_opts po;
-	struct swarm_job *jobs = NULL;
-	struct prepared *prep = NULL;
+	struct cmd_release *rel = NULL;
+	struct selector sel;
 	char err[1024];
-	size_t n = 0, i;
-	int rc = CLI_EXIT_FAIL, ok, ctx_open = 0;
+	int rc = CLI_EXIT_FAIL, ctx_open = 0, have_release = 0;
 
 	if (swarm_update_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {
 		free(a.hosts);
@@ -914,54 +902,41 @@ swarm_cmd_update(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		free(a.hosts);
 		return cli_help(GROUP, self);
 	}
-	prep = calloc(1, sizeof(*prep));
-	if (prep == NULL) {
-		log_warnx("out of memory");
-		goto out;
-	}
 	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
 		log_warnx("swarm update: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
-	if (select_hosts(c.reg, a.hosts, a.n_hosts, a.all,
-		a.dry_run ? SWARM_JOB_DRY_RUN : SWARM_JOB_UPDATE, &jobs, &n) != 0) {
+	c.quiet = a.json_lines;
+	if (cmd_rollout_selector(&c, &a, &sel) != 0) {
 		goto out;
 	}
-	if (a.release != NULL && (prepare_release(a.release, prep) != 0 ||
-	    (prep->tmpdir[0] == '\0' && prepare_signature(cli->home, prep) != 0))) {
+	rel = calloc(1, sizeof(*rel));
+	if (rel == NULL) {
+		log_warnx("out of memory");
 		goto out;
 	}
-	memset(&po, 0, sizeof(po));
-	po.release = a.release != NULL ? &prep->rf : NULL;
-	po.include_self = a.include_self;
-	po.parallel = a.parallel;
-	if (swarm_run(&c, jobs, n, &po) != 0) {
-		log_warnx("swarm update: cannot run the workers");
-		goto out;
+	sign_keyring_init(&rel->keyring);
+	if (a.release != NULL) {
+		if (cmd_swarm_prepare_release(cli->home, a.release, rel) != 0) {
+			goto out;
+		}
+		have_release = 1;
 	}
 	if (a.dry_run) {
-		rc = dry_run_report(jobs, n, &a, prep, a.release != NULL);
+		rc = update_dry_run(&c, &a, &sel, have_release ? &rel->rf : NULL);
 		goto out;
 	}
-	ok = 1;
-	for (i = 0; i < n; i++) {
-		if (jobs[i].agent.outcome != SWARM_UPDATED ||
-		    (a.include_self && jobs[i].self.outcome != SWARM_UPDATED)) {
-			ok = 0;
-		}
-	}
-	rc = update_report(jobs, n, &a, prep, ok);
+	rc = cmd_rollout_update(&c, &a, &rel->rf, a.release);
 out:
-	if (prep != NULL) {
-		prepared_cleanup(prep);
+	if (rel != NULL) {
+		cmd_swarm_release_cleanup(rel);
+		free(rel);
 	}
 	if (ctx_open) {
 		swarm_ctx_close(&c);
 	}
-	free(prep);
-	free(jobs);
 	free(a.hosts);
 	return rc;
 }
@@ -1014,6 +989,33 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	if (rc >= 0) {
 		return rc;
 	}
+	{
+		/* A previous release identical to the running one is no rollback point. */
+		struct swarm_health hh;
+		int pin;
+		if (swarm_host_health(&c, &h, 10000, &hh, &pin, err, sizeof(err)) == 0 &&
+		    hh.have_active && hh.have_prev &&
+		    strcmp(hh.active.sha256, hh.prev.sha256) == 0) {
+			log_warnx("swarm rollback: %s: the previous release is the one running (%s, "
+			    "sha256 %.12s): nothing to roll back to", h.name, hh.active.version,
+			    hh.active.sha256);
+			swarm_ctx_close(&c);
+			if (a.json) {
+				obj = cJSON_CreateObject();
+				if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
+				    json_add_str(obj, "result", "failed") != 0 ||
+				    json_add_str(obj, "reason", "the previous release is the one "
+				    "running") != 0 ||
+				    json_add_str(obj, "version", hh.active.version) != 0 ||
+				    json_add_str(obj, "sha256", hh.active.sha256) != 0) {
+					cJSON_Delete(obj);
+					obj = NULL;
+				}
+				(void)print_json(obj);
+			}
+			return CLI_EXIT_FAIL;
+		}
+	}
 	if (swarm_request(&c, &h, "POST", "/rollback", &resp, err, sizeof(err)) != 0) {
 		memset(&r, 0, sizeof(r));
 		r.outcome = SWARM_FAILED;
@@ -1022,7 +1024,7 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 		    : "unreachable");
 		snprintf(r.detail, sizeof(r.detail), "%s", err);
 	} else {
-		swarm_classify_rollback(resp.status, resp.body, resp.body_len, &r);
+		swarm_classify_rollback(resp.status, resp.body, resp.body_len, resp.retry_after, &r);
 		httpc_response_free(&resp);
 	}
 	memset(&rp, 0, sizeof(rp));
@@ -1081,142 +1083,243 @@ signatures_cell(const struct swarm_health *h, char *buf, size_t len)
 	    h->signature[0] != '\0' ? kr : "");
 }
 
+struct status_ctx {
+	struct host_source src;
+	struct swarm_table *t;
+	int json, json_lines, first;
+	int all_answered;
+	int failed;
+};
+
+static int
+status_next(void *arg, struct swarm_job *j)
+{
+	return host_source_next(&((struct status_ctx *)arg)->src, j);
+}
+
+static cJSON *
+status_json(const struct swarm_job *j)
+{
+	cJSON *h = cJSON_CreateObject();
+
+	if (h == NULL || json_add_str(h, "host", j->host.name) != 0 ||
+	    json_add_str(h, "address", j->host.address) != 0 ||
+	    json_add_bool(h, "reachable", j->reachable) != 0 ||
+	    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
+						       : cJSON_CreateBool(j->pin_ok)) != 0 ||
+	    json_add_str(h, "status", j->have_health ? j->health.status : NULL) != 0 ||
+	    json_add_str(h, "updater_version", j->have_health ? j->health.version : NULL) != 0 ||
+	    json_add_str(h, "agent_version",
+		j->agent_reach[0] == '\0' ? j->agent_version : NULL) != 0 ||
+	    json_add_str(h, "agent_error", j->agent_reach) != 0 ||
+	    json_add_str(h, "agent_state", j->have_health ? j->health.agent_state : NULL) != 0 ||
+	    json_add_str(h, "operation", j->health.operation[0] != '\0' ? j->health.operation
+									 : NULL) != 0 ||
+	    json_add_item(h, "active", release_json(&j->health.active, j->health.have_active)) != 0 ||
+	    json_add_item(h, "prev", release_json(&j->health.prev, j->health.have_prev)) != 0 ||
+	    json_add_str(h, "signature", j->health.signature[0] != '\0' ?
+		j->health.signature : NULL) != 0 ||
+	    json_add_item(h, "security_floor", j->health.security_floor >= 0 ?
+		cJSON_CreateNumber((double)j->health.security_floor) : cJSON_CreateNull()) != 0 ||
+	    json_add_item(h, "keyring_version", j->health.keyring_version > 0 ?
+		cJSON_CreateNumber((double)j->health.keyring_version) : cJSON_CreateNull()) != 0 ||
+	    json_add_str(h, "error", j->error) != 0) {
+		cJSON_Delete(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* Each host's answer as it comes: a JSON line, an element of the JSON array, or a row. */
+static void
+status_done(void *arg, struct swarm_job *j)
+{
+	struct status_ctx *sc = arg;
+	const char *cells[10];
+	char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64], sig[96];
+
+	if (!j->have_health) {
+		sc->all_answered = 0;
+	}
+	if (sc->json || sc->json_lines) {
+		cJSON *h = status_json(j);
+		char *text = h != NULL ? json_print_compact(h) : NULL;
+		cJSON_Delete(h);
+		if (text == NULL) {
+			sc->failed = 1;
+			return;
+		}
+		printf("%s%s%s", sc->json && !sc->first ? "," : "", text, sc->json_lines ? "\n" : "");
+		sc->first = 0;
+		free(text);
+		if (sc->json_lines) {
+			fflush(stdout);
+		}
+		return;
+	}
+	snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
+	    : j->pin_ok == 0			    ? "PIN MISMATCH"
+						    : j->health.status);
+	snprintf(detail, sizeof(detail), "%s%s%s%s%s", j->error,
+	    j->error[0] != '\0' && j->agent_reach[0] != '\0' ? "; " : "",
+	    j->agent_reach[0] != '\0' ? "agent: " : "", j->agent_reach,
+	    j->health.operation[0] != '\0' ? " (operation running)" : "");
+	cells[0] = j->host.name;
+	cells[1] = j->host.address;
+	cells[2] = j->health.version;
+	cells[3] = st;
+	cells[4] = j->agent_version;
+	cells[5] = j->health.agent_state;
+	cells[6] = j->health.active.version;
+	cells[7] = j->health.prev.version;
+	signatures_cell(&j->health, sig, sizeof(sig));
+	cells[8] = sig;
+	cells[9] = detail;
+	if (swarm_table_add(sc->t, cells) != 0) {
+		sc->failed = 1;
+	}
+}
+
 static int
 swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "UPDATER", "STATUS", "AGENT",
 		"AGENT-STATE", "ACTIVE", "PREV", "SIGNATURES", "DETAIL" };
-	struct simple_args a;
+	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "hosts", required_argument, NULL, 'S' },
+		{ "parallel", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "json-lines", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct swarm_update_args a;
 	struct swarm_ctx c;
 	struct swarm_pool_opts po;
-	struct swarm_job *jobs = NULL;
-	struct swarm_table *t = NULL;
+	struct status_ctx *sc = NULL;
 	char err[1024];
-	size_t n = 0, i;
-	int rc, ok = 1, ctx_open = 0;
-	cJSON *obj = NULL, *arr, *h;
+	long long v;
+	int rc = CLI_EXIT_FAIL, ctx_open = 0, ch;
 
-	rc = parse_simple(self, argc, argv, 1, 0, &a);
-	if (rc >= 0) {
-		free(a.hosts);
-		return rc;
+	memset(&a, 0, sizeof(a));
+	a.parallel = SWARM_DEFAULT_PARALLEL;
+	a.hosts = calloc((size_t)argc + 1, sizeof(*a.hosts));
+	if (a.hosts == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
 	}
-	rc = CLI_EXIT_FAIL;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":hH:ap:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'H':
+			if (*optarg == '\0') {
+				free(a.hosts);
+				return cli_usage_error(GROUP, self, "--host needs a name");
+			}
+			a.hosts[a.n_hosts++] = optarg;
+			break;
+		case 'a':
+			a.all = 1;
+			break;
+		case 'S':
+			a.selector = optarg;
+			break;
+		case 'p':
+			if (parse_ll(optarg, 1, SWARM_MAX_PARALLEL, &v) != 0) {
+				free(a.hosts);
+				return cli_usage_error(GROUP, self, "--parallel '%s': expected a number "
+				    "in 1..%d", optarg, SWARM_MAX_PARALLEL);
+			}
+			a.parallel = (int)v;
+			break;
+		case 'j':
+			a.json = 1;
+			break;
+		case 'J':
+			a.json_lines = 1;
+			break;
+		case 'h':
+			free(a.hosts);
+			return cli_help(GROUP, self);
+		default:
+			free(a.hosts);
+			return cli_getopt_error(GROUP, self, ch, argv, optind);
+		}
+	}
+	if (optind != argc) {
+		free(a.hosts);
+		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	}
+	if ((a.all != 0) + (a.n_hosts > 0) + (a.selector != NULL) > 1) {
+		free(a.hosts);
+		return cli_usage_error(GROUP, self, "--all, --host and --hosts exclude each other");
+	}
+	if (a.json && a.json_lines) {
+		free(a.hosts);
+		return cli_usage_error(GROUP, self, "--json and --json-lines exclude each other");
+	}
+	sc = calloc(1, sizeof(*sc));
+	if (sc == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
 		log_warnx("swarm status: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.quiet = 1;
-	if (select_hosts(c.reg, a.hosts, a.n_hosts, a.all || a.n_hosts == 0, SWARM_JOB_STATUS,
-		&jobs, &n) != 0) {
+	if (cmd_rollout_selector(&c, &a, &sc->src.sel) != 0) {
 		goto out;
+	}
+	sc->src.reg = c.reg;
+	sc->src.kind = SWARM_JOB_STATUS;
+	sc->json = a.json;
+	sc->json_lines = a.json_lines;
+	sc->first = 1;
+	sc->all_answered = 1;
+	if (!a.json && !a.json_lines) {
+		sc->t = swarm_table_new(ARRAY_LEN(heads), heads);
+		if (sc->t == NULL) {
+			log_warnx("out of memory");
+			goto out;
+		}
 	}
 	memset(&po, 0, sizeof(po));
-	po.parallel = SWARM_DEFAULT_PARALLEL;
-	if (swarm_run(&c, jobs, n, &po) != 0) {
-		goto out;
+	po.parallel = a.parallel;
+	po.next = status_next;
+	po.done = status_done;
+	po.arg = sc;
+	if (a.json) {
+		printf("{\"hosts\":[");
 	}
-	for (i = 0; i < n; i++) {
-		if (!jobs[i].have_health) {
-			ok = 0;
+	if (swarm_run(&c, NULL, 0, &po) != 0 || sc->src.failed || sc->failed) {
+		if (a.json) {
+			printf("]}\n");
 		}
+		log_warnx("swarm status: cannot ask the hosts");
+		goto out;
 	}
 	if (a.json) {
-		obj = cJSON_CreateObject();
-		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
-		for (i = 0; arr != NULL && i < n; i++) {
-			const struct swarm_job *j = &jobs[i];
-			h = cJSON_CreateObject();
-			if (h == NULL) {
-				arr = NULL;
-				break;
-			}
-			cJSON_AddItemToArray(arr, h);
-			if (json_add_str(h, "host", j->host.name) != 0 ||
-			    json_add_str(h, "address", j->host.address) != 0 ||
-			    json_add_bool(h, "reachable", j->reachable) != 0 ||
-			    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
-								       : cJSON_CreateBool(j->pin_ok)) != 0 ||
-			    json_add_str(h, "status", j->have_health ? j->health.status : NULL) != 0 ||
-			    json_add_str(h, "updater_version",
-				j->have_health ? j->health.version : NULL) != 0 ||
-			    json_add_str(h, "agent_version",
-				j->agent_reach[0] == '\0' ? j->agent_version : NULL) != 0 ||
-			    json_add_str(h, "agent_error", j->agent_reach) != 0 ||
-			    json_add_str(h, "agent_state",
-				j->have_health ? j->health.agent_state : NULL) != 0 ||
-			    json_add_str(h, "operation", j->health.operation[0] != '\0'
-							     ? j->health.operation
-							     : NULL) != 0 ||
-			    json_add_item(h, "active", release_json(&j->health.active,
-							   j->health.have_active)) != 0 ||
-			    json_add_item(h, "prev", release_json(&j->health.prev,
-							 j->health.have_prev)) != 0 ||
-			    json_add_str(h, "signature", j->health.signature[0] != '\0' ?
-				j->health.signature : NULL) != 0 ||
-			    json_add_item(h, "security_floor", j->health.security_floor >= 0 ?
-				cJSON_CreateNumber((double)j->health.security_floor) :
-				cJSON_CreateNull()) != 0 ||
-			    json_add_item(h, "keyring_version", j->health.keyring_version > 0 ?
-				cJSON_CreateNumber((double)j->health.keyring_version) :
-				cJSON_CreateNull()) != 0 ||
-			    json_add_str(h, "error", j->error) != 0) {
-				arr = NULL;
-				break;
-			}
-		}
-		if (arr == NULL) {
-			cJSON_Delete(obj);
-			obj = NULL;
-		}
-		rc = print_json(obj);
-		goto out;
+		printf("]}\n");
+	} else if (!a.json_lines) {
+		swarm_table_print(sc->t, stdout);
 	}
-	t = swarm_table_new(ARRAY_LEN(heads), heads);
-	for (i = 0; t != NULL && i < n; i++) {
-		const struct swarm_job *j = &jobs[i];
-		const char *cells[ARRAY_LEN(heads)];
-		char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64], sig[96];
-		snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
-		    : j->pin_ok == 0			    ? "PIN MISMATCH"
-							    : j->health.status);
-		snprintf(detail, sizeof(detail), "%s%s%s%s%s", j->error,
-		    j->error[0] != '\0' && j->agent_reach[0] != '\0' ? "; " : "",
-		    j->agent_reach[0] != '\0' ? "agent: " : "", j->agent_reach,
-		    j->health.operation[0] != '\0' ? " (operation running)" : "");
-		cells[0] = j->host.name;
-		cells[1] = j->host.address;
-		cells[2] = j->health.version;
-		cells[3] = st;
-		cells[4] = j->agent_version;
-		cells[5] = j->health.agent_state;
-		cells[6] = j->health.active.version;
-		cells[7] = j->health.prev.version;
-		signatures_cell(&j->health, sig, sizeof(sig));
-		cells[8] = sig;
-		cells[9] = detail;
-		if (swarm_table_add(t, cells) != 0) {
-			swarm_table_free(t);
-			t = NULL;
-		}
-	}
-	if (t == NULL) {
-		log_warnx("out of memory");
-		goto out;
-	}
-	swarm_table_print(t, stdout);
 	rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	if (rc == CLI_EXIT_OK && !sc->all_answered) {
+		rc = CLI_EXIT_FAIL;
+	}
 out:
-	swarm_table_free(t);
+	if (sc != NULL) {
+		swarm_table_free(sc->t);
+	}
+	free(sc);
 	if (ctx_open) {
 		swarm_ctx_close(&c);
 	}
-	free(jobs);
 	free(a.hosts);
-	if (rc == CLI_EXIT_OK && !ok) {
-		rc = CLI_EXIT_FAIL;
-	}
 	return rc;
 }
 
@@ -1502,6 +1605,60 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
 	return fflush(stdout) == 0 && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
+/*
+ * The keyring push's jobs: every host --host/--all names (a keyring push
+ * touches no release and keeps a table of its hosts; the registry is read
+ * in pages).
+ */
+static int
+keyring_jobs(struct swarm_ctx *c, const struct simple_args *sa, struct swarm_job **jobs,
+    size_t *n)
+{
+	struct swarm_update_args a;
+	struct selector sel;
+	struct reg_host page[64];
+	struct swarm_job *out = NULL;
+	struct err e = ERR_INIT;
+	int64_t cursor = 0;
+	size_t cap = 0, count = 0, got;
+
+	memset(&a, 0, sizeof(a));
+	a.hosts = sa->hosts;
+	a.n_hosts = sa->n_hosts;
+	a.all = sa->all;
+	if (cmd_rollout_selector(c, &a, &sel) != 0) {
+		return -1;
+	}
+	do {
+		if (registry_hosts_select(c->reg, &sel, &cursor, ARRAY_LEN(page), page, &got,
+		    &e) != 0) {
+			log_warnx("%s", err_msg(&e));
+			free(out);
+			return -1;
+		}
+		for (size_t i = 0; i < got; i++) {
+			if (count == cap) {
+				size_t ncap = cap == 0 ? 16 : cap * 2;
+				struct swarm_job *p = reallocarray(out, ncap, sizeof(*out));
+				if (p == NULL) {
+					log_warnx("out of memory");
+					free(out);
+					return -1;
+				}
+				out = p;
+				cap = ncap;
+			}
+			memset(&out[count], 0, sizeof(out[count]));
+			out[count].host = page[i];
+			out[count].kind = SWARM_JOB_KEYRING;
+			count++;
+		}
+	} while (got > 0);
+	*jobs = out;
+	*n = count;
+	return 0;
+}
+
 /* `swarm keyring push`: ARGV[0] is "keyring". */
 static int
 swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
@@ -1547,7 +1704,7 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
 	c.quiet = a.json;
-	if (select_hosts(c.reg, a.hosts, a.n_hosts, a.all, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
+	if (keyring_jobs(&c, &a, &jobs, &n) != 0) {
 		goto out;
 	}
 	memset(&po, 0, sizeof(po));
@@ -1572,10 +1729,11 @@ out:
 	return rc;
 }
 
+
 static const struct cli_cmd swarm_cmds[] = {
 	{ "enroll", "issue a host's certificates, write its bundle, register it",
 	    " NAME --address ADDR [--agent-port P] [--updater-port P] [--san DNS|IP]...\n"
-	    "                    [--updater] [--out DIR] [--notes TEXT] [--json]\n"
+	    "                    [--updater] [--out DIR] [--notes TEXT] [--label K=V]... [--json]\n"
 	    "       tandem swarm enroll --updater NAME   (add the updater identity)\n"
 	    "\n"
 	    "Issues CN=NAME (agent) and with --updater CN=updater@NAME certificates from\n"
@@ -1592,49 +1750,71 @@ static const struct cli_cmd swarm_cmds[] = {
 	    "  --updater          also issue the updater identity (needed for updates)\n"
 	    "  --out DIR          bundle directory (default HOME/hosts/NAME)\n"
 	    "  --notes TEXT       free-form notes\n"
+	    "  --label KEY=VALUE  a label (repeatable; 'swarm label' changes them later)\n"
 	    "  --json             print the host as JSON\n",
 	    swarm_cmd_enroll },
 	{ "list", "list enrolled hosts", " [--json]\n", swarm_cmd_list },
 	{ "show", "show one host and its recent pushes", " NAME [--json]\n", swarm_cmd_show },
 	{ "decommission", "retire a host (kept in the registry, left out of --all)",
 	    " NAME [--json]\n", swarm_cmd_decommission },
-	{ "update", "push a release to hosts' updaters",
-	    " (--host NAME ... | --all) [--release FILE|DIR] [--include-self]\n"
-	    "                    [--dry-run] [--parallel N] [--timeout S] [--json]\n"
+	{ "update", "roll a release out to hosts' updaters (canary, waves, gates)",
+	    " (--host NAME ... | --all | --hosts SEL) [--release FILE|DIR]\n"
+	    "                    [--include-self] [--dry-run] [--parallel N] [--timeout S]\n"
+	    "                    [rollout options] [--json | --json-lines]\n"
 	    "\n"
-	    "Streams the release (a tarball, or a directory packed first) to each host's\n"
-	    "updater (POST /update), pinned to the updater certificate recorded at\n"
-	    "enrollment, at most N hosts at a time. The updater installs it, restarts the\n"
-	    "agent, probes it and rolls back on failure. Ends with a table: host, address,\n"
-	    "agent result (updated / rolled-back / failed: reason), self result, version,\n"
-	    "detail. A signature FILE.tsig next to FILE (tandem release sign) goes along\n"
-	    "to every updater that checks signatures.\n"
+	    "Every update is a rollout, recorded in the registry before the first push:\n"
+	    "the hosts in a stable pseudo-random order, cut into waves (a canary first).\n"
+	    "Each host's updater gets the release (a tarball, or a directory packed first;\n"
+	    "copied into HOME/store first) over POST /update, pinned to the updater\n"
+	    "certificate recorded at enrollment, at most N hosts at a time; it installs,\n"
+	    "restarts the agent, probes it and rolls back on failure. A host that already\n"
+	    "runs the release is left alone (already-active). Between waves a gate: every\n"
+	    "host of the wave finished, the soak and second look, the gate command. Too\n"
+	    "many failures halt the rollout. With no options: canary of 1 host, then\n"
+	    "10%, 50%, 100%, halt on the first failure, so a release that fails on its\n"
+	    "first host reaches no other. Ends with a table (host, address, agent result,\n"
+	    "self result, version, detail) and the outcome, e.g. 'halted (1 of 10\n"
+	    "updated)'. Ctrl-C stops dispatching; 'tandem swarm rollout resume ID' goes on.\n"
+	    "A signature FILE.tsig next to FILE (tandem release sign) is stored with the\n"
+	    "release and goes along to every updater that checks signatures.\n"
 	    "\n"
 	    "  --host NAME        a host (repeatable)\n"
 	    "  --all              every host in service (not decommissioned)\n"
+	    "  --hosts SEL        all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE...\n"
 	    "  --release FILE|DIR the release tarball or tree (required unless --dry-run)\n"
 	    "  --include-self     after the agent update, also replace the updater\n"
 	    "                     (POST /update-self) and confirm its new version\n"
 	    "  --dry-run          change nothing: per host reachable?, pin ok?, current\n"
 	    "                     release, already running this sha256?, would it accept\n"
-	    "                     the signature (checked with the master's keyring)?\n"
+	    "                     the signature (checked with the master's keyring)?, and\n"
+	    "                     the waves\n"
 	    "  --parallel N       hosts at once (default 8, at most 256)\n"
 	    "  --timeout S        per request: upload + install + probe (default 900)\n"
-	    "  --json             one JSON object on stdout\n"
+	    "  --json             one JSON object on stdout at the end\n"
+	    "\n" CMD_ROLLOUT_OPTIONS
 	    "\n"
-	    "Exit status: 0 every host updated (and its updater with --include-self),\n"
-	    "1 otherwise, 2 usage error.\n",
+	    "Exit status: 0 done and every host runs the release (and its updater with\n"
+	    "--include-self); 1 halted, aborted or a host failed; 2 usage error;\n"
+	    "3 not finished (--paused, interrupted: resume it).\n"
+	    "Example: tandem swarm update --all --release agent-1.2.0.tar.gz --soak 1m\n",
 	    swarm_cmd_update },
 	{ "rollback", "restore a host's previous release", " --host NAME [--json]\n",
 	    swarm_cmd_rollback },
 	{ "status", "ask hosts' updaters and agents how they are",
-	    " [--host NAME ... | --all] [--json]\n"
+	    " [--host NAME ... | --all | --hosts SEL] [--parallel N] [--json | --json-lines]\n"
 	    "\n"
 	    "Per host: reachable, pin, updater version and status, agent version (from\n"
 	    "the agent itself, pinned) and supervisor state, active and previous\n"
-	    "release. Without --host, every host in service. Exit 1 if any updater\n"
-	    "did not answer.\n",
+	    "release. Without --host, every host in service. N hosts are asked at once\n"
+	    "(default 8, at most 256); --json-lines prints each host as it answers.\n"
+	    "Exit 1 if any updater did not answer.\n",
 	    swarm_cmd_status },
+	{ "rollout", "list, follow, pause, resume or abort rollouts", cmd_rollout_usage,
+	    swarm_cmd_rollout },
+	{ "label", "set or remove a host's labels (KEY=VALUE)", cmd_label_usage, swarm_cmd_label },
+	{ "target", "record the release hosts should run", cmd_target_usage, swarm_cmd_target },
+	{ "converge", "update exactly the hosts that differ from their target",
+	    cmd_converge_usage, swarm_cmd_converge },
 	{ "releases", "list a host's installed releases", " --host NAME [--json]\n",
 	    swarm_cmd_releases },
 	{ "history", "a host's operation history (updater) and push log (registry)",

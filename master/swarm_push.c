@@ -28,6 +28,8 @@
 #define SWARM_REDRAW_MS 250
 /* Most progress lines redrawn on a terminal. */
 #define SWARM_TTY_LINES 20
+/* The longest Retry-After a busy updater makes us wait before the next attempt. */
+#define SWARM_RETRY_AFTER_MAX_S 30
 
 int
 swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
@@ -159,8 +161,11 @@ swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
 
 struct pool {
 	struct swarm_ctx *c;
-	struct swarm_job *jobs;
-	size_t n, next, done;
+	struct swarm_job *jobs;      /* array mode; NULL when streaming */
+	struct swarm_job **active;   /* streaming: each worker's current job, or NULL */
+	size_t nslots;
+	size_t n, next, done, failed;
+	int exhausted;               /* streaming: the source has no more jobs */
 	const struct swarm_pool_opts *o;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -204,11 +209,13 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 	} else if (j->phase == SWARM_PH_DONE && j->kind == SWARM_JOB_KEYRING) {
 		snprintf(buf, len, "%s: %s", j->host.name, j->error[0] == '\0' ? "keyring current"
 		    : "keyring not updated");
-	} else if (j->phase == SWARM_PH_DONE && j->kind != SWARM_JOB_UPDATE) {
+	} else if (j->phase == SWARM_PH_DONE && j->kind != SWARM_JOB_UPDATE &&
+	    j->kind != SWARM_JOB_ROLLBACK) {
 		snprintf(buf, len, "%s: %s", j->host.name, j->have_health ? "answered"
 		    : j->pin_ok == 0 ? "PIN MISMATCH" : "no answer");
 	} else if (j->phase == SWARM_PH_DONE) {
-		snprintf(buf, len, "%s: %s%s%.200s%s%s%s%.200s", j->host.name,
+		snprintf(buf, len, "%s: %s%s%s%.200s%s%s%s%.200s", j->host.name,
+		    j->kind == SWARM_JOB_ROLLBACK ? "rollback " : "",
 		    swarm_outcome_word(j->agent.outcome), j->agent.reason[0] != '\0' ? ": " : "",
 		    j->agent.reason, j->self_tried ? "; self: " : "",
 		    j->self_tried ? swarm_outcome_word(j->self.outcome) : "",
@@ -219,42 +226,50 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 	}
 }
 
+/* Did job J end as anything but a success? */
+static int
+job_failed(const struct swarm_job *j)
+{
+	if (j->kind == SWARM_JOB_UPDATE || j->kind == SWARM_JOB_ROLLBACK) {
+		return j->agent.outcome != SWARM_UPDATED && j->agent.outcome != SWARM_ALREADY_ACTIVE;
+	}
+	return 0;
+}
+
 /*
- * TTY: redraw every job's line in place; for more hosts than fit a screen,
- * the finished ones fold into one counter line and only running jobs show.
- * Caller holds the lock.
+ * TTY: redraw every job's line in place; for more hosts than fit a screen
+ * (and always when streaming), the finished ones fold into one counter line
+ * and only running jobs show. Caller holds the lock.
  */
 static void
 redraw(struct pool *p)
 {
 	char line[512];
-	size_t done = 0, failed = 0, shown = 0, i;
+	size_t shown = 0, i;
 	int lines = 0;
 
 	if (p->drawn > 0) {
 		fprintf(stderr, "\033[%dA", p->drawn);
 	}
-	if (p->n <= SWARM_TTY_LINES) {
+	if (p->jobs != NULL && p->n <= SWARM_TTY_LINES) {
 		for (i = 0; i < p->n; i++) {
 			job_line(&p->jobs[i], line, sizeof(line));
 			fprintf(stderr, "\r\033[K%s\n", line);
 		}
 		lines = (int)p->n;
 	} else {
-		for (i = 0; i < p->n; i++) {
-			if (p->jobs[i].phase == SWARM_PH_DONE) {
-				done++;
-				failed += p->jobs[i].kind == SWARM_JOB_UPDATE &&
-				    p->jobs[i].agent.outcome != SWARM_UPDATED;
-			}
+		if (p->jobs != NULL || p->o->total > 0) {
+			fprintf(stderr, "\r\033[K%zu of %zu hosts done, %zu not updated\n", p->done,
+			    p->jobs != NULL ? p->n : p->o->total, p->failed);
+		} else {
+			fprintf(stderr, "\r\033[K%zu hosts done, %zu not updated\n", p->done, p->failed);
 		}
-		fprintf(stderr, "\r\033[K%zu of %zu hosts done, %zu not updated\n", done, p->n,
-		    failed);
 		lines = 1;
-		for (i = 0; i < p->n && shown < SWARM_TTY_LINES - 1; i++) {
-			enum swarm_phase ph = p->jobs[i].phase;
-			if (ph != SWARM_PH_DONE && ph != SWARM_PH_WAITING) {
-				job_line(&p->jobs[i], line, sizeof(line));
+		for (i = 0; i < (p->jobs != NULL ? p->n : p->nslots) && shown < SWARM_TTY_LINES - 1;
+		    i++) {
+			const struct swarm_job *j = p->jobs != NULL ? &p->jobs[i] : p->active[i];
+			if (j != NULL && j->phase != SWARM_PH_DONE && j->phase != SWARM_PH_WAITING) {
+				job_line(j, line, sizeof(line));
 				fprintf(stderr, "\r\033[K%s\n", line);
 				shown++;
 			}
@@ -312,33 +327,102 @@ result_transport(struct swarm_result *r, const char *what, const char *err)
 	snprintf(r->detail, sizeof(r->detail), "%s", err);
 }
 
-/* POST PATH multipart with the release; classify into R. */
 static void
-push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r)
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+/*
+ * Before attempt ATTEMPT + 1 of job J: wait RETRY_AFTER_S (busy) or the
+ * backoff (unreachable), in steps that notice *STOP. Returns 0 to try
+ * again, -1 when out of attempts, past the deadline or asked to stop.
+ */
+static int
+retry_wait(struct pool *p, int attempt, long retry_after_s)
+{
+	const struct swarm_pool_opts *o = p->o;
+	int64_t until;
+	long wait_ms;
+
+	if (attempt >= o->retries || (o->stop != NULL && *o->stop)) {
+		return -1;
+	}
+	if (retry_after_s > 0) {
+		wait_ms = (retry_after_s > SWARM_RETRY_AFTER_MAX_S ? SWARM_RETRY_AFTER_MAX_S
+								 : retry_after_s) * 1000L;
+	} else {
+		wait_ms = 1000L << (attempt - 1 < 5 ? attempt - 1 : 5);
+	}
+	until = mono_ms() + wait_ms;
+	if (o->deadline != 0 && until > o->deadline) {
+		return -1;
+	}
+	while (ms_until(until) > 0) {
+		if (o->stop != NULL && *o->stop) {
+			return -1;
+		}
+		sleep_ms(ms_until(until) < 100 ? ms_until(until) : 100);
+	}
+	return 0;
+}
+
+/* A Retry-After header in seconds (delta form only; dates are not sent by updaters). */
+static long
+retry_after_s(const char *v)
+{
+	long long n;
+
+	return v != NULL && parse_ll(v, 0, 86400, &n) == 0 ? (long)n : 0;
+}
+
+/* POST PATH multipart with the release, once; classify into R. */
+static void
+push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r,
+    int *retryable, long *retry_after)
 {
 	const struct swarm_release_file *rel = p->o->release;
-	struct httpc_form_field fields[4] = {
-		{ "sha", rel->label },
-		{ "sha256", rel->sha256 },
-		{ "confirm_self", "true" },
-	};
-	size_t nfields = self ? 3 : 2;
+	struct httpc_form_field fields[6];
 	struct progress_arg pa = { p, j };
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct httpc_conn *conn = NULL;
 	char port[16], err[1024];
+	size_t nf = 0;
 	int fd = -1;
 
+	*retryable = 0;
+	*retry_after = 0;
 	memset(&resp, 0, sizeof(resp));
+	fields[nf++] = (struct httpc_form_field){ "sha", rel->label };
+	fields[nf++] = (struct httpc_form_field){ "sha256", rel->sha256 };
+	/* Only updaters that list the feature take the fields (older ones refuse unknown ones). */
+	if (j->request_id[0] != '\0' && j->health.has_request_id) {
+		fields[nf++] = (struct httpc_form_field){ "request_id", j->request_id };
+	}
+	if (p->o->force && !self && j->health.has_already_active) {
+		fields[nf++] = (struct httpc_form_field){ "force", "true" };
+	}
+	if (self) {
+		fields[nf++] = (struct httpc_form_field){ "confirm_self", "true" };
+	}
+	/* The signature precedes the tarball: the updater checks it before extracting. */
+	if (j->tsig_sent) {
+		fields[nf++] = (struct httpc_form_field){ "tsig", rel->tsig };
+	}
 	if (target_of(&j->host, 0, &t, port, sizeof(port), p->c->timeout_ms, err,
 		sizeof(err)) != 0) {
 		result_transport(r, "no updater fingerprint", err);
 		return;
 	}
 	set_phase(p, j, self ? SWARM_PH_SELF : SWARM_PH_CONNECTING);
+	j->attempts++;
 	if (httpc_connect(p->c->tls, &t, &conn, err, sizeof(err)) != 0) {
 		result_transport(r, "unreachable", err);
+		*retryable = !swarm_err_is_pin_mismatch(err);
 		return;
 	}
 	fd = open(rel->path, O_RDONLY | O_CLOEXEC);
@@ -350,15 +434,8 @@ push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct
 	if (!self) {
 		set_phase(p, j, SWARM_PH_UPLOADING);
 	}
-	/* The signature precedes the tarball: the updater checks it before extracting. */
-	if (j->tsig_sent) {
-		fields[nfields].name = "tsig";
-		fields[nfields].value = rel->tsig;
-		nfields++;
-	}
-	if (httpc_upload_multipart(conn, path, fields, nfields, "tarball",
-		"release.tar.gz", fd, rel->size, self ? NULL : on_progress, &pa, &resp, err,
-		sizeof(err)) != 0) {
+	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
+		rel->size, self ? NULL : on_progress, &pa, &resp, err, sizeof(err)) != 0) {
 		result_transport(r, "upload failed", err);
 		goto out;
 	}
@@ -366,6 +443,13 @@ push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct
 		swarm_classify_self(resp.status, resp.body, resp.body_len, resp.retry_after, r);
 	} else {
 		swarm_classify_update(resp.status, resp.body, resp.body_len, resp.retry_after, r);
+	}
+	if (resp.status == 503 && resp.retry_after[0] != '\0') {
+		*retryable = 1;
+		*retry_after = retry_after_s(resp.retry_after);
+		if (*retry_after == 0) {
+			*retry_after = 1;
+		}
 	}
 out:
 	if (fd >= 0) {
@@ -375,12 +459,21 @@ out:
 	httpc_close(conn);
 }
 
+/* POST PATH with the release, retrying busy and unreachable hosts as O allows. */
 static void
-sleep_ms(int ms)
+push_one(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	int retryable, attempt = 0;
+	long after;
 
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	for (;;) {
+		push_once(p, j, path, self, r, &retryable, &after);
+		attempt++;
+		if (!retryable || retry_wait(p, attempt, after) != 0) {
+			return;
+		}
+		log_debug("%s: %s, attempt %d of %d", j->host.name, r->reason, attempt + 1,
+		    p->o->retries);
 	}
 }
 
@@ -429,6 +522,9 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 	struct reg_push rp;
 	char text[SWARM_REASON + SWARM_DETAIL + 8], err[256];
 
+	if (p->o->no_push_log) {
+		return;
+	}
 	memset(&rp, 0, sizeof(rp));
 	snprintf(rp.host, sizeof(rp.host), "%s", j->host.name);
 	snprintf(rp.sha256, sizeof(rp.sha256), "%s", p->o->release->sha256);
@@ -441,6 +537,33 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 	}
 }
 
+int
+swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
+    struct swarm_health *out, int *pin_mismatch, char *err, size_t errlen)
+{
+	struct swarm_ctx cc = *c;
+	struct httpc_response resp;
+	char perr[256];
+	int rc = -1;
+
+	*pin_mismatch = 0;
+	cc.timeout_ms = timeout_ms;
+	if (swarm_request(&cc, h, "GET", "/health", &resp, err, errlen) != 0) {
+		*pin_mismatch = swarm_err_is_pin_mismatch(err);
+		return -1;
+	}
+	rc = -2;
+	if (resp.status != 200) {
+		snprintf(err, errlen, "GET /health: HTTP %d", resp.status);
+	} else if (swarm_parse_health(resp.body, resp.body_len, out, perr, sizeof(perr)) != 0) {
+		snprintf(err, errlen, "%s", perr);
+	} else {
+		rc = 0;
+	}
+	httpc_response_free(&resp);
+	return rc;
+}
+
 /*
  * GET /health of the updater into J->health (J->have_health). Returns 0,
  * 1 when it answered something unusable, -1 when it could not be asked;
@@ -449,55 +572,112 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 static int
 fetch_health(struct pool *p, struct swarm_job *j, char *errbuf, size_t errlen)
 {
-	struct swarm_ctx c = *p->c;
-	struct httpc_response resp;
-	char err[1024], perr[256];
-	int rc = 1;
+	int pin, rc;
 
-	c.timeout_ms = c.timeout_ms < SWARM_STATUS_TIMEOUT_MS ? c.timeout_ms
-							       : SWARM_STATUS_TIMEOUT_MS;
-	if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) != 0) {
-		snprintf(errbuf, errlen, "%s", err);
-		return -1;
-	}
-	if (resp.status != 200) {
-		snprintf(errbuf, errlen, "GET /health: HTTP %d", resp.status);
-	} else if (swarm_parse_health(resp.body, resp.body_len, &j->health, perr,
-		       sizeof(perr)) != 0) {
-		snprintf(errbuf, errlen, "%s", perr);
-	} else {
+	rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
+	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, errbuf, errlen);
+	if (rc == 0) {
 		j->have_health = 1;
-		rc = 0;
+		return 0;
 	}
-	httpc_response_free(&resp);
-	return rc;
+	return rc == -2 ? 1 : -1;
 }
 
 /* After a failed or rolled-back push: which release is active now (best effort). */
 static void
 fill_active(struct pool *p, struct swarm_job *j)
 {
+	struct swarm_health h;
 	char err[1024];
+	int pin;
 
-	if (fetch_health(p, j, err, sizeof(err)) == 0 && j->health.have_active) {
-		snprintf(j->agent.version, sizeof(j->agent.version), "%s", j->health.active.version);
-		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", j->health.active.sha256);
+	if (swarm_host_health(p->c, &j->host, SWARM_STATUS_TIMEOUT_MS, &h, &pin, err,
+		sizeof(err)) == 0 && h.have_active) {
+		snprintf(j->agent.version, sizeof(j->agent.version), "%s", h.active.version);
+		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", h.active.sha256);
+	}
+}
+
+/*
+ * The pre-check of an update: GET /health (retrying an unreachable host),
+ * into J->health. Returns 0, or -1 with J->agent filled (failed).
+ */
+static int
+precheck(struct pool *p, struct swarm_job *j)
+{
+	char err[1024];
+	int pin, attempt = 0;
+
+	j->pin_ok = -1;
+	set_phase(p, j, SWARM_PH_CONNECTING);
+	for (;;) {
+		attempt++;
+		int rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
+		    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, err, sizeof(err));
+		if (rc == 0) {
+			j->reachable = 1;
+			j->pin_ok = 1;
+			j->have_health = 1;
+			return 0;
+		}
+		if (rc == -2) {
+			j->reachable = 1;
+			j->pin_ok = 1;
+			result_transport(&j->agent, "the updater's /health is not usable", err);
+			return -1;
+		}
+		if (pin) {
+			j->reachable = 1;
+			j->pin_ok = 0;
+			result_transport(&j->agent, "pin mismatch", err);
+			return -1;
+		}
+		if (retry_wait(p, attempt, 0) != 0) {
+			result_transport(&j->agent, "unreachable", err);
+			return -1;
+		}
 	}
 }
 
 static void
 job_update(struct pool *p, struct swarm_job *j)
 {
-	char err[1024];
-
+	if (p->o->precheck && precheck(p, j) != 0) {
+		return;
+	}
+	/* The hook first: it records the dispatch, or learns how an earlier one ended. */
+	if (p->o->before_push != NULL && p->o->before_push(p->o->arg, j) != 0) {
+		return;
+	}
 	/*
 	 * A signed release: an updater from before signatures refuses the
-	 * unknown tsig field, so ask first. When it cannot be asked, send it.
+	 * unknown tsig field, so it goes only where /health says signatures are
+	 * known. When it cannot be asked, send it.
 	 */
 	if (p->o->release->tsig != NULL) {
-		set_phase(p, j, SWARM_PH_CONNECTING);
-		j->tsig_sent = fetch_health(p, j, err, sizeof(err)) != 0 ||
-		    j->health.signature[0] != '\0';
+		char err[1024];
+		if (!j->have_health) {
+			set_phase(p, j, SWARM_PH_CONNECTING);
+			j->tsig_sent = fetch_health(p, j, err, sizeof(err)) != 0 ||
+			    j->health.signature[0] != '\0';
+		} else {
+			j->tsig_sent = j->health.signature[0] != '\0';
+		}
+	}
+	if (p->o->precheck) {
+		if (j->health.have_active &&
+		    strcmp(j->health.active.sha256, p->o->release->sha256) == 0 && !p->o->force) {
+			/* Nothing to install: the rollback point (prev) stays as it is. */
+			memset(&j->agent, 0, sizeof(j->agent));
+			j->agent.outcome = SWARM_ALREADY_ACTIVE;
+			j->agent.http_status = 0;
+			snprintf(j->agent.reason, sizeof(j->agent.reason), "already runs this release");
+			snprintf(j->agent.version, sizeof(j->agent.version), "%s",
+			    j->health.active.version);
+			snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s",
+			    j->health.active.sha256);
+			return;
+		}
 	}
 	push_one(p, j, "/update", 0, &j->agent);
 	log_push(p, j, swarm_outcome_word(j->agent.outcome), &j->agent);
@@ -515,6 +695,46 @@ job_update(struct pool *p, struct swarm_job *j)
 		confirm_self(p, j, j->self.version);
 	}
 	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self-updated" : "self-failed", &j->self);
+}
+
+/* POST /rollback (a rollout's revert), retrying a busy or unreachable host. */
+static void
+job_rollback(struct pool *p, struct swarm_job *j)
+{
+	struct swarm_ctx c = *p->c;
+	struct httpc_response resp;
+	char path[80], err[1024];
+	int attempt = 0;
+	long after;
+
+	if (p->o->precheck && precheck(p, j) != 0) {
+		return;
+	}
+	if (p->o->before_push != NULL && p->o->before_push(p->o->arg, j) != 0) {
+		return;
+	}
+	snprintf(path, sizeof(path), "/rollback%s%s",
+	    j->request_id[0] != '\0' && j->health.has_request_id ? "?request_id=" : "",
+	    j->request_id[0] != '\0' && j->health.has_request_id ? j->request_id : "");
+	set_phase(p, j, SWARM_PH_INSTALLING);
+	for (;;) {
+		attempt++;
+		j->attempts++;
+		if (swarm_request(&c, &j->host, "POST", path, &resp, err, sizeof(err)) != 0) {
+			result_transport(&j->agent, "unreachable", err);
+			if (swarm_err_is_pin_mismatch(err) || retry_wait(p, attempt, 0) != 0) {
+				return;
+			}
+			continue;
+		}
+		swarm_classify_rollback(resp.status, resp.body, resp.body_len, resp.retry_after,
+		    &j->agent);
+		after = resp.status == 503 ? retry_after_s(resp.retry_after) : 0;
+		httpc_response_free(&resp);
+		if (after == 0 || retry_wait(p, attempt, after) != 0) {
+			return;
+		}
+	}
 }
 
 /* Dry run: would the host accept the release's signature (or its absence)? */
@@ -539,27 +759,28 @@ static void
 job_health(struct pool *p, struct swarm_job *j)
 {
 	char err[1024];
-	int rc;
+	int pin, rc;
 
 	j->pin_ok = -1;
 	set_phase(p, j, SWARM_PH_CONNECTING);
-	rc = fetch_health(p, j, err, sizeof(err));
-	if (rc < 0) {
-		if (swarm_err_is_pin_mismatch(err)) {
+	rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
+	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, err, sizeof(err));
+	if (rc != 0) {
+		if (pin) {
 			j->reachable = 1;
 			j->pin_ok = 0;
 			snprintf(j->error, sizeof(j->error), "pin mismatch: %s", err);
 		} else {
+			/* -2: it answered, but not with a usable /health. */
+			j->reachable = rc == -2;
+			j->pin_ok = rc == -2 ? 1 : -1;
 			snprintf(j->error, sizeof(j->error), "%s", err);
 		}
 		return;
 	}
 	j->reachable = 1;
 	j->pin_ok = 1;
-	if (rc > 0) {
-		snprintf(j->error, sizeof(j->error), "%s", err);
-		return;
-	}
+	j->have_health = 1;
 	if (p->o->release != NULL && j->health.have_active &&
 	    strcmp(j->health.active.sha256, p->o->release->sha256) == 0) {
 		j->same_sha = 1;
@@ -632,7 +853,7 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 	if (resp.status != 200) {
 		struct swarm_result r;
 
-		swarm_classify_rollback(resp.status, resp.body, resp.body_len, &r);
+		swarm_classify_rollback(resp.status, resp.body, resp.body_len, NULL, &r);
 		snprintf(j->error, sizeof(j->error), "POST /keyring (version %lld): %.200s%s%.700s",
 		    (long long)version, r.reason, r.detail[0] != '\0' ? ": " : "", r.detail);
 		goto out;
@@ -680,20 +901,52 @@ job_keyring(struct pool *p, struct swarm_job *j)
 	}
 }
 
+/* The next job for worker SLOT: from the array, or from the source into OWN. */
+static struct swarm_job *
+take_job(struct pool *p, size_t slot, struct swarm_job *own)
+{
+	struct swarm_job *j = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->jobs != NULL) {
+		if (p->next < p->n) {
+			j = &p->jobs[p->next++];
+		}
+	} else if (!p->exhausted) {
+		/* The source is asked under the lock: it need not be thread-safe. */
+		memset(own, 0, sizeof(*own));
+		if (p->o->next(p->o->arg, own) == 1) {
+			j = own;
+			p->active[slot] = own;
+			p->n++;
+		} else {
+			p->exhausted = 1;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return j;
+}
+
+struct worker_arg {
+	struct pool *p;
+	size_t slot;
+};
+
 static void *
 worker(void *arg)
 {
-	struct pool *p = arg;
-	struct swarm_job *j;
+	struct worker_arg *wa = arg;
+	struct pool *p = wa->p;
+	struct swarm_job *own = NULL, *j;
 
-	for (;;) {
-		pthread_mutex_lock(&p->lock);
-		if (p->next == p->n) {
-			pthread_mutex_unlock(&p->lock);
+	if (p->jobs == NULL) {
+		own = malloc(sizeof(*own));
+		if (own == NULL) {
+			log_warnx("out of memory");
 			return NULL;
 		}
-		j = &p->jobs[p->next++];
-		pthread_mutex_unlock(&p->lock);
+	}
+	while ((j = take_job(p, wa->slot, own)) != NULL) {
 		switch (j->kind) {
 		case SWARM_JOB_UPDATE:
 			job_update(p, j);
@@ -708,13 +961,30 @@ worker(void *arg)
 		case SWARM_JOB_KEYRING:
 			job_keyring(p, j);
 			break;
+		case SWARM_JOB_ROLLBACK:
+			job_rollback(p, j);
+			break;
+		case SWARM_JOB_CALL:
+			if (p->o->call != NULL) {
+				p->o->call(p->o->arg, j);
+			}
+			break;
 		}
 		set_phase(p, j, SWARM_PH_DONE);
+		if (p->o->done != NULL) {
+			p->o->done(p->o->arg, j);
+		}
 		pthread_mutex_lock(&p->lock);
 		p->done++;
+		p->failed += (size_t)job_failed(j);
+		if (p->jobs == NULL) {
+			p->active[wa->slot] = NULL;
+		}
 		pthread_cond_signal(&p->cond);
 		pthread_mutex_unlock(&p->lock);
 	}
+	free(own);
+	return NULL;
 }
 
 int
@@ -722,14 +992,18 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 {
 	struct pool p;
 	pthread_t tids[SWARM_MAX_PARALLEL];
+	struct worker_arg wargs[SWARM_MAX_PARALLEL];
+	struct swarm_job *actives[SWARM_MAX_PARALLEL];
 	size_t nthreads = 0, want, i;
 	struct timespec ts;
 	int rc = 0;
 
 	memset(&p, 0, sizeof(p));
+	memset(actives, 0, sizeof(actives));
 	p.c = c;
-	p.jobs = jobs;
-	p.n = n;
+	p.jobs = o->next != NULL ? NULL : jobs;
+	p.n = o->next != NULL ? 0 : n;
+	p.active = actives;
 	p.o = o;
 	if (pthread_mutex_init(&p.lock, NULL) != 0) {
 		return -1;
@@ -739,24 +1013,30 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 		return -1;
 	}
 	want = o->parallel < 1 ? 1 : (size_t)o->parallel;
-	if (want > n) {
+	if (o->next == NULL && want > n) {
 		want = n;
 	}
 	if (want > ARRAY_LEN(tids)) {
 		want = ARRAY_LEN(tids);
 	}
+	p.nslots = want;
 	for (i = 0; i < want; i++) {
-		if (pthread_create(&tids[i], NULL, worker, &p) != 0) {
+		wargs[i].p = &p;
+		wargs[i].slot = i;
+		if (pthread_create(&tids[i], NULL, worker, &wargs[i]) != 0) {
 			break;
 		}
 		nthreads++;
 	}
-	if (nthreads == 0 && n > 0) {
+	if (nthreads == 0 && want > 0) {
 		/* No thread at all: do the work here rather than fail. */
-		(void)worker(&p);
+		wargs[0].p = &p;
+		wargs[0].slot = 0;
+		(void)worker(&wargs[0]);
 	}
 	pthread_mutex_lock(&p.lock);
-	while (p.done < n) {
+	/* Array: until every job is done. Streaming: until the source is empty and all finished. */
+	while (p.jobs != NULL ? p.done < p.n : !(p.exhausted && p.done == p.n) && nthreads > 0) {
 		if (c->tty && !c->quiet) {
 			redraw(&p);
 		}

@@ -42,7 +42,9 @@ enum swarm_job_kind {
 	SWARM_JOB_UPDATE = 0,
 	SWARM_JOB_DRY_RUN = 1,
 	SWARM_JOB_STATUS = 2,
-	SWARM_JOB_KEYRING = 3,   /* POST /keyring: the master's keyring versions the host lacks */
+	SWARM_JOB_KEYRING = 3,  /* POST /keyring: the master's keyring versions the host lacks */
+	SWARM_JOB_ROLLBACK = 4, /* POST /rollback (a rollout's revert) */
+	SWARM_JOB_CALL = 5,     /* the pool's CALL callback does the work */
 };
 
 enum swarm_phase {
@@ -90,6 +92,10 @@ struct swarm_job {
 	int signature_ok;         /* dry run: the host should accept the signature (or its absence) */
 	char signature[SWARM_REASON * 2]; /* dry run: the verdict in words */
 	long long keyring_from, keyring_to; /* keyring: the host's version before and after */
+	/* rollouts */
+	char request_id[33];      /* sent with the push/rollback when the updater takes it */
+	int attempts;             /* requests made (retries of busy/unreachable included) */
+	void *user;               /* the source's own data for this job */
 };
 
 struct swarm_pool_opts {
@@ -97,11 +103,55 @@ struct swarm_pool_opts {
 	int64_t keyring_version;                  /* keyring: the master's current version */
 	int include_self;
 	int parallel;
+	/*
+	 * Updates (and rollbacks): ask GET /health first (J->health).
+	 * BEFORE_PUSH (may be NULL) then runs with that answer; non-zero skips
+	 * the request (the hook fills J->agent). Then a host that already runs
+	 * the release answers SWARM_ALREADY_ACTIVE without an upload, unless
+	 * FORCE.
+	 */
+	int precheck;
+	int force;
+	int (*before_push)(void *arg, struct swarm_job *j);
+	/*
+	 * Busy (503 + Retry-After) and unreachable hosts are tried up to RETRIES
+	 * times (0 or 1: once), waiting Retry-After (at most 30 s) or 1, 2, 4 ...
+	 * s, never past DEADLINE (a mono_ms() value, 0: none) and not once *STOP
+	 * is set.
+	 */
+	int retries;
+	int64_t deadline;
+	volatile int *stop;
+	int no_push_log;   /* the caller records the outcomes itself (rollouts) */
+	/*
+	 * Streaming (memory flat in the number of hosts): with NEXT set, JOBS is
+	 * NULL and each worker asks NEXT for its next job (1: filled, 0: none
+	 * left); TOTAL (may be 0) is only for the progress counter. DONE (may be
+	 * NULL) is called by the worker after each job; CALL does the work of
+	 * SWARM_JOB_CALL jobs. All three get ARG.
+	 */
+	int (*next)(void *arg, struct swarm_job *j);
+	void (*done)(void *arg, struct swarm_job *j);
+	void (*call)(void *arg, struct swarm_job *j);
+	void *arg;
+	size_t total;
 };
 
-/* Run JOBS[0..N) with at most O->parallel at a time; returns when all are done. */
+/*
+ * Run JOBS[0..N) (or, with O->next, jobs as the source hands them out) with
+ * at most O->parallel at a time; returns when all are done.
+ */
 int swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n,
     const struct swarm_pool_opts *o) WUR;
+
+/*
+ * GET /health of host H's updater (pinned, TIMEOUT_MS) parsed into *OUT.
+ * Returns 0; -1 when no answer came (ERR; *PIN_MISMATCH set when the
+ * certificate was not the enrolled one); -2 when the answer was not a
+ * usable /health (ERR says why).
+ */
+int swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
+    struct swarm_health *out, int *pin_mismatch, char *err, size_t errlen) WUR;
 
 /* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with ERR. */
 int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err,

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cJSON.h"
 #include "common/json.h"
@@ -15,6 +16,8 @@ swarm_outcome_word(enum swarm_outcome o)
 		return "updated";
 	case SWARM_ROLLED_BACK:
 		return "rolled-back";
+	case SWARM_ALREADY_ACTIVE:
+		return "already-active";
 	case SWARM_FAILED:
 		break;
 	}
@@ -178,6 +181,11 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		return;
 	}
 	if (status == 200) {
+		if (!rollback && read_success(tree, "already_active", out) == 0) {
+			/* The host runs this release already: nothing was installed or restarted. */
+			out->outcome = SWARM_ALREADY_ACTIVE;
+			goto out;
+		}
 		if (read_success(tree, rollback ? "rolled_back" : "updated", out) == 0 ||
 		    (kind == CL_SELF && read_self_queued(tree, out) == 0)) {
 			out->outcome = SWARM_UPDATED;
@@ -265,9 +273,10 @@ swarm_classify_self(int status, const char *body, size_t len, const char *retry_
 }
 
 void
-swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_result *out)
+swarm_classify_rollback(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out)
 {
-	classify(status, body, len, NULL, CL_ROLLBACK, out);
+	classify(status, body, len, retry_after, CL_ROLLBACK, out);
 }
 
 /* A non-negative integer member KEY of OBJ, or -1 when absent or anything else. */
@@ -324,9 +333,37 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 			out->have_prev = 1;
 		}
 	}
+	out->agent_crash_loop = -1;
+	out->agent_restarts = -1;
+	out->agent_uptime_ms = -1;
 	agent = cJSON_GetObjectItemCaseSensitive(tree, "agent");
 	if (cJSON_IsObject(agent)) {
+		const cJSON *v;
 		get_str(agent, "state", out->agent_state, sizeof(out->agent_state));
+		get_str(agent, "last_exit", out->agent_last_exit, sizeof(out->agent_last_exit));
+		v = cJSON_GetObjectItemCaseSensitive(agent, "crash_loop");
+		if (cJSON_IsBool(v)) {
+			out->agent_crash_loop = cJSON_IsTrue(v);
+		}
+		v = cJSON_GetObjectItemCaseSensitive(agent, "restarts");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e15) {
+			out->agent_restarts = (long long)v->valuedouble;
+		}
+		v = cJSON_GetObjectItemCaseSensitive(agent, "uptime_ms");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e15) {
+			out->agent_uptime_ms = (long long)v->valuedouble;
+		}
+	}
+	{
+		const cJSON *feat = cJSON_GetObjectItemCaseSensitive(tree, "features");
+		const cJSON *f = cJSON_IsArray(feat) ? feat->child : NULL;
+		for (; f != NULL; f = f->next) {
+			if (cJSON_IsString(f) && strcmp(f->valuestring, "request_id") == 0) {
+				out->has_request_id = 1;
+			} else if (cJSON_IsString(f) && strcmp(f->valuestring, "already_active") == 0) {
+				out->has_already_active = 1;
+			}
+		}
 	}
 	upd = cJSON_GetObjectItemCaseSensitive(tree, "updater");
 	if (cJSON_IsObject(upd)) {
@@ -343,32 +380,192 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	if (cJSON_IsObject(op)) {
 		get_str(op, "kind", kind, sizeof(kind));
 		get_str(op, "phase", phase, sizeof(phase));
+		get_str(op, "request_id", out->operation_request_id,
+		    sizeof(out->operation_request_id));
 		snprintf(out->operation, sizeof(out->operation), "%s/%s", kind, phase);
 	}
 	cJSON_Delete(tree);
 	return 0;
 }
 
-int
-swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+/* Option codes beyond single letters. */
+enum {
+	OPT_HOSTS = 256,
+	OPT_JSON_LINES,
+	OPT_CANARY,
+	OPT_WAVES,
+	OPT_WAVE_SIZE,
+	OPT_SOAK,
+	OPT_MAX_FAILURES,
+	OPT_MIN_SAMPLE,
+	OPT_ON_HALT,
+	OPT_GATE_CMD,
+	OPT_WINDOW,
+	OPT_UNREACHABLE,
+	OPT_RETRIES,
+	OPT_DEADLINE,
+	OPT_FORCE,
+	OPT_NAME,
+	OPT_PAUSED,
+	OPT_RETRY_FAILED,
+};
+
+/* One rollout option's value into A->spec; -1 with ERR. */
+static int
+rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t errlen)
+{
+	struct rollout_spec *s = &a->spec;
+	struct err e = ERR_INIT;
+	long long n;
+	int64_t ms;
+
+	switch (c) {
+	case OPT_CANARY:
+		if (rollout_amount_parse(v, 1000000, &s->canary, &e) != 0) {
+			snprintf(err, errlen, "--canary %s", err_msg(&e));
+			return -1;
+		}
+		return 0;
+	case OPT_WAVES:
+		if (rollout_waves_parse(v, s, &e) != 0) {
+			snprintf(err, errlen, "%s", err_msg(&e));
+			return -1;
+		}
+		return 0;
+	case OPT_WAVE_SIZE:
+		if (rollout_amount_parse(v, 1000000, &s->wave_size, &e) != 0 ||
+		    (!s->wave_size.percent && s->wave_size.value == 0) ||
+		    (s->wave_size.percent && s->wave_size.value == 0)) {
+			snprintf(err, errlen, "--wave-size '%s': a number of hosts or a percentage "
+			    "above 0", v);
+			return -1;
+		}
+		s->have_wave_size = 1;
+		return 0;
+	case OPT_SOAK:
+		if (rollout_duration_parse(v, &s->soak_ms, &e) != 0) {
+			snprintf(err, errlen, "--soak %s", err_msg(&e));
+			return -1;
+		}
+		return 0;
+	case OPT_MAX_FAILURES:
+		if (rollout_amount_parse(v, 1000000, &s->max_failures, &e) != 0) {
+			snprintf(err, errlen, "--max-failures %s", err_msg(&e));
+			return -1;
+		}
+		return 0;
+	case OPT_MIN_SAMPLE:
+		if (parse_ll(v, 1, 1000000, &n) != 0) {
+			snprintf(err, errlen, "--min-sample '%s': expected a number of hosts >= 1", v);
+			return -1;
+		}
+		s->min_sample = (int)n;
+		return 0;
+	case OPT_ON_HALT:
+		if (strcmp(v, "pause") == 0) {
+			s->on_halt = ROLLOUT_HALT_PAUSE;
+		} else if (strcmp(v, "revert") == 0) {
+			s->on_halt = ROLLOUT_HALT_REVERT;
+		} else {
+			snprintf(err, errlen, "--on-halt '%s': expected pause or revert", v);
+			return -1;
+		}
+		return 0;
+	case OPT_GATE_CMD:
+		if (*v == '\0' || strlen(v) > ROLLOUT_GATE_CMD_MAX) {
+			snprintf(err, errlen, "--gate-cmd: 1..%d bytes of shell command",
+			    ROLLOUT_GATE_CMD_MAX);
+			return -1;
+		}
+		snprintf(s->gate_cmd, sizeof(s->gate_cmd), "%s", v);
+		return 0;
+	case OPT_WINDOW:
+		if (rollout_window_parse(v, &s->window, &e) != 0) {
+			snprintf(err, errlen, "%s", err_msg(&e));
+			return -1;
+		}
+		s->have_window = 1;
+		snprintf(s->window_text, sizeof(s->window_text), "%s", v);
+		return 0;
+	case OPT_UNREACHABLE:
+		if (strcmp(v, "count") == 0 || strcmp(v, "skip") == 0) {
+			s->unreachable_skip = v[0] == 's';
+			return 0;
+		}
+		snprintf(err, errlen, "--unreachable '%s': expected count or skip", v);
+		return -1;
+	case OPT_RETRIES:
+		if (parse_ll(v, 1, 100, &n) != 0) {
+			snprintf(err, errlen, "--retries '%s': expected attempts in 1..100", v);
+			return -1;
+		}
+		s->retries = (int)n;
+		return 0;
+	case OPT_DEADLINE:
+		if (rollout_duration_parse(v, &ms, &e) != 0 || ms < 1000) {
+			snprintf(err, errlen, "--deadline '%s': a duration of at least 1s (e.g. 2h)", v);
+			return -1;
+		}
+		s->deadline_at = (int64_t)time(NULL) + ms / 1000;
+		return 0;
+	case OPT_NAME:
+		if (strlen(v) > ROLLOUT_NAME_MAX) {
+			snprintf(err, errlen, "--name: at most %d bytes", ROLLOUT_NAME_MAX);
+			return -1;
+		}
+		for (const char *p = v; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				snprintf(err, errlen, "--name: no control characters");
+				return -1;
+			}
+		}
+		snprintf(s->name, sizeof(s->name), "%s", v);
+		return 0;
+	}
+	snprintf(err, errlen, "unknown option");
+	return -1;
+}
+
+/* The parser shared by update (CONVERGE 0) and converge (CONVERGE 1). */
+static int
+update_args_parse(int argc, char **argv, struct swarm_update_args *a, int converge, char *err,
     size_t errlen)
 {
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, 'H' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "hosts", required_argument, NULL, OPT_HOSTS },
 		{ "release", required_argument, NULL, 'r' },
 		{ "include-self", no_argument, NULL, 'S' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "parallel", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "json-lines", no_argument, NULL, OPT_JSON_LINES },
+		{ "canary", required_argument, NULL, OPT_CANARY },
+		{ "waves", required_argument, NULL, OPT_WAVES },
+		{ "wave-size", required_argument, NULL, OPT_WAVE_SIZE },
+		{ "soak", required_argument, NULL, OPT_SOAK },
+		{ "max-failures", required_argument, NULL, OPT_MAX_FAILURES },
+		{ "min-sample", required_argument, NULL, OPT_MIN_SAMPLE },
+		{ "on-halt", required_argument, NULL, OPT_ON_HALT },
+		{ "gate-cmd", required_argument, NULL, OPT_GATE_CMD },
+		{ "window", required_argument, NULL, OPT_WINDOW },
+		{ "unreachable", required_argument, NULL, OPT_UNREACHABLE },
+		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "deadline", required_argument, NULL, OPT_DEADLINE },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "paused", no_argument, NULL, OPT_PAUSED },
+		{ "retry-failed", no_argument, NULL, OPT_RETRY_FAILED },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long long v;
-	int c;
+	int c, waves_given = 0;
 
 	memset(a, 0, sizeof(*a));
+	rollout_spec_defaults(&a->spec);
 	a->parallel = SWARM_DEFAULT_PARALLEL;
 	a->timeout_s = SWARM_DEFAULT_TIMEOUT_S;
 	/* argc bounds the number of --host options. */
@@ -391,7 +588,20 @@ swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char
 		case 'a':
 			a->all = 1;
 			break;
+		case OPT_HOSTS:
+			if (*optarg == '\0') {
+				snprintf(err, errlen, "--hosts needs a selector (all, NAME,... or "
+				    "KEY=VALUE,...)");
+				return -1;
+			}
+			a->selector = optarg;
+			break;
 		case 'r':
+			if (converge) {
+				snprintf(err, errlen, "converge takes each host's target release "
+				    "('swarm target set'), not --release");
+				return -1;
+			}
 			if (*optarg == '\0') {
 				snprintf(err, errlen, "--release needs a file or directory");
 				return -1;
@@ -423,6 +633,47 @@ swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char
 		case 'j':
 			a->json = 1;
 			break;
+		case OPT_JSON_LINES:
+			a->json_lines = 1;
+			break;
+		case OPT_FORCE:
+			a->spec.force = 1;
+			break;
+		case OPT_PAUSED:
+			a->paused = 1;
+			break;
+		case OPT_RETRY_FAILED:
+			if (!converge) {
+				snprintf(err, errlen, "--retry-failed is an option of converge");
+				return -1;
+			}
+			a->retry_failed = 1;
+			break;
+		case OPT_WAVES:
+		case OPT_WAVE_SIZE:
+			if (waves_given++) {
+				snprintf(err, errlen, "give --waves or --wave-size, once");
+				return -1;
+			}
+			if (rollout_opt(c, optarg, a, err, errlen) != 0) {
+				return -1;
+			}
+			break;
+		case OPT_CANARY:
+		case OPT_SOAK:
+		case OPT_MAX_FAILURES:
+		case OPT_MIN_SAMPLE:
+		case OPT_ON_HALT:
+		case OPT_GATE_CMD:
+		case OPT_WINDOW:
+		case OPT_UNREACHABLE:
+		case OPT_RETRIES:
+		case OPT_DEADLINE:
+		case OPT_NAME:
+			if (rollout_opt(c, optarg, a, err, errlen) != 0) {
+				return -1;
+			}
+			break;
 		case 'h':
 			a->help = 1;
 			return 0;
@@ -438,19 +689,41 @@ swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
-	if (a->all && a->n_hosts > 0) {
-		snprintf(err, errlen, "--all and --host exclude each other");
+	if ((a->all != 0) + (a->n_hosts > 0) + (a->selector != NULL) > 1) {
+		snprintf(err, errlen, "--all, --host and --hosts exclude each other");
 		return -1;
 	}
-	if (!a->all && a->n_hosts == 0) {
-		snprintf(err, errlen, "name the hosts with --host NAME (repeatable) or use --all");
+	if (!converge && !a->all && a->n_hosts == 0 && a->selector == NULL) {
+		snprintf(err, errlen, "name the hosts with --host NAME (repeatable), --hosts SEL or "
+		    "use --all");
 		return -1;
 	}
-	if (a->release == NULL && !a->dry_run) {
+	if (!converge && a->release == NULL && !a->dry_run) {
 		snprintf(err, errlen, "--release FILE|DIR is required");
 		return -1;
 	}
+	if (a->json && a->json_lines) {
+		snprintf(err, errlen, "--json and --json-lines exclude each other");
+		return -1;
+	}
+	a->spec.parallel = a->parallel;
+	a->spec.timeout_s = a->timeout_s;
+	a->spec.include_self = a->include_self;
 	return 0;
+}
+
+int
+swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+    size_t errlen)
+{
+	return update_args_parse(argc, argv, a, 0, err, errlen);
+}
+
+int
+swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+    size_t errlen)
+{
+	return update_args_parse(argc, argv, a, 1, err, errlen);
 }
 
 /* ---- tables ---- */

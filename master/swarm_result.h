@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "common/util.h"
+#include "master/rollout_plan.h"
 
 #define SWARM_DEFAULT_PARALLEL 8
 #define SWARM_MAX_PARALLEL 256
@@ -32,6 +33,7 @@ enum swarm_outcome {
 	SWARM_UPDATED = 0,     /* 200, status "updated" (or "rolled_back" for /rollback) */
 	SWARM_ROLLED_BACK = 1, /* 409 with rolled_back: the previous release runs again */
 	SWARM_FAILED = 2,      /* anything else */
+	SWARM_ALREADY_ACTIVE = 3, /* the host already runs the release: nothing installed */
 };
 
 /* What one operation on one host ended with. */
@@ -44,7 +46,7 @@ struct swarm_result {
 	char sha256[65];              /* sha256 of the release now active, "" if unknown */
 };
 
-/* The outcome's word: "updated", "rolled-back", "failed". */
+/* The outcome's word: "updated", "rolled-back", "failed", "already-active". */
 const char *swarm_outcome_word(enum swarm_outcome o);
 
 /*
@@ -69,9 +71,10 @@ void swarm_classify_self(int status, const char *body, size_t len, const char *r
 /*
  * Classify the answer to POST /rollback: 200 {"status":"rolled_back",
  * "release":{...}} is SWARM_UPDATED (the operation succeeded), everything
- * else SWARM_FAILED (404: no previous release).
+ * else SWARM_FAILED (404: no previous release; 503 busy with RETRY_AFTER, may be NULL).
  */
-void swarm_classify_rollback(int status, const char *body, size_t len, struct swarm_result *out);
+void swarm_classify_rollback(int status, const char *body, size_t len, const char *retry_after,
+    struct swarm_result *out);
 
 /* A release as /health and /releases list it. */
 struct swarm_release {
@@ -96,6 +99,14 @@ struct swarm_health {
 	long long security_floor;     /* -1 when absent */
 	long long keyring_version;    /* 0: no keyring; -1 when absent */
 	char compatible[SWARM_SHORT]; /* "" when absent */
+	/* the supervisor's view of the agent (absent: -1) */
+	int agent_crash_loop;
+	long long agent_restarts;
+	long long agent_uptime_ms;
+	char agent_last_exit[SWARM_SHORT];
+	char operation_request_id[40]; /* request id of the running operation, "" if none */
+	int has_request_id;           /* the updater takes request ids ("features") */
+	int has_already_active;       /* ... and answers already_active / takes force */
 };
 
 /*
@@ -106,29 +117,38 @@ struct swarm_health {
 int swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
     size_t errlen) WUR;
 
-/* `swarm update` options. */
+/* `swarm update` options (also `swarm rollout start` and `swarm converge`). */
 struct swarm_update_args {
 	const char **hosts; /* N_HOSTS names (pointers into argv); caller frees the array */
 	size_t n_hosts;
 	int all;
+	const char *selector; /* --hosts SEL, NULL when absent */
 	const char *release; /* FILE or DIR, NULL when absent */
 	int include_self;
 	int dry_run;
 	int parallel;
 	int timeout_s;
 	int json;
+	int json_lines;
+	int paused;          /* record the rollout, do not start it */
+	int retry_failed;    /* converge: hosts in the penalty box too */
 	int help;
+	struct rollout_spec spec; /* the rollout's options, defaults filled in */
 };
 
 /*
  * Parse `swarm update` ARGV (ARGV[0] is the command name; getopt is reset).
- * Rules: --host NAME (repeatable) or --all, not both, one of them required;
- * --release required unless --dry-run; --parallel 1..SWARM_MAX_PARALLEL;
- * --timeout 1..SWARM_MAX_TIMEOUT_S seconds. --help sets A->help and
- * returns 0 at once. Returns 0, or -1 with a usage message in ERR. A->hosts
- * is malloc'd (free it even on failure).
+ * Rules: --host NAME (repeatable), --all or --hosts SEL, exactly one kind
+ * (unless NO_HOSTS_OK: converge defaults to all); --release required unless
+ * --dry-run (or RELEASE_OK is 0: converge takes the targets');
+ * --parallel 1..SWARM_MAX_PARALLEL; --timeout 1..SWARM_MAX_TIMEOUT_S
+ * seconds; the rollout options as master/rollout_plan.h parses them.
+ * --help sets A->help and returns 0 at once. Returns 0, or -1 with a usage
+ * message in ERR. A->hosts is malloc'd (free it even on failure).
  */
 int swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
+    size_t errlen) WUR;
+int swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
     size_t errlen) WUR;
 
 /*

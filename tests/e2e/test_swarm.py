@@ -248,7 +248,9 @@ def test_fleet_fail_closed(fleet, rel):
     fleet.enroll("retired")
     fleet.json("swarm", "decommission", "retired")
 
-    doc = fleet.json("swarm", "update", "--all", "--release", rel["v2"], check=1)
+    # No brakes (no canary, any number of failures): every host is tried and classified.
+    doc = fleet.json("swarm", "update", "--all", "--release", rel["v2"], "--canary", "0",
+                     "--max-failures", "100%", check=1)
     hs = hosts_by_name(doc)
     assert "retired" not in hs
     assert doc["ok"] is False
@@ -359,10 +361,13 @@ def test_busy_and_too_large(fleet, rel):
     try:
         wait_until(lambda: fleet.json("swarm", "status", "--host", "busy")["hosts"][0][
             "operation"], 30, "the slow update to be running")
-        doc = fleet.json("swarm", "update", "--host", "busy", "--release", rel["v1"], check=1)
-        a = doc["hosts"][0]["agent"]
-        assert a["http_status"] == 503 and "busy" in a["reason"] and "retry after" in \
-            a["reason"], a
+        # The master itself refuses a second rollout of a host that one is running on.
+        r = fleet.tandem("swarm", "update", "--host", "busy", "--release", rel["v1"], check=1)
+        assert "held by rollout" in r.stderr, r.stderr
+        # The updater's 503 and its Retry-After reach the operator (rollback asks directly).
+        doc = fleet.json("swarm", "rollback", "--host", "busy", check=1)
+        assert doc["http_status"] == 503 and "busy" in doc["reason"] and "retry after" in \
+            doc["reason"], doc
     finally:
         out, err = slow.communicate(timeout=120)
     # Whatever the slow release came to (its /health is slower than the updater's probe
@@ -409,7 +414,10 @@ def test_one_host_rolls_back_while_others_update(tmp_path, rel):
             f.enroll(name)
             f.start(name, keys={"probe_deadline": "3s"}, env={"TANDEM_SLOW_MS": slow_ms})
         f.json("swarm", "update", "--all", "--release", rel["v1"])
-        r = f.tandem("swarm", "update", "--all", "--release", rel["slow"], check=1)
+        # No canary and no failure threshold: every host is attempted (the rollout's
+        # default would stop at the first failure).
+        r = f.tandem("swarm", "update", "--all", "--release", rel["slow"], "--canary", "0",
+                     "--max-failures", "100%", check=1)
         rows = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:4]}
         assert "updated" in rows["a1"] and "4.0.0" in rows["a1"], r.stdout
         assert "rolled-back" in rows["a2"] and "1.0.0" in rows["a2"], r.stdout

@@ -192,7 +192,7 @@ test_self(void **state)
 static void
 rollback_str(int status, const char *body, struct swarm_result *r)
 {
-	swarm_classify_rollback(status, body, strlen(body), r);
+	swarm_classify_rollback(status, body, strlen(body), NULL, r);
 }
 
 static void
@@ -203,7 +203,7 @@ test_rollback(void **state)
 			 "\"},\"probe\":\"\"}";
 
 	(void)state;
-	swarm_classify_rollback(200, ok, strlen(ok), &r);
+	swarm_classify_rollback(200, ok, strlen(ok), NULL, &r);
 	assert_int_equal(r.outcome, SWARM_UPDATED);
 	assert_string_equal(r.version, "1.0.0");
 	/* An update answer is not a rollback answer. */
@@ -549,7 +549,7 @@ test_mutated_answers(void **state)
 			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
 		}
 		swarm_classify_self(200, buf, len, NULL, &r);
-		swarm_classify_rollback(200, buf, len, &r);
+		swarm_classify_rollback(200, buf, len, NULL, &r);
 		if (swarm_parse_health(buf, len, &h, err, sizeof(err)) == 0) {
 			assert_true(strlen(h.version) < sizeof(h.version));
 		}

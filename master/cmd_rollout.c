@@ -1,0 +1,1751 @@
+/*
+ * `tandem swarm rollout ...`, `swarm label`, `swarm target`, `swarm
+ * converge`, and the rollout behind `swarm update`. Exit codes: 0 the
+ * rollout is done and every host runs the release (or the command did what
+ * it says), 1 halted, aborted, failed hosts or an error, 2 usage error,
+ * 3 the rollout is not finished (paused, interrupted, waiting).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cJSON.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "master/cmd_rollout.h"
+#include "master/registry_rollout.h"
+#include "master/rollout.h"
+#include "master/swarm_result.h"
+
+#define GROUP "swarm"
+#define PAGE 256
+#define LIST_LIMIT 50
+#define EVENTS_SHOWN 20
+/* Beyond this many hosts the final table lists only the hosts not updated. */
+#define TABLE_ALL_MAX 1000
+#define WATCH_POLL_MS 500
+/* Converge leaves a host alone after it failed the same target this often. */
+#define CONVERGE_PENALTY 3
+
+/* ---- signals: the first SIGINT/SIGTERM stops dispatching, the second one kills ---- */
+
+static volatile int cmd_stop;
+
+static void
+on_stop_signal(int sig)
+{
+	cmd_stop = 1;
+	signal(sig, SIG_DFL);
+}
+
+static void
+catch_stop_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- printing ---- */
+
+static int
+print_json(cJSON *obj)
+{
+	char *text = obj != NULL ? json_print_compact(obj) : NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (text == NULL) {
+		log_warnx("out of memory");
+	} else if (printf("%s\n", text) >= 0 && fflush(stdout) == 0) {
+		rc = CLI_EXIT_OK;
+	}
+	free(text);
+	cJSON_Delete(obj);
+	return rc;
+}
+
+static void
+fmt_time(time_t t, char *buf, size_t len)
+{
+	if (t == 0) {
+		snprintf(buf, len, "-");
+	} else {
+		iso8601_utc(t, buf, len);
+	}
+}
+
+/* What a host row says, as the word of the AGENT column and of JSON "result". */
+static const char *
+agent_word(const struct reg_rollout_host *h)
+{
+	switch (h->state) {
+	case RH_PENDING:
+		return "pending";
+	case RH_SKIPPED:
+		return "skipped";
+	case RH_DISPATCHED:
+		return "in-flight";
+	case RH_REVERTING:
+		return "reverting";
+	case RH_REVERTED:
+		return "reverted";
+	case RH_REVERT_FAILED:
+		return "revert-failed";
+	case RH_REVERT_SKIPPED:
+		return "revert-skipped";
+	case RH_SOAK_FAILED:
+		return "soak-failed";
+	default:
+		return h->agent_result[0] != '\0' ? h->agent_result : registry_rh_state_name(h->state);
+	}
+}
+
+static void
+agent_cell(const struct reg_rollout_host *h, char *buf, size_t len)
+{
+	const char *w = agent_word(h);
+
+	if (h->reason[0] != '\0' && (strcmp(w, "failed") == 0 || strcmp(w, "soak-failed") == 0 ||
+	    strcmp(w, "revert-failed") == 0 || strcmp(w, "revert-skipped") == 0 ||
+	    strcmp(w, "skipped") == 0)) {
+		snprintf(buf, len, "%s: %.200s", w, h->reason);
+	} else {
+		snprintf(buf, len, "%s", w);
+	}
+}
+
+/* The self-update's JSON of a row (NULL when none was tried). */
+static cJSON *
+self_of(const struct reg_rollout_host *h)
+{
+	struct err pe = ERR_INIT;
+
+	if (h->self_json[0] == '\0') {
+		return NULL;
+	}
+	return json_parse_object(h->self_json, strlen(h->self_json), &pe);
+}
+
+static cJSON *
+agent_json(const struct reg_rollout_host *h)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL || json_add_str(o, "result", agent_word(h)) != 0 ||
+	    json_add_str(o, "reason", h->reason) != 0 || json_add_str(o, "detail", h->detail) != 0 ||
+	    json_add_int(o, "http_status", h->http_status) != 0 ||
+	    json_add_str(o, "version", h->version) != 0 ||
+	    json_add_str(o, "sha256", h->active_sha256) != 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* A host row of a rollout as JSON (status, update --json). */
+static cJSON *
+host_row_json(const struct reg_rollout_host *h, const struct reg_host *rh)
+{
+	char t1[32], t2[32];
+	cJSON *o = cJSON_CreateObject(), *self = self_of(h);
+
+	fmt_time(h->started_at, t1, sizeof(t1));
+	fmt_time(h->finished_at, t2, sizeof(t2));
+	if (o == NULL || json_add_str(o, "host", h->host) != 0 ||
+	    json_add_str(o, "address", rh != NULL ? rh->address : NULL) != 0 ||
+	    json_add_int(o, "wave", h->wave + 1) != 0 || json_add_int(o, "seq", h->seq) != 0 ||
+	    json_add_str(o, "state", registry_rh_state_name(h->state)) != 0 ||
+	    json_add_item(o, "agent", agent_json(h)) != 0 ||
+	    json_add_item(o, "self", self != NULL ? self : cJSON_CreateNull()) != 0 ||
+	    json_add_str(o, "pre_sha256", h->pre_sha256) != 0 ||
+	    json_add_str(o, "request_id", h->request_id) != 0 ||
+	    json_add_int(o, "attempts", h->attempts) != 0 ||
+	    json_add_str(o, "started_at", h->started_at != 0 ? t1 : NULL) != 0 ||
+	    json_add_str(o, "finished_at", h->finished_at != 0 ? t2 : NULL) != 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cJSON *
+rollout_json(const struct rollout_outcome *out)
+{
+	const struct reg_rollout *r = &out->r;
+	char t1[32], t2[32], t3[32];
+	cJSON *o = cJSON_CreateObject(), *counts, *spec;
+	struct err pe = ERR_INIT;
+
+	fmt_time(r->created_at, t1, sizeof(t1));
+	fmt_time(r->finished_at, t2, sizeof(t2));
+	fmt_time(r->gate_until, t3, sizeof(t3));
+	spec = json_parse_object(r->spec_json, strlen(r->spec_json), &pe);
+	if (o == NULL || json_add_str(o, "id", r->id) != 0 || json_add_str(o, "name", r->name) != 0 ||
+	    json_add_str(o, "kind", r->kind) != 0 ||
+	    json_add_str(o, "state", registry_rollout_state_name(r->state)) != 0 ||
+	    json_add_str(o, "reason", r->reason) != 0 ||
+	    json_add_str(o, "summary", out->summary) != 0 ||
+	    json_add_int(o, "exit_code", out->exit_code) != 0 ||
+	    json_add_str(o, "release_sha256", r->release_sha256) != 0 ||
+	    json_add_str(o, "release_label", r->release_label) != 0 ||
+	    json_add_int(o, "hosts", r->n_hosts) != 0 || json_add_int(o, "waves", r->n_waves) != 0 ||
+	    json_add_int(o, "current_wave", r->current_wave + 1) != 0 ||
+	    json_add_str(o, "soak_until", r->gate_until != 0 ? t3 : NULL) != 0 ||
+	    json_add_str(o, "request", r->request[0] != '\0' ? r->request : NULL) != 0 ||
+	    json_add_str(o, "lease_owner", r->lease_owner[0] != '\0' ? r->lease_owner : NULL) != 0 ||
+	    json_add_str(o, "created_at", t1) != 0 ||
+	    json_add_str(o, "finished_at", r->finished_at != 0 ? t2 : NULL) != 0 ||
+	    json_add_item(o, "spec", spec != NULL ? spec : cJSON_CreateNull()) != 0 ||
+	    (counts = json_add_object(o, "counts")) == NULL) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	for (int s = 0; s < RH_STATE_COUNT; s++) {
+		if (out->counts.n[s] > 0 &&
+		    json_add_int(counts, registry_rh_state_name((enum reg_rh_state)s),
+		    (long long)out->counts.n[s]) != 0) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/*
+ * Every host row of rollout ID, page by page: FN(ARG, row, host). Memory
+ * stays flat in the number of hosts.
+ */
+static int
+each_host(struct swarm_ctx *c, const char *id, int state,
+    int (*fn)(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh), void *arg)
+{
+	struct reg_rollout_host *rows = calloc(PAGE, sizeof(*rows));
+	struct reg_host *hosts = calloc(PAGE, sizeof(*hosts));
+	struct err e = ERR_INIT;
+	size_t n = 0;
+	int after = 0, rc = -1;
+
+	if (rows == NULL || hosts == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	for (;;) {
+		if (registry_rollout_hosts(c->reg, id, -1, state, after, PAGE, rows, hosts, &n, &e) !=
+		    0) {
+			log_warnx("%s", err_msg(&e));
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (fn(arg, &rows[i], &hosts[i]) != 0) {
+				goto out;
+			}
+		}
+		if (n < PAGE) {
+			break;
+		}
+		after = rows[n - 1].seq;
+	}
+	rc = 0;
+out:
+	free(rows);
+	free(hosts);
+	return rc;
+}
+
+/* ---- the report of an update (and of resume) ---- */
+
+struct report {
+	struct swarm_table *t;
+	int include_self;
+	int only_failed;
+	int first;          /* JSON: no comma before the first host */
+	size_t listed, hidden;
+};
+
+static int
+report_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh)
+{
+	struct report *rp = arg;
+	char agent[SWARM_REASON + 32], selfc[SWARM_REASON + 32];
+	const char *cells[6];
+	cJSON *self;
+
+	if (rp->only_failed && (h->state == RH_UPDATED || h->state == RH_ALREADY_ACTIVE)) {
+		rp->hidden++;
+		return 0;
+	}
+	agent_cell(h, agent, sizeof(agent));
+	self = self_of(h);
+	if (self != NULL) {
+		const char *w = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(self, "result"));
+		const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(self,
+		    "reason"));
+		snprintf(selfc, sizeof(selfc), "%s%s%.200s", w != NULL ? w : "?",
+		    w != NULL && strcmp(w, "failed") == 0 && why != NULL ? ": " : "",
+		    w != NULL && strcmp(w, "failed") == 0 && why != NULL ? why : "");
+	} else {
+		snprintf(selfc, sizeof(selfc), "%s", rp->include_self ? "skipped" : "-");
+	}
+	cJSON_Delete(self);
+	cells[0] = h->host;
+	cells[1] = rh->address;
+	cells[2] = agent;
+	cells[3] = selfc;
+	cells[4] = h->version;
+	cells[5] = h->detail;
+	rp->listed++;
+	return swarm_table_add(rp->t, cells);
+}
+
+/* Full details below the table, for the hosts that did not simply update. */
+static int
+report_detail(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh)
+{
+	cJSON *self = self_of(h);
+
+	(void)arg;
+	(void)rh;
+	if (h->state != RH_UPDATED && h->state != RH_ALREADY_ACTIVE && h->state != RH_PENDING &&
+	    h->state != RH_SKIPPED && (h->detail[0] != '\0' || h->reason[0] != '\0')) {
+		printf("\n%s: %s\n  %s\n", h->host, h->reason, h->detail);
+	}
+	if (self != NULL) {
+		const char *w = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(self, "result"));
+		if (w != NULL && strcmp(w, "updated") != 0) {
+			const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(self,
+			    "reason"));
+			const char *det = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(self,
+			    "detail"));
+			printf("\n%s (self): %s\n  %s\n", h->host, why != NULL ? why : "",
+			    det != NULL ? det : "");
+		}
+	}
+	cJSON_Delete(self);
+	return 0;
+}
+
+static int
+report_json_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh)
+{
+	struct report *rp = arg;
+	cJSON *o = host_row_json(h, rh);
+	char *text = o != NULL ? json_print_compact(o) : NULL;
+
+	cJSON_Delete(o);
+	if (text == NULL) {
+		log_warnx("out of memory");
+		return -1;
+	}
+	printf("%s%s", rp->first ? "" : ",", text);
+	rp->first = 0;
+	free(text);
+	return 0;
+}
+
+/*
+ * The report of a finished drive: JSON (streamed host by host), JSON lines
+ * (the closing line; the hosts went out as they finished), or the table.
+ */
+static int
+report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int json_lines,
+    int include_self, const struct swarm_release_file *rf, const char *release_arg)
+{
+	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "SELF", "VERSION",
+		"DETAIL" };
+	struct report rp;
+	cJSON *o;
+	char *text;
+
+	memset(&rp, 0, sizeof(rp));
+	rp.include_self = include_self;
+	if (json_lines) {
+		o = rollout_json(out);
+		if (o == NULL || json_add_str(o, "type", "rollout") != 0) {
+			cJSON_Delete(o);
+			return CLI_EXIT_FAIL;
+		}
+		return print_json(o) == CLI_EXIT_OK ? out->exit_code : CLI_EXIT_FAIL;
+	}
+	if (json) {
+		/* {"rollout":{...},"release":{...},"ok":B,"hosts":[...]}, hosts streamed. */
+		o = cJSON_CreateObject();
+		cJSON *rel = o != NULL ? json_add_object(o, "release") : NULL;
+		if (rel == NULL || json_add_item(o, "rollout", rollout_json(out)) != 0 ||
+		    json_add_str(rel, "path", release_arg) != 0 ||
+		    json_add_str(rel, "sha256", rf != NULL ? rf->sha256 : out->r.release_sha256) != 0 ||
+		    json_add_int(rel, "size", rf != NULL ? (long long)rf->size : 0) != 0 ||
+		    json_add_str(rel, "label", rf != NULL ? rf->label : out->r.release_label) != 0 ||
+		    json_add_bool(rel, "signed", rf != NULL && rf->tsig != NULL) != 0 ||
+		    json_add_bool(o, "ok", out->exit_code == ROLLOUT_EXIT_DONE) != 0) {
+			cJSON_Delete(o);
+			return print_json(NULL);
+		}
+		text = json_print_compact(o);
+		cJSON_Delete(o);
+		if (text == NULL) {
+			return print_json(NULL);
+		}
+		/* Drop the closing brace, append the hosts array. */
+		text[strlen(text) - 1] = '\0';
+		printf("%s,\"hosts\":[", text);
+		free(text);
+		rp.first = 1;
+		if (each_host(c, out->r.id, REG_RH_ANY, report_json_row, &rp) != 0) {
+			printf("]}\n");
+			return CLI_EXIT_FAIL;
+		}
+		printf("]}\n");
+		return fflush(stdout) == 0 ? out->exit_code : CLI_EXIT_FAIL;
+	}
+	rp.t = swarm_table_new(ARRAY_LEN(heads), heads);
+	rp.only_failed = out->counts.total > TABLE_ALL_MAX;
+	if (rp.t == NULL || each_host(c, out->r.id, REG_RH_ANY, report_row, &rp) != 0) {
+		swarm_table_free(rp.t);
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	swarm_table_print(rp.t, stdout);
+	swarm_table_free(rp.t);
+	if (rp.hidden > 0) {
+		printf("(%zu updated hosts not listed: 'tandem swarm rollout status %s --json' lists "
+		    "every host)\n", rp.hidden, out->r.id);
+	}
+	(void)each_host(c, out->r.id, REG_RH_ANY, report_detail, NULL);
+	printf("\nrollout %s: %s%s%s\n", out->r.id, out->summary, out->r.reason[0] != '\0' ? ": " : "",
+	    out->r.reason);
+	if (out->exit_code == ROLLOUT_EXIT_OPEN) {
+		printf("resume it with 'tandem swarm rollout resume %s'\n", out->r.id);
+	} else if (out->r.state == RO_HALTED && out->r.finished_at == 0) {
+		printf("resume it with 'tandem swarm rollout resume %s' (its failures accepted) or "
+		    "end it with 'tandem swarm rollout abort %s [--revert]'\n", out->r.id, out->r.id);
+	}
+	return fflush(stdout) == 0 ? out->exit_code : CLI_EXIT_FAIL;
+}
+
+/* ---- selection ---- */
+
+int
+cmd_rollout_selector(struct swarm_ctx *c, const struct swarm_update_args *a,
+    struct selector *out)
+{
+	struct err e = ERR_INIT;
+	size_t matched;
+
+	memset(out, 0, sizeof(*out));
+	if (a->selector != NULL) {
+		if (selector_parse(a->selector, out, &e) != 0) {
+			log_warnx("%s", err_msg(&e));
+			return -1;
+		}
+	} else if (a->n_hosts > 0) {
+		if (a->n_hosts > SELECTOR_MAX_TERMS) {
+			log_warnx("at most %d --host options: use --hosts with labels for more",
+			    SELECTOR_MAX_TERMS);
+			return -1;
+		}
+		out->kind = SELECTOR_NAMES;
+		for (size_t i = 0; i < a->n_hosts; i++) {
+			if (strlen(a->hosts[i]) > SELECTOR_KEY_MAX) {
+				log_warnx("%.40s...: no such host in the registry", a->hosts[i]);
+				return -1;
+			}
+			for (size_t k = 0; k < i; k++) {
+				if (strcasecmp(a->hosts[k], a->hosts[i]) == 0) {
+					log_warnx("%s is named twice", a->hosts[i]);
+					return -1;
+				}
+			}
+			snprintf(out->terms[i].key, sizeof(out->terms[i].key), "%s", a->hosts[i]);
+		}
+		out->n = a->n_hosts;
+	} else {
+		out->kind = SELECTOR_ALL;
+	}
+	if (registry_selector_check(c->reg, out, &matched, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- update ---- */
+
+/* Drive rollout ID and report it. */
+static int
+drive_and_report(struct swarm_ctx *c, const char *id, int json, int json_lines, int include_self,
+    const struct swarm_release_file *rf, const char *release_arg)
+{
+	struct rollout_ui ui = { json_lines, 0 };
+	struct rollout_outcome *out = calloc(1, sizeof(*out));
+	struct err e = ERR_INIT;
+	int rc;
+
+	if (out == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	catch_stop_signals();
+	if (rollout_drive(c, id, &ui, &cmd_stop, out, &e) != 0) {
+		log_warnx("rollout %s: %s", id, err_msg(&e));
+		if (out->r.id[0] == '\0') {
+			free(out);
+			return CLI_EXIT_FAIL;
+		}
+		rc = report(c, out, json, json_lines, include_self, rf, release_arg);
+		free(out);
+		return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+	}
+	rc = report(c, out, json, json_lines, include_self, rf, release_arg);
+	free(out);
+	return rc;
+}
+
+int
+cmd_rollout_update(struct swarm_ctx *c, const struct swarm_update_args *a,
+    const struct swarm_release_file *rf, const char *release_arg)
+{
+	struct selector sel;
+	struct err e = ERR_INIT;
+	char id[ROLLOUT_ID_LEN + 1];
+	struct reg_rollout r;
+
+	if (cmd_rollout_selector(c, a, &sel) != 0) {
+		return CLI_EXIT_FAIL;
+	}
+	if (rollout_store_release(c, rf, &e) != 0 ||
+	    rollout_create(c, &a->spec, &sel, rf->sha256, "update", a->paused, id, &e) != 0) {
+		log_warnx("swarm update: %s", err_msg(&e));
+		return CLI_EXIT_FAIL;
+	}
+	if (registry_rollout_get(c->reg, id, &r, &e) == 0 && !a->json_lines) {
+		fprintf(stderr, "rollout %s: %d host%s in %d wave%s (release %s, sha256 %.12s)\n", id,
+		    r.n_hosts, r.n_hosts == 1 ? "" : "s", r.n_waves, r.n_waves == 1 ? "" : "s",
+		    rf->label, rf->sha256);
+	}
+	if (a->paused) {
+		struct rollout_outcome out;
+		memset(&out, 0, sizeof(out));
+		out.r = r;
+		rollout_summarise(c, &out);
+		if (a->json || a->json_lines) {
+			cJSON *o = rollout_json(&out);
+			if (o != NULL && a->json_lines && json_add_str(o, "type", "rollout") != 0) {
+				cJSON_Delete(o);
+				o = NULL;
+			}
+			return print_json(o) == CLI_EXIT_OK ? ROLLOUT_EXIT_OPEN : CLI_EXIT_FAIL;
+		}
+		printf("rollout %s recorded, paused: 'tandem swarm rollout status %s' shows the plan, "
+		    "'tandem swarm rollout resume %s' starts it\n", id, id, id);
+		return ROLLOUT_EXIT_OPEN;
+	}
+	return drive_and_report(c, id, a->json, a->json_lines, a->include_self, rf, release_arg);
+}
+
+/* ---- swarm rollout list|status|watch|pause|resume|abort|events ---- */
+
+const char cmd_rollout_usage[] =
+    " list|status|watch|pause|resume|abort|events [ID] [options]\n"
+    "\n"
+    "  rollout list [--json]              the newest 50 rollouts\n"
+    "  rollout status ID [--json]         plan, waves, every host's state, last events\n"
+    "  rollout watch ID [--json-lines]    follow it until it ends or stops (redrawn on\n"
+    "                                     a terminal, one line per event otherwise)\n"
+    "  rollout pause ID                   stop dispatching; hosts in flight finish\n"
+    "  rollout resume ID [--json|--json-lines]  drive it on: after a pause, a halt\n"
+    "                                     (its failures accepted), an interruption, or\n"
+    "                                     a master that died (taken over at once on\n"
+    "                                     this machine, else when its lease expires)\n"
+    "  rollout abort ID [--revert]        end it; --revert rolls back every host it\n"
+    "                                     updated, newest wave first\n"
+    "  rollout events ID [--json]         every event it recorded\n"
+    "\n"
+    "ID is a rollout id or a unique prefix of at least 4 digits. States: planned,\n"
+    "running, waiting_window, paused, halted, reverting, done, aborted.\n"
+    "\n"
+    "Exit status: 0 done (resume, watch) or request carried out; 1 halted,\n"
+    "aborted, failed hosts, or an error; 2 usage error; 3 not finished (paused,\n"
+    "interrupted, waiting for its window or for another driver).\n"
+    "Example: tandem swarm rollout status 3f9c\n";
+
+static int
+rollout_open(const struct cli *cli, struct swarm_ctx *c)
+{
+	char err[1024];
+
+	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
+		log_warnx("swarm rollout: %s", err);
+		return -1;
+	}
+	c->tty = isatty(STDERR_FILENO);
+	return 0;
+}
+
+static int
+rollout_list(struct swarm_ctx *c, int json)
+{
+	static const char *const heads[] = { "ID", "NAME", "KIND", "STATE", "HOSTS", "WAVE",
+		"RELEASE", "CREATED", "SUMMARY" };
+	struct reg_rollout *rs = calloc(LIST_LIMIT, sizeof(*rs));
+	struct swarm_table *t = NULL;
+	struct err e = ERR_INIT;
+	size_t n = 0;
+	int rc = CLI_EXIT_FAIL;
+	cJSON *obj = NULL, *arr;
+
+	if (rs == NULL || registry_rollout_list(c->reg, rs, LIST_LIMIT, &n, &e) != 0) {
+		log_warnx("swarm rollout list: %s", rs == NULL ? "out of memory" : err_msg(&e));
+		goto out;
+	}
+	if (json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "rollouts") : NULL;
+		for (size_t i = 0; arr != NULL && i < n; i++) {
+			struct rollout_outcome out;
+			memset(&out, 0, sizeof(out));
+			out.r = rs[i];
+			rollout_summarise(c, &out);
+			cJSON *o = rollout_json(&out);
+			if (o == NULL) {
+				arr = NULL;
+				break;
+			}
+			cJSON_AddItemToArray(arr, o);
+		}
+		if (arr == NULL) {
+			cJSON_Delete(obj);
+			obj = NULL;
+		}
+		rc = print_json(obj);
+		goto out;
+	}
+	t = swarm_table_new(ARRAY_LEN(heads), heads);
+	for (size_t i = 0; t != NULL && i < n; i++) {
+		struct rollout_outcome out;
+		char hosts[16], wave[32], created[32];
+		const char *cells[ARRAY_LEN(heads)];
+
+		memset(&out, 0, sizeof(out));
+		out.r = rs[i];
+		rollout_summarise(c, &out);
+		snprintf(hosts, sizeof(hosts), "%d", rs[i].n_hosts);
+		snprintf(wave, sizeof(wave), "%d/%d", rs[i].current_wave + 1, rs[i].n_waves);
+		fmt_time(rs[i].created_at, created, sizeof(created));
+		cells[0] = rs[i].id;
+		cells[1] = rs[i].name;
+		cells[2] = rs[i].kind;
+		cells[3] = registry_rollout_state_name(rs[i].state);
+		cells[4] = hosts;
+		cells[5] = wave;
+		cells[6] = rs[i].release_label;
+		cells[7] = created;
+		cells[8] = out.summary;
+		if (swarm_table_add(t, cells) != 0) {
+			swarm_table_free(t);
+			t = NULL;
+		}
+	}
+	if (t == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	swarm_table_print(t, stdout);
+	rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+	swarm_table_free(t);
+	free(rs);
+	return rc;
+}
+
+struct status_rows {
+	struct swarm_table *t;
+	cJSON *arr;
+};
+
+static int
+status_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh)
+{
+	struct status_rows *sr = arg;
+	char wave[16], state[SWARM_REASON + 32], at[32];
+	const char *cells[6];
+
+	if (sr->arr != NULL) {
+		cJSON *o = host_row_json(h, rh);
+		if (o == NULL) {
+			return -1;
+		}
+		cJSON_AddItemToArray(sr->arr, o);
+		return 0;
+	}
+	snprintf(wave, sizeof(wave), "%d", h->wave + 1);
+	agent_cell(h, state, sizeof(state));
+	if (h->self_json[0] != '\0' && h->state == RH_FAILED && h->reason[0] == '\0') {
+		snprintf(state, sizeof(state), "failed: self-update failed");
+	}
+	fmt_time(h->finished_at, at, sizeof(at));
+	cells[0] = h->host;
+	cells[1] = wave;
+	cells[2] = state;
+	cells[3] = h->version;
+	cells[4] = at;
+	cells[5] = h->detail;
+	return swarm_table_add(sr->t, cells);
+}
+
+static void
+event_line(const struct reg_rollout_event *ev, char *buf, size_t len)
+{
+	char at[32];
+
+	fmt_time(ev->at, at, sizeof(at));
+	snprintf(buf, len, "%s %s%s%s %s", at, ev->host, ev->host[0] != '\0' ? " " : "", ev->kind,
+	    ev->data);
+}
+
+static int
+rollout_events_print(struct swarm_ctx *c, const char *id, int json, size_t tail)
+{
+	struct reg_rollout_event *ev = calloc(PAGE, sizeof(*ev));
+	struct err e = ERR_INIT;
+	int64_t after = 0;
+	size_t n = 0, total = 0;
+	char line[REG_ROLLOUT_EVENT_MAX + 200];
+	cJSON *obj = NULL, *arr = NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (ev == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	if (json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "events") : NULL;
+		if (arr == NULL || json_add_str(obj, "rollout", id) != 0) {
+			goto out;
+		}
+	}
+	/* TAIL > 0: only the last TAIL events (count them first). */
+	if (tail > 0) {
+		do {
+			if (registry_rollout_events(c->reg, id, after, PAGE, ev, &n, &e) != 0) {
+				log_warnx("%s", err_msg(&e));
+				goto out;
+			}
+			total += n;
+			if (n > 0) {
+				after = ev[n - 1].seq;
+			}
+		} while (n == PAGE);
+		after = 0;
+	}
+	size_t skip = tail > 0 && total > tail ? total - tail : 0;
+	do {
+		if (registry_rollout_events(c->reg, id, after, PAGE, ev, &n, &e) != 0) {
+			log_warnx("%s", err_msg(&e));
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (skip > 0) {
+				skip--;
+				continue;
+			}
+			if (json) {
+				char at[32];
+				struct err pe = ERR_INIT;
+				cJSON *o = cJSON_CreateObject();
+				cJSON *data = json_parse_object(ev[i].data, strlen(ev[i].data), &pe);
+				fmt_time(ev[i].at, at, sizeof(at));
+				if (o == NULL || json_add_int(o, "seq", ev[i].seq) != 0 ||
+				    json_add_str(o, "at", at) != 0 ||
+				    json_add_str(o, "host", ev[i].host[0] != '\0' ? ev[i].host : NULL) != 0 ||
+				    json_add_str(o, "kind", ev[i].kind) != 0 ||
+				    json_add_item(o, "data", data != NULL ? data : cJSON_CreateNull()) != 0) {
+					cJSON_Delete(o);
+					goto out;
+				}
+				cJSON_AddItemToArray(arr, o);
+			} else {
+				event_line(&ev[i], line, sizeof(line));
+				printf("  %s\n", line);
+			}
+		}
+		if (n > 0) {
+			after = ev[n - 1].seq;
+		}
+	} while (n == PAGE);
+	if (json) {
+		rc = print_json(obj);
+		obj = NULL;
+	} else {
+		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+out:
+	cJSON_Delete(obj);
+	free(ev);
+	return rc;
+}
+
+static int
+rollout_status(struct swarm_ctx *c, const char *id, int json)
+{
+	static const char *const heads[] = { "HOST", "WAVE", "STATE", "VERSION", "FINISHED-AT",
+		"DETAIL" };
+	struct rollout_outcome out;
+	struct status_rows sr;
+	struct err e = ERR_INIT;
+	char t[32];
+	cJSON *obj = NULL, *waves;
+	int rc = CLI_EXIT_FAIL;
+
+	memset(&out, 0, sizeof(out));
+	memset(&sr, 0, sizeof(sr));
+	if (registry_rollout_get(c->reg, id, &out.r, &e) != 0) {
+		log_warnx("swarm rollout status: %s", err_msg(&e));
+		return CLI_EXIT_FAIL;
+	}
+	rollout_summarise(c, &out);
+	if (json) {
+		obj = rollout_json(&out);
+		waves = obj != NULL ? json_add_array(obj, "wave_plan") : NULL;
+		for (int w = 0; waves != NULL && w < out.r.n_waves; w++) {
+			struct reg_rollout_counts n;
+			cJSON *o = cJSON_CreateObject(), *st;
+			if (o == NULL || registry_rollout_counts(c->reg, out.r.id, w, 0, &n, &e) != 0) {
+				cJSON_Delete(o);
+				waves = NULL;
+				break;
+			}
+			cJSON_AddItemToArray(waves, o);
+			if (json_add_int(o, "wave", w + 1) != 0 ||
+			    json_add_int(o, "hosts", (long long)n.total) != 0 ||
+			    (st = json_add_object(o, "states")) == NULL) {
+				waves = NULL;
+				break;
+			}
+			for (int s = 0; s < RH_STATE_COUNT; s++) {
+				if (n.n[s] > 0 && json_add_int(st, registry_rh_state_name((enum reg_rh_state)s),
+				    (long long)n.n[s]) != 0) {
+					waves = NULL;
+				}
+			}
+		}
+		sr.arr = waves != NULL ? json_add_array(obj, "host_rows") : NULL;
+		if (sr.arr == NULL || each_host(c, out.r.id, REG_RH_ANY, status_row, &sr) != 0) {
+			cJSON_Delete(obj);
+			return print_json(NULL);
+		}
+		return print_json(obj) == CLI_EXIT_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	fmt_time(out.r.created_at, t, sizeof(t));
+	printf("rollout %s%s%s%s (%s)\n", out.r.id, out.r.name[0] != '\0' ? " \"" : "", out.r.name,
+	    out.r.name[0] != '\0' ? "\"" : "", out.r.kind);
+	printf("release: %s (sha256 %s)\n", out.r.release_label, out.r.release_sha256);
+	printf("created: %s\n", t);
+	printf("state: %s%s%s\n", registry_rollout_state_name(out.r.state),
+	    out.r.reason[0] != '\0' ? ": " : "", out.r.reason);
+	printf("outcome: %s\n", out.summary);
+	printf("wave: %d of %d\n", out.r.current_wave + 1, out.r.n_waves);
+	if (out.r.lease_owner[0] != '\0') {
+		fmt_time(out.r.lease_until, t, sizeof(t));
+		printf("driver: %s (lease until %s)\n", out.r.lease_owner, t);
+	}
+	printf("options: %s\n", out.r.spec_json);
+	for (int w = 0; w < out.r.n_waves; w++) {
+		struct reg_rollout_counts n;
+		char line[512] = "";
+		if (registry_rollout_counts(c->reg, out.r.id, w, 0, &n, &e) != 0) {
+			log_warnx("%s", err_msg(&e));
+			return CLI_EXIT_FAIL;
+		}
+		for (int s = 0; s < RH_STATE_COUNT; s++) {
+			if (n.n[s] > 0) {
+				snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%zu %s",
+				    line[0] != '\0' ? ", " : "", n.n[s],
+				    registry_rh_state_name((enum reg_rh_state)s));
+			}
+		}
+		printf("wave %d: %zu host%s: %s\n", w + 1, n.total, n.total == 1 ? "" : "s", line);
+	}
+	printf("\n");
+	sr.t = swarm_table_new(ARRAY_LEN(heads), heads);
+	if (sr.t == NULL || each_host(c, out.r.id, REG_RH_ANY, status_row, &sr) != 0) {
+		swarm_table_free(sr.t);
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	swarm_table_print(sr.t, stdout);
+	swarm_table_free(sr.t);
+	printf("\nlast events:\n");
+	rc = rollout_events_print(c, out.r.id, 0, EVENTS_SHOWN);
+	return rc;
+}
+
+/* ---- watch ---- */
+
+static int
+rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
+{
+	struct reg_rollout_event *ev = calloc(PAGE, sizeof(*ev));
+	struct rollout_outcome out;
+	struct err e = ERR_INIT;
+	int64_t after = 0;
+	size_t n;
+	int tty = isatty(STDOUT_FILENO) && !json_lines, drawn = 0, rc = CLI_EXIT_FAIL;
+	char line[REG_ROLLOUT_EVENT_MAX + 200];
+
+	if (ev == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	catch_stop_signals();
+	memset(&out, 0, sizeof(out));
+	for (;;) {
+		if (registry_rollout_get(c->reg, id, &out.r, &e) != 0) {
+			log_warnx("swarm rollout watch: %s", err_msg(&e));
+			goto out;
+		}
+		rollout_summarise(c, &out);
+		if (registry_rollout_events(c->reg, out.r.id, after, PAGE, ev, &n, &e) != 0) {
+			log_warnx("swarm rollout watch: %s", err_msg(&e));
+			goto out;
+		}
+		if (tty) {
+			/* Redraw: the header, each wave's counts, the newest events. */
+			if (drawn > 0) {
+				printf("\033[%dA", drawn);
+			}
+			drawn = 0;
+			printf("\r\033[Krollout %s: %s, wave %d of %d%s%s\n", out.r.id, out.summary,
+			    out.r.current_wave + 1, out.r.n_waves, out.r.reason[0] != '\0' ? ": " : "",
+			    out.r.reason);
+			drawn++;
+			for (int w = 0; w < out.r.n_waves && w < 30; w++) {
+				struct reg_rollout_counts wc;
+				char cl[400] = "";
+				if (registry_rollout_counts(c->reg, out.r.id, w, 0, &wc, &e) != 0) {
+					goto out;
+				}
+				for (int s = 0; s < RH_STATE_COUNT; s++) {
+					if (wc.n[s] > 0) {
+						snprintf(cl + strlen(cl), sizeof(cl) - strlen(cl), "%s%zu %s",
+						    cl[0] != '\0' ? ", " : "", wc.n[s],
+						    registry_rh_state_name((enum reg_rh_state)s));
+					}
+				}
+				printf("\r\033[K  wave %d%s: %s\n", w + 1,
+				    w == out.r.current_wave && out.r.finished_at == 0 ? " *" : "", cl);
+				drawn++;
+			}
+			for (size_t i = n > 8 ? n - 8 : 0; i < n; i++) {
+				event_line(&ev[i], line, sizeof(line));
+				printf("\r\033[K  %.150s\n", line);
+				drawn++;
+			}
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				if (json_lines) {
+					char at[32];
+					struct err pe = ERR_INIT;
+					cJSON *o = cJSON_CreateObject();
+					cJSON *data = json_parse_object(ev[i].data, strlen(ev[i].data), &pe);
+					fmt_time(ev[i].at, at, sizeof(at));
+					if (o == NULL || json_add_str(o, "type", "event") != 0 ||
+					    json_add_str(o, "rollout", out.r.id) != 0 ||
+					    json_add_int(o, "seq", ev[i].seq) != 0 ||
+					    json_add_str(o, "at", at) != 0 ||
+					    json_add_str(o, "host", ev[i].host[0] != '\0' ? ev[i].host
+											  : NULL) != 0 ||
+					    json_add_str(o, "kind", ev[i].kind) != 0 ||
+					    json_add_item(o, "data", data != NULL ? data
+										: cJSON_CreateNull()) != 0) {
+						cJSON_Delete(o);
+						goto out;
+					}
+					(void)print_json(o);
+				} else {
+					event_line(&ev[i], line, sizeof(line));
+					printf("%s\n", line);
+				}
+			}
+		}
+		fflush(stdout);
+		if (n > 0) {
+			after = ev[n - 1].seq;
+		}
+		if (n == PAGE) {
+			continue; /* more events queued: no sleep */
+		}
+		/* The end: finished, or stopped with nobody driving it. */
+		if (out.r.finished_at != 0 ||
+		    ((out.r.state == RO_PAUSED || out.r.state == RO_HALTED) &&
+		    out.r.lease_owner[0] == '\0')) {
+			break;
+		}
+		if (cmd_stop) {
+			rc = ROLLOUT_EXIT_OPEN;
+			goto out;
+		}
+		struct timespec ts = { 0, WATCH_POLL_MS * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (json_lines) {
+		cJSON *o = rollout_json(&out);
+		if (o != NULL && json_add_str(o, "type", "rollout") != 0) {
+			cJSON_Delete(o);
+			o = NULL;
+		}
+		(void)print_json(o);
+	} else if (!tty) {
+		printf("rollout %s: %s\n", out.r.id, out.summary);
+	}
+	rc = out.exit_code;
+out:
+	free(ev);
+	return rc;
+}
+
+/* pause / abort: a request for a live driver, or carried out here. */
+static int
+rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
+{
+	struct err e = ERR_INIT;
+	struct rollout_ui ui = { 0, json };
+	struct rollout_outcome out;
+	int queued;
+
+	if (rollout_request(c, id, request, &queued, &e) != 0) {
+		log_warnx("swarm rollout: %s", err_msg(&e));
+		return CLI_EXIT_FAIL;
+	}
+	if (queued) {
+		printf("rollout %s: %s requested; its driver acts on it after the hosts in flight\n",
+		    id, request);
+		return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	catch_stop_signals();
+	if (rollout_drive(c, id, &ui, &cmd_stop, &out, &e) != 0) {
+		log_warnx("swarm rollout: %s", err_msg(&e));
+		return CLI_EXIT_FAIL;
+	}
+	if (json) {
+		return print_json(rollout_json(&out));
+	}
+	printf("rollout %s: %s%s%s\n", out.r.id, out.summary, out.r.reason[0] != '\0' ? ": " : "",
+	    out.r.reason);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+int
+swarm_cmd_rollout(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "json-lines", no_argument, NULL, 'J' },
+		{ "revert", no_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct swarm_ctx c;
+	const char *verb, *id = NULL;
+	int json = 0, json_lines = 0, revert = 0, ch, rc;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		if (argc >= 2) {
+			return cli_help(GROUP, self);
+		}
+		return cli_usage_error(GROUP, self, "which rollout command? (list, status, watch, "
+		    "pause, resume, abort, events)");
+	}
+	verb = argv[1];
+	argc--;
+	argv++;
+	opterr = 0;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json = 1;
+			break;
+		case 'J':
+			json_lines = 1;
+			break;
+		case 'R':
+			revert = 1;
+			break;
+		case 'h':
+			return cli_help(GROUP, self);
+		default:
+			return cli_getopt_error(GROUP, self, ch, argv, optind);
+		}
+	}
+	if (strcmp(verb, "list") != 0) {
+		if (cli_one_operand(GROUP, self, argc, argv, optind, "ID") != 0) {
+			return CLI_EXIT_USAGE;
+		}
+		id = argv[optind];
+	} else if (optind != argc) {
+		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	}
+	if (revert && strcmp(verb, "abort") != 0) {
+		return cli_usage_error(GROUP, self, "--revert goes with abort");
+	}
+	if (json && json_lines) {
+		return cli_usage_error(GROUP, self, "--json and --json-lines exclude each other");
+	}
+	if (json_lines && strcmp(verb, "watch") != 0 && strcmp(verb, "resume") != 0) {
+		return cli_usage_error(GROUP, self, "--json-lines goes with watch and resume");
+	}
+	if (strcmp(verb, "list") != 0 && strcmp(verb, "status") != 0 && strcmp(verb, "watch") != 0 &&
+	    strcmp(verb, "pause") != 0 && strcmp(verb, "resume") != 0 &&
+	    strcmp(verb, "abort") != 0 && strcmp(verb, "events") != 0) {
+		return cli_usage_error(GROUP, self, "unknown rollout command '%s'", verb);
+	}
+	if (rollout_open(cli, &c) != 0) {
+		return CLI_EXIT_FAIL;
+	}
+	if (strcmp(verb, "list") == 0) {
+		rc = rollout_list(&c, json);
+	} else if (strcmp(verb, "status") == 0) {
+		rc = rollout_status(&c, id, json);
+	} else if (strcmp(verb, "events") == 0) {
+		struct reg_rollout r;
+		struct err e = ERR_INIT;
+		if (registry_rollout_get(c.reg, id, &r, &e) != 0) {
+			log_warnx("swarm rollout events: %s", err_msg(&e));
+			rc = CLI_EXIT_FAIL;
+		} else {
+			rc = rollout_events_print(&c, r.id, json, 0);
+		}
+	} else if (strcmp(verb, "watch") == 0) {
+		rc = rollout_watch(&c, id, json_lines);
+	} else if (strcmp(verb, "pause") == 0) {
+		rc = rollout_act(&c, id, "pause", json);
+	} else if (strcmp(verb, "abort") == 0) {
+		rc = rollout_act(&c, id, revert ? "abort_revert" : "abort", json);
+	} else {
+		struct reg_rollout r;
+		struct err e = ERR_INIT;
+		if (registry_rollout_get(c.reg, id, &r, &e) != 0) {
+			log_warnx("swarm rollout resume: %s", err_msg(&e));
+			rc = CLI_EXIT_FAIL;
+		} else {
+			rc = drive_and_report(&c, r.id, json, json_lines, 0, NULL, NULL);
+		}
+	}
+	swarm_ctx_close(&c);
+	return rc;
+}
+
+/* ---- labels ---- */
+
+const char cmd_label_usage[] =
+    " NAME [KEY=VALUE | KEY-]... [--json]\n"
+    "\n"
+    "Sets (KEY=VALUE) or removes (KEY-) labels of host NAME, then prints its\n"
+    "labels. Keys: 1-63 of [a-z0-9._/-], starting with a letter or digit; values:\n"
+    "0-63 of [A-Za-z0-9._-]. Labels select hosts: --hosts env=prod,role!=db on\n"
+    "update, status, target set and converge.\n"
+    "Exit status: 0 done, 1 no such host or an error, 2 usage error.\n"
+    "Example: tandem swarm label web1 env=prod role=web\n";
+
+int
+swarm_cmd_label(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	struct selector_label ls[REG_LABELS_MAX], set;
+	struct registry *reg = NULL;
+	struct err e = ERR_INIT;
+	char err[512];
+	size_t n = 0;
+	int json = 0, rc = CLI_EXIT_FAIL, remove;
+	const char *name = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			return cli_help(GROUP, self);
+		}
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
+			return cli_usage_error(GROUP, self, "unknown option '%s'", argv[i]);
+		} else if (name == NULL) {
+			name = argv[i];
+		} else if (selector_label_parse(argv[i], &set, &remove, &e) != 0) {
+			return cli_usage_error(GROUP, self, "%s", err_msg(&e));
+		}
+	}
+	if (name == NULL) {
+		return cli_usage_error(GROUP, self, "NAME is missing");
+	}
+	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
+		log_warnx("swarm label: %s", err);
+		return CLI_EXIT_FAIL;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (argv[i] == name || strcmp(argv[i], "--json") == 0) {
+			continue;
+		}
+		if (selector_label_parse(argv[i], &set, &remove, &e) != 0 ||
+		    registry_label_set(reg, name, set.key, remove ? NULL : set.value, &e) != 0) {
+			log_warnx("swarm label: %s", err_msg(&e));
+			goto out;
+		}
+	}
+	if (registry_host_labels(reg, name, ls, ARRAY_LEN(ls), &n, &e) != 0) {
+		log_warnx("swarm label: %s", err_msg(&e));
+		goto out;
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject(), *lo = o != NULL ? json_add_object(o, "labels") : NULL;
+		if (lo == NULL || json_add_str(o, "host", name) != 0) {
+			cJSON_Delete(o);
+			o = NULL;
+		}
+		for (size_t i = 0; o != NULL && i < n; i++) {
+			if (json_add_str(lo, ls[i].key, ls[i].value) != 0) {
+				cJSON_Delete(o);
+				o = NULL;
+			}
+		}
+		rc = print_json(o);
+		goto out;
+	}
+	printf("%s:", name);
+	for (size_t i = 0; i < n; i++) {
+		printf(" %s=%s", ls[i].key, ls[i].value);
+	}
+	printf("%s\n", n == 0 ? " (no labels)" : "");
+	rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+	registry_close(reg);
+	return rc;
+}
+
+/* ---- targets ---- */
+
+const char cmd_target_usage[] =
+    " set --hosts SEL --release FILE|DIR | list [--hosts SEL] | clear --hosts SEL [--json]\n"
+    "\n"
+    "The desired release of hosts: 'target set' copies the release into the\n"
+    "master's store (HOME/store/SHA256.tar.gz, so nothing depends on the file\n"
+    "later) and records it as the target of every host SEL selects; 'swarm\n"
+    "converge' then updates the hosts that differ. 'target list' shows them,\n"
+    "'target clear' removes them.\n"
+    "Exit status: 0 done, 1 an error, 2 usage error.\n"
+    "Example: tandem swarm target set --hosts env=prod --release agent-1.2.0.tar.gz\n";
+
+int
+swarm_cmd_target(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "hosts", required_argument, NULL, 'H' },
+		{ "release", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *const heads[] = { "HOST", "TARGET", "SHA256", "SET-AT" };
+	struct swarm_update_args a;
+	struct swarm_ctx c;
+	struct selector sel;
+	struct cmd_release *rel = NULL;
+	struct reg_host *page = NULL;
+	struct swarm_table *t = NULL;
+	struct err e = ERR_INIT;
+	char err[512];
+	const char *verb;
+	int64_t cursor = 0;
+	size_t n, count = 0;
+	int rc = CLI_EXIT_FAIL, ctx = 0, ch, set, clear;
+	cJSON *obj = NULL, *arr = NULL;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		return argc >= 2 ? cli_help(GROUP, self)
+				 : cli_usage_error(GROUP, self, "set, list or clear?");
+	}
+	verb = argv[1];
+	set = strcmp(verb, "set") == 0;
+	clear = strcmp(verb, "clear") == 0;
+	if (!set && !clear && strcmp(verb, "list") != 0) {
+		return cli_usage_error(GROUP, self, "unknown target command '%s'", verb);
+	}
+	memset(&a, 0, sizeof(a));
+	argc--;
+	argv++;
+	optind = 0;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'H':
+			a.selector = optarg;
+			break;
+		case 'r':
+			if (!set) {
+				return cli_usage_error(GROUP, self, "--release goes with target set");
+			}
+			a.release = optarg;
+			break;
+		case 'j':
+			a.json = 1;
+			break;
+		case 'h':
+			return cli_help(GROUP, self);
+		default:
+			return cli_getopt_error(GROUP, self, ch, argv, optind);
+		}
+	}
+	if (optind != argc) {
+		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	}
+	if (set && (a.selector == NULL || a.release == NULL || *a.release == '\0')) {
+		return cli_usage_error(GROUP, self, "target set needs --hosts SEL and --release FILE|DIR");
+	}
+	if (clear && a.selector == NULL) {
+		return cli_usage_error(GROUP, self, "target clear needs --hosts SEL");
+	}
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
+		log_warnx("swarm target: %s", err);
+		goto out;
+	}
+	ctx = 1;
+	if (cmd_rollout_selector(&c, &a, &sel) != 0) {
+		goto out;
+	}
+	rel = calloc(1, sizeof(*rel));
+	if (rel == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	sign_keyring_init(&rel->keyring);
+	if (set) {
+		if (cmd_swarm_prepare_release(cli->home, a.release, rel) != 0) {
+			goto out;
+		}
+		if (rollout_store_release(&c, &rel->rf, &e) != 0) {
+			log_warnx("swarm target set: %s", err_msg(&e));
+			goto out;
+		}
+	}
+	page = calloc(PAGE, sizeof(*page));
+	if (page == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	if (a.json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "targets") : NULL;
+		if (arr == NULL) {
+			goto out;
+		}
+	} else if (!set && !clear) {
+		t = swarm_table_new(ARRAY_LEN(heads), heads);
+		if (t == NULL) {
+			goto out;
+		}
+	}
+	do {
+		if (registry_hosts_select(c.reg, &sel, &cursor, PAGE, page, &n, &e) != 0) {
+			log_warnx("swarm target: %s", err_msg(&e));
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct reg_target tg;
+			char at[32], sha[16];
+			int have;
+
+			if ((set || clear) && registry_target_set(c.reg, page[i].name,
+			    set ? rel->rf.sha256 : NULL, &e) != 0) {
+				log_warnx("swarm target %s: %s", verb, err_msg(&e));
+				goto out;
+			}
+			have = registry_target_of(c.reg, page[i].name, &tg, &e);
+			if (have < 0) {
+				log_warnx("swarm target: %s", err_msg(&e));
+				goto out;
+			}
+			count++;
+			fmt_time(tg.set_at, at, sizeof(at));
+			if (arr != NULL) {
+				cJSON *o = cJSON_CreateObject();
+				if (o == NULL || json_add_str(o, "host", page[i].name) != 0 ||
+				    json_add_str(o, "label", have ? tg.label : NULL) != 0 ||
+				    json_add_str(o, "sha256", have ? tg.sha256 : NULL) != 0 ||
+				    json_add_str(o, "set_at", have ? at : NULL) != 0) {
+					cJSON_Delete(o);
+					goto out;
+				}
+				cJSON_AddItemToArray(arr, o);
+			} else if (t != NULL) {
+				const char *cells[ARRAY_LEN(heads)];
+				snprintf(sha, sizeof(sha), "%.12s", tg.sha256);
+				cells[0] = page[i].name;
+				cells[1] = have ? tg.label : "-";
+				cells[2] = have ? sha : "-";
+				cells[3] = have ? at : "-";
+				if (swarm_table_add(t, cells) != 0) {
+					goto out;
+				}
+			}
+		}
+	} while (n > 0);
+	if (arr != NULL) {
+		rc = print_json(obj);
+		obj = NULL;
+	} else if (t != NULL) {
+		swarm_table_print(t, stdout);
+		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	} else {
+		printf("%s: %zu host%s%s%s\n", set ? "target set" : "target cleared", count,
+		    count == 1 ? "" : "s", set ? " -> " : "", set ? rel->rf.label : "");
+		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+out:
+	if (rel != NULL) {
+		cmd_swarm_release_cleanup(rel);
+		free(rel);
+	}
+	cJSON_Delete(obj);
+	swarm_table_free(t);
+	free(page);
+	if (ctx) {
+		swarm_ctx_close(&c);
+	}
+	return rc;
+}
+
+/* ---- converge ---- */
+
+const char cmd_converge_usage[] =
+    " [--hosts SEL] [--retry-failed] [--dry-run] [rollout options] [--json|--json-lines]\n"
+    "\n"
+    "Updates exactly the hosts (default: all in service) whose active release\n"
+    "differs from their target ('swarm target set'), as one rollout per target\n"
+    "release with the rollout options below. Left alone, and listed: hosts\n"
+    "without a target, hosts held by an unfinished rollout, hosts that did not\n"
+    "answer, and hosts that failed the same target 3 times (until\n"
+    "--retry-failed). When every host runs its target it does nothing and says\n"
+    "so. Meant for a systemd timer on the master (see wiki/Remote-Updates).\n"
+    "\n"
+    "  --dry-run           say which hosts differ, change nothing\n"
+    "  --retry-failed      include hosts that failed their target 3 times\n"
+    "\n" CMD_ROLLOUT_OPTIONS
+    "\n"
+    "Exit status: 0 nothing to do or every rollout done; 1 a rollout halted or a\n"
+    "host failed or could not be asked; 2 usage error; 3 a rollout not finished.\n"
+    "Example: tandem swarm converge --hosts env=prod --soak 2m\n";
+
+/* One host that differs from its target. */
+struct diff {
+	char host[REG_NAME_MAX + 1];
+	char sha256[REG_FP_LEN + 1];
+};
+
+struct converge {
+	struct swarm_ctx *c;
+	struct selector sel;
+	int64_t cursor;
+	struct reg_host page[PAGE];
+	size_t npage, ipage;
+	int retry_failed;
+	int json;
+	/* results */
+	struct diff *diffs;
+	size_t ndiff, cap;
+	size_t asked, matching, unanswered, held, boxed, untargeted;
+	int failed;
+	pthread_mutex_t lock;
+};
+
+static int
+converge_next(void *arg, struct swarm_job *j)
+{
+	struct converge *cv = arg;
+	struct err e = ERR_INIT;
+	struct reg_target *tg;
+
+	for (;;) {
+		if (cv->ipage == cv->npage) {
+			if (registry_hosts_select(cv->c->reg, &cv->sel, &cv->cursor, PAGE, cv->page,
+			    &cv->npage, &e) != 0) {
+				log_warnx("swarm converge: %s", err_msg(&e));
+				cv->failed = 1;
+				return 0;
+			}
+			cv->ipage = 0;
+			if (cv->npage == 0) {
+				return 0;
+			}
+		}
+		struct reg_host *h = &cv->page[cv->ipage++];
+		tg = calloc(1, sizeof(*tg));
+		if (tg == NULL) {
+			cv->failed = 1;
+			return 0;
+		}
+		int have = registry_target_of(cv->c->reg, h->name, tg, &e);
+		if (have <= 0) {
+			if (have < 0) {
+				log_warnx("swarm converge: %s", err_msg(&e));
+				cv->failed = 1;
+			}
+			free(tg);
+			cv->untargeted++;
+			continue;
+		}
+		j->host = *h;
+		j->kind = SWARM_JOB_DRY_RUN;
+		j->user = tg;
+		return 1;
+	}
+}
+
+static void
+converge_done(void *arg, struct swarm_job *j)
+{
+	struct converge *cv = arg;
+	struct reg_target *tg = j->user;
+	struct err e = ERR_INIT;
+	char holder[ROLLOUT_ID_LEN + 1];
+	enum reg_rollout_state hst;
+	int fails = 0, held;
+
+	pthread_mutex_lock(&cv->lock);
+	cv->asked++;
+	if (!j->have_health) {
+		cv->unanswered++;
+		if (!cv->json) {
+			fprintf(stderr, "converge: %s did not answer: %s\n", j->host.name, j->error);
+		}
+		goto out;
+	}
+	if (j->health.have_active && strcmp(j->health.active.sha256, tg->sha256) == 0) {
+		cv->matching++;
+		goto out;
+	}
+	held = registry_rollout_holding(cv->c->reg, j->host.name, holder, &hst, &e);
+	if (held != 0) {
+		cv->held++;
+		if (!cv->json) {
+			fprintf(stderr, "converge: %s is held by rollout %s (%s): left alone\n",
+			    j->host.name, held > 0 ? holder : "?", held > 0 ?
+			    registry_rollout_state_name(hst) : err_msg(&e));
+		}
+		goto out;
+	}
+	if (!cv->retry_failed &&
+	    (registry_rollout_failures_of(cv->c->reg, j->host.name, tg->sha256, &fails, &e) != 0 ||
+	    fails >= CONVERGE_PENALTY)) {
+		cv->boxed++;
+		if (!cv->json) {
+			fprintf(stderr, "converge: %s failed target %s %d times: left alone until "
+			    "--retry-failed\n", j->host.name, tg->label, fails);
+		}
+		goto out;
+	}
+	if (cv->ndiff == cv->cap) {
+		size_t ncap = cv->cap == 0 ? 64 : cv->cap * 2;
+		struct diff *p = realloc(cv->diffs, ncap * sizeof(*p));
+		if (p == NULL) {
+			cv->failed = 1;
+			goto out;
+		}
+		cv->diffs = p;
+		cv->cap = ncap;
+	}
+	snprintf(cv->diffs[cv->ndiff].host, sizeof(cv->diffs[cv->ndiff].host), "%s", j->host.name);
+	snprintf(cv->diffs[cv->ndiff].sha256, sizeof(cv->diffs[cv->ndiff].sha256), "%s", tg->sha256);
+	cv->ndiff++;
+out:
+	pthread_mutex_unlock(&cv->lock);
+	free(tg);
+	j->user = NULL;
+}
+
+/* The hosts of one target release among the differing ones (sorted by name). */
+struct converge_pick {
+	const struct diff *d;
+	size_t n;
+};
+
+static int
+diff_name_cmp(const void *key, const void *elem)
+{
+	return strcasecmp(key, ((const struct diff *)elem)->host);
+}
+
+static int
+converge_wants(void *arg, const char *host)
+{
+	const struct converge_pick *p = arg;
+
+	return bsearch(host, p->d, p->n, sizeof(*p->d), diff_name_cmp) != NULL;
+}
+
+static int
+diff_cmp(const void *a, const void *b)
+{
+	const struct diff *x = a, *y = b;
+	int c = strcmp(x->sha256, y->sha256);
+
+	return c != 0 ? c : strcasecmp(x->host, y->host);
+}
+
+int
+swarm_cmd_converge(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	struct swarm_update_args a;
+	struct swarm_ctx c;
+	struct swarm_pool_opts po;
+	struct converge *cv = NULL;
+	struct err e = ERR_INIT;
+	char err[1024];
+	int rc = CLI_EXIT_FAIL, ctx = 0, worst = CLI_EXIT_OK;
+
+	if (swarm_converge_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {
+		free(a.hosts);
+		return cli_usage_error(GROUP, self, "%s", err);
+	}
+	if (a.help) {
+		free(a.hosts);
+		return cli_help(GROUP, self);
+	}
+	cv = calloc(1, sizeof(*cv));
+	if (cv == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	pthread_mutex_init(&cv->lock, NULL);
+	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
+		log_warnx("swarm converge: %s", err);
+		goto out;
+	}
+	ctx = 1;
+	c.quiet = 1;
+	if (cmd_rollout_selector(&c, &a, &cv->sel) != 0) {
+		goto out;
+	}
+	cv->c = &c;
+	cv->retry_failed = a.retry_failed;
+	cv->json = a.json || a.json_lines;
+	memset(&po, 0, sizeof(po));
+	po.parallel = a.parallel;
+	po.next = converge_next;
+	po.done = converge_done;
+	po.arg = cv;
+	if (swarm_run(&c, NULL, 0, &po) != 0 || cv->failed) {
+		log_warnx("swarm converge: cannot ask the hosts");
+		goto out;
+	}
+	if (cv->unanswered > 0) {
+		worst = CLI_EXIT_FAIL;
+	}
+	if (cv->ndiff == 0) {
+		if (a.json || a.json_lines) {
+			cJSON *o = cJSON_CreateObject();
+			if (o == NULL || json_add_str(o, "type", "converge") != 0 ||
+			    json_add_int(o, "asked", (long long)cv->asked) != 0 ||
+			    json_add_int(o, "matching", (long long)cv->matching) != 0 ||
+			    json_add_int(o, "unanswered", (long long)cv->unanswered) != 0 ||
+			    json_add_int(o, "held", (long long)cv->held) != 0 ||
+			    json_add_int(o, "penalty_box", (long long)cv->boxed) != 0 ||
+			    json_add_int(o, "without_target", (long long)cv->untargeted) != 0 ||
+			    json_add_item(o, "rollouts", cJSON_CreateArray()) != 0) {
+				cJSON_Delete(o);
+				o = NULL;
+			}
+			rc = print_json(o) == CLI_EXIT_OK ? worst : CLI_EXIT_FAIL;
+		} else {
+			printf("converge: nothing to do: %zu host%s run%s its target", cv->matching,
+			    cv->matching == 1 ? "" : "s", cv->matching == 1 ? "s" : "");
+			printf("%s", cv->held + cv->boxed + cv->unanswered + cv->untargeted > 0 ? " (" : "");
+			if (cv->held + cv->boxed + cv->unanswered + cv->untargeted > 0) {
+				printf("%zu held, %zu in the penalty box, %zu unanswered, %zu without "
+				    "a target)", cv->held, cv->boxed, cv->unanswered, cv->untargeted);
+			}
+			printf("\n");
+			rc = fflush(stdout) == 0 ? worst : CLI_EXIT_FAIL;
+		}
+		goto out;
+	}
+	qsort(cv->diffs, cv->ndiff, sizeof(*cv->diffs), diff_cmp);
+	if (a.dry_run) {
+		for (size_t i = 0; i < cv->ndiff; i++) {
+			char label[128] = "?";
+			if (registry_release_label(c.reg, cv->diffs[i].sha256, label, sizeof(label),
+			    &e) != 0) {
+				snprintf(label, sizeof(label), "?");
+			}
+			printf("%s would be updated to %s (sha256 %.12s)\n", cv->diffs[i].host, label,
+			    cv->diffs[i].sha256);
+		}
+		rc = fflush(stdout) == 0 ? worst : CLI_EXIT_FAIL;
+		goto out;
+	}
+	/* One rollout per target release, of exactly the hosts that differ. */
+	for (size_t i = 0; i < cv->ndiff;) {
+		struct converge_pick pick;
+		struct reg_rollout r;
+		char id[ROLLOUT_ID_LEN + 1], label[128] = "";
+		int one;
+		size_t k = i;
+
+		while (k < cv->ndiff && strcmp(cv->diffs[k].sha256, cv->diffs[i].sha256) == 0) {
+			k++;
+		}
+		pick.d = &cv->diffs[i];
+		pick.n = k - i;
+		if (registry_release_label(c.reg, cv->diffs[i].sha256, label, sizeof(label), &e) != 0) {
+			snprintf(label, sizeof(label), "?");
+		}
+		if (a.spec.name[0] == '\0' || strncmp(a.spec.name, "converge to ", 12) == 0) {
+			snprintf(a.spec.name, sizeof(a.spec.name), "converge to %.100s", label);
+		}
+		if (rollout_create_filtered(&c, &a.spec, &cv->sel, converge_wants, &pick, 0,
+		    cv->diffs[i].sha256, "converge", a.paused, id, &e) != 0) {
+			log_warnx("swarm converge: %s", err_msg(&e));
+			worst = CLI_EXIT_FAIL;
+			i = k;
+			continue;
+		}
+		if (registry_rollout_get(c.reg, id, &r, &e) == 0 && !a.json_lines) {
+			fprintf(stderr, "rollout %s: converge %d host%s to %s\n", id, r.n_hosts,
+			    r.n_hosts == 1 ? "" : "s", label);
+		}
+		c.quiet = 0;
+		c.tty = isatty(STDERR_FILENO);
+		one = a.paused ? ROLLOUT_EXIT_OPEN
+			       : drive_and_report(&c, id, a.json, a.json_lines, a.include_self, NULL,
+				   NULL);
+		c.quiet = 1;
+		if (one == CLI_EXIT_FAIL || (one == ROLLOUT_EXIT_OPEN && worst == CLI_EXIT_OK)) {
+			worst = one;
+		}
+		if (cmd_stop) {
+			break;
+		}
+		i = k;
+	}
+	rc = worst;
+out:
+	if (ctx) {
+		swarm_ctx_close(&c);
+	}
+	if (cv != NULL) {
+		pthread_mutex_destroy(&cv->lock);
+		free(cv->diffs);
+		free(cv);
+	}
+	free(a.hosts);
+	return rc;
+}
