@@ -17,6 +17,11 @@
  *   slow-health    (5)  not broken, slow: /health answers after
  *                       TANDEM_SLOW_MS milliseconds (default 2000); for
  *                       probe-timeout and in-flight-shutdown tests
+ *   fail-marker    (6)  run mode exits with status 1 right after start when
+ *                       a file named AGENT_FAIL_MARKER exists in the
+ *                       directory of its --config file, and runs normally
+ *                       elsewhere: a release that fails on named hosts only
+ *                       (the rollout tests)
  */
 #ifndef TANDEM_AGENT_BROKEN_H
 #define TANDEM_AGENT_BROKEN_H
@@ -27,18 +32,20 @@
 #define AGENT_BROKEN_WRONG_VERSION 3
 #define AGENT_BROKEN_CRASH_LATER 4
 #define AGENT_BROKEN_SLOW_HEALTH 5
+#define AGENT_BROKEN_FAIL_MARKER 6
 
 #ifndef TANDEM_AGENT_BROKEN
 #define TANDEM_AGENT_BROKEN AGENT_BROKEN_NONE
 #endif
 
-#if TANDEM_AGENT_BROKEN < AGENT_BROKEN_NONE || TANDEM_AGENT_BROKEN > AGENT_BROKEN_SLOW_HEALTH
-#error "TANDEM_AGENT_BROKEN must be 0..5"
+#if TANDEM_AGENT_BROKEN < AGENT_BROKEN_NONE || TANDEM_AGENT_BROKEN > AGENT_BROKEN_FAIL_MARKER
+#error "TANDEM_AGENT_BROKEN must be 0..6"
 #endif
 
 #define AGENT_WRONG_VERSION "0.0.0-wrong"
 #define AGENT_CRASH_AFTER_DEFAULT_MS 3000
 #define AGENT_SLOW_DEFAULT_MS 2000
+#define AGENT_FAIL_MARKER "fail-marker"
 
 /* Name of the compiled-in kind ("good" for the normal build). */
 static inline const char *
@@ -55,6 +62,8 @@ broken_kind_name(void)
 		return "crash-later";
 	case AGENT_BROKEN_SLOW_HEALTH:
 		return "slow-health";
+	case AGENT_BROKEN_FAIL_MARKER:
+		return "fail-marker";
 	default:
 		return "good";
 	}

@@ -67,6 +67,23 @@ read_release(struct release_info *rel)
 	}
 }
 
+/* fail-marker build: is there a AGENT_FAIL_MARKER file beside the --config file? */
+static int
+fail_marker_here(const struct agent_options *opt)
+{
+	char path[4200];
+	const char *slash = strrchr(opt->config_path, '/');
+	int n;
+
+	if (slash == NULL) {
+		n = snprintf(path, sizeof(path), "%s", AGENT_FAIL_MARKER);
+	} else {
+		n = snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - opt->config_path),
+		    opt->config_path, AGENT_FAIL_MARKER);
+	}
+	return n > 0 && (size_t)n < sizeof(path) && access(path, F_OK) == 0;
+}
+
 /* Milliseconds until the crash-later build exits, or -1 (never). */
 static int64_t
 crash_deadline(void)
@@ -276,6 +293,11 @@ run(const struct agent_options *opt)
 	}
 	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_EXIT_AT_ONCE) {
 		log_warnx("exit-at-once test build: exiting with status 1");
+		return 1;
+	}
+	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_FAIL_MARKER && fail_marker_here(opt)) {
+		log_warnx("fail-marker test build: %s found next to the config: exiting with status 1",
+		    AGENT_FAIL_MARKER);
 		return 1;
 	}
 	/* Stop signals go to the signalfd only: block them before any thread. */
