@@ -238,6 +238,8 @@ def test_fleet_update_flow(fleet, rel):
 def test_fleet_fail_closed(fleet, rel):
     """Pin mismatch, no updater identity, unreachable, decommissioned: nothing is sent."""
     web1_hist = len(fleet.json("swarm", "history", "--host", "web1")["updater"])
+    # A host that already runs the release is left alone (already-active, prev kept).
+    before = hosts_by_name(fleet.json("swarm", "status"))
     # An impostor: enrolled with its own updater certificate, but web1's updater answers there.
     fleet.enroll("impostor", updater_port=fleet.ports["web1"][1])
     # No updater identity.
@@ -255,7 +257,9 @@ def test_fleet_fail_closed(fleet, rel):
     assert "retired" not in hs
     assert doc["ok"] is False
     for name in ("web1", "web2", "web3"):
-        assert hs[name]["agent"]["result"] == "updated", hs[name]
+        running = (before[name]["active"] or {}).get("version")
+        assert hs[name]["agent"]["result"] == \
+            ("already-active" if running == "2.0.0" else "updated"), hs[name]
     assert hs["impostor"]["agent"]["result"] == "failed"
     assert "pin mismatch" in hs["impostor"]["agent"]["reason"]
     assert hs["noupd"]["agent"]["result"] == "failed"
@@ -264,7 +268,9 @@ def test_fleet_fail_closed(fleet, rel):
     assert hs["dead"]["agent"]["reason"] == "unreachable"
     assert "connect to" in hs["dead"]["agent"]["detail"]
     # The impostor push never reached web1's updater: one more entry only (its own push).
-    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == web1_hist + 1
+    web1_pushed = 0 if hs["web1"]["agent"]["result"] == "already-active" else 1
+    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == \
+        web1_hist + web1_pushed
 
     # Dry run reports the same without touching anything.
     doc = hosts_by_name(fleet.json("swarm", "update", "--all", "--dry-run"))
@@ -280,7 +286,8 @@ def test_fleet_fail_closed(fleet, rel):
     # Rollback on a pin mismatch fails closed too.
     r = fleet.tandem("swarm", "rollback", "--host", "impostor", check=1)
     assert "pin mismatch" in r.stdout
-    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == web1_hist + 1
+    assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == \
+        web1_hist + web1_pushed
 
 
 def test_update_usage_and_bad_release(fleet, rel, tmp_path):
