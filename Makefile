@@ -213,6 +213,12 @@ unit: $(UNIT_BINS)
 e2e: all
 	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider --durations=12 tests/e2e
 
+# The master's whole rollout crash sweep (make check runs a bounded set of its points).
+.PHONY: rollout-sweep
+rollout-sweep: all
+	TANDEM_BUILD=$(abspath $(BUILD)) TANDEM_ROLLOUT_SWEEP=full $(PYTEST) -q -p no:cacheprovider \
+		tests/e2e/test_rollout_crash.py
+
 test: unit e2e
 
 # The whole gate, as a newcomer (and CI) runs it.

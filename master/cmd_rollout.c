@@ -1095,6 +1095,10 @@ swarm_cmd_rollout(const struct cli *cli, const struct cli_cmd *self, int argc, c
 			return CLI_EXIT_USAGE;
 		}
 		id = argv[optind];
+		if (strlen(id) < 4 || strlen(id) > ROLLOUT_ID_LEN || !is_hex_len(id, strlen(id))) {
+			return cli_usage_error(GROUP, self, "'%.40s' is not a rollout id (%d hex "
+			    "digits, or a unique prefix of at least 4)", id, ROLLOUT_ID_LEN);
+		}
 	} else if (optind != argc) {
 		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
 	}

@@ -197,7 +197,8 @@ struct driver {
 	struct swarm_ctx *c;
 	const struct rollout_ui *ui;
 	volatile int *caller_stop;
-	volatile int stop_any;       /* the pool's stop flag: any reason below */
+	volatile int stop_any;       /* stop dispatching: any reason below */
+	volatile int stop_hard;      /* stop everything: lease or registry lost, caller's stop */
 	char owner[160];
 	struct reg_rollout r;
 	struct rollout_spec spec;
@@ -401,6 +402,7 @@ gc_write(struct driver *d, const struct reg_rollout_host *row)
 				err_copy(&d->lost_err, &e);
 			}
 			d->stop_any = 1;
+			d->stop_hard = 1;
 			pthread_mutex_unlock(&d->lock);
 		}
 		pthread_mutex_lock(&d->gc_mu);
@@ -508,6 +510,13 @@ should_stop(struct driver *d)
 	pthread_mutex_lock(&d->lock);
 	if (*d->caller_stop) {
 		d->stop_any = 1;
+		d->stop_hard = 1;
+	}
+	if (d->mode != SRC_DISPATCH) {
+		/* A revert or a soak's second look goes on whatever halts dispatching. */
+		stop = d->stop_hard;
+		pthread_mutex_unlock(&d->lock);
+		return stop;
 	}
 	if (d->mode == SRC_DISPATCH && d->spec.have_window && !d->window_closed &&
 	    mono_ms() - d->window_checked >= 1000) {
@@ -544,6 +553,7 @@ src_next(void *arg, struct swarm_job *j)
 			d->lost = 1;
 			err_copy(&d->lost_err, &e);
 			d->stop_any = 1;
+			d->stop_hard = 1;
 			pthread_mutex_unlock(&d->lock);
 			d->nb = 0;
 		}
@@ -1027,6 +1037,12 @@ run_pool(struct driver *d, enum src_mode mode, int wave, size_t total)
 
 	pthread_mutex_lock(&d->lock);
 	d->mode = mode;
+	/*
+	 * A halt or an operator's request stops dispatching, never a revert or
+	 * a soak's second look; a lost lease and the caller's stop stop all.
+	 */
+	d->stop_hard = d->lost || *d->caller_stop;
+	d->stop_any = d->stop_hard || (mode == SRC_DISPATCH && (d->halted || d->request[0] != '\0'));
 	pthread_mutex_unlock(&d->lock);
 	d->wave = wave;
 	d->after_seq = 0;
@@ -1042,7 +1058,7 @@ run_pool(struct driver *d, enum src_mode mode, int wave, size_t total)
 	if (d->spec.deadline_at > 0) {
 		po.deadline = mono_ms() + ((int64_t)d->spec.deadline_at - (int64_t)time(NULL)) * 1000;
 	}
-	po.stop = &d->stop_any;
+	po.stop = mode == SRC_DISPATCH ? &d->stop_any : &d->stop_hard;
 	po.no_push_log = 1;
 	po.next = src_next;
 	po.arg = d;
@@ -1080,6 +1096,7 @@ lease_thread(void *arg)
 		pthread_mutex_unlock(&d->lease_mu);
 		if (*d->caller_stop) {
 			d->stop_any = 1;
+			d->stop_hard = 1;
 		}
 		if (mono_ms() >= next_renew) {
 			struct err e = ERR_INIT;
@@ -1091,6 +1108,7 @@ lease_thread(void *arg)
 					err_copy(&d->lost_err, &e);
 				}
 				d->stop_any = 1;
+				d->stop_hard = 1;
 				pthread_mutex_unlock(&d->lock);
 			}
 			next_renew = mono_ms() + ROLLOUT_LEASE_RENEW_MS;
@@ -1410,7 +1428,7 @@ drive_waves(struct driver *d, struct err *e)
 			for (;;) {
 				rc = wait_for_window(d, e);
 				if (rc != 0) {
-					return rc < 0 ? -1 : 0;
+					return rc < 0 ? -1 : handle_request(d, e) < 0 ? -1 : 0;
 				}
 				if (registry_rollout_counts(d->c->reg, d->r.id, w, 0, &n, e) != 0) {
 					return -1;
@@ -1451,6 +1469,10 @@ drive_waves(struct driver *d, struct err *e)
 			}
 		}
 		rc = gate(d, w, e);
+		if (rc == 2) {
+			/* The soak was cut short: an operator's request, or the caller's stop. */
+			return handle_request(d, e) < 0 ? -1 : 0;
+		}
 		if (rc != 0) {
 			return rc < 0 ? -1 : 0;
 		}
