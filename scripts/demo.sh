@@ -321,11 +321,26 @@ step "Build release 2.0.0 deliberately broken: its agent exits as soon as it sta
 R2=$DIR/releases/tandem-agent-2.0.0-exit-at-once.tar.gz
 release 2.0.0 exit-at-once "$R2"
 
-step "Push the broken 2.0.0 to every host: the probe fails, each updater restores 1.0.0 by itself (exit status 1)."
+step "Push the broken 2.0.0 to every host. Every update is a rollout: one canary host first; its probe fails, its updater restores 1.0.0 by itself, and the rollout halts before any other host gets 2.0.0 (exit status 1)."
 show "$T" --home "$HOME_DIR" swarm update --all --release "$R2"
 expect_rc 1
-expect_rows 'rolled-back' "${HOSTS[@]}"
+expect_out 'halted \(0 of 3 updated\)'
+[ "$(grep -Ec '^host[0-9]+[[:space:]].*rolled-back' "$OUT")" -eq 1 ] ||
+	fail "step $STEP: not exactly one host (the canary) rolled back"
+[ "$(grep -Ec '^host[0-9]+[[:space:]].*pending' "$OUT")" -eq 2 ] ||
+	fail "step $STEP: the two other hosts were not left untouched (pending)"
+ok "the canary rolled back, the two other hosts never got 2.0.0"
 expect_version 1.0.0 "${HOSTS[@]}"
+ROLLOUT=$(sed -n 's/^rollout \([0-9a-f]\{16\}\): halted.*/\1/p' "$OUT" | head -n 1)
+[ -n "$ROLLOUT" ] || fail "step $STEP: no rollout id in the output"
+
+step "The halted rollout keeps its plan and hosts until the operator decides: look at it, then end it."
+show "$T" --home "$HOME_DIR" swarm rollout status "$ROLLOUT"
+expect_rc 0
+expect_out 'state: halted'
+show "$T" --home "$HOME_DIR" swarm rollout abort "$ROLLOUT"
+expect_rc 0
+expect_out 'aborted'
 
 step "Fleet status after the failed push: still 1.0.0 everywhere."
 show "$T" --home "$HOME_DIR" swarm status --all

@@ -101,11 +101,14 @@ def run_scenario(fleet, rel, point):
 def test_crash_sweep_resume_gives_the_same_rows(fleet, rel):
     reference, new, doc = run_scenario(fleet, rel, None)
     assert [r[2] for r in reference] == ["reverted", "reverted", "rolled_back", "skipped"], \
-        reference
+        (reference, doc["reason"], [e for e in fleet.json("swarm", "rollout", "events",
+                                                       doc["id"])["events"]
+                                    if e["kind"] in ("host", "halted", "soak")])
     assert doc["summary"] == "halted (2 of 4 updated, 2 reverted)", doc
     for point in POINTS:
         rows, new, doc = run_scenario(fleet, rel, point)
-        assert rows == reference, (point, rows, reference)
+        assert rows == reference, (point, rows, reference, doc["reason"],
+                                   fleet.json("swarm", "rollout", "events", doc["id"]))
         for host, entries in new.items():
             installs = [e for e in entries if e.get("kind") == "update" and
                         e.get("result") == "updated"]
