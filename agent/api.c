@@ -239,12 +239,13 @@ api_init(struct api *a, const char *version, const struct release_info *release,
 		a->slow_ms = (int)v;
 	}
 #endif
+	/* The probes answer any CA-signed client, even one whose certificate names no role. */
 	a->routes[0] = (struct httpd_route){ .method = "GET", .path = "/health",
-		.on_end = health_end, .arg = a };
+		.roles = TLS_ROLES_ANY, .on_end = health_end, .arg = a };
 	a->routes[1] = (struct httpd_route){ .method = "GET", .path = "/livez",
-		.on_end = livez_end, .arg = a };
+		.roles = TLS_ROLES_ANY, .on_end = livez_end, .arg = a };
 	a->routes[2] = (struct httpd_route){ .method = "GET", .path = "/readyz",
-		.on_end = readyz_end, .arg = a };
+		.roles = TLS_ROLES_ANY, .on_end = readyz_end, .arg = a };
 	a->routes[3] = (struct httpd_route){ .method = "GET", .path = "/info", .roles = info_roles,
 		.on_end = info_end, .arg = a };
 }

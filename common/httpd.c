@@ -638,7 +638,8 @@ req_new(struct httpd *srv, struct MHD_Connection *mc, const char *url, const cha
 		r->allow_header = path_known;
 		return r;
 	}
-	unsigned roles = r->route->roles != 0 ? r->route->roles : TLS_ROLES_ANY;
+	/* Fail closed: a route admits a peer with no role only when it says so. */
+	unsigned roles = r->route->roles != 0 ? r->route->roles : TLS_ROLES_KNOWN;
 	if ((roles & TLS_ROLEBIT(rec->id.role)) == 0) {
 		r->reject_status = 403;
 		snprintf(r->reject_msg, sizeof(r->reject_msg),
@@ -1159,6 +1160,11 @@ relay_thread(void *p)
 	}
 	log_debug("%s: %s connected as %s (%s)%s", srv->o.name, ra->ip, id.cn,
 	    tls_role_name(id.role), id.resumed ? " [resumed]" : "");
+	if (id.role == TLS_ROLE_UNKNOWN) {
+		log_info("%s: %s connected with CN=\"%s\" OU=\"%s\", which maps to no role: "
+			 "only routes open to any client answer it, the others say 403",
+		    srv->o.name, ra->ip, id.cn, id.ou);
+	}
 	rec = calloc(1, sizeof(*rec));
 	if (rec != NULL) {
 		/* Ready for rec_unref at "out" whatever fails next. */

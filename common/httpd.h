@@ -45,7 +45,7 @@ struct httpd_part {
 struct httpd_route {
 	const char *method; /* "GET" (also serves HEAD), "POST", ... */
 	const char *path;   /* exact match */
-	unsigned roles;     /* TLS_ROLEBIT(...) mask; 0 means TLS_ROLES_ANY */
+	unsigned roles;     /* TLS_ROLEBIT(...) mask; 0 means TLS_ROLES_KNOWN */
 	uint64_t max_body;  /* 0: no body accepted */
 	int deadline_ms;    /* whole request; 0: the server default */
 	int multipart;      /* parse the body as multipart/form-data */

@@ -860,12 +860,6 @@ tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identi
 		return -1;
 	}
 	id->resumed = tls_tl_resumed;
-	if (id->role == TLS_ROLE_UNKNOWN) {
-		snprintf(err, errlen, "client certificate CN=\"%s\" OU=\"%s\" maps to no role", id->cn,
-		    id->ou);
-		tls_conn_discard(c);
-		return -1;
-	}
 	*out = c;
 	return 0;
 }

@@ -36,11 +36,18 @@ enum tls_role {
 	TLS_ROLE_UPDATER = 3,
 };
 
-/* Bit masks for role sets (route permissions). */
+/*
+ * Bit masks for role sets (route permissions). A peer with no role (a
+ * CA-signed clientAuth certificate whose subject names no role) completes the
+ * handshake and is refused (403) by every route but those open to
+ * TLS_ROLES_ANY: read-only status routes such as /health, nothing that
+ * changes state or tells more than a health probe.
+ */
 #define TLS_ROLEBIT(r) (1u << (r))
-#define TLS_ROLES_ANY                                                                    \
+#define TLS_ROLES_KNOWN                                                                  \
 	(TLS_ROLEBIT(TLS_ROLE_MASTER) | TLS_ROLEBIT(TLS_ROLE_AGENT) |                    \
-	    TLS_ROLEBIT(TLS_ROLE_UPDATER) | TLS_ROLEBIT(TLS_ROLE_UNKNOWN))
+	    TLS_ROLEBIT(TLS_ROLE_UPDATER))
+#define TLS_ROLES_ANY (TLS_ROLES_KNOWN | TLS_ROLEBIT(TLS_ROLE_UNKNOWN))
 
 /* The identity of a verified peer, extracted once per handshake. */
 struct tls_identity {
@@ -129,7 +136,10 @@ size_t tls_revoked_count(void);
  * Server side: run the handshake on the connected socket FD (made
  * non-blocking) within the context's handshake deadline. On success *OUT owns
  * FD and ID holds the verified client identity (re-checked after resumption:
- * validity window, role and EKU). On failure FD is NOT closed and ERR says why.
+ * validity window, revocation and EKU). A certificate whose subject maps to
+ * no role is accepted with ID->role TLS_ROLE_UNKNOWN: the routes refuse it
+ * (403), which tells the client more than a dropped connection. On failure FD
+ * is NOT closed and ERR says why.
  */
 int tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identity *id,
     char *err, size_t errlen) WUR;

@@ -281,10 +281,15 @@ def test_info_roles_and_mtls_refusals(procs, tmp_path, pki, agent_cfg):
         status, body = get_json(pki, who, port, "/info")
         assert status == 403, (cn, body)
         assert cn in body["detail"]["error"]
-    # /health, /livez, /readyz answer any CA-signed client.
-    for who in (other_updater, other_agent, pki.updater, pki.master):
+    # /health, /livez, /readyz answer any CA-signed client, even one whose
+    # subject names no role; /info refuses that one like any other.
+    norole = pki.issue("norole", "evil@host1", ou="agent", eku=("clientAuth",))
+    for who in (other_updater, other_agent, pki.updater, pki.master, norole):
         for path in ("/health", "/livez", "/readyz"):
             assert get_json(pki, who, port, path)[0] == 200
+    status, body = get_json(pki, norole, port, "/info")
+    assert status == 403, body
+    assert body["detail"]["error"].endswith("not allowed for unknown certificate CN=evil@host1")
 
     # No client certificate, a foreign CA, a serverAuth-only certificate and an
     # expired one: refused at the handshake (curl fails, no HTTP status).

@@ -333,6 +333,16 @@ def test_master_pins(procs, tmp_path, pki, releases):
         h.assert_clean()
         st, _ = h.get("/history", who=other)
         assert st == 403
+        # A CA-signed certificate whose subject names no role: /health only.
+        norole = pki.issue("norole", "evil@host1", eku=("clientAuth",))
+        st, body = h.get("/health", who=norole)
+        assert st == 200 and body["status"] == "no_release", body
+        for st, body in (h.get("/releases", who=norole), h.push(v1, who=norole)[0::2]):
+            assert st == 403, body
+            assert assert_detail(body).endswith(
+                "is not allowed for unknown certificate CN=evil@host1")
+        assert h.slots() == {}
+        h.assert_clean()
         st, _, body = h.push(v1)
         assert st == 200, body
     finally:

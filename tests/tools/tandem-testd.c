@@ -264,7 +264,8 @@ stats_end(struct httpd_req *r, void *arg)
 #define GIB (1024ULL * 1024 * 1024)
 
 static const struct httpd_route routes[] = {
-	{ .method = "GET", .path = "/whoami", .on_end = whoami_end },
+	/* Open to a peer with no role too, so tests see how it was mapped. */
+	{ .method = "GET", .path = "/whoami", .roles = TLS_ROLES_ANY, .on_end = whoami_end },
 	{ .method = "GET", .path = "/master-only", .roles = TLS_ROLEBIT(TLS_ROLE_MASTER),
 	    .on_end = master_end },
 	{ .method = "POST", .path = "/upload", .max_body = 4 * GIB, .deadline_ms = 600000,

@@ -409,6 +409,7 @@ static const struct httpd_route g_routes[] = {
 	    .on_data = sink_data, .on_end = sink_end, .on_cleanup = sink_cleanup },
 	{ .method = "GET", .path = "/admin", .roles = TLS_ROLEBIT(TLS_ROLE_MASTER),
 	    .on_end = admin_end },
+	{ .method = "GET", .path = "/open", .roles = TLS_ROLES_ANY, .on_end = admin_end },
 	{ .method = "POST", .path = "/sink", .max_body = 64 * MIB, .on_begin = sink_begin,
 	    .on_data = sink_data, .on_end = sink_end, .on_cleanup = sink_cleanup },
 	{ .method = "POST", .path = "/small", .max_body = 100, .on_begin = sink_begin,
@@ -742,6 +743,28 @@ test_routing_404_405_head(void **state)
 	httpd_stop(srv, 1000, 0);
 }
 
+/* Send REQ on a connection injected with identity ID; the whole answer into BUF. */
+static void
+inject_request(struct httpd *srv, const struct tls_identity *id, const char *req, char *buf,
+    size_t len)
+{
+	size_t got = 0, n = strlen(req);
+	int sp[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(httpd_inject_connection(srv, sp[1], id), 0);
+	assert_int_equal(write(sp[0], req, n), (ssize_t)n);
+	for (;;) {
+		ssize_t r = read(sp[0], buf + got, len - 1 - got);
+		if (r <= 0) {
+			break;
+		}
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	close(sp[0]);
+}
+
 static void
 test_role_mask_403(void **state)
 {
@@ -761,30 +784,34 @@ test_role_mask_403(void **state)
 	resp_free(&r);
 	assert_int_equal(atomic_load(&g_seen.ends), 1);
 
-	/* An identity with no role (only reachable through the injection hook)
-	 * is refused by a role mask, but served by TLS_ROLES_ANY routes. */
+	/* A peer with no role is refused (403, before the handler or the body) by
+	 * a role mask and by a route that names no roles, and served only by the
+	 * routes open to TLS_ROLES_ANY. */
 	struct tls_identity id;
-	int sp[2];
 	char buf[4096];
-	size_t got = 0;
 	memset(&id, 0, sizeof(id));
 	snprintf(id.cn, sizeof(id.cn), "nobody@x");
 	id.role = TLS_ROLE_UNKNOWN;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-	assert_int_equal(httpd_inject_connection(srv, sp[1], &id), 0);
-	static const char req[] = "GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-	assert_int_equal(write(sp[0], req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
-	for (;;) {
-		ssize_t n = read(sp[0], buf + got, sizeof(buf) - 1 - got);
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(sp[0]);
+	atomic_store(&g_seen.ends, 0);
+	inject_request(srv, &id, "GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	    buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 403"));
 	assert_non_null(strstr(buf, "not allowed for unknown certificate CN=nobody@x"));
+	inject_request(srv, &id, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	    buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 403"));
+	assert_non_null(strstr(buf, "GET /hello is not allowed for unknown certificate"));
+	inject_request(srv, &id,
+	    "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+	    "hello",
+	    buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 403"));
+	assert_int_equal(atomic_load(&g_seen.ends), 0);
+	inject_request(srv, &id, "GET /open HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	    buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 200"));
+	assert_non_null(strstr(buf, "admin ok"));
+	assert_int_equal(atomic_load(&g_seen.ends), 1);
 	httpd_stop(srv, 1000, 0);
 }
 
