@@ -557,8 +557,11 @@ backup_check_home(const char *stage, struct err *e)
 	    tls_identity_from_file(ca, NULL, &id, ebuf, sizeof(ebuf)) != 0) {
 		return err_set(e, ERR_FORMAT, "the archive holds no usable CA certificate");
 	}
-	if (pki_master_cn(stage, mcn, sizeof(mcn), ebuf, sizeof(ebuf)) != 0) {
-		return err_set(e, ERR_FORMAT, "the archive's master certificate: %s", ebuf);
+	if (pki_master_cn(stage, mcn, sizeof(mcn), e) != 0) {
+		if (e != NULL) {
+			e->kind = ERR_FORMAT; /* what the archive holds, whatever the reason */
+		}
+		return err_prefix(e, "the archive's master certificate");
 	}
 	if (registry_open(stage, &reg, ebuf, sizeof(ebuf)) != REGISTRY_OK) {
 		return err_set(e, ERR_FORMAT, "the archive's registry: %s", ebuf);

@@ -225,8 +225,8 @@ certs_revoke(const char *home, const char *target, const char *host, int reason,
 	if ((target == NULL) == (host == NULL)) {
 		return err_set(e, ERR_USAGE, "give a certificate or --host, not both");
 	}
-	if (pki_master_cn(home, mcn, sizeof(mcn), ebuf, sizeof(ebuf)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", ebuf);
+	if (pki_master_cn(home, mcn, sizeof(mcn), e) != 0) {
+		return -1;
 	}
 	if (target != NULL) {
 		if (certs_find_target(home, mcn, target, &f, e) != 0) {
@@ -386,7 +386,6 @@ certs_status(const char *home, int warn_days, cJSON **out, struct err *e)
 {
 	char ca[PATH_MAX], mcrt[PATH_MAX], crl_path[PATH_MAX];
 	char mcn[PKI_CN_MAX + 1];
-	char ebuf[512];
 	cJSON *o = NULL;
 	cJSON *c;
 	char *buf = NULL;
@@ -399,8 +398,8 @@ certs_status(const char *home, int warn_days, cJSON **out, struct err *e)
 	    pki_path(home, CRL_DER_FILE, crl_path, sizeof(crl_path)) != 0) {
 		return err_set(e, ERR_CONFIG, "home directory path too long");
 	}
-	if (pki_master_cn(home, mcn, sizeof(mcn), ebuf, sizeof(ebuf)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", ebuf);
+	if (pki_master_cn(home, mcn, sizeof(mcn), e) != 0) {
+		return -1;
 	}
 	o = cJSON_CreateObject();
 	if (o == NULL || json_add_int(o, "warn_days", warn_days) != 0) {

@@ -65,7 +65,7 @@ pki_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *master_cn = TLS_DEFAULT_MASTER_CN;
-	char err[512];
+	struct err pe = ERR_INIT;
 	char ca_crt[PATH_MAX], m_crt[PATH_MAX], m_key[PATH_MAX];
 	char ca_fp[TLS_FP_HEX_LEN + 1], m_fp[TLS_FP_HEX_LEN + 1];
 	int json = 0;
@@ -90,11 +90,11 @@ pki_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 	if (optind != argc) {
 		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
 	}
-	if (pki_check_cn(master_cn, err, sizeof(err)) != 0) {
-		return cli_usage_error(GROUP, self, "%s", err);
+	if (pki_check_cn(master_cn, &pe) != 0) {
+		return cli_usage_error(GROUP, self, "%s", err_msg(&pe));
 	}
-	if (pki_init(cli->home, master_cn, err, sizeof(err)) != 0) {
-		log_warnx("pki init: %s", err);
+	if (pki_init(cli->home, master_cn, &pe) != 0) {
+		log_warnx("pki init: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
 	if (pki_path(cli->home, PKI_CA_CRT, ca_crt, sizeof(ca_crt)) != 0 ||
@@ -103,9 +103,9 @@ pki_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 		log_warnx("pki init: home directory path too long");
 		return CLI_EXIT_FAIL;
 	}
-	if (pki_fingerprint_file(ca_crt, ca_fp, err, sizeof(err)) != 0 ||
-	    pki_fingerprint_file(m_crt, m_fp, err, sizeof(err)) != 0) {
-		log_warnx("pki init: %s", err);
+	if (pki_fingerprint_file(ca_crt, ca_fp, &pe) != 0 ||
+	    pki_fingerprint_file(m_crt, m_fp, &pe) != 0) {
+		log_warnx("pki init: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
 	log_info("created the CA and the master certificate (CN=%s) under %s", master_cn,
@@ -156,6 +156,7 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 	char key_path[PATH_MAX], crt_path[PATH_MAX], ca_copy[PATH_MAX], ca_crt[PATH_MAX];
 	char fp[TLS_FP_HEX_LEN + 1];
 	char err[512];
+	struct err pe = ERR_INIT;
 	char nb[32], na[32];
 	struct tls_identity id;
 	long long days;
@@ -278,8 +279,8 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 		log_warn("pki issue: cannot create %s", outdir);
 		return CLI_EXIT_FAIL;
 	}
-	if (pki_issue(cli->home, &o, err, sizeof(err)) != 0) {
-		log_warnx("pki issue: %s", err);
+	if (pki_issue(cli->home, &o, &pe) != 0) {
+		log_warnx("pki issue: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
 	/* The bundle directory also gets the CA certificate peers verify against. */
@@ -287,8 +288,11 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 		log_warn("pki issue: cannot copy %s to %s", ca_crt, ca_copy);
 		return CLI_EXIT_FAIL;
 	}
-	if (pki_fingerprint_file(crt_path, fp, err, sizeof(err)) != 0 ||
-	    tls_identity_from_file(crt_path, NULL, &id, err, sizeof(err)) != 0) {
+	if (pki_fingerprint_file(crt_path, fp, &pe) != 0) {
+		log_warnx("pki issue: %s", err_msg(&pe));
+		return CLI_EXIT_FAIL;
+	}
+	if (tls_identity_from_file(crt_path, NULL, &id, err, sizeof(err)) != 0) {
 		log_warnx("pki issue: %s", err);
 		return CLI_EXIT_FAIL;
 	}
@@ -320,7 +324,7 @@ pki_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 	};
 	char mcn[PKI_CN_MAX + 1];
 	const char *master_cn = NULL;
-	char err[512];
+	struct err pe = ERR_INIT;
 	int json = 0;
 	int c;
 
@@ -344,14 +348,14 @@ pki_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char *
 	}
 	if (master_cn == NULL) {
 		/* Roles depend on the master CN recorded in the home directory. */
-		if (pki_master_cn(cli->home, mcn, sizeof(mcn), err, sizeof(err)) != 0) {
-			log_warnx("pki show: %s", err);
+		if (pki_master_cn(cli->home, mcn, sizeof(mcn), &pe) != 0) {
+			log_warnx("pki show: %s", err_msg(&pe));
 			return CLI_EXIT_FAIL;
 		}
 		master_cn = mcn;
 	}
-	if (pki_show(argv[optind], stdout, master_cn, json, err, sizeof(err)) != 0) {
-		log_warnx("pki show: %s", err);
+	if (pki_show(argv[optind], stdout, master_cn, json, &pe) != 0) {
+		log_warnx("pki show: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
 	return CLI_EXIT_OK;

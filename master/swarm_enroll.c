@@ -121,6 +121,7 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	const char *sans[PKI_MAX_SANS + 1];
 	char crt[PATH_MAX], key[PATH_MAX], file[64];
 	struct pki_issue_opts io;
+	struct err pe = ERR_INIT;
 	size_t n = 0, i;
 
 	pki_issue_opts_init(&io);
@@ -148,10 +149,11 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	io.n_sans = n;
 	io.key_out = key;
 	io.cert_out = crt;
-	if (pki_issue(home, &io, err, errlen) != 0) {
+	if (pki_issue(home, &io, &pe) != 0 || pki_fingerprint_file(crt, fp, &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return -1;
 	}
-	return pki_fingerprint_file(crt, fp, err, errlen);
+	return 0;
 }
 
 static int
@@ -221,7 +223,7 @@ write_updater_conf(const char *home, const struct reg_host *h, const char *maste
 	int signed_only;
 
 	if (pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
-	    pki_fingerprint_file(mcrt, mfp, err, errlen) != 0) {
+	    pki_fingerprint_file(mcrt, mfp, NULL) != 0) {
 		snprintf(err, errlen, "cannot read the master certificate %s/%s", home,
 		    PKI_MASTER_CRT);
 		return -1;
@@ -258,14 +260,17 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	char fp[TLS_FP_HEX_LEN + 1], text[4096], abs_bundle[PATH_MAX];
 	struct registry *reg = NULL;
 	struct reg_host *h = &res->host;
+	struct err pe = ERR_INIT;
 	int rc = REGISTRY_ERR, r, agent_port = o->agent_port, updater_port = o->updater_port;
 	size_t i;
 
 	memset(res, 0, sizeof(*res));
-	if (pki_master_cn(home, master_cn, sizeof(master_cn), err, errlen) != 0) {
+	if (pki_master_cn(home, master_cn, sizeof(master_cn), &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return REGISTRY_ERR;
 	}
-	if (pki_check_host_name(o->name, master_cn, err, errlen) != 0) {
+	if (pki_check_host_name(o->name, master_cn, &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return REGISTRY_INVALID;
 	}
 	if (!registry_name_valid(o->name)) {

@@ -46,7 +46,9 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 		snprintf(err, errlen, "home path too long");
 		return -1;
 	}
-	if (pki_master_cn(home, mcn, sizeof(mcn), err, errlen) != 0) {
+	struct err pe = ERR_INIT;
+	if (pki_master_cn(home, mcn, sizeof(mcn), &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return -1;
 	}
 	tls_opts_init(&to);

@@ -406,7 +406,6 @@ crl_build(const char *home, unsigned long long number, time_t this_update,
 	unsigned char *p;
 	unsigned char *tbs;
 	mbedtls_pk_type_t pk;
-	char cerr[512];
 	int ret;
 	int rc = -1;
 
@@ -456,12 +455,7 @@ crl_build(const char *home, unsigned long long number, time_t this_update,
 			}
 		}
 	}
-	if (pki_ca_load(&ca, home, cerr, sizeof(cerr)) != 0) {
-		err_set(e, ERR_CONFIG, "%s", cerr);
-		goto out;
-	}
-	if (pki_rng_seed(&rng, cerr, sizeof(cerr)) != 0) {
-		err_set(e, ERR_INTERNAL, "%s", cerr);
+	if (pki_ca_load(&ca, home, e) != 0 || pki_rng_seed(&rng, e) != 0) {
 		goto out;
 	}
 	pk = mbedtls_pk_can_do(&ca.key, MBEDTLS_PK_ECDSA) ? MBEDTLS_PK_ECDSA : MBEDTLS_PK_RSA;

@@ -140,7 +140,6 @@ pki_csr_new(const char *key_path, const char *cn, char **pem, struct err *e)
 	mbedtls_pk_context key;
 	struct pki_rng rng;
 	char subject[128];
-	char ebuf[256];
 	unsigned char *buf = NULL;
 	int ret;
 	int rc = -1;
@@ -154,8 +153,7 @@ pki_csr_new(const char *key_path, const char *cn, char **pem, struct err *e)
 		err_set(e, ERR_BAD_REQUEST, "unusable CN for a request");
 		goto out;
 	}
-	if (pki_rng_seed(&rng, ebuf, sizeof(ebuf)) != 0) {
-		err_set(e, ERR_INTERNAL, "%s", ebuf);
+	if (pki_rng_seed(&rng, e) != 0) {
 		goto out;
 	}
 	if (csr_key(&key, key_path, &rng, e) != 0) {

@@ -11,7 +11,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,29 +57,19 @@ struct pki_spec {
 	size_t n_sans;
 };
 
-static void pki_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-pki_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void
-pki_mbed_err(char *err, size_t errlen, const char *what, int ret)
+/* E from mbedTLS's RET while doing WHAT: file and memory errors keep their kind. */
+static int
+pki_mbed_err(struct err *e, enum err_kind kind, const char *what, int ret)
 {
 	char buf[160];
 
+	if (ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
+		kind = ERR_IO;
+	} else if (ret == MBEDTLS_ERR_X509_ALLOC_FAILED || ret == MBEDTLS_ERR_PK_ALLOC_FAILED) {
+		kind = ERR_NOMEM;
+	}
 	mbedtls_strerror(ret, buf, sizeof(buf));
-	pki_err(err, errlen, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
+	return err_set(e, kind, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
 }
 
 int
@@ -120,51 +109,51 @@ pki_key_type_parse(const char *s, enum pki_key_type *out)
 
 /* DNS syntax: [A-Za-z0-9.-], labels 1..63 not starting/ending with '-'. */
 static int
-pki_check_dns(const char *name, const char *what, char *err, size_t errlen)
+pki_check_dns(const char *name, const char *what, struct err *e)
 {
 	size_t len;
 	size_t label = 0;
 
 	if (name == NULL || *name == '\0') {
-		pki_err(err, errlen, "%s is empty", what);
+		err_set(e, ERR_BAD_REQUEST, "%s is empty", what);
 		return -1;
 	}
 	len = strlen(name);
 	if (len > PKI_HOST_NAME_MAX) {
-		pki_err(err, errlen, "%s is longer than %d characters", what, PKI_HOST_NAME_MAX);
+		err_set(e, ERR_BAD_REQUEST, "%s is longer than %d characters", what, PKI_HOST_NAME_MAX);
 		return -1;
 	}
 	for (size_t i = 0; i <= len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c == '.' || c == '\0') {
 			if (label == 0) {
-				pki_err(err, errlen, "%s '%s' has an empty label", what, name);
+				err_set(e, ERR_BAD_REQUEST, "%s '%s' has an empty label", what, name);
 				return -1;
 			}
 			if (name[i - 1] == '-') {
-				pki_err(err, errlen, "%s '%s': a label may not end with '-'", what, name);
+				err_set(e, ERR_BAD_REQUEST, "%s '%s': a label may not end with '-'", what, name);
 				return -1;
 			}
 			label = 0;
 			continue;
 		}
 		if (c == '@') {
-			pki_err(err, errlen,
+			err_set(e, ERR_BAD_REQUEST,
 			    "%s '%s' contains '@', which is reserved for role names (updater@HOST)",
 			    what, name);
 			return -1;
 		}
 		if (!isalnum(c) && c != '-') {
-			pki_err(err, errlen, "%s contains a character outside [A-Za-z0-9.-] (0x%02x)",
+			err_set(e, ERR_BAD_REQUEST, "%s contains a character outside [A-Za-z0-9.-] (0x%02x)",
 			    what, c);
 			return -1;
 		}
 		if (c == '-' && label == 0) {
-			pki_err(err, errlen, "%s '%s': a label may not start with '-'", what, name);
+			err_set(e, ERR_BAD_REQUEST, "%s '%s': a label may not start with '-'", what, name);
 			return -1;
 		}
 		if (++label > 63) {
-			pki_err(err, errlen, "%s has a label longer than 63 characters", what);
+			err_set(e, ERR_BAD_REQUEST, "%s has a label longer than 63 characters", what);
 			return -1;
 		}
 	}
@@ -172,23 +161,23 @@ pki_check_dns(const char *name, const char *what, char *err, size_t errlen)
 }
 
 int
-pki_check_host_name(const char *name, const char *master_cn, char *err, size_t errlen)
+pki_check_host_name(const char *name, const char *master_cn, struct err *e)
 {
 	if (master_cn == NULL || *master_cn == '\0') {
 		master_cn = TLS_DEFAULT_MASTER_CN;
 	}
 	/* The '@' check comes first so the reason names the impersonation. */
 	if (name != NULL && strchr(name, '@') != NULL) {
-		pki_err(err, errlen,
+		err_set(e, ERR_BAD_REQUEST,
 		    "host name '%.64s' contains '@', which is reserved for role names "
 		    "(updater@HOST)", name);
 		return -1;
 	}
-	if (pki_check_dns(name, "host name", err, errlen) != 0) {
+	if (pki_check_dns(name, "host name", e) != 0) {
 		return -1;
 	}
 	if (strcasecmp(name, master_cn) == 0) {
-		pki_err(err, errlen, "host name '%s' is the master's CN '%s': refused", name,
+		err_set(e, ERR_BAD_REQUEST, "host name '%s' is the master's CN '%s': refused", name,
 		    master_cn);
 		return -1;
 	}
@@ -196,27 +185,27 @@ pki_check_host_name(const char *name, const char *master_cn, char *err, size_t e
 }
 
 int
-pki_check_cn(const char *cn, char *err, size_t errlen)
+pki_check_cn(const char *cn, struct err *e)
 {
 	size_t len;
 
 	if (cn == NULL || *cn == '\0') {
-		pki_err(err, errlen, "master CN is empty");
+		err_set(e, ERR_BAD_REQUEST, "master CN is empty");
 		return -1;
 	}
 	len = strlen(cn);
 	if (len > PKI_CN_MAX) {
-		pki_err(err, errlen, "master CN is longer than %d characters", PKI_CN_MAX);
+		err_set(e, ERR_BAD_REQUEST, "master CN is longer than %d characters", PKI_CN_MAX);
 		return -1;
 	}
 	if (!isalnum((unsigned char)cn[0])) {
-		pki_err(err, errlen, "master CN '%s' must start with a letter or digit", cn);
+		err_set(e, ERR_BAD_REQUEST, "master CN '%s' must start with a letter or digit", cn);
 		return -1;
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)cn[i];
 		if (!isalnum(c) && c != '.' && c != '_' && c != '-') {
-			pki_err(err, errlen,
+			err_set(e, ERR_BAD_REQUEST,
 			    "master CN contains a character outside [A-Za-z0-9._-] (0x%02x)", c);
 			return -1;
 		}
@@ -235,7 +224,7 @@ pki_rng_setup(struct pki_rng *r)
 
 /* Seed a generator set up with pki_rng_setup(). */
 int
-pki_rng_seed(struct pki_rng *r, char *err, size_t errlen)
+pki_rng_seed(struct pki_rng *r, struct err *e)
 {
 	static const unsigned char pers[] = "tandem-pki";
 	int ret;
@@ -243,7 +232,7 @@ pki_rng_seed(struct pki_rng *r, char *err, size_t errlen)
 	ret = mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers,
 	    sizeof(pers) - 1);
 	if (ret != 0) {
-		pki_mbed_err(err, errlen, "seeding the random generator", ret);
+		pki_mbed_err(e, ERR_INTERNAL, "seeding the random generator", ret);
 		return -1;
 	}
 	return 0;
@@ -257,8 +246,7 @@ pki_rng_free(struct pki_rng *r)
 }
 
 static int
-pki_genkey(mbedtls_pk_context *pk, enum pki_key_type type, struct pki_rng *r, char *err,
-    size_t errlen)
+pki_genkey(mbedtls_pk_context *pk, enum pki_key_type type, struct pki_rng *r, struct err *e)
 {
 	int ret;
 
@@ -276,11 +264,11 @@ pki_genkey(mbedtls_pk_context *pk, enum pki_key_type type, struct pki_rng *r, ch
 			    &r->drbg, bits, 65537);
 		}
 	} else {
-		pki_err(err, errlen, "unknown key type %d", (int)type);
+		err_set(e, ERR_INTERNAL, "unknown key type %d", (int)type);
 		return -1;
 	}
 	if (ret != 0) {
-		pki_mbed_err(err, errlen, "generating the key", ret);
+		pki_mbed_err(e, ERR_INTERNAL, "generating the key", ret);
 		return -1;
 	}
 	return 0;
@@ -291,20 +279,19 @@ pki_genkey(mbedtls_pk_context *pk, enum pki_key_type type, struct pki_rng *r, ch
  * it with secure_free(*out, PKI_PEM_MAX).
  */
 static int
-pki_key_pem(mbedtls_pk_context *pk, unsigned char **out, size_t *outlen, char *err,
-    size_t errlen)
+pki_key_pem(mbedtls_pk_context *pk, unsigned char **out, size_t *outlen, struct err *e)
 {
 	unsigned char *buf = calloc(1, PKI_PEM_MAX);
 	int ret;
 
 	if (buf == NULL) {
-		pki_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	ret = mbedtls_pk_write_key_pem(pk, buf, PKI_PEM_MAX);
 	if (ret != 0) {
 		secure_free(buf, PKI_PEM_MAX);
-		pki_mbed_err(err, errlen, "encoding the private key", ret);
+		pki_mbed_err(e, ERR_INTERNAL, "encoding the private key", ret);
 		return -1;
 	}
 	*outlen = strlen((const char *)buf);
@@ -569,7 +556,7 @@ pki_x509_time(time_t t, char *buf, size_t len)
 /* Build, sign and PEM-encode the certificate of SPEC into *OUT (malloc'd). */
 static int
 pki_make_cert(const struct pki_spec *s, struct pki_rng *r, unsigned char **out, size_t *outlen,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	mbedtls_x509write_cert w;
 	mbedtls_mpi serial;
@@ -584,7 +571,7 @@ pki_make_cert(const struct pki_spec *s, struct pki_rng *r, unsigned char **out, 
 	mbedtls_mpi_init(&serial);
 	if (pki_x509_time(s->not_before, nb, sizeof(nb)) != 0 ||
 	    pki_x509_time(s->not_after, na, sizeof(na)) != 0) {
-		pki_err(err, errlen, "validity outside the years 1950..9999");
+		err_set(e, ERR_BAD_REQUEST, "validity outside the years 1950..9999");
 		goto out;
 	}
 	/* 128 random bits, read as an unsigned (positive) integer; never 0. */
@@ -624,7 +611,7 @@ pki_make_cert(const struct pki_spec *s, struct pki_rng *r, unsigned char **out, 
 			goto mbed_fail;
 		}
 	} else if (pki_copy_issuer(&w, &s->ca->crt.subject) != 0) {
-		pki_err(err, errlen, "cannot copy the CA's subject name (multi-valued RDN?)");
+		err_set(e, ERR_INTERNAL, "cannot copy the CA's subject name (multi-valued RDN?)");
 		goto out;
 	}
 	step = "basicConstraints";
@@ -666,7 +653,7 @@ pki_make_cert(const struct pki_spec *s, struct pki_rng *r, unsigned char **out, 
 	}
 	pem = calloc(1, PKI_PEM_MAX);
 	if (pem == NULL) {
-		pki_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	step = "signing the certificate";
@@ -680,7 +667,7 @@ pki_make_cert(const struct pki_spec *s, struct pki_rng *r, unsigned char **out, 
 	rc = 0;
 	goto out;
 mbed_fail:
-	pki_mbed_err(err, errlen, step, ret);
+	pki_mbed_err(e, ERR_INTERNAL, step, ret);
 out:
 	free(pem);
 	mbedtls_mpi_free(&serial);
@@ -706,14 +693,14 @@ pki_ca_free(struct pki_ca *ca)
 
 /* Load HOME's CA and check it can sign: a CA certificate matching its key. */
 int
-pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen)
+pki_ca_load(struct pki_ca *ca, const char *home, struct err *e)
 {
 	char crt_path[PATH_MAX], key_path[PATH_MAX];
 	int ret;
 
 	if (pki_path(home, PKI_CA_CRT, crt_path, sizeof(crt_path)) != 0 ||
 	    pki_path(home, PKI_CA_KEY, key_path, sizeof(key_path)) != 0) {
-		pki_err(err, errlen, "home directory path too long");
+		err_set(e, ERR_INTERNAL, "home directory path too long");
 		return -1;
 	}
 	ret = mbedtls_x509_crt_parse_file(&ca->crt, crt_path);
@@ -721,11 +708,11 @@ pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen)
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof(what), "%s: cannot load the CA certificate%s", crt_path,
 		    access(crt_path, F_OK) != 0 ? " (run 'tandem pki init' first)" : "");
-		pki_mbed_err(err, errlen, what, ret);
+		pki_mbed_err(e, ERR_FORMAT, what, ret);
 		return -1;
 	}
 	if (!ca->crt.ca_istrue) {
-		pki_err(err, errlen, "%s is not a CA certificate", crt_path);
+		err_set(e, ERR_FORMAT, "%s is not a CA certificate", crt_path);
 		return -1;
 	}
 	{
@@ -739,12 +726,12 @@ pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen)
 	if (ret != 0) {
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof(what), "%s: cannot load the CA key", key_path);
-		pki_mbed_err(err, errlen, what, ret);
+		pki_mbed_err(e, ERR_FORMAT, what, ret);
 		return -1;
 	}
 	ret = mbedtls_pk_check_pair(&ca->crt.pk, &ca->key);
 	if (ret != 0) {
-		pki_err(err, errlen, "%s does not match %s", key_path, crt_path);
+		err_set(e, ERR_FORMAT, "%s does not match %s", key_path, crt_path);
 		return -1;
 	}
 	return 0;
@@ -764,23 +751,23 @@ pki_exists(const char *path)
 
 /* Create DIR 0700 if missing; tighten an existing one of ours to 0700. */
 static int
-pki_private_dir(const char *dir, int tighten, char *err, size_t errlen)
+pki_private_dir(const char *dir, int tighten, struct err *e)
 {
 	struct stat st;
 
 	if (fs_mkdir_p(dir, 0700) != 0) {
-		pki_err(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+		err_sys(e, "%s: cannot create directory", dir);
 		return -1;
 	}
 	if (!tighten) {
 		return 0;
 	}
 	if (stat(dir, &st) != 0) {
-		pki_err(err, errlen, "%s: %s", dir, strerror(errno));
+		err_sys(e, "%s", dir);
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0 && chmod(dir, 0700) != 0) {
-		pki_err(err, errlen, "%s: cannot make it private (0700): %s", dir, strerror(errno));
+		err_sys(e, "%s: cannot make it private (0700)", dir);
 		return -1;
 	}
 	return 0;
@@ -789,7 +776,7 @@ pki_private_dir(const char *dir, int tighten, char *err, size_t errlen)
 /* Write the key and certificate PEMs to KEY_PATH and CRT_PATH. */
 static int
 pki_write_pair(mbedtls_pk_context *key, const unsigned char *crt_pem, size_t crt_len,
-    const char *key_path, const char *crt_path, char *err, size_t errlen)
+    const char *key_path, const char *crt_path, struct err *e)
 {
 	struct fs_atomic ka = FS_ATOMIC_INIT;
 	struct fs_atomic ca = FS_ATOMIC_INIT;
@@ -799,25 +786,25 @@ pki_write_pair(mbedtls_pk_context *key, const unsigned char *crt_pem, size_t crt
 	int rc = -1;
 
 	key_existed = pki_exists(key_path);
-	if (pki_key_pem(key, &key_pem, &key_len, err, errlen) != 0) {
+	if (pki_key_pem(key, &key_pem, &key_len, e) != 0) {
 		goto out;
 	}
 	if (fs_atomic_begin(&ka, key_path, 0600) != 0 ||
 	    fs_atomic_write(&ka, key_pem, key_len) != 0) {
-		pki_err(err, errlen, "%s: cannot write: %s", key_path, strerror(errno));
+		err_sys(e, "%s: cannot write", key_path);
 		goto out;
 	}
 	if (fs_atomic_begin(&ca, crt_path, 0644) != 0 ||
 	    fs_atomic_write(&ca, crt_pem, crt_len) != 0) {
-		pki_err(err, errlen, "%s: cannot write: %s", crt_path, strerror(errno));
+		err_sys(e, "%s: cannot write", crt_path);
 		goto out;
 	}
 	if (fs_atomic_commit(&ka) != 0) {
-		pki_err(err, errlen, "%s: cannot write: %s", key_path, strerror(errno));
+		err_sys(e, "%s: cannot write", key_path);
 		goto out;
 	}
 	if (fs_atomic_commit(&ca) != 0) {
-		pki_err(err, errlen, "%s: cannot write: %s", crt_path, strerror(errno));
+		err_sys(e, "%s: cannot write", crt_path);
 		if (key_existed == 0 && unlink(key_path) != 0) {
 			log_warn("%s: cannot remove after failure", key_path);
 		}
@@ -848,7 +835,7 @@ pki_note_issued(const char *home, const unsigned char *pem, size_t len)
 /* ---- pki_init ------------------------------------------------------------ */
 
 int
-pki_init(const char *home, const char *master_cn, char *err, size_t errlen)
+pki_init(const char *home, const char *master_cn, struct err *e)
 {
 	static const char *const rel[4] = { PKI_CA_KEY, PKI_CA_CRT, PKI_MASTER_KEY,
 		PKI_MASTER_CRT };
@@ -875,55 +862,55 @@ pki_init(const char *home, const char *master_cn, char *err, size_t errlen)
 	if (master_cn == NULL || *master_cn == '\0') {
 		master_cn = TLS_DEFAULT_MASTER_CN;
 	}
-	if (pki_check_cn(master_cn, err, errlen) != 0) {
+	if (pki_check_cn(master_cn, e) != 0) {
 		goto out;
 	}
 	if (pki_path(home, PKI_CA_DIR, ca_dir, sizeof(ca_dir)) != 0 ||
 	    pki_path(home, PKI_MASTER_DIR, master_dir, sizeof(master_dir)) != 0) {
-		pki_err(err, errlen, "home directory path missing or too long");
+		err_set(e, ERR_INTERNAL, "home directory path missing or too long");
 		goto out;
 	}
 	for (size_t i = 0; i < 4; i++) {
 		if (pki_path(home, rel[i], paths[i], sizeof(paths[i])) != 0) {
-			pki_err(err, errlen, "home directory path too long");
+			err_set(e, ERR_INTERNAL, "home directory path too long");
 			goto out;
 		}
 	}
 	/* Refuse before creating anything. */
 	for (size_t i = 0; i < 4; i++) {
-		int e = pki_exists(paths[i]);
-		if (e != 0) {
-			pki_err(err, errlen, "%s %s: refusing to overwrite an existing CA", paths[i],
-			    e > 0 ? "already exists" : "cannot be checked");
+		int ex = pki_exists(paths[i]);
+		if (ex != 0) {
+			err_set(e, ex > 0 ? ERR_CONFLICT : ERR_IO,
+			    "%s %s: refusing to overwrite an existing CA", paths[i],
+			    ex > 0 ? "already exists" : "cannot be checked");
 			goto out;
 		}
 	}
-	if (pki_private_dir(home, 0, err, errlen) != 0 ||
-	    pki_private_dir(ca_dir, 1, err, errlen) != 0 ||
-	    pki_private_dir(master_dir, 1, err, errlen) != 0) {
+	if (pki_private_dir(home, 0, e) != 0 ||
+	    pki_private_dir(ca_dir, 1, e) != 0 ||
+	    pki_private_dir(master_dir, 1, e) != 0) {
 		goto out;
 	}
 	/* Two concurrent inits: the second one waits for no one and fails. */
 	lockfd = open(ca_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
-		pki_err(err, errlen, "%s: cannot lock (another 'pki init' running?): %s", ca_dir,
-		    strerror(errno));
+		err_sys_kind(e, ERR_BUSY, "%s: cannot lock (another 'pki init' running?)", ca_dir);
 		goto out;
 	}
 	for (size_t i = 0; i < 4; i++) {
 		if (pki_exists(paths[i]) != 0) {
-			pki_err(err, errlen, "%s appeared meanwhile: refusing to overwrite it",
+			err_set(e, ERR_CONFLICT, "%s appeared meanwhile: refusing to overwrite it",
 			    paths[i]);
 			goto out;
 		}
 	}
-	if (pki_rng_seed(&rng, err, errlen) != 0 ||
-	    pki_genkey(&ca.key, PKI_KEY_EC, &rng, err, errlen) != 0) {
+	if (pki_rng_seed(&rng, e) != 0 ||
+	    pki_genkey(&ca.key, PKI_KEY_EC, &rng, e) != 0) {
 		goto out;
 	}
 	/* A random tag tells two fleets' CAs apart in logs and bundles. */
 	if (mbedtls_ctr_drbg_random(&rng.drbg, tag, sizeof(tag)) != 0) {
-		pki_err(err, errlen, "random generator failed");
+		err_set(e, ERR_INTERNAL, "random generator failed");
 		goto out;
 	}
 	hex_encode(tag, sizeof(tag), tag_hex);
@@ -934,21 +921,21 @@ pki_init(const char *home, const char *master_cn, char *err, size_t errlen)
 	spec.not_before = now - PKI_BACKDATE_S;
 	spec.not_after = spec.not_before + (time_t)PKI_CA_DAYS * PKI_DAY_S;
 	spec.is_ca = 1;
-	if (pki_make_cert(&spec, &rng, &pem, &pem_len, err, errlen) != 0) {
+	if (pki_make_cert(&spec, &rng, &pem, &pem_len, e) != 0) {
 		goto out;
 	}
-	if (pki_write_pair(&ca.key, pem, pem_len, paths[0], paths[1], err, errlen) != 0) {
+	if (pki_write_pair(&ca.key, pem, pem_len, paths[0], paths[1], e) != 0) {
 		goto out;
 	}
 	created[0] = created[1] = 1;
 	if (mbedtls_x509_crt_parse(&ca.crt, pem, pem_len + 1) != 0) {
-		pki_err(err, errlen, "cannot parse the CA certificate just made");
+		err_set(e, ERR_FORMAT, "cannot parse the CA certificate just made");
 		goto out;
 	}
 	free(pem);
 	pem = NULL;
 
-	if (pki_genkey(&mkey, PKI_KEY_EC, &rng, err, errlen) != 0) {
+	if (pki_genkey(&mkey, PKI_KEY_EC, &rng, e) != 0) {
 		goto out;
 	}
 	snprintf(subject, sizeof(subject), "O=tandem,OU=master,CN=%s", master_cn);
@@ -959,10 +946,10 @@ pki_init(const char *home, const char *master_cn, char *err, size_t errlen)
 	spec.not_before = now - PKI_BACKDATE_S;
 	spec.not_after = spec.not_before + (time_t)PKI_DEFAULT_DAYS * PKI_DAY_S;
 	spec.eku = PKI_EKU_CLIENT;
-	if (pki_make_cert(&spec, &rng, &pem, &pem_len, err, errlen) != 0) {
+	if (pki_make_cert(&spec, &rng, &pem, &pem_len, e) != 0) {
 		goto out;
 	}
-	if (pki_write_pair(&mkey, pem, pem_len, paths[2], paths[3], err, errlen) != 0) {
+	if (pki_write_pair(&mkey, pem, pem_len, paths[2], paths[3], e) != 0) {
 		goto out;
 	}
 	pki_note_issued(home, pem, pem_len);
@@ -999,18 +986,18 @@ pki_issue_opts_init(struct pki_issue_opts *o)
 
 /* Is SAN a usable DNS name or IP literal? */
 static int
-pki_check_san(const char *san, char *err, size_t errlen)
+pki_check_san(const char *san, struct err *e)
 {
 	unsigned char ip[16];
 
 	if (san != NULL && (inet_pton(AF_INET, san, ip) == 1 || inet_pton(AF_INET6, san, ip) == 1)) {
 		return 0;
 	}
-	return pki_check_dns(san, "subjectAltName", err, errlen);
+	return pki_check_dns(san, "subjectAltName", e);
 }
 
 int
-pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t errlen)
+pki_issue(const char *home, const struct pki_issue_opts *o, struct err *e)
 {
 	char mcn[PKI_CN_MAX + 1];
 	char cn[PKI_HOST_NAME_MAX + 16];
@@ -1037,40 +1024,40 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	/* With a CSR the key stays where it was made: no KEY_OUT. */
 	if (o == NULL || o->name == NULL || o->cert_out == NULL || *o->cert_out == '\0' ||
 	    (o->csr == NULL && (o->key_out == NULL || *o->key_out == '\0'))) {
-		pki_err(err, errlen, "name and output paths are required");
+		err_set(e, ERR_BAD_REQUEST, "name and output paths are required");
 		goto out;
 	}
 	if (o->eku & ~PKI_EKU_BOTH) {
-		pki_err(err, errlen, "unknown extended key usage bits 0x%x", o->eku);
+		err_set(e, ERR_BAD_REQUEST, "unknown extended key usage bits 0x%x", o->eku);
 		goto out;
 	}
 	if (o->key_type != PKI_KEY_EC && o->key_type != PKI_KEY_RSA &&
 	    o->key_type != PKI_KEY_RSA3072) {
-		pki_err(err, errlen, "unknown key type %d", (int)o->key_type);
+		err_set(e, ERR_INTERNAL, "unknown key type %d", (int)o->key_type);
 		goto out;
 	}
 	days = o->days == 0 ? PKI_DEFAULT_DAYS : o->days;
 	if (days < 1 || days > PKI_MAX_DAYS) {
-		pki_err(err, errlen, "validity of %d days is outside 1..%d", days, PKI_MAX_DAYS);
+		err_set(e, ERR_BAD_REQUEST, "validity of %d days is outside 1..%d", days, PKI_MAX_DAYS);
 		goto out;
 	}
 	if (o->n_sans > PKI_MAX_SANS || (o->n_sans > 0 && o->sans == NULL)) {
-		pki_err(err, errlen, "at most %d subjectAltNames", PKI_MAX_SANS);
+		err_set(e, ERR_BAD_REQUEST, "at most %d subjectAltNames", PKI_MAX_SANS);
 		goto out;
 	}
 	if (o->master_cn != NULL && *o->master_cn != '\0') {
 		if (strlcpy_chk(mcn, o->master_cn, sizeof(mcn)) != 0) {
-			pki_err(err, errlen, "master CN is longer than %d characters", PKI_CN_MAX);
+			err_set(e, ERR_BAD_REQUEST, "master CN is longer than %d characters", PKI_CN_MAX);
 			goto out;
 		}
-	} else if (pki_master_cn(home, mcn, sizeof(mcn), err, errlen) != 0) {
+	} else if (pki_master_cn(home, mcn, sizeof(mcn), e) != 0) {
 		goto out;
 	}
 
 	switch (o->role) {
 	case TLS_ROLE_MASTER:
 		if (strcmp(o->name, mcn) != 0) {
-			pki_err(err, errlen,
+			err_set(e, ERR_BAD_REQUEST,
 			    "a master certificate must be named after the master CN '%s', not '%.64s'",
 			    mcn, o->name);
 			goto out;
@@ -1079,7 +1066,7 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 		break;
 	case TLS_ROLE_AGENT:
 	case TLS_ROLE_UPDATER:
-		if (pki_check_host_name(o->name, mcn, err, errlen) != 0) {
+		if (pki_check_host_name(o->name, mcn, e) != 0) {
 			goto out;
 		}
 		snprintf(cn, sizeof(cn), "%s%s", o->role == TLS_ROLE_UPDATER ? "updater@" : "",
@@ -1087,28 +1074,28 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 		break;
 	case TLS_ROLE_UNKNOWN:
 	default:
-		pki_err(err, errlen, "role must be master, agent or updater");
+		err_set(e, ERR_BAD_REQUEST, "role must be master, agent or updater");
 		goto out;
 	}
 	if (strlen(cn) > PKI_CN_MAX) {
-		pki_err(err, errlen, "CN '%s' is longer than %d characters (RFC 5280 limit)", cn,
+		err_set(e, ERR_BAD_REQUEST, "CN '%s' is longer than %d characters (RFC 5280 limit)", cn,
 		    PKI_CN_MAX);
 		goto out;
 	}
 	/* What we write must read back as the role we meant. */
 	if (tls_role_from_subject(cn, tls_role_name(o->role), mcn) != o->role) {
-		pki_err(err, errlen, "CN '%s' would not be recognised as role %s", cn,
+		err_set(e, ERR_BAD_REQUEST, "CN '%s' would not be recognised as role %s", cn,
 		    tls_role_name(o->role));
 		goto out;
 	}
 
 	for (size_t i = 0; i < o->n_sans; i++) {
-		if (pki_check_san(o->sans[i], err, errlen) != 0) {
+		if (pki_check_san(o->sans[i], e) != 0) {
 			goto out;
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcasecmp(o->sans[i], o->sans[j]) == 0) {
-				pki_err(err, errlen, "subjectAltName '%s' given twice", o->sans[i]);
+				err_set(e, ERR_BAD_REQUEST, "subjectAltName '%s' given twice", o->sans[i]);
 				goto out;
 			}
 		}
@@ -1119,7 +1106,7 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	}
 	if (o->role != TLS_ROLE_MASTER && !have_name_san) {
 		if (n_sans == PKI_MAX_SANS) {
-			pki_err(err, errlen, "at most %d subjectAltNames (DNS:%s is added)",
+			err_set(e, ERR_BAD_REQUEST, "at most %d subjectAltNames (DNS:%s is added)",
 			    PKI_MAX_SANS, o->name);
 			goto out;
 		}
@@ -1132,27 +1119,28 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	nb = o->not_before != 0 ? o->not_before : time(NULL) - PKI_BACKDATE_S;
 	na = o->not_after != 0 ? o->not_after : nb + (time_t)days * PKI_DAY_S;
 	if (na <= nb) {
-		pki_err(err, errlen, "not-after must be later than not-before");
+		err_set(e, ERR_BAD_REQUEST, "not-after must be later than not-before");
 		goto out;
 	}
 	if (!o->force) {
 		const char *const outs[2] = { o->cert_out, o->key_out };
 		for (size_t i = 0; i < (o->csr != NULL ? 1u : 2u); i++) {
-			int e = pki_exists(outs[i]);
-			if (e != 0) {
-				pki_err(err, errlen, "%s %s (use --force to replace it)", outs[i],
-				    e > 0 ? "already exists" : "cannot be checked");
+			int ex = pki_exists(outs[i]);
+			if (ex != 0) {
+				err_set(e, ex > 0 ? ERR_CONFLICT : ERR_IO,
+				    "%s %s (use --force to replace it)", outs[i],
+				    ex > 0 ? "already exists" : "cannot be checked");
 				goto out;
 			}
 		}
 	}
-	if (pki_ca_load(&ca, home, err, errlen) != 0) {
+	if (pki_ca_load(&ca, home, e) != 0) {
 		goto out;
 	}
 	{
 		struct tls_identity caid;
 		if (tls_identity_from_der(ca.crt.raw.p, ca.crt.raw.len, mcn, &caid) != 0) {
-			pki_err(err, errlen, "cannot read the CA certificate's validity");
+			err_set(e, ERR_BAD_REQUEST, "cannot read the CA certificate's validity");
 			goto out;
 		}
 		ca_na = caid.not_after;
@@ -1160,22 +1148,20 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 	if (na > ca_na) {
 		char buf[32];
 		iso8601_utc(ca_na, buf, sizeof(buf));
-		pki_err(err, errlen, "the certificate would outlive the CA (which expires %s)", buf);
+		err_set(e, ERR_BAD_REQUEST, "the certificate would outlive the CA (which expires %s)", buf);
 		goto out;
 	}
 	snprintf(subject, sizeof(subject), "O=tandem,OU=%s,CN=%s", tls_role_name(o->role), cn);
 
-	if (pki_rng_seed(&rng, err, errlen) != 0) {
+	if (pki_rng_seed(&rng, e) != 0) {
 		goto out;
 	}
 	if (o->csr != NULL) {
 		/* Only the CSR's key is used: subject and SANs are ours, decided above. */
-		struct err ce = ERR_INIT;
-		if (pki_csr_load(&csr, o->csr, o->csr_len, &ce) != 0) {
-			pki_err(err, errlen, "%s", err_msg(&ce));
+		if (pki_csr_load(&csr, o->csr, o->csr_len, e) != 0) {
 			goto out;
 		}
-	} else if (pki_genkey(&key, o->key_type, &rng, err, errlen) != 0) {
+	} else if (pki_genkey(&key, o->key_type, &rng, e) != 0) {
 		goto out;
 	}
 	memset(&spec, 0, sizeof(spec));
@@ -1188,15 +1174,15 @@ pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t er
 			       : (o->role == TLS_ROLE_MASTER ? PKI_EKU_CLIENT : PKI_EKU_BOTH);
 	spec.sans = sans;
 	spec.n_sans = n_sans;
-	if (pki_make_cert(&spec, &rng, &pem, &pem_len, err, errlen) != 0) {
+	if (pki_make_cert(&spec, &rng, &pem, &pem_len, e) != 0) {
 		goto out;
 	}
 	if (o->csr != NULL) {
 		if (fs_write_atomic(o->cert_out, pem, pem_len, 0644) != 0) {
-			pki_err(err, errlen, "%s: cannot write: %s", o->cert_out, strerror(errno));
+			err_sys(e, "%s: cannot write", o->cert_out);
 			goto out;
 		}
-	} else if (pki_write_pair(&key, pem, pem_len, o->key_out, o->cert_out, err, errlen) != 0) {
+	} else if (pki_write_pair(&key, pem, pem_len, o->key_out, o->cert_out, e) != 0) {
 		goto out;
 	}
 	pki_note_issued(home, pem, pem_len);
@@ -1214,35 +1200,35 @@ out:
 /* ---- reading certificates ---------------------------------------------- */
 
 static int
-pki_load_crt(mbedtls_x509_crt *crt, const char *path, char *err, size_t errlen)
+pki_load_crt(mbedtls_x509_crt *crt, const char *path, struct err *e)
 {
 	int ret = mbedtls_x509_crt_parse_file(crt, path);
 
 	if (ret < 0) {
 		char what[PATH_MAX + 40];
 		snprintf(what, sizeof(what), "%s: cannot load certificate", path);
-		pki_mbed_err(err, errlen, what, ret);
+		pki_mbed_err(e, ERR_FORMAT, what, ret);
 		return -1;
 	}
 	if (crt->raw.p == NULL) {
-		pki_err(err, errlen, "%s: no certificate found", path);
+		err_set(e, ERR_FORMAT, "%s: no certificate found", path);
 		return -1;
 	}
 	return 0;
 }
 
 int
-pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], char *err, size_t errlen)
+pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], struct err *e)
 {
 	mbedtls_x509_crt crt;
 	int rc = -1;
 
 	mbedtls_x509_crt_init(&crt);
-	if (pki_load_crt(&crt, path, err, errlen) == 0) {
+	if (pki_load_crt(&crt, path, e) == 0) {
 		if (digest_buf(crt.raw.p, crt.raw.len, out) == 0) {
 			rc = 0;
 		} else {
-			pki_err(err, errlen, "%s: sha256 failed", path);
+			err_set(e, ERR_INTERNAL, "%s: sha256 failed", path);
 		}
 	}
 	mbedtls_x509_crt_free(&crt);
@@ -1250,40 +1236,37 @@ pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], char *err, 
 }
 
 int
-pki_master_cn(const char *home, char *out, size_t outlen, char *err, size_t errlen)
+pki_master_cn(const char *home, char *out, size_t outlen, struct err *e)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], why[256];
 	struct tls_identity id;
-	int e;
+	int ex;
 
 	if (pki_path(home, PKI_MASTER_CRT, path, sizeof(path)) != 0) {
-		pki_err(err, errlen, "home directory path missing or too long");
-		return -1;
+		return err_set(e, ERR_INTERNAL, "home directory path missing or too long");
 	}
-	e = pki_exists(path);
-	if (e < 0) {
-		pki_err(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
+	ex = pki_exists(path);
+	if (ex < 0) {
+		return err_sys(e, "%s", path);
 	}
-	if (e == 0) {
+	if (ex == 0) {
 		if (strlcpy_chk(out, TLS_DEFAULT_MASTER_CN, outlen) != 0) {
-			pki_err(err, errlen, "buffer too small for the master CN");
-			return -1;
+			return err_set(e, ERR_INTERNAL, "buffer too small for the master CN");
 		}
 		return 0;
 	}
-	if (tls_identity_from_file(path, NULL, &id, err, errlen) != 0) {
-		return -1;
+	if (tls_identity_from_file(path, NULL, &id, why, sizeof(why)) != 0) {
+		return err_set(e, ERR_FORMAT, "%s", why);
 	}
-	if (pki_check_cn(id.cn, err, errlen) != 0) {
-		char reason[160];
-		snprintf(reason, sizeof(reason), "%s", err != NULL ? err : "");
-		pki_err(err, errlen, "%s: unusable master CN: %s", path, reason);
-		return -1;
+	if (pki_check_cn(id.cn, e) != 0) {
+		/* A bad name in a file we read is a format error, not a bad request. */
+		if (e != NULL) {
+			e->kind = ERR_FORMAT;
+		}
+		return err_prefix(e, "%s: unusable master CN", path);
 	}
 	if (strlcpy_chk(out, id.cn, outlen) != 0) {
-		pki_err(err, errlen, "buffer too small for the master CN");
-		return -1;
+		return err_set(e, ERR_INTERNAL, "buffer too small for the master CN");
 	}
 	return 0;
 }
@@ -1364,7 +1347,7 @@ pki_describe_lists(const mbedtls_x509_crt *crt, cJSON *o)
 }
 
 int
-pki_describe(const char *path, const char *master_cn, cJSON **out, char *err, size_t errlen)
+pki_describe(const char *path, const char *master_cn, cJSON **out, struct err *e)
 {
 	mbedtls_x509_crt crt;
 	struct tls_identity id;
@@ -1378,11 +1361,11 @@ pki_describe(const char *path, const char *master_cn, cJSON **out, char *err, si
 	int rc = -1;
 
 	mbedtls_x509_crt_init(&crt);
-	if (pki_load_crt(&crt, path, err, errlen) != 0) {
+	if (pki_load_crt(&crt, path, e) != 0) {
 		goto out;
 	}
 	if (tls_identity_from_der(crt.raw.p, crt.raw.len, master_cn, &id) != 0) {
-		pki_err(err, errlen, "%s: certificate subject is malformed", path);
+		err_set(e, ERR_FORMAT, "%s: certificate subject is malformed", path);
 		goto out;
 	}
 	o = cJSON_CreateObject();
@@ -1438,7 +1421,7 @@ pki_describe(const char *path, const char *master_cn, cJSON **out, char *err, si
 	rc = 0;
 	goto out;
 nomem:
-	pki_err(err, errlen, "out of memory");
+	err_set(e, ERR_NOMEM, "out of memory");
 out:
 	cJSON_Delete(o);
 	mbedtls_x509_crt_free(&crt);
@@ -1461,7 +1444,7 @@ pki_print_list(FILE *out, const char *key, const cJSON *arr)
 }
 
 int
-pki_show(const char *path, FILE *out, const char *master_cn, int json, char *err, size_t errlen)
+pki_show(const char *path, FILE *out, const char *master_cn, int json, struct err *e)
 {
 	static const char *const order[] = { "subject", "issuer", "cn", "ou", "role", "host",
 		"serial", "not_before", "not_after", "status", "san", "eku", "key", "ca",
@@ -1470,13 +1453,13 @@ pki_show(const char *path, FILE *out, const char *master_cn, int json, char *err
 	char *text = NULL;
 	int rc = -1;
 
-	if (pki_describe(path, master_cn, &o, err, errlen) != 0) {
+	if (pki_describe(path, master_cn, &o, e) != 0) {
 		return -1;
 	}
 	if (json) {
 		text = json_print_compact(o);
 		if (text == NULL) {
-			pki_err(err, errlen, "out of memory");
+			err_set(e, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		fprintf(out, "%s\n", text);
@@ -1493,7 +1476,7 @@ pki_show(const char *path, FILE *out, const char *master_cn, int json, char *err
 		}
 	}
 	if (fflush(out) != 0 || ferror(out)) {
-		pki_err(err, errlen, "writing the description failed: %s", strerror(errno));
+		err_sys(e, "writing the description failed");
 		goto out;
 	}
 	rc = 0;

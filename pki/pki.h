@@ -17,8 +17,12 @@
  * positive serial and both key identifiers. Private keys are wiped from
  * memory (PEM buffers included) before they are freed.
  *
- * Errors: every fallible function returns 0, or -1 with a one-line reason in
- * ERR (ERRLEN bytes, always NUL-terminated when ERRLEN > 0).
+ * Errors: every fallible function returns 0, or -1 with E set: ERR_BAD_REQUEST
+ * for a name, option or CSR the caller gave that breaks the rules,
+ * ERR_CONFLICT for a file that exists and may not be replaced, ERR_BUSY when
+ * another 'pki init' holds the lock, ERR_FORMAT for a certificate or key file
+ * that is not what it should be, ERR_IO/ERR_NOSPACE for the file system,
+ * ERR_NOMEM, and ERR_INTERNAL for a library failure.
  */
 #ifndef TANDEM_PKI_H
 #define TANDEM_PKI_H
@@ -27,6 +31,7 @@
 #include <time.h>
 
 #include "cJSON.h"
+#include "common/err.h"
 #include "common/tls.h"
 #include "common/util.h"
 
@@ -68,7 +73,7 @@ int pki_key_type_parse(const char *s, enum pki_key_type *out) WUR;
  * nothing, when any of the four files already exists: a CA is never
  * overwritten. On failure the files this call created are removed again.
  */
-int pki_init(const char *home, const char *master_cn, char *err, size_t errlen) WUR;
+int pki_init(const char *home, const char *master_cn, struct err *e) WUR;
 
 /* What pki_issue() should produce. Start from pki_issue_opts_init(). */
 struct pki_issue_opts {
@@ -106,23 +111,23 @@ void pki_issue_opts_init(struct pki_issue_opts *o);
  * key first; if placing the certificate fails, a key this call created is
  * removed again.
  */
-int pki_issue(const char *home, const struct pki_issue_opts *o, char *err, size_t errlen) WUR;
+int pki_issue(const char *home, const struct pki_issue_opts *o, struct err *e) WUR;
 
 /*
  * Is NAME acceptable as a host name (agent CN, updater@NAME)? Letters,
  * digits, '.' and '-'; labels of 1..63 characters not starting or ending with
  * '-'; at most PKI_HOST_NAME_MAX characters. Names that could impersonate
  * another role are refused: equal to MASTER_CN (case-insensitively; NULL for
- * the default) or containing '@'. Returns 0 or -1 with the reason in ERR.
+ * the default) or containing '@'. Returns 0 or -1 (E).
  */
-int pki_check_host_name(const char *name, const char *master_cn, char *err, size_t errlen) WUR;
+int pki_check_host_name(const char *name, const char *master_cn, struct err *e) WUR;
 
 /*
  * Is CN acceptable as the master CN? 1..PKI_CN_MAX characters of letters,
  * digits, '.', '_' and '-', starting with a letter or digit, and not starting
  * with "updater" followed by '@' (refused by the character set anyway).
  */
-int pki_check_cn(const char *cn, char *err, size_t errlen) WUR;
+int pki_check_cn(const char *cn, struct err *e) WUR;
 
 /*
  * Describe the first certificate in PATH (PEM or DER) as a new JSON object
@@ -134,26 +139,23 @@ int pki_check_cn(const char *cn, char *err, size_t errlen) WUR;
  * ...]), key ("EC secp256r1", "RSA 2048"), ca (bool), fingerprint (sha256 of
  * the DER, 64 lowercase hex).
  */
-int pki_describe(const char *path, const char *master_cn, cJSON **out, char *err,
-    size_t errlen) WUR;
+int pki_describe(const char *path, const char *master_cn, cJSON **out, struct err *e) WUR;
 
 /*
  * Print pki_describe() of PATH to OUT: as one JSON object when JSON is
  * non-zero, else one "field: value" line each (lists comma-separated).
  */
-int pki_show(const char *path, FILE *out, const char *master_cn, int json, char *err,
-    size_t errlen) WUR;
+int pki_show(const char *path, FILE *out, const char *master_cn, int json, struct err *e) WUR;
 
 /* SHA-256 of the DER of the first certificate in PATH, 64 lowercase hex. */
-int pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], char *err,
-    size_t errlen) WUR;
+int pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], struct err *e) WUR;
 
 /*
  * The master CN recorded in HOME: the CN of HOME/master/master.crt. When
  * that file does not exist, TLS_DEFAULT_MASTER_CN. Fails when the file
  * exists but cannot be read or has no usable CN.
  */
-int pki_master_cn(const char *home, char *out, size_t outlen, char *err, size_t errlen) WUR;
+int pki_master_cn(const char *home, char *out, size_t outlen, struct err *e) WUR;
 
 /* "HOME/REL" into BUF; -1 when it does not fit. */
 int pki_path(const char *home, const char *rel, char *buf, size_t len) WUR;

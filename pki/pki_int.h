@@ -32,13 +32,13 @@ struct pki_ca {
 /* Initialise R (no seeding yet); pki_rng_free() always works afterwards. */
 void pki_rng_setup(struct pki_rng *r);
 /* Seed a generator set up with pki_rng_setup(). */
-int pki_rng_seed(struct pki_rng *r, char *err, size_t errlen) WUR;
+int pki_rng_seed(struct pki_rng *r, struct err *e) WUR;
 void pki_rng_free(struct pki_rng *r);
 
 void pki_ca_init(struct pki_ca *ca);
 void pki_ca_free(struct pki_ca *ca);
 /* Load HOME's CA and check it can sign: a CA certificate matching its key. */
-int pki_ca_load(struct pki_ca *ca, const char *home, char *err, size_t errlen) WUR;
+int pki_ca_load(struct pki_ca *ca, const char *home, struct err *e) WUR;
 
 /*
  * The subjectKeyIdentifier of CRT, if it has one: a pointer into CRT's DER

@@ -35,6 +35,7 @@ struct fx {
 static int
 setup(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fx *f = calloc(1, sizeof(*f));
 	struct registry *reg = NULL;
 	struct reg_host h;
@@ -51,7 +52,7 @@ setup(void **state)
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
 	snprintf(f->home2, sizeof(f->home2), "%s/restored", f->dir);
 	snprintf(f->file, sizeof(f->file), "%s/backup", f->dir);
-	if (pki_init(f->home, NULL, err, sizeof(err)) != 0 ||
+	if (pki_init(f->home, NULL, &pe) != 0 ||
 	    registry_open(f->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
 		return -1;
 	}

@@ -32,8 +32,8 @@ struct fixture {
 static int
 setup(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = calloc(1, sizeof(*f));
-	char err[512];
 
 	if (f == NULL) {
 		return -1;
@@ -47,9 +47,9 @@ setup(void **state)
 	snprintf(f->home2, sizeof(f->home2), "%s/home2", f->dir);
 	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
 	snprintf(f->ca2, sizeof(f->ca2), "%s/ca/ca.crt", f->home2);
-	if (pki_init(f->home, NULL, err, sizeof(err)) != 0 ||
-	    pki_init(f->home2, NULL, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pki_init: %s\n", err);
+	if (pki_init(f->home, NULL, &pe) != 0 ||
+	    pki_init(f->home2, NULL, &pe) != 0) {
+		fprintf(stderr, "pki_init: %s\n", err_msg(&pe));
 		return -1;
 	}
 	*state = f;

@@ -33,8 +33,8 @@ struct fx {
 static int
 setup(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fx *f = calloc(1, sizeof(*f));
-	char err[512];
 
 	log_init("test_csr", LOG_LVL_ERROR);
 	if (f == NULL) {
@@ -47,7 +47,7 @@ setup(void **state)
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
 	snprintf(f->key, sizeof(f->key), "%s/pending.key", f->dir);
 	snprintf(f->crt, sizeof(f->crt), "%s/new.crt", f->dir);
-	if (pki_init(f->home, NULL, err, sizeof(err)) != 0) {
+	if (pki_init(f->home, NULL, &pe) != 0) {
 		return -1;
 	}
 	*state = f;
@@ -135,6 +135,7 @@ test_check_refuses_bad_requests(void **state)
 static void
 test_issue_from_csr_takes_our_names(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fx *f = *state;
 	struct err e = ERR_INIT;
 	struct pki_issue_opts o;
@@ -156,7 +157,7 @@ test_issue_from_csr_takes_our_names(void **state)
 	o.csr = (const unsigned char *)csr;
 	o.csr_len = strlen(csr);
 	o.not_after = time(NULL) + 600;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	assert_int_equal(tls_identity_from_file(f->crt, NULL, &id, err, sizeof(err)), 0);
 	assert_string_equal(id.cn, "updater@web1");
 	assert_int_equal(id.role, TLS_ROLE_UPDATER);
@@ -170,11 +171,13 @@ test_issue_from_csr_takes_our_names(void **state)
 	assert_int_equal(tls_server_new(&to, &ctx, err, sizeof(err)), 0);
 	tls_ctx_free(ctx);
 	/* Without a file to write, or with a broken request, nothing is issued. */
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1); /* exists, no --force */
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1); /* exists, no --force */
+	assert_int_equal(pe.kind, ERR_CONFLICT);
 	o.force = 1;
 	o.csr_len = 10;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "request"));
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "request"));
+	assert_int_equal(pe.kind, ERR_FORMAT); /* the CSR itself is malformed */
 	free(csr);
 }
 

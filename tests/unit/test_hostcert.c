@@ -40,9 +40,10 @@ struct fx {
 static int
 setup(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fx *f = calloc(1, sizeof(*f));
 	struct pki_issue_opts o;
-	char err[512], out[160];
+	char out[160];
 
 	log_init("test_hostcert", LOG_LVL_ERROR);
 	if (f == NULL) {
@@ -59,8 +60,8 @@ setup(void **state)
 	snprintf(out, sizeof(out), "%s/boot", f->dir);
 	snprintf(f->boot_crt, sizeof(f->boot_crt), "%s/updater@web1.crt", out);
 	snprintf(f->boot_key, sizeof(f->boot_key), "%s/updater@web1.key", out);
-	if (pki_init(f->home, NULL, err, sizeof(err)) != 0 ||
-	    pki_init(f->home2, NULL, err, sizeof(err)) != 0 || fs_mkdir_p(out, 0700) != 0) {
+	if (pki_init(f->home, NULL, &pe) != 0 ||
+	    pki_init(f->home2, NULL, &pe) != 0 || fs_mkdir_p(out, 0700) != 0) {
 		return -1;
 	}
 	pki_issue_opts_init(&o);
@@ -68,7 +69,7 @@ setup(void **state)
 	o.role = TLS_ROLE_UPDATER;
 	o.key_out = f->boot_key;
 	o.cert_out = f->boot_crt;
-	if (pki_issue(f->home, &o, err, sizeof(err)) != 0) {
+	if (pki_issue(f->home, &o, &pe) != 0) {
 		return -1;
 	}
 	*state = f;
@@ -90,8 +91,9 @@ static void
 sign(const char *home, const char *dir, const char *csr, const char *name, enum tls_role role,
     char **out, size_t *len)
 {
+	struct err pe = ERR_INIT;
 	struct pki_issue_opts o;
-	char err[512], path[256];
+	char path[256];
 
 	snprintf(path, sizeof(path), "%s/signed.crt", dir);
 	pki_issue_opts_init(&o);
@@ -101,8 +103,8 @@ sign(const char *home, const char *dir, const char *csr, const char *name, enum 
 	o.force = 1;
 	o.csr = (const unsigned char *)csr;
 	o.csr_len = strlen(csr);
-	if (pki_issue(home, &o, err, sizeof(err)) != 0) {
-		fail_msg("pki_issue: %s", err);
+	if (pki_issue(home, &o, &pe) != 0) {
+		fail_msg("pki_issue: %s", err_msg(&pe));
 	}
 	assert_int_equal(fs_read_file(path, 65536, out, len), 0);
 }

@@ -1146,9 +1146,9 @@ static char g_srv_crt[128], g_srv_key[128], g_ca[128], g_m_crt[128], g_m_key[128
 static int
 tls_group_setup(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct pki_issue_opts o;
 	static const char *const sans[] = { "127.0.0.1", "localhost" };
-	char err[256];
 
 	(void)state;
 	log_init("test_httpc", LOG_LVL_ERROR);
@@ -1168,9 +1168,9 @@ tls_group_setup(void **state)
 	o.n_sans = ARRAY_LEN(sans);
 	o.key_out = g_srv_key;
 	o.cert_out = g_srv_crt;
-	if (pki_init(g_home, NULL, err, sizeof(err)) != 0 ||
-	    pki_issue(g_home, &o, err, sizeof(err)) != 0) {
-		fprintf(stderr, "test pki: %s\n", err);
+	if (pki_init(g_home, NULL, &pe) != 0 ||
+	    pki_issue(g_home, &o, &pe) != 0) {
+		fprintf(stderr, "test pki: %s\n", err_msg(&pe));
 		return -1;
 	}
 	return 0;
@@ -1323,6 +1323,7 @@ tls_target(struct httpc_target *t, const struct tsrv *s, char *port, size_t port
 static void
 test_tls_fetch_identity_and_pin(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct tls_ctx *cli = client_ctx();
 	struct httpc_target t;
 	struct httpc_conn *c = NULL;
@@ -1334,7 +1335,7 @@ test_tls_fetch_identity_and_pin(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(pki_fingerprint_file(g_srv_crt, fp, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(g_srv_crt, fp, &pe), 0);
 
 	/* httpc_fetch: one exchange with Connection: close, pinned to the server's leaf. */
 	tsrv_start(&s, TSRV_ANSWER);

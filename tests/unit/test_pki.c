@@ -92,17 +92,17 @@ mode_of(const char *path)
 static void
 init_home(const struct fixture *f, const char *master_cn)
 {
-	char err[256] = "";
+	struct err pe = ERR_INIT;
 
-	if (pki_init(f->home, master_cn, err, sizeof(err)) != 0) {
-		fail_msg("pki_init: %s", err);
+	if (pki_init(f->home, master_cn, &pe) != 0) {
+		fail_msg("pki_init: %s", err_msg(&pe));
 	}
 }
 
 /* Issue NAME as ROLE to DIR/OUT.key/.crt with the given SANs; returns pki_issue's rc. */
 static int
 issue(const struct fixture *f, const char *name, enum tls_role role, const char *out,
-    const char *const *sans, size_t n_sans, char *err, size_t errlen)
+    const char *const *sans, size_t n_sans, struct err *e)
 {
 	struct pki_issue_opts o;
 	char key[256], crt[256];
@@ -119,7 +119,7 @@ issue(const struct fixture *f, const char *name, enum tls_role role, const char 
 	o.n_sans = n_sans;
 	o.key_out = key;
 	o.cert_out = crt;
-	return pki_issue(f->home, &o, err, errlen);
+	return pki_issue(f->home, &o, e);
 }
 
 static void
@@ -149,7 +149,7 @@ verify_flags(const struct fixture *f, mbedtls_x509_crt *crt)
 static void
 test_host_names(void **state)
 {
-	char err[256];
+	struct err pe = ERR_INIT;
 	char label63[64], label64[65], long253[254], long254[255];
 
 	(void)state;
@@ -165,41 +165,42 @@ test_host_names(void **state)
 	long254[253] = 'c';
 	long254[254] = '\0';
 
-	assert_int_equal(pki_check_host_name("host1", NULL, err, sizeof(err)), 0);
-	assert_int_equal(pki_check_host_name("web-01.example.com", NULL, err, sizeof(err)), 0);
-	assert_int_equal(pki_check_host_name("1host", NULL, err, sizeof(err)), 0);
-	assert_int_equal(pki_check_host_name(label63, NULL, err, sizeof(err)), 0);
-	assert_int_equal(pki_check_host_name(long253, NULL, err, sizeof(err)), 0);
+	assert_int_equal(pki_check_host_name("host1", NULL, &pe), 0);
+	assert_int_equal(pki_check_host_name("web-01.example.com", NULL, &pe), 0);
+	assert_int_equal(pki_check_host_name("1host", NULL, &pe), 0);
+	assert_int_equal(pki_check_host_name(label63, NULL, &pe), 0);
+	assert_int_equal(pki_check_host_name(long253, NULL, &pe), 0);
 	/* With a custom master CN, the default one is an ordinary name. */
-	assert_int_equal(pki_check_host_name("tandem-master", "fleet-boss", err, sizeof(err)), 0);
+	assert_int_equal(pki_check_host_name("tandem-master", "fleet-boss", &pe), 0);
 
-	assert_int_equal(pki_check_host_name(label64, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "63"));
-	assert_int_equal(pki_check_host_name(long254, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "253"));
-	assert_int_equal(pki_check_host_name(NULL, NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("", NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "empty"));
-	assert_int_equal(pki_check_host_name("updater@host1", NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "'@'"));
-	assert_int_equal(pki_check_host_name("@", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("tandem-master", NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "master"));
-	assert_int_equal(pki_check_host_name("TANDEM-Master", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("Fleet-Boss", "fleet-boss", err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("-host", NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "start"));
-	assert_int_equal(pki_check_host_name("host-", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("a.-b", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("a..b", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name(".a", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("a.", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("host_1", NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "[A-Za-z0-9.-]"));
-	assert_int_equal(pki_check_host_name("a b", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("a/b", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("a,OU=master", NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_host_name("h\xc3\xb6st", NULL, err, sizeof(err)), -1);
+	assert_int_equal(pki_check_host_name(label64, NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "63"));
+	assert_int_equal(pe.kind, ERR_BAD_REQUEST);
+	assert_int_equal(pki_check_host_name(long254, NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "253"));
+	assert_int_equal(pki_check_host_name(NULL, NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("", NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "empty"));
+	assert_int_equal(pki_check_host_name("updater@host1", NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "'@'"));
+	assert_int_equal(pki_check_host_name("@", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("tandem-master", NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "master"));
+	assert_int_equal(pki_check_host_name("TANDEM-Master", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("Fleet-Boss", "fleet-boss", &pe), -1);
+	assert_int_equal(pki_check_host_name("-host", NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "start"));
+	assert_int_equal(pki_check_host_name("host-", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("a.-b", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("a..b", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name(".a", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("a.", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("host_1", NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "[A-Za-z0-9.-]"));
+	assert_int_equal(pki_check_host_name("a b", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("a/b", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("a,OU=master", NULL, &pe), -1);
+	assert_int_equal(pki_check_host_name("h\xc3\xb6st", NULL, &pe), -1);
 }
 
 static void
@@ -225,20 +226,20 @@ test_key_type_parse(void **state)
 static void
 test_master_cn_syntax(void **state)
 {
-	char err[256];
+	struct err pe = ERR_INIT;
 	char cn65[66];
 
 	(void)state;
 	memset(cn65, 'm', 65);
 	cn65[65] = '\0';
-	assert_int_equal(pki_check_cn("tandem-master", err, sizeof(err)), 0);
-	assert_int_equal(pki_check_cn("fleet_boss.1", err, sizeof(err)), 0);
-	assert_int_equal(pki_check_cn("", err, sizeof(err)), -1);
-	assert_int_equal(pki_check_cn(NULL, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_cn(cn65, err, sizeof(err)), -1);
-	assert_int_equal(pki_check_cn("-boss", err, sizeof(err)), -1);
-	assert_int_equal(pki_check_cn("updater@x", err, sizeof(err)), -1);
-	assert_int_equal(pki_check_cn("a,OU=agent", err, sizeof(err)), -1);
+	assert_int_equal(pki_check_cn("tandem-master", &pe), 0);
+	assert_int_equal(pki_check_cn("fleet_boss.1", &pe), 0);
+	assert_int_equal(pki_check_cn("", &pe), -1);
+	assert_int_equal(pki_check_cn(NULL, &pe), -1);
+	assert_int_equal(pki_check_cn(cn65, &pe), -1);
+	assert_int_equal(pki_check_cn("-boss", &pe), -1);
+	assert_int_equal(pki_check_cn("updater@x", &pe), -1);
+	assert_int_equal(pki_check_cn("a,OU=agent", &pe), -1);
 }
 
 /* ---- init ---- */
@@ -246,13 +247,13 @@ test_master_cn_syntax(void **state)
 static void
 test_init_layout_and_ca(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p[256], kp[256];
 	mbedtls_x509_crt ca;
 	mbedtls_pk_context key;
 	uint32_t flags = 0;
 	char cn[PKI_CN_MAX + 1];
-	char err[256];
 
 	init_home(f, NULL);
 	assert_int_equal(mode_of(f->home), 0700);
@@ -294,13 +295,14 @@ test_init_layout_and_ca(void **state)
 	mbedtls_pk_free(&key);
 	mbedtls_x509_crt_free(&ca);
 
-	assert_int_equal(pki_master_cn(f->home, cn, sizeof(cn), err, sizeof(err)), 0);
+	assert_int_equal(pki_master_cn(f->home, cn, sizeof(cn), &pe), 0);
 	assert_string_equal(cn, TLS_DEFAULT_MASTER_CN);
 }
 
 static void
 test_init_master_certificate(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p[256];
 	char fp[TLS_FP_HEX_LEN + 1];
@@ -314,7 +316,7 @@ test_init_master_certificate(void **state)
 	assert_string_equal(id.cn, "tandem-master");
 	assert_string_equal(id.ou, "master");
 	assert_int_equal(id.role, TLS_ROLE_MASTER);
-	assert_int_equal(pki_fingerprint_file(p, fp, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(p, fp, &pe), 0);
 	assert_string_equal(fp, id.fingerprint);
 
 	load_crt(&crt, p);
@@ -333,6 +335,7 @@ test_init_master_certificate(void **state)
 static void
 test_init_custom_master_cn(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char cn[PKI_CN_MAX + 1];
 	char err[256];
@@ -341,38 +344,39 @@ test_init_custom_master_cn(void **state)
 	const char *san[] = { "127.0.0.1" };
 
 	init_home(f, "fleet-boss");
-	assert_int_equal(pki_master_cn(f->home, cn, sizeof(cn), err, sizeof(err)), 0);
+	assert_int_equal(pki_master_cn(f->home, cn, sizeof(cn), &pe), 0);
 	assert_string_equal(cn, "fleet-boss");
 	hpath(f, PKI_MASTER_CRT, p, sizeof(p));
 	assert_int_equal(tls_identity_from_file(p, "fleet-boss", &id, err, sizeof(err)), 0);
 	assert_int_equal(id.role, TLS_ROLE_MASTER);
 	/* The recorded CN decides what an agent may be called. */
-	assert_int_equal(issue(f, "FLEET-BOSS", TLS_ROLE_AGENT, "a", san, 1, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "master"));
-	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_AGENT, "b", san, 1, err, sizeof(err)),
+	assert_int_equal(issue(f, "FLEET-BOSS", TLS_ROLE_AGENT, "a", san, 1, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "master"));
+	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_AGENT, "b", san, 1, &pe),
 	    0);
 	/* A master certificate must carry the recorded CN. */
-	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_MASTER, "c", NULL, 0, err, sizeof(err)),
+	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_MASTER, "c", NULL, 0, &pe),
 	    -1);
-	assert_int_equal(issue(f, "fleet-boss", TLS_ROLE_MASTER, "d", NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "fleet-boss", TLS_ROLE_MASTER, "d", NULL, 0, &pe), 0);
 	/* Bad master CNs are refused before anything is created. */
-	assert_int_equal(pki_init(f->home, "bad cn", err, sizeof(err)), -1);
+	assert_int_equal(pki_init(f->home, "bad cn", &pe), -1);
 }
 
 static void
 test_init_refuses_existing_ca(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p[256];
 	char before[TLS_FP_HEX_LEN + 1], after[TLS_FP_HEX_LEN + 1];
-	char err[256];
 
 	init_home(f, NULL);
 	hpath(f, PKI_CA_CRT, p, sizeof(p));
-	assert_int_equal(pki_fingerprint_file(p, before, err, sizeof(err)), 0);
-	assert_int_equal(pki_init(f->home, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "already exists"));
-	assert_int_equal(pki_fingerprint_file(p, after, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(p, before, &pe), 0);
+	assert_int_equal(pki_init(f->home, NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "already exists"));
+	assert_int_equal(pe.kind, ERR_CONFLICT);
+	assert_int_equal(pki_fingerprint_file(p, after, &pe), 0);
 	assert_string_equal(before, after);
 
 	/* Any one of the four files is enough to refuse. */
@@ -382,8 +386,8 @@ test_init_refuses_existing_ca(void **state)
 	assert_int_equal(unlink(p), 0);
 	hpath(f, PKI_MASTER_CRT, p, sizeof(p));
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(pki_init(f->home, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "master.key"));
+	assert_int_equal(pki_init(f->home, NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "master.key"));
 	hpath(f, PKI_CA_KEY, p, sizeof(p));
 	assert_int_equal(access(p, F_OK), -1); /* nothing created */
 }
@@ -391,16 +395,16 @@ test_init_refuses_existing_ca(void **state)
 static void
 test_init_failure_leaves_nothing(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p[256];
-	char err[256];
 
 	/* A file where the master directory should be: init fails, no CA left. */
 	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
 	hpath(f, PKI_MASTER_DIR, p, sizeof(p));
 	assert_int_equal(fs_write_atomic(p, "x", 1, 0600), 0);
-	assert_int_equal(pki_init(f->home, NULL, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "master"));
+	assert_int_equal(pki_init(f->home, NULL, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "master"));
 	hpath(f, PKI_CA_KEY, p, sizeof(p));
 	assert_int_equal(access(p, F_OK), -1);
 	hpath(f, PKI_CA_CRT, p, sizeof(p));
@@ -409,8 +413,9 @@ test_init_failure_leaves_nothing(void **state)
 	/* Without a CA there is nothing to issue from. */
 	hpath(f, PKI_MASTER_DIR, p, sizeof(p));
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", NULL, 0, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "pki init"));
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", NULL, 0, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "pki init"));
+	assert_int_equal(pe.kind, ERR_IO); /* no CA file at all */
 }
 
 /* ---- issuing ---- */
@@ -446,6 +451,7 @@ san_string(const mbedtls_x509_crt *crt, char *buf, size_t len)
 static void
 test_issue_agent(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1", "::1" };
 	char crt_path[256], key_path[256], ca_path[256];
@@ -458,7 +464,7 @@ test_issue_agent(void **state)
 	time_t now = time(NULL);
 
 	init_home(f, NULL);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "host1", sans, 3, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "host1", sans, 3, &pe), 0);
 	dpath(f, "host1.crt", crt_path, sizeof(crt_path));
 	dpath(f, "host1.key", key_path, sizeof(key_path));
 	assert_int_equal(mode_of(key_path), 0600);
@@ -507,7 +513,7 @@ test_issue_agent(void **state)
 	assert_string_equal(id.ou, "agent");
 	assert_int_equal(id.role, TLS_ROLE_AGENT);
 	assert_string_equal(id.host, "host1");
-	assert_int_equal(pki_fingerprint_file(crt_path, fp, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(crt_path, fp, &pe), 0);
 	assert_string_equal(fp, id.fingerprint);
 	assert_true(is_hex_len(fp, TLS_FP_HEX_LEN));
 	/* Default validity: 397 days from five minutes ago. */
@@ -526,6 +532,7 @@ test_issue_agent(void **state)
 static void
 test_issue_updater_and_serials(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p1[256], p2[256];
 	char err[256];
@@ -534,8 +541,8 @@ test_issue_updater_and_serials(void **state)
 	mbedtls_x509_crt a, b;
 
 	init_home(f, NULL);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "u1", NULL, 0, err, sizeof(err)), 0);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "u2", NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "u1", NULL, 0, &pe), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "u2", NULL, 0, &pe), 0);
 	dpath(f, "u1.crt", p1, sizeof(p1));
 	dpath(f, "u2.crt", p2, sizeof(p2));
 	assert_int_equal(tls_identity_from_file(p1, NULL, &id, err, sizeof(err)), 0);
@@ -564,10 +571,10 @@ test_issue_updater_and_serials(void **state)
 static void
 test_issue_eku_override_and_rsa(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	struct pki_issue_opts o;
 	char key[256], crt[256];
-	char err[256];
 	mbedtls_x509_crt c;
 	cJSON *d = NULL;
 	const cJSON *eku;
@@ -582,7 +589,7 @@ test_issue_eku_override_and_rsa(void **state)
 	o.key_type = PKI_KEY_RSA;
 	o.key_out = key;
 	o.cert_out = crt;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	load_crt(&c, crt);
 	assert_int_equal(verify_flags(f, &c), 0);
 	assert_int_equal(mbedtls_pk_get_type(&c.pk), MBEDTLS_PK_RSA);
@@ -597,7 +604,7 @@ test_issue_eku_override_and_rsa(void **state)
 	    0);
 	mbedtls_x509_crt_free(&c);
 
-	assert_int_equal(pki_describe(crt, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(pki_describe(crt, NULL, &d, &pe), 0);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "key")), "RSA 2048");
 	eku = cJSON_GetObjectItem(d, "eku");
 	assert_int_equal(cJSON_GetArraySize(eku), 1);
@@ -607,15 +614,16 @@ test_issue_eku_override_and_rsa(void **state)
 	/* Unknown EKU bits and key types are refused. */
 	o.eku = 0x10;
 	o.force = 1;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 	o.eku = 0;
 	o.key_type = (enum pki_key_type)7;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 }
 
 static void
 test_issue_refusals(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	struct pki_issue_opts o;
 	const char *bad_san[] = { "bad_name" };
@@ -628,40 +636,41 @@ test_issue_refusals(void **state)
 
 	init_home(f, NULL);
 	/* Names that could pass for another role. */
-	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_AGENT, "x", NULL, 0, err, sizeof(err)),
+	assert_int_equal(issue(f, "tandem-master", TLS_ROLE_AGENT, "x", NULL, 0, &pe),
 	    -1);
-	assert_int_equal(issue(f, "Tandem-Master", TLS_ROLE_UPDATER, "x", NULL, 0, err, sizeof(err)),
+	assert_int_equal(issue(f, "Tandem-Master", TLS_ROLE_UPDATER, "x", NULL, 0, &pe),
 	    -1);
-	assert_int_equal(issue(f, "updater@host1", TLS_ROLE_AGENT, "x", NULL, 0, err, sizeof(err)),
+	assert_int_equal(issue(f, "updater@host1", TLS_ROLE_AGENT, "x", NULL, 0, &pe),
 	    -1);
-	assert_int_equal(issue(f, "a@b", TLS_ROLE_UPDATER, "x", NULL, 0, err, sizeof(err)), -1);
-	assert_int_equal(issue(f, "", TLS_ROLE_AGENT, "x", NULL, 0, err, sizeof(err)), -1);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_MASTER, "x", NULL, 0, err, sizeof(err)), -1);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_UNKNOWN, "x", NULL, 0, err, sizeof(err)), -1);
+	assert_int_equal(issue(f, "a@b", TLS_ROLE_UPDATER, "x", NULL, 0, &pe), -1);
+	assert_int_equal(issue(f, "", TLS_ROLE_AGENT, "x", NULL, 0, &pe), -1);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_MASTER, "x", NULL, 0, &pe), -1);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_UNKNOWN, "x", NULL, 0, &pe), -1);
 	/* updater@ + 57 characters exceeds the 64-character CN bound. */
 	memset(long_name, 'u', 57);
 	long_name[57] = '\0';
-	assert_int_equal(issue(f, long_name, TLS_ROLE_UPDATER, "x", NULL, 0, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "64"));
+	assert_int_equal(issue(f, long_name, TLS_ROLE_UPDATER, "x", NULL, 0, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "64"));
 	long_name[56] = '\0';
-	assert_int_equal(issue(f, long_name, TLS_ROLE_UPDATER, "y", NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, long_name, TLS_ROLE_UPDATER, "y", NULL, 0, &pe), 0);
 	/* SANs. */
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", bad_san, 1, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "subjectAltName"));
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", dup_san, 2, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "twice"));
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", bad_san, 1, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "subjectAltName"));
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "x", dup_san, 2, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "twice"));
+	assert_int_equal(pe.kind, ERR_BAD_REQUEST);
 	/* Nothing was written by the refusals. */
 	dpath(f, "x.key", key, sizeof(key));
 	assert_int_equal(access(key, F_OK), -1);
 
 	/* Existing outputs are kept unless forced. */
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "h", ok_san, 1, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "h", ok_san, 1, &pe), 0);
 	dpath(f, "h.key", key, sizeof(key));
 	dpath(f, "h.crt", crt, sizeof(crt));
-	assert_int_equal(pki_fingerprint_file(crt, before, err, sizeof(err)), 0);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "h", ok_san, 1, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "already exists"));
-	assert_int_equal(pki_fingerprint_file(crt, after, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(crt, before, &pe), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "h", ok_san, 1, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "already exists"));
+	assert_int_equal(pki_fingerprint_file(crt, after, &pe), 0);
 	assert_string_equal(before, after);
 	pki_issue_opts_init(&o);
 	o.name = "host1";
@@ -669,21 +678,21 @@ test_issue_refusals(void **state)
 	o.key_out = key;
 	o.cert_out = crt;
 	o.force = 1;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
-	assert_int_equal(pki_fingerprint_file(crt, after, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
+	assert_int_equal(pki_fingerprint_file(crt, after, &pe), 0);
 	assert_string_not_equal(before, after);
 	assert_int_equal(mode_of(key), 0600);
 
 	/* Validity bounds. */
 	o.days = PKI_MAX_DAYS + 1;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 	o.days = -1;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 	o.days = 0;
 	o.not_before = time(NULL);
 	o.not_after = o.not_before;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "later"));
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "later"));
 	/* Never outlive the CA. */
 	{
 		char ca_path[256];
@@ -691,24 +700,24 @@ test_issue_refusals(void **state)
 		hpath(f, PKI_CA_CRT, ca_path, sizeof(ca_path));
 		assert_int_equal(tls_identity_from_file(ca_path, NULL, &caid, err, sizeof(err)), 0);
 		o.not_after = caid.not_after + 86400;
-		assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
-		assert_non_null(strstr(err, "outlive"));
+		assert_int_equal(pki_issue(f->home, &o, &pe), -1);
+		assert_non_null(strstr(err_msg(&pe), "outlive"));
 		o.not_after = caid.not_after;
-		assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+		assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	}
 	/* Missing output paths. */
 	o.not_before = o.not_after = 0;
 	o.key_out = NULL;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), -1);
+	assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 }
 
 static void
 test_issue_expired_window(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	struct pki_issue_opts o;
 	char key[256], crt[256];
-	char err[256];
 	mbedtls_x509_crt c;
 	cJSON *d = NULL;
 	time_t now = time(NULL);
@@ -723,11 +732,11 @@ test_issue_expired_window(void **state)
 	o.cert_out = crt;
 	o.not_before = now - 10 * 86400;
 	o.not_after = now - 86400;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	load_crt(&c, crt);
 	assert_true(verify_flags(f, &c) & MBEDTLS_X509_BADCERT_EXPIRED);
 	mbedtls_x509_crt_free(&c);
-	assert_int_equal(pki_describe(crt, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(pki_describe(crt, NULL, &d, &pe), 0);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "status")), "expired");
 	cJSON_Delete(d);
 
@@ -735,11 +744,11 @@ test_issue_expired_window(void **state)
 	o.not_before = now + 86400;
 	o.not_after = now + 2 * 86400;
 	o.force = 1;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	load_crt(&c, crt);
 	assert_true(verify_flags(f, &c) & MBEDTLS_X509_BADCERT_FUTURE);
 	mbedtls_x509_crt_free(&c);
-	assert_int_equal(pki_describe(crt, NULL, &d, err, sizeof(err)), 0);
+	assert_int_equal(pki_describe(crt, NULL, &d, &pe), 0);
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "status")),
 	    "not yet valid");
 	cJSON_Delete(d);
@@ -750,6 +759,7 @@ test_issue_expired_window(void **state)
 static void
 test_show(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1" };
 	char crt[256], junk[256];
@@ -761,13 +771,13 @@ test_show(void **state)
 	char line[160];
 
 	init_home(f, NULL);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "s", sans, 2, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "s", sans, 2, &pe), 0);
 	dpath(f, "s.crt", crt, sizeof(crt));
 	assert_int_equal(tls_identity_from_file(crt, NULL, &id, err, sizeof(err)), 0);
 
 	mem = open_memstream(&text, &len);
 	assert_non_null(mem);
-	assert_int_equal(pki_show(crt, mem, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(pki_show(crt, mem, NULL, 0, &pe), 0);
 	assert_int_equal(fclose(mem), 0);
 	assert_non_null(strstr(text, "subject: O=tandem, OU=agent, CN=host1\n"));
 	assert_non_null(strstr(text, "role: agent\n"));
@@ -785,7 +795,7 @@ test_show(void **state)
 	/* JSON: one object our strict reader accepts. */
 	mem = open_memstream(&text, &len);
 	assert_non_null(mem);
-	assert_int_equal(pki_show(crt, mem, NULL, 1, err, sizeof(err)), 0);
+	assert_int_equal(pki_show(crt, mem, NULL, 1, &pe), 0);
 	assert_int_equal(fclose(mem), 0);
 	{
 		cJSON *o = json_parse_object(text, len, NULL);
@@ -805,7 +815,7 @@ test_show(void **state)
 		cJSON *d = NULL;
 		char mc[256];
 		hpath(f, PKI_MASTER_CRT, mc, sizeof(mc));
-		assert_int_equal(pki_describe(mc, "someone-else", &d, err, sizeof(err)), 0);
+		assert_int_equal(pki_describe(mc, "someone-else", &d, &pe), 0);
 		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "role")), "unknown");
 		cJSON_Delete(d);
 	}
@@ -814,11 +824,11 @@ test_show(void **state)
 	dpath(f, "missing.crt", junk, sizeof(junk));
 	mem = open_memstream(&text, &len);
 	assert_non_null(mem);
-	assert_int_equal(pki_show(junk, mem, NULL, 0, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "missing.crt"));
+	assert_int_equal(pki_show(junk, mem, NULL, 0, &pe), -1);
+	assert_non_null(strstr(err_msg(&pe), "missing.crt"));
 	dpath(f, "junk.crt", junk, sizeof(junk));
 	assert_int_equal(fs_write_atomic(junk, "not a certificate\n", 18, 0644), 0);
-	assert_int_equal(pki_show(junk, mem, NULL, 1, err, sizeof(err)), -1);
+	assert_int_equal(pki_show(junk, mem, NULL, 1, &pe), -1);
 	assert_int_equal(fclose(mem), 0);
 	assert_int_equal(len, 0);
 	free(text);
@@ -902,19 +912,19 @@ handshake(const struct fixture *f, const char *srv_name, const char *cli_crt,
 static void
 test_handshake_with_issued_certs(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1" };
 	struct pki_issue_opts o;
 	char mcrt[256], mkey[256], crt[256], key[256];
-	char err[256];
 	char fp[TLS_FP_HEX_LEN + 1];
 	struct srv s;
 
 	init_home(f, NULL);
-	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "server", sans, 2, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "server", sans, 2, &pe), 0);
 	hpath(f, PKI_MASTER_CRT, mcrt, sizeof(mcrt));
 	hpath(f, PKI_MASTER_KEY, mkey, sizeof(mkey));
-	assert_int_equal(pki_fingerprint_file(mcrt, fp, err, sizeof(err)), 0);
+	assert_int_equal(pki_fingerprint_file(mcrt, fp, &pe), 0);
 
 	/* The master, as a client of an agent: verified, role master, same fingerprint. */
 	assert_int_equal(handshake(f, "server", mcrt, mkey, &s), 0);
@@ -923,7 +933,7 @@ test_handshake_with_issued_certs(void **state)
 	assert_string_equal(s.id.fingerprint, fp);
 
 	/* An updater client. */
-	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "upd", NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "upd", NULL, 0, &pe), 0);
 	dpath(f, "upd.crt", crt, sizeof(crt));
 	dpath(f, "upd.key", key, sizeof(key));
 	assert_int_equal(handshake(f, "server", crt, key, &s), 0);
@@ -940,7 +950,7 @@ test_handshake_with_issued_certs(void **state)
 	o.eku = PKI_EKU_SERVER;
 	o.key_out = key;
 	o.cert_out = crt;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	(void)handshake(f, "server", crt, key, &s);
 	assert_int_equal(s.rc, -1);
 
@@ -954,7 +964,7 @@ test_handshake_with_issued_certs(void **state)
 	o.not_after = time(NULL) - 86400;
 	o.key_out = key;
 	o.cert_out = crt;
-	assert_int_equal(pki_issue(f->home, &o, err, sizeof(err)), 0);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
 	(void)handshake(f, "server", crt, key, &s);
 	assert_int_equal(s.rc, -1);
 }
