@@ -579,6 +579,8 @@ fetch_health(struct pool *p, struct swarm_job *j, char *errbuf, size_t errlen)
 	rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
 	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, errbuf, errlen);
 	if (rc == 0) {
+		/* The client leaves text in ERRBUF on success too; callers test it for failure. */
+		errbuf[0] = '\0';
 		j->have_health = 1;
 		return 0;
 	}
