@@ -375,7 +375,7 @@ def test_required_host_refuses_what_the_keys_did_not_sign(signed):
     # A signed release installs; release.json records what signed it.
     good = s.release("1.0.0", sv=1)
     doc = s.fleet.json("swarm", "update", "--host", "web1", "--release", good)
-    assert doc["hosts"][0]["agent"]["result"] == "updated" and doc["hosts"][0]["signed"]
+    assert doc["hosts"][0]["agent"]["result"] == "updated" and doc["release"]["signed"]
     rec = json.load(open(os.path.join(s.install("web1"), "releases", "active",
                                       "release.json")))
     assert rec["security_version"] == 1 and rec["signed_by"] == s.keys.ids["rel1"]
@@ -386,8 +386,9 @@ def test_required_host_refuses_what_the_keys_did_not_sign(signed):
     unsigned = s.release("1.1.0")
     r = s.fleet.tandem("swarm", "update", "--host", "web1", "--release", unsigned, "--json",
                        check=1)
-    h = json.loads(r.stdout)["hosts"][0]
-    assert h["agent"]["http_status"] == 422 and not h["signed"], h
+    doc = json.loads(r.stdout)
+    h = doc["hosts"][0]
+    assert h["agent"]["http_status"] == 422 and not doc["release"]["signed"], doc
     st, body = s.push("web1", unsigned)
     assert st == 422 and body["detail"]["kind"] == "signature_invalid", body
     assert tree_state(install) == before and no_staging(install)
@@ -569,10 +570,11 @@ def test_existing_hosts_keep_accepting_unsigned(tmp_path, rel_dir, build_dir):
         assert doc["hosts"][0]["signature_ok"] is False
         r = s.fleet.tandem("swarm", "update", "--host", "old", "--release", bad, "--json",
                            check=1)
-        h = json.loads(r.stdout)["hosts"][0]
-        assert h["signed"] is True and h["agent"]["http_status"] == 422
+        doc = json.loads(r.stdout)
+        assert doc["release"]["signed"] is True
+        assert doc["hosts"][0]["agent"]["http_status"] == 422, doc
         doc = s.fleet.json("swarm", "update", "--host", "old", "--release", signed_rel)
-        assert doc["hosts"][0]["agent"]["result"] == "updated" and doc["hosts"][0]["signed"]
+        assert doc["hosts"][0]["agent"]["result"] == "updated" and doc["release"]["signed"]
         # A signature after the tarball: 400 (the tarball was taken as unsigned already).
         st, body = s.push("old", signed_rel, tsig=signed_rel + ".tsig",
                           order=("tarball", "tsig"))
@@ -693,6 +695,6 @@ def test_update_self_needs_a_signature(signed):
                        "--include-self")
     h = doc["hosts"][0]
     assert h["agent"]["result"] == "updated" and h["self"]["result"] == "updated", h
-    assert h["signed"] is True
+    assert doc["release"]["signed"] is True
     assert s.fleet.json("swarm", "status", "--host", "selfie")["hosts"][0][
         "updater_version"] == "2.0.0"
