@@ -1014,7 +1014,7 @@ soak_done(void *arg, struct swarm_job *j)
 	}
 	if (why[0] != '\0') {
 		row->state = RH_SOAK_FAILED;
-		snprintf(row->reason, sizeof(row->reason), "soak: %s", why);
+		snprintf(row->reason, sizeof(row->reason), "soak: %.248s", why);
 		row->detail[0] = '\0';
 		row->log_push = 0;
 		if (gc_write(d, row) == 0) {
