@@ -376,8 +376,9 @@ demo: deps
 # $(BUILD)/release/KIND-updater-UKIND-VERSION/bin/ (debug info stripped),
 # never touching the normal binaries, then packs that tree with
 # `tandem release pack` (the one packer and manifest writer: deterministic
-# tarball, the default manifest with updater_entrypoint) and prints
-# "SHA256  FILE" (FILE absolute).
+# tarball, the default manifest with updater_entrypoint, and "readiness":
+# "ready-fd" since tandem-agent takes --ready-fd) and prints "SHA256  FILE"
+# (FILE absolute).
 # A broken kind compiles only the files that read TANDEM_AGENT_BROKEN
 # (agent/broken.h) or TANDEM_UPDATER_BROKEN again, with -D...=N, into
 # $(BUILD)/kind/agent-KIND/ or $(BUILD)/kind/updater-UKIND/.
@@ -466,7 +467,8 @@ $(RELEASE_PACKER): $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_OFF) $(LIB) \
 .PHONY: release
 release: $(RELEASE_BINS) $(RELEASE_PACKER)
 	@mkdir -p "$$(dirname '$(RELEASE_OUT)')"
-	@$(RELEASE_PACKER) release pack '$(RELEASE_STAGE)' --version '$(VERSION)' --output '$(RELEASE_OUT)'
+	@$(RELEASE_PACKER) release pack '$(RELEASE_STAGE)' --version '$(VERSION)' --readiness ready-fd \
+		--output '$(RELEASE_OUT)'
 
 -include $(shell find $(BUILD)/kind $(BUILD)/gen $(BUILD)/obj-shipped -name '*.d' 2>/dev/null)
 

@@ -14,7 +14,7 @@
 
 /* The keys of manifest.json this module knows; the writer keeps the others. */
 static const char *const release_manifest_keys[] = {
-	"name", "version", "entrypoint", "preflight", "updater_entrypoint",
+	"name", "version", "entrypoint", "preflight", "updater_entrypoint", "readiness",
 };
 
 int
@@ -83,8 +83,18 @@ struct release_mf_raw {
 	const char *version;
 	const char *entrypoint;
 	const char *updater_entrypoint;
+	const char *readiness;
 	const cJSON *preflight;
 };
+
+int
+release_readiness_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= RELEASE_READINESS_MAX &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
 
 /* The checks of the known keys once their types are right. */
 static int
@@ -129,6 +139,10 @@ release_mf_check(const struct release_mf_raw *raw, unsigned flags, struct err *e
 		return err_set(e, ERR_FORMAT, "%s: key 'updater_entrypoint': '%s' is not a relative "
 		    "path inside the release", RELEASE_MANIFEST_FILE, raw->updater_entrypoint);
 	}
+	if (raw->readiness != NULL && !release_readiness_valid(raw->readiness)) {
+		return err_set(e, ERR_FORMAT, "%s: key 'readiness': use 1-%d of [a-z0-9-]",
+		    RELEASE_MANIFEST_FILE, RELEASE_READINESS_MAX);
+	}
 	return 0;
 }
 
@@ -143,6 +157,7 @@ release_manifest_parse(const char *buf, size_t len, unsigned flags, struct relea
 		    RELEASE_PATH_MAX),
 		JSON_F_STRREF("updater_entrypoint", struct release_mf_raw, updater_entrypoint, 0, 0,
 		    RELEASE_PATH_MAX),
+		JSON_F_STRREF("readiness", struct release_mf_raw, readiness, 0, 0, 127),
 		JSON_F_ARRAY("preflight", struct release_mf_raw, preflight, 0),
 	};
 	struct release_mf_raw raw = { 0 };
@@ -176,6 +191,8 @@ release_manifest_parse(const char *buf, size_t len, unsigned flags, struct relea
 	(void)!strlcpy_chk(tmp->updater_entrypoint,
 	    raw.updater_entrypoint != NULL ? raw.updater_entrypoint : "",
 	    sizeof(tmp->updater_entrypoint));
+	(void)!strlcpy_chk(tmp->readiness, raw.readiness != NULL ? raw.readiness : "",
+	    sizeof(tmp->readiness));
 	if (raw.preflight != NULL) {
 		cJSON_ArrayForEach(it, raw.preflight) {
 			if (!cJSON_IsString(it) || it->valuestring == NULL) {
@@ -261,7 +278,8 @@ release_manifest_format(const struct release_manifest *m, const char *src, size_
 	    (m->entrypoint[0] != '\0' && !release_safe_relpath(m->entrypoint)) ||
 	    (m->updater_entrypoint[0] != '\0' && !release_safe_relpath(m->updater_entrypoint)) ||
 	    m->npreflight > RELEASE_ARGS_MAX ||
-	    (m->npreflight > 0 && !release_safe_relpath(m->preflight[0]))) {
+	    (m->npreflight > 0 && !release_safe_relpath(m->preflight[0])) ||
+	    (m->readiness[0] != '\0' && !release_readiness_valid(m->readiness))) {
 		err_set(e, ERR_INTERNAL, "%s: refusing to write a manifest that breaks its rules",
 		    RELEASE_MANIFEST_FILE);
 		goto out;
@@ -285,6 +303,9 @@ release_manifest_format(const struct release_manifest *m, const char *src, size_
 	}
 	if (m->updater_entrypoint[0] != '\0' &&
 	    json_add_str(o, "updater_entrypoint", m->updater_entrypoint) != 0) {
+		goto nomem;
+	}
+	if (m->readiness[0] != '\0' && json_add_str(o, "readiness", m->readiness) != 0) {
 		goto nomem;
 	}
 	if (src != NULL && release_keep_unknown(o, src, srclen, e) != 0) {

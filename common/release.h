@@ -22,6 +22,11 @@
  *   - preflight: optional, 1..RELEASE_ARGS_MAX strings of at most
  *     RELEASE_ARG_MAX bytes, the first a release_safe_relpath() program;
  *     absent means "ENTRYPOINT --self-test";
+ *   - readiness: optional, 1..RELEASE_READINESS_MAX of [a-z0-9-], how the
+ *     entrypoint tells that it serves: RELEASE_READINESS_FD ("ready-fd":
+ *     it takes "--ready-fd N" and writes a line starting with READY to fd
+ *     N once it listens). Absent, or a value this reader does not know:
+ *     nothing but the HTTP probe (a newer release still installs);
  *   - other keys are ignored (newer releases may add some) and kept by the
  *     writer when it is given the source manifest.
  *
@@ -57,6 +62,8 @@
 #define RELEASE_PATH_MAX 255           /* entrypoint, updater_entrypoint */
 #define RELEASE_ARGS_MAX 16            /* preflight arguments */
 #define RELEASE_ARG_MAX 255            /* bytes per preflight argument */
+#define RELEASE_READINESS_MAX 32       /* bytes of "readiness" */
+#define RELEASE_READINESS_FD "ready-fd"
 
 /* What `tandem release pack` writes when the tree has no manifest.json. */
 #define RELEASE_DEFAULT_NAME "tandem-agent"
@@ -70,7 +77,11 @@ struct release_manifest {
 	char updater_entrypoint[RELEASE_PATH_MAX + 1]; /* "" when absent */
 	char preflight[RELEASE_ARGS_MAX][RELEASE_ARG_MAX + 1];
 	size_t npreflight;              /* 0: none given (ENTRYPOINT --self-test) */
+	char readiness[RELEASE_READINESS_MAX + 1]; /* "" when absent */
 };
+
+/* 1 if S is a valid "readiness" value (1..RELEASE_READINESS_MAX of [a-z0-9-]). */
+int release_readiness_valid(const char *s);
 
 /* release_manifest_parse() / release_manifest_read() flags */
 #define RELEASE_MF_AGENT 0x1u   /* entrypoint required (checked on disk by _read) */
@@ -96,7 +107,7 @@ int release_manifest_parse(const char *buf, size_t len, unsigned flags,
 /*
  * The bytes of manifest.json for M (which must satisfy the rules, version
  * included): the known keys in a fixed order (name, version, entrypoint,
- * preflight, updater_entrypoint; empty ones left out), then the unknown keys
+ * preflight, updater_entrypoint, readiness; empty ones left out), then the unknown keys
  * of SRC (LEN bytes of a source manifest that release_manifest_parse()
  * accepted; NULL: none) in their order, indented, with a final newline. The
  * same input always gives the same bytes. *OUT is malloc'd (caller frees),

@@ -431,7 +431,7 @@ ln_probation(struct launcher *l, struct handover *h)
 			fflush(stdout);
 			return 0;
 		}
-		if (errno == ECANCELED) {
+		if (res.err.kind == ERR_CANCELED) {
 			probe_result_free(&res);
 			if (ln_signal(l) == 1) {
 				return 1; /* stop: the record stays for the next launcher */
@@ -442,7 +442,7 @@ ln_probation(struct launcher *l, struct handover *h)
 		if (ln_reap(l, &status) == 0) {
 			/* Alive but not healthy in time: hung. */
 			(void)snprintf(reason, sizeof(reason), "updater not healthy in time: %.500s",
-			    res.reason);
+			    err_msg(&res.err));
 			probe_result_free(&res);
 			break;
 		}

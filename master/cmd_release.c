@@ -61,6 +61,7 @@ release_cmd_pack(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "version", required_argument, NULL, 'V' },
+		{ "readiness", required_argument, NULL, 'R' },
 		{ "exclude", required_argument, NULL, 'x' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -88,6 +89,14 @@ release_cmd_pack(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 			break;
 		case 'V':
 			o.version = optarg;
+			break;
+		case 'R':
+			if (!release_readiness_valid(optarg)) {
+				rc = cli_usage_error(GROUP, self, "--readiness: use 1-%d of [a-z0-9-]",
+				    RELEASE_READINESS_MAX);
+				goto out;
+			}
+			o.readiness = optarg;
 			break;
 		case 'x':
 			if (*optarg == '\0') {
@@ -1322,7 +1331,7 @@ release_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc,
 
 static const struct cli_cmd release_cmds[] = {
 	{ "pack", "pack a release directory into a deterministic tarball",
-	    " DIR [-o FILE] [--version V] [--exclude GLOB]... [--json]\n"
+	    " DIR [-o FILE] [--version V] [--readiness MODE] [--exclude GLOB]... [--json]\n"
 	    "\n"
 	    "Packs the release tree DIR into a deterministic gzip tarball (entries sorted,\n"
 	    "mtime 0, owner 0:0, modes 0755/0644, no gzip name or time): the same tree\n"
@@ -1338,6 +1347,10 @@ static const struct cli_cmd release_cmds[] = {
 	    "                      NAME-VERSION.tar.gz in the working directory)\n"
 	    "  --version V         release version for manifest.json (default: the\n"
 	    "                      manifest's, else " RELEASE_DEFAULT_VERSION ")\n"
+	    "  --readiness MODE    how the entrypoint says it serves, for the updater:\n"
+	    "                      " RELEASE_READINESS_FD " (it takes --ready-fd N, as tandem-agent\n"
+	    "                      does); default: the manifest's, else none (the\n"
+	    "                      updater's HTTP probe alone)\n"
 	    "  --exclude GLOB      leave out entries whose base name matches GLOB, or whose\n"
 	    "                      path matches when GLOB has a '/'; repeatable\n"
 	    "  --json              print {path, sha256, size, name, version, entries}\n"

@@ -676,6 +676,11 @@ rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
 			    sizeof(m->updater_entrypoint));
 		}
 	}
+	if (c->o->readiness != NULL &&
+	    strlcpy_chk(m->readiness, c->o->readiness, sizeof(m->readiness)) != 0) {
+		rp_err(err, errlen, "--readiness: too long");
+		goto out;
+	}
 	if (version != NULL || m->version[0] == '\0') {
 		(void)!strlcpy_chk(m->version, version != NULL ? version : RELEASE_DEFAULT_VERSION,
 		    sizeof(m->version));

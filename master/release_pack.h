@@ -14,7 +14,8 @@
  * when a version is given; unknown keys are kept), otherwise
  * {"name":"tandem-agent","version":V,"entrypoint":"bin/tandem-agent",
  * "preflight":["bin/tandem-agent","--self-test"]} plus
- * "updater_entrypoint":"bin/tandem-updater" when DIR has that file.
+ * "updater_entrypoint":"bin/tandem-updater" when DIR has that file. A
+ * readiness given by the caller replaces the manifest's ("readiness").
  *
  * Refused (every problem is named in ERR, nothing is written):
  *   - secrets, unless excluded: file names *.key, id_rsa*, id_dsa*,
@@ -56,6 +57,7 @@ struct release_pack_opts {
 	const char *dir;                /* the release tree */
 	const char *output;             /* NULL: NAME-VERSION.tar.gz in the working directory */
 	const char *version;            /* NULL: the manifest's, else RELEASE_DEFAULT_VERSION */
+	const char *readiness;          /* NULL: the manifest's (none in a generated one) */
 	const char *const *excludes;    /* N_EXCLUDES globs */
 	size_t n_excludes;
 };

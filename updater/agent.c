@@ -23,6 +23,8 @@
 #define AGENT_RECORD "agent.json"
 #define AGENT_RECORD_MAX 4096
 #define AGENT_LAST_PROBE_MAX 600
+/* What is left of probe_deadline after the wait for READY, at least. */
+#define AGENT_PROBE_MIN_MS 1000
 
 struct agent {
 	const struct updater_config *cfg;
@@ -37,6 +39,7 @@ struct agent {
 	pthread_mutex_t mu;     /* protects what follows */
 	uint64_t out_gen;       /* the start whose output begins at out_mark */
 	off_t out_mark;
+	int64_t started_at;     /* when start out_gen began (the probe's deadline counts from it) */
 	char last_probe[AGENT_LAST_PROBE_MAX];
 };
 
@@ -181,7 +184,10 @@ agent_program(const struct agent *ag, const struct release_manifest *m, char *pr
 	return 0;
 }
 
-/* What the next start runs: the active release's entrypoint --config AGENT_CONFIG. */
+/*
+ * What the next start runs: the active release's entrypoint --config
+ * AGENT_CONFIG, and --ready-fd N when its manifest declares that readiness.
+ */
 static int
 agent_set_spec(struct agent *ag, struct err *e)
 {
@@ -205,7 +211,8 @@ agent_set_spec(struct agent *ag, struct err *e)
 		spec.user = ag->cfg->run_as_user;
 		spec.group = ag->cfg->run_as_group[0] != '\0' ? ag->cfg->run_as_group : NULL;
 	}
-	if (supervisor_set_spec(ag->sv, &spec) != 0) {
+	if (supervisor_set_spec(ag->sv, &spec,
+		strcmp(m.readiness, RELEASE_READINESS_FD) == 0 ? "--ready-fd" : NULL) != 0) {
 		return err_set(e, ERR_NOMEM, "agent: out of memory");
 	}
 	return 0;
@@ -219,11 +226,17 @@ agent_op_stop(void *arg, struct err *e)
 	return supervisor_stop(ag->sv, e);
 }
 
+/*
+ * Start the agent of the active release. "Started" is its READY line when
+ * the release declares readiness (or its exit, or the probe deadline), else
+ * the spawn: the probe then only confirms version, sha256 and stability.
+ */
 static int
 agent_op_start(void *arg, uint64_t *gen, struct err *e)
 {
 	struct agent *ag = arg;
 	struct supervisor_status st;
+	int64_t t0 = mono_ms();
 	off_t mark;
 
 	if (agent_set_spec(ag, e) != 0) {
@@ -237,8 +250,21 @@ agent_op_start(void *arg, uint64_t *gen, struct err *e)
 	pthread_mutex_lock(&ag->mu);
 	ag->out_gen = st.generation;
 	ag->out_mark = mark;
+	ag->started_at = t0;
 	pthread_mutex_unlock(&ag->mu);
 	*gen = st.generation;
+	switch (supervisor_wait_ready(ag->sv, st.generation, (int)ag->cfg->probe_deadline_ms)) {
+	case SUPERVISOR_NOT_READY:
+		log_warnx("agent: no READY within %lld ms; the probe decides",
+		    (long long)ag->cfg->probe_deadline_ms);
+		break;
+	case SUPERVISOR_READY_GONE:
+		log_warnx("agent: gone before it said READY");
+		break;
+	case SUPERVISOR_READY_NONE:
+	case SUPERVISOR_READY:
+		break;
+	}
 	return 0;
 }
 
@@ -264,7 +290,14 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	struct probe_result res;
 	struct supervisor_watch w = { ag->sv, gen };
 	char what[AGENT_LAST_PROBE_MAX];
+	int64_t spent = 0;
 	int rc;
+
+	pthread_mutex_lock(&ag->mu);
+	if (ag->out_gen == gen) {
+		spent = mono_ms() - ag->started_at; /* waiting for READY took part of the budget */
+	}
+	pthread_mutex_unlock(&ag->mu);
 
 	probe_opts_init(&o);
 	o.tls = ag->cli_tls;
@@ -275,7 +308,8 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	o.expect_sha256 = ri->sha256;
 	o.first_interval_ms = (int)cfg->probe_first_interval_ms;
 	o.max_interval_ms = (int)cfg->probe_max_interval_ms;
-	o.deadline_ms = (int)cfg->probe_deadline_ms;
+	o.deadline_ms = (int)(cfg->probe_deadline_ms - spent > AGENT_PROBE_MIN_MS ?
+	    cfg->probe_deadline_ms - spent : AGENT_PROBE_MIN_MS);
 	o.stable_ms = (int)cfg->probe_stable_ms;
 	if (o.stable_interval_ms > o.stable_ms && o.stable_ms > 0) {
 		o.stable_interval_ms = o.stable_ms;
@@ -288,8 +322,8 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 		    ri->version, (long long)res.elapsed_ms);
 	} else {
 		(void)snprintf(what, sizeof(what), "failed for %s (%.64s): %.400s", ri->id,
-		    ri->version, res.reason);
-		err_set(e, ERR_PROBE, "%s", res.reason);
+		    ri->version, err_msg(&res.err));
+		err_set(e, ERR_PROBE, "%s", err_msg(&res.err));
 	}
 	agent_note_probe(ag, what);
 	*body = res.body;

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,27 +58,27 @@ nonempty(const char *s)
 
 int
 probe_check_body(const char *body, size_t len, const char *expect_version,
-    const char *expect_sha256, char *reason, size_t reasonlen)
+    const char *expect_sha256, struct err *e)
 {
-	struct err e = ERR_INIT;
+	struct err pe = ERR_INIT;
 	cJSON *root;
 	const cJSON *v, *rel, *sha;
 	int rc = -1;
 
-	root = json_parse_object(body, len, &e);
+	root = json_parse_object(body, len, &pe);
 	if (root == NULL) {
-		snprintf(reason, reasonlen, "body is not a JSON object: %s", err_msg(&e));
+		err_set(e, ERR_PROBE, "body is not a JSON object: %s", err_msg(&pe));
 		return -1;
 	}
 	if (nonempty(expect_version)) {
 		v = cJSON_GetObjectItemCaseSensitive(root, "version");
 		if (!cJSON_IsString(v)) {
-			snprintf(reason, reasonlen, "no \"version\" string in the body, expected \"%s\"",
+			err_set(e, ERR_PROBE, "no \"version\" string in the body, expected \"%s\"",
 			    expect_version);
 			goto out;
 		}
 		if (strcmp(v->valuestring, expect_version) != 0) {
-			snprintf(reason, reasonlen, "version is \"%.64s\", expected \"%s\"",
+			err_set(e, ERR_PROBE, "version is \"%.64s\", expected \"%s\"",
 			    v->valuestring, expect_version);
 			goto out;
 		}
@@ -88,12 +87,12 @@ probe_check_body(const char *body, size_t len, const char *expect_version,
 		rel = cJSON_GetObjectItemCaseSensitive(root, "release");
 		sha = cJSON_IsObject(rel) ? cJSON_GetObjectItemCaseSensitive(rel, "sha256") : NULL;
 		if (!cJSON_IsString(sha)) {
-			snprintf(reason, reasonlen,
-			    "no \"release\".\"sha256\" string in the body, expected %s", expect_sha256);
+			err_set(e, ERR_PROBE, "no \"release\".\"sha256\" string in the body, expected %s",
+			    expect_sha256);
 			goto out;
 		}
 		if (strcasecmp(sha->valuestring, expect_sha256) != 0) {
-			snprintf(reason, reasonlen, "release.sha256 is %.64s, expected %s",
+			err_set(e, ERR_PROBE, "release.sha256 is %.64s, expected %s",
 			    sha->valuestring, expect_sha256);
 			goto out;
 		}
@@ -169,8 +168,7 @@ wait_for(const struct probe_opts *o, int ms)
 
 /* One GET. 0 if it passed; -1 with WHY. RES gets the status and body. */
 static int
-attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, char *why,
-    size_t whylen)
+attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, struct err *why)
 {
 	struct httpc_target t;
 	struct httpc_response resp;
@@ -193,7 +191,7 @@ attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, ch
 	memset(&resp, 0, sizeof(resp));
 	if (httpc_fetch(o->tls, &t, "GET", nonempty(o->path) ? o->path : PROBE_DEFAULT_PATH, NULL,
 	    NULL, 0, &resp, err, sizeof(err)) != 0) {
-		snprintf(why, whylen, "%s", err);
+		err_set(why, ERR_UNREACHABLE, "%s", err);
 		httpc_response_free(&resp);
 		return -1;
 	}
@@ -203,55 +201,44 @@ attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, ch
 	resp.body = NULL;
 	httpc_response_free(&resp);
 	if (res->status != 200) {
-		snprintf(why, whylen, "GET %s answered %d", nonempty(o->path) ? o->path :
+		err_set(why, ERR_PROBE, "GET %s answered %d", nonempty(o->path) ? o->path :
 		    PROBE_DEFAULT_PATH, res->status);
 		return -1;
 	}
 	rc = probe_check_body(res->body, strlen(res->body), o->expect_version, o->expect_sha256,
-	    why, whylen);
+	    why);
 	return rc;
 }
 
-static int
-fail(struct probe_result *res, int64_t t0, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-fail(struct probe_result *res, int64_t t0, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
-	va_end(ap);
-	res->passed = 0;
-	res->elapsed_ms = mono_ms() - t0;
-	errno = err;
-	return -1;
-}
+/* The probe failed: KIND and why (the result's err), the time spent; yields -1. */
+#define probe_fail(res, t0, kind, ...) \
+	(err_set(&(res)->err, (kind), __VA_ARGS__), (res)->passed = 0, \
+	    (res)->elapsed_ms = mono_ms() - (t0), -1)
 
 int
 probe_run(const struct probe_opts *o, struct probe_result *res)
 {
-	char why[384] = "no attempt made";
-	char answer_why[384] = "";
+	struct err why = ERR_INIT, answer_why = ERR_INIT;
 	int status_before, errors;
 	int64_t t0 = mono_ms(), deadline, stable_end, now;
 	int interval, left;
 	enum wait_result w;
 
 	memset(res, 0, sizeof(*res));
+	err_clear(&res->err);
 	res->first_pass_ms = -1;
+	err_set(&why, ERR_PROBE, "no attempt made");
 	if (o->tls == NULL || !nonempty(o->host) || !nonempty(o->port)) {
-		return fail(res, t0, EINVAL, "probe: no TLS context or address");
+		return probe_fail(res, t0, ERR_INTERNAL, "probe: no TLS context or address");
 	}
 	if (!nonempty(o->expect_version) && !nonempty(o->expect_sha256)) {
-		return fail(res, t0, EINVAL, "probe: neither a version nor a sha256 to expect");
+		return probe_fail(res, t0, ERR_INTERNAL,
+		    "probe: neither a version nor a sha256 to expect");
 	}
 	if (o->deadline_ms <= 0 || o->first_interval_ms <= 0 || o->stable_ms < 0 ||
 	    o->max_interval_ms < o->first_interval_ms || o->attempt_timeout_ms <= 0 ||
 	    (o->stable_ms > 0 && o->stable_interval_ms <= 0)) {
-		return fail(res, t0, EINVAL, "probe: invalid timings");
+		return probe_fail(res, t0, ERR_INTERNAL, "probe: invalid timings");
 	}
 	deadline = t0 + o->deadline_ms;
 	interval = o->first_interval_ms;
@@ -259,11 +246,12 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 	/* Phase 1: until the first passing answer. */
 	for (;;) {
 		if (readable(o->cancel_fd)) {
-			return fail(res, t0, ECANCELED, "probe cancelled");
+			return probe_fail(res, t0, ERR_CANCELED, "probe cancelled");
 		}
 		if (is_dead(o)) {
-			return fail(res, t0, ECHILD, "agent exited during the probe (%u attempts; last: %s)",
-			    res->attempts, why);
+			return probe_fail(res, t0, ERR_PROBE,
+			    "agent exited during the probe (%u attempts; last: %.500s)", res->attempts,
+			    err_msg(&why));
 		}
 		left = ms_until(deadline);
 		if (left < PROBE_MIN_ATTEMPT_MS) {
@@ -271,33 +259,35 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 		}
 		status_before = res->status;
 		res->status = 0;
-		if (attempt(o, left < o->attempt_timeout_ms ? left : o->attempt_timeout_ms, res, why,
-		    sizeof(why)) == 0) {
+		if (attempt(o, left < o->attempt_timeout_ms ? left : o->attempt_timeout_ms, res,
+			&why) == 0) {
 			break;
 		}
 		if (res->status != 0) {
-			snprintf(answer_why, sizeof(answer_why), "%s", why);
+			err_copy(&answer_why, &why);
 		} else {
 			res->status = status_before; /* keep the last status that came */
 		}
-		log_debug("probe %s:%s: %s", o->host, o->port, why);
+		log_debug("probe %s:%s: %s", o->host, o->port, err_msg(&why));
 		left = ms_until(deadline);
 		if (left == 0) {
-			if (answer_why[0] != '\0' && strcmp(answer_why, why) != 0) {
-				return fail(res, t0, ETIMEDOUT,
-				    "no healthy answer within %d ms: %s (last answer: %s)", o->deadline_ms,
-				    why, answer_why);
+			if (err_failed(&answer_why) &&
+			    strcmp(err_msg(&answer_why), err_msg(&why)) != 0) {
+				return probe_fail(res, t0, ERR_TIMEOUT,
+				    "no healthy answer within %d ms: %.400s (last answer: %.400s)",
+				    o->deadline_ms, err_msg(&why), err_msg(&answer_why));
 			}
-			return fail(res, t0, ETIMEDOUT, "no healthy answer within %d ms: %s",
-			    o->deadline_ms, why);
+			return probe_fail(res, t0, ERR_TIMEOUT, "no healthy answer within %d ms: %s",
+			    o->deadline_ms, err_msg(&why));
 		}
 		w = wait_for(o, interval < left ? interval : left);
 		if (w == WAIT_CANCEL) {
-			return fail(res, t0, ECANCELED, "probe cancelled");
+			return probe_fail(res, t0, ERR_CANCELED, "probe cancelled");
 		}
 		if (w == WAIT_DEAD) {
-			return fail(res, t0, ECHILD, "agent exited during the probe (%u attempts; last: %s)",
-			    res->attempts, why);
+			return probe_fail(res, t0, ERR_PROBE,
+			    "agent exited during the probe (%u attempts; last: %.500s)", res->attempts,
+			    err_msg(&why));
 		}
 		interval = interval > o->max_interval_ms / 2 ? o->max_interval_ms : interval * 2;
 	}
@@ -315,22 +305,24 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 		left = ms_until(stable_end);
 		w = wait_for(o, left < o->stable_interval_ms ? left : o->stable_interval_ms);
 		if (w == WAIT_CANCEL) {
-			return fail(res, t0, ECANCELED, "probe cancelled");
+			return probe_fail(res, t0, ERR_CANCELED, "probe cancelled");
 		}
 		if (w == WAIT_DEAD) {
-			return fail(res, t0, ECHILD,
+			return probe_fail(res, t0, ERR_PROBE,
 			    "agent exited during the %d ms stability window (%lld ms after it passed)",
 			    o->stable_ms, (long long)(mono_ms() - t0 - res->first_pass_ms));
 		}
 		status_before = res->status;
 		res->status = 0;
-		if (attempt(o, o->attempt_timeout_ms, res, why, sizeof(why)) != 0) {
+		if (attempt(o, o->attempt_timeout_ms, res, &why) != 0) {
 			if (res->status != 0) {
-				return fail(res, t0, EPROTO, "stability window: %s", why);
+				return probe_fail(res, t0, ERR_PROTOCOL, "stability window: %s",
+				    err_msg(&why));
 			}
 			res->status = status_before;
 			if (++errors > PROBE_STABLE_MAX_ERRORS) {
-				return fail(res, t0, EPROTO, "stability window: %s", why);
+				return probe_fail(res, t0, ERR_PROTOCOL, "stability window: %s",
+				    err_msg(&why));
 			}
 			continue; /* try again, also past the end of the window */
 		}
@@ -340,10 +332,10 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 		}
 	}
 	if (is_dead(o)) {
-		return fail(res, t0, ECHILD, "agent exited at the end of the stability window");
+		return probe_fail(res, t0, ERR_PROBE, "agent exited at the end of the stability window");
 	}
 	res->passed = 1;
-	res->reason[0] = '\0';
+	err_clear(&res->err);
 	res->elapsed_ms = mono_ms() - t0;
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * probe — decide whether a freshly started agent is healthy (issue 4,
- * install pipeline step 6).
+ * probe — decide whether a freshly started program (the agent; for the
+ * launcher, a new updater) is healthy.
  *
  * GET /health over mTLS with the updater's own certificate (common/httpc),
  * on a fresh connection per attempt. Phase 1: attempts every
@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
 #include "common/tls.h"
 #include "common/util.h"
 
@@ -64,17 +65,21 @@ struct probe_result {
 	unsigned attempts;   /* requests sent */
 	int64_t elapsed_ms;  /* whole probe */
 	int64_t first_pass_ms; /* time to the first passing attempt; -1 if none */
-	char reason[512];    /* on failure: why, e.g. "agent exited during the probe",
-				"version is \"1.0\", expected \"1.1\"", "no healthy answer
-				within 30000 ms: connect to 127.0.0.1:8765: Connection
-				refused", "no healthy answer within 30000 ms: TLS ...
-				(last answer: version is ...)", "stability window: ..." */
+	/*
+	 * On failure, why: ERR_TIMEOUT "no healthy answer within 30000 ms:
+	 * connect to 127.0.0.1:8765: Connection refused" (or "... (last
+	 * answer: version is ...)"), ERR_PROBE "agent exited during the
+	 * probe ...", ERR_PROTOCOL "stability window: version is \"1.0\",
+	 * expected \"1.1\"", ERR_CANCELED "probe cancelled", ERR_INTERNAL
+	 * for bad options. ERR_OK when it passed.
+	 */
+	struct err err;
 };
 
 /*
  * Run the probe. RES is initialised here (free it with probe_result_free()
- * in every case). Returns 0 if it passed, -1 if it failed (RES->reason says
- * why; errno EINVAL for bad options, ECANCELED when cancelled).
+ * in every case). Returns 0 if it passed, -1 if it failed (RES->err says
+ * why).
  */
 int probe_run(const struct probe_opts *o, struct probe_result *res) WUR;
 
@@ -83,9 +88,9 @@ void probe_result_free(struct probe_result *res);
 /*
  * The body check of one attempt, exposed for tests: 0 if BODY (LEN bytes)
  * is a JSON object whose "version" / "release"."sha256" match the
- * expectations that are not NULL/""; -1 with a reason otherwise.
+ * expectations that are not NULL/""; -1 with E (ERR_PROBE) otherwise.
  */
 int probe_check_body(const char *body, size_t len, const char *expect_version,
-    const char *expect_sha256, char *reason, size_t reasonlen) WUR;
+    const char *expect_sha256, struct err *e) WUR;
 
 #endif

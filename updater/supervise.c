@@ -344,7 +344,19 @@ struct spec_copy {
 	char **argv;
 	char **env;
 	char *cwd, *log_path, *user, *group;
+	char *ready_arg;         /* NULL: the program does not tell when it serves */
 };
+
+/* Where the current process is with its READY line (readiness pipe). */
+enum sv_ready {
+	SV_READY_NONE = 0,       /* no readiness declared (or the pipe could not be made) */
+	SV_READY_WAITING = 1,    /* the pipe is open, nothing said yet */
+	SV_READY_SAID = 2,       /* a line starting with READY arrived */
+	SV_READY_GONE = 3,       /* closed or exited without it */
+};
+
+/* Bytes of the readiness pipe looked at for "READY". */
+#define SV_READY_BUF 64
 
 #define SV_MAX_EVENTS 4
 /* Longest poll() while watching a process without a pidfd. */
@@ -371,6 +383,10 @@ struct supervisor {
 	uint64_t generation;
 	int adopted;
 	int watch_error; /* proc_poll failed: poll slowly instead of on the pidfd */
+	int ready_fd;    /* read end of the current process's readiness pipe, or -1 */
+	enum sv_ready ready;
+	char ready_buf[SV_READY_BUF];
+	size_t ready_len;
 	char last_error[256];
 	void (*on_event)(void *arg, const struct supervisor_event *ev);
 	void *arg;
@@ -438,11 +454,12 @@ spec_copy_free(struct spec_copy *c)
 	free(c->log_path);
 	free(c->user);
 	free(c->group);
+	free(c->ready_arg);
 	memset(c, 0, sizeof(*c));
 }
 
 static int
-spec_copy_make(const struct proc_spec *in, struct spec_copy *out)
+spec_copy_make(const struct proc_spec *in, const char *ready_arg, struct spec_copy *out)
 {
 	struct spec_copy c;
 
@@ -453,7 +470,8 @@ spec_copy_make(const struct proc_spec *in, struct spec_copy *out)
 	}
 	if (strv_dup(in->argv, &c.argv) != 0 || strv_dup(in->env_add, &c.env) != 0 ||
 	    str_dup_opt(in->cwd, &c.cwd) != 0 || str_dup_opt(in->log_path, &c.log_path) != 0 ||
-	    str_dup_opt(in->user, &c.user) != 0 || str_dup_opt(in->group, &c.group) != 0) {
+	    str_dup_opt(in->user, &c.user) != 0 || str_dup_opt(in->group, &c.group) != 0 ||
+	    str_dup_opt(ready_arg, &c.ready_arg) != 0) {
 		spec_copy_free(&c);
 		errno = ENOMEM;
 		return -1;
@@ -549,15 +567,134 @@ note_crash_loop(struct supervisor *sv, int was_looping)
 	}
 }
 
+/* Close the readiness pipe; a process still waiting to say READY never will. */
+static void
+ready_close_locked(struct supervisor *sv)
+{
+	if (sv->ready_fd >= 0) {
+		close(sv->ready_fd);
+		sv->ready_fd = -1;
+	}
+	if (sv->ready == SV_READY_WAITING) {
+		sv->ready = SV_READY_GONE;
+	}
+}
+
+/* Read what the process wrote to its readiness pipe: READY, or the end of it. */
+static void
+ready_read_locked(struct supervisor *sv)
+{
+	char buf[SV_READY_BUF];
+	ssize_t n;
+	size_t room;
+
+	if (sv->ready_fd < 0) {
+		return;
+	}
+	n = read(sv->ready_fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		return;
+	}
+	if (n > 0) {
+		room = sizeof(sv->ready_buf) - 1 - sv->ready_len;
+		if ((size_t)n > room) {
+			n = (ssize_t)room;
+		}
+		memcpy(sv->ready_buf + sv->ready_len, buf, (size_t)n);
+		sv->ready_len += (size_t)n;
+		sv->ready_buf[sv->ready_len] = '\0';
+		if (strncmp(sv->ready_buf, "READY", 5) == 0) {
+			sv->ready = SV_READY_SAID;
+			log_info("%s: pid %ld is ready (%lld ms after its start)", sv->name,
+			    (long)sv->p.pid, (long long)(mono_ms() - sv->m.started_at));
+			ready_close_locked(sv);
+		} else if (sv->ready_len >= 5 || memchr(sv->ready_buf, '\n', sv->ready_len) != NULL) {
+			log_warnx("%s: pid %ld wrote something else than READY to its readiness pipe",
+			    sv->name, (long)sv->p.pid);
+			ready_close_locked(sv);
+		}
+		return;
+	}
+	ready_close_locked(sv); /* end of file (or an error): it will not say it now */
+}
+
+/*
+ * The argv of a start with readiness: the spec's, then READY_ARG and the
+ * number of FD (in NUM). ARGV must have room for the spec's argv + 3.
+ */
+static void
+ready_argv(const struct spec_copy *c, int fd, char num[16], const char **argv)
+{
+	size_t n = 0;
+
+	for (; c->argv[n] != NULL; n++) {
+		argv[n] = c->argv[n];
+	}
+	(void)snprintf(num, 16, "%d", fd);
+	argv[n++] = c->ready_arg;
+	argv[n++] = num;
+	argv[n] = NULL;
+}
+
+/*
+ * Spawn the spec into P: with readiness declared, through a pipe whose write
+ * end the child gets (READY_ARG N) and whose read end lands in *READ_FD.
+ */
+static int
+spawn_spec_locked(struct supervisor *sv, struct proc *p, int *read_fd, char *err,
+    size_t errlen)
+{
+	struct proc_spec spec = sv->spec.spec;
+	const char **argv = NULL;
+	char num[16];
+	int rp[2] = { -1, -1 }, rc;
+	size_t n = 0;
+
+	*read_fd = -1;
+	if (sv->spec.ready_arg != NULL && spec.keep_fd < 0) {
+		while (sv->spec.argv[n] != NULL) {
+			n++;
+		}
+		argv = calloc(n + 3, sizeof(*argv));
+		if (argv == NULL || pipe2(rp, O_CLOEXEC) != 0) {
+			log_warn("%s: readiness pipe (starting without it)", sv->name);
+			free(argv);
+			argv = NULL;
+		} else {
+			ready_argv(&sv->spec, rp[1], num, argv);
+			spec.argv = argv;
+			spec.keep_fd = rp[1];
+		}
+	}
+	rc = proc_spawn(&spec, p, err, errlen);
+	if (rp[1] >= 0) {
+		close(rp[1]);
+	}
+	free(argv);
+	if (rc != 0) {
+		if (rp[0] >= 0) {
+			close(rp[0]);
+		}
+		return -1;
+	}
+	if (rp[0] >= 0 && fcntl(rp[0], F_SETFL, O_NONBLOCK) != 0) {
+		log_warn("%s: readiness pipe", sv->name);
+	}
+	*read_fd = rp[0];
+	return 0;
+}
+
 static void
 spawn_locked(struct supervisor *sv, int64_t now)
 {
 	struct proc p = PROC_INIT;
 	char err[256];
-	int was_looping = sup_crash_looping(&sv->m);
+	int was_looping = sup_crash_looping(&sv->m), rfd;
 	enum sup_action act;
 
-	if (proc_spawn(&sv->spec.spec, &p, err, sizeof(err)) != 0) {
+	ready_close_locked(sv);
+	sv->ready = SV_READY_NONE;
+	if (spawn_spec_locked(sv, &p, &rfd, err, sizeof(err)) != 0) {
 		log_warnx("%s: %s", sv->name, err);
 		snprintf(sv->last_error, sizeof(sv->last_error), "%s", err);
 		queue_event(sv, SUPERVISOR_EV_SPAWN_FAILED, -1, 0, err);
@@ -569,6 +706,10 @@ spawn_locked(struct supervisor *sv, int64_t now)
 	sv->p = p;
 	sv->generation++;
 	sv->adopted = 0;
+	sv->ready_fd = rfd;
+	sv->ready = rfd >= 0 ? SV_READY_WAITING : SV_READY_NONE;
+	sv->ready_len = 0;
+	sv->ready_buf[0] = '\0';
 	sv->last_error[0] = '\0';
 	log_info("%s: started pid %ld", sv->name, (long)p.pid);
 	queue_event(sv, SUPERVISOR_EV_SPAWNED, -1, 0, NULL);
@@ -628,6 +769,8 @@ handle_exit_locked(struct supervisor *sv, int64_t now)
 		    proc_status_str(status, buf, sizeof(buf)));
 	}
 	queue_event(sv, SUPERVISOR_EV_EXITED, status, expected, NULL);
+	ready_read_locked(sv); /* a READY written just before the exit still counts */
+	ready_close_locked(sv);
 	proc_release(&sv->p);
 	act = sup_exited(&sv->m, now, status);
 	note_crash_loop(sv, was_looping);
@@ -662,10 +805,10 @@ static void *
 watcher_main(void *arg)
 {
 	struct supervisor *sv = arg;
-	struct pollfd pfd[2];
+	struct pollfd pfd[3];
 	char drain[64];
 	int64_t deadline;
-	int timeout, nfds;
+	int timeout, nfds, rslot;
 
 	pthread_mutex_lock(&sv->mu);
 	while (!sv->quit) {
@@ -683,6 +826,13 @@ watcher_main(void *arg)
 		} else if (sv->p.pid != 0 && (timeout < 0 || timeout > SV_FALLBACK_POLL_MS)) {
 			timeout = SV_FALLBACK_POLL_MS;
 		}
+		rslot = -1;
+		if (sv->ready_fd >= 0) {
+			rslot = nfds++;
+			pfd[rslot].fd = sv->ready_fd;
+			pfd[rslot].events = POLLIN;
+			pfd[rslot].revents = 0;
+		}
 		pthread_mutex_unlock(&sv->mu);
 		if (poll(pfd, (nfds_t)nfds, timeout) < 0 && errno != EINTR) {
 			log_warn("supervisor poll");
@@ -695,6 +845,9 @@ watcher_main(void *arg)
 		pthread_mutex_lock(&sv->mu);
 		if (sv->quit) {
 			break;
+		}
+		if (rslot >= 0 && pfd[rslot].revents != 0) {
+			ready_read_locked(sv);
 		}
 		check_locked(sv);
 		dispatch_events(sv);
@@ -718,6 +871,7 @@ supervisor_new(const struct supervisor_opts *o, struct supervisor **out, struct 
 		return err_sys(e, "supervisor");
 	}
 	sv->wake[0] = sv->wake[1] = -1;
+	sv->ready_fd = -1;
 	proc_init(&sv->p);
 	sup_init(&sv->m, &o->cfg);
 	sv->on_event = o->on_event;
@@ -728,7 +882,7 @@ supervisor_new(const struct supervisor_opts *o, struct supervisor **out, struct 
 	pthread_cond_init(&sv->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	sv->name = strdup(o->name != NULL ? o->name : "agent");
-	if (sv->name == NULL || spec_copy_make(o->spec, &sv->spec) != 0) {
+	if (sv->name == NULL || spec_copy_make(o->spec, o->ready_arg, &sv->spec) != 0) {
 		if (errno == EINVAL) {
 			err_set(e, ERR_INTERNAL, "supervisor: no program to run");
 		} else {
@@ -771,6 +925,9 @@ supervisor_free(struct supervisor *sv)
 		log_info("%s: leaving pid %ld running", sv->name, (long)sv->p.pid);
 	}
 	proc_release(&sv->p);
+	if (sv->ready_fd >= 0) {
+		close(sv->ready_fd);
+	}
 	if (sv->wake[0] >= 0) {
 		close(sv->wake[0]);
 	}
@@ -847,11 +1004,12 @@ supervisor_stop(struct supervisor *sv, struct err *e)
 }
 
 int
-supervisor_set_spec(struct supervisor *sv, const struct proc_spec *spec)
+supervisor_set_spec(struct supervisor *sv, const struct proc_spec *spec,
+    const char *ready_arg)
 {
 	struct spec_copy c;
 
-	if (spec_copy_make(spec, &c) != 0) {
+	if (spec_copy_make(spec, ready_arg, &c) != 0) {
 		return -1;
 	}
 	pthread_mutex_lock(&sv->mu);
@@ -921,6 +1079,41 @@ supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start
 	r = proc_stop(&p, (int)sv->m.cfg.stop_grace_ms, perr, sizeof(perr));
 	proc_release(&p);
 	return r < 0 ? err_set(e, ERR_IO, "%s", perr) : 0;
+}
+
+enum supervisor_ready
+supervisor_wait_ready(struct supervisor *sv, uint64_t generation, int timeout_ms)
+{
+	enum supervisor_ready r = SUPERVISOR_NOT_READY;
+	struct timespec ts;
+	int wr = 0;
+
+	abs_deadline(timeout_ms > 0 ? timeout_ms : 0, &ts);
+	pthread_mutex_lock(&sv->mu);
+	for (;;) {
+		if (sv->generation != generation || sv->p.pid == 0) {
+			r = SUPERVISOR_READY_GONE;
+			break;
+		}
+		if (sv->ready == SV_READY_NONE) {
+			r = SUPERVISOR_READY_NONE;
+			break;
+		}
+		if (sv->ready == SV_READY_SAID) {
+			r = SUPERVISOR_READY;
+			break;
+		}
+		if (sv->ready == SV_READY_GONE) {
+			r = SUPERVISOR_READY_GONE;
+			break;
+		}
+		if (wr == ETIMEDOUT) {
+			break;
+		}
+		wr = pthread_cond_timedwait(&sv->cv, &sv->mu, &ts);
+	}
+	pthread_mutex_unlock(&sv->mu);
+	return r;
 }
 
 int

@@ -148,6 +148,7 @@ struct supervisor_event {
 struct supervisor_opts {
 	const char *name;              /* for logs, e.g. "agent" */
 	const struct proc_spec *spec;  /* what to run; deep-copied */
+	const char *ready_arg;         /* readiness (see supervisor_set_spec); NULL: none */
 	struct sup_config cfg;         /* sup_config_defaults() unless changed */
 	/*
 	 * Optional, called from the watcher thread or the thread calling
@@ -192,10 +193,30 @@ int supervisor_start(struct supervisor *sv, struct err *e) WUR;
 int supervisor_stop(struct supervisor *sv, struct err *e) WUR;
 
 /*
- * Replace what the next start runs (deep copy). The running process is not
- * touched. Returns 0, or -1 (ENOMEM).
+ * Replace what the next start runs (deep copy). READY_ARG (NULL: none) says
+ * the program tells when it serves: every start then gets READY_ARG N
+ * appended, N the write end of a pipe (the spec's keep_fd must be -1), and
+ * the watcher reads the other end: a line starting with READY means
+ * "started" (supervisor_wait_ready); the end of the pipe without it, or an
+ * exit, means it never will. The running process is not touched. Returns 0,
+ * or -1 (ENOMEM).
  */
-int supervisor_set_spec(struct supervisor *sv, const struct proc_spec *spec) WUR;
+int supervisor_set_spec(struct supervisor *sv, const struct proc_spec *spec,
+    const char *ready_arg) WUR;
+
+enum supervisor_ready {
+	SUPERVISOR_READY_NONE = 0,   /* this start declared no readiness: only a probe can tell */
+	SUPERVISOR_READY = 1,        /* it said READY */
+	SUPERVISOR_NOT_READY = 2,    /* it runs and said nothing within the timeout */
+	SUPERVISOR_READY_GONE = 3,   /* it exited, was replaced, or closed the pipe without READY */
+};
+
+/*
+ * "Started" for the start GENERATION: wait up to TIMEOUT_MS for its READY
+ * line (or its exit). Returns at once for a start without readiness.
+ */
+enum supervisor_ready supervisor_wait_ready(struct supervisor *sv, uint64_t generation,
+    int timeout_ms);
 
 /*
  * Adopt a process an earlier updater started (proc_adopt(): pid, start time,

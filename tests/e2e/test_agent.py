@@ -600,7 +600,9 @@ def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
         manifest = json.load(t.extractfile("manifest.json"))
     want = {"name": "tandem-agent", "version": "9.9.9-test", "entrypoint": "bin/tandem-agent",
             "preflight": ["bin/tandem-agent", "--self-test"],
-            "updater_entrypoint": "bin/tandem-updater"}
+            "updater_entrypoint": "bin/tandem-updater",
+            # tandem-agent takes --ready-fd: the updater waits for its READY line.
+            "readiness": "ready-fd"}
     assert manifest == want
 
     # The extracted binary is stamped with the version and reads the release

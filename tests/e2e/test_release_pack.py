@@ -163,6 +163,29 @@ def test_existing_manifest_kept_and_updater_entrypoint(tmp_path):
     assert m["version"] == "0.2" and m["labels"] == {"team": "ops"}
 
 
+def test_readiness_declared(tmp_path):
+    """--readiness writes the manifest's "readiness" (what make release does for
+    tandem-agent); a source manifest keeps its own unless --readiness says
+    otherwise; a bad value is a usage error."""
+    tree = str(tmp_path / "tree")
+    make_tree(tree)
+    out = str(tmp_path / "r.tar.gz")
+    pack_ok(tree, out, "--readiness", "ready-fd")
+    m = json.loads(run(["tar", "-xOzf", out, "manifest.json"]).stdout)
+    assert m["readiness"] == "ready-fd"
+    write(os.path.join(tree, "manifest.json"),
+          json.dumps({"name": "edge", "version": "0.1", "entrypoint": "bin/tandem-agent",
+                      "readiness": "ready-fd"}))
+    pack_ok(tree, out)
+    assert json.loads(run(["tar", "-xOzf", out, "manifest.json"]).stdout)["readiness"] == \
+        "ready-fd"
+    pack_ok(tree, out, "--readiness", "sd-notify")
+    assert json.loads(run(["tar", "-xOzf", out, "manifest.json"]).stdout)["readiness"] == \
+        "sd-notify"
+    r = tandem("release", "pack", tree, "-o", out, "--readiness", "Ready FD")
+    assert r.returncode == 2 and "--readiness" in r.stderr, r.stderr
+
+
 def test_private_key_refused_naming_the_file(tmp_path):
     tree = str(tmp_path / "tree")
     make_tree(tree)

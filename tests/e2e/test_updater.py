@@ -270,6 +270,39 @@ def test_probe_failure_rolls_back(host, releases, kind):
     assert hist["history"][-1]["result"] == "rolled_back"
 
 
+def agent_argv(host):
+    with open("/proc/%d/cmdline" % host.health()["agent"]["pid"], "rb") as f:
+        return f.read().decode().split("\0")
+
+
+def test_readiness(host, releases, tmp_path):
+    """make release declares readiness ("readiness": "ready-fd"): the agent
+    gets --ready-fd and counts as started once it says READY. A release whose
+    manifest does not declare it still installs, probed over HTTP only."""
+    v1 = releases.get("1.0.0")
+    with tarfile.open(v1, "r:gz") as t:
+        assert json.loads(t.extractfile("manifest.json").read())["readiness"] == "ready-fd"
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    assert "--ready-fd" in agent_argv(host)
+    assert "agent: pid %d is ready" % host.health()["agent"]["pid"] in host.proc.stderr()
+
+    members = []
+    for m, data in release_members(releases.get("2.0.0")):
+        if m.name.endswith("manifest.json"):
+            manifest = json.loads(data)
+            del manifest["readiness"]
+            data = json.dumps(manifest).encode()
+            m.size = len(data)
+        members.append((m, data))
+    plain = make_tgz(str(tmp_path / "plain.tgz"), members)
+    st, _, body = host.push(plain)
+    assert st == 200, body
+    assert body["release"]["version"] == "2.0.0"
+    assert "--ready-fd" not in agent_argv(host)
+    host.assert_clean()
+
+
 def test_push_with_our_client(host, releases, pki):
     """common/httpc (tandem-testc) pushes, pinning the updater's certificate."""
     v1 = releases.get("1.0.0")

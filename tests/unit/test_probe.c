@@ -325,35 +325,28 @@ fast_opts(const struct env *e, struct probe_opts *o)
 static void
 test_check_body(void **state)
 {
-	char why[256];
+	struct err why = ERR_INIT;
 
 	(void)state;
-	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), "1.1", SHA_NEW, why,
-	    sizeof(why)), 0);
-	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), "1.1", NULL, why,
-	    sizeof(why)), 0);
-	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), NULL, SHA_NEW, why,
-	    sizeof(why)), 0);
-	assert_int_equal(probe_check_body(BODY_OLD, strlen(BODY_OLD), "1.1", SHA_NEW, why,
-	    sizeof(why)), -1);
-	assert_string_equal(why, "version is \"1.0\", expected \"1.1\"");
-	assert_int_equal(probe_check_body(BODY_OLD, strlen(BODY_OLD), "", SHA_NEW, why,
-	    sizeof(why)), -1);
-	assert_string_equal(why, "release.sha256 is " SHA_OLD ", expected " SHA_NEW);
-	assert_int_equal(probe_check_body("not json", 8, "1.1", NULL, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "not a JSON object"));
-	assert_int_equal(probe_check_body("[]", 2, "1.1", NULL, why, sizeof(why)), -1);
-	assert_int_equal(probe_check_body("{\"version\":1.1}", 15, "1.1", NULL, why,
-	    sizeof(why)), -1);
-	assert_non_null(strstr(why, "no \"version\" string"));
-	assert_int_equal(probe_check_body("{\"version\":\"1.1\"}", 17, "1.1", SHA_NEW, why,
-	    sizeof(why)), -1);
-	assert_non_null(strstr(why, "release"));
+	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), "1.1", SHA_NEW, &why), 0);
+	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), "1.1", NULL, &why), 0);
+	assert_int_equal(probe_check_body(BODY_NEW, strlen(BODY_NEW), NULL, SHA_NEW, &why), 0);
+	assert_int_equal(probe_check_body(BODY_OLD, strlen(BODY_OLD), "1.1", SHA_NEW, &why), -1);
+	assert_string_equal(err_msg(&why), "version is \"1.0\", expected \"1.1\"");
+	assert_int_equal(probe_check_body(BODY_OLD, strlen(BODY_OLD), "", SHA_NEW, &why), -1);
+	assert_string_equal(err_msg(&why), "release.sha256 is " SHA_OLD ", expected " SHA_NEW);
+	assert_int_equal(probe_check_body("not json", 8, "1.1", NULL, &why), -1);
+	assert_non_null(strstr(err_msg(&why), "not a JSON object"));
+	assert_int_equal(probe_check_body("[]", 2, "1.1", NULL, &why), -1);
+	assert_int_equal(probe_check_body("{\"version\":1.1}", 15, "1.1", NULL, &why), -1);
+	assert_non_null(strstr(err_msg(&why), "no \"version\" string"));
+	assert_int_equal(probe_check_body("{\"version\":\"1.1\"}", 17, "1.1", SHA_NEW, &why), -1);
+	assert_non_null(strstr(err_msg(&why), "release"));
 	assert_int_equal(probe_check_body("{\"release\":{\"sha256\":null}}", 27, NULL, SHA_NEW,
-	    why, sizeof(why)), -1);
+	    &why), -1);
 	/* Duplicate keys could smuggle a second version past a lax reader. */
 	assert_int_equal(probe_check_body("{\"version\":\"1.0\",\"version\":\"1.1\"}", 33, "1.1",
-	    NULL, why, sizeof(why)), -1);
+	    NULL, &why), -1);
 }
 
 static void
@@ -365,12 +358,12 @@ test_passes(void **state)
 
 	fast_opts(e, &o);
 	if (probe_run(&o, &r) != 0) {
-		fail_msg("%s", r.reason);
+		fail_msg("%s", err_msg(&r.err));
 	}
 	assert_true(r.passed);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, BODY_NEW);
-	assert_string_equal(r.reason, "");
+	assert_string_equal(err_msg(&r.err), "");
 	assert_true(r.first_pass_ms >= 0 && r.first_pass_ms < 1000);
 	/* One pass, then the stability window kept asking (every 50 ms for 200 ms). */
 	assert_true(r.attempts >= 2);
@@ -415,11 +408,11 @@ test_stale_forever_fails_at_deadline(void **state)
 	o.deadline_ms = 1000;
 	e->sc.bad_until = INT_MAX;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, ETIMEDOUT);
+	assert_int_equal(r.err.kind, ERR_TIMEOUT);
 	assert_false(r.passed);
 	/* The last attempt may have been cut by the deadline: the answer is still named. */
-	assert_ptr_equal(strstr(r.reason, "no healthy answer within 1000 ms: "), r.reason);
-	assert_non_null(strstr(r.reason, "version is \"1.0\", expected \"1.1\""));
+	assert_ptr_equal(strstr(err_msg(&r.err), "no healthy answer within 1000 ms: "), err_msg(&r.err));
+	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\", expected \"1.1\""));
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, BODY_OLD); /* the last answer, for the error report */
 	assert_int_equal(r.first_pass_ms, -1);
@@ -432,7 +425,7 @@ test_stale_forever_fails_at_deadline(void **state)
 	o.expect_version = NULL;
 	o.deadline_ms = 500;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_non_null(strstr(r.reason, "release.sha256 is " SHA_OLD));
+	assert_non_null(strstr(err_msg(&r.err), "release.sha256 is " SHA_OLD));
 	probe_result_free(&r);
 
 	/* A persistent 503. */
@@ -440,7 +433,7 @@ test_stale_forever_fails_at_deadline(void **state)
 	e->sc.bad_until = INT_MAX;
 	e->sc.bad_status = 503;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_non_null(strstr(r.reason, "GET /health answered 503"));
+	assert_non_null(strstr(err_msg(&r.err), "GET /health answered 503"));
 	assert_int_equal(r.status, 503);
 	probe_result_free(&r);
 }
@@ -456,8 +449,8 @@ test_stability_window_flip_fails(void **state)
 	o.stable_ms = 5000;
 	e->sc.good_until = 2; /* passes twice, then the old answer is back */
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, EPROTO);
-	assert_string_equal(r.reason, "stability window: version is \"1.0\", expected \"1.1\"");
+	assert_int_equal(r.err.kind, ERR_PROTOCOL);
+	assert_string_equal(err_msg(&r.err), "stability window: version is \"1.0\", expected \"1.1\"");
 	assert_true(r.first_pass_ms >= 0);
 	assert_int_equal(r.attempts, 3);
 	assert_true(r.elapsed_ms < 4000); /* did not wait out the window */
@@ -479,7 +472,7 @@ test_stability_window_forgives_one_timeout(void **state)
 	e->sc.stall_to = 2;
 	e->sc.stall_ms = 1000;
 	if (probe_run(&o, &r) != 0) {
-		fail_msg("%s", r.reason);
+		fail_msg("%s", err_msg(&r.err));
 	}
 	assert_true(r.attempts >= 3);
 	probe_result_free(&r);
@@ -490,9 +483,9 @@ test_stability_window_forgives_one_timeout(void **state)
 	e->sc.stall_to = 3;
 	e->sc.stall_ms = 1000;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, EPROTO);
-	assert_ptr_equal(strstr(r.reason, "stability window: "), r.reason);
-	assert_non_null(strstr(r.reason, "timed out"));
+	assert_int_equal(r.err.kind, ERR_PROTOCOL);
+	assert_ptr_equal(strstr(err_msg(&r.err), "stability window: "), err_msg(&r.err));
+	assert_non_null(strstr(err_msg(&r.err), "timed out"));
 	assert_int_equal(r.attempts, 3);
 	assert_int_equal(r.status, 200); /* from the answer that passed */
 	probe_result_free(&r);
@@ -520,9 +513,9 @@ test_process_death_fails_fast(void **state)
 	e->sc.kill_pid = p.pid;
 	e->sc.kill_at = 3;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, ECHILD);
-	assert_non_null(strstr(r.reason, "agent exited during the probe"));
-	assert_non_null(strstr(r.reason, "version is \"1.0\""));
+	assert_int_equal(r.err.kind, ERR_PROBE);
+	assert_non_null(strstr(err_msg(&r.err), "agent exited during the probe"));
+	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\""));
 	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
 	assert_int_equal(proc_wait(&p, 5000), 1);
@@ -536,8 +529,8 @@ test_process_death_fails_fast(void **state)
 	e->sc.kill_pid = p.pid;
 	e->sc.kill_at = 2;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, ECHILD);
-	assert_non_null(strstr(r.reason, "stability window"));
+	assert_int_equal(r.err.kind, ERR_PROBE);
+	assert_non_null(strstr(err_msg(&r.err), "stability window"));
 	assert_true(r.first_pass_ms >= 0);
 	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
@@ -569,8 +562,8 @@ test_alive_callback_and_cancel(void **state)
 	e->sc.bad_until = INT_MAX;
 	g_alive_calls = 0;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, ECHILD);
-	assert_non_null(strstr(r.reason, "agent exited"));
+	assert_int_equal(r.err.kind, ERR_PROBE);
+	assert_non_null(strstr(err_msg(&r.err), "agent exited"));
 	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
 
@@ -580,8 +573,8 @@ test_alive_callback_and_cancel(void **state)
 	o.cancel_fd = pfd[0];
 	assert_int_equal(write(pfd[1], &c, 1), 1);
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, ECANCELED);
-	assert_string_equal(r.reason, "probe cancelled");
+	assert_int_equal(r.err.kind, ERR_CANCELED);
+	assert_string_equal(err_msg(&r.err), "probe cancelled");
 	assert_int_equal(r.attempts, 0);
 	probe_result_free(&r);
 	close(pfd[0]);
@@ -613,8 +606,8 @@ test_unreachable_and_refused_tls(void **state)
 	o.deadline_ms = 200;
 	assert_int_equal(probe_run(&o, &r), -1);
 	close(fd);
-	assert_int_equal(errno, ETIMEDOUT);
-	assert_non_null(strstr(r.reason, "Connection refused"));
+	assert_int_equal(r.err.kind, ERR_TIMEOUT);
+	assert_non_null(strstr(err_msg(&r.err), "Connection refused"));
 	assert_int_equal(r.status, 0);
 	assert_null(r.body);
 	probe_result_free(&r);
@@ -624,7 +617,7 @@ test_unreachable_and_refused_tls(void **state)
 	o.tls = e->foreign_tls;
 	o.deadline_ms = 200;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_non_null(strstr(r.reason, "no healthy answer"));
+	assert_non_null(strstr(err_msg(&r.err), "no healthy answer"));
 	assert_int_equal(r.status, 0);
 	assert_int_equal(script_count(&e->sc), 0);
 	probe_result_free(&r);
@@ -650,18 +643,18 @@ test_bad_options(void **state)
 	o.expect_version = NULL;
 	o.expect_sha256 = "";
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, EINVAL);
-	assert_non_null(strstr(r.reason, "neither a version nor a sha256"));
+	assert_int_equal(r.err.kind, ERR_INTERNAL);
+	assert_non_null(strstr(err_msg(&r.err), "neither a version nor a sha256"));
 	probe_result_free(&r);
 	fast_opts(e, &o);
 	o.tls = NULL;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, EINVAL);
+	assert_int_equal(r.err.kind, ERR_INTERNAL);
 	probe_result_free(&r);
 	fast_opts(e, &o);
 	o.max_interval_ms = 1;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(errno, EINVAL);
+	assert_int_equal(r.err.kind, ERR_INTERNAL);
 	probe_result_free(&r);
 	assert_int_equal(script_count(&e->sc), 0);
 }

@@ -254,6 +254,53 @@ test_manifest_format(void **state)
 	assert_null(out);
 }
 
+/*
+ * "readiness": how the entrypoint says it serves. Any value of [a-z0-9-] is
+ * read (the updater acts on "ready-fd" only, so a newer value still
+ * installs); anything else is refused; the writer keeps it after the
+ * updater's entry.
+ */
+static void
+test_manifest_readiness(void **state)
+{
+	static const char *const bad[] = {
+		"{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\",\"readiness\":\"\"}",
+		"{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\",\"readiness\":\"Ready\"}",
+		"{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\",\"readiness\":1}",
+		"{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\","
+		"\"readiness\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+	};
+	static const char good[] = "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\","
+	    "\"readiness\":\"ready-fd\",\"updater_entrypoint\":\"bin/u\"}";
+	static const char later[] = "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/a\","
+	    "\"readiness\":\"sd-notify\"}";
+	struct release_manifest m;
+	struct err e = ERR_INIT;
+	char *out = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(release_manifest_parse(good, sizeof(good) - 1, RELEASE_MF_AGENT, &m, &e), 0);
+	assert_string_equal(m.readiness, RELEASE_READINESS_FD);
+	assert_int_equal(release_manifest_format(&m, NULL, 0, &out, &len, &e), 0);
+	assert_string_equal(out, "{\n\t\"name\":\t\"a\",\n\t\"version\":\t\"1\",\n"
+	    "\t\"entrypoint\":\t\"bin/a\",\n\t\"updater_entrypoint\":\t\"bin/u\",\n"
+	    "\t\"readiness\":\t\"ready-fd\"\n}\n");
+	free(out);
+	assert_int_equal(release_manifest_parse(later, sizeof(later) - 1, RELEASE_MF_AGENT, &m, &e),
+	    0);
+	assert_string_equal(m.readiness, "sd-notify");
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		assert_int_equal(release_manifest_parse(bad[i], strlen(bad[i]), RELEASE_MF_AGENT, &m,
+				     &e), -1);
+		assert_int_equal(e.kind, ERR_FORMAT);
+		assert_non_null(strstr(err_msg(&e), "readiness"));
+	}
+	assert_true(release_readiness_valid("ready-fd"));
+	assert_false(release_readiness_valid("ready fd"));
+	assert_false(release_readiness_valid(""));
+}
+
 static void
 test_manifest_read_checks_disk(void **state)
 {
@@ -638,6 +685,7 @@ main(void)
 		cmocka_unit_test(test_safe_relpath_and_ident),
 		cmocka_unit_test(test_manifest_parse),
 		cmocka_unit_test(test_manifest_format),
+		cmocka_unit_test(test_manifest_readiness),
 		cmocka_unit_test_setup_teardown(test_manifest_read_checks_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_round_trip, setup, teardown),
 		cmocka_unit_test(test_record_strict),

@@ -551,6 +551,85 @@ test_driver_start_stop(void **state)
 	supervisor_free(sv);
 }
 
+/*
+ * Readiness: the program gets "--ready-fd N" appended and writes READY to
+ * fd N; "started" is that line. Without it (exit, silence, the pipe closed,
+ * no readiness declared) supervisor_wait_ready() says so.
+ */
+static void
+test_driver_readiness(void **state)
+{
+	struct drv *d = *state;
+	struct err e = ERR_INIT;
+	/* $1 is "--ready-fd", $2 the descriptor. */
+	static const char *const ready[] = { "/bin/sh", "-c",
+		"[ \"$1\" = --ready-fd ] || exit 9; sleep 0.2; echo READY port=1 >&$2; "
+		"exec sleep 120", "sh", NULL };
+	static const char *const silent[] = { "/bin/sh", "-c", "exec sleep 120", "sh", NULL };
+	static const char *const quits[] = { "/bin/sh", "-c", "exit 4", "sh", NULL };
+	static const char *const closes[] = { "/bin/sh", "-c", "exec 3>&- ; eval \"exec $2>&-\"; "
+		"exec sleep 120", "sh", NULL };
+	static const char *const no_args[] = { "/bin/sh", "-c", "[ $# -eq 0 ] || exit 9; "
+		"exec sleep 120", "sh", NULL };
+	struct supervisor_opts o;
+	struct proc_spec spec;
+	struct supervisor *sv = NULL;
+	struct supervisor_status st;
+	int64_t t0;
+
+	fast_opts(&o, &spec, ready, d);
+	o.ready_arg = "--ready-fd";
+	assert_int_equal(supervisor_new(&o, &sv, &e), 0);
+	t0 = mono_ms();
+	assert_int_equal(supervisor_start(sv, &e), 0);
+	supervisor_status(sv, &st);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY);
+	assert_true(mono_ms() - t0 >= 150); /* it waited for the line, not just the spawn */
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 0), SUPERVISOR_READY);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation + 1, 0), SUPERVISOR_READY_GONE);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
+
+	/* Silent: not ready within the timeout, but still running. */
+	spec.argv = silent;
+	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
+	supervisor_status(sv, &st);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 300), SUPERVISOR_NOT_READY);
+	assert_int_equal(supervisor_alive(sv, st.generation), 1);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
+
+	/* Exits before saying it, or closes the pipe: gone, at once. */
+	spec.argv = quits;
+	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
+	supervisor_status(sv, &st);
+	t0 = mono_ms();
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_GONE);
+	assert_true(mono_ms() - t0 < 5000);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
+	spec.argv = closes;
+	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
+	supervisor_status(sv, &st);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_GONE);
+	assert_int_equal(supervisor_alive(sv, st.generation), 1);
+	assert_int_equal(supervisor_stop(sv, &e), 0);
+
+	/* No readiness declared: only a probe can tell (and no argument is added). */
+	spec.argv = no_args;
+	assert_int_equal(supervisor_set_spec(sv, &spec, NULL), 0);
+	assert_int_equal(supervisor_start(sv, &e), 0);
+	supervisor_status(sv, &st);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_NONE);
+	t0 = mono_ms();
+	while (mono_ms() - t0 < 300) {
+		assert_int_equal(supervisor_alive(sv, st.generation), 1);
+		usleep(20000);
+	}
+	assert_int_equal(supervisor_stop(sv, &e), 0);
+	supervisor_free(sv);
+}
+
 static void
 test_driver_restarts_then_crash_loop(void **state)
 {
@@ -624,7 +703,7 @@ test_driver_exec_failure(void **state)
 	/* A fixed program (a new release) then starts cleanly. */
 	proc_spec_init(&spec);
 	spec.argv = good;
-	assert_int_equal(supervisor_set_spec(sv, &spec), 0);
+	assert_int_equal(supervisor_set_spec(sv, &spec, NULL), 0);
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_true(st.pid > 0);
@@ -855,6 +934,7 @@ main(void)
 		cmocka_unit_test(test_spawn_failure_is_a_crash),
 		cmocka_unit_test(test_adopted),
 		cmocka_unit_test_setup_teardown(test_driver_start_stop, drv_setup, drv_teardown),
+		cmocka_unit_test_setup_teardown(test_driver_readiness, drv_setup, drv_teardown),
 		cmocka_unit_test_setup_teardown(test_driver_restarts_then_crash_loop, drv_setup,
 		    drv_teardown),
 		cmocka_unit_test_setup_teardown(test_driver_exec_failure, drv_setup, drv_teardown),
