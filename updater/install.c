@@ -1230,41 +1230,48 @@ install_self_pending(struct store *tree, const char *history_root, struct handov
 	return 0;
 }
 
-void
-install_self_commit(struct store *tree, const char *history_root, const struct handover *h)
+/*
+ * The launcher decided the probation of H: COMMIT the switch of TREE, or
+ * restore it (REASON says why); either way clear the handover record and
+ * record the outcome.
+ */
+static void
+install_self_decide(struct store *tree, const char *history_root, const struct handover *h,
+    int commit, const char *reason)
 {
+	const char *result = commit ? "committed" : "reverted";
 	struct journal_op op;
 	struct err e = ERR_INIT;
 
-	if (journal_read(tree->root, &op, &e) != 1 || store_update_commit(tree, &op, &e) != 0) {
-		log_warnx("commit self-update %s: %s", h->op_id, err_msg(&e));
+	if (journal_read(tree->root, &op, &e) != 1 ||
+	    (commit ? store_update_commit(tree, &op, &e) : store_update_restore(tree, &op, &e)) !=
+		0) {
+		log_warnx("%s self-update %s: %s", commit ? "commit" : "revert", h->op_id,
+		    err_msg(&e));
 	}
 	if (handover_clear(tree->root, &e) != 0) {
 		log_warnx("%s", err_msg(&e));
 	}
-	if (handover_record(tree->root, history_root, h->op_id, "committed", h->old_version,
-		h->new_version, h->sha256, "", &e) != 0) {
+	if (handover_record(tree->root, history_root, h->op_id, result, h->old_version,
+		h->new_version, h->sha256, reason, &e) != 0) {
 		log_warnx("record the self-update's outcome: %s", err_msg(&e));
 	}
-	log_info("self-update %s committed: updater %s", h->op_id, h->new_version);
+	if (commit) {
+		log_info("self-update %s committed: updater %s", h->op_id, h->new_version);
+	} else {
+		log_warnx("self-update %s reverted: %s", h->op_id, reason);
+	}
+}
+
+void
+install_self_commit(struct store *tree, const char *history_root, const struct handover *h)
+{
+	install_self_decide(tree, history_root, h, 1, "");
 }
 
 void
 install_self_revert(struct store *tree, const char *history_root, const struct handover *h,
     const char *reason)
 {
-	struct journal_op op;
-	struct err e = ERR_INIT;
-
-	if (journal_read(tree->root, &op, &e) != 1 || store_update_restore(tree, &op, &e) != 0) {
-		log_warnx("revert self-update %s: %s", h->op_id, err_msg(&e));
-	}
-	if (handover_clear(tree->root, &e) != 0) {
-		log_warnx("%s", err_msg(&e));
-	}
-	if (handover_record(tree->root, history_root, h->op_id, "reverted", h->old_version,
-		h->new_version, h->sha256, reason, &e) != 0) {
-		log_warnx("record the self-update's outcome: %s", err_msg(&e));
-	}
-	log_warnx("self-update %s reverted: %s", h->op_id, reason);
+	install_self_decide(tree, history_root, h, 0, reason);
 }
