@@ -236,14 +236,29 @@ def test_update_rollback_history(host, releases, pki):
     assert hist["history"][0]["sha256"] == sha256_file(v1)
     assert hist["history"][0]["timings"]["total_ms"] >= 0
 
+    # Every phase of an update has its time; a rollback has the phases it runs.
+    phases = ("upload_ms", "extract_ms", "preflight_ms", "switch_ms", "probe_ms", "restore_ms",
+              "total_ms")
+    for e in hist["history"]:
+        t = e["timings"]
+        assert all(isinstance(t[k], int) and t[k] >= 0 for k in phases), e
+        assert t["switch_ms"] + t["probe_ms"] <= t["total_ms"], e
+        assert t["restore_ms"] == 0, e
+    upd = hist["history"][1]["timings"]
+    assert upd["upload_ms"] + upd["extract_ms"] + upd["preflight_ms"] + upd["switch_ms"] + \
+        upd["probe_ms"] <= upd["total_ms"]
+    rb = hist["history"][2]["timings"]
+    assert rb["upload_ms"] == 0 and rb["extract_ms"] == 0 and rb["preflight_ms"] == 0
+
     # Only the master may push, roll back or list.
+    before = host.snapshot()
     for path in ("/releases", "/history"):
         st, body = host.get(path, who=pki.updater)
         assert st == 403
     st, _, body = host.push(v2, who=pki.agent)
     assert st == 403
     assert_detail(body)
-    assert host.slots()["active"] == host.slots()["active"]
+    assert host.snapshot() == before
 
 
 @pytest.mark.parametrize("kind", ["exit-at-once", "wrong-version", "never-ready"])
