@@ -297,7 +297,6 @@ backup_create(const char *home, const char *file, const char *pass, size_t passl
 	struct registry *reg = NULL;
 	char tmpdir[PATH_MAX], snap[PATH_MAX + 32], tmpfile[PATH_MAX], ca[PATH_MAX];
 	char copy[PATH_MAX];
-	char ebuf[512];
 	struct stat st;
 	int have_tmpdir = 0, have_tmpfile = 0;
 	int rc = -1;
@@ -324,9 +323,9 @@ backup_create(const char *home, const char *file, const char *pass, size_t passl
 	}
 	have_tmpdir = 1;
 	snprintf(snap, sizeof(snap), "%s/%s", tmpdir, REGISTRY_FILE);
-	if (registry_open(home, &reg, ebuf, sizeof(ebuf)) != REGISTRY_OK ||
-	    registry_backup_to(reg, snap, ebuf, sizeof(ebuf)) != REGISTRY_OK) {
-		err_set(e, ERR_IO, "registry snapshot: %s", ebuf);
+	if (registry_open(home, &reg, e) != REGISTRY_OK ||
+	    registry_backup_to(reg, snap, e) != REGISTRY_OK) {
+		err_prefix(e, "registry snapshot");
 		goto out;
 	}
 	registry_close(reg);
@@ -563,8 +562,11 @@ backup_check_home(const char *stage, struct err *e)
 		}
 		return err_prefix(e, "the archive's master certificate");
 	}
-	if (registry_open(stage, &reg, ebuf, sizeof(ebuf)) != REGISTRY_OK) {
-		return err_set(e, ERR_FORMAT, "the archive's registry: %s", ebuf);
+	if (registry_open(stage, &reg, e) != REGISTRY_OK) {
+		if (e != NULL) {
+			e->kind = ERR_FORMAT; /* what the archive holds, whatever the reason */
+		}
+		return err_prefix(e, "the archive's registry");
 	}
 	registry_close(reg);
 	return 0;

@@ -45,11 +45,10 @@ certs_load_revocations(struct registry *reg, struct err *e)
 	struct reg_revocation *list = NULL;
 	const char **serials = NULL;
 	size_t n = 0;
-	char rerr[512];
 	int rc = -1;
 
-	if (registry_revocations(reg, &list, &n, rerr, sizeof(rerr)) != REGISTRY_OK) {
-		return err_set(e, ERR_IO, "%s", rerr);
+	if (registry_revocations(reg, &list, &n, e) != REGISTRY_OK) {
+		return -1;
 	}
 	if (n > 0) {
 		serials = calloc(n, sizeof(*serials));
@@ -218,7 +217,6 @@ certs_revoke(const char *home, const char *target, const char *host, int reason,
 	struct certs_revoked *res = NULL;
 	struct registry *reg = NULL;
 	char mcn[PKI_CN_MAX + 1];
-	char ebuf[512];
 	time_t now = time(NULL);
 	int rc = -1;
 
@@ -252,18 +250,19 @@ certs_revoke(const char *home, const char *target, const char *host, int reason,
 		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (registry_open(home, &reg, ebuf, sizeof(ebuf)) != REGISTRY_OK) {
-		err_set(e, ERR_IO, "%s", ebuf);
+	if (registry_open(home, &reg, e) != REGISTRY_OK) {
 		goto out;
 	}
 	for (size_t i = 0; i < f.n; i++) {
+		struct err re = ERR_INIT;
 		int r;
 
 		f.v[i].reason = reason;
 		f.v[i].at = now;
-		r = registry_revoke(reg, &f.v[i], ebuf, sizeof(ebuf));
+		/* Already revoked is not a failure here: the result says so. */
+		r = registry_revoke(reg, &f.v[i], &re);
 		if (r != REGISTRY_OK && r != REGISTRY_EXISTS) {
-			err_set(e, r == REGISTRY_INVALID ? ERR_BAD_REQUEST : ERR_IO, "%s", ebuf);
+			err_copy(e, &re);
 			goto out;
 		}
 		res[i].r = f.v[i];
@@ -293,7 +292,6 @@ certs_crl_issue(const char *home, time_t this_update, time_t next_update,
 	char *pem = NULL;
 	size_t n = 0, der_len = 0;
 	char der_path[PATH_MAX], pem_path[PATH_MAX];
-	char ebuf[512];
 	unsigned long long num = 0;
 	int rc = -1;
 
@@ -307,9 +305,8 @@ certs_crl_issue(const char *home, time_t this_update, time_t next_update,
 	    pki_path(home, CRL_PEM_FILE, pem_path, sizeof(pem_path)) != 0) {
 		return err_set(e, ERR_CONFIG, "home directory path too long");
 	}
-	if (registry_open(home, &reg, ebuf, sizeof(ebuf)) != REGISTRY_OK ||
-	    registry_revocations(reg, &list, &n, ebuf, sizeof(ebuf)) != REGISTRY_OK) {
-		err_set(e, ERR_IO, "%s", ebuf);
+	if (registry_open(home, &reg, e) != REGISTRY_OK ||
+	    registry_revocations(reg, &list, &n, e) != REGISTRY_OK) {
 		goto out;
 	}
 	if (n > 0) {
@@ -325,9 +322,7 @@ certs_crl_issue(const char *home, time_t this_update, time_t next_update,
 		ent[i].reason = list[i].reason;
 	}
 	/* The number is taken first: a failure below leaves a gap, never a repeat. */
-	if (registry_crl_next(reg, this_update, next_update, &num, ebuf, sizeof(ebuf)) !=
-	    REGISTRY_OK) {
-		err_set(e, ERR_IO, "%s", ebuf);
+	if (registry_crl_next(reg, this_update, next_update, &num, e) != REGISTRY_OK) {
 		goto out;
 	}
 	if (crl_build(home, num, this_update, next_update, ent, n, &der, &der_len, e) != 0 ||

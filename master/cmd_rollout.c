@@ -1167,10 +1167,10 @@ const char cmd_label_usage[] =
 int
 swarm_cmd_label(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	struct selector_label ls[REG_LABELS_MAX], set;
 	struct registry *reg = NULL;
 	struct err e = ERR_INIT;
-	char err[512];
 	size_t n = 0;
 	int json = 0, rc = CLI_EXIT_FAIL, remove;
 	const char *name = NULL;
@@ -1192,8 +1192,8 @@ swarm_cmd_label(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 	if (name == NULL) {
 		return cli_usage_error(GROUP, self, "NAME is missing");
 	}
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("swarm label: %s", err);
+	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
+		log_warnx("swarm label: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
 	for (int i = 1; i < argc; i++) {

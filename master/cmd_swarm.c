@@ -229,6 +229,7 @@ parse_simple(const struct cli_cmd *self, int argc, char **argv, int hosts_ok, in
 static int
 swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	static const struct option longopts[] = {
 		{ "address", required_argument, NULL, 'A' },
 		{ "agent-port", required_argument, NULL, 'p' },
@@ -331,8 +332,8 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		goto out;
 	}
 	if (n_labels > 0) {
-		if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
-			log_warnx("swarm enroll: labels: %s", err);
+		if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
+			log_warnx("swarm enroll: labels: %s", err_msg(&pe));
 			goto out;
 		}
 		for (size_t i = 0; i < n_labels; i++) {
@@ -376,6 +377,7 @@ out:
 static int
 swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "UPDATER",
 		"UPDATER-PIN", "STATE", "LABELS", "NOTES" };
 	struct selector_label labels[REG_LABELS_MAX];
@@ -385,7 +387,7 @@ swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char
 	struct registry *reg = NULL;
 	struct reg_host *hosts = NULL;
 	struct swarm_table *t = NULL;
-	char err[512], ap[16], up[16], pin[20];
+	char ap[16], up[16], pin[20];
 	size_t n = 0, i;
 	int rc;
 	cJSON *obj = NULL, *arr;
@@ -396,9 +398,9 @@ swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		return rc;
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK ||
-	    registry_list_hosts(reg, 1, &hosts, &n, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("swarm list: %s", err);
+	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK ||
+	    registry_list_hosts(reg, 1, &hosts, &n, &pe) != REGISTRY_OK) {
+		log_warnx("swarm list: %s", err_msg(&pe));
 		goto out;
 	}
 	if (a.json) {
@@ -457,6 +459,7 @@ out:
 static int
 swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	struct selector_label labels[REG_LABELS_MAX];
 	char ltext[REG_LABELS_MAX * 130];
 	size_t nl = 0;
@@ -464,7 +467,7 @@ swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char
 	struct registry *reg = NULL;
 	struct reg_host h;
 	struct reg_push *pushes = NULL;
-	char err[512], t1[32], t2[32];
+	char t1[32], t2[32];
 	size_t n = 0, i;
 	int rc, r;
 	cJSON *obj = NULL, *arr;
@@ -478,16 +481,17 @@ swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char
 		return cli_usage_error(GROUP, self, "NAME is missing");
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("swarm show: %s", err);
+	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
+		log_warnx("swarm show: %s", err_msg(&pe));
 		goto out;
 	}
-	r = registry_get_host(reg, a.name, &h, err, sizeof(err));
+	r = registry_get_host(reg, a.name, &h, &pe);
 	if (r == REGISTRY_OK) {
-		r = registry_push_history(reg, h.name, SHOW_PUSHES, &pushes, &n, err, sizeof(err));
+		r = registry_push_history(reg, h.name, SHOW_PUSHES, &pushes, &n, &pe);
 	}
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm show: %s: %s", a.name, r == REGISTRY_NOTFOUND ? "no such host" : err);
+		log_warnx("swarm show: %s: %s", a.name,
+		    r == REGISTRY_NOTFOUND ? "no such host" : err_msg(&pe));
 		goto out;
 	}
 	labels_text(reg, h.name, labels, &nl, ltext, sizeof(ltext));
@@ -537,10 +541,10 @@ out:
 static int
 swarm_cmd_decommission(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	struct simple_args a;
 	struct registry *reg = NULL;
 	struct reg_host h;
-	char err[512];
 	int rc, r;
 
 	rc = parse_simple(self, argc, argv, 0, 1, &a);
@@ -552,16 +556,17 @@ swarm_cmd_decommission(const struct cli *cli, const struct cli_cmd *self, int ar
 		return cli_usage_error(GROUP, self, "NAME is missing");
 	}
 	rc = CLI_EXIT_FAIL;
-	if (registry_open(cli->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("swarm decommission: %s", err);
+	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
+		log_warnx("swarm decommission: %s", err_msg(&pe));
 		goto out;
 	}
-	r = registry_decommission(reg, a.name, 0, err, sizeof(err));
+	r = registry_decommission(reg, a.name, 0, &pe);
 	if (r == REGISTRY_OK) {
-		r = registry_get_host(reg, a.name, &h, err, sizeof(err));
+		r = registry_get_host(reg, a.name, &h, &pe);
 	}
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm decommission: %s", r == REGISTRY_NOTFOUND ? "no such host" : err);
+		log_warnx("swarm decommission: %s",
+		    r == REGISTRY_NOTFOUND ? "no such host" : err_msg(&pe));
 		goto out;
 	}
 	log_info("%s is decommissioned: kept in the registry, left out of --all", h.name);
@@ -948,6 +953,7 @@ static int
 one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_args *a,
     struct swarm_ctx *c, struct reg_host *h)
 {
+	struct err pe = ERR_INIT;
 	char err[1024];
 	int r;
 
@@ -958,10 +964,10 @@ one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_
 		log_warnx("swarm %s: %s", self->name, err);
 		return CLI_EXIT_FAIL;
 	}
-	r = registry_get_host(c->reg, a->hosts[0], h, err, sizeof(err));
+	r = registry_get_host(c->reg, a->hosts[0], h, &pe);
 	if (r != REGISTRY_OK) {
 		log_warnx("swarm %s: %s: %s", self->name, a->hosts[0],
-		    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err);
+		    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err_msg(&pe));
 		swarm_ctx_close(c);
 		return CLI_EXIT_FAIL;
 	}
@@ -971,6 +977,7 @@ one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_
 static int
 swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err pe = ERR_INIT;
 	struct simple_args a;
 	struct swarm_ctx c;
 	struct reg_host h;
@@ -1035,8 +1042,8 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	    r.reason[0] != '\0' ? ": " : "",
 	    r.reason, r.detail[0] != '\0' ? ": " : "", r.detail);
 	registry_push_set_detail(&rp, text);
-	if (registry_log_push(c.reg, &rp, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("%s: cannot record the rollback: %s", h.name, err);
+	if (registry_log_push(c.reg, &rp, &pe) != REGISTRY_OK) {
+		log_warnx("%s: cannot record the rollback: %s", h.name, err_msg(&pe));
 	}
 	swarm_ctx_close(&c);
 	if (a.json) {
@@ -1437,7 +1444,8 @@ swarm_cmd_history(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	struct reg_host h;
 	struct reg_push *pushes = NULL;
 	struct swarm_table *t = NULL, *pt = NULL;
-	char err[1024] = "", rerr[512], at[32], sha[16], caller[20];
+	char err[1024] = "", at[32], sha[16], caller[20];
+	struct err re = ERR_INIT;
 	const cJSON *arr = NULL, *it;
 	cJSON *tree = NULL, *obj = NULL, *parr;
 	size_t n = 0, i;
@@ -1448,8 +1456,8 @@ swarm_cmd_history(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	if (rc >= 0) {
 		return rc;
 	}
-	if (registry_push_history(c.reg, h.name, 0, &pushes, &n, rerr, sizeof(rerr)) != REGISTRY_OK) {
-		log_warnx("swarm history: %s", rerr);
+	if (registry_push_history(c.reg, h.name, 0, &pushes, &n, &re) != REGISTRY_OK) {
+		log_warnx("swarm history: %s", err_msg(&re));
 		n = 0;
 	}
 	swarm_ctx_close(&c);

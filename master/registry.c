@@ -162,53 +162,23 @@ static const char *const reg_migrations[] = {
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))
 
-static void reg_err(char *err, size_t errlen, const char *fmt, ...) LOG_PRINTF(3, 4);
-
-static void
-reg_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * ARR (of *CAP items of ELSIZE bytes) reallocated to twice the capacity
  * (16 at first), *CAP updated; NULL with ERR set when out of memory (ARR
  * is then unchanged and still owned by the caller).
  */
 static void *
-reg_grow(void *arr, size_t *cap, size_t elsize, char *err, size_t errlen)
+reg_grow(void *arr, size_t *cap, size_t elsize, struct err *e)
 {
 	size_t ncap = *cap == 0 ? 16 : *cap * 2;
 	void *p = reallocarray(arr, ncap, elsize);
 
 	if (p == NULL) {
-		reg_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
 	*cap = ncap;
 	return p;
-}
-
-/* A failure of the database: REGISTRY_ERR with SQLite's own message. */
-static int
-reg_db_err(struct registry *reg, const char *what, char *err, size_t errlen)
-{
-	int rc = sqlite3_extended_errcode(reg->db);
-
-	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
-		reg_err(err, errlen, "%s: %s: not a usable tandem registry (%s)", reg->path, what,
-		    sqlite3_errmsg(reg->db));
-	} else {
-		reg_err(err, errlen, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
-	}
-	return REGISTRY_ERR;
 }
 
 static void
@@ -276,27 +246,27 @@ address_valid(const char *a)
 }
 
 static int
-exec_const(struct registry *reg, const char *sql, const char *what, char *err, size_t errlen)
+exec_const(struct registry *reg, const char *sql, const char *what, struct err *e)
 {
 	if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		return reg_db_err(reg, what, err, errlen);
+		return registry_db_err(reg, what, e);
 	}
 	return REGISTRY_OK;
 }
 
 /* Step a one-shot statement that returns one integer row. */
 static int
-query_int(struct registry *reg, const char *sql, long long *out, char *err, size_t errlen)
+query_int(struct registry *reg, const char *sql, long long *out, struct err *e)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = REGISTRY_ERR;
 
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading the schema", err, errlen);
+		rc = registry_db_err(reg, "reading the schema", e);
 		goto out;
 	}
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		rc = reg_db_err(reg, "reading the schema", err, errlen);
+		rc = registry_db_err(reg, "reading the schema", e);
 		goto out;
 	}
 	*out = sqlite3_column_int64(st, 0);
@@ -307,48 +277,48 @@ out:
 }
 
 static int
-reg_migrate(struct registry *reg, char *err, size_t errlen)
+reg_migrate(struct registry *reg, struct err *e)
 {
 	long long has_version = 0, tables = 0, version = 0;
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	/* IMMEDIATE: two processes opening a fresh registry migrate one at a time. */
-	rc = exec_const(reg, "BEGIN IMMEDIATE", "locking", err, errlen);
+	rc = exec_const(reg, "BEGIN IMMEDIATE", "locking", e);
 	if (rc != REGISTRY_OK) {
 		return rc;
 	}
 	rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
-	    " WHERE type = 'table' AND name = 'schema_version'", &has_version, err, errlen);
+	    " WHERE type = 'table' AND name = 'schema_version'", &has_version, e);
 	if (rc != REGISTRY_OK) {
 		goto out;
 	}
 	if (has_version) {
-		rc = query_int(reg, "SELECT version FROM schema_version", &version, err, errlen);
+		rc = query_int(reg, "SELECT version FROM schema_version", &version, e);
 		if (rc != REGISTRY_OK) {
 			goto out;
 		}
 	} else {
 		rc = query_int(reg, "SELECT count(*) FROM sqlite_master"
-		    " WHERE name NOT LIKE 'sqlite_%'", &tables, err, errlen);
+		    " WHERE name NOT LIKE 'sqlite_%'", &tables, e);
 		if (rc != REGISTRY_OK) {
 			goto out;
 		}
 		if (tables != 0) {
-			reg_err(err, errlen, "%s: an SQLite database, but not a tandem registry "
+			err_set(e, ERR_FORMAT, "%s: an SQLite database, but not a tandem registry "
 			    "(no schema_version table)", reg->path);
 			rc = REGISTRY_ERR;
 			goto out;
 		}
 	}
 	if (version < 0 || version > REG_SCHEMA_VERSION) {
-		reg_err(err, errlen, "%s: registry schema version %lld is newer than this tandem "
+		err_set(e, ERR_FORMAT, "%s: registry schema version %lld is newer than this tandem "
 		    "understands (%d): upgrade tandem", reg->path, version, REG_SCHEMA_VERSION);
 		rc = REGISTRY_ERR;
 		goto out;
 	}
 	for (long long v = version; v < REG_SCHEMA_VERSION; v++) {
-		rc = exec_const(reg, reg_migrations[v], "migrating the schema", err, errlen);
+		rc = exec_const(reg, reg_migrations[v], "migrating the schema", e);
 		if (rc != REGISTRY_OK) {
 			goto out;
 		}
@@ -357,13 +327,13 @@ reg_migrate(struct registry *reg, char *err, size_t errlen)
 		if (sqlite3_prepare_v2(reg->db, "UPDATE schema_version SET version = ?", -1, &st,
 		    NULL) != SQLITE_OK || sqlite3_bind_int(st, 1, REG_SCHEMA_VERSION) != SQLITE_OK ||
 		    sqlite3_step(st) != SQLITE_DONE) {
-			rc = reg_db_err(reg, "recording the schema version", err, errlen);
+			rc = registry_db_err(reg, "recording the schema version", e);
 			goto out;
 		}
 		sqlite3_finalize(st);
 		st = NULL;
 	}
-	rc = exec_const(reg, "COMMIT", "committing the schema", err, errlen);
+	rc = exec_const(reg, "COMMIT", "committing the schema", e);
 	if (rc == REGISTRY_OK) {
 		reg->version = REG_SCHEMA_VERSION;
 	}
@@ -377,20 +347,20 @@ out:
 
 /* Create PATH empty with mode 0600 unless it exists (SQLite would use 0644). */
 static int
-reg_create_file(const char *path, char *err, size_t errlen)
+reg_create_file(const char *path, struct err *e)
 {
 	struct stat st;
 	int fd;
 
 	if (lstat(path, &st) == 0) {
 		if (!S_ISREG(st.st_mode)) {
-			reg_err(err, errlen, "%s: not a regular file", path);
+			err_set(e, ERR_IO, "%s: not a regular file", path);
 			return REGISTRY_ERR;
 		}
 		return REGISTRY_OK;
 	}
 	if (errno != ENOENT) {
-		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_sys(e, "%s", path);
 		return REGISTRY_ERR;
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -398,60 +368,60 @@ reg_create_file(const char *path, char *err, size_t errlen)
 		if (errno == EEXIST) {
 			return REGISTRY_OK; /* another process won the race */
 		}
-		reg_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+		err_sys(e, "%s: cannot create", path);
 		return REGISTRY_ERR;
 	}
 	if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
-		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_sys(e, "%s", path);
 		(void)close(fd);
 		return REGISTRY_ERR;
 	}
 	if (close(fd) != 0 || fs_fsync_parent(path) != 0) {
-		reg_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_sys(e, "%s", path);
 		return REGISTRY_ERR;
 	}
 	return REGISTRY_OK;
 }
 
 int
-registry_open(const char *home, struct registry **out, char *err, size_t errlen)
+registry_open(const char *home, struct registry **out, struct err *e)
 {
 	struct registry *reg = NULL;
 	sqlite3_stmt *st = NULL;
 	int rc = REGISTRY_ERR, n;
 
 	if (home == NULL || *home == '\0') {
-		reg_err(err, errlen, "no home directory given");
+		err_set(e, ERR_INTERNAL, "no home directory given");
 		return REGISTRY_INVALID;
 	}
 	reg = calloc(1, sizeof(*reg));
 	if (reg == NULL) {
-		reg_err(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return REGISTRY_ERR;
 	}
 	if (pthread_mutex_init(&reg->lock, NULL) != 0) {
 		free(reg);
-		reg_err(err, errlen, "cannot create a mutex");
+		err_set(e, ERR_INTERNAL, "cannot create a mutex");
 		return REGISTRY_ERR;
 	}
 	n = snprintf(reg->path, sizeof(reg->path), "%s/%s", home, REGISTRY_FILE);
 	if (n < 0 || (size_t)n >= sizeof(reg->path)) {
-		reg_err(err, errlen, "%s: path too long", home);
+		err_set(e, ERR_INTERNAL, "%s: path too long", home);
 		goto out;
 	}
 	if (fs_mkdir_p(home, 0700) != 0) {
-		reg_err(err, errlen, "%s: cannot create directory: %s", home, strerror(errno));
+		err_sys(e, "%s: cannot create directory", home);
 		goto out;
 	}
-	if (reg_create_file(reg->path, err, errlen) != REGISTRY_OK) {
+	if (reg_create_file(reg->path, e) != REGISTRY_OK) {
 		goto out;
 	}
 	if (sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
 	    NULL) != SQLITE_OK) {
 		if (reg->db == NULL) {
-			reg_err(err, errlen, "%s: out of memory", reg->path);
+			err_set(e, ERR_NOMEM, "%s: out of memory", reg->path);
 		} else {
-			(void)reg_db_err(reg, "cannot open", err, errlen);
+			(void)registry_db_err(reg, "cannot open", e);
 		}
 		goto out;
 	}
@@ -460,7 +430,7 @@ registry_open(const char *home, struct registry **out, char *err, size_t errlen)
 	/* The first statement reading the file is where a foreign file shows. */
 	if (sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		(void)reg_db_err(reg, "cannot open", err, errlen);
+		(void)registry_db_err(reg, "cannot open", e);
 		goto out;
 	}
 	if (strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
@@ -469,13 +439,11 @@ registry_open(const char *home, struct registry **out, char *err, size_t errlen)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (exec_const(reg, "PRAGMA synchronous = FULL", "setting synchronous", err,
-	    errlen) != REGISTRY_OK ||
-	    exec_const(reg, "PRAGMA foreign_keys = ON", "enabling foreign keys", err,
-	    errlen) != REGISTRY_OK) {
+	if (exec_const(reg, "PRAGMA synchronous = FULL", "setting synchronous", e) != REGISTRY_OK ||
+	    exec_const(reg, "PRAGMA foreign_keys = ON", "enabling foreign keys", e) != REGISTRY_OK) {
 		goto out;
 	}
-	if (reg_migrate(reg, err, errlen) != REGISTRY_OK) {
+	if (reg_migrate(reg, e) != REGISTRY_OK) {
 		goto out;
 	}
 	*out = reg;
@@ -525,7 +493,7 @@ row_to_host(sqlite3_stmt *st, struct reg_host *h)
 	" enrolled_at, decommissioned_at"
 
 int
-registry_add_host(struct registry *reg, const struct reg_host *h, char *err, size_t errlen)
+registry_add_host(struct registry *reg, const struct reg_host *h, struct err *e)
 {
 	char agent_fp[REG_FP_LEN + 1], updater_fp[REG_FP_LEN + 1];
 	sqlite3_stmt *st = NULL;
@@ -533,32 +501,32 @@ registry_add_host(struct registry *reg, const struct reg_host *h, char *err, siz
 	time_t enrolled;
 
 	if (!registry_name_valid(h->name)) {
-		reg_err(err, errlen, "invalid host name '%.*s': use 1-%d letters, digits, '.', '_' "
+		err_set(e, ERR_BAD_REQUEST, "invalid host name '%.*s': use 1-%d letters, digits, '.', '_' "
 		    "or '-', starting with a letter or digit", REG_NAME_MAX, h->name, REG_NAME_MAX);
 		return REGISTRY_INVALID;
 	}
 	if (!address_valid(h->address)) {
-		reg_err(err, errlen, "host %s: invalid address", h->name);
+		err_set(e, ERR_BAD_REQUEST, "host %s: invalid address", h->name);
 		return REGISTRY_INVALID;
 	}
 	agent_port = h->agent_port == 0 ? REG_DEFAULT_AGENT_PORT : h->agent_port;
 	updater_port = h->updater_port == 0 ? REG_DEFAULT_UPDATER_PORT : h->updater_port;
 	if (agent_port < 1 || agent_port > 65535 || updater_port < 1 || updater_port > 65535) {
-		reg_err(err, errlen, "host %s: port out of range 1-65535", h->name);
+		err_set(e, ERR_BAD_REQUEST, "host %s: port out of range 1-65535", h->name);
 		return REGISTRY_INVALID;
 	}
 	if (fp_normalise(h->agent_fp, agent_fp) != 0) {
-		reg_err(err, errlen, "host %s: agent fingerprint must be %d hex digits", h->name,
+		err_set(e, ERR_BAD_REQUEST, "host %s: agent fingerprint must be %d hex digits", h->name,
 		    REG_FP_LEN);
 		return REGISTRY_INVALID;
 	}
 	if (h->updater_fp[0] != '\0' && fp_normalise(h->updater_fp, updater_fp) != 0) {
-		reg_err(err, errlen, "host %s: updater fingerprint must be %d hex digits", h->name,
+		err_set(e, ERR_BAD_REQUEST, "host %s: updater fingerprint must be %d hex digits", h->name,
 		    REG_FP_LEN);
 		return REGISTRY_INVALID;
 	}
 	if (strnlen(h->notes, sizeof(h->notes)) > REG_NOTES_MAX) {
-		reg_err(err, errlen, "host %s: notes longer than %d bytes", h->name, REG_NOTES_MAX);
+		err_set(e, ERR_BAD_REQUEST, "host %s: notes longer than %d bytes", h->name, REG_NOTES_MAX);
 		return REGISTRY_INVALID;
 	}
 	enrolled = h->enrolled_at != 0 ? h->enrolled_at : time(NULL);
@@ -576,7 +544,7 @@ registry_add_host(struct registry *reg, const struct reg_host *h, char *err, siz
 	    sqlite3_bind_null(st, 6)) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 7, h->notes, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 8, (sqlite3_int64)enrolled) != SQLITE_OK) {
-		rc = reg_db_err(reg, "adding a host", err, errlen);
+		rc = registry_db_err(reg, "adding a host", e);
 		goto out;
 	}
 	/* Extended result codes are on: compare the primary code. */
@@ -586,15 +554,15 @@ registry_add_host(struct registry *reg, const struct reg_host *h, char *err, siz
 		break;
 	case SQLITE_CONSTRAINT:
 		if (sqlite3_extended_errcode(reg->db) == SQLITE_CONSTRAINT_UNIQUE) {
-			reg_err(err, errlen, "host %s is already registered (names are unique, "
+			err_set(e, ERR_CONFLICT, "host %s is already registered (names are unique, "
 			    "decommissioned hosts included)", h->name);
 			rc = REGISTRY_EXISTS;
 			break;
 		}
-		rc = reg_db_err(reg, "adding a host", err, errlen);
+		rc = registry_db_err(reg, "adding a host", e);
 		break;
 	default:
-		rc = reg_db_err(reg, "adding a host", err, errlen);
+		rc = registry_db_err(reg, "adding a host", e);
 		break;
 	}
 out:
@@ -604,8 +572,7 @@ out:
 }
 
 int
-registry_get_host(struct registry *reg, const char *name, struct reg_host *out, char *err,
-    size_t errlen)
+registry_get_host(struct registry *reg, const char *name, struct reg_host *out, struct err *e)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -614,7 +581,7 @@ registry_get_host(struct registry *reg, const char *name, struct reg_host *out, 
 	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_COLUMNS " FROM hosts WHERE name = ?", -1,
 	    &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading a host", err, errlen);
+		rc = registry_db_err(reg, "reading a host", e);
 		goto out;
 	}
 	switch (sqlite3_step(st)) {
@@ -623,11 +590,11 @@ registry_get_host(struct registry *reg, const char *name, struct reg_host *out, 
 		rc = REGISTRY_OK;
 		break;
 	case SQLITE_DONE:
-		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		err_set(e, ERR_NOT_FOUND, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
 		rc = REGISTRY_NOTFOUND;
 		break;
 	default:
-		rc = reg_db_err(reg, "reading a host", err, errlen);
+		rc = registry_db_err(reg, "reading a host", e);
 		break;
 	}
 out:
@@ -638,7 +605,7 @@ out:
 
 int
 registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg_host **out,
-    size_t *n, char *err, size_t errlen)
+    size_t *n, struct err *e)
 {
 	static const char sql_all[] =
 	    "SELECT " HOST_COLUMNS " FROM hosts ORDER BY name";
@@ -652,12 +619,12 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, include_decommissioned ? sql_all : sql_active, -1, &st,
 	    NULL) != SQLITE_OK) {
-		rc = reg_db_err(reg, "listing hosts", err, errlen);
+		rc = registry_db_err(reg, "listing hosts", e);
 		goto out;
 	}
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (count == cap) {
-			struct reg_host *p = reg_grow(hosts, &cap, sizeof(*hosts), err, errlen);
+			struct reg_host *p = reg_grow(hosts, &cap, sizeof(*hosts), e);
 			if (p == NULL) {
 				goto out;
 			}
@@ -666,7 +633,7 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
 		row_to_host(st, &hosts[count++]);
 	}
 	if (step != SQLITE_DONE) {
-		rc = reg_db_err(reg, "listing hosts", err, errlen);
+		rc = registry_db_err(reg, "listing hosts", e);
 		goto out;
 	}
 	*out = hosts;
@@ -683,28 +650,27 @@ out:
 /* Run an UPDATE on host NAME: REGISTRY_NOTFOUND when no row changed. */
 static int
 update_host(struct registry *reg, sqlite3_stmt *st, const char *name, const char *what,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	if (sqlite3_step(st) != SQLITE_DONE) {
-		return reg_db_err(reg, what, err, errlen);
+		return registry_db_err(reg, what, e);
 	}
 	if (sqlite3_changes(reg->db) == 0) {
-		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		err_set(e, ERR_NOT_FOUND, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
 		return REGISTRY_NOTFOUND;
 	}
 	return REGISTRY_OK;
 }
 
 int
-registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, char *err,
-    size_t errlen)
+registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, struct err *e)
 {
 	char norm[REG_FP_LEN + 1];
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	if (fp_normalise(fp, norm) != 0) {
-		reg_err(err, errlen, "updater fingerprint must be %d hex digits", REG_FP_LEN);
+		err_set(e, ERR_BAD_REQUEST, "updater fingerprint must be %d hex digits", REG_FP_LEN);
 		return REGISTRY_INVALID;
 	}
 	pthread_mutex_lock(&reg->lock);
@@ -712,10 +678,10 @@ registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, 
 	    NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-		rc = reg_db_err(reg, "setting the updater fingerprint", err, errlen);
+		rc = registry_db_err(reg, "setting the updater fingerprint", e);
 		goto out;
 	}
-	rc = update_host(reg, st, name, "setting the updater fingerprint", err, errlen);
+	rc = update_host(reg, st, name, "setting the updater fingerprint", e);
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->lock);
@@ -723,8 +689,7 @@ out:
 }
 
 int
-registry_decommission(struct registry *reg, const char *name, time_t when, char *err,
-    size_t errlen)
+registry_decommission(struct registry *reg, const char *name, time_t when, struct err *e)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -738,10 +703,10 @@ registry_decommission(struct registry *reg, const char *name, time_t when, char 
 	    " COALESCE(decommissioned_at, ?) WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, (sqlite3_int64)when) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-		rc = reg_db_err(reg, "decommissioning", err, errlen);
+		rc = registry_db_err(reg, "decommissioning", e);
 		goto out;
 	}
-	rc = update_host(reg, st, name, "decommissioning", err, errlen);
+	rc = update_host(reg, st, name, "decommissioning", e);
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->lock);
@@ -766,7 +731,7 @@ result_valid(const char *r)
 }
 
 int
-registry_log_push(struct registry *reg, const struct reg_push *p, char *err, size_t errlen)
+registry_log_push(struct registry *reg, const struct reg_push *p, struct err *e)
 {
 	char sha[REG_FP_LEN + 1] = "";
 	sqlite3_stmt *st = NULL;
@@ -775,16 +740,16 @@ registry_log_push(struct registry *reg, const struct reg_push *p, char *err, siz
 	int rc;
 
 	if (p->sha256[0] != '\0' && fp_normalise(p->sha256, sha) != 0) {
-		reg_err(err, errlen, "release sha256 must be %d hex digits", REG_FP_LEN);
+		err_set(e, ERR_BAD_REQUEST, "release sha256 must be %d hex digits", REG_FP_LEN);
 		return REGISTRY_INVALID;
 	}
 	if (!result_valid(p->result)) {
-		reg_err(err, errlen, "invalid push result word");
+		err_set(e, ERR_BAD_REQUEST, "invalid push result word");
 		return REGISTRY_INVALID;
 	}
 	dlen = strnlen(p->detail, sizeof(p->detail));
 	if (dlen > REG_DETAIL_MAX) {
-		reg_err(err, errlen, "push detail is not terminated");
+		err_set(e, ERR_BAD_REQUEST, "push detail is not terminated");
 		return REGISTRY_INVALID;
 	}
 	at = p->at != 0 ? p->at : time(NULL);
@@ -797,10 +762,10 @@ registry_log_push(struct registry *reg, const struct reg_push *p, char *err, siz
 	    sqlite3_bind_text(st, 3, p->result, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 4, p->detail, (int)dlen, SQLITE_TRANSIENT) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 5, p->host, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-		rc = reg_db_err(reg, "logging a push", err, errlen);
+		rc = registry_db_err(reg, "logging a push", e);
 		goto out;
 	}
-	rc = update_host(reg, st, p->host, "logging a push", err, errlen);
+	rc = update_host(reg, st, p->host, "logging a push", e);
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->lock);
@@ -809,7 +774,7 @@ out:
 
 int
 registry_push_history(struct registry *reg, const char *name, size_t limit,
-    struct reg_push **out, size_t *n, char *err, size_t errlen)
+    struct reg_push **out, size_t *n, struct err *e)
 {
 	struct reg_push *log = NULL;
 	size_t count = 0, cap = 0;
@@ -820,17 +785,17 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	if (sqlite3_prepare_v2(reg->db, "SELECT name FROM hosts WHERE name = ?", -1, &st,
 	    NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		rc = registry_db_err(reg, "reading the push log", e);
 		goto out;
 	}
 	step = sqlite3_step(st);
 	if (step == SQLITE_DONE) {
-		reg_err(err, errlen, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
+		err_set(e, ERR_NOT_FOUND, "no host named '%.*s' in the registry", REG_NAME_MAX, name);
 		rc = REGISTRY_NOTFOUND;
 		goto out;
 	}
 	if (step != SQLITE_ROW) {
-		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		rc = registry_db_err(reg, "reading the push log", e);
 		goto out;
 	}
 	sqlite3_finalize(st);
@@ -841,27 +806,27 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 2, limit == 0 || limit > (size_t)INT64_MAX ? -1 :
 	    (sqlite3_int64)limit) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		rc = registry_db_err(reg, "reading the push log", e);
 		goto out;
 	}
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (count == cap) {
-			struct reg_push *p = reg_grow(log, &cap, sizeof(*log), err, errlen);
+			struct reg_push *p = reg_grow(log, &cap, sizeof(*log), e);
 			if (p == NULL) {
 				goto out;
 			}
 			log = p;
 		}
-		struct reg_push *e = &log[count++];
-		memset(e, 0, sizeof(*e));
-		col_copy(st, 0, e->host, sizeof(e->host));
-		e->at = (time_t)sqlite3_column_int64(st, 1);
-		col_copy(st, 2, e->sha256, sizeof(e->sha256));
-		col_copy(st, 3, e->result, sizeof(e->result));
-		col_copy(st, 4, e->detail, sizeof(e->detail));
+		struct reg_push *ent = &log[count++];
+		memset(ent, 0, sizeof(*ent));
+		col_copy(st, 0, ent->host, sizeof(ent->host));
+		ent->at = (time_t)sqlite3_column_int64(st, 1);
+		col_copy(st, 2, ent->sha256, sizeof(ent->sha256));
+		col_copy(st, 3, ent->result, sizeof(ent->result));
+		col_copy(st, 4, ent->detail, sizeof(ent->detail));
 	}
 	if (step != SQLITE_DONE) {
-		rc = reg_db_err(reg, "reading the push log", err, errlen);
+		rc = registry_db_err(reg, "reading the push log", e);
 		goto out;
 	}
 	*out = log;
@@ -909,18 +874,18 @@ serial_valid(const char *s)
 }
 
 int
-registry_revoke(struct registry *reg, const struct reg_revocation *r, char *err, size_t errlen)
+registry_revoke(struct registry *reg, const struct reg_revocation *r, struct err *e)
 {
 	char fp[REG_FP_LEN + 1] = "";
 	sqlite3_stmt *st = NULL;
 	int rc, step;
 
 	if (!serial_valid(r->serial)) {
-		reg_err(err, errlen, "serial '%.48s' is not canonical hex", r->serial);
+		err_set(e, ERR_BAD_REQUEST, "serial '%.48s' is not canonical hex", r->serial);
 		return REGISTRY_INVALID;
 	}
 	if (r->fp[0] != '\0' && fp_normalise(r->fp, fp) != 0) {
-		reg_err(err, errlen, "fingerprint must be %d hex digits", REG_FP_LEN);
+		err_set(e, ERR_BAD_REQUEST, "fingerprint must be %d hex digits", REG_FP_LEN);
 		return REGISTRY_INVALID;
 	}
 	pthread_mutex_lock(&reg->lock);
@@ -932,16 +897,16 @@ registry_revoke(struct registry *reg, const struct reg_revocation *r, char *err,
 	    sqlite3_bind_int(st, 4, r->reason) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 5, (sqlite3_int64)(r->at != 0 ? r->at : time(NULL))) !=
 	    SQLITE_OK) {
-		rc = reg_db_err(reg, "recording the revocation", err, errlen);
+		rc = registry_db_err(reg, "recording the revocation", e);
 		goto out;
 	}
 	step = sqlite3_step(st);
 	if (step != SQLITE_DONE) {
-		rc = reg_db_err(reg, "recording the revocation", err, errlen);
+		rc = registry_db_err(reg, "recording the revocation", e);
 		goto out;
 	}
 	if (sqlite3_changes(reg->db) == 0) {
-		reg_err(err, errlen, "serial %s is already revoked", r->serial);
+		err_set(e, ERR_CONFLICT, "serial %s is already revoked", r->serial);
 		rc = REGISTRY_EXISTS;
 		goto out;
 	}
@@ -953,8 +918,7 @@ out:
 }
 
 int
-registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *n, char *err,
-    size_t errlen)
+registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *n, struct err *e)
 {
 	struct reg_revocation *list = NULL;
 	size_t count = 0, cap = 0;
@@ -964,27 +928,27 @@ registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, "SELECT serial, fp, subject, reason, at FROM revocations"
 	    " ORDER BY at, id", -1, &st, NULL) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading the revocations", err, errlen);
+		rc = registry_db_err(reg, "reading the revocations", e);
 		goto out;
 	}
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (count == cap) {
-			struct reg_revocation *p = reg_grow(list, &cap, sizeof(*list), err, errlen);
+			struct reg_revocation *p = reg_grow(list, &cap, sizeof(*list), e);
 			if (p == NULL) {
 				goto out;
 			}
 			list = p;
 		}
-		struct reg_revocation *e = &list[count++];
-		memset(e, 0, sizeof(*e));
-		col_copy(st, 0, e->serial, sizeof(e->serial));
-		col_copy(st, 1, e->fp, sizeof(e->fp));
-		col_copy(st, 2, e->subject, sizeof(e->subject));
-		e->reason = sqlite3_column_int(st, 3);
-		e->at = (time_t)sqlite3_column_int64(st, 4);
+		struct reg_revocation *ent = &list[count++];
+		memset(ent, 0, sizeof(*ent));
+		col_copy(st, 0, ent->serial, sizeof(ent->serial));
+		col_copy(st, 1, ent->fp, sizeof(ent->fp));
+		col_copy(st, 2, ent->subject, sizeof(ent->subject));
+		ent->reason = sqlite3_column_int(st, 3);
+		ent->at = (time_t)sqlite3_column_int64(st, 4);
 	}
 	if (step != SQLITE_DONE) {
-		rc = reg_db_err(reg, "reading the revocations", err, errlen);
+		rc = registry_db_err(reg, "reading the revocations", e);
 		goto out;
 	}
 	*out = list;
@@ -1000,19 +964,18 @@ out:
 
 int
 registry_crl_next(struct registry *reg, time_t this_update, time_t next_update,
-    unsigned long long *number, char *err, size_t errlen)
+    unsigned long long *number, struct err *e)
 {
 	sqlite3_stmt *st = NULL;
 	long long n = 0;
 	int rc;
 
 	pthread_mutex_lock(&reg->lock);
-	rc = exec_const(reg, "BEGIN IMMEDIATE", "numbering the CRL", err, errlen);
+	rc = exec_const(reg, "BEGIN IMMEDIATE", "numbering the CRL", e);
 	if (rc != REGISTRY_OK) {
 		goto unlock;
 	}
-	rc = query_int(reg, "SELECT COALESCE(MAX(number), 0) + 1 FROM crl_state", &n, err,
-	    errlen);
+	rc = query_int(reg, "SELECT COALESCE(MAX(number), 0) + 1 FROM crl_state", &n, e);
 	if (rc != REGISTRY_OK) {
 		goto out;
 	}
@@ -1024,10 +987,10 @@ registry_crl_next(struct registry *reg, time_t this_update, time_t next_update,
 	    sqlite3_bind_int64(st, 2, (sqlite3_int64)this_update) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 3, (sqlite3_int64)next_update) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE) {
-		rc = reg_db_err(reg, "numbering the CRL", err, errlen);
+		rc = registry_db_err(reg, "numbering the CRL", e);
 		goto out;
 	}
-	rc = exec_const(reg, "COMMIT", "numbering the CRL", err, errlen);
+	rc = exec_const(reg, "COMMIT", "numbering the CRL", e);
 out:
 	sqlite3_finalize(st);
 	if (rc != REGISTRY_OK) {
@@ -1042,7 +1005,7 @@ unlock:
 
 int
 registry_crl_state(struct registry *reg, unsigned long long *number, time_t *this_update,
-    time_t *next_update, char *err, size_t errlen)
+    time_t *next_update, struct err *e)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, step;
@@ -1050,17 +1013,17 @@ registry_crl_state(struct registry *reg, unsigned long long *number, time_t *thi
 	pthread_mutex_lock(&reg->lock);
 	if (sqlite3_prepare_v2(reg->db, "SELECT number, this_update, next_update FROM crl_state"
 	    " WHERE id = 1", -1, &st, NULL) != SQLITE_OK) {
-		rc = reg_db_err(reg, "reading the CRL state", err, errlen);
+		rc = registry_db_err(reg, "reading the CRL state", e);
 		goto out;
 	}
 	step = sqlite3_step(st);
 	if (step == SQLITE_DONE) {
-		reg_err(err, errlen, "no CRL has been issued yet");
+		err_set(e, ERR_NOT_FOUND, "no CRL has been issued yet");
 		rc = REGISTRY_NOTFOUND;
 		goto out;
 	}
 	if (step != SQLITE_ROW) {
-		rc = reg_db_err(reg, "reading the CRL state", err, errlen);
+		rc = registry_db_err(reg, "reading the CRL state", e);
 		goto out;
 	}
 	*number = (unsigned long long)sqlite3_column_int64(st, 0);
@@ -1074,25 +1037,25 @@ out:
 }
 
 int
-registry_backup_to(struct registry *reg, const char *path, char *err, size_t errlen)
+registry_backup_to(struct registry *reg, const char *path, struct err *e)
 {
 	sqlite3 *dst = NULL;
 	sqlite3_backup *b = NULL;
 	int rc = REGISTRY_ERR;
 	int step;
 
-	if (reg_create_file(path, err, errlen) != REGISTRY_OK) {
+	if (reg_create_file(path, e) != REGISTRY_OK) {
 		return REGISTRY_ERR;
 	}
 	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-		reg_err(err, errlen, "%s: %s", path, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
+		err_set(e, ERR_IO, "%s: %s", path, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
 		goto out;
 	}
 	pthread_mutex_lock(&reg->lock);
 	b = sqlite3_backup_init(dst, "main", reg->db, "main");
 	if (b == NULL) {
 		pthread_mutex_unlock(&reg->lock);
-		reg_err(err, errlen, "%s: backup: %s", path, sqlite3_errmsg(dst));
+		err_set(e, ERR_IO, "%s: backup: %s", path, sqlite3_errmsg(dst));
 		goto out;
 	}
 	/* One step copies every page under one read transaction: a consistent snapshot. */
@@ -1100,18 +1063,18 @@ registry_backup_to(struct registry *reg, const char *path, char *err, size_t err
 	(void)sqlite3_backup_finish(b);
 	pthread_mutex_unlock(&reg->lock);
 	if (step != SQLITE_DONE) {
-		reg_err(err, errlen, "%s: backup: %s", path, sqlite3_errstr(step));
+		err_set(e, ERR_IO, "%s: backup: %s", path, sqlite3_errstr(step));
 		goto out;
 	}
 	/* A self-contained file: no WAL beside it. */
 	if (sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL) != SQLITE_OK) {
-		reg_err(err, errlen, "%s: %s", path, sqlite3_errmsg(dst));
+		err_set(e, ERR_IO, "%s: %s", path, sqlite3_errmsg(dst));
 		goto out;
 	}
 	rc = REGISTRY_OK;
 out:
 	if (dst != NULL && sqlite3_close(dst) != SQLITE_OK && rc == REGISTRY_OK) {
-		reg_err(err, errlen, "%s: close failed", path);
+		err_set(e, ERR_IO, "%s: close failed", path);
 		rc = REGISTRY_ERR;
 	}
 	return rc;
@@ -1350,15 +1313,13 @@ registry_selector_check(struct registry *reg, const struct selector *sel, size_t
 	if (sel->kind == SELECTOR_NAMES) {
 		for (size_t i = 0; i < sel->n; i++) {
 			struct err ge = ERR_INIT;
-			char msg[256];
 
-			int r = registry_get_host(reg, sel->terms[i].key, &h, msg, sizeof(msg));
+			int r = registry_get_host(reg, sel->terms[i].key, &h, &ge);
 			if (r == REGISTRY_NOTFOUND) {
 				return err_set(e, ERR_NOT_FOUND, "%s: no such host in the registry",
 				    sel->terms[i].key);
 			}
 			if (r != REGISTRY_OK) {
-				err_set(&ge, ERR_IO, "%s", msg);
 				return err_copy(e, &ge);
 			}
 			if (h.decommissioned_at != 0) {

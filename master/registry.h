@@ -13,7 +13,10 @@
  * from input. A handle may be shared between threads: calls are serialised.
  *
  * Functions that can fail return REGISTRY_OK (0) or a negative enum reg_status,
- * and write a one-line reason into ERR (ERRLEN bytes; ERR may be NULL).
+ * and set E (may be NULL) with a matching kind: ERR_NOT_FOUND, ERR_CONFLICT,
+ * ERR_BAD_REQUEST for REGISTRY_NOTFOUND, _EXISTS, _INVALID; for REGISTRY_ERR
+ * ERR_IO (ERR_NOSPACE, ERR_BUSY, ERR_NOMEM), or ERR_FORMAT for a file that is
+ * not a usable tandem registry.
  */
 #ifndef TANDEM_MASTER_REGISTRY_H
 #define TANDEM_MASTER_REGISTRY_H
@@ -22,6 +25,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 #define REGISTRY_FILE "registry.db"
@@ -42,7 +46,7 @@ enum reg_status {
 	REGISTRY_ERR = -1,      /* database or I/O failure, corrupt or foreign file */
 	REGISTRY_NOTFOUND = -2, /* no host of that name */
 	REGISTRY_EXISTS = -3,   /* a host of that name is already registered */
-	REGISTRY_INVALID = -4,  /* an argument failed validation (ERR says which) */
+	REGISTRY_INVALID = -4,  /* an argument failed validation (E says which) */
 };
 
 struct registry; /* opaque */
@@ -77,12 +81,12 @@ int registry_name_valid(const char *name) WUR;
 
 /*
  * Open (creating if needed) HOME/registry.db; HOME is created 0700 if
- * missing. A new database file is created 0600. Refuses, with a clear ERR,
+ * missing. A new database file is created 0600. Refuses, with a clear E,
  * a file that is not an SQLite database, an SQLite database that is not a
  * tandem registry, and a registry written by a newer schema. On success
  * *OUT is the handle (free with registry_close()).
  */
-int registry_open(const char *home, struct registry **out, char *err, size_t errlen) WUR;
+int registry_open(const char *home, struct registry **out, struct err *e) WUR;
 /* Close the handle; NULL is fine. */
 void registry_close(struct registry *reg);
 /* Schema version of the open database (REG_SCHEMA_VERSION after open). */
@@ -95,11 +99,11 @@ int registry_schema_version(struct registry *reg);
  * are accepted in either case and stored lowercase. REGISTRY_EXISTS when the
  * name (case-insensitively) is taken, decommissioned or not.
  */
-int registry_add_host(struct registry *reg, const struct reg_host *h, char *err, size_t errlen) WUR;
+int registry_add_host(struct registry *reg, const struct reg_host *h, struct err *e) WUR;
 
 /* Fill *OUT with host NAME; REGISTRY_NOTFOUND if there is none. */
 int registry_get_host(struct registry *reg, const char *name, struct reg_host *out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * All hosts ordered by name, decommissioned ones only if
@@ -107,11 +111,11 @@ int registry_get_host(struct registry *reg, const char *name, struct reg_host *o
  * frees; NULL when *N is 0).
  */
 int registry_list_hosts(struct registry *reg, int include_decommissioned,
-    struct reg_host **out, size_t *n, char *err, size_t errlen) WUR;
+    struct reg_host **out, size_t *n, struct err *e) WUR;
 
 /* Record (or replace) host NAME's updater certificate fingerprint FP. */
 int registry_set_updater_fp(struct registry *reg, const char *name, const char *fp,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Mark host NAME decommissioned at WHEN (0: now). The host stays in the
@@ -119,14 +123,14 @@ int registry_set_updater_fp(struct registry *reg, const char *name, const char *
  * decommissioned: REGISTRY_OK, and the original time is kept.
  */
 int registry_decommission(struct registry *reg, const char *name, time_t when,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Append P to the push log of host P->host (P->at 0: now). sha256 must be ""
  * or 64 hex digits, result 1..REG_RESULT_MAX bytes of [a-z0-9_-]; detail as
  * set by registry_push_set_detail().
  */
-int registry_log_push(struct registry *reg, const struct reg_push *p, char *err, size_t errlen) WUR;
+int registry_log_push(struct registry *reg, const struct reg_push *p, struct err *e) WUR;
 
 /*
  * Copy TEXT (NULL: "") into P->detail, cut to REG_DETAIL_MAX bytes at a
@@ -140,7 +144,7 @@ void registry_push_set_detail(struct reg_push *p, const char *text);
  * REGISTRY_NOTFOUND if the host does not exist.
  */
 int registry_push_history(struct registry *reg, const char *name, size_t limit,
-    struct reg_push **out, size_t *n, char *err, size_t errlen) WUR;
+    struct reg_push **out, size_t *n, struct err *e) WUR;
 
 /* A revoked certificate (the CRL lists every one of them). */
 struct reg_revocation {
@@ -156,23 +160,22 @@ struct reg_revocation {
  * revoked; REGISTRY_INVALID for a serial that is not canonical hex or a bad
  * fingerprint.
  */
-int registry_revoke(struct registry *reg, const struct reg_revocation *r, char *err,
-    size_t errlen) WUR;
+int registry_revoke(struct registry *reg, const struct reg_revocation *r, struct err *e) WUR;
 
 /* Every revocation, oldest first (malloc'd array, caller frees; NULL when *N is 0). */
 int registry_revocations(struct registry *reg, struct reg_revocation **out, size_t *n,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Take the next CRL number (1, 2, ...: strictly increasing, also across
  * failed attempts) and record the validity of the CRL about to be signed.
  */
 int registry_crl_next(struct registry *reg, time_t this_update, time_t next_update,
-    unsigned long long *number, char *err, size_t errlen) WUR;
+    unsigned long long *number, struct err *e) WUR;
 
 /* The last CRL's number and validity; REGISTRY_NOTFOUND before the first. */
 int registry_crl_state(struct registry *reg, unsigned long long *number, time_t *this_update,
-    time_t *next_update, char *err, size_t errlen) WUR;
+    time_t *next_update, struct err *e) WUR;
 
 /*
  * Write a consistent snapshot of the registry (SQLite's online backup API:
@@ -180,7 +183,7 @@ int registry_crl_state(struct registry *reg, unsigned long long *number, time_t 
  * exist or be empty), in rollback-journal mode so it is one self-contained
  * file.
  */
-int registry_backup_to(struct registry *reg, const char *path, char *err, size_t errlen) WUR;
+int registry_backup_to(struct registry *reg, const char *path, struct err *e) WUR;
 
 /* ---- labels, selection, the release store's index, targets, retention ---- */
 

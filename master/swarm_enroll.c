@@ -318,11 +318,12 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		snprintf(err, errlen, "no CA in %s: run 'tandem pki init' first", home);
 		return REGISTRY_ERR;
 	}
-	r = registry_open(home, &reg, err, errlen);
+	r = registry_open(home, &reg, &pe);
 	if (r != REGISTRY_OK) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return r;
 	}
-	r = registry_get_host(reg, o->name, h, err, errlen);
+	r = registry_get_host(reg, o->name, h, &pe);
 	if (r == REGISTRY_OK) {
 		/* Only `enroll --updater NAME` on a host without an updater identity. */
 		if (!o->updater || h->updater_fp[0] != '\0') {
@@ -355,7 +356,7 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		    write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0) {
 			goto out;
 		}
-		rc = registry_set_updater_fp(reg, h->name, fp, err, errlen);
+		rc = registry_set_updater_fp(reg, h->name, fp, &pe);
 		if (rc == REGISTRY_OK) {
 			snprintf(h->updater_fp, sizeof(h->updater_fp), "%s", fp);
 			res->added_updater_only = 1;
@@ -366,6 +367,7 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		rc = r;
 		goto out;
 	}
+	err_clear(&pe); /* not enrolled yet: the usual case */
 	if (o->address == NULL) {
 		snprintf(err, errlen, "--address is required to enroll a new host");
 		rc = REGISTRY_INVALID;
@@ -401,12 +403,15 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	    (o->updater && write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0)) {
 		goto out;
 	}
-	rc = registry_add_host(reg, h, err, errlen);
+	rc = registry_add_host(reg, h, &pe);
 	if (rc == REGISTRY_OK) {
 		/* What the registry holds (enrollment time, normalised fingerprints). */
-		rc = registry_get_host(reg, o->name, h, err, errlen);
+		rc = registry_get_host(reg, o->name, h, &pe);
 	}
 out:
+	if (rc != REGISTRY_OK && err_failed(&pe)) {
+		snprintf(err, errlen, "%s", err_msg(&pe)); /* a registry call failed */
+	}
 	if (rc == REGISTRY_OK && realpath(res->bundle, abs_bundle) != NULL) {
 		snprintf(res->bundle, sizeof(res->bundle), "%s", abs_bundle);
 	}

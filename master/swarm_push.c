@@ -59,7 +59,8 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	if (tls_client_new(&to, &c->tls, err, errlen) != 0) {
 		return -1;
 	}
-	if (registry_open(home, &c->reg, err, errlen) != REGISTRY_OK) {
+	if (registry_open(home, &c->reg, &pe) != REGISTRY_OK) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		tls_ctx_free(c->tls);
 		c->tls = NULL;
 		return -1;
@@ -522,7 +523,8 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
     const struct swarm_result *r)
 {
 	struct reg_push rp;
-	char text[SWARM_REASON + SWARM_DETAIL + 8], err[256];
+	char text[SWARM_REASON + SWARM_DETAIL + 8];
+	struct err e = ERR_INIT;
 
 	if (p->o->no_push_log) {
 		return;
@@ -534,8 +536,8 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 	snprintf(text, sizeof(text), "%s%s%s", r->reason, r->reason[0] != '\0' &&
 	    r->detail[0] != '\0' ? ": " : "", r->detail);
 	registry_push_set_detail(&rp, text);
-	if (registry_log_push(p->c->reg, &rp, err, sizeof(err)) != REGISTRY_OK) {
-		log_warnx("%s: cannot record the push: %s", j->host.name, err);
+	if (registry_log_push(p->c->reg, &rp, &e) != REGISTRY_OK) {
+		log_warnx("%s: cannot record the push: %s", j->host.name, err_msg(&e));
 	}
 }
 

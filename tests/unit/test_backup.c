@@ -39,7 +39,6 @@ setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 	struct registry *reg = NULL;
 	struct reg_host h;
-	char err[512];
 
 	log_init("test_backup", LOG_LVL_ERROR);
 	if (f == NULL) {
@@ -53,14 +52,14 @@ setup(void **state)
 	snprintf(f->home2, sizeof(f->home2), "%s/restored", f->dir);
 	snprintf(f->file, sizeof(f->file), "%s/backup", f->dir);
 	if (pki_init(f->home, NULL, &pe) != 0 ||
-	    registry_open(f->home, &reg, err, sizeof(err)) != REGISTRY_OK) {
+	    registry_open(f->home, &reg, &pe) != REGISTRY_OK) {
 		return -1;
 	}
 	memset(&h, 0, sizeof(h));
 	snprintf(h.name, sizeof(h.name), "web1");
 	snprintf(h.address, sizeof(h.address), "192.0.2.1");
 	snprintf(h.agent_fp, sizeof(h.agent_fp), "%s", FP);
-	if (registry_add_host(reg, &h, err, sizeof(err)) != REGISTRY_OK) {
+	if (registry_add_host(reg, &h, &pe) != REGISTRY_OK) {
 		return -1;
 	}
 	*state = f;
@@ -81,15 +80,16 @@ teardown(void **state)
 static void
 check_restored(struct fx *f)
 {
+	struct err pe = ERR_INIT;
 	struct registry *reg = NULL;
 	struct reg_host got;
-	char err[512], a[256], b[256];
+	char a[256], b[256];
 	char *x = NULL, *y = NULL;
 	size_t xl = 0, yl = 0;
 	struct stat st;
 
-	assert_int_equal(registry_open(f->home2, &reg, err, sizeof(err)), REGISTRY_OK);
-	assert_int_equal(registry_get_host(reg, "web1", &got, err, sizeof(err)), REGISTRY_OK);
+	assert_int_equal(registry_open(f->home2, &reg, &pe), REGISTRY_OK);
+	assert_int_equal(registry_get_host(reg, "web1", &got, &pe), REGISTRY_OK);
 	assert_string_equal(got.agent_fp, FP);
 	registry_close(reg);
 	snprintf(a, sizeof(a), "%s/ca/ca.key", f->home);

@@ -29,7 +29,7 @@ struct fx {
 	char home[PATH_MAX];
 	char db[PATH_MAX];
 	struct registry *reg;
-	char err[512];
+	struct err err;
 };
 
 static int
@@ -64,9 +64,9 @@ teardown(void **state)
 static void
 open_ok(struct fx *f)
 {
-	int rc = registry_open(f->home, &f->reg, f->err, sizeof(f->err));
+	int rc = registry_open(f->home, &f->reg, &f->err);
 	if (rc != REGISTRY_OK) {
-		fail_msg("registry_open: %s", f->err);
+		fail_msg("registry_open: %s", err_msg(&f->err));
 	}
 }
 
@@ -85,9 +85,9 @@ host(const char *name, const char *addr)
 static void
 add_ok(struct fx *f, const struct reg_host *h)
 {
-	int rc = registry_add_host(f->reg, h, f->err, sizeof(f->err));
+	int rc = registry_add_host(f->reg, h, &f->err);
 	if (rc != REGISTRY_OK) {
-		fail_msg("registry_add_host(%s): %s", h->name, f->err);
+		fail_msg("registry_add_host(%s): %s", h->name, err_msg(&f->err));
 	}
 }
 
@@ -110,7 +110,7 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(strlcpy_chk(h.name, "w", sizeof(h.name)), 0);
 	assert_int_equal(strlcpy_chk(h.address, "192.0.2.1", sizeof(h.address)), 0);
 	assert_int_equal(strlcpy_chk(h.agent_fp, FP_A, sizeof(h.agent_fp)), 0);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_OK);
 	static const char *const sidecars[] = { "-wal", "-shm" };
 	for (size_t i = 0; i < ARRAY_LEN(sidecars); i++) {
 		char p[PATH_MAX + 8];
@@ -147,7 +147,7 @@ test_add_get_defaults(void **state)
 	assert_int_equal(strlcpy_chk(h.notes, "rack 4; it's 'quoted' \"; DROP TABLE hosts; --",
 	    sizeof(h.notes)), 0);
 	add_ok(f, &h);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.name, "web1");
 	assert_string_equal(got.address, "192.0.2.10");
 	assert_int_equal(got.agent_port, REG_DEFAULT_AGENT_PORT);
@@ -166,7 +166,7 @@ test_add_get_defaults(void **state)
 	assert_int_equal(strlcpy_chk(h2.updater_fp, FP_B_UPPER, sizeof(h2.updater_fp)), 0);
 	add_ok(f, &h2);
 	/* Names are case-insensitive. */
-	assert_int_equal(registry_get_host(f->reg, "DB-1.EXAMPLE", &got, f->err, sizeof(f->err)),
+	assert_int_equal(registry_get_host(f->reg, "DB-1.EXAMPLE", &got, &f->err),
 	    REGISTRY_OK);
 	assert_string_equal(got.name, "db-1.example");
 	assert_int_equal(got.agent_port, 9001);
@@ -183,14 +183,15 @@ test_duplicates_refused(void **state)
 
 	open_ok(f);
 	add_ok(f, &h);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_EXISTS);
-	assert_non_null(strstr(f->err, "web1"));
-	assert_non_null(strstr(f->err, "already registered"));
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_EXISTS);
+	assert_non_null(strstr(err_msg(&f->err), "web1"));
+	assert_non_null(strstr(err_msg(&f->err), "already registered"));
+	assert_int_equal(f->err.kind, ERR_CONFLICT);
 	struct reg_host upper = host("WEB1", "192.0.2.11");
-	assert_int_equal(registry_add_host(f->reg, &upper, f->err, sizeof(f->err)), REGISTRY_EXISTS);
+	assert_int_equal(registry_add_host(f->reg, &upper, &f->err), REGISTRY_EXISTS);
 	/* A decommissioned name stays taken. */
-	assert_int_equal(registry_decommission(f->reg, "web1", 0, f->err, sizeof(f->err)), REGISTRY_OK);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_EXISTS);
+	assert_int_equal(registry_decommission(f->reg, "web1", 0, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_EXISTS);
 }
 
 static void
@@ -211,7 +212,7 @@ test_invalid_arguments(void **state)
 			assert_false(registry_name_valid(bad_names[i]));
 			continue;
 		}
-		assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)),
+		assert_int_equal(registry_add_host(f->reg, &h, &f->err),
 		    REGISTRY_INVALID);
 	}
 	assert_true(registry_name_valid("a"));
@@ -219,31 +220,32 @@ test_invalid_arguments(void **state)
 
 	struct reg_host h = host("web1", "192.0.2.1");
 	h.agent_fp[5] = 'x';
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
-	assert_non_null(strstr(f->err, "fingerprint"));
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
+	assert_non_null(strstr(err_msg(&f->err), "fingerprint"));
+	assert_int_equal(f->err.kind, ERR_BAD_REQUEST);
 	h = host("web1", "192.0.2.1");
 	h.agent_fp[63] = '\0';
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	h.agent_port = 70000;
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	h.updater_port = -1;
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	h = host("web1", "");
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	h = host("web1", "10.0.0.1 evil");
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	h = host("web1", "192.0.2.1");
 	assert_int_equal(strlcpy_chk(h.updater_fp, "abc", sizeof(h.updater_fp)), 0);
-	assert_int_equal(registry_add_host(f->reg, &h, f->err, sizeof(f->err)), REGISTRY_INVALID);
-	assert_int_equal(registry_set_updater_fp(f->reg, "web1", "zz", f->err, sizeof(f->err)),
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", "zz", &f->err),
 	    REGISTRY_INVALID);
 
 	/* Nothing invalid got in. */
 	struct reg_host *list = NULL;
 	size_t n = 99;
-	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
+	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(n, 0);
 	assert_null(list);
@@ -259,21 +261,21 @@ test_missing_host(void **state)
 	size_t n = 0;
 
 	open_ok(f);
-	assert_int_equal(registry_get_host(f->reg, "nope", &got, f->err, sizeof(f->err)),
+	assert_int_equal(registry_get_host(f->reg, "nope", &got, &f->err),
 	    REGISTRY_NOTFOUND);
-	assert_non_null(strstr(f->err, "nope"));
-	assert_int_equal(registry_set_updater_fp(f->reg, "nope", FP_B, f->err, sizeof(f->err)),
+	assert_non_null(strstr(err_msg(&f->err), "nope"));
+	assert_int_equal(f->err.kind, ERR_NOT_FOUND);
+	assert_int_equal(registry_set_updater_fp(f->reg, "nope", FP_B, &f->err),
 	    REGISTRY_NOTFOUND);
-	assert_int_equal(registry_decommission(f->reg, "nope", 0, f->err, sizeof(f->err)),
+	assert_int_equal(registry_decommission(f->reg, "nope", 0, &f->err),
 	    REGISTRY_NOTFOUND);
 	memset(&p, 0, sizeof(p));
 	assert_int_equal(strlcpy_chk(p.host, "nope", sizeof(p.host)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_NOTFOUND);
-	assert_int_equal(registry_push_history(f->reg, "nope", 0, &log, &n, f->err,
-	    sizeof(f->err)), REGISTRY_NOTFOUND);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_NOTFOUND);
+	assert_int_equal(registry_push_history(f->reg, "nope", 0, &log, &n, &f->err), REGISTRY_NOTFOUND);
 	/* A name is a value, never SQL. */
-	assert_int_equal(registry_get_host(f->reg, "x' OR '1'='1", &got, f->err, sizeof(f->err)),
+	assert_int_equal(registry_get_host(f->reg, "x' OR '1'='1", &got, &f->err),
 	    REGISTRY_NOTFOUND);
 }
 
@@ -291,22 +293,20 @@ test_decommission_excluded(void **state)
 	add_ok(f, &c);
 	add_ok(f, &a);
 	add_ok(f, &b);
-	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000100, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000100, &f->err), REGISTRY_OK);
 	/* A repeat keeps the first time. */
-	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000999, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
-	assert_int_equal(registry_get_host(f->reg, "bravo", &got, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000999, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "bravo", &got, &f->err), REGISTRY_OK);
 	assert_int_equal(got.decommissioned_at, 1700000100);
 
-	assert_int_equal(registry_list_hosts(f->reg, 0, &list, &n, f->err, sizeof(f->err)),
+	assert_int_equal(registry_list_hosts(f->reg, 0, &list, &n, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].name, "alpha");
 	assert_string_equal(list[1].name, "charlie");
 	free(list);
 	list = NULL;
-	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, f->err, sizeof(f->err)),
+	assert_int_equal(registry_list_hosts(f->reg, 1, &list, &n, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_string_equal(list[0].name, "alpha");
@@ -328,14 +328,12 @@ test_updater_fp_and_push_log(void **state)
 	open_ok(f);
 	add_ok(f, &h);
 	add_ok(f, &other);
-	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B_UPPER, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B_UPPER, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 
 	/* Empty history first. */
-	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, &f->err), REGISTRY_OK);
 	assert_int_equal(n, 0);
 	assert_null(log);
 
@@ -344,11 +342,11 @@ test_updater_fp_and_push_log(void **state)
 	assert_int_equal(strlcpy_chk(p.sha256, FP_A, sizeof(p.sha256)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "updated", sizeof(p.result)), 0);
 	p.at = 1000;
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_OK);
 	p.at = 3000;
 	assert_int_equal(strlcpy_chk(p.result, "rolled-back", sizeof(p.result)), 0);
 	assert_int_equal(strlcpy_chk(p.detail, "probe failed: 503", sizeof(p.detail)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_OK);
 	/* A rollback has no tarball; a long detail is cut at a UTF-8 boundary. */
 	p.at = 2000;
 	p.sha256[0] = '\0';
@@ -365,14 +363,13 @@ test_updater_fp_and_push_log(void **state)
 		registry_push_set_detail(&q, NULL);
 		assert_string_equal(q.detail, "");
 	}
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_OK);
 	/* Another host's log stays separate. */
 	assert_int_equal(strlcpy_chk(p.host, "web2", sizeof(p.host)), 0);
 	assert_int_equal(strlcpy_chk(p.result, "failed", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_OK);
 
-	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, &f->err), REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(log[0].at, 3000);
 	assert_string_equal(log[0].result, "rolled-back");
@@ -386,20 +383,19 @@ test_updater_fp_and_push_log(void **state)
 	assert_string_equal(log[2].detail, "");
 	free(log);
 	log = NULL;
-	assert_int_equal(registry_push_history(f->reg, "web1", 1, &log, &n, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_push_history(f->reg, "web1", 1, &log, &n, &f->err), REGISTRY_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(log[0].at, 3000);
 	free(log);
 
 	/* Bad sha256 and result words are refused. */
 	assert_int_equal(strlcpy_chk(p.sha256, "1234", sizeof(p.sha256)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_INVALID);
 	p.sha256[0] = '\0';
 	assert_int_equal(strlcpy_chk(p.result, "Updated OK", sizeof(p.result)), 0);
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_INVALID);
 	p.result[0] = '\0';
-	assert_int_equal(registry_log_push(f->reg, &p, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_log_push(f->reg, &p, &f->err), REGISTRY_INVALID);
 }
 
 #define WRITERS 4
@@ -409,7 +405,7 @@ struct writer {
 	struct registry *reg;
 	int id;
 	int failures;
-	char err[256];
+	struct err err;
 };
 
 static void *
@@ -423,7 +419,7 @@ writer_main(void *arg)
 	memcpy(p.result, "updated", 8);
 	for (int i = 0; i < PUSHES_EACH; i++) {
 		p.at = 1000000 + w->id * PUSHES_EACH + i;
-		if (registry_log_push(w->reg, &p, w->err, sizeof(w->err)) != REGISTRY_OK) {
+		if (registry_log_push(w->reg, &p, &w->err) != REGISTRY_OK) {
 			w->failures++;
 		}
 	}
@@ -448,7 +444,7 @@ test_concurrent_writers(void **state)
 
 	open_ok(f);
 	add_ok(f, &h);
-	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_open(f->home, &second, &f->err), REGISTRY_OK);
 	for (int i = 0; i < WRITERS; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].reg = i % 2 == 0 ? f->reg : second;
@@ -458,12 +454,11 @@ test_concurrent_writers(void **state)
 	for (int i = 0; i < WRITERS; i++) {
 		assert_int_equal(pthread_join(t[i], NULL), 0);
 		if (w[i].failures != 0) {
-			fail_msg("writer %d: %d failures, last: %s", i, w[i].failures, w[i].err);
+			fail_msg("writer %d: %d failures, last: %s", i, w[i].failures, err_msg(&w[i].err));
 		}
 	}
 	registry_close(second);
-	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, f->err,
-	    sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, &f->err), REGISTRY_OK);
 	assert_int_equal(n, WRITERS * PUSHES_EACH);
 	for (size_t i = 1; i < n; i++) {
 		assert_true(log[i - 1].at > log[i].at);
@@ -479,21 +474,21 @@ test_reopen_persistence(void **state)
 
 	open_ok(f);
 	add_ok(f, &h);
-	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B, f->err, sizeof(f->err)),
+	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B, &f->err),
 	    REGISTRY_OK);
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
 	assert_int_equal(registry_schema_version(f->reg), 3);
-	assert_int_equal(registry_get_host(f->reg, "web1", &got, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
 	struct registry *second = NULL;
-	assert_int_equal(registry_open(f->home, &second, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_open(f->home, &second, &f->err), REGISTRY_OK);
 	struct reg_host h2 = host("web2", "192.0.2.2");
-	assert_int_equal(registry_add_host(second, &h2, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_add_host(second, &h2, &f->err), REGISTRY_OK);
 	registry_close(second);
-	assert_int_equal(registry_get_host(f->reg, "web2", &got, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web2", &got, &f->err), REGISTRY_OK);
 }
 
 static void
@@ -518,10 +513,11 @@ test_not_a_database(void **state)
 	}
 	memcpy(junk, "this is not a database at all\n", 30);
 	write_file(f->db, junk, sizeof(junk));
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
+	assert_int_equal(registry_open(f->home, &f->reg, &f->err), REGISTRY_ERR);
 	assert_null(f->reg);
-	assert_non_null(strstr(f->err, f->db));
-	assert_non_null(strstr(f->err, "not a usable tandem registry"));
+	assert_non_null(strstr(err_msg(&f->err), f->db));
+	assert_non_null(strstr(err_msg(&f->err), "not a usable tandem registry"));
+	assert_int_equal(f->err.kind, ERR_FORMAT);
 }
 
 static void
@@ -535,8 +531,8 @@ test_foreign_and_newer_database(void **state)
 	assert_int_equal(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
-	assert_non_null(strstr(f->err, "not a tandem registry"));
+	assert_int_equal(registry_open(f->home, &f->reg, &f->err), REGISTRY_ERR);
+	assert_non_null(strstr(err_msg(&f->err), "not a tandem registry"));
 	assert_int_equal(unlink(f->db), 0);
 
 	/* A registry from a future schema is refused, not "migrated" backwards. */
@@ -547,14 +543,15 @@ test_foreign_and_newer_database(void **state)
 	assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL,
 	    NULL), SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
-	assert_non_null(strstr(f->err, "newer"));
+	assert_int_equal(registry_open(f->home, &f->reg, &f->err), REGISTRY_ERR);
+	assert_non_null(strstr(err_msg(&f->err), "newer"));
+	assert_int_equal(f->err.kind, ERR_FORMAT);
 
 	/* Something other than a file in its place. */
 	assert_int_equal(unlink(f->db), 0);
 	assert_int_equal(mkdir(f->db, 0700), 0);
-	assert_int_equal(registry_open(f->home, &f->reg, f->err, sizeof(f->err)), REGISTRY_ERR);
-	assert_non_null(strstr(f->err, "not a regular file"));
+	assert_int_equal(registry_open(f->home, &f->reg, &f->err), REGISTRY_ERR);
+	assert_non_null(strstr(err_msg(&f->err), "not a regular file"));
 }
 
 static void
@@ -567,7 +564,7 @@ test_revocations_and_crl_number(void **state)
 	time_t tu = 0, nu = 0;
 
 	open_ok(f);
-	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, f->err, sizeof(f->err)),
+	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, &f->err),
 	    REGISTRY_NOTFOUND);
 	memset(&r, 0, sizeof(r));
 	snprintf(r.serial, sizeof(r.serial), "0abc12");
@@ -575,17 +572,17 @@ test_revocations_and_crl_number(void **state)
 	snprintf(r.subject, sizeof(r.subject), "web1");
 	r.reason = 1;
 	r.at = 1700000000;
-	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_revoke(f->reg, &r, &f->err), REGISTRY_OK);
 	/* Revoking twice changes nothing. */
 	r.reason = 4;
-	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_EXISTS);
+	assert_int_equal(registry_revoke(f->reg, &r, &f->err), REGISTRY_EXISTS);
 	snprintf(r.serial, sizeof(r.serial), "ABC");
-	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_INVALID);
+	assert_int_equal(registry_revoke(f->reg, &r, &f->err), REGISTRY_INVALID);
 	snprintf(r.serial, sizeof(r.serial), "ff");
 	r.fp[0] = '\0';
 	r.at = 0;
-	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
-	assert_int_equal(registry_revocations(f->reg, &list, &n, f->err, sizeof(f->err)),
+	assert_int_equal(registry_revoke(f->reg, &r, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_revocations(f->reg, &list, &n, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].serial, "0abc12");
@@ -596,16 +593,16 @@ test_revocations_and_crl_number(void **state)
 	free(list);
 
 	/* CRL numbers only grow, and survive a reopen. */
-	assert_int_equal(registry_crl_next(f->reg, 100, 200, &num, f->err, sizeof(f->err)),
+	assert_int_equal(registry_crl_next(f->reg, 100, 200, &num, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(num, 1);
-	assert_int_equal(registry_crl_next(f->reg, 300, 400, &num2, f->err, sizeof(f->err)),
+	assert_int_equal(registry_crl_next(f->reg, 300, 400, &num2, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(num2, 2);
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
-	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, f->err, sizeof(f->err)),
+	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(num, 2);
 	assert_int_equal(tu, 300);
@@ -644,18 +641,17 @@ test_upgrade_from_v1(void **state)
 	sqlite3_close(db);
 	open_ok(f);
 	assert_int_equal(registry_schema_version(f->reg), 3);
-	assert_int_equal(registry_get_host(f->reg, "old1", &got, f->err, sizeof(f->err)),
+	assert_int_equal(registry_get_host(f->reg, "old1", &got, &f->err),
 	    REGISTRY_OK);
 	assert_string_equal(got.agent_fp, FP_A);
 	assert_int_equal(got.enrolled_at, 1600000000);
-	assert_int_equal(registry_push_history(f->reg, "old1", 0, &log, &n, f->err,
-			     sizeof(f->err)),
+	assert_int_equal(registry_push_history(f->reg, "old1", 0, &log, &n, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(n, 1);
 	free(log);
 	memset(&r, 0, sizeof(r));
 	snprintf(r.serial, sizeof(r.serial), "01");
-	assert_int_equal(registry_revoke(f->reg, &r, f->err, sizeof(f->err)), REGISTRY_OK);
+	assert_int_equal(registry_revoke(f->reg, &r, &f->err), REGISTRY_OK);
 }
 
 int

@@ -60,25 +60,25 @@ teardown(void **state)
 static void
 open_ok(struct fx *f)
 {
-	char err[512];
+	struct err pe = ERR_INIT;
 
-	if (registry_open(f->home, &f->reg, err, sizeof(err)) != REGISTRY_OK) {
-		fail_msg("registry_open: %s", err);
+	if (registry_open(f->home, &f->reg, &pe) != REGISTRY_OK) {
+		fail_msg("registry_open: %s", err_msg(&pe));
 	}
 }
 
 static void
 add_host(struct fx *f, const char *name)
 {
+	struct err pe = ERR_INIT;
 	struct reg_host h;
-	char err[512];
 
 	memset(&h, 0, sizeof(h));
 	snprintf(h.name, sizeof(h.name), "%s", name);
 	snprintf(h.address, sizeof(h.address), "127.0.0.1");
 	snprintf(h.agent_fp, sizeof(h.agent_fp), "%s", FP_A);
-	if (registry_add_host(f->reg, &h, err, sizeof(err)) != REGISTRY_OK) {
-		fail_msg("add %s: %s", name, err);
+	if (registry_add_host(f->reg, &h, &pe) != REGISTRY_OK) {
+		fail_msg("add %s: %s", name, err_msg(&pe));
 	}
 }
 
@@ -144,7 +144,8 @@ write_old_registry(struct fx *f, int version, char *db_path, size_t len)
 static void
 upgrade_from(struct fx *f, int version)
 {
-	char db_path[PATH_MAX + 16], err[512];
+	struct err pe = ERR_INIT;
+	char db_path[PATH_MAX + 16];
 	struct reg_host h;
 	struct reg_push *log = NULL;
 	size_t n = 0;
@@ -152,10 +153,10 @@ upgrade_from(struct fx *f, int version)
 	write_old_registry(f, version, db_path, sizeof(db_path));
 	open_ok(f);
 	assert_int_equal(registry_schema_version(f->reg), 3);
-	assert_int_equal(registry_get_host(f->reg, "old1", &h, err, sizeof(err)), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "old1", &h, &pe), REGISTRY_OK);
 	assert_string_equal(h.notes, "rack 4");
 	assert_int_equal(h.enrolled_at, 1700000000);
-	assert_int_equal(registry_push_history(f->reg, "old1", 0, &log, &n, err, sizeof(err)),
+	assert_int_equal(registry_push_history(f->reg, "old1", 0, &log, &n, &pe),
 	    REGISTRY_OK);
 	assert_int_equal(n, 1);
 	assert_string_equal(log[0].sha256, SHA1);
@@ -167,13 +168,13 @@ upgrade_from(struct fx *f, int version)
 		sqlite3 *db = NULL;
 		sqlite3_stmt *q = NULL;
 
-		assert_int_equal(registry_revocations(f->reg, &revs, &n, err, sizeof(err)),
+		assert_int_equal(registry_revocations(f->reg, &revs, &n, &pe),
 		    REGISTRY_OK);
 		assert_int_equal(n, 1);
 		assert_string_equal(revs[0].serial, "0a1b");
 		assert_string_equal(revs[0].subject, "gone");
 		free(revs);
-		assert_int_equal(registry_crl_state(f->reg, &number, &tu, &nu, err, sizeof(err)),
+		assert_int_equal(registry_crl_state(f->reg, &number, &tu, &nu, &pe),
 		    REGISTRY_OK);
 		assert_int_equal(number, 7);
 		assert_int_equal(nu, 1700600300);
@@ -191,7 +192,7 @@ upgrade_from(struct fx *f, int version)
 
 		memset(&r, 0, sizeof(r));
 		snprintf(r.serial, sizeof(r.serial), "01");
-		assert_int_equal(registry_revoke(f->reg, &r, err, sizeof(err)), REGISTRY_OK);
+		assert_int_equal(registry_revoke(f->reg, &r, &pe), REGISTRY_OK);
 	}
 	/* The rollout tables of schema 3 work on the upgraded file. */
 	struct err e = ERR_INIT;
@@ -418,7 +419,6 @@ test_lease_state_and_hosts(void **state)
 	struct reg_rollout_event ev[64];
 	struct reg_push *log = NULL;
 	struct err e = ERR_INIT;
-	char pushes_err[256];
 	size_t n;
 	int nh, nw, fails;
 	time_t now = time(NULL);
@@ -476,8 +476,7 @@ test_lease_state_and_hosts(void **state)
 	assert_int_equal(registry_rollout_counts(f->reg, id, -1, 0, &c, &e), 0);
 	assert_int_equal(c.n[RH_UPDATED], 1);
 	assert_int_equal(c.n[RH_ROLLED_BACK], 1);
-	assert_int_equal(registry_push_history(f->reg, rows[1].host, 0, &log, &n, pushes_err,
-	    sizeof(pushes_err)), REGISTRY_OK);
+	assert_int_equal(registry_push_history(f->reg, rows[1].host, 0, &log, &n, &e), REGISTRY_OK);
 	assert_int_equal(n, 1);
 	assert_string_equal(log[0].result, "rolled-back");
 	assert_string_equal(log[0].sha256, SHA1);
@@ -537,11 +536,11 @@ test_lease_state_and_hosts(void **state)
 static void
 test_push_prune(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct fx *f = *state;
 	struct reg_push p;
 	struct reg_push *log = NULL;
 	struct err e = ERR_INIT;
-	char err[256];
 	size_t n, removed;
 
 	open_ok(f);
@@ -552,11 +551,11 @@ test_push_prune(void **state)
 		snprintf(p.host, sizeof(p.host), "%s", i % 3 == 0 ? "p2" : "p1");
 		p.at = 1700000000 + i;
 		snprintf(p.result, sizeof(p.result), "updated");
-		assert_int_equal(registry_log_push(f->reg, &p, err, sizeof(err)), REGISTRY_OK);
+		assert_int_equal(registry_log_push(f->reg, &p, &pe), REGISTRY_OK);
 	}
 	assert_int_equal(registry_push_prune(f->reg, 3, &removed, &e), 0);
 	assert_int_equal(removed, (8 - 3) + (4 - 3));
-	assert_int_equal(registry_push_history(f->reg, "p1", 0, &log, &n, err, sizeof(err)),
+	assert_int_equal(registry_push_history(f->reg, "p1", 0, &log, &n, &pe),
 	    REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(log[0].at, 1700000011); /* the newest are kept */

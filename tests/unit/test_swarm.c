@@ -564,12 +564,13 @@ test_mutated_answers(void **state)
 static void
 test_pool_fail_closed(void **state)
 {
+	struct err pe = ERR_INIT;
 	struct swarm_release_file rf;
 	struct swarm_pool_opts po;
 	struct swarm_ctx c;
 	struct swarm_job *jobs;
 	struct reg_push *log = NULL;
-	char dir[] = "/tmp/test_swarm_pool.XXXXXX", err[512];
+	char dir[] = "/tmp/test_swarm_pool.XXXXXX";
 	size_t n = 0, i, nlog = 0;
 	const int bounds[] = { 1, 3, 64 };
 
@@ -579,7 +580,7 @@ test_pool_fail_closed(void **state)
 	c.home = dir;
 	c.quiet = 1;
 	c.timeout_ms = 1000;
-	assert_int_equal(registry_open(dir, &c.reg, err, sizeof(err)), REGISTRY_OK);
+	assert_int_equal(registry_open(dir, &c.reg, &pe), REGISTRY_OK);
 	memset(&rf, 0, sizeof(rf));
 	rf.path = "/nonexistent";
 	memcpy(rf.sha256, SHA_A, 65);
@@ -595,7 +596,7 @@ test_pool_fail_closed(void **state)
 			jobs[i].host.updater_port = 2;
 			jobs[i].kind = i % 2 == 0 ? SWARM_JOB_UPDATE : SWARM_JOB_DRY_RUN;
 			if (b == 0) {
-				assert_int_equal(registry_add_host(c.reg, &jobs[i].host, err, sizeof(err)),
+				assert_int_equal(registry_add_host(c.reg, &jobs[i].host, &pe),
 				    REGISTRY_OK);
 			}
 		}
@@ -618,13 +619,13 @@ test_pool_fail_closed(void **state)
 		}
 	}
 	/* Three rounds of one failed push each for the even hosts, none for the dry runs. */
-	assert_int_equal(registry_push_history(c.reg, "h00", 0, &log, &nlog, err, sizeof(err)),
+	assert_int_equal(registry_push_history(c.reg, "h00", 0, &log, &nlog, &pe),
 	    REGISTRY_OK);
 	assert_int_equal(nlog, 3);
 	assert_string_equal(log[0].result, "failed");
 	assert_string_equal(log[0].sha256, SHA_A);
 	free(log);
-	assert_int_equal(registry_push_history(c.reg, "h01", 0, &log, &n, err, sizeof(err)),
+	assert_int_equal(registry_push_history(c.reg, "h01", 0, &log, &n, &pe),
 	    REGISTRY_OK);
 	assert_int_equal(n, 0);
 	free(log);
