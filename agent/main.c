@@ -32,8 +32,7 @@
 static int
 open_log(const struct agent_config *cfg)
 {
-	log_set_level((enum log_level)cfg->log_level);
-	if (cfg->log_file != NULL && log_open_file(cfg->log_file) != 0) {
+	if (log_configure(cfg->log_level, cfg->log_format, cfg->log_target, cfg->log_file) != 0) {
 		log_warn("cannot open log file %s", cfg->log_file);
 		return -1;
 	}

@@ -23,6 +23,8 @@ struct agent_config {
 	char *crl;       /* CRL file (DER or PEM) checked against ca; NULL: none */
 	char *master_cn;
 	int log_level;
+	int log_format;
+	int log_target;
 	char *log_file;
 	long long max_conns;
 	long long max_conns_per_ip;

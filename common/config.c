@@ -411,6 +411,22 @@ config_parse_value(const struct config_option *o, const char *val, const char *b
 		}
 		out->num = lvl;
 		break;
+	case CONFIG_LOGFORMAT:
+		lvl = log_format_parse(val);
+		if (lvl < 0) {
+			err_set(e, ERR_CONFIG, "bad log format '%.64s' (text, json)", val);
+			return -1;
+		}
+		out->num = lvl;
+		break;
+	case CONFIG_LOGTARGET:
+		lvl = log_target_parse(val);
+		if (lvl < 0) {
+			err_set(e, ERR_CONFIG, "bad log target '%.64s' (stderr, journal, auto)", val);
+			return -1;
+		}
+		out->num = lvl;
+		break;
 	default:
 		err_set(e, ERR_INTERNAL, "option table: unknown type");
 		return -1;
@@ -465,6 +481,8 @@ config_commit(const struct config_option *o, void *obj, struct config_val *v)
 		break;
 	case CONFIG_BOOL:
 	case CONFIG_LOGLEVEL:
+	case CONFIG_LOGFORMAT:
+	case CONFIG_LOGTARGET:
 		i = (int)v->num;
 		memcpy(m, &i, sizeof(i));
 		break;
@@ -641,6 +659,30 @@ config_split_line(const char *line, const char **key, size_t *keylen, char *val,
 	return 1;
 }
 
+/*
+ * The line of BUF (LEN bytes) at *OFF, checked (length, text) and copied
+ * NUL-terminated into LINE (CONFIG_MAX_LINE + 1 bytes); *OFF moves past it
+ * and its newline. Returns 0, or -1 with the reason in E.
+ */
+static int
+config_take_line(const char *buf, size_t len, size_t *off, char *line, struct err *e)
+{
+	const char *nl = memchr(buf + *off, '\n', len - *off);
+	size_t ll = nl != NULL ? (size_t)(nl - (buf + *off)) : len - *off;
+
+	if (ll > CONFIG_MAX_LINE) {
+		err_set(e, ERR_CONFIG, "line longer than %d bytes", CONFIG_MAX_LINE);
+		return -1;
+	}
+	if (config_check_text(buf + *off, ll, e) != 0) {
+		return -1;
+	}
+	memcpy(line, buf + *off, ll);
+	line[ll] = '\0';
+	*off += ll + (nl != NULL ? 1 : 0);
+	return 0;
+}
+
 int
 config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const char *buf,
     size_t len, const char *basedir, const char *name, struct err *e)
@@ -669,25 +711,14 @@ config_load_buffer(const struct config_option *tbl, size_t n, void *obj, const c
 		goto out;
 	}
 	while (off < len) {
-		const char *nl = memchr(buf + off, '\n', len - off);
-		size_t ll = nl != NULL ? (size_t)(nl - (buf + off)) : len - off;
 		const char *key = NULL;
 		size_t keylen = 0;
 
 		lineno++;
-		if (ll > CONFIG_MAX_LINE) {
-			err_set(e, ERR_CONFIG, "%s:%d: line longer than %d bytes", name, lineno,
-			    CONFIG_MAX_LINE);
-			goto out;
-		}
-		if (config_check_text(buf + off, ll, e) != 0) {
+		if (config_take_line(buf, len, &off, line, e) != 0) {
 			err_prefix(e, "%s:%d", name, lineno);
 			goto out;
 		}
-		memcpy(line, buf + off, ll);
-		line[ll] = '\0';
-		off += ll + (nl != NULL ? 1 : 0);
-
 		int r = config_split_line(line, &key, &keylen, val, e);
 		if (r < 0) {
 			err_prefix(e, "%s:%d", name, lineno);
@@ -810,6 +841,200 @@ config_set_kv(const struct config_option *tbl, size_t n, void *obj, const char *
 	return config_set(tbl, n, obj, name, eq + 1, NULL, e);
 }
 
+/* Append LEN bytes of P to the growing buffer *B (*BLEN used, *BCAP allocated). */
+static int
+config_buf_add(char **b, size_t *blen, size_t *bcap, const char *p, size_t len)
+{
+	if (*blen + len + 1 > *bcap) {
+		size_t cap = *bcap != 0 ? *bcap : 256;
+		char *nb;
+
+		while (*blen + len + 1 > cap) {
+			cap *= 2;
+		}
+		nb = realloc(*b, cap);
+		if (nb == NULL) {
+			return -1;
+		}
+		*b = nb;
+		*bcap = cap;
+	}
+	memcpy(*b + *blen, p, len);
+	*blen += len;
+	(*b)[*blen] = '\0';
+	return 0;
+}
+
+/* A value an unquoted reading gives back unchanged (no quote needed). */
+static int
+config_plain_value(const char *v)
+{
+	if (*v == '\0' || config_is_blank(*v) || config_is_blank(v[strlen(v) - 1])) {
+		return 0;
+	}
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\' || (*p == '#' && (p == v || config_is_blank(p[-1])))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* "KEY = VALUE\n" (VALUE quoted when needed) appended to the buffer. */
+static int
+config_buf_add_kv(char **b, size_t *blen, size_t *bcap, const char *key, const char *value)
+{
+	int plain = config_plain_value(value);
+
+	if (config_buf_add(b, blen, bcap, key, strlen(key)) != 0 ||
+	    config_buf_add(b, blen, bcap, plain ? " = " : " = \"", plain ? 3 : 4) != 0) {
+		return -1;
+	}
+	for (const char *p = value; *p != '\0'; p++) {
+		if (!plain && (*p == '"' || *p == '\\') && config_buf_add(b, blen, bcap, "\\", 1) != 0) {
+			return -1;
+		}
+		if (config_buf_add(b, blen, bcap, p, 1) != 0) {
+			return -1;
+		}
+	}
+	return config_buf_add(b, blen, bcap, plain ? "\n" : "\"\n", plain ? 1 : 2);
+}
+
+int
+config_edit(const char *buf, size_t len, const char *const *keys, const char *const *values,
+    size_t n, char **out, size_t *outlen, struct err *e)
+{
+	char *line = NULL, *val = NULL, *res = NULL;
+	unsigned char *done = NULL;
+	struct err why = ERR_INIT;
+	size_t off = 0, rlen = 0, rcap = 0, i;
+	int lineno = 0, rc = -1;
+
+	if (len > CONFIG_MAX_FILE || (buf == NULL && len > 0)) {
+		err_set(e, ERR_CONFIG, "larger than %d bytes", CONFIG_MAX_FILE);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		/* Quoting at most doubles the value: the line must still fit. */
+		if (!config_valid_name(keys[i]) || values[i] == NULL ||
+		    strlen(keys[i]) + 2 * strlen(values[i]) + 6 > CONFIG_MAX_LINE ||
+		    config_check_text(values[i], strlen(values[i]), &why) != 0) {
+			err_set(e, ERR_CONFIG, "cannot write key '%.64s' with that value", keys[i]);
+			return -1;
+		}
+	}
+	line = malloc(CONFIG_MAX_LINE + 1);
+	val = malloc(CONFIG_MAX_LINE + 1);
+	done = calloc(n + 1, 1);
+	if (line == NULL || val == NULL || done == NULL ||
+	    config_buf_add(&res, &rlen, &rcap, "", 0) != 0) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while (off < len) {
+		size_t start = off, keylen = 0;
+		const char *key = NULL;
+
+		lineno++;
+		if (config_take_line(buf, len, &off, line, e) != 0 ||
+		    config_split_line(line, &key, &keylen, val, e) < 0) {
+			err_prefix(e, "line %d", lineno);
+			goto out;
+		}
+		for (i = 0; key != NULL && i < n; i++) {
+			if (strlen(keys[i]) == keylen && memcmp(keys[i], key, keylen) == 0) {
+				break;
+			}
+		}
+		if (key == NULL || i == n) {
+			/* Kept byte for byte, with a newline added to an unterminated last line. */
+			if (config_buf_add(&res, &rlen, &rcap, buf + start, off - start) != 0 ||
+			    (buf[off - 1] != '\n' && config_buf_add(&res, &rlen, &rcap, "\n", 1) != 0)) {
+				err_set(e, ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
+		if (!done[i] && config_buf_add_kv(&res, &rlen, &rcap, keys[i], values[i]) != 0) {
+			err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		done[i] = 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (!done[i] && config_buf_add_kv(&res, &rlen, &rcap, keys[i], values[i]) != 0) {
+			err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		done[i] = 1;
+	}
+	*out = res;
+	*outlen = rlen;
+	res = NULL;
+	rc = 0;
+out:
+	free(res);
+	free(line);
+	free(val);
+	free(done);
+	return rc;
+}
+
+int
+config_get_raw(const char *buf, size_t len, const char *key, char **out, struct err *e)
+{
+	char *line = NULL, *val = NULL;
+	size_t off = 0;
+	int lineno = 0, rc = -1, found = 0;
+
+	*out = NULL;
+	if (len > CONFIG_MAX_FILE || (buf == NULL && len > 0)) {
+		err_set(e, ERR_CONFIG, "larger than %d bytes", CONFIG_MAX_FILE);
+		return -1;
+	}
+	line = malloc(CONFIG_MAX_LINE + 1);
+	val = malloc(CONFIG_MAX_LINE + 1);
+	if (line == NULL || val == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while (off < len) {
+		const char *k = NULL;
+		size_t kl = 0;
+
+		lineno++;
+		if (config_take_line(buf, len, &off, line, e) != 0 ||
+		    config_split_line(line, &k, &kl, val, e) < 0) {
+			err_prefix(e, "line %d", lineno);
+			goto out;
+		}
+		if (k == NULL || kl != strlen(key) || memcmp(k, key, kl) != 0) {
+			continue;
+		}
+		if (found) {
+			err_set(e, ERR_CONFIG, "line %d: duplicate key '%s'", lineno, key);
+			goto out;
+		}
+		found = 1;
+		free(*out);
+		*out = strdup(val);
+		if (*out == NULL) {
+			err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	rc = found;
+out:
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	free(line);
+	free(val);
+	return rc;
+}
+
 static int
 config_print_quoted(FILE *fp, const char *s)
 {
@@ -901,6 +1126,16 @@ config_print(const struct config_option *tbl, size_t n, const void *obj, FILE *f
 		case CONFIG_LOGLEVEL:
 			memcpy(&iv, m, sizeof(iv));
 			r = fprintf(fp, "%s = %s\n", o->name, log_level_name((enum log_level)iv)) < 0 ?
+			    -1 : 0;
+			break;
+		case CONFIG_LOGFORMAT:
+			memcpy(&iv, m, sizeof(iv));
+			r = fprintf(fp, "%s = %s\n", o->name, log_format_name((enum log_format)iv)) < 0 ?
+			    -1 : 0;
+			break;
+		case CONFIG_LOGTARGET:
+			memcpy(&iv, m, sizeof(iv));
+			r = fprintf(fp, "%s = %s\n", o->name, log_target_name((enum log_target)iv)) < 0 ?
 			    -1 : 0;
 			break;
 		}

@@ -43,6 +43,8 @@
  *                       trimmed, empty elements refused, empty value = empty
  *                       list. Never NULL after config_defaults().
  *   CONFIG_LOGLEVEL     int (enum log_level): error, warn, info, debug.
+ *   CONFIG_LOGFORMAT    int (enum log_format): text, json.
+ *   CONFIG_LOGTARGET    int (enum log_target): stderr, journal, auto.
  * Overflow is always refused. Bounds of INT, DURATION_MS and SIZE always
  * apply, so give real ones.
  *
@@ -72,6 +74,8 @@ enum config_type {
 	CONFIG_ADDR,
 	CONFIG_STRLIST,
 	CONFIG_LOGLEVEL,
+	CONFIG_LOGFORMAT,
+	CONFIG_LOGTARGET,
 };
 
 /*
@@ -134,6 +138,27 @@ int config_set_kv(const struct config_option *tbl, size_t n, void *obj, const ch
  * writing failed.
  */
 int config_print(const struct config_option *tbl, size_t n, const void *obj, FILE *fp) WUR;
+
+/*
+ * Edit config text without a table (an installer putting settings into a
+ * file an admin may have changed): BUF/LEN, which must be valid in the
+ * format above, with each KEYS[i] set to VALUES[i] (taken literally, quoted
+ * in the output when needed; no control characters). The first line that
+ * sets a key is replaced in place, later ones are dropped, a key set nowhere
+ * is appended at the end; every other line (comments, blank lines, other
+ * keys) is kept byte for byte. Returns 0 with a malloc'd NUL-terminated *OUT
+ * of *OUTLEN bytes, or -1 with E ("line N: reason").
+ */
+int config_edit(const char *buf, size_t len, const char *const *keys, const char *const *values,
+    size_t n, char **out, size_t *outlen, struct err *e) WUR;
+
+/*
+ * The value of KEY in config text BUF/LEN as the loader reads it (unquoted),
+ * without a table: 1 and a malloc'd *OUT when the key is set, 0 when it is
+ * not (*OUT NULL), -1 with E when BUF is not valid or sets KEY twice.
+ */
+int config_get_raw(const char *buf, size_t len, const char *key, char **out,
+    struct err *e) WUR;
 
 /* Free every string and list of OBJ and set them to NULL. */
 void config_free(const struct config_option *tbl, size_t n, void *obj);

@@ -632,7 +632,10 @@ main(int argc, char **argv)
 		rc = err_exit_code(e.kind);
 		goto out;
 	}
-	log_set_level((enum log_level)l.cfg.log_level);
+	/* The launcher's own lines: the updater's level, format and target (never its log_file). */
+	if (log_configure(l.cfg.log_level, l.cfg.log_format, l.cfg.log_target, NULL) != 0) {
+		goto out;
+	}
 	ln_policy(&policy, l.cfg.stop_grace_ms);
 	sup_init(&l.m, &policy);
 	if (snprintf(l.tree, sizeof(l.tree), "%s/%s", l.cfg.install_dir, INSTALL_SELF_TREE) >=

@@ -55,6 +55,8 @@ struct updater_config {
 	long long request_timeout_ms;
 	long long max_conns;
 	int log_level;
+	int log_format;
+	int log_target;
 	char *log_file;
 	/* Release signatures (updater/trust.h, wiki/Release-Signing.md). */
 	char *release_keyring;

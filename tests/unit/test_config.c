@@ -38,6 +38,8 @@ struct cfg {
 	char **hosts;
 	char **empty;
 	int level;
+	int format;
+	int target;
 };
 
 #define O(n, t, m, d, lo, hi, h) { (n), (t), offsetof(struct cfg, m), (d), (lo), (hi), (h) }
@@ -56,6 +58,8 @@ static const struct config_option tbl[] = {
 	O("hosts", CONFIG_STRLIST, hosts, "a, b", 0, 0, NULL),
 	O("empty", CONFIG_STRLIST, empty, NULL, 0, 0, NULL),
 	O("log_level", CONFIG_LOGLEVEL, level, "info", 0, 0, NULL),
+	O("log_format", CONFIG_LOGFORMAT, format, "text", 0, 0, NULL),
+	O("log_target", CONFIG_LOGTARGET, target, "stderr", 0, 0, NULL),
 };
 #define N ARRAY_LEN(tbl)
 
@@ -431,6 +435,16 @@ test_bools_and_levels(void **state)
 	assert_int_equal(f->c.level, LOG_LVL_ERROR);
 	ASSERT_LOAD_FAILS(f, "log_level = verbose\n", "log_level: bad log level 'verbose'");
 	ASSERT_LOAD_FAILS(f, "log_level = INFO\n", "bad log level");
+	assert_int_equal(f->c.format, LOG_FMT_TEXT);
+	assert_int_equal(f->c.target, LOG_TO_STDERR);
+	ASSERT_LOAD_OK(f, "log_format = json\nlog_target = auto\n");
+	assert_int_equal(f->c.format, LOG_FMT_JSON);
+	assert_int_equal(f->c.target, LOG_TO_AUTO);
+	ASSERT_LOAD_OK(f, "log_target = journal\n");
+	assert_int_equal(f->c.target, LOG_TO_JOURNAL);
+	ASSERT_LOAD_FAILS(f, "log_format = xml\n", "log_format: bad log format 'xml' (text, json)");
+	ASSERT_LOAD_FAILS(f, "log_target = syslog\n",
+	    "log_target: bad log target 'syslog' (stderr, journal, auto)");
 }
 
 static void
@@ -862,6 +876,8 @@ assert_same(const struct cfg *a, const struct cfg *b)
 	}
 	assert_int_equal(list_len(a->empty), list_len(b->empty));
 	assert_int_equal(a->level, b->level);
+	assert_int_equal(a->format, b->format);
+	assert_int_equal(a->target, b->target);
 }
 
 static void
@@ -874,13 +890,15 @@ test_print_round_trip(void **state)
 	ASSERT_LOAD_OK(f, "name = \"q\\\"#\\\\ \"\nany = \"  \ttab\t\xc3\xa9 # x\"\n"
 			  "rel = \"sp ace/r\"\nworkers = 64\nneg = -100\ndebug = on\n"
 			  "timeout = 1h\nmax_size = 1T\nlisten = [::1]:443\npeer = :0\n"
-			  "hosts = \"h1, h \\\"2\\\", #3\"\nlog_level = debug\n");
+			  "hosts = \"h1, h \\\"2\\\", #3\"\nlog_level = debug\n"
+			  "log_format = json\nlog_target = journal\n");
 	char *text = print_to_string(&f->c);
 	/* Help texts as comments, one per line; unset strings as a comment. */
 	assert_non_null(strstr(text, "# Display name.\n# Two help lines.\nname = "));
 	assert_non_null(strstr(text, "timeout = 3600000ms\n"));
 	assert_non_null(strstr(text, "debug = true\n"));
 	assert_non_null(strstr(text, "log_level = debug\n"));
+	assert_non_null(strstr(text, "log_format = json\nlog_target = journal\n"));
 	memset(&back, 0, sizeof(back));
 	assert_int_equal(config_defaults(tbl, N, &back, &e), 0);
 	if (config_load_buffer(tbl, N, &back, text, strlen(text), "/elsewhere", "printed", &e) != 0) {
@@ -913,6 +931,99 @@ test_print_round_trip(void **state)
 	}
 }
 
+
+static char *
+edit(const char *text, const char *const *keys, const char *const *vals, size_t n)
+{
+	struct err e = ERR_INIT;
+	char *out = NULL;
+	size_t len = 0;
+
+	if (config_edit(text, strlen(text), keys, vals, n, &out, &len, &e) != 0) {
+		fail_msg("config_edit: %s", e.msg);
+	}
+	assert_int_equal(strlen(out), len);
+	return out;
+}
+
+static void
+test_edit(void **state)
+{
+	struct fx *f = *state;
+	static const char *const keys[] = { "listen", "name", "any", "hosts" };
+	const char *vals[] = { "127.0.0.1:9", "q\"#\\ x", "", "a, b" };
+	const char *text = "# head\n  listen = 0.0.0.0:1   # old\n\nname = \"a\"\nlisten = [::]:2\n"
+			   "workers = 3";
+	struct err e = ERR_INIT;
+	char *out = NULL;
+	size_t len;
+
+	/* Replaced in place, a second setting dropped, the rest kept, missing keys appended. */
+	char *s = edit(text, keys, vals, ARRAY_LEN(keys));
+	assert_string_equal(s, "# head\nlisten = 127.0.0.1:9\n\nname = \"q\\\"#\\\\ x\"\n"
+			       "workers = 3\nany = \"\"\nhosts = a, b\n");
+	/* What it wrote reads back as the values given. */
+	ASSERT_LOAD_OK(f, s);
+	assert_string_equal(f->c.listen, "127.0.0.1:9");
+	assert_string_equal(f->c.name, "q\"#\\ x");
+	assert_string_equal(f->c.any, "");
+	assert_int_equal(list_len(f->c.hosts), 2);
+	free(s);
+	/* Nothing to change: byte for byte (an unterminated last line gains its newline). */
+	s = edit("# only\nworkers = 3\n", NULL, NULL, 0);
+	assert_string_equal(s, "# only\nworkers = 3\n");
+	free(s);
+	s = edit("", keys, vals, 1);
+	assert_string_equal(s, "listen = 127.0.0.1:9\n");
+	free(s);
+	/* Values needing quotes: leading blank, '#' after a blank or first. */
+	const char *const k1[] = { "any", "name", "dir" };
+	const char *const v1[] = { " lead", "#x", "a #b" };
+	s = edit("", k1, v1, 3);
+	assert_string_equal(s, "any = \" lead\"\nname = \"#x\"\ndir = \"a #b\"\n");
+	free(s);
+
+	/* Refused: a file not in the format, a value with a newline, a bad key. */
+	assert_int_equal(config_edit("listen 1\n", 9, keys, vals, 1, &out, &len, &e), -1);
+	assert_string_equal(e.msg, "line 1: expected 'key = value'");
+	assert_int_equal(e.kind, ERR_CONFIG);
+	const char *const bad[] = { "a\nb" };
+	assert_int_equal(config_edit("", 0, keys, bad, 1, &out, &len, &e), -1);
+	const char *const badk[] = { "Bad-Key" };
+	assert_int_equal(config_edit("", 0, badk, vals, 1, &out, &len, &e), -1);
+	assert_null(out);
+}
+
+static void
+test_get_raw(void **state)
+{
+	const char *text = "# c\nlisten = 1.2.3.4:5 # x\nname = \"a # b\"\nempty =\n";
+	struct err e = ERR_INIT;
+	char *v = NULL;
+
+	(void)state;
+	assert_int_equal(config_get_raw(text, strlen(text), "listen", &v, &e), 1);
+	assert_string_equal(v, "1.2.3.4:5");
+	free(v);
+	assert_int_equal(config_get_raw(text, strlen(text), "name", &v, &e), 1);
+	assert_string_equal(v, "a # b");
+	free(v);
+	assert_int_equal(config_get_raw(text, strlen(text), "empty", &v, &e), 1);
+	assert_string_equal(v, "");
+	free(v);
+	assert_int_equal(config_get_raw(text, strlen(text), "other", &v, &e), 0);
+	assert_null(v);
+	/* Twice, or a broken line anywhere: an error, no value. */
+	const char *dup = "a = 1\na = 2\n";
+	assert_int_equal(config_get_raw(dup, strlen(dup), "a", &v, &e), -1);
+	assert_string_equal(e.msg, "line 2: duplicate key 'a'");
+	assert_int_equal(e.kind, ERR_CONFIG);
+	assert_null(v);
+	const char *bad = "a = 1\nb = \"open\n";
+	assert_int_equal(config_get_raw(bad, strlen(bad), "a", &v, &e), -1);
+	assert_null(v);
+}
+
 int
 main(void)
 {
@@ -922,6 +1033,8 @@ main(void)
 		T(test_table_bugs),
 		T(test_format_ok),
 		T(test_format_refused),
+		T(test_edit),
+		T(test_get_raw),
 		T(test_limits),
 		T(test_strings),
 		T(test_ints),

@@ -1,7 +1,9 @@
 /*
  * Unit tests for common/log: level names and thresholds, the line format,
  * errno preservation, log files (reopen, failure keeps the old one), control
- * bytes, long lines, threads, and fatal()'s exit status.
+ * bytes, long lines, threads, fatal()'s exit status, JSON lines, events, and
+ * the journal target (a datagram socket of the test's own standing in for
+ * journald's).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 
 struct fx {
@@ -54,6 +59,11 @@ teardown(void **state)
 	int rc = 0;
 
 	if (log_open_file(NULL) != 0) {
+		rc = -1;
+	}
+	log_set_format(LOG_FMT_TEXT);
+	log_set_journal_socket(NULL);
+	if (log_set_target(LOG_TO_STDERR) != 0) {
 		rc = -1;
 	}
 	if (fs_rmtree(f->dir) != 0) {
@@ -399,6 +409,253 @@ test_fatal_exits(void **state)
 	free(s);
 }
 
+
+static void
+test_format_and_target_names(void **state)
+{
+	(void)state;
+	assert_int_equal(log_format_parse("text"), LOG_FMT_TEXT);
+	assert_int_equal(log_format_parse("json"), LOG_FMT_JSON);
+	assert_int_equal(log_format_parse("JSON"), -1);
+	assert_int_equal(log_format_parse(""), -1);
+	assert_int_equal(log_format_parse(NULL), -1);
+	assert_string_equal(log_format_name(LOG_FMT_JSON), "json");
+	assert_string_equal(log_format_name((enum log_format)5), "?");
+	assert_int_equal(log_target_parse("stderr"), LOG_TO_STDERR);
+	assert_int_equal(log_target_parse("journal"), LOG_TO_JOURNAL);
+	assert_int_equal(log_target_parse("auto"), LOG_TO_AUTO);
+	assert_int_equal(log_target_parse("syslog"), -1);
+	assert_int_equal(log_target_parse(NULL), -1);
+	for (int t = LOG_TO_STDERR; t <= LOG_TO_AUTO; t++) {
+		assert_int_equal(log_target_parse(log_target_name((enum log_target)t)), t);
+	}
+}
+
+/* Line I (0-based) of S parsed as one JSON object (strict: common/json). */
+static cJSON *
+json_line(const char *s, int i)
+{
+	struct err e = ERR_INIT;
+
+	for (; i > 0; i--) {
+		s = strchr(s, '\n');
+		assert_non_null(s);
+		s++;
+	}
+	const char *nl = strchr(s, '\n');
+	assert_non_null(nl);
+	cJSON *o = json_parse_object(s, (size_t)(nl - s), &e);
+	if (o == NULL) {
+		fail_msg("line %.*s: %s", (int)(nl - s), s, e.msg);
+	}
+	return o;
+}
+
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void
+test_json_lines(void **state)
+{
+	struct fx *f = *state;
+	const struct log_kv kv[] = {
+		{ "host", "web1" },
+		{ "msg", "may not replace the message" },
+		{ "Bad-Key", "left out" },
+		{ "note", "two\nlines" },
+		{ "none", NULL },
+	};
+
+	assert_int_equal(log_open_file(f->path), 0);
+	log_set_level(LOG_LVL_INFO);
+	log_set_format(LOG_FMT_JSON);
+	log_info("plain \"quoted\" \\ tab\t and bad utf-8 \xff here");
+	errno = ENOENT;
+	log_warn("open %s", "/nonexistent");
+	assert_int_equal(errno, ENOENT);
+	log_event(LOG_LVL_INFO, "bundle.installed", kv, sizeof(kv) / sizeof(kv[0]), "installed %d",
+	    5);
+	log_debug("below the threshold");
+	char *s = slurp(f->path);
+	assert_int_equal(count_lines(s), 3);
+
+	cJSON *o = json_line(s, 0);
+	assert_string_equal(jstr(o, "level"), "info");
+	assert_string_equal(jstr(o, "prog"), "test-log");
+	assert_string_equal(jstr(o, "msg"), "plain \"quoted\" \\ tab\t and bad utf-8 \xef\xbf\xbd here");
+	assert_matches(jstr(o, "ts"), "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z$");
+	const cJSON *pid = cJSON_GetObjectItemCaseSensitive(o, "pid");
+	assert_true(cJSON_IsNumber(pid) && (long)pid->valuedouble == (long)getpid());
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "errno"));
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "event"));
+	cJSON_Delete(o);
+
+	o = json_line(s, 1);
+	assert_string_equal(jstr(o, "level"), "warn");
+	assert_string_equal(jstr(o, "msg"), "open /nonexistent");
+	assert_string_equal(jstr(o, "error"), "No such file or directory");
+	assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(o, "errno")->valuedouble, ENOENT);
+	cJSON_Delete(o);
+
+	o = json_line(s, 2);
+	assert_string_equal(jstr(o, "msg"), "installed 5");
+	assert_string_equal(jstr(o, "event"), "bundle.installed");
+	assert_string_equal(jstr(o, "host"), "web1");
+	assert_string_equal(jstr(o, "note"), "two?lines");
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "Bad-Key"));
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "none"));
+	cJSON_Delete(o);
+	free(s);
+}
+
+static void
+test_text_event(void **state)
+{
+	struct fx *f = *state;
+	const struct log_kv kv[] = { { "host", "web1" }, { "why", "a\nb" } };
+
+	assert_int_equal(log_open_file(f->path), 0);
+	log_set_level(LOG_LVL_INFO);
+	log_event(LOG_LVL_WARN, "bundle.refused", kv, 2, "refused");
+	char *s = slurp(f->path);
+	assert_int_equal(count_lines(s), 1);
+	assert_non_null(strstr(s, ": warn: refused [event=bundle.refused host=web1 why=a?b]\n"));
+	free(s);
+}
+
+/* A datagram socket bound at DIR/journal.sock, standing in for journald's. */
+static int
+fake_journal(const struct fx *f, char *path, size_t len)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	snprintf(path, len, "%s/journal.sock", f->dir);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* The next datagram on FD (non-blocking: the send already happened). */
+static void
+recv_dgram(int fd, char *buf, size_t len)
+{
+	ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+
+	assert_true(n > 0);
+	buf[n] = '\0';
+}
+
+static void
+test_journal_target(void **state)
+{
+	struct fx *f = *state;
+	char sock[160], dg[8192], errpath[160];
+	const struct log_kv kv[] = { { "host", "web1" }, { "agent_pin", "ab\ncd" } };
+
+	int jfd = fake_journal(f, sock, sizeof(sock));
+	log_set_journal_socket(sock);
+	log_set_level(LOG_LVL_DEBUG);
+	assert_int_equal(log_set_target(LOG_TO_JOURNAL), 0);
+	assert_int_equal(log_get_target(), LOG_TO_JOURNAL);
+
+	log_warnx("disk %s", "low");
+	recv_dgram(jfd, dg, sizeof(dg));
+	/* journald adds the time, the pid and the unit; the level is PRIORITY. */
+	assert_string_equal(dg, "MESSAGE=warn: disk low\nPRIORITY=4\nSYSLOG_IDENTIFIER=test-log\n");
+	log_debug("d");
+	recv_dgram(jfd, dg, sizeof(dg));
+	assert_non_null(strstr(dg, "\nPRIORITY=7\n"));
+	log_event(LOG_LVL_INFO, "bundle.installed", kv, 2, "ok");
+	recv_dgram(jfd, dg, sizeof(dg));
+	assert_string_equal(dg, "MESSAGE=info: ok [event=bundle.installed host=web1 agent_pin=ab?cd]\n"
+				"PRIORITY=6\nSYSLOG_IDENTIFIER=test-log\nTANDEM_EVENT=bundle.installed\n"
+				"TANDEM_HOST=web1\nTANDEM_AGENT_PIN=ab?cd\n");
+	log_set_format(LOG_FMT_JSON);
+	log_info("as json");
+	recv_dgram(jfd, dg, sizeof(dg));
+	assert_true(strncmp(dg, "MESSAGE={\"ts\":", 14) == 0);
+	assert_non_null(strstr(dg, "\"msg\":\"as json\"}\nPRIORITY=6\n"));
+	log_set_format(LOG_FMT_TEXT);
+
+	/* A log file takes precedence over the target. */
+	assert_int_equal(log_open_file(f->path), 0);
+	log_info("to the file");
+	assert_int_equal(recv(jfd, dg, sizeof(dg), MSG_DONTWAIT), -1);
+	assert_int_equal(log_open_file(NULL), 0);
+
+	/* journald gone: the line reaches stderr in the full text form instead. */
+	close(jfd);
+	unlink(sock);
+	snprintf(errpath, sizeof(errpath), "%s/stderr.txt", f->dir);
+	int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int saved = dup(STDERR_FILENO);
+	assert_true(efd >= 0 && saved >= 0);
+	assert_int_equal(dup2(efd, STDERR_FILENO), STDERR_FILENO);
+	log_warnx("not lost");
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(efd);
+	char *s = slurp(errpath);
+	assert_matches(s, "^[0-9T:.-]+Z test-log\\[[0-9]+\\]: warn: not lost\n$");
+	free(s);
+}
+
+static void
+test_target_auto_and_unreachable(void **state)
+{
+	struct fx *f = *state;
+	char sock[160], missing[160];
+
+	int jfd = fake_journal(f, sock, sizeof(sock));
+	log_set_journal_socket(sock);
+	/* auto: the journal only when systemd started us (INVOCATION_ID). */
+	assert_int_equal(unsetenv("INVOCATION_ID"), 0);
+	assert_int_equal(log_set_target(LOG_TO_AUTO), 0);
+	assert_int_equal(log_get_target(), LOG_TO_STDERR);
+	assert_int_equal(setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef", 1), 0);
+	assert_int_equal(log_set_target(LOG_TO_AUTO), 0);
+	assert_int_equal(log_get_target(), LOG_TO_JOURNAL);
+	assert_int_equal(unsetenv("INVOCATION_ID"), 0);
+
+	/* No journal socket: stderr, and the caller learns why. */
+	snprintf(missing, sizeof(missing), "%s/no-such.sock", f->dir);
+	log_set_journal_socket(missing);
+	errno = 0;
+	assert_int_equal(log_set_target(LOG_TO_JOURNAL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(log_get_target(), LOG_TO_STDERR);
+	/* A path that is not a socket is refused the same way. */
+	log_set_journal_socket(f->path);
+	assert_int_equal(log_open_file(f->path), 0);
+	assert_int_equal(log_open_file(NULL), 0);
+	errno = 0;
+	assert_int_equal(log_set_target(LOG_TO_JOURNAL), -1);
+	assert_int_equal(errno, ENOTSOCK);
+
+	/* log_configure: the file wins; an unreachable journal is a warning, not an error. */
+	assert_int_equal(log_configure(LOG_LVL_INFO, LOG_FMT_TEXT, LOG_TO_JOURNAL, f->path), 0);
+	log_info("configured");
+	log_set_journal_socket(missing);
+	assert_int_equal(log_open_file(NULL), 0);
+	assert_int_equal(log_configure(LOG_LVL_WARN, LOG_FMT_JSON, LOG_TO_JOURNAL, NULL), 0);
+	assert_int_equal(log_get_level(), LOG_LVL_WARN);
+	assert_int_equal(log_get_target(), LOG_TO_STDERR);
+	char *s = slurp(f->path);
+	assert_non_null(strstr(s, ": info: configured\n"));
+	free(s);
+	close(jfd);
+}
+
 int
 main(void)
 {
@@ -412,6 +669,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_control_bytes_and_long_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_whole_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fatal_exits, setup, teardown),
+		cmocka_unit_test(test_format_and_target_names),
+		cmocka_unit_test_setup_teardown(test_json_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_text_event, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_target, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_target_auto_and_unreachable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
