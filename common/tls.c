@@ -283,6 +283,47 @@ out:
 	return rc;
 }
 
+int
+tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size_t errlen)
+{
+	mbedtls_x509_crt ca, crt;
+	char ebuf[128], vbuf[256];
+	uint32_t flags = 0;
+	int rc = -1, ret;
+
+	mbedtls_x509_crt_init(&ca);
+	mbedtls_x509_crt_init(&crt);
+	ret = mbedtls_x509_crt_parse_file(&ca, ca_file);
+	if (ret != 0) {
+		tls_errstr(ret, ebuf, sizeof(ebuf));
+		snprintf(err, errlen, "%s: cannot load CA certificate: %s", ca_file, ebuf);
+		goto out;
+	}
+	ret = mbedtls_x509_crt_parse_file(&crt, cert_file);
+	if (ret != 0) {
+		tls_errstr(ret, ebuf, sizeof(ebuf));
+		snprintf(err, errlen, "%s: cannot load certificate: %s", cert_file, ebuf);
+		goto out;
+	}
+	if (mbedtls_x509_crt_verify(&crt, &ca, NULL, NULL, &flags, NULL, NULL) != 0) {
+		int n = mbedtls_x509_crt_verify_info(vbuf, sizeof(vbuf), "", flags);
+		/* verify_info separates reasons with newlines: make it one line. */
+		for (int i = 0; i < n && vbuf[i] != '\0'; i++) {
+			if (vbuf[i] == '\n') {
+				vbuf[i] = i + 1 < n && vbuf[i + 1] != '\0' ? ';' : '\0';
+			}
+		}
+		snprintf(err, errlen, "%s does not verify against %s: %s", cert_file, ca_file,
+		    n > 0 ? vbuf : "unknown reason");
+		goto out;
+	}
+	rc = 0;
+out:
+	mbedtls_x509_crt_free(&crt);
+	mbedtls_x509_crt_free(&ca);
+	return rc;
+}
+
 void
 tls_opts_init(struct tls_opts *o)
 {

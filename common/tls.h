@@ -81,6 +81,13 @@ int tls_identity_from_der(const unsigned char *der, size_t len, const char *mast
 int tls_identity_from_file(const char *path, const char *master_cn, struct tls_identity *out,
     char *err, size_t errlen) WUR;
 
+/*
+ * Check that the first certificate in CERT_FILE was issued by a CA of
+ * CA_FILE and is valid now (mbedTLS chain verification, no hostname).
+ * Returns 0, or -1 with a one-line reason in ERR.
+ */
+int tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size_t errlen) WUR;
+
 /* Material for a context. All paths PEM (or DER). */
 struct tls_opts {
 	const char *ca_file;   /* required: trust anchor(s) */

@@ -7,6 +7,9 @@ libcjson-dev libsqlite3-dev libhttp-parser-dev libcmocka-dev python3-pytest
 curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
 # packaging: systemd-analyze verify, dpkg-shlibdeps for make deb
 PKGS="$PKGS systemd dpkg-dev"
+# real hosts: the Debian 12 container test (systemd-nspawn, debootstrap), lintian on
+# the packages, man pages generated from --help
+PKGS="$PKGS systemd-container debootstrap lintian help2man"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

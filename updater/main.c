@@ -4,6 +4,7 @@
  *   tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]
  *                  [--seed TARBALL]   (installed first when no release is)
  *                  [-n | --self-test | --print-config | --version]
+ *   tandem-updater install-bundle [--etc DIR] [--user NAME] BUNDLE   (updater/bundle.h)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,7 @@
 #include "common/tls.h"
 #include "common/version.h"
 #include "updater/api.h"
+#include "updater/bundle.h"
 #include "updater/config.h"
 #include "updater/store.h"
 
@@ -33,7 +35,8 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: tandem-updater --config FILE [--listen ADDR:PORT] [--install-dir DIR]\n"
 	    "                      [--seed TARBALL]\n"
-	    "                      [-n | --self-test | --print-config | --version | --help]\n");
+	    "                      [-n | --self-test | --print-config | --version | --help]\n"
+	    "       tandem-updater install-bundle [--etc DIR] [--user NAME] BUNDLE\n");
 }
 
 /* DIR, when it exists, must be a directory we can write (absent: created at start). */
@@ -168,6 +171,9 @@ main(int argc, char **argv)
 
 	memset(&cfg, 0, sizeof(cfg));
 	log_init("tandem-updater", LOG_LVL_INFO);
+	if (argc > 1 && strcmp(argv[1], "install-bundle") == 0) {
+		return bundle_main(argc - 1, argv + 1);
+	}
 	while ((c = getopt_long(argc, argv, "nc:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -242,8 +248,7 @@ main(int argc, char **argv)
 	default:
 		break;
 	}
-	log_set_level((enum log_level)cfg.log_level);
-	if (cfg.log_file != NULL && log_open_file(cfg.log_file) != 0) {
+	if (log_configure(cfg.log_level, cfg.log_format, cfg.log_target, cfg.log_file) != 0) {
 		fprintf(stderr, "tandem-updater: log file %s: %s\n", cfg.log_file, strerror(errno));
 		goto out;
 	}

@@ -829,6 +829,31 @@ test_ctx_refcount(void **state)
 	tls_ctx_free(NULL);
 }
 
+static void
+test_verify_cert_file(void **state)
+{
+	char ca[256], other[256], crt[256], foreign[256], err[512];
+
+	(void)state;
+	path_of(ca, sizeof(ca), "ca", "crt");
+	path_of(other, sizeof(other), "other", "crt");
+	path_of(crt, sizeof(crt), "agent", "crt");
+	path_of(foreign, sizeof(foreign), "foreign", "crt");
+	assert_int_equal(tls_verify_cert_file(ca, crt, err, sizeof(err)), 0);
+	/* The CA verifies itself (self-signed, in the trust list). */
+	assert_int_equal(tls_verify_cert_file(ca, ca, err, sizeof(err)), 0);
+	/* Issued by another CA: refused, one line naming both files. */
+	assert_int_equal(tls_verify_cert_file(ca, foreign, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "foreign.crt does not verify against "));
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(tls_verify_cert_file(other, crt, err, sizeof(err)), -1);
+	/* Not a certificate, or no file at all. */
+	assert_int_equal(tls_verify_cert_file(ca, "/nonexistent.crt", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/nonexistent.crt: cannot load certificate"));
+	assert_int_equal(tls_verify_cert_file("/nonexistent.crt", crt, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot load CA certificate"));
+}
+
 int
 main(void)
 {
@@ -836,6 +861,7 @@ main(void)
 		cmocka_unit_test(test_role_mapping),
 		cmocka_unit_test(test_identity_extraction),
 		cmocka_unit_test(test_identity_from_file_and_der),
+		cmocka_unit_test(test_verify_cert_file),
 		cmocka_unit_test(test_configured_master_cn),
 		cmocka_unit_test(test_pin),
 		cmocka_unit_test(test_hostname),
