@@ -479,29 +479,55 @@ release: $(RELEASE_BINS) $(RELEASE_PACKER)
 #   make install [DESTDIR=D] [PREFIX=/usr/local] [VERSION=x]   (install-worker + install-master)
 #   make uninstall [DESTDIR=D] [PREFIX=...]   (leaves /etc/tandem and /var/lib/tandem)
 #   make deb [VERSION=x]   -> $(BUILD)/deb/tandem-worker_V_ARCH.deb, tandem-master_V_ARCH.deb
+#   make deb-lint          make deb, then lintian on both (packaging/debian/*.lintian-overrides)
 # Installed binaries carry VERSION: the agent and updater are the ones of
 # `make release` ($(BUILD)/release/good-updater-good-VERSION/, debug info
 # stripped), which also becomes the seed release the unit passes to the
 # updater on a fresh host; the CLI and the launcher are linked again with
-# VERSION's object into $(BUILD)/pkg-VERSION/. None has test points. Config
-# files are installed only where none exists yet (never over an admin's
-# edits). No chown here: the deb's postinst creates the tandem user and sets
-# owners (wiki/Operations.md).
+# VERSION's object into $(BUILD)/pkg-VERSION/. None has test points. Man pages
+# come from each program's --help (help2man) plus packaging/man/*.h2m. Config
+# files (and the logrotate file) are installed only where none exists yet
+# (never over an admin's edits). No chown here: the deb's postinst creates the
+# tandem user and sets owners (wiki/Operations.md).
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 SBINDIR    ?= $(PREFIX)/sbin
 PKGLIBDIR  ?= $(PREFIX)/lib/tandem
 DOCDIR     ?= $(PREFIX)/share/doc/tandem
+MASTER_DOCDIR ?= $(DOCDIR)
+MANDIR     ?= $(PREFIX)/share/man
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 STATEDIR   ?= /var/lib/tandem
+# The packages' Maintainer field: set it to your organisation's address.
+DEB_MAINTAINER ?= tandem developers <tandem@example.org>
+# Dates in man pages and the changelog: the last commit's, so builds repeat.
+PKG_DATE   := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
+PKG_COMMIT := $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown)
 PKG_TREE   := $(BUILD)/pkg-$(VERSION)
 PKG_REL    := $(BUILD)/release/good-updater-good-$(VERSION)/bin
 PKG_SEED   := $(PKG_TREE)/tandem-agent-release.tar.gz
 PKG_SUBST  := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	-e 's|@STATEDIR@|$(STATEDIR)|g' -e 's|@PKGLIBDIR@|$(PKGLIBDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+# Installed programs carry no symbols (as dh_strip leaves them); the build
+# trees keep theirs for debugging.
+PKG_STRIP  := strip --strip-unneeded --remove-section=.comment --remove-section=.note
+# $(call pkg_man,PROGRAM,SECTION,DEST): PROGRAM's man page, gzip -9n, into DEST.
+pkg_man = SOURCE_DATE_EPOCH=$(PKG_DATE) help2man --no-info --no-discard-stderr \
+	--section=$(2) --version-string='$(VERSION)' --include=packaging/man/$(notdir $(1)).h2m \
+	--output='$(PKG_TREE)/man/$(notdir $(1)).$(2)' $(1) && \
+	gzip -9n -c '$(PKG_TREE)/man/$(notdir $(1)).$(2)' > '$(3).tmp' && chmod 0644 '$(3).tmp' && \
+	mv -f '$(3).tmp' '$(3)'
+# $(call pkg_docs,DIR): the copyright file and the changelog (gzip -9n) into DIR.
+pkg_docs = install -m 0644 packaging/debian/copyright '$(1)/copyright' && \
+	{ printf 'tandem (%s) unstable; urgency=medium\n\n' '$(VERSION)'; \
+	  printf '  * tandem %s, built from commit %s; the changes are the\n' '$(VERSION)' '$(PKG_COMMIT)'; \
+	  printf '    repository history (git log) up to that commit.\n\n'; \
+	  printf ' -- %s  %s\n' '$(DEB_MAINTAINER)' "$$(LC_ALL=C date -u -R -d @$(PKG_DATE))"; } | \
+	gzip -9n > '$(1)/changelog.gz.tmp' && chmod 0644 '$(1)/changelog.gz.tmp' && \
+	mv -f '$(1)/changelog.gz.tmp' '$(1)/changelog.gz'
 
-.PHONY: install install-worker install-master uninstall deb pkg-seed
+.PHONY: install install-worker install-master uninstall deb deb-lint pkg-seed
 
 $(PKG_TREE)/bin/tandem: $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_OFF) $(LIB) $(VERSION_OBJ)
 	@mkdir -p $(dir $@)
@@ -526,34 +552,51 @@ install: install-worker install-master
 
 install-worker: pkg-seed $(PKG_TREE)/bin/tandem-launcher
 	install -d -m 0755 '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(UNITDIR)' \
-		'$(DESTDIR)$(DOCDIR)'
+		'$(DESTDIR)$(DOCDIR)' '$(DESTDIR)$(MANDIR)/man8' '$(PKG_TREE)/man'
 	install -m 0755 $(PKG_REL)/tandem-updater $(PKG_REL)/tandem-agent \
 		$(PKG_TREE)/bin/tandem-launcher '$(DESTDIR)$(SBINDIR)/'
+	$(PKG_STRIP) '$(DESTDIR)$(SBINDIR)/tandem-updater' '$(DESTDIR)$(SBINDIR)/tandem-agent' \
+		'$(DESTDIR)$(SBINDIR)/tandem-launcher'
 	install -m 0644 '$(PKG_SEED)' '$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz'
 	$(PKG_SUBST) packaging/systemd/tandem-updater.service.in > '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp'
 	mv -f '$(DESTDIR)$(UNITDIR)/tandem-updater.service.tmp' '$(DESTDIR)$(UNITDIR)/tandem-updater.service'
 	install -m 0644 wiki/Operations.md '$(DESTDIR)$(DOCDIR)/Operations.md'
+	$(call pkg_docs,$(DESTDIR)$(DOCDIR))
+	$(call pkg_man,$(PKG_REL)/tandem-updater,8,$(DESTDIR)$(MANDIR)/man8/tandem-updater.8.gz)
+	$(call pkg_man,$(PKG_REL)/tandem-agent,8,$(DESTDIR)$(MANDIR)/man8/tandem-agent.8.gz)
+	$(call pkg_man,$(PKG_TREE)/bin/tandem-launcher,8,$(DESTDIR)$(MANDIR)/man8/tandem-launcher.8.gz)
+	install -d -m 0755 '$(DESTDIR)$(SYSCONFDIR)/logrotate.d'
 	install -d -m 0750 '$(DESTDIR)$(SYSCONFDIR)/tandem' '$(DESTDIR)$(STATEDIR)'
-	@set -e; d='$(DESTDIR)$(SYSCONFDIR)/tandem'; \
-	for f in updater.conf agent.conf; do \
-		if [ -e "$$d/$$f" ]; then echo "install: keeping existing $$d/$$f"; continue; fi; \
-		if [ -e packaging/etc/$$f.in ]; then $(PKG_SUBST) packaging/etc/$$f.in > "$$d/$$f.tmp"; \
-		else cp packaging/etc/$$f "$$d/$$f.tmp"; fi; \
-		chmod 0640 "$$d/$$f.tmp"; mv -f "$$d/$$f.tmp" "$$d/$$f"; echo "install: $$d/$$f"; \
+	@set -e; for f in tandem/updater.conf tandem/agent.conf logrotate.d/tandem-worker; do \
+		d='$(DESTDIR)$(SYSCONFDIR)'/$$(dirname $$f); b=$$(basename $$f); \
+		src=packaging/etc/$$b; mode=0640; \
+		if [ $$b = tandem-worker ]; then src=packaging/logrotate/$$b; mode=0644; fi; \
+		if [ -e "$$d/$$b" ]; then echo "install: keeping existing $$d/$$b"; continue; fi; \
+		if [ -e $$src.in ]; then $(PKG_SUBST) $$src.in > "$$d/$$b.tmp"; \
+		else cp $$src "$$d/$$b.tmp"; fi; \
+		chmod $$mode "$$d/$$b.tmp"; mv -f "$$d/$$b.tmp" "$$d/$$b"; echo "install: $$d/$$b"; \
 	done
 
 install-master: $(PKG_TREE)/bin/tandem
-	install -d -m 0755 '$(DESTDIR)$(BINDIR)'
+	install -d -m 0755 '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MASTER_DOCDIR)' '$(DESTDIR)$(MANDIR)/man1' \
+		'$(PKG_TREE)/man'
 	install -m 0755 $(PKG_TREE)/bin/tandem '$(DESTDIR)$(BINDIR)/tandem'
+	$(PKG_STRIP) '$(DESTDIR)$(BINDIR)/tandem'
+	$(call pkg_docs,$(DESTDIR)$(MASTER_DOCDIR))
+	$(call pkg_man,$(PKG_TREE)/bin/tandem,1,$(DESTDIR)$(MANDIR)/man1/tandem.1.gz)
 
 uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(SBINDIR)/tandem-updater' \
 		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(SBINDIR)/tandem-launcher' \
 		'$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
-		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md'
+		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md' \
+		'$(DESTDIR)$(DOCDIR)/copyright' '$(DESTDIR)$(DOCDIR)/changelog.gz' \
+		'$(DESTDIR)$(MASTER_DOCDIR)/copyright' '$(DESTDIR)$(MASTER_DOCDIR)/changelog.gz' \
+		'$(DESTDIR)$(MANDIR)/man1/tandem.1.gz' '$(DESTDIR)$(MANDIR)/man8/tandem-updater.8.gz' \
+		'$(DESTDIR)$(MANDIR)/man8/tandem-agent.8.gz' '$(DESTDIR)$(MANDIR)/man8/tandem-launcher.8.gz'
 	rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null || true
-	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem and $(DESTDIR)$(STATEDIR) are kept"
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem, $(DESTDIR)$(SYSCONFDIR)/logrotate.d/tandem-worker and $(DESTDIR)$(STATEDIR) are kept"
 
 # Debian packages with dpkg-deb; Depends from dpkg-shlibdeps on the staged
 # binaries. The deb layout is PREFIX=/usr and units in /lib/systemd/system
@@ -562,7 +605,7 @@ uninstall:
 DEB_DIR  := $(BUILD)/deb
 DEB_WORK := $(DEB_DIR)/work
 DEB_ARCH  = $(shell dpkg --print-architecture)
-ifneq ($(filter deb,$(MAKECMDGOALS)),)
+ifneq ($(filter deb deb-lint,$(MAKECMDGOALS)),)
 ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[0-9][A-Za-z0-9.+~-]{0,63}'),$(VERSION))
 $(error VERSION=$(VERSION): a Debian version starts with a digit and uses A-Z a-z 0-9 . + ~ -)
 endif
@@ -576,25 +619,40 @@ deb:
 		PREFIX=/usr UNITDIR=/lib/systemd/system DOCDIR=/usr/share/doc/tandem-worker \
 		SYSCONFDIR=/etc STATEDIR=/var/lib/tandem
 	$(MAKE) --no-print-directory install-master DESTDIR='$(abspath $(DEB_WORK))/debian/tandem-master' \
-		PREFIX=/usr
+		PREFIX=/usr MASTER_DOCDIR=/usr/share/doc/tandem-master
 	@set -e; cd '$(DEB_WORK)'; \
 	for p in tandem-worker tandem-master; do \
 		mkdir -p debian/$$p/DEBIAN; \
+		if [ -e $(CURDIR)/packaging/debian/$$p.lintian-overrides ]; then \
+			install -d -m 0755 debian/$$p/usr/share/lintian/overrides; \
+			install -m 0644 $(CURDIR)/packaging/debian/$$p.lintian-overrides \
+				debian/$$p/usr/share/lintian/overrides/$$p; \
+		fi; \
 		bins=$$(find debian/$$p/usr/bin debian/$$p/usr/sbin -type f 2>/dev/null | sort); \
 		shlibs=$$(dpkg-shlibdeps -O $$bins 2>/dev/null | sed -n 's/^shlibs:Depends=//p'); \
 		[ -n "$$shlibs" ] || { echo "deb: dpkg-shlibdeps found no dependencies for $$p" >&2; exit 1; }; \
 		size=$$(du -sk --exclude=DEBIAN debian/$$p | cut -f1); \
 		sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@SIZE@|$$size|" \
-			-e "s|@SHLIBS@|$$shlibs|" $(CURDIR)/packaging/debian/$$p.control.in > debian/$$p/DEBIAN/control; \
+			-e "s|@SHLIBS@|$$shlibs|" -e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' \
+			$(CURDIR)/packaging/debian/$$p.control.in > debian/$$p/DEBIAN/control; \
 		for s in conffiles postinst prerm postrm; do \
 			f=$(CURDIR)/packaging/debian/$$p.$$s; [ -e $$f ] || continue; \
 			cp $$f debian/$$p/DEBIAN/$$s; \
 			if [ $$s = conffiles ]; then chmod 0644 debian/$$p/DEBIAN/$$s; \
 			else chmod 0755 debian/$$p/DEBIAN/$$s; fi; \
 		done; \
+		( cd debian/$$p && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' | sort -z | \
+			xargs -0r md5sum ) > debian/$$p/DEBIAN/md5sums; \
+		chmod 0644 debian/$$p/DEBIAN/md5sums; \
 		out=../$${p}_$(VERSION)_$(DEB_ARCH).deb; rm -f "$$out"; \
-		dpkg-deb --root-owner-group --build debian/$$p "$$out" >/dev/null; \
+		SOURCE_DATE_EPOCH=$(PKG_DATE) dpkg-deb --root-owner-group --build debian/$$p "$$out" >/dev/null; \
 		echo "deb: $(DEB_DIR)/$${p}_$(VERSION)_$(DEB_ARCH).deb"; \
 	done
 
-
+# lintian on both packages; its findings are fixed or overridden with a
+# reason per line in packaging/debian/PACKAGE.lintian-overrides (shipped in
+# the package, where lintian reads them). Fails on any finding, pedantic and
+# experimental tags included (tests/e2e/test_packaging.py runs the same).
+deb-lint: deb
+	lintian --fail-on error,warning,info,pedantic --tag-display-limit 0 -I -E --pedantic \
+		$(DEB_DIR)/tandem-worker_$(VERSION)_$(DEB_ARCH).deb $(DEB_DIR)/tandem-master_$(VERSION)_$(DEB_ARCH).deb

@@ -1,14 +1,19 @@
-"""Packaging: `make install` layout and modes, `make deb`, the
-packages' fields and files, the worker package extracted into a scratch root
-and run from there against certificates made by the packaged `tandem pki`,
-and `systemd-analyze verify` on the unit.
+"""Packaging: `make install` layout and modes, `make deb`, the packages'
+fields and files (man pages, copyright, changelog), lintian on both, the
+worker package extracted into a scratch root and run from there against a
+bundle made by the packaged `tandem` and put in place by the packaged
+`tandem-updater install-bundle`, and `systemd-analyze verify` on the unit.
+The packages under a real systemd: test_systemd.py.
 
 Every tool used here is installed by scripts/deps.sh; a missing one fails the
 test (nothing is skipped).
 """
 
+import gzip
+import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -18,6 +23,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, Proc, free_port, port_open, run, wait_until
+from packaging_util import VERSION, build_debs, deb_field, depends, make, need
 from release_util import build_is_asan, clean_make_env
 
 # Packaging is about files, modes, metadata and the unit, not memory safety:
@@ -26,9 +32,6 @@ pytestmark = pytest.mark.skipif(
     build_is_asan(os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")),
     reason="packaging is checked by the normal (non-ASan) e2e run")
 
-# Shared with test_updater's releases, so the version-stamped release build is
-# made once per build directory.
-VERSION = "1.0.0"
 STATEDIR = "/var/lib/tandem"
 
 WORKER_FILES = {
@@ -36,37 +39,27 @@ WORKER_FILES = {
     "etc/tandem": ("d", 0o750),
     "etc/tandem/updater.conf": ("f", 0o640),
     "etc/tandem/agent.conf": ("f", 0o640),
+    "etc/logrotate.d/tandem-worker": ("f", 0o644),
     "lib/systemd/system/tandem-updater.service": ("f", 0o644),
     "usr/sbin/tandem-updater": ("f", 0o755),
     "usr/sbin/tandem-agent": ("f", 0o755),
     "usr/sbin/tandem-launcher": ("f", 0o755),
     "usr/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
     "usr/share/doc/tandem-worker/Operations.md": ("f", 0o644),
+    "usr/share/doc/tandem-worker/copyright": ("f", 0o644),
+    "usr/share/doc/tandem-worker/changelog.gz": ("f", 0o644),
+    "usr/share/man/man8/tandem-updater.8.gz": ("f", 0o644),
+    "usr/share/man/man8/tandem-agent.8.gz": ("f", 0o644),
+    "usr/share/man/man8/tandem-launcher.8.gz": ("f", 0o644),
+    "usr/share/lintian/overrides/tandem-worker": ("f", 0o644),
     "var/lib/tandem": ("d", 0o750),
 }
 MASTER_FILES = {
     "usr/bin/tandem": ("f", 0o755),
+    "usr/share/doc/tandem-master/copyright": ("f", 0o644),
+    "usr/share/doc/tandem-master/changelog.gz": ("f", 0o644),
+    "usr/share/man/man1/tandem.1.gz": ("f", 0o644),
 }
-
-
-def need(tool):
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail("%s is not installed (scripts/deps.sh installs it: run make deps)" % tool)
-    return path
-
-
-def make(build_dir, *args):
-    """make in the repository for the build under test (its SAN setting),
-    without the MAKEFLAGS of an enclosing make."""
-    need("make")
-    env = clean_make_env()
-    argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + build_dir,
-            "SAN=" + ("1" if build_is_asan(build_dir) else "0"), "VERSION=" + VERSION] + list(args)
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
-    if r.returncode != 0:
-        pytest.fail("%s failed (%d)\n%s\n%s" % (" ".join(argv), r.returncode, r.stdout, r.stderr))
-    return r
 
 
 def tree(root):
@@ -112,8 +105,15 @@ def test_make_install_layout(build_dir, tmp_path):
         "usr/local/lib/tandem/tandem-agent-release.tar.gz": ("f", 0o644),
         "usr/local/lib/systemd/system/tandem-updater.service": ("f", 0o644),
         "usr/local/share/doc/tandem/Operations.md": ("f", 0o644),
+        "usr/local/share/doc/tandem/copyright": ("f", 0o644),
+        "usr/local/share/doc/tandem/changelog.gz": ("f", 0o644),
+        "usr/local/share/man/man1/tandem.1.gz": ("f", 0o644),
+        "usr/local/share/man/man8/tandem-updater.8.gz": ("f", 0o644),
+        "usr/local/share/man/man8/tandem-agent.8.gz": ("f", 0o644),
+        "usr/local/share/man/man8/tandem-launcher.8.gz": ("f", 0o644),
         "etc/tandem/updater.conf": ("f", 0o640),
         "etc/tandem/agent.conf": ("f", 0o640),
+        "etc/logrotate.d/tandem-worker": ("f", 0o644),
     }
     got = tree(dest)
     assert files_only(got) == want
@@ -149,6 +149,7 @@ def test_make_install_layout(build_dir, tmp_path):
     assert files_only(tree(dest)) == {
         "etc/tandem/updater.conf": ("f", 0o640),
         "etc/tandem/agent.conf": ("f", 0o640),
+        "etc/logrotate.d/tandem-worker": ("f", 0o644),
     }
     assert os.path.isdir(os.path.join(dest, "var/lib/tandem"))
 
@@ -169,16 +170,7 @@ def test_install_prefix(build_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def debs(build_dir):
-    need("dpkg-deb")
-    need("dpkg-shlibdeps")
-    r = make(build_dir, "deb")
-    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
-    out = {}
-    for p in ("tandem-worker", "tandem-master"):
-        path = os.path.join(build_dir, "deb", "%s_%s_%s.deb" % (p, VERSION, arch))
-        assert "deb: " in r.stdout and os.path.exists(path), r.stdout
-        out[p] = path
-    return out
+    return build_debs(build_dir)
 
 
 def test_deb_refuses_non_debian_version(build_dir):
@@ -186,10 +178,6 @@ def test_deb_refuses_non_debian_version(build_dir):
     r = subprocess.run(["make", "-C", ROOT, "BUILD=" + build_dir, "VERSION=v1", "deb"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "a Debian version starts with a digit" in r.stderr, r.stderr
-
-
-def deb_field(deb, field):
-    return run(["dpkg-deb", "-f", deb, field]).stdout.strip()
 
 
 def deb_contents(deb):
@@ -206,10 +194,6 @@ def deb_contents(deb):
                 mode |= 1 << (8 - i)
         out[path] = ("d" if perms[0] == "d" else "f" if perms[0] == "-" else perms[0], mode, owner)
     return out
-
-
-def depends(deb):
-    return {d.strip().split()[0] for d in deb_field(deb, "Depends").split(",")}
 
 
 def packages_of_linked_libs(binary):
@@ -256,9 +240,20 @@ def test_deb_control_files(debs, tmp_path):
     ctl = str(tmp_path / "ctl")
     run(["dpkg-deb", "-e", debs["tandem-worker"], ctl])
     names = sorted(os.listdir(ctl))
-    assert names == ["conffiles", "control", "postinst", "postrm", "prerm"], names
+    assert names == ["conffiles", "control", "md5sums", "postinst", "postrm", "prerm"], names
     with open(os.path.join(ctl, "conffiles")) as f:
-        assert f.read().split() == ["/etc/tandem/updater.conf", "/etc/tandem/agent.conf"]
+        assert f.read().split() == ["/etc/tandem/updater.conf", "/etc/tandem/agent.conf",
+                                    "/etc/logrotate.d/tandem-worker"]
+    # md5sums: every shipped file but the conffiles, with its real digest.
+    root = str(tmp_path / "root")
+    run(["dpkg-deb", "-x", debs["tandem-worker"], root])
+    with open(os.path.join(ctl, "md5sums")) as f:
+        sums = dict(reversed(line.split(None, 1)) for line in f.read().splitlines())
+    assert set(sums) == {k for k, v in WORKER_FILES.items()
+                         if v[0] == "f" and not k.startswith("etc/")}, sorted(sums)
+    for path, digest in sums.items():
+        with open(os.path.join(root, path), "rb") as f:
+            assert hashlib.md5(f.read()).hexdigest() == digest, path
     for s in ("postinst", "prerm", "postrm"):
         p = os.path.join(ctl, s)
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o755
@@ -269,7 +264,57 @@ def test_deb_control_files(debs, tmp_path):
     # The master package has no maintainer scripts and no conffiles.
     ctl2 = str(tmp_path / "ctl2")
     run(["dpkg-deb", "-e", debs["tandem-master"], ctl2])
-    assert sorted(os.listdir(ctl2)) == ["control"]
+    assert sorted(os.listdir(ctl2)) == ["control", "md5sums"]
+    # Scripts talk to systemd the Debian way (deb-systemd-invoke), never
+    # start/stop with systemctl themselves.
+    for name in ("postinst", "prerm", "postrm"):
+        with open(os.path.join(ctl, name)) as f:
+            for line in f:
+                if "systemctl" in line and not line.lstrip().startswith("#"):
+                    assert "daemon-reload" in line, (name, line)
+
+
+def test_lintian(debs):
+    """lintian finds nothing: every finding is fixed, or overridden with its
+    reason in packaging/debian/PACKAGE.lintian-overrides (shipped in the
+    package, where lintian reads it); pedantic and experimental tags too."""
+    need("lintian")
+    r = run(["lintian", "--fail-on", "error,warning,info,pedantic", "--tag-display-limit", "0",
+             "-I", "-E", "--pedantic", debs["tandem-worker"], debs["tandem-master"]],
+            check=False, timeout=600)
+    findings = [line for line in r.stdout.splitlines() if re.match(r"^[EWIPX]: ", line)]
+    assert r.returncode == 0 and findings == [], r.stdout + r.stderr
+    # The overrides are used (lintian reports unused ones as findings above).
+    w = deb_contents(debs["tandem-worker"])
+    assert "usr/share/lintian/overrides/tandem-worker" in w
+
+
+def test_man_pages_and_docs(debs, tmp_path):
+    """A man page per program (from its --help and packaging/man), which man
+    renders without a warning; copyright and a changelog naming this version."""
+    root = str(tmp_path / "root")
+    for deb in debs.values():
+        run(["dpkg-deb", "-x", deb, root])
+    pages = {"man1/tandem.1.gz": "tandem", "man8/tandem-updater.8.gz": "tandem-updater",
+             "man8/tandem-agent.8.gz": "tandem-agent",
+             "man8/tandem-launcher.8.gz": "tandem-launcher"}
+    for rel, prog in pages.items():
+        path = os.path.join(root, "usr/share/man", rel)
+        r = run(["man", "--warnings", "-E", "UTF-8", "-l", path], env=dict(os.environ, MANWIDTH="80"))
+        assert r.stderr == "", (rel, r.stderr)
+        text = r.stdout
+        assert re.search(r"^NAME\n\s+%s\s+-\s+\S" % re.escape(prog), text, re.M), (rel, text[:300])
+        # The options come from the program's own --help.
+        assert "--help" in text and "SEE ALSO" in text, rel
+    r = run(["man", "-l", os.path.join(root, "usr/share/man/man8/tandem-updater.8.gz")])
+    assert "install-bundle" in r.stdout
+    for pkg in ("tandem-worker", "tandem-master"):
+        doc = os.path.join(root, "usr/share/doc", pkg)
+        with gzip.open(os.path.join(doc, "changelog.gz"), "rt") as f:
+            first = f.readline()
+        assert first.startswith("tandem (%s) " % VERSION), first
+        with open(os.path.join(doc, "copyright")) as f:
+            assert f.readline().startswith("Format: https://www.debian.org/doc/packaging-manuals/")
 
 
 def test_deb_contents(debs):
@@ -384,8 +429,8 @@ def test_maintainer_scripts(debs, tmp_path):
 @pytest.fixture
 def scratch(debs, tmp_path):
     """Both packages extracted into one scratch root, and the host enrolled
-    with the packaged CLI: its bundle's certificates copied into the root's
-    /etc/tandem under the names the shipped configuration uses."""
+    with the packaged CLI (its bundle in "bundle"; install_bundle() puts it
+    into the root's /etc/tandem)."""
     root = str(tmp_path / "root")
     for deb in debs.values():
         run(["dpkg-deb", "-x", deb, root])
@@ -398,11 +443,11 @@ def scratch(debs, tmp_path):
          "--agent-port", str(agent_port), "--updater-port", str(updater_port), "--updater",
          "--out", bundle])
     etc = os.path.join(root, "etc/tandem")
-    for name in ("ca.crt", "agent.crt", "agent.key", "updater.crt", "updater.key"):
-        shutil.copy(os.path.join(bundle, name), os.path.join(etc, name))
     return {
         "root": root,
         "etc": etc,
+        "bundle": bundle,
+        "updater": os.path.join(root, "usr/sbin/tandem-updater"),
         "tandem": tandem,
         "home": home,
         "agent_port": agent_port,
@@ -412,6 +457,65 @@ def scratch(debs, tmp_path):
                    os.path.join(home, "master", "master.key")),
         "updater_cert": (os.path.join(etc, "updater.crt"), os.path.join(etc, "updater.key")),
     }
+
+
+def install_bundle(scratch, *extra, check=True):
+    """The packaged `tandem-updater install-bundle`, into the scratch root's
+    /etc/tandem, the keys owned by whoever runs the tests."""
+    return run([scratch["updater"], "install-bundle", "--etc", scratch["etc"],
+                "--user", pwd.getpwuid(os.geteuid()).pw_name] + list(extra) +
+               [scratch["bundle"]], check=check)
+
+
+def etc_state(etc):
+    """{name: (mode, uid, gid, content)} of the files in ETC."""
+    out = {}
+    for n in sorted(os.listdir(etc)):
+        p = os.path.join(etc, n)
+        st = os.lstat(p)
+        with open(p, "rb") as f:
+            out[n] = (st.st_mode, st.st_uid, st.st_gid, f.read())
+    return out
+
+
+def test_install_bundle_cli(scratch):
+    """install-bundle as an operator meets it: a refused bundle says why and
+    that /etc/tandem is unchanged (exit 1); a wrong command line exits 2; a
+    good bundle is installed and summarised, and installing it again changes
+    nothing."""
+    etc, bundle = scratch["etc"], scratch["bundle"]
+    before = etc_state(etc)
+    key = os.path.join(bundle, "agent.key")
+    os.rename(key, key + ".away")
+    r = install_bundle(scratch, check=False)
+    assert r.returncode == 1, r
+    assert r.stderr == ("tandem-updater: install-bundle: bundle %s is incomplete: agent.key "
+                        "missing (a bundle of `tandem swarm enroll NAME --updater` has ca.crt, "
+                        "agent.crt, agent.key, updater.crt, updater.key, agent.conf and "
+                        "updater.conf) (%s unchanged)\n" % (bundle, etc)), r.stderr
+    assert etc_state(etc) == before
+    # Another host's key: refused before anything is written.
+    shutil.copy(os.path.join(bundle, "updater.key"), key)
+    r = install_bundle(scratch, check=False)
+    assert r.returncode == 1 and "agent.key does not match the certificate" in r.stderr, r.stderr
+    assert etc_state(etc) == before
+    os.rename(key + ".away", key)
+
+    r = run([scratch["updater"], "install-bundle"], check=False)
+    assert r.returncode == 2 and r.stderr.startswith("usage: tandem-updater install-bundle"), r
+    r = run([scratch["updater"], "install-bundle", "--user", "no-such-user-here", "--etc", etc,
+             bundle], check=False)
+    assert r.returncode == 2 and "user 'no-such-user-here' does not exist" in r.stderr, r.stderr
+    assert "install-bundle" in run([scratch["updater"], "--help"]).stdout
+
+    r = install_bundle(scratch)
+    assert r.stdout.startswith("installed the bundle of host host1 into %s\n" % etc), r.stdout
+    assert "next: systemctl restart tandem-updater" in r.stdout
+    after = etc_state(etc)
+    assert stat.S_IMODE(after["updater.key"][0]) == 0o600
+    assert stat.S_IMODE(after["ca.crt"][0]) == 0o640
+    install_bundle(scratch)
+    assert etc_state(etc) == after
 
 
 def test_scratch_root_binaries(scratch):
@@ -425,6 +529,10 @@ def test_scratch_root_binaries(scratch):
 
     # The shipped configuration files, unedited, are accepted as they are.
     uconf, aconf = os.path.join(etc, "updater.conf"), os.path.join(etc, "agent.conf")
+    assert "configuration ok" in run([upd, "--config", uconf, "-n"]).stdout
+    # With the bundle in place, the certificates load and match (the agent's
+    # -n loads them too).
+    install_bundle(scratch)
     assert "configuration ok" in run([upd, "--config", uconf, "-n"]).stdout
     run([agent, "--config", aconf, "-n"])
     assert run([upd, "--config", uconf, "--self-test"]).stdout.strip() == "self-test ok"
@@ -449,28 +557,21 @@ def curl_json(ca, who, url, resolve=None):
 
 
 def test_scratch_root_runs_seed_release(build_dir, scratch, procs, tmp_path):
-    """The installed updater, with the shipped configuration (ports moved to
-    the enrolled loopback ports, as an admin would edit them), installs the
-    packaged seed release and runs the agent from it; the packaged master
-    CLI pushes the next release to it; SIGTERM stops both daemons."""
+    """The installed updater, with the shipped configuration and the bundle
+    put in place by install-bundle (which carries the enrolled loopback ports
+    and pins), installs the packaged seed release and runs the agent from
+    it; the packaged master CLI pushes the next release to it; SIGTERM stops
+    both daemons."""
     need("curl")
     root, etc = scratch["root"], scratch["etc"]
     agent_port, updater_port = scratch["agent_port"], scratch["updater_port"]
-    for name, old, new in (("agent.conf", "listen = 0.0.0.0:8765",
-                            "listen = 127.0.0.1:%d" % agent_port),
-                           ("updater.conf", "agent_probe = 127.0.0.1:8765",
-                            "agent_probe = 127.0.0.1:%d" % agent_port)):
-        p = os.path.join(etc, name)
-        with open(p) as f:
-            text = f.read()
-        assert old in text
-        with open(p, "w") as f:
-            f.write(text.replace(old, new))
+    install_bundle(scratch)
     state = os.path.join(root, "var/lib/tandem")
     seed = os.path.join(root, "usr/lib/tandem/tandem-agent-release.tar.gz")
-    # As the unit runs it: the packaged launcher starts the packaged updater.
+    # As the unit runs it: the packaged launcher starts the packaged updater
+    # (only the install dir moves into the scratch root).
     upd = Proc([os.path.join(root, "usr/sbin/tandem-launcher"), "--config",
-                os.path.join(etc, "updater.conf"), "--listen", "127.0.0.1:%d" % updater_port,
+                os.path.join(etc, "updater.conf"),
                 "--install-dir", state, "--updater", os.path.join(root, "usr/sbin/tandem-updater"),
                 "--", "--seed", seed], str(tmp_path / "logs"))
     procs.append(upd)
@@ -534,6 +635,8 @@ def test_systemd_unit(debs, tmp_path):
                       "--updater /usr/sbin/tandem-updater "
                       "-- --seed /usr/lib/tandem/tandem-agent-release.tar.gz"],
         "WantedBy": ["multi-user.target"],
+        # The shell's builtin kill: /bin/kill (procps) may be absent.
+        "ExecReload": ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"],
     }
     for k, v in want.items():
         assert keys.get(k) == v, (k, keys.get(k))
