@@ -906,6 +906,34 @@ tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identi
 }
 
 int
+tls_pin_match(const char *pins, const char *fp)
+{
+	const char *p = pins;
+	int n = 0;
+	int hit = 0;
+
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len != TLS_FP_HEX_LEN || ++n > TLS_MAX_PINS) {
+			return -1;
+		}
+		for (size_t i = 0; i < len; i++) {
+			if (!isxdigit((unsigned char)p[i])) {
+				return -1;
+			}
+		}
+		if (fp != NULL && strncasecmp(p, fp, TLS_FP_HEX_LEN) == 0) {
+			hit = 1;
+		}
+		if (comma == NULL) {
+			return hit;
+		}
+		p = comma + 1;
+	}
+}
+
+int
 tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,
     int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, char *err,
     size_t errlen)
@@ -920,7 +948,7 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 		snprintf(err, errlen, "tls_connect on a server context");
 		return -1;
 	}
-	if (pin_fp != NULL && *pin_fp != '\0' && !is_hex_len(pin_fp, TLS_FP_HEX_LEN)) {
+	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, NULL) < 0) {
 		snprintf(err, errlen, "pinned fingerprint is not 64 hex digits");
 		return -1;
 	}
@@ -954,7 +982,7 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 		tls_conn_discard(c);
 		return -1;
 	}
-	if (pin_fp != NULL && *pin_fp != '\0' && strcasecmp(pin_fp, id.fingerprint) != 0) {
+	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, id.fingerprint) != 1) {
 		snprintf(err, errlen,
 		    "server certificate fingerprint %s does not match the pinned %s", id.fingerprint,
 		    pin_fp);

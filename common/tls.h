@@ -152,8 +152,16 @@ int tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_id
     char *err, size_t errlen) WUR;
 
 /*
- * Client side: handshake on the connected socket FD. PIN_FP (64 hex, NULL or
- * "" for none) must match the server leaf; HOSTNAME (NULL for none, e.g. when
+ * PINS: one fingerprint (64 hex) or up to TLS_MAX_PINS separated by ','
+ * (a rollover: the old and the next certificate). 1 when FP (may be NULL)
+ * is one of them, 0 when not, -1 when PINS is malformed.
+ */
+#define TLS_MAX_PINS 4
+int tls_pin_match(const char *pins, const char *fp);
+
+/*
+ * Client side: handshake on the connected socket FD. PIN_FP (NULL or "" for
+ * none; see tls_pin_match() for a list) must match the server leaf; HOSTNAME (NULL for none, e.g. when
  * connecting by IP) is checked against the certificate's DNS names/CN.
  * TIMEOUT_MS bounds the handshake. On success *OUT owns FD.
  */

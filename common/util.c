@@ -119,6 +119,31 @@ iso8601_parse(const char *s, time_t *out)
 }
 
 int
+parse_span_s(const char *s, long long min_s, long long max_s, long long *out)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+	long long n, unit;
+	char num[24];
+
+	if (len < 2 || len >= sizeof(num) || strchr("dhms", s[len - 1]) == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(num, s, len - 1);
+	num[len - 1] = '\0';
+	unit = s[len - 1] == 'd' ? 86400 : s[len - 1] == 'h' ? 3600 : s[len - 1] == 'm' ? 60 : 1;
+	if (parse_ll(num, 0, max_s / unit, &n) != 0) {
+		return -1;
+	}
+	if (n * unit < min_s) {
+		errno = ERANGE;
+		return -1;
+	}
+	*out = n * unit;
+	return 0;
+}
+
+int
 parse_ll(const char *s, long long min, long long max, long long *out)
 {
 	char *end = NULL;

@@ -32,6 +32,13 @@ int iso8601_parse(const char *s, time_t *out) WUR;
  */
 int parse_ll(const char *s, long long min, long long max, long long *out) WUR;
 
+/*
+ * A span of time on the command line: "Nd", "Nh", "Nm" or "Ns" (N a whole
+ * number) into seconds within [MIN_S, MAX_S]. 0, or -1 (errno EINVAL or
+ * ERANGE) and *OUT unchanged.
+ */
+int parse_span_s(const char *s, long long min_s, long long max_s, long long *out) WUR;
+
 /* Copy SRC into DST of size LEN, always NUL-terminated; -1 if truncated. */
 int strlcpy_chk(char *dst, const char *src, size_t len) WUR;
 

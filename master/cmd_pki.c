@@ -371,18 +371,13 @@ static int
 parse_when(const char *s, time_t now, time_t *out)
 {
 	size_t len = s != NULL ? strlen(s) : 0;
-	long long n;
-	long long unit;
-	char num[24];
+	long long span;
 
-	if (len >= 2 && len < sizeof(num) && strchr("dhms", s[len - 1]) != NULL) {
-		memcpy(num, s, len - 1);
-		num[len - 1] = '\0';
-		unit = s[len - 1] == 'd' ? 86400 : s[len - 1] == 'h' ? 3600 : s[len - 1] == 'm' ? 60 : 1;
-		if (parse_ll(num, 1, 3650LL * 86400, &n) != 0 || n > 3650LL * 86400 / unit) {
+	if (len >= 2 && strchr("dhms", s[len - 1]) != NULL) {
+		if (parse_span_s(s, 1, 3650LL * 86400, &span) != 0) {
 			return -1;
 		}
-		*out = now + (time_t)(n * unit);
+		*out = now + (time_t)span;
 		return 0;
 	}
 	return parse_time_opt(s, out);

@@ -487,10 +487,14 @@ row_to_host(sqlite3_stmt *st, struct reg_host *h)
 	col_copy(st, 6, h->notes, sizeof(h->notes));
 	h->enrolled_at = (time_t)sqlite3_column_int64(st, 7);
 	h->decommissioned_at = (time_t)sqlite3_column_int64(st, 8);
+	col_copy(st, 9, h->agent_fp_next, sizeof(h->agent_fp_next));
+	col_copy(st, 10, h->updater_fp_next, sizeof(h->updater_fp_next));
 }
 
 #define HOST_COLUMNS "name, address, agent_port, updater_port, agent_fp, updater_fp, notes," \
 	" enrolled_at, decommissioned_at"
+/* What a SELECT reads into a reg_host (row_to_host). */
+#define HOST_SELECT HOST_COLUMNS ", agent_fp_next, updater_fp_next"
 
 int
 registry_add_host(struct registry *reg, const struct reg_host *h, struct err *e)
@@ -578,7 +582,7 @@ registry_get_host(struct registry *reg, const char *name, struct reg_host *out, 
 	int rc;
 
 	pthread_mutex_lock(&reg->lock);
-	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_COLUMNS " FROM hosts WHERE name = ?", -1,
+	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_SELECT " FROM hosts WHERE name = ?", -1,
 	    &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
 		rc = registry_db_err(reg, "reading a host", e);
@@ -608,9 +612,9 @@ registry_list_hosts(struct registry *reg, int include_decommissioned, struct reg
     size_t *n, struct err *e)
 {
 	static const char sql_all[] =
-	    "SELECT " HOST_COLUMNS " FROM hosts ORDER BY name";
+	    "SELECT " HOST_SELECT " FROM hosts ORDER BY name";
 	static const char sql_active[] =
-	    "SELECT " HOST_COLUMNS " FROM hosts WHERE decommissioned_at IS NULL ORDER BY name";
+	    "SELECT " HOST_SELECT " FROM hosts WHERE decommissioned_at IS NULL ORDER BY name";
 	struct reg_host *hosts = NULL;
 	size_t count = 0, cap = 0;
 	sqlite3_stmt *st = NULL;
@@ -682,6 +686,70 @@ registry_set_updater_fp(struct registry *reg, const char *name, const char *fp, 
 		goto out;
 	}
 	rc = update_host(reg, st, name, "setting the updater fingerprint", e);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_set_next_fp(struct registry *reg, const char *name, int agent, const char *fp,
+    struct err *e)
+{
+	static const char *const sql[2] = {
+		"UPDATE hosts SET updater_fp_next = ? WHERE name = ?",
+		"UPDATE hosts SET agent_fp_next = ? WHERE name = ?",
+	};
+	char norm[REG_FP_LEN + 1];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (fp != NULL && fp_normalise(fp, norm) != 0) {
+		err_set(e, ERR_BAD_REQUEST, "fingerprint must be %d hex digits", REG_FP_LEN);
+		return REGISTRY_INVALID;
+	}
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, sql[agent != 0], -1, &st, NULL) != SQLITE_OK ||
+	    (fp != NULL ? sqlite3_bind_text(st, 1, norm, -1, SQLITE_TRANSIENT)
+			: sqlite3_bind_null(st, 1)) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = registry_db_err(reg, "setting the next fingerprint", e);
+		goto out;
+	}
+	rc = update_host(reg, st, name, "setting the next fingerprint", e);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_promote_next_fp(struct registry *reg, const char *name, int agent, const char *fp,
+    struct err *e)
+{
+	/* One statement: the pin and the rollover slot change together. */
+	static const char *const sql[2] = {
+		"UPDATE hosts SET updater_fp = updater_fp_next, updater_fp_next = NULL"
+		" WHERE name = ? AND updater_fp_next = ?",
+		"UPDATE hosts SET agent_fp = agent_fp_next, agent_fp_next = NULL"
+		" WHERE name = ? AND agent_fp_next = ?",
+	};
+	char norm[REG_FP_LEN + 1];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (fp_normalise(fp, norm) != 0) {
+		err_set(e, ERR_BAD_REQUEST, "fingerprint must be %d hex digits", REG_FP_LEN);
+		return REGISTRY_INVALID;
+	}
+	pthread_mutex_lock(&reg->lock);
+	if (sqlite3_prepare_v2(reg->db, sql[agent != 0], -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, norm, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+		rc = registry_db_err(reg, "promoting the next fingerprint", e);
+		goto out;
+	}
+	rc = update_host(reg, st, name, "promoting the next fingerprint", e);
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->lock);

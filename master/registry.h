@@ -58,6 +58,10 @@ struct reg_host {
 	int updater_port;
 	char agent_fp[REG_FP_LEN + 1];
 	char updater_fp[REG_FP_LEN + 1]; /* "" until enrolled with --updater */
+	/* A renewal under way: the next certificate, accepted beside the one
+	 * above until the host confirmed it ("" otherwise). */
+	char agent_fp_next[REG_FP_LEN + 1];
+	char updater_fp_next[REG_FP_LEN + 1];
 	char notes[REG_NOTES_MAX + 1];
 	time_t enrolled_at;
 	time_t decommissioned_at; /* 0 while in service */
@@ -115,6 +119,18 @@ int registry_list_hosts(struct registry *reg, int include_decommissioned,
 
 /* Record (or replace) host NAME's updater certificate fingerprint FP. */
 int registry_set_updater_fp(struct registry *reg, const char *name, const char *fp,
+    struct err *e) WUR;
+
+/*
+ * Pin rollover during a renewal. registry_set_next_fp() records FP (NULL:
+ * clears) as the next agent (AGENT != 0) or updater certificate of host
+ * NAME; connections accept both until registry_promote_next_fp() makes the
+ * next one, which must still be FP, the only one (REGISTRY_NOTFOUND when
+ * it is not).
+ */
+int registry_set_next_fp(struct registry *reg, const char *name, int agent, const char *fp,
+    struct err *e) WUR;
+int registry_promote_next_fp(struct registry *reg, const char *name, int agent, const char *fp,
     struct err *e) WUR;
 
 /*

@@ -120,12 +120,13 @@ out:
 	return rc;
 }
 
-/* Target of host H's updater (AGENT: its agent), pinned. PORT is the caller's buffer. */
-static int
-target_of(const struct reg_host *h, int agent, struct httpc_target *t, char *port, size_t plen,
-    int timeout_ms, char *err, size_t errlen)
+/* Target of host H's updater (AGENT: its agent), pinned; the strings live in B. */
+int
+swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,
+    struct swarm_target_buf *b, int timeout_ms, char *err, size_t errlen)
 {
 	const char *fp = agent ? h->agent_fp : h->updater_fp;
+	const char *next = agent ? h->agent_fp_next : h->updater_fp_next;
 
 	httpc_target_init(t);
 	if (fp[0] == '\0') {
@@ -134,10 +135,12 @@ target_of(const struct reg_host *h, int agent, struct httpc_target *t, char *por
 		    agent ? "agent" : "updater", h->name, h->name);
 		return -1;
 	}
-	snprintf(port, plen, "%d", agent ? h->agent_port : h->updater_port);
+	snprintf(b->port, sizeof(b->port), "%d", agent ? h->agent_port : h->updater_port);
+	/* During a renewal the certificate in force and the next one are both accepted. */
+	snprintf(b->pins, sizeof(b->pins), "%s%s%s", fp, next[0] != '\0' ? "," : "", next);
 	t->host = h->address;
-	t->port = port;
-	t->pin_fp = fp;
+	t->port = b->port;
+	t->pin_fp = b->pins;
 	/* The pin names the exact certificate; mbedTLS cannot match IP SANs anyway. */
 	t->sni_hostname = NULL;
 	t->total_timeout_ms = timeout_ms;
@@ -151,10 +154,10 @@ swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
     const char *path, struct httpc_response *resp, char *err, size_t errlen)
 {
 	struct httpc_target t;
-	char port[16];
+	struct swarm_target_buf tb;
 
 	memset(resp, 0, sizeof(*resp));
-	if (target_of(h, 0, &t, port, sizeof(port), c->timeout_ms, err, errlen) != 0) {
+	if (swarm_target(h, 0, &t, &tb, c->timeout_ms, err, errlen) != 0) {
 		return -1;
 	}
 	return httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, err, errlen);
@@ -393,7 +396,8 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct httpc_conn *conn = NULL;
-	char port[16], err[1024];
+	struct swarm_target_buf tb;
+	char err[1024];
 	size_t nf = 0;
 	int fd = -1;
 
@@ -416,7 +420,7 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (j->tsig_sent) {
 		fields[nf++] = (struct httpc_form_field){ "tsig", rel->tsig };
 	}
-	if (target_of(&j->host, 0, &t, port, sizeof(port), p->c->timeout_ms, err,
+	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, err,
 		sizeof(err)) != 0) {
 		result_transport(r, "no updater fingerprint", err);
 		return;
@@ -803,11 +807,12 @@ job_agent(struct pool *p, struct swarm_job *j)
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct err e = ERR_INIT;
-	char port[16], err[1024];
+	struct swarm_target_buf tb;
+	char err[1024];
 	cJSON *tree;
 
 	memset(&resp, 0, sizeof(resp));
-	if (target_of(&j->host, 1, &t, port, sizeof(port), SWARM_STATUS_TIMEOUT_MS, err,
+	if (swarm_target(&j->host, 1, &t, &tb, SWARM_STATUS_TIMEOUT_MS, err,
 		sizeof(err)) != 0) {
 		snprintf(j->agent_reach, sizeof(j->agent_reach), "no agent fingerprint");
 		return;
@@ -839,7 +844,8 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct err e = ERR_INIT;
-	char port[16], err[1024], *doc = NULL;
+	struct swarm_target_buf tb;
+	char err[1024], *doc = NULL;
 	size_t len = 0;
 	int rc = -1;
 
@@ -848,7 +854,7 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(&e));
 		return -1;
 	}
-	if (target_of(&j->host, 0, &t, port, sizeof(port), p->c->timeout_ms, err,
+	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, err,
 	    sizeof(err)) != 0 ||
 	    httpc_fetch(p->c->tls, &t, "POST", "/keyring", headers, doc, len, &resp, err,
 	    sizeof(err)) != 0) {

@@ -164,6 +164,20 @@ int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *e
 int swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
     const char *path, struct httpc_response *resp, char *err, size_t errlen) WUR;
 
+/* The strings of a target made by swarm_target(): live as long as the request. */
+struct swarm_target_buf {
+	char port[16];
+	char pins[2 * (REG_FP_LEN + 1)];
+};
+
+/*
+ * Target of host H's updater (AGENT != 0: its agent), pinned to the
+ * certificate recorded in the registry and, during a renewal, the next one.
+ * -1 with ERR when no fingerprint is recorded (never unpinned).
+ */
+int swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,
+    struct swarm_target_buf *b, int timeout_ms, char *err, size_t errlen) WUR;
+
 /* 1 when ERR (from a failed connect) says the pinned fingerprint did not match. */
 int swarm_err_is_pin_mismatch(const char *err);
 

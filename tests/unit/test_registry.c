@@ -251,6 +251,50 @@ test_invalid_arguments(void **state)
 	assert_null(list);
 }
 
+/* A renewal's pin rollover: next recorded, both read back, promoted only if still the same. */
+static void
+test_next_fingerprints(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.1"), got;
+
+	open_ok(f);
+	assert_int_equal(strlcpy_chk(h.updater_fp, FP_A, sizeof(h.updater_fp)), 0);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err),
+	    REGISTRY_OK);
+	assert_string_equal(got.updater_fp_next, "");
+	assert_string_equal(got.agent_fp_next, "");
+	assert_int_equal(registry_set_next_fp(f->reg, "web1", 0, FP_B_UPPER, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_set_next_fp(f->reg, "web1", 1, FP_B, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err),
+	    REGISTRY_OK);
+	assert_string_equal(got.updater_fp, FP_A);
+	assert_string_equal(got.updater_fp_next, FP_B);
+	assert_string_equal(got.agent_fp_next, FP_B);
+	/* Promoting another fingerprint than the recorded next one changes nothing. */
+	assert_int_equal(registry_promote_next_fp(f->reg, "web1", 0, FP_A, &f->err), REGISTRY_NOTFOUND);
+	assert_int_equal(registry_promote_next_fp(f->reg, "web1", 0, "zz", &f->err), REGISTRY_INVALID);
+	assert_int_equal(registry_promote_next_fp(f->reg, "web1", 0, FP_B, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err),
+	    REGISTRY_OK);
+	assert_string_equal(got.updater_fp, FP_B);
+	assert_string_equal(got.updater_fp_next, "");
+	assert_string_equal(got.agent_fp_next, FP_B); /* the agent's is its own */
+	/* Cleared again (a renewal given up), bad input, unknown host. */
+	assert_int_equal(registry_set_next_fp(f->reg, "web1", 1, NULL, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err),
+	    REGISTRY_OK);
+	assert_string_equal(got.agent_fp_next, "");
+	assert_string_equal(got.agent_fp, FP_A);
+	assert_int_equal(registry_set_next_fp(f->reg, "web1", 1, "abc", &f->err),
+	    REGISTRY_INVALID);
+	assert_int_equal(registry_set_next_fp(f->reg, "nope", 1, FP_B, &f->err),
+	    REGISTRY_NOTFOUND);
+}
+
 static void
 test_missing_host(void **state)
 {
@@ -671,6 +715,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revocations_and_crl_number, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_fingerprints, setup, teardown),
 	};
 
 	log_init("test_registry", LOG_LVL_WARN);

@@ -516,6 +516,49 @@ test_pin(void **state)
 	tls_ctx_free(s);
 }
 
+/* A rollover pin list: the server matches any one of them; bad lists fail closed. */
+static void
+test_pin_list(void **state)
+{
+	struct tls_ctx *s = server_ctx("server", NULL, 0);
+	struct tls_ctx *c = client_ctx("agent");
+	char fp[TLS_FP_HEX_LEN + 1], pins[5 * (TLS_FP_HEX_LEN + 1)];
+	const char *other = tls_ctx_own_fingerprint(c);
+	struct hs_result r;
+
+	(void)state;
+	file_fingerprint("server", fp);
+	snprintf(pins, sizeof(pins), "%s,%s", other, fp);
+	assert_int_equal(tls_pin_match(pins, fp), 1);
+	assert_int_equal(tls_pin_match(pins, NULL), 0);
+	handshake(s, c, NULL, pins, &r);
+	assert_int_equal(r.client_rc, 0);
+	snprintf(pins, sizeof(pins), "%s,%s", fp, other);
+	handshake(s, c, NULL, pins, &r);
+	assert_int_equal(r.client_rc, 0);
+	/* Neither of them. */
+	snprintf(pins, sizeof(pins), "%s,%s", other, other);
+	assert_int_equal(tls_pin_match(pins, fp), 0);
+	handshake(s, c, NULL, pins, &r);
+	assert_int_equal(r.client_rc, -1);
+	assert_non_null(strstr(r.client_err, "does not match the pinned"));
+	/* Malformed: empty element, trailing comma, short, non-hex, too many. */
+	snprintf(pins, sizeof(pins), "%s,", fp);
+	assert_int_equal(tls_pin_match(pins, fp), -1);
+	handshake(s, c, NULL, pins, &r);
+	assert_int_equal(r.client_rc, -1);
+	snprintf(pins, sizeof(pins), ",%s", fp);
+	assert_int_equal(tls_pin_match(pins, fp), -1);
+	snprintf(pins, sizeof(pins), "%s,abc", fp);
+	assert_int_equal(tls_pin_match(pins, fp), -1);
+	snprintf(pins, sizeof(pins), "%s,%.63sg", fp, other);
+	assert_int_equal(tls_pin_match(pins, fp), -1);
+	snprintf(pins, sizeof(pins), "%s,%s,%s,%s,%s", fp, other, other, other, other);
+	assert_int_equal(tls_pin_match(pins, fp), -1);
+	tls_ctx_free(c);
+	tls_ctx_free(s);
+}
+
 static void
 test_hostname(void **state)
 {
@@ -864,6 +907,7 @@ main(void)
 		cmocka_unit_test(test_verify_cert_file),
 		cmocka_unit_test(test_configured_master_cn),
 		cmocka_unit_test(test_pin),
+		cmocka_unit_test(test_pin_list),
 		cmocka_unit_test(test_hostname),
 		cmocka_unit_test(test_client_refuses_bad_servers),
 		cmocka_unit_test(test_server_refuses_bad_clients),

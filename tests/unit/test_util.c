@@ -148,6 +148,31 @@ test_parse_ll_ok(void **state)
 }
 
 static void
+test_parse_span(void **state)
+{
+	static const char *const bad[] = { "", "d", "30", "30x", "3 d", "-1d", "1.5h", "d30",
+		"99999999999999999999d", "3651d" };
+	long long v = 42;
+
+	(void)state;
+	assert_int_equal(parse_span_s("30d", 0, 3650LL * 86400, &v), 0);
+	assert_int_equal(v, 30LL * 86400);
+	assert_int_equal(parse_span_s("12h", 0, 3650LL * 86400, &v), 0);
+	assert_int_equal(v, 12LL * 3600);
+	assert_int_equal(parse_span_s("90m", 0, 3650LL * 86400, &v), 0);
+	assert_int_equal(v, 5400);
+	assert_int_equal(parse_span_s("0s", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(parse_span_s("0s", 1, 10, &v), -1);
+	assert_int_equal(parse_span_s("11s", 1, 10, &v), -1);
+	v = 42;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse_span_s(bad[i], 0, 3650LL * 86400, &v), -1);
+		assert_int_equal(v, 42);
+	}
+}
+
+static void
 test_parse_ll_reject(void **state)
 {
 	static const char *const syntax[] = { "", " 1", "1 ", "\t1", "1\n", "1x", "x1", "0x10",
@@ -375,6 +400,7 @@ main(void)
 		cmocka_unit_test(test_iso8601_reject),
 		cmocka_unit_test(test_parse_ll_ok),
 		cmocka_unit_test(test_parse_ll_reject),
+		cmocka_unit_test(test_parse_span),
 		cmocka_unit_test(test_strlcpy_chk),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_utf8),
