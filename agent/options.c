@@ -152,6 +152,25 @@ options_load(struct agent_options *o, size_t n, const char *config_path,
 			return -1;
 		}
 	}
+	/*
+	 * The updater that starts us names where it keeps our renewed identity
+	 * and the CRL; the configuration file and the command line still win.
+	 */
+	{
+		static const char *const from_env[][2] = {
+			{ "tls_dir", OPTIONS_ENV_TLS_DIR },
+			{ "crl", OPTIONS_ENV_CRL },
+		};
+		for (size_t i = 0; i < ARRAY_LEN(from_env); i++) {
+			const char *v = getenv(from_env[i][1]);
+			int is_set = strcmp(from_env[i][0], "tls_dir") == 0 ? o->cfg.tls_dir != NULL
+									     : o->cfg.crl != NULL;
+			if (v != NULL && *v != '\0' && !is_set &&
+			    config_set(agent_table, n, &o->cfg, from_env[i][0], v, NULL, e) != 0) {
+				return -1;
+			}
+		}
+	}
 	for (size_t i = 0; i < nov; i++) {
 		if ((ov[i].name != NULL ?
 		    config_set(agent_table, n, &o->cfg, ov[i].name, ov[i].value, NULL, e) :

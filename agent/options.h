@@ -12,6 +12,9 @@
 #include "common/util.h"
 
 #define AGENT_DEFAULT_LISTEN "0.0.0.0:8765"
+/* Set by the updater when it starts the agent; tls_dir / crl when the config has none. */
+#define OPTIONS_ENV_TLS_DIR "TANDEM_AGENT_TLS_DIR"
+#define OPTIONS_ENV_CRL "TANDEM_AGENT_CRL"
 
 /* Every member is filled by the option table (see options.c for keys). */
 struct agent_config {

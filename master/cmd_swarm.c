@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "master/cli.h"
 #include "master/cmd_rollout.h"
@@ -26,6 +27,7 @@
 #include "master/release_sign.h"
 #include "master/swarm_enroll.h"
 #include "master/swarm_push.h"
+#include "master/swarm_renew.h"
 #include "master/swarm_result.h"
 #include "pki/pki.h"
 
@@ -74,6 +76,10 @@ host_json(const struct reg_host *h)
 	    json_add_str(o, "agent_fingerprint", h->agent_fp) != 0 ||
 	    json_add_str(o, "updater_fingerprint", h->updater_fp[0] != '\0' ? h->updater_fp
 									    : NULL) != 0 ||
+	    json_add_str(o, "agent_fingerprint_next",
+		h->agent_fp_next[0] != '\0' ? h->agent_fp_next : NULL) != 0 ||
+	    json_add_str(o, "updater_fingerprint_next",
+		h->updater_fp_next[0] != '\0' ? h->updater_fp_next : NULL) != 0 ||
 	    json_add_str(o, "notes", h->notes) != 0 ||
 	    json_add_str(o, "enrolled_at", enrolled) != 0 ||
 	    json_add_str(o, "decommissioned_at", h->decommissioned_at != 0 ? decom : NULL) != 0 ||
@@ -1614,13 +1620,12 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
 }
 
 /*
- * The keyring push's jobs: every host --host/--all names (a keyring push
- * touches no release and keeps a table of its hosts; the registry is read
- * in pages).
+ * The jobs of a command that touches no release (keyring push, renew, crl
+ * push): every host --host/--all names, the registry read in pages.
  */
 static int
-keyring_jobs(struct swarm_ctx *c, const struct simple_args *sa, struct swarm_job **jobs,
-    size_t *n)
+selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, enum swarm_job_kind kind,
+    struct swarm_job **jobs, size_t *n)
 {
 	struct swarm_update_args a;
 	struct selector sel;
@@ -1658,7 +1663,7 @@ keyring_jobs(struct swarm_ctx *c, const struct simple_args *sa, struct swarm_job
 			}
 			memset(&out[count], 0, sizeof(out[count]));
 			out[count].host = page[i];
-			out[count].kind = SWARM_JOB_KEYRING;
+			out[count].kind = kind;
 			count++;
 		}
 	} while (got > 0);
@@ -1712,7 +1717,7 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
 	c.quiet = a.json;
-	if (keyring_jobs(&c, &a, &jobs, &n) != 0) {
+	if (selected_jobs(&c, &a, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
 		goto out;
 	}
 	memset(&po, 0, sizeof(po));
@@ -1737,6 +1742,208 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------- renew */
+
+static int
+renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
+{
+	static const char *const heads[] = { "HOST", "CERT", "RESULT", "NOT-AFTER", "FINGERPRINT",
+		"DETAIL" };
+	static const char *const which[2] = { "updater", "agent" };
+	struct swarm_table *t;
+	cJSON *obj, *arr, *h, *cs;
+
+	if (json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+		if (arr == NULL || json_add_bool(obj, "ok", ok) != 0) {
+			cJSON_Delete(obj);
+			return print_json(NULL);
+		}
+		for (size_t i = 0; i < n; i++) {
+			h = cJSON_CreateObject();
+			if (h == NULL || !cJSON_AddItemToArray(arr, h) ||
+			    json_add_str(h, "host", res[i].host) != 0) {
+				cJSON_Delete(obj);
+				return print_json(NULL);
+			}
+			for (int w = 0; w < 2; w++) {
+				const struct swarm_renew_cert *c = &res[i].cert[w];
+				cs = json_add_object(h, which[w]);
+				if (cs == NULL || json_add_str(cs, "result", c->result) != 0 ||
+				    json_add_str(cs, "old_fingerprint", c->old_fp) != 0 ||
+				    json_add_str(cs, "new_fingerprint", c->new_fp) != 0 ||
+				    json_add_str(cs, "old_not_after", c->old_not_after) != 0 ||
+				    json_add_str(cs, "new_not_after", c->new_not_after) != 0 ||
+				    json_add_str(cs, "error", c->error) != 0) {
+					cJSON_Delete(obj);
+					return print_json(NULL);
+				}
+			}
+		}
+		return print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	t = swarm_table_new(ARRAY_LEN(heads), heads);
+	for (size_t i = 0; t != NULL && i < n; i++) {
+		for (int w = 0; w < 2; w++) {
+			const struct swarm_renew_cert *c = &res[i].cert[w];
+			const char *cells[ARRAY_LEN(heads)];
+			char na[80], fp[40];
+			int renewed = strcmp(c->result, "renewed") == 0;
+
+			(void)snprintf(na, sizeof(na), "%s%s%s", c->old_not_after,
+			    renewed ? " -> " : "", renewed ? c->new_not_after : "");
+			(void)snprintf(fp, sizeof(fp), "%.12s", renewed ? c->new_fp : c->old_fp);
+			cells[0] = res[i].host;
+			cells[1] = which[w];
+			cells[2] = c->result;
+			cells[3] = na;
+			cells[4] = fp;
+			cells[5] = c->error;
+			if (swarm_table_add(t, cells) != 0) {
+				swarm_table_free(t);
+				t = NULL;
+			}
+		}
+	}
+	if (t == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	swarm_table_print(t, stdout);
+	swarm_table_free(t);
+	return fflush(stdout) == 0 && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+static int
+swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "before", required_argument, NULL, 'b' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "days", required_argument, NULL, 'd' },
+		{ "test-validity", required_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct swarm_renew_opts o;
+	struct simple_args sa;
+	struct swarm_ctx c;
+	struct swarm_job *jobs = NULL;
+	struct swarm_renew_host *res = NULL;
+	const char **hosts = NULL;
+	size_t n_hosts = 0, n = 0;
+	long long days;
+	char err[1024];
+	int ch, all = 0, json = 0, ok = 1, ctx_open = 0, rc = CLI_EXIT_FAIL;
+
+	memset(&o, 0, sizeof(o));
+	memset(&sa, 0, sizeof(sa));
+	o.before_s = (long long)SWARM_RENEW_DEFAULT_BEFORE_DAYS * 86400;
+	hosts = calloc((size_t)argc + 1, sizeof(*hosts));
+	if (hosts == NULL) {
+		log_warnx("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":hH:a", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'H':
+			if (*optarg == '\0') {
+				rc = cli_usage_error(GROUP, self, "--host needs a name");
+				goto out;
+			}
+			hosts[n_hosts++] = optarg;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		case 'b':
+			if (parse_span_s(optarg, 0, 3650LL * 86400, &o.before_s) != 0) {
+				rc = cli_usage_error(GROUP, self,
+				    "--before '%s': expected Nd, Nh, Nm or Ns", optarg);
+				goto out;
+			}
+			break;
+		case 'f':
+			o.force = 1;
+			break;
+		case 'd':
+			if (parse_ll(optarg, 1, PKI_MAX_DAYS, &days) != 0) {
+				rc = cli_usage_error(GROUP, self,
+				    "--days '%s': expected a whole number of days in 1..%d", optarg,
+				    PKI_MAX_DAYS);
+				goto out;
+			}
+			o.days = (int)days;
+			break;
+		case 'T':
+			/* Certificates that expire in minutes, for the renewal tests only. */
+			if (!testhook_enabled()) {
+				rc = cli_usage_error(GROUP, self,
+				    "--test-validity exists only in test builds");
+				goto out;
+			}
+			if (parse_ll(optarg, 60, 86400, &o.test_valid_s) != 0) {
+				rc = cli_usage_error(GROUP, self, "--test-validity: 60..86400 s");
+				goto out;
+			}
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			rc = cli_help(GROUP, self);
+			goto out;
+		default:
+			rc = cli_getopt_error(GROUP, self, ch, argv, optind);
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		rc = cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if (!all && n_hosts == 0) {
+		rc = cli_usage_error(GROUP, self, "--host NAME or --all is required");
+		goto out;
+	}
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
+		log_warnx("swarm renew: %s", err);
+		goto out;
+	}
+	ctx_open = 1;
+	c.timeout_ms = 60000;
+	sa.hosts = hosts;
+	sa.n_hosts = n_hosts;
+	sa.all = all;
+	if (selected_jobs(&c, &sa, SWARM_JOB_STATUS, &jobs, &n) != 0) {
+		goto out;
+	}
+	res = calloc(n, sizeof(*res));
+	if (res == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	/* One host after the other: a renewal is a few small requests per host. */
+	for (size_t i = 0; i < n; i++) {
+		if (swarm_renew_host(&c, &jobs[i].host, &o, &res[i]) != 0) {
+			ok = 0;
+		}
+	}
+	rc = renew_report(res, n, json, ok);
+out:
+	if (ctx_open) {
+		swarm_ctx_close(&c);
+	}
+	free(res);
+	free(jobs);
+	free(hosts);
+	return rc;
+}
 
 static const struct cli_cmd swarm_cmds[] = {
 	{ "enroll", "issue a host's certificates, write its bundle, register it",
@@ -1823,6 +2030,29 @@ static const struct cli_cmd swarm_cmds[] = {
 	{ "target", "record the release hosts should run", cmd_target_usage, swarm_cmd_target },
 	{ "converge", "update exactly the hosts that differ from their target",
 	    cmd_converge_usage, swarm_cmd_converge },
+	{ "renew", "renew hosts' certificates online (the keys stay on the hosts)",
+	    " (--host NAME ... | --all) [--before SPAN] [--force] [--days N] [--json]\n"
+	    "\n"
+	    "For each host, the updater's certificate and then the agent's, when it\n"
+	    "expires within SPAN (default 30d; Nd, Nh, Nm or Ns) or with --force:\n"
+	    "the host makes a new key and a CSR (POST /cert/csr); the CA signs the key\n"
+	    "with the host's name, role and address from the registry; the registry\n"
+	    "accepts the old and the new certificate; the host installs the new pair\n"
+	    "atomically and uses it at once (POST /cert/install: the updater serves\n"
+	    "new connections with it, the agent reloads on SIGHUP); a handshake pinned\n"
+	    "to the new certificate alone must succeed; then the host drops the old\n"
+	    "pair (POST /cert/confirm) and the registry the old pin. A renewal cut\n"
+	    "short leaves both pins accepted; run it again to finish.\n"
+	    "\n"
+	    "  --host NAME        a host (repeatable)\n"
+	    "  --all              every host in service\n"
+	    "  --before SPAN      renew what expires within SPAN (default 30d)\n"
+	    "  --force            renew whatever the expiry\n"
+	    "  --days N           validity of the new certificates (default 397)\n"
+	    "  --json             one JSON object on stdout\n"
+	    "\n"
+	    "Exit status: 0 nothing failed, 1 otherwise, 2 usage error.\n",
+	    swarm_cmd_renew },
 	{ "releases", "list a host's installed releases", " --host NAME [--json]\n",
 	    swarm_cmd_releases },
 	{ "history", "a host's operation history (updater) and push log (registry)",

@@ -1337,7 +1337,7 @@ registry_hosts_select(struct registry *reg, const struct selector *sel, int64_t 
 	*n = 0;
 	pthread_mutex_lock(&reg->lock);
 	/* In id order, so the caller pages with CURSOR; names and labels are matched here. */
-	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_COLUMNS ", id FROM hosts"
+	if (sqlite3_prepare_v2(reg->db, "SELECT " HOST_SELECT ", id FROM hosts"
 	    " WHERE decommissioned_at IS NULL AND id > ? ORDER BY id", -1, &st,
 	    NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, (sqlite3_int64)*cursor) != SQLITE_OK) {
@@ -1345,7 +1345,7 @@ registry_hosts_select(struct registry *reg, const struct selector *sel, int64_t 
 		goto out;
 	}
 	while (count < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
-		sqlite3_int64 id = sqlite3_column_int64(st, 9);
+		sqlite3_int64 id = sqlite3_column_int64(st, 11);
 
 		row_to_host(st, &out[count]);
 		*cursor = (int64_t)id;

@@ -237,21 +237,21 @@ out:
 	return rc;
 }
 
-/* The identity of DIR/current/cert.pem into OUT; 1 when there is no current. */
+/* The identity of DIR/LINK/cert.pem into OUT; 1 when there is no LINK. */
 static int
-hc_current(const char *dir, const char *master_cn, struct hostcert_installed *out,
-    struct err *e)
+hc_link_identity(const char *dir, const char *link, const char *master_cn,
+    struct hostcert_installed *out, struct err *e)
 {
 	char target[64], path[PATH_MAX], ebuf[256];
 	struct tls_identity id;
 
-	if (hc_link(dir, TRUST_CURRENT, target, sizeof(target), e) != 0) {
+	if (hc_link(dir, link, target, sizeof(target), e) != 0) {
 		return -1;
 	}
 	if (target[0] == '\0') {
 		return 1;
 	}
-	if (hc_path(path, sizeof(path), dir, TRUST_CURRENT, TRUST_CERT_FILE, e) != 0) {
+	if (hc_path(path, sizeof(path), dir, link, TRUST_CERT_FILE, e) != 0) {
 		return -1;
 	}
 	if (tls_identity_from_file(path, master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
@@ -262,6 +262,33 @@ hc_current(const char *dir, const char *master_cn, struct hostcert_installed *ou
 	snprintf(out->serial, sizeof(out->serial), "%s", id.serial);
 	out->not_after = id.not_after;
 	return 0;
+}
+
+static int
+hc_current(const char *dir, const char *master_cn, struct hostcert_installed *out,
+    struct err *e)
+{
+	return hc_link_identity(dir, TRUST_CURRENT, master_cn, out, e);
+}
+
+int
+hostcert_in_force(const char *dir, const char *master_cn, struct hostcert_installed *cur,
+    struct hostcert_installed *prev, struct err *e)
+{
+	int rc_cur, rc_prev;
+
+	memset(cur, 0, sizeof(*cur));
+	memset(prev, 0, sizeof(*prev));
+	rc_cur = hc_link_identity(dir, TRUST_CURRENT, master_cn, cur, e);
+	if (rc_cur < 0) {
+		return -1;
+	}
+	rc_prev = hc_link_identity(dir, HOSTCERT_PREVIOUS, master_cn, prev, e);
+	if (rc_prev < 0) {
+		return -1;
+	}
+	return (rc_cur == 0 ? HOSTCERT_HAVE_CURRENT : 0) |
+	       (rc_prev == 0 ? HOSTCERT_HAVE_PREVIOUS : 0);
 }
 
 /* 0 when CERT (PEM) is the certificate DIR/current holds; OUT describes it. */

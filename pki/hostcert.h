@@ -61,6 +61,16 @@ int hostcert_install(const char *dir, const unsigned char *cert, size_t len, con
     const char *expect_cn, const char *master_cn, struct hostcert_installed *out,
     struct err *e) WUR;
 
+/*
+ * What DIR holds in force: CUR (current) and PREV (previous), zeroed when
+ * absent. Returns HOSTCERT_HAVE_* bits, or -1 with E (a link whose
+ * certificate does not read).
+ */
+#define HOSTCERT_HAVE_CURRENT 1
+#define HOSTCERT_HAVE_PREVIOUS 2
+int hostcert_in_force(const char *dir, const char *master_cn, struct hostcert_installed *cur,
+    struct hostcert_installed *prev, struct err *e) WUR;
+
 /* Drop the previous pair and older generations: the new one has been used. */
 int hostcert_confirm(const char *dir, struct err *e) WUR;
 

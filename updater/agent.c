@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +34,13 @@ struct agent {
 	char probe_host[256];
 	char probe_port[16];
 	char boot_id[40];
-	struct tls_ctx *cli_tls;
 	struct supervisor *sv;
 
 	pthread_mutex_t mu;     /* protects what follows */
+	struct tls_ctx *probe_tls;            /* a reference; replaced by agent_set_tls */
+	char pin[TLS_MAX_PINS * (TLS_FP_HEX_LEN + 1)]; /* the probe's pins ("" none) */
+	char env_tls[PATH_MAX + 32];          /* TANDEM_AGENT_TLS_DIR=... ("" none) */
+	char env_crl[PATH_MAX + 32];          /* TANDEM_AGENT_CRL=... ("" none) */
 	uint64_t out_gen;       /* the start whose output begins at out_mark */
 	off_t out_mark;
 	int64_t started_at;     /* when start out_gen began (the probe's deadline counts from it) */
@@ -93,7 +97,8 @@ agent_new(const struct updater_config *cfg, const char *root, struct tls_ctx *cl
 	}
 	pthread_mutex_init(&ag->mu, NULL);
 	ag->cfg = cfg;
-	ag->cli_tls = cli_tls;
+	ag->probe_tls = tls_ctx_ref(cli_tls);
+	(void)snprintf(ag->pin, sizeof(ag->pin), "%s", cfg->agent_pin);
 	if (strlcpy_chk(ag->root, root, sizeof(ag->root)) != 0) {
 		err_set(e, ERR_CONFIG, "install dir path too long");
 		goto fail;
@@ -154,8 +159,55 @@ agent_free(struct agent *ag, int stop)
 		}
 		supervisor_free(ag->sv);
 	}
+	tls_ctx_free(ag->probe_tls);
 	pthread_mutex_destroy(&ag->mu);
 	free(ag);
+}
+
+void
+agent_set_tls(struct agent *ag, struct tls_ctx *cli_tls)
+{
+	struct tls_ctx *old;
+
+	tls_ctx_ref(cli_tls);
+	pthread_mutex_lock(&ag->mu);
+	old = ag->probe_tls;
+	ag->probe_tls = cli_tls;
+	pthread_mutex_unlock(&ag->mu);
+	tls_ctx_free(old);
+}
+
+void
+agent_set_pin(struct agent *ag, const char *pins)
+{
+	pthread_mutex_lock(&ag->mu);
+	(void)snprintf(ag->pin, sizeof(ag->pin), "%s", pins != NULL ? pins : "");
+	pthread_mutex_unlock(&ag->mu);
+}
+
+void
+agent_set_tls_env(struct agent *ag, const char *tls_dir, const char *crl)
+{
+	pthread_mutex_lock(&ag->mu);
+	(void)snprintf(ag->env_tls, sizeof(ag->env_tls), "TANDEM_AGENT_TLS_DIR=%s", tls_dir);
+	(void)snprintf(ag->env_crl, sizeof(ag->env_crl), "TANDEM_AGENT_CRL=%s", crl);
+	pthread_mutex_unlock(&ag->mu);
+}
+
+int
+agent_reload(struct agent *ag)
+{
+	struct supervisor_status st;
+
+	supervisor_status(ag->sv, &st);
+	if (st.pid <= 0) {
+		return 0; /* nothing runs: the next start reads the new files */
+	}
+	if (kill(st.pid, SIGHUP) != 0) {
+		log_warn("SIGHUP to the agent (pid %d)", (int)st.pid);
+		return -1;
+	}
+	return 1;
 }
 
 /* The active release's manifest (entrypoint checked on disk). */
@@ -194,10 +246,22 @@ agent_set_spec(struct agent *ag, struct err *e)
 	struct release_manifest m;
 	char prog[PATH_MAX];
 	const char *argv[4];
+	const char *env[3] = { NULL, NULL, NULL };
+	char env_tls[PATH_MAX + 32], env_crl[PATH_MAX + 32];
 	struct proc_spec spec;
 
 	if (agent_manifest(ag, &m, e) != 0 || agent_program(ag, &m, prog, sizeof(prog), e) != 0) {
 		return -1;
+	}
+	/* Where a renewed identity and the CRL are: an agent that does not know
+	 * these variables ignores them (an older release still starts). */
+	pthread_mutex_lock(&ag->mu);
+	(void)snprintf(env_tls, sizeof(env_tls), "%s", ag->env_tls);
+	(void)snprintf(env_crl, sizeof(env_crl), "%s", ag->env_crl);
+	pthread_mutex_unlock(&ag->mu);
+	if (env_tls[0] != '\0') {
+		env[0] = env_tls;
+		env[1] = env_crl;
 	}
 	argv[0] = prog;
 	argv[1] = "--config";
@@ -205,6 +269,7 @@ agent_set_spec(struct agent *ag, struct err *e)
 	argv[3] = NULL;
 	proc_spec_init(&spec);
 	spec.argv = argv;
+	spec.env_add = env[0] != NULL ? env : NULL;
 	spec.cwd = ag->root;
 	spec.log_path = ag->log_path;
 	if (ag->cfg->run_as_user[0] != '\0') {
@@ -291,6 +356,8 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	struct supervisor_watch w = { ag->sv, gen };
 	char what[AGENT_LAST_PROBE_MAX];
 	int64_t spent = 0;
+	char pin[TLS_MAX_PINS * (TLS_FP_HEX_LEN + 1)];
+	struct tls_ctx *tls;
 	int rc;
 
 	pthread_mutex_lock(&ag->mu);
@@ -300,10 +367,14 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	pthread_mutex_unlock(&ag->mu);
 
 	probe_opts_init(&o);
-	o.tls = ag->cli_tls;
+	pthread_mutex_lock(&ag->mu);
+	tls = tls_ctx_ref(ag->probe_tls);
+	(void)snprintf(pin, sizeof(pin), "%s", ag->pin);
+	pthread_mutex_unlock(&ag->mu);
+	o.tls = tls;
 	o.host = ag->probe_host;
 	o.port = ag->probe_port;
-	o.pin_fp = cfg->agent_pin;
+	o.pin_fp = pin;
 	o.expect_version = ri->version;
 	o.expect_sha256 = ri->sha256;
 	o.first_interval_ms = (int)cfg->probe_first_interval_ms;
@@ -317,6 +388,7 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	o.alive = supervisor_watch_alive;
 	o.alive_arg = &w;
 	rc = probe_run(&o, &res);
+	tls_ctx_free(tls);
 	if (rc == 0) {
 		(void)snprintf(what, sizeof(what), "passed for %s (%.64s) in %lld ms", ri->id,
 		    ri->version, (long long)res.elapsed_ms);

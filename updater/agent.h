@@ -56,6 +56,19 @@ void agent_resume(struct agent *ag, int have_active);
 /* The engine's view of the agent (stop, start, probe, output). */
 void agent_install_ops(struct agent *ag, struct install_agent *ops);
 
+/*
+ * Certificate renewal (updater/renew): the client context the probe uses
+ * from now on (a reference is taken), the probe's pins (tls_pin_match()
+ * syntax: during a rollover the old and the new certificate), and the
+ * agent's renewed identity directory and CRL, passed to every start as
+ * TANDEM_AGENT_TLS_DIR / TANDEM_AGENT_CRL.
+ */
+void agent_set_tls(struct agent *ag, struct tls_ctx *cli_tls);
+void agent_set_pin(struct agent *ag, const char *pins);
+void agent_set_tls_env(struct agent *ag, const char *tls_dir, const char *crl);
+/* SIGHUP to the running agent (it reloads identity and CRL): 1 sent, 0 none runs, -1. */
+int agent_reload(struct agent *ag);
+
 /* 1 while the agent is crash-looping (/health "degraded"). */
 int agent_crash_looping(struct agent *ag);
 

@@ -15,6 +15,7 @@
 #include "updater/agent.h"
 #include "updater/handover.h"
 #include "updater/install.h"
+#include "updater/renew.h"
 #include "updater/selfupdate.h"
 
 #define API_RETRY_AFTER "5"
@@ -28,6 +29,7 @@ struct api {
 	struct httpd *httpd;
 	struct agent *agent;
 	struct install *in;
+	struct renew *rw;             /* certificate renewal and the CRL */
 	struct httpd_route *routes;
 	int listen_fd;                /* from tandem-launcher, else -1 */
 	const char *launcher_config;  /* from tandem-launcher, else NULL */
@@ -163,21 +165,13 @@ api_refuse(struct httpd_req *r, enum install_kind ikind, const struct err *e, co
 
 /* ---- checks every master route shares ---- */
 
-/* With master_fingerprints configured, only those masters. */
+/* With master_fingerprints configured, only those masters (updater/renew decides). */
 static int
 api_authorise(struct api *a, struct httpd_req *r, struct err *e)
 {
 	const struct tls_identity *id = httpd_req_identity(r);
 
-	if (a->cfg->master_fingerprints[0] == NULL) {
-		return 0;
-	}
-	for (char **fp = a->cfg->master_fingerprints; *fp != NULL; fp++) {
-		if (id != NULL && strcasecmp(*fp, id->fingerprint) == 0) {
-			return 0;
-		}
-	}
-	return err_set(e, ERR_FORBIDDEN, "master certificate is not pinned on this updater");
+	return renew_master_allowed(a->rw, id != NULL ? id->fingerprint : NULL, e);
 }
 
 /*
@@ -565,7 +559,8 @@ health_end(struct httpd_req *r, void *arg)
 		goto fail;
 	}
 	if (json_add_bool(o, "both_bad", st.both_bad) != 0 || agent_health_json(a->agent, o) != 0 ||
-	    api_health_self(a, o) != 0 || api_health_trust(a, o) != 0) {
+	    api_health_self(a, o) != 0 || api_health_trust(a, o) != 0 ||
+	    renew_health_json(a->rw, o) != 0) {
 		goto fail;
 	}
 	if (st.busy) {
@@ -627,13 +622,67 @@ history_end(struct httpd_req *r, void *arg)
 
 /* ---- lifecycle ---- */
 
+/* Server and client contexts from the identity in force (renewed, else configured). */
+static int
+api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct err *e)
+{
+	const struct updater_config *cfg = a->cfg;
+	struct tls_opts to;
+	char cert[PATH_MAX], key[PATH_MAX], msg[512];
+
+	*srv = NULL;
+	*cli = NULL;
+	if (renew_self_paths(a->rw, cert, key, e) != 0) {
+		return -1;
+	}
+	tls_opts_init(&to);
+	to.ca_file = cfg->ca;
+	to.cert_file = cert;
+	to.key_file = key;
+	to.master_cn = cfg->master_cn;
+	if (tls_server_new(&to, srv, msg, sizeof(msg)) != 0 ||
+	    tls_client_new(&to, cli, msg, sizeof(msg)) != 0) {
+		tls_ctx_free(*srv);
+		*srv = NULL;
+		return err_set(e, ERR_CONFIG, "%s", msg);
+	}
+	return 0;
+}
+
+/*
+ * A renewed identity is in place: new connections (served and the probe's)
+ * use it; connections under way keep the context they hold a reference to.
+ */
+static int
+api_reload_self(void *arg, struct err *e)
+{
+	struct api *a = arg;
+	struct tls_ctx *srv, *cli, *old_srv, *old_cli;
+
+	if (api_tls_new(a, &srv, &cli, e) != 0) {
+		return -1;
+	}
+	if (a->httpd != NULL) {
+		httpd_set_tls(a->httpd, srv);
+	}
+	agent_set_tls(a->agent, cli);
+	old_srv = a->srv_tls;
+	old_cli = a->cli_tls;
+	a->srv_tls = srv;
+	a->cli_tls = cli;
+	tls_ctx_free(old_srv);
+	tls_ctx_free(old_cli);
+	log_info("serving with the renewed certificate %s", tls_ctx_own_fingerprint(srv));
+	return 0;
+}
+
 int
 api_new(const struct updater_config *cfg, struct api **out, struct err *e)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	struct install_deps deps;
-	struct tls_opts to;
-	char msg[512], recovered[512];
+	struct renew_hooks hooks;
+	char recovered[512];
 
 	if (a == NULL) {
 		return err_set(e, ERR_NOMEM, "out of memory");
@@ -641,19 +690,15 @@ api_new(const struct updater_config *cfg, struct api **out, struct err *e)
 	a->cfg = cfg;
 	a->listen_fd = selfupdate_listen_fd();
 	a->launcher_config = getenv(SELFUPDATE_ENV_CONFIG);
-	tls_opts_init(&to);
-	to.ca_file = cfg->ca;
-	to.cert_file = cfg->cert;
-	to.key_file = cfg->key;
-	to.master_cn = cfg->master_cn;
-	if (tls_server_new(&to, &a->srv_tls, msg, sizeof(msg)) != 0 ||
-	    tls_client_new(&to, &a->cli_tls, msg, sizeof(msg)) != 0) {
-		err_set(e, ERR_CONFIG, "%s", msg);
+	if (renew_new(cfg, &a->rw, e) != 0 || api_tls_new(a, &a->srv_tls, &a->cli_tls, e) != 0) {
 		goto fail;
 	}
 	if (agent_new(cfg, cfg->install_dir, a->cli_tls, &a->agent, e) != 0) {
 		goto fail;
 	}
+	hooks.reload_self = api_reload_self;
+	hooks.arg = a;
+	renew_attach(a->rw, a->agent, &hooks);
 	install_deps_init(&deps);
 	agent_install_ops(a->agent, &deps.agent);
 	deps.launcher_config = a->launcher_config;
@@ -696,17 +741,21 @@ api_start(struct api *a, const char *seed, struct err *e)
 		    .on_begin = kr_begin, .on_data = kr_data, .on_end = kr_end,
 		    .on_cleanup = kr_cleanup, .arg = a },
 	};
+	const struct httpd_route *cert_routes;
+	size_t n_cert;
 	struct install_outcome oc;
 	struct httpd_opts ho;
 	char msg[512];
 	int have_active;
 
 	selfupdate_test_kind();
-	a->routes = malloc(sizeof(routes));
+	cert_routes = renew_routes(a->rw, &n_cert);
+	a->routes = malloc(sizeof(routes) + n_cert * sizeof(routes[0]));
 	if (a->routes == NULL) {
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
 	memcpy(a->routes, routes, sizeof(routes));
+	memcpy(a->routes + ARRAY_LEN(routes), cert_routes, n_cert * sizeof(routes[0]));
 	have_active = install_active(a->in, NULL);
 	if (seed != NULL && !have_active) {
 		/* The seeded agent runs and passed its probe: nothing to adopt or start. */
@@ -724,7 +773,7 @@ api_start(struct api *a, const char *seed, struct err *e)
 	ho.listen_fd = a->listen_fd;
 	ho.tls = a->srv_tls;
 	ho.routes = a->routes;
-	ho.nroutes = ARRAY_LEN(routes);
+	ho.nroutes = ARRAY_LEN(routes) + n_cert;
 	ho.name = "updater";
 	ho.error_style = HTTPD_ERRORS_UPDATER;
 	ho.max_conns = (unsigned)cfg->max_conns;
@@ -763,6 +812,7 @@ api_free(struct api *a, int grace_ms)
 		agent_free(a->agent, stop);
 	}
 	install_free(a->in);
+	renew_free(a->rw);
 	tls_ctx_free(a->srv_tls);
 	tls_ctx_free(a->cli_tls);
 	free(a->routes);

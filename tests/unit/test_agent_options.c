@@ -156,6 +156,47 @@ test_config_file_precedence(void **state)
 	options_free(&o);
 }
 
+/* The updater names the renewed identity and the CRL in the environment; config and flags win. */
+static void
+test_env_tls_dir_and_crl(void **state)
+{
+	struct agent_options o;
+	char err[512];
+	char conf[128];
+	const char *conf2;
+
+	snprintf(conf, sizeof(conf), "%s", write_conf("env.conf", "ca = /pki/ca.crt\n"
+								   "cert = /pki/host1.crt\n"
+								   "key = /pki/host1.key\n"));
+	conf2 = write_conf("env2.conf", "ca = /pki/ca.crt\n"
+						   "cert = /pki/host1.crt\n"
+						   "key = /pki/host1.key\n"
+						   "tls_dir = /etc/own\n");
+
+	(void)state;
+	assert_int_equal(setenv(OPTIONS_ENV_TLS_DIR, "/state/tls/agent", 1), 0);
+	assert_int_equal(setenv(OPTIONS_ENV_CRL, "/state/crl.der", 1), 0);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(PARSE(&o, err, "--config", conf), 0);
+	assert_string_equal(o.cfg.tls_dir, "/state/tls/agent");
+	assert_string_equal(o.cfg.crl, "/state/crl.der");
+	options_free(&o);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(PARSE(&o, err, "--config", conf2, "-o", "crl=/flag.crl"), 0);
+	assert_string_equal(o.cfg.tls_dir, "/etc/own");
+	assert_string_equal(o.cfg.crl, "/flag.crl");
+	options_free(&o);
+	/* Empty means unset. */
+	assert_int_equal(setenv(OPTIONS_ENV_TLS_DIR, "", 1), 0);
+	assert_int_equal(unsetenv(OPTIONS_ENV_CRL), 0);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(PARSE(&o, err, "--config", conf), 0);
+	assert_null(o.cfg.tls_dir);
+	assert_null(o.cfg.crl);
+	options_free(&o);
+	assert_int_equal(unsetenv(OPTIONS_ENV_TLS_DIR), 0);
+}
+
 static void
 test_config_errors(void **state)
 {
@@ -301,6 +342,7 @@ main(void)
 		cmocka_unit_test(test_required_and_actions),
 		cmocka_unit_test(test_ready_fd),
 		cmocka_unit_test(test_usage),
+		cmocka_unit_test_setup_teardown(test_env_tls_dir_and_crl, setup, teardown),
 	};
 
 	log_init("test_agent_options", LOG_LVL_WARN);

@@ -162,14 +162,19 @@ static void
 test_two_renewals_and_confirm(void **state)
 {
 	struct fx *f = *state;
-	struct hostcert_installed g1, g2;
+	struct hostcert_installed g1, g2, cur, prev;
 	struct err e = ERR_INIT;
 	char fp[TLS_FP_HEX_LEN + 1];
 	int renewed;
 
 	in_force(f, fp, &renewed);
 	assert_false(renewed);
+	assert_int_equal(hostcert_in_force(f->tls, NULL, &cur, &prev, &e), 0);
 	renew(f, &g1);
+	assert_int_equal(hostcert_in_force(f->tls, NULL, &cur, &prev, &e), HOSTCERT_HAVE_CURRENT);
+	assert_string_equal(cur.fingerprint, g1.fingerprint);
+	assert_int_equal(cur.gen, 1);
+	assert_string_equal(prev.fingerprint, "");
 	assert_int_equal(g1.gen, 1);
 	in_force(f, fp, &renewed);
 	assert_true(renewed);
@@ -181,7 +186,12 @@ test_two_renewals_and_confirm(void **state)
 	in_force(f, fp, &renewed);
 	assert_string_equal(fp, g2.fingerprint);
 	assert_true(exists(f, "previous") && exists(f, "gen-1"));
+	assert_int_equal(hostcert_in_force(f->tls, NULL, &cur, &prev, &e),
+	    HOSTCERT_HAVE_CURRENT | HOSTCERT_HAVE_PREVIOUS);
+	assert_string_equal(cur.fingerprint, g2.fingerprint);
+	assert_string_equal(prev.fingerprint, g1.fingerprint);
 	assert_int_equal(hostcert_confirm(f->tls, &e), 0);
+	assert_int_equal(hostcert_in_force(f->tls, NULL, &cur, &prev, &e), HOSTCERT_HAVE_CURRENT);
 	assert_false(exists(f, "previous") || exists(f, "gen-1"));
 	assert_true(exists(f, "gen-2"));
 	in_force(f, fp, &renewed);

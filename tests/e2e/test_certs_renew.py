@@ -1,0 +1,191 @@
+"""Online certificate renewal: `tandem swarm renew` against real updaters and
+agents. The host makes the key and the CSR, the master signs it with the
+registry's names, the host switches atomically; the registry's pins roll
+over; pushes keep working; a crash of the updater at any step of installing
+a renewed certificate leaves a host the master still talks to."""
+
+import json
+import os
+import ssl
+import socket
+
+import pytest
+
+from conftest import wait_until
+from swarm_util import Fleet, make_release
+
+
+@pytest.fixture(scope="module")
+def releases(build_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("renew-releases"))
+    return {"v1": make_release(build_dir, "1.0.0", out),
+            "v2": make_release(build_dir, "2.0.0", out)}
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    f = Fleet(tmp_path / "fleet")
+    yield f
+    f.stop_all()
+
+
+def host_row(fleet, name):
+    return [h for h in fleet.json("swarm", "list")["hosts"] if h["name"] == name][0]
+
+
+def served_fp(port):
+    """SHA-256 of the certificate the server on PORT presents (no client cert:
+    the handshake fails after the server's certificate, which is all we need)."""
+    import hashlib
+    import subprocess
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-showcerts"], input="", capture_output=True, text=True, timeout=30)
+    pem = r.stdout[r.stdout.index("-----BEGIN CERTIFICATE-----"):
+                   r.stdout.index("-----END CERTIFICATE-----") + 25]
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def renew(fleet, *args, check=0):
+    return fleet.json("swarm", "renew", *args, check=check)
+
+
+def test_renew_rolls_certificates_pins_and_keeps_pushing(fleet, releases):
+    fleet.enroll("web1")
+    fleet.start("web1")
+    agent_port, updater_port = fleet.ports["web1"]
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+    before = host_row(fleet, "web1")
+
+    # Nothing expires within 30 days: nothing to do.
+    doc = renew(fleet, "--host", "web1")
+    assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["current"] * 2
+
+    # Certificates that expire in two minutes (test builds only).
+    doc = renew(fleet, "--host", "web1", "--force", "--test-validity", "120")
+    assert doc["ok"] is True, doc
+    h = doc["hosts"][0]
+    for w, key in (("updater", "updater_fingerprint"), ("agent", "agent_fingerprint")):
+        assert h[w]["result"] == "renewed", h
+        assert h[w]["old_fingerprint"] == before[key]
+        assert h[w]["new_fingerprint"] != before[key]
+    after = host_row(fleet, "web1")
+    assert after["updater_fingerprint"] == h["updater"]["new_fingerprint"]
+    assert after["agent_fingerprint"] == h["agent"]["new_fingerprint"]
+    # Both daemons present the new certificates, without a restart.
+    assert served_fp(updater_port) == after["updater_fingerprint"]
+    assert served_fp(agent_port) == after["agent_fingerprint"]
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["reachable"] is True, st
+
+    # They now expire within 30 days: the default horizon renews them again.
+    doc = renew(fleet, "--all")
+    assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["renewed"] * 2
+    final = host_row(fleet, "web1")
+    # A push after the renewal works, pinned to the new certificates only.
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"])["ok"]
+    # The host dropped the old pairs: a restart still serves the renewed ones.
+    tls = os.path.join(fleet.install_dir("web1"), "state", "tls")
+    for w in ("updater", "agent"):
+        names = sorted(os.listdir(os.path.join(tls, w)))
+        assert "previous" not in names and "pending" not in names, names
+        assert len([n for n in names if n.startswith("gen-")]) == 1, names
+    p = fleet.procs["web1"]
+    p.signal(15)
+    p.p.wait(timeout=30)
+    fleet.start("web1")
+    assert served_fp(updater_port) == final["updater_fingerprint"]
+    assert fleet.json("swarm", "status", "--host", "web1")["hosts"][0]["reachable"] is True
+
+
+def curl_json(fleet, port, path, who, body=None, method=None):
+    """curl with WHO's certificate ("master" or a bundle's "web1/agent"); (status, doc)."""
+    import subprocess
+    if who == "master":
+        cert = os.path.join(fleet.home, "master", "master.crt")
+        key = os.path.join(fleet.home, "master", "master.key")
+    else:
+        host, role = who.split("/")
+        cert = os.path.join(fleet.bundle(host), role + ".crt")
+        key = os.path.join(fleet.bundle(host), role + ".key")
+    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
+            os.path.join(fleet.home, "ca", "ca.crt"), "--cert", cert, "--key", key,
+            "--resolve", "web1:%d:127.0.0.1" % port, "https://web1:%d%s" % (port, path)]
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary", body]
+    if method is not None:
+        argv += ["-X", method]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    text, _, code = r.stdout.rpartition("\n")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = text
+    return int(code or 0), doc
+
+
+def test_renewal_routes_refuse_what_does_not_fit(fleet):
+    for name in ("web1", "web2"):
+        fleet.enroll(name)
+    fleet.start("web1")
+    port = fleet.ports["web1"][1]
+    fp = served_fp(port)
+    # Only the master: an agent's or another updater's certificate is refused.
+    for who in ("web1/agent", "web2/updater"):
+        code, _ = curl_json(fleet, port, "/cert/csr", who, body='{"which":"agent"}')
+        assert code == 403, (who, code)
+    # Malformed bodies.
+    for body in ('{"which":"ca"}', '{}', 'not json', '{"which":"agent","extra":1}'):
+        code, doc = curl_json(fleet, port, "/cert/csr", "master", body=body)
+        assert code == 400, (body, code, doc)
+    # Nothing pending yet: install is a conflict.
+    with open(os.path.join(fleet.bundle("web2"), "updater.crt")) as f:
+        other = f.read()
+    code, doc = curl_json(fleet, port, "/cert/install", "master",
+                          body=json.dumps({"which": "updater", "cert": other}))
+    assert code == 409, (code, doc)
+    # A CSR, then certificates that do not fit it: another host's (for another
+    # key), garbage. (A certificate for the pending key naming another host is
+    # refused too: tests/unit/test_hostcert.c.)
+    code, doc = curl_json(fleet, port, "/cert/csr", "master", body='{"which":"updater"}')
+    assert code == 200 and "BEGIN CERTIFICATE REQUEST" in doc["csr"], doc
+    for cert, want in ((other, "pending key"), ("-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                                "-----END CERTIFICATE-----\n", "")):
+        code, doc = curl_json(fleet, port, "/cert/install", "master",
+                              body=json.dumps({"which": "updater", "cert": cert}))
+        assert code == 400 and want in doc["detail"]["error"], (code, doc)
+    # Confirm without a renewed certificate in use.
+    code, doc = curl_json(fleet, port, "/cert/confirm", "master", body='{"which":"updater"}')
+    assert code == 409, (code, doc)
+    # A CRL that is not one.
+    code, doc = curl_json(fleet, port, "/crl", "master", body="garbage", method="PUT")
+    assert code in (400, 422), (code, doc)
+    # Nothing changed: the same certificate, a healthy updater.
+    assert served_fp(port) == fp
+    code, doc = curl_json(fleet, port, "/health", "master")
+    assert code == 200 and doc["cert_renewed"] is False and doc["cert_fingerprint"] == fp
+
+
+@pytest.mark.parametrize("point", ["cert.pending_key", "cert.gen_written",
+                                   "cert.previous_set", "cert.flipped",
+                                   "cert.pending_removed", "cert.confirmed"])
+def test_crash_while_installing_leaves_a_reachable_host(fleet, releases, point):
+    fleet.enroll("web1")
+    fleet.start("web1")
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+    assert fleet.procs["web1"].stop(timeout=30) == 0
+    p = fleet.start("web1", env={"TANDEM_TEST_CRASH_AT": point})
+    r = fleet.tandem("swarm", "renew", "--host", "web1", "--force")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert p.wait(timeout=30) == 86
+    assert "test hook: crashing at " + point in p.stderr()
+    # Restarted, the host talks to the master with whichever pair is in force...
+    fleet.start("web1")
+    st = fleet.json("swarm", "status", "--host", "web1", check=None)["hosts"][0]
+    assert st["reachable"] is True, st
+    # ...and renewing again finishes, to a single pin.
+    doc = renew(fleet, "--host", "web1", "--force")
+    assert doc["ok"] is True, doc
+    row = host_row(fleet, "web1")
+    assert row["updater_fingerprint"] == served_fp(fleet.ports["web1"][1])
+    assert row["updater_fingerprint_next"] is None and row["agent_fingerprint_next"] is None
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"])["ok"]

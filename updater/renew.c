@@ -1,0 +1,568 @@
+#include "updater/renew.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "pki/hostcert.h"
+#include "pki/trust.h"
+
+/* The two identities a host renews through its updater. */
+enum renew_which { RENEW_UPDATER = 0, RENEW_AGENT = 1 };
+
+struct renew {
+	const struct updater_config *cfg;
+	char dir[2][PATH_MAX];         /* STATE/tls/updater, STATE/tls/agent */
+	char crl[PATH_MAX];            /* STATE/crl.der */
+	char cn[2][128];               /* updater@HOST, HOST: what a renewed certificate names */
+	struct agent *ag;
+	struct renew_hooks hooks;
+	struct httpd_route routes[RENEW_NROUTES];
+
+	pthread_mutex_t mu;            /* protects what follows */
+	int busy;                      /* a certificate or CRL request is under way */
+	struct trust_crl_status crl_st;
+};
+
+/* One request's body, gathered before the answer. */
+struct renew_req {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+
+static const char *const renew_names[2] = { "updater", "agent" };
+
+/* ---- the probe's pins and the agent's environment ---- */
+
+/*
+ * The agent pins the probe accepts: with a configured agent_pin, the
+ * agent's certificate in force (renewed, else the configured one) and the
+ * one before it (previous, else the configured one), so an agent that has
+ * not reloaded yet, or a confirm that never came, still passes its probe.
+ * Without a configured pin the probe relies on the CA and the role alone.
+ */
+static void
+renew_agent_pins(struct renew *rw)
+{
+	struct hostcert_installed cur, prev;
+	struct err e = ERR_INIT;
+	char pins[3 * (TLS_FP_HEX_LEN + 1)];
+	int have;
+
+	if (rw->ag == NULL || rw->cfg->agent_pin == NULL || rw->cfg->agent_pin[0] == '\0') {
+		return;
+	}
+	have = hostcert_in_force(rw->dir[RENEW_AGENT], rw->cfg->master_cn, &cur, &prev, &e);
+	if (have < 0) {
+		log_warnx("agent pins: %s (keeping the configured pin)", err_msg(&e));
+		have = 0;
+	}
+	if (!(have & HOSTCERT_HAVE_CURRENT)) {
+		agent_set_pin(rw->ag, rw->cfg->agent_pin);
+		return;
+	}
+	(void)snprintf(pins, sizeof(pins), "%s,%s", cur.fingerprint,
+	    (have & HOSTCERT_HAVE_PREVIOUS) ? prev.fingerprint : rw->cfg->agent_pin);
+	agent_set_pin(rw->ag, pins);
+}
+
+/* ---- setup ---- */
+
+int
+renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
+{
+	struct renew *rw = calloc(1, sizeof(*rw));
+	struct tls_identity id;
+	char state[PATH_MAX], note[512], ebuf[256];
+	struct err ce = ERR_INIT;
+
+	if (rw == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	pthread_mutex_init(&rw->mu, NULL);
+	rw->cfg = cfg;
+	if ((size_t)snprintf(state, sizeof(state), "%s/state", cfg->install_dir) >= sizeof(state) ||
+	    (size_t)snprintf(rw->dir[RENEW_UPDATER], PATH_MAX, "%s/tls/updater", state) >=
+		PATH_MAX ||
+	    (size_t)snprintf(rw->dir[RENEW_AGENT], PATH_MAX, "%s/tls/agent", state) >= PATH_MAX ||
+	    (size_t)snprintf(rw->crl, sizeof(rw->crl), "%s/%s", state, RENEW_CRL_FILE) >=
+		sizeof(rw->crl)) {
+		err_set(e, ERR_CONFIG, "install_dir is too long");
+		goto fail;
+	}
+	for (int w = 0; w < 2; w++) {
+		if (fs_mkdir_p(rw->dir[w], 0700) != 0) {
+			err_sys(e, "%s", rw->dir[w]);
+			goto fail;
+		}
+		if (hostcert_recover(rw->dir[w], cfg->ca, note, sizeof(note), e) != 0) {
+			err_prefix(e, "%s certificate", renew_names[w]);
+			goto fail;
+		}
+		if (note[0] != '\0') {
+			log_warnx("recovery of the %s certificate: %s", renew_names[w], note);
+		}
+	}
+	/* The names a renewed certificate must carry come from the bootstrap one. */
+	if (tls_identity_from_file(cfg->cert, cfg->master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
+		err_set(e, ERR_CONFIG, "%s", ebuf);
+		goto fail;
+	}
+	if (id.role != TLS_ROLE_UPDATER || id.host[0] == '\0') {
+		err_set(e, ERR_CONFIG, "%s: not an updater certificate (CN '%s')", cfg->cert,
+		    id.cn);
+		goto fail;
+	}
+	(void)snprintf(rw->cn[RENEW_UPDATER], sizeof(rw->cn[0]), "%s", id.cn);
+	(void)snprintf(rw->cn[RENEW_AGENT], sizeof(rw->cn[0]), "%s", id.host);
+	/* A CRL that does not verify is logged; the updater still starts (empty set). */
+	if (trust_load_crl(rw->crl, cfg->ca, 0, &rw->crl_st, &ce) != 0) {
+		log_warnx("CRL %s: %s", rw->crl, err_msg(&ce));
+	}
+	*out = rw;
+	return 0;
+fail:
+	renew_free(rw);
+	return -1;
+}
+
+void
+renew_free(struct renew *rw)
+{
+	if (rw == NULL) {
+		return;
+	}
+	pthread_mutex_destroy(&rw->mu);
+	free(rw);
+}
+
+void
+renew_attach(struct renew *rw, struct agent *ag, const struct renew_hooks *hooks)
+{
+	rw->ag = ag;
+	rw->hooks = *hooks;
+	if (ag != NULL) {
+		agent_set_tls_env(ag, rw->dir[RENEW_AGENT], rw->crl);
+		renew_agent_pins(rw);
+	}
+}
+
+int
+renew_self_paths(struct renew *rw, char cert[PATH_MAX], char key[PATH_MAX], struct err *e)
+{
+	int renewed = 0;
+
+	return trust_identity_paths(rw->dir[RENEW_UPDATER], rw->cfg->cert, rw->cfg->key, cert,
+	    key, &renewed, e);
+}
+
+int
+renew_master_allowed(struct renew *rw, const char *fp, struct err *e)
+{
+	char **pins = rw->cfg->master_fingerprints;
+
+	if (pins == NULL || pins[0] == NULL) {
+		return 0;
+	}
+	for (char **p = pins; *p != NULL; p++) {
+		if (fp != NULL && strcasecmp(*p, fp) == 0) {
+			return 0;
+		}
+	}
+	return err_set(e, ERR_FORBIDDEN, "master certificate is not pinned on this updater");
+}
+
+int
+renew_health_json(struct renew *rw, cJSON *obj)
+{
+	struct trust_crl_status st;
+	struct tls_identity id;
+	char cert[PATH_MAX], key[PATH_MAX], na[32] = "", nu[32] = "", ebuf[256];
+	int renewed = 0;
+
+	if (trust_identity_paths(rw->dir[RENEW_UPDATER], rw->cfg->cert, rw->cfg->key, cert, key,
+		&renewed, NULL) != 0 ||
+	    tls_identity_from_file(cert, rw->cfg->master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
+		memset(&id, 0, sizeof(id));
+	}
+	if (id.not_after != 0) {
+		iso8601_utc(id.not_after, na, sizeof(na));
+	}
+	pthread_mutex_lock(&rw->mu);
+	st = rw->crl_st;
+	pthread_mutex_unlock(&rw->mu);
+	if (st.state == TRUST_CRL_OK && st.next_update != 0 && time(NULL) > st.next_update) {
+		st.state = TRUST_CRL_STALE;
+	}
+	if (st.next_update != 0) {
+		iso8601_utc(st.next_update, nu, sizeof(nu));
+	}
+	if (json_add_str(obj, "cert_not_after", na) != 0 ||
+	    json_add_str(obj, "cert_fingerprint", id.fingerprint) != 0 ||
+	    json_add_bool(obj, "cert_renewed", renewed) != 0 ||
+	    json_add_str(obj, "crl", trust_crl_state_name(st.state)) != 0 ||
+	    json_add_int(obj, "crl_number", (long long)st.number) != 0 ||
+	    json_add_str(obj, "crl_next_update", nu[0] != '\0' ? nu : NULL) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static void
+renew_error(struct httpd_req *r, const struct err *e)
+{
+	unsigned status = err_http_status(e->kind);
+
+	httpd_respond_error_detail(r, status >= 400 ? status : 500, err_msg(e), NULL, 0);
+}
+
+/* Authorise, take the one-at-a-time slot, attach a body buffer. */
+static int
+renew_begin(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	const struct tls_identity *id = httpd_req_identity(r);
+	struct renew_req *q;
+	struct err e = ERR_INIT;
+
+	if (renew_master_allowed(rw, id != NULL ? id->fingerprint : NULL, &e) != 0) {
+		renew_error(r, &e);
+		return -1;
+	}
+	q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		err_set(&e, ERR_NOMEM, "out of memory");
+		renew_error(r, &e);
+		return -1;
+	}
+	pthread_mutex_lock(&rw->mu);
+	if (rw->busy) {
+		pthread_mutex_unlock(&rw->mu);
+		free(q);
+		err_set(&e, ERR_BUSY, "another certificate operation is under way");
+		renew_error(r, &e);
+		return -1;
+	}
+	rw->busy = 1;
+	pthread_mutex_unlock(&rw->mu);
+	httpd_req_set_data(r, q);
+	return 0;
+}
+
+static int
+renew_data(struct httpd_req *r, const struct httpd_part *part, const char *data, size_t len,
+    void *arg)
+{
+	struct renew_req *q = httpd_req_data(r);
+	struct err e = ERR_INIT;
+	char *nb;
+	size_t ncap;
+
+	(void)part;
+	(void)arg;
+	if (q->len + len + 1 > RENEW_MAX_BODY) {
+		err_set(&e, ERR_TOO_LARGE, "body over %d bytes", RENEW_MAX_BODY);
+		renew_error(r, &e);
+		return -1;
+	}
+	if (q->len + len + 1 > q->cap) {
+		ncap = q->cap == 0 ? 4096 : q->cap;
+		while (ncap < q->len + len + 1) {
+			ncap *= 2;
+		}
+		nb = realloc(q->buf, ncap);
+		if (nb == NULL) {
+			err_set(&e, ERR_NOMEM, "out of memory");
+			renew_error(r, &e);
+			return -1;
+		}
+		q->buf = nb;
+		q->cap = ncap;
+	}
+	memcpy(q->buf + q->len, data, len);
+	q->len += len;
+	q->buf[q->len] = '\0';
+	return 0;
+}
+
+static void
+renew_cleanup(struct httpd_req *r, void *arg, int completed)
+{
+	struct renew *rw = arg;
+	struct renew_req *q = httpd_req_data(r);
+
+	(void)completed;
+	if (q == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&rw->mu);
+	rw->busy = 0;
+	pthread_mutex_unlock(&rw->mu);
+	free(q->buf);
+	free(q);
+	httpd_req_set_data(r, NULL);
+}
+
+/* The JSON body's "which" (and, when CERT is not NULL, "cert"). */
+static cJSON *
+renew_parse(struct httpd_req *r, enum renew_which *which, const char **cert, struct err *e)
+{
+	struct renew_req *q = httpd_req_data(r);
+	struct body {
+		char which[16];
+		const char *cert;
+	} b;
+	const struct json_field fields[] = {
+		JSON_F_STR("which", struct body, which, JSON_REQUIRED, 1),
+		JSON_F_STRREF("cert", struct body, cert, cert != NULL ? JSON_REQUIRED : 0, 1,
+		    RENEW_MAX_BODY),
+	};
+	cJSON *root;
+
+	memset(&b, 0, sizeof(b));
+	root = json_parse_object(q->buf != NULL ? q->buf : "", q->len, e);
+	if (root == NULL) {
+		err_prefix(e, "body");
+		e->kind = ERR_BAD_REQUEST;
+		return NULL;
+	}
+	if (json_read_fields(root, fields, ARRAY_LEN(fields) - (cert == NULL), 0, &b, e) != 0) {
+		cJSON_Delete(root);
+		e->kind = ERR_BAD_REQUEST;
+		return NULL;
+	}
+	if (strcmp(b.which, "updater") == 0) {
+		*which = RENEW_UPDATER;
+	} else if (strcmp(b.which, "agent") == 0) {
+		*which = RENEW_AGENT;
+	} else {
+		cJSON_Delete(root);
+		err_set(e, ERR_BAD_REQUEST, "key 'which': 'updater' or 'agent'");
+		return NULL;
+	}
+	if (cert != NULL) {
+		*cert = b.cert;
+	}
+	return root;
+}
+
+/* POST /cert/csr: make (or reuse) the pending key, answer its CSR. */
+static void
+csr_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	enum renew_which w;
+	struct err e = ERR_INIT;
+	char *csr = NULL;
+	cJSON *root = renew_parse(r, &w, NULL, &e), *o;
+
+	if (root == NULL) {
+		renew_error(r, &e);
+		return;
+	}
+	cJSON_Delete(root);
+	if (hostcert_prepare(rw->dir[w], rw->cn[w], &csr, &e) != 0) {
+		err_prefix(&e, "%s CSR", renew_names[w]);
+		renew_error(r, &e);
+		return;
+	}
+	log_info("renewal: CSR for the %s certificate (%s)", renew_names[w], rw->cn[w]);
+	o = cJSON_CreateObject();
+	if (o == NULL || json_add_str(o, "which", renew_names[w]) != 0 ||
+	    json_add_str(o, "csr", csr) != 0) {
+		cJSON_Delete(o);
+		free(csr);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	free(csr);
+	httpd_respond_json(r, 200, o);
+}
+
+/* After the switch: serve with the new identity (updater) or tell the agent. */
+static int
+renew_apply(struct renew *rw, enum renew_which w, struct err *e)
+{
+	if (w == RENEW_UPDATER) {
+		if (rw->hooks.reload_self != NULL && rw->hooks.reload_self(rw->hooks.arg, e) != 0) {
+			return err_prefix(e, "serving with the new certificate");
+		}
+		return 0;
+	}
+	renew_agent_pins(rw);
+	if (rw->ag != NULL && agent_reload(rw->ag) < 0) {
+		/* Not fatal: the agent takes the files at its next start. */
+		log_warnx("renewal: the agent could not be told to reload");
+	}
+	return 0;
+}
+
+/* POST /cert/install: check the certificate, switch to it, start using it. */
+static void
+install_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	enum renew_which w;
+	const char *cert = NULL;
+	struct hostcert_installed in;
+	struct err e = ERR_INIT;
+	char na[32];
+	cJSON *root = renew_parse(r, &w, &cert, &e), *o;
+
+	if (root == NULL) {
+		renew_error(r, &e);
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	if (hostcert_install(rw->dir[w], (const unsigned char *)cert, strlen(cert),
+		rw->cfg->ca, rw->cn[w], rw->cfg->master_cn, &in, &e) != 0) {
+		cJSON_Delete(root);
+		err_prefix(&e, "%s certificate", renew_names[w]);
+		renew_error(r, &e);
+		return;
+	}
+	cJSON_Delete(root);
+	log_info("renewal: the %s certificate is now %s (serial %s, generation %d)",
+	    renew_names[w], in.fingerprint, in.serial, in.gen);
+	if (renew_apply(rw, w, &e) != 0) {
+		/* The files are in place: a restart uses them. */
+		log_warnx("renewal: %s", err_msg(&e));
+		renew_error(r, &e);
+		return;
+	}
+	iso8601_utc(in.not_after, na, sizeof(na));
+	o = cJSON_CreateObject();
+	if (o == NULL || json_add_str(o, "which", renew_names[w]) != 0 ||
+	    json_add_str(o, "fingerprint", in.fingerprint) != 0 ||
+	    json_add_str(o, "serial", in.serial) != 0 || json_add_str(o, "not_after", na) != 0 ||
+	    json_add_int(o, "gen", in.gen) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+/* POST /cert/confirm: the master talked to the new identity; drop the old pair. */
+static void
+confirm_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	enum renew_which w;
+	struct err e = ERR_INIT;
+	cJSON *root = renew_parse(r, &w, NULL, &e), *o;
+
+	if (root == NULL) {
+		renew_error(r, &e);
+		return;
+	}
+	cJSON_Delete(root);
+	if (hostcert_confirm(rw->dir[w], &e) != 0) {
+		err_prefix(&e, "%s certificate", renew_names[w]);
+		renew_error(r, &e);
+		return;
+	}
+	if (w == RENEW_AGENT) {
+		renew_agent_pins(rw);
+	}
+	log_info("renewal: the %s certificate is confirmed; the previous one is gone",
+	    renew_names[w]);
+	o = cJSON_CreateObject();
+	if (o == NULL || json_add_str(o, "which", renew_names[w]) != 0 ||
+	    json_add_bool(o, "confirmed", 1) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+/* PUT /crl: a newer CRL of our CA, stored, enforced here and by the agent. */
+static void
+crl_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	struct renew_req *q = httpd_req_data(r);
+	struct trust_crl_status st;
+	unsigned long long number = 0, current;
+	struct err e = ERR_INIT;
+	char nu[32] = "";
+	cJSON *o;
+
+	pthread_mutex_lock(&rw->mu);
+	current = rw->crl_st.number;
+	pthread_mutex_unlock(&rw->mu);
+	if (q->len == 0) {
+		err_set(&e, ERR_BAD_REQUEST, "empty body: the CRL is required");
+		renew_error(r, &e);
+		return;
+	}
+	if (trust_check_crl((const unsigned char *)q->buf, q->len, rw->cfg->ca, current, &number,
+		&e) != 0) {
+		renew_error(r, &e);
+		return;
+	}
+	if (fs_write_atomic(rw->crl, q->buf, q->len, 0644) != 0) {
+		err_sys(&e, "%s", rw->crl);
+		renew_error(r, &e);
+		return;
+	}
+	if (trust_load_crl(rw->crl, rw->cfg->ca, current, &st, &e) != 0) {
+		renew_error(r, &e);
+		return;
+	}
+	pthread_mutex_lock(&rw->mu);
+	rw->crl_st = st;
+	pthread_mutex_unlock(&rw->mu);
+	if (rw->ag != NULL && agent_reload(rw->ag) < 0) {
+		log_warnx("CRL: the agent could not be told to reload");
+	}
+	log_info("CRL %llu installed: %zu revoked", st.number, st.revoked);
+	if (st.next_update != 0) {
+		iso8601_utc(st.next_update, nu, sizeof(nu));
+	}
+	o = cJSON_CreateObject();
+	if (o == NULL || json_add_str(o, "crl", trust_crl_state_name(st.state)) != 0 ||
+	    json_add_int(o, "crl_number", (long long)st.number) != 0 ||
+	    json_add_int(o, "revoked", (long long)st.revoked) != 0 ||
+	    json_add_str(o, "crl_next_update", nu[0] != '\0' ? nu : NULL) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+const struct httpd_route *
+renew_routes(struct renew *rw, size_t *n)
+{
+	const unsigned master = TLS_ROLEBIT(TLS_ROLE_MASTER);
+	const struct httpd_route routes[RENEW_NROUTES] = {
+		{ .method = "POST", .path = "/cert/csr", .roles = master,
+		    .max_body = RENEW_MAX_BODY, .on_begin = renew_begin, .on_data = renew_data,
+		    .on_end = csr_end, .on_cleanup = renew_cleanup, .arg = rw },
+		{ .method = "POST", .path = "/cert/install", .roles = master,
+		    .max_body = RENEW_MAX_BODY, .on_begin = renew_begin, .on_data = renew_data,
+		    .on_end = install_end, .on_cleanup = renew_cleanup, .arg = rw },
+		{ .method = "POST", .path = "/cert/confirm", .roles = master,
+		    .max_body = RENEW_MAX_BODY, .on_begin = renew_begin, .on_data = renew_data,
+		    .on_end = confirm_end, .on_cleanup = renew_cleanup, .arg = rw },
+		{ .method = "PUT", .path = "/crl", .roles = master, .max_body = RENEW_MAX_BODY,
+		    .on_begin = renew_begin, .on_data = renew_data, .on_end = crl_end,
+		    .on_cleanup = renew_cleanup, .arg = rw },
+	};
+
+	memcpy(rw->routes, routes, sizeof(routes));
+	*n = RENEW_NROUTES;
+	return rw->routes;
+}
