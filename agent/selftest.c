@@ -14,8 +14,10 @@ selftest_own_identity(const struct agent_config *cfg, struct tls_identity *id, c
     size_t errlen)
 {
 	time_t now = time(NULL);
+	struct err te = ERR_INIT;
 
-	if (tls_identity_from_file(cfg->cert, cfg->master_cn, id, err, errlen) != 0) {
+	if (tls_identity_from_file(cfg->cert, cfg->master_cn, id, &te) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&te));
 		return -1;
 	}
 	if (now < id->not_before) {

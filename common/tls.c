@@ -259,7 +259,7 @@ out:
 
 int
 tls_identity_from_file(const char *path, const char *master_cn, struct tls_identity *out,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	mbedtls_x509_crt crt;
 	char ebuf[128];
@@ -270,11 +270,16 @@ tls_identity_from_file(const char *path, const char *master_cn, struct tls_ident
 	ret = mbedtls_x509_crt_parse_file(&crt, path);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "%s: cannot load certificate: %s", path, ebuf);
+		/* A file that cannot be read is I/O; one that does not parse is its format. */
+		err_set(e,
+		    ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR
+			? ERR_IO
+			: ERR_FORMAT,
+		    "%s: cannot load certificate: %s", path, ebuf);
 		goto out;
 	}
 	if (tls_identity_from_crt(&crt, master_cn, out) != 0) {
-		snprintf(err, errlen, "%s: certificate subject is malformed", path);
+		err_set(e, ERR_FORMAT, "%s: certificate subject is malformed", path);
 		goto out;
 	}
 	rc = 0;

@@ -77,9 +77,12 @@ enum tls_role tls_role_from_subject(const char *cn, const char *ou, const char *
  */
 int tls_identity_from_der(const unsigned char *der, size_t len, const char *master_cn,
     struct tls_identity *out) WUR;
-/* Identity of the first certificate in a PEM/DER file. */
+/*
+ * Identity of the first certificate in a PEM/DER file. -1 with E: ERR_IO when
+ * the file cannot be read, ERR_FORMAT when it holds no usable certificate.
+ */
 int tls_identity_from_file(const char *path, const char *master_cn, struct tls_identity *out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Check that the first certificate in CERT_FILE was issued by a CA of

@@ -548,12 +548,13 @@ backup_check_manifest(struct archive *a, struct archive_entry *ae, struct err *e
 static int
 backup_check_home(const char *stage, struct err *e)
 {
+	struct err te = ERR_INIT;
 	struct registry *reg = NULL;
 	struct tls_identity id;
-	char ca[PATH_MAX], mcn[PKI_CN_MAX + 1], ebuf[512];
+	char ca[PATH_MAX], mcn[PKI_CN_MAX + 1];
 
 	if (pki_path(stage, PKI_CA_CRT, ca, sizeof(ca)) != 0 ||
-	    tls_identity_from_file(ca, NULL, &id, ebuf, sizeof(ebuf)) != 0) {
+	    tls_identity_from_file(ca, NULL, &id, &te) != 0) {
 		return err_set(e, ERR_FORMAT, "the archive holds no usable CA certificate");
 	}
 	if (pki_master_cn(stage, mcn, sizeof(mcn), e) != 0) {

@@ -132,6 +132,7 @@ static int
 certs_find_host(const char *home, const char *mcn, const char *host, struct certs_found *f,
     struct err *e)
 {
+	struct err te = ERR_INIT;
 	static const char *const bundle_files[] = { "agent.crt", "updater.crt" };
 	struct certs_match m = { f, host, NULL, e };
 	char rel[PATH_MAX], path[PATH_MAX];
@@ -141,7 +142,6 @@ certs_find_host(const char *home, const char *mcn, const char *host, struct cert
 	}
 	for (size_t i = 0; i < ARRAY_LEN(bundle_files); i++) {
 		struct tls_identity id;
-		char ebuf[256];
 
 		if (snprintf(rel, sizeof(rel), "hosts/%s/%s", host, bundle_files[i]) >=
 			(int)sizeof(rel) ||
@@ -151,8 +151,8 @@ certs_find_host(const char *home, const char *mcn, const char *host, struct cert
 		if (access(path, F_OK) != 0) {
 			continue;
 		}
-		if (tls_identity_from_file(path, mcn, &id, ebuf, sizeof(ebuf)) != 0) {
-			log_warnx("%s: skipped: %s", path, ebuf);
+		if (tls_identity_from_file(path, mcn, &id, &te) != 0) {
+			log_warnx("%s: skipped: %s", path, err_msg(&te));
 			continue;
 		}
 		if (certs_match_cb(&id, path, &m) != 0) {
@@ -166,14 +166,14 @@ static int
 certs_find_target(const char *home, const char *mcn, const char *target, struct certs_found *f,
     struct err *e)
 {
+	struct err te = ERR_INIT;
 	struct tls_identity id;
 	char canon[CRL_SERIAL_HEX_MAX + 1];
-	char ebuf[512];
 	struct stat st;
 
 	if (stat(target, &st) == 0) {
-		if (tls_identity_from_file(target, mcn, &id, ebuf, sizeof(ebuf)) != 0) {
-			return err_set(e, ERR_FORMAT, "%s", ebuf);
+		if (tls_identity_from_file(target, mcn, &id, &te) != 0) {
+			return err_set(e, ERR_FORMAT, "%s", err_msg(&te));
 		}
 		return certs_found_add(f, &id, e);
 	}
@@ -197,8 +197,8 @@ certs_find_target(const char *home, const char *mcn, const char *target, struct 
 			char rel[PATH_MAX], path[PATH_MAX];
 			snprintf(rel, sizeof(rel), "%s/%s.crt", PKI_ISSUED_DIR, canon);
 			if (pki_path(home, rel, path, sizeof(path)) == 0 && access(path, F_OK) == 0 &&
-			    tls_identity_from_file(path, mcn, &id, ebuf, sizeof(ebuf)) != 0) {
-				log_warnx("%s: %s", path, ebuf);
+			    tls_identity_from_file(path, mcn, &id, &te) != 0) {
+				log_warnx("%s: %s", path, err_msg(&te));
 				snprintf(id.serial, sizeof(id.serial), "%s", canon);
 			}
 		}
@@ -354,14 +354,15 @@ static int
 certs_status_cert(cJSON *o, const char *key, const char *path, const char *mcn, int warn_days,
     time_t now, struct err *e)
 {
+	struct err te = ERR_INIT;
 	struct tls_identity id;
 	cJSON *c;
-	char ebuf[512], na[32];
+	char na[32];
 	long days;
 	const char *state;
 
-	if (tls_identity_from_file(path, mcn, &id, ebuf, sizeof(ebuf)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", ebuf);
+	if (tls_identity_from_file(path, mcn, &id, &te) != 0) {
+		return err_set(e, ERR_CONFIG, "%s", err_msg(&te));
 	}
 	state = certs_expiry_state(id.not_after, now, warn_days, &days);
 	iso8601_utc(id.not_after, na, sizeof(na));

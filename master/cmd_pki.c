@@ -134,6 +134,7 @@ parse_time_opt(const char *s, time_t *out)
 static int
 pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
 {
+	struct err te = ERR_INIT;
 	static const struct option longopts[] = {
 		{ "role", required_argument, NULL, 'r' },
 		{ "out", required_argument, NULL, 'o' },
@@ -155,7 +156,6 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 	char base[PKI_CN_MAX + 16];
 	char key_path[PATH_MAX], crt_path[PATH_MAX], ca_copy[PATH_MAX], ca_crt[PATH_MAX];
 	char fp[TLS_FP_HEX_LEN + 1];
-	char err[512];
 	struct err pe = ERR_INIT;
 	char nb[32], na[32];
 	struct tls_identity id;
@@ -292,8 +292,8 @@ pki_cmd_issue(const struct cli *cli, const struct cli_cmd *self, int argc, char 
 		log_warnx("pki issue: %s", err_msg(&pe));
 		return CLI_EXIT_FAIL;
 	}
-	if (tls_identity_from_file(crt_path, NULL, &id, err, sizeof(err)) != 0) {
-		log_warnx("pki issue: %s", err);
+	if (tls_identity_from_file(crt_path, NULL, &id, &te) != 0) {
+		log_warnx("pki issue: %s", err_msg(&te));
 		return CLI_EXIT_FAIL;
 	}
 	iso8601_utc(id.not_before, nb, sizeof(nb));

@@ -99,7 +99,7 @@ renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr
 {
 	struct pki_issue_opts io;
 	const char *sans[1] = { h->address };
-	char tmp[PATH_MAX], dir[PATH_MAX], err[512];
+	char tmp[PATH_MAX], dir[PATH_MAX];
 	size_t len = 0;
 	int rc = -1;
 
@@ -133,8 +133,10 @@ renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr
 		err_sys(e, "%s", tmp);
 		goto out;
 	}
-	if (tls_identity_from_file(tmp, NULL, id, err, sizeof(err)) != 0) {
-		err_set(e, ERR_INTERNAL, "%s", err);
+	if (tls_identity_from_file(tmp, NULL, id, e) != 0) {
+		if (e != NULL) {
+			e->kind = ERR_INTERNAL; /* we just wrote it: not the peer's fault */
+		}
 		free(*pem);
 		*pem = NULL;
 		goto out;

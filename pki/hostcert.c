@@ -242,7 +242,8 @@ static int
 hc_link_identity(const char *dir, const char *link, const char *master_cn,
     struct hostcert_installed *out, struct err *e)
 {
-	char target[64], path[PATH_MAX], ebuf[256];
+	struct err te = ERR_INIT;
+	char target[64], path[PATH_MAX];
 	struct tls_identity id;
 
 	if (hc_link(dir, link, target, sizeof(target), e) != 0) {
@@ -254,8 +255,8 @@ hc_link_identity(const char *dir, const char *link, const char *master_cn,
 	if (hc_path(path, sizeof(path), dir, link, TRUST_CERT_FILE, e) != 0) {
 		return -1;
 	}
-	if (tls_identity_from_file(path, master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
-		return err_set(e, ERR_CONFLICT, "%s", ebuf);
+	if (tls_identity_from_file(path, master_cn, &id, &te) != 0) {
+		return err_set(e, ERR_CONFLICT, "%s", err_msg(&te));
 	}
 	out->gen = hc_gen_of(target);
 	snprintf(out->fingerprint, sizeof(out->fingerprint), "%s", id.fingerprint);

@@ -14,9 +14,9 @@
 int
 pki_issued_record(const char *home, const unsigned char *pem, size_t len, struct err *e)
 {
+	struct err te = ERR_INIT;
 	struct tls_identity id;
 	char dir[PATH_MAX], path[PATH_MAX + 64];
-	char ebuf[256];
 
 	if (pki_path(home, PKI_ISSUED_DIR, dir, sizeof(dir)) != 0) {
 		return err_set(e, ERR_CONFIG, "home directory path too long");
@@ -31,10 +31,10 @@ pki_issued_record(const char *home, const unsigned char *pem, size_t len, struct
 		if (fs_write_atomic(tmp, pem, len, 0644) != 0) {
 			return err_sys(e, "%s: cannot write", tmp);
 		}
-		if (tls_identity_from_file(tmp, NULL, &id, ebuf, sizeof(ebuf)) != 0 ||
+		if (tls_identity_from_file(tmp, NULL, &id, &te) != 0 ||
 		    id.serial[0] == '\0') {
 			(void)unlink(tmp);
-			return err_set(e, ERR_INTERNAL, "recording an issued certificate: %s", ebuf);
+			return err_set(e, ERR_INTERNAL, "recording an issued certificate: %s", err_msg(&te));
 		}
 		snprintf(path, sizeof(path), "%s/%s.crt", dir, id.serial);
 		if (fs_rename_durable(tmp, path) != 0) {
@@ -52,6 +52,7 @@ pki_issued_each(const char *home, const char *master_cn,
     int (*fn)(const struct tls_identity *id, const char *path, void *arg), void *arg,
     struct err *e)
 {
+	struct err te = ERR_INIT;
 	char dir[PATH_MAX];
 	DIR *d;
 	const struct dirent *de;
@@ -69,7 +70,6 @@ pki_issued_each(const char *home, const char *master_cn,
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char path[PATH_MAX + 260];
-		char ebuf[256];
 		struct tls_identity id;
 		size_t n = strlen(de->d_name);
 
@@ -77,8 +77,8 @@ pki_issued_each(const char *home, const char *master_cn,
 			continue;
 		}
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (tls_identity_from_file(path, master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
-			log_warnx("%s: skipped: %s", path, ebuf);
+		if (tls_identity_from_file(path, master_cn, &id, &te) != 0) {
+			log_warnx("%s: skipped: %s", path, err_msg(&te));
 			continue;
 		}
 		rc = fn(&id, path, arg);

@@ -1238,7 +1238,7 @@ pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], struct err 
 int
 pki_master_cn(const char *home, char *out, size_t outlen, struct err *e)
 {
-	char path[PATH_MAX], why[256];
+	char path[PATH_MAX];
 	struct tls_identity id;
 	int ex;
 
@@ -1255,8 +1255,8 @@ pki_master_cn(const char *home, char *out, size_t outlen, struct err *e)
 		}
 		return 0;
 	}
-	if (tls_identity_from_file(path, NULL, &id, why, sizeof(why)) != 0) {
-		return err_set(e, ERR_FORMAT, "%s", why);
+	if (tls_identity_from_file(path, NULL, &id, e) != 0) {
+		return -1;
 	}
 	if (pki_check_cn(id.cn, e) != 0) {
 		/* A bad name in a file we read is a format error, not a bad request. */

@@ -276,8 +276,12 @@ bundle_check_certs(struct bundle *b, struct bundle_result *res, struct err *e)
 		if (bundle_join(crt, sizeof(crt), b->src, bundle_names[certs[i]], e) != 0) {
 			return -1;
 		}
-		if (tls_identity_from_file(crt, b->bcfg.master_cn, id, err, sizeof(err)) != 0 ||
-		    tls_verify_cert_file(ca, crt, err, sizeof(err)) != 0) {
+		struct err te = ERR_INIT;
+
+		if (tls_identity_from_file(crt, b->bcfg.master_cn, id, &te) != 0) {
+			return err_set(e, ERR_FORMAT, "%s", err_msg(&te));
+		}
+		if (tls_verify_cert_file(ca, crt, err, sizeof(err)) != 0) {
 			return err_set(e, ERR_FORMAT, "%s", err);
 		}
 	}

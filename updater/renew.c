@@ -81,7 +81,7 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 {
 	struct renew *rw = calloc(1, sizeof(*rw));
 	struct tls_identity id;
-	char state[PATH_MAX], note[512], ebuf[256];
+	char state[PATH_MAX], note[512];
 	struct err ce = ERR_INIT;
 
 	if (rw == NULL) {
@@ -112,8 +112,10 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 		}
 	}
 	/* The names a renewed certificate must carry come from the bootstrap one. */
-	if (tls_identity_from_file(cfg->cert, cfg->master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
-		err_set(e, ERR_CONFIG, "%s", ebuf);
+	if (tls_identity_from_file(cfg->cert, cfg->master_cn, &id, e) != 0) {
+		if (e != NULL) {
+			e->kind = ERR_CONFIG; /* the configured certificate */
+		}
 		goto fail;
 	}
 	if (id.role != TLS_ROLE_UPDATER || id.host[0] == '\0') {
@@ -185,12 +187,12 @@ renew_health_json(struct renew *rw, cJSON *obj)
 {
 	struct trust_crl_status st;
 	struct tls_identity id;
-	char cert[PATH_MAX], key[PATH_MAX], na[32] = "", nu[32] = "", ebuf[256];
+	char cert[PATH_MAX], key[PATH_MAX], na[32] = "", nu[32] = "";
 	int renewed = 0;
 
 	if (trust_identity_paths(rw->dir[RENEW_UPDATER], rw->cfg->cert, rw->cfg->key, cert, key,
 		&renewed, NULL) != 0 ||
-	    tls_identity_from_file(cert, rw->cfg->master_cn, &id, ebuf, sizeof(ebuf)) != 0) {
+	    tls_identity_from_file(cert, rw->cfg->master_cn, &id, NULL) != 0) {
 		memset(&id, 0, sizeof(id));
 	}
 	if (id.not_after != 0) {

@@ -135,6 +135,7 @@ test_check_refuses_bad_requests(void **state)
 static void
 test_issue_from_csr_takes_our_names(void **state)
 {
+	struct err te = ERR_INIT;
 	struct err pe = ERR_INIT;
 	struct fx *f = *state;
 	struct err e = ERR_INIT;
@@ -158,7 +159,7 @@ test_issue_from_csr_takes_our_names(void **state)
 	o.csr_len = strlen(csr);
 	o.not_after = time(NULL) + 600;
 	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
-	assert_int_equal(tls_identity_from_file(f->crt, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(f->crt, NULL, &id, &te), 0);
 	assert_string_equal(id.cn, "updater@web1");
 	assert_int_equal(id.role, TLS_ROLE_UPDATER);
 	assert_true(id.not_after <= time(NULL) + 600);

@@ -302,17 +302,17 @@ test_init_layout_and_ca(void **state)
 static void
 test_init_master_certificate(void **state)
 {
+	struct err te = ERR_INIT;
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p[256];
 	char fp[TLS_FP_HEX_LEN + 1];
-	char err[256];
 	struct tls_identity id;
 	mbedtls_x509_crt crt;
 
 	init_home(f, NULL);
 	hpath(f, PKI_MASTER_CRT, p, sizeof(p));
-	assert_int_equal(tls_identity_from_file(p, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(p, NULL, &id, &te), 0);
 	assert_string_equal(id.cn, "tandem-master");
 	assert_string_equal(id.ou, "master");
 	assert_int_equal(id.role, TLS_ROLE_MASTER);
@@ -338,7 +338,6 @@ test_init_custom_master_cn(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char cn[PKI_CN_MAX + 1];
-	char err[256];
 	char p[256];
 	struct tls_identity id;
 	const char *san[] = { "127.0.0.1" };
@@ -347,7 +346,7 @@ test_init_custom_master_cn(void **state)
 	assert_int_equal(pki_master_cn(f->home, cn, sizeof(cn), &pe), 0);
 	assert_string_equal(cn, "fleet-boss");
 	hpath(f, PKI_MASTER_CRT, p, sizeof(p));
-	assert_int_equal(tls_identity_from_file(p, "fleet-boss", &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(p, "fleet-boss", &id, &pe), 0);
 	assert_int_equal(id.role, TLS_ROLE_MASTER);
 	/* The recorded CN decides what an agent may be called. */
 	assert_int_equal(issue(f, "FLEET-BOSS", TLS_ROLE_AGENT, "a", san, 1, &pe), -1);
@@ -451,11 +450,11 @@ san_string(const mbedtls_x509_crt *crt, char *buf, size_t len)
 static void
 test_issue_agent(void **state)
 {
+	struct err te = ERR_INIT;
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1", "::1" };
 	char crt_path[256], key_path[256], ca_path[256];
-	char err[256];
 	char sanbuf[512];
 	char fp[TLS_FP_HEX_LEN + 1];
 	struct tls_identity id;
@@ -508,7 +507,7 @@ test_issue_agent(void **state)
 	}
 
 	/* Identity as the TLS layer sees it. */
-	assert_int_equal(tls_identity_from_file(crt_path, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(crt_path, NULL, &id, &te), 0);
 	assert_string_equal(id.cn, "host1");
 	assert_string_equal(id.ou, "agent");
 	assert_int_equal(id.role, TLS_ROLE_AGENT);
@@ -535,7 +534,6 @@ test_issue_updater_and_serials(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char p1[256], p2[256];
-	char err[256];
 	char sanbuf[256];
 	struct tls_identity id;
 	mbedtls_x509_crt a, b;
@@ -545,7 +543,7 @@ test_issue_updater_and_serials(void **state)
 	assert_int_equal(issue(f, "host1", TLS_ROLE_UPDATER, "u2", NULL, 0, &pe), 0);
 	dpath(f, "u1.crt", p1, sizeof(p1));
 	dpath(f, "u2.crt", p2, sizeof(p2));
-	assert_int_equal(tls_identity_from_file(p1, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(p1, NULL, &id, &pe), 0);
 	assert_string_equal(id.cn, "updater@host1");
 	assert_string_equal(id.ou, "updater");
 	assert_int_equal(id.role, TLS_ROLE_UPDATER);
@@ -631,7 +629,6 @@ test_issue_refusals(void **state)
 	const char *ok_san[] = { "10.0.0.1" };
 	char key[256], crt[256];
 	char before[TLS_FP_HEX_LEN + 1], after[TLS_FP_HEX_LEN + 1];
-	char err[256];
 	char long_name[64];
 
 	init_home(f, NULL);
@@ -698,7 +695,7 @@ test_issue_refusals(void **state)
 		char ca_path[256];
 		struct tls_identity caid;
 		hpath(f, PKI_CA_CRT, ca_path, sizeof(ca_path));
-		assert_int_equal(tls_identity_from_file(ca_path, NULL, &caid, err, sizeof(err)), 0);
+		assert_int_equal(tls_identity_from_file(ca_path, NULL, &caid, &pe), 0);
 		o.not_after = caid.not_after + 86400;
 		assert_int_equal(pki_issue(f->home, &o, &pe), -1);
 		assert_non_null(strstr(err_msg(&pe), "outlive"));
@@ -759,11 +756,11 @@ test_issue_expired_window(void **state)
 static void
 test_show(void **state)
 {
+	struct err te = ERR_INIT;
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1" };
 	char crt[256], junk[256];
-	char err[256];
 	struct tls_identity id;
 	char *text = NULL;
 	size_t len = 0;
@@ -773,7 +770,7 @@ test_show(void **state)
 	init_home(f, NULL);
 	assert_int_equal(issue(f, "host1", TLS_ROLE_AGENT, "s", sans, 2, &pe), 0);
 	dpath(f, "s.crt", crt, sizeof(crt));
-	assert_int_equal(tls_identity_from_file(crt, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(crt, NULL, &id, &te), 0);
 
 	mem = open_memstream(&text, &len);
 	assert_non_null(mem);

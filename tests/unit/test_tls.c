@@ -25,6 +25,7 @@
 
 #include "common/digest.h"
 #include "common/log.h"
+#include "common/fs.h"
 #include "common/tls.h"
 #include "common/util.h"
 
@@ -373,32 +374,38 @@ test_identity_extraction(void **state)
 static void
 test_identity_from_file_and_der(void **state)
 {
+	struct err te = ERR_INIT;
 	struct tls_identity id;
 	char path[256];
-	char err[256];
 	char fp[TLS_FP_HEX_LEN + 1];
 	unsigned char junk[64];
 
 	(void)state;
 	path_of(path, sizeof(path), "updater", "crt");
-	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, &te), 0);
 	assert_int_equal(id.role, TLS_ROLE_UPDATER);
 	assert_string_equal(id.host, "host1");
 	file_fingerprint("updater", fp);
 	assert_string_equal(id.fingerprint, fp);
 	/* DER works as well as PEM. */
 	path_of(path, sizeof(path), "boss", "der");
-	assert_int_equal(tls_identity_from_file(path, "fleet-boss", &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(path, "fleet-boss", &id, &te), 0);
 	assert_int_equal(id.role, TLS_ROLE_MASTER);
 	assert_string_equal(id.ou, "");
-	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, &te), 0);
 	assert_int_equal(id.role, TLS_ROLE_AGENT);
 	/* Garbage and missing files fail with a reason. */
 	memset(junk, 0x30, sizeof(junk));
 	assert_int_equal(tls_identity_from_der(junk, sizeof(junk), NULL, &id), -1);
 	path_of(path, sizeof(path), "nonexistent", "crt");
-	assert_int_equal(tls_identity_from_file(path, NULL, &id, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "nonexistent.crt"));
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, &te), -1);
+	assert_non_null(strstr(err_msg(&te), "nonexistent.crt"));
+	assert_int_equal(te.kind, ERR_IO);
+	/* A file that is there but holds no certificate is a format error. */
+	path_of(path, sizeof(path), "junk", "crt");
+	assert_int_equal(fs_write_atomic(path, junk, sizeof(junk), 0644), 0);
+	assert_int_equal(tls_identity_from_file(path, NULL, &id, &te), -1);
+	assert_int_equal(te.kind, ERR_FORMAT);
 }
 
 static void
