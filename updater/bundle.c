@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "common/tls.h"
+#include "pki/sign.h"
 #include "updater/config.h"
 
 /* Certificates and keys are a few KiB; anything near this is not one. */
@@ -31,12 +32,13 @@ enum bundle_file {
 	BF_UPDATER_KEY,
 	BF_UPDATER_CONF,
 	BF_AGENT_CONF,
+	BF_KEYRING, /* only in a bundle whose updater.conf names release_keyring */
 	BF_COUNT
 };
 
 static const char *const bundle_names[BF_COUNT] = {
 	"ca.crt", "agent.crt", "agent.key", "updater.crt", "updater.key", "updater.conf",
-	"agent.conf",
+	"agent.conf", "keyring.json",
 };
 
 struct bundle {
@@ -52,6 +54,7 @@ struct bundle {
 	struct updater_config bcfg; /* the bundle's updater.conf */
 	char agent_listen[300];
 	char agent_master_cn[128];
+	char *compatible;    /* the bundle's compatible setting, if it has one */
 };
 
 static int
@@ -81,6 +84,8 @@ bundle_free(struct bundle *b)
 		free(b->in[i]);
 		b->in[i] = NULL;
 	}
+	free(b->compatible);
+	b->compatible = NULL;
 	free(b->conf[0]);
 	free(b->conf[1]);
 	b->conf[0] = b->conf[1] = NULL;
@@ -157,7 +162,7 @@ bundle_read(struct bundle *b, struct err *e)
 	char p[PATH_MAX], missing[256] = "";
 	size_t off = 0;
 
-	for (int i = 0; i < BF_COUNT; i++) {
+	for (int i = 0; i < BF_KEYRING; i++) {
 		size_t max = i == BF_UPDATER_CONF || i == BF_AGENT_CONF ? CONFIG_MAX_FILE
 									 : BUNDLE_MAX_PEM;
 
@@ -257,6 +262,42 @@ out:
 	return rc;
 }
 
+/*
+ * The keyring a bundle from a master with release keys carries (its
+ * updater.conf names it as release_keyring): present and a keyring the
+ * updater will take (its own root signatures valid), and the bundle's
+ * compatible setting if it has one. A bundle without is fine (no keyring).
+ */
+static int
+bundle_check_keyring(struct bundle *b, struct err *e)
+{
+	struct sign_keyring kr;
+	struct err le = ERR_INIT;
+	int rc;
+
+	if (config_get_raw(b->in[BF_UPDATER_CONF], b->inlen[BF_UPDATER_CONF], "compatible",
+		&b->compatible, &le) < 0) {
+		return err_set(e, ERR_FORMAT, "%s/updater.conf: %s", b->src, err_msg(&le));
+	}
+	if (b->bcfg.release_keyring == NULL) {
+		return 0;
+	}
+	if (fs_read_file(b->bcfg.release_keyring, SIGN_FILE_MAX, &b->in[BF_KEYRING],
+		&b->inlen[BF_KEYRING]) != 0) {
+		return err_sys_kind(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_FORMAT,
+		    "bundle %s: updater.conf's release_keyring %s", b->src,
+		    b->bcfg.release_keyring);
+	}
+	sign_keyring_init(&kr);
+	rc = sign_keyring_parse(b->in[BF_KEYRING], b->inlen[BF_KEYRING], 0, &kr, &le);
+	sign_keyring_free(&kr);
+	if (rc != 0) {
+		return err_set(e, ERR_FORMAT, "bundle %s: release_keyring %s: %s", b->src,
+		    b->bcfg.release_keyring, err_msg(&le));
+	}
+	return 0;
+}
+
 /* Certificates: the right roles, one host, issued by the bundle's CA, the pin matches. */
 static int
 bundle_check_certs(struct bundle *b, struct bundle_result *res, struct err *e)
@@ -336,8 +377,10 @@ bundle_edit(struct bundle *b, const char *name, const char *const *keys,
 static int
 bundle_edit_confs(struct bundle *b, struct bundle_result *res, struct err *e)
 {
+	/* The signature policy comes only with a keyring: a bundle never lowers it. */
 	static const char *const ukeys[] = { "listen", "master_cn", "master_fingerprints",
-		"agent_probe", "agent_pin", "ca", "cert", "key" };
+		"agent_probe", "agent_pin", "ca", "cert", "key", "release_keyring",
+		"require_signed", "compatible" };
 	static const char *const akeys[] = { "listen", "master_cn", "ca", "cert", "key" };
 	char fps[CONFIG_MAX_LINE / 4] = "";
 	size_t off = 0;
@@ -351,11 +394,17 @@ bundle_edit_confs(struct bundle *b, struct bundle_result *res, struct err *e)
 		off += (size_t)w;
 	}
 	const char *const uvals[] = { b->bcfg.listen, b->bcfg.master_cn, fps, b->bcfg.agent_probe,
-		b->bcfg.agent_pin, "ca.crt", "updater.crt", "updater.key" };
+		b->bcfg.agent_pin, "ca.crt", "updater.crt", "updater.key", "keyring.json",
+		b->bcfg.require_signed ? "true" : "false", b->compatible };
+	size_t nu = ARRAY_LEN(ukeys) - 3;
+
+	if (b->in[BF_KEYRING] != NULL) {
+		nu = ARRAY_LEN(ukeys) - (b->compatible == NULL ? 1 : 0);
+	}
 	const char *const avals[] = { b->agent_listen, b->agent_master_cn, "ca.crt", "agent.crt",
 		"agent.key" };
 
-	if (bundle_edit(b, "updater.conf", ukeys, uvals, ARRAY_LEN(ukeys), &b->conf[0],
+	if (bundle_edit(b, "updater.conf", ukeys, uvals, nu, &b->conf[0],
 		&b->conflen[0], e) != 0 ||
 	    bundle_edit(b, "agent.conf", akeys, avals, ARRAY_LEN(akeys), &b->conf[1],
 		&b->conflen[1], e) != 0) {
@@ -366,6 +415,8 @@ bundle_edit_confs(struct bundle *b, struct bundle_result *res, struct err *e)
 	snprintf(res->master_cn, sizeof(res->master_cn), "%s", b->bcfg.master_cn);
 	res->pinned_masters = n;
 	res->agent_pinned = b->bcfg.agent_pin[0] != '\0';
+	res->signed_only = b->in[BF_KEYRING] != NULL && b->bcfg.require_signed;
+	res->keyring = b->in[BF_KEYRING] != NULL;
 	return 0;
 }
 
@@ -423,6 +474,12 @@ bundle_stage(struct bundle *b, struct err *e)
 			key ? b->uid : geteuid(), b->gid, e) != 0) {
 			return -1;
 		}
+	}
+	/* Public keys only: readable by the service like the certificates. */
+	if (b->in[BF_KEYRING] != NULL &&
+	    bundle_stage_file(b, bundle_names[BF_KEYRING], b->in[BF_KEYRING], b->inlen[BF_KEYRING],
+		0640, geteuid(), b->gid, e) != 0) {
+		return -1;
 	}
 	bundle_conf_meta(b, "updater.conf", &cu, &cg, &cm);
 	if (bundle_stage_file(b, "updater.conf", b->conf[0], b->conflen[0], cm, cu, cg, e) != 0) {
@@ -511,6 +568,9 @@ bundle_commit(struct bundle *b, struct err *e)
 	}
 	testhook_point("bundle.committed");
 	for (int i = 0; i < BF_COUNT; i++) {
+		if (b->in[i] == NULL) {
+			continue; /* no keyring in this bundle */
+		}
 		if (bundle_join(p, sizeof(p), b->stage, bundle_names[i], e) != 0 ||
 		    bundle_join(to, sizeof(to), b->etc, bundle_names[i], e) != 0) {
 			return -1;
@@ -555,7 +615,8 @@ bundle_install(const struct bundle_opts *o, struct bundle_result *res, struct er
 	}
 	res->recovered = r;
 	if (bundle_read(&b, e) != 0 || bundle_check_confs(&b, e) != 0 ||
-	    bundle_check_certs(&b, res, e) != 0 || bundle_edit_confs(&b, res, e) != 0) {
+	    bundle_check_keyring(&b, e) != 0 || bundle_check_certs(&b, res, e) != 0 ||
+	    bundle_edit_confs(&b, res, e) != 0) {
 		goto out;
 	}
 	staged = 1;
@@ -587,10 +648,14 @@ bundle_usage(FILE *fp)
 	    "root: ca.crt and the agent and updater certificates (0640 root:GROUP) and\n"
 	    "keys (0600 NAME:GROUP) into DIR, and the bundle's listen addresses, master\n"
 	    "CN and pins (master_fingerprints, agent_pin) into DIR/updater.conf and\n"
-	    "DIR/agent.conf, keeping their other settings. Everything is checked first\n"
-	    "(files present, keys match certificates, the bundle's CA issued them, one\n"
-	    "host, pins agree); a refused bundle leaves DIR unchanged. Then restart the\n"
-	    "service: systemctl restart tandem-updater.\n"
+	    "DIR/agent.conf, keeping their other settings. A bundle from a master with\n"
+	    "release keys also has keyring.json: it goes to DIR/keyring.json (0640\n"
+	    "root:GROUP) with the bundle's release_keyring, require_signed and\n"
+	    "compatible; a bundle without leaves those settings as they are.\n"
+	    "Everything is checked first (files present, keys match certificates, the\n"
+	    "bundle's CA issued them, one host, pins agree, the keyring's signatures);\n"
+	    "a refused bundle leaves DIR unchanged. Then restart the service:\n"
+	    "systemctl restart tandem-updater.\n"
 	    "\n"
 	    "  --etc DIR    configuration directory (%s)\n"
 	    "  --user NAME  the service's user, owner of the keys (%s)\n",
@@ -647,9 +712,13 @@ bundle_main(int argc, char **argv)
 	printf("installed the bundle of host %s into %s\n"
 	       "  updater: listen = %s, master_cn = %s, %d pinned master certificate%s\n"
 	       "  agent:   listen = %s, %s\n"
+	       "  releases: %s\n"
 	       "next: systemctl restart tandem-updater\n",
 	    res.host, o.etc != NULL ? o.etc : BUNDLE_DEFAULT_ETC, res.updater_listen, res.master_cn,
 	    res.pinned_masters, res.pinned_masters == 1 ? "" : "s", res.agent_listen,
-	    res.agent_pinned ? "pinned by the updater (agent_pin)" : "not pinned (CA only)");
+	    res.agent_pinned ? "pinned by the updater (agent_pin)" : "not pinned (CA only)",
+	    res.signed_only ? "signed ones only (release_keyring = keyring.json)"
+	    : res.keyring   ? "keyring.json installed, unsigned ones accepted (require_signed = false)"
+			    : "signature settings unchanged (the bundle has no keyring)");
 	return 0;
 }

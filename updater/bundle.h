@@ -11,14 +11,21 @@
  * settings into the configuration files already there (the packaged ones,
  * comments and other settings kept): in updater.conf listen, master_cn,
  * master_fingerprints, agent_probe and agent_pin, in agent.conf listen and
- * master_cn, and in both ca/cert/key naming the installed files.
+ * master_cn, and in both ca/cert/key naming the installed files. A bundle
+ * from a master with release keys also carries the keyring its updater.conf
+ * names as release_keyring: it is installed as DIR/keyring.json (0640
+ * root:GROUP, public keys only) and updater.conf gets release_keyring =
+ * keyring.json and the bundle's require_signed (and compatible, if set). A
+ * bundle without a keyring leaves those three settings as they are, so
+ * installing a bundle never lowers a host's signature policy.
  *
  * Refused, with DIR unchanged: a bundle with a file missing or unreadable, a
  * key that does not match its certificate, a certificate not issued by the
  * bundle's CA or outside its validity, certificates of the wrong role or of
  * two different hosts, an agent_pin that is not the agent certificate's
  * fingerprint, agent.conf and updater.conf disagreeing (master_cn, the agent's
- * port), a result the updater would not load.
+ * port), a release_keyring missing or not validly signed by its own root
+ * keys, a result the updater would not load.
  *
  * Atomic as a whole: every file is written and checked in DIR/.install-bundle
  * first; a COMMIT marker then makes the set final and each file is renamed
@@ -50,6 +57,8 @@ struct bundle_result {
 	char master_cn[128];
 	int pinned_masters;      /* how many master_fingerprints */
 	int agent_pinned;        /* agent_pin set */
+	int keyring;             /* the bundle's keyring installed */
+	int signed_only;         /* ... and require_signed = true */
 	/* An earlier interrupted run found first: 1 finished, -1 undone, 0 none. */
 	int recovered;
 	/* The new set was committed (a failure after that is finished by the next run). */

@@ -3,7 +3,8 @@
  * bundles made by the master's enrollment code, installed into a temporary
  * configuration directory owned by the current user. Every refused bundle
  * (missing files, key not matching, wrong role, two hosts, foreign CA, bad
- * pin, the two config files disagreeing) leaves the directory byte for byte
+ * pin, the two config files disagreeing, a keyring missing or unsigned)
+ * leaves the directory byte for byte
  * as it was; an install interrupted at every test point is finished or
  * undone by the next run, ending in the same files as an uninterrupted one.
  */
@@ -27,8 +28,10 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/testhook.h"
+#include "master/keystore.h"
 #include "master/swarm_enroll.h"
 #include "pki/pki.h"
+#include "pki/sign.h"
 #include "updater/config.h"
 #include "updater/bundle.h"
 
@@ -54,11 +57,13 @@
 static const char *const files[] = { "ca.crt", "agent.crt", "agent.key", "updater.crt",
 	"updater.key", "agent.conf", "updater.conf" };
 
-/* Made once: two hosts of one fleet, one host of another. */
+/* Made once: two hosts of one fleet, one host of another, one of a master with release keys. */
 struct world {
 	char dir[64];
-	char web1[128], web2[128], other[128];
+	char web1[128], web2[128], other[128], signedb[128];
 	char user[64];
+	char *unsigned_keyring; /* a keyring document without its root signature */
+	size_t unsigned_len;
 };
 
 struct fx {
@@ -84,6 +89,60 @@ enroll(const char *home, const char *name, int agent_port, const char *out)
 	if (swarm_enroll(home, &o, &r, err, sizeof(err)) != 0) {
 		fail_msg("enroll %s: %s", name, err);
 	}
+}
+
+/* A keyring document (root key ROOT, release key REL), signed by ROOT when SIGN. */
+static char *
+keyring_doc(struct sign_key *root, struct sign_key *rel, int sign, size_t *len)
+{
+	struct sign_keyring kr;
+	char *out = NULL;
+
+	sign_keyring_init(&kr);
+	kr.version = 1;
+	kr.threshold = 1;
+	kr.root_threshold = 1;
+	snprintf(kr.created_at, sizeof(kr.created_at), "2026-01-01T00:00:00Z");
+	if (sign_keyring_add_key(&kr, 1, root, NULL, NULL) != 0 ||
+	    sign_keyring_add_key(&kr, 0, rel, NULL, NULL) != 0 || sign_keyring_seal(&kr, NULL) != 0 ||
+	    (sign && sign_envelope_add(&kr.env, root, NULL) != 0) ||
+	    sign_keyring_format(&kr, &out, len, NULL) != 0) {
+		out = NULL;
+	}
+	sign_keyring_free(&kr);
+	return out;
+}
+
+/* A master whose keyring is ROOT/REL enrolls "web3" into W->signedb. */
+static int
+signed_master(struct world *w)
+{
+	struct sign_key *root = NULL, *rel = NULL;
+	struct err e = ERR_INIT;
+	char home[128], *doc = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	snprintf(home, sizeof(home), "%s/home3", w->dir);
+	snprintf(w->signedb, sizeof(w->signedb), "%s/web3", w->dir);
+	if (pki_init(home, NULL, &e) != 0 || sign_key_generate(&root, &e) != 0 ||
+	    sign_key_generate(&rel, &e) != 0) {
+		goto out;
+	}
+	doc = keyring_doc(root, rel, 1, &len);
+	w->unsigned_keyring = keyring_doc(root, rel, 0, &w->unsigned_len);
+	if (doc == NULL || w->unsigned_keyring == NULL ||
+	    keystore_add(home, doc, len, NULL, &e) != 0) {
+		fprintf(stderr, "keyring: %s\n", err_msg(&e));
+		goto out;
+	}
+	enroll(home, "web3", 18765, w->signedb);
+	rc = 0;
+out:
+	free(doc);
+	sign_key_free(root);
+	sign_key_free(rel);
+	return rc;
 }
 
 static int
@@ -115,6 +174,9 @@ group_setup(void **state)
 	enroll(home, "web1", 18765, w->web1);
 	enroll(home, "web2", 18765, w->web2);
 	enroll(home2, "web1", 18765, w->other);
+	if (signed_master(w) != 0) {
+		return -1;
+	}
 	*state = w;
 	return 0;
 }
@@ -125,6 +187,7 @@ group_teardown(void **state)
 	struct world *w = *state;
 	int rc = fs_rmtree(w->dir);
 
+	free(w->unsigned_keyring);
 	free(w);
 	return rc;
 }
@@ -321,7 +384,13 @@ test_install(void **state)
 	assert_int_equal(res.pinned_masters, 1);
 	assert_int_equal(res.agent_pinned, 1);
 	assert_int_equal(res.recovered, 0);
+	assert_int_equal(res.keyring, 0);
 	assert_installed(f);
+	/* No keyring in the bundle: no signature settings written. */
+	char *u = read_file(f->etc, "updater.conf");
+	assert_null(strstr(u, "release_keyring"));
+	assert_null(strstr(u, "require_signed"));
+	free(u);
 
 	/* Again: same result (nothing appended twice). */
 	char *before = snapshot(f->etc);
@@ -473,6 +542,75 @@ test_bad_target(void **state)
 	assert_int_equal(e.kind, ERR_CONFIG);
 }
 
+/*
+ * A master with release keys: its keyring is installed and updater.conf
+ * requires signatures; a missing or unsigned keyring is refused; a bundle
+ * without a keyring installed afterwards leaves the policy as it is.
+ */
+static void
+test_keyring(void **state)
+{
+	struct fx *f = *state;
+	struct bundle_result res;
+	struct err e = ERR_INIT;
+	struct updater_config cfg;
+	char p[256];
+	struct stat st;
+
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		copy(f->w->signedb, files[i], f->bundle, NULL);
+	}
+	assert_refused(f, ERR_NOT_FOUND, "release_keyring");
+	write_file(f->bundle, "keyring.json", "{\"v\":1}", 0644);
+	assert_refused(f, ERR_FORMAT, "release_keyring");
+	snprintf(p, sizeof(p), "%s/keyring.json", f->bundle);
+	assert_int_equal(fs_write_atomic(p, f->w->unsigned_keyring, f->w->unsigned_len, 0644), 0);
+	assert_refused(f, ERR_FORMAT, "release_keyring");
+
+	copy(f->w->signedb, "keyring.json", f->bundle, NULL);
+	if (install(f, &res, &e) != 0) {
+		fail_msg("%s", err_msg(&e));
+	}
+	assert_string_equal(res.host, "web3");
+	assert_int_equal(res.keyring, 1);
+	assert_int_equal(res.signed_only, 1);
+	char *want = read_file(f->w->signedb, "keyring.json");
+	char *got = read_file(f->etc, "keyring.json");
+	assert_string_equal(want, got);
+	free(want);
+	free(got);
+	snprintf(p, sizeof(p), "%s/keyring.json", f->etc);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	char *u = read_file(f->etc, "updater.conf");
+	assert_non_null(strstr(u, "\nrelease_keyring = keyring.json\n"));
+	assert_non_null(strstr(u, "\nrequire_signed = true\n"));
+	assert_non_null(strstr(u, "log_level = debug   # the admin's choice\n"));
+	free(u);
+	snprintf(p, sizeof(p), "%s/updater.conf", f->etc);
+	memset(&cfg, 0, sizeof(cfg));
+	if (updater_config_load(&cfg, p, NULL, NULL, &e) != 0) {
+		fail_msg("%s", err_msg(&e));
+	}
+	assert_true(cfg.require_signed);
+	assert_non_null(strstr(cfg.release_keyring, "/etc/keyring.json"));
+	updater_config_free(&cfg);
+
+	/* A bundle without a keyring never lowers the policy. */
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		copy(f->w->web1, files[i], f->bundle, NULL);
+	}
+	snprintf(p, sizeof(p), "%s/keyring.json", f->bundle);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(install(f, &res, &e), 0);
+	assert_string_equal(res.host, "web1");
+	assert_int_equal(res.keyring, 0);
+	u = read_file(f->etc, "updater.conf");
+	assert_non_null(strstr(u, "\nrelease_keyring = keyring.json\n"));
+	assert_non_null(strstr(u, "\nrequire_signed = true\n"));
+	free(u);
+}
+
 static const char *crash_at;
 
 static void
@@ -548,6 +686,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pin_and_ca, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confs_disagree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_target, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keyring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
