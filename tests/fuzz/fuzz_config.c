@@ -4,6 +4,10 @@
  * command-line override. Invariants beyond "no crash": a refusal says why
  * and changes nothing; loaded values respect their bounds; and what
  * config_print() writes loads back to the same values (the "-n" promise).
+ * The table-free editor too: config_edit() on the input either refuses it
+ * (and then config_get_raw() refuses it as well) or writes text in which
+ * config_get_raw() reads every edited key back as the value given, and
+ * which a second edit leaves byte for byte the same.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -127,6 +131,42 @@ check_round_trip(const struct cfg *c)
 	free(text);
 }
 
+/* config_edit and config_get_raw on DATA (see the top of the file). */
+static void
+check_edit(const char *data, size_t size)
+{
+	static const char *const keys[] = { "listen", "name", "master_fingerprints" };
+	static const char *const vals[] = { "127.0.0.1:8766", "a \"q\" # not a comment",
+		"" };
+	struct err e = ERR_INIT;
+	char *out = NULL, *again = NULL, *v = NULL;
+	size_t outlen = 0, againlen = 0;
+
+	if (config_edit(data, size, keys, vals, ARRAY_LEN(keys), &out, &outlen, &e) != 0) {
+		if (out != NULL || err_msg(&e)[0] == '\0' ||
+		    config_get_raw(data, size, "listen", &v, &e) != -1 || v != NULL) {
+			__builtin_trap();
+		}
+		return;
+	}
+	if (strlen(out) != outlen) {
+		__builtin_trap();
+	}
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		if (config_get_raw(out, outlen, keys[i], &v, &e) != 1 || strcmp(v, vals[i]) != 0) {
+			__builtin_trap();
+		}
+		free(v);
+		v = NULL;
+	}
+	if (config_edit(out, outlen, keys, vals, ARRAY_LEN(keys), &again, &againlen, &e) != 0 ||
+	    againlen != outlen || memcmp(again, out, outlen) != 0) {
+		__builtin_trap();
+	}
+	free(again);
+	free(out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -148,6 +188,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_bounds(&c);
 	check_round_trip(&c);
+	check_edit((const char *)data, size);
 
 	/* The first line as a "-o NAME=VALUE" override. */
 	const uint8_t *nl = memchr(data, '\n', size);
