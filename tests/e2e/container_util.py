@@ -34,6 +34,10 @@ SUITE = "bookworm"
 # PID 1 and what the packages' maintainer scripts call; the packages' own
 # library dependencies are added by the caller (from the debs' Depends).
 BASE_PACKAGES = ("systemd", "systemd-sysv", "adduser")
+# Bounds on the one-time root build (it usually takes 1-4 minutes): a mirror
+# that does not answer fails the test instead of holding make check.
+DEBOOTSTRAP_TIMEOUT = 900
+TAR_TIMEOUT = 300
 # Commands inside get this environment, not the test runner's.
 ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb",
        "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0")
@@ -117,8 +121,19 @@ def root_tarball(build_dir, packages):
         try:
             mirror = apt_mirror()
             t0 = time.monotonic()
-            r = subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(pkgs),
-                                SUITE, root, mirror], capture_output=True, text=True, timeout=3600)
+            argv = ["debootstrap", "--variant=minbase", "--include=" + ",".join(pkgs), SUITE,
+                    root, mirror]
+            # Its own session, so a timeout ends its downloads and dpkg runs too.
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+            try:
+                out, err = p.communicate(timeout=DEBOOTSTRAP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+                pytest.fail("debootstrap %s from %s did not finish in %d s (is the mirror "
+                            "reachable?)" % (SUITE, mirror, DEBOOTSTRAP_TIMEOUT))
+            r = subprocess.CompletedProcess(argv, p.returncode, out, err)
             if r.returncode != 0:
                 log = os.path.join(root, "debootstrap", "debootstrap.log")
                 tail = open(log).read()[-3000:] if os.path.exists(log) else ""
@@ -133,7 +148,7 @@ def root_tarball(build_dir, packages):
             # mkdtemp made it 0700: as "/" that would lock every user but root out.
             os.chmod(root, 0o755)
             subprocess.run(["tar", "--numeric-owner", "-C", root, "-cf", tar + ".tmp", "."],
-                           check=True, timeout=600)
+                           check=True, timeout=TAR_TIMEOUT)
             os.rename(tar + ".tmp", tar)
             print("container: built %s in %.0f s from %s" % (tar, time.monotonic() - t0, mirror))
             for old in glob.glob(os.path.join(cache, "debian12-*.tar")):
@@ -170,7 +185,7 @@ class Container:
                                     capture_output=True).returncode == 0
         t0 = time.monotonic()
         subprocess.run(["tar", "--numeric-owner", "-C", self.root, "-xf", tarball], check=True,
-                       timeout=600)
+                       timeout=TAR_TIMEOUT)
         os.chmod(self.root, 0o755)
         self.unpack_s = time.monotonic() - t0
 
