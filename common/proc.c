@@ -142,7 +142,7 @@ is_executable_file(const char *path)
 
 /* Resolve argv[0] into an absolute path (or report why not). */
 static int
-resolve_program(const char *name, char **out, char *err, size_t errlen)
+resolve_program(const char *name, char **out, struct err *e)
 {
 	char cwd[PATH_MAX];
 	char buf[PATH_MAX];
@@ -155,19 +155,19 @@ resolve_program(const char *name, char **out, char *err, size_t errlen)
 			*out = strdup(name);
 		} else {
 			if (getcwd(cwd, sizeof(cwd)) == NULL) {
-				snprintf(err, errlen, "exec %s: getcwd: %s", name, strerror(errno));
+				err_sys(e, "exec %s: getcwd", name);
 				return -1;
 			}
 			n = snprintf(buf, sizeof(buf), "%s/%s", cwd, name);
 			if (n < 0 || (size_t)n >= sizeof(buf)) {
 				errno = ENAMETOOLONG;
-				snprintf(err, errlen, "exec %s: %s", name, strerror(errno));
+				err_sys(e, "exec %s", name);
 				return -1;
 			}
 			*out = strdup(buf);
 		}
 		if (*out == NULL) {
-			snprintf(err, errlen, "exec %s: %s", name, strerror(errno));
+			err_sys(e, "exec %s", name);
 			return -1;
 		}
 		return 0;
@@ -192,14 +192,14 @@ resolve_program(const char *name, char **out, char *err, size_t errlen)
 		if (buf[0] == '/' && is_executable_file(buf)) {
 			*out = strdup(buf);
 			if (*out == NULL) {
-				snprintf(err, errlen, "exec %s: %s", name, strerror(errno));
+				err_sys(e, "exec %s", name);
 				return -1;
 			}
 			return 0;
 		}
 	}
 	errno = ENOENT;
-	snprintf(err, errlen, "exec %s: not found in PATH", name);
+	err_set(e, ERR_NOT_FOUND, "exec %s: not found in PATH", name);
 	return -1;
 }
 
@@ -226,7 +226,7 @@ env_overridden(const char *kv, const char *const *add)
 }
 
 static int
-build_env(const struct proc_spec *spec, struct spawn_plan *pl, char *err, size_t errlen)
+build_env(const struct proc_spec *spec, struct spawn_plan *pl, struct err *e)
 {
 	size_t nbase = 0, nadd = 0, i, k = 0;
 	char **env;
@@ -234,7 +234,8 @@ build_env(const struct proc_spec *spec, struct spawn_plan *pl, char *err, size_t
 	for (i = 0; spec->env_add != NULL && spec->env_add[i] != NULL; i++) {
 		if (strchr(spec->env_add[i], '=') == NULL || spec->env_add[i][0] == '=') {
 			errno = EINVAL;
-			snprintf(err, errlen, "environment entry '%s': not NAME=VALUE", spec->env_add[i]);
+			err_set(e, ERR_INTERNAL, "environment entry '%s': not NAME=VALUE",
+			    spec->env_add[i]);
 			return -1;
 		}
 		nadd++;
@@ -248,14 +249,14 @@ build_env(const struct proc_spec *spec, struct spawn_plan *pl, char *err, size_t
 	}
 	env = calloc(nbase + nadd + 1, sizeof(*env));
 	if (env == NULL) {
-		snprintf(err, errlen, "environment: %s", strerror(errno));
+		err_sys(e, "environment");
 		return -1;
 	}
 	if (spec->clear_env) {
 		pl->env_path = strdup("PATH=" PROC_DEFAULT_PATH);
 		if (pl->env_path == NULL) {
 			free(env);
-			snprintf(err, errlen, "environment: %s", strerror(errno));
+			err_sys(e, "environment");
 			return -1;
 		}
 		if (!env_overridden(pl->env_path, spec->env_add)) {
@@ -289,7 +290,7 @@ parse_id(const char *s, unsigned long *out)
 }
 
 static int
-resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, char *err, size_t errlen)
+resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, struct err *e)
 {
 	struct passwd pw, *pwp = NULL;
 	struct group gr, *grp = NULL;
@@ -314,13 +315,13 @@ resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, char *err,
 				pl->gid = pw.pw_gid;
 			} else if (spec->group == NULL) {
 				errno = EINVAL;
-				snprintf(err, errlen, "user %s: no passwd entry, a group is required",
-				    spec->user);
+				err_set(e, ERR_CONFIG,
+				    "user %s: no passwd entry, a group is required", spec->user);
 				return -1;
 			}
 		} else {
 			errno = rc != 0 ? rc : ENOENT;
-			snprintf(err, errlen, "user '%s': unknown", spec->user);
+			err_set(e, ERR_CONFIG, "user '%s': unknown", spec->user);
 			return -1;
 		}
 	}
@@ -332,7 +333,7 @@ resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, char *err,
 			pl->gid = (gid_t)id;
 		} else {
 			errno = rc != 0 ? rc : ENOENT;
-			snprintf(err, errlen, "group '%s': unknown", spec->group);
+			err_set(e, ERR_CONFIG, "group '%s': unknown", spec->group);
 			return -1;
 		}
 	}
@@ -340,7 +341,7 @@ resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, char *err,
 		if (pl->uid != getuid() || pl->uid != geteuid() || pl->gid != getgid() ||
 		    pl->gid != getegid()) {
 			errno = EPERM;
-			snprintf(err, errlen, "run as %s: changing user requires root",
+			err_set(e, ERR_CONFIG, "run as %s: changing user requires root",
 			    spec->user != NULL ? spec->user : spec->group);
 			return -1;
 		}
@@ -480,44 +481,44 @@ child_exec(const struct spawn_plan *pl, const struct proc_spec *spec, int repfd)
 
 static void
 report_error(const struct child_report *rep, const struct spawn_plan *pl,
-    const struct proc_spec *spec, char *err, size_t errlen)
+    const struct proc_spec *spec, struct err *e)
 {
 	const char *who = spec->user != NULL ? spec->user : spec->group;
-	const char *e = strerror(rep->err);
 
+	errno = rep->err; /* the child's errno: err_sys() reads it */
 	switch (rep->step) {
 	case STEP_EXEC:
-		snprintf(err, errlen, "exec %s: %s", pl->path, e);
+		err_sys(e, "exec %s", pl->path);
 		break;
 	case STEP_CHDIR:
-		snprintf(err, errlen, "chdir %s: %s", spec->cwd, e);
+		err_sys(e, "chdir %s", spec->cwd);
 		break;
 	case STEP_SETGROUPS:
-		snprintf(err, errlen, "run as %s: setgroups: %s", who, e);
+		err_sys(e, "run as %s: setgroups", who);
 		break;
 	case STEP_SETGID:
-		snprintf(err, errlen, "run as %s: setresgid: %s", who, e);
+		err_sys(e, "run as %s: setresgid", who);
 		break;
 	case STEP_SETUID:
-		snprintf(err, errlen, "run as %s: setresuid: %s", who, e);
+		err_sys(e, "run as %s: setresuid", who);
 		break;
 	case STEP_VERIFY:
-		snprintf(err, errlen, "run as %s: privileges still held after the drop", who);
+		err_set(e, ERR_INTERNAL, "run as %s: privileges still held after the drop", who);
 		break;
 	case STEP_SETSID:
-		snprintf(err, errlen, "spawn: setsid: %s", e);
+		err_sys(e, "spawn: setsid");
 		break;
 	case STEP_STDIO:
-		snprintf(err, errlen, "spawn: redirect stdio: %s", e);
+		err_sys(e, "spawn: redirect stdio");
 		break;
 	case STEP_KEEPFD:
-		snprintf(err, errlen, "spawn: keep fd %d: %s", pl->keep_fd, e);
+		err_sys(e, "spawn: keep fd %d", pl->keep_fd);
 		break;
 	case STEP_CLOSEFDS:
-		snprintf(err, errlen, "spawn: close descriptors: %s", e);
+		err_sys(e, "spawn: close descriptors");
 		break;
 	default:
-		snprintf(err, errlen, "spawn: signal setup: %s", e);
+		err_sys(e, "spawn: signal setup");
 		break;
 	}
 }
@@ -537,7 +538,7 @@ reap_blocking(pid_t pid, int *status)
  * Fork and exec with OUT_FD as stdout/stderr (borrowed). Fills P on success.
  */
 static int
-spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, char *err, size_t errlen)
+spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, struct err *e)
 {
 	struct spawn_plan pl;
 	struct child_report rep;
@@ -556,33 +557,33 @@ spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, char *er
 	pl.keep_fd = spec->keep_fd;
 	if (spec->argv == NULL || spec->argv[0] == NULL || spec->argv[0][0] == '\0') {
 		errno = EINVAL;
-		snprintf(err, errlen, "spawn: empty argv");
+		err_set(e, ERR_INTERNAL, "spawn: empty argv");
 		return -1;
 	}
 	if (spec->keep_fd >= 0 && (spec->keep_fd < 3 || fcntl(spec->keep_fd, F_GETFD) < 0)) {
 		errno = EBADF;
-		snprintf(err, errlen, "spawn: keep fd %d: not an open descriptor above 2",
+		err_set(e, ERR_INTERNAL, "spawn: keep fd %d: not an open descriptor above 2",
 		    spec->keep_fd);
 		return -1;
 	}
-	if (resolve_program(spec->argv[0], &pl.path, err, errlen) != 0 ||
-	    build_env(spec, &pl, err, errlen) != 0 || resolve_identity(spec, &pl, err, errlen) != 0) {
+	if (resolve_program(spec->argv[0], &pl.path, e) != 0 ||
+	    build_env(spec, &pl, e) != 0 || resolve_identity(spec, &pl, e) != 0) {
 		goto out;
 	}
 	pl.max_fd = max_fd_number();
 	pl.stdin_fd = fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
 	if (pl.stdin_fd < 0) {
-		snprintf(err, errlen, "spawn: open /dev/null: %s", strerror(errno));
+		err_sys(e, "spawn: open /dev/null");
 		goto out;
 	}
 	if (pipe2(rep_pipe, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "spawn: pipe: %s", strerror(errno));
+		err_sys(e, "spawn: pipe");
 		goto out;
 	}
 	rep_pipe[0] = fd_above_stdio(rep_pipe[0]);
 	rep_pipe[1] = fd_above_stdio(rep_pipe[1]);
 	if (rep_pipe[0] < 0 || rep_pipe[1] < 0) {
-		snprintf(err, errlen, "spawn: pipe: %s", strerror(errno));
+		err_sys(e, "spawn: pipe");
 		goto out;
 	}
 	/* No handler of ours may run in the child before dispositions are reset. */
@@ -596,7 +597,7 @@ spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, char *er
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
 		errno = saved;
-		snprintf(err, errlen, "spawn: fork: %s", strerror(errno));
+		err_sys(e, "spawn: fork");
 		goto out;
 	}
 	close(rep_pipe[1]);
@@ -617,8 +618,7 @@ spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, char *er
 			kill(pid, SIGKILL);
 			(void)reap_blocking(pid, &status);
 			errno = saved;
-			snprintf(err, errlen, "spawn %s: child did not reach exec: %s", pl.path,
-			    strerror(errno));
+			err_sys(e, "spawn %s: child did not reach exec", pl.path);
 			goto out;
 		}
 		n = read(rep_pipe[0], (char *)&rep + got, sizeof(rep) - got);
@@ -636,7 +636,7 @@ spawn_with_fd(const struct proc_spec *spec, int out_fd, struct proc *p, char *er
 			rep.step = STEP_EXEC;
 			rep.err = EIO;
 		}
-		report_error(&rep, &pl, spec, err, errlen);
+		report_error(&rep, &pl, spec, e);
 		errno = rep.err;
 		goto out;
 	}
@@ -666,7 +666,7 @@ out:
 }
 
 int
-proc_spawn(const struct proc_spec *spec, struct proc *out, char *err, size_t errlen)
+proc_spawn(const struct proc_spec *spec, struct proc *out, struct err *e)
 {
 	struct proc p = PROC_INIT;
 	int fd, rc, saved;
@@ -674,22 +674,22 @@ proc_spawn(const struct proc_spec *spec, struct proc *out, char *err, size_t err
 	if (spec->log_path != NULL) {
 		fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 		if (fd < 0) {
-			snprintf(err, errlen, "open log %s: %s", spec->log_path, strerror(errno));
+			err_sys(e, "open log %s", spec->log_path);
 			return -1;
 		}
 	} else {
 		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		if (fd < 0) {
-			snprintf(err, errlen, "open /dev/null: %s", strerror(errno));
+			err_sys(e, "open /dev/null");
 			return -1;
 		}
 	}
 	fd = fd_above_stdio(fd);
 	if (fd < 0) {
-		snprintf(err, errlen, "spawn: dup: %s", strerror(errno));
+		err_sys(e, "spawn: dup");
 		return -1;
 	}
-	rc = spawn_with_fd(spec, fd, &p, err, errlen);
+	rc = spawn_with_fd(spec, fd, &p, e);
 	saved = errno;
 	close(fd);
 	if (rc == 0) {
@@ -835,7 +835,7 @@ proc_signal(struct proc *p, int sig)
 }
 
 int
-proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen)
+proc_stop(struct proc *p, int grace_ms, struct err *e)
 {
 	int r;
 
@@ -844,11 +844,11 @@ proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen)
 		return 0;
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "stop %ld: wait: %s", (long)p->pid, strerror(errno));
+		err_sys(e, "stop %ld: wait", (long)p->pid);
 		return -1;
 	}
 	if (proc_signal(p, SIGTERM) < 0) {
-		snprintf(err, errlen, "stop %ld: SIGTERM: %s", (long)p->pid, strerror(errno));
+		err_sys(e, "stop %ld: SIGTERM", (long)p->pid);
 		return -1;
 	}
 	/* A stopped (SIGSTOP) process would never act on SIGTERM. */
@@ -860,12 +860,12 @@ proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen)
 		return 0;
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "stop %ld: wait: %s", (long)p->pid, strerror(errno));
+		err_sys(e, "stop %ld: wait", (long)p->pid);
 		return -1;
 	}
 	log_info("pid %ld still running %d ms after SIGTERM: SIGKILL", (long)p->pid, grace_ms);
 	if (proc_signal(p, SIGKILL) < 0) {
-		snprintf(err, errlen, "stop %ld: SIGKILL: %s", (long)p->pid, strerror(errno));
+		err_sys(e, "stop %ld: SIGKILL", (long)p->pid);
 		return -1;
 	}
 	r = proc_wait(p, PROC_KILL_WAIT_MS);
@@ -875,8 +875,8 @@ proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen)
 	if (r == 0) {
 		errno = ETIMEDOUT;
 	}
-	snprintf(err, errlen, "stop %ld: still running %d ms after SIGKILL: %s", (long)p->pid,
-	    PROC_KILL_WAIT_MS, strerror(errno));
+	err_sys(e, "stop %ld: still running %d ms after SIGKILL", (long)p->pid,
+	    PROC_KILL_WAIT_MS);
 	return -1;
 }
 
@@ -1039,7 +1039,7 @@ proc_boot_id(char *out, size_t outlen)
 
 /* Same file (device and inode) as what /proc/PID/exe points to? */
 static int
-same_exe(pid_t pid, const char *exe_path, char *err, size_t errlen)
+same_exe(pid_t pid, const char *exe_path, struct err *e)
 {
 	char link[64];
 	struct stat a, b;
@@ -1049,16 +1049,17 @@ same_exe(pid_t pid, const char *exe_path, char *err, size_t errlen)
 		if (errno == ENOENT) {
 			errno = ESRCH;
 		}
-		snprintf(err, errlen, "adopt %ld: executable: %s", (long)pid, strerror(errno));
+		err_sys_kind(e, errno == ESRCH ? ERR_NOT_FOUND : ERR_IO, "adopt %ld: executable",
+		    (long)pid);
 		return -1;
 	}
 	if (stat(exe_path, &b) < 0) {
-		snprintf(err, errlen, "adopt %ld: stat %s: %s", (long)pid, exe_path, strerror(errno));
+		err_sys(e, "adopt %ld: stat %s", (long)pid, exe_path);
 		return -1;
 	}
 	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
 		errno = PROC_ADOPT_EXE_MISMATCH;
-		snprintf(err, errlen, "adopt %ld: runs another executable than %s", (long)pid,
+		err_set(e, ERR_CONFLICT, "adopt %ld: runs another executable than %s", (long)pid,
 		    exe_path);
 		return -1;
 	}
@@ -1067,44 +1068,42 @@ same_exe(pid_t pid, const char *exe_path, char *err, size_t errlen)
 
 int
 proc_adopt(pid_t pid, unsigned long long start_time, const char *exe_path, struct proc *out,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct proc p = PROC_INIT;
 	unsigned long long st;
-	int saved;
 
 	if (pid <= 1) {
 		errno = EINVAL;
-		snprintf(err, errlen, "adopt %ld: invalid pid", (long)pid);
+		err_set(e, ERR_INTERNAL, "adopt %ld: invalid pid", (long)pid);
 		return -1;
 	}
 	if (proc_start_time(pid, &st) != 0) {
-		snprintf(err, errlen, "adopt %ld: %s", (long)pid, strerror(errno));
+		err_sys_kind(e, errno == ESRCH ? ERR_NOT_FOUND : ERR_IO, "adopt %ld", (long)pid);
 		return -1;
 	}
 	if (st != start_time) {
 		errno = ESRCH;
-		snprintf(err, errlen, "adopt %ld: start time %llu, expected %llu (pid reused)",
+		err_set(e, ERR_NOT_FOUND, "adopt %ld: start time %llu, expected %llu (pid reused)",
 		    (long)pid, st, start_time);
 		return -1;
 	}
-	if (exe_path != NULL && same_exe(pid, exe_path, err, errlen) != 0) {
+	if (exe_path != NULL && same_exe(pid, exe_path, e) != 0) {
 		return -1;
 	}
 	p.pid = pid;
 	p.start_time = start_time;
 	p.pidfd = sys_pidfd_open(pid);
 	if (p.pidfd < 0 && errno != ENOSYS) {
-		saved = errno;
-		snprintf(err, errlen, "adopt %ld: pidfd_open: %s", (long)pid, strerror(saved));
-		errno = saved;
+		err_sys_kind(e, errno == ESRCH ? ERR_NOT_FOUND : ERR_IO, "adopt %ld: pidfd_open",
+		    (long)pid);
 		return -1;
 	}
 	/* The pid could have been recycled between the checks and pidfd_open. */
 	if (proc_start_time(pid, &st) != 0 || st != start_time) {
 		proc_release(&p);
 		errno = ESRCH;
-		snprintf(err, errlen, "adopt %ld: exited while being adopted", (long)pid);
+		err_set(e, ERR_NOT_FOUND, "adopt %ld: exited while being adopted", (long)pid);
 		return -1;
 	}
 	p.group = getpgid(pid) == pid;
@@ -1126,7 +1125,7 @@ proc_release(struct proc *p)
 
 int
 proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t max_out,
-    size_t *out_len, int *status, char *err, size_t errlen)
+    size_t *out_len, int *status, struct err *e)
 {
 	struct proc p = PROC_INIT;
 	struct pollfd pfd;
@@ -1144,16 +1143,16 @@ proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t
 		*out_len = 0;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		snprintf(err, errlen, "spawn: pipe: %s", strerror(errno));
+		err_sys(e, "spawn: pipe");
 		return -1;
 	}
 	pipefd[0] = fd_above_stdio(pipefd[0]);
 	pipefd[1] = fd_above_stdio(pipefd[1]);
 	if (pipefd[0] < 0 || pipefd[1] < 0) {
-		snprintf(err, errlen, "spawn: pipe: %s", strerror(errno));
+		err_sys(e, "spawn: pipe");
 		goto out;
 	}
-	if (spawn_with_fd(spec, pipefd[1], &p, err, errlen) != 0) {
+	if (spawn_with_fd(spec, pipefd[1], &p, e) != 0) {
 		goto out;
 	}
 	close(pipefd[1]);
@@ -1167,12 +1166,13 @@ proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t
 			continue;
 		}
 		if (r < 0) {
-			snprintf(err, errlen, "read output: %s", strerror(errno));
+			err_sys(e, "read output");
 			goto kill;
 		}
 		if (r == 0) {
 			errno = ETIMEDOUT;
-			snprintf(err, errlen, "%s: timed out after %d ms", spec->argv[0], timeout_ms);
+			err_set(e, ERR_TIMEOUT, "%s: timed out after %d ms", spec->argv[0],
+			    timeout_ms);
 			goto kill;
 		}
 		n = read(pipefd[0], sink, sizeof(sink));
@@ -1180,7 +1180,7 @@ proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t
 			continue;
 		}
 		if (n < 0) {
-			snprintf(err, errlen, "read output: %s", strerror(errno));
+			err_sys(e, "read output");
 			goto kill;
 		}
 		if (n == 0) {
@@ -1200,12 +1200,12 @@ proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t
 	}
 	r = proc_wait(&p, ms_until(deadline));
 	if (r < 0) {
-		snprintf(err, errlen, "wait %s: %s", spec->argv[0], strerror(errno));
+		err_sys(e, "wait %s", spec->argv[0]);
 		goto kill;
 	}
 	if (r == 0) {
 		errno = ETIMEDOUT;
-		snprintf(err, errlen, "%s: timed out after %d ms", spec->argv[0], timeout_ms);
+		err_set(e, ERR_TIMEOUT, "%s: timed out after %d ms", spec->argv[0], timeout_ms);
 		goto kill;
 	}
 	if (status != NULL) {
@@ -1216,10 +1216,10 @@ proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t
 kill:
 	saved = errno;
 	{
-		char serr[128];
+		struct err se = ERR_INIT;
 
-		if (proc_stop(&p, 1000, serr, sizeof(serr)) < 0) {
-			log_warnx("%s", serr);
+		if (proc_stop(&p, 1000, &se) < 0) {
+			log_warnx("%s", err_msg(&se));
 		}
 	}
 	errno = saved;

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 /* What to run. Every pointer is borrowed for the duration of proc_spawn(). */
@@ -93,12 +94,14 @@ void proc_init(struct proc *p);
 /*
  * Fork and exec SPEC. On success *OUT describes the running child (pid,
  * pidfd, start_time) and the exec has already happened. On failure no child
- * remains (it was reaped) and ERR names the step and errno, e.g.
+ * remains (it was reaped) and E names the step and errno, e.g.
  * "exec /opt/x/bin/agent: No such file or directory", "run as nobody:
  * setresuid: Operation not permitted", "open log /var/log/x: ...",
- * "user 'nobody2': unknown". Returns 0, or -1 with errno set.
+ * "user 'nobody2': unknown" (kind config for an unknown user or group,
+ * not_found for a program not in PATH, else from errno: io, no_space,
+ * nomem). Returns 0, or -1 with errno set and E filled.
  */
-int proc_spawn(const struct proc_spec *spec, struct proc *out, char *err, size_t errlen) WUR;
+int proc_spawn(const struct proc_spec *spec, struct proc *out, struct err *e) WUR;
 
 /*
  * Has P exited? Non-blocking. Returns 1 (exited: P->exited set, and for a
@@ -138,10 +141,10 @@ int proc_signal(struct proc *p, int sig) WUR;
  * then SIGKILL to the group and wait (bounded: 5 s more) until it is gone;
  * leftovers in the group are killed either way (proc_poll). On return 0
  * the process is gone and reaped (children). Returns 0 (exited within the
- * grace period), 1 (had to be killed), -1 (error; ERR says why). Stopping
+ * grace period), 1 (had to be killed), -1 (error; E says why). Stopping
  * a process that already exited returns 0.
  */
-int proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen) WUR;
+int proc_stop(struct proc *p, int grace_ms, struct err *e) WUR;
 
 /* errno of proc_adopt() when the executable differs (start time matched). */
 #define PROC_ADOPT_EXE_MISMATCH ENOEXEC
@@ -156,10 +159,11 @@ int proc_stop(struct proc *p, int grace_ms, char *err, size_t errlen) WUR;
  *     inode) as EXE_PATH resolved now (else PROC_ADOPT_EXE_MISMATCH). Pass
  *     NULL to get a handle on a process you only mean to proc_stop().
  * A pidfd is opened and the start time re-checked after it, so the pid
- * cannot be recycled in between. Returns 0, or -1 with errno and ERR.
+ * cannot be recycled in between. Returns 0, or -1 with errno and E: kind
+ * not_found when the process is gone, conflict for another executable.
  */
 int proc_adopt(pid_t pid, unsigned long long start_time, const char *exe_path, struct proc *out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Start time of PID (field 22 of /proc/PID/stat, clock ticks since boot):
@@ -189,10 +193,11 @@ void proc_release(struct proc *p);
  * TIMEOUT_MS the group is stopped (SIGTERM, 1 s grace, SIGKILL) and the
  * call fails with ETIMEDOUT. For preflight checks such as
  * "bin/tandem-agent --self-test". Returns 0 with *STATUS the wait status
- * (check WIFEXITED/WEXITSTATUS yourself), or -1 with errno and ERR.
+ * (check WIFEXITED/WEXITSTATUS yourself), or -1 with errno and E (kind
+ * timeout after TIMEOUT_MS).
  */
 int proc_run_capture(const struct proc_spec *spec, int timeout_ms, char *out, size_t max_out,
-    size_t *out_len, int *status, char *err, size_t errlen) WUR;
+    size_t *out_len, int *status, struct err *e) WUR;
 
 /*
  * Describe a wait status: "exited with status 3", "killed by signal 9

@@ -208,7 +208,7 @@ ln_stop_orphan(struct launcher *l)
 	};
 	struct ln_child_rec rec;
 	struct proc orphan = PROC_INIT;
-	char p[PATH_MAX], msg[256];
+	char p[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 	long long st;
@@ -223,7 +223,7 @@ ln_stop_orphan(struct launcher *l)
 	free(buf);
 	if (o == NULL || json_read_fields(o, fields, ARRAY_LEN(fields), 0, &rec, NULL) != 0 ||
 	    parse_ll(rec.start_time, 0, LLONG_MAX, &st) != 0 || strcmp(rec.boot_id, l->boot_id) != 0 ||
-	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, msg, sizeof(msg)) != 0) {
+	    proc_adopt((pid_t)rec.pid, (unsigned long long)st, NULL, &orphan, NULL) != 0) {
 		cJSON_Delete(o);
 		return; /* unreadable, from before a reboot, or gone */
 	}
@@ -239,7 +239,7 @@ ln_stop_orphan(struct launcher *l)
 static int
 ln_spawn(struct launcher *l, struct err *e)
 {
-	char prog[PATH_MAX], env_fd[64], env_conf[PATH_MAX + 64], msg[512];
+	char prog[PATH_MAX], env_fd[64], env_conf[PATH_MAX + 64];
 	const char *argv[6 + LN_MAX_EXTRA], *env[3];
 	struct proc_spec spec;
 	int n1, n2;
@@ -271,8 +271,8 @@ ln_spawn(struct launcher *l, struct err *e)
 	spec.log_path = l->log_path;
 	spec.keep_fd = l->listen_fd;
 	proc_release(&l->child);
-	if (proc_spawn(&spec, &l->child, msg, sizeof(msg)) != 0) {
-		return err_set(e, ERR_IO, "%s", msg);
+	if (proc_spawn(&spec, &l->child, e) != 0) {
+		return -1;
 	}
 	ln_record_child(l);
 	log_info("started updater %s (%s), pid %d", prog, l->version, (int)l->child.pid);
@@ -310,14 +310,14 @@ ln_act(struct launcher *l, enum sup_action act)
 static void
 ln_stop_child(struct launcher *l)
 {
-	char msg[256];
+	struct err e = ERR_INIT;
 
 	(void)sup_want_down(&l->m, mono_ms());
 	if (l->child.pid == 0) {
 		return;
 	}
-	if (proc_stop(&l->child, (int)l->m.cfg.stop_grace_ms, msg, sizeof(msg)) < 0) {
-		log_warnx("stop updater pid %d: %s", (int)l->child.pid, msg);
+	if (proc_stop(&l->child, (int)l->m.cfg.stop_grace_ms, &e) < 0) {
+		log_warnx("stop updater pid %d: %s", (int)l->child.pid, err_msg(&e));
 	}
 	(void)sup_exited(&l->m, mono_ms(), l->child.status);
 	proc_release(&l->child);

@@ -1168,7 +1168,8 @@ run_gate_cmd(struct driver *d, int wave, char *why, size_t len)
 {
 	struct proc_spec ps;
 	char env_id[64], env_wave[32], env_sha[96], env_home[PATH_MAX + 16], out[GATE_OUTPUT_MAX];
-	char perr[512], st[128];
+	char st[128];
+	struct err perr = ERR_INIT;
 	const char *argv[] = { "/bin/sh", "-c", d->spec.gate_cmd, NULL };
 	const char *env[5];
 	size_t outlen = 0;
@@ -1186,9 +1187,9 @@ run_gate_cmd(struct driver *d, int wave, char *why, size_t len)
 	proc_spec_init(&ps);
 	ps.argv = argv;
 	ps.env_add = env;
-	if (proc_run_capture(&ps, ROLLOUT_GATE_TIMEOUT_MS, out, sizeof(out), &outlen, &status, perr,
-	    sizeof(perr)) != 0) {
-		snprintf(why, len, "gate command failed to run: %s", perr);
+	if (proc_run_capture(&ps, ROLLOUT_GATE_TIMEOUT_MS, out, sizeof(out), &outlen, &status,
+	    &perr) != 0) {
+		snprintf(why, len, "gate command failed to run: %s", err_msg(&perr));
 		return -1;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

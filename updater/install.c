@@ -134,7 +134,7 @@ install_run_proc(const struct install_run *r, char *out, size_t outlen, int *sta
     struct err *e)
 {
 	struct proc_spec spec;
-	char msg[256];
+	struct err pe = ERR_INIT;
 	size_t n = 0;
 
 	proc_spec_init(&spec);
@@ -142,9 +142,9 @@ install_run_proc(const struct install_run *r, char *out, size_t outlen, int *sta
 	spec.cwd = r->cwd;
 	spec.user = r->user;
 	spec.group = r->group;
-	if (proc_run_capture(&spec, r->timeout_ms, out, outlen, &n, status, msg, sizeof(msg)) !=
-	    0) {
-		return err_set(e, ERR_PREFLIGHT, "%s", msg); /* could not run, or timed out */
+	if (proc_run_capture(&spec, r->timeout_ms, out, outlen, &n, status, &pe) != 0) {
+		/* Could not run, or timed out: either way the release's check refused it. */
+		return err_set(e, ERR_PREFLIGHT, "%s", err_msg(&pe));
 	}
 	return 0;
 }

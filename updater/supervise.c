@@ -641,8 +641,7 @@ ready_argv(const struct spec_copy *c, int fd, char num[16], const char **argv)
  * end the child gets (READY_ARG N) and whose read end lands in *READ_FD.
  */
 static int
-spawn_spec_locked(struct supervisor *sv, struct proc *p, int *read_fd, char *err,
-    size_t errlen)
+spawn_spec_locked(struct supervisor *sv, struct proc *p, int *read_fd, struct err *e)
 {
 	struct proc_spec spec = sv->spec.spec;
 	const char **argv = NULL;
@@ -666,7 +665,7 @@ spawn_spec_locked(struct supervisor *sv, struct proc *p, int *read_fd, char *err
 			spec.keep_fd = rp[1];
 		}
 	}
-	rc = proc_spawn(&spec, p, err, errlen);
+	rc = proc_spawn(&spec, p, e);
 	if (rp[1] >= 0) {
 		close(rp[1]);
 	}
@@ -688,16 +687,16 @@ static void
 spawn_locked(struct supervisor *sv, int64_t now)
 {
 	struct proc p = PROC_INIT;
-	char err[256];
+	struct err e = ERR_INIT;
 	int was_looping = sup_crash_looping(&sv->m), rfd;
 	enum sup_action act;
 
 	ready_close_locked(sv);
 	sv->ready = SV_READY_NONE;
-	if (spawn_spec_locked(sv, &p, &rfd, err, sizeof(err)) != 0) {
-		log_warnx("%s: %s", sv->name, err);
-		snprintf(sv->last_error, sizeof(sv->last_error), "%s", err);
-		queue_event(sv, SUPERVISOR_EV_SPAWN_FAILED, -1, 0, err);
+	if (spawn_spec_locked(sv, &p, &rfd, &e) != 0) {
+		log_warnx("%s: %s", sv->name, err_msg(&e));
+		snprintf(sv->last_error, sizeof(sv->last_error), "%s", err_msg(&e));
+		queue_event(sv, SUPERVISOR_EV_SPAWN_FAILED, -1, 0, err_msg(&e));
 		act = sup_spawned(&sv->m, now, 0);
 		note_crash_loop(sv, was_looping);
 		carry_out(sv, act, now);
@@ -1040,19 +1039,15 @@ supervisor_adopt(struct supervisor *sv, pid_t pid, unsigned long long start_time
     const char *exe_path, struct err *e)
 {
 	struct proc p = PROC_INIT;
-	char perr[256];
 
 	pthread_mutex_lock(&sv->mu);
 	if (sv->p.pid != 0 || sup_state(&sv->m) != SUP_STOPPED) {
 		pthread_mutex_unlock(&sv->mu);
 		return err_set(e, ERR_BUSY, "%s: already supervising a process", sv->name);
 	}
-	if (proc_adopt(pid, start_time, exe_path, &p, perr, sizeof(perr)) != 0) {
-		int saved = errno;
-
+	if (proc_adopt(pid, start_time, exe_path, &p, e) != 0) {
 		pthread_mutex_unlock(&sv->mu);
-		return err_set(e, saved == ESRCH ? ERR_NOT_FOUND :
-		    saved == PROC_ADOPT_EXE_MISMATCH ? ERR_CONFLICT : ERR_IO, "%s", perr);
+		return -1; /* gone: not_found; another executable: conflict */
 	}
 	sv->p = p;
 	sv->generation++;
@@ -1069,16 +1064,19 @@ supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start
     struct err *e)
 {
 	struct proc p = PROC_INIT;
-	char perr[256];
 	int r;
 
-	if (proc_adopt(pid, start_time, NULL, &p, perr, sizeof(perr)) != 0) {
-		return errno == ESRCH ? 0 : err_set(e, ERR_IO, "%s", perr);
+	if (proc_adopt(pid, start_time, NULL, &p, e) != 0) {
+		if (e != NULL && e->kind == ERR_NOT_FOUND) {
+			err_clear(e); /* already gone */
+			return 0;
+		}
+		return -1;
 	}
 	log_info("%s: stopping stray pid %ld", sv->name, (long)pid);
-	r = proc_stop(&p, (int)sv->m.cfg.stop_grace_ms, perr, sizeof(perr));
+	r = proc_stop(&p, (int)sv->m.cfg.stop_grace_ms, e);
 	proc_release(&p);
-	return r < 0 ? err_set(e, ERR_IO, "%s", perr) : 0;
+	return r < 0 ? -1 : 0;
 }
 
 enum supervisor_ready

@@ -123,13 +123,14 @@ static void
 openssl(const char *const *argv)
 {
 	struct proc_spec s;
-	char out[4096], err[256];
+	char out[4096];
+	struct err pe = ERR_INIT;
 	int status = -1;
 
 	proc_spec_init(&s);
 	s.argv = argv;
-	if (proc_run_capture(&s, 30000, out, sizeof(out), NULL, &status, err, sizeof(err)) != 0) {
-		fail_msg("openssl: %s", err);
+	if (proc_run_capture(&s, 30000, out, sizeof(out), NULL, &status, &pe) != 0) {
+		fail_msg("openssl: %s", err_msg(&pe));
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fail_msg("openssl %s failed: %s", argv[1], out);
@@ -500,12 +501,12 @@ test_process_death_fails_fast(void **state)
 	struct probe_result r;
 	struct proc_spec s;
 	struct proc p = PROC_INIT;
-	char err[256];
+	struct err pe = ERR_INIT;
 
 	/* Phase 1: still stale when the process dies. */
 	proc_spec_init(&s);
 	s.argv = argv;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &pe), 0);
 	fast_opts(e, &o);
 	o.deadline_ms = 20000;
 	o.pidfd = p.pidfd;
@@ -523,7 +524,7 @@ test_process_death_fails_fast(void **state)
 
 	/* Phase 2: healthy, then dies inside the stability window. */
 	script_reset(&e->sc);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &pe), 0);
 	o.pidfd = p.pidfd;
 	o.stable_ms = 10000;
 	e->sc.kill_pid = p.pid;

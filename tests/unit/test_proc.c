@@ -147,11 +147,12 @@ test_exit_status(void **state)
 	static const char *const argv[] = { "/bin/sh", "-c", "exit 3", NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256], buf[64];
+	char buf[64];
+	struct err e = ERR_INIT;
 
 	(void)state;
 	sh_spec(&s, argv, -1);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_true(p.pid > 0);
 	assert_true(p.pidfd >= 0);
 	assert_true(p.is_child);
@@ -166,7 +167,7 @@ test_exit_status(void **state)
 	assert_int_equal(errno, ECHILD);
 	/* Polling and stopping an exited process is harmless. */
 	assert_int_equal(proc_poll(&p), 1);
-	assert_int_equal(proc_stop(&p, 100, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&p, 100, &e), 0);
 	proc_release(&p);
 	assert_int_equal(p.pid, 0);
 	assert_int_equal(p.pidfd, -1);
@@ -178,18 +179,18 @@ test_reaped_elsewhere(void **state)
 	static const char *const argv[] = { "/bin/sh", "-c", "exit 5", NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 	int status;
 
 	(void)state;
 	sh_spec(&s, argv, -1);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_int_equal(waitpid(p.pid, &status, 0), p.pid); /* behind proc's back */
 	assert_int_equal(WEXITSTATUS(status), 5);
 	assert_int_equal(proc_wait(&p, 5000), 1);
 	assert_true(p.exited);
 	assert_int_equal(p.status, -1);
-	assert_int_equal(proc_stop(&p, 100, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&p, 100, &e), 0);
 	proc_release(&p);
 }
 
@@ -200,14 +201,15 @@ test_log_file_appended(void **state)
 	static const char *const argv[] = { "/bin/sh", "-c", "echo out; echo err >&2", NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256], log[PATH_MAX], *data = NULL;
+	char log[PATH_MAX], *data = NULL;
+	struct err e = ERR_INIT;
 	struct stat st;
 
 	snprintf(log, sizeof(log), "%s/agent.log", f->dir);
 	assert_int_equal(fs_write_atomic(log, "before\n", 7, 0640), 0);
 	sh_spec(&s, argv, -1);
 	s.log_path = log;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_int_equal(proc_wait(&p, 5000), 1);
 	assert_int_equal(fs_read_file(log, 4096, &data, NULL), 0);
 	assert_string_equal(data, "before\nout\nerr\n");
@@ -217,7 +219,7 @@ test_log_file_appended(void **state)
 	/* Created when absent, 0640. */
 	snprintf(log, sizeof(log), "%s/new.log", f->dir);
 	s.log_path = log;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_int_equal(proc_wait(&p, 5000), 1);
 	assert_int_equal(stat(log, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
@@ -226,9 +228,9 @@ test_log_file_appended(void **state)
 	/* A log that cannot be opened is a spawn error, nothing is started. */
 	snprintf(log, sizeof(log), "%s/missing-dir/x.log", f->dir);
 	s.log_path = log;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_non_null(strstr(err, "open log"));
+	assert_non_null(strstr(err_msg(&e), "open log"));
 	assert_int_equal(p.pid, 0);
 }
 
@@ -239,13 +241,16 @@ test_exec_failure_reported(void **state)
 	const char *argv[] = { NULL, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256], path[PATH_MAX];
+	char path[PATH_MAX];
+	struct err e = ERR_INIT;
 
 	sh_spec(&s, argv, -1);
 	argv[0] = "/nonexistent/tandem-agent";
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_string_equal(err, "exec /nonexistent/tandem-agent: No such file or directory");
+	assert_string_equal(err_msg(&e), "exec /nonexistent/tandem-agent: No such file or directory");
+	assert_int_equal(e.kind, ERR_IO);
+	assert_int_equal(e.sys_errno, ENOENT);
 	assert_int_equal(p.pid, 0);
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* the failed child was reaped */
 	assert_int_equal(errno, ECHILD);
@@ -254,31 +259,32 @@ test_exec_failure_reported(void **state)
 	snprintf(path, sizeof(path), "%s/notexec", f->dir);
 	assert_int_equal(fs_write_atomic(path, "#!/bin/sh\n", 10, 0644), 0);
 	argv[0] = path;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, EACCES);
-	assert_non_null(strstr(err, "Permission denied"));
+	assert_non_null(strstr(err_msg(&e), "Permission denied"));
 
 	/* A bare name not in PATH. */
 	argv[0] = "tandem-no-such-program";
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_non_null(strstr(err, "not found in PATH"));
+	assert_non_null(strstr(err_msg(&e), "not found in PATH"));
+	assert_int_equal(e.kind, ERR_NOT_FOUND);
 
 	/* A missing working directory. */
 	argv[0] = "/bin/true";
 	s.cwd = "/nonexistent-dir";
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_string_equal(err, "chdir /nonexistent-dir: No such file or directory");
+	assert_string_equal(err_msg(&e), "chdir /nonexistent-dir: No such file or directory");
 
 	/* Bad arguments. */
 	s.cwd = NULL;
 	argv[0] = NULL;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, EINVAL);
 	argv[0] = "/bin/true";
 	s.keep_fd = 1;
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), -1);
+	assert_int_equal(proc_spawn(&s, &p, &e), -1);
 	assert_int_equal(errno, EBADF);
 }
 
@@ -293,23 +299,21 @@ test_cwd_env_path_search(void **state)
 	char out[512], want[PATH_MAX + 64];
 	size_t n;
 	int status;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	assert_int_equal(setenv("TANDEM_KEEP", "old", 1), 0);
 	assert_int_equal(setenv("HOME", "/root-test", 1), 0);
 	sh_spec(&s, argv, -1);
 	s.cwd = f->dir;
 	s.env_add = env;
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, &e), 0);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	snprintf(want, sizeof(want), "%s [x y] [new] [/root-test]\n", f->dir);
 	assert_string_equal(out, want);
 	assert_int_equal(n, strlen(want));
 
 	s.clear_env = 1;
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, &e), 0);
 	snprintf(want, sizeof(want), "%s [x y] [new] [unset]\n", f->dir);
 	assert_string_equal(out, want);
 	unsetenv("TANDEM_KEEP");
@@ -323,7 +327,8 @@ test_signals_and_fds_reset(void **state)
 	sigset_t block, old;
 	struct sigaction ign, oldact;
 	struct proc_spec s;
-	char out[8192], err[256], script[256];
+	char out[8192], script[256];
+	struct err e = ERR_INIT;
 	const char *argv2[] = { "/bin/sh", "-c", script, NULL };
 	int leak, status;
 
@@ -334,8 +339,7 @@ test_signals_and_fds_reset(void **state)
 	ign.sa_handler = SIG_IGN;
 	assert_int_equal(sigaction(SIGUSR1, &ign, &oldact), 0);
 	sh_spec(&s, argv, -1);
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), 0);
 	assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 	assert_int_equal(sigaction(SIGUSR1, &oldact, NULL), 0);
 	assert_non_null(strstr(out, "SigBlk:\t0000000000000000\n"));
@@ -361,12 +365,10 @@ test_signals_and_fds_reset(void **state)
 	    "for n in %d %d; do if [ -e /proc/$$/fd/$n ]; then echo open; else echo closed; fi; done",
 	    leak, f->wr);
 	sh_spec(&s, argv2, f->wr);
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), 0);
 	assert_string_equal(out, "closed\nopen\n");
 	s.keep_fd = -1;
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), 0);
 	assert_string_equal(out, "closed\nclosed\n");
 	close(leak);
 	/* Still close-on-exec in the parent. */
@@ -381,17 +383,17 @@ test_stop_sigterm(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	snprintf(script, sizeof(script), "echo $$ >&%d; exec sleep 120", f->wr);
 	sh_spec(&s, argv, f->wr);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_int_equal(read_pid(f->rd), p.pid);
 	assert_int_equal(getpgid(p.pid), p.pid); /* own group */
 	assert_int_equal(getsid(p.pid), p.pid);  /* own session */
 	assert_int_equal(proc_wait(&p, 0), 0);
 	assert_int_equal(proc_alive(&p), 1);
-	assert_int_equal(proc_stop(&p, 5000, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&p, 5000, &e), 0);
 	assert_int_equal(proc_alive(&p), 0);
 	assert_true(WIFSIGNALED(p.status));
 	assert_int_equal(WTERMSIG(p.status), SIGTERM);
@@ -407,15 +409,15 @@ test_stop_ignores_sigterm_killed(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 	int64_t t0, dt;
 
 	snprintf(script, sizeof(script), "trap '' TERM; echo $$ >&%d; exec sleep 120", f->wr);
 	sh_spec(&s, argv, f->wr);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	assert_int_equal(read_pid(f->rd), p.pid);
 	t0 = mono_ms();
-	assert_int_equal(proc_stop(&p, 300, err, sizeof(err)), 1);
+	assert_int_equal(proc_stop(&p, 300, &e), 1);
 	dt = mono_ms() - t0;
 	assert_true(dt >= 290);
 	assert_true(dt < 3000);
@@ -432,7 +434,8 @@ test_stop_kills_whole_group(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256], line[512], *status = NULL;
+	char line[512], *status = NULL;
+	struct err e = ERR_INIT;
 	const char *sigign;
 	pid_t g1, g2;
 	int fd1, fd2;
@@ -443,7 +446,7 @@ test_stop_kills_whole_group(void **state)
 	    "sh -c 'trap \"\" TERM; echo $$ >&%d; exec sleep 120' & wait",
 	    f->wr, f->wr);
 	sh_spec(&s, argv, f->wr);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	g1 = read_pid(f->rd);
 	g2 = read_pid(f->rd);
 	assert_int_equal(getpgid(g1), p.pid);
@@ -459,7 +462,7 @@ test_stop_kills_whole_group(void **state)
 	assert_non_null(sigign);
 	assert_true(strtoull(sigign + 8, NULL, 16) & (1ull << (SIGTERM - 1)));
 	free(status);
-	assert_int_equal(proc_stop(&p, 2000, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&p, 2000, &e), 0);
 	assert_true(pidfd_exits(fd1, 3000));
 	assert_true(pidfd_exits(fd2, 3000));
 	close(fd1);
@@ -475,7 +478,7 @@ test_leader_exit_kills_leftovers(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 	pid_t g;
 	int fd;
 
@@ -483,7 +486,7 @@ test_leader_exit_kills_leftovers(void **state)
 	snprintf(script, sizeof(script), "sleep 120 & echo $! >&%d; read x; exit 7", f->wr);
 	sh_spec(&s, argv, f->wr);
 	/* stdin is /dev/null: "read" returns at once, so the order is: report, exit. */
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	g = read_pid(f->rd);
 	fd = pidfd_of(g);
 	assert_true(fd >= 0);
@@ -502,16 +505,16 @@ test_no_pidfd_fallback(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 
 	snprintf(script, sizeof(script), "echo $$ >&%d; exec sleep 120", f->wr);
 	sh_spec(&s, argv, f->wr);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	close(p.pidfd);
 	p.pidfd = -1; /* as on a kernel without pidfd_open */
 	assert_int_equal(read_pid(f->rd), p.pid);
 	assert_int_equal(proc_wait(&p, 30), 0);
-	assert_int_equal(proc_stop(&p, 5000, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&p, 5000, &e), 0);
 	assert_int_equal(WTERMSIG(p.status), SIGTERM);
 	proc_release(&p);
 }
@@ -524,14 +527,14 @@ test_adopt(void **state)
 	const char *argv[] = { "/bin/sh", "-c", script, NULL };
 	struct proc p = PROC_INIT, a = PROC_INIT;
 	struct proc_spec s;
-	char err[256];
+	struct err e = ERR_INIT;
 	unsigned long long st;
 	pid_t orphan;
 
 	/* An orphan, like an agent whose updater died: not our child. */
 	snprintf(script, sizeof(script), "(exec sleep 120) & echo $! >&%d", f->wr);
 	sh_spec(&s, argv, f->wr);
-	assert_int_equal(proc_spawn(&s, &p, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
 	orphan = read_pid(f->rd);
 	assert_true(wait_exe(orphan, "/bin/sleep", 5000));
 	/* proc_poll would kill the group's leftovers: reap the shell by hand. */
@@ -540,27 +543,30 @@ test_adopt(void **state)
 	assert_int_equal(proc_start_time(orphan, &st), 0);
 
 	/* Wrong start time: pid reused as far as we can tell. */
-	assert_int_equal(proc_adopt(orphan, st + 1, "/bin/sleep", &a, err, sizeof(err)), -1);
+	assert_int_equal(proc_adopt(orphan, st + 1, "/bin/sleep", &a, &e), -1);
 	assert_int_equal(errno, ESRCH);
-	assert_non_null(strstr(err, "pid reused"));
+	assert_non_null(strstr(err_msg(&e), "pid reused"));
+	assert_int_equal(e.kind, ERR_NOT_FOUND);
 	/* Wrong executable. */
-	assert_int_equal(proc_adopt(orphan, st, "/bin/sh", &a, err, sizeof(err)), -1);
+	assert_int_equal(proc_adopt(orphan, st, "/bin/sh", &a, &e), -1);
 	assert_int_equal(errno, PROC_ADOPT_EXE_MISMATCH);
-	assert_non_null(strstr(err, "another executable"));
+	assert_non_null(strstr(err_msg(&e), "another executable"));
+	assert_int_equal(e.kind, ERR_CONFLICT);
 	/* Missing expected executable. */
-	assert_int_equal(proc_adopt(orphan, st, "/nonexistent", &a, err, sizeof(err)), -1);
+	assert_int_equal(proc_adopt(orphan, st, "/nonexistent", &a, &e), -1);
 	assert_int_equal(errno, ENOENT);
 	/* No such process. */
-	assert_int_equal(proc_adopt(INT32_MAX - 1, st, NULL, &a, err, sizeof(err)), -1);
+	assert_int_equal(proc_adopt(INT32_MAX - 1, st, NULL, &a, &e), -1);
 	assert_int_equal(errno, ESRCH);
-	assert_int_equal(proc_adopt(1, st, NULL, &a, err, sizeof(err)), -1);
+	assert_int_equal(e.kind, ERR_NOT_FOUND);
+	assert_int_equal(proc_adopt(1, st, NULL, &a, &e), -1);
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(a.pid, 0);
 
 	/* Right: via a symlinked path (/bin -> usr/bin) as well. */
-	assert_int_equal(proc_adopt(orphan, st, "/usr/bin/sleep", &a, err, sizeof(err)), 0);
+	assert_int_equal(proc_adopt(orphan, st, "/usr/bin/sleep", &a, &e), 0);
 	proc_release(&a);
-	assert_int_equal(proc_adopt(orphan, st, "/bin/sleep", &a, err, sizeof(err)), 0);
+	assert_int_equal(proc_adopt(orphan, st, "/bin/sleep", &a, &e), 0);
 	assert_int_equal(a.pid, orphan);
 	assert_false(a.is_child);
 	assert_false(a.group); /* its group is the dead shell's */
@@ -574,7 +580,7 @@ test_adopt(void **state)
 	close(a.pidfd);
 	a.pidfd = -1;
 	assert_int_equal(proc_alive(&a), 1);
-	assert_int_equal(proc_stop(&a, 5000, err, sizeof(err)), 0);
+	assert_int_equal(proc_stop(&a, 5000, &e), 0);
 	assert_int_equal(proc_alive(&a), 0);
 	assert_true(a.exited);
 	assert_int_equal(a.status, -1);
@@ -609,25 +615,25 @@ test_run_capture(void **state)
 		"i=$((i+1)); done; echo done >&2; exit 4", NULL };
 	static const char *const slow[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	struct proc_spec s;
-	char out[100], err[256];
+	char out[100];
+	struct err e = ERR_INIT;
 	size_t n;
 	int status = 0;
 	int64_t t0;
 
 	(void)state;
 	sh_spec(&s, big, -1);
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), &n, &status, &e), 0);
 	assert_int_equal(n, 99);
 	assert_int_equal(strlen(out), 99);
 	assert_int_equal(WEXITSTATUS(status), 4);
 
 	sh_spec(&s, slow, -1);
 	t0 = mono_ms();
-	assert_int_equal(proc_run_capture(&s, 150, out, sizeof(out), &n, &status, err,
-	    sizeof(err)), -1);
+	assert_int_equal(proc_run_capture(&s, 150, out, sizeof(out), &n, &status, &e), -1);
 	assert_int_equal(errno, ETIMEDOUT);
-	assert_non_null(strstr(err, "timed out after 150 ms"));
+	assert_non_null(strstr(err_msg(&e), "timed out after 150 ms"));
+	assert_int_equal(e.kind, ERR_TIMEOUT);
 	assert_true(mono_ms() - t0 < 3000);
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* nothing left behind */
 }
@@ -637,37 +643,34 @@ test_run_as_user(void **state)
 {
 	static const char *const argv[] = { "/bin/sh", "-c", "id -u; id -g; id -G", NULL };
 	struct proc_spec s;
-	char out[256], err[256];
+	char out[256];
+	struct err e = ERR_INIT;
 	int status;
 
 	(void)state;
 	sh_spec(&s, argv, -1);
 	s.user = "tandem-no-such-user";
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), -1);
-	assert_non_null(strstr(err, "unknown"));
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "unknown"));
+	assert_int_equal(e.kind, ERR_CONFIG);
 	s.user = NULL;
 	s.group = "tandem-no-such-group";
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), -1);
-	assert_non_null(strstr(err, "unknown"));
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "unknown"));
 	if (geteuid() != 0) {
 		s.group = NULL;
 		s.user = "0";
-		assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-		    sizeof(err)), -1);
+		assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), -1);
 		assert_int_equal(errno, EPERM);
 		skip();
 	}
 	s.user = "nobody";
 	s.group = NULL;
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), 0);
 	assert_string_equal(out, "65534\n65534\n65534\n");
 	s.user = "65534";
 	s.group = "12345";
-	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, err,
-	    sizeof(err)), 0);
+	assert_int_equal(proc_run_capture(&s, 5000, out, sizeof(out), NULL, &status, &e), 0);
 	assert_string_equal(out, "65534\n12345\n12345\n");
 }
 

@@ -793,7 +793,8 @@ test_driver_adopt_and_stray(void **state)
 	struct err e = ERR_INIT;
 	static const char *const argv[] = { "/bin/sh", "-c", "exec sleep 120", NULL };
 	int rep[2];
-	char script[128], line[32], err[256];
+	char script[128], line[32];
+	struct err pe = ERR_INIT;
 	const char *spawn_argv[] = { "/bin/sh", "-c", script, NULL };
 	struct supervisor_opts o;
 	struct proc_spec spec, ospec;
@@ -812,7 +813,7 @@ test_driver_adopt_and_stray(void **state)
 	proc_spec_init(&ospec);
 	ospec.argv = spawn_argv;
 	ospec.keep_fd = rep[1];
-	assert_int_equal(proc_spawn(&ospec, &sh, err, sizeof(err)), 0);
+	assert_int_equal(proc_spawn(&ospec, &sh, &pe), 0);
 	pfd.fd = rep[0];
 	pfd.events = POLLIN;
 	assert_int_equal(poll(&pfd, 1, 5000), 1);
@@ -872,7 +873,7 @@ test_driver_adopt_and_stray(void **state)
 
 		proc_spec_init(&ospec);
 		ospec.argv = sargv;
-		assert_int_equal(proc_spawn(&ospec, &stray, err, sizeof(err)), 0);
+		assert_int_equal(proc_spawn(&ospec, &stray, &pe), 0);
 		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time + 1, &e), 0);
 		assert_int_equal(proc_wait(&stray, 0), 0); /* wrong start time: untouched */
 		assert_int_equal(supervisor_kill_stray(sv, stray.pid, stray.start_time, &e), 0);
@@ -895,7 +896,7 @@ test_driver_free_leaves_process(void **state)
 	struct supervisor *sv = NULL;
 	struct supervisor_status st;
 	struct proc p = PROC_INIT;
-	char err[256];
+	struct err pe = ERR_INIT;
 
 	fast_opts(&o, &spec, argv, d);
 	o.spec = NULL;
@@ -911,7 +912,7 @@ test_driver_free_leaves_process(void **state)
 	supervisor_free(sv);
 	/* Still running (a restarted updater adopts it); clean up as its parent. */
 	assert_int_equal(kill(st.pid, 0), 0);
-	assert_int_equal(proc_adopt(st.pid, st.start_time, NULL, &p, err, sizeof(err)),
+	assert_int_equal(proc_adopt(st.pid, st.start_time, NULL, &p, &pe),
 	    0);
 	assert_int_equal(kill(st.pid, SIGKILL), 0);
 	assert_int_equal(waitpid(st.pid, NULL, 0), st.pid);
