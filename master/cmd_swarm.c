@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "common/util.h"
+#include "master/certs.h"
 #include "master/cli.h"
 #include "master/cmd_rollout.h"
 #include "master/registry.h"
@@ -1097,6 +1098,7 @@ signatures_cell(const struct swarm_health *h, char *buf, size_t len)
 }
 
 struct status_ctx {
+	long long warn_s;        /* certificates expiring within this are warned about */
 	struct host_source src;
 	struct swarm_table *t;
 	int json, json_lines, first;
@@ -1110,10 +1112,46 @@ status_next(void *arg, struct swarm_job *j)
 	return host_source_next(&((struct status_ctx *)arg)->src, j);
 }
 
+/*
+ * The warning about J's certificates (updater's from its /health, agent's
+ * from the agent's own): expired, or expiring within WARN_S. "" when none.
+ */
+static void
+cert_warning(const struct swarm_job *j, long long warn_s, char *buf, size_t len)
+{
+	const char *na[2] = { j->have_health ? j->health.cert_not_after : "",
+		j->agent_cert_not_after };
+	static const char *const who[2] = { "updater", "agent" };
+	time_t now = time(NULL), t;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int w = 0; w < 2; w++) {
+		int n = 0;
+		if (na[w][0] == '\0' || iso8601_parse(na[w], &t) != 0) {
+			continue;
+		}
+		if (t <= now) {
+			n = snprintf(buf + off, len - off, "%s%s certificate expired %s", off ? "; " : "",
+			    who[w], na[w]);
+		} else if ((long long)(t - now) <= warn_s) {
+			n = snprintf(buf + off, len - off, "%s%s certificate expires in %lld days (%s)",
+			    off ? "; " : "", who[w], (long long)(t - now) / 86400, na[w]);
+		}
+		if (n < 0 || (size_t)n >= len - off) {
+			return;
+		}
+		off += (size_t)n;
+	}
+}
+
 static cJSON *
-status_json(const struct swarm_job *j)
+status_json(const struct swarm_job *j, long long warn_s)
 {
 	cJSON *h = cJSON_CreateObject();
+	char warn[256];
+
+	cert_warning(j, warn_s, warn, sizeof(warn));
 
 	if (h == NULL || json_add_str(h, "host", j->host.name) != 0 ||
 	    json_add_str(h, "address", j->host.address) != 0 ||
@@ -1136,6 +1174,11 @@ status_json(const struct swarm_job *j)
 		cJSON_CreateNumber((double)j->health.security_floor) : cJSON_CreateNull()) != 0 ||
 	    json_add_item(h, "keyring_version", j->health.keyring_version > 0 ?
 		cJSON_CreateNumber((double)j->health.keyring_version) : cJSON_CreateNull()) != 0 ||
+	    json_add_str(h, "updater_cert_not_after", j->have_health &&
+		j->health.cert_not_after[0] != '\0' ? j->health.cert_not_after : NULL) != 0 ||
+	    json_add_str(h, "agent_cert_not_after", j->agent_cert_not_after[0] != '\0' ?
+		j->agent_cert_not_after : NULL) != 0 ||
+	    json_add_str(h, "cert_warning", warn[0] != '\0' ? warn : NULL) != 0 ||
 	    json_add_str(h, "error", j->error) != 0) {
 		cJSON_Delete(h);
 		return NULL;
@@ -1149,13 +1192,17 @@ status_done(void *arg, struct swarm_job *j)
 {
 	struct status_ctx *sc = arg;
 	const char *cells[10];
-	char detail[SWARM_REASON * 3 + SWARM_DETAIL], st[64], sig[96];
+	char detail[SWARM_REASON * 3 + SWARM_DETAIL + 256], st[64], sig[96], warn[256];
 
 	if (!j->have_health) {
 		sc->all_answered = 0;
 	}
+	cert_warning(j, sc->warn_s, warn, sizeof(warn));
+	if (warn[0] != '\0') {
+		log_warnx("%s: %s (tandem swarm renew)", j->host.name, warn);
+	}
 	if (sc->json || sc->json_lines) {
-		cJSON *h = status_json(j);
+		cJSON *h = status_json(j, sc->warn_s);
 		char *text = h != NULL ? json_print_compact(h) : NULL;
 		cJSON_Delete(h);
 		if (text == NULL) {
@@ -1173,10 +1220,11 @@ status_done(void *arg, struct swarm_job *j)
 	snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
 	    : j->pin_ok == 0			    ? "PIN MISMATCH"
 						    : j->health.status);
-	snprintf(detail, sizeof(detail), "%s%s%s%s%s", j->error,
+	snprintf(detail, sizeof(detail), "%s%s%s%s%s%s%s", j->error,
 	    j->error[0] != '\0' && j->agent_reach[0] != '\0' ? "; " : "",
 	    j->agent_reach[0] != '\0' ? "agent: " : "", j->agent_reach,
-	    j->health.operation[0] != '\0' ? " (operation running)" : "");
+	    j->health.operation[0] != '\0' ? " (operation running)" : "",
+	    warn[0] != '\0' && (j->error[0] != '\0' || j->agent_reach[0] != '\0') ? "; " : "", warn);
 	cells[0] = j->host.name;
 	cells[1] = j->host.address;
 	cells[2] = j->health.version;
@@ -1205,6 +1253,7 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		{ "parallel", required_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "json-lines", no_argument, NULL, 'J' },
+		{ "warn-days", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1213,7 +1262,7 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	struct swarm_pool_opts po;
 	struct status_ctx *sc = NULL;
 	char err[1024];
-	long long v;
+	long long v, warn_days = CERTS_DEFAULT_WARN_DAYS;
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, ch;
 
 	memset(&a, 0, sizeof(a));
@@ -1253,6 +1302,13 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		case 'J':
 			a.json_lines = 1;
 			break;
+		case 'w':
+			if (parse_ll(optarg, 0, 3650, &warn_days) != 0) {
+				free(a.hosts);
+				return cli_usage_error(GROUP, self,
+				    "--warn-days '%s': expected a number in 0..3650", optarg);
+			}
+			break;
 		case 'h':
 			free(a.hosts);
 			return cli_help(GROUP, self);
@@ -1289,6 +1345,7 @@ swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	}
 	sc->src.reg = c.reg;
 	sc->src.kind = SWARM_JOB_STATUS;
+	sc->warn_s = warn_days * 86400;
 	sc->json = a.json;
 	sc->json_lines = a.json_lines;
 	sc->first = 1;
@@ -1624,8 +1681,8 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
  * push): every host --host/--all names, the registry read in pages.
  */
 static int
-selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, enum swarm_job_kind kind,
-    struct swarm_job **jobs, size_t *n)
+selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *selector,
+    enum swarm_job_kind kind, struct swarm_job **jobs, size_t *n)
 {
 	struct swarm_update_args a;
 	struct selector sel;
@@ -1639,6 +1696,7 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, enum swarm_job_
 	a.hosts = sa->hosts;
 	a.n_hosts = sa->n_hosts;
 	a.all = sa->all;
+	a.selector = selector;
 	if (cmd_rollout_selector(c, &a, &sel) != 0) {
 		return -1;
 	}
@@ -1672,6 +1730,38 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, enum swarm_job_
 	return 0;
 }
 
+/*
+ * `swarm keyring push` and `swarm crl push`: ARGV[0] is the command, ARGV[1]
+ * must be "push", then --host/--all/--json. -1 to go on with A filled, else
+ * the exit code (A freed).
+ */
+static int
+parse_push_action(const struct cli_cmd *self, int argc, char **argv, struct simple_args *a)
+{
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		return cli_help(GROUP, self);
+	}
+	if (argc < 2 || strcmp(argv[1], "push") != 0) {
+		return cli_usage_error(GROUP, self, "%s", argc < 2 ? "an action is required: push" :
+		    "unknown action (push)");
+	}
+	rc = parse_simple(self, argc - 1, argv + 1, 1, 0, a);
+	if (rc >= 0) {
+		free(a->hosts);
+		a->hosts = NULL;
+		return rc;
+	}
+	if (!a->all && a->n_hosts == 0) {
+		free(a->hosts);
+		a->hosts = NULL;
+		return cli_usage_error(GROUP, self, "--host NAME or --all is required");
+	}
+	return -1;
+}
+
 /* `swarm keyring push`: ARGV[0] is "keyring". */
 static int
 swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
@@ -1686,21 +1776,9 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	size_t n = 0, i;
 	int rc, ok = 1, ctx_open = 0, have;
 
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		return cli_help(GROUP, self);
-	}
-	if (argc < 2 || strcmp(argv[1], "push") != 0) {
-		return cli_usage_error(GROUP, self, "%s", argc < 2 ? "an action is required: push" :
-		    "unknown keyring action (push)");
-	}
-	rc = parse_simple(self, argc - 1, argv + 1, 1, 0, &a);
+	rc = parse_push_action(self, argc, argv, &a);
 	if (rc >= 0) {
-		free(a.hosts);
 		return rc;
-	}
-	if (!a.all && a.n_hosts == 0) {
-		free(a.hosts);
-		return cli_usage_error(GROUP, self, "--host NAME or --all is required");
 	}
 	rc = CLI_EXIT_FAIL;
 	sign_keyring_init(&kr);
@@ -1717,7 +1795,7 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, c
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
 	c.quiet = a.json;
-	if (selected_jobs(&c, &a, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
+	if (selected_jobs(&c, &a, NULL, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
 		goto out;
 	}
 	memset(&po, 0, sizeof(po));
@@ -1821,6 +1899,7 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, 'H' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "hosts", required_argument, NULL, 'S' },
 		{ "before", required_argument, NULL, 'b' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "days", required_argument, NULL, 'd' },
@@ -1834,7 +1913,7 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 	struct swarm_ctx c;
 	struct swarm_job *jobs = NULL;
 	struct swarm_renew_host *res = NULL;
-	const char **hosts = NULL;
+	const char **hosts = NULL, *selector = NULL;
 	size_t n_hosts = 0, n = 0;
 	long long days;
 	char err[1024];
@@ -1860,6 +1939,9 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 			break;
 		case 'a':
 			all = 1;
+			break;
+		case 'S':
+			selector = optarg;
 			break;
 		case 'b':
 			if (parse_span_s(optarg, 0, 3650LL * 86400, &o.before_s) != 0) {
@@ -1907,8 +1989,8 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 		rc = cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
 		goto out;
 	}
-	if (!all && n_hosts == 0) {
-		rc = cli_usage_error(GROUP, self, "--host NAME or --all is required");
+	if (!all && n_hosts == 0 && selector == NULL) {
+		rc = cli_usage_error(GROUP, self, "--host NAME, --hosts SEL or --all is required");
 		goto out;
 	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
@@ -1920,7 +2002,7 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, cha
 	sa.hosts = hosts;
 	sa.n_hosts = n_hosts;
 	sa.all = all;
-	if (selected_jobs(&c, &sa, SWARM_JOB_STATUS, &jobs, &n) != 0) {
+	if (selected_jobs(&c, &sa, selector, SWARM_JOB_STATUS, &jobs, &n) != 0) {
 		goto out;
 	}
 	res = calloc(n, sizeof(*res));
@@ -1942,6 +2024,101 @@ out:
 	free(res);
 	free(jobs);
 	free(hosts);
+	return rc;
+}
+
+/* `swarm crl push`: ARGV[0] is "crl". */
+static int
+swarm_cmd_crl(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+{
+	static const char *const heads[] = { "HOST", "ADDRESS", "CRL", "DETAIL" };
+	struct simple_args a;
+	struct swarm_ctx c;
+	struct swarm_job *jobs = NULL;
+	struct swarm_table *t = NULL;
+	cJSON *obj = NULL, *arr = NULL, *h;
+	char err[1024], num[32];
+	size_t n = 0;
+	int rc, ok = 1, ctx_open = 0;
+
+	rc = parse_push_action(self, argc, argv, &a);
+	if (rc >= 0) {
+		return rc;
+	}
+	rc = CLI_EXIT_FAIL;
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
+		log_warnx("swarm crl push: %s", err);
+		goto out;
+	}
+	ctx_open = 1;
+	c.timeout_ms = 60000;
+	if (selected_jobs(&c, &a, NULL, SWARM_JOB_STATUS, &jobs, &n) != 0) {
+		goto out;
+	}
+	if (a.json) {
+		obj = cJSON_CreateObject();
+		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+		if (arr == NULL) {
+			log_warnx("out of memory");
+			goto out;
+		}
+	} else if ((t = swarm_table_new(ARRAY_LEN(heads), heads)) == NULL) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct err e = ERR_INIT;
+		unsigned long long number = 0;
+		const char *cells[ARRAY_LEN(heads)];
+
+		if (swarm_crl_push_host(&c, &jobs[i].host, &number, &e) != 0) {
+			ok = 0;
+			log_warnx("%s: %s", jobs[i].host.name, err_msg(&e));
+		}
+		(void)snprintf(num, sizeof(num), "%llu", number);
+		if (a.json) {
+			h = cJSON_CreateObject();
+			if (h == NULL || !cJSON_AddItemToArray(arr, h) ||
+			    json_add_str(h, "host", jobs[i].host.name) != 0 ||
+			    json_add_item(h, "crl_number", number > 0 ?
+				cJSON_CreateNumber((double)number) : cJSON_CreateNull()) != 0 ||
+			    json_add_str(h, "error", err_msg(&e)) != 0) {
+				log_warnx("out of memory");
+				goto out;
+			}
+			continue;
+		}
+		cells[0] = jobs[i].host.name;
+		cells[1] = jobs[i].host.address;
+		cells[2] = number > 0 ? num : "-";
+		cells[3] = err_msg(&e);
+		if (swarm_table_add(t, cells) != 0) {
+			log_warnx("out of memory");
+			goto out;
+		}
+	}
+	if (a.json) {
+		if (json_add_bool(obj, "ok", ok) != 0) {
+			log_warnx("out of memory");
+			goto out;
+		}
+		rc = print_json(obj);
+		obj = NULL;
+	} else {
+		swarm_table_print(t, stdout);
+		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	}
+	if (rc == CLI_EXIT_OK && !ok) {
+		rc = CLI_EXIT_FAIL;
+	}
+out:
+	if (ctx_open) {
+		swarm_ctx_close(&c);
+	}
+	cJSON_Delete(obj);
+	swarm_table_free(t);
+	free(jobs);
+	free(a.hosts);
 	return rc;
 }
 
@@ -2016,12 +2193,17 @@ static const struct cli_cmd swarm_cmds[] = {
 	{ "rollback", "restore a host's previous release", " --host NAME [--json]\n",
 	    swarm_cmd_rollback },
 	{ "status", "ask hosts' updaters and agents how they are",
-	    " [--host NAME ... | --all | --hosts SEL] [--parallel N] [--json | --json-lines]\n"
+	    " [--host NAME ... | --all | --hosts SEL] [--parallel N] [--warn-days N]\n"
+	    "                    [--json | --json-lines]\n"
 	    "\n"
 	    "Per host: reachable, pin, updater version and status, agent version (from\n"
 	    "the agent itself, pinned) and supervisor state, active and previous\n"
-	    "release. Without --host, every host in service. N hosts are asked at once\n"
-	    "(default 8, at most 256); --json-lines prints each host as it answers.\n"
+	    "release, and the updater's and the agent's certificate expiry\n"
+	    "(updater_cert_not_after, agent_cert_not_after): one expiring within\n"
+	    "--warn-days (default 30) or expired is warned about on stderr, in DETAIL\n"
+	    "and in cert_warning (renew with tandem swarm renew). Without --host, every\n"
+	    "host in service. N hosts are asked at once (default 8, at most 256);\n"
+	    "--json-lines prints each host as it answers.\n"
 	    "Exit 1 if any updater did not answer.\n",
 	    swarm_cmd_status },
 	{ "rollout", "list, follow, pause, resume or abort rollouts", cmd_rollout_usage,
@@ -2031,7 +2213,8 @@ static const struct cli_cmd swarm_cmds[] = {
 	{ "converge", "update exactly the hosts that differ from their target",
 	    cmd_converge_usage, swarm_cmd_converge },
 	{ "renew", "renew hosts' certificates online (the keys stay on the hosts)",
-	    " (--host NAME ... | --all) [--before SPAN] [--force] [--days N] [--json]\n"
+	    " (--host NAME ... | --hosts SEL | --all) [--before SPAN] [--force] [--days N]\n"
+	    "                    [--json]\n"
 	    "\n"
 	    "For each host, the updater's certificate and then the agent's, when it\n"
 	    "expires within SPAN (default 30d; Nd, Nh, Nm or Ns) or with --force:\n"
@@ -2045,6 +2228,7 @@ static const struct cli_cmd swarm_cmds[] = {
 	    "short leaves both pins accepted; run it again to finish.\n"
 	    "\n"
 	    "  --host NAME        a host (repeatable)\n"
+	    "  --hosts SEL        all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE...\n"
 	    "  --all              every host in service\n"
 	    "  --before SPAN      renew what expires within SPAN (default 30d)\n"
 	    "  --force            renew whatever the expiry\n"
@@ -2053,6 +2237,19 @@ static const struct cli_cmd swarm_cmds[] = {
 	    "\n"
 	    "Exit status: 0 nothing failed, 1 otherwise, 2 usage error.\n",
 	    swarm_cmd_renew },
+	{ "crl", "send hosts the master's CRL",
+	    " push (--host NAME ... | --all) [--json]\n"
+	    "\n"
+	    "Sends each host's updater (PUT /crl) the CRL the master signed last\n"
+	    "(HOME/ca/crl.der: tandem pki revoke / pki crl). The updater checks it against\n"
+	    "its CA, refuses one older than the CRL it has, stores it, enforces it on\n"
+	    "every handshake (its probe of the agent included) and has its agent reload\n"
+	    "it. A revoked host's updater is not contacted (the master refuses its\n"
+	    "certificate). Every `swarm renew` sends the CRL too. Ends with a table:\n"
+	    "host, address, the CRL number the host now enforces, detail.\n"
+	    "\n"
+	    "Exit status: 0 every host has the CRL, 1 otherwise, 2 usage error.\n",
+	    swarm_cmd_crl },
 	{ "releases", "list a host's installed releases", " --host NAME [--json]\n",
 	    swarm_cmd_releases },
 	{ "history", "a host's operation history (updater) and push log (registry)",

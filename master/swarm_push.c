@@ -831,6 +831,9 @@ job_agent(struct pool *p, struct swarm_job *j)
 		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree,
 		    "version"));
 		snprintf(j->agent_version, sizeof(j->agent_version), "%s", v != NULL ? v : "");
+		v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tree, "cert_not_after"));
+		snprintf(j->agent_cert_not_after, sizeof(j->agent_cert_not_after), "%s",
+		    v != NULL ? v : "");
 	}
 	cJSON_Delete(tree);
 	httpc_response_free(&resp);

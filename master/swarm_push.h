@@ -86,6 +86,7 @@ struct swarm_job {
 	int same_sha;             /* dry run: already runs the release */
 	char agent_version[SWARM_SHORT]; /* status: from the agent's own /health */
 	char agent_reach[SWARM_REASON];  /* status: "" when the agent answered */
+	char agent_cert_not_after[32];   /* status: the agent's certificate, "" if unknown */
 	char error[SWARM_REASON + SWARM_DETAIL]; /* why the host could not be asked */
 	/* release signatures */
 	int tsig_sent;            /* update: the signature went with the release */

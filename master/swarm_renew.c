@@ -14,22 +14,26 @@
 #include "common/httpc.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "pki/crl.h"
 #include "pki/pki.h"
 
 #define RENEW_PEM_MAX (64 * 1024)
 
 static const char *const which_name[2] = { "updater", "agent" };
 
-/* Ask H's updater (AGENT: its agent): METHOD PATH with the JSON BODY (or NULL). */
+/*
+ * Ask H's updater (AGENT: its agent): METHOD PATH with BODY (LEN bytes, or
+ * NULL) of type CTYPE. The JSON answer of a 200, else NULL with E.
+ */
 static cJSON *
-renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
-    const char *path, const cJSON *body, struct err *e)
+renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
+    const char *path, const char *ctype, const void *body, size_t len, struct err *e)
 {
-	static const char *const headers[] = { "Content-Type: application/json", NULL };
+	const char *headers[2] = { ctype, NULL };
 	struct swarm_target_buf tb;
 	struct httpc_target t;
 	struct httpc_response resp;
-	char err[1024], *text = NULL;
+	char err[1024];
 	cJSON *tree = NULL, *d;
 
 	memset(&resp, 0, sizeof(resp));
@@ -38,12 +42,8 @@ renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char 
 		return NULL;
 	}
 	t.connect_timeout_ms = 5000;
-	if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL) {
-		err_set(e, ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	if (httpc_fetch(c->tls, &t, method, path, body != NULL ? headers : NULL, text,
-		text != NULL ? strlen(text) : 0, &resp, err, sizeof(err)) != 0) {
+	if (httpc_fetch(c->tls, &t, method, path, body != NULL ? headers : NULL, body, len, &resp,
+		err, sizeof(err)) != 0) {
 		err_set(e, ERR_UNREACHABLE, "%s %s: %s", method, path, err);
 		goto out;
 	}
@@ -62,8 +62,25 @@ renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char 
 		err_prefix(e, "%s %s", method, path);
 	}
 out:
-	free(text);
 	httpc_response_free(&resp);
+	return tree;
+}
+
+/* The same with a JSON BODY (or NULL). */
+static cJSON *
+renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
+    const char *path, const cJSON *body, struct err *e)
+{
+	char *text = NULL;
+	cJSON *tree;
+
+	if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	tree = renew_call_raw(c, h, agent, method, path, "Content-Type: application/json", text,
+	    text != NULL ? strlen(text) : 0, e);
+	free(text);
 	return tree;
 }
 
@@ -311,6 +328,41 @@ out:
 }
 
 int
+swarm_crl_push_host(struct swarm_ctx *c, const struct reg_host *h, unsigned long long *number,
+    struct err *e)
+{
+	char path[PATH_MAX], *crl = NULL;
+	size_t len = 0;
+	cJSON *ans;
+	double n;
+
+	*number = 0;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->home, CRL_DER_FILE) >=
+	    sizeof(path)) {
+		return err_set(e, ERR_CONFIG, "home path too long");
+	}
+	if (fs_read_file(path, CRL_MAX_BYTES, &crl, &len) != 0) {
+		if (errno == ENOENT) {
+			return err_set(e, ERR_NOT_FOUND, "no CRL signed yet (tandem pki crl)");
+		}
+		return err_sys(e, "%s", path);
+	}
+	ans = renew_call_raw(c, h, 0, "PUT", "/crl", "Content-Type: application/pkix-crl", crl,
+	    len, e);
+	free(crl);
+	if (ans == NULL) {
+		return -1;
+	}
+	n = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ans, "crl_number"));
+	cJSON_Delete(ans);
+	if (!(n >= 1)) {
+		return err_set(e, ERR_PROTOCOL, "PUT /crl: no crl_number in the answer");
+	}
+	*number = (unsigned long long)n;
+	return 0;
+}
+
+int
 swarm_renew_host(struct swarm_ctx *c, const struct reg_host *h, const struct swarm_renew_opts *o,
     struct swarm_renew_host *out)
 {
@@ -340,6 +392,14 @@ swarm_renew_host(struct swarm_ctx *c, const struct reg_host *h, const struct swa
 				    "skipped");
 				break;
 			}
+		}
+	}
+	/* Every renewal also brings the host the current CRL (none signed yet: nothing to send). */
+	if (rc == 0) {
+		unsigned long long number;
+		err_clear(&e);
+		if (swarm_crl_push_host(c, h, &number, &e) != 0 && e.kind != ERR_NOT_FOUND) {
+			log_warnx("%s: CRL: %s", h->name, err_msg(&e));
 		}
 	}
 	return rc;

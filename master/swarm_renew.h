@@ -16,13 +16,15 @@
  *   7. the registry makes the new fingerprint the only pin.
  *
  * A failure after step 3 leaves both pins in the registry: the host works
- * with either pair, and running the renewal again finishes it.
+ * with either pair, and running the renewal again finishes it. After the
+ * certificates, the host gets the master's current CRL.
  */
 #ifndef TANDEM_MASTER_SWARM_RENEW_H
 #define TANDEM_MASTER_SWARM_RENEW_H
 
 #include <time.h>
 
+#include "common/err.h"
 #include "common/util.h"
 #include "master/registry.h"
 #include "master/swarm_push.h"
@@ -60,5 +62,14 @@ struct swarm_renew_host {
  */
 int swarm_renew_host(struct swarm_ctx *c, const struct reg_host *h,
     const struct swarm_renew_opts *o, struct swarm_renew_host *out);
+
+/*
+ * Send the master's CRL (HOME/ca/crl.der) to H's updater (PUT /crl), which
+ * enforces it and passes it on to its agent. *NUMBER gets the CRL number the
+ * host reports. 0, or -1 with E (no CRL signed yet, the host refused it,
+ * transport).
+ */
+int swarm_crl_push_host(struct swarm_ctx *c, const struct reg_host *h,
+    unsigned long long *number, struct err *e) WUR;
 
 #endif

@@ -371,6 +371,7 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	}
 	get_str(tree, "signature", out->signature, sizeof(out->signature));
 	get_str(tree, "compatible", out->compatible, sizeof(out->compatible));
+	get_str(tree, "cert_not_after", out->cert_not_after, sizeof(out->cert_not_after));
 	out->security_floor = get_count(tree, "security_floor");
 	out->keyring_version = get_count(tree, "keyring_version");
 	if (out->keyring_version < 0 && out->signature[0] != '\0') {

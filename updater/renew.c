@@ -11,6 +11,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "pki/crl.h"
 #include "pki/hostcert.h"
 #include "pki/trust.h"
 
@@ -272,8 +273,9 @@ renew_data(struct httpd_req *r, const struct httpd_part *part, const char *data,
 
 	(void)part;
 	(void)arg;
-	if (q->len + len + 1 > RENEW_MAX_BODY) {
-		err_set(&e, ERR_TOO_LARGE, "body over %d bytes", RENEW_MAX_BODY);
+	/* The routes' max_body bounds each body; this only guards the arithmetic. */
+	if (q->len + len > CRL_MAX_BYTES) {
+		err_set(&e, ERR_TOO_LARGE, "body over %u bytes", CRL_MAX_BYTES);
 		renew_error(r, &e);
 		return -1;
 	}
@@ -559,7 +561,7 @@ renew_routes(struct renew *rw, size_t *n)
 		{ .method = "POST", .path = "/cert/confirm", .roles = master,
 		    .max_body = RENEW_MAX_BODY, .on_begin = renew_begin, .on_data = renew_data,
 		    .on_end = confirm_end, .on_cleanup = renew_cleanup, .arg = rw },
-		{ .method = "PUT", .path = "/crl", .roles = master, .max_body = RENEW_MAX_BODY,
+		{ .method = "PUT", .path = "/crl", .roles = master, .max_body = CRL_MAX_BYTES,
 		    .on_begin = renew_begin, .on_data = renew_data, .on_end = crl_end,
 		    .on_cleanup = renew_cleanup, .arg = rw },
 	};

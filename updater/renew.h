@@ -35,7 +35,7 @@
 
 #define RENEW_NROUTES 4
 #define RENEW_CRL_FILE "crl.der"
-/* Largest CSR, certificate or CRL body accepted. */
+/* Largest JSON body accepted (a CSR or a certificate inside); a CRL may have CRL_MAX_BYTES. */
 #define RENEW_MAX_BODY (256 * 1024)
 
 struct renew;

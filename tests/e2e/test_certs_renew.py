@@ -56,7 +56,9 @@ def test_renew_rolls_certificates_pins_and_keeps_pushing(fleet, releases):
     assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
     before = host_row(fleet, "web1")
 
-    # Nothing expires within 30 days: nothing to do.
+    # Nothing expires within 30 days: nothing to do, nothing to warn about.
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["cert_warning"] is None and st["updater_cert_not_after"], st
     doc = renew(fleet, "--host", "web1")
     assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["current"] * 2
 
@@ -76,9 +78,16 @@ def test_renew_rolls_certificates_pins_and_keeps_pushing(fleet, releases):
     assert served_fp(agent_port) == after["agent_fingerprint"]
     st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
     assert st["reachable"] is True, st
+    # Status shows both expiries and warns: they end within the 30-day horizon.
+    assert st["updater_cert_not_after"] == h["updater"]["new_not_after"]
+    assert st["agent_cert_not_after"] == h["agent"]["new_not_after"]
+    assert "updater certificate expires in 0 days" in st["cert_warning"], st
+    assert "agent certificate expires in 0 days" in st["cert_warning"], st
+    r = fleet.tandem("swarm", "status", "--host", "web1")
+    assert "expires in 0 days" in r.stderr and "swarm renew" in r.stderr
 
     # They now expire within 30 days: the default horizon renews them again.
-    doc = renew(fleet, "--all")
+    doc = renew(fleet, "--hosts", "web1")
     assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["renewed"] * 2
     final = host_row(fleet, "web1")
     # A push after the renewal works, pinned to the new certificates only.
@@ -189,3 +198,34 @@ def test_crash_while_installing_leaves_a_reachable_host(fleet, releases, point):
     assert row["updater_fingerprint"] == served_fp(fleet.ports["web1"][1])
     assert row["updater_fingerprint_next"] is None and row["agent_fingerprint_next"] is None
     assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"])["ok"]
+
+
+def test_crl_push_reaches_updater_and_agent(fleet, releases):
+    for name in ("web1", "web2"):
+        fleet.enroll(name)
+        fleet.start(name)
+    assert fleet.json("swarm", "update", "--all", "--release", releases["v1"])["ok"]
+    # Nothing signed yet: nothing to send.
+    doc = fleet.json("swarm", "crl", "push", "--all", check=1)
+    assert doc["ok"] is False and "pki crl" in doc["hosts"][0]["error"]
+    # web1's agent certificate is revoked; both hosts get the CRL.
+    fleet.json("pki", "revoke", os.path.join(fleet.bundle("web1"), "agent.crt"))
+    doc = fleet.json("swarm", "crl", "push", "--all")
+    number = doc["hosts"][0]["crl_number"]
+    assert doc["ok"] is True and [h["crl_number"] for h in doc["hosts"]] == [number] * 2
+    port = fleet.ports["web1"][1]
+    code, h = curl_json(fleet, port, "/health", "master")
+    assert code == 200 and h["crl"] == "ok" and h["crl_number"] == number, h
+    # The agent took it on SIGHUP (its /health, asked by web2's updater certificate).
+    def agent_has_it():
+        c, a = curl_json(fleet, fleet.ports["web1"][0], "/health", "web2/updater")
+        return c == 200 and a.get("crl_number") == number
+    wait_until(agent_has_it, timeout=15, what="the agent to load the CRL")
+    # Sending it again is fine; an older CRL is refused by the host.
+    assert fleet.json("swarm", "crl", "push", "--host", "web1")["ok"] is True
+    # web1's updater now refuses its own agent in the probe: the push fails.
+    doc = fleet.json("swarm", "update", "--host", "web1", "--release", releases["v2"], check=1)
+    assert doc["ok"] is False
+    assert "revoked" in json.dumps(doc), doc
+    # web2 is untouched.
+    assert fleet.json("swarm", "update", "--host", "web2", "--release", releases["v2"])["ok"]
