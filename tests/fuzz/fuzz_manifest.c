@@ -27,7 +27,8 @@ check(const struct release_manifest *m, unsigned flags)
 	    ((flags & RELEASE_MF_AGENT) != 0 && m->entrypoint[0] == '\0') ||
 	    ((flags & RELEASE_MF_UPDATER) != 0 && m->updater_entrypoint[0] == '\0') ||
 	    m->npreflight > RELEASE_ARGS_MAX ||
-	    (m->npreflight > 0 && !release_safe_relpath(m->preflight[0]))) {
+	    (m->npreflight > 0 && !release_safe_relpath(m->preflight[0])) ||
+	    (m->readiness[0] != '\0' && !release_readiness_valid(m->readiness))) {
 		__builtin_trap();
 	}
 	for (size_t i = 0; i < m->npreflight; i++) {
