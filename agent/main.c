@@ -411,9 +411,9 @@ main(int argc, char **argv)
 		break;
 	case OPTIONS_CHECK: {
 		char summary[512];
-		if (selftest_check_config(&opt.cfg, summary, sizeof(summary), err, sizeof(err)) !=
-		    0) {
-			fprintf(stderr, PROG ": configuration check failed: %s\n", err);
+		struct err ce = ERR_INIT;
+		if (selftest_check_config(&opt.cfg, summary, sizeof(summary), &ce) != 0) {
+			fprintf(stderr, PROG ": configuration check failed: %s\n", err_msg(&ce));
 			break;
 		}
 		printf("configuration ok: %s\n", summary);

@@ -56,33 +56,33 @@ listener(int family, int *port)
 static void
 test_bind(void **state)
 {
-	char err[256];
+	struct err e = ERR_INIT;
 	char addr[64];
 	int port;
 	int fd;
 
 	(void)state;
-	assert_int_equal(selftest_bind("127.0.0.1:0", err, sizeof(err)), 0);
+	assert_int_equal(selftest_bind("127.0.0.1:0", &e), 0);
 	fd = listener(AF_INET, &port);
 	assert_true(fd >= 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "cannot bind 127.0.0.1:"));
-	assert_non_null(strstr(err, "in use"));
+	assert_int_equal(selftest_bind(addr, &e), -1);
+	assert_non_null(strstr(err_msg(&e), "cannot bind 127.0.0.1:"));
+	assert_non_null(strstr(err_msg(&e), "in use"));
 	/* The wildcard address overlaps the loopback listener too. */
 	snprintf(addr, sizeof(addr), ":%d", port);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), -1);
+	assert_int_equal(selftest_bind(addr, &e), -1);
 	close(fd);
 	/* Free again: the check binds without holding the port afterwards. */
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), 0);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), 0);
+	assert_int_equal(selftest_bind(addr, &e), 0);
+	assert_int_equal(selftest_bind(addr, &e), 0);
 }
 
 static void
 test_bind_v6(void **state)
 {
-	char err[256];
+	struct err e = ERR_INIT;
 	char addr[64];
 	int port;
 	int fd;
@@ -93,10 +93,10 @@ test_bind_v6(void **state)
 		skip(); /* no IPv6 loopback here */
 	}
 	snprintf(addr, sizeof(addr), "[::1]:%d", port);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), -1);
+	assert_int_equal(selftest_bind(addr, &e), -1);
 	close(fd);
-	assert_int_equal(selftest_bind(addr, err, sizeof(err)), 0);
-	assert_int_equal(selftest_bind("[::1]:0", err, sizeof(err)), 0);
+	assert_int_equal(selftest_bind(addr, &e), 0);
+	assert_int_equal(selftest_bind("[::1]:0", &e), 0);
 }
 
 static void
@@ -104,17 +104,18 @@ test_bind_invalid(void **state)
 {
 	static const char *const bad[] = { "nonsense", "127.0.0.1", "host.example:80",
 		"127.0.0.1:http", "[::1:80", "999.1.1.1:80" };
-	char err[256];
+	struct err e = ERR_INIT;
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-		err[0] = '\0';
-		assert_int_equal(selftest_bind(bad[i], err, sizeof(err)), -1);
-		assert_true(err[0] != '\0');
+		err_clear(&e);
+		assert_int_equal(selftest_bind(bad[i], &e), -1);
+		assert_true(err_msg(&e)[0] != '\0');
+		assert_int_equal(e.kind, ERR_CONFIG);
 	}
 	/* An address this host does not have. */
-	assert_int_equal(selftest_bind("192.0.2.1:0", err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "cannot bind"));
+	assert_int_equal(selftest_bind("192.0.2.1:0", &e), -1);
+	assert_non_null(strstr(err_msg(&e), "cannot bind"));
 }
 
 static void
