@@ -23,6 +23,7 @@
 static const char *log_prog = "tandem";
 static enum log_level log_threshold = LOG_LVL_INFO;
 static enum log_format log_fmt = LOG_FMT_TEXT;
+static int log_plain; /* "PROG: LEVEL: message" for a person (log_set_plain) */
 static enum log_target log_tgt = LOG_TO_STDERR;
 static int log_fd = -1;  /* a log file; -1: the target */
 static int log_jfd = -1; /* datagram socket toward the journal */
@@ -57,6 +58,12 @@ log_init(const char *progname, enum log_level level)
 		log_prog = slash != NULL ? slash + 1 : progname;
 	}
 	log_threshold = level;
+}
+
+void
+log_set_plain(int on)
+{
+	log_plain = on != 0;
 }
 
 void
@@ -270,10 +277,20 @@ log_text(const struct log_rec *r, int prefix, char *buf, size_t len)
 	size_t off = 0;
 
 	buf[0] = '\0';
-	if (prefix) {
-		log_append(buf, len, &off, "%s %s[%ld]: ", r->ts, log_prog, (long)getpid());
+	if (log_plain) {
+		/* A person reads it: the program, the level unless info, the message. */
+		log_append(buf, len, &off, "%s: ", log_prog);
+		if (r->level != LOG_LVL_INFO) {
+			log_append(buf, len, &off, "%s: ", level_names[r->level]);
+		}
+		log_append(buf, len, &off, "%s", r->msg);
+	} else {
+		if (prefix) {
+			log_append(buf, len, &off, "%s %s[%ld]: ", r->ts, log_prog,
+			    (long)getpid());
+		}
+		log_append(buf, len, &off, "%s: %s", level_names[r->level], r->msg);
 	}
-	log_append(buf, len, &off, "%s: %s", level_names[r->level], r->msg);
 	if (r->with_errno) {
 		log_append(buf, len, &off, ": %s", strerror(r->err));
 	}

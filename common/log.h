@@ -56,6 +56,12 @@ enum log_target {
 
 /* Set the program name shown on every line and the threshold. */
 void log_init(const char *progname, enum log_level level);
+/*
+ * Plain lines for a command-line tool talking to a person: "PROG: LEVEL:
+ * message" ("PROG: message" for info), no timestamp and no PID. Off by
+ * default (daemons keep the full format).
+ */
+void log_set_plain(int on);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parse "error|warn|info|debug"; returns -1 for anything else. */

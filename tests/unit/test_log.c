@@ -162,6 +162,29 @@ test_format(void **state)
 	free(s);
 }
 
+/* The plain style of a command-line tool: no timestamp, no PID; info has no level word. */
+static void
+test_plain(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(log_open_file(f->path), 0);
+	log_set_plain(1);
+	log_info("enrolled %s", "web1");
+	log_warnx("careful\nthere");
+	errno = ENOENT;
+	log_warn("open %s", "/x");
+	log_set_plain(0);
+	log_info("back");
+	char *s = slurp(f->path);
+	assert_non_null(strstr(s, "test-log: enrolled web1\n"
+				  "test-log: warn: careful?there\n"
+				  "test-log: warn: open /x: No such file or directory\n"));
+	assert_matches(s, "Z test-log\\[[0-9]+\\]: info: back\n$");
+	assert_int_equal(count_lines(s), 4);
+	free(s);
+}
+
 static void
 test_thresholds(void **state)
 {
@@ -662,6 +685,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_level_names),
 		cmocka_unit_test_setup_teardown(test_format, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thresholds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errno, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_reopen_and_failure, setup, teardown),
