@@ -262,20 +262,18 @@ tls_identity_from_file(const char *path, const char *master_cn, struct tls_ident
     struct err *e)
 {
 	mbedtls_x509_crt crt;
-	char ebuf[128];
 	int rc = -1;
 	int ret;
 
 	mbedtls_x509_crt_init(&crt);
+	/* Say what is wrong with the file in words, not as an mbedTLS code. */
+	if (access(path, R_OK) != 0) {
+		err_sys_kind(e, ERR_IO, "cannot read %s", path);
+		goto out;
+	}
 	ret = mbedtls_x509_crt_parse_file(&crt, path);
 	if (ret != 0) {
-		tls_errstr(ret, ebuf, sizeof(ebuf));
-		/* A file that cannot be read is I/O; one that does not parse is its format. */
-		err_set(e,
-		    ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR
-			? ERR_IO
-			: ERR_FORMAT,
-		    "%s: cannot load certificate: %s", path, ebuf);
+		err_set(e, ERR_FORMAT, "%s does not hold a PEM or DER certificate", path);
 		goto out;
 	}
 	if (tls_identity_from_crt(&crt, master_cn, out) != 0) {

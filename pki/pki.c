@@ -1202,13 +1202,16 @@ out:
 static int
 pki_load_crt(mbedtls_x509_crt *crt, const char *path, struct err *e)
 {
-	int ret = mbedtls_x509_crt_parse_file(crt, path);
+	int ret;
 
+	/* Say what is wrong with the file in words, not as an mbedTLS code. */
+	if (access(path, R_OK) != 0) {
+		return err_sys_kind(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "cannot read %s",
+		    path);
+	}
+	ret = mbedtls_x509_crt_parse_file(crt, path);
 	if (ret < 0) {
-		char what[PATH_MAX + 40];
-		snprintf(what, sizeof(what), "%s: cannot load certificate", path);
-		pki_mbed_err(e, ERR_FORMAT, what, ret);
-		return -1;
+		return err_set(e, ERR_FORMAT, "%s does not hold a PEM or DER certificate", path);
 	}
 	if (crt->raw.p == NULL) {
 		err_set(e, ERR_FORMAT, "%s: no certificate found", path);
