@@ -585,9 +585,11 @@ install-master: $(PKG_TREE)/bin/tandem
 	$(PKG_STRIP) '$(DESTDIR)$(BINDIR)/tandem'
 	$(call pkg_docs,$(DESTDIR)$(MASTER_DOCDIR))
 	$(call pkg_man,$(PKG_TREE)/bin/tandem,1,$(DESTDIR)$(MANDIR)/man1/tandem.1.gz)
+	install -D -m 0644 packaging/bash-completion/tandem '$(DESTDIR)$(PREFIX)/share/bash-completion/completions/tandem'
 
 uninstall:
-	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(SBINDIR)/tandem-updater' \
+	rm -f '$(DESTDIR)$(BINDIR)/tandem' '$(DESTDIR)$(PREFIX)/share/bash-completion/completions/tandem' \
+		'$(DESTDIR)$(SBINDIR)/tandem-updater' \
 		'$(DESTDIR)$(SBINDIR)/tandem-agent' '$(DESTDIR)$(SBINDIR)/tandem-launcher' \
 		'$(DESTDIR)$(PKGLIBDIR)/tandem-agent-release.tar.gz' \
 		'$(DESTDIR)$(UNITDIR)/tandem-updater.service' '$(DESTDIR)$(DOCDIR)/Operations.md' \

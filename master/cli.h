@@ -1,129 +1,247 @@
 /*
  * cli — the `tandem` command line: command groups (one file each:
- * master/cmd_pki.c, later master/cmd_swarm.c, master/cmd_release.c) made of
- * subcommands. master/main.c parses the global options, picks the group and
- * the subcommand from these tables and calls it; the subcommand parses its
- * own options (getopt_long, starting at argv[1]).
+ * master/cmd_pki.c, master/cmd_release.c, master/cmd_swarm.c) made of
+ * commands. Each command is described by one table entry: its options (the
+ * table the parser reads, the help prints and shell completion offers), what
+ * it does, its exit status and an example, so help and parser cannot drift.
  *
- * Exit codes: CLI_EXIT_OK, CLI_EXIT_FAIL (the operation failed), CLI_EXIT_USAGE
- * (the command line was wrong; nothing was done).
+ * master/main.c finds the group and the command, takes the global options
+ * (--home, --json, -v, --help) from anywhere on the line, checks every option
+ * and the number of operands against the command's table (a wrong line exits
+ * 2 before anything else happens), checks the master's home and calls the
+ * command with the remaining words (ARGV[0] = its name); the command reads
+ * its own options with cli_getopt() and finds its operand, if it has one, at
+ * cli_getopt_index().
+ *
+ * Errors: every failure is a `struct err` (common/err.h) handed to
+ * cli_fail(), which prints "tandem: error: MESSAGE" on stderr and, under
+ * --json, {"error":{"kind":KIND,"message":MESSAGE}} on stdout, and returns the
+ * exit code of the kind (see the table in common/err.c): CLI_EXIT_OK,
+ * CLI_EXIT_FAIL (the operation failed), CLI_EXIT_USAGE (the command line was
+ * wrong; nothing was done).
  */
 #ifndef TANDEM_MASTER_CLI_H
 #define TANDEM_MASTER_CLI_H
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <string.h>
+
+#include "common/err.h"
+#include "common/util.h"
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
 
-/* What every subcommand gets from main. */
-struct cli {
-	const char *home; /* the master's home directory (--home, $TANDEM_HOME, ~/.tandem) */
+/* Most options one command may have (its own; --json and --help come on top). */
+#define CLI_MAX_OPTS 24
+
+/* One option of a command. */
+struct cli_opt {
+	const char *name;   /* long name without "--"; NULL ends a table */
+	int key;            /* what cli_getopt() returns for it */
+	int short_opt;      /* 1: KEY (a letter) is also the short option -KEY */
+	const char *arg;    /* the value's name ("DIR"); NULL for a flag */
+	const char *help;   /* what it does; '\n' starts another help line */
+};
+
+/* Which master home a command needs. */
+enum cli_home {
+	CLI_HOME_EXISTING = 0, /* refused unless HOME holds a CA (tandem pki init) */
+	CLI_HOME_CREATE,       /* creates it: pki init only */
+	CLI_HOME_NONE,         /* never reads it (release pack), or checks it itself */
 };
 
 struct cli_cmd;
-/* ARGV[0] is the subcommand's name; options start at ARGV[1]. */
-typedef int (*cli_run_fn)(const struct cli *cli, const struct cli_cmd *self, int argc,
-    char **argv);
+struct cJSON;
+
+/* What every command gets from main. */
+struct cli {
+	const char *home;          /* --home, $TANDEM_HOME or ~/.tandem */
+	const char *home_source;   /* "--home", "TANDEM_HOME" or "the default" */
+	int json;                  /* --json: results and errors as JSON on stdout */
+	const char *group;         /* "swarm" */
+	const struct cli_cmd *cmd; /* the running command */
+	char path[64];             /* its words after "tandem": "release keyring init" */
+};
+
+/* ARGV[0] is the command's name; its options and operands follow. */
+typedef int (*cli_run_fn)(struct cli *cli, int argc, char **argv);
 
 struct cli_cmd {
-	const char *name;    /* "issue" */
-	const char *summary; /* one line for the group's --help */
-	const char *usage;   /* synopsis and option lines, printed by --help */
-	cli_run_fn run;
+	const char *name;        /* "issue" */
+	const char *summary;     /* one line for the command lists */
+	const char *synopsis;    /* what follows "tandem GROUP NAME"; '\n' separates forms */
+	const char *operand;     /* the one operand ("NAME"); NULL: none allowed */
+	int operand_optional;    /* 1: OPERAND may be left out */
+	const char *description; /* what it does, wrapped text */
+	const struct cli_opt *opts; /* its options, ended by a NULL name; NULL for none */
+	const char *exit_status; /* NULL: 0 done, 1 failed, 2 usage error */
+	const char *example;     /* one command line (more lines allowed) */
+	enum cli_home home;
+	cli_run_fn run;          /* NULL for a command made of commands (SUBS) */
+	const struct cli_cmd *subs; /* "release keyring" -> init, rotate, ...; NULL: a leaf */
+	size_t n_subs;
 };
 
 /*
- * A group either lists its subcommands (CMDS, N_CMDS; main dispatches and
- * answers "tandem GROUP --help") or, with RUN set, handles all its words
- * itself: RUN gets ARGV[0] = the group name.
+ * A command not yet described by a table (the swarm group): it gets every
+ * word after its name unchecked and parses its options itself
+ * (getopt_long from ARGV[1], --json and --help included), with the helpers
+ * at the end of this file. Main still takes the global options before it
+ * and checks the home (unless the words ask for --help).
  */
+struct cli_legacy_cmd;
+typedef int (*cli_legacy_fn)(const struct cli *cli, const struct cli_legacy_cmd *self, int argc,
+    char **argv);
+
+struct cli_legacy_cmd {
+	const char *name;    /* "update" */
+	const char *summary; /* one line for the command lists */
+	const char *usage;   /* synopsis and option lines, printed by --help */
+	cli_legacy_fn run;
+};
+
 struct cli_group {
 	const char *name;    /* "pki" */
 	const char *summary; /* one line for tandem --help */
 	const struct cli_cmd *cmds;
 	size_t n_cmds;
-	int (*run)(const struct cli *cli, int argc, char **argv);
+	const struct cli_legacy_cmd *legacy; /* instead of CMDS */
+	size_t n_legacy;
 };
 
-/* The groups, each defined in its own cmd_<group>.c. */
+/* Each group is defined in its own cmd_<group>.c. */
 extern const struct cli_group cli_group_pki;     /* master/cmd_pki.c */
 extern const struct cli_group cli_group_release; /* master/cmd_release.c */
 extern const struct cli_group cli_group_swarm;   /* master/cmd_swarm.c */
 extern const struct cli_group cli_group_backup;  /* master/cmd_backup.c */
 
+/* Every group, in the order the help lists them. */
+extern const struct cli_group *const cli_groups[];
+extern const size_t cli_n_groups;
+
+/* The group NAME, or NULL. */
+const struct cli_group *cli_group_find(const char *name);
+/* The command NAME of G, or NULL. */
+const struct cli_cmd *cli_cmd_find(const struct cli_group *g, const char *name);
+/* The legacy command NAME of G, or NULL. */
+const struct cli_legacy_cmd *cli_legacy_find(const struct cli_group *g, const char *name);
+/* The sub-command NAME of CMD, or NULL. */
+const struct cli_cmd *cli_sub_find(const struct cli_cmd *cmd, const char *name);
+
+/* The options every command has, after its own: --json, -h/--help. */
+extern const struct cli_opt cli_common_opts[];
+
+/*
+ * The option of CMD (or a common one) that long-option word NAME (without
+ * "--", up to LEN bytes: the part before '=') names: an exact match, else the
+ * only option it is a prefix of (as getopt_long accepts). NULL when none or
+ * ambiguous.
+ */
+const struct cli_opt *cli_opt_match(const struct cli_opt *opts, const char *name, size_t len);
+/* The option of OPTS with short letter C, or NULL. */
+const struct cli_opt *cli_opt_short(const struct cli_opt *opts, int c);
+
+/* ---- help */
+
+/* The help of the whole program (tandem --help). */
+void cli_help_main(FILE *fp);
+/* The help of group G (tandem G --help). */
+void cli_help_group(const struct cli_group *g, FILE *fp);
+/*
+ * The help of command CMD whose parent's words are PARENT ("swarm",
+ * "release keyring"): tandem PARENT CMD --help. For a command made of
+ * commands, the list of them.
+ */
+void cli_help_cmd(const char *parent, const struct cli_cmd *cmd, FILE *fp);
+
+/* ---- option parsing of one command */
+
+struct cli_getopt {
+	int argc;
+	char **argv;
+	const char *arg;  /* the value of the option just returned */
+	struct option longopts[CLI_MAX_OPTS + 1];
+	char shortopts[2 * CLI_MAX_OPTS + 2];
+};
+
+/* Prepare to read the options of CLI->cmd from ARGV (ARGV[0] the command). */
+void cli_getopt_init(struct cli_getopt *g, const struct cli *cli, int argc, char **argv);
+
+/*
+ * The next option's key (G->arg holds its value), -1 after the last
+ * option (cli_getopt_index() is then the first operand), or
+ * CLI_GETOPT_ERROR for an unknown option or a missing value: the usage
+ * error is already reported, return CLI_EXIT_USAGE.
+ */
+int cli_getopt(struct cli_getopt *g, const struct cli *cli);
+
+#define CLI_GETOPT_ERROR (-2)
+
+/* Index of the first operand after cli_getopt() returned -1. */
+int cli_getopt_index(const struct cli_getopt *g);
+
+/* ---- output */
+
+/*
+ * Report E (a failed struct err): "tandem: error: MESSAGE" on stderr and,
+ * under --json, {"error":{"kind":WIRE-NAME,"message":MESSAGE}} on stdout.
+ * Returns the exit code of E's kind.
+ */
+int cli_fail(const struct cli *cli, const struct err *e);
+
+/*
+ * A usage error of the running command: "tandem: error: PATH: MESSAGE"
+ * and a hint to its --help on stderr (JSON as cli_fail, kind "usage").
+ * Returns CLI_EXIT_USAGE.
+ */
+int cli_usage(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Print OBJ (owned; NULL when it could not be built: out of memory) as one
+ * compact JSON line on stdout. Returns an exit code.
+ */
+int cli_print_json(const struct cli *cli, struct cJSON *obj);
+
+/* A note for the operator on stderr: "tandem: MESSAGE". */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Flush stdout; on a write error (full disk, closed pipe) report it.
+ * Returns CLI_EXIT_OK or CLI_EXIT_FAIL.
+ */
+int cli_flush(const struct cli *cli);
+
+/*
+ * Check that CLI->home is a master home (a directory holding ca/ca.crt).
+ * Returns 0, or -1 with E (not_found) naming the path and where it came from.
+ */
+int cli_home_check(const struct cli *cli, struct err *e) WUR;
+
+/* ---- helpers of legacy commands (struct cli_legacy_cmd) */
+
 /* The usage text of SELF on stdout (for --help); returns CLI_EXIT_OK. */
-static inline int
-cli_help(const char *group, const struct cli_cmd *self)
-{
-	printf("usage: tandem [--home DIR] %s %s%s", group, self->name, self->usage);
-	return CLI_EXIT_OK;
-}
+int cli_help(const char *group, const struct cli_legacy_cmd *self);
 
 /* A usage error on stderr, with the hint to --help; returns CLI_EXIT_USAGE. */
-static inline int cli_usage_error(const char *group, const struct cli_cmd *self, const char *fmt,
-    ...) __attribute__((format(printf, 3, 4)));
-
-static inline int
-cli_usage_error(const char *group, const struct cli_cmd *self, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "tandem %s %s: ", group, self->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'tandem %s %s --help'.\n", group, self->name);
-	return CLI_EXIT_USAGE;
-}
+int cli_usage_error(const char *group, const struct cli_legacy_cmd *self, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * After option parsing, exactly one operand must remain (WHAT names it in
  * the message, e.g. "NAME"). Returns 0, or reports the usage error and
  * returns CLI_EXIT_USAGE.
  */
-static inline int
-cli_one_operand(const char *group, const struct cli_cmd *self, int argc, char **argv, int optind_,
-    const char *what)
-{
-	if (optind_ == argc) {
-		return cli_usage_error(group, self, "%s is missing", what);
-	}
-	if (optind_ + 1 != argc) {
-		return cli_usage_error(group, self, "unexpected argument '%s'", argv[optind_ + 1]);
-	}
-	return 0;
-}
+int cli_one_operand(const char *group, const struct cli_legacy_cmd *self, int argc, char **argv,
+    int optind_, const char *what);
 
 /*
  * Report a getopt_long() failure: C is ':' (missing value) or '?' (unknown
  * option), ARGV[OPTIND-1] the offending word. Returns CLI_EXIT_USAGE.
  */
-static inline int
-cli_getopt_error(const char *group, const struct cli_cmd *self, int c, char **argv, int optind_)
-{
-	const char *word = optind_ > 0 ? argv[optind_ - 1] : "?";
-	char shortopt[3];
-
-	/*
-	 * A bad short option inside a cluster ("-bad") leaves optind on the
-	 * previous word until the cluster ends: name the option itself.
-	 */
-	if (strncmp(word, "--", 2) != 0 && optopt > 0 && optopt < 128) {
-		shortopt[0] = '-';
-		shortopt[1] = (char)optopt;
-		shortopt[2] = '\0';
-		word = shortopt;
-	}
-	if (c == ':') {
-		return cli_usage_error(group, self, "option '%s' needs a value", word);
-	}
-	return cli_usage_error(group, self, "unknown option '%s'", word);
-}
+int cli_getopt_error(const char *group, const struct cli_legacy_cmd *self, int c, char **argv,
+    int optind_);
 
 #endif

@@ -2,20 +2,20 @@
  * `tandem backup` — archive the master's home and restore it (master/backup.c).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cJSON.h"
 #include "common/err.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "master/backup.h"
 #include "master/cli.h"
 #include "pki/seal.h"
 
-#define GROUP "backup"
 #define PASS_MAX 1024
 
 /*
@@ -72,25 +72,62 @@ read_passphrase(const char *fd_arg, const char *env, struct err *e)
 	return p;
 }
 
-static void
-print_result(const char *what, const char *file, const struct backup_result *r)
+/* The result: "KEY: PATH" and the counts as lines, or one JSON object. */
+static int
+print_result(const struct cli *cli, const char *what, const char *file,
+    const struct backup_result *r)
 {
-	printf("%s: %s\nencrypted: %s\nfiles: %zu\ndirectories: %zu\nbytes: %llu\n", what, file,
-	    r->encrypted ? "yes" : "no", r->files, r->dirs, r->bytes);
+	cJSON *o;
+
+	if (!cli->json) {
+		printf("%s: %s\nencrypted: %s\nfiles: %zu\ndirectories: %zu\nbytes: %llu\n", what,
+		    file, r->encrypted ? "yes" : "no", r->files, r->dirs, r->bytes);
+		return cli_flush(cli);
+	}
+	o = cJSON_CreateObject();
+	if (o != NULL &&
+	    (json_add_str(o, what, file) != 0 || json_add_bool(o, "encrypted", r->encrypted) != 0 ||
+		json_add_int(o, "files", (long long)r->files) != 0 ||
+		json_add_int(o, "directories", (long long)r->dirs) != 0 ||
+		json_add_int(o, "bytes", (long long)r->bytes) != 0)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return cli_print_json(cli, o);
 }
 
+enum {
+	BACKUP_OPT_PASS_FD = 'f',
+	BACKUP_OPT_PASS_ENV = 'e',
+	BACKUP_OPT_NO_ENCRYPT = 'n',
+	BACKUP_OPT_ITERATIONS = 'i',
+};
+
+static const struct cli_opt backup_create_opts[] = {
+	{ "passphrase-fd", BACKUP_OPT_PASS_FD, 0, "N",
+	    "read the passphrase from file descriptor N (up to\n"
+	    "the first newline), e.g. 3<passfile" },
+	{ "passphrase-env", BACKUP_OPT_PASS_ENV, 0, "VAR",
+	    "take the passphrase from environment variable VAR" },
+	{ "no-encrypt", BACKUP_OPT_NO_ENCRYPT, 0, NULL,
+	    "write a plain tar.gz (holds the CA key in clear)" },
+	{ "iterations", BACKUP_OPT_ITERATIONS, 0, "N", "PBKDF2 iterations (default 300000)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static const struct cli_opt backup_restore_opts[] = {
+	{ "passphrase-fd", BACKUP_OPT_PASS_FD, 0, "N",
+	    "read the passphrase from file descriptor N" },
+	{ "passphrase-env", BACKUP_OPT_PASS_ENV, 0, "VAR",
+	    "take the passphrase from environment variable VAR" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static int
-backup_cmd(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv, int create)
+backup_cmd(struct cli *cli, int argc, char **argv, int create)
 {
-	static const struct option longopts[] = {
-		{ "passphrase-fd", required_argument, NULL, 'f' },
-		{ "passphrase-env", required_argument, NULL, 'e' },
-		{ "no-encrypt", no_argument, NULL, 'n' },
-		{ "iterations", required_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *pfd = NULL, *penv = NULL;
+	struct cli_getopt g;
+	const char *pfd = NULL, *penv = NULL, *file;
 	int plain = 0;
 	long long iterations = 0;
 	struct backup_result res;
@@ -99,128 +136,127 @@ backup_cmd(const struct cli *cli, const struct cli_cmd *self, int argc, char **a
 	int rc;
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'f':
-			pfd = optarg;
+		case BACKUP_OPT_PASS_FD:
+			pfd = g.arg;
 			break;
-		case 'e':
-			penv = optarg;
+		case BACKUP_OPT_PASS_ENV:
+			penv = g.arg;
 			break;
-		case 'n':
+		case BACKUP_OPT_NO_ENCRYPT:
 			plain = 1;
 			break;
-		case 'i':
-			if (!create || parse_ll(optarg, SEAL_MIN_ITERATIONS, SEAL_MAX_ITERATIONS,
-					   &iterations) != 0) {
-				return cli_usage_error(GROUP, self, "--iterations: %d..%d (create only)",
+		case BACKUP_OPT_ITERATIONS:
+			if (parse_ll(g.arg, SEAL_MIN_ITERATIONS, SEAL_MAX_ITERATIONS, &iterations) !=
+			    0) {
+				return cli_usage(cli, "--iterations '%s': expected %d..%d", g.arg,
 				    SEAL_MIN_ITERATIONS, SEAL_MAX_ITERATIONS);
 			}
 			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if (cli_one_operand(GROUP, self, argc, argv, optind, "FILE") != 0) {
-		return CLI_EXIT_USAGE;
-	}
+	file = argv[cli_getopt_index(&g)];
 	if ((pfd != NULL) + (penv != NULL) + plain > 1) {
-		return cli_usage_error(GROUP, self,
-		    "give one of --passphrase-fd, --passphrase-env%s", create ? ", --no-encrypt" : "");
+		return cli_usage(cli, "give one of --passphrase-fd, --passphrase-env%s",
+		    create ? ", --no-encrypt" : "");
 	}
 	if (create && pfd == NULL && penv == NULL && !plain) {
-		return cli_usage_error(GROUP, self,
+		return cli_usage(cli,
 		    "the archive holds the CA key: give --passphrase-fd N or --passphrase-env VAR "
 		    "(or --no-encrypt to write it in clear)");
 	}
-	if (!create && plain) {
-		return cli_usage_error(GROUP, self, "--no-encrypt is for create");
+	if (cli->home == NULL) {
+		err_set(&e, ERR_USAGE, "cannot determine the master home: use --home DIR or set "
+				       "TANDEM_HOME");
+		return cli_fail(cli, &e);
 	}
 	if (pfd != NULL || penv != NULL) {
 		pass = read_passphrase(pfd, penv, &e);
 		if (pass == NULL) {
-			log_warnx("backup %s: %s", self->name, err_msg(&e));
-			return err_exit_code(e.kind);
+			return cli_fail(cli, &e);
 		}
 	}
 	if (create) {
 		if (plain) {
 			log_warnx("writing %s WITHOUT encryption: it holds the CA private key in clear; "
 				  "keep it 0600 and offline",
-			    argv[optind]);
+			    file);
 		}
-		rc = backup_create(cli->home, argv[optind], pass, pass != NULL ? strlen(pass) : 0,
+		rc = backup_create(cli->home, file, pass, pass != NULL ? strlen(pass) : 0,
 		    (unsigned)iterations, &res, &e);
 	} else {
-		rc = backup_restore(cli->home, argv[optind], pass, pass != NULL ? strlen(pass) : 0,
-		    &res, &e);
+		rc = backup_restore(cli->home, file, pass, pass != NULL ? strlen(pass) : 0, &res, &e);
 	}
 	secure_free(pass, PASS_MAX + 1);
 	if (rc != 0) {
-		log_warnx("backup %s: %s", self->name, err_msg(&e));
-		return err_exit_code(e.kind);
+		return cli_fail(cli, &e);
 	}
 	if (create) {
-		log_info("backed up %s to %s", cli->home, argv[optind]);
-		print_result("archive", argv[optind], &res);
-	} else {
-		log_info("restored %s from %s", cli->home, argv[optind]);
-		print_result("home", cli->home, &res);
+		cli_note("backed up %s to %s", cli->home, file);
+		return print_result(cli, "archive", file, &res);
 	}
-	if (fflush(stdout) != 0) {
-		return CLI_EXIT_FAIL;
-	}
-	return CLI_EXIT_OK;
+	cli_note("restored %s from %s", cli->home, file);
+	return print_result(cli, "home", cli->home, &res);
 }
 
 static int
-backup_cmd_create(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+backup_cmd_create(struct cli *cli, int argc, char **argv)
 {
-	return backup_cmd(cli, self, argc, argv, 1);
+	return backup_cmd(cli, argc, argv, 1);
 }
 
 static int
-backup_cmd_restore(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+backup_cmd_restore(struct cli *cli, int argc, char **argv)
 {
-	return backup_cmd(cli, self, argc, argv, 0);
+	return backup_cmd(cli, argc, argv, 0);
 }
 
 static const struct cli_cmd backup_cmds[] = {
-	{ "create", "archive the master's home (CA, identity, registry, everything under HOME)",
-	    " FILE (--passphrase-fd N | --passphrase-env VAR | --no-encrypt)\n"
-	    "                     [--iterations N]\n"
-	    "\n"
-	    "Writes FILE (0600; it must not exist and must be outside HOME): every file\n"
-	    "under HOME and a consistent snapshot of the registry, as a tar.gz sealed with\n"
-	    "the passphrase (AES-256-GCM, key from PBKDF2-HMAC-SHA256).\n"
-	    "\n"
-	    "  --passphrase-fd N    read the passphrase from file descriptor N (up to\n"
-	    "                       the first newline), e.g. 3<passfile\n"
-	    "  --passphrase-env VAR take it from environment variable VAR\n"
-	    "  --no-encrypt         write a plain tar.gz (holds the CA key in clear)\n"
-	    "  --iterations N       PBKDF2 iterations (default 300000)\n"
-	    "  -h, --help           this help\n",
-	    backup_cmd_create },
-	{ "restore", "restore the master's home from an archive",
-	    " FILE [--passphrase-fd N | --passphrase-env VAR]\n"
-	    "\n"
-	    "Unpacks FILE into HOME, which must not exist or be empty. Nothing is put in\n"
-	    "place until the whole archive is authenticated and the result holds a\n"
-	    "usable CA and registry.\n"
-	    "\n"
-	    "  --passphrase-fd N    read the passphrase from file descriptor N\n"
-	    "  --passphrase-env VAR take it from environment variable VAR\n"
-	    "  -h, --help           this help\n",
-	    backup_cmd_restore },
+	{
+	    .name = "create",
+	    .summary = "archive the master's home (CA, identity, registry, everything)",
+	    .synopsis = "FILE (--passphrase-fd N | --passphrase-env VAR | --no-encrypt)\n"
+			"FILE ... [--iterations N]",
+	    .operand = "FILE",
+	    .description =
+		"Writes FILE (0600; it must not exist and must be outside HOME): every file\n"
+		"under HOME and a consistent snapshot of the registry, as a tar.gz sealed with\n"
+		"the passphrase (AES-256-GCM, key from PBKDF2-HMAC-SHA256). The passphrase is\n"
+		"required unless --no-encrypt asks for a plain archive (with a warning).",
+	    .opts = backup_create_opts,
+	    .example = "tandem backup create /media/usb/master.backup --passphrase-fd 3 "
+		       "3<passfile",
+	    .home = CLI_HOME_EXISTING,
+	    .run = backup_cmd_create,
+	},
+	{
+	    .name = "restore",
+	    .summary = "restore the master's home from an archive",
+	    .synopsis = "FILE [--passphrase-fd N | --passphrase-env VAR]",
+	    .operand = "FILE",
+	    .description =
+		"Unpacks FILE into HOME, which must not exist or be empty. Nothing is put in\n"
+		"place until the whole archive is authenticated and the result holds a\n"
+		"usable CA and registry.",
+	    .opts = backup_restore_opts,
+	    .exit_status = "  0  restored\n"
+			   "  1  failed: unreadable, wrong passphrase, tampered or hostile archive,\n"
+			   "     or HOME not empty (HOME is left as it was)\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n",
+	    .example = "tandem --home ~/.tandem backup restore master.backup --passphrase-env PW",
+	    /* The home must not exist yet: backup_restore checks it. */
+	    .home = CLI_HOME_NONE,
+	    .run = backup_cmd_restore,
+	},
 };
 
 const struct cli_group cli_group_backup = {
-	"backup",
-	"archive and restore the master's home: create, restore",
-	backup_cmds,
-	ARRAY_LEN(backup_cmds),
-	NULL,
+	.name = "backup",
+	.summary = "archive and restore the master's home: create, restore",
+	.cmds = backup_cmds,
+	.n_cmds = ARRAY_LEN(backup_cmds),
 };

@@ -1,11 +1,11 @@
 /*
  * `tandem release` — release tarballs and their signatures: pack
  * (master/release_pack.c), keygen, sign, verify (pki/sign.c,
- * master/release_sign.c) and the keyring (master/keystore.c).
- * Exit codes: 0 done, 1 refused or failed, 2 usage error.
+ * master/release_sign.c) and the keyring (master/keystore.c). Each command's
+ * options, help, exit status and example are in the tables at the end
+ * (master/cli.h).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,117 +24,115 @@
 #include "master/release_sign.h"
 #include "pki/sign.h"
 
-#define GROUP "release"
-
 static int
-print_json(const struct release_pack_result *r)
+print_json(const struct cli *cli, const struct release_pack_result *r)
 {
 	cJSON *o = cJSON_CreateObject();
+	struct err e = ERR_INIT;
 	char *text = NULL;
-	int rc = CLI_EXIT_FAIL;
+	int rc;
 
 	if (o == NULL || json_add_str(o, "path", r->path) != 0 ||
 	    json_add_str(o, "sha256", r->sha256) != 0 ||
 	    json_add_int(o, "size", (long long)r->size) != 0 ||
 	    json_add_str(o, "name", r->name) != 0 ||
 	    json_add_str(o, "version", r->version) != 0 ||
-	    json_add_int(o, "entries", (long long)r->entries) != 0) {
-		goto out;
+	    json_add_int(o, "entries", (long long)r->entries) != 0 ||
+	    (text = json_print_compact(o)) == NULL) {
+		cJSON_Delete(o);
+		err_set(&e, ERR_NOMEM, "out of memory");
+		return cli_fail(cli, &e);
 	}
-	text = json_print_compact(o);
-	if (text == NULL || printf("%s\n", text) < 0) {
-		goto out;
-	}
-	rc = CLI_EXIT_OK;
-out:
-	if (rc != CLI_EXIT_OK) {
-		log_warnx("release pack: cannot print the result");
-	}
+	printf("%s\n", text);
+	rc = cli_flush(cli);
 	free(text);
 	cJSON_Delete(o);
 	return rc;
 }
 
+enum {
+	RELEASE_OPT_OUTPUT = 'o',
+	RELEASE_OPT_VERSION = 'V',
+	RELEASE_OPT_READINESS = 'R',
+	RELEASE_OPT_EXCLUDE = 'x',
+};
+
+static const struct cli_opt release_pack_opts[] = {
+	{ "output", RELEASE_OPT_OUTPUT, 1, "FILE",
+	    "tarball to write, outside DIR (default:\n"
+	    "NAME-VERSION.tar.gz in the working directory)" },
+	{ "version", RELEASE_OPT_VERSION, 0, "V",
+	    "release version for manifest.json (default: the\n"
+	    "manifest's, else " RELEASE_DEFAULT_VERSION ")" },
+	{ "readiness", RELEASE_OPT_READINESS, 0, "MODE",
+	    "how the entrypoint says it serves, for the updater:\n"
+	    RELEASE_READINESS_FD " (it takes --ready-fd N, as tandem-agent\n"
+	    "does); default: the manifest's, else none (the\n"
+	    "updater's HTTP probe alone)" },
+	{ "exclude", RELEASE_OPT_EXCLUDE, 0, "GLOB",
+	    "leave out entries whose base name matches GLOB, or\n"
+	    "whose path matches when GLOB has a '/'; repeatable" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static int
-release_cmd_pack(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+release_cmd_pack(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "version", required_argument, NULL, 'V' },
-		{ "readiness", required_argument, NULL, 'R' },
-		{ "exclude", required_argument, NULL, 'x' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct release_pack_opts o;
 	struct release_pack_result r;
+	struct cli_getopt g;
+	struct err e = ERR_INIT;
 	const char **excludes = NULL;
 	char err[8192];
-	int json = 0, c, rc = CLI_EXIT_USAGE;
+	int c, rc = CLI_EXIT_USAGE;
 
-	(void)cli; /* packing needs no master state */
 	memset(&o, 0, sizeof(o));
 	/* argc bounds the number of --exclude options. */
 	excludes = calloc((size_t)argc + 1, sizeof(*excludes));
 	if (excludes == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		err_set(&e, ERR_NOMEM, "out of memory");
+		return cli_fail(cli, &e);
 	}
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'o':
-			o.output = optarg;
+		case RELEASE_OPT_OUTPUT:
+			o.output = g.arg;
 			break;
-		case 'V':
-			o.version = optarg;
+		case RELEASE_OPT_VERSION:
+			o.version = g.arg;
 			break;
-		case 'R':
-			if (!release_readiness_valid(optarg)) {
-				rc = cli_usage_error(GROUP, self, "--readiness: use 1-%d of [a-z0-9-]",
+		case RELEASE_OPT_READINESS:
+			if (!release_readiness_valid(g.arg)) {
+				rc = cli_usage(cli, "--readiness '%s': use 1-%d of [a-z0-9-]", g.arg,
 				    RELEASE_READINESS_MAX);
 				goto out;
 			}
-			o.readiness = optarg;
+			o.readiness = g.arg;
 			break;
-		case 'x':
-			if (*optarg == '\0') {
-				rc = cli_usage_error(GROUP, self, "--exclude needs a non-empty glob");
+		case RELEASE_OPT_EXCLUDE:
+			if (*g.arg == '\0') {
+				rc = cli_usage(cli, "--exclude needs a non-empty glob");
 				goto out;
 			}
-			excludes[o.n_excludes++] = optarg;
+			excludes[o.n_excludes++] = g.arg;
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			rc = cli_help(GROUP, self);
-			goto out;
 		default:
-			rc = cli_getopt_error(GROUP, self, c, argv, optind);
 			goto out;
 		}
 	}
-	if (argc - optind != 1) {
-		rc = cli_usage_error(GROUP, self, "%s", argc - optind == 0 ?
-		    "the release directory DIR is required" : "exactly one DIR expected");
-		goto out;
-	}
-	o.dir = argv[optind];
+	o.dir = argv[cli_getopt_index(&g)];
 	o.excludes = excludes;
 	if (release_pack(&o, &r, err, sizeof(err)) != 0) {
-		log_warnx("release pack: %s", err);
-		rc = CLI_EXIT_FAIL;
+		err_set(&e, ERR_FORMAT, "%s", err);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	if (json) {
-		rc = print_json(&r);
+	if (cli->json) {
+		rc = print_json(cli, &r);
 	} else {
-		rc = printf("%s  %s\n", r.sha256, r.path) < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
-	}
-	if (fflush(stdout) != 0) {
-		rc = CLI_EXIT_FAIL;
+		printf("%s  %s\n", r.sha256, r.path);
+		rc = cli_flush(cli);
 	}
 out:
 	free(excludes);
@@ -143,56 +141,15 @@ out:
 
 /* ---- signing ---------------------------------------------------------- */
 
-/*
- * Report E: "tandem: error: MESSAGE" on stderr and, with JSON, the error
- * object on stdout. Returns the kind's exit code.
- */
-static int
-release_fail(const struct err *e, int json)
-{
-	fprintf(stderr, "tandem: error: %s\n", err_msg(e));
-	if (json) {
-		cJSON *o = cJSON_CreateObject(), *in = NULL;
-		char *text = NULL;
-
-		if (o != NULL && (in = json_add_object(o, "error")) != NULL &&
-		    json_add_str(in, "kind", err_kind_name(e->kind)) == 0 &&
-		    json_add_str(in, "message", err_msg(e)) == 0 &&
-		    (text = json_print_compact(o)) != NULL) {
-			printf("%s\n", text);
-		}
-		free(text);
-		cJSON_Delete(o);
-	}
-	return err_exit_code(e->kind) != 0 ? err_exit_code(e->kind) : CLI_EXIT_FAIL;
-}
-
-/* Print OBJ compactly and free it. */
-static int
-release_print_json(cJSON *o)
-{
-	char *text = o != NULL ? json_print_compact(o) : NULL;
-	int rc = CLI_EXIT_FAIL;
-
-	if (text != NULL && printf("%s\n", text) >= 0 && fflush(stdout) == 0) {
-		rc = CLI_EXIT_OK;
-	} else {
-		fprintf(stderr, "tandem: error: cannot print the result\n");
-	}
-	free(text);
-	cJSON_Delete(o);
-	return rc;
-}
-
 /* A security version option: 0..SIGN_SV_MAX. */
 static int
-release_sv_arg(const struct cli_cmd *self, const char *opt, const char *s, int64_t *out)
+release_sv_arg(const struct cli *cli, const char *opt, const char *s, int64_t *out)
 {
 	long long v;
 
 	if (parse_ll(s, 0, SIGN_SV_MAX, &v) != 0) {
-		return cli_usage_error(GROUP, self, "%s: a whole number from 0 to %lld, not '%s'",
-		    opt, SIGN_SV_MAX, s);
+		return cli_usage(cli, "%s: a whole number from 0 to %lld, not '%s'", opt, SIGN_SV_MAX,
+		    s);
 	}
 	*out = v;
 	return 0;
@@ -200,7 +157,7 @@ release_sv_arg(const struct cli_cmd *self, const char *opt, const char *s, int64
 
 /* --expires: "Nd" days from now or a date (YYYY-MM-DD[THH:MM:SSZ]), as ISO-8601 UTC. */
 static int
-release_expires_arg(const struct cli_cmd *self, const char *s, char out[32])
+release_expires_arg(const struct cli *cli, const char *s, char out[32])
 {
 	size_t n = strlen(s);
 	long long days;
@@ -210,16 +167,16 @@ release_expires_arg(const struct cli_cmd *self, const char *s, char out[32])
 		char num[16];
 
 		if (n - 1 >= sizeof(num)) {
-			return cli_usage_error(GROUP, self, "--expires: too many days");
+			return cli_usage(cli, "--expires: too many days");
 		}
 		memcpy(num, s, n - 1);
 		num[n - 1] = '\0';
 		if (parse_ll(num, 1, 36500, &days) != 0) {
-			return cli_usage_error(GROUP, self, "--expires: 1d to 36500d, not '%s'", s);
+			return cli_usage(cli, "--expires: 1d to 36500d, not '%s'", s);
 		}
 		t = time(NULL) + (time_t)days * 86400;
 	} else if (iso8601_parse(s, &t) != 0) {
-		return cli_usage_error(GROUP, self, "--expires: Nd or YYYY-MM-DD[THH:MM:SSZ], not '%s'",
+		return cli_usage(cli, "--expires: Nd or YYYY-MM-DD[THH:MM:SSZ], not '%s'",
 		    s);
 	}
 	iso8601_utc(t, out, 32);
@@ -306,194 +263,195 @@ release_statement_print(const struct sign_statement *st)
 	    ", expires " : "", st->expires_at);
 }
 
+enum {
+	REL_OPT_OUT = 'o',
+	REL_OPT_NAME = 'n',
+	REL_OPT_FORCE = 'f',
+	REL_OPT_KEY = 'k',
+	REL_OPT_SV = 's',
+	REL_OPT_MIN_SV = 'm',
+	REL_OPT_COMPATIBLE = 'c',
+	REL_OPT_EXPIRES = 'x',
+	REL_OPT_COSIGN = 'C',
+	REL_OPT_TSIG = 't',
+	REL_OPT_KEYRING = 'K',
+	REL_OPT_FLOOR = 'F',
+	REL_OPT_KIND = 'i',
+};
+
+static const struct cli_opt release_keygen_opts[] = {
+	{ "out", REL_OPT_OUT, 1, "DIR", "where to write (required; created 0700 when missing)" },
+	{ "name", REL_OPT_NAME, 0, "NAME", "file names (default: release)" },
+	{ "force", REL_OPT_FORCE, 0, NULL, "replace existing files" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static int
-release_cmd_keygen(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+release_cmd_keygen(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "out", required_argument, NULL, 'o' },
-		{ "name", required_argument, NULL, 'n' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *dir = NULL, *name = "release";
 	char kp[PATH_MAX], pp[PATH_MAX];
 	struct sign_key *k = NULL;
+	struct cli_getopt g;
 	struct err e = ERR_INIT;
-	int json = 0, force = 0, c, rc = CLI_EXIT_USAGE;
+	int force = 0, c, rc = CLI_EXIT_USAGE;
 
-	(void)cli; /* offline: no master state */
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'o':
-			dir = optarg;
+		case REL_OPT_OUT:
+			dir = g.arg;
 			break;
-		case 'n':
-			name = optarg;
+		case REL_OPT_NAME:
+			name = g.arg;
 			break;
-		case 'f':
+		case REL_OPT_FORCE:
 			force = 1;
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind != argc) {
-		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
-	}
 	if (dir == NULL || *dir == '\0') {
-		return cli_usage_error(GROUP, self, "--out DIR is required");
+		return cli_usage(cli, "--out DIR is required");
 	}
 	if (!release_ident_valid(name)) {
-		return cli_usage_error(GROUP, self, "--name: 1-%d characters of A-Z a-z 0-9 . _ + ~ -",
+		return cli_usage(cli, "--name: 1-%d characters of A-Z a-z 0-9 . _ + ~ -",
 		    SIGN_IDENT_MAX);
 	}
 	if (snprintf(kp, sizeof(kp), "%s/%s.key", dir, name) >= (int)sizeof(kp) ||
 	    snprintf(pp, sizeof(pp), "%s/%s.pub", dir, name) >= (int)sizeof(pp)) {
-		return cli_usage_error(GROUP, self, "--out: path too long");
+		return cli_usage(cli, "--out: path too long");
 	}
 	if (fs_mkdir_p(dir, 0700) != 0) {
 		err_sys(&e, "create %s", dir);
-		return release_fail(&e, json);
+		return cli_fail(cli, &e);
 	}
 	if (sign_key_generate(&k, &e) != 0 || sign_key_write(k, kp, pp, force, &e) != 0) {
-		rc = release_fail(&e, json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	if (json) {
+	if (cli->json) {
 		cJSON *o = cJSON_CreateObject();
 		if (o == NULL || json_add_str(o, "keyid", sign_key_id(k)) != 0 ||
 		    json_add_str(o, "key", kp) != 0 || json_add_str(o, "pub", pp) != 0) {
 			cJSON_Delete(o);
 			o = NULL;
 		}
-		rc = release_print_json(o);
+		rc = cli_print_json(cli, o);
 	} else {
-		rc = printf("%s  %s\n", sign_key_id(k), pp) < 0 || fflush(stdout) != 0 ?
-		    CLI_EXIT_FAIL : CLI_EXIT_OK;
+		printf("%s  %s\n", sign_key_id(k), pp);
+		rc = cli_flush(cli);
 	}
 out:
 	sign_key_free(k);
 	return rc;
 }
 
+static const struct cli_opt release_sign_opts[] = {
+	{ "key", REL_OPT_KEY, 1, "KEY", "private release key, repeatable (required)" },
+	{ "security-version", REL_OPT_SV, 0, "N",
+	    "this release's security version (0..2147483647;\nrequired unless --cosign)" },
+	{ "min-security-version", REL_OPT_MIN_SV, 0, "M",
+	    "once installed, refuse releases below M\n(default 0: the floor stays)" },
+	{ "compatible", REL_OPT_COMPATIBLE, 0, "C",
+	    "the hosts' compatible string (default " SIGN_DEFAULT_COMPATIBLE ")" },
+	{ "expires", REL_OPT_EXPIRES, 0, "Nd|DATE", "refuse the release after that (default: never)" },
+	{ "out", REL_OPT_OUT, 1, "FILE", "signature file (default FILE.tsig)" },
+	{ "cosign", REL_OPT_COSIGN, 0, NULL, "add the keys' signatures to the existing file" },
+	{ "force", REL_OPT_FORCE, 0, NULL, "replace an existing signature file" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static int
-release_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+release_cmd_sign(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "key", required_argument, NULL, 'k' },
-		{ "security-version", required_argument, NULL, 's' },
-		{ "min-security-version", required_argument, NULL, 'm' },
-		{ "compatible", required_argument, NULL, 'c' },
-		{ "expires", required_argument, NULL, 'x' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "cosign", no_argument, NULL, 'C' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct release_sign_opts o;
 	struct release_sign_result r;
 	struct release_keys ks = { .n = 0 };
+	struct cli_getopt g;
 	const char *keys[SIGN_MAX_SIGS];
 	char expires[32];
 	struct err e = ERR_INIT;
 	size_t nkeys = 0;
-	int json = 0, have_sv = 0, have_min = 0, c, rc = CLI_EXIT_USAGE;
+	int have_sv = 0, have_min = 0, c, rc = CLI_EXIT_USAGE;
 
-	(void)cli; /* offline: no master state */
 	memset(&o, 0, sizeof(o));
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hk:o:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'k':
+		case REL_OPT_KEY:
 			if (nkeys >= SIGN_MAX_SIGS) {
-				return cli_usage_error(GROUP, self, "at most %d --key", SIGN_MAX_SIGS);
+				return cli_usage(cli, "at most %d --key", SIGN_MAX_SIGS);
 			}
-			keys[nkeys++] = optarg;
+			keys[nkeys++] = g.arg;
 			break;
-		case 's':
-			if (release_sv_arg(self, "--security-version", optarg,
+		case REL_OPT_SV:
+			if (release_sv_arg(cli, "--security-version", g.arg,
 			    &o.security_version) != 0) {
 				return CLI_EXIT_USAGE;
 			}
 			have_sv = 1;
 			break;
-		case 'm':
-			if (release_sv_arg(self, "--min-security-version", optarg,
+		case REL_OPT_MIN_SV:
+			if (release_sv_arg(cli, "--min-security-version", g.arg,
 			    &o.min_security_version) != 0) {
 				return CLI_EXIT_USAGE;
 			}
 			have_min = 1;
 			break;
-		case 'c':
-			o.compatible = optarg;
+		case REL_OPT_COMPATIBLE:
+			o.compatible = g.arg;
 			break;
-		case 'x':
-			if (release_expires_arg(self, optarg, expires) != 0) {
+		case REL_OPT_EXPIRES:
+			if (release_expires_arg(cli, g.arg, expires) != 0) {
 				return CLI_EXIT_USAGE;
 			}
 			o.expires_at = expires;
 			break;
-		case 'o':
-			o.out = optarg;
+		case REL_OPT_OUT:
+			o.out = g.arg;
 			break;
-		case 'C':
+		case REL_OPT_COSIGN:
 			o.cosign = 1;
 			break;
-		case 'f':
+		case REL_OPT_FORCE:
 			o.force = 1;
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if ((rc = cli_one_operand(GROUP, self, argc, argv, optind, "the release FILE")) != 0) {
-		return rc;
-	}
-	o.file = argv[optind];
+	o.file = argv[cli_getopt_index(&g)];	o.file = argv[optind];
 	if (nkeys == 0) {
-		return cli_usage_error(GROUP, self, "--key KEY is required");
+		return cli_usage(cli, "--key KEY is required");
 	}
 	if (o.cosign && (have_sv || have_min || o.compatible != NULL || o.expires_at != NULL ||
 	    o.force)) {
-		return cli_usage_error(GROUP, self, "--cosign keeps the signed statement: "
+		return cli_usage(cli, "--cosign keeps the signed statement: "
 		    "no --security-version, --min-security-version, --compatible, --expires "
 		    "or --force");
 	}
 	if (!o.cosign && !have_sv) {
-		return cli_usage_error(GROUP, self, "--security-version N is required");
+		return cli_usage(cli, "--security-version N is required");
 	}
 	if (o.min_security_version > o.security_version) {
-		return cli_usage_error(GROUP, self, "--min-security-version is above "
+		return cli_usage(cli, "--min-security-version is above "
 		    "--security-version");
 	}
 	for (size_t i = 0; i < nkeys; i++) {
 		if (release_keys_add(&ks, keys[i], 1, &e) != 0) {
-			rc = release_fail(&e, json);
+			rc = cli_fail(cli, &e);
 			goto out;
 		}
 	}
 	o.keys = ks.k;
 	o.nkeys = ks.n;
 	if (release_sign(&o, &r, &e) != 0) {
-		rc = release_fail(&e, json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	if (json) {
+	if (cli->json) {
 		cJSON *j = cJSON_CreateObject(), *st = release_statement_json(&r.st), *ids = NULL;
 		int bad = j == NULL || json_add_str(j, "path", r.path) != 0 ||
 		    json_add_item(j, "statement", st) != 0 ||
@@ -506,14 +464,14 @@ release_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 			cJSON_Delete(j);
 			j = NULL;
 		}
-		rc = release_print_json(j);
+		rc = cli_print_json(cli, j);
 	} else {
 		printf("%s: %d signature%s\n", r.path, (int)r.nsigs, r.nsigs == 1 ? "" : "s");
 		release_statement_print(&r.st);
 		for (size_t i = 0; i < r.nsigs; i++) {
 			printf("  signed by   %s\n", r.keyids[i]);
 		}
-		rc = fflush(stdout) != 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+		rc = cli_flush(cli);
 	}
 out:
 	release_keys_free(&ks);
@@ -525,98 +483,94 @@ out:
  * current one. Returns 0, or the exit code after reporting.
  */
 static int
-release_keyring_for(const struct cli *cli, const char *file, struct sign_keyring *kr, int json)
+release_keyring_for(const struct cli *cli, const char *file, struct sign_keyring *kr)
 {
 	struct err e = ERR_INIT;
 	int have;
 
 	if (file != NULL) {
-		return sign_keyring_read(file, 0, kr, &e) == 0 ? 0 : release_fail(&e, json);
+		return sign_keyring_read(file, 0, kr, &e) == 0 ? 0 : cli_fail(cli, &e);
+	}
+	if (cli_home_check(cli, &e) != 0) {
+		return cli_fail(cli, &e);
 	}
 	have = keystore_current(cli->home, kr, &e);
 	if (have < 0) {
-		return release_fail(&e, json);
+		return cli_fail(cli, &e);
 	}
 	if (have == 0) {
 		err_set(&e, ERR_USAGE, "no keyring: the master at %s has none (tandem release keyring "
 		    "init); give one with --keyring FILE", cli->home);
-		return release_fail(&e, json);
+		return cli_fail(cli, &e);
 	}
 	return 0;
 }
 
+static const struct cli_opt release_verify_opts[] = {
+	{ "tsig", REL_OPT_TSIG, 0, "FILE", "the signature (default FILE.tsig)" },
+	{ "keyring", REL_OPT_KEYRING, 0, "FILE",
+	    "the keyring to check against (default: the\nmaster's current one, read from the home)" },
+	{ "compatible", REL_OPT_COMPATIBLE, 0, "C", "the host's compatible string to match" },
+	{ "floor", REL_OPT_FLOOR, 0, "N", "a security floor to check against" },
+	{ "kind", REL_OPT_KIND, 0, "agent|updater", "the kind of install to check for" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static int
-release_cmd_verify(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+release_cmd_verify(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "tsig", required_argument, NULL, 't' },
-		{ "keyring", required_argument, NULL, 'K' },
-		{ "compatible", required_argument, NULL, 'c' },
-		{ "floor", required_argument, NULL, 'F' },
-		{ "kind", required_argument, NULL, 'k' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *tsig = NULL, *keyring = NULL, *file;
 	struct release_sign_info info;
 	struct sign_keyring kr;
 	struct sign_verdict v;
 	struct sign_want w;
+	struct cli_getopt g;
 	struct err e = ERR_INIT;
 	char tpath[PATH_MAX], *buf = NULL;
 	size_t len = 0;
-	int json = 0, c, rc = CLI_EXIT_USAGE, have;
+	int c, rc = CLI_EXIT_USAGE, have;
 
 	memset(&w, 0, sizeof(w));
 	w.size = -1;
 	sign_keyring_init(&kr);
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 't':
-			tsig = optarg;
+		case REL_OPT_TSIG:
+			tsig = g.arg;
 			break;
-		case 'K':
-			keyring = optarg;
+		case REL_OPT_KEYRING:
+			keyring = g.arg;
 			break;
-		case 'c':
-			w.compatible = optarg;
+		case REL_OPT_COMPATIBLE:
+			w.compatible = g.arg;
 			break;
-		case 'F':
-			if (release_sv_arg(self, "--floor", optarg, &w.floor) != 0) {
+		case REL_OPT_FLOOR:
+			if (release_sv_arg(cli, "--floor", g.arg, &w.floor) != 0) {
 				return CLI_EXIT_USAGE;
 			}
 			break;
-		case 'k':
-			if (strcmp(optarg, "agent") == 0) {
+		case REL_OPT_KIND:
+			if (strcmp(g.arg, "agent") == 0) {
 				w.kind = SIGN_KIND_AGENT;
-			} else if (strcmp(optarg, "updater") == 0) {
+			} else if (strcmp(g.arg, "updater") == 0) {
 				w.kind = SIGN_KIND_UPDATER;
 			} else {
-				return cli_usage_error(GROUP, self, "--kind: agent or updater");
+				return cli_usage(cli, "--kind: agent or updater");
 			}
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if ((rc = cli_one_operand(GROUP, self, argc, argv, optind, "the release FILE")) != 0) {
-		return rc;
-	}
-	file = argv[optind];
+	file = argv[cli_getopt_index(&g)];	file = argv[optind];
 	if (tsig == NULL) {
 		if (release_sign_tsig_path(file, tpath, sizeof(tpath)) != 0) {
-			return cli_usage_error(GROUP, self, "path too long");
+			return cli_usage(cli, "path too long");
 		}
 		tsig = tpath;
 	}
-	if ((rc = release_keyring_for(cli, keyring, &kr, json)) != 0) {
+	if ((rc = release_keyring_for(cli, keyring, &kr)) != 0) {
 		goto out;
 	}
 	have = release_sign_read_tsig(tsig, &buf, &len, &e);
@@ -624,7 +578,7 @@ release_cmd_verify(const struct cli *cli, const struct cli_cmd *self, int argc, 
 		err_set(&e, ERR_SIGNATURE, "%s does not exist: the release is not signed", tsig);
 	}
 	if (have <= 0 || release_sign_inspect(file, &info, &e) != 0) {
-		rc = release_fail(&e, json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	w.sha256 = info.sha256;
@@ -632,10 +586,10 @@ release_cmd_verify(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	if (sign_release_check(&kr, buf, len, &w, &v, &e) != 0 ||
 	    sign_statement_match(&v.st, info.name, info.version, &e) != 0) {
 		err_prefix(&e, "%s", tsig);
-		rc = release_fail(&e, json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	if (json) {
+	if (cli->json) {
 		cJSON *j = cJSON_CreateObject(), *ids = NULL;
 		int bad = j == NULL || json_add_str(j, "path", tsig) != 0 ||
 		    json_add_bool(j, "ok", 1) != 0 ||
@@ -651,7 +605,7 @@ release_cmd_verify(const struct cli *cli, const struct cli_cmd *self, int argc, 
 			cJSON_Delete(j);
 			j = NULL;
 		}
-		rc = release_print_json(j);
+		rc = cli_print_json(cli, j);
 	} else {
 		printf("%s: good signature\n", tsig);
 		release_statement_print(&v.st);
@@ -660,7 +614,7 @@ release_cmd_verify(const struct cli *cli, const struct cli_cmd *self, int argc, 
 		for (size_t i = 0; i < v.nsigned; i++) {
 			printf("  signed by   %s\n", v.signed_by[i]);
 		}
-		rc = fflush(stdout) != 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+		rc = cli_flush(cli);
 	}
 out:
 	free(buf);
@@ -669,8 +623,6 @@ out:
 }
 
 /* ---- the keyring ------------------------------------------------------ */
-
-#define KGROUP "release keyring"
 
 /* What a keyring command was asked to change. */
 struct keyring_args {
@@ -690,147 +642,156 @@ struct keyring_args {
 	char not_after[32];
 	int threshold;                       /* 0: keep (rotate) or 1 (init) */
 	int root_threshold;
-	int json;
+};
+
+enum {
+	KR_OPT_ROOT_KEY = 'r',
+	KR_OPT_ADD = 'a',
+	KR_OPT_REMOVE = 'd',
+	KR_OPT_ADD_ROOT = 'A',
+	KR_OPT_REMOVE_ROOT = 'D',
+	KR_OPT_NOT_AFTER = 'N',
+	KR_OPT_THRESHOLD = 't',
+	KR_OPT_ROOT_THRESHOLD = 'T',
+	KR_OPT_FROM = 'F',
+	KR_OPT_OUT = 'o',
+};
+
+/* The keyring options, each command's table takes those it uses. */
+#define KR_ROOT_KEY(what) { "root-key", KR_OPT_ROOT_KEY, 0, "KEY", what }
+#define KR_ADD { "add", KR_OPT_ADD, 0, "PUB", "a release key (public or private key file), repeatable" }
+#define KR_REMOVE { "remove", KR_OPT_REMOVE, 0, "KEYID", \
+	"remove a release key (a unique keyid prefix of\nat least 8 hex digits), repeatable" }
+#define KR_ADD_ROOT { "add-root", KR_OPT_ADD_ROOT, 0, "PUB", \
+	"a root key that signs later ('keyring sign'),\nrepeatable" }
+#define KR_REMOVE_ROOT { "remove-root", KR_OPT_REMOVE_ROOT, 0, "KEYID", "remove a root key, repeatable" }
+#define KR_NOT_AFTER { "not-after", KR_OPT_NOT_AFTER, 0, "DATE", \
+	"the --add keys' signatures count until DATE" }
+#define KR_THRESHOLD { "threshold", KR_OPT_THRESHOLD, 0, "T", \
+	"release signatures a release needs (default 1,\nor the current one's)" }
+#define KR_ROOT_THRESHOLD { "root-threshold", KR_OPT_ROOT_THRESHOLD, 0, "R", \
+	"root signatures a keyring version needs (default 1,\nor the current one's)" }
+#define KR_OUT(what) { "out", KR_OPT_OUT, 1, "FILE", what }
+#define KR_END { NULL, 0, 0, NULL, NULL }
+
+static const struct cli_opt keyring_init_opts[] = {
+	KR_ROOT_KEY("a private root key: listed and signing, repeatable"),
+	KR_ADD_ROOT,
+	KR_ADD,
+	KR_NOT_AFTER,
+	KR_THRESHOLD,
+	KR_ROOT_THRESHOLD,
+	KR_OUT("write it there only (default: it becomes the\nmaster's keyring, complete signatures needed)"),
+	KR_END,
+};
+
+static const struct cli_opt keyring_rotate_opts[] = {
+	KR_ROOT_KEY("a private root key to sign with, repeatable\n(required)"),
+	{ "from", KR_OPT_FROM, 0, "FILE", "the current version (default: the master's)" },
+	KR_ADD,
+	KR_REMOVE,
+	KR_ADD_ROOT,
+	KR_REMOVE_ROOT,
+	KR_NOT_AFTER,
+	KR_THRESHOLD,
+	KR_ROOT_THRESHOLD,
+	KR_OUT("write it there only (default: it becomes the\nmaster's keyring, complete signatures needed)"),
+	KR_END,
+};
+
+static const struct cli_opt keyring_sign_opts[] = {
+	KR_ROOT_KEY("a private root key to sign with, repeatable\n(required)"),
+	KR_OUT("write there (default: FILE is rewritten)"),
+	KR_END,
 };
 
 static int
-keyring_list_add(const struct cli_cmd *self, const char **list, size_t *n, size_t max,
+keyring_list_add(const struct cli *cli, const char **list, size_t *n, size_t max,
     const char *v, const char *opt)
 {
 	if (*n >= max) {
-		return cli_usage_error(KGROUP, self, "at most %zu %s", max, opt);
+		return cli_usage(cli, "at most %zu %s", max, opt);
 	}
 	list[(*n)++] = v;
 	return 0;
 }
 
 static int
-keyring_threshold_arg(const struct cli_cmd *self, const char *opt, const char *s, int *out)
+keyring_threshold_arg(const struct cli *cli, const char *opt, const char *s, int *out)
 {
 	long long v;
 
 	if (parse_ll(s, 1, SIGN_MAX_KEYS, &v) != 0) {
-		return cli_usage_error(KGROUP, self, "%s: 1 to %d, not '%s'", opt, SIGN_MAX_KEYS, s);
+		return cli_usage(cli, "%s: 1 to %d, not '%s'", opt, SIGN_MAX_KEYS, s);
 	}
 	*out = (int)v;
 	return 0;
 }
 
-/* Parse a keyring command's options into A; OPERAND: 1 when one FILE operand is taken. */
+/*
+ * Read a keyring command's options (those of its table) into A, and its
+ * FILE operand when it has one. Returns 0 or the exit code of the usage
+ * error (reported).
+ */
 static int
-keyring_parse(const struct cli_cmd *self, int argc, char **argv, int operand,
-    struct keyring_args *a)
+keyring_parse(struct cli *cli, int argc, char **argv, struct keyring_args *a)
 {
-	static const struct option longopts[] = {
-		{ "root-key", required_argument, NULL, 'r' },
-		{ "add", required_argument, NULL, 'a' },
-		{ "remove", required_argument, NULL, 'd' },
-		{ "add-root", required_argument, NULL, 'A' },
-		{ "remove-root", required_argument, NULL, 'D' },
-		{ "not-after", required_argument, NULL, 'N' },
-		{ "threshold", required_argument, NULL, 't' },
-		{ "root-threshold", required_argument, NULL, 'T' },
-		{ "from", required_argument, NULL, 'F' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct cli_getopt g;
 	time_t t;
 	int c;
 
 	memset(a, 0, sizeof(*a));
-	opterr = 0;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		int rc = 0;
 
 		switch (c) {
-		case 'r':
-			rc = keyring_list_add(self, a->root_keys, &a->n_root_keys, SIGN_MAX_SIGS,
-			    optarg, "--root-key");
+		case KR_OPT_ROOT_KEY:
+			rc = keyring_list_add(cli, a->root_keys, &a->n_root_keys, SIGN_MAX_SIGS, g.arg,
+			    "--root-key");
 			break;
-		case 'a':
-			rc = keyring_list_add(self, a->add, &a->n_add, SIGN_MAX_KEYS, optarg, "--add");
+		case KR_OPT_ADD:
+			rc = keyring_list_add(cli, a->add, &a->n_add, SIGN_MAX_KEYS, g.arg, "--add");
 			break;
-		case 'd':
-			rc = keyring_list_add(self, a->remove, &a->n_remove, SIGN_MAX_KEYS, optarg,
+		case KR_OPT_REMOVE:
+			rc = keyring_list_add(cli, a->remove, &a->n_remove, SIGN_MAX_KEYS, g.arg,
 			    "--remove");
 			break;
-		case 'A':
-			rc = keyring_list_add(self, a->add_root, &a->n_add_root, SIGN_MAX_KEYS, optarg,
+		case KR_OPT_ADD_ROOT:
+			rc = keyring_list_add(cli, a->add_root, &a->n_add_root, SIGN_MAX_KEYS, g.arg,
 			    "--add-root");
 			break;
-		case 'D':
-			rc = keyring_list_add(self, a->remove_root, &a->n_remove_root, SIGN_MAX_KEYS,
-			    optarg, "--remove-root");
+		case KR_OPT_REMOVE_ROOT:
+			rc = keyring_list_add(cli, a->remove_root, &a->n_remove_root, SIGN_MAX_KEYS,
+			    g.arg, "--remove-root");
 			break;
-		case 'N':
-			if (iso8601_parse(optarg, &t) != 0) {
-				return cli_usage_error(KGROUP, self, "--not-after: YYYY-MM-DD[THH:MM:SSZ]");
+		case KR_OPT_NOT_AFTER:
+			if (iso8601_parse(g.arg, &t) != 0) {
+				return cli_usage(cli, "--not-after: YYYY-MM-DD[THH:MM:SSZ]");
 			}
 			iso8601_utc(t, a->not_after, sizeof(a->not_after));
 			break;
-		case 't':
-			rc = keyring_threshold_arg(self, "--threshold", optarg, &a->threshold);
+		case KR_OPT_THRESHOLD:
+			rc = keyring_threshold_arg(cli, "--threshold", g.arg, &a->threshold);
 			break;
-		case 'T':
-			rc = keyring_threshold_arg(self, "--root-threshold", optarg,
-			    &a->root_threshold);
+		case KR_OPT_ROOT_THRESHOLD:
+			rc = keyring_threshold_arg(cli, "--root-threshold", g.arg, &a->root_threshold);
 			break;
-		case 'F':
-			a->from = optarg;
+		case KR_OPT_FROM:
+			a->from = g.arg;
 			break;
-		case 'o':
-			a->out = optarg;
+		case KR_OPT_OUT:
+			a->out = g.arg;
 			break;
-		case 'j':
-			a->json = 1;
-			break;
-		case 'h':
-			(void)cli_help(KGROUP, self);
-			return -1;
 		default:
-			return cli_getopt_error(KGROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 		if (rc != 0) {
 			return rc;
 		}
 	}
-	if (operand) {
-		if (optind < argc) {
-			a->file = argv[optind++];
-		}
-	}
-	if (optind != argc) {
-		return cli_usage_error(KGROUP, self, "unexpected argument '%s'", argv[optind]);
-	}
-	return 0;
-}
-
-/* Refuse options the command does not take (MASK of letters it does). */
-static int
-keyring_only(const struct cli_cmd *self, const struct keyring_args *a, const char *allowed)
-{
-	static const struct {
-		char c;
-		const char *opt;
-	} opts[] = {
-		{ 'r', "--root-key" }, { 'a', "--add" }, { 'd', "--remove" },
-		{ 'A', "--add-root" }, { 'D', "--remove-root" }, { 'N', "--not-after" },
-		{ 't', "--threshold" }, { 'T', "--root-threshold" }, { 'F', "--from" },
-		{ 'o', "--out" },
-	};
-	int given[ARRAY_LEN(opts)] = {
-		a->n_root_keys > 0, a->n_add > 0, a->n_remove > 0, a->n_add_root > 0,
-		a->n_remove_root > 0, a->not_after[0] != '\0', a->threshold > 0,
-		a->root_threshold > 0, a->from != NULL, a->out != NULL,
-	};
-
-	for (size_t i = 0; i < ARRAY_LEN(opts); i++) {
-		if (given[i] && strchr(allowed, opts[i].c) == NULL) {
-			return cli_usage_error(KGROUP, self, "%s does not apply here", opts[i].opt);
-		}
+	if (cli_getopt_index(&g) < argc) {
+		a->file = argv[cli_getopt_index(&g)];
 	}
 	return 0;
 }
@@ -914,14 +875,14 @@ keyring_print(const struct sign_keyring *kr, const struct sign_keyring *prev, co
 
 /* Show the result of a keyring command and set the exit code. */
 static int
-keyring_report(const struct sign_keyring *kr, const struct sign_keyring *prev, const char *path,
-    int json)
+keyring_report(const struct cli *cli, const struct sign_keyring *kr,
+    const struct sign_keyring *prev, const char *path)
 {
-	if (json) {
-		return release_print_json(keyring_json(kr, prev, path));
+	if (cli->json) {
+		return cli_print_json(cli, keyring_json(kr, prev, path));
 	}
 	keyring_print(kr, prev, path);
-	return fflush(stdout) != 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	return cli_flush(cli);
 }
 
 /*
@@ -957,6 +918,9 @@ keyring_sign_and_store(const struct cli *cli, const struct keyring_args *a,
 			goto out;
 		}
 	} else {
+		if (cli_home_check(cli, e) != 0) {
+			goto out;
+		}
 		if (keystore_add(cli->home, text, len, NULL, e) != 0 ||
 		    keystore_path(cli->home, kr->version, path, pathlen) != 0) {
 			err_prefix(e, "adding it to the master (--out FILE writes an incomplete "
@@ -993,7 +957,7 @@ keyring_add_keys(struct sign_keyring *kr, int root, const char *const *list, siz
 }
 
 static int
-keyring_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+keyring_cmd_init(struct cli *cli, int argc, char **argv)
 {
 	struct keyring_args a;
 	struct sign_keyring kr;
@@ -1001,14 +965,11 @@ keyring_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	char path[PATH_MAX];
 	int rc;
 
-	if ((rc = keyring_parse(self, argc, argv, 0, &a)) != 0) {
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	}
-	if ((rc = keyring_only(self, &a, "raANtTo")) != 0) {
+	if ((rc = keyring_parse(cli, argc, argv, &a)) != 0) {
 		return rc;
 	}
 	if (a.n_root_keys + a.n_add_root == 0 || a.n_add == 0) {
-		return cli_usage_error(KGROUP, self, "at least one root key (--root-key KEY, "
+		return cli_usage(cli, "at least one root key (--root-key KEY, "
 		    "--add-root PUB) and one release key (--add PUB) are needed");
 	}
 	sign_keyring_init(&kr);
@@ -1022,10 +983,10 @@ keyring_cmd_init(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	    &e) != 0 ||
 	    sign_keyring_seal(&kr, &e) != 0 ||
 	    keyring_sign_and_store(cli, &a, &kr, path, sizeof(path), &e) != 0) {
-		rc = release_fail(&e, a.json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	rc = keyring_report(&kr, NULL, path, a.json);
+	rc = keyring_report(cli, &kr, NULL, path);
 out:
 	sign_keyring_free(&kr);
 	return rc;
@@ -1044,6 +1005,9 @@ keyring_load(const struct cli *cli, const char *file, struct sign_keyring *kr, c
 		}
 		return sign_keyring_read(file, 1, kr, e);
 	}
+	if (cli_home_check(cli, e) != 0) {
+		return -1;
+	}
 	have = keystore_current(cli->home, kr, e);
 	if (have < 0) {
 		return -1;
@@ -1059,7 +1023,7 @@ keyring_load(const struct cli *cli, const char *file, struct sign_keyring *kr, c
 }
 
 static int
-keyring_cmd_rotate(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+keyring_cmd_rotate(struct cli *cli, int argc, char **argv)
 {
 	struct keyring_args a;
 	struct sign_keyring cur, next;
@@ -1067,20 +1031,17 @@ keyring_cmd_rotate(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	char path[PATH_MAX];
 	int rc;
 
-	if ((rc = keyring_parse(self, argc, argv, 0, &a)) != 0) {
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	}
-	if ((rc = keyring_only(self, &a, "radADNtTFo")) != 0) {
+	if ((rc = keyring_parse(cli, argc, argv, &a)) != 0) {
 		return rc;
 	}
 	if (a.n_root_keys == 0) {
-		return cli_usage_error(KGROUP, self, "--root-key KEY is required: a new version is "
+		return cli_usage(cli, "--root-key KEY is required: a new version is "
 		    "signed by root keys of the current one and of the new one");
 	}
 	sign_keyring_init(&cur);
 	sign_keyring_init(&next);
 	if (keyring_load(cli, a.from, &cur, path, sizeof(path), &e) != 0) {
-		rc = release_fail(&e, a.json);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	/* The next version: the same keys, edited as asked. */
@@ -1116,10 +1077,10 @@ keyring_cmd_rotate(const struct cli *cli, const struct cli_cmd *self, int argc, 
 	    keyring_sign_and_store(cli, &a, &next, path, sizeof(path), &e) != 0) {
 		goto fail;
 	}
-	rc = keyring_report(&next, &cur, path, a.json);
+	rc = keyring_report(cli, &next, &cur, path);
 	goto out;
 fail:
-	rc = release_fail(&e, a.json);
+	rc = cli_fail(cli, &e);
 out:
 	sign_keyring_free(&cur);
 	sign_keyring_free(&next);
@@ -1127,7 +1088,7 @@ out:
 }
 
 static int
-keyring_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+keyring_cmd_sign(struct cli *cli, int argc, char **argv)
 {
 	struct keyring_args a;
 	struct sign_keyring kr, prev;
@@ -1138,14 +1099,11 @@ keyring_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	size_t len = 0;
 	int rc, have_prev = 0;
 
-	if ((rc = keyring_parse(self, argc, argv, 1, &a)) != 0) {
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	}
-	if ((rc = keyring_only(self, &a, "ro")) != 0) {
+	if ((rc = keyring_parse(cli, argc, argv, &a)) != 0) {
 		return rc;
 	}
-	if (a.file == NULL || a.n_root_keys == 0) {
-		return cli_usage_error(KGROUP, self, "FILE and --root-key KEY are required");
+	if (a.n_root_keys == 0) {
+		return cli_usage(cli, "--root-key KEY is required");
 	}
 	out = a.out != NULL ? a.out : a.file;
 	sign_keyring_init(&kr);
@@ -1167,7 +1125,7 @@ keyring_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		goto fail;
 	}
 	/* Against the master's version before it, when it has that one. */
-	if (kr.version > 1) {
+	if (kr.version > 1 && cli->home != NULL) {
 		char *pbuf = NULL;
 		size_t plen = 0;
 		struct err ignore = ERR_INIT;
@@ -1181,10 +1139,10 @@ keyring_cmd_sign(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 		err_set(&e, ERR_USAGE, "path too long");
 		goto fail;
 	}
-	rc = keyring_report(&kr, have_prev ? &prev : NULL, path, a.json);
+	rc = keyring_report(cli, &kr, have_prev ? &prev : NULL, path);
 	goto out;
 fail:
-	rc = release_fail(&e, a.json);
+	rc = cli_fail(cli, &e);
 out:
 	free(text);
 	release_keys_free(&ks);
@@ -1194,7 +1152,7 @@ out:
 }
 
 static int
-keyring_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+keyring_cmd_show(struct cli *cli, int argc, char **argv)
 {
 	struct keyring_args a;
 	struct sign_keyring kr;
@@ -1202,24 +1160,21 @@ keyring_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, ch
 	char path[PATH_MAX];
 	int rc;
 
-	if ((rc = keyring_parse(self, argc, argv, 1, &a)) != 0) {
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	}
-	if ((rc = keyring_only(self, &a, "")) != 0) {
+	if ((rc = keyring_parse(cli, argc, argv, &a)) != 0) {
 		return rc;
 	}
 	sign_keyring_init(&kr);
 	if (keyring_load(cli, a.file, &kr, path, sizeof(path), &e) != 0) {
-		rc = release_fail(&e, a.json);
+		rc = cli_fail(cli, &e);
 	} else {
-		rc = keyring_report(&kr, NULL, path, a.json);
+		rc = keyring_report(cli, &kr, NULL, path);
 	}
 	sign_keyring_free(&kr);
 	return rc;
 }
 
 static int
-keyring_cmd_install(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+keyring_cmd_install(struct cli *cli, int argc, char **argv)
 {
 	struct keyring_args a;
 	struct sign_keyring kr;
@@ -1229,14 +1184,8 @@ keyring_cmd_install(const struct cli *cli, const struct cli_cmd *self, int argc,
 	int64_t version = 0;
 	int rc;
 
-	if ((rc = keyring_parse(self, argc, argv, 1, &a)) != 0) {
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	}
-	if ((rc = keyring_only(self, &a, "")) != 0) {
+	if ((rc = keyring_parse(cli, argc, argv, &a)) != 0) {
 		return rc;
-	}
-	if (a.file == NULL) {
-		return cli_usage_error(KGROUP, self, "FILE is required");
 	}
 	sign_keyring_init(&kr);
 	if (fs_read_file(a.file, SIGN_FILE_MAX, &buf, &len) != 0) {
@@ -1249,180 +1198,197 @@ keyring_cmd_install(const struct cli *cli, const struct cli_cmd *self, int argc,
 		err_prefix(&e, "%s", a.file);
 		goto fail;
 	}
-	rc = keyring_report(&kr, NULL, path, a.json);
+	rc = keyring_report(cli, &kr, NULL, path);
 	goto out;
 fail:
-	rc = release_fail(&e, a.json);
+	rc = cli_fail(cli, &e);
 out:
 	free(buf);
 	sign_keyring_free(&kr);
 	return rc;
 }
 
+static const char release_sign_exit[] =
+    "  0  done\n"
+    "  1  refused or failed (the message says why; nothing is left half done)\n"
+    "  2  usage error: the command line is wrong, nothing was done\n";
+
 static const struct cli_cmd keyring_cmds[] = {
-	{ "init", "create keyring version 1",
-	    " --root-key KEY... [--add-root PUB]... --add PUB... [--threshold T]\n"
-	    "                    [--root-threshold R] [--not-after DATE] [--out FILE] [--json]\n"
-	    "\n"
-	    "A keyring lists the release keys whose signatures hosts accept and the root\n"
-	    "keys that sign the keyring itself. Version 1 holds the root keys (--root-key\n"
-	    "private keys, which also sign it, and --add-root public keys, which sign it\n"
-	    "later with 'keyring sign') and the release keys (--add, public or private key\n"
-	    "files). Without --out it becomes the master's keyring (HOME/keyring/1.json;\n"
-	    "it must then be signed by R root keys already); with --out FILE it is only\n"
-	    "written there.\n"
-	    "\n"
-	    "  --threshold T        release signatures a release needs (default 1)\n"
-	    "  --root-threshold R   root signatures a keyring version needs (default 1)\n"
-	    "  --not-after DATE     the --add keys' signatures count until DATE\n"
-	    "\n"
-	    "Example: tandem release keyring init --root-key offline/root.key --add rel/release.pub\n",
-	    keyring_cmd_init },
-	{ "rotate", "make the next keyring version",
-	    " --root-key KEY... [--from FILE] [--add PUB]... [--remove KEYID]...\n"
-	    "                    [--add-root PUB]... [--remove-root KEYID]... [--threshold T]\n"
-	    "                    [--root-threshold R] [--not-after DATE] [--out FILE] [--json]\n"
-	    "\n"
-	    "Copies the current keyring (--from FILE, else the master's), applies the\n"
-	    "changes and signs version N+1 with the --root-key keys. Hosts accept N+1 only\n"
-	    "when it carries the root threshold of N's root keys AND of N+1's, and only\n"
-	    "after N: sign with old and new roots (or add signatures with 'keyring sign').\n"
-	    "Without --out it becomes the master's keyring (complete signatures needed);\n"
-	    "push it with 'tandem swarm keyring push'. KEYID may be a unique prefix of at\n"
-	    "least 8 hex digits.\n"
-	    "\n"
-	    "Example: tandem release keyring rotate --root-key root.key --remove 3f2a9c01 \\\n"
-	    "             --add new-release.pub\n",
-	    keyring_cmd_rotate },
-	{ "sign", "add root signatures to a keyring document",
-	    " FILE --root-key KEY... [--out FILE] [--json]\n"
-	    "\n"
-	    "Adds the --root-key signatures to the keyring document FILE (rewritten, or\n"
-	    "written to --out) and says how many root signatures it now carries.\n",
-	    keyring_cmd_sign },
-	{ "show", "describe a keyring document", " [FILE] [--json]\n"
-	    "\n"
-	    "FILE, or the master's current keyring: version, thresholds, keys, and how\n"
-	    "many of its root keys signed it.\n",
-	    keyring_cmd_show },
-	{ "install", "make a keyring document the master's keyring", " FILE [--json]\n"
-	    "\n"
-	    "Adds FILE to HOME/keyring/ as the master's current keyring: version 1 (or any\n"
-	    "version, when the master has none yet) signed by its own root threshold, or\n"
-	    "exactly the next version signed by both root thresholds.\n",
-	    keyring_cmd_install },
+	{
+	    .name = "init",
+	    .summary = "create keyring version 1",
+	    .synopsis = "--root-key KEY... [--add-root PUB]... --add PUB... [options]",
+	    .description =
+		"A keyring lists the release keys whose signatures hosts accept and the root\n"
+		"keys that sign the keyring itself. Version 1 holds the root keys (--root-key\n"
+		"private keys, which also sign it, and --add-root public keys, which sign it\n"
+		"later with 'keyring sign') and the release keys (--add, public or private key\n"
+		"files). Without --out it becomes the master's keyring (HOME/keyring/1.json;\n"
+		"it must then be signed by R root keys already); with --out FILE it is only\n"
+		"written there.",
+	    .opts = keyring_init_opts,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keyring init --root-key offline/root.key --add rel/release.pub",
+	    .home = CLI_HOME_NONE,
+	    .run = keyring_cmd_init,
+	},
+	{
+	    .name = "rotate",
+	    .summary = "make the next keyring version",
+	    .synopsis = "--root-key KEY... [--from FILE] [--add PUB]... [--remove KEYID]... [options]",
+	    .description =
+		"Copies the current keyring (--from FILE, else the master's), applies the\n"
+		"changes and signs version N+1 with the --root-key keys. Hosts accept N+1 only\n"
+		"when it carries the root threshold of N's root keys AND of N+1's, and only\n"
+		"after N: sign with old and new roots (or add signatures with 'keyring sign').\n"
+		"Without --out it becomes the master's keyring (complete signatures needed);\n"
+		"push it with 'tandem swarm keyring push'.",
+	    .opts = keyring_rotate_opts,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keyring rotate --root-key root.key --remove 3f2a9c01 "
+		       "--add new-release.pub",
+	    .home = CLI_HOME_NONE,
+	    .run = keyring_cmd_rotate,
+	},
+	{
+	    .name = "sign",
+	    .summary = "add root signatures to a keyring document",
+	    .synopsis = "FILE --root-key KEY... [--out FILE]",
+	    .operand = "FILE",
+	    .description =
+		"Adds the --root-key signatures to the keyring document FILE (rewritten, or\n"
+		"written to --out) and says how many root signatures it now carries.",
+	    .opts = keyring_sign_opts,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keyring sign 4.json --root-key offline/root2.key",
+	    .home = CLI_HOME_NONE,
+	    .run = keyring_cmd_sign,
+	},
+	{
+	    .name = "show",
+	    .summary = "describe a keyring document or the master's keyring",
+	    .synopsis = "[FILE]",
+	    .operand = "FILE",
+	    .operand_optional = 1,
+	    .description =
+		"FILE, or the master's current keyring: version, thresholds, keys, and how\n"
+		"many of its root keys signed it.",
+	    .opts = NULL,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keyring show --json",
+	    .home = CLI_HOME_NONE,
+	    .run = keyring_cmd_show,
+	},
+	{
+	    .name = "install",
+	    .summary = "make a keyring document the master's keyring",
+	    .synopsis = "FILE",
+	    .operand = "FILE",
+	    .description =
+		"Adds FILE to HOME/keyring/ as the master's current keyring: version 1 (or any\n"
+		"version, when the master has none yet) signed by its own root threshold, or\n"
+		"exactly the next version signed by both root thresholds.",
+	    .opts = NULL,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keyring install 4.json",
+	    .home = CLI_HOME_EXISTING,
+	    .run = keyring_cmd_install,
+	},
 };
 
-/* `tandem release keyring ACTION ...`: ARGV[0] is "keyring". */
-static int
-release_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
-{
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		(void)cli_help(GROUP, self);
-		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-	}
-	for (size_t i = 0; i < ARRAY_LEN(keyring_cmds); i++) {
-		if (strcmp(argv[1], keyring_cmds[i].name) == 0) {
-			return keyring_cmds[i].run(cli, &keyring_cmds[i], argc - 1, argv + 1);
-		}
-	}
-	return cli_usage_error(GROUP, self, "unknown keyring command '%s'", argv[1]);
-}
-
 static const struct cli_cmd release_cmds[] = {
-	{ "pack", "pack a release directory into a deterministic tarball",
-	    " DIR [-o FILE] [--version V] [--readiness MODE] [--exclude GLOB]... [--json]\n"
-	    "\n"
-	    "Packs the release tree DIR into a deterministic gzip tarball (entries sorted,\n"
-	    "mtime 0, owner 0:0, modes 0755/0644, no gzip name or time): the same tree\n"
-	    "always gives the same bytes and sha256. The tarball carries manifest.json:\n"
-	    "DIR's own (only its version replaced by --version), or a generated one with\n"
-	    "entrypoint bin/tandem-agent (and updater_entrypoint when bin/tandem-updater\n"
-	    "exists). Refused, naming each file: private keys (*.key, id_rsa*, id_dsa*,\n"
-	    "id_ecdsa*, id_ed25519*, *.pem with a private key, any file holding a PEM\n"
-	    "private key), .env files, devices, FIFOs, sockets, symlinks that are\n"
-	    "absolute, leave DIR or dangle, a missing or non-executable entrypoint.\n"
-	    "\n"
-	    "  -o, --output FILE   tarball to write, outside DIR (default:\n"
-	    "                      NAME-VERSION.tar.gz in the working directory)\n"
-	    "  --version V         release version for manifest.json (default: the\n"
-	    "                      manifest's, else " RELEASE_DEFAULT_VERSION ")\n"
-	    "  --readiness MODE    how the entrypoint says it serves, for the updater:\n"
-	    "                      " RELEASE_READINESS_FD " (it takes --ready-fd N, as tandem-agent\n"
-	    "                      does); default: the manifest's, else none (the\n"
-	    "                      updater's HTTP probe alone)\n"
-	    "  --exclude GLOB      leave out entries whose base name matches GLOB, or whose\n"
-	    "                      path matches when GLOB has a '/'; repeatable\n"
-	    "  --json              print {path, sha256, size, name, version, entries}\n"
-	    "  -h, --help          this help\n"
-	    "\n"
-	    "Prints \"SHA256  PATH\". Exit status: 0 packed, 1 refused or failed, 2 usage.\n",
-	    release_cmd_pack },
-	{ "keygen", "create a release-signing key pair (ECDSA P-256)",
-	    " --out DIR [--name NAME] [--force] [--json]\n"
-	    "\n"
-	    "Writes DIR/NAME.key (private, 0600) and DIR/NAME.pub (public, 0644), PEM,\n"
-	    "and prints the key's id (sha256 of its public key). Runs offline: keep\n"
-	    "release and root keys off the master (wiki/Release-Signing.md).\n"
-	    "\n"
-	    "  --out DIR     where to write (created 0700 when missing)\n"
-	    "  --name NAME   file names (default: release)\n"
-	    "  --force       replace existing files\n"
-	    "\n"
-	    "Example: tandem release keygen --out /media/offline --name release-2026\n",
-	    release_cmd_keygen },
-	{ "sign", "sign a release tarball (writes FILE.tsig)",
-	    " FILE --key KEY... --security-version N [--min-security-version M]\n"
-	    "                    [--compatible C] [--expires Nd|DATE] [--out FILE] [--force]\n"
-	    "       tandem release sign FILE --cosign --key KEY...   (add a signature)\n"
-	    "\n"
-	    "Signs a statement of the release's name, version and kinds (from its\n"
-	    "manifest.json), sha256, size, compatible string and security versions, and\n"
-	    "writes it with the signatures to FILE.tsig (detached; `tandem swarm update`\n"
-	    "sends it along). Runs offline. Hosts refuse a release below their security\n"
-	    "floor; installing one raises the floor to its minimum security version.\n"
-	    "\n"
-	    "  --key KEY                 private release key, repeatable\n"
-	    "  --security-version N      this release's security version (0..2147483647)\n"
-	    "  --min-security-version M  once installed, refuse releases below M\n"
-	    "                            (default 0: the floor stays)\n"
-	    "  --compatible C            the hosts' compatible string (default " SIGN_DEFAULT_COMPATIBLE ")\n"
-	    "  --expires Nd|DATE         refuse the release after that (default: never)\n"
-	    "  --out FILE                signature file (default FILE.tsig)\n"
-	    "  --cosign                  add the keys' signatures to the existing file\n"
-	    "  --force                   replace an existing signature file\n"
-	    "  --json                    print {path, statement, signed_by}\n"
-	    "\n"
-	    "Example: tandem release sign build/tandem-agent-1.2.0.tar.gz --key release.key \\\n"
-	    "             --security-version 7 --min-security-version 6\n",
-	    release_cmd_sign },
-	{ "verify", "check a release's signature against a keyring",
-	    " FILE [--tsig FILE] [--keyring FILE] [--compatible C] [--floor N]\n"
-	    "                    [--kind agent|updater] [--json]\n"
-	    "\n"
-	    "Checks FILE.tsig as a host would: enough valid signatures of the keyring's\n"
-	    "release keys (each key counted once), not expired, the statement matching\n"
-	    "FILE's sha256, size, name and version, and, when given, the compatible\n"
-	    "string, the kind and a security floor. The keyring is --keyring FILE or the\n"
-	    "master's current one.\n"
-	    "\n"
-	    "Exit status: 0 acceptable, 1 refused (the reason and its kind:\n"
-	    "signature_invalid, unknown_key, statement_mismatch, expired,\n"
-	    "below_security_floor), 2 usage error.\n",
-	    release_cmd_verify },
-	{ "keyring", "the keyring of release keys: init, rotate, sign, show, install",
-	    " init|rotate|sign|show|install [options]\n"
-	    "\n"
-	    "  init      create keyring version 1 (root keys, release keys, thresholds)\n"
-	    "  rotate    make version N+1: add/remove keys, signed by old and new roots\n"
-	    "  sign      add root signatures to a keyring document\n"
-	    "  show      describe a keyring document or the master's keyring\n"
-	    "  install   make a keyring document the master's current keyring\n"
-	    "\n"
-	    "Run 'tandem release keyring ACTION --help' for its options. The master keeps\n"
-	    "every version in HOME/keyring/N.json; 'tandem swarm enroll' puts the current\n"
-	    "one into new bundles and 'tandem swarm keyring push' sends it to hosts.\n",
-	    release_cmd_keyring },
+	{
+	    .name = "pack",
+	    .summary = "pack a release directory into a deterministic tarball",
+	    .synopsis = "DIR [-o FILE] [--version V] [--readiness MODE] [--exclude GLOB]...",
+	    .operand = "DIR",
+	    .description =
+		"Packs the release tree DIR into a deterministic gzip tarball (entries sorted,\n"
+		"mtime 0, owner 0:0, modes 0755/0644, no gzip name or time): the same tree\n"
+		"always gives the same bytes and sha256. The tarball carries manifest.json:\n"
+		"DIR's own (only its version replaced by --version), or a generated one with\n"
+		"entrypoint bin/tandem-agent (and updater_entrypoint when bin/tandem-updater\n"
+		"exists). Refused, naming each file: private keys (*.key, id_rsa*, id_dsa*,\n"
+		"id_ecdsa*, id_ed25519*, *.pem with a private key, any file holding a PEM\n"
+		"private key), .env files, devices, FIFOs, sockets, symlinks that are\n"
+		"absolute, leave DIR or dangle, a missing or non-executable entrypoint.\n"
+		"Prints \"SHA256  PATH\" (--json: {path, sha256, size, name, version,\n"
+		"entries}). Needs no master home.",
+	    .opts = release_pack_opts,
+	    .exit_status = "  0  packed\n"
+			   "  1  refused or failed (the message names the file)\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n",
+	    .example = "tandem release pack ./tree -o agent-1.2.0.tar.gz --version 1.2.0",
+	    .home = CLI_HOME_NONE,
+	    .run = release_cmd_pack,
+	},
+	{
+	    .name = "keygen",
+	    .summary = "create a release-signing key pair (ECDSA P-256)",
+	    .synopsis = "--out DIR [--name NAME] [--force]",
+	    .description =
+		"Writes DIR/NAME.key (private, 0600) and DIR/NAME.pub (public, 0644), PEM,\n"
+		"and prints the key's id (sha256 of its public key). Runs offline: keep\n"
+		"release and root keys off the master (wiki/Release-Signing.md). Needs no\n"
+		"master home.",
+	    .opts = release_keygen_opts,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release keygen --out /media/offline --name release-2026",
+	    .home = CLI_HOME_NONE,
+	    .run = release_cmd_keygen,
+	},
+	{
+	    .name = "sign",
+	    .summary = "sign a release tarball (writes FILE.tsig)",
+	    .synopsis = "FILE --key KEY... --security-version N [options]\n"
+			"FILE --cosign --key KEY...   (add a signature)",
+	    .operand = "FILE",
+	    .description =
+		"Signs a statement of the release's name, version and kinds (from its\n"
+		"manifest.json), sha256, size, compatible string and security versions, and\n"
+		"writes it with the signatures to FILE.tsig (detached; `tandem swarm update`\n"
+		"sends it along). Runs offline, needs no master home. Hosts refuse a release\n"
+		"below their security floor; installing one raises the floor to its minimum\n"
+		"security version.",
+	    .opts = release_sign_opts,
+	    .exit_status = release_sign_exit,
+	    .example = "tandem release sign build/tandem-agent-1.2.0.tar.gz --key release.key "
+		       "--security-version 7",
+	    .home = CLI_HOME_NONE,
+	    .run = release_cmd_sign,
+	},
+	{
+	    .name = "verify",
+	    .summary = "check a release's signature against a keyring",
+	    .synopsis = "FILE [--tsig FILE] [--keyring FILE] [--compatible C] [--floor N] "
+			"[--kind agent|updater]",
+	    .operand = "FILE",
+	    .description =
+		"Checks FILE.tsig as a host would: enough valid signatures of the keyring's\n"
+		"release keys (each key counted once), not expired, the statement matching\n"
+		"FILE's sha256, size, name and version, and, when given, the compatible\n"
+		"string, the kind and a security floor. The keyring is --keyring FILE or the\n"
+		"master's current one.",
+	    .opts = release_verify_opts,
+	    .exit_status = "  0  acceptable\n"
+			   "  1  refused (the reason and its kind: signature_invalid, unknown_key,\n"
+			   "     statement_mismatch, expired, below_security_floor)\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n",
+	    .example = "tandem release verify agent-1.2.0.tar.gz --kind agent --json",
+	    .home = CLI_HOME_NONE,
+	    .run = release_cmd_verify,
+	},
+	{
+	    .name = "keyring",
+	    .summary = "the keyring of release keys: init, rotate, sign, show, install",
+	    .synopsis = "init|rotate|sign|show|install [options]",
+	    .description =
+		"The master keeps every keyring version in HOME/keyring/N.json; 'tandem swarm\n"
+		"enroll' puts the current one into new bundles and 'tandem swarm keyring\n"
+		"push' sends it to hosts.",
+	    .subs = keyring_cmds,
+	    .n_subs = ARRAY_LEN(keyring_cmds),
+	},
 };
 
 const struct cli_group cli_group_release = {

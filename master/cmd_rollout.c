@@ -1048,7 +1048,7 @@ rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
 }
 
 int
-swarm_cmd_rollout(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_rollout(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -1165,7 +1165,7 @@ const char cmd_label_usage[] =
     "Example: tandem swarm label web1 env=prod role=web\n";
 
 int
-swarm_cmd_label(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_label(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct selector_label ls[REG_LABELS_MAX], set;
@@ -1250,7 +1250,7 @@ const char cmd_target_usage[] =
     "Example: tandem swarm target set --hosts env=prod --release agent-1.2.0.tar.gz\n";
 
 int
-swarm_cmd_target(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "hosts", required_argument, NULL, 'H' },
@@ -1606,7 +1606,7 @@ diff_cmp(const void *a, const void *b)
 }
 
 int
-swarm_cmd_converge(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct swarm_update_args a;
 	struct swarm_ctx c;

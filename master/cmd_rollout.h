@@ -48,10 +48,10 @@ int cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_rele
 void cmd_swarm_release_cleanup(struct cmd_release *p);
 
 /* The commands. */
-int swarm_cmd_rollout(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv);
-int swarm_cmd_label(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv);
-int swarm_cmd_target(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv);
-int swarm_cmd_converge(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv);
+int swarm_cmd_rollout(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv);
+int swarm_cmd_label(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv);
+int swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv);
+int swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv);
 
 /* Their --help texts (the table in cmd_swarm.c prints them). */
 extern const char cmd_rollout_usage[];

@@ -174,7 +174,7 @@ struct simple_args {
  * one positional (if NAME_OK). Returns -1 to go on, else the exit code.
  */
 static int
-parse_simple(const struct cli_cmd *self, int argc, char **argv, int hosts_ok, int name_ok,
+parse_simple(const struct cli_legacy_cmd *self, int argc, char **argv, int hosts_ok, int name_ok,
     struct simple_args *a)
 {
 	static const struct option longopts[] = {
@@ -234,7 +234,7 @@ parse_simple(const struct cli_cmd *self, int argc, char **argv, int hosts_ok, in
 /* ---------------------------------------------------------------- enroll */
 
 static int
-swarm_cmd_enroll(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	static const struct option longopts[] = {
@@ -382,7 +382,7 @@ out:
 /* ---------------------------------------------------------------- list/show/decommission */
 
 static int
-swarm_cmd_list(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "UPDATER",
@@ -464,7 +464,7 @@ out:
 }
 
 static int
-swarm_cmd_show(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct selector_label labels[REG_LABELS_MAX];
@@ -546,7 +546,7 @@ out:
 }
 
 static int
-swarm_cmd_decommission(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_decommission(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct simple_args a;
@@ -897,7 +897,7 @@ out:
 }
 
 static int
-swarm_cmd_update(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_update(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct swarm_update_args a;
 	struct swarm_ctx c;
@@ -957,7 +957,7 @@ out:
 
 /* The one host of --host NAME for the single-host commands. */
 static int
-one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_args *a,
+one_host(const struct cli *cli, const struct cli_legacy_cmd *self, const struct simple_args *a,
     struct swarm_ctx *c, struct reg_host *h)
 {
 	struct err pe = ERR_INIT;
@@ -982,7 +982,7 @@ one_host(const struct cli *cli, const struct cli_cmd *self, const struct simple_
 }
 
 static int
-swarm_cmd_rollback(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct simple_args a;
@@ -1242,7 +1242,7 @@ status_done(void *arg, struct swarm_job *j)
 }
 
 static int
-swarm_cmd_status(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_status(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "UPDATER", "STATUS", "AGENT",
 		"AGENT-STATE", "ACTIVE", "PREV", "SIGNATURES", "DETAIL" };
@@ -1397,7 +1397,7 @@ out:
 
 /* GET PATH from the --host's updater; *TREE the parsed body (200 only). */
 static int
-get_tree(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv,
+get_tree(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv,
     const char *path, struct simple_args *a, struct reg_host *h, struct swarm_ctx *c,
     cJSON **tree, char *err, size_t errlen)
 {
@@ -1430,7 +1430,7 @@ get_tree(const struct cli *cli, const struct cli_cmd *self, int argc, char **arg
 }
 
 static int
-swarm_cmd_releases(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "SLOT", "VERSION", "LABEL", "SHA256",
 		"INSTALLED-AT" };
@@ -1497,7 +1497,7 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_cmd *self, int argc, 
 }
 
 static int
-swarm_cmd_history(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_history(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "FINISHED-AT", "KIND", "RESULT", "VERSION", "CALLER",
 		"ERROR" };
@@ -1736,7 +1736,7 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *sel
  * the exit code (A freed).
  */
 static int
-parse_push_action(const struct cli_cmd *self, int argc, char **argv, struct simple_args *a)
+parse_push_action(const struct cli_legacy_cmd *self, int argc, char **argv, struct simple_args *a)
 {
 	int rc;
 
@@ -1764,7 +1764,7 @@ parse_push_action(const struct cli_cmd *self, int argc, char **argv, struct simp
 
 /* `swarm keyring push`: ARGV[0] is "keyring". */
 static int
-swarm_cmd_keyring(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_keyring(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	struct simple_args a;
 	struct sign_keyring kr;
@@ -1894,7 +1894,7 @@ renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
 }
 
 static int
-swarm_cmd_renew(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, 'H' },
@@ -2029,7 +2029,7 @@ out:
 
 /* `swarm crl push`: ARGV[0] is "crl". */
 static int
-swarm_cmd_crl(const struct cli *cli, const struct cli_cmd *self, int argc, char **argv)
+swarm_cmd_crl(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "CRL", "DETAIL" };
 	struct simple_args a;
@@ -2122,7 +2122,7 @@ out:
 	return rc;
 }
 
-static const struct cli_cmd swarm_cmds[] = {
+static const struct cli_legacy_cmd swarm_cmds[] = {
 	{ "enroll", "issue a host's certificates, write its bundle, register it",
 	    " NAME --address ADDR [--agent-port P] [--updater-port P] [--san DNS|IP]...\n"
 	    "                    [--updater] [--out DIR] [--notes TEXT] [--label K=V]... [--json]\n"
@@ -2270,6 +2270,6 @@ static const struct cli_cmd swarm_cmds[] = {
 const struct cli_group cli_group_swarm = {
 	.name = "swarm",
 	.summary = "the fleet: enroll, list, update, rollback, status",
-	.cmds = swarm_cmds,
-	.n_cmds = ARRAY_LEN(swarm_cmds),
+	.legacy = swarm_cmds,
+	.n_legacy = ARRAY_LEN(swarm_cmds),
 };

@@ -66,7 +66,7 @@ show() {
 	printf '    %s\n' "$shown"
 	OUT=$DIR/out.$STEP.log
 	# Shown as it comes (progress lines); its informational log lines stay in the file.
-	"$@" 2>&1 | tee "$OUT" | { grep --line-buffered -Ev '^[0-9TZ:.-]+ tandem\[[0-9]+\]: info: ' || true; } |
+	"$@" 2>&1 | tee "$OUT" | awk '!/^tandem: / || /^tandem: (error|warn): / { print; fflush() }' |
 		sed -u 's/^/      /'
 	RC=${PIPESTATUS[0]}
 }

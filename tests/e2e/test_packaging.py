@@ -59,6 +59,7 @@ MASTER_FILES = {
     "usr/share/doc/tandem-master/copyright": ("f", 0o644),
     "usr/share/doc/tandem-master/changelog.gz": ("f", 0o644),
     "usr/share/man/man1/tandem.1.gz": ("f", 0o644),
+    "usr/share/bash-completion/completions/tandem": ("f", 0o644),
 }
 
 
