@@ -112,6 +112,7 @@ def test_make_install_layout(build_dir, tmp_path):
         "usr/local/share/man/man8/tandem-updater.8.gz": ("f", 0o644),
         "usr/local/share/man/man8/tandem-agent.8.gz": ("f", 0o644),
         "usr/local/share/man/man8/tandem-launcher.8.gz": ("f", 0o644),
+        "usr/local/share/bash-completion/completions/tandem": ("f", 0o644),
         "etc/tandem/updater.conf": ("f", 0o640),
         "etc/tandem/agent.conf": ("f", 0o640),
         "etc/logrotate.d/tandem-worker": ("f", 0o644),
