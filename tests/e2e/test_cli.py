@@ -252,6 +252,8 @@ def test_home_is_never_created_by_accident(home, tmp_path):
         ("swarm", "label"): ["swarm", "label", "web1", "a=b"],
         ("swarm", "target"): ["swarm", "target", "web1", "--release", crt],
         ("swarm", "converge"): ["swarm", "converge", "--all"],
+        ("swarm", "renew"): ["swarm", "renew", "--all"],
+        ("swarm", "crl"): ["swarm", "crl", "push", "--all"],
         ("pki", "status"): ["pki", "status"],
         ("pki", "revoke"): ["pki", "revoke", "--host", "web1"],
         ("pki", "crl"): ["pki", "crl"],
