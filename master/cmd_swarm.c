@@ -1902,6 +1902,7 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 		{ "hosts", required_argument, NULL, 'S' },
 		{ "before", required_argument, NULL, 'b' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "only", required_argument, NULL, 'o' },
 		{ "days", required_argument, NULL, 'd' },
 		{ "test-validity", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
@@ -1952,6 +1953,13 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 			break;
 		case 'f':
 			o.force = 1;
+			break;
+		case 'o':
+			if (strcmp(optarg, "updater") != 0 && strcmp(optarg, "agent") != 0) {
+				rc = cli_usage_error(GROUP, self, "--only: 'updater' or 'agent'");
+				goto out;
+			}
+			o.which = strcmp(optarg, "updater") == 0 ? 1u : 2u;
 			break;
 		case 'd':
 			if (parse_ll(optarg, 1, PKI_MAX_DAYS, &days) != 0) {
@@ -2214,7 +2222,7 @@ static const struct cli_legacy_cmd swarm_cmds[] = {
 	    cmd_converge_usage, swarm_cmd_converge },
 	{ "renew", "renew hosts' certificates online (the keys stay on the hosts)",
 	    " (--host NAME ... | --hosts SEL | --all) [--before SPAN] [--force] [--days N]\n"
-	    "                    [--json]\n"
+	    "                    [--only updater|agent] [--json]\n"
 	    "\n"
 	    "For each host, the updater's certificate and then the agent's, when it\n"
 	    "expires within SPAN (default 30d; Nd, Nh, Nm or Ns) or with --force:\n"
@@ -2232,6 +2240,7 @@ static const struct cli_legacy_cmd swarm_cmds[] = {
 	    "  --all              every host in service\n"
 	    "  --before SPAN      renew what expires within SPAN (default 30d)\n"
 	    "  --force            renew whatever the expiry\n"
+	    "  --only WHICH       only the updater's or only the agent's certificate\n"
 	    "  --days N           validity of the new certificates (default 397)\n"
 	    "  --json             one JSON object on stdout\n"
 	    "\n"

@@ -380,6 +380,10 @@ swarm_renew_host(struct swarm_ctx *c, const struct reg_host *h, const struct swa
 			rc = -1;
 			break;
 		}
+		if (o->which != 0 && !(o->which & (1u << w))) {
+			(void)snprintf(rc_out->result, sizeof(rc_out->result), "skipped");
+			continue;
+		}
 		err_clear(&e);
 		if (renew_one(c, h->name, w, o, rc_out, &e) != 0) {
 			(void)snprintf(rc_out->result, sizeof(rc_out->result), "failed");

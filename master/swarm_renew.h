@@ -38,6 +38,7 @@ struct swarm_renew_opts {
 	int force;               /* renew whatever the expiry */
 	int days;                /* validity of the new certificates (0: PKI default) */
 	long long test_valid_s;  /* test builds only: validity in seconds instead */
+	unsigned which;          /* 1: the updater's, 2: the agent's (0: both) */
 };
 
 /* What happened to one certificate of one host. */

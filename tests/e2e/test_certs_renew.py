@@ -56,6 +56,10 @@ def test_renew_rolls_certificates_pins_and_keeps_pushing(fleet, releases):
     assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
     before = host_row(fleet, "web1")
 
+    # --only: one of the two, the other is skipped.
+    doc = renew(fleet, "--host", "web1", "--only", "agent")
+    assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["skipped", "current"]
+    assert fleet.tandem("swarm", "renew", "--all", "--only", "ca").returncode == 2
     # Nothing expires within 30 days: nothing to do, nothing to warn about.
     st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
     assert st["cert_warning"] is None and st["updater_cert_not_after"], st
