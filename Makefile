@@ -206,12 +206,29 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TESTHOOK_ON) $(LIB) $(BUILD_VERSION_O
 
 unit-bins: $(UNIT_BINS)
 
-# Unit tests: every test_* binary, each run on its own; any failure fails the target.
+# Unit tests: every test_* binary, JOBS at a time (the crash sweeps fork and
+# wait); each one's output is printed whole when it ends (make -O), and any
+# failure fails the target.
+UNIT_RUNS := $(UNIT_BINS:$(BUILD)/tests/%=unit-run-%)
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory -j$(JOBS) -O $(UNIT_RUNS)
+
+unit-run-%: $(BUILD)/tests/%
+	@echo "== $<"; $<
+
+# The e2e tests mostly wait for daemons (deadlines, probes, stability windows),
+# so E2E_JOBS pytest-xdist workers run them side by side; each test has its
+# own tmp_path and ports, and the few that share a build-tree output (make
+# deb) are one xdist_group. E2E_JOBS=1: one process, no xdist. The sanitizer
+# runs use E2E_SAN_JOBS: their daemons need more CPU, and fewer workers keep
+# the timing-bound tests (probe and stability windows) far from their limits.
+E2E_JOBS     ?= 4
+E2E_SAN_JOBS ?= 3
+e2e_args = -q -p no:cacheprovider --durations=12 \
+	$(if $(filter-out 0 1,$(1)),-n $(1) --dist loadgroup)
 
 e2e: all
-	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider --durations=12 tests/e2e
+	TANDEM_BUILD=$(abspath $(BUILD)) $(PYTEST) $(call e2e_args,$(E2E_JOBS)) tests/e2e
 
 # The master's whole rollout crash sweep (make check runs a bounded set of its points).
 .PHONY: rollout-sweep
@@ -221,22 +238,32 @@ rollout-sweep: all
 
 test: unit e2e
 
-# The whole gate, as a newcomer (and CI) runs it.
+# The whole gate, as a newcomer (and CI) runs it. After the normal build its
+# stages run CHECK_JOBS at a time, in this order: the e2e suites mostly wait
+# on daemons, so the next sanitizer tree compiles while one runs. Each
+# stage's output is printed whole when it ends (make -O); any failure fails
+# the gate.
+CHECK_JOBS ?= 2
+CHECK_STAGES := unit e2e check-asan check-tsan lint fuzz-run
 check: deps
-	$(MAKE) -j$(JOBS) all unit-bins
-	$(MAKE) test
-	$(MAKE) check-asan
-	$(MAKE) check-tsan
-	$(MAKE) lint
-	$(MAKE) fuzz-run
-	@echo "check: all gates passed"
+	@t0=$$(date +%s); $(MAKE) -j$(JOBS) all unit-bins && \
+	echo "check: build done in $$(( $$(date +%s) - t0 )) s"
+	@t0=$$(date +%s); $(MAKE) --no-print-directory -j$(CHECK_JOBS) -O \
+		$(CHECK_STAGES:%=check-stage-%) && \
+	echo "check: all gates passed; the stages took $$(( $$(date +%s) - t0 )) s"
+
+# One stage of the gate, with its wall time (the numbers in wiki/Performance.md).
+check-stage-%:
+	@t0=$$(date +%s); $(MAKE) --no-print-directory $* || \
+		{ echo "check: $* FAILED after $$(( $$(date +%s) - t0 )) s"; exit 1; }; \
+	echo "check: $* passed in $$(( $$(date +%s) - t0 )) s"
 
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 check-asan:
 	$(MAKE) -j$(JOBS) SAN=1 BUILD=build-asan all unit-bins
-	$(ASAN_ENV) $(MAKE) SAN=1 BUILD=build-asan test
+	$(ASAN_ENV) $(MAKE) SAN=1 BUILD=build-asan E2E_JOBS=$(E2E_SAN_JOBS) test
 
 # ThreadSanitizer: every unit test, and the e2e tests of the threaded paths:
 # the httpd server under concurrent clients, limits, resets and a graceful
@@ -272,7 +299,7 @@ check-tsan:
 	$(MAKE) -j$(JOBS) SAN=thread BUILD=$(TSAN_BUILD) all unit-bins
 	rm -f $(TSAN_BUILD)/tsan-report.*
 	$(TSAN_ENV) $(MAKE) SAN=thread BUILD=$(TSAN_BUILD) unit || { $(tsan_reports); exit 1; }
-	$(TSAN_ENV) TANDEM_BUILD=$(abspath $(TSAN_BUILD)) $(PYTEST) -q -p no:cacheprovider \
+	$(TSAN_ENV) TANDEM_BUILD=$(abspath $(TSAN_BUILD)) $(PYTEST) $(call e2e_args,$(E2E_SAN_JOBS)) \
 		$(TSAN_E2E) || { $(tsan_reports); exit 1; }
 	@$(tsan_reports)
 	@echo "check-tsan: no ThreadSanitizer report"
@@ -280,7 +307,7 @@ check-tsan:
 # Static analysis and the banned-function rule (wiki/Development.md).
 BANNED := sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|system|tmpnam|mktemp
 lint:
-	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
+	cppcheck -j $(JOBS) --quiet --error-exitcode=1 --std=c11 --enable=warning,portability,performance \
 		--inline-suppr --suppress=missingIncludeSystem -D__GNUC__ \
 		-I. common pki master agent updater launcher tests/tools
 	@if grep -nE '\b($(BANNED))\s*\(' $$(find common pki master agent updater launcher tests bench -name '*.[ch]') \
@@ -337,15 +364,20 @@ $(foreach h,$(FUZZ_SRCS:tests/fuzz/%.c=%),$(eval $(call fuzz_harness,$(h))))
 
 -include $(shell find $(BUILD_FUZZ)/obj $(BUILD_FUZZ)/gen -name '*.d' 2>/dev/null)
 
+# Every harness for FUZZ_SECONDS, JOBS harnesses at a time (each is one
+# single-threaded process), output printed per harness when it ends.
+FUZZ_RUNS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=fuzz-run-%)
 fuzz-run: fuzz
-	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f | sed 's/^fuzz_//'); \
-		mkdir -p tests/fuzz/corpus/$$n build-fuzz/corpus-$$n; \
-		echo "== $$f ($(FUZZ_SECONDS)s)"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
-			-artifact_prefix=$(CURDIR)/build-fuzz/ \
-			$(CURDIR)/build-fuzz/corpus-$$n $(CURDIR)/tests/fuzz/corpus/$$n 2>build-fuzz/$$n.log \
-			|| { tail -50 build-fuzz/$$n.log; exit 1; }; \
-		tail -1 build-fuzz/$$n.log; done
+	@$(MAKE) --no-print-directory -j$(JOBS) -O $(FUZZ_RUNS)
+
+fuzz-run-%: $(BUILD_FUZZ)/fuzz_%
+	@mkdir -p tests/fuzz/corpus/$* $(BUILD_FUZZ)/corpus-$*
+	@echo "== $< ($(FUZZ_SECONDS)s)"
+	@$< -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 -print_final_stats=0 \
+		-artifact_prefix=$(CURDIR)/$(BUILD_FUZZ)/ \
+		$(CURDIR)/$(BUILD_FUZZ)/corpus-$* $(CURDIR)/tests/fuzz/corpus/$* 2>$(BUILD_FUZZ)/$*.log \
+		|| { tail -50 $(BUILD_FUZZ)/$*.log; exit 1; }
+	@tail -1 $(BUILD_FUZZ)/$*.log
 
 bench: all $(BENCH_BINS)
 	@for b in bench/*.sh; do [ -x "$$b" ] && echo "== $$b" && BUILD=$(abspath $(BUILD)) $$b; done; true
@@ -421,7 +453,7 @@ RELEASE_BINS := $(RELEASE_STAGE)/bin/tandem-agent $(RELEASE_STAGE)/bin/tandem-up
 # that `make release VERSION=x` never relinks the normal binaries with x.
 RELEASE_PACKER := $(BUILD)/release/tandem
 
-ifneq ($(filter release,$(MAKECMDGOALS)),)
+ifneq ($(filter release release-locked,$(MAKECMDGOALS)),)
 ifeq ($(RELEASE_BROKEN),)
 $(error RELEASE_KIND=$(RELEASE_KIND): use good, exit-at-once, never-ready, wrong-version, crash-later, slow-health or fail-marker)
 endif
@@ -464,8 +496,15 @@ $(RELEASE_PACKER): $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_OFF) $(LIB) \
 	@mkdir -p $(dir $@)
 	$(link_stripped)
 
-.PHONY: release
-release: $(RELEASE_BINS) $(RELEASE_PACKER)
+# One release at a time per build tree: two makes linking the same stage
+# while the other packs it would pack a file being replaced (the e2e suite
+# runs in parallel). The lock is held for the link and the pack.
+.PHONY: release release-locked
+release:
+	@mkdir -p $(BUILD)
+	@flock $(BUILD)/.release.lock $(MAKE) --no-print-directory release-locked
+
+release-locked: $(RELEASE_BINS) $(RELEASE_PACKER)
 	@mkdir -p "$$(dirname '$(RELEASE_OUT)')"
 	@$(RELEASE_PACKER) release pack '$(RELEASE_STAGE)' --version '$(VERSION)' --readiness ready-fd \
 		--output '$(RELEASE_OUT)'

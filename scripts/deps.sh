@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libmbedtls-dev libarchive-dev
 libcjson-dev libsqlite3-dev libhttp-parser-dev libcmocka-dev python3-pytest
-curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
+python3-pytest-xdist curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
 # packaging: systemd-analyze verify, dpkg-shlibdeps for make deb
 PKGS="$PKGS systemd dpkg-dev"
 # real hosts: the Debian 12 container test (systemd-nspawn, debootstrap), lintian on

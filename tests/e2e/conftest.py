@@ -37,6 +37,13 @@ def _build_dir():
     return os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")
 
 
+def pytest_configure(config):
+    # pytest-xdist defines this mark; declared here too so a run without it
+    # (one process) knows the mark.
+    config.addinivalue_line("markers", "xdist_group(name): tests that run on one "
+                            "xdist worker (they share an output of the build tree)")
+
+
 @pytest.fixture(scope="session")
 def build_dir():
     return _build_dir()

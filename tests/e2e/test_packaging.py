@@ -28,9 +28,12 @@ from release_util import build_is_asan, clean_make_env
 
 # Packaging is about files, modes, metadata and the unit, not memory safety:
 # the ASan run of the suite skips it (the packaged binaries are the normal build).
-pytestmark = pytest.mark.skipif(
+# `make deb` writes BUILD/deb/: under pytest-xdist this file's tests stay on one
+# worker (make e2e runs --dist loadgroup).
+pytestmark = [pytest.mark.skipif(
     build_is_asan(os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")),
-    reason="packaging is checked by the normal (non-ASan) e2e run")
+    reason="packaging is checked by the normal (non-ASan) e2e run"),
+    pytest.mark.xdist_group("build-deb")]
 
 STATEDIR = "/var/lib/tandem"
 
