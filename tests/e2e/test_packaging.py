@@ -202,19 +202,26 @@ def deb_contents(deb):
 
 
 def packages_of_linked_libs(binary):
-    """Debian packages owning the shared libraries BINARY loads (ldd + dpkg -S)."""
-    pkgs = set()
+    """Debian packages owning the shared libraries BINARY loads (ldd + dpkg -S).
+    One dpkg -S for all of them: each call reads the whole package database."""
+    libs = []
     for line in run(["ldd", binary]).stdout.splitlines():
         m = re.search(r"=> (/\S+)", line)
-        if not m:
-            continue
-        real = os.path.realpath(m.group(1))
-        r = run(["dpkg", "-S", real], check=False)
-        if r.returncode != 0:
-            # usrmerge: dpkg may know the /lib spelling of a /usr/lib path.
-            r = run(["dpkg", "-S", real.replace("/usr/lib/", "/lib/", 1)], check=False)
-        assert r.returncode == 0, "no package owns %s" % real
-        pkgs.add(r.stdout.split(":")[0])
+        if m:
+            libs.append(os.path.realpath(m.group(1)))
+    # usrmerge: dpkg may know the /lib spelling of a /usr/lib path.
+    spellings = {p: [p, p.replace("/usr/lib/", "/lib/", 1)] for p in libs}
+    r = run(["dpkg", "-S"] + sorted({s for v in spellings.values() for s in v}), check=False)
+    owner = {}
+    for line in r.stdout.splitlines():
+        pkgs, sep, path = line.partition(": ")
+        if sep and path.startswith("/"):
+            owner[path] = pkgs.split(":")[0]
+    pkgs = set()
+    for real, names in spellings.items():
+        found = [owner[n] for n in names if n in owner]
+        assert found, "no package owns %s" % real
+        pkgs.add(found[0])
     return pkgs
 
 
