@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, Proc, bin_path, run, wait_until
-from release_util import build_is_asan, build_san, clean_make_env
+from conftest import Proc, bin_path, run, wait_until
+from release_util import run_make_release
 
 VERSION_RE = re.compile(r"^tandem-agent (\S+)$")
 
@@ -125,25 +125,17 @@ def ssl_context(pki, who):
 
 
 class Releases:
-    """Builds release tarballs with `make release` into the build under test."""
+    """Release tarballs from release_util.run_make_release, extracted so the
+    tests can run the agent from them."""
 
     def __init__(self, build_dir, outdir):
         self.build_dir = build_dir
         self.outdir = outdir
-        self.asan = build_is_asan(build_dir)
         self.cache = {}
 
     def make(self, version, kind="good", out=None, check=True):
         out = out or os.path.join(self.outdir, "agent-%s-%s.tar.gz" % (version, kind))
-        env = clean_make_env()
-        argv = ["make", "-s", "-j2", "-C", ROOT, "BUILD=" + self.build_dir,
-                "SAN=" + build_san(self.build_dir), "VERSION=" + version,
-                "RELEASE_KIND=" + kind, "RELEASE_OUT=" + out, "release"]
-        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-        if check and r.returncode != 0:
-            pytest.fail("make release failed (%d):\n%s\n%s" % (r.returncode, r.stdout,
-                                                               r.stderr))
-        return r, out
+        return run_make_release(self.build_dir, version, out, kind, check=check), out
 
     def get(self, version, kind="good"):
         """A built and extracted release: (tarball, sha256 printed, release dir)."""
