@@ -367,7 +367,7 @@ def test_busy_and_too_large(fleet, rel):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: fleet.json("swarm", "status", "--host", "busy")["hosts"][0][
-            "operation"], 30, "the slow update to be running")
+            "operation"], 90, "the slow update to be running")
         # The master itself refuses a second rollout of a host that one is running on.
         r = fleet.tandem("swarm", "update", "--host", "busy", "--release", rel["v1"], check=1)
         assert "held by rollout" in r.stderr, r.stderr
