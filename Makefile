@@ -217,9 +217,10 @@ unit-run-%: $(BUILD)/tests/%
 	@echo "== $<"; $<
 
 # The e2e tests mostly wait for daemons (deadlines, probes, stability windows),
-# so E2E_JOBS pytest-xdist workers run them side by side; each test has its
-# own tmp_path and ports, and the few that share a build-tree output (make
-# deb) are one xdist_group. E2E_JOBS=1: one process, no xdist. The sanitizer
+# so E2E_JOBS pytest-xdist workers run the test files side by side; a file's
+# tests stay on one worker in file order, each test has its own tmp_path and
+# ports, and the files that share a build-tree output (make deb) are one
+# xdist_group (tests/e2e/conftest.py). E2E_JOBS=1: one process. The sanitizer
 # runs use E2E_SAN_JOBS: their daemons need more CPU, and fewer workers keep
 # the timing-bound tests (probe and stability windows) far from their limits.
 E2E_JOBS     ?= 4

@@ -41,7 +41,18 @@ def pytest_configure(config):
     # pytest-xdist defines this mark; declared here too so a run without it
     # (one process) knows the mark.
     config.addinivalue_line("markers", "xdist_group(name): tests that run on one "
-                            "xdist worker (they share an output of the build tree)")
+                            "xdist worker, in file order")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist (make e2e: --dist loadgroup) the tests of one file
+    # run on one worker, in file order: a module fixture (a fleet, a
+    # container) is built once, and a test that starts from the state an
+    # earlier one left still finds it. Files that share an output of the
+    # build tree (make deb) name one group with pytestmark.
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")

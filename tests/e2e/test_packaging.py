@@ -28,8 +28,8 @@ from release_util import build_is_asan, clean_make_env
 
 # Packaging is about files, modes, metadata and the unit, not memory safety:
 # the ASan run of the suite skips it (the packaged binaries are the normal build).
-# `make deb` writes BUILD/deb/: under pytest-xdist this file's tests stay on one
-# worker (make e2e runs --dist loadgroup).
+# `make deb` writes BUILD/deb/: under pytest-xdist this file shares a worker
+# with test_systemd.py (conftest.py).
 pytestmark = [pytest.mark.skipif(
     build_is_asan(os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")),
     reason="packaging is checked by the normal (non-ASan) e2e run"),

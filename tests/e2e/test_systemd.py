@@ -31,9 +31,12 @@ from container_util import Container, nspawn_unsupported, readme_blocks, root_ta
 from packaging_util import build_debs, depends
 from release_util import build_is_asan, run_make_release
 
-pytestmark = pytest.mark.skipif(
+# `make deb` writes BUILD/deb/: under pytest-xdist this file shares a worker
+# with test_packaging.py (conftest.py).
+pytestmark = [pytest.mark.skipif(
     build_is_asan(os.environ.get("TANDEM_BUILD") or os.path.join(ROOT, "build")),
-    reason="the packages are checked by the normal (non-ASan) e2e run")
+    reason="the packages are checked by the normal (non-ASan) e2e run"),
+    pytest.mark.xdist_group("build-deb")]
 
 README = os.path.join(ROOT, "README.md")
 EXAMPLE_ADDR = "192.0.2.10"   # the README's host; inside the container it is 127.0.0.1
