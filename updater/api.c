@@ -42,6 +42,9 @@ struct api_req {
 	size_t sha256_len;
 	char confirm[16];
 	size_t confirm_len;
+	size_t request_id_len;
+	char force[16];
+	size_t force_len;
 	int locked;
 	int have_tarball;
 	char *tsig;                   /* the tsig part (before the tarball), or NULL */
@@ -105,6 +108,9 @@ api_answer(struct httpd_req *r, const struct install_outcome *oc)
 	switch (oc->result) {
 	case INSTALL_UPDATED:
 		api_answer_release(r, "updated", oc);
+		return;
+	case INSTALL_ALREADY_ACTIVE:
+		api_answer_release(r, "already_active", oc);
 		return;
 	case INSTALL_QUEUED:
 		api_answer_queued(r, oc);
@@ -184,6 +190,7 @@ api_op_begin(struct api *a, struct httpd_req *r, enum install_kind kind)
 	const struct tls_identity *id = httpd_req_identity(r);
 	struct err e = ERR_INIT;
 	struct api_req *q;
+	const char *rid;
 
 	if (api_authorise(a, r, &e) != 0) {
 		api_refuse(r, kind, &e, NULL);
@@ -205,11 +212,24 @@ api_op_begin(struct api *a, struct httpd_req *r, enum install_kind kind)
 	install_plan_init(&q->plan, kind);
 	(void)snprintf(q->plan.caller, sizeof(q->plan.caller), "%s",
 	    id != NULL ? id->fingerprint : "");
+	/* A request id in the query (rollback has no form; POSTs with a form may send a field). */
+	rid = httpd_req_query(r, "request_id");
+	if (rid != NULL) {
+		if (!install_request_id_valid(rid)) {
+			err_set(&e, ERR_BAD_REQUEST, "request_id must be 1 to %d of A-Z a-z 0-9 - _",
+			    INSTALL_REQUEST_ID_MAX);
+			api_refuse(r, kind, &e, "request_id");
+			return -1;
+		}
+		(void)snprintf(q->plan.request_id, sizeof(q->plan.request_id), "%s", rid);
+		q->request_id_len = strlen(q->plan.request_id);
+	}
 	if (install_lock(a->in, kind, q->plan.id, &e) != 0) {
 		api_refuse(r, kind, &e, NULL);
 		return -1;
 	}
 	q->locked = 1;
+	install_set_request_id(a->in, q->plan.request_id);
 	return 0;
 }
 
@@ -313,6 +333,20 @@ up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
 		q->have_tarball = 1;
 		q->plan.tsig = q->tsig;
 		q->plan.tsig_len = q->tsig_len;
+		/* The text fields came first (the form's order): check them once. */
+		if (q->plan.request_id[0] != '\0' && !install_request_id_valid(q->plan.request_id)) {
+			err_set(&e, ERR_BAD_REQUEST, "request_id must be 1 to %d of A-Z a-z 0-9 - _",
+			    INSTALL_REQUEST_ID_MAX);
+			api_refuse(r, q->plan.kind, &e, "request_id");
+			return -1;
+		}
+		if (q->force_len > 0 && strcmp(q->force, "true") != 0 &&
+		    strcmp(q->force, "false") != 0) {
+			err_set(&e, ERR_BAD_REQUEST, "field 'force' must be 'true' or 'false'");
+			api_refuse(r, q->plan.kind, &e, "force");
+			return -1;
+		}
+		q->plan.force = strcmp(q->force, "true") == 0;
 		if (install_begin(a->in, &q->plan, &q->txn, &e) != 0) {
 			api_refuse(r, q->plan.kind, &e, NULL);
 			return -1;
@@ -352,6 +386,13 @@ up_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 	}
 	if (strcmp(part->name, "tsig") == 0) {
 		return up_tsig(r, q, data, len);
+	}
+	if (strcmp(part->name, "request_id") == 0 && !q->have_tarball) {
+		return up_text(r, q, p->request_id, sizeof(p->request_id), &q->request_id_len,
+		    "request_id", data, len);
+	}
+	if (p->kind == INSTALL_UPDATE && strcmp(part->name, "force") == 0 && !q->have_tarball) {
+		return up_text(r, q, q->force, sizeof(q->force), &q->force_len, "force", data, len);
 	}
 	if (p->kind == INSTALL_SELF && strcmp(part->name, "confirm_self") == 0) {
 		return up_text(r, q, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
@@ -537,7 +578,7 @@ health_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
 	struct install_status st;
-	cJSON *o = cJSON_CreateObject(), *op, *rel;
+	cJSON *o = cJSON_CreateObject(), *op, *rel, *feat;
 	const char *status;
 
 	install_status(a->in, &st);
@@ -563,10 +604,18 @@ health_end(struct httpd_req *r, void *arg)
 	    renew_health_json(a->rw, o) != 0) {
 		goto fail;
 	}
+	/* What this updater takes beyond the first wire contract (clients check before sending). */
+	if ((feat = json_add_array(o, "features")) == NULL ||
+	    json_array_add_str(feat, "request_id") != 0 ||
+	    json_array_add_str(feat, "already_active") != 0) {
+		goto fail;
+	}
 	if (st.busy) {
 		op = json_add_object(o, "operation");
 		if (op == NULL || json_add_str(op, "id", st.id) != 0 ||
 		    json_add_str(op, "kind", st.kind) != 0 ||
+		    json_add_str(op, "request_id", st.request_id[0] != '\0' ? st.request_id : NULL) !=
+		    0 ||
 		    json_add_str(op, "phase", st.phase) != 0 ||
 		    json_add_int(op, "elapsed_ms", st.elapsed_ms) != 0) {
 			goto fail;
@@ -616,8 +665,16 @@ static void
 history_end(struct httpd_req *r, void *arg)
 {
 	struct api *a = arg;
+	const char *rid = httpd_req_query(r, "request_id");
+	struct err e = ERR_INIT;
 
-	api_list(a, r, "history", install_history_json(a->in), "cannot read the history");
+	if (rid != NULL && !install_request_id_valid(rid)) {
+		err_set(&e, ERR_BAD_REQUEST, "request_id must be 1 to %d of A-Z a-z 0-9 - _",
+		    INSTALL_REQUEST_ID_MAX);
+		api_refuse(r, INSTALL_UPDATE, &e, "request_id");
+		return;
+	}
+	api_list(a, r, "history", install_history_json(a->in, rid), "cannot read the history");
 }
 
 /* ---- lifecycle ---- */

@@ -35,6 +35,7 @@ struct install {
 	pthread_mutex_t mu;  /* protects what follows */
 	int busy;
 	char op_id[JOURNAL_ID_LEN];
+	char op_request_id[INSTALL_REQUEST_ID_MAX + 1];
 	enum install_kind op_kind;
 	const char *phase;
 	int64_t op_started;
@@ -93,6 +94,8 @@ install_result_name(enum install_result r)
 		return "failed";
 	case INSTALL_QUEUED:
 		return "queued";
+	case INSTALL_ALREADY_ACTIVE:
+		return "already_active";
 	}
 	return "unknown";
 }
@@ -102,6 +105,25 @@ install_plan_init(struct install_plan *p, enum install_kind kind)
 {
 	memset(p, 0, sizeof(*p));
 	p->kind = kind;
+}
+
+_Static_assert(INSTALL_REQUEST_ID_MAX + 1 == JOURNAL_REQUEST_ID_LEN,
+    "the journal keeps a whole request id");
+
+int
+install_request_id_valid(const char *rid)
+{
+	size_t n = strlen(rid);
+
+	if (n == 0 || n > INSTALL_REQUEST_ID_MAX) {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)rid[i]) && rid[i] != '-' && rid[i] != '_') {
+			return 0;
+		}
+	}
+	return 1;
 }
 
 void
@@ -298,7 +320,16 @@ install_unlock(struct install *in)
 	pthread_mutex_lock(&in->mu);
 	in->busy = 0;
 	in->op_id[0] = '\0';
+	in->op_request_id[0] = '\0';
 	in->phase = NULL;
+	pthread_mutex_unlock(&in->mu);
+}
+
+void
+install_set_request_id(struct install *in, const char *rid)
+{
+	pthread_mutex_lock(&in->mu);
+	(void)snprintf(in->op_request_id, sizeof(in->op_request_id), "%s", rid);
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -309,6 +340,7 @@ install_status(struct install *in, struct install_status *st)
 	pthread_mutex_lock(&in->mu);
 	st->busy = in->busy;
 	memcpy(st->id, in->op_id, sizeof(st->id));
+	memcpy(st->request_id, in->op_request_id, sizeof(st->request_id));
 	st->kind = in->busy ? install_kind_name(in->op_kind) : NULL;
 	st->phase = in->phase;
 	st->elapsed_ms = in->busy ? install_now(in) - in->op_started : 0;
@@ -364,9 +396,23 @@ install_releases_json(struct install *in)
 }
 
 cJSON *
-install_history_json(struct install *in)
+install_history_json(struct install *in, const char *request_id)
 {
-	return journal_history_read(in->store.root);
+	cJSON *all = journal_history_read(in->store.root), *it, *next;
+
+	if (all == NULL || request_id == NULL) {
+		return all;
+	}
+	for (it = all->child; it != NULL; it = next) {
+		const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it,
+		    "request_id"));
+
+		next = it->next;
+		if (rid == NULL || strcmp(rid, request_id) != 0) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(all, it));
+		}
+	}
+	return all;
 }
 
 cJSON *
@@ -401,7 +447,7 @@ install_self_root(const struct install *in)
  */
 static void
 install_history(struct install *in, const struct install_outcome *oc, const char *caller,
-    const char *sha256, const char *sha, const char *version)
+    const char *sha256, const char *sha, const char *version, const char *request_id)
 {
 	const int failed = err_failed(&oc->err);
 	struct err e = ERR_INIT;
@@ -416,6 +462,7 @@ install_history(struct install *in, const struct install_outcome *oc, const char
 	if (h == NULL || json_add_str(h, "id", oc->id) != 0 ||
 	    json_add_str(h, "kind", install_kind_name(oc->kind)) != 0 ||
 	    json_add_str(h, "finished_at", stamp) != 0 || json_add_str(h, "caller", caller) != 0 ||
+	    (request_id[0] != '\0' && json_add_str(h, "request_id", request_id) != 0) ||
 	    json_add_str(h, "sha256", sha256) != 0 || json_add_str(h, "sha", sha) != 0 ||
 	    json_add_str(h, "version", version) != 0 ||
 	    json_add_str(h, "result", install_result_name(oc->result)) != 0 ||
@@ -790,7 +837,7 @@ install_refused(struct install *in, const struct install_plan *plan, struct inst
 {
 	oc->result = INSTALL_REFUSED;
 	oc->t.total_ms = install_elapsed(in);
-	install_history(in, oc, plan->caller, plan->sha256, plan->sha, version);
+	install_history(in, oc, plan->caller, plan->sha256, plan->sha, version, plan->request_id);
 	log_warnx("%s %s refused (%s): %s", install_kind_name(plan->kind), plan->id,
 	    err_kind_name(oc->err.kind), err_msg(&oc->err));
 }
@@ -836,6 +883,8 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 		goto fail;
 	}
 	memcpy(t->op.id, plan->id, sizeof(t->op.id));
+	memcpy(t->op.request_id, plan->request_id, sizeof(t->op.request_id));
+	install_set_request_id(in, plan->request_id);
 	install_scope(plan->kind, 1);
 	rc = store_update_begin(t->st, &t->op, plan->sha256, plan->caller, &oc.err);
 	install_scope(plan->kind, 0);
@@ -1027,6 +1076,25 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 		goto refuse;
 	}
 	memcpy(t->op.sha256, digest, sizeof(t->op.sha256));
+	if (plan->kind == INSTALL_UPDATE && store_release_read(t->st, "active", &old, NULL) == 1 &&
+	    strcmp(old.sha256, digest) == 0) {
+		if (!plan->force) {
+			/* Nothing to do: no reinstall, no agent restart, prev as it is. */
+			install_txn_drop(t);
+			free(t);
+			oc->result = INSTALL_ALREADY_ACTIVE;
+			oc->release = old;
+			oc->have_release = 1;
+			oc->t.total_ms = install_elapsed(in);
+			log_info("update %s: %s (%s) is already active", plan->id, old.version,
+			    old.sha256);
+			install_history(in, oc, plan->caller, digest, plan->sha, old.version,
+			    plan->request_id);
+			return 0;
+		}
+		/* A forced reinstall replaces the active copy; the rollback point stays. */
+		t->op.keep_prev = 1;
+	}
 	if (self) {
 		testhook_point("self.staged");
 	}
@@ -1085,7 +1153,7 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 		    ri.version, ri.sha256);
 	}
 	install_history(in, oc, plan->caller, digest, plan->kind == INSTALL_SEED ? "seed" : plan->sha,
-	    ri.version);
+	    ri.version, plan->request_id);
 	free(t);
 	return rc;
 refuse:
@@ -1154,6 +1222,7 @@ install_rollback(struct install *in, const struct install_plan *plan,
 
 	install_outcome_init(oc, INSTALL_ROLLBACK);
 	memcpy(oc->id, plan->id, sizeof(oc->id));
+	install_set_request_id(in, plan->request_id);
 	if (store_release_read(&in->store, "prev", &prev, NULL) != 1 ||
 	    store_release_read(&in->store, "active", &act, NULL) != 1) {
 		oc->t.total_ms = install_elapsed(in);
@@ -1162,18 +1231,29 @@ install_rollback(struct install *in, const struct install_plan *plan,
 	if (trust_check_rollback(in->trust, &prev, &oc->err) != 0) {
 		oc->t.total_ms = install_elapsed(in);
 		err_prefix(&oc->err, "rollback refused");
-		install_history(in, oc, plan->caller, prev.sha256, prev.sha, prev.version);
+		install_history(in, oc, plan->caller, prev.sha256, prev.sha, prev.version,
+		    plan->request_id);
+		return -1;
+	}
+	if (strcmp(prev.sha256, act.sha256) == 0) {
+		/* Exchanging two copies of one release would report a rollback that changed nothing. */
+		err_set(&oc->err, ERR_CONFLICT,
+		    "the previous release is the active release (%s, sha256 %.12s): nothing to roll"
+		    " back to", act.version, act.sha256);
+		install_refused(in, plan, oc, act.version);
 		return -1;
 	}
 	memset(&op, 0, sizeof(op));
 	memcpy(op.id, plan->id, sizeof(op.id));
+	memcpy(op.request_id, plan->request_id, sizeof(op.request_id));
 	rc = install_transact(in, &install_sw_rollback, &in->store, &op, plan->caller, &prev, &act,
 	    oc);
 	oc->t.total_ms = install_elapsed(in);
 	if (rc == 0) {
 		log_info("rollback %s: %s (%s) is active", plan->id, prev.version, prev.sha256);
 	}
-	install_history(in, oc, plan->caller, prev.sha256, prev.sha, prev.version);
+	install_history(in, oc, plan->caller, prev.sha256, prev.sha, prev.version,
+	    plan->request_id);
 	return rc;
 }
 

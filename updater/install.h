@@ -60,6 +60,8 @@
 #define INSTALL_SHA_MAX 255
 /* Bytes of preflight output kept for the answer. */
 #define INSTALL_OUTPUT_MAX (16 * 1024)
+/* Longest client-chosen request id (install_request_id_valid). */
+#define INSTALL_REQUEST_ID_MAX 36
 
 enum install_kind {
 	INSTALL_UPDATE = 1,
@@ -82,6 +84,9 @@ enum install_result {
 				  restore itself failed */
 	INSTALL_QUEUED,        /* "queued": a self-update is switched and waits for the
 				  launcher */
+	INSTALL_ALREADY_ACTIVE, /* "already_active": update: the release sent is the active
+				   one (same sha256); nothing was installed or restarted and
+				   prev is as it was */
 };
 
 const char *install_kind_name(enum install_kind k);
@@ -102,11 +107,24 @@ struct install_plan {
 	const char *tsig;               /* the signature file of the push (update, self), or
 					   NULL; borrowed until install_finish/install_abort */
 	size_t tsig_len;
-	/* Room for later: a request id. */
+	/*
+	 * The client's own name for this request ("" when none): kept in the
+	 * journal, the history and /health's operation, so a client whose
+	 * connection dropped can ask what became of it (GET /history?request_id=).
+	 */
+	char request_id[INSTALL_REQUEST_ID_MAX + 1];
+	/*
+	 * update: install even when the release is the active one; that
+	 * reinstall keeps prev as it is (the rollback point is not lost).
+	 */
+	int force;
 };
 
 /* Fill P for KIND: id and texts empty. */
 void install_plan_init(struct install_plan *p, enum install_kind kind);
+
+/* 1 when RID is a usable request id: 1..INSTALL_REQUEST_ID_MAX of [A-Za-z0-9_-]. */
+int install_request_id_valid(const char *rid);
 
 /* Milliseconds spent per phase; -1 where the phase did not run. */
 struct install_timings {
@@ -212,11 +230,15 @@ int install_lock(struct install *in, enum install_kind kind, char id[JOURNAL_ID_
     struct err *e) WUR;
 void install_unlock(struct install *in);
 
+/* The running operation's request id is RID (shown by install_status). */
+void install_set_request_id(struct install *in, const char *rid);
+
 /* What /health shows of the engine. */
 struct install_status {
 	int busy;
 	char id[JOURNAL_ID_LEN];
 	const char *kind;          /* "update", "rollback", "update-self" */
+	char request_id[INSTALL_REQUEST_ID_MAX + 1]; /* the client's, "" when none (yet) */
 	const char *phase;         /* "receiving", "preflight", "switching", "probing", ... */
 	int64_t elapsed_ms;
 	int both_bad;
@@ -229,8 +251,11 @@ void install_status(struct install *in, struct install_status *st);
 int install_active(struct install *in, struct release_info *ri);
 /* The agent's releases as the wire's Release objects: active, then prev. NULL: no memory. */
 cJSON *install_releases_json(struct install *in) WUR;
-/* The history, oldest first; NULL when it cannot be read. */
-cJSON *install_history_json(struct install *in) WUR;
+/*
+ * The history, oldest first; only the entries of REQUEST_ID when it is not
+ * NULL. NULL when it cannot be read.
+ */
+cJSON *install_history_json(struct install *in, const char *request_id) WUR;
 /* The updater's own active release ("updater"."release" in /health), or a JSON null. */
 cJSON *install_self_release_json(struct install *in) WUR;
 /* The host's trust state: keyring, floor, policy (/health, POST /keyring). */
@@ -276,7 +301,8 @@ int install_seed(struct install *in, const char *path, struct install_outcome *o
 /*
  * Roll back to the previous release (the lock is held, PLAN->id set):
  * exchange active and prev, start, probe; restore when it fails. 0 when
- * rolled back.
+ * rolled back. Refused (ERR_CONFLICT, nothing changed) when prev is the
+ * same release (sha256) as the active one: that would change nothing.
  */
 int install_rollback(struct install *in, const struct install_plan *plan,
     struct install_outcome *oc);

@@ -97,6 +97,8 @@ journal_write(const char *root, const struct journal_op *op, struct err *e)
 	    json_add_str(o, "sha256", op->sha256) != 0 ||
 	    json_add_str(o, "caller", op->caller) != 0 ||
 	    json_add_int(o, "started", op->started) != 0 ||
+	    json_add_str(o, "request_id", op->request_id) != 0 ||
+	    json_add_bool(o, "keep_prev", op->keep_prev) != 0 ||
 	    (text = json_print_pretty(o)) == NULL) {
 		err_set(e, ERR_NOMEM, "write journal: out of memory");
 		goto out;
@@ -122,6 +124,8 @@ struct journal_raw {
 	char sha256[65];
 	char caller[65];
 	int64_t started;
+	char request_id[JOURNAL_REQUEST_ID_LEN];
+	int keep_prev;
 };
 
 int
@@ -137,6 +141,9 @@ journal_read(const char *root, struct journal_op *op, struct err *e)
 		JSON_F_STR("sha256", struct journal_raw, sha256, JSON_REQUIRED, 0),
 		JSON_F_STR("caller", struct journal_raw, caller, JSON_REQUIRED, 0),
 		JSON_F_INT("started", struct journal_raw, started, JSON_REQUIRED, 0, JSON_INT_MAX),
+		/* Absent from journals of older updaters. */
+		JSON_F_STR("request_id", struct journal_raw, request_id, 0, 0),
+		JSON_F_BOOL("keep_prev", struct journal_raw, keep_prev, 0),
 	};
 	char path[PATH_MAX];
 	char *buf = NULL;
@@ -176,6 +183,8 @@ journal_read(const char *root, struct journal_op *op, struct err *e)
 	op->kind = (enum journal_kind)kind;
 	op->phase = (enum journal_phase)phase;
 	op->started = raw.started;
+	memcpy(op->request_id, raw.request_id, sizeof(op->request_id));
+	op->keep_prev = raw.keep_prev;
 	rc = 1;
 out:
 	cJSON_Delete(o);

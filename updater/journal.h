@@ -23,6 +23,7 @@
 #include "common/util.h"
 
 #define JOURNAL_ID_LEN 40
+#define JOURNAL_REQUEST_ID_LEN 37 /* a client's request id and its NUL */
 #define JOURNAL_HISTORY_MAX_BYTES (256 * 1024)
 
 enum journal_kind {
@@ -55,6 +56,13 @@ struct journal_op {
 	char sha256[65];                  /* update: digest of the tarball */
 	char caller[65];                  /* caller's certificate fingerprint */
 	long long started;                /* wall clock, seconds */
+	char request_id[JOURNAL_REQUEST_ID_LEN]; /* the client's name for it, "" when none */
+	/*
+	 * update: a forced reinstall of the active release; the commit puts
+	 * the old prev back (prev.old -> prev) instead of keeping the replaced
+	 * copy as prev.
+	 */
+	int keep_prev;
 };
 
 const char *journal_kind_name(enum journal_kind k);

@@ -399,9 +399,46 @@ store_undo_rollback(struct store *s, const struct journal_op *op, struct err *e)
 	return 0;
 }
 
+/*
+ * A forced reinstall of the active release committed: the replaced copy
+ * (now in prev) leaves through releases/prev.replaced (one rename, so a
+ * crash never leaves a half-removed prev), and the old prev comes back
+ * from prev.old. Each step is skipped once done: a restart repeats it.
+ */
+static int
+store_keep_prev(struct store *s, const struct journal_op *op, struct err *e)
+{
+	char id[JOURNAL_ID_LEN];
+	int r = slot_id(s, "prev", id);
+
+	if (r < 0) {
+		return err_sys(e, "releases/prev");
+	}
+	if (r == 1 && strcmp(id, op->old_active_id) == 0) {
+		if (slot_rename(s, "prev", "prev.replaced", e) != 0) {
+			return -1;
+		}
+		testhook_point("commit.replaced_moved");
+	}
+	r = slot_exists(s, "prev.replaced");
+	if (r < 0 || (r == 1 && slot_remove(s, "prev.replaced", e) != 0)) {
+		return r < 0 ? err_sys(e, "releases/prev.replaced") : -1;
+	}
+	if (slot_exists(s, "prev.old") == 1 && slot_exists(s, "prev") == 0) {
+		if (slot_rename(s, "prev.old", "prev", e) != 0) {
+			return -1;
+		}
+		testhook_point("commit.prev_back");
+	}
+	return 0;
+}
+
 static int
 store_finish_commit(struct store *s, const struct journal_op *op, struct err *e)
 {
+	if (op->kind == JOURNAL_UPDATE && op->keep_prev && store_keep_prev(s, op, e) != 0) {
+		return -1;
+	}
 	if (op->kind == JOURNAL_UPDATE && slot_remove(s, "prev.old", e) != 0) {
 		return -1;
 	}
@@ -446,6 +483,9 @@ store_recover(struct store *s, char *what, size_t whatlen, struct err *e)
 	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", e) != 0) {
 		return -1;
 	}
+	if (slot_exists(s, "prev.replaced") == 1 && slot_remove(s, "prev.replaced", e) != 0) {
+		return -1;
+	}
 	if (slot_exists(s, "prev.old") == 1) {
 		r = slot_exists(s, "prev") == 0 ? slot_rename(s, "prev.old", "prev", e)
 						: slot_remove(s, "prev.old", e);
@@ -480,6 +520,8 @@ store_update_begin(struct store *s, struct journal_op *op, const char *sha256,
 	}
 	snprintf(tmp.sha256, sizeof(tmp.sha256), "%s", sha256 != NULL ? sha256 : "");
 	snprintf(tmp.caller, sizeof(tmp.caller), "%s", caller != NULL ? caller : "");
+	memcpy(tmp.request_id, op->request_id, sizeof(tmp.request_id));
+	tmp.request_id[sizeof(tmp.request_id) - 1] = '\0';
 	tmp.started = (long long)time(NULL);
 	/* A stale staging dir (no journal) would make the extractor fail. */
 	if (slot_exists(s, "active.new") == 1 && slot_remove(s, "active.new", e) != 0) {
@@ -592,6 +634,8 @@ store_rollback_begin(struct store *s, struct journal_op *op, const char *caller,
 	memset(&tmp, 0, sizeof(tmp));
 	memcpy(tmp.id, op->id, sizeof(tmp.id));
 	tmp.id[sizeof(tmp.id) - 1] = '\0';
+	memcpy(tmp.request_id, op->request_id, sizeof(tmp.request_id));
+	tmp.request_id[sizeof(tmp.request_id) - 1] = '\0';
 	if (slot_id(s, "prev", tmp.old_prev_id) != 1) {
 		return err_set(e, ERR_NOT_FOUND, "no previous release to roll back to");
 	}

@@ -583,7 +583,7 @@ assert_clean(void)
 static cJSON *
 history(void)
 {
-	cJSON *h = install_history_json(in);
+	cJSON *h = install_history_json(in, NULL);
 
 	assert_non_null(h);
 	return h;
@@ -1216,6 +1216,138 @@ test_self_update_refusals(void **state)
 	cJSON_Delete(h);
 }
 
+/* The slot's install id (the release's identity), or "" when there is none. */
+static const char *
+slot_id(const char *slot)
+{
+	static char id[JOURNAL_ID_LEN];
+	struct store st;
+	struct release_info ri;
+
+	memset(&st, 0, sizeof(st));
+	(void)snprintf(st.root, sizeof(st.root), "%s", root);
+	id[0] = '\0';
+	if (store_release_read(&st, slot, &ri, NULL) == 1) {
+		memcpy(id, ri.id, sizeof(id));
+	}
+	return id;
+}
+
+/* Push the tarball TB as an update with request id RID ("" for none) and FORCE. */
+static enum install_result
+push_buf(const struct buf *tb, const char *rid, int force, struct install_outcome *oc)
+{
+	struct install_plan p;
+
+	plan_for(&p, INSTALL_UPDATE, tb, NULL);
+	(void)snprintf(p.request_id, sizeof(p.request_id), "%s", rid);
+	p.force = force;
+	return run_plan(&p, tb, oc);
+}
+
+/*
+ * The release already active is not installed again: no agent stop or
+ * start, prev kept, "already_active" in the outcome and the history. Forced,
+ * it is reinstalled and prev is still the rollback point.
+ */
+static void
+test_already_active_and_force(void **state)
+{
+	struct install_outcome oc;
+	struct buf tb;
+	char prev_id[JOURNAL_ID_LEN], active_id[JOURNAL_ID_LEN];
+	int stops, starts;
+	cJSON *h, *e;
+
+	(void)state;
+	push_ok("1.0");
+	make_release(&tb, "2.0", 0, 0, 0);
+	assert_int_equal(push_buf(&tb, "first", 0, &oc), INSTALL_UPDATED);
+	install_outcome_free(&oc);
+	snprintf(prev_id, sizeof(prev_id), "%s", slot_id("prev"));
+	snprintf(active_id, sizeof(active_id), "%s", slot_id("active"));
+	stops = fake.stops;
+	starts = fake.starts;
+
+	assert_int_equal(push_buf(&tb, "again-1", 0, &oc), INSTALL_ALREADY_ACTIVE);
+	assert_false(err_failed(&oc.err));
+	assert_true(oc.have_release);
+	assert_string_equal(oc.release.version, "2.0");
+	install_outcome_free(&oc);
+	assert_int_equal(fake.stops, stops);
+	assert_int_equal(fake.starts, starts);
+	assert_string_equal(slot_id("active"), active_id);
+	assert_string_equal(slot_id("prev"), prev_id);
+	assert_string_equal(slot_version("prev"), "1.0");
+	assert_false(exists("releases/active.new"));
+	assert_false(exists("state/journal.json"));
+	/* The history answers for that request id alone. */
+	h = install_history_json(in, "again-1");
+	assert_non_null(h);
+	assert_int_equal(cJSON_GetArraySize(h), 1);
+	e = cJSON_GetArrayItem(h, 0);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "result")),
+	    "already_active");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "request_id")), "again-1");
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "version")), "2.0");
+	cJSON_Delete(h);
+	h = install_history_json(in, "never-sent");
+	assert_non_null(h);
+	assert_int_equal(cJSON_GetArraySize(h), 0);
+	cJSON_Delete(h);
+
+	/* Forced: installed and restarted, and prev is still 1.0 (not a second 2.0). */
+	assert_int_equal(push_buf(&tb, "forced", 1, &oc), INSTALL_UPDATED);
+	install_outcome_free(&oc);
+	assert_int_equal(fake.starts, starts + 1);
+	assert_string_not_equal(slot_id("active"), active_id);
+	assert_string_equal(slot_version("active"), "2.0");
+	assert_string_equal(slot_id("prev"), prev_id);
+	assert_false(exists("releases/prev.old"));
+	assert_false(exists("releases/prev.replaced"));
+	h = install_history_json(in, "forced");
+	assert_int_equal(cJSON_GetArraySize(h), 1);
+	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 0),
+	    "result")), "updated");
+	cJSON_Delete(h);
+	free(tb.p);
+
+	/* The rollback point works: back to 1.0. */
+	assert_int_equal(rollback(&oc), INSTALL_ROLLED_BACK);
+	install_outcome_free(&oc);
+	assert_string_equal(slot_version("active"), "1.0");
+}
+
+/* A rollback to a copy of the active release (same sha256) changes nothing: refused. */
+static void
+test_rollback_to_identical_refused(void **state)
+{
+	struct install_outcome oc;
+	struct release_info act, prev;
+	struct store st;
+	struct err e = ERR_INIT;
+	int starts;
+
+	(void)state;
+	push_ok("1.0");
+	push_ok("2.0");
+	/* As an older updater left it after a second push of one release. */
+	memset(&st, 0, sizeof(st));
+	(void)snprintf(st.root, sizeof(st.root), "%s", root);
+	assert_int_equal(store_release_read(&st, "active", &act, &e), 1);
+	assert_int_equal(store_release_read(&st, "prev", &prev, &e), 1);
+	memcpy(prev.sha256, act.sha256, sizeof(prev.sha256));
+	assert_int_equal(store_release_write(&st, "prev", &prev, &e), 0);
+	starts = fake.starts;
+	assert_int_equal(rollback(&oc), INSTALL_REFUSED);
+	assert_int_equal(oc.err.kind, ERR_CONFLICT);
+	assert_non_null(strstr(err_msg(&oc.err), "nothing to roll back to"));
+	install_outcome_free(&oc);
+	assert_int_equal(fake.starts, starts);
+	assert_string_equal(slot_version("active"), "2.0");
+	assert_string_equal(slot_version("prev"), "1.0");
+}
+
 /* Every named step of every kind of plan reaches the crash hook. */
 static void
 test_crash_points_fire(void **state)
@@ -1366,6 +1498,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_self_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points_fire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_already_active_and_force, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_to_identical_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_entrypoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_and_status, setup, teardown),
 	};

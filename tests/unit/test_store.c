@@ -146,7 +146,8 @@ assert_state(const char *active, const char *prev, const char *ctx)
 	if ((prev == NULL) != (p == NULL) || (prev != NULL && strcmp(prev, p) != 0)) {
 		fail_msg("%s: prev is %s, want %s", ctx, p ? p : "(none)", prev ? prev : "(none)");
 	}
-	if (slot_dir_exists("active.new") || slot_dir_exists("prev.old")) {
+	if (slot_dir_exists("active.new") || slot_dir_exists("prev.old") ||
+	    slot_dir_exists("prev.replaced")) {
 		fail_msg("%s: staging or prev.old left behind", ctx);
 	}
 	if (journal_read(root, &op, &jerr) != 0) {
@@ -176,6 +177,7 @@ enum scenario {
 	SC_FIRST_RESTORE,
 	SC_ROLLBACK_COMMIT,
 	SC_ROLLBACK_RESTORE,
+	SC_REINSTALL_COMMIT,  /* a forced reinstall of the active release: prev kept */
 };
 
 static char new_id[JOURNAL_ID_LEN];
@@ -210,10 +212,11 @@ run_scenario(enum scenario sc)
 		assert_int_equal(store_update_abort(&st, &op, &err), 0);
 		return;
 	}
+	op.keep_prev = sc == SC_REINSTALL_COMMIT;
 	if (store_update_switch(&st, &op, &err) != 0) {
 		fail_msg("switch: %s", err_msg(&err));
 	}
-	if (sc == SC_UPDATE_COMMIT || sc == SC_FIRST_COMMIT) {
+	if (sc == SC_UPDATE_COMMIT || sc == SC_FIRST_COMMIT || sc == SC_REINSTALL_COMMIT) {
 		assert_int_equal(store_update_commit(&st, &op, &err), 0);
 	} else if (store_update_restore(&st, &op, &err) != 0) {
 		fail_msg("restore: %s", err_msg(&err));
@@ -332,6 +335,53 @@ test_sweep_update_commit(void **state)
 	sweep(SC_UPDATE_COMMIT, "A", "P", pts, ARRAY_LEN(pts), NULL, "A");
 	/* Without a prev the same holds (no prev_moved point then). */
 	sweep(SC_UPDATE_COMMIT, "A", NULL, pts + 3, ARRAY_LEN(pts) - 3, NULL, "A");
+}
+
+/* A forced reinstall keeps the rollback point: after the commit prev is the old prev again. */
+static void
+test_sweep_reinstall_keeps_prev(void **state)
+{
+	static const struct sweep pts[] = {
+		{ "update.journal_staging", 0 },
+		{ "update.journal_switching", 0 },
+		{ "update.prev_moved", 0 },
+		{ "update.exchanged", 0 },
+		{ "update.old_to_prev", 0 },
+		{ "update.journal_committing", 1 },
+		{ "commit.replaced_moved", 1 },
+		{ "commit.prev_back", 1 },
+		{ "commit.prev_old_removed", 1 },
+		{ "commit.done", 1 },
+	};
+	static const struct sweep no_prev[] = {
+		{ "update.exchanged", 0 },
+		{ "update.old_to_prev", 0 },
+		{ "update.journal_committing", 1 },
+		{ "commit.replaced_moved", 1 },
+		{ "commit.prev_old_removed", 1 },
+		{ "commit.done", 1 },
+	};
+	struct journal_op op;
+	struct err err = ERR_INIT;
+
+	(void)state;
+	sweep(SC_REINSTALL_COMMIT, "A", "P", pts, ARRAY_LEN(pts), NULL, "P");
+	/* Without a prev there is still none afterwards (the replaced copy does not become one). */
+	sweep(SC_REINSTALL_COMMIT, "A", NULL, no_prev, ARRAY_LEN(no_prev), NULL, NULL);
+	/* The journal keeps the flag and the request id across a restart. */
+	reset_root();
+	memset(&op, 0, sizeof(op));
+	snprintf(op.id, sizeof(op.id), "op1");
+	op.kind = JOURNAL_UPDATE;
+	op.phase = JOURNAL_COMMITTING;
+	op.keep_prev = 1;
+	snprintf(op.request_id, sizeof(op.request_id), "req-7");
+	assert_int_equal(journal_write(root, &op, &err), 0);
+	memset(&op, 0, sizeof(op));
+	assert_int_equal(journal_read(root, &op, &err), 1);
+	assert_int_equal(op.keep_prev, 1);
+	assert_string_equal(op.request_id, "req-7");
+	assert_int_equal(journal_clear(root, &err), 0);
 }
 
 static void
@@ -610,6 +660,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recover_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_update_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_update_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_reinstall_keeps_prev, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_abort_and_first_install, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_during_recovery, setup, teardown),
