@@ -158,6 +158,9 @@ static const char *const reg_migrations[] = {
 	" data_json TEXT NOT NULL DEFAULT '{}'"
 	");"
 	"CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, seq);",
+	/* 3 -> 4: whether a host's request carried the release's signature */
+	"ALTER TABLE rollout_hosts ADD COLUMN tsig_sent INTEGER NOT NULL DEFAULT 0"
+	" CHECK (tsig_sent IN (0, 1));",
 };
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))

@@ -854,8 +854,8 @@ registry_rollout_hosts_write(struct registry *reg, const char *id, const char *o
 	}
 	if (sqlite3_prepare_v2(db, "UPDATE rollout_hosts SET state = ?, request_id = ?,"
 	    " pre_sha256 = ?, version = ?, active_sha256 = ?, reason = ?, detail = ?, attempts = ?,"
-	    " started_at = ?, finished_at = ?, http_status = ?, agent_result = ?, self_json = ?"
-	    " WHERE rollout_id = ? AND host_id = ?", -1, &st, NULL) != SQLITE_OK ||
+	    " started_at = ?, finished_at = ?, http_status = ?, agent_result = ?, self_json = ?,"
+	    " tsig_sent = ? WHERE rollout_id = ? AND host_id = ?", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "INSERT INTO pushes (host_id, at, sha256, result, detail)"
 	    " SELECT ?, ?, release_sha256, ?, ? FROM rollouts WHERE id = ?", -1, &pst,
 	    NULL) != SQLITE_OK) {
@@ -882,8 +882,9 @@ registry_rollout_hosts_write(struct registry *reg, const char *id, const char *o
 		    sqlite3_bind_int(st, 11, h->http_status) != SQLITE_OK ||
 		    sqlite3_bind_text(st, 12, h->agent_result, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 		    sqlite3_bind_text(st, 13, h->self_json, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 14, id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 15, h->host_id) != SQLITE_OK ||
+		    sqlite3_bind_int(st, 14, h->tsig_sent != 0) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 15, id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 16, h->host_id) != SQLITE_OK ||
 		    sqlite3_step(st) != SQLITE_DONE) {
 			(void)registry_db_err(reg, "recording hosts", e);
 			goto out;
@@ -923,7 +924,7 @@ out:
 	" rh.pre_sha256, rh.version, rh.active_sha256, rh.reason, rh.detail, rh.attempts," \
 	" rh.started_at, rh.finished_at, h.address, h.agent_port, h.updater_port, h.agent_fp," \
 	" h.updater_fp, h.notes, h.enrolled_at, h.decommissioned_at, rh.http_status," \
-	" rh.agent_result, rh.self_json"
+	" rh.agent_result, rh.self_json, rh.tsig_sent"
 
 int
 registry_rollout_hosts(struct registry *reg, const char *id, int wave, int state, int after_seq,
@@ -975,6 +976,7 @@ registry_rollout_hosts(struct registry *reg, const char *id, int wave, int state
 		r->http_status = sqlite3_column_int(st, 22);
 		registry_db_col(st, 23, r->agent_result, sizeof(r->agent_result));
 		registry_db_col(st, 24, r->self_json, sizeof(r->self_json));
+		r->tsig_sent = sqlite3_column_int(st, 25);
 		if (h != NULL) {
 			struct reg_host *x = &h[count];
 			memset(x, 0, sizeof(*x));

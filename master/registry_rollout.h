@@ -103,6 +103,7 @@ struct reg_rollout_host {
 	char agent_result[32];             /* push log word of the request: "updated",
 					      "rolled-back", "failed", "already-active" ... */
 	char self_json[REG_ROLLOUT_SELF_MAX + 1]; /* the updater's own update, "" if none */
+	int tsig_sent;                     /* the request carried the release's signature */
 	int attempts;
 	time_t started_at, finished_at;
 	int log_push;                      /* (write only) this write records a request's

@@ -842,6 +842,7 @@ dispatch_outcome(struct driver *d, const struct swarm_job *j, struct reg_rollout
 		snprintf(row->pre_sha256, sizeof(row->pre_sha256), "%s", d->rel.sha256);
 	}
 	row->http_status = r->http_status;
+	row->tsig_sent = j->tsig_sent;
 	snprintf(row->agent_result, sizeof(row->agent_result), "%s",
 	    swarm_outcome_word(r->outcome));
 	row->self_json[0] = '\0';

@@ -1,7 +1,7 @@
 /*
  * Unit tests of the registry's rollout tables (master/registry_rollout.c),
  * labels, targets, selection, push log retention, and the upgrade of a
- * schema-1 and a schema-2 registry (everything they held kept). Each test gets a fresh HOME.
+ * registry of every earlier schema (everything it held kept). Each test gets a fresh HOME.
  */
 #include <limits.h>
 #include <setjmp.h>
@@ -140,7 +140,7 @@ write_old_registry(struct fx *f, int version, char *db_path, size_t len)
 	assert_int_equal(chmod(db_path, 0600), 0);
 }
 
-/* Opening an older registry migrates it to schema 3 with everything it held kept. */
+/* Opening an older registry migrates it to schema 4 with everything it held kept. */
 static void
 upgrade_from(struct fx *f, int version)
 {
@@ -152,7 +152,7 @@ upgrade_from(struct fx *f, int version)
 
 	write_old_registry(f, version, db_path, sizeof(db_path));
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 3);
+	assert_int_equal(registry_schema_version(f->reg), 4);
 	assert_int_equal(registry_get_host(f->reg, "old1", &h, &pe), REGISTRY_OK);
 	assert_string_equal(h.notes, "rack 4");
 	assert_int_equal(h.enrolled_at, 1700000000);
@@ -194,13 +194,13 @@ upgrade_from(struct fx *f, int version)
 		snprintf(r.serial, sizeof(r.serial), "01");
 		assert_int_equal(registry_revoke(f->reg, &r, &pe), REGISTRY_OK);
 	}
-	/* The rollout tables of schema 3 work on the upgraded file. */
+	/* The rollout tables (schemas 3 and 4) work on the upgraded file. */
 	struct err e = ERR_INIT;
 	assert_int_equal(registry_label_set(f->reg, "old2", "env", "prod", &e), 0);
 	registry_close(f->reg);
 	f->reg = NULL;
-	open_ok(f); /* a second open finds schema 3 and migrates nothing */
-	assert_int_equal(registry_schema_version(f->reg), 3);
+	open_ok(f); /* a second open finds the newest schema and migrates nothing */
+	assert_int_equal(registry_schema_version(f->reg), 4);
 }
 
 static void
@@ -213,6 +213,40 @@ static void
 test_upgrade_from_schema_2(void **state)
 {
 	upgrade_from(*state, 2);
+}
+
+/* Schema 3 (rollouts without tsig_sent): the column comes with the upgrade, labels kept. */
+static void
+test_upgrade_from_schema_3(void **state)
+{
+	struct fx *f = *state;
+	char db_path[PATH_MAX + 16];
+	struct selector_label ls[REG_LABELS_MAX];
+	struct err e = ERR_INIT;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	size_t n = 0;
+
+	open_ok(f);
+	add_host(f, "h3");
+	assert_int_equal(registry_label_set(f->reg, "h3", "env", "prod", &e), 0);
+	registry_close(f->reg);
+	f->reg = NULL;
+	snprintf(db_path, sizeof(db_path), "%s/registry.db", f->home);
+	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "ALTER TABLE rollout_hosts DROP COLUMN tsig_sent;"
+	    "UPDATE schema_version SET version = 3;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	open_ok(f);
+	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_host_labels(f->reg, "h3", ls, REG_LABELS_MAX, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ls[0].value, "prod");
+	assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT tsig_sent FROM rollout_hosts", -1, &q,
+	    NULL), SQLITE_OK);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
 }
 
 static void
@@ -568,6 +602,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_3, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_labels_and_selection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_targets_and_store_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_plan_and_hold, setup, teardown),
