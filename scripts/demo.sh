@@ -330,6 +330,8 @@ expect_out 'halted \(0 of 3 updated\)'
 [ "$(grep -Ec '^host[0-9]+[[:space:]].*pending' "$OUT")" -eq 2 ] ||
 	fail "step $STEP: the two other hosts were not left untouched (pending)"
 ok "the canary rolled back, the two other hosts never got 2.0.0"
+# The canary is the first host of the rollout's own pseudo-random order.
+CANARY=$(grep -E '^host[0-9]+[[:space:]].*rolled-back' "$OUT" | awk '{print $1; exit}')
 expect_version 1.0.0 "${HOSTS[@]}"
 ROLLOUT=$(sed -n 's/^rollout \([0-9a-f]\{16\}\): halted.*/\1/p' "$OUT" | head -n 1)
 [ -n "$ROLLOUT" ] || fail "step $STEP: no rollout id in the output"
@@ -362,11 +364,17 @@ show "$T" --home "$HOME_DIR" swarm rollback --host host1
 expect_rc 0
 expect_version 1.0.0 host1
 
-step "host1's history: the install of 1.0.0, the failed 2.0.0 (rolled back), 1.1.0 and the manual rollback."
+step "host1's history: the install of 1.0.0, 1.1.0 and the manual rollback."
 show "$T" --home "$HOME_DIR" swarm history --host host1
 expect_rc 0
-expect_out '2\.0\.0'
+expect_out '1\.1\.0'
 expect_out 'rollback'
+
+step "The canary's history ($CANARY): the failed 2.0.0, rolled back by its own updater."
+show "$T" --home "$HOME_DIR" swarm history --host "$CANARY"
+expect_rc 0
+expect_out '2\.0\.0'
+expect_out 'rolled_back'
 
 step "Fleet status at the end."
 show "$T" --home "$HOME_DIR" swarm status --all
