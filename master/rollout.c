@@ -1003,7 +1003,11 @@ soak_done(void *arg, struct swarm_job *j)
 	} else if (!h->have_active || strcmp(h->active.sha256, d->rel.sha256) != 0) {
 		snprintf(why, sizeof(why), "the active release is %.64s, not the rollout's",
 		    h->have_active ? h->active.version : "none");
-	} else if (strcmp(h->agent_state, "running") != 0 && h->agent_state[0] != '\0') {
+	} else if (strcmp(h->agent_state, "running") != 0 && h->agent_state[0] != '\0' &&
+	    !(strcmp(h->agent_state, "starting") == 0 && h->agent_restarts == 0)) {
+		/* "starting" with no restart is the release's first start still inside the
+		 * supervisor's running_after delay (late on a loaded host): not a crash. A crash
+		 * shows as backoff, crash_loop, restarts > 0 or the uptime check below. */
 		snprintf(why, sizeof(why), "the agent is %s (last exit: %s)", h->agent_state,
 		    h->agent_last_exit[0] != '\0' ? h->agent_last_exit : "?");
 	} else if (h->agent_uptime_ms >= 0 && since_ms > 2000 &&
