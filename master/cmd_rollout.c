@@ -60,32 +60,6 @@ catch_stop_signals(void)
 
 /* ---- printing ---- */
 
-static int
-print_json(cJSON *obj)
-{
-	char *text = obj != NULL ? json_print_compact(obj) : NULL;
-	int rc = CLI_EXIT_FAIL;
-
-	if (text == NULL) {
-		log_warnx("out of memory");
-	} else if (printf("%s\n", text) >= 0 && fflush(stdout) == 0) {
-		rc = CLI_EXIT_OK;
-	}
-	free(text);
-	cJSON_Delete(obj);
-	return rc;
-}
-
-static void
-fmt_time(time_t t, char *buf, size_t len)
-{
-	if (t == 0) {
-		snprintf(buf, len, "-");
-	} else {
-		iso8601_utc(t, buf, len);
-	}
-}
-
 /* What a host row says, as the word of the AGENT column and of JSON "result". */
 static const char *
 agent_word(const struct reg_rollout_host *h)
@@ -161,8 +135,8 @@ host_row_json(const struct reg_rollout_host *h, const struct reg_host *rh)
 	char t1[32], t2[32];
 	cJSON *o = cJSON_CreateObject(), *self = self_of(h);
 
-	fmt_time(h->started_at, t1, sizeof(t1));
-	fmt_time(h->finished_at, t2, sizeof(t2));
+	swarm_fmt_time(h->started_at, t1, sizeof(t1));
+	swarm_fmt_time(h->finished_at, t2, sizeof(t2));
 	if (o == NULL || json_add_str(o, "host", h->host) != 0 ||
 	    json_add_str(o, "address", rh != NULL ? rh->address : NULL) != 0 ||
 	    json_add_int(o, "wave", h->wave + 1) != 0 || json_add_int(o, "seq", h->seq) != 0 ||
@@ -189,9 +163,9 @@ rollout_json(const struct rollout_outcome *out)
 	cJSON *o = cJSON_CreateObject(), *counts, *spec;
 	struct err pe = ERR_INIT;
 
-	fmt_time(r->created_at, t1, sizeof(t1));
-	fmt_time(r->finished_at, t2, sizeof(t2));
-	fmt_time(r->gate_until, t3, sizeof(t3));
+	swarm_fmt_time(r->created_at, t1, sizeof(t1));
+	swarm_fmt_time(r->finished_at, t2, sizeof(t2));
+	swarm_fmt_time(r->gate_until, t3, sizeof(t3));
 	spec = json_parse_object(r->spec_json, strlen(r->spec_json), &pe);
 	if (o == NULL || json_add_str(o, "id", r->id) != 0 || json_add_str(o, "name", r->name) != 0 ||
 	    json_add_str(o, "kind", r->kind) != 0 ||
@@ -377,7 +351,7 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 			cJSON_Delete(o);
 			return CLI_EXIT_FAIL;
 		}
-		return print_json(o) == CLI_EXIT_OK ? out->exit_code : CLI_EXIT_FAIL;
+		return swarm_print_json(o) == CLI_EXIT_OK ? out->exit_code : CLI_EXIT_FAIL;
 	}
 	if (json) {
 		/* {"rollout":{...},"release":{...},"ok":B,"hosts":[...]}, hosts streamed. */
@@ -391,12 +365,12 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 		    json_add_bool(rel, "signed", rf != NULL && rf->tsig != NULL) != 0 ||
 		    json_add_bool(o, "ok", out->exit_code == ROLLOUT_EXIT_DONE) != 0) {
 			cJSON_Delete(o);
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
 		text = json_print_compact(o);
 		cJSON_Delete(o);
 		if (text == NULL) {
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
 		/* Drop the closing brace, append the hosts array. */
 		text[strlen(text) - 1] = '\0';
@@ -546,7 +520,7 @@ cmd_rollout_update(struct swarm_ctx *c, const struct swarm_update_args *a,
 				cJSON_Delete(o);
 				o = NULL;
 			}
-			return print_json(o) == CLI_EXIT_OK ? ROLLOUT_EXIT_OPEN : CLI_EXIT_FAIL;
+			return swarm_print_json(o) == CLI_EXIT_OK ? ROLLOUT_EXIT_OPEN : CLI_EXIT_FAIL;
 		}
 		printf("rollout %s recorded, paused: 'tandem swarm rollout status %s' shows the plan, "
 		    "'tandem swarm rollout resume %s' starts it\n", id, id, id);
@@ -629,7 +603,7 @@ rollout_list(struct swarm_ctx *c, int json)
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		goto out;
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
@@ -643,7 +617,7 @@ rollout_list(struct swarm_ctx *c, int json)
 		rollout_summarise(c, &out);
 		snprintf(hosts, sizeof(hosts), "%d", rs[i].n_hosts);
 		snprintf(wave, sizeof(wave), "%d/%d", rs[i].current_wave + 1, rs[i].n_waves);
-		fmt_time(rs[i].created_at, created, sizeof(created));
+		swarm_fmt_time(rs[i].created_at, created, sizeof(created));
 		cells[0] = rs[i].id;
 		cells[1] = rs[i].name;
 		cells[2] = rs[i].kind;
@@ -695,7 +669,7 @@ status_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *r
 	if (h->self_json[0] != '\0' && h->state == RH_FAILED && h->reason[0] == '\0') {
 		snprintf(state, sizeof(state), "failed: self-update failed");
 	}
-	fmt_time(h->finished_at, at, sizeof(at));
+	swarm_fmt_time(h->finished_at, at, sizeof(at));
 	cells[0] = h->host;
 	cells[1] = wave;
 	cells[2] = state;
@@ -710,7 +684,7 @@ event_line(const struct reg_rollout_event *ev, char *buf, size_t len)
 {
 	char at[32];
 
-	fmt_time(ev->at, at, sizeof(at));
+	swarm_fmt_time(ev->at, at, sizeof(at));
 	snprintf(buf, len, "%s %s%s%s %s", at, ev->host, ev->host[0] != '\0' ? " " : "", ev->kind,
 	    ev->data);
 }
@@ -767,7 +741,7 @@ rollout_events_print(struct swarm_ctx *c, const char *id, int json, size_t tail)
 				struct err pe = ERR_INIT;
 				cJSON *o = cJSON_CreateObject();
 				cJSON *data = json_parse_object(ev[i].data, strlen(ev[i].data), &pe);
-				fmt_time(ev[i].at, at, sizeof(at));
+				swarm_fmt_time(ev[i].at, at, sizeof(at));
 				if (o == NULL || json_add_int(o, "seq", ev[i].seq) != 0 ||
 				    json_add_str(o, "at", at) != 0 ||
 				    json_add_str(o, "host", ev[i].host[0] != '\0' ? ev[i].host : NULL) != 0 ||
@@ -787,7 +761,7 @@ rollout_events_print(struct swarm_ctx *c, const char *id, int json, size_t tail)
 		}
 	} while (n == PAGE);
 	if (json) {
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		obj = NULL;
 	} else {
 		rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
@@ -845,11 +819,11 @@ rollout_status(struct swarm_ctx *c, const char *id, int json)
 		sr.arr = waves != NULL ? json_add_array(obj, "host_rows") : NULL;
 		if (sr.arr == NULL || each_host(c, out.r.id, REG_RH_ANY, status_row, &sr) != 0) {
 			cJSON_Delete(obj);
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
-		return print_json(obj) == CLI_EXIT_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+		return swarm_print_json(obj) == CLI_EXIT_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
-	fmt_time(out.r.created_at, t, sizeof(t));
+	swarm_fmt_time(out.r.created_at, t, sizeof(t));
 	printf("rollout %s%s%s%s (%s)\n", out.r.id, out.r.name[0] != '\0' ? " \"" : "", out.r.name,
 	    out.r.name[0] != '\0' ? "\"" : "", out.r.kind);
 	printf("release: %s (sha256 %s)\n", out.r.release_label, out.r.release_sha256);
@@ -859,7 +833,7 @@ rollout_status(struct swarm_ctx *c, const char *id, int json)
 	printf("outcome: %s\n", out.summary);
 	printf("wave: %d of %d\n", out.r.current_wave + 1, out.r.n_waves);
 	if (out.r.lease_owner[0] != '\0') {
-		fmt_time(out.r.lease_until, t, sizeof(t));
+		swarm_fmt_time(out.r.lease_until, t, sizeof(t));
 		printf("driver: %s (lease until %s)\n", out.r.lease_owner, t);
 	}
 	printf("options: %s\n", out.r.spec_json);
@@ -961,7 +935,7 @@ rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
 					struct err pe = ERR_INIT;
 					cJSON *o = cJSON_CreateObject();
 					cJSON *data = json_parse_object(ev[i].data, strlen(ev[i].data), &pe);
-					fmt_time(ev[i].at, at, sizeof(at));
+					swarm_fmt_time(ev[i].at, at, sizeof(at));
 					if (o == NULL || json_add_str(o, "type", "event") != 0 ||
 					    json_add_str(o, "rollout", out.r.id) != 0 ||
 					    json_add_int(o, "seq", ev[i].seq) != 0 ||
@@ -974,7 +948,7 @@ rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
 						cJSON_Delete(o);
 						goto out;
 					}
-					(void)print_json(o);
+					(void)swarm_print_json(o);
 				} else {
 					event_line(&ev[i], line, sizeof(line));
 					printf("%s\n", line);
@@ -1007,7 +981,7 @@ rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
 			cJSON_Delete(o);
 			o = NULL;
 		}
-		(void)print_json(o);
+		(void)swarm_print_json(o);
 	} else if (!tty) {
 		printf("rollout %s: %s\n", out.r.id, out.summary);
 	}
@@ -1041,7 +1015,7 @@ rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
 		return CLI_EXIT_FAIL;
 	}
 	if (json) {
-		return print_json(rollout_json(&out));
+		return swarm_print_json(rollout_json(&out));
 	}
 	printf("rollout %s: %s%s%s\n", out.r.id, out.summary, out.r.reason[0] != '\0' ? ": " : "",
 	    out.r.reason);
@@ -1223,7 +1197,7 @@ swarm_cmd_label(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 				o = NULL;
 			}
 		}
-		rc = print_json(o);
+		rc = swarm_print_json(o);
 		goto out;
 	}
 	printf("%s:", name);
@@ -1380,7 +1354,7 @@ swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 				goto out;
 			}
 			count++;
-			fmt_time(tg.set_at, at, sizeof(at));
+			swarm_fmt_time(tg.set_at, at, sizeof(at));
 			if (arr != NULL) {
 				cJSON *o = cJSON_CreateObject();
 				if (o == NULL || json_add_str(o, "host", page[i].name) != 0 ||
@@ -1405,7 +1379,7 @@ swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 		}
 	} while (n > 0);
 	if (arr != NULL) {
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		obj = NULL;
 	} else if (t != NULL) {
 		swarm_table_print(t, stdout);
@@ -1669,7 +1643,7 @@ swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int
 				cJSON_Delete(o);
 				o = NULL;
 			}
-			rc = print_json(o) == CLI_EXIT_OK ? worst : CLI_EXIT_FAIL;
+			rc = swarm_print_json(o) == CLI_EXIT_OK ? worst : CLI_EXIT_FAIL;
 		} else {
 			printf("converge: nothing to do: %zu host%s run%s its target", cv->matching,
 			    cv->matching == 1 ? "" : "s", cv->matching == 1 ? "s" : "");

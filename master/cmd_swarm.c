@@ -35,41 +35,14 @@
 #define GROUP "swarm"
 #define SHOW_PUSHES 10
 
-/* Print OBJ (owned) as compact JSON on stdout. */
-static int
-print_json(cJSON *obj)
-{
-	char *text = obj != NULL ? json_print_compact(obj) : NULL;
-	int rc = CLI_EXIT_FAIL;
-
-	if (text == NULL) {
-		log_warnx("out of memory");
-	} else if (printf("%s\n", text) >= 0 && fflush(stdout) == 0) {
-		rc = CLI_EXIT_OK;
-	}
-	free(text);
-	cJSON_Delete(obj);
-	return rc;
-}
-
-static void
-fmt_time(time_t t, char *buf, size_t len)
-{
-	if (t == 0) {
-		snprintf(buf, len, "-");
-	} else {
-		iso8601_utc(t, buf, len);
-	}
-}
-
 static cJSON *
 host_json(const struct reg_host *h)
 {
 	char enrolled[32], decom[32];
 	cJSON *o = cJSON_CreateObject();
 
-	fmt_time(h->enrolled_at, enrolled, sizeof(enrolled));
-	fmt_time(h->decommissioned_at, decom, sizeof(decom));
+	swarm_fmt_time(h->enrolled_at, enrolled, sizeof(enrolled));
+	swarm_fmt_time(h->decommissioned_at, decom, sizeof(decom));
 	if (o == NULL || json_add_str(o, "name", h->name) != 0 ||
 	    json_add_str(o, "address", h->address) != 0 ||
 	    json_add_int(o, "agent_port", h->agent_port) != 0 ||
@@ -97,7 +70,7 @@ push_json(const struct reg_push *p)
 	char at[32];
 	cJSON *o = cJSON_CreateObject();
 
-	fmt_time(p->at, at, sizeof(at));
+	swarm_fmt_time(p->at, at, sizeof(at));
 	if (o == NULL || json_add_str(o, "at", at) != 0 ||
 	    json_add_str(o, "sha256", p->sha256) != 0 ||
 	    json_add_str(o, "result", p->result) != 0 ||
@@ -364,7 +337,7 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 	} else {
 		printf("host: %s\naddress: %s\nagent_port: %d\nupdater_port: %d\n"
 		       "agent_fingerprint: %s\nupdater_fingerprint: %s\nbundle: %s\n",
@@ -427,7 +400,7 @@ swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		goto out;
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
@@ -521,11 +494,11 @@ swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		goto out;
 	}
-	fmt_time(h.enrolled_at, t1, sizeof(t1));
-	fmt_time(h.decommissioned_at, t2, sizeof(t2));
+	swarm_fmt_time(h.enrolled_at, t1, sizeof(t1));
+	swarm_fmt_time(h.decommissioned_at, t2, sizeof(t2));
 	printf("host: %s\naddress: %s\nagent_port: %d\nupdater_port: %d\n"
 	       "agent_fingerprint: %s\nupdater_fingerprint: %s\nnotes: %s\nenrolled_at: %s\n"
 	       "state: %s%s%s\nlabels: %s\n",
@@ -534,7 +507,7 @@ swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 	    h.notes, t1, h.decommissioned_at != 0 ? "decommissioned at " : "in service",
 	    h.decommissioned_at != 0 ? t2 : "", "", ltext[0] != '\0' ? ltext : "-");
 	for (i = 0; i < n; i++) {
-		fmt_time(pushes[i].at, t1, sizeof(t1));
+		swarm_fmt_time(pushes[i].at, t1, sizeof(t1));
 		printf("push: %s %s %.12s %s\n", t1, pushes[i].result, pushes[i].sha256,
 		    pushes[i].detail);
 	}
@@ -577,7 +550,7 @@ swarm_cmd_decommission(const struct cli *cli, const struct cli_legacy_cmd *self,
 		goto out;
 	}
 	log_info("%s is decommissioned: kept in the registry, left out of --all", h.name);
-	rc = a.json ? print_json(host_json(&h))
+	rc = a.json ? swarm_print_json(host_json(&h))
 		    : (printf("%s decommissioned\n", h.name) < 0 || fflush(stdout) != 0
 			      ? CLI_EXIT_FAIL
 			      : CLI_EXIT_OK);
@@ -874,7 +847,7 @@ update_dry_run(struct swarm_ctx *c, const struct swarm_update_args *a, const str
 				goto out;
 			}
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		obj = NULL;
 		goto out;
 	}
@@ -1025,7 +998,7 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int
 					cJSON_Delete(obj);
 					obj = NULL;
 				}
-				(void)print_json(obj);
+				(void)swarm_print_json(obj);
 			}
 			return CLI_EXIT_FAIL;
 		}
@@ -1066,7 +1039,7 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 	} else {
 		if (r.outcome == SWARM_UPDATED) {
 			printf("%s: rolled back, now running %s (sha256 %s)\n", h.name, r.version,
@@ -1460,9 +1433,9 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	if (a.json) {
 		if (json_add_str(tree, "host", h.name) != 0) {
 			cJSON_Delete(tree);
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
-		return print_json(tree);
+		return swarm_print_json(tree);
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
 	cJSON_ArrayForEach(it, arr)
@@ -1550,7 +1523,7 @@ swarm_cmd_history(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 			}
 			cJSON_AddItemToArray(parr, p);
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		goto out;
 	}
 	if (updater_ok) {
@@ -1586,7 +1559,7 @@ swarm_cmd_history(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 	pt = swarm_table_new(ARRAY_LEN(pheads), pheads);
 	for (i = 0; pt != NULL && i < n; i++) {
 		const char *cells[ARRAY_LEN(pheads)];
-		fmt_time(pushes[i].at, at, sizeof(at));
+		swarm_fmt_time(pushes[i].at, at, sizeof(at));
 		snprintf(sha, sizeof(sha), "%.12s", pushes[i].sha256);
 		cells[0] = at;
 		cells[1] = pushes[i].result;
@@ -1627,7 +1600,7 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
 		if (arr == NULL || json_add_int(obj, "keyring_version", latest) != 0 ||
 		    json_add_bool(obj, "ok", ok) != 0) {
 			cJSON_Delete(obj);
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
 		for (i = 0; i < n; i++) {
 			const struct swarm_job *j = &jobs[i];
@@ -1640,10 +1613,10 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
 				cJSON_CreateNumber((double)j->keyring_to) : cJSON_CreateNull()) != 0 ||
 			    json_add_str(h, "error", j->error) != 0) {
 				cJSON_Delete(obj);
-				return print_json(NULL);
+				return swarm_print_json(NULL);
 			}
 		}
-		return print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+		return swarm_print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
 	for (i = 0; t != NULL && i < n; i++) {
@@ -1836,14 +1809,14 @@ renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
 		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
 		if (arr == NULL || json_add_bool(obj, "ok", ok) != 0) {
 			cJSON_Delete(obj);
-			return print_json(NULL);
+			return swarm_print_json(NULL);
 		}
 		for (size_t i = 0; i < n; i++) {
 			h = cJSON_CreateObject();
 			if (h == NULL || !cJSON_AddItemToArray(arr, h) ||
 			    json_add_str(h, "host", res[i].host) != 0) {
 				cJSON_Delete(obj);
-				return print_json(NULL);
+				return swarm_print_json(NULL);
 			}
 			for (int w = 0; w < 2; w++) {
 				const struct swarm_renew_cert *c = &res[i].cert[w];
@@ -1855,11 +1828,11 @@ renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
 				    json_add_str(cs, "new_not_after", c->new_not_after) != 0 ||
 				    json_add_str(cs, "error", c->error) != 0) {
 					cJSON_Delete(obj);
-					return print_json(NULL);
+					return swarm_print_json(NULL);
 				}
 			}
 		}
-		return print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+		return swarm_print_json(obj) == CLI_EXIT_OK && ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 	t = swarm_table_new(ARRAY_LEN(heads), heads);
 	for (size_t i = 0; t != NULL && i < n; i++) {
@@ -2110,7 +2083,7 @@ swarm_cmd_crl(const struct cli *cli, const struct cli_legacy_cmd *self, int argc
 			log_warnx("out of memory");
 			goto out;
 		}
-		rc = print_json(obj);
+		rc = swarm_print_json(obj);
 		obj = NULL;
 	} else {
 		swarm_table_print(t, stdout);

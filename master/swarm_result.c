@@ -7,6 +7,8 @@
 
 #include "cJSON.h"
 #include "common/json.h"
+#include "common/log.h"
+#include "master/cli.h"
 
 const char *
 swarm_outcome_word(enum swarm_outcome o)
@@ -878,4 +880,30 @@ swarm_table_free(struct swarm_table *t)
 	}
 	free(t->cells);
 	free(t);
+}
+
+int
+swarm_print_json(cJSON *obj)
+{
+	char *text = obj != NULL ? json_print_compact(obj) : NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (text == NULL) {
+		log_warnx("out of memory");
+	} else if (printf("%s\n", text) >= 0 && fflush(stdout) == 0) {
+		rc = CLI_EXIT_OK;
+	}
+	free(text);
+	cJSON_Delete(obj);
+	return rc;
+}
+
+void
+swarm_fmt_time(time_t t, char *buf, size_t len)
+{
+	if (t == 0) {
+		snprintf(buf, len, "-");
+	} else {
+		iso8601_utc(t, buf, len);
+	}
 }

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "common/util.h"
 #include "master/rollout_plan.h"
@@ -168,5 +169,14 @@ void swarm_table_print(const struct swarm_table *t, FILE *fp);
 void swarm_table_free(struct swarm_table *t);
 
 #define SWARM_TABLE_MAX_CELL 72
+
+struct cJSON;
+
+/* Print OBJ (owned; NULL when it could not be built) as one compact JSON line
+ * on stdout. Returns CLI_EXIT_OK, or CLI_EXIT_FAIL when it cannot be printed. */
+int swarm_print_json(struct cJSON *obj);
+
+/* T as an ISO 8601 UTC time in BUF, or "-" when T is 0 (never). */
+void swarm_fmt_time(time_t t, char *buf, size_t len);
 
 #endif
