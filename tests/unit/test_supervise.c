@@ -561,13 +561,15 @@ test_driver_readiness(void **state)
 {
 	struct drv *d = *state;
 	struct err e = ERR_INIT;
-	/* $1 is "--ready-fd", $2 the descriptor. */
-	static const char *const ready[] = { "/bin/sh", "-c",
+	/* $1 is "--ready-fd", $2 the descriptor. bash, not sh: dash redirects only
+	 * descriptors 0-9, and under make -O (its output files open) the pipe is
+	 * above 9. */
+	static const char *const ready[] = { "/bin/bash", "-c",
 		"[ \"$1\" = --ready-fd ] || exit 9; sleep 0.2; echo READY port=1 >&$2; "
 		"exec sleep 120", "sh", NULL };
 	static const char *const silent[] = { "/bin/sh", "-c", "exec sleep 120", "sh", NULL };
 	static const char *const quits[] = { "/bin/sh", "-c", "exit 4", "sh", NULL };
-	static const char *const closes[] = { "/bin/sh", "-c", "exec 3>&- ; eval \"exec $2>&-\"; "
+	static const char *const closes[] = { "/bin/bash", "-c", "exec 3>&- ; eval \"exec $2>&-\"; "
 		"exec sleep 120", "sh", NULL };
 	static const char *const no_args[] = { "/bin/sh", "-c", "[ $# -eq 0 ] || exit 9; "
 		"exec sleep 120", "sh", NULL };
