@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cJSON.h"
 #include "common/json.h"
@@ -384,6 +386,22 @@ hhmm_parse(const char *s, int *min)
 	return 0;
 }
 
+static int
+zone_file_is_tzif(const char *path)
+{
+	char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int ok;
+
+	if (fd < 0) {
+		return 0;
+	}
+	ok = read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
+	    memcmp(magic, "TZif", sizeof(magic)) == 0;
+	close(fd);
+	return ok;
+}
+
 /* "UTC", "UTC+02:00", "+02:00", "-05:30", or a zoneinfo name. */
 static int
 zone_parse(const char *s, struct rollout_window *w, struct err *e)
@@ -428,6 +446,15 @@ zone_parse(const char *s, struct rollout_window *w, struct err *e)
 	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
 		return err_set(e, ERR_USAGE, "time zone '%s' is not in %s (install tzdata, or use "
 		    "UTC or +HH:MM)", s, ZONEINFO_DIR);
+	}
+	/*
+	 * The directory also holds data files without a dot (leapseconds);
+	 * glibc reads such a TZ as UTC without a word, so only a compiled
+	 * zone (magic "TZif") is one.
+	 */
+	if (!zone_file_is_tzif(path)) {
+		return err_set(e, ERR_USAGE, "time zone '%s': %s/%s is not a time zone file", s,
+		    ZONEINFO_DIR, s);
 	}
 	w->named_zone = 1;
 	return 0;

@@ -2,9 +2,10 @@
  * rollout_plan — the pure part of a rollout: its options (as the operator
  * writes them, and as the registry keeps them: one JSON document, one parser,
  * one writer), the host order, the waves, the failure threshold and the
- * maintenance window. No I/O, no clock of its own (callers pass the time),
- * so all of it is unit-tested (tests/unit/test_rollout_plan.c) and fuzzed
- * (tests/fuzz/fuzz_rollout_spec.c).
+ * maintenance window. No I/O but a look at a named zone's file, no clock of
+ * its own (callers pass the time), so all of it is unit-tested
+ * (tests/unit/test_rollout_plan.c) and fuzzed (tests/fuzz/fuzz_rollout_spec.c,
+ * fuzz_rollout_window.c, fuzz_rollout_amounts.c).
  *
  * Amounts are written "N" (a number of hosts) or "P%" (a percentage of all
  * hosts of the rollout, rounded up). Durations are "300ms", "5s", "10m",

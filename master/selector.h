@@ -11,8 +11,8 @@
  * [A-Za-z0-9._-]. "KEY=VALUE" matches a host with that label; "KEY!=VALUE"
  * one without it (a host lacking KEY matches).
  *
- * Pure: parsing and matching only (tests/unit/test_selector.c, fuzzed with
- * the rollout spec harness).
+ * Pure: parsing and matching only (tests/unit/test_selector.c, fuzzed by
+ * tests/fuzz/fuzz_selector.c).
  */
 #ifndef TANDEM_MASTER_SELECTOR_H
 #define TANDEM_MASTER_SELECTOR_H

@@ -262,7 +262,9 @@ test_windows(void **state)
 		"Mon-Fry 01:00-04:00 UTC", "1:00-4:00 UTC", "01:00-01:00 UTC", "25:00-04:00 UTC",
 		"01:60-04:00 UTC", "01:00-04:00 +15:00", "01:00-04:00 ../etc/passwd",
 		"01:00-04:00 Nowhere/Atlantis", "Mon, 01:00-04:00 UTC", "01:00-04:00 UTC extra",
-		"Mon-Fri  01:00-04:00 UTC" };
+		"Mon-Fri  01:00-04:00 UTC",
+		/* Files of the zone directory that are not zones (glibc would read them as UTC). */
+		"01:00-04:00 leapseconds", "01:00-04:00 Etc" };
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		err_clear(&e);
 		assert_int_equal(rollout_window_parse(bad[i], &w, &e), -1);
