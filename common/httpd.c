@@ -60,6 +60,12 @@ struct conn_rec {
 	 */
 	_Atomic(char *) abort_resp;
 	size_t abort_len;
+	/*
+	 * The request target or a query value held an encoded NUL (%00). Set by
+	 * the unescape callback while libmicrohttpd parses the headers, read and
+	 * cleared by req_new: a path cut at the NUL must never reach a route.
+	 */
+	atomic_int bad_target;
 };
 
 /* socketpair fd -> record, filled before MHD_add_connection. */
@@ -107,6 +113,7 @@ struct httpd_req {
 	unsigned reject_status; /* decided in the first call, answered later */
 	char reject_msg[256];
 	int allow_header;       /* 405: send Allow */
+	int close_conn;         /* framing unsound: answer, then close */
 	int begun;              /* on_begin ran (or no on_begin): cleanup owed */
 	int ended;              /* on_end ran */
 	int stop_body;          /* handler refused mid-body: discard the rest */
@@ -156,11 +163,17 @@ status_reason(unsigned status)
 	case 411:
 		return "length required";
 	case 413:
-		return "request body too large";
+		return "request too large";
+	case 414:
+		return "request target too long";
+	case 431:
+		return "request header fields too large";
 	case 500:
 		return "internal error";
 	case 503:
 		return "service unavailable";
+	case 505:
+		return "HTTP version not supported";
 	default:
 		return "error";
 	}
@@ -603,6 +616,84 @@ add_allow_header(struct httpd_req *r)
 	return httpd_add_header(r, "Allow", allow);
 }
 
+/*
+ * Decode %XX escapes in the request target and query values like
+ * libmicrohttpd does, except that an encoded NUL is left undecoded and
+ * flagged: decoded, it would cut the path short ("/rollback%00x" served as
+ * "/rollback").
+ */
+static size_t
+mhd_unescape(void *cls, struct MHD_Connection *mc, char *s)
+{
+	(void)cls;
+	if (strstr(s, "%00") != NULL) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		struct conn_rec *rec = ci != NULL ? ci->socket_context : NULL;
+		if (rec != NULL) {
+			atomic_store(&rec->bad_target, 1);
+		}
+		return strlen(s);
+	}
+	return MHD_http_unescape(s);
+}
+
+struct framing {
+	unsigned n_length;       /* Content-Length headers */
+	unsigned n_coding;       /* Transfer-Encoding headers */
+	int lengths_differ;
+	const char *length;
+};
+
+static enum MHD_Result
+framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (f->length != NULL && strcmp(f->length, value != NULL ? value : "") != 0) {
+			f->lengths_differ = 1;
+		}
+		f->length = value != NULL ? value : "";
+		f->n_length++;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->n_coding++;
+	}
+	return MHD_YES;
+}
+
+/*
+ * Strict message framing (request smuggling and hanging bodies): a body comes
+ * with exactly one Content-Length of plain digits and no Transfer-Encoding.
+ * Our clients never send chunked bodies, and libmicrohttpd accepts a chunk
+ * size of 2^64-1 and then waits for it, so chunked bodies are refused too.
+ * Returns the reason, or NULL when the framing is sound.
+ */
+static const char *
+framing_check(struct MHD_Connection *mc)
+{
+	struct framing f;
+
+	memset(&f, 0, sizeof(f));
+	(void)MHD_get_connection_values(mc, MHD_HEADER_KIND, framing_header, &f);
+	if (f.n_coding > 0 && f.n_length > 0) {
+		return "both Content-Length and Transfer-Encoding: ambiguous message framing";
+	}
+	if (f.n_coding > 0) {
+		return "Transfer-Encoding is not accepted: send the body with a Content-Length";
+	}
+	if (f.n_length > 1) {
+		return f.lengths_differ ? "conflicting Content-Length headers"
+					: "repeated Content-Length header";
+	}
+	if (f.length != NULL &&
+	    (f.length[0] == '\0' || strspn(f.length, "0123456789") != strlen(f.length))) {
+		return "invalid Content-Length";
+	}
+	return NULL;
+}
+
 /* First call: decide routing, authorisation and size; never answer yet. */
 static struct httpd_req *
 req_new(struct httpd *srv, struct MHD_Connection *mc, const char *url, const char *method)
@@ -630,6 +721,19 @@ req_new(struct httpd *srv, struct MHD_Connection *mc, const char *url, const cha
 		return NULL;
 	}
 	snprintf(r->method, sizeof(r->method), "%s", method);
+	if (atomic_exchange(&rec->bad_target, 0) != 0) {
+		r->reject_status = 400;
+		snprintf(r->reject_msg, sizeof(r->reject_msg),
+		    "encoded NUL (%%00) in the request target");
+		return r;
+	}
+	const char *bad = framing_check(mc);
+	if (bad != NULL) {
+		r->reject_status = 400;
+		r->close_conn = 1;
+		snprintf(r->reject_msg, sizeof(r->reject_msg), "%s", bad);
+		return r;
+	}
 	r->route = route_find(srv, method, url, &path_known);
 	if (r->route == NULL) {
 		r->reject_status = path_known ? 405 : 404;
@@ -727,9 +831,10 @@ mhd_access(void *cls, struct MHD_Connection *mc, const char *url, const char *me
 				log_warnx("%s: cannot add Allow header", srv->o.name);
 			}
 			httpd_respond_error(r, r->reject_status, "%s", r->reject_msg);
-			/* With a body pending, answer now and close rather than read it;
-			 * without one, answer on the next call to keep the connection. */
-			if (req_has_body(mc)) {
+			/* With a body pending (or its framing unknown), answer now and
+			 * close rather than read it; without one, answer on the next
+			 * call to keep the connection. */
+			if (req_has_body(mc) || r->close_conn) {
 				return req_queue(r, 1);
 			}
 			return MHD_YES;
@@ -898,6 +1003,67 @@ relay_deadline(struct httpd *srv, struct conn_rec *rec)
 	return -1;
 }
 
+/*
+ * libmicrohttpd answers requests it cannot parse (400, 413, 414, 431, 505...)
+ * itself, with a fixed HTML page and no Content-Type, then closes. Every
+ * response of ours has a Content-Type, so a response from libmicrohttpd
+ * without one is its own: replace it with our JSON error object (same
+ * status, Connection: close) and drop the rest of what it writes.
+ * Returns 1 if RL's buffer now holds the replacement.
+ */
+static int
+relay_fix_mhd_error(struct httpd *srv, struct relay *rl)
+{
+	const char *b = (const char *)rl->s2c;
+	size_t len = rl->s2c_len;
+	unsigned status = 0;
+	char body[256];
+	int n;
+
+	if (len < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ') {
+		return 0;
+	}
+	for (int i = 9; i < 12; i++) {
+		if (b[i] < '0' || b[i] > '9') {
+			return 0;
+		}
+		status = status * 10 + (unsigned)(b[i] - '0');
+	}
+	if (status < 400) {
+		return 0;
+	}
+	const char *end = memmem(b, len, "\r\n\r\n", 4);
+	if (end == NULL) {
+		return 0;
+	}
+	for (const char *p = memchr(b, '\n', (size_t)(end - b)); p != NULL && p < end;
+	     p = memchr(p + 1, '\n', (size_t)(end - p))) {
+		if ((size_t)(end - p) > 13 && strncasecmp(p + 1, "Content-Type:", 13) == 0) {
+			return 0;
+		}
+	}
+	if (srv->o.error_style == HTTPD_ERRORS_UPDATER) {
+		n = snprintf(body, sizeof(body),
+		    "{\"detail\":{\"error\":\"%s\",\"stderr\":\"\",\"rolled_back\":false}}\n",
+		    status_reason(status));
+	} else {
+		n = snprintf(body, sizeof(body), "{\"detail\":{\"error\":\"%s\"}}\n",
+		    status_reason(status));
+	}
+	if (n < 0 || (size_t)n >= sizeof(body)) {
+		return 0;
+	}
+	n = snprintf((char *)rl->s2c, sizeof(rl->s2c),
+	    "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+	    "Connection: close\r\n\r\n%s",
+	    status, MHD_get_reason_phrase_for(status), n, body);
+	rl->s2c_len = n > 0 && (size_t)n < sizeof(rl->s2c) ? (size_t)n : 0;
+	rl->s2c_off = 0;
+	log_info("%s: libmicrohttpd refused a request with %u (%s)", srv->o.name,
+	    status, status_reason(status));
+	return 1;
+}
+
 static const char *
 relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 {
@@ -982,6 +1148,13 @@ relay_run(struct httpd *srv, struct conn_rec *rec, struct relay *rl)
 			if (n > 0) {
 				rl->s2c_len = (size_t)n;
 				progress = 1;
+				if (relay_fix_mhd_error(srv, rl)) {
+					/* libmicrohttpd closes after its error: the rest
+					 * of its page is not sent, the client is done. */
+					rl->mhd_eof = 1;
+					rl->sp_closed = 1;
+					rl->c2s_len = rl->c2s_off = 0;
+				}
 			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				rl->mhd_eof = 1;
 			}
@@ -1403,6 +1576,7 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 	    /* The logger must come first to catch errors from the options below. */
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, MHD_OPTION_NOTIFY_CONNECTION,
 	    mhd_notify_connection, srv, MHD_OPTION_NOTIFY_COMPLETED, mhd_completed, srv,
+	    MHD_OPTION_UNESCAPE_CALLBACK, mhd_unescape, srv,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MHD_MEM_LIMIT,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->idle_timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_conns + 4, MHD_OPTION_END);

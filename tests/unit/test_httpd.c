@@ -848,22 +848,19 @@ test_body_limits_413(void **state)
 	assert_true(cli_sees_close(k));
 	cli_close(k);
 
-	/* Chunked, no length: refused as the bytes arrive. */
+	/* Chunked, no length: refused from the headers (no chunked bodies). */
 	seen_reset();
 	cli_open(k, srv, g_agent);
 	snprintf(req, sizeof(req),
 	    "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
 	    sizeof(body));
 	assert_int_equal(cli_send(k, req, strlen(req)), 0);
-	assert_int_equal(cli_send(k, body, sizeof(body)), 0);
-	assert_int_equal(cli_send(k, "\r\n0\r\n\r\n", 7), 0);
 	assert_int_equal(cli_response(k, &r, 0), 0);
-	assert_int_equal(r.status, 413);
-	assert_json_error(&r, "exceeds the limit of 100 bytes", 0);
+	assert_int_equal(r.status, 400);
+	assert_json_error(&r, "Transfer-Encoding is not accepted", 0);
 	resp_free(&r);
-	wait_for(&g_seen.cleanups, 1);
-	assert_int_equal(atomic_load(&g_seen.cleanups_incomplete), 1);
-	assert_int_equal(atomic_load(&g_seen.ends), 0);
+	assert_int_equal(atomic_load(&g_seen.begins), 0);
+	assert_true(cli_sees_close(k));
 	cli_close(k);
 
 	/* A route that takes no body. */
@@ -937,18 +934,18 @@ test_streaming_chunks_sum_to_body(void **state)
 	resp_free(&r);
 	assert_int_equal(httpd_active_connections(srv), 1);
 
-	/* Chunked transfer encoding reaches on_data the same way. */
+	/* A chunked body is refused and the connection closed, the handler never
+	 * begun: only Content-Length frames a body. */
 	seen_reset();
 	snprintf(req, sizeof(req),
 	    "POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
 	assert_int_equal(cli_send(k, req, strlen(req)), 0);
 	assert_int_equal(cli_response(k, &r, 0), 0);
-	assert_int_equal(r.status, 200);
-	snprintf(want, sizeof(want), "%016llx",
-	    (unsigned long long)fnv1a(FNV_INIT, "hello world", 11));
-	assert_non_null(strstr(r.body, want));
+	assert_int_equal(r.status, 400);
 	resp_free(&r);
+	assert_int_equal(atomic_load(&g_seen.begins), 0);
+	assert_true(cli_sees_close(k));
 	cli_close(k);
 	free(k);
 	free(body);
@@ -1055,6 +1052,66 @@ test_refusals_and_error_styles(void **state)
 	exchange(srv, g_agent, "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n", &r);
 	assert_int_equal(r.status, 403);
 	assert_json_error(&r, "not allowed", 1);
+	resp_free(&r);
+	wait_idle(srv);
+	httpd_stop(srv, 1000, 0);
+}
+
+/* Ambiguous framing and cut paths are 400; libmicrohttpd's pages are JSON. */
+static void
+test_strict_http(void **state)
+{
+	static const struct {
+		const char *req;
+		unsigned status;
+		const char *needle;
+	} cases[] = {
+		{ "POST /sink%00 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400,
+		    "encoded NUL" },
+		{ "GET /hello?x=%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "encoded NUL" },
+		{ "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 3\r\n"
+		  "\r\nabc",
+		    400, "conflicting Content-Length" },
+		{ "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n"
+		  "\r\nabc",
+		    400, "repeated Content-Length" },
+		{ "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", 400,
+		    "bad request" }, /* libmicrohttpd's own check */
+		{ "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		    400, "ambiguous" },
+		{ "POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "ffffffffffffffff\r\nabc",
+		    400, "Transfer-Encoding" },
+		/* libmicrohttpd's own refusals. */
+		{ "GET /hello HTTP/9.1\r\nHost: x\r\n\r\n", 505, "HTTP version not supported" },
+		{ "\x01 what\r\n\r\n", 400, "bad request" },
+	};
+	struct httpd *srv = start_server(HTTPD_ERRORS_PLAIN);
+	struct resp r;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		seen_reset();
+		exchange(srv, g_master, cases[i].req, &r);
+		if (r.status != cases[i].status) {
+			fail_msg("case %zu: status %d, want %u", i, r.status, cases[i].status);
+		}
+		assert_json_error(&r, cases[i].needle, 0);
+		assert_null(strstr(r.body, "<html"));
+		resp_free(&r);
+		assert_int_equal(atomic_load(&g_seen.begins), 0);
+	}
+	/* The updater's error style reaches libmicrohttpd's pages too. */
+	httpd_stop(srv, 1000, 0);
+	srv = start_server(HTTPD_ERRORS_UPDATER);
+	exchange(srv, g_master, "GET /hello HTTP/3.0\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 505);
+	assert_json_error(&r, "HTTP version", 1);
+	resp_free(&r);
+	/* Other escapes still decode: /hel%6co is /hello. */
+	exchange(srv, g_master, "GET /hel%6co HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	assert_int_equal(r.status, 200);
 	resp_free(&r);
 	wait_idle(srv);
 	httpd_stop(srv, 1000, 0);
@@ -1278,6 +1335,7 @@ main(void)
 		cmocka_unit_test(test_streaming_chunks_sum_to_body),
 		cmocka_unit_test(test_multipart_parts),
 		cmocka_unit_test(test_refusals_and_error_styles),
+		cmocka_unit_test(test_strict_http),
 		cmocka_unit_test(test_abandoned_and_late_requests),
 		cmocka_unit_test(test_client_that_never_reads),
 		cmocka_unit_test(test_stop_with_request_in_flight),

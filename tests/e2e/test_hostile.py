@@ -1,0 +1,155 @@
+"""Hostile traffic against the real updater and agent on 127.0.0.1:
+malformed and ambiguous HTTP, slow clients, connection floods.
+
+Every refusal must be the documented JSON object {"detail": {"error": ...}}
+with the right status, and must change nothing."""
+
+import json
+import os
+import re
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import wait_until
+from test_updater import Host, releases  # noqa: F401 (releases is a fixture)
+
+
+def tls_ctx(pki, who):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.ca_crt)
+    ctx.check_hostname = False
+    if who is not None:
+        ctx.load_cert_chain(who[0], who[1])
+    return ctx
+
+
+def raw(pki, port, data, who=None, timeout=10.0):
+    """Send DATA over mTLS as WHO (the master by default); return every byte
+    the server sends until it closes (or TIMEOUT passes: then None)."""
+    ctx = tls_ctx(pki, who or pki.master)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with ctx.wrap_socket(s) as t:
+            t.sendall(data)
+            out = b""
+            deadline = time.monotonic() + timeout
+            while True:
+                t.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    b = t.recv(65536)
+                except socket.timeout:
+                    return None
+                except (ssl.SSLError, ConnectionResetError):
+                    break
+                if not b:
+                    break
+                out += b
+            return out
+
+
+def responses(data):
+    """Split a byte stream of HTTP responses: [(status, headers, body)]."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", "0"))
+        out.append((status, hdrs, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def assert_json_error(resp, status):
+    st, hdrs, body = resp
+    assert st == status, resp
+    assert hdrs.get("content-type", "").startswith("application/json"), resp
+    doc = json.loads(body)
+    assert isinstance(doc["detail"]["error"], str) and doc["detail"]["error"], doc
+
+
+@pytest.fixture
+def host(procs, tmp_path, pki):
+    return Host(procs, tmp_path, pki)
+
+
+# ------------------------------------------------------------ strict HTTP
+
+def test_encoded_nul_does_not_reach_the_route(host, releases, pki):
+    """/rollback%00 was served as /rollback (the path cut at the NUL)."""
+    host.push(releases.get("1.0.0"))
+    host.push(releases.get("2.0.0"))
+    before = host.snapshot()
+    for target in (b"/rollback%00", b"/rollback%00.json", b"/roll%00back"):
+        out = raw(pki, host.port, b"POST " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        (resp,) = responses(out)
+        assert_json_error(resp, 400)
+    # A query value with an encoded NUL is refused too, not cut short.
+    out = raw(pki, host.port, b"GET /history?request_id=a%00b HTTP/1.1\r\nHost: x\r\n"
+              b"Connection: close\r\n\r\n")
+    assert_json_error(responses(out)[0], 400)
+    assert host.snapshot() == before
+    assert host.slots()["active"].startswith("2.0.0") or host.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize("head", [
+    # two different lengths: which one frames the body is ambiguous
+    b"POST /rollback HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
+    b"POST /keyring HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+    # length and chunked together: request smuggling's classic
+    b"POST /rollback HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    # a chunk size no body can have
+    b"POST /keyring HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"ffffffffffffffffffffffff\r\nabc",
+    b"POST /keyring HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"ffffffffffffffff\r\nabc",
+    # an unknown coding
+    b"POST /keyring HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+], ids=["two-lengths", "repeated-length", "length-and-chunked", "chunk-too-big",
+        "chunk-2^64-1", "unknown-coding"])
+def test_ambiguous_framing_is_400(host, pki, head):
+    before = host.snapshot()
+    out = raw(pki, host.port, head)
+    assert out is not None, "the server waited for the client instead of refusing"
+    rs = responses(out)
+    assert_json_error(rs[0], 400)
+    assert host.snapshot() == before
+    assert host.health()["operation"] is None
+
+
+@pytest.mark.parametrize("what,data,status", [
+    ("garbage request line", b"\x01\x02 nonsense\r\n\r\n", 400),
+    ("HTTP/2 text", b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ("a very long target", b"GET /" + b"a" * 300000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", None),
+    ("a very long header", b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: " + b"b" * 300000 +
+     b"\r\n\r\n", None),
+], ids=["garbage", "http2", "long-target", "long-header"])
+def test_errors_libmicrohttpd_makes_are_json(host, pki, what, data, status):
+    out = raw(pki, host.port, data)
+    assert out, what
+    (resp,) = responses(out)
+    if status is None:
+        assert resp[0] in (413, 414, 431), resp
+        status = resp[0]
+    assert_json_error(resp, status)
+    assert b"<html" not in out.lower()
+
+
+def test_agent_errors_are_json_too(host, releases, pki):
+    host.push(releases.get("1.0.0"))
+    out = raw(pki, host.agent_port, b"GET /health HTTP/7.1\r\nHost: x\r\n\r\n", who=pki.updater)
+    assert_json_error(responses(out)[0], 505)
+    out = raw(pki, host.agent_port, b"\x01\x02 garbage\r\n\r\n", who=pki.updater)
+    assert_json_error(responses(out)[0], 400)
+    out = raw(pki, host.agent_port, b"GET /health%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              who=pki.updater)
+    assert_json_error(responses(out)[0], 400)
