@@ -834,7 +834,9 @@ api_start(struct api *a, const char *seed, struct err *e)
 	ho.name = "updater";
 	ho.error_style = HTTPD_ERRORS_UPDATER;
 	ho.max_conns = (unsigned)cfg->max_conns;
-	ho.request_timeout_ms = (int)cfg->request_timeout_ms;
+	/* Only the operation routes above carry request_timeout: a slow client on any
+	 * other route (a trickled GET /health) holds its connection for seconds. */
+	ho.request_timeout_ms = (int)cfg->route_timeout_ms;
 	if (httpd_start(&ho, &a->httpd, msg, sizeof(msg)) != 0) {
 		return err_set(e, ERR_IO, "%s", msg);
 	}

@@ -53,6 +53,7 @@ struct updater_config {
 	long long crash_loop_window_ms;
 	long long crash_loop_retry_ms;
 	long long request_timeout_ms;
+	long long route_timeout_ms;
 	long long max_conns;
 	int log_level;
 	int log_format;

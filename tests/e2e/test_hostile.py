@@ -153,3 +153,47 @@ def test_agent_errors_are_json_too(host, releases, pki):
     out = raw(pki, host.agent_port, b"GET /health%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
               who=pki.updater)
     assert_json_error(responses(out)[0], 400)
+
+
+# ------------------------------------------------------------ deadlines per route
+
+def trickle_until_closed(pki, port, head, who, limit):
+    """Send HEAD, then one body byte every 0.2 s; return the seconds until the
+    server closes the connection (or LIMIT if it has not by then)."""
+    ctx = tls_ctx(pki, who)
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
+        with ctx.wrap_socket(s) as t:
+            t.sendall(head)
+            t.settimeout(0.2)
+            while time.monotonic() - start < limit:
+                try:
+                    if t.recv(4096) == b"":
+                        return time.monotonic() - start
+                except socket.timeout:
+                    pass
+                except (ssl.SSLError, OSError):
+                    return time.monotonic() - start
+                try:
+                    t.sendall(b"x")
+                except (ssl.SSLError, OSError):
+                    return time.monotonic() - start
+    return limit
+
+
+def test_only_operation_routes_get_the_long_deadline(procs, tmp_path, pki, releases):
+    """A slow client on any route but /update, /update-self and /rollback held
+    its connection for request_timeout (15 min)."""
+    host = Host(procs, tmp_path, pki, route_timeout="1s", request_timeout="60s")
+    # An upload route keeps the long deadline: a push takes longer than 1 s.
+    st, _, body = host.push(releases.get("1.0.0"))
+    assert st == 200, body
+    took = trickle_until_closed(pki, host.port, b"POST /keyring HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Length: 4000\r\n\r\n", pki.master, 30)
+    assert took < 10, "a trickled /keyring body held the connection for %.1f s" % took
+    # The same trickle on /update is not cut after route_timeout.
+    took = trickle_until_closed(
+        pki, host.port, b"POST /update HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n"
+        b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n", pki.master, 3)
+    assert took >= 3
+    assert host.health()["status"] == "ok"
