@@ -25,7 +25,6 @@
 #define REQUEST_POLL_MS 1000
 #define GC_QUEUE_MAX (SWARM_MAX_PARALLEL * 2 + 8)
 /* How long a resumed driver waits for an operation it started before it died. */
-#define RUNNING_POLL_MS 500
 #define GATE_OUTPUT_MAX 2048
 
 /* ---- the release store ---- */
@@ -604,111 +603,15 @@ result_from_text(struct swarm_result *r, const char *reason, const char *detail)
 }
 
 
-enum lookup { LOOKUP_ABSENT, LOOKUP_FOUND, LOOKUP_FAILED };
-
 /*
- * GET /history?request_id=RID on J's host: the entry's result into R
- * (ROLLBACK: the entry of a rollback). An operation with that id still
- * running is waited for (bounded by the request timeout).
+ * What became of J's request (ROLLBACK: a rollback) that a driver which
+ * died had dispatched: the updater's history, bounded by the request timeout.
  */
-static enum lookup
+static enum swarm_lookup
 history_lookup(struct driver *d, struct swarm_job *j, int rollback, struct swarm_result *r)
 {
-	struct swarm_ctx c = *d->c;
-	struct httpc_response resp;
-	struct swarm_health h;
-	char path[96], err[1024];
-	const cJSON *arr, *it, *found = NULL;
-	cJSON *tree = NULL;
-	int64_t deadline = mono_ms() + (int64_t)d->spec.timeout_s * 1000;
-	enum lookup rc = LOOKUP_FAILED;
-	int pin;
-
-	/* An operation of ours still running: wait for its end. */
-	for (;;) {
-		if (swarm_host_health(d->c, &j->host, 10000, &h, &pin, err, sizeof(err)) != 0) {
-			break;
-		}
-		if (strcmp(h.operation_request_id, j->request_id) != 0) {
-			break;
-		}
-		if (ms_until(deadline) == 0 || *d->caller_stop) {
-			snprintf(err, sizeof(err), "request %s still running on the host",
-			    j->request_id);
-			result_from_text(r, "still running", err);
-			return LOOKUP_FAILED;
-		}
-		struct timespec ts = { 0, RUNNING_POLL_MS * 1000000L };
-		nanosleep(&ts, NULL);
-	}
-	snprintf(path, sizeof(path), "/history?request_id=%s", j->request_id);
-	c.timeout_ms = 30000;
-	memset(r, 0, sizeof(*r));
-	if (swarm_request(&c, &j->host, "GET", path, &resp, err, sizeof(err)) != 0) {
-		r->outcome = SWARM_FAILED;
-		snprintf(r->reason, sizeof(r->reason), "cannot ask the updater's history");
-		snprintf(r->detail, sizeof(r->detail), "%s", err);
-		return LOOKUP_FAILED;
-	}
-	if (resp.status == 200) {
-		struct err pe = ERR_INIT;
-
-		tree = json_parse_object(resp.body, resp.body_len, &pe);
-	}
-	httpc_response_free(&resp);
-	arr = cJSON_GetObjectItemCaseSensitive(tree, "history");
-	if (!cJSON_IsArray(arr)) {
-		r->outcome = SWARM_FAILED;
-		snprintf(r->reason, sizeof(r->reason), "the updater's history is not usable");
-		goto out;
-	}
-	cJSON_ArrayForEach(it, arr)
-	{
-		const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it,
-		    "request_id"));
-		if (rid != NULL && strcmp(rid, j->request_id) == 0) {
-			found = it;
-		}
-	}
-	if (found == NULL) {
-		rc = LOOKUP_ABSENT;
-		goto out;
-	}
-	{
-		const char *res = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
-		    "result"));
-		const char *ver = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
-		    "version"));
-		const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
-		    "sha256"));
-		const char *er = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
-		    "error"));
-
-		res = res != NULL ? res : "";
-		if (rollback) {
-			r->outcome = strcmp(res, "rolled_back") == 0 ? SWARM_UPDATED : SWARM_FAILED;
-		} else if (strcmp(res, "updated") == 0) {
-			r->outcome = SWARM_UPDATED;
-		} else if (strcmp(res, "already_active") == 0) {
-			r->outcome = SWARM_ALREADY_ACTIVE;
-		} else if (strcmp(res, "rolled_back") == 0) {
-			r->outcome = SWARM_ROLLED_BACK;
-			snprintf(r->reason, sizeof(r->reason), "new release failed, previous restored");
-		} else {
-			r->outcome = SWARM_FAILED;
-			snprintf(r->reason, sizeof(r->reason), "the updater recorded %.60s", res);
-		}
-		snprintf(r->detail, sizeof(r->detail), "%s%s(from the updater's history)",
-		    er != NULL ? er : "", er != NULL && *er != '\0' ? " " : "");
-		if (r->outcome == SWARM_UPDATED || r->outcome == SWARM_ALREADY_ACTIVE) {
-			snprintf(r->version, sizeof(r->version), "%s", ver != NULL ? ver : "");
-			snprintf(r->sha256, sizeof(r->sha256), "%s", sha != NULL ? sha : "");
-		}
-	}
-	rc = LOOKUP_FOUND;
-out:
-	cJSON_Delete(tree);
-	return rc;
+	return swarm_request_lookup(d->c, &j->host, j->request_id, rollback,
+	    mono_ms() + (int64_t)d->spec.timeout_s * 1000, d->caller_stop, r);
 }
 
 /* ---- dispatch: hooks of the pool ---- */
@@ -724,13 +627,13 @@ dispatch_before(void *arg, struct swarm_job *j)
 		/* Dispatched by a driver that died: learn what became of that request. */
 		if (j->health.has_request_id) {
 			switch (history_lookup(d, j, 0, &j->agent)) {
-			case LOOKUP_FOUND:
+			case SWARM_LOOKUP_FOUND:
 				jd->resolved = 1;
 				return 1;
-			case LOOKUP_FAILED:
+			case SWARM_LOOKUP_FAILED:
 				jd->resolved = 1;
 				return 1;
-			case LOOKUP_ABSENT:
+			case SWARM_LOOKUP_ABSENT:
 				break; /* never ran: send it again, same id */
 			}
 		} else if (j->health.have_active &&
@@ -895,11 +798,11 @@ revert_before(void *arg, struct swarm_job *j)
 	if (row->state == RH_REVERTING) {
 		if (h->has_request_id) {
 			switch (history_lookup(d, j, 1, &j->agent)) {
-			case LOOKUP_FOUND:
-			case LOOKUP_FAILED:
+			case SWARM_LOOKUP_FOUND:
+			case SWARM_LOOKUP_FAILED:
 				jd->resolved = 1;
 				return 1;
-			case LOOKUP_ABSENT:
+			case SWARM_LOOKUP_ABSENT:
 				break;
 			}
 		} else if (h->have_active && strcmp(h->active.sha256, row->pre_sha256) == 0) {

@@ -30,6 +30,15 @@
 #define SWARM_TTY_LINES 20
 /* The longest Retry-After a busy updater makes us wait before the next attempt. */
 #define SWARM_RETRY_AFTER_MAX_S 30
+/*
+ * Learning what became of a request after its connection broke: at least
+ * this long (or the request timeout, if longer), polling a running
+ * operation every LOOKUP_POLL_MS, an updater that does not answer with
+ * backoff up to LOOKUP_RETRY_MAX_MS.
+ */
+#define SWARM_LOOKUP_MIN_MS 60000
+#define SWARM_LOOKUP_POLL_MS 500
+#define SWARM_LOOKUP_RETRY_MAX_MS 5000
 
 int
 swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
@@ -385,7 +394,14 @@ retry_after_s(const char *v)
 	return v != NULL && parse_ll(v, 0, 86400, &n) == 0 ? (long)n : 0;
 }
 
-/* POST PATH multipart with the release, once; classify into R. */
+static void recover_lost(struct pool *p, struct swarm_job *j, int rollback,
+    struct swarm_result *r, int *retryable);
+
+/*
+ * POST PATH multipart with the release, once; classify into R. A broken
+ * connection after the upload started is resolved from the updater's
+ * history when the request carried an id (recover_lost).
+ */
 static void
 push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struct swarm_result *r,
     int *retryable, long *retry_after)
@@ -399,7 +415,7 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	struct swarm_target_buf tb;
 	char err[1024];
 	size_t nf = 0;
-	int fd = -1;
+	int fd = -1, lost = 0;
 
 	*retryable = 0;
 	*retry_after = 0;
@@ -444,6 +460,8 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
 		rel->size, self ? NULL : on_progress, &pa, &resp, err, sizeof(err)) != 0) {
 		result_transport(r, "upload failed", err);
+		/* A self-update restarts the updater: its answer is confirmed by /health. */
+		lost = !self && j->request_id[0] != '\0' && j->health.has_request_id;
 		goto out;
 	}
 	if (self) {
@@ -464,6 +482,9 @@ out:
 	}
 	httpc_response_free(&resp);
 	httpc_close(conn);
+	if (lost) {
+		recover_lost(p, j, 0, r, retryable);
+	}
 }
 
 /* POST PATH with the release, retrying busy and unreachable hosts as O allows. */
@@ -570,6 +591,194 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
 	}
 	httpc_response_free(&resp);
 	return rc;
+}
+
+/*
+ * One GET /history?request_id=RID: 1 with the entry's outcome in *R, 0 when
+ * the updater has no entry with that id, -1 without a usable answer (ERR).
+ */
+static int
+history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, int rollback,
+    int timeout_ms, struct swarm_result *r, char *err, size_t errlen)
+{
+	struct swarm_ctx cc = *c;
+	struct httpc_response resp;
+	struct err pe = ERR_INIT;
+	const cJSON *arr, *it, *found = NULL;
+	cJSON *tree = NULL;
+	char path[96];
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/history?request_id=%s", rid);
+	cc.timeout_ms = timeout_ms;
+	if (swarm_request(&cc, h, "GET", path, &resp, err, errlen) != 0) {
+		return -1;
+	}
+	if (resp.status == 200) {
+		tree = json_parse_object(resp.body, resp.body_len, &pe);
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(tree, "history");
+	if (!cJSON_IsArray(arr)) {
+		snprintf(err, errlen, "GET %s: HTTP %d, not a usable history%s%s", path, resp.status,
+		    err_msg(&pe)[0] != '\0' ? ": " : "", err_msg(&pe));
+		goto out;
+	}
+	cJSON_ArrayForEach(it, arr)
+	{
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it,
+		    "request_id"));
+		if (v != NULL && strcmp(v, rid) == 0) {
+			found = it; /* the newest entry last */
+		}
+	}
+	rc = found != NULL;
+	if (found != NULL) {
+		const char *res = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
+		    "result"));
+		const char *ver = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
+		    "version"));
+		const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
+		    "sha256"));
+		const char *er = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
+		    "error"));
+
+		memset(r, 0, sizeof(*r));
+		res = res != NULL ? res : "";
+		if (rollback) {
+			r->outcome = strcmp(res, "rolled_back") == 0 ? SWARM_UPDATED : SWARM_FAILED;
+		} else if (strcmp(res, "updated") == 0) {
+			r->outcome = SWARM_UPDATED;
+		} else if (strcmp(res, "already_active") == 0) {
+			r->outcome = SWARM_ALREADY_ACTIVE;
+		} else if (strcmp(res, "rolled_back") == 0) {
+			r->outcome = SWARM_ROLLED_BACK;
+			snprintf(r->reason, sizeof(r->reason), "new release failed, previous restored");
+		} else {
+			r->outcome = SWARM_FAILED;
+		}
+		if (r->outcome == SWARM_FAILED) {
+			snprintf(r->reason, sizeof(r->reason), "the updater recorded %.60s", res);
+		}
+		snprintf(r->detail, sizeof(r->detail), "%.700s%s(from the updater's history)",
+		    er != NULL ? er : "", er != NULL && *er != '\0' ? " " : "");
+		if (r->outcome == SWARM_UPDATED || r->outcome == SWARM_ALREADY_ACTIVE) {
+			snprintf(r->version, sizeof(r->version), "%s", ver != NULL ? ver : "");
+			snprintf(r->sha256, sizeof(r->sha256), "%s", sha != NULL ? sha : "");
+		}
+	}
+out:
+	httpc_response_free(&resp);
+	cJSON_Delete(tree);
+	return rc;
+}
+
+static int
+lookup_timeout(int64_t deadline, int most_ms)
+{
+	int left = ms_until(deadline);
+
+	return left < 1000 ? 1000 : left < most_ms ? left : most_ms;
+}
+
+enum swarm_lookup
+swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *request_id,
+    int rollback, int64_t deadline, volatile int *stop, struct swarm_result *r)
+{
+	struct swarm_health hl;
+	struct swarm_result found;
+	char err[1024] = "";
+	int pin = 0, wait_ms = SWARM_LOOKUP_POLL_MS;
+
+	for (;;) {
+		int rc = swarm_host_health(c, h, lookup_timeout(deadline, SWARM_STATUS_TIMEOUT_MS),
+		    &hl, &pin, err, sizeof(err));
+
+		if (rc == -1 && pin) {
+			break; /* not the enrolled updater: asking again does not help */
+		}
+		if (rc == 0 && strcmp(hl.operation_request_id, request_id) == 0) {
+			/* Ours, still running: its entry is written when it ends. */
+			snprintf(err, sizeof(err), "the operation is still running on the host");
+			wait_ms = SWARM_LOOKUP_POLL_MS;
+		} else if (rc != -1) {
+			rc = history_entry(c, h, request_id, rollback,
+			    lookup_timeout(deadline, 30000), &found, err, sizeof(err));
+			if (rc == 1) {
+				*r = found;
+				return SWARM_LOOKUP_FOUND;
+			}
+			if (rc == 0) {
+				return SWARM_LOOKUP_ABSENT;
+			}
+		}
+		if (ms_until(deadline) < wait_ms || (stop != NULL && *stop)) {
+			break;
+		}
+		for (int64_t until = mono_ms() + wait_ms; ms_until(until) > 0;) {
+			if (stop != NULL && *stop) {
+				break;
+			}
+			sleep_ms(ms_until(until) < 100 ? ms_until(until) : 100);
+		}
+		if (rc == -1 || rc == -2) {
+			wait_ms = wait_ms * 2 > SWARM_LOOKUP_RETRY_MAX_MS ? SWARM_LOOKUP_RETRY_MAX_MS
+									  : wait_ms * 2;
+		}
+	}
+	memset(r, 0, sizeof(*r));
+	r->outcome = SWARM_FAILED;
+	snprintf(r->reason, sizeof(r->reason), "outcome unknown: the updater's history of the "
+	    "request could not be read");
+	snprintf(r->detail, sizeof(r->detail), "request %.40s: %.900s", request_id, err);
+	return SWARM_LOOKUP_FAILED;
+}
+
+/*
+ * The connection of a request that may have reached the updater broke (it
+ * dropped or timed out after the upload started). The master chose the
+ * request id and (in a rollout) recorded it before sending, so it asks the
+ * updater what became of it instead of reporting a failure that may be
+ * false. R holds the transport failure and gets the true outcome;
+ * *RETRYABLE is set when the updater never took the request (sending it
+ * again is safe).
+ */
+static void
+recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_result *r,
+    int *retryable)
+{
+	struct swarm_result got;
+	char lost[SWARM_REASON + 256];
+	int64_t budget = p->c->timeout_ms > SWARM_LOOKUP_MIN_MS ? p->c->timeout_ms
+								 : SWARM_LOOKUP_MIN_MS;
+
+	snprintf(lost, sizeof(lost), "%s: %.200s", r->reason, r->detail);
+	set_phase(p, j, SWARM_PH_CONFIRMING);
+	log_info("%s: %s; asking the updater about request %s", j->host.name, lost,
+	    j->request_id);
+	switch (swarm_request_lookup(p->c, &j->host, j->request_id, rollback, mono_ms() + budget,
+	    p->o->stop, &got)) {
+	case SWARM_LOOKUP_FOUND:
+		*r = got;
+		snprintf(r->detail, sizeof(r->detail), "%.450s; the connection broke (%.350s), "
+		    "the outcome is the updater's record of request %s", got.detail, lost,
+		    j->request_id);
+		break;
+	case SWARM_LOOKUP_ABSENT:
+		memset(r, 0, sizeof(*r));
+		r->outcome = SWARM_FAILED;
+		snprintf(r->reason, sizeof(r->reason), "%s", rollback
+		    ? "not rolled back: the connection broke before the updater took the request"
+		    : "not installed: the connection broke before the updater took the request");
+		snprintf(r->detail, sizeof(r->detail), "the updater has no record of request %s "
+		    "(%.400s)", j->request_id, lost);
+		*retryable = 1;
+		break;
+	case SWARM_LOOKUP_FAILED:
+		snprintf(got.detail + strlen(got.detail), sizeof(got.detail) - strlen(got.detail),
+		    "; the connection broke: %.400s", lost);
+		*r = got;
+		break;
+	}
 }
 
 /*
@@ -728,11 +937,33 @@ job_rollback(struct pool *p, struct swarm_job *j)
 	    j->request_id[0] != '\0' && j->health.has_request_id ? j->request_id : "");
 	set_phase(p, j, SWARM_PH_INSTALLING);
 	for (;;) {
+		struct httpc_target t;
+		struct swarm_target_buf tb;
+		struct httpc_conn *conn = NULL;
+		int rc, retry = 0;
+
 		attempt++;
 		j->attempts++;
-		if (swarm_request(&c, &j->host, "POST", path, &resp, err, sizeof(err)) != 0) {
+		if (swarm_target(&j->host, 0, &t, &tb, c.timeout_ms, err, sizeof(err)) != 0) {
+			result_transport(&j->agent, "no updater fingerprint", err);
+			return;
+		}
+		if (httpc_connect(c.tls, &t, &conn, err, sizeof(err)) != 0) {
 			result_transport(&j->agent, "unreachable", err);
 			if (swarm_err_is_pin_mismatch(err) || retry_wait(p, attempt, 0) != 0) {
+				return;
+			}
+			continue;
+		}
+		rc = httpc_request(conn, "POST", path, NULL, NULL, 0, &resp, err, sizeof(err));
+		httpc_close(conn);
+		if (rc != 0) {
+			/* Sent, but no answer: the updater may have rolled back. */
+			result_transport(&j->agent, "no answer", err);
+			if (j->request_id[0] != '\0' && j->health.has_request_id) {
+				recover_lost(p, j, 1, &j->agent, &retry);
+			}
+			if (!retry || retry_wait(p, attempt, 0) != 0) {
 				return;
 			}
 			continue;

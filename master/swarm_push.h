@@ -154,6 +154,29 @@ int swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n,
 int swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
     struct swarm_health *out, int *pin_mismatch, char *err, size_t errlen) WUR;
 
+/*
+ * What became of request REQUEST_ID (client-chosen, recorded before it was
+ * sent) on host H: GET /history?request_id= on its updater. ROLLBACK: the
+ * request was a POST /rollback. An operation with that id still running
+ * (/health's operation) is waited for, and an updater that does not answer
+ * (restarting, a network that dropped the first connection) is asked again,
+ * until DEADLINE (a mono_ms() value) or *STOP (may be NULL).
+ *
+ *   SWARM_LOOKUP_FOUND   the updater recorded it: its outcome in *R
+ *   SWARM_LOOKUP_ABSENT  the updater never took it: nothing ran, the same
+ *                        request may be sent again (*R untouched)
+ *   SWARM_LOOKUP_FAILED  unknown (no usable answer before the deadline): *R
+ *                        is a failure that says so, never a guess
+ */
+enum swarm_lookup {
+	SWARM_LOOKUP_ABSENT = 0,
+	SWARM_LOOKUP_FOUND = 1,
+	SWARM_LOOKUP_FAILED = 2,
+};
+enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h,
+    const char *request_id, int rollback, int64_t deadline, volatile int *stop,
+    struct swarm_result *r);
+
 /* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with ERR. */
 int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err,
     size_t errlen) WUR;

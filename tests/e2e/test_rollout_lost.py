@@ -1,0 +1,218 @@
+"""End-to-end tests of pushes whose connection breaks: one real tandem-updater + tandem-agent
+pair reached through a TCP proxy in the test that cuts the connection of the next upload
+(after the updater answered, in the middle of the upload, or by swallowing the answer until
+the client times out). The master chose the request id and recorded it before sending; it
+asks the updater's history (GET /history?request_id=) and reports what really happened:
+updated when the updater did the work, "not installed" (and a re-send with the same id when
+retries allow) when the updater never took the request."""
+
+import select
+import socket
+import threading
+
+import pytest
+
+from conftest import free_port
+from swarm_util import Fleet, hosts_by_name, make_release
+
+# An upload is the only request larger than this (releases are ~170 KB; /health and
+# /history requests are a few hundred bytes).
+UPLOAD_BYTES = 64 * 1024
+
+
+class CutProxy:
+    """127.0.0.1:PORT -> 127.0.0.1:TARGET. arm(MODE) picks the next connection that carries
+    more than UPLOAD_BYTES to the updater:
+      "answer"  the request goes through whole; the connection is closed (both sides) when
+                the updater starts answering: it did the work, the client never hears of it
+      "upload"  both sides are closed as soon as UPLOAD_BYTES have passed: the updater sees
+                half an upload
+      "hold"    the request goes through; the answer is swallowed and the client is kept
+                waiting until it gives up
+    Every other connection is forwarded untouched."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.mode = None
+        self.cuts = []          # modes of the connections cut so far
+        self.uploads = 0        # connections that carried an upload
+        self.closing = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def arm(self, mode):
+        with self.lock:
+            self.mode = mode
+
+    def close(self):
+        self.closing = True
+        self.lsock.close()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
+
+    def _pipe(self, c):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+        except OSError:
+            c.close()
+            return
+        up, cut = 0, None
+        try:
+            while not self.closing:
+                r, _, _ = select.select([c, s], [], [], 0.5)
+                if c in r:
+                    data = c.recv(65536)
+                    if not data:
+                        return
+                    if up <= UPLOAD_BYTES < up + len(data):
+                        with self.lock:
+                            self.uploads += 1
+                            if self.mode is not None:
+                                cut, self.mode = self.mode, None
+                                self.cuts.append(cut)
+                    up += len(data)
+                    if cut == "upload":
+                        return
+                    s.sendall(data)
+                if s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if cut == "answer":
+                        return
+                    if cut != "hold":
+                        c.sendall(data)
+        except OSError:
+            return
+        finally:
+            c.close()
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def rel(build_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("releases"))
+    return {
+        "v1": make_release(build_dir, "1.0.0", out),
+        "v2": make_release(build_dir, "2.0.0", out),
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, rel):
+    """h1 enrolled at the proxy's port; its updater listens on another one."""
+    f = Fleet(tmp_path_factory.mktemp("fleet"))
+    real = free_port()
+    proxy = CutProxy(real)
+    try:
+        f.enroll("h1", updater_port=proxy.port)
+        conf = f.bundle("h1") + "/updater.conf"
+        with open(conf) as fh:
+            text = fh.read()
+        old = "listen = 127.0.0.1:%d\n" % proxy.port
+        assert old in text
+        with open(conf, "w") as fh:
+            fh.write(text.replace(old, "listen = 127.0.0.1:%d\n" % real))
+        f.ports["h1"] = (f.ports["h1"][0], real)
+        f.start("h1")
+        f.proxy = proxy
+        doc = f.json("swarm", "update", "--hosts", "h1", "--release", rel["v1"])
+        assert doc["ok"] is True, doc
+        yield f
+    finally:
+        proxy.close()
+        f.stop_all()
+
+
+def active(fleet):
+    return fleet.json("swarm", "status", "--host", "h1")["hosts"][0]["active"]["version"]
+
+
+def row_of(fleet, doc):
+    return fleet.json("swarm", "rollout", "status", doc["rollout"]["id"])["host_rows"][0]
+
+
+def history_of(fleet, rid):
+    return [h for h in fleet.json("swarm", "history", "--host", "h1")["updater"]
+            if h.get("request_id") == rid]
+
+
+def update(fleet, release, *extra, check=0):
+    return fleet.json("swarm", "update", "--hosts", "h1", "--release", release, *extra,
+                      check=check)
+
+
+def test_answer_lost_outcome_from_history(fleet, rel):
+    """The updater installed 2.0.0 but its answer never arrived: updated, not failed."""
+    assert active(fleet) == "1.0.0"
+    fleet.proxy.arm("answer")
+    n = fleet.proxy.uploads
+    doc = update(fleet, rel["v2"])
+    assert fleet.proxy.cuts[-1:] == ["answer"] and fleet.proxy.uploads == n + 1
+    agent = hosts_by_name(doc)["h1"]["agent"]
+    assert doc["ok"] is True and agent["result"] == "updated", doc
+    assert agent["version"] == "2.0.0"
+    assert "connection broke" in agent["detail"], agent
+    row = row_of(fleet, doc)
+    assert row["state"] == "updated" and row["attempts"] == 1, row
+    # Exactly one operation with that id on the host, and it is what the master reports.
+    assert [(h["result"], h["version"]) for h in history_of(fleet, row["request_id"])] == \
+        [("updated", "2.0.0")]
+    assert active(fleet) == "2.0.0"
+
+
+def test_upload_cut_not_installed(fleet, rel):
+    """Half an upload: the updater never took the request; said so, nothing installed."""
+    assert active(fleet) == "2.0.0"
+    fleet.proxy.arm("upload")
+    n = fleet.proxy.uploads
+    doc = update(fleet, rel["v1"], "--retries", "1", check=1)
+    assert fleet.proxy.cuts[-1:] == ["upload"] and fleet.proxy.uploads == n + 1
+    agent = hosts_by_name(doc)["h1"]["agent"]
+    assert doc["ok"] is False and agent["result"] == "failed", doc
+    assert agent["reason"].startswith("not installed: the connection broke before the "
+                                      "updater took the request"), agent
+    row = row_of(fleet, doc)
+    assert "has no record of request %s" % row["request_id"] in agent["detail"], agent
+    assert history_of(fleet, row["request_id"]) == []
+    assert active(fleet) == "2.0.0"
+
+
+def test_upload_cut_sent_again_with_the_same_id(fleet, rel):
+    """With retries, a request the updater never took is sent again under the same id."""
+    fleet.proxy.arm("upload")
+    n = fleet.proxy.uploads
+    doc = update(fleet, rel["v1"])
+    assert fleet.proxy.cuts[-1:] == ["upload"]
+    assert doc["ok"] is True and hosts_by_name(doc)["h1"]["agent"]["result"] == "updated", doc
+    assert fleet.proxy.uploads == n + 2  # the cut one, and the one sent again
+    row = row_of(fleet, doc)
+    assert row["attempts"] == 1, row  # one dispatch of the rollout
+    assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
+    assert active(fleet) == "1.0.0"
+
+
+def test_answer_held_client_times_out(fleet, rel):
+    """The answer never comes and the client times out: the history tells it was updated."""
+    fleet.proxy.arm("hold")
+    n = fleet.proxy.uploads
+    doc = update(fleet, rel["v2"], "--timeout", "8")
+    assert fleet.proxy.cuts[-1:] == ["hold"] and fleet.proxy.uploads == n + 1
+    agent = hosts_by_name(doc)["h1"]["agent"]
+    assert doc["ok"] is True and agent["result"] == "updated", doc
+    row = row_of(fleet, doc)
+    assert row["attempts"] == 1, row
+    assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
+    assert active(fleet) == "2.0.0"
