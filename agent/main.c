@@ -106,16 +106,14 @@ crash_deadline(void)
  */
 static int
 tls_load(const struct agent_config *cfg, struct tls_ctx **out, struct tls_identity *own,
-    struct api_tls *t, char *err, size_t errlen)
+    struct api_tls *t, struct err *e)
 {
 	struct tls_opts to;
-	struct err e = ERR_INIT;
 	char cert[PATH_MAX], key[PATH_MAX];
 	int renewed = 0;
 
-	if (trust_identity_paths(cfg->tls_dir, cfg->cert, cfg->key, cert, key, &renewed, &e) !=
+	if (trust_identity_paths(cfg->tls_dir, cfg->cert, cfg->key, cert, key, &renewed, e) !=
 	    0) {
-		snprintf(err, errlen, "%s", err_msg(&e));
 		return -1;
 	}
 	tls_opts_init(&to);
@@ -124,17 +122,17 @@ tls_load(const struct agent_config *cfg, struct tls_ctx **out, struct tls_identi
 	to.key_file = key;
 	to.master_cn = cfg->master_cn;
 	to.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
-	if (tls_server_new(&to, out, err, errlen) != 0) {
+	if (tls_server_new(&to, out, e) != 0) {
 		return -1;
 	}
 	if (tls_ctx_own_identity(*out, own) != 0 || own->role != TLS_ROLE_AGENT) {
-		snprintf(err, errlen, "%.400s: not an agent certificate", cert);
+		err_set(e, ERR_CONFIG, "%.400s: not an agent certificate", cert);
 		tls_ctx_free(*out);
 		*out = NULL;
 		return -1;
 	}
 	if (time(NULL) < own->not_before || time(NULL) > own->not_after) {
-		snprintf(err, errlen, "certificate %.300s (CN=%.64s) is %s", cert, own->cn,
+		err_set(e, ERR_CONFIG, "certificate %.300s (CN=%.64s) is %s", cert, own->cn,
 		    time(NULL) < own->not_before ? "not valid yet" : "expired");
 		tls_ctx_free(*out);
 		*out = NULL;
@@ -196,7 +194,7 @@ reload(const struct agent_config *cfg, struct httpd *srv, struct api *api)
 	struct tls_ctx *ctx = NULL;
 	struct tls_identity own;
 	struct api_tls t;
-	char err[512];
+	struct err e = ERR_INIT;
 	char digest[TLS_FP_HEX_LEN + 1];
 	char old_fp[TLS_FP_HEX_LEN + 1];
 
@@ -205,8 +203,8 @@ reload(const struct agent_config *cfg, struct httpd *srv, struct api *api)
 	pthread_mutex_unlock(&api->tls_mtx);
 	snprintf(old_fp, sizeof(old_fp), "%s", t.cert_fingerprint);
 	log_info("SIGHUP: reloading the identity and the CRL");
-	if (tls_load(cfg, &ctx, &own, &t, err, sizeof(err)) != 0) {
-		log_warnx("SIGHUP: identity not reloaded, the current one stays: %s", err);
+	if (tls_load(cfg, &ctx, &own, &t, &e) != 0) {
+		log_warnx("SIGHUP: identity not reloaded, the current one stays: %s", err_msg(&e));
 	} else if (strcmp(own.fingerprint, old_fp) == 0 &&
 	    ca_digest(cfg, digest) == 0 && strcmp(digest, ca_seen) == 0) {
 		/* Nothing changed: keep the context, and with it resumable sessions. */
@@ -283,7 +281,7 @@ run(const struct agent_options *opt)
 	sigset_t set;
 	int sfd = -1;
 	int rc = 1;
-	char err[512];
+	struct err e = ERR_INIT;
 	size_t nroutes;
 
 	if (opt->ready_fd >= 0 && notify_fd_check(opt->ready_fd) != 0) {
@@ -314,8 +312,8 @@ run(const struct agent_options *opt)
 		goto out;
 	}
 	memset(&tstate, 0, sizeof(tstate));
-	if (tls_load(cfg, &tls, &own, &tstate, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (tls_load(cfg, &tls, &own, &tstate, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	if (ca_digest(cfg, ca_seen) != 0) {
@@ -342,8 +340,8 @@ run(const struct agent_options *opt)
 	ho.idle_timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000);
 	ho.header_timeout_ms = (int)cfg->header_timeout_ms;
 	ho.request_timeout_ms = (int)cfg->request_timeout_ms;
-	if (httpd_start(&ho, &srv, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+	if (httpd_start(&ho, &srv, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	api_set_phase(api, API_READY);

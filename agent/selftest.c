@@ -36,15 +36,15 @@ selftest_check_config(const struct agent_config *cfg, char *summary, size_t suml
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
 	struct tls_identity id;
-	char until[32], why[512];
+	char until[32];
 
 	tls_opts_init(&to);
 	to.ca_file = cfg->ca;
 	to.cert_file = cfg->cert;
 	to.key_file = cfg->key;
 	to.master_cn = cfg->master_cn;
-	if (tls_server_new(&to, &ctx, why, sizeof(why)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", why);
+	if (tls_server_new(&to, &ctx, e) != 0) {
+		return err_rekind(e, ERR_CONFIG);
 	}
 	tls_ctx_free(ctx);
 	if (selftest_own_identity(cfg, &id, e) != 0) {

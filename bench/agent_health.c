@@ -50,23 +50,23 @@ worker(void *arg)
 	struct bench *b = arg;
 	struct httpc_conn *c = NULL;
 	struct httpc_response resp;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	memset(&resp, 0, sizeof(resp));
 	while (ms_until(b->deadline) > 0) {
 		if (c == NULL) {
-			if (httpc_connect(b->tls, &b->t, &c, err, sizeof(err)) != 0) {
-				note_error(b, err);
+			if (httpc_connect(b->tls, &b->t, &c, &err) != 0) {
+				note_error(b, err_msg(&err));
 				c = NULL;
 				continue;
 			}
 			atomic_fetch_add(&b->connects, 1);
 		}
-		if (httpc_request(c, "GET", b->path, NULL, NULL, 0, &resp, err, sizeof(err)) != 0) {
-			note_error(b, err);
+		if (httpc_request(c, "GET", b->path, NULL, NULL, 0, &resp, &err) != 0) {
+			note_error(b, err_msg(&err));
 		} else if (resp.status != 200) {
-			snprintf(err, sizeof(err), "status %d", resp.status);
-			note_error(b, err);
+			err_set(&err, ERR_PROTOCOL, "status %d", resp.status);
+			note_error(b, err_msg(&err));
 		} else {
 			atomic_fetch_add(&b->done, 1);
 		}
@@ -104,7 +104,7 @@ main(int argc, char **argv)
 	struct tls_opts to;
 	char host[256];
 	char port[16];
-	char err[512];
+	struct err err = ERR_INIT;
 	long long threads = 1;
 	long long seconds = 5;
 	pthread_t tids[256];
@@ -157,8 +157,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (tls_client_new(&to, &b.tls, err, sizeof(err)) != 0) {
-		fprintf(stderr, "agent_health: %s\n", err);
+	if (tls_client_new(&to, &b.tls, &err) != 0) {
+		fprintf(stderr, "agent_health: %s\n", err_msg(&err));
 		return 1;
 	}
 	httpc_target_init(&b.t);

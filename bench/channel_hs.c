@@ -41,15 +41,14 @@ static void *
 hs_thread(void *arg)
 {
 	struct hs_shared *sh = arg;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	while (ms_until(sh->deadline) > 0) {
 		struct httpc_conn *c = NULL;
-		int ok = httpc_connect(sh->tls, &sh->t, &c, err, sizeof(err)) == 0;
+		int ok = httpc_connect(sh->tls, &sh->t, &c, &err) == 0;
 		if (ok && sh->get_path != NULL) {
 			struct httpc_response r;
-			ok = httpc_request(c, "GET", sh->get_path, NULL, NULL, 0, &r, err,
-				 sizeof(err)) == 0 &&
+			ok = httpc_request(c, "GET", sh->get_path, NULL, NULL, 0, &r, &err) == 0 &&
 			    r.status == 200;
 			httpc_response_free(&r);
 		}
@@ -59,7 +58,7 @@ hs_thread(void *arg)
 		} else {
 			pthread_mutex_lock(&sh->mu);
 			if (atomic_fetch_add(&sh->errors, 1) == 0) {
-				snprintf(sh->first_err, sizeof(sh->first_err), "%s", err);
+				snprintf(sh->first_err, sizeof(sh->first_err), "%s", err_msg(&err));
 			}
 			pthread_mutex_unlock(&sh->mu);
 		}
@@ -96,7 +95,7 @@ main(int argc, char **argv)
 	pthread_t th[64];
 	char host[256];
 	char port[8];
-	char err[256];
+	struct err err = ERR_INIT;
 	int threads = 1;
 	int seconds = 5;
 	int64_t t0;
@@ -136,8 +135,8 @@ main(int argc, char **argv)
 				"[--seconds S] [--get PATH] HOST:PORT\n");
 		return 2;
 	}
-	if (tls_client_new(&o, &sh.tls, err, sizeof(err)) != 0) {
-		fprintf(stderr, "channel_hs: %s\n", err);
+	if (tls_client_new(&o, &sh.tls, &err) != 0) {
+		fprintf(stderr, "channel_hs: %s\n", err_msg(&err));
 		return 1;
 	}
 	httpc_target_init(&sh.t);

@@ -202,6 +202,19 @@ err_prefix(struct err *e, const char *fmt, ...)
 }
 
 int
+err_rekind(struct err *e, enum err_kind kind)
+{
+	if (e == NULL) {
+		return -1;
+	}
+	if (e->kind == ERR_OK) {
+		return err_set(e, kind, "unknown error");
+	}
+	e->kind = kind;
+	return -1;
+}
+
+int
 err_copy(struct err *dst, const struct err *src)
 {
 	if (src == NULL || src->kind == ERR_OK) {

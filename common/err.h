@@ -97,6 +97,14 @@ int err_sys_kind(struct err *e, enum err_kind kind, const char *fmt, ...) ERR_PR
  */
 int err_prefix(struct err *e, const char *fmt, ...) ERR_PRINTF(2, 3);
 
+/*
+ * Give a failed E the kind KIND (message and errno unchanged): for a caller
+ * that knows better what the failure means to it (a probe that could not
+ * connect, whatever the reason, did not reach its agent). On an ERR_OK
+ * error it sets KIND with "unknown error". Returns -1.
+ */
+int err_rekind(struct err *e, enum err_kind kind);
+
 /* Copy SRC into DST (kind, errno, message). Returns -1 when SRC failed, else 0. */
 int err_copy(struct err *dst, const struct err *src);
 

@@ -394,45 +394,45 @@ httpc_parse_init(struct httpc_parse *ps, struct httpc_response *resp, int is_hea
 }
 
 static void
-httpc_parse_error(const struct httpc_parse *ps, enum http_errno e, char *err, size_t errlen)
+httpc_parse_error(const struct httpc_parse *ps, enum http_errno he, struct err *e)
 {
 	switch (ps->perr) {
 	case HTTPC_PE_BODY_LIMIT:
 		if (ps->declared_len != UINT64_MAX) {
-			snprintf(err, errlen, "response body exceeds %zu bytes (Content-Length: %llu)",
+			err_set(e, ERR_PROTOCOL, "response body exceeds %zu bytes (Content-Length: %llu)",
 			    ps->max_body, (unsigned long long)ps->declared_len);
 		} else {
-			snprintf(err, errlen, "response body exceeds %zu bytes", ps->max_body);
+			err_set(e, ERR_PROTOCOL, "response body exceeds %zu bytes", ps->max_body);
 		}
 		return;
 	case HTTPC_PE_HEADER_LIMIT:
-		snprintf(err, errlen, "response headers exceed %zu bytes", HTTPC_MAX_HEADER_BYTES);
+		err_set(e, ERR_PROTOCOL, "response headers exceed %zu bytes", HTTPC_MAX_HEADER_BYTES);
 		return;
 	case HTTPC_PE_NOMEM:
-		snprintf(err, errlen, "out of memory reading the response body");
+		err_set(e, ERR_NOMEM, "out of memory reading the response body");
 		return;
 	case HTTPC_PE_UPGRADE:
-		snprintf(err, errlen, "unexpected 101 Switching Protocols response");
+		err_set(e, ERR_PROTOCOL, "unexpected 101 Switching Protocols response");
 		return;
 	case HTTPC_PE_INTERIM:
-		snprintf(err, errlen, "more than %d interim (1xx) responses", HTTPC_MAX_INTERIM);
+		err_set(e, ERR_PROTOCOL, "more than %d interim (1xx) responses", HTTPC_MAX_INTERIM);
 		return;
 	case HTTPC_PE_STATUS:
-		snprintf(err, errlen, "malformed response: status code %u",
+		err_set(e, ERR_PROTOCOL, "malformed response: status code %u",
 		    (unsigned)ps->hp.status_code);
 		return;
 	case HTTPC_PE_VERSION:
-		snprintf(err, errlen, "malformed response: unsupported version HTTP/%u.%u",
+		err_set(e, ERR_PROTOCOL, "malformed response: unsupported version HTTP/%u.%u",
 		    (unsigned)ps->hp.http_major, (unsigned)ps->hp.http_minor);
 		return;
 	case HTTPC_PE_NONE:
 		break;
 	}
-	if (e == HPE_HEADER_OVERFLOW) {
-		snprintf(err, errlen, "response headers exceed %u bytes", (unsigned)HTTP_MAX_HEADER_SIZE);
+	if (he == HPE_HEADER_OVERFLOW) {
+		err_set(e, ERR_PROTOCOL, "response headers exceed %u bytes", (unsigned)HTTP_MAX_HEADER_SIZE);
 		return;
 	}
-	snprintf(err, errlen, "malformed response: %s", http_errno_description(e));
+	err_set(e, ERR_PROTOCOL, "malformed response: %s", http_errno_description(he));
 }
 
 /*
@@ -440,31 +440,30 @@ httpc_parse_error(const struct httpc_parse *ps, enum http_errno e, char *err, si
  * completed (*USED then says where it ended), -1 on a parse error.
  */
 static int
-httpc_parse_feed(struct httpc_parse *ps, const char *buf, size_t len, size_t *used, char *err,
-    size_t errlen)
+httpc_parse_feed(struct httpc_parse *ps, const char *buf, size_t len, size_t *used, struct err *e)
 {
 	size_t n;
-	enum http_errno e;
+	enum http_errno he;
 
 	if (len > 0) {
 		ps->got_bytes = 1;
 	}
 	n = http_parser_execute(&ps->hp, &httpc_settings, buf, len);
-	e = HTTP_PARSER_ERRNO(&ps->hp);
+	he = HTTP_PARSER_ERRNO(&ps->hp);
 	*used = n;
 	if (ps->complete) {
 		return 0;
 	}
-	if (e == HPE_OK && n == len) {
+	if (he == HPE_OK && n == len) {
 		return 0;
 	}
-	httpc_parse_error(ps, e, err, errlen);
+	httpc_parse_error(ps, he, e);
 	return -1;
 }
 
 /* The server closed the connection: complete or fail the response. */
 static int
-httpc_parse_eof(struct httpc_parse *ps, char *err, size_t errlen)
+httpc_parse_eof(struct httpc_parse *ps, struct err *e)
 {
 	if (!ps->complete && ps->perr == HTTPC_PE_NONE && HTTP_PARSER_ERRNO(&ps->hp) == HPE_OK) {
 		/* Ends a body delimited by the close; an error in any other state. */
@@ -474,17 +473,17 @@ httpc_parse_eof(struct httpc_parse *ps, char *err, size_t errlen)
 		return 0;
 	}
 	if (ps->perr != HTTPC_PE_NONE) {
-		httpc_parse_error(ps, HTTP_PARSER_ERRNO(&ps->hp), err, errlen);
+		httpc_parse_error(ps, HTTP_PARSER_ERRNO(&ps->hp), e);
 	} else if (!ps->got_bytes) {
-		snprintf(err, errlen, "read response: connection closed without a response");
+		err_set(e, ERR_PROTOCOL, "read response: connection closed without a response");
 	} else if (!ps->headers_done) {
-		snprintf(err, errlen, "read response: connection closed before end of headers");
+		err_set(e, ERR_PROTOCOL, "read response: connection closed before end of headers");
 	} else if (ps->declared_len != UINT64_MAX) {
-		snprintf(err, errlen,
+		err_set(e, ERR_PROTOCOL,
 		    "read response: connection closed before end of body (%zu of %llu bytes)",
 		    ps->resp->body_len, (unsigned long long)ps->declared_len);
 	} else {
-		snprintf(err, errlen,
+		err_set(e, ERR_PROTOCOL,
 		    "read response: connection closed before end of body (%zu bytes received)",
 		    ps->resp->body_len);
 	}
@@ -493,12 +492,12 @@ httpc_parse_eof(struct httpc_parse *ps, char *err, size_t errlen)
 
 /* A complete response always carries a NUL-terminated body buffer. */
 static int
-httpc_parse_finish(struct httpc_parse *ps, char *err, size_t errlen)
+httpc_parse_finish(struct httpc_parse *ps, struct err *e)
 {
 	if (ps->resp->body == NULL) {
 		ps->resp->body = calloc(1, 1);
 		if (ps->resp->body == NULL) {
-			snprintf(err, errlen, "out of memory");
+			err_set(e, ERR_NOMEM, "out of memory");
 			return -1;
 		}
 	}
@@ -507,7 +506,7 @@ httpc_parse_finish(struct httpc_parse *ps, char *err, size_t errlen)
 
 int
 httpc_parse_response_buffer(const char *buf, size_t len, int is_head, size_t max_body,
-    size_t step, struct httpc_response *out, char *err, size_t errlen)
+    size_t step, struct httpc_response *out, struct err *e)
 {
 	struct httpc_parse ps;
 	size_t off = 0;
@@ -521,18 +520,18 @@ httpc_parse_response_buffer(const char *buf, size_t len, int is_head, size_t max
 	}
 	while (off < len && !ps.complete) {
 		size_t n = len - off < step ? len - off : step;
-		if (httpc_parse_feed(&ps, buf + off, n, &used, err, errlen) != 0) {
+		if (httpc_parse_feed(&ps, buf + off, n, &used, e) != 0) {
 			goto out;
 		}
 		off += used;
 	}
-	if (!ps.complete && httpc_parse_eof(&ps, err, errlen) != 0) {
+	if (!ps.complete && httpc_parse_eof(&ps, e) != 0) {
 		goto out;
 	}
 	if (off < len) {
 		out->keep_alive = 0; /* bytes beyond the response: the stream is out of step */
 	}
-	if (httpc_parse_finish(&ps, err, errlen) != 0) {
+	if (httpc_parse_finish(&ps, e) != 0) {
 		goto out;
 	}
 	rc = 0;
@@ -556,7 +555,7 @@ struct httpc_rx {
 	int eof;       /* the server ended the connection */
 	int extra;     /* bytes beyond the response: the stream is out of step */
 	int failed;    /* err holds the reason */
-	char err[256];
+	struct err err;
 };
 
 static int
@@ -603,7 +602,7 @@ httpc_rx_feed(struct httpc_rx *rx, const char *buf, size_t n)
 		rx->extra = 1;
 		return;
 	}
-	if (httpc_parse_feed(&rx->ps, buf, n, &used, rx->err, sizeof(rx->err)) != 0) {
+	if (httpc_parse_feed(&rx->ps, buf, n, &used, &rx->err) != 0) {
 		rx->failed = 1;
 		return;
 	}
@@ -629,7 +628,7 @@ httpc_rx_drain(struct httpc_conn *c, struct httpc_rx *rx)
 				break;
 			}
 			if (n == TLS_ERR) {
-				snprintf(rx->err, sizeof(rx->err),
+				err_set(&rx->err, ERR_PROTOCOL,
 				    "read response: TLS read failed (connection reset or corrupt record)");
 				rx->failed = 1;
 				break;
@@ -643,7 +642,7 @@ httpc_rx_drain(struct httpc_conn *c, struct httpc_rx *rx)
 				break;
 			}
 			if (n < 0) {
-				snprintf(rx->err, sizeof(rx->err), "read response: %s", strerror(errno));
+				err_sys_kind(&rx->err, ERR_UNREACHABLE, "read response");
 				rx->failed = 1;
 				break;
 			}
@@ -686,13 +685,26 @@ httpc_wait_write(struct httpc_conn *c, short want, int64_t deadline, struct http
 	}
 }
 
+/* A failed socket read/write or poll: "timed out" (ERR_TIMEOUT) or the errno text. */
+static void
+httpc_errno_set(struct err *e, int saved)
+{
+	if (saved == ETIMEDOUT) {
+		err_set(e, ERR_TIMEOUT, "timed out");
+		return;
+	}
+	err_set(e, ERR_UNREACHABLE, "%s", strerror(saved));
+	if (e != NULL) {
+		e->sys_errno = saved;
+	}
+}
+
 /* Read up to LEN bytes before DEADLINE: >0, 0 at end of stream, -1 (ERR: detail). */
 static ssize_t
-httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, char *err,
-    size_t errlen)
+httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, struct err *e)
 {
 	if (c->tls != NULL) {
-		return tls_read_deadline(c->tls, buf, len, deadline, err, errlen);
+		return tls_read_deadline(c->tls, buf, len, deadline, e);
 	}
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
@@ -703,11 +715,11 @@ httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, cha
 			continue;
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			snprintf(err, errlen, "%s", strerror(errno));
+			httpc_errno_set(e, errno);
 			return -1;
 		}
 		if (httpc_poll(c->fd, POLLIN, deadline, NULL) != 0) {
-			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			httpc_errno_set(e, errno);
 			return -1;
 		}
 	}
@@ -719,7 +731,7 @@ httpc_io_read(struct httpc_conn *c, void *buf, size_t len, int64_t deadline, cha
  */
 static int
 httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadline,
-    struct httpc_rx *rx, char *err, size_t errlen)
+    struct httpc_rx *rx, struct err *e)
 {
 	const char *p = buf;
 
@@ -731,7 +743,7 @@ httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadli
 			/* After WANT_*, mbedTLS needs the same buffer again: p/len are unchanged. */
 			n = tls_write(c->tls, p, len);
 			if (n == TLS_ERR || n == 0) {
-				snprintf(err, errlen, "TLS write failed (connection reset by peer?)");
+				err_set(e, ERR_PROTOCOL, "TLS write failed (connection reset by peer?)");
 				return -1;
 			}
 			if (n == TLS_WANT_READ) {
@@ -743,7 +755,7 @@ httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadli
 				continue;
 			}
 			if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-				snprintf(err, errlen, "%s", strerror(errno));
+				httpc_errno_set(e, errno);
 				return -1;
 			}
 		}
@@ -754,7 +766,7 @@ httpc_io_write(struct httpc_conn *c, const void *buf, size_t len, int64_t deadli
 		}
 		w = httpc_wait_write(c, want, deadline, rx);
 		if (w < 0) {
-			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			httpc_errno_set(e, errno);
 			return -1;
 		}
 		if (w > 0) {
@@ -775,15 +787,15 @@ httpc_io_deadline(const struct httpc_conn *c, int64_t total_deadline)
 
 static void
 httpc_io_error(const struct httpc_conn *c, const char *step, int64_t io_deadline,
-    int64_t total_deadline, const char *detail, char *err, size_t errlen)
+    int64_t total_deadline, struct err *e)
 {
 	if (ms_until(io_deadline) > 0) {
-		snprintf(err, errlen, "%s: %s", step, detail);
+		err_prefix(e, "%s", step);
 	} else if (io_deadline == total_deadline) {
-		snprintf(err, errlen, "%s: timed out (the exchange is limited to %d ms)", step,
+		err_set(e, ERR_TIMEOUT, "%s: timed out (the exchange is limited to %d ms)", step,
 		    c->total_timeout_ms);
 	} else {
-		snprintf(err, errlen, "%s: timed out after %d ms", step, c->io_timeout_ms);
+		err_set(e, ERR_TIMEOUT, "%s: timed out after %d ms", step, c->io_timeout_ms);
 	}
 }
 
@@ -806,19 +818,19 @@ httpc_host_ok(const char *h)
 }
 
 static int
-httpc_conn_new(const struct httpc_target *t, struct httpc_conn **out, char *err, size_t errlen)
+httpc_conn_new(const struct httpc_target *t, struct httpc_conn **out, struct err *e)
 {
 	const char *host = t->host != NULL && *t->host != '\0' ? t->host : "localhost";
 	struct httpc_conn *c;
 	int n;
 
 	if (!httpc_host_ok(host) || (t->port != NULL && !httpc_host_ok(t->port))) {
-		snprintf(err, errlen, "invalid host or port");
+		err_set(e, ERR_CONFIG, "invalid host or port");
 		return -1;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		snprintf(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	c->fd = -1;
@@ -830,7 +842,7 @@ httpc_conn_new(const struct httpc_target *t, struct httpc_conn **out, char *err,
 		n = snprintf(c->host_hdr, sizeof(c->host_hdr), "%s", host);
 	}
 	if (n < 0 || (size_t)n >= sizeof(c->host_hdr)) {
-		snprintf(err, errlen, "host name too long");
+		err_set(e, ERR_CONFIG, "host name too long");
 		free(c);
 		return -1;
 	}
@@ -859,8 +871,7 @@ httpc_addr_str(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len
 
 /* Connect to one address before DEADLINE; the socket, or -1 with ERR set. */
 static int
-httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, char *err,
-    size_t errlen)
+httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, struct err *e)
 {
 	char addr[NI_MAXHOST + NI_MAXSERV + 4];
 	int fd = -1;
@@ -871,20 +882,20 @@ httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, char 
 	httpc_addr_str(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0) {
-		snprintf(err, errlen, "connect to %s: socket: %s", addr, strerror(errno));
+		err_sys_kind(e, ERR_UNREACHABLE, "connect to %s: socket", addr);
 		goto fail;
 	}
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		if (errno != EINPROGRESS && errno != EINTR) {
-			snprintf(err, errlen, "connect to %s: %s", addr, strerror(errno));
+			err_sys_kind(e, ERR_UNREACHABLE, "connect to %s", addr);
 			goto fail;
 		}
 		if (httpc_poll(fd, POLLOUT, deadline, NULL) != 0) {
 			if (errno == ETIMEDOUT) {
-				snprintf(err, errlen, "connect to %s: timed out after %d ms", addr,
+				err_set(e, ERR_TIMEOUT, "connect to %s: timed out after %d ms", addr,
 				    timeout_ms);
 			} else {
-				snprintf(err, errlen, "connect to %s: poll: %s", addr, strerror(errno));
+				err_sys_kind(e, ERR_UNREACHABLE, "connect to %s: poll", addr);
 			}
 			goto fail;
 		}
@@ -892,7 +903,8 @@ httpc_tcp_try(const struct addrinfo *ai, int64_t deadline, int timeout_ms, char 
 			soerr = errno;
 		}
 		if (soerr != 0) {
-			snprintf(err, errlen, "connect to %s: %s", addr, strerror(soerr));
+			errno = soerr;
+			err_sys_kind(e, ERR_UNREACHABLE, "connect to %s", addr);
 			goto fail;
 		}
 	}
@@ -907,8 +919,7 @@ fail:
 }
 
 static int
-httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms, char *err,
-    size_t errlen)
+httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms, struct err *e)
 {
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
@@ -921,18 +932,18 @@ httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms
 	hints.ai_socktype = SOCK_STREAM;
 	gai = getaddrinfo(t->host, t->port, &hints, &res);
 	if (gai != 0) {
-		snprintf(err, errlen, "resolve %s port %s: %s", t->host, t->port,
+		err_set(e, ERR_UNREACHABLE, "resolve %s port %s: %s", t->host, t->port,
 		    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
 		return -1;
 	}
-	snprintf(err, errlen, "connect to %s:%s: no usable address", t->host, t->port);
+	err_set(e, ERR_UNREACHABLE, "connect to %s:%s: no usable address", t->host, t->port);
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
 		if (ms_until(deadline) == 0) {
-			snprintf(err, errlen, "connect to %s:%s: timed out after %d ms", t->host,
+			err_set(e, ERR_TIMEOUT, "connect to %s:%s: timed out after %d ms", t->host,
 			    t->port, timeout_ms);
 			break;
 		}
-		fd = httpc_tcp_try(ai, deadline, timeout_ms, err, errlen);
+		fd = httpc_tcp_try(ai, deadline, timeout_ms, e);
 	}
 	freeaddrinfo(res);
 	return fd;
@@ -940,10 +951,9 @@ httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms
 
 int
 httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct httpc_conn **out,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct httpc_conn *c = NULL;
-	char ebuf[384];
 	int64_t deadline;
 	int cto;
 	int left;
@@ -952,28 +962,26 @@ httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct httpc_co
 
 	if (tls == NULL || t == NULL || t->host == NULL || *t->host == '\0' || t->port == NULL ||
 	    *t->port == '\0') {
-		snprintf(err, errlen, "connect: no TLS context, host or port given");
+		err_set(e, ERR_INTERNAL, "connect: no TLS context, host or port given");
 		goto out;
 	}
-	if (httpc_conn_new(t, &c, err, errlen) != 0) {
+	if (httpc_conn_new(t, &c, e) != 0) {
 		goto out;
 	}
 	cto = t->connect_timeout_ms > 0 ? t->connect_timeout_ms : HTTPC_DEFAULT_CONNECT_TIMEOUT_MS;
 	deadline = mono_ms() + cto;
-	fd = httpc_tcp_connect(t, deadline, cto, err, errlen);
+	fd = httpc_tcp_connect(t, deadline, cto, e);
 	if (fd < 0) {
 		goto out;
 	}
 	left = ms_until(deadline);
 	if (left == 0 ||
-	    tls_connect(tls, fd, t->sni_hostname, t->pin_fp, left, &c->tls, &c->server_id, ebuf,
-		sizeof(ebuf)) != 0) {
+	    tls_connect(tls, fd, t->sni_hostname, t->pin_fp, left, &c->tls, &c->server_id,
+		e) != 0) {
 		if (ms_until(deadline) == 0) {
-			snprintf(err, errlen, "TLS handshake: timed out after %d ms", cto);
-		} else if (strncmp(ebuf, "TLS", 3) == 0) {
-			snprintf(err, errlen, "%s", ebuf);
-		} else {
-			snprintf(err, errlen, "TLS handshake: %s", ebuf);
+			err_set(e, ERR_TIMEOUT, "TLS handshake: timed out after %d ms", cto);
+		} else if (strncmp(err_msg(e), "TLS", 3) != 0) {
+			err_prefix(e, "TLS handshake");
 		}
 		goto out;
 	}
@@ -990,8 +998,7 @@ out:
 }
 
 int
-httpc_conn_from_fd(int fd, const struct httpc_target *t, struct httpc_conn **out, char *err,
-    size_t errlen)
+httpc_conn_from_fd(int fd, const struct httpc_target *t, struct httpc_conn **out, struct err *e)
 {
 	struct httpc_target none;
 	struct httpc_conn *c = NULL;
@@ -1001,12 +1008,12 @@ httpc_conn_from_fd(int fd, const struct httpc_target *t, struct httpc_conn **out
 		httpc_target_init(&none);
 		t = &none;
 	}
-	if (httpc_conn_new(t, &c, err, errlen) != 0) {
+	if (httpc_conn_new(t, &c, e) != 0) {
 		return -1;
 	}
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
-		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		err_sys(e, "fcntl");
 		free(c);
 		return -1;
 	}
@@ -1046,7 +1053,7 @@ httpc_conn_server_identity(const struct httpc_conn *c)
  * the server's close or bytes nobody asked for. Either way it is stale.
  */
 static int
-httpc_check_idle(struct httpc_conn *c, char *err, size_t errlen)
+httpc_check_idle(struct httpc_conn *c, struct err *e)
 {
 	struct pollfd pfd;
 
@@ -1054,7 +1061,7 @@ httpc_check_idle(struct httpc_conn *c, char *err, size_t errlen)
 	pfd.events = POLLIN;
 	pfd.revents = 0;
 	if ((c->tls != NULL && tls_pending(c->tls) > 0) || poll(&pfd, 1, 0) > 0) {
-		snprintf(err, errlen,
+		err_set(e, ERR_UNREACHABLE,
 		    "send request: the server closed the kept-alive connection; reconnect");
 		return -1;
 	}
@@ -1072,8 +1079,7 @@ httpc_token_char(unsigned char ch)
 
 /* Check one caller header line; sets *CLOSE_REQ for "Connection: close". */
 static int
-httpc_check_header(const char *h, const char *content_type, int *close_req, char *err,
-    size_t errlen)
+httpc_check_header(const char *h, const char *content_type, int *close_req, struct err *e)
 {
 	static const char *const reserved[] = { "host", "content-length", "transfer-encoding" };
 	const char *colon = strchr(h, ':');
@@ -1081,13 +1087,13 @@ httpc_check_header(const char *h, const char *content_type, int *close_req, char
 	size_t nlen;
 
 	if (colon == NULL || colon == h) {
-		snprintf(err, errlen, "request header \"%.40s\" is not \"Name: value\"", h);
+		err_set(e, ERR_BAD_REQUEST, "request header \"%.40s\" is not \"Name: value\"", h);
 		return -1;
 	}
 	nlen = (size_t)(colon - h);
 	for (size_t i = 0; i < nlen; i++) {
 		if (!httpc_token_char((unsigned char)h[i])) {
-			snprintf(err, errlen, "request header name \"%.*s\" is invalid",
+			err_set(e, ERR_BAD_REQUEST, "request header name \"%.*s\" is invalid",
 			    (int)(nlen > 40 ? 40 : nlen), h);
 			return -1;
 		}
@@ -1095,19 +1101,19 @@ httpc_check_header(const char *h, const char *content_type, int *close_req, char
 	for (v = colon + 1; *v != '\0'; v++) {
 		unsigned char ch = (unsigned char)*v;
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			snprintf(err, errlen, "request header \"%.*s\" has a control character",
+			err_set(e, ERR_BAD_REQUEST, "request header \"%.*s\" has a control character",
 			    (int)(nlen > 40 ? 40 : nlen), h);
 			return -1;
 		}
 	}
 	for (size_t i = 0; i < ARRAY_LEN(reserved); i++) {
 		if (nlen == strlen(reserved[i]) && strncasecmp(h, reserved[i], nlen) == 0) {
-			snprintf(err, errlen, "request header %s is set by httpc", reserved[i]);
+			err_set(e, ERR_BAD_REQUEST, "request header %s is set by httpc", reserved[i]);
 			return -1;
 		}
 	}
 	if (content_type != NULL && nlen == 12 && strncasecmp(h, "content-type", 12) == 0) {
-		snprintf(err, errlen, "Content-Type given twice");
+		err_set(e, ERR_BAD_REQUEST, "Content-Type given twice");
 		return -1;
 	}
 	if (nlen == 10 && strncasecmp(h, "connection", 10) == 0 &&
@@ -1118,33 +1124,33 @@ httpc_check_header(const char *h, const char *content_type, int *close_req, char
 }
 
 static int
-httpc_check_target(const char *method, const char *path, char *err, size_t errlen)
+httpc_check_target(const char *method, const char *path, struct err *e)
 {
 	size_t n;
 
 	if (method == NULL || *method == '\0' || strlen(method) > HTTPC_MAX_METHOD) {
-		snprintf(err, errlen, "invalid request method");
+		err_set(e, ERR_BAD_REQUEST, "invalid request method");
 		return -1;
 	}
 	for (const char *m = method; *m != '\0'; m++) {
 		if (*m < 'A' || *m > 'Z') {
-			snprintf(err, errlen, "invalid request method");
+			err_set(e, ERR_BAD_REQUEST, "invalid request method");
 			return -1;
 		}
 	}
 	if (path == NULL || path[0] != '/') {
-		snprintf(err, errlen, "request path must start with '/'");
+		err_set(e, ERR_BAD_REQUEST, "request path must start with '/'");
 		return -1;
 	}
 	n = strlen(path);
 	if (n > HTTPC_MAX_PATH) {
-		snprintf(err, errlen, "request path longer than %d bytes", HTTPC_MAX_PATH);
+		err_set(e, ERR_BAD_REQUEST, "request path longer than %d bytes", HTTPC_MAX_PATH);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)path[i];
 		if (ch <= 0x20 || ch >= 0x7f) {
-			snprintf(err, errlen, "request path has a space, control or non-ASCII byte");
+			err_set(e, ERR_BAD_REQUEST, "request path has a space, control or non-ASCII byte");
 			return -1;
 		}
 	}
@@ -1155,15 +1161,15 @@ httpc_check_target(const char *method, const char *path, char *err, size_t errle
 static int
 httpc_build_head(const struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const char *content_type, int send_length, uint64_t length,
-    struct httpc_buf *b, int *close_req, char *err, size_t errlen)
+    struct httpc_buf *b, int *close_req, struct err *e)
 {
-	if (httpc_check_target(method, path, err, errlen) != 0) {
+	if (httpc_check_target(method, path, e) != 0) {
 		return -1;
 	}
 	if (content_type != NULL) {
 		for (const char *p = content_type; *p != '\0'; p++) {
 			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-				snprintf(err, errlen, "Content-Type has a control character");
+				err_set(e, ERR_BAD_REQUEST, "Content-Type has a control character");
 				return -1;
 			}
 		}
@@ -1186,7 +1192,7 @@ httpc_build_head(const struct httpc_conn *c, const char *method, const char *pat
 		*close_req = 1;
 	}
 	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
-		if (httpc_check_header(headers[i], content_type, close_req, err, errlen) != 0) {
+		if (httpc_check_header(headers[i], content_type, close_req, e) != 0) {
 			return -1;
 		}
 		httpc_buf_str(b, headers[i]);
@@ -1194,11 +1200,11 @@ httpc_build_head(const struct httpc_conn *c, const char *method, const char *pat
 	}
 	httpc_buf_str(b, "\r\n");
 	if (b->oom) {
-		snprintf(err, errlen, "out of memory building the request");
+		err_set(e, ERR_NOMEM, "out of memory building the request");
 		return -1;
 	}
 	if (b->len > HTTPC_MAX_REQUEST_HEAD) {
-		snprintf(err, errlen, "request headers exceed %zu bytes", HTTPC_MAX_REQUEST_HEAD);
+		err_set(e, ERR_BAD_REQUEST, "request headers exceed %zu bytes", HTTPC_MAX_REQUEST_HEAD);
 		return -1;
 	}
 	return 0;
@@ -1218,11 +1224,10 @@ struct httpc_body {
 
 static int
 httpc_send_all(struct httpc_conn *c, const void *buf, size_t len, int64_t total_deadline,
-    struct httpc_rx *rx, char *err, size_t errlen)
+    struct httpc_rx *rx, struct err *e)
 {
-	char ebuf[256];
 	int64_t dl = httpc_io_deadline(c, total_deadline);
-	int w = httpc_io_write(c, buf, len, dl, rx, ebuf, sizeof(ebuf));
+	int w = httpc_io_write(c, buf, len, dl, rx, e);
 
 	if (w == 0) {
 		return HTTPC_SEND_OK;
@@ -1230,13 +1235,13 @@ httpc_send_all(struct httpc_conn *c, const void *buf, size_t len, int64_t total_
 	if (w > 0) {
 		return HTTPC_SEND_ANSWERED;
 	}
-	httpc_io_error(c, "send request", dl, total_deadline, ebuf, err, errlen);
+	httpc_io_error(c, "send request", dl, total_deadline, e);
 	return ms_until(dl) == 0 ? HTTPC_SEND_TIMEOUT : HTTPC_SEND_IO;
 }
 
 static int
 httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *sent,
-    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, char *err, size_t errlen)
+    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, struct err *e)
 {
 	uint64_t left = body->fd_size;
 	char *buf = NULL;
@@ -1244,7 +1249,7 @@ httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *s
 
 	buf = malloc(HTTPC_STREAM_CHUNK);
 	if (buf == NULL) {
-		snprintf(err, errlen, "send request: out of memory");
+		err_set(e, ERR_NOMEM, "send request: out of memory");
 		goto out;
 	}
 	while (left > 0) {
@@ -1256,12 +1261,12 @@ httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *s
 				continue;
 			}
 			if (n < 0) {
-				snprintf(err, errlen, "read upload file: %s", strerror(errno));
+				err_sys(e, "read upload file");
 				rc = HTTPC_SEND_LOCAL;
 				goto out;
 			}
 			if (n == 0) {
-				snprintf(err, errlen,
+				err_set(e, ERR_IO,
 				    "read upload file: it ended after %llu of %llu bytes",
 				    (unsigned long long)(body->fd_size - left + have),
 				    (unsigned long long)body->fd_size);
@@ -1270,7 +1275,7 @@ httpc_send_file(struct httpc_conn *c, const struct httpc_body *body, uint64_t *s
 			}
 			have += (size_t)n;
 		}
-		rc = httpc_send_all(c, buf, have, total_deadline, rx, err, errlen);
+		rc = httpc_send_all(c, buf, have, total_deadline, rx, e);
 		if (rc != HTTPC_SEND_OK) {
 			goto out;
 		}
@@ -1289,7 +1294,7 @@ out:
 /* Send HEAD (and with it the prefix when small), then the body pieces. */
 static int
 httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct httpc_body *body,
-    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, char *err, size_t errlen)
+    uint64_t total, int64_t total_deadline, struct httpc_rx *rx, struct err *e)
 {
 	uint64_t sent = 0;
 	int rc;
@@ -1297,18 +1302,17 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 	if (body->prefix_len > 0 && body->prefix_len <= HTTPC_INLINE_BODY) {
 		httpc_buf_add(head, body->prefix, body->prefix_len);
 		if (head->oom) {
-			snprintf(err, errlen, "out of memory building the request");
+			err_set(e, ERR_NOMEM, "out of memory building the request");
 			return HTTPC_SEND_LOCAL;
 		}
 		sent = body->prefix_len;
 	}
-	rc = httpc_send_all(c, head->p, head->len, total_deadline, rx, err, errlen);
+	rc = httpc_send_all(c, head->p, head->len, total_deadline, rx, e);
 	if (rc != HTTPC_SEND_OK) {
 		return rc;
 	}
 	if (sent == 0 && body->prefix_len > 0) {
-		rc = httpc_send_all(c, body->prefix, body->prefix_len, total_deadline, rx, err,
-		    errlen);
+		rc = httpc_send_all(c, body->prefix, body->prefix_len, total_deadline, rx, e);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
@@ -1318,14 +1322,13 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 		body->progress(body->arg, sent, total);
 	}
 	if (body->fd >= 0) {
-		rc = httpc_send_file(c, body, &sent, total, total_deadline, rx, err, errlen);
+		rc = httpc_send_file(c, body, &sent, total, total_deadline, rx, e);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
 	}
 	if (body->suffix_len > 0) {
-		rc = httpc_send_all(c, body->suffix, body->suffix_len, total_deadline, rx, err,
-		    errlen);
+		rc = httpc_send_all(c, body->suffix, body->suffix_len, total_deadline, rx, e);
 		if (rc != HTTPC_SEND_OK) {
 			return rc;
 		}
@@ -1340,16 +1343,13 @@ httpc_send_request(struct httpc_conn *c, struct httpc_buf *head, const struct ht
 /* Read until RX holds a complete response (or fails) before TOTAL_DEADLINE. */
 static int
 httpc_read_response(struct httpc_conn *c, struct httpc_rx *rx, int64_t total_deadline,
-    char *err, size_t errlen)
+    struct err *e)
 {
-	char ebuf[256];
-
 	while (!rx->ps.complete && !rx->failed && !rx->eof) {
 		int64_t dl = httpc_io_deadline(c, total_deadline);
-		ssize_t n = httpc_io_read(c, rx->buf, HTTPC_READ_BUF, dl, ebuf, sizeof(ebuf));
+		ssize_t n = httpc_io_read(c, rx->buf, HTTPC_READ_BUF, dl, &rx->err);
 		if (n < 0) {
-			httpc_io_error(c, "read response", dl, total_deadline, ebuf, rx->err,
-			    sizeof(rx->err));
+			httpc_io_error(c, "read response", dl, total_deadline, &rx->err);
 			rx->failed = 1;
 		} else if (n == 0) {
 			rx->eof = 1;
@@ -1358,25 +1358,24 @@ httpc_read_response(struct httpc_conn *c, struct httpc_rx *rx, int64_t total_dea
 		}
 	}
 	if (!rx->failed && !rx->ps.complete &&
-	    httpc_parse_eof(&rx->ps, rx->err, sizeof(rx->err)) != 0) {
+	    httpc_parse_eof(&rx->ps, &rx->err) != 0) {
 		rx->failed = 1;
 	}
 	if (rx->failed) {
-		snprintf(err, errlen, "%s", rx->err);
-		return -1;
+		return err_copy(e, &rx->err);
 	}
 	if (rx->extra || (c->tls != NULL && tls_pending(c->tls) > 0)) {
 		log_debug("httpc: %s sent bytes after its response; not reusing the connection",
 		    c->host_hdr);
 		rx->ps.resp->keep_alive = 0;
 	}
-	return httpc_parse_finish(&rx->ps, err, errlen);
+	return httpc_parse_finish(&rx->ps, e);
 }
 
 static int
 httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const char *content_type, int send_length,
-    const struct httpc_body *body, struct httpc_response *resp, char *err, size_t errlen)
+    const struct httpc_body *body, struct httpc_response *resp, struct err *e)
 {
 	struct httpc_buf head;
 	struct httpc_rx rx;
@@ -1390,54 +1389,54 @@ httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
 	memset(&rx, 0, sizeof(rx));
 	memset(resp, 0, sizeof(*resp));
 	if (c == NULL || !c->usable) {
-		snprintf(err, errlen, "connection is closed (ended by an earlier exchange); reconnect");
+		err_set(e, ERR_UNREACHABLE, "connection is closed (ended by an earlier exchange); reconnect");
 		return -1;
 	}
 	if (body->fd_size > UINT64_MAX - body->prefix_len - body->suffix_len) {
-		snprintf(err, errlen, "request body too large");
+		err_set(e, ERR_BAD_REQUEST, "request body too large");
 		return -1;
 	}
 	total = body->prefix_len + body->fd_size + body->suffix_len;
 	if (httpc_build_head(c, method, path, headers, content_type, send_length, total, &head,
-		&close_req, err, errlen) != 0) {
+		&close_req, e) != 0) {
 		/* Nothing was sent: the connection stays usable. */
 		httpc_buf_free(&head);
 		return -1;
 	}
-	if (c->used && httpc_check_idle(c, err, errlen) != 0) {
+	if (c->used && httpc_check_idle(c, e) != 0) {
 		goto out;
 	}
 	rx.buf = malloc(HTTPC_READ_BUF);
 	if (rx.buf == NULL) {
-		snprintf(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	httpc_parse_init(&rx.ps, resp, strcmp(method, "HEAD") == 0, c->max_body);
 	total_deadline = c->total_timeout_ms < 0 ? INT64_MAX : mono_ms() + c->total_timeout_ms;
 	c->used = 1;
 
-	send_rc = httpc_send_request(c, &head, body, total, total_deadline, &rx, err, errlen);
+	send_rc = httpc_send_request(c, &head, body, total, total_deadline, &rx, e);
 	if (send_rc == HTTPC_SEND_IO || send_rc == HTTPC_SEND_ANSWERED) {
 		/*
 		 * The server answered (413, 403, 503 ...) or went away before
 		 * the whole request was out. An answer already sent is the
 		 * result; the connection cannot carry another request.
 		 */
-		char rerr[256];
+		struct err rerr = ERR_INIT;
 		int64_t early = mono_ms() + HTTPC_EARLY_RESPONSE_MS;
 		if (httpc_read_response(c, &rx, early < total_deadline ? early : total_deadline,
-			rerr, sizeof(rerr)) == 0) {
+			&rerr) == 0) {
 			log_debug("httpc: %s answered %d before the request was sent", c->host_hdr,
 			    resp->status);
 			resp->keep_alive = 0;
 			rc = 0;
 		} else if (send_rc == HTTPC_SEND_ANSWERED) {
 			if (!rx.ps.got_bytes) {
-				snprintf(err, errlen,
+				err_set(e, ERR_UNREACHABLE,
 				    "send request: the server closed the connection before the "
 				    "request was sent");
 			} else {
-				snprintf(err, errlen, "%s", rerr);
+				err_copy(e, &rerr);
 			}
 		}
 		goto out;
@@ -1445,7 +1444,7 @@ httpc_exchange(struct httpc_conn *c, const char *method, const char *path,
 	if (send_rc != HTTPC_SEND_OK) {
 		goto out;
 	}
-	if (httpc_read_response(c, &rx, total_deadline, err, errlen) != 0) {
+	if (httpc_read_response(c, &rx, total_deadline, e) != 0) {
 		goto out;
 	}
 	if (close_req) {
@@ -1467,7 +1466,7 @@ out:
 int
 httpc_request(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const void *body, size_t body_len, struct httpc_response *resp,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct httpc_body b;
 	int send_length;
@@ -1480,20 +1479,19 @@ httpc_request(struct httpc_conn *c, const char *method, const char *path,
 	    (method != NULL &&
 		(strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
 		    strcmp(method, "PATCH") == 0));
-	return httpc_exchange(c, method, path, headers, NULL, send_length, &b, resp, err, errlen);
+	return httpc_exchange(c, method, path, headers, NULL, send_length, &b, resp, e);
 }
 
 int
 httpc_request_fd(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const char *content_type, int fd, uint64_t size,
-    httpc_progress_fn progress, void *arg, struct httpc_response *resp, char *err,
-    size_t errlen)
+    httpc_progress_fn progress, void *arg, struct httpc_response *resp, struct err *e)
 {
 	struct httpc_body b;
 
 	if (fd < 0) {
 		memset(resp, 0, sizeof(*resp));
-		snprintf(err, errlen, "no file to send");
+		err_set(e, ERR_INTERNAL, "no file to send");
 		return -1;
 	}
 	memset(&b, 0, sizeof(b));
@@ -1501,7 +1499,7 @@ httpc_request_fd(struct httpc_conn *c, const char *method, const char *path,
 	b.fd_size = size;
 	b.progress = progress;
 	b.arg = arg;
-	return httpc_exchange(c, method, path, headers, content_type, 1, &b, resp, err, errlen);
+	return httpc_exchange(c, method, path, headers, content_type, 1, &b, resp, e);
 }
 
 /* Names and filenames go inside quotes in Content-Disposition: keep them plain. */
@@ -1523,8 +1521,7 @@ httpc_form_name_ok(const char *s)
 /* A random boundary that occurs in none of the text we send. */
 static int
 httpc_multipart_boundary(const struct httpc_form_field *fields, size_t nfields,
-    const char *file_field, const char *filename, char *out, size_t outlen, char *err,
-    size_t errlen)
+    const char *file_field, const char *filename, char *out, size_t outlen, struct err *e)
 {
 	unsigned char rnd[HTTPC_BOUNDARY_RANDOM];
 	char hex[2 * HTTPC_BOUNDARY_RANDOM + 1];
@@ -1532,7 +1529,7 @@ httpc_multipart_boundary(const struct httpc_form_field *fields, size_t nfields,
 	for (int attempt = 0; attempt < 4; attempt++) {
 		int clash = 0;
 		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-			snprintf(err, errlen, "multipart boundary: getrandom: %s", strerror(errno));
+			err_sys_kind(e, ERR_INTERNAL, "multipart boundary: getrandom");
 			return -1;
 		}
 		hex_encode(rnd, sizeof(rnd), hex);
@@ -1545,7 +1542,7 @@ httpc_multipart_boundary(const struct httpc_form_field *fields, size_t nfields,
 			return 0;
 		}
 	}
-	snprintf(err, errlen, "multipart boundary: no random boundary avoids the form text");
+	err_set(e, ERR_INTERNAL, "multipart boundary: no random boundary avoids the form text");
 	return -1;
 }
 
@@ -1553,7 +1550,7 @@ int
 httpc_upload_multipart(struct httpc_conn *c, const char *path,
     const struct httpc_form_field *fields, size_t nfields, const char *file_field,
     const char *filename, int fd, uint64_t size, httpc_progress_fn progress, void *arg,
-    struct httpc_response *resp, char *err, size_t errlen)
+    struct httpc_response *resp, struct err *e)
 {
 	struct httpc_buf pre;
 	struct httpc_buf post;
@@ -1567,17 +1564,17 @@ httpc_upload_multipart(struct httpc_conn *c, const char *path,
 	memset(resp, 0, sizeof(*resp));
 	if (fd < 0 || !httpc_form_name_ok(file_field) || !httpc_form_name_ok(filename) ||
 	    (nfields > 0 && fields == NULL)) {
-		snprintf(err, errlen, "multipart: missing file, or a bad file field or file name");
+		err_set(e, ERR_BAD_REQUEST, "multipart: missing file, or a bad file field or file name");
 		goto out;
 	}
 	for (size_t i = 0; i < nfields; i++) {
 		if (!httpc_form_name_ok(fields[i].name) || fields[i].value == NULL) {
-			snprintf(err, errlen, "multipart: bad form field name or missing value");
+			err_set(e, ERR_BAD_REQUEST, "multipart: bad form field name or missing value");
 			goto out;
 		}
 	}
 	if (httpc_multipart_boundary(fields, nfields, file_field, filename, boundary,
-		sizeof(boundary), err, errlen) != 0) {
+		sizeof(boundary), e) != 0) {
 		goto out;
 	}
 	for (size_t i = 0; i < nfields; i++) {
@@ -1596,7 +1593,7 @@ httpc_upload_multipart(struct httpc_conn *c, const char *path,
 	httpc_buf_str(&pre, "\"\r\nContent-Type: " HTTPC_MULTIPART_FILE_TYPE "\r\n\r\n");
 	httpc_buf_printf(&post, "\r\n--%s--\r\n", boundary);
 	if (pre.oom || post.oom) {
-		snprintf(err, errlen, "out of memory building the multipart body");
+		err_set(e, ERR_NOMEM, "out of memory building the multipart body");
 		goto out;
 	}
 	snprintf(ctype, sizeof(ctype), "multipart/form-data; boundary=%s", boundary);
@@ -1610,7 +1607,7 @@ httpc_upload_multipart(struct httpc_conn *c, const char *path,
 	b.suffix_len = post.len;
 	b.progress = progress;
 	b.arg = arg;
-	rc = httpc_exchange(c, "POST", path, NULL, ctype, 1, &b, resp, err, errlen);
+	rc = httpc_exchange(c, "POST", path, NULL, ctype, 1, &b, resp, e);
 out:
 	httpc_buf_free(&pre);
 	httpc_buf_free(&post);
@@ -1620,17 +1617,17 @@ out:
 int
 httpc_fetch(struct tls_ctx *tls, const struct httpc_target *t, const char *method,
     const char *path, const char *const *headers, const void *body, size_t body_len,
-    struct httpc_response *resp, char *err, size_t errlen)
+    struct httpc_response *resp, struct err *e)
 {
 	struct httpc_conn *c = NULL;
 	int rc = -1;
 
 	memset(resp, 0, sizeof(*resp));
-	if (httpc_connect(tls, t, &c, err, errlen) != 0) {
+	if (httpc_connect(tls, t, &c, e) != 0) {
 		goto out;
 	}
 	c->oneshot = 1;
-	rc = httpc_request(c, method, path, headers, body, body_len, resp, err, errlen);
+	rc = httpc_request(c, method, path, headers, body, body_len, resp, e);
 out:
 	httpc_close(c);
 	return rc;

@@ -87,12 +87,15 @@ struct httpc_conn;
  * Resolve T->host, connect (non-blocking, each address in turn until the
  * connect deadline) and run the TLS handshake with TLS (a client context),
  * pinning T->pin_fp and checking T->sni_hostname when given. On success *OUT
- * is a connection to free with httpc_close(). ERR gets a one-line reason
- * naming the step ("resolve ...", "connect to ADDR:PORT: ...", "TLS ...").
+ * is a connection to free with httpc_close(). E gets a one-line reason
+ * naming the step ("resolve ...", "connect to ADDR:PORT: ...", "TLS ...") and
+ * a kind: ERR_UNREACHABLE (no name, refused, no route), ERR_TIMEOUT (TCP or
+ * handshake deadline), ERR_TLS (handshake failed, certificate or pin
+ * refused), ERR_CONFIG (bad host, port or pin), ERR_NOMEM/ERR_INTERNAL.
  * Name resolution itself is not bounded by the deadline (getaddrinfo).
  */
 int httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct httpc_conn **out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Plain HTTP over an already connected stream socket FD (no TLS). Only for
@@ -102,7 +105,7 @@ int httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct http
  * success *OUT owns FD (made non-blocking); on failure FD is left open.
  */
 int httpc_conn_from_fd(int fd, const struct httpc_target *t, struct httpc_conn **out,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /* Close the connection (TLS close_notify, best effort) and free it. NULL ok. */
 void httpc_close(struct httpc_conn *c);
@@ -123,7 +126,11 @@ const struct tls_identity *httpc_conn_server_identity(const struct httpc_conn *c
  * body); a response to HEAD has no body.
  *
  * Returns 0 for any complete HTTP response (check RESP->status), -1 when no
- * complete response was obtained (ERR says which step failed). When the
+ * complete response was obtained (E says which step failed; its kind:
+ * ERR_BAD_REQUEST for a request refused before sending, ERR_TIMEOUT,
+ * ERR_UNREACHABLE when the connection failed or ended, ERR_PROTOCOL for a
+ * response we cannot use (malformed, over a limit, TLS record error),
+ * ERR_IO for a local file, ERR_NOMEM). When the
  * server answers before the whole request is sent (e.g. 413 or 403 during a
  * large upload) and then closes or stops reading, that answer is returned
  * rather than the send error, as soon as a stalled write sees it; the
@@ -132,7 +139,7 @@ const struct tls_identity *httpc_conn_server_identity(const struct httpc_conn *c
  */
 int httpc_request(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const void *body, size_t body_len, struct httpc_response *resp,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * Like httpc_request(), with a body of exactly SIZE bytes read from FD's
@@ -143,8 +150,7 @@ int httpc_request(struct httpc_conn *c, const char *method, const char *path,
  */
 int httpc_request_fd(struct httpc_conn *c, const char *method, const char *path,
     const char *const *headers, const char *content_type, int fd, uint64_t size,
-    httpc_progress_fn progress, void *arg, struct httpc_response *resp, char *err,
-    size_t errlen) WUR;
+    httpc_progress_fn progress, void *arg, struct httpc_response *resp, struct err *e) WUR;
 
 /* A text field of a multipart form. NAME: no '"', CR or LF; VALUE: any text. */
 struct httpc_form_field {
@@ -163,7 +169,7 @@ struct httpc_form_field {
 int httpc_upload_multipart(struct httpc_conn *c, const char *path,
     const struct httpc_form_field *fields, size_t nfields, const char *file_field,
     const char *filename, int fd, uint64_t size, httpc_progress_fn progress, void *arg,
-    struct httpc_response *resp, char *err, size_t errlen) WUR;
+    struct httpc_response *resp, struct err *e) WUR;
 
 /*
  * One request on a fresh connection: connect, send with "Connection: close",
@@ -172,7 +178,7 @@ int httpc_upload_multipart(struct httpc_conn *c, const char *path,
  */
 int httpc_fetch(struct tls_ctx *tls, const struct httpc_target *t, const char *method,
     const char *path, const char *const *headers, const void *body, size_t body_len,
-    struct httpc_response *resp, char *err, size_t errlen) WUR;
+    struct httpc_response *resp, struct err *e) WUR;
 
 /*
  * Exposed for tests and fuzzing: parse BUF (LEN bytes, a whole server
@@ -183,6 +189,6 @@ int httpc_fetch(struct tls_ctx *tls, const struct httpc_target *t, const char *m
  * httpc_response_free), or -1 with ERR set and OUT empty.
  */
 int httpc_parse_response_buffer(const char *buf, size_t len, int is_head, size_t max_body,
-    size_t step, struct httpc_response *out, char *err, size_t errlen) WUR;
+    size_t step, struct httpc_response *out, struct err *e) WUR;
 
 #endif

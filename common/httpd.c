@@ -1307,7 +1307,7 @@ relay_thread(void *p)
 	struct tls_ctx *ctx;
 	struct tls_identity id;
 	int sp[2] = { -1, -1 };
-	char err[256];
+	struct err e = ERR_INIT;
 	int rc;
 
 	/*
@@ -1324,10 +1324,10 @@ relay_thread(void *p)
 	pthread_mutex_lock(&srv->mtx);
 	ctx = tls_ctx_ref(srv->o.tls);
 	pthread_mutex_unlock(&srv->mtx);
-	rc = tls_accept(ctx, ra->fd, &tls, &id, err, sizeof(err));
+	rc = tls_accept(ctx, ra->fd, &tls, &id, &e);
 	tls_ctx_free(ctx); /* the connection keeps its own reference */
 	if (rc != 0) {
-		log_info("%s: connection from %s refused: %s", srv->o.name, ra->ip, err);
+		log_info("%s: connection from %s refused: %s", srv->o.name, ra->ip, err_msg(&e));
 		close(ra->fd);
 		goto out;
 	}
@@ -1518,18 +1518,17 @@ httpd_opts_init(struct httpd_opts *o)
 }
 
 int
-httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t errlen)
+httpd_start(const struct httpd_opts *o, struct httpd **out, struct err *e)
 {
 	struct httpd *srv;
 
 	if (o->tls == NULL && o->listen_fd != HTTPD_NO_LISTEN) {
-		snprintf(err, errlen, "httpd needs a TLS server context");
+		err_set(e, ERR_INTERNAL, "httpd needs a TLS server context");
 		return -1;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		return err_set(e, ERR_NOMEM, "out of memory");
 	}
 	srv->o = *o;
 	/* Our own reference: httpd_set_tls() may swap it while we run. */
@@ -1548,25 +1547,22 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 	if (o->listen_fd == HTTPD_NO_LISTEN) {
 		srv->listen_fd = -1;
 	} else if (o->listen_fd >= 0) {
-		struct err e = ERR_INIT;
 		srv->listen_fd = o->listen_fd;
-		if (sock_port(srv->listen_fd, &srv->port, &e) != 0) {
-			snprintf(err, errlen, "inherited listening socket: %s", err_msg(&e));
+		if (sock_port(srv->listen_fd, &srv->port, e) != 0) {
+			err_prefix(e, "inherited listening socket");
 			goto fail;
 		}
 	} else {
-		struct err e = ERR_INIT;
 		srv->listen_fd = sock_listen(o->listen != NULL ? o->listen : "127.0.0.1:0",
-		    &srv->port, &e);
+		    &srv->port, e);
 		if (srv->listen_fd < 0) {
-			snprintf(err, errlen, "%s", err_msg(&e));
 			goto fail;
 		}
 	}
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	srv->accept_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0 || srv->accept_wake_fd < 0) {
-		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		err_sys(e, "eventfd");
 		goto fail;
 	}
 	srv->mhd = MHD_start_daemon(MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
@@ -1581,12 +1577,12 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t er
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->idle_timeout_s,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_conns + 4, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
-		snprintf(err, errlen, "libmicrohttpd failed to start");
+		err_set(e, ERR_INTERNAL, "libmicrohttpd failed to start");
 		goto fail;
 	}
 	if (srv->listen_fd >= 0) {
 		if (pthread_create(&srv->accept_thread, NULL, accept_thread, srv) != 0) {
-			snprintf(err, errlen, "cannot start the accept thread");
+			err_set(e, ERR_INTERNAL, "cannot start the accept thread");
 			goto fail;
 		}
 		srv->accept_running = 1;

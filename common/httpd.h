@@ -87,8 +87,12 @@ struct httpd_opts {
 
 void httpd_opts_init(struct httpd_opts *o);
 
-/* Bind (or adopt listen_fd), start the accept thread and libmicrohttpd. */
-int httpd_start(const struct httpd_opts *o, struct httpd **out, char *err, size_t errlen) WUR;
+/*
+ * Bind (or adopt listen_fd), start the accept thread and libmicrohttpd. -1
+ * with E (the socket's kind when binding fails, e.g. ERR_IO for an address
+ * in use; ERR_INTERNAL when libmicrohttpd or a thread does not start).
+ */
+int httpd_start(const struct httpd_opts *o, struct httpd **out, struct err *e) WUR;
 
 /*
  * Stop accepting, let in-flight requests finish for up to GRACE_MS, then cut

@@ -287,7 +287,7 @@ out:
 }
 
 int
-tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size_t errlen)
+tls_verify_cert_file(const char *ca_file, const char *cert_file, struct err *e)
 {
 	mbedtls_x509_crt ca, crt;
 	char ebuf[128], vbuf[256];
@@ -299,13 +299,13 @@ tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size
 	ret = mbedtls_x509_crt_parse_file(&ca, ca_file);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "%s: cannot load CA certificate: %s", ca_file, ebuf);
+		err_set(e, ERR_FORMAT, "%s: cannot load CA certificate: %s", ca_file, ebuf);
 		goto out;
 	}
 	ret = mbedtls_x509_crt_parse_file(&crt, cert_file);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "%s: cannot load certificate: %s", cert_file, ebuf);
+		err_set(e, ERR_FORMAT, "%s: cannot load certificate: %s", cert_file, ebuf);
 		goto out;
 	}
 	if (mbedtls_x509_crt_verify(&crt, &ca, NULL, NULL, &flags, NULL, NULL) != 0) {
@@ -316,7 +316,7 @@ tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size
 				vbuf[i] = i + 1 < n && vbuf[i + 1] != '\0' ? ';' : '\0';
 			}
 		}
-		snprintf(err, errlen, "%s does not verify against %s: %s", cert_file, ca_file,
+		err_set(e, ERR_TLS, "%s does not verify against %s: %s", cert_file, ca_file,
 		    n > 0 ? vbuf : "unknown reason");
 		goto out;
 	}
@@ -340,16 +340,16 @@ tls_opts_init(struct tls_opts *o)
  * a key left world-readable is refused rather than used.
  */
 static int
-tls_check_key_mode(const char *path, char *err, size_t errlen)
+tls_check_key_mode(const char *path, struct err *e)
 {
 	struct stat st;
 
 	if (stat(path, &st) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		err_sys_kind(e, ERR_CONFIG, "%s", path);
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0) {
-		snprintf(err, errlen,
+		err_set(e, ERR_CONFIG,
 		    "%s: private key is accessible by group/others (mode %04o); chmod 600 it", path,
 		    (unsigned)(st.st_mode & 07777));
 		return -1;
@@ -378,8 +378,7 @@ tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *bu
 }
 
 static int
-tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char *err,
-    size_t errlen)
+tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, struct err *e)
 {
 	static const char pers[] = "tandem-tls";
 	struct tls_ctx *c;
@@ -389,7 +388,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		snprintf(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	atomic_init(&c->refs, 1);
@@ -407,7 +406,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 		o->master_cn != NULL && *o->master_cn != '\0' ? o->master_cn
 							       : TLS_DEFAULT_MASTER_CN,
 		sizeof(c->master_cn)) != 0) {
-		snprintf(err, errlen, "master CN too long");
+		err_set(e, ERR_CONFIG, "master CN too long");
 		goto out;
 	}
 
@@ -415,46 +414,46 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 	    (const unsigned char *)pers, sizeof(pers) - 1);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "seeding the random generator: %s", ebuf);
+		err_set(e, ERR_INTERNAL, "seeding the random generator: %s", ebuf);
 		goto out;
 	}
 	if (o->ca_file == NULL) {
-		snprintf(err, errlen, "no CA certificate configured");
+		err_set(e, ERR_CONFIG, "no CA certificate configured");
 		goto out;
 	}
 	ret = mbedtls_x509_crt_parse_file(&c->ca, o->ca_file);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "%s: cannot load CA certificate: %s", o->ca_file, ebuf);
+		err_set(e, ERR_CONFIG, "%s: cannot load CA certificate: %s", o->ca_file, ebuf);
 		goto out;
 	}
 	if (is_server && (o->cert_file == NULL || o->key_file == NULL)) {
-		snprintf(err, errlen, "a server needs a certificate and a key");
+		err_set(e, ERR_CONFIG, "a server needs a certificate and a key");
 		goto out;
 	}
 	if ((o->cert_file == NULL) != (o->key_file == NULL)) {
-		snprintf(err, errlen, "a certificate needs its key (and a key its certificate)");
+		err_set(e, ERR_CONFIG, "a certificate needs its key (and a key its certificate)");
 		goto out;
 	}
 	if (o->cert_file != NULL) {
 		ret = mbedtls_x509_crt_parse_file(&c->own, o->cert_file);
 		if (ret != 0) {
 			tls_errstr(ret, ebuf, sizeof(ebuf));
-			snprintf(err, errlen, "%s: cannot load certificate: %s", o->cert_file, ebuf);
+			err_set(e, ERR_CONFIG, "%s: cannot load certificate: %s", o->cert_file, ebuf);
 			goto out;
 		}
-		if (tls_check_key_mode(o->key_file, err, errlen) != 0) {
+		if (tls_check_key_mode(o->key_file, e) != 0) {
 			goto out;
 		}
 		ret = mbedtls_pk_parse_keyfile(&c->key, o->key_file, NULL);
 		if (ret != 0) {
 			tls_errstr(ret, ebuf, sizeof(ebuf));
-			snprintf(err, errlen, "%s: cannot load private key: %s", o->key_file, ebuf);
+			err_set(e, ERR_CONFIG, "%s: cannot load private key: %s", o->key_file, ebuf);
 			goto out;
 		}
 		ret = mbedtls_pk_check_pair(&c->own.pk, &c->key);
 		if (ret != 0) {
-			snprintf(err, errlen, "%s does not match the certificate %s", o->key_file,
+			err_set(e, ERR_CONFIG, "%s does not match the certificate %s", o->key_file,
 			    o->cert_file);
 			goto out;
 		}
@@ -463,13 +462,13 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 		if (is_server &&
 		    mbedtls_x509_crt_check_extended_key_usage(&c->own, MBEDTLS_OID_SERVER_AUTH,
 			MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0) {
-			snprintf(err, errlen,
+			err_set(e, ERR_CONFIG,
 			    "%s lacks the serverAuth extended key usage: a server cannot use it",
 			    o->cert_file);
 			goto out;
 		}
 		if (digest_buf(c->own.raw.p, c->own.raw.len, c->own_fp) != 0) {
-			snprintf(err, errlen, "%s: sha256 failed", o->cert_file);
+			err_set(e, ERR_INTERNAL, "%s: sha256 failed", o->cert_file);
 			goto out;
 		}
 		c->have_own = 1;
@@ -480,7 +479,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 	    MBEDTLS_SSL_PRESET_DEFAULT);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "TLS configuration: %s", ebuf);
+		err_set(e, ERR_INTERNAL, "TLS configuration: %s", ebuf);
 		goto out;
 	}
 	mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
@@ -495,7 +494,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 		ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own, &c->key);
 		if (ret != 0) {
 			tls_errstr(ret, ebuf, sizeof(ebuf));
-			snprintf(err, errlen, "TLS configuration (own certificate): %s", ebuf);
+			err_set(e, ERR_CONFIG, "TLS configuration (own certificate): %s", ebuf);
 			goto out;
 		}
 	}
@@ -504,7 +503,7 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, char 
 		    MBEDTLS_CIPHER_AES_256_GCM, TLS_TICKET_LIFETIME_S);
 		if (ret != 0) {
 			tls_errstr(ret, ebuf, sizeof(ebuf));
-			snprintf(err, errlen, "TLS session tickets: %s", ebuf);
+			err_set(e, ERR_INTERNAL, "TLS session tickets: %s", ebuf);
 			goto out;
 		}
 		c->have_ticket = 1;
@@ -520,15 +519,15 @@ out:
 }
 
 int
-tls_server_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen)
+tls_server_new(const struct tls_opts *o, struct tls_ctx **out, struct err *e)
 {
-	return tls_ctx_new(o, 1, out, err, errlen);
+	return tls_ctx_new(o, 1, out, e);
 }
 
 int
-tls_client_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen)
+tls_client_new(const struct tls_opts *o, struct tls_ctx **out, struct err *e)
 {
-	return tls_ctx_new(o, 0, out, err, errlen);
+	return tls_ctx_new(o, 0, out, e);
 }
 
 struct tls_ctx *
@@ -656,8 +655,24 @@ tls_wait(int fd, int want, int64_t deadline)
 	}
 }
 
+/* After tls_wait() failed: "timed out" (ERR_TIMEOUT) or the poll error. */
+static void
+tls_wait_err(struct err *e)
+{
+	int saved = errno;
+
+	if (saved == ETIMEDOUT) {
+		err_set(e, ERR_TIMEOUT, "timed out");
+		return;
+	}
+	err_set(e, ERR_IO, "%s", strerror(saved));
+	if (e != NULL) {
+		e->sys_errno = saved;
+	}
+}
+
 static struct tls_conn *
-tls_conn_new(struct tls_ctx *ctx, int fd, char *err, size_t errlen)
+tls_conn_new(struct tls_ctx *ctx, int fd, struct err *e)
 {
 	struct tls_conn *c;
 	char ebuf[128];
@@ -665,7 +680,7 @@ tls_conn_new(struct tls_ctx *ctx, int fd, char *err, size_t errlen)
 
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		snprintf(err, errlen, "out of memory");
+		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
 	mbedtls_ssl_init(&c->ssl);
@@ -673,7 +688,7 @@ tls_conn_new(struct tls_ctx *ctx, int fd, char *err, size_t errlen)
 	ret = mbedtls_ssl_setup(&c->ssl, &ctx->conf);
 	if (ret != 0) {
 		tls_errstr(ret, ebuf, sizeof(ebuf));
-		snprintf(err, errlen, "TLS setup: %s", ebuf);
+		err_set(e, ERR_INTERNAL, "TLS setup: %s", ebuf);
 		mbedtls_ssl_free(&c->ssl);
 		free(c);
 		return NULL;
@@ -696,7 +711,7 @@ tls_conn_discard(struct tls_conn *c)
 }
 
 static int
-tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, char *err, size_t errlen)
+tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, struct err *e)
 {
 	char ebuf[160];
 	int ret;
@@ -711,10 +726,10 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, char *err, s
 		}
 		if (tls_wait(c->fd, ret, deadline) != 0) {
 			if (errno == ETIMEDOUT) {
-				snprintf(err, errlen, "TLS handshake: timed out after %d ms",
+				err_set(e, ERR_TIMEOUT, "TLS handshake: timed out after %d ms",
 				    timeout_ms);
 			} else {
-				snprintf(err, errlen, "TLS handshake: poll: %s", strerror(errno));
+				err_sys_kind(e, ERR_TLS, "TLS handshake: poll");
 			}
 			return -1;
 		}
@@ -735,12 +750,12 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, char *err, s
 				vbuf[i] = (i + 1 < n && vbuf[i + 1] != '\0') ? ';' : '\0';
 			}
 		}
-		snprintf(err, errlen, "TLS handshake: peer certificate rejected: %s",
+		err_set(e, ERR_TLS, "TLS handshake: peer certificate rejected: %s",
 		    n > 0 ? vbuf : "verification failed");
 		return -1;
 	}
 	tls_errstr(ret, ebuf, sizeof(ebuf));
-	snprintf(err, errlen, "TLS handshake: %s", ebuf);
+	err_set(e, ERR_TLS, "TLS handshake: %s", ebuf);
 	return -1;
 }
 
@@ -752,28 +767,28 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, char *err, s
  */
 static int
 tls_check_peer(struct tls_conn *c, const char *master_cn, const char *eku_oid, size_t eku_len,
-    struct tls_identity *id, char *err, size_t errlen)
+    struct tls_identity *id, struct err *e)
 {
 	const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->ssl);
 
 	if (peer == NULL) {
-		snprintf(err, errlen, "peer presented no certificate");
+		err_set(e, ERR_TLS, "peer presented no certificate");
 		return -1;
 	}
 	if (mbedtls_ssl_get_verify_result(&c->ssl) != 0) {
-		snprintf(err, errlen, "peer certificate did not verify");
+		err_set(e, ERR_TLS, "peer certificate did not verify");
 		return -1;
 	}
 	if (mbedtls_x509_time_is_past(&peer->valid_to)) {
-		snprintf(err, errlen, "peer certificate has expired");
+		err_set(e, ERR_TLS, "peer certificate has expired");
 		return -1;
 	}
 	if (mbedtls_x509_time_is_future(&peer->valid_from)) {
-		snprintf(err, errlen, "peer certificate is not valid yet");
+		err_set(e, ERR_TLS, "peer certificate is not valid yet");
 		return -1;
 	}
 	if (mbedtls_x509_crt_check_extended_key_usage(peer, eku_oid, eku_len) != 0) {
-		snprintf(err, errlen, "peer certificate lacks the %s extended key usage",
+		err_set(e, ERR_TLS, "peer certificate lacks the %s extended key usage",
 		    eku_len == MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH) &&
 			    memcmp(eku_oid, MBEDTLS_OID_CLIENT_AUTH, eku_len) == 0
 			? "clientAuth"
@@ -781,12 +796,12 @@ tls_check_peer(struct tls_conn *c, const char *master_cn, const char *eku_oid, s
 		return -1;
 	}
 	if (tls_identity_from_crt(peer, master_cn, id) != 0) {
-		snprintf(err, errlen, "peer certificate subject is malformed");
+		err_set(e, ERR_TLS, "peer certificate subject is malformed");
 		return -1;
 	}
 	/* Fail closed: a serial we cannot read cannot be checked. */
 	if (id->serial[0] == '\0' || tls_serial_revoked(id->serial)) {
-		snprintf(err, errlen, "peer certificate (serial %s, CN=%s) is revoked",
+		err_set(e, ERR_TLS, "peer certificate (serial %s, CN=%s) is revoked",
 		    id->serial[0] != '\0' ? id->serial : "unreadable", id->cn);
 		return -1;
 	}
@@ -876,30 +891,30 @@ tls_revoked_count(void)
 
 int
 tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identity *id,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	struct tls_conn *c;
 	int64_t deadline = mono_ms() + ctx->hs_timeout_ms;
 
 	if (!ctx->is_server) {
-		snprintf(err, errlen, "tls_accept on a client context");
+		err_set(e, ERR_INTERNAL, "tls_accept on a client context");
 		return -1;
 	}
 	if (tls_set_nonblock(fd) != 0) {
-		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		err_sys(e, "fcntl");
 		return -1;
 	}
-	c = tls_conn_new(ctx, fd, err, errlen);
+	c = tls_conn_new(ctx, fd, e);
 	if (c == NULL) {
 		return -1;
 	}
 	tls_tl_resumed = 0;
-	if (tls_handshake(c, deadline, ctx->hs_timeout_ms, err, errlen) != 0) {
+	if (tls_handshake(c, deadline, ctx->hs_timeout_ms, e) != 0) {
 		tls_conn_discard(c);
 		return -1;
 	}
 	if (tls_check_peer(c, ctx->master_cn, MBEDTLS_OID_CLIENT_AUTH,
-		MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH), id, err, errlen) != 0) {
+		MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH), id, e) != 0) {
 		tls_conn_discard(c);
 		return -1;
 	}
@@ -938,8 +953,7 @@ tls_pin_match(const char *pins, const char *fp)
 
 int
 tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,
-    int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, char *err,
-    size_t errlen)
+    int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, struct err *e)
 {
 	struct tls_conn *c;
 	struct tls_identity id;
@@ -948,11 +962,11 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 	int ret;
 
 	if (ctx->is_server) {
-		snprintf(err, errlen, "tls_connect on a server context");
+		err_set(e, ERR_INTERNAL, "tls_connect on a server context");
 		return -1;
 	}
 	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, NULL) < 0) {
-		snprintf(err, errlen, "pinned fingerprint is not 64 hex digits");
+		err_set(e, ERR_CONFIG, "pinned fingerprint is not 64 hex digits");
 		return -1;
 	}
 	if (timeout_ms <= 0) {
@@ -960,10 +974,10 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 	}
 	deadline = mono_ms() + timeout_ms;
 	if (tls_set_nonblock(fd) != 0) {
-		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		err_sys(e, "fcntl");
 		return -1;
 	}
-	c = tls_conn_new(ctx, fd, err, errlen);
+	c = tls_conn_new(ctx, fd, e);
 	if (c == NULL) {
 		return -1;
 	}
@@ -971,22 +985,22 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 		ret = mbedtls_ssl_set_hostname(&c->ssl, hostname);
 		if (ret != 0) {
 			tls_errstr(ret, ebuf, sizeof(ebuf));
-			snprintf(err, errlen, "TLS hostname: %s", ebuf);
+			err_set(e, ERR_CONFIG, "TLS hostname: %s", ebuf);
 			tls_conn_discard(c);
 			return -1;
 		}
 	}
-	if (tls_handshake(c, deadline, timeout_ms, err, errlen) != 0) {
+	if (tls_handshake(c, deadline, timeout_ms, e) != 0) {
 		tls_conn_discard(c);
 		return -1;
 	}
 	if (tls_check_peer(c, ctx->master_cn, MBEDTLS_OID_SERVER_AUTH,
-		MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), &id, err, errlen) != 0) {
+		MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), &id, e) != 0) {
 		tls_conn_discard(c);
 		return -1;
 	}
 	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, id.fingerprint) != 1) {
-		snprintf(err, errlen,
+		err_set(e, ERR_TLS,
 		    "server certificate fingerprint %s does not match the pinned %s", id.fingerprint,
 		    pin_fp);
 		tls_conn_discard(c);
@@ -1051,8 +1065,7 @@ tls_fd(const struct tls_conn *c)
 }
 
 ssize_t
-tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, char *err,
-    size_t errlen)
+tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, struct err *e)
 {
 	for (;;) {
 		ssize_t n = tls_read(c, buf, len);
@@ -1060,13 +1073,13 @@ tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, c
 			return n;
 		}
 		if (n == TLS_ERR) {
-			snprintf(err, errlen, "TLS read failed (connection reset or corrupt record)");
+			err_set(e, ERR_PROTOCOL, "TLS read failed (connection reset or corrupt record)");
 			return -1;
 		}
 		if (tls_wait(c->fd, n == TLS_WANT_WRITE ? MBEDTLS_ERR_SSL_WANT_WRITE
 							 : MBEDTLS_ERR_SSL_WANT_READ,
 			deadline) != 0) {
-			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			tls_wait_err(e);
 			return -1;
 		}
 	}
@@ -1074,7 +1087,7 @@ tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, c
 
 int
 tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t deadline,
-    char *err, size_t errlen)
+    struct err *e)
 {
 	const unsigned char *p = buf;
 
@@ -1086,13 +1099,13 @@ tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t 
 			continue;
 		}
 		if (n == TLS_ERR || n == 0) {
-			snprintf(err, errlen, "TLS write failed (connection reset by peer?)");
+			err_set(e, ERR_PROTOCOL, "TLS write failed (connection reset by peer?)");
 			return -1;
 		}
 		if (tls_wait(c->fd, n == TLS_WANT_WRITE ? MBEDTLS_ERR_SSL_WANT_WRITE
 							 : MBEDTLS_ERR_SSL_WANT_READ,
 			deadline) != 0) {
-			snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
+			tls_wait_err(e);
 			return -1;
 		}
 	}

@@ -87,9 +87,10 @@ int tls_identity_from_file(const char *path, const char *master_cn, struct tls_i
 /*
  * Check that the first certificate in CERT_FILE was issued by a CA of
  * CA_FILE and is valid now (mbedTLS chain verification, no hostname).
- * Returns 0, or -1 with a one-line reason in ERR.
+ * Returns 0, or -1 with E: ERR_FORMAT when a file does not load, ERR_TLS
+ * when the certificate does not verify (the reasons on one line).
  */
-int tls_verify_cert_file(const char *ca_file, const char *cert_file, char *err, size_t errlen) WUR;
+int tls_verify_cert_file(const char *ca_file, const char *cert_file, struct err *e) WUR;
 
 /* Material for a context. All paths PEM (or DER). */
 struct tls_opts {
@@ -109,10 +110,12 @@ struct tls_conn;
 
 /*
  * Load CA, certificate and key (checks the key matches the certificate).
- * ERR receives a one-line reason. The key material is wiped when freed.
+ * -1 with E: ERR_CONFIG for unusable material (a file that does not load, a
+ * key that does not match or is readable by others), ERR_NOMEM, ERR_INTERNAL
+ * when mbedTLS refuses its setup. The key material is wiped when freed.
  */
-int tls_server_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
-int tls_client_new(const struct tls_opts *o, struct tls_ctx **out, char *err, size_t errlen) WUR;
+int tls_server_new(const struct tls_opts *o, struct tls_ctx **out, struct err *e) WUR;
+int tls_client_new(const struct tls_opts *o, struct tls_ctx **out, struct err *e) WUR;
 /*
  * Contexts are reference counted: every connection holds one, so a context
  * replaced by a reload (httpd_set_tls) lives until its last connection
@@ -149,10 +152,12 @@ size_t tls_revoked_count(void);
  * validity window, revocation and EKU). A certificate whose subject maps to
  * no role is accepted with ID->role TLS_ROLE_UNKNOWN: the routes refuse it
  * (403), which tells the client more than a dropped connection. On failure FD
- * is NOT closed and ERR says why.
+ * is NOT closed and E says why: ERR_TIMEOUT (no handshake within the
+ * deadline), ERR_TLS (handshake failed or the peer's certificate refused),
+ * ERR_IO/ERR_NOMEM/ERR_INTERNAL for local failures.
  */
 int tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identity *id,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /*
  * PINS: one fingerprint (64 hex) or up to TLS_MAX_PINS separated by ','
@@ -166,11 +171,12 @@ int tls_pin_match(const char *pins, const char *fp);
  * Client side: handshake on the connected socket FD. PIN_FP (NULL or "" for
  * none; see tls_pin_match() for a list) must match the server leaf; HOSTNAME (NULL for none, e.g. when
  * connecting by IP) is checked against the certificate's DNS names/CN.
- * TIMEOUT_MS bounds the handshake. On success *OUT owns FD.
+ * TIMEOUT_MS bounds the handshake. On success *OUT owns FD. Errors as
+ * tls_accept(), plus ERR_TLS for a pin mismatch and ERR_CONFIG for a
+ * malformed pin or hostname.
  */
 int tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,
-    int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, char *err,
-    size_t errlen) WUR;
+    int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, struct err *e) WUR;
 
 /* Non-blocking I/O results. */
 #define TLS_WANT_READ (-2)
@@ -193,12 +199,15 @@ size_t tls_pending(const struct tls_conn *c);
 int tls_fd(const struct tls_conn *c);
 
 /* Blocking helpers with an absolute deadline (mono_ms()). */
-/* Read up to LEN: >0, 0 on EOF, -1 on error/timeout (ERR says which). */
-ssize_t tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline, char *err,
-    size_t errlen);
-/* Write all LEN bytes: 0, or -1 (ERR says why). */
+/*
+ * Read up to LEN: >0, 0 on EOF, -1 with E: ERR_TIMEOUT, ERR_PROTOCOL (reset
+ * or corrupt record), ERR_IO (poll).
+ */
+ssize_t tls_read_deadline(struct tls_conn *c, void *buf, size_t len, int64_t deadline,
+    struct err *e);
+/* Write all LEN bytes: 0, or -1 with E as tls_read_deadline(). */
 int tls_write_all_deadline(struct tls_conn *c, const void *buf, size_t len, int64_t deadline,
-    char *err, size_t errlen) WUR;
+    struct err *e) WUR;
 
 /* Send close_notify once (best effort, non-blocking); the fd stays open. */
 void tls_close_notify(struct tls_conn *c);

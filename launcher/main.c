@@ -558,7 +558,7 @@ main(int argc, char **argv)
 	struct sup_config policy;
 	struct err e = ERR_INIT;
 	const char *config_path = NULL, *listen = NULL, *install_dir = NULL, *log_path = NULL;
-	char msg[512], dir[PATH_MAX];
+	char dir[PATH_MAX];
 	sigset_t set;
 	int c, rc = 1;
 
@@ -669,8 +669,8 @@ main(int argc, char **argv)
 	to.cert_file = l.cfg.cert;
 	to.key_file = l.cfg.key;
 	to.master_cn = l.cfg.master_cn;
-	if (tls_client_new(&to, &l.tls, msg, sizeof(msg)) != 0) {
-		log_warnx("%s", msg);
+	if (tls_client_new(&to, &l.tls, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
 		goto out;
 	}
 	if (proc_boot_id(l.boot_id, sizeof(l.boot_id)) != 0) {

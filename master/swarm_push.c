@@ -65,7 +65,8 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	to.cert_file = crt;
 	to.key_file = key;
 	to.master_cn = mcn;
-	if (tls_client_new(&to, &c->tls, err, errlen) != 0) {
+	if (tls_client_new(&to, &c->tls, &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return -1;
 	}
 	if (registry_open(home, &c->reg, &pe) != REGISTRY_OK) {
@@ -169,7 +170,12 @@ swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
 	if (swarm_target(h, 0, &t, &tb, c->timeout_ms, err, errlen) != 0) {
 		return -1;
 	}
-	return httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, err, errlen);
+	struct err he = ERR_INIT;
+	if (httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, &he) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&he));
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the pool ---- */
@@ -413,6 +419,7 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	struct httpc_target t;
 	struct httpc_conn *conn = NULL;
 	struct swarm_target_buf tb;
+	struct err he = ERR_INIT;
 	char err[1024];
 	size_t nf = 0;
 	int fd = -1, lost = 0;
@@ -443,7 +450,8 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	}
 	set_phase(p, j, self ? SWARM_PH_SELF : SWARM_PH_CONNECTING);
 	j->attempts++;
-	if (httpc_connect(p->c->tls, &t, &conn, err, sizeof(err)) != 0) {
+	if (httpc_connect(p->c->tls, &t, &conn, &he) != 0) {
+		snprintf(err, sizeof(err), "%s", err_msg(&he));
 		result_transport(r, "unreachable", err);
 		*retryable = !swarm_err_is_pin_mismatch(err);
 		return;
@@ -458,7 +466,8 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 		set_phase(p, j, SWARM_PH_UPLOADING);
 	}
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
-		rel->size, self ? NULL : on_progress, &pa, &resp, err, sizeof(err)) != 0) {
+		rel->size, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
+		snprintf(err, sizeof(err), "%s", err_msg(&he));
 		result_transport(r, "upload failed", err);
 		/* A self-update restarts the updater: its answer is confirmed by /health. */
 		lost = !self && j->request_id[0] != '\0' && j->health.has_request_id;
@@ -940,6 +949,7 @@ job_rollback(struct pool *p, struct swarm_job *j)
 		struct httpc_target t;
 		struct swarm_target_buf tb;
 		struct httpc_conn *conn = NULL;
+		struct err he = ERR_INIT;
 		int rc, retry = 0;
 
 		attempt++;
@@ -948,16 +958,18 @@ job_rollback(struct pool *p, struct swarm_job *j)
 			result_transport(&j->agent, "no updater fingerprint", err);
 			return;
 		}
-		if (httpc_connect(c.tls, &t, &conn, err, sizeof(err)) != 0) {
+		if (httpc_connect(c.tls, &t, &conn, &he) != 0) {
+			snprintf(err, sizeof(err), "%s", err_msg(&he));
 			result_transport(&j->agent, "unreachable", err);
 			if (swarm_err_is_pin_mismatch(err) || retry_wait(p, attempt, 0) != 0) {
 				return;
 			}
 			continue;
 		}
-		rc = httpc_request(conn, "POST", path, NULL, NULL, 0, &resp, err, sizeof(err));
+		rc = httpc_request(conn, "POST", path, NULL, NULL, 0, &resp, &he);
 		httpc_close(conn);
 		if (rc != 0) {
+			snprintf(err, sizeof(err), "%s", err_msg(&he));
 			/* Sent, but no answer: the updater may have rolled back. */
 			result_transport(&j->agent, "no answer", err);
 			if (j->request_id[0] != '\0' && j->health.has_request_id) {
@@ -1049,9 +1061,8 @@ job_agent(struct pool *p, struct swarm_job *j)
 		return;
 	}
 	t.connect_timeout_ms = 5000;
-	if (httpc_fetch(p->c->tls, &t, "GET", "/health", NULL, NULL, 0, &resp, err,
-		sizeof(err)) != 0) {
-		snprintf(j->agent_reach, sizeof(j->agent_reach), "%.250s", err);
+	if (httpc_fetch(p->c->tls, &t, "GET", "/health", NULL, NULL, 0, &resp, &e) != 0) {
+		snprintf(j->agent_reach, sizeof(j->agent_reach), "%.250s", err_msg(&e));
 		return;
 	}
 	tree = json_parse_object(resp.body, resp.body_len, &e);
@@ -1090,8 +1101,10 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 	}
 	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, err,
 	    sizeof(err)) != 0 ||
-	    httpc_fetch(p->c->tls, &t, "POST", "/keyring", headers, doc, len, &resp, err,
-	    sizeof(err)) != 0) {
+	    httpc_fetch(p->c->tls, &t, "POST", "/keyring", headers, doc, len, &resp, &e) != 0) {
+		if (err_failed(&e)) {
+			snprintf(err, sizeof(err), "%s", err_msg(&e));
+		}
 		snprintf(j->error, sizeof(j->error), "POST /keyring (version %lld): %s",
 		    (long long)version, err);
 		goto out;

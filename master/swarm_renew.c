@@ -43,8 +43,8 @@ renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const c
 	}
 	t.connect_timeout_ms = 5000;
 	if (httpc_fetch(c->tls, &t, method, path, body != NULL ? headers : NULL, body, len, &resp,
-		err, sizeof(err)) != 0) {
-		err_set(e, ERR_UNREACHABLE, "%s %s: %s", method, path, err);
+		e) != 0) {
+		err_prefix(e, "%s %s", method, path);
 		goto out;
 	}
 	tree = json_parse_object(resp.body, resp.body_len, e);

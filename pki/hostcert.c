@@ -476,7 +476,6 @@ hc_pair_ok(const char *dir, const char *link, const char *ca_file)
 	char c[PATH_MAX], k[PATH_MAX];
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
-	char ebuf[256];
 	struct err e = ERR_INIT;
 	mbedtls_x509_crt crt, cas;
 	uint32_t flags = 0;
@@ -491,8 +490,8 @@ hc_pair_ok(const char *dir, const char *link, const char *ca_file)
 	to.ca_file = ca_file;
 	to.cert_file = c;
 	to.key_file = k;
-	if (tls_server_new(&to, &ctx, ebuf, sizeof(ebuf)) != 0) {
-		log_warnx("%s/%s: %s", dir, link, ebuf);
+	if (tls_server_new(&to, &ctx, &e) != 0) {
+		log_warnx("%s/%s: %s", dir, link, err_msg(&e));
 		return -1;
 	}
 	tls_ctx_free(ctx);

@@ -685,7 +685,7 @@ api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct er
 {
 	const struct updater_config *cfg = a->cfg;
 	struct tls_opts to;
-	char cert[PATH_MAX], key[PATH_MAX], msg[512];
+	char cert[PATH_MAX], key[PATH_MAX];
 
 	*srv = NULL;
 	*cli = NULL;
@@ -697,11 +697,11 @@ api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct er
 	to.cert_file = cert;
 	to.key_file = key;
 	to.master_cn = cfg->master_cn;
-	if (tls_server_new(&to, srv, msg, sizeof(msg)) != 0 ||
-	    tls_client_new(&to, cli, msg, sizeof(msg)) != 0) {
+	if (tls_server_new(&to, srv, e) != 0 || tls_client_new(&to, cli, e) != 0) {
 		tls_ctx_free(*srv);
 		*srv = NULL;
-		return err_set(e, ERR_CONFIG, "%s", msg);
+		/* The renewed identity does not load: a configuration error, whatever mbedTLS said. */
+		return err_rekind(e, ERR_CONFIG);
 	}
 	return 0;
 }
@@ -802,7 +802,6 @@ api_start(struct api *a, const char *seed, struct err *e)
 	size_t n_cert;
 	struct install_outcome oc;
 	struct httpd_opts ho;
-	char msg[512];
 	int have_active;
 
 	selfupdate_test_kind();
@@ -837,8 +836,8 @@ api_start(struct api *a, const char *seed, struct err *e)
 	/* Only the operation routes above carry request_timeout: a slow client on any
 	 * other route (a trickled GET /health) holds its connection for seconds. */
 	ho.request_timeout_ms = (int)cfg->route_timeout_ms;
-	if (httpd_start(&ho, &a->httpd, msg, sizeof(msg)) != 0) {
-		return err_set(e, ERR_IO, "%s", msg);
+	if (httpd_start(&ho, &a->httpd, e) != 0) {
+		return err_rekind(e, ERR_IO);
 	}
 	return 0;
 }

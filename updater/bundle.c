@@ -303,7 +303,7 @@ static int
 bundle_check_certs(struct bundle *b, struct bundle_result *res, struct err *e)
 {
 	struct tls_identity up, ag;
-	char ca[PATH_MAX], crt[PATH_MAX], err[512];
+	char ca[PATH_MAX], crt[PATH_MAX];
 	static const enum bundle_file certs[] = { BF_UPDATER_CRT, BF_AGENT_CRT };
 
 	memset(&up, 0, sizeof(up));
@@ -322,8 +322,8 @@ bundle_check_certs(struct bundle *b, struct bundle_result *res, struct err *e)
 		if (tls_identity_from_file(crt, b->bcfg.master_cn, id, &te) != 0) {
 			return err_set(e, ERR_FORMAT, "%s", err_msg(&te));
 		}
-		if (tls_verify_cert_file(ca, crt, err, sizeof(err)) != 0) {
-			return err_set(e, ERR_FORMAT, "%s", err);
+		if (tls_verify_cert_file(ca, crt, e) != 0) {
+			return err_rekind(e, ERR_FORMAT);
 		}
 	}
 	if (up.role != TLS_ROLE_UPDATER || up.host[0] == '\0') {
@@ -507,7 +507,7 @@ bundle_check_staged(struct bundle *b, struct err *e)
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
 	struct err le = ERR_INIT;
-	char p[PATH_MAX], ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX], err[512];
+	char p[PATH_MAX], ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX];
 	int rc = -1;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -522,8 +522,9 @@ bundle_check_staged(struct bundle *b, struct err *e)
 	to.cert_file = crt;
 	to.key_file = key;
 	to.master_cn = b->bcfg.master_cn;
-	if (tls_server_new(&to, &ctx, err, sizeof(err)) != 0) {
-		err_set(e, ERR_FORMAT, "agent certificate: %s", err);
+	if (tls_server_new(&to, &ctx, e) != 0) {
+		err_rekind(e, ERR_FORMAT);
+		err_prefix(e, "agent certificate");
 		goto out;
 	}
 	tls_ctx_free(ctx);
@@ -536,14 +537,16 @@ bundle_check_staged(struct bundle *b, struct err *e)
 	to.cert_file = cfg.cert;
 	to.key_file = cfg.key;
 	to.master_cn = cfg.master_cn;
-	if (tls_server_new(&to, &ctx, err, sizeof(err)) != 0) {
-		err_set(e, ERR_FORMAT, "updater certificate: %s", err);
+	if (tls_server_new(&to, &ctx, e) != 0) {
+		err_rekind(e, ERR_FORMAT);
+		err_prefix(e, "updater certificate");
 		goto out;
 	}
 	tls_ctx_free(ctx);
 	ctx = NULL;
-	if (tls_client_new(&to, &ctx, err, sizeof(err)) != 0) {
-		err_set(e, ERR_FORMAT, "updater certificate: %s", err);
+	if (tls_client_new(&to, &ctx, e) != 0) {
+		err_rekind(e, ERR_FORMAT);
+		err_prefix(e, "updater certificate");
 		goto out;
 	}
 	rc = 0;

@@ -172,7 +172,6 @@ attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, st
 {
 	struct httpc_target t;
 	struct httpc_response resp;
-	char err[256];
 	int rc;
 
 	if (timeout_ms < 1) {
@@ -190,8 +189,9 @@ attempt(const struct probe_opts *o, int timeout_ms, struct probe_result *res, st
 	res->attempts++;
 	memset(&resp, 0, sizeof(resp));
 	if (httpc_fetch(o->tls, &t, "GET", nonempty(o->path) ? o->path : PROBE_DEFAULT_PATH, NULL,
-	    NULL, 0, &resp, err, sizeof(err)) != 0) {
-		err_set(why, ERR_UNREACHABLE, "%s", err);
+	    NULL, 0, &resp, why) != 0) {
+		/* Whatever failed (refused, timed out, TLS), the agent did not answer. */
+		err_rekind(why, ERR_UNREACHABLE);
 		httpc_response_free(&resp);
 		return -1;
 	}

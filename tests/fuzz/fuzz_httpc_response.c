@@ -18,7 +18,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 	int is_head;
 	size_t step;
 	size_t max_body;
@@ -30,9 +30,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	is_head = data[0] & 1;
 	step = (size_t)((data[0] >> 1) & 0x0f);
 	max_body = (data[0] & 0x20) != 0 ? 64 : 0;
-	err[0] = '\0';
+	err_clear(&err);
 	rc = httpc_parse_response_buffer((const char *)data + 1, size - 1, is_head, max_body, step,
-	    &r, err, sizeof(err));
+	    &r, &err);
 	if (rc == 0) {
 		/* A complete response: a final status, a NUL-terminated body within limits. */
 		if (r.status < 200 || r.status > 599 || r.body == NULL ||
@@ -43,7 +43,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    strlen(r.retry_after) >= sizeof(r.retry_after) || (r.keep_alive != 0 && r.keep_alive != 1)) {
 			abort();
 		}
-	} else if (r.body != NULL || r.status != 0 || err[0] == '\0') {
+	} else if (r.body != NULL || r.status != 0 || !err_failed(&err)) {
 		/* A failure leaves the response empty and always says why. */
 		abort();
 	}

@@ -84,7 +84,7 @@ static void
 fz_init(void)
 {
 	struct httpd_opts o;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	log_init("fuzz", LOG_LVL_ERROR);
 	httpd_opts_init(&o);
@@ -93,8 +93,8 @@ fz_init(void)
 	o.nroutes = 2;
 	o.idle_timeout_s = 2;
 	o.name = "fuzz";
-	if (httpd_start(&o, &fz_srv, err, sizeof(err)) != 0) {
-		fprintf(stderr, "httpd_start: %s\n", err);
+	if (httpd_start(&o, &fz_srv, &err) != 0) {
+		fprintf(stderr, "httpd_start: %s\n", err_msg(&err));
 		abort();
 	}
 }

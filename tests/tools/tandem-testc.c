@@ -273,7 +273,7 @@ main(int argc, char **argv)
 	struct tls_ctx *tls = NULL;
 	struct httpc_conn *conn = NULL;
 	struct httpc_response resp;
-	char err[512];
+	struct err e = ERR_INIT;
 	const char *base;
 	uint64_t size = 0;
 	int fd = -1;
@@ -292,8 +292,8 @@ main(int argc, char **argv)
 		fd = open_body(tc.mp_file, &size);
 	}
 
-	if (tls_client_new(&tc.tls, &tls, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-testc: %s\n", err);
+	if (tls_client_new(&tc.tls, &tls, &e) != 0) {
+		fprintf(stderr, "tandem-testc: %s\n", err_msg(&e));
 		goto out;
 	}
 	httpc_target_init(&t);
@@ -303,8 +303,8 @@ main(int argc, char **argv)
 	t.sni_hostname = tc.sni;
 	t.connect_timeout_ms = tc.timeout_ms;
 	t.io_timeout_ms = tc.timeout_ms;
-	if (httpc_connect(tls, &t, &conn, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-testc: %s\n", err);
+	if (httpc_connect(tls, &t, &conn, &e) != 0) {
+		fprintf(stderr, "tandem-testc: %s\n", err_msg(&e));
 		goto out;
 	}
 	base = tc.mp_file != NULL ? strrchr(tc.mp_file, '/') : NULL;
@@ -318,21 +318,20 @@ main(int argc, char **argv)
 		}
 		if (tc.mp_file != NULL) {
 			r = httpc_upload_multipart(conn, tc.path, tc.fields, tc.nfields, tc.file_field,
-			    base, fd, size, NULL, NULL, &resp, err, sizeof(err));
+			    base, fd, size, NULL, NULL, &resp, &e);
 		} else if (tc.data_file != NULL) {
 			r = httpc_request_fd(conn, tc.method, tc.path, tc.headers,
 			    has_header(&tc, "content-type") ? NULL : "application/octet-stream", fd, size,
-			    NULL, NULL, &resp, err, sizeof(err));
+			    NULL, NULL, &resp, &e);
 		} else {
-			r = httpc_request(conn, tc.method, tc.path, tc.headers, NULL, 0, &resp, err,
-			    sizeof(err));
+			r = httpc_request(conn, tc.method, tc.path, tc.headers, NULL, 0, &resp, &e);
 		}
 		if (r != 0) {
 			if (tc.repeat > 1) {
 				fprintf(stderr, "tandem-testc: request %lld of %lld: %s\n", i, tc.repeat,
-				    err);
+				    err_msg(&e));
 			} else {
-				fprintf(stderr, "tandem-testc: %s\n", err);
+				fprintf(stderr, "tandem-testc: %s\n", err_msg(&e));
 			}
 			goto out;
 		}

@@ -324,7 +324,7 @@ main(int argc, char **argv)
 	struct httpd_opts ho;
 	struct tls_ctx *tls = NULL;
 	struct httpd *srv = NULL;
-	char err[512];
+	struct err err = ERR_INIT;
 	int ch;
 	sigset_t set;
 	int sig;
@@ -384,8 +384,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (tls_server_new(&to, &tls, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-testd: %s\n", err);
+	if (tls_server_new(&to, &tls, &err) != 0) {
+		fprintf(stderr, "tandem-testd: %s\n", err_msg(&err));
 		return 1;
 	}
 	ho.tls = tls;
@@ -396,8 +396,8 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (httpd_start(&ho, &srv, err, sizeof(err)) != 0) {
-		fprintf(stderr, "tandem-testd: %s\n", err);
+	if (httpd_start(&ho, &srv, &err) != 0) {
+		fprintf(stderr, "tandem-testd: %s\n", err_msg(&err));
 		tls_ctx_free(tls);
 		return 1;
 	}

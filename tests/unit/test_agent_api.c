@@ -46,7 +46,7 @@ setup(void **state)
 	struct inventory_paths ip;
 	struct httpd_opts ho;
 	char path[128];
-	char err[256];
+	struct err err = ERR_INIT;
 	size_t n;
 
 	assert_non_null(f);
@@ -73,7 +73,7 @@ setup(void **state)
 	ho.routes = api_routes(&f->api, &n);
 	ho.nroutes = n;
 	ho.name = "agent-test";
-	assert_int_equal(httpd_start(&ho, &f->srv, err, sizeof(err)), 0);
+	assert_int_equal(httpd_start(&ho, &f->srv, &err), 0);
 	*state = f;
 	return 0;
 }

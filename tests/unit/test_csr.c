@@ -144,7 +144,8 @@ test_issue_from_csr_takes_our_names(void **state)
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
 	char *csr = NULL;
-	char err[512], ca[192];
+	struct err err = ERR_INIT;
+	char ca[192];
 	const char *sans[] = { "127.0.0.1" };
 
 	/* The request claims to be the master: it does not matter. */
@@ -169,7 +170,7 @@ test_issue_from_csr_takes_our_names(void **state)
 	to.ca_file = ca;
 	to.cert_file = f->crt;
 	to.key_file = f->key;
-	assert_int_equal(tls_server_new(&to, &ctx, err, sizeof(err)), 0);
+	assert_int_equal(tls_server_new(&to, &ctx, &err), 0);
 	tls_ctx_free(ctx);
 	/* Without a file to write, or with a broken request, nothing is issued. */
 	assert_int_equal(pki_issue(f->home, &o, &pe), -1); /* exists, no --force */

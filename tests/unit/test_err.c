@@ -92,6 +92,26 @@ test_null_and_ok(void **state)
 }
 
 static void
+test_rekind_keeps_message(void **state)
+{
+	struct err e = ERR_INIT;
+
+	(void)state;
+	assert_int_equal(err_rekind(NULL, ERR_TLS), -1);
+	errno = ECONNREFUSED;
+	err_sys_kind(&e, ERR_UNREACHABLE, "connect to 127.0.0.1:1");
+	assert_int_equal(err_rekind(&e, ERR_PROBE), -1);
+	assert_int_equal(e.kind, ERR_PROBE);
+	assert_int_equal(e.sys_errno, ECONNREFUSED);
+	assert_string_equal(err_msg(&e), "connect to 127.0.0.1:1: Connection refused");
+	/* Nothing failed yet: still a failure with a message. */
+	err_clear(&e);
+	assert_int_equal(err_rekind(&e, ERR_CONFIG), -1);
+	assert_int_equal(e.kind, ERR_CONFIG);
+	assert_string_equal(err_msg(&e), "unknown error");
+}
+
+static void
 test_long_messages_are_cut_safely(void **state)
 {
 	struct err e = ERR_INIT;
@@ -162,6 +182,7 @@ main(void)
 		cmocka_unit_test(test_set_and_prefix),
 		cmocka_unit_test(test_sys_saves_errno_and_kind),
 		cmocka_unit_test(test_null_and_ok),
+		cmocka_unit_test(test_rekind_keeps_message),
 		cmocka_unit_test(test_long_messages_are_cut_safely),
 		cmocka_unit_test(test_table_round_trip),
 	};

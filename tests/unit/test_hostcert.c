@@ -113,7 +113,8 @@ sign(const char *home, const char *dir, const char *csr, const char *name, enum 
 static void
 in_force(struct fx *f, char fp[TLS_FP_HEX_LEN + 1], int *renewed)
 {
-	char c[4096], k[4096], err[256];
+	struct err err = ERR_INIT;
+	char c[4096], k[4096];
 	struct err e = ERR_INIT;
 	struct tls_opts to;
 	struct tls_ctx *ctx = NULL;
@@ -124,8 +125,8 @@ in_force(struct fx *f, char fp[TLS_FP_HEX_LEN + 1], int *renewed)
 	to.ca_file = f->ca;
 	to.cert_file = c;
 	to.key_file = k;
-	if (tls_server_new(&to, &ctx, err, sizeof(err)) != 0) {
-		fail_msg("the pair in force does not load: %s", err);
+	if (tls_server_new(&to, &ctx, &err) != 0) {
+		fail_msg("the pair in force does not load: %s", err_msg(&err));
 	}
 	snprintf(fp, TLS_FP_HEX_LEN + 1, "%s", tls_ctx_own_fingerprint(ctx));
 	tls_ctx_free(ctx);

@@ -41,19 +41,18 @@ static const size_t steps[] = { 0, 1, 3, 7 };
 /* Parse RAW with every step size; all must agree. Returns the last result in OUT. */
 static int
 parse_all(const char *raw, size_t len, int is_head, size_t max_body, struct httpc_response *out,
-    char *err, size_t errlen)
+    struct err *err)
 {
 	int rc0 = 0;
 
 	for (size_t i = 0; i < ARRAY_LEN(steps); i++) {
 		struct httpc_response r;
-		char e[256] = "";
-		int rc = httpc_parse_response_buffer(raw, len, is_head, max_body, steps[i], &r, e,
-		    sizeof(e));
+		struct err e = ERR_INIT;
+		int rc = httpc_parse_response_buffer(raw, len, is_head, max_body, steps[i], &r, &e);
 		if (i == 0) {
 			rc0 = rc;
 			*out = r;
-			snprintf(err, errlen, "%s", e);
+			err_copy(err, &e);
 			continue;
 		}
 		assert_int_equal(rc, rc0);
@@ -68,7 +67,8 @@ parse_all(const char *raw, size_t len, int is_head, size_t max_body, struct http
 			/* On failure OUT is empty and the reason does not depend on the step. */
 			assert_null(r.body);
 			assert_int_equal(r.status, 0);
-			assert_string_equal(e, err);
+			assert_string_equal(err_msg(&e), err_msg(err));
+			assert_int_equal(e.kind, err->kind);
 		}
 		httpc_response_free(&r);
 	}
@@ -80,10 +80,10 @@ expect_ok(const char *raw, int is_head, size_t max_body, int status, const char 
     const char *ctype, int keep_alive)
 {
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 
-	if (parse_all(raw, strlen(raw), is_head, max_body, &r, err, sizeof(err)) != 0) {
-		fail_msg("parse failed: %s\n--\n%.300s", err, raw);
+	if (parse_all(raw, strlen(raw), is_head, max_body, &r, &err) != 0) {
+		fail_msg("parse failed: %s\n--\n%.300s", err_msg(&err), raw);
 	}
 	assert_int_equal(r.status, status);
 	assert_non_null(r.body);
@@ -99,15 +99,17 @@ static void
 expect_fail(const char *raw, size_t len, int is_head, size_t max_body, const char *needle)
 {
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 
-	if (parse_all(raw, len, is_head, max_body, &r, err, sizeof(err)) == 0) {
+	if (parse_all(raw, len, is_head, max_body, &r, &err) == 0) {
 		fail_msg("parse succeeded (status %d), expected \"%s\"\n--\n%.300s", r.status,
 		    needle, raw);
 	}
-	if (strstr(err, needle) == NULL) {
-		fail_msg("error \"%s\" does not contain \"%s\"", err, needle);
+	if (strstr(err_msg(&err), needle) == NULL) {
+		fail_msg("error \"%s\" does not contain \"%s\"", err_msg(&err), needle);
 	}
+	/* A response we cannot use, whatever the reason. */
+	assert_int_equal(err.kind, ERR_PROTOCOL);
 	assert_null(r.body);
 }
 
@@ -137,14 +139,14 @@ static void
 test_parse_retry_after_and_long_values(void **state)
 {
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 	char raw[1024];
 	char longct[300];
 
 	(void)state;
 	const char *s = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
 			"Content-Length: 4\r\n\r\nbusy";
-	assert_int_equal(parse_all(s, strlen(s), 0, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(parse_all(s, strlen(s), 0, 0, &r, &err), 0);
 	assert_int_equal(r.status, 503);
 	assert_string_equal(r.retry_after, "5");
 	httpc_response_free(&r);
@@ -154,7 +156,7 @@ test_parse_retry_after_and_long_values(void **state)
 	longct[sizeof(longct) - 1] = '\0';
 	snprintf(raw, sizeof(raw), "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: 0\r\n\r\n",
 	    longct);
-	assert_int_equal(parse_all(raw, strlen(raw), 0, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(parse_all(raw, strlen(raw), 0, 0, &r, &err), 0);
 	assert_int_equal(strlen(r.content_type), sizeof(r.content_type) - 1);
 	httpc_response_free(&r);
 }
@@ -559,15 +561,15 @@ srv_start(struct srv *s, enum srv_mode mode, const char *canned, const struct ht
     struct httpc_conn **c)
 {
 	int sv[2];
-	char err[256];
+	struct err err = ERR_INIT;
 
 	memset(s, 0, sizeof(*s));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	s->fd = sv[1];
 	s->mode = mode;
 	s->canned = canned;
-	if (httpc_conn_from_fd(sv[0], t, c, err, sizeof(err)) != 0) {
-		fail_msg("httpc_conn_from_fd: %s", err);
+	if (httpc_conn_from_fd(sv[0], t, c, &err) != 0) {
+		fail_msg("httpc_conn_from_fd: %s", err_msg(&err));
 	}
 	assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
 }
@@ -611,15 +613,16 @@ test_keepalive_reuse(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256], head[256];
+	struct err err = ERR_INIT;
+	char head[256];
 
 	(void)state;
 	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
 	for (int i = 1; i <= 3; i++) {
 		char want[64];
 		assert_true(httpc_conn_usable(c));
-		if (httpc_request(c, "GET", "/x?a=1", NULL, NULL, 0, &r, err, sizeof(err)) != 0) {
-			fail_msg("request %d: %s", i, err);
+		if (httpc_request(c, "GET", "/x?a=1", NULL, NULL, 0, &r, &err) != 0) {
+			fail_msg("request %d: %s", i, err_msg(&err));
 		}
 		assert_int_equal(r.status, 200);
 		assert_int_equal(r.keep_alive, 1);
@@ -633,11 +636,11 @@ test_keepalive_reuse(void **state)
 	    "User-Agent: tandem/%s\r\n\r\n", tandem_version());
 	assert_string_equal(s.req, head);
 	/* POST with an in-memory body, and a POST without one still says Content-Length: 0. */
-	assert_int_equal(httpc_request(c, "POST", "/p", NULL, "abc", 3, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "POST", "/p", NULL, "abc", 3, &r, &err), 0);
 	assert_string_equal(r.body, "req=4 body=3");
 	assert_non_null(strstr(s.req, "\r\nContent-Length: 3\r\n\r\nabc"));
 	httpc_response_free(&r);
-	assert_int_equal(httpc_request(c, "POST", "/p", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "POST", "/p", NULL, NULL, 0, &r, &err), 0);
 	assert_non_null(strstr(s.req, "\r\nContent-Length: 0\r\n\r\n"));
 	httpc_response_free(&r);
 	assert_true(httpc_conn_usable(c));
@@ -653,22 +656,22 @@ test_host_header(void **state)
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
 	struct httpc_target t;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	httpc_target_init(&t);
 	t.host = "::1";
 	t.port = "8766";
 	srv_start(&s, SRV_KEEPALIVE, NULL, &t, &c);
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_non_null(strstr(s.req, "\r\nHost: [::1]:8766\r\n"));
 	httpc_response_free(&r);
 	srv_finish(&s, &c);
 
 	/* A host that could inject a header is refused before anything is connected. */
 	t.host = "evil\r\nX: y";
-	assert_int_not_equal(httpc_conn_from_fd(0, &t, &c, err, sizeof(err)), 0);
-	assert_non_null(strstr(err, "invalid host"));
+	assert_int_not_equal(httpc_conn_from_fd(0, &t, &c, &err), 0);
+	assert_non_null(strstr(err_msg(&err), "invalid host"));
 }
 
 static void
@@ -677,20 +680,20 @@ test_connection_close(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 	const char *const hdrs[] = { "Connection: close", NULL };
 
 	(void)state;
 	/* We ask for close: the connection is done after the answer. */
 	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
-	assert_int_equal(httpc_request(c, "GET", "/a", hdrs, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/a", hdrs, NULL, 0, &r, &err), 0);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(r.keep_alive, 0);
 	assert_non_null(strstr(s.req, "\r\nConnection: close\r\n"));
 	httpc_response_free(&r);
 	assert_false(httpc_conn_usable(c));
-	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "connection is closed"));
+	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "connection is closed"));
 	assert_null(r.body);
 	srv_finish(&s, &c);
 	assert_int_equal(s.nreq, 1);
@@ -698,7 +701,7 @@ test_connection_close(void **state)
 	/* The server says close. */
 	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
 	    NULL, &c);
-	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, &err), 0);
 	assert_string_equal(r.body, "ok");
 	assert_int_equal(r.keep_alive, 0);
 	assert_false(httpc_conn_usable(c));
@@ -707,19 +710,19 @@ test_connection_close(void **state)
 
 	/* The server closes a kept-alive connection while idle: detected before sending. */
 	srv_start(&s, SRV_ONE_THEN_CLOSE, NULL, NULL, &c);
-	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/a", NULL, NULL, 0, &r, &err), 0);
 	assert_int_equal(r.keep_alive, 1);
 	httpc_response_free(&r);
 	assert_int_equal(pthread_join(s.th, NULL), 0);
-	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "closed the kept-alive connection"));
+	assert_int_equal(httpc_request(c, "GET", "/b", NULL, NULL, 0, &r, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "closed the kept-alive connection"));
 	assert_false(httpc_conn_usable(c));
 	httpc_close(c);
 	free(s.req);
 
 	/* A close-delimited answer works once and ends the connection. */
 	srv_start(&s, SRV_ONE_THEN_CLOSE, "HTTP/1.0 200 OK\r\n\r\nstatus page", NULL, &c);
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_string_equal(r.body, "status page");
 	assert_int_equal(r.keep_alive, 0);
 	httpc_response_free(&r);
@@ -754,7 +757,7 @@ test_request_fd_progress(void **state)
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
 	struct progress pr;
-	char err[256];
+	struct err err = ERR_INIT;
 	char *want = malloc(size);
 	int fd = tmpfile_with(size, 7);
 
@@ -764,8 +767,8 @@ test_request_fd_progress(void **state)
 	memset(&pr, 0, sizeof(pr));
 	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
 	if (httpc_request_fd(c, "PUT", "/blob", NULL, "application/octet-stream", fd, size,
-		on_progress, &pr, &r, err, sizeof(err)) != 0) {
-		fail_msg("request_fd: %s", err);
+		on_progress, &pr, &r, &err) != 0) {
+		fail_msg("request_fd: %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "req=1 body=1049353");
@@ -785,20 +788,18 @@ test_request_fd_progress(void **state)
 	const char *const ct[] = { "content-type: text/plain", NULL };
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", ct, "application/octet-stream", fd,
-			     size, NULL, NULL, &r, err, sizeof(err)),
+			     size, NULL, NULL, &r, &err),
 	    -1);
-	assert_non_null(strstr(err, "Content-Type given twice"));
+	assert_non_null(strstr(err_msg(&err), "Content-Type given twice"));
 	assert_true(httpc_conn_usable(c));
 
 	/* A file shorter than announced: a local error, and the connection is spent. */
 	assert_int_equal(lseek(fd, (off_t)size - 100, SEEK_SET), (off_t)size - 100);
-	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, fd, 1000, NULL, NULL, &r,
-			     err, sizeof(err)),
+	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, fd, 1000, NULL, NULL, &r, &err),
 	    -1);
-	assert_non_null(strstr(err, "read upload file: it ended after 100 of 1000 bytes"));
+	assert_non_null(strstr(err_msg(&err), "read upload file: it ended after 100 of 1000 bytes"));
 	assert_false(httpc_conn_usable(c));
-	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, -1, 1, NULL, NULL, &r, err,
-			     sizeof(err)),
+	assert_int_equal(httpc_request_fd(c, "PUT", "/blob", NULL, NULL, -1, 1, NULL, NULL, &r, &err),
 	    -1);
 	srv_finish(&s, &c);
 	assert_int_equal(s.nreq, 1);
@@ -840,7 +841,7 @@ test_multipart_exact(void **state)
 	struct httpc_response r;
 	struct progress pr;
 	char boundary[64];
-	char err[256];
+	struct err err = ERR_INIT;
 	char *file = malloc(size);
 	char *want = malloc(size + 4096);
 	size_t wl = 0;
@@ -853,8 +854,8 @@ test_multipart_exact(void **state)
 	memset(&pr, 0, sizeof(pr));
 	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
 	if (httpc_upload_multipart(c, "/update", fields, ARRAY_LEN(fields), "tarball",
-		"release.tar.gz", fd, size, on_progress, &pr, &r, err, sizeof(err)) != 0) {
-		fail_msg("upload: %s", err);
+		"release.tar.gz", fd, size, on_progress, &pr, &r, &err) != 0) {
+		fail_msg("upload: %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 200);
 	httpc_response_free(&r);
@@ -887,11 +888,11 @@ test_multipart_exact(void **state)
 	/* Names that would break out of the quoted string are refused; nothing is sent. */
 	const struct httpc_form_field badf[] = { { .name = "a\"b", .value = "x" } };
 	assert_int_equal(httpc_upload_multipart(c, "/update", badf, 1, "tarball", "f", fd, 1, NULL,
-			     NULL, &r, err, sizeof(err)),
+			     NULL, &r, &err),
 	    -1);
-	assert_non_null(strstr(err, "bad form field name"));
+	assert_non_null(strstr(err_msg(&err), "bad form field name"));
 	assert_int_equal(httpc_upload_multipart(c, "/update", NULL, 0, "tarball", "a\r\nb", fd, 1,
-			     NULL, NULL, &r, err, sizeof(err)),
+			     NULL, NULL, &r, &err),
 	    -1);
 	assert_true(httpc_conn_usable(c));
 	srv_finish(&s, &c);
@@ -909,7 +910,7 @@ test_early_answer(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 	int fd = tmpfile_with(size, 3);
 	int64_t t0;
 
@@ -924,9 +925,8 @@ test_early_answer(void **state)
 	 */
 	srv_start(&s, SRV_EARLY_OPEN, NULL, &t, &c);
 	t0 = mono_ms();
-	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
-		sizeof(err)) != 0) {
-		fail_msg("early answer (open): %s", err);
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, &err) != 0) {
+		fail_msg("early answer (open): %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 413);
 	assert_string_equal(r.body, "too big\n");
@@ -939,9 +939,8 @@ test_early_answer(void **state)
 	/* The server answers 413 and closes with the body unread: the answer, not EPIPE. */
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	srv_start(&s, SRV_EARLY_CLOSE, NULL, &t, &c);
-	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
-		sizeof(err)) != 0) {
-		fail_msg("early answer (close): %s", err);
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, &err) != 0) {
+		fail_msg("early answer (close): %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 413);
 	assert_false(httpc_conn_usable(c));
@@ -951,10 +950,9 @@ test_early_answer(void **state)
 	/* The server closes without any answer: a send error naming the step. */
 	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
 	srv_start(&s, SRV_CLOSE_AT_HEAD, NULL, &t, &c);
-	assert_int_equal(httpc_request_fd(c, "POST", "/x", NULL, NULL, fd, size, NULL, NULL, &r, err,
-			     sizeof(err)),
+	assert_int_equal(httpc_request_fd(c, "POST", "/x", NULL, NULL, fd, size, NULL, NULL, &r, &err),
 	    -1);
-	assert_true(strncmp(err, "send request: ", 14) == 0);
+	assert_true(strncmp(err_msg(&err), "send request: ", 14) == 0);
 	assert_null(r.body);
 	assert_false(httpc_conn_usable(c));
 	srv_finish(&s, &c);
@@ -968,7 +966,7 @@ test_timeouts(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 	int64_t t0;
 	int64_t el;
 	int fd;
@@ -979,9 +977,10 @@ test_timeouts(void **state)
 	t.io_timeout_ms = 200;
 	srv_start(&s, SRV_SILENT, NULL, &t, &c);
 	t0 = mono_ms();
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), -1);
 	el = mono_ms() - t0;
-	assert_string_equal(err, "read response: timed out after 200 ms");
+	assert_string_equal(err_msg(&err), "read response: timed out after 200 ms");
+	assert_int_equal(err.kind, ERR_TIMEOUT);
 	assert_true(el >= 190 && el < 3000);
 	assert_false(httpc_conn_usable(c));
 	srv_finish(&s, &c);
@@ -992,9 +991,9 @@ test_timeouts(void **state)
 	t.total_timeout_ms = 300;
 	srv_start(&s, SRV_PARTIAL, NULL, &t, &c);
 	t0 = mono_ms();
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), -1);
 	el = mono_ms() - t0;
-	assert_string_equal(err, "read response: timed out (the exchange is limited to 300 ms)");
+	assert_string_equal(err_msg(&err), "read response: timed out (the exchange is limited to 300 ms)");
 	assert_true(el >= 290 && el < 3000);
 	srv_finish(&s, &c);
 
@@ -1005,10 +1004,10 @@ test_timeouts(void **state)
 	srv_start(&s, SRV_NO_READ, NULL, &t, &c);
 	t0 = mono_ms();
 	assert_int_equal(httpc_request_fd(c, "POST", "/", NULL, NULL, fd, 4 * 1024 * 1024, NULL,
-			     NULL, &r, err, sizeof(err)),
+			     NULL, &r, &err),
 	    -1);
 	el = mono_ms() - t0;
-	assert_string_equal(err, "send request: timed out after 200 ms");
+	assert_string_equal(err_msg(&err), "send request: timed out after 200 ms");
 	assert_true(el >= 190 && el < 3000);
 	srv_finish(&s, &c);
 	close(fd);
@@ -1033,16 +1032,18 @@ test_header_validation(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	srv_start(&s, SRV_KEEPALIVE, NULL, NULL, &c);
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		const char *const h[] = { "X-Fine: yes", bad[i][0], NULL };
-		err[0] = '\0';
-		assert_int_equal(httpc_request(c, "GET", "/", h, NULL, 0, &r, err, sizeof(err)), -1);
-		if (strcasestr(err, bad[i][1]) == NULL) {
-			fail_msg("header \"%s\": error \"%s\" lacks \"%s\"", bad[i][0], err, bad[i][1]);
+		err_clear(&err);
+		assert_int_equal(httpc_request(c, "GET", "/", h, NULL, 0, &r, &err), -1);
+		assert_int_equal(err.kind, ERR_BAD_REQUEST);
+		if (strcasestr(err_msg(&err), bad[i][1]) == NULL) {
+			fail_msg("header \"%s\": error \"%s\" lacks \"%s\"", bad[i][0],
+			    err_msg(&err), bad[i][1]);
 		}
 		assert_null(r.body);
 		/* Nothing was sent: the connection is still good. */
@@ -1051,18 +1052,18 @@ test_header_validation(void **state)
 	static const char *const bad_path[] = { "/a b", "a", "/a\r\nX: y", "/\x7f", "", "/\xc3\xa9" };
 	for (size_t i = 0; i < ARRAY_LEN(bad_path); i++) {
 		assert_int_equal(
-		    httpc_request(c, "GET", bad_path[i], NULL, NULL, 0, &r, err, sizeof(err)), -1);
+		    httpc_request(c, "GET", bad_path[i], NULL, NULL, 0, &r, &err), -1);
 		assert_true(httpc_conn_usable(c));
 	}
 	static const char *const bad_method[] = { "get", "GET ", "G\r\nT", "" };
 	for (size_t i = 0; i < ARRAY_LEN(bad_method); i++) {
 		assert_int_equal(
-		    httpc_request(c, bad_method[i], "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
-		assert_string_equal(err, "invalid request method");
+		    httpc_request(c, bad_method[i], "/", NULL, NULL, 0, &r, &err), -1);
+		assert_string_equal(err_msg(&err), "invalid request method");
 	}
 	/* After all that, a valid request with custom headers goes through. */
 	const char *const ok[] = { "X-Trace: a\tb", "Accept: */*", NULL };
-	assert_int_equal(httpc_request(c, "GET", "/fine", ok, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/fine", ok, NULL, 0, &r, &err), 0);
 	assert_non_null(strstr(s.req, "\r\nX-Trace: a\tb\r\nAccept: */*\r\n\r\n"));
 	httpc_response_free(&r);
 	srv_finish(&s, &c);
@@ -1076,40 +1077,40 @@ test_response_limits_on_wire(void **state)
 	struct srv s;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	httpc_target_init(&t);
 	t.max_body = 4;
 	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", &t, &c);
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
-	assert_string_equal(err, "response body exceeds 4 bytes (Content-Length: 5)");
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), -1);
+	assert_string_equal(err_msg(&err), "response body exceeds 4 bytes (Content-Length: 5)");
 	assert_false(httpc_conn_usable(c));
 	srv_finish(&s, &c);
 
 	/* A HEAD answer with a large Content-Length, then the next response on the same connection. */
 	srv_start(&s, SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", &t, &c);
-	assert_int_equal(httpc_request(c, "HEAD", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "HEAD", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(r.body_len, 0);
 	assert_true(httpc_conn_usable(c));
 	httpc_response_free(&r);
 	s.canned = "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n";
-	assert_int_equal(httpc_request(c, "DELETE", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "DELETE", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_int_equal(r.status, 204);
 	assert_true(httpc_conn_usable(c));
 	httpc_response_free(&r);
 	/* A chunked answer with a trailer ends exactly at its last CRLF: reusable. */
 	s.canned = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 		   "2;x=y\r\nab\r\n1\r\nc\r\n0\r\nX-Sum: 3\r\n\r\n";
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_string_equal(r.body, "abc");
 	assert_int_equal(r.keep_alive, 1);
 	assert_true(httpc_conn_usable(c));
 	httpc_response_free(&r);
 	/* Bytes beyond the answer: not reusable. */
 	s.canned = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxSURPLUS";
-	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), 0);
+	assert_int_equal(httpc_request(c, "GET", "/", NULL, NULL, 0, &r, &err), 0);
 	assert_int_equal(r.keep_alive, 0);
 	assert_false(httpc_conn_usable(c));
 	httpc_response_free(&r);
@@ -1122,16 +1123,16 @@ test_connect_errors(void **state)
 	struct httpc_target t;
 	struct httpc_conn *c = NULL;
 	struct httpc_response r;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	httpc_target_init(&t);
 	t.host = "127.0.0.1";
 	t.port = "1";
-	assert_int_equal(httpc_connect(NULL, &t, &c, err, sizeof(err)), -1);
+	assert_int_equal(httpc_connect(NULL, &t, &c, &err), -1);
 	assert_null(c);
-	assert_non_null(strstr(err, "no TLS context"));
-	assert_int_equal(httpc_fetch(NULL, &t, "GET", "/", NULL, NULL, 0, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err_msg(&err), "no TLS context"));
+	assert_int_equal(httpc_fetch(NULL, &t, "GET", "/", NULL, NULL, 0, &r, &err), -1);
 	assert_null(r.body);
 	httpc_close(NULL);
 	httpc_response_free(NULL);
@@ -1204,10 +1205,10 @@ static int
 tsrv_read_head(struct tsrv *t, struct tls_conn *c)
 {
 	size_t len = 0;
-	char err[128];
+	struct err err = ERR_INIT;
 
 	while (len + 1 < sizeof(t->head)) {
-		ssize_t n = tls_read_deadline(c, t->head + len, 1, mono_ms() + 10000, err, sizeof(err));
+		ssize_t n = tls_read_deadline(c, t->head + len, 1, mono_ms() + 10000, &err);
 		if (n <= 0) {
 			return -1;
 		}
@@ -1227,13 +1228,13 @@ tsrv_main(void *arg)
 	struct tls_conn *c = NULL;
 	struct tls_identity id;
 	struct pollfd pfd = { .fd = t->done[0], .events = POLLIN, .revents = 0 };
-	char err[256];
+	struct err err = ERR_INIT;
 	int fd = accept4(t->lfd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0) {
 		return NULL;
 	}
-	if (tls_accept(t->ctx, fd, &c, &id, err, sizeof(err)) != 0) {
+	if (tls_accept(t->ctx, fd, &c, &id, &err) != 0) {
 		close(fd);
 		return NULL;
 	}
@@ -1242,8 +1243,7 @@ tsrv_main(void *arg)
 		const char *resp = t->mode == TSRV_ANSWER
 		    ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 		    : "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig\n";
-		if (tls_write_all_deadline(c, resp, strlen(resp), mono_ms() + 10000, err,
-			sizeof(err)) == 0) {
+		if (tls_write_all_deadline(c, resp, strlen(resp), mono_ms() + 10000, &err) == 0) {
 			/* Bounded: the test always signals. */
 			(void)poll(&pfd, 1, 20000);
 		}
@@ -1258,7 +1258,7 @@ tsrv_start(struct tsrv *t, enum tsrv_mode mode)
 	struct tls_opts o;
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
-	char err[256];
+	struct err err = ERR_INIT;
 
 	memset(t, 0, sizeof(*t));
 	t->mode = mode;
@@ -1266,8 +1266,8 @@ tsrv_start(struct tsrv *t, enum tsrv_mode mode)
 	o.ca_file = g_ca;
 	o.cert_file = g_srv_crt;
 	o.key_file = g_srv_key;
-	if (tls_server_new(&o, &t->ctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_server_new: %s", err);
+	if (tls_server_new(&o, &t->ctx, &err) != 0) {
+		fail_msg("tls_server_new: %s", err_msg(&err));
 	}
 	assert_int_equal(pipe2(t->done, O_CLOEXEC), 0);
 	t->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1298,14 +1298,14 @@ client_ctx(void)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	tls_opts_init(&o);
 	o.ca_file = g_ca;
 	o.cert_file = g_m_crt;
 	o.key_file = g_m_key;
-	if (tls_client_new(&o, &ctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_client_new: %s", err);
+	if (tls_client_new(&o, &ctx, &err) != 0) {
+		fail_msg("tls_client_new: %s", err_msg(&err));
 	}
 	return ctx;
 }
@@ -1332,7 +1332,7 @@ test_tls_fetch_identity_and_pin(void **state)
 	char port[8];
 	char fp[TLS_FP_HEX_LEN + 1];
 	char wrong[TLS_FP_HEX_LEN + 1];
-	char err[512];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	assert_int_equal(pki_fingerprint_file(g_srv_crt, fp, &pe), 0);
@@ -1341,8 +1341,8 @@ test_tls_fetch_identity_and_pin(void **state)
 	tsrv_start(&s, TSRV_ANSWER);
 	tls_target(&t, &s, port, sizeof(port));
 	t.pin_fp = fp;
-	if (httpc_fetch(cli, &t, "GET", "/health", NULL, NULL, 0, &r, err, sizeof(err)) != 0) {
-		fail_msg("fetch: %s", err);
+	if (httpc_fetch(cli, &t, "GET", "/health", NULL, NULL, 0, &r, &err) != 0) {
+		fail_msg("fetch: %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "hello");
@@ -1356,8 +1356,8 @@ test_tls_fetch_identity_and_pin(void **state)
 	/* The verified server identity is available on the connection. */
 	tsrv_start(&s, TSRV_ANSWER);
 	tls_target(&t, &s, port, sizeof(port));
-	if (httpc_connect(cli, &t, &c, err, sizeof(err)) != 0) {
-		fail_msg("connect: %s", err);
+	if (httpc_connect(cli, &t, &c, &err) != 0) {
+		fail_msg("connect: %s", err_msg(&err));
 	}
 	const struct tls_identity *id = httpc_conn_server_identity(c);
 	assert_non_null(id);
@@ -1373,10 +1373,11 @@ test_tls_fetch_identity_and_pin(void **state)
 	tls_target(&t, &s, port, sizeof(port));
 	t.pin_fp = wrong;
 	c = NULL;
-	assert_int_equal(httpc_connect(cli, &t, &c, err, sizeof(err)), -1);
+	assert_int_equal(httpc_connect(cli, &t, &c, &err), -1);
 	assert_null(c);
-	assert_non_null(strstr(err, "does not match the pinned"));
-	assert_non_null(strstr(err, fp));
+	assert_non_null(strstr(err_msg(&err), "does not match the pinned"));
+	assert_int_equal(err.kind, ERR_TLS);
+	assert_non_null(strstr(err_msg(&err), fp));
 	tsrv_finish(&s);
 	assert_string_equal(s.head, "");
 
@@ -1384,9 +1385,37 @@ test_tls_fetch_identity_and_pin(void **state)
 	tsrv_start(&s, TSRV_ANSWER);
 	tls_target(&t, &s, port, sizeof(port));
 	t.sni_hostname = "other.example";
-	assert_int_equal(httpc_connect(cli, &t, &c, err, sizeof(err)), -1);
-	assert_true(strncmp(err, "TLS handshake", 13) == 0);
+	assert_int_equal(httpc_connect(cli, &t, &c, &err), -1);
+	assert_true(strncmp(err_msg(&err), "TLS handshake", 13) == 0);
+	assert_int_equal(err.kind, ERR_TLS);
 	tsrv_finish(&s);
+
+	/*
+	 * Nobody listening: refused before any TLS, a different kind than a
+	 * failed handshake (the err table gives both exit code 1, HTTP 502).
+	 */
+	{
+		struct sockaddr_in sa;
+		socklen_t slen = sizeof(sa);
+		int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(lfd >= 0);
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
+		snprintf(port, sizeof(port), "%u", (unsigned)ntohs(sa.sin_port));
+		close(lfd); /* bound, never listened: the port refuses */
+		httpc_target_init(&t);
+		t.host = "127.0.0.1";
+		t.port = port;
+		assert_int_equal(httpc_connect(cli, &t, &c, &err), -1);
+		assert_non_null(strstr(err_msg(&err), "connect to 127.0.0.1:"));
+		assert_non_null(strstr(err_msg(&err), "Connection refused"));
+		assert_int_equal(err.kind, ERR_UNREACHABLE);
+		assert_int_equal(err.sys_errno, ECONNREFUSED);
+		assert_int_equal(err_exit_code(err.kind), 1);
+	}
 	tls_ctx_free(cli);
 }
 
@@ -1401,15 +1430,15 @@ test_tls_early_answer_while_blocked(void **state)
 	struct httpc_response r;
 	struct tsrv s;
 	char port[8];
-	char err[512];
+	struct err err = ERR_INIT;
 	int fd = tmpfile_with(size, 5);
 	int64_t t0;
 
 	(void)state;
 	tsrv_start(&s, TSRV_EARLY_413);
 	tls_target(&t, &s, port, sizeof(port));
-	if (httpc_connect(cli, &t, &c, err, sizeof(err)) != 0) {
-		fail_msg("connect: %s", err);
+	if (httpc_connect(cli, &t, &c, &err) != 0) {
+		fail_msg("connect: %s", err_msg(&err));
 	}
 	/*
 	 * The server answers 413 after the head and stops reading without
@@ -1417,9 +1446,8 @@ test_tls_early_answer_while_blocked(void **state)
 	 * mbedTLS write pending) instead of waiting for the 10 s I/O timeout.
 	 */
 	t0 = mono_ms();
-	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, err,
-		sizeof(err)) != 0) {
-		fail_msg("early answer over TLS: %s", err);
+	if (httpc_request_fd(c, "POST", "/small", NULL, NULL, fd, size, NULL, NULL, &r, &err) != 0) {
+		fail_msg("early answer over TLS: %s", err_msg(&err));
 	}
 	assert_int_equal(r.status, 413);
 	assert_string_equal(r.body, "big\n");

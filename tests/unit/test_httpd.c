@@ -127,7 +127,8 @@ load_ctx(const char *name, int server)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char ca[256], crt[256], key[256], err[256];
+	struct err err = ERR_INIT;
+	char ca[256], crt[256], key[256];
 
 	tls_opts_init(&o);
 	path_of(ca, sizeof(ca), "ca", "crt");
@@ -136,9 +137,9 @@ load_ctx(const char *name, int server)
 	o.ca_file = ca;
 	o.cert_file = crt;
 	o.key_file = key;
-	if ((server ? tls_server_new(&o, &ctx, err, sizeof(err))
-		    : tls_client_new(&o, &ctx, err, sizeof(err))) != 0) {
-		fprintf(stderr, "%s: %s\n", name, err);
+	if ((server ? tls_server_new(&o, &ctx, &err)
+		    : tls_client_new(&o, &ctx, &err)) != 0) {
+		fprintf(stderr, "%s: %s\n", name, err_msg(&err));
 		return NULL;
 	}
 	return ctx;
@@ -431,7 +432,7 @@ start_server_idle(enum httpd_error_style style, unsigned idle_s)
 {
 	struct httpd_opts o;
 	struct httpd *srv = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	httpd_opts_init(&o);
 	if (idle_s > 0) {
@@ -443,8 +444,8 @@ start_server_idle(enum httpd_error_style style, unsigned idle_s)
 	o.nroutes = ARRAY_LEN(g_routes);
 	o.name = "unit";
 	o.error_style = style;
-	if (httpd_start(&o, &srv, err, sizeof(err)) != 0) {
-		fail_msg("httpd_start: %s", err);
+	if (httpd_start(&o, &srv, &err) != 0) {
+		fail_msg("httpd_start: %s", err_msg(&err));
 	}
 	assert_true(httpd_port(srv) > 0);
 	seen_reset();
@@ -476,7 +477,7 @@ static void
 cli_open(struct cli *k, struct httpd *srv, struct tls_ctx *who)
 {
 	struct sockaddr_in sin;
-	char err[256];
+	struct err err = ERR_INIT;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
@@ -488,9 +489,9 @@ cli_open(struct cli *k, struct httpd *srv, struct tls_ctx *who)
 	k->len = 0;
 	k->c = NULL;
 	if (tls_connect(who, fd, "localhost", tls_ctx_own_fingerprint(g_server_tls), 5000, &k->c,
-		NULL, err, sizeof(err)) != 0) {
+		NULL, &err) != 0) {
 		close(fd);
-		fail_msg("tls_connect: %s", err);
+		fail_msg("tls_connect: %s", err_msg(&err));
 	}
 }
 
@@ -504,22 +505,21 @@ cli_close(struct cli *k)
 static int
 cli_send(struct cli *k, const void *p, size_t n)
 {
-	char err[128];
+	struct err err = ERR_INIT;
 
-	return tls_write_all_deadline(k->c, p, n, mono_ms() + 10000, err, sizeof(err));
+	return tls_write_all_deadline(k->c, p, n, mono_ms() + 10000, &err);
 }
 
 static int
 cli_fill(struct cli *k, int64_t deadline)
 {
-	char err[128];
+	struct err err = ERR_INIT;
 	ssize_t n;
 
 	if (k->len == sizeof(k->buf)) {
 		return -1;
 	}
-	n = tls_read_deadline(k->c, k->buf + k->len, sizeof(k->buf) - k->len, deadline, err,
-	    sizeof(err));
+	n = tls_read_deadline(k->c, k->buf + k->len, sizeof(k->buf) - k->len, deadline, &err);
 	if (n <= 0) {
 		return -1;
 	}
@@ -615,16 +615,15 @@ static int
 cli_sees_close(struct cli *k)
 {
 	int64_t deadline = mono_ms() + 5000;
-	char err[128];
+	struct err err = ERR_INIT;
 
 	for (;;) {
-		ssize_t n = tls_read_deadline(k->c, k->buf, sizeof(k->buf), deadline, err,
-		    sizeof(err));
+		ssize_t n = tls_read_deadline(k->c, k->buf, sizeof(k->buf), deadline, &err);
 		if (n == 0) {
 			return 1;
 		}
 		if (n < 0) {
-			return strcmp(err, "timed out") != 0;
+			return strcmp(err_msg(&err), "timed out") != 0;
 		}
 	}
 }
@@ -1200,7 +1199,7 @@ test_client_that_never_reads(void **state)
 	memset(&r, 0, sizeof(r));
 	/* Read the head, then count the body bytes as they stream in. */
 	uint64_t got = 0;
-	char err[128];
+	struct err err = ERR_INIT;
 	char *end = NULL;
 	while (end == NULL) {
 		assert_int_equal(cli_fill(k, mono_ms() + 5000), 0);
@@ -1210,8 +1209,7 @@ test_client_that_never_reads(void **state)
 	assert_non_null(strstr(k->buf, "HTTP/1.1 200"));
 	got = k->len - (size_t)(end + 4 - k->buf);
 	while (got < BIG_RESPONSE) {
-		ssize_t n = tls_read_deadline(k->c, k->buf, sizeof(k->buf), mono_ms() + 5000, err,
-		    sizeof(err));
+		ssize_t n = tls_read_deadline(k->c, k->buf, sizeof(k->buf), mono_ms() + 5000, &err);
 		assert_true(n > 0);
 		got += (uint64_t)n;
 	}
@@ -1298,30 +1296,30 @@ test_start_errors(void **state)
 {
 	struct httpd_opts o;
 	struct httpd *srv = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	httpd_opts_init(&o);
 	o.routes = g_routes;
 	o.nroutes = ARRAY_LEN(g_routes);
 	o.listen = "127.0.0.1:0";
-	assert_int_equal(httpd_start(&o, &srv, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "TLS"));
+	assert_int_equal(httpd_start(&o, &srv, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "TLS"));
 	o.tls = g_server_tls;
 	o.listen = "not-an-address";
-	assert_int_equal(httpd_start(&o, &srv, err, sizeof(err)), -1);
+	assert_int_equal(httpd_start(&o, &srv, &err), -1);
 	o.listen = "256.1.1.1:80";
-	assert_int_equal(httpd_start(&o, &srv, err, sizeof(err)), -1);
+	assert_int_equal(httpd_start(&o, &srv, &err), -1);
 	assert_null(srv);
 	/* Two servers cannot share one port. */
 	o.listen = "127.0.0.1:0";
-	assert_int_equal(httpd_start(&o, &srv, err, sizeof(err)), 0);
+	assert_int_equal(httpd_start(&o, &srv, &err), 0);
 	char spec[32];
 	snprintf(spec, sizeof(spec), "127.0.0.1:%d", httpd_port(srv));
 	struct httpd *second = NULL;
 	o.listen = spec;
-	assert_int_equal(httpd_start(&o, &second, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "bind"));
+	assert_int_equal(httpd_start(&o, &second, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "bind"));
 	httpd_stop(srv, 0, 0);
 }
 

@@ -838,7 +838,7 @@ struct srv {
 	int fd;
 	int rc;
 	struct tls_identity id;
-	char err[256];
+	struct err err;
 };
 
 static void *
@@ -847,7 +847,7 @@ srv_main(void *p)
 	struct srv *s = p;
 	struct tls_conn *c = NULL;
 
-	s->rc = tls_accept(s->ctx, s->fd, &c, &s->id, s->err, sizeof(s->err));
+	s->rc = tls_accept(s->ctx, s->fd, &c, &s->id, &s->err);
 	if (s->rc == 0) {
 		tls_close(c);
 	} else {
@@ -862,7 +862,8 @@ handshake(const struct fixture *f, const char *srv_name, const char *cli_crt,
     const char *cli_key, struct srv *s)
 {
 	struct tls_opts so, co;
-	char ca[256], scrt[256], skey[256], err[256];
+	struct err err = ERR_INIT;
+	char ca[256], scrt[256], skey[256], name[256];
 	struct tls_ctx *sctx = NULL, *cctx = NULL;
 	struct tls_conn *c = NULL;
 	pthread_t t;
@@ -870,10 +871,10 @@ handshake(const struct fixture *f, const char *srv_name, const char *cli_crt,
 	int rc;
 
 	hpath(f, PKI_CA_CRT, ca, sizeof(ca));
-	snprintf(err, sizeof(err), "%s.crt", srv_name);
-	dpath(f, err, scrt, sizeof(scrt));
-	snprintf(err, sizeof(err), "%s.key", srv_name);
-	dpath(f, err, skey, sizeof(skey));
+	snprintf(name, sizeof(name), "%s.crt", srv_name);
+	dpath(f, name, scrt, sizeof(scrt));
+	snprintf(name, sizeof(name), "%s.key", srv_name);
+	dpath(f, name, skey, sizeof(skey));
 	tls_opts_init(&so);
 	so.ca_file = ca;
 	so.cert_file = scrt;
@@ -883,18 +884,18 @@ handshake(const struct fixture *f, const char *srv_name, const char *cli_crt,
 	co.ca_file = ca;
 	co.cert_file = cli_crt;
 	co.key_file = cli_key;
-	if (tls_server_new(&so, &sctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_server_new: %s", err);
+	if (tls_server_new(&so, &sctx, &err) != 0) {
+		fail_msg("tls_server_new: %s", err_msg(&err));
 	}
-	if (tls_client_new(&co, &cctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_client_new: %s", err);
+	if (tls_client_new(&co, &cctx, &err) != 0) {
+		fail_msg("tls_client_new: %s", err_msg(&err));
 	}
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
 	memset(s, 0, sizeof(*s));
 	s->ctx = sctx;
 	s->fd = sp[0];
 	assert_int_equal(pthread_create(&t, NULL, srv_main, s), 0);
-	rc = tls_connect(cctx, sp[1], "localhost", NULL, 5000, &c, NULL, err, sizeof(err));
+	rc = tls_connect(cctx, sp[1], "localhost", NULL, 5000, &c, NULL, &err);
 	if (rc == 0) {
 		tls_close(c);
 	} else {

@@ -200,7 +200,8 @@ client_ctx(const struct env *e, const char *ca, const char *name)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char cafile[128], crt[128], key[128], n[64], err[256];
+	struct err err = ERR_INIT;
+	char cafile[128], crt[128], key[128], n[64];
 
 	snprintf(n, sizeof(n), "%s.crt", ca);
 	path_in(e, n, cafile, sizeof(cafile));
@@ -212,8 +213,8 @@ client_ctx(const struct env *e, const char *ca, const char *name)
 	o.ca_file = cafile;
 	o.cert_file = crt;
 	o.key_file = key;
-	if (tls_client_new(&o, &ctx, err, sizeof(err)) != 0) {
-		fail_msg("client context %s: %s", name, err);
+	if (tls_client_new(&o, &ctx, &err) != 0) {
+		fail_msg("client context %s: %s", name, err_msg(&err));
 	}
 	return ctx;
 }
@@ -236,7 +237,8 @@ group_setup(void **state)
 	struct env *e = calloc(1, sizeof(*e));
 	struct httpd_opts ho;
 	struct tls_opts to;
-	char path[128], ca[128], crt[128], key[128], err[256];
+	struct err err = ERR_INIT;
+	char path[128], ca[128], crt[128], key[128];
 
 	assert_non_null(e);
 	pthread_mutex_init(&e->sc.mu, NULL);
@@ -258,8 +260,8 @@ group_setup(void **state)
 	to.ca_file = ca;
 	to.cert_file = crt;
 	to.key_file = key;
-	if (tls_server_new(&to, &e->srv_tls, err, sizeof(err)) != 0) {
-		fail_msg("server context: %s", err);
+	if (tls_server_new(&to, &e->srv_tls, &err) != 0) {
+		fail_msg("server context: %s", err_msg(&err));
 	}
 	e->cli_tls = client_ctx(e, "ca", "updater");
 	e->foreign_tls = client_ctx(e, "otherca", "intruder");
@@ -274,8 +276,8 @@ group_setup(void **state)
 	ho.routes = &e->route;
 	ho.nroutes = 1;
 	ho.name = "test-agent";
-	if (httpd_start(&ho, &e->srv, err, sizeof(err)) != 0) {
-		fail_msg("httpd: %s", err);
+	if (httpd_start(&ho, &e->srv, &err) != 0) {
+		fail_msg("httpd: %s", err_msg(&err));
 	}
 	snprintf(e->port, sizeof(e->port), "%d", httpd_port(e->srv));
 	*state = e;

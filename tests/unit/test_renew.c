@@ -69,7 +69,7 @@ setup(void **state)
 	struct httpd_opts ho;
 	struct renew_hooks hooks;
 	struct err e = ERR_INIT;
-	char err[512];
+	char boot[PATH_MAX];
 	const struct httpd_route *routes;
 	size_t n;
 
@@ -83,8 +83,8 @@ setup(void **state)
 	snprintf(f->key, sizeof(f->key), "%s/boot/updater.key", f->dir);
 	snprintf(f->install, sizeof(f->install), "%s/install", f->dir);
 	assert_int_equal(pki_init(f->home, NULL, &e), 0);
-	snprintf(err, sizeof(err), "%s/boot", f->dir);
-	assert_int_equal(fs_mkdir_p(err, 0700), 0);
+	snprintf(boot, sizeof(boot), "%s/boot", f->dir);
+	assert_int_equal(fs_mkdir_p(boot, 0700), 0);
 	pki_issue_opts_init(&o);
 	o.name = "web1";
 	o.role = TLS_ROLE_UPDATER;
@@ -111,7 +111,7 @@ setup(void **state)
 	ho.nroutes = n;
 	ho.name = "renew-test";
 	ho.error_style = HTTPD_ERRORS_UPDATER;
-	assert_int_equal(httpd_start(&ho, &f->srv, err, sizeof(err)), 0);
+	assert_int_equal(httpd_start(&ho, &f->srv, &e), 0);
 	*state = f;
 	return 0;
 }

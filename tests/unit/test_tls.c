@@ -186,7 +186,7 @@ server_ctx(const char *cert, const char *master_cn, int hs_ms)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	tls_opts_init(&o);
 	path_of(g_p1, sizeof(g_p1), "ca", "crt");
@@ -197,8 +197,8 @@ server_ctx(const char *cert, const char *master_cn, int hs_ms)
 	o.key_file = g_p3;
 	o.master_cn = master_cn;
 	o.handshake_timeout_ms = hs_ms;
-	if (tls_server_new(&o, &ctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_server_new: %s", err);
+	if (tls_server_new(&o, &ctx, &err) != 0) {
+		fail_msg("tls_server_new: %s", err_msg(&err));
 	}
 	return ctx;
 }
@@ -209,7 +209,7 @@ client_ctx(const char *cert)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	tls_opts_init(&o);
 	path_of(g_p1, sizeof(g_p1), "ca", "crt");
@@ -220,8 +220,8 @@ client_ctx(const char *cert)
 		o.cert_file = g_p2;
 		o.key_file = g_p3;
 	}
-	if (tls_client_new(&o, &ctx, err, sizeof(err)) != 0) {
-		fail_msg("tls_client_new: %s", err);
+	if (tls_client_new(&o, &ctx, &err) != 0) {
+		fail_msg("tls_client_new: %s", err_msg(&err));
 	}
 	return ctx;
 }
@@ -231,7 +231,7 @@ struct srv_side {
 	int fd;
 	int rc;
 	struct tls_identity id;
-	char err[256];
+	struct err err;
 	int64_t took_ms;
 	char got[64];
 };
@@ -245,19 +245,17 @@ srv_main(void *p)
 	struct tls_conn *c = NULL;
 	int64_t t0 = mono_ms();
 
-	s->rc = tls_accept(s->ctx, s->fd, &c, &s->id, s->err, sizeof(s->err));
+	s->rc = tls_accept(s->ctx, s->fd, &c, &s->id, &s->err);
 	s->took_ms = mono_ms() - t0;
 	if (s->rc != 0) {
 		close(s->fd);
 		return NULL;
 	}
-	char err[128];
-	ssize_t n = tls_read_deadline(c, s->got, sizeof(s->got) - 1, mono_ms() + 5000, err,
-	    sizeof(err));
+	struct err err = ERR_INIT;
+	ssize_t n = tls_read_deadline(c, s->got, sizeof(s->got) - 1, mono_ms() + 5000, &err);
 	if (n > 0) {
 		s->got[n] = '\0';
-		if (tls_write_all_deadline(c, s->got, (size_t)n, mono_ms() + 5000, err,
-			sizeof(err)) != 0) {
+		if (tls_write_all_deadline(c, s->got, (size_t)n, mono_ms() + 5000, &err) != 0) {
 			s->got[0] = '\0';
 		}
 	}
@@ -267,7 +265,7 @@ srv_main(void *p)
 
 struct hs_result {
 	int client_rc;
-	char client_err[256];
+	struct err client_err;
 	struct tls_identity server_id; /* as seen by the client */
 	struct srv_side srv;
 	char echo[64];
@@ -290,13 +288,12 @@ handshake(struct tls_ctx *sctx, struct tls_ctx *cctx, const char *hostname, cons
 	res->srv.ctx = sctx;
 	res->srv.fd = sp[0];
 	assert_int_equal(pthread_create(&t, NULL, srv_main, &res->srv), 0);
-	res->client_rc = tls_connect(cctx, sp[1], hostname, pin, 5000, &c, &res->server_id,
-	    res->client_err, sizeof(res->client_err));
+	res->client_rc = tls_connect(cctx, sp[1], hostname, pin, 5000, &c, &res->server_id, &res->client_err);
 	if (res->client_rc == 0) {
-		char err[128];
-		if (tls_write_all_deadline(c, "ping", 4, mono_ms() + 5000, err, sizeof(err)) == 0) {
+		struct err err = ERR_INIT;
+		if (tls_write_all_deadline(c, "ping", 4, mono_ms() + 5000, &err) == 0) {
 			ssize_t n = tls_read_deadline(c, res->echo, sizeof(res->echo) - 1,
-			    mono_ms() + 5000, err, sizeof(err));
+			    mono_ms() + 5000, &err);
 			if (n > 0) {
 				res->echo[n] = '\0';
 			}
@@ -509,8 +506,9 @@ test_pin(void **state)
 	fp[10] = fp[10] == '0' ? '1' : '0';
 	handshake(s, c, NULL, fp, &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "does not match the pinned"));
-	assert_non_null(strstr(r.client_err, tls_ctx_own_fingerprint(s)));
+	assert_non_null(strstr(err_msg(&r.client_err), "does not match the pinned"));
+	assert_int_equal(r.client_err.kind, ERR_TLS);
+	assert_non_null(strstr(err_msg(&r.client_err), tls_ctx_own_fingerprint(s)));
 	assert_string_equal(r.echo, "");
 	/* The pin of another certificate (the client's own) is a mismatch too. */
 	handshake(s, c, NULL, tls_ctx_own_fingerprint(c), &r);
@@ -518,7 +516,8 @@ test_pin(void **state)
 	/* Malformed pins are refused before any I/O. */
 	handshake(s, c, NULL, "abc123", &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "64 hex"));
+	assert_non_null(strstr(err_msg(&r.client_err), "64 hex"));
+	assert_int_equal(r.client_err.kind, ERR_CONFIG);
 	tls_ctx_free(c);
 	tls_ctx_free(s);
 }
@@ -548,7 +547,7 @@ test_pin_list(void **state)
 	assert_int_equal(tls_pin_match(pins, fp), 0);
 	handshake(s, c, NULL, pins, &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "does not match the pinned"));
+	assert_non_null(strstr(err_msg(&r.client_err), "does not match the pinned"));
 	/* Malformed: empty element, trailing comma, short, non-hex, too many. */
 	snprintf(pins, sizeof(pins), "%s,", fp);
 	assert_int_equal(tls_pin_match(pins, fp), -1);
@@ -578,7 +577,7 @@ test_hostname(void **state)
 	assert_int_equal(r.client_rc, 0);
 	handshake(s, c, "otherhost", NULL, &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "rejected"));
+	assert_non_null(strstr(err_msg(&r.client_err), "rejected"));
 	assert_int_not_equal(r.srv.rc, 0);
 	/* mbedTLS 2.28 cannot match IP SANs (PITFALLS): by IP, pass no hostname. */
 	handshake(s, c, "127.0.0.1", NULL, &r);
@@ -594,7 +593,7 @@ test_client_refuses_bad_servers(void **state)
 	struct hs_result r;
 	struct tls_opts o;
 	struct tls_ctx *oc = NULL;
-	char err[256];
+	struct err err = ERR_INIT;
 	char ca[256], crt[256], key[256];
 
 	(void)state;
@@ -607,9 +606,10 @@ test_client_refuses_bad_servers(void **state)
 	o.ca_file = ca;
 	o.cert_file = crt;
 	o.key_file = key;
-	assert_int_equal(tls_server_new(&o, &s, err, sizeof(err)), -1);
+	assert_int_equal(tls_server_new(&o, &s, &err), -1);
 	assert_null(s);
-	assert_non_null(strstr(err, "serverAuth"));
+	assert_non_null(strstr(err_msg(&err), "serverAuth"));
+	assert_int_equal(err.kind, ERR_CONFIG);
 	/* A client trusting another CA refuses our server. */
 	tls_opts_init(&o);
 	path_of(ca, sizeof(ca), "other", "crt");
@@ -618,11 +618,14 @@ test_client_refuses_bad_servers(void **state)
 	o.ca_file = ca;
 	o.cert_file = crt;
 	o.key_file = key;
-	assert_int_equal(tls_client_new(&o, &oc, err, sizeof(err)), 0);
+	assert_int_equal(tls_client_new(&o, &oc, &err), 0);
 	s = server_ctx("server", NULL, 0);
 	handshake(s, oc, NULL, NULL, &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "not correctly signed"));
+	assert_non_null(strstr(err_msg(&r.client_err), "not correctly signed"));
+	/* A refused handshake is a TLS failure, not an unreachable peer. */
+	assert_int_equal(r.client_err.kind, ERR_TLS);
+	assert_string_equal(err_kind_name(r.client_err.kind), "tls");
 	tls_ctx_free(oc);
 	tls_ctx_free(s);
 }
@@ -647,7 +650,8 @@ test_server_refuses_bad_clients(void **state)
 		if (t[i].cert != NULL && strcmp(t[i].cert, "__foreign") == 0) {
 			/* Trusts our CA, but presents a certificate of the other CA. */
 			struct tls_opts o;
-			char err[256], ca[256], crt[256], key[256];
+			struct err err = ERR_INIT;
+	char ca[256], crt[256], key[256];
 			tls_opts_init(&o);
 			path_of(ca, sizeof(ca), "ca", "crt");
 			path_of(crt, sizeof(crt), "foreign", "crt");
@@ -655,14 +659,14 @@ test_server_refuses_bad_clients(void **state)
 			o.ca_file = ca;
 			o.cert_file = crt;
 			o.key_file = key;
-			assert_int_equal(tls_client_new(&o, &c, err, sizeof(err)), 0);
+			assert_int_equal(tls_client_new(&o, &c, &err), 0);
 		} else {
 			c = client_ctx(t[i].cert);
 		}
 		handshake(s, c, "localhost", NULL, &r);
 		assert_int_equal(r.srv.rc, -1);
-		if (strstr(r.srv.err, t[i].why) == NULL) {
-			fail_msg("case %zu: server error \"%s\" lacks \"%s\"", i, r.srv.err, t[i].why);
+		if (strstr(err_msg(&r.srv.err), t[i].why) == NULL) {
+			fail_msg("case %zu: server error \"%s\" lacks \"%s\"", i, err_msg(&r.srv.err), t[i].why);
 		}
 		assert_string_equal(r.srv.got, "");
 		assert_string_equal(r.echo, "");
@@ -686,7 +690,8 @@ test_key_file_checks(void **state)
 {
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
-	char err[256], ca[256], crt[256], key[256], other_key[256];
+	struct err err = ERR_INIT;
+	char ca[256], crt[256], key[256], other_key[256];
 
 	(void)state;
 	tls_opts_init(&o);
@@ -699,38 +704,41 @@ test_key_file_checks(void **state)
 	o.key_file = key;
 	/* Readable by group/others: refused, with the mode and the fix. */
 	assert_int_equal(chmod(key, 0644), 0);
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
 	assert_null(ctx);
-	assert_non_null(strstr(err, "mode 0644"));
-	assert_non_null(strstr(err, "chmod 600"));
-	assert_int_equal(tls_client_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_non_null(strstr(err_msg(&err), "mode 0644"));
+	assert_non_null(strstr(err_msg(&err), "chmod 600"));
+	assert_int_equal(err.kind, ERR_CONFIG);
+	assert_int_equal(err_exit_code(err.kind), 2);
+	assert_int_equal(tls_client_new(&o, &ctx, &err), -1);
 	assert_int_equal(chmod(key, 0640), 0);
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
 	assert_int_equal(chmod(key, 0600), 0);
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), 0);
+	assert_int_equal(tls_server_new(&o, &ctx, &err), 0);
 	tls_ctx_free(ctx);
 	ctx = NULL;
 	/* A key that does not belong to the certificate. */
 	o.key_file = other_key;
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "does not match"));
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "does not match"));
 	/* Missing pieces. */
 	o.key_file = NULL;
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
-	assert_int_equal(tls_client_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
+	assert_int_equal(tls_client_new(&o, &ctx, &err), -1);
 	o.key_file = key;
 	o.ca_file = NULL;
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "CA"));
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "CA"));
 	o.ca_file = key; /* not a certificate */
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
 	assert_null(ctx);
 	/* A key that is not there. */
 	o.ca_file = ca;
 	path_of(other_key, sizeof(other_key), "nonexistent", "key");
 	o.key_file = other_key;
-	assert_int_equal(tls_server_new(&o, &ctx, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "nonexistent.key"));
+	assert_int_equal(tls_server_new(&o, &ctx, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "nonexistent.key"));
+	assert_int_equal(err.kind, ERR_CONFIG);
 }
 
 /* Peer end of a socketpair that never says anything. */
@@ -741,7 +749,7 @@ test_handshake_deadline(void **state)
 	struct tls_ctx *c = client_ctx("agent");
 	struct tls_conn *conn = NULL;
 	struct tls_identity id;
-	char err[256];
+	struct err err = ERR_INIT;
 	int sp[2];
 	int64_t t0;
 	int64_t took;
@@ -749,25 +757,27 @@ test_handshake_deadline(void **state)
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
 	t0 = mono_ms();
-	assert_int_equal(tls_accept(s, sp[0], &conn, &id, err, sizeof(err)), -1);
+	assert_int_equal(tls_accept(s, sp[0], &conn, &id, &err), -1);
 	took = mono_ms() - t0;
 	assert_true(took >= 290 && took < 3000);
-	assert_non_null(strstr(err, "timed out after 300 ms"));
+	assert_non_null(strstr(err_msg(&err), "timed out after 300 ms"));
+	assert_int_equal(err.kind, ERR_TIMEOUT);
 	/* tls_accept leaves the fd to the caller on failure: it is still open. */
 	assert_true(fcntl(sp[0], F_GETFD) >= 0);
 	/* Client side: its own timeout argument bounds the handshake. */
 	t0 = mono_ms();
-	assert_int_equal(tls_connect(c, sp[1], NULL, NULL, 250, &conn, NULL, err, sizeof(err)),
+	assert_int_equal(tls_connect(c, sp[1], NULL, NULL, 250, &conn, NULL, &err),
 	    -1);
 	took = mono_ms() - t0;
 	assert_true(took >= 240 && took < 3000);
-	assert_non_null(strstr(err, "timed out"));
+	assert_non_null(strstr(err_msg(&err), "timed out"));
+	assert_int_equal(err.kind, ERR_TIMEOUT);
 	close(sp[0]);
 	close(sp[1]);
 	/* Wrong-direction calls are refused. */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-	assert_int_equal(tls_accept(c, sp[0], &conn, &id, err, sizeof(err)), -1);
-	assert_int_equal(tls_connect(s, sp[1], NULL, NULL, 100, &conn, NULL, err, sizeof(err)),
+	assert_int_equal(tls_accept(c, sp[0], &conn, &id, &err), -1);
+	assert_int_equal(tls_connect(s, sp[1], NULL, NULL, 100, &conn, NULL, &err),
 	    -1);
 	close(sp[0]);
 	close(sp[1]);
@@ -782,7 +792,7 @@ test_peer_closes_mid_handshake(void **state)
 	struct tls_ctx *s = server_ctx("server", NULL, 5000);
 	struct tls_conn *conn = NULL;
 	struct tls_identity id;
-	char err[256];
+	struct err err = ERR_INIT;
 	int sp[2];
 	int64_t t0;
 
@@ -792,7 +802,7 @@ test_peer_closes_mid_handshake(void **state)
 	assert_int_equal(write(sp[1], "\x16\x03", 2), 2);
 	close(sp[1]);
 	t0 = mono_ms();
-	assert_int_equal(tls_accept(s, sp[0], &conn, &id, err, sizeof(err)), -1);
+	assert_int_equal(tls_accept(s, sp[0], &conn, &id, &err), -1);
 	assert_true(mono_ms() - t0 < 2000);
 	close(sp[0]);
 	tls_ctx_free(s);
@@ -827,7 +837,7 @@ test_revocation_set(void **state)
 	assert_true(tls_serial_revoked(master_serial));
 	handshake(sctx, cctx, NULL, NULL, &r);
 	assert_int_equal(r.srv.rc, -1);
-	assert_non_null(strstr(r.srv.err, "revoked"));
+	assert_non_null(strstr(err_msg(&r.srv.err), "revoked"));
 
 	/* The server's certificate listed: the client refuses it. */
 	one[0] = server_serial;
@@ -835,7 +845,7 @@ test_revocation_set(void **state)
 	assert_false(tls_serial_revoked(master_serial));
 	handshake(sctx, cctx, NULL, NULL, &r);
 	assert_int_equal(r.client_rc, -1);
-	assert_non_null(strstr(r.client_err, "revoked"));
+	assert_non_null(strstr(err_msg(&r.client_err), "revoked"));
 
 	/* A malformed set is refused and the old one stays. */
 	assert_int_equal(tls_revoked_set(bad, 2, &e), -1);
@@ -882,26 +892,29 @@ test_ctx_refcount(void **state)
 static void
 test_verify_cert_file(void **state)
 {
-	char ca[256], other[256], crt[256], foreign[256], err[512];
+	struct err err = ERR_INIT;
+	char ca[256], other[256], crt[256], foreign[256];
 
 	(void)state;
 	path_of(ca, sizeof(ca), "ca", "crt");
 	path_of(other, sizeof(other), "other", "crt");
 	path_of(crt, sizeof(crt), "agent", "crt");
 	path_of(foreign, sizeof(foreign), "foreign", "crt");
-	assert_int_equal(tls_verify_cert_file(ca, crt, err, sizeof(err)), 0);
+	assert_int_equal(tls_verify_cert_file(ca, crt, &err), 0);
 	/* The CA verifies itself (self-signed, in the trust list). */
-	assert_int_equal(tls_verify_cert_file(ca, ca, err, sizeof(err)), 0);
+	assert_int_equal(tls_verify_cert_file(ca, ca, &err), 0);
 	/* Issued by another CA: refused, one line naming both files. */
-	assert_int_equal(tls_verify_cert_file(ca, foreign, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "foreign.crt does not verify against "));
-	assert_null(strchr(err, '\n'));
-	assert_int_equal(tls_verify_cert_file(other, crt, err, sizeof(err)), -1);
+	assert_int_equal(tls_verify_cert_file(ca, foreign, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "foreign.crt does not verify against "));
+	assert_null(strchr(err_msg(&err), '\n'));
+	assert_int_equal(err.kind, ERR_TLS);
+	assert_int_equal(tls_verify_cert_file(other, crt, &err), -1);
 	/* Not a certificate, or no file at all. */
-	assert_int_equal(tls_verify_cert_file(ca, "/nonexistent.crt", err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "/nonexistent.crt: cannot load certificate"));
-	assert_int_equal(tls_verify_cert_file("/nonexistent.crt", crt, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "cannot load CA certificate"));
+	assert_int_equal(tls_verify_cert_file(ca, "/nonexistent.crt", &err), -1);
+	assert_non_null(strstr(err_msg(&err), "/nonexistent.crt: cannot load certificate"));
+	assert_int_equal(err.kind, ERR_FORMAT);
+	assert_int_equal(tls_verify_cert_file("/nonexistent.crt", crt, &err), -1);
+	assert_non_null(strstr(err_msg(&err), "cannot load CA certificate"));
 }
 
 int
