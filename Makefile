@@ -8,6 +8,7 @@
 #   make lint        cppcheck + banned-function check
 #   make fuzz        libFuzzer harnesses (clang) into build-fuzz/
 #   make bench       benchmarks (results belong in wiki/Performance.md)
+#   make bench-rollout  the rollout scale benchmark alone (1 000 and 10 000 hosts)
 #   make demo        a demo fleet of three hosts on 127.0.0.1 (scripts/demo.sh)
 #   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
 #                    [RELEASE_UPDATER_KIND=...] (wiki/Self-Update.md)
@@ -382,6 +383,12 @@ fuzz-run-%: $(BUILD_FUZZ)/fuzz_%
 
 bench: all $(BENCH_BINS)
 	@for b in bench/*.sh; do [ -x "$$b" ] && echo "== $$b" && BUILD=$(abspath $(BUILD)) $$b; done; true
+
+# The master with registries of 1 000 and 10 000 hosts (wiki/Performance.md,
+# "Rollouts at scale"); SIZES=... RUNS=... pass through. Not part of make check.
+.PHONY: bench-rollout
+bench-rollout: all
+	BUILD=$(abspath $(BUILD)) bench/rollout_scale.sh
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

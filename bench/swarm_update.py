@@ -8,6 +8,10 @@ Results go to wiki/Performance.md ("Fleet push").
 
     BUILD=/abs/build bench/swarm_update.sh        (make bench sets BUILD)
     SIZES=1,10,50 RUNS=3 PARALLEL=8 bench/swarm_update.sh
+    ROLLOUT_ARGS="--canary 0 --waves 100%" bench/swarm_update.sh   (one wave, no canary)
+
+Every `swarm update` is a rollout: without ROLLOUT_ARGS it runs the default plan (a canary
+host, then waves of 10 %, 50 %, 100 %, a gate after each).
 """
 
 import json
@@ -28,6 +32,7 @@ BUILD = os.environ["TANDEM_BUILD"]
 SIZES = [int(x) for x in os.environ.get("SIZES", "1,10,50").split(",")]
 RUNS = int(os.environ.get("RUNS", "3"))
 PARALLEL = os.environ.get("PARALLEL", "8")
+ROLLOUT_ARGS = os.environ.get("ROLLOUT_ARGS", "").split()
 # The probe's stability window dominates a small push; use the shipped default.
 KEYS = {"probe_stable": os.environ.get("PROBE_STABLE", "1s"), "log_level": "info"}
 
@@ -35,12 +40,15 @@ KEYS = {"probe_stable": os.environ.get("PROBE_STABLE", "1s"), "log_level": "info
 def push(fleet, release):
     t0 = time.monotonic()
     r = fleet.tandem("swarm", "update", "--all", "--release", release, "--parallel", PARALLEL,
-                     "--json", check=None)
+                     *ROLLOUT_ARGS, "--json", check=None)
     dt = time.monotonic() - t0
     doc = json.loads(r.stdout)
     bad = [h for h in doc["hosts"] if (h.get("agent") or {}).get("result") != "updated"]
     if r.returncode != 0 or bad:
-        sys.exit("swarm update failed (%d): %s" % (r.returncode, r.stdout[:2000]))
+        sys.exit("swarm update failed (%d): %s\n%s" % (
+            r.returncode, doc["rollout"]["summary"],
+            "\n".join("%s: %s: %s %s" % (h["host"], h["state"], h["agent"]["reason"],
+                                         h["agent"]["detail"][:300]) for h in bad)))
     return dt
 
 
@@ -75,9 +83,11 @@ def main():
             med = statistics.median(times)
             if base is None:
                 base = med
-            print("swarm update --all, %d host(s), --parallel %s: median %.2f s "
-                  "(runs: %s), %.1fx the first size" % (
-                      size, PARALLEL, med, " ".join("%.2f" % t for t in times), med / base))
+            rounds = -(-size // int(PARALLEL))
+            print("swarm update --all %s, %d host(s), --parallel %s: median %.2f s "
+                  "(runs: %s), %.1fx the first size, %.2fx ceil(N/P) x the first size" % (
+                      " ".join(ROLLOUT_ARGS), size, PARALLEL, med,
+                      " ".join("%.2f" % t for t in times), med / base, med / (rounds * base)))
     print("== load average at end: %s" % open("/proc/loadavg").read().split()[:3])
 
 

@@ -646,7 +646,8 @@ out:
 
 struct status_rows {
 	struct swarm_table *t;
-	cJSON *arr;
+	int json;      /* rows printed one by one as elements of host_rows */
+	size_t shown;
 };
 
 static int
@@ -656,13 +657,15 @@ status_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *r
 	char wave[16], state[SWARM_REASON + 32], at[32];
 	const char *cells[6];
 
-	if (sr->arr != NULL) {
+	if (sr->json) {
+		/* One row at a time: the memory of `status --json` stays flat in the hosts. */
 		cJSON *o = host_row_json(h, rh);
-		if (o == NULL) {
-			return -1;
-		}
-		cJSON_AddItemToArray(sr->arr, o);
-		return 0;
+		char *text = o != NULL ? json_print_compact(o) : NULL;
+		int rc = text != NULL && printf("%s%s", sr->shown++ > 0 ? "," : "", text) >= 0 ? 0
+											       : -1;
+		free(text);
+		cJSON_Delete(o);
+		return rc;
 	}
 	snprintf(wave, sizeof(wave), "%d", h->wave + 1);
 	agent_cell(h, state, sizeof(state));
@@ -772,6 +775,38 @@ out:
 	return rc;
 }
 
+/*
+ * OBJ (the rollout and its wave plan; taken) and then every host row as the
+ * last key, host_rows, streamed from the registry a page at a time.
+ */
+static int
+status_json(struct swarm_ctx *c, const struct rollout_outcome *out, cJSON *obj)
+{
+	struct status_rows sr = { .json = 1 };
+	char *head = NULL;
+	size_t n;
+	int rc = CLI_EXIT_FAIL;
+
+	/* Printed compact, OBJ ends in "host_rows":[]}: the rows go between the brackets. */
+	if (json_add_array(obj, "host_rows") == NULL || (head = json_print_compact(obj)) == NULL ||
+	    (n = strlen(head)) < 3 || strcmp(head + n - 3, "[]}") != 0) {
+		log_warnx("out of memory");
+		goto out;
+	}
+	head[n - 2] = '\0';
+	if (printf("%s", head) < 0 || each_host(c, out->r.id, REG_RH_ANY, status_row, &sr) != 0 ||
+	    printf("]}\n") < 0 || fflush(stdout) != 0) {
+		/* Half a document is on stdout: the exit status says it is not one. */
+		log_warnx("swarm rollout status: the host rows could not be written whole");
+		goto out;
+	}
+	rc = CLI_EXIT_OK;
+out:
+	free(head);
+	cJSON_Delete(obj);
+	return rc;
+}
+
 static int
 rollout_status(struct swarm_ctx *c, const char *id, int json)
 {
@@ -816,12 +851,7 @@ rollout_status(struct swarm_ctx *c, const char *id, int json)
 				}
 			}
 		}
-		sr.arr = waves != NULL ? json_add_array(obj, "host_rows") : NULL;
-		if (sr.arr == NULL || each_host(c, out.r.id, REG_RH_ANY, status_row, &sr) != 0) {
-			cJSON_Delete(obj);
-			return swarm_print_json(NULL);
-		}
-		return swarm_print_json(obj) == CLI_EXIT_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+		return waves != NULL ? status_json(c, &out, obj) : swarm_print_json(NULL);
 	}
 	swarm_fmt_time(out.r.created_at, t, sizeof(t));
 	printf("rollout %s%s%s%s (%s)\n", out.r.id, out.r.name[0] != '\0' ? " \"" : "", out.r.name,
