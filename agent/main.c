@@ -385,13 +385,13 @@ int
 main(int argc, char **argv)
 {
 	struct agent_options opt;
-	char err[1024];
+	struct err e = ERR_INIT;
 	int rc = 1;
 
 	memset(&opt, 0, sizeof(opt));
 	log_init(PROG, LOG_LVL_INFO);
-	if (options_parse(argc, argv, &opt, err, sizeof(err)) != 0) {
-		fprintf(stderr, PROG ": %s\n(try '" PROG " --help')\n", err);
+	if (options_parse(argc, argv, &opt, &e) != 0) {
+		fprintf(stderr, PROG ": %s\n(try '" PROG " --help')\n", err_msg(&e));
 		options_free(&opt);
 		return 2;
 	}

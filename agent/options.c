@@ -109,12 +109,11 @@ options_usage(FILE *fp)
 }
 
 static int
-set_action(struct agent_options *o, enum options_action a, int *have, char *err, size_t errlen)
+set_action(struct agent_options *o, enum options_action a, int *have, struct err *e)
 {
 	if (*have && o->action != a) {
-		snprintf(err, errlen, "-n, --self-test, --print-config, --version and --help "
-				      "exclude each other");
-		return -1;
+		return err_set(e, ERR_USAGE, "-n, --self-test, --print-config, --version and --help "
+					     "exclude each other");
 	}
 	*have = 1;
 	o->action = a;
@@ -122,15 +121,14 @@ set_action(struct agent_options *o, enum options_action a, int *have, char *err,
 }
 
 static int
-parse_ready_fd(const char *s, int *out, char *err, size_t errlen)
+parse_ready_fd(const char *s, int *out, struct err *e)
 {
 	long long v;
 
 	/* 0 is our stdin and 2 our log: neither can be the readiness pipe. */
 	if (parse_ll(s, 1, 65535, &v) != 0 || v == 2) {
-		snprintf(err, errlen, "--ready-fd: \"%s\" is not a file descriptor number "
-				      "(1 or 3..65535)", s);
-		return -1;
+		return err_set(e, ERR_USAGE, "--ready-fd: \"%s\" is not a file descriptor number "
+					     "(1 or 3..65535)", s);
 	}
 	*out = (int)v;
 	return 0;
@@ -182,7 +180,7 @@ options_load(struct agent_options *o, size_t n, const char *config_path,
 }
 
 int
-options_parse(int argc, char *const argv[], struct agent_options *o, char *err, size_t errlen)
+options_parse(int argc, char *const argv[], struct agent_options *o, struct err *e)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
@@ -201,7 +199,6 @@ options_parse(int argc, char *const argv[], struct agent_options *o, char *err, 
 		{ NULL, 0, NULL, 0 },
 	};
 	struct override ov[MAX_OVERRIDES];
-	struct err e = ERR_INIT;
 	size_t nov = 0;
 	int have_action = 0;
 	const char *config_path = NULL;
@@ -245,63 +242,58 @@ options_parse(int argc, char *const argv[], struct agent_options *o, char *err, 
 			name = NULL;
 			break;
 		case OPT_READY_FD:
-			if (parse_ready_fd(optarg, &o->ready_fd, err, errlen) != 0) {
+			if (parse_ready_fd(optarg, &o->ready_fd, e) != 0) {
 				return -1;
 			}
 			continue;
 		case 'n':
-			if (set_action(o, OPTIONS_CHECK, &have_action, err, errlen) != 0) {
+			if (set_action(o, OPTIONS_CHECK, &have_action, e) != 0) {
 				return -1;
 			}
 			continue;
 		case OPT_SELF_TEST:
-			if (set_action(o, OPTIONS_SELF_TEST, &have_action, err, errlen) != 0) {
+			if (set_action(o, OPTIONS_SELF_TEST, &have_action, e) != 0) {
 				return -1;
 			}
 			continue;
 		case OPT_PRINT_CONFIG:
-			if (set_action(o, OPTIONS_PRINT_CONFIG, &have_action, err, errlen) != 0) {
+			if (set_action(o, OPTIONS_PRINT_CONFIG, &have_action, e) != 0) {
 				return -1;
 			}
 			continue;
 		case OPT_VERSION:
-			if (set_action(o, OPTIONS_VERSION, &have_action, err, errlen) != 0) {
+			if (set_action(o, OPTIONS_VERSION, &have_action, e) != 0) {
 				return -1;
 			}
 			continue;
 		case 'h':
-			if (set_action(o, OPTIONS_HELP, &have_action, err, errlen) != 0) {
+			if (set_action(o, OPTIONS_HELP, &have_action, e) != 0) {
 				return -1;
 			}
 			continue;
 		default:
 			if (optopt != 0 && optopt < 256) {
-				snprintf(err, errlen, "unknown option or missing argument: -%c",
+				return err_set(e, ERR_USAGE, "unknown option or missing argument: -%c",
 				    optopt);
-			} else {
-				snprintf(err, errlen, "unknown option or missing argument: %s",
-				    argv[optind - 1]);
 			}
-			return -1;
+			return err_set(e, ERR_USAGE, "unknown option or missing argument: %s",
+			    argv[optind - 1]);
 		}
 		if (nov >= MAX_OVERRIDES) {
-			snprintf(err, errlen, "too many options (at most %d overrides)",
+			return err_set(e, ERR_USAGE, "too many options (at most %d overrides)",
 			    MAX_OVERRIDES);
-			return -1;
 		}
 		ov[nov].name = name;
 		ov[nov].value = optarg;
 		nov++;
 	}
 	if (optind != argc) {
-		snprintf(err, errlen, "unexpected argument \"%s\"", argv[optind]);
-		return -1;
+		return err_set(e, ERR_USAGE, "unexpected argument \"%s\"", argv[optind]);
 	}
 	if (o->action == OPTIONS_VERSION || o->action == OPTIONS_HELP) {
 		return 0;
 	}
-	if (options_load(o, n, config_path, ov, nov, &e) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&e));
+	if (options_load(o, n, config_path, ov, nov, e) != 0) {
 		return -1;
 	}
 	if (o->action == OPTIONS_PRINT_CONFIG) {
@@ -311,10 +303,9 @@ options_parse(int argc, char *const argv[], struct agent_options *o, char *err, 
 				   : o->cfg.key == NULL	 ? "key"
 							 : NULL;
 	if (missing != NULL) {
-		snprintf(err, errlen, "%s is not set (give --%s FILE or \"%s = FILE\" in the "
-				      "configuration file)",
+		return err_set(e, ERR_CONFIG, "%s is not set (give --%s FILE or \"%s = FILE\" in the "
+					      "configuration file)",
 		    missing, missing, missing);
-		return -1;
 	}
 	return 0;
 }

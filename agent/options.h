@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/err.h"
 #include "common/util.h"
 
 #define AGENT_DEFAULT_LISTEN "0.0.0.0:8765"
@@ -59,11 +60,12 @@ struct agent_options {
  * the flag appears), then apply the overriding flags in order. For
  * OPTIONS_RUN, OPTIONS_CHECK and OPTIONS_SELF_TEST the TLS paths must be set.
  * O must be zero-initialised (or freed with options_free) before the call.
- * Returns 0, or -1 with a one-line reason in ERR (a usage error: exit 2).
+ * Returns 0, or -1 with E: ERR_USAGE for the command line itself, the
+ * config module's kinds for the file and the values (ERR_CONFIG, ERR_IO), and
+ * ERR_CONFIG for a missing TLS path. The agent exits 2 on any of them.
  * Uses getopt_long (resets optind).
  */
-int options_parse(int argc, char *const argv[], struct agent_options *o, char *err,
-    size_t errlen) WUR;
+int options_parse(int argc, char *const argv[], struct agent_options *o, struct err *e) WUR;
 
 /* Write the effective configuration (re-parseable config file text). */
 int options_print(const struct agent_options *o, FILE *fp) WUR;

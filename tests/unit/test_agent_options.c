@@ -38,7 +38,7 @@ teardown(void **state)
 
 /* Parse the NULL-terminated ARGS (argv[0] included). */
 static int
-parse_argv(struct agent_options *o, char *err, size_t errlen, const char *const *args)
+parse_argv(struct agent_options *o, struct err *err, const char *const *args)
 {
 	char *argv[32];
 	int argc = 0;
@@ -48,15 +48,15 @@ parse_argv(struct agent_options *o, char *err, size_t errlen, const char *const 
 		argv[argc] = (char *)args[argc];
 	}
 	argv[argc] = NULL;
-	err[0] = '\0';
-	return options_parse(argc, argv, o, err, errlen);
+	err_clear(err);
+	return options_parse(argc, argv, o, err);
 }
 
 #define PARSE(o, err, ...)                                                               \
-	parse_argv((o), (err), sizeof(err),                                              \
+	parse_argv((o), &(err),                                                          \
 	    (const char *const[]){ "tandem-agent", __VA_ARGS__, NULL })
 #define PARSE0(o, err) \
-	parse_argv((o), (err), sizeof(err), (const char *const[]){ "tandem-agent", NULL })
+	parse_argv((o), &(err), (const char *const[]){ "tandem-agent", NULL })
 
 static const char *
 write_conf(const char *name, const char *text)
@@ -72,7 +72,7 @@ static void
 test_defaults_and_flags(void **state)
 {
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
@@ -110,7 +110,7 @@ static void
 test_config_file_precedence(void **state)
 {
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 	char want[PATH_MAX + 32];
 	const char *conf = write_conf("agent.conf", "# test\n"
 						    "ca = pki/ca.crt\n"
@@ -161,7 +161,7 @@ static void
 test_env_tls_dir_and_crl(void **state)
 {
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 	char conf[128];
 	const char *conf2;
 
@@ -201,35 +201,36 @@ static void
 test_config_errors(void **state)
 {
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 	const char *conf;
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
 	conf = write_conf("unknown.conf", "ca = /a\ncolor = blue\n");
 	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
-	assert_non_null(strstr(err, "unknown.conf:2"));
-	assert_non_null(strstr(err, "color"));
+	assert_non_null(strstr(err_msg(&err), "unknown.conf:2"));
+	assert_non_null(strstr(err_msg(&err), "color"));
+	assert_int_equal(err.kind, ERR_CONFIG);
 
 	conf = write_conf("dup.conf", "ca = /a\nca = /b\n");
 	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
-	assert_non_null(strstr(err, "duplicate"));
+	assert_non_null(strstr(err_msg(&err), "duplicate"));
 
 	conf = write_conf("range.conf", "ca = /a\ncert = /b\nkey = /c\nmax_conns = 0\n");
 	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
-	assert_non_null(strstr(err, "max_conns"));
+	assert_non_null(strstr(err_msg(&err), "max_conns"));
 
 	conf = write_conf("listen.conf", "ca = /a\ncert = /b\nkey = /c\nlisten = nowhere\n");
 	assert_int_equal(PARSE(&o, err, "--config", conf), -1);
 
 	assert_int_equal(PARSE(&o, err, "--config", "/nonexistent.conf"), -1);
-	assert_non_null(strstr(err, "/nonexistent.conf"));
+	assert_non_null(strstr(err_msg(&err), "/nonexistent.conf"));
 
 	/* A flag's bad value is refused too. */
 	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
 			     "--log-level", "loud"),
 	    -1);
-	assert_non_null(strstr(err, "log_level"));
+	assert_non_null(strstr(err_msg(&err), "log_level"));
 	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
 			     "-o", "nokey"),
 	    -1);
@@ -243,17 +244,18 @@ static void
 test_required_and_actions(void **state)
 {
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
 	assert_int_equal(PARSE0(&o, err), -1);
-	assert_non_null(strstr(err, "ca is not set"));
+	assert_non_null(strstr(err_msg(&err), "ca is not set"));
+	assert_int_equal(err.kind, ERR_CONFIG);
 	assert_int_equal(PARSE(&o, err, "--ca", "/a", "-n"), -1);
-	assert_non_null(strstr(err, "cert is not set"));
+	assert_non_null(strstr(err_msg(&err), "cert is not set"));
 	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--self-test"),
 	    -1);
-	assert_non_null(strstr(err, "key is not set"));
+	assert_non_null(strstr(err_msg(&err), "key is not set"));
 
 	/* --version, --help and --print-config need no certificates. */
 	assert_int_equal(PARSE(&o, err, "--version"), 0);
@@ -273,15 +275,19 @@ test_required_and_actions(void **state)
 
 	/* Conflicting actions, unknown flags, stray arguments. */
 	assert_int_equal(PARSE(&o, err, "-n", "--self-test"), -1);
-	assert_non_null(strstr(err, "exclude"));
+	assert_non_null(strstr(err_msg(&err), "exclude"));
+	assert_int_equal(err.kind, ERR_USAGE);
 	assert_int_equal(PARSE(&o, err, "--version", "--help"), -1);
 	assert_int_equal(PARSE(&o, err, "--frobnicate"), -1);
-	assert_non_null(strstr(err, "--frobnicate"));
+	assert_non_null(strstr(err_msg(&err), "--frobnicate"));
+	assert_int_equal(err.kind, ERR_USAGE);
 	assert_int_equal(PARSE(&o, err, "-x"), -1);
-	assert_non_null(strstr(err, "-x"));
+	assert_non_null(strstr(err_msg(&err), "-x"));
 	assert_int_equal(PARSE(&o, err, "--listen"), -1);
 	assert_int_equal(PARSE(&o, err, "--version", "extra"), -1);
-	assert_non_null(strstr(err, "extra"));
+	assert_non_null(strstr(err_msg(&err), "extra"));
+	assert_int_equal(err.kind, ERR_USAGE);
+	assert_int_equal(err_exit_code(err.kind), 2);
 	options_free(&o);
 }
 
@@ -290,7 +296,7 @@ test_ready_fd(void **state)
 {
 	static const char *const bad[] = { "0", "2", "-1", "x", "3x", "", "65536" };
 	struct agent_options o;
-	char err[512];
+	struct err err = ERR_INIT;
 
 	(void)state;
 	memset(&o, 0, sizeof(o));
@@ -298,7 +304,7 @@ test_ready_fd(void **state)
 		assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key",
 				     "/c", "--ready-fd", bad[i]),
 		    -1);
-		assert_non_null(strstr(err, "--ready-fd"));
+		assert_non_null(strstr(err_msg(&err), "--ready-fd"));
 	}
 	assert_int_equal(PARSE(&o, err, "--ca", "/a", "--cert", "/b", "--key", "/c",
 			     "--ready-fd", "1"),

@@ -444,7 +444,7 @@ test_conf_texts(void **state)
 	struct reg_host h;
 	struct updater_config ucfg;
 	struct agent_options ao;
-	char text[4096], err[512], dir[] = "/tmp/test_swarm.XXXXXX", path[PATH_MAX];
+	char text[4096], dir[] = "/tmp/test_swarm.XXXXXX", path[PATH_MAX];
 	char *argv[] = { (char *)"tandem-agent", (char *)"--config", path, NULL };
 	struct err e = ERR_INIT;
 
@@ -501,7 +501,7 @@ test_conf_texts(void **state)
 	snprintf(path, sizeof(path), "%s/agent.conf", dir);
 	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0644), 0);
 	memset(&ao, 0, sizeof(ao));
-	assert_int_equal(options_parse(3, argv, &ao, err, sizeof(err)), 0);
+	assert_int_equal(options_parse(3, argv, &ao, &e), 0);
 	assert_string_equal(ao.cfg.listen, "127.0.0.1:9001");
 	assert_string_equal(ao.cfg.master_cn, "tandem-master");
 	options_free(&ao);
