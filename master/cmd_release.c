@@ -81,9 +81,9 @@ release_cmd_pack(struct cli *cli, int argc, char **argv)
 	struct release_pack_opts o;
 	struct release_pack_result r;
 	struct cli_getopt g;
+	struct release_pack_refusals refused;
 	struct err e = ERR_INIT;
 	const char **excludes = NULL;
-	char err[8192];
 	int c, rc = CLI_EXIT_USAGE;
 
 	memset(&o, 0, sizeof(o));
@@ -123,9 +123,13 @@ release_cmd_pack(struct cli *cli, int argc, char **argv)
 	}
 	o.dir = argv[cli_getopt_index(&g)];
 	o.excludes = excludes;
-	if (release_pack(&o, &r, err, sizeof(err)) != 0) {
-		err_set(&e, ERR_FORMAT, "%s", err);
+	if (release_pack(&o, &r, &refused, &e) != 0) {
 		rc = cli_fail(cli, &e);
+		/* The message names the first refusals; the rest, one a line. */
+		for (size_t i = refused.named; i < refused.n; i++) {
+			fprintf(stderr, "  %s\n", refused.v[i]);
+		}
+		release_pack_refusals_free(&refused);
 		goto out;
 	}
 	if (cli->json) {

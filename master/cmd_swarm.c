@@ -640,6 +640,7 @@ cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release 
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
+	struct err e = ERR_INIT;
 	char err[8192];
 	const char *base, *tmp;
 	struct stat st;
@@ -670,8 +671,8 @@ cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release 
 		memset(&po, 0, sizeof(po));
 		po.dir = arg;
 		po.output = p->path;
-		if (release_pack(&po, res, err, sizeof(err)) != 0) {
-			log_warnx("release pack %s: %s", arg, err);
+		if (release_pack(&po, res, NULL, &e) != 0) {
+			log_warnx("release pack %s: %s", arg, err_msg(&e));
 			goto out;
 		}
 		snprintf(p->rf.sha256, sizeof(p->rf.sha256), "%s", res->sha256);

@@ -47,9 +47,7 @@ struct rp_ctx {
 	int rootfd;
 	struct rp_entry *v;
 	size_t n, cap;
-	/* Refusals, "path: reason; ..." */
-	char *problems;
-	size_t plen, pcap, nproblems;
+	struct release_pack_refusals ref; /* every refusal, in the order found */
 	int has_manifest;       /* DIR/manifest.json is used */
 	char *manifest;         /* bytes to pack */
 	size_t manifest_len;
@@ -61,55 +59,91 @@ struct rp_ctx {
 	unsigned char *buf;
 };
 
-static void rp_err(char *err, size_t errlen, const char *fmt, ...) LOG_PRINTF(3, 4);
-
-static void
-rp_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	(void)vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Append a refusal of PATH (control characters shown as '?'). */
+/* Append a refusal of PATH (control characters shown as '?'). -1 when out of memory. */
 static int rp_problem(struct rp_ctx *c, const char *path, const char *fmt, ...) LOG_PRINTF(3, 4);
 
 static int
 rp_problem(struct rp_ctx *c, const char *path, const char *fmt, ...)
 {
+	struct release_pack_refusals *r = &c->ref;
 	char reason[512];
-	size_t need, plen = strlen(path);
+	char *line;
+	size_t plen = strlen(path);
 	va_list ap;
 
 	va_start(ap, fmt);
 	(void)vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	need = c->plen + plen + strlen(reason) + 5;
-	if (need > c->pcap) {
-		size_t ncap = need * 2;
-		char *p = realloc(c->problems, ncap);
-		if (p == NULL) {
+	if (r->n == r->cap) {
+		size_t ncap = r->cap == 0 ? 8 : r->cap * 2;
+		char **v = realloc(r->v, ncap * sizeof(*v));
+		if (v == NULL) {
 			return -1;
 		}
-		c->problems = p;
-		c->pcap = ncap;
+		r->v = v;
+		r->cap = ncap;
 	}
-	if (c->plen > 0) {
-		memcpy(c->problems + c->plen, "; ", 2);
-		c->plen += 2;
+	line = malloc(plen + strlen(reason) + 3);
+	if (line == NULL) {
+		return -1;
 	}
 	for (size_t i = 0; i < plen; i++) {
 		unsigned char ch = (unsigned char)path[i];
-		c->problems[c->plen++] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
+		line[i] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
 	}
-	c->plen += (size_t)snprintf(c->problems + c->plen, c->pcap - c->plen, ": %s", reason);
-	c->nproblems++;
+	memcpy(line + plen, ": ", 2);
+	memcpy(line + plen + 2, reason, strlen(reason) + 1);
+	r->v[r->n++] = line;
 	return 0;
+}
+
+void
+release_pack_refusals_free(struct release_pack_refusals *r)
+{
+	if (r == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->v[i]);
+	}
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * The one-line error for refusals: every one while they fit in a message,
+ * else as many as fit and "and N more" (the caller has the whole list).
+ */
+static int
+rp_refused(struct rp_ctx *c, struct err *err)
+{
+	struct release_pack_refusals *r = &c->ref;
+	char list[ERR_MSG_MAX];
+	char more[48];
+	size_t len = 0, shown = 0;
+	/* Room for the prefix added below and a "; and N more" tail. */
+	size_t room = sizeof(list) - strlen(c->o->dir) - 120;
+
+	list[0] = '\0';
+	if (room > sizeof(list)) {
+		room = 0;
+	}
+	for (shown = 0; shown < r->n; shown++) {
+		size_t need = strlen(r->v[shown]) + (shown > 0 ? 2 : 0);
+		if (len + need >= room) {
+			break;
+		}
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", shown > 0 ? "; " : "",
+		    r->v[shown]);
+	}
+	r->named = shown;
+	more[0] = '\0';
+	if (shown < r->n) {
+		snprintf(more, sizeof(more), "%sand %zu more", shown > 0 ? "; " : "", r->n - shown);
+	}
+	return err_set(err, ERR_FORMAT,
+	    "refusing to pack %s (%zu problem%s; leave files out with --exclude GLOB): %s%s",
+	    c->o->dir, r->n, r->n == 1 ? "" : "s", list, more);
 }
 
 static int
@@ -356,13 +390,11 @@ has_control(const char *s)
 	return 0;
 }
 
-static int rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err,
-    size_t errlen);
+static int rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, struct err *err);
 
 /* One directory entry NAME of directory DFD (relative path REL). */
 static int
-rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth, char *err,
-    size_t errlen)
+rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth, struct err *err)
 {
 	char *path = NULL, *target = NULL;
 	const char *why;
@@ -371,12 +403,12 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 
 	n = rel == NULL ? snprintf(NULL, 0, "%s", name) : snprintf(NULL, 0, "%s/%s", rel, name);
 	if (n < 0 || n >= RP_PATH_MAX) {
-		rp_err(err, errlen, "%s/%s: path too long", rel == NULL ? "." : rel, name);
+		err_set(err, ERR_FORMAT, "%s/%s: path too long", rel == NULL ? "." : rel, name);
 		goto out;
 	}
 	path = malloc((size_t)n + 1);
 	if (path == NULL) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (rel == NULL) {
@@ -389,7 +421,7 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 		goto out;
 	}
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-		rp_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_sys(err, "%s", path);
 		goto out;
 	}
 	if (rel == NULL && strcmp(name, RELEASE_MANIFEST_FILE) == 0) {
@@ -409,24 +441,24 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 	if (S_ISDIR(st.st_mode)) {
 		int sub;
 		if (depth >= RP_MAX_DEPTH) {
-			rp_err(err, errlen, "%s: directories nested deeper than %d", path,
+			err_set(err, ERR_FORMAT, "%s: directories nested deeper than %d", path,
 			    RP_MAX_DEPTH);
 			goto out;
 		}
 		sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0) {
-			rp_err(err, errlen, "%s: %s", path, strerror(errno));
+			err_sys(err, "%s", path);
 			goto out;
 		}
 		char *p = path;
 		path = NULL;
 		if (entry_add(c, p, RP_DIR, &st, NULL) != 0) {
 			(void)close(sub);
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		/* The entry owns the path; the array may move, so recurse on a copy. */
-		rc = rp_walk(c, sub, c->v[c->n - 1].path, depth + 1, err, errlen);
+		rc = rp_walk(c, sub, c->v[c->n - 1].path, depth + 1, err);
 		goto out;
 	}
 	if (S_ISREG(st.st_mode)) {
@@ -438,7 +470,7 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 		rc = entry_add(c, path, RP_FILE, &st, NULL);
 		path = NULL;
 		if (rc != 0) {
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 		}
 		goto out;
 	}
@@ -451,13 +483,17 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 		}
 		target = malloc(PATH_MAX);
 		if (target == NULL) {
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		tl = readlinkat(dfd, name, target, PATH_MAX);
 		if (tl < 0 || tl >= PATH_MAX) {
-			rp_err(err, errlen, "%s: cannot read symlink: %s", path,
-			    tl < 0 ? strerror(errno) : "target too long");
+			if (tl < 0) {
+				err_sys(err, "%s: cannot read symlink", path);
+			} else {
+				err_set(err, ERR_FORMAT, "%s: cannot read symlink: target too long",
+				    path);
+			}
 			goto out;
 		}
 		target[tl] = '\0';
@@ -465,7 +501,7 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 		path = NULL;
 		target = NULL;
 		if (rc != 0) {
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 		}
 		goto out;
 	}
@@ -481,7 +517,7 @@ out:
 
 /* Walk directory DFD (taken over) whose path relative to DIR is REL (NULL: DIR). */
 static int
-rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err, size_t errlen)
+rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, struct err *err)
 {
 	char *relcopy = NULL;
 	struct dirent *de;
@@ -490,14 +526,14 @@ rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err, size_t
 
 	d = fdopendir(dfd);
 	if (d == NULL) {
-		rp_err(err, errlen, "%s: %s", rel == NULL ? c->root : rel, strerror(errno));
+		err_sys(err, "%s", rel == NULL ? c->root : rel);
 		(void)close(dfd);
 		return -1;
 	}
 	if (rel != NULL) {
 		relcopy = strdup(rel);
 		if (relcopy == NULL) {
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 	}
@@ -506,8 +542,7 @@ rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err, size_t
 		de = readdir(d);
 		if (de == NULL) {
 			if (errno != 0) {
-				rp_err(err, errlen, "%s: %s", rel == NULL ? c->root : relcopy,
-				    strerror(errno));
+				err_sys(err, "%s", rel == NULL ? c->root : relcopy);
 				goto out;
 			}
 			break;
@@ -515,7 +550,7 @@ rp_walk(struct rp_ctx *c, int dfd, const char *rel, int depth, char *err, size_t
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
 			continue;
 		}
-		if (rp_visit(c, dirfd(d), relcopy, de->d_name, depth, err, errlen) != 0) {
+		if (rp_visit(c, dirfd(d), relcopy, de->d_name, depth, err) != 0) {
 			goto out;
 		}
 	}
@@ -631,18 +666,17 @@ rp_check_exec(struct rp_ctx *c, const char *key, const char *rel)
 
 /* The manifest to pack: DIR's own (its version replaced when one is given), or the default. */
 static int
-rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
+rp_load_manifest(struct rp_ctx *c, struct err *err)
 {
 	struct release_manifest *m = &c->info;
 	const char *version = c->o->version;
-	struct err e = ERR_INIT;
 	char *buf = NULL, path[PATH_MAX];
 	const struct rp_entry *u;
 	size_t len = 0;
 	int n, rc = -1;
 
 	if (version != NULL && !release_ident_valid(version)) {
-		rp_err(err, errlen, "invalid version '%.64s': use 1-%d of [A-Za-z0-9._+~-], starting "
+		err_set(err, ERR_FORMAT, "invalid version '%.64s': use 1-%d of [A-Za-z0-9._+~-], starting "
 		    "with a letter or digit", version, RELEASE_IDENT_MAX);
 		goto out;
 	}
@@ -650,17 +684,19 @@ rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
 	if (c->has_manifest) {
 		n = snprintf(path, sizeof(path), "%s/%s", c->root, RELEASE_MANIFEST_FILE);
 		if (n < 0 || (size_t)n >= sizeof(path)) {
-			rp_err(err, errlen, "%s: path too long", c->root);
+			err_set(err, ERR_FORMAT, "%s: path too long", c->root);
 			goto out;
 		}
 		if (fs_read_file(path, RELEASE_FILE_MAX, &buf, &len) != 0) {
-			rp_err(err, errlen, "%s: %s", path, errno == EFBIG ?
-			    "larger than 64 KiB" : strerror(errno));
+			if (errno == EFBIG) {
+				err_set(err, ERR_FORMAT, "%s: larger than 64 KiB", path);
+			} else {
+				err_sys(err, "%s", path);
+			}
 			goto out;
 		}
 		if (release_manifest_parse(buf, len, RELEASE_MF_AGENT | RELEASE_MF_SOURCE, m,
-		    &e) != 0) {
-			rp_err(err, errlen, "%s", err_msg(&e));
+		    err) != 0) {
 			goto out;
 		}
 	} else {
@@ -678,15 +714,14 @@ rp_load_manifest(struct rp_ctx *c, char *err, size_t errlen)
 	}
 	if (c->o->readiness != NULL &&
 	    strlcpy_chk(m->readiness, c->o->readiness, sizeof(m->readiness)) != 0) {
-		rp_err(err, errlen, "--readiness: too long");
+		err_set(err, ERR_FORMAT, "--readiness: too long");
 		goto out;
 	}
 	if (version != NULL || m->version[0] == '\0') {
 		(void)!strlcpy_chk(m->version, version != NULL ? version : RELEASE_DEFAULT_VERSION,
 		    sizeof(m->version));
 	}
-	if (release_manifest_format(m, buf, len, &c->manifest, &c->manifest_len, &e) != 0) {
-		rp_err(err, errlen, "%s", err_msg(&e));
+	if (release_manifest_format(m, buf, len, &c->manifest, &c->manifest_len, err) != 0) {
 		goto out;
 	}
 	rc = 0;
@@ -715,8 +750,7 @@ rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
  * not NULL, append it to the archive. A change since the walk is an error.
  */
 static int
-rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, char *err,
-    size_t errlen)
+rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, struct err *err)
 {
 	struct pem_scan scan;
 	struct stat st;
@@ -726,12 +760,12 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, ch
 	memset(&scan, 0, sizeof(scan));
 	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		rp_err(err, errlen, "%s: %s", e->path, strerror(errno));
+		err_sys(err, "%s", e->path);
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != e->dev ||
 	    st.st_ino != e->ino || st.st_size != e->size) {
-		rp_err(err, errlen, "%s: changed while packing", e->path);
+		err_set(err, ERR_FORMAT, "%s: changed while packing", e->path);
 		goto out;
 	}
 	for (;;) {
@@ -740,25 +774,25 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, ch
 			if (errno == EINTR) {
 				continue;
 			}
-			rp_err(err, errlen, "%s: %s", e->path, strerror(errno));
+			err_sys(err, "%s", e->path);
 			goto out;
 		}
 		if (n == 0) {
 			break;
 		}
 		if (n > e->size - total) {
-			rp_err(err, errlen, "%s: changed while packing (grew)", e->path);
+			err_set(err, ERR_FORMAT, "%s: changed while packing (grew)", e->path);
 			goto out;
 		}
 		total += n;
 		pem_feed(&scan, c->buf, (size_t)n);
 		if (a != NULL && archive_write_data(a, c->buf, (size_t)n) != n) {
-			rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+			err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 			goto out;
 		}
 	}
 	if (total != e->size) {
-		rp_err(err, errlen, "%s: changed while packing (shrank)", e->path);
+		err_set(err, ERR_FORMAT, "%s: changed while packing (shrank)", e->path);
 		goto out;
 	}
 	if (scan.found) {
@@ -769,7 +803,7 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, ch
 		rc = 0;
 	}
 	if (rc != 0) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 	}
 out:
 	(void)close(fd);
@@ -777,14 +811,13 @@ out:
 }
 
 static int
-rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, char *err,
-    size_t errlen)
+rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, struct err *err)
 {
 	struct archive_entry *ae = archive_entry_new();
 	int rc = -1, r;
 
 	if (ae == NULL) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	archive_entry_set_pathname(ae, e->path);
@@ -814,22 +847,22 @@ rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, ch
 	/* A warning (e.g. an untranslatable name) would make the output vary. */
 	r = archive_write_header(a, ae);
 	if (r != ARCHIVE_OK) {
-		rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+		err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 		goto out;
 	}
 	if (e->type == RP_FILE) {
-		if (rp_stream_file(c, e, a, err, errlen) != 0) {
+		if (rp_stream_file(c, e, a, err) != 0) {
 			goto out;
 		}
 	} else if (e->type == RP_MANIFEST) {
 		if (archive_write_data(a, c->manifest, c->manifest_len) !=
 		    (la_ssize_t)c->manifest_len) {
-			rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+			err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 			goto out;
 		}
 	}
 	if (archive_write_finish_entry(a) != ARCHIVE_OK) {
-		rp_err(err, errlen, "%s: %s", e->path, archive_error_string(a));
+		err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 		goto out;
 	}
 	rc = 0;
@@ -840,7 +873,7 @@ out:
 
 /* Resolve the output path into RES->path; refuse one inside DIR. */
 static int
-rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
+rp_output_path(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 {
 	char def[2 * RELEASE_IDENT_MAX + 16], dir[PATH_MAX], real[PATH_MAX];
 	const char *out = c->o->output, *base;
@@ -850,14 +883,14 @@ rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, siz
 	if (out == NULL) {
 		n = snprintf(def, sizeof(def), "%s-%s.tar.gz", c->info.name, c->info.version);
 		if (n < 0 || (size_t)n >= sizeof(def)) {
-			rp_err(err, errlen, "default output name too long");
+			err_set(err, ERR_FORMAT, "default output name too long");
 			return -1;
 		}
 		out = def;
 	}
 	base = base_name(out);
 	if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-		rp_err(err, errlen, "%s: not a file name", out);
+		err_set(err, ERR_FORMAT, "%s: not a file name", out);
 		return -1;
 	}
 	if (base == out) {
@@ -865,43 +898,43 @@ rp_output_path(struct rp_ctx *c, struct release_pack_result *res, char *err, siz
 	} else {
 		size_t dl = (size_t)(base - out);
 		if (dl >= sizeof(dir)) {
-			rp_err(err, errlen, "%s: path too long", out);
+			err_set(err, ERR_FORMAT, "%s: path too long", out);
 			return -1;
 		}
 		memcpy(dir, out, dl);
 		dir[dl] = '\0';
 	}
 	if (realpath(dir, real) == NULL) {
-		rp_err(err, errlen, "%s: output directory: %s", dir, strerror(errno));
+		err_sys(err, "%s: output directory", dir);
 		return -1;
 	}
 	if (strncmp(real, c->root, rl) == 0 && (real[rl] == '/' || real[rl] == '\0')) {
-		rp_err(err, errlen, "%s: the output must not be inside the release directory %s",
+		err_set(err, ERR_FORMAT, "%s: the output must not be inside the release directory %s",
 		    out, c->root);
 		return -1;
 	}
 	n = snprintf(res->path, sizeof(res->path), "%s/%s", strcmp(real, "/") == 0 ? "" : real,
 	    base);
 	if (n < 0 || (size_t)n >= sizeof(res->path)) {
-		rp_err(err, errlen, "%s: path too long", out);
+		err_set(err, ERR_FORMAT, "%s: path too long", out);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t errlen)
+rp_write(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 {
 	struct archive *a = NULL;
 	int rc = -1;
 
 	if (fs_atomic_begin(&c->out, res->path, 0644) != 0) {
-		rp_err(err, errlen, "%s: %s", res->path, strerror(errno));
+		err_sys(err, "%s", res->path);
 		return -1;
 	}
 	a = archive_write_new();
 	if (a == NULL) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
@@ -910,27 +943,27 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, char *err, size_t er
 	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
 	    archive_write_open2(a, c, NULL, rp_write_cb, NULL, NULL) != ARCHIVE_OK) {
-		rp_err(err, errlen, "libarchive: %s", archive_error_string(a));
+		err_set(err, ERR_IO, "libarchive: %s", archive_error_string(a));
 		goto out;
 	}
 	for (size_t i = 0; i < c->n; i++) {
-		if (rp_write_entry(c, a, &c->v[i], err, errlen) != 0) {
+		if (rp_write_entry(c, a, &c->v[i], err) != 0) {
 			goto out;
 		}
 	}
 	if (archive_write_close(a) != ARCHIVE_OK) {
-		rp_err(err, errlen, "%s: %s", res->path, archive_error_string(a));
+		err_set(err, ERR_IO, "%s: %s", res->path, archive_error_string(a));
 		goto out;
 	}
-	if (c->nproblems > 0) {
+	if (c->ref.n > 0) {
 		goto out; /* key material found while streaming */
 	}
 	if (digest_final(&c->sha, res->sha256) != 0) {
-		rp_err(err, errlen, "sha256 failed");
+		err_set(err, ERR_INTERNAL, "sha256 failed");
 		goto out;
 	}
 	if (fs_atomic_commit(&c->out) != 0) {
-		rp_err(err, errlen, "%s: %s", res->path, strerror(errno));
+		err_sys(err, "%s", res->path);
 		goto out;
 	}
 	res->size = c->written;
@@ -943,8 +976,8 @@ out:
 }
 
 int
-release_pack(const struct release_pack_opts *o, struct release_pack_result *res, char *err,
-    size_t errlen)
+release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
+    struct release_pack_refusals *refused, struct err *err)
 {
 	struct release_pack_result r;
 	struct rp_ctx c;
@@ -952,36 +985,42 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 
 	memset(&c, 0, sizeof(c));
 	memset(&r, 0, sizeof(r));
+	if (refused != NULL) {
+		memset(refused, 0, sizeof(*refused));
+	}
 	c.o = o;
 	c.rootfd = -1;
 	c.out = (struct fs_atomic)FS_ATOMIC_INIT;
 	digest_init(&c.sha);
 
 	if (o->dir == NULL || realpath(o->dir, c.root) == NULL) {
-		rp_err(err, errlen, "%s: %s", o->dir == NULL ? "(null)" : o->dir,
-		    o->dir == NULL ? "no directory" : strerror(errno));
+		if (o->dir == NULL) {
+			err_set(err, ERR_USAGE, "(null): no directory");
+		} else {
+			err_sys(err, "%s", o->dir);
+		}
 		goto out;
 	}
 	c.rootfd = open(c.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
-		rp_err(err, errlen, "%s: %s", o->dir, strerror(errno));
+		err_sys(err, "%s", o->dir);
 		goto out;
 	}
 	c.buf = malloc(RP_CHUNK);
 	if (c.buf == NULL) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	fd = dup(c.rootfd);
 	if (fd < 0) {
-		rp_err(err, errlen, "%s: %s", o->dir, strerror(errno));
+		err_sys(err, "%s", o->dir);
 		goto out;
 	}
-	if (rp_walk(&c, fd, NULL, 0, err, errlen) != 0) {
+	if (rp_walk(&c, fd, NULL, 0, err) != 0) {
 		goto out;
 	}
 	qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
-	if (rp_load_manifest(&c, err, errlen) != 0) {
+	if (rp_load_manifest(&c, err) != 0) {
 		goto out;
 	}
 	if (rp_check_links(&c) != 0 ||
@@ -990,40 +1029,41 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	    rp_check_exec(&c, "updater_entrypoint", c.info.updater_entrypoint) != 0) ||
 	    (c.info.npreflight > 0 && strcmp(c.info.preflight[0], c.info.entrypoint) != 0 &&
 	    rp_check_exec(&c, "preflight command", c.info.preflight[0]) != 0)) {
-		rp_err(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (strlcpy_chk(r.name, c.info.name, sizeof(r.name)) != 0 ||
 	    strlcpy_chk(r.version, c.info.version, sizeof(r.version)) != 0) {
-		rp_err(err, errlen, "manifest name or version too long");
+		err_set(err, ERR_FORMAT, "manifest name or version too long");
 		goto out;
 	}
-	if (rp_output_path(&c, &r, err, errlen) != 0) {
+	if (rp_output_path(&c, &r, err) != 0) {
 		goto out;
 	}
-	if (c.nproblems == 0) {
+	if (c.ref.n == 0) {
 		char *p = strdup(RELEASE_MANIFEST_FILE);
 		if (p == NULL || entry_add(&c, p, RP_MANIFEST, NULL, NULL) != 0) {
-			rp_err(err, errlen, "out of memory");
+			err_set(err, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
-		if (rp_write(&c, &r, err, errlen) != 0 && c.nproblems == 0) {
+		if (rp_write(&c, &r, err) != 0 && c.ref.n == 0) {
 			goto out;
 		}
 	} else {
 		/* Already refused: still scan the content so every problem is named at once. */
 		for (size_t i = 0; i < c.n; i++) {
-			if (c.v[i].type == RP_FILE && rp_stream_file(&c, &c.v[i], NULL, err,
-			    errlen) != 0) {
+			if (c.v[i].type == RP_FILE && rp_stream_file(&c, &c.v[i], NULL, err) != 0) {
 				goto out;
 			}
 		}
 	}
-	if (c.nproblems > 0) {
-		rp_err(err, errlen, "refusing to pack %s (%zu problem%s; leave files out with "
-		    "--exclude GLOB): %s", o->dir, c.nproblems, c.nproblems == 1 ? "" : "s",
-		    c.problems);
+	if (c.ref.n > 0) {
+		rp_refused(&c, err);
+		if (refused != NULL) {
+			*refused = c.ref;
+			memset(&c.ref, 0, sizeof(c.ref));
+		}
 		goto out;
 	}
 	*res = r;
@@ -1033,7 +1073,7 @@ out:
 		(void)close(c.rootfd);
 	}
 	entries_free(&c);
-	free(c.problems);
+	release_pack_refusals_free(&c.ref);
 	free(c.manifest);
 	free(c.buf);
 	digest_free(&c.sha);

@@ -17,7 +17,7 @@
  * "updater_entrypoint":"bin/tandem-updater" when DIR has that file. A
  * readiness given by the caller replaces the manifest's ("readiness").
  *
- * Refused (every problem is named in ERR, nothing is written):
+ * Refused (every problem is listed, nothing is written):
  *   - secrets, unless excluded: file names *.key, id_rsa*, id_dsa*,
  *     id_ecdsa*, id_ed25519*, .env, *.env, a *.pem containing "PRIVATE KEY",
  *     and any file whose content holds a PEM private-key block (a
@@ -47,6 +47,7 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "common/err.h"
 #include "common/release.h"
 #include "common/util.h"
 
@@ -71,12 +72,27 @@ struct release_pack_result {
 	size_t entries;                 /* archive members, manifest.json included */
 };
 
+/* Every refusal of one release_pack() call, in the order found: "PATH: reason". */
+struct release_pack_refusals {
+	char **v;      /* control characters in paths shown as '?' */
+	size_t n;
+	size_t cap;
+	size_t named;  /* how many of them the error message names (the first ones) */
+};
+
+/* Free the lines; R may be reused. NULL is fine. */
+void release_pack_refusals_free(struct release_pack_refusals *r);
+
 /*
- * Pack O->dir as described above into *RES. Returns 0, or -1 with a reason
- * in ERR (a list of every refused file when there are several, as much as
- * fits in ERRLEN); the output path is then untouched.
+ * Pack O->dir as described above into *RES. Returns 0, or -1 with ERR; the
+ * output path is then untouched. Refusals are ERR_FORMAT "refusing to pack
+ * DIR (N problems; ...): ..." naming each one while the message has room and
+ * then "and K more"; REFUSED (may be NULL; emptied on entry, free it with
+ * release_pack_refusals_free) receives every one. Other failures: ERR_IO and
+ * ERR_NOSPACE (reading the tree, writing the tarball), ERR_NOMEM, ERR_FORMAT
+ * (a bad manifest or version, an output path that cannot be used).
  */
 int release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
-    char *err, size_t errlen) WUR;
+    struct release_pack_refusals *refused, struct err *err) WUR;
 
 #endif

@@ -42,7 +42,8 @@ struct fx {
 	char root[PATH_MAX];
 	char tree[PATH_MAX];
 	char out[PATH_MAX];
-	char err[8192];
+	struct err err;
+	struct release_pack_refusals ref;
 	struct release_pack_result res;
 };
 
@@ -68,6 +69,7 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	assert_int_equal(fs_rmtree(f->root), 0);
+	release_pack_refusals_free(&f->ref);
 	free(f);
 	return 0;
 }
@@ -130,13 +132,14 @@ pack(struct fx *f, const char *dir, const char *out, const char *version,
 
 	memset(&o, 0, sizeof(o));
 	memset(&f->res, 0, sizeof(f->res));
-	f->err[0] = '\0';
+	err_clear(&f->err);
+	release_pack_refusals_free(&f->ref);
 	o.dir = dir;
 	o.output = out;
 	o.version = version;
 	o.excludes = excludes;
 	o.n_excludes = n;
-	return release_pack(&o, &f->res, f->err, sizeof(f->err));
+	return release_pack(&o, &f->res, &f->ref, &f->err);
 }
 
 static void
@@ -144,7 +147,7 @@ pack_ok(struct fx *f, const char *dir, const char *out, const char *version,
     const char *const *excludes, size_t n)
 {
 	if (pack(f, dir, out, version, excludes, n) != 0) {
-		fail_msg("release_pack: %s", f->err);
+		fail_msg("release_pack: %s", err_msg(&f->err));
 	}
 }
 
@@ -438,8 +441,8 @@ test_manifest(void **state)
 	/* The updater entrypoint must be executable too. */
 	assert_int_equal(chmod(at(f->tree, "bin/tandem-updater"), 0644), 0);
 	assert_int_equal(pack(f, f->tree, at(f->out, "b.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "bin/tandem-updater"));
-	assert_non_null(strstr(f->err, "not an executable"));
+	assert_non_null(strstr(err_msg(&f->err), "bin/tandem-updater"));
+	assert_non_null(strstr(err_msg(&f->err), "not an executable"));
 	assert_int_equal(unlink(at(f->tree, "bin/tandem-updater")), 0);
 
 	/* An existing manifest is kept: extra keys stay, only version changes. */
@@ -477,7 +480,7 @@ test_manifest(void **state)
 	put(f->tree, "manifest.json", "{\"name\":\"a\",\"entrypoint\":\"bin/tandem-agent\","
 	    "\"preflight\":[\"bin/check\",\"--quick\"]}", 0644);
 	assert_int_equal(pack(f, f->tree, at(f->out, "h.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "bin/check: preflight command is missing"));
+	assert_non_null(strstr(err_msg(&f->err), "bin/check: preflight command is missing"));
 	put(f->tree, "bin/check", "#!/bin/sh\n", 0755);
 	pack_ok(f, f->tree, at(f->out, "h.tar.gz"), NULL, NULL, 0);
 	assert_int_equal(unlink(at(f->tree, "bin/check")), 0);
@@ -500,9 +503,9 @@ test_manifest(void **state)
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		put(f->tree, "manifest.json", bad[i], 0644);
 		assert_int_equal(pack(f, f->tree, at(f->out, "e.tar.gz"), NULL, NULL, 0), -1);
-		if (strstr(f->err, "manifest.json") == NULL) {
+		if (strstr(err_msg(&f->err), "manifest.json") == NULL) {
 			fail_msg("manifest %s: error '%s' does not name manifest.json", bad[i],
-			    f->err);
+			    err_msg(&f->err));
 		}
 	}
 	assert_int_equal(access(at(f->out, "e.tar.gz"), F_OK), -1);
@@ -516,7 +519,7 @@ test_manifest(void **state)
 	static const char *const badv[] = { "", "-1", "1 2", "../x", "1/2", "v\n" };
 	for (size_t i = 0; i < ARRAY_LEN(badv); i++) {
 		assert_int_equal(pack(f, f->tree, at(f->out, "g.tar.gz"), badv[i], NULL, 0), -1);
-		assert_non_null(strstr(f->err, "version"));
+		assert_non_null(strstr(err_msg(&f->err), "version"));
 	}
 }
 
@@ -561,14 +564,19 @@ test_secrets_refused(void **state)
 		".ssh/id_ed25519", ".ssh/id_rsa.bak", ".env", "conf/prod.env", "certs/bundle.pem",
 		"docs/notes.txt", "data/blob.bin", "conf/win.txt", "conf/gpg.asc" };
 	for (size_t i = 0; i < ARRAY_LEN(named); i++) {
-		if (strstr(f->err, named[i]) == NULL) {
-			fail_msg("%s not named in: %s", named[i], f->err);
+		if (strstr(err_msg(&f->err), named[i]) == NULL) {
+			fail_msg("%s not named in: %s", named[i], err_msg(&f->err));
 		}
 	}
-	assert_null(strstr(f->err, "ca.pem"));
-	assert_null(strstr(f->err, "libfake.so"));
-	assert_null(strstr(f->err, "openssh-style"));
-	assert_non_null(strstr(f->err, "11 problems"));
+	assert_null(strstr(err_msg(&f->err), "ca.pem"));
+	assert_null(strstr(err_msg(&f->err), "libfake.so"));
+	assert_null(strstr(err_msg(&f->err), "openssh-style"));
+	assert_non_null(strstr(err_msg(&f->err), "11 problems"));
+	assert_int_equal(f->err.kind, ERR_FORMAT);
+	/* The whole list comes with it, each "PATH: reason", all named in the message. */
+	assert_int_equal(f->ref.n, 11);
+	assert_int_equal(f->ref.named, 11);
+	assert_non_null(strstr(f->ref.v[0], ": "));
 	assert_int_equal(access(at(f->out, "x.tar.gz"), F_OK), -1);
 
 	/* Excluding all but the hidden key still refuses that one. */
@@ -576,11 +584,11 @@ test_secrets_refused(void **state)
 		"data", "conf/win.txt", "gpg.asc" };
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, most, ARRAY_LEN(most)),
 	    -1);
-	assert_non_null(strstr(f->err, "docs/notes.txt"));
-	if (strstr(f->err, "(1 problem;") == NULL) {
-		fail_msg("want exactly one problem: %s", f->err);
+	assert_non_null(strstr(err_msg(&f->err), "docs/notes.txt"));
+	if (strstr(err_msg(&f->err), "(1 problem;") == NULL) {
+		fail_msg("want exactly one problem: %s", err_msg(&f->err));
 	}
-	assert_non_null(strstr(f->err, "PEM private key"));
+	assert_non_null(strstr(err_msg(&f->err), "PEM private key"));
 	assert_int_equal(access(at(f->out, "x.tar.gz"), F_OK), -1);
 
 	/* Excluding everything secret packs, and the excluded files are absent. */
@@ -598,6 +606,35 @@ test_secrets_refused(void **state)
 	assert_non_null(find_member(m, n, "certs/ca.pem"));
 	assert_non_null(find_member(m, n, "lib/libfake.so"));
 	free_members(m, n);
+}
+
+/* More refusals than one error message holds: it names the first, the list has all. */
+static void
+test_many_refusals(void **state)
+{
+	struct fx *f = *state;
+	char name[64];
+
+	base_tree(f->tree);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "keys/host-%03d.key", i);
+		put(f->tree, name, "not really a key\n", 0600);
+	}
+	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
+	assert_int_equal(f->err.kind, ERR_FORMAT);
+	assert_non_null(strstr(err_msg(&f->err), "300 problems"));
+	assert_int_equal(f->ref.n, 300);
+	assert_true(f->ref.named > 0 && f->ref.named < 300);
+	snprintf(name, sizeof(name), "; and %zu more", 300 - f->ref.named);
+	assert_non_null(strstr(err_msg(&f->err), name));
+	/* Each "PATH: reason"; the last named one is whole in the message. */
+	for (size_t i = 0; i < f->ref.n; i++) {
+		assert_int_equal(strncmp(f->ref.v[i], "keys/host-", 10), 0);
+		assert_non_null(strstr(f->ref.v[i], ".key: private key file name (*.key)"));
+	}
+	assert_non_null(strstr(err_msg(&f->err), f->ref.v[f->ref.named - 1]));
+	assert_null(strstr(err_msg(&f->err), f->ref.v[f->ref.named]));
+	assert_int_equal(access(at(f->out, "x.tar.gz"), F_OK), -1);
 }
 
 static void
@@ -620,9 +657,9 @@ test_special_files_refused(void **state)
 	put(f->tree, "bad\nname", "x", 0644);
 
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "run/fifo: special file (FIFO)"));
-	assert_non_null(strstr(f->err, "run/sock: special file (socket)"));
-	assert_non_null(strstr(f->err, "bad?name: control character"));
+	assert_non_null(strstr(err_msg(&f->err), "run/fifo: special file (FIFO)"));
+	assert_non_null(strstr(err_msg(&f->err), "run/sock: special file (socket)"));
+	assert_non_null(strstr(err_msg(&f->err), "bad?name: control character"));
 	assert_int_equal(access(at(f->out, "x.tar.gz"), F_OK), -1);
 
 	static const char *const ex[] = { "run", "bad*" };
@@ -664,14 +701,14 @@ test_symlinks(void **state)
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		char want[128];
 		assert_true(snprintf(want, sizeof(want), "%s: ", bad[i].link) > 0);
-		const char *p = strstr(f->err, want);
+		const char *p = strstr(err_msg(&f->err), want);
 		if (p == NULL || strstr(p, bad[i].why) == NULL) {
 			fail_msg("%s -> %s: want '%s' in: %s", bad[i].link, bad[i].target,
-			    bad[i].why, f->err);
+			    bad[i].why, err_msg(&f->err));
 		}
 	}
-	assert_null(strstr(f->err, "fine"));
-	assert_null(strstr(f->err, "deep/deeper/s:"));
+	assert_null(strstr(err_msg(&f->err), "fine"));
+	assert_null(strstr(err_msg(&f->err), "deep/deeper/s:"));
 
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		assert_int_equal(unlink(at(f->tree, bad[i].link)), 0);
@@ -695,21 +732,21 @@ test_entrypoint_and_output(void **state)
 	/* Missing entrypoint. */
 	put(f->tree, "lib/a.txt", "a\n", 0644);
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "bin/tandem-agent: entrypoint is missing"));
+	assert_non_null(strstr(err_msg(&f->err), "bin/tandem-agent: entrypoint is missing"));
 	/* Not executable. */
 	put(f->tree, "bin/tandem-agent", "#!/bin/sh\n", 0644);
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "not an executable regular file"));
+	assert_non_null(strstr(err_msg(&f->err), "not an executable regular file"));
 	/* Excluded. */
 	assert_int_equal(chmod(at(f->tree, "bin/tandem-agent"), 0755), 0);
 	static const char *const ex[] = { "bin/*" };
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, ex, 1), -1);
-	assert_non_null(strstr(f->err, "entrypoint is missing"));
+	assert_non_null(strstr(err_msg(&f->err), "entrypoint is missing"));
 	/* A directory in its place. */
 	assert_int_equal(unlink(at(f->tree, "bin/tandem-agent")), 0);
 	assert_int_equal(mkdir(at(f->tree, "bin/tandem-agent"), 0755), 0);
 	assert_int_equal(pack(f, f->tree, at(f->out, "x.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "not an executable regular file"));
+	assert_non_null(strstr(err_msg(&f->err), "not an executable regular file"));
 	assert_int_equal(rmdir(at(f->tree, "bin/tandem-agent")), 0);
 	/* A symlink to an executable file inside is fine. */
 	put(f->tree, "bin/real-agent", "#!/bin/sh\n", 0755);
@@ -718,13 +755,13 @@ test_entrypoint_and_output(void **state)
 
 	/* Output inside DIR, or into a missing directory, is refused. */
 	assert_int_equal(pack(f, f->tree, at(f->tree, "x.tar.gz"), NULL, NULL, 0), -1);
-	assert_non_null(strstr(f->err, "inside the release directory"));
+	assert_non_null(strstr(err_msg(&f->err), "inside the release directory"));
 	assert_int_equal(pack(f, f->tree, at(f->tree, "lib/x.tar.gz"), NULL, NULL, 0), -1);
 	assert_int_equal(access(at(f->tree, "lib/x.tar.gz"), F_OK), -1);
 	assert_int_equal(pack(f, f->tree, at(f->out, "nodir/x.tar.gz"), NULL, NULL, 0), -1);
 	assert_int_equal(pack(f, at(f->root, "missing"), at(f->out, "y.tar.gz"), NULL, NULL, 0),
 	    -1);
-	assert_non_null(strstr(f->err, "missing"));
+	assert_non_null(strstr(err_msg(&f->err), "missing"));
 
 	/* Packing over an existing tarball replaces it; no temporaries are left. */
 	pack_ok(f, f->tree, at(f->out, "x.tar.gz"), "2", NULL, 0);
@@ -820,6 +857,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_manifest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secrets_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_special_files_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entrypoint_and_output, setup, teardown),
