@@ -27,6 +27,11 @@ BUILD   ?= build-tsan
 else
 BUILD   ?= build
 endif
+# One spelling per tree: the tests pass BUILD=$PWD/build, the gate BUILD=build.
+# Objects name their target in their .d files, so two spellings of one tree
+# would be two sets of targets over the same files (recompiles, stale headers):
+# a BUILD inside this directory is made relative, one elsewhere stays absolute.
+override BUILD := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILD)))
 
 CC      ?= cc
 PKGS    := libmicrohttpd libarchive libcjson sqlite3
