@@ -13,31 +13,9 @@
 #include <string.h>
 
 #include "master/rollout_plan.h"
+#include "tests/fuzz/fuzz_plan_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void
-check_plan(const struct rollout_spec *s, size_t n)
-{
-	size_t ends[ROLLOUT_MAX_PLAN_WAVES + 1];
-	size_t k, prev = 0;
-
-	ends[ROLLOUT_MAX_PLAN_WAVES] = (size_t)-1;
-	k = rollout_plan_waves(s, n, ends);
-	if (ends[ROLLOUT_MAX_PLAN_WAVES] != (size_t)-1 || k > ROLLOUT_MAX_PLAN_WAVES ||
-	    (n == 0) != (k == 0)) {
-		__builtin_trap();
-	}
-	for (size_t i = 0; i < k; i++) {
-		if (ends[i] <= prev || ends[i] > n) {
-			__builtin_trap();
-		}
-		prev = ends[i];
-	}
-	if (k > 0 && prev != n) {
-		__builtin_trap();
-	}
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -112,9 +90,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 		for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
-			check_plan(&spec, sizes[i]);
+			fuzz_check_plan(&spec, sizes[i]);
 			spec.canary.value = 0;
-			check_plan(&spec, sizes[i]);
+			fuzz_check_plan(&spec, sizes[i]);
 			spec.canary.value = 1;
 		}
 		break;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "master/rollout_plan.h"
+#include "tests/fuzz/fuzz_plan_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -61,29 +62,6 @@ spec_eq(const struct rollout_spec *a, const struct rollout_spec *b)
 	return 1;
 }
 
-static void
-check_plan(const struct rollout_spec *s, size_t n)
-{
-	size_t ends[ROLLOUT_MAX_PLAN_WAVES + 1];
-	size_t k, prev = 0;
-
-	ends[ROLLOUT_MAX_PLAN_WAVES] = (size_t)-1; /* a canary for an overrun */
-	k = rollout_plan_waves(s, n, ends);
-	if (ends[ROLLOUT_MAX_PLAN_WAVES] != (size_t)-1 || k > ROLLOUT_MAX_PLAN_WAVES ||
-	    (n == 0) != (k == 0)) {
-		__builtin_trap();
-	}
-	for (size_t i = 0; i < k; i++) {
-		if (ends[i] <= prev || ends[i] > n) {
-			__builtin_trap(); /* an empty wave, or more hosts than the rollout has */
-		}
-		prev = ends[i];
-	}
-	if (k > 0 && prev != n) {
-		__builtin_trap();
-	}
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -119,7 +97,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	}
 	for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
-		check_plan(&s, sizes[i]);
+		fuzz_check_plan(&s, sizes[i]);
 	}
 	text = rollout_spec_to_json(&s);
 	if (text == NULL) {
