@@ -1621,9 +1621,9 @@ swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	char err[1024];
 	int rc = CLI_EXIT_FAIL, ctx = 0, worst = CLI_EXIT_OK;
 
-	if (swarm_converge_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {
+	if (swarm_converge_args_parse(argc, argv, &a, &e) != 0) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "%s", err);
+		return cli_usage_error(GROUP, self, "%s", err_msg(&e));
 	}
 	if (a.help) {
 		free(a.hosts);

@@ -229,7 +229,6 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	struct swarm_enroll_result *res = NULL;
 	struct registry *reg = NULL;
 	struct err le = ERR_INIT;
-	char err[1024];
 	long long v;
 	size_t n_labels = 0;
 	int json = 0, c, r, rc = CLI_EXIT_FAIL, rm;
@@ -306,9 +305,9 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 		log_warnx("out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	r = swarm_enroll(cli->home, &o, res, err, sizeof(err));
+	r = swarm_enroll(cli->home, &o, res, &pe);
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm enroll: %s", err);
+		log_warnx("swarm enroll: %s", err_msg(&pe));
 		goto out;
 	}
 	if (n_labels > 0) {
@@ -877,12 +876,13 @@ swarm_cmd_update(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	struct swarm_ctx c;
 	struct cmd_release *rel = NULL;
 	struct selector sel;
+	struct err pe = ERR_INIT;
 	char err[1024];
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, have_release = 0;
 
-	if (swarm_update_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {
+	if (swarm_update_args_parse(argc, argv, &a, &pe) != 0) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "%s", err);
+		return cli_usage_error(GROUP, self, "%s", err_msg(&pe));
 	}
 	if (a.help) {
 		free(a.hosts);

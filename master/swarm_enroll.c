@@ -115,8 +115,7 @@ join(char *buf, size_t len, const char *dir, const char *file)
 /* Issue the ROLE certificate of host O->name into BUNDLE/BASE.{crt,key}; FP its fingerprint. */
 static int
 issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
-    enum tls_role role, const char *bundle, const char *base, char *fp, char *err,
-    size_t errlen)
+    enum tls_role role, const char *bundle, const char *base, char *fp, struct err *err)
 {
 	const char *sans[PKI_MAX_SANS + 1];
 	char crt[PATH_MAX], key[PATH_MAX], file[64];
@@ -135,12 +134,12 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	}
 	snprintf(file, sizeof(file), "%s.crt", base);
 	if (join(crt, sizeof(crt), bundle, file) != 0) {
-		snprintf(err, errlen, "bundle path too long");
+		err_set(err, ERR_USAGE, "bundle path too long");
 		return -1;
 	}
 	snprintf(file, sizeof(file), "%s.key", base);
 	if (join(key, sizeof(key), bundle, file) != 0) {
-		snprintf(err, errlen, "bundle path too long");
+		err_set(err, ERR_USAGE, "bundle path too long");
 		return -1;
 	}
 	io.name = o->name;
@@ -150,24 +149,23 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	io.key_out = key;
 	io.cert_out = crt;
 	if (pki_issue(home, &io, &pe) != 0 || pki_fingerprint_file(crt, fp, &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+		err_copy(err, &pe);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-write_text(const char *bundle, const char *file, const char *text, mode_t mode, char *err,
-    size_t errlen)
+write_text(const char *bundle, const char *file, const char *text, mode_t mode, struct err *err)
 {
 	char p[PATH_MAX];
 
 	if (join(p, sizeof(p), bundle, file) != 0) {
-		snprintf(err, errlen, "bundle path too long");
+		err_set(err, ERR_USAGE, "bundle path too long");
 		return -1;
 	}
 	if (fs_write_atomic(p, text, strlen(text), mode) != 0) {
-		snprintf(err, errlen, "write %s: %s", p, strerror(errno));
+		err_sys(err, "write %s", p);
 		return -1;
 	}
 	return 0;
@@ -178,7 +176,7 @@ write_text(const char *bundle, const char *file, const char *text, mode_t mode, 
  * written, 0 when the master has none, -1 with ERR.
  */
 static int
-write_keyring(const char *home, const char *bundle, char *err, size_t errlen)
+write_keyring(const char *home, const char *bundle, struct err *err)
 {
 	struct sign_keyring kr;
 	struct err e = ERR_INIT;
@@ -203,7 +201,7 @@ write_keyring(const char *home, const char *bundle, char *err, size_t errlen)
 	rc = 1;
 out:
 	if (rc < 0) {
-		snprintf(err, errlen, "%s", err_msg(&e));
+		err_copy(err, &e);
 	}
 	free(doc);
 	sign_keyring_free(&kr);
@@ -216,7 +214,7 @@ out:
  */
 static int
 write_updater_conf(const char *home, const struct reg_host *h, const char *master_cn,
-    const char *bundle, char *err, size_t errlen)
+    const char *bundle, struct err *err)
 {
 	char mcrt[PATH_MAX], mfp[TLS_FP_HEX_LEN + 1] = "";
 	char text[4096];
@@ -224,29 +222,29 @@ write_updater_conf(const char *home, const struct reg_host *h, const char *maste
 
 	if (pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
 	    pki_fingerprint_file(mcrt, mfp, NULL) != 0) {
-		snprintf(err, errlen, "cannot read the master certificate %s/%s", home,
+		err_set(err, ERR_CONFIG, "cannot read the master certificate %s/%s", home,
 		    PKI_MASTER_CRT);
 		return -1;
 	}
-	signed_only = write_keyring(home, bundle, err, errlen);
+	signed_only = write_keyring(home, bundle, err);
 	if (signed_only < 0) {
 		return -1;
 	}
 	if (swarm_updater_conf(h, master_cn, mfp, signed_only, text, sizeof(text)) != 0) {
-		snprintf(err, errlen, "updater.conf: address too long");
+		err_set(err, ERR_USAGE, "updater.conf: address too long");
 		return -1;
 	}
-	return write_text(bundle, "updater.conf", text, 0644, err, errlen);
+	return write_text(bundle, "updater.conf", text, 0644, err);
 }
 
 static int
-check_port(int *port, int def, const char *what, char *err, size_t errlen)
+check_port(int *port, int def, const char *what, struct err *err)
 {
 	if (*port == 0) {
 		*port = def;
 	}
 	if (*port < 1 || *port > 65535) {
-		snprintf(err, errlen, "%s %d: expected 1..65535", what, *port);
+		err_set(err, ERR_USAGE, "%s %d: expected 1..65535", what, *port);
 		return -1;
 	}
 	return 0;
@@ -254,7 +252,7 @@ check_port(int *port, int def, const char *what, char *err, size_t errlen)
 
 int
 swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
-    struct swarm_enroll_result *res, char *err, size_t errlen)
+    struct swarm_enroll_result *res, struct err *err)
 {
 	char master_cn[PKI_CN_MAX + 1], ca_crt[PATH_MAX], ca_copy[PATH_MAX];
 	char fp[TLS_FP_HEX_LEN + 1], text[4096], abs_bundle[PATH_MAX];
@@ -266,68 +264,67 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 
 	memset(res, 0, sizeof(*res));
 	if (pki_master_cn(home, master_cn, sizeof(master_cn), &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+		err_copy(err, &pe);
 		return REGISTRY_ERR;
 	}
 	if (pki_check_host_name(o->name, master_cn, &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+		err_copy(err, &pe);
 		return REGISTRY_INVALID;
 	}
 	if (!registry_name_valid(o->name)) {
-		snprintf(err, errlen, "host name '%s' is not valid in the registry", o->name);
+		err_set(err, ERR_USAGE, "host name '%s' is not valid in the registry", o->name);
 		return REGISTRY_INVALID;
 	}
-	if (check_port(&agent_port, REG_DEFAULT_AGENT_PORT, "--agent-port", err, errlen) != 0 ||
-	    check_port(&updater_port, REG_DEFAULT_UPDATER_PORT, "--updater-port", err,
-		errlen) != 0) {
+	if (check_port(&agent_port, REG_DEFAULT_AGENT_PORT, "--agent-port", err) != 0 ||
+	    check_port(&updater_port, REG_DEFAULT_UPDATER_PORT, "--updater-port", err) != 0) {
 		return REGISTRY_INVALID;
 	}
 	if (agent_port == updater_port) {
-		snprintf(err, errlen, "the agent and updater ports must differ (both %d)", agent_port);
+		err_set(err, ERR_USAGE, "the agent and updater ports must differ (both %d)", agent_port);
 		return REGISTRY_INVALID;
 	}
 	for (i = 0; i < o->n_sans; i++) {
 		if (strchr(o->sans[i], '@') != NULL || o->sans[i][0] == '\0') {
-			snprintf(err, errlen, "--san '%s' is not a DNS name or IP address", o->sans[i]);
+			err_set(err, ERR_USAGE, "--san '%s' is not a DNS name or IP address", o->sans[i]);
 			return REGISTRY_INVALID;
 		}
 	}
 	if (o->address != NULL &&
 	    (o->address[0] == '\0' || strlen(o->address) > REG_ADDRESS_MAX ||
 		strpbrk(o->address, "@/ []") != NULL)) {
-		snprintf(err, errlen, "--address '%s' is not a host name or IP address", o->address);
+		err_set(err, ERR_USAGE, "--address '%s' is not a host name or IP address", o->address);
 		return REGISTRY_INVALID;
 	}
 	if (o->out != NULL) {
 		if (snprintf(res->bundle, sizeof(res->bundle), "%s", o->out) >=
 		    (int)sizeof(res->bundle)) {
-			snprintf(err, errlen, "--out path too long");
+			err_set(err, ERR_USAGE, "--out path too long");
 			return REGISTRY_INVALID;
 		}
 	} else if (snprintf(res->bundle, sizeof(res->bundle), "%s/hosts/%s", home, o->name) >=
 	    (int)sizeof(res->bundle)) {
-		snprintf(err, errlen, "home path too long");
+		err_set(err, ERR_USAGE, "home path too long");
 		return REGISTRY_INVALID;
 	}
 	if (pki_path(home, PKI_CA_CRT, ca_crt, sizeof(ca_crt)) != 0 ||
 	    join(ca_copy, sizeof(ca_copy), res->bundle, "ca.crt") != 0) {
-		snprintf(err, errlen, "path too long");
+		err_set(err, ERR_USAGE, "path too long");
 		return REGISTRY_INVALID;
 	}
 	if (access(ca_crt, R_OK) != 0) {
-		snprintf(err, errlen, "no CA in %s: run 'tandem pki init' first", home);
+		err_set(err, ERR_CONFIG, "no CA in %s: run 'tandem pki init' first", home);
 		return REGISTRY_ERR;
 	}
 	r = registry_open(home, &reg, &pe);
 	if (r != REGISTRY_OK) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+		err_copy(err, &pe);
 		return r;
 	}
 	r = registry_get_host(reg, o->name, h, &pe);
 	if (r == REGISTRY_OK) {
 		/* Only `enroll --updater NAME` on a host without an updater identity. */
 		if (!o->updater || h->updater_fp[0] != '\0') {
-			snprintf(err, errlen, "host '%s' is already enrolled%s", h->name,
+			err_set(err, ERR_CONFLICT, "host '%s' is already enrolled%s", h->name,
 			    h->updater_fp[0] != '\0' ? " (with an updater identity)" : "");
 			rc = REGISTRY_EXISTS;
 			goto out;
@@ -335,25 +332,24 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		if ((o->address != NULL && strcasecmp(o->address, h->address) != 0) ||
 		    (o->agent_port != 0 && o->agent_port != h->agent_port) ||
 		    (o->updater_port != 0 && o->updater_port != h->updater_port)) {
-			snprintf(err, errlen, "host '%s' is enrolled with address %s, ports %d/%d: "
+			err_set(err, ERR_USAGE, "host '%s' is enrolled with address %s, ports %d/%d: "
 					      "adding the updater identity cannot change them",
 			    h->name, h->address, h->agent_port, h->updater_port);
 			rc = REGISTRY_INVALID;
 			goto out;
 		}
 		if (h->decommissioned_at != 0) {
-			snprintf(err, errlen, "host '%s' is decommissioned", h->name);
+			err_set(err, ERR_USAGE, "host '%s' is decommissioned", h->name);
 			rc = REGISTRY_INVALID;
 			goto out;
 		}
 		if (fs_mkdir_p(res->bundle, 0700) != 0) {
-			snprintf(err, errlen, "create %s: %s", res->bundle, strerror(errno));
+			err_sys(err, "create %s", res->bundle);
 			goto out;
 		}
-		if (issue(home, o, h->address, TLS_ROLE_UPDATER, res->bundle, "updater", fp, err,
-			errlen) != 0 ||
+		if (issue(home, o, h->address, TLS_ROLE_UPDATER, res->bundle, "updater", fp, err) != 0 ||
 		    fs_copy_file(ca_crt, ca_copy, 0644) != 0 ||
-		    write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0) {
+		    write_updater_conf(home, h, master_cn, res->bundle, err) != 0) {
 			goto out;
 		}
 		rc = registry_set_updater_fp(reg, h->name, fp, &pe);
@@ -369,7 +365,7 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	}
 	err_clear(&pe); /* not enrolled yet: the usual case */
 	if (o->address == NULL) {
-		snprintf(err, errlen, "--address is required to enroll a new host");
+		err_set(err, ERR_USAGE, "--address is required to enroll a new host");
 		rc = REGISTRY_INVALID;
 		goto out;
 	}
@@ -380,27 +376,26 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	h->agent_port = agent_port;
 	h->updater_port = updater_port;
 	if (fs_mkdir_p(res->bundle, 0700) != 0) {
-		snprintf(err, errlen, "create %s: %s", res->bundle, strerror(errno));
+		err_sys(err, "create %s", res->bundle);
 		goto out;
 	}
-	if (issue(home, o, o->address, TLS_ROLE_AGENT, res->bundle, "agent", h->agent_fp, err,
-		errlen) != 0) {
+	if (issue(home, o, o->address, TLS_ROLE_AGENT, res->bundle, "agent", h->agent_fp, err) != 0) {
 		goto out;
 	}
 	if (o->updater && issue(home, o, o->address, TLS_ROLE_UPDATER, res->bundle, "updater",
-			      h->updater_fp, err, errlen) != 0) {
+			      h->updater_fp, err) != 0) {
 		goto out;
 	}
 	if (fs_copy_file(ca_crt, ca_copy, 0644) != 0) {
-		snprintf(err, errlen, "copy the CA certificate to %s: %s", ca_copy, strerror(errno));
+		err_sys(err, "copy the CA certificate to %s", ca_copy);
 		goto out;
 	}
 	if (swarm_agent_conf(h, master_cn, text, sizeof(text)) != 0) {
-		snprintf(err, errlen, "agent.conf: address too long");
+		err_set(err, ERR_USAGE, "agent.conf: address too long");
 		goto out;
 	}
-	if (write_text(res->bundle, "agent.conf", text, 0644, err, errlen) != 0 ||
-	    (o->updater && write_updater_conf(home, h, master_cn, res->bundle, err, errlen) != 0)) {
+	if (write_text(res->bundle, "agent.conf", text, 0644, err) != 0 ||
+	    (o->updater && write_updater_conf(home, h, master_cn, res->bundle, err) != 0)) {
 		goto out;
 	}
 	rc = registry_add_host(reg, h, &pe);
@@ -410,7 +405,7 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	}
 out:
 	if (rc != REGISTRY_OK && err_failed(&pe)) {
-		snprintf(err, errlen, "%s", err_msg(&pe)); /* a registry call failed */
+		err_copy(err, &pe); /* a registry call failed */
 	}
 	if (rc == REGISTRY_OK && realpath(res->bundle, abs_bundle) != NULL) {
 		snprintf(res->bundle, sizeof(res->bundle), "%s", abs_bundle);

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 
+#include "common/err.h"
 #include "common/util.h"
 #include "master/registry.h"
 #include "pki/pki.h"
@@ -52,10 +53,13 @@ struct swarm_enroll_result {
  * O->updater is set and it has no updater fingerprint yet: then only the
  * updater identity is added (address and ports must match if given).
  * Returns REGISTRY_OK or a negative enum reg_status (REGISTRY_INVALID for refused
- * names and arguments, REGISTRY_ERR for I/O and PKI failures) with ERR.
+ * names and arguments, REGISTRY_ERR for I/O and PKI failures) with ERR:
+ * ERR_USAGE for a refused name or argument, ERR_CONFLICT for a host already
+ * enrolled, ERR_CONFIG without a CA or master certificate, the failing
+ * call's kind otherwise (ERR_IO, ERR_NOSPACE, a registry or PKI error).
  */
 int swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
-    struct swarm_enroll_result *res, char *err, size_t errlen) WUR;
+    struct swarm_enroll_result *res, struct err *err) WUR;
 
 /*
  * The text of agent.conf / updater.conf for host H (pure; exposed for

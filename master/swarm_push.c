@@ -522,7 +522,8 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	struct swarm_ctx c = *p->c;
 	struct httpc_response resp;
 	struct swarm_health h;
-	char err[1024] = "", perr[256], seen[SWARM_SHORT] = "";
+	char err[1024] = "", seen[SWARM_SHORT] = "";
+	struct err perr = ERR_INIT;
 	int seen_probation = 0;
 
 	set_phase(p, j, SWARM_PH_CONFIRMING);
@@ -530,7 +531,7 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	while (ms_until(deadline) > 0) {
 		if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) == 0) {
 			if (resp.status == 200 &&
-			    swarm_parse_health(resp.body, resp.body_len, &h, perr, sizeof(perr)) == 0) {
+			    swarm_parse_health(resp.body, resp.body_len, &h, &perr) == 0) {
 				snprintf(seen, sizeof(seen), "%s", h.version);
 				seen_probation = h.probation;
 				if (want[0] != '\0' && strcmp(h.version, want) == 0 && !h.probation) {
@@ -581,7 +582,7 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
 {
 	struct swarm_ctx cc = *c;
 	struct httpc_response resp;
-	char perr[256];
+	struct err perr = ERR_INIT;
 	int rc = -1;
 
 	*pin_mismatch = 0;
@@ -593,8 +594,8 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
 	rc = -2;
 	if (resp.status != 200) {
 		snprintf(err, errlen, "GET /health: HTTP %d", resp.status);
-	} else if (swarm_parse_health(resp.body, resp.body_len, out, perr, sizeof(perr)) != 0) {
-		snprintf(err, errlen, "%s", perr);
+	} else if (swarm_parse_health(resp.body, resp.body_len, out, &perr) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&perr));
 	} else {
 		rc = 0;
 	}

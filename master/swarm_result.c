@@ -295,8 +295,7 @@ get_count(const cJSON *obj, const char *key)
 }
 
 int
-swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
-    size_t errlen)
+swarm_parse_health(const char *body, size_t len, struct swarm_health *out, struct err *err)
 {
 	const cJSON *rels, *it, *agent, *op, *upd;
 	struct err e = ERR_INIT;
@@ -307,13 +306,13 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	memset(out, 0, sizeof(*out));
 	tree = json_parse_object(body != NULL ? body : "", body != NULL ? len : 0, &e);
 	if (tree == NULL) {
-		snprintf(err, errlen, "malformed /health answer: %s", err_msg(&e));
+		err_set(err, ERR_PROTOCOL, "malformed /health answer: %s", err_msg(&e));
 		return -1;
 	}
 	get_str(tree, "role", role, sizeof(role));
 	rels = cJSON_GetObjectItemCaseSensitive(tree, "releases");
 	if (strcmp(role, "updater") != 0 || !cJSON_IsArray(rels)) {
-		snprintf(err, errlen, "not an updater /health answer (role \"%s\")", role);
+		err_set(err, ERR_PROTOCOL, "not an updater /health answer (role \"%s\")", role);
 		cJSON_Delete(tree);
 		return -1;
 	}
@@ -322,7 +321,7 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char 
 	cJSON_ArrayForEach(it, rels)
 	{
 		if (!cJSON_IsObject(it)) {
-			snprintf(err, errlen, "malformed /health answer: a release is not an object");
+			err_set(err, ERR_PROTOCOL, "malformed /health answer: a release is not an object");
 			cJSON_Delete(tree);
 			return -1;
 		}
@@ -415,7 +414,7 @@ enum {
 
 /* One rollout option's value into A->spec; -1 with ERR. */
 static int
-rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t errlen)
+rollout_opt(int c, const char *v, struct swarm_update_args *a, struct err *err)
 {
 	struct rollout_spec *s = &a->spec;
 	struct err e = ERR_INIT;
@@ -425,13 +424,13 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 	switch (c) {
 	case OPT_CANARY:
 		if (rollout_amount_parse(v, 1000000, &s->canary, &e) != 0) {
-			snprintf(err, errlen, "--canary %s", err_msg(&e));
+			err_set(err, ERR_USAGE, "--canary %s", err_msg(&e));
 			return -1;
 		}
 		return 0;
 	case OPT_WAVES:
 		if (rollout_waves_parse(v, s, &e) != 0) {
-			snprintf(err, errlen, "%s", err_msg(&e));
+			err_set(err, ERR_USAGE, "%s", err_msg(&e));
 			return -1;
 		}
 		return 0;
@@ -439,7 +438,7 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 		if (rollout_amount_parse(v, 1000000, &s->wave_size, &e) != 0 ||
 		    (!s->wave_size.percent && s->wave_size.value == 0) ||
 		    (s->wave_size.percent && s->wave_size.value == 0)) {
-			snprintf(err, errlen, "--wave-size '%s': a number of hosts or a percentage "
+			err_set(err, ERR_USAGE, "--wave-size '%s': a number of hosts or a percentage "
 			    "above 0", v);
 			return -1;
 		}
@@ -447,19 +446,19 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 		return 0;
 	case OPT_SOAK:
 		if (rollout_duration_parse(v, &s->soak_ms, &e) != 0) {
-			snprintf(err, errlen, "--soak %s", err_msg(&e));
+			err_set(err, ERR_USAGE, "--soak %s", err_msg(&e));
 			return -1;
 		}
 		return 0;
 	case OPT_MAX_FAILURES:
 		if (rollout_amount_parse(v, 1000000, &s->max_failures, &e) != 0) {
-			snprintf(err, errlen, "--max-failures %s", err_msg(&e));
+			err_set(err, ERR_USAGE, "--max-failures %s", err_msg(&e));
 			return -1;
 		}
 		return 0;
 	case OPT_MIN_SAMPLE:
 		if (parse_ll(v, 1, 1000000, &n) != 0) {
-			snprintf(err, errlen, "--min-sample '%s': expected a number of hosts >= 1", v);
+			err_set(err, ERR_USAGE, "--min-sample '%s': expected a number of hosts >= 1", v);
 			return -1;
 		}
 		s->min_sample = (int)n;
@@ -470,13 +469,13 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 		} else if (strcmp(v, "revert") == 0) {
 			s->on_halt = ROLLOUT_HALT_REVERT;
 		} else {
-			snprintf(err, errlen, "--on-halt '%s': expected pause or revert", v);
+			err_set(err, ERR_USAGE, "--on-halt '%s': expected pause or revert", v);
 			return -1;
 		}
 		return 0;
 	case OPT_GATE_CMD:
 		if (*v == '\0' || strlen(v) > ROLLOUT_GATE_CMD_MAX) {
-			snprintf(err, errlen, "--gate-cmd: 1..%d bytes of shell command",
+			err_set(err, ERR_USAGE, "--gate-cmd: 1..%d bytes of shell command",
 			    ROLLOUT_GATE_CMD_MAX);
 			return -1;
 		}
@@ -484,7 +483,7 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 		return 0;
 	case OPT_WINDOW:
 		if (rollout_window_parse(v, &s->window, &e) != 0) {
-			snprintf(err, errlen, "%s", err_msg(&e));
+			err_set(err, ERR_USAGE, "%s", err_msg(&e));
 			return -1;
 		}
 		s->have_window = 1;
@@ -495,44 +494,43 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, char *err, size_t
 			s->unreachable_skip = v[0] == 's';
 			return 0;
 		}
-		snprintf(err, errlen, "--unreachable '%s': expected count or skip", v);
+		err_set(err, ERR_USAGE, "--unreachable '%s': expected count or skip", v);
 		return -1;
 	case OPT_RETRIES:
 		if (parse_ll(v, 1, 100, &n) != 0) {
-			snprintf(err, errlen, "--retries '%s': expected attempts in 1..100", v);
+			err_set(err, ERR_USAGE, "--retries '%s': expected attempts in 1..100", v);
 			return -1;
 		}
 		s->retries = (int)n;
 		return 0;
 	case OPT_DEADLINE:
 		if (rollout_duration_parse(v, &ms, &e) != 0 || ms < 1000) {
-			snprintf(err, errlen, "--deadline '%s': a duration of at least 1s (e.g. 2h)", v);
+			err_set(err, ERR_USAGE, "--deadline '%s': a duration of at least 1s (e.g. 2h)", v);
 			return -1;
 		}
 		s->deadline_at = (int64_t)time(NULL) + ms / 1000;
 		return 0;
 	case OPT_NAME:
 		if (strlen(v) > ROLLOUT_NAME_MAX) {
-			snprintf(err, errlen, "--name: at most %d bytes", ROLLOUT_NAME_MAX);
+			err_set(err, ERR_USAGE, "--name: at most %d bytes", ROLLOUT_NAME_MAX);
 			return -1;
 		}
 		for (const char *p = v; *p != '\0'; p++) {
 			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-				snprintf(err, errlen, "--name: no control characters");
+				err_set(err, ERR_USAGE, "--name: no control characters");
 				return -1;
 			}
 		}
 		snprintf(s->name, sizeof(s->name), "%s", v);
 		return 0;
 	}
-	snprintf(err, errlen, "unknown option");
+	err_set(err, ERR_USAGE, "unknown option");
 	return -1;
 }
 
 /* The parser shared by update (CONVERGE 0) and converge (CONVERGE 1). */
 static int
-update_args_parse(int argc, char **argv, struct swarm_update_args *a, int converge, char *err,
-    size_t errlen)
+update_args_parse(int argc, char **argv, struct swarm_update_args *a, int converge, struct err *err)
 {
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, 'H' },
@@ -574,7 +572,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 	/* argc bounds the number of --host options. */
 	a->hosts = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*a->hosts));
 	if (a->hosts == NULL) {
-		snprintf(err, errlen, "out of memory");
+		err_set(err, ERR_NOMEM, "out of memory");
 		return -1;
 	}
 	optind = 0;
@@ -583,7 +581,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 		switch (c) {
 		case 'H':
 			if (*optarg == '\0') {
-				snprintf(err, errlen, "--host needs a name");
+				err_set(err, ERR_USAGE, "--host needs a name");
 				return -1;
 			}
 			a->hosts[a->n_hosts++] = optarg;
@@ -593,7 +591,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case OPT_HOSTS:
 			if (*optarg == '\0') {
-				snprintf(err, errlen, "--hosts needs a selector (all, NAME,... or "
+				err_set(err, ERR_USAGE, "--hosts needs a selector (all, NAME,... or "
 				    "KEY=VALUE,...)");
 				return -1;
 			}
@@ -601,12 +599,12 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case 'r':
 			if (converge) {
-				snprintf(err, errlen, "converge takes each host's target release "
+				err_set(err, ERR_USAGE, "converge takes each host's target release "
 				    "('swarm target set'), not --release");
 				return -1;
 			}
 			if (*optarg == '\0') {
-				snprintf(err, errlen, "--release needs a file or directory");
+				err_set(err, ERR_USAGE, "--release needs a file or directory");
 				return -1;
 			}
 			a->release = optarg;
@@ -619,7 +617,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case 'p':
 			if (parse_ll(optarg, 1, SWARM_MAX_PARALLEL, &v) != 0) {
-				snprintf(err, errlen, "--parallel '%s': expected a number in 1..%d", optarg,
+				err_set(err, ERR_USAGE, "--parallel '%s': expected a number in 1..%d", optarg,
 				    SWARM_MAX_PARALLEL);
 				return -1;
 			}
@@ -627,7 +625,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case 't':
 			if (parse_ll(optarg, 1, SWARM_MAX_TIMEOUT_S, &v) != 0) {
-				snprintf(err, errlen, "--timeout '%s': expected seconds in 1..%d", optarg,
+				err_set(err, ERR_USAGE, "--timeout '%s': expected seconds in 1..%d", optarg,
 				    SWARM_MAX_TIMEOUT_S);
 				return -1;
 			}
@@ -647,7 +645,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case OPT_RETRY_FAILED:
 			if (!converge) {
-				snprintf(err, errlen, "--retry-failed is an option of converge");
+				err_set(err, ERR_USAGE, "--retry-failed is an option of converge");
 				return -1;
 			}
 			a->retry_failed = 1;
@@ -655,10 +653,10 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 		case OPT_WAVES:
 		case OPT_WAVE_SIZE:
 			if (waves_given++) {
-				snprintf(err, errlen, "give --waves or --wave-size, once");
+				err_set(err, ERR_USAGE, "give --waves or --wave-size, once");
 				return -1;
 			}
-			if (rollout_opt(c, optarg, a, err, errlen) != 0) {
+			if (rollout_opt(c, optarg, a, err) != 0) {
 				return -1;
 			}
 			break;
@@ -673,7 +671,7 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 		case OPT_RETRIES:
 		case OPT_DEADLINE:
 		case OPT_NAME:
-			if (rollout_opt(c, optarg, a, err, errlen) != 0) {
+			if (rollout_opt(c, optarg, a, err) != 0) {
 				return -1;
 			}
 			break;
@@ -681,32 +679,32 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			a->help = 1;
 			return 0;
 		case ':':
-			snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+			err_set(err, ERR_USAGE, "option '%s' needs a value", argv[optind - 1]);
 			return -1;
 		default:
-			snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
+			err_set(err, ERR_USAGE, "unknown option '%s'", argv[optind - 1]);
 			return -1;
 		}
 	}
 	if (optind != argc) {
-		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		err_set(err, ERR_USAGE, "unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
 	if ((a->all != 0) + (a->n_hosts > 0) + (a->selector != NULL) > 1) {
-		snprintf(err, errlen, "--all, --host and --hosts exclude each other");
+		err_set(err, ERR_USAGE, "--all, --host and --hosts exclude each other");
 		return -1;
 	}
 	if (!converge && !a->all && a->n_hosts == 0 && a->selector == NULL) {
-		snprintf(err, errlen, "name the hosts with --host NAME (repeatable), --hosts SEL or "
+		err_set(err, ERR_USAGE, "name the hosts with --host NAME (repeatable), --hosts SEL or "
 		    "use --all");
 		return -1;
 	}
 	if (!converge && a->release == NULL && !a->dry_run) {
-		snprintf(err, errlen, "--release FILE|DIR is required");
+		err_set(err, ERR_USAGE, "--release FILE|DIR is required");
 		return -1;
 	}
 	if (a->json && a->json_lines) {
-		snprintf(err, errlen, "--json and --json-lines exclude each other");
+		err_set(err, ERR_USAGE, "--json and --json-lines exclude each other");
 		return -1;
 	}
 	a->spec.parallel = a->parallel;
@@ -716,17 +714,15 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 }
 
 int
-swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
-    size_t errlen)
+swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, struct err *err)
 {
-	return update_args_parse(argc, argv, a, 0, err, errlen);
+	return update_args_parse(argc, argv, a, 0, err);
 }
 
 int
-swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
-    size_t errlen)
+swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a, struct err *err)
 {
-	return update_args_parse(argc, argv, a, 1, err, errlen);
+	return update_args_parse(argc, argv, a, 1, err);
 }
 
 /* ---- tables ---- */

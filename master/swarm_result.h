@@ -114,10 +114,10 @@ struct swarm_health {
 /*
  * Parse an updater /health body. Unknown keys are ignored (the API only
  * grows); "role" must be "updater" and "releases" an array of objects.
- * Returns 0, or -1 with ERR.
+ * Returns 0, or -1 with ERR (ERR_PROTOCOL).
  */
-int swarm_parse_health(const char *body, size_t len, struct swarm_health *out, char *err,
-    size_t errlen) WUR;
+int swarm_parse_health(const char *body, size_t len, struct swarm_health *out,
+    struct err *err) WUR;
 
 /* `swarm update` options (also `swarm rollout start` and `swarm converge`). */
 struct swarm_update_args {
@@ -145,13 +145,13 @@ struct swarm_update_args {
  * --dry-run (or RELEASE_OK is 0: converge takes the targets');
  * --parallel 1..SWARM_MAX_PARALLEL; --timeout 1..SWARM_MAX_TIMEOUT_S
  * seconds; the rollout options as master/rollout_plan.h parses them.
- * --help sets A->help and returns 0 at once. Returns 0, or -1 with a usage
- * message in ERR. A->hosts is malloc'd (free it even on failure).
+ * --help sets A->help and returns 0 at once. Returns 0, or -1 with ERR
+ * (ERR_USAGE; ERR_NOMEM). A->hosts is malloc'd (free it even on failure).
  */
-int swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
-    size_t errlen) WUR;
-int swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a, char *err,
-    size_t errlen) WUR;
+int swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a,
+    struct err *err) WUR;
+int swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a,
+    struct err *err) WUR;
 
 /*
  * A text table: a header line and rows, columns padded to their widest cell

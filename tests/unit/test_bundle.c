@@ -78,7 +78,7 @@ enroll(const char *home, const char *name, int agent_port, const char *out)
 {
 	struct swarm_enroll_opts o;
 	struct swarm_enroll_result r;
-	char err[512];
+	struct err err = ERR_INIT;
 
 	memset(&o, 0, sizeof(o));
 	o.name = name;
@@ -86,8 +86,8 @@ enroll(const char *home, const char *name, int agent_port, const char *out)
 	o.agent_port = agent_port;
 	o.updater = 1;
 	o.out = out;
-	if (swarm_enroll(home, &o, &r, err, sizeof(err)) != 0) {
-		fail_msg("enroll %s: %s", name, err);
+	if (swarm_enroll(home, &o, &r, &err) != 0) {
+		fail_msg("enroll %s: %s", name, err_msg(&err));
 	}
 }
 

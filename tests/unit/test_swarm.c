@@ -237,11 +237,11 @@ test_health(void **state)
 		"{\"role\":\"updater\",\"releases\":[]",
 	};
 	struct swarm_health h;
-	char err[256];
+	struct err err = ERR_INIT;
 	size_t i;
 
 	(void)state;
-	assert_int_equal(swarm_parse_health(good, strlen(good), &h, err, sizeof(err)), 0);
+	assert_int_equal(swarm_parse_health(good, strlen(good), &h, &err), 0);
 	assert_string_equal(h.status, "ok");
 	assert_string_equal(h.version, "0.2.0");
 	assert_true(h.have_active && h.have_prev);
@@ -258,14 +258,14 @@ test_health(void **state)
 	{
 		const char *b = "{\"role\":\"updater\",\"releases\":[],\"signature\":\"required\","
 				"\"security_floor\":6,\"keyring_version\":3,\"compatible\":\"tandem\"}";
-		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, &err), 0);
 		assert_string_equal(h.signature, "required");
 		assert_int_equal(h.security_floor, 6);
 		assert_int_equal(h.keyring_version, 3);
 		assert_string_equal(h.compatible, "tandem");
 		b = "{\"role\":\"updater\",\"releases\":[],\"signature\":\"unsigned\","
 		    "\"security_floor\":-2,\"keyring_version\":null,\"compatible\":7}";
-		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, &err), 0);
 		assert_string_equal(h.signature, "unsigned");
 		assert_int_equal(h.security_floor, -1);
 		assert_int_equal(h.keyring_version, 0);
@@ -274,19 +274,20 @@ test_health(void **state)
 	{
 		const char *b = "{\"role\":\"updater\",\"releases\":[],\"version\":\"2.0.0\","
 				"\"updater\":{\"version\":\"2.0.0\",\"probation\":{\"deadline\":1}}}";
-		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, &err), 0);
 		assert_true(h.probation);
 	}
 	for (i = 0; i < ARRAY_LEN(bad); i++) {
-		assert_int_equal(swarm_parse_health(bad[i], strlen(bad[i]), &h, err, sizeof(err)),
+		assert_int_equal(swarm_parse_health(bad[i], strlen(bad[i]), &h, &err),
 		    -1);
-		assert_true(err[0] != '\0');
+		assert_true(err_failed(&err));
+		assert_int_equal(err.kind, ERR_PROTOCOL);
 	}
-	assert_int_equal(swarm_parse_health(NULL, 0, &h, err, sizeof(err)), -1);
+	assert_int_equal(swarm_parse_health(NULL, 0, &h, &err), -1);
 	/* No release installed yet. */
 	{
 		const char *b = "{\"role\":\"updater\",\"releases\":[],\"operation\":null}";
-		assert_int_equal(swarm_parse_health(b, strlen(b), &h, err, sizeof(err)), 0);
+		assert_int_equal(swarm_parse_health(b, strlen(b), &h, &err), 0);
 	}
 	assert_false(h.have_active);
 	assert_string_equal(h.operation, "");
@@ -294,14 +295,14 @@ test_health(void **state)
 
 /* Parse ARGS (NULL-terminated, "update" prepended). */
 static int
-parse(struct swarm_update_args *a, char *err, size_t errlen, ...)
+parse(struct swarm_update_args *a, struct err *err, ...)
 {
 	char *argv[32];
 	va_list ap;
 	int argc = 0, rc;
 
 	argv[argc++] = (char *)"update";
-	va_start(ap, errlen);
+	va_start(ap, err);
 	for (;;) {
 		char *s = va_arg(ap, char *);
 		if (s == NULL) {
@@ -311,7 +312,8 @@ parse(struct swarm_update_args *a, char *err, size_t errlen, ...)
 	}
 	va_end(ap);
 	argv[argc] = NULL;
-	rc = swarm_update_args_parse(argc, argv, a, err, errlen);
+	err_clear(err);
+	rc = swarm_update_args_parse(argc, argv, a, err);
 	return rc;
 }
 
@@ -319,10 +321,10 @@ static void
 test_args(void **state)
 {
 	struct swarm_update_args a;
-	char err[256];
+	struct err err = ERR_INIT;
 
 	(void)state;
-	assert_int_equal(parse(&a, err, sizeof(err), "--host", "a", "--host", "b", "--release",
+	assert_int_equal(parse(&a, &err, "--host", "a", "--host", "b", "--release",
 			     "r.tgz", "--parallel", "3", "--timeout", "60", "--json", (char *)NULL),
 	    0);
 	assert_int_equal(a.n_hosts, 2);
@@ -333,27 +335,28 @@ test_args(void **state)
 	assert_true(a.json && !a.all && !a.dry_run && !a.include_self);
 	free(a.hosts);
 
-	assert_int_equal(parse(&a, err, sizeof(err), "--all", "--dry-run", (char *)NULL), 0);
+	assert_int_equal(parse(&a, &err, "--all", "--dry-run", (char *)NULL), 0);
 	assert_true(a.all && a.dry_run);
 	assert_null(a.release);
 	assert_int_equal(a.parallel, SWARM_DEFAULT_PARALLEL);
 	assert_int_equal(a.timeout_s, SWARM_DEFAULT_TIMEOUT_S);
 	free(a.hosts);
 
-	assert_int_equal(parse(&a, err, sizeof(err), "--all", "--release", "d", "--include-self",
+	assert_int_equal(parse(&a, &err, "--all", "--release", "d", "--include-self",
 			     (char *)NULL), 0);
 	assert_true(a.include_self);
 	free(a.hosts);
 
-	assert_int_equal(parse(&a, err, sizeof(err), "--help", (char *)NULL), 0);
+	assert_int_equal(parse(&a, &err, "--help", (char *)NULL), 0);
 	assert_true(a.help);
 	free(a.hosts);
 
 	/* Usage errors. */
 #define BAD(needle, ...)                                                                      \
 	do {                                                                                  \
-		assert_int_equal(parse(&a, err, sizeof(err), __VA_ARGS__, (char *)NULL), -1);          \
-		assert_non_null(strstr(err, needle));                                         \
+		assert_int_equal(parse(&a, &err, __VA_ARGS__, (char *)NULL), -1);                \
+		assert_non_null(strstr(err_msg(&err), needle));                               \
+		assert_int_equal(err.kind, ERR_USAGE);                                        \
 		free(a.hosts);                                                                \
 	} while (0)
 	BAD("exclude", "--all", "--host", "a", "--release", "r");
@@ -526,7 +529,8 @@ test_mutated_answers(void **state)
 	};
 	struct swarm_result r;
 	struct swarm_health h;
-	char buf[1024], err[256];
+	char buf[1024];
+	struct err err = ERR_INIT;
 	unsigned seed = 12345;
 	size_t i, k, len;
 
@@ -550,7 +554,7 @@ test_mutated_answers(void **state)
 		}
 		swarm_classify_self(200, buf, len, NULL, &r);
 		swarm_classify_rollback(200, buf, len, NULL, &r);
-		if (swarm_parse_health(buf, len, &h, err, sizeof(err)) == 0) {
+		if (swarm_parse_health(buf, len, &h, &err) == 0) {
 			assert_true(strlen(h.version) < sizeof(h.version));
 		}
 	}
