@@ -23,6 +23,7 @@
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/release.h"
+#include "common/sdnotify.h"
 #include "common/tls.h"
 #include "common/version.h"
 #include "pki/trust.h"
@@ -353,13 +354,13 @@ run(const struct agent_options *opt)
 	if (api_phase(api) == API_READY) {
 		char st[64];
 		snprintf(st, sizeof(st), "READY=1\nMAINPID=%d", (int)getpid());
-		if (notify_systemd(st) != 0) {
+		if (sdnotify(st) != 0) {
 			log_warn("sd_notify READY");
 		}
 	}
 	wait_for_stop(sfd, cfg, srv, api);
 	api_set_phase(api, API_STOPPING);
-	if (notify_systemd("STOPPING=1") != 0) {
+	if (sdnotify("STOPPING=1") != 0) {
 		log_warn("sd_notify STOPPING");
 	}
 	httpd_stop_accepting(srv);

@@ -28,6 +28,15 @@
  * the previous one restored (install_self_revert) and started. An
  * interrupted self-update without a handover record is undone before
  * anything starts.
+ *
+ * Under systemd (Type=notify, $NOTIFY_SOCKET) it is the unit's main process
+ * and tells systemd what the updater does (common/sdnotify): READY=1 once
+ * its updater first answers GET /health over mTLS, STATUS= lines, and, when
+ * the unit sets WatchdogSec=, WATCHDOG=1 only right after such a /health
+ * check passed; the checks run every half period from this loop, not from
+ * a timer, so a hung updater (or a hung launcher) stops the pings and
+ * systemd restarts the service. A probation extends the watchdog period
+ * (WATCHDOG_USEC=) for its length. STOPPING=1 on shutdown.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +58,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/sdnotify.h"
 #include "common/sock.h"
 #include "common/tls.h"
 #include "common/util.h"
@@ -72,6 +82,12 @@
 /* The running updater, for the next launcher if this one is killed hard. */
 #define LN_CHILD_RECORD "launcher.json"
 #define LN_ORPHAN_WAIT_MS 5000
+/* /health checks until the first pass (READY=1): from 100 ms, doubling to 1 s. */
+#define LN_CHECK_FIRST_MS 100
+#define LN_CHECK_MAX_MS 1000
+#define LN_CHECK_TIMEOUT_MS 2000
+/* Longest check once the watchdog runs (at most half the ping period). */
+#define LN_CHECK_TIMEOUT_MAX_MS 5000
 
 struct launcher {
 	struct updater_config cfg;
@@ -97,6 +113,13 @@ struct launcher {
 	char *const *extra;      /* arguments after "--", passed to every updater */
 	int nextra;
 	int stop;
+	/* systemd notification (empty path: not started by systemd as Type=notify) */
+	char notify_path[128];
+	long long watchdog_ms;   /* WatchdogSec= of the unit; 0: none */
+	int ready;               /* READY=1 sent */
+	int64_t next_check;      /* next /health check of the updater; INT64_MAX: none */
+	int check_interval_ms;   /* until READY: the growing interval */
+	int healthy;             /* the last check passed */
 };
 
 static void
@@ -364,6 +387,124 @@ ln_signal(struct launcher *l)
 	return 1;
 }
 
+/* Send STATE to systemd when started as Type=notify (best effort: logged). */
+static void
+ln_notify(struct launcher *l, const char *state)
+{
+	if (l->notify_path[0] != '\0' && sdnotify_send(l->notify_path, state) != 0) {
+		log_warn("sd_notify %s to %s", state, l->notify_path);
+	}
+}
+
+/*
+ * One mTLS GET /health of the running updater (its version when it runs
+ * from the tree). A pass sends READY=1 the first time and WATCHDOG=1 when
+ * the watchdog runs; a failure sends no ping. Schedules the next check:
+ * every half watchdog period from this one's start, or, until the first
+ * pass, on a growing interval; none once ready without a watchdog.
+ */
+static void
+ln_check(struct launcher *l)
+{
+	struct probe_opts o;
+	struct probe_result res;
+	int64_t start = mono_ms();
+	long long period = l->watchdog_ms / 2 > 0 ? l->watchdog_ms / 2 : 1;
+	char st[700];
+
+	if (l->child.pid == 0) {
+		/* Nothing to ask (backing off): no ping either. */
+		l->next_check = start + (l->ready ? period : l->check_interval_ms);
+		return;
+	}
+	probe_opts_init(&o);
+	o.tls = l->tls;
+	o.host = l->probe_host;
+	o.port = l->probe_port;
+	o.expect_version = strcmp(l->version, "fallback") != 0 ? l->version : NULL;
+	o.attempt_timeout_ms = LN_CHECK_TIMEOUT_MS;
+	if (l->watchdog_ms > 0) {
+		o.attempt_timeout_ms = (int)(period / 2 < LN_CHECK_TIMEOUT_MAX_MS ?
+		    (period / 2 > 0 ? period / 2 : 1) : LN_CHECK_TIMEOUT_MAX_MS);
+	}
+	if (probe_once(&o, &res) == 0) {
+		if (!l->ready || !l->healthy) {
+			(void)snprintf(st, sizeof(st), "%sSTATUS=serving: updater %s, pid %d%s",
+			    l->ready ? "" : "READY=1\n", l->version, (int)l->child.pid,
+			    l->watchdog_ms > 0 ? "\nWATCHDOG=1" : "");
+			ln_notify(l, st);
+			if (!l->ready) {
+				log_info("updater pid %d answers /health: ready", (int)l->child.pid);
+			} else {
+				log_info("updater pid %d answers /health again", (int)l->child.pid);
+			}
+		} else if (l->watchdog_ms > 0) {
+			ln_notify(l, "WATCHDOG=1");
+		}
+		l->ready = 1;
+		l->healthy = 1;
+	} else {
+		if (l->ready && l->healthy) {
+			log_warnx("updater pid %d: /health: %s%s", (int)l->child.pid,
+			    err_msg(&res.err), l->watchdog_ms > 0 ? " (no watchdog ping)" : "");
+			(void)snprintf(st, sizeof(st), "STATUS=updater pid %d not answering /health: %.500s",
+			    (int)l->child.pid, err_msg(&res.err));
+			ln_notify(l, st);
+		} else {
+			log_debug("updater pid %d: /health: %s", (int)l->child.pid, err_msg(&res.err));
+		}
+		l->healthy = 0;
+	}
+	probe_result_free(&res);
+	if (l->ready && l->watchdog_ms == 0) {
+		l->next_check = INT64_MAX;
+	} else if (l->ready) {
+		l->next_check = start + period;
+	} else {
+		l->next_check = mono_ms() + l->check_interval_ms;
+		l->check_interval_ms = l->check_interval_ms * 2 > LN_CHECK_MAX_MS ? LN_CHECK_MAX_MS :
+		    l->check_interval_ms * 2;
+	}
+}
+
+/*
+ * A probation blocks the loop for up to its deadline plus the stable window
+ * and a stop: BEGIN stretches systemd's watchdog period (and, before READY=1,
+ * the start timeout) over it; !BEGIN restores the period, with a ping that
+ * starts it afresh for the updater now running.
+ */
+static void
+ln_notify_probation(struct launcher *l, int begin)
+{
+	long long span_ms = l->deadline_ms + l->stable_ms + l->m.cfg.stop_grace_ms +
+	    l->watchdog_ms;
+	char st[160];
+
+	if (l->notify_path[0] == '\0') {
+		return;
+	}
+	if (begin) {
+		(void)snprintf(st, sizeof(st), "STATUS=self-update: new updater on probation%s",
+		    l->ready ? "" : "\nEXTEND_TIMEOUT_USEC=");
+		if (!l->ready) {
+			size_t n = strlen(st);
+			(void)snprintf(st + n, sizeof(st) - n, "%lld", span_ms * 1000);
+		}
+		ln_notify(l, st);
+		if (l->watchdog_ms > 0) {
+			(void)snprintf(st, sizeof(st), "WATCHDOG=1\nWATCHDOG_USEC=%lld", span_ms * 1000);
+			ln_notify(l, st);
+		}
+		return;
+	}
+	if (l->watchdog_ms > 0) {
+		(void)snprintf(st, sizeof(st), "WATCHDOG=1\nWATCHDOG_USEC=%lld", l->watchdog_ms * 1000);
+		ln_notify(l, st);
+	}
+	l->healthy = 0; /* the next pass says so in STATUS= */
+	l->next_check = mono_ms();
+}
+
 /* Probe the running new updater H for the rest of the probation. */
 static int
 ln_probe(struct launcher *l, const struct handover *h, int64_t deadline,
@@ -470,9 +611,11 @@ ln_pending(struct launcher *l)
 	if (install_self_pending(&l->store, l->cfg.install_dir, &h) != 1) {
 		return 0;
 	}
+	ln_notify_probation(l, 1);
 	if (ln_probation(l, &h) != 0) {
 		return 1;
 	}
+	ln_notify_probation(l, 0);
 	if (l->child.pid == 0) {
 		ln_act(l, sup_want_up(&l->m, mono_ms())); /* reverted: the previous updater */
 	}
@@ -488,9 +631,11 @@ ln_run(struct launcher *l)
 	if (l->child.pid == 0) {
 		ln_act(l, sup_want_up(&l->m, mono_ms()));
 	}
+	l->check_interval_ms = LN_CHECK_FIRST_MS;
+	l->next_check = l->notify_path[0] != '\0' ? mono_ms() + LN_CHECK_FIRST_MS : INT64_MAX;
 	while (!l->stop) {
 		struct pollfd pfd[2];
-		int64_t dl = sup_deadline(&l->m);
+		int64_t dl = sup_deadline(&l->m) < l->next_check ? sup_deadline(&l->m) : l->next_check;
 		int timeout = dl == INT64_MAX ? -1 : ms_until(dl), status, nfds = 1;
 		char desc[96];
 
@@ -522,9 +667,45 @@ ln_run(struct launcher *l)
 		if (mono_ms() >= sup_deadline(&l->m)) {
 			ln_act(l, sup_timer(&l->m, mono_ms()));
 		}
+		if (!l->stop && mono_ms() >= l->next_check) {
+			ln_check(l);
+		}
 	}
+	ln_notify(l, "STOPPING=1\nSTATUS=stopping the updater");
 	ln_stop_child(l);
 	return 0;
+}
+
+/*
+ * Take systemd's notification socket and watchdog period from the
+ * environment and remove them from it: the updaters and agents started
+ * later are not the unit's main process.
+ */
+static int
+ln_notify_init(struct launcher *l, struct err *e)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	int rc = 0;
+
+	if (path != NULL && path[0] != '\0') {
+		if (strlen(path) >= sizeof(l->notify_path)) {
+			rc = err_set(e, ERR_CONFIG, "NOTIFY_SOCKET: path too long");
+		} else {
+			(void)snprintf(l->notify_path, sizeof(l->notify_path), "%s", path);
+		}
+	}
+	if (rc == 0 && sdnotify_watchdog_ms(&l->watchdog_ms, e) != 0) {
+		rc = -1;
+	}
+	if (rc == 0 && l->watchdog_ms > 0 && l->notify_path[0] == '\0') {
+		l->watchdog_ms = 0; /* nowhere to send the pings */
+	}
+	sdnotify_unsetenv();
+	if (rc == 0 && l->watchdog_ms > 0) {
+		log_info("systemd watchdog: %lld ms; /health of the updater every %lld ms",
+		    l->watchdog_ms, l->watchdog_ms / 2);
+	}
+	return rc;
 }
 
 static int
@@ -638,6 +819,11 @@ main(int argc, char **argv)
 	}
 	ln_policy(&policy, l.cfg.stop_grace_ms);
 	sup_init(&l.m, &policy);
+	if (ln_notify_init(&l, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
+		rc = err_exit_code(e.kind);
+		goto out;
+	}
 	if (snprintf(l.tree, sizeof(l.tree), "%s/%s", l.cfg.install_dir, INSTALL_SELF_TREE) >=
 		(int)sizeof(l.tree) ||
 	    snprintf(dir, sizeof(dir), "%s/state", l.cfg.install_dir) >= (int)sizeof(dir) ||

@@ -339,3 +339,27 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 	res->elapsed_ms = mono_ms() - t0;
 	return 0;
 }
+
+int
+probe_once(const struct probe_opts *o, struct probe_result *res)
+{
+	struct err why = ERR_INIT;
+	int64_t t0 = mono_ms();
+
+	memset(res, 0, sizeof(*res));
+	err_clear(&res->err);
+	res->first_pass_ms = -1;
+	if (o->tls == NULL || !nonempty(o->host) || !nonempty(o->port) ||
+	    o->attempt_timeout_ms <= 0) {
+		return probe_fail(res, t0, ERR_INTERNAL, "probe: no TLS context, address or timeout");
+	}
+	if (attempt(o, o->attempt_timeout_ms, res, &why) != 0) {
+		err_copy(&res->err, &why);
+		res->elapsed_ms = mono_ms() - t0;
+		return -1;
+	}
+	res->passed = 1;
+	res->elapsed_ms = mono_ms() - t0;
+	res->first_pass_ms = res->elapsed_ms;
+	return 0;
+}

@@ -86,6 +86,17 @@ int probe_run(const struct probe_opts *o, struct probe_result *res) WUR;
 void probe_result_free(struct probe_result *res);
 
 /*
+ * One attempt, no waiting and no stability window: the launcher's watchdog
+ * check of its running updater. Needs tls, host, port and
+ * attempt_timeout_ms (connect + exchange); the expectations are checked
+ * when given (none is required: a 200 with a JSON object passes).
+ * deadline, intervals, pidfd and cancel_fd are not used. RES as for
+ * probe_run(); on failure RES->err is ERR_UNREACHABLE (no answer: refused,
+ * timed out, TLS) or ERR_PROBE (a wrong answer). Returns 0 or -1.
+ */
+int probe_once(const struct probe_opts *o, struct probe_result *res) WUR;
+
+/*
  * The body check of one attempt, exposed for tests: 0 if BODY (LEN bytes)
  * is a JSON object whose "version" / "release"."sha256" match the
  * expectations that are not NULL/""; -1 with E (ERR_PROBE) otherwise.

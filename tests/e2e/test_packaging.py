@@ -631,7 +631,10 @@ def test_systemd_unit(debs, tmp_path):
     unit = os.path.join(root, "lib/systemd/system/tandem-updater.service")
     keys = unit_keys(unit)
     want = {
-        "Type": ["simple"],  # the updater does not speak sd_notify
+        # READY=1 and WATCHDOG=1 come from the launcher, after /health of its updater.
+        "Type": ["notify"],
+        "NotifyAccess": ["main"],
+        "WatchdogSec": ["60s"],
         "User": ["tandem"],
         "Group": ["tandem"],
         "Restart": ["always"],

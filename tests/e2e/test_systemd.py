@@ -9,7 +9,9 @@ operator meets it. One boot serves every test of this file, in order:
   the sandbox is applied to all three programs; their lines reach the
   journal under the unit, as JSON objects with log_format = json;
   a hard-killed launcher, updater, or whole unit comes back (the agent is
-  adopted where it survived); a push with --include-self and a rollback;
+  adopted where it survived); the unit is Type=notify (READY=1 once the
+  updater serves) and a SIGSTOPped updater is restarted by systemd's
+  watchdog; a push with --include-self and a rollback;
   systemctl reload on a root without procps; stop stops the agent;
   dpkg --purge leaves nothing behind.
 
@@ -23,6 +25,7 @@ import glob
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -290,6 +293,50 @@ def test_updater_killed_agent_adopted(served):
            "a new updater serving")
     assert agent_pid(c) == agent
     assert svc(c, "NRestarts")["NRestarts"] == restarts
+
+
+def test_notify_ready_and_hung_updater_restarted(served):
+    """Type=notify: the unit is active only once the launcher said READY=1
+    (its updater answered /health), with the launcher's STATUS= line. A
+    SIGSTOPped updater stops the launcher's watchdog pings, and systemd
+    restarts the unit (WatchdogSec shortened by a drop-in, as an operator
+    would); the new launcher kills the stopped updater and the new updater
+    adopts the agent."""
+    c = served
+    dropin = "/run/systemd/system/%s.service.d" % SVC
+    c.sh("mkdir -p %s && printf '[Service]\\nWatchdogSec=6s\\n' > %s/watchdog.conf && "
+         "systemctl daemon-reload && systemctl restart %s" % (dropin, dropin, SVC))
+    try:
+        # `systemctl restart` returned: READY=1 came, so the updater serves already.
+        u = svc(c, "Type", "NotifyAccess", "WatchdogUSec", "ActiveState", "StatusText")
+        assert u["Type"] == "notify" and u["NotifyAccess"] == "main", u
+        assert u["WatchdogUSec"] == "6s" and u["ActiveState"] == "active", u
+        assert u["StatusText"].startswith("serving: updater "), u
+        upd = c.pids("tandem-updater")
+        assert len(upd) == 1
+        c.wait(lambda: healthy(c), 60, "web1 healthy with a 6 s watchdog")
+        # Pings keep it running well past the period.
+        before = svc(c, "NRestarts", "MainPID")
+        agent = agent_pid(c)
+        mark = cursor(c)
+        # Watched for longer than WatchdogSec: a missing ping would show.
+        watch_end = time.monotonic() + 8
+        while time.monotonic() < watch_end:
+            assert svc(c, "NRestarts", "MainPID") == before
+        c.sh("kill -STOP %d" % upd[0])
+        c.wait(lambda: svc(c, "NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1),
+               60, "systemd to restart the unit after the watchdog timeout")
+        assert any("Watchdog timeout" in e.get("MESSAGE", "") for e in journal(c, mark)), \
+            [e.get("MESSAGE") for e in journal(c, mark)][-20:]
+        c.wait(lambda: healthy(c) and c.pids("tandem-updater") not in ([], upd), 60,
+               "a new updater serving")
+        assert upd[0] not in c.pids("tandem-updater")
+        assert agent_pid(c) == agent
+        assert svc(c, "MainPID")["MainPID"] != before["MainPID"]
+    finally:
+        c.sh("rm -rf %s && systemctl daemon-reload && systemctl restart %s" % (dropin, SVC))
+    c.wait(lambda: healthy(c), 60, "web1 healthy with the packaged watchdog")
+    assert svc(c, "WatchdogUSec")["WatchdogUSec"] == "1min"
 
 
 def test_whole_unit_killed_comes_back(served):

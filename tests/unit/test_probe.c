@@ -662,6 +662,60 @@ test_bad_options(void **state)
 	assert_int_equal(script_count(&e->sc), 0);
 }
 
+static void
+test_once(void **state)
+{
+	struct env *e = *state;
+	struct probe_opts o;
+	struct probe_result r;
+
+	/* No expectation needed: a 200 with a JSON object passes, in one request. */
+	fast_opts(e, &o);
+	o.expect_version = NULL;
+	o.expect_sha256 = NULL;
+	if (probe_once(&o, &r) != 0) {
+		fail_msg("%s", err_msg(&r.err));
+	}
+	assert_true(r.passed);
+	assert_int_equal(r.attempts, 1);
+	assert_string_equal(r.body, BODY_NEW);
+	probe_result_free(&r);
+
+	/* A wrong version or status fails at once, without retrying. */
+	fast_opts(e, &o);
+	e->sc.bad_until = 3;
+	assert_int_equal(probe_once(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_PROBE);
+	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\""));
+	probe_result_free(&r);
+	e->sc.bad_status = 503;
+	assert_int_equal(probe_once(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_PROBE);
+	assert_int_equal(r.status, 503);
+	probe_result_free(&r);
+	assert_int_equal(script_count(&e->sc), 3);
+
+	/* A hung server: no answer within the attempt timeout. */
+	script_reset(&e->sc);
+	e->sc.stall_from = 1;
+	e->sc.stall_to = 1;
+	e->sc.stall_ms = 1500;
+	fast_opts(e, &o);
+	o.attempt_timeout_ms = 300;
+	assert_int_equal(probe_once(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_UNREACHABLE);
+	assert_int_equal(r.status, 0);
+	assert_true(r.elapsed_ms < 1400);
+	probe_result_free(&r);
+
+	/* Bad options. */
+	fast_opts(e, &o);
+	o.attempt_timeout_ms = 0;
+	assert_int_equal(probe_once(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_INTERNAL);
+	probe_result_free(&r);
+}
+
 int
 main(void)
 {
@@ -676,6 +730,7 @@ main(void)
 		cmocka_unit_test_setup(test_alive_callback_and_cancel, per_test),
 		cmocka_unit_test_setup(test_unreachable_and_refused_tls, per_test),
 		cmocka_unit_test_setup(test_bad_options, per_test),
+		cmocka_unit_test_setup(test_once, per_test),
 	};
 
 	log_init("test_probe", LOG_LVL_ERROR);
