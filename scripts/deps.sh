@@ -10,6 +10,8 @@ PKGS="$PKGS systemd dpkg-dev"
 # real hosts: the Debian 12 container test (systemd-nspawn, debootstrap), lintian on
 # the packages, man pages generated from --help
 PKGS="$PKGS systemd-container debootstrap lintian help2man"
+# metrics: promtool (in Debian's prometheus package) checks GET /metrics
+PKGS="$PKGS prometheus"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

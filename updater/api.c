@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/httpd.h"
@@ -15,6 +16,7 @@
 #include "updater/agent.h"
 #include "updater/handover.h"
 #include "updater/install.h"
+#include "updater/metrics.h"
 #include "updater/renew.h"
 #include "updater/selfupdate.h"
 
@@ -30,6 +32,7 @@ struct api {
 	struct agent *agent;
 	struct install *in;
 	struct renew *rw;             /* certificate renewal and the CRL */
+	struct metrics *metrics;      /* operation counters for GET /metrics */
 	struct httpd_route *routes;
 	int listen_fd;                /* from tandem-launcher, else -1 */
 	const char *launcher_config;  /* from tandem-launcher, else NULL */
@@ -573,10 +576,10 @@ api_health_trust(struct api *a, cJSON *obj)
 	return ts.reason[0] == '\0' ? 0 : json_add_str(obj, "signature_error", ts.reason);
 }
 
-static void
-health_end(struct httpd_req *r, void *arg)
+/* The /health object (also what GET /metrics reports); NULL when out of memory. */
+static cJSON *
+api_health(struct api *a)
 {
-	struct api *a = arg;
 	struct install_status st;
 	cJSON *o = cJSON_CreateObject(), *op, *rel, *feat;
 	const char *status;
@@ -623,11 +626,52 @@ health_end(struct httpd_req *r, void *arg)
 	} else if (json_add_item(o, "operation", cJSON_CreateNull()) != 0) {
 		goto fail;
 	}
-	httpd_respond_json(r, 200, o);
-	return;
+	return o;
 fail:
 	cJSON_Delete(o);
-	httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+	return NULL;
+}
+
+static void
+health_end(struct httpd_req *r, void *arg)
+{
+	cJSON *o = api_health(arg);
+
+	if (o == NULL) {
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+/* GET /metrics: master only, the Prometheus text of the counters and of /health. */
+static void
+metrics_end(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+	struct err e = ERR_INIT;
+	struct statvfs sv;
+	long long disk_free = -1;
+	cJSON *h;
+	char *text;
+	size_t len = 0;
+
+	if (api_authorise(a, r, &e) != 0) {
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return;
+	}
+	if (statvfs(a->cfg->install_dir, &sv) == 0) {
+		disk_free = (long long)sv.f_bavail * (long long)sv.f_frsize;
+	}
+	h = api_health(a);
+	text = h != NULL ? metrics_render(a->metrics, h, disk_free, &len) : NULL;
+	cJSON_Delete(h);
+	if (text == NULL) {
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond(r, 200, METRICS_CONTENT_TYPE, text, len);
+	free(text);
 }
 
 /* GET /releases and /history: master only, then {"NAME": LIST}. */
@@ -747,7 +791,8 @@ api_new(const struct updater_config *cfg, struct api **out, struct err *e)
 	a->cfg = cfg;
 	a->listen_fd = selfupdate_listen_fd();
 	a->launcher_config = getenv(SELFUPDATE_ENV_CONFIG);
-	if (renew_new(cfg, &a->rw, e) != 0 || api_tls_new(a, &a->srv_tls, &a->cli_tls, e) != 0) {
+	if (metrics_new(&a->metrics, e) != 0 || renew_new(cfg, &a->rw, e) != 0 ||
+	    api_tls_new(a, &a->srv_tls, &a->cli_tls, e) != 0) {
 		goto fail;
 	}
 	if (agent_new(cfg, cfg->install_dir, a->cli_tls, &a->agent, e) != 0) {
@@ -759,6 +804,8 @@ api_new(const struct updater_config *cfg, struct api **out, struct err *e)
 	install_deps_init(&deps);
 	agent_install_ops(a->agent, &deps.agent);
 	deps.launcher_config = a->launcher_config;
+	deps.on_outcome = metrics_record;
+	deps.outcome_arg = a->metrics;
 	if (install_new(cfg, &deps, &a->in, recovered, sizeof(recovered), e) != 0) {
 		goto fail;
 	}
@@ -785,6 +832,8 @@ api_start(struct api *a, const char *seed, struct err *e)
 		{ .method = "GET", .path = "/releases", .roles = master, .on_end = releases_end,
 		    .arg = a },
 		{ .method = "GET", .path = "/history", .roles = master, .on_end = history_end,
+		    .arg = a },
+		{ .method = "GET", .path = "/metrics", .roles = master, .on_end = metrics_end,
 		    .arg = a },
 		{ .method = "POST", .path = "/update", .roles = master, .max_body = max_body,
 		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_update,
@@ -871,6 +920,7 @@ api_free(struct api *a, int grace_ms)
 	}
 	install_free(a->in);
 	renew_free(a->rw);
+	metrics_free(a->metrics);
 	tls_ctx_free(a->srv_tls);
 	tls_ctx_free(a->cli_tls);
 	free(a->routes);

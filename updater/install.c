@@ -454,6 +454,9 @@ install_history(struct install *in, const struct install_outcome *oc, const char
 	cJSON *h = cJSON_CreateObject(), *t;
 	char stamp[32];
 
+	if (in->deps.on_outcome != NULL) {
+		in->deps.on_outcome(in->deps.outcome_arg, oc);
+	}
 	if (oc->kind == INSTALL_SEED) {
 		cJSON_Delete(h);
 		return;

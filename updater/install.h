@@ -202,6 +202,13 @@ struct install_deps {
 	 * --self-test; NULL when no launcher started us (no self-update then).
 	 */
 	const char *launcher_config;
+	/*
+	 * Called with every finished operation's outcome, from the thread that
+	 * ran it, when its history line is written (a seed too, which has no
+	 * line); NULL: nobody listens (updater/metrics counts them).
+	 */
+	void (*on_outcome)(void *arg, const struct install_outcome *oc);
+	void *outcome_arg;
 };
 
 /* Defaults for run, now_ms and version; no agent (set it). */
