@@ -31,12 +31,12 @@
 /* The longest Retry-After a busy updater makes us wait before the next attempt. */
 #define SWARM_RETRY_AFTER_MAX_S 30
 /*
- * Learning what became of a request after its connection broke: at least
- * this long (or the request timeout, if longer), polling a running
- * operation every LOOKUP_POLL_MS, an updater that does not answer with
- * backoff up to LOOKUP_RETRY_MAX_MS.
+ * Learning what became of a request after its connection broke: for the
+ * request timeout (at least LOOKUP_MIN_MS), polling a running operation
+ * every LOOKUP_POLL_MS, an updater that does not answer with backoff up to
+ * LOOKUP_RETRY_MAX_MS.
  */
-#define SWARM_LOOKUP_MIN_MS 60000
+#define SWARM_LOOKUP_MIN_MS 5000
 #define SWARM_LOOKUP_POLL_MS 500
 #define SWARM_LOOKUP_RETRY_MAX_MS 5000
 

@@ -29,6 +29,8 @@ class CutProxy:
                 half an upload
       "hold"    the request goes through; the answer is swallowed and the client is kept
                 waiting until it gives up
+      "answer-then-dead"  as "answer", and every later connection is closed at once until
+                the test sets DEAD back to False
     Every other connection is forwarded untouched."""
 
     def __init__(self, target):
@@ -43,6 +45,7 @@ class CutProxy:
         self.cuts = []          # modes of the connections cut so far
         self.uploads = 0        # connections that carried an upload
         self.closing = False
+        self.dead = False       # every connection closed at once (an unreachable updater)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -63,6 +66,9 @@ class CutProxy:
             threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
 
     def _pipe(self, c):
+        if self.dead:
+            c.close()
+            return
         try:
             s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
         except OSError:
@@ -90,7 +96,8 @@ class CutProxy:
                     data = s.recv(65536)
                     if not data:
                         return
-                    if cut == "answer":
+                    if cut in ("answer", "answer-then-dead"):
+                        self.dead = cut == "answer-then-dead"
                         return
                     if cut != "hold":
                         c.sendall(data)
@@ -216,3 +223,24 @@ def test_answer_held_client_times_out(fleet, rel):
     assert row["attempts"] == 1, row
     assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
     assert active(fleet) == "2.0.0"
+
+
+def test_outcome_unknown_is_not_a_guess(fleet, rel):
+    """The answer is lost and the updater cannot be asked before the deadline: the push is
+    reported as of unknown outcome (a failure), never sent again; the history tells later."""
+    assert active(fleet) == "2.0.0"
+    fleet.proxy.arm("answer-then-dead")
+    n = fleet.proxy.uploads
+    try:
+        doc = update(fleet, rel["v1"], "--timeout", "5", check=1)
+    finally:
+        fleet.proxy.dead = False
+    assert fleet.proxy.cuts[-1:] == ["answer-then-dead"] and fleet.proxy.uploads == n + 1
+    agent = hosts_by_name(doc)["h1"]["agent"]
+    assert doc["ok"] is False and agent["result"] == "failed", doc
+    assert agent["reason"].startswith("outcome unknown"), agent
+    assert "the connection broke" in agent["detail"], agent
+    row = row_of(fleet, doc)
+    # It did run: the updater's own record says so once it can be asked again.
+    assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
+    assert active(fleet) == "1.0.0"
