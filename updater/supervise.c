@@ -1052,6 +1052,9 @@ supervisor_adopt(struct supervisor *sv, pid_t pid, unsigned long long start_time
 	sv->p = p;
 	sv->generation++;
 	sv->adopted = 1;
+	/* An adopted process has no readiness pipe: it told the updater that started it. */
+	ready_close_locked(sv);
+	sv->ready = SV_READY_NONE;
 	sup_adopted(&sv->m, mono_ms(), age_ms_of(start_time));
 	log_info("%s: adopted pid %ld", sv->name, (long)pid);
 	wake_watcher(sv);
@@ -1160,6 +1163,9 @@ supervisor_status(struct supervisor *sv, struct supervisor_status *st)
 		st->next_start_in_ms = dl > now ? dl - now : 0;
 	}
 	snprintf(st->last_error, sizeof(st->last_error), "%s", sv->last_error);
+	/* Only the process running now: its own pipe, its own READY. */
+	st->ready_declared = sv->p.pid != 0 && sv->ready != SV_READY_NONE;
+	st->ready = sv->p.pid != 0 && sv->ready == SV_READY_SAID;
 	pthread_mutex_unlock(&sv->mu);
 }
 
@@ -1191,5 +1197,11 @@ supervisor_status_json(const struct supervisor_status *st, cJSON *obj)
 	    cJSON_CreateNull())) != 0) {
 		return -1;
 	}
-	return json_add_str(obj, "last_error", st->last_error[0] != '\0' ? st->last_error : NULL);
+	if (json_add_str(obj, "last_error", st->last_error[0] != '\0' ? st->last_error : NULL) != 0) {
+		return -1;
+	}
+	return json_add_bool(obj, "ready_declared", st->ready_declared) != 0 ||
+		json_add_bool(obj, "ready", st->ready) != 0
+	    ? -1
+	    : 0;
 }

@@ -250,6 +250,8 @@ struct supervisor_status {
 	int last_status;              /* wait status of the last exit; -1: none/unknown */
 	int64_t next_start_in_ms;     /* BACKOFF/CRASH_LOOP: ms to the next try; else -1 */
 	char last_error[256];         /* last spawn failure, "" if none */
+	int ready_declared;           /* the process was started with a readiness pipe */
+	int ready;                    /* ... and said READY on it */
 };
 
 void supervisor_status(struct supervisor *sv, struct supervisor_status *st);
@@ -257,7 +259,8 @@ void supervisor_status(struct supervisor *sv, struct supervisor_status *st);
 /*
  * Add the status to OBJ as {"state":..,"pid":..|null,"crash_loop":bool,
  * "restarts":..,"recent_crashes":..,"uptime_ms":..,"last_exit":".."|null,
- * "next_start_in_ms":..|null,"last_error":..|null}. Returns 0 or -1 (ENOMEM).
+ * "next_start_in_ms":..|null,"last_error":..|null,"ready_declared":bool,
+ * "ready":bool}. Returns 0 or -1 (ENOMEM).
  */
 int supervisor_status_json(const struct supervisor_status *st, cJSON *obj) WUR;
 

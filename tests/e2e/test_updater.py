@@ -300,7 +300,10 @@ def test_readiness(host, releases, tmp_path):
     st, _, body = host.push(v1)
     assert st == 200, body
     assert "--ready-fd" in agent_argv(host)
-    assert "agent: pid %d is ready" % host.health()["agent"]["pid"] in host.proc.stderr()
+    agent = host.health()["agent"]
+    assert "agent: pid %d is ready" % agent["pid"] in host.proc.stderr()
+    # /health says the agent declared readiness and said READY.
+    assert agent["ready_declared"] is True and agent["ready"] is True
 
     members = []
     for m, data in release_members(releases.get("2.0.0")):
@@ -315,6 +318,8 @@ def test_readiness(host, releases, tmp_path):
     assert st == 200, body
     assert body["release"]["version"] == "2.0.0"
     assert "--ready-fd" not in agent_argv(host)
+    agent = host.health()["agent"]
+    assert agent["ready_declared"] is False and agent["ready"] is False
     host.assert_clean()
 
 
@@ -696,6 +701,8 @@ def test_restart_adopts_agent(host, releases):
     host.start()
     h = host.health()
     assert h["agent"]["pid"] == pid
+    # An adopted agent has no readiness pipe to this updater.
+    assert h["agent"]["ready_declared"] is False and h["agent"]["ready"] is False
     assert host.agent_health()["version"] == "1.0.0"
     # Crash it: the supervisor restarts it.
     os.kill(pid, 9)

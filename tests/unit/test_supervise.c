@@ -589,7 +589,22 @@ test_driver_readiness(void **state)
 	assert_true(mono_ms() - t0 >= 150); /* it waited for the line, not just the spawn */
 	assert_int_equal(supervisor_wait_ready(sv, st.generation, 0), SUPERVISOR_READY);
 	assert_int_equal(supervisor_wait_ready(sv, st.generation + 1, 0), SUPERVISOR_READY_GONE);
+	/* What /health shows: declared, and said READY. */
+	supervisor_status(sv, &st);
+	assert_true(st.ready_declared);
+	assert_true(st.ready);
+	{
+		cJSON *js = cJSON_CreateObject();
+		assert_non_null(js);
+		assert_int_equal(supervisor_status_json(&st, js), 0);
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(js, "ready_declared")));
+		assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(js, "ready")));
+		cJSON_Delete(js);
+	}
 	assert_int_equal(supervisor_stop(sv, &e), 0);
+	supervisor_status(sv, &st);
+	assert_false(st.ready_declared); /* nothing runs */
+	assert_false(st.ready);
 
 	/* Silent: not ready within the timeout, but still running. */
 	spec.argv = silent;
@@ -598,6 +613,9 @@ test_driver_readiness(void **state)
 	supervisor_status(sv, &st);
 	assert_int_equal(supervisor_wait_ready(sv, st.generation, 300), SUPERVISOR_NOT_READY);
 	assert_int_equal(supervisor_alive(sv, st.generation), 1);
+	supervisor_status(sv, &st);
+	assert_true(st.ready_declared); /* declared, silent so far */
+	assert_false(st.ready);
 	assert_int_equal(supervisor_stop(sv, &e), 0);
 
 	/* Exits before saying it, or closes the pipe: gone, at once. */
@@ -623,6 +641,9 @@ test_driver_readiness(void **state)
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
 	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_NONE);
+	supervisor_status(sv, &st);
+	assert_false(st.ready_declared);
+	assert_false(st.ready);
 	t0 = mono_ms();
 	while (mono_ms() - t0 < 300) {
 		assert_int_equal(supervisor_alive(sv, st.generation), 1);
