@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -80,6 +81,29 @@ struct ip_count {
 	unsigned n;
 };
 
+/* A TCP connection whose TLS handshake is running (see hs_admit). */
+struct hs_slot {
+	int used;
+	int fd;
+	int heard;        /* the client sent its first bytes */
+	int evicted;      /* shut down to make room for a newer connection */
+	int64_t started;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+/* Refusal log lines from one address, aggregated over a window. */
+#define REFUSAL_WINDOW_MS 10000
+#define REFUSAL_TABLE 32
+#define REFUSAL_BURST 5
+#define REFUSAL_ALL_BURST 40
+struct refusal {
+	char ip[INET6_ADDRSTRLEN];
+	int64_t since;    /* 0: free */
+	unsigned logged;  /* logged in full in this window */
+	unsigned n;       /* refusals not logged yet */
+	char why[160];    /* the last one's reason */
+};
+
 struct httpd {
 	struct httpd_opts o;
 	struct MHD_Daemon *mhd;
@@ -95,7 +119,15 @@ struct httpd {
 	pthread_mutex_t mtx;      /* pending table, ip table */
 	pthread_cond_t relays_done;
 	struct pending_rec *pending;
-	struct ip_count ips[IP_TABLE_SIZE];
+	struct ip_count ips[IP_TABLE_SIZE]; /* authenticated, not privileged */
+	struct hs_slot *hs;       /* 2 * max_handshakes: evicted slots linger briefly */
+	unsigned hs_cap;
+	unsigned auth;            /* authenticated relays */
+	pthread_mutex_t log_mtx;  /* refusals */
+	struct refusal refusals[REFUSAL_TABLE];
+	int64_t refusal_since;    /* the window of refusal_lines */
+	unsigned refusal_lines;
+	unsigned refusal_others;  /* counted, from addresses not in the table */
 };
 
 struct resp_header {
@@ -914,43 +946,144 @@ mhd_access(void *cls, struct MHD_Connection *mc, const char *url, const char *me
 	return req_queue(r, 0);
 }
 
-/* ---- per-IP accounting ---- */
+/* ---- refusal logs ---- */
 
+/*
+ * Log refused connections without letting a flood write the disk full: per
+ * address and window, the first REFUSAL_BURST refusals are logged in full and
+ * the rest counted and summed up in one line ("N connections refused from A
+ * in the last T s") when the window ends (refusal_flush, from the accept
+ * loop). All addresses together get REFUSAL_ALL_BURST full lines per window;
+ * past that, refusals are only counted.
+ */
+static void
+refusal_log_summary(struct httpd *srv, struct refusal *f, int64_t now)
+{
+	if (f->n > 0) {
+		log_warnx("%s: %u connection%s refused from %s in the last %lld s (not logged "
+			  "one by one; the last: %s)",
+		    srv->o.name, f->n, f->n == 1 ? "" : "s", f->ip,
+		    (long long)((now - f->since + 999) / 1000), f->why);
+	}
+	f->n = 0;
+	f->logged = 0;
+}
+
+static void
+refusal_note(struct httpd *srv, const char *ip, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+refusal_note(struct httpd *srv, const char *ip, const char *fmt, ...)
+{
+	struct refusal *f = NULL;
+	struct refusal *oldest = NULL;
+	int64_t now = mono_ms();
+	char why[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&srv->log_mtx);
+	if (now - srv->refusal_since >= REFUSAL_WINDOW_MS) {
+		srv->refusal_since = now;
+		srv->refusal_lines = 0;
+	}
+	for (size_t i = 0; i < REFUSAL_TABLE; i++) {
+		struct refusal *c = &srv->refusals[i];
+		if (c->since != 0 && strcmp(c->ip, ip) == 0) {
+			f = c;
+			break;
+		}
+		if (oldest == NULL || c->since < oldest->since) {
+			oldest = c;
+		}
+	}
+	if (f == NULL && oldest->since != 0 && srv->refusal_lines >= REFUSAL_ALL_BURST) {
+		/* A flood from many addresses: count it without churning the table. */
+		srv->refusal_others++;
+		pthread_mutex_unlock(&srv->log_mtx);
+		return;
+	}
+	if (f == NULL) {
+		f = oldest;
+		if (f->since != 0) {
+			refusal_log_summary(srv, f, now);
+		}
+		memset(f, 0, sizeof(*f));
+		snprintf(f->ip, sizeof(f->ip), "%s", ip);
+		f->since = now;
+	} else if (now - f->since >= REFUSAL_WINDOW_MS) {
+		refusal_log_summary(srv, f, now);
+		f->since = now;
+	}
+	if (f->logged < REFUSAL_BURST && srv->refusal_lines < REFUSAL_ALL_BURST) {
+		f->logged++;
+		srv->refusal_lines++;
+		log_warnx("%s: connection from %s refused: %s", srv->o.name, ip, why);
+	} else {
+		f->n++;
+		snprintf(f->why, sizeof(f->why), "%s", why);
+	}
+	pthread_mutex_unlock(&srv->log_mtx);
+}
+
+/* Sum up the windows that ended (all of them with FORCE). */
+static void
+refusal_flush(struct httpd *srv, int force)
+{
+	int64_t now = mono_ms();
+
+	pthread_mutex_lock(&srv->log_mtx);
+	if (srv->refusal_others > 0 &&
+	    (force || now - srv->refusal_since >= REFUSAL_WINDOW_MS)) {
+		log_warnx("%s: %u more connections refused from other addresses in the last %d s",
+		    srv->o.name, srv->refusal_others, REFUSAL_WINDOW_MS / 1000);
+		srv->refusal_others = 0;
+	}
+	for (size_t i = 0; i < REFUSAL_TABLE; i++) {
+		struct refusal *c = &srv->refusals[i];
+		if (c->since != 0 && (force || now - c->since >= REFUSAL_WINDOW_MS)) {
+			refusal_log_summary(srv, c, now);
+			c->since = 0;
+		}
+	}
+	pthread_mutex_unlock(&srv->log_mtx);
+}
+
+/* ---- admission ---- */
+
+/* Authenticated connections of unprivileged peers per address; mtx held. */
 static int
-ip_acquire(struct httpd *srv, const char *ip)
+ip_acquire_locked(struct httpd *srv, const char *ip)
 {
 	struct ip_count *free_slot = NULL;
-	int ok = 0;
 
-	pthread_mutex_lock(&srv->mtx);
 	for (size_t i = 0; i < IP_TABLE_SIZE; i++) {
 		struct ip_count *c = &srv->ips[i];
 		if (c->n > 0 && strcmp(c->ip, ip) == 0) {
 			if (c->n < srv->o.max_conns_per_ip) {
 				c->n++;
-				ok = 1;
+				return 1;
 			}
-			free_slot = NULL;
-			goto out;
+			return 0;
 		}
 		if (c->n == 0 && free_slot == NULL) {
 			free_slot = c;
 		}
 	}
-	if (free_slot != NULL) {
-		snprintf(free_slot->ip, sizeof(free_slot->ip), "%s", ip);
-		free_slot->n = 1;
-		ok = 1;
+	if (free_slot == NULL) {
+		return 0;
 	}
-out:
-	pthread_mutex_unlock(&srv->mtx);
-	return ok;
+	snprintf(free_slot->ip, sizeof(free_slot->ip), "%s", ip);
+	free_slot->n = 1;
+	return 1;
 }
 
 static void
-ip_release(struct httpd *srv, const char *ip)
+ip_release_locked(struct httpd *srv, const char *ip)
 {
-	pthread_mutex_lock(&srv->mtx);
 	for (size_t i = 0; i < IP_TABLE_SIZE; i++) {
 		struct ip_count *c = &srv->ips[i];
 		if (c->n > 0 && strcmp(c->ip, ip) == 0) {
@@ -958,7 +1091,203 @@ ip_release(struct httpd *srv, const char *ip)
 			break;
 		}
 	}
+}
+
+/* 1 if the handshake in slot H has shown no sign of a client yet; mtx held. */
+static int
+hs_silent(const struct hs_slot *h)
+{
+	char c;
+
+	if (h->heard) {
+		return 0;
+	}
+	/* The relay marks it heard once it wakes; bytes may already be waiting. */
+	return recv(h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+/*
+ * The handshake to evict for a newcomer: the oldest silent one (a client
+ * that sent nothing; from IP only, unless NULL), else, unless SILENT_ONLY,
+ * the oldest one. -1 if there is none. mtx held.
+ */
+static int
+hs_victim(struct httpd *srv, const char *ip, int silent_only)
+{
+	int silent = -1;
+	int any = -1;
+
+	for (unsigned i = 0; i < srv->hs_cap; i++) {
+		const struct hs_slot *h = &srv->hs[i];
+		if (!h->used || h->evicted || (ip != NULL && strcmp(h->ip, ip) != 0)) {
+			continue;
+		}
+		if (any < 0 || h->started < srv->hs[any].started) {
+			any = (int)i;
+		}
+		if ((silent < 0 || h->started < srv->hs[silent].started) && hs_silent(h)) {
+			silent = (int)i;
+		}
+	}
+	return silent >= 0 || silent_only ? silent : any;
+}
+
+/*
+ * Admit a new TCP connection to the handshake stage, evicting an older
+ * handshake when its address holds max_conns_per_ip silent ones (the oldest
+ * of those goes) or the server runs max_handshakes (the oldest silent one
+ * goes, else the oldest); the evicted relay's socket is shut down, so its
+ * handshake fails at once. Handshakes that are under way are only evicted
+ * when nothing silent is left: a client with a certificate sends its
+ * ClientHello at once and is past the silent stage in a round trip.
+ * Returns the slot, or -1 when even the lingering evicted slots fill the
+ * table (the caller refuses the connection).
+ */
+static int
+hs_admit(struct httpd *srv, int fd, const char *ip, int *evicted, char *victim_ip,
+    size_t victim_len)
+{
+	unsigned live = 0;
+	unsigned ip_silent = 0;
+	int slot = -1;
+	int v = -1;
+
+	*evicted = 0;
+	pthread_mutex_lock(&srv->mtx);
+	for (unsigned i = 0; i < srv->hs_cap; i++) {
+		const struct hs_slot *h = &srv->hs[i];
+		if (h->used && !h->evicted) {
+			live++;
+			if (strcmp(h->ip, ip) == 0 && hs_silent(h)) {
+				ip_silent++;
+			}
+		}
+	}
+	if (ip_silent >= srv->o.max_conns_per_ip) {
+		v = hs_victim(srv, ip, 1);
+	} else if (live >= srv->o.max_handshakes) {
+		v = hs_victim(srv, NULL, 0);
+	}
+	if (v >= 0) {
+		struct hs_slot *h = &srv->hs[v];
+		/* The relay owns the fd and frees the slot before closing it. */
+		(void)shutdown(h->fd, SHUT_RDWR);
+		h->evicted = 1;
+		*evicted = 1;
+		snprintf(victim_ip, victim_len, "%s", h->ip);
+	}
+	for (unsigned i = 0; i < srv->hs_cap; i++) {
+		if (!srv->hs[i].used) {
+			slot = (int)i;
+			break;
+		}
+	}
+	if (slot >= 0) {
+		struct hs_slot *h = &srv->hs[slot];
+		memset(h, 0, sizeof(*h));
+		h->used = 1;
+		h->fd = fd;
+		h->started = mono_ms();
+		snprintf(h->ip, sizeof(h->ip), "%s", ip);
+	}
 	pthread_mutex_unlock(&srv->mtx);
+	return slot;
+}
+
+/* The relay is past its handshake: free SLOT. Returns 1 if it was evicted. */
+static int
+hs_release(struct httpd *srv, int slot)
+{
+	int evicted;
+
+	pthread_mutex_lock(&srv->mtx);
+	evicted = srv->hs[slot].evicted;
+	memset(&srv->hs[slot], 0, sizeof(srv->hs[slot]));
+	srv->hs[slot].fd = -1;
+	pthread_mutex_unlock(&srv->mtx);
+	return evicted;
+}
+
+/* The client sent its first bytes; 0 if the slot was evicted meanwhile. */
+static int
+hs_heard(struct httpd *srv, int slot)
+{
+	int ok;
+
+	pthread_mutex_lock(&srv->mtx);
+	ok = !srv->hs[slot].evicted;
+	srv->hs[slot].heard = 1;
+	pthread_mutex_unlock(&srv->mtx);
+	return ok;
+}
+
+/*
+ * An authenticated peer takes a connection: privileged roles may use all
+ * max_conns, the others max_conns - reserved_conns and max_conns_per_ip per
+ * address. Returns 1 if admitted.
+ */
+static int
+auth_admit(struct httpd *srv, const struct tls_identity *id, const char *ip, int *privileged)
+{
+	int ok;
+
+	*privileged = (srv->o.privileged_roles & TLS_ROLEBIT(id->role)) != 0;
+	pthread_mutex_lock(&srv->mtx);
+	if (*privileged) {
+		ok = srv->auth < srv->o.max_conns;
+	} else {
+		ok = srv->auth + srv->o.reserved_conns < srv->o.max_conns &&
+		     ip_acquire_locked(srv, ip);
+	}
+	if (ok) {
+		srv->auth++;
+	}
+	pthread_mutex_unlock(&srv->mtx);
+	return ok;
+}
+
+static void
+auth_release(struct httpd *srv, const char *ip, int privileged)
+{
+	pthread_mutex_lock(&srv->mtx);
+	srv->auth--;
+	if (!privileged) {
+		ip_release_locked(srv, ip);
+	}
+	pthread_mutex_unlock(&srv->mtx);
+}
+
+/* Tell a peer we have no room for it (503, JSON, close), best effort. */
+static void
+auth_refuse(struct httpd *srv, struct tls_conn *tls)
+{
+	char body[256];
+	char resp[512];
+	struct err e = ERR_INIT;
+	int n;
+
+	if (srv->o.error_style == HTTPD_ERRORS_UPDATER) {
+		n = snprintf(body, sizeof(body),
+		    "{\"detail\":{\"error\":\"server busy: every connection is taken, try again\","
+		    "\"stderr\":\"\",\"rolled_back\":false}}\n");
+	} else {
+		n = snprintf(body, sizeof(body),
+		    "{\"detail\":{\"error\":\"server busy: every connection is taken, try "
+		    "again\"}}\n");
+	}
+	if (n < 0 || (size_t)n >= sizeof(body)) {
+		return;
+	}
+	n = snprintf(resp, sizeof(resp),
+	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+	    n, body);
+	if (n < 0 || (size_t)n >= sizeof(resp)) {
+		return;
+	}
+	if (tls_write_all_deadline(tls, resp, (size_t)n, mono_ms() + 1000, &e) == 0) {
+		tls_close_notify(tls);
+	}
 }
 
 /* ---- the relay ---- */
@@ -966,6 +1295,7 @@ ip_release(struct httpd *srv, const char *ip)
 struct relay_arg {
 	struct httpd *srv;
 	int fd;
+	int slot;                     /* in srv->hs until the handshake ends */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char ip[INET6_ADDRSTRLEN];
@@ -1309,6 +1639,9 @@ relay_thread(void *p)
 	int sp[2] = { -1, -1 };
 	struct err e = ERR_INIT;
 	int rc;
+	int admitted = 0;
+	int privileged = 0;
+	int evicted;
 
 	/*
 	 * TLS handshakes are ping-pongs of small records: without TCP_NODELAY,
@@ -1321,16 +1654,52 @@ relay_thread(void *p)
 			log_debug("%s: TCP_NODELAY: %s", srv->o.name, strerror(errno));
 		}
 	}
+	/*
+	 * Until the client sends its first bytes its handshake counts as silent,
+	 * the first to be evicted when handshake slots run out (hs_admit).
+	 */
+	{
+		struct pollfd pfd;
+		pfd.fd = ra->fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		int pr = poll(&pfd, 1, srv->o.header_timeout_ms > 0 ? srv->o.header_timeout_ms
+								: 10000);
+		if (pr <= 0 || !hs_heard(srv, ra->slot)) {
+			evicted = hs_release(srv, ra->slot);
+			if (!atomic_load(&srv->stopping)) {
+				refusal_note(srv, ra->ip, "%s",
+				    evicted ? "silent connection evicted: the handshake slots "
+					      "were full"
+					    : "nothing sent: no TLS handshake started in time");
+			}
+			close(ra->fd);
+			goto out;
+		}
+	}
 	pthread_mutex_lock(&srv->mtx);
 	ctx = tls_ctx_ref(srv->o.tls);
 	pthread_mutex_unlock(&srv->mtx);
 	rc = tls_accept(ctx, ra->fd, &tls, &id, &e);
 	tls_ctx_free(ctx); /* the connection keeps its own reference */
+	evicted = hs_release(srv, ra->slot);
 	if (rc != 0) {
-		log_info("%s: connection from %s refused: %s", srv->o.name, ra->ip, err_msg(&e));
+		if (!atomic_load(&srv->stopping)) {
+			refusal_note(srv, ra->ip, "%s",
+			    evicted ? "handshake evicted: the handshake slots were full"
+				    : err_msg(&e));
+		}
 		close(ra->fd);
 		goto out;
 	}
+	if (!auth_admit(srv, &id, ra->ip, &privileged)) {
+		refusal_note(srv, ra->ip,
+		    "%s certificate CN=%s: busy, every connection open to its role is taken (503)",
+		    tls_role_name(id.role), id.cn);
+		auth_refuse(srv, tls);
+		goto out;
+	}
+	admitted = 1;
 	log_debug("%s: %s connected as %s (%s)%s", srv->o.name, ra->ip, id.cn,
 	    tls_role_name(id.role), id.resumed ? " [resumed]" : "");
 	if (id.role == TLS_ROLE_UNKNOWN) {
@@ -1415,7 +1784,9 @@ out:
 	tls_close(tls);
 	rec_unref(rec);
 	free(rl);
-	ip_release(srv, ra->ip);
+	if (admitted) {
+		auth_release(srv, ra->ip, privileged);
+	}
 	free(ra);
 	pthread_mutex_lock(&srv->mtx);
 	if (atomic_fetch_sub(&srv->conns, 1) == 1) {
@@ -1436,7 +1807,10 @@ accept_thread(void *p)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = srv->accept_wake_fd;
 		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, -1) < 0) {
+		/* Wake at least every second to sum up refusal logs. */
+		int pr = poll(pfd, 2, 1000);
+		refusal_flush(srv, 0);
+		if (pr < 0) {
 			if (errno == EINTR) {
 				continue;
 			}
@@ -1471,19 +1845,20 @@ accept_thread(void *p)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&ra->addr)->sin_addr, ra->ip,
 			    sizeof(ra->ip));
 		}
-		if (atomic_load(&srv->conns) >= srv->o.max_conns) {
-			log_warnx("%s: connection from %s refused: %u connections already",
-			    srv->o.name, ra->ip, srv->o.max_conns);
-			close(ra->fd);
-			free(ra);
-			continue;
-		}
-		if (!ip_acquire(srv, ra->ip)) {
-			log_warnx("%s: connection from %s refused: per-address limit of %u reached",
-			    srv->o.name, ra->ip, srv->o.max_conns_per_ip);
-			close(ra->fd);
-			free(ra);
-			continue;
+		{
+			char victim[INET6_ADDRSTRLEN];
+			int ev;
+			ra->slot = hs_admit(srv, ra->fd, ra->ip, &ev, victim, sizeof(victim));
+			if (ra->slot < 0) {
+				refusal_note(srv, ra->ip, "every handshake slot is taken");
+				close(ra->fd);
+				free(ra);
+				continue;
+			}
+			if (ev) {
+				log_debug("%s: a handshake from %s evicted for %s", srv->o.name,
+				    victim, ra->ip);
+			}
 		}
 		atomic_fetch_add(&srv->conns, 1);
 		pthread_t t;
@@ -1495,7 +1870,7 @@ accept_thread(void *p)
 		if (pthread_create(&t, &attr, relay_thread, ra) != 0) {
 			log_warnx("%s: cannot start a thread for %s", srv->o.name, ra->ip);
 			atomic_fetch_sub(&srv->conns, 1);
-			ip_release(srv, ra->ip);
+			(void)hs_release(srv, ra->slot);
 			close(ra->fd);
 			free(ra);
 		}
@@ -1512,6 +1887,8 @@ httpd_opts_init(struct httpd_opts *o)
 	o->name = "httpd";
 	o->max_conns = 64;
 	o->max_conns_per_ip = 16;
+	o->privileged_roles = TLS_ROLEBIT(TLS_ROLE_MASTER) | TLS_ROLEBIT(TLS_ROLE_UPDATER);
+	o->reserved_conns = UINT_MAX; /* max_conns / 4, decided in httpd_start */
 	o->idle_timeout_s = 30;
 	o->header_timeout_ms = 10000;
 	o->request_timeout_ms = 60000;
@@ -1531,6 +1908,28 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, struct err *e)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
 	srv->o = *o;
+	if (srv->o.max_conns == 0) {
+		srv->o.max_conns = 1;
+	}
+	if (srv->o.reserved_conns == UINT_MAX) {
+		srv->o.reserved_conns = srv->o.max_conns / 4;
+	}
+	if (srv->o.reserved_conns >= srv->o.max_conns) {
+		srv->o.reserved_conns = srv->o.max_conns - 1;
+	}
+	if (srv->o.max_handshakes == 0) {
+		srv->o.max_handshakes = 2 * srv->o.max_conns;
+	}
+	srv->hs_cap = 2 * srv->o.max_handshakes;
+	srv->hs = calloc(srv->hs_cap, sizeof(*srv->hs));
+	if (srv->hs == NULL) {
+		free(srv);
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	for (unsigned i = 0; i < srv->hs_cap; i++) {
+		srv->hs[i].fd = -1;
+	}
+	pthread_mutex_init(&srv->log_mtx, NULL);
 	/* Our own reference: httpd_set_tls() may swap it while we run. */
 	if (srv->o.tls != NULL) {
 		srv->o.tls = tls_ctx_ref(srv->o.tls);
@@ -1609,7 +2008,9 @@ fail:
 	}
 	pthread_mutex_destroy(&srv->mtx);
 	pthread_cond_destroy(&srv->relays_done);
+	pthread_mutex_destroy(&srv->log_mtx);
 	tls_ctx_free(srv->o.tls);
+	free(srv->hs);
 	free(srv);
 	return -1;
 }
@@ -1651,6 +2052,15 @@ httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd)
 		log_warnx("%s: %u request(s) still running after %d ms; cutting them", srv->o.name,
 		    atomic_load(&srv->requests), grace_ms);
 	}
+	/* Cut the handshakes still running: nobody will serve them. */
+	pthread_mutex_lock(&srv->mtx);
+	for (unsigned i = 0; i < srv->hs_cap; i++) {
+		if (srv->hs[i].used && !srv->hs[i].evicted) {
+			(void)shutdown(srv->hs[i].fd, SHUT_RDWR);
+			srv->hs[i].evicted = 1;
+		}
+	}
+	pthread_mutex_unlock(&srv->mtx);
 	/* Wake every relay: they close their socketpair ends and TLS sockets,
 	 * so libmicrohttpd's connection threads see EOF and end. */
 	if (write(srv->wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one)) {
@@ -1673,10 +2083,13 @@ httpd_stop(struct httpd *srv, int grace_ms, int keep_listen_fd)
 	}
 	close(srv->wake_fd);
 	close(srv->accept_wake_fd);
+	refusal_flush(srv, 1);
 	pthread_mutex_destroy(&srv->mtx);
 	pthread_cond_destroy(&srv->relays_done);
+	pthread_mutex_destroy(&srv->log_mtx);
 	log_info("%s: stopped", srv->o.name);
 	tls_ctx_free(srv->o.tls);
+	free(srv->hs);
 	free(srv);
 }
 

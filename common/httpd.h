@@ -78,8 +78,23 @@ struct httpd_opts {
 	size_t nroutes;
 	const char *name;           /* for logs, e.g. "agent" */
 	enum httpd_error_style error_style;
-	unsigned max_conns;         /* total connections (default 64) */
+	/*
+	 * Admission (see wiki/Architecture.md). TLS handshakes in progress have
+	 * their own budget, max_handshakes; a new connection past it evicts the
+	 * oldest handshake whose client has not sent a byte yet (else the
+	 * oldest), and one address may hold max_conns_per_ip such silent
+	 * connections (past that its oldest goes): silent or stalled
+	 * connections without a certificate cannot lock anyone out.
+	 * Authenticated connections: at most max_conns; peers whose role is in
+	 * privileged_roles may use them all, the others only max_conns -
+	 * reserved_conns and max_conns_per_ip per address; a peer past its
+	 * limit gets 503 and is closed.
+	 */
+	unsigned max_conns;         /* default 64 */
 	unsigned max_conns_per_ip;  /* default 16 */
+	unsigned max_handshakes;    /* default (0) 2 * max_conns */
+	unsigned privileged_roles;  /* TLS_ROLEBIT mask; default master and updater */
+	unsigned reserved_conns;    /* default max_conns / 4 */
 	unsigned idle_timeout_s;    /* keep-alive idle (default 30) */
 	int header_timeout_ms;      /* first byte of a request to end of headers (10000) */
 	int request_timeout_ms;     /* default per-request deadline (60000) */

@@ -452,7 +452,15 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	j->attempts++;
 	if (httpc_connect(p->c->tls, &t, &conn, &he) != 0) {
 		snprintf(err, sizeof(err), "%s", err_msg(&he));
-		result_transport(r, "unreachable", err);
+		/*
+		 * TCP connected but the handshake was cut or not finished: the
+		 * updater is up and busy (hostile or heavy traffic takes its
+		 * handshake slots), not down. Retried like a 503.
+		 */
+		int busy = strncmp(err, "TLS handshake", 13) == 0 &&
+			   (strstr(err, "EOF") != NULL || strstr(err, "reset") != NULL ||
+			       strstr(err, "timed out") != NULL);
+		result_transport(r, busy ? "busy" : "unreachable", err);
 		*retryable = !swarm_err_is_pin_mismatch(err);
 		return;
 	}

@@ -14,6 +14,8 @@ import time
 import pytest
 
 from conftest import wait_until
+from hostile_util import Pollers, SilentFlood
+from swarm_util import Fleet, make_release
 from test_updater import Host, releases  # noqa: F401 (releases is a fixture)
 
 
@@ -197,3 +199,79 @@ def test_only_operation_routes_get_the_long_deadline(procs, tmp_path, pki, relea
         b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n", pki.master, 3)
     assert took >= 3
     assert host.health()["status"] == "ok"
+
+
+# ------------------------------------------------------------ starvation
+
+def test_silent_connections_do_not_starve_the_probe(host, releases, pki):
+    """16 silent connections from 127.0.0.1 filled the agent's per-address
+    limit: the probe of a good release failed and it went to releases/failed."""
+    st, _, body = host.push(releases.get("1.0.0"))
+    assert st == 200, body
+    flood = SilentFlood(host.agent_port, count=16)
+    try:
+        wait_until(lambda: flood.opened >= 16, 10, "the flood to connect")
+        st, _, body = host.push(releases.get("2.0.0"))
+        assert st == 200, body
+        assert json.loads(body["probe"])["version"] == "2.0.0"
+        # The flood was there all along: it lost connections to the probe.
+        assert flood.closed_by_server > 0
+    finally:
+        flood.stop()
+    assert host.health()["status"] == "ok"
+    assert os.listdir(os.path.join(host.root, "releases", "failed")) == []
+    host.wait_agent("2.0.0")
+
+
+def test_push_through_a_flood(tmp_path, build_dir):
+    """While connections without a certificate hold every slot of the agent and
+    of the updater (from 10 addresses, reopened as soon as they are dropped) and
+    50 clients with a non-master certificate poll /health, a master push of a
+    good release succeeds and the host ends healthy on it."""
+    fleet = Fleet(tmp_path / "fleet")
+    floods = []
+    pollers = None
+    try:
+        fleet.enroll("h1")
+        fleet.start("h1")
+        out = str(tmp_path / "rel")
+        os.mkdir(out)
+        v1 = make_release(build_dir, "1.0.0", out)
+        v2 = make_release(build_dir, "2.0.0", out)
+        doc = fleet.json("swarm", "update", "--host", "h1", "--release", v1)
+        assert doc["ok"] is True, doc
+        agent_port, updater_port = fleet.ports["h1"]
+        bundle = fleet.bundle("h1")
+        # 160 silent connections each: more than the handshake budget of both
+        # (2 * max_conns: 64 on the updater, 128 on the agent).
+        sources = ["127.0.0.%d" % i for i in range(1, 11)]
+        floods = [SilentFlood(agent_port, sources, 16), SilentFlood(updater_port, sources, 16)]
+        pollers = Pollers(os.path.join(bundle, "ca.crt"), updater_port,
+                          (os.path.join(bundle, "agent.crt"), os.path.join(bundle, "agent.key")))
+        wait_until(lambda: all(f.held() >= 150 for f in floods) and
+                   sum(pollers.answers.values()) >= 50, 30, "the flood to be in place")
+
+        doc = fleet.json("swarm", "update", "--host", "h1", "--release", v2)
+        assert doc["ok"] is True, doc
+        (h,) = doc["hosts"]
+        assert h["agent"]["result"] == "updated" and h["agent"]["version"] == "2.0.0", h
+        # The flood really held slots and kept coming back.
+        assert all(f.closed_by_server > 0 for f in floods)
+        assert pollers.answers.get("200", 0) > 0, pollers.answers
+    finally:
+        if pollers is not None:
+            pollers.stop()
+        for f in floods:
+            f.stop()
+        st = None
+        if fleet.procs:
+            st = fleet.json("swarm", "status", "--host", "h1", check=None)
+        fleet.stop_all()
+    (host,) = st["hosts"]
+    assert host["active"]["version"] == "2.0.0", host
+    failed = os.path.join(fleet.install_dir("h1"), "releases", "failed")
+    assert not os.path.isdir(failed) or os.listdir(failed) == []
+    # The refusals were logged, but summed up rather than one line each.
+    log = fleet.procs["h1"].stderr()
+    assert re.search(r"connections? refused from 127\.0\.0\.\d in the last \d+ s", log), log[-3000:]
+    assert log.count("refused") < 400
