@@ -1654,32 +1654,37 @@ relay_thread(void *p)
 			log_debug("%s: TCP_NODELAY: %s", srv->o.name, strerror(errno));
 		}
 	}
+	pthread_mutex_lock(&srv->mtx);
+	ctx = tls_ctx_ref(srv->o.tls);
+	pthread_mutex_unlock(&srv->mtx);
 	/*
 	 * Until the client sends its first bytes its handshake counts as silent,
 	 * the first to be evicted when handshake slots run out (hs_admit).
 	 */
 	{
 		struct pollfd pfd;
+		int hs_ms = tls_ctx_handshake_timeout(ctx);
 		pfd.fd = ra->fd;
 		pfd.events = POLLIN;
 		pfd.revents = 0;
-		int pr = poll(&pfd, 1, srv->o.header_timeout_ms > 0 ? srv->o.header_timeout_ms
-								: 10000);
+		int pr = poll(&pfd, 1, hs_ms);
 		if (pr <= 0 || !hs_heard(srv, ra->slot)) {
 			evicted = hs_release(srv, ra->slot);
 			if (!atomic_load(&srv->stopping)) {
-				refusal_note(srv, ra->ip, "%s",
-				    evicted ? "silent connection evicted: the handshake slots "
-					      "were full"
-					    : "nothing sent: no TLS handshake started in time");
+				if (evicted) {
+					refusal_note(srv, ra->ip, "silent connection evicted: the "
+								  "handshake slots were full");
+				} else {
+					refusal_note(srv, ra->ip,
+					    "TLS handshake: timed out after %d ms (nothing sent)",
+					    hs_ms);
+				}
 			}
+			tls_ctx_free(ctx);
 			close(ra->fd);
 			goto out;
 		}
 	}
-	pthread_mutex_lock(&srv->mtx);
-	ctx = tls_ctx_ref(srv->o.tls);
-	pthread_mutex_unlock(&srv->mtx);
 	rc = tls_accept(ctx, ra->fd, &tls, &id, &e);
 	tls_ctx_free(ctx); /* the connection keeps its own reference */
 	evicted = hs_release(srv, ra->slot);
@@ -1912,7 +1917,10 @@ httpd_start(const struct httpd_opts *o, struct httpd **out, struct err *e)
 		srv->o.max_conns = 1;
 	}
 	if (srv->o.reserved_conns == UINT_MAX) {
-		srv->o.reserved_conns = srv->o.max_conns / 4;
+		srv->o.reserved_conns = srv->o.max_conns > 1 ? srv->o.max_conns / 4 : 0;
+		if (srv->o.reserved_conns == 0 && srv->o.max_conns > 1) {
+			srv->o.reserved_conns = 1;
+		}
 	}
 	if (srv->o.reserved_conns >= srv->o.max_conns) {
 		srv->o.reserved_conns = srv->o.max_conns - 1;

@@ -94,7 +94,7 @@ struct httpd_opts {
 	unsigned max_conns_per_ip;  /* default 16 */
 	unsigned max_handshakes;    /* default (0) 2 * max_conns */
 	unsigned privileged_roles;  /* TLS_ROLEBIT mask; default master and updater */
-	unsigned reserved_conns;    /* default max_conns / 4 */
+	unsigned reserved_conns;    /* default max_conns / 4, at least 1 */
 	unsigned idle_timeout_s;    /* keep-alive idle (default 30) */
 	int header_timeout_ms;      /* first byte of a request to end of headers (10000) */
 	int request_timeout_ms;     /* default per-request deadline (60000) */

@@ -567,6 +567,12 @@ tls_ctx_own_fingerprint(const struct tls_ctx *c)
 }
 
 int
+tls_ctx_handshake_timeout(const struct tls_ctx *ctx)
+{
+	return ctx->hs_timeout_ms;
+}
+
+int
 tls_ctx_own_identity(const struct tls_ctx *c, struct tls_identity *out)
 {
 	if (!c->have_own) {

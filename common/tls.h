@@ -129,6 +129,8 @@ const char *tls_ctx_master_cn(const struct tls_ctx *ctx);
 const char *tls_ctx_own_fingerprint(const struct tls_ctx *ctx);
 /* Identity of our own leaf (not_after for /health); -1 without one. */
 int tls_ctx_own_identity(const struct tls_ctx *ctx, struct tls_identity *out) WUR;
+/* The handshake deadline of a server context, in ms. */
+int tls_ctx_handshake_timeout(const struct tls_ctx *ctx);
 
 /*
  * Revocation: one process-wide set of revoked certificate serials (canonical

@@ -395,42 +395,73 @@ def test_trickling_client_cut_by_header_timeout(testd, pki):
 
 def test_per_ip_connection_limit(testd, pki):
     srv = testd("--max-per-ip", "2")
-    held = [tls_socket(srv, pki), tls_socket(srv, pki)]
+    held = [tls_socket(srv, pki, cert="agent"), tls_socket(srv, pki, cert="agent")]
     try:
         for s in held:
             s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(s)[0] == 200
-        # A third connection from the same address is closed at once, before TLS.
-        t0 = time.monotonic()
-        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
-            tls_socket(srv, pki).close()
-        assert time.monotonic() - t0 < 5.0
-        srv.wait_log(r"refused: per-address limit of 2 reached")
-        rc, code, _, _ = curl(srv, pki, "/whoami")
-        assert rc != 0 and code is None
+        # A third agent connection from the same address is told it is busy.
+        s3 = tls_socket(srv, pki, cert="agent")
+        try:
+            st, hdrs, body = read_response(s3)
+        finally:
+            s3.close()
+        assert st == 503 and hdrs.get("retry-after") == "1", (st, hdrs)
+        assert "server busy" in json.loads(body)["detail"]["error"]
+        srv.wait_log(r"refused: agent certificate CN=host1: busy")
+        rc, code, _, _ = curl(srv, pki, "/whoami", cert="agent")
+        assert code == 503
+        # The master is not limited per address.
+        assert curl(srv, pki, "/whoami")[1] == 200
         # The held connections are unaffected.
         for s in held:
             s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(s)[0] == 200
         held.pop().close()
         # Once one is closed, the slot frees (the relay notices the EOF).
-        wait_until(lambda: curl(srv, pki, "/whoami")[1] == 200, 10, "a freed slot")
+        wait_until(lambda: curl(srv, pki, "/whoami", cert="agent")[1] == 200, 10,
+                   "a freed slot")
     finally:
         for s in held:
             s.close()
     wait_until(lambda: stats(srv, pki)["connections"] == 1, 10, "connections to drain")
 
 
+def test_silent_connections_evicted_per_address(testd, pki):
+    """An address holds at most --max-per-ip silent connections: a newer one
+    evicts its oldest, and a real client still gets through."""
+    srv = testd("--max-per-ip", "2")
+    silent = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(3)]
+    try:
+        silent[0].settimeout(10)
+        t0 = time.monotonic()
+        try:
+            assert silent[0].recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 5.0
+        srv.wait_log(r"silent connection evicted")
+        assert curl(srv, pki, "/whoami")[1] == 200
+    finally:
+        for s in silent:
+            s.close()
+
+
 def test_total_connection_limit(testd, pki):
+    """Of --max-conns 3, one is kept for the master and the updater."""
     srv = testd("--max-conns", "3")
-    held = [tls_socket(srv, pki) for _ in range(3)]
+    held = [tls_socket(srv, pki, cert="agent") for _ in range(2)]
     try:
         for s in held:
             s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(s)[0] == 200
-        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
-            tls_socket(srv, pki).close()
-        srv.wait_log(r"refused: 3 connections already")
+        assert curl(srv, pki, "/whoami", cert="agent")[1] == 503
+        srv.wait_log(r"busy, every connection open to its role is taken")
+        held.append(tls_socket(srv, pki))
+        held[-1].sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(held[-1])[0] == 200
+        # All 3 taken: even the master is told it is busy.
+        assert curl(srv, pki, "/whoami")[1] == 503
     finally:
         for s in held:
             s.close()
@@ -583,11 +614,12 @@ def test_body_limit_and_bad_multipart(testd, pki):
     rc, code, body, _ = curl(srv, pki, "/small", extra=["--data-binary", "x" * 1025])
     assert code == 413, body
     assert "exceeds the limit of 1024 bytes" in json.loads(body)["detail"]["error"]
-    # Chunked (no Content-Length): the limit is enforced as bytes arrive.
+    # Chunked (no Content-Length): refused from the headers, the body unread.
     rc, code, body, _ = curl(srv, pki, "/small",
                              extra=["-H", "Transfer-Encoding: chunked",
                                     "--data-binary", "@-"], input=b"y" * 200000)
-    assert code == 413, (rc, body)
+    assert code == 400, (rc, body)
+    assert "Transfer-Encoding" in json.loads(body)["detail"]["error"]
     rc, code, body, _ = curl(srv, pki, "/form", extra=["--data-binary", "not multipart"])
     assert code == 400 and "multipart" in json.loads(body)["detail"]["error"]
     assert_serves(srv, pki)
