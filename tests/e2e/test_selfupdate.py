@@ -19,7 +19,7 @@ import pytest
 
 from conftest import Proc, bin_path, wait_until
 from release_util import Releases, sha256_file
-from worker_util import write_worker_configs
+from worker_util import Worker, curl
 
 FALLBACK_VERSION = "0.1.0"
 PROBATION_DEADLINE_MS = 10000
@@ -33,42 +33,14 @@ def releases(build_dir, tmp_path_factory):
     return Releases(build_dir, str(tmp_path_factory.mktemp("releases")), test_hooks=True)
 
 
-def curl(pki, who, url, *extra, check=True):
-    """curl with client cert WHO; returns (status, headers, body text), or None
-    when CHECK is false and the transfer failed (connection cut)."""
-    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "-o", "-", "-D", "-"]
-    if who is not None:
-        argv += ["--cert", who[0], "--key", who[1]]
-    argv += list(extra) + [url]
-    r = subprocess.run(argv, capture_output=True, timeout=90)
-    if r.returncode != 0:
-        assert not check, r.stderr.decode(errors="replace")
-        return None
-    out = r.stdout.decode(errors="replace")
-    while out.startswith("HTTP/1.1 1"):
-        out = out.partition("\r\n\r\n")[2]
-    head, _, body = out.partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), headers, body
-
-
-class Host:
-    """An install dir, an agent config, tandem-launcher running tandem-updater."""
+class Host(Worker):
+    """A worker whose tandem-updater runs under tandem-launcher."""
 
     def __init__(self, procs, tmp_path, pki, env=None, stable_ms=PROBATION_STABLE_MS,
                  updater_args=()):
-        self.pki = pki
-        self.tmp = tmp_path
-        self.procs = procs
-        self.root = str(tmp_path / "install")
-        self.tree = os.path.join(self.root, "updater")
         # stop_agent_on_exit is true: the handover must keep the agent even so.
-        self.agent_port, self.agent_conf, self.conf = write_worker_configs(
-            tmp_path, pki, self.root)
+        super().__init__(procs, tmp_path, pki)
+        self.tree = os.path.join(self.root, "updater")
         self.proc = Proc([bin_path("tandem-launcher"), "--config", self.conf,
                           "--updater", bin_path("tandem-updater"),
                           "--probation-deadline", str(PROBATION_DEADLINE_MS),
@@ -80,28 +52,8 @@ class Host:
         m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
         self.port = int(m.group(1))
 
-    def url(self, path):
-        return "https://127.0.0.1:%d%s" % (self.port, path)
-
-    def get(self, path):
-        st, _, body = curl(self.pki, self.pki.master, self.url(path))
-        return st, json.loads(body)
-
-    def health(self):
-        st, h = self.get("/health")
-        assert st == 200
-        return h
-
-    def history(self):
-        st, h = self.get("/history")
-        assert st == 200
-        return h["history"]
-
     def push(self, tarball):
-        st, headers, body = curl(self.pki, self.pki.master, self.url("/update"),
-                                 "-F", "sha=agent", "-F", "sha256=%s" % sha256_file(tarball),
-                                 "-F", "tarball=@%s;type=application/gzip" % tarball)
-        return st, headers, json.loads(body)
+        return super().push(tarball, label="agent")
 
     def push_self(self, tarball, confirm="true", check=True):
         args = ["-F", "sha=self", "-F", "sha256=%s" % sha256_file(tarball)]
@@ -121,14 +73,7 @@ class Host:
 
     def tree_state(self):
         """What a refused self-update must leave exactly as it was."""
-        rel = os.path.join(self.tree, "releases")
-        out = {}
-        for slot in ("active", "prev"):
-            p = os.path.join(rel, slot, "release.json")
-            if os.path.exists(p):
-                with open(p) as f:
-                    out[slot] = json.load(f)["id"]
-        return out
+        return self.slots(self.tree)
 
     def assert_tree_clean(self):
         for p in ("releases/active.new", "releases/prev.old", "state/journal.json",

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Proc, bin_path, wait_until
 from release_util import Releases, sha256_file
-from worker_util import write_worker_configs
+from worker_util import Worker
 
 
 # ---------------------------------------------------------------- helpers
@@ -28,37 +28,11 @@ def releases(build_dir, tmp_path_factory):
     return Releases(build_dir, str(tmp_path_factory.mktemp("releases")))
 
 
-def curl(pki, who, url, *extra):
-    """curl with client cert WHO; returns (status, headers, body text)."""
-    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "-o", "-", "-D", "-"]
-    if who is not None:
-        argv += ["--cert", who[0], "--key", who[1]]
-    argv += list(extra) + [url]
-    r = subprocess.run(argv, capture_output=True, timeout=90)
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    out = r.stdout.decode(errors="replace")
-    # Skip interim responses (100 Continue).
-    while out.startswith("HTTP/1.1 1"):
-        out = out.partition("\r\n\r\n")[2]
-    head, _, body = out.partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), headers, body
-
-
-class Host:
-    """An install dir, an agent config and a running tandem-updater."""
+class Host(Worker):
+    """A worker whose tandem-updater runs directly (no launcher)."""
 
     def __init__(self, procs, tmp_path, pki, name="updater", **cfg):
-        self.pki = pki
-        self.tmp = tmp_path
-        self.procs = procs
-        self.root = str(tmp_path / "install")
-        self.agent_port, self.agent_conf, self.conf = write_worker_configs(
-            tmp_path, pki, self.root, cfg)
+        super().__init__(procs, tmp_path, pki, cfg)
         self.name = name
         self.start()
 
@@ -69,59 +43,6 @@ class Host:
         if wait:
             m = self.proc.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
             self.port = int(m.group(1))
-
-    def url(self, path):
-        return "https://127.0.0.1:%d%s" % (self.port, path)
-
-    def get(self, path, who=None):
-        st, _, body = curl(self.pki, who or self.pki.master, self.url(path))
-        return st, json.loads(body)
-
-    def health(self):
-        st, h = self.get("/health")
-        assert st == 200
-        return h
-
-    def push(self, tarball, sha256=None, label="label", who=None, fields=None):
-        args = []
-        if fields is not None:
-            args = fields
-        else:
-            args = ["-F", "sha=%s" % label]
-            if sha256 is not False:
-                args += ["-F", "sha256=%s" % (sha256 or sha256_file(tarball))]
-            args += ["-F", "tarball=@%s;type=application/gzip" % tarball]
-        st, headers, body = curl(self.pki, who or self.pki.master, self.url("/update"), *args)
-        return st, headers, json.loads(body)
-
-    def rollback(self):
-        st, _, body = curl(self.pki, self.pki.master, self.url("/rollback"), "-X", "POST")
-        return st, json.loads(body)
-
-    def agent_health(self):
-        st, _, body = curl(self.pki, self.pki.updater,
-                           "https://127.0.0.1:%d/health" % self.agent_port)
-        assert st == 200, body
-        return json.loads(body)
-
-    def wait_agent(self, version, timeout=20):
-        """Until the agent answers /health with VERSION (it may still be starting)."""
-        def ok():
-            r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", self.pki.ca_crt,
-                                "--cert", self.pki.updater[0], "--key", self.pki.updater[1],
-                                "https://127.0.0.1:%d/health" % self.agent_port],
-                               capture_output=True, text=True, timeout=30)
-            return r.returncode == 0 and json.loads(r.stdout).get("version") == version
-        wait_until(ok, timeout, "the agent to serve %s" % version)
-
-    def slots(self):
-        out = {}
-        for slot in ("active", "prev"):
-            p = os.path.join(self.root, "releases", slot, "release.json")
-            if os.path.exists(p):
-                with open(p) as f:
-                    out[slot] = json.load(f)["id"]
-        return out
 
     def snapshot(self):
         """What must not change on a refused push."""
@@ -272,6 +193,12 @@ def test_probe_failure_rolls_back(host, releases, kind):
     assert st == 409, body
     err = assert_detail(body, rolled_back=True)
     assert "failed its probe" in err
+    # On the wire: the kind, the restored release's probe body (the old agent's
+    # /health, so the caller sees what serves now); no form field was at fault.
+    d = body["detail"]
+    assert d["kind"] == "probe_failed", d
+    assert json.loads(d["probe"])["version"] == "1.0.0", d
+    assert "field" not in d, d
     # The old release serves again, verified through the agent itself.
     ah = host.agent_health()
     assert ah["version"] == "1.0.0" and ah["release"]["sha256"] == sha256_file(v1)
@@ -546,10 +473,12 @@ def test_malformed_uploads(host, releases, tmp_path, pki):
     assert st == 422 and "sha256 mismatch" in assert_detail(body)
     st, _, body = host.push(v1, sha256=False)
     assert st == 400 and "sha256" in assert_detail(body)
+    assert body["detail"]["field"] == "sha256" and "probe" not in body["detail"], body
     st, _, body = host.push(v1, sha256="xyz")
-    assert st == 400
+    assert st == 400 and body["detail"]["field"] == "sha256", body
     st, _, body = host.push(v1, fields=["-F", "sha256=" + sha256_file(v1)])
     assert st == 400 and "tarball" in assert_detail(body)
+    assert body["detail"]["field"] == "tarball", body
     assert host.snapshot() == before
     host.assert_clean()
     assert host.agent_health()["version"] == "1.0.0"
