@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from release_util import Releases
-from test_updater import Host, curl
+from test_updater import Host
+from worker_util import curl
 
 SAMPLE_RX = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL_RX = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

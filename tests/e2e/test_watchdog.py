@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import Proc, bin_path, wait_until
-from test_selfupdate import curl
+from worker_util import curl
 from worker_util import write_worker_configs
 
 WATCHDOG_MS = 4000   # a check every 2 s, each with a 1 s timeout
