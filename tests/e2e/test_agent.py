@@ -22,6 +22,7 @@ import pytest
 
 from conftest import Proc, bin_path, run, wait_until
 from release_util import run_make_release
+from worker_util import write_conf
 
 VERSION_RE = re.compile(r"^tandem-agent (\S+)$")
 
@@ -39,10 +40,7 @@ def write_config(path, pki, **extra):
         "log_level": "debug",
     }
     keys.update(extra)
-    lines = ["# written by test_agent.py"] + ["%s = %s" % kv for kv in keys.items()]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return write_conf(path, keys, "written by test_agent.py")
 
 
 def read_ready(fd, timeout=15.0, proc=None):

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import Proc, bin_path, wait_until
 from swarm_util import tandem, tandem_json
+from worker_util import write_conf
 
 
 # ---------------------------------------------------------------- helpers
@@ -178,9 +179,7 @@ def write_agent_conf(home, tmp_path, **extra):
             "listen": "127.0.0.1:0", "log_level": "debug",
             "tls_dir": str(tmp_path / "tls"), "crl": str(tmp_path / "crl.der")}
     keys.update(extra)
-    conf = tmp_path / "agent.conf"
-    conf.write_text("".join("%s = %s\n" % kv for kv in keys.items()))
-    return str(conf)
+    return write_conf(tmp_path / "agent.conf", keys)
 
 
 def start_agent(procs, tmp_path, conf):

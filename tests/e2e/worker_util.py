@@ -24,14 +24,22 @@ TEST_UPDATER_KEYS = {
 }
 
 
+def write_conf(path, keys, comment=None):
+    """The one writer of our config files: "key = value" lines of KEYS (a
+    dict, in its order), after "# COMMENT" when given. Returns PATH as str."""
+    lines = (["# " + comment] if comment else []) + ["%s = %s" % kv for kv in keys.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
 def write_worker_configs(tmp_path, pki, install_root, extra=None):
     """Write TMP_PATH/agent.conf and TMP_PATH/updater.conf (keys of EXTRA
     override the defaults); returns (agent_port, agent_conf, updater_conf)."""
     agent_port = free_port()
-    agent_conf = str(tmp_path / "agent.conf")
-    with open(agent_conf, "w") as f:
-        f.write("ca = %s\ncert = %s\nkey = %s\nlisten = 127.0.0.1:%d\n"
-                % (pki.ca_crt, pki.agent[0], pki.agent[1], agent_port))
+    agent_conf = write_conf(tmp_path / "agent.conf", {
+        "ca": pki.ca_crt, "cert": pki.agent[0], "key": pki.agent[1],
+        "listen": "127.0.0.1:%d" % agent_port})
     keys = {
         "listen": "127.0.0.1:0",
         "install_dir": install_root,
@@ -43,10 +51,7 @@ def write_worker_configs(tmp_path, pki, install_root, extra=None):
     }
     keys.update(TEST_UPDATER_KEYS)
     keys.update(extra or {})
-    conf = str(tmp_path / "updater.conf")
-    with open(conf, "w") as f:
-        for k, v in keys.items():
-            f.write("%s = %s\n" % (k, v))
+    conf = write_conf(tmp_path / "updater.conf", keys)
     return agent_port, agent_conf, conf
 
 
