@@ -1,5 +1,7 @@
 #include "common/proc.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -1063,6 +1065,89 @@ same_exe(pid_t pid, const char *exe_path, struct err *e)
 		    exe_path);
 		return -1;
 	}
+	return 0;
+}
+
+/* An environment block bigger than this (far above ARG_MAX) is not read. */
+#define PROC_ENV_MAX (4u * 1024 * 1024)
+
+/* 1 when /proc/PID/environ holds the entry KV (KVLEN bytes, no NUL). */
+static int
+env_has(pid_t pid, const char *kv, size_t kvlen)
+{
+	char path[64], *buf = NULL, *tmp;
+	size_t cap = 0, len = 0, off;
+	ssize_t r;
+	int fd, found = 0;
+
+	(void)snprintf(path, sizeof(path), "/proc/%ld/environ", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return 0;
+	}
+	for (;;) {
+		if (len == cap) {
+			if (cap >= PROC_ENV_MAX) {
+				break;
+			}
+			cap = cap == 0 ? 16384 : cap * 2;
+			tmp = realloc(buf, cap + 1);
+			if (tmp == NULL) {
+				break;
+			}
+			buf = tmp;
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			break;
+		}
+		len += (size_t)r;
+	}
+	(void)close(fd);
+	for (off = 0; buf != NULL && off < len && !found; off += strnlen(buf + off, len - off) + 1) {
+		found = len - off > kvlen && memcmp(buf + off, kv, kvlen) == 0 &&
+		    buf[off + kvlen] == '\0';
+	}
+	free(buf);
+	return found;
+}
+
+int
+proc_find_env(const char *kv, pid_t *pids, size_t max, size_t *n, struct err *e)
+{
+	DIR *d;
+	struct dirent *de;
+	size_t kvlen = strlen(kv), found = 0;
+	pid_t self = getpid();
+	long long v;
+	char *end;
+
+	*n = 0;
+	d = opendir("/proc");
+	if (d == NULL) {
+		return err_sys(e, "list /proc");
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0])) {
+			continue;
+		}
+		errno = 0;
+		v = strtoll(de->d_name, &end, 10);
+		if (errno != 0 || *end != '\0' || v <= 1 || v > INT32_MAX || (pid_t)v == self) {
+			continue;
+		}
+		if (env_has((pid_t)v, kv, kvlen)) {
+			if (found < max) {
+				pids[found] = (pid_t)v;
+			}
+			found++;
+		}
+	}
+	(void)closedir(d);
+	*n = found;
 	return 0;
 }
 

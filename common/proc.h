@@ -173,6 +173,18 @@ int proc_adopt(pid_t pid, unsigned long long start_time, const char *exe_path, s
 int proc_start_time(pid_t pid, unsigned long long *out) WUR;
 
 /*
+ * Find the processes other than the caller whose environment, as the kernel
+ * keeps it from their exec (/proc/PID/environ), holds exactly the entry KV
+ * ("NAME=VALUE"). Their children inherit it, so a tag given at spawn finds a
+ * whole tree without any file written after the fork. Up to MAX pids go to
+ * PIDS; *N is how many matched (it may exceed MAX: the rest are dropped).
+ * Processes that vanish meanwhile, zombies and processes whose environment
+ * cannot be read (another user's, without privilege) are skipped. Returns 0,
+ * or -1 with E when /proc cannot be listed.
+ */
+int proc_find_env(const char *kv, pid_t *pids, size_t max, size_t *n, struct err *e) WUR;
+
+/*
  * The kernel's boot id (/proc/sys/kernel/random/boot_id, 36 characters):
  * store it beside a pid and start time, which mean nothing after a reboot.
  * OUT must hold 37 bytes. Returns 0 or -1 with errno.

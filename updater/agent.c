@@ -16,12 +16,21 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/testhook.h"
 #include "common/release.h"
 #include "updater/install.h"
 #include "updater/probe.h"
 #include "updater/supervise.h"
 
 #define AGENT_RECORD "agent.json"
+/*
+ * Every agent starts with AGENT_TAG_VAR=<install dir> in its environment.
+ * The kernel keeps it (and passes it to the agent's children), so a restarted
+ * updater finds an agent it started but did not live to record.
+ */
+#define AGENT_TAG_VAR "TANDEM_AGENT_OF"
+/* Tagged processes handled at one start (more: the next start sees them). */
+#define AGENT_STRAYS_MAX 64
 #define AGENT_RECORD_MAX 4096
 #define AGENT_LAST_PROBE_MAX 600
 /* What is left of probe_deadline after the wait for READY, at least. */
@@ -41,6 +50,7 @@ struct agent {
 	char pin[TLS_MAX_PINS * (TLS_FP_HEX_LEN + 1)]; /* the probe's pins ("" none) */
 	char env_tls[PATH_MAX + 32];          /* TANDEM_AGENT_TLS_DIR=... ("" none) */
 	char env_crl[PATH_MAX + 32];          /* TANDEM_AGENT_CRL=... ("" none) */
+	char env_tag[PATH_MAX + 32];          /* AGENT_TAG_VAR=<install dir>: finds strays */
 	uint64_t out_gen;       /* the start whose output begins at out_mark */
 	off_t out_mark;
 	int64_t started_at;     /* when start out_gen began (the probe's deadline counts from it) */
@@ -71,6 +81,7 @@ agent_on_event(void *arg, const struct supervisor_event *ev)
 	if (ev->kind != SUPERVISOR_EV_SPAWNED) {
 		return;
 	}
+	testhook_point("agent.spawned"); /* running, not yet recorded */
 	n = snprintf(p, sizeof(p), "%s/state/%s", ag->root, AGENT_RECORD);
 	if (n < 0 || (size_t)n >= sizeof(p)) {
 		return;
@@ -117,6 +128,11 @@ agent_new(const struct updater_config *cfg, const char *root, struct tls_ctx *cl
 	}
 	if (ag->probe_host[0] == '\0') {
 		(void)snprintf(ag->probe_host, sizeof(ag->probe_host), "127.0.0.1");
+	}
+	n = snprintf(ag->env_tag, sizeof(ag->env_tag), "%s=%s", AGENT_TAG_VAR, root);
+	if (n < 0 || (size_t)n >= sizeof(ag->env_tag)) {
+		err_set(e, ERR_CONFIG, "install dir path too long");
+		goto fail;
 	}
 	if (proc_boot_id(ag->boot_id, sizeof(ag->boot_id)) != 0) {
 		ag->boot_id[0] = '\0';
@@ -246,7 +262,7 @@ agent_set_spec(struct agent *ag, struct err *e)
 	struct release_manifest m;
 	char prog[PATH_MAX];
 	const char *argv[4];
-	const char *env[3] = { NULL, NULL, NULL };
+	const char *env[4] = { NULL, NULL, NULL, NULL };
 	char env_tls[PATH_MAX + 32], env_crl[PATH_MAX + 32];
 	struct proc_spec spec;
 
@@ -259,9 +275,10 @@ agent_set_spec(struct agent *ag, struct err *e)
 	(void)snprintf(env_tls, sizeof(env_tls), "%s", ag->env_tls);
 	(void)snprintf(env_crl, sizeof(env_crl), "%s", ag->env_crl);
 	pthread_mutex_unlock(&ag->mu);
+	env[0] = ag->env_tag;
 	if (env_tls[0] != '\0') {
-		env[0] = env_tls;
-		env[1] = env_crl;
+		env[1] = env_tls;
+		env[2] = env_crl;
 	}
 	argv[0] = prog;
 	argv[1] = "--config";
@@ -269,7 +286,7 @@ agent_set_spec(struct agent *ag, struct err *e)
 	argv[3] = NULL;
 	proc_spec_init(&spec);
 	spec.argv = argv;
-	spec.env_add = env[0] != NULL ? env : NULL;
+	spec.env_add = env;
 	spec.cwd = ag->root;
 	spec.log_path = ag->log_path;
 	if (ag->cfg->run_as_user[0] != '\0') {
@@ -507,21 +524,67 @@ out:
 	return adopted;
 }
 
+/*
+ * Stop every tagged process outside the session of KEEP (the adopted agent,
+ * 0: none): agents an earlier updater started and died before recording
+ * (they would hold the agent's port, and the agent started next would
+ * crash-loop on "address in use"), and whatever such an agent left behind.
+ */
+static void
+agent_stop_strays(struct agent *ag, pid_t keep)
+{
+	pid_t pids[AGENT_STRAYS_MAX];
+	size_t n = 0, i;
+	unsigned long long st;
+	struct err e = ERR_INIT;
+
+	if (proc_find_env(ag->env_tag, pids, ARRAY_LEN(pids), &n, &e) != 0) {
+		log_warnx("look for agents no record names: %s", err_msg(&e));
+		return;
+	}
+	if (n > ARRAY_LEN(pids)) {
+		log_warnx("%zu agent processes no record names; stopping the first %zu", n,
+		    ARRAY_LEN(pids));
+		n = ARRAY_LEN(pids);
+	}
+	for (i = 0; i < n; i++) {
+		if (keep > 0 && getsid(pids[i]) == keep) {
+			continue; /* the adopted agent or one of its children */
+		}
+		if (proc_start_time(pids[i], &st) != 0) {
+			continue; /* gone already */
+		}
+		log_warnx("stopping agent process %ld that no record names (an earlier updater "
+		    "started it and stopped before recording it)", (long)pids[i]);
+		if (supervisor_kill_stray(ag->sv, pids[i], st, &e) != 0) {
+			log_warnx("stop stray agent pid %ld: %s", (long)pids[i], err_msg(&e));
+			err_clear(&e);
+		}
+	}
+}
+
 void
 agent_resume(struct agent *ag, int have_active)
 {
+	struct supervisor_status st;
 	struct err e = ERR_INIT;
 	uint64_t gen;
+	int adopted;
 
 	if (!have_active) {
 		(void)agent_adopt(ag, 0); /* no release: an agent left behind can only be a stray */
+		agent_stop_strays(ag, 0);
 		return;
 	}
 	/* The spec first: an adopted agent that dies is restarted from it. */
 	if (agent_set_spec(ag, &e) != 0) {
 		log_warnx("agent: %s", err_msg(&e));
 	}
-	if (!agent_adopt(ag, 1) && agent_op_start(ag, &gen, &e) != 0) {
+	adopted = agent_adopt(ag, 1);
+	supervisor_status(ag->sv, &st);
+	/* No agent but the adopted one may run when the next one starts. */
+	agent_stop_strays(ag, adopted ? (pid_t)st.pid : 0);
+	if (!adopted && agent_op_start(ag, &gen, &e) != 0) {
 		log_warnx("agent: %s", err_msg(&e));
 	}
 }

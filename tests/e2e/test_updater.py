@@ -749,6 +749,107 @@ def test_crash_sweep_update(host, releases, points, kind, committed):
         assert cur == old_pid or not pid_alive(old_pid), point
 
 
+def agent_procs(root):
+    """Live processes running an executable from ROOT's releases (any slot,
+    a removed one included): what holds the agent's port, found the way an
+    operator would (ps), not the way the updater does."""
+    prefix = os.path.join(root, "releases") + "/"
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            exe = os.readlink("/proc/%s/exe" % d)
+        except OSError:
+            continue
+        if exe.startswith(prefix) and pid_alive(int(d)):
+            out.append(int(d))
+    return out
+
+
+def check_one_agent(host, version):
+    """Exactly one agent runs, the recorded one, serving VERSION; a push works."""
+    host.wait_agent(version)
+    wait_until(lambda: agent_procs(host.root) == [host.health()["agent"]["pid"]], 20,
+               "only the recorded agent to run (found %s)" % agent_procs(host.root))
+    h = host.health()
+    assert h["status"] == "ok" and not h["agent"].get("crash_looping"), h
+
+
+@pytest.mark.parametrize("when", ["update", "start-up"])
+def test_crash_between_spawn_and_record(host, releases, when):
+    """The updater dies after starting an agent and before recording it: the
+    agent runs on, holding the port, known to no file. The next updater finds
+    it anyway, stops it, and the host ends with one agent and working pushes."""
+    v1, v2 = releases.get("1.0.0"), releases.get("2.0.0")
+    st, _, body = host.push(v1)
+    assert st == 200, body
+    if when == "update":
+        def push():
+            curl_rc(host.pki, host.url("/update"), "-F", "sha256=" + sha256_file(v2),
+                    "-F", "tarball=@" + v2)
+        # kill -9 keeps the agent (a graceful stop stops it): the next updater
+        # adopts it and its first spawn is the update's.
+        host.proc.p.kill()
+        host.proc.p.wait()
+        host.start(env={"TANDEM_TEST_CRASH_AT": "agent.spawned"})
+        push()
+        assert host.proc.wait(timeout=60) == CRASH_STATUS, host.proc.stderr()[-3000:]
+        assert agent_procs(host.root), "the crash left no unrecorded agent"
+        host.start()
+    else:
+        host.proc.stop(timeout=20)
+        for pid in agent_procs(host.root):
+            os.kill(pid, 9)
+        wait_until(lambda: not agent_procs(host.root), 10, "the agent to exit")
+        host.start(env={"TANDEM_TEST_CRASH_AT": "agent.spawned"}, wait=False)
+        assert host.proc.wait(timeout=60) == CRASH_STATUS, host.proc.stderr()[-3000:]
+        assert agent_procs(host.root), "the crash left no unrecorded agent"
+        host.start()
+    check_recovered(host, sha256_file(v1), None, "agent.spawned")
+    check_one_agent(host, "1.0.0")
+    assert "no record names" in host.proc.stderr()
+    st, _, body = host.push(v2)
+    assert st == 200, body
+    check_one_agent(host, "2.0.0")
+
+
+def test_kill_when_agent_appears(host, releases):
+    """kill -9 of the updater the instant a new agent process exists, during
+    pushes and rollbacks: after each restart one agent runs the active release
+    and the next push succeeds."""
+    rel = [releases.get("1.0.0"), releases.get("2.0.0")]
+    st, _, body = host.push(rel[0])
+    assert st == 200, body
+    for i in range(4):
+        before = set(agent_procs(host.root))
+        slots = {r["slot"]: r["sha256"] for r in host.get("/releases")[1]["releases"]}
+        if i % 2 == 1 and slots.get("prev") not in (None, slots["active"]):
+            path, argv = "/rollback", ["-X", "POST"]
+        else:
+            new = rel[1] if sha256_file(rel[0]) == slots["active"] else rel[0]
+            path, argv = "/update", ["-F", "sha256=" + sha256_file(new), "-F", "tarball=@" + new]
+        client = subprocess.Popen(
+            ["curl", "-sS", "--max-time", "60", "--cacert", host.pki.ca_crt,
+             "--cert", host.pki.master[0], "--key", host.pki.master[1], "-o", "/dev/null"]
+            + argv + [host.url(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: set(agent_procs(host.root)) - before, 60,
+                       "a new agent process", interval=0.001)
+            host.proc.p.kill()
+            host.proc.p.wait()
+        finally:
+            client.wait(timeout=90)
+        host.start()
+        host.assert_clean()
+        active = {r["slot"]: r for r in host.get("/releases")[1]["releases"]}["active"]
+        check_one_agent(host, active["version"])
+    active = {r["slot"]: r["sha256"] for r in host.get("/releases")[1]["releases"]}["active"]
+    nxt = rel[1] if sha256_file(rel[0]) == active else rel[0]
+    st, _, body = host.push(nxt)
+    assert st == 200, body
+
+
 @pytest.mark.parametrize("points,committed", [
     (["rollback.journal_switching", "rollback.exchanged", "rollback.agent_started",
       "rollback.probe_passed"], False),

@@ -607,6 +607,56 @@ test_start_time_and_boot_id(void **state)
 	assert_int_equal(proc_boot_id(id, 36), -1);
 }
 
+/* A tag given at spawn is found in the process and in its children; only exact entries match. */
+static void
+test_find_env(void **state)
+{
+	static const char *const argv[] = { "/bin/sh", "-c", "sleep 30 & exec sleep 30", NULL };
+	const char *env[] = { "TANDEM_T_TAG=/x/y", NULL };
+	struct proc_spec s;
+	struct proc p = PROC_INIT;
+	struct err e = ERR_INIT;
+	pid_t pids[8];
+	size_t n = 0, i;
+	int64_t deadline;
+	int leader = 0;
+
+	(void)state;
+	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+	assert_int_equal(n, 0);
+	sh_spec(&s, argv, -1);
+	s.env_add = env;
+	assert_int_equal(proc_spawn(&s, &p, &e), 0);
+	/* The shell forks its child, then becomes sleep: two tagged processes. */
+	deadline = mono_ms() + 5000;
+	do {
+		assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+	} while (n < 2 && mono_ms() < deadline);
+	assert_int_equal(n, 2);
+	for (i = 0; i < n && i < 8; i++) {
+		leader |= pids[i] == p.pid;
+		assert_int_equal(getsid(pids[i]), p.pid);
+	}
+	assert_true(leader);
+	/* A prefix, a longer value or the bare name is not the entry. */
+	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x", pids, 8, &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y/z", pids, 8, &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(proc_find_env("TANDEM_T_TAG", pids, 8, &n, &e), 0);
+	assert_int_equal(n, 0);
+	/* More matches than room: counted, not written past MAX. */
+	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 1, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(proc_stop(&p, 2000, &e) >= 0, 1);
+	proc_release(&p);
+	deadline = mono_ms() + 5000;
+	do {
+		assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+	} while (n > 0 && mono_ms() < deadline);
+	assert_int_equal(n, 0);
+}
+
 static void
 test_run_capture(void **state)
 {
@@ -692,6 +742,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
 		cmocka_unit_test(test_start_time_and_boot_id),
 		cmocka_unit_test(test_run_capture),
+		cmocka_unit_test(test_find_env),
 		cmocka_unit_test(test_run_as_user),
 	};
 
