@@ -59,17 +59,6 @@ cli_cmd_find(const struct cli_group *g, const char *name)
 	return NULL;
 }
 
-const struct cli_legacy_cmd *
-cli_legacy_find(const struct cli_group *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_legacy; i++) {
-		if (strcmp(g->legacy[i].name, name) == 0) {
-			return &g->legacy[i];
-		}
-	}
-	return NULL;
-}
-
 const struct cli_cmd *
 cli_sub_find(const struct cli_cmd *cmd, const char *name)
 {
@@ -154,11 +143,6 @@ cli_help_main(FILE *fp)
 	    "Commands:\n");
 	for (size_t i = 0; i < cli_n_groups; i++) {
 		const struct cli_group *g = cli_groups[i];
-		for (size_t k = 0; k < g->n_legacy; k++) {
-			char words[64];
-			snprintf(words, sizeof(words), "%s %s", g->name, g->legacy[k].name);
-			fprintf(fp, "  %-24s %s\n", words, g->legacy[k].summary);
-		}
 		for (size_t k = 0; k < g->n_cmds; k++) {
 			const struct cli_cmd *c = &g->cmds[k];
 			char words[64];
@@ -205,9 +189,6 @@ cli_help_group(const struct cli_group *g, FILE *fp)
 	    g->name, g->summary);
 	for (size_t i = 0; i < g->n_cmds; i++) {
 		fprintf(fp, "  %-14s %s\n", g->cmds[i].name, g->cmds[i].summary);
-	}
-	for (size_t i = 0; i < g->n_legacy; i++) {
-		fprintf(fp, "  %-14s %s\n", g->legacy[i].name, g->legacy[i].summary);
 	}
 	fprintf(fp, "\nRun 'tandem %s COMMAND --help' for its options, exit status and an "
 		    "example.\n",
@@ -260,32 +241,40 @@ cli_help_cmd(const char *parent, const struct cli_cmd *cmd, FILE *fp)
 /* ---- option parsing */
 
 void
-cli_getopt_init(struct cli_getopt *g, const struct cli *cli, int argc, char **argv)
+cli_getopt_tables(const struct cli_opt *opts, struct option longopts[CLI_MAX_OPTS + 1],
+    char shortopts[2 * CLI_MAX_OPTS + 2])
 {
 	size_t n = 0, k = 0;
 
-	memset(g, 0, sizeof(*g));
-	g->argc = argc;
-	g->argv = argv;
-	g->shortopts[k++] = ':';
-	for (const struct cli_opt *o = cli->cmd->opts; o != NULL && o->name != NULL; o++) {
+	memset(longopts, 0, (CLI_MAX_OPTS + 1) * sizeof(*longopts));
+	shortopts[k++] = ':';
+	for (const struct cli_opt *o = opts; o != NULL && o->name != NULL; o++) {
 		if (n == CLI_MAX_OPTS) {
 			/* A table larger than the limit is a programming error a unit test catches. */
 			break;
 		}
-		g->longopts[n].name = o->name;
-		g->longopts[n].has_arg = o->arg != NULL ? required_argument : no_argument;
-		g->longopts[n].flag = NULL;
-		g->longopts[n].val = o->key;
+		longopts[n].name = o->name;
+		longopts[n].has_arg = o->arg != NULL ? required_argument : no_argument;
+		longopts[n].flag = NULL;
+		longopts[n].val = o->key;
 		n++;
 		if (o->short_opt) {
-			g->shortopts[k++] = (char)o->key;
+			shortopts[k++] = (char)o->key;
 			if (o->arg != NULL) {
-				g->shortopts[k++] = ':';
+				shortopts[k++] = ':';
 			}
 		}
 	}
-	g->shortopts[k] = '\0';
+	shortopts[k] = '\0';
+}
+
+void
+cli_getopt_init(struct cli_getopt *g, const struct cli *cli, int argc, char **argv)
+{
+	memset(g, 0, sizeof(*g));
+	g->argc = argc;
+	g->argv = argv;
+	cli_getopt_tables(cli->cmd->opts, g->longopts, g->shortopts);
 	/* GNU getopt: optind 0 re-initialises (main may have parsed before). */
 	optind = 0;
 	opterr = 0;
@@ -384,6 +373,22 @@ cli_fail(const struct cli *cli, const struct err *e)
 		print_json_error(err_kind_name(kind), msg);
 	}
 	return err_exit_code(kind);
+}
+
+int
+cli_failf(const struct cli *cli, enum err_kind kind, const char *fmt, ...)
+{
+	struct err e = ERR_INIT;
+	char msg[ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
+		msg[0] = '\0';
+	}
+	va_end(ap);
+	err_set(&e, kind, "%s", msg);
+	return cli_fail(cli, &e);
 }
 
 int
@@ -492,65 +497,4 @@ cli_home_check(const struct cli *cli, struct err *e)
 		return err_sys(e, "%s", ca);
 	}
 	return 0;
-}
-
-/* ---- helpers of legacy commands */
-
-int
-cli_help(const char *group, const struct cli_legacy_cmd *self)
-{
-	printf("usage: tandem [global options] %s %s%s", group, self->name, self->usage);
-	return CLI_EXIT_OK;
-}
-
-int
-cli_usage_error(const char *group, const struct cli_legacy_cmd *self, const char *fmt, ...)
-{
-	char msg[ERR_MSG_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) {
-		msg[0] = '\0';
-	}
-	va_end(ap);
-	error_line("%s %s: %s", group, self->name, msg);
-	fprintf(stderr, "Try 'tandem %s %s --help'.\n", group, self->name);
-	return CLI_EXIT_USAGE;
-}
-
-int
-cli_one_operand(const char *group, const struct cli_legacy_cmd *self, int argc, char **argv,
-    int optind_, const char *what)
-{
-	if (optind_ == argc) {
-		return cli_usage_error(group, self, "%s is missing", what);
-	}
-	if (optind_ + 1 != argc) {
-		return cli_usage_error(group, self, "unexpected argument '%s'", argv[optind_ + 1]);
-	}
-	return 0;
-}
-
-int
-cli_getopt_error(const char *group, const struct cli_legacy_cmd *self, int c, char **argv,
-    int optind_)
-{
-	const char *word = optind_ > 0 ? argv[optind_ - 1] : "?";
-	char shortopt[3];
-
-	/*
-	 * A bad short option inside a cluster ("-bad") leaves optind on the
-	 * previous word until the cluster ends: name the option itself.
-	 */
-	if (strncmp(word, "--", 2) != 0 && optopt > 0 && optopt < 128) {
-		shortopt[0] = '-';
-		shortopt[1] = (char)optopt;
-		shortopt[2] = '\0';
-		word = shortopt;
-	}
-	if (c == ':') {
-		return cli_usage_error(group, self, "option '%s' needs a value", word);
-	}
-	return cli_usage_error(group, self, "unknown option '%s'", word);
 }

@@ -35,7 +35,7 @@
 #define CLI_EXIT_USAGE 2
 
 /* Most options one command may have (its own; --json and --help come on top). */
-#define CLI_MAX_OPTS 24
+#define CLI_MAX_OPTS 32
 
 /* One option of a command. */
 struct cli_opt {
@@ -75,6 +75,7 @@ struct cli_cmd {
 	const char *synopsis;    /* what follows "tandem GROUP NAME"; '\n' separates forms */
 	const char *operand;     /* the one operand ("NAME"); NULL: none allowed */
 	int operand_optional;    /* 1: OPERAND may be left out */
+	int operand_more;        /* 1: more operands may follow it ("NAME KEY=VALUE...") */
 	const char *description; /* what it does, wrapped text */
 	const struct cli_opt *opts; /* its options, ended by a NULL name; NULL for none */
 	const char *exit_status; /* NULL: 0 done, 1 failed, 2 usage error */
@@ -85,31 +86,11 @@ struct cli_cmd {
 	size_t n_subs;
 };
 
-/*
- * A command not yet described by a table (the swarm group): it gets every
- * word after its name unchecked and parses its options itself
- * (getopt_long from ARGV[1], --json and --help included), with the helpers
- * at the end of this file. Main still takes the global options before it
- * and checks the home (unless the words ask for --help).
- */
-struct cli_legacy_cmd;
-typedef int (*cli_legacy_fn)(const struct cli *cli, const struct cli_legacy_cmd *self, int argc,
-    char **argv);
-
-struct cli_legacy_cmd {
-	const char *name;    /* "update" */
-	const char *summary; /* one line for the command lists */
-	const char *usage;   /* synopsis and option lines, printed by --help */
-	cli_legacy_fn run;
-};
-
 struct cli_group {
 	const char *name;    /* "pki" */
 	const char *summary; /* one line for tandem --help */
 	const struct cli_cmd *cmds;
 	size_t n_cmds;
-	const struct cli_legacy_cmd *legacy; /* instead of CMDS */
-	size_t n_legacy;
 };
 
 /* Each group is defined in its own cmd_<group>.c. */
@@ -126,8 +107,6 @@ extern const size_t cli_n_groups;
 const struct cli_group *cli_group_find(const char *name);
 /* The command NAME of G, or NULL. */
 const struct cli_cmd *cli_cmd_find(const struct cli_group *g, const char *name);
-/* The legacy command NAME of G, or NULL. */
-const struct cli_legacy_cmd *cli_legacy_find(const struct cli_group *g, const char *name);
 /* The sub-command NAME of CMD, or NULL. */
 const struct cli_cmd *cli_sub_find(const struct cli_cmd *cmd, const char *name);
 
@@ -183,6 +162,15 @@ int cli_getopt(struct cli_getopt *g, const struct cli *cli);
 /* Index of the first operand after cli_getopt() returned -1. */
 int cli_getopt_index(const struct cli_getopt *g);
 
+/*
+ * getopt_long()'s tables for OPTS (at most CLI_MAX_OPTS; a longer table is
+ * cut, which a unit test catches): LONGOPTS ends with a zero entry,
+ * SHORTOPTS starts with ':' (a missing value returns ':'). For a parser that
+ * is not a command's (swarm_update_args_parse) but reads the same table.
+ */
+void cli_getopt_tables(const struct cli_opt *opts, struct option longopts[CLI_MAX_OPTS + 1],
+    char shortopts[2 * CLI_MAX_OPTS + 2]);
+
 /* ---- output */
 
 /*
@@ -191,6 +179,10 @@ int cli_getopt_index(const struct cli_getopt *g);
  * Returns the exit code of E's kind.
  */
 int cli_fail(const struct cli *cli, const struct err *e);
+
+/* cli_fail() of an error of KIND with the message FMT. */
+int cli_failf(const struct cli *cli, enum err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * A usage error of the running command: "tandem: error: PATH: MESSAGE"
@@ -219,29 +211,5 @@ int cli_flush(const struct cli *cli);
  * Returns 0, or -1 with E (not_found) naming the path and where it came from.
  */
 int cli_home_check(const struct cli *cli, struct err *e) WUR;
-
-/* ---- helpers of legacy commands (struct cli_legacy_cmd) */
-
-/* The usage text of SELF on stdout (for --help); returns CLI_EXIT_OK. */
-int cli_help(const char *group, const struct cli_legacy_cmd *self);
-
-/* A usage error on stderr, with the hint to --help; returns CLI_EXIT_USAGE. */
-int cli_usage_error(const char *group, const struct cli_legacy_cmd *self, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*
- * After option parsing, exactly one operand must remain (WHAT names it in
- * the message, e.g. "NAME"). Returns 0, or reports the usage error and
- * returns CLI_EXIT_USAGE.
- */
-int cli_one_operand(const char *group, const struct cli_legacy_cmd *self, int argc, char **argv,
-    int optind_, const char *what);
-
-/*
- * Report a getopt_long() failure: C is ':' (missing value) or '?' (unknown
- * option), ARGV[OPTIND-1] the offending word. Returns CLI_EXIT_USAGE.
- */
-int cli_getopt_error(const char *group, const struct cli_legacy_cmd *self, int c, char **argv,
-    int optind_);
 
 #endif

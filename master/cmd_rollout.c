@@ -413,33 +413,30 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 
 int
 cmd_rollout_selector(struct swarm_ctx *c, const struct swarm_update_args *a,
-    struct selector *out)
+    struct selector *out, struct err *e)
 {
-	struct err e = ERR_INIT;
 	size_t matched;
 
 	memset(out, 0, sizeof(*out));
 	if (a->selector != NULL) {
-		if (selector_parse(a->selector, out, &e) != 0) {
-			log_warnx("%s", err_msg(&e));
-			return -1;
+		if (selector_parse(a->selector, out, e) != 0) {
+			return err_prefix(e, "--hosts");
 		}
 	} else if (a->n_hosts > 0) {
 		if (a->n_hosts > SELECTOR_MAX_TERMS) {
-			log_warnx("at most %d --host options: use --hosts with labels for more",
-			    SELECTOR_MAX_TERMS);
-			return -1;
+			return err_set(e, ERR_USAGE, "at most %d --host options: use --hosts with "
+						     "labels for more", SELECTOR_MAX_TERMS);
 		}
 		out->kind = SELECTOR_NAMES;
 		for (size_t i = 0; i < a->n_hosts; i++) {
 			if (strlen(a->hosts[i]) > SELECTOR_KEY_MAX) {
-				log_warnx("%.40s...: no such host in the registry", a->hosts[i]);
-				return -1;
+				return err_set(e, ERR_NOT_FOUND, "%.40s...: no such host in the "
+								 "registry", a->hosts[i]);
 			}
 			for (size_t k = 0; k < i; k++) {
 				if (strcasecmp(a->hosts[k], a->hosts[i]) == 0) {
-					log_warnx("%s is named twice", a->hosts[i]);
-					return -1;
+					return err_set(e, ERR_USAGE, "%s is named twice",
+					    a->hosts[i]);
 				}
 			}
 			snprintf(out->terms[i].key, sizeof(out->terms[i].key), "%s", a->hosts[i]);
@@ -448,8 +445,7 @@ cmd_rollout_selector(struct swarm_ctx *c, const struct swarm_update_args *a,
 	} else {
 		out->kind = SELECTOR_ALL;
 	}
-	if (registry_selector_check(c->reg, out, &matched, &e) != 0) {
-		log_warnx("%s", err_msg(&e));
+	if (registry_selector_check(c->reg, out, &matched, e) != 0) {
 		return -1;
 	}
 	return 0;
@@ -488,7 +484,7 @@ drive_and_report(struct swarm_ctx *c, const char *id, int json, int json_lines, 
 }
 
 int
-cmd_rollout_update(struct swarm_ctx *c, const struct swarm_update_args *a,
+cmd_rollout_update(const struct cli *cli, struct swarm_ctx *c, const struct swarm_update_args *a,
     const struct swarm_release_file *rf, const char *release_arg)
 {
 	struct selector sel;
@@ -496,13 +492,10 @@ cmd_rollout_update(struct swarm_ctx *c, const struct swarm_update_args *a,
 	char id[ROLLOUT_ID_LEN + 1];
 	struct reg_rollout r;
 
-	if (cmd_rollout_selector(c, a, &sel) != 0) {
-		return CLI_EXIT_FAIL;
-	}
-	if (rollout_store_release(c, rf, &e) != 0 ||
+	if (cmd_rollout_selector(c, a, &sel, &e) != 0 || rollout_store_release(c, rf, &e) != 0 ||
 	    rollout_create(c, &a->spec, &sel, rf->sha256, "update", a->paused, id, &e) != 0) {
-		log_warnx("swarm update: %s", err_msg(&e));
-		return CLI_EXIT_FAIL;
+		err_prefix(&e, "swarm update");
+		return cli_fail(cli, &e);
 	}
 	if (registry_rollout_get(c->reg, id, &r, &e) == 0 && !a->json_lines) {
 		fprintf(stderr, "rollout %s: %d host%s in %d wave%s (release %s, sha256 %.12s)\n", id,
@@ -531,45 +524,20 @@ cmd_rollout_update(struct swarm_ctx *c, const struct swarm_update_args *a,
 
 /* ---- swarm rollout list|status|watch|pause|resume|abort|events ---- */
 
-const char cmd_rollout_usage[] =
-    " list|status|watch|pause|resume|abort|events [ID] [options]\n"
-    "\n"
-    "  rollout list [--json]              the newest 50 rollouts\n"
-    "  rollout status ID [--json]         plan, waves, every host's state, last events\n"
-    "  rollout watch ID [--json-lines]    follow it until it ends or stops (redrawn on\n"
-    "                                     a terminal, one line per event otherwise)\n"
-    "  rollout pause ID                   stop dispatching; hosts in flight finish\n"
-    "  rollout resume ID [--json|--json-lines]  drive it on: after a pause, a halt\n"
-    "                                     (its failures accepted), an interruption, or\n"
-    "                                     a master that died (taken over at once on\n"
-    "                                     this machine, else when its lease expires)\n"
-    "  rollout abort ID [--revert]        end it; --revert rolls back every host it\n"
-    "                                     updated, newest wave first\n"
-    "  rollout events ID [--json]         every event it recorded\n"
-    "\n"
-    "ID is a rollout id or a unique prefix of at least 4 digits. States: planned,\n"
-    "running, waiting_window, paused, halted, reverting, done, aborted.\n"
-    "\n"
-    "Exit status: 0 done (resume, watch) or request carried out; 1 halted,\n"
-    "aborted, failed hosts, or an error; 2 usage error; 3 not finished (paused,\n"
-    "interrupted, waiting for its window or for another driver).\n"
-    "Example: tandem swarm rollout status 3f9c\n";
-
 static int
 rollout_open(const struct cli *cli, struct swarm_ctx *c)
 {
 	char err[1024];
 
 	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm rollout: %s", err);
-		return -1;
+		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
 	}
 	c->tty = isatty(STDERR_FILENO);
 	return 0;
 }
 
 static int
-rollout_list(struct swarm_ctx *c, int json)
+rollout_list(const struct cli *cli, struct swarm_ctx *c, int json)
 {
 	static const char *const heads[] = { "ID", "NAME", "KIND", "STATE", "HOSTS", "WAVE",
 		"RELEASE", "CREATED", "SUMMARY" };
@@ -581,7 +549,11 @@ rollout_list(struct swarm_ctx *c, int json)
 	cJSON *obj = NULL, *arr;
 
 	if (rs == NULL || registry_rollout_list(c->reg, rs, LIST_LIMIT, &n, &e) != 0) {
-		log_warnx("swarm rollout list: %s", rs == NULL ? "out of memory" : err_msg(&e));
+		if (rs == NULL) {
+			err_set(&e, ERR_NOMEM, "out of memory");
+		}
+		err_prefix(&e, "swarm rollout list");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	if (json) {
@@ -808,7 +780,7 @@ out:
 }
 
 static int
-rollout_status(struct swarm_ctx *c, const char *id, int json)
+rollout_status(const struct cli *cli, struct swarm_ctx *c, const char *id, int json)
 {
 	static const char *const heads[] = { "HOST", "WAVE", "STATE", "VERSION", "FINISHED-AT",
 		"DETAIL" };
@@ -822,8 +794,8 @@ rollout_status(struct swarm_ctx *c, const char *id, int json)
 	memset(&out, 0, sizeof(out));
 	memset(&sr, 0, sizeof(sr));
 	if (registry_rollout_get(c->reg, id, &out.r, &e) != 0) {
-		log_warnx("swarm rollout status: %s", err_msg(&e));
-		return CLI_EXIT_FAIL;
+		err_prefix(&e, "swarm rollout status");
+		return cli_fail(cli, &e);
 	}
 	rollout_summarise(c, &out);
 	if (json) {
@@ -900,7 +872,7 @@ rollout_status(struct swarm_ctx *c, const char *id, int json)
 /* ---- watch ---- */
 
 static int
-rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
+rollout_watch(const struct cli *cli, struct swarm_ctx *c, const char *id, int json_lines)
 {
 	struct reg_rollout_event *ev = calloc(PAGE, sizeof(*ev));
 	struct rollout_outcome out;
@@ -918,12 +890,14 @@ rollout_watch(struct swarm_ctx *c, const char *id, int json_lines)
 	memset(&out, 0, sizeof(out));
 	for (;;) {
 		if (registry_rollout_get(c->reg, id, &out.r, &e) != 0) {
-			log_warnx("swarm rollout watch: %s", err_msg(&e));
+			err_prefix(&e, "swarm rollout watch");
+			rc = cli_fail(cli, &e);
 			goto out;
 		}
 		rollout_summarise(c, &out);
 		if (registry_rollout_events(c->reg, out.r.id, after, PAGE, ev, &n, &e) != 0) {
-			log_warnx("swarm rollout watch: %s", err_msg(&e));
+			err_prefix(&e, "swarm rollout watch");
+			rc = cli_fail(cli, &e);
 			goto out;
 		}
 		if (tty) {
@@ -1023,7 +997,8 @@ out:
 
 /* pause / abort: a request for a live driver, or carried out here. */
 static int
-rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
+rollout_act(const struct cli *cli, struct swarm_ctx *c, const char *id, const char *request,
+    int json)
 {
 	struct err e = ERR_INIT;
 	struct rollout_ui ui = { 0, json };
@@ -1031,8 +1006,8 @@ rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
 	int queued;
 
 	if (rollout_request(c, id, request, &queued, &e) != 0) {
-		log_warnx("swarm rollout: %s", err_msg(&e));
-		return CLI_EXIT_FAIL;
+		err_prefix(&e, "%s", cli->path);
+		return cli_fail(cli, &e);
 	}
 	if (queued) {
 		printf("rollout %s: %s requested; its driver acts on it after the hosts in flight\n",
@@ -1041,8 +1016,8 @@ rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
 	}
 	catch_stop_signals();
 	if (rollout_drive(c, id, &ui, &cmd_stop, &out, &e) != 0) {
-		log_warnx("swarm rollout: %s", err_msg(&e));
-		return CLI_EXIT_FAIL;
+		err_prefix(&e, "%s", cli->path);
+		return cli_fail(cli, &e);
 	}
 	if (json) {
 		return swarm_print_json(rollout_json(&out));
@@ -1052,167 +1027,285 @@ rollout_act(struct swarm_ctx *c, const char *id, const char *request, int json)
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
-int
-swarm_cmd_rollout(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "json-lines", no_argument, NULL, 'J' },
-		{ "revert", no_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct swarm_ctx c;
-	const char *verb, *id = NULL;
-	int json = 0, json_lines = 0, revert = 0, ch, rc;
+/* Keys of the rollout commands' options. */
+enum {
+	RO_OPT_JSON_LINES = 0x100,
+	RO_OPT_REVERT,
+	RO_OPT_HOSTS,
+	RO_OPT_RELEASE,
+};
 
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		if (argc >= 2) {
-			return cli_help(GROUP, self);
-		}
-		return cli_usage_error(GROUP, self, "which rollout command? (list, status, watch, "
-		    "pause, resume, abort, events)");
-	}
-	verb = argv[1];
-	argc--;
-	argv++;
-	opterr = 0;
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+static const struct cli_opt rollout_json_lines_opts[] = {
+	{ "json-lines", RO_OPT_JSON_LINES, 0, NULL, "one JSON object per event and host result, "
+						     "as they come" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static const struct cli_opt rollout_abort_opts[] = {
+	{ "revert", RO_OPT_REVERT, 0, NULL,
+	    "roll back every host it updated, newest wave first" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+/*
+ * The options and the rollout ID of a rollout command (none for list).
+ * Returns -1 to go on, else the exit code.
+ */
+static int
+rollout_args(struct cli *cli, int argc, char **argv, const char **id, int *revert,
+    int *json_lines)
+{
+	struct cli_getopt g;
+	int ch, optind_;
+
+	*id = NULL;
+	*revert = 0;
+	*json_lines = 0;
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((ch = cli_getopt(&g, cli)) != -1) {
 		switch (ch) {
-		case 'j':
-			json = 1;
+		case RO_OPT_JSON_LINES:
+			*json_lines = 1;
 			break;
-		case 'J':
-			json_lines = 1;
+		case RO_OPT_REVERT:
+			*revert = 1;
 			break;
-		case 'R':
-			revert = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, ch, argv, optind);
-		}
-	}
-	if (strcmp(verb, "list") != 0) {
-		if (cli_one_operand(GROUP, self, argc, argv, optind, "ID") != 0) {
 			return CLI_EXIT_USAGE;
 		}
-		id = argv[optind];
-		if (strlen(id) < 4 || strlen(id) > ROLLOUT_ID_LEN || !is_hex_len(id, strlen(id))) {
-			return cli_usage_error(GROUP, self, "'%.40s' is not a rollout id (%d hex "
-			    "digits, or a unique prefix of at least 4)", id, ROLLOUT_ID_LEN);
-		}
-	} else if (optind != argc) {
-		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
 	}
-	if (revert && strcmp(verb, "abort") != 0) {
-		return cli_usage_error(GROUP, self, "--revert goes with abort");
+	if (*json_lines && cli->json) {
+		return cli_usage(cli, "--json and --json-lines exclude each other");
 	}
-	if (json && json_lines) {
-		return cli_usage_error(GROUP, self, "--json and --json-lines exclude each other");
+	optind_ = cli_getopt_index(&g);
+	if (cli->cmd->operand == NULL) {
+		return -1;
 	}
-	if (json_lines && strcmp(verb, "watch") != 0 && strcmp(verb, "resume") != 0) {
-		return cli_usage_error(GROUP, self, "--json-lines goes with watch and resume");
+	*id = argv[optind_];
+	if (strlen(*id) < 4 || strlen(*id) > ROLLOUT_ID_LEN || !is_hex_len(*id, strlen(*id))) {
+		return cli_usage(cli, "'%.40s' is not a rollout id (%d hex digits, or a unique prefix "
+				      "of at least 4)", *id, ROLLOUT_ID_LEN);
 	}
-	if (strcmp(verb, "list") != 0 && strcmp(verb, "status") != 0 && strcmp(verb, "watch") != 0 &&
-	    strcmp(verb, "pause") != 0 && strcmp(verb, "resume") != 0 &&
-	    strcmp(verb, "abort") != 0 && strcmp(verb, "events") != 0) {
-		return cli_usage_error(GROUP, self, "unknown rollout command '%s'", verb);
+	return -1;
+}
+
+/* Run rollout command VERB ("list", "status", ...) of ARGV. */
+static int
+rollout_run(struct cli *cli, int argc, char **argv, const char *verb)
+{
+	struct swarm_ctx c;
+	struct reg_rollout r;
+	struct err e = ERR_INIT;
+	const char *id;
+	int revert, json_lines, rc;
+
+	rc = rollout_args(cli, argc, argv, &id, &revert, &json_lines);
+	if (rc >= 0) {
+		return rc;
 	}
 	if (rollout_open(cli, &c) != 0) {
 		return CLI_EXIT_FAIL;
 	}
 	if (strcmp(verb, "list") == 0) {
-		rc = rollout_list(&c, json);
+		rc = rollout_list(cli, &c, cli->json);
 	} else if (strcmp(verb, "status") == 0) {
-		rc = rollout_status(&c, id, json);
-	} else if (strcmp(verb, "events") == 0) {
-		struct reg_rollout r;
-		struct err e = ERR_INIT;
-		if (registry_rollout_get(c.reg, id, &r, &e) != 0) {
-			log_warnx("swarm rollout events: %s", err_msg(&e));
-			rc = CLI_EXIT_FAIL;
-		} else {
-			rc = rollout_events_print(&c, r.id, json, 0);
-		}
+		rc = rollout_status(cli, &c, id, cli->json);
 	} else if (strcmp(verb, "watch") == 0) {
-		rc = rollout_watch(&c, id, json_lines);
+		rc = rollout_watch(cli, &c, id, json_lines);
 	} else if (strcmp(verb, "pause") == 0) {
-		rc = rollout_act(&c, id, "pause", json);
+		rc = rollout_act(cli, &c, id, "pause", cli->json);
 	} else if (strcmp(verb, "abort") == 0) {
-		rc = rollout_act(&c, id, revert ? "abort_revert" : "abort", json);
+		rc = rollout_act(cli, &c, id, revert ? "abort_revert" : "abort", cli->json);
+	} else if (registry_rollout_get(c.reg, id, &r, &e) != 0) {
+		err_prefix(&e, "%s", cli->path);
+		rc = cli_fail(cli, &e);
+	} else if (strcmp(verb, "events") == 0) {
+		rc = rollout_events_print(&c, r.id, cli->json, 0);
 	} else {
-		struct reg_rollout r;
-		struct err e = ERR_INIT;
-		if (registry_rollout_get(c.reg, id, &r, &e) != 0) {
-			log_warnx("swarm rollout resume: %s", err_msg(&e));
-			rc = CLI_EXIT_FAIL;
-		} else {
-			rc = drive_and_report(&c, r.id, json, json_lines, 0, NULL, NULL);
-		}
+		rc = drive_and_report(&c, r.id, cli->json, json_lines, 0, NULL, NULL);
 	}
 	swarm_ctx_close(&c);
 	return rc;
 }
 
+static int
+rollout_cmd_list(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "list");
+}
+
+static int
+rollout_cmd_status(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "status");
+}
+
+static int
+rollout_cmd_watch(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "watch");
+}
+
+static int
+rollout_cmd_pause(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "pause");
+}
+
+static int
+rollout_cmd_resume(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "resume");
+}
+
+static int
+rollout_cmd_abort(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "abort");
+}
+
+static int
+rollout_cmd_events(struct cli *cli, int argc, char **argv)
+{
+	return rollout_run(cli, argc, argv, "events");
+}
+
+#define ROLLOUT_ID_TEXT \
+	"ID is a rollout id or a unique prefix of at least 4 hex digits. States:\n" \
+	"planned, running, waiting_window, paused, halted, reverting, done, aborted."
+
+static const char rollout_exit[] =
+    "  0  done (resume, watch) or the request carried out\n"
+    "  1  halted, aborted, failed hosts, or an error (the message says which)\n"
+    "  2  usage error: the command line is wrong, nothing was done\n"
+    "  3  not finished (paused, interrupted, waiting for its window or for\n"
+    "     another driver): 'tandem swarm rollout resume ID'\n";
+
+const struct cli_cmd cmd_rollout_subs[CMD_ROLLOUT_N_SUBS] = {
+	{
+	    .name = "list",
+	    .summary = "the newest 50 rollouts",
+	    .synopsis = "",
+	    .description = "Lists the newest 50 rollouts: id, name, kind, state, hosts, wave,\n"
+			   "release, creation time and a summary.",
+	    .example = "tandem swarm rollout list --json",
+	    .run = rollout_cmd_list,
+	},
+	{
+	    .name = "status",
+	    .summary = "a rollout's plan, waves, every host's state, last events",
+	    .synopsis = "ID",
+	    .operand = "ID",
+	    .description = "Prints the rollout's plan and options, each wave's counts, every\n"
+			   "host's state, version and detail, and its last events.\n" ROLLOUT_ID_TEXT,
+	    .exit_status = rollout_exit,
+	    .example = "tandem swarm rollout status 3f9c",
+	    .run = rollout_cmd_status,
+	},
+	{
+	    .name = "watch",
+	    .summary = "follow a rollout until it ends or stops",
+	    .synopsis = "ID [--json-lines]",
+	    .operand = "ID",
+	    .description = "Follows the rollout until it ends or stops: redrawn on a terminal, one\n"
+			   "line per event otherwise.\n" ROLLOUT_ID_TEXT,
+	    .opts = rollout_json_lines_opts,
+	    .exit_status = rollout_exit,
+	    .example = "tandem swarm rollout watch 3f9c",
+	    .run = rollout_cmd_watch,
+	},
+	{
+	    .name = "pause",
+	    .summary = "stop dispatching; hosts in flight finish",
+	    .synopsis = "ID",
+	    .operand = "ID",
+	    .description = "Stops dispatching: a live driver acts on it after the hosts in flight;\n"
+			   "without one it is carried out here.\n" ROLLOUT_ID_TEXT,
+	    .exit_status = rollout_exit,
+	    .example = "tandem swarm rollout pause 3f9c",
+	    .run = rollout_cmd_pause,
+	},
+	{
+	    .name = "resume",
+	    .summary = "drive a paused, halted or interrupted rollout on",
+	    .synopsis = "ID [--json-lines]",
+	    .operand = "ID",
+	    .description =
+		"Drives the rollout on: after a pause, a halt (its failures accepted), an\n"
+		"interruption, or a master that died (taken over at once on this machine,\n"
+		"else when its lease expires).\n" ROLLOUT_ID_TEXT,
+	    .opts = rollout_json_lines_opts,
+	    .exit_status = rollout_exit,
+	    .example = "tandem swarm rollout resume 3f9c",
+	    .run = rollout_cmd_resume,
+	},
+	{
+	    .name = "abort",
+	    .summary = "end a rollout (--revert: roll back what it updated)",
+	    .synopsis = "ID [--revert]",
+	    .operand = "ID",
+	    .description = "Ends the rollout; with --revert every host it updated is rolled back,\n"
+			   "newest wave first.\n" ROLLOUT_ID_TEXT,
+	    .opts = rollout_abort_opts,
+	    .exit_status = rollout_exit,
+	    .example = "tandem swarm rollout abort 3f9c --revert",
+	    .run = rollout_cmd_abort,
+	},
+	{
+	    .name = "events",
+	    .summary = "every event a rollout recorded",
+	    .synopsis = "ID",
+	    .operand = "ID",
+	    .description = "Prints every event the rollout recorded, oldest first.\n" ROLLOUT_ID_TEXT,
+	    .example = "tandem swarm rollout events 3f9c",
+	    .run = rollout_cmd_events,
+	},
+};
+_Static_assert(ARRAY_LEN(cmd_rollout_subs) == CMD_ROLLOUT_N_SUBS, "one entry per command");
+
 /* ---- labels ---- */
 
-const char cmd_label_usage[] =
-    " NAME [KEY=VALUE | KEY-]... [--json]\n"
-    "\n"
-    "Sets (KEY=VALUE) or removes (KEY-) labels of host NAME, then prints its\n"
-    "labels. Keys: 1-63 of [a-z0-9._/-], starting with a letter or digit; values:\n"
-    "0-63 of [A-Za-z0-9._-]. Labels select hosts: --hosts env=prod,role!=db on\n"
-    "update, status, target set and converge.\n"
-    "Exit status: 0 done, 1 no such host or an error, 2 usage error.\n"
-    "Example: tandem swarm label web1 env=prod role=web\n";
-
 int
-swarm_cmd_label(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_label(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct selector_label ls[REG_LABELS_MAX], set;
 	struct registry *reg = NULL;
 	struct err e = ERR_INIT;
+	struct cli_getopt g;
 	size_t n = 0;
-	int json = 0, rc = CLI_EXIT_FAIL, remove;
-	const char *name = NULL;
+	int json = cli->json, rc = CLI_EXIT_FAIL, remove, first;
+	const char *name;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			return cli_help(GROUP, self);
-		}
-		if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
-			return cli_usage_error(GROUP, self, "unknown option '%s'", argv[i]);
-		} else if (name == NULL) {
-			name = argv[i];
-		} else if (selector_label_parse(argv[i], &set, &remove, &e) != 0) {
-			return cli_usage_error(GROUP, self, "%s", err_msg(&e));
-		}
+	cli_getopt_init(&g, cli, argc, argv);
+	if (cli_getopt(&g, cli) != -1) {
+		return CLI_EXIT_USAGE; /* it has no options of its own */
 	}
-	if (name == NULL) {
-		return cli_usage_error(GROUP, self, "NAME is missing");
+	first = cli_getopt_index(&g);
+	if (first < argc && strcmp(argv[first], "--") == 0) {
+		first++;
+	}
+	name = argv[first];
+	for (int i = first + 1; i < argc; i++) {
+		if (selector_label_parse(argv[i], &set, &remove, &e) != 0) {
+			return cli_usage(cli, "%s", err_msg(&e));
+		}
 	}
 	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
-		log_warnx("swarm label: %s", err_msg(&pe));
-		return CLI_EXIT_FAIL;
+		err_prefix(&pe, "swarm label");
+		return cli_fail(cli, &pe);
 	}
-	for (int i = 1; i < argc; i++) {
-		if (argv[i] == name || strcmp(argv[i], "--json") == 0) {
-			continue;
-		}
+	for (int i = first + 1; i < argc; i++) {
 		if (selector_label_parse(argv[i], &set, &remove, &e) != 0 ||
 		    registry_label_set(reg, name, set.key, remove ? NULL : set.value, &e) != 0) {
-			log_warnx("swarm label: %s", err_msg(&e));
+			err_prefix(&e, "swarm label");
+			rc = cli_fail(cli, &e);
 			goto out;
 		}
 	}
 	if (registry_host_labels(reg, name, ls, ARRAY_LEN(ls), &n, &e) != 0) {
-		log_warnx("swarm label: %s", err_msg(&e));
+		err_prefix(&e, "swarm label");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	if (json) {
@@ -1243,27 +1336,27 @@ out:
 
 /* ---- targets ---- */
 
-const char cmd_target_usage[] =
-    " set --hosts SEL --release FILE|DIR | list [--hosts SEL] | clear --hosts SEL [--json]\n"
-    "\n"
-    "The desired release of hosts: 'target set' copies the release into the\n"
-    "master's store (HOME/store/SHA256.tar.gz, so nothing depends on the file\n"
-    "later) and records it as the target of every host SEL selects; 'swarm\n"
-    "converge' then updates the hosts that differ. 'target list' shows them,\n"
-    "'target clear' removes them.\n"
-    "Exit status: 0 done, 1 an error, 2 usage error.\n"
-    "Example: tandem swarm target set --hosts env=prod --release agent-1.2.0.tar.gz\n";
+const struct cli_opt cmd_target_set_opts[] = {
+	{ "hosts", RO_OPT_HOSTS, 0, "SEL",
+	    "the hosts: all, NAME,NAME... or labels KEY=VALUE,...\n(required)" },
+	{ "release", RO_OPT_RELEASE, 0, "FILE|DIR", "the release tarball or tree (required)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
 
-int
-swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+const struct cli_opt cmd_target_list_opts[] = {
+	{ "hosts", RO_OPT_HOSTS, 0, "SEL", "only these hosts (default: all)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+const struct cli_opt cmd_target_clear_opts[] = {
+	{ "hosts", RO_OPT_HOSTS, 0, "SEL", "the hosts whose target goes (required)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+/* swarm target set|list|clear: the one command behind the three. */
+static int
+target_run(struct cli *cli, int argc, char **argv, const char *verb)
 {
-	static const struct option longopts[] = {
-		{ "hosts", required_argument, NULL, 'H' },
-		{ "release", required_argument, NULL, 'r' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static const char *const heads[] = { "HOST", "TARGET", "SHA256", "SET-AT" };
 	struct swarm_update_args a;
 	struct swarm_ctx c;
@@ -1271,84 +1364,54 @@ swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	struct cmd_release *rel = NULL;
 	struct reg_host *page = NULL;
 	struct swarm_table *t = NULL;
+	struct cli_getopt g;
 	struct err e = ERR_INIT;
 	char err[512];
-	const char *verb;
 	int64_t cursor = 0;
 	size_t n, count = 0;
 	int rc = CLI_EXIT_FAIL, ctx = 0, ch, set, clear;
 	cJSON *obj = NULL, *arr = NULL;
 
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		return argc >= 2 ? cli_help(GROUP, self)
-				 : cli_usage_error(GROUP, self, "set, list or clear?");
-	}
-	verb = argv[1];
 	set = strcmp(verb, "set") == 0;
 	clear = strcmp(verb, "clear") == 0;
-	if (!set && !clear && strcmp(verb, "list") != 0) {
-		return cli_usage_error(GROUP, self, "unknown target command '%s'", verb);
-	}
 	memset(&a, 0, sizeof(a));
-	argc--;
-	argv++;
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+	a.json = cli->json;
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((ch = cli_getopt(&g, cli)) != -1) {
 		switch (ch) {
-		case 'H':
-			a.selector = optarg;
+		case RO_OPT_HOSTS:
+			a.selector = g.arg;
 			break;
-		case 'r':
-			if (!set) {
-				return cli_usage_error(GROUP, self, "--release goes with target set");
-			}
-			a.release = optarg;
+		case RO_OPT_RELEASE:
+			a.release = g.arg;
 			break;
-		case 'j':
-			a.json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, ch, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind != argc) {
-		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
-	}
 	if (set && (a.selector == NULL || a.release == NULL || *a.release == '\0')) {
-		return cli_usage_error(GROUP, self, "target set needs --hosts SEL and --release FILE|DIR");
+		return cli_usage(cli, "--hosts SEL and --release FILE|DIR are required");
 	}
 	if (clear && a.selector == NULL) {
-		return cli_usage_error(GROUP, self, "target clear needs --hosts SEL");
+		return cli_usage(cli, "--hosts SEL is required");
 	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm target: %s", err);
+		rc = cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
 		goto out;
 	}
 	ctx = 1;
-	if (cmd_rollout_selector(&c, &a, &sel) != 0) {
-		goto out;
-	}
 	rel = calloc(1, sizeof(*rel));
-	if (rel == NULL) {
-		log_warnx("out of memory");
+	page = calloc(PAGE, sizeof(*page));
+	if (rel == NULL || page == NULL) {
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	sign_keyring_init(&rel->keyring);
-	if (set) {
-		if (cmd_swarm_prepare_release(cli->home, a.release, rel) != 0) {
-			goto out;
-		}
-		if (rollout_store_release(&c, &rel->rf, &e) != 0) {
-			log_warnx("swarm target set: %s", err_msg(&e));
-			goto out;
-		}
-	}
-	page = calloc(PAGE, sizeof(*page));
-	if (page == NULL) {
-		log_warnx("out of memory");
+	if (cmd_rollout_selector(&c, &a, &sel, &e) != 0 ||
+	    (set && (cmd_swarm_prepare_release(cli->home, a.release, SIGN_KIND_AGENT, rel, &e) != 0 ||
+			rollout_store_release(&c, &rel->rf, &e) != 0))) {
+		err_prefix(&e, "%s", cli->path);
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	if (a.json) {
@@ -1365,7 +1428,8 @@ swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	}
 	do {
 		if (registry_hosts_select(c.reg, &sel, &cursor, PAGE, page, &n, &e) != 0) {
-			log_warnx("swarm target: %s", err_msg(&e));
+			err_prefix(&e, "%s", cli->path);
+			rc = cli_fail(cli, &e);
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -1375,12 +1439,14 @@ swarm_cmd_target(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 
 			if ((set || clear) && registry_target_set(c.reg, page[i].name,
 			    set ? rel->rf.sha256 : NULL, &e) != 0) {
-				log_warnx("swarm target %s: %s", verb, err_msg(&e));
+				err_prefix(&e, "%s", cli->path);
+				rc = cli_fail(cli, &e);
 				goto out;
 			}
 			have = registry_target_of(c.reg, page[i].name, &tg, &e);
 			if (have < 0) {
-				log_warnx("swarm target: %s", err_msg(&e));
+				err_prefix(&e, "%s", cli->path);
+				rc = cli_fail(cli, &e);
 				goto out;
 			}
 			count++;
@@ -1434,25 +1500,6 @@ out:
 }
 
 /* ---- converge ---- */
-
-const char cmd_converge_usage[] =
-    " [--hosts SEL] [--retry-failed] [--dry-run] [rollout options] [--json|--json-lines]\n"
-    "\n"
-    "Updates exactly the hosts (default: all in service) whose active release\n"
-    "differs from their target ('swarm target set'), as one rollout per target\n"
-    "release with the rollout options below. Left alone, and listed: hosts\n"
-    "without a target, hosts held by an unfinished rollout, hosts that did not\n"
-    "answer, and hosts that failed the same target 3 times (until\n"
-    "--retry-failed). When every host runs its target it does nothing and says\n"
-    "so. Meant for a systemd timer on the master (see wiki/Remote-Updates).\n"
-    "\n"
-    "  --dry-run           say which hosts differ, change nothing\n"
-    "  --retry-failed      include hosts that failed their target 3 times\n"
-    "\n" CMD_ROLLOUT_OPTIONS
-    "\n"
-    "Exit status: 0 nothing to do or every rollout done; 1 a rollout halted or a\n"
-    "host failed or could not be asked; 2 usage error; 3 a rollout not finished.\n"
-    "Example: tandem swarm converge --hosts env=prod --soak 2m\n";
 
 /* One host that differs from its target. */
 struct diff {
@@ -1611,7 +1658,7 @@ diff_cmp(const void *a, const void *b)
 }
 
 int
-swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_converge(struct cli *cli, int argc, char **argv)
 {
 	struct swarm_update_args a;
 	struct swarm_ctx c;
@@ -1623,25 +1670,28 @@ swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int
 
 	if (swarm_converge_args_parse(argc, argv, &a, &e) != 0) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "%s", err_msg(&e));
+		return cli_usage(cli, "%s", err_msg(&e));
 	}
-	if (a.help) {
+	a.json = cli->json;
+	if (a.json && a.json_lines) {
 		free(a.hosts);
-		return cli_help(GROUP, self);
+		return cli_usage(cli, "--json and --json-lines exclude each other");
 	}
 	cv = calloc(1, sizeof(*cv));
 	if (cv == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	pthread_mutex_init(&cv->lock, NULL);
 	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
-		log_warnx("swarm converge: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm converge: %s", err);
 		goto out;
 	}
 	ctx = 1;
 	c.quiet = 1;
-	if (cmd_rollout_selector(&c, &a, &cv->sel) != 0) {
+	if (cmd_rollout_selector(&c, &a, &cv->sel, &e) != 0) {
+		err_prefix(&e, "swarm converge");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	cv->c = &c;
@@ -1653,7 +1703,7 @@ swarm_cmd_converge(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	po.done = converge_done;
 	po.arg = cv;
 	if (swarm_run(&c, NULL, 0, &po) != 0 || cv->failed) {
-		log_warnx("swarm converge: cannot ask the hosts");
+		rc = cli_failf(cli, ERR_UNREACHABLE, "swarm converge: cannot ask the hosts");
 		goto out;
 	}
 	if (cv->unanswered > 0) {
@@ -1758,3 +1808,56 @@ out:
 	free(a.hosts);
 	return rc;
 }
+
+static int
+target_cmd_set(struct cli *cli, int argc, char **argv)
+{
+	return target_run(cli, argc, argv, "set");
+}
+
+static int
+target_cmd_list(struct cli *cli, int argc, char **argv)
+{
+	return target_run(cli, argc, argv, "list");
+}
+
+static int
+target_cmd_clear(struct cli *cli, int argc, char **argv)
+{
+	return target_run(cli, argc, argv, "clear");
+}
+
+const struct cli_cmd cmd_target_subs[CMD_TARGET_N_SUBS] = {
+	{
+	    .name = "set",
+	    .summary = "record the release the selected hosts should run",
+	    .synopsis = "--hosts SEL --release FILE|DIR",
+	    .description =
+		"Copies the release into the master's store (HOME/store/SHA256.tar.gz, so\n"
+		"nothing depends on the file later; checked first as the updater checks it)\n"
+		"and records it as the target of every host SEL selects; 'swarm converge'\n"
+		"then updates the hosts that differ.",
+	    .opts = cmd_target_set_opts,
+	    .example = "tandem swarm target set --hosts env=prod --release agent-1.2.0.tar.gz",
+	    .run = target_cmd_set,
+	},
+	{
+	    .name = "list",
+	    .summary = "the hosts' targets",
+	    .synopsis = "[--hosts SEL]",
+	    .description = "Lists each selected host's target release, its sha256 and when it was set.",
+	    .opts = cmd_target_list_opts,
+	    .example = "tandem swarm target list --hosts env=prod",
+	    .run = target_cmd_list,
+	},
+	{
+	    .name = "clear",
+	    .summary = "remove the selected hosts' targets",
+	    .synopsis = "--hosts SEL",
+	    .description = "Removes the target of every host SEL selects: converge leaves them alone.",
+	    .opts = cmd_target_clear_opts,
+	    .example = "tandem swarm target clear --hosts web1",
+	    .run = target_cmd_clear,
+	},
+};
+

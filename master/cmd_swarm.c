@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/release_check.h"
 #include "common/testhook.h"
 #include "common/util.h"
 #include "master/certs.h"
@@ -133,96 +134,110 @@ labels_text(struct registry *reg, const char *name, struct selector_label *label
 	}
 }
 
-/* Options shared by the simple commands. */
+/* Options shared by the simple commands (their tables name the ones each has). */
 struct simple_args {
 	const char **hosts;
 	size_t n_hosts;
 	int all;
-	int json;
-	const char *name; /* one positional NAME, if any */
+	const char *name; /* the operand NAME, if any */
 };
 
+/* Keys of the swarm commands' options. */
+enum {
+	SW_HOST = 'H',
+	SW_ALL = 'a',
+	SW_OUT = 'o',
+	SW_HOSTS = 0x100,
+	SW_PARALLEL,
+	SW_JSON_LINES,
+	SW_WARN_DAYS,
+	SW_ADDRESS,
+	SW_AGENT_PORT,
+	SW_UPDATER_PORT,
+	SW_SAN,
+	SW_UPDATER,
+	SW_NOTES,
+	SW_LABEL,
+	SW_FORCE,
+	SW_BEFORE,
+	SW_ONLY,
+	SW_DAYS,
+	SW_TEST_VALIDITY,
+};
+
+#define SW_OPT_HOST { "host", SW_HOST, 1, "NAME", "a host (repeatable)" }
+#define SW_OPT_ONE_HOST { "host", SW_HOST, 1, "NAME", "the host (required)" }
+#define SW_OPT_ALL { "all", SW_ALL, 1, NULL, "every host in service (not decommissioned)" }
+#define SW_OPT_HOSTS \
+	{ "hosts", SW_HOSTS, 0, "SEL", "all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE..." }
+#define SW_OPT_END { NULL, 0, 0, NULL, NULL }
+
 /*
- * Parse --host (if HOSTS_OK), --all (if HOSTS_OK), --json, --help and at most
- * one positional (if NAME_OK). Returns -1 to go on, else the exit code.
+ * Read --host and --all (as the command's table allows) and the operand NAME
+ * (when the table names one). Returns -1 to go on, else the exit code.
  */
 static int
-parse_simple(const struct cli_legacy_cmd *self, int argc, char **argv, int hosts_ok, int name_ok,
-    struct simple_args *a)
+parse_simple(struct cli *cli, int argc, char **argv, struct simple_args *a)
 {
-	static const struct option longopts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
+	struct cli_getopt g;
+	int c, optind_;
 
 	memset(a, 0, sizeof(*a));
 	a->hosts = calloc((size_t)argc + 1, sizeof(*a->hosts));
 	if (a->hosts == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_NOMEM, "out of memory");
 	}
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hH:a", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'H':
-			if (!hosts_ok) {
-				return cli_usage_error(GROUP, self, "--host is not an option here");
+		case SW_HOST:
+			if (*g.arg == '\0') {
+				return cli_usage(cli, "--host needs a name");
 			}
-			if (*optarg == '\0') {
-				return cli_usage_error(GROUP, self, "--host needs a name");
-			}
-			a->hosts[a->n_hosts++] = optarg;
+			a->hosts[a->n_hosts++] = g.arg;
 			break;
-		case 'a':
-			if (!hosts_ok) {
-				return cli_usage_error(GROUP, self, "--all is not an option here");
-			}
+		case SW_ALL:
 			a->all = 1;
 			break;
-		case 'j':
-			a->json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if (name_ok && optind < argc) {
-		a->name = argv[optind++];
-	}
-	if (optind != argc) {
-		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
+	optind_ = cli_getopt_index(&g);
+	if (optind_ < argc) {
+		a->name = argv[optind_];
 	}
 	if (a->all && a->n_hosts > 0) {
-		return cli_usage_error(GROUP, self, "--all and --host exclude each other");
+		return cli_usage(cli, "--all and --host exclude each other");
 	}
 	return -1;
 }
 
 /* ---------------------------------------------------------------- enroll */
 
+static const struct cli_opt swarm_enroll_opts[] = {
+	{ "address", SW_ADDRESS, 0, "ADDR",
+	    "how the master reaches the host (name or IP; also a\nSAN); required for a new host" },
+	{ "agent-port", SW_AGENT_PORT, 0, "P", "agent port (default 8765)" },
+	{ "updater-port", SW_UPDATER_PORT, 0, "P", "updater port (default 8766)" },
+	{ "san", SW_SAN, 0, "DNS|IP", "extra subjectAltName, repeatable" },
+	{ "updater", SW_UPDATER, 0, NULL,
+	    "also issue the updater identity (needed for updates);\nalone on an enrolled host: "
+	    "add it" },
+	{ "out", SW_OUT, 1, "DIR",
+	    "bundle directory (default HOME/hosts/NAME); refused\nwhen it already holds a key "
+	    "or certificate" },
+	{ "notes", SW_NOTES, 0, "TEXT", "free-form notes" },
+	{ "label", SW_LABEL, 0, "KEY=VALUE",
+	    "a label (repeatable; 'swarm label' changes them later)" },
+	SW_OPT_END,
+};
+
 static int
-swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_enroll(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
-	static const struct option longopts[] = {
-		{ "address", required_argument, NULL, 'A' },
-		{ "agent-port", required_argument, NULL, 'p' },
-		{ "updater-port", required_argument, NULL, 'P' },
-		{ "san", required_argument, NULL, 's' },
-		{ "updater", no_argument, NULL, 'u' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "notes", required_argument, NULL, 'N' },
-		{ "label", required_argument, NULL, 'L' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct cli_getopt g;
 	const char *sans[PKI_MAX_SANS];
 	struct selector_label labels[REG_LABELS_MAX];
 	struct swarm_enroll_opts o;
@@ -231,94 +246,89 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	struct err le = ERR_INIT;
 	long long v;
 	size_t n_labels = 0;
-	int json = 0, c, r, rc = CLI_EXIT_FAIL, rm;
+	int c, r, rc = CLI_EXIT_FAIL, rm;
 	cJSON *obj;
 
 	memset(&o, 0, sizeof(o));
 	o.sans = sans;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
 		switch (c) {
-		case 'A':
-			o.address = optarg;
+		case SW_ADDRESS:
+			o.address = g.arg;
 			break;
-		case 'p':
-		case 'P':
-			if (parse_ll(optarg, 1, 65535, &v) != 0) {
-				return cli_usage_error(GROUP, self, "%s '%s': expected a port in 1..65535",
-				    c == 'p' ? "--agent-port" : "--updater-port", optarg);
+		case SW_AGENT_PORT:
+		case SW_UPDATER_PORT:
+			if (parse_ll(g.arg, 1, 65535, &v) != 0) {
+				return cli_usage(cli, "%s '%s': expected a port in 1..65535",
+				    c == SW_AGENT_PORT ? "--agent-port" : "--updater-port", g.arg);
 			}
-			if (c == 'p') {
+			if (c == SW_AGENT_PORT) {
 				o.agent_port = (int)v;
 			} else {
 				o.updater_port = (int)v;
 			}
 			break;
-		case 's':
+		case SW_SAN:
 			if (o.n_sans == PKI_MAX_SANS - 1) {
-				return cli_usage_error(GROUP, self, "at most %d --san", PKI_MAX_SANS - 1);
+				return cli_usage(cli, "at most %d --san", PKI_MAX_SANS - 1);
 			}
-			sans[o.n_sans++] = optarg;
+			sans[o.n_sans++] = g.arg;
 			break;
-		case 'u':
+		case SW_UPDATER:
 			o.updater = 1;
 			break;
-		case 'o':
-			if (*optarg == '\0') {
-				return cli_usage_error(GROUP, self, "--out needs a directory");
+		case SW_OUT:
+			if (*g.arg == '\0') {
+				return cli_usage(cli, "--out needs a directory");
 			}
-			o.out = optarg;
+			o.out = g.arg;
 			break;
-		case 'N':
-			if (strlen(optarg) > REG_NOTES_MAX) {
-				return cli_usage_error(GROUP, self, "--notes: at most %d bytes",
-				    REG_NOTES_MAX);
+		case SW_NOTES:
+			if (strlen(g.arg) > REG_NOTES_MAX) {
+				return cli_usage(cli, "--notes: at most %d bytes", REG_NOTES_MAX);
 			}
-			o.notes = optarg;
+			o.notes = g.arg;
 			break;
-		case 'L':
+		case SW_LABEL:
 			if (n_labels == ARRAY_LEN(labels)) {
-				return cli_usage_error(GROUP, self, "at most %d --label",
-				    (int)ARRAY_LEN(labels));
+				return cli_usage(cli, "at most %d --label", (int)ARRAY_LEN(labels));
 			}
-			if (selector_label_parse(optarg, &labels[n_labels], &rm, &le) != 0 || rm) {
-				return cli_usage_error(GROUP, self, "--label %s", rm ? "takes KEY=VALUE"
-				    : err_msg(&le));
+			if (selector_label_parse(g.arg, &labels[n_labels], &rm, &le) != 0 || rm) {
+				return cli_usage(cli, "--label %s", rm ? "takes KEY=VALUE" : err_msg(&le));
 			}
 			n_labels++;
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			return cli_help(GROUP, self);
 		default:
-			return cli_getopt_error(GROUP, self, c, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
 	}
-	if (cli_one_operand(GROUP, self, argc, argv, optind, "NAME") != 0) {
-		return CLI_EXIT_USAGE;
+	o.name = argv[cli_getopt_index(&g)];
+	if (!o.updater && o.address == NULL) {
+		/* The command line is incomplete whatever the registry holds. */
+		return cli_usage(cli, "--address ADDR is required (only --updater alone adds to an "
+				      "enrolled host)");
 	}
-	o.name = argv[optind];
 	res = calloc(1, sizeof(*res));
 	if (res == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		return CLI_EXIT_FAIL;
 	}
 	r = swarm_enroll(cli->home, &o, res, &pe);
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm enroll: %s", err_msg(&pe));
+		err_prefix(&pe, "swarm enroll");
+		rc = cli_fail(cli, &pe);
 		goto out;
 	}
 	if (n_labels > 0) {
 		if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
-			log_warnx("swarm enroll: labels: %s", err_msg(&pe));
+			rc = cli_failf(cli, ERR_IO, "swarm enroll: labels: %s", err_msg(&pe));
 			goto out;
 		}
 		for (size_t i = 0; i < n_labels; i++) {
 			if (registry_label_set(reg, res->host.name, labels[i].key, labels[i].value,
 			    &le) != 0) {
-				log_warnx("swarm enroll: labels: %s", err_msg(&le));
+				rc = cli_failf(cli, ERR_IO, "swarm enroll: labels: %s", err_msg(&le));
 				goto out;
 			}
 		}
@@ -329,7 +339,7 @@ swarm_cmd_enroll(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 		log_info("enrolled %s at %s (bundle %s)", res->host.name, res->host.address,
 		    res->bundle);
 	}
-	if (json) {
+	if (cli->json) {
 		obj = host_json(&res->host);
 		if (obj == NULL || json_add_str(obj, "bundle", res->bundle) != 0 ||
 		    (n_labels > 0 && json_add_item(obj, "labels", labels_json(labels, n_labels)) != 0)) {
@@ -354,7 +364,7 @@ out:
 /* ---------------------------------------------------------------- list/show/decommission */
 
 static int
-swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_list(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "UPDATER",
@@ -371,7 +381,7 @@ swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 	int rc;
 	cJSON *obj = NULL, *arr;
 
-	rc = parse_simple(self, argc, argv, 0, 0, &a);
+	rc = parse_simple(cli, argc, argv, &a);
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
@@ -379,10 +389,10 @@ swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 	rc = CLI_EXIT_FAIL;
 	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK ||
 	    registry_list_hosts(reg, 1, &hosts, &n, &pe) != REGISTRY_OK) {
-		log_warnx("swarm list: %s", err_msg(&pe));
+		rc = cli_failf(cli, ERR_IO, "swarm list: %s", err_msg(&pe));
 		goto out;
 	}
-	if (a.json) {
+	if (cli->json) {
 		obj = cJSON_CreateObject();
 		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
 		for (i = 0; arr != NULL && i < n; i++) {
@@ -423,7 +433,7 @@ swarm_cmd_list(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 		}
 	}
 	if (t == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	swarm_table_print(t, stdout);
@@ -436,7 +446,7 @@ out:
 }
 
 static int
-swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_show(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct selector_label labels[REG_LABELS_MAX];
@@ -451,17 +461,14 @@ swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 	int rc, r;
 	cJSON *obj = NULL, *arr;
 
-	rc = parse_simple(self, argc, argv, 0, 1, &a);
+	rc = parse_simple(cli, argc, argv, &a);
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
 	}
-	if (a.name == NULL) {
-		return cli_usage_error(GROUP, self, "NAME is missing");
-	}
 	rc = CLI_EXIT_FAIL;
 	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
-		log_warnx("swarm show: %s", err_msg(&pe));
+		rc = cli_failf(cli, ERR_IO, "swarm show: %s", err_msg(&pe));
 		goto out;
 	}
 	r = registry_get_host(reg, a.name, &h, &pe);
@@ -469,12 +476,13 @@ swarm_cmd_show(const struct cli *cli, const struct cli_legacy_cmd *self, int arg
 		r = registry_push_history(reg, h.name, SHOW_PUSHES, &pushes, &n, &pe);
 	}
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm show: %s: %s", a.name,
+		rc = cli_failf(cli, r == REGISTRY_NOTFOUND ? ERR_NOT_FOUND : pe.kind,
+		    "swarm show: %s: %s", a.name,
 		    r == REGISTRY_NOTFOUND ? "no such host" : err_msg(&pe));
 		goto out;
 	}
 	labels_text(reg, h.name, labels, &nl, ltext, sizeof(ltext));
-	if (a.json) {
+	if (cli->json) {
 		obj = host_json(&h);
 		if (obj != NULL && json_add_item(obj, "labels", labels_json(labels, nl)) != 0) {
 			cJSON_Delete(obj);
@@ -518,7 +526,7 @@ out:
 }
 
 static int
-swarm_cmd_decommission(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_decommission(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct simple_args a;
@@ -526,17 +534,14 @@ swarm_cmd_decommission(const struct cli *cli, const struct cli_legacy_cmd *self,
 	struct reg_host h;
 	int rc, r;
 
-	rc = parse_simple(self, argc, argv, 0, 1, &a);
+	rc = parse_simple(cli, argc, argv, &a);
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
 	}
-	if (a.name == NULL) {
-		return cli_usage_error(GROUP, self, "NAME is missing");
-	}
 	rc = CLI_EXIT_FAIL;
 	if (registry_open(cli->home, &reg, &pe) != REGISTRY_OK) {
-		log_warnx("swarm decommission: %s", err_msg(&pe));
+		rc = cli_failf(cli, ERR_IO, "swarm decommission: %s", err_msg(&pe));
 		goto out;
 	}
 	r = registry_decommission(reg, a.name, 0, &pe);
@@ -544,12 +549,13 @@ swarm_cmd_decommission(const struct cli *cli, const struct cli_legacy_cmd *self,
 		r = registry_get_host(reg, a.name, &h, &pe);
 	}
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm decommission: %s",
+		rc = cli_failf(cli, r == REGISTRY_NOTFOUND ? ERR_NOT_FOUND : pe.kind,
+		    "swarm decommission: %s: %s", a.name,
 		    r == REGISTRY_NOTFOUND ? "no such host" : err_msg(&pe));
 		goto out;
 	}
 	log_info("%s is decommissioned: kept in the registry, left out of --all", h.name);
-	rc = a.json ? swarm_print_json(host_json(&h))
+	rc = cli->json ? swarm_print_json(host_json(&h))
 		    : (printf("%s decommissioned\n", h.name) < 0 || fflush(stdout) != 0
 			      ? CLI_EXIT_FAIL
 			      : CLI_EXIT_OK);
@@ -601,45 +607,94 @@ host_source_next(void *arg, struct swarm_job *j)
 
 /*
  * The signature next to the release FILE (sent along) and the master's
- * keyring (for the dry run's verdicts). Returns 0 or -1 after logging.
+ * keyring (for the dry run's verdicts). Returns 0 or -1 with E.
  */
 static int
-prepare_signature(const char *home, struct cmd_release *p)
+prepare_signature(const char *home, struct cmd_release *p, struct err *e)
 {
-	struct err e = ERR_INIT;
 	char tpath[PATH_MAX];
 	size_t len = 0;
 	int have;
 
 	if (release_sign_tsig_path(p->path, tpath, sizeof(tpath)) != 0) {
-		log_warnx("--release path too long");
-		return -1;
+		return err_set(e, ERR_USAGE, "--release path too long");
 	}
-	have = release_sign_read_tsig(tpath, &p->tsig, &len, &e);
+	have = release_sign_read_tsig(tpath, &p->tsig, &len, e);
 	if (have < 0) {
-		log_warnx("%s", err_msg(&e));
 		return -1;
 	}
 	if (have > 0 && strlen(p->tsig) != len) {
-		log_warnx("%s holds a NUL byte: not a signature file", tpath);
-		return -1;
+		return err_set(e, ERR_FORMAT, "%s holds a NUL byte: not a signature file", tpath);
 	}
 	p->rf.tsig = p->tsig;
 	p->rf.tsig_len = len;
-	if (keystore_current(home, &p->keyring, &e) < 0) {
-		log_warnx("%s", err_msg(&e));
+	if (keystore_current(home, &p->keyring, e) < 0) {
 		return -1;
 	}
 	p->rf.keyring = &p->keyring;
 	return 0;
 }
 
+/*
+ * The release P as an updater will check it, before any host is contacted:
+ * the tarball's entries and manifest by common/release_check (the rules the
+ * updater's extraction applies), installed as KINDS (SIGN_KIND_AGENT, with
+ * SIGN_KIND_UPDATER for --include-self), and its signature file, when it
+ * has one, by the part of pki/sign's rule that needs no keys (it parses and
+ * its statement describes these bytes, this kind and this manifest): which
+ * keys a host trusts is the host's keyring's to say (the dry run tells per
+ * host). Returns 0 or -1 with E in the updater's words.
+ */
+static int
+check_release(struct cmd_release *p, unsigned kinds, struct err *e)
+{
+	struct release_manifest m;
+	struct sign_envelope env;
+	struct sign_statement st;
+	struct sign_want w;
+	unsigned flags = RELEASE_MF_AGENT | ((kinds & SIGN_KIND_UPDATER) != 0 ? RELEASE_MF_UPDATER
+									       : 0);
+	int rc = -1;
+
+	if (release_check_file(p->path, NULL, flags, &m, NULL, NULL, e) != 0) {
+		return err_prefix(e, "the release %s is refused (every updater would refuse it; "
+				     "nothing was sent)", p->rf.label);
+	}
+	if (p->tsig == NULL) {
+		return 0;
+	}
+	memset(&env, 0, sizeof(env));
+	memset(&w, 0, sizeof(w));
+	w.sha256 = p->rf.sha256;
+	w.size = (int64_t)p->rf.size;
+	if (sign_tsig_parse(p->tsig, p->rf.tsig_len, &env, &st, e) != 0) {
+		goto out;
+	}
+	for (unsigned k = SIGN_KIND_AGENT; k <= SIGN_KIND_UPDATER; k <<= 1) {
+		w.kind = kinds & k;
+		if (w.kind != 0 && sign_statement_want(&st, &w, e) != 0) {
+			goto out;
+		}
+	}
+	if (sign_statement_match(&st, m.name, m.version, e) != 0) {
+		goto out;
+	}
+	rc = 0;
+out:
+	sign_envelope_free(&env);
+	if (rc != 0) {
+		err_prefix(e, "the signature of %s is refused (every updater would refuse it; "
+			      "nothing was sent)", p->rf.label);
+	}
+	return rc;
+}
+
 int
-cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release *p)
+cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
+    struct cmd_release *p, struct err *e)
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
-	struct err e = ERR_INIT;
 	char err[8192];
 	const char *base, *tmp;
 	struct stat st;
@@ -649,45 +704,40 @@ cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release 
 	sign_keyring_init(&p->keyring);
 	p->rf.path = p->path;
 	if (stat(arg, &st) != 0) {
-		log_warn("--release %s", arg);
-		return -1;
+		return err_sys_kind(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "--release %s", arg);
 	}
 	if (S_ISDIR(st.st_mode)) {
 		tmp = getenv("TMPDIR");
 		if (snprintf(p->tmpdir, sizeof(p->tmpdir), "%s/tandem-swarm-XXXXXX",
 			tmp != NULL && *tmp == '/' ? tmp : "/tmp") >= (int)sizeof(p->tmpdir) ||
 		    mkdtemp(p->tmpdir) == NULL) {
-			log_warn("temporary directory");
 			p->tmpdir[0] = '\0';
-			return -1;
+			return err_sys(e, "temporary directory");
 		}
 		snprintf(p->path, sizeof(p->path), "%s/release.tar.gz", p->tmpdir);
 		res = calloc(1, sizeof(*res));
 		if (res == NULL) {
-			log_warnx("out of memory");
-			return -1;
+			return err_set(e, ERR_NOMEM, "out of memory");
 		}
 		memset(&po, 0, sizeof(po));
 		po.dir = arg;
 		po.output = p->path;
-		if (release_pack(&po, res, NULL, &e) != 0) {
-			log_warnx("release pack %s: %s", arg, err_msg(&e));
+		if (release_pack(&po, res, NULL, e) != 0) {
+			err_prefix(e, "release pack %s", arg);
 			goto out;
 		}
 		snprintf(p->rf.sha256, sizeof(p->rf.sha256), "%s", res->sha256);
 		p->rf.size = res->size;
 		snprintf(p->rf.label, sizeof(p->rf.label), "%s", res->version);
 		log_info("packed %s: %s-%s, sha256 %s", arg, res->name, res->version, res->sha256);
-		rc = 0;
+		rc = check_release(p, kinds, e);
 		goto out;
 	}
 	if (snprintf(p->path, sizeof(p->path), "%s", arg) >= (int)sizeof(p->path)) {
-		log_warnx("--release path too long");
-		return -1;
+		return err_set(e, ERR_USAGE, "--release path too long");
 	}
 	if (swarm_file_digest(p->path, p->rf.sha256, &p->rf.size, err, sizeof(err)) != 0) {
-		log_warnx("--release: %s", err);
-		return -1;
+		return err_set(e, ERR_IO, "--release: %s", err);
 	}
 	base = strrchr(arg, '/');
 	base = base != NULL ? base + 1 : arg;
@@ -697,7 +747,10 @@ cmd_swarm_prepare_release(const char *home, const char *arg, struct cmd_release 
 		    : strlen(base)),
 	    base);
 	/* A tarball may come with its signature; a packed tree never has one. */
-	rc = prepare_signature(home, p);
+	rc = prepare_signature(home, p, e);
+	if (rc == 0) {
+		rc = check_release(p, kinds, e);
+	}
 out:
 	free(res);
 	return rc;
@@ -737,7 +790,9 @@ dry_run_done(void *arg, struct swarm_job *j)
 		h = cJSON_CreateObject();
 		if (h == NULL || json_add_str(h, "host", j->host.name) != 0 ||
 		    json_add_str(h, "address", j->host.address) != 0 ||
-		    json_add_bool(h, "reachable", j->reachable) != 0 ||
+		    json_add_bool(h, "updater_identity", j->host.updater_fp[0] != '\0') != 0 ||
+		    json_add_item(h, "reachable", j->host.updater_fp[0] == '\0'
+			    ? cJSON_CreateNull() : cJSON_CreateBool(j->reachable)) != 0 ||
 		    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
 							       : cJSON_CreateBool(j->pin_ok)) != 0 ||
 		    json_add_item(h, "current", release_json(&j->health.active,
@@ -762,7 +817,8 @@ dry_run_done(void *arg, struct swarm_job *j)
 	    j->health.have_active ? " " : "", j->health.active.sha256);
 	cells[0] = j->host.name;
 	cells[1] = j->host.address;
-	cells[2] = j->reachable ? "yes" : "no";
+	cells[2] = j->host.updater_fp[0] == '\0' ? "no updater identity" : j->reachable ? "yes"
+														: "no";
 	cells[3] = j->pin_ok < 0 ? "?" : j->pin_ok ? "ok" : "MISMATCH";
 	cells[4] = j->health.have_active ? cur : "none";
 	cells[5] = dr->rf == NULL || !j->have_health ? "?" : j->same_sha ? "yes" : "no";
@@ -793,7 +849,7 @@ dry_done(void *arg, struct swarm_job *j)
 
 /* Dry run: ask every selected host, change nothing; say how the rollout would be cut. */
 static int
-update_dry_run(struct swarm_ctx *c, const struct swarm_update_args *a, const struct selector *sel,
+update_dry_run(const struct cli *cli, struct swarm_ctx *c, const struct swarm_update_args *a, const struct selector *sel,
     const struct swarm_release_file *rf)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "REACHABLE", "PIN", "CURRENT",
@@ -805,7 +861,7 @@ update_dry_run(struct swarm_ctx *c, const struct swarm_update_args *a, const str
 	int rc = CLI_EXIT_FAIL;
 
 	if (dc == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		return CLI_EXIT_FAIL;
 	}
 	dc->dr.rf = rf;
@@ -831,7 +887,7 @@ update_dry_run(struct swarm_ctx *c, const struct swarm_update_args *a, const str
 	po.done = dry_done;
 	po.arg = dc;
 	if (swarm_run(c, NULL, 0, &po) != 0 || dc->src.failed || dc->dr.failed) {
-		log_warnx("swarm update: cannot ask the hosts");
+		rc = cli_failf(cli, ERR_UNREACHABLE, "swarm update: cannot ask the hosts");
 		goto out;
 	}
 	nw = rollout_plan_waves(&a->spec, dc->dr.n, ends);
@@ -870,51 +926,59 @@ out:
 }
 
 static int
-swarm_cmd_update(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_update(struct cli *cli, int argc, char **argv)
 {
 	struct swarm_update_args a;
 	struct swarm_ctx c;
 	struct cmd_release *rel = NULL;
 	struct selector sel;
 	struct err pe = ERR_INIT;
+	struct err e = ERR_INIT;
 	char err[1024];
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, have_release = 0;
 
 	if (swarm_update_args_parse(argc, argv, &a, &pe) != 0) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "%s", err_msg(&pe));
+		return cli_usage(cli, "%s", err_msg(&pe));
 	}
-	if (a.help) {
+	a.json = cli->json;
+	if (a.json && a.json_lines) {
 		free(a.hosts);
-		return cli_help(GROUP, self);
+		return cli_usage(cli, "--json and --json-lines exclude each other");
+	}
+	rel = calloc(1, sizeof(*rel));
+	if (rel == NULL) {
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	sign_keyring_init(&rel->keyring);
+	/* The release is read (and checked) before any host is asked anything. */
+	if (a.release != NULL) {
+		if (cmd_swarm_prepare_release(cli->home, a.release,
+			SIGN_KIND_AGENT | (a.include_self ? SIGN_KIND_UPDATER : 0), rel, &e) != 0) {
+			err_prefix(&e, "swarm update");
+			rc = cli_fail(cli, &e);
+			goto out;
+		}
+		have_release = 1;
 	}
 	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
-		log_warnx("swarm update: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm update: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
 	c.quiet = a.json_lines;
-	if (cmd_rollout_selector(&c, &a, &sel) != 0) {
+	if (cmd_rollout_selector(&c, &a, &sel, &e) != 0) {
+		err_prefix(&e, "swarm update");
+		rc = cli_fail(cli, &e);
 		goto out;
-	}
-	rel = calloc(1, sizeof(*rel));
-	if (rel == NULL) {
-		log_warnx("out of memory");
-		goto out;
-	}
-	sign_keyring_init(&rel->keyring);
-	if (a.release != NULL) {
-		if (cmd_swarm_prepare_release(cli->home, a.release, rel) != 0) {
-			goto out;
-		}
-		have_release = 1;
 	}
 	if (a.dry_run) {
-		rc = update_dry_run(&c, &a, &sel, have_release ? &rel->rf : NULL);
+		rc = update_dry_run(cli, &c, &a, &sel, have_release ? &rel->rf : NULL);
 		goto out;
 	}
-	rc = cmd_rollout_update(&c, &a, &rel->rf, a.release);
+	rc = cmd_rollout_update(cli, &c, &a, &rel->rf, a.release);
 out:
 	if (rel != NULL) {
 		cmd_swarm_release_cleanup(rel);
@@ -931,32 +995,36 @@ out:
 
 /* The one host of --host NAME for the single-host commands. */
 static int
-one_host(const struct cli *cli, const struct cli_legacy_cmd *self, const struct simple_args *a,
-    struct swarm_ctx *c, struct reg_host *h)
+one_host(struct cli *cli, const struct simple_args *a, struct swarm_ctx *c, struct reg_host *h)
 {
 	struct err pe = ERR_INIT;
 	char err[1024];
 	int r;
 
 	if (a->n_hosts != 1 || a->all) {
-		return cli_usage_error(GROUP, self, "exactly one --host NAME is required");
+		return cli_usage(cli, "exactly one --host NAME is required");
 	}
 	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm %s: %s", self->name, err);
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
 	}
 	r = registry_get_host(c->reg, a->hosts[0], h, &pe);
 	if (r != REGISTRY_OK) {
-		log_warnx("swarm %s: %s: %s", self->name, a->hosts[0],
-		    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err_msg(&pe));
 		swarm_ctx_close(c);
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, r == REGISTRY_NOTFOUND ? ERR_NOT_FOUND : pe.kind, "%s: %s: %s",
+		    cli->path, a->hosts[0],
+		    r == REGISTRY_NOTFOUND ? "no such host in the registry" : err_msg(&pe));
+	}
+	if (h->updater_fp[0] == '\0') {
+		swarm_ctx_close(c);
+		return cli_failf(cli, ERR_CONFLICT, "%s: %s has no updater identity (enrolled "
+						  "without --updater): add it with 'tandem swarm enroll "
+						  "--updater %s'", cli->path, h->name, h->name);
 	}
 	return -1;
 }
 
 static int
-swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 {
 	struct err pe = ERR_INIT;
 	struct simple_args a;
@@ -969,9 +1037,9 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	int rc;
 	cJSON *obj;
 
-	rc = parse_simple(self, argc, argv, 1, 0, &a);
+	rc = parse_simple(cli, argc, argv, &a);
 	if (rc < 0) {
-		rc = one_host(cli, self, &a, &c, &h);
+		rc = one_host(cli, &a, &c, &h);
 	}
 	free(a.hosts);
 	if (rc >= 0) {
@@ -984,11 +1052,11 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int
 		if (swarm_host_health(&c, &h, 10000, &hh, &pin, err, sizeof(err)) == 0 &&
 		    hh.have_active && hh.have_prev &&
 		    strcmp(hh.active.sha256, hh.prev.sha256) == 0) {
-			log_warnx("swarm rollback: %s: the previous release is the one running (%s, "
+			rc = cli_failf(cli, ERR_IO, "swarm rollback: %s: the previous release is the one running (%s, "
 			    "sha256 %.12s): nothing to roll back to", h.name, hh.active.version,
 			    hh.active.sha256);
 			swarm_ctx_close(&c);
-			if (a.json) {
+			if (cli->json) {
 				obj = cJSON_CreateObject();
 				if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
 				    json_add_str(obj, "result", "failed") != 0 ||
@@ -1027,7 +1095,7 @@ swarm_cmd_rollback(const struct cli *cli, const struct cli_legacy_cmd *self, int
 		log_warnx("%s: cannot record the rollback: %s", h.name, err_msg(&pe));
 	}
 	swarm_ctx_close(&c);
-	if (a.json) {
+	if (cli->json) {
 		obj = cJSON_CreateObject();
 		if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
 		    json_add_str(obj, "result", r.outcome == SWARM_UPDATED ? "rolled-back"
@@ -1129,10 +1197,13 @@ status_json(const struct swarm_job *j, long long warn_s)
 
 	if (h == NULL || json_add_str(h, "host", j->host.name) != 0 ||
 	    json_add_str(h, "address", j->host.address) != 0 ||
-	    json_add_bool(h, "reachable", j->reachable) != 0 ||
+	    json_add_bool(h, "updater_identity", j->host.updater_fp[0] != '\0') != 0 ||
+	    json_add_item(h, "reachable", j->host.updater_fp[0] == '\0' ? cJSON_CreateNull()
+					  : cJSON_CreateBool(j->reachable)) != 0 ||
 	    json_add_item(h, "pin_ok", j->pin_ok < 0 ? cJSON_CreateNull()
 						       : cJSON_CreateBool(j->pin_ok)) != 0 ||
-	    json_add_str(h, "status", j->have_health ? j->health.status : NULL) != 0 ||
+	    json_add_str(h, "status", j->have_health ? j->health.status
+			 : j->host.updater_fp[0] == '\0' ? "no updater identity" : NULL) != 0 ||
 	    json_add_str(h, "updater_version", j->have_health ? j->health.version : NULL) != 0 ||
 	    json_add_str(h, "agent_version",
 		j->agent_reach[0] == '\0' ? j->agent_version : NULL) != 0 ||
@@ -1191,7 +1262,9 @@ status_done(void *arg, struct swarm_job *j)
 		}
 		return;
 	}
-	snprintf(st, sizeof(st), "%s", !j->reachable ? "unreachable"
+	/* A host without an updater identity is not asked (no pin): not "unreachable". */
+	snprintf(st, sizeof(st), "%s", j->host.updater_fp[0] == '\0' ? "no updater identity"
+	    : !j->reachable ? "unreachable"
 	    : j->pin_ok == 0			    ? "PIN MISMATCH"
 						    : j->health.status);
 	snprintf(detail, sizeof(detail), "%s%s%s%s%s%s%s", j->error,
@@ -1216,118 +1289,101 @@ status_done(void *arg, struct swarm_job *j)
 }
 
 static int
-swarm_cmd_status(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_status(struct cli *cli, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "UPDATER", "STATUS", "AGENT",
 		"AGENT-STATE", "ACTIVE", "PREV", "SIGNATURES", "DETAIL" };
-	static const struct option longopts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "hosts", required_argument, NULL, 'S' },
-		{ "parallel", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "json-lines", no_argument, NULL, 'J' },
-		{ "warn-days", required_argument, NULL, 'w' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct swarm_update_args a;
 	struct swarm_ctx c;
 	struct swarm_pool_opts po;
 	struct status_ctx *sc = NULL;
+	struct cli_getopt g;
+	struct err e = ERR_INIT;
 	char err[1024];
 	long long v, warn_days = CERTS_DEFAULT_WARN_DAYS;
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, ch;
 
 	memset(&a, 0, sizeof(a));
 	a.parallel = SWARM_DEFAULT_PARALLEL;
+	a.json = cli->json;
 	a.hosts = calloc((size_t)argc + 1, sizeof(*a.hosts));
 	if (a.hosts == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_NOMEM, "out of memory");
 	}
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":hH:ap:", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((ch = cli_getopt(&g, cli)) != -1) {
 		switch (ch) {
-		case 'H':
-			if (*optarg == '\0') {
+		case SW_HOST:
+			if (*g.arg == '\0') {
 				free(a.hosts);
-				return cli_usage_error(GROUP, self, "--host needs a name");
+				return cli_usage(cli, "--host needs a name");
 			}
-			a.hosts[a.n_hosts++] = optarg;
+			a.hosts[a.n_hosts++] = g.arg;
 			break;
-		case 'a':
+		case SW_ALL:
 			a.all = 1;
 			break;
-		case 'S':
-			a.selector = optarg;
+		case SW_HOSTS:
+			a.selector = g.arg;
 			break;
-		case 'p':
-			if (parse_ll(optarg, 1, SWARM_MAX_PARALLEL, &v) != 0) {
+		case SW_PARALLEL:
+			if (parse_ll(g.arg, 1, SWARM_MAX_PARALLEL, &v) != 0) {
 				free(a.hosts);
-				return cli_usage_error(GROUP, self, "--parallel '%s': expected a number "
-				    "in 1..%d", optarg, SWARM_MAX_PARALLEL);
+				return cli_usage(cli, "--parallel '%s': expected a number in 1..%d",
+				    g.arg, SWARM_MAX_PARALLEL);
 			}
 			a.parallel = (int)v;
 			break;
-		case 'j':
-			a.json = 1;
-			break;
-		case 'J':
+		case SW_JSON_LINES:
 			a.json_lines = 1;
 			break;
-		case 'w':
-			if (parse_ll(optarg, 0, 3650, &warn_days) != 0) {
+		case SW_WARN_DAYS:
+			if (parse_ll(g.arg, 0, 3650, &warn_days) != 0) {
 				free(a.hosts);
-				return cli_usage_error(GROUP, self,
-				    "--warn-days '%s': expected a number in 0..3650", optarg);
+				return cli_usage(cli, "--warn-days '%s': expected a number in 0..3650",
+				    g.arg);
 			}
 			break;
-		case 'h':
-			free(a.hosts);
-			return cli_help(GROUP, self);
 		default:
 			free(a.hosts);
-			return cli_getopt_error(GROUP, self, ch, argv, optind);
+			return CLI_EXIT_USAGE;
 		}
-	}
-	if (optind != argc) {
-		free(a.hosts);
-		return cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
 	}
 	if ((a.all != 0) + (a.n_hosts > 0) + (a.selector != NULL) > 1) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "--all, --host and --hosts exclude each other");
+		return cli_usage(cli, "--all, --host and --hosts exclude each other");
 	}
-	if (a.json && a.json_lines) {
+	if (cli->json && a.json_lines) {
 		free(a.hosts);
-		return cli_usage_error(GROUP, self, "--json and --json-lines exclude each other");
+		return cli_usage(cli, "--json and --json-lines exclude each other");
 	}
 	sc = calloc(1, sizeof(*sc));
 	if (sc == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm status: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm status: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.quiet = 1;
-	if (cmd_rollout_selector(&c, &a, &sc->src.sel) != 0) {
+	if (cmd_rollout_selector(&c, &a, &sc->src.sel, &e) != 0) {
+		err_prefix(&e, "swarm status");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	sc->src.reg = c.reg;
 	sc->src.kind = SWARM_JOB_STATUS;
 	sc->warn_s = warn_days * 86400;
-	sc->json = a.json;
+	sc->json = cli->json;
 	sc->json_lines = a.json_lines;
 	sc->first = 1;
 	sc->all_answered = 1;
-	if (!a.json && !a.json_lines) {
+	if (!cli->json && !a.json_lines) {
 		sc->t = swarm_table_new(ARRAY_LEN(heads), heads);
 		if (sc->t == NULL) {
-			log_warnx("out of memory");
+			rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 	}
@@ -1336,17 +1392,17 @@ swarm_cmd_status(const struct cli *cli, const struct cli_legacy_cmd *self, int a
 	po.next = status_next;
 	po.done = status_done;
 	po.arg = sc;
-	if (a.json) {
+	if (cli->json) {
 		printf("{\"hosts\":[");
 	}
 	if (swarm_run(&c, NULL, 0, &po) != 0 || sc->src.failed || sc->failed) {
-		if (a.json) {
+		if (cli->json) {
 			printf("]}\n");
 		}
-		log_warnx("swarm status: cannot ask the hosts");
+		rc = cli_failf(cli, ERR_UNREACHABLE, "swarm status: cannot ask the hosts");
 		goto out;
 	}
-	if (a.json) {
+	if (cli->json) {
 		printf("]}\n");
 	} else if (!a.json_lines) {
 		swarm_table_print(sc->t, stdout);
@@ -1371,7 +1427,7 @@ out:
 
 /* GET PATH from the --host's updater; *TREE the parsed body (200 only). */
 static int
-get_tree(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv,
+get_tree(struct cli *cli, int argc, char **argv,
     const char *path, struct simple_args *a, struct reg_host *h, struct swarm_ctx *c,
     cJSON **tree, char *err, size_t errlen)
 {
@@ -1379,9 +1435,9 @@ get_tree(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, cha
 	int rc;
 
 	*tree = NULL;
-	rc = parse_simple(self, argc, argv, 1, 0, a);
+	rc = parse_simple(cli, argc, argv, a);
 	if (rc < 0) {
-		rc = one_host(cli, self, a, c, h);
+		rc = one_host(cli, a, c, h);
 	}
 	if (rc >= 0) {
 		return rc;
@@ -1404,7 +1460,7 @@ get_tree(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, cha
 }
 
 static int
-swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_releases(struct cli *cli, int argc, char **argv)
 {
 	static const char *const heads[] = { "SLOT", "VERSION", "LABEL", "SHA256",
 		"INSTALLED-AT" };
@@ -1418,7 +1474,7 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	cJSON *tree = NULL;
 	int rc;
 
-	rc = get_tree(cli, self, argc, argv, "/releases", &a, &h, &c, &tree, err, sizeof(err));
+	rc = get_tree(cli, argc, argv, "/releases", &a, &h, &c, &tree, err, sizeof(err));
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
@@ -1426,12 +1482,12 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	swarm_ctx_close(&c);
 	arr = cJSON_GetObjectItemCaseSensitive(tree, "releases");
 	if (tree == NULL || !cJSON_IsArray(arr)) {
-		log_warnx("swarm releases: %s: %s", h.name,
+		rc = cli_failf(cli, ERR_IO, "swarm releases: %s: %s", h.name,
 		    err[0] != '\0' ? err : "answer without a releases array");
 		cJSON_Delete(tree);
 		return CLI_EXIT_FAIL;
 	}
-	if (a.json) {
+	if (cli->json) {
 		if (json_add_str(tree, "host", h.name) != 0) {
 			cJSON_Delete(tree);
 			return swarm_print_json(NULL);
@@ -1462,7 +1518,7 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int
 	}
 	cJSON_Delete(tree);
 	if (t == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		return CLI_EXIT_FAIL;
 	}
 	swarm_table_print(t, stdout);
@@ -1471,7 +1527,7 @@ swarm_cmd_releases(const struct cli *cli, const struct cli_legacy_cmd *self, int
 }
 
 static int
-swarm_cmd_history(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_history(struct cli *cli, int argc, char **argv)
 {
 	static const char *const heads[] = { "FINISHED-AT", "KIND", "RESULT", "VERSION", "CALLER",
 		"ERROR" };
@@ -1488,24 +1544,24 @@ swarm_cmd_history(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 	size_t n = 0, i;
 	int rc, updater_ok;
 
-	rc = get_tree(cli, self, argc, argv, "/history", &a, &h, &c, &tree, err, sizeof(err));
+	rc = get_tree(cli, argc, argv, "/history", &a, &h, &c, &tree, err, sizeof(err));
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
 	}
 	if (registry_push_history(c.reg, h.name, 0, &pushes, &n, &re) != REGISTRY_OK) {
-		log_warnx("swarm history: %s", err_msg(&re));
+		rc = cli_failf(cli, ERR_IO, "swarm history: %s", err_msg(&re));
 		n = 0;
 	}
 	swarm_ctx_close(&c);
 	arr = cJSON_GetObjectItemCaseSensitive(tree, "history");
 	updater_ok = tree != NULL && cJSON_IsArray(arr);
 	if (!updater_ok) {
-		log_warnx("swarm history: %s: %s", h.name,
+		rc = cli_failf(cli, ERR_IO, "swarm history: %s: %s", h.name,
 		    err[0] != '\0' ? err : "answer without a history array");
 	}
 	rc = CLI_EXIT_FAIL;
-	if (a.json) {
+	if (cli->json) {
 		obj = cJSON_CreateObject();
 		if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
 		    json_add_item(obj, "updater", updater_ok ? cJSON_Duplicate(arr, 1)
@@ -1588,7 +1644,8 @@ out:
 /* ---------------------------------------------------------------- keyring */
 
 static int
-keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json, int ok)
+keyring_report(const struct cli *cli, const struct swarm_job *jobs, size_t n, int64_t latest,
+    int json, int ok)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "KEYRING", "DETAIL" };
 	struct swarm_table *t;
@@ -1642,8 +1699,7 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
 		}
 	}
 	if (t == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_NOMEM, "out of memory");
 	}
 	swarm_table_print(t, stdout);
 	swarm_table_free(t);
@@ -1656,13 +1712,12 @@ keyring_report(const struct swarm_job *jobs, size_t n, int64_t latest, int json,
  */
 static int
 selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *selector,
-    enum swarm_job_kind kind, struct swarm_job **jobs, size_t *n)
+    enum swarm_job_kind kind, struct swarm_job **jobs, size_t *n, struct err *e)
 {
 	struct swarm_update_args a;
 	struct selector sel;
 	struct reg_host page[64];
 	struct swarm_job *out = NULL;
-	struct err e = ERR_INIT;
 	int64_t cursor = 0;
 	size_t cap = 0, count = 0, got;
 
@@ -1671,13 +1726,12 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *sel
 	a.n_hosts = sa->n_hosts;
 	a.all = sa->all;
 	a.selector = selector;
-	if (cmd_rollout_selector(c, &a, &sel) != 0) {
+	if (cmd_rollout_selector(c, &a, &sel, e) != 0) {
 		return -1;
 	}
 	do {
 		if (registry_hosts_select(c->reg, &sel, &cursor, ARRAY_LEN(page), page, &got,
-		    &e) != 0) {
-			log_warnx("%s", err_msg(&e));
+		    e) != 0) {
 			free(out);
 			return -1;
 		}
@@ -1686,9 +1740,8 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *sel
 				size_t ncap = cap == 0 ? 16 : cap * 2;
 				struct swarm_job *p = reallocarray(out, ncap, sizeof(*out));
 				if (p == NULL) {
-					log_warnx("out of memory");
 					free(out);
-					return -1;
+					return err_set(e, ERR_NOMEM, "out of memory");
 				}
 				out = p;
 				cap = ncap;
@@ -1705,24 +1758,15 @@ selected_jobs(struct swarm_ctx *c, const struct simple_args *sa, const char *sel
 }
 
 /*
- * `swarm keyring push` and `swarm crl push`: ARGV[0] is the command, ARGV[1]
- * must be "push", then --host/--all/--json. -1 to go on with A filled, else
- * the exit code (A freed).
+ * The options of `swarm keyring push` and `swarm crl push`: --host or --all.
+ * -1 to go on with A filled, else the exit code (A freed).
  */
 static int
-parse_push_action(const struct cli_legacy_cmd *self, int argc, char **argv, struct simple_args *a)
+parse_push_action(struct cli *cli, int argc, char **argv, struct simple_args *a)
 {
 	int rc;
 
-	memset(a, 0, sizeof(*a));
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		return cli_help(GROUP, self);
-	}
-	if (argc < 2 || strcmp(argv[1], "push") != 0) {
-		return cli_usage_error(GROUP, self, "%s", argc < 2 ? "an action is required: push" :
-		    "unknown action (push)");
-	}
-	rc = parse_simple(self, argc - 1, argv + 1, 1, 0, a);
+	rc = parse_simple(cli, argc, argv, a);
 	if (rc >= 0) {
 		free(a->hosts);
 		a->hosts = NULL;
@@ -1731,14 +1775,14 @@ parse_push_action(const struct cli_legacy_cmd *self, int argc, char **argv, stru
 	if (!a->all && a->n_hosts == 0) {
 		free(a->hosts);
 		a->hosts = NULL;
-		return cli_usage_error(GROUP, self, "--host NAME or --all is required");
+		return cli_usage(cli, "--host NAME or --all is required");
 	}
 	return -1;
 }
 
 /* `swarm keyring push`: ARGV[0] is "keyring". */
 static int
-swarm_cmd_keyring(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_keyring(struct cli *cli, int argc, char **argv)
 {
 	struct simple_args a;
 	struct sign_keyring kr;
@@ -1750,7 +1794,7 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 	size_t n = 0, i;
 	int rc, ok = 1, ctx_open = 0, have;
 
-	rc = parse_push_action(self, argc, argv, &a);
+	rc = parse_push_action(cli, argc, argv, &a);
 	if (rc >= 0) {
 		return rc;
 	}
@@ -1758,18 +1802,20 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 	sign_keyring_init(&kr);
 	have = keystore_current(cli->home, &kr, &e);
 	if (have <= 0) {
-		log_warnx("swarm keyring push: %s", have < 0 ? err_msg(&e) :
-		    "the master has no keyring (tandem release keyring init)");
+		rc = cli_failf(cli, have < 0 ? e.kind : ERR_NOT_FOUND, "swarm keyring push: %s",
+		    have < 0 ? err_msg(&e) : "the master has no keyring (tandem release keyring init)");
 		goto out;
 	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm keyring push: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm keyring push: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
-	c.quiet = a.json;
-	if (selected_jobs(&c, &a, NULL, SWARM_JOB_KEYRING, &jobs, &n) != 0) {
+	c.quiet = cli->json;
+	if (selected_jobs(&c, &a, NULL, SWARM_JOB_KEYRING, &jobs, &n, &e) != 0) {
+		err_prefix(&e, "swarm keyring push");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	memset(&po, 0, sizeof(po));
@@ -1783,7 +1829,7 @@ swarm_cmd_keyring(const struct cli *cli, const struct cli_legacy_cmd *self, int 
 			ok = 0;
 		}
 	}
-	rc = keyring_report(jobs, n, kr.version, a.json, ok);
+	rc = keyring_report(cli, jobs, n, kr.version, cli->json, ok);
 out:
 	if (ctx_open) {
 		swarm_ctx_close(&c);
@@ -1797,7 +1843,8 @@ out:
 /* ---------------------------------------------------------------- renew */
 
 static int
-renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
+renew_report(const struct cli *cli, const struct swarm_renew_host *res, size_t n, int json,
+    int ok)
 {
 	static const char *const heads[] = { "HOST", "CERT", "RESULT", "NOT-AFTER", "FINGERPRINT",
 		"DETAIL" };
@@ -1859,8 +1906,7 @@ renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
 		}
 	}
 	if (t == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_NOMEM, "out of memory");
 	}
 	swarm_table_print(t, stdout);
 	swarm_table_free(t);
@@ -1868,21 +1914,8 @@ renew_report(const struct swarm_renew_host *res, size_t n, int json, int ok)
 }
 
 static int
-swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_renew(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "hosts", required_argument, NULL, 'S' },
-		{ "before", required_argument, NULL, 'b' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "only", required_argument, NULL, 'o' },
-		{ "days", required_argument, NULL, 'd' },
-		{ "test-validity", required_argument, NULL, 'T' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct swarm_renew_opts o;
 	struct simple_args sa;
 	struct swarm_ctx c;
@@ -1891,92 +1924,83 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 	const char **hosts = NULL, *selector = NULL;
 	size_t n_hosts = 0, n = 0;
 	long long days;
+	struct cli_getopt g;
+	struct err e = ERR_INIT;
 	char err[1024];
-	int ch, all = 0, json = 0, ok = 1, ctx_open = 0, rc = CLI_EXIT_FAIL;
+	int ch, all = 0, json = cli->json, ok = 1, ctx_open = 0, rc = CLI_EXIT_FAIL;
 
 	memset(&o, 0, sizeof(o));
 	memset(&sa, 0, sizeof(sa));
 	o.before_s = (long long)SWARM_RENEW_DEFAULT_BEFORE_DAYS * 86400;
 	hosts = calloc((size_t)argc + 1, sizeof(*hosts));
 	if (hosts == NULL) {
-		log_warnx("out of memory");
-		return CLI_EXIT_FAIL;
+		return cli_failf(cli, ERR_NOMEM, "out of memory");
 	}
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":hH:a", longopts, NULL)) != -1) {
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((ch = cli_getopt(&g, cli)) != -1) {
 		switch (ch) {
-		case 'H':
-			if (*optarg == '\0') {
-				rc = cli_usage_error(GROUP, self, "--host needs a name");
+		case SW_HOST:
+			if (*g.arg == '\0') {
+				rc = cli_usage(cli, "--host needs a name");
 				goto out;
 			}
-			hosts[n_hosts++] = optarg;
+			hosts[n_hosts++] = g.arg;
 			break;
-		case 'a':
+		case SW_ALL:
 			all = 1;
 			break;
-		case 'S':
-			selector = optarg;
+		case SW_HOSTS:
+			selector = g.arg;
 			break;
-		case 'b':
-			if (parse_span_s(optarg, 0, 3650LL * 86400, &o.before_s) != 0) {
-				rc = cli_usage_error(GROUP, self,
-				    "--before '%s': expected Nd, Nh, Nm or Ns", optarg);
+		case SW_BEFORE:
+			if (parse_span_s(g.arg, 0, 3650LL * 86400, &o.before_s) != 0) {
+				rc = cli_usage(cli,
+				    "--before '%s': expected Nd, Nh, Nm or Ns", g.arg);
 				goto out;
 			}
 			break;
-		case 'f':
+		case SW_FORCE:
 			o.force = 1;
 			break;
-		case 'o':
-			if (strcmp(optarg, "updater") != 0 && strcmp(optarg, "agent") != 0) {
-				rc = cli_usage_error(GROUP, self, "--only: 'updater' or 'agent'");
+		case SW_ONLY:
+			if (strcmp(g.arg, "updater") != 0 && strcmp(g.arg, "agent") != 0) {
+				rc = cli_usage(cli, "--only: 'updater' or 'agent'");
 				goto out;
 			}
-			o.which = strcmp(optarg, "updater") == 0 ? 1u : 2u;
+			o.which = strcmp(g.arg, "updater") == 0 ? 1u : 2u;
 			break;
-		case 'd':
-			if (parse_ll(optarg, 1, PKI_MAX_DAYS, &days) != 0) {
-				rc = cli_usage_error(GROUP, self,
-				    "--days '%s': expected a whole number of days in 1..%d", optarg,
+		case SW_DAYS:
+			if (parse_ll(g.arg, 1, PKI_MAX_DAYS, &days) != 0) {
+				rc = cli_usage(cli,
+				    "--days '%s': expected a whole number of days in 1..%d", g.arg,
 				    PKI_MAX_DAYS);
 				goto out;
 			}
 			o.days = (int)days;
 			break;
-		case 'T':
+		case SW_TEST_VALIDITY:
 			/* Certificates that expire in minutes, for the renewal tests only. */
 			if (!testhook_enabled()) {
-				rc = cli_usage_error(GROUP, self,
+				rc = cli_usage(cli,
 				    "--test-validity exists only in test builds");
 				goto out;
 			}
-			if (parse_ll(optarg, 60, 86400, &o.test_valid_s) != 0) {
-				rc = cli_usage_error(GROUP, self, "--test-validity: 60..86400 s");
+			if (parse_ll(g.arg, 60, 86400, &o.test_valid_s) != 0) {
+				rc = cli_usage(cli, "--test-validity: 60..86400 s");
 				goto out;
 			}
 			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			rc = cli_help(GROUP, self);
-			goto out;
 		default:
-			rc = cli_getopt_error(GROUP, self, ch, argv, optind);
+			rc = CLI_EXIT_USAGE;
 			goto out;
 		}
 	}
-	if (optind != argc) {
-		rc = cli_usage_error(GROUP, self, "unexpected argument '%s'", argv[optind]);
-		goto out;
-	}
 	if (!all && n_hosts == 0 && selector == NULL) {
-		rc = cli_usage_error(GROUP, self, "--host NAME, --hosts SEL or --all is required");
+		rc = cli_usage(cli, "--host NAME, --hosts SEL or --all is required");
 		goto out;
 	}
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm renew: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm renew: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
@@ -1984,12 +2008,14 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 	sa.hosts = hosts;
 	sa.n_hosts = n_hosts;
 	sa.all = all;
-	if (selected_jobs(&c, &sa, selector, SWARM_JOB_STATUS, &jobs, &n) != 0) {
+	if (selected_jobs(&c, &sa, selector, SWARM_JOB_STATUS, &jobs, &n, &e) != 0) {
+		err_prefix(&e, "swarm renew");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
 	res = calloc(n, sizeof(*res));
 	if (res == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	/* One host after the other: a renewal is a few small requests per host. */
@@ -1998,7 +2024,7 @@ swarm_cmd_renew(const struct cli *cli, const struct cli_legacy_cmd *self, int ar
 			ok = 0;
 		}
 	}
-	rc = renew_report(res, n, json, ok);
+	rc = renew_report(cli, res, n, json, ok);
 out:
 	if (ctx_open) {
 		swarm_ctx_close(&c);
@@ -2011,7 +2037,7 @@ out:
 
 /* `swarm crl push`: ARGV[0] is "crl". */
 static int
-swarm_cmd_crl(const struct cli *cli, const struct cli_legacy_cmd *self, int argc, char **argv)
+swarm_cmd_crl(struct cli *cli, int argc, char **argv)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "CRL", "DETAIL" };
 	struct simple_args a;
@@ -2019,53 +2045,56 @@ swarm_cmd_crl(const struct cli *cli, const struct cli_legacy_cmd *self, int argc
 	struct swarm_job *jobs = NULL;
 	struct swarm_table *t = NULL;
 	cJSON *obj = NULL, *arr = NULL, *h;
+	struct err e = ERR_INIT;
 	char err[1024], num[32];
 	size_t n = 0;
 	int rc, ok = 1, ctx_open = 0;
 
-	rc = parse_push_action(self, argc, argv, &a);
+	rc = parse_push_action(cli, argc, argv, &a);
 	if (rc >= 0) {
 		return rc;
 	}
 	rc = CLI_EXIT_FAIL;
 	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		log_warnx("swarm crl push: %s", err);
+		rc = cli_failf(cli, ERR_IO, "swarm crl push: %s", err);
 		goto out;
 	}
 	ctx_open = 1;
 	c.timeout_ms = 60000;
-	if (selected_jobs(&c, &a, NULL, SWARM_JOB_STATUS, &jobs, &n) != 0) {
+	if (selected_jobs(&c, &a, NULL, SWARM_JOB_STATUS, &jobs, &n, &e) != 0) {
+		err_prefix(&e, "swarm crl push");
+		rc = cli_fail(cli, &e);
 		goto out;
 	}
-	if (a.json) {
+	if (cli->json) {
 		obj = cJSON_CreateObject();
 		arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
 		if (arr == NULL) {
-			log_warnx("out of memory");
+			rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 	} else if ((t = swarm_table_new(ARRAY_LEN(heads), heads)) == NULL) {
-		log_warnx("out of memory");
+		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct err e = ERR_INIT;
 		unsigned long long number = 0;
 		const char *cells[ARRAY_LEN(heads)];
 
+		err_clear(&e);
 		if (swarm_crl_push_host(&c, &jobs[i].host, &number, &e) != 0) {
 			ok = 0;
 			log_warnx("%s: %s", jobs[i].host.name, err_msg(&e));
 		}
 		(void)snprintf(num, sizeof(num), "%llu", number);
-		if (a.json) {
+		if (cli->json) {
 			h = cJSON_CreateObject();
 			if (h == NULL || !cJSON_AddItemToArray(arr, h) ||
 			    json_add_str(h, "host", jobs[i].host.name) != 0 ||
 			    json_add_item(h, "crl_number", number > 0 ?
 				cJSON_CreateNumber((double)number) : cJSON_CreateNull()) != 0 ||
 			    json_add_str(h, "error", err_msg(&e)) != 0) {
-				log_warnx("out of memory");
+				rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 				goto out;
 			}
 			continue;
@@ -2075,13 +2104,13 @@ swarm_cmd_crl(const struct cli *cli, const struct cli_legacy_cmd *self, int argc
 		cells[2] = number > 0 ? num : "-";
 		cells[3] = err_msg(&e);
 		if (swarm_table_add(t, cells) != 0) {
-			log_warnx("out of memory");
+			rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 	}
-	if (a.json) {
+	if (cli->json) {
 		if (json_add_bool(obj, "ok", ok) != 0) {
-			log_warnx("out of memory");
+			rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		rc = swarm_print_json(obj);
@@ -2104,155 +2133,335 @@ out:
 	return rc;
 }
 
-static const struct cli_legacy_cmd swarm_cmds[] = {
-	{ "enroll", "issue a host's certificates, write its bundle, register it",
-	    " NAME --address ADDR [--agent-port P] [--updater-port P] [--san DNS|IP]...\n"
-	    "                    [--updater] [--out DIR] [--notes TEXT] [--label K=V]... [--json]\n"
-	    "       tandem swarm enroll --updater NAME   (add the updater identity)\n"
-	    "\n"
-	    "Issues CN=NAME (agent) and with --updater CN=updater@NAME certificates from\n"
-	    "the CA, and writes the bundle DIR (default HOME/hosts/NAME): ca.crt,\n"
-	    "agent.crt/.key, updater.crt/.key (keys 0600), agent.conf and updater.conf\n"
-	    "(relative paths: use them wherever the bundle is unpacked). Records the host\n"
-	    "and both certificate fingerprints in the registry. Refuses duplicate and\n"
-	    "invalid names, the master CN and names with '@'.\n"
-	    "\n"
-	    "  --address ADDR     how the master reaches the host (name or IP; also a SAN)\n"
-	    "  --agent-port P     agent port (default 8765)\n"
-	    "  --updater-port P   updater port (default 8766)\n"
-	    "  --san DNS|IP       extra subjectAltName, repeatable\n"
-	    "  --updater          also issue the updater identity (needed for updates)\n"
-	    "  --out DIR          bundle directory (default HOME/hosts/NAME)\n"
-	    "  --notes TEXT       free-form notes\n"
-	    "  --label KEY=VALUE  a label (repeatable; 'swarm label' changes them later)\n"
-	    "  --json             print the host as JSON\n",
-	    swarm_cmd_enroll },
-	{ "list", "list enrolled hosts", " [--json]\n", swarm_cmd_list },
-	{ "show", "show one host and its recent pushes", " NAME [--json]\n", swarm_cmd_show },
-	{ "decommission", "retire a host (kept in the registry, left out of --all)",
-	    " NAME [--json]\n", swarm_cmd_decommission },
-	{ "update", "roll a release out to hosts' updaters (canary, waves, gates)",
-	    " (--host NAME ... | --all | --hosts SEL) [--release FILE|DIR]\n"
-	    "                    [--include-self] [--dry-run] [--parallel N] [--timeout S]\n"
-	    "                    [rollout options] [--json | --json-lines]\n"
-	    "\n"
-	    "Every update is a rollout, recorded in the registry before the first push:\n"
-	    "the hosts in a stable pseudo-random order, cut into waves (a canary first).\n"
-	    "Each host's updater gets the release (a tarball, or a directory packed first;\n"
-	    "copied into HOME/store first) over POST /update, pinned to the updater\n"
-	    "certificate recorded at enrollment, at most N hosts at a time; it installs,\n"
-	    "restarts the agent, probes it and rolls back on failure. A host that already\n"
-	    "runs the release is left alone (already-active). Between waves a gate: every\n"
-	    "host of the wave finished, the soak and second look, the gate command. Too\n"
-	    "many failures halt the rollout. With no options: canary of 1 host, then\n"
-	    "10%, 50%, 100%, halt on the first failure, so a release that fails on its\n"
-	    "first host reaches no other. Ends with a table (host, address, agent result,\n"
-	    "self result, version, detail) and the outcome, e.g. 'halted (1 of 10\n"
-	    "updated)'. Ctrl-C stops dispatching; 'tandem swarm rollout resume ID' goes on.\n"
-	    "A signature FILE.tsig next to FILE (tandem release sign) is stored with the\n"
-	    "release and goes along to every updater that checks signatures.\n"
-	    "\n"
-	    "  --host NAME        a host (repeatable)\n"
-	    "  --all              every host in service (not decommissioned)\n"
-	    "  --hosts SEL        all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE...\n"
-	    "  --release FILE|DIR the release tarball or tree (required unless --dry-run)\n"
-	    "  --include-self     after the agent update, also replace the updater\n"
-	    "                     (POST /update-self) and confirm its new version\n"
-	    "  --dry-run          change nothing: per host reachable?, pin ok?, current\n"
-	    "                     release, already running this sha256?, would it accept\n"
-	    "                     the signature (checked with the master's keyring)?, and\n"
-	    "                     the waves\n"
-	    "  --parallel N       hosts at once (default 8, at most 256)\n"
-	    "  --timeout S        per request: upload + install + probe (default 900)\n"
-	    "  --json             one JSON object on stdout at the end\n"
-	    "\n" CMD_ROLLOUT_OPTIONS
-	    "\n"
-	    "Exit status: 0 done and every host runs the release (and its updater with\n"
-	    "--include-self); 1 halted, aborted or a host failed; 2 usage error;\n"
-	    "3 not finished (--paused, interrupted: resume it).\n"
-	    "Example: tandem swarm update --all --release agent-1.2.0.tar.gz --soak 1m\n",
-	    swarm_cmd_update },
-	{ "rollback", "restore a host's previous release", " --host NAME [--json]\n",
-	    swarm_cmd_rollback },
-	{ "status", "ask hosts' updaters and agents how they are",
-	    " [--host NAME ... | --all | --hosts SEL] [--parallel N] [--warn-days N]\n"
-	    "                    [--json | --json-lines]\n"
-	    "\n"
-	    "Per host: reachable, pin, updater version and status, agent version (from\n"
-	    "the agent itself, pinned) and supervisor state, active and previous\n"
-	    "release, and the updater's and the agent's certificate expiry\n"
-	    "(updater_cert_not_after, agent_cert_not_after): one expiring within\n"
-	    "--warn-days (default 30) or expired is warned about on stderr, in DETAIL\n"
-	    "and in cert_warning (renew with tandem swarm renew). Without --host, every\n"
-	    "host in service. N hosts are asked at once (default 8, at most 256);\n"
-	    "--json-lines prints each host as it answers.\n"
-	    "Exit 1 if any updater did not answer.\n",
-	    swarm_cmd_status },
-	{ "rollout", "list, follow, pause, resume or abort rollouts", cmd_rollout_usage,
-	    swarm_cmd_rollout },
-	{ "label", "set or remove a host's labels (KEY=VALUE)", cmd_label_usage, swarm_cmd_label },
-	{ "target", "record the release hosts should run", cmd_target_usage, swarm_cmd_target },
-	{ "converge", "update exactly the hosts that differ from their target",
-	    cmd_converge_usage, swarm_cmd_converge },
-	{ "renew", "renew hosts' certificates online (the keys stay on the hosts)",
-	    " (--host NAME ... | --hosts SEL | --all) [--before SPAN] [--force] [--days N]\n"
-	    "                    [--only updater|agent] [--json]\n"
-	    "\n"
-	    "For each host, the updater's certificate and then the agent's, when it\n"
-	    "expires within SPAN (default 30d; Nd, Nh, Nm or Ns) or with --force:\n"
-	    "the host makes a new key and a CSR (POST /cert/csr); the CA signs the key\n"
-	    "with the host's name, role and address from the registry; the registry\n"
-	    "accepts the old and the new certificate; the host installs the new pair\n"
-	    "atomically and uses it at once (POST /cert/install: the updater serves\n"
-	    "new connections with it, the agent reloads on SIGHUP); a handshake pinned\n"
-	    "to the new certificate alone must succeed; then the host drops the old\n"
-	    "pair (POST /cert/confirm) and the registry the old pin. A renewal cut\n"
-	    "short leaves both pins accepted; run it again to finish.\n"
-	    "\n"
-	    "  --host NAME        a host (repeatable)\n"
-	    "  --hosts SEL        all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE...\n"
-	    "  --all              every host in service\n"
-	    "  --before SPAN      renew what expires within SPAN (default 30d)\n"
-	    "  --force            renew whatever the expiry\n"
-	    "  --only WHICH       only the updater's or only the agent's certificate\n"
-	    "  --days N           validity of the new certificates (default 397)\n"
-	    "  --json             one JSON object on stdout\n"
-	    "\n"
-	    "Exit status: 0 nothing failed, 1 otherwise, 2 usage error.\n",
-	    swarm_cmd_renew },
-	{ "crl", "send hosts the master's CRL",
-	    " push (--host NAME ... | --all) [--json]\n"
-	    "\n"
-	    "Sends each host's updater (PUT /crl) the CRL the master signed last\n"
-	    "(HOME/ca/crl.der: tandem pki revoke / pki crl). The updater checks it against\n"
-	    "its CA, refuses one older than the CRL it has, stores it, enforces it on\n"
-	    "every handshake (its probe of the agent included) and has its agent reload\n"
-	    "it. A revoked host's updater is not contacted (the master refuses its\n"
-	    "certificate). Every `swarm renew` sends the CRL too. Ends with a table:\n"
-	    "host, address, the CRL number the host now enforces, detail.\n"
-	    "\n"
-	    "Exit status: 0 every host has the CRL, 1 otherwise, 2 usage error.\n",
-	    swarm_cmd_crl },
-	{ "releases", "list a host's installed releases", " --host NAME [--json]\n",
-	    swarm_cmd_releases },
-	{ "history", "a host's operation history (updater) and push log (registry)",
-	    " --host NAME [--json]\n", swarm_cmd_history },
-	{ "keyring", "bring hosts' release keyrings up to the master's",
-	    " push (--host NAME ... | --all) [--json]\n"
-	    "\n"
-	    "Sends each host's updater (POST /keyring) the keyring versions it lacks, in\n"
-	    "order: a host accepts only the version after its own, signed by the root keys\n"
-	    "of both. A host without a keyring gets the master's current one. The master's\n"
-	    "keyrings are in HOME/keyring/ (tandem release keyring). Ends with a table:\n"
-	    "host, address, keyring version before -> after, detail.\n"
-	    "\n"
-	    "Exit status: 0 every host has the master's keyring, 1 otherwise, 2 usage.\n",
-	    swarm_cmd_keyring },
+/* ---------------------------------------------------------------- the table */
+
+static const struct cli_opt swarm_no_opts[] = {
+	SW_OPT_END,
+};
+
+static const struct cli_opt swarm_one_host_opts[] = {
+	SW_OPT_ONE_HOST,
+	SW_OPT_END,
+};
+
+static const struct cli_opt swarm_push_opts[] = {
+	SW_OPT_HOST,
+	SW_OPT_ALL,
+	SW_OPT_END,
+};
+
+static const struct cli_opt swarm_status_opts[] = {
+	SW_OPT_HOST,
+	SW_OPT_ALL,
+	SW_OPT_HOSTS,
+	{ "parallel", SW_PARALLEL, 0, "N", "hosts asked at once (default 8, at most 256)" },
+	{ "warn-days", SW_WARN_DAYS, 0, "N",
+	    "warn about certificates expiring within N days\n(default 30)" },
+	{ "json-lines", SW_JSON_LINES, 0, NULL, "one JSON object per host, as it answers" },
+	SW_OPT_END,
+};
+
+static const struct cli_opt swarm_renew_opts[] = {
+	SW_OPT_HOST,
+	SW_OPT_HOSTS,
+	SW_OPT_ALL,
+	{ "before", SW_BEFORE, 0, "SPAN", "renew what expires within SPAN (default 30d)" },
+	{ "force", SW_FORCE, 0, NULL, "renew whatever the expiry" },
+	{ "only", SW_ONLY, 0, "WHICH", "only the updater's or only the agent's certificate" },
+	{ "days", SW_DAYS, 0, "N", "validity of the new certificates (default 397)" },
+	{ "test-validity", SW_TEST_VALIDITY, 0, "S",
+	    "test builds only: new certificates valid S seconds" },
+	SW_OPT_END,
+};
+
+static const char swarm_host_exit[] =
+    "  0  done\n"
+    "  1  failed: no such host, no updater identity, the updater did not\n"
+    "     answer or refused (the message says why)\n"
+    "  2  usage error: the command line is wrong, nothing was done\n";
+
+static const char swarm_fleet_exit[] =
+    "  0  every host did it\n"
+    "  1  a host failed or could not be asked, or a local error\n"
+    "  2  usage error: the command line is wrong, nothing was done\n";
+
+static const char swarm_rollout_exit[] =
+    "  0  done: every host runs the release (and its updater with\n"
+    "     --include-self), or --dry-run found every host\n"
+    "  1  halted, aborted, a host failed, or the release was refused before\n"
+    "     anything was sent (the message says why)\n"
+    "  2  usage error: the command line is wrong, nothing was done\n"
+    "  3  not finished (--paused, interrupted, waiting for its window):\n"
+    "     'tandem swarm rollout resume ID' goes on\n";
+
+static const struct cli_cmd swarm_keyring_subs[] = {
+	{
+	    .name = "push",
+	    .summary = "bring hosts' release keyrings up to the master's",
+	    .synopsis = "(--host NAME ... | --all)",
+	    .description =
+		"Sends each host's updater (POST /keyring) the keyring versions it lacks, in\n"
+		"order: a host accepts only the version after its own, signed by the root keys\n"
+		"of both. A host without a keyring gets the master's current one. The master's\n"
+		"keyrings are in HOME/keyring/ (tandem release keyring). Ends with a table:\n"
+		"host, address, keyring version before -> after, detail.",
+	    .opts = swarm_push_opts,
+	    .exit_status = swarm_fleet_exit,
+	    .example = "tandem swarm keyring push --all",
+	    .run = swarm_cmd_keyring,
+	},
+};
+
+static const struct cli_cmd swarm_crl_subs[] = {
+	{
+	    .name = "push",
+	    .summary = "send hosts the master's CRL",
+	    .synopsis = "(--host NAME ... | --all)",
+	    .description =
+		"Sends each host's updater (PUT /crl) the CRL the master signed last\n"
+		"(HOME/ca/crl.der: tandem pki revoke / pki crl). The updater checks it against\n"
+		"its CA, refuses one older than the CRL it has, stores it, enforces it on\n"
+		"every handshake (its probe of the agent included) and has its agent reload\n"
+		"it. A revoked host's updater is not contacted (the master refuses its\n"
+		"certificate). Every `swarm renew` sends the CRL too. Ends with a table:\n"
+		"host, address, the CRL number the host now enforces, detail.",
+	    .opts = swarm_push_opts,
+	    .exit_status = swarm_fleet_exit,
+	    .example = "tandem swarm crl push --all",
+	    .run = swarm_cmd_crl,
+	},
+};
+
+static const struct cli_cmd swarm_cmds[] = {
+	{
+	    .name = "enroll",
+	    .summary = "issue a host's certificates, write its bundle, register it",
+	    .synopsis = "NAME --address ADDR [--updater] [options]\n"
+			"NAME --updater   (add the updater identity to an enrolled host)",
+	    .operand = "NAME",
+	    .description =
+		"Issues CN=NAME (agent) and with --updater CN=updater@NAME certificates from\n"
+		"the CA, and writes the bundle DIR (default HOME/hosts/NAME): ca.crt,\n"
+		"agent.crt/.key, updater.crt/.key (keys 0600), agent.conf and updater.conf\n"
+		"(relative paths: use them wherever the bundle is unpacked). Records the host\n"
+		"and both certificate fingerprints in the registry. Refuses duplicate and\n"
+		"invalid names, the master CN, names with '@', and a bundle directory that\n"
+		"already holds a key or certificate (nothing is overwritten).",
+	    .opts = swarm_enroll_opts,
+	    .example = "tandem swarm enroll web1 --address 192.0.2.10 --updater --label env=prod",
+	    .run = swarm_cmd_enroll,
+	},
+	{
+	    .name = "list",
+	    .summary = "list enrolled hosts",
+	    .synopsis = "",
+	    .description = "Lists every enrolled host: name, address, ports, the updater pin,\n"
+			   "state (in service or decommissioned), labels and notes.",
+	    .opts = swarm_no_opts,
+	    .example = "tandem swarm list --json",
+	    .run = swarm_cmd_list,
+	},
+	{
+	    .name = "show",
+	    .summary = "show one host and its recent pushes",
+	    .synopsis = "NAME",
+	    .operand = "NAME",
+	    .description = "Prints the host's registry record (address, ports, fingerprints,\n"
+			   "notes, enrollment, state, labels) and its last 10 pushes.",
+	    .opts = swarm_no_opts,
+	    .example = "tandem swarm show web1",
+	    .run = swarm_cmd_show,
+	},
+	{
+	    .name = "decommission",
+	    .summary = "retire a host (kept in the registry, left out of --all)",
+	    .synopsis = "NAME",
+	    .operand = "NAME",
+	    .description = "Marks the host decommissioned: it stays in the registry (its history\n"
+			   "too) and is left out of --all, --hosts and converge.",
+	    .opts = swarm_no_opts,
+	    .example = "tandem swarm decommission web1",
+	    .run = swarm_cmd_decommission,
+	},
+	{
+	    .name = "update",
+	    .summary = "roll a release out to hosts' updaters (canary, waves, gates)",
+	    .synopsis = "(--host NAME ... | --all | --hosts SEL) --release FILE|DIR [options]\n"
+			"(--host NAME ... | --all | --hosts SEL) --dry-run [--release FILE|DIR]",
+	    .description =
+		"First the release is opened and checked here the way each updater will\n"
+		"check it (gzip tar, manifest.json present and valid, entrypoint present\n"
+		"and executable, safe paths, size and entry limits, a signature FILE.tsig\n"
+		"if present): a release an updater would refuse is refused with the\n"
+		"updater's words before any host is contacted. Every update is then a\n"
+		"rollout, recorded in the registry before the first push: the hosts in a\n"
+		"stable pseudo-random order, cut into waves (a canary first). Each host's\n"
+		"updater gets the release (a tarball, or a directory packed first; copied\n"
+		"into HOME/store first) over POST /update, pinned to the updater\n"
+		"certificate recorded at enrollment, at most N hosts at a time; it\n"
+		"installs, restarts the agent, probes it and rolls back on failure. A host\n"
+		"that already runs the release is left alone (already-active). Between\n"
+		"waves a gate: every host of the wave finished, the soak and second look,\n"
+		"the gate command. Too many failures halt the rollout. With no options:\n"
+		"canary of 1 host, then 10%, 50%, 100%, halt on the first failure. Ends\n"
+		"with a table (host, address, agent result, self result, version,\n"
+		"detail) and the outcome. Ctrl-C stops dispatching; 'tandem swarm rollout\n"
+		"resume ID' goes on.",
+	    .opts = swarm_update_opts,
+	    .exit_status = swarm_rollout_exit,
+	    .example = "tandem swarm update --all --release agent-1.2.0.tar.gz --soak 1m",
+	    .run = swarm_cmd_update,
+	},
+	{
+	    .name = "rollback",
+	    .summary = "restore a host's previous release",
+	    .synopsis = "--host NAME",
+	    .description =
+		"Asks the host's updater to restore its previous release (POST /rollback)\n"
+		"and records the result in the registry. Refused, exit 1, when the\n"
+		"previous release is the one running: nothing to roll back to.",
+	    .opts = swarm_one_host_opts,
+	    .exit_status = swarm_host_exit,
+	    .example = "tandem swarm rollback --host web1",
+	    .run = swarm_cmd_rollback,
+	},
+	{
+	    .name = "status",
+	    .summary = "ask hosts' updaters and agents how they are",
+	    .synopsis = "[--host NAME ... | --all | --hosts SEL] [options]",
+	    .description =
+		"Per host: reachable, pin, updater version and status, agent version (from\n"
+		"the agent itself, pinned) and supervisor state, active and previous\n"
+		"release, and the updater's and the agent's certificate expiry: one\n"
+		"expiring within --warn-days or expired is warned about on stderr and in\n"
+		"DETAIL (renew with tandem swarm renew). A host enrolled without an updater\n"
+		"identity is not asked and says so (STATUS 'no updater identity').\n"
+		"Without --host, every host in service.",
+	    .opts = swarm_status_opts,
+	    .exit_status = "  0  every updater answered\n"
+			   "  1  an updater did not answer (or a host has no updater identity),\n"
+			   "     or a local error\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n",
+	    .example = "tandem swarm status --hosts env=prod --warn-days 14",
+	    .run = swarm_cmd_status,
+	},
+	{
+	    .name = "rollout",
+	    .summary = "list, follow, pause, resume or abort rollouts",
+	    .synopsis = "list|status|watch|pause|resume|abort|events [ID] [options]",
+	    .description = "The rollouts 'swarm update' and 'swarm converge' record in the registry.",
+	    .subs = cmd_rollout_subs,
+	    .n_subs = CMD_ROLLOUT_N_SUBS,
+	},
+	{
+	    .name = "label",
+	    .summary = "set or remove a host's labels (KEY=VALUE)",
+	    .synopsis = "NAME [KEY=VALUE | KEY-]...",
+	    .operand = "NAME",
+	    .operand_more = 1,
+	    .description =
+		"Sets (KEY=VALUE) or removes (KEY-) labels of host NAME, then prints its\n"
+		"labels. Keys: 1-63 of [a-z0-9._/-], starting with a letter or digit; values:\n"
+		"0-63 of [A-Za-z0-9._-]. Labels select hosts: --hosts env=prod,role!=db on\n"
+		"update, status, target set and converge.",
+	    .opts = swarm_no_opts,
+	    .exit_status = "  0  done\n"
+			   "  1  no such host, or a local error\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n",
+	    .example = "tandem swarm label web1 env=prod role=web",
+	    .run = swarm_cmd_label,
+	},
+	{
+	    .name = "target",
+	    .summary = "record the release hosts should run",
+	    .synopsis = "set|list|clear [options]",
+	    .description = "The desired release of hosts, which 'swarm converge' brings them to.",
+	    .subs = cmd_target_subs,
+	    .n_subs = CMD_TARGET_N_SUBS,
+	},
+	{
+	    .name = "converge",
+	    .summary = "update exactly the hosts that differ from their target",
+	    .synopsis = "[--hosts SEL] [--retry-failed] [--dry-run] [rollout options]",
+	    .description =
+		"Updates exactly the hosts (default: all in service) whose active release\n"
+		"differs from their target ('swarm target set'), as one rollout per target\n"
+		"release with the rollout options. Left alone, and listed: hosts without a\n"
+		"target, hosts held by an unfinished rollout, hosts that did not answer,\n"
+		"and hosts that failed the same target 3 times (until --retry-failed).\n"
+		"When every host runs its target it does nothing and says so. Meant for a\n"
+		"systemd timer on the master.",
+	    .opts = swarm_converge_opts,
+	    .exit_status = "  0  nothing to do, or every rollout done\n"
+			   "  1  a rollout halted, or a host failed or could not be asked\n"
+			   "  2  usage error: the command line is wrong, nothing was done\n"
+			   "  3  a rollout not finished\n",
+	    .example = "tandem swarm converge --hosts env=prod --soak 2m",
+	    .run = swarm_cmd_converge,
+	},
+	{
+	    .name = "renew",
+	    .summary = "renew hosts' certificates online (the keys stay on the hosts)",
+	    .synopsis = "(--host NAME ... | --hosts SEL | --all) [options]",
+	    .description =
+		"For each host, the updater's certificate and then the agent's, when it\n"
+		"expires within SPAN (default 30d; Nd, Nh, Nm or Ns) or with --force:\n"
+		"the host makes a new key and a CSR (POST /cert/csr); the CA signs it\n"
+		"with the host's name, role and address from the registry; the host\n"
+		"installs the new pair atomically and uses it at once; a handshake pinned\n"
+		"to the new certificate alone must succeed; then the host drops the old\n"
+		"pair and the registry the old pin. A renewal cut short leaves both pins\n"
+		"accepted; run it again to finish.",
+	    .opts = swarm_renew_opts,
+	    .exit_status = swarm_fleet_exit,
+	    .example = "tandem swarm renew --all --before 30d",
+	    .run = swarm_cmd_renew,
+	},
+	{
+	    .name = "crl",
+	    .summary = "send hosts the master's CRL",
+	    .synopsis = "push (--host NAME ... | --all)",
+	    .description = "The master's certificate revocation list, sent to the hosts.",
+	    .subs = swarm_crl_subs,
+	    .n_subs = ARRAY_LEN(swarm_crl_subs),
+	},
+	{
+	    .name = "releases",
+	    .summary = "list a host's installed releases",
+	    .synopsis = "--host NAME",
+	    .description = "Asks the host's updater (GET /releases) for its installed releases:\n"
+			   "slot, version, label, sha256, installation time.",
+	    .opts = swarm_one_host_opts,
+	    .exit_status = swarm_host_exit,
+	    .example = "tandem swarm releases --host web1",
+	    .run = swarm_cmd_releases,
+	},
+	{
+	    .name = "history",
+	    .summary = "a host's operation history (updater) and push log (registry)",
+	    .synopsis = "--host NAME",
+	    .description =
+		"Prints the host updater's operation history (GET /history: finished at,\n"
+		"kind, result, version, caller, error) and the pushes this master\n"
+		"recorded for it, both newest first.",
+	    .opts = swarm_one_host_opts,
+	    .exit_status = swarm_host_exit,
+	    .example = "tandem swarm history --host web1",
+	    .run = swarm_cmd_history,
+	},
+	{
+	    .name = "keyring",
+	    .summary = "bring hosts' release keyrings up to the master's",
+	    .synopsis = "push (--host NAME ... | --all)",
+	    .description = "The release keyrings of the hosts' updaters.",
+	    .subs = swarm_keyring_subs,
+	    .n_subs = ARRAY_LEN(swarm_keyring_subs),
+	},
 };
 
 const struct cli_group cli_group_swarm = {
 	.name = "swarm",
 	.summary = "the fleet: enroll, list, update, rollback, status",
-	.legacy = swarm_cmds,
-	.n_legacy = ARRAY_LEN(swarm_cmds),
+	.cmds = swarm_cmds,
+	.n_cmds = ARRAY_LEN(swarm_cmds),
 };

@@ -43,7 +43,6 @@ struct line {
 	const struct cli_group *g;
 	const struct cli_cmd *parent; /* when CMD is one of its sub-commands */
 	const struct cli_cmd *cmd;
-	const struct cli_legacy_cmd *legacy; /* a command that reads its own words */
 	char **rest; /* the command's words: its name, its options and operands */
 	int n_rest;
 	struct err err; /* the first problem found (reported after the whole line is read) */
@@ -232,13 +231,6 @@ take_word(struct line *l, char **argv, int i, int *n_operands)
 		if (l->g == NULL) {
 			line_error(l, "unknown command group '%s'", w);
 		}
-	} else if (l->cmd == NULL && l->g->legacy != NULL) {
-		l->legacy = cli_legacy_find(l->g, w);
-		if (l->legacy == NULL) {
-			line_error(l, "unknown command '%s'", w);
-		} else {
-			l->rest[l->n_rest++] = argv[i];
-		}
 	} else if (l->cmd == NULL) {
 		l->cmd = cli_cmd_find(l->g, w);
 		if (l->cmd == NULL) {
@@ -257,8 +249,8 @@ take_word(struct line *l, char **argv, int i, int *n_operands)
 			l->rest[0] = argv[i];
 		}
 	} else {
-		/* The command's operands: as many as its synopsis names (0 or 1). */
-		if (++*n_operands > (l->cmd->operand != NULL ? 1 : 0)) {
+		/* The command's operands: as many as its synopsis names (0, 1 or more). */
+		if (++*n_operands > (l->cmd->operand != NULL ? 1 : 0) && !l->cmd->operand_more) {
 			line_error(l, "unexpected argument '%s'", w);
 		}
 		l->rest[l->n_rest++] = argv[i];
@@ -284,15 +276,6 @@ read_line(struct line *l, int argc, char **argv)
 				return;
 			}
 			l->json |= strcmp(w, "--json") == 0;
-			continue;
-		}
-		if (l->legacy != NULL) {
-			/* The legacy command reads the rest of the line itself. */
-			if (strcmp(w, "--") == 0) {
-				operands_only = 1;
-			}
-			l->json |= !operands_only && strcmp(w, "--json") == 0;
-			l->rest[l->n_rest++] = argv[i];
 			continue;
 		}
 		if (operands_only || w[0] != '-' || w[1] == '\0') {
@@ -352,47 +335,6 @@ resolve_home(struct cli *cli, const char *opt, char *buf, size_t len, struct err
 	return 0;
 }
 
-/*
- * A legacy command (L->legacy): its help when --help stood before it, else
- * the home check (unless its own words ask for --help) and its run with the
- * words after the group; a --json before it is handed on.
- */
-static int
-run_legacy(struct line *l, struct cli *cli, char *home, size_t len)
-{
-	static char json_word[] = "--json";
-	int wants_help = l->help;
-
-	if (l->help) {
-		(void)cli_help(cli->group, l->legacy);
-		return cli_flush(cli);
-	}
-	for (int i = 1; i < l->n_rest; i++) {
-		if (strcmp(l->rest[i], "--") == 0) {
-			break;
-		}
-		wants_help |= strcmp(l->rest[i], "--help") == 0 || strcmp(l->rest[i], "-h") == 0;
-	}
-	if (!wants_help &&
-	    (resolve_home(cli, l->home_opt, home, len, &l->err) != 0 ||
-		cli_home_check(cli, &l->err) != 0)) {
-		return cli_fail(cli, &l->err);
-	}
-	if (wants_help && resolve_home(cli, l->home_opt, home, len, &l->err) != 0) {
-		cli->home = NULL;
-	}
-	if (l->json) {
-		int dashdash = 0;
-		for (int i = 1; i < l->n_rest; i++) {
-			dashdash |= strcmp(l->rest[i], "--") == 0;
-		}
-		if (!dashdash) {
-			l->rest[l->n_rest++] = json_word;
-		}
-	}
-	return l->legacy->run(cli, l->legacy, l->n_rest, l->rest);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -418,8 +360,7 @@ main(int argc, char **argv)
 	snprintf(parent, sizeof(parent), "%s%s%s", cli.group != NULL ? cli.group : "",
 	    l.parent != NULL ? " " : "", l.parent != NULL ? l.parent->name : "");
 	snprintf(cli.path, sizeof(cli.path), "%s%s%s", parent,
-	    l.cmd != NULL || l.legacy != NULL ? " " : "",
-	    l.cmd != NULL ? l.cmd->name : l.legacy != NULL ? l.legacy->name : "");
+	    l.cmd != NULL ? " " : "", l.cmd != NULL ? l.cmd->name : "");
 	if (err_failed(&l.err)) {
 		rc = cli_usage(&cli, "%s", err_msg(&l.err));
 		goto out;
@@ -430,10 +371,6 @@ main(int argc, char **argv)
 	if (l.version) {
 		printf("tandem %s\n", tandem_version());
 		rc = cli_flush(&cli);
-		goto out;
-	}
-	if (l.legacy != NULL) {
-		rc = run_legacy(&l, &cli, home, sizeof(home));
 		goto out;
 	}
 	if (l.help || l.cmd == NULL || l.cmd->subs != NULL) {

@@ -155,6 +155,33 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	return 0;
 }
 
+/*
+ * Refuse a bundle directory that already holds one of FILES (NULL-ended):
+ * enrollment never overwrites keys or certificates, and has no --force.
+ */
+/* What a bundle holds of each identity. */
+static const char *const agent_files[] = { "agent.key", "agent.crt", "agent.conf", NULL };
+static const char *const updater_files[] = { "updater.key", "updater.crt", "updater.conf",
+	NULL };
+
+static int
+bundle_unused(const char *bundle, const char *const *files, struct err *err)
+{
+	char p[PATH_MAX];
+
+	for (; *files != NULL; files++) {
+		if (join(p, sizeof(p), bundle, *files) != 0) {
+			return err_set(err, ERR_USAGE, "bundle path too long");
+		}
+		if (access(p, F_OK) == 0) {
+			return err_set(err, ERR_CONFLICT, "the bundle directory %s already holds %s "
+							  "(another host's bundle?): nothing was changed; give "
+							  "--out a new or empty directory", bundle, *files);
+		}
+	}
+	return 0;
+}
+
 static int
 write_text(const char *bundle, const char *file, const char *text, mode_t mode, struct err *err)
 {
@@ -343,6 +370,10 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 			rc = REGISTRY_INVALID;
 			goto out;
 		}
+		if (bundle_unused(res->bundle, updater_files, err) != 0) {
+			rc = REGISTRY_INVALID;
+			goto out;
+		}
 		if (fs_mkdir_p(res->bundle, 0700) != 0) {
 			err_sys(err, "create %s", res->bundle);
 			goto out;
@@ -375,6 +406,11 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 	snprintf(h->notes, sizeof(h->notes), "%s", o->notes != NULL ? o->notes : "");
 	h->agent_port = agent_port;
 	h->updater_port = updater_port;
+	if (bundle_unused(res->bundle, agent_files, err) != 0 ||
+	    (o->updater && bundle_unused(res->bundle, updater_files, err) != 0)) {
+		rc = REGISTRY_INVALID;
+		goto out;
+	}
 	if (fs_mkdir_p(res->bundle, 0700) != 0) {
 		err_sys(err, "create %s", res->bundle);
 		goto out;

@@ -846,6 +846,13 @@ precheck(struct pool *p, struct swarm_job *j)
 	int pin, attempt = 0;
 
 	j->pin_ok = -1;
+	if (j->host.updater_fp[0] == '\0') {
+		/* Nothing to pin the connection to: the host is not asked, nor retried. */
+		snprintf(err, sizeof(err), "no updater certificate fingerprint recorded for %s: "
+		    "enroll it with 'tandem swarm enroll --updater %s'", j->host.name, j->host.name);
+		result_transport(&j->agent, "no updater identity", err);
+		return -1;
+	}
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	for (;;) {
 		attempt++;

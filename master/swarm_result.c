@@ -412,6 +412,75 @@ enum {
 	OPT_RETRY_FAILED,
 };
 
+/* The rollout options of update and converge (rollout_opt() reads them). */
+#define SWARM_ROLLOUT_OPTS \
+	{ "canary", OPT_CANARY, 0, "N|P%", \
+	    "hosts of the first wave (default 1); a failure there\nalways halts" }, \
+	{ "waves", OPT_WAVES, 0, "LIST", \
+	    "cumulative wave sizes after the canary (default\n10%,50%,100%; a size " \
+	    "adding no host is dropped)" }, \
+	{ "wave-size", OPT_WAVE_SIZE, 0, "N|P%", "instead of --waves: equal waves of this size" }, \
+	{ "soak", OPT_SOAK, 0, "DURATION", \
+	    "after each wave, wait this long and ask every updated\nhost again (healthy, " \
+	    "not restarted, right release)" }, \
+	{ "max-failures", OPT_MAX_FAILURES, 0, "N|P%", \
+	    "failures allowed before the rollout halts (default 0:\nhalt on the first failure)" }, \
+	{ "min-sample", OPT_MIN_SAMPLE, 0, "N", \
+	    "hosts attempted before a percentage applies (default 5)" }, \
+	{ "on-halt", OPT_ON_HALT, 0, "pause|revert", \
+	    "stay halted for the operator (default), or roll back\nevery host the rollout " \
+	    "updated, newest wave first" }, \
+	{ "gate-cmd", OPT_GATE_CMD, 0, "CMD", \
+	    "run CMD (sh -c) after each wave; exit 0 passes\n(TANDEM_ROLLOUT_ID, TANDEM_WAVE " \
+	    "in its environment)" }, \
+	{ "window", OPT_WINDOW, 0, "SPEC", \
+	    "dispatch only inside [start, end), e.g.\n'Mon-Fri 01:00-04:00 UTC' (the zone is " \
+	    "required)" }, \
+	{ "unreachable", OPT_UNREACHABLE, 0, "count|skip", \
+	    "an unreachable host is a failure (default) or skipped" }, \
+	{ "retries", OPT_RETRIES, 0, "N", \
+	    "attempts on a busy (503) or unreachable host (default 3)" }, \
+	{ "deadline", OPT_DEADLINE, 0, "DURATION", "no attempt starts after this long" }, \
+	{ "force", OPT_FORCE, 0, NULL, "reinstall where the release already runs (prev is kept)" }, \
+	{ "name", OPT_NAME, 0, "TEXT", "a name for the rollout" }, \
+	{ "paused", OPT_PAUSED, 0, NULL, "record the plan, start nothing ('rollout resume ID')" }, \
+	{ "json-lines", OPT_JSON_LINES, 0, NULL, \
+	    "one JSON object per host result and event, as they come" }
+
+const struct cli_opt swarm_update_opts[] = {
+	{ "host", 'H', 1, "NAME", "a host (repeatable)" },
+	{ "all", 'a', 1, NULL, "every host in service (not decommissioned)" },
+	{ "hosts", OPT_HOSTS, 0, "SEL", "all, NAME,NAME... or labels KEY=VALUE,KEY!=VALUE..." },
+	{ "release", 'r', 1, "FILE|DIR",
+	    "the release tarball or tree (required unless --dry-run;\nchecked here as the "
+	    "updater checks it before anything\nis sent)" },
+	{ "include-self", 'S', 0, NULL,
+	    "after the agent update, also replace the updater\n(POST /update-self) and confirm "
+	    "its new version" },
+	{ "dry-run", 'n', 0, NULL,
+	    "change nothing: per host reachable?, pin ok?, current\nrelease, already running "
+	    "this sha256?, would it accept\nthe signature (checked with the master's keyring)?, "
+	    "and\nthe waves" },
+	{ "parallel", 'p', 1, "N", "hosts at once (default 8, at most 256)" },
+	{ "timeout", 't', 1, "S", "per request: upload + install + probe (default 900)" },
+	SWARM_ROLLOUT_OPTS,
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+const struct cli_opt swarm_converge_opts[] = {
+	{ "hosts", OPT_HOSTS, 0, "SEL", "the hosts to look at (default: all in service)" },
+	{ "host", 'H', 1, "NAME", "a host (repeatable)" },
+	{ "all", 'a', 1, NULL, "every host in service (the default)" },
+	{ "retry-failed", OPT_RETRY_FAILED, 0, NULL,
+	    "include hosts that failed their target 3 times" },
+	{ "dry-run", 'n', 0, NULL, "say which hosts differ, change nothing" },
+	{ "include-self", 'S', 0, NULL, "also replace the updaters (POST /update-self)" },
+	{ "parallel", 'p', 1, "N", "hosts at once (default 8, at most 256)" },
+	{ "timeout", 't', 1, "S", "per request: upload + install + probe (default 900)" },
+	SWARM_ROLLOUT_OPTS,
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 /* One rollout option's value into A->spec; -1 with ERR. */
 static int
 rollout_opt(int c, const char *v, struct swarm_update_args *a, struct err *err)
@@ -532,36 +601,8 @@ rollout_opt(int c, const char *v, struct swarm_update_args *a, struct err *err)
 static int
 update_args_parse(int argc, char **argv, struct swarm_update_args *a, int converge, struct err *err)
 {
-	static const struct option longopts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "hosts", required_argument, NULL, OPT_HOSTS },
-		{ "release", required_argument, NULL, 'r' },
-		{ "include-self", no_argument, NULL, 'S' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "parallel", required_argument, NULL, 'p' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "json-lines", no_argument, NULL, OPT_JSON_LINES },
-		{ "canary", required_argument, NULL, OPT_CANARY },
-		{ "waves", required_argument, NULL, OPT_WAVES },
-		{ "wave-size", required_argument, NULL, OPT_WAVE_SIZE },
-		{ "soak", required_argument, NULL, OPT_SOAK },
-		{ "max-failures", required_argument, NULL, OPT_MAX_FAILURES },
-		{ "min-sample", required_argument, NULL, OPT_MIN_SAMPLE },
-		{ "on-halt", required_argument, NULL, OPT_ON_HALT },
-		{ "gate-cmd", required_argument, NULL, OPT_GATE_CMD },
-		{ "window", required_argument, NULL, OPT_WINDOW },
-		{ "unreachable", required_argument, NULL, OPT_UNREACHABLE },
-		{ "retries", required_argument, NULL, OPT_RETRIES },
-		{ "deadline", required_argument, NULL, OPT_DEADLINE },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "name", required_argument, NULL, OPT_NAME },
-		{ "paused", no_argument, NULL, OPT_PAUSED },
-		{ "retry-failed", no_argument, NULL, OPT_RETRY_FAILED },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct option longopts[CLI_MAX_OPTS + 1];
+	char shortopts[2 * CLI_MAX_OPTS + 2];
 	long long v;
 	int c, waves_given = 0;
 
@@ -575,9 +616,10 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 		err_set(err, ERR_NOMEM, "out of memory");
 		return -1;
 	}
+	cli_getopt_tables(converge ? swarm_converge_opts : swarm_update_opts, longopts, shortopts);
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hH:ar:p:t:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			if (*optarg == '\0') {
@@ -631,9 +673,6 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			}
 			a->timeout_s = (int)v;
 			break;
-		case 'j':
-			a->json = 1;
-			break;
 		case OPT_JSON_LINES:
 			a->json_lines = 1;
 			break;
@@ -675,9 +714,6 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 				return -1;
 			}
 			break;
-		case 'h':
-			a->help = 1;
-			return 0;
 		case ':':
 			err_set(err, ERR_USAGE, "option '%s' needs a value", argv[optind - 1]);
 			return -1;

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "common/util.h"
+#include "master/cli.h"
 #include "master/rollout_plan.h"
 
 #define SWARM_DEFAULT_PARALLEL 8
@@ -134,9 +135,15 @@ struct swarm_update_args {
 	int json_lines;
 	int paused;          /* record the rollout, do not start it */
 	int retry_failed;    /* converge: hosts in the penalty box too */
-	int help;
 	struct rollout_spec spec; /* the rollout's options, defaults filled in */
 };
+
+/*
+ * The options of `swarm update` and `swarm converge`: the tables their
+ * commands' help prints and the parser below reads.
+ */
+extern const struct cli_opt swarm_update_opts[];
+extern const struct cli_opt swarm_converge_opts[];
 
 /*
  * Parse `swarm update` ARGV (ARGV[0] is the command name; getopt is reset).
@@ -145,11 +152,13 @@ struct swarm_update_args {
  * --dry-run (or RELEASE_OK is 0: converge takes the targets');
  * --parallel 1..SWARM_MAX_PARALLEL; --timeout 1..SWARM_MAX_TIMEOUT_S
  * seconds; the rollout options as master/rollout_plan.h parses them.
- * --help sets A->help and returns 0 at once. Returns 0, or -1 with ERR
- * (ERR_USAGE; ERR_NOMEM). A->hosts is malloc'd (free it even on failure).
+ * --json and --help are the command line's (A->json is the caller's to
+ * set). Returns 0, or -1 with ERR (ERR_USAGE; ERR_NOMEM). A->hosts is
+ * malloc'd (free it even on failure).
  */
 int swarm_update_args_parse(int argc, char **argv, struct swarm_update_args *a,
     struct err *err) WUR;
+/* The same for converge: no --release, --retry-failed, hosts default to all. */
 int swarm_converge_args_parse(int argc, char **argv, struct swarm_update_args *a,
     struct err *err) WUR;
 

@@ -1464,8 +1464,8 @@ sign_release_sigs(const struct sign_keyring *kr, const struct sign_envelope *env
 	return 0;
 }
 
-static int
-sign_release_match(const struct sign_statement *st, const struct sign_want *w, struct err *e)
+int
+sign_statement_want(const struct sign_statement *st, const struct sign_want *w, struct err *e)
 {
 	if (w->compatible != NULL && strcmp(st->compatible, w->compatible) != 0) {
 		return err_set(e, ERR_STATEMENT, "the release is signed for compatible '%s', this "
@@ -1508,7 +1508,7 @@ sign_release_check(const struct sign_keyring *kr, const void *tsig, size_t len,
 		err_set(e, ERR_EXPIRED, "the signed statement expired at %s", out.st.expires_at);
 		goto out;
 	}
-	if (sign_release_match(&out.st, w, e) != 0) {
+	if (sign_statement_want(&out.st, w, e) != 0) {
 		goto out;
 	}
 	if (out.st.security_version < w->floor) {

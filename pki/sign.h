@@ -288,6 +288,14 @@ int sign_release_check(const struct sign_keyring *kr, const void *tsig, size_t l
     const struct sign_want *w, struct sign_verdict *v, struct err *e) WUR;
 
 /*
+ * The part of the rule that needs no keys: statement ST describes what W
+ * says (compatible, kind, sha256, size; ERR_STATEMENT otherwise). The
+ * master runs it on a release's .tsig before sending anything.
+ */
+int sign_statement_want(const struct sign_statement *st, const struct sign_want *w,
+    struct err *e) WUR;
+
+/*
  * The release's manifest says NAME and VERSION: they must be the
  * statement's (ERR_STATEMENT otherwise).
  */

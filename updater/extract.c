@@ -16,8 +16,8 @@
 #include "common/log.h"
 
 #define EXTRACT_READ_CHUNK ((size_t)64 * 1024)
-#define EXTRACT_DEFAULT_MAX_UNPACKED ((uint64_t)1 << 30)
-#define EXTRACT_DEFAULT_MAX_ENTRIES ((uint64_t)100000)
+#define EXTRACT_DEFAULT_MAX_UNPACKED RELEASE_CHECK_DEFAULT_MAX_UNPACKED
+#define EXTRACT_DEFAULT_MAX_ENTRIES RELEASE_CHECK_DEFAULT_MAX_ENTRIES
 /* Free-space checks happen after this many bytes written since the last. */
 #define EXTRACT_SPACE_CHECK_EVERY ((uint64_t)4 * 1024 * 1024)
 
@@ -81,102 +81,12 @@ extract_read_cb(struct archive *a, void *arg, const void **buf)
 	return (la_ssize_t)n;
 }
 
-/*
- * Normalise the entry name NAME into OUT: leading "./" components and
- * repeated slashes dropped. Absolute names, ".." components, control bytes
- * and over-long names are refused. An empty result (the archive's "./") is
- * reported as *SKIP.
- */
+/* A rule of common/release_check broken: its error becomes X's. */
 static enum err_kind
-extract_clean_path(struct extract *x, const char *name, char *out, size_t outlen, int *skip)
+extract_rule(struct extract *x, const struct err *e)
 {
-	size_t o = 0;
-	const char *p = name;
-
-	*skip = 0;
-	if (name[0] == '/') {
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': absolute path", name);
-	}
-	while (*p != '\0') {
-		const char *end = strchr(p, '/');
-		size_t clen = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		if (clen == 2 && p[0] == '.' && p[1] == '.') {
-			return extract_fail(x, ERR_UNSAFE, "entry '%.200s': '..' in path", name);
-		}
-		if (clen > 0 && !(clen == 1 && p[0] == '.')) {
-			if (o + clen + 2 > outlen) {
-				return extract_fail(x, ERR_UNSAFE, "entry '%.200s': path too long",
-				    name);
-			}
-			if (o > 0) {
-				out[o++] = '/';
-			}
-			for (size_t i = 0; i < clen; i++) {
-				if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
-					return extract_fail(x, ERR_UNSAFE,
-					    "entry '%.200s': control character in path", name);
-				}
-			}
-			memcpy(out + o, p, clen);
-			o += clen;
-		}
-		p += clen;
-		while (*p == '/') {
-			p++;
-		}
-	}
-	out[o] = '\0';
-	*skip = o == 0;
-	return ERR_OK;
-}
-
-/*
- * A symlink at PATH (normalised, relative to the release root) to TARGET is
- * safe when TARGET is relative and has the form ("..")* NAME*: leading ".."
- * climb through PATH's parents, which SECURE_SYMLINKS guarantees are real
- * directories, and may not climb above the root; a ".." after a name could
- * climb out of another symlink, so it is refused.
- */
-static enum err_kind
-extract_check_symlink(struct extract *x, const char *path, const char *target)
-{
-	size_t depth = 0, ups = 0;
-	int seen_name = 0;
-	const char *p;
-
-	if (target == NULL || target[0] == '\0') {
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': empty symlink target", path);
-	}
-	if (target[0] == '/') {
-		return extract_fail(x, ERR_UNSAFE,
-		    "entry '%.200s': symlink to absolute path '%.200s'", path, target);
-	}
-	for (p = path; *p != '\0'; p++) {
-		if (*p == '/') {
-			depth++;
-		}
-	}
-	p = target;
-	while (*p != '\0') {
-		const char *end = strchr(p, '/');
-		size_t clen = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		if (clen == 2 && p[0] == '.' && p[1] == '.') {
-			if (seen_name || ++ups > depth) {
-				return extract_fail(x, ERR_UNSAFE,
-				    "entry '%.200s': symlink target '%.200s' leaves the release",
-				    path, target);
-			}
-		} else if (clen > 0 && !(clen == 1 && p[0] == '.')) {
-			seen_name = 1;
-		}
-		p += clen;
-		while (*p == '/') {
-			p++;
-		}
-	}
-	return ERR_OK;
+	err_copy(&x->err, e);
+	return e->kind;
 }
 
 static enum err_kind
@@ -257,6 +167,8 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 	const char *name = archive_entry_pathname(e);
 	char path[EXTRACT_MAX_PATH];
 	char full[EXTRACT_MAX_PATH * 2 + 2];
+	struct err re = ERR_INIT;
+	enum release_check_ftype kind;
 	int skip, r;
 	unsigned ft;
 	enum err_kind st;
@@ -265,38 +177,14 @@ extract_entry(struct extract *x, struct archive *a, struct archive *w, struct ar
 		return extract_fail(x, ERR_UNSAFE, "entry #%llu has no name",
 		    (unsigned long long)x->entries);
 	}
-	st = extract_clean_path(x, name, path, sizeof(path), &skip);
-	if (st != ERR_OK) {
-		return st;
+	if (release_check_name(name, path, sizeof(path), &skip, &re) != 0 ||
+	    release_check_type(name, archive_entry_filetype(e), archive_entry_hardlink(e) != NULL,
+		&kind, &re) != 0 ||
+	    (kind == RELEASE_CHECK_SYMLINK &&
+		release_check_symlink(path, archive_entry_symlink(e), &re) != 0)) {
+		return extract_rule(x, &re);
 	}
 	ft = archive_entry_filetype(e);
-	if (archive_entry_hardlink(e) != NULL) {
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': hardlinks are not allowed",
-		    name);
-	}
-	switch (ft) {
-	case AE_IFREG:
-	case AE_IFDIR:
-		break;
-	case AE_IFLNK:
-		st = extract_check_symlink(x, path, archive_entry_symlink(e));
-		if (st != ERR_OK) {
-			return st;
-		}
-		break;
-	case AE_IFCHR:
-	case AE_IFBLK:
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': device nodes are not allowed",
-		    name);
-	case AE_IFIFO:
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': FIFOs are not allowed", name);
-	case AE_IFSOCK:
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': sockets are not allowed",
-		    name);
-	default:
-		return extract_fail(x, ERR_UNSAFE, "entry '%.200s': unsupported file type 0%o",
-		    name, ft);
-	}
 	if (skip) {
 		if (ft != AE_IFDIR) {
 			return extract_fail(x, ERR_UNSAFE, "entry '%.200s': not a directory",

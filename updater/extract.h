@@ -9,7 +9,8 @@
  * upload.
  *
  * Rules, enforced per entry while extracting (wiki/Updater.md "Extraction
- * rules"): the three ARCHIVE_EXTRACT_SECURE_* flags (libarchive leaves them
+ * rules"; the entry rules are common/release_check's, which the master runs
+ * on a release before sending it): the three ARCHIVE_EXTRACT_SECURE_* flags (libarchive leaves them
  * off by default); only regular files,
  * directories and relative symlinks that resolve inside the staging
  * directory; no hardlinks, devices, FIFOs or sockets; setuid/setgid/sticky
@@ -30,12 +31,13 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/release_check.h"
 #include "common/util.h"
 
 /* Bytes of upload buffered between the feeding thread and the extractor. */
 #define EXTRACT_RING_BYTES ((size_t)256 * 1024)
 /* Longest entry path accepted (bytes, relative to the staging dir). */
-#define EXTRACT_MAX_PATH 1024
+#define EXTRACT_MAX_PATH RELEASE_CHECK_MAX_PATH
 
 struct extract_limits {
 	uint64_t max_unpacked;  /* total bytes of file data written; 0: 1 GiB */

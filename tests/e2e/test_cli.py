@@ -8,6 +8,7 @@ is needed: every case is decided before any host is contacted."""
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -75,13 +76,8 @@ def main_commands():
     return commands_of(tandem("--help", check=0).stdout)
 
 
-# The swarm group's commands are legacy entries: listed by the help, but they parse
-# their own options (the table checks below are for every other command).
-LEGACY = ("swarm",)
-
-
 def table_commands():
-    return [c for c in main_commands() if c[0] not in LEGACY]
+    return main_commands()
 
 
 def help_options(*path):
@@ -116,12 +112,9 @@ def test_help_lists_every_command_and_option_the_parser_accepts(home, tmp_path):
     # The commands once missing from the help are there, and each group lists the same ones.
     for c in (("swarm", "show"), ("swarm", "decommission"), ("swarm", "releases"),
               ("swarm", "history"), ("swarm", "update"), ("pki", "init"), ("release", "pack"),
-              ("release", "keyring", "init"), ("swarm", "keyring"), ("pki", "revoke"),
+              ("release", "keyring", "init"), ("swarm", "keyring", "push"), ("pki", "revoke"),
               ("backup", "restore")):
         assert c in every, every
-    for cmd in (c for c in every if c[0] in LEGACY):
-        r = tandem(*cmd, "--help", check=0)
-        assert r.stdout.startswith("usage: tandem [global options] %s" % " ".join(cmd)), r.stdout
     cmds = table_commands()
     for group in sorted({c[0] for c in every}):
         listed = [w[0] for w in commands_of(tandem(group, "--help", check=0).stdout)]
@@ -248,12 +241,21 @@ def test_home_is_never_created_by_accident(home, tmp_path):
     lines = {
         ("pki", "issue"): ["pki", "issue", "web1", "--role", "agent", "--out", tmp_path / "o"],
         ("pki", "show"): ["pki", "show", crt],
-        ("swarm", "rollout"): ["swarm", "rollout", "list"],
+        ("swarm", "rollout", "list"): ["swarm", "rollout", "list"],
+        ("swarm", "rollout", "status"): ["swarm", "rollout", "status", "3f9c"],
+        ("swarm", "rollout", "watch"): ["swarm", "rollout", "watch", "3f9c"],
+        ("swarm", "rollout", "pause"): ["swarm", "rollout", "pause", "3f9c"],
+        ("swarm", "rollout", "resume"): ["swarm", "rollout", "resume", "3f9c"],
+        ("swarm", "rollout", "abort"): ["swarm", "rollout", "abort", "3f9c", "--revert"],
+        ("swarm", "rollout", "events"): ["swarm", "rollout", "events", "3f9c"],
         ("swarm", "label"): ["swarm", "label", "web1", "a=b"],
-        ("swarm", "target"): ["swarm", "target", "web1", "--release", crt],
+        ("swarm", "target", "set"): ["swarm", "target", "set", "--hosts", "web1",
+                                     "--release", crt],
+        ("swarm", "target", "list"): ["swarm", "target", "list"],
+        ("swarm", "target", "clear"): ["swarm", "target", "clear", "--hosts", "all"],
         ("swarm", "converge"): ["swarm", "converge", "--all"],
         ("swarm", "renew"): ["swarm", "renew", "--all"],
-        ("swarm", "crl"): ["swarm", "crl", "push", "--all"],
+        ("swarm", "crl", "push"): ["swarm", "crl", "push", "--all"],
         ("pki", "status"): ["pki", "status"],
         ("pki", "revoke"): ["pki", "revoke", "--host", "web1"],
         ("pki", "crl"): ["pki", "crl"],
@@ -271,7 +273,7 @@ def test_home_is_never_created_by_accident(home, tmp_path):
         ("swarm", "update"): ["swarm", "update", "--all", "--dry-run"],
         ("swarm", "rollback"): ["swarm", "rollback", "--host", "web1"],
         ("swarm", "status"): ["swarm", "status"],
-        ("swarm", "keyring"): ["swarm", "keyring", "push", "--all"],
+        ("swarm", "keyring", "push"): ["swarm", "keyring", "push", "--all"],
         ("swarm", "releases"): ["swarm", "releases", "--host", "web1"],
         ("swarm", "history"): ["swarm", "history", "--host", "web1"],
     }
@@ -416,3 +418,118 @@ def test_bash_completion(tmp_path):
     # A missing home completes nothing and creates nothing.
     assert complete(["tandem", "--home", tmp_path / "none", "swarm", "show", ""]) == []
     assert not (tmp_path / "none").exists()
+
+
+# ---------------------------------------------------------------- the release, checked first
+
+def tarball(path, files, gzip=True):
+    """A tarball at PATH of FILES {name: (mode, bytes)}."""
+    import io
+    import tarfile
+    with tarfile.open(str(path), "w:gz" if gzip else "w") as tf:
+        for name, (mode, data) in files.items():
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+class Listener:
+    """A TCP socket on 127.0.0.1 that counts the connections made to it."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_release_checked_before_anything_is_sent(tmp_path):
+    h = str(tmp_path / "home")
+    tandem("--home", h, "pki", "init", check=0)
+    updater = Listener()
+    try:
+        tandem("--home", h, "swarm", "enroll", "web1", "--address", "127.0.0.1", "--updater",
+               "--updater-port", updater.port, check=0)
+        manifest = b'{"name":"a","version":"1.0","entrypoint":"bin/agent"}'
+        good = tarball(tmp_path / "good.tar.gz", {"manifest.json": (0o644, manifest),
+                                                  "bin/agent": (0o755, b"#!/bin/sh\n")})
+        cases = {
+            "not a gzip tar archive": (tmp_path / "notes.txt").as_posix(),
+            "not a gzip-compressed archive": tarball(tmp_path / "plain.tar", {
+                "manifest.json": (0o644, manifest), "bin/agent": (0o755, b"x")}, gzip=False),
+            "release has no readable manifest.json": tarball(tmp_path / "nomf.tar.gz", {
+                "bin/agent": (0o755, b"x")}),
+            "entrypoint: 'bin/agent' is not an executable file": tarball(
+                tmp_path / "noexec.tar.gz", {"manifest.json": (0o644, manifest),
+                                             "bin/agent": (0o644, b"x")}),
+            "entrypoint: 'bin/agent' is missing from the release": tarball(
+                tmp_path / "noentry.tar.gz", {"manifest.json": (0o644, manifest)}),
+            "'..' in path": tarball(tmp_path / "evil.tar.gz", {
+                "manifest.json": (0o644, manifest), "bin/agent": (0o755, b"x"),
+                "../escape": (0o644, b"x")}),
+        }
+        with open(cases["not a gzip tar archive"], "w") as f:
+            f.write("these are my notes, not a release\n")
+        for words, rel in cases.items():
+            for extra in ([], ["--dry-run"]):
+                r = tandem("--home", h, "swarm", "update", "--all", "--release", rel, *extra,
+                           check=1)
+                assert_plain_error(r)
+                assert words in r.stderr, (rel, extra, r.stderr)
+                assert "nothing was sent" in r.stderr and "would go to" not in r.stdout
+                e = json_error(tandem("--home", h, "swarm", "update", "--all", "--release",
+                                      rel, *extra, "--json", check=1))
+                assert words in e["message"] and e["kind"] in ("bad_format", "unsafe_archive")
+        # target set checks it the same way, and records nothing.
+        r = tandem("--home", h, "swarm", "target", "set", "--hosts", "all", "--release",
+                   cases["not a gzip tar archive"], check=1)
+        assert "not a gzip tar archive" in r.stderr
+        targets = json.loads(tandem("--home", h, "--json", "swarm", "target", "list",
+                                    check=0).stdout)["targets"]
+        assert [t["host"] for t in targets] == ["web1"] and targets[0]["sha256"] is None, targets
+        # Not one connection reached the host; no rollout was recorded.
+        assert updater.accepted == 0
+        assert json.loads(tandem("--home", h, "--json", "swarm", "rollout", "list",
+                                 check=0).stdout)["rollouts"] == []
+        # --include-self wants an updater release; the agent release is refused for it.
+        r = tandem("--home", h, "swarm", "update", "--all", "--release", good,
+                   "--include-self", check=1)
+        assert "updater_entrypoint" in r.stderr and updater.accepted == 0
+        # A signature file that describes other bytes is refused the same way (which keys a
+        # host trusts is its keyring's to say; what the statement says is checked here).
+        keys = tmp_path / "keys"
+        tandem("release", "keygen", "--out", keys, "--name", "rel", check=0)
+        tandem("release", "sign", good, "--key", keys / "rel.key", "--security-version", "1",
+               check=0)
+        other = tarball(tmp_path / "other.tar.gz", {"manifest.json": (0o644, manifest),
+                                                    "bin/agent": (0o755, b"#!/bin/sh\n# 2\n")})
+        shutil.copy(good + ".tsig", other + ".tsig")
+        e = json_error(tandem("--home", h, "swarm", "update", "--all", "--release", other,
+                              "--json", check=1))
+        assert e["kind"] == "statement_mismatch" and "signature of other" in e["message"], e
+        assert updater.accepted == 0
+        # A good release passes the check: the dry run asks the host (and finds no updater).
+        r = tandem("--home", h, "swarm", "update", "--all", "--release", good, "--dry-run")
+        assert "would go to 1 host(s)" in r.stdout, r.stdout + r.stderr
+        assert updater.accepted >= 1
+    finally:
+        updater.close()

@@ -85,12 +85,17 @@ def test_enroll_refusals(tmp_path):
         assert why in r.stderr
         assert not os.path.exists(fleet.bundle(name))
     # Bad arguments.
-    fleet.tandem("swarm", "enroll", "web2", check=1)  # no --address for a new host
+    # No --address for a new host: a usage error, said before anything is looked at.
+    r = fleet.tandem("swarm", "enroll", "web2", check=2)
+    assert "--address ADDR is required" in r.stderr, r.stderr
+    e = json.loads(fleet.tandem("swarm", "enroll", "web2", "--json", check=2).stdout)["error"]
+    assert e["kind"] == "usage" and "--address" in e["message"]
     fleet.tandem("swarm", "enroll", "web2", "--address", "127.0.0.1", "--agent-port", "0",
                  check=2)
+    # Values the command line got wrong, found by the enrollment: usage errors too.
     fleet.tandem("swarm", "enroll", "web2", "--address", "127.0.0.1", "--agent-port", "9",
-                 "--updater-port", "9", check=1)
-    fleet.tandem("swarm", "enroll", "web2", "--address", "a b", check=1)
+                 "--updater-port", "9", check=2)
+    fleet.tandem("swarm", "enroll", "web2", "--address", "a b", check=2)
     fleet.tandem("swarm", "enroll", check=2)
     fleet.tandem("swarm", "enroll", "a", "b", check=2)
     fleet.tandem("swarm", "enroll", "web2", "--bogus", check=2)
@@ -100,8 +105,13 @@ def test_enroll_refusals(tmp_path):
         old_key = f.read()
     r = fleet.tandem("swarm", "enroll", "web9", "--address", "127.0.0.1", "--out",
                      fleet.bundle("web1"), check=1)
+    assert r.stderr.startswith("tandem: error: swarm enroll: the bundle directory "), r.stderr
+    assert "already holds agent.key" in r.stderr and "--force" not in r.stderr, r.stderr
     with open(key, "rb") as f:
         assert f.read() == old_key
+    e = json.loads(fleet.tandem("swarm", "enroll", "web9", "--address", "127.0.0.1", "--out",
+                                fleet.bundle("web1"), "--json", check=1).stdout)["error"]
+    assert e["kind"] == "conflict" and "--force" not in e["message"]
     assert fleet.json("swarm", "list") == before
 
 
@@ -111,7 +121,7 @@ def test_enroll_updater_later_list_show_decommission(tmp_path):
     assert h["updater_fingerprint"] is None
     assert not os.path.exists(os.path.join(fleet.bundle("web2"), "updater.conf"))
     # Cannot change the address while adding the updater identity.
-    r = fleet.tandem("swarm", "enroll", "--updater", "web2", "--address", "10.1.1.1", check=1)
+    r = fleet.tandem("swarm", "enroll", "--updater", "web2", "--address", "10.1.1.1", check=2)
     assert "cannot change" in r.stderr
     h2 = fleet.json("swarm", "enroll", "--updater", "web2")
     assert h2["agent_fingerprint"] == h["agent_fingerprint"]
@@ -263,6 +273,7 @@ def test_fleet_fail_closed(fleet, rel):
     assert hs["impostor"]["agent"]["result"] == "failed"
     assert "pin mismatch" in hs["impostor"]["agent"]["reason"]
     assert hs["noupd"]["agent"]["result"] == "failed"
+    assert hs["noupd"]["agent"]["reason"] == "no updater identity"
     assert "fingerprint" in hs["noupd"]["agent"]["detail"]
     assert hs["dead"]["agent"]["result"] == "failed"
     assert hs["dead"]["agent"]["reason"] == "unreachable"
@@ -276,13 +287,23 @@ def test_fleet_fail_closed(fleet, rel):
     doc = hosts_by_name(fleet.json("swarm", "update", "--all", "--dry-run"))
     assert doc["impostor"]["pin_ok"] is False and doc["impostor"]["reachable"] is True
     assert doc["dead"]["reachable"] is False
-    assert doc["noupd"]["reachable"] is False and "fingerprint" in doc["noupd"]["error"]
+    # A host without an updater identity is not asked: not "unreachable", it says why.
+    assert doc["noupd"]["reachable"] is None and doc["noupd"]["updater_identity"] is False
+    assert "fingerprint" in doc["noupd"]["error"]
+    assert doc["web1"]["updater_identity"] is True
     assert doc["web1"]["same_sha256"] is None  # no release given
     # Status says the same, exit 1.
     st = hosts_by_name(fleet.json("swarm", "status", check=1))
     assert st["impostor"]["pin_ok"] is False
     assert st["dead"]["reachable"] is False
     assert st["web3"]["reachable"] is True
+    assert st["noupd"]["reachable"] is None and st["noupd"]["status"] == "no updater identity"
+    text = fleet.tandem("swarm", "status", check=1).stdout
+    row = [line for line in text.splitlines() if line.startswith("noupd ")][0]
+    assert "no updater identity" in row and "unreachable" not in row, row
+    r = fleet.tandem("swarm", "rollback", "--host", "noupd", "--json", check=1)
+    assert json.loads(r.stdout)["error"]["kind"] == "conflict"
+    assert "no updater identity" in r.stderr and "enroll --updater noupd" in r.stderr
     # Rollback on a pin mismatch fails closed too.
     r = fleet.tandem("swarm", "rollback", "--host", "impostor", check=1)
     assert "pin mismatch" in r.stdout
@@ -299,13 +320,17 @@ def test_update_usage_and_bad_release(fleet, rel, tmp_path):
     assert "no such host" in r.stderr
     r = fleet.tandem("swarm", "update", "--host", "web1", "--release",
                      str(tmp_path / "missing.tgz"), check=1)
-    # Not a tarball: the updater refuses it, the body is shown, the CLI survives.
+    # Not a tarball: refused here with the updater's words, before the updater is asked
+    # (its history stays as it was).
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"this is not a tarball\n" * 100)
-    doc = fleet.json("swarm", "update", "--host", "web3", "--release", str(junk), check=1)
-    a = doc["hosts"][0]["agent"]
-    assert a["result"] == "failed" and a["http_status"] in (400, 422), a
-    assert a["detail"]
+    hist = len(fleet.json("swarm", "history", "--host", "web3")["updater"])
+    r = fleet.tandem("swarm", "update", "--host", "web3", "--release", str(junk), "--json",
+                     check=1)
+    e = json.loads(r.stdout)["error"]
+    assert e["kind"] == "bad_format" and "not a gzip tar archive" in e["message"], e
+    assert "nothing was sent" in r.stderr
+    assert len(fleet.json("swarm", "history", "--host", "web3")["updater"]) == hist
     # Rollback with nothing to roll back to: the updater's 404 is shown, exit 1.
     fleet.enroll("fresh")
     fleet.start("fresh")

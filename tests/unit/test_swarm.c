@@ -325,14 +325,14 @@ test_args(void **state)
 
 	(void)state;
 	assert_int_equal(parse(&a, &err, "--host", "a", "--host", "b", "--release",
-			     "r.tgz", "--parallel", "3", "--timeout", "60", "--json", (char *)NULL),
+			     "r.tgz", "--parallel", "3", "--timeout", "60", "--json-lines", (char *)NULL),
 	    0);
 	assert_int_equal(a.n_hosts, 2);
 	assert_string_equal(a.hosts[1], "b");
 	assert_string_equal(a.release, "r.tgz");
 	assert_int_equal(a.parallel, 3);
 	assert_int_equal(a.timeout_s, 60);
-	assert_true(a.json && !a.all && !a.dry_run && !a.include_self);
+	assert_true(a.json_lines && !a.json && !a.all && !a.dry_run && !a.include_self);
 	free(a.hosts);
 
 	assert_int_equal(parse(&a, &err, "--all", "--dry-run", (char *)NULL), 0);
@@ -347,8 +347,10 @@ test_args(void **state)
 	assert_true(a.include_self);
 	free(a.hosts);
 
-	assert_int_equal(parse(&a, &err, "--help", (char *)NULL), 0);
-	assert_true(a.help);
+	/* --json and --help are the command line's: main takes them before. */
+	assert_int_equal(parse(&a, &err, "--all", "--dry-run", "--help", (char *)NULL), -1);
+	assert_string_equal(err_msg(&err), "unknown option '--help'");
+	err_clear(&err);
 	free(a.hosts);
 
 	/* Usage errors. */
