@@ -1257,35 +1257,42 @@ auth_release(struct httpd *srv, const char *ip, int privileged)
 	pthread_mutex_unlock(&srv->mtx);
 }
 
+/*
+ * A whole HTTP response carrying our JSON error object (MSG, a fixed text
+ * without quotes or backslashes) in SRV's error style, with Connection:
+ * close and EXTRA_HEADERS ("" or lines ending in CRLF), for the answers
+ * that bypass libmicrohttpd. Returns its length, or -1 if it does not fit.
+ */
+static int
+raw_error_response(const struct httpd *srv, unsigned status, const char *msg,
+    const char *extra_headers, char *out, size_t cap)
+{
+	char body[256];
+	int n;
+
+	n = snprintf(body, sizeof(body), "{\"detail\":{\"error\":\"%s\"%s}}\n", msg,
+	    srv->o.error_style == HTTPD_ERRORS_UPDATER ? ",\"stderr\":\"\",\"rolled_back\":false"
+						       : "");
+	if (n < 0 || (size_t)n >= sizeof(body)) {
+		return -1;
+	}
+	n = snprintf(out, cap,
+	    "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+	    "%sConnection: close\r\n\r\n%s",
+	    status, MHD_get_reason_phrase_for(status), n, extra_headers, body);
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
 /* Tell a peer we have no room for it (503, JSON, close), best effort. */
 static void
 auth_refuse(struct httpd *srv, struct tls_conn *tls)
 {
-	char body[256];
 	char resp[512];
 	struct err e = ERR_INIT;
-	int n;
+	int n = raw_error_response(srv, 503, "server busy: every connection is taken, try again",
+	    "Retry-After: 1\r\n", resp, sizeof(resp));
 
-	if (srv->o.error_style == HTTPD_ERRORS_UPDATER) {
-		n = snprintf(body, sizeof(body),
-		    "{\"detail\":{\"error\":\"server busy: every connection is taken, try again\","
-		    "\"stderr\":\"\",\"rolled_back\":false}}\n");
-	} else {
-		n = snprintf(body, sizeof(body),
-		    "{\"detail\":{\"error\":\"server busy: every connection is taken, try "
-		    "again\"}}\n");
-	}
-	if (n < 0 || (size_t)n >= sizeof(body)) {
-		return;
-	}
-	n = snprintf(resp, sizeof(resp),
-	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
-	    n, body);
-	if (n < 0 || (size_t)n >= sizeof(resp)) {
-		return;
-	}
-	if (tls_write_all_deadline(tls, resp, (size_t)n, mono_ms() + 1000, &e) == 0) {
+	if (n > 0 && tls_write_all_deadline(tls, resp, (size_t)n, mono_ms() + 1000, &e) == 0) {
 		tls_close_notify(tls);
 	}
 }
@@ -1347,7 +1354,6 @@ relay_fix_mhd_error(struct httpd *srv, struct relay *rl)
 	const char *b = (const char *)rl->s2c;
 	size_t len = rl->s2c_len;
 	unsigned status = 0;
-	char body[256];
 	int n;
 
 	if (len < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ') {
@@ -1372,22 +1378,9 @@ relay_fix_mhd_error(struct httpd *srv, struct relay *rl)
 			return 0;
 		}
 	}
-	if (srv->o.error_style == HTTPD_ERRORS_UPDATER) {
-		n = snprintf(body, sizeof(body),
-		    "{\"detail\":{\"error\":\"%s\",\"stderr\":\"\",\"rolled_back\":false}}\n",
-		    status_reason(status));
-	} else {
-		n = snprintf(body, sizeof(body), "{\"detail\":{\"error\":\"%s\"}}\n",
-		    status_reason(status));
-	}
-	if (n < 0 || (size_t)n >= sizeof(body)) {
-		return 0;
-	}
-	n = snprintf((char *)rl->s2c, sizeof(rl->s2c),
-	    "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-	    "Connection: close\r\n\r\n%s",
-	    status, MHD_get_reason_phrase_for(status), n, body);
-	rl->s2c_len = n > 0 && (size_t)n < sizeof(rl->s2c) ? (size_t)n : 0;
+	n = raw_error_response(srv, status, status_reason(status), "", (char *)rl->s2c,
+	    sizeof(rl->s2c));
+	rl->s2c_len = n > 0 ? (size_t)n : 0;
 	rl->s2c_off = 0;
 	log_info("%s: libmicrohttpd refused a request with %u (%s)", srv->o.name,
 	    status, status_reason(status));
