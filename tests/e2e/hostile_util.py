@@ -13,10 +13,16 @@ class SilentFlood:
     """Hold COUNT TCP connections to PORT from each source address in SOURCES
     (127.0.0.x) without sending a byte (or sending HELLO once), and open new
     ones whenever the server closes some or the port comes back after a
-    restart: an attacker that keeps every slot it can get."""
+    restart: an attacker that keeps every slot it can get. New connections are
+    paced to RATE per second: the test is about slots, not about how much CPU
+    an endless connect loop can burn (an ASan build under it would only
+    measure that)."""
 
-    def __init__(self, port, sources=("127.0.0.1",), count=16, hello=b""):
+    def __init__(self, port, sources=("127.0.0.1",), count=16, hello=b"", rate=100):
         self.port = port
+        self.rate = rate
+        self._budget = float(count * len(sources))
+        self._last = time.monotonic()
         self.count = count
         self.hello = hello
         self.opened = 0
@@ -49,10 +55,16 @@ class SilentFlood:
         return True
 
     def _top_up(self):
+        now = time.monotonic()
+        self._budget = min(self._budget + (now - self._last) * self.rate,
+                           float(self.count * len(self.live)))
+        self._last = now
         for src in self.live:
-            while self.live[src] < self.count and not self._stop.is_set():
+            while self.live[src] < self.count and not self._stop.is_set() \
+                    and self._budget >= 1:
                 if not self._open(src):
                     break
+                self._budget -= 1
 
     def _run(self):
         while not self._stop.is_set():
