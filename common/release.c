@@ -702,3 +702,68 @@ release_self_dir(char *out, size_t outlen)
 	}
 	return 0;
 }
+
+/* dpkg's weight of a non-digit character: "~" first, the end, letters, the rest. */
+static int
+release_vchar_order(int c)
+{
+	if (c >= '0' && c <= '9') {
+		return 0;
+	}
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+		return c;
+	}
+	if (c == '~') {
+		return -1;
+	}
+	return c != 0 ? c + 256 : 0;
+}
+
+static int
+release_isdigit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+int
+release_version_cmp(const char *a, const char *b)
+{
+	while (*a != '\0' || *b != '\0') {
+		int first_diff = 0;
+
+		/* Non-digit runs; a NUL against a non-digit always differs, so neither runs off. */
+		while ((*a != '\0' && !release_isdigit(*a)) || (*b != '\0' && !release_isdigit(*b))) {
+			int ac = release_vchar_order((unsigned char)*a);
+			int bc = release_vchar_order((unsigned char)*b);
+
+			if (ac != bc) {
+				return ac - bc;
+			}
+			a++;
+			b++;
+		}
+		while (*a == '0') {
+			a++;
+		}
+		while (*b == '0') {
+			b++;
+		}
+		while (release_isdigit(*a) && release_isdigit(*b)) {
+			if (first_diff == 0) {
+				first_diff = *a - *b;
+			}
+			a++;
+			b++;
+		}
+		if (release_isdigit(*a)) {
+			return 1;
+		}
+		if (release_isdigit(*b)) {
+			return -1;
+		}
+		if (first_diff != 0) {
+			return first_diff;
+		}
+	}
+	return 0;
+}

@@ -98,6 +98,16 @@ int release_safe_relpath(const char *p);
 int release_ident_valid(const char *s);
 
 /*
+ * Order of two release versions as Debian orders package versions (without
+ * an epoch or revision): digit runs compare as numbers, the rest
+ * character by character with letters before other characters and "~"
+ * before everything, even the end ("1.0~rc1" < "1.0" < "1.0.1" < "1.0a").
+ * <0, 0 or >0. The launcher uses it for "the newer updater wins" between the
+ * package's and a self-update's (wiki/Upgrades.md).
+ */
+int release_version_cmp(const char *a, const char *b);
+
+/*
  * Parse LEN bytes of BUF (no NUL needed) by the rules above into *M; FLAGS
  * RELEASE_MF_*. *M is written only on success. Returns 0 or -1 with E.
  */

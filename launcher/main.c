@@ -12,7 +12,9 @@
  * updater it starts (fd number in TANDEM_LISTEN_FD), so a connection made
  * while one updater hands over to the next waits in the backlog. It runs
  * INSTALL_DIR/updater/current/<updater_entrypoint>, or PATH while the
- * updater's tree holds no release. Restarts follow updater/supervise's
+ * updater's tree holds no release or one older than this launcher (the
+ * launcher and PATH come from one package: after a package upgrade the
+ * newer updater wins, wiki/Upgrades.md). Restarts follow updater/supervise's
  * state machine (the sup_* layer, driven from this single-threaded loop)
  * with the launcher's policy: backoff from 200 ms doubling to 10 s, reset
  * after 10 s up, never given up.
@@ -58,6 +60,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/release.h"
 #include "common/sdnotify.h"
 #include "common/sock.h"
 #include "common/tls.h"
@@ -135,9 +138,13 @@ usage(FILE *fp)
 	    "Runs tandem-updater and keeps each self-updated updater on probation:\n"
 	    "binds the updater's listen address (from --config or --listen) and passes\n"
 	    "the socket to every updater it starts, from INSTALL-DIR/updater/current or,\n"
-	    "while that tree is empty, from --updater PATH. A new updater must serve\n"
-	    "/health with its version and stay up for the stable window before the\n"
-	    "deadline, else the previous one is restored (wiki/Self-Update.md).\n"
+	    "while that tree is empty or older than this launcher (a package upgrade:\n"
+	    "the newer updater wins, wiki/Upgrades.md), from --updater PATH. A new\n"
+	    "updater must serve /health with its version and stay up for the stable\n"
+	    "window before the deadline, else the previous one is restored\n"
+	    "(wiki/Self-Update.md). Under systemd (NOTIFY_SOCKET, Type=notify) it sends\n"
+	    "READY=1 once its updater answers /health over mTLS and, with WatchdogSec=,\n"
+	    "WATCHDOG=1 only after each passing /health check (wiki/Operations.md).\n"
 	    "\n"
 	    "  --config FILE             the updater's configuration (required)\n"
 	    "  --updater PATH            the updater binary to run while no self-update\n"
@@ -180,12 +187,22 @@ ln_program(struct launcher *l, char *prog, size_t len, char *version, size_t vle
 		return -1;
 	}
 	if (access(cur, F_OK) == 0) {
-		if (install_self_entrypoint(cur, entry, sizeof(entry), version, vlen, &e) == 0) {
+		if (install_self_entrypoint(cur, entry, sizeof(entry), version, vlen, &e) != 0) {
+			log_warnx("updater release in %s unusable (%s): running %s", cur,
+			    err_msg(&e), l->fallback);
+		} else if (release_version_cmp(tandem_version(), version) > 0) {
+			/*
+			 * The newer updater wins: a package upgrade installed a newer
+			 * updater (this launcher's version) than the self-update in the
+			 * tree, which stays on disk and wins again once a newer one is
+			 * self-updated (wiki/Upgrades.md).
+			 */
+			log_info("packaged updater %s is newer than the self-updated %s: running %s",
+			    tandem_version(), version, l->fallback);
+		} else {
 			n = snprintf(prog, len, "%s/%s", cur, entry);
 			return n < 0 || (size_t)n >= len ? -1 : 0;
 		}
-		log_warnx("updater release in %s unusable (%s): running %s", cur, err_msg(&e),
-		    l->fallback);
 	}
 	n = snprintf(prog, len, "%s", l->fallback);
 	(void)snprintf(version, vlen, "fallback");

@@ -57,6 +57,18 @@ def build_debs(build_dir):
     return out
 
 
+def build_debs_version(build_dir, version):
+    """{package: path} of `make deb VERSION=VERSION` (a package upgrade's
+    newer version; the objects are shared, only the version object differs)."""
+    r = make(build_dir, "deb", "VERSION=" + version)
+    out = {}
+    for p in PACKAGES:
+        path = os.path.join(build_dir, "deb", "%s_%s_%s.deb" % (p, version, arch()))
+        assert "deb: " in r.stdout and os.path.exists(path), r.stdout
+        out[p] = path
+    return out
+
+
 def deb_field(deb, field):
     return run(["dpkg-deb", "-f", deb, field]).stdout.strip()
 

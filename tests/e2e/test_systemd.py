@@ -12,7 +12,8 @@ operator meets it. One boot serves every test of this file, in order:
   adopted where it survived); the unit is Type=notify (READY=1 once the
   updater serves) and a SIGSTOPped updater is restarted by systemd's
   watchdog; a push with --include-self and a rollback;
-  systemctl reload on a root without procps; stop stops the agent;
+  a newer worker package on a self-updated host runs the newer (packaged)
+  updater; systemctl reload on a root without procps; stop stops the agent;
   dpkg --purge leaves nothing behind.
 
 The tests share the container and run in file order (each one leaves the
@@ -31,7 +32,7 @@ import pytest
 
 from conftest import ROOT
 from container_util import Container, nspawn_unsupported, readme_blocks, root_tarball
-from packaging_util import build_debs, depends
+from packaging_util import build_debs, build_debs_version, depends
 from release_util import build_is_asan, run_make_release
 
 # `make deb` writes BUILD/deb/: under pytest-xdist this file shares a worker
@@ -371,6 +372,45 @@ def test_push_include_self_and_rollback(served):
     c.sh("tandem swarm rollback --host %s" % HOST)
     s = c.wait(lambda: healthy(c), 60, "web1 healthy after the rollback")
     assert s["active"]["version"] == "1.0.0" and s["prev"]["version"] == "1.0.2", s
+
+
+def test_package_upgrade_newer_updater_wins(served):
+    """A host whose updater was self-updated (1.0.2) gets a newer worker
+    package (1.0.3): the package's restart runs the packaged updater, the
+    newer one; the self-updated one stays in the tree. Then a self-update
+    newer than the package wins again."""
+    c = served
+    s = healthy(c)
+    if s is None or s["updater_version"] != "1.0.2":
+        # Run alone: self-update to 1.0.2 first.
+        c.run("tandem swarm update --host %s --release %s --include-self --json"
+              % (HOST, release(c, "1.0.2")), timeout=300)
+        c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.2", 60,
+               "the self-updated updater 1.0.2")
+    deb = build_debs_version(c.build_dir, "1.0.3")["tandem-worker"]
+    c.push(deb, "/root/" + os.path.basename(deb))
+    active = s["active"] if s is not None else healthy(c)["active"]
+    c.sh("dpkg -i /root/%s >/dev/null 2>&1" % os.path.basename(deb), timeout=300)
+    s = c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.3" and healthy(c), 60,
+               "the packaged updater 1.0.3 after the upgrade")
+    upd = c.pids("tandem-updater")
+    assert len(upd) == 1
+    assert c.sh("readlink /proc/%d/exe" % upd[0]).strip() == "/usr/sbin/tandem-updater"
+    assert c.sh("ls /var/lib/tandem/updater/releases/active/")  # the 1.0.2 tree is kept
+    assert any("packaged updater 1.0.3 is newer than the self-updated 1.0.2" in
+               e.get("MESSAGE", "") for e in journal(c))
+    # The agent's release is the master's business: the upgrade left it as it was.
+    assert s["active"] == active, (s["active"], active)
+
+    # A self-update newer than the package runs from the tree again.
+    r = c.run("tandem swarm update --host %s --release %s --include-self --json"
+              % (HOST, release(c, "1.0.4")), timeout=300)
+    assert json.loads(r.stdout)["ok"], r.stdout
+    s = c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.4" and healthy(c), 60,
+               "the self-updated updater 1.0.4")
+    upd = c.pids("tandem-updater")
+    assert c.sh("readlink /proc/%d/exe" % upd[0]).strip().startswith(
+        "/var/lib/tandem/updater/releases/")
 
 
 def test_reload_without_procps(served):

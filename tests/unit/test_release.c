@@ -678,6 +678,32 @@ test_self_dir(void **state)
 	assert_int_equal(release_self_dir(dir, 2), -1);
 }
 
+static void
+test_version_cmp(void **state)
+{
+	/* Each row: a < b (and b > a); then equal pairs. */
+	static const char *const less[][2] = {
+		{ "1.0.0", "1.0.1" }, { "1.0.9", "1.0.10" }, { "1.2", "1.10" }, { "1.0", "1.0.0" },
+		{ "1.0~rc1", "1.0" }, { "1.0~rc1", "1.0~rc2" }, { "1.0~~", "1.0~" }, { "1.0", "1.0a" },
+		{ "1.0a", "1.0+b" }, { "0.9.99", "1.0" }, { "1.0-1", "1.0-2" },
+		{ "2026.1", "2026.12" }, { "9", "10" },
+	};
+	static const char *const same[][2] = {
+		{ "1.0.0", "1.0.0" }, { "1.01", "1.1" }, { "", "" }, { "", "0" }, { "1.0~rc1", "1.0~rc01" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(less) / sizeof(less[0]); i++) {
+		if (!(release_version_cmp(less[i][0], less[i][1]) < 0) ||
+		    !(release_version_cmp(less[i][1], less[i][0]) > 0)) {
+			fail_msg("expected %s < %s", less[i][0], less[i][1]);
+		}
+	}
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		assert_int_equal(release_version_cmp(same[i][0], same[i][1]), 0);
+	}
+}
+
 int
 main(void)
 {
@@ -695,6 +721,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lenient_invalid, setup, teardown),
 		cmocka_unit_test(test_dir_of),
 		cmocka_unit_test(test_self_dir),
+		cmocka_unit_test(test_version_cmp),
 	};
 
 	log_init("test_release", LOG_LVL_WARN);
