@@ -43,27 +43,19 @@ def arch():
 
 
 @functools.lru_cache(maxsize=None)
-def build_debs(build_dir):
-    """{package: path of its .deb}, made by `make deb` once per session."""
+def build_debs(build_dir, version=VERSION):
+    """{package: path of its .deb}, made by `make deb` once per session and
+    VERSION. Another version (a package upgrade's) goes to BUILD/deb-VERSION,
+    so BUILD/deb keeps one .deb per package (README's steps glob it); the
+    objects are shared, only the version object differs."""
     need("dpkg-deb")
     need("dpkg-shlibdeps")
     need("help2man")
-    r = make(build_dir, "deb")
+    deb_dir = os.path.join(build_dir, "deb" if version == VERSION else "deb-" + version)
+    r = make(build_dir, "deb", "VERSION=" + version, "DEB_DIR=" + deb_dir)
     out = {}
     for p in PACKAGES:
-        path = os.path.join(build_dir, "deb", "%s_%s_%s.deb" % (p, VERSION, arch()))
-        assert "deb: " in r.stdout and os.path.exists(path), r.stdout
-        out[p] = path
-    return out
-
-
-def build_debs_version(build_dir, version):
-    """{package: path} of `make deb VERSION=VERSION` (a package upgrade's
-    newer version; the objects are shared, only the version object differs)."""
-    r = make(build_dir, "deb", "VERSION=" + version)
-    out = {}
-    for p in PACKAGES:
-        path = os.path.join(build_dir, "deb", "%s_%s_%s.deb" % (p, version, arch()))
+        path = os.path.join(deb_dir, "%s_%s_%s.deb" % (p, version, arch()))
         assert "deb: " in r.stdout and os.path.exists(path), r.stdout
         out[p] = path
     return out

@@ -32,7 +32,7 @@ import pytest
 
 from conftest import ROOT
 from container_util import Container, nspawn_unsupported, readme_blocks, root_tarball
-from packaging_util import build_debs, build_debs_version, depends
+from packaging_util import build_debs, depends
 from release_util import build_is_asan, run_make_release
 
 # `make deb` writes BUILD/deb/: under pytest-xdist this file shares a worker
@@ -387,7 +387,7 @@ def test_package_upgrade_newer_updater_wins(served):
               % (HOST, release(c, "1.0.2")), timeout=300)
         c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.2", 60,
                "the self-updated updater 1.0.2")
-    deb = build_debs_version(c.build_dir, "1.0.3")["tandem-worker"]
+    deb = build_debs(c.build_dir, "1.0.3")["tandem-worker"]
     c.push(deb, "/root/" + os.path.basename(deb))
     active = s["active"] if s is not None else healthy(c)["active"]
     c.sh("dpkg -i /root/%s >/dev/null 2>&1" % os.path.basename(deb), timeout=300)
