@@ -55,6 +55,13 @@ struct agent {
 	off_t out_mark;
 	int64_t started_at;     /* when start out_gen began (the probe's deadline counts from it) */
 	char last_probe[AGENT_LAST_PROBE_MAX];
+	/* Liveness of the running agent (a thread; see agent_liveness_main). */
+	pthread_t live_thread;
+	pthread_cond_t live_cv;
+	int live_started, live_quit;
+	unsigned live_misses;   /* checks in a row without an answer */
+	unsigned live_kills;    /* agents killed as hung */
+	char live_last[256];    /* why the last check failed ("" none) */
 };
 
 /* The log's size now: where the output of the next start begins. */
@@ -107,6 +114,14 @@ agent_new(const struct updater_config *cfg, const char *root, struct tls_ctx *cl
 		return err_set(e, ERR_NOMEM, "agent: out of memory");
 	}
 	pthread_mutex_init(&ag->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&ag->live_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	ag->cfg = cfg;
 	ag->probe_tls = tls_ctx_ref(cli_tls);
 	(void)snprintf(ag->pin, sizeof(ag->pin), "%s", cfg->agent_pin);
@@ -169,6 +184,13 @@ agent_free(struct agent *ag, int stop)
 	if (ag == NULL) {
 		return;
 	}
+	if (ag->live_started) {
+		pthread_mutex_lock(&ag->mu);
+		ag->live_quit = 1;
+		pthread_cond_signal(&ag->live_cv);
+		pthread_mutex_unlock(&ag->mu);
+		pthread_join(ag->live_thread, NULL);
+	}
 	if (ag->sv != NULL) {
 		if (stop && supervisor_stop(ag->sv, &e) != 0) {
 			log_warnx("stop agent: %s", err_msg(&e));
@@ -176,6 +198,7 @@ agent_free(struct agent *ag, int stop)
 		supervisor_free(ag->sv);
 	}
 	tls_ctx_free(ag->probe_tls);
+	pthread_cond_destroy(&ag->live_cv);
 	pthread_mutex_destroy(&ag->mu);
 	free(ag);
 }
@@ -525,6 +548,128 @@ out:
 }
 
 /*
+ * One liveness check of the running agent: GET /livez, any answer counts
+ * (an agent that answers, even with an error, is not hung; the install's
+ * probe judges health). 0: answered; -1: no answer (WHY says what).
+ */
+static int
+agent_liveness_once(struct agent *ag, char *why, size_t whylen)
+{
+	struct probe_opts o;
+	struct probe_result res;
+	char pin[TLS_MAX_PINS * (TLS_FP_HEX_LEN + 1)];
+	struct tls_ctx *tls;
+	int rc;
+
+	probe_opts_init(&o);
+	pthread_mutex_lock(&ag->mu);
+	tls = tls_ctx_ref(ag->probe_tls);
+	(void)snprintf(pin, sizeof(pin), "%s", ag->pin);
+	pthread_mutex_unlock(&ag->mu);
+	o.tls = tls;
+	o.host = ag->probe_host;
+	o.port = ag->probe_port;
+	o.pin_fp = pin;
+	o.path = "/livez";
+	o.attempt_timeout_ms = (int)ag->cfg->liveness_timeout_ms;
+	rc = probe_once(&o, &res);
+	tls_ctx_free(tls);
+	if (rc != 0 && res.err.kind == ERR_UNREACHABLE) {
+		(void)snprintf(why, whylen, "%s", err_msg(&res.err));
+		probe_result_free(&res);
+		return -1;
+	}
+	probe_result_free(&res);
+	return 0;
+}
+
+/*
+ * Every liveness_interval, ask the running agent (state "running": past
+ * its start) for /livez. liveness_failures checks in a row without an
+ * answer within liveness_timeout mean a hung process (stopped, deadlocked,
+ * spinning): it is killed, and the supervisor restarts it under the same
+ * backoff and crash-loop rules as a crash. A new start resets the count.
+ */
+static void *
+agent_liveness_main(void *arg)
+{
+	struct agent *ag = arg;
+	struct supervisor_status st;
+	struct timespec ts;
+	uint64_t gen = 0;
+	unsigned misses = 0;
+	char why[256];
+
+	pthread_mutex_lock(&ag->mu);
+	while (!ag->live_quit) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(ag->cfg->liveness_interval_ms / 1000);
+		ts.tv_nsec += (long)((ag->cfg->liveness_interval_ms % 1000) * 1000000);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!ag->live_quit &&
+		    pthread_cond_timedwait(&ag->live_cv, &ag->mu, &ts) == 0) {
+		}
+		if (ag->live_quit) {
+			break;
+		}
+		pthread_mutex_unlock(&ag->mu);
+		supervisor_status(ag->sv, &st);
+		if (st.generation != gen || st.state != SUP_RUNNING) {
+			gen = st.generation;
+			misses = 0;
+		}
+		why[0] = '\0';
+		if (st.state == SUP_RUNNING) {
+			if (agent_liveness_once(ag, why, sizeof(why)) == 0) {
+				misses = 0;
+			} else {
+				misses++;
+				log_warnx("agent pid %ld did not answer /livez (%u of %lld): %s",
+				    (long)st.pid, misses, ag->cfg->liveness_failures, why);
+			}
+		}
+		if (misses >= (unsigned)ag->cfg->liveness_failures) {
+			log_warnx("agent pid %ld is hung (%u liveness checks without an answer); "
+			    "killing it, the supervisor restarts it", (long)st.pid, misses);
+			if (supervisor_signal_generation(ag->sv, gen, SIGKILL) == 0) {
+				pthread_mutex_lock(&ag->mu);
+				ag->live_kills++;
+				pthread_mutex_unlock(&ag->mu);
+			}
+			misses = 0;
+		}
+		pthread_mutex_lock(&ag->mu);
+		ag->live_misses = misses;
+		if (why[0] != '\0') {
+			(void)snprintf(ag->live_last, sizeof(ag->live_last), "%s", why);
+		}
+	}
+	pthread_mutex_unlock(&ag->mu);
+	return NULL;
+}
+
+/* Start the liveness thread once (liveness_interval 0: never). */
+static void
+agent_liveness_start(struct agent *ag)
+{
+	int rc;
+
+	if (ag->live_started || ag->cfg->liveness_interval_ms <= 0) {
+		return;
+	}
+	rc = pthread_create(&ag->live_thread, NULL, agent_liveness_main, ag);
+	if (rc != 0) {
+		errno = rc;
+		log_warn("agent liveness thread");
+		return;
+	}
+	ag->live_started = 1;
+}
+
+/*
  * Stop every tagged process outside the session of KEEP (the adopted agent,
  * 0: none): agents an earlier updater started and died before recording
  * (they would hold the agent's port, and the agent started next would
@@ -571,6 +716,7 @@ agent_resume(struct agent *ag, int have_active)
 	uint64_t gen;
 	int adopted;
 
+	agent_liveness_start(ag);
 	if (!have_active) {
 		(void)agent_adopt(ag, 0); /* no release: an agent left behind can only be a stray */
 		agent_stop_strays(ag, 0);
@@ -602,16 +748,28 @@ int
 agent_health_json(struct agent *ag, cJSON *obj)
 {
 	struct supervisor_status st;
-	char last[AGENT_LAST_PROBE_MAX];
-	cJSON *o;
+	char last[AGENT_LAST_PROBE_MAX], live_last[256];
+	unsigned misses, kills;
+	cJSON *o, *lv;
 
 	supervisor_status(ag->sv, &st);
 	pthread_mutex_lock(&ag->mu);
 	memcpy(last, ag->last_probe, sizeof(last));
 	pthread_mutex_unlock(&ag->mu);
+	pthread_mutex_lock(&ag->mu);
+	misses = ag->live_misses;
+	kills = ag->live_kills;
+	memcpy(live_last, ag->live_last, sizeof(live_last));
+	pthread_mutex_unlock(&ag->mu);
 	o = json_add_object(obj, "agent");
 	if (o == NULL || supervisor_status_json(&st, o) != 0 ||
 	    json_add_str(o, "last_probe", last[0] != '\0' ? last : NULL) != 0) {
+		return -1;
+	}
+	lv = json_add_object(o, "liveness");
+	if (lv == NULL || json_add_bool(lv, "enabled", ag->cfg->liveness_interval_ms > 0) != 0 ||
+	    json_add_int(lv, "misses", misses) != 0 || json_add_int(lv, "hung_kills", kills) != 0 ||
+	    json_add_str(lv, "last_miss", live_last[0] != '\0' ? live_last : NULL) != 0) {
 		return -1;
 	}
 	return 0;

@@ -52,6 +52,9 @@ struct updater_config {
 	long long crash_loop_count;
 	long long crash_loop_window_ms;
 	long long crash_loop_retry_ms;
+	long long liveness_interval_ms;  /* 0: no liveness checks */
+	long long liveness_timeout_ms;
+	long long liveness_failures;
 	long long request_timeout_ms;
 	long long route_timeout_ms;
 	long long max_conns;

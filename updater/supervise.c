@@ -965,6 +965,20 @@ supervisor_start(struct supervisor *sv, struct err *e)
 	return rc;
 }
 
+int
+supervisor_signal_generation(struct supervisor *sv, uint64_t generation, int sig)
+{
+	int r = -1;
+
+	pthread_mutex_lock(&sv->mu);
+	if (sv->generation == generation && sv->p.pid != 0) {
+		signal_locked(sv, sig);
+		r = 0;
+	}
+	pthread_mutex_unlock(&sv->mu);
+	return r;
+}
+
 static void
 abs_deadline(int64_t ms_from_now, struct timespec *ts)
 {

@@ -257,6 +257,13 @@ struct supervisor_status {
 void supervisor_status(struct supervisor *sv, struct supervisor_status *st);
 
 /*
+ * Send SIG to the supervised process if it is still the one of GENERATION
+ * (a later start is left alone). Its exit then counts as a crash (backoff,
+ * crash loop). Returns 0, or -1 when another or no process runs.
+ */
+int supervisor_signal_generation(struct supervisor *sv, uint64_t generation, int sig);
+
+/*
  * Add the status to OBJ as {"state":..,"pid":..|null,"crash_loop":bool,
  * "restarts":..,"recent_crashes":..,"uptime_ms":..,"last_exit":".."|null,
  * "next_start_in_ms":..|null,"last_error":..|null,"ready_declared":bool,

@@ -12,7 +12,9 @@ import os
 import socket
 import ssl
 import subprocess
+import signal
 import tarfile
+import time
 
 import pytest
 
@@ -618,6 +620,32 @@ def test_run_as_user(procs, tmp_path, pki, releases):
         if h is not None:
             assert_clean_exit(h.proc)
         shutil.rmtree(str(base))
+
+
+def test_hung_agent_restarted(procs, tmp_path, pki, releases):
+    """A stopped (hung) agent answers nothing: after liveness_failures checks
+    in a row it is killed and restarted; /health says so."""
+    h = Host(procs, tmp_path, pki, liveness_interval="200ms", liveness_timeout="300ms",
+             liveness_failures=2)
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    pid = h.health()["agent"]["pid"]
+    lv = h.health()["agent"]["liveness"]
+    assert lv["enabled"] is True and lv["hung_kills"] == 0, lv
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: h.health()["agent"]["pid"] not in (None, pid), 30,
+               "the hung agent to be replaced")
+    h.wait_agent("1.0.0")
+    lv = h.health()["agent"]["liveness"]
+    assert lv["hung_kills"] == 1 and lv["last_miss"], lv
+    assert not pid_alive(pid)
+    assert "is hung" in h.proc.stderr()
+    # A live agent is left alone: same pid across several more intervals.
+    new = h.health()["agent"]["pid"]
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        assert h.health()["agent"]["pid"] == new
+    assert h.health()["agent"]["liveness"]["hung_kills"] == 1
 
 
 def test_restart_adopts_agent(host, releases):
