@@ -39,6 +39,12 @@
 #define SWARM_LOOKUP_MIN_MS 5000
 #define SWARM_LOOKUP_POLL_MS 500
 #define SWARM_LOOKUP_RETRY_MAX_MS 5000
+/*
+ * An updater that answers nothing at all for this long (down, not restarted)
+ * ends the lookup early: a restarted updater answers within seconds, and an
+ * operator should not wait the whole request timeout for a host that is gone.
+ */
+#define SWARM_LOOKUP_SILENT_MS 20000
 
 int
 swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
@@ -706,6 +712,7 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 	struct swarm_result found;
 	char err[1024] = "";
 	int pin = 0, wait_ms = SWARM_LOOKUP_POLL_MS;
+	int64_t silent_since = -1;
 
 	for (;;) {
 		int rc = swarm_host_health(c, h, lookup_timeout(deadline, SWARM_STATUS_TIMEOUT_MS),
@@ -713,6 +720,15 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 
 		if (rc == -1 && pin) {
 			break; /* not the enrolled updater: asking again does not help */
+		}
+		if (rc != -1) {
+			silent_since = -1;
+		} else if (silent_since < 0) {
+			silent_since = mono_ms();
+		} else if (mono_ms() - silent_since >= SWARM_LOOKUP_SILENT_MS) {
+			snprintf(err + strlen(err), sizeof(err) - strlen(err),
+			    " (no answer for %d s)", SWARM_LOOKUP_SILENT_MS / 1000);
+			break;
 		}
 		if (rc == 0 && strcmp(hl.operation_request_id, request_id) == 0) {
 			/* Ours, still running: its entry is written when it ends. */
