@@ -385,6 +385,28 @@ agent_note_probe(struct agent *ag, const char *what)
 	pthread_mutex_unlock(&ag->mu);
 }
 
+/*
+ * Probe options aimed at the agent with the updater's current client
+ * context and pins: PIN (PINLEN bytes) receives a copy of the pins. Returns
+ * the context reference O holds; the caller frees it after the probe.
+ */
+static struct tls_ctx *
+agent_probe_opts(struct agent *ag, struct probe_opts *o, char *pin, size_t pinlen)
+{
+	struct tls_ctx *tls;
+
+	probe_opts_init(o);
+	pthread_mutex_lock(&ag->mu);
+	tls = tls_ctx_ref(ag->probe_tls);
+	(void)snprintf(pin, pinlen, "%s", ag->pin);
+	pthread_mutex_unlock(&ag->mu);
+	o->tls = tls;
+	o->host = ag->probe_host;
+	o->port = ag->probe_port;
+	o->pin_fp = pin;
+	return tls;
+}
+
 static int
 agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **body,
     struct err *e)
@@ -406,15 +428,7 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	}
 	pthread_mutex_unlock(&ag->mu);
 
-	probe_opts_init(&o);
-	pthread_mutex_lock(&ag->mu);
-	tls = tls_ctx_ref(ag->probe_tls);
-	(void)snprintf(pin, sizeof(pin), "%s", ag->pin);
-	pthread_mutex_unlock(&ag->mu);
-	o.tls = tls;
-	o.host = ag->probe_host;
-	o.port = ag->probe_port;
-	o.pin_fp = pin;
+	tls = agent_probe_opts(ag, &o, pin, sizeof(pin));
 	o.expect_version = ri->version;
 	o.expect_sha256 = ri->sha256;
 	o.first_interval_ms = (int)cfg->probe_first_interval_ms;
@@ -561,15 +575,7 @@ agent_liveness_once(struct agent *ag, char *why, size_t whylen)
 	struct tls_ctx *tls;
 	int rc;
 
-	probe_opts_init(&o);
-	pthread_mutex_lock(&ag->mu);
-	tls = tls_ctx_ref(ag->probe_tls);
-	(void)snprintf(pin, sizeof(pin), "%s", ag->pin);
-	pthread_mutex_unlock(&ag->mu);
-	o.tls = tls;
-	o.host = ag->probe_host;
-	o.port = ag->probe_port;
-	o.pin_fp = pin;
+	tls = agent_probe_opts(ag, &o, pin, sizeof(pin));
 	o.path = "/livez";
 	o.attempt_timeout_ms = (int)ag->cfg->liveness_timeout_ms;
 	rc = probe_once(&o, &res);
