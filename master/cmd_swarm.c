@@ -230,6 +230,9 @@ static const struct cli_opt swarm_enroll_opts[] = {
 	{ "notes", SW_NOTES, 0, "TEXT", "free-form notes" },
 	{ "label", SW_LABEL, 0, "KEY=VALUE",
 	    "a label (repeatable; 'swarm label' changes them later)" },
+	{ "days", SW_DAYS, 0, "N",
+	    "validity of the host's certificates in days (default 397,\nat most 3650; "
+	    "'swarm renew' renews them)" },
 	SW_OPT_END,
 };
 
@@ -289,6 +292,14 @@ swarm_cmd_enroll(struct cli *cli, int argc, char **argv)
 				return cli_usage(cli, "--notes: at most %d bytes", REG_NOTES_MAX);
 			}
 			o.notes = g.arg;
+			break;
+		case SW_DAYS:
+			if (parse_ll(g.arg, 1, PKI_MAX_DAYS, &v) != 0) {
+				return cli_usage(cli,
+				    "--days '%s': expected a whole number of days in 1..%d", g.arg,
+				    PKI_MAX_DAYS);
+			}
+			o.days = (int)v;
 			break;
 		case SW_LABEL:
 			if (n_labels == ARRAY_LEN(labels)) {

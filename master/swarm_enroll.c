@@ -144,6 +144,7 @@ issue(const char *home, const struct swarm_enroll_opts *o, const char *address,
 	}
 	io.name = o->name;
 	io.role = role;
+	io.days = o->days;
 	io.sans = sans;
 	io.n_sans = n;
 	io.key_out = key;

@@ -38,6 +38,7 @@ struct swarm_enroll_opts {
 	int updater;                 /* also issue the updater identity */
 	const char *out;             /* bundle dir; NULL: HOME/hosts/NAME */
 	const char *notes;           /* NULL: "" */
+	int days;                    /* certificate validity; 0: PKI_DEFAULT_DAYS */
 };
 
 /* What enrollment did (for printing). */

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import bin_path, run, wait_until
-from swarm_util import Fleet, hosts_by_name, make_release
+from swarm_util import Fleet, hosts_by_name, make_release, tandem
 
 
 def mode(path):
@@ -67,6 +67,25 @@ def test_enroll_bundle(tmp_path):
     shown = fleet.json("swarm", "show", "web1")
     assert shown["notes"] == "rack 4" and shown["in_service"] is True
     assert shown["agent_port"] == fleet.ports["web1"][0]
+
+
+def test_enroll_days(tmp_path):
+    """--days sets both certificates' validity; out of range is a usage error."""
+    fleet = Fleet(tmp_path)
+    fleet.enroll("short", extra=["--days", "30"])
+    b = fleet.bundle("short")
+    for f in ("agent.crt", "updater.crt"):
+        r = run(["openssl", "x509", "-in", os.path.join(b, f), "-noout", "-checkend",
+                 str(29 * 86400)])
+        assert "will not expire" in r.stdout, (f, r.stdout)
+        r = subprocess.run(["openssl", "x509", "-in", os.path.join(b, f), "-noout",
+                            "-checkend", str(31 * 86400)], capture_output=True, text=True)
+        assert r.returncode == 1 and "will expire" in r.stdout, (f, r.stdout)
+    for bad in ("0", "3651", "x"):
+        r = tandem(fleet.home, "swarm", "enroll", "bad", "--address", "127.0.0.1",
+                   "--days", bad, check=2)
+        assert "--days" in r.stderr, r.stderr
+    assert not os.path.exists(fleet.bundle("bad"))
 
 
 def test_enroll_refusals(tmp_path):
