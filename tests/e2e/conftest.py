@@ -44,7 +44,12 @@ def pytest_configure(config):
                             "xdist worker, in file order")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # First, before pytest-xdist's own hook turns each item's xdist_group
+    # mark into the "@group" suffix its loadgroup scheduler reads (run after
+    # it, the marks added here were ignored and one file's tests were spread
+    # over several workers, each with its own module fixture).
     # Under pytest-xdist (make e2e: --dist loadgroup) the tests of one file
     # run on one worker, in file order: a module fixture (a fleet, a
     # container) is built once, and a test that starts from the state an
