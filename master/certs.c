@@ -380,7 +380,7 @@ certs_status_cert(cJSON *o, const char *key, const char *path, const char *mcn, 
 int
 certs_status(const char *home, int warn_days, cJSON **out, struct err *e)
 {
-	char ca[PATH_MAX], mcrt[PATH_MAX], crl_path[PATH_MAX];
+	char ca[PATH_MAX], mcrt[PATH_MAX], mkey[PATH_MAX], crl_path[PATH_MAX];
 	char mcn[PKI_CN_MAX + 1];
 	cJSON *o = NULL;
 	cJSON *c;
@@ -390,9 +390,12 @@ certs_status(const char *home, int warn_days, cJSON **out, struct err *e)
 	int rc = -1;
 
 	if (pki_path(home, PKI_CA_CRT, ca, sizeof(ca)) != 0 ||
-	    pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
 	    pki_path(home, CRL_DER_FILE, crl_path, sizeof(crl_path)) != 0) {
 		return err_set(e, ERR_CONFIG, "home directory path too long");
+	}
+	/* The master certificate in force (renewed while renew-master is under way). */
+	if (pki_master_paths(home, mcrt, mkey, e) != 0) {
+		return -1;
 	}
 	if (pki_master_cn(home, mcn, sizeof(mcn), e) != 0) {
 		return -1;

@@ -16,6 +16,8 @@
 #include "common/util.h"
 #include "master/cli.h"
 #include "master/certs.h"
+#include "master/certs_rollover.h"
+#include "common/testhook.h"
 #include "pki/crl.h"
 #include "pki/pki.h"
 
@@ -442,6 +444,8 @@ enum {
 	PKI_OPT_NEXT_UPDATE = 'n',
 	PKI_OPT_THIS_UPDATE = 't',
 	PKI_OPT_WARN_DAYS = 'w',
+	PKI_OPT_TIMEOUT = 'T',
+	PKI_OPT_TEST_VALIDITY = 'V',
 };
 
 static const struct cli_opt pki_revoke_opts[] = {
@@ -628,6 +632,95 @@ pki_cmd_status(struct cli *cli, int argc, char **argv)
 	return pki_cli_print(cli, o);
 }
 
+static const struct cli_opt pki_renew_master_opts[] = {
+	{ "days", PKI_OPT_DAYS, 0, "N", "validity of the new certificate in days (default 397)" },
+	{ "timeout", PKI_OPT_TIMEOUT, 0, "S", "seconds for each request to a host (default 60)" },
+	{ "test-validity", PKI_OPT_TEST_VALIDITY, 0, "S",
+	    "test builds only: the new certificate expires in S seconds" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static int
+pki_cmd_renew_master(struct cli *cli, int argc, char **argv)
+{
+	struct certs_rollover_opts o = { 0, 0, 60 };
+	struct certs_rollover r;
+	struct cli_getopt g;
+	struct err e = ERR_INIT, je = ERR_INIT;
+	long long v;
+	cJSON *obj, *arr;
+	int c, rc;
+
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
+		switch (c) {
+		case PKI_OPT_DAYS:
+			if (parse_ll(g.arg, 1, PKI_MAX_DAYS, &v) != 0) {
+				return cli_usage(cli, "--days '%s': expected 1..%d", g.arg,
+				    PKI_MAX_DAYS);
+			}
+			o.days = (int)v;
+			break;
+		case PKI_OPT_TIMEOUT:
+			if (parse_ll(g.arg, 1, 3600, &v) != 0) {
+				return cli_usage(cli, "--timeout '%s': expected 1..3600", g.arg);
+			}
+			o.timeout_s = (int)v;
+			break;
+		case PKI_OPT_TEST_VALIDITY:
+			if (!testhook_enabled()) {
+				return cli_usage(cli, "--test-validity exists only in test builds");
+			}
+			if (parse_ll(g.arg, 60, 86400, &o.test_valid_s) != 0) {
+				return cli_usage(cli, "--test-validity: 60..86400 s");
+			}
+			break;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	rc = certs_renew_master(cli->home, &o, &r, &e);
+	obj = cJSON_CreateObject();
+	arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+	if (arr == NULL || json_add_str(obj, "old_fingerprint", r.old_fp) != 0 ||
+	    json_add_str(obj, "new_fingerprint", r.new_fp) != 0 ||
+	    json_add_str(obj, "new_not_after", r.new_not_after) != 0 ||
+	    json_add_bool(obj, "resumed", r.resumed) != 0 ||
+	    json_add_bool(obj, "finished", r.finished) != 0) {
+		err_set(&je, ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < r.n && !err_failed(&je); i++) {
+		cJSON *it = cJSON_CreateObject();
+		if (it == NULL || !cJSON_AddItemToArray(arr, it) ||
+		    json_add_str(it, "host", r.hosts[i].host) != 0 ||
+		    json_add_str(it, "result", r.hosts[i].result) != 0 ||
+		    (r.hosts[i].error[0] != '\0' && json_add_str(it, "error", r.hosts[i].error) != 0)) {
+			cJSON_Delete(it);
+			err_set(&je, ERR_NOMEM, "out of memory");
+		}
+		if (!cli->json) {
+			printf("%s: %s%s%s\n", r.hosts[i].host, r.hosts[i].result,
+			    r.hosts[i].error[0] != '\0' ? ": " : "", r.hosts[i].error);
+		}
+	}
+	certs_rollover_free(&r);
+	if (err_failed(&je)) {
+		cJSON_Delete(obj);
+		return cli_fail(cli, &je);
+	}
+	if (rc != 0) {
+		/* The hosts were listed above (text); the error says how many failed. */
+		cJSON_Delete(obj);
+		return cli_fail(cli, &e);
+	}
+	if (!cli->json) {
+		cJSON_Delete(obj);
+		cli_note("the master certificate is now %s; every host confirmed it", r.new_fp);
+		return cli_flush(cli);
+	}
+	return cli_print_json(cli, obj);
+}
+
 static const struct cli_cmd pki_cmds[] = {
 	{
 	    .name = "init",
@@ -716,11 +809,28 @@ static const struct cli_cmd pki_cmds[] = {
 	    .home = CLI_HOME_EXISTING,
 	    .run = pki_cmd_crl,
 	},
+	{
+	    .name = "renew-master",
+	    .summary = "renew the master's certificate, rolling every updater's pin over",
+	    .synopsis = "[--days N] [--timeout S]",
+	    .description =
+		"Makes a new key for the master and has the CA certify it; asks every\n"
+		"enrolled updater, over the current certificate, to accept the new one\n"
+		"beside it (PUT /pins/master); switches the master to the new pair; then\n"
+		"asks each updater, over the new certificate, to make it its only master\n"
+		"pin. Hosts that could not be reached are listed and keep accepting the\n"
+		"old certificate, which the master keeps: run the command again to finish.\n"
+		"Exit status 0 when every host confirmed, 1 otherwise.",
+	    .opts = pki_renew_master_opts,
+	    .example = "tandem pki renew-master --days 397",
+	    .home = CLI_HOME_EXISTING,
+	    .run = pki_cmd_renew_master,
+	},
 };
 
 const struct cli_group cli_group_pki = {
 	.name = "pki",
-	.summary = "the certificate authority: init, issue, show, status, revoke, crl",
+	.summary = "the certificate authority: init, issue, show, status, revoke, crl, renew-master",
 	.cmds = pki_cmds,
 	.n_cmds = ARRAY_LEN(pki_cmds),
 };

@@ -244,11 +244,12 @@ static int
 write_updater_conf(const char *home, const struct reg_host *h, const char *master_cn,
     const char *bundle, struct err *err)
 {
-	char mcrt[PATH_MAX], mfp[TLS_FP_HEX_LEN + 1] = "";
+	char mcrt[PATH_MAX], mkey[PATH_MAX], mfp[TLS_FP_HEX_LEN + 1] = "";
 	char text[4096];
 	int signed_only;
 
-	if (pki_path(home, PKI_MASTER_CRT, mcrt, sizeof(mcrt)) != 0 ||
+	/* The certificate in force: a new host pins the master that talks to it. */
+	if (pki_master_paths(home, mcrt, mkey, NULL) != 0 ||
 	    pki_fingerprint_file(mcrt, mfp, NULL) != 0) {
 		err_set(err, ERR_CONFIG, "cannot read the master certificate %s/%s", home,
 		    PKI_MASTER_CRT);

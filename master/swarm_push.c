@@ -55,13 +55,16 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	memset(c, 0, sizeof(*c));
 	c->home = home;
 	c->timeout_ms = timeout_s * 1000;
-	if (pki_path(home, PKI_CA_CRT, ca, sizeof(ca)) != 0 ||
-	    pki_path(home, PKI_MASTER_CRT, crt, sizeof(crt)) != 0 ||
-	    pki_path(home, PKI_MASTER_KEY, key, sizeof(key)) != 0) {
+	struct err pe = ERR_INIT;
+	if (pki_path(home, PKI_CA_CRT, ca, sizeof(ca)) != 0) {
 		snprintf(err, errlen, "home path too long");
 		return -1;
 	}
-	struct err pe = ERR_INIT;
+	/* The renewed pair while tandem pki renew-master is under way. */
+	if (pki_master_paths(home, crt, key, &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
+		return -1;
+	}
 	if (pki_master_cn(home, mcn, sizeof(mcn), &pe) != 0) {
 		snprintf(err, errlen, "%s", err_msg(&pe));
 		return -1;

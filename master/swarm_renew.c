@@ -23,11 +23,13 @@ static const char *const which_name[2] = { "updater", "agent" };
 
 /*
  * Ask H's updater (AGENT: its agent): METHOD PATH with BODY (LEN bytes, or
- * NULL) of type CTYPE. The JSON answer of a 200, else NULL with E.
+ * NULL) of type CTYPE. The JSON answer of a 200, else NULL with E; *STATUS
+ * (may be NULL) gets the HTTP status, 0 when there was no answer.
  */
 static cJSON *
 renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
-    const char *path, const char *ctype, const void *body, size_t len, struct err *e)
+    const char *path, const char *ctype, const void *body, size_t len, int *status,
+    struct err *e)
 {
 	const char *headers[2] = { ctype, NULL };
 	struct swarm_target_buf tb;
@@ -37,6 +39,9 @@ renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const c
 	cJSON *tree = NULL, *d;
 
 	memset(&resp, 0, sizeof(resp));
+	if (status != NULL) {
+		*status = 0;
+	}
 	if (swarm_target(h, agent, &t, &tb, c->timeout_ms, err, sizeof(err)) != 0) {
 		err_set(e, ERR_CONFIG, "%s", err);
 		return NULL;
@@ -46,6 +51,9 @@ renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const c
 		e) != 0) {
 		err_prefix(e, "%s %s", method, path);
 		goto out;
+	}
+	if (status != NULL) {
+		*status = resp.status;
 	}
 	tree = json_parse_object(resp.body, resp.body_len, e);
 	if (resp.status != 200) {
@@ -66,6 +74,23 @@ out:
 	return tree;
 }
 
+cJSON *
+swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, const char *method,
+    const char *path, const cJSON *body, int *status, struct err *e)
+{
+	char *text = NULL;
+	cJSON *tree;
+
+	if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	tree = renew_call_raw(c, h, 0, method, path, "Content-Type: application/json", text,
+	    text != NULL ? strlen(text) : 0, status, e);
+	free(text);
+	return tree;
+}
+
 /* The same with a JSON BODY (or NULL). */
 static cJSON *
 renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
@@ -79,7 +104,7 @@ renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char 
 		return NULL;
 	}
 	tree = renew_call_raw(c, h, agent, method, path, "Content-Type: application/json", text,
-	    text != NULL ? strlen(text) : 0, e);
+	    text != NULL ? strlen(text) : 0, NULL, e);
 	free(text);
 	return tree;
 }
@@ -348,7 +373,7 @@ swarm_crl_push_host(struct swarm_ctx *c, const struct reg_host *h, unsigned long
 		return err_sys(e, "%s", path);
 	}
 	ans = renew_call_raw(c, h, 0, "PUT", "/crl", "Content-Type: application/pkix-crl", crl,
-	    len, e);
+	    len, NULL, e);
 	free(crl);
 	if (ans == NULL) {
 		return -1;

@@ -217,7 +217,8 @@ hc_check(const unsigned char *cert, size_t len, mbedtls_pk_context *key, const c
 	}
 	if (tls_identity_from_der(crt.raw.p, crt.raw.len, master_cn, &id) != 0 ||
 	    strcmp(id.cn, expect_cn) != 0 ||
-	    (id.role != TLS_ROLE_AGENT && id.role != TLS_ROLE_UPDATER)) {
+	    (id.role != TLS_ROLE_AGENT && id.role != TLS_ROLE_UPDATER &&
+		id.role != TLS_ROLE_MASTER)) {
 		err_set(e, ERR_FORBIDDEN, "the certificate names '%s', not this host's '%s'", id.cn,
 		    expect_cn);
 		goto out;

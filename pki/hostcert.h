@@ -3,7 +3,8 @@
  * online renewal (transport-free: updater/renew translates HTTP into it).
  *
  * One directory per identity, DIR = STATE/tls/agent or STATE/tls/updater,
- * where the hardened unit may write (config in /etc stays read-only):
+ * where the hardened unit may write (config in /etc stays read-only), and
+ * HOME/master/tls for the master's own pair (tandem pki renew-master):
  *
  *   DIR/pending/key.pem    the next private key (0600), made by prepare,
  *                          reused by every retry until installed

@@ -39,6 +39,8 @@
 #include "pki/pki.h"
 #include "pki/issued.h"
 #include "pki/pki_int.h"
+#include "pki/trust.h"
+#include "pki/trust.h"
 
 #define PKI_PEM_MAX 16384
 #define PKI_EXT_MAX 12288
@@ -1236,6 +1238,20 @@ pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], struct err 
 	}
 	mbedtls_x509_crt_free(&crt);
 	return rc;
+}
+
+int
+pki_master_paths(const char *home, char crt[PATH_MAX], char key[PATH_MAX], struct err *e)
+{
+	char dir[PATH_MAX], bcrt[PATH_MAX], bkey[PATH_MAX];
+	int renewed = 0;
+
+	if (pki_path(home, PKI_MASTER_TLS_DIR, dir, sizeof(dir)) != 0 ||
+	    pki_path(home, PKI_MASTER_CRT, bcrt, sizeof(bcrt)) != 0 ||
+	    pki_path(home, PKI_MASTER_KEY, bkey, sizeof(bkey)) != 0) {
+		return err_set(e, ERR_CONFIG, "home directory path missing or too long");
+	}
+	return trust_identity_paths(dir, bcrt, bkey, crt, key, &renewed, e);
 }
 
 int

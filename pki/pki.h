@@ -27,6 +27,7 @@
 #ifndef TANDEM_PKI_H
 #define TANDEM_PKI_H
 
+#include <limits.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -42,6 +43,8 @@
 #define PKI_MASTER_DIR "master"
 #define PKI_MASTER_KEY "master/master.key"
 #define PKI_MASTER_CRT "master/master.crt"
+/* A renewal of the master's own pair under way (tandem pki renew-master). */
+#define PKI_MASTER_TLS_DIR "master/tls"
 
 #define PKI_CA_DAYS 3650
 #define PKI_DEFAULT_DAYS 397
@@ -156,6 +159,15 @@ int pki_fingerprint_file(const char *path, char out[TLS_FP_HEX_LEN + 1], struct 
  * exists but cannot be read or has no usable CN.
  */
 int pki_master_cn(const char *home, char *out, size_t outlen, struct err *e) WUR;
+
+/*
+ * The master's certificate and key in force: the renewed pair under
+ * HOME/master/tls/current/ while tandem pki renew-master is under way
+ * (pki/hostcert layout), else HOME/master/master.{crt,key}. Paths into CRT
+ * and KEY (PATH_MAX bytes each).
+ */
+int pki_master_paths(const char *home, char crt[PATH_MAX], char key[PATH_MAX],
+    struct err *e) WUR;
 
 /* "HOME/REL" into BUF; -1 when it does not fit. */
 int pki_path(const char *home, const char *rel, char *buf, size_t len) WUR;

@@ -14,6 +14,7 @@
 #include "pki/crl.h"
 #include "pki/hostcert.h"
 #include "pki/trust.h"
+#include "updater/masterpins.h"
 
 /* The two identities a host renews through its updater. */
 enum renew_which { RENEW_UPDATER = 0, RENEW_AGENT = 1 };
@@ -30,6 +31,7 @@ struct renew {
 	pthread_mutex_t mu;            /* protects what follows */
 	int busy;                      /* a certificate or CRL request is under way */
 	struct trust_crl_status crl_st;
+	struct masterpins pins;        /* the masters that may operate us */
 };
 
 /* One request's body, gathered before the answer. */
@@ -126,6 +128,18 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 	}
 	(void)snprintf(rw->cn[RENEW_UPDATER], sizeof(rw->cn[0]), "%s", id.cn);
 	(void)snprintf(rw->cn[RENEW_AGENT], sizeof(rw->cn[0]), "%s", id.host);
+	/* A pin state that does not read leaves the configured pins (the floor). */
+	{
+		int lr = masterpins_load(&rw->pins, cfg->master_fingerprints, state, &ce);
+		if (lr < 0) {
+			err_copy(e, &ce);
+			goto fail;
+		}
+		if (lr > 0) {
+			log_warnx("master pins: %s (using master_fingerprints alone)", err_msg(&ce));
+			err_clear(&ce);
+		}
+	}
 	/* A CRL that does not verify is logged; the updater still starts (empty set). */
 	if (trust_load_crl(rw->crl, cfg->ca, 0, &rw->crl_st, &ce) != 0) {
 		log_warnx("CRL %s: %s", rw->crl, err_msg(&ce));
@@ -170,15 +184,13 @@ renew_self_paths(struct renew *rw, char cert[PATH_MAX], char key[PATH_MAX], stru
 int
 renew_master_allowed(struct renew *rw, const char *fp, struct err *e)
 {
-	char **pins = rw->cfg->master_fingerprints;
+	int ok;
 
-	if (pins == NULL || pins[0] == NULL) {
+	pthread_mutex_lock(&rw->mu);
+	ok = masterpins_allowed(&rw->pins, fp);
+	pthread_mutex_unlock(&rw->mu);
+	if (ok) {
 		return 0;
-	}
-	for (char **p = pins; *p != NULL; p++) {
-		if (fp != NULL && strcasecmp(*p, fp) == 0) {
-			return 0;
-		}
 	}
 	return err_set(e, ERR_FORBIDDEN, "master certificate is not pinned on this updater");
 }
@@ -199,9 +211,16 @@ renew_health_json(struct renew *rw, cJSON *obj)
 	if (id.not_after != 0) {
 		iso8601_utc(id.not_after, na, sizeof(na));
 	}
+	cJSON *mp = json_add_array(obj, "master_pins");
+	int mrc;
+
 	pthread_mutex_lock(&rw->mu);
 	st = rw->crl_st;
+	mrc = mp != NULL ? masterpins_json(&rw->pins, mp) : -1;
 	pthread_mutex_unlock(&rw->mu);
+	if (mrc != 0) {
+		return -1;
+	}
 	if (st.state == TRUST_CRL_OK && st.next_update != 0 && time(NULL) > st.next_update) {
 		st.state = TRUST_CRL_STALE;
 	}
@@ -547,6 +566,58 @@ crl_end(struct httpd_req *r, void *arg)
 	httpd_respond_json(r, 200, o);
 }
 
+/*
+ * PUT /pins/master: {"add": FP} accepts FP beside the master pins in force;
+ * {"confirm": FP}, over a connection presenting FP, makes it the only one.
+ */
+static void
+pins_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	struct renew_req *q = httpd_req_data(r);
+	const struct tls_identity *id = httpd_req_identity(r);
+	enum masterpins_op op;
+	char fp[TLS_FP_HEX_LEN + 1];
+	struct err e = ERR_INIT;
+	cJSON *o, *arr;
+	int rc, pinned;
+
+	if (masterpins_request_parse(q->buf != NULL ? q->buf : "", q->len, &op, fp, &e) != 0) {
+		renew_error(r, &e);
+		return;
+	}
+	if (op == MASTERPINS_CONFIRM && (id == NULL || strcasecmp(id->fingerprint, fp) != 0)) {
+		/* Only the new certificate itself proves the master switched to it. */
+		err_set(&e, ERR_CONFLICT,
+		    "confirm the master pin %s over a connection that presents it", fp);
+		renew_error(r, &e);
+		return;
+	}
+	o = cJSON_CreateObject();
+	arr = o != NULL ? json_add_array(o, "pins") : NULL;
+	pthread_mutex_lock(&rw->mu);
+	rc = op == MASTERPINS_ADD ? masterpins_add(&rw->pins, fp, &e)
+				  : masterpins_confirm(&rw->pins, fp, &e);
+	pinned = masterpins_pinned(&rw->pins);
+	if (rc == 0 && arr != NULL && masterpins_json(&rw->pins, arr) != 0) {
+		arr = NULL;
+	}
+	pthread_mutex_unlock(&rw->mu);
+	if (rc != 0) {
+		cJSON_Delete(o);
+		err_prefix(&e, "master pin");
+		renew_error(r, &e);
+		return;
+	}
+	log_info("master pin %s %s", fp, op == MASTERPINS_ADD ? "accepted" : "confirmed: the only one");
+	if (arr == NULL || json_add_bool(o, "pinned", pinned) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
 const struct httpd_route *
 renew_routes(struct renew *rw, size_t *n)
 {
@@ -564,6 +635,9 @@ renew_routes(struct renew *rw, size_t *n)
 		{ .method = "PUT", .path = "/crl", .roles = master, .max_body = CRL_MAX_BYTES,
 		    .on_begin = renew_begin, .on_data = renew_data, .on_end = crl_end,
 		    .on_cleanup = renew_cleanup, .arg = rw },
+		{ .method = "PUT", .path = "/pins/master", .roles = master,
+		    .max_body = MASTERPINS_MAX_BYTES, .on_begin = renew_begin, .on_data = renew_data,
+		    .on_end = pins_end, .on_cleanup = renew_cleanup, .arg = rw },
 	};
 
 	memcpy(rw->routes, routes, sizeof(routes));

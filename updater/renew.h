@@ -13,6 +13,9 @@
  *   POST /cert/confirm  {"which"}                    -> {"which","confirmed"}
  *   PUT  /crl           the CRL (DER or PEM)         -> {"crl","crl_number","revoked",
  *                                                        "crl_next_update"}
+ *   PUT  /pins/master   {"add": FP} | {"confirm": FP} -> {"pinned","pins"}
+ *                       the master pins' rollover (updater/masterpins); a
+ *                       confirm must come over a connection presenting FP
  *
  * After /cert/install of the updater's own identity, new connections are
  * served with it at once (refcounted contexts, renew_hooks.reload_self); of
@@ -33,7 +36,7 @@
 #include "updater/agent.h"
 #include "updater/config.h"
 
-#define RENEW_NROUTES 4
+#define RENEW_NROUTES 5
 #define RENEW_CRL_FILE "crl.der"
 /* Largest JSON body accepted (a CSR or a certificate inside); a CRL may have CRL_MAX_BYTES. */
 #define RENEW_MAX_BODY (256 * 1024)
@@ -65,12 +68,14 @@ int renew_self_paths(struct renew *rw, char cert[PATH_MAX], char key[PATH_MAX],
 
 /*
  * May a master with certificate fingerprint FP operate this updater? The
- * configuration's master_fingerprints; none means any master certificate.
+ * configuration's master_fingerprints as rolled over by PUT /pins/master
+ * (updater/masterpins); none configured means any master certificate.
  * 0 or -1 with E (ERR_FORBIDDEN).
  */
 int renew_master_allowed(struct renew *rw, const char *fp, struct err *e) WUR;
 
-/* Add cert_not_after, cert_fingerprint, cert_renewed, crl, crl_number, crl_next_update. */
+/* Add cert_not_after, cert_fingerprint, cert_renewed, crl, crl_number, crl_next_update,
+ * master_pins (the pins in force; [] when any master certificate is accepted). */
 int renew_health_json(struct renew *rw, cJSON *obj) WUR;
 
 /* The routes above (valid as long as RW); N gets RENEW_NROUTES. */

@@ -5,7 +5,9 @@
  * whole renewal of the updater's identity (the daemon's reload hook runs,
  * the pair in force moves to the state directory, /health says so), and
  * the CRL route (a CRL of our CA is taken, a lower number and garbage are
- * refused).
+ * refused), and the master pins: configured ones enforced, rolled over by
+ * PUT /pins/master (a confirm only over the confirmed certificate), kept
+ * across a restart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +63,10 @@ count_reload(void *arg, struct err *e)
 	return 0;
 }
 
+/* The master pin the next setup configures (NULL: none). */
+static char *g_pin;
+static char g_pin_a[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
 static int
 setup(void **state)
 {
@@ -96,6 +102,7 @@ setup(void **state)
 	f->cfg.ca = f->ca;
 	f->cfg.cert = f->crt;
 	f->cfg.key = f->key;
+	f->pins[0] = g_pin;
 	f->cfg.master_fingerprints = f->pins;
 	f->cfg.agent_pin = (char *)"";
 	assert_int_equal(renew_new(&f->cfg, &f->rw, &e), 0);
@@ -220,16 +227,77 @@ test_who_and_what_is_refused(void **state)
 	assert_int_equal(r.status, 409);
 	post(f, "/cert/confirm", "{\"which\":\"agent\"}", &r);
 	assert_int_equal(r.status, 409);
-	/* With master pins, another master is refused. */
-	f->pins[0] = (char *)"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	/* Without configured master pins, the pins route records nothing. */
+	request(f, TLS_ROLE_MASTER, "", "PUT", "/pins/master",
+	    "{\"add\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}", 74, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"pinned\":false"));
+	assert_int_equal(f->reloads, 0);
+}
+
+#define PIN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static int
+setup_pinned(void **state)
+{
+	g_pin = g_pin_a;
+	return setup(state);
+}
+
+static int
+teardown_pinned(void **state)
+{
+	g_pin = NULL;
+	return teardown(state);
+}
+
+/* With master pins: another master is refused; the pins route rolls them over. */
+static void
+test_pinned_master_and_rollover(void **state)
+{
+	struct fx *f = *state;
+	struct resp r;
+	struct err e = ERR_INIT;
+	cJSON *h;
+	char *text;
+
 	post(f, "/cert/csr", "{\"which\":\"updater\"}", &r);
 	assert_int_equal(r.status, 403);
 	assert_non_null(strstr(r.body, "not pinned"));
-	request(f, TLS_ROLE_MASTER, f->pins[0], "POST", "/cert/csr", "{\"which\":\"updater\"}",
+	request(f, TLS_ROLE_MASTER, g_pin_a, "POST", "/cert/csr", "{\"which\":\"updater\"}",
 	    19, &r);
 	assert_int_equal(r.status, 200);
-	f->pins[0] = NULL;
-	assert_int_equal(f->reloads, 0);
+	/* The unpinned master may not add itself. */
+	request(f, TLS_ROLE_MASTER, PIN_B, "PUT", "/pins/master", "{\"add\":\"" PIN_B "\"}", 74,
+	    &r);
+	assert_int_equal(r.status, 403);
+	/* The pinned one adds B; B may now operate; a confirm over A's connection is refused. */
+	request(f, TLS_ROLE_MASTER, g_pin_a, "PUT", "/pins/master", "{\"add\":\"" PIN_B "\"}",
+	    74, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"pinned\":true"));
+	assert_int_equal(renew_master_allowed(f->rw, PIN_B, &e), 0);
+	assert_int_equal(renew_master_allowed(f->rw, g_pin_a, &e), 0);
+	request(f, TLS_ROLE_MASTER, g_pin_a, "PUT", "/pins/master",
+	    "{\"confirm\":\"" PIN_B "\"}", 78, &r);
+	assert_int_equal(r.status, 409);
+	request(f, TLS_ROLE_MASTER, PIN_B, "PUT", "/pins/master", "{\"confirm\":\"" PIN_B "\"}",
+	    78, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(renew_master_allowed(f->rw, g_pin_a, &e), -1);
+	assert_int_equal(e.kind, ERR_FORBIDDEN);
+	/* /health lists the pins in force. */
+	h = cJSON_CreateObject();
+	assert_int_equal(renew_health_json(f->rw, h), 0);
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(h, "master_pins"));
+	assert_string_equal(text, "[\"" PIN_B "\"]");
+	free(text);
+	cJSON_Delete(h);
+	/* A new updater (a restart) reads them back from the state. */
+	renew_free(f->rw);
+	assert_int_equal(renew_new(&f->cfg, &f->rw, &e), 0);
+	assert_int_equal(renew_master_allowed(f->rw, PIN_B, &e), 0);
+	assert_int_equal(renew_master_allowed(f->rw, g_pin_a, &e), -1);
 }
 
 static void
@@ -343,6 +411,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_who_and_what_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pinned_master_and_rollover, setup_pinned,
+		    teardown_pinned),
 		cmocka_unit_test_setup_teardown(test_renew_the_updater, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl_route, setup, teardown),
 	};
