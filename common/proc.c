@@ -291,8 +291,8 @@ parse_id(const char *s, unsigned long *out)
 	return 0;
 }
 
-static int
-resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, struct err *e)
+int
+proc_resolve_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, struct err *e)
 {
 	struct passwd pw, *pwp = NULL;
 	struct group gr, *grp = NULL;
@@ -300,44 +300,50 @@ resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, struct err
 	unsigned long id;
 	int rc;
 
-	if (spec->user == NULL && spec->group == NULL) {
-		return 0;
-	}
-	pl->uid = getuid();
-	pl->gid = getgid();
-	if (spec->user != NULL) {
-		rc = getpwnam_r(spec->user, &pw, buf, sizeof(buf), &pwp);
+	*uid = getuid();
+	*gid = getgid();
+	if (user != NULL) {
+		rc = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp);
 		if (pwp != NULL) {
-			pl->uid = pw.pw_uid;
-			pl->gid = pw.pw_gid;
-		} else if (parse_id(spec->user, &id) == 0) {
-			pl->uid = (uid_t)id;
+			*uid = pw.pw_uid;
+			*gid = pw.pw_gid;
+		} else if (parse_id(user, &id) == 0) {
+			*uid = (uid_t)id;
 			pwp = NULL;
-			if (getpwuid_r(pl->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL) {
-				pl->gid = pw.pw_gid;
-			} else if (spec->group == NULL) {
+			if (getpwuid_r(*uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL) {
+				*gid = pw.pw_gid;
+			} else if (group == NULL) {
 				errno = EINVAL;
-				err_set(e, ERR_CONFIG,
-				    "user %s: no passwd entry, a group is required", spec->user);
-				return -1;
+				return err_set(e, ERR_CONFIG,
+				    "user %s: no passwd entry, a group is required", user);
 			}
 		} else {
 			errno = rc != 0 ? rc : ENOENT;
-			err_set(e, ERR_CONFIG, "user '%s': unknown", spec->user);
-			return -1;
+			return err_set(e, ERR_CONFIG, "user '%s': unknown", user);
 		}
 	}
-	if (spec->group != NULL) {
-		rc = getgrnam_r(spec->group, &gr, buf, sizeof(buf), &grp);
+	if (group != NULL) {
+		rc = getgrnam_r(group, &gr, buf, sizeof(buf), &grp);
 		if (grp != NULL) {
-			pl->gid = gr.gr_gid;
-		} else if (parse_id(spec->group, &id) == 0) {
-			pl->gid = (gid_t)id;
+			*gid = gr.gr_gid;
+		} else if (parse_id(group, &id) == 0) {
+			*gid = (gid_t)id;
 		} else {
 			errno = rc != 0 ? rc : ENOENT;
-			err_set(e, ERR_CONFIG, "group '%s': unknown", spec->group);
-			return -1;
+			return err_set(e, ERR_CONFIG, "group '%s': unknown", group);
 		}
+	}
+	return 0;
+}
+
+static int
+resolve_identity(const struct proc_spec *spec, struct spawn_plan *pl, struct err *e)
+{
+	if (spec->user == NULL && spec->group == NULL) {
+		return 0;
+	}
+	if (proc_resolve_ids(spec->user, spec->group, &pl->uid, &pl->gid, e) != 0) {
+		return -1;
 	}
 	if (geteuid() != 0) {
 		if (pl->uid != getuid() || pl->uid != geteuid() || pl->gid != getgid() ||

@@ -104,6 +104,14 @@ void proc_init(struct proc *p);
 int proc_spawn(const struct proc_spec *spec, struct proc *out, struct err *e) WUR;
 
 /*
+ * The uid and gid a child started with proc_spec.user USER and .group GROUP
+ * (either may be NULL: the caller's own) runs as: names or decimal ids, the
+ * user's primary group when GROUP is NULL. ERR_CONFIG for an unknown name.
+ */
+int proc_resolve_ids(const char *user, const char *group, uid_t *uid, gid_t *gid,
+    struct err *e) WUR;
+
+/*
  * Has P exited? Non-blocking. Returns 1 (exited: P->exited set, and for a
  * child P->status filled and the pid reaped), 0 (still running), -1 (error).
  * A child someone else reaped (a stray waitpid(-1)) counts as exited with

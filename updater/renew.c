@@ -1,15 +1,20 @@
 #include "updater/renew.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/tls.h"
 #include "pki/crl.h"
 #include "pki/hostcert.h"
@@ -21,6 +26,8 @@ enum renew_which { RENEW_UPDATER = 0, RENEW_AGENT = 1 };
 
 struct renew {
 	const struct updater_config *cfg;
+	char state[PATH_MAX];          /* STATE */
+	char tls[PATH_MAX];            /* STATE/tls */
 	char dir[2][PATH_MAX];         /* STATE/tls/updater, STATE/tls/agent */
 	char crl[PATH_MAX];            /* STATE/crl.der */
 	char cn[2][128];               /* updater@HOST, HOST: what a renewed certificate names */
@@ -77,6 +84,69 @@ renew_agent_pins(struct renew *rw)
 	agent_set_pin(rw->ag, pins);
 }
 
+/*
+ * An agent that runs as another user (run_as_user) reads its renewed pair
+ * itself: the files of every generation belong to that user (the key stays
+ * 0600), and the directories on the way (STATE, STATE/tls, STATE/tls/agent,
+ * gen-N) are 0711: traversable, not listable (STATE's own files stay 0600;
+ * the CRL, 0644, becomes readable to the agent too); the pending key stays
+ * the updater's.
+ * Only as root, which run_as_user needs anyway. Done at start (a crash
+ * between a switch and this is repaired by the next start) and after every
+ * install, before the agent is told to reload.
+ */
+static void
+renew_agent_owner(struct renew *rw)
+{
+	const char *user = rw->cfg->run_as_user, *group = rw->cfg->run_as_group;
+	struct err e = ERR_INIT;
+	struct dirent *de;
+	char p[PATH_MAX];
+	uid_t uid;
+	gid_t gid;
+	DIR *d;
+
+	if (user == NULL || user[0] == '\0' || geteuid() != 0) {
+		return;
+	}
+	if (proc_resolve_ids(user, group != NULL && group[0] != '\0' ? group : NULL, &uid, &gid,
+		&e) != 0) {
+		log_warnx("the agent's renewed key: %s", err_msg(&e));
+		return;
+	}
+	if (chmod(rw->state, 0711) != 0 || chmod(rw->tls, 0711) != 0 ||
+	    chmod(rw->dir[RENEW_AGENT], 0711) != 0) {
+		log_warn("the agent's renewed key: chmod %s", rw->dir[RENEW_AGENT]);
+		return;
+	}
+	d = opendir(rw->dir[RENEW_AGENT]);
+	if (d == NULL) {
+		log_warn("the agent's renewed key: %s", rw->dir[RENEW_AGENT]);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		static const char *const files[] = { TRUST_CERT_FILE, TRUST_KEY_FILE };
+
+		if (strncmp(de->d_name, "gen-", 4) != 0 || strchr(de->d_name, '.') != NULL) {
+			continue; /* current, previous, pending, a gen-N.tmp being written */
+		}
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", rw->dir[RENEW_AGENT], de->d_name) >=
+			sizeof(p) ||
+		    chmod(p, 0711) != 0) {
+			log_warn("the agent's renewed key: chmod %s", p);
+			continue;
+		}
+		for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+			if ((size_t)snprintf(p, sizeof(p), "%s/%s/%s", rw->dir[RENEW_AGENT],
+				de->d_name, files[i]) >= sizeof(p) ||
+			    (lchown(p, uid, gid) != 0 && errno != ENOENT)) {
+				log_warn("the agent's renewed key: chown %s", p);
+			}
+		}
+	}
+	closedir(d);
+}
+
 /* ---- setup ---- */
 
 int
@@ -93,6 +163,8 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 	pthread_mutex_init(&rw->mu, NULL);
 	rw->cfg = cfg;
 	if ((size_t)snprintf(state, sizeof(state), "%s/state", cfg->install_dir) >= sizeof(state) ||
+	    (size_t)snprintf(rw->state, sizeof(rw->state), "%s", state) >= sizeof(rw->state) ||
+	    (size_t)snprintf(rw->tls, sizeof(rw->tls), "%s/tls", state) >= sizeof(rw->tls) ||
 	    (size_t)snprintf(rw->dir[RENEW_UPDATER], PATH_MAX, "%s/tls/updater", state) >=
 		PATH_MAX ||
 	    (size_t)snprintf(rw->dir[RENEW_AGENT], PATH_MAX, "%s/tls/agent", state) >= PATH_MAX ||
@@ -169,6 +241,7 @@ renew_attach(struct renew *rw, struct agent *ag, const struct renew_hooks *hooks
 	if (ag != NULL) {
 		agent_set_tls_env(ag, rw->dir[RENEW_AGENT], rw->crl);
 		renew_agent_pins(rw);
+		renew_agent_owner(rw);
 	}
 }
 
@@ -423,6 +496,7 @@ renew_apply(struct renew *rw, enum renew_which w, struct err *e)
 		return 0;
 	}
 	renew_agent_pins(rw);
+	renew_agent_owner(rw);
 	if (rw->ag != NULL && agent_reload(rw->ag) < 0) {
 		/* Not fatal: the agent takes the files at its next start. */
 		log_warnx("renewal: the agent could not be told to reload");

@@ -233,3 +233,66 @@ def test_crl_push_reaches_updater_and_agent(fleet, releases):
     assert "revoked" in json.dumps(doc), doc
     # web2 is untouched.
     assert fleet.json("swarm", "update", "--host", "web2", "--release", releases["v2"])["ok"]
+
+
+def test_agent_running_as_another_user_reads_its_renewed_key(releases):
+    """run_as_user: the renewed agent key belongs to the agent's user (0600),
+    the directories on the way are traversable; the agent reloads it on
+    SIGHUP and after a restart, and pushes keep passing its pinned probe."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    import pwd
+    import shutil
+    import stat
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    # pytest's tmp_path is under a 0700 directory the agent's user cannot
+    # traverse: a world-traversable base, like /opt or /var/lib.
+    base = tempfile.mkdtemp(prefix="tandem-runas.", dir="/tmp")
+    os.chmod(base, 0o755)
+    f = Fleet(os.path.join(base, "fleet"))
+    try:
+        f.enroll("web1")
+        bundle = f.bundle("web1")
+        # The bootstrap pair as an operator installs it for that user; the
+        # master's home (0700) is made traversable for the test only.
+        for d in (f.root, f.home, os.path.dirname(bundle), bundle):
+            os.chmod(d, 0o711)
+        os.chown(os.path.join(bundle, "agent.key"), nobody.pw_uid, nobody.pw_gid)
+        for n in ("agent.crt", "ca.crt", "agent.conf"):
+            os.chmod(os.path.join(bundle, n), 0o644)
+        f.start("web1", keys={"run_as_user": "nobody", "run_as_group": "nogroup"})
+        agent_port = f.ports["web1"][0]
+        assert f.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+        with open(os.path.join(f.install_dir("web1"), "state", "agent.json")) as fh:
+            apid = json.load(fh)["pid"]
+        with open("/proc/%d/status" % apid) as fh:
+            assert [ln.split()[1] for ln in fh if ln.startswith("Uid")] == [str(nobody.pw_uid)]
+
+        doc = renew(f, "--host", "web1", "--force")
+        assert [doc["hosts"][0][w]["result"] for w in ("updater", "agent")] == ["renewed"] * 2, doc
+        row = host_row(f, "web1")
+        # The agent serves the renewed certificate (it read the key as nobody).
+        assert served_fp(agent_port) == row["agent_fingerprint"]
+        key = os.path.join(f.install_dir("web1"), "state", "tls", "agent", "current", "key.pem")
+        st = os.stat(key)
+        assert st.st_uid == nobody.pw_uid and stat.S_IMODE(st.st_mode) == 0o600
+        # The updater's own renewed key stays its own.
+        ukey = os.path.join(f.install_dir("web1"), "state", "tls", "updater", "current",
+                            "key.pem")
+        assert os.stat(ukey).st_uid == 0
+        # A push passes the probe pinned to the renewed agent certificate.
+        assert f.json("swarm", "update", "--host", "web1", "--release", releases["v2"])["ok"]
+        # After a restart the new agent process starts with the renewed pair.
+        p = f.procs["web1"]
+        p.signal(15)
+        p.p.wait(timeout=30)
+        f.start("web1", keys={"run_as_user": "nobody", "run_as_group": "nogroup"})
+        assert f.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+        assert served_fp(agent_port) == row["agent_fingerprint"]
+        # The CRL the updater keeps for it is readable to the agent too.
+        with open(os.path.join(f.install_dir("web1"), "state", "agent.log")) as fh:
+            assert "crl.der: Permission denied" not in fh.read()
+    finally:
+        f.stop_all()
+        shutil.rmtree(base)
