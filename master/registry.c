@@ -161,6 +161,13 @@ static const char *const reg_migrations[] = {
 	/* 3 -> 4: whether a host's request carried the release's signature */
 	"ALTER TABLE rollout_hosts ADD COLUMN tsig_sent INTEGER NOT NULL DEFAULT 0"
 	" CHECK (tsig_sent IN (0, 1));",
+	/* 4 -> 5: the extra subjectAltNames a host was enrolled with, for its renewals */
+	"CREATE TABLE host_sans ("
+	" host_id INTEGER NOT NULL REFERENCES hosts (id),"
+	" pos INTEGER NOT NULL,"
+	" san TEXT NOT NULL CHECK (length(san) BETWEEN 1 AND 253),"
+	" PRIMARY KEY (host_id, pos)"
+	");",
 };
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))
@@ -1273,6 +1280,107 @@ registry_label_set(struct registry *reg, const char *host, const char *key, cons
 		goto out;
 	}
 	rc = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_set_sans(struct registry *reg, const char *host, const char *const *sans, size_t n,
+    struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id;
+	int rc;
+
+	if (n > REG_SANS_MAX) {
+		err_set(e, ERR_BAD_REQUEST, "host %s: more than %d SANs", host, REG_SANS_MAX);
+		return REGISTRY_INVALID;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(sans[i]);
+		if (len == 0 || len > REG_SAN_LEN) {
+			err_set(e, ERR_BAD_REQUEST, "host %s: a SAN of %zu bytes", host, len);
+			return REGISTRY_INVALID;
+		}
+	}
+	pthread_mutex_lock(&reg->lock);
+	rc = exec_const(reg, "BEGIN IMMEDIATE", "recording SANs", e);
+	if (rc != REGISTRY_OK) {
+		goto unlock;
+	}
+	id = host_id_of(reg, host, e);
+	if (id < 0) {
+		rc = REGISTRY_NOTFOUND;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->db, "DELETE FROM host_sans WHERE host_id = ?", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		rc = registry_db_err(reg, "recording SANs", e);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "INSERT INTO host_sans (host_id, pos, san) VALUES (?, ?, ?)",
+	    -1, &st, NULL) != SQLITE_OK) {
+		rc = registry_db_err(reg, "recording SANs", e);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (sqlite3_reset(st) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 2, (sqlite3_int64)i) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 3, sans[i], -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE) {
+			rc = registry_db_err(reg, "recording SANs", e);
+			goto out;
+		}
+	}
+	rc = exec_const(reg, "COMMIT", "recording SANs", e);
+out:
+	sqlite3_finalize(st);
+	if (rc != REGISTRY_OK) {
+		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+unlock:
+	pthread_mutex_unlock(&reg->lock);
+	return rc;
+}
+
+int
+registry_get_sans(struct registry *reg, const char *host, char (*out)[REG_SAN_LEN + 1],
+    size_t max, size_t *n, struct err *e)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id;
+	size_t count = 0;
+	int step, rc = REGISTRY_ERR;
+
+	*n = 0;
+	pthread_mutex_lock(&reg->lock);
+	id = host_id_of(reg, host, e);
+	if (id < 0) {
+		rc = REGISTRY_NOTFOUND;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(reg->db, "SELECT san FROM host_sans WHERE host_id = ? ORDER BY pos",
+	    -1, &st, NULL) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		rc = registry_db_err(reg, "reading SANs", e);
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count < max) {
+			col_copy(st, 0, out[count], REG_SAN_LEN + 1);
+			count++;
+		}
+	}
+	if (step != SQLITE_DONE) {
+		rc = registry_db_err(reg, "reading SANs", e);
+		goto out;
+	}
+	*n = count;
+	rc = REGISTRY_OK;
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&reg->lock);

@@ -35,6 +35,8 @@
 #define REG_NAME_MAX 63      /* host name, bytes */
 #define REG_ADDRESS_MAX 255  /* address (host name or IP literal), bytes */
 #define REG_NOTES_MAX 1023   /* free-form notes, bytes */
+#define REG_SANS_MAX 32      /* extra SANs recorded per host */
+#define REG_SAN_LEN 253      /* one SAN (DNS name or IP literal), bytes */
 #define REG_FP_LEN 64        /* sha256 of a certificate's DER, lowercase hex */
 #define REG_RESULT_MAX 31    /* push result word ("updated", "rolled-back", ...) */
 #define REG_DETAIL_MAX 1023  /* push detail; longer text is cut at a UTF-8 boundary */
@@ -104,6 +106,18 @@ int registry_schema_version(struct registry *reg);
  * name (case-insensitively) is taken, decommissioned or not.
  */
 int registry_add_host(struct registry *reg, const struct reg_host *h, struct err *e) WUR;
+
+/*
+ * The extra subjectAltNames host NAME was enrolled with (--san), in order,
+ * so that its renewed certificates carry them too. registry_set_sans()
+ * replaces them in one transaction (at most REG_SANS_MAX of 1..REG_SAN_LEN
+ * bytes; the caller checked their syntax); registry_get_sans() copies at
+ * most MAX into OUT (*N of them). REGISTRY_NOTFOUND without such a host.
+ */
+int registry_set_sans(struct registry *reg, const char *host, const char *const *sans, size_t n,
+    struct err *e) WUR;
+int registry_get_sans(struct registry *reg, const char *host, char (*out)[REG_SAN_LEN + 1],
+    size_t max, size_t *n, struct err *e) WUR;
 
 /* Fill *OUT with host NAME; REGISTRY_NOTFOUND if there is none. */
 int registry_get_host(struct registry *reg, const char *name, struct reg_host *out,

@@ -437,6 +437,14 @@ swarm_enroll(const char *home, const struct swarm_enroll_opts *o,
 		goto out;
 	}
 	rc = registry_add_host(reg, h, &pe);
+	if (rc == REGISTRY_OK && o->n_sans > 0) {
+		/* Renewals certify the same extra names. */
+		struct err se = ERR_INIT;
+		if (registry_set_sans(reg, o->name, o->sans, o->n_sans, &se) != REGISTRY_OK) {
+			log_warnx("%s: recording the SANs: %s (renewals take them from the bundle's "
+				  "certificate)", o->name, err_msg(&se));
+		}
+	}
 	if (rc == REGISTRY_OK) {
 		/* What the registry holds (enrollment time, normalised fingerprints). */
 		rc = registry_get_host(reg, o->name, h, &pe);

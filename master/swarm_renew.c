@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,18 +135,65 @@ renew_post(struct swarm_ctx *c, const struct reg_host *h, const char *path, int 
 	return ans;
 }
 
-/* Sign CSR for certificate W of H: the registry's name, role and address. *PEM, *ID: the result. */
+/*
+ * The extra SANs of H (at most REG_SANS_MAX into OUT, *N): the registry's
+ * record of its enrollment's --san; for a host enrolled before the registry
+ * kept them, the names of certificate W in its enrollment bundle
+ * (HOME/hosts/NAME/), when that is still there.
+ */
+static int
+renew_sans(struct swarm_ctx *c, const struct reg_host *h, int w,
+    char (*out)[REG_SAN_LEN + 1], size_t *n, struct err *e)
+{
+	char path[PATH_MAX];
+	cJSON *d = NULL;
+	const cJSON *it;
+
+	if (registry_get_sans(c->reg, h->name, out, REG_SANS_MAX, n, e) != REGISTRY_OK) {
+		return -1;
+	}
+	if (*n > 0 || (size_t)snprintf(path, sizeof(path), "%s/hosts/%s/%s.crt", c->home, h->name,
+			  which_name[w]) >= sizeof(path) ||
+	    access(path, F_OK) != 0 || pki_describe(path, NULL, &d, NULL) != 0) {
+		return 0;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(d, "san"))
+	{
+		const char *v = cJSON_GetStringValue(it);
+		const char *colon = v != NULL ? strchr(v, ':') : NULL;
+
+		if (colon != NULL && *n < REG_SANS_MAX && strlen(colon + 1) <= REG_SAN_LEN &&
+		    colon[1] != '\0') {
+			(void)snprintf(out[(*n)++], REG_SAN_LEN + 1, "%s", colon + 1);
+		}
+	}
+	cJSON_Delete(d);
+	return 0;
+}
+
+/* Sign CSR for certificate W of H: the registry's name, role, address and SANs. *PEM, *ID: the result. */
 static int
 renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr,
     const struct swarm_renew_opts *o, char **pem, struct tls_identity *id, struct err *e)
 {
 	struct pki_issue_opts io;
-	const char *sans[1] = { h->address };
+	const char *sans[REG_SANS_MAX + 1];
+	char extra[REG_SANS_MAX][REG_SAN_LEN + 1]; /* 8 KiB */
 	char tmp[PATH_MAX], dir[PATH_MAX];
-	size_t len = 0;
+	size_t len = 0, n_sans = 0, n_extra = 0;
 	int rc = -1;
 
 	*pem = NULL;
+	/* The address, and the extra names the host was enrolled with. */
+	sans[n_sans++] = h->address;
+	if (renew_sans(c, h, w, extra, &n_extra, e) != 0) {
+		return -1;
+	}
+	for (size_t i = 0; i < n_extra; i++) {
+		if (strcasecmp(extra[i], h->address) != 0) {
+			sans[n_sans++] = extra[i];
+		}
+	}
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/renew", c->home) >= sizeof(dir) ||
 	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s-%s.crt", dir, h->name, which_name[w]) >=
 		sizeof(tmp)) {
@@ -158,7 +206,7 @@ renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr
 	io.name = h->name;
 	io.role = w == 0 ? TLS_ROLE_UPDATER : TLS_ROLE_AGENT;
 	io.sans = sans;
-	io.n_sans = 1;
+	io.n_sans = n_sans;
 	io.days = o->days;
 	if (o->test_valid_s > 0) {
 		io.not_before = time(NULL) - PKI_BACKDATE_S;

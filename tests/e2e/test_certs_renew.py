@@ -296,3 +296,41 @@ def test_agent_running_as_another_user_reads_its_renewed_key(releases):
     finally:
         f.stop_all()
         shutil.rmtree(base)
+
+
+def served_sans(port):
+    """The subjectAltName extension of the certificate the server on PORT presents."""
+    import subprocess
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port],
+                       input="", capture_output=True, text=True, timeout=30)
+    pem = r.stdout[r.stdout.index("-----BEGIN CERTIFICATE-----"):
+                   r.stdout.index("-----END CERTIFICATE-----") + 25]
+    x = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=pem,
+                       capture_output=True, text=True, timeout=30, check=True)
+    return sorted(s.strip() for s in x.stdout.splitlines()[1].split(","))
+
+
+def test_renewal_keeps_the_sans_given_at_enrollment(fleet, releases):
+    import sqlite3
+    fleet.enroll("web1", extra=("--san", "web1.example.net", "--san", "10.9.8.7"))
+    fleet.start("web1")
+    assert fleet.json("swarm", "update", "--host", "web1", "--release", releases["v1"])["ok"]
+    agent_port, updater_port = fleet.ports["web1"]
+    want = ["DNS:web1", "DNS:web1.example.net", "IP Address:10.9.8.7", "IP Address:127.0.0.1"]
+    assert served_sans(updater_port) == want
+    # The registry records them; a renewal certifies them again.
+    doc = renew(fleet, "--host", "web1", "--force")
+    assert doc["ok"] is True, doc
+    row = host_row(fleet, "web1")
+    assert served_fp(updater_port) == row["updater_fingerprint"]
+    assert served_sans(updater_port) == want
+    assert served_sans(agent_port) == want
+    # A host enrolled before the registry kept SANs: they come from its bundle's certificate.
+    db = sqlite3.connect(os.path.join(fleet.home, "registry.db"))
+    with db:
+        assert db.execute("SELECT count(*) FROM host_sans").fetchone()[0] == 2
+        db.execute("DELETE FROM host_sans")
+    db.close()
+    doc = renew(fleet, "--host", "web1", "--force", "--only", "updater")
+    assert doc["ok"] is True, doc
+    assert served_sans(updater_port) == want

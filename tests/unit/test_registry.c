@@ -98,7 +98,7 @@ test_create_modes_and_schema(void **state)
 	struct stat st;
 
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 	assert_int_equal(stat(f->home, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
 	assert_int_equal(stat(f->db, &st), 0);
@@ -126,7 +126,7 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q,
 	    NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 4);
+	assert_int_equal(sqlite3_column_int(q, 0), 5);
 	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
 	sqlite3_finalize(q);
 	q = NULL;
@@ -293,6 +293,62 @@ test_next_fingerprints(void **state)
 	    REGISTRY_INVALID);
 	assert_int_equal(registry_set_next_fp(f->reg, "nope", 1, FP_B, &f->err),
 	    REGISTRY_NOTFOUND);
+}
+
+/* The SANs a host was enrolled with: in order, replaced whole, bounded, per host. */
+static void
+test_host_sans(void **state)
+{
+	struct fx *f = *state;
+	struct reg_host h = host("web1", "192.0.2.1"), h2 = host("web2", "192.0.2.2");
+	const char *sans[] = { "web1.example.net", "10.0.0.5", "2001:db8::1" };
+	const char *many[REG_SANS_MAX + 1];
+	char out[REG_SANS_MAX][REG_SAN_LEN + 1], longname[REG_SAN_LEN + 2];
+	size_t n = 99;
+
+	open_ok(f);
+	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_add_host(f->reg, &h2, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_sans(f->reg, "web1", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(registry_set_sans(f->reg, "WEB1", sans, 3, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_sans(f->reg, "web1", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(out[0], "web1.example.net");
+	assert_string_equal(out[1], "10.0.0.5");
+	assert_string_equal(out[2], "2001:db8::1");
+	/* MAX bounds what is copied. */
+	assert_int_equal(registry_get_sans(f->reg, "web1", out, 2, &n, &f->err), REGISTRY_OK);
+	assert_int_equal(n, 2);
+	/* Another host's are its own; a replacement is whole. */
+	assert_int_equal(registry_get_sans(f->reg, "web2", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(registry_set_sans(f->reg, "web1", sans + 2, 1, &f->err), REGISTRY_OK);
+	assert_int_equal(registry_get_sans(f->reg, "web1", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0], "2001:db8::1");
+	/* Refused: too many, empty, too long, unknown host; nothing changes. */
+	for (size_t i = 0; i <= REG_SANS_MAX; i++) {
+		many[i] = "a.example";
+	}
+	assert_int_equal(registry_set_sans(f->reg, "web1", many, REG_SANS_MAX + 1, &f->err),
+	    REGISTRY_INVALID);
+	many[0] = "";
+	assert_int_equal(registry_set_sans(f->reg, "web1", many, 1, &f->err), REGISTRY_INVALID);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	many[0] = longname;
+	assert_int_equal(registry_set_sans(f->reg, "web1", many, 1, &f->err), REGISTRY_INVALID);
+	assert_int_equal(registry_set_sans(f->reg, "nope", sans, 1, &f->err), REGISTRY_NOTFOUND);
+	assert_int_equal(registry_get_sans(f->reg, "nope", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_NOTFOUND);
+	assert_int_equal(registry_get_sans(f->reg, "web1", out, REG_SANS_MAX, &n, &f->err),
+	    REGISTRY_OK);
+	assert_int_equal(n, 1);
 }
 
 static void
@@ -523,7 +579,7 @@ test_reopen_persistence(void **state)
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
@@ -684,7 +740,7 @@ test_upgrade_from_v1(void **state)
 	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 	assert_int_equal(registry_get_host(f->reg, "old1", &got, &f->err),
 	    REGISTRY_OK);
 	assert_string_equal(got.agent_fp, FP_A);
@@ -703,6 +759,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_modes_and_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_sans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_get_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_arguments, setup, teardown),

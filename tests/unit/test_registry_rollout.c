@@ -140,7 +140,7 @@ write_old_registry(struct fx *f, int version, char *db_path, size_t len)
 	assert_int_equal(chmod(db_path, 0600), 0);
 }
 
-/* Opening an older registry migrates it to schema 4 with everything it held kept. */
+/* Opening an older registry migrates it to schema 5 with everything it held kept. */
 static void
 upgrade_from(struct fx *f, int version)
 {
@@ -152,7 +152,7 @@ upgrade_from(struct fx *f, int version)
 
 	write_old_registry(f, version, db_path, sizeof(db_path));
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 	assert_int_equal(registry_get_host(f->reg, "old1", &h, &pe), REGISTRY_OK);
 	assert_string_equal(h.notes, "rack 4");
 	assert_int_equal(h.enrolled_at, 1700000000);
@@ -200,7 +200,7 @@ upgrade_from(struct fx *f, int version)
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f); /* a second open finds the newest schema and migrates nothing */
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 }
 
 static void
@@ -235,10 +235,11 @@ test_upgrade_from_schema_3(void **state)
 	snprintf(db_path, sizeof(db_path), "%s/registry.db", f->home);
 	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "ALTER TABLE rollout_hosts DROP COLUMN tsig_sent;"
+	    "DROP TABLE host_sans;"
 	    "UPDATE schema_version SET version = 3;", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 4);
+	assert_int_equal(registry_schema_version(f->reg), 5);
 	assert_int_equal(registry_host_labels(f->reg, "h3", ls, REG_LABELS_MAX, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(ls[0].value, "prod");
