@@ -21,9 +21,6 @@
 #include "pki/trust.h"
 #include "updater/masterpins.h"
 
-/* The two identities a host renews through its updater. */
-enum renew_which { RENEW_UPDATER = 0, RENEW_AGENT = 1 };
-
 struct renew {
 	const struct updater_config *cfg;
 	char state[PATH_MAX];          /* STATE */
@@ -409,11 +406,10 @@ renew_cleanup(struct httpd_req *r, void *arg, int completed)
 	httpd_req_set_data(r, NULL);
 }
 
-/* The JSON body's "which" (and, when CERT is not NULL, "cert"). */
-static cJSON *
-renew_parse(struct httpd_req *r, enum renew_which *which, const char **cert, struct err *e)
+cJSON *
+renew_body_parse(const char *buf, size_t len, enum renew_which *which, const char **cert,
+    struct err *e)
 {
-	struct renew_req *q = httpd_req_data(r);
 	struct body {
 		char which[16];
 		const char *cert;
@@ -426,7 +422,7 @@ renew_parse(struct httpd_req *r, enum renew_which *which, const char **cert, str
 	cJSON *root;
 
 	memset(&b, 0, sizeof(b));
-	root = json_parse_object(q->buf != NULL ? q->buf : "", q->len, e);
+	root = json_parse_object_ex(buf, len, RENEW_MAX_BODY, 8, e);
 	if (root == NULL) {
 		err_prefix(e, "body");
 		e->kind = ERR_BAD_REQUEST;
@@ -450,6 +446,15 @@ renew_parse(struct httpd_req *r, enum renew_which *which, const char **cert, str
 		*cert = b.cert;
 	}
 	return root;
+}
+
+/* The request's body through renew_body_parse(). */
+static cJSON *
+renew_parse(struct httpd_req *r, enum renew_which *which, const char **cert, struct err *e)
+{
+	struct renew_req *q = httpd_req_data(r);
+
+	return renew_body_parse(q->buf != NULL ? q->buf : "", q->len, which, cert, e);
 }
 
 /* POST /cert/csr: make (or reuse) the pending key, answer its CSR. */

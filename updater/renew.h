@@ -43,6 +43,19 @@
 
 struct renew;
 
+/* The two identities a host renews through its updater. */
+enum renew_which { RENEW_UPDATER = 0, RENEW_AGENT = 1 };
+
+/*
+ * The body of POST /cert/csr, /cert/install or /cert/confirm (BUF, LEN
+ * bytes): {"which"} or, when CERT is not NULL, {"which","cert"} (*CERT
+ * borrowed from the returned tree). The tree
+ * (free with cJSON_Delete()), or NULL with E (ERR_BAD_REQUEST: not JSON, an
+ * unknown or missing key, which not "updater"/"agent").
+ */
+cJSON *renew_body_parse(const char *buf, size_t len, enum renew_which *which, const char **cert,
+    struct err *e) WUR;
+
 /* What renew asks of the daemon. */
 struct renew_hooks {
 	/* Build new contexts from the updater's identity files now in force and
