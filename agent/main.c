@@ -110,15 +110,17 @@ tls_load(const struct agent_config *cfg, struct tls_ctx **out, struct tls_identi
     struct api_tls *t, struct err *e)
 {
 	struct tls_opts to;
-	char cert[PATH_MAX], key[PATH_MAX];
+	char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
 	int renewed = 0;
 
+	/* The identity and CA bundle in force: renewed or rotated ones in tls_dir win. */
 	if (trust_identity_paths(cfg->tls_dir, cfg->cert, cfg->key, cert, key, &renewed, e) !=
-	    0) {
+		0 ||
+	    trust_ca_path(cfg->tls_dir, cfg->ca, ca, e) != 0) {
 		return -1;
 	}
 	tls_opts_init(&to);
-	to.ca_file = cfg->ca;
+	to.ca_file = ca;
 	to.cert_file = cert;
 	to.key_file = key;
 	to.master_cn = cfg->master_cn;
@@ -151,8 +153,10 @@ crl_load(const struct agent_config *cfg, struct api_tls *t)
 {
 	struct trust_crl_status st;
 	struct err e = ERR_INIT;
+	char ca[PATH_MAX];
 
-	if (trust_load_crl(cfg->crl, cfg->ca, 0, &st, &e) != 0) {
+	if (trust_ca_path(cfg->tls_dir, cfg->ca, ca, &e) != 0 ||
+	    trust_load_crl(cfg->crl, ca, 0, &st, &e) != 0) {
 		log_warnx("CRL not loaded, the revocations in force stay: %s", err_msg(&e));
 	} else if (st.state != TRUST_CRL_NONE) {
 		log_info("CRL %llu: %zu revoked certificate(s)%s", st.number, st.revoked,
@@ -172,11 +176,12 @@ static char ca_seen[TLS_FP_HEX_LEN + 1];
 static int
 ca_digest(const struct agent_config *cfg, char out[TLS_FP_HEX_LEN + 1])
 {
-	char *buf = NULL;
+	char *buf = NULL, ca[PATH_MAX];
 	size_t len = 0;
 	int rc;
 
-	if (fs_read_file(cfg->ca, 1024 * 1024, &buf, &len) != 0) {
+	if (trust_ca_path(cfg->tls_dir, cfg->ca, ca, NULL) != 0 ||
+	    fs_read_file(ca, 1024 * 1024, &buf, &len) != 0) {
 		return -1;
 	}
 	rc = digest_buf(buf, len, out);

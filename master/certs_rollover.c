@@ -35,8 +35,10 @@ struct rollover_paths {
 static int
 rollover_paths(const char *home, struct rollover_paths *p, struct err *e)
 {
-	if (pki_path(home, PKI_CA_CRT, p->ca, sizeof(p->ca)) != 0 ||
-	    pki_path(home, PKI_MASTER_TLS_DIR, p->dir, sizeof(p->dir)) != 0 ||
+	if (pki_master_trust(home, p->ca, e) != 0) {
+		return -1;
+	}
+	if (pki_path(home, PKI_MASTER_TLS_DIR, p->dir, sizeof(p->dir)) != 0 ||
 	    pki_path(home, CERTS_ROLLOVER_FILE, p->record, sizeof(p->record)) != 0 ||
 	    pki_path(home, PKI_MASTER_CRT, p->crt, sizeof(p->crt)) != 0 ||
 	    pki_path(home, PKI_MASTER_KEY, p->key, sizeof(p->key)) != 0) {
@@ -107,7 +109,7 @@ rollover_pin(struct swarm_ctx *c, const struct reg_host *h, const char *op, cons
 		cJSON_Delete(body);
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
-	ans = swarm_renew_call(c, h, "PUT", "/pins/master", body, status, e);
+	ans = swarm_renew_call(c, h, 0, "PUT", "/pins/master", body, status, e);
 	cJSON_Delete(body);
 	if (ans == NULL) {
 		return -1;

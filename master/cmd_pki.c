@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "master/cli.h"
 #include "master/certs.h"
+#include "master/certs_ca.h"
 #include "master/certs_rollover.h"
 #include "common/testhook.h"
 #include "pki/crl.h"
@@ -721,6 +722,93 @@ pki_cmd_renew_master(struct cli *cli, int argc, char **argv)
 	return cli_print_json(cli, obj);
 }
 
+static const struct cli_opt pki_ca_rotate_opts[] = {
+	{ "timeout", PKI_OPT_TIMEOUT, 0, "S", "seconds for each request to a host (default 60)" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static int
+pki_cmd_ca_rotate(struct cli *cli, int argc, char **argv)
+{
+	struct certs_ca_result r;
+	struct cli_getopt g;
+	struct err e = ERR_INIT, je = ERR_INIT;
+	long long v;
+	int timeout_s = 60, c, rc, optind_;
+	const char *step;
+	cJSON *obj, *arr;
+
+	cli_getopt_init(&g, cli, argc, argv);
+	while ((c = cli_getopt(&g, cli)) != -1) {
+		switch (c) {
+		case PKI_OPT_TIMEOUT:
+			if (parse_ll(g.arg, 1, 3600, &v) != 0) {
+				return cli_usage(cli, "--timeout '%s': expected 1..3600", g.arg);
+			}
+			timeout_s = (int)v;
+			break;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	optind_ = cli_getopt_index(&g);
+	step = optind_ < argc ? argv[optind_] : "";
+	if (strcmp(step, "begin") == 0) {
+		rc = certs_ca_rotate_begin(cli->home, timeout_s, &r, &e);
+	} else if (strcmp(step, "finish") == 0) {
+		rc = certs_ca_rotate_finish(cli->home, timeout_s, &r, &e);
+	} else {
+		return cli_usage(cli, "STEP '%s': begin or finish", step);
+	}
+	obj = cJSON_CreateObject();
+	arr = obj != NULL ? json_add_array(obj, "hosts") : NULL;
+	if (arr == NULL || json_add_str(obj, "step", step) != 0 ||
+	    json_add_str(obj, "new_ca_fingerprint", r.new_ca_fp) != 0 ||
+	    json_add_str(obj, "old_ca_fingerprint", r.old_ca_fp) != 0 ||
+	    json_add_bool(obj, "finished", r.finished) != 0) {
+		err_set(&je, ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < r.n && !err_failed(&je); i++) {
+		cJSON *it;
+		if (r.hosts[i].host[0] == '\0') {
+			continue;
+		}
+		it = cJSON_CreateObject();
+		if (it == NULL || !cJSON_AddItemToArray(arr, it) ||
+		    json_add_str(it, "host", r.hosts[i].host) != 0 ||
+		    json_add_str(it, "result", r.hosts[i].result) != 0 ||
+		    (r.hosts[i].error[0] != '\0' && json_add_str(it, "error", r.hosts[i].error) != 0)) {
+			cJSON_Delete(it);
+			err_set(&je, ERR_NOMEM, "out of memory");
+		}
+		if (!cli->json) {
+			printf("%s: %s%s%s\n", r.hosts[i].host, r.hosts[i].result,
+			    r.hosts[i].error[0] != '\0' ? ": " : "", r.hosts[i].error);
+		}
+	}
+	certs_ca_result_free(&r);
+	if (err_failed(&je)) {
+		cJSON_Delete(obj);
+		return cli_fail(cli, &je);
+	}
+	if (rc != 0) {
+		cJSON_Delete(obj);
+		return cli_fail(cli, &e);
+	}
+	if (!cli->json) {
+		cJSON_Delete(obj);
+		if (strcmp(step, "begin") == 0) {
+			cli_note("every host trusts the old and the new CA; the new one signs. Next: "
+				 "'tandem pki renew-master', 'tandem swarm renew --all --force', then "
+				 "'tandem pki ca-rotate finish'");
+		} else {
+			cli_note("the old CA is retired: every host trusts the new one alone");
+		}
+		return cli_flush(cli);
+	}
+	return cli_print_json(cli, obj);
+}
+
 static const struct cli_cmd pki_cmds[] = {
 	{
 	    .name = "init",
@@ -826,11 +914,32 @@ static const struct cli_cmd pki_cmds[] = {
 	    .home = CLI_HOME_EXISTING,
 	    .run = pki_cmd_renew_master,
 	},
+	{
+	    .name = "ca-rotate",
+	    .summary = "replace the CA in steps (begin, then finish) without losing a host",
+	    .synopsis = "STEP [--timeout S]",
+	    .operand = "STEP",
+	    .description =
+		"STEP is begin or finish.\n"
+		"begin: makes a new CA, keeps the old one in HOME/ca/retired/, makes the new\n"
+		"one the signing CA and sends every updater (and through it its agent) a\n"
+		"bundle of both CAs (PUT /trust), and the CRL re-signed by the new CA.\n"
+		"Then re-issue everything under the new CA: 'tandem pki renew-master' and\n"
+		"'tandem swarm renew --all --force'.\n"
+		"finish: checks that the master's certificate and every host's updater and\n"
+		"agent certificates chain to the new CA (nothing changes otherwise), sends\n"
+		"every updater the new CA alone and removes the old one. Either step can be\n"
+		"run again to finish what an unreachable host or a crash left undone.",
+	    .opts = pki_ca_rotate_opts,
+	    .example = "tandem pki ca-rotate begin",
+	    .home = CLI_HOME_EXISTING,
+	    .run = pki_cmd_ca_rotate,
+	},
 };
 
 const struct cli_group cli_group_pki = {
 	.name = "pki",
-	.summary = "the certificate authority: init, issue, show, status, revoke, crl, renew-master",
+	.summary = "the certificate authority: init, issue, show, status, revoke, crl, renew-master, ca-rotate",
 	.cmds = pki_cmds,
 	.n_cmds = ARRAY_LEN(pki_cmds),
 };

@@ -56,8 +56,9 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	c->home = home;
 	c->timeout_ms = timeout_s * 1000;
 	struct err pe = ERR_INIT;
-	if (pki_path(home, PKI_CA_CRT, ca, sizeof(ca)) != 0) {
-		snprintf(err, errlen, "home path too long");
+	/* Both CAs while a CA rotation is under way. */
+	if (pki_master_trust(home, ca, &pe) != 0) {
+		snprintf(err, errlen, "%s", err_msg(&pe));
 		return -1;
 	}
 	/* The renewed pair while tandem pki renew-master is under way. */

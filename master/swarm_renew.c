@@ -27,8 +27,8 @@ static const char *const which_name[2] = { "updater", "agent" };
  * NULL) of type CTYPE. The JSON answer of a 200, else NULL with E; *STATUS
  * (may be NULL) gets the HTTP status, 0 when there was no answer.
  */
-static cJSON *
-renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
+cJSON *
+swarm_renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
     const char *path, const char *ctype, const void *body, size_t len, int *status,
     struct err *e)
 {
@@ -76,7 +76,7 @@ out:
 }
 
 cJSON *
-swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, const char *method,
+swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
     const char *path, const cJSON *body, int *status, struct err *e)
 {
 	char *text = NULL;
@@ -86,28 +86,18 @@ swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, const char *meth
 		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
-	tree = renew_call_raw(c, h, 0, method, path, "Content-Type: application/json", text,
-	    text != NULL ? strlen(text) : 0, status, e);
+	tree = swarm_renew_call_raw(c, h, agent, method, path, "Content-Type: application/json",
+	    text, text != NULL ? strlen(text) : 0, status, e);
 	free(text);
 	return tree;
 }
 
-/* The same with a JSON BODY (or NULL). */
+/* The same without the status. */
 static cJSON *
 renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent, const char *method,
     const char *path, const cJSON *body, struct err *e)
 {
-	char *text = NULL;
-	cJSON *tree;
-
-	if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL) {
-		err_set(e, ERR_NOMEM, "out of memory");
-		return NULL;
-	}
-	tree = renew_call_raw(c, h, agent, method, path, "Content-Type: application/json", text,
-	    text != NULL ? strlen(text) : 0, NULL, e);
-	free(text);
-	return tree;
+	return swarm_renew_call(c, h, agent, method, path, body, NULL, e);
 }
 
 /* The string member KEY of O, or NULL. */
@@ -420,7 +410,7 @@ swarm_crl_push_host(struct swarm_ctx *c, const struct reg_host *h, unsigned long
 		}
 		return err_sys(e, "%s", path);
 	}
-	ans = renew_call_raw(c, h, 0, "PUT", "/crl", "Content-Type: application/pkix-crl", crl,
+	ans = swarm_renew_call_raw(c, h, 0, "PUT", "/crl", "Content-Type: application/pkix-crl", crl,
 	    len, NULL, e);
 	free(crl);
 	if (ans == NULL) {

@@ -66,13 +66,17 @@ int swarm_renew_host(struct swarm_ctx *c, const struct reg_host *h,
     const struct swarm_renew_opts *o, struct swarm_renew_host *out);
 
 /*
- * METHOD PATH with the JSON BODY (or NULL) to H's updater over C's TLS
- * context: the JSON answer of a 200, else NULL with E; *STATUS (may be NULL)
- * gets the HTTP status, 0 when there was no answer (unreachable, refused
- * handshake).
+ * METHOD PATH with the JSON BODY (or NULL) to H's updater (AGENT: its
+ * agent) over C's TLS context: the JSON answer of a 200, else NULL with E;
+ * *STATUS (may be NULL) gets the HTTP status, 0 when there was no answer
+ * (unreachable, refused handshake). _raw: BODY is LEN bytes with the header
+ * CTYPE ("Content-Type: ...").
  */
-cJSON *swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, const char *method,
-    const char *path, const cJSON *body, int *status, struct err *e);
+cJSON *swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent,
+    const char *method, const char *path, const cJSON *body, int *status, struct err *e);
+cJSON *swarm_renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent,
+    const char *method, const char *path, const char *ctype, const void *body, size_t len,
+    int *status, struct err *e);
 
 /*
  * Send the master's CRL (HOME/ca/crl.der) to H's updater (PUT /crl), which

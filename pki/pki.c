@@ -836,6 +836,68 @@ pki_note_issued(const char *home, const unsigned char *pem, size_t len)
 
 /* ---- pki_init ------------------------------------------------------------ */
 
+/*
+ * A new CA key and self-signed certificate (PKI_CA_DAYS from NOW) into CA
+ * (loaded) and the files KEY_PATH, CRT_PATH. RNG is seeded.
+ */
+static int
+pki_ca_generate(struct pki_rng *rng, struct pki_ca *ca, time_t now, const char *key_path,
+    const char *crt_path, struct err *e)
+{
+	struct pki_spec spec;
+	unsigned char tag[4];
+	unsigned char *pem = NULL;
+	size_t pem_len = 0;
+	char tag_hex[9], subject[256];
+	int rc = -1;
+
+	if (pki_genkey(&ca->key, PKI_KEY_EC, rng, e) != 0) {
+		return -1;
+	}
+	/* A random tag tells two fleets' CAs (or a CA and its successor) apart. */
+	if (mbedtls_ctr_drbg_random(&rng->drbg, tag, sizeof(tag)) != 0) {
+		return err_set(e, ERR_INTERNAL, "random generator failed");
+	}
+	hex_encode(tag, sizeof(tag), tag_hex);
+	snprintf(subject, sizeof(subject), "O=tandem,CN=tandem CA %s", tag_hex);
+	memset(&spec, 0, sizeof(spec));
+	spec.subject = subject;
+	spec.key = &ca->key;
+	spec.not_before = now - PKI_BACKDATE_S;
+	spec.not_after = spec.not_before + (time_t)PKI_CA_DAYS * PKI_DAY_S;
+	spec.is_ca = 1;
+	if (pki_make_cert(&spec, rng, &pem, &pem_len, e) != 0 ||
+	    pki_write_pair(&ca->key, pem, pem_len, key_path, crt_path, e) != 0) {
+		goto out;
+	}
+	if (mbedtls_x509_crt_parse(&ca->crt, pem, pem_len + 1) != 0) {
+		err_set(e, ERR_FORMAT, "cannot parse the CA certificate just made");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(pem);
+	return rc;
+}
+
+int
+pki_ca_new(const char *key_path, const char *crt_path, struct err *e)
+{
+	struct pki_rng rng;
+	struct pki_ca ca;
+	int rc;
+
+	pki_rng_setup(&rng);
+	pki_ca_init(&ca);
+	rc = pki_rng_seed(&rng, e) == 0 &&
+		pki_ca_generate(&rng, &ca, time(NULL), key_path, crt_path, e) == 0
+	    ? 0
+	    : -1;
+	pki_ca_free(&ca);
+	pki_rng_free(&rng);
+	return rc;
+}
+
 int
 pki_init(const char *home, const char *master_cn, struct err *e)
 {
@@ -844,8 +906,6 @@ pki_init(const char *home, const char *master_cn, struct err *e)
 	char paths[4][PATH_MAX];
 	char ca_dir[PATH_MAX], master_dir[PATH_MAX];
 	char subject[256];
-	unsigned char tag[4];
-	char tag_hex[9];
 	int created[4] = { 0, 0, 0, 0 };
 	struct pki_rng rng;
 	struct pki_ca ca;
@@ -906,36 +966,10 @@ pki_init(const char *home, const char *master_cn, struct err *e)
 			goto out;
 		}
 	}
-	if (pki_rng_seed(&rng, e) != 0 ||
-	    pki_genkey(&ca.key, PKI_KEY_EC, &rng, e) != 0) {
-		goto out;
-	}
-	/* A random tag tells two fleets' CAs apart in logs and bundles. */
-	if (mbedtls_ctr_drbg_random(&rng.drbg, tag, sizeof(tag)) != 0) {
-		err_set(e, ERR_INTERNAL, "random generator failed");
-		goto out;
-	}
-	hex_encode(tag, sizeof(tag), tag_hex);
-	snprintf(subject, sizeof(subject), "O=tandem,CN=tandem CA %s", tag_hex);
-	memset(&spec, 0, sizeof(spec));
-	spec.subject = subject;
-	spec.key = &ca.key;
-	spec.not_before = now - PKI_BACKDATE_S;
-	spec.not_after = spec.not_before + (time_t)PKI_CA_DAYS * PKI_DAY_S;
-	spec.is_ca = 1;
-	if (pki_make_cert(&spec, &rng, &pem, &pem_len, e) != 0) {
-		goto out;
-	}
-	if (pki_write_pair(&ca.key, pem, pem_len, paths[0], paths[1], e) != 0) {
+	if (pki_rng_seed(&rng, e) != 0 || pki_ca_generate(&rng, &ca, now, paths[0], paths[1], e) != 0) {
 		goto out;
 	}
 	created[0] = created[1] = 1;
-	if (mbedtls_x509_crt_parse(&ca.crt, pem, pem_len + 1) != 0) {
-		err_set(e, ERR_FORMAT, "cannot parse the CA certificate just made");
-		goto out;
-	}
-	free(pem);
-	pem = NULL;
 
 	if (pki_genkey(&mkey, PKI_KEY_EC, &rng, e) != 0) {
 		goto out;
@@ -1252,6 +1286,26 @@ pki_master_paths(const char *home, char crt[PATH_MAX], char key[PATH_MAX], struc
 		return err_set(e, ERR_CONFIG, "home directory path missing or too long");
 	}
 	return trust_identity_paths(dir, bcrt, bkey, crt, key, &renewed, e);
+}
+
+int
+pki_master_trust(const char *home, char out[PATH_MAX], struct err *e)
+{
+	char b[PATH_MAX];
+	int ex;
+
+	if (pki_path(home, PKI_CA_BUNDLE, b, sizeof(b)) != 0 ||
+	    pki_path(home, PKI_CA_CRT, out, PATH_MAX) != 0) {
+		return err_set(e, ERR_CONFIG, "home directory path missing or too long");
+	}
+	ex = pki_exists(b);
+	if (ex < 0) {
+		return err_sys(e, "%s", b);
+	}
+	if (ex > 0) {
+		memcpy(out, b, strlen(b) + 1);
+	}
+	return 0;
 }
 
 int

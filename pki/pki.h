@@ -43,6 +43,10 @@
 #define PKI_MASTER_DIR "master"
 #define PKI_MASTER_KEY "master/master.key"
 #define PKI_MASTER_CRT "master/master.crt"
+/* A CA rotation under way (tandem pki ca-rotate): both CAs, the old one kept, the new one made. */
+#define PKI_CA_BUNDLE "ca/bundle.pem"
+#define PKI_CA_RETIRED_DIR "ca/retired"
+#define PKI_CA_NEXT_DIR "ca/next"
 /* A renewal of the master's own pair under way (tandem pki renew-master). */
 #define PKI_MASTER_TLS_DIR "master/tls"
 
@@ -77,6 +81,12 @@ int pki_key_type_parse(const char *s, enum pki_key_type *out) WUR;
  * overwritten. On failure the files this call created are removed again.
  */
 int pki_init(const char *home, const char *master_cn, struct err *e) WUR;
+
+/*
+ * A new CA (ECDSA P-256 key, self-signed certificate for PKI_CA_DAYS) into
+ * KEY_PATH (0600) and CRT_PATH (0644), for a CA rotation (master/ca_rotate).
+ */
+int pki_ca_new(const char *key_path, const char *crt_path, struct err *e) WUR;
 
 /* What pki_issue() should produce. Start from pki_issue_opts_init(). */
 struct pki_issue_opts {
@@ -168,6 +178,13 @@ int pki_master_cn(const char *home, char *out, size_t outlen, struct err *e) WUR
  */
 int pki_master_paths(const char *home, char crt[PATH_MAX], char key[PATH_MAX],
     struct err *e) WUR;
+
+/*
+ * The CA certificates the master verifies hosts against: HOME/ca/bundle.pem
+ * (the old and the new CA) while a CA rotation is under way, else
+ * HOME/ca/ca.crt. Into OUT (PATH_MAX bytes).
+ */
+int pki_master_trust(const char *home, char out[PATH_MAX], struct err *e) WUR;
 
 /* "HOME/REL" into BUF; -1 when it does not fit. */
 int pki_path(const char *home, const char *rel, char *buf, size_t len) WUR;

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include <mbedtls/x509_crt.h>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -60,6 +63,116 @@ trust_identity_paths(const char *tls_dir, const char *cert, const char *key,
 		return err_set(e, ERR_CONFIG, "certificate and key paths are required");
 	}
 	return 0;
+}
+
+int
+trust_ca_path(const char *tls_dir, const char *ca, char out[PATH_MAX], struct err *e)
+{
+	if (tls_dir != NULL && *tls_dir != '\0') {
+		char p[PATH_MAX];
+		int n = snprintf(p, sizeof(p), "%s/%s", tls_dir, TRUST_CA_FILE);
+
+		if (n < 0 || (size_t)n >= sizeof(p)) {
+			return err_set(e, ERR_CONFIG, "tls_dir path too long");
+		}
+		if (trust_is_file(p)) {
+			memcpy(out, p, (size_t)n + 1);
+			return 0;
+		}
+	}
+	if (ca == NULL || strlcpy_chk(out, ca, PATH_MAX) != 0) {
+		return err_set(e, ERR_CONFIG, "the CA path is required");
+	}
+	return 0;
+}
+
+int
+trust_ca_fingerprints(const char *path, char (*out)[TLS_FP_HEX_LEN + 1], size_t max, size_t *n)
+{
+	mbedtls_x509_crt cas;
+	int rc = -1;
+
+	*n = 0;
+	mbedtls_x509_crt_init(&cas);
+	if (mbedtls_x509_crt_parse_file(&cas, path) == 0) {
+		for (const mbedtls_x509_crt *c = &cas; c != NULL && *n < max; c = c->next) {
+			struct tls_identity id;
+			if (tls_identity_from_der(c->raw.p, c->raw.len, NULL, &id) == 0) {
+				memcpy(out[(*n)++], id.fingerprint, sizeof(id.fingerprint));
+			}
+		}
+		rc = 0;
+	}
+	mbedtls_x509_crt_free(&cas);
+	return rc;
+}
+
+int
+trust_check_ca_bundle(const unsigned char *buf, size_t len, const char *const *must,
+    struct err *e)
+{
+	mbedtls_x509_crt cas, leaf;
+	unsigned char *z = NULL;
+	int n = 0, rc = -1;
+
+	mbedtls_x509_crt_init(&cas);
+	mbedtls_x509_crt_init(&leaf);
+	if (len == 0 || len > TRUST_CA_MAX_BYTES || memchr(buf, '\0', len) != NULL ||
+	    memmem(buf, len, "-----BEGIN CERTIFICATE-----", 27) == NULL) {
+		err_set(e, ERR_BAD_REQUEST, "not a PEM bundle of CA certificates");
+		goto out;
+	}
+	/* mbedTLS wants PEM NUL-terminated, with the NUL counted. */
+	z = malloc(len + 1);
+	if (z == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(z, buf, len);
+	z[len] = '\0';
+	if (mbedtls_x509_crt_parse(&cas, z, len + 1) != 0) {
+		err_set(e, ERR_BAD_REQUEST, "the bundle holds something that is not a certificate");
+		goto out;
+	}
+	for (const mbedtls_x509_crt *c = &cas; c != NULL; c = c->next) {
+		if (++n > TRUST_CA_MAX) {
+			err_set(e, ERR_BAD_REQUEST, "more than %d certificates in the bundle",
+			    TRUST_CA_MAX);
+			goto out;
+		}
+		if (!c->ca_istrue) {
+			err_set(e, ERR_BAD_REQUEST, "certificate %d of the bundle is not a CA", n);
+			goto out;
+		}
+		if (mbedtls_x509_time_is_past(&c->valid_to) ||
+		    mbedtls_x509_time_is_future(&c->valid_from)) {
+			err_set(e, ERR_BAD_REQUEST, "CA certificate %d of the bundle is not valid now",
+			    n);
+			goto out;
+		}
+	}
+	for (const char *const *m = must; m != NULL && *m != NULL; m++) {
+		uint32_t flags = 0;
+
+		mbedtls_x509_crt_free(&leaf);
+		mbedtls_x509_crt_init(&leaf);
+		if (mbedtls_x509_crt_parse_file(&leaf, *m) != 0) {
+			err_set(e, ERR_IO, "%s: cannot read the certificate", *m);
+			goto out;
+		}
+		if (mbedtls_x509_crt_verify(&leaf, &cas, NULL, NULL, &flags, NULL, NULL) != 0) {
+			err_set(e, ERR_CONFLICT,
+			    "the bundle does not trust this host's certificate %s: refused, it "
+			    "would lock the host out", *m);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(z);
+	mbedtls_x509_crt_free(&cas);
+	mbedtls_x509_crt_free(&leaf);
+	return rc;
 }
 
 /* Verify BUF; fill CI (caller frees). */

@@ -18,11 +18,17 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 #define TRUST_CURRENT "current"
 #define TRUST_CERT_FILE "cert.pem"
 #define TRUST_KEY_FILE "key.pem"
+/* A CA bundle a rotation pushed (PUT /trust), overriding the configured CA. */
+#define TRUST_CA_FILE "ca.pem"
+/* Most CA certificates in such a bundle. */
+#define TRUST_CA_MAX 4
+#define TRUST_CA_MAX_BYTES (64 * 1024)
 
 /* The CRL as a host sees it, for /health. */
 enum trust_crl_state {
@@ -49,6 +55,29 @@ const char *trust_crl_state_name(enum trust_crl_state s);
  */
 int trust_identity_paths(const char *tls_dir, const char *cert, const char *key,
     char cert_out[PATH_MAX], char key_out[PATH_MAX], int *renewed, struct err *e) WUR;
+
+/*
+ * The CA bundle to trust: TLS_DIR/ca.pem when TLS_DIR is set and that file
+ * exists (a CA rotation put it there), else CA. Into OUT (PATH_MAX bytes).
+ */
+int trust_ca_path(const char *tls_dir, const char *ca, char out[PATH_MAX], struct err *e) WUR;
+
+/*
+ * The SHA-256 fingerprints of the certificates in the file PATH, at most
+ * MAX into OUT (*N). -1 when the file does not parse.
+ */
+int trust_ca_fingerprints(const char *path, char (*out)[TLS_FP_HEX_LEN + 1], size_t max,
+    size_t *n) WUR;
+
+/*
+ * Check a CA bundle from the wire (BUF, LEN bytes of PEM): 1..TRUST_CA_MAX
+ * certificates, each a CA certificate valid now; and every certificate file
+ * in MUST (NULL-terminated, may be NULL) verifies against it — a bundle that
+ * would not trust this host's own identities is refused (ERR_CONFLICT).
+ * ERR_BAD_REQUEST for anything that is not such a bundle.
+ */
+int trust_check_ca_bundle(const unsigned char *buf, size_t len, const char *const *must,
+    struct err *e) WUR;
 
 /*
  * Read the CRL at PATH, verify it against CA_FILE and give its serials to

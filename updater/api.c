@@ -729,15 +729,16 @@ api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct er
 {
 	const struct updater_config *cfg = a->cfg;
 	struct tls_opts to;
-	char cert[PATH_MAX], key[PATH_MAX];
+	char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
 
 	*srv = NULL;
 	*cli = NULL;
-	if (renew_self_paths(a->rw, cert, key, e) != 0) {
+	/* The identity and the CA bundle in force (renewed, rotated; else configured). */
+	if (renew_self_paths(a->rw, cert, key, e) != 0 || renew_ca_path(a->rw, ca, e) != 0) {
 		return -1;
 	}
 	tls_opts_init(&to);
-	to.ca_file = cfg->ca;
+	to.ca_file = ca;
 	to.cert_file = cert;
 	to.key_file = key;
 	to.master_cn = cfg->master_cn;
@@ -751,8 +752,9 @@ api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct er
 }
 
 /*
- * A renewed identity is in place: new connections (served and the probe's)
- * use it; connections under way keep the context they hold a reference to.
+ * A renewed identity or a new CA bundle is in place: new connections (served
+ * and the probe's) use it; connections under way keep the context they hold
+ * a reference to.
  */
 static int
 api_reload_self(void *arg, struct err *e)

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/testhook.h"
 #include "common/tls.h"
 #include "pki/crl.h"
 #include "pki/hostcert.h"
@@ -144,6 +145,22 @@ renew_agent_owner(struct renew *rw)
 	closedir(d);
 }
 
+int
+renew_ca_path(struct renew *rw, char out[PATH_MAX], struct err *e)
+{
+	return trust_ca_path(rw->dir[RENEW_UPDATER], rw->cfg->ca, out, e);
+}
+
+/* The same, falling back to the configured CA (a path too long cannot happen: checked at start). */
+static const char *
+renew_ca(struct renew *rw, char buf[PATH_MAX])
+{
+	if (renew_ca_path(rw, buf, NULL) != 0) {
+		return rw->cfg->ca;
+	}
+	return buf;
+}
+
 /* ---- setup ---- */
 
 int
@@ -151,7 +168,7 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 {
 	struct renew *rw = calloc(1, sizeof(*rw));
 	struct tls_identity id;
-	char state[PATH_MAX], note[512];
+	char state[PATH_MAX], note[512], cab[PATH_MAX];
 	struct err ce = ERR_INIT;
 
 	if (rw == NULL) {
@@ -175,7 +192,7 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 			err_sys(e, "%s", rw->dir[w]);
 			goto fail;
 		}
-		if (hostcert_recover(rw->dir[w], cfg->ca, note, sizeof(note), e) != 0) {
+		if (hostcert_recover(rw->dir[w], renew_ca(rw, cab), note, sizeof(note), e) != 0) {
 			err_prefix(e, "%s certificate", renew_names[w]);
 			goto fail;
 		}
@@ -210,7 +227,7 @@ renew_new(const struct updater_config *cfg, struct renew **out, struct err *e)
 		}
 	}
 	/* A CRL that does not verify is logged; the updater still starts (empty set). */
-	if (trust_load_crl(rw->crl, cfg->ca, 0, &rw->crl_st, &ce) != 0) {
+	if (trust_load_crl(rw->crl, renew_ca(rw, cab), 0, &rw->crl_st, &ce) != 0) {
 		log_warnx("CRL %s: %s", rw->crl, err_msg(&ce));
 	}
 	*out = rw;
@@ -265,6 +282,24 @@ renew_master_allowed(struct renew *rw, const char *fp, struct err *e)
 	return err_set(e, ERR_FORBIDDEN, "master certificate is not pinned on this updater");
 }
 
+/* The SHA-256 fingerprints of the CA certificates in force, into ARR. */
+static int
+renew_ca_json(struct renew *rw, cJSON *arr)
+{
+	char fps[TRUST_CA_MAX * 2][TLS_FP_HEX_LEN + 1], ca[PATH_MAX];
+	size_t n = 0;
+
+	if (trust_ca_fingerprints(renew_ca(rw, ca), fps, ARRAY_LEN(fps), &n) != 0) {
+		return 0; /* unreadable: none listed (the TLS contexts say why) */
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (json_array_add_str(arr, fps[i]) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 renew_health_json(struct renew *rw, cJSON *obj)
 {
@@ -282,7 +317,12 @@ renew_health_json(struct renew *rw, cJSON *obj)
 		iso8601_utc(id.not_after, na, sizeof(na));
 	}
 	cJSON *mp = json_add_array(obj, "master_pins");
+	cJSON *cas = json_add_array(obj, "ca_fingerprints");
 	int mrc;
+
+	if (cas == NULL || renew_ca_json(rw, cas) != 0) {
+		return -1;
+	}
 
 	pthread_mutex_lock(&rw->mu);
 	st = rw->crl_st;
@@ -518,7 +558,7 @@ install_end(struct httpd_req *r, void *arg)
 	const char *cert = NULL;
 	struct hostcert_installed in;
 	struct err e = ERR_INIT;
-	char na[32];
+	char na[32], cab[PATH_MAX];
 	cJSON *root = renew_parse(r, &w, &cert, &e), *o;
 
 	if (root == NULL) {
@@ -527,7 +567,7 @@ install_end(struct httpd_req *r, void *arg)
 	}
 	memset(&in, 0, sizeof(in));
 	if (hostcert_install(rw->dir[w], (const unsigned char *)cert, strlen(cert),
-		rw->cfg->ca, rw->cn[w], rw->cfg->master_cn, &in, &e) != 0) {
+		renew_ca(rw, cab), rw->cn[w], rw->cfg->master_cn, &in, &e) != 0) {
 		cJSON_Delete(root);
 		err_prefix(&e, "%s certificate", renew_names[w]);
 		renew_error(r, &e);
@@ -598,7 +638,7 @@ crl_end(struct httpd_req *r, void *arg)
 	struct trust_crl_status st;
 	unsigned long long number = 0, current;
 	struct err e = ERR_INIT;
-	char nu[32] = "";
+	char nu[32] = "", cab[PATH_MAX];
 	cJSON *o;
 
 	pthread_mutex_lock(&rw->mu);
@@ -609,7 +649,8 @@ crl_end(struct httpd_req *r, void *arg)
 		renew_error(r, &e);
 		return;
 	}
-	if (trust_check_crl((const unsigned char *)q->buf, q->len, rw->cfg->ca, current, &number,
+	if (trust_check_crl((const unsigned char *)q->buf, q->len, renew_ca(rw, cab), current,
+		&number,
 		&e) != 0) {
 		renew_error(r, &e);
 		return;
@@ -619,7 +660,7 @@ crl_end(struct httpd_req *r, void *arg)
 		renew_error(r, &e);
 		return;
 	}
-	if (trust_load_crl(rw->crl, rw->cfg->ca, current, &st, &e) != 0) {
+	if (trust_load_crl(rw->crl, renew_ca(rw, cab), current, &st, &e) != 0) {
 		renew_error(r, &e);
 		return;
 	}
@@ -697,6 +738,69 @@ pins_end(struct httpd_req *r, void *arg)
 	httpd_respond_json(r, 200, o);
 }
 
+/*
+ * PUT /trust: a CA bundle (PEM) from a CA rotation, trusted from now on by
+ * the updater (served and probe connections, renewals, CRLs) and, after a
+ * SIGHUP, by the agent. Refused when it would not trust this host's own
+ * certificates in force.
+ */
+static void
+trust_end(struct httpd_req *r, void *arg)
+{
+	struct renew *rw = arg;
+	struct renew_req *q = httpd_req_data(r);
+	struct hostcert_installed cur, prev;
+	struct err e = ERR_INIT;
+	char ucert[PATH_MAX], ukey[PATH_MAX], acert[PATH_MAX], path[2][PATH_MAX];
+	const char *must[3] = { ucert, NULL, NULL };
+	int have;
+	cJSON *o, *arr;
+
+	if (renew_self_paths(rw, ucert, ukey, &e) != 0) {
+		renew_error(r, &e);
+		return;
+	}
+	have = hostcert_in_force(rw->dir[RENEW_AGENT], rw->cfg->master_cn, &cur, &prev, NULL);
+	if (have > 0 && (have & HOSTCERT_HAVE_CURRENT) &&
+	    (size_t)snprintf(acert, sizeof(acert), "%s/%s/%s", rw->dir[RENEW_AGENT],
+		TRUST_CURRENT, TRUST_CERT_FILE) < sizeof(acert)) {
+		must[1] = acert;
+	}
+	if (trust_check_ca_bundle((const unsigned char *)(q->buf != NULL ? q->buf : ""), q->len,
+		must, &e) != 0) {
+		renew_error(r, &e);
+		return;
+	}
+	/* The agent's copy first: a crash in between leaves the updater on the old one. */
+	for (int w = RENEW_AGENT; w >= RENEW_UPDATER; w--) {
+		if ((size_t)snprintf(path[w], PATH_MAX, "%s/%s", rw->dir[w], TRUST_CA_FILE) >=
+			PATH_MAX ||
+		    fs_write_atomic(path[w], q->buf, q->len, 0644) != 0) {
+			err_sys(&e, "%s", path[w]);
+			renew_error(r, &e);
+			return;
+		}
+		testhook_point(w == RENEW_AGENT ? "trust.agent_written" : "trust.written");
+	}
+	if (rw->hooks.reload_self != NULL && rw->hooks.reload_self(rw->hooks.arg, &e) != 0) {
+		log_warnx("trust: %s", err_msg(&e));
+		renew_error(r, &e);
+		return;
+	}
+	if (rw->ag != NULL && agent_reload(rw->ag) < 0) {
+		log_warnx("trust: the agent could not be told to reload");
+	}
+	log_info("trust: a new CA bundle is in force");
+	o = cJSON_CreateObject();
+	arr = o != NULL ? json_add_array(o, "ca_fingerprints") : NULL;
+	if (arr == NULL || renew_ca_json(rw, arr) != 0) {
+		cJSON_Delete(o);
+		httpd_respond_error_detail(r, 500, "out of memory", NULL, 0);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
 const struct httpd_route *
 renew_routes(struct renew *rw, size_t *n)
 {
@@ -717,6 +821,9 @@ renew_routes(struct renew *rw, size_t *n)
 		{ .method = "PUT", .path = "/pins/master", .roles = master,
 		    .max_body = MASTERPINS_MAX_BYTES, .on_begin = renew_begin, .on_data = renew_data,
 		    .on_end = pins_end, .on_cleanup = renew_cleanup, .arg = rw },
+		{ .method = "PUT", .path = "/trust", .roles = master, .max_body = TRUST_CA_MAX_BYTES,
+		    .on_begin = renew_begin, .on_data = renew_data, .on_end = trust_end,
+		    .on_cleanup = renew_cleanup, .arg = rw },
 	};
 
 	memcpy(rw->routes, routes, sizeof(routes));

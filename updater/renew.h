@@ -16,6 +16,11 @@
  *   PUT  /pins/master   {"add": FP} | {"confirm": FP} -> {"pinned","pins"}
  *                       the master pins' rollover (updater/masterpins); a
  *                       confirm must come over a connection presenting FP
+ *   PUT  /trust         a PEM bundle of CA certificates -> {"ca_fingerprints"}
+ *                       a CA rotation: STATE/tls/{agent,updater}/ca.pem
+ *                       override the configured ca (updater reloads, agent
+ *                       gets SIGHUP); refused when it would not trust this
+ *                       host's own certificates
  *
  * After /cert/install of the updater's own identity, new connections are
  * served with it at once (refcounted contexts, renew_hooks.reload_self); of
@@ -36,7 +41,7 @@
 #include "updater/agent.h"
 #include "updater/config.h"
 
-#define RENEW_NROUTES 5
+#define RENEW_NROUTES 6
 #define RENEW_CRL_FILE "crl.der"
 /* Largest JSON body accepted (a CSR or a certificate inside); a CRL may have CRL_MAX_BYTES. */
 #define RENEW_MAX_BODY (256 * 1024)
@@ -75,6 +80,12 @@ void renew_free(struct renew *rw);
 /* The agent whose pins and start environment renew manages (NULL: none, tests), and the daemon's hooks. */
 void renew_attach(struct renew *rw, struct agent *ag, const struct renew_hooks *hooks);
 
+/*
+ * The CA bundle in force: STATE/tls/updater/ca.pem once a CA rotation
+ * pushed one (PUT /trust), else the configured ca.
+ */
+int renew_ca_path(struct renew *rw, char out[PATH_MAX], struct err *e) WUR;
+
 /* The updater's certificate and key in force (renewed pair, else the configured one). */
 int renew_self_paths(struct renew *rw, char cert[PATH_MAX], char key[PATH_MAX],
     struct err *e) WUR;
@@ -88,7 +99,8 @@ int renew_self_paths(struct renew *rw, char cert[PATH_MAX], char key[PATH_MAX],
 int renew_master_allowed(struct renew *rw, const char *fp, struct err *e) WUR;
 
 /* Add cert_not_after, cert_fingerprint, cert_renewed, crl, crl_number, crl_next_update,
- * master_pins (the pins in force; [] when any master certificate is accepted). */
+ * master_pins (the pins in force; [] when any master certificate is accepted),
+ * ca_fingerprints (the CA certificates trusted). */
 int renew_health_json(struct renew *rw, cJSON *obj) WUR;
 
 /* The routes above (valid as long as RW); N gets RENEW_NROUTES. */

@@ -260,6 +260,7 @@ def test_home_is_never_created_by_accident(home, tmp_path):
         ("pki", "revoke"): ["pki", "revoke", "--host", "web1"],
         ("pki", "crl"): ["pki", "crl"],
         ("pki", "renew-master"): ["pki", "renew-master"],
+        ("pki", "ca-rotate"): ["pki", "ca-rotate", "begin"],
         ("backup", "create"): ["backup", "create", tmp_path / "b", "--no-encrypt"],
         ("release", "verify"): ["release", "verify", crt],
         ("release", "keyring", "init"): ["release", "keyring", "init", "--root-key", root,

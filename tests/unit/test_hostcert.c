@@ -5,6 +5,7 @@
  * after recovery the pair in force is always a whole pair, old or new, and
  * a retry finishes the renewal.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -354,6 +355,114 @@ test_recover_falls_back(void **state)
 	assert_int_equal(hostcert_recover(p, f->ca, note, sizeof(note), &e), 0);
 }
 
+/* The master's own pair in the same layout (tandem pki renew-master); its role is master. */
+static void
+test_master_pair(void **state)
+{
+	struct fx *f = *state;
+	struct hostcert_installed got;
+	struct pki_issue_opts o;
+	struct err pe = ERR_INIT;
+	char *csr = NULL, *crt = NULL, path[256];
+	size_t len = 0;
+
+	assert_int_equal(hostcert_prepare(f->tls, TLS_DEFAULT_MASTER_CN, &csr, &pe), 0);
+	snprintf(path, sizeof(path), "%s/master.crt", f->dir);
+	pki_issue_opts_init(&o);
+	o.name = TLS_DEFAULT_MASTER_CN;
+	o.role = TLS_ROLE_MASTER;
+	o.eku = PKI_EKU_BOTH;
+	o.cert_out = path;
+	o.csr = (const unsigned char *)csr;
+	o.csr_len = strlen(csr);
+	assert_int_equal(pki_issue(f->home, &o, &pe), 0);
+	assert_int_equal(fs_read_file(path, 65536, &crt, &len), 0);
+	/* Expected as another name: refused; as the master: in force. */
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)crt, len, f->ca,
+			     "updater@web1", NULL, &got, &pe),
+	    -1);
+	assert_int_equal(hostcert_install(f->tls, (const unsigned char *)crt, len, f->ca,
+			     TLS_DEFAULT_MASTER_CN, NULL, &got, &pe),
+	    0);
+	assert_int_equal(got.gen, 1);
+	free(csr);
+	free(crt);
+}
+
+/* pki/trust's CA bundle: the override in tls_dir, and what a pushed bundle must be. */
+static void
+test_ca_bundle(void **state)
+{
+	struct fx *f = *state;
+	struct err pe = ERR_INIT;
+	char out[PATH_MAX], p[256], ca2[256], nkey[256], ncrt[256];
+	char *a = NULL, *b = NULL, *leaf = NULL, *both = NULL, *five = NULL;
+	size_t al = 0, bl = 0, ll = 0;
+	const char *must[] = { f->boot_crt, NULL };
+	struct stat st;
+
+	/* Without a pushed bundle the configured CA; with one, the bundle. */
+	assert_int_equal(fs_mkdir_p(f->tls, 0700), 0);
+	assert_int_equal(trust_ca_path(f->tls, f->ca, out, &pe), 0);
+	assert_string_equal(out, f->ca);
+	snprintf(p, sizeof(p), "%s/%s", f->tls, TRUST_CA_FILE);
+	snprintf(ca2, sizeof(ca2), "%s/ca/ca.crt", f->home2);
+	assert_int_equal(fs_copy_file(ca2, p, 0644), 0);
+	assert_int_equal(trust_ca_path(f->tls, f->ca, out, &pe), 0);
+	assert_string_equal(out, p);
+	assert_int_equal(trust_ca_path(NULL, f->ca, out, &pe), 0);
+	assert_string_equal(out, f->ca);
+
+	assert_int_equal(fs_read_file(f->ca, 65536, &a, &al), 0);
+	assert_int_equal(fs_read_file(ca2, 65536, &b, &bl), 0);
+	assert_int_equal(fs_read_file(f->boot_crt, 65536, &leaf, &ll), 0);
+	/* Our CA: fine. The other CA alone would not trust the host's certificate. */
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)a, al, must, &pe), 0);
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)b, bl, must, &pe), -1);
+	assert_int_equal(pe.kind, ERR_CONFLICT);
+	both = malloc(al + bl);
+	assert_non_null(both);
+	memcpy(both, b, bl);
+	memcpy(both + bl, a, al);
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)both, al + bl, must, &pe), 0);
+	/* Not CA certificates, not PEM, nothing, too many. */
+	err_clear(&pe);
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)leaf, ll, NULL, &pe), -1);
+	assert_int_equal(pe.kind, ERR_BAD_REQUEST);
+	assert_int_equal(trust_check_ca_bundle((const unsigned char *)"garbage", 7, NULL, &pe),
+	    -1);
+	assert_int_equal(pe.kind, ERR_BAD_REQUEST);
+	assert_int_equal(trust_check_ca_bundle((const unsigned char *)"", 0, NULL, &pe), -1);
+	five = malloc(5 * al);
+	assert_non_null(five);
+	for (int i = 0; i < 5; i++) {
+		memcpy(five + (size_t)i * al, a, al);
+	}
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)five, 5 * al, NULL, &pe), -1);
+	assert_int_equal(pe.kind, ERR_BAD_REQUEST);
+
+	/* A new CA for a rotation; the master trusts the bundle while there is one. */
+	snprintf(nkey, sizeof(nkey), "%s/n.key", f->dir);
+	snprintf(ncrt, sizeof(ncrt), "%s/n.crt", f->dir);
+	assert_int_equal(pki_ca_new(nkey, ncrt, &pe), 0);
+	assert_int_equal(stat(nkey, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	free(leaf);
+	assert_int_equal(fs_read_file(ncrt, 65536, &leaf, &ll), 0);
+	assert_int_equal(trust_check_ca_bundle((unsigned char *)leaf, ll, NULL, &pe), 0);
+	assert_int_equal(pki_master_trust(f->home, out, &pe), 0);
+	assert_string_equal(out, f->ca);
+	snprintf(p, sizeof(p), "%s/%s", f->home, PKI_CA_BUNDLE);
+	assert_int_equal(fs_copy_file(ncrt, p, 0644), 0);
+	assert_int_equal(pki_master_trust(f->home, out, &pe), 0);
+	assert_string_equal(out, p);
+	free(a);
+	free(b);
+	free(leaf);
+	free(both);
+	free(five);
+}
+
 int
 main(void)
 {
@@ -362,6 +471,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_retry_and_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_falls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_master_pair, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ca_bundle, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
