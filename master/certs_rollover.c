@@ -20,8 +20,6 @@
 #include "pki/pki.h"
 #include "pki/trust.h"
 
-#define ROLLOVER_PEM_MAX (64 * 1024)
-
 /* The files of one rollover. */
 struct rollover_paths {
 	char ca[PATH_MAX];
@@ -127,47 +125,24 @@ rollover_switch(const char *home, const struct rollover_paths *p,
 	struct pki_issue_opts io;
 	struct hostcert_installed in;
 	struct tls_identity id;
-	char tmp[PATH_MAX], *csr = NULL, *pem = NULL, line[TLS_FP_HEX_LEN + 2];
+	char *csr = NULL, *pem = NULL, line[TLS_FP_HEX_LEN + 2];
 	size_t len = 0;
 	int rc = -1;
 
 	if (hostcert_prepare(p->dir, p->mcn, &csr, e) != 0) {
 		return err_prefix(e, "the master's new key");
 	}
-	tmp[0] = '\0';
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/renew", home) >= sizeof(tmp) ||
-	    fs_mkdir_p(tmp, 0700) != 0 ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/renew/master.crt", home) >= sizeof(tmp)) {
-		err_sys(e, "%s/renew", home);
-		tmp[0] = '\0';
-		goto out;
-	}
 	pki_issue_opts_init(&io);
 	io.name = p->mcn;
 	io.role = TLS_ROLE_MASTER;
 	io.master_cn = p->mcn;
 	io.eku = PKI_EKU_BOTH; /* hostcert keeps pairs that can serve and connect */
-	io.days = o->days;
-	if (o->test_valid_s > 0) {
-		io.not_before = time(NULL) - PKI_BACKDATE_S;
-		io.not_after = time(NULL) + (time_t)o->test_valid_s;
-	}
-	io.csr = (const unsigned char *)csr;
-	io.csr_len = strlen(csr);
-	io.cert_out = tmp;
-	io.force = 1;
-	if (pki_issue(home, &io, e) != 0) {
+	if (swarm_renew_certify(home, &io, "master", csr, o->days, o->test_valid_s, &pem, &id,
+		e) != 0) {
 		err_prefix(e, "certifying the master's new key");
 		goto out;
 	}
-	if (fs_read_file(tmp, ROLLOVER_PEM_MAX, &pem, &len) != 0) {
-		err_sys(e, "%s", tmp);
-		goto out;
-	}
-	if (tls_identity_from_file(tmp, p->mcn, &id, e) != 0) {
-		goto out;
-	}
-	(void)unlink(tmp); /* the CA keeps its copy under ca/issued/ */
+	len = strlen(pem);
 	(void)snprintf(out->new_fp, sizeof(out->new_fp), "%s", id.fingerprint);
 	/* 2: every host accepts the new certificate beside the old one. */
 	for (size_t i = 0; i < n; i++) {
@@ -194,9 +169,6 @@ rollover_switch(const char *home, const struct rollover_paths *p,
 	log_info("the master now presents %s (serial %s)", in.fingerprint, in.serial);
 	rc = 0;
 out:
-	if (tmp[0] != '\0') {
-		(void)unlink(tmp);
-	}
 	free(csr);
 	free(pem);
 	return rc;

@@ -633,6 +633,54 @@ pki_cmd_status(struct cli *cli, int argc, char **argv)
 	return pki_cli_print(cli, o);
 }
 
+/*
+ * One host's outcome of a fleet-wide step: {"host","result"[,"error"]} into
+ * ARR (NULL: out of memory already), and without --json a line
+ * "HOST: RESULT[: ERROR]". -1 with E when out of memory.
+ */
+static int
+pki_host_result(const struct cli *cli, cJSON *arr, const char *host, const char *result,
+    const char *error, struct err *e)
+{
+	cJSON *it = arr != NULL ? cJSON_CreateObject() : NULL;
+
+	if (!cli->json) {
+		printf("%s: %s%s%s\n", host, result, error[0] != '\0' ? ": " : "", error);
+	}
+	if (it != NULL && !cJSON_AddItemToArray(arr, it)) {
+		cJSON_Delete(it);
+		it = NULL;
+	}
+	/* From here on IT belongs to ARR. */
+	if (it == NULL || json_add_str(it, "host", host) != 0 ||
+	    json_add_str(it, "result", result) != 0 ||
+	    (error[0] != '\0' && json_add_str(it, "error", error) != 0)) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/*
+ * The end of a fleet-wide step: the error (JE when building the answer
+ * failed, else E when RC says the step failed; the hosts were listed), or
+ * OBJ under --json, or NOTE. Frees OBJ.
+ */
+static int
+pki_fleet_end(struct cli *cli, cJSON *obj, const struct err *je, int rc, const struct err *e,
+    const char *note)
+{
+	if (err_failed(je) || rc != 0) {
+		cJSON_Delete(obj);
+		return cli_fail(cli, err_failed(je) ? je : e);
+	}
+	if (cli->json) {
+		return cli_print_json(cli, obj);
+	}
+	cJSON_Delete(obj);
+	cli_note("%s", note);
+	return cli_flush(cli);
+}
+
 static const struct cli_opt pki_renew_master_opts[] = {
 	{ "days", PKI_OPT_DAYS, 0, "N", "validity of the new certificate in days (default 397)" },
 	{ "timeout", PKI_OPT_TIMEOUT, 0, "S", "seconds for each request to a host (default 60)" },
@@ -648,6 +696,7 @@ pki_cmd_renew_master(struct cli *cli, int argc, char **argv)
 	struct certs_rollover r;
 	struct cli_getopt g;
 	struct err e = ERR_INIT, je = ERR_INIT;
+	char note[160];
 	long long v;
 	cJSON *obj, *arr;
 	int c, rc;
@@ -691,35 +740,13 @@ pki_cmd_renew_master(struct cli *cli, int argc, char **argv)
 		err_set(&je, ERR_NOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < r.n && !err_failed(&je); i++) {
-		cJSON *it = cJSON_CreateObject();
-		if (it == NULL || !cJSON_AddItemToArray(arr, it) ||
-		    json_add_str(it, "host", r.hosts[i].host) != 0 ||
-		    json_add_str(it, "result", r.hosts[i].result) != 0 ||
-		    (r.hosts[i].error[0] != '\0' && json_add_str(it, "error", r.hosts[i].error) != 0)) {
-			cJSON_Delete(it);
-			err_set(&je, ERR_NOMEM, "out of memory");
-		}
-		if (!cli->json) {
-			printf("%s: %s%s%s\n", r.hosts[i].host, r.hosts[i].result,
-			    r.hosts[i].error[0] != '\0' ? ": " : "", r.hosts[i].error);
-		}
+		(void)pki_host_result(cli, arr, r.hosts[i].host, r.hosts[i].result, r.hosts[i].error,
+		    &je);
 	}
 	certs_rollover_free(&r);
-	if (err_failed(&je)) {
-		cJSON_Delete(obj);
-		return cli_fail(cli, &je);
-	}
-	if (rc != 0) {
-		/* The hosts were listed above (text); the error says how many failed. */
-		cJSON_Delete(obj);
-		return cli_fail(cli, &e);
-	}
-	if (!cli->json) {
-		cJSON_Delete(obj);
-		cli_note("the master certificate is now %s; every host confirmed it", r.new_fp);
-		return cli_flush(cli);
-	}
-	return cli_print_json(cli, obj);
+	(void)snprintf(note, sizeof(note),
+	    "the master certificate is now %s; every host confirmed it", r.new_fp);
+	return pki_fleet_end(cli, obj, &je, rc, &e, note);
 }
 
 static const struct cli_opt pki_ca_rotate_opts[] = {
@@ -769,44 +796,18 @@ pki_cmd_ca_rotate(struct cli *cli, int argc, char **argv)
 		err_set(&je, ERR_NOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < r.n && !err_failed(&je); i++) {
-		cJSON *it;
-		if (r.hosts[i].host[0] == '\0') {
-			continue;
-		}
-		it = cJSON_CreateObject();
-		if (it == NULL || !cJSON_AddItemToArray(arr, it) ||
-		    json_add_str(it, "host", r.hosts[i].host) != 0 ||
-		    json_add_str(it, "result", r.hosts[i].result) != 0 ||
-		    (r.hosts[i].error[0] != '\0' && json_add_str(it, "error", r.hosts[i].error) != 0)) {
-			cJSON_Delete(it);
-			err_set(&je, ERR_NOMEM, "out of memory");
-		}
-		if (!cli->json) {
-			printf("%s: %s%s%s\n", r.hosts[i].host, r.hosts[i].result,
-			    r.hosts[i].error[0] != '\0' ? ": " : "", r.hosts[i].error);
+		if (r.hosts[i].host[0] != '\0') {
+			(void)pki_host_result(cli, arr, r.hosts[i].host, r.hosts[i].result,
+			    r.hosts[i].error, &je);
 		}
 	}
 	certs_ca_result_free(&r);
-	if (err_failed(&je)) {
-		cJSON_Delete(obj);
-		return cli_fail(cli, &je);
-	}
-	if (rc != 0) {
-		cJSON_Delete(obj);
-		return cli_fail(cli, &e);
-	}
-	if (!cli->json) {
-		cJSON_Delete(obj);
-		if (strcmp(step, "begin") == 0) {
-			cli_note("every host trusts the old and the new CA; the new one signs. Next: "
-				 "'tandem pki renew-master', 'tandem swarm renew --all --force', then "
-				 "'tandem pki ca-rotate finish'");
-		} else {
-			cli_note("the old CA is retired: every host trusts the new one alone");
-		}
-		return cli_flush(cli);
-	}
-	return cli_print_json(cli, obj);
+	return pki_fleet_end(cli, obj, &je, rc, &e,
+	    strcmp(step, "begin") == 0
+		? "every host trusts the old and the new CA; the new one signs. Next: 'tandem pki "
+		  "renew-master', 'tandem swarm renew --all --force', then 'tandem pki ca-rotate "
+		  "finish'"
+		: "the old CA is retired: every host trusts the new one alone");
 }
 
 static const struct cli_cmd pki_cmds[] = {

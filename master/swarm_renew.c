@@ -161,59 +161,40 @@ renew_sans(struct swarm_ctx *c, const struct reg_host *h, int w,
 	return 0;
 }
 
-/* Sign CSR for certificate W of H: the registry's name, role, address and SANs. *PEM, *ID: the result. */
-static int
-renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr,
-    const struct swarm_renew_opts *o, char **pem, struct tls_identity *id, struct err *e)
+int
+swarm_renew_certify(const char *home, struct pki_issue_opts *io, const char *tag,
+    const char *csr, int days, long long test_valid_s, char **pem, struct tls_identity *id,
+    struct err *e)
 {
-	struct pki_issue_opts io;
-	const char *sans[REG_SANS_MAX + 1];
-	char extra[REG_SANS_MAX][REG_SAN_LEN + 1]; /* 8 KiB */
 	char tmp[PATH_MAX], dir[PATH_MAX];
-	size_t len = 0, n_sans = 0, n_extra = 0;
+	size_t len = 0;
 	int rc = -1;
 
 	*pem = NULL;
-	/* The address, and the extra names the host was enrolled with. */
-	sans[n_sans++] = h->address;
-	if (renew_sans(c, h, w, extra, &n_extra, e) != 0) {
-		return -1;
-	}
-	for (size_t i = 0; i < n_extra; i++) {
-		if (strcasecmp(extra[i], h->address) != 0) {
-			sans[n_sans++] = extra[i];
-		}
-	}
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/renew", c->home) >= sizeof(dir) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s-%s.crt", dir, h->name, which_name[w]) >=
-		sizeof(tmp)) {
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/renew", home) >= sizeof(dir) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s.crt", dir, tag) >= sizeof(tmp)) {
 		return err_set(e, ERR_CONFIG, "home path too long");
 	}
 	if (fs_mkdir_p(dir, 0700) != 0) {
 		return err_sys(e, "%s", dir);
 	}
-	pki_issue_opts_init(&io);
-	io.name = h->name;
-	io.role = w == 0 ? TLS_ROLE_UPDATER : TLS_ROLE_AGENT;
-	io.sans = sans;
-	io.n_sans = n_sans;
-	io.days = o->days;
-	if (o->test_valid_s > 0) {
-		io.not_before = time(NULL) - PKI_BACKDATE_S;
-		io.not_after = time(NULL) + (time_t)o->test_valid_s;
+	io->days = days;
+	if (test_valid_s > 0) {
+		io->not_before = time(NULL) - PKI_BACKDATE_S;
+		io->not_after = time(NULL) + (time_t)test_valid_s;
 	}
-	io.csr = (const unsigned char *)csr;
-	io.csr_len = strlen(csr);
-	io.cert_out = tmp;
-	io.force = 1;
-	if (pki_issue(c->home, &io, e) != 0) {
+	io->csr = (const unsigned char *)csr;
+	io->csr_len = strlen(csr);
+	io->cert_out = tmp;
+	io->force = 1;
+	if (pki_issue(home, io, e) != 0) {
 		return err_prefix(e, "signing the CSR");
 	}
 	if (fs_read_file(tmp, RENEW_PEM_MAX, pem, &len) != 0) {
 		err_sys(e, "%s", tmp);
 		goto out;
 	}
-	if (tls_identity_from_file(tmp, NULL, id, e) != 0) {
+	if (tls_identity_from_file(tmp, io->master_cn, id, e) != 0) {
 		if (e != NULL) {
 			e->kind = ERR_INTERNAL; /* we just wrote it: not the peer's fault */
 		}
@@ -228,6 +209,37 @@ out:
 		log_warn("%s", tmp);
 	}
 	return rc;
+}
+
+/* Sign CSR for certificate W of H: the registry's name, role, address and SANs. *PEM, *ID: the result. */
+static int
+renew_sign(struct swarm_ctx *c, const struct reg_host *h, int w, const char *csr,
+    const struct swarm_renew_opts *o, char **pem, struct tls_identity *id, struct err *e)
+{
+	struct pki_issue_opts io;
+	const char *sans[REG_SANS_MAX + 1];
+	char extra[REG_SANS_MAX][REG_SAN_LEN + 1]; /* 8 KiB */
+	char tag[REG_NAME_MAX + 16];
+	size_t n_sans = 0, n_extra = 0;
+
+	*pem = NULL;
+	/* The address, and the extra names the host was enrolled with. */
+	sans[n_sans++] = h->address;
+	if (renew_sans(c, h, w, extra, &n_extra, e) != 0) {
+		return -1;
+	}
+	for (size_t i = 0; i < n_extra; i++) {
+		if (strcasecmp(extra[i], h->address) != 0) {
+			sans[n_sans++] = extra[i];
+		}
+	}
+	(void)snprintf(tag, sizeof(tag), "%s-%s", h->name, which_name[w]);
+	pki_issue_opts_init(&io);
+	io.name = h->name;
+	io.role = w == 0 ? TLS_ROLE_UPDATER : TLS_ROLE_AGENT;
+	io.sans = sans;
+	io.n_sans = n_sans;
+	return swarm_renew_certify(c->home, &io, tag, csr, o->days, o->test_valid_s, pem, id, e);
 }
 
 /* Certificate W's not-after as the host reports it in /health (0 unknown). */

@@ -29,6 +29,7 @@
 #include "common/util.h"
 #include "master/registry.h"
 #include "master/swarm_push.h"
+#include "pki/pki.h"
 
 #define SWARM_RENEW_DEFAULT_BEFORE_DAYS 30
 /* How long step 5 retries (the agent reloads on SIGHUP, asynchronously). */
@@ -77,6 +78,16 @@ cJSON *swarm_renew_call(struct swarm_ctx *c, const struct reg_host *h, int agent
 cJSON *swarm_renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent,
     const char *method, const char *path, const char *ctype, const void *body, size_t len,
     int *status, struct err *e);
+
+/*
+ * Certify CSR (PEM) with IO (name, role, SANs, eku, master_cn set by the
+ * caller; the validity from DAYS, or TEST_VALID_S seconds when > 0) through
+ * the hand-over file HOME/renew/TAG.crt, removed again (the CA keeps its copy
+ * in ca/issued/). *PEM (malloc'd) and *ID get the certificate.
+ */
+int swarm_renew_certify(const char *home, struct pki_issue_opts *io, const char *tag,
+    const char *csr, int days, long long test_valid_s, char **pem, struct tls_identity *id,
+    struct err *e) WUR;
 
 /*
  * Send the master's CRL (HOME/ca/crl.der) to H's updater (PUT /crl), which

@@ -126,3 +126,50 @@ class Fleet:
 
 def hosts_by_name(doc):
     return {h["host"]: h for h in doc["hosts"]}
+
+
+# ---- shared by the certificate lifecycle tests (test_certs_*.py) ----
+
+def fp_of(path):
+    """SHA-256 of the first PEM certificate in PATH, as the master and the hosts print it."""
+    import hashlib
+    import ssl
+    with open(path) as f:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+
+
+def curl_as(fleet, name, port, pair, path, body=None, method=None, cacert=None):
+    """curl to host NAME's server on PORT presenting PAIR (cert, key), verifying it
+    against CACERT (default: the master's CA); (HTTP status, 0 when the handshake
+    failed; the JSON answer, else its text)."""
+    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
+            cacert or os.path.join(fleet.home, "ca", "ca.crt"), "--cert", pair[0], "--key",
+            pair[1], "--resolve", "%s:%d:127.0.0.1" % (name, port),
+            "https://%s:%d%s" % (name, port, path)]
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+    if method is not None:
+        argv += ["-X", method]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, input=body)
+    text, _, code = r.stdout.rpartition("\n")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = text
+    return int(code or 0), doc
+
+
+@pytest.fixture(scope="module")
+def releases(build_dir, tmp_path_factory):
+    """Releases 1.0.0 and 2.0.0 (import this fixture where it is used)."""
+    out = str(tmp_path_factory.mktemp("releases"))
+    return {"v1": make_release(build_dir, "1.0.0", out),
+            "v2": make_release(build_dir, "2.0.0", out)}
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    """A master home under TMP_PATH; its hosts are stopped at the end."""
+    f = Fleet(tmp_path / "fleet")
+    yield f
+    f.stop_all()

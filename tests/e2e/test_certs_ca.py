@@ -5,56 +5,20 @@ re-issuing everything under the new CA (`pki renew-master`, `swarm renew`),
 every step; at the end a certificate of the old CA is refused by the
 updaters and the agents."""
 
-import hashlib
-import json
 import os
 import shutil
-import ssl
 import subprocess
 
 import pytest
 
 from conftest import bin_path
-from swarm_util import Fleet, make_release, tandem
-
-
-@pytest.fixture(scope="module")
-def releases(build_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ca-releases"))
-    return {"v1": make_release(build_dir, "1.0.0", out),
-            "v2": make_release(build_dir, "2.0.0", out)}
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    yield f
-    f.stop_all()
-
-
-def fp_of(path):
-    with open(path) as f:
-        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+from swarm_util import curl_as, fleet, fp_of, releases, tandem  # noqa: F401 (fixtures)
 
 
 def curl(fleet, port, pair, path, cacert=None, body=None, method=None, name="web1"):
     """(HTTP status or 0 when the handshake failed, doc) presenting PAIR (cert, key) to
     host NAME's server on PORT."""
-    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
-            cacert or os.path.join(fleet.home, "ca", "ca.crt"), "--cert", pair[0], "--key",
-            pair[1], "--resolve", "%s:%d:127.0.0.1" % (name, port),
-            "https://%s:%d%s" % (name, port, path)]
-    if body is not None:
-        argv += ["--data-binary", "@-"]
-    if method is not None:
-        argv += ["-X", method]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, input=body)
-    text, _, code = r.stdout.rpartition("\n")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = text
-    return int(code or 0), doc
+    return curl_as(fleet, name, port, pair, path, body=body, method=method, cacert=cacert)
 
 
 def master_pair(fleet):

@@ -7,35 +7,12 @@ accepting the old certificate until a later run confirms it; a crash of the
 master or of an updater at any step leaves a fleet the master still
 drives."""
 
-import hashlib
-import json
 import os
 import shutil
-import ssl
-import subprocess
 
 import pytest
 
-from swarm_util import Fleet, make_release, tandem
-
-
-@pytest.fixture(scope="module")
-def releases(build_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("master-renew-releases"))
-    return {"v1": make_release(build_dir, "1.0.0", out),
-            "v2": make_release(build_dir, "2.0.0", out)}
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    yield f
-    f.stop_all()
-
-
-def fp_of(path):
-    with open(path) as f:
-        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+from swarm_util import curl_as, fleet, fp_of, releases, tandem  # noqa: F401 (fixtures)
 
 
 def save_master(fleet, where):
@@ -48,21 +25,7 @@ def save_master(fleet, where):
 
 def call(fleet, name, pair, path, body=None, method=None):
     """curl to NAME's updater presenting PAIR (cert, key); (status, doc)."""
-    port = fleet.ports[name][1]
-    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
-            os.path.join(fleet.home, "ca", "ca.crt"), "--cert", pair[0], "--key", pair[1],
-            "--resolve", "%s:%d:127.0.0.1" % (name, port), "https://%s:%d%s" % (name, port, path)]
-    if body is not None:
-        argv += ["-H", "Content-Type: application/json", "--data-binary", body]
-    if method is not None:
-        argv += ["-X", method]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    text, _, code = r.stdout.rpartition("\n")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = text
-    return int(code or 0), doc
+    return curl_as(fleet, name, fleet.ports[name][1], pair, path, body=body, method=method)
 
 
 def master_pins(fleet, name, pair):

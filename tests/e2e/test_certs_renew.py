@@ -12,21 +12,7 @@ import socket
 import pytest
 
 from conftest import wait_until
-from swarm_util import Fleet, make_release
-
-
-@pytest.fixture(scope="module")
-def releases(build_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("renew-releases"))
-    return {"v1": make_release(build_dir, "1.0.0", out),
-            "v2": make_release(build_dir, "2.0.0", out)}
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    yield f
-    f.stop_all()
+from swarm_util import Fleet, curl_as, fleet, releases  # noqa: F401 (fixtures)
 
 
 def host_row(fleet, name):
@@ -112,28 +98,14 @@ def test_renew_rolls_certificates_pins_and_keeps_pushing(fleet, releases):
 
 def curl_json(fleet, port, path, who, body=None, method=None):
     """curl with WHO's certificate ("master" or a bundle's "web1/agent"); (status, doc)."""
-    import subprocess
     if who == "master":
-        cert = os.path.join(fleet.home, "master", "master.crt")
-        key = os.path.join(fleet.home, "master", "master.key")
+        pair = (os.path.join(fleet.home, "master", "master.crt"),
+                os.path.join(fleet.home, "master", "master.key"))
     else:
         host, role = who.split("/")
-        cert = os.path.join(fleet.bundle(host), role + ".crt")
-        key = os.path.join(fleet.bundle(host), role + ".key")
-    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
-            os.path.join(fleet.home, "ca", "ca.crt"), "--cert", cert, "--key", key,
-            "--resolve", "web1:%d:127.0.0.1" % port, "https://web1:%d%s" % (port, path)]
-    if body is not None:
-        argv += ["-H", "Content-Type: application/json", "--data-binary", body]
-    if method is not None:
-        argv += ["-X", method]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    text, _, code = r.stdout.rpartition("\n")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = text
-    return int(code or 0), doc
+        pair = (os.path.join(fleet.bundle(host), role + ".crt"),
+                os.path.join(fleet.bundle(host), role + ".key"))
+    return curl_as(fleet, "web1", port, pair, path, body=body, method=method)
 
 
 def test_renewal_routes_refuse_what_does_not_fit(fleet):
