@@ -23,6 +23,7 @@
 #include "common/version.h"
 #include "master/registry.h"
 #include "pki/pki.h"
+#include "pki/trust.h"
 #include "pki/seal.h"
 
 #define BACKUP_BUF 65536
@@ -308,6 +309,13 @@ backup_create(const char *home, const char *file, const char *pass, size_t passl
 	}
 	if (lstat(file, &st) == 0) {
 		return err_set(e, ERR_CONFLICT, "%s already exists: not overwritten", file);
+	}
+	/* The renewed master pair under way is a link the archive cannot hold. */
+	if (pki_path(home, PKI_MASTER_TLS_DIR "/" TRUST_CURRENT, copy, sizeof(copy)) != 0 ||
+	    lstat(copy, &st) == 0) {
+		return err_set(e, ERR_CONFLICT,
+		    "the master's certificate is being renewed: finish 'tandem pki renew-master' "
+		    "first");
 	}
 	if (backup_inside(home, file)) {
 		return err_set(e, ERR_USAGE, "%s is inside the home directory being backed up", file);

@@ -42,7 +42,8 @@ struct backup_result {
 /*
  * Archive HOME into FILE (must not exist; written 0600 through a temporary
  * and renamed into place). PASS (PASSLEN bytes) seals it; PASS NULL writes a
- * plain tar.gz. ITERATIONS: PBKDF2 work (0: the default).
+ * plain tar.gz. ITERATIONS: PBKDF2 work (0: the default). ERR_CONFLICT while
+ * tandem pki renew-master is under way (its pair in force is behind a link).
  */
 int backup_create(const char *home, const char *file, const char *pass, size_t passlen,
     unsigned iterations, struct backup_result *res, struct err *e) WUR;

@@ -68,6 +68,11 @@ def test_renew_master_rolls_pins_over_and_finishes_later_for_a_host_that_was_dow
     st = fleet.json("pki", "status")
     assert st["master"]["fingerprint"] == new_fp, st
 
+    # A backup now could not hold the pair in force (a link): refused until the end.
+    r = fleet.tandem("backup", "create", str(tmp_path / "b.tar.gz"), "--no-encrypt")
+    assert r.returncode == 1 and "renew-master" in r.stderr, r.stderr
+    assert not os.path.exists(str(tmp_path / "b.tar.gz"))
+
     # web2 comes back: it still accepts the old certificate only.
     fleet.start("web2")
     assert master_pins(fleet, "web2", old) == [old_fp]
@@ -95,6 +100,8 @@ def test_renew_master_rolls_pins_over_and_finishes_later_for_a_host_that_was_dow
     fleet.start("web2")
     assert master_pins(fleet, "web2", mine) == [new_fp]
     assert fleet.json("swarm", "update", "--host", "web2", "--release", releases["v2"])["ok"]
+    # Finished: a backup is taken again.
+    fleet.tandem("backup", "create", str(tmp_path / "b.tar.gz"), "--no-encrypt", check=0)
     # A new enrollment pins the new certificate.
     fleet.enroll("web3")
     with open(os.path.join(fleet.bundle("web3"), "updater.conf")) as f:
