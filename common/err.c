@@ -34,6 +34,7 @@ static const struct {
 	{ ERR_TIMEOUT, "timeout", 504, 1 },
 	{ ERR_UNREACHABLE, "unreachable", 502, 1 },
 	{ ERR_TLS, "tls", 502, 1 },
+	{ ERR_PIN_MISMATCH, "pin_mismatch", 502, 1 },
 	{ ERR_PROTOCOL, "protocol", 502, 1 },
 	{ ERR_CONFIG, "config", 500, 2 },
 	{ ERR_USAGE, "usage", 400, 2 },

@@ -47,6 +47,7 @@ enum err_kind {
 	ERR_TIMEOUT,      /* no answer in time (504) */
 	ERR_UNREACHABLE,  /* could not connect to a peer (502) */
 	ERR_TLS,          /* TLS handshake or certificate refused (502) */
+	ERR_PIN_MISMATCH, /* the peer's certificate is not the pinned (enrolled) one (502) */
 	ERR_PROTOCOL,     /* a peer answered something we cannot use (502) */
 	ERR_CONFIG,       /* a configuration file or option is invalid (exit 2) */
 	ERR_USAGE,        /* a command line is invalid (exit 2) */

@@ -1006,7 +1006,7 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 		return -1;
 	}
 	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, id.fingerprint) != 1) {
-		err_set(e, ERR_TLS,
+		err_set(e, ERR_PIN_MISMATCH,
 		    "server certificate fingerprint %s does not match the pinned %s", id.fingerprint,
 		    pin_fp);
 		tls_conn_discard(c);

@@ -174,7 +174,7 @@ int tls_pin_match(const char *pins, const char *fp);
  * none; see tls_pin_match() for a list) must match the server leaf; HOSTNAME (NULL for none, e.g. when
  * connecting by IP) is checked against the certificate's DNS names/CN.
  * TIMEOUT_MS bounds the handshake. On success *OUT owns FD. Errors as
- * tls_accept(), plus ERR_TLS for a pin mismatch and ERR_CONFIG for a
+ * tls_accept(), plus ERR_PIN_MISMATCH for a pin mismatch and ERR_CONFIG for a
  * malformed pin or hostname.
  */
 int tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,

@@ -163,7 +163,6 @@ certs_ca_rotate_begin(const char *home, int timeout_s, struct certs_ca_result *o
 	struct ca_paths p;
 	struct swarm_ctx c;
 	struct reg_host *hosts = NULL;
-	char errbuf[1024];
 	size_t n = 0, failed = 0;
 	int rc = -1;
 
@@ -220,8 +219,8 @@ certs_ca_rotate_begin(const char *home, int timeout_s, struct certs_ca_result *o
 		return -1;
 	}
 	/* 3. Every updater (and its agent) trusts both. */
-	if (swarm_ctx_open(&c, home, timeout_s, errbuf, sizeof(errbuf)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", errbuf);
+	if (swarm_ctx_open(&c, home, timeout_s, e) != 0) {
+		return err_rekind(e, ERR_CONFIG);
 	}
 	if (ca_hosts(&c, &hosts, &n, out, e) != 0) {
 		goto out;
@@ -262,7 +261,7 @@ certs_ca_rotate_finish(const char *home, int timeout_s, struct certs_ca_result *
 	struct reg_host *hosts = NULL;
 	struct tls_ctx *only_new = NULL, *own;
 	struct tls_opts to;
-	char errbuf[1024], mcrt[PATH_MAX], mkey[PATH_MAX], mcn[PKI_CN_MAX + 1];
+	char mcrt[PATH_MAX], mkey[PATH_MAX], mcn[PKI_CN_MAX + 1];
 	size_t n = 0, failed = 0;
 	int rc = -1;
 
@@ -312,9 +311,9 @@ certs_ca_rotate_finish(const char *home, int timeout_s, struct certs_ca_result *
 			return -1;
 		}
 	}
-	if (swarm_ctx_open(&c, home, timeout_s, errbuf, sizeof(errbuf)) != 0) {
+	if (swarm_ctx_open(&c, home, timeout_s, e) != 0) {
 		tls_ctx_free(only_new);
-		return err_set(e, ERR_CONFIG, "%s", errbuf);
+		return err_rekind(e, ERR_CONFIG);
 	}
 	if (ca_hosts(&c, &hosts, &n, out, e) != 0) {
 		goto out;

@@ -216,7 +216,7 @@ certs_renew_master(const char *home, const struct certs_rollover_opts *o,
 	struct reg_host *all = NULL, *hosts = NULL;
 	struct tls_ctx *newctx = NULL, *oldctx = NULL, *own;
 	char cur_crt[PATH_MAX], cur_key[PATH_MAX], cur_fp[TLS_FP_HEX_LEN + 1];
-	char boot_fp[TLS_FP_HEX_LEN + 1], note[512], errbuf[1024];
+	char boot_fp[TLS_FP_HEX_LEN + 1], note[512];
 	size_t nall = 0, n = 0, failed = 0;
 	int have_record, rc = -1;
 
@@ -241,8 +241,8 @@ certs_renew_master(const char *home, const struct certs_rollover_opts *o,
 		return -1;
 	}
 	out->resumed = have_record == 1;
-	if (swarm_ctx_open(&c, home, o->timeout_s, errbuf, sizeof(errbuf)) != 0) {
-		return err_set(e, ERR_CONFIG, "%s", errbuf);
+	if (swarm_ctx_open(&c, home, o->timeout_s, e) != 0) {
+		return err_rekind(e, ERR_CONFIG);
 	}
 	if (registry_list_hosts(c.reg, 0, &all, &nall, e) != REGISTRY_OK) {
 		goto out;

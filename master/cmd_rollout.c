@@ -527,10 +527,10 @@ cmd_rollout_update(const struct cli *cli, struct swarm_ctx *c, const struct swar
 static int
 rollout_open(const struct cli *cli, struct swarm_ctx *c)
 {
-	char err[1024];
+	struct err se = ERR_INIT;
 
-	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
+	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err_msg(&se));
 	}
 	c->tty = isatty(STDERR_FILENO);
 	return 0;
@@ -1366,7 +1366,7 @@ target_run(struct cli *cli, int argc, char **argv, const char *verb)
 	struct swarm_table *t = NULL;
 	struct cli_getopt g;
 	struct err e = ERR_INIT;
-	char err[512];
+	struct err se = ERR_INIT;
 	int64_t cursor = 0;
 	size_t n, count = 0;
 	int rc = CLI_EXIT_FAIL, ctx = 0, ch, set, clear;
@@ -1395,8 +1395,8 @@ target_run(struct cli *cli, int argc, char **argv, const char *verb)
 	if (clear && a.selector == NULL) {
 		return cli_usage(cli, "--hosts SEL is required");
 	}
-	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "%s: %s", cli->path, err_msg(&se));
 		goto out;
 	}
 	ctx = 1;
@@ -1665,7 +1665,7 @@ swarm_cmd_converge(struct cli *cli, int argc, char **argv)
 	struct swarm_pool_opts po;
 	struct converge *cv = NULL;
 	struct err e = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	int rc = CLI_EXIT_FAIL, ctx = 0, worst = CLI_EXIT_OK;
 
 	if (swarm_converge_args_parse(argc, argv, &a, &e) != 0) {
@@ -1683,8 +1683,8 @@ swarm_cmd_converge(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	pthread_mutex_init(&cv->lock, NULL);
-	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm converge: %s", err);
+	if (swarm_ctx_open(&c, cli->home, a.timeout_s, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm converge: %s", err_msg(&se));
 		goto out;
 	}
 	ctx = 1;

@@ -706,7 +706,6 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
-	char err[8192];
 	const char *base, *tmp;
 	struct stat st;
 	int rc = -1;
@@ -747,8 +746,8 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 	if (snprintf(p->path, sizeof(p->path), "%s", arg) >= (int)sizeof(p->path)) {
 		return err_set(e, ERR_USAGE, "--release path too long");
 	}
-	if (swarm_file_digest(p->path, p->rf.sha256, &p->rf.size, err, sizeof(err)) != 0) {
-		return err_set(e, ERR_IO, "--release: %s", err);
+	if (swarm_file_digest(p->path, p->rf.sha256, &p->rf.size, e) != 0) {
+		return err_prefix(e, "--release");
 	}
 	base = strrchr(arg, '/');
 	base = base != NULL ? base + 1 : arg;
@@ -945,7 +944,7 @@ swarm_cmd_update(struct cli *cli, int argc, char **argv)
 	struct selector sel;
 	struct err pe = ERR_INIT;
 	struct err e = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, have_release = 0;
 
 	if (swarm_update_args_parse(argc, argv, &a, &pe) != 0) {
@@ -973,8 +972,8 @@ swarm_cmd_update(struct cli *cli, int argc, char **argv)
 		}
 		have_release = 1;
 	}
-	if (swarm_ctx_open(&c, cli->home, a.timeout_s, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm update: %s", err);
+	if (swarm_ctx_open(&c, cli->home, a.timeout_s, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm update: %s", err_msg(&se));
 		goto out;
 	}
 	ctx_open = 1;
@@ -1009,14 +1008,14 @@ static int
 one_host(struct cli *cli, const struct simple_args *a, struct swarm_ctx *c, struct reg_host *h)
 {
 	struct err pe = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	int r;
 
 	if (a->n_hosts != 1 || a->all) {
 		return cli_usage(cli, "exactly one --host NAME is required");
 	}
-	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err);
+	if (swarm_ctx_open(c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		return cli_failf(cli, ERR_IO, "%s: %s", cli->path, err_msg(&se));
 	}
 	r = registry_get_host(c->reg, a->hosts[0], h, &pe);
 	if (r != REGISTRY_OK) {
@@ -1044,7 +1043,7 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	struct httpc_response resp;
 	struct swarm_result r;
 	struct reg_push rp;
-	char err[1024], text[SWARM_REASON + SWARM_DETAIL + 8];
+	char text[SWARM_REASON + SWARM_DETAIL + 8];
 	int rc;
 	cJSON *obj;
 
@@ -1059,8 +1058,7 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	{
 		/* A previous release identical to the running one is no rollback point. */
 		struct swarm_health hh;
-		int pin;
-		if (swarm_host_health(&c, &h, 10000, &hh, &pin, err, sizeof(err)) == 0 &&
+		if (swarm_host_health(&c, &h, 10000, &hh, &pe) == 0 &&
 		    hh.have_active && hh.have_prev &&
 		    strcmp(hh.active.sha256, hh.prev.sha256) == 0) {
 			rc = cli_failf(cli, ERR_IO, "swarm rollback: %s: the previous release is the one running (%s, "
@@ -1083,13 +1081,14 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 			return CLI_EXIT_FAIL;
 		}
 	}
-	if (swarm_request(&c, &h, "POST", "/rollback", &resp, err, sizeof(err)) != 0) {
+	err_clear(&pe);
+	if (swarm_request(&c, &h, "POST", "/rollback", &resp, &pe) != 0) {
 		memset(&r, 0, sizeof(r));
 		r.outcome = SWARM_FAILED;
-		snprintf(r.reason, sizeof(r.reason), "%s", swarm_err_is_pin_mismatch(err)
+		snprintf(r.reason, sizeof(r.reason), "%s", pe.kind == ERR_PIN_MISMATCH
 		    ? "pin mismatch: the updater's certificate is not the one enrolled"
 		    : "unreachable");
-		snprintf(r.detail, sizeof(r.detail), "%s", err);
+		snprintf(r.detail, sizeof(r.detail), "%s", err_msg(&pe));
 	} else {
 		swarm_classify_rollback(resp.status, resp.body, resp.body_len, resp.retry_after, &r);
 		httpc_response_free(&resp);
@@ -1310,7 +1309,7 @@ swarm_cmd_status(struct cli *cli, int argc, char **argv)
 	struct status_ctx *sc = NULL;
 	struct cli_getopt g;
 	struct err e = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	long long v, warn_days = CERTS_DEFAULT_WARN_DAYS;
 	int rc = CLI_EXIT_FAIL, ctx_open = 0, ch;
 
@@ -1373,8 +1372,8 @@ swarm_cmd_status(struct cli *cli, int argc, char **argv)
 		rc = cli_failf(cli, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm status: %s", err);
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm status: %s", err_msg(&se));
 		goto out;
 	}
 	ctx_open = 1;
@@ -1436,11 +1435,11 @@ out:
 
 /* ---------------------------------------------------------------- releases/history */
 
-/* GET PATH from the --host's updater; *TREE the parsed body (200 only). */
+/* GET PATH from the --host's updater; *TREE the parsed body (200 only), else E. */
 static int
 get_tree(struct cli *cli, int argc, char **argv,
     const char *path, struct simple_args *a, struct reg_host *h, struct swarm_ctx *c,
-    cJSON **tree, char *err, size_t errlen)
+    cJSON **tree, struct err *e)
 {
 	struct httpc_response resp;
 	int rc;
@@ -1453,18 +1452,13 @@ get_tree(struct cli *cli, int argc, char **argv,
 	if (rc >= 0) {
 		return rc;
 	}
-	if (swarm_request(c, h, "GET", path, &resp, err, errlen) != 0) {
+	if (swarm_request(c, h, "GET", path, &resp, e) != 0) {
 		return -2;
 	}
 	if (resp.status != 200) {
-		snprintf(err, errlen, "GET %s: HTTP %d: %.300s", path, resp.status, resp.body);
+		err_set(e, ERR_PROTOCOL, "GET %s: HTTP %d: %.300s", path, resp.status, resp.body);
 	} else {
-		struct err e = ERR_INIT;
-
-		*tree = json_parse_object(resp.body, resp.body_len, &e);
-		if (*tree == NULL) {
-			snprintf(err, errlen, "%s", err_msg(&e));
-		}
+		*tree = json_parse_object(resp.body, resp.body_len, e);
 	}
 	httpc_response_free(&resp);
 	return -2;
@@ -1480,12 +1474,12 @@ swarm_cmd_releases(struct cli *cli, int argc, char **argv)
 	struct reg_host h;
 	struct swarm_table *t = NULL;
 	struct swarm_release r;
-	char err[1024] = "";
+	struct err e = ERR_INIT;
 	const cJSON *arr, *it;
 	cJSON *tree = NULL;
 	int rc;
 
-	rc = get_tree(cli, argc, argv, "/releases", &a, &h, &c, &tree, err, sizeof(err));
+	rc = get_tree(cli, argc, argv, "/releases", &a, &h, &c, &tree, &e);
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
@@ -1494,7 +1488,7 @@ swarm_cmd_releases(struct cli *cli, int argc, char **argv)
 	arr = cJSON_GetObjectItemCaseSensitive(tree, "releases");
 	if (tree == NULL || !cJSON_IsArray(arr)) {
 		rc = cli_failf(cli, ERR_IO, "swarm releases: %s: %s", h.name,
-		    err[0] != '\0' ? err : "answer without a releases array");
+		    err_failed(&e) ? err_msg(&e) : "answer without a releases array");
 		cJSON_Delete(tree);
 		return CLI_EXIT_FAIL;
 	}
@@ -1548,14 +1542,14 @@ swarm_cmd_history(struct cli *cli, int argc, char **argv)
 	struct reg_host h;
 	struct reg_push *pushes = NULL;
 	struct swarm_table *t = NULL, *pt = NULL;
-	char err[1024] = "", at[32], sha[16], caller[20];
-	struct err re = ERR_INIT;
+	char at[32], sha[16], caller[20];
+	struct err re = ERR_INIT, ge = ERR_INIT;
 	const cJSON *arr = NULL, *it;
 	cJSON *tree = NULL, *obj = NULL, *parr;
 	size_t n = 0, i;
 	int rc, updater_ok;
 
-	rc = get_tree(cli, argc, argv, "/history", &a, &h, &c, &tree, err, sizeof(err));
+	rc = get_tree(cli, argc, argv, "/history", &a, &h, &c, &tree, &ge);
 	free(a.hosts);
 	if (rc >= 0) {
 		return rc;
@@ -1569,7 +1563,7 @@ swarm_cmd_history(struct cli *cli, int argc, char **argv)
 	updater_ok = tree != NULL && cJSON_IsArray(arr);
 	if (!updater_ok) {
 		rc = cli_failf(cli, ERR_IO, "swarm history: %s: %s", h.name,
-		    err[0] != '\0' ? err : "answer without a history array");
+		    err_failed(&ge) ? err_msg(&ge) : "answer without a history array");
 	}
 	rc = CLI_EXIT_FAIL;
 	if (cli->json) {
@@ -1577,7 +1571,7 @@ swarm_cmd_history(struct cli *cli, int argc, char **argv)
 		if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
 		    json_add_item(obj, "updater", updater_ok ? cJSON_Duplicate(arr, 1)
 							     : cJSON_CreateNull()) != 0 ||
-		    json_add_str(obj, "updater_error", updater_ok ? "" : err) != 0 ||
+		    json_add_str(obj, "updater_error", updater_ok ? "" : err_msg(&ge)) != 0 ||
 		    (parr = json_add_array(obj, "pushes")) == NULL) {
 			cJSON_Delete(obj);
 			obj = NULL;
@@ -1801,7 +1795,7 @@ swarm_cmd_keyring(struct cli *cli, int argc, char **argv)
 	struct swarm_pool_opts po;
 	struct swarm_job *jobs = NULL;
 	struct err e = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	size_t n = 0, i;
 	int rc, ok = 1, ctx_open = 0, have;
 
@@ -1817,8 +1811,8 @@ swarm_cmd_keyring(struct cli *cli, int argc, char **argv)
 		    have < 0 ? err_msg(&e) : "the master has no keyring (tandem release keyring init)");
 		goto out;
 	}
-	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm keyring push: %s", err);
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm keyring push: %s", err_msg(&se));
 		goto out;
 	}
 	ctx_open = 1;
@@ -1937,7 +1931,7 @@ swarm_cmd_renew(struct cli *cli, int argc, char **argv)
 	long long days;
 	struct cli_getopt g;
 	struct err e = ERR_INIT;
-	char err[1024];
+	struct err se = ERR_INIT;
 	int ch, all = 0, json = cli->json, ok = 1, ctx_open = 0, rc = CLI_EXIT_FAIL;
 
 	memset(&o, 0, sizeof(o));
@@ -2010,8 +2004,8 @@ swarm_cmd_renew(struct cli *cli, int argc, char **argv)
 		rc = cli_usage(cli, "--host NAME, --hosts SEL or --all is required");
 		goto out;
 	}
-	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm renew: %s", err);
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm renew: %s", err_msg(&se));
 		goto out;
 	}
 	ctx_open = 1;
@@ -2057,7 +2051,8 @@ swarm_cmd_crl(struct cli *cli, int argc, char **argv)
 	struct swarm_table *t = NULL;
 	cJSON *obj = NULL, *arr = NULL, *h;
 	struct err e = ERR_INIT;
-	char err[1024], num[32];
+	struct err se = ERR_INIT;
+	char num[32];
 	size_t n = 0;
 	int rc, ok = 1, ctx_open = 0;
 
@@ -2066,8 +2061,8 @@ swarm_cmd_crl(struct cli *cli, int argc, char **argv)
 		return rc;
 	}
 	rc = CLI_EXIT_FAIL;
-	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, err, sizeof(err)) != 0) {
-		rc = cli_failf(cli, ERR_IO, "swarm crl push: %s", err);
+	if (swarm_ctx_open(&c, cli->home, SWARM_DEFAULT_TIMEOUT_S, &se) != 0) {
+		rc = cli_failf(cli, ERR_IO, "swarm crl push: %s", err_msg(&se));
 		goto out;
 	}
 	ctx_open = 1;

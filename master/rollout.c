@@ -43,7 +43,8 @@ rollout_store_release(struct swarm_ctx *c, const struct swarm_release_file *rf, 
 	const char *path = rf->path, *sha256 = rf->sha256, *label = rf->label;
 	uint64_t size = rf->size;
 	struct fs_atomic a = FS_ATOMIC_INIT;
-	char dir[PATH_MAX], dst[PATH_MAX], tdst[PATH_MAX + 8], got[65], derr[512];
+	char dir[PATH_MAX], dst[PATH_MAX], tdst[PATH_MAX + 8], got[65];
+	struct err de = ERR_INIT;
 	unsigned char buf[65536];
 	uint64_t got_size = 0;
 	int fd = -1, rc = -1;
@@ -57,7 +58,7 @@ rollout_store_release(struct swarm_ctx *c, const struct swarm_release_file *rf, 
 		return err_sys(e, "create %s", dir);
 	}
 	/* Already stored (an earlier rollout of the same release): keep it if intact. */
-	if (swarm_file_digest(dst, got, &got_size, derr, sizeof(derr)) == 0 &&
+	if (swarm_file_digest(dst, got, &got_size, &de) == 0 &&
 	    strcmp(got, sha256) == 0) {
 		goto record;
 	}
@@ -87,7 +88,7 @@ rollout_store_release(struct swarm_ctx *c, const struct swarm_release_file *rf, 
 		goto out;
 	}
 	/* The operator's file may have changed since it was digested: check the copy. */
-	if (swarm_file_digest(dst, got, &got_size, derr, sizeof(derr)) != 0 ||
+	if (swarm_file_digest(dst, got, &got_size, &de) != 0 ||
 	    strcmp(got, sha256) != 0 || got_size != size) {
 		(void)unlink(dst);
 		err_set(e, ERR_DIGEST, "%s changed while it was copied into the store (sha256 %s, "

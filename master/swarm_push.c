@@ -47,7 +47,7 @@
 #define SWARM_LOOKUP_SILENT_MS 20000
 
 int
-swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, size_t errlen)
+swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, struct err *e)
 {
 	char ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX], mcn[PKI_CN_MAX + 1];
 	struct tls_opts to;
@@ -55,19 +55,15 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	memset(c, 0, sizeof(*c));
 	c->home = home;
 	c->timeout_ms = timeout_s * 1000;
-	struct err pe = ERR_INIT;
 	/* Both CAs while a CA rotation is under way. */
-	if (pki_master_trust(home, ca, &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+	if (pki_master_trust(home, ca, e) != 0) {
 		return -1;
 	}
 	/* The renewed pair while tandem pki renew-master is under way. */
-	if (pki_master_paths(home, crt, key, &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+	if (pki_master_paths(home, crt, key, e) != 0) {
 		return -1;
 	}
-	if (pki_master_cn(home, mcn, sizeof(mcn), &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+	if (pki_master_cn(home, mcn, sizeof(mcn), e) != 0) {
 		return -1;
 	}
 	tls_opts_init(&to);
@@ -75,24 +71,18 @@ swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err, 
 	to.cert_file = crt;
 	to.key_file = key;
 	to.master_cn = mcn;
-	if (tls_client_new(&to, &c->tls, &pe) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+	if (tls_client_new(&to, &c->tls, e) != 0) {
 		return -1;
 	}
-	if (registry_open(home, &c->reg, &pe) != REGISTRY_OK) {
-		snprintf(err, errlen, "%s", err_msg(&pe));
+	if (registry_open(home, &c->reg, e) != REGISTRY_OK) {
 		tls_ctx_free(c->tls);
 		c->tls = NULL;
 		return -1;
 	}
 	/* A revoked host is refused on every handshake, like at the hosts. */
-	{
-		struct err e = ERR_INIT;
-		if (certs_load_revocations(c->reg, &e) != 0) {
-			snprintf(err, errlen, "%s", err_msg(&e));
-			swarm_ctx_close(c);
-			return -1;
-		}
+	if (certs_load_revocations(c->reg, e) != 0) {
+		swarm_ctx_close(c);
+		return -1;
 	}
 	return 0;
 }
@@ -107,29 +97,22 @@ swarm_ctx_close(struct swarm_ctx *c)
 }
 
 int
-swarm_err_is_pin_mismatch(const char *err)
+swarm_file_digest(const char *path, char sha256[65], uint64_t *size, struct err *e)
 {
-	return strstr(err, "does not match the pinned") != NULL;
-}
-
-int
-swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err, size_t errlen)
-{
-	struct err e = ERR_INIT;
 	struct stat st;
 	int fd, rc = -1;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+		err_sys(e, "open %s", path);
 		goto out;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file", path);
+		err_set(e, ERR_BAD_REQUEST, "%s is not a regular file", path);
 		goto out;
 	}
-	if (digest_fd(fd, sha256, size, &e) != 0) {
-		snprintf(err, errlen, "%s: %s", path, err_msg(&e));
+	if (digest_fd(fd, sha256, size, e) != 0) {
+		err_prefix(e, "%s", path);
 		goto out;
 	}
 	rc = 0;
@@ -143,17 +126,16 @@ out:
 /* Target of host H's updater (AGENT: its agent), pinned; the strings live in B. */
 int
 swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,
-    struct swarm_target_buf *b, int timeout_ms, char *err, size_t errlen)
+    struct swarm_target_buf *b, int timeout_ms, struct err *e)
 {
 	const char *fp = agent ? h->agent_fp : h->updater_fp;
 	const char *next = agent ? h->agent_fp_next : h->updater_fp_next;
 
 	httpc_target_init(t);
 	if (fp[0] == '\0') {
-		snprintf(err, errlen, "no %s certificate fingerprint recorded for %s: refusing to "
-				      "connect unpinned (enroll it with 'tandem swarm enroll --updater %s')",
+		return err_set(e, ERR_CONFLICT, "no %s certificate fingerprint recorded for %s: "
+		    "refusing to connect unpinned (enroll it with 'tandem swarm enroll --updater %s')",
 		    agent ? "agent" : "updater", h->name, h->name);
-		return -1;
 	}
 	snprintf(b->port, sizeof(b->port), "%d", agent ? h->agent_port : h->updater_port);
 	/* During a renewal the certificate in force and the next one are both accepted. */
@@ -171,21 +153,16 @@ swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,
 
 int
 swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
-    const char *path, struct httpc_response *resp, char *err, size_t errlen)
+    const char *path, struct httpc_response *resp, struct err *e)
 {
 	struct httpc_target t;
 	struct swarm_target_buf tb;
 
 	memset(resp, 0, sizeof(*resp));
-	if (swarm_target(h, 0, &t, &tb, c->timeout_ms, err, errlen) != 0) {
+	if (swarm_target(h, 0, &t, &tb, c->timeout_ms, e) != 0) {
 		return -1;
 	}
-	struct err he = ERR_INIT;
-	if (httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, &he) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&he));
-		return -1;
-	}
-	return 0;
+	return httpc_fetch(c->tls, &t, method, path, NULL, NULL, 0, resp, e) != 0 ? -1 : 0;
 }
 
 /* ---- the pool ---- */
@@ -345,17 +322,17 @@ on_progress(void *arg, uint64_t sent, uint64_t total)
 
 /* Transport failure into R. */
 static void
-result_transport(struct swarm_result *r, const char *what, const char *err)
+result_transport(struct swarm_result *r, const char *what, const struct err *e)
 {
 	memset(r, 0, sizeof(*r));
 	r->outcome = SWARM_FAILED;
-	if (swarm_err_is_pin_mismatch(err)) {
+	if (e->kind == ERR_PIN_MISMATCH) {
 		snprintf(r->reason, sizeof(r->reason),
 		    "pin mismatch: the updater's certificate is not the one enrolled");
 	} else {
 		snprintf(r->reason, sizeof(r->reason), "%s", what);
 	}
-	snprintf(r->detail, sizeof(r->detail), "%s", err);
+	snprintf(r->detail, sizeof(r->detail), "%s", err_msg(e));
 }
 
 static void
@@ -430,7 +407,6 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	struct httpc_conn *conn = NULL;
 	struct swarm_target_buf tb;
 	struct err he = ERR_INIT;
-	char err[1024];
 	size_t nf = 0;
 	int fd = -1, lost = 0;
 
@@ -453,31 +429,30 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (j->tsig_sent) {
 		fields[nf++] = (struct httpc_form_field){ "tsig", rel->tsig };
 	}
-	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, err,
-		sizeof(err)) != 0) {
-		result_transport(r, "no updater fingerprint", err);
+	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, &he) != 0) {
+		result_transport(r, "no updater fingerprint", &he);
 		return;
 	}
 	set_phase(p, j, self ? SWARM_PH_SELF : SWARM_PH_CONNECTING);
 	j->attempts++;
 	if (httpc_connect(p->c->tls, &t, &conn, &he) != 0) {
-		snprintf(err, sizeof(err), "%s", err_msg(&he));
+		const char *m = err_msg(&he);
 		/*
 		 * TCP connected but the handshake was cut or not finished: the
 		 * updater is up and busy (hostile or heavy traffic takes its
 		 * handshake slots), not down. Retried like a 503.
 		 */
-		int busy = strncmp(err, "TLS handshake", 13) == 0 &&
-			   (strstr(err, "EOF") != NULL || strstr(err, "reset") != NULL ||
-			       strstr(err, "timed out") != NULL);
-		result_transport(r, busy ? "busy" : "unreachable", err);
-		*retryable = !swarm_err_is_pin_mismatch(err);
+		int busy = strncmp(m, "TLS handshake", 13) == 0 &&
+			   (strstr(m, "EOF") != NULL || strstr(m, "reset") != NULL ||
+			       strstr(m, "timed out") != NULL);
+		result_transport(r, busy ? "busy" : "unreachable", &he);
+		*retryable = he.kind != ERR_PIN_MISMATCH;
 		return;
 	}
 	fd = open(rel->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, sizeof(err), "open %s: %s", rel->path, strerror(errno));
-		result_transport(r, "cannot read the release", err);
+		err_sys(&he, "open %s", rel->path);
+		result_transport(r, "cannot read the release", &he);
 		goto out;
 	}
 	if (!self) {
@@ -485,8 +460,7 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	}
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
 		rel->size, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
-		snprintf(err, sizeof(err), "%s", err_msg(&he));
-		result_transport(r, "upload failed", err);
+		result_transport(r, "upload failed", &he);
 		/* A self-update restarts the updater: its answer is confirmed by /health. */
 		lost = !self && j->request_id[0] != '\0' && j->health.has_request_id;
 		goto out;
@@ -540,14 +514,14 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	struct swarm_ctx c = *p->c;
 	struct httpc_response resp;
 	struct swarm_health h;
-	char err[1024] = "", seen[SWARM_SHORT] = "";
-	struct err perr = ERR_INIT;
+	char seen[SWARM_SHORT] = "";
+	struct err e = ERR_INIT, perr = ERR_INIT;
 	int seen_probation = 0;
 
 	set_phase(p, j, SWARM_PH_CONFIRMING);
 	c.timeout_ms = 5000;
 	while (ms_until(deadline) > 0) {
-		if (swarm_request(&c, &j->host, "GET", "/health", &resp, err, sizeof(err)) == 0) {
+		if (swarm_request(&c, &j->host, "GET", "/health", &resp, &e) == 0) {
 			if (resp.status == 200 &&
 			    swarm_parse_health(resp.body, resp.body_len, &h, &perr) == 0) {
 				snprintf(seen, sizeof(seen), "%s", h.version);
@@ -558,7 +532,7 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 				}
 			}
 			httpc_response_free(&resp);
-		} else if (swarm_err_is_pin_mismatch(err)) {
+		} else if (e.kind == ERR_PIN_MISMATCH) {
 			break;
 		}
 		sleep_ms(SWARM_SELF_POLL_MS);
@@ -568,7 +542,7 @@ confirm_self(struct pool *p, struct swarm_job *j, const char *want)
 	    "updater did not report version %s within %d s", want, SWARM_SELF_CONFIRM_MS / 1000);
 	snprintf(j->self.detail, sizeof(j->self.detail), "last /health version: %s%s%s%.700s",
 	    seen[0] != '\0' ? seen : "none", seen_probation ? " (on probation)" : "",
-	    err[0] != '\0' ? "; last error: " : "", err);
+	    err_failed(&e) ? "; last error: " : "", err_msg(&e));
 }
 
 static void
@@ -596,24 +570,21 @@ log_push(struct pool *p, const struct swarm_job *j, const char *result,
 
 int
 swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
-    struct swarm_health *out, int *pin_mismatch, char *err, size_t errlen)
+    struct swarm_health *out, struct err *e)
 {
 	struct swarm_ctx cc = *c;
 	struct httpc_response resp;
-	struct err perr = ERR_INIT;
 	int rc = -1;
 
-	*pin_mismatch = 0;
 	cc.timeout_ms = timeout_ms;
-	if (swarm_request(&cc, h, "GET", "/health", &resp, err, errlen) != 0) {
-		*pin_mismatch = swarm_err_is_pin_mismatch(err);
+	if (swarm_request(&cc, h, "GET", "/health", &resp, e) != 0) {
 		return -1;
 	}
 	rc = -2;
 	if (resp.status != 200) {
-		snprintf(err, errlen, "GET /health: HTTP %d", resp.status);
-	} else if (swarm_parse_health(resp.body, resp.body_len, out, &perr) != 0) {
-		snprintf(err, errlen, "%s", err_msg(&perr));
+		err_set(e, ERR_PROTOCOL, "GET /health: HTTP %d", resp.status);
+	} else if (swarm_parse_health(resp.body, resp.body_len, out, e) != 0) {
+		err_rekind(e, ERR_PROTOCOL);
 	} else {
 		rc = 0;
 	}
@@ -627,7 +598,7 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
  */
 static int
 history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, int rollback,
-    int timeout_ms, struct swarm_result *r, char *err, size_t errlen)
+    int timeout_ms, struct swarm_result *r, struct err *e)
 {
 	struct swarm_ctx cc = *c;
 	struct httpc_response resp;
@@ -639,7 +610,7 @@ history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, in
 
 	snprintf(path, sizeof(path), "/history?request_id=%s", rid);
 	cc.timeout_ms = timeout_ms;
-	if (swarm_request(&cc, h, "GET", path, &resp, err, errlen) != 0) {
+	if (swarm_request(&cc, h, "GET", path, &resp, e) != 0) {
 		return -1;
 	}
 	if (resp.status == 200) {
@@ -647,7 +618,8 @@ history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, in
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(tree, "history");
 	if (!cJSON_IsArray(arr)) {
-		snprintf(err, errlen, "GET %s: HTTP %d, not a usable history%s%s", path, resp.status,
+		err_set(e, ERR_PROTOCOL, "GET %s: HTTP %d, not a usable history%s%s", path,
+		    resp.status,
 		    err_msg(&pe)[0] != '\0' ? ": " : "", err_msg(&pe));
 		goto out;
 	}
@@ -714,15 +686,16 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 {
 	struct swarm_health hl;
 	struct swarm_result found;
-	char err[1024] = "";
-	int pin = 0, wait_ms = SWARM_LOOKUP_POLL_MS;
+	struct err e = ERR_INIT;
+	int wait_ms = SWARM_LOOKUP_POLL_MS, silent = 0;
 	int64_t silent_since = -1;
 
 	for (;;) {
+		err_clear(&e);
 		int rc = swarm_host_health(c, h, lookup_timeout(deadline, SWARM_STATUS_TIMEOUT_MS),
-		    &hl, &pin, err, sizeof(err));
+		    &hl, &e);
 
-		if (rc == -1 && pin) {
+		if (rc == -1 && e.kind == ERR_PIN_MISMATCH) {
 			break; /* not the enrolled updater: asking again does not help */
 		}
 		if (rc != -1) {
@@ -730,17 +703,16 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 		} else if (silent_since < 0) {
 			silent_since = mono_ms();
 		} else if (mono_ms() - silent_since >= SWARM_LOOKUP_SILENT_MS) {
-			snprintf(err + strlen(err), sizeof(err) - strlen(err),
-			    " (no answer for %d s)", SWARM_LOOKUP_SILENT_MS / 1000);
+			silent = 1;
 			break;
 		}
 		if (rc == 0 && strcmp(hl.operation_request_id, request_id) == 0) {
 			/* Ours, still running: its entry is written when it ends. */
-			snprintf(err, sizeof(err), "the operation is still running on the host");
+			err_set(&e, ERR_BUSY, "the operation is still running on the host");
 			wait_ms = SWARM_LOOKUP_POLL_MS;
 		} else if (rc != -1) {
 			rc = history_entry(c, h, request_id, rollback,
-			    lookup_timeout(deadline, 30000), &found, err, sizeof(err));
+			    lookup_timeout(deadline, 30000), &found, &e);
 			if (rc == 1) {
 				*r = found;
 				return SWARM_LOOKUP_FOUND;
@@ -767,7 +739,13 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 	r->outcome = SWARM_FAILED;
 	snprintf(r->reason, sizeof(r->reason), "outcome unknown: the updater's history of the "
 	    "request could not be read");
-	snprintf(r->detail, sizeof(r->detail), "request %.40s: %.900s", request_id, err);
+	if (silent) {
+		snprintf(r->detail, sizeof(r->detail), "request %.40s: %.880s (no answer for %d s)",
+		    request_id, err_msg(&e), SWARM_LOOKUP_SILENT_MS / 1000);
+	} else {
+		snprintf(r->detail, sizeof(r->detail), "request %.40s: %.900s", request_id,
+		    err_msg(&e));
+	}
 	return SWARM_LOOKUP_FAILED;
 }
 
@@ -822,18 +800,16 @@ recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_res
 /*
  * GET /health of the updater into J->health (J->have_health). Returns 0,
  * 1 when it answered something unusable, -1 when it could not be asked;
- * ERRBUF says why.
+ * E says why.
  */
 static int
-fetch_health(struct pool *p, struct swarm_job *j, char *errbuf, size_t errlen)
+fetch_health(struct pool *p, struct swarm_job *j, struct err *e)
 {
-	int pin, rc;
+	int rc;
 
 	rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
-	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, errbuf, errlen);
+	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, e);
 	if (rc == 0) {
-		/* The client leaves text in ERRBUF on success too; callers test it for failure. */
-		errbuf[0] = '\0';
 		j->have_health = 1;
 		return 0;
 	}
@@ -845,11 +821,11 @@ static void
 fill_active(struct pool *p, struct swarm_job *j)
 {
 	struct swarm_health h;
-	char err[1024];
-	int pin;
+	struct err e = ERR_INIT;
 
-	if (swarm_host_health(p->c, &j->host, SWARM_STATUS_TIMEOUT_MS, &h, &pin, err,
-		sizeof(err)) == 0 && h.have_active) {
+	/* Best effort: the push's own result already says what failed. */
+	if (swarm_host_health(p->c, &j->host, SWARM_STATUS_TIMEOUT_MS, &h, &e) == 0 &&
+	    h.have_active) {
 		snprintf(j->agent.version, sizeof(j->agent.version), "%s", h.active.version);
 		snprintf(j->agent.sha256, sizeof(j->agent.sha256), "%s", h.active.sha256);
 	}
@@ -862,22 +838,23 @@ fill_active(struct pool *p, struct swarm_job *j)
 static int
 precheck(struct pool *p, struct swarm_job *j)
 {
-	char err[1024];
-	int pin, attempt = 0;
+	struct err e = ERR_INIT;
+	int attempt = 0;
 
 	j->pin_ok = -1;
 	if (j->host.updater_fp[0] == '\0') {
 		/* Nothing to pin the connection to: the host is not asked, nor retried. */
-		snprintf(err, sizeof(err), "no updater certificate fingerprint recorded for %s: "
+		err_set(&e, ERR_CONFLICT, "no updater certificate fingerprint recorded for %s: "
 		    "enroll it with 'tandem swarm enroll --updater %s'", j->host.name, j->host.name);
-		result_transport(&j->agent, "no updater identity", err);
+		result_transport(&j->agent, "no updater identity", &e);
 		return -1;
 	}
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	for (;;) {
 		attempt++;
+		err_clear(&e);
 		int rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
-		    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, err, sizeof(err));
+		    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &e);
 		if (rc == 0) {
 			j->reachable = 1;
 			j->pin_ok = 1;
@@ -887,17 +864,17 @@ precheck(struct pool *p, struct swarm_job *j)
 		if (rc == -2) {
 			j->reachable = 1;
 			j->pin_ok = 1;
-			result_transport(&j->agent, "the updater's /health is not usable", err);
+			result_transport(&j->agent, "the updater's /health is not usable", &e);
 			return -1;
 		}
-		if (pin) {
+		if (e.kind == ERR_PIN_MISMATCH) {
 			j->reachable = 1;
 			j->pin_ok = 0;
-			result_transport(&j->agent, "pin mismatch", err);
+			result_transport(&j->agent, "pin mismatch", &e);
 			return -1;
 		}
 		if (retry_wait(p, attempt, 0) != 0) {
-			result_transport(&j->agent, "unreachable", err);
+			result_transport(&j->agent, "unreachable", &e);
 			return -1;
 		}
 	}
@@ -919,10 +896,12 @@ job_update(struct pool *p, struct swarm_job *j)
 	 * known. When it cannot be asked, send it.
 	 */
 	if (p->o->release->tsig != NULL) {
-		char err[1024];
 		if (!j->have_health) {
+			struct err e = ERR_INIT;
+
 			set_phase(p, j, SWARM_PH_CONNECTING);
-			j->tsig_sent = fetch_health(p, j, err, sizeof(err)) != 0 ||
+			/* Why it could not be asked does not matter here: the push says. */
+			j->tsig_sent = fetch_health(p, j, &e) != 0 ||
 			    j->health.signature[0] != '\0';
 		} else {
 			j->tsig_sent = j->health.signature[0] != '\0';
@@ -967,7 +946,7 @@ job_rollback(struct pool *p, struct swarm_job *j)
 {
 	struct swarm_ctx c = *p->c;
 	struct httpc_response resp;
-	char path[80], err[1024];
+	char path[80];
 	int attempt = 0;
 	long after;
 
@@ -990,14 +969,13 @@ job_rollback(struct pool *p, struct swarm_job *j)
 
 		attempt++;
 		j->attempts++;
-		if (swarm_target(&j->host, 0, &t, &tb, c.timeout_ms, err, sizeof(err)) != 0) {
-			result_transport(&j->agent, "no updater fingerprint", err);
+		if (swarm_target(&j->host, 0, &t, &tb, c.timeout_ms, &he) != 0) {
+			result_transport(&j->agent, "no updater fingerprint", &he);
 			return;
 		}
 		if (httpc_connect(c.tls, &t, &conn, &he) != 0) {
-			snprintf(err, sizeof(err), "%s", err_msg(&he));
-			result_transport(&j->agent, "unreachable", err);
-			if (swarm_err_is_pin_mismatch(err) || retry_wait(p, attempt, 0) != 0) {
+			result_transport(&j->agent, "unreachable", &he);
+			if (he.kind == ERR_PIN_MISMATCH || retry_wait(p, attempt, 0) != 0) {
 				return;
 			}
 			continue;
@@ -1005,9 +983,8 @@ job_rollback(struct pool *p, struct swarm_job *j)
 		rc = httpc_request(conn, "POST", path, NULL, NULL, 0, &resp, &he);
 		httpc_close(conn);
 		if (rc != 0) {
-			snprintf(err, sizeof(err), "%s", err_msg(&he));
 			/* Sent, but no answer: the updater may have rolled back. */
-			result_transport(&j->agent, "no answer", err);
+			result_transport(&j->agent, "no answer", &he);
 			if (j->request_id[0] != '\0' && j->health.has_request_id) {
 				recover_lost(p, j, 1, &j->agent, &retry);
 			}
@@ -1047,23 +1024,23 @@ verdict(struct pool *p, struct swarm_job *j)
 static void
 job_health(struct pool *p, struct swarm_job *j)
 {
-	char err[1024];
-	int pin, rc;
+	struct err e = ERR_INIT;
+	int rc;
 
 	j->pin_ok = -1;
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	rc = swarm_host_health(p->c, &j->host, p->c->timeout_ms < SWARM_STATUS_TIMEOUT_MS
-	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &pin, err, sizeof(err));
+	    ? p->c->timeout_ms : SWARM_STATUS_TIMEOUT_MS, &j->health, &e);
 	if (rc != 0) {
-		if (pin) {
+		if (e.kind == ERR_PIN_MISMATCH) {
 			j->reachable = 1;
 			j->pin_ok = 0;
-			snprintf(j->error, sizeof(j->error), "pin mismatch: %s", err);
+			snprintf(j->error, sizeof(j->error), "pin mismatch: %s", err_msg(&e));
 		} else {
 			/* -2: it answered, but not with a usable /health. */
 			j->reachable = rc == -2;
 			j->pin_ok = rc == -2 ? 1 : -1;
-			snprintf(j->error, sizeof(j->error), "%s", err);
+			snprintf(j->error, sizeof(j->error), "%s", err_msg(&e));
 		}
 		return;
 	}
@@ -1087,12 +1064,10 @@ job_agent(struct pool *p, struct swarm_job *j)
 	struct httpc_target t;
 	struct err e = ERR_INIT;
 	struct swarm_target_buf tb;
-	char err[1024];
 	cJSON *tree;
 
 	memset(&resp, 0, sizeof(resp));
-	if (swarm_target(&j->host, 1, &t, &tb, SWARM_STATUS_TIMEOUT_MS, err,
-		sizeof(err)) != 0) {
+	if (swarm_target(&j->host, 1, &t, &tb, SWARM_STATUS_TIMEOUT_MS, &e) != 0) {
 		snprintf(j->agent_reach, sizeof(j->agent_reach), "no agent fingerprint");
 		return;
 	}
@@ -1126,7 +1101,7 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 	struct httpc_target t;
 	struct err e = ERR_INIT;
 	struct swarm_target_buf tb;
-	char err[1024], *doc = NULL;
+	char *doc = NULL;
 	size_t len = 0;
 	int rc = -1;
 
@@ -1135,14 +1110,10 @@ post_keyring(struct pool *p, struct swarm_job *j, int64_t version)
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(&e));
 		return -1;
 	}
-	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, err,
-	    sizeof(err)) != 0 ||
+	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, &e) != 0 ||
 	    httpc_fetch(p->c->tls, &t, "POST", "/keyring", headers, doc, len, &resp, &e) != 0) {
-		if (err_failed(&e)) {
-			snprintf(err, sizeof(err), "%s", err_msg(&e));
-		}
 		snprintf(j->error, sizeof(j->error), "POST /keyring (version %lld): %s",
-		    (long long)version, err);
+		    (long long)version, err_msg(&e));
 		goto out;
 	}
 	if (resp.status != 200) {
@@ -1169,10 +1140,12 @@ static void
 job_keyring(struct pool *p, struct swarm_job *j)
 {
 	int64_t latest = p->o->keyring_version, v;
+	struct err e = ERR_INIT;
 
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	j->keyring_from = j->keyring_to = -1;
-	if (fetch_health(p, j, j->error, sizeof(j->error)) != 0) {
+	if (fetch_health(p, j, &e) != 0) {
+		snprintf(j->error, sizeof(j->error), "%s", err_msg(&e));
 		return;
 	}
 	j->reachable = 1;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
 #include "common/httpc.h"
 #include "common/tls.h"
 #include "common/util.h"
@@ -33,9 +34,8 @@ struct swarm_ctx {
 	int quiet;       /* no progress at all */
 };
 
-/* Open the master's TLS context and the registry. Returns 0 or -1 with ERR. */
-int swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, char *err,
-    size_t errlen) WUR;
+/* Open the master's TLS context and the registry. Returns 0 or -1 with E. */
+int swarm_ctx_open(struct swarm_ctx *c, const char *home, int timeout_s, struct err *e) WUR;
 void swarm_ctx_close(struct swarm_ctx *c);
 
 enum swarm_job_kind {
@@ -147,12 +147,12 @@ int swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n,
 
 /*
  * GET /health of host H's updater (pinned, TIMEOUT_MS) parsed into *OUT.
- * Returns 0; -1 when no answer came (ERR; *PIN_MISMATCH set when the
+ * Returns 0; -1 when no answer came (E; kind ERR_PIN_MISMATCH when the
  * certificate was not the enrolled one); -2 when the answer was not a
- * usable /health (ERR says why).
+ * usable /health (E, ERR_PROTOCOL, says why).
  */
 int swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
-    struct swarm_health *out, int *pin_mismatch, char *err, size_t errlen) WUR;
+    struct swarm_health *out, struct err *e) WUR;
 
 /*
  * What became of request REQUEST_ID (client-chosen, recorded before it was
@@ -177,16 +177,16 @@ enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_hos
     const char *request_id, int rollback, int64_t deadline, volatile int *stop,
     struct swarm_result *r);
 
-/* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with ERR. */
-int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, char *err,
-    size_t errlen) WUR;
+/* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with E. */
+int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, struct err *e) WUR;
 
 /*
  * One request to host H's updater (pinned): METHOD PATH, no body. Returns 0
- * with RESP filled (any status), or -1 with ERR (connect/pin/transport).
+ * with RESP filled (any status), or -1 with E (connect, pin: ERR_PIN_MISMATCH,
+ * transport).
  */
 int swarm_request(struct swarm_ctx *c, const struct reg_host *h, const char *method,
-    const char *path, struct httpc_response *resp, char *err, size_t errlen) WUR;
+    const char *path, struct httpc_response *resp, struct err *e) WUR;
 
 /* The strings of a target made by swarm_target(): live as long as the request. */
 struct swarm_target_buf {
@@ -197,12 +197,9 @@ struct swarm_target_buf {
 /*
  * Target of host H's updater (AGENT != 0: its agent), pinned to the
  * certificate recorded in the registry and, during a renewal, the next one.
- * -1 with ERR when no fingerprint is recorded (never unpinned).
+ * -1 with E (ERR_CONFLICT) when no fingerprint is recorded (never unpinned).
  */
 int swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,
-    struct swarm_target_buf *b, int timeout_ms, char *err, size_t errlen) WUR;
-
-/* 1 when ERR (from a failed connect) says the pinned fingerprint did not match. */
-int swarm_err_is_pin_mismatch(const char *err);
+    struct swarm_target_buf *b, int timeout_ms, struct err *e) WUR;
 
 #endif

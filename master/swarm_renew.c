@@ -36,15 +36,14 @@ swarm_renew_call_raw(struct swarm_ctx *c, const struct reg_host *h, int agent, c
 	struct swarm_target_buf tb;
 	struct httpc_target t;
 	struct httpc_response resp;
-	char err[1024];
 	cJSON *tree = NULL, *d;
 
 	memset(&resp, 0, sizeof(resp));
 	if (status != NULL) {
 		*status = 0;
 	}
-	if (swarm_target(h, agent, &t, &tb, c->timeout_ms, err, sizeof(err)) != 0) {
-		err_set(e, ERR_CONFIG, "%s", err);
+	if (swarm_target(h, agent, &t, &tb, c->timeout_ms, e) != 0) {
+		err_rekind(e, ERR_CONFIG);
 		return NULL;
 	}
 	t.connect_timeout_ms = 5000;

@@ -1376,7 +1376,7 @@ test_tls_fetch_identity_and_pin(void **state)
 	assert_int_equal(httpc_connect(cli, &t, &c, &err), -1);
 	assert_null(c);
 	assert_non_null(strstr(err_msg(&err), "does not match the pinned"));
-	assert_int_equal(err.kind, ERR_TLS);
+	assert_int_equal(err.kind, ERR_PIN_MISMATCH);
 	assert_non_null(strstr(err_msg(&err), fp));
 	tsrv_finish(&s);
 	assert_string_equal(s.head, "");

@@ -507,7 +507,7 @@ test_pin(void **state)
 	handshake(s, c, NULL, fp, &r);
 	assert_int_equal(r.client_rc, -1);
 	assert_non_null(strstr(err_msg(&r.client_err), "does not match the pinned"));
-	assert_int_equal(r.client_err.kind, ERR_TLS);
+	assert_int_equal(r.client_err.kind, ERR_PIN_MISMATCH);
 	assert_non_null(strstr(err_msg(&r.client_err), tls_ctx_own_fingerprint(s)));
 	assert_string_equal(r.echo, "");
 	/* The pin of another certificate (the client's own) is a mismatch too. */
