@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Proc, bin_path, free_port
 from release_util import run_make_release
+from worker_util import curl_run
 
 # Shorter than production so a test run stays fast; every key exists in updater/api.c.
 TEST_UPDATER_KEYS = {
@@ -142,21 +143,17 @@ def curl_as(fleet, name, port, pair, path, body=None, method=None, cacert=None):
     """curl to host NAME's server on PORT presenting PAIR (cert, key), verifying it
     against CACERT (default: the master's CA); (HTTP status, 0 when the handshake
     failed; the JSON answer, else its text)."""
-    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert",
-            cacert or os.path.join(fleet.home, "ca", "ca.crt"), "--cert", pair[0], "--key",
-            pair[1], "--resolve", "%s:%d:127.0.0.1" % (name, port),
-            "https://%s:%d%s" % (name, port, path)]
-    if body is not None:
-        argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-    if method is not None:
-        argv += ["-X", method]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, input=body)
-    text, _, code = r.stdout.rpartition("\n")
+    extra = ["-H", "Content-Type: application/json", "--data-binary", "@-"] \
+        if body is not None else []
+    r = curl_run("https://%s:%d%s" % (name, port, path),
+                 cacert or os.path.join(fleet.home, "ca", "ca.crt"), pair, *extra,
+                 method=method, resolve="%s:%d:127.0.0.1" % (name, port), max_time=30,
+                 input=body)
     try:
-        doc = json.loads(text)
+        doc = json.loads(r.body)
     except ValueError:
-        doc = text
-    return int(code or 0), doc
+        doc = r.body
+    return r.status or 0, doc
 
 
 @pytest.fixture(scope="module")

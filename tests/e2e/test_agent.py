@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Proc, bin_path, run, wait_until
 from release_util import run_make_release
-from worker_util import write_conf
+from worker_util import curl_run, write_conf
 
 VERSION_RE = re.compile(r"^tandem-agent (\S+)$")
 
@@ -81,32 +81,13 @@ def start_agent(procs, tmp_path, args, exe=None, env=None, name="agent", expect_
     return p, (int(m.group(1)) if m else None), data
 
 
-def curl(pki, who, url, *extra, method=None, check_tls=True):
-    """curl with client cert WHO=(crt,key) or None; returns (rc, status, headers, body)."""
-    argv = ["curl", "-sS", "--max-time", "20", "--cacert", pki.ca_crt, "-o", "-"]
-    if who is not None:
-        argv += ["--cert", who[0], "--key", who[1]]
-    if method == "HEAD":
-        argv += ["-I"]  # headers once, on stdout
-    else:
-        argv += ["-D", "-"]
-    if method == "HEAD":
-        pass
-    elif method:
-        argv += ["-X", method]
-    argv += list(extra) + [url]
-    r = subprocess.run(argv, capture_output=True, timeout=30)
-    out = r.stdout.decode(errors="replace")
-    if r.returncode != 0:
-        return r.returncode, None, {}, r.stderr.decode(errors="replace")
-    head, _, body = out.partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return 0, status, headers, body
+def curl(pki, who, url, *extra, method=None):
+    """curl with client cert WHO=(crt,key) or None; returns (rc, status, headers, body),
+    body being curl's stderr when the transfer failed."""
+    r = curl_run(url, pki.ca_crt, who, *extra, method=method, max_time=20)
+    if r.rc != 0:
+        return r.rc, None, {}, r.stderr
+    return 0, r.status, r.headers, r.body
 
 
 def get_json(pki, who, port, path, host="127.0.0.1"):

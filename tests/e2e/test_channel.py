@@ -28,6 +28,7 @@ import time
 import pytest
 
 from conftest import OpensslPKI, Proc, bin_path, run, wait_until
+from worker_util import curl_run
 
 BIG_UPLOAD_MB = int(os.environ.get("TANDEM_BIG_UPLOAD_MB", "200"))
 FORM_MB = int(os.environ.get("TANDEM_FORM_MB", "64"))
@@ -97,18 +98,12 @@ def curl(srv, pki, path, cert="master", extra=(), timeout=120, cacert=None, inpu
     """curl PATH on SRV; CERT is a pki attribute name, a (crt, key) pair or None.
 
     Returns (returncode, http_code or None, body, stderr)."""
-    argv = ["curl", "-sS", "--max-time", str(timeout - 5), "--cacert", cacert or pki.ca_crt,
-            "-o", "-", "-w", "\n@@CODE=%{http_code}"]
+    who = None
     if cert is not None:
-        crt, key = getattr(pki, cert) if isinstance(cert, str) else cert
-        argv += ["--cert", crt, "--key", key]
-    argv += list(extra) + [srv.url + path]
-    r = subprocess.run(argv, capture_output=True, timeout=timeout, input=input)
-    out = r.stdout.decode(errors="replace")
-    m = re.search(r"\n@@CODE=(\d+)$", out)
-    code = int(m.group(1)) if m and m.group(1) != "000" else None
-    body = out[:m.start()] if m else out
-    return r.returncode, code, body, r.stderr.decode(errors="replace")
+        who = getattr(pki, cert) if isinstance(cert, str) else cert
+    r = curl_run(srv.url + path, cacert or pki.ca_crt, who, *extra, max_time=timeout - 5,
+                 input=input)
+    return r.rc, r.status, r.body, r.stderr
 
 
 def get_json(srv, pki, path, cert="master", extra=()):

@@ -25,6 +25,7 @@ import pytest
 from conftest import ROOT, Proc, free_port, port_open, run, wait_until
 from packaging_util import VERSION, build_debs, deb_field, depends, make, need
 from release_util import build_is_asan, clean_make_env
+from worker_util import curl_run
 
 # Packaging is about files, modes, metadata and the unit, not memory safety:
 # the ASan run of the suite skips it (the packaged binaries are the normal build).
@@ -561,11 +562,9 @@ def test_scratch_root_binaries(scratch):
 
 
 def curl_json(ca, who, url, resolve=None):
-    argv = ["curl", "-sS", "--max-time", "10", "--cacert", ca, "--cert", who[0], "--key", who[1]]
-    if resolve:
-        argv += ["--resolve", resolve]
-    r = run(argv + [url])
-    return json.loads(r.stdout)
+    r = curl_run(url, ca, who, resolve=resolve, max_time=10)
+    assert r.rc == 0, r.stderr
+    return json.loads(r.body)
 
 
 def test_scratch_root_runs_seed_release(build_dir, scratch, procs, tmp_path):

@@ -11,8 +11,9 @@ import subprocess
 import pytest
 
 from conftest import OpensslPKI, Proc, bin_path, run
+from worker_util import curl_run
 
-CURL_TIMEOUT = "10"
+CURL_TIMEOUT = 10
 
 
 def tandem(home, *args, env=None, check=None):
@@ -98,14 +99,11 @@ def server(home, tmp_path, procs):
 
 
 def curl(port, crt, key, cacert, host="localhost", path="/whoami"):
-    url = "https://%s:%d%s" % (host, port, path)
-    argv = ["curl", "-sS", "--max-time", CURL_TIMEOUT, "--cacert", cacert, url]
-    if host == "localhost":
-        # localhost may resolve to ::1 first; the server listens on 127.0.0.1.
-        argv += ["--resolve", "localhost:%d:127.0.0.1" % port]
-    if crt:
-        argv += ["--cert", crt, "--key", key]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    """GET PATH presenting CRT/KEY (None: no certificate); worker_util's CurlResult."""
+    # localhost may resolve to ::1 first; the server listens on 127.0.0.1.
+    return curl_run("https://%s:%d%s" % (host, port, path), cacert,
+                    (crt, key) if crt else None, max_time=CURL_TIMEOUT,
+                    resolve="localhost:%d:127.0.0.1" % port if host == "localhost" else None)
 
 
 # ---- init -----------------------------------------------------------------
@@ -456,27 +454,27 @@ def test_curl_with_our_certs(home, server, tmp_path):
     rsa = home.issue("rsaclient", "agent", out, "--key-type", "rsa")
 
     r = curl(server.port, home.master_crt, home.master_key, home.ca_crt)
-    assert r.returncode == 0, r.stderr
-    who = json.loads(r.stdout)
+    assert r.rc == 0, r.stderr
+    who = json.loads(r.body)
     assert who["role"] == "master" and who["cn"] == "tandem-master"
     assert who["fingerprint"] == home.show(home.master_crt)["fingerprint"]
 
     # By IP: curl checks the IP SAN of the server certificate.
     r = curl(server.port, agent["cert"], agent["key"], home.ca_crt, host="127.0.0.1")
-    assert r.returncode == 0, r.stderr
-    who = json.loads(r.stdout)
+    assert r.rc == 0, r.stderr
+    who = json.loads(r.body)
     assert who["role"] == "agent" and who["host"] == "host1"
     assert who["fingerprint"] == agent["fingerprint"]
 
-    who = json.loads(curl(server.port, upd["cert"], upd["key"], home.ca_crt).stdout)
+    who = json.loads(curl(server.port, upd["cert"], upd["key"], home.ca_crt).body)
     assert who["role"] == "updater" and who["host"] == "host1" and who["ou"] == "updater"
 
     r = curl(server.port, rsa["cert"], rsa["key"], home.ca_crt)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["cn"] == "rsaclient"
+    assert r.rc == 0, r.stderr
+    assert json.loads(r.body)["cn"] == "rsaclient"
 
     r = curl(server.port, home.master_crt, home.master_key, home.ca_crt, path="/master-only")
-    assert r.returncode == 0 and r.stdout
+    assert r.rc == 0 and r.body
 
 
 def test_server_refuses_bad_client_certs(home, server, tmp_path):
@@ -497,14 +495,14 @@ def test_server_refuses_bad_client_certs(home, server, tmp_path):
                      (srvonly["cert"], srvonly["key"]),
                      (other.master_crt, other.master_key), (None, None)):
         r = curl(server.port, crt, key, home.ca_crt)
-        assert r.returncode != 0, (crt, r.stdout)
-        assert '"role"' not in r.stdout
+        assert r.rc != 0, (crt, r.body)
+        assert '"role"' not in r.body
     # The server keeps serving good clients.
     r = curl(server.port, home.master_crt, home.master_key, home.ca_crt)
-    assert r.returncode == 0 and json.loads(r.stdout)["role"] == "master"
+    assert r.rc == 0 and json.loads(r.body)["role"] == "master"
     # And our client refuses a server from another fleet.
     r = curl(server.port, home.master_crt, home.master_key, other.ca_crt)
-    assert r.returncode != 0
+    assert r.rc != 0
 
 
 def test_custom_master_cn_end_to_end(tmp_path, procs):
@@ -522,8 +520,8 @@ def test_custom_master_cn_end_to_end(tmp_path, procs):
     procs.append(p)
     port = int(p.wait_line(r"READY port=(\d+)").group(1))
     r = curl(port, home.master_crt, home.master_key, home.ca_crt)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["role"] == "master"
+    assert r.rc == 0, r.stderr
+    assert json.loads(r.body)["role"] == "master"
 
 
 def test_ca_rotation_with_a_two_ca_bundle(tmp_path, procs):
@@ -540,10 +538,10 @@ def test_ca_rotation_with_a_two_ca_bundle(tmp_path, procs):
     port = int(p.wait_line(r"READY port=(\d+)").group(1))
     for h in (old, new):
         r = curl(port, h.master_crt, h.master_key, new.ca_crt)
-        assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["fingerprint"] == h.show(h.master_crt)["fingerprint"]
+        assert r.rc == 0, r.stderr
+        assert json.loads(r.body)["fingerprint"] == h.show(h.master_crt)["fingerprint"]
     r = curl(port, stranger.master_crt, stranger.master_key, new.ca_crt)
-    assert r.returncode != 0
+    assert r.rc != 0
 
 
 def test_issue_from_an_existing_openssl_rsa_ca(tmp_path, procs):
@@ -578,8 +576,8 @@ def test_issue_from_an_existing_openssl_rsa_ca(tmp_path, procs):
     procs.append(p)
     port = int(p.wait_line(r"READY port=(\d+)").group(1))
     r = curl(port, m["cert"], m["key"], crt)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["role"] == "master"
+    assert r.rc == 0, r.stderr
+    assert json.loads(r.body)["role"] == "master"
 
 
 def test_warns_about_a_readable_ca_key(home, tmp_path):

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from swarm_util import Fleet, hosts_by_name, make_release
+from worker_util import curl_run
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +45,15 @@ def sha256(path):
 def curl(fleet, method, path, *form, expect=200):
     """METHOD https://127.0.0.1:PORT/PATH on h1's updater with the master's certificate."""
     home = fleet.home
-    argv = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert", home + "/ca/ca.crt",
-            "--cert", home + "/master/master.crt", "--key", home + "/master/master.key",
-            "-X", method]
+    extra = []
     for f in form:
-        argv += ["-F", f]
-    argv.append("https://127.0.0.1:%d%s" % (fleet.ports["h1"][1], path))
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
-    body, _, code = r.stdout.rpartition("\n")
-    assert int(code) == expect, (path, code, body)
-    return json.loads(body)
+        extra += ["-F", f]
+    r = curl_run("https://127.0.0.1:%d%s" % (fleet.ports["h1"][1], path), home + "/ca/ca.crt",
+                 (home + "/master/master.crt", home + "/master/master.key"), *extra,
+                 method=method, max_time=90)
+    assert r.rc == 0, r.stderr
+    assert r.status == expect, (path, r.status, r.body)
+    return json.loads(r.body)
 
 
 def slots(fleet):

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run, wait_until
 from swarm_util import Fleet, make_release, tandem, tandem_json
+from worker_util import curl_run
 
 
 def mode(path):
@@ -313,16 +314,12 @@ class Signed:
     def curl(self, name, path, *args):
         """POST/GET PATH on NAME's updater as the master; (status, JSON body)."""
         port = self.fleet.ports[name][1]
-        argv = ["curl", "-sS", "--max-time", "60", "--cacert",
-                os.path.join(self.home, "ca", "ca.crt"),
-                "--cert", os.path.join(self.home, "master", "master.crt"),
-                "--key", os.path.join(self.home, "master", "master.key"),
-                "-o", "-", "-w", "\n%{http_code}"] + list(args) + \
-               ["https://127.0.0.1:%d%s" % (port, path)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=90)
-        assert r.returncode == 0, r.stderr
-        body, _, code = r.stdout.rpartition("\n")
-        return int(code), (json.loads(body) if body.strip() else None)
+        r = curl_run("https://127.0.0.1:%d%s" % (port, path),
+                     os.path.join(self.home, "ca", "ca.crt"),
+                     (os.path.join(self.home, "master", "master.crt"),
+                      os.path.join(self.home, "master", "master.key")), *args)
+        assert r.rc == 0, r.stderr
+        return r.status, r.json()
 
     def push(self, name, tarball, tsig=None, sha256=None, order=("tsig", "tarball"), path="/update"):
         """POST /update by hand: the form fields in ORDER."""

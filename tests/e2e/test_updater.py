@@ -20,7 +20,7 @@ import pytest
 
 from conftest import Proc, bin_path, wait_until
 from release_util import Releases, sha256_file
-from worker_util import Worker
+from worker_util import Worker, curl_run
 
 
 # ---------------------------------------------------------------- helpers
@@ -699,9 +699,7 @@ CRASH_STATUS = 86
 
 def curl_rc(pki, url, *extra):
     """curl that may lose its connection (the updater dies mid-request)."""
-    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "--cert", pki.master[0],
-            "--key", pki.master[1], "-o", "/dev/null", "-w", "%{http_code}"] + list(extra) + [url]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=90)
+    return curl_run(url, pki.ca_crt, pki.master, *extra)
 
 
 def pid_alive(pid):

@@ -55,29 +55,65 @@ def write_worker_configs(tmp_path, pki, install_root, extra=None):
     return agent_port, agent_conf, conf
 
 
+class CurlResult:
+    """What one curl run gave: RC its exit code, STATUS the final HTTP status
+    (None when no response came), HEADERS (lower-case names), BODY and STDERR
+    as text."""
+
+    def __init__(self, rc, status, headers, body, stderr):
+        self.rc, self.status, self.headers = rc, status, headers
+        self.body, self.stderr = body, stderr
+
+    def json(self):
+        return json.loads(self.body) if self.body.strip() else None
+
+
+def curl_run(url, cacert, who=None, *extra, method=None, resolve=None, max_time=60,
+             input=None):
+    """The one curl of the e2e tests: URL verified against CACERT, presenting
+    WHO=(crt, key) (None: no client certificate), EXTRA curl arguments, METHOD
+    (HEAD: headers only), RESOLVE "name:port:addr", INPUT bytes or text on
+    stdin (for "--data-binary @-"). Never fails the test itself: a refused or
+    cut transfer is RC != 0, with STATUS whatever answer came before it."""
+    argv = ["curl", "-sS", "--max-time", str(max_time), "--cacert", cacert, "-o", "-",
+            "-w", "\n@@CODE=%{http_code}"]
+    if method == "HEAD":
+        argv += ["-I"]  # the headers once, on stdout
+    else:
+        argv += ["-D", "-"]
+        if method is not None:
+            argv += ["-X", method]
+    if who is not None:
+        argv += ["--cert", who[0], "--key", who[1]]
+    if resolve is not None:
+        argv += ["--resolve", resolve]
+    if isinstance(input, str):
+        input = input.encode()
+    r = subprocess.run(argv + list(extra) + [url], capture_output=True, input=input,
+                       timeout=max_time + 30)
+    out = r.stdout.decode(errors="replace")
+    out, _, code = out.rpartition("\n@@CODE=")
+    status = int(code) if code.isdigit() and int(code) != 0 else None
+    # Skip interim responses (100 Continue).
+    while out.startswith("HTTP/1.1 1"):
+        out = out.partition("\r\n\r\n")[2]
+    head, _, body = out.partition("\r\n\r\n") if out.startswith("HTTP/") else ("", "", out)
+    headers = {}
+    for ln in head.split("\r\n")[1:]:
+        k, _, v = ln.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return CurlResult(r.returncode, status, headers, body, r.stderr.decode(errors="replace"))
+
+
 def curl(pki, who, url, *extra, check=True):
     """curl over mutual TLS with client cert WHO=(crt, key) (None: none);
     returns (status, headers, body text). A failed transfer (refused, cut)
     fails the test, or returns None when CHECK is false."""
-    argv = ["curl", "-sS", "--max-time", "60", "--cacert", pki.ca_crt, "-o", "-", "-D", "-"]
-    if who is not None:
-        argv += ["--cert", who[0], "--key", who[1]]
-    argv += list(extra) + [url]
-    r = subprocess.run(argv, capture_output=True, timeout=90)
-    if r.returncode != 0:
-        assert not check, r.stderr.decode(errors="replace")
+    r = curl_run(url, pki.ca_crt, who, *extra)
+    if r.rc != 0:
+        assert not check, r.stderr
         return None
-    out = r.stdout.decode(errors="replace")
-    # Skip interim responses (100 Continue).
-    while out.startswith("HTTP/1.1 1"):
-        out = out.partition("\r\n\r\n")[2]
-    head, _, body = out.partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    headers = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), headers, body
+    return r.status, r.headers, r.body
 
 
 class Worker:
