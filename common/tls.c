@@ -45,6 +45,7 @@ struct tls_ctx {
 	int have_ticket;
 	int hs_timeout_ms;
 	char master_cn[128];
+	char master_compat_ou[64]; /* "" = off */
 	char own_fp[TLS_FP_HEX_LEN + 1];
 };
 
@@ -111,6 +112,19 @@ tls_role_parse(const char *name)
 		return TLS_ROLE_UPDATER;
 	}
 	return TLS_ROLE_UNKNOWN;
+}
+
+enum tls_role
+tls_role_from_subject_compat(const char *cn, const char *ou, const char *master_cn,
+    const char *compat_ou)
+{
+	if (compat_ou != NULL && *compat_ou != '\0' && cn != NULL && ou != NULL &&
+	    strcmp(cn, master_cn != NULL && *master_cn != '\0' ? master_cn : TLS_DEFAULT_MASTER_CN) ==
+		0 &&
+	    strcmp(ou, compat_ou) == 0) {
+		return TLS_ROLE_MASTER;
+	}
+	return tls_role_from_subject(cn, ou, master_cn);
 }
 
 enum tls_role
@@ -198,7 +212,8 @@ tls_serial_hex(const mbedtls_x509_crt *crt, char out[TLS_SERIAL_HEX_MAX + 1])
 }
 
 static int
-tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, struct tls_identity *id)
+tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, const char *compat_ou,
+    struct tls_identity *id)
 {
 	int n_cn = 0;
 	int n_ou = 0;
@@ -231,7 +246,9 @@ tls_identity_from_crt(const mbedtls_x509_crt *crt, const char *master_cn, struct
 		id->role = TLS_ROLE_UNKNOWN;
 		return 0;
 	}
-	id->role = tls_role_from_subject(id->cn, id->ou, master_cn);
+	id->role = tls_role_from_subject_compat(id->cn, id->ou, master_cn, compat_ou);
+	id->compat = id->role == TLS_ROLE_MASTER &&
+	    tls_role_from_subject(id->cn, id->ou, master_cn) != TLS_ROLE_MASTER;
 	if (id->role == TLS_ROLE_AGENT) {
 		snprintf(id->host, sizeof(id->host), "%s", id->cn);
 	} else if (id->role == TLS_ROLE_UPDATER) {
@@ -251,7 +268,7 @@ tls_identity_from_der(const unsigned char *der, size_t len, const char *master_c
 	if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0) {
 		goto out;
 	}
-	rc = tls_identity_from_crt(&crt, master_cn, out);
+	rc = tls_identity_from_crt(&crt, master_cn, NULL, out);
 out:
 	mbedtls_x509_crt_free(&crt);
 	return rc;
@@ -276,7 +293,7 @@ tls_identity_from_file(const char *path, const char *master_cn, struct tls_ident
 		err_set(e, ERR_FORMAT, "%s does not hold a PEM or DER certificate", path);
 		goto out;
 	}
-	if (tls_identity_from_crt(&crt, master_cn, out) != 0) {
+	if (tls_identity_from_crt(&crt, master_cn, NULL, out) != 0) {
 		err_set(e, ERR_FORMAT, "%s: certificate subject is malformed", path);
 		goto out;
 	}
@@ -407,6 +424,11 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, struc
 							       : TLS_DEFAULT_MASTER_CN,
 		sizeof(c->master_cn)) != 0) {
 		err_set(e, ERR_CONFIG, "master CN too long");
+		goto out;
+	}
+	if (strlcpy_chk(c->master_compat_ou, o->master_compat_ou != NULL ? o->master_compat_ou : "",
+		sizeof(c->master_compat_ou)) != 0) {
+		err_set(e, ERR_CONFIG, "master compatibility OU too long");
 		goto out;
 	}
 
@@ -578,7 +600,7 @@ tls_ctx_own_identity(const struct tls_ctx *c, struct tls_identity *out)
 	if (!c->have_own) {
 		return -1;
 	}
-	return tls_identity_from_crt(&c->own, c->master_cn, out);
+	return tls_identity_from_crt(&c->own, c->master_cn, NULL, out);
 }
 
 /* BIO over a non-blocking socket. */
@@ -772,8 +794,8 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, struct err *
  * here again.
  */
 static int
-tls_check_peer(struct tls_conn *c, const char *master_cn, const char *eku_oid, size_t eku_len,
-    struct tls_identity *id, struct err *e)
+tls_check_peer(struct tls_conn *c, const char *master_cn, const char *compat_ou,
+    const char *eku_oid, size_t eku_len, struct tls_identity *id, struct err *e)
 {
 	const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->ssl);
 
@@ -801,7 +823,7 @@ tls_check_peer(struct tls_conn *c, const char *master_cn, const char *eku_oid, s
 			: "serverAuth");
 		return -1;
 	}
-	if (tls_identity_from_crt(peer, master_cn, id) != 0) {
+	if (tls_identity_from_crt(peer, master_cn, compat_ou, id) != 0) {
 		err_set(e, ERR_TLS, "peer certificate subject is malformed");
 		return -1;
 	}
@@ -919,7 +941,7 @@ tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identi
 		tls_conn_discard(c);
 		return -1;
 	}
-	if (tls_check_peer(c, ctx->master_cn, MBEDTLS_OID_CLIENT_AUTH,
+	if (tls_check_peer(c, ctx->master_cn, ctx->master_compat_ou, MBEDTLS_OID_CLIENT_AUTH,
 		MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH), id, e) != 0) {
 		tls_conn_discard(c);
 		return -1;
@@ -1000,7 +1022,7 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 		tls_conn_discard(c);
 		return -1;
 	}
-	if (tls_check_peer(c, ctx->master_cn, MBEDTLS_OID_SERVER_AUTH,
+	if (tls_check_peer(c, ctx->master_cn, ctx->master_compat_ou, MBEDTLS_OID_SERVER_AUTH,
 		MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), &id, e) != 0) {
 		tls_conn_discard(c);
 		return -1;

@@ -60,6 +60,7 @@ struct tls_identity {
 	time_t not_before;
 	time_t not_after;
 	int resumed;                       /* 1 if the session was resumed from a ticket */
+	int compat;                        /* master by the compatibility OU (master_compat_ou) */
 };
 
 const char *tls_role_name(enum tls_role role);
@@ -70,6 +71,12 @@ enum tls_role tls_role_parse(const char *name);
  * OU, when non-empty, must name the same role or the result is UNKNOWN.
  */
 enum tls_role tls_role_from_subject(const char *cn, const char *ou, const char *master_cn);
+/*
+ * The same, but a CN equal to MASTER_CN with an OU equal to COMPAT_OU (when
+ * non-empty) also names the master; the identity's `compat` flag says so.
+ */
+enum tls_role tls_role_from_subject_compat(const char *cn, const char *ou, const char *master_cn,
+    const char *compat_ou);
 
 /*
  * Identity from a DER certificate (used on handshakes and by pki). Fills
@@ -98,6 +105,12 @@ struct tls_opts {
 	const char *cert_file; /* required for servers; optional for clients */
 	const char *key_file;  /* required with cert_file */
 	const char *master_cn; /* NULL: TLS_DEFAULT_MASTER_CN */
+	/*
+	 * Compatibility (DECNET masters): a peer whose CN is exactly master_cn and
+	 * whose OU is exactly this value is the master too. NULL/"": off. The
+	 * caller must pin the master's fingerprint when it sets this.
+	 */
+	const char *master_compat_ou;
 	int session_tickets;   /* servers: issue tickets (default on via tls_opts_init) */
 	int handshake_timeout_ms; /* 0: 10000 */
 };

@@ -194,6 +194,7 @@ api_op_begin(struct api *a, struct httpd_req *r, enum install_kind kind)
 	struct err e = ERR_INIT;
 	struct api_req *q;
 	const char *rid;
+	int lrc;
 
 	if (api_authorise(a, r, &e) != 0) {
 		api_refuse(r, kind, &e, NULL);
@@ -227,7 +228,16 @@ api_op_begin(struct api *a, struct httpd_req *r, enum install_kind kind)
 		(void)snprintf(q->plan.request_id, sizeof(q->plan.request_id), "%s", rid);
 		q->request_id_len = strlen(q->plan.request_id);
 	}
-	if (install_lock(a->in, kind, q->plan.id, &e) != 0) {
+	lrc = install_lock(a->in, kind, q->plan.id, &e);
+	if (lrc != 0 && e.kind == ERR_BUSY && id != NULL && id->compat &&
+	    a->cfg->master_compat_wait_ms > 0) {
+		/* A compatible (DECNET) master cannot retry a 503: it waits for the lock. */
+		log_info("%s; the compatible master %s waits up to %lld ms", err_msg(&e),
+		    id->fingerprint, a->cfg->master_compat_wait_ms);
+		e = (struct err)ERR_INIT;
+		lrc = install_lock_wait(a->in, kind, q->plan.id, a->cfg->master_compat_wait_ms, &e);
+	}
+	if (lrc != 0) {
 		api_refuse(r, kind, &e, NULL);
 		return -1;
 	}
@@ -742,6 +752,7 @@ api_tls_new(struct api *a, struct tls_ctx **srv, struct tls_ctx **cli, struct er
 	to.cert_file = cert;
 	to.key_file = key;
 	to.master_cn = cfg->master_cn;
+	to.master_compat_ou = cfg->master_compat_ou;
 	if (tls_server_new(&to, srv, e) != 0 || tls_client_new(&to, cli, e) != 0) {
 		tls_ctx_free(*srv);
 		*srv = NULL;

@@ -21,6 +21,12 @@ const struct config_option updater_config_table[] = {
 	    "CN of the master certificate" },
 	{ "master_fingerprints", CONFIG_STRLIST, OFF(master_fingerprints), "", 0, 0,
 	    "if set, only these master certificates (sha256 of DER, hex) may push" },
+	{ "master_compat_ou", CONFIG_STR, OFF(master_compat_ou), "", 0, 63,
+	    "DECNET compatibility: a certificate with CN=master_cn and this OU (e.g. swarm-worker) "
+	    "is the master; needs master_fingerprints; empty: off" },
+	{ "master_compat_wait", CONFIG_DURATION_MS, OFF(master_compat_wait_ms), "120s", 0, 3600000,
+	    "a master accepted through master_compat_ou waits this long for a running operation "
+	    "instead of getting 503" },
 	{ "agent_config", CONFIG_PATH, OFF(agent_config), NULL, 0, 0,
 	    "the agent's config file, passed as --config (required)" },
 	{ "agent_probe", CONFIG_ADDR, OFF(agent_probe), "127.0.0.1:8765", 1, 65535,
@@ -95,6 +101,36 @@ const struct config_option updater_config_table[] = {
 #undef OFF
 const size_t updater_config_table_len = ARRAY_LEN(updater_config_table);
 
+
+/*
+ * master_compat_ou widens who counts as the master, so it is only accepted
+ * with the master pinned, and never as one of our own role names (a
+ * certificate naming another role must not become the master).
+ */
+static int
+updater_config_check_compat(const struct updater_config *cfg, struct err *e)
+{
+	const char *ou = cfg->master_compat_ou;
+
+	if (ou[0] == '\0') {
+		return 0;
+	}
+	if (cfg->master_fingerprints[0] == NULL) {
+		return err_set(e, ERR_CONFIG, "master_compat_ou needs master_fingerprints: the "
+		    "compatible master is accepted only by its pinned fingerprint");
+	}
+	if (tls_role_parse(ou) != TLS_ROLE_UNKNOWN) {
+		return err_set(e, ERR_CONFIG, "master_compat_ou '%s' is a role name; name the OU "
+		    "the other master's certificate carries (e.g. swarm-worker)", ou);
+	}
+	for (const char *p = ou; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+			return err_set(e, ERR_CONFIG, "master_compat_ou must be printable ASCII");
+		}
+	}
+	return 0;
+}
+
 int
 updater_config_check(const struct updater_config *cfg, struct err *e)
 {
@@ -119,7 +155,7 @@ updater_config_check(const struct updater_config *cfg, struct err *e)
 			    *fp);
 		}
 	}
-	return 0;
+	return updater_config_check_compat(cfg, e);
 }
 
 int
@@ -149,3 +185,4 @@ updater_config_free(struct updater_config *cfg)
 {
 	config_free(updater_config_table, updater_config_table_len, cfg);
 }
+

@@ -28,6 +28,8 @@ struct updater_config {
 	char *key;
 	char *master_cn;
 	char **master_fingerprints;
+	char *master_compat_ou;           /* "" = off; see updater_config_table */
+	long long master_compat_wait_ms;  /* how long a compat master waits for the lock */
 	char *agent_config;
 	char *agent_probe;
 	char *agent_pin;

@@ -33,6 +33,7 @@ struct install {
 	struct trust *trust; /* keyring, security floor, signature policy */
 
 	pthread_mutex_t mu;  /* protects what follows */
+	pthread_cond_t idle; /* signalled when the operation lock is released */
 	int busy;
 	char op_id[JOURNAL_ID_LEN];
 	char op_request_id[INSTALL_REQUEST_ID_MAX + 1];
@@ -254,6 +255,7 @@ install_new(const struct updater_config *cfg, const struct install_deps *deps,
 		return err_set(e, ERR_NOMEM, "install: out of memory");
 	}
 	pthread_mutex_init(&in->mu, NULL);
+	pthread_cond_init(&in->idle, NULL);
 	in->cfg = cfg;
 	in->deps = *deps;
 	if (store_init(&in->store, cfg->install_dir, (unsigned)cfg->failed_keep, e) != 0 ||
@@ -286,6 +288,7 @@ install_free(struct install *in)
 		return;
 	}
 	trust_free(in->trust);
+	pthread_cond_destroy(&in->idle);
 	pthread_mutex_destroy(&in->mu);
 	free(in);
 }
@@ -293,9 +296,32 @@ install_free(struct install *in)
 int
 install_lock(struct install *in, enum install_kind kind, char id[JOURNAL_ID_LEN], struct err *e)
 {
-	char running[JOURNAL_ID_LEN];
+	return install_lock_wait(in, kind, id, 0, e);
+}
 
+int
+install_lock_wait(struct install *in, enum install_kind kind, char id[JOURNAL_ID_LEN],
+    int64_t wait_ms, struct err *e)
+{
+	char running[JOURNAL_ID_LEN];
+	struct timespec until;
+
+	if (wait_ms > 0) {
+		/* The condition variable runs on CLOCK_REALTIME (its default). */
+		(void)clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(wait_ms / 1000);
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
 	pthread_mutex_lock(&in->mu);
+	while (in->busy && wait_ms > 0) {
+		if (pthread_cond_timedwait(&in->idle, &in->mu, &until) != 0) {
+			break;
+		}
+	}
 	if (in->busy) {
 		memcpy(running, in->op_id, sizeof(running));
 		pthread_mutex_unlock(&in->mu);
@@ -322,6 +348,7 @@ install_unlock(struct install *in)
 	in->op_id[0] = '\0';
 	in->op_request_id[0] = '\0';
 	in->phase = NULL;
+	pthread_cond_broadcast(&in->idle);
 	pthread_mutex_unlock(&in->mu);
 }
 

@@ -235,6 +235,12 @@ void install_free(struct install *in);
  */
 int install_lock(struct install *in, enum install_kind kind, char id[JOURNAL_ID_LEN],
     struct err *e) WUR;
+/*
+ * install_lock, but while another operation runs wait up to WAIT_MS for it to
+ * end (0: do not wait). Used for masters that cannot retry a 503.
+ */
+int install_lock_wait(struct install *in, enum install_kind kind, char id[JOURNAL_ID_LEN],
+    int64_t wait_ms, struct err *e) WUR;
 void install_unlock(struct install *in);
 
 /* The running operation's request id is RID (shown by install_status). */

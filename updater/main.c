@@ -84,6 +84,7 @@ self_test(const struct updater_config *cfg, struct err *e)
 	to.cert_file = cfg->cert;
 	to.key_file = cfg->key;
 	to.master_cn = cfg->master_cn;
+	to.master_compat_ou = cfg->master_compat_ou;
 	if (tls_server_new(&to, &ctx, e) == 0) {
 		tls_ctx_free(ctx);
 		if (tls_client_new(&to, &ctx, e) == 0) {
@@ -126,6 +127,10 @@ run(const struct updater_config *cfg, const char *seed)
 		goto out;
 	}
 	log_info("tandem-updater %s listening on port %d", tandem_version(), api_port(a));
+	if (cfg->master_compat_ou[0] != '\0') {
+		log_info("compatibility: a certificate CN=%s OU=%s is the master when its "
+		    "fingerprint is pinned (master_compat_ou)", cfg->master_cn, cfg->master_compat_ou);
+	}
 	printf("LISTENING port=%d\n", api_port(a));
 	fflush(stdout);
 	for (;;) {

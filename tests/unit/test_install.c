@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -796,6 +797,23 @@ test_first_install_fails(void **state)
 }
 
 /* Every refusal: the right kind, releases/ byte-identical, no journal, a history entry. */
+
+struct unlock_later {
+	struct install *in;
+};
+
+/* Releases the operation lock from another thread: the waiting caller gets
+ * the lock whichever thread runs first (without the wait it would be busy
+ * whenever it runs first). */
+static void *
+unlock_later(void *arg)
+{
+	struct unlock_later *ul = arg;
+
+	install_unlock(ul->in);
+	return NULL;
+}
+
 static void
 test_refusals_change_nothing(void **state)
 {
@@ -900,7 +918,23 @@ test_refusals_change_nothing(void **state)
 	assert_int_equal(install_lock(in, INSTALL_ROLLBACK, p2.id, &e), -1);
 	assert_int_equal(e.kind, ERR_BUSY);
 	assert_non_null(strstr(err_msg(&e), p.id));
+	/* A bounded wait for a lock that stays taken ends busy too. */
+	e = (struct err)ERR_INIT;
+	assert_int_equal(install_lock_wait(in, INSTALL_ROLLBACK, p2.id, 50, &e), -1);
+	assert_int_equal(e.kind, ERR_BUSY);
 	install_unlock(in);
+
+	/* A waiter gets the lock as soon as the running operation releases it. */
+	{
+		struct unlock_later ul = { .in = in };
+		pthread_t th;
+
+		assert_int_equal(install_lock(in, INSTALL_UPDATE, p.id, &e), 0);
+		assert_int_equal(pthread_create(&th, NULL, unlock_later, &ul), 0);
+		assert_int_equal(install_lock_wait(in, INSTALL_ROLLBACK, p2.id, 60000, &e), 0);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		install_unlock(in);
+	}
 
 	after = snapshot(NULL);
 	assert_same(before, after);

@@ -458,6 +458,38 @@ test_role_mapping(void **state)
 	assert_string_equal(tls_role_name(tls_role_parse("updater")), "updater");
 }
 
+/* master_compat_ou: exactly the master CN with exactly that OU, nothing else. */
+static void
+test_role_mapping_compat(void **state)
+{
+	static const struct {
+		const char *cn, *ou, *master, *compat;
+		enum tls_role role;
+	} t[] = {
+		{ "tandem-master", "swarm-worker", NULL, "swarm-worker", TLS_ROLE_MASTER },
+		{ "decnet-master", "swarm-worker", "decnet-master", "swarm-worker", TLS_ROLE_MASTER },
+		{ "tandem-master", "swarm-worker", NULL, NULL, TLS_ROLE_UNKNOWN },
+		{ "tandem-master", "swarm-worker", NULL, "", TLS_ROLE_UNKNOWN },
+		{ "tandem-master", "Swarm-Worker", NULL, "swarm-worker", TLS_ROLE_UNKNOWN },
+		{ "TANDEM-MASTER", "swarm-worker", NULL, "swarm-worker", TLS_ROLE_UNKNOWN },
+		{ "host1", "swarm-worker", NULL, "swarm-worker", TLS_ROLE_UNKNOWN },
+		{ "updater@h", "swarm-worker", NULL, "swarm-worker", TLS_ROLE_UNKNOWN },
+		{ "tandem-master", NULL, NULL, "swarm-worker", TLS_ROLE_MASTER },
+		{ "tandem-master", "agent", NULL, "swarm-worker", TLS_ROLE_UNKNOWN },
+		{ "host1", NULL, NULL, "swarm-worker", TLS_ROLE_AGENT },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		enum tls_role got =
+		    tls_role_from_subject_compat(t[i].cn, t[i].ou, t[i].master, t[i].compat);
+		if (got != t[i].role) {
+			fail_msg("case %zu: CN=%s OU=%s: role %s, want %s", i, t[i].cn,
+			    t[i].ou ? t[i].ou : "(null)", tls_role_name(got), tls_role_name(t[i].role));
+		}
+	}
+}
+
 static void
 test_configured_master_cn(void **state)
 {
@@ -922,6 +954,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_role_mapping),
+		cmocka_unit_test(test_role_mapping_compat),
 		cmocka_unit_test(test_identity_extraction),
 		cmocka_unit_test(test_identity_from_file_and_der),
 		cmocka_unit_test(test_verify_cert_file),
