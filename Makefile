@@ -256,6 +256,10 @@ test: unit e2e
 # the gate.
 CHECK_JOBS ?= 2
 CHECK_STAGES := unit e2e check-asan check-tsan lint fuzz-run
+# The gate's fuzz stage is a smoke run: every harness replays its corpus and
+# mutates for CHECK_FUZZ_SECONDS. Longer campaigns: make fuzz-run
+# FUZZ_SECONDS=N (10 by default).
+CHECK_FUZZ_SECONDS ?= 4
 check: deps
 	@t0=$$(date +%s); $(MAKE) -j$(JOBS) all unit-bins && \
 	echo "check: build done in $$(( $$(date +%s) - t0 )) s"
@@ -265,7 +269,7 @@ check: deps
 
 # One stage of the gate, with its wall time (the numbers in wiki/Performance.md).
 check-stage-%:
-	@t0=$$(date +%s); $(MAKE) --no-print-directory $* || \
+	@t0=$$(date +%s); $(MAKE) --no-print-directory FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) $* || \
 		{ echo "check: $* FAILED after $$(( $$(date +%s) - t0 )) s"; exit 1; }; \
 	echo "check: $* passed in $$(( $$(date +%s) - t0 )) s"
 
@@ -275,8 +279,11 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_
 # The gate's ASan stage leaves out the long crash campaigns and the demo run:
 # they check durability (kill at every step, restart, compare) and the demo
 # script, which the normal e2e stage runs in full, and under ASan they were a
-# third of the stage's worker time (wiki/Development.md). Every e2e test under
-# ASan, these included: make check-asan-full.
+# third of the stage's worker time (wiki/Development.md). Of the other crash
+# sweeps (tests marked sweep) it runs the first and the last point
+# (TANDEM_E2E_SWEEP=smoke): the crash and recovery code runs under ASan on
+# both sides of the commit. Every e2e test under ASan, every point: make
+# check-asan-full.
 ASAN_E2E_SKIP := \
 	tests/e2e/test_demo.py::test_demo_runs_to_the_end_and_leaves_nothing \
 	tests/e2e/test_rollout_crash.py::test_crash_sweep_resume_gives_the_same_rows \
@@ -284,7 +291,7 @@ ASAN_E2E_SKIP := \
 
 check-asan:
 	$(MAKE) -j$(JOBS) SAN=1 BUILD=build-asan all unit-bins
-	$(ASAN_ENV) $(MAKE) SAN=1 BUILD=build-asan E2E_JOBS=$(E2E_SAN_JOBS) \
+	$(ASAN_ENV) TANDEM_E2E_SWEEP=smoke $(MAKE) SAN=1 BUILD=build-asan E2E_JOBS=$(E2E_SAN_JOBS) \
 		E2E_DESELECT="$(ASAN_E2E_SKIP)" test
 
 check-asan-full:

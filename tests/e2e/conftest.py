@@ -42,6 +42,26 @@ def pytest_configure(config):
     # (one process) knows the mark.
     config.addinivalue_line("markers", "xdist_group(name): tests that run on one "
                             "xdist worker, in file order")
+    config.addinivalue_line("markers", "sweep: one test per crash point; with "
+                            "TANDEM_E2E_SWEEP=smoke only the first and the last point run")
+
+
+def _sweep_smoke(config, items):
+    """TANDEM_E2E_SWEEP=smoke (the sanitizer stages of make check): of each
+    test marked sweep, only its first and last crash point run. They check
+    durability, which the normal e2e stage checks at every point; under a
+    sanitizer what matters is that the crash and the recovery code run at
+    all, on both sides of the commit."""
+    if os.environ.get("TANDEM_E2E_SWEEP") != "smoke":
+        return
+    groups = {}
+    for item in items:
+        if item.get_closest_marker("sweep") is not None and hasattr(item, "callspec"):
+            groups.setdefault((item.module.__name__, item.originalname), []).append(item)
+    drop = {id(it) for g in groups.values() for it in g[1:-1]}
+    if drop:
+        config.hook.pytest_deselected(items=[it for it in items if id(it) in drop])
+        items[:] = [it for it in items if id(it) not in drop]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -55,6 +75,7 @@ def pytest_collection_modifyitems(config, items):
     # container) is built once, and a test that starts from the state an
     # earlier one left still finds it. Files that share an output of the
     # build tree (make deb) name one group with pytestmark.
+    _sweep_smoke(config, items)
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -139,6 +139,7 @@ def test_trust_route_refuses_what_does_not_fit(fleet, tmp_path):
                                                                          "ca.crt"))]
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("point", ["ca.next_made", "ca.bundle_written", "ca.retired_kept",
                                    "ca.key_switched", "ca.switched"])
 def test_master_crash_during_begin_is_finished_by_running_it_again(fleet, releases, point):

@@ -153,6 +153,7 @@ def test_pins_route_refuses_what_does_not_fit(fleet, tmp_path):
     assert "master pins:" in fleet.procs["web1"].stderr()
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("point", ["master.rollover_recorded", "cert.gen_written",
                                    "cert.previous_set", "cert.flipped",
                                    "cert.pending_removed", "master.key_folded",

@@ -150,6 +150,7 @@ def test_renewal_routes_refuse_what_does_not_fit(fleet):
     assert code == 200 and doc["cert_renewed"] is False and doc["cert_fingerprint"] == fp
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("point", ["cert.pending_key", "cert.gen_written",
                                    "cert.previous_set", "cert.flipped",
                                    "cert.pending_removed", "cert.confirmed"])

@@ -305,6 +305,7 @@ SWEEP = [
 ]
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("point,committed", SWEEP)
 def test_crash_sweep_self_update(procs, tmp_path, pki, releases, point, committed):
     h = Host(procs, tmp_path, pki, env={"TANDEM_TEST_CRASH_AT": point})
@@ -418,6 +419,7 @@ SWEEP_LATER = [
 ]
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("point,before", SWEEP_LATER)
 def test_crash_sweep_later_self_update(procs, tmp_path, pki, releases, point, before):
     h = Host(procs, tmp_path, pki, env={"TANDEM_TEST_CRASH_AT": point}, stable_ms=300)

@@ -739,6 +739,7 @@ def check_recovered(host, want_active, want_prev, point):
     wait_until(serving, 20, "the agent to serve the active release after %s" % point)
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("points,kind,committed", [
     (["update.journal_staging", "update.journal_switching", "update.prev_moved",
       "update.exchanged", "update.old_to_prev", "update.agent_started",
