@@ -282,12 +282,17 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_
 # third of the stage's worker time (wiki/Development.md). Of the other crash
 # sweeps (tests marked sweep) it runs the first and the last point
 # (TANDEM_E2E_SWEEP=smoke): the crash and recovery code runs under ASan on
-# both sides of the commit. Every e2e test under ASan, every point: make
-# check-asan-full.
+# both sides of the commit. It also leaves out the two CLI-table walks of
+# test_cli.py (every option of every command, and bash completion): hundreds
+# of short CLI runs, 160 s of ASan worker time, over the table and parser that
+# the unit test test_cli walks in one process under ASan in this same stage.
+# Every e2e test under ASan, every point: make check-asan-full.
 ASAN_E2E_SKIP := \
 	tests/e2e/test_demo.py::test_demo_runs_to_the_end_and_leaves_nothing \
 	tests/e2e/test_rollout_crash.py::test_crash_sweep_resume_gives_the_same_rows \
-	tests/e2e/test_signing.py::test_crash_sweep_keyring_and_floor
+	tests/e2e/test_signing.py::test_crash_sweep_keyring_and_floor \
+	tests/e2e/test_cli.py::test_help_lists_every_command_and_option_the_parser_accepts \
+	tests/e2e/test_cli.py::test_bash_completion
 
 check-asan:
 	$(MAKE) -j$(JOBS) SAN=1 BUILD=build-asan all unit-bins
