@@ -330,13 +330,52 @@ report_json_row(void *arg, const struct reg_rollout_host *h, const struct reg_ho
 }
 
 /*
- * The report of a finished drive: JSON (streamed host by host), JSON lines
- * (the closing line; the hosts went out as they finished), or the table.
+ * The one-line tally of a drive that took MS: "updated 48, rolled back 1,
+ * failed 1 in 12.4 s", with already active, skipped and reverted hosts named
+ * when there are any.
+ */
+static void
+tally_line(const struct reg_rollout_counts *n, int64_t ms, char *buf, size_t len)
+{
+	const struct {
+		const char *word;
+		size_t count;
+		int always;
+	} parts[] = {
+		{ "updated", n->n[RH_UPDATED], 1 },
+		{ "rolled back", n->n[RH_ROLLED_BACK], 1 },
+		{ "failed", n->n[RH_FAILED] + n->n[RH_SOAK_FAILED] + n->n[RH_REVERT_FAILED], 1 },
+		{ "already active", n->n[RH_ALREADY_ACTIVE], 0 },
+		{ "skipped", n->n[RH_SKIPPED] + n->n[RH_REVERT_SKIPPED], 0 },
+		{ "reverted", n->n[RH_REVERTED], 0 },
+		{ "not started", n->n[RH_PENDING] + n->n[RH_DISPATCHED] + n->n[RH_REVERTING], 0 },
+	};
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(parts) && used < len; i++) {
+		if (parts[i].always || parts[i].count > 0) {
+			used += (size_t)snprintf(buf + used, len - used, "%s%s %zu",
+			    used > 0 ? ", " : "", parts[i].word, parts[i].count);
+		}
+	}
+	if (used < len) {
+		snprintf(buf + used, len - used, " in %lld.%lld s", (long long)(ms / 1000),
+		    (long long)(ms % 1000 / 100));
+	}
+}
+
+/*
+ * The report of a finished drive that took ELAPSED_MS: JSON (streamed host
+ * by host), JSON lines (the closing line; the hosts went out as they
+ * finished), or the table and the tally line.
  */
 static int
 report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int json_lines,
-    int include_self, const struct swarm_release_file *rf, const char *release_arg)
+    int include_self, const struct swarm_release_file *rf, const char *release_arg,
+    int64_t elapsed_ms)
 {
+	char tally[256];
 	static const char *const heads[] = { "HOST", "ADDRESS", "AGENT", "SELF", "VERSION",
 		"DETAIL" };
 	struct report rp;
@@ -347,7 +386,8 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 	rp.include_self = include_self;
 	if (json_lines) {
 		o = rollout_json(out);
-		if (o == NULL || json_add_str(o, "type", "rollout") != 0) {
+		if (o == NULL || json_add_str(o, "type", "rollout") != 0 ||
+		    json_add_int(o, "elapsed_ms", elapsed_ms) != 0) {
 			cJSON_Delete(o);
 			return CLI_EXIT_FAIL;
 		}
@@ -363,7 +403,8 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 		    json_add_int(rel, "size", rf != NULL ? (long long)rf->size : 0) != 0 ||
 		    json_add_str(rel, "label", rf != NULL ? rf->label : out->r.release_label) != 0 ||
 		    json_add_bool(rel, "signed", rf != NULL && rf->tsig != NULL) != 0 ||
-		    json_add_bool(o, "ok", out->exit_code == ROLLOUT_EXIT_DONE) != 0) {
+		    json_add_bool(o, "ok", out->exit_code == ROLLOUT_EXIT_DONE) != 0 ||
+		    json_add_int(o, "elapsed_ms", elapsed_ms) != 0) {
 			cJSON_Delete(o);
 			return swarm_print_json(NULL);
 		}
@@ -400,6 +441,8 @@ report(struct swarm_ctx *c, const struct rollout_outcome *out, int json, int jso
 	(void)each_host(c, out->r.id, REG_RH_ANY, report_detail, NULL);
 	printf("\nrollout %s: %s%s%s\n", out->r.id, out->summary, out->r.reason[0] != '\0' ? ": " : "",
 	    out->r.reason);
+	tally_line(&out->counts, elapsed_ms, tally, sizeof(tally));
+	printf("%s\n", tally);
 	if (out->exit_code == ROLLOUT_EXIT_OPEN) {
 		printf("resume it with 'tandem swarm rollout resume %s'\n", out->r.id);
 	} else if (out->r.state == RO_HALTED && out->r.finished_at == 0) {
@@ -461,6 +504,7 @@ drive_and_report(struct swarm_ctx *c, const char *id, int json, int json_lines, 
 	struct rollout_ui ui = { json_lines, 0 };
 	struct rollout_outcome *out = calloc(1, sizeof(*out));
 	struct err e = ERR_INIT;
+	int64_t t0 = mono_ms();
 	int rc;
 
 	if (out == NULL) {
@@ -474,11 +518,11 @@ drive_and_report(struct swarm_ctx *c, const char *id, int json, int json_lines, 
 			free(out);
 			return CLI_EXIT_FAIL;
 		}
-		rc = report(c, out, json, json_lines, include_self, rf, release_arg);
+		rc = report(c, out, json, json_lines, include_self, rf, release_arg, mono_ms() - t0);
 		free(out);
 		return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
 	}
-	rc = report(c, out, json, json_lines, include_self, rf, release_arg);
+	rc = report(c, out, json, json_lines, include_self, rf, release_arg, mono_ms() - t0);
 	free(out);
 	return rc;
 }

@@ -207,9 +207,9 @@ phase_word(enum swarm_phase ph)
 	return "done";
 }
 
-/* One job's progress line into BUF. Caller holds the lock. */
+/* One job's progress line into BUF, without its time. */
 static void
-job_line(const struct swarm_job *j, char *buf, size_t len)
+job_line_text(const struct swarm_job *j, char *buf, size_t len)
 {
 	if (j->phase == SWARM_PH_UPLOADING && j->total > 0) {
 		snprintf(buf, len, "%s: uploading %3u%%", j->host.name,
@@ -231,6 +231,35 @@ job_line(const struct swarm_job *j, char *buf, size_t len)
 		    j->self_tried ? j->self.reason : "");
 	} else {
 		snprintf(buf, len, "%s: %s", j->host.name, phase_word(j->phase));
+	}
+}
+
+/* "3.2 s": how long job J has run, or ran ("" before it started). */
+static void
+job_elapsed(const struct swarm_job *j, char *buf, size_t len)
+{
+	int64_t ms = j->phase == SWARM_PH_DONE ? j->elapsed_ms
+	    : j->started_ms > 0 ? mono_ms() - j->started_ms : -1;
+
+	if (ms < 0 || j->phase == SWARM_PH_WAITING) {
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, len, "%lld.%lld s", (long long)(ms / 1000), (long long)(ms % 1000 / 100));
+}
+
+/* One job's progress line into BUF, with its elapsed time. Caller holds the lock. */
+static void
+job_line(const struct swarm_job *j, char *buf, size_t len)
+{
+	char el[32];
+	size_t used;
+
+	job_line_text(j, buf, len);
+	job_elapsed(j, el, sizeof(el));
+	used = strlen(buf);
+	if (el[0] != '\0' && used + strlen(el) + 3 < len) {
+		snprintf(buf + used, len - used, " (%s)", el);
 	}
 }
 
@@ -1215,6 +1244,9 @@ worker(void *arg)
 		}
 	}
 	while ((j = take_job(p, wa->slot, own)) != NULL) {
+		pthread_mutex_lock(&p->lock);
+		j->started_ms = mono_ms();
+		pthread_mutex_unlock(&p->lock);
 		switch (j->kind) {
 		case SWARM_JOB_UPDATE:
 			job_update(p, j);
@@ -1238,6 +1270,9 @@ worker(void *arg)
 			}
 			break;
 		}
+		pthread_mutex_lock(&p->lock);
+		j->elapsed_ms = mono_ms() - j->started_ms;
+		pthread_mutex_unlock(&p->lock);
 		set_phase(p, j, SWARM_PH_DONE);
 		if (p->o->done != NULL) {
 			p->o->done(p->o->arg, j);

@@ -74,6 +74,8 @@ struct swarm_job {
 	/* progress (under the pool's lock) */
 	enum swarm_phase phase;
 	uint64_t sent, total;
+	int64_t started_ms;       /* mono_ms() when a worker took the job, 0 before */
+	int64_t elapsed_ms;       /* from taking the job to its end (set when done) */
 	/* update */
 	struct swarm_result agent;
 	int self_tried;

@@ -5,6 +5,9 @@ update` over pinned mutual TLS."""
 
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import stat
 import subprocess
@@ -474,8 +477,64 @@ def test_one_host_rolls_back_while_others_update(tmp_path, rel):
         assert "rolled-back" in rows["a2"] and "1.0.0" in rows["a2"], r.stdout
         assert "updated" in rows["a3"] and "4.0.0" in rows["a3"], r.stdout
         assert "a2: new release failed, previous restored" in r.stdout
+        # The tally line, and each host's time in the progress lines (not a terminal: plain).
+        assert re.search(r"^updated 2, rolled back 1, failed 0 in \d+\.\d s$", r.stdout, re.M), \
+            r.stdout
+        for name, word in (("a1", "updated"), ("a2", "rolled-back"), ("a3", "updated")):
+            assert re.search(r"^%s: %s.*\((\d+)\.\d s\)$" % (name, word), r.stderr, re.M), \
+                r.stderr
+        assert "\x1b[" not in r.stderr
         st = hosts_by_name(f.json("swarm", "status"))
         assert st["a2"]["active"]["version"] == "1.0.0"
         assert st["a1"]["active"]["version"] == st["a3"]["active"]["version"] == "4.0.0"
+    finally:
+        f.stop_all()
+
+
+def run_on_terminal(argv, timeout=120):
+    """Run ARGV with stdout and stderr on a pseudo-terminal; returns (exit code, output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], timeout)
+            assert ready, "no output for %d s" % timeout
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return proc.wait(timeout=timeout), out.decode(errors="replace")
+
+
+def test_progress_on_a_terminal(tmp_path, rel):
+    """On a terminal the host lines are redrawn in place with their elapsed time; the
+    report ends with the tally line; --json carries the elapsed time."""
+    f = Fleet(tmp_path)
+    try:
+        for name in ("t1", "t2"):
+            f.enroll(name)
+            f.start(name)
+        rc, out = run_on_terminal([bin_path("tandem"), "--home", f.home, "swarm", "update",
+                                   "--all", "--release", rel["v1"]])
+        assert rc == 0, out
+        assert "\x1b[" in out and "\r" in out, out
+        # Running hosts show their phase and time; finished ones fold into the counter.
+        for name in ("t1", "t2"):
+            assert re.search(r"\x1b\[K%s: [a-z/ ]+ \(\d+\.\d s\)\r?\n" % name, out), out
+        assert "\x1b[2A" in out, out
+        assert re.search(r"updated 2, rolled back 0, failed 0 in \d+\.\d s", out), out
+        j = f.json("swarm", "update", "--all", "--release", rel["v1"])
+        assert isinstance(j["elapsed_ms"], int) and j["elapsed_ms"] >= 0, j
+        assert {h["host"] for h in j["hosts"]} == {"t1", "t2"}
+        r = f.tandem("swarm", "update", "--all", "--release", rel["v1"], check=0)
+        assert re.search(r"^updated 0, rolled back 0, failed 0, already active 2 in \d+\.\d s$",
+                         r.stdout, re.M), r.stdout
     finally:
         f.stop_all()
