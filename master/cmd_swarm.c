@@ -500,8 +500,9 @@ swarm_cmd_show(struct cli *cli, int argc, char **argv)
 			obj = NULL;
 		}
 		arr = obj != NULL ? json_add_array(obj, "recent_pushes") : NULL;
+		/* The newest SHOW_PUSHES, oldest first (as swarm history and /history). */
 		for (i = 0; arr != NULL && i < n; i++) {
-			cJSON *p = push_json(&pushes[i]);
+			cJSON *p = push_json(&pushes[n - 1 - i]);
 			if (p == NULL) {
 				arr = NULL;
 				break;
@@ -524,10 +525,10 @@ swarm_cmd_show(struct cli *cli, int argc, char **argv)
 	    h.updater_fp[0] != '\0' ? h.updater_fp : "- (no updater identity: cannot be updated)",
 	    h.notes, t1, h.decommissioned_at != 0 ? "decommissioned at " : "in service",
 	    h.decommissioned_at != 0 ? t2 : "", "", ltext[0] != '\0' ? ltext : "-");
-	for (i = 0; i < n; i++) {
-		swarm_fmt_time(pushes[i].at, t1, sizeof(t1));
-		printf("push: %s %s %.12s %s\n", t1, pushes[i].result, pushes[i].sha256,
-		    pushes[i].detail);
+	for (i = n; i > 0; i--) { /* oldest first */
+		swarm_fmt_time(pushes[i - 1].at, t1, sizeof(t1));
+		printf("push: %s %s %.12s %s\n", t1, pushes[i - 1].result, pushes[i - 1].sha256,
+		    pushes[i - 1].detail);
 	}
 	rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
@@ -1096,7 +1097,7 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	memset(&rp, 0, sizeof(rp));
 	snprintf(rp.host, sizeof(rp.host), "%s", h.name);
 	snprintf(rp.result, sizeof(rp.result), "%s",
-	    r.outcome == SWARM_UPDATED ? "rolled-back" : "rollback-failed");
+	    r.outcome == SWARM_UPDATED ? "rolled_back" : "rollback_failed");
 	snprintf(text, sizeof(text), "manual rollback%s%.240s%s%.1000s",
 	    r.reason[0] != '\0' ? ": " : "",
 	    r.reason, r.detail[0] != '\0' ? ": " : "", r.detail);
@@ -1108,7 +1109,7 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	if (cli->json) {
 		obj = cJSON_CreateObject();
 		if (obj == NULL || json_add_str(obj, "host", h.name) != 0 ||
-		    json_add_str(obj, "result", r.outcome == SWARM_UPDATED ? "rolled-back"
+		    json_add_str(obj, "result", r.outcome == SWARM_UPDATED ? "rolled_back"
 									   : "failed") != 0 ||
 		    json_add_str(obj, "reason", r.reason) != 0 ||
 		    json_add_str(obj, "detail", r.detail) != 0 ||
@@ -1576,8 +1577,9 @@ swarm_cmd_history(struct cli *cli, int argc, char **argv)
 			cJSON_Delete(obj);
 			obj = NULL;
 		}
+		/* Oldest first, as the updater's /history (the registry answers newest first). */
 		for (i = 0; obj != NULL && i < n; i++) {
-			cJSON *p = push_json(&pushes[i]);
+			cJSON *p = push_json(&pushes[n - 1 - i]);
 			if (p == NULL) {
 				cJSON_Delete(obj);
 				obj = NULL;
@@ -1620,13 +1622,14 @@ swarm_cmd_history(struct cli *cli, int argc, char **argv)
 	printf("%spushes recorded by this master for %s:\n", updater_ok ? "\n" : "", h.name);
 	pt = swarm_table_new(ARRAY_LEN(pheads), pheads);
 	for (i = 0; pt != NULL && i < n; i++) {
+		const struct reg_push *ps = &pushes[n - 1 - i]; /* oldest first */
 		const char *cells[ARRAY_LEN(pheads)];
-		swarm_fmt_time(pushes[i].at, at, sizeof(at));
-		snprintf(sha, sizeof(sha), "%.12s", pushes[i].sha256);
+		swarm_fmt_time(ps->at, at, sizeof(at));
+		snprintf(sha, sizeof(sha), "%.12s", ps->sha256);
 		cells[0] = at;
-		cells[1] = pushes[i].result;
+		cells[1] = ps->result;
 		cells[2] = sha;
-		cells[3] = pushes[i].detail;
+		cells[3] = ps->detail;
 		if (swarm_table_add(pt, cells) != 0) {
 			swarm_table_free(pt);
 			pt = NULL;
@@ -2306,7 +2309,7 @@ static const struct cli_cmd swarm_cmds[] = {
 		"into HOME/store first) over POST /update, pinned to the updater\n"
 		"certificate recorded at enrollment, at most N hosts at a time; it\n"
 		"installs, restarts the agent, probes it and rolls back on failure. A host\n"
-		"that already runs the release is left alone (already-active). Between\n"
+		"that already runs the release is left alone (already_active). Between\n"
 		"waves a gate: every host of the wave finished, the soak and second look,\n"
 		"the gate command. Too many failures halt the rollout. With no options:\n"
 		"canary of 1 host, then 10%, 50%, 100%, halt on the first failure. Ends\n"

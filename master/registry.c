@@ -791,6 +791,16 @@ out:
 	return rc;
 }
 
+void
+registry_result_canonical(char *word)
+{
+	for (; *word != '\0'; word++) {
+		if (*word == '-') {
+			*word = '_';
+		}
+	}
+}
+
 static int
 result_valid(const char *r)
 {
@@ -901,6 +911,7 @@ registry_push_history(struct registry *reg, const char *name, size_t limit,
 		ent->at = (time_t)sqlite3_column_int64(st, 1);
 		col_copy(st, 2, ent->sha256, sizeof(ent->sha256));
 		col_copy(st, 3, ent->result, sizeof(ent->result));
+		registry_result_canonical(ent->result);
 		col_copy(st, 4, ent->detail, sizeof(ent->detail));
 	}
 	if (step != SQLITE_DONE) {

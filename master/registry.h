@@ -38,7 +38,7 @@
 #define REG_SANS_MAX 32      /* extra SANs recorded per host */
 #define REG_SAN_LEN 253      /* one SAN (DNS name or IP literal), bytes */
 #define REG_FP_LEN 64        /* sha256 of a certificate's DER, lowercase hex */
-#define REG_RESULT_MAX 31    /* push result word ("updated", "rolled-back", ...) */
+#define REG_RESULT_MAX 31    /* push result word ("updated", "rolled_back", ...) */
 #define REG_DETAIL_MAX 1023  /* push detail; longer text is cut at a UTF-8 boundary */
 #define REG_SERIAL_MAX 40    /* certificate serial, canonical hex (pki/crl.h) */
 #define REG_SUBJECT_MAX 127  /* a revoked certificate's CN */
@@ -275,5 +275,12 @@ int registry_target_of(struct registry *reg, const char *host, struct reg_target
 
 /* Keep the newest KEEP push log entries of every host; *REMOVED (may be NULL) = rows deleted. */
 int registry_push_prune(struct registry *reg, size_t keep, size_t *removed, struct err *e) WUR;
+
+/*
+ * Result words are spelled with '_' (rolled_back, already_active, as the
+ * updater spells them); rows written before that used '-': WORD is rewritten
+ * in place to the one spelling.
+ */
+void registry_result_canonical(char *word);
 
 #endif

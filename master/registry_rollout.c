@@ -825,8 +825,8 @@ self_fields(const char *self_json, char *word, size_t wlen, char *reason, size_t
 	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "reason"));
 	const char *det = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "detail"));
 
-	snprintf(word, wlen, "%s", r != NULL && strcmp(r, "updated") == 0 ? "self-updated"
-									  : "self-failed");
+	snprintf(word, wlen, "%s", r != NULL && strcmp(r, "updated") == 0 ? "self_updated"
+									  : "self_failed");
 	snprintf(reason, rlen, "%s", why != NULL ? why : "");
 	snprintf(detail, dlen, "%s", det != NULL ? det : "");
 	cJSON_Delete(t);
@@ -975,6 +975,7 @@ registry_rollout_hosts(struct registry *reg, const char *id, int wave, int state
 		r->finished_at = (time_t)sqlite3_column_int64(st, 13);
 		r->http_status = sqlite3_column_int(st, 22);
 		registry_db_col(st, 23, r->agent_result, sizeof(r->agent_result));
+		registry_result_canonical(r->agent_result);
 		registry_db_col(st, 24, r->self_json, sizeof(r->self_json));
 		r->tsig_sent = sqlite3_column_int(st, 25);
 		if (h != NULL) {

@@ -101,7 +101,7 @@ struct reg_rollout_host {
 	char detail[REG_DETAIL_MAX + 1];
 	int http_status;                   /* of the last answer, 0 when none */
 	char agent_result[32];             /* push log word of the request: "updated",
-					      "rolled-back", "failed", "already-active" ... */
+					      "rolled_back", "failed", "already_active" ... */
 	char self_json[REG_ROLLOUT_SELF_MAX + 1]; /* the updater's own update, "" if none */
 	int tsig_sent;                     /* the request carried the release's signature */
 	int attempts;

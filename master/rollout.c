@@ -869,8 +869,8 @@ revert_done(void *arg, struct swarm_job *j)
 	}
 	row->http_status = j->agent.http_status;
 	snprintf(row->agent_result, sizeof(row->agent_result), "%s",
-	    row->state == RH_REVERTED ? "rolled-back" : row->state == RH_REVERT_FAILED
-	    ? "rollback-failed" : "");
+	    row->state == RH_REVERTED ? "rolled_back" : row->state == RH_REVERT_FAILED
+	    ? "rollback_failed" : "");
 	row->log_push = row->state != RH_REVERT_SKIPPED;
 	row->finished_at = time(NULL);
 	if (gc_write(d, row) == 0) {

@@ -966,7 +966,7 @@ job_update(struct pool *p, struct swarm_job *j)
 		/* The new updater must report the version it was queued with, off probation. */
 		confirm_self(p, j, j->self.version);
 	}
-	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self-updated" : "self-failed", &j->self);
+	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self_updated" : "self_failed", &j->self);
 }
 
 /* POST /rollback (a rollout's revert), retrying a busy or unreachable host. */

@@ -17,9 +17,9 @@ swarm_outcome_word(enum swarm_outcome o)
 	case SWARM_UPDATED:
 		return "updated";
 	case SWARM_ROLLED_BACK:
-		return "rolled-back";
+		return "rolled_back";
 	case SWARM_ALREADY_ACTIVE:
-		return "already-active";
+		return "already_active";
 	case SWARM_FAILED:
 		break;
 	}
@@ -81,15 +81,20 @@ result_init(struct swarm_result *out, int status)
 }
 
 /*
- * The body of an error answer: {"detail":{"error","stderr","rolled_back"}}
- * (tandem) or {"detail":"text"} (older masters' peers). Fills OUT->detail and
- * *ROLLED_BACK; returns the error text (borrowed from TREE) or NULL.
+ * The body of an error answer: {"detail":{"error","kind","stderr",
+ * "rolled_back"[,"probe"]}} (tandem) or {"detail":"text"} (older peers).
+ * OUT->detail gets the error, then each part under its own name: after a
+ * rollback the restored release's /health answer ("probe", short), then the
+ * failing release's own output ("stderr": what the new agent or the
+ * preflight wrote; long, so last). Sets *ROLLED_BACK; returns the error text (borrowed from
+ * TREE) or NULL.
  */
 static const char *
 read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back)
 {
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(tree, "detail");
-	const char *error = NULL, *serr = NULL;
+	const char *error = NULL, *serr = NULL, *probe = NULL;
+	size_t used;
 
 	*rolled_back = 0;
 	if (cJSON_IsString(d)) {
@@ -97,14 +102,22 @@ read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back)
 	} else if (cJSON_IsObject(d)) {
 		error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "error"));
 		serr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "stderr"));
+		probe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "probe"));
 		*rolled_back = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "rolled_back"));
 	}
-	if (error != NULL) {
-		if (serr != NULL && *serr != '\0') {
-			snprintf(out->detail, sizeof(out->detail), "%s; stderr: %s", error, serr);
-		} else {
-			snprintf(out->detail, sizeof(out->detail), "%s", error);
-		}
+	if (error == NULL) {
+		return NULL;
+	}
+	snprintf(out->detail, sizeof(out->detail), "%s", error);
+	used = strlen(out->detail);
+	if (probe != NULL && *probe != '\0' && used < sizeof(out->detail)) {
+		snprintf(out->detail + used, sizeof(out->detail) - used,
+		    "; the restored release's /health: %s", probe);
+		used = strlen(out->detail);
+	}
+	if (serr != NULL && *serr != '\0' && used < sizeof(out->detail)) {
+		snprintf(out->detail + used, sizeof(out->detail) - used,
+		    "; output of the failing release: %s", serr);
 	}
 	return error;
 }

@@ -29,7 +29,7 @@
 
 #define SWARM_SHORT 128   /* version, sha label, state words */
 #define SWARM_REASON 256  /* one-line reason */
-#define SWARM_DETAIL 1024 /* worker detail (error + stderr) */
+#define SWARM_DETAIL 1024 /* worker detail (error, restored probe, output) */
 
 enum swarm_outcome {
 	SWARM_UPDATED = 0,     /* 200, status "updated" (or "rolled_back" for /rollback) */
@@ -48,7 +48,7 @@ struct swarm_result {
 	char sha256[65];              /* sha256 of the release now active, "" if unknown */
 };
 
-/* The outcome's word: "updated", "rolled-back", "failed", "already-active". */
+/* The outcome's word: "updated", "rolled_back", "failed", "already_active". */
 const char *swarm_outcome_word(enum swarm_outcome o);
 
 /*

@@ -325,13 +325,13 @@ step "Push the broken 2.0.0 to every host. Every update is a rollout: one canary
 show "$T" --home "$HOME_DIR" swarm update --all --release "$R2"
 expect_rc 1
 expect_out 'halted \(0 of 3 updated\)'
-[ "$(grep -Ec '^host[0-9]+[[:space:]].*rolled-back' "$OUT")" -eq 1 ] ||
+[ "$(grep -Ec '^host[0-9]+[[:space:]].*rolled_back' "$OUT")" -eq 1 ] ||
 	fail "step $STEP: not exactly one host (the canary) rolled back"
 [ "$(grep -Ec '^host[0-9]+[[:space:]].*pending' "$OUT")" -eq 2 ] ||
 	fail "step $STEP: the two other hosts were not left untouched (pending)"
 ok "the canary rolled back, the two other hosts never got 2.0.0"
 # The canary is the first host of the rollout's own pseudo-random order.
-CANARY=$(grep -E '^host[0-9]+[[:space:]].*rolled-back' "$OUT" | awk '{print $1; exit}')
+CANARY=$(grep -E '^host[0-9]+[[:space:]].*rolled_back' "$OUT" | awk '{print $1; exit}')
 expect_version 1.0.0 "${HOSTS[@]}"
 ROLLOUT=$(sed -n 's/^rollout \([0-9a-f]\{16\}\): halted.*/\1/p' "$OUT" | head -n 1)
 [ -n "$ROLLOUT" ] || fail "step $STEP: no rollout id in the output"

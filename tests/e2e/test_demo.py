@@ -118,7 +118,7 @@ def test_demo_runs_to_the_end_and_leaves_nothing(build_dir, demo_dir):
         "swarm status --all",
         "RELEASE_KIND=exit-at-once",
         "Push the broken 2.0.0",
-        "rolled-back",
+        "rolled_back",
         "halted (0 of 3 updated)",
         "the canary rolled back, the two other hosts never got 2.0.0",
         "swarm rollout abort",

@@ -99,7 +99,7 @@ def test_default_stops_a_failing_release_at_the_canary(fleet, rel):
     attempted = [h for h in doc["hosts"] if h["state"] != "pending"]
     assert len(attempted) == 1, attempted
     assert attempted[0]["state"] == "rolled_back" and attempted[0]["wave"] == 1
-    assert attempted[0]["agent"]["result"] == "rolled-back"
+    assert attempted[0]["agent"]["result"] == "rolled_back"
     after = histories(fleet)
     changed = [h for h in HOSTS if len(after[h]) != len(before[h])]
     assert changed == [attempted[0]["host"]], changed
@@ -365,10 +365,10 @@ def test_labels_select_and_views(fleet, rel):
                          check=0).stdout.splitlines()
     assert sorted(json.loads(ln)["host"] for ln in lines) == ["r01", "r02"]
     fleet.json("swarm", "label", "r03", "role-")
-    # A push of the release a host already runs: already-active, prev kept.
+    # A push of the release a host already runs: already_active, prev kept.
     before = status(fleet, "r04")["r04"]
     doc = fleet.json("swarm", "update", "--host", "r04", "--release", rel["v1"])
-    assert doc["hosts"][0]["agent"]["result"] == "already-active", doc
+    assert doc["hosts"][0]["agent"]["result"] == "already_active", doc
     after = status(fleet, "r04")["r04"]
     assert after["prev"] == before["prev"] and after["active"] == before["active"]
     # The views of a rollout.

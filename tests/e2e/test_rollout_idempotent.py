@@ -1,5 +1,5 @@
 """End-to-end tests of idempotent pushes on one real tandem-updater + tandem-agent pair:
-a push of the release a host already runs is `already-active` (nothing reinstalled, the agent
+a push of the release a host already runs is `already_active` (nothing reinstalled, the agent
 not restarted, prev kept), `--force` reinstalls it without losing the rollback point, a
 rollback to a copy of the running release is refused, and request ids let a client learn what
 became of a request (GET /history?request_id=, the same id in the rollout's host row)."""
@@ -73,9 +73,9 @@ def test_push_of_the_active_release_is_already_active(fleet, rel):
     restarts = agent_restarts(fleet)
     n_hist = len(curl(fleet, "GET", "/history")["history"])
 
-    # Through the CLI: reported as already-active, exit 0.
+    # Through the CLI: reported as already_active, exit 0.
     doc = fleet.json("swarm", "update", "--hosts", "h1", "--release", rel["v2"])
-    assert hosts_by_name(doc)["h1"]["agent"]["result"] == "already-active", doc
+    assert hosts_by_name(doc)["h1"]["agent"]["result"] == "already_active", doc
     assert doc["ok"] is True
 
     # Straight to the updater (as a client that does not look first): the same answer.
@@ -121,7 +121,7 @@ def test_force_reinstalls_and_keeps_the_rollback_point(fleet, rel):
     assert [h["result"] for h in hist] == ["updated"]
     # And the way back works.
     r = fleet.json("swarm", "rollback", "--host", "h1")
-    assert r["result"] == "rolled-back", r
+    assert r["result"] == "rolled_back", r
     assert slots(fleet)["active"]["version"] == "1.0.0"
 
 

@@ -471,7 +471,7 @@ def test_security_floor(signed):
     broken = s.release("1.3.0", kind="exit-at-once", sv=8, min_sv=8)
     r = s.fleet.tandem("swarm", "update", "--host", "web1", "--release", broken, "--json",
                        check=1)
-    assert json.loads(r.stdout)["hosts"][0]["agent"]["result"] == "rolled-back"
+    assert json.loads(r.stdout)["hosts"][0]["agent"]["result"] == "rolled_back"
     h = s.health("web1")
     assert h["security_floor"] == 6 and h["releases"][0]["version"] == "1.1.0"
 

@@ -228,7 +228,7 @@ def test_fleet_update_flow(fleet, rel):
     # A broken release is rolled back on the host it was pushed to (exit 1).
     r = fleet.tandem("swarm", "update", "--host", "web2", "--release", rel["bad"], check=1)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("web2 ")][0]
-    assert "rolled-back" in line and "1.0.0" in line, r.stdout
+    assert "rolled_back" in line and "1.0.0" in line, r.stdout
     st = fleet.json("swarm", "status", "--host", "web2")["hosts"][0]
     assert st["active"]["version"] == "1.0.0" and st["agent_version"] == "1.0.0"
 
@@ -250,7 +250,7 @@ def test_fleet_update_flow(fleet, rel):
 
     # Manual rollback.
     doc = fleet.json("swarm", "rollback", "--host", "web1")
-    assert doc["result"] == "rolled-back" and doc["version"] == "1.0.0"
+    assert doc["result"] == "rolled_back" and doc["version"] == "1.0.0"
     assert fleet.json("swarm", "status", "--host", "web1")["hosts"][0]["active"]["version"] \
         == "1.0.0"
     # Releases and history.
@@ -259,18 +259,20 @@ def test_fleet_update_flow(fleet, rel):
         {"active": "1.0.0", "prev": "2.0.0"}
     hist = fleet.json("swarm", "history", "--host", "web1")
     assert [e["kind"] for e in hist["updater"]][-1] == "rollback"
-    assert [p["result"] for p in hist["pushes"]] == ["rolled-back", "updated", "updated"]
+    # Oldest first, as the updater's own history.
+    assert [p["result"] for p in hist["pushes"]] == ["updated", "updated", "rolled_back"]
     hist2 = fleet.json("swarm", "history", "--host", "web2")
-    assert [p["result"] for p in hist2["pushes"]] == ["rolled-back", "updated"]
-    assert "failed its probe" in hist2["pushes"][0]["detail"]
+    assert [p["result"] for p in hist2["pushes"]] == ["updated", "rolled_back"]
+    assert "failed its probe" in hist2["pushes"][-1]["detail"]
+    assert "output of the failing release: " in hist2["pushes"][-1]["detail"]
     show = fleet.json("swarm", "show", "web2")
-    assert show["recent_pushes"][0]["result"] == "rolled-back"
+    assert show["recent_pushes"][-1]["result"] == "rolled_back"
 
 
 def test_fleet_fail_closed(fleet, rel):
     """Pin mismatch, no updater identity, unreachable, decommissioned: nothing is sent."""
     web1_hist = len(fleet.json("swarm", "history", "--host", "web1")["updater"])
-    # A host that already runs the release is left alone (already-active, prev kept).
+    # A host that already runs the release is left alone (already_active, prev kept).
     before = hosts_by_name(fleet.json("swarm", "status"))
     # An impostor: enrolled with its own updater certificate, but web1's updater answers there.
     fleet.enroll("impostor", updater_port=fleet.ports["web1"][1])
@@ -291,7 +293,7 @@ def test_fleet_fail_closed(fleet, rel):
     for name in ("web1", "web2", "web3"):
         running = (before[name]["active"] or {}).get("version")
         assert hs[name]["agent"]["result"] == \
-            ("already-active" if running == "2.0.0" else "updated"), hs[name]
+            ("already_active" if running == "2.0.0" else "updated"), hs[name]
     assert hs["impostor"]["agent"]["result"] == "failed"
     assert "pin mismatch" in hs["impostor"]["agent"]["reason"]
     assert hs["noupd"]["agent"]["result"] == "failed"
@@ -301,7 +303,7 @@ def test_fleet_fail_closed(fleet, rel):
     assert hs["dead"]["agent"]["reason"] == "unreachable"
     assert "connect to" in hs["dead"]["agent"]["detail"]
     # The impostor push never reached web1's updater: one more entry only (its own push).
-    web1_pushed = 0 if hs["web1"]["agent"]["result"] == "already-active" else 1
+    web1_pushed = 0 if hs["web1"]["agent"]["result"] == "already_active" else 1
     assert len(fleet.json("swarm", "history", "--host", "web1")["updater"]) == \
         web1_hist + web1_pushed
 
@@ -377,12 +379,12 @@ def test_include_self_refused_without_launcher(fleet, rel):
     assert h["self"]["http_status"] in (400, 404, 409, 422, 503), h
     assert fleet.procs["web3"].alive() and fleet.procs["web3"].pid == pid
     hist = fleet.json("swarm", "history", "--host", "web3")
-    assert hist["pushes"][0]["result"] == "self-failed"
+    assert hist["pushes"][-1]["result"] == "self_failed"
     # Not tried at all when the agent update did not succeed.
     r = fleet.tandem("swarm", "update", "--host", "web3", "--release", rel["bad"],
                      "--include-self", check=1)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("web3 ")][0]
-    assert "rolled-back" in line and "skipped" in line, r.stdout
+    assert "rolled_back" in line and "skipped" in line, r.stdout
 
 
 def test_include_self_with_launcher(tmp_path, rel):
@@ -474,13 +476,13 @@ def test_one_host_rolls_back_while_others_update(tmp_path, rel):
                      "--max-failures", "100%", check=1)
         rows = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:4]}
         assert "updated" in rows["a1"] and "4.0.0" in rows["a1"], r.stdout
-        assert "rolled-back" in rows["a2"] and "1.0.0" in rows["a2"], r.stdout
+        assert "rolled_back" in rows["a2"] and "1.0.0" in rows["a2"], r.stdout
         assert "updated" in rows["a3"] and "4.0.0" in rows["a3"], r.stdout
         assert "a2: new release failed, previous restored" in r.stdout
         # The tally line, and each host's time in the progress lines (not a terminal: plain).
         assert re.search(r"^updated 2, rolled back 1, failed 0 in \d+\.\d s$", r.stdout, re.M), \
             r.stdout
-        for name, word in (("a1", "updated"), ("a2", "rolled-back"), ("a3", "updated")):
+        for name, word in (("a1", "updated"), ("a2", "rolled_back"), ("a3", "updated")):
             assert re.search(r"^%s: %s.*\((\d+)\.\d s\)$" % (name, word), r.stderr, re.M), \
                 r.stderr
         assert "\x1b[" not in r.stderr

@@ -472,7 +472,8 @@ test_updater_fp_and_push_log(void **state)
 	assert_int_equal(registry_push_history(f->reg, "web1", 0, &log, &n, &f->err), REGISTRY_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(log[0].at, 3000);
-	assert_string_equal(log[0].result, "rolled-back");
+	/* Written in the old spelling, read in the one spelling. */
+	assert_string_equal(log[0].result, "rolled_back");
 	assert_string_equal(log[0].detail, "probe failed: 503");
 	assert_string_equal(log[0].sha256, FP_A);
 	assert_string_equal(log[0].host, "web1");

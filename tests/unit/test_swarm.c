@@ -61,12 +61,18 @@ test_update_rolled_back(void **state)
 	classify_str(409,
 	    "{\"detail\":{\"error\":\"probe failed\",\"stderr\":\"boom\",\"rolled_back\":true}}", &r);
 	assert_int_equal(r.outcome, SWARM_ROLLED_BACK);
-	assert_string_equal(swarm_outcome_word(r.outcome), "rolled-back");
-	assert_string_equal(r.detail, "probe failed; stderr: boom");
+	assert_string_equal(swarm_outcome_word(r.outcome), "rolled_back");
+	assert_string_equal(r.detail, "probe failed; output of the failing release: boom");
 	/* The agent's stderr reaches a terminal: no escape sequences, lines joined. */
 	classify_str(409, "{\"detail\":{\"error\":\"x\",\"stderr\":\"line1\\n\\u001b[2Jline2\\t\","
 			  "\"rolled_back\":true}}", &r);
-	assert_string_equal(r.detail, "x; stderr: line1 ?[2Jline2 ");
+	assert_string_equal(r.detail, "x; output of the failing release: line1 ?[2Jline2 ");
+	/* The restored release's /health goes under its own name, before the long output. */
+	classify_str(409, "{\"detail\":{\"error\":\"e\",\"kind\":\"probe_failed\",\"stderr\":"
+			  "\"out\",\"probe\":\"{\\\"status\\\":\\\"ok\\\"}\",\"rolled_back\":true}}", &r);
+	assert_int_equal(r.outcome, SWARM_ROLLED_BACK);
+	assert_string_equal(r.detail, "e; the restored release's /health: {\"status\":\"ok\"}; "
+				      "output of the failing release: out");
 	/* 409 without rolled_back: both bad, a failure. */
 	classify_str(409,
 	    "{\"detail\":{\"error\":\"both bad\",\"stderr\":\"\",\"rolled_back\":false}}", &r);
