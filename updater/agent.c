@@ -433,6 +433,7 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	o.expect_sha256 = ri->sha256;
 	o.first_interval_ms = (int)cfg->probe_first_interval_ms;
 	o.max_interval_ms = (int)cfg->probe_max_interval_ms;
+	o.attempt_timeout_ms = (int)cfg->probe_attempt_timeout_ms;
 	o.deadline_ms = (int)(cfg->probe_deadline_ms - spent > AGENT_PROBE_MIN_MS ?
 	    cfg->probe_deadline_ms - spent : AGENT_PROBE_MIN_MS);
 	o.stable_ms = (int)cfg->probe_stable_ms;

@@ -59,6 +59,8 @@ const struct config_option updater_config_table[] = {
 	    60000, "first wait between probe attempts" },
 	{ "probe_max_interval", CONFIG_DURATION_MS, OFF(probe_max_interval_ms), "1s", 1, 60000,
 	    "longest wait between probe attempts" },
+	{ "probe_attempt_timeout", CONFIG_DURATION_MS, OFF(probe_attempt_timeout_ms), "5s", 100,
+	    60000, "connect + handshake + answer of one probe attempt (a loaded host is slow)" },
 	{ "stop_grace", CONFIG_DURATION_MS, OFF(stop_grace_ms), "5s", 10, 600000,
 	    "SIGTERM to SIGKILL when stopping the agent" },
 	{ "restart_backoff_min", CONFIG_DURATION_MS, OFF(restart_backoff_min_ms), "500ms", 10,

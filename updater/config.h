@@ -47,6 +47,7 @@ struct updater_config {
 	long long probe_stable_ms;
 	long long probe_first_interval_ms;
 	long long probe_max_interval_ms;
+	long long probe_attempt_timeout_ms;
 	long long stop_grace_ms;
 	long long restart_backoff_min_ms;
 	long long restart_backoff_max_ms;
