@@ -27,6 +27,7 @@
 #include "master/keystore.h"
 #include "master/release_pack.h"
 #include "master/release_sign.h"
+#include "master/rollout_plan.h"
 #include "master/swarm_enroll.h"
 #include "master/swarm_push.h"
 #include "master/swarm_renew.h"
@@ -1045,7 +1046,9 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	struct swarm_result r;
 	struct reg_push rp;
 	char text[SWARM_REASON + SWARM_DETAIL + 8];
-	int rc;
+	char rid[ROLLOUT_REQUEST_ID_LEN + 1], path[80];
+	struct swarm_health hh;
+	int rc, have_hh;
 	cJSON *obj;
 
 	rc = parse_simple(cli, argc, argv, &a);
@@ -1056,11 +1059,10 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 	if (rc >= 0) {
 		return rc;
 	}
+	have_hh = swarm_host_health(&c, &h, 10000, &hh, &pe) == 0;
 	{
 		/* A previous release identical to the running one is no rollback point. */
-		struct swarm_health hh;
-		if (swarm_host_health(&c, &h, 10000, &hh, &pe) == 0 &&
-		    hh.have_active && hh.have_prev &&
+		if (have_hh && hh.have_active && hh.have_prev &&
 		    strcmp(hh.active.sha256, hh.prev.sha256) == 0) {
 			rc = cli_failf(cli, ERR_IO, "swarm rollback: %s: the previous release is the one running (%s, "
 			    "sha256 %.12s): nothing to roll back to", h.name, hh.active.version,
@@ -1083,13 +1085,43 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 		}
 	}
 	err_clear(&pe);
-	if (swarm_request(&c, &h, "POST", "/rollback", &resp, &pe) != 0) {
+	/*
+	 * With an updater that takes request ids, the rollback carries one, so a
+	 * lost answer is settled by asking the updater what became of it rather
+	 * than guessed.
+	 */
+	rid[0] = '\0';
+	if (have_hh && hh.has_request_id && rollout_random_id(rid, ROLLOUT_REQUEST_ID_LEN, &pe) != 0) {
+		rid[0] = '\0';
+		err_clear(&pe);
+	}
+	snprintf(path, sizeof(path), "/rollback%s%s", rid[0] != '\0' ? "?request_id=" : "", rid);
+	if (swarm_request(&c, &h, "POST", path, &resp, &pe) != 0) {
 		memset(&r, 0, sizeof(r));
 		r.outcome = SWARM_FAILED;
-		snprintf(r.reason, sizeof(r.reason), "%s", pe.kind == ERR_PIN_MISMATCH
-		    ? "pin mismatch: the updater's certificate is not the one enrolled"
-		    : "unreachable");
-		snprintf(r.detail, sizeof(r.detail), "%s", err_msg(&pe));
+		if (rid[0] != '\0' && pe.kind != ERR_UNREACHABLE && pe.kind != ERR_TLS &&
+		    pe.kind != ERR_PIN_MISMATCH) {
+			/* Sent, but no answer: the updater may have rolled back. */
+			log_warnx("%s: no answer to rollback request %s (%s); asking the updater what "
+			    "became of it", h.name, rid, err_msg(&pe));
+			switch (swarm_request_lookup(&c, &h, rid, 1, mono_ms() + c.timeout_ms, NULL,
+			    &r)) {
+			case SWARM_LOOKUP_FOUND:
+			case SWARM_LOOKUP_FAILED:
+				break;
+			case SWARM_LOOKUP_ABSENT:
+				snprintf(r.reason, sizeof(r.reason), "no answer; the updater never took "
+				    "the request: nothing ran");
+				snprintf(r.detail, sizeof(r.detail), "request %s: %s", rid,
+				    err_msg(&pe));
+				break;
+			}
+		} else {
+			snprintf(r.reason, sizeof(r.reason), "%s", pe.kind == ERR_PIN_MISMATCH
+			    ? "pin mismatch: the updater's certificate is not the one enrolled"
+			    : "unreachable");
+			snprintf(r.detail, sizeof(r.detail), "%s", err_msg(&pe));
+		}
 	} else {
 		swarm_classify_rollback(resp.status, resp.body, resp.body_len, resp.retry_after, &r);
 		httpc_response_free(&resp);

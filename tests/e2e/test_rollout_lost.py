@@ -20,6 +20,33 @@ from swarm_util import Fleet, hosts_by_name, make_release
 UPLOAD_BYTES = 64 * 1024
 
 
+class TlsRecords:
+    """Follows the TLS record layer of one direction (its 5-byte headers are in clear text):
+    feed() says whether an application data record (type 23: the request) began."""
+
+    def __init__(self):
+        self.header = b""
+        self.skip = 0
+
+    def feed(self, data):
+        app = False
+        i = 0
+        while i < len(data):
+            if self.skip > 0:
+                n = min(self.skip, len(data) - i)
+                self.skip -= n
+                i += n
+                continue
+            need = 5 - len(self.header)
+            self.header += data[i:i + need]
+            i += need
+            if len(self.header) == 5:
+                app = app or self.header[0] == 23
+                self.skip = int.from_bytes(self.header[3:5], "big")
+                self.header = b""
+        return app
+
+
 class CutProxy:
     """127.0.0.1:PORT -> 127.0.0.1:TARGET. arm(MODE) picks the next connection that carries
     more than UPLOAD_BYTES to the updater:
@@ -46,12 +73,19 @@ class CutProxy:
         self.uploads = 0        # connections that carried an upload
         self.closing = False
         self.dead = False       # every connection closed at once (an unreachable updater)
+        self.nth = None         # arm_nth: (mode, connections to let through first)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def arm(self, mode):
         with self.lock:
             self.mode = mode
+
+    def arm_nth(self, mode, n):
+        """Cut (MODE) the N-th connection from now whatever it carries (a request too
+        small to be told by its size, e.g. POST /rollback)."""
+        with self.lock:
+            self.nth = (mode, n)
 
     def close(self):
         self.closing = True
@@ -74,7 +108,14 @@ class CutProxy:
         except OSError:
             c.close()
             return
-        up, cut = 0, None
+        up, cut, sent_request, tls = 0, None, False, TlsRecords()
+        with self.lock:
+            if self.nth is not None:
+                mode, n = self.nth
+                self.nth = (mode, n - 1) if n > 1 else None
+                if n == 1:
+                    cut = mode
+                    self.cuts.append(mode)
         try:
             while not self.closing:
                 r, _, _ = select.select([c, s], [], [], 0.5)
@@ -82,6 +123,7 @@ class CutProxy:
                     data = c.recv(65536)
                     if not data:
                         return
+                    sent_request = tls.feed(data) or sent_request
                     if up <= UPLOAD_BYTES < up + len(data):
                         with self.lock:
                             self.uploads += 1
@@ -96,7 +138,8 @@ class CutProxy:
                     data = s.recv(65536)
                     if not data:
                         return
-                    if cut in ("answer", "answer-then-dead"):
+                    # The server's handshake messages pass; its answer to the request does not.
+                    if cut in ("answer", "answer-then-dead") and sent_request:
                         self.dead = cut == "answer-then-dead"
                         return
                     if cut != "hold":
@@ -244,3 +287,21 @@ def test_outcome_unknown_is_not_a_guess(fleet, rel):
     # It did run: the updater's own record says so once it can be asked again.
     assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
     assert active(fleet) == "1.0.0"
+
+
+def test_rollback_answer_lost_outcome_from_history(fleet, rel):
+    """`swarm rollback --host`: the updater rolled back but its answer was lost; the request
+    id it carried lets the master report the rollback, not a failure."""
+    assert active(fleet) == "1.0.0"
+    before = [h for h in fleet.json("swarm", "history", "--host", "h1")["updater"]
+              if h["kind"] == "rollback"]
+    # The command's first connection asks /health, the second carries the rollback.
+    fleet.proxy.arm_nth("answer", 2)
+    doc = fleet.json("swarm", "rollback", "--host", "h1")
+    assert fleet.proxy.cuts[-1:] == ["answer"]
+    assert doc["result"] == "rolled_back" and doc["version"] == "2.0.0", doc
+    after = [h for h in fleet.json("swarm", "history", "--host", "h1")["updater"]
+             if h["kind"] == "rollback"]
+    assert len(after) == len(before) + 1
+    assert after[-1]["request_id"] and after[-1]["result"] == "rolled_back", after[-1]
+    assert active(fleet) == "2.0.0"
