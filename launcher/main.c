@@ -346,9 +346,9 @@ ln_act(struct launcher *l, enum sup_action act)
 	}
 }
 
-/* Stop the updater (TERM, grace, KILL: gone and reaped on return), wanting it down. */
+/* Stop the updater (TERM, GRACE_MS, KILL: gone and reaped on return), wanting it down. */
 static void
-ln_stop_child(struct launcher *l)
+ln_stop_child(struct launcher *l, long long grace_ms)
 {
 	struct err e = ERR_INIT;
 
@@ -356,7 +356,7 @@ ln_stop_child(struct launcher *l)
 	if (l->child.pid == 0) {
 		return;
 	}
-	if (proc_stop(&l->child, (int)l->m.cfg.stop_grace_ms, &e) < 0) {
+	if (proc_stop(&l->child, (int)grace_ms, &e) < 0) {
 		log_warnx("stop updater pid %d: %s", (int)l->child.pid, err_msg(&e));
 	}
 	(void)sup_exited(&l->m, mono_ms(), l->child.status);
@@ -612,7 +612,7 @@ ln_probation(struct launcher *l, struct handover *h)
 		probe_result_free(&res);
 		log_warnx("new updater failed start %lld: %s", h->starts, reason);
 	}
-	ln_stop_child(l);
+	ln_stop_child(l, l->m.cfg.stop_grace_ms);
 	install_self_revert(&l->store, l->cfg.install_dir, h, reason);
 	printf("SELF_UPDATE reverted %s\n", h->new_version);
 	fflush(stdout);
@@ -689,7 +689,8 @@ ln_run(struct launcher *l)
 		}
 	}
 	ln_notify(l, "STOPPING=1\nSTATUS=stopping the updater");
-	ln_stop_child(l);
+	/* An orderly stop: the updater may let a running operation finish and answer. */
+	ln_stop_child(l, updater_config_stop_wait_ms(&l->cfg) + LN_STOP_EXTRA_MS);
 	return 0;
 }
 
@@ -909,7 +910,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 	rc = ln_run(&l);
 out:
-	ln_stop_child(&l);
+	ln_stop_child(&l, l.m.cfg.stop_grace_ms);
 	if (l.listen_fd >= 0) {
 		close(l.listen_fd);
 	}

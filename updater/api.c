@@ -919,6 +919,22 @@ api_free(struct api *a, int grace_ms)
 	if (a == NULL) {
 		return;
 	}
+	if (a->in != NULL) {
+		/*
+		 * A stop in the middle of an operation lets it finish and answer: its
+		 * client learns the outcome instead of a cut connection, bounded by
+		 * updater_config_stop_wait_ms (the unit's TimeoutStopSec covers it).
+		 */
+		install_status(a->in, &st);
+		if (st.busy && !st.handing_over) {
+			long long op_ms = updater_config_stop_wait_ms(a->cfg);
+			if (op_ms > grace_ms) {
+				log_info("stopping: waiting up to %lld ms for %s %s to finish and answer",
+				    op_ms, st.kind != NULL ? st.kind : "the operation", st.id);
+				grace_ms = op_ms > INT32_MAX ? INT32_MAX : (int)op_ms;
+			}
+		}
+	}
 	if (a->httpd != NULL) {
 		httpd_stop(a->httpd, grace_ms, 0);
 	}

@@ -188,3 +188,9 @@ updater_config_free(struct updater_config *cfg)
 	config_free(updater_config_table, updater_config_table_len, cfg);
 }
 
+
+long long
+updater_config_stop_wait_ms(const struct updater_config *cfg)
+{
+	return cfg->preflight_timeout_ms + 2 * cfg->probe_deadline_ms + 2 * cfg->stop_grace_ms;
+}

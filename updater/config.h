@@ -95,5 +95,12 @@ int updater_config_print(const struct updater_config *cfg, FILE *fp) WUR;
 
 /* Free every string and list of CFG. */
 void updater_config_free(struct updater_config *cfg);
+/*
+ * How long a stop waits for a running operation to finish and answer: what
+ * it may still take after its upload (the preflight, two agent stops, the new
+ * release's probe and a restore probe). tandem-launcher gives the updater
+ * that long (plus its own margin) before it kills it.
+ */
+long long updater_config_stop_wait_ms(const struct updater_config *cfg);
 
 #endif

@@ -648,6 +648,32 @@ def test_hung_agent_restarted(procs, tmp_path, pki, releases):
     assert h.health()["agent"]["liveness"]["hung_kills"] == 1
 
 
+def test_sigterm_during_probe_answers(procs, tmp_path, pki, releases):
+    """SIGTERM while a push is being probed: the push finishes and its client gets the real
+    answer (200, the new release), then the updater exits cleanly."""
+    import threading
+    h = Host(procs, tmp_path, pki, probe_stable="3s")
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=h.push(releases.get("1.1.0"))))
+    t.start()
+
+    def probing():
+        op = h.health()["operation"]
+        return op is not None and op.get("phase") == "probing"
+    wait_until(probing, 30, "the push to reach its probe")
+    h.proc.signal(signal.SIGTERM)
+    t.join(60)
+    assert not t.is_alive()
+    st, _, body = result["r"]
+    assert st == 200 and body["status"] == "updated", body
+    assert body["release"]["version"] == "1.1.0", body
+    assert h.proc.wait(30) == 0, h.proc.stderr()[-3000:]
+    assert "waiting up to" in h.proc.stderr()
+    h.assert_clean()
+
+
 def test_restart_adopts_agent(host, releases):
     st, _, body = host.push(releases.get("1.0.0"))
     assert st == 200, body
