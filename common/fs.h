@@ -1,6 +1,7 @@
 /*
  * fs — durable file-system operations: the one atomic-write helper
- * (STYLE.md 7), directory fsync, symlink flips (STYLE.md 8), a tree removal
+ * (temporary file, fsync, rename, directory fsync), directory fsync, symlink
+ * flips (a new link renamed over the old one), a tree removal
  * that never follows symlinks, and bounded whole-file reads.
  *
  * Every function returns 0, or -1 with errno set; on failure nothing is left

@@ -58,7 +58,7 @@ struct tls_conn {
 
 /*
  * ChaCha20-Poly1305 first: it is 12-18 % cheaper than AES-GCM in mbedTLS 2.28
- * on machines without AES-NI fast paths (PITFALLS.md). ECDHE only: forward
+ * on machines without AES-NI fast paths (software AES). ECDHE only: forward
  * secrecy on every connection.
  */
 static const int tls_suites[] = {

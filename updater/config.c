@@ -103,7 +103,6 @@ const struct config_option updater_config_table[] = {
 #undef OFF
 const size_t updater_config_table_len = ARRAY_LEN(updater_config_table);
 
-
 /*
  * master_compat_ou widens who counts as the master, so it is only accepted
  * with the master pinned, and never as one of our own role names (a
@@ -187,7 +186,6 @@ updater_config_free(struct updater_config *cfg)
 {
 	config_free(updater_config_table, updater_config_table_len, cfg);
 }
-
 
 long long
 updater_config_stop_wait_ms(const struct updater_config *cfg)
