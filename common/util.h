@@ -16,6 +16,11 @@
 int64_t mono_ms(void);
 /* Milliseconds left until DEADLINE (a mono_ms() value), clamped to [0, INT32_MAX]. */
 int ms_until(int64_t deadline);
+/*
+ * *TS = now on CLOCK plus MS (>= 0) milliseconds, normalised: the absolute
+ * time pthread_cond_timedwait wants (CLOCK is the condition variable's clock).
+ */
+void timespec_after_ms(clockid_t clock, int64_t ms, struct timespec *ts);
 
 /* Format T as "YYYY-MM-DDTHH:MM:SSZ" into BUF (at least 21 bytes). */
 void iso8601_utc(time_t t, char *buf, size_t len);

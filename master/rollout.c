@@ -1033,12 +1033,7 @@ lease_thread(void *arg)
 			next_poll = mono_ms() + REQUEST_POLL_MS;
 		}
 		pthread_mutex_lock(&d->lease_mu);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		timespec_after_ms(CLOCK_REALTIME, TICK_MS, &ts);
 		if (!d->lease_quit) {
 			pthread_cond_timedwait(&d->lease_cv, &d->lease_mu, &ts);
 		}

@@ -1343,12 +1343,7 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 		if (c->tty && !c->quiet) {
 			redraw(&p);
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += SWARM_REDRAW_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		timespec_after_ms(CLOCK_REALTIME, SWARM_REDRAW_MS, &ts);
 		pthread_cond_timedwait(&p.cond, &p.lock, &ts);
 	}
 	if (c->tty && !c->quiet) {

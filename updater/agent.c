@@ -609,13 +609,7 @@ agent_liveness_main(void *arg)
 
 	pthread_mutex_lock(&ag->mu);
 	while (!ag->live_quit) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(ag->cfg->liveness_interval_ms / 1000);
-		ts.tv_nsec += (long)((ag->cfg->liveness_interval_ms % 1000) * 1000000);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		timespec_after_ms(CLOCK_MONOTONIC, ag->cfg->liveness_interval_ms, &ts);
 		while (!ag->live_quit &&
 		    pthread_cond_timedwait(&ag->live_cv, &ag->mu, &ts) == 0) {
 		}

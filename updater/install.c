@@ -308,13 +308,7 @@ install_lock_wait(struct install *in, enum install_kind kind, char id[JOURNAL_ID
 
 	if (wait_ms > 0) {
 		/* The condition variable runs on CLOCK_REALTIME (its default). */
-		(void)clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)(wait_ms / 1000);
-		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		timespec_after_ms(CLOCK_REALTIME, wait_ms, &until);
 	}
 	pthread_mutex_lock(&in->mu);
 	while (in->busy && wait_ms > 0) {

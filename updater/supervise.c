@@ -979,18 +979,6 @@ supervisor_signal_generation(struct supervisor *sv, uint64_t generation, int sig
 	return r;
 }
 
-static void
-abs_deadline(int64_t ms_from_now, struct timespec *ts)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms_from_now / 1000);
-	ts->tv_nsec += (long)((ms_from_now % 1000) * 1000000);
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 int
 supervisor_stop(struct supervisor *sv, struct err *e)
 {
@@ -1002,7 +990,7 @@ supervisor_stop(struct supervisor *sv, struct err *e)
 	now = mono_ms();
 	carry_out(sv, sup_want_down(&sv->m, now), now);
 	wake_watcher(sv);
-	abs_deadline(sv->m.cfg.stop_grace_ms + SV_STOP_EXTRA_MS, &ts);
+	timespec_after_ms(CLOCK_MONOTONIC, sv->m.cfg.stop_grace_ms + SV_STOP_EXTRA_MS, &ts);
 	while (sv->p.pid != 0 && sup_state(&sv->m) != SUP_STOPPED && wr != ETIMEDOUT) {
 		wr = pthread_cond_timedwait(&sv->cv, &sv->mu, &ts);
 	}
@@ -1103,7 +1091,7 @@ supervisor_wait_ready(struct supervisor *sv, uint64_t generation, int timeout_ms
 	struct timespec ts;
 	int wr = 0;
 
-	abs_deadline(timeout_ms > 0 ? timeout_ms : 0, &ts);
+	timespec_after_ms(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0, &ts);
 	pthread_mutex_lock(&sv->mu);
 	for (;;) {
 		if (sv->generation != generation || sv->p.pid == 0) {

@@ -33,6 +33,28 @@ test_mono_clock(void **state)
 	assert_true(left > 50000 && left <= 60000);
 }
 
+/* An absolute time MS ahead on the clock asked for, its nanoseconds normalised. */
+static void
+test_timespec_after_ms(void **state)
+{
+	struct timespec now, ts;
+	int64_t delta_ms;
+
+	(void)state;
+	for (int64_t ms = 0; ms <= 2999; ms += 333) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		timespec_after_ms(CLOCK_MONOTONIC, ms, &ts);
+		assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+		delta_ms = ((int64_t)ts.tv_sec - now.tv_sec) * 1000 +
+		    (ts.tv_nsec - now.tv_nsec) / 1000000;
+		assert_true(delta_ms >= ms && delta_ms <= ms + 1000);
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	timespec_after_ms(CLOCK_REALTIME, 1500, &ts);
+	assert_true(ts.tv_sec >= now.tv_sec + 1 && ts.tv_sec <= now.tv_sec + 3);
+	assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+}
+
 static void
 test_iso8601_format(void **state)
 {
@@ -395,6 +417,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mono_clock),
+		cmocka_unit_test(test_timespec_after_ms),
 		cmocka_unit_test(test_iso8601_format),
 		cmocka_unit_test(test_iso8601_round_trip),
 		cmocka_unit_test(test_iso8601_reject),
