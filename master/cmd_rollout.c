@@ -360,8 +360,10 @@ tally_line(const struct reg_rollout_counts *n, int64_t ms, char *buf, size_t len
 		}
 	}
 	if (used < len) {
-		snprintf(buf + used, len - used, " in %lld.%lld s", (long long)(ms / 1000),
-		    (long long)(ms % 1000 / 100));
+		char secs[32];
+
+		swarm_fmt_secs(ms, secs, sizeof(secs));
+		snprintf(buf + used, len - used, " in %s", secs);
 	}
 }
 

@@ -245,7 +245,7 @@ job_elapsed(const struct swarm_job *j, char *buf, size_t len)
 		buf[0] = '\0';
 		return;
 	}
-	snprintf(buf, len, "%lld.%lld s", (long long)(ms / 1000), (long long)(ms % 1000 / 100));
+	swarm_fmt_secs(ms, buf, len);
 }
 
 /* One job's progress line into BUF, with its elapsed time. Caller holds the lock. */

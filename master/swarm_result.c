@@ -944,6 +944,12 @@ swarm_print_json(cJSON *obj)
 }
 
 void
+swarm_fmt_secs(int64_t ms, char *buf, size_t len)
+{
+	snprintf(buf, len, "%lld.%lld s", (long long)(ms / 1000), (long long)(ms % 1000 / 100));
+}
+
+void
 swarm_fmt_time(time_t t, char *buf, size_t len)
 {
 	if (t == 0) {

@@ -187,5 +187,7 @@ int swarm_print_json(struct cJSON *obj);
 
 /* T as an ISO 8601 UTC time in BUF, or "-" when T is 0 (never). */
 void swarm_fmt_time(time_t t, char *buf, size_t len);
+/* A duration of MS (>= 0) milliseconds as seconds to a tenth in BUF: "12.4 s". */
+void swarm_fmt_secs(int64_t ms, char *buf, size_t len);
 
 #endif

@@ -52,6 +52,21 @@ test_update_ok(void **state)
 	assert_string_equal(swarm_outcome_word(r.outcome), "updated");
 }
 
+/* Durations in progress lines and the tally: seconds to a tenth, truncated. */
+static void
+test_fmt_secs(void **state)
+{
+	char buf[32];
+
+	(void)state;
+	swarm_fmt_secs(0, buf, sizeof(buf));
+	assert_string_equal(buf, "0.0 s");
+	swarm_fmt_secs(12449, buf, sizeof(buf));
+	assert_string_equal(buf, "12.4 s");
+	swarm_fmt_secs(999, buf, sizeof(buf));
+	assert_string_equal(buf, "0.9 s");
+}
+
 static void
 test_update_rolled_back(void **state)
 {
@@ -651,6 +666,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_update_ok),
+		cmocka_unit_test(test_fmt_secs),
 		cmocka_unit_test(test_update_rolled_back),
 		cmocka_unit_test(test_update_errors),
 		cmocka_unit_test(test_update_malformed),
