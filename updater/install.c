@@ -854,6 +854,38 @@ install_txn_drop(struct install_txn *t)
 	}
 }
 
+/*
+ * The free space an operation needs before it starts and keeps while it
+ * stages: min_free, but never less than INSTALL_HEADROOM, the room the
+ * engine's own records take after the release is staged (journal phases,
+ * release.json, the history line and its trim, state/agent.json). Checked
+ * before the first write, so a full disk is a 507 with nothing changed and
+ * the running agent untouched, not a half-written bookkeeping.
+ */
+static unsigned long long
+install_reserve(const struct install *in)
+{
+	unsigned long long min_free = in->cfg->min_free > 0 ? (unsigned long long)in->cfg->min_free : 0;
+
+	return min_free > INSTALL_HEADROOM ? min_free : INSTALL_HEADROOM;
+}
+
+/* ERR_NOSPACE when ROOT's file system has less than install_reserve() free. */
+static int
+install_check_space(const struct install *in, const char *root, struct err *e)
+{
+	unsigned long long avail, need = install_reserve(in);
+
+	if (fs_free_bytes(root, &avail) != 0) {
+		return 0; /* unknown: the writes themselves report a full disk */
+	}
+	if (avail < need) {
+		return err_set(e, ERR_NOSPACE, "not enough disk space: %llu bytes free, %llu required",
+		    avail, need);
+	}
+	return 0;
+}
+
 /* A refusal of PLAN: logged and, once a tarball arrived, in the history. */
 static void
 install_refused(struct install *in, const struct install_plan *plan, struct install_outcome *oc,
@@ -874,7 +906,6 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 	struct install_outcome oc;
 	struct extract_limits lim;
 	struct handover h;
-	unsigned long long avail;
 	int rc;
 
 	install_outcome_init(&oc, plan->kind);
@@ -900,10 +931,7 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 	    &oc.err) != 0) {
 		goto fail;
 	}
-	if (fs_free_bytes(t->st->root, &avail) == 0 && in->cfg->min_free > 0 &&
-	    avail < (unsigned long long)in->cfg->min_free) {
-		err_set(&oc.err, ERR_NOSPACE, "not enough disk space: %llu bytes free, %lld required",
-		    avail, in->cfg->min_free);
+	if (install_check_space(in, t->st->root, &oc.err) != 0) {
 		goto fail;
 	}
 	memcpy(t->op.id, plan->id, sizeof(t->op.id));
@@ -919,7 +947,7 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 	install_phase(in, "receiving");
 	lim.max_unpacked = (uint64_t)in->cfg->max_unpacked;
 	lim.max_entries = (uint64_t)in->cfg->max_entries;
-	lim.min_free = (uint64_t)in->cfg->min_free;
+	lim.min_free = install_reserve(in);
 	if (extract_begin(t->staging_rel, &lim, &t->x, &oc.err) != 0) {
 		goto fail;
 	}
@@ -1154,6 +1182,10 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 	if (rc != 0) {
 		goto refuse;
 	}
+	/* The staged tree and the preflight took their share: the records still need theirs. */
+	if (install_check_space(in, t->st->root, &oc->err) != 0) {
+		goto refuse;
+	}
 	if (self) {
 		testhook_point("self.preflight_passed");
 		if (install_self_queue(t, &ri, oc) != 0) {
@@ -1265,6 +1297,11 @@ install_rollback(struct install *in, const struct install_plan *plan,
 		    "the previous release is the active release (%s, sha256 %.12s): nothing to roll"
 		    " back to", act.version, act.sha256);
 		install_refused(in, plan, oc, act.version);
+		return -1;
+	}
+	/* Before the agent stops: a rollback on a full disk changes nothing. */
+	if (install_check_space(in, in->store.root, &oc->err) != 0) {
+		install_refused(in, plan, oc, prev.version);
 		return -1;
 	}
 	memset(&op, 0, sizeof(op));

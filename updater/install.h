@@ -60,6 +60,12 @@
 #define INSTALL_SHA_MAX 255
 /* Bytes of preflight output kept for the answer. */
 #define INSTALL_OUTPUT_MAX (16 * 1024)
+/*
+ * Free bytes every operation keeps for the engine's own records (journal,
+ * release.json, history, state/agent.json) whatever min_free says: a
+ * smaller min_free counts as this much.
+ */
+#define INSTALL_HEADROOM (512ULL * 1024)
 /* Longest client-chosen request id (install_request_id_valid). */
 #define INSTALL_REQUEST_ID_MAX 36
 
