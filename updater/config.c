@@ -190,5 +190,9 @@ updater_config_free(struct updater_config *cfg)
 long long
 updater_config_stop_wait_ms(const struct updater_config *cfg)
 {
-	return cfg->preflight_timeout_ms + 2 * cfg->probe_deadline_ms + 2 * cfg->stop_grace_ms;
+	/* Two probes (the new release, the restored one), each at most a deadline of silence
+	 * before the first pass, the stability window, and a deadline of silence inside it. */
+	long long probe_ms = 2 * cfg->probe_deadline_ms + cfg->probe_stable_ms;
+
+	return cfg->preflight_timeout_ms + 2 * probe_ms + 2 * cfg->stop_grace_ms;
 }

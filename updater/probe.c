@@ -15,8 +15,6 @@
 #define PROBE_ALIVE_SLICE_MS 50
 /* An attempt near the deadline still gets this long (or attempt_timeout_ms). */
 #define PROBE_MIN_ATTEMPT_MS 200
-/* Consecutive transport errors forgiven inside the stability window. */
-#define PROBE_STABLE_MAX_ERRORS 1
 
 enum wait_result {
 	WAIT_TIMEOUT = 0,
@@ -219,8 +217,8 @@ int
 probe_run(const struct probe_opts *o, struct probe_result *res)
 {
 	struct err why = ERR_INIT, answer_why = ERR_INIT;
-	int status_before, errors;
-	int64_t t0 = mono_ms(), deadline, stable_end, now;
+	int status_before;
+	int64_t t0 = mono_ms(), deadline, stable_end, now, silent_since;
 	int interval, left;
 	enum wait_result w;
 
@@ -264,8 +262,10 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 			break;
 		}
 		if (res->status != 0) {
+			res->answered_bad++;
 			err_copy(&answer_why, &why);
 		} else {
+			res->inconclusive++;
 			res->status = status_before; /* keep the last status that came */
 		}
 		log_debug("probe %s:%s: %s", o->host, o->port, err_msg(&why));
@@ -276,6 +276,15 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 				return probe_fail(res, t0, ERR_TIMEOUT,
 				    "no healthy answer within %d ms: %.400s (last answer: %.400s)",
 				    o->deadline_ms, err_msg(&why), err_msg(&answer_why));
+			}
+			if (!err_failed(&answer_why)) {
+				/* Only inconclusive attempts, for the whole deadline: a
+				 * release that cannot answer once in deadline_ms while
+				 * alive is not usable, whatever the reason. */
+				return probe_fail(res, t0, ERR_TIMEOUT,
+				    "no healthy answer within %d ms: no attempt got an answer while "
+				    "the agent stayed alive (%u attempts): %s", o->deadline_ms,
+				    res->attempts, err_msg(&why));
 			}
 			return probe_fail(res, t0, ERR_TIMEOUT, "no healthy answer within %d ms: %s",
 			    o->deadline_ms, err_msg(&why));
@@ -293,14 +302,21 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 	}
 	now = mono_ms();
 	res->first_pass_ms = now - t0;
+	if (o->stable_ms > 0) {
+		log_info("probe %s:%s: first pass after %lld ms (%u attempts); stability window %d ms",
+		    o->host, o->port, (long long)res->first_pass_ms, res->attempts, o->stable_ms);
+	}
 
 	/*
 	 * Phase 2: stay alive and keep passing for stable_ms. A wrong answer
-	 * fails at once; a transport error (a slow handshake on a loaded
-	 * host) is forgiven once, and the window never ends on one.
+	 * is evidence and fails at once. No answer (refused, timed out, a slow
+	 * handshake on a loaded host) is inconclusive: the window goes on, past
+	 * its end if need be, because it always ends on a passing attempt; only
+	 * deadline_ms without any answer in a row (the same silence phase 1
+	 * tolerates) fails it.
 	 */
 	stable_end = now + o->stable_ms;
-	errors = 0;
+	silent_since = -1;
 	while (o->stable_ms > 0) {
 		left = ms_until(stable_end);
 		w = wait_for(o, left < o->stable_interval_ms ? left : o->stable_interval_ms);
@@ -312,21 +328,41 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 			    "agent exited during the %d ms stability window (%lld ms after it passed)",
 			    o->stable_ms, (long long)(mono_ms() - t0 - res->first_pass_ms));
 		}
+		now = mono_ms();
+		if (silent_since < 0) {
+			silent_since = now;
+		}
+		/* This attempt may use what is left of the silence budget, never less than the minimum. */
+		left = (int)(silent_since + o->deadline_ms - now);
+		if (left < PROBE_MIN_ATTEMPT_MS) {
+			left = PROBE_MIN_ATTEMPT_MS;
+		}
 		status_before = res->status;
 		res->status = 0;
-		if (attempt(o, o->attempt_timeout_ms, res, &why) != 0) {
+		if (attempt(o, left < o->attempt_timeout_ms ? left : o->attempt_timeout_ms, res,
+			&why) != 0) {
 			if (res->status != 0) {
+				res->answered_bad++;
 				return probe_fail(res, t0, ERR_PROTOCOL, "stability window: %s",
 				    err_msg(&why));
 			}
 			res->status = status_before;
-			if (++errors > PROBE_STABLE_MAX_ERRORS) {
-				return probe_fail(res, t0, ERR_PROTOCOL, "stability window: %s",
-				    err_msg(&why));
+			res->inconclusive++;
+			log_debug("probe %s:%s: stability window, no answer (inconclusive): %s",
+			    o->host, o->port, err_msg(&why));
+			if (mono_ms() - silent_since >= o->deadline_ms) {
+				if (is_dead(o)) {
+					return probe_fail(res, t0, ERR_PROBE,
+					    "agent exited during the %d ms stability window", o->stable_ms);
+				}
+				return probe_fail(res, t0, ERR_TIMEOUT,
+				    "stability window: no answer for %d ms while the agent stayed "
+				    "alive (%u attempts without an answer): %s", o->deadline_ms,
+				    res->inconclusive, err_msg(&why));
 			}
 			continue; /* try again, also past the end of the window */
 		}
-		errors = 0;
+		silent_since = -1;
 		if (ms_until(stable_end) == 0) {
 			break;
 		}

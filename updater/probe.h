@@ -7,9 +7,20 @@
  * first_interval_ms, the interval doubling up to max_interval_ms, until one
  * PASSES or deadline_ms ran out. Phase 2 (stability window): the process
  * must stay alive for stable_ms and every /health answer during that window
- * must still pass: one wrong answer (status or body) fails the probe; one
- * transport error in a row (a slow handshake on a loaded host) is forgiven,
- * two fail it, and the window always ends on a passing attempt.
+ * must still pass.
+ *
+ * Each attempt is classified. Evidence: an answer that is wrong (status or
+ * body), or the process exiting (at once, from the pidfd or alive()).
+ * Inconclusive: no answer — refused, connect / handshake / answer timed out
+ * after attempt_timeout_ms — which on a loaded host says nothing about the
+ * release. Phase 1 retries everything until deadline_ms (a starting agent
+ * may answer 503, an old one still on the port answers the old version).
+ * Phase 2 fails at once on evidence; inconclusive attempts are retried, the
+ * window extended until it ends on a passing attempt, and only deadline_ms
+ * without any answer in a row fails it. So the probe fails on silence only
+ * after a whole deadline_ms of it with the process alive (a release that
+ * cannot answer once in that time is not usable), never after one slow
+ * attempt. Worst case length: deadline_ms + stable_ms + deadline_ms.
  *
  * An attempt passes only if the status is 200 AND the body is a JSON object
  * whose "version" equals expect_version (when given) and whose
@@ -63,6 +74,8 @@ struct probe_result {
 	char *body;          /* last /health body (heap, NUL-terminated), NULL if none;
 				on success: the passing body, for the /update response */
 	unsigned attempts;   /* requests sent */
+	unsigned answered_bad; /* attempts answered, but wrong (status or body): evidence */
+	unsigned inconclusive; /* attempts without an answer (refused, timed out, TLS) */
 	int64_t elapsed_ms;  /* whole probe */
 	int64_t first_pass_ms; /* time to the first passing attempt; -1 if none */
 	/*

@@ -461,35 +461,53 @@ test_stability_window_flip_fails(void **state)
 }
 
 static void
-test_stability_window_forgives_one_timeout(void **state)
+test_stability_window_silence_is_inconclusive(void **state)
 {
 	struct env *e = *state;
 	struct probe_opts o;
 	struct probe_result r;
 
 	fast_opts(e, &o);
-	o.attempt_timeout_ms = 800;
+	o.attempt_timeout_ms = 300;
 	o.stable_ms = 100;
+	o.deadline_ms = 3000;
 	/* The first window attempt times out; the next one passes. */
 	e->sc.stall_from = 2;
 	e->sc.stall_to = 2;
-	e->sc.stall_ms = 1000;
+	e->sc.stall_ms = 500;
 	if (probe_run(&o, &r) != 0) {
 		fail_msg("%s", err_msg(&r.err));
 	}
 	assert_true(r.attempts >= 3);
+	assert_int_equal(r.inconclusive, 1);
+	assert_int_equal(r.answered_bad, 0);
 	probe_result_free(&r);
 
-	/* Two in a row fail it. */
+	/* Three in a row (a stopped agent, longer than one attempt): still inconclusive, passes. */
 	script_reset(&e->sc);
 	e->sc.stall_from = 2;
-	e->sc.stall_to = 3;
-	e->sc.stall_ms = 1000;
+	e->sc.stall_to = 4;
+	e->sc.stall_ms = 500;
+	if (probe_run(&o, &r) != 0) {
+		fail_msg("%s", err_msg(&r.err));
+	}
+	assert_true(r.inconclusive >= 3);
+	assert_int_equal(r.answered_bad, 0);
+	probe_result_free(&r);
+
+	/* Silence for the whole deadline with the process alive fails, and not before it. */
+	script_reset(&e->sc);
+	o.deadline_ms = 1000;
+	e->sc.stall_from = 2;
+	e->sc.stall_to = INT_MAX;
+	e->sc.stall_ms = 500;
 	assert_int_equal(probe_run(&o, &r), -1);
-	assert_int_equal(r.err.kind, ERR_PROTOCOL);
-	assert_ptr_equal(strstr(err_msg(&r.err), "stability window: "), err_msg(&r.err));
+	assert_int_equal(r.err.kind, ERR_TIMEOUT);
+	assert_ptr_equal(strstr(err_msg(&r.err), "stability window: no answer for 1000 ms"),
+	    err_msg(&r.err));
 	assert_non_null(strstr(err_msg(&r.err), "timed out"));
-	assert_int_equal(r.attempts, 3);
+	assert_true(r.inconclusive >= 3);
+	assert_true(r.elapsed_ms >= r.first_pass_ms + 1000);
 	assert_int_equal(r.status, 200); /* from the answer that passed */
 	probe_result_free(&r);
 }
@@ -725,7 +743,7 @@ main(void)
 		cmocka_unit_test_setup(test_stale_then_new, per_test),
 		cmocka_unit_test_setup(test_stale_forever_fails_at_deadline, per_test),
 		cmocka_unit_test_setup(test_stability_window_flip_fails, per_test),
-		cmocka_unit_test_setup(test_stability_window_forgives_one_timeout, per_test),
+		cmocka_unit_test_setup(test_stability_window_silence_is_inconclusive, per_test),
 		cmocka_unit_test_setup(test_process_death_fails_fast, per_test),
 		cmocka_unit_test_setup(test_alive_callback_and_cancel, per_test),
 		cmocka_unit_test_setup(test_unreachable_and_refused_tls, per_test),

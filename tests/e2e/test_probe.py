@@ -1,0 +1,99 @@
+"""The install probe on a starved host: an attempt that gets no answer in
+time (connect, handshake or answer) is inconclusive and retried until the
+probe deadline; only an answer that is wrong, the agent exiting, or a whole
+probe_deadline without any answer while it stays alive fail a release. The
+starvation is made deterministic with SIGSTOP / SIGCONT of the new agent."""
+
+import os
+import re
+import signal
+import threading
+
+from conftest import wait_until
+from test_updater import Host, agent_procs, assert_clean_exit, releases  # noqa: F401
+
+# One attempt may take 300 ms; the stability window is long enough to stop
+# the agent inside it for several attempts.
+KEYS = dict(probe_deadline="6s", probe_stable="3s", probe_attempt_timeout="300ms",
+            probe_max_interval="100ms", liveness_interval="0")
+
+
+def push_in_thread(h, tarball):
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=h.push(tarball)))
+    t.start()
+    return t, result
+
+
+def first_passes(h):
+    return h.proc.stderr().count(": first pass after ")
+
+
+def stop_new_agent_in_window(h, old_pid, passes_before):
+    """When the probe of the new agent first passes (the updater logs it),
+    SIGSTOP that agent; returns its pid."""
+    wait_until(lambda: first_passes(h) > passes_before, 30, "the probe's first pass")
+    pids = [p for p in agent_procs(h.root) if p != old_pid]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGSTOP)
+    return pids[0]
+
+
+def inconclusive_count(h):
+    return h.proc.stderr().count("stability window, no answer (inconclusive)")
+
+
+def test_stopped_agent_longer_than_an_attempt_passes(procs, tmp_path, pki, releases):  # noqa: F811
+    """The new agent is stopped (starved) inside the stability window for
+    three attempts' timeouts, less than the deadline: the push succeeds."""
+    h = Host(procs, tmp_path, pki, **KEYS)
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    old = h.health()["agent"]["pid"]
+    v11 = releases.get("1.1.0")
+    n = first_passes(h)
+    t, result = push_in_thread(h, v11)
+    pid = stop_new_agent_in_window(h, old, n)
+    try:
+        wait_until(lambda: inconclusive_count(h) >= 3 or not t.is_alive(), 30,
+                   "three attempts without an answer")
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # the probe gave up and the agent was stopped: the push failed
+    t.join(60)
+    assert not t.is_alive()
+    st, _, body = result["r"]
+    assert st == 200 and body["status"] == "updated", body
+    assert body["release"]["version"] == "1.1.0", body
+    assert inconclusive_count(h) >= 3
+    assert h.health()["agent"]["pid"] == pid
+    h.assert_clean()
+    assert_clean_exit(h.proc)
+
+
+def test_silent_for_the_whole_deadline_rolls_back(procs, tmp_path, pki, releases):  # noqa: F811
+    """Stopped for good: only after probe_deadline without any answer is the
+    release failed, and the known-good one restored."""
+    h = Host(procs, tmp_path, pki, **dict(KEYS, probe_deadline="2s"))
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    old = h.health()["agent"]["pid"]
+    v11 = releases.get("1.1.0")
+    n = first_passes(h)
+    t, result = push_in_thread(h, v11)
+    stop_new_agent_in_window(h, old, n)
+    t.join(60)
+    assert not t.is_alive()
+    st, _, body = result["r"]
+    assert st == 409, body
+    d = body["detail"]
+    assert d["rolled_back"] is True, d
+    assert re.search(r"stability window: no answer for \d+ ms while the agent stayed alive",
+                     d["error"]), d
+    assert inconclusive_count(h) >= 3
+    h.wait_agent("1.0.0")
+    assert h.health()["status"] == "ok"
+    h.assert_clean()
+    assert_clean_exit(h.proc)
