@@ -6,6 +6,7 @@
 #   make check-asan  unit + e2e tests built with ASan+UBSan, without the long crash
 #                    campaigns and the demo (make check-asan-full: every e2e test)
 #   make check-tsan  unit tests + the threaded e2e paths under ThreadSanitizer (build-tsan/)
+#   make chaos       the chaos test (random pushes, rollbacks, kill -9) for CHAOS_SECONDS (600)
 #   make lint        cppcheck + banned-function check
 #   make fuzz        libFuzzer harnesses (clang) into build-fuzz/
 #   make bench       benchmarks (results belong in wiki/Performance.md)
@@ -246,6 +247,17 @@ e2e: all
 rollout-sweep: all
 	TANDEM_BUILD=$(abspath $(BUILD)) TANDEM_ROLLOUT_SWEEP=full $(PYTEST) -q -p no:cacheprovider \
 		tests/e2e/test_rollout_crash.py
+
+# The chaos test for longer than make check's 60 s: CHAOS_SECONDS of random
+# pushes, rollbacks and kill -9 of the updater and the agent, recovery checked
+# after each step and timed; prints the summary (CHAOS_SEED=N replays a
+# sequence, CHAOS_REPORT=FILE writes it as JSON). wiki/Updater.md#chaos-test
+.PHONY: chaos
+CHAOS_SECONDS ?= 600
+chaos: all
+	TANDEM_BUILD=$(abspath $(BUILD)) CHAOS_SECONDS=$(CHAOS_SECONDS) \
+		$(if $(CHAOS_SEED),CHAOS_SEED=$(CHAOS_SEED)) $(if $(CHAOS_REPORT),CHAOS_REPORT=$(CHAOS_REPORT)) \
+		$(PYTEST) -q -s -p no:cacheprovider tests/e2e/test_chaos.py
 
 test: unit e2e
 
