@@ -20,9 +20,15 @@ static const char *const release_manifest_keys[] = {
 int
 release_safe_relpath(const char *p)
 {
+	return release_safe_relpath_max(p, RELEASE_PATH_MAX);
+}
+
+int
+release_safe_relpath_max(const char *p, size_t max)
+{
 	size_t len = strlen(p);
 
-	if (len == 0 || len > RELEASE_PATH_MAX || p[0] == '/') {
+	if (len == 0 || len > max || p[0] == '/') {
 		return 0;
 	}
 	while (*p != '\0') {

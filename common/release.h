@@ -93,6 +93,8 @@ int release_readiness_valid(const char *s);
  * bytes, no empty, "." or ".." component, no trailing '/', no control byte.
  */
 int release_safe_relpath(const char *p);
+/* The same rules with MAX bytes at most (files.json: a tarball's entry limit). */
+int release_safe_relpath_max(const char *p, size_t max);
 
 /* 1 if S is a valid name or version (see above). */
 int release_ident_valid(const char *s);

@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/release.h"
+#include "common/release_files.h"
 
 #define RP_CHUNK (64 * 1024)
 #define RP_MAX_DEPTH 128
@@ -29,7 +30,8 @@
 /* Printable bytes after the BEGIN line that make it a key, not a C string. */
 #define RP_PEM_BODY_MIN 16
 
-enum rp_type { RP_DIR, RP_FILE, RP_LINK, RP_MANIFEST };
+/* RP_MANIFEST and RP_FILES_JSON are generated: their bytes are the context's. */
+enum rp_type { RP_DIR, RP_FILE, RP_LINK, RP_MANIFEST, RP_FILES_JSON };
 
 struct rp_entry {
 	char *path;      /* relative to DIR, no "./" */
@@ -39,6 +41,7 @@ struct rp_entry {
 	dev_t dev;
 	ino_t ino;
 	char *target;    /* symlinks */
+	char sha256[DIGEST_HEX_LEN + 1]; /* files: of the content read by the first pass */
 };
 
 struct rp_ctx {
@@ -52,6 +55,8 @@ struct rp_ctx {
 	char *manifest;         /* bytes to pack */
 	size_t manifest_len;
 	struct release_manifest info; /* of the manifest to pack */
+	char *files_json;       /* files.json to pack (common/release_files) */
+	size_t files_json_len;
 	/* output */
 	struct fs_atomic out;
 	struct digest sha;
@@ -357,6 +362,7 @@ entry_add(struct rp_ctx *c, char *path, enum rp_type type, const struct stat *st
 		e->size = 0;
 		break;
 	case RP_MANIFEST:
+	case RP_FILES_JSON:
 		e->mode = 0644;
 		break;
 	}
@@ -431,6 +437,11 @@ rp_visit(struct rp_ctx *c, int dfd, const char *rel, const char *name, int depth
 			goto out;
 		}
 		c->has_manifest = 1;
+		rc = 0;
+		goto out;
+	}
+	if (rel == NULL && strcmp(name, RELEASE_FILES_FILE) == 0) {
+		/* Generated from the tree (a re-packed release carries an old one). */
 		rc = 0;
 		goto out;
 	}
@@ -746,18 +757,23 @@ rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
 }
 
 /*
- * Read regular file E in chunks: scan it for key material and, when A is
- * not NULL, append it to the archive. A change since the walk is an error.
+ * Read regular file E in chunks: scan it for key material and hash it; A
+ * NULL (the first pass) records the digest for files.json, otherwise the
+ * file is appended to the archive and must still have that digest. A
+ * change since the walk is an error.
  */
 static int
-rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, struct err *err)
+rp_stream_file(struct rp_ctx *c, struct rp_entry *e, struct archive *a, struct err *err)
 {
+	char hex[DIGEST_HEX_LEN + 1];
 	struct pem_scan scan;
+	struct digest d;
 	struct stat st;
 	off_t total = 0;
 	int fd, rc = -1;
 
 	memset(&scan, 0, sizeof(scan));
+	digest_init(&d);
 	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		err_sys(err, "%s", e->path);
@@ -786,6 +802,7 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, st
 		}
 		total += n;
 		pem_feed(&scan, c->buf, (size_t)n);
+		digest_update(&d, c->buf, (size_t)n);
 		if (a != NULL && archive_write_data(a, c->buf, (size_t)n) != n) {
 			err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 			goto out;
@@ -793,6 +810,16 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, st
 	}
 	if (total != e->size) {
 		err_set(err, ERR_FORMAT, "%s: changed while packing (shrank)", e->path);
+		goto out;
+	}
+	if (digest_final(&d, hex) != 0) {
+		err_set(err, ERR_INTERNAL, "%s: sha256 failed", e->path);
+		goto out;
+	}
+	if (a == NULL) {
+		memcpy(e->sha256, hex, sizeof(hex));
+	} else if (strcmp(e->sha256, hex) != 0) {
+		err_set(err, ERR_FORMAT, "%s: changed while packing (content)", e->path);
 		goto out;
 	}
 	if (scan.found) {
@@ -806,12 +833,82 @@ rp_stream_file(struct rp_ctx *c, const struct rp_entry *e, struct archive *a, st
 		err_set(err, ERR_NOMEM, "out of memory");
 	}
 out:
+	digest_free(&d);
 	(void)close(fd);
 	return rc;
 }
 
+/*
+ * files.json of the entries (sorted, manifest.json among them, digests from
+ * the first pass) into C->files_json. An entry its rules refuse (a name that
+ * is not UTF-8, a path over the tarball limit, a link target extraction
+ * would refuse) is a refusal like the others.
+ */
 static int
-rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, struct err *err)
+rp_files_json(struct rp_ctx *c, struct err *err)
+{
+	struct release_files f = RELEASE_FILES_INIT;
+	char mhex[DIGEST_HEX_LEN + 1];
+	int rc = -1;
+
+	if (digest_buf(c->manifest, c->manifest_len, mhex) != 0) {
+		err_set(err, ERR_INTERNAL, "sha256 failed");
+		goto out;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		const struct rp_entry *e = &c->v[i];
+		struct err fe = ERR_INIT;
+		int r = 0;
+
+		switch (e->type) {
+		case RP_DIR:
+			r = release_files_add(&f, e->path, RELEASE_FILES_DIR, e->mode, 0, NULL, NULL,
+			    &fe);
+			break;
+		case RP_FILE:
+			r = release_files_add(&f, e->path, RELEASE_FILES_REG, e->mode,
+			    (uint64_t)e->size, e->sha256, NULL, &fe);
+			break;
+		case RP_LINK:
+			r = release_files_add(&f, e->path, RELEASE_FILES_SYMLINK, 0, 0, NULL, e->target,
+			    &fe);
+			break;
+		case RP_MANIFEST:
+			r = release_files_add(&f, e->path, RELEASE_FILES_REG, e->mode,
+			    (uint64_t)c->manifest_len, mhex, NULL, &fe);
+			break;
+		case RP_FILES_JSON:
+			break;
+		}
+		if (r == 0) {
+			continue;
+		}
+		if (fe.kind != ERR_FORMAT) {
+			err_copy(err, &fe);
+			goto out;
+		}
+		/* "files.json: entry 'P': reason" -> "P: reason". */
+		const char *why = strstr(err_msg(&fe), "': ");
+		if (rp_problem(c, e->path, "%s", why != NULL ? why + 3 : err_msg(&fe)) != 0) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (c->ref.n > 0) {
+		rc = 0;
+		goto out;
+	}
+	if (release_files_format(&f, &c->files_json, &c->files_json_len, err) != 0) {
+		goto out;
+	}
+	rc = 0;
+out:
+	release_files_free(&f);
+	return rc;
+}
+
+static int
+rp_write_entry(struct rp_ctx *c, struct archive *a, struct rp_entry *e, struct err *err)
 {
 	struct archive_entry *ae = archive_entry_new();
 	int rc = -1, r;
@@ -843,6 +940,10 @@ rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, st
 		archive_entry_set_filetype(ae, AE_IFREG);
 		archive_entry_set_size(ae, (la_int64_t)c->manifest_len);
 		break;
+	case RP_FILES_JSON:
+		archive_entry_set_filetype(ae, AE_IFREG);
+		archive_entry_set_size(ae, (la_int64_t)c->files_json_len);
+		break;
 	}
 	/* A warning (e.g. an untranslatable name) would make the output vary. */
 	r = archive_write_header(a, ae);
@@ -854,9 +955,11 @@ rp_write_entry(struct rp_ctx *c, struct archive *a, const struct rp_entry *e, st
 		if (rp_stream_file(c, e, a, err) != 0) {
 			goto out;
 		}
-	} else if (e->type == RP_MANIFEST) {
-		if (archive_write_data(a, c->manifest, c->manifest_len) !=
-		    (la_ssize_t)c->manifest_len) {
+	} else if (e->type == RP_MANIFEST || e->type == RP_FILES_JSON) {
+		const char *data = e->type == RP_MANIFEST ? c->manifest : c->files_json;
+		size_t len = e->type == RP_MANIFEST ? c->manifest_len : c->files_json_len;
+
+		if (archive_write_data(a, data, len) != (la_ssize_t)len) {
 			err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
 			goto out;
 		}
@@ -1040,6 +1143,15 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	if (rp_output_path(&c, &r, err) != 0) {
 		goto out;
 	}
+	/*
+	 * First pass over the content: every file's digest for files.json and
+	 * the key-material scan (even once refused, so every problem is named).
+	 */
+	for (size_t i = 0; i < c.n; i++) {
+		if (c.v[i].type == RP_FILE && rp_stream_file(&c, &c.v[i], NULL, err) != 0) {
+			goto out;
+		}
+	}
 	if (c.ref.n == 0) {
 		char *p = strdup(RELEASE_MANIFEST_FILE);
 		if (p == NULL || entry_add(&c, p, RP_MANIFEST, NULL, NULL) != 0) {
@@ -1047,15 +1159,19 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 			goto out;
 		}
 		qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
-		if (rp_write(&c, &r, err) != 0 && c.ref.n == 0) {
+		if (rp_files_json(&c, err) != 0) {
 			goto out;
 		}
-	} else {
-		/* Already refused: still scan the content so every problem is named at once. */
-		for (size_t i = 0; i < c.n; i++) {
-			if (c.v[i].type == RP_FILE && rp_stream_file(&c, &c.v[i], NULL, err) != 0) {
-				goto out;
-			}
+	}
+	if (c.ref.n == 0) {
+		char *p = strdup(RELEASE_FILES_FILE);
+		if (p == NULL || entry_add(&c, p, RP_FILES_JSON, NULL, NULL) != 0) {
+			err_set(err, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		qsort(c.v, c.n, sizeof(*c.v), entry_cmp);
+		if (rp_write(&c, &r, err) != 0 && c.ref.n == 0) {
+			goto out;
 		}
 	}
 	if (c.ref.n > 0) {
@@ -1075,6 +1191,7 @@ out:
 	entries_free(&c);
 	release_pack_refusals_free(&c.ref);
 	free(c.manifest);
+	free(c.files_json);
 	free(c.buf);
 	digest_free(&c.sha);
 	return rc;

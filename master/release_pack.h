@@ -17,6 +17,15 @@
  * "updater_entrypoint":"bin/tandem-updater" when DIR has that file. A
  * readiness given by the caller replaces the manifest's ("readiness").
  *
+ * It also carries files.json at its root, written by common/release_files
+ * (every directory, file and symlink with its mode, and each file's size and
+ * SHA-256): files are hashed in a first pass (with the key-material scan)
+ * and hashed again while archived, so a file that changes in between is an
+ * error. DIR's own files.json at the root, if any, is left out (a re-packed
+ * release carries an old one). A name that files.json cannot hold (not
+ * UTF-8, longer than 1024 bytes) or a symlink target that extraction would
+ * refuse is a refusal like the others.
+ *
  * Refused (every problem is listed, nothing is written):
  *   - secrets, unless excluded: file names *.key, id_rsa*, id_dsa*,
  *     id_ecdsa*, id_ed25519*, .env, *.env, a *.pem containing "PRIVATE KEY",
@@ -69,7 +78,7 @@ struct release_pack_result {
 	unsigned long long size;        /* bytes */
 	char name[RELEASE_IDENT_MAX + 1];
 	char version[RELEASE_IDENT_MAX + 1];
-	size_t entries;                 /* archive members, manifest.json included */
+	size_t entries;                 /* archive members, manifest.json and files.json included */
 };
 
 /* Every refusal of one release_pack() call, in the order found: "PATH: reason". */

@@ -315,3 +315,76 @@ def test_large_file_is_streamed(tmp_path):
     assert 0 < peak_kib < (size >> 10) // 2, "peak RSS %d KiB" % peak_kib
     listing = run(["tar", "-tzvf", out], env=dict(os.environ, TZ="UTC")).stdout
     assert (" %d 1970-01-01 " % size) in listing
+
+
+def tree_listing(root):
+    """files.json's entries computed independently: sorted by path bytes,
+    modes as extraction leaves them, digests with hashlib."""
+    entries = []
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if rel == "files.json":
+                continue
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                entries.append({"path": rel, "type": "symlink", "target": os.readlink(p)})
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append({"path": rel, "type": "dir",
+                                "mode": "%04o" % stat.S_IMODE(st.st_mode)})
+            else:
+                entries.append({"path": rel, "type": "file",
+                                "mode": "%04o" % stat.S_IMODE(st.st_mode),
+                                "size": st.st_size, "sha256": sha256_file(p)})
+    return sorted(entries, key=lambda e: e["path"].encode())
+
+
+def test_files_json_lists_the_tree(tmp_path):
+    tree = str(tmp_path / "tree")
+    make_tree(tree)
+    # A tree's own files.json (an unpacked release re-packed) is not packed as is.
+    write(os.path.join(tree, "files.json"), "stale")
+    out = str(tmp_path / "r.tar.gz")
+    pack_ok(tree, out, "--version", "2.0")
+    raw = run(["tar", "-xOzf", out, "files.json"]).stdout.encode()
+    doc = json.loads(raw)
+    assert doc["v"] == 1
+    # Canonical bytes: one entry per line, keys in a fixed order, final newline.
+    lines = raw.decode().split("\n")
+    assert lines[0] == '{"v":1,"files":[' and lines[-2] == "]}" and lines[-1] == ""
+    assert len(lines) == len(doc["files"]) + 3
+
+    dest = tmp_path / "x"
+    dest.mkdir()
+    run(["tar", "-xzf", out, "-C", str(dest)])
+    # GNU tar as root keeps the packed modes; the packer's are 0755/0644.
+    assert doc["files"] == tree_listing(str(dest))
+    paths = [e["path"] for e in doc["files"]]
+    assert "manifest.json" in paths and "files.json" not in paths
+    assert {"path": "share/agent.conf", "type": "symlink", "target": "../etc/agent.conf"} in \
+        doc["files"]
+    assert {e["mode"] for e in doc["files"] if "mode" in e} <= {"0755", "0644"}
+
+    # The same tree gives the same files.json whatever its times.
+    for d, dirs, files in os.walk(tree):
+        for n in dirs + files:
+            os.utime(os.path.join(d, n), (1e9, 1e9), follow_symlinks=False)
+    out2 = str(tmp_path / "r2.tar.gz")
+    pack_ok(tree, out2, "--version", "2.0")
+    assert run(["tar", "-xOzf", out2, "files.json"]).stdout.encode() == raw
+
+
+def test_files_json_refuses_what_it_cannot_name(tmp_path):
+    tree = str(tmp_path / "tree")
+    make_tree(tree)
+    write(os.path.join(tree.encode(), b"share", b"latin1-\xe9").decode("utf-8", "surrogateescape"),
+          "x")
+    os.symlink("doc/../../etc/agent.conf", os.path.join(tree, "share", "twisty"))
+    r = subprocess.run([bin_path("tandem"), "release", "pack", tree, "-o",
+                        str(tmp_path / "r.tar.gz")], capture_output=True, timeout=60)
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 1
+    assert "latin1-" in err and "UTF-8" in err, err
+    assert "share/twisty" in err, err
+    assert not os.path.exists(str(tmp_path / "r.tar.gz"))
