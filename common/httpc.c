@@ -918,13 +918,43 @@ fail:
 	return -1;
 }
 
+int
+httpc_tcp_connect_list(const struct addrinfo *res, const char *host, const char *port,
+    int64_t deadline, int timeout_ms, struct err *e)
+{
+	const struct addrinfo *ai;
+	struct err try = ERR_INIT;
+	int fd = -1;
+
+	/*
+	 * Each failed address leaves its reason in TRY; E is set only when no
+	 * address connected, so a success after a failed address (a name whose
+	 * first address is unreachable) leaves E untouched.
+	 */
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		if (ms_until(deadline) == 0) {
+			err_set(&try, ERR_TIMEOUT, "connect to %s:%s: timed out after %d ms", host,
+			    port, timeout_ms);
+			break;
+		}
+		fd = httpc_tcp_try(ai, deadline, timeout_ms, &try);
+	}
+	if (fd < 0) {
+		if (!err_failed(&try)) {
+			err_set(&try, ERR_UNREACHABLE, "connect to %s:%s: no usable address", host,
+			    port);
+		}
+		(void)err_copy(e, &try);
+	}
+	return fd;
+}
+
 static int
 httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms, struct err *e)
 {
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
-	const struct addrinfo *ai;
-	int fd = -1;
+	int fd;
 	int gai;
 
 	memset(&hints, 0, sizeof(hints));
@@ -936,15 +966,7 @@ httpc_tcp_connect(const struct httpc_target *t, int64_t deadline, int timeout_ms
 		    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
 		return -1;
 	}
-	err_set(e, ERR_UNREACHABLE, "connect to %s:%s: no usable address", t->host, t->port);
-	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		if (ms_until(deadline) == 0) {
-			err_set(e, ERR_TIMEOUT, "connect to %s:%s: timed out after %d ms", t->host,
-			    t->port, timeout_ms);
-			break;
-		}
-		fd = httpc_tcp_try(ai, deadline, timeout_ms, e);
-	}
+	fd = httpc_tcp_connect_list(res, t->host, t->port, deadline, timeout_ms, e);
 	freeaddrinfo(res);
 	return fd;
 }

@@ -191,4 +191,14 @@ int httpc_fetch(struct tls_ctx *tls, const struct httpc_target *t, const char *m
 int httpc_parse_response_buffer(const char *buf, size_t len, int is_head, size_t max_body,
     size_t step, struct httpc_response *out, struct err *e) WUR;
 
+/*
+ * Exposed for tests: connect to the addresses of RES in turn (HOST and PORT
+ * name them in errors) before DEADLINE (mono_ms()). Returns the connected
+ * non-blocking socket with E untouched, or -1 with E saying why the last
+ * address failed ("no usable address" for an empty list).
+ */
+struct addrinfo;
+int httpc_tcp_connect_list(const struct addrinfo *res, const char *host, const char *port,
+    int64_t deadline, int timeout_ms, struct err *e) WUR;
+
 #endif

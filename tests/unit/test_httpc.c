@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 
 #include "common/fs.h"
@@ -1460,11 +1461,77 @@ test_tls_early_answer_while_blocked(void **state)
 	tls_ctx_free(cli);
 }
 
+/* A loopback port that refuses (bound, never listened) and one that accepts. */
+static int
+loopback_socket(int do_listen, struct sockaddr_in *sa)
+{
+	socklen_t slen = sizeof(*sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	if (do_listen) {
+		assert_int_equal(listen(fd, 4), 0);
+	}
+	assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &slen), 0);
+	return fd;
+}
+
+static void
+test_tcp_connect_later_address(void **state)
+{
+	struct sockaddr_in refused;
+	struct sockaddr_in open_sa;
+	struct addrinfo a1;
+	struct addrinfo a2;
+	struct err err = ERR_INIT;
+	int rfd = loopback_socket(0, &refused);
+	int lfd = loopback_socket(1, &open_sa);
+	int fd;
+
+	(void)state;
+	close(rfd); /* bound, never listened: refuses */
+	memset(&a1, 0, sizeof(a1));
+	a1.ai_family = AF_INET;
+	a1.ai_socktype = SOCK_STREAM;
+	a1.ai_addr = (struct sockaddr *)&refused;
+	a1.ai_addrlen = sizeof(refused);
+	a2 = a1;
+	a2.ai_addr = (struct sockaddr *)&open_sa;
+	a1.ai_next = &a2;
+
+	/* The first address refuses, the second connects: no error is left behind. */
+	fd = httpc_tcp_connect_list(&a1, "two.example", "1", mono_ms() + 5000, 5000, &err);
+	assert_true(fd >= 0);
+	assert_false(err_failed(&err));
+	assert_string_equal(err_msg(&err), "");
+	close(fd);
+
+	/* Only the refusing address: the last reason, kind unreachable. */
+	a1.ai_next = NULL;
+	fd = httpc_tcp_connect_list(&a1, "one.example", "1", mono_ms() + 5000, 5000, &err);
+	assert_int_equal(fd, -1);
+	assert_int_equal(err.kind, ERR_UNREACHABLE);
+	assert_non_null(strstr(err_msg(&err), "Connection refused"));
+
+	/* No address at all. */
+	err_clear(&err);
+	fd = httpc_tcp_connect_list(NULL, "none.example", "1", mono_ms() + 5000, 5000, &err);
+	assert_int_equal(fd, -1);
+	assert_int_equal(err.kind, ERR_UNREACHABLE);
+	assert_string_equal(err_msg(&err), "connect to none.example:1: no usable address");
+	close(lfd);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_content_length),
+		cmocka_unit_test(test_tcp_connect_later_address),
 		cmocka_unit_test(test_parse_retry_after_and_long_values),
 		cmocka_unit_test(test_parse_chunked),
 		cmocka_unit_test(test_parse_close_delimited),
