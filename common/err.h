@@ -59,6 +59,8 @@ enum err_kind {
 	ERR_FLOOR,        /* the release is below the host's security floor (409) */
 	ERR_KEYRING,      /* the host's keyring is unusable: every install is refused (503) */
 	ERR_UNAVAILABLE,  /* this daemon cannot do it as it was started; retrying will not help (503) */
+	ERR_HANDSHAKE_CUT, /* TCP connected, then the peer closed, reset or stalled the TLS handshake:
+			      up but not serving us now (an updater at its connection limit) (502) */
 	ERR_KIND_COUNT
 };
 

@@ -1001,7 +1001,10 @@ httpc_connect(struct tls_ctx *tls, const struct httpc_target *t, struct httpc_co
 	    tls_connect(tls, fd, t->sni_hostname, t->pin_fp, left, &c->tls, &c->server_id,
 		e) != 0) {
 		if (ms_until(deadline) == 0) {
-			err_set(e, ERR_TIMEOUT, "TLS handshake: timed out after %d ms", cto);
+			/* TCP connected, the handshake did not finish: cut, like a close. */
+			err_set(e, ERR_HANDSHAKE_CUT, "TLS handshake: timed out after %d ms", cto);
+		} else if (e->kind == ERR_TIMEOUT) {
+			(void)err_rekind(e, ERR_HANDSHAKE_CUT);
 		} else if (strncmp(err_msg(e), "TLS", 3) != 0) {
 			err_prefix(e, "TLS handshake");
 		}

@@ -90,7 +90,9 @@ struct httpc_conn;
  * is a connection to free with httpc_close(). E gets a one-line reason
  * naming the step ("resolve ...", "connect to ADDR:PORT: ...", "TLS ...") and
  * a kind: ERR_UNREACHABLE (no name, refused, no route), ERR_TIMEOUT (TCP or
- * handshake deadline), ERR_TLS (handshake failed, certificate refused),
+ * handshake deadline), ERR_HANDSHAKE_CUT (TCP connected, then the peer
+ * closed or reset the connection or let the handshake time out: up, but not
+ * serving us now), ERR_TLS (handshake failed, certificate refused),
  * ERR_PIN_MISMATCH (not the pinned certificate), ERR_CONFIG (bad host, port or pin), ERR_NOMEM/ERR_INTERNAL.
  * Name resolution itself is not bounded by the deadline (getaddrinfo).
  */

@@ -783,7 +783,15 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, struct err *
 		return -1;
 	}
 	tls_errstr(ret, ebuf, sizeof(ebuf));
-	err_set(e, ERR_TLS, "TLS handshake: %s", ebuf);
+	/*
+	 * The peer ended the connection before the handshake finished: it is
+	 * up but not serving us now (a server at its connection limit drops
+	 * new handshakes), which callers retry rather than call unreachable.
+	 */
+	err_set(e,
+	    ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET ? ERR_HANDSHAKE_CUT
+										 : ERR_TLS,
+	    "TLS handshake: %s", ebuf);
 	return -1;
 }
 

@@ -168,7 +168,8 @@ size_t tls_revoked_count(void);
  * no role is accepted with ID->role TLS_ROLE_UNKNOWN: the routes refuse it
  * (403), which tells the client more than a dropped connection. On failure FD
  * is NOT closed and E says why: ERR_TIMEOUT (no handshake within the
- * deadline), ERR_TLS (handshake failed or the peer's certificate refused),
+ * deadline), ERR_HANDSHAKE_CUT (the peer closed or reset the connection
+ * during the handshake), ERR_TLS (handshake failed or the peer's certificate refused),
  * ERR_IO/ERR_NOMEM/ERR_INTERNAL for local failures.
  */
 int tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identity *id,

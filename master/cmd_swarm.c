@@ -1100,7 +1100,7 @@ swarm_cmd_rollback(struct cli *cli, int argc, char **argv)
 		memset(&r, 0, sizeof(r));
 		r.outcome = SWARM_FAILED;
 		if (rid[0] != '\0' && pe.kind != ERR_UNREACHABLE && pe.kind != ERR_TLS &&
-		    pe.kind != ERR_PIN_MISMATCH) {
+		    pe.kind != ERR_PIN_MISMATCH && pe.kind != ERR_HANDSHAKE_CUT) {
 			/* Sent, but no answer: the updater may have rolled back. */
 			log_warnx("%s: no answer to rollback request %s (%s); asking the updater what "
 			    "became of it", h.name, rid, err_msg(&pe));

@@ -465,15 +465,12 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	set_phase(p, j, self ? SWARM_PH_SELF : SWARM_PH_CONNECTING);
 	j->attempts++;
 	if (httpc_connect(p->c->tls, &t, &conn, &he) != 0) {
-		const char *m = err_msg(&he);
 		/*
 		 * TCP connected but the handshake was cut or not finished: the
 		 * updater is up and busy (hostile or heavy traffic takes its
 		 * handshake slots), not down. Retried like a 503.
 		 */
-		int busy = strncmp(m, "TLS handshake", 13) == 0 &&
-			   (strstr(m, "EOF") != NULL || strstr(m, "reset") != NULL ||
-			       strstr(m, "timed out") != NULL);
+		int busy = he.kind == ERR_HANDSHAKE_CUT;
 		result_transport(r, busy ? "busy" : "unreachable", &he);
 		*retryable = he.kind != ERR_PIN_MISMATCH;
 		return;

@@ -1222,6 +1222,40 @@ tsrv_read_head(struct tsrv *t, struct tls_conn *c)
 	return -1;
 }
 
+/* A loopback port that refuses (bound, never listened) and one that accepts. */
+static int
+loopback_socket(int do_listen, struct sockaddr_in *sa)
+{
+	socklen_t slen = sizeof(*sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+	if (do_listen) {
+		assert_int_equal(listen(fd, 4), 0);
+	}
+	assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &slen), 0);
+	return fd;
+}
+
+/* Accept one connection, read the start of the ClientHello and close it. */
+static void *
+cut_main(void *arg)
+{
+	int lfd = *(int *)arg;
+	char buf[64];
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)!read(fd, buf, sizeof(buf));
+		close(fd);
+	}
+	return NULL;
+}
+
 static void *
 tsrv_main(void *arg)
 {
@@ -1417,6 +1451,28 @@ test_tls_fetch_identity_and_pin(void **state)
 		assert_int_equal(err.sys_errno, ECONNREFUSED);
 		assert_int_equal(err_exit_code(err.kind), 1);
 	}
+
+	/*
+	 * A server that accepts the TCP connection and closes it during the
+	 * handshake (an updater at its connection limit): its own kind, which
+	 * a push retries as busy, not unreachable.
+	 */
+	{
+		struct sockaddr_in sa;
+		int lfd = loopback_socket(1, &sa);
+		pthread_t th;
+		snprintf(port, sizeof(port), "%u", (unsigned)ntohs(sa.sin_port));
+		httpc_target_init(&t);
+		t.host = "127.0.0.1";
+		t.port = port;
+		assert_int_equal(pthread_create(&th, NULL, cut_main, &lfd), 0);
+		assert_int_equal(httpc_connect(cli, &t, &c, &err), -1);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_null(c);
+		assert_int_equal(err.kind, ERR_HANDSHAKE_CUT);
+		assert_true(strncmp(err_msg(&err), "TLS handshake", 13) == 0);
+		close(lfd);
+	}
 	tls_ctx_free(cli);
 }
 
@@ -1459,25 +1515,6 @@ test_tls_early_answer_while_blocked(void **state)
 	tsrv_finish(&s);
 	close(fd);
 	tls_ctx_free(cli);
-}
-
-/* A loopback port that refuses (bound, never listened) and one that accepts. */
-static int
-loopback_socket(int do_listen, struct sockaddr_in *sa)
-{
-	socklen_t slen = sizeof(*sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	memset(sa, 0, sizeof(*sa));
-	sa->sin_family = AF_INET;
-	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof(*sa)), 0);
-	if (do_listen) {
-		assert_int_equal(listen(fd, 4), 0);
-	}
-	assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &slen), 0);
-	return fd;
 }
 
 static void
