@@ -21,7 +21,9 @@
  *                       a file named AGENT_FAIL_MARKER exists in the
  *                       directory of its --config file, and runs normally
  *                       elsewhere: a release that fails on named hosts only
- *                       (the rollout tests)
+ *                       (the rollout tests); a file named AGENT_FAIL_ONCE_MARKER
+ *                       there is removed and the agent exits with status 1:
+ *                       one transient crash (the restore-probe retry tests)
  */
 #ifndef TANDEM_AGENT_BROKEN_H
 #define TANDEM_AGENT_BROKEN_H
@@ -46,6 +48,7 @@
 #define AGENT_CRASH_AFTER_DEFAULT_MS 3000
 #define AGENT_SLOW_DEFAULT_MS 2000
 #define AGENT_FAIL_MARKER "fail-marker"
+#define AGENT_FAIL_ONCE_MARKER "fail-once"
 
 /* Name of the compiled-in kind ("good" for the normal build). */
 static inline const char *

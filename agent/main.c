@@ -67,21 +67,28 @@ read_release(struct release_info *rel)
 	}
 }
 
-/* fail-marker build: is there a AGENT_FAIL_MARKER file beside the --config file? */
+/*
+ * fail-marker build: is there a file NAME beside the --config file? With
+ * CONSUME it is removed, and only a successful removal counts (so the
+ * agent fails once per marker).
+ */
 static int
-fail_marker_here(const struct agent_options *opt)
+fail_marker_here(const struct agent_options *opt, const char *name, int consume)
 {
 	char path[4200];
 	const char *slash = strrchr(opt->config_path, '/');
 	int n;
 
 	if (slash == NULL) {
-		n = snprintf(path, sizeof(path), "%s", AGENT_FAIL_MARKER);
+		n = snprintf(path, sizeof(path), "%s", name);
 	} else {
 		n = snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - opt->config_path),
-		    opt->config_path, AGENT_FAIL_MARKER);
+		    opt->config_path, name);
 	}
-	return n > 0 && (size_t)n < sizeof(path) && access(path, F_OK) == 0;
+	if (n <= 0 || (size_t)n >= sizeof(path)) {
+		return 0;
+	}
+	return consume ? unlink(path) == 0 : access(path, F_OK) == 0;
 }
 
 /* Milliseconds until the crash-later build exits, or -1 (never). */
@@ -298,9 +305,15 @@ run(const struct agent_options *opt)
 		log_warnx("exit-at-once test build: exiting with status 1");
 		return 1;
 	}
-	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_FAIL_MARKER && fail_marker_here(opt)) {
+	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_FAIL_MARKER && fail_marker_here(opt, AGENT_FAIL_MARKER, 0)) {
 		log_warnx("fail-marker test build: %s found next to the config: exiting with status 1",
 		    AGENT_FAIL_MARKER);
+		return 1;
+	}
+	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_FAIL_MARKER &&
+	    fail_marker_here(opt, AGENT_FAIL_ONCE_MARKER, 1)) {
+		log_warnx("fail-marker test build: %s found next to the config (removed): exiting "
+		    "with status 1", AGENT_FAIL_ONCE_MARKER);
 		return 1;
 	}
 	/* Stop signals go to the signalfd only: block them before any thread. */

@@ -61,6 +61,10 @@ const struct config_option updater_config_table[] = {
 	    "longest wait between probe attempts" },
 	{ "probe_attempt_timeout", CONFIG_DURATION_MS, OFF(probe_attempt_timeout_ms), "5s", 100,
 	    60000, "connect + handshake + answer of one probe attempt (a loaded host is slow)" },
+	{ "restore_probe_retries", CONFIG_INT, OFF(restore_probe_retries), "2", 0, 10,
+	    "restarts and probes of the restored release after its probe failed, before both bad" },
+	{ "restore_retry_backoff", CONFIG_DURATION_MS, OFF(restore_retry_backoff_ms), "1s", 0,
+	    600000, "wait before the first restore retry, doubling for each further one" },
 	{ "stop_grace", CONFIG_DURATION_MS, OFF(stop_grace_ms), "5s", 10, 600000,
 	    "SIGTERM to SIGKILL when stopping the agent" },
 	{ "restart_backoff_min", CONFIG_DURATION_MS, OFF(restart_backoff_min_ms), "500ms", 10,
@@ -193,6 +197,14 @@ updater_config_stop_wait_ms(const struct updater_config *cfg)
 	/* Two probes (the new release, the restored one), each at most a deadline of silence
 	 * before the first pass, the stability window, and a deadline of silence inside it. */
 	long long probe_ms = 2 * cfg->probe_deadline_ms + cfg->probe_stable_ms;
+	/* The restored release may be probed 1 + restore_probe_retries times, with backoff. */
+	long long probes = 2 + cfg->restore_probe_retries;
+	long long backoff = 0, b = cfg->restore_retry_backoff_ms;
+	long long i;
 
-	return cfg->preflight_timeout_ms + 2 * probe_ms + 2 * cfg->stop_grace_ms;
+	for (i = 0; i < cfg->restore_probe_retries; i++) {
+		backoff += b;
+		b *= 2;
+	}
+	return cfg->preflight_timeout_ms + probes * (probe_ms + cfg->stop_grace_ms) + backoff;
 }

@@ -45,6 +45,8 @@ struct updater_config {
 	long long preflight_timeout_ms;
 	long long probe_deadline_ms;
 	long long probe_stable_ms;
+	long long restore_probe_retries;
+	long long restore_retry_backoff_ms;
 	long long probe_first_interval_ms;
 	long long probe_max_interval_ms;
 	long long probe_attempt_timeout_ms;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -730,9 +731,48 @@ install_start_probe(struct install *in, const struct release_info *ri, const cha
 }
 
 /*
+ * Start and probe the restored (known-good) release OLD. One failure of it
+ * is not evidence that it is bad (a crash on a loaded host, a port not yet
+ * free): it is stopped and started again up to restore_probe_retries times,
+ * after restore_retry_backoff doubling each time. Returns the attempt that
+ * passed (1 = the first) or 0 when none did (E: the last failure).
+ */
+static int
+install_restore_probe(struct install *in, const struct release_info *old, uint64_t *gen,
+    char **body, struct err *e)
+{
+	const struct install_agent *ag = &in->deps.agent;
+	struct err e2 = ERR_INIT;
+	long long backoff = in->cfg->restore_retry_backoff_ms;
+	int try;
+
+	for (try = 0;; try++) {
+		if (install_start_probe(in, old, NULL, gen, body, e) == 0) {
+			return try + 1;
+		}
+		if (try >= in->cfg->restore_probe_retries) {
+			return 0;
+		}
+		log_warnx("restored release %s failed its probe (attempt %d of %lld): %s; again in "
+		    "%lld ms", old->id, try + 1, in->cfg->restore_probe_retries + 1, err_msg(e),
+		    backoff);
+		free(*body);
+		*body = NULL;
+		if (ag->stop(ag->arg, &e2) != 0) {
+			log_warnx("stop the restored agent: %s", err_msg(&e2));
+		}
+		if (backoff > 0) {
+			(void)poll(NULL, 0, backoff > INT_MAX ? INT_MAX : (int)backoff);
+		}
+		backoff = backoff > LLONG_MAX / 2 ? backoff : backoff * 2;
+	}
+}
+
+/*
  * The one transaction: stop the agent, switch to TARGET (SW), start it,
  * probe it, commit. When it fails: capture its output, restore OLD (NULL:
- * there is none), start and probe that; both_bad when that fails too. OP
+ * there is none), start and probe that (with retries); both_bad when that
+ * fails every time. OP
  * is the journaled operation (update: begun, staged; rollback: only the
  * id). 0 when TARGET runs and passed.
  */
@@ -746,6 +786,7 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	char *body = NULL;
 	uint64_t gen = 0;
 	int64_t t;
+	int tries;
 
 	install_phase(in, "switching");
 	t = install_now(in);
@@ -816,9 +857,16 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 		oc->t.restore_ms = install_now(in) - t;
 		return -1;
 	}
-	if (install_start_probe(in, old, NULL, &gen, &body, &e) == 0) {
+	tries = install_restore_probe(in, old, &gen, &body, &e);
+	if (tries > 0) {
 		oc->result = oc->kind == INSTALL_ROLLBACK ? INSTALL_RESTORED : INSTALL_ROLLED_BACK;
-		err_set(&oc->err, ERR_PROBE, "%s failed its probe: %s", sw->what, err_msg(&why));
+		if (tries == 1) {
+			err_set(&oc->err, ERR_PROBE, "%s failed its probe: %s", sw->what,
+			    err_msg(&why));
+		} else {
+			err_set(&oc->err, ERR_PROBE, "%s failed its probe: %s (%s passed at attempt %d)",
+			    sw->what, err_msg(&why), sw->restored, tries);
+		}
 	} else {
 		install_set_both_bad(in, 1);
 		oc->result = INSTALL_BOTH_BAD;

@@ -9,6 +9,8 @@ import re
 import signal
 import threading
 
+import pytest
+
 from conftest import wait_until
 from test_updater import Host, agent_procs, assert_clean_exit, releases  # noqa: F401
 
@@ -95,5 +97,34 @@ def test_silent_for_the_whole_deadline_rolls_back(procs, tmp_path, pki, releases
     assert inconclusive_count(h) >= 3
     h.wait_agent("1.0.0")
     assert h.health()["status"] == "ok"
+    h.assert_clean()
+    assert_clean_exit(h.proc)
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_restored_release_crashing_once(procs, tmp_path, pki, releases, retries):  # noqa: F811
+    """A bad push is rolled back and the known-good release crashes once on
+    its restart (a "fail-once" marker its agent removes): with restore
+    retries the host ends healthy on the good release; without (0) it is
+    both bad, as every host was before the retries."""
+    h = Host(procs, tmp_path, pki, restore_probe_retries=str(retries),
+             restore_retry_backoff="100ms")
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-once")
+    open(marker, "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert not os.path.exists(marker)  # the restored agent did crash once
+    d = body["detail"]
+    if retries == 0:
+        assert st == 500 and d["rolled_back"] is False, body
+        assert h.health()["both_bad"] is True
+    else:
+        assert st == 409 and d["rolled_back"] is True, body
+        assert "passed at attempt 2" in d["error"], d
+        h.wait_agent("1.0.0")
+        hl = h.health()
+        assert hl["both_bad"] is False and hl["status"] == "ok", hl
+        assert "restored release" in h.proc.stderr() and "attempt 1 of 3" in h.proc.stderr()
     h.assert_clean()
     assert_clean_exit(h.proc)
