@@ -24,12 +24,29 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
+#include <netdb.h>
 
 #include "common/digest.h"
 #include "common/log.h"
 
 #define TLS_DEFAULT_HS_TIMEOUT_MS 10000
 #define TLS_TICKET_LIFETIME_S 3600
+/*
+ * Client session cache: at most this many peers (one entry each, about 2 KiB
+ * with the peer's certificate); beyond it new peers are not cached (a full
+ * handshake each), which only costs time.
+ */
+#define TLS_SESS_MAX 16384
+#define TLS_SESS_BUCKETS 1024
+/* peer address + hostname + pin list: longer keys are not cached. */
+#define TLS_SESS_KEY_MAX 768
+
+/* One remembered session: the server's ticket and what it resumes. */
+struct tls_sess {
+	struct tls_sess *next;
+	mbedtls_ssl_session s;
+	char key[TLS_SESS_KEY_MAX];
+};
 
 struct tls_ctx {
 	atomic_int refs;          /* the owner's and one per connection */
@@ -47,13 +64,25 @@ struct tls_ctx {
 	char master_cn[128];
 	char master_compat_ou[64]; /* "" = off */
 	char own_fp[TLS_FP_HEX_LEN + 1];
+	/* Clients: the session cache (sess_on = 0: every handshake is full). */
+	int sess_on;
+	pthread_mutex_t sess_lock;
+	struct tls_sess *sess[TLS_SESS_BUCKETS];
+	size_t sess_n;
 };
+
+/* Handshakes this process completed as a client / as a server, full and resumed. */
+static atomic_ulong tls_n_client_full;
+static atomic_ulong tls_n_client_resumed;
+static atomic_ulong tls_n_server_full;
+static atomic_ulong tls_n_server_resumed;
 
 struct tls_conn {
 	struct tls_ctx *ctx;      /* a reference: the ssl context uses ctx->conf */
 	mbedtls_ssl_context ssl;
 	int fd;
 	int closed_notify;
+	int resumed; /* the handshake resumed a session (read from the ServerHello on) */
 };
 
 /*
@@ -394,6 +423,160 @@ tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *bu
 	return ret;
 }
 
+/* ---- client session cache ---------------------------------------------- */
+
+static unsigned
+tls_sess_hash(const char *key)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
+		h = (h ^ *p) * 16777619u;
+	}
+	return h % TLS_SESS_BUCKETS;
+}
+
+/* Forget every session (wiped: mbedtls_ssl_session_free zeroizes the secrets). */
+static void
+tls_sess_clear(struct tls_ctx *c)
+{
+	pthread_mutex_lock(&c->sess_lock);
+	for (size_t b = 0; b < TLS_SESS_BUCKETS; b++) {
+		struct tls_sess *s = c->sess[b];
+		while (s != NULL) {
+			struct tls_sess *next = s->next;
+			mbedtls_ssl_session_free(&s->s);
+			mbedtls_platform_zeroize(s, sizeof(*s));
+			free(s);
+			s = next;
+		}
+		c->sess[b] = NULL;
+	}
+	c->sess_n = 0;
+	pthread_mutex_unlock(&c->sess_lock);
+}
+
+/*
+ * The cache key of a connection: the peer's address (the socket's, so one
+ * name resolving elsewhere is another key), the hostname checked and the pins
+ * expected. A changed pin never offers a session made under the old one.
+ * -1 when the address is unknown or the key too long: no caching.
+ */
+static int
+tls_sess_key(int fd, const char *hostname, const char *pin_fp, char *key, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+	char host[NI_MAXHOST];
+	char serv[NI_MAXSERV];
+	int n;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+	    getnameinfo((struct sockaddr *)&ss, slen, host, sizeof(host), serv, sizeof(serv),
+		NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		return -1;
+	}
+	n = snprintf(key, len, "%s|%s|%s|%s", host, serv, hostname != NULL ? hostname : "",
+	    pin_fp != NULL ? pin_fp : "");
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static struct tls_sess **
+tls_sess_find(struct tls_ctx *c, const char *key)
+{
+	struct tls_sess **pp = &c->sess[tls_sess_hash(key)];
+
+	while (*pp != NULL && strcmp((*pp)->key, key) != 0) {
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+/* Offer the session cached under KEY on SSL (nothing when none is cached). */
+static void
+tls_sess_offer(struct tls_ctx *c, const char *key, mbedtls_ssl_context *ssl)
+{
+	struct tls_sess **pp;
+
+	pthread_mutex_lock(&c->sess_lock);
+	pp = tls_sess_find(c, key);
+	if (*pp != NULL && mbedtls_ssl_set_session(ssl, &(*pp)->s) != 0) {
+		log_debug("tls: cached session not usable; full handshake");
+	}
+	pthread_mutex_unlock(&c->sess_lock);
+}
+
+/* Remember the session of the finished handshake on SSL under KEY (replacing). */
+static void
+tls_sess_store(struct tls_ctx *c, const char *key, const mbedtls_ssl_context *ssl)
+{
+	struct tls_sess *n = calloc(1, sizeof(*n));
+	struct tls_sess **pp;
+
+	if (n == NULL) {
+		return;
+	}
+	mbedtls_ssl_session_init(&n->s);
+	if (mbedtls_ssl_get_session(ssl, &n->s) != 0 || n->s.ticket == NULL ||
+	    strlcpy_chk(n->key, key, sizeof(n->key)) != 0) {
+		/* No ticket (a server that issues none): nothing worth keeping. */
+		mbedtls_ssl_session_free(&n->s);
+		free(n);
+		return;
+	}
+	pthread_mutex_lock(&c->sess_lock);
+	pp = tls_sess_find(c, key);
+	if (*pp != NULL) {
+		struct tls_sess *old = *pp;
+		n->next = old->next;
+		*pp = n;
+		mbedtls_ssl_session_free(&old->s);
+		mbedtls_platform_zeroize(old, sizeof(*old));
+		free(old);
+		n = NULL;
+	} else if (c->sess_n < TLS_SESS_MAX) {
+		*pp = n;
+		c->sess_n++;
+		n = NULL;
+	}
+	pthread_mutex_unlock(&c->sess_lock);
+	if (n != NULL) {
+		mbedtls_ssl_session_free(&n->s);
+		free(n);
+	}
+}
+
+/* Forget the session under KEY (its handshake or the checks after it failed). */
+static void
+tls_sess_drop(struct tls_ctx *c, const char *key)
+{
+	struct tls_sess **pp;
+	struct tls_sess *old;
+
+	pthread_mutex_lock(&c->sess_lock);
+	pp = tls_sess_find(c, key);
+	old = *pp;
+	if (old != NULL) {
+		*pp = old->next;
+		c->sess_n--;
+	}
+	pthread_mutex_unlock(&c->sess_lock);
+	if (old != NULL) {
+		mbedtls_ssl_session_free(&old->s);
+		mbedtls_platform_zeroize(old, sizeof(*old));
+		free(old);
+	}
+}
+
+void
+tls_handshake_counts(struct tls_handshake_counts *out)
+{
+	out->client_full = atomic_load(&tls_n_client_full);
+	out->client_resumed = atomic_load(&tls_n_client_resumed);
+	out->server_full = atomic_load(&tls_n_server_full);
+	out->server_resumed = atomic_load(&tls_n_server_resumed);
+}
+
 static int
 tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, struct err *e)
 {
@@ -410,6 +593,9 @@ tls_ctx_new(const struct tls_opts *o, int is_server, struct tls_ctx **out, struc
 	}
 	atomic_init(&c->refs, 1);
 	c->is_server = is_server;
+	pthread_mutex_init(&c->sess_lock, NULL);
+	/* TANDEM_TLS_NO_RESUME=1: full handshakes only (benchmarks, troubleshooting). */
+	c->sess_on = !is_server && o->session_tickets && getenv("TANDEM_TLS_NO_RESUME") == NULL;
 	mbedtls_ssl_config_init(&c->conf);
 	mbedtls_x509_crt_init(&c->ca);
 	mbedtls_x509_crt_init(&c->own);
@@ -565,6 +751,8 @@ tls_ctx_free(struct tls_ctx *c)
 	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1) {
 		return;
 	}
+	tls_sess_clear(c);
+	pthread_mutex_destroy(&c->sess_lock);
 	mbedtls_ssl_config_free(&c->conf);
 	mbedtls_ssl_ticket_free(&c->ticket);
 	mbedtls_x509_crt_free(&c->ca);
@@ -745,7 +933,21 @@ tls_handshake(struct tls_conn *c, int64_t deadline, int timeout_ms, struct err *
 	int ret;
 
 	for (;;) {
-		ret = mbedtls_ssl_handshake(&c->ssl);
+		/*
+		 * Step by step (what mbedtls_ssl_handshake does) to see where a
+		 * client goes after the ServerHello: straight to the server's
+		 * ChangeCipherSpec when the server resumed our session, to its
+		 * Certificate for a full handshake.
+		 */
+		ret = 0;
+		while (ret == 0 && c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+			int before = c->ssl.state;
+			ret = mbedtls_ssl_handshake_step(&c->ssl);
+			if (ret == 0 && before == MBEDTLS_SSL_SERVER_HELLO &&
+			    c->ssl.conf->endpoint == MBEDTLS_SSL_IS_CLIENT) {
+				c->resumed = c->ssl.state == MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC;
+			}
+		}
 		if (ret == 0) {
 			return 0;
 		}
@@ -955,6 +1157,7 @@ tls_accept(struct tls_ctx *ctx, int fd, struct tls_conn **out, struct tls_identi
 		return -1;
 	}
 	id->resumed = tls_tl_resumed;
+	atomic_fetch_add(id->resumed ? &tls_n_server_resumed : &tls_n_server_full, 1);
 	*out = c;
 	return 0;
 }
@@ -994,6 +1197,8 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 	struct tls_conn *c;
 	struct tls_identity id;
 	int64_t deadline;
+	char key[TLS_SESS_KEY_MAX];
+	int cache;
 	char ebuf[128];
 	int ret;
 
@@ -1026,27 +1231,45 @@ tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_f
 			return -1;
 		}
 	}
-	if (tls_handshake(c, deadline, timeout_ms, e) != 0) {
-		tls_conn_discard(c);
-		return -1;
+	cache = ctx->sess_on && tls_sess_key(fd, hostname, pin_fp, key, sizeof(key)) == 0;
+	if (cache) {
+		tls_sess_offer(ctx, key, &c->ssl);
 	}
+	if (tls_handshake(c, deadline, timeout_ms, e) != 0) {
+		goto fail;
+	}
+	/*
+	 * A resumed session carries the peer certificate it was made with
+	 * (MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) and its verification result:
+	 * validity, EKU, revocation and the pin are checked on it exactly as
+	 * after a full handshake. Resumption never skips a check.
+	 */
 	if (tls_check_peer(c, ctx->master_cn, ctx->master_compat_ou, MBEDTLS_OID_SERVER_AUTH,
 		MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), &id, e) != 0) {
-		tls_conn_discard(c);
-		return -1;
+		goto fail;
 	}
 	if (pin_fp != NULL && *pin_fp != '\0' && tls_pin_match(pin_fp, id.fingerprint) != 1) {
 		err_set(e, ERR_PIN_MISMATCH,
 		    "server certificate fingerprint %s does not match the pinned %s", id.fingerprint,
 		    pin_fp);
-		tls_conn_discard(c);
-		return -1;
+		goto fail;
+	}
+	id.resumed = c->resumed;
+	atomic_fetch_add(id.resumed ? &tls_n_client_resumed : &tls_n_client_full, 1);
+	if (cache) {
+		tls_sess_store(ctx, key, &c->ssl);
 	}
 	if (server_id != NULL) {
 		*server_id = id;
 	}
 	*out = c;
 	return 0;
+fail:
+	if (cache) {
+		tls_sess_drop(ctx, key);
+	}
+	tls_conn_discard(c);
+	return -1;
 }
 
 ssize_t

@@ -111,7 +111,12 @@ struct tls_opts {
 	 * caller must pin the master's fingerprint when it sets this.
 	 */
 	const char *master_compat_ou;
-	int session_tickets;   /* servers: issue tickets (default on via tls_opts_init) */
+	/*
+	 * Servers: issue session tickets. Clients: keep the last session per
+	 * peer (address, hostname and pins) for the context's life and offer it
+	 * on the next handshake to that peer. Default on (tls_opts_init).
+	 */
+	int session_tickets;
 	int handshake_timeout_ms; /* 0: 10000 */
 };
 
@@ -187,12 +192,27 @@ int tls_pin_match(const char *pins, const char *fp);
  * Client side: handshake on the connected socket FD. PIN_FP (NULL or "" for
  * none; see tls_pin_match() for a list) must match the server leaf; HOSTNAME (NULL for none, e.g. when
  * connecting by IP) is checked against the certificate's DNS names/CN.
- * TIMEOUT_MS bounds the handshake. On success *OUT owns FD. Errors as
+ * TIMEOUT_MS bounds the handshake. With the context's session cache on, the
+ * last session with the same peer address, HOSTNAME and PIN_FP is offered
+ * (SERVER_ID->resumed says whether the server took it); a server that does
+ * not (restarted, new ticket key) gets a full handshake transparently. The
+ * pin, validity, EKU and revocation are checked on every handshake, resumed
+ * ones included (the session keeps the peer certificate). A failed handshake
+ * or check forgets the session. On success *OUT owns FD. Errors as
  * tls_accept(), plus ERR_PIN_MISMATCH for a pin mismatch and ERR_CONFIG for a
  * malformed pin or hostname.
  */
 int tls_connect(struct tls_ctx *ctx, int fd, const char *hostname, const char *pin_fp,
     int timeout_ms, struct tls_conn **out, struct tls_identity *server_id, struct err *e) WUR;
+
+/* Handshakes this process completed, as a client and as a server. */
+struct tls_handshake_counts {
+	unsigned long client_full;
+	unsigned long client_resumed;
+	unsigned long server_full;
+	unsigned long server_resumed;
+};
+void tls_handshake_counts(struct tls_handshake_counts *out);
 
 /* Non-blocking I/O results. */
 #define TLS_WANT_READ (-2)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/tls.h"
 #include "common/version.h"
 
 /* Kinds and results in the order of their enums (install_kind starts at 1). */
@@ -232,6 +233,19 @@ metrics_releases(FILE *f, const cJSON *health)
 	for (size_t i = 0; i < ARRAY_LEN(metrics_states); i++) {
 		fprintf(f, "tandem_updater_state{state=\"%s\"} %d\n", metrics_states[i],
 		    status != NULL && strcmp(status, metrics_states[i]) == 0);
+	}
+	{
+		struct tls_handshake_counts hs;
+		tls_handshake_counts(&hs);
+		metrics_head(f, "tandem_tls_handshakes_total", "counter",
+		    "TLS handshakes completed by this updater: as a server (the master, peers) "
+		    "and as a client (its agent), full or resumed from a session ticket.");
+		fprintf(f,
+		    "tandem_tls_handshakes_total{side=\"server\",resumed=\"false\"} %lu\n"
+		    "tandem_tls_handshakes_total{side=\"server\",resumed=\"true\"} %lu\n"
+		    "tandem_tls_handshakes_total{side=\"client\",resumed=\"false\"} %lu\n"
+		    "tandem_tls_handshakes_total{side=\"client\",resumed=\"true\"} %lu\n",
+		    hs.server_full, hs.server_resumed, hs.client_full, hs.client_resumed);
 	}
 	metrics_head(f, "tandem_operation_in_progress", "gauge",
 	    "1 while an update, rollback or self-update runs.");

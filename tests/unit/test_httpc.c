@@ -1476,6 +1476,181 @@ test_tls_fetch_identity_and_pin(void **state)
 	tls_ctx_free(cli);
 }
 
+/* One TLS server connection per rsrv_run: accept, answer 200 "hello", close. */
+struct rsrv {
+	struct tls_ctx *ctx;
+	int lfd;
+	int accepted;
+	int resumed;
+	pthread_t th;
+};
+
+static void *
+rsrv_main(void *arg)
+{
+	struct rsrv *r = arg;
+	struct tsrv head;
+	struct tls_conn *c = NULL;
+	struct tls_identity id;
+	struct err err = ERR_INIT;
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+	int fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		return NULL;
+	}
+	if (tls_accept(r->ctx, fd, &c, &id, &err) != 0) {
+		close(fd);
+		return NULL;
+	}
+	r->accepted = 1;
+	r->resumed = id.resumed;
+	memset(&head, 0, sizeof(head));
+	if (tsrv_read_head(&head, c) == 0) {
+		(void)!tls_write_all_deadline(c, resp, strlen(resp), mono_ms() + 10000, &err);
+	}
+	tls_close(c);
+	return NULL;
+}
+
+/* One GET /x on a fresh connection to R: 0 with the client's identity, or -1 with ERR. */
+static int
+rsrv_fetch(struct rsrv *r, struct tls_ctx *cli, const char *port, const char *pin,
+    struct tls_identity *id, struct err *err)
+{
+	struct httpc_target t;
+	struct httpc_conn *c = NULL;
+	struct httpc_response resp;
+	int rc = -1;
+
+	r->accepted = 0;
+	r->resumed = -1;
+	assert_int_equal(pthread_create(&r->th, NULL, rsrv_main, r), 0);
+	httpc_target_init(&t);
+	t.host = "127.0.0.1";
+	t.port = port;
+	t.pin_fp = pin;
+	t.io_timeout_ms = 10000;
+	memset(&resp, 0, sizeof(resp));
+	if (httpc_connect(cli, &t, &c, err) == 0) {
+		*id = *httpc_conn_server_identity(c);
+		if (httpc_request(c, "GET", "/x", NULL, NULL, 0, &resp, err) == 0) {
+			assert_int_equal(resp.status, 200);
+			rc = 0;
+		}
+	}
+	httpc_response_free(&resp);
+	httpc_close(c);
+	assert_int_equal(pthread_join(r->th, NULL), 0);
+	return rc;
+}
+
+static struct tls_ctx *
+server_ctx(void)
+{
+	struct tls_opts o;
+	struct tls_ctx *ctx = NULL;
+	struct err err = ERR_INIT;
+
+	tls_opts_init(&o);
+	o.ca_file = g_ca;
+	o.cert_file = g_srv_crt;
+	o.key_file = g_srv_key;
+	if (tls_server_new(&o, &ctx, &err) != 0) {
+		fail_msg("tls_server_new: %s", err_msg(&err));
+	}
+	return ctx;
+}
+
+static void
+test_tls_resumption(void **state)
+{
+	struct tls_ctx *cli = client_ctx();
+	struct tls_handshake_counts n0;
+	struct tls_handshake_counts n1;
+	struct tls_identity id;
+	struct sockaddr_in sa;
+	struct rsrv r;
+	struct err err = ERR_INIT;
+	struct err pe = ERR_INIT;
+	char fp[TLS_FP_HEX_LEN + 1];
+	char wrong[TLS_FP_HEX_LEN + 1];
+	char port[8];
+	const char *serial;
+
+	(void)state;
+	assert_int_equal(pki_fingerprint_file(g_srv_crt, fp, &pe), 0);
+	memset(wrong, 'a', TLS_FP_HEX_LEN);
+	wrong[TLS_FP_HEX_LEN] = '\0';
+	memset(&r, 0, sizeof(r));
+	r.ctx = server_ctx();
+	r.lfd = loopback_socket(1, &sa);
+	snprintf(port, sizeof(port), "%u", (unsigned)ntohs(sa.sin_port));
+	tls_handshake_counts(&n0);
+
+	/* First connection: a full handshake; the second resumes, on both sides. */
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("first: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 0);
+	assert_int_equal(r.resumed, 0);
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("second: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 1);
+	assert_int_equal(r.resumed, 1);
+	/* The identity of a resumed session is the server's, from the kept certificate. */
+	assert_string_equal(id.fingerprint, fp);
+	assert_string_equal(id.cn, "localhost");
+	tls_handshake_counts(&n1);
+	assert_true(n1.client_full - n0.client_full >= 1);
+	assert_true(n1.client_resumed - n0.client_resumed >= 1);
+
+	/* Another expected pin offers no session: a full handshake, refused by the pin. */
+	assert_int_equal(rsrv_fetch(&r, cli, port, wrong, &id, &err), -1);
+	assert_int_equal(err.kind, ERR_PIN_MISMATCH);
+	assert_int_equal(r.accepted, 1);
+	assert_int_equal(r.resumed, 0);
+	/* The right pin still resumes. */
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("after wrong pin: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 1);
+
+	/* A revoked server certificate is refused on a resumed session too. */
+	serial = id.serial;
+	assert_int_equal(tls_revoked_set(&serial, 1, &err), 0);
+	assert_int_equal(rsrv_fetch(&r, cli, port, fp, &id, &err), -1);
+	assert_int_equal(err.kind, ERR_TLS);
+	assert_non_null(strstr(err_msg(&err), "is revoked"));
+	assert_int_equal(r.resumed, 1);
+	assert_int_equal(tls_revoked_set(NULL, 0, &err), 0);
+	/* The failure forgot the session: the next handshake is full, then resumes again. */
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("after revocation lifted: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 0);
+	assert_int_equal(r.resumed, 0);
+
+	/* A restarted server (new ticket key) refuses the ticket: a full handshake, no error. */
+	tls_ctx_free(r.ctx);
+	r.ctx = server_ctx();
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("after restart: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 0);
+	assert_int_equal(r.resumed, 0);
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("after restart, again: %s", err_msg(&err));
+	}
+	assert_int_equal(id.resumed, 1);
+	assert_int_equal(r.resumed, 1);
+
+	close(r.lfd);
+	tls_ctx_free(r.ctx);
+	tls_ctx_free(cli);
+}
+
 static void
 test_tls_early_answer_while_blocked(void **state)
 {
@@ -1593,6 +1768,7 @@ main(void)
 
 	const struct CMUnitTest tls_tests[] = {
 		cmocka_unit_test(test_tls_fetch_identity_and_pin),
+		cmocka_unit_test(test_tls_resumption),
 		cmocka_unit_test(test_tls_early_answer_while_blocked),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
