@@ -457,7 +457,8 @@ demo: deps
 
 # ---- release: a release tarball of the agent and the updater (wiki/Agent.md) ----
 #   make release VERSION=x [RELEASE_OUT=FILE] [RELEASE_KIND=good|exit-at-once|
-#                never-ready|wrong-version|crash-later|slow-health|fail-marker]
+#                never-ready|wrong-version|crash-later|slow-health|fail-marker|
+#                log-flood]
 #                [RELEASE_UPDATER_KIND=good|exit-at-once|hang|crash-later]
 # Links the agent and the updater again from the objects of $(BUILD)/obj with
 # the version object of VERSION (nothing is recompiled for a new version) into
@@ -478,6 +479,7 @@ release_kind_wrong-version := 3
 release_kind_crash-later := 4
 release_kind_slow-health := 5
 release_kind_fail-marker := 6
+release_kind_log-flood := 7
 RELEASE_BROKEN := $(release_kind_$(RELEASE_KIND))
 # Deliberately broken updater builds for the self-update tests (updater/selfupdate.h);
 # each still passes --self-test. Never compiled into the normal binary.
@@ -511,7 +513,7 @@ RELEASE_PACKER := $(BUILD)/release/tandem
 
 ifneq ($(filter release release-locked,$(MAKECMDGOALS)),)
 ifeq ($(RELEASE_BROKEN),)
-$(error RELEASE_KIND=$(RELEASE_KIND): use good, exit-at-once, never-ready, wrong-version, crash-later, slow-health or fail-marker)
+$(error RELEASE_KIND=$(RELEASE_KIND): use good, exit-at-once, never-ready, wrong-version, crash-later, slow-health, fail-marker or log-flood)
 endif
 ifeq ($(RELEASE_UPD_BROKEN),)
 $(error RELEASE_UPDATER_KIND=$(RELEASE_UPDATER_KIND): use good, exit-at-once, hang or crash-later)

@@ -24,6 +24,8 @@
  *                       (the rollout tests); a file named AGENT_FAIL_ONCE_MARKER
  *                       there is removed and the agent exits with status 1:
  *                       one transient crash (the restore-probe retry tests)
+ *   log-flood      (7)  serves normally and writes lines to stderr as fast
+ *                       as it can, for ever (the updater's agent_log cap)
  */
 #ifndef TANDEM_AGENT_BROKEN_H
 #define TANDEM_AGENT_BROKEN_H
@@ -35,13 +37,14 @@
 #define AGENT_BROKEN_CRASH_LATER 4
 #define AGENT_BROKEN_SLOW_HEALTH 5
 #define AGENT_BROKEN_FAIL_MARKER 6
+#define AGENT_BROKEN_LOG_FLOOD 7
 
 #ifndef TANDEM_AGENT_BROKEN
 #define TANDEM_AGENT_BROKEN AGENT_BROKEN_NONE
 #endif
 
-#if TANDEM_AGENT_BROKEN < AGENT_BROKEN_NONE || TANDEM_AGENT_BROKEN > AGENT_BROKEN_FAIL_MARKER
-#error "TANDEM_AGENT_BROKEN must be 0..6"
+#if TANDEM_AGENT_BROKEN < AGENT_BROKEN_NONE || TANDEM_AGENT_BROKEN > AGENT_BROKEN_LOG_FLOOD
+#error "TANDEM_AGENT_BROKEN must be 0..7"
 #endif
 
 #define AGENT_WRONG_VERSION "0.0.0-wrong"
@@ -67,6 +70,8 @@ broken_kind_name(void)
 		return "slow-health";
 	case AGENT_BROKEN_FAIL_MARKER:
 		return "fail-marker";
+	case AGENT_BROKEN_LOG_FLOOD:
+		return "log-flood";
 	default:
 		return "good";
 	}

@@ -91,6 +91,40 @@ fail_marker_here(const struct agent_options *opt, const char *name, int consume)
 	return consume ? unlink(path) == 0 : access(path, F_OK) == 0;
 }
 
+#if TANDEM_AGENT_BROKEN == AGENT_BROKEN_LOG_FLOOD
+/* The log-flood build: lines on stderr as fast as it can, until the process ends. */
+static void *
+log_flood(void *arg)
+{
+	char line[160];
+	unsigned long long i;
+	int n;
+
+	(void)arg;
+	for (i = 0;; i++) {
+		n = snprintf(line, sizeof(line), "log-flood line %llu: the quick brown fox jumps over"
+		    " the lazy dog, again and again and again\n", i);
+		if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0 && errno != EINTR &&
+		    errno != EAGAIN && errno != ENOSPC) {
+			return NULL;
+		}
+	}
+}
+#endif
+
+/* Start the log-flood build's writer (the other builds: nothing). */
+static void
+log_flood_start(void)
+{
+#if TANDEM_AGENT_BROKEN == AGENT_BROKEN_LOG_FLOOD
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, log_flood, NULL) != 0 || pthread_detach(t) != 0) {
+		log_warnx("log-flood test build: cannot start the writer");
+	}
+#endif
+}
+
 /* Milliseconds until the crash-later build exits, or -1 (never). */
 static int64_t
 crash_deadline(void)
@@ -376,6 +410,7 @@ run(const struct agent_options *opt)
 			log_warn("sd_notify READY");
 		}
 	}
+	log_flood_start();
 	wait_for_stop(sfd, cfg, srv, api);
 	api_set_phase(api, API_STOPPING);
 	if (sdnotify("STOPPING=1") != 0) {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@ static enum log_format log_fmt = LOG_FMT_TEXT;
 static int log_plain; /* "PROG: LEVEL: message" for a person (log_set_plain) */
 static enum log_target log_tgt = LOG_TO_STDERR;
 static int log_fd = -1;  /* a log file; -1: the target */
+static char log_path[PATH_MAX];           /* log_fd's path ("" none) */
+static unsigned long long log_size;       /* bytes in log_fd's file */
+static unsigned long long log_cap_max;    /* 0: no cap */
+static unsigned log_cap_keep = 1;
 static int log_jfd = -1; /* datagram socket toward the journal */
 static struct sockaddr_un log_jaddr;
 static char log_jpath[sizeof(log_jaddr.sun_path)] = LOG_JOURNAL_SOCKET;
@@ -173,11 +178,80 @@ log_set_target(enum log_target target)
 }
 
 int
+log_rotate_shift(const char *path, unsigned keep)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	if (keep < 1 || keep > LOG_KEEP_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (snprintf(to, sizeof(to), "%s.%u", path, keep) >= (int)sizeof(to)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (unlink(to) != 0 && errno != ENOENT) {
+		return -1;
+	}
+	for (unsigned i = keep; i > 1; i--) {
+		(void)snprintf(from, sizeof(from), "%s.%u", path, i - 1);
+		(void)snprintf(to, sizeof(to), "%s.%u", path, i);
+		if (rename(from, to) != 0 && errno != ENOENT) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+log_set_file_cap(unsigned long long max, unsigned keep)
+{
+	pthread_mutex_lock(&log_mtx);
+	log_cap_max = max;
+	log_cap_keep = keep < 1 ? 1 : keep > LOG_KEEP_MAX ? LOG_KEEP_MAX : keep;
+	pthread_mutex_unlock(&log_mtx);
+}
+
+/*
+ * With log_mtx held: LEN more bytes would pass the cap, so PATH becomes
+ * PATH.1 and a new PATH is opened. When that fails the line still goes to
+ * the old file (better a long log than a lost line); the next line tries
+ * again.
+ */
+static void
+log_file_rotate(size_t len)
+{
+	char one[PATH_MAX];
+	int fd;
+
+	if (log_cap_max == 0 || log_fd < 0 || log_path[0] == '\0' || log_size == 0 ||
+	    log_size + len <= log_cap_max) {
+		return;
+	}
+	if (snprintf(one, sizeof(one), "%s.1", log_path) >= (int)sizeof(one) ||
+	    log_rotate_shift(log_path, log_cap_keep) != 0 || rename(log_path, one) != 0) {
+		return;
+	}
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0) {
+		return; /* the old descriptor now writes to PATH.1; the next line tries again */
+	}
+	close(log_fd);
+	log_fd = fd;
+	log_size = 0;
+}
+
+int
 log_open_file(const char *path)
 {
+	struct stat st;
 	int fd = -1;
 
 	if (path != NULL) {
+		if (strlen(path) >= sizeof(log_path)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 		if (fd < 0) {
 			return -1;
@@ -186,6 +260,8 @@ log_open_file(const char *path)
 	pthread_mutex_lock(&log_mtx);
 	int old = log_fd;
 	log_fd = fd;
+	(void)snprintf(log_path, sizeof(log_path), "%s", path != NULL ? path : "");
+	log_size = fd >= 0 && fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : 0;
 	pthread_mutex_unlock(&log_mtx);
 	if (old >= 0) {
 		close(old);
@@ -422,9 +498,12 @@ log_emit(struct log_rec *r)
 		}
 	}
 	line[len++] = '\n';
+	log_file_rotate(len);
 	/* One write(2) per line keeps lines whole across threads and processes. */
 	ssize_t w = write(log_fd >= 0 ? log_fd : STDERR_FILENO, line, len);
-	(void)w;
+	if (w > 0 && log_fd >= 0) {
+		log_size += (unsigned long long)w;
+	}
 	pthread_mutex_unlock(&log_mtx);
 }
 

@@ -97,6 +97,25 @@ void log_set_journal_socket(const char *path);
 int log_open_file(const char *path) __attribute__((warn_unused_result));
 
 /*
+ * Cap the log file (log_open_file): before a line would take it past MAX
+ * bytes, PATH becomes PATH.1 (PATH.1 PATH.2, ... up to PATH.KEEP, the
+ * oldest dropped; log_rotate_shift) and a new PATH is opened. MAX 0: no
+ * cap (the default). KEEP 1..LOG_KEEP_MAX.
+ */
+void log_set_file_cap(unsigned long long max, unsigned keep);
+
+/* Most rotated files a cap keeps (PATH.1 .. PATH.LOG_KEEP_MAX). */
+#define LOG_KEEP_MAX 20
+
+/*
+ * Make room for a new PATH.1: PATH.KEEP is removed, then PATH.(KEEP-1) is
+ * renamed to PATH.KEEP, ..., PATH.1 to PATH.2 (missing ones skipped). The
+ * one owner of the numbered names, for the log file here and for the logs
+ * a daemon caps for a child (updater/logcap). 0, or -1 with errno set.
+ */
+int log_rotate_shift(const char *path, unsigned keep) __attribute__((warn_unused_result));
+
+/*
  * A daemon's log settings from its configuration in one call: threshold
  * LEVEL, FORMAT, TARGET, and FILE (NULL: none), which takes precedence over
  * TARGET. Returns 0, or -1 with errno set when FILE cannot be opened (a

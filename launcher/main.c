@@ -69,6 +69,7 @@
 #include "updater/config.h"
 #include "updater/handover.h"
 #include "updater/install.h"
+#include "updater/logcap.h"
 #include "updater/probe.h"
 #include "updater/selfupdate.h"
 #include "updater/store.h"
@@ -109,6 +110,7 @@ struct launcher {
 	struct proc child;
 	char version[128];       /* of the running child */
 	char log_path[PATH_MAX];
+	struct logcap *log_cap;  /* log_max on log_path (the updaters' output) */
 	char boot_id[40];
 	long long deadline_ms;
 	long long stable_ms;
@@ -855,6 +857,12 @@ main(int argc, char **argv)
 		log_warn("mkdir %s", dir);
 		goto out;
 	}
+	/* What the updaters print is capped as their agent's output is (updater/logcap). */
+	if (logcap_start(l.log_path, (unsigned long long)l.cfg.log_max, (unsigned)l.cfg.log_keep,
+		&l.log_cap, &e) != 0) {
+		log_warnx("%s", err_msg(&e));
+		goto out;
+	}
 	if (store_init(&l.store, l.tree, (unsigned)l.cfg.failed_keep, &e) != 0) {
 		log_warnx("%s", err_msg(&e));
 		goto out;
@@ -920,6 +928,7 @@ out:
 	if (l.lock_fd >= 0) {
 		close(l.lock_fd);
 	}
+	logcap_stop(l.log_cap);
 	tls_ctx_free(l.tls);
 	updater_config_free(&l.cfg);
 	return rc;

@@ -19,6 +19,7 @@
 #include "common/testhook.h"
 #include "common/release.h"
 #include "updater/install.h"
+#include "updater/logcap.h"
 #include "updater/probe.h"
 #include "updater/supervise.h"
 
@@ -44,6 +45,7 @@ struct agent {
 	char probe_port[16];
 	char boot_id[40];
 	struct supervisor *sv;
+	struct logcap *cap;     /* log_max on log_path, whoever started the agent writing it */
 
 	pthread_mutex_t mu;     /* protects what follows */
 	struct tls_ctx *probe_tls;            /* a reference; replaced by agent_set_tls */
@@ -136,6 +138,10 @@ agent_new(const struct updater_config *cfg, const char *root, struct tls_ctx *cl
 		err_set(e, ERR_CONFIG, "agent_log: path too long");
 		goto fail;
 	}
+	if (logcap_start(ag->log_path, (unsigned long long)cfg->log_max, (unsigned)cfg->log_keep,
+		&ag->cap, e) != 0) {
+		goto fail;
+	}
 	if (split_host_port(cfg->agent_probe, ag->probe_host, sizeof(ag->probe_host),
 		ag->probe_port, sizeof(ag->probe_port)) != 0) {
 		err_set(e, ERR_CONFIG, "agent_probe: bad address");
@@ -197,6 +203,7 @@ agent_free(struct agent *ag, int stop)
 		}
 		supervisor_free(ag->sv);
 	}
+	logcap_stop(ag->cap);
 	tls_ctx_free(ag->probe_tls);
 	pthread_cond_destroy(&ag->live_cv);
 	pthread_mutex_destroy(&ag->mu);

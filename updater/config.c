@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "common/log.h"
 #include "common/release.h"
 #include "common/tls.h"
 #include "pki/sign.h"
@@ -97,6 +98,11 @@ const struct config_option updater_config_table[] = {
 	    "stderr, journal, or auto: the journal when systemd runs the updater" },
 	{ "log_file", CONFIG_PATH, OFF(log_file), NULL, 0, 0,
 	    "log here instead of log_target (SIGHUP reopens it)" },
+	{ "log_max", CONFIG_SIZE, OFF(log_max), "4M", 16384, 1LL << 40,
+	    "largest agent_log and log_file: past it the file becomes FILE.1 (agent_log: copied and"
+	    " truncated)" },
+	{ "log_keep", CONFIG_INT, OFF(log_keep), "3", 1, LOG_KEEP_MAX,
+	    "rotated copies kept of each capped log (FILE.1 .. FILE.N)" },
 	{ "release_keyring", CONFIG_PATH, OFF(release_keyring), NULL, 0, 0,
 	    "keyring of release keys to start from (copied to INSTALL_DIR/state/keyring.json)" },
 	{ "require_signed", CONFIG_BOOL, OFF(require_signed), "false", 0, 0,

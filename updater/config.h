@@ -67,6 +67,8 @@ struct updater_config {
 	int log_format;
 	int log_target;
 	char *log_file;
+	long long log_max;   /* cap of agent_log and log_file (updater/logcap, common/log) */
+	long long log_keep;  /* rotated copies kept: FILE.1 .. FILE.log_keep */
 	/* Release signatures (updater/trust.h, wiki/Release-Signing.md). */
 	char *release_keyring;
 	int require_signed;

@@ -253,6 +253,8 @@ main(int argc, char **argv)
 	default:
 		break;
 	}
+	/* Its own log file is capped as the agent's is (agent_log, updater/logcap). */
+	log_set_file_cap((unsigned long long)cfg.log_max, (unsigned)cfg.log_keep);
 	if (log_configure(cfg.log_level, cfg.log_format, cfg.log_target, cfg.log_file) != 0) {
 		fprintf(stderr, "tandem-updater: log file %s: %s\n", cfg.log_file, strerror(errno));
 		goto out;

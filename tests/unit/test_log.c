@@ -162,6 +162,76 @@ test_format(void **state)
 	free(s);
 }
 
+static off_t
+size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/*
+ * The cap: the file never passes MAX; before it would, it becomes PATH.1
+ * (PATH.1 PATH.2, ...) and at most KEEP copies remain, each of whole lines.
+ */
+static void
+test_file_cap_rotates(void **state)
+{
+	struct fx *f = *state;
+	char p1[160], p2[160], p3[160];
+
+	snprintf(p1, sizeof(p1), "%s.1", f->path);
+	snprintf(p2, sizeof(p2), "%s.2", f->path);
+	snprintf(p3, sizeof(p3), "%s.3", f->path);
+	log_set_file_cap(1000, 2);
+	assert_int_equal(log_open_file(f->path), 0);
+	for (int i = 0; i < 100; i++) {
+		log_info("line %03d of a log that passes its cap several times", i);
+		assert_true(size_of(f->path) <= 1000);
+	}
+	assert_true(size_of(p1) > 0 && size_of(p1) <= 1000);
+	assert_true(size_of(p2) > 0 && size_of(p2) <= 1000);
+	assert_int_equal(size_of(p3), -1);
+	char *s = slurp(f->path);
+	assert_non_null(strstr(s, "line 099 of"));
+	free(s);
+	s = slurp(p1);
+	assert_null(strstr(s, "line 099 of"));
+	assert_int_equal(s[strlen(s) - 1], '\n');
+	free(s);
+	/* A line longer than the cap still goes out, alone in its file. */
+	log_set_file_cap(64, 1);
+	log_info("a line far longer than sixty-four bytes, written whole all the same");
+	s = slurp(f->path);
+	assert_non_null(strstr(s, "written whole"));
+	free(s);
+	log_set_file_cap(0, 1);
+}
+
+/* The numbered names shift up, the oldest is dropped; bad KEEP is EINVAL. */
+static void
+test_rotate_shift(void **state)
+{
+	struct fx *f = *state;
+	char p[160];
+
+	for (int i = 1; i <= 3; i++) {
+		snprintf(p, sizeof(p), "%s.%d", f->path, i);
+		assert_int_equal(fs_write_atomic(p, "x", 1, 0600) == 0 ? 0 : -1, 0);
+	}
+	assert_int_equal(log_rotate_shift(f->path, 3), 0);
+	snprintf(p, sizeof(p), "%s.1", f->path);
+	assert_int_equal(size_of(p), -1);
+	snprintf(p, sizeof(p), "%s.4", f->path);
+	assert_int_equal(size_of(p), -1);
+	snprintf(p, sizeof(p), "%s.3", f->path);
+	assert_int_equal(size_of(p), 1);
+	errno = 0;
+	assert_int_equal(log_rotate_shift(f->path, 0), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(log_rotate_shift(f->path, LOG_KEEP_MAX + 1), -1);
+}
+
 /* The plain style of a command-line tool: no timestamp, no PID; info has no level word. */
 static void
 test_plain(void **state)
@@ -686,6 +756,8 @@ main(void)
 		cmocka_unit_test(test_level_names),
 		cmocka_unit_test_setup_teardown(test_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_cap_rotates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotate_shift, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thresholds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errno, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_reopen_and_failure, setup, teardown),
