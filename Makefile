@@ -11,6 +11,7 @@
 #   make fuzz        libFuzzer harnesses (clang) into build-fuzz/
 #   make bench       benchmarks (results belong in wiki/Performance.md)
 #   make bench-rollout  the rollout scale benchmark alone (1 000 and 10 000 hosts)
+#   make bench-tls   TLS session resumption: full vs resumed handshake CPU
 #   make demo        a demo fleet of three hosts on 127.0.0.1 (scripts/demo.sh)
 #   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
 #                    [RELEASE_UPDATER_KIND=...] (wiki/Self-Update.md)
@@ -434,6 +435,10 @@ bench: all $(BENCH_BINS)
 
 # The master with registries of 1 000 and 10 000 hosts (wiki/Performance.md,
 # "Rollouts at scale"); SIZES=... RUNS=... pass through. Not part of make check.
+.PHONY: bench-tls
+bench-tls: all $(BUILD)/bench/channel_hs
+	BUILD=$(abspath $(BUILD)) bench/tls_resume.sh
+
 .PHONY: bench-rollout
 bench-rollout: all
 	BUILD=$(abspath $(BUILD)) bench/rollout_scale.sh

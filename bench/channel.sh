@@ -6,6 +6,8 @@
 #
 #   BUILD=/abs/build bench/channel.sh        (make bench sets BUILD)
 #   RUNS=5 HS_SECONDS=4 UPLOAD_MB=200 bench/channel.sh
+#   PART=resume bench/channel.sh             only full vs resumed handshakes
+#                                            (bench/tls_resume.sh, make bench-tls)
 set -euo pipefail
 
 BUILD=${BUILD:-$(pwd)/build}
@@ -13,6 +15,7 @@ RUNS=${RUNS:-5}
 HS_RUNS=${HS_RUNS:-3}
 HS_SECONDS=${HS_SECONDS:-4}
 UPLOAD_MB=${UPLOAD_MB:-200}
+PART=${PART:-all}
 TESTD=$BUILD/tests/tandem-testd
 TESTC=$BUILD/tests/tandem-testc
 HS=$BUILD/bench/channel_hs
@@ -87,6 +90,39 @@ echo "== $(uname -sr), $(dpkg-query -W -f='mbedTLS ${Version}' libmbedtls-dev 2>
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 pki
 
+# --- full vs resumed handshakes, side by side: runs alternate, medians ---
+# The client is the master's (common/httpc + common/tls): without --resume its
+# context keeps no session; with it the context keeps the ticket per peer as
+# the master does for a command, so every connection after the first resumes.
+# Each connection also sends one GET /whoami, like a request of the master.
+start_testd
+declare -A RS_S RS_C RS_R
+for _ in $(seq "$HS_RUNS"); do
+	for mode in full resumed; do
+		flag=()
+		[ "$mode" = resumed ] && flag=(--resume)
+		c0=$(cpu_s "$TESTD_PID")
+		out=$("$HS" --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/master.crt" --key "$WORK/pki/master.key" \
+			--threads 1 --seconds "$HS_SECONDS" --get /whoami "${flag[@]}" "127.0.0.1:$PORT")
+		c1=$(cpu_s "$TESTD_PID")
+		n=$(sed -n 's/.*handshakes=\([0-9]*\).*/\1/p' <<<"$out")
+		RS_S[$mode]+="$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { printf "%.3f", (b - a) * 1000 / n }') "
+		RS_C[$mode]+="$(sed -n 's/.*client_cpu_ms_per_hs=\([0-9.]*\).*/\1/p' <<<"$out") "
+		RS_R[$mode]+="$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$out") "
+		echo "   $mode: $out server_cpu_ms_per_conn=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { printf "%.3f", (b - a) * 1000 / n }')"
+	done
+done
+for mode in full resumed; do
+	echo "connection + GET, $mode handshake: median $(tr ' ' '\n' <<<"${RS_R[$mode]}" | grep . | median)/s," \
+		"CPU per connection: server $(tr ' ' '\n' <<<"${RS_S[$mode]}" | grep . | median) ms," \
+		"client (master) $(tr ' ' '\n' <<<"${RS_C[$mode]}" | grep . | median) ms"
+done
+stop_testd
+if [ "$PART" = resume ]; then
+	echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	exit 0
+fi
+
 # --- handshakes ---
 start_testd
 for threads in 1 2; do
@@ -108,8 +144,7 @@ for threads in 1 2; do
 		"CPU per handshake: server $(printf '%s\n' "${cpus[@]}" | median) ms," \
 		"client $(printf '%s\n' "${ccpus[@]}" | median) ms"
 done
-# Our client keeps no TLS session between connections, so it cannot resume.
-# openssl s_time shows what the server does with tickets for a client that can.
+# openssl s_time, for comparison: the same server, another client.
 for mode in new reuse; do
 	rates=()
 	for _ in $(seq "$HS_RUNS"); do
