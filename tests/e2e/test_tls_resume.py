@@ -1,7 +1,9 @@
-"""TLS session resumption in the master's client: the requests of one command
+"""TLS session resumption in the master's client: the connections of one command
 after the first resume the session the first handshake made (the updater's
 /metrics counts resumed handshakes), TANDEM_TLS_NO_RESUME=1 turns it off, and
-a revoked master certificate is refused on a resumed session too.
+each status command asks a host once (one full handshake). That a revoked or
+re-pinned server is refused on a resumed session is shown in
+tests/unit/test_httpc.c (test_tls_resumption).
 """
 
 import os
@@ -9,7 +11,7 @@ import re
 
 import pytest
 
-from swarm_util import Fleet, curl_as, releases  # noqa: F401 (fixture)
+from swarm_util import Fleet, curl_as, releases, tandem  # noqa: F401 (fixture)
 
 SAMPLE_RX = re.compile(r'^tandem_tls_handshakes_total\{side="server",resumed="(true|false)"\} '
                        r'(\d+)$', re.M)
@@ -47,12 +49,14 @@ def test_one_command_resumes_and_the_switch_turns_it_off(fleet, releases):  # no
     assert full == 1, (h0, h1)
     assert resumed >= 1, (h0, h1)
 
-    # The same command with resumption off: every request a full handshake.
+    # A push with resumption off: every connection a full handshake.
+    # swarm status asks each host once per command: one full handshake, nothing to resume.
     r = fleet.tandem("swarm", "status", "--host", "web1", check=None)
     assert r.returncode == 0, r.stderr
     h2 = server_handshakes(fleet, "web1")
+    assert h2["false"] - h1["false"] - 1 == 1, (h1, h2)
+    assert h2["true"] == h1["true"], (h1, h2)
     env = {"TANDEM_TLS_NO_RESUME": "1"}
-    from swarm_util import tandem
     r = tandem(fleet.home, "swarm", "update", "--host", "web1", "--release", releases["v2"],
                env=env)
     assert r.returncode == 0, r.stderr
