@@ -9,19 +9,10 @@ tests/unit/test_httpc.c (test_tls_resumption).
 import os
 import re
 
-import pytest
-
-from swarm_util import Fleet, curl_as, releases, tandem  # noqa: F401 (fixture)
+from swarm_util import curl_as, fleet, releases, tandem  # noqa: F401 (fixtures)
 
 SAMPLE_RX = re.compile(r'^tandem_tls_handshakes_total\{side="server",resumed="(true|false)"\} '
                        r'(\d+)$', re.M)
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    yield f
-    f.stop_all()
 
 
 def server_handshakes(fleet, name):

@@ -1287,23 +1287,32 @@ tsrv_main(void *arg)
 	return NULL;
 }
 
-static void
-tsrv_start(struct tsrv *t, enum tsrv_mode mode)
+static struct tls_ctx *
+server_ctx(void)
 {
 	struct tls_opts o;
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
+	struct tls_ctx *ctx = NULL;
 	struct err err = ERR_INIT;
 
-	memset(t, 0, sizeof(*t));
-	t->mode = mode;
 	tls_opts_init(&o);
 	o.ca_file = g_ca;
 	o.cert_file = g_srv_crt;
 	o.key_file = g_srv_key;
-	if (tls_server_new(&o, &t->ctx, &err) != 0) {
+	if (tls_server_new(&o, &ctx, &err) != 0) {
 		fail_msg("tls_server_new: %s", err_msg(&err));
 	}
+	return ctx;
+}
+
+static void
+tsrv_start(struct tsrv *t, enum tsrv_mode mode)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+
+	memset(t, 0, sizeof(*t));
+	t->mode = mode;
+	t->ctx = server_ctx();
 	assert_int_equal(pipe2(t->done, O_CLOEXEC), 0);
 	t->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(t->lfd >= 0);
@@ -1543,23 +1552,6 @@ rsrv_fetch(struct rsrv *r, struct tls_ctx *cli, const char *port, const char *pi
 	httpc_close(c);
 	assert_int_equal(pthread_join(r->th, NULL), 0);
 	return rc;
-}
-
-static struct tls_ctx *
-server_ctx(void)
-{
-	struct tls_opts o;
-	struct tls_ctx *ctx = NULL;
-	struct err err = ERR_INIT;
-
-	tls_opts_init(&o);
-	o.ca_file = g_ca;
-	o.cert_file = g_srv_crt;
-	o.key_file = g_srv_key;
-	if (tls_server_new(&o, &ctx, &err) != 0) {
-		fail_msg("tls_server_new: %s", err_msg(&err));
-	}
-	return ctx;
 }
 
 static void
