@@ -587,6 +587,30 @@ api_health_trust(struct api *a, cJSON *obj)
 }
 
 /* The /health object (also what GET /metrics reports); NULL when out of memory. */
+/*
+ * "both_bad_retry": {"attempts","max","next_in_ms"} while both bad: the
+ * retries of the last good release made so far, the bound, and the time to
+ * the next one (null: none planned: a retry runs, or none is left).
+ */
+static int
+api_health_retry(const struct install_status *st, cJSON *o)
+{
+	cJSON *r;
+
+	if (!st->both_bad) {
+		return 0;
+	}
+	r = json_add_object(o, "both_bad_retry");
+	if (r == NULL || json_add_int(r, "attempts", st->retry_attempts) != 0 ||
+	    json_add_int(r, "max", st->retry_max) != 0) {
+		return -1;
+	}
+	if (st->retry_next_in_ms >= 0) {
+		return json_add_int(r, "next_in_ms", st->retry_next_in_ms);
+	}
+	return cJSON_AddNullToObject(r, "next_in_ms") == NULL ? -1 : 0;
+}
+
 static cJSON *
 api_health(struct api *a)
 {
@@ -612,7 +636,8 @@ api_health(struct api *a)
 		cJSON_Delete(rel);
 		goto fail;
 	}
-	if (json_add_bool(o, "both_bad", st.both_bad) != 0 || agent_health_json(a->agent, o) != 0 ||
+	if (json_add_bool(o, "both_bad", st.both_bad) != 0 || api_health_retry(&st, o) != 0 ||
+	    agent_health_json(a->agent, o) != 0 ||
 	    api_health_self(a, o) != 0 || api_health_trust(a, o) != 0 ||
 	    renew_health_json(a->rw, o) != 0) {
 		goto fail;
@@ -886,6 +911,9 @@ api_start(struct api *a, const char *seed, struct err *e)
 	} else {
 		agent_resume(a->agent, have_active);
 	}
+	if (install_retry_start(a->in, e) != 0) {
+		return -1;
+	}
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;
 	ho.listen_fd = a->listen_fd;
@@ -938,6 +966,8 @@ api_free(struct api *a, int grace_ms)
 	if (a->httpd != NULL) {
 		httpd_stop(a->httpd, grace_ms, 0);
 	}
+	/* A both_bad retry uses the agent: it ends (its probe at most) before the agent is freed. */
+	install_retry_stop(a->in);
 	if (a->agent != NULL) {
 		/* A self-update hands the running agent over to the next updater. */
 		stop = a->cfg->stop_agent_on_exit;

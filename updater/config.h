@@ -47,6 +47,8 @@ struct updater_config {
 	long long probe_stable_ms;
 	long long restore_probe_retries;
 	long long restore_retry_backoff_ms;
+	long long both_bad_retries;
+	long long both_bad_retry_interval_ms;
 	long long probe_first_interval_ms;
 	long long probe_max_interval_ms;
 	long long probe_attempt_timeout_ms;

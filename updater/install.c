@@ -43,6 +43,15 @@ struct install {
 	int64_t op_started;
 	int both_bad;
 	int handing_over;
+
+	/* both_bad retries of the active (last good) release, by retry_thread. */
+	pthread_cond_t retry_cv;  /* both_bad set, or retry_quit */
+	pthread_t retry_thread;
+	int retry_started;
+	int retry_quit;
+	int retrying;             /* the operation lock is held by a retry */
+	unsigned retry_attempts;  /* since both_bad was last set */
+	int64_t retry_next_at;    /* install_now() of the next retry; 0: none planned */
 };
 
 struct install_txn {
@@ -213,11 +222,27 @@ install_phase(struct install *in, const char *phase)
 	pthread_mutex_unlock(&in->mu);
 }
 
+/* The wait before both_bad retry N (0-based): both_bad_retry_interval doubling, at most 1 h. */
+static int64_t
+install_retry_delay(const struct install *in, unsigned n)
+{
+	int64_t d = in->cfg->both_bad_retry_interval_ms;
+
+	while (n-- > 0 && d < 3600000) {
+		d *= 2;
+	}
+	return d < 3600000 ? d : 3600000;
+}
+
 static void
 install_set_both_bad(struct install *in, int v)
 {
 	pthread_mutex_lock(&in->mu);
 	in->both_bad = v;
+	in->retry_attempts = 0;
+	in->retry_next_at = v && in->cfg->both_bad_retries > 0 ?
+	    install_now(in) + install_retry_delay(in, 0) : 0;
+	pthread_cond_broadcast(&in->retry_cv);
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -257,6 +282,7 @@ install_new(const struct updater_config *cfg, const struct install_deps *deps,
 	}
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->idle, NULL);
+	pthread_cond_init(&in->retry_cv, NULL);
 	in->cfg = cfg;
 	in->deps = *deps;
 	if (store_init(&in->store, cfg->install_dir, (unsigned)cfg->failed_keep, e) != 0 ||
@@ -288,10 +314,21 @@ install_free(struct install *in)
 	if (in == NULL) {
 		return;
 	}
+	install_retry_stop(in);
 	trust_free(in->trust);
+	pthread_cond_destroy(&in->retry_cv);
 	pthread_cond_destroy(&in->idle);
 	pthread_mutex_destroy(&in->mu);
 	free(in);
+}
+
+/* The longest one both_bad retry can hold the operation lock: stop, start, one probe. */
+static int64_t
+install_retry_bound(const struct install *in)
+{
+	const struct updater_config *c = in->cfg;
+
+	return 2 * c->stop_grace_ms + 2 * c->probe_deadline_ms + c->probe_stable_ms + 1000;
 }
 
 int
@@ -312,6 +349,17 @@ install_lock_wait(struct install *in, enum install_kind kind, char id[JOURNAL_ID
 		timespec_after_ms(CLOCK_REALTIME, wait_ms, &until);
 	}
 	pthread_mutex_lock(&in->mu);
+	if (in->busy && in->retrying) {
+		/* A both_bad retry never refuses a push: the push waits for its one probe. */
+		struct timespec retry_until;
+
+		timespec_after_ms(CLOCK_REALTIME, install_retry_bound(in), &retry_until);
+		while (in->busy && in->retrying) {
+			if (pthread_cond_timedwait(&in->idle, &in->mu, &retry_until) != 0) {
+				break;
+			}
+		}
+	}
 	while (in->busy && wait_ms > 0) {
 		if (pthread_cond_timedwait(&in->idle, &in->mu, &until) != 0) {
 			break;
@@ -368,6 +416,12 @@ install_status(struct install *in, struct install_status *st)
 	st->elapsed_ms = in->busy ? install_now(in) - in->op_started : 0;
 	st->both_bad = in->both_bad;
 	st->handing_over = in->handing_over;
+	st->retry_attempts = in->retry_attempts;
+	st->retry_max = (unsigned)in->cfg->both_bad_retries;
+	st->retry_next_in_ms = in->retry_next_at > 0 ? in->retry_next_at - install_now(in) : -1;
+	if (st->retry_next_in_ms < -1) {
+		st->retry_next_in_ms = 0;
+	}
 	pthread_mutex_unlock(&in->mu);
 }
 
@@ -880,6 +934,125 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	oc->have_release = store_release_read(st, "active", &oc->release, NULL) == 1;
 	oc->t.restore_ms = install_now(in) - t;
 	return -1;
+}
+
+/* ---- both_bad retries ---- */
+
+/*
+ * One retry of a host in both_bad: under the operation lock (a push or
+ * rollback that holds it wins: the retry is put off), stop the agent, start
+ * the active release's agent and probe it. A pass ends both_bad; a failure
+ * plans the next retry, or none after both_bad_retries.
+ */
+static void
+install_retry_once(struct install *in)
+{
+	const struct install_agent *ag = &in->deps.agent;
+	struct err e = ERR_INIT;
+	struct release_info active;
+	char id[JOURNAL_ID_LEN];
+	char *body = NULL;
+	uint64_t gen = 0;
+	unsigned n;
+	int rc = -1;
+
+	if (install_lock(in, INSTALL_ROLLBACK, id, &e) != 0) {
+		pthread_mutex_lock(&in->mu);
+		in->retry_next_at = install_now(in) + 1000; /* an operation runs: ask again later */
+		pthread_mutex_unlock(&in->mu);
+		return;
+	}
+	pthread_mutex_lock(&in->mu);
+	in->retrying = 1;
+	in->phase = "both_bad_retry";
+	n = ++in->retry_attempts;
+	in->retry_next_at = 0;
+	pthread_mutex_unlock(&in->mu);
+	if (store_release_read(&in->store, "active", &active, &e) != 1) {
+		log_warnx("both bad, retry %u: no active release to retry (%s)", n, err_msg(&e));
+	} else {
+		log_info("both bad, retry %u of %lld: restarting %s (%s)", n,
+		    in->cfg->both_bad_retries, active.id, active.version);
+		if (ag->stop(ag->arg, &e) != 0) {
+			log_warnx("both bad, retry %u: stop the agent: %s", n, err_msg(&e));
+		}
+		rc = install_start_probe(in, &active, NULL, &gen, &body, &e);
+		free(body);
+	}
+	pthread_mutex_lock(&in->mu);
+	if (rc == 0) {
+		in->both_bad = 0;
+		log_info("both bad, retry %u: %s passed its probe; the host is healthy again", n,
+		    active.id);
+	} else if (n < (unsigned)in->cfg->both_bad_retries) {
+		in->retry_next_at = install_now(in) + install_retry_delay(in, n);
+		log_warnx("both bad, retry %u failed: %s; next in %lld ms", n, err_msg(&e),
+		    (long long)(in->retry_next_at - install_now(in)));
+	} else {
+		log_warnx("both bad, retry %u failed: %s; no more retries (a push or rollback is "
+		    "needed)", n, err_msg(&e));
+	}
+	in->retrying = 0;
+	pthread_mutex_unlock(&in->mu);
+	install_unlock(in);
+}
+
+static void *
+install_retry_main(void *arg)
+{
+	struct install *in = arg;
+	struct timespec ts;
+	int64_t left;
+
+	pthread_mutex_lock(&in->mu);
+	while (!in->retry_quit) {
+		if (!in->both_bad || in->retry_next_at == 0) {
+			pthread_cond_wait(&in->retry_cv, &in->mu);
+			continue;
+		}
+		left = in->retry_next_at - install_now(in);
+		if (left > 0) {
+			timespec_after_ms(CLOCK_REALTIME, left, &ts);
+			(void)pthread_cond_timedwait(&in->retry_cv, &in->mu, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&in->mu);
+		install_retry_once(in);
+		pthread_mutex_lock(&in->mu);
+	}
+	pthread_mutex_unlock(&in->mu);
+	return NULL;
+}
+
+int
+install_retry_start(struct install *in, struct err *e)
+{
+	int rc;
+
+	if (in->retry_started || in->cfg->both_bad_retries <= 0) {
+		return 0;
+	}
+	rc = pthread_create(&in->retry_thread, NULL, install_retry_main, in);
+	if (rc != 0) {
+		errno = rc;
+		return err_sys_kind(e, ERR_INTERNAL, "both_bad retry thread");
+	}
+	in->retry_started = 1;
+	return 0;
+}
+
+void
+install_retry_stop(struct install *in)
+{
+	if (in == NULL || !in->retry_started) {
+		return;
+	}
+	pthread_mutex_lock(&in->mu);
+	in->retry_quit = 1;
+	pthread_cond_broadcast(&in->retry_cv);
+	pthread_mutex_unlock(&in->mu);
+	(void)pthread_join(in->retry_thread, NULL);
+	in->retry_started = 0;
 }
 
 /* ---- the streaming front ---- */

@@ -262,9 +262,24 @@ struct install_status {
 	int64_t elapsed_ms;
 	int both_bad;
 	int handing_over;          /* a self-update is queued: this updater is leaving */
+	unsigned retry_attempts;   /* both_bad retries made since both_bad was set */
+	unsigned retry_max;        /* both_bad_retries */
+	int64_t retry_next_in_ms;  /* until the next both_bad retry; -1: none planned */
 };
 
 void install_status(struct install *in, struct install_status *st);
+
+/*
+ * both_bad retries: while the host is both bad, a thread restarts and
+ * probes the active (last good) release after both_bad_retry_interval,
+ * doubling, at most both_bad_retries times; a pass ends both_bad. A push or
+ * rollback always wins: it waits for a running retry's one probe instead of
+ * a 503, and a retry never starts while an operation runs. Start it once
+ * the agent can be started (both_bad_retries 0: nothing is started); stop
+ * it before the agent is freed (install_free stops it too).
+ */
+int install_retry_start(struct install *in, struct err *e) WUR;
+void install_retry_stop(struct install *in);
 
 /* 1 when the agent's tree has an active release (*RI filled when not NULL), else 0. */
 int install_active(struct install *in, struct release_info *ri);

@@ -128,3 +128,54 @@ def test_restored_release_crashing_once(procs, tmp_path, pki, releases, retries)
         assert "restored release" in h.proc.stderr() and "attempt 1 of 3" in h.proc.stderr()
     h.assert_clean()
     assert_clean_exit(h.proc)
+
+
+def test_both_bad_retries_the_good_release(procs, tmp_path, pki, releases):  # noqa: F811
+    """No restore retries: the good release's one crash makes the host both
+    bad; the periodic both_bad retry restarts and probes it, and the host
+    is healthy again without a push."""
+    h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="3",
+             both_bad_retry_interval="2s")
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    open(os.path.join(os.path.dirname(h.agent_conf), "fail-once"), "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert st == 500 and body["detail"]["rolled_back"] is False, body
+    hl = h.health()
+    assert hl["status"] == "both_bad", hl
+    r = hl["both_bad_retry"]
+    assert r["attempts"] == 0 and r["max"] == 3 and 0 <= r["next_in_ms"] <= 2000, r
+    wait_until(lambda: h.health()["both_bad"] is False, 30, "the both_bad retry to pass")
+    hl = h.health()
+    assert hl["status"] == "ok" and "both_bad_retry" not in hl, hl
+    h.wait_agent("1.0.0")
+    assert "passed its probe; the host is healthy again" in h.proc.stderr()
+    h.assert_clean()
+    assert_clean_exit(h.proc)
+
+
+def test_both_bad_retries_are_bounded_and_a_push_wins(procs, tmp_path, pki, releases):  # noqa: F811
+    """A good release that keeps failing: both_bad_retries retries, then
+    none; a push works at any time and ends both_bad."""
+    h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="2",
+             both_bad_retry_interval="100ms")
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
+    open(marker, "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert st == 500, body
+
+    def exhausted():
+        r = h.health().get("both_bad_retry")
+        return r is not None and r["attempts"] == 2 and r["next_in_ms"] is None
+    wait_until(exhausted, 30, "two both_bad retries, then none")
+    assert h.health()["status"] == "both_bad"
+    assert "no more retries" in h.proc.stderr()
+    os.unlink(marker)
+    st, _, body = h.push(releases.get("2.0.0"))
+    assert st == 200, body
+    hl = h.health()
+    assert hl["both_bad"] is False and hl["status"] == "ok", hl
+    h.assert_clean()
+    assert_clean_exit(h.proc)
