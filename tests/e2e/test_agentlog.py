@@ -2,7 +2,8 @@
 (agent_log, INSTALL_DIR/state/agent.log), which the updater copies to
 agent.log.1 and truncates (updater/logcap) while the agent keeps writing to
 it, and the updater's own log_file, which it renames to updater.log.1 before
-a line would pass the cap (common/log). At most log_keep rotated copies
+a line would pass the cap (common/log); tandem-launcher caps the updaters'
+output (state/updater.log) as the updater caps the agent's. At most log_keep rotated copies
 remain. The agent here is the log-flood build: it writes to stderr as fast
 as it can, for ever, and the host keeps working.
 """
@@ -12,7 +13,9 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from release_util import Releases
+from test_selfupdate import Host as LauncherHost
 from test_updater import Host, assert_clean_exit
 from worker_util import curl_run
 
@@ -96,3 +99,27 @@ def test_updater_log_file_capped(procs, tmp_path, pki, releases):
     finally:
         if h.proc.alive():
             assert_clean_exit(h.proc)
+
+
+def test_launcher_caps_updater_output(procs, tmp_path, pki, releases):
+    """The updater logs to stderr, which tandem-launcher appends to
+    state/updater.log: /health requests at log_level debug (two lines each)
+    pass log_max several times, and the launcher keeps the file capped."""
+    cap = 16 << 10
+    h = LauncherHost(procs, tmp_path, pki, cfg={"log_max": str(cap), "log_keep": "1"})
+    log = os.path.join(h.root, "state", "updater.log")
+    try:
+        st, _, body = h.push(releases.get("1.0.0"))
+        assert st == 200, body
+        url = h.url("/health")
+        for _ in range(4):
+            r = curl_run(url, pki.ca_crt, pki.master, *([url] * 99), max_time=60)
+            assert r.rc == 0 and r.status == 200, r.stderr
+        # The watcher runs on its own thread: until it has caught up.
+        wait_until(lambda: os.path.getsize(log) <= cap, 10, "updater.log back under log_max")
+        got = sizes(log, 1)
+        assert set(got) == {"", ".1"}, got
+        assert got[".1"] <= 2 * cap, got
+        assert h.health()["status"] == "ok"
+    finally:
+        h.close()

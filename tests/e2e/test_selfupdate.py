@@ -37,9 +37,9 @@ class Host(Worker):
     """A worker whose tandem-updater runs under tandem-launcher."""
 
     def __init__(self, procs, tmp_path, pki, env=None, stable_ms=PROBATION_STABLE_MS,
-                 updater_args=()):
+                 updater_args=(), cfg=None):
         # stop_agent_on_exit is true: the handover must keep the agent even so.
-        super().__init__(procs, tmp_path, pki)
+        super().__init__(procs, tmp_path, pki, cfg)
         self.tree = os.path.join(self.root, "updater")
         self.proc = Proc([bin_path("tandem-launcher"), "--config", self.conf,
                           "--updater", bin_path("tandem-updater"),
