@@ -1561,6 +1561,7 @@ test_tls_resumption(void **state)
 	struct tls_handshake_counts n0;
 	struct tls_handshake_counts n1;
 	struct tls_identity id;
+	struct tls_identity mid;
 	struct sockaddr_in sa;
 	struct rsrv r;
 	struct err err = ERR_INIT;
@@ -1623,6 +1624,27 @@ test_tls_resumption(void **state)
 	}
 	assert_int_equal(id.resumed, 0);
 	assert_int_equal(r.resumed, 0);
+
+	/*
+	 * The server refuses a revoked client (the master) on a resumed session
+	 * too: the client offers the session of the exchange above.
+	 */
+	assert_int_equal(tls_identity_from_file(g_m_crt, NULL, &mid, &err), 0);
+	serial = mid.serial;
+	assert_int_equal(tls_revoked_set(&serial, 1, &err), 0);
+	assert_int_equal(rsrv_fetch(&r, cli, port, fp, &id, &err), -1);
+	assert_int_equal(r.accepted, 0);
+	assert_int_equal(tls_revoked_set(NULL, 0, &err), 0);
+	if (rsrv_fetch(&r, cli, port, fp, &id, &err) != 0) {
+		fail_msg("after the master's revocation lifted: %s", err_msg(&err));
+	}
+	assert_int_equal(r.accepted, 1);
+	/*
+	 * The client's side of that handshake had completed (the server refuses
+	 * after it), so the client kept the session and resumes it now.
+	 */
+	assert_int_equal(id.resumed, 1);
+	assert_int_equal(r.resumed, 1);
 
 	/* A restarted server (new ticket key) refuses the ticket: a full handshake, no error. */
 	tls_ctx_free(r.ctx);
