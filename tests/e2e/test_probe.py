@@ -20,25 +20,27 @@ KEYS = dict(probe_deadline="6s", probe_stable="3s", probe_attempt_timeout="300ms
             probe_max_interval="100ms", liveness_interval="0")
 
 
-def push_in_thread(h, tarball):
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=h.push(tarball)))
-    t.start()
-    return t, result
-
-
 def first_passes(h):
     return h.proc.stderr().count(": first pass after ")
 
 
-def stop_new_agent_in_window(h, old_pid, passes_before):
-    """When the probe of the new agent first passes (the updater logs it),
-    SIGSTOP that agent; returns its pid."""
-    wait_until(lambda: first_passes(h) > passes_before, 30, "the probe's first pass")
-    pids = [p for p in agent_procs(h.root) if p != old_pid]
+def push_and_stop_in_window(h, releases):  # noqa: F811
+    """Push 1.0.0, then push 1.1.0 in a thread and SIGSTOP its agent as soon
+    as the probe first passes (the updater logs it), inside the stability
+    window. Returns (thread, result dict, stopped pid)."""
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    old = h.health()["agent"]["pid"]
+    v11 = releases.get("1.1.0")
+    n = first_passes(h)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=h.push(v11)))
+    t.start()
+    wait_until(lambda: first_passes(h) > n, 30, "the probe's first pass")
+    pids = [p for p in agent_procs(h.root) if p != old]
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGSTOP)
-    return pids[0]
+    return t, result, pids[0]
 
 
 def inconclusive_count(h):
@@ -49,13 +51,7 @@ def test_stopped_agent_longer_than_an_attempt_passes(procs, tmp_path, pki, relea
     """The new agent is stopped (starved) inside the stability window for
     three attempts' timeouts, less than the deadline: the push succeeds."""
     h = Host(procs, tmp_path, pki, **KEYS)
-    st, _, body = h.push(releases.get("1.0.0"))
-    assert st == 200, body
-    old = h.health()["agent"]["pid"]
-    v11 = releases.get("1.1.0")
-    n = first_passes(h)
-    t, result = push_in_thread(h, v11)
-    pid = stop_new_agent_in_window(h, old, n)
+    t, result, pid = push_and_stop_in_window(h, releases)
     try:
         wait_until(lambda: inconclusive_count(h) >= 3 or not t.is_alive(), 30,
                    "three attempts without an answer")
@@ -79,13 +75,7 @@ def test_silent_for_the_whole_deadline_rolls_back(procs, tmp_path, pki, releases
     """Stopped for good: only after probe_deadline without any answer is the
     release failed, and the known-good one restored."""
     h = Host(procs, tmp_path, pki, **dict(KEYS, probe_deadline="2s"))
-    st, _, body = h.push(releases.get("1.0.0"))
-    assert st == 200, body
-    old = h.health()["agent"]["pid"]
-    v11 = releases.get("1.1.0")
-    n = first_passes(h)
-    t, result = push_in_thread(h, v11)
-    stop_new_agent_in_window(h, old, n)
+    t, result, _ = push_and_stop_in_window(h, releases)
     t.join(60)
     assert not t.is_alive()
     st, _, body = result["r"]

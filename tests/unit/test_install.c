@@ -195,6 +195,8 @@ struct fake {
 	int starts, stops;
 	int fail_stop;
 	char bad[4][32];        /* versions whose agent fails its probe */
+	char flaky[32];         /* a version whose next flaky_left probes fail */
+	int flaky_left;
 };
 
 static struct fake fake;
@@ -256,6 +258,10 @@ fake_probe(void *arg, uint64_t gen, const struct release_info *ri, char **body, 
 	if (strcmp(fake.version, ri->version) != 0) {
 		return err_set(e, ERR_PROBE, "version is \"%s\", expected \"%s\"", fake.version,
 		    ri->version);
+	}
+	if (fake.flaky_left > 0 && strcmp(fake.flaky, ri->version) == 0) {
+		fake.flaky_left--;
+		return err_set(e, ERR_PROBE, "agent exited during the probe (flaky)");
 	}
 	for (size_t i = 0; i < ARRAY_LEN(fake.bad); i++) {
 		if (strcmp(fake.bad[i], ri->version) == 0) {
@@ -340,6 +346,7 @@ setup(void **state)
 	cfg.min_free = 0;
 	cfg.max_unpacked = 64 << 20;
 	cfg.preflight_timeout_ms = 20000;
+	cfg.restore_retry_backoff_ms = 5;
 	memset(&fake, 0, sizeof(fake));
 	install_deps_init(&deps);
 	deps.agent.stop = fake_stop;
@@ -689,6 +696,49 @@ test_probe_failure_rolls_back(void **state)
 	assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(last, "timings"),
 	    "restore_ms")->valuedouble > 0);
 	cJSON_Delete(h);
+}
+
+static void
+test_restore_probe_retries(void **state)
+{
+	struct install_outcome oc;
+	struct install_status st;
+	int starts;
+
+	(void)state;
+	push_ok("1.0");
+	/* The restored release fails twice, then passes: the third attempt of three. */
+	(void)snprintf(fake.bad[0], sizeof(fake.bad[0]), "3.0");
+	(void)snprintf(fake.flaky, sizeof(fake.flaky), "1.0");
+	fake.flaky_left = 2;
+	starts = fake.starts;
+	assert_int_equal(push("3.0", 0, &oc), INSTALL_ROLLED_BACK);
+	assert_non_null(strstr(err_msg(&oc.err), "(the restored release passed at attempt 3)"));
+	install_outcome_free(&oc);
+	assert_int_equal(fake.starts - starts, 1 + 3); /* the new release, then 1.0 three times */
+	assert_int_equal(fake.flaky_left, 0);
+	install_status(in, &st);
+	assert_false(st.both_bad);
+	assert_string_equal(slot_version("active"), "1.0");
+	assert_clean();
+
+	/* Three failures of three attempts: both bad. */
+	fake.flaky_left = 3;
+	assert_int_equal(push("3.0", 0, &oc), INSTALL_BOTH_BAD);
+	assert_non_null(strstr(err_msg(&oc.err), "and the restored release failed too"));
+	install_outcome_free(&oc);
+	install_status(in, &st);
+	assert_true(st.both_bad);
+	assert_int_equal(st.retry_attempts, 0);
+
+	/* No retries configured: the first failure decides, as before. */
+	cfg.restore_probe_retries = 0;
+	push_ok("4.0");
+	fake.flaky_left = 1;
+	(void)snprintf(fake.flaky, sizeof(fake.flaky), "4.0");
+	assert_int_equal(push("3.0", 0, &oc), INSTALL_BOTH_BAD);
+	install_outcome_free(&oc);
+	assert_int_equal(fake.flaky_left, 0);
 }
 
 static void
@@ -1524,6 +1574,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_and_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probe_failure_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_both_bad_and_recovery_by_push, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_probe_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_fails_is_failed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_first_install_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_change_nothing, setup, teardown),
