@@ -45,6 +45,7 @@
 static int fail_exchange;            /* fail the next RENAME_EXCHANGE with ENOSPC */
 static int fail_fsync;               /* fail the next fsync() with ENOSPC */
 static int low_space;                /* statvfs() reports 1 MiB free */
+static int tiny_space;               /* statvfs() reports less than INSTALL_HEADROOM free */
 
 int
 renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
@@ -79,6 +80,9 @@ statvfs(const char *restrict path, struct statvfs *restrict buf)
 	rc = real(path, buf);
 	if (rc == 0 && low_space) {
 		buf->f_bavail = (fsblkcnt_t)((1 << 20) / buf->f_frsize);
+	}
+	if (rc == 0 && tiny_space) {
+		buf->f_bavail = (fsblkcnt_t)((INSTALL_HEADROOM - 4096) / buf->f_frsize);
 	}
 	return rc;
 }
@@ -356,7 +360,7 @@ setup(void **state)
 	deps.now_ms = fake_now;
 	deps.version = "0.9";
 	deps.launcher_config = "/etc/tandem/updater.conf";
-	fail_exchange = fail_fsync = low_space = 0;
+	fail_exchange = fail_fsync = low_space = tiny_space = 0;
 	points[0] = '\0';
 	testhook_set(NULL);
 	engine_new();
@@ -1119,6 +1123,31 @@ test_no_space(void **state)
 	after = snapshot("/failed");
 	assert_same(before_nf, after);
 	free(after);
+
+	/*
+	 * 6. min_free 0 and less than INSTALL_HEADROOM free: the engine's own
+	 * records would not fit, so an update and a rollback are refused before
+	 * anything is written and the agent is not even stopped.
+	 */
+	{
+		int stops = fake.stops, starts = fake.starts;
+
+		tiny_space = 1;
+		assert_int_equal(push("3.0", 0, &oc), INSTALL_REFUSED);
+		assert_int_equal(oc.err.kind, ERR_NOSPACE);
+		assert_non_null(strstr(err_msg(&oc.err), "not enough disk space"));
+		install_outcome_free(&oc);
+		assert_int_equal(rollback(&oc), INSTALL_REFUSED);
+		assert_int_equal(oc.err.kind, ERR_NOSPACE);
+		assert_int_equal(err_http_status(oc.err.kind), 507);
+		install_outcome_free(&oc);
+		tiny_space = 0;
+		assert_int_equal(fake.stops, stops);
+		assert_int_equal(fake.starts, starts);
+		assert_string_equal(slot_version("active"), "2.0");
+		assert_string_equal(slot_version("prev"), "1.0");
+		assert_clean();
+	}
 	free(before);
 	free(before_nf);
 }
