@@ -588,9 +588,10 @@ api_health_trust(struct api *a, cJSON *obj)
 
 /* The /health object (also what GET /metrics reports); NULL when out of memory. */
 /*
- * "both_bad_retry": {"attempts","max","next_in_ms"} while both bad: the
- * retries of the last good release made so far, the bound, and the time to
- * the next one (null: none planned: a retry runs, or none is left).
+ * "both_bad_retry": {"attempts","max","running","next_in_ms"} while both
+ * bad: the retries of the last good release made so far (the running one
+ * included), the bound, whether one runs now, and the time to the next one
+ * (null: none planned: a retry runs, or none is left).
  */
 static int
 api_health_retry(const struct install_status *st, cJSON *o)
@@ -602,7 +603,8 @@ api_health_retry(const struct install_status *st, cJSON *o)
 	}
 	r = json_add_object(o, "both_bad_retry");
 	if (r == NULL || json_add_int(r, "attempts", st->retry_attempts) != 0 ||
-	    json_add_int(r, "max", st->retry_max) != 0) {
+	    json_add_int(r, "max", st->retry_max) != 0 ||
+	    json_add_bool(r, "running", st->retry_running) != 0) {
 		return -1;
 	}
 	if (st->retry_next_in_ms >= 0) {

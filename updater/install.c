@@ -418,6 +418,7 @@ install_status(struct install *in, struct install_status *st)
 	st->handing_over = in->handing_over;
 	st->retry_attempts = in->retry_attempts;
 	st->retry_max = (unsigned)in->cfg->both_bad_retries;
+	st->retry_running = in->retrying;
 	st->retry_next_in_ms = in->retry_next_at > 0 ? in->retry_next_at - install_now(in) : -1;
 	if (st->retry_next_in_ms < -1) {
 		st->retry_next_in_ms = 0;

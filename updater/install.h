@@ -265,6 +265,7 @@ struct install_status {
 	unsigned retry_attempts;   /* both_bad retries made since both_bad was set */
 	unsigned retry_max;        /* both_bad_retries */
 	int64_t retry_next_in_ms;  /* until the next both_bad retry; -1: none planned */
+	int retry_running;         /* a both_bad retry holds the operation lock now */
 };
 
 void install_status(struct install *in, struct install_status *st);

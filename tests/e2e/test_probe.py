@@ -134,7 +134,8 @@ def test_both_bad_retries_the_good_release(procs, tmp_path, pki, releases):  # n
     hl = h.health()
     assert hl["status"] == "both_bad", hl
     r = hl["both_bad_retry"]
-    assert r["attempts"] == 0 and r["max"] == 3 and 0 <= r["next_in_ms"] <= 2000, r
+    assert r["attempts"] == 0 and r["max"] == 3 and r["running"] is False, r
+    assert 0 <= r["next_in_ms"] <= 2000, r
     wait_until(lambda: h.health()["both_bad"] is False, 30, "the both_bad retry to pass")
     hl = h.health()
     assert hl["status"] == "ok" and "both_bad_retry" not in hl, hl
@@ -158,7 +159,8 @@ def test_both_bad_retries_are_bounded_and_a_push_wins(procs, tmp_path, pki, rele
 
     def exhausted():
         r = h.health().get("both_bad_retry")
-        return r is not None and r["attempts"] == 2 and r["next_in_ms"] is None
+        return (r is not None and r["attempts"] == 2 and not r["running"] and
+                r["next_in_ms"] is None)
     wait_until(exhausted, 30, "two both_bad retries, then none")
     assert h.health()["status"] == "both_bad"
     assert "no more retries" in h.proc.stderr()
