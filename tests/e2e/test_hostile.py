@@ -15,7 +15,6 @@ import pytest
 
 from conftest import wait_until
 from hostile_util import Pollers, SilentFlood
-from release_util import build_is_asan
 from swarm_util import Fleet, make_release
 from test_updater import Host, releases  # noqa: F401 (releases is a fixture)
 
@@ -225,11 +224,6 @@ def test_silent_connections_do_not_starve_the_probe(host, releases, pki):
 
 
 def test_push_through_a_flood(tmp_path, build_dir):
-    if build_is_asan(build_dir):
-        # Under ASan on the shared 2-core machine the agent's handshakes with
-        # the flood running take longer than the probe's fixed 2 s per attempt
-        # (updater/probe.c); the slots are not the limit there, the CPU is.
-        pytest.skip("CPU-bound under ASan: the probe's per-attempt timeout, not admission")
     """While connections without a certificate hold every slot of the agent and
     of the updater (from 10 addresses, reopened as soon as they are dropped) and
     50 clients with a non-master certificate poll /health, a master push of a
