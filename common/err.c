@@ -47,6 +47,7 @@ static const struct {
 	{ ERR_KEYRING, "keyring_invalid", 503, 1 },
 	{ ERR_UNAVAILABLE, "unavailable", 503, 1 },
 	{ ERR_HANDSHAKE_CUT, "handshake_cut", 502, 1 },
+	{ ERR_DELTA_MISMATCH, "delta_mismatch", 409, 1 },
 };
 
 _Static_assert(ARRAY_LEN(err_table) == ERR_KIND_COUNT, "one err_table row per err_kind");

@@ -61,6 +61,7 @@ enum err_kind {
 	ERR_UNAVAILABLE,  /* this daemon cannot do it as it was started; retrying will not help (503) */
 	ERR_HANDSHAKE_CUT, /* TCP connected, then the peer closed, reset or stalled the TLS handshake:
 			      up but not serving us now (an updater at its connection limit) (502) */
+	ERR_DELTA_MISMATCH, /* a release assembled from a delta is not its files.json; send it whole (409) */
 	ERR_KIND_COUNT
 };
 

@@ -707,7 +707,7 @@ release_files_scan(const char *dir, unsigned flags, struct release_files *out, s
 		goto out;
 	}
 	release_files_sort(&tmp);
-	if (release_files_check(&tmp, e) != 0) {
+	if ((flags & RELEASE_FILES_PARTIAL) == 0 && release_files_check(&tmp, e) != 0) {
 		err_prefix(e, "%s", dir);
 		goto out;
 	}

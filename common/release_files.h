@@ -130,6 +130,7 @@ int release_files_read(const char *dir, struct release_files *out,
 
 /* release_files_scan() flags */
 #define RELEASE_FILES_NOHASH 0x1u /* leave sha256 "" (types, modes, sizes, targets only) */
+#define RELEASE_FILES_PARTIAL 0x2u /* part of a tree: no release_files_check() (sorted still) */
 
 /*
  * Build *OUT (emptied first) from the tree under DIR, without following

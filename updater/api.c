@@ -14,6 +14,7 @@
 #include "common/tls.h"
 #include "common/version.h"
 #include "updater/agent.h"
+#include "updater/delta.h"
 #include "updater/handover.h"
 #include "updater/install.h"
 #include "updater/metrics.h"
@@ -48,6 +49,8 @@ struct api_req {
 	size_t request_id_len;
 	char force[16];
 	size_t force_len;
+	char mode[16];                /* "", "full" or "delta" (update only) */
+	size_t mode_len;
 	int locked;
 	int have_tarball;
 	char *tsig;                   /* the tsig part (before the tarball), or NULL */
@@ -271,6 +274,30 @@ api_op_cleanup(struct httpd_req *r, void *arg, int completed)
 	httpd_req_set_data(r, NULL);
 }
 
+/*
+ * Start of a master request that takes a body (no operation lock):
+ * authorise, then attach SIZE zeroed bytes for it. NULL once answered.
+ */
+static void *
+api_body_begin(struct api *a, struct httpd_req *r, size_t size)
+{
+	struct err e = ERR_INIT;
+	void *b;
+
+	if (api_authorise(a, r, &e) != 0) {
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return NULL;
+	}
+	b = calloc(1, size);
+	if (b == NULL) {
+		err_set(&e, ERR_NOMEM, "out of memory");
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return NULL;
+	}
+	httpd_req_set_data(r, b);
+	return b;
+}
+
 /* ---- POST /update and POST /update-self ---- */
 
 static int
@@ -360,6 +387,15 @@ up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
 			return -1;
 		}
 		q->plan.force = strcmp(q->force, "true") == 0;
+		if (q->mode_len > 0 && strcmp(q->mode, "full") != 0 &&
+		    (strcmp(q->mode, "delta") != 0 || q->plan.kind != INSTALL_UPDATE)) {
+			err_set(&e, ERR_BAD_REQUEST, "%s", q->plan.kind == INSTALL_UPDATE ?
+			    "field 'mode' must be 'full' or 'delta'" :
+			    "field 'mode': a self-update is sent whole ('full'), never as a delta");
+			api_refuse(r, q->plan.kind, &e, "mode");
+			return -1;
+		}
+		q->plan.delta = strcmp(q->mode, "delta") == 0;
 		if (install_begin(a->in, &q->plan, &q->txn, &e) != 0) {
 			api_refuse(r, q->plan.kind, &e, NULL);
 			return -1;
@@ -407,6 +443,9 @@ up_data(struct httpd_req *r, const struct httpd_part *part, const char *data, si
 	if (p->kind == INSTALL_UPDATE && strcmp(part->name, "force") == 0 && !q->have_tarball) {
 		return up_text(r, q, q->force, sizeof(q->force), &q->force_len, "force", data, len);
 	}
+	if (strcmp(part->name, "mode") == 0 && !q->have_tarball) {
+		return up_text(r, q, q->mode, sizeof(q->mode), &q->mode_len, "mode", data, len);
+	}
 	if (p->kind == INSTALL_SELF && strcmp(part->name, "confirm_self") == 0) {
 		return up_text(r, q, q->confirm, sizeof(q->confirm), &q->confirm_len, "confirm_self",
 		    data, len);
@@ -440,6 +479,99 @@ up_end(struct httpd_req *r, void *arg)
 	install_outcome_free(&oc);
 }
 
+/* ---- POST /update/plan ---- */
+
+/* The request body: files.json bytes, grown as they arrive (at most RELEASE_FILES_MAX_BYTES). */
+struct api_plan_body {
+	char *buf;
+	size_t len, cap;
+};
+
+static int
+plan_begin(struct httpd_req *r, void *arg)
+{
+	struct err e = ERR_INIT;
+	const char *ct = httpd_req_header(r, "Content-Type");
+
+	if (api_body_begin(arg, r, sizeof(struct api_plan_body)) == NULL) {
+		return -1;
+	}
+	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
+	    (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+		err_set(&e, ERR_BAD_REQUEST, "the body must be files.json (Content-Type: "
+		    "application/json)");
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+plan_data(struct httpd_req *r, const struct httpd_part *part, const char *data, size_t len,
+    void *arg)
+{
+	struct api_plan_body *b = httpd_req_data(r);
+	struct err e = ERR_INIT;
+
+	(void)part;
+	(void)arg;
+	if (len > RELEASE_FILES_MAX_BYTES - b->len) {
+		err_set(&e, ERR_TOO_LARGE, "files.json has at most %zu bytes", RELEASE_FILES_MAX_BYTES);
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	if (b->len + len > b->cap) {
+		size_t ncap = b->cap == 0 ? 64 * 1024 : b->cap;
+		char *nb;
+
+		while (ncap < b->len + len) {
+			ncap *= 2;
+		}
+		nb = realloc(b->buf, ncap);
+		if (nb == NULL) {
+			err_set(&e, ERR_NOMEM, "out of memory");
+			api_refuse(r, INSTALL_UPDATE, &e, NULL);
+			return -1;
+		}
+		b->buf = nb;
+		b->cap = ncap;
+	}
+	memcpy(b->buf + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static void
+plan_end(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+	struct api_plan_body *b = httpd_req_data(r);
+	struct err e = ERR_INIT;
+	cJSON *o;
+
+	o = delta_plan(install_root(a->in), b->buf != NULL ? b->buf : "", b->len, &e);
+	if (o == NULL) {
+		err_prefix(&e, "plan");
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return;
+	}
+	httpd_respond_json(r, 200, o);
+}
+
+static void
+plan_cleanup(struct httpd_req *r, void *arg, int completed)
+{
+	struct api_plan_body *b = httpd_req_data(r);
+
+	(void)arg;
+	(void)completed;
+	if (b != NULL) {
+		free(b->buf);
+		free(b);
+	}
+	httpd_req_set_data(r, NULL);
+}
+
 /* ---- POST /rollback ---- */
 
 static int
@@ -471,22 +603,7 @@ struct api_body {
 static int
 kr_begin(struct httpd_req *r, void *arg)
 {
-	struct api *a = arg;
-	struct err e = ERR_INIT;
-	struct api_body *b;
-
-	if (api_authorise(a, r, &e) != 0) {
-		api_refuse(r, INSTALL_UPDATE, &e, NULL);
-		return -1;
-	}
-	b = calloc(1, sizeof(*b));
-	if (b == NULL) {
-		err_set(&e, ERR_NOMEM, "out of memory");
-		api_refuse(r, INSTALL_UPDATE, &e, NULL);
-		return -1;
-	}
-	httpd_req_set_data(r, b);
-	return 0;
+	return api_body_begin(arg, r, sizeof(struct api_body)) != NULL ? 0 : -1;
 }
 
 static int
@@ -878,6 +995,10 @@ api_start(struct api *a, const char *seed, struct err *e)
 		{ .method = "POST", .path = "/update", .roles = master, .max_body = max_body,
 		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_update,
 		    .on_data = up_data, .on_end = up_end, .on_cleanup = api_op_cleanup, .arg = a },
+		{ .method = "POST", .path = "/update/plan", .roles = master,
+		    .max_body = RELEASE_FILES_MAX_BYTES, .deadline_ms = deadline,
+		    .on_begin = plan_begin, .on_data = plan_data, .on_end = plan_end,
+		    .on_cleanup = plan_cleanup, .arg = a },
 		{ .method = "POST", .path = "/update-self", .roles = master, .max_body = max_body,
 		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_self,
 		    .on_data = up_data, .on_end = up_end, .on_cleanup = api_op_cleanup, .arg = a },

@@ -20,6 +20,7 @@
 #include "common/release.h"
 #include "common/testhook.h"
 #include "common/version.h"
+#include "updater/delta.h"
 #include "updater/extract.h"
 
 #define INSTALL_SEED_CHUNK (64 * 1024)
@@ -507,6 +508,12 @@ struct trust *
 install_trust(struct install *in)
 {
 	return in->trust;
+}
+
+const char *
+install_root(const struct install *in)
+{
+	return in->store.root;
 }
 
 const char *
@@ -1215,13 +1222,13 @@ install_abort(struct install_txn *t)
 	free(t);
 }
 
-/* The digest the plan expects (64 hex, any case) against what arrived. */
+/*
+ * The release's identity, the form's sha256 (64 hex, any case), into WANT
+ * in lowercase; 400 naming the field when it is missing or malformed.
+ */
 static int
-install_check_digest(const struct install_plan *plan, const char *digest,
-    struct install_outcome *oc)
+install_plan_sha256(const struct install_plan *plan, char want[65], struct install_outcome *oc)
 {
-	char want[65];
-
 	if (!plan->has_sha256 || !is_hex_len(plan->sha256, 64)) {
 		(void)snprintf(oc->field, sizeof(oc->field), "sha256");
 		return err_set(&oc->err, ERR_BAD_REQUEST, "%s",
@@ -1232,10 +1239,68 @@ install_check_digest(const struct install_plan *plan, const char *digest,
 		want[i] = (char)tolower((unsigned char)plan->sha256[i]);
 	}
 	want[64] = '\0';
+	return 0;
+}
+
+/* The digest the plan expects against what arrived. */
+static int
+install_check_digest(const struct install_plan *plan, const char *digest,
+    struct install_outcome *oc)
+{
+	char want[65];
+
+	if (install_plan_sha256(plan, want, oc) != 0) {
+		return -1;
+	}
 	if (strcmp(want, digest) != 0) {
 		return err_set(&oc->err, ERR_DIGEST, "sha256 mismatch: the upload has %s", digest);
 	}
 	return 0;
+}
+
+/*
+ * A delta's staging holds files.json and the files the host lacked: its
+ * digest against the signed statement, then the tree assembled and
+ * verified (updater/delta). 0 or -1 with OC->err.
+ */
+static int
+install_delta_assemble(struct install_txn *t, struct install_outcome *oc)
+{
+	struct install *in = t->in;
+	struct release_files files = RELEASE_FILES_INIT;
+	struct delta_limits lim;
+	char dir[PATH_MAX], fsha[DIGEST_HEX_LEN + 1];
+	uint64_t copied = 0;
+	int r, rc = -1;
+
+	if (snprintf(dir, sizeof(dir), "%s/%s", t->st->root, t->staging_rel) >= (int)sizeof(dir)) {
+		return err_set(&oc->err, ERR_INTERNAL, "staging path too long");
+	}
+	r = release_files_read(dir, &files, fsha, &oc->err);
+	if (r != 1) {
+		if (r == 0) {
+			err_set(&oc->err, ERR_DELTA_MISMATCH, "the delta has no %s", RELEASE_FILES_FILE);
+		} else {
+			err_rekind(&oc->err, ERR_DELTA_MISMATCH);
+		}
+		goto out;
+	}
+	if (trust_check_files(&t->verdict, fsha, &oc->err) != 0) {
+		goto out;
+	}
+	install_phase(in, "assembling");
+	lim.max_unpacked = (uint64_t)in->cfg->max_unpacked;
+	lim.max_entries = (uint64_t)in->cfg->max_entries;
+	lim.min_free = install_reserve(in);
+	if (delta_assemble(t->st->root, dir, &files, &lim, &copied, &oc->err) != 0) {
+		goto out;
+	}
+	log_info("update %s: assembled from a delta of %llu bytes and %llu bytes of local copies",
+	    t->plan->id, (unsigned long long)t->bytes, (unsigned long long)copied);
+	rc = 0;
+out:
+	release_files_free(&files);
+	return rc;
 }
 
 /* release.json of the staged release. */
@@ -1345,7 +1410,12 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 		    "field 'confirm_self' must be 'true' to replace the updater");
 		goto refuse;
 	}
-	if (plan->kind != INSTALL_SEED && (install_check_digest(plan, digest, oc) != 0 ||
+	if (plan->delta) {
+		/* The bytes that arrived are the delta's: the form's sha256 names the release. */
+		if (install_plan_sha256(plan, digest, oc) != 0) {
+			goto refuse;
+		}
+	} else if (plan->kind != INSTALL_SEED && (install_check_digest(plan, digest, oc) != 0 ||
 	    trust_check_bytes(&t->verdict, digest, t->bytes, &oc->err) != 0)) {
 		goto refuse;
 	}
@@ -1368,6 +1438,9 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 		}
 		/* A forced reinstall replaces the active copy; the rollback point stays. */
 		t->op.keep_prev = 1;
+	}
+	if (plan->delta && install_delta_assemble(t, oc) != 0) {
+		goto refuse;
 	}
 	if (self) {
 		testhook_point("self.staged");

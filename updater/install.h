@@ -124,6 +124,14 @@ struct install_plan {
 	 * reinstall keeps prev as it is (the rollback point is not lost).
 	 */
 	int force;
+	/*
+	 * update: the tarball is a delta (files.json and the files the host
+	 * lacks); the release is assembled in staging by updater/delta and
+	 * verified against its files.json instead of against sha256, which
+	 * still names the release (release.json, already_active, the
+	 * signature's statement). A mismatch is ERR_DELTA_MISMATCH.
+	 */
+	int delta;
 };
 
 /* Fill P for KIND: id and texts empty. */
@@ -295,6 +303,9 @@ cJSON *install_history_json(struct install *in, const char *request_id) WUR;
 cJSON *install_self_release_json(struct install *in) WUR;
 /* The host's trust state: keyring, floor, policy (/health, POST /keyring). */
 struct trust *install_trust(struct install *in);
+
+/* The agent's tree root (INSTALL_DIR). */
+const char *install_root(const struct install *in);
 
 /* The updater's tree root (INSTALL_DIR/updater). */
 const char *install_self_root(const struct install *in);

@@ -359,6 +359,23 @@ trust_check_bytes(const struct trust_verdict *v, const char *digest, uint64_t si
 }
 
 int
+trust_check_files(const struct trust_verdict *v, const char *files_sha256, struct err *e)
+{
+	if (!v->is_signed) {
+		return 0;
+	}
+	if (v->v.st.manifest_sha256[0] == '\0') {
+		return err_set(e, ERR_DELTA_MISMATCH, "the signed statement has no manifest_sha256: "
+		    "this release cannot be assembled from a delta");
+	}
+	if (strcasecmp(v->v.st.manifest_sha256, files_sha256) != 0) {
+		return err_set(e, ERR_DELTA_MISMATCH, "files.json's sha256 %.16s... is not the signed "
+		    "manifest_sha256 %.16s...", files_sha256, v->v.st.manifest_sha256);
+	}
+	return 0;
+}
+
+int
 trust_check_manifest(const struct trust_verdict *v, const char *name, const char *version,
     struct err *e)
 {

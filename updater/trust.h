@@ -108,6 +108,17 @@ int trust_check_signature(struct trust *t, const char *tsig, size_t len, const c
 int trust_check_bytes(const struct trust_verdict *v, const char *digest, uint64_t size,
     struct err *e) WUR;
 
+/*
+ * A release assembled from a delta (updater/delta): FILES_SHA256, the digest
+ * of its files.json, must be the statement's manifest_sha256 (the form's
+ * sha256, the full tarball's, was held against the statement's by
+ * trust_check_signature). A statement without manifest_sha256 cannot vouch
+ * for an assembled tree. ERR_DELTA_MISMATCH either way (the master then
+ * sends the whole tarball, checked as usual); 0 when unsigned.
+ */
+int trust_check_files(const struct trust_verdict *v, const char *files_sha256,
+    struct err *e) WUR;
+
 /* Before the switch: the manifest's NAME and VERSION are the statement's (ERR_STATEMENT). */
 int trust_check_manifest(const struct trust_verdict *v, const char *name, const char *version,
     struct err *e) WUR;

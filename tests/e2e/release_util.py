@@ -4,6 +4,7 @@ pushes what an operator would push."""
 
 import hashlib
 import os
+import stat
 import subprocess
 
 import pytest
@@ -78,3 +79,27 @@ def sha256_file(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def tree_listing(root, skip=()):
+    """The entries files.json lists for the tree ROOT, computed independently
+    of the C code: sorted by path bytes, modes as on disk, digests with
+    hashlib; files.json itself and SKIP (paths) left out."""
+    entries = []
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if rel == "files.json" or rel in skip:
+                continue
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                entries.append({"path": rel, "type": "symlink", "target": os.readlink(p)})
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append({"path": rel, "type": "dir",
+                                "mode": "%04o" % stat.S_IMODE(st.st_mode)})
+            else:
+                entries.append({"path": rel, "type": "file",
+                                "mode": "%04o" % stat.S_IMODE(st.st_mode),
+                                "size": st.st_size, "sha256": sha256_file(p)})
+    return sorted(entries, key=lambda e: e["path"].encode())

@@ -12,6 +12,7 @@ import time
 
 
 from conftest import bin_path, run
+from release_util import tree_listing
 
 
 def tandem(*args, cwd=None, env_extra=None):
@@ -315,29 +316,6 @@ def test_large_file_is_streamed(tmp_path):
     assert 0 < peak_kib < (size >> 10) // 2, "peak RSS %d KiB" % peak_kib
     listing = run(["tar", "-tzvf", out], env=dict(os.environ, TZ="UTC")).stdout
     assert (" %d 1970-01-01 " % size) in listing
-
-
-def tree_listing(root):
-    """files.json's entries computed independently: sorted by path bytes,
-    modes as extraction leaves them, digests with hashlib."""
-    entries = []
-    for d, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            rel = os.path.relpath(p, root)
-            if rel == "files.json":
-                continue
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                entries.append({"path": rel, "type": "symlink", "target": os.readlink(p)})
-            elif stat.S_ISDIR(st.st_mode):
-                entries.append({"path": rel, "type": "dir",
-                                "mode": "%04o" % stat.S_IMODE(st.st_mode)})
-            else:
-                entries.append({"path": rel, "type": "file",
-                                "mode": "%04o" % stat.S_IMODE(st.st_mode),
-                                "size": st.st_size, "sha256": sha256_file(p)})
-    return sorted(entries, key=lambda e: e["path"].encode())
 
 
 def test_files_json_lists_the_tree(tmp_path):

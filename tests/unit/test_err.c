@@ -169,6 +169,10 @@ test_table_round_trip(void **state)
 	assert_int_equal(err_http_status(ERR_HANDSHAKE_CUT), 502);
 	assert_string_equal(err_kind_name(ERR_HANDSHAKE_CUT), "handshake_cut");
 	assert_int_equal(err_exit_code(ERR_HANDSHAKE_CUT), 1);
+	/* A delta that does not assemble: 409, the master sends the whole release instead. */
+	assert_string_equal(err_kind_name(ERR_DELTA_MISMATCH), "delta_mismatch");
+	assert_int_equal(err_http_status(ERR_DELTA_MISMATCH), 409);
+	assert_int_equal(err_exit_code(ERR_DELTA_MISMATCH), 1);
 	/* A pin mismatch is its own kind: callers never retry it, never match its text. */
 	assert_string_equal(err_kind_name(ERR_PIN_MISMATCH), "pin_mismatch");
 	assert_int_equal(err_http_status(ERR_PIN_MISMATCH), 502);

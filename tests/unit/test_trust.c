@@ -125,6 +125,9 @@ write_boot(struct fixture *f, int64_t version)
 	free(doc);
 }
 
+/* The manifest_sha256 tsig_of() puts into its statements ("" none). */
+static const char *g_tsig_files = "";
+
 /* A .tsig for SHA_A / 1234 bytes, SV/MIN, signed by KEY. */
 static char *
 tsig_of(struct sign_key *key, int64_t sv, int64_t min, size_t *len)
@@ -141,6 +144,7 @@ tsig_of(struct sign_key *key, int64_t sv, int64_t min, size_t *len)
 	SETS(st.sha256, SHA_A);
 	SETS(st.created_at, "2026-01-01T00:00:00Z");
 	st.size = 1234;
+	SETS(st.manifest_sha256, g_tsig_files);
 	st.security_version = sv;
 	st.min_security_version = min;
 	st.kinds = SIGN_KIND_AGENT;
@@ -185,6 +189,7 @@ test_unsigned_host(void **state)
 	assert_int_equal(trust_check_signature(t, tsig, len, SHA_A, SIGN_KIND_AGENT, &v, &e), 0);
 	assert_false(v.is_signed);
 	assert_int_equal(trust_check_bytes(&v, "00", 1, &e), 0);
+	assert_int_equal(trust_check_files(&v, "00", &e), 0);
 	memset(&ri, 0, sizeof(ri));
 	trust_record(&v, &ri);
 	assert_int_equal(ri.security_version, 0);
@@ -327,6 +332,26 @@ test_required_host(void **state)
 	assert_int_equal(trust_check_bytes(&v,
 	    "1111111111111111111111111111111111111111111111111111111111111111", 1234, &e), -1);
 	assert_int_equal(e.kind, ERR_STATEMENT);
+	/* A delta: a statement without manifest_sha256 cannot vouch for an assembled tree. */
+	assert_int_equal(trust_check_files(&v, SHA_A, &e), -1);
+	assert_int_equal(e.kind, ERR_DELTA_MISMATCH);
+	{
+		struct trust_verdict dv;
+		size_t dlen;
+		char *dtsig;
+
+		g_tsig_files = "2222222222222222222222222222222222222222222222222222222222222222";
+		dtsig = tsig_of(f->rel[0], 6, 6, &dlen);
+		g_tsig_files = "";
+		assert_int_equal(trust_check_signature(t, dtsig, dlen, SHA_A, SIGN_KIND_AGENT, &dv,
+		    &e), 0);
+		assert_int_equal(trust_check_files(&dv,
+		    "2222222222222222222222222222222222222222222222222222222222222222", &e), 0);
+		assert_int_equal(trust_check_files(&dv,
+		    "3333333333333333333333333333333333333333333333333333333333333333", &e), -1);
+		assert_int_equal(e.kind, ERR_DELTA_MISMATCH);
+		free(dtsig);
+	}
 	/* Before the switch: the manifest. */
 	assert_int_equal(trust_check_manifest(&v, "tandem-agent", "1.2.0", &e), 0);
 	assert_int_equal(trust_check_manifest(&v, "tandem-agent", "9.9", &e), -1);

@@ -1,0 +1,257 @@
+"""End-to-end tests of planned (delta) pushes on the updater: POST
+/update/plan and POST /update with mode=delta, driven with curl and delta
+tarballs built here by hand (the master's side has its own tests). Releases
+are `make release` trees with shared extra files, re-packed by `tandem
+release pack` so they carry files.json."""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from conftest import bin_path, run
+from release_util import Releases, sha256_file, tree_listing
+from test_updater import (CRASH_STATUS, Host, assert_clean_exit, check_recovered, curl_rc,
+                          host)  # noqa: F401 (the fixture)
+from worker_util import curl_run
+
+
+@pytest.fixture(scope="module")
+def rels(build_dir, tmp_path_factory):
+    """R1 and R2: agent releases 1.0.0 and 2.0.0 sharing a 1 MiB library, a
+    symlink and docs; R2 also changes one doc and adds a duplicate-content
+    file. {name: (tarball, files.json bytes)}."""
+    base = Releases(build_dir, str(tmp_path_factory.mktemp("base")))
+    out = tmp_path_factory.mktemp("delta-rels")
+    big = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, the same in both
+    made = {}
+    for name, version, doc in (("r1", "1.0.0", "one\n"), ("r2", "2.0.0", "two\n")):
+        tree = out / name
+        tree.mkdir()
+        run(["tar", "-xzf", base.get(version), "-C", str(tree)])
+        os.remove(str(tree / "files.json"))
+        (tree / "lib").mkdir()
+        (tree / "lib" / "libbig.so.1").write_bytes(big)
+        os.symlink("libbig.so.1", str(tree / "lib" / "libbig.so"))
+        (tree / "share" / "doc").mkdir(parents=True)
+        (tree / "share" / "doc" / "NOTES").write_text(doc)
+        (tree / "share" / "doc" / "SAME").write_text("same in both\n")
+        if name == "r2":
+            (tree / "share" / "doc" / "NOTES.copy").write_text(doc)
+        tgz = str(out / (name + ".tar.gz"))
+        r = run([bin_path("tandem"), "release", "pack", str(tree), "-o", tgz])
+        assert r.returncode == 0, r.stderr
+        fj = run(["tar", "-xOzf", tgz, "files.json"]).stdout.encode()
+        made[name] = (tgz, fj)
+    return made
+
+
+def plan(host, body, content_type="application/json", who=None):
+    r = curl_run(host.url("/update/plan"), host.pki.ca_crt, who or host.pki.master,
+                 "-H", "Content-Type: " + content_type, "--data-binary", "@-", input=body)
+    assert r.rc == 0, r.stderr
+    return r.status, r.json()
+
+
+def tar_bytes(members):
+    """A tar.gz of MEMBERS: (name, bytes) for files, (name, "->target") for symlinks."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            if isinstance(data, str) and data.startswith("->"):
+                ti.type, ti.linkname = tarfile.SYMTYPE, data[2:]
+                t.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def full_members(tgz):
+    """{path: bytes} of the regular files of the release tarball TGZ."""
+    out = {}
+    with tarfile.open(tgz, "r:gz") as t:
+        for m in t.getmembers():
+            if m.isfile():
+                out[m.name] = t.extractfile(m).read()
+    return out
+
+
+def delta_of(rel, missing):
+    """The members of a delta of REL (tarball, files.json) sending the files
+    whose digest is in MISSING: files.json first, then those files."""
+    tgz, fj = rel
+    files = full_members(tgz)
+    doc = json.loads(fj)
+    members = [("files.json", fj)]
+    for e in doc["files"]:
+        if e["type"] == "file" and e["sha256"] in missing:
+            members.append((e["path"], files[e["path"]]))
+    return members
+
+
+def push_delta(host, tmp_path, rel, data, mode="delta", name="delta.tar.gz"):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(data)
+    r = curl_run(host.url("/update"), host.pki.ca_crt, host.pki.master,
+                 "-F", "sha=delta", "-F", "sha256=" + sha256_file(rel[0]), "-F", "mode=" + mode,
+                 "-F", "tarball=@%s;type=application/gzip" % path)
+    assert r.rc == 0, r.stderr
+    return r.status, r.json()
+
+
+def active_listing(host):
+    return tree_listing(os.path.join(host.root, "releases", "active"), skip=("release.json",))
+
+
+def test_plan_then_delta_is_a_full_install(host, rels, procs, tmp_path, pki):
+    r1, r2 = rels["r1"], rels["r2"]
+    st, body = plan(host, r2[1])
+    assert st == 200, body
+    # Nothing installed yet: every content is missing.
+    regular = [e for e in json.loads(r2[1])["files"] if e["type"] == "file"]
+    assert body["base"] == "" and body["reuse_files"] == 0
+    assert body["missing_files"] == len(regular)
+    assert body["missing_bytes"] == sum(e["size"] for e in regular)
+    assert sorted(body["missing"]) == sorted({e["sha256"] for e in regular})
+
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, body = plan(host, r2[1])
+    assert st == 200, body
+    assert body["base"] == host.slots()["active"]
+    r1_digests = {e["sha256"] for e in json.loads(r1[1])["files"] if e["type"] == "file"}
+    want_missing = {e["sha256"] for e in regular if e["sha256"] not in r1_digests}
+    assert set(body["missing"]) == want_missing and len(body["missing"]) == len(want_missing)
+    reused = [e for e in regular if e["sha256"] in r1_digests]
+    assert body["reuse_files"] == len(reused) and body["reuse_bytes"] == sum(e["size"] for e in reused)
+    assert body["missing_files"] + body["reuse_files"] == len(regular)
+    # The 1 MiB library is reused: the plan is much smaller than the release.
+    assert body["reuse_bytes"] > 1 << 20
+
+    st, b = push_delta(host, tmp_path, r2, tar_bytes(delta_of(r2, set(body["missing"]))))
+    assert st == 200, b
+    assert b["release"]["sha256"] == sha256_file(r2[0]) and b["release"]["version"] == "2.0.0"
+    host.wait_agent("2.0.0")
+    assert host.history()[-1]["sha256"] == sha256_file(r2[0])
+    host.assert_clean()
+
+    # A second host installs R2 whole: the two trees are the same, file by file.
+    (tmp_path / "other").mkdir()
+    other = Host(procs, tmp_path / "other", pki, name="other")
+    try:
+        st, _, b = other.push(r2[0])
+        assert st == 200, b
+        assert active_listing(host) == active_listing(other)
+        with open(os.path.join(host.root, "releases", "active", "files.json"), "rb") as f:
+            assert f.read() == r2[1]
+    finally:
+        assert_clean_exit(other.proc)
+
+    # Pushing it again as a delta: already active, nothing assembled.
+    st, b = push_delta(host, tmp_path, r2, tar_bytes([("files.json", r2[1])]))
+    assert st == 200 and b["status"] == "already_active", b
+
+
+def test_plan_refusals(host, rels, pki):
+    r2 = rels["r2"]
+    for bad in (b"", b"{}", b"not json", b'{"v":1,"files":[]}', r2[1] + b"x",
+                r2[1].replace(b'"v":1', b'"v":2')):
+        st, body = plan(host, bad)
+        assert st == 400, (bad[:40], body)
+        assert body["detail"]["kind"] == "bad_request", body
+    st, body = plan(host, r2[1], content_type="text/plain")
+    assert st == 400, body
+    # Roles: the agent's certificate may not ask.
+    st, body = plan(host, r2[1], who=pki.agent)
+    assert st == 403, body
+    # GET is not the route.
+    r = curl_run(host.url("/update/plan"), pki.ca_crt, pki.master)
+    assert r.status in (404, 405), r.body
+
+
+def test_tampered_active_file_is_a_mismatch(host, rels, tmp_path):
+    r1, r2 = rels["r1"], rels["r2"]
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, plan_body = plan(host, r2[1])
+    assert st == 200
+    lib = os.path.join(host.root, "releases", "active", "lib", "libbig.so.1")
+    with open(lib, "r+b") as f:
+        f.write(b"X")
+    before = host.snapshot()
+    st, b = push_delta(host, tmp_path, r2, tar_bytes(delta_of(r2, set(plan_body["missing"]))))
+    assert st == 409, b
+    assert b["detail"]["kind"] == "delta_mismatch", b
+    assert "lib/libbig.so.1" in b["detail"]["error"], b
+    assert host.snapshot() == before
+    host.assert_clean()
+    host.wait_agent("1.0.0")
+    # The full push (the master's fallback) still works.
+    st, _, b = host.push(r2[0])
+    assert st == 200, b
+
+
+def test_hostile_deltas_change_nothing(host, rels, tmp_path):
+    r1, r2 = rels["r1"], rels["r2"]
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, p = plan(host, r2[1])
+    good = delta_of(r2, set(p["missing"]))
+    files = dict(good)
+    some = next(n for n, _ in good if n.startswith("bin/"))
+    many = json.loads(r2[1])
+    many["files"] += [{"path": "zz%04d" % i, "type": "dir", "mode": "0755"} for i in range(300)]
+    many = json.dumps(many, separators=(",", ":")).encode()
+    cases = [
+        ("dotdot", [("../evil", b"x")] + good, 422, "unsafe_archive"),
+        ("abs-symlink", good + [("share/esc", "->/etc/passwd")], 422, "unsafe_archive"),
+        ("symlink", good + [("share/doc/link", "->NOTES")], 409, "delta_mismatch"),
+        ("not-listed", good + [("share/doc/extra", b"x")], 409, "delta_mismatch"),
+        ("wrong-digest", [(n, d + b"!" if n == some else d) for n, d in good], 409,
+         "delta_mismatch"),
+        ("duplicate", good + [(some, files[some] + b"!")], 409, "delta_mismatch"),
+        ("missing-file", [(n, d) for n, d in good if n != some], 409, "delta_mismatch"),
+        ("no-files-json", [(n, d) for n, d in good if n != "files.json"], 409, "delta_mismatch"),
+        ("bad-files-json", [("files.json", b"{}")] + good[1:], 409, "delta_mismatch"),
+        ("file-over-dir", good + [("lib", b"x")], 409, "delta_mismatch"),
+        ("huge-entry-count", [("files.json", many)] + good[1:], 422, "limit_exceeded"),
+    ]
+    before = host.snapshot()
+    for name, members, status, kind in cases:
+        st, b = push_delta(host, tmp_path, r2, tar_bytes(members), name=name + ".tar.gz")
+        assert st == status, (name, st, b)
+        assert b["detail"]["kind"] == kind, (name, b)
+        assert host.snapshot() == before, name
+        host.assert_clean()
+    # A mode the updater does not know.
+    st, b = push_delta(host, tmp_path, r2, tar_bytes(good), mode="patch")
+    assert st == 400 and b["detail"]["kind"] == "bad_request", b
+    assert host.snapshot() == before
+    host.wait_agent("1.0.0")
+
+
+def test_crash_while_assembling_recovers(host, rels, tmp_path):
+    r1, r2 = rels["r1"], rels["r2"]
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, p = plan(host, r2[1])
+    path = str(tmp_path / "crash-delta.tar.gz")
+    with open(path, "wb") as f:
+        f.write(tar_bytes(delta_of(r2, set(p["missing"]))))
+    host.proc.stop(timeout=20)
+    host.start(env={"TANDEM_TEST_CRASH_AT": "delta.assembled"})
+    curl_rc(host.pki, host.url("/update"), "-F", "sha256=" + sha256_file(r2[0]),
+            "-F", "mode=delta", "-F", "tarball=@" + path)
+    rc = host.proc.wait(timeout=60)
+    assert rc == CRASH_STATUS, host.proc.stderr()[-3000:]
+    host.start()
+    check_recovered(host, sha256_file(r1[0]), None, "delta.assembled")
+    # And the next delta works.
+    st, b = push_delta(host, tmp_path, r2, open(path, "rb").read())
+    assert st == 200, b

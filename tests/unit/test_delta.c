@@ -1,0 +1,268 @@
+/*
+ * Unit tests of updater/delta: the index of local contents, the plan's
+ * answer, and a release assembled from received files and local copies,
+ * with every kind of mismatch refused and named.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/digest.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/release_files.h"
+#include "updater/delta.h"
+
+static char g_root[64];
+static char g_staging[128];
+
+static void
+put(const char *rel, const char *content, mode_t mode)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%s", g_root, rel);
+	assert_int_equal(fs_write_atomic(p, content, strlen(content), mode), 0);
+	assert_int_equal(chmod(p, mode), 0);
+}
+
+static void
+mkd(const char *rel)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%s", g_root, rel);
+	assert_int_equal(mkdir(p, 0755), 0);
+	assert_int_equal(chmod(p, 0755), 0);
+}
+
+/* files.json of the tree DIR (relative to the root), written into it. */
+static void
+seal(const char *rel)
+{
+	struct release_files f = RELEASE_FILES_INIT;
+	struct err e = ERR_INIT;
+	char dir[256], p[PATH_MAX];
+	char *out = NULL;
+	size_t len = 0;
+
+	snprintf(dir, sizeof(dir), "%s/%s", g_root, rel);
+	assert_int_equal(release_files_scan(dir, 0, &f, &e), 0);
+	assert_int_equal(release_files_format(&f, &out, &len, &e), 0);
+	snprintf(p, sizeof(p), "%s/files.json", dir);
+	assert_int_equal(fs_write_atomic(p, out, len, 0644), 0);
+	free(out);
+	release_files_free(&f);
+}
+
+/*
+ * The root: releases/active (v1: bin/agent, lib/big, manifest.json) with
+ * files.json, and the target release v2 (bin/agent changed, lib/big the
+ * same, lib/big.link a symlink, doc/copy another path of big's content)
+ * built in "target" with its files.json in *F.
+ */
+static int
+setup(void **state)
+{
+	struct release_files *f = calloc(1, sizeof(*f));
+	struct err e = ERR_INIT;
+	char p[PATH_MAX];
+
+	snprintf(g_root, sizeof(g_root), "/tmp/test_delta.XXXXXX");
+	if (f == NULL || mkdtemp(g_root) == NULL) {
+		return -1;
+	}
+	mkd("releases");
+	mkd("releases/active");
+	mkd("releases/active/bin");
+	mkd("releases/active/lib");
+	put("releases/active/bin/agent", "agent v1", 0755);
+	put("releases/active/lib/big", "big shared content", 0644);
+	put("releases/active/manifest.json", "{\"v\":1}", 0644);
+	put("releases/active/release.json", "{}", 0644);
+	seal("releases/active");
+
+	mkd("target");
+	mkd("target/bin");
+	mkd("target/lib");
+	mkd("target/doc");
+	put("target/bin/agent", "agent v2", 0755);
+	put("target/lib/big", "big shared content", 0644);
+	put("target/doc/copy", "big shared content", 0644);
+	put("target/manifest.json", "{\"v\":2}", 0644);
+	snprintf(p, sizeof(p), "%s/target/lib/big.link", g_root);
+	assert_int_equal(symlink("big", p), 0);
+	snprintf(p, sizeof(p), "%s/target", g_root);
+	assert_int_equal(release_files_scan(p, 0, f, &e), 0);
+	snprintf(g_staging, sizeof(g_staging), "%s/releases/active.new", g_root);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	release_files_free(*state);
+	free(*state);
+	return fs_rmtree(g_root);
+}
+
+/* A staging holding only the files of F that the host lacks (bin/agent) and files.json. */
+static void
+stage_delta(void)
+{
+	char p[PATH_MAX];
+
+	assert_int_equal(mkdir(g_staging, 0755), 0);
+	snprintf(p, sizeof(p), "%s/bin", g_staging);
+	assert_int_equal(mkdir(p, 0700), 0);
+	put("releases/active.new/bin/agent", "agent v2", 0600);
+}
+
+static const struct delta_limits lim = { 1 << 20, 1000, 0 };
+
+static void
+test_plan(void **state)
+{
+	const struct release_files *f = *state;
+	struct err e = ERR_INIT;
+	char *body = NULL, agent2[DIGEST_HEX_LEN + 1];
+	size_t len = 0;
+	cJSON *o, *missing;
+
+	assert_int_equal(release_files_format(f, &body, &len, &e), 0);
+	o = delta_plan(g_root, body, len, &e);
+	assert_non_null(o);
+	missing = cJSON_GetObjectItemCaseSensitive(o, "missing");
+	assert_int_equal(cJSON_GetArraySize(missing), 2); /* bin/agent v2, manifest.json v2 */
+	assert_int_equal(digest_buf("agent v2", 8, agent2), 0);
+	assert_true(strcmp(cJSON_GetArrayItem(missing, 0)->valuestring, agent2) == 0 ||
+	    strcmp(cJSON_GetArrayItem(missing, 1)->valuestring, agent2) == 0);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "missing_files")->valuedouble, 2);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "missing_bytes")->valuedouble, 8 + 7);
+	/* lib/big and doc/copy: one content at two paths, both reusable. */
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "reuse_files")->valuedouble, 2);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "reuse_bytes")->valuedouble, 36);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "base")->valuestring, "");
+	cJSON_Delete(o);
+
+	/* Without its files.json the active release is indexed by hashing it: same answer. */
+	put("releases/active/files.json", "{broken", 0644);
+	o = delta_plan(g_root, body, len, &e);
+	assert_non_null(o);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "reuse_files")->valuedouble, 2);
+	cJSON_Delete(o);
+
+	/* A body that is not a files.json: bad_request. */
+	assert_null(delta_plan(g_root, "{}", 2, &e));
+	assert_int_equal(e.kind, ERR_BAD_REQUEST);
+	free(body);
+}
+
+static void
+test_assemble_ok(void **state)
+{
+	const struct release_files *f = *state;
+	struct release_files got = RELEASE_FILES_INIT, want = RELEASE_FILES_INIT;
+	struct err e = ERR_INIT;
+	char p[PATH_MAX];
+	uint64_t copied = 0;
+
+	stage_delta();
+	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	assert_int_equal(delta_assemble(g_root, g_staging, f, &lim, &copied, &e), 0);
+	assert_int_equal(copied, 36); /* lib/big and doc/copy */
+	/* The assembled tree is the target, entry by entry, digests included. */
+	assert_int_equal(release_files_scan(g_staging, 0, &got, &e), 0);
+	snprintf(p, sizeof(p), "%s/target", g_root);
+	assert_int_equal(release_files_scan(p, 0, &want, &e), 0);
+	assert_int_equal(got.n, want.n);
+	for (size_t i = 0; i < got.n; i++) {
+		assert_string_equal(got.v[i].path, want.v[i].path);
+		assert_int_equal(got.v[i].type, want.v[i].type);
+		assert_int_equal(got.v[i].mode, want.v[i].mode);
+		assert_string_equal(got.v[i].sha256, want.v[i].sha256);
+	}
+	release_files_free(&got);
+	release_files_free(&want);
+}
+
+static void
+expect_mismatch(const struct release_files *f, const char *path_in_msg)
+{
+	struct err e = ERR_INIT;
+
+	assert_int_equal(delta_assemble(g_root, g_staging, f, &lim, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_DELTA_MISMATCH);
+	if (strstr(e.msg, path_in_msg) == NULL) {
+		fail_msg("'%s' not named in: %s", path_in_msg, e.msg);
+	}
+	assert_int_equal(fs_rmtree(g_staging), 0);
+}
+
+static void
+test_assemble_mismatches(void **state)
+{
+	const struct release_files *f = *state;
+	struct err e = ERR_INIT;
+	char p[PATH_MAX];
+	struct delta_limits small = lim;
+
+	/* manifest.json v2 neither sent nor on the host. */
+	stage_delta();
+	expect_mismatch(f, "manifest.json");
+	/* A received file with other content. */
+	stage_delta();
+	put("releases/active.new/manifest.json", "{\"v\":3}", 0644);
+	expect_mismatch(f, "manifest.json");
+	/* A received file files.json does not list. */
+	stage_delta();
+	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	put("releases/active.new/bin/extra", "x", 0644);
+	expect_mismatch(f, "bin/extra");
+	/* A symlink in the delta, even one files.json lists. */
+	stage_delta();
+	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	snprintf(p, sizeof(p), "%s/lib", g_staging);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/lib/big.link", g_staging);
+	assert_int_equal(symlink("big", p), 0);
+	expect_mismatch(f, "lib/big.link");
+	/* The local copy was changed on disk (the index still says otherwise). */
+	stage_delta();
+	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	put("releases/active/lib/big", "big shared contenT", 0644);
+	expect_mismatch(f, "doc/copy"); /* the first path (in order) of that content */
+	put("releases/active/lib/big", "big shared content", 0644);
+	/* Over the limits of a full push: refused before anything is copied. */
+	stage_delta();
+	small.max_unpacked = 10;
+	assert_int_equal(delta_assemble(g_root, g_staging, f, &small, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_LIMIT);
+	small = lim;
+	small.max_entries = 3;
+	assert_int_equal(delta_assemble(g_root, g_staging, f, &small, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_LIMIT);
+	assert_int_equal(fs_rmtree(g_staging), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_assemble_ok, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_assemble_mismatches, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

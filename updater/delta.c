@@ -1,0 +1,578 @@
+#include "updater/delta.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/digest.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/release.h"
+#include "common/testhook.h"
+
+#define DELTA_CHUNK (128 * 1024)
+
+/* The slots a delta may copy from, in the order they are tried. */
+static const char *const delta_slots[] = { "active", "prev" };
+
+/* One local copy of a content: DIR/PATH (DIR one of the slots' or the staging). */
+struct delta_src {
+	char sha256[DIGEST_HEX_LEN + 1];
+	const char *dir;   /* borrowed: the index's slot directory, or the staging */
+	char *path;        /* owned */
+};
+
+struct delta_index {
+	char dirs[2][PATH_MAX];
+	struct delta_src *v;
+	size_t n, cap;
+	int sorted;
+};
+
+static int
+delta_src_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct delta_src *)a)->sha256, ((const struct delta_src *)b)->sha256);
+}
+
+static int
+delta_index_add(struct delta_index *ix, const char *sha256, const char *dir, const char *path)
+{
+	struct delta_src *s;
+
+	if (ix->n == ix->cap) {
+		size_t ncap = ix->cap == 0 ? 256 : ix->cap * 2;
+		struct delta_src *v = reallocarray(ix->v, ncap, sizeof(*v));
+
+		if (v == NULL) {
+			return -1;
+		}
+		ix->v = v;
+		ix->cap = ncap;
+	}
+	s = &ix->v[ix->n];
+	memcpy(s->sha256, sha256, sizeof(s->sha256));
+	s->dir = dir;
+	s->path = strdup(path);
+	if (s->path == NULL) {
+		return -1;
+	}
+	ix->n++;
+	ix->sorted = 0;
+	return 0;
+}
+
+static void
+delta_index_sort(struct delta_index *ix)
+{
+	if (!ix->sorted && ix->n > 1) {
+		/* Stable by slot order is not needed: every candidate is tried. */
+		qsort(ix->v, ix->n, sizeof(*ix->v), delta_src_cmp);
+	}
+	ix->sorted = 1;
+}
+
+void
+delta_index_free(struct delta_index *ix)
+{
+	if (ix == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < ix->n; i++) {
+		free(ix->v[i].path);
+	}
+	free(ix->v);
+	free(ix);
+}
+
+/* The first candidate of SHA256 in IX (sorted), or NULL; the others follow it. */
+static const struct delta_src *
+delta_index_first(const struct delta_index *ix, const char *sha256)
+{
+	size_t lo = 0, hi = ix->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(ix->v[mid].sha256, sha256) < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo < ix->n && strcmp(ix->v[lo].sha256, sha256) == 0 ? &ix->v[lo] : NULL;
+}
+
+int
+delta_index_has(const struct delta_index *ix, const char *sha256)
+{
+	return delta_index_first(ix, sha256) != NULL;
+}
+
+/* The files of release directory DIR: its files.json, else a hashing scan. */
+static int
+delta_slot_files(const char *dir, struct release_files *f)
+{
+	struct err e = ERR_INIT;
+	int r = release_files_read(dir, f, NULL, &e);
+
+	if (r == 1) {
+		return 0;
+	}
+	if (r < 0) {
+		log_warnx("delta: %s; indexing the tree instead", err_msg(&e));
+	}
+	err_clear(&e);
+	if (release_files_scan(dir, 0, f, &e) != 0) {
+		log_warnx("delta: %s: not indexed: %s", dir, err_msg(&e));
+		return -1;
+	}
+	return 0;
+}
+
+int
+delta_index_build(const char *root, struct delta_index **out, struct err *e)
+{
+	struct delta_index *ix = calloc(1, sizeof(*ix));
+	struct release_files f = RELEASE_FILES_INIT;
+	struct stat st;
+	int rc = -1;
+
+	if (ix == NULL) {
+		return err_set(e, ERR_NOMEM, "delta index: out of memory");
+	}
+	for (size_t s = 0; s < ARRAY_LEN(delta_slots); s++) {
+		char *dir = ix->dirs[s];
+		int n = snprintf(dir, PATH_MAX, "%s/releases/%s", root, delta_slots[s]);
+
+		if (n < 0 || n >= PATH_MAX) {
+			err_set(e, ERR_INTERNAL, "%s: path too long", root);
+			goto out;
+		}
+		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || delta_slot_files(dir, &f) != 0) {
+			continue;
+		}
+		for (size_t i = 0; i < f.n; i++) {
+			if (f.v[i].type == RELEASE_FILES_REG &&
+			    delta_index_add(ix, f.v[i].sha256, dir, f.v[i].path) != 0) {
+				err_set(e, ERR_NOMEM, "delta index: out of memory");
+				goto out;
+			}
+		}
+		release_files_free(&f);
+	}
+	delta_index_sort(ix);
+	*out = ix;
+	ix = NULL;
+	rc = 0;
+out:
+	release_files_free(&f);
+	delta_index_free(ix);
+	return rc;
+}
+
+/* ---- POST /update/plan ---- */
+
+static int
+delta_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+cJSON *
+delta_plan(const char *root, const char *body, size_t len, struct err *e)
+{
+	struct release_files f = RELEASE_FILES_INIT;
+	struct delta_index *ix = NULL;
+	struct release_info active;
+	const char **missing = NULL;
+	unsigned long long mfiles = 0, mbytes = 0, rfiles = 0, rbytes = 0;
+	size_t nmissing = 0;
+	char dir[PATH_MAX];
+	cJSON *o = NULL, *arr, *res = NULL;
+
+	if (release_files_parse(body, len, &f, e) != 0) {
+		err_rekind(e, ERR_BAD_REQUEST);
+		goto out;
+	}
+	if (delta_index_build(root, &ix, e) != 0) {
+		goto out;
+	}
+	missing = calloc(f.n > 0 ? f.n : 1, sizeof(*missing));
+	if (missing == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < f.n; i++) {
+		const struct release_files_entry *en = &f.v[i];
+
+		if (en->type != RELEASE_FILES_REG) {
+			continue;
+		}
+		if (delta_index_has(ix, en->sha256)) {
+			rfiles++;
+			rbytes += en->size;
+		} else {
+			mfiles++;
+			mbytes += en->size;
+			missing[nmissing++] = en->sha256;
+		}
+	}
+	qsort(missing, nmissing, sizeof(*missing), delta_str_cmp);
+	(void)snprintf(dir, sizeof(dir), "%s/releases/active", root);
+	if (release_record_read(dir, 0, &active, NULL) != 1) {
+		active.id[0] = '\0';
+	}
+	o = cJSON_CreateObject();
+	arr = o != NULL ? json_add_array(o, "missing") : NULL;
+	if (arr == NULL) {
+		goto nomem;
+	}
+	for (size_t i = 0; i < nmissing; i++) {
+		if ((i == 0 || strcmp(missing[i - 1], missing[i]) != 0) &&
+		    json_array_add_str(arr, missing[i]) != 0) {
+			goto nomem;
+		}
+	}
+	if (json_add_int(o, "missing_files", (long long)mfiles) != 0 ||
+	    json_add_int(o, "missing_bytes", (long long)mbytes) != 0 ||
+	    json_add_int(o, "reuse_files", (long long)rfiles) != 0 ||
+	    json_add_int(o, "reuse_bytes", (long long)rbytes) != 0 ||
+	    json_add_str(o, "base", active.id) != 0) {
+		goto nomem;
+	}
+	res = o;
+	o = NULL;
+	goto out;
+nomem:
+	err_set(e, ERR_NOMEM, "out of memory");
+out:
+	cJSON_Delete(o);
+	free(missing);
+	delta_index_free(ix);
+	release_files_free(&f);
+	return res;
+}
+
+/* ---- assembly ---- */
+
+struct delta_asm {
+	const char *staging;
+	const struct release_files *files;
+	struct delta_index *ix;      /* local copies, then the received files */
+	unsigned char *buf;
+	uint64_t copied;
+	struct err *e;
+};
+
+static int
+delta_path(char *out, const char *dir, const char *rel, struct err *e)
+{
+	int n = snprintf(out, PATH_MAX, "%s/%s", dir, rel);
+
+	if (n < 0 || n >= PATH_MAX) {
+		return err_set(e, ERR_INTERNAL, "%s/%.200s: path too long", dir, rel);
+	}
+	return 0;
+}
+
+/* SHA-256 and size of the regular file P (not followed if a symlink). */
+static int
+delta_hash_file(const char *p, char hex[DIGEST_HEX_LEN + 1], uint64_t *size, struct err *e)
+{
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int rc;
+
+	if (fd < 0) {
+		return err_sys(e, "%s", p);
+	}
+	rc = digest_fd(fd, hex, size, e);
+	(void)close(fd);
+	return rc;
+}
+
+/*
+ * Copy SRC to DST (new, mode MODE), hashing the bytes as they pass. 1 when
+ * they are WANT (SIZE bytes), 0 when not (DST removed), -1 with E.
+ */
+static int
+delta_copy(struct delta_asm *a, const char *src, const char *dst, const char *want,
+    uint64_t size, unsigned mode)
+{
+	char hex[DIGEST_HEX_LEN + 1];
+	struct digest d;
+	uint64_t total = 0;
+	int in = -1, out = -1, rc = -1;
+
+	digest_init(&d);
+	in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (in < 0) {
+		rc = 0; /* gone or not a file: another copy may do */
+		goto out;
+	}
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0) {
+		err_sys(a->e, "%s", dst);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(in, a->buf, DELTA_CHUNK);
+
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			rc = 0;
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		total += (uint64_t)n;
+		if (total > size) {
+			rc = 0; /* grew: not this content */
+			goto out;
+		}
+		digest_update(&d, a->buf, (size_t)n);
+		if (fs_write_all(out, a->buf, (size_t)n) != 0) {
+			err_sys(a->e, "%s", dst);
+			goto out;
+		}
+	}
+	if (digest_final(&d, hex) != 0) {
+		err_set(a->e, ERR_INTERNAL, "sha256 failed");
+		goto out;
+	}
+	if (total != size || strcmp(hex, want) != 0) {
+		rc = 0;
+		goto out;
+	}
+	if (fchmod(out, mode) != 0 || close(out) != 0) {
+		out = -1;
+		err_sys(a->e, "%s", dst);
+		goto out;
+	}
+	out = -1;
+	a->copied += size;
+	rc = 1;
+out:
+	digest_free(&d);
+	if (in >= 0) {
+		(void)close(in);
+	}
+	if (out >= 0) {
+		(void)close(out);
+	}
+	if (rc != 1 && unlink(dst) != 0 && errno != ENOENT) {
+		log_warn("delta: unlink %s", dst);
+	}
+	return rc;
+}
+
+/* Every received entry is in files.json with its type; received files have their digest. */
+static int
+delta_check_received(struct delta_asm *a)
+{
+	struct release_files got = RELEASE_FILES_INIT;
+	char p[PATH_MAX], hex[DIGEST_HEX_LEN + 1];
+	int rc = -1;
+
+	if (release_files_scan(a->staging, RELEASE_FILES_NOHASH | RELEASE_FILES_PARTIAL, &got,
+	    a->e) != 0) {
+		err_rekind(a->e, ERR_DELTA_MISMATCH);
+		goto out;
+	}
+	for (size_t i = 0; i < got.n; i++) {
+		const struct release_files_entry *g = &got.v[i];
+		const struct release_files_entry *w = release_files_find(a->files, g->path);
+		uint64_t size = 0;
+
+		if (g->type == RELEASE_FILES_SYMLINK) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': a delta carries no symlinks (they "
+			    "come from files.json)", g->path);
+			goto out;
+		}
+		if (w == NULL || w->type != g->type) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': %s", g->path, w == NULL ?
+			    "not in files.json" : "not of the type files.json gives");
+			goto out;
+		}
+		if (g->type != RELEASE_FILES_REG) {
+			continue;
+		}
+		if (delta_path(p, a->staging, g->path, a->e) != 0 ||
+		    delta_hash_file(p, hex, &size, a->e) != 0) {
+			goto out;
+		}
+		if (size != w->size || strcmp(hex, w->sha256) != 0) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': the delta's file is not the one "
+			    "files.json lists (sha256 %.16s..., %llu bytes)", g->path, hex,
+			    (unsigned long long)size);
+			goto out;
+		}
+		if (chmod(p, w->mode) != 0) {
+			err_sys(a->e, "%s", p);
+			goto out;
+		}
+		if (delta_index_add(a->ix, hex, a->staging, g->path) != 0) {
+			err_set(a->e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+	delta_index_sort(a->ix);
+	rc = 0;
+out:
+	release_files_free(&got);
+	return rc;
+}
+
+/* Make entry EN of files.json in the staging when the delta did not bring it. */
+static int
+delta_make(struct delta_asm *a, const struct release_files_entry *en)
+{
+	char p[PATH_MAX], src[PATH_MAX];
+	const struct delta_src *s;
+	struct stat st;
+
+	if (delta_path(p, a->staging, en->path, a->e) != 0) {
+		return -1;
+	}
+	if (lstat(p, &st) == 0) {
+		/* Received (checked already): only a directory's mode may need setting. */
+		if (en->type == RELEASE_FILES_DIR && chmod(p, en->mode) != 0) {
+			return err_sys(a->e, "%s", p);
+		}
+		return 0;
+	}
+	if (errno != ENOENT) {
+		return err_sys(a->e, "%s", p);
+	}
+	switch (en->type) {
+	case RELEASE_FILES_DIR:
+		if (mkdir(p, 0700) != 0 || chmod(p, en->mode) != 0) {
+			return err_sys(a->e, "%s", p);
+		}
+		return 0;
+	case RELEASE_FILES_SYMLINK:
+		if (symlink(en->target, p) != 0) {
+			return err_sys(a->e, "%s", p);
+		}
+		return 0;
+	case RELEASE_FILES_REG:
+		break;
+	}
+	s = delta_index_first(a->ix, en->sha256);
+	for (; s != NULL && s < a->ix->v + a->ix->n && strcmp(s->sha256, en->sha256) == 0; s++) {
+		int r;
+
+		if (delta_path(src, s->dir, s->path, a->e) != 0) {
+			return -1;
+		}
+		r = delta_copy(a, src, p, en->sha256, en->size, en->mode);
+		if (r != 0) {
+			return r < 0 ? -1 : 0;
+		}
+		log_warnx("delta: %s no longer has the content files.json gave it; not used", src);
+	}
+	return err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': no copy of its content (sha256 "
+	    "%.16s...) on this host and none in the delta", en->path, en->sha256);
+}
+
+/* The staging, walked again, is exactly files.json (the digests were checked on the way in). */
+static int
+delta_verify(struct delta_asm *a)
+{
+	struct release_files got = RELEASE_FILES_INIT;
+	const struct release_files *w = a->files;
+	int rc = -1;
+
+	if (release_files_scan(a->staging, RELEASE_FILES_NOHASH, &got, a->e) != 0) {
+		err_rekind(a->e, ERR_DELTA_MISMATCH);
+		goto out;
+	}
+	for (size_t i = 0, j = 0; i < got.n || j < w->n; i++, j++) {
+		const struct release_files_entry *g = i < got.n ? &got.v[i] : NULL;
+		const struct release_files_entry *x = j < w->n ? &w->v[j] : NULL;
+
+		if (g == NULL || x == NULL || strcmp(g->path, x->path) != 0) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "the assembled tree differs from files.json "
+			    "at '%.200s'", g == NULL ? x->path : x == NULL ? g->path :
+			    strcmp(g->path, x->path) < 0 ? g->path : x->path);
+			goto out;
+		}
+		if (g->type != x->type || g->mode != x->mode ||
+		    (x->type == RELEASE_FILES_REG && g->size != x->size) ||
+		    (x->type == RELEASE_FILES_SYMLINK && strcmp(g->target, x->target) != 0)) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': the assembled entry is not the one "
+			    "files.json lists", x->path);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	release_files_free(&got);
+	return rc;
+}
+
+int
+delta_assemble(const char *root, const char *staging, const struct release_files *files,
+    const struct delta_limits *lim, uint64_t *copied_bytes, struct err *e)
+{
+	struct delta_asm a;
+	unsigned long long avail;
+	uint64_t total = 0;
+	int rc = -1;
+
+	memset(&a, 0, sizeof(a));
+	a.staging = staging;
+	a.files = files;
+	a.e = e;
+	for (size_t i = 0; i < files->n; i++) {
+		if (files->v[i].type == RELEASE_FILES_REG) {
+			total += files->v[i].size;
+		}
+	}
+	/* A short files.json may name one big local file many times: the full push's limits. */
+	if (lim->max_entries > 0 && files->n > lim->max_entries) {
+		return err_set(e, ERR_LIMIT, "files.json: more than %llu entries",
+		    (unsigned long long)lim->max_entries);
+	}
+	if (lim->max_unpacked > 0 && total > lim->max_unpacked) {
+		return err_set(e, ERR_LIMIT, "files.json: its files hold more than %llu bytes",
+		    (unsigned long long)lim->max_unpacked);
+	}
+	if (fs_free_bytes(staging, &avail) == 0 && avail < total + lim->min_free) {
+		return err_set(e, ERR_NOSPACE, "not enough disk space to assemble the release: %llu "
+		    "bytes free, %llu required", avail, (unsigned long long)(total + lim->min_free));
+	}
+	a.buf = malloc(DELTA_CHUNK);
+	if (a.buf == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	if (delta_index_build(root, &a.ix, e) != 0 || delta_check_received(&a) != 0) {
+		goto out;
+	}
+	for (size_t i = 0; i < files->n; i++) {
+		if (delta_make(&a, &files->v[i]) != 0) {
+			goto out;
+		}
+	}
+	testhook_point("delta.assembled");
+	if (delta_verify(&a) != 0) {
+		goto out;
+	}
+	if (copied_bytes != NULL) {
+		*copied_bytes = a.copied;
+	}
+	rc = 0;
+out:
+	free(a.buf);
+	delta_index_free(a.ix);
+	return rc;
+}
