@@ -318,7 +318,7 @@ class Chaos:
             elif time.monotonic() >= deadline:
                 moment = "%.0f ms into it" % (1000 * delay)
             elif client.poll() is not None:
-                moment = "after its answer %s" % client.stdout.read().decode().strip()
+                moment = "after its answer"
             else:
                 # The pause between looks: 1 ms while watching /proc for the
                 # agent, else until the deadline or the client's exit.
@@ -329,13 +329,20 @@ class Chaos:
         t0 = time.monotonic()
         self.kill_updater()
         client.wait(OP_S + 30)
-        self.note("kill -9 updater during %s, %s (%.0f ms after the request)"
-                  % (what, moment, 1000 * (t0 - t_start)))
+        # What the client was told, if anything got out before the kill
+        # ("000": the connection was cut).
+        answer = client.stdout.read().decode().strip()
+        self.note("kill -9 updater during %s, %s (%.0f ms after the request; answer %s)"
+                  % (what, moment, 1000 * (t0 - t_start), answer))
         self.start_updater()
         s = self.settle("kill -9 of the updater during " + what, t0)
         self.check(s == before or s == done,
                    "after kill -9 during %s the slots are %s; before %s, done would be %s"
                    % (what, s, before, done))
+        # An operation its client saw succeed is never undone by a crash.
+        self.check(answer != "200" or s == done,
+                   "the client got 200 for %s, yet after the kill the slots are %s, not %s"
+                   % (what, s, done))
         self.steps[-1] += ": %s" % ("completed" if s == done and s != before else "undone")
         self.force_push = True
 
