@@ -2,7 +2,8 @@
 seeded random sequence of good pushes, bad pushes (the release fails its
 probe), manual rollbacks, kill -9 of the updater at a random moment of an
 operation (or the instant a new agent process appears), kill -9 of the
-agent, and restarts of the updater. After every step, once the updater is
+agent (idle, or the new one of a push the instant it appears), and restarts
+of the updater. After every step, once the updater is
 back, the host must be whole: exactly one agent process of this install
 runs (found in /proc by its executable under the install dir or its
 TANDEM_AGENT_OF entry, as an operator would find it), it serves the release
@@ -50,6 +51,7 @@ STEPS = [
     ("kill_updater_in_op", 4),
     ("kill_updater_idle", 1),
     ("kill_agent", 1),
+    ("kill_agent_in_op", 1),
     ("restart_updater", 1),
 ]
 
@@ -144,6 +146,14 @@ class Chaos:
             return os.readlink("/proc/%d/exe" % pid)
         except OSError:
             return "?"
+
+    @staticmethod
+    def _cmdline(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return f.read().split(b"\0")
+        except OSError:
+            return []
 
     def fail(self, why):
         pytest.fail("chaos: %s\nseed %d (CHAOS_SEED=%d to replay)\nsteps:\n%s\nstate found:\n%s"
@@ -367,6 +377,45 @@ class Chaos:
         s = self.settle("kill -9 of the agent", t0)
         self.check(s == before, "after kill -9 of the agent the slots are %s, were %s"
                    % (s, before))
+        self.force_push = True
+
+    def kill_agent_in_op(self):
+        """kill -9 the new agent of a good push the instant it appears (not
+        its preflight, whose kill is a plain refusal): the
+        probe sees it exit, so the push is rolled back (409) to the release
+        before it, or, had the kill come after the commit, it stands (200)."""
+        before = self.slots()
+        sha = self.pick_good(before["active"])
+        agents = set(install_procs(self.h.root))
+        client = subprocess.Popen(
+            ["curl", "-sS", "--max-time", str(OP_S), "--cacert", self.h.pki.ca_crt,
+             "--cert", self.h.pki.master[0], "--key", self.h.pki.master[1], "-o", "/dev/null",
+             "-w", "%{http_code}", "-F", "sha256=" + sha, "-F", "tarball=@" + self.good[sha][1],
+             self.h.url("/update")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        new = set()
+        while not new and client.poll() is None:
+            # Not the preflight (ENTRYPOINT --self-test): the agent itself.
+            new = {p for p in set(install_procs(self.h.root)) - agents
+                   if b"--self-test" not in self._cmdline(p)}
+            try:
+                client.wait(0.001)
+            except subprocess.TimeoutExpired:
+                pass
+        t0 = time.monotonic()
+        for pid in new:
+            os.kill(pid, signal.SIGKILL)
+        client.wait(OP_S + 30)
+        answer = client.stdout.read().decode().strip()
+        self.note("kill -9 the new agent %s of a push of %s: answer %s"
+                  % (sorted(new), self.good[sha][0], answer))
+        self.check(new, "the push answered %s before a new agent was seen" % answer)
+        s = self.settle("kill -9 of the agent during a push", t0)
+        if answer == "200":
+            self.check(s == {"active": sha, "prev": before["active"]},
+                       "the push answered 200, the slots are %s" % s)
+        else:
+            self.check(answer == "409" and s == before,
+                       "the push answered %s, the slots are %s, were %s" % (answer, s, before))
         self.force_push = True
 
     def restart_updater(self):
