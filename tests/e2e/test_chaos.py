@@ -393,17 +393,24 @@ class Chaos:
              "-w", "%{http_code}", "-F", "sha256=" + sha, "-F", "tarball=@" + self.good[sha][1],
              self.h.url("/update")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         new = set()
+        t0 = None
         while not new and client.poll() is None:
-            # Not the preflight (ENTRYPOINT --self-test): the agent itself.
-            new = {p for p in set(install_procs(self.h.root)) - agents
-                   if b"--self-test" not in self._cmdline(p)}
+            # Not the preflight (ENTRYPOINT --self-test): the agent itself. A
+            # process gone before the kill (a preflight's exit) does not count.
+            for p in set(install_procs(self.h.root)) - agents:
+                argv = self._cmdline(p)
+                if argv and b"--self-test" not in argv:
+                    t = time.monotonic()
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                        new.add(p)
+                        t0 = t0 or t
+                    except ProcessLookupError:
+                        pass
             try:
                 client.wait(0.001)
             except subprocess.TimeoutExpired:
                 pass
-        t0 = time.monotonic()
-        for pid in new:
-            os.kill(pid, signal.SIGKILL)
         client.wait(OP_S + 30)
         answer = client.stdout.read().decode().strip()
         self.note("kill -9 the new agent %s of a push of %s: answer %s"
