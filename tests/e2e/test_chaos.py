@@ -220,9 +220,10 @@ class Chaos:
                 self.name(active))
         return None
 
-    def settle(self, what, t0=None):
+    def settle(self, what, t0=None, kind=None):
         """Wait (deadline SETTLE_S) until the host is whole, then check the
-        disk; T0: the kill's time, for the recovery measurement."""
+        disk; T0: the kill's time, for the recovery measurement, counted
+        under KIND (default WHAT) in the summary."""
         last = [None]
 
         def ok():
@@ -233,7 +234,9 @@ class Chaos:
         except pytest.fail.Exception:
             self.fail("after %s the host is not whole within %d s: %s" % (what, SETTLE_S, last[0]))
         if t0 is not None:
-            self.recoveries.append((what, time.monotonic() - t0))
+            t = time.monotonic() - t0
+            self.recoveries.append((kind or what, t))
+            self.steps[-1] += " [whole again %.0f ms after the kill]" % (1000 * t)
         rel = os.path.join(self.h.root, "releases")
         for left in ("active.new", "prev.old", "prev.replaced"):
             self.check(not os.path.lexists(os.path.join(rel, left)),
@@ -345,7 +348,8 @@ class Chaos:
         self.note("kill -9 updater during %s, %s (%.0f ms after the request; answer %s)"
                   % (what, moment, 1000 * (t0 - t_start), answer))
         self.start_updater()
-        s = self.settle("kill -9 of the updater during " + what, t0)
+        s = self.settle("kill -9 of the updater during " + what, t0,
+                        "kill -9 of the updater during an operation")
         self.check(s == before or s == done,
                    "after kill -9 during %s the slots are %s; before %s, done would be %s"
                    % (what, s, before, done))
@@ -462,8 +466,7 @@ class Chaos:
             "recovery_by_kind": {},
         }
         for what, t in self.recoveries:
-            k = what.split(" during ")[0] if " during " in what else what
-            out["recovery_by_kind"].setdefault(k, []).append(round(t, 3))
+            out["recovery_by_kind"].setdefault(what, []).append(round(t, 3))
         return out
 
 
