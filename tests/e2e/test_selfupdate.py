@@ -243,6 +243,21 @@ def test_confirm_self_required(host, releases):
     assert host.health()["version"] == FALLBACK_VERSION
 
 
+def test_delta_self_update_refused(host, releases):
+    """A self-update is always sent whole: mode=delta is a 400 naming the field."""
+    before = host.tree_state()
+    tgz = releases.get("2.0")
+    r = curl(host.pki, host.pki.master, host.url("/update-self"), "-F", "sha=self",
+             "-F", "sha256=%s" % sha256_file(tgz), "-F", "confirm_self=true", "-F", "mode=delta",
+             "-F", "tarball=@%s;type=application/gzip" % tgz)
+    body = json.loads(r[2])
+    assert r[0] == 400, body
+    assert body["detail"]["field"] == "mode" and "whole" in body["detail"]["error"], body
+    assert host.tree_state() == before
+    host.assert_tree_clean()
+    assert host.health()["version"] == FALLBACK_VERSION
+
+
 def test_preflight_failure_422(host, releases, tmp_path):
     agent = host.agent_pid()
     before = host.tree_state()
