@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1665,6 +1666,99 @@ test_tls_resumption(void **state)
 	tls_ctx_free(cli);
 }
 
+/* Serve N connections one after the other (accept, answer, close). */
+struct msrv {
+	struct tls_ctx *ctx;
+	int lfd;
+	int n;
+	atomic_int resumed;
+};
+
+static void *
+msrv_main(void *arg)
+{
+	struct msrv *m = arg;
+
+	for (int i = 0; i < m->n; i++) {
+		struct rsrv r;
+		memset(&r, 0, sizeof(r));
+		r.ctx = m->ctx;
+		r.lfd = m->lfd;
+		r.resumed = -1;
+		(void)rsrv_main(&r);
+		if (r.resumed == 1) {
+			atomic_fetch_add(&m->resumed, 1);
+		}
+	}
+	return NULL;
+}
+
+struct mcli {
+	struct tls_ctx *cli;
+	const char *port;
+	int ok;
+};
+
+static void *
+mcli_main(void *arg)
+{
+	struct mcli *m = arg;
+
+	for (int i = 0; i < 5; i++) {
+		struct httpc_target t;
+		struct httpc_response resp;
+		struct err err = ERR_INIT;
+		httpc_target_init(&t);
+		t.host = "127.0.0.1";
+		t.port = m->port;
+		t.io_timeout_ms = 20000;
+		t.connect_timeout_ms = 20000;
+		if (httpc_fetch(m->cli, &t, "GET", "/x", NULL, NULL, 0, &resp, &err) == 0 &&
+		    resp.status == 200) {
+			m->ok++;
+		}
+		httpc_response_free(&resp);
+	}
+	return NULL;
+}
+
+/* Hosts run in parallel on one context: the cache is shared, locked, and resumes. */
+static void
+test_tls_resumption_threads(void **state)
+{
+	struct tls_ctx *cli = client_ctx();
+	struct sockaddr_in sa;
+	struct msrv m;
+	struct mcli c[4];
+	pthread_t sth;
+	pthread_t cth[4];
+	char port[8];
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.ctx = server_ctx();
+	m.lfd = loopback_socket(1, &sa);
+	m.n = 20;
+	atomic_init(&m.resumed, 0);
+	snprintf(port, sizeof(port), "%u", (unsigned)ntohs(sa.sin_port));
+	assert_int_equal(listen(m.lfd, 16), 0);
+	assert_int_equal(pthread_create(&sth, NULL, msrv_main, &m), 0);
+	for (int i = 0; i < 4; i++) {
+		c[i] = (struct mcli){ cli, port, 0 };
+		assert_int_equal(pthread_create(&cth[i], NULL, mcli_main, &c[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(cth[i], NULL), 0);
+		assert_int_equal(c[i].ok, 5);
+	}
+	assert_int_equal(pthread_join(sth, NULL), 0);
+	/* At most the first connection of each thread is full (they may race to the first). */
+	assert_true(atomic_load(&m.resumed) >= 16);
+	close(m.lfd);
+	tls_ctx_free(m.ctx);
+	tls_ctx_free(cli);
+}
+
 static void
 test_tls_early_answer_while_blocked(void **state)
 {
@@ -1783,6 +1877,7 @@ main(void)
 	const struct CMUnitTest tls_tests[] = {
 		cmocka_unit_test(test_tls_fetch_identity_and_pin),
 		cmocka_unit_test(test_tls_resumption),
+		cmocka_unit_test(test_tls_resumption_threads),
 		cmocka_unit_test(test_tls_early_answer_while_blocked),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
