@@ -452,8 +452,9 @@ agent_op_probe(void *arg, uint64_t gen, const struct release_info *ri, char **bo
 	rc = probe_run(&o, &res);
 	tls_ctx_free(tls);
 	if (rc == 0) {
-		(void)snprintf(what, sizeof(what), "passed for %s (%.64s) in %lld ms", ri->id,
-		    ri->version, (long long)res.elapsed_ms);
+		(void)snprintf(what, sizeof(what), "passed for %s (%.64s) in %lld ms (%u attempts, "
+		    "%u without an answer)", ri->id, ri->version, (long long)res.elapsed_ms,
+		    res.attempts, res.inconclusive);
 	} else {
 		(void)snprintf(what, sizeof(what), "failed for %s (%.64s): %.400s", ri->id,
 		    ri->version, err_msg(&res.err));

@@ -66,7 +66,10 @@ def test_stopped_agent_longer_than_an_attempt_passes(procs, tmp_path, pki, relea
     assert st == 200 and body["status"] == "updated", body
     assert body["release"]["version"] == "1.1.0", body
     assert inconclusive_count(h) >= 3
-    assert h.health()["agent"]["pid"] == pid
+    agent = h.health()["agent"]
+    assert agent["pid"] == pid, agent
+    assert re.search(r"passed for .* \(\d+ attempts, [1-9]\d* without an answer\)",
+                     agent["last_probe"]), agent
     h.assert_clean()
     assert_clean_exit(h.proc)
 
