@@ -241,6 +241,8 @@ release_statement_json(const struct sign_statement *st)
 	    json_add_str(o, "version", st->version) != 0 ||
 	    json_add_str(o, "compatible", st->compatible) != 0 ||
 	    json_add_str(o, "sha256", st->sha256) != 0 ||
+	    json_add_str(o, "manifest_sha256", st->manifest_sha256[0] != '\0' ?
+	    st->manifest_sha256 : NULL) != 0 ||
 	    json_add_int(o, "size", st->size) != 0 ||
 	    json_add_int(o, "security_version", st->security_version) != 0 ||
 	    json_add_int(o, "min_security_version", st->min_security_version) != 0 ||
@@ -260,6 +262,8 @@ release_statement_print(const struct sign_statement *st)
 {
 	printf("  release     %s %s (%s)\n", st->name, st->version, release_kinds_text(st->kinds));
 	printf("  sha256      %s (%lld bytes)\n", st->sha256, (long long)st->size);
+	printf("  files.json  %s\n", st->manifest_sha256[0] != '\0' ? st->manifest_sha256 :
+	    "(none: the release cannot be installed from a planned push)");
 	printf("  security    version %lld, minimum %lld\n", (long long)st->security_version,
 	    (long long)st->min_security_version);
 	printf("  compatible  %s\n", st->compatible);

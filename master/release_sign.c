@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/digest.h"
 #include "common/release.h"
+#include "common/release_files.h"
 
 /* A release has at most this many entries before manifest.json is given up on. */
 #define RELEASE_SIGN_MAX_ENTRIES 1000000
@@ -37,16 +38,52 @@ release_sign_read_tsig(const char *path, char **buf, size_t *len, struct err *e)
 	return 1;
 }
 
-/* manifest.json of the gzip tar FILE into *BUF (malloc'd), *LEN. */
+/* Read the rest of the current entry of A into DATA (MAX + 1 bytes) or, when
+ * DATA is NULL, into the digest D; *N counts the bytes. */
 static int
-release_sign_manifest(const char *file, char **buf, size_t *len, struct err *e)
+release_sign_read_entry(struct archive *a, const char *file, const char *name, char *data,
+    size_t max, struct digest *d, size_t *n, struct err *e)
+{
+	char chunk[65536] = { 0 };
+	la_ssize_t got;
+
+	for (;;) {
+		char *dst = data != NULL ? data + *n : chunk;
+		size_t room = data != NULL ? max + 1 - *n : sizeof(chunk);
+
+		got = archive_read_data(a, dst, room);
+		if (got <= 0) {
+			break;
+		}
+		*n += (size_t)got;
+		if (*n > max) {
+			return err_set(e, ERR_FORMAT, "%s: %s is larger than %zu bytes", file, name, max);
+		}
+		if (d != NULL) {
+			digest_update(d, dst, (size_t)got);
+		}
+	}
+	if (got < 0) {
+		return err_set(e, ERR_FORMAT, "%s: %.200s", file, archive_error_string(a));
+	}
+	return 0;
+}
+
+/* manifest.json of the gzip tar FILE into *BUF (malloc'd), *LEN, and the
+ * SHA-256 of its files.json into FILES_SHA256 ("" when it has none): the
+ * files digest a statement carries as manifest_sha256. */
+static int
+release_sign_manifest(const char *file, char **buf, size_t *len,
+    char files_sha256[DIGEST_HEX_LEN + 1], struct err *e)
 {
 	struct archive *a = archive_read_new();
 	struct archive_entry *ent;
+	struct digest d;
 	char *data = NULL;
 	size_t n = 0;
-	int r, rc = -1;
+	int r, rc = -1, have_files = 0;
 
+	files_sha256[0] = '\0';
 	if (a == NULL) {
 		return err_set(e, ERR_NOMEM, "libarchive: out of memory");
 	}
@@ -59,7 +96,7 @@ release_sign_manifest(const char *file, char **buf, size_t *len, struct err *e)
 	}
 	for (size_t i = 0; i < RELEASE_SIGN_MAX_ENTRIES; i++) {
 		const char *p;
-		la_ssize_t got;
+		int is_files;
 
 		r = archive_read_next_header(a, &ent);
 		if (r == ARCHIVE_EOF) {
@@ -70,40 +107,66 @@ release_sign_manifest(const char *file, char **buf, size_t *len, struct err *e)
 			goto out;
 		}
 		p = archive_entry_pathname(ent);
+		if (p != NULL && strncmp(p, "./", 2) == 0) {
+			p += 2;
+		}
 		if (p == NULL || (strcmp(p, RELEASE_MANIFEST_FILE) != 0 &&
-		    strcmp(p, "./" RELEASE_MANIFEST_FILE) != 0)) {
+		    strcmp(p, RELEASE_FILES_FILE) != 0)) {
 			continue;
 		}
-		if (archive_entry_filetype(ent) != AE_IFREG ||
-		    archive_entry_size(ent) > RELEASE_FILE_MAX) {
-			err_set(e, ERR_FORMAT, "%s: manifest.json is not a file of at most %d bytes",
-			    file, RELEASE_FILE_MAX);
-			goto out;
-		}
-		data = malloc(RELEASE_FILE_MAX + 1);
-		if (data == NULL) {
-			err_set(e, ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		while ((got = archive_read_data(a, data + n, RELEASE_FILE_MAX + 1 - n)) > 0) {
-			n += (size_t)got;
-			if (n > RELEASE_FILE_MAX) {
-				err_set(e, ERR_FORMAT, "%s: manifest.json is too large", file);
+		is_files = strcmp(p, RELEASE_FILES_FILE) == 0;
+		if (is_files && !have_files) {
+			size_t fn = 0;
+
+			if (archive_entry_filetype(ent) != AE_IFREG) {
+				err_set(e, ERR_FORMAT, "%s: files.json is not a file", file);
+				goto out;
+			}
+			digest_init(&d);
+			r = release_sign_read_entry(a, file, RELEASE_FILES_FILE, NULL,
+			    RELEASE_FILES_MAX_BYTES, &d, &fn, e);
+			if (r != 0) {
+				digest_free(&d);
+				goto out;
+			}
+			if (digest_final(&d, files_sha256) != 0) {
+				err_set(e, ERR_INTERNAL, "%s: files.json: SHA-256 failed", file);
+				goto out;
+			}
+			have_files = 1;
+		} else if (!is_files && data == NULL) {
+			if (archive_entry_filetype(ent) != AE_IFREG ||
+			    archive_entry_size(ent) > RELEASE_FILE_MAX) {
+				err_set(e, ERR_FORMAT, "%s: manifest.json is not a file of at most %d "
+				    "bytes", file, RELEASE_FILE_MAX);
+				goto out;
+			}
+			data = malloc(RELEASE_FILE_MAX + 1);
+			if (data == NULL) {
+				err_set(e, ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			if (release_sign_read_entry(a, file, RELEASE_MANIFEST_FILE, data,
+			    RELEASE_FILE_MAX, NULL, &n, e) != 0) {
 				goto out;
 			}
 		}
-		if (got < 0) {
-			err_set(e, ERR_FORMAT, "%s: %.200s", file, archive_error_string(a));
-			goto out;
+		if (data != NULL && have_files) {
+			break;
 		}
-		*buf = data;
-		*len = n;
-		data = NULL;
-		rc = 0;
+	}
+	if (data == NULL) {
+		err_set(e, ERR_FORMAT, "%s: no manifest.json in the release", file);
 		goto out;
 	}
-	err_set(e, ERR_FORMAT, "%s: no manifest.json in the release", file);
+	*buf = data;
+	*len = n;
+	data = NULL;
+	rc = 0;
 out:
+	if (rc != 0) {
+		files_sha256[0] = '\0';
+	}
 	free(data);
 	archive_read_free(a);
 	return rc;
@@ -129,7 +192,7 @@ release_sign_inspect(const char *file, struct release_sign_info *info, struct er
 		return err_prefix(e, "%s", file);
 	}
 	rc = -1;
-	if (release_sign_manifest(file, &mf, &mflen, e) != 0) {
+	if (release_sign_manifest(file, &mf, &mflen, out.manifest_sha256, e) != 0) {
 		goto out;
 	}
 	if (release_manifest_parse(mf, mflen, 0, &m, e) != 0) {
@@ -162,6 +225,7 @@ release_sign_new(const struct release_sign_opts *o, struct sign_envelope *env,
 	memcpy(s.name, info.name, sizeof(s.name));
 	memcpy(s.version, info.version, sizeof(s.version));
 	memcpy(s.sha256, info.sha256, sizeof(s.sha256));
+	memcpy(s.manifest_sha256, info.manifest_sha256, sizeof(s.manifest_sha256));
 	s.size = (int64_t)info.size;
 	s.kinds = info.kinds;
 	s.security_version = o->security_version;

@@ -26,6 +26,7 @@ struct release_sign_info {
 	char version[SIGN_IDENT_MAX + 1];
 	unsigned kinds;           /* SIGN_KIND_AGENT when it has an entrypoint, _UPDATER when
 				     it has an updater_entrypoint */
+	char manifest_sha256[65]; /* SHA-256 of its files.json; "" when it has none */
 };
 
 /*

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import tarfile
 
 import pytest
 
@@ -94,6 +95,10 @@ def test_keygen_sign_verify(tmp_path, release):
     assert st["security_version"] == 7 and st["min_security_version"] == 6
     assert st["sha256"] == hashlib.sha256(open(rel, "rb").read()).hexdigest()
     assert st["size"] == os.path.getsize(rel)
+    # The files digest a planned push is held to: SHA-256 of the tarball's files.json.
+    with tarfile.open(rel) as t:
+        fj = t.extractfile(t.getmember("files.json")).read()
+    assert st["manifest_sha256"] == hashlib.sha256(fj).hexdigest()
     assert sorted(st["kinds"]) == ["agent", "updater"]
     assert signed["signed_by"] == [k["keyid"]]
     # Signing again needs --force; --cosign adds a signature to the same statement.
@@ -139,6 +144,15 @@ def test_keygen_sign_verify(tmp_path, release):
     rel3 = copy_release(release, tmp_path, "r3.tar.gz")
     r = tandem(home, "release", "verify", rel3, "--keyring", kr, "--json")
     assert r.returncode == 1 and "not signed" in r.stderr
+    # A release without files.json (an older packer) is signed without manifest_sha256.
+    rel4 = str(tmp_path / "r4.tar.gz")
+    with tarfile.open(release) as src, tarfile.open(rel4, "w:gz") as dst:
+        for m in src.getmembers():
+            if m.name.lstrip("./") != "files.json":
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    old = tandem_json(home, "release", "sign", rel4, "--key", keys.key("rel"),
+                      "--security-version", "1")
+    assert old["statement"]["manifest_sha256"] is None
 
 
 def test_signatures_interoperate_with_openssl(tmp_path, release):
