@@ -12,6 +12,7 @@
 #   make bench       benchmarks (results belong in wiki/Performance.md)
 #   make bench-rollout  the rollout scale benchmark alone (1 000 and 10 000 hosts)
 #   make bench-tls   TLS session resumption: full vs resumed handshake CPU
+#   make bench-delta planned (delta) push vs full push of a ~200 MB release
 #   make demo        a demo fleet of three hosts on 127.0.0.1 (scripts/demo.sh)
 #   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
 #                    [RELEASE_UPDATER_KIND=...] (wiki/Self-Update.md)
@@ -438,6 +439,10 @@ bench: all $(BENCH_BINS)
 .PHONY: bench-tls
 bench-tls: all $(BUILD)/bench/channel_hs
 	BUILD=$(abspath $(BUILD)) bench/tls_resume.sh
+
+.PHONY: bench-delta
+bench-delta: all
+	BUILD=$(abspath $(BUILD)) bench/delta.sh
 
 .PHONY: bench-rollout
 bench-rollout: all
