@@ -9,13 +9,16 @@ medians of request-body bytes on the wire and push wall time, and ratios.
 Results go to wiki/Performance.md ("Planned pushes").
 
     BUILD=/abs/build bench/delta.sh        (make bench-delta sets BUILD)
-    RUNS=3 BIG_MB=200 CHANGED=7 bench/delta.sh
+    RUNS=3 BIG_MB=200 CHANGED=7 STATUS_HOSTS=4 PARTS=push,status bench/delta.sh
+
+It also prints the master's CPU per host of `tandem swarm status --all`.
 """
 
 import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,6 +37,8 @@ BUILD = os.environ.get("BUILD") or os.path.join(ROOT, "build")
 RUNS = int(os.environ.get("RUNS", "3"))
 BIG_MB = int(os.environ.get("BIG_MB", "200"))
 CHANGED = int(os.environ.get("CHANGED", "7"))
+STATUS_HOSTS = int(os.environ.get("STATUS_HOSTS", "4"))
+PARTS = os.environ.get("PARTS", "push,status").split(",")
 FILE_MAX = 8 << 20
 
 
@@ -184,10 +189,43 @@ class Host(Updater):
         return time.monotonic() - t0, sent, "planned", plan
 
 
+def status_cpu(work):
+    """Master CPU per host of `tandem swarm status --all` (user + system time of the
+    child from getrusage), STATUS_HOSTS real updaters, RUNS runs: what TLS session
+    resumption in the master's client changes (the build decides whether it resumes)."""
+    os.environ.setdefault("TANDEM_BUILD", BUILD)
+    from swarm_util import Fleet  # noqa: E402 (needs TANDEM_BUILD)
+    fleet = Fleet(os.path.join(work, "fleet"))
+    cpu = []
+    try:
+        for i in range(STATUS_HOSTS):
+            fleet.enroll("host%d" % i)
+            fleet.start("host%d" % i)
+        argv = [os.path.join(BUILD, "tandem"), "--home", fleet.home, "swarm", "status", "--all",
+                "--json"]
+        for _ in range(RUNS + 1):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if r.returncode not in (0, 1) or not r.stdout.startswith("{"):
+                sys.exit("swarm status failed (%d): %s" % (r.returncode, r.stderr))
+            cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    finally:
+        fleet.stop_all()
+    cpu = cpu[1:]  # the first run warms the page cache
+    print("tandem swarm status --all, %d hosts: master CPU median %.1f ms per host (%s ms per run)"
+          % (STATUS_HOSTS, 1000.0 * statistics.median(cpu) / STATUS_HOSTS,
+             ", ".join("%.1f" % (1000.0 * c) for c in cpu)), flush=True)
+
+
 def main():
     work = tempfile.mkdtemp(prefix="tandem-bench-delta.", dir=os.environ.get("TMPDIR", "/tmp"))
     hosts = []
     try:
+        if "status" in PARTS:
+            status_cpu(work)
+        if "push" not in PARTS:
+            return
         pki = OpensslPKI(os.path.join(work, "pki"))
         pki.master = pki.issue("master", "tandem-master", ou="master", eku=("clientAuth",))
         pki.agent = pki.issue("host1", "host1", ou="agent")
