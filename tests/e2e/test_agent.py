@@ -558,7 +558,7 @@ def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
         assert hashlib.sha256(f.read()).hexdigest() == digest
     assert r.stdout.strip().splitlines()[-1] == "%s  %s" % (digest, again)
 
-    expected = ["bin", "bin/tandem-agent", "bin/tandem-updater", "manifest.json"]
+    expected = ["bin", "bin/tandem-agent", "bin/tandem-updater", "files.json", "manifest.json"]
     with tarfile.open(tarball, "r:gz") as t:
         members = t.getmembers()
         assert [m.name for m in members] == expected
@@ -569,6 +569,9 @@ def test_make_release_tarball(procs, tmp_path, pki, agent_cfg, releases):
         assert modes["bin/tandem-agent"] == 0o755 and modes["manifest.json"] == 0o644
         assert members[0].isdir()
         manifest = json.load(t.extractfile("manifest.json"))
+        files = json.load(t.extractfile("files.json"))
+    # files.json lists every other member with the digest of its bytes.
+    assert [f["path"] for f in files["files"]] == [n for n in expected if n != "files.json"]
     want = {"name": "tandem-agent", "version": "9.9.9-test", "entrypoint": "bin/tandem-agent",
             "preflight": ["bin/tandem-agent", "--self-test"],
             "updater_entrypoint": "bin/tandem-updater",
