@@ -3,7 +3,8 @@
  * converge`, and the rollout behind `swarm update`. Exit codes: 0 the
  * rollout is done and every host runs the release (or the command did what
  * it says), 1 halted, aborted, failed hosts or an error, 2 usage error,
- * 3 the rollout is not finished (paused, interrupted, waiting).
+ * 3 the rollout is not finished (paused, waiting). Stopped by SIGINT or
+ * SIGTERM, the command reports and then ends by that signal (main.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,12 +39,20 @@
 /* ---- signals: the first SIGINT/SIGTERM stops dispatching, the second one kills ---- */
 
 static volatile int cmd_stop;
+static volatile sig_atomic_t cmd_stop_sig;
 
 static void
 on_stop_signal(int sig)
 {
 	cmd_stop = 1;
+	cmd_stop_sig = sig;
 	signal(sig, SIG_DFL);
+}
+
+int
+cmd_rollout_stop_signal(void)
+{
+	return (int)cmd_stop_sig;
 }
 
 static void
@@ -1224,8 +1233,10 @@ static const char rollout_exit[] =
     "  0  done (resume, watch) or the request carried out\n"
     "  1  halted, aborted, failed hosts, or an error (the message says which)\n"
     "  2  usage error: the command line is wrong, nothing was done\n"
-    "  3  not finished (paused, interrupted, waiting for its window or for\n"
-    "     another driver): 'tandem swarm rollout resume ID'\n";
+    "  3  not finished (paused, waiting for its window or for another\n"
+    "     driver): 'tandem swarm rollout resume ID'\n"
+    "  Ctrl-C or SIGTERM: hosts in flight finish, the report is printed, then\n"
+    "  the command ends by that signal (a shell sees 130 or 143)\n";
 
 const struct cli_cmd cmd_rollout_subs[CMD_ROLLOUT_N_SUBS] = {
 	{

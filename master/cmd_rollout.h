@@ -26,6 +26,14 @@ int cmd_rollout_update(const struct cli *cli, struct swarm_ctx *c, const struct 
  * The selector of A's --host names, --all or --hosts SEL into *OUT (and
  * checked against the registry). Returns 0, or -1 with E.
  */
+/*
+ * The SIGINT or SIGTERM that stopped a rollout command, 0 if none came. main()
+ * ends the process by that signal once the report is out and the registry
+ * closed, so a calling shell script sees the interrupt and stops too (a shell
+ * ignores a Ctrl-C that its child caught and survived).
+ */
+int cmd_rollout_stop_signal(void);
+
 int cmd_rollout_selector(struct swarm_ctx *c, const struct swarm_update_args *a,
     struct selector *out, struct err *e) WUR;
 

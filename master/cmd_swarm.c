@@ -2232,8 +2232,10 @@ static const char swarm_rollout_exit[] =
     "  1  halted, aborted, a host failed, or the release was refused before\n"
     "     anything was sent (the message says why)\n"
     "  2  usage error: the command line is wrong, nothing was done\n"
-    "  3  not finished (--paused, interrupted, waiting for its window):\n"
-    "     'tandem swarm rollout resume ID' goes on\n";
+    "  3  not finished (--paused, waiting for its window):\n"
+    "     'tandem swarm rollout resume ID' goes on\n"
+    "  Ctrl-C or SIGTERM: hosts in flight finish, the report is printed, then\n"
+    "  the command ends by that signal (a shell sees 130 or 143); resume goes on\n";
 
 static const struct cli_cmd swarm_keyring_subs[] = {
 	{

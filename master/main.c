@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "common/util.h"
 #include "common/version.h"
 #include "master/cli.h"
+#include "master/cmd_rollout.h"
 
 /* Options that may stand anywhere on the line. */
 enum {
@@ -335,6 +337,26 @@ resolve_home(struct cli *cli, const char *opt, char *buf, size_t len, struct err
 	return 0;
 }
 
+/*
+ * A rollout command that SIGINT or SIGTERM stopped has reported and closed its
+ * registry by now: end by the same signal, the convention that lets the shell
+ * running us (a script, the demo) act on the Ctrl-C too. An exit status of its
+ * own would make the shell believe the interrupt was handled and go on.
+ */
+static void
+die_by_stop_signal(void)
+{
+	int sig = cmd_rollout_stop_signal();
+
+	if (sig == 0) {
+		return;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -403,5 +425,6 @@ main(int argc, char **argv)
 	rc = l.cmd->run(&cli, l.n_rest, l.rest);
 out:
 	free(l.rest);
+	die_by_stop_signal();
 	return rc;
 }

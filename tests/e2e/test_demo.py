@@ -54,6 +54,26 @@ def group_alive(pgid):
         return False
 
 
+def push_running_in(sid):
+    """True once a `tandem ... swarm update` process runs in session SID (the demo's)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): state ppid pgrp session.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and b"swarm" in argv and b"update" in argv and \
+                os.path.basename(argv[0]) == b"tandem":
+            return True
+    return False
+
+
 def procs_under(directory):
     """Live processes whose command line or executable mentions DIRECTORY."""
     found = []
@@ -179,6 +199,10 @@ def test_demo_interrupted_stops_everything(build_dir, demo_dir, nth):
             if seen == nth or time.monotonic() > deadline:
                 break
         assert seen == nth, "".join(lines)
+        # The command line is printed before the push starts: wait for the push
+        # itself: a Ctrl-C that reaches the shell before it forks the push is
+        # not seen by the push, and bash may then drop it.
+        wait_until(lambda: push_running_in(p.pid), 120, "the demo's swarm update running")
         # Ctrl-C reaches the whole foreground process group of a terminal.
         os.killpg(p.pid, signal.SIGINT)
         rest, _ = p.communicate(timeout=300)
