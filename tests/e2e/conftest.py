@@ -79,6 +79,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    _longest_groups_first(items)
+
+
+# The xdist groups that take longest, longest first (wiki/Development.md, the
+# --durations of make e2e). --dist loadgroup hands groups to workers in
+# collection order, so a long group collected last (make deb and the systemd
+# container sort after most files) ends the run alone on one worker while
+# the others sit idle. Any other group keeps its place after these; the list
+# changes only the order, never what runs.
+LONGEST_GROUPS = ("build-deb", "test_chaos", "test_selfupdate", "test_rollout",
+                  "test_certs_renew", "test_demo", "test_cli", "test_signing")
+
+
+def _longest_groups_first(items):
+    def rank(item):
+        name = item.get_closest_marker("xdist_group")
+        name = name.args[0] if name.args else name.kwargs.get("name")
+        return LONGEST_GROUPS.index(name) if name in LONGEST_GROUPS else len(LONGEST_GROUPS)
+    items.sort(key=rank)  # stable: each file keeps its own order
 
 
 @pytest.fixture(scope="session")
