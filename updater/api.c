@@ -49,7 +49,7 @@ struct api_req {
 	size_t request_id_len;
 	char force[16];
 	size_t force_len;
-	char mode[16];                /* "", "full" or "delta" (update only) */
+	char mode[16];                /* "", "full" or "delta" */
 	size_t mode_len;
 	int locked;
 	int have_tarball;
@@ -388,10 +388,8 @@ up_tarball(struct api *a, struct httpd_req *r, struct api_req *q,
 		}
 		q->plan.force = strcmp(q->force, "true") == 0;
 		if (q->mode_len > 0 && strcmp(q->mode, "full") != 0 &&
-		    (strcmp(q->mode, "delta") != 0 || q->plan.kind != INSTALL_UPDATE)) {
-			err_set(&e, ERR_BAD_REQUEST, "%s", q->plan.kind == INSTALL_UPDATE ?
-			    "field 'mode' must be 'full' or 'delta'" :
-			    "field 'mode': a self-update is sent whole ('full'), never as a delta");
+		    strcmp(q->mode, "delta") != 0) {
+			err_set(&e, ERR_BAD_REQUEST, "field 'mode' must be 'full' or 'delta'");
 			api_refuse(r, q->plan.kind, &e, "mode");
 			return -1;
 		}
@@ -541,21 +539,38 @@ plan_data(struct httpd_req *r, const struct httpd_part *part, const char *data, 
 	return 0;
 }
 
+/* The plan against the releases of tree ROOT (the agent's, or the updater's own for KIND self). */
 static void
-plan_end(struct httpd_req *r, void *arg)
+plan_answer(struct httpd_req *r, const char *root, enum install_kind kind)
 {
-	struct api *a = arg;
 	struct api_plan_body *b = httpd_req_data(r);
 	struct err e = ERR_INIT;
 	cJSON *o;
 
-	o = delta_plan(install_root(a->in), b->buf != NULL ? b->buf : "", b->len, &e);
+	o = delta_plan(root, b->buf != NULL ? b->buf : "", b->len, &e);
 	if (o == NULL) {
 		err_prefix(&e, "plan");
-		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		api_refuse(r, kind, &e, NULL);
 		return;
 	}
 	httpd_respond_json(r, 200, o);
+}
+
+static void
+plan_end(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+
+	plan_answer(r, install_root(a->in), INSTALL_UPDATE);
+}
+
+/* POST /update-self/plan: the same question about the updater's own releases. */
+static void
+plan_end_self(struct httpd_req *r, void *arg)
+{
+	struct api *a = arg;
+
+	plan_answer(r, install_self_root(a->in), INSTALL_SELF);
 }
 
 static void
@@ -998,6 +1013,10 @@ api_start(struct api *a, const char *seed, struct err *e)
 		{ .method = "POST", .path = "/update/plan", .roles = master,
 		    .max_body = RELEASE_FILES_MAX_BYTES, .deadline_ms = deadline,
 		    .on_begin = plan_begin, .on_data = plan_data, .on_end = plan_end,
+		    .on_cleanup = plan_cleanup, .arg = a },
+		{ .method = "POST", .path = "/update-self/plan", .roles = master,
+		    .max_body = RELEASE_FILES_MAX_BYTES, .deadline_ms = deadline,
+		    .on_begin = plan_begin, .on_data = plan_data, .on_end = plan_end_self,
 		    .on_cleanup = plan_cleanup, .arg = a },
 		{ .method = "POST", .path = "/update-self", .roles = master, .max_body = max_body,
 		    .deadline_ms = deadline, .multipart = 1, .on_begin = up_begin_self,

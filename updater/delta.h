@@ -3,6 +3,10 @@
  * the host already holds, and a release assembled in staging from a delta
  * upload plus local copies (wiki/Updater.md "Delta installs").
  *
+ * Every function takes the root of one release tree: the agent's, or the
+ * updater's own (INSTALL_DIR/updater) for POST /update-self/plan and a delta
+ * self-update; copies only ever come from that tree's releases.
+ *
  * The index: every regular file of releases/active and releases/prev by
  * SHA-256, from their files.json (common/release_files) when it is there and
  * valid, else by scanning and hashing the tree. It is advice only: every

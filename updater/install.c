@@ -1273,7 +1273,9 @@ install_delta_assemble(struct install_txn *t, struct install_outcome *oc)
 	uint64_t copied = 0;
 	int r, rc = -1;
 
-	if (snprintf(dir, sizeof(dir), "%s/%s", t->st->root, t->staging_rel) >= (int)sizeof(dir)) {
+	/* Either tree's staging: the agent's or the updater's own (a self-update). */
+	if (snprintf(dir, sizeof(dir), "%s/%s", t->st->root, STORE_STAGING_REL) >=
+	    (int)sizeof(dir)) {
 		return err_set(&oc->err, ERR_INTERNAL, "staging path too long");
 	}
 	r = release_files_read(dir, &files, fsha, &oc->err);
@@ -1292,7 +1294,11 @@ install_delta_assemble(struct install_txn *t, struct install_outcome *oc)
 	lim.max_unpacked = (uint64_t)in->cfg->max_unpacked;
 	lim.max_entries = (uint64_t)in->cfg->max_entries;
 	lim.min_free = install_reserve(in);
-	if (delta_assemble(t->st->root, dir, &files, &lim, &copied, &oc->err) != 0) {
+	/* A self-update's crash point is "self.delta.assembled", apart from an agent update's. */
+	install_scope(t->plan->kind, 1);
+	r = delta_assemble(t->st->root, dir, &files, &lim, &copied, &oc->err);
+	install_scope(t->plan->kind, 0);
+	if (r != 0) {
 		goto out;
 	}
 	log_info("update %s: assembled from a delta of %llu bytes and %llu bytes of local copies",

@@ -243,16 +243,16 @@ def test_confirm_self_required(host, releases):
     assert host.health()["version"] == FALLBACK_VERSION
 
 
-def test_delta_self_update_refused(host, releases):
-    """A self-update is always sent whole: mode=delta is a 400 naming the field."""
+def test_unknown_self_update_mode_refused(host, releases):
+    """mode is 'full' or 'delta' (test_delta_self.py): anything else is a 400 naming the field."""
     before = host.tree_state()
     tgz = releases.get("2.0")
     r = curl(host.pki, host.pki.master, host.url("/update-self"), "-F", "sha=self",
-             "-F", "sha256=%s" % sha256_file(tgz), "-F", "confirm_self=true", "-F", "mode=delta",
+             "-F", "sha256=%s" % sha256_file(tgz), "-F", "confirm_self=true", "-F", "mode=patch",
              "-F", "tarball=@%s;type=application/gzip" % tgz)
     body = json.loads(r[2])
     assert r[0] == 400, body
-    assert body["detail"]["field"] == "mode" and "whole" in body["detail"]["error"], body
+    assert body["detail"]["field"] == "mode" and "'full' or 'delta'" in body["detail"]["error"], body
     assert host.tree_state() == before
     host.assert_tree_clean()
     assert host.health()["version"] == FALLBACK_VERSION

@@ -129,7 +129,7 @@ def test_every_route_and_status_is_documented():
               re.findall(r'\.method = "(\w+)", \.path = "(/[\w-]*)"', src["agent/api.c"])}
     routes |= {("updater", m, p) for m, p in
                re.findall(r'\.method = "(\w+)", \.path = "(/[\w/-]*)"', src["updater/api.c"])}
-    assert len(routes) == 13, routes
+    assert len(routes) == 14, routes
     for daemon, method, path in sorted(routes):
         assert re.search(r"^#+ %s: `%s %s`" % (daemon, method, re.escape(path)), page, re.M), \
             "wiki/API.md has no section `%s: %s %s`" % (daemon, method, path)
