@@ -1,5 +1,6 @@
 #include "updater/delta.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -115,12 +116,115 @@ delta_index_has(const struct delta_index *ix, const char *sha256)
 	return delta_index_first(ix, sha256) != NULL;
 }
 
-/* The files of release directory DIR: its files.json, else a hashing scan. */
+/*
+ * The index cache of a release installed without files.json: the scan of
+ * its tree in files.json form, ROOT/state/DELTA_CACHE_PREFIX<id>.json (the
+ * install id of its release.json, new at every install, so another release
+ * in the slot never matches). Advice like the index itself: every copy is
+ * hashed again.
+ */
+#define DELTA_CACHE_PREFIX "delta-index-"
+
+/* ROOT/state/delta-index-ID.json into OUT; -1 for an id that is not a plain name. */
 static int
-delta_slot_files(const char *dir, struct release_files *f)
+delta_cache_path(char *out, const char *root, const char *id)
+{
+	int n;
+
+	if (id[0] == '\0' || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_") != strlen(id)) {
+		return -1;
+	}
+	n = snprintf(out, PATH_MAX, "%s/state/" DELTA_CACHE_PREFIX "%s.json", root, id);
+	return n < 0 || n >= PATH_MAX ? -1 : 0;
+}
+
+/* 0 with *F from the cache at P; -1 when missing or unusable (it is then rebuilt). */
+static int
+delta_cache_load(const char *p, struct release_files *f)
 {
 	struct err e = ERR_INIT;
-	int r = release_files_read(dir, f, NULL, &e);
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (fs_read_file(p, RELEASE_FILES_MAX_BYTES, &buf, &len) != 0) {
+		if (errno != ENOENT) {
+			log_warn("delta: %s", p);
+		}
+		return -1;
+	}
+	if (release_files_parse(buf, len, f, &e) != 0) {
+		log_warnx("delta: %s: %s; rebuilding it", p, err_msg(&e));
+	} else {
+		rc = 0;
+	}
+	free(buf);
+	return rc;
+}
+
+static void
+delta_cache_store(const char *p, const struct release_files *f)
+{
+	struct err e = ERR_INIT;
+	char *out = NULL;
+	size_t len = 0;
+
+	if (release_files_format(f, &out, &len, &e) != 0) {
+		log_warnx("delta: %s not written: %s", p, err_msg(&e));
+		return;
+	}
+	if (fs_write_atomic(p, out, len, 0600) != 0) {
+		log_warn("delta: %s not written", p);
+	}
+	free(out);
+}
+
+/* Remove ROOT/state's caches of installs that are in no slot (KEEP: the ids in a slot). */
+static void
+delta_cache_prune(const char *root, char keep[][RELEASE_ID_SIZE], size_t nkeep)
+{
+	char dir[PATH_MAX], p[PATH_MAX];
+	const size_t plen = strlen(DELTA_CACHE_PREFIX);
+	struct dirent *de;
+	DIR *d;
+
+	if (snprintf(dir, sizeof(dir), "%s/state", root) >= (int)sizeof(dir) ||
+	    (d = opendir(dir)) == NULL) {
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name), k;
+
+		if (n <= plen + 5 || strncmp(de->d_name, DELTA_CACHE_PREFIX, plen) != 0 ||
+		    strcmp(de->d_name + n - 5, ".json") != 0) {
+			continue;
+		}
+		for (k = 0; k < nkeep; k++) {
+			if (strlen(keep[k]) == n - plen - 5 &&
+			    strncmp(de->d_name + plen, keep[k], n - plen - 5) == 0) {
+				break;
+			}
+		}
+		if (k == nkeep && snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) < (int)sizeof(p) &&
+		    unlink(p) != 0 && errno != ENOENT) {
+			log_warn("delta: unlink %s", p);
+		}
+	}
+	(void)closedir(d);
+}
+
+/*
+ * The files of release directory DIR of tree ROOT: its files.json, else the
+ * cached scan of this install (ID, from its release.json, "" without one),
+ * else a hashing scan, then cached.
+ */
+static int
+delta_slot_files(const char *root, const char *dir, const char *id, struct release_files *f)
+{
+	struct err e = ERR_INIT;
+	char cache[PATH_MAX];
+	int cached, r = release_files_read(dir, f, NULL, &e);
 
 	if (r == 1) {
 		return 0;
@@ -129,9 +233,16 @@ delta_slot_files(const char *dir, struct release_files *f)
 		log_warnx("delta: %s; indexing the tree instead", err_msg(&e));
 	}
 	err_clear(&e);
+	cached = delta_cache_path(cache, root, id) == 0;
+	if (cached && delta_cache_load(cache, f) == 0) {
+		return 0;
+	}
 	if (release_files_scan(dir, 0, f, &e) != 0) {
 		log_warnx("delta: %s: not indexed: %s", dir, err_msg(&e));
 		return -1;
+	}
+	if (cached) {
+		delta_cache_store(cache, f);
 	}
 	return 0;
 }
@@ -141,7 +252,10 @@ delta_index_build(const char *root, struct delta_index **out, struct err *e)
 {
 	struct delta_index *ix = calloc(1, sizeof(*ix));
 	struct release_files f = RELEASE_FILES_INIT;
+	char ids[ARRAY_LEN(delta_slots)][RELEASE_ID_SIZE];
+	struct release_info ri;
 	struct stat st;
+	size_t nids = 0;
 	int rc = -1;
 
 	if (ix == NULL) {
@@ -155,7 +269,15 @@ delta_index_build(const char *root, struct delta_index **out, struct err *e)
 			err_set(e, ERR_INTERNAL, "%s: path too long", root);
 			goto out;
 		}
-		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || delta_slot_files(dir, &f) != 0) {
+		if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			continue;
+		}
+		/* Lenient: a record an older updater wrote still names its install. */
+		if (release_record_read(dir, RELEASE_REC_LENIENT, &ri, NULL) != 1) {
+			ri.id[0] = '\0';
+		}
+		memcpy(ids[nids++], ri.id, sizeof(ri.id));
+		if (delta_slot_files(root, dir, ri.id, &f) != 0) {
 			continue;
 		}
 		for (size_t i = 0; i < f.n; i++) {
@@ -167,6 +289,7 @@ delta_index_build(const char *root, struct delta_index **out, struct err *e)
 		}
 		release_files_free(&f);
 	}
+	delta_cache_prune(root, ids, nids);
 	delta_index_sort(ix);
 	*out = ix;
 	ix = NULL;

@@ -9,7 +9,8 @@
  *
  * The index: every regular file of releases/active and releases/prev by
  * SHA-256, from their files.json (common/release_files) when it is there and
- * valid, else by scanning and hashing the tree. It is advice only: every
+ * valid, else by scanning and hashing the tree; that scan is cached as
+ * ROOT/state/delta-index-<install id>.json (see delta.c). It is advice only: every
  * copy made from it is hashed again while it is copied (the agent may have
  * changed its own files), and a copy whose bytes differ is not used.
  *

@@ -19,6 +19,27 @@ from test_updater import (CRASH_STATUS, Host, assert_clean_exit, check_recovered
 from worker_util import curl_run
 
 
+def repack(base_tgz, tree, tgz, big, doc, copy=False):
+    """BASE_TGZ unpacked into TREE (a new directory) with a shared library BIG
+    (bytes) and its symlink, docs (NOTES = DOC, SAME; with COPY also
+    NOTES.copy = DOC), packed by `tandem release pack` into TGZ.
+    Returns (TGZ, its files.json bytes)."""
+    tree.mkdir()
+    run(["tar", "-xzf", base_tgz, "-C", str(tree)])
+    os.remove(str(tree / "files.json"))
+    (tree / "lib").mkdir()
+    (tree / "lib" / "libbig.so.1").write_bytes(big)
+    os.symlink("libbig.so.1", str(tree / "lib" / "libbig.so"))
+    (tree / "share" / "doc").mkdir(parents=True)
+    (tree / "share" / "doc" / "NOTES").write_text(doc)
+    (tree / "share" / "doc" / "SAME").write_text("same in both\n")
+    if copy:
+        (tree / "share" / "doc" / "NOTES.copy").write_text(doc)
+    r = run([bin_path("tandem"), "release", "pack", str(tree), "-o", tgz])
+    assert r.returncode == 0, r.stderr
+    return tgz, run(["tar", "-xOzf", tgz, "files.json"]).stdout.encode()
+
+
 @pytest.fixture(scope="module")
 def rels(build_dir, tmp_path_factory):
     """R1 and R2: agent releases 1.0.0 and 2.0.0 sharing a 1 MiB library, a
@@ -27,30 +48,13 @@ def rels(build_dir, tmp_path_factory):
     base = Releases(build_dir, str(tmp_path_factory.mktemp("base")))
     out = tmp_path_factory.mktemp("delta-rels")
     big = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, the same in both
-    made = {}
-    for name, version, doc in (("r1", "1.0.0", "one\n"), ("r2", "2.0.0", "two\n")):
-        tree = out / name
-        tree.mkdir()
-        run(["tar", "-xzf", base.get(version), "-C", str(tree)])
-        os.remove(str(tree / "files.json"))
-        (tree / "lib").mkdir()
-        (tree / "lib" / "libbig.so.1").write_bytes(big)
-        os.symlink("libbig.so.1", str(tree / "lib" / "libbig.so"))
-        (tree / "share" / "doc").mkdir(parents=True)
-        (tree / "share" / "doc" / "NOTES").write_text(doc)
-        (tree / "share" / "doc" / "SAME").write_text("same in both\n")
-        if name == "r2":
-            (tree / "share" / "doc" / "NOTES.copy").write_text(doc)
-        tgz = str(out / (name + ".tar.gz"))
-        r = run([bin_path("tandem"), "release", "pack", str(tree), "-o", tgz])
-        assert r.returncode == 0, r.stderr
-        fj = run(["tar", "-xOzf", tgz, "files.json"]).stdout.encode()
-        made[name] = (tgz, fj)
-    return made
+    return {name: repack(base.get(version), out / name, str(out / (name + ".tar.gz")), big, doc,
+                         copy=name == "r2")
+            for name, version, doc in (("r1", "1.0.0", "one\n"), ("r2", "2.0.0", "two\n"))}
 
 
-def plan(host, body, content_type="application/json", who=None):
-    r = curl_run(host.url("/update/plan"), host.pki.ca_crt, who or host.pki.master,
+def plan(host, body, content_type="application/json", who=None, route="/update/plan"):
+    r = curl_run(host.url(route), host.pki.ca_crt, who or host.pki.master,
                  "-H", "Content-Type: " + content_type, "--data-binary", "@-", input=body)
     assert r.rc == 0, r.stderr
     return r.status, r.json()

@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from conftest import bin_path, run, wait_until
+from conftest import wait_until
 from release_util import Releases, sha256_file, tree_listing
-from test_delta import delta_of, tar_bytes
+from test_delta import delta_of, plan, repack, tar_bytes
 from test_selfupdate import PROBATION_DEADLINE_MS, Host, self_update_history
 from worker_util import curl_run
 
@@ -26,31 +26,12 @@ def srels(build_dir, tmp_path_factory):
     base = Releases(build_dir, str(tmp_path_factory.mktemp("sbase")), test_hooks=True)
     out = tmp_path_factory.mktemp("delta-self-rels")
     big = hashlib.sha256(b"self").digest() * (1 << 15)
-    made = {}
-    for name, version, doc in (("s1", "2.0", "one\n"), ("s2", "2.1", "two\n")):
-        tree = out / name
-        tree.mkdir()
-        run(["tar", "-xzf", base.get(version), "-C", str(tree)])
-        os.remove(str(tree / "files.json"))
-        (tree / "lib").mkdir()
-        (tree / "lib" / "libbig.so.1").write_bytes(big)
-        os.symlink("libbig.so.1", str(tree / "lib" / "libbig.so"))
-        (tree / "share" / "doc").mkdir(parents=True)
-        (tree / "share" / "doc" / "NOTES").write_text(doc)
-        (tree / "share" / "doc" / "SAME").write_text("same in both\n")
-        tgz = str(out / (name + ".tar.gz"))
-        r = run([bin_path("tandem"), "release", "pack", str(tree), "-o", tgz])
-        assert r.returncode == 0, r.stderr
-        fj = run(["tar", "-xOzf", tgz, "files.json"]).stdout.encode()
-        made[name] = (tgz, fj)
-    return made
+    return {name: repack(base.get(version), out / name, str(out / (name + ".tar.gz")), big, doc)
+            for name, version, doc in (("s1", "2.0", "one\n"), ("s2", "2.1", "two\n"))}
 
 
 def splan(host, body, content_type="application/json", who=None):
-    r = curl_run(host.url("/update-self/plan"), host.pki.ca_crt, who or host.pki.master,
-                 "-H", "Content-Type: " + content_type, "--data-binary", "@-", input=body)
-    assert r.rc == 0, r.stderr
-    return r.status, r.json()
+    return plan(host, body, content_type, who, route="/update-self/plan")
 
 
 def push_self_delta(host, tmp_path, rel, data, name="self-delta.tar.gz", confirm="true",

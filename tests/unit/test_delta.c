@@ -255,6 +255,91 @@ test_assemble_mismatches(void **state)
 	assert_int_equal(fs_rmtree(g_staging), 0);
 }
 
+/* ROOT/state/NAME exists. */
+static int
+state_has(const char *name)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/state/%s", g_root, name);
+	return lstat(p, &st) == 0;
+}
+
+/*
+ * A release installed without files.json (releases/prev here) is scanned
+ * once: the scan is kept in state/ under its install id, read instead of
+ * hashing the tree again, rebuilt when unusable, dropped when no slot holds
+ * that install any more.
+ */
+static void
+test_index_cache(void **state)
+{
+	const struct release_files *f = *state;
+	struct delta_index *ix = NULL;
+	struct err e = ERR_INIT;
+	char prev_only[DIGEST_HEX_LEN + 1], agent2[DIGEST_HEX_LEN + 1], p[PATH_MAX];
+	char *out = NULL;
+	size_t len = 0;
+
+	mkd("state");
+	mkd("releases/prev");
+	put("releases/prev/only-in-prev", "prev content", 0644);
+	put("releases/prev/manifest.json", "{\"v\":0}", 0644);
+	put("releases/prev/release.json", "{\"id\":\"20261205T000000Z-0badcafe\",\"sha\":\"x\","
+	    "\"sha256\":\"\",\"version\":\"0\",\"name\":\"a\",\"installed_at\":\"\","
+	    "\"installed_by\":\"\"}", 0644);
+	put("state/delta-index-20200101T000000Z-00000000.json", "{}", 0600); /* a gone install's */
+	assert_int_equal(digest_buf("prev content", 12, prev_only), 0);
+	assert_int_equal(digest_buf("agent v2", 8, agent2), 0);
+
+	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_true(delta_index_has(ix, prev_only));
+	delta_index_free(ix);
+	assert_true(state_has("delta-index-20261205T000000Z-0badcafe.json"));
+	assert_false(state_has("delta-index-20200101T000000Z-00000000.json"));
+	/* active has its files.json: nothing cached for it (its release.json has no id either). */
+	assert_false(state_has("delta-index-.json"));
+
+	/* The cache, not the tree, is what is read: plant another release's list there. */
+	assert_int_equal(release_files_format(f, &out, &len, &e), 0);
+	snprintf(p, sizeof(p), "%s/state/delta-index-20261205T000000Z-0badcafe.json", g_root);
+	assert_int_equal(fs_write_atomic(p, out, len, 0600), 0);
+	free(out);
+	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_true(delta_index_has(ix, agent2));
+	assert_false(delta_index_has(ix, prev_only));
+	delta_index_free(ix);
+
+	/* An unusable cache is rebuilt from the tree. */
+	assert_int_equal(fs_write_atomic(p, "{broken", 7, 0600), 0);
+	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_true(delta_index_has(ix, prev_only));
+	assert_false(delta_index_has(ix, agent2));
+	delta_index_free(ix);
+	assert_int_equal(fs_read_file(p, 1 << 20, &out, &len), 0);
+	assert_true(len > 7 && out[0] == '{' && strstr(out, "only-in-prev") != NULL);
+	free(out);
+
+	/* Another install in the slot: the old cache is not used and is removed. */
+	put("releases/prev/release.json", "{\"id\":\"20261205T000001Z-0badcafe\",\"sha\":\"x\","
+	    "\"sha256\":\"\",\"version\":\"0\",\"name\":\"a\",\"installed_at\":\"\","
+	    "\"installed_by\":\"\"}", 0644);
+	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_true(delta_index_has(ix, prev_only));
+	delta_index_free(ix);
+	assert_false(state_has("delta-index-20261205T000000Z-0badcafe.json"));
+	assert_true(state_has("delta-index-20261205T000001Z-0badcafe.json"));
+
+	/* An id that is not a plain name is never a path. */
+	put("releases/prev/release.json", "{\"id\":\"../../x\"}", 0644);
+	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_true(delta_index_has(ix, prev_only));
+	delta_index_free(ix);
+	snprintf(p, sizeof(p), "%s/x.json", g_root);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
 int
 main(void)
 {
@@ -262,6 +347,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_assemble_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_assemble_mismatches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_cache, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
