@@ -261,6 +261,15 @@ probe_run(const struct probe_opts *o, struct probe_result *res)
 			&why) == 0) {
 			break;
 		}
+		if (res->status == 200) {
+			/* A 200 with the wrong version, sha256 or body is evidence
+			 * that this release is not the one asked for: waiting longer
+			 * cannot change it, so it fails at once (a non-200, say a 503
+			 * while the release starts, is retried). */
+			res->answered_bad++;
+			return probe_fail(res, t0, ERR_PROTOCOL, "wrong answer after %u attempts: %s",
+			    res->attempts, err_msg(&why));
+		}
 		if (res->status != 0) {
 			res->answered_bad++;
 			err_copy(&answer_why, &why);

@@ -94,6 +94,28 @@ def test_silent_for_the_whole_deadline_rolls_back(procs, tmp_path, pki, releases
     assert_clean_exit(h.proc)
 
 
+def test_wrong_version_fails_at_once(procs, tmp_path, pki, releases):  # noqa: F811
+    """A release that answers 200 with the wrong version is evidence before
+    its first pass too: it is rolled back long before probe_deadline, which
+    only bounds silence."""
+    deadline_ms = 20000
+    h = Host(procs, tmp_path, pki, **dict(KEYS, probe_deadline="%dms" % deadline_ms))
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    st, _, body = h.push(releases.get("3.0.0", "wrong-version"))
+    assert st == 409, body
+    d = body["detail"]
+    assert d["rolled_back"] is True and d["kind"] == "probe_failed", d
+    assert "wrong answer after" in d["error"], d
+    st, hist = h.get("/history")
+    last = hist["history"][-1]
+    assert last["result"] == "rolled_back", last
+    assert last["timings"]["probe_ms"] < deadline_ms / 4, last
+    h.wait_agent("1.0.0")
+    h.assert_clean()
+    assert_clean_exit(h.proc)
+
+
 @pytest.mark.parametrize("retries", [0, 2])
 def test_restored_release_crashing_once(procs, tmp_path, pki, releases, retries):  # noqa: F811
     """A bad push is rolled back and the known-good release crashes once on

@@ -1,6 +1,6 @@
 /*
  * updater/probe against an in-test mTLS server (common/httpd) whose /health
- * answers are scripted per request: stale versions, 503 while starting, a
+ * answers are scripted per request: wrong versions, 503 while starting, a
  * flip during the stability window, a process killed mid-probe.
  * Certificates are made at setup with the openssl CLI (run through
  * proc_run_capture) in a temporary directory.
@@ -382,8 +382,10 @@ test_stale_then_new(void **state)
 	struct probe_opts o;
 	struct probe_result r;
 
+	/* 503 while starting up, then healthy. */
 	fast_opts(e, &o);
-	e->sc.bad_until = 5; /* the old process answers first */
+	e->sc.bad_until = 5;
+	e->sc.bad_status = 503;
 	assert_int_equal(probe_run(&o, &r), 0);
 	assert_true(r.passed);
 	assert_true(r.attempts >= 6);
@@ -391,12 +393,21 @@ test_stale_then_new(void **state)
 	assert_true(r.first_pass_ms >= 10 + 20 + 40 + 80 + 80);
 	probe_result_free(&r);
 
-	/* 503 while starting up, then healthy. */
+	/* A 200 with another version is evidence before the first pass too: at once. */
 	script_reset(&e->sc);
+	o.deadline_ms = 20000;
 	e->sc.bad_until = 3;
-	e->sc.bad_status = 503;
-	assert_int_equal(probe_run(&o, &r), 0);
-	assert_true(r.attempts >= 4);
+	assert_int_equal(probe_run(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_PROTOCOL);
+	assert_false(r.passed);
+	assert_int_equal(r.attempts, 1);
+	assert_int_equal(r.answered_bad, 1);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, BODY_OLD); /* the answer, for the error report */
+	assert_non_null(strstr(err_msg(&r.err), "wrong answer after 1 attempts: "));
+	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\", expected \"1.1\""));
+	assert_int_equal(r.first_pass_ms, -1);
+	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
 }
 
@@ -407,37 +418,31 @@ test_stale_forever_fails_at_deadline(void **state)
 	struct probe_opts o;
 	struct probe_result r;
 
+	/* A persistent 503: retried until the deadline. */
 	fast_opts(e, &o);
 	o.deadline_ms = 1000;
 	e->sc.bad_until = INT_MAX;
+	e->sc.bad_status = 503;
 	assert_int_equal(probe_run(&o, &r), -1);
 	assert_int_equal(r.err.kind, ERR_TIMEOUT);
 	assert_false(r.passed);
 	/* The last attempt may have been cut by the deadline: the answer is still named. */
 	assert_ptr_equal(strstr(err_msg(&r.err), "no healthy answer within 1000 ms: "), err_msg(&r.err));
-	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\", expected \"1.1\""));
-	assert_int_equal(r.status, 200);
-	assert_string_equal(r.body, BODY_OLD); /* the last answer, for the error report */
+	assert_non_null(strstr(err_msg(&r.err), "GET /health answered 503"));
+	assert_int_equal(r.status, 503);
 	assert_int_equal(r.first_pass_ms, -1);
 	assert_true(r.elapsed_ms >= 990 && r.elapsed_ms < 5000);
 	probe_result_free(&r);
 
-	/* Only a sha256 expected: a same-version rebuild with other bytes fails too. */
+	/* Only a sha256 expected: a same-version rebuild with other bytes fails, at once. */
 	script_reset(&e->sc);
 	e->sc.bad_until = INT_MAX;
 	o.expect_version = NULL;
-	o.deadline_ms = 500;
+	o.deadline_ms = 20000;
 	assert_int_equal(probe_run(&o, &r), -1);
+	assert_int_equal(r.err.kind, ERR_PROTOCOL);
 	assert_non_null(strstr(err_msg(&r.err), "release.sha256 is " SHA_OLD));
-	probe_result_free(&r);
-
-	/* A persistent 503. */
-	script_reset(&e->sc);
-	e->sc.bad_until = INT_MAX;
-	e->sc.bad_status = 503;
-	assert_int_equal(probe_run(&o, &r), -1);
-	assert_non_null(strstr(err_msg(&r.err), "GET /health answered 503"));
-	assert_int_equal(r.status, 503);
+	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
 }
 
@@ -523,7 +528,7 @@ test_process_death_fails_fast(void **state)
 	struct proc p = PROC_INIT;
 	struct err pe = ERR_INIT;
 
-	/* Phase 1: still stale when the process dies. */
+	/* Phase 1: still starting (503) when the process dies. */
 	proc_spec_init(&s);
 	s.argv = argv;
 	assert_int_equal(proc_spawn(&s, &p, &pe), 0);
@@ -531,12 +536,13 @@ test_process_death_fails_fast(void **state)
 	o.deadline_ms = 20000;
 	o.pidfd = p.pidfd;
 	e->sc.bad_until = INT_MAX;
+	e->sc.bad_status = 503;
 	e->sc.kill_pid = p.pid;
 	e->sc.kill_at = 3;
 	assert_int_equal(probe_run(&o, &r), -1);
 	assert_int_equal(r.err.kind, ERR_PROBE);
 	assert_non_null(strstr(err_msg(&r.err), "agent exited during the probe"));
-	assert_non_null(strstr(err_msg(&r.err), "version is \"1.0\""));
+	assert_non_null(strstr(err_msg(&r.err), "answered 503"));
 	assert_true(r.elapsed_ms < 5000);
 	probe_result_free(&r);
 	assert_int_equal(proc_wait(&p, 5000), 1);
@@ -581,6 +587,7 @@ test_alive_callback_and_cancel(void **state)
 	o.deadline_ms = 20000;
 	o.alive = alive_three_times;
 	e->sc.bad_until = INT_MAX;
+	e->sc.bad_status = 503;
 	g_alive_calls = 0;
 	assert_int_equal(probe_run(&o, &r), -1);
 	assert_int_equal(r.err.kind, ERR_PROBE);
