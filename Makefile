@@ -130,7 +130,7 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 # intermediates and relink every run. Named, not every target: a missing
 # secondary file does not make its target out of date, which must not happen
 # to the version object.
-.SECONDARY: $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o) \
+.SECONDARY: $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.o) $(BUILD)/obj/tests/unit/tmpdir.o \
 	$(TOOL_SRCS:tests/tools/%.c=$(BUILD)/obj/tests/tools/%.o) \
 	$(BENCH_SRCS:bench/%.c=$(BUILD)/obj/bench/%.o)
 # Concurrent `make release` runs may compile one version's source at once.
@@ -202,7 +202,7 @@ $(BUILD)/tandem-launcher: $(LAUNCHER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_ON) $
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests link the program module libraries before libtandem.
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TESTHOOK_ON) $(PROG_LIBS) $(LIB) $(BUILD_VERSION_OBJ)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(BUILD)/obj/tests/unit/tmpdir.o $(TESTHOOK_ON) $(PROG_LIBS) $(LIB) $(BUILD_VERSION_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 

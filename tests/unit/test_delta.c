@@ -21,28 +21,15 @@
 #include "common/json.h"
 #include "common/release_files.h"
 #include "updater/delta.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_root[64];
 static char g_staging[128];
 
-static void
-put(const char *rel, const char *content, mode_t mode)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s/%s", g_root, rel);
-	assert_int_equal(fs_write_atomic(p, content, strlen(content), mode), 0);
-	assert_int_equal(chmod(p, mode), 0);
-}
-
+/* A directory of the tree, 0755. */
 static void
 mkd(const char *rel)
 {
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s/%s", g_root, rel);
-	assert_int_equal(mkdir(p, 0755), 0);
-	assert_int_equal(chmod(p, 0755), 0);
+	tmpdir_mkdir(rel, 0755);
 }
 
 /* files.json of the tree DIR (relative to the root), written into it. */
@@ -55,7 +42,7 @@ seal(const char *rel)
 	char *out = NULL;
 	size_t len = 0;
 
-	snprintf(dir, sizeof(dir), "%s/%s", g_root, rel);
+	snprintf(dir, sizeof(dir), "%s/%s", tmpdir_path(), rel);
 	assert_int_equal(release_files_scan(dir, 0, &f, &e), 0);
 	assert_int_equal(release_files_format(&f, &out, &len, &e), 0);
 	snprintf(p, sizeof(p), "%s/files.json", dir);
@@ -77,33 +64,32 @@ setup(void **state)
 	struct err e = ERR_INIT;
 	char p[PATH_MAX];
 
-	snprintf(g_root, sizeof(g_root), "/tmp/test_delta.XXXXXX");
-	if (f == NULL || mkdtemp(g_root) == NULL) {
+	if (f == NULL || tmpdir_make("delta") == NULL) {
 		return -1;
 	}
 	mkd("releases");
 	mkd("releases/active");
 	mkd("releases/active/bin");
 	mkd("releases/active/lib");
-	put("releases/active/bin/agent", "agent v1", 0755);
-	put("releases/active/lib/big", "big shared content", 0644);
-	put("releases/active/manifest.json", "{\"v\":1}", 0644);
-	put("releases/active/release.json", "{}", 0644);
+	tmpdir_put("releases/active/bin/agent", "agent v1", 0755);
+	tmpdir_put("releases/active/lib/big", "big shared content", 0644);
+	tmpdir_put("releases/active/manifest.json", "{\"v\":1}", 0644);
+	tmpdir_put("releases/active/release.json", "{}", 0644);
 	seal("releases/active");
 
 	mkd("target");
 	mkd("target/bin");
 	mkd("target/lib");
 	mkd("target/doc");
-	put("target/bin/agent", "agent v2", 0755);
-	put("target/lib/big", "big shared content", 0644);
-	put("target/doc/copy", "big shared content", 0644);
-	put("target/manifest.json", "{\"v\":2}", 0644);
-	snprintf(p, sizeof(p), "%s/target/lib/big.link", g_root);
+	tmpdir_put("target/bin/agent", "agent v2", 0755);
+	tmpdir_put("target/lib/big", "big shared content", 0644);
+	tmpdir_put("target/doc/copy", "big shared content", 0644);
+	tmpdir_put("target/manifest.json", "{\"v\":2}", 0644);
+	snprintf(p, sizeof(p), "%s/target/lib/big.link", tmpdir_path());
 	assert_int_equal(symlink("big", p), 0);
-	snprintf(p, sizeof(p), "%s/target", g_root);
+	snprintf(p, sizeof(p), "%s/target", tmpdir_path());
 	assert_int_equal(release_files_scan(p, 0, f, &e), 0);
-	snprintf(g_staging, sizeof(g_staging), "%s/releases/active.new", g_root);
+	snprintf(g_staging, sizeof(g_staging), "%s/releases/active.new", tmpdir_path());
 	*state = f;
 	return 0;
 }
@@ -113,7 +99,7 @@ teardown(void **state)
 {
 	release_files_free(*state);
 	free(*state);
-	return fs_rmtree(g_root);
+	return tmpdir_remove();
 }
 
 /* A staging holding only the files of F that the host lacks (bin/agent) and files.json. */
@@ -125,7 +111,7 @@ stage_delta(void)
 	assert_int_equal(mkdir(g_staging, 0755), 0);
 	snprintf(p, sizeof(p), "%s/bin", g_staging);
 	assert_int_equal(mkdir(p, 0700), 0);
-	put("releases/active.new/bin/agent", "agent v2", 0600);
+	tmpdir_put("releases/active.new/bin/agent", "agent v2", 0600);
 }
 
 static const struct delta_limits lim = { 1 << 20, 1000, 0 };
@@ -140,7 +126,7 @@ test_plan(void **state)
 	cJSON *o, *missing;
 
 	assert_int_equal(release_files_format(f, &body, &len, &e), 0);
-	o = delta_plan(g_root, body, len, &e);
+	o = delta_plan(tmpdir_path(), body, len, &e);
 	assert_non_null(o);
 	missing = cJSON_GetObjectItemCaseSensitive(o, "missing");
 	assert_int_equal(cJSON_GetArraySize(missing), 2); /* bin/agent v2, manifest.json v2 */
@@ -156,14 +142,14 @@ test_plan(void **state)
 	cJSON_Delete(o);
 
 	/* Without its files.json the active release is indexed by hashing it: same answer. */
-	put("releases/active/files.json", "{broken", 0644);
-	o = delta_plan(g_root, body, len, &e);
+	tmpdir_put("releases/active/files.json", "{broken", 0644);
+	o = delta_plan(tmpdir_path(), body, len, &e);
 	assert_non_null(o);
 	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "reuse_files")->valuedouble, 2);
 	cJSON_Delete(o);
 
 	/* A body that is not a files.json: bad_request. */
-	assert_null(delta_plan(g_root, "{}", 2, &e));
+	assert_null(delta_plan(tmpdir_path(), "{}", 2, &e));
 	assert_int_equal(e.kind, ERR_BAD_REQUEST);
 	free(body);
 }
@@ -178,12 +164,12 @@ test_assemble_ok(void **state)
 	uint64_t copied = 0;
 
 	stage_delta();
-	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
-	assert_int_equal(delta_assemble(g_root, g_staging, f, &lim, &copied, &e), 0);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	assert_int_equal(delta_assemble(tmpdir_path(), g_staging, f, &lim, &copied, &e), 0);
 	assert_int_equal(copied, 36); /* lib/big and doc/copy */
 	/* The assembled tree is the target, entry by entry, digests included. */
 	assert_int_equal(release_files_scan(g_staging, 0, &got, &e), 0);
-	snprintf(p, sizeof(p), "%s/target", g_root);
+	snprintf(p, sizeof(p), "%s/target", tmpdir_path());
 	assert_int_equal(release_files_scan(p, 0, &want, &e), 0);
 	assert_int_equal(got.n, want.n);
 	for (size_t i = 0; i < got.n; i++) {
@@ -201,7 +187,7 @@ expect_mismatch(const struct release_files *f, const char *path_in_msg)
 {
 	struct err e = ERR_INIT;
 
-	assert_int_equal(delta_assemble(g_root, g_staging, f, &lim, NULL, &e), -1);
+	assert_int_equal(delta_assemble(tmpdir_path(), g_staging, f, &lim, NULL, &e), -1);
 	assert_int_equal(e.kind, ERR_DELTA_MISMATCH);
 	if (strstr(e.msg, path_in_msg) == NULL) {
 		fail_msg("'%s' not named in: %s", path_in_msg, e.msg);
@@ -222,16 +208,16 @@ test_assemble_mismatches(void **state)
 	expect_mismatch(f, "manifest.json");
 	/* A received file with other content. */
 	stage_delta();
-	put("releases/active.new/manifest.json", "{\"v\":3}", 0644);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":3}", 0644);
 	expect_mismatch(f, "manifest.json");
 	/* A received file files.json does not list. */
 	stage_delta();
-	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
-	put("releases/active.new/bin/extra", "x", 0644);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	tmpdir_put("releases/active.new/bin/extra", "x", 0644);
 	expect_mismatch(f, "bin/extra");
 	/* A symlink in the delta, even one files.json lists. */
 	stage_delta();
-	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
 	snprintf(p, sizeof(p), "%s/lib", g_staging);
 	assert_int_equal(mkdir(p, 0755), 0);
 	snprintf(p, sizeof(p), "%s/lib/big.link", g_staging);
@@ -239,18 +225,18 @@ test_assemble_mismatches(void **state)
 	expect_mismatch(f, "lib/big.link");
 	/* The local copy was changed on disk (the index still says otherwise). */
 	stage_delta();
-	put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
-	put("releases/active/lib/big", "big shared contenT", 0644);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	tmpdir_put("releases/active/lib/big", "big shared contenT", 0644);
 	expect_mismatch(f, "doc/copy"); /* the first path (in order) of that content */
-	put("releases/active/lib/big", "big shared content", 0644);
+	tmpdir_put("releases/active/lib/big", "big shared content", 0644);
 	/* Over the limits of a full push: refused before anything is copied. */
 	stage_delta();
 	small.max_unpacked = 10;
-	assert_int_equal(delta_assemble(g_root, g_staging, f, &small, NULL, &e), -1);
+	assert_int_equal(delta_assemble(tmpdir_path(), g_staging, f, &small, NULL, &e), -1);
 	assert_int_equal(e.kind, ERR_LIMIT);
 	small = lim;
 	small.max_entries = 3;
-	assert_int_equal(delta_assemble(g_root, g_staging, f, &small, NULL, &e), -1);
+	assert_int_equal(delta_assemble(tmpdir_path(), g_staging, f, &small, NULL, &e), -1);
 	assert_int_equal(e.kind, ERR_LIMIT);
 	assert_int_equal(fs_rmtree(g_staging), 0);
 }
@@ -262,7 +248,7 @@ state_has(const char *name)
 	char p[PATH_MAX];
 	struct stat st;
 
-	snprintf(p, sizeof(p), "%s/state/%s", g_root, name);
+	snprintf(p, sizeof(p), "%s/state/%s", tmpdir_path(), name);
 	return lstat(p, &st) == 0;
 }
 
@@ -284,16 +270,16 @@ test_index_cache(void **state)
 
 	mkd("state");
 	mkd("releases/prev");
-	put("releases/prev/only-in-prev", "prev content", 0644);
-	put("releases/prev/manifest.json", "{\"v\":0}", 0644);
-	put("releases/prev/release.json", "{\"id\":\"20261205T000000Z-0badcafe\",\"sha\":\"x\","
+	tmpdir_put("releases/prev/only-in-prev", "prev content", 0644);
+	tmpdir_put("releases/prev/manifest.json", "{\"v\":0}", 0644);
+	tmpdir_put("releases/prev/release.json", "{\"id\":\"20261205T000000Z-0badcafe\",\"sha\":\"x\","
 	    "\"sha256\":\"\",\"version\":\"0\",\"name\":\"a\",\"installed_at\":\"\","
 	    "\"installed_by\":\"\"}", 0644);
-	put("state/delta-index-20200101T000000Z-00000000.json", "{}", 0600); /* a gone install's */
+	tmpdir_put("state/delta-index-20200101T000000Z-00000000.json", "{}", 0600); /* a gone install's */
 	assert_int_equal(digest_buf("prev content", 12, prev_only), 0);
 	assert_int_equal(digest_buf("agent v2", 8, agent2), 0);
 
-	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_int_equal(delta_index_build(tmpdir_path(), &ix, &e), 0);
 	assert_true(delta_index_has(ix, prev_only));
 	delta_index_free(ix);
 	assert_true(state_has("delta-index-20261205T000000Z-0badcafe.json"));
@@ -303,17 +289,17 @@ test_index_cache(void **state)
 
 	/* The cache, not the tree, is what is read: plant another release's list there. */
 	assert_int_equal(release_files_format(f, &out, &len, &e), 0);
-	snprintf(p, sizeof(p), "%s/state/delta-index-20261205T000000Z-0badcafe.json", g_root);
+	snprintf(p, sizeof(p), "%s/state/delta-index-20261205T000000Z-0badcafe.json", tmpdir_path());
 	assert_int_equal(fs_write_atomic(p, out, len, 0600), 0);
 	free(out);
-	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_int_equal(delta_index_build(tmpdir_path(), &ix, &e), 0);
 	assert_true(delta_index_has(ix, agent2));
 	assert_false(delta_index_has(ix, prev_only));
 	delta_index_free(ix);
 
 	/* An unusable cache is rebuilt from the tree. */
 	assert_int_equal(fs_write_atomic(p, "{broken", 7, 0600), 0);
-	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_int_equal(delta_index_build(tmpdir_path(), &ix, &e), 0);
 	assert_true(delta_index_has(ix, prev_only));
 	assert_false(delta_index_has(ix, agent2));
 	delta_index_free(ix);
@@ -322,21 +308,21 @@ test_index_cache(void **state)
 	free(out);
 
 	/* Another install in the slot: the old cache is not used and is removed. */
-	put("releases/prev/release.json", "{\"id\":\"20261205T000001Z-0badcafe\",\"sha\":\"x\","
+	tmpdir_put("releases/prev/release.json", "{\"id\":\"20261205T000001Z-0badcafe\",\"sha\":\"x\","
 	    "\"sha256\":\"\",\"version\":\"0\",\"name\":\"a\",\"installed_at\":\"\","
 	    "\"installed_by\":\"\"}", 0644);
-	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	assert_int_equal(delta_index_build(tmpdir_path(), &ix, &e), 0);
 	assert_true(delta_index_has(ix, prev_only));
 	delta_index_free(ix);
 	assert_false(state_has("delta-index-20261205T000000Z-0badcafe.json"));
 	assert_true(state_has("delta-index-20261205T000001Z-0badcafe.json"));
 
 	/* An id that is not a plain name is never a path. */
-	put("releases/prev/release.json", "{\"id\":\"../../x\"}", 0644);
-	assert_int_equal(delta_index_build(g_root, &ix, &e), 0);
+	tmpdir_put("releases/prev/release.json", "{\"id\":\"../../x\"}", 0644);
+	assert_int_equal(delta_index_build(tmpdir_path(), &ix, &e), 0);
 	assert_true(delta_index_has(ix, prev_only));
 	delta_index_free(ix);
-	snprintf(p, sizeof(p), "%s/x.json", g_root);
+	snprintf(p, sizeof(p), "%s/x.json", tmpdir_path());
 	assert_int_equal(access(p, F_OK), -1);
 }
 

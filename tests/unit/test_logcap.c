@@ -24,11 +24,11 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "updater/logcap.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
-	char path[128];
-	char p1[136], p2[136], p3[136];
+	char path[160];
+	char p1[168], p2[168], p3[168];
 };
 
 static int
@@ -39,12 +39,11 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-ut-logcap-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (tmpdir_make("logcap") == NULL) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof(f->path), "%s/agent.log", f->dir);
+	snprintf(f->path, sizeof(f->path), "%s/agent.log", tmpdir_path());
 	snprintf(f->p1, sizeof(f->p1), "%s.1", f->path);
 	snprintf(f->p2, sizeof(f->p2), "%s.2", f->path);
 	snprintf(f->p3, sizeof(f->p3), "%s.3", f->path);
@@ -56,7 +55,7 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = fs_rmtree(f->dir) == 0 ? 0 : -1;
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

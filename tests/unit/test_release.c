@@ -19,31 +19,20 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/release.h"
-
-static char g_dir[64];
+#include "tests/unit/tmpdir.h"
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/test_release.XXXXXX");
-	return mkdtemp(g_dir) == NULL ? -1 : 0;
+	return tmpdir_make("release") == NULL ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	return fs_rmtree(g_dir);
-}
-
-static void
-put(const char *rel, const char *content, mode_t mode)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s/%s", g_dir, rel);
-	assert_int_equal(fs_write_atomic(p, content, strlen(content), mode), 0);
+	return tmpdir_remove();
 }
 
 static int
@@ -309,67 +298,67 @@ test_manifest_read_checks_disk(void **state)
 	char p[PATH_MAX], q[PATH_MAX];
 
 	(void)state;
-	snprintf(p, sizeof(p), "%s/bin", g_dir);
+	snprintf(p, sizeof(p), "%s/bin", tmpdir_path());
 	assert_int_equal(mkdir(p, 0755), 0);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_string_equal(err_msg(&e), "release has no readable manifest.json: No such file or "
 	    "directory");
 	assert_int_equal(e.kind, ERR_FORMAT);
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/x\"}", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/x\"}", 0644);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_string_equal(err_msg(&e), "entrypoint: 'bin/x' is missing from the release");
-	put("bin/x", "#!/bin/sh\n", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	tmpdir_put("bin/x", "#!/bin/sh\n", 0644);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_non_null(strstr(err_msg(&e), "not an executable"));
-	put("bin/x", "#!/bin/sh\n", 0755);
+	tmpdir_put("bin/x", "#!/bin/sh\n", 0755);
 	err_clear(&e);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), 0);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), 0);
 	assert_false(err_failed(&e));
 	assert_string_equal(m.entrypoint, "bin/x");
 	/* Asking for the updater: it is not declared. */
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_UPDATER, &m, &e), -1);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_UPDATER, &m, &e), -1);
 	assert_non_null(strstr(err_msg(&e), "updater_entrypoint"));
 
 	/* A symlink leaving the release is refused even though its target exists. */
-	snprintf(q, sizeof(q), "%s/bin/out", g_dir);
+	snprintf(q, sizeof(q), "%s/bin/out", tmpdir_path());
 	assert_int_equal(symlink("/bin/sh", q), 0);
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/out\"}", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/out\"}", 0644);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_non_null(strstr(err_msg(&e), "outside"));
 	/* A symlink inside the release to an executable is fine. */
-	snprintf(q, sizeof(q), "%s/bin/in", g_dir);
+	snprintf(q, sizeof(q), "%s/bin/in", tmpdir_path());
 	assert_int_equal(symlink("x", q), 0);
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/in\"}", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), 0);
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/in\"}", 0644);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), 0);
 	/* A directory is not a program; nor is a missing preflight program. */
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin\"}", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
-	put("manifest.json",
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin\"}", 0644);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
+	tmpdir_put("manifest.json",
 	    "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/x\",\"preflight\":[\"bin/y\"]}",
 	    0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_non_null(strstr(err_msg(&e), "preflight: 'bin/y' is missing"));
 
 	/* An updater release: only the updater program is checked on disk. */
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/none\","
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"entrypoint\":\"bin/none\","
 	    "\"updater_entrypoint\":\"bin/x\"}", 0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_UPDATER, &m, &e), 0);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_UPDATER, &m, &e), 0);
 	assert_string_equal(m.updater_entrypoint, "bin/x");
-	put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"updater_entrypoint\":\"bin/nope\"}",
+	tmpdir_put("manifest.json", "{\"name\":\"a\",\"version\":\"1\",\"updater_entrypoint\":\"bin/nope\"}",
 	    0644);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_UPDATER, &m, &e), -1);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_UPDATER, &m, &e), -1);
 	assert_string_equal(err_msg(&e), "updater_entrypoint: 'bin/nope' is missing from the "
 	    "release");
 
 	/* The check itself refuses unsafe names before touching the disk. */
-	assert_int_equal(release_check_exec(g_dir, "../x", &e), -1);
+	assert_int_equal(release_check_exec(tmpdir_path(), "../x", &e), -1);
 	assert_non_null(strstr(err_msg(&e), "not a relative path"));
-	assert_int_equal(release_check_exec(g_dir, "bin/x", &e), 0);
+	assert_int_equal(release_check_exec(tmpdir_path(), "bin/x", &e), 0);
 	/* A manifest that is not a regular file. */
-	snprintf(p, sizeof(p), "%s/manifest.json", g_dir);
+	snprintf(p, sizeof(p), "%s/manifest.json", tmpdir_path());
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(mkdir(p, 0755), 0);
-	assert_int_equal(release_manifest_read(g_dir, RELEASE_MF_AGENT, &m, &e), -1);
+	assert_int_equal(release_manifest_read(tmpdir_path(), RELEASE_MF_AGENT, &m, &e), -1);
 	assert_int_equal(e.kind, ERR_FORMAT);
 }
 
@@ -398,18 +387,18 @@ test_record_round_trip(void **state)
 
 	(void)state;
 	fill(&ri);
-	assert_int_equal(release_record_read(g_dir, 0, &back, &e), 0); /* none yet */
-	assert_int_equal(release_record_write(g_dir, &ri, &e), 0);
-	assert_int_equal(release_record_read(g_dir, 0, &back, &e), 1);
+	assert_int_equal(release_record_read(tmpdir_path(), 0, &back, &e), 0); /* none yet */
+	assert_int_equal(release_record_write(tmpdir_path(), &ri, &e), 0);
+	assert_int_equal(release_record_read(tmpdir_path(), 0, &back, &e), 1);
 	assert_memory_equal(&back, &ri, sizeof(ri));
 	/* Lenient reading of a full record gives the same. */
-	assert_int_equal(release_record_read(g_dir, RELEASE_REC_LENIENT, &back, &e), 1);
+	assert_int_equal(release_record_read(tmpdir_path(), RELEASE_REC_LENIENT, &back, &e), 1);
 	assert_memory_equal(&back, &ri, sizeof(ri));
 
 	/* The file's exact bytes: keys in a fixed order, indented, final newline. */
 	{
 		char p[PATH_MAX];
-		snprintf(p, sizeof(p), "%s/release.json", g_dir);
+		snprintf(p, sizeof(p), "%s/release.json", tmpdir_path());
 		assert_int_equal(fs_read_file(p, 4096, &text, &len), 0);
 		assert_non_null(strstr(text, "{\n\t\"id\":\t\"20260101T000000Z-1\",\n\t\"sha\":\t\"v1 "
 		    "\\\"label\\\"\",\n\t\"sha256\":"));
@@ -493,10 +482,10 @@ test_record_signing_keys(void **state)
 	ri.security_version = 7;
 	ri.min_security_version = 6;
 	snprintf(ri.signed_by, sizeof(ri.signed_by), "%064d,%064d", 1, 2);
-	assert_int_equal(release_record_write(g_dir, &ri, &e), 0);
-	assert_int_equal(release_record_read(g_dir, 0, &back, &e), 1);
+	assert_int_equal(release_record_write(tmpdir_path(), &ri, &e), 0);
+	assert_int_equal(release_record_read(tmpdir_path(), 0, &back, &e), 1);
 	assert_memory_equal(&back, &ri, sizeof(ri));
-	assert_int_equal(release_record_read(g_dir, RELEASE_REC_LENIENT, &back, &e), 1);
+	assert_int_equal(release_record_read(tmpdir_path(), RELEASE_REC_LENIENT, &back, &e), 1);
 	assert_int_equal(back.security_version, 7);
 	assert_string_equal(back.signed_by, ri.signed_by);
 
@@ -525,7 +514,7 @@ write_record(const char *text)
 {
 	char path[128];
 
-	snprintf(path, sizeof(path), "%s/release.json", g_dir);
+	snprintf(path, sizeof(path), "%s/release.json", tmpdir_path());
 	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0644), 0);
 }
 
@@ -533,7 +522,7 @@ static int
 read_lenient(struct release_info *ri, struct err *e)
 {
 	err_clear(e);
-	return release_record_read(g_dir, RELEASE_REC_LENIENT, ri, e);
+	return release_record_read(tmpdir_path(), RELEASE_REC_LENIENT, ri, e);
 }
 
 static void
@@ -556,7 +545,7 @@ test_lenient_good_and_missing(void **state)
 	assert_string_equal(ri.sha256,
 	    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
 	/* The same record is not a valid one for the updater. */
-	assert_int_equal(release_record_read(g_dir, 0, &ri, &e), -1);
+	assert_int_equal(release_record_read(tmpdir_path(), 0, &ri, &e), -1);
 	assert_non_null(strstr(err_msg(&e), "'id'"));
 }
 
@@ -631,7 +620,7 @@ test_lenient_invalid(void **state)
 	free(huge);
 	assert_int_equal(read_lenient(&ri, &e), -1);
 	/* A directory where the file should be. */
-	snprintf(path, sizeof(path), "%s/release.json", g_dir);
+	snprintf(path, sizeof(path), "%s/release.json", tmpdir_path());
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(fs_mkdir_p(path, 0700), 0);
 	assert_int_equal(read_lenient(&ri, &e), -1);

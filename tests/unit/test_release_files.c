@@ -18,45 +18,23 @@
 #include "common/digest.h"
 #include "common/fs.h"
 #include "common/release_files.h"
+#include "tests/unit/tmpdir.h"
 
 #define H1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define H2 "2222222222222222222222222222222222222222222222222222222222222222"
-
-static char g_dir[64];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/test_release_files.XXXXXX");
-	return mkdtemp(g_dir) == NULL ? -1 : 0;
+	return tmpdir_make("release_files") == NULL ? -1 : 0;
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	return fs_rmtree(g_dir);
-}
-
-static void
-put(const char *rel, const char *content, mode_t mode)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s/%s", g_dir, rel);
-	assert_int_equal(fs_write_atomic(p, content, strlen(content), mode), 0);
-	assert_int_equal(chmod(p, mode), 0);
-}
-
-static void
-mkd(const char *rel, mode_t mode)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s/%s", g_dir, rel);
-	assert_int_equal(mkdir(p, mode), 0);
-	assert_int_equal(chmod(p, mode), 0);
+	return tmpdir_remove();
 }
 
 static const char good[] =
@@ -268,20 +246,20 @@ test_scan_and_read(void **state)
 	const struct release_files_entry *en;
 
 	(void)state;
-	mkd("bin", 0755);
-	mkd("lib", 0700);
-	put("bin/agent", "agent!", 0755);
-	put("lib/libx.so.1", "", 0644);
-	put("manifest.json", "{}", 0644);
-	put("files.json", "not even json", 0644); /* the root's own is never listed */
-	snprintf(p, sizeof(p), "%s/lib/libx.so", g_dir);
+	tmpdir_mkdir("bin", 0755);
+	tmpdir_mkdir("lib", 0700);
+	tmpdir_put("bin/agent", "agent!", 0755);
+	tmpdir_put("lib/libx.so.1", "", 0644);
+	tmpdir_put("manifest.json", "{}", 0644);
+	tmpdir_put("files.json", "not even json", 0644); /* the root's own is never listed */
+	snprintf(p, sizeof(p), "%s/lib/libx.so", tmpdir_path());
 	assert_int_equal(symlink("libx.so.1", p), 0);
 
 	/* Absent files.json reads as 0 (the scan's input has a bogus one, so read it first). */
-	assert_int_equal(release_files_read(g_dir, &g, hex, &e), -1);
+	assert_int_equal(release_files_read(tmpdir_path(), &g, hex, &e), -1);
 	assert_int_equal(e.kind, ERR_FORMAT);
 
-	assert_int_equal(release_files_scan(g_dir, 0, &f, &e), 0);
+	assert_int_equal(release_files_scan(tmpdir_path(), 0, &f, &e), 0);
 	assert_int_equal(f.n, 6);
 	en = release_files_find(&f, "bin/agent");
 	assert_non_null(en);
@@ -295,9 +273,9 @@ test_scan_and_read(void **state)
 
 	/* Written and read back: the same entries, the digest of the bytes. */
 	assert_int_equal(release_files_format(&f, &out, &outlen, &e), 0);
-	snprintf(p, sizeof(p), "%s/files.json", g_dir);
+	snprintf(p, sizeof(p), "%s/files.json", tmpdir_path());
 	assert_int_equal(fs_write_atomic(p, out, outlen, 0644), 0);
-	assert_int_equal(release_files_read(g_dir, &g, hex, &e), 1);
+	assert_int_equal(release_files_read(tmpdir_path(), &g, hex, &e), 1);
 	assert_int_equal(digest_buf(out, outlen, want), 0);
 	assert_string_equal(hex, want);
 	assert_int_equal(g.n, f.n);
@@ -307,37 +285,37 @@ test_scan_and_read(void **state)
 	}
 
 	/* Without hashing: everything but the digests. */
-	assert_int_equal(release_files_scan(g_dir, RELEASE_FILES_NOHASH, &g, &e), 0);
+	assert_int_equal(release_files_scan(tmpdir_path(), RELEASE_FILES_NOHASH, &g, &e), 0);
 	assert_int_equal(g.n, f.n);
 	assert_string_equal(release_files_find(&g, "bin/agent")->sha256, "");
 	assert_int_equal(release_files_find(&g, "bin/agent")->size, 6);
 
 	/* Absent. */
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(release_files_read(g_dir, &g, hex, &e), 0);
+	assert_int_equal(release_files_read(tmpdir_path(), &g, hex, &e), 0);
 	assert_int_equal(g.n, 0);
 
 	/* A FIFO, an escaping link, a mode extraction never leaves: refused, named. */
-	snprintf(p, sizeof(p), "%s/bin/fifo", g_dir);
+	snprintf(p, sizeof(p), "%s/bin/fifo", tmpdir_path());
 	assert_int_equal(mkfifo(p, 0644), 0);
-	assert_int_equal(release_files_scan(g_dir, 0, &g, &e), -1);
+	assert_int_equal(release_files_scan(tmpdir_path(), 0, &g, &e), -1);
 	assert_int_equal(e.kind, ERR_FORMAT);
 	assert_non_null(strstr(e.msg, "bin/fifo"));
 	assert_int_equal(g.n, 0);
 	assert_int_equal(unlink(p), 0);
-	snprintf(p, sizeof(p), "%s/bin/out", g_dir);
+	snprintf(p, sizeof(p), "%s/bin/out", tmpdir_path());
 	assert_int_equal(symlink("../../etc/passwd", p), 0);
-	assert_int_equal(release_files_scan(g_dir, 0, &g, &e), -1);
+	assert_int_equal(release_files_scan(tmpdir_path(), 0, &g, &e), -1);
 	assert_int_equal(unlink(p), 0);
-	put("bin/ww", "x", 0666);
-	assert_int_equal(release_files_scan(g_dir, 0, &g, &e), -1);
+	tmpdir_put("bin/ww", "x", 0666);
+	assert_int_equal(release_files_scan(tmpdir_path(), 0, &g, &e), -1);
 	assert_non_null(strstr(e.msg, "bin/ww"));
-	snprintf(p, sizeof(p), "%s/bin/ww", g_dir);
+	snprintf(p, sizeof(p), "%s/bin/ww", tmpdir_path());
 	assert_int_equal(unlink(p), 0);
 	/* Without manifest.json the tree is not a release. */
-	snprintf(p, sizeof(p), "%s/manifest.json", g_dir);
+	snprintf(p, sizeof(p), "%s/manifest.json", tmpdir_path());
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(release_files_scan(g_dir, 0, &g, &e), -1);
+	assert_int_equal(release_files_scan(tmpdir_path(), 0, &g, &e), -1);
 	assert_int_equal(release_files_scan("/nonexistent/x", 0, &g, &e), -1);
 
 	free(out);

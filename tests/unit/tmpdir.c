@@ -1,0 +1,79 @@
+/*
+ * The unit tests' temporary directory (tmpdir.h): linked into every unit
+ * test, so no test keeps its own mkdtemp/rmtree fixture.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/fs.h"
+#include "tests/unit/tmpdir.h"
+
+static char g_tmpdir[128];
+
+const char *
+tmpdir_make(const char *name)
+{
+	int n = snprintf(g_tmpdir, sizeof(g_tmpdir), "/tmp/tandem-ut-%s.XXXXXX", name);
+
+	if (n < 0 || (size_t)n >= sizeof(g_tmpdir) || mkdtemp(g_tmpdir) == NULL) {
+		g_tmpdir[0] = '\0';
+		return NULL;
+	}
+	return g_tmpdir;
+}
+
+const char *
+tmpdir_path(void)
+{
+	return g_tmpdir;
+}
+
+int
+tmpdir_remove(void)
+{
+	int rc;
+
+	if (g_tmpdir[0] == '\0') {
+		return -1;
+	}
+	rc = fs_rmtree(g_tmpdir) == 0 ? 0 : -1;
+	g_tmpdir[0] = '\0';
+	return rc;
+}
+
+void
+tmpdir_join(char *buf, size_t size, const char *rel)
+{
+	int n = snprintf(buf, size, "%s/%s", g_tmpdir, rel);
+
+	assert_true(g_tmpdir[0] != '\0' && n > 0 && (size_t)n < size);
+}
+
+void
+tmpdir_put(const char *rel, const char *content, mode_t mode)
+{
+	char p[PATH_MAX];
+
+	tmpdir_join(p, sizeof(p), rel);
+	assert_int_equal(fs_write_atomic(p, content, strlen(content), mode), 0);
+	assert_int_equal(chmod(p, mode), 0);
+}
+
+void
+tmpdir_mkdir(const char *rel, mode_t mode)
+{
+	char p[PATH_MAX];
+
+	tmpdir_join(p, sizeof(p), rel);
+	assert_int_equal(mkdir(p, mode), 0);
+	assert_int_equal(chmod(p, mode), 0);
+}

@@ -1,0 +1,25 @@
+/*
+ * The unit tests' temporary directory: one per test (setup makes it,
+ * teardown removes it), and helpers that put files and directories in it by
+ * a path relative to it. Failures inside a test fail it (cmocka asserts).
+ */
+#ifndef TANDEM_TESTS_UNIT_TMPDIR_H
+#define TANDEM_TESTS_UNIT_TMPDIR_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Make /tmp/tandem-ut-NAME.XXXXXX; its path, or NULL (for a cmocka setup). */
+const char *tmpdir_make(const char *name);
+/* The directory tmpdir_make made. */
+const char *tmpdir_path(void);
+/* Remove it and everything in it; 0 or -1 (for a cmocka teardown). */
+int tmpdir_remove(void);
+/* BUF = the directory + "/" + REL. */
+void tmpdir_join(char *buf, size_t size, const char *rel);
+/* Write REL (atomically) with CONTENT and exactly MODE. */
+void tmpdir_put(const char *rel, const char *content, mode_t mode);
+/* Make the directory REL with exactly MODE. */
+void tmpdir_mkdir(const char *rel, mode_t mode);
+
+#endif
