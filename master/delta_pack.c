@@ -1,0 +1,438 @@
+#include "master/delta_pack.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "common/fs.h"
+#include "common/release_files.h"
+
+#define DP_CHUNK (64 * 1024)
+
+/* One digest the host lacks; SENT once a file with it is in the delta. */
+struct dp_want {
+	char hex[DIGEST_HEX_LEN + 1];
+	int named; /* files.json has a file with it */
+	int sent;
+};
+
+struct dp_ctx {
+	struct fs_atomic out;
+	unsigned long long written;
+	struct dp_want *want;
+	size_t n_want;
+	unsigned char *buf;
+};
+
+static int
+dp_want_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dp_want *)a)->hex, ((const struct dp_want *)b)->hex);
+}
+
+static struct dp_want *
+dp_want_find(struct dp_ctx *c, const char *hex)
+{
+	struct dp_want key = { .named = 0 };
+
+	if (strlen(hex) != DIGEST_HEX_LEN) {
+		return NULL;
+	}
+	memcpy(key.hex, hex, sizeof(key.hex));
+	return bsearch(&key, c->want, c->n_want, sizeof(*c->want), dp_want_cmp);
+}
+
+static int
+dp_read_open(const char *tgz, struct archive **out, struct err *e)
+{
+	struct archive *a = archive_read_new();
+
+	*out = NULL;
+	if (a == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	if (archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(a) != ARCHIVE_OK) {
+		err_set(e, ERR_INTERNAL, "libarchive: %s", archive_error_string(a));
+		archive_read_free(a);
+		return -1;
+	}
+	if (archive_read_open_filename(a, tgz, DP_CHUNK) != ARCHIVE_OK) {
+		int saved = archive_errno(a);
+
+		if (saved > 0 && saved != EILSEQ /* libarchive: not a format it reads */) {
+			errno = saved;
+			err_sys(e, "%s", tgz);
+		} else {
+			err_set(e, ERR_FORMAT, "%s: %s", tgz, archive_error_string(a));
+		}
+		archive_read_free(a);
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
+/* The member A is positioned on, whole, into *OUT (at most MAX bytes). */
+static int
+dp_read_member(struct archive *a, const char *what, size_t max, char **out, size_t *outlen,
+    struct err *e)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	la_ssize_t n;
+
+	*out = NULL;
+	*outlen = 0;
+	for (;;) {
+		if (cap - len < DP_CHUNK) {
+			size_t ncap = cap == 0 ? DP_CHUNK : cap * 2;
+			char *nb;
+
+			if (ncap > max + DP_CHUNK) {
+				ncap = max + DP_CHUNK;
+			}
+			nb = realloc(buf, ncap);
+			if (nb == NULL) {
+				free(buf);
+				return err_set(e, ERR_NOMEM, "out of memory");
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		n = archive_read_data(a, buf + len, cap - len);
+		if (n < 0) {
+			err_set(e, ERR_FORMAT, "%s: %s", what, archive_error_string(a));
+			free(buf);
+			return -1;
+		}
+		if (n == 0) {
+			break;
+		}
+		len += (size_t)n;
+		if (len > max) {
+			free(buf);
+			return err_set(e, ERR_LIMIT, "%s: more than %zu bytes", what, max);
+		}
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+int
+delta_pack_files_json(const char *tgz, char **out, size_t *outlen, struct err *e)
+{
+	struct release_files rf = RELEASE_FILES_INIT;
+	struct archive_entry *ae;
+	struct archive *a;
+	int r, rc = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (dp_read_open(tgz, &a, e) != 0) {
+		return -1;
+	}
+	while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+
+		if (p == NULL || strcmp(p, RELEASE_FILES_FILE) != 0 ||
+		    archive_entry_filetype(ae) != AE_IFREG) {
+			continue;
+		}
+		if (dp_read_member(a, RELEASE_FILES_FILE, RELEASE_FILES_MAX_BYTES, out, outlen,
+		    e) != 0) {
+			goto out;
+		}
+		if (release_files_parse(*out, *outlen, &rf, e) != 0) {
+			err_prefix(e, "%s: %s", tgz, RELEASE_FILES_FILE);
+			free(*out);
+			*out = NULL;
+			*outlen = 0;
+			goto out;
+		}
+		rc = 1;
+		goto out;
+	}
+	if (r != ARCHIVE_EOF) {
+		err_set(e, ERR_FORMAT, "%s: %s", tgz, archive_error_string(a));
+		goto out;
+	}
+	rc = 0;
+out:
+	release_files_free(&rf);
+	archive_read_free(a);
+	return rc;
+}
+
+static la_ssize_t
+dp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
+{
+	struct dp_ctx *c = arg;
+
+	if (fs_atomic_write(&c->out, buf, len) != 0) {
+		int saved = errno;
+
+		archive_set_error(a, saved, "writing the delta: %s", strerror(saved));
+		return -1;
+	}
+	c->written += len;
+	return (la_ssize_t)len;
+}
+
+/* A header as the packer writes it: no owner, no time, MODE. */
+static int
+dp_header(struct archive *w, const char *path, unsigned mode, unsigned long long size,
+    struct err *e)
+{
+	struct archive_entry *ae = archive_entry_new();
+	int r;
+
+	if (ae == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	archive_entry_set_pathname(ae, path);
+	archive_entry_set_mtime(ae, 0, 0);
+	archive_entry_set_uid(ae, 0);
+	archive_entry_set_gid(ae, 0);
+	archive_entry_set_perm(ae, mode);
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_size(ae, (la_int64_t)size);
+	r = archive_write_header(w, ae);
+	archive_entry_free(ae);
+	if (r != ARCHIVE_OK) {
+		return err_set(e, archive_errno(w) == ENOSPC ? ERR_NOSPACE : ERR_IO,
+		    "delta: %s: %s", path, archive_error_string(w));
+	}
+	return 0;
+}
+
+static int
+dp_write_data(struct archive *w, const char *path, const void *buf, size_t len, struct err *e)
+{
+	if (len > 0 && archive_write_data(w, buf, len) != (la_ssize_t)len) {
+		return err_set(e, archive_errno(w) == ENOSPC ? ERR_NOSPACE : ERR_IO,
+		    "delta: %s: %s", path, archive_error_string(w));
+	}
+	return 0;
+}
+
+/* Copy the member R is on (entry EN of files.json) into W, checking its digest. */
+static int
+dp_copy_file(struct dp_ctx *c, struct archive *r, struct archive *w,
+    const struct release_files_entry *en, struct err *e)
+{
+	char hex[DIGEST_HEX_LEN + 1];
+	unsigned long long total = 0;
+	struct digest d;
+	la_ssize_t n;
+	int rc = -1;
+
+	digest_init(&d);
+	if (dp_header(w, en->path, en->mode, en->size, e) != 0) {
+		goto out;
+	}
+	while ((n = archive_read_data(r, c->buf, DP_CHUNK)) > 0) {
+		total += (unsigned long long)n;
+		if (total > en->size) {
+			err_set(e, ERR_FORMAT, "%s: longer than files.json says (%llu bytes)",
+			    en->path, (unsigned long long)en->size);
+			goto out;
+		}
+		digest_update(&d, c->buf, (size_t)n);
+		if (dp_write_data(w, en->path, c->buf, (size_t)n, e) != 0) {
+			goto out;
+		}
+	}
+	if (n < 0) {
+		err_set(e, ERR_FORMAT, "%s: %s", en->path, archive_error_string(r));
+		goto out;
+	}
+	if (digest_final(&d, hex) != 0) {
+		err_set(e, ERR_INTERNAL, "sha256 failed");
+		goto out;
+	}
+	if (total != en->size || strcmp(hex, en->sha256) != 0) {
+		err_set(e, ERR_FORMAT, "%s: not the content files.json gives it (sha256 %.16s..., "
+		    "%llu bytes)", en->path, hex, total);
+		goto out;
+	}
+	if (archive_write_finish_entry(w) != ARCHIVE_OK) {
+		err_set(e, ERR_IO, "delta: %s: %s", en->path, archive_error_string(w));
+		goto out;
+	}
+	rc = 0;
+out:
+	digest_free(&d);
+	return rc;
+}
+
+/* Set up the wanted digests: sorted, unique, marked when files.json names them. */
+static int
+dp_wants(struct dp_ctx *c, const struct release_files *rf, const char *const *missing,
+    size_t n_missing, struct err *e)
+{
+	size_t k = 0;
+
+	c->want = calloc(n_missing == 0 ? 1 : n_missing, sizeof(*c->want));
+	if (c->want == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n_missing; i++) {
+		/* A plan comes from the host: a string that is no digest matches nothing. */
+		if (missing[i] != NULL && strnlen(missing[i], DIGEST_HEX_LEN + 1) == DIGEST_HEX_LEN) {
+			memcpy(c->want[k++].hex, missing[i], DIGEST_HEX_LEN + 1);
+		}
+	}
+	qsort(c->want, k, sizeof(*c->want), dp_want_cmp);
+	c->n_want = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (c->n_want == 0 || strcmp(c->want[c->n_want - 1].hex, c->want[i].hex) != 0) {
+			c->want[c->n_want++] = c->want[i];
+		}
+	}
+	for (size_t i = 0; i < rf->n; i++) {
+		struct dp_want *w;
+
+		if (rf->v[i].type == RELEASE_FILES_REG &&
+		    (w = dp_want_find(c, rf->v[i].sha256)) != NULL) {
+			w->named = 1;
+		}
+	}
+	return 0;
+}
+
+/* Stream R's members into W: the wanted files once each; check R's files.json is FJ. */
+static int
+dp_stream(struct dp_ctx *c, const char *tgz, struct archive *r, struct archive *w,
+    const struct release_files *rf, const char *fj, size_t fjlen,
+    struct delta_pack_result *res, struct err *e)
+{
+	struct archive_entry *ae;
+	int st, seen_fj = 0;
+
+	while ((st = archive_read_next_header(r, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		const struct release_files_entry *en;
+		struct dp_want *wt;
+
+		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG) {
+			continue;
+		}
+		if (strcmp(p, RELEASE_FILES_FILE) == 0) {
+			char *b;
+			size_t blen;
+			int same;
+
+			if (dp_read_member(r, p, RELEASE_FILES_MAX_BYTES, &b, &blen, e) != 0) {
+				return -1;
+			}
+			same = blen == fjlen && memcmp(b, fj, fjlen) == 0;
+			free(b);
+			if (!same) {
+				return err_set(e, ERR_FORMAT, "%s: its files.json is not the one "
+				    "planned with", tgz);
+			}
+			seen_fj = 1;
+			continue;
+		}
+		en = release_files_find(rf, p);
+		if (en == NULL || en->type != RELEASE_FILES_REG ||
+		    (wt = dp_want_find(c, en->sha256)) == NULL || wt->sent) {
+			continue;
+		}
+		if (dp_copy_file(c, r, w, en, e) != 0) {
+			return -1;
+		}
+		wt->sent = 1;
+		res->files++;
+		res->content += en->size;
+	}
+	if (st != ARCHIVE_EOF) {
+		return err_set(e, ERR_FORMAT, "%s: %s", tgz, archive_error_string(r));
+	}
+	if (!seen_fj) {
+		return err_set(e, ERR_FORMAT, "%s: no files.json", tgz);
+	}
+	for (size_t i = 0; i < c->n_want; i++) {
+		if (c->want[i].named && !c->want[i].sent) {
+			return err_set(e, ERR_FORMAT, "%s: no member has sha256 %.16s... that "
+			    "files.json lists", tgz, c->want[i].hex);
+		}
+	}
+	return 0;
+}
+
+int
+delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *const *missing,
+    size_t n_missing, const char *out, struct delta_pack_result *res, struct err *e)
+{
+	struct release_files rf = RELEASE_FILES_INIT;
+	struct dp_ctx c = { .out = FS_ATOMIC_INIT };
+	struct archive *r = NULL, *w = NULL;
+	int rc = -1;
+
+	memset(res, 0, sizeof(*res));
+	if (release_files_parse(fj, fjlen, &rf, e) != 0) {
+		err_prefix(e, "delta: %s", RELEASE_FILES_FILE);
+		return -1;
+	}
+	if (dp_wants(&c, &rf, missing, n_missing, e) != 0) {
+		goto out;
+	}
+	c.buf = malloc(DP_CHUNK);
+	if (c.buf == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (dp_read_open(tgz, &r, e) != 0) {
+		goto out;
+	}
+	if (fs_atomic_begin(&c.out, out, 0644) != 0) {
+		err_sys(e, "%s", out);
+		goto out;
+	}
+	w = archive_write_new();
+	if (w == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (archive_write_set_format_pax_restricted(w) != ARCHIVE_OK ||
+	    archive_write_add_filter_gzip(w) != ARCHIVE_OK ||
+	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
+	    archive_write_set_filter_option(w, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(w, 1) != ARCHIVE_OK ||
+	    archive_write_open2(w, &c, NULL, dp_write_cb, NULL, NULL) != ARCHIVE_OK) {
+		err_set(e, ERR_IO, "libarchive: %s", archive_error_string(w));
+		goto out;
+	}
+	if (dp_header(w, RELEASE_FILES_FILE, 0644, fjlen, e) != 0 ||
+	    dp_write_data(w, RELEASE_FILES_FILE, fj, fjlen, e) != 0) {
+		goto out;
+	}
+	if (dp_stream(&c, tgz, r, w, &rf, fj, fjlen, res, e) != 0) {
+		goto out;
+	}
+	if (archive_write_close(w) != ARCHIVE_OK) {
+		err_set(e, archive_errno(w) == ENOSPC ? ERR_NOSPACE : ERR_IO, "%s: %s", out,
+		    archive_error_string(w));
+		goto out;
+	}
+	if (fs_atomic_commit(&c.out) != 0) {
+		err_sys(e, "%s", out);
+		goto out;
+	}
+	res->size = c.written;
+	rc = 0;
+out:
+	archive_write_free(w);
+	archive_read_free(r);
+	fs_atomic_abort(&c.out);
+	free(c.buf);
+	free(c.want);
+	release_files_free(&rf);
+	return rc;
+}

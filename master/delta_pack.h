@@ -1,0 +1,58 @@
+/*
+ * delta_pack — the master's half of a planned (delta) push: the files.json
+ * of a release tarball (the body of POST /update/plan), and the delta
+ * tarball sent with mode=delta: files.json plus only the regular files whose
+ * content the host said it lacks ("missing" of the plan), each content once.
+ *
+ * The delta is written like a packed release (deterministic: entries in the
+ * release's order, mtime 0, uid/gid 0, no names, modes from files.json, pax
+ * restricted, gzip without name or timestamp), streamed from the release
+ * in 64 KiB chunks (the release is never held in memory), through the
+ * atomic-write helper. Every file sent is hashed while streamed and must
+ * have the digest files.json gives it; the release's own files.json member
+ * must be the bytes given. Directories and symlinks are never sent: the
+ * updater makes them from files.json.
+ *
+ * Nothing here depends on the URL the delta goes to: the same helpers serve
+ * /update and /update-self.
+ */
+#ifndef TANDEM_MASTER_DELTA_PACK_H
+#define TANDEM_MASTER_DELTA_PACK_H
+
+#include <stddef.h>
+
+#include "common/digest.h"
+#include "common/err.h"
+#include "common/util.h"
+
+/*
+ * Read files.json from the release tarball TGZ into *OUT (malloc'd, caller
+ * frees; *OUTLEN bytes, parsed by common/release_files to be sure).
+ * Returns 1 when found, 0 when the release has none (an old release: push
+ * it whole), -1 with E (ERR_IO, ERR_FORMAT not a tarball or a bad
+ * files.json, ERR_LIMIT over RELEASE_FILES_MAX_BYTES, ERR_NOMEM).
+ */
+int delta_pack_files_json(const char *tgz, char **out, size_t *outlen, struct err *e) WUR;
+
+struct delta_pack_result {
+	unsigned long long size;     /* bytes of the delta tarball */
+	size_t files;                /* regular files sent (files.json aside) */
+	unsigned long long content;  /* their bytes, uncompressed */
+};
+
+/*
+ * Write to OUT the delta of the release tarball TGZ whose files.json is
+ * FJ (FJLEN bytes, as delta_pack_files_json gave it) for the N_MISSING
+ * digests MISSING (64 lowercase hex each, any order, duplicates fine):
+ * files.json first, then for each missing digest the first regular file of
+ * the release that has it. A digest files.json does not name is ignored (a
+ * plan is advice). Returns 0 with *RES, or -1 with E (OUT untouched):
+ * ERR_FORMAT (not a tarball, a member that is not what files.json says, a
+ * missing digest whose file is not in the tarball), ERR_IO, ERR_NOSPACE,
+ * ERR_NOMEM.
+ */
+int delta_pack_write(const char *tgz, const char *fj, size_t fjlen,
+    const char *const *missing, size_t n_missing, const char *out,
+    struct delta_pack_result *res, struct err *e) WUR;
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * Unit tests of master/delta_pack: a release packed by master/release_pack
+ * from a tree in a temporary directory, its files.json read back, deltas
+ * written for sets of missing digests and read with libarchive's reader.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cmocka.h>
+
+#include "common/digest.h"
+#include "common/fs.h"
+#include "common/release_files.h"
+#include "master/delta_pack.h"
+#include "master/release_pack.h"
+
+#define CONTENT_A "content of a\n"
+#define CONTENT_B "content of b, another one\n"
+
+struct fx {
+	char root[PATH_MAX];
+	char tree[PATH_MAX];
+	char tgz[PATH_MAX];
+	char out[PATH_MAX];
+	char sha_a[DIGEST_HEX_LEN + 1];
+	char sha_b[DIGEST_HEX_LEN + 1];
+	char *fj;
+	size_t fjlen;
+	struct err err;
+};
+
+static void
+put(const char *dir, const char *rel, const char *text, mode_t mode)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dir, rel) < (int)sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fs_write_all(fd, text, strlen(text)), 0);
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static void
+sha_of(const char *text, char hex[DIGEST_HEX_LEN + 1])
+{
+	struct digest d;
+
+	digest_init(&d);
+	digest_update(&d, text, strlen(text));
+	assert_int_equal(digest_final(&d, hex), 0);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct release_pack_opts o = { 0 };
+	struct release_pack_result res;
+	char p[PATH_MAX];
+
+	assert_non_null(f);
+	assert_true(snprintf(f->root, sizeof(f->root), "/tmp/test_delta_pack.XXXXXX") > 0);
+	assert_non_null(mkdtemp(f->root));
+	assert_true(snprintf(f->tree, sizeof(f->tree), "%s/tree", f->root) > 0);
+	assert_true(snprintf(f->tgz, sizeof(f->tgz), "%s/rel.tar.gz", f->root) > 0);
+	assert_true(snprintf(f->out, sizeof(f->out), "%s/delta.tar.gz", f->root) > 0);
+	assert_true(snprintf(p, sizeof(p), "%s/bin", f->tree) > 0);
+	assert_int_equal(fs_mkdir_p(p, 0755), 0);
+	assert_true(snprintf(p, sizeof(p), "%s/lib", f->tree) > 0);
+	assert_int_equal(fs_mkdir_p(p, 0755), 0);
+	put(f->tree, "bin/tandem-agent", "#!/bin/sh\nexit 0\n", 0755);
+	put(f->tree, "lib/a", CONTENT_A, 0644);
+	put(f->tree, "lib/b", CONTENT_B, 0600);
+	put(f->tree, "lib/dup", CONTENT_A, 0644); /* same content as lib/a: sent once */
+	assert_true(snprintf(p, sizeof(p), "%s/lib/link", f->tree) > 0);
+	assert_int_equal(symlink("a", p), 0);
+	o.dir = f->tree;
+	o.output = f->tgz;
+	o.version = "1.0";
+	assert_int_equal(release_pack(&o, &res, NULL, &f->err), 0);
+	sha_of(CONTENT_A, f->sha_a);
+	sha_of(CONTENT_B, f->sha_b);
+	assert_int_equal(delta_pack_files_json(f->tgz, &f->fj, &f->fjlen, &f->err), 1);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(fs_rmtree(f->root), 0);
+	free(f->fj);
+	free(f);
+	return 0;
+}
+
+/* The members of tarball PATH as "path mode size content|" lines, concatenated. */
+static char *
+members(const char *path)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	size_t cap = 65536, len = 0;
+	char *out = calloc(1, cap);
+
+	assert_non_null(a);
+	assert_non_null(out);
+	assert_int_equal(archive_read_support_filter_gzip(a), ARCHIVE_OK);
+	assert_int_equal(archive_read_support_format_tar(a), ARCHIVE_OK);
+	assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+	while (archive_read_next_header(a, &ae) == ARCHIVE_OK) {
+		char data[256] = "";
+		la_ssize_t n;
+
+		assert_int_equal(archive_entry_filetype(ae), AE_IFREG);
+		assert_int_equal(archive_entry_mtime(ae), 0);
+		assert_int_equal(archive_entry_uid(ae), 0);
+		n = archive_read_data(a, data, sizeof(data) - 1);
+		assert_true(n >= 0);
+		data[n] = '\0';
+		if (strcmp(archive_entry_pathname(ae), RELEASE_FILES_FILE) == 0) {
+			data[0] = '\0'; /* checked by the caller */
+		}
+		len += (size_t)snprintf(out + len, cap - len, "%s %04o %lld %s|",
+		    archive_entry_pathname(ae), (unsigned)archive_entry_perm(ae),
+		    (long long)archive_entry_size(ae), data);
+		assert_true(len < cap);
+	}
+	archive_read_free(a);
+	return out;
+}
+
+static void
+test_files_json_is_the_releases(void **state)
+{
+	struct fx *f = *state;
+	struct release_files rf = RELEASE_FILES_INIT;
+	const struct release_files_entry *en;
+
+	assert_int_equal(release_files_parse(f->fj, f->fjlen, &rf, &f->err), 0);
+	en = release_files_find(&rf, "lib/b");
+	assert_non_null(en);
+	assert_string_equal(en->sha256, f->sha_b);
+	assert_null(release_files_find(&rf, RELEASE_FILES_FILE));
+	release_files_free(&rf);
+}
+
+static void
+test_delta_sends_missing_contents_once(void **state)
+{
+	struct fx *f = *state;
+	const char *missing[] = { f->sha_b, f->sha_a, "not-a-digest", f->sha_b,
+		"0000000000000000000000000000000000000000000000000000000000000000" };
+	struct delta_pack_result res;
+	char *m;
+	char want[512];
+	struct stat st;
+
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 5, f->out, &res,
+	    &f->err), 0);
+	m = members(f->out);
+	/* files.json first; lib/a once (lib/dup has its content); no dirs or symlinks. */
+	assert_true(snprintf(want, sizeof(want), "files.json 0644 %zu |lib/a 0644 %zu %s|"
+	    "lib/b 0644 %zu %s|", f->fjlen, strlen(CONTENT_A), CONTENT_A, strlen(CONTENT_B),
+	    CONTENT_B) < (int)sizeof(want));
+	assert_string_equal(m, want);
+	free(m);
+	assert_int_equal(res.files, 2);
+	assert_int_equal(res.content, strlen(CONTENT_A) + strlen(CONTENT_B));
+	assert_int_equal(stat(f->out, &st), 0);
+	assert_int_equal((unsigned long long)st.st_size, res.size);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	char *b;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	b = malloc((size_t)st.st_size + 1);
+	assert_non_null(b);
+	assert_int_equal(read(fd, b, (size_t)st.st_size), st.st_size);
+	assert_int_equal(close(fd), 0);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static void
+test_delta_is_deterministic_and_empty_plan_sends_files_json(void **state)
+{
+	struct fx *f = *state;
+	const char *missing[] = { f->sha_a };
+	struct delta_pack_result res;
+	char second[PATH_MAX];
+	size_t l1, l2;
+	char *b1, *b2, *m;
+
+	assert_true(snprintf(second, sizeof(second), "%s/again.tar.gz", f->root) > 0);
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, f->out, &res,
+	    &f->err), 0);
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, second, &res,
+	    &f->err), 0);
+	b1 = slurp(f->out, &l1);
+	b2 = slurp(second, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(b1, b2, l1);
+	free(b1);
+	free(b2);
+
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, NULL, 0, f->out, &res,
+	    &f->err), 0);
+	assert_int_equal(res.files, 0);
+	m = members(f->out);
+	assert_true(strncmp(m, "files.json 0644 ", 16) == 0);
+	assert_null(strchr(strchr(m, '|') + 1, '|'));
+	free(m);
+}
+
+static void
+test_refusals_leave_no_output(void **state)
+{
+	struct fx *f = *state;
+	const char *missing[] = { f->sha_a };
+	struct delta_pack_result res;
+	char *fj;
+	size_t fjlen;
+
+	/* A files.json that is not the release's own (valid, but other bytes). */
+	{
+		struct release_files rf = RELEASE_FILES_INIT;
+		char *b;
+		size_t bl;
+
+		assert_int_equal(release_files_parse(f->fj, f->fjlen, &rf, &f->err), 0);
+		rf.v[rf.n - 1].mode = 0755; /* the last entry, manifest.json, a file */
+		assert_int_equal(release_files_format(&rf, &b, &bl, &f->err), 0);
+		assert_int_equal(delta_pack_write(f->tgz, b, bl, missing, 1, f->out, &res,
+		    &f->err), -1);
+		assert_int_equal(f->err.kind, ERR_FORMAT);
+		free(b);
+		release_files_free(&rf);
+	}
+	assert_int_equal(access(f->out, F_OK), -1);
+
+	/* Not a files.json at all. */
+	assert_int_equal(delta_pack_write(f->tgz, "{}", 2, missing, 1, f->out, &res, &f->err), -1);
+	assert_int_equal(access(f->out, F_OK), -1);
+
+	/* Not a tarball. */
+	put(f->root, "junk.tar.gz", "not gzip at all", 0644);
+	{
+		char junk[PATH_MAX];
+
+		assert_true(snprintf(junk, sizeof(junk), "%s/junk.tar.gz", f->root) > 0);
+		assert_int_equal(delta_pack_files_json(junk, &fj, &fjlen, &f->err), -1);
+		assert_int_equal(f->err.kind, ERR_FORMAT);
+		assert_null(fj);
+		assert_int_equal(delta_pack_write(junk, f->fj, f->fjlen, missing, 1, f->out, &res,
+		    &f->err), -1);
+		assert_int_equal(access(f->out, F_OK), -1);
+	}
+}
+
+static void
+test_release_without_files_json(void **state)
+{
+	struct fx *f = *state;
+	struct archive *w = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	char old[PATH_MAX];
+	char *fj;
+	size_t fjlen;
+
+	assert_true(snprintf(old, sizeof(old), "%s/old.tar.gz", f->root) > 0);
+	assert_int_equal(archive_write_set_format_pax_restricted(w), ARCHIVE_OK);
+	assert_int_equal(archive_write_add_filter_gzip(w), ARCHIVE_OK);
+	assert_int_equal(archive_write_open_filename(w, old), ARCHIVE_OK);
+	archive_entry_set_pathname(ae, "manifest.json");
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_size(ae, 2);
+	assert_int_equal(archive_write_header(w, ae), ARCHIVE_OK);
+	assert_int_equal(archive_write_data(w, "{}", 2), 2);
+	archive_entry_free(ae);
+	assert_int_equal(archive_write_close(w), ARCHIVE_OK);
+	archive_write_free(w);
+	assert_int_equal(delta_pack_files_json(old, &fj, &fjlen, &f->err), 0);
+	assert_null(fj);
+	assert_int_equal(fjlen, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_files_json_is_the_releases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delta_sends_missing_contents_once, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_delta_is_deterministic_and_empty_plan_sends_files_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusals_leave_no_output, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_without_files_json, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
