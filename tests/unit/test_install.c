@@ -35,6 +35,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/release_files.h"
 #include "common/testhook.h"
 #include "updater/config.h"
 #include "updater/handover.h"
@@ -161,6 +162,18 @@ make_tar(struct buf *b, const struct ent *ents, size_t n)
  * (after printing a line); SELF makes it an updater release; ZEROS adds a
  * file of that many zero bytes.
  */
+/* The manifest (512 bytes) and the script (256) of make_release's release. */
+static void
+release_texts(const char *version, int preflight_exit, int self, char *manifest, char *script)
+{
+	(void)snprintf(manifest, 512,
+	    "{\"name\":\"tandem-agent\",\"version\":\"%s\",\"entrypoint\":\"bin/agent\"%s}",
+	    version, self ? ",\"updater_entrypoint\":\"bin/updater\"" : "");
+	(void)snprintf(script, 256,
+	    "#!/bin/sh\nfor a; do if [ \"$a\" = --self-test ]; then echo self-test says %d; "
+	    "exit %d; fi; done\nexit 0\n", preflight_exit, preflight_exit);
+}
+
 static void
 make_release(struct buf *b, const char *version, int preflight_exit, int self, int64_t zeros)
 {
@@ -168,12 +181,7 @@ make_release(struct buf *b, const char *version, int preflight_exit, int self, i
 	struct ent ents[5];
 	size_t n = 0;
 
-	(void)snprintf(manifest, sizeof(manifest),
-	    "{\"name\":\"tandem-agent\",\"version\":\"%s\",\"entrypoint\":\"bin/agent\"%s}",
-	    version, self ? ",\"updater_entrypoint\":\"bin/updater\"" : "");
-	(void)snprintf(script, sizeof(script),
-	    "#!/bin/sh\nfor a; do if [ \"$a\" = --self-test ]; then echo self-test says %d; "
-	    "exit %d; fi; done\nexit 0\n", preflight_exit, preflight_exit);
+	release_texts(version, preflight_exit, self, manifest, script);
 	ents[n++] = (struct ent){ "bin/", AE_IFDIR, 0755, NULL, 0 };
 	ents[n++] = (struct ent){ "bin/agent", AE_IFREG, 0755, script, 0 };
 	ents[n++] = (struct ent){ "bin/updater", AE_IFREG, 0755, script, 0 };
@@ -1273,6 +1281,115 @@ test_self_update(void **state)
 	assert_int_equal(install_self_pending(&tree, root, &h), 0);
 }
 
+/*
+ * The delta of make_release(VERSION, 0, 1, 0) into *D: files.json, plus
+ * manifest.json when WITH_MANIFEST (bin/ comes from the updater's own
+ * releases); *SHA256 the full release's digest.
+ */
+static void
+make_self_delta(struct buf *d, const char *version, int with_manifest, char sha256[65])
+{
+	struct release_files f = RELEASE_FILES_INIT;
+	struct err e = ERR_INIT;
+	char manifest[512], script[256], ds[65], dm[65];
+	struct ent ents[2];
+	struct buf full;
+	char *fj = NULL, *raw = NULL;
+	size_t fjlen = 0, n = 0;
+
+	release_texts(version, 0, 1, manifest, script);
+	make_release(&full, version, 0, 1, 0);
+	sha256_hex(&full, sha256);
+	free(full.p);
+	assert_int_equal(digest_buf(script, strlen(script), ds), 0);
+	assert_int_equal(digest_buf(manifest, strlen(manifest), dm), 0);
+	assert_int_equal(release_files_add(&f, "bin", RELEASE_FILES_DIR, 0755, 0, NULL, NULL, &e), 0);
+	assert_int_equal(release_files_add(&f, "bin/agent", RELEASE_FILES_REG, 0755, strlen(script),
+	    ds, NULL, &e), 0);
+	assert_int_equal(release_files_add(&f, "bin/updater", RELEASE_FILES_REG, 0755,
+	    strlen(script), ds, NULL, &e), 0);
+	assert_int_equal(release_files_add(&f, "manifest.json", RELEASE_FILES_REG, 0644,
+	    strlen(manifest), dm, NULL, &e), 0);
+	assert_int_equal(release_files_format(&f, &raw, &fjlen, &e), 0);
+	release_files_free(&f);
+	/* make_tar takes text: the canonical bytes carry no NUL of their own. */
+	fj = calloc(1, fjlen + 1);
+	assert_non_null(fj);
+	memcpy(fj, raw, fjlen);
+	free(raw);
+	ents[n++] = (struct ent){ "files.json", AE_IFREG, 0644, fj, 0 };
+	if (with_manifest) {
+		ents[n++] = (struct ent){ "manifest.json", AE_IFREG, 0644, manifest, 0 };
+	}
+	make_tar(d, ents, n);
+	free(fj);
+}
+
+/*
+ * A self-update sent as a delta: assembled in the updater's own staging
+ * from its own releases, then queued like a full one; a delta that lacks
+ * content is refused and leaves the updater's tree as it was.
+ */
+static void
+test_self_update_delta(void **state)
+{
+	struct install_outcome oc;
+	struct install_plan p;
+	struct handover h;
+	struct buf tb;
+	struct store tree;
+	char sha[65], p2[PATH_MAX];
+	char *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	push_ok("1.0");
+	make_release(&tb, "2.0", 0, 1, 0);
+	plan_for(&p, INSTALL_SELF, &tb, NULL);
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_QUEUED);
+	install_outcome_free(&oc);
+	free(tb.p);
+	memset(&tree, 0, sizeof(tree));
+	assert_int_equal(store_init(&tree, install_self_root(in), 3, NULL), 0);
+	assert_int_equal(install_self_pending(&tree, root, &h), 1);
+	install_self_commit(&tree, root, &h);
+
+	/* No copy of manifest.json 2.1 anywhere: refused, nothing changed. */
+	make_self_delta(&tb, "2.1", 0, sha);
+	plan_for(&p, INSTALL_SELF, &tb, sha);
+	p.delta = 1;
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_REFUSED);
+	assert_int_equal(oc.err.kind, ERR_DELTA_MISMATCH);
+	assert_non_null(strstr(err_msg(&oc.err), "manifest.json"));
+	install_outcome_free(&oc);
+	free(tb.p);
+	assert_false(exists("updater/releases/active.new"));
+	assert_false(exists("updater/releases/prev"));
+	assert_false(exists("updater/state/journal.json"));
+	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 0);
+
+	/* With it: bin/ is copied from the updater's active 2.0, and the release is 2.1. */
+	make_self_delta(&tb, "2.1", 1, sha);
+	plan_for(&p, INSTALL_SELF, &tb, sha);
+	p.delta = 1;
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_QUEUED);
+	assert_string_equal(oc.release.version, "2.1");
+	assert_string_equal(oc.release.sha256, sha);
+	install_outcome_free(&oc);
+	free(tb.p);
+	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 1);
+	assert_string_equal(h.new_version, "2.1");
+	(void)snprintf(p2, sizeof(p2), "%s/updater/releases/active/bin/updater", root);
+	assert_int_equal(fs_read_file(p2, 4096, &buf, &len), 0);
+	assert_non_null(memmem(buf, len, "self-test says 0", 16));
+	free(buf);
+	assert_true(exists("updater/releases/active/files.json"));
+	/* The agent's tree was not a source and is untouched. */
+	assert_string_equal(slot_version("active"), "1.0");
+	assert_int_equal(install_self_pending(&tree, root, &h), 1);
+	install_self_commit(&tree, root, &h);
+}
+
 static void
 test_self_update_refusals(void **state)
 {
@@ -1611,6 +1728,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_self_update_delta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points_fire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_already_active_and_force, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollback_to_identical_refused, setup, teardown),
