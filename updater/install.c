@@ -26,6 +26,8 @@
 #define INSTALL_SEED_CHUNK (64 * 1024)
 /* Room for one reason inside a message that holds two. */
 #define INSTALL_REASON_CUT 300
+/* Under state/: the host is both bad (install_both_bad_save). */
+#define INSTALL_BOTH_BAD_FILE "both_bad.json"
 
 struct install {
 	const struct updater_config *cfg;
@@ -235,9 +237,90 @@ install_retry_delay(const struct install *in, unsigned n)
 	return d < 3600000 ? d : 3600000;
 }
 
+/*
+ * state/both_bad.json ({"attempts": N}) says the host is both bad and N
+ * both_bad retries were made; no file: not both bad. Written (atomically,
+ * fsynced) by the thread holding the operation lock, so a restarted updater
+ * still reports both_bad and goes on with the retries that are left. A
+ * failed write is logged: the state in memory stays right until a restart.
+ */
+static void
+install_both_bad_save(const struct install *in, int v, unsigned attempts)
+{
+	char p[PATH_MAX], buf[64];
+	int n = snprintf(p, sizeof(p), "%s/state/%s", in->store.root, INSTALL_BOTH_BAD_FILE);
+	int len;
+
+	if (n < 0 || (size_t)n >= sizeof(p)) {
+		log_warnx("both_bad state: path too long");
+		return;
+	}
+	if (!v) {
+		if (unlink(p) != 0) {
+			if (errno != ENOENT) {
+				log_warnx("both_bad state: remove %s: %s", p, strerror(errno));
+			}
+		} else if (fs_fsync_parent(p) != 0) {
+			log_warnx("both_bad state: fsync the directory of %s: %s", p, strerror(errno));
+		}
+		return;
+	}
+	len = snprintf(buf, sizeof(buf), "{\"attempts\":%u}\n", attempts);
+	if (fs_write_atomic(p, buf, (size_t)len, 0600) != 0) {
+		log_warnx("both_bad state: write %s: %s", p, strerror(errno));
+	}
+}
+
+/*
+ * At start: a both_bad.json left by an earlier run makes the host both bad
+ * again, its retries counted on from where they were (the next one after
+ * the delay that follows that count). An unreadable file counts as both bad
+ * with no retry made: fail towards caution, the first passing probe ends it.
+ */
+static void
+install_both_bad_load(struct install *in)
+{
+	struct err e = ERR_INIT;
+	char p[PATH_MAX], *buf = NULL;
+	size_t len = 0;
+	cJSON *root = NULL;
+	const cJSON *a;
+	unsigned attempts = 0;
+	int n = snprintf(p, sizeof(p), "%s/state/%s", in->store.root, INSTALL_BOTH_BAD_FILE);
+
+	if (n < 0 || (size_t)n >= sizeof(p)) {
+		return;
+	}
+	if (fs_read_file(p, 4096, &buf, &len) != 0) {
+		if (errno != ENOENT) {
+			log_warnx("both_bad state: read %s: %s; taken as both bad", p, strerror(errno));
+			goto set;
+		}
+		return;
+	}
+	root = json_parse_object(buf, len, &e);
+	a = root != NULL ? cJSON_GetObjectItemCaseSensitive(root, "attempts") : NULL;
+	if (cJSON_IsNumber(a) && a->valuedouble >= 0 && a->valuedouble <= 1000000) {
+		attempts = (unsigned)a->valuedouble;
+	} else {
+		log_warnx("both_bad state: %s is not {\"attempts\": N}; taken as both bad, no retry "
+		    "made", p);
+	}
+set:
+	in->both_bad = 1;
+	in->retry_attempts = attempts;
+	in->retry_next_at = attempts < (unsigned)(in->cfg->both_bad_retries > 0 ?
+	    in->cfg->both_bad_retries : 0) ? install_now(in) + install_retry_delay(in, attempts) : 0;
+	log_warnx("both bad since an earlier run (%u retries made, %s)", attempts,
+	    in->retry_next_at != 0 ? "retrying" : "no retry left: a push or rollback is needed");
+	cJSON_Delete(root);
+	free(buf);
+}
+
 static void
 install_set_both_bad(struct install *in, int v)
 {
+	install_both_bad_save(in, v, 0);
 	pthread_mutex_lock(&in->mu);
 	in->both_bad = v;
 	in->retry_attempts = 0;
@@ -302,6 +385,7 @@ install_new(const struct updater_config *cfg, const struct install_deps *deps,
 	    install_trust_open(in, e) != 0) {
 		goto fail;
 	}
+	install_both_bad_load(in);
 	*out = in;
 	return 0;
 fail:
@@ -987,6 +1071,7 @@ install_retry_once(struct install *in)
 		rc = install_start_probe(in, &active, NULL, &gen, &body, &e);
 		free(body);
 	}
+	install_both_bad_save(in, rc != 0, n);
 	pthread_mutex_lock(&in->mu);
 	if (rc == 0) {
 		in->both_bad = 0;

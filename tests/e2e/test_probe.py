@@ -4,6 +4,7 @@ probe deadline; only an answer that is wrong, the agent exiting, or a whole
 probe_deadline without any answer while it stays alive fail a release. The
 starvation is made deterministic with SIGSTOP / SIGCONT of the new agent."""
 
+import json
 import os
 import re
 import signal
@@ -196,3 +197,74 @@ def test_both_bad_retries_are_bounded_and_a_push_wins(procs, tmp_path, pki, rele
     assert hl["both_bad"] is False and hl["status"] == "ok", hl
     h.assert_clean()
     assert_clean_exit(h.proc)
+
+
+def restart_hard(h):
+    """kill -9 the updater and start it again on the same tree."""
+    h.proc.p.kill()
+    h.proc.p.wait()
+    h.start()
+
+
+def test_both_bad_survives_a_restart(procs, tmp_path, pki, releases):  # noqa: F811
+    """both_bad is kept in state/both_bad.json: an updater killed with -9
+    and started again still reports it with its retry schedule, the retries
+    go on from the count they had, and the first pass removes the file."""
+    interval_ms = 4000
+    h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="3",
+             both_bad_retry_interval="%dms" % interval_ms)
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
+    open(marker, "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert st == 500 and body["detail"]["rolled_back"] is False, body
+    state = os.path.join(h.root, "state", "both_bad.json")
+    assert json.load(open(state)) == {"attempts": 0}
+    # One retry fails (the marker stays): the count is kept on disk.
+    wait_until(lambda: json.load(open(state)) == {"attempts": 1}, 30, "a failed retry")
+
+    restart_hard(h)
+    hl = h.health()
+    assert hl["status"] == "both_bad" and hl["both_bad"] is True, hl
+    r = hl["both_bad_retry"]
+    # The next retry is the second, after the doubled interval, from the restart.
+    assert r["attempts"] == 1 and r["max"] == 3, r
+    assert r["next_in_ms"] is not None and 0 <= r["next_in_ms"] <= 2 * interval_ms, r
+    assert "both bad since an earlier run (1 retries made, retrying)" in h.proc.stderr()
+    os.unlink(marker)
+    wait_until(lambda: h.health()["both_bad"] is False, 60, "the retry after the restart")
+    assert not os.path.exists(state)
+    assert h.health()["status"] == "ok"
+    h.wait_agent("1.0.0")
+
+    # Retries used up before the restart: none after it either.
+    restart_hard(h)
+    assert h.health()["both_bad"] is False
+
+
+def test_both_bad_without_retries_left_survives_a_restart(procs, tmp_path, pki,  # noqa: F811
+                                                          releases):
+    """Retries used up, then kill -9 and a restart: still both_bad, no retry
+    planned; a push ends it and removes the file."""
+    h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="1",
+             both_bad_retry_interval="100ms")
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
+    open(marker, "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert st == 500, body
+    state = os.path.join(h.root, "state", "both_bad.json")
+    wait_until(lambda: json.load(open(state)) == {"attempts": 1}, 30, "the one retry")
+    restart_hard(h)
+    hl = h.health()
+    assert hl["status"] == "both_bad", hl
+    r = hl["both_bad_retry"]
+    assert r["attempts"] == 1 and r["next_in_ms"] is None and not r["running"], r
+    os.unlink(marker)
+    st, _, body = h.push(releases.get("2.0.0"))
+    assert st == 200, body
+    assert h.health()["both_bad"] is False
+    assert not os.path.exists(state)
+    h.assert_clean()
