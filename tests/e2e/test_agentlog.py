@@ -43,6 +43,28 @@ def sizes(path, keep):
     return out
 
 
+def log_health_requests(h, pki, releases):  # noqa: F811
+    """Install 1.0.0, then 4 x 100 /health requests on kept-alive
+    connections: at log_level debug two lines each, several times a 16 KiB
+    log_max."""
+    st, _, body = h.push(releases.get("1.0.0"))
+    assert st == 200, body
+    url = h.url("/health")
+    for _ in range(4):
+        r = curl_run(url, pki.ca_crt, pki.master, *([url] * 99), max_time=60)
+        assert r.rc == 0 and r.status == 200, r.stderr
+
+
+def assert_capped(path, keep, cap, rotated_cap):
+    """PATH and exactly KEEP rotated copies exist, PATH within CAP, the
+    copies within ROTATED_CAP; returns their sizes."""
+    got = sizes(path, keep)
+    assert set(got) == {""} | {".%d" % i for i in range(1, keep + 1)}, got
+    assert got[""] <= cap, got
+    assert all(v <= rotated_cap for k, v in got.items() if k), got
+    return got
+
+
 def test_agent_log_capped_under_flood(procs, tmp_path, pki, releases):
     h = Host(procs, tmp_path, pki, log_max=str(LOG_MAX), log_keep=str(LOG_KEEP))
     log = os.path.join(h.root, "state", "agent.log")
@@ -78,17 +100,8 @@ def test_updater_log_file_capped(procs, tmp_path, pki, releases):
     h = Host(procs, tmp_path, pki, log_max=str(cap), log_keep=str(LOG_KEEP),
              log_file=updater_log)
     try:
-        st, _, body = h.push(releases.get("1.0.0"))
-        assert st == 200, body
-        # Each /health is two debug lines (connected, answered): 4 x 100 of
-        # them on kept-alive connections are several times the cap.
-        url = h.url("/health")
-        for _ in range(4):
-            r = curl_run(url, pki.ca_crt, pki.master, *([url] * 99), max_time=60)
-            assert r.rc == 0 and r.status == 200, r.stderr
-        got = sizes(updater_log, LOG_KEEP)
-        assert set(got) == {"", ".1", ".2"}, got
-        assert all(v <= cap for v in got.values()), got
+        log_health_requests(h, pki, releases)
+        assert_capped(updater_log, LOG_KEEP, cap, cap)
         # Whole lines only, the newest in the live file.
         for suffix in ("", ".1", ".2"):
             with open(updater_log + suffix) as f:
@@ -109,17 +122,10 @@ def test_launcher_caps_updater_output(procs, tmp_path, pki, releases):
     h = LauncherHost(procs, tmp_path, pki, cfg={"log_max": str(cap), "log_keep": "1"})
     log = os.path.join(h.root, "state", "updater.log")
     try:
-        st, _, body = h.push(releases.get("1.0.0"))
-        assert st == 200, body
-        url = h.url("/health")
-        for _ in range(4):
-            r = curl_run(url, pki.ca_crt, pki.master, *([url] * 99), max_time=60)
-            assert r.rc == 0 and r.status == 200, r.stderr
+        log_health_requests(h, pki, releases)
         # The watcher runs on its own thread: until it has caught up.
         wait_until(lambda: os.path.getsize(log) <= cap, 10, "updater.log back under log_max")
-        got = sizes(log, 1)
-        assert set(got) == {"", ".1"}, got
-        assert got[".1"] <= 2 * cap, got
+        assert_capped(log, 1, cap, 2 * cap)
         assert h.health()["status"] == "ok"
     finally:
         h.close()

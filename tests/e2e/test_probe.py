@@ -146,17 +146,27 @@ def test_restored_release_crashing_once(procs, tmp_path, pki, releases, retries)
     assert_clean_exit(h.proc)
 
 
+def into_both_bad(h, releases, marker_name):  # noqa: F811
+    """Install 1.0.0 (the fail-marker build), create its MARKER_NAME file
+    (fail-once: it crashes once; fail-marker: while the file exists), push
+    a release that exits at once: with no restore retries the host is both
+    bad. Returns the marker's path."""
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    marker = os.path.join(os.path.dirname(h.agent_conf), marker_name)
+    open(marker, "w").close()
+    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
+    assert st == 500 and body["detail"]["rolled_back"] is False, body
+    return marker
+
+
 def test_both_bad_retries_the_good_release(procs, tmp_path, pki, releases):  # noqa: F811
     """No restore retries: the good release's one crash makes the host both
     bad; the periodic both_bad retry restarts and probes it, and the host
     is healthy again without a push."""
     h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="3",
              both_bad_retry_interval="2s")
-    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
-    assert st == 200, body
-    open(os.path.join(os.path.dirname(h.agent_conf), "fail-once"), "w").close()
-    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
-    assert st == 500 and body["detail"]["rolled_back"] is False, body
+    into_both_bad(h, releases, "fail-once")
     hl = h.health()
     assert hl["status"] == "both_bad", hl
     r = hl["both_bad_retry"]
@@ -176,12 +186,7 @@ def test_both_bad_retries_are_bounded_and_a_push_wins(procs, tmp_path, pki, rele
     none; a push works at any time and ends both_bad."""
     h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="2",
              both_bad_retry_interval="100ms")
-    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
-    assert st == 200, body
-    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
-    open(marker, "w").close()
-    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
-    assert st == 500, body
+    marker = into_both_bad(h, releases, "fail-marker")
 
     def exhausted():
         r = h.health().get("both_bad_retry")
@@ -213,12 +218,7 @@ def test_both_bad_survives_a_restart(procs, tmp_path, pki, releases):  # noqa: F
     interval_ms = 4000
     h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="3",
              both_bad_retry_interval="%dms" % interval_ms)
-    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
-    assert st == 200, body
-    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
-    open(marker, "w").close()
-    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
-    assert st == 500 and body["detail"]["rolled_back"] is False, body
+    marker = into_both_bad(h, releases, "fail-marker")
     state = os.path.join(h.root, "state", "both_bad.json")
     assert json.load(open(state)) == {"attempts": 0}
     # One retry fails (the marker stays): the count is kept on disk.
@@ -249,12 +249,7 @@ def test_both_bad_without_retries_left_survives_a_restart(procs, tmp_path, pki, 
     planned; a push ends it and removes the file."""
     h = Host(procs, tmp_path, pki, restore_probe_retries="0", both_bad_retries="1",
              both_bad_retry_interval="100ms")
-    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
-    assert st == 200, body
-    marker = os.path.join(os.path.dirname(h.agent_conf), "fail-marker")
-    open(marker, "w").close()
-    st, _, body = h.push(releases.get("1.1.0", "exit-at-once"))
-    assert st == 500, body
+    marker = into_both_bad(h, releases, "fail-marker")
     state = os.path.join(h.root, "state", "both_bad.json")
     wait_until(lambda: json.load(open(state)) == {"attempts": 1}, 30, "the one retry")
     restart_hard(h)
