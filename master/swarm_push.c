@@ -16,6 +16,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "master/certs.h"
+#include "master/delta_pack.h"
 #include "master/keystore.h"
 #include "master/release_sign.h"
 #include "pki/pki.h"
@@ -178,6 +179,10 @@ struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int drawn; /* lines drawn by the last redraw (TTY) */
+	/* planned pushes: the release's files.json, read once (under LOCK) */
+	int fj_state;                /* 0 not read, 1 read, -1 none or unreadable */
+	char *fj;
+	size_t fj_len;
 };
 
 struct progress_arg {
@@ -429,7 +434,9 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
     int *retryable, long *retry_after)
 {
 	const struct swarm_release_file *rel = p->o->release;
-	struct httpc_form_field fields[6];
+	struct httpc_form_field fields[7];
+	const char *upath = j->upload_path != NULL ? j->upload_path : rel->path;
+	uint64_t usize = j->upload_path != NULL ? j->upload_size : rel->size;
 	struct progress_arg pa = { p, j };
 	struct httpc_response resp;
 	struct httpc_target t;
@@ -454,6 +461,10 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (self) {
 		fields[nf++] = (struct httpc_form_field){ "confirm_self", "true" };
 	}
+	/* Before the file part: the updater extracts a delta by other rules. */
+	if (j->upload_delta) {
+		fields[nf++] = (struct httpc_form_field){ "mode", "delta" };
+	}
 	/* The signature precedes the tarball: the updater checks it before extracting. */
 	if (j->tsig_sent) {
 		fields[nf++] = (struct httpc_form_field){ "tsig", rel->tsig };
@@ -475,17 +486,18 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 		*retryable = he.kind != ERR_PIN_MISMATCH;
 		return;
 	}
-	fd = open(rel->path, O_RDONLY | O_CLOEXEC);
+	fd = open(upath, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		err_sys(&he, "open %s", rel->path);
+		err_sys(&he, "open %s", upath);
 		result_transport(r, "cannot read the release", &he);
 		goto out;
 	}
 	if (!self) {
 		set_phase(p, j, SWARM_PH_UPLOADING);
 	}
+	j->bytes_sent += usize;
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
-		rel->size, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
+		usize, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
 		result_transport(r, "upload failed", &he);
 		/* A self-update restarts the updater: its answer is confirmed by /health. */
 		lost = !self && j->request_id[0] != '\0' && j->health.has_request_id;
@@ -906,6 +918,148 @@ precheck(struct pool *p, struct swarm_job *j)
 	}
 }
 
+/* The release's files.json, read from the tarball once per run; NULL without one. */
+static const char *
+pool_files_json(struct pool *p, size_t *len)
+{
+	const char *fj = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->fj_state == 0) {
+		struct err e = ERR_INIT;
+		int r = delta_pack_files_json(p->o->release->path, &p->fj, &p->fj_len, &e);
+
+		if (r < 0) {
+			log_warnx("%s: %s; pushing it whole", p->o->release->path, err_msg(&e));
+		}
+		p->fj_state = r == 1 ? 1 : -1;
+	}
+	if (p->fj_state == 1) {
+		fj = p->fj;
+		*len = p->fj_len;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return fj;
+}
+
+/*
+ * Ask the host's plan for FJ and write the delta of what it lacks to OUT.
+ * Returns 1 with the delta written (*SIZE bytes), 0 when the full release
+ * is to be sent (no plan route, a plan error, a delta not clearly smaller),
+ * logged at debug level when it is unexpected.
+ */
+static int
+plan_delta(struct pool *p, struct swarm_job *j, const char *fj, size_t fj_len, const char *out,
+    uint64_t *size)
+{
+	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
+	const struct swarm_release_file *rel = p->o->release;
+	struct httpc_response resp;
+	struct httpc_target t;
+	struct swarm_target_buf tb;
+	struct delta_pack_result res;
+	struct err e = ERR_INIT;
+	const char **missing = NULL;
+	cJSON *doc = NULL, *arr, *it;
+	size_t n = 0;
+	int rc = 0;
+
+	memset(&resp, 0, sizeof(resp));
+	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, &e) != 0) {
+		return 0;
+	}
+	set_phase(p, j, SWARM_PH_CONNECTING);
+	j->bytes_sent += fj_len;
+	if (httpc_fetch(p->c->tls, &t, "POST", "/update/plan", hdrs, fj, fj_len, &resp, &e) != 0) {
+		log_debug("%s: no plan (%s); sending the full release", j->host.name, err_msg(&e));
+		goto out;
+	}
+	if (resp.status != 200) {
+		/* 404: an updater from before planned pushes. */
+		if (resp.status != 404) {
+			log_debug("%s: plan refused (HTTP %d); sending the full release",
+			    j->host.name, resp.status);
+		}
+		goto out;
+	}
+	doc = json_parse_object(resp.body, resp.body_len, &e);
+	arr = doc != NULL ? cJSON_GetObjectItemCaseSensitive(doc, "missing") : NULL;
+	if (!cJSON_IsArray(arr)) {
+		log_debug("%s: a plan without \"missing\"; sending the full release", j->host.name);
+		goto out;
+	}
+	missing = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*missing));
+	if (missing == NULL) {
+		goto out;
+	}
+	cJSON_ArrayForEach(it, arr) {
+		if (cJSON_IsString(it)) {
+			missing[n++] = it->valuestring;
+		}
+	}
+	if (delta_pack_write(rel->path, fj, fj_len, missing, n, out, &res, &e) != 0) {
+		log_warnx("%s: cannot build the delta (%s); sending the full release", j->host.name,
+		    err_msg(&e));
+		goto out;
+	}
+	/* Not clearly smaller: the full release costs the host no copying. */
+	if (res.size > rel->size / 10 * 9) {
+		log_debug("%s: the delta is %llu of %llu bytes; sending the full release",
+		    j->host.name, res.size, (unsigned long long)rel->size);
+		(void)unlink(out);
+		goto out;
+	}
+	*size = res.size;
+	rc = 1;
+out:
+	free(missing);
+	cJSON_Delete(doc);
+	httpc_response_free(&resp);
+	return rc;
+}
+
+/* The agent's release to J's host: planned when it can be, else (or after a refusal) full. */
+static void
+push_update(struct pool *p, struct swarm_job *j)
+{
+	char dir[] = "/tmp/tandem-delta.XXXXXX";
+	char path[sizeof(dir) + 32];
+	const char *fj;
+	size_t fj_len = 0;
+	uint64_t size = 0;
+
+	fj = p->o->full ? NULL : pool_files_json(p, &fj_len);
+	if (fj == NULL || mkdtemp(dir) == NULL) {
+		j->transfer = "full";
+		push_one(p, j, "/update", 0, &j->agent);
+		return;
+	}
+	(void)snprintf(path, sizeof(path), "%s/delta.tar.gz", dir);
+	if (plan_delta(p, j, fj, fj_len, path, &size) == 1) {
+		j->upload_path = path;
+		j->upload_size = size;
+		j->upload_delta = 1;
+		j->transfer = "planned";
+		push_one(p, j, "/update", 0, &j->agent);
+		j->upload_path = NULL;
+		j->upload_delta = 0;
+		(void)unlink(path);
+		if (j->agent.outcome == SWARM_FAILED && j->agent.http_status == 409 &&
+		    (strstr(j->agent.reason, "delta_mismatch") != NULL ||
+		    strstr(j->agent.detail, "delta_mismatch") != NULL)) {
+			log_warnx("%s: planned push refused (%s%s%s); sending the full release",
+			    j->host.name, j->agent.reason, j->agent.detail[0] != '\0' ? ": " : "",
+			    j->agent.detail);
+			j->transfer = "fallback";
+			push_one(p, j, "/update", 0, &j->agent);
+		}
+	} else {
+		j->transfer = "full";
+		push_one(p, j, "/update", 0, &j->agent);
+	}
+	(void)rmdir(dir);
+}
+
 static void
 job_update(struct pool *p, struct swarm_job *j)
 {
@@ -948,7 +1102,7 @@ job_update(struct pool *p, struct swarm_job *j)
 			return;
 		}
 	}
-	push_one(p, j, "/update", 0, &j->agent);
+	push_update(p, j);
 	log_push(p, j, swarm_outcome_word(j->agent.outcome), &j->agent);
 	if (j->agent.outcome == SWARM_ROLLED_BACK ||
 	    (j->agent.outcome == SWARM_FAILED && j->agent.http_status != 0)) {
@@ -1354,5 +1508,6 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 	}
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);
+	free(p.fj);
 	return rc;
 }

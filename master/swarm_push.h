@@ -98,6 +98,12 @@ struct swarm_job {
 	/* rollouts */
 	char request_id[33];      /* sent with the push/rollback when the updater takes it */
 	int attempts;             /* requests made (retries of busy/unreachable included) */
+	/* planned pushes */
+	const char *upload_path;  /* the tarball this upload sends: NULL, the release's */
+	uint64_t upload_size;
+	int upload_delta;         /* the upload is a delta (mode=delta) */
+	const char *transfer;     /* "planned", "full", "fallback"; NULL before an upload */
+	uint64_t bytes_sent;      /* request bodies of plan and uploads */
 	void *user;               /* the source's own data for this job */
 };
 
@@ -115,6 +121,14 @@ struct swarm_pool_opts {
 	 */
 	int precheck;
 	int force;
+	/*
+	 * Updates: unless FULL, a release with files.json is offered to
+	 * POST /update/plan first and, when the delta of what the host lacks is
+	 * clearly smaller than the release, only that is uploaded (mode=delta);
+	 * 409 delta_mismatch sends the full release after it (transfer
+	 * "fallback"); no plan (404, an error) sends the full release.
+	 */
+	int full;
 	int (*before_push)(void *arg, struct swarm_job *j);
 	/*
 	 * Busy (503 + Retry-After) and unreachable hosts are tried up to RETRIES

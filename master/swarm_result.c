@@ -90,13 +90,14 @@ result_init(struct swarm_result *out, int status)
  * TREE) or NULL.
  */
 static const char *
-read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back)
+read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back, const char **kind)
 {
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(tree, "detail");
 	const char *error = NULL, *serr = NULL, *probe = NULL;
 	size_t used;
 
 	*rolled_back = 0;
+	*kind = NULL;
 	if (cJSON_IsString(d)) {
 		error = d->valuestring;
 	} else if (cJSON_IsObject(d)) {
@@ -104,6 +105,7 @@ read_detail(const cJSON *tree, struct swarm_result *out, int *rolled_back)
 		serr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "stderr"));
 		probe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "probe"));
 		*rolled_back = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "rolled_back"));
+		*kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "kind"));
 	}
 	if (error == NULL) {
 		return NULL;
@@ -178,7 +180,7 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 	const int rollback = kind == CL_ROLLBACK;
 	struct err e = ERR_INIT;
 	char excerpt[200];
-	const char *error = NULL;
+	const char *error = NULL, *err_kind = NULL;
 	cJSON *tree = NULL;
 	int rolled_back = 0;
 
@@ -212,7 +214,7 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		}
 		goto out;
 	}
-	error = read_detail(tree, out, &rolled_back);
+	error = read_detail(tree, out, &rolled_back, &err_kind);
 	if (!rollback && status == 409 && rolled_back) {
 		out->outcome = SWARM_ROLLED_BACK;
 		snprintf(out->reason, sizeof(out->reason), "new release failed, previous restored");
@@ -236,7 +238,12 @@ classify(int status, const char *body, size_t len, const char *retry_after,
 		    : "HTTP 404: the updater does not offer this endpoint");
 		break;
 	case 409:
-		/* The updater's 409 always says rolled_back:true; anything else is odd. */
+		/* A planned push refused before anything changed: the master sends it whole. */
+		if (err_kind != NULL && strcmp(err_kind, "delta_mismatch") == 0) {
+			snprintf(out->reason, sizeof(out->reason), "HTTP 409: delta_mismatch");
+			break;
+		}
+		/* Otherwise the updater's 409 says rolled_back:true; anything else is odd. */
 		snprintf(out->reason, sizeof(out->reason),
 		    "HTTP 409: the release failed its probe (the answer does not say it was rolled "
 		    "back)");

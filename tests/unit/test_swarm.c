@@ -94,6 +94,12 @@ test_update_rolled_back(void **state)
 	assert_int_equal(r.outcome, SWARM_FAILED);
 	assert_non_null(strstr(r.reason, "409"));
 	assert_string_equal(r.detail, "both bad");
+	/* A refused delta: a failure that names its kind, so the master sends the release whole. */
+	classify_str(409, "{\"detail\":{\"error\":\"lib/x: not in the release\",\"kind\":"
+	    "\"delta_mismatch\",\"rolled_back\":false}}", &r);
+	assert_int_equal(r.outcome, SWARM_FAILED);
+	assert_string_equal(r.reason, "HTTP 409: delta_mismatch");
+	assert_string_equal(r.detail, "lib/x: not in the release");
 	/* rolled_back true on another status is not a rollback. */
 	classify_str(500, "{\"detail\":{\"error\":\"x\",\"stderr\":\"\",\"rolled_back\":true}}", &r);
 	assert_int_equal(r.outcome, SWARM_FAILED);

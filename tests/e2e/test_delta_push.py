@@ -1,0 +1,121 @@
+"""Planned (delta) pushes driven by our CLI against real updaters: `tandem
+swarm update` asks POST /update/plan and uploads only the files a host lacks;
+a host whose local copies changed refuses the delta (409 delta_mismatch) and
+the master sends the full release by itself."""
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from conftest import bin_path
+from swarm_util import Fleet, make_release
+
+pytestmark = pytest.mark.xdist_group("delta_push")
+
+
+def repack(base_tgz, tree, tgz, big, doc):
+    """BASE_TGZ unpacked into TREE with a 1 MiB data file BIG and a note DOC,
+    packed by `tandem release pack` into TGZ (same binaries, same version:
+    the two releases differ in the note only)."""
+    os.makedirs(os.path.join(tree, "share"))
+    subprocess.run(["tar", "-xzf", base_tgz, "-C", tree], check=True)
+    os.remove(os.path.join(tree, "files.json"))
+    with open(os.path.join(tree, "share", "big.dat"), "wb") as f:
+        f.write(big)
+    with open(os.path.join(tree, "share", "NOTES"), "w") as f:
+        f.write(doc)
+    subprocess.run([bin_path("tandem"), "release", "pack", tree, "-o", tgz], check=True,
+                   capture_output=True)
+    return tgz
+
+
+@pytest.fixture(scope="module")
+def rel(build_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("releases"))
+    base = make_release(build_dir, "1.0.0", out)
+    # Incompressible, so the full tarball is about 1 MiB and a delta of a note is not.
+    big = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(1 << 15))
+    return {n: repack(base, os.path.join(out, n), os.path.join(out, n + ".tar.gz"), big, doc)
+            for n, doc in (("v1", "one\n"), ("v2", "two\n"))}
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    f = Fleet(tmp_path / "fleet")
+    f.enroll("web1")
+    f.start("web1")
+    yield f
+    f.stop_all()
+
+
+def tree(root):
+    """{path: (mode, sha256 or link target)} of every entry under ROOT but release.json."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if rel == "release.json":
+                continue
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = (oct(stat.S_IMODE(st.st_mode)), "dir")
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = (oct(stat.S_IMODE(st.st_mode)), hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def files_json(tgz):
+    return json.loads(subprocess.run(["tar", "-xOzf", tgz, "files.json"], check=True,
+                                     capture_output=True).stdout)
+
+
+def log_text(fleet, name):
+    return fleet.procs[name].stdout() + fleet.procs[name].stderr()
+
+
+def test_second_push_is_planned_and_complete(fleet, rel):
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
+    assert "updated" in r.stdout, r.stdout + r.stderr
+    assert "assembled from a delta" in log_text(fleet, "web1"), r.stderr
+    active = os.path.join(fleet.install_dir("web1"), "releases", "active")
+    got = tree(active)
+    # Exactly the release's tree: every file with its digest and mode, nothing else.
+    want = {}
+    for e in files_json(rel["v2"])["files"]:
+        if e["type"] == "file":
+            want[e["path"]] = ("0o%o" % int(e["mode"], 8), e["sha256"])
+        elif e["type"] == "dir":
+            want[e["path"]] = ("0o%o" % int(e["mode"], 8), "dir")
+        else:
+            want[e["path"]] = ("link", e["target"])
+    with open(os.path.join(active, "files.json"), "rb") as f:
+        want["files.json"] = ("0o644", hashlib.sha256(f.read()).hexdigest())
+    assert got == want
+
+
+def test_tampered_copy_falls_back_to_full(fleet, rel):
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    active = os.path.join(fleet.install_dir("web1"), "releases", "active")
+    fj = files_json(rel["v1"])
+    # The data the delta would copy changes on the host: it cannot be assembled.
+    for e in fj["files"]:
+        if e["type"] == "file" and e["path"].startswith("share/"):
+            p = os.path.join(active, e["path"])
+            mode = os.stat(p).st_mode
+            os.chmod(p, mode | stat.S_IWUSR)
+            with open(p, "ab") as f:
+                f.write(b"tampered")
+            os.chmod(p, mode)
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
+    assert "updated" in r.stdout, r.stdout + r.stderr
+    assert "planned push refused" in r.stderr and "delta_mismatch" in r.stderr, r.stderr
+    assert "sending the full release" in r.stderr
