@@ -26,6 +26,8 @@
 #define INSTALL_SEED_CHUNK (64 * 1024)
 /* Room for one reason inside a message that holds two. */
 #define INSTALL_REASON_CUT 300
+/* History lines kept in memory while the disk refuses them. */
+#define INSTALL_HISTORY_KEPT 32
 /* Under state/: the host is both bad (install_both_bad_save). */
 #define INSTALL_BOTH_BAD_FILE "both_bad.json"
 
@@ -55,6 +57,11 @@ struct install {
 	int retrying;             /* the operation lock is held by a retry */
 	unsigned retry_attempts;  /* since both_bad was last set */
 	int64_t retry_next_at;    /* install_now() of the next retry; 0: none planned */
+
+	/* History lines a full disk refused, oldest first (the operation lock's holder only). */
+	cJSON *hist_kept[INSTALL_HISTORY_KEPT];
+	unsigned hist_nkept;
+	unsigned hist_dropped;    /* refused lines dropped when more than the kept ones came */
 };
 
 struct install_txn {
@@ -400,6 +407,9 @@ install_free(struct install *in)
 		return;
 	}
 	install_retry_stop(in);
+	for (unsigned i = 0; i < in->hist_nkept; i++) {
+		cJSON_Delete(in->hist_kept[i]);
+	}
 	trust_free(in->trust);
 	pthread_cond_destroy(&in->retry_cv);
 	pthread_cond_destroy(&in->idle);
@@ -609,6 +619,48 @@ install_self_root(const struct install *in)
 /* ---- history ---- */
 
 /*
+ * A refused history line (a full disk: the 507 that says so is the very
+ * operation whose line cannot be written) is kept in memory, at most
+ * INSTALL_HISTORY_KEPT of them, and written before the next line once the
+ * disk takes it, so the history tells about refusals in their order. Lost
+ * if the updater stops first (the log has them). Under the operation lock.
+ */
+static void
+install_history_keep(struct install *in, cJSON *h)
+{
+	if (in->hist_nkept == INSTALL_HISTORY_KEPT) {
+		cJSON_Delete(in->hist_kept[0]);
+		memmove(in->hist_kept, in->hist_kept + 1, (INSTALL_HISTORY_KEPT - 1) * sizeof(cJSON *));
+		in->hist_nkept--;
+		in->hist_dropped++;
+	}
+	in->hist_kept[in->hist_nkept++] = h;
+}
+
+/* Write the kept lines, oldest first; 0 when none is left, else -1 with E. */
+static int
+install_history_flush(struct install *in, struct err *e)
+{
+	while (in->hist_nkept > 0) {
+		if (in->hist_dropped > 0 &&
+		    json_add_int(in->hist_kept[0], "refused_lines_dropped_before", in->hist_dropped) != 0) {
+			return err_set(e, ERR_NOMEM, "history: out of memory");
+		}
+		if (journal_history_append(in->store.root, in->hist_kept[0], 0, e) != 0) {
+			cJSON_DeleteItemFromObjectCaseSensitive(in->hist_kept[0],
+			    "refused_lines_dropped_before");
+			return -1;
+		}
+		in->hist_dropped = 0;
+		cJSON_Delete(in->hist_kept[0]);
+		memmove(in->hist_kept, in->hist_kept + 1, (in->hist_nkept - 1) * sizeof(cJSON *));
+		in->hist_nkept--;
+		log_info("history: wrote a line kept from a full disk (%u left)", in->hist_nkept);
+	}
+	return 0;
+}
+
+/*
  * One line of state/history.jsonl for OC: what was installed (SHA256, SHA,
  * VERSION), by whom, the result, the error and every phase's time. A seed
  * leaves none (it runs before the daemon serves; its outcome is the exit).
@@ -648,8 +700,12 @@ install_history(struct install *in, const struct install_outcome *oc, const char
 	    json_add_int(t, "restore_ms", oc->t.restore_ms) != 0 ||
 	    json_add_int(t, "total_ms", oc->t.total_ms) != 0) {
 		log_warnx("history: out of memory");
-	} else if (journal_history_append(in->store.root, h, 0, &e) != 0) {
-		log_warnx("history: %s", err_msg(&e));
+	} else if (install_history_flush(in, &e) != 0 ||
+	    journal_history_append(in->store.root, h, 0, &e) != 0) {
+		log_warnx("history: %s; %s %s's line is kept in memory and written with the next one",
+		    err_msg(&e), install_kind_name(oc->kind), oc->id);
+		install_history_keep(in, h);
+		h = NULL;
 	}
 	cJSON_Delete(h);
 }

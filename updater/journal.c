@@ -250,7 +250,20 @@ journal_history_append(const char *root, const cJSON *entry, size_t max_bytes, s
 	if (fd < 0) {
 		goto out;
 	}
-	if (fs_write_all(fd, line, len + 1) != 0 || fsync(fd) != 0 || fstat(fd, &st) != 0) {
+	if (fstat(fd, &st) != 0) {
+		goto out;
+	}
+	if (fs_write_all(fd, line, len + 1) != 0 || fsync(fd) != 0) {
+		/* A torn line (ENOSPC midway) would swallow the next one: cut it off. */
+		int saved = errno;
+
+		if (ftruncate(fd, st.st_size) == 0) {
+			(void)fsync(fd);
+		}
+		errno = saved;
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
 		goto out;
 	}
 	if (close(fd) != 0) {

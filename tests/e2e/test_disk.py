@@ -173,6 +173,44 @@ def test_disk_zero_free(procs, tmp_path, pki, releases):
         fs.umount()
 
 
+def test_disk_full_history_lines_kept(procs, tmp_path, pki, releases):
+    """0 bytes free: the refusals' history lines fill the file's last page,
+    then the disk refuses them too; the updater keeps those in memory and
+    writes them, in order and whole, before the next line the disk takes."""
+    fs = Tmpfs(tmp_path / "install", 64 << 20)
+    h = None
+    try:
+        h = Host(procs, tmp_path, pki, min_free="0")
+        st, _, body = h.push(releases.get("1.0.0"))
+        assert st == 200, body
+        v2 = releases.get("2.0.0")
+        fs.fill(0)
+        # A line is a few hundred bytes: a page's worth of them, and the next fails.
+        pushes = 0
+        while "line is kept in memory" not in h.proc.stderr():
+            assert pushes < PAGE // 200 + 2, h.proc.stderr()
+            st, _, body = h.push(v2)
+            assert st == 507, body
+            pushes += 1
+        st, _, body = h.push(v2)
+        assert st == 507, body
+        pushes += 1
+        fs.unfill()
+        st, _, body = h.push(v2)
+        assert st == 200, body
+        hist = h.history()  # every line parses: no torn line swallowed another
+        refused = [e for e in hist if e.get("error_kind") == "no_space"]
+        assert len(refused) == pushes, (pushes, refused)
+        assert hist[-1]["result"] == "updated" and hist[-1]["version"] == "2.0.0", hist[-1]
+        stamps = [e["finished_at"] for e in hist]
+        assert stamps == sorted(stamps), stamps
+        assert "wrote a line kept from a full disk (0 left)" in h.proc.stderr()
+    finally:
+        if h is not None and h.proc.alive():
+            assert_clean_exit(h.proc)
+        fs.umount()
+
+
 def test_disk_zero_free_self_update(procs, tmp_path, pki, releases):
     """/update-self on a full disk: 507, the updater's tree unchanged, the
     updater and its agent keep running; with space back it is accepted."""
