@@ -963,6 +963,7 @@ run_pool(struct driver *d, enum src_mode mode, int wave, size_t total)
 	po.parallel = d->spec.parallel;
 	po.precheck = 1;
 	po.force = d->spec.force;
+	po.full = d->spec.full;
 	po.retries = d->spec.retries;
 	if (d->spec.deadline_at > 0) {
 		po.deadline = mono_ms() + ((int64_t)d->spec.deadline_at - (int64_t)time(NULL)) * 1000;

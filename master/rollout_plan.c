@@ -683,6 +683,7 @@ rollout_spec_to_json(const struct rollout_spec *spec)
 	bad |= json_add_int(o, "timeout_s", spec->timeout_s);
 	bad |= json_add_bool(o, "include_self", spec->include_self);
 	bad |= json_add_bool(o, "force", spec->force);
+	bad |= json_add_bool(o, "full", spec->full);
 	bad |= json_add_str(o, "unreachable", spec->unreachable_skip ? "skip" : "count");
 	bad |= json_add_int(o, "retries", spec->retries);
 	bad |= json_add_int(o, "deadline_at", spec->deadline_at);
@@ -708,6 +709,7 @@ struct spec_raw {
 	int32_t timeout_s;
 	int include_self;
 	int force;
+	int full;
 	char unreachable[16];
 	int32_t retries;
 	int64_t deadline_at;
@@ -731,6 +733,8 @@ rollout_spec_from_json(const char *text, size_t len, struct rollout_spec *spec, 
 		JSON_F_INT("timeout_s", struct spec_raw, timeout_s, JSON_REQUIRED, 1, 86400),
 		JSON_F_BOOL("include_self", struct spec_raw, include_self, JSON_REQUIRED),
 		JSON_F_BOOL("force", struct spec_raw, force, JSON_REQUIRED),
+		/* Absent in the specs of rollouts from before planned pushes. */
+		JSON_F_BOOL("full", struct spec_raw, full, 0),
 		JSON_F_STR("unreachable", struct spec_raw, unreachable, JSON_REQUIRED, 1),
 		JSON_F_INT("retries", struct spec_raw, retries, JSON_REQUIRED, 1, 100),
 		JSON_F_INT("deadline_at", struct spec_raw, deadline_at, JSON_REQUIRED, 0, JSON_INT_MAX),
@@ -802,6 +806,7 @@ rollout_spec_from_json(const char *text, size_t len, struct rollout_spec *spec, 
 	s.timeout_s = raw.timeout_s;
 	s.include_self = raw.include_self;
 	s.force = raw.force;
+	s.full = raw.full;
 	if (strcmp(raw.unreachable, "skip") == 0) {
 		s.unreachable_skip = 1;
 	} else if (strcmp(raw.unreachable, "count") != 0) {

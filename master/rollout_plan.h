@@ -80,6 +80,7 @@ struct rollout_spec {
 	int timeout_s;
 	int include_self;
 	int force;             /* reinstall where the release already runs */
+	int full;              /* never a planned (delta) push: the whole release */
 	int unreachable_skip;  /* 1: an unreachable host is skipped, not a failure */
 	int retries;           /* attempts on busy (503) and unreachable hosts */
 	int64_t deadline_at;   /* wall clock (s) after which no attempt starts; 0: none */

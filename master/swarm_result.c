@@ -427,6 +427,7 @@ enum {
 	OPT_RETRIES,
 	OPT_DEADLINE,
 	OPT_FORCE,
+	OPT_FULL,
 	OPT_NAME,
 	OPT_PAUSED,
 	OPT_RETRY_FAILED,
@@ -462,6 +463,8 @@ enum {
 	    "attempts on a busy (503) or unreachable host (default 3)" }, \
 	{ "deadline", OPT_DEADLINE, 0, "DURATION", "no attempt starts after this long" }, \
 	{ "force", OPT_FORCE, 0, NULL, "reinstall where the release already runs (prev is kept)" }, \
+	{ "full", OPT_FULL, 0, NULL, \
+	    "send the whole release, never a planned (delta) push" }, \
 	{ "name", OPT_NAME, 0, "TEXT", "a name for the rollout" }, \
 	{ "paused", OPT_PAUSED, 0, NULL, "record the plan, start nothing ('rollout resume ID')" }, \
 	{ "json-lines", OPT_JSON_LINES, 0, NULL, \
@@ -695,6 +698,9 @@ update_args_parse(int argc, char **argv, struct swarm_update_args *a, int conver
 			break;
 		case OPT_JSON_LINES:
 			a->json_lines = 1;
+			break;
+		case OPT_FULL:
+			a->spec.full = 1;
 			break;
 		case OPT_FORCE:
 			a->spec.force = 1;

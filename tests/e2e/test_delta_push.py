@@ -101,6 +101,14 @@ def test_second_push_is_planned_and_complete(fleet, rel):
         want["files.json"] = ("0o644", hashlib.sha256(f.read()).hexdigest())
     assert got == want
 
+    # --full: the whole release even though the host holds all of it (prev).
+    plans = log_text(fleet, "web1").count("POST /update/plan")
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], "--full",
+                     check=0)
+    assert "updated" in r.stdout, r.stdout + r.stderr
+    assert log_text(fleet, "web1").count("assembled from a delta") == 1
+    assert log_text(fleet, "web1").count("POST /update/plan") == plans
+
 
 def test_tampered_copy_falls_back_to_full(fleet, rel):
     fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
