@@ -6,6 +6,7 @@ the master sends the full release by itself."""
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import bin_path
 from swarm_util import Fleet, make_release
+from test_updater import CRASH_STATUS
 
 pytestmark = pytest.mark.xdist_group("delta_push")
 
@@ -127,3 +129,30 @@ def test_tampered_copy_falls_back_to_full(fleet, rel):
     assert "updated" in r.stdout, r.stdout + r.stderr
     assert "planned push refused" in r.stderr and "delta_mismatch" in r.stderr, r.stderr
     assert "sending the full release" in r.stderr
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_crash_during_planned_install_recovers(fleet, rel):
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    p = fleet.procs["web1"]
+    p.signal(signal.SIGTERM)
+    p.p.wait(timeout=30)
+    fleet.start("web1", env={"TANDEM_TEST_CRASH_AT": "delta.assembled"})
+    # The updater dies once the delta is assembled: the push does not end updated.
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"],
+                     "--retries", "1")
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert fleet.procs["web1"].p.wait(timeout=30) == CRASH_STATUS
+    assert "assembled from a delta" not in log_text(fleet, "web1")
+    fleet.start("web1")
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["active"]["sha256"] == sha256_of(rel["v1"]), st
+    # And the next planned push installs it.
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
+    assert "assembled from a delta" in log_text(fleet, "web1"), r.stderr
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["active"]["sha256"] == sha256_of(rel["v2"]), st
