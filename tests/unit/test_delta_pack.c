@@ -23,6 +23,7 @@
 #include "common/release_files.h"
 #include "master/delta_pack.h"
 #include "master/release_pack.h"
+#include "tests/unit/tmpdir.h"
 
 #define CONTENT_A "content of a\n"
 #define CONTENT_B "content of b, another one\n"
@@ -38,20 +39,6 @@ struct fx {
 	size_t fjlen;
 	struct err err;
 };
-
-static void
-put(const char *dir, const char *rel, const char *text, mode_t mode)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	assert_true(snprintf(path, sizeof(path), "%s/%s", dir, rel) < (int)sizeof(path));
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(fs_write_all(fd, text, strlen(text)), 0);
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-}
 
 static void
 sha_of(const char *text, char hex[DIGEST_HEX_LEN + 1])
@@ -72,20 +59,19 @@ setup(void **state)
 	char p[PATH_MAX];
 
 	assert_non_null(f);
-	assert_true(snprintf(f->root, sizeof(f->root), "/tmp/test_delta_pack.XXXXXX") > 0);
-	assert_non_null(mkdtemp(f->root));
-	assert_true(snprintf(f->tree, sizeof(f->tree), "%s/tree", f->root) > 0);
-	assert_true(snprintf(f->tgz, sizeof(f->tgz), "%s/rel.tar.gz", f->root) > 0);
-	assert_true(snprintf(f->out, sizeof(f->out), "%s/delta.tar.gz", f->root) > 0);
-	assert_true(snprintf(p, sizeof(p), "%s/bin", f->tree) > 0);
-	assert_int_equal(fs_mkdir_p(p, 0755), 0);
-	assert_true(snprintf(p, sizeof(p), "%s/lib", f->tree) > 0);
-	assert_int_equal(fs_mkdir_p(p, 0755), 0);
-	put(f->tree, "bin/tandem-agent", "#!/bin/sh\nexit 0\n", 0755);
-	put(f->tree, "lib/a", CONTENT_A, 0644);
-	put(f->tree, "lib/b", CONTENT_B, 0600);
-	put(f->tree, "lib/dup", CONTENT_A, 0644); /* same content as lib/a: sent once */
-	assert_true(snprintf(p, sizeof(p), "%s/lib/link", f->tree) > 0);
+	assert_non_null(tmpdir_make("delta_pack"));
+	tmpdir_join(f->root, sizeof(f->root), ".");
+	tmpdir_join(f->tree, sizeof(f->tree), "tree");
+	tmpdir_join(f->tgz, sizeof(f->tgz), "rel.tar.gz");
+	tmpdir_join(f->out, sizeof(f->out), "delta.tar.gz");
+	tmpdir_mkdir("tree", 0755);
+	tmpdir_mkdir("tree/bin", 0755);
+	tmpdir_mkdir("tree/lib", 0755);
+	tmpdir_put("tree/bin/tandem-agent", "#!/bin/sh\nexit 0\n", 0755);
+	tmpdir_put("tree/lib/a", CONTENT_A, 0644);
+	tmpdir_put("tree/lib/b", CONTENT_B, 0600);
+	tmpdir_put("tree/lib/dup", CONTENT_A, 0644); /* same content as lib/a: sent once */
+	tmpdir_join(p, sizeof(p), "tree/lib/link");
 	assert_int_equal(symlink("a", p), 0);
 	o.dir = f->tree;
 	o.output = f->tgz;
@@ -103,7 +89,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(fs_rmtree(f->root), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f->fj);
 	free(f);
 	return 0;
@@ -265,7 +251,7 @@ test_refusals_leave_no_output(void **state)
 	assert_int_equal(access(f->out, F_OK), -1);
 
 	/* Not a tarball. */
-	put(f->root, "junk.tar.gz", "not gzip at all", 0644);
+	tmpdir_put("junk.tar.gz", "not gzip at all", 0644);
 	{
 		char junk[PATH_MAX];
 
