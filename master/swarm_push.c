@@ -943,14 +943,15 @@ pool_files_json(struct pool *p, size_t *len)
 }
 
 /*
- * Ask the host's plan for FJ and write the delta of what it lacks to OUT.
+ * Ask the host's plan for FJ at PLAN (the agent's releases' route, or the
+ * updater's own for a self-update) and write the delta of what it lacks to OUT.
  * Returns 1 with the delta written (*SIZE bytes), 0 when the full release
  * is to be sent (no plan route, a plan error, a delta not clearly smaller),
  * logged at debug level when it is unexpected.
  */
 static int
-plan_delta(struct pool *p, struct swarm_job *j, const char *fj, size_t fj_len, const char *out,
-    uint64_t *size)
+plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj, size_t fj_len,
+    const char *out, uint64_t *size)
 {
 	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
 	const struct swarm_release_file *rel = p->o->release;
@@ -970,12 +971,12 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *fj, size_t fj_len, c
 	}
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	j->bytes_sent += fj_len;
-	if (httpc_fetch(p->c->tls, &t, "POST", "/update/plan", hdrs, fj, fj_len, &resp, &e) != 0) {
+	if (httpc_fetch(p->c->tls, &t, "POST", plan, hdrs, fj, fj_len, &resp, &e) != 0) {
 		log_debug("%s: no plan (%s); sending the full release", j->host.name, err_msg(&e));
 		goto out;
 	}
 	if (resp.status != 200) {
-		/* 404: an updater from before planned pushes. */
+		/* 404: an updater from before planned pushes (or planned self-updates). */
 		if (resp.status != 404) {
 			log_debug("%s: plan refused (HTTP %d); sending the full release",
 			    j->host.name, resp.status);
@@ -1018,44 +1019,52 @@ out:
 	return rc;
 }
 
-/* The agent's release to J's host: planned when it can be, else (or after a refusal) full. */
+/*
+ * The release to J's host, the agent's (/update) or with SELF the updater's
+ * own (/update-self, planned against the updater's releases): planned when
+ * it can be, else (or after a refusal) full.
+ */
 static void
-push_update(struct pool *p, struct swarm_job *j)
+push_update(struct pool *p, struct swarm_job *j, int self)
 {
+	const char *path = self ? "/update-self" : "/update";
+	struct swarm_result *r = self ? &j->self : &j->agent;
+	const char **transfer = self ? &j->self_transfer : &j->transfer;
 	char dir[] = "/tmp/tandem-delta.XXXXXX";
-	char path[sizeof(dir) + 32];
+	char dpath[sizeof(dir) + 32];
 	const char *fj;
 	size_t fj_len = 0;
 	uint64_t size = 0;
 
 	fj = p->o->full ? NULL : pool_files_json(p, &fj_len);
 	if (fj == NULL || mkdtemp(dir) == NULL) {
-		j->transfer = "full";
-		push_one(p, j, "/update", 0, &j->agent);
+		*transfer = "full";
+		push_one(p, j, path, self, r);
 		return;
 	}
-	(void)snprintf(path, sizeof(path), "%s/delta.tar.gz", dir);
-	if (plan_delta(p, j, fj, fj_len, path, &size) == 1) {
-		j->upload_path = path;
+	(void)snprintf(dpath, sizeof(dpath), "%s/delta.tar.gz", dir);
+	if (plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len, dpath,
+	    &size) == 1) {
+		j->upload_path = dpath;
 		j->upload_size = size;
 		j->upload_delta = 1;
-		j->transfer = "planned";
-		push_one(p, j, "/update", 0, &j->agent);
+		*transfer = "planned";
+		push_one(p, j, path, self, r);
 		j->upload_path = NULL;
 		j->upload_delta = 0;
-		(void)unlink(path);
-		if (j->agent.outcome == SWARM_FAILED && j->agent.http_status == 409 &&
-		    (strstr(j->agent.reason, "delta_mismatch") != NULL ||
-		    strstr(j->agent.detail, "delta_mismatch") != NULL)) {
-			log_warnx("%s: planned push refused (%s%s%s); sending the full release",
-			    j->host.name, j->agent.reason, j->agent.detail[0] != '\0' ? ": " : "",
-			    j->agent.detail);
-			j->transfer = "fallback";
-			push_one(p, j, "/update", 0, &j->agent);
+		(void)unlink(dpath);
+		if (r->outcome == SWARM_FAILED && r->http_status == 409 &&
+		    (strstr(r->reason, "delta_mismatch") != NULL ||
+		    strstr(r->detail, "delta_mismatch") != NULL)) {
+			log_warnx("%s: planned %s refused (%s%s%s); sending the full release",
+			    j->host.name, self ? "self-update" : "push", r->reason,
+			    r->detail[0] != '\0' ? ": " : "", r->detail);
+			*transfer = "fallback";
+			push_one(p, j, path, self, r);
 		}
 	} else {
-		j->transfer = "full";
-		push_one(p, j, "/update", 0, &j->agent);
+		*transfer = "full";
+		push_one(p, j, path, self, r);
 	}
 	(void)rmdir(dir);
 }
@@ -1102,7 +1111,7 @@ job_update(struct pool *p, struct swarm_job *j)
 			return;
 		}
 	}
-	push_update(p, j);
+	push_update(p, j, 0);
 	log_push(p, j, swarm_outcome_word(j->agent.outcome), &j->agent);
 	if (j->agent.outcome == SWARM_ROLLED_BACK ||
 	    (j->agent.outcome == SWARM_FAILED && j->agent.http_status != 0)) {
@@ -1112,7 +1121,7 @@ job_update(struct pool *p, struct swarm_job *j)
 		return;
 	}
 	j->self_tried = 1;
-	push_one(p, j, "/update-self", 1, &j->self);
+	push_update(p, j, 1);
 	if (j->self.outcome == SWARM_UPDATED) {
 		/* The new updater must report the version it was queued with, off probation. */
 		confirm_self(p, j, j->self.version);

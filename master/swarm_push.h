@@ -103,6 +103,7 @@ struct swarm_job {
 	uint64_t upload_size;
 	int upload_delta;         /* the upload is a delta (mode=delta) */
 	const char *transfer;     /* "planned", "full", "fallback"; NULL before an upload */
+	const char *self_transfer; /* the same for the self-update (--include-self) */
 	uint64_t bytes_sent;      /* request bodies of plan and uploads */
 	void *user;               /* the source's own data for this job */
 };
@@ -126,7 +127,9 @@ struct swarm_pool_opts {
 	 * POST /update/plan first and, when the delta of what the host lacks is
 	 * clearly smaller than the release, only that is uploaded (mode=delta);
 	 * 409 delta_mismatch sends the full release after it (transfer
-	 * "fallback"); no plan (404, an error) sends the full release.
+	 * "fallback"); no plan (404, an error) sends the full release. With
+	 * INCLUDE_SELF the updater's release goes the same way through
+	 * POST /update-self/plan and /update-self (J->self_transfer).
 	 */
 	int full;
 	int (*before_push)(void *arg, struct swarm_job *j);

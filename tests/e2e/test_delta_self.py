@@ -14,6 +14,7 @@ from conftest import wait_until
 from release_util import Releases, sha256_file, tree_listing
 from test_delta import delta_of, plan, repack, tar_bytes
 from test_selfupdate import PROBATION_DEADLINE_MS, Host, self_update_history
+from swarm_util import Fleet
 from worker_util import curl_run
 
 PROBATION_S = PROBATION_DEADLINE_MS / 1000 + 20
@@ -25,7 +26,8 @@ def srels(build_dir, tmp_path_factory):
     doc; S2 changes another doc. {name: (tarball, files.json bytes)}."""
     base = Releases(build_dir, str(tmp_path_factory.mktemp("sbase")), test_hooks=True)
     out = tmp_path_factory.mktemp("delta-self-rels")
-    big = hashlib.sha256(b"self").digest() * (1 << 15)
+    # Incompressible: the delta of a new version (its binaries) is clearly smaller than the tarball.
+    big = b"".join(hashlib.sha256(b"self%d" % i).digest() for i in range(1 << 15))
     return {name: repack(base.get(version), out / name, str(out / (name + ".tar.gz")), big, doc)
             for name, version, doc in (("s1", "2.0", "one\n"), ("s2", "2.1", "two\n"))}
 
@@ -215,3 +217,54 @@ def test_crash_while_assembling_self_is_undone(procs, tmp_path, pki, srels):
         assert [e["result"] for e in self_update_history(h)][-1] == "undone"
     finally:
         h.close()
+
+
+def updater_log(fleet, name):
+    """What the launcher and every updater it ran wrote (stderr, and the updater log file)."""
+    text = fleet.procs[name].stdout() + fleet.procs[name].stderr()
+    p = os.path.join(fleet.install_dir(name), "state", "updater.log")
+    if os.path.exists(p):
+        with open(p, errors="replace") as f:
+            text += f.read()
+    return text
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["planned", "fallback"])
+def test_swarm_include_self_is_planned(tmp_path, srels, tamper):
+    """`tandem swarm update --include-self` plans the updater's release against the
+    updater's own releases too: the second version's self-update is a delta, and the
+    updater's tree is the release, file by file. TAMPER: a local file of the updater's
+    release changed, so the delta is refused (409) and the master sends it whole."""
+    s1, s2 = srels["s1"], srels["s2"]
+    f = Fleet(tmp_path)
+    try:
+        f.enroll("selfie")
+        f.start("selfie", launcher=["--probation-deadline", "10000", "--probation-stable", "300",
+                                    "--max-starts", "2"])
+        for rel, version in ((s1, "2.0"), (s2, "2.1")):
+            if tamper and version == "2.1":
+                lib = os.path.join(f.install_dir("selfie"), "updater", "releases", "active",
+                                   "lib", "libbig.so.1")
+                with open(lib, "r+b") as fh:
+                    fh.write(b"X")
+            doc = f.json("swarm", "update", "--host", "selfie", "--release", rel[0],
+                         "--include-self")
+            h = doc["hosts"][0]
+            assert h["agent"]["result"] == "updated" and h["self"]["result"] == "updated", h
+            assert h["self"]["version"] == version, h
+            wait_until(lambda: f.json("swarm", "status", "--host", "selfie")["hosts"][0].get(
+                "updater_version") == version, PROBATION_S, "updater %s" % version)
+        # The first self-update had nothing to copy from (sent whole); the second was
+        # assembled from a delta, as was the agent's second push.
+        log = updater_log(f, "selfie")
+        assert log.count("assembled from a delta") == (1 if tamper else 2), log[-4000:]
+        if tamper:
+            assert "delta_mismatch" in log or "lib/libbig.so.1" in log, log[-4000:]
+        tree = os.path.join(f.install_dir("selfie"), "updater", "releases", "active")
+        agent = os.path.join(f.install_dir("selfie"), "releases", "active")
+        assert tree_listing(tree, skip=("release.json",)) == \
+            tree_listing(agent, skip=("release.json",))
+        with open(os.path.join(tree, "files.json"), "rb") as fh:
+            assert fh.read() == s2[1]
+    finally:
+        f.stop_all()
