@@ -58,12 +58,16 @@ cmd_rollout_stop_signal(void)
 static void
 catch_stop_signals(void)
 {
-	struct sigaction sa;
+	struct sigaction sa, old;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sigemptyset(&sa.sa_mask);
-	(void)sigaction(SIGINT, &sa, NULL);
+	/* A SIGINT ignored on entry stays ignored: a command started in the
+	 * background of a non-interactive shell is not the target of a Ctrl-C. */
+	if (sigaction(SIGINT, NULL, &old) != 0 || old.sa_handler != SIG_IGN) {
+		(void)sigaction(SIGINT, &sa, NULL);
+	}
 	(void)sigaction(SIGTERM, &sa, NULL);
 }
 

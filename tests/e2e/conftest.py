@@ -114,6 +114,16 @@ def bin_path(name):
     pytest.fail("binary %s not built under %s (run make)" % (name, b))
 
 
+def sigint_live():
+    """preexec_fn for a child a test interrupts with SIGINT, as a terminal's Ctrl-C.
+
+    A command started with `&` from a non-interactive shell (a CI runner, `nohup make
+    check &`) inherits SIGINT ignored, as POSIX says, and so does everything it starts:
+    a shell script then cannot trap SIGINT and `tandem` leaves it ignored. A process
+    in the foreground of a terminal has it live; this restores that for the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
     """Poll FN until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, bin_path, wait_until
+from conftest import ROOT, bin_path, sigint_live, wait_until
 from release_util import build_is_asan
 
 SCRIPT = os.path.join(ROOT, "scripts", "demo.sh")
@@ -186,7 +186,7 @@ def test_demo_interrupted_stops_everything(build_dir, demo_dir, nth):
     every process stopped."""
     p = subprocess.Popen(["bash", SCRIPT, "--build", build_dir, "--dir", demo_dir],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=clean_env(), start_new_session=True)
+                         env=clean_env(), start_new_session=True, preexec_fn=sigint_live)
     lines = []
     try:
         # Read until the NTH push is being run (its command line is printed first).
