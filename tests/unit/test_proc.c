@@ -607,12 +607,17 @@ test_start_time_and_boot_id(void **state)
 	assert_int_equal(proc_boot_id(id, 36), -1);
 }
 
-/* A tag given at spawn is found in the process and in its children; only exact entries match. */
+/*
+ * A tag given at spawn is found in the process and in its children; only exact
+ * entries match. The tag holds this test's pid: the gate runs the unit tests of
+ * several builds at once, and another run's processes must not count.
+ */
 static void
 test_find_env(void **state)
 {
 	static const char *const argv[] = { "/bin/sh", "-c", "sleep 30 & exec sleep 30", NULL };
-	const char *env[] = { "TANDEM_T_TAG=/x/y", NULL };
+	char tag[64], prefix[64], longer[80];
+	const char *env[] = { tag, NULL };
 	struct proc_spec s;
 	struct proc p = PROC_INIT;
 	struct err e = ERR_INIT;
@@ -622,7 +627,10 @@ test_find_env(void **state)
 	int leader = 0;
 
 	(void)state;
-	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+	snprintf(tag, sizeof(tag), "TANDEM_T_TAG=/x/%ld/y", (long)getpid());
+	snprintf(prefix, sizeof(prefix), "TANDEM_T_TAG=/x/%ld", (long)getpid());
+	snprintf(longer, sizeof(longer), "%s/z", tag);
+	assert_int_equal(proc_find_env(tag, pids, 8, &n, &e), 0);
 	assert_int_equal(n, 0);
 	sh_spec(&s, argv, -1);
 	s.env_add = env;
@@ -630,7 +638,7 @@ test_find_env(void **state)
 	/* The shell forks its child, then becomes sleep: two tagged processes. */
 	deadline = mono_ms() + 5000;
 	do {
-		assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+		assert_int_equal(proc_find_env(tag, pids, 8, &n, &e), 0);
 	} while (n < 2 && mono_ms() < deadline);
 	assert_int_equal(n, 2);
 	for (i = 0; i < n && i < 8; i++) {
@@ -639,20 +647,20 @@ test_find_env(void **state)
 	}
 	assert_true(leader);
 	/* A prefix, a longer value or the bare name is not the entry. */
-	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x", pids, 8, &n, &e), 0);
+	assert_int_equal(proc_find_env(prefix, pids, 8, &n, &e), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y/z", pids, 8, &n, &e), 0);
+	assert_int_equal(proc_find_env(longer, pids, 8, &n, &e), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(proc_find_env("TANDEM_T_TAG", pids, 8, &n, &e), 0);
 	assert_int_equal(n, 0);
 	/* More matches than room: counted, not written past MAX. */
-	assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 1, &n, &e), 0);
+	assert_int_equal(proc_find_env(tag, pids, 1, &n, &e), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(proc_stop(&p, 2000, &e) >= 0, 1);
 	proc_release(&p);
 	deadline = mono_ms() + 5000;
 	do {
-		assert_int_equal(proc_find_env("TANDEM_T_TAG=/x/y", pids, 8, &n, &e), 0);
+		assert_int_equal(proc_find_env(tag, pids, 8, &n, &e), 0);
 	} while (n > 0 && mono_ms() < deadline);
 	assert_int_equal(n, 0);
 }
