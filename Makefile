@@ -624,7 +624,7 @@ release-locked: $(RELEASE_BINS) $(RELEASE_PACKER)
 # updater on a fresh host; the CLI and the launcher are linked again with
 # VERSION's object into $(BUILD)/pkg-VERSION/. None has test points. Man pages
 # come from each program's --help (help2man) plus packaging/man/*.h2m. Config
-# files (and the logrotate file) are installed only where none exists yet
+# files are installed only where none exists yet
 # (never over an admin's edits). No chown here: the deb's postinst creates the
 # tandem user and sets owners (wiki/Operations.md).
 PREFIX     ?= /usr/local
@@ -704,12 +704,10 @@ install-worker: pkg-seed $(PKG_TREE)/bin/tandem-launcher
 	$(call pkg_man,$(PKG_REL)/tandem-updater,8,$(DESTDIR)$(MANDIR)/man8/tandem-updater.8.gz)
 	$(call pkg_man,$(PKG_REL)/tandem-agent,8,$(DESTDIR)$(MANDIR)/man8/tandem-agent.8.gz)
 	$(call pkg_man,$(PKG_TREE)/bin/tandem-launcher,8,$(DESTDIR)$(MANDIR)/man8/tandem-launcher.8.gz)
-	install -d -m 0755 '$(DESTDIR)$(SYSCONFDIR)/logrotate.d'
 	install -d -m 0750 '$(DESTDIR)$(SYSCONFDIR)/tandem' '$(DESTDIR)$(STATEDIR)'
-	@set -e; for f in tandem/updater.conf tandem/agent.conf logrotate.d/tandem-worker; do \
+	@set -e; for f in tandem/updater.conf tandem/agent.conf; do \
 		d='$(DESTDIR)$(SYSCONFDIR)'/$$(dirname $$f); b=$$(basename $$f); \
 		src=packaging/etc/$$b; mode=0640; \
-		if [ $$b = tandem-worker ]; then src=packaging/logrotate/$$b; mode=0644; fi; \
 		if [ -e "$$d/$$b" ]; then echo "install: keeping existing $$d/$$b"; continue; fi; \
 		if [ -e $$src.in ]; then $(PKG_SUBST) $$src.in > "$$d/$$b.tmp"; \
 		else cp $$src "$$d/$$b.tmp"; fi; \
@@ -736,7 +734,7 @@ uninstall:
 		'$(DESTDIR)$(MANDIR)/man1/tandem.1.gz' '$(DESTDIR)$(MANDIR)/man8/tandem-updater.8.gz' \
 		'$(DESTDIR)$(MANDIR)/man8/tandem-agent.8.gz' '$(DESTDIR)$(MANDIR)/man8/tandem-launcher.8.gz'
 	rmdir '$(DESTDIR)$(PKGLIBDIR)' '$(DESTDIR)$(DOCDIR)' 2>/dev/null || true
-	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem, $(DESTDIR)$(SYSCONFDIR)/logrotate.d/tandem-worker and $(DESTDIR)$(STATEDIR) are kept"
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/tandem and $(DESTDIR)$(STATEDIR) are kept"
 
 # Debian packages with dpkg-deb; Depends from dpkg-shlibdeps on the staged
 # binaries. The deb layout is PREFIX=/usr and units in /lib/systemd/system
@@ -775,7 +773,7 @@ deb:
 		sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(DEB_ARCH)|' -e "s|@SIZE@|$$size|" \
 			-e "s|@SHLIBS@|$$shlibs|" -e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' \
 			$(CURDIR)/packaging/debian/$$p.control.in > debian/$$p/DEBIAN/control; \
-		for s in conffiles postinst prerm postrm; do \
+		for s in conffiles preinst postinst prerm postrm; do \
 			f=$(CURDIR)/packaging/debian/$$p.$$s; [ -e $$f ] || continue; \
 			cp $$f debian/$$p/DEBIAN/$$s; \
 			if [ $$s = conffiles ]; then chmod 0644 debian/$$p/DEBIAN/$$s; \

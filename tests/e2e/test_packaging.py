@@ -43,7 +43,6 @@ WORKER_FILES = {
     "etc/tandem": ("d", 0o750),
     "etc/tandem/updater.conf": ("f", 0o640),
     "etc/tandem/agent.conf": ("f", 0o640),
-    "etc/logrotate.d/tandem-worker": ("f", 0o644),
     "lib/systemd/system/tandem-updater.service": ("f", 0o644),
     "usr/sbin/tandem-updater": ("f", 0o755),
     "usr/sbin/tandem-agent": ("f", 0o755),
@@ -119,7 +118,6 @@ def test_make_install_layout(build_dir, tmp_path):
         "usr/local/share/bash-completion/completions/tandem": ("f", 0o644),
         "etc/tandem/updater.conf": ("f", 0o640),
         "etc/tandem/agent.conf": ("f", 0o640),
-        "etc/logrotate.d/tandem-worker": ("f", 0o644),
     }
     got = tree(dest)
     assert files_only(got) == want
@@ -155,7 +153,6 @@ def test_make_install_layout(build_dir, tmp_path):
     assert files_only(tree(dest)) == {
         "etc/tandem/updater.conf": ("f", 0o640),
         "etc/tandem/agent.conf": ("f", 0o640),
-        "etc/logrotate.d/tandem-worker": ("f", 0o644),
     }
     assert os.path.isdir(os.path.join(dest, "var/lib/tandem"))
 
@@ -253,10 +250,15 @@ def test_deb_control_files(debs, tmp_path):
     ctl = str(tmp_path / "ctl")
     run(["dpkg-deb", "-e", debs["tandem-worker"], ctl])
     names = sorted(os.listdir(ctl))
-    assert names == ["conffiles", "control", "md5sums", "postinst", "postrm", "prerm"], names
+    assert names == ["conffiles", "control", "md5sums", "postinst", "postrm", "preinst",
+                     "prerm"], names
     with open(os.path.join(ctl, "conffiles")) as f:
-        assert f.read().split() == ["/etc/tandem/updater.conf", "/etc/tandem/agent.conf",
-                                    "/etc/logrotate.d/tandem-worker"]
+        assert f.read().split() == ["/etc/tandem/updater.conf", "/etc/tandem/agent.conf"]
+    # The logrotate file older packages shipped is removed on upgrade (the daemons cap
+    # their logs): dpkg-maintscript-helper in every script it needs.
+    for s in ("preinst", "postinst", "postrm"):
+        with open(os.path.join(ctl, s)) as f:
+            assert "rm_conffile /etc/logrotate.d/tandem-worker" in f.read(), s
     # md5sums: every shipped file but the conffiles, with its real digest.
     root = str(tmp_path / "root")
     run(["dpkg-deb", "-x", debs["tandem-worker"], root])
@@ -376,7 +378,7 @@ def stub_bin(directory, log, getent_found):
     dpkg-statoverride knows no override."""
     os.makedirs(directory)
     for name in ("addgroup", "adduser", "deluser", "delgroup", "chown", "systemctl",
-                 "deb-systemd-helper", "getent", "dpkg-statoverride"):
+                 "deb-systemd-helper", "getent", "dpkg-statoverride", "dpkg-maintscript-helper"):
         rc = {"getent": 0 if getent_found else 2, "dpkg-statoverride": 1}.get(name, 0)
         p = os.path.join(directory, name)
         with open(p, "w") as f:
@@ -423,8 +425,11 @@ def test_maintainer_scripts(debs, tmp_path):
     assert modes["etc/tandem/updater.conf"] == ("f", 0o640)
     assert modes["var/lib/tandem"] == ("d", 0o750)
 
-    # Upgrade with the user present: nothing created, nothing enabled again.
+    # Upgrade with the user present: nothing created, nothing enabled again; the
+    # logrotate file of older packages goes (dpkg-maintscript-helper does it).
     calls = run_script(post, ["configure", "0.9"], root, old, log)
+    assert ("dpkg-maintscript-helper rm_conffile /etc/logrotate.d/tandem-worker  -- "
+            "configure 0.9") in calls, calls
     assert not [c for c in calls if c.split()[0] in ("addgroup", "adduser",
                                                      "deb-systemd-helper")], calls
 
