@@ -1037,14 +1037,12 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	uint64_t size = 0;
 
 	fj = p->o->full ? NULL : pool_files_json(p, &fj_len);
-	if (fj == NULL || mkdtemp(dir) == NULL) {
-		*transfer = "full";
-		push_one(p, j, path, self, r);
-		return;
+	if (fj != NULL && mkdtemp(dir) == NULL) {
+		fj = NULL;
 	}
 	(void)snprintf(dpath, sizeof(dpath), "%s/delta.tar.gz", dir);
-	if (plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len, dpath,
-	    &size) == 1) {
+	if (fj != NULL && plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len,
+	    dpath, &size) == 1) {
 		j->upload_path = dpath;
 		j->upload_size = size;
 		j->upload_delta = 1;
@@ -1066,7 +1064,13 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 		*transfer = "full";
 		push_one(p, j, path, self, r);
 	}
-	(void)rmdir(dir);
+	if (fj != NULL) {
+		(void)rmdir(dir);
+	}
+	/* BYTES_SENT counts the job's requests so far: with SELF, the agent's push's too. */
+	log_info("%s: %s %s, %llu bytes sent (the release is %llu)", j->host.name, *transfer,
+	    self ? "self-update" : "push", (unsigned long long)j->bytes_sent,
+	    (unsigned long long)p->o->release->size);
 }
 
 static void

@@ -6,6 +6,7 @@ the master sends the full release by itself."""
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -88,6 +89,9 @@ def test_second_push_is_planned_and_complete(fleet, rel):
     r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
     assert "updated" in r.stdout, r.stdout + r.stderr
     assert "assembled from a delta" in log_text(fleet, "web1"), r.stderr
+    m = re.search(r"web1: planned push, (\d+) bytes sent \(the release is (\d+)\)", r.stderr)
+    assert m, r.stderr
+    assert int(m.group(1)) * 20 < int(m.group(2)), m.group(0)
     active = os.path.join(fleet.install_dir("web1"), "releases", "active")
     got = tree(active)
     # Exactly the release's tree: every file with its digest and mode, nothing else.
@@ -108,6 +112,7 @@ def test_second_push_is_planned_and_complete(fleet, rel):
     r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], "--full",
                      check=0)
     assert "updated" in r.stdout, r.stdout + r.stderr
+    assert "web1: full push" in r.stderr, r.stderr
     assert log_text(fleet, "web1").count("assembled from a delta") == 1
     assert log_text(fleet, "web1").count("POST /update/plan") == plans
 
@@ -129,6 +134,7 @@ def test_tampered_copy_falls_back_to_full(fleet, rel):
     assert "updated" in r.stdout, r.stdout + r.stderr
     assert "planned push refused" in r.stderr and "delta_mismatch" in r.stderr, r.stderr
     assert "sending the full release" in r.stderr
+    assert "web1: fallback push" in r.stderr, r.stderr
 
 
 def sha256_of(path):
