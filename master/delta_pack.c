@@ -9,6 +9,7 @@
 
 #include "common/fs.h"
 #include "common/release_files.h"
+#include "master/release_pack.h"
 
 #define DP_CHUNK (64 * 1024)
 
@@ -188,24 +189,9 @@ static int
 dp_header(struct archive *w, const char *path, unsigned mode, unsigned long long size,
     struct err *e)
 {
-	struct archive_entry *ae = archive_entry_new();
-	int r;
-
-	if (ae == NULL) {
-		return err_set(e, ERR_NOMEM, "out of memory");
-	}
-	archive_entry_set_pathname(ae, path);
-	archive_entry_set_mtime(ae, 0, 0);
-	archive_entry_set_uid(ae, 0);
-	archive_entry_set_gid(ae, 0);
-	archive_entry_set_perm(ae, mode);
-	archive_entry_set_filetype(ae, AE_IFREG);
-	archive_entry_set_size(ae, (la_int64_t)size);
-	r = archive_write_header(w, ae);
-	archive_entry_free(ae);
-	if (r != ARCHIVE_OK) {
-		return err_set(e, archive_errno(w) == ENOSPC ? ERR_NOSPACE : ERR_IO,
-		    "delta: %s: %s", path, archive_error_string(w));
+	if (release_pack_tgz_header(w, path, mode, AE_IFREG, size, NULL, e) != 0) {
+		err_prefix(e, "delta");
+		return -1;
 	}
 	return 0;
 }
@@ -395,18 +381,8 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 		err_sys(e, "%s", out);
 		goto out;
 	}
-	w = archive_write_new();
+	w = release_pack_tgz_open(&c, dp_write_cb, e);
 	if (w == NULL) {
-		err_set(e, ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (archive_write_set_format_pax_restricted(w) != ARCHIVE_OK ||
-	    archive_write_add_filter_gzip(w) != ARCHIVE_OK ||
-	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
-	    archive_write_set_filter_option(w, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(w, 1) != ARCHIVE_OK ||
-	    archive_write_open2(w, &c, NULL, dp_write_cb, NULL, NULL) != ARCHIVE_OK) {
-		err_set(e, ERR_IO, "libarchive: %s", archive_error_string(w));
 		goto out;
 	}
 	if (dp_header(w, RELEASE_FILES_FILE, 0644, fjlen, e) != 0 ||

@@ -907,53 +907,66 @@ out:
 	return rc;
 }
 
-static int
-rp_write_entry(struct rp_ctx *c, struct archive *a, struct rp_entry *e, struct err *err)
+int
+release_pack_tgz_header(struct archive *a, const char *path, unsigned mode, unsigned type,
+    uint64_t size, const char *target, struct err *err)
 {
 	struct archive_entry *ae = archive_entry_new();
-	int rc = -1, r;
+	int r;
 
 	if (ae == NULL) {
-		err_set(err, ERR_NOMEM, "out of memory");
-		return -1;
+		return err_set(err, ERR_NOMEM, "out of memory");
 	}
-	archive_entry_set_pathname(ae, e->path);
+	archive_entry_set_pathname(ae, path);
 	archive_entry_set_mtime(ae, 0, 0);
 	archive_entry_set_uid(ae, 0);
 	archive_entry_set_gid(ae, 0);
-	archive_entry_set_perm(ae, e->mode);
-	switch (e->type) {
-	case RP_DIR:
-		archive_entry_set_filetype(ae, AE_IFDIR);
-		archive_entry_set_size(ae, 0);
-		break;
-	case RP_LINK:
-		archive_entry_set_filetype(ae, AE_IFLNK);
-		archive_entry_set_symlink(ae, e->target);
-		archive_entry_set_size(ae, 0);
-		break;
-	case RP_FILE:
-		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_size(ae, (la_int64_t)e->size);
-		break;
-	case RP_MANIFEST:
-		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_size(ae, (la_int64_t)c->manifest_len);
-		break;
-	case RP_FILES_JSON:
-		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_size(ae, (la_int64_t)c->files_json_len);
-		break;
+	archive_entry_set_perm(ae, (mode_t)mode);
+	archive_entry_set_filetype(ae, type);
+	if (target != NULL) {
+		archive_entry_set_symlink(ae, target);
 	}
+	archive_entry_set_size(ae, type == AE_IFREG ? (la_int64_t)size : 0);
 	/* A warning (e.g. an untranslatable name) would make the output vary. */
 	r = archive_write_header(a, ae);
+	archive_entry_free(ae);
 	if (r != ARCHIVE_OK) {
-		err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
-		goto out;
+		return err_set(err, archive_errno(a) == ENOSPC ? ERR_NOSPACE : ERR_IO, "%s: %s", path,
+		    archive_error_string(a));
+	}
+	return 0;
+}
+
+static int
+rp_write_entry(struct rp_ctx *c, struct archive *a, struct rp_entry *e, struct err *err)
+{
+	unsigned type = AE_IFREG;
+	uint64_t size = 0;
+
+	switch (e->type) {
+	case RP_DIR:
+		type = AE_IFDIR;
+		break;
+	case RP_LINK:
+		type = AE_IFLNK;
+		break;
+	case RP_FILE:
+		size = e->size;
+		break;
+	case RP_MANIFEST:
+		size = c->manifest_len;
+		break;
+	case RP_FILES_JSON:
+		size = c->files_json_len;
+		break;
+	}
+	if (release_pack_tgz_header(a, e->path, e->mode, type, size,
+	    e->type == RP_LINK ? e->target : NULL, err) != 0) {
+		return -1;
 	}
 	if (e->type == RP_FILE) {
 		if (rp_stream_file(c, e, a, err) != 0) {
-			goto out;
+			return -1;
 		}
 	} else if (e->type == RP_MANIFEST || e->type == RP_FILES_JSON) {
 		const char *data = e->type == RP_MANIFEST ? c->manifest : c->files_json;
@@ -961,17 +974,14 @@ rp_write_entry(struct rp_ctx *c, struct archive *a, struct rp_entry *e, struct e
 
 		if (archive_write_data(a, data, len) != (la_ssize_t)len) {
 			err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
-			goto out;
+			return -1;
 		}
 	}
 	if (archive_write_finish_entry(a) != ARCHIVE_OK) {
 		err_set(err, ERR_IO, "%s: %s", e->path, archive_error_string(a));
-		goto out;
+		return -1;
 	}
-	rc = 0;
-out:
-	archive_entry_free(ae);
-	return rc;
+	return 0;
 }
 
 /* Resolve the output path into RES->path; refuse one inside DIR. */
@@ -1025,6 +1035,28 @@ rp_output_path(struct rp_ctx *c, struct release_pack_result *res, struct err *er
 	return 0;
 }
 
+struct archive *
+release_pack_tgz_open(void *arg, archive_write_callback *write, struct err *err)
+{
+	struct archive *a = archive_write_new();
+
+	if (a == NULL) {
+		err_set(err, ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
+	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(a, arg, NULL, write, NULL, NULL) != ARCHIVE_OK) {
+		err_set(err, ERR_IO, "libarchive: %s", archive_error_string(a));
+		archive_write_free(a);
+		return NULL;
+	}
+	return a;
+}
+
 static int
 rp_write(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 {
@@ -1035,18 +1067,8 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 		err_sys(err, "%s", res->path);
 		return -1;
 	}
-	a = archive_write_new();
+	a = release_pack_tgz_open(c, rp_write_cb, err);
 	if (a == NULL) {
-		err_set(err, ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
-	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
-	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
-	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-	    archive_write_open2(a, c, NULL, rp_write_cb, NULL, NULL) != ARCHIVE_OK) {
-		err_set(err, ERR_IO, "libarchive: %s", archive_error_string(a));
 		goto out;
 	}
 	for (size_t i = 0; i < c->n; i++) {

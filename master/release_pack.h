@@ -55,6 +55,9 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <archive.h>
 
 #include "common/err.h"
 #include "common/release.h"
@@ -103,5 +106,22 @@ void release_pack_refusals_free(struct release_pack_refusals *r);
  */
 int release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
     struct release_pack_refusals *refused, struct err *err) WUR;
+
+/*
+ * The one deterministic tar.gz writer of tandem's tarballs (releases and the
+ * deltas of planned pushes): restricted pax, gzip with no timestamp or name,
+ * no padding of the last block, bytes handed to WRITE(ARG). Returns the open
+ * writer, or NULL with ERR (ERR_NOMEM, ERR_IO). Free it with
+ * archive_write_free.
+ */
+struct archive *release_pack_tgz_open(void *arg, archive_write_callback *write, struct err *err);
+
+/*
+ * Write a header of a member that packed trees carry: PATH, MODE's permission
+ * bits, type TYPE (AE_IFREG, AE_IFDIR, AE_IFLNK), SIZE (0 unless regular),
+ * TARGET for a link (else NULL), owner 0:0, mtime 0. Returns 0, or -1 with ERR.
+ */
+int release_pack_tgz_header(struct archive *a, const char *path, unsigned mode, unsigned type,
+    uint64_t size, const char *target, struct err *err) WUR;
 
 #endif
