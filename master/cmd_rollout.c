@@ -159,6 +159,8 @@ host_row_json(const struct reg_rollout_host *h, const struct reg_host *rh)
 	    json_add_str(o, "pre_sha256", h->pre_sha256) != 0 ||
 	    json_add_str(o, "request_id", h->request_id) != 0 ||
 	    json_add_bool(o, "signed", h->tsig_sent) != 0 ||
+	    json_add_str(o, "transfer", h->transfer[0] != '\0' ? h->transfer : NULL) != 0 ||
+	    json_add_int(o, "bytes_sent", (int64_t)h->bytes_sent) != 0 ||
 	    json_add_int(o, "attempts", h->attempts) != 0 ||
 	    json_add_str(o, "started_at", h->started_at != 0 ? t1 : NULL) != 0 ||
 	    json_add_str(o, "finished_at", h->finished_at != 0 ? t2 : NULL) != 0) {

@@ -793,8 +793,8 @@ static void
 dry_run_done(void *arg, struct swarm_job *j)
 {
 	struct dry_run *dr = arg;
-	char cur[SWARM_SHORT + 24];
-	const char *cells[8];
+	char cur[SWARM_SHORT + 24], send[48];
+	const char *cells[9];
 	cJSON *h;
 
 	dr->n++;
@@ -817,6 +817,9 @@ dry_run_done(void *arg, struct swarm_job *j)
 		    json_add_item(h, "signature_ok", dr->rf != NULL && j->have_health
 							? cJSON_CreateBool(j->signature_ok)
 							: cJSON_CreateNull()) != 0 ||
+		    json_add_str(h, "transfer", j->dry_transfer) != 0 ||
+		    json_add_item(h, "bytes", j->dry_transfer == NULL ? cJSON_CreateNull()
+			    : cJSON_CreateNumber((double)j->dry_bytes)) != 0 ||
 		    json_add_str(h, "error", j->error) != 0) {
 			cJSON_Delete(h);
 			dr->failed = 1;
@@ -835,7 +838,14 @@ dry_run_done(void *arg, struct swarm_job *j)
 	cells[4] = j->health.have_active ? cur : "none";
 	cells[5] = dr->rf == NULL || !j->have_health ? "?" : j->same_sha ? "yes" : "no";
 	cells[6] = dr->rf == NULL || !j->have_health ? "?" : j->signature;
-	cells[7] = j->error;
+	if (j->dry_transfer != NULL) {
+		snprintf(send, sizeof(send), "%s %llu", j->dry_transfer,
+		    (unsigned long long)j->dry_bytes);
+	} else {
+		snprintf(send, sizeof(send), "%s", dr->rf != NULL && j->same_sha ? "nothing" : "?");
+	}
+	cells[7] = send;
+	cells[8] = j->error;
 	if (swarm_table_add(dr->t, cells) != 0) {
 		dr->failed = 1;
 	}
@@ -865,7 +875,7 @@ update_dry_run(const struct cli *cli, struct swarm_ctx *c, const struct swarm_up
     const struct swarm_release_file *rf)
 {
 	static const char *const heads[] = { "HOST", "ADDRESS", "REACHABLE", "PIN", "CURRENT",
-		"SAME-SHA256", "SIGNATURE", "DETAIL" };
+		"SAME-SHA256", "SIGNATURE", "SEND", "DETAIL" };
 	struct dry_ctx *dc = calloc(1, sizeof(*dc));
 	struct swarm_pool_opts po;
 	size_t ends[ROLLOUT_MAX_PLAN_WAVES], nw;
@@ -895,6 +905,7 @@ update_dry_run(const struct cli *cli, struct swarm_ctx *c, const struct swarm_up
 	memset(&po, 0, sizeof(po));
 	po.release = rf;
 	po.parallel = a->parallel;
+	po.full = a->spec.full;
 	po.next = dry_next;
 	po.done = dry_done;
 	po.arg = dc;

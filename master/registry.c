@@ -168,6 +168,11 @@ static const char *const reg_migrations[] = {
 	" san TEXT NOT NULL CHECK (length(san) BETWEEN 1 AND 253),"
 	" PRIMARY KEY (host_id, pos)"
 	");",
+	/* 5 -> 6: how a host's release travelled (planned push or whole) and its request bytes */
+	"ALTER TABLE rollout_hosts ADD COLUMN transfer TEXT NOT NULL DEFAULT ''"
+	" CHECK (transfer IN ('', 'planned', 'full', 'fallback'));"
+	"ALTER TABLE rollout_hosts ADD COLUMN bytes_sent INTEGER NOT NULL DEFAULT 0"
+	" CHECK (bytes_sent >= 0);",
 };
 
 #define REG_SCHEMA_VERSION ((int)ARRAY_LEN(reg_migrations))

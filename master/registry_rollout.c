@@ -855,7 +855,8 @@ registry_rollout_hosts_write(struct registry *reg, const char *id, const char *o
 	if (sqlite3_prepare_v2(db, "UPDATE rollout_hosts SET state = ?, request_id = ?,"
 	    " pre_sha256 = ?, version = ?, active_sha256 = ?, reason = ?, detail = ?, attempts = ?,"
 	    " started_at = ?, finished_at = ?, http_status = ?, agent_result = ?, self_json = ?,"
-	    " tsig_sent = ? WHERE rollout_id = ? AND host_id = ?", -1, &st, NULL) != SQLITE_OK ||
+	    " tsig_sent = ?, transfer = ?, bytes_sent = ? WHERE rollout_id = ? AND host_id = ?", -1,
+	    &st, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "INSERT INTO pushes (host_id, at, sha256, result, detail)"
 	    " SELECT ?, ?, release_sha256, ?, ? FROM rollouts WHERE id = ?", -1, &pst,
 	    NULL) != SQLITE_OK) {
@@ -883,8 +884,11 @@ registry_rollout_hosts_write(struct registry *reg, const char *id, const char *o
 		    sqlite3_bind_text(st, 12, h->agent_result, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 		    sqlite3_bind_text(st, 13, h->self_json, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
 		    sqlite3_bind_int(st, 14, h->tsig_sent != 0) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 15, id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 16, h->host_id) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 15, h->transfer, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 16, (sqlite3_int64)(h->bytes_sent > INT64_MAX ? INT64_MAX :
+		    h->bytes_sent)) != SQLITE_OK ||
+		    sqlite3_bind_text(st, 17, id, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 18, h->host_id) != SQLITE_OK ||
 		    sqlite3_step(st) != SQLITE_DONE) {
 			(void)registry_db_err(reg, "recording hosts", e);
 			goto out;
@@ -924,7 +928,7 @@ out:
 	" rh.pre_sha256, rh.version, rh.active_sha256, rh.reason, rh.detail, rh.attempts," \
 	" rh.started_at, rh.finished_at, h.address, h.agent_port, h.updater_port, h.agent_fp," \
 	" h.updater_fp, h.notes, h.enrolled_at, h.decommissioned_at, rh.http_status," \
-	" rh.agent_result, rh.self_json, rh.tsig_sent"
+	" rh.agent_result, rh.self_json, rh.tsig_sent, rh.transfer, rh.bytes_sent"
 
 int
 registry_rollout_hosts(struct registry *reg, const char *id, int wave, int state, int after_seq,
@@ -978,6 +982,9 @@ registry_rollout_hosts(struct registry *reg, const char *id, int wave, int state
 		registry_result_canonical(r->agent_result);
 		registry_db_col(st, 24, r->self_json, sizeof(r->self_json));
 		r->tsig_sent = sqlite3_column_int(st, 25);
+		registry_db_col(st, 26, r->transfer, sizeof(r->transfer));
+		r->bytes_sent = (uint64_t)(sqlite3_column_int64(st, 27) < 0 ? 0 :
+		    sqlite3_column_int64(st, 27));
 		if (h != NULL) {
 			struct reg_host *x = &h[count];
 			memset(x, 0, sizeof(*x));

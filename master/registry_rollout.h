@@ -104,6 +104,8 @@ struct reg_rollout_host {
 					      "rolled_back", "failed", "already_active" ... */
 	char self_json[REG_ROLLOUT_SELF_MAX + 1]; /* the updater's own update, "" if none */
 	int tsig_sent;                     /* the request carried the release's signature */
+	char transfer[12];                 /* "planned", "full", "fallback"; "" before an upload */
+	uint64_t bytes_sent;               /* request bodies sent to the host: plans, uploads */
 	int attempts;
 	time_t started_at, finished_at;
 	int log_push;                      /* (write only) this write records a request's

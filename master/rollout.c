@@ -311,6 +311,8 @@ emit_host(struct driver *d, const struct reg_rollout_host *h, const struct swarm
 	    json_add_str(o, "version", h->version) != 0 ||
 	    json_add_str(o, "sha256", h->active_sha256) != 0 ||
 	    json_add_int(o, "http_status", j != NULL ? j->agent.http_status : 0) != 0 ||
+	    json_add_str(o, "transfer", h->transfer[0] != '\0' ? h->transfer : NULL) != 0 ||
+	    json_add_int(o, "bytes_sent", (int64_t)h->bytes_sent) != 0 ||
 	    json_add_int(o, "attempts", h->attempts) != 0) {
 		cJSON_Delete(o);
 		return;
@@ -681,9 +683,9 @@ dispatch_before(void *arg, struct swarm_job *j)
 	return 0;
 }
 
-/* R as the self-update's JSON of a host row. */
+/* R (sent as TRANSFER, NULL if never uploaded) as the self-update's JSON of a host row. */
 static void
-self_json(const struct swarm_result *r, char *buf, size_t len)
+self_json(const struct swarm_result *r, const char *transfer, char *buf, size_t len)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
@@ -691,7 +693,8 @@ self_json(const struct swarm_result *r, char *buf, size_t len)
 	if (o != NULL && json_add_str(o, "result", swarm_outcome_word(r->outcome)) == 0 &&
 	    json_add_str(o, "reason", r->reason) == 0 && json_add_str(o, "detail", r->detail) == 0 &&
 	    json_add_int(o, "http_status", r->http_status) == 0 &&
-	    json_add_str(o, "version", r->version) == 0 && json_add_str(o, "sha256", r->sha256) == 0) {
+	    json_add_str(o, "version", r->version) == 0 && json_add_str(o, "sha256", r->sha256) == 0 &&
+	    json_add_str(o, "transfer", transfer) == 0) {
 		text = json_print_compact(o);
 	}
 	cJSON_Delete(o);
@@ -704,7 +707,8 @@ self_json(const struct swarm_result *r, char *buf, size_t len)
 		    json_add_str(o, "reason", r->reason) == 0 && json_add_str(o, "detail", "") == 0 &&
 		    json_add_int(o, "http_status", r->http_status) == 0 &&
 		    json_add_str(o, "version", r->version) == 0 &&
-		    json_add_str(o, "sha256", r->sha256) == 0) {
+		    json_add_str(o, "sha256", r->sha256) == 0 &&
+		    json_add_str(o, "transfer", transfer) == 0) {
 			text = json_print_compact(o);
 		}
 		cJSON_Delete(o);
@@ -747,11 +751,13 @@ dispatch_outcome(struct driver *d, const struct swarm_job *j, struct reg_rollout
 	}
 	row->http_status = r->http_status;
 	row->tsig_sent = j->tsig_sent;
+	snprintf(row->transfer, sizeof(row->transfer), "%s", j->transfer != NULL ? j->transfer : "");
+	row->bytes_sent = j->bytes_sent;
 	snprintf(row->agent_result, sizeof(row->agent_result), "%s",
 	    swarm_outcome_word(r->outcome));
 	row->self_json[0] = '\0';
 	if (j->self_tried) {
-		self_json(&j->self, row->self_json, sizeof(row->self_json));
+		self_json(&j->self, j->self_transfer, row->self_json, sizeof(row->self_json));
 		if (row->state == RH_UPDATED && j->self.outcome != SWARM_UPDATED) {
 			/* The agent runs the release, but its updater did not take it. */
 			row->state = RH_FAILED;

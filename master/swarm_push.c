@@ -177,6 +177,7 @@ struct pool {
 	int exhausted;               /* streaming: the source has no more jobs */
 	const struct swarm_pool_opts *o;
 	pthread_mutex_t lock;
+	pthread_mutex_t done_lock;   /* one o->done at a time: its sinks are not thread-safe */
 	pthread_cond_t cond;
 	int drawn; /* lines drawn by the last redraw (TTY) */
 	/* planned pushes: the release's files.json, read once (under LOCK) */
@@ -1073,6 +1074,45 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	    (unsigned long long)p->o->release->size);
 }
 
+/*
+ * Dry run: how the release would go to J's answering host. Unless --full,
+ * ask the plan (it changes nothing on the host) and build the delta in a
+ * temporary directory only to count it, so the bytes are those a push would
+ * send now; the whole release otherwise. A host running the release already
+ * would get nothing (no transfer).
+ */
+static void
+job_dry_plan(struct pool *p, struct swarm_job *j)
+{
+	char dir[] = "/tmp/tandem-delta.XXXXXX";
+	char dpath[sizeof(dir) + 32];
+	const char *fj = NULL;
+	size_t fj_len = 0;
+	uint64_t size = 0, sent;
+
+	if (p->o->release == NULL || !j->have_health || j->same_sha) {
+		return;
+	}
+	if (!p->o->full) {
+		fj = pool_files_json(p, &fj_len);
+	}
+	if (fj != NULL && mkdtemp(dir) != NULL) {
+		(void)snprintf(dpath, sizeof(dpath), "%s/delta.tar.gz", dir);
+		sent = j->bytes_sent;
+		if (plan_delta(p, j, "/update/plan", fj, fj_len, dpath, &size) == 1) {
+			(void)unlink(dpath);
+			(void)rmdir(dir);
+			j->dry_transfer = "planned";
+			j->dry_bytes = j->bytes_sent - sent + size;
+			return;
+		}
+		(void)rmdir(dir);
+		j->dry_bytes = j->bytes_sent - sent;
+	}
+	j->dry_transfer = "full";
+	j->dry_bytes += p->o->release->size;
+}
+
 static void
 job_update(struct pool *p, struct swarm_job *j)
 {
@@ -1417,6 +1457,7 @@ worker(void *arg)
 			break;
 		case SWARM_JOB_DRY_RUN:
 			job_health(p, j);
+			job_dry_plan(p, j);
 			break;
 		case SWARM_JOB_STATUS:
 			job_health(p, j);
@@ -1439,7 +1480,9 @@ worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		set_phase(p, j, SWARM_PH_DONE);
 		if (p->o->done != NULL) {
+			pthread_mutex_lock(&p->done_lock);
 			p->o->done(p->o->arg, j);
+			pthread_mutex_unlock(&p->done_lock);
 		}
 		pthread_mutex_lock(&p->lock);
 		p->done++;
@@ -1476,6 +1519,11 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 		return -1;
 	}
 	if (pthread_cond_init(&p.cond, NULL) != 0) {
+		pthread_mutex_destroy(&p.lock);
+		return -1;
+	}
+	if (pthread_mutex_init(&p.done_lock, NULL) != 0) {
+		pthread_cond_destroy(&p.cond);
 		pthread_mutex_destroy(&p.lock);
 		return -1;
 	}
@@ -1520,6 +1568,7 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 		}
 	}
 	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.done_lock);
 	pthread_mutex_destroy(&p.lock);
 	free(p.fj);
 	return rc;

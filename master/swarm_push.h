@@ -105,6 +105,10 @@ struct swarm_job {
 	const char *transfer;     /* "planned", "full", "fallback"; NULL before an upload */
 	const char *self_transfer; /* the same for the self-update (--include-self) */
 	uint64_t bytes_sent;      /* request bodies of plan and uploads */
+	/* dry run: how the release would travel ("planned", "full"; NULL when the
+	   host was not asked) and the request bytes it would take (plan included) */
+	const char *dry_transfer;
+	uint64_t dry_bytes;
 	void *user;               /* the source's own data for this job */
 };
 
@@ -147,8 +151,10 @@ struct swarm_pool_opts {
 	 * Streaming (memory flat in the number of hosts): with NEXT set, JOBS is
 	 * NULL and each worker asks NEXT for its next job (1: filled, 0: none
 	 * left); TOTAL (may be 0) is only for the progress counter. DONE (may be
-	 * NULL) is called by the worker after each job; CALL does the work of
-	 * SWARM_JOB_CALL jobs. All three get ARG.
+	 * NULL) is called by the worker after each job, one call at a time (the
+	 * pool serialises them, so a sink such as a table or a JSON array needs
+	 * no lock of its own); CALL does the work of SWARM_JOB_CALL jobs, in
+	 * parallel. All three get ARG.
 	 */
 	int (*next)(void *arg, struct swarm_job *j);
 	void (*done)(void *arg, struct swarm_job *j);

@@ -483,7 +483,8 @@ const struct cli_opt swarm_update_opts[] = {
 	{ "dry-run", 'n', 0, NULL,
 	    "change nothing: per host reachable?, pin ok?, current\nrelease, already running "
 	    "this sha256?, would it accept\nthe signature (checked with the master's keyring)?, "
-	    "and\nthe waves" },
+	    "what\nit would be sent (a planned delta's bytes, asked with\nPOST /update/plan, or "
+	    "the whole release) and the waves" },
 	{ "parallel", 'p', 1, "N", "hosts at once (default 8, at most 256)" },
 	{ "timeout", 't', 1, "S", "per request: upload + install + probe (default 900)" },
 	SWARM_ROLLOUT_OPTS,

@@ -86,12 +86,30 @@ def log_text(fleet, name):
 
 def test_second_push_is_planned_and_complete(fleet, rel):
     r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
-    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
-    assert "updated" in r.stdout, r.stdout + r.stderr
+    # --dry-run asks the plan and counts the delta it would send, installing nothing.
+    dry = fleet.json("swarm", "update", "--host", "web1", "--release", rel["v2"], "--dry-run")
+    d = dry["hosts"][0]
+    assert d["transfer"] == "planned" and 0 < d["bytes"] * 20 < os.path.getsize(rel["v2"]), d
+    full = fleet.json("swarm", "update", "--host", "web1", "--release", rel["v2"], "--dry-run",
+                      "--full")["hosts"][0]
+    assert full["transfer"] == "full" and full["bytes"] == os.path.getsize(rel["v2"]), full
+    table = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"],
+                         "--dry-run", check=0)
+    assert re.search(r"^web1 .* planned %d " % d["bytes"], table.stdout, re.M), table.stdout
+    assert "assembled from a delta" not in log_text(fleet, "web1")
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated", r.stdout + r.stderr
     assert "assembled from a delta" in log_text(fleet, "web1"), r.stderr
+    # What the dry run counted is what the push sent.
+    assert row["bytes_sent"] == d["bytes"], (row, d)
     m = re.search(r"web1: planned push, (\d+) bytes sent \(the release is (\d+)\)", r.stderr)
     assert m, r.stderr
     assert int(m.group(1)) * 20 < int(m.group(2)), m.group(0)
+    # --json says the same, and it stays in the registry (rollout show).
+    assert row["transfer"] == "planned" and row["bytes_sent"] == int(m.group(1)), row
+    assert row["self"] is None
     active = os.path.join(fleet.install_dir("web1"), "releases", "active")
     got = tree(active)
     # Exactly the release's tree: every file with its digest and mode, nothing else.
@@ -113,6 +131,8 @@ def test_second_push_is_planned_and_complete(fleet, rel):
                      check=0)
     assert "updated" in r.stdout, r.stdout + r.stderr
     assert "web1: full push" in r.stderr, r.stderr
+    full = int(re.search(r"web1: full push, (\d+) bytes sent", r.stderr).group(1))
+    assert full >= os.path.getsize(rel["v1"]), r.stderr
     assert log_text(fleet, "web1").count("assembled from a delta") == 1
     assert log_text(fleet, "web1").count("POST /update/plan") == plans
 
@@ -130,11 +150,16 @@ def test_tampered_copy_falls_back_to_full(fleet, rel):
             with open(p, "ab") as f:
                 f.write(b"tampered")
             os.chmod(p, mode)
-    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], check=0)
-    assert "updated" in r.stdout, r.stdout + r.stderr
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v2"], "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated", r.stdout + r.stderr
     assert "planned push refused" in r.stderr and "delta_mismatch" in r.stderr, r.stderr
     assert "sending the full release" in r.stderr
     assert "web1: fallback push" in r.stderr, r.stderr
+    # The plan, the refused delta and the whole release: more than the release alone.
+    assert row["transfer"] == "fallback", row
+    assert row["bytes_sent"] > os.path.getsize(rel["v2"]), row
 
 
 def sha256_of(path):

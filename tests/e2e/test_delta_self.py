@@ -252,6 +252,11 @@ def test_swarm_include_self_is_planned(tmp_path, srels, tamper):
             h = doc["hosts"][0]
             assert h["agent"]["result"] == "updated" and h["self"]["result"] == "updated", h
             assert h["self"]["version"] == version, h
+            # --json: how each release travelled (the first self-update has nothing to plan from).
+            want = "full" if version == "2.0" else ("fallback" if tamper else "planned")
+            assert h["self"]["transfer"] == want, h
+            assert h["transfer"] == ("full" if version == "2.0" else "planned"), h
+            assert h["bytes_sent"] > 0, h
             wait_until(lambda: f.json("swarm", "status", "--host", "selfie")["hosts"][0].get(
                 "updater_version") == version, PROBATION_S, "updater %s" % version)
         # The first self-update had nothing to copy from (sent whole); the second was

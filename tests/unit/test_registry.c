@@ -98,7 +98,7 @@ test_create_modes_and_schema(void **state)
 	struct stat st;
 
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(stat(f->home, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
 	assert_int_equal(stat(f->db, &st), 0);
@@ -126,7 +126,7 @@ test_create_modes_and_schema(void **state)
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q,
 	    NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 5);
+	assert_int_equal(sqlite3_column_int(q, 0), 6);
 	assert_int_equal(sqlite3_step(q), SQLITE_DONE);
 	sqlite3_finalize(q);
 	q = NULL;
@@ -580,7 +580,7 @@ test_reopen_persistence(void **state)
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
@@ -741,7 +741,7 @@ test_upgrade_from_v1(void **state)
 	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "old1", &got, &f->err),
 	    REGISTRY_OK);
 	assert_string_equal(got.agent_fp, FP_A);

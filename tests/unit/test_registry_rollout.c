@@ -152,7 +152,7 @@ upgrade_from(struct fx *f, int version)
 
 	write_old_registry(f, version, db_path, sizeof(db_path));
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "old1", &h, &pe), REGISTRY_OK);
 	assert_string_equal(h.notes, "rack 4");
 	assert_int_equal(h.enrolled_at, 1700000000);
@@ -200,7 +200,7 @@ upgrade_from(struct fx *f, int version)
 	registry_close(f->reg);
 	f->reg = NULL;
 	open_ok(f); /* a second open finds the newest schema and migrates nothing */
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 }
 
 static void
@@ -235,17 +235,19 @@ test_upgrade_from_schema_3(void **state)
 	snprintf(db_path, sizeof(db_path), "%s/registry.db", f->home);
 	assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "ALTER TABLE rollout_hosts DROP COLUMN tsig_sent;"
+	    "ALTER TABLE rollout_hosts DROP COLUMN transfer;"
+	    "ALTER TABLE rollout_hosts DROP COLUMN bytes_sent;"
 	    "DROP TABLE host_sans;"
 	    "UPDATE schema_version SET version = 3;", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	open_ok(f);
-	assert_int_equal(registry_schema_version(f->reg), 5);
+	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_host_labels(f->reg, "h3", ls, REG_LABELS_MAX, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(ls[0].value, "prod");
 	assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT tsig_sent FROM rollout_hosts", -1, &q,
-	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT tsig_sent, transfer, bytes_sent FROM"
+	    " rollout_hosts", -1, &q, NULL), SQLITE_OK);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 }
@@ -499,6 +501,8 @@ test_lease_state_and_hosts(void **state)
 	rows[0].http_status = 200;
 	rows[0].finished_at = now;
 	rows[0].log_push = 1;
+	snprintf(rows[0].transfer, sizeof(rows[0].transfer), "planned");
+	rows[0].bytes_sent = 5000000000ULL; /* past 32 bits */
 	rows[1].state = RH_ROLLED_BACK;
 	snprintf(rows[1].agent_result, sizeof(rows[1].agent_result), "rolled-back");
 	snprintf(rows[1].reason, sizeof(rows[1].reason), "new release failed, previous restored");
@@ -511,6 +515,12 @@ test_lease_state_and_hosts(void **state)
 	assert_int_equal(registry_rollout_counts(f->reg, id, -1, 0, &c, &e), 0);
 	assert_int_equal(c.n[RH_UPDATED], 1);
 	assert_int_equal(c.n[RH_ROLLED_BACK], 1);
+	/* How the release travelled, read back as written. */
+	assert_int_equal(registry_rollout_hosts(f->reg, id, -1, RH_UPDATED, 0, 16, rows + 4,
+	    NULL, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[4].transfer, "planned");
+	assert_true(rows[4].bytes_sent == 5000000000ULL);
 	assert_int_equal(registry_push_history(f->reg, rows[1].host, 0, &log, &n, &e), REGISTRY_OK);
 	assert_int_equal(n, 1);
 	/* Written in the old spelling, read in the one spelling. */
