@@ -708,7 +708,7 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
-	const char *base, *tmp;
+	const char *base;
 	struct stat st;
 	int rc = -1;
 
@@ -719,11 +719,7 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 		return err_sys_kind(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "--release %s", arg);
 	}
 	if (S_ISDIR(st.st_mode)) {
-		tmp = getenv("TMPDIR");
-		if (snprintf(p->tmpdir, sizeof(p->tmpdir), "%s/tandem-swarm-XXXXXX",
-			tmp != NULL && *tmp == '/' ? tmp : "/tmp") >= (int)sizeof(p->tmpdir) ||
-		    mkdtemp(p->tmpdir) == NULL) {
-			p->tmpdir[0] = '\0';
+		if (swarm_tmpdir_make("swarm", p->tmpdir, sizeof(p->tmpdir)) != 0) {
 			return err_sys(e, "temporary directory");
 		}
 		snprintf(p->path, sizeof(p->path), "%s/release.tar.gz", p->tmpdir);

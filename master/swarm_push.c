@@ -13,6 +13,7 @@
 
 #include "cJSON.h"
 #include "common/digest.h"
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "master/certs.h"
@@ -184,6 +185,9 @@ struct pool {
 	int fj_state;                /* 0 not read, 1 read, -1 none or unreadable */
 	char *fj;
 	size_t fj_len;
+	/* and the directory of the run's deltas, made at the first (under LOCK) */
+	int dd_state;                /* 0 not made, 1 made, -1 cannot be made */
+	char delta_dir[PATH_MAX - 64];
 };
 
 struct progress_arg {
@@ -943,6 +947,49 @@ pool_files_json(struct pool *p, size_t *len)
 	return fj;
 }
 
+int
+swarm_tmpdir_make(const char *name, char *buf, size_t len)
+{
+	const char *tmp = getenv("TMPDIR");
+	int n = snprintf(buf, len, "%s/tandem-%s-XXXXXX", tmp != NULL && *tmp == '/' ? tmp : "/tmp",
+	    name);
+
+	if (n < 0 || (size_t)n >= len) {
+		buf[0] = '\0';
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdtemp(buf) == NULL) {
+		buf[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Where J's delta goes: DIR/HOST.tar.gz in the run's delta directory (host
+ * names are unique and safe as file names). Returns 0, or -1 when the
+ * directory cannot be made (logged once; the release then goes whole).
+ */
+static int
+pool_delta_path(struct pool *p, const struct swarm_job *j, char *buf, size_t len)
+{
+	int ok;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->dd_state == 0) {
+		p->dd_state = swarm_tmpdir_make("delta", p->delta_dir, sizeof(p->delta_dir)) == 0
+		    ? 1 : -1;
+		if (p->dd_state < 0) {
+			log_warnx("a directory for deltas: %s; pushing releases whole", strerror(errno));
+		}
+	}
+	ok = p->dd_state == 1 && snprintf(buf, len, "%s/%s.tar.gz", p->delta_dir, j->host.name) <
+	    (int)len;
+	pthread_mutex_unlock(&p->lock);
+	return ok ? 0 : -1;
+}
+
 /*
  * Ask the host's plan for FJ at PLAN (the agent's releases' route, or the
  * updater's own for a self-update) and write the delta of what it lacks to OUT.
@@ -1031,19 +1078,15 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	const char *path = self ? "/update-self" : "/update";
 	struct swarm_result *r = self ? &j->self : &j->agent;
 	const char **transfer = self ? &j->self_transfer : &j->transfer;
-	char dir[] = "/tmp/tandem-delta.XXXXXX";
-	char dpath[sizeof(dir) + 32];
+	char dpath[PATH_MAX];
 	const char *fj;
 	size_t fj_len = 0;
 	uint64_t size = 0;
 
 	fj = p->o->full ? NULL : pool_files_json(p, &fj_len);
-	if (fj != NULL && mkdtemp(dir) == NULL) {
-		fj = NULL;
-	}
-	(void)snprintf(dpath, sizeof(dpath), "%s/delta.tar.gz", dir);
-	if (fj != NULL && plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len,
-	    dpath, &size) == 1) {
+	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&
+	    plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len, dpath,
+	    &size) == 1) {
 		j->upload_path = dpath;
 		j->upload_size = size;
 		j->upload_delta = 1;
@@ -1065,9 +1108,6 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 		*transfer = "full";
 		push_one(p, j, path, self, r);
 	}
-	if (fj != NULL) {
-		(void)rmdir(dir);
-	}
 	/* BYTES_SENT counts the job's requests so far: with SELF, the agent's push's too. */
 	log_info("%s: %s %s, %llu bytes sent (the release is %llu)", j->host.name, *transfer,
 	    self ? "self-update" : "push", (unsigned long long)j->bytes_sent,
@@ -1084,11 +1124,10 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 static void
 job_dry_plan(struct pool *p, struct swarm_job *j)
 {
-	char dir[] = "/tmp/tandem-delta.XXXXXX";
-	char dpath[sizeof(dir) + 32];
+	char dpath[PATH_MAX];
 	const char *fj = NULL;
 	size_t fj_len = 0;
-	uint64_t size = 0, sent;
+	uint64_t size = 0, sent = j->bytes_sent;
 
 	if (p->o->release == NULL || !j->have_health || j->same_sha) {
 		return;
@@ -1096,21 +1135,16 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	if (!p->o->full) {
 		fj = pool_files_json(p, &fj_len);
 	}
-	if (fj != NULL && mkdtemp(dir) != NULL) {
-		(void)snprintf(dpath, sizeof(dpath), "%s/delta.tar.gz", dir);
-		sent = j->bytes_sent;
-		if (plan_delta(p, j, "/update/plan", fj, fj_len, dpath, &size) == 1) {
-			(void)unlink(dpath);
-			(void)rmdir(dir);
-			j->dry_transfer = "planned";
-			j->dry_bytes = j->bytes_sent - sent + size;
-			return;
-		}
-		(void)rmdir(dir);
-		j->dry_bytes = j->bytes_sent - sent;
+	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&
+	    plan_delta(p, j, "/update/plan", fj, fj_len, dpath, &size) == 1) {
+		(void)unlink(dpath);
+		j->dry_transfer = "planned";
+	} else {
+		j->dry_transfer = "full";
+		size = p->o->release->size;
 	}
-	j->dry_transfer = "full";
-	j->dry_bytes += p->o->release->size;
+	/* The plan's request, if one was made, counts as a push would count it. */
+	j->dry_bytes = j->bytes_sent - sent + size;
 }
 
 static void
@@ -1571,5 +1605,9 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 	pthread_mutex_destroy(&p.done_lock);
 	pthread_mutex_destroy(&p.lock);
 	free(p.fj);
+	/* Each job removed its delta: the directory is empty unless a crash intervened. */
+	if (p.dd_state == 1 && fs_rmtree(p.delta_dir) != 0) {
+		log_warnx("%s: %s", p.delta_dir, strerror(errno));
+	}
 	return rc;
 }

@@ -202,6 +202,12 @@ enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_hos
     const char *request_id, int rollback, int64_t deadline, volatile int *stop,
     struct swarm_result *r);
 
+/*
+ * A new private directory $TMPDIR/tandem-NAME-XXXXXX (/tmp when TMPDIR is
+ * unset or not absolute) into BUF. Returns 0, or -1 with errno (BUF "").
+ */
+int swarm_tmpdir_make(const char *name, char *buf, size_t len) WUR;
+
 /* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with E. */
 int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, struct err *e) WUR;
 
