@@ -21,8 +21,7 @@ struct dp_want {
 };
 
 struct dp_ctx {
-	struct fs_atomic out;
-	unsigned long long written;
+	struct release_tgz_out out;
 	struct dp_want *want;
 	size_t n_want;
 	unsigned char *buf;
@@ -167,21 +166,6 @@ out:
 	release_files_free(&rf);
 	archive_read_free(a);
 	return rc;
-}
-
-static la_ssize_t
-dp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
-{
-	struct dp_ctx *c = arg;
-
-	if (fs_atomic_write(&c->out, buf, len) != 0) {
-		int saved = errno;
-
-		archive_set_error(a, saved, "writing the delta: %s", strerror(saved));
-		return -1;
-	}
-	c->written += len;
-	return (la_ssize_t)len;
 }
 
 /* A header as the packer writes it: no owner, no time, MODE. */
@@ -357,7 +341,7 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
     size_t n_missing, const char *out, struct delta_pack_result *res, struct err *e)
 {
 	struct release_files rf = RELEASE_FILES_INIT;
-	struct dp_ctx c = { .out = FS_ATOMIC_INIT };
+	struct dp_ctx c = { .out = { .file = FS_ATOMIC_INIT } };
 	struct archive *r = NULL, *w = NULL;
 	int rc = -1;
 
@@ -377,11 +361,11 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	if (dp_read_open(tgz, &r, e) != 0) {
 		goto out;
 	}
-	if (fs_atomic_begin(&c.out, out, 0644) != 0) {
+	if (fs_atomic_begin(&c.out.file, out, 0644) != 0) {
 		err_sys(e, "%s", out);
 		goto out;
 	}
-	w = release_pack_tgz_open(&c, dp_write_cb, e);
+	w = release_pack_tgz_open(&c.out, e);
 	if (w == NULL) {
 		goto out;
 	}
@@ -397,16 +381,16 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 		    archive_error_string(w));
 		goto out;
 	}
-	if (fs_atomic_commit(&c.out) != 0) {
+	if (fs_atomic_commit(&c.out.file) != 0) {
 		err_sys(e, "%s", out);
 		goto out;
 	}
-	res->size = c.written;
+	res->size = c.out.written;
 	rc = 0;
 out:
 	archive_write_free(w);
 	archive_read_free(r);
-	fs_atomic_abort(&c.out);
+	fs_atomic_abort(&c.out.file);
 	free(c.buf);
 	free(c.want);
 	release_files_free(&rf);

@@ -58,9 +58,8 @@ struct rp_ctx {
 	char *files_json;       /* files.json to pack (common/release_files) */
 	size_t files_json_len;
 	/* output */
-	struct fs_atomic out;
+	struct release_tgz_out out;  /* .sha points at SHA */
 	struct digest sha;
-	unsigned long long written;
 	unsigned char *buf;
 };
 
@@ -742,17 +741,19 @@ out:
 }
 
 static la_ssize_t
-rp_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
+tgz_write_cb(struct archive *a, void *arg, const void *buf, size_t len)
 {
-	struct rp_ctx *c = arg;
+	struct release_tgz_out *o = arg;
 
-	if (fs_atomic_write(&c->out, buf, len) != 0) {
+	if (fs_atomic_write(&o->file, buf, len) != 0) {
 		int saved = errno;
 		archive_set_error(a, saved, "writing the tarball: %s", strerror(saved));
 		return -1;
 	}
-	digest_update(&c->sha, buf, len);
-	c->written += len;
+	if (o->sha != NULL) {
+		digest_update(o->sha, buf, len);
+	}
+	o->written += len;
 	return (la_ssize_t)len;
 }
 
@@ -1036,7 +1037,7 @@ rp_output_path(struct rp_ctx *c, struct release_pack_result *res, struct err *er
 }
 
 struct archive *
-release_pack_tgz_open(void *arg, archive_write_callback *write, struct err *err)
+release_pack_tgz_open(struct release_tgz_out *out, struct err *err)
 {
 	struct archive *a = archive_write_new();
 
@@ -1049,7 +1050,7 @@ release_pack_tgz_open(void *arg, archive_write_callback *write, struct err *err)
 	    /* No timestamp (and no name) in the gzip header: same bytes every run. */
 	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-	    archive_write_open2(a, arg, NULL, write, NULL, NULL) != ARCHIVE_OK) {
+	    archive_write_open2(a, out, NULL, tgz_write_cb, NULL, NULL) != ARCHIVE_OK) {
 		err_set(err, ERR_IO, "libarchive: %s", archive_error_string(a));
 		archive_write_free(a);
 		return NULL;
@@ -1063,11 +1064,11 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 	struct archive *a = NULL;
 	int rc = -1;
 
-	if (fs_atomic_begin(&c->out, res->path, 0644) != 0) {
+	if (fs_atomic_begin(&c->out.file, res->path, 0644) != 0) {
 		err_sys(err, "%s", res->path);
 		return -1;
 	}
-	a = release_pack_tgz_open(c, rp_write_cb, err);
+	a = release_pack_tgz_open(&c->out, err);
 	if (a == NULL) {
 		goto out;
 	}
@@ -1087,16 +1088,16 @@ rp_write(struct rp_ctx *c, struct release_pack_result *res, struct err *err)
 		err_set(err, ERR_INTERNAL, "sha256 failed");
 		goto out;
 	}
-	if (fs_atomic_commit(&c->out) != 0) {
+	if (fs_atomic_commit(&c->out.file) != 0) {
 		err_sys(err, "%s", res->path);
 		goto out;
 	}
-	res->size = c->written;
+	res->size = c->out.written;
 	res->entries = c->n;
 	rc = 0;
 out:
 	archive_write_free(a);
-	fs_atomic_abort(&c->out);
+	fs_atomic_abort(&c->out.file);
 	return rc;
 }
 
@@ -1115,7 +1116,8 @@ release_pack(const struct release_pack_opts *o, struct release_pack_result *res,
 	}
 	c.o = o;
 	c.rootfd = -1;
-	c.out = (struct fs_atomic)FS_ATOMIC_INIT;
+	c.out.file = (struct fs_atomic)FS_ATOMIC_INIT;
+	c.out.sha = &c.sha;
 	digest_init(&c.sha);
 
 	if (o->dir == NULL || realpath(o->dir, c.root) == NULL) {

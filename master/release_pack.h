@@ -59,7 +59,9 @@
 
 #include <archive.h>
 
+#include "common/digest.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/release.h"
 #include "common/util.h"
 
@@ -108,13 +110,23 @@ int release_pack(const struct release_pack_opts *o, struct release_pack_result *
     struct release_pack_refusals *refused, struct err *err) WUR;
 
 /*
+ * Where a tarball's bytes go: FILE (begun by the caller, committed or aborted
+ * by it), how many were written, and their digest when SHA is not NULL.
+ */
+struct release_tgz_out {
+	struct fs_atomic file;
+	uint64_t written;
+	struct digest *sha;
+};
+
+/*
  * The one deterministic tar.gz writer of tandem's tarballs (releases and the
  * deltas of planned pushes): restricted pax, gzip with no timestamp or name,
- * no padding of the last block, bytes handed to WRITE(ARG). Returns the open
+ * no padding of the last block, bytes appended to OUT. Returns the open
  * writer, or NULL with ERR (ERR_NOMEM, ERR_IO). Free it with
  * archive_write_free.
  */
-struct archive *release_pack_tgz_open(void *arg, archive_write_callback *write, struct err *err);
+struct archive *release_pack_tgz_open(struct release_tgz_out *out, struct err *err);
 
 /*
  * Write a header of a member that packed trees carry: PATH, MODE's permission
