@@ -9,6 +9,7 @@ tree), the answer is the documented 507 (kind no_space), nothing changed
 active release, and the next push after space was freed succeeds.
 """
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -90,13 +91,26 @@ def assert_refused_no_space(h, st, body, before, version):
     assert h.agent_health()["version"] == version
 
 
-def test_disk_really_full(procs, tmp_path, pki, releases):
-    """ENOSPC while extracting is 507 and leaves nothing behind; the next push
-    fits again."""
-    fs = Tmpfs(tmp_path / "install", 64 << 20)
+@contextlib.contextmanager
+def updater_on_tmpfs(procs, tmp_path, pki, size):
+    """An updater (min_free 0) whose install dir is a fresh tmpfs of SIZE bytes:
+    yields (tmpfs, host); at the end the updater must exit cleanly, and the
+    tmpfs is unmounted."""
+    fs = Tmpfs(tmp_path / "install", size)
     h = None
     try:
         h = Host(procs, tmp_path, pki, min_free="0")
+        yield fs, h
+    finally:
+        if h is not None and h.proc.alive():
+            assert_clean_exit(h.proc)
+        fs.umount()
+
+
+def test_disk_really_full(procs, tmp_path, pki, releases):
+    """ENOSPC while extracting is 507 and leaves nothing behind; the next push
+    fits again."""
+    with updater_on_tmpfs(procs, tmp_path, pki, 64 << 20) as (fs, h):
         v1 = releases.get("1.0.0")
         st, _, body = h.push(v1)
         assert st == 200, body
@@ -112,10 +126,6 @@ def test_disk_really_full(procs, tmp_path, pki, releases):
         assert_refused_no_space(h, st, body, before, "1.0.0")
         st, _, body = h.push(releases.get("2.0.0"))
         assert st == 200, body
-    finally:
-        if h is not None and h.proc.alive():
-            assert_clean_exit(h.proc)
-        fs.umount()
 
 
 # The engine's own records' reserve (INSTALL_HEADROOM in updater/install.h).
@@ -132,10 +142,7 @@ def test_disk_zero_free(procs, tmp_path, pki, releases):
     even restarted; with room for the records but not for the staging tree,
     the update is 507 and the rollback (which stages nothing) goes through;
     once the space is back the next push succeeds."""
-    fs = Tmpfs(tmp_path / "install", 96 << 20)
-    h = None
-    try:
-        h = Host(procs, tmp_path, pki, min_free="0")
+    with updater_on_tmpfs(procs, tmp_path, pki, 96 << 20) as (fs, h):
         st, _, body = h.push(releases.get("1.0.0"))
         assert st == 200, body
         st, _, body = h.push(releases.get("2.0.0"))
@@ -167,20 +174,13 @@ def test_disk_zero_free(procs, tmp_path, pki, releases):
         assert h.agent_health()["version"] == "3.0.0"
         h.assert_clean()
         assert h.history()[-1]["result"] == "updated"
-    finally:
-        if h is not None and h.proc.alive():
-            assert_clean_exit(h.proc)
-        fs.umount()
 
 
 def test_disk_full_history_lines_kept(procs, tmp_path, pki, releases):
     """0 bytes free: the refusals' history lines fill the file's last page,
     then the disk refuses them too; the updater keeps those in memory and
     writes them, in order and whole, before the next line the disk takes."""
-    fs = Tmpfs(tmp_path / "install", 64 << 20)
-    h = None
-    try:
-        h = Host(procs, tmp_path, pki, min_free="0")
+    with updater_on_tmpfs(procs, tmp_path, pki, 64 << 20) as (fs, h):
         st, _, body = h.push(releases.get("1.0.0"))
         assert st == 200, body
         v2 = releases.get("2.0.0")
@@ -205,10 +205,6 @@ def test_disk_full_history_lines_kept(procs, tmp_path, pki, releases):
         stamps = [e["finished_at"] for e in hist]
         assert stamps == sorted(stamps), stamps
         assert "wrote a line kept from a full disk (0 left)" in h.proc.stderr()
-    finally:
-        if h is not None and h.proc.alive():
-            assert_clean_exit(h.proc)
-        fs.umount()
 
 
 def test_disk_zero_free_self_update(procs, tmp_path, pki, releases):
