@@ -22,6 +22,7 @@ Fixtures and helpers other test files use:
 
 import datetime
 import os
+import random
 import re
 import signal
 import socket
@@ -148,10 +149,32 @@ def wait_port(port, host="127.0.0.1", timeout=10.0):
     wait_until(lambda: port_open(port, host), timeout, "%s:%d to accept" % (host, port))
 
 
+# Ports handed out by this process: never handed out twice.
+_PORTS_GIVEN = set()
+_PORT_RNG = random.SystemRandom()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that is free now, for a server a test starts.
+
+    Picked at random below the kernel's ephemeral range (32768 up): a port
+    from bind(port 0) lies in that range, where every client connection of
+    every test takes its local port and other tests' bind(0) draw too, so
+    between this check and the server's own bind another socket could take
+    it (seen: an agent that could not bind, and a foreign agent answering
+    its probe). Below the range only another test's free_port() competes."""
+    for _ in range(1000):
+        port = _PORT_RNG.randint(10000, 32767)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port on 127.0.0.1 in 10000-32767")
 
 
 class Proc:
