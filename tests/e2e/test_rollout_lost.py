@@ -1,67 +1,72 @@
 """End-to-end tests of pushes whose connection breaks: one real tandem-updater + tandem-agent
-pair reached through a TCP proxy in the test that cuts the connection of the next upload
+pair reached through a proxy in the test that cuts the connection of the next upload
 (after the updater answered, in the middle of the upload, or by swallowing the answer until
 the client times out). The master chose the request id and recorded it before sending; it
 asks the updater's history (GET /history?request_id=) and reports what really happened:
 updated when the updater did the work, "not installed" (and a re-send with the same id when
-retries allow) when the updater never took the request."""
+retries allow) when the updater never took the request. Full and planned (delta) uploads
+both: the proxy reads each request in clear text and tells them apart by their form."""
 
+import hashlib
+import json
+import os
+import re
 import select
 import socket
+import ssl
 import threading
 
 import pytest
 
 from conftest import free_port
+from release_util import sha256_file
 from swarm_util import Fleet, hosts_by_name, make_release
+from test_delta import repack
 
-# An upload is the only request larger than this (releases are ~170 KB; /health and
-# /history requests are a few hundred bytes).
-UPLOAD_BYTES = 64 * 1024
+# A request's head and form fields (before the file part) are never longer than this.
+HEAD_MAX = 256 * 1024
 
 
-class TlsRecords:
-    """Follows the TLS record layer of one direction (its 5-byte headers are in clear text):
-    feed() says whether an application data record (type 23: the request) began."""
+def upload_of(head):
+    """What the start HEAD of a request is: None while it cannot be told yet, else
+    {"path", "kind": "full" | "delta" | None (not an upload), "request_id"}."""
+    end = head.find(b"\r\n\r\n")
+    if end < 0 and len(head) < HEAD_MAX:
+        return None
+    line = head.split(b"\r\n", 1)[0].split(b" ")
+    path = line[1].decode(errors="replace").split("?")[0] if len(line) > 2 else ""
+    if line[0] != b"POST" or path not in ("/update", "/update-self"):
+        return {"path": path, "kind": None, "request_id": None}
+    # The file part comes last; every field the updater reads precedes it.
+    if b'name="tarball"' not in head and len(head) < HEAD_MAX:
+        return None
 
-    def __init__(self):
-        self.header = b""
-        self.skip = 0
-
-    def feed(self, data):
-        app = False
-        i = 0
-        while i < len(data):
-            if self.skip > 0:
-                n = min(self.skip, len(data) - i)
-                self.skip -= n
-                i += n
-                continue
-            need = 5 - len(self.header)
-            self.header += data[i:i + need]
-            i += need
-            if len(self.header) == 5:
-                app = app or self.header[0] == 23
-                self.skip = int.from_bytes(self.header[3:5], "big")
-                self.header = b""
-        return app
+    def field(name):
+        m = re.search(b'name="%s"\r\n\r\n([^\r]*)\r\n' % name, head)
+        return m.group(1).decode() if m else None
+    return {"path": path, "kind": "delta" if field(b"mode") == "delta" else "full",
+            "request_id": field(b"request_id")}
 
 
 class CutProxy:
-    """127.0.0.1:PORT -> 127.0.0.1:TARGET. arm(MODE) picks the next connection that carries
-    more than UPLOAD_BYTES to the updater:
+    """127.0.0.1:PORT -> 127.0.0.1:TARGET, with TLS at both ends: it presents the updater's
+    own certificate to the master (whose pin holds) and the master's to the updater, so it
+    reads every request in clear text. arm(MODE, KIND) picks the next upload (POST /update or
+    /update-self) whose form is KIND ("full", "delta"; None: either):
       "answer"  the request goes through whole; the connection is closed (both sides) when
                 the updater starts answering: it did the work, the client never hears of it
-      "upload"  both sides are closed as soon as UPLOAD_BYTES have passed: the updater sees
-                half an upload
+      "upload"  both sides are closed once the start of the file part has passed: the
+                updater sees a part of the upload
       "hold"    the request goes through; the answer is swallowed and the client is kept
                 waiting until it gives up
       "answer-then-dead"  as "answer", and every later connection is closed at once until
                 the test sets DEAD back to False
-    Every other connection is forwarded untouched."""
+    Every other connection is forwarded untouched. UPLOADS lists every upload seen:
+    {"path", "kind", "request_id"}."""
 
     def __init__(self, target):
         self.target = target
+        self.sctx = self.cctx = None
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -69,21 +74,33 @@ class CutProxy:
         self.port = self.lsock.getsockname()[1]
         self.lock = threading.Lock()
         self.mode = None
+        self.kind = None
         self.cuts = []          # modes of the connections cut so far
-        self.uploads = 0        # connections that carried an upload
+        self.uploads = []       # every upload seen, cut or not
         self.closing = False
         self.dead = False       # every connection closed at once (an unreachable updater)
         self.nth = None         # arm_nth: (mode, connections to let through first)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
-    def arm(self, mode):
+    def certs(self, server_pair, client_pair, ca):
+        """Serve as SERVER_PAIR (cert, key), connect to the target as CLIENT_PAIR, trusting
+        CA; until this is called every connection is closed at once."""
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(*server_pair)
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.load_verify_locations(ca)
+        cctx.check_hostname = False
+        cctx.load_cert_chain(*client_pair)
+        self.sctx, self.cctx = sctx, cctx
+
+    def arm(self, mode, kind=None):
         with self.lock:
-            self.mode = mode
+            self.mode, self.kind = mode, kind
 
     def arm_nth(self, mode, n):
-        """Cut (MODE) the N-th connection from now whatever it carries (a request too
-        small to be told by its size, e.g. POST /rollback)."""
+        """Cut (MODE) the N-th connection from now whatever it carries (e.g. POST
+        /rollback, which is no upload)."""
         with self.lock:
             self.nth = (mode, n)
 
@@ -99,52 +116,64 @@ class CutProxy:
                 return
             threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
 
-    def _pipe(self, c):
-        if self.dead:
-            c.close()
+    def _pipe(self, raw):
+        if self.dead or self.sctx is None:
+            raw.close()
             return
+        c = s = None
         try:
-            s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-        except OSError:
-            c.close()
+            raw.settimeout(30)
+            c = self.sctx.wrap_socket(raw, server_side=True)
+            s = self.cctx.wrap_socket(socket.create_connection(("127.0.0.1", self.target),
+                                                               timeout=30))
+        except (OSError, ssl.SSLError):
+            for x in (c or raw, s):
+                if x is not None:
+                    x.close()
             return
-        up, cut, sent_request, tls = 0, None, False, TlsRecords()
+        cut, head, told = None, b"", False
         with self.lock:
             if self.nth is not None:
                 mode, n = self.nth
                 self.nth = (mode, n - 1) if n > 1 else None
                 if n == 1:
-                    cut = mode
+                    cut, told = mode, True
                     self.cuts.append(mode)
         try:
             while not self.closing:
-                r, _, _ = select.select([c, s], [], [], 0.5)
-                if c in r:
+                # Decrypted bytes already buffered count as readable: select cannot see them.
+                ready = [x for x in (c, s) if x.pending()] or \
+                    select.select([c, s], [], [], 0.5)[0]
+                if c in ready:
                     data = c.recv(65536)
                     if not data:
                         return
-                    sent_request = tls.feed(data) or sent_request
-                    if up <= UPLOAD_BYTES < up + len(data):
-                        with self.lock:
-                            self.uploads += 1
-                            if self.mode is not None:
-                                cut, self.mode = self.mode, None
-                                self.cuts.append(cut)
-                    up += len(data)
+                    if not told:
+                        head += data
+                        up = upload_of(head)
+                        if up is None:
+                            continue
+                        told, data, head = True, head, b""
+                        if up["kind"] is not None:
+                            with self.lock:
+                                self.uploads.append(up)
+                                if self.mode is not None and self.kind in (None, up["kind"]):
+                                    cut, self.mode = self.mode, None
+                                    self.cuts.append(cut)
+                    s.sendall(data)
                     if cut == "upload":
                         return
-                    s.sendall(data)
-                if s in r:
+                if s in ready:
                     data = s.recv(65536)
                     if not data:
                         return
-                    # The server's handshake messages pass; its answer to the request does not.
-                    if cut in ("answer", "answer-then-dead") and sent_request:
+                    # The updater answers: the request went through.
+                    if cut in ("answer", "answer-then-dead"):
                         self.dead = cut == "answer-then-dead"
                         return
                     if cut != "hold":
                         c.sendall(data)
-        except OSError:
+        except (OSError, ssl.SSLError):
             return
         finally:
             c.close()
@@ -176,6 +205,10 @@ def fleet(tmp_path_factory, rel):
         with open(conf, "w") as fh:
             fh.write(text.replace(old, "listen = 127.0.0.1:%d\n" % real))
         f.ports["h1"] = (f.ports["h1"][0], real)
+        b, m = f.bundle("h1"), os.path.join(f.home, "master")
+        proxy.certs((os.path.join(b, "updater.crt"), os.path.join(b, "updater.key")),
+                    (os.path.join(m, "master.crt"), os.path.join(m, "master.key")),
+                    os.path.join(f.home, "ca", "ca.crt"))
         f.start("h1")
         f.proxy = proxy
         doc = f.json("swarm", "update", "--hosts", "h1", "--release", rel["v1"])
@@ -200,8 +233,8 @@ def history_of(fleet, rid):
 
 
 def update(fleet, release, *extra, check=0):
-    # --full: the proxy knows an upload by its size, and a planned push's delta of
-    # these releases is a few hundred bytes (test_delta_push.py covers planned pushes).
+    # --full: these releases share nothing but small files, so a delta would not be
+    # clearly smaller anyway; the planned pushes below use releases that share a library.
     return fleet.json("swarm", "update", "--hosts", "h1", "--release", release, "--full",
                       *extra, check=check)
 
@@ -210,9 +243,9 @@ def test_answer_lost_outcome_from_history(fleet, rel):
     """The updater installed 2.0.0 but its answer never arrived: updated, not failed."""
     assert active(fleet) == "1.0.0"
     fleet.proxy.arm("answer")
-    n = fleet.proxy.uploads
+    n = len(fleet.proxy.uploads)
     doc = update(fleet, rel["v2"])
-    assert fleet.proxy.cuts[-1:] == ["answer"] and fleet.proxy.uploads == n + 1
+    assert fleet.proxy.cuts[-1:] == ["answer"] and len(fleet.proxy.uploads) == n + 1
     agent = hosts_by_name(doc)["h1"]["agent"]
     assert doc["ok"] is True and agent["result"] == "updated", doc
     assert agent["version"] == "2.0.0"
@@ -229,9 +262,9 @@ def test_upload_cut_not_installed(fleet, rel):
     """Half an upload: the updater never took the request; said so, nothing installed."""
     assert active(fleet) == "2.0.0"
     fleet.proxy.arm("upload")
-    n = fleet.proxy.uploads
+    n = len(fleet.proxy.uploads)
     doc = update(fleet, rel["v1"], "--retries", "1", check=1)
-    assert fleet.proxy.cuts[-1:] == ["upload"] and fleet.proxy.uploads == n + 1
+    assert fleet.proxy.cuts[-1:] == ["upload"] and len(fleet.proxy.uploads) == n + 1
     agent = hosts_by_name(doc)["h1"]["agent"]
     assert doc["ok"] is False and agent["result"] == "failed", doc
     assert agent["reason"].startswith("not installed: the connection broke before the "
@@ -245,11 +278,11 @@ def test_upload_cut_not_installed(fleet, rel):
 def test_upload_cut_sent_again_with_the_same_id(fleet, rel):
     """With retries, a request the updater never took is sent again under the same id."""
     fleet.proxy.arm("upload")
-    n = fleet.proxy.uploads
+    n = len(fleet.proxy.uploads)
     doc = update(fleet, rel["v1"])
     assert fleet.proxy.cuts[-1:] == ["upload"]
     assert doc["ok"] is True and hosts_by_name(doc)["h1"]["agent"]["result"] == "updated", doc
-    assert fleet.proxy.uploads == n + 2  # the cut one, and the one sent again
+    assert len(fleet.proxy.uploads) == n + 2  # the cut one, and the one sent again
     row = row_of(fleet, doc)
     assert row["attempts"] == 1, row  # one dispatch of the rollout
     assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
@@ -259,9 +292,9 @@ def test_upload_cut_sent_again_with_the_same_id(fleet, rel):
 def test_answer_held_client_times_out(fleet, rel):
     """The answer never comes and the client times out: the history tells it was updated."""
     fleet.proxy.arm("hold")
-    n = fleet.proxy.uploads
+    n = len(fleet.proxy.uploads)
     doc = update(fleet, rel["v2"], "--timeout", "8")
-    assert fleet.proxy.cuts[-1:] == ["hold"] and fleet.proxy.uploads == n + 1
+    assert fleet.proxy.cuts[-1:] == ["hold"] and len(fleet.proxy.uploads) == n + 1
     agent = hosts_by_name(doc)["h1"]["agent"]
     assert doc["ok"] is True and agent["result"] == "updated", doc
     row = row_of(fleet, doc)
@@ -275,12 +308,12 @@ def test_outcome_unknown_is_not_a_guess(fleet, rel):
     reported as of unknown outcome (a failure), never sent again; the history tells later."""
     assert active(fleet) == "2.0.0"
     fleet.proxy.arm("answer-then-dead")
-    n = fleet.proxy.uploads
+    n = len(fleet.proxy.uploads)
     try:
         doc = update(fleet, rel["v1"], "--timeout", "5", check=1)
     finally:
         fleet.proxy.dead = False
-    assert fleet.proxy.cuts[-1:] == ["answer-then-dead"] and fleet.proxy.uploads == n + 1
+    assert fleet.proxy.cuts[-1:] == ["answer-then-dead"] and len(fleet.proxy.uploads) == n + 1
     agent = hosts_by_name(doc)["h1"]["agent"]
     assert doc["ok"] is False and agent["result"] == "failed", doc
     assert agent["reason"].startswith("outcome unknown"), agent
@@ -307,3 +340,74 @@ def test_rollback_answer_lost_outcome_from_history(fleet, rel):
     assert len(after) == len(before) + 1
     assert after[-1]["request_id"] and after[-1]["result"] == "rolled_back", after[-1]
     assert active(fleet) == "2.0.0"
+
+
+# ---- planned (delta) pushes: the same request id settles a lost delta upload
+
+@pytest.fixture(scope="module")
+def drel(rel, tmp_path_factory):
+    """D1, D2: 1.0.0 and 2.0.0 with a shared 1 MiB incompressible library, so a push of
+    one to a host that has the other goes as a delta."""
+    out = tmp_path_factory.mktemp("delta-rels")
+    big = b"".join(hashlib.sha256(b"lost%d" % i).digest() for i in range(1 << 15))
+    return {n: repack(rel[v], out / n, str(out / (n + ".tar.gz")), big, "note of %s\n" % n)[0]
+            for n, v in (("d1", "v1"), ("d2", "v2"))}
+
+
+def slot_sha(fleet, slot):
+    with open(os.path.join(fleet.install_dir("h1"), "releases", slot, "release.json")) as f:
+        return json.load(f)["sha256"]
+
+
+def assembled(fleet):
+    return (fleet.procs["h1"].stdout() + fleet.procs["h1"].stderr()).count(
+        ": assembled from a delta of")
+
+
+def planned(fleet, release, *extra, check=0):
+    return fleet.json("swarm", "update", "--hosts", "h1", "--release", release, *extra,
+                      check=check)
+
+
+def test_delta_answer_lost_installed_once(fleet, drel):
+    """The updater assembled and installed the delta; its answer was lost. The master
+    finds the result under the request id: updated, one install, one rotation."""
+    update(fleet, drel["d1"])
+    assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
+    n, a = len(fleet.proxy.uploads), assembled(fleet)
+    fleet.proxy.arm("answer", "delta")
+    doc = planned(fleet, drel["d2"])
+    ups = fleet.proxy.uploads[n:]
+    assert fleet.proxy.cuts[-1:] == ["answer"] and [u["kind"] for u in ups] == ["delta"], ups
+    h = hosts_by_name(doc)["h1"]
+    assert doc["ok"] is True and h["agent"]["result"] == "updated", doc
+    assert "connection broke" in h["agent"]["detail"], h
+    assert h["transfer"] == "planned" and h["bytes_sent"] * 3 < os.path.getsize(drel["d2"]), h
+    row = row_of(fleet, doc)
+    assert row["state"] == "updated" and row["attempts"] == 1, row
+    assert row["transfer"] == "planned", row
+    assert ups[0]["request_id"] == row["request_id"]
+    assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
+    assert assembled(fleet) == a + 1
+    # One rotation: the rollback point is the release before, not the new one twice.
+    assert slot_sha(fleet, "active") == sha256_file(drel["d2"])
+    assert slot_sha(fleet, "prev") == sha256_file(drel["d1"])
+
+
+def test_delta_upload_cut_sent_again_with_the_same_id(fleet, drel):
+    """Half a delta: the updater never took it; the master sends it again, same id."""
+    assert slot_sha(fleet, "active") == sha256_file(drel["d2"])
+    n, a = len(fleet.proxy.uploads), assembled(fleet)
+    fleet.proxy.arm("upload", "delta")
+    doc = planned(fleet, drel["d1"])
+    ups = fleet.proxy.uploads[n:]
+    assert fleet.proxy.cuts[-1:] == ["upload"] and [u["kind"] for u in ups] == ["delta"] * 2
+    assert doc["ok"] is True and hosts_by_name(doc)["h1"]["agent"]["result"] == "updated", doc
+    row = row_of(fleet, doc)
+    assert row["attempts"] == 1 and row["transfer"] == "planned", row
+    assert {u["request_id"] for u in ups} == {row["request_id"]}
+    assert [h["result"] for h in history_of(fleet, row["request_id"])] == ["updated"]
+    assert assembled(fleet) == a + 1
+    assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
+    assert slot_sha(fleet, "prev") == sha256_file(drel["d2"])
+
