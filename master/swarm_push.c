@@ -638,6 +638,9 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
 /*
  * One GET /history?request_id=RID: 1 with the entry's outcome in *R, 0 when
  * the updater has no entry with that id, -1 without a usable answer (ERR).
+ * 2 when the newest entry is the refusal of a delta (delta_mismatch): nothing
+ * was installed under that id, and *R is that refusal as its 409 answer reads,
+ * so a lost answer still leads to the full push that answer asks for.
  */
 static int
 history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, int rollback,
@@ -684,9 +687,21 @@ history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, in
 		    "sha256"));
 		const char *er = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
 		    "error"));
+		const char *ek = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(found,
+		    "error_kind"));
 
 		memset(r, 0, sizeof(*r));
 		res = res != NULL ? res : "";
+		if (!rollback && strcmp(res, "refused") == 0 && ek != NULL &&
+		    strcmp(ek, "delta_mismatch") == 0) {
+			r->outcome = SWARM_FAILED;
+			r->http_status = 409;
+			snprintf(r->reason, sizeof(r->reason), "HTTP 409: delta_mismatch");
+			snprintf(r->detail, sizeof(r->detail), "%.700s (from the updater's history)",
+			    er != NULL ? er : "");
+			rc = 2;
+			goto out;
+		}
 		if (rollback) {
 			r->outcome = strcmp(res, "rolled_back") == 0 ? SWARM_UPDATED : SWARM_FAILED;
 		} else if (strcmp(res, "updated") == 0) {
@@ -760,6 +775,10 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 				*r = found;
 				return SWARM_LOOKUP_FOUND;
 			}
+			if (rc == 2) {
+				*r = found; /* the refused delta: the release was not installed */
+				return SWARM_LOOKUP_ABSENT;
+			}
 			if (rc == 0) {
 				return SWARM_LOOKUP_ABSENT;
 			}
@@ -805,7 +824,7 @@ static void
 recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_result *r,
     int *retryable)
 {
-	struct swarm_result got;
+	struct swarm_result got = { .http_status = 0 };
 	char lost[SWARM_REASON + 256];
 	int64_t budget = p->c->timeout_ms > SWARM_LOOKUP_MIN_MS ? p->c->timeout_ms
 								 : SWARM_LOOKUP_MIN_MS;
@@ -823,13 +842,22 @@ recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_res
 		    j->request_id);
 		break;
 	case SWARM_LOOKUP_ABSENT:
+		if (got.http_status == 409 && j->upload_delta) {
+			/* This delta was refused: the answer that got lost asks for the full push. */
+			*r = got;
+			snprintf(r->detail, sizeof(r->detail), "%.450s; the connection broke (%.350s), "
+			    "the outcome is the updater's record of request %s", got.detail, lost,
+			    j->request_id);
+			break;
+		}
 		memset(r, 0, sizeof(*r));
 		r->outcome = SWARM_FAILED;
 		snprintf(r->reason, sizeof(r->reason), "%s", rollback
 		    ? "not rolled back: the connection broke before the updater took the request"
 		    : "not installed: the connection broke before the updater took the request");
-		snprintf(r->detail, sizeof(r->detail), "the updater has no record of request %s "
-		    "(%.400s)", j->request_id, lost);
+		snprintf(r->detail, sizeof(r->detail), "the updater has no record of request %s%s "
+		    "(%.400s)", j->request_id, got.http_status == 409 ? " but its refusal of the "
+		    "delta sent before" : "", lost);
 		*retryable = 1;
 		break;
 	case SWARM_LOOKUP_FAILED:

@@ -189,7 +189,11 @@ int swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout
  *
  *   SWARM_LOOKUP_FOUND   the updater recorded it: its outcome in *R
  *   SWARM_LOOKUP_ABSENT  the updater never took it: nothing ran, the same
- *                        request may be sent again (*R untouched)
+ *                        request may be sent again (*R untouched); or its
+ *                        newest record of the id is the refusal of a delta
+ *                        (409 delta_mismatch, nothing installed: *R is that
+ *                        refusal, so a planned push falls back to the full
+ *                        release and a full one is sent again)
  *   SWARM_LOOKUP_FAILED  unknown (no usable answer before the deadline): *R
  *                        is a failure that says so, never a guess
  */

@@ -369,6 +369,16 @@ def planned(fleet, release, *extra, check=0):
                       check=check)
 
 
+def tamper_library(fleet):
+    """The shared library changes under the host's releases: a delta cannot use it."""
+    for slot in ("active", "prev"):
+        p = os.path.join(fleet.install_dir("h1"), "releases", slot, "lib", "libbig.so.1")
+        if os.path.exists(p):
+            os.chmod(p, 0o644)
+            with open(p, "r+b") as f:
+                f.write(b"X")
+
+
 def test_delta_answer_lost_installed_once(fleet, drel):
     """The updater assembled and installed the delta; its answer was lost. The master
     finds the result under the request id: updated, one install, one rotation."""
@@ -411,3 +421,43 @@ def test_delta_upload_cut_sent_again_with_the_same_id(fleet, drel):
     assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
     assert slot_sha(fleet, "prev") == sha256_file(drel["d2"])
 
+
+def test_refused_delta_answer_lost_still_falls_back(fleet, drel):
+    """The host refused the delta (409 delta_mismatch: its copy of the library changed)
+    and that answer was lost: the updater's record says so, and the master sends the
+    full release under the same id, as it does when it hears the 409."""
+    tamper_library(fleet)
+    n = len(fleet.proxy.uploads)
+    fleet.proxy.arm("answer", "delta")
+    doc = planned(fleet, drel["d2"])
+    ups = fleet.proxy.uploads[n:]
+    assert fleet.proxy.cuts[-1:] == ["answer"], fleet.proxy.cuts
+    assert [u["kind"] for u in ups] == ["delta", "full"], ups
+    h = hosts_by_name(doc)["h1"]
+    assert doc["ok"] is True and h["agent"]["result"] == "updated", doc
+    assert h["transfer"] == "fallback", h
+    row = row_of(fleet, doc)
+    assert {u["request_id"] for u in ups} == {row["request_id"]}
+    assert [(e["result"], e["error_kind"]) for e in history_of(fleet, row["request_id"])] == \
+        [("refused", "delta_mismatch"), ("updated", None)]
+    assert slot_sha(fleet, "active") == sha256_file(drel["d2"])
+
+
+def test_fallback_upload_cut_sent_again(fleet, drel):
+    """The delta is refused, and the full push that follows is cut before the updater took
+    it: the refusal under the same id is not that push's outcome; it is sent again."""
+    tamper_library(fleet)
+    n = len(fleet.proxy.uploads)
+    fleet.proxy.arm("upload", "full")
+    doc = planned(fleet, drel["d1"])
+    ups = fleet.proxy.uploads[n:]
+    assert fleet.proxy.cuts[-1:] == ["upload"], fleet.proxy.cuts
+    assert [u["kind"] for u in ups] == ["delta", "full", "full"], ups
+    h = hosts_by_name(doc)["h1"]
+    assert doc["ok"] is True and h["agent"]["result"] == "updated", doc
+    assert h["transfer"] == "fallback", h
+    row = row_of(fleet, doc)
+    assert row["attempts"] == 1 and {u["request_id"] for u in ups} == {row["request_id"]}
+    assert [(e["result"], e["error_kind"]) for e in history_of(fleet, row["request_id"])] == \
+        [("refused", "delta_mismatch"), ("updated", None)]
+    assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
