@@ -187,3 +187,54 @@ def test_crash_during_planned_install_recovers(fleet, rel):
     assert "assembled from a delta" in log_text(fleet, "web1"), r.stderr
     st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
     assert st["active"]["sha256"] == sha256_of(rel["v2"]), st
+
+
+def test_rollout_waves_go_planned(tmp_path, rel):
+    """A rollout of three hosts in three waves: each host's push is planned, and its row
+    (registry, `rollout status --json`, the --json-lines host events) records how the
+    release travelled and what it cost; the host whose local copy changed is visibly
+    the fallback, and still ends updated."""
+    f = Fleet(tmp_path / "fleet")
+    try:
+        for n in ("web1", "web2", "web3"):
+            f.enroll(n)
+            f.start(n)
+        doc = f.json("swarm", "update", "--all", "--release", rel["v1"], "--canary", "0",
+                     "--waves", "100%")
+        assert doc["ok"] is True and {h["transfer"] for h in doc["hosts"]} == {"full"}, doc
+        active = os.path.join(f.install_dir("web3"), "releases", "active", "share", "big.dat")
+        os.chmod(active, 0o644)
+        with open(active, "r+b") as fh:
+            fh.write(b"X")
+        # The dry run of the rollout counts what each host would be sent.
+        dry = {h["host"]: h for h in f.json("swarm", "update", "--all", "--release",
+                                            rel["v2"], "--dry-run")["hosts"]}
+        assert {h["transfer"] for h in dry.values()} == {"planned"}, dry
+        r = f.tandem("swarm", "update", "--all", "--release", rel["v2"], "--canary", "1",
+                     "--waves", "50%,100%", "--json-lines", check=0)
+        lines = [json.loads(x) for x in r.stdout.splitlines()]
+        size = os.path.getsize(rel["v2"])
+        events = {e["host"]: e for e in lines if e["type"] == "host"}
+        assert set(events) == {"web1", "web2", "web3"}, lines
+        rid = next(e["rollout"] for e in events.values())
+        rows = {x["host"]: x for x in f.json("swarm", "rollout", "status", rid)["host_rows"]}
+        assert sorted(x["wave"] for x in rows.values()) == [1, 2, 3], rows
+        for n in ("web1", "web2", "web3"):
+            for x in (events[n], rows[n]):
+                assert x["state"] == "updated", (n, x)
+                if n == "web3":
+                    # The refused delta, then the whole release: more than the release.
+                    assert x["transfer"] == "fallback" and x["bytes_sent"] > size, (n, x)
+                else:
+                    assert x["transfer"] == "planned" and 0 < x["bytes_sent"] * 20 < size, \
+                        (n, x)
+            assert events[n]["bytes_sent"] == rows[n]["bytes_sent"]
+            if n != "web3":
+                assert dry[n]["bytes"] == rows[n]["bytes_sent"], (dry[n], rows[n])
+        assert "web3: planned push refused" in r.stderr and "web3: fallback push" in r.stderr
+        assert r.stderr.count("planned push, ") == 2, r.stderr
+        for n in ("web1", "web2", "web3"):
+            st = f.json("swarm", "status", "--host", n)["hosts"][0]
+            assert st["active"]["sha256"] == sha256_of(rel["v2"]), st
+    finally:
+        f.stop_all()
