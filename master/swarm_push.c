@@ -21,6 +21,7 @@
 #include "master/keystore.h"
 #include "master/release_sign.h"
 #include "pki/pki.h"
+#include "pki/sign.h"
 
 /* How long --include-self waits for the restarted updater to report its version. */
 #define SWARM_SELF_CONFIRM_MS 60000
@@ -185,6 +186,8 @@ struct pool {
 	int fj_state;                /* 0 not read, 1 read, -1 none or unreadable */
 	char *fj;
 	size_t fj_len;
+	/* whether the release's signature covers its files.json (under LOCK) */
+	int ts_state;                /* 0 not parsed, 1 it does (or unsigned), -1 it does not */
 	/* and the directory of the run's deltas, made at the first (under LOCK) */
 	int dd_state;                /* 0 not made, 1 made, -1 cannot be made */
 	char delta_dir[PATH_MAX - 64];
@@ -975,6 +978,40 @@ pool_files_json(struct pool *p, size_t *len)
 	return fj;
 }
 
+/*
+ * Can a host that checks the release's signature check a delta of it? A
+ * statement without manifest_sha256 (signed by an older tandem) vouches for
+ * the tarball's bytes only: such a host refuses every delta (409), so the
+ * release goes whole wherever its signature goes along. 1 when unsigned.
+ */
+static int
+pool_tsig_covers_files(struct pool *p)
+{
+	const struct swarm_release_file *rel = p->o->release;
+	int ok;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->ts_state == 0) {
+		struct sign_envelope env;
+		struct sign_statement st;
+		struct err e = ERR_INIT;
+
+		p->ts_state = 1;
+		memset(&env, 0, sizeof(env));
+		if (rel->tsig != NULL &&
+		    sign_tsig_parse(rel->tsig, rel->tsig_len, &env, &st, &e) == 0 &&
+		    st.manifest_sha256[0] == '\0') {
+			p->ts_state = -1;
+			log_info("%s: its signature does not cover its files.json (no "
+			    "manifest_sha256): sending it whole where the signature goes", rel->path);
+		}
+		sign_envelope_free(&env);
+	}
+	ok = p->ts_state == 1;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
 int
 swarm_tmpdir_make(const char *name, char *buf, size_t len)
 {
@@ -1111,7 +1148,8 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	size_t fj_len = 0;
 	uint64_t size = 0;
 
-	fj = p->o->full ? NULL : pool_files_json(p, &fj_len);
+	fj = p->o->full || (j->tsig_sent && !pool_tsig_covers_files(p)) ? NULL
+	    : pool_files_json(p, &fj_len);
 	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&
 	    plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len, dpath,
 	    &size) == 1) {
@@ -1160,7 +1198,9 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	if (p->o->release == NULL || !j->have_health || j->same_sha) {
 		return;
 	}
-	if (!p->o->full) {
+	/* The push would send the signature where /health says signatures are known. */
+	if (!p->o->full && (p->o->release->tsig == NULL || j->health.signature[0] == '\0' ||
+	    pool_tsig_covers_files(p))) {
 		fj = pool_files_json(p, &fj_len);
 	}
 	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&

@@ -219,10 +219,10 @@ def test_forged_delta_is_refused(s, rels):
 
 
 def test_fallback_ends_with_the_genuine_release(s, rels):
-    """The two ways a signed delta cannot be used: the host's local copy changed, and a
-    statement without manifest_sha256 (which cannot vouch for a delta). Either way the
-    host refuses the delta (409), the master sends the signed tarball whole, and the
-    host runs the genuine release, checked against the signature."""
+    """The host's local copy changed: it refuses the signed delta (409), the master sends
+    the signed tarball whole, and the host runs the genuine release, checked against the
+    signature. A statement without manifest_sha256 cannot vouch for a delta at all: that
+    release goes whole from the start."""
     s.enroll_start("web1")
     r1 = signed_copy(s, rels["r1"], "r1.tar.gz")
     update(s, "--host", "web1", "--release", r1)
@@ -242,7 +242,7 @@ def test_fallback_ends_with_the_genuine_release(s, rels):
     assert rec["sha256"] == sha256_file(r2) and rec["signed_by"] == s.keys.ids["rel1"], rec
 
     # Signed without manifest_sha256 (as by an older signer): only a full push can be
-    # checked. The master plans (the host has most of it), the host refuses the delta.
+    # checked there, so the master sends it whole at once, and its dry run says so.
     r3 = signed_copy(s, rels["r3"], "r3.tar.gz")
     _, stmt = statement_of(r3 + ".tsig")
     m = json.loads(stmt)["manifest_sha256"]
@@ -250,14 +250,19 @@ def test_fallback_ends_with_the_genuine_release(s, rels):
     assert old != stmt
     resign(s, r3 + ".tsig", old)
     s.fleet.tandem("release", "verify", r3, check=0)
+    dry, _ = update(s, "--host", "web1", "--release", r3, "--dry-run")
+    assert dry["hosts"][0]["transfer"] == "full", dry
+    assert dry["hosts"][0]["bytes"] == os.path.getsize(r3), dry
     doc, err = update(s, "--host", "web1", "--release", r3)
     row = doc["hosts"][0]
-    assert row["agent"]["result"] == "updated" and row["transfer"] == "fallback", (row, err)
+    assert row["agent"]["result"] == "updated" and row["transfer"] == "full", (row, err)
+    assert row["bytes_sent"] == os.path.getsize(r3), row
     assert "no manifest_sha256" in err, err
     assert tree_listing_of(rels["r3"], install)
     assert release_json(install)["sha256"] == sha256_file(r3)
+    # The one refused delta is the one of the changed copy.
     refused = [e for e in s.curl("web1", "/history")[1]["history"] if e["result"] == "refused"]
-    assert [e["error_kind"] for e in refused] == ["delta_mismatch", "delta_mismatch"], refused
+    assert [e["error_kind"] for e in refused] == ["delta_mismatch"], refused
     assert log_text(s, "web1").count(": assembled from a delta of") == 0
 
 
