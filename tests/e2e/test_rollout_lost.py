@@ -392,7 +392,9 @@ def test_delta_answer_lost_installed_once(fleet, drel):
     h = hosts_by_name(doc)["h1"]
     assert doc["ok"] is True and h["agent"]["result"] == "updated", doc
     assert "connection broke" in h["agent"]["detail"], h
-    assert h["transfer"] == "planned" and h["bytes_sent"] * 3 < os.path.getsize(drel["d2"]), h
+    # Not the shared library: the delta is the release but 1 MiB, give or take files.json.
+    assert h["transfer"] == "planned", h
+    assert h["bytes_sent"] < os.path.getsize(drel["d2"]) - (1 << 20) + (16 << 10), h
     row = row_of(fleet, doc)
     assert row["state"] == "updated" and row["attempts"] == 1, row
     assert row["transfer"] == "planned", row
