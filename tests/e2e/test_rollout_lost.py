@@ -12,13 +12,15 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 
 import pytest
 
-from conftest import free_port
+from conftest import bin_path, free_port, wait_until
 from release_util import sha256_file
 from swarm_util import Fleet, hosts_by_name, make_release
 from test_delta import repack
@@ -61,6 +63,8 @@ class CutProxy:
                 waiting until it gives up
       "answer-then-dead"  as "answer", and every later connection is closed at once until
                 the test sets DEAD back to False
+      "swallow" nothing of the request reaches the updater, nothing comes back: the client
+                waits (until it is killed)
     Every other connection is forwarded untouched. UPLOADS lists every upload seen:
     {"path", "kind", "request_id"}."""
 
@@ -160,6 +164,8 @@ class CutProxy:
                                 if self.mode is not None and self.kind in (None, up["kind"]):
                                     cut, self.mode = self.mode, None
                                     self.cuts.append(cut)
+                    if cut == "swallow":
+                        continue
                     s.sendall(data)
                     if cut == "upload":
                         return
@@ -463,3 +469,37 @@ def test_fallback_upload_cut_sent_again(fleet, drel):
     assert [(e["result"], e["error_kind"]) for e in history_of(fleet, row["request_id"])] == \
         [("refused", "delta_mismatch"), ("updated", None)]
     assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
+
+
+def test_master_killed_during_fallback_resume_sends_again(fleet, drel):
+    """The master dies after the host refused the delta and before the full release reached
+    it. `rollout resume` finds only that refusal under the request id: nothing was
+    installed, so it sends the release again (planned, refused again, then whole)."""
+    assert slot_sha(fleet, "active") == sha256_file(drel["d1"])
+    tamper_library(fleet)
+    n = len(fleet.proxy.uploads)
+    fleet.proxy.arm("swallow", "full")
+    p = subprocess.Popen([bin_path("tandem"), "--home", fleet.home, "swarm", "update", "--hosts",
+                          "h1", "--release", drel["d2"], "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: [u["kind"] for u in fleet.proxy.uploads[n:]] == ["delta", "full"],
+                   60, "the full push after the refused delta")
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=30)
+    assert fleet.proxy.cuts[-1:] == ["swallow"]
+    rid = fleet.json("swarm", "rollout", "list")["rollouts"][0]["id"]
+    row = fleet.json("swarm", "rollout", "status", rid)["host_rows"][0]
+    assert row["state"] == "dispatched", row
+    assert [(e["result"], e["error_kind"]) for e in history_of(fleet, row["request_id"])] == \
+        [("refused", "delta_mismatch")]
+    doc = fleet.json("swarm", "rollout", "resume", rid)
+    assert doc["ok"] is True, doc
+    assert [u["kind"] for u in fleet.proxy.uploads[n:]] == ["delta", "full", "delta", "full"]
+    assert {u["request_id"] for u in fleet.proxy.uploads[n:]} == {row["request_id"]}
+    row = fleet.json("swarm", "rollout", "status", rid)["host_rows"][0]
+    assert row["state"] == "updated" and row["transfer"] == "fallback", row
+    assert [(e["result"], e["error_kind"]) for e in history_of(fleet, row["request_id"])] == \
+        [("refused", "delta_mismatch"), ("refused", "delta_mismatch"), ("updated", None)]
+    assert slot_sha(fleet, "active") == sha256_file(drel["d2"])
