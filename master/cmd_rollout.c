@@ -687,8 +687,8 @@ static int
 status_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *rh)
 {
 	struct status_rows *sr = arg;
-	char wave[16], state[SWARM_REASON + 32], at[32];
-	const char *cells[6];
+	char wave[16], state[SWARM_REASON + 32], at[32], sent[48];
+	const char *cells[7];
 
 	if (sr->json) {
 		/* One row at a time: the memory of `status --json` stays flat in the hosts. */
@@ -706,12 +706,19 @@ status_row(void *arg, const struct reg_rollout_host *h, const struct reg_host *r
 		snprintf(state, sizeof(state), "failed: self-update failed");
 	}
 	swarm_fmt_time(h->finished_at, at, sizeof(at));
+	/* How the release went (planned, full or fallback) and the bytes it cost. */
+	sent[0] = '\0';
+	if (h->transfer[0] != '\0') {
+		snprintf(sent, sizeof(sent), "%s %llu", h->transfer,
+		    (unsigned long long)h->bytes_sent);
+	}
 	cells[0] = h->host;
 	cells[1] = wave;
 	cells[2] = state;
 	cells[3] = h->version;
-	cells[4] = at;
-	cells[5] = h->detail;
+	cells[4] = sent;
+	cells[5] = at;
+	cells[6] = h->detail;
 	return swarm_table_add(sr->t, cells);
 }
 
@@ -843,8 +850,8 @@ out:
 static int
 rollout_status(const struct cli *cli, struct swarm_ctx *c, const char *id, int json)
 {
-	static const char *const heads[] = { "HOST", "WAVE", "STATE", "VERSION", "FINISHED-AT",
-		"DETAIL" };
+	static const char *const heads[] = { "HOST", "WAVE", "STATE", "VERSION", "SENT",
+		"FINISHED-AT", "DETAIL" };
 	struct rollout_outcome out;
 	struct status_rows sr;
 	struct err e = ERR_INIT;

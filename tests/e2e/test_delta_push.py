@@ -232,6 +232,12 @@ def test_rollout_waves_go_planned(tmp_path, rel):
             if n != "web3":
                 assert dry[n]["bytes"] == rows[n]["bytes_sent"], (dry[n], rows[n])
         assert "web3: planned push refused" in r.stderr and "web3: fallback push" in r.stderr
+        # The table an operator reads says it too.
+        table = f.tandem("swarm", "rollout", "status", rid, check=0).stdout
+        assert re.search(r"^HOST +WAVE +STATE +VERSION +SENT ", table, re.M), table
+        for n in ("web1", "web2", "web3"):
+            assert re.search(r"^%s .* %s %d " % (n, rows[n]["transfer"], rows[n]["bytes_sent"]),
+                             table, re.M), table
         assert r.stderr.count("planned push, ") == 2, r.stderr
         for n in ("web1", "web2", "web3"):
             st = f.json("swarm", "status", "--host", n)["hosts"][0]
