@@ -23,7 +23,10 @@
  *                       elsewhere: a release that fails on named hosts only
  *                       (the rollout tests); a file named AGENT_FAIL_ONCE_MARKER
  *                       there is removed and the agent exits with status 1:
- *                       one transient crash (the restore-probe retry tests)
+ *                       one transient crash (the restore-probe retry tests);
+ *                       while a file named AGENT_HOLD_MARKER is there, the
+ *                       agent waits (at most AGENT_HOLD_MAX_MS) before it
+ *                       listens: a test can take its port meanwhile
  *   log-flood      (7)  serves normally and writes lines to stderr as fast
  *                       as it can, for ever (the updater's agent_log cap)
  */
@@ -52,6 +55,8 @@
 #define AGENT_SLOW_DEFAULT_MS 2000
 #define AGENT_FAIL_MARKER "fail-marker"
 #define AGENT_FAIL_ONCE_MARKER "fail-once"
+#define AGENT_HOLD_MARKER "hold"
+#define AGENT_HOLD_MAX_MS 60000
 
 /* Name of the compiled-in kind ("good" for the normal build). */
 static inline const char *

@@ -382,6 +382,15 @@ run(const struct agent_options *opt)
 	api_init(api, api_reported_version(), &rel, own.host[0] != '\0' ? own.host : own.cn,
 	    NULL);
 	api_set_tls(api, &tstate);
+	if (TANDEM_AGENT_BROKEN == AGENT_BROKEN_FAIL_MARKER &&
+	    fail_marker_here(opt, AGENT_HOLD_MARKER, 0)) {
+		log_warnx("fail-marker test build: %s found next to the config: waiting until it is "
+		    "removed before listening", AGENT_HOLD_MARKER);
+		for (int waited = 0; waited < AGENT_HOLD_MAX_MS &&
+		    fail_marker_here(opt, AGENT_HOLD_MARKER, 0); waited += 10) {
+			(void)poll(NULL, 0, 10);
+		}
+	}
 	httpd_opts_init(&ho);
 	ho.listen = cfg->listen;
 	ho.tls = tls;

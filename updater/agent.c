@@ -56,6 +56,7 @@ struct agent {
 	uint64_t out_gen;       /* the start whose output begins at out_mark */
 	off_t out_mark;
 	int64_t started_at;     /* when start out_gen began (the probe's deadline counts from it) */
+	int ready_declared;     /* the spec set last passes --ready-fd */
 	char last_probe[AGENT_LAST_PROBE_MAX];
 	/* Liveness of the running agent (a thread; see agent_liveness_main). */
 	pthread_t live_thread;
@@ -327,6 +328,41 @@ agent_set_spec(struct agent *ag, struct err *e)
 		strcmp(m.readiness, RELEASE_READINESS_FD) == 0 ? "--ready-fd" : NULL) != 0) {
 		return err_set(e, ERR_NOMEM, "agent: out of memory");
 	}
+	pthread_mutex_lock(&ag->mu);
+	ag->ready_declared = strcmp(m.readiness, RELEASE_READINESS_FD) == 0;
+	pthread_mutex_unlock(&ag->mu);
+	return 0;
+}
+
+/*
+ * Wait for start GEN's READY (see agent_op_start). 0: started (or only the
+ * probe can tell); -1 with E when the process is gone before READY.
+ */
+static int
+agent_wait_started(struct agent *ag, uint64_t gen, struct err *e)
+{
+	char how[96];
+	int status = -1, declared;
+
+	switch (supervisor_wait_ready(ag->sv, gen, (int)ag->cfg->probe_deadline_ms, &status)) {
+	case SUPERVISOR_NOT_READY:
+		log_warnx("agent: no READY within %lld ms; the probe decides",
+		    (long long)ag->cfg->probe_deadline_ms);
+		return 0;
+	case SUPERVISOR_READY_GONE:
+		log_warnx("agent: closed its readiness pipe without READY; the probe decides");
+		return 0;
+	case SUPERVISOR_READY_EXITED:
+		/* Whoever answers on the port now is not this release: nothing to probe. */
+		pthread_mutex_lock(&ag->mu);
+		declared = ag->ready_declared;
+		pthread_mutex_unlock(&ag->mu);
+		return err_set(e, ERR_PROBE, "%s (%s)", declared ? "exited before READY" :
+		    "exited right after its start", proc_status_str(status, how, sizeof(how)));
+	case SUPERVISOR_READY_NONE:
+	case SUPERVISOR_READY:
+		break;
+	}
 	return 0;
 }
 
@@ -340,8 +376,11 @@ agent_op_stop(void *arg, struct err *e)
 
 /*
  * Start the agent of the active release. "Started" is its READY line when
- * the release declares readiness (or its exit, or the probe deadline), else
- * the spawn: the probe then only confirms version, sha256 and stability.
+ * the release declares readiness (or the probe deadline), else the spawn:
+ * the probe then only confirms version, sha256 and stability. A process
+ * gone before its READY (it could not bind its port, say) fails the start
+ * at once: a probe could only reach whatever else answers on the port. *GEN
+ * is set whenever a process was spawned, so its output can be fetched.
  */
 static int
 agent_op_start(void *arg, uint64_t *gen, struct err *e)
@@ -365,19 +404,7 @@ agent_op_start(void *arg, uint64_t *gen, struct err *e)
 	ag->started_at = t0;
 	pthread_mutex_unlock(&ag->mu);
 	*gen = st.generation;
-	switch (supervisor_wait_ready(ag->sv, st.generation, (int)ag->cfg->probe_deadline_ms)) {
-	case SUPERVISOR_NOT_READY:
-		log_warnx("agent: no READY within %lld ms; the probe decides",
-		    (long long)ag->cfg->probe_deadline_ms);
-		break;
-	case SUPERVISOR_READY_GONE:
-		log_warnx("agent: gone before it said READY");
-		break;
-	case SUPERVISOR_READY_NONE:
-	case SUPERVISOR_READY:
-		break;
-	}
-	return 0;
+	return agent_wait_started(ag, st.generation, e);
 }
 
 /* Remember the last probe's result for /health: "TIME WHAT". */

@@ -914,7 +914,21 @@ install_undo(const struct install_switch *sw, struct store *st, struct journal_o
 	}
 }
 
-/* Start the agent and probe it for RI. 0 passed; -1 with E (ERR_PROBE...). */
+/* How install_start_probe() failed, for messages. */
+#define INSTALL_START_FAILED (-2)
+
+static const char *
+install_failed_how(int rc)
+{
+	return rc == INSTALL_START_FAILED ? "did not start" : "failed its probe";
+}
+
+/*
+ * Start the agent and probe it for RI. 0 passed; -1 with E when the probe
+ * failed (ERR_PROBE...); INSTALL_START_FAILED with E when the start did (no
+ * probe ran: the spawn failed, or the agent exited before READY). *GEN names
+ * the start whenever a process was spawned (its output), else 0.
+ */
 static int
 install_start_probe(struct install *in, const struct release_info *ri, const char *point,
     uint64_t *gen, char **body, struct err *e)
@@ -924,7 +938,8 @@ install_start_probe(struct install *in, const struct release_info *ri, const cha
 	*gen = 0;
 	*body = NULL;
 	if (ag->start(ag->arg, gen, e) != 0) {
-		return err_prefix(e, "agent did not start");
+		err_prefix(e, "agent");
+		return INSTALL_START_FAILED;
 	}
 	if (point != NULL) {
 		testhook_point(point);
@@ -946,18 +961,18 @@ install_restore_probe(struct install *in, const struct release_info *old, uint64
 	const struct install_agent *ag = &in->deps.agent;
 	struct err e2 = ERR_INIT;
 	long long backoff = in->cfg->restore_retry_backoff_ms;
-	int try;
+	int try, rc;
 
 	for (try = 0;; try++) {
-		if (install_start_probe(in, old, NULL, gen, body, e) == 0) {
+		if ((rc = install_start_probe(in, old, NULL, gen, body, e)) == 0) {
 			return try + 1;
 		}
 		if (try >= in->cfg->restore_probe_retries) {
 			return 0;
 		}
-		log_warnx("restored release %s failed its probe (attempt %d of %lld): %s; again in "
-		    "%lld ms", old->id, try + 1, in->cfg->restore_probe_retries + 1, err_msg(e),
-		    backoff);
+		log_warnx("restored release %s %s (attempt %d of %lld): %s; again in %lld ms",
+		    old->id, install_failed_how(rc), try + 1, in->cfg->restore_probe_retries + 1,
+		    err_msg(e), backoff);
 		free(*body);
 		*body = NULL;
 		if (ag->stop(ag->arg, &e2) != 0) {
@@ -988,7 +1003,8 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	char *body = NULL;
 	uint64_t gen = 0;
 	int64_t t;
-	int tries;
+	int tries, rc;
+	const char *how;
 
 	install_phase(in, "switching");
 	t = install_now(in);
@@ -1013,7 +1029,8 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 
 	install_phase(in, "probing");
 	t = install_now(in);
-	if (install_start_probe(in, target, sw->point_started, &gen, &body, &why) == 0) {
+	rc = install_start_probe(in, target, sw->point_started, &gen, &body, &why);
+	if (rc == 0) {
 		oc->t.probe_ms = install_now(in) - t;
 		testhook_point(sw->point_passed);
 		if (sw->commit(st, op, &e) != 0) {
@@ -1037,7 +1054,8 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	oc->probe_new = body;
 	body = NULL;
 	oc->output = ag->output(ag->arg, gen);
-	log_warnx("%s %s: %s failed: %s", install_kind_name(oc->kind), op->id, sw->what,
+	how = install_failed_how(rc);
+	log_warnx("%s %s: %s %s: %s", install_kind_name(oc->kind), op->id, sw->what, how,
 	    err_msg(&why));
 
 	install_phase(in, "restoring");
@@ -1055,7 +1073,7 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	if (old == NULL) {
 		oc->result = INSTALL_FAILED;
 		err_set(&oc->err, ERR_PROBE,
-		    "release failed its probe and there is no previous release: %s", err_msg(&why));
+		    "release %s and there is no previous release: %s", how, err_msg(&why));
 		oc->t.restore_ms = install_now(in) - t;
 		return -1;
 	}
@@ -1063,18 +1081,17 @@ install_transact(struct install *in, const struct install_switch *sw, struct sto
 	if (tries > 0) {
 		oc->result = oc->kind == INSTALL_ROLLBACK ? INSTALL_RESTORED : INSTALL_ROLLED_BACK;
 		if (tries == 1) {
-			err_set(&oc->err, ERR_PROBE, "%s failed its probe: %s", sw->what,
-			    err_msg(&why));
+			err_set(&oc->err, ERR_PROBE, "%s %s: %s", sw->what, how, err_msg(&why));
 		} else {
-			err_set(&oc->err, ERR_PROBE, "%s failed its probe: %s (%s passed at attempt %d)",
-			    sw->what, err_msg(&why), sw->restored, tries);
+			err_set(&oc->err, ERR_PROBE, "%s %s: %s (%s passed at attempt %d)",
+			    sw->what, how, err_msg(&why), sw->restored, tries);
 		}
 	} else {
 		install_set_both_bad(in, 1);
 		oc->result = INSTALL_BOTH_BAD;
-		err_set(&oc->err, ERR_PROBE, "%s failed its probe (%.*s) and %s failed too (%.*s)",
-		    sw->what, INSTALL_REASON_CUT, err_msg(&why), sw->restored, INSTALL_REASON_CUT,
-		    err_msg(&e));
+		err_set(&oc->err, ERR_PROBE, "%s %s (%.*s) and %s failed too (%.*s)",
+		    sw->what, how, INSTALL_REASON_CUT, err_msg(&why), sw->restored,
+		    INSTALL_REASON_CUT, err_msg(&e));
 		log_warnx("%s %s: both releases bad: %s", install_kind_name(oc->kind), op->id,
 		    err_msg(&oc->err));
 	}

@@ -363,6 +363,12 @@ enum sv_ready {
 #define SV_FALLBACK_POLL_MS 50
 /* supervisor_stop() waits this long beyond stop_grace_ms. */
 #define SV_STOP_EXTRA_MS 5000
+/*
+ * A readiness pipe closes when its process exits, a moment before the exit
+ * shows on the pidfd: supervisor_wait_ready() waits this long for the exit
+ * before it takes a closed pipe for a process that runs on without READY.
+ */
+#define SV_READY_EXIT_GRACE_MS 500
 
 struct sv_event {
 	struct supervisor_event ev;
@@ -381,6 +387,8 @@ struct supervisor {
 	struct sup m;
 	struct proc p;
 	uint64_t generation;
+	uint64_t exit_generation; /* the start whose exit was seen last (0: none) */
+	int exit_status;          /* ... and its wait status */
 	int adopted;
 	int watch_error; /* proc_poll failed: poll slowly instead of on the pidfd */
 	int ready_fd;    /* read end of the current process's readiness pipe, or -1 */
@@ -768,6 +776,8 @@ handle_exit_locked(struct supervisor *sv, int64_t now)
 		    proc_status_str(status, buf, sizeof(buf)));
 	}
 	queue_event(sv, SUPERVISOR_EV_EXITED, status, expected, NULL);
+	sv->exit_generation = sv->generation;
+	sv->exit_status = status;
 	ready_read_locked(sv); /* a READY written just before the exit still counts */
 	ready_close_locked(sv);
 	proc_release(&sv->p);
@@ -1084,31 +1094,56 @@ supervisor_kill_stray(struct supervisor *sv, pid_t pid, unsigned long long start
 	return r < 0 ? -1 : 0;
 }
 
+/* With the lock: the exit of start GENERATION was seen (or it was replaced). */
+static int
+ready_exited_locked(struct supervisor *sv, uint64_t generation, int *status)
+{
+	if (sv->generation == generation && sv->p.pid != 0) {
+		return 0;
+	}
+	if (status != NULL) {
+		*status = sv->exit_generation == generation ? sv->exit_status : -1;
+	}
+	return 1;
+}
+
 enum supervisor_ready
-supervisor_wait_ready(struct supervisor *sv, uint64_t generation, int timeout_ms)
+supervisor_wait_ready(struct supervisor *sv, uint64_t generation, int timeout_ms, int *status)
 {
 	enum supervisor_ready r = SUPERVISOR_NOT_READY;
 	struct timespec ts;
-	int wr = 0;
+	int wr = 0, grace = 0;
+	int64_t end = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 
+	if (status != NULL) {
+		*status = -1;
+	}
 	timespec_after_ms(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0, &ts);
 	pthread_mutex_lock(&sv->mu);
 	for (;;) {
-		if (sv->generation != generation || sv->p.pid == 0) {
-			r = SUPERVISOR_READY_GONE;
+		if (sv->generation == generation && sv->ready == SV_READY_SAID) {
+			r = SUPERVISOR_READY; /* even if it exited since: the probe sees that */
+			break;
+		}
+		if (ready_exited_locked(sv, generation, status)) {
+			r = SUPERVISOR_READY_EXITED;
 			break;
 		}
 		if (sv->ready == SV_READY_NONE) {
 			r = SUPERVISOR_READY_NONE;
 			break;
 		}
-		if (sv->ready == SV_READY_SAID) {
-			r = SUPERVISOR_READY;
-			break;
-		}
 		if (sv->ready == SV_READY_GONE) {
 			r = SUPERVISOR_READY_GONE;
-			break;
+			if (!grace) {
+				/* Closed: most often the process is exiting; give its exit
+				 * a moment (never longer than the caller's timeout). */
+				grace = 1;
+				if (mono_ms() + SV_READY_EXIT_GRACE_MS < end) {
+					wr = 0;
+					timespec_after_ms(CLOCK_MONOTONIC, SV_READY_EXIT_GRACE_MS, &ts);
+				}
+			}
 		}
 		if (wr == ETIMEDOUT) {
 			break;

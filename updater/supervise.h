@@ -208,15 +208,21 @@ enum supervisor_ready {
 	SUPERVISOR_READY_NONE = 0,   /* this start declared no readiness: only a probe can tell */
 	SUPERVISOR_READY = 1,        /* it said READY */
 	SUPERVISOR_NOT_READY = 2,    /* it runs and said nothing within the timeout */
-	SUPERVISOR_READY_GONE = 3,   /* it exited, was replaced, or closed the pipe without READY */
+	SUPERVISOR_READY_GONE = 3,   /* it runs but closed the pipe (or wrote something else):
+					it will not say READY */
+	SUPERVISOR_READY_EXITED = 4, /* it exited (or was replaced) before it said READY */
 };
 
 /*
  * "Started" for the start GENERATION: wait up to TIMEOUT_MS for its READY
- * line (or its exit). Returns at once for a start without readiness.
+ * line (or its exit). Returns at once for a start without readiness. A pipe
+ * that closes without READY is most often the process exiting: its exit is
+ * awaited a moment (SV_READY_EXIT_GRACE_MS in supervise.c) so that such a
+ * start is SUPERVISOR_READY_EXITED, not GONE. With EXITED, *STATUS (STATUS
+ * may be NULL) is its wait status, -1 when unknown (replaced meanwhile).
  */
 enum supervisor_ready supervisor_wait_ready(struct supervisor *sv, uint64_t generation,
-    int timeout_ms);
+    int timeout_ms, int *status);
 
 /*
  * Adopt a process an earlier updater started (proc_adopt(): pid, start time,

@@ -385,8 +385,8 @@ class Chaos:
 
     def kill_agent_in_op(self):
         """kill -9 the new agent of a good push the instant it appears (not
-        its preflight, whose kill is a plain refusal): the
-        probe sees it exit, so the push is rolled back (409) to the release
+        its preflight, whose kill is a plain refusal): the start
+        (before READY) or the probe sees it exit, so the push is rolled back (409) to the release
         before it, or, had the kill come after the commit, it stands (200)."""
         before = self.slots()
         sha = self.pick_good(before["active"])

@@ -4,16 +4,19 @@ probe deadline; only an answer that is wrong, the agent exiting, or a whole
 probe_deadline without any answer while it stays alive fail a release. The
 starvation is made deterministic with SIGSTOP / SIGCONT of the new agent."""
 
+import http.server
 import json
 import os
 import re
 import signal
+import ssl
 import threading
 
 import pytest
 
 from conftest import wait_until
-from test_updater import Host, agent_procs, assert_clean_exit, releases  # noqa: F401
+from release_util import sha256_file
+from test_updater import Host, agent_procs, assert_clean_exit, pid_alive, releases  # noqa: F401
 
 # One attempt may take 300 ms; the stability window is long enough to stop
 # the agent inside it for several attempts.
@@ -263,3 +266,97 @@ def test_both_bad_without_retries_left_survives_a_restart(procs, tmp_path, pki, 
     assert h.health()["both_bad"] is False
     assert not os.path.exists(state)
     h.assert_clean()
+
+
+class ForeignAgent:
+    """A foreign HTTPS server on PORT that answers every GET with 200 and
+    the /health body a release VERSION with SHA256 would give, with the
+    agent's own certificate (so it passes the probe's pin): what a probe
+    would take for the release. Counts the requests it answered."""
+
+    def __init__(self, pki, port, version, sha256):
+        body = json.dumps({"status": "ok", "version": version,
+                           "release": {"sha": "label", "sha256": sha256}}).encode()
+        seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.agent[0], pki.agent[1])
+        ctx.load_verify_locations(pki.ca_crt)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.thread = threading.Thread(target=self.srv.serve_forever,
+                                       kwargs={"poll_interval": 0.01})
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join()
+
+
+def test_agent_gone_before_ready_is_not_probed(procs, tmp_path, pki, releases):  # noqa: F811
+    """The new agent cannot bind its port because a foreign server holds it,
+    one that answers /health with 200 and exactly the new release's version
+    and sha256. The agent exits before READY: the start fails at once as
+    "exited before READY" with the agent's output, the foreign server is
+    never asked, and the known-good release is restored."""
+    h = Host(procs, tmp_path, pki, restore_probe_retries="3", restore_retry_backoff="200ms",
+             liveness_interval="0")
+    st, _, body = h.push(releases.get("1.0.0", "fail-marker"))
+    assert st == 200, body
+    old = h.health()["agent"]["pid"]
+    hold = os.path.join(os.path.dirname(h.agent_conf), "hold")
+    open(hold, "w").close()
+    v11 = releases.get("1.1.0", "fail-marker")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=h.push(v11)))
+    t.start()
+    foreign = None
+    try:
+        # The old agent is stopped and the new one waits before it listens.
+        wait_until(lambda: [p for p in agent_procs(h.root) if p != old] and
+                   old not in agent_procs(h.root), 30, "the new agent, the old one gone")
+        new = [p for p in agent_procs(h.root) if p != old]
+        assert len(new) == 1, new
+        foreign = ForeignAgent(pki, h.agent_port, "1.1.0", sha256_file(v11))
+        # It really would pass a probe of 1.1.0.
+        ah = h.agent_health()
+        assert ah["version"] == "1.1.0" and ah["release"]["sha256"] == sha256_file(v11), ah
+        del foreign.requests[:]
+        os.unlink(hold)
+        wait_until(lambda: not pid_alive(new[0]), 30, "the new agent to exit", interval=0.002)
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        if foreign is not None:
+            foreign.close()  # the restored agent needs the port (restore retries cover a race)
+    t.join(60)
+    assert not t.is_alive()
+    assert foreign.requests == [], foreign.requests
+    st, _, body = result["r"]
+    assert st == 409, body
+    d = body["detail"]
+    assert d["rolled_back"] is True and d["kind"] == "probe_failed", d
+    assert re.match(r"new release did not start: agent: exited before READY "
+                    r"\(exited with status 1\)", d["error"]), d
+    assert "cannot bind 127.0.0.1:%d" % h.agent_port in d["stderr"], d
+    last = h.history()[-1]
+    assert last["result"] == "rolled_back" and last["version"] == "1.1.0", last
+    assert "exited before READY" in last["error"], last
+    h.wait_agent("1.0.0")
+    assert h.health()["status"] == "ok"
+    h.assert_clean()
+    assert_clean_exit(h.proc)

@@ -263,7 +263,7 @@ def test_fleet_update_flow(fleet, rel):
     assert [p["result"] for p in hist["pushes"]] == ["updated", "updated", "rolled_back"]
     hist2 = fleet.json("swarm", "history", "--host", "web2")
     assert [p["result"] for p in hist2["pushes"]] == ["updated", "rolled_back"]
-    assert "failed its probe" in hist2["pushes"][-1]["detail"]
+    assert "did not start: agent: exited before READY" in hist2["pushes"][-1]["detail"]
     assert "output of the failing release: " in hist2["pushes"][-1]["detail"]
     show = fleet.json("swarm", "show", "web2")
     assert show["recent_pushes"][-1]["result"] == "rolled_back"

@@ -209,6 +209,8 @@ struct fake {
 	char bad[4][32];        /* versions whose agent fails its probe */
 	char flaky[32];         /* a version whose next flaky_left probes fail */
 	int flaky_left;
+	char early[32];         /* a version whose agent exits before READY */
+	int probes;
 };
 
 static struct fake fake;
@@ -253,6 +255,10 @@ fake_start(void *arg, uint64_t *gen, struct err *e)
 	fake.running = 1;
 	fake.starts++;
 	*gen = ++fake.gen;
+	if (strcmp(fake.early, m.version) == 0) {
+		fake.running = 0; /* spawned, gone before READY (as updater/agent reports it) */
+		return err_set(e, ERR_PROBE, "exited before READY (exited with status 1)");
+	}
 	return 0;
 }
 
@@ -262,6 +268,7 @@ fake_probe(void *arg, uint64_t gen, const struct release_info *ri, char **body, 
 	char b[256];
 
 	(void)arg;
+	fake.probes++;
 	(void)snprintf(b, sizeof(b), "{\"version\":\"%s\"}", fake.version);
 	*body = strdup(b);
 	if (!fake.running || gen != fake.gen) {
@@ -665,6 +672,34 @@ test_update_and_rollback(void **state)
 	assert_true(cJSON_GetObjectItem(t, "extract_ms")->valuedouble > 0);
 	assert_true(cJSON_GetObjectItem(t, "upload_ms")->valuedouble > 0);
 	cJSON_Delete(h);
+}
+
+/*
+ * An agent gone before READY fails its start at once: nothing is probed
+ * (whatever answers on the port is not this release), its output is kept,
+ * and the install rolls back as for a failed probe.
+ */
+static void
+test_exit_before_ready_rolls_back(void **state)
+{
+	struct install_outcome oc;
+	int probes;
+
+	(void)state;
+	push_ok("1.0");
+	(void)snprintf(fake.early, sizeof(fake.early), "2.0");
+	probes = fake.probes;
+	assert_int_equal(push("2.0", 0, &oc), INSTALL_ROLLED_BACK);
+	assert_int_equal(fake.probes - probes, 1); /* the restored 1.0 only */
+	assert_int_equal(oc.err.kind, ERR_PROBE);
+	assert_non_null(strstr(err_msg(&oc.err),
+	    "new release did not start: agent: exited before READY (exited with status 1)"));
+	assert_string_equal(oc.output, "output of start 2\n");
+	assert_null(oc.probe_new);
+	assert_string_equal(oc.release.version, "1.0");
+	install_outcome_free(&oc);
+	assert_int_equal(count_dir("releases/failed"), 1);
+	fake.early[0] = '\0';
 }
 
 static void
@@ -1719,6 +1754,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_update_and_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probe_failure_rolls_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exit_before_ready_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_both_bad_and_recovery_by_push, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_probe_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_fails_is_failed, setup, teardown),

@@ -585,10 +585,11 @@ test_driver_readiness(void **state)
 	t0 = mono_ms();
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000, NULL), SUPERVISOR_READY);
 	assert_true(mono_ms() - t0 >= 150); /* it waited for the line, not just the spawn */
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 0), SUPERVISOR_READY);
-	assert_int_equal(supervisor_wait_ready(sv, st.generation + 1, 0), SUPERVISOR_READY_GONE);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 0, NULL), SUPERVISOR_READY);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation + 1, 0, NULL),
+	    SUPERVISOR_READY_EXITED); /* not the start that runs */
 	/* What /health shows: declared, and said READY. */
 	supervisor_status(sv, &st);
 	assert_true(st.ready_declared);
@@ -611,27 +612,37 @@ test_driver_readiness(void **state)
 	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 300), SUPERVISOR_NOT_READY);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 300, NULL), SUPERVISOR_NOT_READY);
 	assert_int_equal(supervisor_alive(sv, st.generation), 1);
 	supervisor_status(sv, &st);
 	assert_true(st.ready_declared); /* declared, silent so far */
 	assert_false(st.ready);
 	assert_int_equal(supervisor_stop(sv, &e), 0);
 
-	/* Exits before saying it, or closes the pipe: gone, at once. */
+	/* Exits before saying it: EXITED at once, with its wait status, every
+	 * time (the pipe's end and the exit race: the exit is what counts). */
 	spec.argv = quits;
 	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
-	assert_int_equal(supervisor_start(sv, &e), 0);
-	supervisor_status(sv, &st);
-	t0 = mono_ms();
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_GONE);
-	assert_true(mono_ms() - t0 < 5000);
-	assert_int_equal(supervisor_stop(sv, &e), 0);
+	for (int i = 0; i < 5; i++) {
+		int status = 0;
+
+		assert_int_equal(supervisor_start(sv, &e), 0);
+		supervisor_status(sv, &st);
+		t0 = mono_ms();
+		assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000, &status),
+		    SUPERVISOR_READY_EXITED);
+		assert_true(mono_ms() - t0 < 5000);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 4);
+		assert_int_equal(supervisor_alive(sv, st.generation), 0);
+		assert_int_equal(supervisor_stop(sv, &e), 0);
+	}
+	/* Closes the pipe and runs on: GONE (it will not say READY), not exited. */
 	spec.argv = closes;
 	assert_int_equal(supervisor_set_spec(sv, &spec, "--ready-fd"), 0);
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_GONE);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000, NULL), SUPERVISOR_READY_GONE);
 	assert_int_equal(supervisor_alive(sv, st.generation), 1);
 	assert_int_equal(supervisor_stop(sv, &e), 0);
 
@@ -640,7 +651,7 @@ test_driver_readiness(void **state)
 	assert_int_equal(supervisor_set_spec(sv, &spec, NULL), 0);
 	assert_int_equal(supervisor_start(sv, &e), 0);
 	supervisor_status(sv, &st);
-	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000), SUPERVISOR_READY_NONE);
+	assert_int_equal(supervisor_wait_ready(sv, st.generation, 10000, NULL), SUPERVISOR_READY_NONE);
 	supervisor_status(sv, &st);
 	assert_false(st.ready_declared);
 	assert_false(st.ready);
