@@ -244,6 +244,38 @@ install_retry_delay(const struct install *in, unsigned n)
 	return d < 3600000 ? d : 3600000;
 }
 
+int
+install_both_bad_format(unsigned attempts, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "{\"attempts\":%u}\n", attempts < INSTALL_BOTH_BAD_MAX_ATTEMPTS ?
+	    attempts : INSTALL_BOTH_BAD_MAX_ATTEMPTS);
+
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int
+install_both_bad_parse(const char *buf, size_t len, unsigned *attempts, struct err *e)
+{
+	struct bb { int64_t attempts; } v = { 0 };
+	static const struct json_field fields[] = {
+		JSON_F_INT("attempts", struct bb, attempts, JSON_REQUIRED, 0,
+		    INSTALL_BOTH_BAD_MAX_ATTEMPTS),
+	};
+	cJSON *o = json_parse_object_ex(buf, len, INSTALL_BOTH_BAD_MAX_BYTES, 2, e);
+	int rc;
+
+	if (o == NULL) {
+		return -1;
+	}
+	rc = json_read_fields(o, fields, ARRAY_LEN(fields), 0, &v, e);
+	cJSON_Delete(o);
+	if (rc != 0) {
+		return -1;
+	}
+	*attempts = (unsigned)v.attempts;
+	return 0;
+}
+
 /*
  * state/both_bad.json ({"attempts": N}) says the host is both bad and N
  * both_bad retries were made; no file: not both bad. Written (atomically,
@@ -272,8 +304,8 @@ install_both_bad_save(const struct install *in, int v, unsigned attempts)
 		}
 		return;
 	}
-	len = snprintf(buf, sizeof(buf), "{\"attempts\":%u}\n", attempts);
-	if (fs_write_atomic(p, buf, (size_t)len, 0600) != 0) {
+	len = install_both_bad_format(attempts, buf, sizeof(buf));
+	if (len < 0 || fs_write_atomic(p, buf, (size_t)len, 0600) != 0) {
 		log_warnx("both_bad state: write %s: %s", p, strerror(errno));
 	}
 }
@@ -290,28 +322,22 @@ install_both_bad_load(struct install *in)
 	struct err e = ERR_INIT;
 	char p[PATH_MAX], *buf = NULL;
 	size_t len = 0;
-	cJSON *root = NULL;
-	const cJSON *a;
 	unsigned attempts = 0;
 	int n = snprintf(p, sizeof(p), "%s/state/%s", in->store.root, INSTALL_BOTH_BAD_FILE);
 
 	if (n < 0 || (size_t)n >= sizeof(p)) {
 		return;
 	}
-	if (fs_read_file(p, 4096, &buf, &len) != 0) {
+	if (fs_read_file(p, INSTALL_BOTH_BAD_MAX_BYTES, &buf, &len) != 0) {
 		if (errno != ENOENT) {
 			log_warnx("both_bad state: read %s: %s; taken as both bad", p, strerror(errno));
 			goto set;
 		}
 		return;
 	}
-	root = json_parse_object(buf, len, &e);
-	a = root != NULL ? cJSON_GetObjectItemCaseSensitive(root, "attempts") : NULL;
-	if (cJSON_IsNumber(a) && a->valuedouble >= 0 && a->valuedouble <= 1000000) {
-		attempts = (unsigned)a->valuedouble;
-	} else {
-		log_warnx("both_bad state: %s is not {\"attempts\": N}; taken as both bad, no retry "
-		    "made", p);
+	if (install_both_bad_parse(buf, len, &attempts, &e) != 0) {
+		log_warnx("both_bad state: %s is not {\"attempts\": N} (%s); taken as both bad, no "
+		    "retry made", p, err_msg(&e));
 	}
 set:
 	in->both_bad = 1;
@@ -320,7 +346,6 @@ set:
 	    in->cfg->both_bad_retries : 0) ? install_now(in) + install_retry_delay(in, attempts) : 0;
 	log_warnx("both bad since an earlier run (%u retries made, %s)", attempts,
 	    in->retry_next_at != 0 ? "retrying" : "no retry left: a push or rollback is needed");
-	cJSON_Delete(root);
 	free(buf);
 }
 

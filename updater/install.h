@@ -290,6 +290,26 @@ void install_status(struct install *in, struct install_status *st);
 int install_retry_start(struct install *in, struct err *e) WUR;
 void install_retry_stop(struct install *in);
 
+/*
+ * state/both_bad.json keeps both_bad across restarts: {"attempts": N}, N the
+ * both_bad retries made, 0..INSTALL_BOTH_BAD_MAX_ATTEMPTS. These two are
+ * the format's one writer and one reader (tests/fuzz/fuzz_both_bad.c).
+ */
+#define INSTALL_BOTH_BAD_MAX_ATTEMPTS 1000000u
+/* Largest both_bad.json read (a bigger file is not one of ours). */
+#define INSTALL_BOTH_BAD_MAX_BYTES 4096
+/*
+ * The file's content for ATTEMPTS (at most INSTALL_BOTH_BAD_MAX_ATTEMPTS
+ * written) into BUF: its length, or -1 when LEN is too small.
+ */
+int install_both_bad_format(unsigned attempts, char *buf, size_t len) WUR;
+/*
+ * Read LEN bytes of BUF: 0 with *ATTEMPTS, or -1 with E (ERR_FORMAT, *ATTEMPTS
+ * untouched) for anything but one JSON object whose only key "attempts" is
+ * an integer in 0..INSTALL_BOTH_BAD_MAX_ATTEMPTS.
+ */
+int install_both_bad_parse(const char *buf, size_t len, unsigned *attempts, struct err *e) WUR;
+
 /* 1 when the agent's tree has an active release (*RI filled when not NULL), else 0. */
 int install_active(struct install *in, struct release_info *ri);
 /* The agent's releases as the wire's Release objects: active, then prev. NULL: no memory. */

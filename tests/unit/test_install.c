@@ -675,6 +675,69 @@ test_update_and_rollback(void **state)
 }
 
 /*
+ * state/both_bad.json's one reader: exactly {"attempts": N}, N an integer
+ * in 0..INSTALL_BOTH_BAD_MAX_ATTEMPTS; anything else is refused with a
+ * reason and leaves the count alone. What the writer writes reads back.
+ */
+static void
+test_both_bad_file_format(void **state)
+{
+	static const char *const bad[] = {
+		"", " ", "{", "{\"attempts\":", "{\"attempts\":3", "{\"attempts\":3}x",
+		"[3]", "3", "null", "{}", "{\"attempts\":null}", "{\"attempts\":\"3\"}",
+		"{\"attempts\":true}", "{\"attempts\":[3]}", "{\"attempts\":{}}",
+		"{\"attempts\":-1}", "{\"attempts\":1.5}", "{\"attempts\":1000001}",
+		"{\"attempts\":4294967296}", "{\"attempts\":18446744073709551617}",
+		"{\"attempts\":1e300}", "{\"attempts\":1e999}", "{\"attempts\":-0.5}",
+		"{\"attempts\":01}", "{\"attempts\":3,\"attempts\":4}", "{\"attempts\":3,\"x\":1}",
+		"{\"Attempts\":3}",
+	};
+	const unsigned good[] = { 0, 1, 5, INSTALL_BOTH_BAD_MAX_ATTEMPTS };
+	struct err e = ERR_INIT;
+	unsigned a;
+	char buf[64], *big;
+	int n;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		a = 77;
+		err_clear(&e);
+		if (install_both_bad_parse(bad[i], strlen(bad[i]), &a, &e) != -1) {
+			fail_msg("accepted %s", bad[i]);
+		}
+		assert_int_equal(a, 77);
+		assert_int_equal(e.kind, ERR_FORMAT);
+	}
+	/* A NUL inside, and a file bigger than any we write. */
+	a = 77;
+	assert_int_equal(install_both_bad_parse("{\"attempts\":3}\0", 15, &a, &e), -1);
+	big = malloc(INSTALL_BOTH_BAD_MAX_BYTES + 2);
+	assert_non_null(big);
+	memset(big, ' ', INSTALL_BOTH_BAD_MAX_BYTES + 2);
+	memcpy(big, "{\"attempts\":3}", 14);
+	assert_int_equal(install_both_bad_parse(big, INSTALL_BOTH_BAD_MAX_BYTES + 2, &a, &e), -1);
+	assert_int_equal(a, 77);
+	free(big);
+	/* Whitespace is fine; the writer's output reads back; the count is capped. */
+	{
+		static const char spaced[] = " {\"attempts\" : 7 }\n";
+
+		assert_int_equal(install_both_bad_parse(spaced, strlen(spaced), &a, &e), 0);
+	}
+	assert_int_equal(a, 7);
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		n = install_both_bad_format(good[i], buf, sizeof(buf));
+		assert_true(n > 0);
+		assert_int_equal(install_both_bad_parse(buf, (size_t)n, &a, &e), 0);
+		assert_int_equal(a, good[i]);
+	}
+	n = install_both_bad_format(UINT32_MAX, buf, sizeof(buf));
+	assert_int_equal(install_both_bad_parse(buf, (size_t)n, &a, &e), 0);
+	assert_int_equal(a, INSTALL_BOTH_BAD_MAX_ATTEMPTS);
+	assert_int_equal(install_both_bad_format(1, buf, 4), -1); /* no room */
+}
+
+/*
  * An agent gone before READY fails its start at once: nothing is probed
  * (whatever answers on the port is not this release), its output is kept,
  * and the install rolls back as for a failed probe.
@@ -1755,6 +1818,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_and_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probe_failure_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exit_before_ready_rolls_back, setup, teardown),
+		cmocka_unit_test(test_both_bad_file_format),
 		cmocka_unit_test_setup_teardown(test_both_bad_and_recovery_by_push, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_probe_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_fails_is_failed, setup, teardown),
