@@ -798,3 +798,11 @@ fs_free_bytes(const char *path, unsigned long long *out)
 	*out = v;
 	return 0;
 }
+
+const char *
+fs_tmp_root(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	return tmp != NULL && tmp[0] == '/' ? tmp : "/tmp";
+}

@@ -120,4 +120,10 @@ int fs_copy_file(const char *from, const char *to, mode_t mode) WUR;
 /* Bytes available to unprivileged users on PATH's file system (statvfs). */
 int fs_free_bytes(const char *path, unsigned long long *out) WUR;
 
+/*
+ * Where temporary directories go: $TMPDIR when it is an absolute path, else
+ * "/tmp". The environment's string itself: do not keep it across setenv().
+ */
+const char *fs_tmp_root(void);
+
 #endif

@@ -1015,9 +1015,7 @@ pool_tsig_covers_files(struct pool *p)
 int
 swarm_tmpdir_make(const char *name, char *buf, size_t len)
 {
-	const char *tmp = getenv("TMPDIR");
-	int n = snprintf(buf, len, "%s/tandem-%s-XXXXXX", tmp != NULL && *tmp == '/' ? tmp : "/tmp",
-	    name);
+	int n = snprintf(buf, len, "%s/tandem-%s-XXXXXX", fs_tmp_root(), name);
 
 	if (n < 0 || (size_t)n >= len) {
 		buf[0] = '\0';

@@ -207,8 +207,9 @@ enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_hos
     struct swarm_result *r);
 
 /*
- * A new private directory $TMPDIR/tandem-NAME-XXXXXX (/tmp when TMPDIR is
- * unset or not absolute) into BUF. Returns 0, or -1 with errno (BUF "").
+ * A new private directory tandem-NAME-XXXXXX under fs_tmp_root() ($TMPDIR,
+ * or /tmp when TMPDIR is unset or not absolute) into BUF. Returns 0, or -1
+ * with errno (BUF "").
  */
 int swarm_tmpdir_make(const char *name, char *buf, size_t len) WUR;
 

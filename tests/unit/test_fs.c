@@ -3,7 +3,8 @@
  * failures leave nothing behind, stale temporaries swept), a SIGKILL
  * crash-injection loop over fs_write_atomic, fsync helpers, mkdir_p modes,
  * rmtree never following symlinks, durable renames, atomic symlink flips
- * under a concurrent reader, bounded reads, copies and free space.
+ * under a concurrent reader, bounded reads, copies and free space; the
+ * temporary root ($TMPDIR) and the unit tests' tmpdir under it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/fs.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
 	char dir[64];
@@ -1159,6 +1161,44 @@ test_free_bytes(void **state)
 	assert_int_equal(v, 12345);
 }
 
+/* fs_tmp_root(): $TMPDIR when absolute, else /tmp; tmpdir_make() goes there. */
+static void
+test_tmp_root(void **state)
+{
+	char *saved = getenv("TMPDIR") != NULL ? strdup(getenv("TMPDIR")) : NULL;
+	char root[PATH_MAX];
+	const char *d;
+
+	(void)state;
+	assert_int_equal(unsetenv("TMPDIR"), 0);
+	assert_string_equal(fs_tmp_root(), "/tmp");
+	assert_int_equal(setenv("TMPDIR", "", 1), 0);
+	assert_string_equal(fs_tmp_root(), "/tmp");
+	assert_int_equal(setenv("TMPDIR", "relative/dir", 1), 0);
+	assert_string_equal(fs_tmp_root(), "/tmp");
+
+	/* A private root of our own, as TMPDIR. */
+	assert_true(snprintf(root, sizeof(root), "%s/tandem-ut-root.XXXXXX",
+	    saved != NULL && saved[0] == '/' ? saved : "/tmp") < (int)sizeof(root));
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(setenv("TMPDIR", root, 1), 0);
+	assert_string_equal(fs_tmp_root(), root);
+	d = tmpdir_make("fs");
+	assert_non_null(d);
+	assert_true(strncmp(d, root, strlen(root)) == 0 && d[strlen(root)] == '/');
+	assert_non_null(strstr(d + strlen(root), "/tandem-ut-fs."));
+	tmpdir_put("f", "x", 0600);
+	assert_int_equal(tmpdir_remove(), 0);
+	assert_int_equal(rmdir(root), 0); /* tmpdir left nothing behind */
+
+	if (saved != NULL) {
+		assert_int_equal(setenv("TMPDIR", saved, 1), 0);
+	} else {
+		assert_int_equal(unsetenv("TMPDIR"), 0);
+	}
+	free(saved);
+}
+
 int
 main(void)
 {
@@ -1182,6 +1222,7 @@ main(void)
 		T(test_read_file),
 		T(test_copy_file),
 		T(test_free_bytes),
+		cmocka_unit_test(test_tmp_root),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

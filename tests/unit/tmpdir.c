@@ -17,12 +17,12 @@
 #include "common/fs.h"
 #include "tests/unit/tmpdir.h"
 
-static char g_tmpdir[128];
+static char g_tmpdir[PATH_MAX];
 
 const char *
 tmpdir_make(const char *name)
 {
-	int n = snprintf(g_tmpdir, sizeof(g_tmpdir), "/tmp/tandem-ut-%s.XXXXXX", name);
+	int n = snprintf(g_tmpdir, sizeof(g_tmpdir), "%s/tandem-ut-%s.XXXXXX", fs_tmp_root(), name);
 
 	if (n < 0 || (size_t)n >= sizeof(g_tmpdir) || mkdtemp(g_tmpdir) == NULL) {
 		g_tmpdir[0] = '\0';

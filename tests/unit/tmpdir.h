@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Make /tmp/tandem-ut-NAME.XXXXXX; its path, or NULL (for a cmocka setup). */
+/*
+ * Make tandem-ut-NAME.XXXXXX under fs_tmp_root() ($TMPDIR when absolute, else
+ * /tmp); its path, or NULL (for a cmocka setup).
+ */
 const char *tmpdir_make(const char *name);
 /* The directory tmpdir_make made. */
 const char *tmpdir_path(void);
