@@ -38,13 +38,17 @@
 
 /* ---- signals: the first SIGINT/SIGTERM stops dispatching, the second one kills ---- */
 
-static volatile int cmd_stop;
+/*
+ * The one record of a stop: the signal that asked for it (0: none). It is
+ * also the stop flag the drivers poll (rollout_drive's volatile int *).
+ */
 static volatile sig_atomic_t cmd_stop_sig;
+_Static_assert(_Generic((sig_atomic_t)0, int: 1, default: 0),
+    "cmd_stop_sig is passed where a volatile int * is expected");
 
 static void
 on_stop_signal(int sig)
 {
-	cmd_stop = 1;
 	cmd_stop_sig = sig;
 	signal(sig, SIG_DFL);
 }
@@ -529,7 +533,7 @@ drive_and_report(struct swarm_ctx *c, const char *id, int json, int json_lines, 
 		return CLI_EXIT_FAIL;
 	}
 	catch_stop_signals();
-	if (rollout_drive(c, id, &ui, &cmd_stop, out, &e) != 0) {
+	if (rollout_drive(c, id, &ui, &cmd_stop_sig, out, &e) != 0) {
 		log_warnx("rollout %s: %s", id, err_msg(&e));
 		if (out->r.id[0] == '\0') {
 			free(out);
@@ -1040,7 +1044,7 @@ rollout_watch(const struct cli *cli, struct swarm_ctx *c, const char *id, int js
 		    out.r.lease_owner[0] == '\0')) {
 			break;
 		}
-		if (cmd_stop) {
+		if (cmd_stop_sig != 0) {
 			rc = ROLLOUT_EXIT_OPEN;
 			goto out;
 		}
@@ -1083,7 +1087,7 @@ rollout_act(const struct cli *cli, struct swarm_ctx *c, const char *id, const ch
 		return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 	catch_stop_signals();
-	if (rollout_drive(c, id, &ui, &cmd_stop, &out, &e) != 0) {
+	if (rollout_drive(c, id, &ui, &cmd_stop_sig, &out, &e) != 0) {
 		err_prefix(&e, "%s", cli->path);
 		return cli_fail(cli, &e);
 	}
@@ -1860,7 +1864,7 @@ swarm_cmd_converge(struct cli *cli, int argc, char **argv)
 		if (one == CLI_EXIT_FAIL || (one == ROLLOUT_EXIT_OPEN && worst == CLI_EXIT_OK)) {
 			worst = one;
 		}
-		if (cmd_stop) {
+		if (cmd_stop_sig != 0) {
 			break;
 		}
 		i = k;
