@@ -17,13 +17,15 @@ Fixtures and helpers other test files use:
                        window (expired, not yet valid), for interop tests
   pki (fixture)        an OpensslPKI under tmp_path with a CA, a master, an
                        agent "host1", an updater "updater@host1" and a server
-                       certificate for 127.0.0.1 / localhost
+                       certificate for 127.0.0.1 / localhost (a copy of one
+                       made per test process: pki_template)
 """
 
 import datetime
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,6 +106,20 @@ def _longest_groups_first(items):
 @pytest.fixture(scope="session")
 def build_dir():
     return _build_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def release_cache(tmp_path_factory):
+    """The directory where release_util.release_copy keeps each release it built in
+    this run: shared by the pytest-xdist workers (their base directories are
+    siblings), so a release the suite's files all push is built once, not once
+    per file."""
+    import release_util  # it imports this module
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    release_util.CACHE_DIR = str(shared / "release-cache")
+    yield release_util.CACHE_DIR
+    release_util.CACHE_DIR = None
 
 
 def bin_path(name):
@@ -341,12 +357,38 @@ class OpensslPKI:
         r = run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint", "-sha256"])
         return r.stdout.strip().split("=", 1)[1].replace(":", "").lower()
 
+    def copy_to(self, directory):
+        """A copy of this CA and everything it issued under DIRECTORY (modes kept), as
+        an OpensslPKI whose paths name the copy: it issues on from the copy's own
+        serial and database, and changes to it never reach this one."""
+        shutil.copytree(self.dir, directory)
 
-@pytest.fixture
-def pki(tmp_path):
-    p = OpensslPKI(str(tmp_path / "pki"))
+        def moved(v):
+            if isinstance(v, str) and (v == self.dir or v.startswith(self.dir + os.sep)):
+                return directory + v[len(self.dir):]
+            if isinstance(v, tuple):
+                return tuple(moved(x) for x in v)
+            return v
+        p = OpensslPKI.__new__(OpensslPKI)
+        p.__dict__.update({k: moved(v) for k, v in self.__dict__.items()})
+        return p
+
+
+@pytest.fixture(scope="session")
+def pki_template(tmp_path_factory):
+    """The pki fixture's CA and certificates, made once per test process (14 openssl
+    runs); each test gets its own copy."""
+    p = OpensslPKI(str(tmp_path_factory.mktemp("pki-template") / "pki"))
     p.master = p.issue("master", "tandem-master", ou="master", eku=("clientAuth",))
     p.agent = p.issue("host1", "host1", ou="agent")
     p.updater = p.issue("updater-host1", "updater@host1", ou="updater")
     p.server = p.issue("server", "localhost", ou="agent", eku=("serverAuth", "clientAuth"))
     return p
+
+
+@pytest.fixture
+def pki(tmp_path, pki_template):
+    """A CA with a master, an agent "host1", an updater "updater@host1" and a server
+    certificate for 127.0.0.1 / localhost, under TMP_PATH/pki: a copy of the
+    process's template, so a test may issue more or change files freely."""
+    return pki_template.copy_to(str(tmp_path / "pki"))

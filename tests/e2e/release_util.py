@@ -2,8 +2,10 @@
 `make release` into the build under test (same SAN setting), so every test
 pushes what an operator would push."""
 
+import fcntl
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 
@@ -52,9 +54,38 @@ def run_make_release(build_dir, version, out, kind="good", updater_kind="good", 
     return r
 
 
+# The directory the test processes of one run share for release_copy()
+# (set by conftest's release_cache fixture; None: no sharing, every call builds).
+CACHE_DIR = None
+
+
+def release_copy(build_dir, version, out, kind="good", updater_kind="good", test_hooks=False):
+    """`make release` of VERSION, KIND, UPDATER_KIND (TEST_HOOKS) as the file OUT.
+    `make release` gives the same bytes for the same inputs, so the run builds each
+    one once, in CACHE_DIR, shared by the pytest-xdist workers under a lock, and
+    every caller gets its own copy (a test may change or delete it)."""
+    if CACHE_DIR is None:
+        run_make_release(build_dir, version, out, kind, updater_kind, test_hooks=test_hooks)
+        return out
+    name = "%s-%s-%s-%s-%s" % (hashlib.sha256(os.path.abspath(build_dir).encode())
+                               .hexdigest()[:8], version, kind, updater_kind,
+                               "hooks" if test_hooks else "plain")
+    cached = os.path.join(CACHE_DIR, name + ".tar.gz")
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    with open(os.path.join(CACHE_DIR, name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(cached):
+            run_make_release(build_dir, version, cached + ".tmp", kind, updater_kind,
+                             test_hooks=test_hooks)
+            os.rename(cached + ".tmp", cached)
+    shutil.copyfile(cached, out)
+    return out
+
+
 class Releases:
     """Release tarballs cached per (version, agent kind, updater kind); with
-    TEST_HOOKS, all of them keep their test points (run_make_release)."""
+    TEST_HOOKS, all of them keep their test points (run_make_release). Built once
+    per run (release_copy)."""
 
     def __init__(self, build_dir, outdir, test_hooks=False):
         self.build_dir = build_dir
@@ -67,8 +98,8 @@ class Releases:
         key = (version, kind, updater_kind)
         if key not in self.cache:
             out = os.path.join(self.outdir, "rel-%s-%s-%s.tar.gz" % (version, kind, updater_kind))
-            run_make_release(self.build_dir, version, out, kind, updater_kind,
-                             test_hooks=self.test_hooks)
+            release_copy(self.build_dir, version, out, kind, updater_kind,
+                         test_hooks=self.test_hooks)
             self.cache[key] = out
         return self.cache[key]
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import Proc, bin_path, free_port
-from release_util import run_make_release
+from release_util import release_copy
 from worker_util import curl_run
 
 # Shorter than production so a test run stays fast; every key exists in updater/api.c.
@@ -48,10 +48,11 @@ def tandem_json(home, *args, check=0):
 
 
 def make_release(build_dir, version, outdir, kind="good"):
-    """A release tarball from the project's `make release` (cached per version/kind)."""
+    """A release tarball from the project's `make release` (cached per version/kind,
+    built once per run: release_util.release_copy)."""
     out = os.path.join(outdir, "agent-%s-%s.tar.gz" % (version, kind))
     if not os.path.exists(out):
-        run_make_release(build_dir, version, out, kind)
+        release_copy(build_dir, version, out, kind)
     return out
 
 
