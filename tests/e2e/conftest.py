@@ -141,16 +141,25 @@ def sigint_live():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
-    """Poll FN until it returns something truthy; fail the test at the deadline."""
+def wait_until(fn, timeout=10.0, what="condition", interval=None):
+    """Poll FN until it returns something truthy; fail the test at the deadline.
+
+    Between polls: INTERVAL when given; else 20 ms, or twice what FN itself took
+    when that is longer (at most 250 ms). A poll that starts a process (curl, the
+    CLI: tens of ms of CPU each, more under a sanitizer) then takes at most a
+    third of a CPU, leaving the rest to the daemons it waits for, while a cheap
+    poll (a file, a socket) still runs every 20 ms."""
     deadline = time.monotonic() + timeout
     while True:
+        t0 = time.monotonic()
         v = fn()
         if v:
             return v
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)  # polling interval, not a wait for a server
+        pause = interval if interval is not None else min(max(0.02, 2 * (now - t0)), 0.25)
+        time.sleep(pause)  # polling interval, not a wait for a server
 
 
 def port_open(port, host="127.0.0.1"):
