@@ -1,45 +1,58 @@
 #!/usr/bin/python3
-"""Planned (delta) push benchmark (not a test): a ~200 MB release of real
-ELF binaries is pushed to two real updaters on 127.0.0.1, one whole (POST
-/update with the full tarball) and one planned (POST /update/plan with the
-release's files.json, then POST /update mode=delta with a tar.gz of the
-files the plan names), side by side, for a version with ~7 changed files
-(~1.5 % of the bytes) and a version where every file changed. Prints the
-medians of request-body bytes on the wire and push wall time, and ratios.
+"""Planned (delta) push benchmark (not a test): a ~200 MB release of real ELF
+binaries pushed by the master's CLI to two real updater + agent pairs, one
+with `tandem swarm update --full` and one planned (`tandem swarm update`:
+POST /update/plan, then only the files the host lacks), side by side in
+every round, for a version with ~7 changed files (~1.5 % of the bytes) and a
+version where every file changed. Prints the medians of the bytes the CLI
+reports sent (`--json` `bytes_sent`, checked against what the updater logs
+it received) and of the command's wall time, and their ratios: on loopback,
+then on a rate-limited link (a network namespace of its own whose loopback
+goes through a tbf qdisc) where the wire costs what it costs on a LAN.
 Results go to wiki/Performance.md ("Planned pushes").
 
     BUILD=/abs/build bench/delta.sh        (make bench-delta sets BUILD)
-    RUNS=3 BIG_MB=200 CHANGED=7 STATUS_HOSTS=4 PARTS=push,status bench/delta.sh
+    RUNS=3 BIG_MB=200 CHANGED=7 STATUS_HOSTS=4 PARTS=push,status LINKS=loopback,shaped \
+        RATE=100mbit bench/delta.sh
+
+The shaped link needs root (ip netns, tc); bench/delta.sh names the
+namespace (NETNS) and deletes it on exit whatever happens.
 
 It also prints the master's CPU per host of `tandem swarm status --all`.
 """
 
-import hashlib
-import io
+import ctypes
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD") or os.path.join(ROOT, "build")
+os.environ.setdefault("TANDEM_BUILD", BUILD)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from conftest import OpensslPKI  # noqa: E402
-from updater_push import Updater, make_release, sh, sha256_file  # noqa: E402
+from swarm_util import Fleet  # noqa: E402
+from updater_push import make_release, sh  # noqa: E402
 
-BUILD = os.environ.get("BUILD") or os.path.join(ROOT, "build")
 RUNS = int(os.environ.get("RUNS", "3"))
 BIG_MB = int(os.environ.get("BIG_MB", "200"))
 CHANGED = int(os.environ.get("CHANGED", "7"))
 STATUS_HOSTS = int(os.environ.get("STATUS_HOSTS", "4"))
 PARTS = os.environ.get("PARTS", "push,status").split(",")
+LINKS = os.environ.get("LINKS", "loopback,shaped").split(",")
+RATE = os.environ.get("RATE", "100mbit")
+NETNS = os.environ.get("NETNS", "tandem-bench-delta-%d" % os.getpid())
 FILE_MAX = 8 << 20
+# What the shipped updater allows is 512M / 2G; the probe window as in the other benches.
+KEYS = {"probe_stable": "1s", "probe_deadline": "30s", "log_level": "info", "min_free": "64M"}
+CLONE_NEWNET = 0x40000000
 
 
 def is_elf(path):
@@ -114,87 +127,162 @@ def pack(work, tree, version, out):
     return out
 
 
-def member_name(m):
-    n = m.name
-    while n.startswith("./"):
-        n = n[2:]
-    return n
+# ---- the shaped link: a network namespace of our own ----
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def delta_tarball(full, missing, out):
-    """files.json + the regular files whose digest is in MISSING, as the master sends them."""
-    missing = set(missing)
-    with tarfile.open(full, "r:gz") as src, tarfile.open(out, "w:gz", compresslevel=6) as dst:
-        for m in src:
-            if not m.isfile():
-                continue
-            data = src.extractfile(m).read()
-            name = member_name(m)
-            if name != "files.json" and hashlib.sha256(data).hexdigest() not in missing:
-                continue
-            ti = tarfile.TarInfo(name)
-            ti.size, ti.mode, ti.mtime = len(data), m.mode, 0
-            dst.addfile(ti, io.BytesIO(data))
-    return out
+def setns(path):
+    """Move this process (its one thread, and so every child it starts) into the
+    network namespace at PATH."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "setns %s: %s" % (path, os.strerror(err)))
+    finally:
+        os.close(fd)
 
 
-def files_json(full):
-    with tarfile.open(full, "r:gz") as t:
-        for m in t:
-            if member_name(m) == "files.json":
-                return t.extractfile(m).read()
-    sys.exit("%s has no files.json" % full)
+class ShapedLink:
+    """NETNS with its loopback up, MTU 1500 and a tbf qdisc of RATE; the
+    process inside it while entered; deleted on exit (bench/delta.sh deletes
+    it too, should this process be killed)."""
+
+    def __enter__(self):
+        self.home = "/proc/%d/ns/net" % os.getpid()
+        self.home_fd = os.open(self.home, os.O_RDONLY | os.O_CLOEXEC)
+        sh(["ip", "netns", "add", NETNS])
+        try:
+            sh(["ip", "-n", NETNS, "link", "set", "lo", "mtu", "1500", "up"])
+            # burst >= rate/HZ and > the MTU; latency bounds the queue (tbf drops beyond it).
+            sh(["ip", "netns", "exec", NETNS, "tc", "qdisc", "add", "dev", "lo", "root", "tbf",
+                "rate", RATE, "burst", "64kb", "latency", "50ms"])
+            setns("/run/netns/" + NETNS)
+        except BaseException:
+            subprocess.run(["ip", "netns", "del", NETNS], check=False)
+            raise
+        self.qdisc = sh(["tc", "qdisc", "show", "dev", "lo"]).stdout.strip()
+        return self
+
+    def __exit__(self, *exc):
+        if _libc.setns(self.home_fd, CLONE_NEWNET) != 0:
+            print("cannot leave %s: %s" % (NETNS, os.strerror(ctypes.get_errno())))
+        os.close(self.home_fd)
+        subprocess.run(["ip", "netns", "del", NETNS], check=False)
+        return False
 
 
-class Host(Updater):
-    def curl(self, args):
-        return sh(["curl", "-sS", "--max-time", "600", "--cacert", self.pki.ca_crt,
-                   "--cert", self.pki.master[0], "--key", self.pki.master[1],
-                   "-w", "\n%{size_upload}"] + args)
+# ---- the pushes ----
 
-    def post_update(self, tarball, sha, mode):
-        fields = ["-F", "sha256=" + sha]
-        if mode:
-            fields += ["-F", "mode=" + mode]  # before the file: the updater reads as it streams
-        fields += ["-F", "tarball=@" + tarball]
-        r = self.curl(fields + ["https://127.0.0.1:%d/update" % self.port])
-        body, sent = r.stdout.rsplit("\n", 1)
-        if json.loads(body).get("status") != "updated":
-            sys.exit("push failed: %s" % body)
-        return int(sent)
+def updater_log(fleet, name):
+    return fleet.procs[name].stdout() + fleet.procs[name].stderr()
 
-    def push_full(self, full):
-        t0 = time.monotonic()
-        sent = self.post_update(full, sha256_file(full), None)
-        return time.monotonic() - t0, sent
 
-    def push_planned(self, full, work):
-        """What the master does: plan, then a delta (or full if the delta is not worth it)."""
-        t0 = time.monotonic()
-        fj = os.path.join(work, "files.json")
-        with open(fj, "wb") as f:
-            f.write(files_json(full))
-        r = self.curl(["-H", "Content-Type: application/json", "--data-binary", "@" + fj,
-                       "https://127.0.0.1:%d/update/plan" % self.port])
-        body, sent = r.stdout.rsplit("\n", 1)
-        plan = json.loads(body)
-        sent = int(sent)
-        if plan["missing_bytes"] * 2 >= os.path.getsize(full):
-            sent += self.post_update(full, sha256_file(full), None)
-            return time.monotonic() - t0, sent, "full", plan
-        t1 = time.monotonic()
-        d = delta_tarball(full, plan["missing"], os.path.join(work, "delta.tar.gz"))
-        plan["build_s"] = time.monotonic() - t1  # this script's Python tar.gz writer
-        sent += self.post_update(d, sha256_file(full), "delta")
-        return time.monotonic() - t0, sent, "planned", plan
+def push(fleet, host, release, full):
+    """`tandem swarm update --host HOST --release RELEASE --json [--full]`: wall time,
+    the host's JSON row."""
+    args = ["swarm", "update", "--host", host, "--release", release, "--json"]
+    if full:
+        args.append("--full")
+    t0 = time.monotonic()
+    r = fleet.tandem(*args)
+    dt = time.monotonic() - t0
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        sys.exit("swarm update %s: exit %d, not JSON: %s\n%s" % (host, r.returncode, r.stdout,
+                                                                 r.stderr))
+    row = next(h for h in doc["hosts"] if h["host"] == host)
+    if r.returncode != 0 or (row.get("agent") or {}).get("result") != "updated":
+        sys.exit("swarm update %s failed (%d): %s\n%s" % (host, r.returncode,
+                                                          json.dumps(row), r.stderr))
+    hist = fleet.json("swarm", "history", "--host", host)
+    t = (hist.get("updater") or [{}])[-1].get("timings", {})  # the updater's, oldest first
+    row["_timings"] = "upload %s extract %s preflight %s probe %s total %s ms" % tuple(
+        t.get(k, "?") for k in ("upload_ms", "extract_ms", "preflight_ms", "probe_ms", "total_ms"))
+    return dt, row
+
+
+def check_bytes(fleet, host, row, release, seen):
+    """BYTES_SENT is what the updater says it got: the plan's body (its log's
+    "plan: N bytes") plus the tarball ("upload of N bytes" / "a delta of N bytes")."""
+    log = updater_log(fleet, host)
+    new = log[seen.get(host, 0):]
+    seen[host] = len(log)
+    plan = sum(int(x) for x in re.findall(r"plan: (\d+) bytes", new))
+    got = re.findall(r"assembled from a delta of (\d+) bytes", new)
+    if row["transfer"] == "planned":
+        if len(got) != 1:
+            sys.exit("%s: no single delta install in its log:\n%s" % (host, new[-3000:]))
+        body = int(got[0])
+    else:
+        body = os.path.getsize(release)
+    if row["bytes_sent"] != plan + body:
+        sys.exit("%s: the CLI says %d bytes sent, the updater got %d (plan) + %d" % (
+            host, row["bytes_sent"], plan, body))
+    return plan
+
+
+def run_link(work, link, base, versions):
+    """Both hosts on LINK get BASE, then each version in turn, full and planned side
+    by side (which goes first alternates). Returns {kind: [(full s, full B,
+    planned s, planned B, transfer, plan B)]}."""
+    fleet = Fleet(os.path.join(work, "fleet-" + link))
+    res = {"few": [], "all": []}
+    seen = {}
+    try:
+        for h in ("full", "planned"):
+            fleet.enroll(h)
+            fleet.start(h, keys=KEYS)
+            push(fleet, h, base, True)
+            updater_log(fleet, h)
+        seen = {h: len(updater_log(fleet, h)) for h in ("full", "planned")}
+        for i, (kind, path) in enumerate(versions):
+            order = (True, False) if (i // 2) % 2 == 0 else (False, True)
+            got = {}
+            for full in order:
+                h = "full" if full else "planned"
+                got[h] = push(fleet, h, path, full)
+            ft, frow = got["full"]
+            pt, prow = got["planned"]
+            if frow["transfer"] != "full":
+                sys.exit("--full went %s" % frow["transfer"])
+            check_bytes(fleet, "full", frow, path, seen)
+            plan = check_bytes(fleet, "planned", prow, path, seen)
+            res[kind].append((ft, frow["bytes_sent"], pt, prow["bytes_sent"], prow["transfer"],
+                              plan))
+            print("%s round %d %-3s full %6.2f s %10d B | planned (%s) %6.2f s %10d B "
+                  "(plan body %d B)" % (link, i // 2, kind, ft, frow["bytes_sent"],
+                                        prow["transfer"], pt, prow["bytes_sent"], plan),
+                  flush=True)
+            print("    updater: full: %s | planned: %s" % (frow["_timings"], prow["_timings"]),
+                  flush=True)
+    finally:
+        fleet.stop_all()
+    return res
+
+
+def report(link, res, size):
+    med = statistics.median
+    print("\n%s: medians of %d rounds (full push = --full; time = the command's wall time)"
+          % (link, RUNS))
+    print("%-22s %12s %12s %8s %8s %8s %8s  %s" % ("case", "full B", "planned B", "full s",
+                                                  "planned s", "bytes", "time", "transfer"))
+    for kind, label in (("few", "%d files changed" % CHANGED), ("all", "every file changed")):
+        r = res[kind]
+        fs, ps = med([x[1] for x in r]), med([x[3] for x in r])
+        ft, pt = med([x[0] for x in r]), med([x[2] for x in r])
+        print("%-22s %12d %12d %8.2f %8.2f %7.2f%% %7.2fx  %s (plan body %d B; runs: %s)"
+              % (label, fs, ps, ft, pt, 100.0 * ps / fs, pt / ft,
+                 ",".join(sorted(set(x[4] for x in r))), med([x[5] for x in r]),
+                 " ".join("%.2f/%.2f" % (x[0], x[2]) for x in r)), flush=True)
 
 
 def status_cpu(work):
     """Master CPU per host of `tandem swarm status --all` (user + system time of the
     child from getrusage), STATUS_HOSTS real updaters, RUNS runs: what TLS session
     resumption in the master's client changes (the build decides whether it resumes)."""
-    os.environ.setdefault("TANDEM_BUILD", BUILD)
-    from swarm_util import Fleet  # noqa: E402 (needs TANDEM_BUILD)
     fleet = Fleet(os.path.join(work, "fleet"))
     cpu = []
     try:
@@ -219,17 +307,17 @@ def status_cpu(work):
 
 
 def main():
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f
+                      if line.startswith("model name")), "?")
+    print("== machine: %d CPUs, %s; load average %s" % (
+        os.cpu_count(), model, " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
     work = tempfile.mkdtemp(prefix="tandem-bench-delta.", dir=os.environ.get("TMPDIR", "/tmp"))
-    hosts = []
     try:
         if "status" in PARTS:
             status_cpu(work)
         if "push" not in PARTS:
             return
-        pki = OpensslPKI(os.path.join(work, "pki"))
-        pki.master = pki.issue("master", "tandem-master", ou="master", eku=("clientAuth",))
-        pki.agent = pki.issue("host1", "host1", ou="agent")
-        pki.updater = pki.issue("updater-host1", "updater@host1", ou="updater")
         stage = os.path.join(work, "stage")
         os.makedirs(os.path.join(stage, "bin"))
         elves, total = pick_elves(BIG_MB << 20)
@@ -240,52 +328,37 @@ def main():
         few = sorted(names, key=lambda n: (abs(os.path.getsize(os.path.join(tree, n)) - want), n))
         few = few[:CHANGED]
         few_bytes = sum(os.path.getsize(os.path.join(tree, n)) for n in few)
-
         base = pack(work, tree, "delta.base", os.path.join(work, "base.tar.gz"))
-        hosts = [Host(work, pki, "full"), Host(work, pki, "planned")]
-        for h in hosts:
-            h.push_full(base)
-        res = {"few": [], "all": []}
+        versions = []
         for i in range(RUNS):
             for kind, rels in (("few", few), ("all", names)):
                 tag = "%s-%d" % (kind, i)
                 touch(tree, rels, tag)
-                full = pack(work, tree, "delta-" + tag.replace("-", "."),
-                            os.path.join(work, tag + ".tar.gz"))
-                ft, fs = hosts[0].push_full(full)
-                pt, ps, mode, plan = hosts[1].push_planned(full, work)
-                fu = hosts[0].last_timings()["upload_ms"]
-                plan["upload_ms"] = hosts[1].last_timings()["upload_ms"]
-                plan["full_upload_ms"] = fu
-                res[kind].append((ft, fs, pt, ps, mode, plan, os.path.getsize(full)))
-                print("round %d %-3s full %.2f s %d B | planned(%s) %.2f s (delta built in %.2f s)"
-                      " %d B, missing %d files %d B"
-                      % (i, kind, ft, fs, mode, pt, plan.get("build_s", 0), ps,
-                         plan["missing_files"], plan["missing_bytes"]), flush=True)
-                os.unlink(full)
-
-        med = statistics.median
-        print()
-        print("release: %d ELF files, %.1f MiB unpacked; changed set %d files, %.2f MiB (%.2f %%)"
-              % (len(names), total / 2**20, len(few), few_bytes / 2**20, 100.0 * few_bytes / total))
-        print("%-22s %12s %12s %10s %10s %8s %8s" % ("case (medians of %d)" % RUNS, "full B",
-                                                   "planned B", "full s", "planned s", "bytes",
-                                                   "time"))
-        for kind, label in (("few", "%d files changed" % len(few)), ("all", "every file changed")):
-            r = res[kind]
-            fs, ps = med([x[1] for x in r]), med([x[3] for x in r])
-            ft, pt = med([x[0] for x in r]), med([x[2] for x in r])
-            bt = med([x[5].get("build_s", 0) for x in r])
-            fu = med([x[5]["full_upload_ms"] for x in r])
-            pu = med([x[5]["upload_ms"] for x in r])
-            print("%-22s %12d %12d %10.2f %10.2f %7.2f%% %7.2fx  (%s; delta built in %.2f s)"
-                  % (label, fs, ps, ft, pt, 100.0 * ps / fs, pt / ft,
-                     ",".join(sorted(set(x[4] for x in r))), bt))
-            print("%-22s updater receive+assemble (upload_ms): full %d ms, planned %d ms"
-                  % ("", fu, pu))
+                versions.append((kind, pack(work, tree, "delta-" + tag.replace("-", "."),
+                                            os.path.join(work, tag + ".tar.gz"))))
+        shutil.rmtree(tree)
+        size = os.path.getsize(versions[0][1])
+        print("release: %d ELF files, %.1f MiB unpacked, %d B tarball; changed set %d files, "
+              "%.2f MiB (%.2f %%)" % (len(names), total / 2**20, size, len(few),
+                                      few_bytes / 2**20, 100.0 * few_bytes / total), flush=True)
+        results = []
+        for link in LINKS:
+            if link == "loopback":
+                results.append((link, run_link(work, link, base, versions)))
+            elif link == "shaped":
+                if os.geteuid() != 0:
+                    print("shaped link skipped: ip netns and tc need root", flush=True)
+                    continue
+                with ShapedLink() as s:
+                    label = "shaped (%s: %s)" % (NETNS, s.qdisc)
+                    print("== %s" % label, flush=True)
+                    results.append(("shaped " + RATE, run_link(work, "shaped", base, versions)))
+            else:
+                sys.exit("LINKS: loopback or shaped, not %r" % link)
+        for link, res in results:
+            report(link, res, size)
+        print("== load average at end: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     finally:
-        for h in hosts:
-            h.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

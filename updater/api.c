@@ -553,6 +553,9 @@ plan_answer(struct httpd_req *r, const char *root, enum install_kind kind)
 		api_refuse(r, kind, &e, NULL);
 		return;
 	}
+	log_info("plan: %zu bytes of files.json, %lld files missing (%lld bytes)", b->len,
+	    (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "missing_files")),
+	    (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "missing_bytes")));
 	httpd_respond_json(r, 200, o);
 }
 
