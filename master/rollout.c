@@ -1509,6 +1509,8 @@ rollout_drive(struct swarm_ctx *c, const char *id, const struct rollout_ui *ui,
 	snprintf(d->rel.sha256, sizeof(d->rel.sha256), "%s", d->r.release_sha256);
 	d->rel.size = (uint64_t)st.st_size;
 	snprintf(d->rel.label, sizeof(d->rel.label), "%s", d->r.release_label);
+	/* One set of deltas for every wave (NULL: each wave builds its own). */
+	d->rel.deltas = swarm_deltas_new();
 	if (recount(d, e) != 0) {
 		goto release;
 	}
@@ -1554,6 +1556,7 @@ out:
 		pthread_mutex_destroy(&d->lease_mu);
 		pthread_cond_destroy(&d->lease_cv);
 	}
+	swarm_deltas_free(d->rel.deltas);
 	free(d->tsig);
 	free(d->gc_q);
 	free(d);

@@ -188,9 +188,31 @@ struct pool {
 	size_t fj_len;
 	/* whether the release's signature covers its files.json (under LOCK) */
 	int ts_state;                /* 0 not parsed, 1 it does (or unsigned), -1 it does not */
-	/* and the directory of the run's deltas, made at the first (under LOCK) */
-	int dd_state;                /* 0 not made, 1 made, -1 cannot be made */
-	char delta_dir[PATH_MAX - 64];
+	/* and its deltas: the release's (a rollout's, shared by its waves) or its own */
+	struct swarm_deltas *deltas;
+};
+
+/*
+ * One delta of the release: its files for one set of missing digests,
+ * built by the first host that needs it and sent as it is to every other
+ * host whose plan names the same set (hosts on the same release lack the
+ * same files): the release is decompressed once per set, not once per host.
+ */
+struct swarm_delta {
+	char key[DIGEST_HEX_LEN + 1]; /* SHA-256 of the set (sorted, unique, one per line) */
+	int state;                    /* 0 being built, 1 built, -1 could not be built */
+	char path[PATH_MAX];
+	struct delta_pack_result res;
+	struct swarm_delta *next;
+};
+
+struct swarm_deltas {
+	pthread_mutex_t lock;        /* everything below */
+	pthread_cond_t built;        /* a delta was built (or failed) */
+	int dd_state;                /* the directory: 0 not made, 1 made, -1 cannot be made */
+	char dir[PATH_MAX - 64];
+	struct swarm_delta *list;
+	unsigned n;
 };
 
 struct progress_arg {
@@ -1029,50 +1051,163 @@ swarm_tmpdir_make(const char *name, char *buf, size_t len)
 	return 0;
 }
 
-/*
- * Where J's delta goes: DIR/HOST.tar.gz in the run's delta directory (host
- * names are unique and safe as file names). Returns 0, or -1 when the
- * directory cannot be made (logged once; the release then goes whole).
- */
 static int
-pool_delta_path(struct pool *p, const struct swarm_job *j, char *buf, size_t len)
+str_ptr_cmp(const void *a, const void *b)
 {
-	int ok;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
-	pthread_mutex_lock(&p->lock);
-	if (p->dd_state == 0) {
-		p->dd_state = swarm_tmpdir_make("delta", p->delta_dir, sizeof(p->delta_dir)) == 0
-		    ? 1 : -1;
-		if (p->dd_state < 0) {
+/* The key of a set of missing digests: sorted, unique, whatever order the plan gave. */
+static int
+delta_set_key(const char **missing, size_t n, char key[DIGEST_HEX_LEN + 1])
+{
+	struct digest d;
+	int rc;
+
+	qsort(missing, n, sizeof(*missing), str_ptr_cmp);
+	digest_init(&d);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && strcmp(missing[i - 1], missing[i]) == 0) {
+			continue;
+		}
+		digest_update(&d, missing[i], strlen(missing[i]));
+		digest_update(&d, "\n", 1);
+	}
+	rc = digest_final(&d, key);
+	digest_free(&d);
+	return rc;
+}
+
+struct swarm_deltas *
+swarm_deltas_new(void)
+{
+	struct swarm_deltas *ds = calloc(1, sizeof(*ds));
+
+	if (ds == NULL) {
+		return NULL;
+	}
+	if (pthread_mutex_init(&ds->lock, NULL) != 0) {
+		free(ds);
+		return NULL;
+	}
+	if (pthread_cond_init(&ds->built, NULL) != 0) {
+		pthread_mutex_destroy(&ds->lock);
+		free(ds);
+		return NULL;
+	}
+	return ds;
+}
+
+void
+swarm_deltas_free(struct swarm_deltas *ds)
+{
+	if (ds == NULL) {
+		return;
+	}
+	while (ds->list != NULL) {
+		struct swarm_delta *d = ds->list;
+
+		ds->list = d->next;
+		free(d);
+	}
+	if (ds->dd_state == 1 && fs_rmtree(ds->dir) != 0) {
+		log_warnx("%s: %s", ds->dir, strerror(errno));
+	}
+	pthread_cond_destroy(&ds->built);
+	pthread_mutex_destroy(&ds->lock);
+	free(ds);
+}
+
+/*
+ * The delta of the release for the N digests MISSING (reordered here), built
+ * once per set into the deltas' directory (made at the first need): the
+ * first host to need a set builds it, a host needing the same set meanwhile
+ * waits for it. Returns the entry (built, state 1), or NULL when it cannot be
+ * built (logged; the release then goes whole). Entries live as long as DS.
+ */
+static const struct swarm_delta *
+deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, const char *fj,
+    size_t fj_len, const char **missing, size_t n)
+{
+	struct swarm_delta *d;
+	struct err e = ERR_INIT;
+	char key[DIGEST_HEX_LEN + 1];
+	int state;
+
+	if (delta_set_key(missing, n, key) != 0) {
+		return NULL;
+	}
+	pthread_mutex_lock(&ds->lock);
+	for (d = ds->list; d != NULL && strcmp(d->key, key) != 0; d = d->next) {
+	}
+	if (d != NULL) {
+		while (d->state == 0) {
+			pthread_cond_wait(&ds->built, &ds->lock);
+		}
+		state = d->state;
+		pthread_mutex_unlock(&ds->lock);
+		if (state == 1) {
+			log_info("%s: the delta of an earlier host with the same plan (%llu bytes)",
+			    j->host.name, d->res.size);
+		}
+		return state == 1 ? d : NULL;
+	}
+	if (ds->dd_state == 0) {
+		ds->dd_state = swarm_tmpdir_make("delta", ds->dir, sizeof(ds->dir)) == 0 ? 1 : -1;
+		if (ds->dd_state < 0) {
 			log_warnx("a directory for deltas: %s; pushing releases whole", strerror(errno));
 		}
 	}
-	ok = p->dd_state == 1 && snprintf(buf, len, "%s/%s.tar.gz", p->delta_dir, j->host.name) <
-	    (int)len;
-	pthread_mutex_unlock(&p->lock);
-	return ok ? 0 : -1;
+	d = ds->dd_state == 1 ? calloc(1, sizeof(*d)) : NULL;
+	if (d == NULL || snprintf(d->path, sizeof(d->path), "%s/delta-%u.tar.gz", ds->dir,
+	    ds->n) >= (int)sizeof(d->path)) {
+		pthread_mutex_unlock(&ds->lock);
+		free(d);
+		return NULL;
+	}
+	memcpy(d->key, key, sizeof(d->key));
+	d->next = ds->list;
+	ds->list = d;
+	ds->n++;
+	pthread_mutex_unlock(&ds->lock);
+
+	/* Built outside the lock: other hosts go on (and wait above only for this set). */
+	state = delta_pack_write(tgz, fj, fj_len, missing, n, d->path, &d->res, &e) == 0 ? 1 : -1;
+	if (state < 0) {
+		log_warnx("%s: cannot build the delta (%s); sending the full release", j->host.name,
+		    err_msg(&e));
+	} else {
+		log_info("%s: built a delta of %zu files, %llu bytes", j->host.name, d->res.files,
+		    d->res.size);
+	}
+	pthread_mutex_lock(&ds->lock);
+	d->state = state;
+	pthread_cond_broadcast(&ds->built);
+	pthread_mutex_unlock(&ds->lock);
+	return state == 1 ? d : NULL;
 }
 
 /*
  * Ask the host's plan for FJ at PLAN (the agent's releases' route, or the
- * updater's own for a self-update) and write the delta of what it lacks to OUT.
- * Returns 1 with the delta written (*SIZE bytes), 0 when the full release
- * is to be sent (no plan route, a plan error, a delta not clearly smaller),
- * logged at debug level when it is unexpected.
+ * updater's own for a self-update) and get the delta of what it lacks
+ * (pool_delta_get: built once per set of missing files per run).
+ * Returns 1 with the delta (*OUT its path, *SIZE bytes), 0 when the full
+ * release is to be sent (no plan route, a plan error, a delta not clearly
+ * smaller), logged at debug level when it is unexpected.
  */
 static int
 plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj, size_t fj_len,
-    const char *out, uint64_t *size)
+    const char **out, uint64_t *size)
 {
 	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
 	const struct swarm_release_file *rel = p->o->release;
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct swarm_target_buf tb;
-	struct delta_pack_result res;
+	const struct swarm_delta *d;
 	struct err e = ERR_INIT;
 	const char **missing = NULL;
-	cJSON *doc = NULL, *arr, *it;
+	cJSON *doc = NULL, *arr, *it, *mb, *rb;
 	size_t n = 0;
 	int rc = 0;
 
@@ -1100,6 +1235,20 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 		log_debug("%s: a plan without \"missing\"; sending the full release", j->host.name);
 		goto out;
 	}
+	/*
+	 * The host lacks 90 % of the release's file bytes or more: its delta
+	 * would be about as large as the release, and building it would cost a
+	 * pass over the whole release for nothing.
+	 */
+	mb = cJSON_GetObjectItemCaseSensitive(doc, "missing_bytes");
+	rb = cJSON_GetObjectItemCaseSensitive(doc, "reuse_bytes");
+	if (cJSON_IsNumber(mb) && cJSON_IsNumber(rb) && mb->valuedouble > 0 &&
+	    rb->valuedouble >= 0 && mb->valuedouble * 10 >= (mb->valuedouble + rb->valuedouble) * 9) {
+		log_debug("%s: the host lacks %.0f of the release's %.0f bytes of files; sending "
+		    "the full release", j->host.name, mb->valuedouble, mb->valuedouble +
+		    rb->valuedouble);
+		goto out;
+	}
 	missing = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*missing));
 	if (missing == NULL) {
 		goto out;
@@ -1109,19 +1258,18 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 			missing[n++] = it->valuestring;
 		}
 	}
-	if (delta_pack_write(rel->path, fj, fj_len, missing, n, out, &res, &e) != 0) {
-		log_warnx("%s: cannot build the delta (%s); sending the full release", j->host.name,
-		    err_msg(&e));
+	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n);
+	if (d == NULL) {
 		goto out;
 	}
 	/* Not clearly smaller: the full release costs the host no copying. */
-	if (res.size > rel->size / 10 * 9) {
+	if (d->res.size > rel->size / 10 * 9) {
 		log_debug("%s: the delta is %llu of %llu bytes; sending the full release",
-		    j->host.name, res.size, (unsigned long long)rel->size);
-		(void)unlink(out);
+		    j->host.name, d->res.size, (unsigned long long)rel->size);
 		goto out;
 	}
-	*size = res.size;
+	*out = d->path;
+	*size = d->res.size;
 	rc = 1;
 out:
 	free(missing);
@@ -1141,16 +1289,15 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	const char *path = self ? "/update-self" : "/update";
 	struct swarm_result *r = self ? &j->self : &j->agent;
 	const char **transfer = self ? &j->self_transfer : &j->transfer;
-	char dpath[PATH_MAX];
+	const char *dpath = NULL;
 	const char *fj;
 	size_t fj_len = 0;
 	uint64_t size = 0;
 
 	fj = p->o->full || (j->tsig_sent && !pool_tsig_covers_files(p)) ? NULL
 	    : pool_files_json(p, &fj_len);
-	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&
-	    plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len, dpath,
-	    &size) == 1) {
+	if (fj != NULL && plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len,
+	    &dpath, &size) == 1) {
 		j->upload_path = dpath;
 		j->upload_size = size;
 		j->upload_delta = 1;
@@ -1158,7 +1305,6 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 		push_one(p, j, path, self, r);
 		j->upload_path = NULL;
 		j->upload_delta = 0;
-		(void)unlink(dpath);
 		if (r->outcome == SWARM_FAILED && r->http_status == 409 &&
 		    (strstr(r->reason, "delta_mismatch") != NULL ||
 		    strstr(r->detail, "delta_mismatch") != NULL)) {
@@ -1188,7 +1334,7 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 static void
 job_dry_plan(struct pool *p, struct swarm_job *j)
 {
-	char dpath[PATH_MAX];
+	const char *dpath = NULL;
 	const char *fj = NULL;
 	size_t fj_len = 0;
 	uint64_t size = 0, sent = j->bytes_sent;
@@ -1201,9 +1347,7 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	    pool_tsig_covers_files(p))) {
 		fj = pool_files_json(p, &fj_len);
 	}
-	if (fj != NULL && pool_delta_path(p, j, dpath, sizeof(dpath)) == 0 &&
-	    plan_delta(p, j, "/update/plan", fj, fj_len, dpath, &size) == 1) {
-		(void)unlink(dpath);
+	if (fj != NULL && plan_delta(p, j, "/update/plan", fj, fj_len, &dpath, &size) == 1) {
 		j->dry_transfer = "planned";
 	} else {
 		j->dry_transfer = "full";
@@ -1604,6 +1748,7 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 	pthread_t tids[SWARM_MAX_PARALLEL];
 	struct worker_arg wargs[SWARM_MAX_PARALLEL];
 	struct swarm_job *actives[SWARM_MAX_PARALLEL];
+	struct swarm_deltas *own_deltas;
 	size_t nthreads = 0, want, i;
 	struct timespec ts;
 	int rc = 0;
@@ -1626,6 +1771,17 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 		pthread_cond_destroy(&p.cond);
 		pthread_mutex_destroy(&p.lock);
 		return -1;
+	}
+	p.deltas = o->release != NULL && o->release->deltas != NULL ? o->release->deltas : NULL;
+	own_deltas = o->release != NULL && p.deltas == NULL ? swarm_deltas_new() : NULL;
+	if (o->release != NULL && p.deltas == NULL && own_deltas == NULL) {
+		pthread_mutex_destroy(&p.done_lock);
+		pthread_cond_destroy(&p.cond);
+		pthread_mutex_destroy(&p.lock);
+		return -1;
+	}
+	if (own_deltas != NULL) {
+		p.deltas = own_deltas;
 	}
 	want = o->parallel < 1 ? 1 : (size_t)o->parallel;
 	if (o->next == NULL && want > n) {
@@ -1671,9 +1827,7 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 	pthread_mutex_destroy(&p.done_lock);
 	pthread_mutex_destroy(&p.lock);
 	free(p.fj);
-	/* Each job removed its delta: the directory is empty unless a crash intervened. */
-	if (p.dd_state == 1 && fs_rmtree(p.delta_dir) != 0) {
-		log_warnx("%s: %s", p.delta_dir, strerror(errno));
-	}
+	/* The pool's own deltas go with their directory; the release's stay for its next pool. */
+	swarm_deltas_free(own_deltas);
 	return rc;
 }

@@ -66,7 +66,19 @@ struct swarm_release_file {
 	const char *tsig;     /* FILE.tsig's bytes (NUL-terminated), or NULL: unsigned */
 	size_t tsig_len;
 	const struct sign_keyring *keyring; /* the master's, for the dry run's verdict; may be NULL */
+	struct swarm_deltas *deltas; /* its planned pushes' deltas; NULL: each swarm_run its own */
 };
+
+/*
+ * The deltas of one release built during a command (planned pushes): one
+ * per set of files the hosts lack, built by the first host whose plan names
+ * that set and sent as it is to every other host naming the same set, so
+ * the release is read once per set, not once per host. swarm_run keeps its
+ * own unless the release carries some (a rollout shares them across its
+ * waves); swarm_deltas_free removes the files. NULL: out of memory.
+ */
+struct swarm_deltas *swarm_deltas_new(void);
+void swarm_deltas_free(struct swarm_deltas *ds);
 
 struct swarm_job {
 	struct reg_host host;

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from conftest import bin_path
-from swarm_util import Fleet, make_release
+from swarm_util import Fleet, make_release, tandem
 from test_updater import CRASH_STATUS
 
 pytestmark = pytest.mark.xdist_group("delta_push")
@@ -244,3 +244,47 @@ def test_rollout_waves_go_planned(tmp_path, rel):
             assert st["active"]["sha256"] == sha256_of(rel["v2"]), st
     finally:
         f.stop_all()
+
+
+def test_hosts_with_the_same_plan_share_one_delta(fleet, rel, tmp_path):
+    """Hosts on the same release lack the same files: the master builds their
+    delta once per run (a rollout's waves included) and sends it to each."""
+    for name in ("web2", "web3"):
+        fleet.enroll(name)
+        fleet.start(name)
+    fleet.tandem("swarm", "update", "--all", "--release", rel["v1"], "--canary", "0",
+                 "--waves", "100%", check=0)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = tandem(fleet.home, "swarm", "update", "--all", "--release", rel["v2"], "--canary", "1",
+               "--waves", "100%", "--json", check=0, env={"TMPDIR": str(tmp)})
+    rows = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert sorted(rows) == ["web1", "web2", "web3"], r.stdout
+    for name, row in rows.items():
+        assert row["agent"]["result"] == "updated" and row["transfer"] == "planned", row
+        assert "assembled from a delta" in log_text(fleet, name), name
+    # One delta, built for the canary, sent as it is in the next wave.
+    assert len(re.findall(r": built a delta of \d+ files, \d+ bytes", r.stderr)) == 1, r.stderr
+    assert len(re.findall(r": the delta of an earlier host", r.stderr)) == 2, r.stderr
+    assert len({row["bytes_sent"] for row in rows.values()}) == 1, rows
+    # The run's delta directory is gone with the run.
+    assert os.listdir(tmp) == []
+
+
+def test_host_lacking_nearly_everything_gets_the_release_whole_unbuilt(fleet, rel, tmp_path):
+    """A plan naming 90 % of the release's file bytes or more: no delta is built
+    (it would be about the release's size), the release goes whole."""
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    big = b"".join(hashlib.sha256(b"other %d" % i).digest() for i in range(1 << 19))
+    other = repack(rel["v1"], str(tmp_path / "other"), str(tmp_path / "other.tar.gz"), big,
+                   "other\n")
+    r = fleet.tandem("-v", "swarm", "update", "--host", "web1", "--release", other, "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated" and row["transfer"] == "full", row
+    assert "web1: the host lacks" in r.stderr and "built a delta" not in r.stderr, r.stderr
+    # The plan's request and the whole release.
+    fj_len = len(subprocess.run(["tar", "-xOzf", other, "files.json"], check=True,
+                                capture_output=True).stdout)
+    assert row["bytes_sent"] == fj_len + os.path.getsize(other), row
+    assert "assembled from a delta" not in log_text(fleet, "web1")
