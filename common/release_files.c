@@ -10,6 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/release.h"
@@ -716,5 +719,157 @@ release_files_scan(const char *dir, unsigned flags, struct release_files *out, s
 	rc = 0;
 out:
 	release_files_free(&tmp);
+	return rc;
+}
+
+/* ---- the gzip wire form (libarchive's gzip filter over its raw format) ---- */
+
+static la_ssize_t
+rf_buf_write(struct archive *a, void *arg, const void *data, size_t len)
+{
+	struct rf_buf *b = arg;
+
+	(void)a;
+	rf_put(b, data, len);
+	return b->failed ? -1 : (la_ssize_t)len;
+}
+
+/* E for the failure of B: out of memory, or over RELEASE_FILES_MAX_BYTES. */
+static int
+rf_buf_err(const struct rf_buf *b, struct err *e)
+{
+	if (b->failed == ERR_NOMEM) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	return err_set(e, ERR_TOO_LARGE, "%s has at most %zu bytes", RELEASE_FILES_FILE,
+	    RELEASE_FILES_MAX_BYTES);
+}
+
+int
+release_files_gzip(const char *buf, size_t len, char **out, size_t *outlen, struct err *e)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	struct rf_buf b = { .p = NULL };
+	int rc = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (a == NULL || ae == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	archive_entry_set_pathname(ae, RELEASE_FILES_FILE);
+	archive_entry_set_filetype(ae, AE_IFREG);
+	archive_entry_set_perm(ae, 0644);
+	archive_entry_set_size(ae, (la_int64_t)len);
+	if (archive_write_set_format_raw(a) != ARCHIVE_OK ||
+	    archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+	    archive_write_set_filter_option(a, "gzip", "timestamp", NULL) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(a, &b, NULL, rf_buf_write, NULL, NULL) != ARCHIVE_OK ||
+	    archive_write_header(a, ae) != ARCHIVE_OK ||
+	    (len > 0 && archive_write_data(a, buf, len) != (la_ssize_t)len) ||
+	    archive_write_close(a) != ARCHIVE_OK) {
+		if (b.failed) {
+			rf_buf_err(&b, e);
+		} else {
+			err_set(e, ERR_INTERNAL, "gzip: %s", archive_error_string(a));
+		}
+		goto out;
+	}
+	*out = b.p;
+	*outlen = b.len;
+	b.p = NULL;
+	rc = 0;
+out:
+	archive_entry_free(ae);
+	archive_write_free(a);
+	free(b.p);
+	return rc;
+}
+
+int
+release_files_gunzip(const void *gz, size_t len, char **out, size_t *outlen, struct err *e)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	struct rf_buf b = { .p = NULL };
+	char chunk[16384];
+	la_ssize_t n;
+	int rc = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if (a == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	/* A gzip header first: the raw format alone would take any bytes as they are. */
+	if (len < 18 || ((const unsigned char *)gz)[0] != 0x1f ||
+	    ((const unsigned char *)gz)[1] != 0x8b) {
+		err_set(e, ERR_FORMAT, "not gzip data");
+		goto out;
+	}
+	if (archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
+	    archive_read_support_format_raw(a) != ARCHIVE_OK ||
+	    archive_read_open_memory(a, gz, len) != ARCHIVE_OK ||
+	    archive_read_next_header(a, &ae) != ARCHIVE_OK) {
+		err_set(e, ERR_FORMAT, "not gzip data: %s", archive_error_string(a));
+		goto out;
+	}
+	if (archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) {
+		err_set(e, ERR_FORMAT, "not gzip data");
+		goto out;
+	}
+	while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
+		rf_put(&b, chunk, (size_t)n);
+		if (b.failed) {
+			rf_buf_err(&b, e);
+			goto out;
+		}
+	}
+	if (n < 0) {
+		err_set(e, ERR_FORMAT, "corrupt gzip data: %s", archive_error_string(a));
+		goto out;
+	}
+	/*
+	 * The stream ends with its member's trailer: the inflated size (mod 2^32)
+	 * in its last 4 bytes. libarchive returns what it got from a stream cut
+	 * short without a word; this catches that (and bytes after the member).
+	 */
+	{
+		const unsigned char *t = (const unsigned char *)gz + len - 4;
+		uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+		    (uint32_t)t[3] << 24;
+
+		if (isize != (uint32_t)b.len) {
+			err_set(e, ERR_FORMAT, "gzip data cut short or followed by other bytes");
+			goto out;
+		}
+	}
+	/* NUL-terminated (not counted, so not under the limit). */
+	*outlen = b.len;
+	b.failed = 0;
+	if (b.len == b.cap) {
+		char *np = realloc(b.p, b.cap + 1);
+
+		if (np == NULL) {
+			err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		b.p = np;
+		b.cap++;
+	}
+	if (b.p == NULL && (b.p = malloc(1)) == NULL) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	b.p[*outlen] = '\0';
+	*out = b.p;
+	b.p = NULL;
+	rc = 0;
+out:
+	archive_read_free(a);
+	free(b.p);
 	return rc;
 }

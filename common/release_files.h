@@ -121,6 +121,24 @@ int release_files_format(const struct release_files *f, char **out, size_t *outl
     struct err *e) WUR;
 
 /*
+ * The compact wire form of a files.json document (the body of a plan request
+ * sent with "Content-Encoding: gzip"): BUF (LEN bytes) gzip-compressed into
+ * *OUT (malloc'd, *OUTLEN bytes). 0, or -1 with E (ERR_NOMEM, ERR_INTERNAL).
+ */
+int release_files_gzip(const char *buf, size_t len, char **out, size_t *outlen,
+    struct err *e) WUR;
+
+/*
+ * The reverse: the gzip stream GZ (LEN bytes, one member) inflated into *OUT
+ * (malloc'd and NUL-terminated, *OUTLEN bytes without the NUL). The content
+ * is not parsed here. 0, or -1 with E: ERR_FORMAT (not one whole gzip
+ * member: no gzip header, corrupt, cut short, other bytes after it),
+ * ERR_TOO_LARGE (more than RELEASE_FILES_MAX_BYTES once inflated), ERR_NOMEM.
+ */
+int release_files_gunzip(const void *gz, size_t len, char **out, size_t *outlen,
+    struct err *e) WUR;
+
+/*
  * Read DIR/files.json into *OUT; SHA256 (may be NULL) receives the digest
  * of its bytes. Returns 1 when read, 0 when there is no such file (*OUT
  * empty), -1 with E (ERR_FORMAT for a file that breaks the rules).

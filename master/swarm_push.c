@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/release_files.h"
 #include "master/certs.h"
 #include "master/delta_pack.h"
 #include "master/keystore.h"
@@ -186,6 +187,8 @@ struct pool {
 	int fj_state;                /* 0 not read, 1 read, -1 none or unreadable */
 	char *fj;
 	size_t fj_len;
+	char *fjz;                   /* and gzip-compressed (NULL: could not be) */
+	size_t fjz_len;
 	/* whether the release's signature covers its files.json (under LOCK) */
 	int ts_state;                /* 0 not parsed, 1 it does (or unsigned), -1 it does not */
 	/* and its deltas: the release's (a rollout's, shared by its waves) or its own */
@@ -991,6 +994,11 @@ pool_files_json(struct pool *p, size_t *len)
 			log_warnx("%s: %s; pushing it whole", p->o->release->path, err_msg(&e));
 		}
 		p->fj_state = r == 1 ? 1 : -1;
+		/* The plan's request body for updaters that take it compressed (about a third). */
+		if (r == 1 && release_files_gzip(p->fj, p->fj_len, &p->fjz, &p->fjz_len, &e) != 0) {
+			log_debug("%s: %s; plan requests go uncompressed", p->o->release->path,
+			    err_msg(&e));
+		}
 	}
 	if (p->fj_state == 1) {
 		fj = p->fj;
@@ -1200,7 +1208,13 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
     const char **out, uint64_t *size)
 {
 	static const char *const hdrs[] = { "Content-Type: application/json", NULL };
+	static const char *const hdrs_gz[] = { "Content-Type: application/json",
+		"Content-Encoding: gzip", NULL };
 	const struct swarm_release_file *rel = p->o->release;
+	/* An updater that lists plan_gzip takes files.json compressed; the others as it is. */
+	const int gz = p->fjz != NULL && j->have_health && j->health.has_plan_gzip;
+	const char *body = gz ? p->fjz : fj;
+	const size_t body_len = gz ? p->fjz_len : fj_len;
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct swarm_target_buf tb;
@@ -1216,8 +1230,9 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 		return 0;
 	}
 	set_phase(p, j, SWARM_PH_CONNECTING);
-	j->bytes_sent += fj_len;
-	if (httpc_fetch(p->c->tls, &t, "POST", plan, hdrs, fj, fj_len, &resp, &e) != 0) {
+	j->bytes_sent += body_len;
+	if (httpc_fetch(p->c->tls, &t, "POST", plan, gz ? hdrs_gz : hdrs, body, body_len, &resp,
+	    &e) != 0) {
 		log_debug("%s: no plan (%s); sending the full release", j->host.name, err_msg(&e));
 		goto out;
 	}
@@ -1827,6 +1842,7 @@ swarm_run(struct swarm_ctx *c, struct swarm_job *jobs, size_t n, const struct sw
 	pthread_mutex_destroy(&p.done_lock);
 	pthread_mutex_destroy(&p.lock);
 	free(p.fj);
+	free(p.fjz);
 	/* The pool's own deltas go with their directory; the release's stay for its next pool. */
 	swarm_deltas_free(own_deltas);
 	return rc;

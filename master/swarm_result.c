@@ -383,6 +383,8 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, struc
 				out->has_request_id = 1;
 			} else if (cJSON_IsString(f) && strcmp(f->valuestring, "already_active") == 0) {
 				out->has_already_active = 1;
+			} else if (cJSON_IsString(f) && strcmp(f->valuestring, "plan_gzip") == 0) {
+				out->has_plan_gzip = 1;
 			}
 		}
 	}

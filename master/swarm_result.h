@@ -109,6 +109,7 @@ struct swarm_health {
 	char operation_request_id[40]; /* request id of the running operation, "" if none */
 	int has_request_id;           /* the updater takes request ids ("features") */
 	int has_already_active;       /* ... and answers already_active / takes force */
+	int has_plan_gzip;            /* ... and takes a gzip-compressed plan request */
 	char cert_not_after[32];      /* the updater's certificate (ISO 8601), "" if absent */
 };
 

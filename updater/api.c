@@ -479,10 +479,15 @@ up_end(struct httpd_req *r, void *arg)
 
 /* ---- POST /update/plan ---- */
 
-/* The request body: files.json bytes, grown as they arrive (at most RELEASE_FILES_MAX_BYTES). */
+/*
+ * The request body: files.json bytes, grown as they arrive (at most
+ * RELEASE_FILES_MAX_BYTES), or with "Content-Encoding: gzip" those bytes
+ * gzip-compressed (inflated at the end, to at most that limit too).
+ */
 struct api_plan_body {
 	char *buf;
 	size_t len, cap;
+	int gzip;
 };
 
 static int
@@ -490,6 +495,8 @@ plan_begin(struct httpd_req *r, void *arg)
 {
 	struct err e = ERR_INIT;
 	const char *ct = httpd_req_header(r, "Content-Type");
+	const char *ce = httpd_req_header(r, "Content-Encoding");
+	struct api_plan_body *b;
 
 	if (api_body_begin(arg, r, sizeof(struct api_plan_body)) == NULL) {
 		return -1;
@@ -501,6 +508,14 @@ plan_begin(struct httpd_req *r, void *arg)
 		api_refuse(r, INSTALL_UPDATE, &e, NULL);
 		return -1;
 	}
+	if (ce != NULL && strcasecmp(ce, "identity") != 0 && strcasecmp(ce, "gzip") != 0) {
+		err_set(&e, ERR_BAD_REQUEST, "Content-Encoding %.40s: the body is files.json as it "
+		    "is or gzip-compressed (Content-Encoding: gzip)", ce);
+		api_refuse(r, INSTALL_UPDATE, &e, NULL);
+		return -1;
+	}
+	b = httpd_req_data(r);
+	b->gzip = ce != NULL && strcasecmp(ce, "gzip") == 0;
 	return 0;
 }
 
@@ -545,15 +560,31 @@ plan_answer(struct httpd_req *r, const char *root, enum install_kind kind)
 {
 	struct api_plan_body *b = httpd_req_data(r);
 	struct err e = ERR_INIT;
+	char *fj = NULL;
+	size_t fj_len = 0;
 	cJSON *o;
 
-	o = delta_plan(root, b->buf != NULL ? b->buf : "", b->len, &e);
+	if (b->gzip) {
+		if (release_files_gunzip(b->buf != NULL ? b->buf : "", b->len, &fj, &fj_len,
+		    &e) != 0) {
+			if (e.kind == ERR_FORMAT) {
+				err_rekind(&e, ERR_BAD_REQUEST);
+			}
+			err_prefix(&e, "plan: Content-Encoding gzip");
+			api_refuse(r, kind, &e, NULL);
+			return;
+		}
+	}
+	o = delta_plan(root, fj != NULL ? fj : b->buf != NULL ? b->buf : "",
+	    fj != NULL ? fj_len : b->len, &e);
+	free(fj);
 	if (o == NULL) {
 		err_prefix(&e, "plan");
 		api_refuse(r, kind, &e, NULL);
 		return;
 	}
-	log_info("plan: %zu bytes of files.json, %lld files missing (%lld bytes)", b->len,
+	log_info("plan: %zu bytes%s, %lld files missing (%lld bytes)", b->len,
+	    b->gzip ? " (gzip)" : " of files.json",
 	    (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "missing_files")),
 	    (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "missing_bytes")));
 	httpd_respond_json(r, 200, o);
@@ -782,7 +813,8 @@ api_health(struct api *a)
 	/* What this updater takes beyond the first wire contract (clients check before sending). */
 	if ((feat = json_add_array(o, "features")) == NULL ||
 	    json_array_add_str(feat, "request_id") != 0 ||
-	    json_array_add_str(feat, "already_active") != 0) {
+	    json_array_add_str(feat, "already_active") != 0 ||
+	    json_array_add_str(feat, "plan_gzip") != 0) {
 		goto fail;
 	}
 	if (st.busy) {

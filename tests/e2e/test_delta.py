@@ -4,6 +4,7 @@ tarballs built here by hand (the master's side has its own tests). Releases
 are `make release` trees with shared extra files, re-packed by `tandem
 release pack` so they carry files.json."""
 
+import gzip
 import hashlib
 import io
 import json
@@ -53,9 +54,12 @@ def rels(build_dir, tmp_path_factory):
             for name, version, doc in (("r1", "1.0.0", "one\n"), ("r2", "2.0.0", "two\n"))}
 
 
-def plan(host, body, content_type="application/json", who=None, route="/update/plan"):
+def plan(host, body, content_type="application/json", who=None, route="/update/plan",
+         encoding=None):
+    extra = ["-H", "Content-Encoding: " + encoding] if encoding else []
     r = curl_run(host.url(route), host.pki.ca_crt, who or host.pki.master,
-                 "-H", "Content-Type: " + content_type, "--data-binary", "@-", input=body)
+                 "-H", "Content-Type: " + content_type, *extra, "--data-binary", "@-",
+                 input=body)
     assert r.rc == 0, r.stderr
     return r.status, r.json()
 
@@ -177,6 +181,43 @@ def test_plan_refusals(host, rels, pki):
     # GET is not the route.
     r = curl_run(host.url("/update/plan"), pki.ca_crt, pki.master)
     assert r.status in (404, 405), r.body
+
+
+def test_plan_body_gzip(host, rels):
+    """A plan request may come gzip-compressed (the master sends it so to updaters
+    listing plan_gzip): the same answer; a body that is not what it says is a 4xx."""
+    r1, r2 = rels["r1"], rels["r2"]
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, health = host.get("/health")
+    assert "plan_gzip" in health["features"], health
+    st, plain = plan(host, r2[1])
+    assert st == 200, plain
+    packed = gzip.compress(r2[1])
+    assert len(packed) * 2 < len(r2[1])
+    for enc in ("gzip", "GZIP"):
+        st, body = plan(host, packed, encoding=enc)
+        assert st == 200 and body == plain, body
+    st, body = plan(host, r2[1], encoding="identity")
+    assert st == 200 and body == plain, body
+    # Refused with a clear 400: not gzip, cut short, corrupt, gzip of no files.json,
+    # an encoding it does not take.
+    corrupt = bytearray(packed)
+    corrupt[len(corrupt) // 2] ^= 0xff
+    cases = ((r2[1], "gzip", "not gzip"), (packed[:len(packed) // 2], "gzip", "gzip"),
+             (bytes(corrupt), "gzip", "gzip"), (gzip.compress(b"{}"), "gzip", "plan"),
+             (packed, "br", "Content-Encoding br"), (packed, "gzip, gzip", "Content-Encoding"))
+    for bad, enc, words in cases:
+        st, body = plan(host, bad, encoding=enc)
+        assert st == 400, (enc, bad[:20], body)
+        assert body["detail"]["kind"] == "bad_request" and words in body["detail"]["error"], body
+    # Small on the wire, over the limit once inflated: 413, nothing kept.
+    bomb = gzip.compress(b" " * (33 << 20))
+    assert len(bomb) < 1 << 20
+    st, body = plan(host, bomb, encoding="gzip")
+    assert st == 413 and body["detail"]["kind"] == "too_large", body
+    st, body = plan(host, packed, encoding="gzip")
+    assert st == 200 and body == plain, body
 
 
 def test_tampered_active_file_is_a_mismatch(host, rels, tmp_path):

@@ -260,9 +260,14 @@ def test_hosts_with_the_same_plan_share_one_delta(fleet, rel, tmp_path):
                "--waves", "100%", "--json", check=0, env={"TMPDIR": str(tmp)})
     rows = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
     assert sorted(rows) == ["web1", "web2", "web3"], r.stdout
+    fj_len = len(subprocess.run(["tar", "-xOzf", rel["v2"], "files.json"], check=True,
+                                capture_output=True).stdout)
     for name, row in rows.items():
         assert row["agent"]["result"] == "updated" and row["transfer"] == "planned", row
         assert "assembled from a delta" in log_text(fleet, name), name
+        # The plan's request went gzip-compressed (the updaters list plan_gzip).
+        m = re.findall(r"plan: (\d+) bytes \(gzip\)", log_text(fleet, name))
+        assert m and int(m[-1]) * 2 < fj_len, (name, m, fj_len)
     # One delta, built for the canary, sent as it is in the next wave.
     assert len(re.findall(r": built a delta of \d+ files, \d+ bytes", r.stderr)) == 1, r.stderr
     assert len(re.findall(r": the delta of an earlier host", r.stderr)) == 2, r.stderr
@@ -283,8 +288,10 @@ def test_host_lacking_nearly_everything_gets_the_release_whole_unbuilt(fleet, re
     row = json.loads(r.stdout)["hosts"][0]
     assert row["agent"]["result"] == "updated" and row["transfer"] == "full", row
     assert "web1: the host lacks" in r.stderr and "built a delta" not in r.stderr, r.stderr
-    # The plan's request and the whole release.
+    # The plan's request (gzip-compressed files.json) and the whole release.
     fj_len = len(subprocess.run(["tar", "-xOzf", other, "files.json"], check=True,
                                 capture_output=True).stdout)
-    assert row["bytes_sent"] == fj_len + os.path.getsize(other), row
+    plan_len = int(re.findall(r"plan: (\d+) bytes \(gzip\)", log_text(fleet, "web1"))[-1])
+    assert plan_len < fj_len
+    assert row["bytes_sent"] == plan_len + os.path.getsize(other), row
     assert "assembled from a delta" not in log_text(fleet, "web1")

@@ -235,6 +235,70 @@ test_entry_limit(void **state)
 	release_files_free(&f);
 }
 
+/* The plan body's wire form: gzip and back, and what the inflater refuses. */
+static void
+test_gzip_roundtrip_and_refusals(void **state)
+{
+	struct err e = ERR_INIT;
+	char *gz = NULL, *back = NULL, *big;
+	size_t gzlen = 0, backlen = 0;
+
+	(void)state;
+	assert_int_equal(release_files_gzip(good, strlen(good), &gz, &gzlen, &e), 0);
+	assert_true(gzlen > 18 && gzlen < strlen(good));
+	assert_int_equal(release_files_gunzip(gz, gzlen, &back, &backlen, &e), 0);
+	assert_int_equal(backlen, strlen(good));
+	assert_memory_equal(back, good, backlen);
+	assert_int_equal(back[backlen], '\0');
+	free(back);
+
+	/* Not gzip: plain JSON, nothing, a short header. */
+	assert_int_equal(release_files_gunzip(good, strlen(good), &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	assert_null(back);
+	assert_int_equal(release_files_gunzip("", 0, &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	assert_int_equal(release_files_gunzip(gz, 10, &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	/* Cut short, and corrupt in its deflate data. */
+	assert_int_equal(release_files_gunzip(gz, gzlen - 9, &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	gz[12] = (char)~gz[12];
+	gz[gzlen / 2] = (char)~gz[gzlen / 2];
+	assert_int_equal(release_files_gunzip(gz, gzlen, &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_FORMAT);
+	assert_null(back);
+	free(gz);
+
+	/* A small body that inflates past RELEASE_FILES_MAX_BYTES; the limit itself is fine. */
+	big = malloc(RELEASE_FILES_MAX_BYTES + 1);
+	assert_non_null(big);
+	memset(big, ' ', RELEASE_FILES_MAX_BYTES + 1);
+	assert_int_equal(release_files_gzip(big, RELEASE_FILES_MAX_BYTES, &gz, &gzlen, &e), 0);
+	assert_true(gzlen < 1024 * 1024);
+	assert_int_equal(release_files_gunzip(gz, gzlen, &back, &backlen, &e), 0);
+	assert_int_equal(backlen, RELEASE_FILES_MAX_BYTES);
+	free(back);
+	{
+		/* A second member after the first: refused, whatever it holds. */
+		char *two = malloc(gzlen * 2);
+
+		assert_non_null(two);
+		memcpy(two, gz, gzlen);
+		memcpy(two + gzlen, gz, gzlen);
+		assert_int_equal(release_files_gunzip(two, gzlen * 2, &back, &backlen, &e), -1);
+		assert_null(back);
+		free(two);
+	}
+	free(gz);
+	assert_int_equal(release_files_gzip(big, RELEASE_FILES_MAX_BYTES + 1, &gz, &gzlen, &e), 0);
+	free(big);
+	assert_int_equal(release_files_gunzip(gz, gzlen, &back, &backlen, &e), -1);
+	assert_int_equal(e.kind, ERR_TOO_LARGE);
+	assert_null(back);
+	free(gz);
+}
+
 static void
 test_scan_and_read(void **state)
 {
@@ -331,6 +395,7 @@ main(void)
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_add_and_format_rules),
 		cmocka_unit_test(test_entry_limit),
+		cmocka_unit_test(test_gzip_roundtrip_and_refusals),
 		cmocka_unit_test_setup_teardown(test_scan_and_read, setup, teardown),
 	};
 
