@@ -276,12 +276,15 @@ def test_hosts_with_the_same_plan_share_one_delta(fleet, rel, tmp_path):
     assert os.listdir(tmp) == []
 
 
-def test_host_lacking_nearly_everything_gets_the_release_whole_unbuilt(fleet, rel, tmp_path):
+def test_host_lacking_nearly_everything_gets_the_release_whole_unbuilt(fleet, rel, tmp_path,
+                                                                     build_dir):
     """A plan naming 90 % of the release's file bytes or more: no delta is built
     (it would be about the release's size), the release goes whole."""
     fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
-    big = b"".join(hashlib.sha256(b"other %d" % i).digest() for i in range(1 << 19))
-    other = repack(rel["v1"], str(tmp_path / "other"), str(tmp_path / "other.tar.gz"), big,
+    # Other binaries (another version), other data: no content in common with v1.
+    base = make_release(build_dir, "3.0.0", str(tmp_path))
+    big = b"".join(hashlib.sha256(b"other %d" % i).digest() for i in range(1 << 12))
+    other = repack(base, str(tmp_path / "other"), str(tmp_path / "other.tar.gz"), big,
                    "other\n")
     r = fleet.tandem("-v", "swarm", "update", "--host", "web1", "--release", other, "--json",
                      check=0)
