@@ -1198,7 +1198,7 @@ deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, 
 /*
  * Ask the host's plan for FJ at PLAN (the agent's releases' route, or the
  * updater's own for a self-update) and get the delta of what it lacks
- * (pool_delta_get: built once per set of missing files per run).
+ * (deltas_get: built once per set of missing files per command).
  * Returns 1 with the delta (*OUT its path, *SIZE bytes), 0 when the full
  * release is to be sent (no plan route, a plan error, a delta not clearly
  * smaller), logged at debug level when it is unexpected.
