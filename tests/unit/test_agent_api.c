@@ -23,9 +23,10 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/version.h"
+#include "tests/unit/tmpdir.h"
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	char osr_path[128];
 	char bid_path[128];
 	struct api api;
@@ -50,8 +51,8 @@ setup(void **state)
 	size_t n;
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_agent_api.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	f->dir = tmpdir_make("agent_api");
+	assert_non_null(f->dir);
 	snprintf(path, sizeof(path), "%s/os-release", f->dir);
 	const char *osr = "NAME=Testix\nPRETTY_NAME=\"Testix 7 (unit)\"\n";
 	assert_int_equal(fs_write_atomic(path, osr, strlen(osr), 0644), 0);
@@ -84,7 +85,7 @@ teardown(void **state)
 	struct fixture *f = *state;
 
 	httpd_stop(f->srv, 1000, 0);
-	assert_int_equal(fs_rmtree(f->dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f);
 	return 0;
 }

@@ -15,15 +15,16 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_dir[64];
+static const char *g_dir;
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/test_agent_inventory.XXXXXX");
-	assert_non_null(mkdtemp(g_dir));
+	g_dir = tmpdir_make("agent_inventory");
+	assert_non_null(g_dir);
 	return 0;
 }
 
@@ -31,7 +32,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	assert_int_equal(fs_rmtree(g_dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	return 0;
 }
 

@@ -14,16 +14,17 @@
 #include "agent/options.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_dir[64];
+static const char *g_dir;
 static char g_real[PATH_MAX];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/test_agent_options.XXXXXX");
-	assert_non_null(mkdtemp(g_dir));
+	g_dir = tmpdir_make("agent_options");
+	assert_non_null(g_dir);
 	assert_non_null(realpath(g_dir, g_real));
 	return 0;
 }
@@ -32,7 +33,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	assert_int_equal(fs_rmtree(g_dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	return 0;
 }
 

@@ -21,12 +21,13 @@
 #include "master/backup.h"
 #include "master/registry.h"
 #include "pki/pki.h"
+#include "tests/unit/tmpdir.h"
 
 #define PASS "unit test passphrase"
 #define FP "abababababababababababababababababababababababababababababababab"
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	char home[128];
 	char home2[128];
 	char file[128];
@@ -44,8 +45,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-backup-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("backup");
+	if (f->dir == NULL) {
 		return -1;
 	}
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
@@ -71,7 +72,7 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

@@ -22,6 +22,7 @@
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "tests/unit/tmpdir.h"
 
 struct cfg {
 	char *name;
@@ -64,7 +65,7 @@ static const struct config_option tbl[] = {
 #define N ARRAY_LEN(tbl)
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	struct cfg c;
 };
 
@@ -77,8 +78,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-ut-cfg-XXXXXX");
-	if (mkdtemp(f->dir) == NULL || config_defaults(tbl, N, &f->c, &e) != 0) {
+	f->dir = tmpdir_make("config");
+	if (f->dir == NULL || config_defaults(tbl, N, &f->c, &e) != 0) {
 		free(f);
 		return -1;
 	}
@@ -90,7 +91,7 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	config_free(tbl, N, &f->c);
 	free(f);

@@ -20,9 +20,10 @@
 #include "common/fs.h"
 #include "pki/crl.h"
 #include "pki/pki.h"
+#include "tests/unit/tmpdir.h"
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	char home[128];
 	char home2[128];
 	char ca[192];
@@ -38,8 +39,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-crl-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("crl");
+	if (f->dir == NULL) {
 		free(f);
 		return -1;
 	}
@@ -60,7 +61,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

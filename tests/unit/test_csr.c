@@ -22,9 +22,10 @@
 #include "common/tls.h"
 #include "pki/csr.h"
 #include "pki/pki.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	char home[128];
 	char key[128];
 	char crt[128];
@@ -40,8 +41,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-csr-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("csr");
+	if (f->dir == NULL) {
 		return -1;
 	}
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
@@ -58,7 +59,7 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

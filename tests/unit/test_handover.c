@@ -23,8 +23,9 @@
 #include "common/json.h"
 #include "updater/journal.h"
 #include "updater/handover.h"
+#include "tests/unit/tmpdir.h"
 
-static char root[64];
+static const char *root;
 
 static int
 setup(void **state)
@@ -32,8 +33,8 @@ setup(void **state)
 	char p[PATH_MAX];
 
 	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_handover.XXXXXX");
-	if (mkdtemp(root) == NULL) {
+	root = tmpdir_make("handover");
+	if (root == NULL) {
 		return -1;
 	}
 	snprintf(p, sizeof(p), "%s/state", root);
@@ -44,7 +45,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	return fs_rmtree(root);
+	return tmpdir_remove();
 }
 
 static void

@@ -27,9 +27,10 @@
 #include "pki/hostcert.h"
 #include "pki/pki.h"
 #include "pki/trust.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	char home[128];
 	char home2[128];
 	char ca[192];
@@ -50,8 +51,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-hostcert-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("hostcert");
+	if (f->dir == NULL) {
 		return -1;
 	}
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
@@ -81,7 +82,7 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

@@ -35,6 +35,7 @@
 #include "common/util.h"
 #include "common/version.h"
 #include "pki/pki.h"
+#include "tests/unit/tmpdir.h"
 
 /* ---- the parser ---- */
 
@@ -1143,7 +1144,7 @@ test_connect_errors(void **state)
 
 /* ---- over mutual TLS on 127.0.0.1 ---- */
 
-static char g_home[64];
+static const char *g_home;
 static char g_srv_crt[128], g_srv_key[128], g_ca[128], g_m_crt[128], g_m_key[128];
 
 static int
@@ -1155,8 +1156,8 @@ tls_group_setup(void **state)
 
 	(void)state;
 	log_init("test_httpc", LOG_LVL_ERROR);
-	snprintf(g_home, sizeof(g_home), "/tmp/tandem-test-httpc-XXXXXX");
-	if (mkdtemp(g_home) == NULL) {
+	g_home = tmpdir_make("httpc");
+	if (g_home == NULL) {
 		return -1;
 	}
 	snprintf(g_ca, sizeof(g_ca), "%s/" PKI_CA_CRT, g_home);
@@ -1183,7 +1184,7 @@ static int
 tls_group_teardown(void **state)
 {
 	(void)state;
-	return g_home[0] != '\0' ? fs_rmtree(g_home) : 0;
+	return g_home != NULL ? tmpdir_remove() : 0;
 }
 
 enum tsrv_mode {

@@ -27,9 +27,10 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	char path[128];
 };
 
@@ -41,8 +42,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-ut-log-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("log");
+	if (f->dir == NULL) {
 		free(f);
 		return -1;
 	}
@@ -66,7 +67,7 @@ teardown(void **state)
 	if (log_set_target(LOG_TO_STDERR) != 0) {
 		rc = -1;
 	}
-	if (fs_rmtree(f->dir) != 0) {
+	if (tmpdir_remove() != 0) {
 		rc = -1;
 	}
 	free(f);

@@ -23,12 +23,13 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "updater/masterpins.h"
+#include "tests/unit/tmpdir.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define FP_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define FP_C "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
-static char g_dir[64];
+static const char *g_dir;
 static char g_fp_a[] = FP_A; /* config pins are char * (updater_config) */
 static char g_nothex[] = "nothex";
 static int g_written;
@@ -46,8 +47,8 @@ setup(void **state)
 {
 	(void)state;
 	log_init("test_masterpins", LOG_LVL_ERROR);
-	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-pins-XXXXXX");
-	assert_non_null(mkdtemp(g_dir));
+	g_dir = tmpdir_make("masterpins");
+	assert_non_null(g_dir);
 	testhook_set(count_points);
 	g_written = 0;
 	return 0;
@@ -58,7 +59,7 @@ teardown(void **state)
 {
 	(void)state;
 	testhook_set(NULL);
-	assert_int_equal(fs_rmtree(g_dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	return 0;
 }
 

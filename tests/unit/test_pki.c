@@ -33,9 +33,10 @@
 #include "common/tls.h"
 #include "common/util.h"
 #include "pki/pki.h"
+#include "tests/unit/tmpdir.h"
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	char home[128];
 };
 
@@ -47,8 +48,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-pki-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("pki");
+	if (f->dir == NULL) {
 		free(f);
 		return -1;
 	}
@@ -61,7 +62,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	free(f);
 	return rc;

@@ -31,6 +31,7 @@
 #include "common/proc.h"
 #include "common/tls.h"
 #include "updater/probe.h"
+#include "tests/unit/tmpdir.h"
 
 #define SHA_NEW "1111111111111111111111111111111111111111111111111111111111111111"
 #define SHA_OLD "2222222222222222222222222222222222222222222222222222222222222222"
@@ -56,7 +57,7 @@ struct script {
 };
 
 struct env {
-	char dir[64];
+	const char *dir;
 	struct tls_ctx *srv_tls;
 	struct tls_ctx *cli_tls;     /* the updater's certificate */
 	struct tls_ctx *foreign_tls; /* a client certificate from another CA */
@@ -243,8 +244,8 @@ group_setup(void **state)
 	assert_non_null(e);
 	pthread_mutex_init(&e->sc.mu, NULL);
 	script_reset(&e->sc);
-	snprintf(e->dir, sizeof(e->dir), "/tmp/test_probe.XXXXXX");
-	assert_non_null(mkdtemp(e->dir));
+	e->dir = tmpdir_make("probe");
+	assert_non_null(e->dir);
 	path_in(e, "openssl.cnf", path, sizeof(path));
 	assert_int_equal(fs_write_atomic(path, cnf_text, strlen(cnf_text), 0600), 0);
 	make_cert(e, NULL, "ca", "/CN=Test CA", "v_ca");
@@ -293,7 +294,7 @@ group_teardown(void **state)
 	tls_ctx_free(e->srv_tls);
 	tls_ctx_free(e->cli_tls);
 	tls_ctx_free(e->foreign_tls);
-	assert_int_equal(fs_rmtree(e->dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	pthread_mutex_destroy(&e->sc.mu);
 	free(e);
 	return 0;

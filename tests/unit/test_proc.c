@@ -26,9 +26,10 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/util.h"
+#include "tests/unit/tmpdir.h"
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	int rd; /* read end of the report pipe */
 	int wr; /* write end, passed as keep_fd (>= 3) */
 };
@@ -40,8 +41,8 @@ setup(void **state)
 	int p[2];
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_proc.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	f->dir = tmpdir_make("proc");
+	assert_non_null(f->dir);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	f->rd = p[0];
 	f->wr = p[1];
@@ -56,7 +57,7 @@ teardown(void **state)
 
 	close(f->rd);
 	close(f->wr);
-	assert_int_equal(fs_rmtree(f->dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f);
 	return 0;
 }

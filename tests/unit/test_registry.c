@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "master/registry.h"
+#include "tests/unit/tmpdir.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define FP_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -36,10 +37,10 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char tmpl[] = "/tmp/test_registry.XXXXXX";
+	const char *tmpl = tmpdir_make("registry");
 
 	assert_non_null(f);
-	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(tmpl);
 	/* HOME itself does not exist yet: open must create it 0700. */
 	assert_true(snprintf(f->home, sizeof(f->home), "%s/home", tmpl) > 0);
 	assert_true(snprintf(f->db, sizeof(f->db), "%s/home/registry.db", tmpl) > 0);
@@ -51,12 +52,9 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char *slash;
 
 	registry_close(f->reg);
-	slash = strrchr(f->home, '/');
-	*slash = '\0';
-	assert_int_equal(fs_rmtree(f->home), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f);
 	return 0;
 }

@@ -21,13 +21,13 @@
 #include "master/registry.h"
 #include "master/registry_rollout.h"
 #include "master/selector.h"
+#include "tests/unit/tmpdir.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SHA1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define SHA2 "2222222222222222222222222222222222222222222222222222222222222222"
 
 struct fx {
-	char root[PATH_MAX];
 	char home[PATH_MAX];
 	struct registry *reg;
 };
@@ -36,11 +36,10 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char tmpl[] = "/tmp/test_registry_rollout.XXXXXX";
+	const char *tmpl = tmpdir_make("registry_rollout");
 
 	assert_non_null(f);
-	assert_non_null(mkdtemp(tmpl));
-	snprintf(f->root, sizeof(f->root), "%s", tmpl);
+	assert_non_null(tmpl);
 	assert_true(snprintf(f->home, sizeof(f->home), "%s/home", tmpl) > 0);
 	*state = f;
 	return 0;
@@ -52,7 +51,7 @@ teardown(void **state)
 	struct fx *f = *state;
 
 	registry_close(f->reg);
-	assert_int_equal(fs_rmtree(f->root), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f);
 	return 0;
 }

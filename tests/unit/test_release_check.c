@@ -19,16 +19,17 @@
 
 #include "common/fs.h"
 #include "common/release_check.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_dir[64];
+static const char *g_dir;
 static char g_tgz[128];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/test_release_check.XXXXXX");
-	if (mkdtemp(g_dir) == NULL) {
+	g_dir = tmpdir_make("release_check");
+	if (g_dir == NULL) {
 		return -1;
 	}
 	snprintf(g_tgz, sizeof(g_tgz), "%s/r.tar.gz", g_dir);
@@ -39,7 +40,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	return fs_rmtree(g_dir);
+	return tmpdir_remove();
 }
 
 /* One entry of a test tarball: TYPE 'f' file, 'd' dir, 'l' symlink, 'h' hardlink, 'c' device. */

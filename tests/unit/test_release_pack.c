@@ -27,6 +27,7 @@
 #include "common/digest.h"
 #include "master/release_pack.h"
 #include "updater/extract.h"
+#include "tests/unit/tmpdir.h"
 
 #define PEM_KEY \
 	"-----BEGIN PRIVATE KEY-----\n" \
@@ -39,7 +40,7 @@
 	"-----END CERTIFICATE-----\n"
 
 struct fx {
-	char root[PATH_MAX];
+	const char *root;
 	char tree[PATH_MAX];
 	char out[PATH_MAX];
 	struct err err;
@@ -53,8 +54,8 @@ setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	assert_true(snprintf(f->root, sizeof(f->root), "/tmp/test_release_pack.XXXXXX") > 0);
-	assert_non_null(mkdtemp(f->root));
+	f->root = tmpdir_make("release_pack");
+	assert_non_null(f->root);
 	assert_true(snprintf(f->tree, sizeof(f->tree), "%s/tree", f->root) > 0);
 	assert_true(snprintf(f->out, sizeof(f->out), "%s/out", f->root) > 0);
 	assert_int_equal(mkdir(f->tree, 0755), 0);
@@ -68,7 +69,7 @@ teardown(void **state)
 {
 	struct fx *f = *state;
 
-	assert_int_equal(fs_rmtree(f->root), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	release_pack_refusals_free(&f->ref);
 	free(f);
 	return 0;

@@ -21,11 +21,12 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "master/release_sign.h"
+#include "tests/unit/tmpdir.h"
 
 #define SETS(dst, src) assert_int_equal(strlcpy_chk((dst), (src), sizeof(dst)), 0)
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	char tarball[128];
 	struct sign_key *rel, *root, *other;
 	struct sign_keyring kr;
@@ -75,8 +76,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-rsign-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("release_sign");
+	if (f->dir == NULL) {
 		return -1;
 	}
 	snprintf(f->tarball, sizeof(f->tarball), "%s/r.tar.gz", f->dir);
@@ -111,7 +112,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	sign_key_free(f->rel);
 	sign_key_free(f->root);

@@ -33,9 +33,10 @@
 #include "master/certs.h"
 #include "pki/pki.h"
 #include "updater/renew.h"
+#include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
+	const char *dir;
 	char home[128];
 	char ca[192];
 	char crt[192];
@@ -81,8 +82,8 @@ setup(void **state)
 
 	log_init("test_renew", LOG_LVL_ERROR);
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-renew-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	f->dir = tmpdir_make("renew");
+	assert_non_null(f->dir);
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
 	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
 	snprintf(f->crt, sizeof(f->crt), "%s/boot/updater.crt", f->dir);
@@ -130,7 +131,7 @@ teardown(void **state)
 
 	httpd_stop(f->srv, 1000, 0);
 	renew_free(f->rw);
-	assert_int_equal(fs_rmtree(f->dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 	free(f);
 	return 0;
 }

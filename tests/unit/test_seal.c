@@ -19,19 +19,20 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "pki/seal.h"
+#include "tests/unit/tmpdir.h"
 
 #define PASS "correct horse"
 #define ITER 10000
 
-static char g_dir[64];
+static const char *g_dir;
 static char g_path[128];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-seal-XXXXXX");
-	if (mkdtemp(g_dir) == NULL) {
+	g_dir = tmpdir_make("seal");
+	if (g_dir == NULL) {
 		return -1;
 	}
 	snprintf(g_path, sizeof(g_path), "%s/s", g_dir);
@@ -42,7 +43,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	return fs_rmtree(g_dir);
+	return tmpdir_remove();
 }
 
 /* Seal LEN pseudo-random bytes (written in pieces of STEP) into g_path. */

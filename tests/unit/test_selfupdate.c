@@ -21,8 +21,9 @@
 
 #include "common/fs.h"
 #include "updater/selfupdate.h"
+#include "tests/unit/tmpdir.h"
 
-static char root[64];
+static const char *root;
 
 static int
 setup(void **state)
@@ -30,8 +31,8 @@ setup(void **state)
 	char p[PATH_MAX];
 
 	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_selfupdate.XXXXXX");
-	if (mkdtemp(root) == NULL) {
+	root = tmpdir_make("selfupdate");
+	if (root == NULL) {
 		return -1;
 	}
 	snprintf(p, sizeof(p), "%s/state", root);
@@ -43,7 +44,7 @@ teardown(void **state)
 {
 	(void)state;
 	unsetenv(SELFUPDATE_ENV_LISTEN_FD);
-	return fs_rmtree(root);
+	return tmpdir_remove();
 }
 
 static void

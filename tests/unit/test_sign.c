@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "pki/sign.h"
+#include "tests/unit/tmpdir.h"
 
 #define SHA_A "4f2d1c0b2a6e8f1d3c5b7a9e0d2f4b6a8c0e1f3d5b7a9c0e2f4d6b8a0c1e3f5d"
 #define SHA_B "0000000000000000000000000000000000000000000000000000000000000001"
@@ -49,7 +50,7 @@ static const char ossl_sig_b64[] =
 #define SETS(dst, src) assert_int_equal(strlcpy_chk((dst), (src), sizeof(dst)), 0)
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	struct sign_key *root[3];
 	struct sign_key *rel[3];
 };
@@ -62,8 +63,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-sign-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("sign");
+	if (f->dir == NULL) {
 		free(f);
 		return -1;
 	}
@@ -82,7 +83,7 @@ teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	if (fs_rmtree(f->dir) != 0) {
+	if (tmpdir_remove() != 0) {
 		return -1;
 	}
 	for (int i = 0; i < 3; i++) {

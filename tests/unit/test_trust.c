@@ -25,12 +25,13 @@
 #include "common/log.h"
 #include "common/testhook.h"
 #include "updater/trust.h"
+#include "tests/unit/tmpdir.h"
 
 #define SETS(dst, src) assert_int_equal(strlcpy_chk((dst), (src), sizeof(dst)), 0)
 #define SHA_A "4f2d1c0b2a6e8f1d3c5b7a9e0d2f4b6a8c0e1f3d5b7a9c0e2f4d6b8a0c1e3f5d"
 
 struct fixture {
-	char dir[64];
+	const char *dir;
 	char state[96];
 	char boot[96];
 	struct sign_key *root[2];
@@ -55,8 +56,8 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-test-trust-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	f->dir = tmpdir_make("trust");
+	if (f->dir == NULL) {
 		return -1;
 	}
 	snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
@@ -80,7 +81,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	int rc = fs_rmtree(f->dir);
+	int rc = tmpdir_remove();
 
 	testhook_set(NULL);
 	for (int i = 0; i < 2; i++) {
