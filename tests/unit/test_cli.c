@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "master/cli.h"
+#include "tests/unit/tmpdir.h"
 
 /* Everything FN writes to stdout while it runs (stdout is redirected to a file). */
 static char *
@@ -355,13 +357,14 @@ test_fail_json(void **state)
 static void
 test_home_check(void **state)
 {
-	char dir[] = "/tmp/tandem-ut-cli-home-XXXXXX", sub[64];
+	const char *dir = tmpdir_make("cli-home");
+	char sub[PATH_MAX];
 	struct cli cli = { .home = dir, .home_source = "from --home" };
 	struct err e = ERR_INIT;
 	FILE *fp;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(dir);
 	assert_int_equal(cli_home_check(&cli, &e), -1);
 	assert_int_equal(e.kind, ERR_NOT_FOUND);
 	assert_non_null(strstr(err_msg(&e), dir));
@@ -383,6 +386,7 @@ test_home_check(void **state)
 	assert_non_null(strstr(err_msg(&e), "no master home at"));
 	cli.home = NULL;
 	assert_int_equal(cli_home_check(&cli, &e), -1);
+	assert_int_equal(tmpdir_remove(), 0);
 }
 
 int

@@ -23,6 +23,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "updater/extract.h"
+#include "tests/unit/tmpdir.h"
 
 struct ent {
 	const char *path;
@@ -116,15 +117,13 @@ make_tar(struct buf *b, const struct ent *ents, size_t n, int gz)
 	archive_write_free(a);
 }
 
-static char tmpdir[PATH_MAX];
 static char oldcwd[PATH_MAX];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_extract.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL || getcwd(oldcwd, sizeof(oldcwd)) == NULL || chdir(tmpdir) != 0) {
+	if (tmpdir_make("extract") == NULL || getcwd(oldcwd, sizeof(oldcwd)) == NULL || chdir(tmpdir_path()) != 0) {
 		return -1;
 	}
 	return 0;
@@ -134,7 +133,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	if (chdir(oldcwd) != 0 || fs_rmtree(tmpdir) != 0) {
+	if (chdir(oldcwd) != 0 || tmpdir_remove() != 0) {
 		return -1;
 	}
 	return 0;

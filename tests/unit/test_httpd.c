@@ -31,8 +31,9 @@
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_dir[64];
+static const char *g_dir;
 static struct tls_ctx *g_server_tls;
 static struct tls_ctx *g_master;
 static struct tls_ctx *g_agent;
@@ -156,8 +157,8 @@ group_setup(void **state)
 
 	(void)state;
 	log_init("test_httpd", getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
-	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-httpd-XXXXXX");
-	if (mkdtemp(g_dir) == NULL) {
+	g_dir = tmpdir_make("httpd");
+	if (g_dir == NULL) {
 		return -1;
 	}
 	path_of(cakey, sizeof(cakey), "ca", "key");
@@ -178,13 +179,11 @@ group_setup(void **state)
 static int
 group_teardown(void **state)
 {
-	const char *rm[] = { "rm", "-rf", g_dir, NULL };
-
 	(void)state;
 	tls_ctx_free(g_server_tls);
 	tls_ctx_free(g_master);
 	tls_ctx_free(g_agent);
-	return run_argv(rm);
+	return tmpdir_remove();
 }
 
 /* ---- routes under test ---- */

@@ -40,6 +40,7 @@
 #include "updater/config.h"
 #include "updater/handover.h"
 #include "updater/install.h"
+#include "tests/unit/tmpdir.h"
 
 /* ---- a full disk, on demand ---- */
 
@@ -214,7 +215,8 @@ struct fake {
 };
 
 static struct fake fake;
-static char base[64], root[128], oldcwd[PATH_MAX];
+static const char *base;
+static char root[128], oldcwd[PATH_MAX];
 
 static int
 fake_stop(void *arg, struct err *e)
@@ -348,12 +350,12 @@ static int
 setup(void **state)
 {
 	(void)state;
-	(void)snprintf(base, sizeof(base), "/tmp/test_install.XXXXXX");
-	if (mkdtemp(base) == NULL || getcwd(oldcwd, sizeof(oldcwd)) == NULL) {
+	base = tmpdir_make("install");
+	if (base == NULL || getcwd(oldcwd, sizeof(oldcwd)) == NULL) {
 		return -1;
 	}
-	(void)snprintf(root, sizeof(root), "%s/install", base);
-	if (mkdir(root, 0755) != 0 || chdir(root) != 0) {
+	if (snprintf(root, sizeof(root), "%s/install", base) >= (int)sizeof(root) ||
+	    mkdir(root, 0755) != 0 || chdir(root) != 0) {
 		return -1;
 	}
 	memset(&cfg, 0, sizeof(cfg));
@@ -390,7 +392,7 @@ teardown(void **state)
 	install_free(in);
 	in = NULL;
 	updater_config_free(&cfg);
-	if (chdir(oldcwd) != 0 || fs_rmtree(base) != 0) {
+	if (chdir(oldcwd) != 0 || tmpdir_remove() != 0) {
 		return -1;
 	}
 	return 0;

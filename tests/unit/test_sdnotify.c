@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
+#include "tests/unit/tmpdir.h"
 
 static int
 bind_dgram(struct sockaddr_un *sun, socklen_t len)
@@ -41,13 +42,12 @@ recv_is(int fd, const char *want)
 static void
 test_socket_path(void **state)
 {
-	char dir[64];
+	const char *dir = tmpdir_make("sdnotify");
 	struct sockaddr_un sun;
 	int fd;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test_sdnotify.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(dir);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify", dir);
@@ -70,7 +70,7 @@ test_socket_path(void **state)
 
 	/* Nobody listening any more. */
 	assert_int_equal(sdnotify_send(sun.sun_path, "READY=1"), -1);
-	assert_int_equal(fs_rmtree(dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 }
 
 static void

@@ -26,10 +26,11 @@
 #include "common/testhook.h"
 #include "updater/journal.h"
 #include "updater/store.h"
+#include "tests/unit/tmpdir.h"
 
 #define CRASH_EXIT 77
 
-static char root[64];
+static const char *root;
 static struct store st;
 
 static int
@@ -38,8 +39,8 @@ setup(void **state)
 	struct err err = ERR_INIT;
 
 	(void)state;
-	snprintf(root, sizeof(root), "/tmp/test_store.XXXXXX");
-	if (mkdtemp(root) == NULL || chdir(root) != 0) {
+	root = tmpdir_make("store");
+	if (root == NULL || chdir(root) != 0) {
 		return -1;
 	}
 	if (store_init(&st, root, 2, &err) != 0) {
@@ -54,7 +55,7 @@ teardown(void **state)
 {
 	(void)state;
 	testhook_set(NULL);
-	if (chdir("/") != 0 || fs_rmtree(root) != 0) {
+	if (chdir("/") != 0 || tmpdir_remove() != 0) {
 		return -1;
 	}
 	return 0;

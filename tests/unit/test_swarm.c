@@ -24,6 +24,7 @@
 #include "master/swarm_push.h"
 #include "master/swarm_result.h"
 #include "updater/config.h"
+#include "tests/unit/tmpdir.h"
 
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
@@ -476,7 +477,8 @@ test_conf_texts(void **state)
 	struct reg_host h;
 	struct updater_config ucfg;
 	struct agent_options ao;
-	char text[4096], dir[] = "/tmp/test_swarm.XXXXXX", path[PATH_MAX];
+	const char *dir = tmpdir_make("swarm");
+	char text[4096], path[PATH_MAX];
 	char *argv[] = { (char *)"tandem-agent", (char *)"--config", path, NULL };
 	struct err e = ERR_INIT;
 
@@ -488,7 +490,7 @@ test_conf_texts(void **state)
 	h.updater_port = 9002;
 	memset(h.agent_fp, 'b', 64);
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(dir);
 	assert_int_equal(swarm_updater_conf(&h, "tandem-master", SHA_A, 0, text, sizeof(text)), 0);
 	memset(&ucfg, 0, sizeof(ucfg));
 	assert_int_equal(config_defaults(updater_config_table, updater_config_table_len, &ucfg, &e),
@@ -538,7 +540,7 @@ test_conf_texts(void **state)
 	assert_string_equal(ao.cfg.master_cn, "tandem-master");
 	options_free(&ao);
 	assert_int_equal(swarm_agent_conf(&h, "tandem-master", text, 32), -1);
-	assert_int_equal(fs_rmtree(dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 }
 
 /*
@@ -603,12 +605,12 @@ test_pool_fail_closed(void **state)
 	struct swarm_ctx c;
 	struct swarm_job *jobs;
 	struct reg_push *log = NULL;
-	char dir[] = "/tmp/test_swarm_pool.XXXXXX";
+	const char *dir = tmpdir_make("swarm_pool");
 	size_t n = 0, i, nlog = 0;
 	const int bounds[] = { 1, 3, 64 };
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(dir);
 	memset(&c, 0, sizeof(c));
 	c.home = dir;
 	c.quiet = 1;
@@ -664,7 +666,7 @@ test_pool_fail_closed(void **state)
 	free(log);
 	free(jobs);
 	registry_close(c.reg);
-	assert_int_equal(fs_rmtree(dir), 0);
+	assert_int_equal(tmpdir_remove(), 0);
 }
 
 int

@@ -28,8 +28,9 @@
 #include "common/fs.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "tests/unit/tmpdir.h"
 
-static char g_dir[64];
+static const char *g_dir;
 
 /* ---- certificate generation with the openssl CLI ---- */
 
@@ -139,20 +140,12 @@ issue(const char *ca, const char *name, const char *subj, const char *eku, int r
 }
 
 static int
-rm_tree(const char *dir)
-{
-	const char *argv[] = { "rm", "-rf", dir, NULL };
-
-	return run_argv(argv);
-}
-
-static int
 group_setup(void **state)
 {
 	(void)state;
 	log_init("test_tls", LOG_LVL_ERROR);
-	snprintf(g_dir, sizeof(g_dir), "/tmp/tandem-test-tls-XXXXXX");
-	if (mkdtemp(g_dir) == NULL) {
+	g_dir = tmpdir_make("tls");
+	if (g_dir == NULL) {
 		return -1;
 	}
 	if (make_ca("ca", "Unit CA") != 0 || make_ca("other", "Other CA") != 0 ||
@@ -174,7 +167,7 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	return g_dir[0] != '\0' ? rm_tree(g_dir) : 0;
+	return g_dir != NULL ? tmpdir_remove() : 0;
 }
 
 /* ---- contexts and handshakes ---- */
