@@ -34,6 +34,7 @@
 #include "pki/sign.h"
 #include "updater/config.h"
 #include "updater/bundle.h"
+#include "tests/unit/tmpdir.h"
 
 /* The packaged files, as an admin may have edited them (comment, extra key). */
 #define PKG_UPDATER_CONF                                                                   \
@@ -59,7 +60,7 @@ static const char *const files[] = { "ca.crt", "agent.crt", "agent.key", "update
 
 /* Made once: two hosts of one fleet, one host of another, one of a master with release keys. */
 struct world {
-	char dir[64];
+	const char *dir;
 	char web1[128], web2[128], other[128], signedb[128];
 	char user[64];
 	char *unsigned_keyring; /* a keyring document without its root signature */
@@ -157,8 +158,8 @@ group_setup(void **state)
 		return -1;
 	}
 	snprintf(w->user, sizeof(w->user), "%s", pw->pw_name);
-	snprintf(w->dir, sizeof(w->dir), "/tmp/tandem-ut-bundle-XXXXXX");
-	if (mkdtemp(w->dir) == NULL) {
+	w->dir = tmpdir_make("bundle");
+	if (w->dir == NULL) {
 		return -1;
 	}
 	log_init("test-bundle", LOG_LVL_WARN);
@@ -185,7 +186,7 @@ static int
 group_teardown(void **state)
 {
 	struct world *w = *state;
-	int rc = fs_rmtree(w->dir);
+	int rc = tmpdir_remove();
 
 	free(w->unsigned_keyring);
 	free(w);
@@ -235,8 +236,9 @@ setup(void **state)
 		return -1;
 	}
 	f->w = w;
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", w->dir);
-	if (mkdtemp(f->dir) == NULL) {
+	/* Each test's own directory inside the group's. */
+	snprintf(f->dir, sizeof(f->dir), "%s/t", w->dir);
+	if (mkdir(f->dir, 0700) != 0) {
 		return -1;
 	}
 	snprintf(f->bundle, sizeof(f->bundle), "%s/bundle", f->dir);

@@ -34,8 +34,8 @@
 #include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[64];
-	char out[64]; /* a directory outside the trees we remove */
+	char dir[96];
+	char out[96]; /* a directory outside the trees we remove */
 	int mounted;
 	char mnt[128];
 };
@@ -48,12 +48,15 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tandem-ut-fs-XXXXXX");
-	snprintf(f->out, sizeof(f->out), "/tmp/tandem-ut-fsout-XXXXXX");
-	if (mkdtemp(f->dir) == NULL || mkdtemp(f->out) == NULL) {
+	/* Two siblings in the test's directory: the tests remove only below dir. */
+	if (tmpdir_make("fs") == NULL) {
 		free(f);
 		return -1;
 	}
+	tmpdir_mkdir("dir", 0700);
+	tmpdir_mkdir("out", 0700);
+	tmpdir_join(f->dir, sizeof(f->dir), "dir");
+	tmpdir_join(f->out, sizeof(f->out), "out");
 	*state = f;
 	return 0;
 }
@@ -67,7 +70,7 @@ teardown(void **state)
 	if (f->mounted && umount2(f->mnt, MNT_DETACH) != 0) {
 		rc = -1;
 	}
-	if (fs_rmtree(f->dir) != 0 || fs_rmtree(f->out) != 0) {
+	if (tmpdir_remove() != 0) {
 		rc = -1;
 	}
 	free(f);
@@ -1177,10 +1180,15 @@ test_tmp_root(void **state)
 	assert_int_equal(setenv("TMPDIR", "relative/dir", 1), 0);
 	assert_string_equal(fs_tmp_root(), "/tmp");
 
-	/* A private root of our own, as TMPDIR. */
-	assert_true(snprintf(root, sizeof(root), "%s/tandem-ut-root.XXXXXX",
-	    saved != NULL && saved[0] == '/' ? saved : "/tmp") < (int)sizeof(root));
-	assert_non_null(mkdtemp(root));
+	/* A private root of our own (made under the saved TMPDIR), as TMPDIR. */
+	if (saved != NULL) {
+		assert_int_equal(setenv("TMPDIR", saved, 1), 0);
+	} else {
+		assert_int_equal(unsetenv("TMPDIR"), 0);
+	}
+	d = tmpdir_make("root");
+	assert_non_null(d);
+	assert_true(snprintf(root, sizeof(root), "%s", d) < (int)sizeof(root));
 	assert_int_equal(setenv("TMPDIR", root, 1), 0);
 	assert_string_equal(fs_tmp_root(), root);
 	d = tmpdir_make("fs");
