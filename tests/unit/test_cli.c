@@ -27,13 +27,11 @@
 static char *
 capture_stdout(void (*fn)(void *), void *arg)
 {
-	char path[] = "/tmp/tandem-ut-cli-XXXXXX";
 	char *buf;
 	long n;
-	int fd = mkstemp(path), saved;
+	int fd = tmpdir_anon_fd(), saved;
 	FILE *fp;
 
-	assert_true(fd >= 0);
 	fflush(stdout);
 	saved = dup(STDOUT_FILENO);
 	assert_true(saved >= 0);
@@ -42,8 +40,7 @@ capture_stdout(void (*fn)(void *), void *arg)
 	fflush(stdout);
 	assert_true(dup2(saved, STDOUT_FILENO) >= 0);
 	close(saved);
-	close(fd);
-	fp = fopen(path, "r");
+	fp = fdopen(fd, "r");
 	assert_non_null(fp);
 	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
 	n = ftell(fp);
@@ -52,7 +49,6 @@ capture_stdout(void (*fn)(void *), void *arg)
 	assert_non_null(buf);
 	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
 	fclose(fp);
-	unlink(path);
 	return buf;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/digest.h"
+#include "tests/unit/tmpdir.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -109,15 +110,13 @@ test_misuse_fails_closed(void **state)
 static void
 test_fd(void **state)
 {
-	char path[] = "/tmp/test_digest.XXXXXX", hex[DIGEST_HEX_LEN + 1];
+	char hex[DIGEST_HEX_LEN + 1];
 	struct err e = ERR_INIT;
 	uint64_t size = 7;
 	int fd, p[2];
 
 	(void)state;
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(unlink(path), 0);
+	fd = tmpdir_anon_fd();
 	assert_int_equal(digest_fd(fd, hex, &size, &e), 0);
 	assert_string_equal(hex, EMPTY_SHA256);
 	assert_int_equal(size, 0);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "tests/unit/tmpdir.h"
@@ -76,4 +77,18 @@ tmpdir_mkdir(const char *rel, mode_t mode)
 	tmpdir_join(p, sizeof(p), rel);
 	assert_int_equal(mkdir(p, mode), 0);
 	assert_int_equal(chmod(p, mode), 0);
+}
+
+int
+tmpdir_anon_fd(void)
+{
+	char p[PATH_MAX];
+	int n = snprintf(p, sizeof(p), "%s/tandem-ut-anon.XXXXXX", fs_tmp_root());
+	int fd;
+
+	assert_true(n > 0 && (size_t)n < sizeof(p));
+	fd = mkstemp(p);
+	assert_true(fd >= 0);
+	assert_int_equal(unlink(p), 0);
+	return fd;
 }

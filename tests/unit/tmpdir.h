@@ -24,5 +24,10 @@ void tmpdir_join(char *buf, size_t size, const char *rel);
 void tmpdir_put(const char *rel, const char *content, mode_t mode);
 /* Make the directory REL with exactly MODE. */
 void tmpdir_mkdir(const char *rel, mode_t mode);
+/*
+ * A new empty file under fs_tmp_root(), already unlinked: its read-write
+ * descriptor (the caller closes it). Works with or without tmpdir_make().
+ */
+int tmpdir_anon_fd(void);
 
 #endif
