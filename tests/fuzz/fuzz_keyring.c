@@ -7,6 +7,7 @@
  * keyring empty; an accepted document prints to bytes that parse to the
  * same keys and thresholds; an accepted rotation is exactly version 2.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,13 +33,15 @@ static struct sign_keyring cur;
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char path[] = "/tmp/fuzz-keyring-XXXXXX";
+	char path[PATH_MAX];
 	struct sign_key *k = NULL;
-	int fd;
+	int fd = -1;
 
 	(void)argc;
 	(void)argv;
-	fd = mkstemp(path);
+	if (snprintf(path, sizeof(path), "%s/fuzz-keyring-XXXXXX", fs_tmp_root()) < (int)sizeof(path)) {
+		fd = mkstemp(path);
+	}
 	if (fd < 0 || fs_write_all(fd, fuzz_pub, strlen(fuzz_pub)) != 0 ||
 	    sign_key_load_public(path, &k, NULL) != 0) {
 		abort();

@@ -8,6 +8,7 @@
  * statement and signatures; an accepted release was signed by a key of the
  * keyring and its statement parses alone.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,13 +34,15 @@ static struct sign_keyring kr;
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char path[] = "/tmp/fuzz-tsig-XXXXXX";
+	char path[PATH_MAX];
 	struct sign_key *k = NULL;
-	int fd;
+	int fd = -1;
 
 	(void)argc;
 	(void)argv;
-	fd = mkstemp(path);
+	if (snprintf(path, sizeof(path), "%s/fuzz-tsig-XXXXXX", fs_tmp_root()) < (int)sizeof(path)) {
+		fd = mkstemp(path);
+	}
 	if (fd < 0 || fs_write_all(fd, fuzz_pub, strlen(fuzz_pub)) != 0 ||
 	    sign_key_load_public(path, &k, NULL) != 0) {
 		abort();
