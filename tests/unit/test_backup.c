@@ -68,16 +68,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 static void
 check_restored(struct fx *f)
 {
@@ -174,8 +164,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_sealed_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plain_round_trip_and_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sealed_round_trip, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_plain_round_trip_and_refusals, setup, tmpdir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,16 +57,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 static void
 build(const char *home, unsigned long long number, const struct crl_entry *ent, size_t n,
     unsigned char **der, size_t *len)
@@ -296,10 +286,10 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_serial_canon),
 		cmocka_unit_test(test_reasons),
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_empty_and_big_number, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_signature_checked, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_empty_and_big_number, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_signature_checked, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, tmpdir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

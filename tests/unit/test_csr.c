@@ -55,16 +55,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 /* The key's public half, as the CSR carries it: compare two CSRs' keys. */
 static void
 test_key_made_once_and_reused(void **state)
@@ -188,9 +178,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_key_made_once_and_reused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_check_refuses_bad_requests, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_from_csr_takes_our_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_made_once_and_reused, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_check_refuses_bad_requests, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_from_csr_takes_our_names, setup, tmpdir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

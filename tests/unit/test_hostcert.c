@@ -78,16 +78,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 /* The master's part: certify CSR as NAME's ROLE with HOME's CA; the PEM into *OUT. */
 static void
 sign(const char *home, const char *dir, const char *csr, const char *name, enum tls_role role,
@@ -468,12 +458,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_two_renewals_and_confirm, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retry_and_refusals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recover_falls_back, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_master_pair, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ca_bundle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_renewals_and_confirm, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_retry_and_refusals, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_recover_falls_back, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_master_pair, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_ca_bundle, setup, tmpdir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,16 +51,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 static off_t
 size_of(const char *path)
 {
@@ -185,10 +175,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_check_rotates, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_watcher_keeps_cap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_rotates, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_watcher_keeps_cap, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_file, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,16 +58,6 @@ setup(void **state)
 	return 0;
 }
 
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	int rc = tmpdir_remove();
-
-	free(f);
-	return rc;
-}
-
 static void
 hpath(const struct fixture *f, const char *rel, char *buf, size_t len)
 {
@@ -975,18 +965,18 @@ main(void)
 		cmocka_unit_test(test_host_names),
 		cmocka_unit_test(test_master_cn_syntax),
 		cmocka_unit_test(test_key_type_parse),
-		cmocka_unit_test_setup_teardown(test_init_layout_and_ca, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_init_master_certificate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_init_custom_master_cn, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_init_refuses_existing_ca, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_init_failure_leaves_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_agent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_updater_and_serials, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_eku_override_and_rsa, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_refusals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_expired_window, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_show, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_handshake_with_issued_certs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_init_layout_and_ca, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_init_master_certificate, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_init_custom_master_cn, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_init_refuses_existing_ca, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_init_failure_leaves_nothing, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_agent, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_updater_and_serials, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_eku_override_and_rsa, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_refusals, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_issue_expired_window, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_show, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_with_issued_certs, setup, tmpdir_teardown),
 	};
 
 	log_init("test_pki", LOG_LVL_ERROR);

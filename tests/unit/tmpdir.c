@@ -51,6 +51,16 @@ tmpdir_remove(void)
 	return rc;
 }
 
+int
+tmpdir_teardown(void **state)
+{
+	int rc = tmpdir_remove();
+
+	free(*state);
+	*state = NULL;
+	return rc;
+}
+
 void
 tmpdir_join(char *buf, size_t size, const char *rel)
 {

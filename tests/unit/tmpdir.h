@@ -18,6 +18,11 @@ const char *tmpdir_make(const char *name);
 const char *tmpdir_path(void);
 /* Remove it and everything in it; 0 or -1 (for a cmocka teardown). */
 int tmpdir_remove(void);
+/*
+ * A cmocka teardown for a fixture that is one calloc'd struct in *STATE and
+ * the directory: tmpdir_remove(), then free(*STATE); 0 or -1.
+ */
+int tmpdir_teardown(void **state);
 /* BUF = the directory + "/" + REL. */
 void tmpdir_join(char *buf, size_t size, const char *rel);
 /* Write REL (atomically) with CONTENT and exactly MODE. */
