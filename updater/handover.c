@@ -108,7 +108,7 @@ handover_clear(const char *tree_root, struct err *e)
 
 int
 handover_record(const char *tree_root, const char *history_root, const char *id,
-    const char *result, const char *from_version, const char *to_version, const char *sha256,
+    const char *request_id, const char *result, const char *from_version, const char *to_version, const char *sha256,
     const char *reason, struct err *e)
 {
 	char p[PATH_MAX], stamp[32], *txt = NULL;
@@ -126,6 +126,7 @@ handover_record(const char *tree_root, const char *history_root, const char *id,
 	    json_add_str(o, "reason", reason) != 0 || json_add_str(o, "at", stamp) != 0 ||
 	    (txt = json_print_compact(o)) == NULL || json_add_str(h, "id", id) != 0 ||
 	    json_add_str(h, "kind", "update-self") != 0 ||
+	    (request_id[0] != '\0' && json_add_str(h, "request_id", request_id) != 0) ||
 	    json_add_str(h, "finished_at", stamp) != 0 || json_add_str(h, "sha256", sha256) != 0 ||
 	    json_add_str(h, "version", to_version) != 0 ||
 	    json_add_str(h, "from_version", from_version) != 0 ||

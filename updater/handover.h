@@ -47,11 +47,13 @@ int handover_clear(const char *tree_root, struct err *e) WUR;
 /*
  * Record the outcome of a self-update: TREE_ROOT/state/last_self_update.json
  * {"id","result","from_version","to_version","reason","at"} and one history
- * line {"kind":"update-self",...} in HISTORY_ROOT's history. RESULT:
- * "committed", "reverted", "undone". REASON may be "". 0 or -1 with E.
+ * line {"kind":"update-self",...} in HISTORY_ROOT's history, with
+ * "request_id" when REQUEST_ID is not "" (the id the master sent the
+ * self-update with, so a master whose answer was lost finds the outcome).
+ * RESULT: "committed", "reverted", "undone". REASON may be "". 0 or -1 with E.
  */
 int handover_record(const char *tree_root, const char *history_root, const char *id,
-    const char *result, const char *from_version, const char *to_version, const char *sha256,
+    const char *request_id, const char *result, const char *from_version, const char *to_version, const char *sha256,
     const char *reason, struct err *e) WUR;
 
 /* TREE_ROOT/state/last_self_update.json as JSON, or NULL when there is none. */

@@ -1298,6 +1298,32 @@ install_check_space(const struct install *in, const char *root, struct err *e)
 	return 0;
 }
 
+/*
+ * 1 when the history holds a self-update queued (or committed) under the
+ * request id RID: sending it again must not self-update a second time.
+ * RESULT gets that entry's result.
+ */
+static int
+install_self_ran(struct install *in, const char *rid, char *result, size_t len)
+{
+	cJSON *hist = install_history_json(in, rid), *it;
+	int ran = 0;
+
+	cJSON_ArrayForEach(it, hist)
+	{
+		const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "kind"));
+		const char *r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "result"));
+
+		if (k != NULL && r != NULL && strcmp(k, install_kind_name(INSTALL_SELF)) == 0 &&
+		    (strcmp(r, "queued") == 0 || strcmp(r, "committed") == 0)) {
+			(void)snprintf(result, len, "%s", r);
+			ran = 1;
+		}
+	}
+	cJSON_Delete(hist);
+	return ran;
+}
+
 /* A refusal of PLAN: logged and, once a tarball arrived, in the history. */
 static void
 install_refused(struct install *in, const struct install_plan *plan, struct install_outcome *oc,
@@ -1318,6 +1344,7 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 	struct install_outcome oc;
 	struct extract_limits lim;
 	struct handover h;
+	char ran[16];
 	int rc;
 
 	install_outcome_init(&oc, plan->kind);
@@ -1334,6 +1361,20 @@ install_begin(struct install *in, const struct install_plan *plan, struct instal
 	if (plan->kind == INSTALL_SELF && handover_read(in->self.root, &h, NULL) != 0) {
 		err_set(&oc.err, ERR_BUSY, "a self-update is still on probation");
 		goto fail;
+	}
+	/*
+	 * The same request again (a client that did not hear the answer):
+	 * refused without a history line, so the request's record stays the
+	 * self-update that ran.
+	 */
+	if (plan->kind == INSTALL_SELF && plan->request_id[0] != '\0' &&
+	    install_self_ran(in, plan->request_id, ran, sizeof(ran))) {
+		err_set(e, ERR_CONFLICT, "self-update request %s already ran (%s): not run again",
+		    plan->request_id, ran);
+		log_warnx("update-self %s refused: %s", plan->id, err_msg(e));
+		install_txn_drop(t);
+		free(t);
+		return -1;
 	}
 	/* Before anything is staged or extracted: is this release acceptable here? */
 	if (plan->kind != INSTALL_SEED &&
@@ -1676,6 +1717,13 @@ install_finish(struct install_txn *t, struct install_outcome *oc)
 			goto refuse;
 		}
 		oc->t.total_ms = install_elapsed(in);
+		/*
+		 * Before the answer: a master whose answer is lost finds the
+		 * queued self-update under its request id (the launcher's line
+		 * with the same id says how the probation ended).
+		 */
+		install_history(in, oc, plan->caller, digest, plan->sha, ri.version,
+		    plan->request_id);
 		free(t);
 		return 0;
 	}
@@ -1846,7 +1894,7 @@ install_self_pending(struct store *tree, const char *history_root, struct handov
 		const char *result = op.phase == JOURNAL_COMMITTING ? "committed" : "undone";
 
 		log_warnx("interrupted self-update: %s", what);
-		if (handover_record(tree->root, history_root, op.id, result,
+		if (handover_record(tree->root, history_root, op.id, op.request_id, result,
 			hr == 1 ? h->old_version : "", hr == 1 ? h->new_version : "", op.sha256, what,
 			&e) != 0) {
 			log_warnx("record the self-update's outcome: %s", err_msg(&e));
@@ -1868,6 +1916,7 @@ install_self_decide(struct store *tree, const char *history_root, const struct h
 	struct journal_op op;
 	struct err e = ERR_INIT;
 
+	memset(&op, 0, sizeof(op));
 	if (journal_read(tree->root, &op, &e) != 1 ||
 	    (commit ? store_update_commit(tree, &op, &e) : store_update_restore(tree, &op, &e)) !=
 		0) {
@@ -1877,8 +1926,9 @@ install_self_decide(struct store *tree, const char *history_root, const struct h
 	if (handover_clear(tree->root, &e) != 0) {
 		log_warnx("%s", err_msg(&e));
 	}
-	if (handover_record(tree->root, history_root, h->op_id, result, h->old_version,
-		h->new_version, h->sha256, reason, &e) != 0) {
+	/* The journal's request id: the master that sent it finds the outcome under it. */
+	if (handover_record(tree->root, history_root, h->op_id, op.request_id, result,
+		h->old_version, h->new_version, h->sha256, reason, &e) != 0) {
 		log_warnx("record the self-update's outcome: %s", err_msg(&e));
 	}
 	if (commit) {

@@ -122,10 +122,10 @@ test_record_and_history(void **state)
 
 	(void)state;
 	assert_null(handover_last(root));
-	assert_int_equal(handover_record(root, root, "id1", "reverted", "1.0", "2.0", "", "hung",
+	assert_int_equal(handover_record(root, root, "id1", "", "reverted", "1.0", "2.0", "", "hung",
 			     &err),
 	    0);
-	assert_int_equal(handover_record(root, root, "id2", "committed", "1.0", "2.1", "", "",
+	assert_int_equal(handover_record(root, root, "id2", "rq2", "committed", "1.0", "2.1", "", "",
 			     &err),
 	    0);
 	o = handover_last(root);
@@ -140,6 +140,10 @@ test_record_and_history(void **state)
 	assert_string_equal(cJSON_GetObjectItem(e, "kind")->valuestring, "update-self");
 	assert_string_equal(cJSON_GetObjectItem(e, "result")->valuestring, "reverted");
 	assert_string_equal(cJSON_GetObjectItem(e, "error")->valuestring, "hung");
+	assert_null(cJSON_GetObjectItem(e, "request_id"));
+	e = cJSON_GetArrayItem(hist, 1);
+	assert_string_equal(cJSON_GetObjectItem(e, "result")->valuestring, "committed");
+	assert_string_equal(cJSON_GetObjectItem(e, "request_id")->valuestring, "rq2");
 	cJSON_Delete(hist);
 }
 

@@ -1381,6 +1381,67 @@ test_self_update(void **state)
 	assert_int_equal(install_self_pending(&tree, root, &h), 0);
 }
 
+/* The request id of a self-update: on its queued and committed lines; the same id is not run twice. */
+static void
+test_self_update_request_id(void **state)
+{
+	struct install_outcome oc;
+	struct install_plan p;
+	struct handover h;
+	struct buf tb;
+	struct store tree;
+	cJSON *hist;
+	const char *res[] = { "queued", "committed" };
+
+	(void)state;
+	push_ok("1.0");
+	make_release(&tb, "2.0", 0, 1, 0);
+	plan_for(&p, INSTALL_SELF, &tb, NULL);
+	(void)snprintf(p.request_id, sizeof(p.request_id), "self-1");
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_QUEUED);
+	install_outcome_free(&oc);
+	/* Written before the answer: a client that lost it finds the self-update queued. */
+	hist = install_history_json(in, "self-1");
+	assert_int_equal(cJSON_GetArraySize(hist), 1);
+	cJSON_Delete(hist);
+	memset(&tree, 0, sizeof(tree));
+	assert_int_equal(store_init(&tree, install_self_root(in), 3, NULL), 0);
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(install_self_pending(&tree, root, &h), 1);
+	install_self_commit(&tree, root, &h);
+	hist = install_history_json(in, "self-1");
+	assert_int_equal(cJSON_GetArraySize(hist), 2);
+	for (int i = 0; i < 2; i++) {
+		cJSON *e = cJSON_GetArrayItem(hist, i);
+
+		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "kind")),
+		    "update-self");
+		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "result")), res[i]);
+		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(e, "version")), "2.0");
+	}
+	cJSON_Delete(hist);
+
+	/* Sent again with that id: refused, no handover, no line that would hide the record. */
+	plan_for(&p, INSTALL_SELF, &tb, NULL);
+	(void)snprintf(p.request_id, sizeof(p.request_id), "self-1");
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_REFUSED);
+	assert_int_equal(oc.err.kind, ERR_CONFLICT);
+	assert_non_null(strstr(err_msg(&oc.err), "already ran (committed)"));
+	install_outcome_free(&oc);
+	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 0);
+	hist = install_history_json(in, "self-1");
+	assert_int_equal(cJSON_GetArraySize(hist), 2);
+	cJSON_Delete(hist);
+	/* Another id (or the agent's push under this one) runs. */
+	plan_for(&p, INSTALL_SELF, &tb, NULL);
+	(void)snprintf(p.request_id, sizeof(p.request_id), "self-2");
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_QUEUED);
+	install_outcome_free(&oc);
+	free(tb.p);
+	assert_int_equal(install_self_pending(&tree, root, &h), 1);
+	install_self_commit(&tree, root, &h);
+}
+
 /*
  * The delta of make_release(VERSION, 0, 1, 0) into *D: files.json, plus
  * manifest.json when WITH_MANIFEST (bin/ comes from the updater's own
@@ -1829,6 +1890,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_self_update_request_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_self_update_delta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_points_fire, setup, teardown),
