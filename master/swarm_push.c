@@ -454,7 +454,7 @@ retry_after_s(const char *v)
 	return v != NULL && parse_ll(v, 0, 86400, &n) == 0 ? (long)n : 0;
 }
 
-static void recover_lost(struct pool *p, struct swarm_job *j, int rollback,
+static void recover_lost(struct pool *p, struct swarm_job *j, int what,
     struct swarm_result *r, int *retryable);
 
 /*
@@ -532,8 +532,7 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
 		usize, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
 		result_transport(r, "upload failed", &he);
-		/* A self-update restarts the updater: its answer is confirmed by /health. */
-		lost = !self && j->request_id[0] != '\0' && j->health.has_request_id;
+		lost = j->request_id[0] != '\0' && j->health.has_request_id;
 		goto out;
 	}
 	if (self) {
@@ -555,7 +554,7 @@ out:
 	httpc_response_free(&resp);
 	httpc_close(conn);
 	if (lost) {
-		recover_lost(p, j, 0, r, retryable);
+		recover_lost(p, j, self ? SWARM_REQ_SELF : SWARM_REQ_UPDATE, r, retryable);
 	}
 }
 
@@ -664,16 +663,21 @@ swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout_ms,
 }
 
 /*
- * One GET /history?request_id=RID: 1 with the entry's outcome in *R, 0 when
- * the updater has no entry with that id, -1 without a usable answer (ERR).
+ * One GET /history?request_id=RID: 1 with the outcome of the newest entry of
+ * WHAT's kind in *R, 0 when the updater has no such entry with that id, -1
+ * without a usable answer (ERR). A self-update's "queued" (written before
+ * its answer) and the launcher's "committed" are updated (confirm_self then
+ * waits for the version off probation); "reverted" and "undone" failed.
  * 2 when the newest entry is the refusal of a delta (delta_mismatch): nothing
  * was installed under that id, and *R is that refusal as its 409 answer reads,
  * so a lost answer still leads to the full push that answer asks for.
  */
 static int
-history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, int rollback,
+history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, int what,
     int timeout_ms, struct swarm_result *r, struct err *e)
 {
+	const int rollback = what == SWARM_REQ_ROLLBACK;
+	const char *kind = rollback ? "rollback" : what == SWARM_REQ_SELF ? "update-self" : "update";
 	struct swarm_ctx cc = *c;
 	struct httpc_response resp;
 	struct err pe = ERR_INIT;
@@ -701,7 +705,8 @@ history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, in
 	{
 		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it,
 		    "request_id"));
-		if (v != NULL && strcmp(v, rid) == 0) {
+		const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "kind"));
+		if (v != NULL && strcmp(v, rid) == 0 && (k == NULL || strcmp(k, kind) == 0)) {
 			found = it; /* the newest entry last */
 		}
 	}
@@ -732,7 +737,8 @@ history_entry(struct swarm_ctx *c, const struct reg_host *h, const char *rid, in
 		}
 		if (rollback) {
 			r->outcome = strcmp(res, "rolled_back") == 0 ? SWARM_UPDATED : SWARM_FAILED;
-		} else if (strcmp(res, "updated") == 0) {
+		} else if (strcmp(res, "updated") == 0 || (what == SWARM_REQ_SELF &&
+		    (strcmp(res, "queued") == 0 || strcmp(res, "committed") == 0))) {
 			r->outcome = SWARM_UPDATED;
 		} else if (strcmp(res, "already_active") == 0) {
 			r->outcome = SWARM_ALREADY_ACTIVE;
@@ -768,7 +774,7 @@ lookup_timeout(int64_t deadline, int most_ms)
 
 enum swarm_lookup
 swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *request_id,
-    int rollback, int64_t deadline, volatile int *stop, struct swarm_result *r)
+    int what, int64_t deadline, volatile int *stop, struct swarm_result *r)
 {
 	struct swarm_health hl;
 	struct swarm_result found;
@@ -797,7 +803,7 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
 			err_set(&e, ERR_BUSY, "the operation is still running on the host");
 			wait_ms = SWARM_LOOKUP_POLL_MS;
 		} else if (rc != -1) {
-			rc = history_entry(c, h, request_id, rollback,
+			rc = history_entry(c, h, request_id, what,
 			    lookup_timeout(deadline, 30000), &found, &e);
 			if (rc == 1) {
 				*r = found;
@@ -849,9 +855,10 @@ swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h, const char *
  * again is safe).
  */
 static void
-recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_result *r,
+recover_lost(struct pool *p, struct swarm_job *j, int what, struct swarm_result *r,
     int *retryable)
 {
+	const int rollback = what == SWARM_REQ_ROLLBACK;
 	struct swarm_result got = { .http_status = 0 };
 	char lost[SWARM_REASON + 256];
 	int64_t budget = p->c->timeout_ms > SWARM_LOOKUP_MIN_MS ? p->c->timeout_ms
@@ -861,7 +868,7 @@ recover_lost(struct pool *p, struct swarm_job *j, int rollback, struct swarm_res
 	set_phase(p, j, SWARM_PH_CONFIRMING);
 	log_info("%s: %s; asking the updater about request %s", j->host.name, lost,
 	    j->request_id);
-	switch (swarm_request_lookup(p->c, &j->host, j->request_id, rollback, mono_ms() + budget,
+	switch (swarm_request_lookup(p->c, &j->host, j->request_id, what, mono_ms() + budget,
 	    p->o->stop, &got)) {
 	case SWARM_LOOKUP_FOUND:
 		*r = got;
@@ -1478,7 +1485,7 @@ job_rollback(struct pool *p, struct swarm_job *j)
 			/* Sent, but no answer: the updater may have rolled back. */
 			result_transport(&j->agent, "no answer", &he);
 			if (j->request_id[0] != '\0' && j->health.has_request_id) {
-				recover_lost(p, j, 1, &j->agent, &retry);
+				recover_lost(p, j, SWARM_REQ_ROLLBACK, &j->agent, &retry);
 			}
 			if (!retry || retry_wait(p, attempt, 0) != 0) {
 				return;

@@ -193,8 +193,9 @@ int swarm_host_health(struct swarm_ctx *c, const struct reg_host *h, int timeout
 
 /*
  * What became of request REQUEST_ID (client-chosen, recorded before it was
- * sent) on host H: GET /history?request_id= on its updater. ROLLBACK: the
- * request was a POST /rollback. An operation with that id still running
+ * sent) on host H: GET /history?request_id= on its updater, among the
+ * entries of the request's kind WHAT (SWARM_REQ_*: one id may name a push
+ * and the self-update after it). An operation with that id still running
  * (/health's operation) is waited for, and an updater that does not answer
  * (restarting, a network that dropped the first connection) is asked again,
  * until DEADLINE (a mono_ms() value) or *STOP (may be NULL).
@@ -214,8 +215,15 @@ enum swarm_lookup {
 	SWARM_LOOKUP_FOUND = 1,
 	SWARM_LOOKUP_FAILED = 2,
 };
+/* The kinds of request swarm_request_lookup asks about. */
+enum swarm_req {
+	SWARM_REQ_UPDATE = 0,   /* POST /update: history kind "update" */
+	SWARM_REQ_ROLLBACK = 1, /* POST /rollback: "rollback" */
+	SWARM_REQ_SELF = 2,     /* POST /update-self: "update-self" (queued, then committed,
+				   reverted or undone by the launcher) */
+};
 enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_host *h,
-    const char *request_id, int rollback, int64_t deadline, volatile int *stop,
+    const char *request_id, int what, int64_t deadline, volatile int *stop,
     struct swarm_result *r);
 
 /*

@@ -53,8 +53,9 @@ def upload_of(head):
 class CutProxy:
     """127.0.0.1:PORT -> 127.0.0.1:TARGET, with TLS at both ends: it presents the updater's
     own certificate to the master (whose pin holds) and the master's to the updater, so it
-    reads every request in clear text. arm(MODE, KIND) picks the next upload (POST /update or
-    /update-self) whose form is KIND ("full", "delta"; None: either):
+    reads every request in clear text. arm(MODE, KIND, PATH) picks the next upload (POST
+    /update or /update-self; PATH: only that one) whose form is KIND ("full", "delta"; None:
+    either):
       "answer"  the request goes through whole; the connection is closed (both sides) when
                 the updater starts answering: it did the work, the client never hears of it
       "upload"  both sides are closed once the start of the file part has passed: the
@@ -79,6 +80,7 @@ class CutProxy:
         self.lock = threading.Lock()
         self.mode = None
         self.kind = None
+        self.path = None
         self.cuts = []          # modes of the connections cut so far
         self.uploads = []       # every upload seen, cut or not
         self.closing = False
@@ -98,9 +100,9 @@ class CutProxy:
         cctx.load_cert_chain(*client_pair)
         self.sctx, self.cctx = sctx, cctx
 
-    def arm(self, mode, kind=None):
+    def arm(self, mode, kind=None, path=None):
         with self.lock:
-            self.mode, self.kind = mode, kind
+            self.mode, self.kind, self.path = mode, kind, path
 
     def arm_nth(self, mode, n):
         """Cut (MODE) the N-th connection from now whatever it carries (e.g. POST
@@ -161,7 +163,8 @@ class CutProxy:
                         if up["kind"] is not None:
                             with self.lock:
                                 self.uploads.append(up)
-                                if self.mode is not None and self.kind in (None, up["kind"]):
+                                if self.mode is not None and self.kind in (None, up["kind"]) \
+                                        and self.path in (None, up["path"]):
                                     cut, self.mode = self.mode, None
                                     self.cuts.append(cut)
                     if cut == "swallow":
@@ -195,28 +198,34 @@ def rel(build_dir, tmp_path_factory):
     }
 
 
+def start_behind_proxy(f, proxy, launcher=None):
+    """Enroll h1 in fleet F at PROXY's port and start its updater (under tandem-launcher
+    with LAUNCHER's options when given) on another port, behind PROXY."""
+    real = proxy.target
+    f.enroll("h1", updater_port=proxy.port)
+    conf = f.bundle("h1") + "/updater.conf"
+    with open(conf) as fh:
+        text = fh.read()
+    old = "listen = 127.0.0.1:%d\n" % proxy.port
+    assert old in text
+    with open(conf, "w") as fh:
+        fh.write(text.replace(old, "listen = 127.0.0.1:%d\n" % real))
+    f.ports["h1"] = (f.ports["h1"][0], real)
+    b, m = f.bundle("h1"), os.path.join(f.home, "master")
+    proxy.certs((os.path.join(b, "updater.crt"), os.path.join(b, "updater.key")),
+                (os.path.join(m, "master.crt"), os.path.join(m, "master.key")),
+                os.path.join(f.home, "ca", "ca.crt"))
+    f.start("h1", launcher=launcher)
+    f.proxy = proxy
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, rel):
     """h1 enrolled at the proxy's port; its updater listens on another one."""
     f = Fleet(tmp_path_factory.mktemp("fleet"))
-    real = free_port()
-    proxy = CutProxy(real)
+    proxy = CutProxy(free_port())
     try:
-        f.enroll("h1", updater_port=proxy.port)
-        conf = f.bundle("h1") + "/updater.conf"
-        with open(conf) as fh:
-            text = fh.read()
-        old = "listen = 127.0.0.1:%d\n" % proxy.port
-        assert old in text
-        with open(conf, "w") as fh:
-            fh.write(text.replace(old, "listen = 127.0.0.1:%d\n" % real))
-        f.ports["h1"] = (f.ports["h1"][0], real)
-        b, m = f.bundle("h1"), os.path.join(f.home, "master")
-        proxy.certs((os.path.join(b, "updater.crt"), os.path.join(b, "updater.key")),
-                    (os.path.join(m, "master.crt"), os.path.join(m, "master.key")),
-                    os.path.join(f.home, "ca", "ca.crt"))
-        f.start("h1")
-        f.proxy = proxy
+        start_behind_proxy(f, proxy)
         doc = f.json("swarm", "update", "--hosts", "h1", "--release", rel["v1"])
         assert doc["ok"] is True, doc
         yield f
