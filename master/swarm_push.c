@@ -532,7 +532,9 @@ push_once(struct pool *p, struct swarm_job *j, const char *path, int self, struc
 	if (httpc_upload_multipart(conn, path, fields, nf, "tarball", "release.tar.gz", fd,
 		usize, self ? NULL : on_progress, &pa, &resp, &he) != 0) {
 		result_transport(r, "upload failed", &he);
-		lost = j->request_id[0] != '\0' && j->health.has_request_id;
+		/* A self-update's history names its request only on updaters that say so. */
+		lost = j->request_id[0] != '\0' && j->health.has_request_id &&
+		    (!self || j->health.has_self_request_id);
 		goto out;
 	}
 	if (self) {

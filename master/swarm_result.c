@@ -385,6 +385,9 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, struc
 				out->has_already_active = 1;
 			} else if (cJSON_IsString(f) && strcmp(f->valuestring, "plan_gzip") == 0) {
 				out->has_plan_gzip = 1;
+			} else if (cJSON_IsString(f) &&
+			    strcmp(f->valuestring, "self_request_id") == 0) {
+				out->has_self_request_id = 1;
 			}
 		}
 	}

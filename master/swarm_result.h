@@ -110,6 +110,7 @@ struct swarm_health {
 	int has_request_id;           /* the updater takes request ids ("features") */
 	int has_already_active;       /* ... and answers already_active / takes force */
 	int has_plan_gzip;            /* ... and takes a gzip-compressed plan request */
+	int has_self_request_id;      /* ... and records a self-update's request id */
 	char cert_not_after[32];      /* the updater's certificate (ISO 8601), "" if absent */
 };
 

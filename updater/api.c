@@ -814,7 +814,8 @@ api_health(struct api *a)
 	if ((feat = json_add_array(o, "features")) == NULL ||
 	    json_array_add_str(feat, "request_id") != 0 ||
 	    json_array_add_str(feat, "already_active") != 0 ||
-	    json_array_add_str(feat, "plan_gzip") != 0) {
+	    json_array_add_str(feat, "plan_gzip") != 0 ||
+	    json_array_add_str(feat, "self_request_id") != 0) {
 		goto fail;
 	}
 	if (st.busy) {
