@@ -108,8 +108,8 @@ handover_clear(const char *tree_root, struct err *e)
 
 int
 handover_record(const char *tree_root, const char *history_root, const char *id,
-    const char *request_id, const char *result, const char *from_version, const char *to_version, const char *sha256,
-    const char *reason, struct err *e)
+    const char *request_id, const char *result, const char *from_version,
+    const char *to_version, const char *sha256, const char *reason, struct err *e)
 {
 	char p[PATH_MAX], stamp[32], *txt = NULL;
 	cJSON *o = cJSON_CreateObject(), *h = cJSON_CreateObject();

@@ -53,8 +53,8 @@ int handover_clear(const char *tree_root, struct err *e) WUR;
  * RESULT: "committed", "reverted", "undone". REASON may be "". 0 or -1 with E.
  */
 int handover_record(const char *tree_root, const char *history_root, const char *id,
-    const char *request_id, const char *result, const char *from_version, const char *to_version, const char *sha256,
-    const char *reason, struct err *e) WUR;
+    const char *request_id, const char *result, const char *from_version,
+    const char *to_version, const char *sha256, const char *reason, struct err *e) WUR;
 
 /* TREE_ROOT/state/last_self_update.json as JSON, or NULL when there is none. */
 cJSON *handover_last(const char *tree_root) WUR;

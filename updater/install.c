@@ -1301,7 +1301,7 @@ install_check_space(const struct install *in, const char *root, struct err *e)
 /*
  * 1 when the history holds a self-update queued (or committed) under the
  * request id RID: sending it again must not self-update a second time.
- * RESULT gets that entry's result.
+ * RESULT gets the newest outcome under that id (queued, committed, reverted).
  */
 static int
 install_self_ran(struct install *in, const char *rid, char *result, size_t len)
@@ -1314,11 +1314,12 @@ install_self_ran(struct install *in, const char *rid, char *result, size_t len)
 		const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "kind"));
 		const char *r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "result"));
 
-		if (k != NULL && r != NULL && strcmp(k, install_kind_name(INSTALL_SELF)) == 0 &&
-		    (strcmp(r, "queued") == 0 || strcmp(r, "committed") == 0)) {
-			(void)snprintf(result, len, "%s", r);
-			ran = 1;
+		if (k == NULL || r == NULL || strcmp(k, install_kind_name(INSTALL_SELF)) != 0 ||
+		    strcmp(r, "refused") == 0) {
+			continue;
 		}
+		(void)snprintf(result, len, "%s", r);
+		ran |= strcmp(r, "queued") == 0 || strcmp(r, "committed") == 0;
 	}
 	cJSON_Delete(hist);
 	return ran;

@@ -1381,7 +1381,7 @@ test_self_update(void **state)
 	assert_int_equal(install_self_pending(&tree, root, &h), 0);
 }
 
-/* The request id of a self-update: on its queued and committed lines; the same id is not run twice. */
+/* A self-update's request id: on its queued and launcher lines; the same id never runs twice. */
 static void
 test_self_update_request_id(void **state)
 {
@@ -1437,9 +1437,17 @@ test_self_update_request_id(void **state)
 	(void)snprintf(p.request_id, sizeof(p.request_id), "self-2");
 	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_QUEUED);
 	install_outcome_free(&oc);
-	free(tb.p);
 	assert_int_equal(install_self_pending(&tree, root, &h), 1);
-	install_self_commit(&tree, root, &h);
+	install_self_revert(&tree, root, &h, "not healthy in time");
+	/* Reverted is an outcome too: the request ran, it is not run again. */
+	plan_for(&p, INSTALL_SELF, &tb, NULL);
+	(void)snprintf(p.request_id, sizeof(p.request_id), "self-2");
+	assert_int_equal(run_plan(&p, &tb, &oc), INSTALL_REFUSED);
+	assert_int_equal(oc.err.kind, ERR_CONFLICT);
+	assert_non_null(strstr(err_msg(&oc.err), "already ran (reverted)"));
+	install_outcome_free(&oc);
+	free(tb.p);
+	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 0);
 }
 
 /*
