@@ -48,15 +48,24 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	/* Two siblings in the test's directory: the tests remove only below dir. */
+	/*
+	 * Two siblings in the test's directory: the tests remove only below dir.
+	 * The tests' path buffers are sized for a short $TMPDIR.
+	 */
 	if (tmpdir_make("fs") == NULL) {
 		free(f);
 		return -1;
 	}
-	tmpdir_mkdir("dir", 0700);
-	tmpdir_mkdir("out", 0700);
-	tmpdir_join(f->dir, sizeof(f->dir), "dir");
-	tmpdir_join(f->out, sizeof(f->out), "out");
+	errno = 0;
+	if (snprintf(f->dir, sizeof(f->dir), "%s/dir", tmpdir_path()) >= (int)sizeof(f->dir) ||
+	    snprintf(f->out, sizeof(f->out), "%s/out", tmpdir_path()) >= (int)sizeof(f->out) ||
+	    mkdir(f->dir, 0700) != 0 || mkdir(f->out, 0700) != 0) {
+		fprintf(stderr, "test_fs: %s: %s\n", tmpdir_path(),
+		    errno != 0 ? strerror(errno) : "too long for the tests' paths");
+		(void)tmpdir_remove();
+		free(f);
+		return -1;
+	}
 	*state = f;
 	return 0;
 }

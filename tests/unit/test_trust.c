@@ -60,9 +60,12 @@ setup(void **state)
 	if (f->dir == NULL) {
 		return -1;
 	}
-	snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
-	snprintf(f->boot, sizeof(f->boot), "%s/keyring.json", f->dir);
-	if (mkdir(f->state, 0700) != 0) {
+	/* Sized for a short $TMPDIR: a cut path would land outside the directory. */
+	if (snprintf(f->state, sizeof(f->state), "%s/state", f->dir) >= (int)sizeof(f->state) ||
+	    snprintf(f->boot, sizeof(f->boot), "%s/keyring.json", f->dir) >= (int)sizeof(f->boot) ||
+	    mkdir(f->state, 0700) != 0) {
+		(void)tmpdir_remove();
+		free(f);
 		return -1;
 	}
 	for (int i = 0; i < 2; i++) {
