@@ -1,7 +1,9 @@
 #include "master/swarm_push.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1051,11 +1053,59 @@ pool_tsig_covers_files(struct pool *p)
 	return ok;
 }
 
+/*
+ * Remove what a master killed before it could clean up left under ROOT:
+ * tandem-NAME-PID-XXXXXX directories of this user whose PID no longer runs.
+ * A PID taken again by another process keeps its directory until that one
+ * ends too; a failure here costs disk space only, so it is logged and no more.
+ */
+static void
+swarm_tmpdir_sweep(const char *root, const char *name)
+{
+	char prefix[64], path[PATH_MAX];
+	size_t plen;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int n = snprintf(prefix, sizeof(prefix), "tandem-%s-", name);
+
+	if (n < 0 || (size_t)n >= sizeof(prefix) || (d = opendir(root)) == NULL)
+		return;
+	plen = (size_t)n;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		errno = 0;
+		pid = strtol(de->d_name + plen, &end, 10);
+		if (errno != 0 || end == de->d_name + plen || pid <= 0 || pid > INT_MAX ||
+		    *end != '-' || strlen(end + 1) != 6 || (pid_t)pid == getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+			continue;
+		n = snprintf(path, sizeof(path), "%s/%s", root, de->d_name);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			continue;
+		if (fs_rmtree(path) != 0)
+			log_warn("remove %s (left by a master that ended early)", path);
+		else
+			log_info("removed %s, left by a master (pid %ld) that ended early", path, pid);
+	}
+	closedir(d);
+}
+
 int
 swarm_tmpdir_make(const char *name, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "%s/tandem-%s-XXXXXX", fs_tmp_root(), name);
+	int n;
 
+	swarm_tmpdir_sweep(fs_tmp_root(), name);
+	n = snprintf(buf, len, "%s/tandem-%s-%ld-XXXXXX", fs_tmp_root(), name, (long)getpid());
 	if (n < 0 || (size_t)n >= len) {
 		buf[0] = '\0';
 		errno = ENAMETOOLONG;

@@ -227,9 +227,10 @@ enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_hos
     struct swarm_result *r);
 
 /*
- * A new private directory tandem-NAME-XXXXXX under fs_tmp_root() ($TMPDIR,
+ * A new private directory tandem-NAME-PID-XXXXXX under fs_tmp_root() ($TMPDIR,
  * or /tmp when TMPDIR is unset or not absolute) into BUF. Returns 0, or -1
- * with errno (BUF "").
+ * with errno (BUF ""). First removes the tandem-NAME-PID-* directories of
+ * this user whose PID no longer runs: left by a master killed mid-command.
  */
 int swarm_tmpdir_make(const char *name, char *buf, size_t len) WUR;
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -669,6 +671,81 @@ test_pool_fail_closed(void **state)
 	assert_int_equal(tmpdir_remove(), 0);
 }
 
+/* A pid that ran and is gone: a child that exited and was reaped. */
+static pid_t
+dead_pid(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+/*
+ * swarm_tmpdir_make names its directory by the master's pid and first removes
+ * the ones a killed master left (pid gone, ours, a real directory); it keeps
+ * those of a running pid, foreign names and symlinks.
+ */
+static void
+test_tmpdir_sweep(void **state)
+{
+	char dead[64], alive[64], link[64], odd[64], made[PATH_MAX], prefix[64], path[PATH_MAX];
+	const char *root = tmpdir_make("swarm_tmp");
+	const char *saved = getenv("TMPDIR");
+	char *saved_copy = saved != NULL ? strdup(saved) : NULL;
+	pid_t gone = dead_pid();
+	struct stat st;
+
+	(void)state;
+	assert_non_null(root);
+	snprintf(dead, sizeof(dead), "tandem-delta-%ld-abcdef", (long)gone);
+	snprintf(alive, sizeof(alive), "tandem-delta-%ld-abcdef", (long)getppid());
+	snprintf(link, sizeof(link), "tandem-delta-%ld-linkxx", (long)gone);
+	snprintf(odd, sizeof(odd), "tandem-delta-x%ld-abcdef", (long)gone);
+	tmpdir_mkdir(dead, 0700);
+	snprintf(path, sizeof(path), "%s/delta-1.tar.gz", dead);
+	tmpdir_put(path, "y", 0600);
+	tmpdir_mkdir(alive, 0700);
+	tmpdir_mkdir(odd, 0700);
+	tmpdir_mkdir("target", 0700);
+	tmpdir_put("target/keep", "k", 0600);
+	tmpdir_join(path, sizeof(path), link);
+	assert_int_equal(symlink("target", path), 0);
+
+	assert_int_equal(setenv("TMPDIR", root, 1), 0);
+	assert_int_equal(swarm_tmpdir_make("delta", made, sizeof(made)), 0);
+	snprintf(prefix, sizeof(prefix), "%s/tandem-delta-%ld-", root, (long)getpid());
+	assert_int_equal(strncmp(made, prefix, strlen(prefix)), 0);
+	assert_int_equal(stat(made, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+
+	tmpdir_join(path, sizeof(path), dead);
+	assert_int_equal(lstat(path, &st), -1);
+	tmpdir_join(path, sizeof(path), alive);
+	assert_int_equal(lstat(path, &st), 0);
+	tmpdir_join(path, sizeof(path), odd);
+	assert_int_equal(lstat(path, &st), 0);
+	tmpdir_join(path, sizeof(path), link);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	tmpdir_join(path, sizeof(path), "target/keep");
+	assert_int_equal(lstat(path, &st), 0);
+
+	/* The next command leaves this one's (its pid runs) alone. */
+	assert_int_equal(swarm_tmpdir_make("delta", path, sizeof(path)), 0);
+	assert_int_equal(stat(made, &st), 0);
+
+	if (saved_copy != NULL)
+		assert_int_equal(setenv("TMPDIR", saved_copy, 1), 0);
+	else
+		assert_int_equal(unsetenv("TMPDIR"), 0);
+	free(saved_copy);
+	assert_int_equal(tmpdir_remove(), 0);
+}
+
 int
 main(void)
 {
@@ -687,6 +764,7 @@ main(void)
 		cmocka_unit_test(test_conf_texts),
 		cmocka_unit_test(test_mutated_answers),
 		cmocka_unit_test(test_pool_fail_closed),
+		cmocka_unit_test(test_tmpdir_sweep),
 	};
 
 	log_init("test_swarm", LOG_LVL_ERROR);
