@@ -789,6 +789,28 @@ out:
 	return rc;
 }
 
+/*
+ * CRC-32 (ISO-HDLC, gzip's trailer check) of BUF. libarchive's gzip reader
+ * does not check it: a flipped bit in the middle of the deflate data can
+ * inflate to other bytes of the same length without a word.
+ */
+static uint32_t
+rf_crc32(const unsigned char *buf, size_t len)
+{
+	uint32_t table[256], crc = 0xffffffffu;
+
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1u) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		table[i] = c;
+	}
+	for (size_t i = 0; i < len; i++)
+		crc = table[(crc ^ buf[i]) & 0xffu] ^ (crc >> 8);
+	return crc ^ 0xffffffffu;
+}
+
 int
 release_files_gunzip(const void *gz, size_t len, char **out, size_t *outlen, struct err *e)
 {
@@ -833,17 +855,26 @@ release_files_gunzip(const void *gz, size_t len, char **out, size_t *outlen, str
 		goto out;
 	}
 	/*
-	 * The stream ends with its member's trailer: the inflated size (mod 2^32)
-	 * in its last 4 bytes. libarchive returns what it got from a stream cut
-	 * short without a word; this catches that (and bytes after the member).
+	 * The stream ends with its member's trailer: the CRC-32 of the inflated
+	 * bytes, then their size (mod 2^32), in its last 8 bytes. libarchive
+	 * checks neither: it returns what it got from a stream cut short without
+	 * a word (the size catches that, and bytes after the member), and
+	 * corrupt deflate data can inflate to other bytes (the CRC catches that).
 	 */
 	{
-		const unsigned char *t = (const unsigned char *)gz + len - 4;
-		uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+		const unsigned char *t = (const unsigned char *)gz + len - 8;
+		uint32_t crc = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
 		    (uint32_t)t[3] << 24;
+		uint32_t isize = (uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 |
+		    (uint32_t)t[7] << 24;
 
 		if (isize != (uint32_t)b.len) {
 			err_set(e, ERR_FORMAT, "gzip data cut short or followed by other bytes");
+			goto out;
+		}
+		if (crc != rf_crc32((const unsigned char *)b.p, b.len)) {
+			err_set(e, ERR_FORMAT, "corrupt gzip data: the CRC-32 of the inflated bytes "
+			    "is not the one the stream ends with");
 			goto out;
 		}
 	}
