@@ -277,13 +277,42 @@ class Proc:
         self._err.close()
 
 
+def kill_strays(root):
+    """SIGKILL every process whose command line names a path under ROOT. An agent
+    runs in a session of its own so that it outlives its updater (a new updater
+    adopts it): a test that kills the updater with -9 and starts another leaves
+    that agent outside every process group the test started."""
+    me = os.getpid()
+    prefix = (str(root).rstrip("/") + "/").encode()
+    for _ in range(5):
+        found = False
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if prefix in cmd:
+                try:
+                    os.kill(int(d), signal.SIGKILL)
+                    found = True
+                except OSError:
+                    pass
+        if not found:
+            return
+
+
 @pytest.fixture
-def procs():
-    """Collects Procs; every one still running is killed at teardown."""
+def procs(tmp_path):
+    """Collects Procs; every one still running is killed at teardown, and so is
+    every process left running from the test's directory (kill_strays)."""
     started = []
     yield started
     for p in started:
         p.kill()
+    kill_strays(tmp_path)
 
 
 def run(argv, check=True, timeout=60, **kw):
