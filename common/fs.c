@@ -806,3 +806,22 @@ fs_tmp_root(void)
 
 	return tmp != NULL && tmp[0] == '/' ? tmp : "/tmp";
 }
+
+int
+fs_mkdtemp(const char *prefix, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%sXXXXXX", fs_tmp_root(), prefix);
+
+	if (n < 0 || (size_t)n >= len) {
+		if (len > 0) {
+			buf[0] = '\0';
+		}
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdtemp(buf) == NULL) {
+		buf[0] = '\0';
+		return -1;
+	}
+	return 0;
+}

@@ -126,4 +126,11 @@ int fs_free_bytes(const char *path, unsigned long long *out) WUR;
  */
 const char *fs_tmp_root(void);
 
+/*
+ * A new private directory (0700) fs_tmp_root()/PREFIXXXXXXX into BUF (LEN
+ * bytes). Returns 0, or -1 with errno (ENAMETOOLONG when it does not fit;
+ * BUF "").
+ */
+int fs_mkdtemp(const char *prefix, char *buf, size_t len) WUR;
+
 #endif

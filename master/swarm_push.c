@@ -1102,20 +1102,16 @@ swarm_tmpdir_sweep(const char *root, const char *name)
 int
 swarm_tmpdir_make(const char *name, char *buf, size_t len)
 {
-	int n;
+	char prefix[128];
+	int n = snprintf(prefix, sizeof(prefix), "tandem-%s-%ld-", name, (long)getpid());
 
-	swarm_tmpdir_sweep(fs_tmp_root(), name);
-	n = snprintf(buf, len, "%s/tandem-%s-%ld-XXXXXX", fs_tmp_root(), name, (long)getpid());
-	if (n < 0 || (size_t)n >= len) {
+	if (n < 0 || (size_t)n >= sizeof(prefix)) {
 		buf[0] = '\0';
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (mkdtemp(buf) == NULL) {
-		buf[0] = '\0';
-		return -1;
-	}
-	return 0;
+	swarm_tmpdir_sweep(fs_tmp_root(), name);
+	return fs_mkdtemp(prefix, buf, len);
 }
 
 static int

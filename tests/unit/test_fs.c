@@ -1206,6 +1206,24 @@ test_tmp_root(void **state)
 	assert_non_null(strstr(d + strlen(root), "/tandem-ut-fs."));
 	tmpdir_put("f", "x", 0600);
 	assert_int_equal(tmpdir_remove(), 0);
+	{
+		/* fs_mkdtemp: private, under the root; a name that does not fit is refused. */
+		char made[PATH_MAX], small[16];
+		struct stat st;
+
+		assert_int_equal(fs_mkdtemp("tandem-x-", made, sizeof(made)), 0);
+		assert_true(strncmp(made, root, strlen(root)) == 0);
+		assert_non_null(strstr(made + strlen(root), "/tandem-x-"));
+		assert_int_equal(strlen(made), strlen(root) + strlen("/tandem-x-") + 6);
+		assert_int_equal(stat(made, &st), 0);
+		assert_true(S_ISDIR(st.st_mode));
+		assert_int_equal(st.st_mode & 07777, 0700);
+		assert_int_equal(rmdir(made), 0);
+		errno = 0;
+		assert_int_equal(fs_mkdtemp("tandem-x-", small, sizeof(small)), -1);
+		assert_int_equal(errno, ENAMETOOLONG);
+		assert_string_equal(small, "");
+	}
 	assert_int_equal(rmdir(root), 0); /* tmpdir left nothing behind */
 
 	if (saved != NULL) {

@@ -23,9 +23,11 @@ static char g_tmpdir[PATH_MAX];
 const char *
 tmpdir_make(const char *name)
 {
-	int n = snprintf(g_tmpdir, sizeof(g_tmpdir), "%s/tandem-ut-%s.XXXXXX", fs_tmp_root(), name);
+	char prefix[128];
+	int n = snprintf(prefix, sizeof(prefix), "tandem-ut-%s.", name);
 
-	if (n < 0 || (size_t)n >= sizeof(g_tmpdir) || mkdtemp(g_tmpdir) == NULL) {
+	if (n < 0 || (size_t)n >= sizeof(prefix) ||
+	    fs_mkdtemp(prefix, g_tmpdir, sizeof(g_tmpdir)) != 0) {
 		g_tmpdir[0] = '\0';
 		return NULL;
 	}
