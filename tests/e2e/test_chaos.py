@@ -151,9 +151,12 @@ class Chaos:
     def _cmdline(pid):
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
-                return f.read().split(b"\0")
+                data = f.read()
         except OSError:
             return []
+        # Empty while the process is between fork and exec or already exiting:
+        # not yet known to be the agent rather than its preflight.
+        return data.split(b"\0") if data else []
 
     def fail(self, why):
         pytest.fail("chaos: %s\nseed %d (CHAOS_SEED=%d to replay)\nsteps:\n%s\nstate found:\n%s"
