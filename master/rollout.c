@@ -627,7 +627,11 @@ dispatch_before(void *arg, struct swarm_job *j)
 	struct reg_rollout_host *row = &jd->row;
 
 	if (row->state == RH_DISPATCHED) {
-		/* Dispatched by a driver that died: learn what became of that request. */
+		/*
+		 * Dispatched by a driver that died: learn what became of that
+		 * request (and then of the self-update after it, same id).
+		 */
+		j->resumed = 1;
 		if (j->health.has_request_id) {
 			switch (history_lookup(d, j, 0, &j->agent)) {
 			case SWARM_LOOKUP_FOUND:
@@ -652,6 +656,7 @@ dispatch_before(void *arg, struct swarm_job *j)
 			jd->resolved = 1;
 			return 1;
 		}
+		j->resumed = 0; /* sent again below: its self-update follows as usual */
 		row->attempts++;
 		return 0;
 	}

@@ -15,6 +15,8 @@
  *   rollout.created            the plan is recorded (hosts, order, waves)
  *   rollout.dispatched         a host's request id and release-before are
  *                              recorded, before its upload starts
+ *   rollout.agent_answered     --include-self: the agent's push answered
+ *                              updated, before the self-update is sent
  *   rollout.answered           the updater answered, before that is recorded
  *   rollout.committed          the answer is recorded
  *   rollout.soak_started       the gate's soak deadline is recorded
@@ -28,7 +30,8 @@
  * A host recorded as dispatched (or reverting) when its driver died is
  * reconciled from its updater: GET /history?request_id= says whether the
  * request ran and how it ended (an operation still running is waited for);
- * a request that never arrived is sent again with the same id, and an
+ * a request that never arrived is sent again with the same id (so is a
+ * self-update, --include-self, whose id the history lacks), and an
  * updater asked to install the release it already runs answers
  * already_active without reinstalling. So no host installs a release twice
  * because of a resume.

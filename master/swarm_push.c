@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/release_files.h"
+#include "common/testhook.h"
 #include "master/certs.h"
 #include "master/delta_pack.h"
 #include "master/keystore.h"
@@ -1427,21 +1428,14 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	j->dry_bytes = j->bytes_sent - sent + size;
 }
 
+/*
+ * A signed release: an updater from before signatures refuses the unknown
+ * tsig field, so it goes only where /health says signatures are known. When
+ * it cannot be asked, send it.
+ */
 static void
-job_update(struct pool *p, struct swarm_job *j)
+set_tsig_sent(struct pool *p, struct swarm_job *j)
 {
-	if (p->o->precheck && precheck(p, j) != 0) {
-		return;
-	}
-	/* The hook first: it records the dispatch, or learns how an earlier one ended. */
-	if (p->o->before_push != NULL && p->o->before_push(p->o->arg, j) != 0) {
-		return;
-	}
-	/*
-	 * A signed release: an updater from before signatures refuses the
-	 * unknown tsig field, so it goes only where /health says signatures are
-	 * known. When it cannot be asked, send it.
-	 */
 	if (p->o->release->tsig != NULL) {
 		if (!j->have_health) {
 			struct err e = ERR_INIT;
@@ -1454,6 +1448,68 @@ job_update(struct pool *p, struct swarm_job *j)
 			j->tsig_sent = j->health.signature[0] != '\0';
 		}
 	}
+}
+
+/*
+ * The self-update after the agent's push (--include-self). For a push the
+ * hook settled from an earlier dispatch (J->resumed: the master died after
+ * it), the updater's history under the same request id says whether the
+ * self-update was sent: recorded, it is that record (never sent twice); not
+ * recorded (or only a refused delta), it is sent now. An updater whose
+ * history does not name self-updates cannot tell: never sent again.
+ */
+static void
+job_self(struct pool *p, struct swarm_job *j)
+{
+	j->self_tried = 1;
+	if (!j->resumed) {
+		push_update(p, j, 1);
+	} else if (j->request_id[0] == '\0' || !j->health.has_request_id ||
+	    !j->health.has_self_request_id) {
+		memset(&j->self, 0, sizeof(j->self));
+		j->self.outcome = SWARM_FAILED;
+		snprintf(j->self.reason, sizeof(j->self.reason), "outcome unknown: the master "
+		    "stopped after the agent's push, and this updater's history does not name "
+		    "self-updates");
+	} else {
+		int64_t budget = p->c->timeout_ms > SWARM_LOOKUP_MIN_MS ? p->c->timeout_ms
+									: SWARM_LOOKUP_MIN_MS;
+
+		set_phase(p, j, SWARM_PH_CONFIRMING);
+		switch (swarm_request_lookup(p->c, &j->host, j->request_id, SWARM_REQ_SELF,
+		    mono_ms() + budget, p->o->stop, &j->self)) {
+		case SWARM_LOOKUP_FOUND:
+		case SWARM_LOOKUP_FAILED:
+			break;
+		case SWARM_LOOKUP_ABSENT:
+			log_info("%s: the updater has no self-update under request %s; sending it",
+			    j->host.name, j->request_id);
+			push_update(p, j, 1);
+			break;
+		}
+	}
+	if (j->self.outcome == SWARM_UPDATED) {
+		/* The new updater must report the version it was queued with, off probation. */
+		confirm_self(p, j, j->self.version);
+	}
+	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self_updated" : "self_failed", &j->self);
+}
+
+static void
+job_update(struct pool *p, struct swarm_job *j)
+{
+	if (p->o->precheck && precheck(p, j) != 0) {
+		return;
+	}
+	/* The hook first: it records the dispatch, or learns how an earlier one ended. */
+	if (p->o->before_push != NULL && p->o->before_push(p->o->arg, j) != 0) {
+		if (j->resumed && p->o->include_self && j->agent.outcome == SWARM_UPDATED) {
+			set_tsig_sent(p, j);
+			job_self(p, j);
+		}
+		return;
+	}
+	set_tsig_sent(p, j);
 	if (p->o->precheck) {
 		if (j->health.have_active &&
 		    strcmp(j->health.active.sha256, p->o->release->sha256) == 0 && !p->o->force) {
@@ -1478,13 +1534,8 @@ job_update(struct pool *p, struct swarm_job *j)
 	if (!p->o->include_self || j->agent.outcome != SWARM_UPDATED) {
 		return;
 	}
-	j->self_tried = 1;
-	push_update(p, j, 1);
-	if (j->self.outcome == SWARM_UPDATED) {
-		/* The new updater must report the version it was queued with, off probation. */
-		confirm_self(p, j, j->self.version);
-	}
-	log_push(p, j, j->self.outcome == SWARM_UPDATED ? "self_updated" : "self_failed", &j->self);
+	testhook_point("rollout.agent_answered");
+	job_self(p, j);
 }
 
 /* POST /rollback (a rollout's revert), retrying a busy or unreachable host. */

@@ -109,6 +109,13 @@ struct swarm_job {
 	long long keyring_from, keyring_to; /* keyring: the host's version before and after */
 	/* rollouts */
 	char request_id[33];      /* sent with the push/rollback when the updater takes it */
+	/*
+	 * Set by BEFORE_PUSH when it settled the agent's push from a dispatch
+	 * made earlier under REQUEST_ID (a resumed rollout): with INCLUDE_SELF
+	 * and the agent updated, the self-update under that id is looked up in
+	 * the updater's history and sent only if it never ran.
+	 */
+	int resumed;
 	int attempts;             /* requests made (retries of busy/unreachable included) */
 	/* planned pushes */
 	const char *upload_path;  /* the tarball this upload sends: NULL, the release's */

@@ -4,7 +4,8 @@ the POST /update-self only. The updater records the queued self-update under the
 request id before it answers, and the launcher records the end of the probation (committed,
 reverted) under the same id: the master settles a lost answer from that history, sends again
 a self-update the updater never took, and falls back to the full release when the lost
-answer was the refusal of a delta."""
+answer was the refusal of a delta. A master that dies after the agent's push settles the
+self-update the same way when the rollout is resumed (TANDEM_TEST_CRASH_AT)."""
 
 import json
 import os
@@ -13,11 +14,12 @@ import pytest
 
 from conftest import free_port
 from release_util import sha256_file
-from swarm_util import Fleet, hosts_by_name
+from swarm_util import Fleet, hosts_by_name, tandem
 from test_delta_self import srels, updater_log  # noqa: F401 (a fixture)
 from test_rollout_idempotent import curl
 from test_rollout_lost import CutProxy, start_behind_proxy
 
+CRASH_STATUS = 86
 LAUNCHER = ["--probation-deadline", "10000", "--probation-stable", "300", "--max-starts", "2"]
 
 
@@ -137,3 +139,38 @@ def test_refused_self_delta_answer_lost_falls_back(sfleet, srels):
         [("refused", "delta_mismatch"), ("queued", None), ("committed", None)]
     assert handovers(sfleet) == q + 1
     assert updater_release(sfleet) == sha256_file(s2)
+
+
+@pytest.mark.parametrize("point", ["agent_answered", "answered"])
+def test_resume_settles_the_self_update(sfleet, srels, point):
+    """The master died after the agent's push of an --include-self update: before its
+    self-update was sent (agent_answered) or after the updater took it (answered). The
+    resume settles the agent's push from the updater's history, then the self-update under
+    the same request id: sent once when it never was, not sent again when it ran."""
+    target = "s2" if updater_release(sfleet) == sha256_file(srels["s1"][0]) else "s1"
+    rel = srels[target][0]
+    n, q = len(sfleet.proxy.uploads), handovers(sfleet)
+    r = tandem(sfleet.home, "swarm", "update", "--hosts", "h1", "--release", rel,
+               "--include-self", "--full", "--json",
+               env={"TANDEM_TEST_CRASH_AT": "rollout." + point})
+    assert r.returncode == CRASH_STATUS, (r.stdout, r.stderr)
+    ups = sfleet.proxy.uploads[n:]
+    assert [u["path"] for u in ups] == \
+        (["/update"] if point == "agent_answered" else ["/update", "/update-self"]), ups
+    rid = ups[0]["request_id"]
+    assert rid and all(u["request_id"] == rid for u in ups), ups
+    roll = sfleet.json("swarm", "rollout", "list")["rollouts"][0]["id"]
+    r = tandem(sfleet.home, "swarm", "rollout", "resume", roll, "--json")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    row = sfleet.json("swarm", "rollout", "status", roll)["host_rows"][0]
+    version = "2.1" if target == "s2" else "2.0"
+    assert row["state"] == "updated" and row["agent"]["result"] == "updated", row
+    assert row["self"] is not None and row["self"]["result"] == "updated", row
+    assert row["self"]["version"] == version, row
+    # One agent install, one self-update, both under the request id the dispatch recorded.
+    ups = sfleet.proxy.uploads[n:]
+    assert [u["path"] for u in ups] == ["/update", "/update-self"], ups
+    assert {u["request_id"] for u in ups} == {rid}
+    assert [e["result"] for e in self_history(sfleet, rid)] == ["queued", "committed"]
+    assert handovers(sfleet) == q + 1
+    assert updater_release(sfleet) == sha256_file(rel)
