@@ -1350,6 +1350,45 @@ out:
 }
 
 /*
+ * Whether the release's signature goes with J's push; the push and the dry
+ * run both ask here. An updater from before signatures refuses the unknown
+ * tsig field, so it goes only where /health says signatures are known. When
+ * the updater cannot be asked (no /health yet, none now), it goes: the push
+ * says why it failed. 0 for an unsigned release.
+ */
+static int
+tsig_goes(struct pool *p, struct swarm_job *j)
+{
+	struct err e = ERR_INIT;
+
+	if (p->o->release->tsig == NULL) {
+		return 0;
+	}
+	if (!j->have_health) {
+		set_phase(p, j, SWARM_PH_CONNECTING);
+		/* Why it could not be asked does not matter here. */
+		if (fetch_health(p, j, &e) != 0) {
+			return 1;
+		}
+	}
+	return j->health.signature[0] != '\0';
+}
+
+/*
+ * The files.json to plan a push with (its length in *LEN), or NULL when the
+ * release goes whole: --full, no files.json, or its signature goes along
+ * (TSIG, from tsig_goes) and does not cover its files.
+ */
+static const char *
+plan_files(struct pool *p, int tsig, size_t *len)
+{
+	if (p->o->full || (tsig && !pool_tsig_covers_files(p))) {
+		return NULL;
+	}
+	return pool_files_json(p, len);
+}
+
+/*
  * The release to J's host, the agent's (/update) or with SELF the updater's
  * own (/update-self, planned against the updater's releases): planned when
  * it can be, else (or after a refusal) full.
@@ -1365,8 +1404,7 @@ push_update(struct pool *p, struct swarm_job *j, int self)
 	size_t fj_len = 0;
 	uint64_t size = 0;
 
-	fj = p->o->full || (j->tsig_sent && !pool_tsig_covers_files(p)) ? NULL
-	    : pool_files_json(p, &fj_len);
+	fj = plan_files(p, j->tsig_sent, &fj_len);
 	if (fj != NULL && plan_delta(p, j, self ? "/update-self/plan" : "/update/plan", fj, fj_len,
 	    &dpath, &size) == 1) {
 		j->upload_path = dpath;
@@ -1413,11 +1451,7 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	if (p->o->release == NULL || !j->have_health || j->same_sha) {
 		return;
 	}
-	/* The push would send the signature where /health says signatures are known. */
-	if (!p->o->full && (p->o->release->tsig == NULL || j->health.signature[0] == '\0' ||
-	    pool_tsig_covers_files(p))) {
-		fj = pool_files_json(p, &fj_len);
-	}
+	fj = plan_files(p, tsig_goes(p, j), &fj_len);
 	if (fj != NULL && plan_delta(p, j, "/update/plan", fj, fj_len, &dpath, &size) == 1) {
 		j->dry_transfer = "planned";
 	} else {
@@ -1426,28 +1460,6 @@ job_dry_plan(struct pool *p, struct swarm_job *j)
 	}
 	/* The plan's request, if one was made, counts as a push would count it. */
 	j->dry_bytes = j->bytes_sent - sent + size;
-}
-
-/*
- * A signed release: an updater from before signatures refuses the unknown
- * tsig field, so it goes only where /health says signatures are known. When
- * it cannot be asked, send it.
- */
-static void
-set_tsig_sent(struct pool *p, struct swarm_job *j)
-{
-	if (p->o->release->tsig != NULL) {
-		if (!j->have_health) {
-			struct err e = ERR_INIT;
-
-			set_phase(p, j, SWARM_PH_CONNECTING);
-			/* Why it could not be asked does not matter here: the push says. */
-			j->tsig_sent = fetch_health(p, j, &e) != 0 ||
-			    j->health.signature[0] != '\0';
-		} else {
-			j->tsig_sent = j->health.signature[0] != '\0';
-		}
-	}
 }
 
 /*
@@ -1504,12 +1516,12 @@ job_update(struct pool *p, struct swarm_job *j)
 	/* The hook first: it records the dispatch, or learns how an earlier one ended. */
 	if (p->o->before_push != NULL && p->o->before_push(p->o->arg, j) != 0) {
 		if (j->resumed && p->o->include_self && j->agent.outcome == SWARM_UPDATED) {
-			set_tsig_sent(p, j);
+			j->tsig_sent = tsig_goes(p, j);
 			job_self(p, j);
 		}
 		return;
 	}
-	set_tsig_sent(p, j);
+	j->tsig_sent = tsig_goes(p, j);
 	if (p->o->precheck) {
 		if (j->health.have_active &&
 		    strcmp(j->health.active.sha256, p->o->release->sha256) == 0 && !p->o->force) {
