@@ -12,15 +12,25 @@
  * release before it is sent): what it accepts, the extraction may not refuse
  * for its format or its limits.
  *
- * Extraction needs a relative staging path without "..", and libFuzzer
- * writes its corpus through the relative paths it was given, so the harness
- * never chdir()s: it works in a private directory under the working
- * directory, removed at exit.
+ * Extraction needs a relative staging path without ".." (libarchive resolves
+ * it against the working directory; its disk writer has no directory-fd
+ * API), and libFuzzer writes its corpus through the relative paths it was
+ * given, so the process never chdir()s. The harness makes a private
+ * directory under fs_tmp_root() ($TMPDIR) like the other harnesses, and
+ * each input runs in a thread of its own that unshare(CLONE_FS)s and enters
+ * it: that thread and the extractor thread it starts have the private
+ * directory as their working directory, libFuzzer's keeps its own. The
+ * worker reports what went wrong; the trap happens on libFuzzer's thread.
+ * A memory error that ASan finds in the extractor thread is reported from
+ * that thread: give libFuzzer an absolute -artifact_prefix (make fuzz-run
+ * does) so the crash file lands where it says.
  */
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +45,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char fz_root[64];
-static char fz_stage[80];
-static char fz_input[80];
+/* The private directory (absolute); the worker's names are relative to it. */
+static char fz_root[PATH_MAX];
+#define FZ_STAGE "stage"
+#define FZ_INPUT "in.tgz"
 
 static void
 fz_cleanup(void)
@@ -47,38 +58,44 @@ fz_cleanup(void)
 	}
 }
 
-static void
+/* NULL when the tree under DIR holds only what extraction may leave, else why not. */
+static const char *
 fz_check_tree(const char *dir, int depth)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	char p[PATH_MAX];
 	struct stat st;
+	const char *why = NULL;
 
 	if (d == NULL || depth > 64) {
-		__builtin_trap();
+		if (d != NULL) {
+			closedir(d);
+		}
+		return "a staged directory cannot be read, or nests too deep";
 	}
-	while ((de = readdir(d)) != NULL) {
+	while (why == NULL && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
 			continue;
 		}
 		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 		if (lstat(p, &st) != 0) {
-			__builtin_trap();
-		}
-		if (S_ISDIR(st.st_mode)) {
-			fz_check_tree(p, depth + 1);
+			why = "a staged entry vanished";
+		} else if (S_ISDIR(st.st_mode)) {
+			why = fz_check_tree(p, depth + 1);
 		} else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
-			__builtin_trap();
+			why = "a staged entry is neither a file, a directory nor a symlink";
 		}
-		if ((st.st_mode & 07000) != 0) {
-			__builtin_trap();
+		if (why == NULL && (st.st_mode & 07000) != 0) {
+			why = "a staged entry has setuid, setgid or sticky bits";
 		}
 	}
 	closedir(d);
+	return why;
 }
 
-static void
+/* One input, in the private directory (the calling thread's working directory). */
+static const char *
 fz_extract_one(const uint8_t *data, size_t size)
 {
 	struct extract_limits lim = { 4u << 20, 1000, 0 };
@@ -88,16 +105,17 @@ fz_extract_one(const uint8_t *data, size_t size)
 	char sha[65];
 	size_t off = 0, step = size > 0 ? (size_t)data[0] + 1 : 1;
 	int checked;
+	const char *why;
 	DIR *d;
 	struct dirent *de;
 
-	if (fs_write_atomic(fz_input, data, size, 0600) != 0) {
-		__builtin_trap();
+	if (fs_write_atomic(FZ_INPUT, data, size, 0600) != 0) {
+		return "cannot write the input";
 	}
-	checked = release_check_file(fz_input, &clim, 0, NULL, NULL, NULL, &e) == 0;
+	checked = release_check_file(FZ_INPUT, &clim, 0, NULL, NULL, NULL, &e) == 0;
 	err_clear(&e);
-	if (extract_begin(fz_stage, &lim, &x, &e) != 0) {
-		__builtin_trap();
+	if (extract_begin(FZ_STAGE, &lim, &x, &e) != 0) {
+		return "extract_begin failed";
 	}
 	while (off < size) {
 		size_t n = step < size - off ? step : size - off;
@@ -114,26 +132,53 @@ fz_extract_one(const uint8_t *data, size_t size)
 		 * for its format or its limits (writing can still fail where the check
 		 * writes nothing: a file where a later entry wants a directory).
 		 */
-		if (e.kind == ERR_OK || (checked && (e.kind == ERR_FORMAT || e.kind == ERR_LIMIT))) {
-			__builtin_trap();
+		if (e.kind == ERR_OK) {
+			return "extraction failed without saying why";
+		}
+		if (checked && (e.kind == ERR_FORMAT || e.kind == ERR_LIMIT)) {
+			return "extraction refused for its format or limits a release the check accepted";
 		}
 	}
-	fz_check_tree(fz_stage, 0);
-	/* Only "stage" may exist in the private directory. */
-	d = opendir(fz_root);
-	if (d == NULL) {
-		__builtin_trap();
+	why = fz_check_tree(FZ_STAGE, 0);
+	if (why != NULL) {
+		return why;
 	}
-	while ((de = readdir(d)) != NULL) {
+	/* Only the staging directory and the input may exist in the private directory. */
+	d = opendir(".");
+	if (d == NULL) {
+		return "cannot read the private directory";
+	}
+	while (why == NULL && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-		    strcmp(de->d_name, "stage") != 0 && strcmp(de->d_name, "in.tgz") != 0) {
-			__builtin_trap();
+		    strcmp(de->d_name, FZ_STAGE) != 0 && strcmp(de->d_name, FZ_INPUT) != 0) {
+			why = "extraction left something beside the staging directory";
 		}
 	}
 	closedir(d);
-	if (fs_rmtree(fz_stage) != 0) {
-		__builtin_trap();
+	if (why == NULL && fs_rmtree(FZ_STAGE) != 0) {
+		why = "cannot remove the staging directory";
 	}
+	return why;
+}
+
+struct fz_job {
+	const uint8_t *data;
+	size_t size;
+	const char *why;  /* NULL: the input passed */
+};
+
+static void *
+fz_worker(void *arg)
+{
+	struct fz_job *jb = arg;
+
+	/* A working directory of this thread's own (and its extractor's), not the process's. */
+	if (unshare(CLONE_FS) != 0 || chdir(fz_root) != 0) {
+		jb->why = "cannot enter the private directory";
+		return NULL;
+	}
+	jb->why = fz_extract_one(jb->data, jb->size);
+	return NULL;
 }
 
 struct fz_buf {
@@ -189,15 +234,15 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_buf gz = { NULL, 0, 0 };
+	struct fz_job jb;
+	pthread_t t;
 
 	if (fz_root[0] == '\0') {
 		log_init("fuzz_extract", LOG_LVL_ERROR);
-		snprintf(fz_root, sizeof(fz_root), ".fuzz_extract.XXXXXX");
-		if (mkdtemp(fz_root) == NULL || atexit(fz_cleanup) != 0) {
+		if (fs_mkdtemp("fuzz-extract-", fz_root, sizeof(fz_root)) != 0 ||
+		    atexit(fz_cleanup) != 0) {
 			__builtin_trap();
 		}
-		snprintf(fz_stage, sizeof(fz_stage), "%s/stage", fz_root);
-		snprintf(fz_input, sizeof(fz_input), "%s/in.tgz", fz_root);
 	}
 	if (size > 0 && (data[0] & 1) != 0) {
 		if (fz_gzip(data + 1, size - 1, &gz) != 0) {
@@ -207,7 +252,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data = gz.p;
 		size = gz.len;
 	}
-	fz_extract_one(data, size);
+	jb.data = data;
+	jb.size = size;
+	jb.why = NULL;
+	if (pthread_create(&t, NULL, fz_worker, &jb) != 0 || pthread_join(t, NULL) != 0) {
+		__builtin_trap();
+	}
 	free(gz.p);
+	if (jb.why != NULL) {
+		fprintf(stderr, "fuzz_extract: %s\n", jb.why);
+		__builtin_trap();
+	}
 	return 0;
 }
