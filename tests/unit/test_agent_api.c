@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,8 @@
 
 struct fixture {
 	const char *dir;
-	char osr_path[128];
-	char bid_path[128];
+	char osr_path[PATH_MAX];
+	char bid_path[PATH_MAX];
 	struct api api;
 	struct httpd *srv;
 };
@@ -46,7 +47,7 @@ setup(void **state)
 	struct release_info rel;
 	struct inventory_paths ip;
 	struct httpd_opts ho;
-	char path[128];
+	char path[PATH_MAX];
 	struct err err = ERR_INIT;
 	size_t n;
 

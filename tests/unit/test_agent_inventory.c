@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ test_os_release_values(void **state)
 			   "EMPTY=\n"
 			   "BROKEN=\"no end\n"
 			   "NAME_X=other";
-	char out[128];
+	char out[PATH_MAX];
 
 	(void)state;
 	assert_int_equal(value(text, "PRETTY_NAME", out, sizeof(out)), 0);
@@ -92,8 +93,8 @@ test_collect(void **state)
 	struct inventory inv;
 	struct inventory_paths ip;
 	struct utsname u;
-	char osr[128];
-	char bid[128];
+	char osr[PATH_MAX];
+	char bid[PATH_MAX];
 	char host[256];
 
 	(void)state;

@@ -62,7 +62,7 @@ parse_argv(struct agent_options *o, struct err *err, const char *const *args)
 static const char *
 write_conf(const char *name, const char *text)
 {
-	static char path[128];
+	static char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/%s", g_dir, name);
 	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0600), 0);
@@ -163,7 +163,7 @@ test_env_tls_dir_and_crl(void **state)
 {
 	struct agent_options o;
 	struct err err = ERR_INIT;
-	char conf[128];
+	char conf[PATH_MAX];
 	const char *conf2;
 
 	snprintf(conf, sizeof(conf), "%s", write_conf("env.conf", "ca = /pki/ca.crt\n"

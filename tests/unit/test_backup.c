@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,9 @@
 
 struct fx {
 	const char *dir;
-	char home[128];
-	char home2[128];
-	char file[128];
+	char home[PATH_MAX];
+	char home2[PATH_MAX];
+	char file[PATH_MAX];
 };
 
 static int
@@ -74,7 +75,7 @@ check_restored(struct fx *f)
 	struct err pe = ERR_INIT;
 	struct registry *reg = NULL;
 	struct reg_host got;
-	char a[256], b[256];
+	char a[PATH_MAX], b[PATH_MAX];
 	char *x = NULL, *y = NULL;
 	size_t xl = 0, yl = 0;
 	struct stat st;
@@ -83,8 +84,8 @@ check_restored(struct fx *f)
 	assert_int_equal(registry_get_host(reg, "web1", &got, &pe), REGISTRY_OK);
 	assert_string_equal(got.agent_fp, FP);
 	registry_close(reg);
-	snprintf(a, sizeof(a), "%s/ca/ca.key", f->home);
-	snprintf(b, sizeof(b), "%s/ca/ca.key", f->home2);
+	tmpdir_fmt(a, sizeof(a), "%s/ca/ca.key", f->home);
+	tmpdir_fmt(b, sizeof(b), "%s/ca/ca.key", f->home2);
 	assert_int_equal(fs_read_file(a, 65536, &x, &xl), 0);
 	assert_int_equal(fs_read_file(b, 65536, &y, &yl), 0);
 	assert_int_equal(xl, yl);
@@ -137,14 +138,14 @@ test_plain_round_trip_and_refusals(void **state)
 	struct fx *f = *state;
 	struct backup_result r;
 	struct err e = ERR_INIT;
-	char inside[256];
+	char inside[PATH_MAX];
 
 	assert_int_equal(backup_create(f->home, f->file, NULL, 0, 0, &r, &e), 0);
 	assert_false(r.encrypted);
 	assert_int_equal(backup_restore(f->home2, f->file, NULL, 0, &r, &e), 0);
 	check_restored(f);
 	/* Not inside the home, not of something that is not a master home. */
-	snprintf(inside, sizeof(inside), "%s/ca/x", f->home);
+	tmpdir_fmt(inside, sizeof(inside), "%s/ca/x", f->home);
 	assert_int_equal(backup_create(f->home, inside, NULL, 0, 0, &r, &e), -1);
 	assert_int_equal(e.kind, ERR_USAGE);
 	err_clear(&e);

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ static const char *const files[] = { "ca.crt", "agent.crt", "agent.key", "update
 /* Made once: two hosts of one fleet, one host of another, one of a master with release keys. */
 struct world {
 	const char *dir;
-	char web1[128], web2[128], other[128], signedb[128];
+	char web1[PATH_MAX], web2[PATH_MAX], other[PATH_MAX], signedb[PATH_MAX];
 	char user[64];
 	char *unsigned_keyring; /* a keyring document without its root signature */
 	size_t unsigned_len;
@@ -69,9 +70,9 @@ struct world {
 
 struct fx {
 	struct world *w;
-	char dir[96];
-	char bundle[160];
-	char etc[160];
+	char dir[PATH_MAX];
+	char bundle[PATH_MAX];
+	char etc[PATH_MAX];
 };
 
 static void
@@ -120,7 +121,7 @@ signed_master(struct world *w)
 {
 	struct sign_key *root = NULL, *rel = NULL;
 	struct err e = ERR_INIT;
-	char home[128], *doc = NULL;
+	char home[PATH_MAX], *doc = NULL;
 	size_t len = 0;
 	int rc = -1;
 
@@ -150,7 +151,7 @@ static int
 group_setup(void **state)
 {
 	struct world *w = calloc(1, sizeof(*w));
-	char home[128], home2[128];
+	char home[PATH_MAX], home2[PATH_MAX];
 	struct err e = ERR_INIT;
 	struct passwd *pw = getpwuid(geteuid());
 
@@ -196,7 +197,7 @@ group_teardown(void **state)
 static void
 copy(const char *from_dir, const char *name, const char *to_dir, const char *to_name)
 {
-	char a[256], b[256];
+	char a[PATH_MAX], b[PATH_MAX];
 	struct stat st;
 
 	snprintf(a, sizeof(a), "%s/%s", from_dir, name);
@@ -208,7 +209,7 @@ copy(const char *from_dir, const char *name, const char *to_dir, const char *to_
 static void
 write_file(const char *dir, const char *name, const char *text, mode_t mode)
 {
-	char p[256];
+	char p[PATH_MAX];
 
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	assert_int_equal(fs_write_atomic(p, text, strlen(text), mode), 0);
@@ -217,7 +218,7 @@ write_file(const char *dir, const char *name, const char *text, mode_t mode)
 static char *
 read_file(const char *dir, const char *name)
 {
-	char p[256], *buf = NULL;
+	char p[PATH_MAX], *buf = NULL;
 
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	if (fs_read_file(p, 1 << 20, &buf, NULL) != 0) {
@@ -241,8 +242,8 @@ setup(void **state)
 	if (mkdir(f->dir, 0700) != 0) {
 		return -1;
 	}
-	snprintf(f->bundle, sizeof(f->bundle), "%s/bundle", f->dir);
-	snprintf(f->etc, sizeof(f->etc), "%s/etc", f->dir);
+	tmpdir_fmt(f->bundle, sizeof(f->bundle), "%s/bundle", f->dir);
+	tmpdir_fmt(f->etc, sizeof(f->etc), "%s/etc", f->dir);
 	if (mkdir(f->bundle, 0700) != 0 || mkdir(f->etc, 0750) != 0) {
 		return -1;
 	}
@@ -278,7 +279,7 @@ snapshot(const char *dir)
 	assert_non_null(out);
 	assert_true(n >= 0);
 	for (int i = 0; i < n; i++) {
-		char p[512], *content = NULL;
+		char p[PATH_MAX], *content = NULL;
 		struct stat st;
 
 		snprintf(p, sizeof(p), "%s/%s", dir, list[i]->d_name);
@@ -309,7 +310,7 @@ install(struct fx *f, struct bundle_result *res, struct err *e)
 static void
 assert_installed(struct fx *f)
 {
-	char p[256];
+	char p[PATH_MAX];
 	struct err e = ERR_INIT;
 	struct updater_config cfg;
 	struct stat st;
@@ -324,7 +325,7 @@ assert_installed(struct fx *f)
 		}
 		free(want);
 		free(got);
-		snprintf(p, sizeof(p), "%s/%s", f->etc, files[i]);
+		tmpdir_fmt(p, sizeof(p), "%s/%s", f->etc, files[i]);
 		assert_int_equal(stat(p, &st), 0);
 		if (strstr(files[i], ".conf") == NULL) {
 			assert_int_equal(st.st_mode & 07777, key ? 0600 : 0640);
@@ -333,10 +334,10 @@ assert_installed(struct fx *f)
 		}
 	}
 	/* The configuration files keep their modes (0604 is the test's own). */
-	snprintf(p, sizeof(p), "%s/agent.conf", f->etc);
+	tmpdir_fmt(p, sizeof(p), "%s/agent.conf", f->etc);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0604);
-	snprintf(p, sizeof(p), "%s/%s", f->etc, BUNDLE_STAGING);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", f->etc, BUNDLE_STAGING);
 	assert_int_equal(access(p, F_OK), -1);
 
 	/* updater.conf: the bundle's settings, the admin's others, and it loads. */
@@ -352,7 +353,7 @@ assert_installed(struct fx *f)
 	char *pin = strstr(bu, "agent_pin = ");
 	assert_non_null(pin);
 	assert_non_null(strstr(u, pin));
-	snprintf(p, sizeof(p), "%s/updater.conf", f->etc);
+	tmpdir_fmt(p, sizeof(p), "%s/updater.conf", f->etc);
 	memset(&cfg, 0, sizeof(cfg));
 	if (updater_config_load(&cfg, p, NULL, NULL, &e) != 0) {
 		fail_msg("%s", err_msg(&e));
@@ -427,11 +428,11 @@ static void
 test_incomplete(void **state)
 {
 	struct fx *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s/agent.key", f->bundle);
+	tmpdir_fmt(p, sizeof(p), "%s/agent.key", f->bundle);
 	assert_int_equal(unlink(p), 0);
-	snprintf(p, sizeof(p), "%s/updater.conf", f->bundle);
+	tmpdir_fmt(p, sizeof(p), "%s/updater.conf", f->bundle);
 	assert_int_equal(unlink(p), 0);
 	assert_refused(f, ERR_NOT_FOUND, "is incomplete: agent.key, updater.conf missing");
 }
@@ -523,20 +524,20 @@ test_bad_target(void **state)
 	struct bundle_result res;
 	struct err e = ERR_INIT;
 	struct bundle_opts o = { f->bundle, f->etc, "no-such-user-here" };
-	char p[256];
+	char p[PATH_MAX];
 
 	assert_int_equal(bundle_install(&o, &res, &e), -1);
 	assert_int_equal(e.kind, ERR_USAGE);
 	assert_non_null(strstr(err_msg(&e), "user 'no-such-user-here' does not exist"));
 	/* The packaged file is missing: not our job to invent it. */
-	snprintf(p, sizeof(p), "%s/agent.conf", f->etc);
+	tmpdir_fmt(p, sizeof(p), "%s/agent.conf", f->etc);
 	assert_int_equal(unlink(p), 0);
 	assert_refused(f, ERR_CONFIG, "agent.conf");
 	/* A packaged file that is not valid config text. */
 	write_file(f->etc, "agent.conf", "listen 0.0.0.0:8765\n", 0640);
 	assert_refused(f, ERR_CONFIG, "agent.conf: line 1: expected 'key = value'");
 	/* No such directory. */
-	snprintf(p, sizeof(p), "%s/nowhere", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/nowhere", f->dir);
 	o.etc = p;
 	o.user = f->w->user;
 	err_clear(&e);
@@ -556,7 +557,7 @@ test_keyring(void **state)
 	struct bundle_result res;
 	struct err e = ERR_INIT;
 	struct updater_config cfg;
-	char p[256];
+	char p[PATH_MAX];
 	struct stat st;
 
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
@@ -565,7 +566,7 @@ test_keyring(void **state)
 	assert_refused(f, ERR_NOT_FOUND, "release_keyring");
 	write_file(f->bundle, "keyring.json", "{\"v\":1}", 0644);
 	assert_refused(f, ERR_FORMAT, "release_keyring");
-	snprintf(p, sizeof(p), "%s/keyring.json", f->bundle);
+	tmpdir_fmt(p, sizeof(p), "%s/keyring.json", f->bundle);
 	assert_int_equal(fs_write_atomic(p, f->w->unsigned_keyring, f->w->unsigned_len, 0644), 0);
 	assert_refused(f, ERR_FORMAT, "release_keyring");
 
@@ -581,7 +582,7 @@ test_keyring(void **state)
 	assert_string_equal(want, got);
 	free(want);
 	free(got);
-	snprintf(p, sizeof(p), "%s/keyring.json", f->etc);
+	tmpdir_fmt(p, sizeof(p), "%s/keyring.json", f->etc);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
 	char *u = read_file(f->etc, "updater.conf");
@@ -589,7 +590,7 @@ test_keyring(void **state)
 	assert_non_null(strstr(u, "\nrequire_signed = true\n"));
 	assert_non_null(strstr(u, "log_level = debug   # the admin's choice\n"));
 	free(u);
-	snprintf(p, sizeof(p), "%s/updater.conf", f->etc);
+	tmpdir_fmt(p, sizeof(p), "%s/updater.conf", f->etc);
 	memset(&cfg, 0, sizeof(cfg));
 	if (updater_config_load(&cfg, p, NULL, NULL, &e) != 0) {
 		fail_msg("%s", err_msg(&e));
@@ -602,7 +603,7 @@ test_keyring(void **state)
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
 		copy(f->w->web1, files[i], f->bundle, NULL);
 	}
-	snprintf(p, sizeof(p), "%s/keyring.json", f->bundle);
+	tmpdir_fmt(p, sizeof(p), "%s/keyring.json", f->bundle);
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(install(f, &res, &e), 0);
 	assert_string_equal(res.host, "web1");
@@ -630,13 +631,13 @@ crash_and_rerun(struct fx *f, const char *point, int want_recovered)
 	struct bundle_result res;
 	struct err e = ERR_INIT;
 	int status;
-	char p[256];
+	char p[PATH_MAX];
 	pid_t pid;
 
 	write_file(f->etc, "updater.conf", PKG_UPDATER_CONF, 0640);
 	write_file(f->etc, "agent.conf", PKG_AGENT_CONF, 0604);
 	for (size_t i = 0; i < 5; i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->etc, files[i]);
+		tmpdir_fmt(p, sizeof(p), "%s/%s", f->etc, files[i]);
 		unlink(p);
 	}
 	crash_at = point;
@@ -651,7 +652,7 @@ crash_and_rerun(struct fx *f, const char *point, int want_recovered)
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != TESTHOOK_CRASH_STATUS) {
 		fail_msg("no crash at %s (status %d)", point, status);
 	}
-	snprintf(p, sizeof(p), "%s/%s", f->etc, BUNDLE_STAGING);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", f->etc, BUNDLE_STAGING);
 	assert_int_equal(access(p, F_OK), 0);
 	if (install(f, &res, &e) != 0) {
 		fail_msg("rerun after %s: %s", point, err_msg(&e));

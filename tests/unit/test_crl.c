@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,10 @@
 
 struct fixture {
 	const char *dir;
-	char home[128];
-	char home2[128];
-	char ca[192];
-	char ca2[192];
+	char home[PATH_MAX];
+	char home2[PATH_MAX];
+	char ca[PATH_MAX];
+	char ca2[PATH_MAX];
 };
 
 static int
@@ -46,8 +47,8 @@ setup(void **state)
 	}
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
 	snprintf(f->home2, sizeof(f->home2), "%s/home2", f->dir);
-	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
-	snprintf(f->ca2, sizeof(f->ca2), "%s/ca/ca.crt", f->home2);
+	tmpdir_fmt(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
+	tmpdir_fmt(f->ca2, sizeof(f->ca2), "%s/ca/ca.crt", f->home2);
 	if (pki_init(f->home, NULL, &pe) != 0 ||
 	    pki_init(f->home2, NULL, &pe) != 0) {
 		fprintf(stderr, "pki_init: %s\n", err_msg(&pe));
@@ -190,7 +191,7 @@ test_signature_checked(void **state)
 	struct err e = ERR_INIT;
 	unsigned char *der = NULL;
 	size_t len = 0;
-	char bundle[256];
+	char bundle[PATH_MAX];
 	char *a = NULL, *b = NULL, *both = NULL;
 	size_t al = 0, bl = 0;
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,9 @@
 
 struct fx {
 	const char *dir;
-	char home[128];
-	char key[128];
-	char crt[128];
+	char home[PATH_MAX];
+	char key[PATH_MAX];
+	char crt[PATH_MAX];
 };
 
 static int
@@ -136,7 +137,7 @@ test_issue_from_csr_takes_our_names(void **state)
 	struct tls_ctx *ctx = NULL;
 	char *csr = NULL;
 	struct err err = ERR_INIT;
-	char ca[192];
+	char ca[PATH_MAX];
 	const char *sans[] = { "127.0.0.1" };
 
 	/* The request claims to be the master: it does not matter. */
@@ -156,7 +157,7 @@ test_issue_from_csr_takes_our_names(void **state)
 	assert_int_equal(id.role, TLS_ROLE_UPDATER);
 	assert_true(id.not_after <= time(NULL) + 600);
 	/* The certificate and the host's pending key form a pair a server can load. */
-	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", f->home);
+	tmpdir_fmt(ca, sizeof(ca), "%s/ca/ca.crt", f->home);
 	tls_opts_init(&to);
 	to.ca_file = ca;
 	to.cert_file = f->crt;

@@ -23,7 +23,7 @@
 #include "updater/delta.h"
 #include "tests/unit/tmpdir.h"
 
-static char g_staging[128];
+static char g_staging[PATH_MAX];
 
 /* A directory of the tree, 0755. */
 static void
@@ -38,14 +38,14 @@ seal(const char *rel)
 {
 	struct release_files f = RELEASE_FILES_INIT;
 	struct err e = ERR_INIT;
-	char dir[256], p[PATH_MAX];
+	char dir[PATH_MAX], p[PATH_MAX];
 	char *out = NULL;
 	size_t len = 0;
 
 	snprintf(dir, sizeof(dir), "%s/%s", tmpdir_path(), rel);
 	assert_int_equal(release_files_scan(dir, 0, &f, &e), 0);
 	assert_int_equal(release_files_format(&f, &out, &len, &e), 0);
-	snprintf(p, sizeof(p), "%s/files.json", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/files.json", dir);
 	assert_int_equal(fs_write_atomic(p, out, len, 0644), 0);
 	free(out);
 	release_files_free(&f);
@@ -109,7 +109,7 @@ stage_delta(void)
 	char p[PATH_MAX];
 
 	assert_int_equal(mkdir(g_staging, 0755), 0);
-	snprintf(p, sizeof(p), "%s/bin", g_staging);
+	tmpdir_fmt(p, sizeof(p), "%s/bin", g_staging);
 	assert_int_equal(mkdir(p, 0700), 0);
 	tmpdir_put("releases/active.new/bin/agent", "agent v2", 0600);
 }
@@ -218,9 +218,9 @@ test_assemble_mismatches(void **state)
 	/* A symlink in the delta, even one files.json lists. */
 	stage_delta();
 	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
-	snprintf(p, sizeof(p), "%s/lib", g_staging);
+	tmpdir_fmt(p, sizeof(p), "%s/lib", g_staging);
 	assert_int_equal(mkdir(p, 0755), 0);
-	snprintf(p, sizeof(p), "%s/lib/big.link", g_staging);
+	tmpdir_fmt(p, sizeof(p), "%s/lib/big.link", g_staging);
 	assert_int_equal(symlink("big", p), 0);
 	expect_mismatch(f, "lib/big.link");
 	/* The local copy was changed on disk (the index still says otherwise). */

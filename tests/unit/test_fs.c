@@ -34,10 +34,10 @@
 #include "tests/unit/tmpdir.h"
 
 struct fx {
-	char dir[96];
-	char out[96]; /* a directory outside the trees we remove */
+	char dir[PATH_MAX];
+	char out[PATH_MAX]; /* a directory outside the trees we remove */
 	int mounted;
-	char mnt[128];
+	char mnt[PATH_MAX];
 };
 
 static int
@@ -48,10 +48,7 @@ setup(void **state)
 	if (f == NULL) {
 		return -1;
 	}
-	/*
-	 * Two siblings in the test's directory: the tests remove only below dir.
-	 * The tests' path buffers are sized for a short $TMPDIR.
-	 */
+	/* Two siblings in the test's directory: the tests remove only below dir. */
 	if (tmpdir_make("fs") == NULL) {
 		free(f);
 		return -1;
@@ -167,7 +164,7 @@ static void
 test_write_atomic_creates_and_replaces(void **state)
 {
 	struct fx *f = *state;
-	char p[128];
+	char p[PATH_MAX];
 	struct stat a, b;
 
 	pj(p, sizeof(p), f->dir, "state.json");
@@ -214,7 +211,7 @@ static void
 test_write_atomic_failures(void **state)
 {
 	struct fx *f = *state;
-	char p[128], sub[128], tgt[128];
+	char p[PATH_MAX], sub[PATH_MAX], tgt[PATH_MAX];
 
 	/* Missing directory. */
 	errno = 0;
@@ -246,14 +243,14 @@ test_write_atomic_failures(void **state)
 	char longname[NAME_MAX + 2];
 	memset(longname, 'n', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	char lp[512];
-	snprintf(lp, sizeof(lp), "%s/%s", f->dir, longname);
+	char lp[PATH_MAX];
+	tmpdir_fmt(lp, sizeof(lp), "%s/%s", f->dir, longname);
 	errno = 0;
 	assert_int_equal(fs_write_atomic(lp, "a", 1, 0600), -1);
 	assert_int_equal(errno, ENAMETOOLONG);
 	/* A name of exactly NAME_MAX bytes works: its temporary name is shortened. */
 	longname[NAME_MAX] = '\0';
-	snprintf(lp, sizeof(lp), "%s/%s", f->dir, longname);
+	tmpdir_fmt(lp, sizeof(lp), "%s/%s", f->dir, longname);
 	assert_int_equal(fs_write_atomic(lp, "a", 1, 0600), 0);
 	assert_content(lp, "a", 1);
 	assert_int_equal(count_tmp(f->dir), 0);
@@ -276,7 +273,7 @@ test_atomic_api(void **state)
 {
 	struct fx *f = *state;
 	struct fs_atomic a = FS_ATOMIC_INIT;
-	char p[128];
+	char p[PATH_MAX];
 	char tmpname[64];
 
 	/* Abort on a never-begun object is harmless, and idempotent. */
@@ -358,7 +355,7 @@ static void
 test_stale_temporaries_swept(void **state)
 {
 	struct fx *f = *state;
-	char p[128], n[160];
+	char p[PATH_MAX], n[PATH_MAX];
 	pid_t dead = dead_pid();
 
 	/* Stale (dead writer) temporaries of "x", and names that must stay. */
@@ -366,9 +363,9 @@ test_stale_temporaries_swept(void **state)
 		const char *pre, *post;
 	} keep[] = { { ".x.tmp.", ".abc" }, { ".y.tmp.", ".1" }, { ".x.tmp.", "." },
 		{ "x.tmp.", ".1" }, { ".x.tmp.", ".1.2" }, { ".x.tmp.", "" } };
-	snprintf(n, sizeof(n), "%s/.x.tmp.%ld.3", f->dir, (long)dead);
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.%ld.3", f->dir, (long)dead);
 	put(n, "stale", 0600);
-	snprintf(n, sizeof(n), "%s/.x.tmp.%ld.44", f->dir, (long)dead);
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.%ld.44", f->dir, (long)dead);
 	put(n, "stale", 0600);
 	for (size_t i = 0; i < ARRAY_LEN(keep); i++) {
 		char name[64];
@@ -376,21 +373,21 @@ test_stale_temporaries_swept(void **state)
 		put(pj(n, sizeof(n), f->dir, name), "keep", 0600);
 	}
 	/* Live writers: ourselves, and PID 1. */
-	snprintf(n, sizeof(n), "%s/.x.tmp.%ld.999", f->dir, (long)getpid());
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.%ld.999", f->dir, (long)getpid());
 	put(n, "live", 0600);
-	snprintf(n, sizeof(n), "%s/.x.tmp.1.7", f->dir);
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.1.7", f->dir);
 	put(n, "live", 0600);
 	assert_int_equal(count_tmp(f->dir), 10);
 
 	assert_int_equal(fs_write_atomic(pj(p, sizeof(p), f->dir, "x"), "v", 1, 0600), 0);
 	assert_int_equal(count_tmp(f->dir), 8);
-	snprintf(n, sizeof(n), "%s/.x.tmp.%ld.3", f->dir, (long)dead);
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.%ld.3", f->dir, (long)dead);
 	assert_int_equal(access(n, F_OK), -1);
-	snprintf(n, sizeof(n), "%s/.x.tmp.%ld.999", f->dir, (long)getpid());
+	tmpdir_fmt(n, sizeof(n), "%s/.x.tmp.%ld.999", f->dir, (long)getpid());
 	assert_int_equal(access(n, F_OK), 0);
 
 	/* fs_symlink_replace sweeps its own temporaries the same way. */
-	snprintf(n, sizeof(n), "%s/.cur.tmp.%ld.5", f->dir, (long)dead);
+	tmpdir_fmt(n, sizeof(n), "%s/.cur.tmp.%ld.5", f->dir, (long)dead);
 	assert_int_equal(symlink("nowhere", n), 0);
 	assert_int_equal(fs_symlink_replace("releases/active", pj(p, sizeof(p), f->dir, "cur")), 0);
 	assert_int_equal(access(n, F_OK), -1);
@@ -430,7 +427,7 @@ test_crash_injection(void **state)
 {
 	struct fx *f = *state;
 	struct version v[NVERSIONS];
-	char p[128];
+	char p[PATH_MAX];
 	int seen[NVERSIONS] = { 0 };
 	int killed_mid_write = 0;
 	uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
@@ -530,7 +527,7 @@ static void
 test_fsync_helpers(void **state)
 {
 	struct fx *f = *state;
-	char p[128];
+	char p[PATH_MAX];
 
 	assert_int_equal(fs_fsync_dir(f->dir), 0);
 	assert_int_equal(fs_fsync_dir("/"), 0);
@@ -560,7 +557,7 @@ test_write_all(void **state)
 {
 	struct fx *f = *state;
 	int fds[2];
-	char p[128];
+	char p[PATH_MAX];
 
 	(void)f;
 	/* A megabyte through a pipe (16 times its buffer) arrives whole and in order. */
@@ -621,48 +618,48 @@ static void
 test_mkdir_p(void **state)
 {
 	struct fx *f = *state;
-	char p[256], q[256];
+	char p[PATH_MAX], q[PATH_MAX];
 
 	mode_t old = umask(077);
-	snprintf(p, sizeof(p), "%s/a/b/c", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/a/b/c", f->dir);
 	assert_int_equal(fs_mkdir_p(p, 0755), 0);
 	/* Every created directory has exactly MODE, the umask notwithstanding. */
 	assert_int_equal(mode_of(p), 0755);
-	snprintf(q, sizeof(q), "%s/a/b", f->dir);
+	tmpdir_fmt(q, sizeof(q), "%s/a/b", f->dir);
 	assert_int_equal(mode_of(q), 0755);
-	snprintf(q, sizeof(q), "%s/a", f->dir);
+	tmpdir_fmt(q, sizeof(q), "%s/a", f->dir);
 	assert_int_equal(mode_of(q), 0755);
 	/* Existing directories are left alone (mode kept), new leaves get MODE. */
-	snprintf(p, sizeof(p), "%s/a/b/c/d/e", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/a/b/c/d/e", f->dir);
 	assert_int_equal(fs_mkdir_p(p, 0700), 0);
 	assert_int_equal(mode_of(p), 0700);
-	snprintf(q, sizeof(q), "%s/a/b/c", f->dir);
+	tmpdir_fmt(q, sizeof(q), "%s/a/b/c", f->dir);
 	assert_int_equal(mode_of(q), 0755);
 	/* Idempotent; slashes doubled or trailing are fine. */
 	assert_int_equal(fs_mkdir_p(p, 0700), 0);
-	snprintf(p, sizeof(p), "%s//x///y/", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s//x///y/", f->dir);
 	assert_int_equal(fs_mkdir_p(p, 0750), 0);
-	snprintf(q, sizeof(q), "%s/x/y", f->dir);
+	tmpdir_fmt(q, sizeof(q), "%s/x/y", f->dir);
 	assert_int_equal(mode_of(q), 0750);
 	/* Modes with special bits are applied exactly too. */
-	snprintf(p, sizeof(p), "%s/sticky", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/sticky", f->dir);
 	assert_int_equal(fs_mkdir_p(p, 01777), 0);
 	assert_int_equal(mode_of(p), 01777);
 	umask(old);
 
 	/* A symlink to a directory in the way is followed; a file is ENOTDIR. */
-	snprintf(p, sizeof(p), "%s/linkdir", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/linkdir", f->dir);
 	assert_int_equal(symlink(f->out, p), 0);
-	snprintf(p, sizeof(p), "%s/linkdir/inside", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/linkdir/inside", f->dir);
 	assert_int_equal(fs_mkdir_p(p, 0700), 0);
-	snprintf(q, sizeof(q), "%s/inside", f->out);
+	tmpdir_fmt(q, sizeof(q), "%s/inside", f->out);
 	assert_int_equal(mode_of(q), 0700);
-	snprintf(p, sizeof(p), "%s/file", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/file", f->dir);
 	put(p, "x", 0600);
 	errno = 0;
 	assert_int_equal(fs_mkdir_p(p, 0700), -1);
 	assert_int_equal(errno, ENOTDIR);
-	snprintf(p, sizeof(p), "%s/file/sub", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/file/sub", f->dir);
 	errno = 0;
 	assert_int_equal(fs_mkdir_p(p, 0700), -1);
 	assert_int_equal(errno, ENOTDIR);
@@ -685,34 +682,34 @@ test_mkdir_p(void **state)
 static void
 build_tree(const char *root, const struct fx *f)
 {
-	char p[256];
+	char p[PATH_MAX];
 
 	assert_int_equal(fs_mkdir_p(root, 0700), 0);
-	snprintf(p, sizeof(p), "%s/sub/deeper", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/deeper", root);
 	assert_int_equal(fs_mkdir_p(p, 0700), 0);
-	snprintf(p, sizeof(p), "%s/file", root);
+	tmpdir_fmt(p, sizeof(p), "%s/file", root);
 	put(p, "f", 0600);
-	snprintf(p, sizeof(p), "%s/sub/deeper/file", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/deeper/file", root);
 	put(p, "f", 0600);
 	/* Symlinks out of the tree: to a directory, to a file, dangling, a loop. */
-	snprintf(p, sizeof(p), "%s/to-out-dir", root);
+	tmpdir_fmt(p, sizeof(p), "%s/to-out-dir", root);
 	assert_int_equal(symlink(f->out, p), 0);
-	snprintf(p, sizeof(p), "%s/sub/to-out-file", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/to-out-file", root);
 	char t[256];
-	snprintf(t, sizeof(t), "%s/precious", f->out);
+	tmpdir_fmt(t, sizeof(t), "%s/precious", f->out);
 	assert_int_equal(symlink(t, p), 0);
-	snprintf(p, sizeof(p), "%s/sub/dangling", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/dangling", root);
 	assert_int_equal(symlink("/nonexistent/x", p), 0);
-	snprintf(p, sizeof(p), "%s/sub/loop", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/loop", root);
 	assert_int_equal(symlink("loop", p), 0);
-	snprintf(p, sizeof(p), "%s/sub/up", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/up", root);
 	assert_int_equal(symlink("..", p), 0);
-	snprintf(p, sizeof(p), "%s/fifo", root);
+	tmpdir_fmt(p, sizeof(p), "%s/fifo", root);
 	assert_int_equal(mkfifo(p, 0600), 0);
 	/* Read-only and special-mode entries are removed as well. */
-	snprintf(p, sizeof(p), "%s/sub/readonly", root);
+	tmpdir_fmt(p, sizeof(p), "%s/sub/readonly", root);
 	assert_int_equal(mkdir(p, 0700), 0);
-	snprintf(t, sizeof(t), "%s/sub/readonly/f", root);
+	tmpdir_fmt(t, sizeof(t), "%s/sub/readonly/f", root);
 	put(t, "x", 0400);
 	assert_int_equal(chmod(p, 0500 | S_ISVTX) == 0 ? chmod(p, 0700) : -1, 0);
 }
@@ -720,24 +717,24 @@ build_tree(const char *root, const struct fx *f)
 static void
 setup_outside(const struct fx *f)
 {
-	char p[256];
+	char p[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s/precious", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/precious", f->out);
 	put(p, "must survive", 0600);
-	snprintf(p, sizeof(p), "%s/subdir", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/subdir", f->out);
 	assert_int_equal(mkdir(p, 0700), 0);
-	snprintf(p, sizeof(p), "%s/subdir/also", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/subdir/also", f->out);
 	put(p, "must survive", 0600);
 }
 
 static void
 assert_outside_intact(const struct fx *f)
 {
-	char p[256];
+	char p[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s/precious", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/precious", f->out);
 	assert_content(p, "must survive", 12);
-	snprintf(p, sizeof(p), "%s/subdir/also", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/subdir/also", f->out);
 	assert_content(p, "must survive", 12);
 	assert_int_equal(count_entries(f->out), 2);
 }
@@ -746,7 +743,7 @@ static void
 test_rmtree_symlinks(void **state)
 {
 	struct fx *f = *state;
-	char root[128], p[256];
+	char root[PATH_MAX], p[PATH_MAX];
 
 	setup_outside(f);
 	pj(root, sizeof(root), f->dir, "tree");
@@ -757,34 +754,34 @@ test_rmtree_symlinks(void **state)
 	assert_int_equal(count_entries(f->dir), 0);
 
 	/* PATH itself a symlink to the outside directory: only the link goes. */
-	snprintf(p, sizeof(p), "%s/link", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/link", f->dir);
 	assert_int_equal(symlink(f->out, p), 0);
 	assert_int_equal(fs_rmtree(p), 0);
 	assert_int_equal(access(p, F_OK), -1);
 	assert_outside_intact(f);
 	/* Even spelled with trailing slashes, which would make lstat follow it. */
 	assert_int_equal(symlink(f->out, p), 0);
-	snprintf(p, sizeof(p), "%s/link//", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/link//", f->dir);
 	assert_int_equal(fs_rmtree(p), 0);
-	snprintf(p, sizeof(p), "%s/link", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/link", f->dir);
 	struct stat st;
 	assert_int_equal(lstat(p, &st), -1);
 	assert_outside_intact(f);
 
 	/* A missing path, or a missing parent, is success; a plain file is removed. */
 	assert_int_equal(fs_rmtree(p), 0);
-	snprintf(p, sizeof(p), "%s/no/such/thing", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/no/such/thing", f->dir);
 	assert_int_equal(fs_rmtree(p), 0);
-	snprintf(p, sizeof(p), "%s/plain", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/plain", f->dir);
 	put(p, "x", 0600);
 	assert_int_equal(fs_rmtree(p), 0);
 	assert_int_equal(access(p, F_OK), -1);
 	/* A path through a symlinked parent is resolved normally (documented). */
-	snprintf(p, sizeof(p), "%s/outlink", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/outlink", f->dir);
 	assert_int_equal(symlink(f->out, p), 0);
-	snprintf(p, sizeof(p), "%s/outlink/subdir", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/outlink/subdir", f->dir);
 	assert_int_equal(fs_rmtree(p), 0);
-	snprintf(p, sizeof(p), "%s/subdir", f->out);
+	tmpdir_fmt(p, sizeof(p), "%s/subdir", f->out);
 	assert_int_equal(access(p, F_OK), -1);
 }
 
@@ -792,7 +789,7 @@ static void
 test_rmtree_refusals(void **state)
 {
 	struct fx *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 
 	static const char *const refused[] = { "/", "//", ".", "..", "./", "../", "a/..", "a/." };
 	for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
@@ -801,7 +798,7 @@ test_rmtree_refusals(void **state)
 			fail_msg("'%s' not refused with EINVAL", refused[i]);
 		}
 	}
-	snprintf(p, sizeof(p), "%s/..", f->dir);
+	tmpdir_fmt(p, sizeof(p), "%s/..", f->dir);
 	errno = 0;
 	assert_int_equal(fs_rmtree(p), -1);
 	assert_int_equal(errno, EINVAL);
@@ -814,7 +811,7 @@ static void
 test_rmtree_depth(void **state)
 {
 	struct fx *f = *state;
-	char root[128], p[PATH_MAX];
+	char root[PATH_MAX], p[PATH_MAX];
 
 	/* A chain of 300 nested directories: deeper than the limit, ELOOP. */
 	pj(root, sizeof(root), f->dir, "deep");
@@ -846,7 +843,7 @@ static void
 test_rmtree_other_fs(void **state)
 {
 	struct fx *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 
 	pj(f->mnt, sizeof(f->mnt), f->dir, "tree/mnt");
 	assert_int_equal(fs_mkdir_p(f->mnt, 0700), 0);
@@ -854,13 +851,13 @@ test_rmtree_other_fs(void **state)
 		skip(); /* not allowed here (unprivileged or no tmpfs) */
 	}
 	f->mounted = 1;
-	snprintf(p, sizeof(p), "%s/on-other-fs", f->mnt);
+	tmpdir_fmt(p, sizeof(p), "%s/on-other-fs", f->mnt);
 	put(p, "other", 0600);
 	pj(p, sizeof(p), f->dir, "tree");
 	errno = 0;
 	assert_int_equal(fs_rmtree(p), -1);
 	assert_int_equal(errno, EXDEV);
-	snprintf(p, sizeof(p), "%s/on-other-fs", f->mnt);
+	tmpdir_fmt(p, sizeof(p), "%s/on-other-fs", f->mnt);
 	assert_content(p, "other", 5);
 	assert_int_equal(umount2(f->mnt, MNT_DETACH), 0);
 	f->mounted = 0;
@@ -888,7 +885,7 @@ static void
 test_rename_durable(void **state)
 {
 	struct fx *f = *state;
-	char a[128], b[128], c[128], sub[128];
+	char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX], sub[PATH_MAX];
 
 	pj(a, sizeof(a), f->dir, "a");
 	pj(b, sizeof(b), f->dir, "b");
@@ -926,7 +923,7 @@ static void
 test_symlink_replace(void **state)
 {
 	struct fx *f = *state;
-	char link[128], buf[256], d[128];
+	char link[PATH_MAX], buf[256], d[PATH_MAX];
 
 	pj(link, sizeof(link), f->dir, "current");
 	assert_int_equal(fs_symlink_replace("releases/active", link), 0);
@@ -1002,7 +999,7 @@ static void
 test_symlink_replace_atomic(void **state)
 {
 	struct fx *f = *state;
-	char link[128];
+	char link[PATH_MAX];
 	struct flip_reader r = { 0 };
 	pthread_t t;
 
@@ -1030,7 +1027,7 @@ static void
 test_read_file(void **state)
 {
 	struct fx *f = *state;
-	char p[128];
+	char p[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 99;
 
@@ -1073,7 +1070,7 @@ test_read_file(void **state)
 	assert_ptr_equal(buf, sentinel);
 
 	/* Not regular files: a FIFO (no blocking), a device, a directory; missing. */
-	char fifo[128];
+	char fifo[PATH_MAX];
 	pj(fifo, sizeof(fifo), f->dir, "fifo");
 	assert_int_equal(mkfifo(fifo, 0600), 0);
 	errno = 0;
@@ -1109,7 +1106,7 @@ static void
 test_copy_file(void **state)
 {
 	struct fx *f = *state;
-	char src[128], dst[128];
+	char src[PATH_MAX], dst[PATH_MAX];
 	const size_t n = 3 * 65536 + 123; /* several chunks and a partial one */
 
 	char *data = malloc(n);

@@ -31,12 +31,12 @@
 
 struct fx {
 	const char *dir;
-	char home[128];
-	char home2[128];
-	char ca[192];
-	char tls[128];
-	char boot_crt[192];
-	char boot_key[192];
+	char home[PATH_MAX];
+	char home2[PATH_MAX];
+	char ca[PATH_MAX];
+	char tls[PATH_MAX];
+	char boot_crt[PATH_MAX];
+	char boot_key[PATH_MAX];
 };
 
 static int
@@ -45,7 +45,7 @@ setup(void **state)
 	struct err pe = ERR_INIT;
 	struct fx *f = calloc(1, sizeof(*f));
 	struct pki_issue_opts o;
-	char out[160];
+	char out[PATH_MAX];
 
 	log_init("test_hostcert", LOG_LVL_ERROR);
 	if (f == NULL) {
@@ -57,11 +57,11 @@ setup(void **state)
 	}
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
 	snprintf(f->home2, sizeof(f->home2), "%s/other", f->dir);
-	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
+	tmpdir_fmt(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
 	snprintf(f->tls, sizeof(f->tls), "%s/tls", f->dir);
 	snprintf(out, sizeof(out), "%s/boot", f->dir);
-	snprintf(f->boot_crt, sizeof(f->boot_crt), "%s/updater@web1.crt", out);
-	snprintf(f->boot_key, sizeof(f->boot_key), "%s/updater@web1.key", out);
+	tmpdir_fmt(f->boot_crt, sizeof(f->boot_crt), "%s/updater@web1.crt", out);
+	tmpdir_fmt(f->boot_key, sizeof(f->boot_key), "%s/updater@web1.key", out);
 	if (pki_init(f->home, NULL, &pe) != 0 ||
 	    pki_init(f->home2, NULL, &pe) != 0 || fs_mkdir_p(out, 0700) != 0) {
 		return -1;
@@ -85,7 +85,7 @@ sign(const char *home, const char *dir, const char *csr, const char *name, enum 
 {
 	struct err pe = ERR_INIT;
 	struct pki_issue_opts o;
-	char path[256];
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/signed.crt", dir);
 	pki_issue_opts_init(&o);
@@ -144,10 +144,10 @@ renew(struct fx *f, struct hostcert_installed *got)
 static int
 exists(const struct fx *f, const char *name)
 {
-	char p[256];
+	char p[PATH_MAX];
 	struct stat st;
 
-	snprintf(p, sizeof(p), "%s/%s", f->tls, name);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", f->tls, name);
 	return lstat(p, &st) == 0;
 }
 
@@ -322,20 +322,20 @@ test_recover_falls_back(void **state)
 	struct fx *f = *state;
 	struct hostcert_installed g1, g2;
 	struct err e = ERR_INIT;
-	char fp[TLS_FP_HEX_LEN + 1], note[512], p[256];
+	char fp[TLS_FP_HEX_LEN + 1], note[512], p[PATH_MAX];
 	int renewed;
 
 	renew(f, &g1);
 	renew(f, &g2);
 	/* The current key damaged: back to the previous generation. */
-	snprintf(p, sizeof(p), "%s/gen-2/key.pem", f->tls);
+	tmpdir_fmt(p, sizeof(p), "%s/gen-2/key.pem", f->tls);
 	assert_int_equal(fs_write_atomic(p, "junk", 4, 0600), 0);
 	assert_int_equal(hostcert_recover(f->tls, f->ca, note, sizeof(note), &e), 0);
 	assert_non_null(strstr(note, "back to gen-1"));
 	in_force(f, fp, &renewed);
 	assert_string_equal(fp, g1.fingerprint);
 	/* And with nothing usable left: back to the configured pair. */
-	snprintf(p, sizeof(p), "%s/gen-1/cert.pem", f->tls);
+	tmpdir_fmt(p, sizeof(p), "%s/gen-1/cert.pem", f->tls);
 	assert_int_equal(fs_write_atomic(p, "junk", 4, 0644), 0);
 	assert_int_equal(hostcert_recover(f->tls, f->ca, note, sizeof(note), &e), 0);
 	assert_non_null(strstr(note, "configured pair"));
@@ -354,7 +354,7 @@ test_master_pair(void **state)
 	struct hostcert_installed got;
 	struct pki_issue_opts o;
 	struct err pe = ERR_INIT;
-	char *csr = NULL, *crt = NULL, path[256];
+	char *csr = NULL, *crt = NULL, path[PATH_MAX];
 	size_t len = 0;
 
 	assert_int_equal(hostcert_prepare(f->tls, TLS_DEFAULT_MASTER_CN, &csr, &pe), 0);
@@ -386,7 +386,7 @@ test_ca_bundle(void **state)
 {
 	struct fx *f = *state;
 	struct err pe = ERR_INIT;
-	char out[PATH_MAX], p[256], ca2[256], nkey[256], ncrt[256];
+	char out[PATH_MAX], p[PATH_MAX], ca2[PATH_MAX], nkey[256], ncrt[256];
 	char *a = NULL, *b = NULL, *leaf = NULL, *both = NULL, *five = NULL;
 	size_t al = 0, bl = 0, ll = 0;
 	const char *must[] = { f->boot_crt, NULL };
@@ -396,8 +396,8 @@ test_ca_bundle(void **state)
 	assert_int_equal(fs_mkdir_p(f->tls, 0700), 0);
 	assert_int_equal(trust_ca_path(f->tls, f->ca, out, &pe), 0);
 	assert_string_equal(out, f->ca);
-	snprintf(p, sizeof(p), "%s/%s", f->tls, TRUST_CA_FILE);
-	snprintf(ca2, sizeof(ca2), "%s/ca/ca.crt", f->home2);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", f->tls, TRUST_CA_FILE);
+	tmpdir_fmt(ca2, sizeof(ca2), "%s/ca/ca.crt", f->home2);
 	assert_int_equal(fs_copy_file(ca2, p, 0644), 0);
 	assert_int_equal(trust_ca_path(f->tls, f->ca, out, &pe), 0);
 	assert_string_equal(out, p);
@@ -443,7 +443,7 @@ test_ca_bundle(void **state)
 	assert_int_equal(trust_check_ca_bundle((unsigned char *)leaf, ll, NULL, &pe), 0);
 	assert_int_equal(pki_master_trust(f->home, out, &pe), 0);
 	assert_string_equal(out, f->ca);
-	snprintf(p, sizeof(p), "%s/%s", f->home, PKI_CA_BUNDLE);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", f->home, PKI_CA_BUNDLE);
 	assert_int_equal(fs_copy_file(ncrt, p, 0644), 0);
 	assert_int_equal(pki_master_trust(f->home, out, &pe), 0);
 	assert_string_equal(out, p);

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,7 +497,7 @@ srv_answer(struct srv *s)
 	}
 	n = snprintf(resp, sizeof(resp), "req=%d body=%llu", s->nreq,
 	    (unsigned long long)s->body_len);
-	char out[512];
+	char out[PATH_MAX];
 	int m = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 					   "Content-Length: %d\r\n\r\n%s",
 	    n, resp);
@@ -1142,7 +1143,8 @@ test_connect_errors(void **state)
 /* ---- over mutual TLS on 127.0.0.1 ---- */
 
 static const char *g_home;
-static char g_srv_crt[128], g_srv_key[128], g_ca[128], g_m_crt[128], g_m_key[128];
+static char g_srv_crt[PATH_MAX], g_srv_key[PATH_MAX], g_ca[PATH_MAX];
+static char g_m_crt[PATH_MAX], g_m_key[PATH_MAX];
 
 static int
 tls_group_setup(void **state)

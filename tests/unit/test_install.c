@@ -216,7 +216,7 @@ struct fake {
 
 static struct fake fake;
 static const char *base;
-static char root[128], oldcwd[PATH_MAX];
+static char root[PATH_MAX], oldcwd[PATH_MAX];
 
 static int
 fake_stop(void *arg, struct err *e)
@@ -243,7 +243,7 @@ fake_start(void *arg, uint64_t *gen, struct err *e)
 	cJSON *o;
 
 	(void)arg;
-	(void)snprintf(p, sizeof(p), "%s/current/manifest.json", root);
+	tmpdir_fmt(p, sizeof(p), "%s/current/manifest.json", root);
 	if (fs_read_file(p, 4096, &buf, &len) != 0) {
 		return err_sys(e, "exec %s", p);
 	}
@@ -267,7 +267,7 @@ fake_start(void *arg, uint64_t *gen, struct err *e)
 static int
 fake_probe(void *arg, uint64_t gen, const struct release_info *ri, char **body, struct err *e)
 {
-	char b[256];
+	char b[PATH_MAX];
 
 	(void)arg;
 	fake.probes++;
@@ -513,7 +513,7 @@ exists(const char *rel)
 	char p[PATH_MAX];
 	struct stat st;
 
-	(void)snprintf(p, sizeof(p), "%s/%.200s", root, rel);
+	tmpdir_fmt(p, sizeof(p), "%s/%.200s", root, rel);
 	return lstat(p, &st) == 0;
 }
 
@@ -525,7 +525,7 @@ count_dir(const char *rel)
 	DIR *d;
 	struct dirent *de;
 
-	(void)snprintf(p, sizeof(p), "%s/%.200s", root, rel);
+	tmpdir_fmt(p, sizeof(p), "%s/%.200s", root, rel);
 	d = opendir(p);
 	if (d == NULL) {
 		return 0;
@@ -582,9 +582,9 @@ snapshot(const char *skip)
 
 	snap_buf[0] = '\0';
 	snap_skip = skip;
-	(void)snprintf(p, sizeof(p), "%s/releases", root);
+	tmpdir_fmt(p, sizeof(p), "%s/releases", root);
 	assert_int_equal(nftw(p, snap_one, 16, FTW_PHYS), 0);
-	(void)snprintf(p, sizeof(p), "%s/current", root);
+	tmpdir_fmt(p, sizeof(p), "%s/current", root);
 	if (lstat(p, &st) == 0) {
 		assert_int_equal(snap_one(p, &st, FTW_SL, NULL), 0);
 	}
@@ -1332,7 +1332,7 @@ test_self_update(void **state)
 	assert_string_equal(h.new_version, "2.0");
 	assert_string_equal(h.old_version, "0.9");
 	assert_int_equal(h.starts, 0);
-	(void)snprintf(p2, sizeof(p2), "%s/updater/current", root);
+	tmpdir_fmt(p2, sizeof(p2), "%s/updater/current", root);
 	n = readlink(p2, link, sizeof(link) - 1);
 	assert_true(n > 0);
 	link[n] = '\0';
@@ -1347,7 +1347,7 @@ test_self_update(void **state)
 	assert_string_equal(h.new_version, "2.0");
 	install_self_commit(&tree, root, &h);
 	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 0);
-	(void)snprintf(p2, sizeof(p2), "%s/updater/state/journal.json", root);
+	tmpdir_fmt(p2, sizeof(p2), "%s/updater/state/journal.json", root);
 	assert_int_equal(access(p2, F_OK), -1);
 	last = handover_last(install_self_root(in));
 	assert_string_equal(cJSON_GetObjectItem(last, "result")->valuestring, "committed");
@@ -1376,7 +1376,7 @@ test_self_update(void **state)
 		assert_int_equal(store_release_read(&tree, "active", &ri, NULL), 1);
 		assert_string_equal(ri.version, "2.0");
 	}
-	(void)snprintf(p2, sizeof(p2), "%s/updater/releases/failed", root);
+	tmpdir_fmt(p2, sizeof(p2), "%s/updater/releases/failed", root);
 	assert_int_equal(count_dir("updater/releases/failed"), 1);
 	assert_int_equal(install_self_pending(&tree, root, &h), 0);
 }
@@ -1548,7 +1548,7 @@ test_self_update_delta(void **state)
 	free(tb.p);
 	assert_int_equal(handover_read(install_self_root(in), &h, NULL), 1);
 	assert_string_equal(h.new_version, "2.1");
-	(void)snprintf(p2, sizeof(p2), "%s/updater/releases/active/bin/updater", root);
+	tmpdir_fmt(p2, sizeof(p2), "%s/updater/releases/active/bin/updater", root);
 	assert_int_equal(fs_read_file(p2, 4096, &buf, &len), 0);
 	assert_non_null(memmem(buf, len, "self-test says 0", 16));
 	free(buf);
@@ -1802,7 +1802,7 @@ test_crash_points_fire(void **state)
 static void
 test_self_entrypoint(void **state)
 {
-	char entry[256], version[128], dir[128], p[PATH_MAX];
+	char entry[256], version[128], dir[PATH_MAX], p[PATH_MAX];
 	struct err e = ERR_INIT;
 	const char *files[][2] = {
 		{ "{\"name\":\"t\",\"version\":\"2.0\",\"entrypoint\":\"bin/a\","
@@ -1823,18 +1823,18 @@ test_self_entrypoint(void **state)
 
 	(void)state;
 	(void)snprintf(dir, sizeof(dir), "%s/rel", base);
-	(void)snprintf(p, sizeof(p), "%s/bin", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/bin", dir);
 	assert_int_equal(fs_mkdir_p(p, 0755), 0);
-	(void)snprintf(p, sizeof(p), "%s/bin/tandem-updater", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/bin/tandem-updater", dir);
 	assert_int_equal(fs_write_atomic(p, "#!/bin/sh\n", 10, 0755), 0);
-	(void)snprintf(p, sizeof(p), "%s/bin/data", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/bin/data", dir);
 	assert_int_equal(fs_write_atomic(p, "x", 1, 0644), 0);
-	(void)snprintf(p, sizeof(p), "%s/bin/out", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/bin/out", dir);
 	assert_int_equal(symlink("/bin/sh", p), 0);
 	assert_int_equal(install_self_entrypoint(dir, entry, sizeof(entry), version,
 			     sizeof(version), &e), -1); /* no manifest */
 	assert_int_equal(e.kind, ERR_FORMAT);
-	(void)snprintf(p, sizeof(p), "%s/manifest.json", dir);
+	tmpdir_fmt(p, sizeof(p), "%s/manifest.json", dir);
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
 		assert_int_equal(fs_write_atomic(p, files[i][0], strlen(files[i][0]), 0644), 0);
 		if (files[i][1] == NULL) {

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <regex.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@
 
 struct fx {
 	const char *dir;
-	char path[128];
+	char path[PATH_MAX];
 };
 
 static int
@@ -179,11 +180,11 @@ static void
 test_file_cap_rotates(void **state)
 {
 	struct fx *f = *state;
-	char p1[160], p2[160], p3[160];
+	char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX];
 
-	snprintf(p1, sizeof(p1), "%s.1", f->path);
-	snprintf(p2, sizeof(p2), "%s.2", f->path);
-	snprintf(p3, sizeof(p3), "%s.3", f->path);
+	tmpdir_fmt(p1, sizeof(p1), "%s.1", f->path);
+	tmpdir_fmt(p2, sizeof(p2), "%s.2", f->path);
+	tmpdir_fmt(p3, sizeof(p3), "%s.3", f->path);
 	log_set_file_cap(1000, 2);
 	assert_int_equal(log_open_file(f->path), 0);
 	for (int i = 0; i < 100; i++) {
@@ -214,18 +215,18 @@ static void
 test_rotate_shift(void **state)
 {
 	struct fx *f = *state;
-	char p[160];
+	char p[PATH_MAX];
 
 	for (int i = 1; i <= 3; i++) {
-		snprintf(p, sizeof(p), "%s.%d", f->path, i);
+		tmpdir_fmt(p, sizeof(p), "%s.%d", f->path, i);
 		assert_int_equal(fs_write_atomic(p, "x", 1, 0600) == 0 ? 0 : -1, 0);
 	}
 	assert_int_equal(log_rotate_shift(f->path, 3), 0);
-	snprintf(p, sizeof(p), "%s.1", f->path);
+	tmpdir_fmt(p, sizeof(p), "%s.1", f->path);
 	assert_int_equal(size_of(p), -1);
-	snprintf(p, sizeof(p), "%s.4", f->path);
+	tmpdir_fmt(p, sizeof(p), "%s.4", f->path);
 	assert_int_equal(size_of(p), -1);
-	snprintf(p, sizeof(p), "%s.3", f->path);
+	tmpdir_fmt(p, sizeof(p), "%s.3", f->path);
 	assert_int_equal(size_of(p), 1);
 	errno = 0;
 	assert_int_equal(log_rotate_shift(f->path, 0), -1);
@@ -319,7 +320,7 @@ static void
 test_file_reopen_and_failure(void **state)
 {
 	struct fx *f = *state;
-	char rotated[160], bad[160];
+	char rotated[PATH_MAX], bad[PATH_MAX];
 	struct stat st;
 
 	mode_t old = umask(022);
@@ -328,7 +329,7 @@ test_file_reopen_and_failure(void **state)
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
 	log_info("before rotation");
-	snprintf(rotated, sizeof(rotated), "%s.1", f->path);
+	tmpdir_fmt(rotated, sizeof(rotated), "%s.1", f->path);
 	assert_int_equal(rename(f->path, rotated), 0);
 	log_info("still to the rotated file");
 	assert_int_equal(log_open_file(f->path), 0);
@@ -363,7 +364,7 @@ test_file_reopen_and_failure(void **state)
 	for (int fd = 3; fd < 64; fd++) {
 		int fl = fcntl(fd, F_GETFD);
 		if (fl >= 0 && !(fl & FD_CLOEXEC)) {
-			char lp[64], tgt[256];
+			char lp[64], tgt[PATH_MAX];
 			snprintf(lp, sizeof(lp), "/proc/self/fd/%d", fd);
 			ssize_t n = readlink(lp, tgt, sizeof(tgt) - 1);
 			if (n > 0) {
@@ -379,7 +380,7 @@ static void
 test_stderr_default(void **state)
 {
 	struct fx *f = *state;
-	char path[160];
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/stderr.txt", f->dir);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -629,7 +630,10 @@ fake_journal(const struct fx *f, char *path, size_t len)
 	struct sockaddr_un sa;
 	int fd;
 
-	snprintf(path, len, "%s/journal.sock", f->dir);
+	char full[PATH_MAX];
+
+	tmpdir_fmt(full, sizeof(full), "%s/journal.sock", f->dir);
+	tmpdir_sock_path(path, len, full);
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -653,7 +657,7 @@ static void
 test_journal_target(void **state)
 {
 	struct fx *f = *state;
-	char sock[160], dg[8192], errpath[160];
+	char sock[PATH_MAX], dg[8192], errpath[160];
 	const struct log_kv kv[] = { { "host", "web1" }, { "agent_pin", "ab\ncd" } };
 
 	int jfd = fake_journal(f, sock, sizeof(sock));
@@ -708,7 +712,7 @@ static void
 test_target_auto_and_unreachable(void **state)
 {
 	struct fx *f = *state;
-	char sock[160], missing[160];
+	char sock[PATH_MAX], missing[PATH_MAX], full[PATH_MAX], notsock[PATH_MAX];
 
 	int jfd = fake_journal(f, sock, sizeof(sock));
 	log_set_journal_socket(sock);
@@ -722,14 +726,16 @@ test_target_auto_and_unreachable(void **state)
 	assert_int_equal(unsetenv("INVOCATION_ID"), 0);
 
 	/* No journal socket: stderr, and the caller learns why. */
-	snprintf(missing, sizeof(missing), "%s/no-such.sock", f->dir);
+	tmpdir_fmt(full, sizeof(full), "%s/no-such.sock", f->dir);
+	tmpdir_sock_path(missing, sizeof(missing), full);
 	log_set_journal_socket(missing);
 	errno = 0;
 	assert_int_equal(log_set_target(LOG_TO_JOURNAL), -1);
 	assert_int_equal(errno, ENOENT);
 	assert_int_equal(log_get_target(), LOG_TO_STDERR);
 	/* A path that is not a socket is refused the same way. */
-	log_set_journal_socket(f->path);
+	tmpdir_sock_path(notsock, sizeof(notsock), f->path);
+	log_set_journal_socket(notsock);
 	assert_int_equal(log_open_file(f->path), 0);
 	assert_int_equal(log_open_file(NULL), 0);
 	errno = 0;

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ test_rollover_from_the_floor(void **state)
 	char *cfg[] = { g_fp_a, NULL };
 	struct masterpins mp, back;
 	struct err e = ERR_INIT;
-	char s[64], path[128];
+	char s[64], path[PATH_MAX];
 	struct stat st;
 
 	(void)state;
@@ -154,7 +155,7 @@ test_bad_state_keeps_the_floor(void **state)
 	};
 	struct masterpins mp;
 	struct err e = ERR_INIT;
-	char path[128], s[64], big[MASTERPINS_MAX_BYTES + 64];
+	char path[PATH_MAX], s[64], big[MASTERPINS_MAX_BYTES + 64];
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/%s", g_dir, MASTERPINS_FILE);
@@ -184,7 +185,7 @@ static void
 test_unpinned_and_bad_config(void **state)
 {
 	char *bad[] = { g_nothex, NULL };
-	char path[128];
+	char path[PATH_MAX];
 	struct masterpins mp;
 	struct err e = ERR_INIT;
 

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@
 
 struct fixture {
 	const char *dir;
-	char home[128];
+	char home[PATH_MAX];
 };
 
 static int
@@ -96,7 +97,7 @@ issue(const struct fixture *f, const char *name, enum tls_role role, const char 
     const char *const *sans, size_t n_sans, struct err *e)
 {
 	struct pki_issue_opts o;
-	char key[256], crt[256];
+	char key[PATH_MAX], crt[PATH_MAX];
 	char kn[96], cn[96];
 
 	snprintf(kn, sizeof(kn), "%s.key", out);
@@ -124,7 +125,7 @@ load_crt(mbedtls_x509_crt *crt, const char *path)
 static uint32_t
 verify_flags(const struct fixture *f, mbedtls_x509_crt *crt)
 {
-	char ca_path[256];
+	char ca_path[PATH_MAX];
 	mbedtls_x509_crt ca;
 	uint32_t flags = 0;
 
@@ -240,7 +241,7 @@ test_init_layout_and_ca(void **state)
 {
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
-	char p[256], kp[256];
+	char p[PATH_MAX], kp[PATH_MAX];
 	mbedtls_x509_crt ca;
 	mbedtls_pk_context key;
 	uint32_t flags = 0;
@@ -296,7 +297,7 @@ test_init_master_certificate(void **state)
 	struct err te = ERR_INIT;
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 	char fp[TLS_FP_HEX_LEN + 1];
 	struct tls_identity id;
 	mbedtls_x509_crt crt;
@@ -329,7 +330,7 @@ test_init_custom_master_cn(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	char cn[PKI_CN_MAX + 1];
-	char p[256];
+	char p[PATH_MAX];
 	struct tls_identity id;
 	const char *san[] = { "127.0.0.1" };
 
@@ -357,7 +358,7 @@ test_init_refuses_existing_ca(void **state)
 {
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 	char before[TLS_FP_HEX_LEN + 1], after[TLS_FP_HEX_LEN + 1];
 
 	init_home(f, NULL);
@@ -387,7 +388,7 @@ test_init_failure_leaves_nothing(void **state)
 {
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
-	char p[256];
+	char p[PATH_MAX];
 
 	/* A file where the master directory should be: init fails, no CA left. */
 	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
@@ -445,7 +446,7 @@ test_issue_agent(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1", "::1" };
-	char crt_path[256], key_path[256], ca_path[256];
+	char crt_path[PATH_MAX], key_path[PATH_MAX], ca_path[PATH_MAX];
 	char sanbuf[512];
 	char fp[TLS_FP_HEX_LEN + 1];
 	struct tls_identity id;
@@ -524,7 +525,7 @@ test_issue_updater_and_serials(void **state)
 {
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
-	char p1[256], p2[256];
+	char p1[PATH_MAX], p2[PATH_MAX];
 	char sanbuf[256];
 	struct tls_identity id;
 	mbedtls_x509_crt a, b;
@@ -563,7 +564,7 @@ test_issue_eku_override_and_rsa(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	struct pki_issue_opts o;
-	char key[256], crt[256];
+	char key[PATH_MAX], crt[PATH_MAX];
 	mbedtls_x509_crt c;
 	cJSON *d = NULL;
 	const cJSON *eku;
@@ -618,7 +619,7 @@ test_issue_refusals(void **state)
 	const char *bad_san[] = { "bad_name" };
 	const char *dup_san[] = { "a.example", "A.example" };
 	const char *ok_san[] = { "10.0.0.1" };
-	char key[256], crt[256];
+	char key[PATH_MAX], crt[PATH_MAX];
 	char before[TLS_FP_HEX_LEN + 1], after[TLS_FP_HEX_LEN + 1];
 	char long_name[64];
 
@@ -683,7 +684,7 @@ test_issue_refusals(void **state)
 	assert_non_null(strstr(err_msg(&pe), "later"));
 	/* Never outlive the CA. */
 	{
-		char ca_path[256];
+		char ca_path[PATH_MAX];
 		struct tls_identity caid;
 		hpath(f, PKI_CA_CRT, ca_path, sizeof(ca_path));
 		assert_int_equal(tls_identity_from_file(ca_path, NULL, &caid, &pe), 0);
@@ -705,7 +706,7 @@ test_issue_expired_window(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	struct pki_issue_opts o;
-	char key[256], crt[256];
+	char key[PATH_MAX], crt[PATH_MAX];
 	mbedtls_x509_crt c;
 	cJSON *d = NULL;
 	time_t now = time(NULL);
@@ -751,7 +752,7 @@ test_show(void **state)
 	struct err pe = ERR_INIT;
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1" };
-	char crt[256], junk[256];
+	char crt[PATH_MAX], junk[PATH_MAX];
 	struct tls_identity id;
 	char *text = NULL;
 	size_t len = 0;
@@ -801,7 +802,7 @@ test_show(void **state)
 	/* With another master CN the role reading changes, as in TLS. */
 	{
 		cJSON *d = NULL;
-		char mc[256];
+		char mc[PATH_MAX];
 		hpath(f, PKI_MASTER_CRT, mc, sizeof(mc));
 		assert_int_equal(pki_describe(mc, "someone-else", &d, &pe), 0);
 		assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "role")), "unknown");
@@ -854,7 +855,7 @@ handshake(const struct fixture *f, const char *srv_name, const char *cli_crt,
 {
 	struct tls_opts so, co;
 	struct err err = ERR_INIT;
-	char ca[256], scrt[256], skey[256], name[256];
+	char ca[PATH_MAX], scrt[PATH_MAX], skey[PATH_MAX], name[256];
 	struct tls_ctx *sctx = NULL, *cctx = NULL;
 	struct tls_conn *c = NULL;
 	pthread_t t;
@@ -905,7 +906,7 @@ test_handshake_with_issued_certs(void **state)
 	struct fixture *f = *state;
 	const char *sans[] = { "localhost", "127.0.0.1" };
 	struct pki_issue_opts o;
-	char mcrt[256], mkey[256], crt[256], key[256];
+	char mcrt[PATH_MAX], mkey[PATH_MAX], crt[PATH_MAX], key[PATH_MAX];
 	char fp[TLS_FP_HEX_LEN + 1];
 	struct srv s;
 

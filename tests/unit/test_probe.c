@@ -151,7 +151,7 @@ static void
 make_cert(const struct env *e, const char *ca, const char *name, const char *subj,
     const char *ext)
 {
-	char cnf[128], key[128], crt[128], cacrt[128], cakey[128], caname[64];
+	char cnf[PATH_MAX], key[PATH_MAX], crt[PATH_MAX], cacrt[PATH_MAX], cakey[PATH_MAX], caname[64];
 	const char *argv[32];
 	int i = 0;
 
@@ -202,7 +202,7 @@ client_ctx(const struct env *e, const char *ca, const char *name)
 	struct tls_opts o;
 	struct tls_ctx *ctx = NULL;
 	struct err err = ERR_INIT;
-	char cafile[128], crt[128], key[128], n[64];
+	char cafile[PATH_MAX], crt[PATH_MAX], key[PATH_MAX], n[64];
 
 	snprintf(n, sizeof(n), "%s.crt", ca);
 	path_in(e, n, cafile, sizeof(cafile));
@@ -239,7 +239,7 @@ group_setup(void **state)
 	struct httpd_opts ho;
 	struct tls_opts to;
 	struct err err = ERR_INIT;
-	char path[128], ca[128], crt[128], key[128];
+	char path[PATH_MAX], ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX];
 
 	assert_non_null(e);
 	pthread_mutex_init(&e->sc.mu, NULL);

@@ -512,7 +512,7 @@ test_record_signing_keys(void **state)
 static void
 write_record(const char *text)
 {
-	char path[128];
+	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/release.json", tmpdir_path());
 	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0644), 0);
@@ -599,7 +599,7 @@ test_lenient_invalid(void **state)
 	};
 	struct release_info ri;
 	struct err e = ERR_INIT;
-	char path[128];
+	char path[PATH_MAX];
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {

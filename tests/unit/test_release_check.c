@@ -22,7 +22,7 @@
 #include "tests/unit/tmpdir.h"
 
 static const char *g_dir;
-static char g_tgz[128];
+static char g_tgz[PATH_MAX];
 
 static int
 setup(void **state)

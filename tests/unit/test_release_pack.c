@@ -162,12 +162,12 @@ slurp(const char *path, size_t *len)
 }
 
 struct member {
-	char path[512];
+	char path[PATH_MAX];
 	int type;
 	int perm;
 	long long uid, gid, mtime, size;
 	int has_uname, has_gname;
-	char link[256];
+	char link[PATH_MAX];
 	char *data;
 };
 
@@ -652,8 +652,7 @@ test_special_files_refused(void **state)
 	assert_true(s >= 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	assert_int_equal(strlcpy_chk(sa.sun_path, at(f->tree, "run/sock"), sizeof(sa.sun_path)),
-	    0);
+	tmpdir_sock_path(sa.sun_path, sizeof(sa.sun_path), at(f->tree, "run/sock"));
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	put(f->tree, "bad\nname", "x", 0644);
 

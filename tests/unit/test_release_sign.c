@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@
 
 struct fixture {
 	const char *dir;
-	char tarball[128];
+	char tarball[PATH_MAX];
 	struct sign_key *rel, *root, *other;
 	struct sign_keyring kr;
 };
@@ -128,7 +129,7 @@ test_inspect(void **state)
 	struct fixture *f = *state;
 	struct release_sign_info info;
 	struct err e = ERR_INIT;
-	char hex[65], p[160];
+	char hex[65], p[PATH_MAX];
 	char *buf = NULL;
 	size_t len = 0;
 
@@ -169,7 +170,7 @@ test_sign_cosign_force(void **state)
 	struct release_sign_result r;
 	struct sign_key *keys[2] = { f->rel, f->other };
 	struct err e = ERR_INIT;
-	char tpath[160], *buf = NULL;
+	char tpath[PATH_MAX], *buf = NULL;
 	size_t len = 0;
 	struct stat st;
 

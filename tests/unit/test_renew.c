@@ -37,11 +37,11 @@
 
 struct fx {
 	const char *dir;
-	char home[128];
-	char ca[192];
-	char crt[192];
-	char key[192];
-	char install[128];
+	char home[PATH_MAX];
+	char ca[PATH_MAX];
+	char crt[PATH_MAX];
+	char key[PATH_MAX];
+	char install[PATH_MAX];
 	char *pins[2];
 	struct updater_config cfg;
 	struct renew *rw;
@@ -85,7 +85,7 @@ setup(void **state)
 	f->dir = tmpdir_make("renew");
 	assert_non_null(f->dir);
 	snprintf(f->home, sizeof(f->home), "%s/home", f->dir);
-	snprintf(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
+	tmpdir_fmt(f->ca, sizeof(f->ca), "%s/ca/ca.crt", f->home);
 	snprintf(f->crt, sizeof(f->crt), "%s/boot/updater.crt", f->dir);
 	snprintf(f->key, sizeof(f->key), "%s/boot/updater.key", f->dir);
 	snprintf(f->install, sizeof(f->install), "%s/install", f->dir);
@@ -373,12 +373,12 @@ test_crl_route(void **state)
 	struct resp r;
 	struct err e = ERR_INIT;
 	unsigned long long n1 = 0, n2 = 0;
-	char path[256], num[32];
+	char path[PATH_MAX], num[32];
 	char *old = NULL, *cur = NULL;
 	size_t old_len = 0, cur_len = 0;
 	cJSON *h;
 
-	snprintf(path, sizeof(path), "%s/ca/crl.der", f->home);
+	tmpdir_fmt(path, sizeof(path), "%s/ca/crl.der", f->home);
 	assert_int_equal(certs_crl_issue(f->home, 0, time(NULL) + 86400, &n1, &e), 0);
 	assert_int_equal(fs_read_file(path, 1 << 20, &old, &old_len), 0);
 	assert_int_equal(certs_crl_issue(f->home, 0, time(NULL) + 86400, &n2, &e), 0);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,15 @@ test_socket_path(void **state)
 {
 	const char *dir = tmpdir_make("sdnotify");
 	struct sockaddr_un sun;
+	char full[PATH_MAX];
 	int fd;
 
 	(void)state;
 	assert_non_null(dir);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/notify", dir);
+	tmpdir_fmt(full, sizeof(full), "%s/notify", dir);
+	tmpdir_sock_path(sun.sun_path, sizeof(sun.sun_path), full);
 	fd = bind_dgram(&sun, sizeof(sun));
 	assert_int_equal(sdnotify_send(sun.sun_path, "READY=1\nMAINPID=42"), 0);
 	recv_is(fd, "READY=1\nMAINPID=42");

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@
 #define ITER 10000
 
 static const char *g_dir;
-static char g_path[128];
+static char g_path[PATH_MAX];
 
 static int
 setup(void **state)

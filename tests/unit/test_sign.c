@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,7 +195,7 @@ test_key_files(void **state)
 	struct fixture *f = *state;
 	struct sign_key *k = NULL, *priv = NULL, *pub = NULL, *pub2 = NULL;
 	struct err e = ERR_INIT;
-	char kp[128], pp[128];
+	char kp[PATH_MAX], pp[PATH_MAX];
 	struct stat st;
 
 	path_in(f, "release.key", kp, sizeof(kp));
@@ -245,7 +246,7 @@ test_key_refusals(void **state)
 	struct fixture *f = *state;
 	struct sign_key *k = NULL;
 	struct err e = ERR_INIT;
-	char p[128];
+	char p[PATH_MAX];
 	/* An RSA public key: not P-256. */
 	static const char rsa_pub[] =
 	    "-----BEGIN PUBLIC KEY-----\n"
@@ -656,7 +657,7 @@ test_openssl_signature(void **state)
 	struct sign_verdict v;
 	struct sign_want w;
 	struct err e = ERR_INIT;
-	char p[128], *kbuf, *t = NULL;
+	char p[PATH_MAX], *kbuf, *t = NULL;
 	size_t klen;
 	int n;
 

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,8 @@
 
 struct fixture {
 	const char *dir;
-	char state[96];
-	char boot[96];
+	char state[PATH_MAX];
+	char boot[PATH_MAX];
 	struct sign_key *root[2];
 	struct sign_key *rel[2];
 };
@@ -228,7 +229,7 @@ test_fail_closed(void **state)
 	struct trust_verdict v;
 	struct release_info ri;
 	struct err e = ERR_INIT;
-	char path[160], *doc;
+	char path[PATH_MAX], *doc;
 	size_t len;
 	int64_t ver;
 	struct trust *t;
@@ -252,7 +253,7 @@ test_fail_closed(void **state)
 	trust_free(t);
 
 	/* A corrupt state/keyring.json. */
-	snprintf(path, sizeof(path), "%s/keyring.json", f->state);
+	tmpdir_fmt(path, sizeof(path), "%s/keyring.json", f->state);
 	assert_int_equal(fs_write_atomic(path, "{\"v\":1", 6, 0644), 0);
 	t = open_trust(f, 0, 0, NULL);
 	trust_status(t, &st);
@@ -263,7 +264,7 @@ test_fail_closed(void **state)
 	assert_int_equal(unlink(path), 0);
 
 	/* A corrupt state/floor.json. */
-	snprintf(path, sizeof(path), "%s/floor.json", f->state);
+	tmpdir_fmt(path, sizeof(path), "%s/floor.json", f->state);
 	assert_int_equal(fs_write_atomic(path, "{\"floor\":\"6\"}", 13, 0644), 0);
 	t = open_trust(f, 0, 0, NULL);
 	trust_status(t, &st);
@@ -296,7 +297,7 @@ test_required_host(void **state)
 	struct trust_verdict v;
 	struct release_info ri;
 	struct err e = ERR_INIT;
-	char path[160], *state_doc = NULL, *boot_doc = NULL, *tsig;
+	char path[PATH_MAX], *state_doc = NULL, *boot_doc = NULL, *tsig;
 	size_t len, a, b;
 	struct trust *t;
 
@@ -306,7 +307,7 @@ test_required_host(void **state)
 	assert_string_equal(st.mode, "required");
 	assert_int_equal(st.keyring_version, 1);
 	/* The bootstrap copy is now the state's, byte for byte. */
-	snprintf(path, sizeof(path), "%s/keyring.json", f->state);
+	tmpdir_fmt(path, sizeof(path), "%s/keyring.json", f->state);
 	assert_int_equal(fs_read_file(path, 65536, &state_doc, &a), 0);
 	assert_int_equal(fs_read_file(f->boot, 65536, &boot_doc, &b), 0);
 	assert_int_equal(a, b);
@@ -433,14 +434,14 @@ test_keyring_rotation(void **state)
 	struct trust_verdict v;
 	struct err e = ERR_INIT;
 	struct sign_key *both[2];
-	char *doc, *tsig, path[160], *before = NULL, *after = NULL;
+	char *doc, *tsig, path[PATH_MAX], *before = NULL, *after = NULL;
 	size_t len, tlen, blen, alen;
 	int64_t ver = 0;
 	struct trust *t;
 
 	write_boot(f, 1);
 	t = open_trust(f, 1, 1, NULL);
-	snprintf(path, sizeof(path), "%s/keyring.json", f->state);
+	tmpdir_fmt(path, sizeof(path), "%s/keyring.json", f->state);
 
 	/* Out of order: version 3 while the host has 1, version 1 again. */
 	doc = keyring_doc(3, f->root[0], f->rel[1], f->root, 1, &len);

@@ -12,13 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/fs.h"
 #include "tests/unit/tmpdir.h"
 
 static char g_tmpdir[PATH_MAX];
+/* Directories opened by tmpdir_sock_path(), closed by tmpdir_remove(). */
+static int g_dirfds[16];
+static size_t g_ndirfds;
 
 const char *
 tmpdir_make(const char *name)
@@ -45,6 +51,9 @@ tmpdir_remove(void)
 {
 	int rc;
 
+	while (g_ndirfds > 0) {
+		close(g_dirfds[--g_ndirfds]);
+	}
 	if (g_tmpdir[0] == '\0') {
 		return -1;
 	}
@@ -69,6 +78,40 @@ tmpdir_join(char *buf, size_t size, const char *rel)
 	int n = snprintf(buf, size, "%s/%s", g_tmpdir, rel);
 
 	assert_true(g_tmpdir[0] != '\0' && n > 0 && (size_t)n < size);
+}
+
+void
+tmpdir_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	assert_true(n >= 0 && (size_t)n < size);
+}
+
+void
+tmpdir_sock_path(char *buf, size_t size, const char *path)
+{
+	struct sockaddr_un sa;
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	int fd;
+
+	if (strlen(path) < sizeof(sa.sun_path)) {
+		tmpdir_fmt(buf, size, "%s", path);
+		return;
+	}
+	assert_non_null(slash);
+	assert_true(g_ndirfds < sizeof(g_dirfds) / sizeof(g_dirfds[0]));
+	tmpdir_fmt(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	g_dirfds[g_ndirfds++] = fd;
+	tmpdir_fmt(buf, size, "/proc/self/fd/%d/%s", fd, slash + 1);
+	assert_true(strlen(buf) < sizeof(sa.sun_path));
 }
 
 void

@@ -25,6 +25,18 @@ int tmpdir_remove(void);
 int tmpdir_teardown(void **state);
 /* BUF = the directory + "/" + REL. */
 void tmpdir_join(char *buf, size_t size, const char *rel);
+/*
+ * BUF = snprintf(FMT, ...), failing the test when it does not fit: for
+ * paths built from other paths (PATH_MAX-sized, so any $TMPDIR fits).
+ */
+void tmpdir_fmt(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * BUF = PATH (a Unix socket's), or when PATH does not fit a sockaddr_un
+ * (a long $TMPDIR) the same file named through /proc/self/fd/N of its
+ * directory, N kept open until tmpdir_remove(): short enough to bind.
+ */
+void tmpdir_sock_path(char *buf, size_t size, const char *path);
 /* Write REL (atomically) with CONTENT and exactly MODE. */
 void tmpdir_put(const char *rel, const char *content, mode_t mode);
 /* Make the directory REL with exactly MODE. */
