@@ -20,82 +20,19 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "master/registry.h"
+#include "tests/unit/registry_fx.h"
 #include "tests/unit/tmpdir.h"
 
-#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define FP_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define FP_B_UPPER "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
-
-struct fx {
-	char home[PATH_MAX];
-	char db[PATH_MAX];
-	struct registry *reg;
-	struct err err;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	const char *tmpl = tmpdir_make("registry");
-
-	assert_non_null(f);
-	assert_non_null(tmpl);
-	/* HOME itself does not exist yet: open must create it 0700. */
-	assert_true(snprintf(f->home, sizeof(f->home), "%s/home", tmpl) > 0);
-	assert_true(snprintf(f->db, sizeof(f->db), "%s/home/registry.db", tmpl) > 0);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	registry_close(f->reg);
-	assert_int_equal(tmpdir_remove(), 0);
-	free(f);
-	return 0;
-}
-
-static void
-open_ok(struct fx *f)
-{
-	int rc = registry_open(f->home, &f->reg, &f->err);
-	if (rc != REGISTRY_OK) {
-		fail_msg("registry_open: %s", err_msg(&f->err));
-	}
-}
-
-static struct reg_host
-host(const char *name, const char *addr)
-{
-	struct reg_host h;
-
-	memset(&h, 0, sizeof(h));
-	assert_int_equal(strlcpy_chk(h.name, name, sizeof(h.name)), 0);
-	assert_int_equal(strlcpy_chk(h.address, addr, sizeof(h.address)), 0);
-	assert_int_equal(strlcpy_chk(h.agent_fp, FP_A, sizeof(h.agent_fp)), 0);
-	return h;
-}
-
-static void
-add_ok(struct fx *f, const struct reg_host *h)
-{
-	int rc = registry_add_host(f->reg, h, &f->err);
-	if (rc != REGISTRY_OK) {
-		fail_msg("registry_add_host(%s): %s", h->name, err_msg(&f->err));
-	}
-}
 
 static void
 test_create_modes_and_schema(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct stat st;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(stat(f->home, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
@@ -138,13 +75,13 @@ test_create_modes_and_schema(void **state)
 static void
 test_add_get_defaults(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.10"), got;
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.10"), got;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(strlcpy_chk(h.notes, "rack 4; it's 'quoted' \"; DROP TABLE hosts; --",
 	    sizeof(h.notes)), 0);
-	add_ok(f, &h);
+	regfx_add(f, &h);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.name, "web1");
 	assert_string_equal(got.address, "192.0.2.10");
@@ -157,12 +94,12 @@ test_add_get_defaults(void **state)
 	assert_int_equal(got.decommissioned_at, 0);
 
 	/* Explicit ports and an updater fingerprint, given in upper case. */
-	struct reg_host h2 = host("db-1.example", "db1.example.net");
+	struct reg_host h2 = regfx_host("db-1.example", "db1.example.net");
 	h2.agent_port = 9001;
 	h2.updater_port = 9002;
 	h2.enrolled_at = 1700000000;
 	assert_int_equal(strlcpy_chk(h2.updater_fp, FP_B_UPPER, sizeof(h2.updater_fp)), 0);
-	add_ok(f, &h2);
+	regfx_add(f, &h2);
 	/* Names are case-insensitive. */
 	assert_int_equal(registry_get_host(f->reg, "DB-1.EXAMPLE", &got, &f->err),
 	    REGISTRY_OK);
@@ -176,16 +113,16 @@ test_add_get_defaults(void **state)
 static void
 test_duplicates_refused(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.10");
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.10");
 
-	open_ok(f);
-	add_ok(f, &h);
+	regfx_open(f);
+	regfx_add(f, &h);
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_EXISTS);
 	assert_non_null(strstr(err_msg(&f->err), "web1"));
 	assert_non_null(strstr(err_msg(&f->err), "already registered"));
 	assert_int_equal(f->err.kind, ERR_CONFLICT);
-	struct reg_host upper = host("WEB1", "192.0.2.11");
+	struct reg_host upper = regfx_host("WEB1", "192.0.2.11");
 	assert_int_equal(registry_add_host(f->reg, &upper, &f->err), REGISTRY_EXISTS);
 	/* A decommissioned name stays taken. */
 	assert_int_equal(registry_decommission(f->reg, "web1", 0, &f->err), REGISTRY_OK);
@@ -195,15 +132,15 @@ test_duplicates_refused(void **state)
 static void
 test_invalid_arguments(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	static const char *const bad_names[] = {
 		"", "-web", ".web", "updater@web1", "web 1", "web/1", "wé", "a\nb",
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 64 */
 	};
 
-	open_ok(f);
+	regfx_open(f);
 	for (size_t i = 0; i < ARRAY_LEN(bad_names); i++) {
-		struct reg_host h = host("x", "192.0.2.1");
+		struct reg_host h = regfx_host("x", "192.0.2.1");
 		memset(h.name, 0, sizeof(h.name));
 		memcpy(h.name, bad_names[i], strnlen(bad_names[i], sizeof(h.name) - 1));
 		if (strlen(bad_names[i]) >= sizeof(h.name)) {
@@ -216,25 +153,25 @@ test_invalid_arguments(void **state)
 	assert_true(registry_name_valid("a"));
 	assert_true(registry_name_valid("web_1.prod-2"));
 
-	struct reg_host h = host("web1", "192.0.2.1");
+	struct reg_host h = regfx_host("web1", "192.0.2.1");
 	h.agent_fp[5] = 'x';
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	assert_non_null(strstr(err_msg(&f->err), "fingerprint"));
 	assert_int_equal(f->err.kind, ERR_BAD_REQUEST);
-	h = host("web1", "192.0.2.1");
+	h = regfx_host("web1", "192.0.2.1");
 	h.agent_fp[63] = '\0';
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
-	h = host("web1", "192.0.2.1");
+	h = regfx_host("web1", "192.0.2.1");
 	h.agent_port = 70000;
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
-	h = host("web1", "192.0.2.1");
+	h = regfx_host("web1", "192.0.2.1");
 	h.updater_port = -1;
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
-	h = host("web1", "");
+	h = regfx_host("web1", "");
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
-	h = host("web1", "10.0.0.1 evil");
+	h = regfx_host("web1", "10.0.0.1 evil");
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
-	h = host("web1", "192.0.2.1");
+	h = regfx_host("web1", "192.0.2.1");
 	assert_int_equal(strlcpy_chk(h.updater_fp, "abc", sizeof(h.updater_fp)), 0);
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_INVALID);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", "zz", &f->err),
@@ -253,10 +190,10 @@ test_invalid_arguments(void **state)
 static void
 test_next_fingerprints(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.1"), got;
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.1"), got;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(strlcpy_chk(h.updater_fp, FP_A, sizeof(h.updater_fp)), 0);
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_OK);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err),
@@ -297,14 +234,14 @@ test_next_fingerprints(void **state)
 static void
 test_host_sans(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.1"), h2 = host("web2", "192.0.2.2");
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.1"), h2 = regfx_host("web2", "192.0.2.2");
 	const char *sans[] = { "web1.example.net", "10.0.0.5", "2001:db8::1" };
 	const char *many[REG_SANS_MAX + 1];
 	char out[REG_SANS_MAX][REG_SAN_LEN + 1], longname[REG_SAN_LEN + 2];
 	size_t n = 99;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_add_host(f->reg, &h, &f->err), REGISTRY_OK);
 	assert_int_equal(registry_add_host(f->reg, &h2, &f->err), REGISTRY_OK);
 	assert_int_equal(registry_get_sans(f->reg, "web1", out, REG_SANS_MAX, &n, &f->err),
@@ -352,13 +289,13 @@ test_host_sans(void **state)
 static void
 test_missing_host(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_host got;
 	struct reg_push p;
 	struct reg_push *log = NULL;
 	size_t n = 0;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_get_host(f->reg, "nope", &got, &f->err),
 	    REGISTRY_NOTFOUND);
 	assert_non_null(strstr(err_msg(&f->err), "nope"));
@@ -380,17 +317,17 @@ test_missing_host(void **state)
 static void
 test_decommission_excluded(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host a = host("alpha", "192.0.2.1"), b = host("bravo", "192.0.2.2"),
-	    c = host("charlie", "192.0.2.3"), got;
+	struct regfx *f = *state;
+	struct reg_host a = regfx_host("alpha", "192.0.2.1"), b = regfx_host("bravo", "192.0.2.2"),
+	    c = regfx_host("charlie", "192.0.2.3"), got;
 	struct reg_host *list = NULL;
 	size_t n = 0;
 
-	open_ok(f);
+	regfx_open(f);
 	/* Added out of order: listings are sorted by name. */
-	add_ok(f, &c);
-	add_ok(f, &a);
-	add_ok(f, &b);
+	regfx_add(f, &c);
+	regfx_add(f, &a);
+	regfx_add(f, &b);
 	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000100, &f->err), REGISTRY_OK);
 	/* A repeat keeps the first time. */
 	assert_int_equal(registry_decommission(f->reg, "bravo", 1700000999, &f->err), REGISTRY_OK);
@@ -417,15 +354,15 @@ test_decommission_excluded(void **state)
 static void
 test_updater_fp_and_push_log(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.1"), other = host("web2", "192.0.2.2"), got;
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.1"), other = regfx_host("web2", "192.0.2.2"), got;
 	struct reg_push p, *log = NULL;
 	char long_detail[REG_DETAIL_MAX + 2];
 	size_t n = 0;
 
-	open_ok(f);
-	add_ok(f, &h);
-	add_ok(f, &other);
+	regfx_open(f);
+	regfx_add(f, &h);
+	regfx_add(f, &other);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B_UPPER, &f->err), REGISTRY_OK);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
@@ -533,16 +470,16 @@ writer_main(void *arg)
 static void
 test_concurrent_writers(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.1");
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.1");
 	struct registry *second = NULL;
 	struct writer w[WRITERS];
 	pthread_t t[WRITERS];
 	struct reg_push *log = NULL;
 	size_t n = 0;
 
-	open_ok(f);
-	add_ok(f, &h);
+	regfx_open(f);
+	regfx_add(f, &h);
 	assert_int_equal(registry_open(f->home, &second, &f->err), REGISTRY_OK);
 	for (int i = 0; i < WRITERS; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
@@ -568,23 +505,23 @@ test_concurrent_writers(void **state)
 static void
 test_reopen_persistence(void **state)
 {
-	struct fx *f = *state;
-	struct reg_host h = host("web1", "192.0.2.1"), got;
+	struct regfx *f = *state;
+	struct reg_host h = regfx_host("web1", "192.0.2.1"), got;
 
-	open_ok(f);
-	add_ok(f, &h);
+	regfx_open(f);
+	regfx_add(f, &h);
 	assert_int_equal(registry_set_updater_fp(f->reg, "web1", FP_B, &f->err),
 	    REGISTRY_OK);
 	registry_close(f->reg);
 	f->reg = NULL;
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "web1", &got, &f->err), REGISTRY_OK);
 	assert_string_equal(got.updater_fp, FP_B);
 	/* Two handles on one file see each other's writes. */
 	struct registry *second = NULL;
 	assert_int_equal(registry_open(f->home, &second, &f->err), REGISTRY_OK);
-	struct reg_host h2 = host("web2", "192.0.2.2");
+	struct reg_host h2 = regfx_host("web2", "192.0.2.2");
 	assert_int_equal(registry_add_host(second, &h2, &f->err), REGISTRY_OK);
 	registry_close(second);
 	assert_int_equal(registry_get_host(f->reg, "web2", &got, &f->err), REGISTRY_OK);
@@ -603,7 +540,7 @@ write_file(const char *path, const void *data, size_t len)
 static void
 test_not_a_database(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	char junk[8192];
 
 	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
@@ -622,7 +559,7 @@ test_not_a_database(void **state)
 static void
 test_foreign_and_newer_database(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	sqlite3 *db = NULL;
 
 	assert_int_equal(fs_mkdir_p(f->home, 0700), 0);
@@ -635,7 +572,7 @@ test_foreign_and_newer_database(void **state)
 	assert_int_equal(unlink(f->db), 0);
 
 	/* A registry from a future schema is refused, not "migrated" backwards. */
-	open_ok(f);
+	regfx_open(f);
 	registry_close(f->reg);
 	f->reg = NULL;
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
@@ -656,13 +593,13 @@ test_foreign_and_newer_database(void **state)
 static void
 test_revocations_and_crl_number(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_revocation r, *list = NULL;
 	size_t n = 0;
 	unsigned long long num = 0, num2 = 0;
 	time_t tu = 0, nu = 0;
 
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, &f->err),
 	    REGISTRY_NOTFOUND);
 	memset(&r, 0, sizeof(r));
@@ -700,7 +637,7 @@ test_revocations_and_crl_number(void **state)
 	assert_int_equal(num2, 2);
 	registry_close(f->reg);
 	f->reg = NULL;
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_crl_state(f->reg, &num, &tu, &nu, &f->err),
 	    REGISTRY_OK);
 	assert_int_equal(num, 2);
@@ -712,7 +649,7 @@ test_revocations_and_crl_number(void **state)
 static void
 test_upgrade_from_v1(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	sqlite3 *db = NULL;
 	struct reg_host got;
 	struct reg_push *log = NULL;
@@ -738,7 +675,7 @@ test_upgrade_from_v1(void **state)
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "old1", &got, &f->err),
 	    REGISTRY_OK);
@@ -757,21 +694,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_modes_and_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_sans, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_add_get_defaults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_duplicates_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_invalid_arguments, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_host, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_decommission_excluded, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_updater_fp_and_push_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reopen_persistence, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revocations_and_crl_number, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_next_fingerprints, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_modes_and_schema, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_host_sans, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_add_get_defaults, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_duplicates_refused, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_arguments, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_host, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_decommission_excluded, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_updater_fp_and_push_log, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_persistence, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_database, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_and_newer_database, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_revocations_and_crl_number, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_v1, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_next_fingerprints, regfx_setup, regfx_teardown),
 	};
 
 	log_init("test_registry", LOG_LVL_WARN);

@@ -21,72 +21,18 @@
 #include "master/registry.h"
 #include "master/registry_rollout.h"
 #include "master/selector.h"
+#include "tests/unit/registry_fx.h"
 #include "tests/unit/tmpdir.h"
 
-#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SHA1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define SHA2 "2222222222222222222222222222222222222222222222222222222222222222"
-
-struct fx {
-	char home[PATH_MAX];
-	struct registry *reg;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	const char *tmpl = tmpdir_make("registry_rollout");
-
-	assert_non_null(f);
-	assert_non_null(tmpl);
-	assert_true(snprintf(f->home, sizeof(f->home), "%s/home", tmpl) > 0);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	registry_close(f->reg);
-	assert_int_equal(tmpdir_remove(), 0);
-	free(f);
-	return 0;
-}
-
-static void
-open_ok(struct fx *f)
-{
-	struct err pe = ERR_INIT;
-
-	if (registry_open(f->home, &f->reg, &pe) != REGISTRY_OK) {
-		fail_msg("registry_open: %s", err_msg(&pe));
-	}
-}
-
-static void
-add_host(struct fx *f, const char *name)
-{
-	struct err pe = ERR_INIT;
-	struct reg_host h;
-
-	memset(&h, 0, sizeof(h));
-	snprintf(h.name, sizeof(h.name), "%s", name);
-	snprintf(h.address, sizeof(h.address), "127.0.0.1");
-	snprintf(h.agent_fp, sizeof(h.agent_fp), "%s", FP_A);
-	if (registry_add_host(f->reg, &h, &pe) != REGISTRY_OK) {
-		fail_msg("add %s: %s", name, err_msg(&pe));
-	}
-}
 
 /*
  * Write a registry as schema VERSION (1 or 2) wrote it: two hosts and a
  * push; at 2 also a revocation, the CRL's number and a host's next pin.
  */
 static void
-write_old_registry(struct fx *f, int version, char *db_path, size_t len)
+write_old_registry(struct regfx *f, int version, char *db_path, size_t len)
 {
 	sqlite3 *db = NULL;
 
@@ -141,7 +87,7 @@ write_old_registry(struct fx *f, int version, char *db_path, size_t len)
 
 /* Opening an older registry migrates it to schema 5 with everything it held kept. */
 static void
-upgrade_from(struct fx *f, int version)
+upgrade_from(struct regfx *f, int version)
 {
 	struct err pe = ERR_INIT;
 	char db_path[PATH_MAX + 16];
@@ -150,7 +96,7 @@ upgrade_from(struct fx *f, int version)
 	size_t n = 0;
 
 	write_old_registry(f, version, db_path, sizeof(db_path));
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_get_host(f->reg, "old1", &h, &pe), REGISTRY_OK);
 	assert_string_equal(h.notes, "rack 4");
@@ -198,7 +144,7 @@ upgrade_from(struct fx *f, int version)
 	assert_int_equal(registry_label_set(f->reg, "old2", "env", "prod", &e), 0);
 	registry_close(f->reg);
 	f->reg = NULL;
-	open_ok(f); /* a second open finds the newest schema and migrates nothing */
+	regfx_open(f); /* a second open finds the newest schema and migrates nothing */
 	assert_int_equal(registry_schema_version(f->reg), 6);
 }
 
@@ -218,7 +164,7 @@ test_upgrade_from_schema_2(void **state)
 static void
 test_upgrade_from_schema_3(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	char db_path[PATH_MAX + 16];
 	struct selector_label ls[REG_LABELS_MAX];
 	struct err e = ERR_INIT;
@@ -226,8 +172,8 @@ test_upgrade_from_schema_3(void **state)
 	sqlite3_stmt *q = NULL;
 	size_t n = 0;
 
-	open_ok(f);
-	add_host(f, "h3");
+	regfx_open(f);
+	regfx_add_host(f, "h3");
 	assert_int_equal(registry_label_set(f->reg, "h3", "env", "prod", &e), 0);
 	registry_close(f->reg);
 	f->reg = NULL;
@@ -239,7 +185,7 @@ test_upgrade_from_schema_3(void **state)
 	    "DROP TABLE host_sans;"
 	    "UPDATE schema_version SET version = 3;", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
-	open_ok(f);
+	regfx_open(f);
 	assert_int_equal(registry_schema_version(f->reg), 6);
 	assert_int_equal(registry_host_labels(f->reg, "h3", ls, REG_LABELS_MAX, &n, &e), 0);
 	assert_int_equal(n, 1);
@@ -254,7 +200,7 @@ test_upgrade_from_schema_3(void **state)
 static void
 test_labels_and_selection(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct selector sel;
 	struct selector_label ls[REG_LABELS_MAX];
 	struct reg_host page[2];
@@ -262,10 +208,10 @@ test_labels_and_selection(void **state)
 	int64_t cursor = 0;
 	size_t n, total = 0, matched;
 
-	open_ok(f);
-	add_host(f, "a1");
-	add_host(f, "a2");
-	add_host(f, "a3");
+	regfx_open(f);
+	regfx_add_host(f, "a1");
+	regfx_add_host(f, "a2");
+	regfx_add_host(f, "a3");
 	assert_int_equal(registry_label_set(f->reg, "a1", "env", "prod", &e), 0);
 	assert_int_equal(registry_label_set(f->reg, "a2", "env", "prod", &e), 0);
 	assert_int_equal(registry_label_set(f->reg, "a2", "role", "db", &e), 0);
@@ -306,13 +252,13 @@ test_labels_and_selection(void **state)
 static void
 test_targets_and_store_index(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_target t;
 	struct err e = ERR_INIT;
 	char label[64];
 
-	open_ok(f);
-	add_host(f, "t1");
+	regfx_open(f);
+	regfx_add_host(f, "t1");
 	assert_int_equal(registry_release_add(f->reg, SHA1, "1.0.0", 1234, &e), 0);
 	assert_int_equal(registry_release_add(f->reg, SHA1, "1.0.0", 1234, &e), 0); /* idempotent */
 	assert_int_equal(registry_release_label(f->reg, SHA1, label, sizeof(label), &e), 0);
@@ -331,7 +277,7 @@ test_targets_and_store_index(void **state)
 
 /* Create a rollout of every host with default waves; returns its id in ID. */
 static void
-create(struct fx *f, const char *id, const char *sel_text, int *nh, int *nw)
+create(struct regfx *f, const char *id, const char *sel_text, int *nh, int *nw)
 {
 	struct rollout_spec spec;
 	struct reg_rollout r;
@@ -358,7 +304,7 @@ create(struct fx *f, const char *id, const char *sel_text, int *nh, int *nw)
 static void
 test_create_plan_and_hold(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_rollout r;
 	struct reg_rollout_host rows[16];
 	struct reg_rollout_counts c;
@@ -367,10 +313,10 @@ test_create_plan_and_hold(void **state)
 	size_t n;
 	int nh, nw, rc;
 
-	open_ok(f);
+	regfx_open(f);
 	for (int i = 0; i < 10; i++) {
 		snprintf(name, sizeof(name), "h%02d", i);
-		add_host(f, name);
+		regfx_add_host(f, name);
 	}
 	assert_int_equal(registry_release_add(f->reg, SHA1, "1.0.0", 10, &e), 0);
 	create(f, "00000000000000a1", "all", &nh, &nw);
@@ -448,7 +394,7 @@ gone(const char *holder)
 static void
 test_lease_state_and_hosts(void **state)
 {
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_rollout r;
 	struct reg_rollout_host rows[16];
 	struct reg_rollout_counts c;
@@ -460,9 +406,9 @@ test_lease_state_and_hosts(void **state)
 	time_t now = time(NULL);
 	const char *id = "00000000000000c3";
 
-	open_ok(f);
-	add_host(f, "x1");
-	add_host(f, "x2");
+	regfx_open(f);
+	regfx_add_host(f, "x1");
+	regfx_add_host(f, "x2");
 	assert_int_equal(registry_release_add(f->reg, SHA1, "1.0.0", 10, &e), 0);
 	create(f, id, "all", &nh, &nw);
 
@@ -582,15 +528,15 @@ static void
 test_push_prune(void **state)
 {
 	struct err pe = ERR_INIT;
-	struct fx *f = *state;
+	struct regfx *f = *state;
 	struct reg_push p;
 	struct reg_push *log = NULL;
 	struct err e = ERR_INIT;
 	size_t n, removed;
 
-	open_ok(f);
-	add_host(f, "p1");
-	add_host(f, "p2");
+	regfx_open(f);
+	regfx_add_host(f, "p1");
+	regfx_add_host(f, "p2");
 	for (int i = 0; i < 12; i++) {
 		memset(&p, 0, sizeof(p));
 		snprintf(p.host, sizeof(p.host), "%s", i % 3 == 0 ? "p2" : "p1");
@@ -611,14 +557,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_1, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_2, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_3, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_labels_and_selection, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_targets_and_store_index, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_plan_and_hold, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lease_state_and_hosts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_push_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_1, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_2, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_3, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_labels_and_selection, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_targets_and_store_index, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_create_plan_and_hold, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_lease_state_and_hosts, regfx_setup, regfx_teardown),
+		cmocka_unit_test_setup_teardown(test_push_prune, regfx_setup, regfx_teardown),
 	};
 
 	log_init("test_registry_rollout", LOG_LVL_WARN);
