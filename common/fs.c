@@ -276,6 +276,27 @@ out:
 	return rc;
 }
 
+int
+fs_atomic_commit_as(struct fs_atomic *a, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len >= sizeof(a->base) || strchr(name, '/') != NULL ||
+	    fs_is_dot_or_dotdot(name)) {
+		fs_atomic_abort(a);
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(a->base, name, len + 1);
+	return fs_atomic_commit(a);
+}
+
+const char *
+fs_atomic_tmp_name(const struct fs_atomic *a)
+{
+	return a->fd >= 0 ? a->tmp : "";
+}
+
 void
 fs_atomic_abort(struct fs_atomic *a)
 {

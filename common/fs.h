@@ -54,6 +54,19 @@ int fs_atomic_write(struct fs_atomic *a, const void *buf, size_t len) WUR;
 int fs_atomic_commit(struct fs_atomic *a) WUR;
 /* Remove the temporary file and release A; errno is preserved. Idempotent. */
 void fs_atomic_abort(struct fs_atomic *a);
+/*
+ * fs_atomic_commit() under NAME (a plain file name, no '/') in the same
+ * directory instead of the PATH given to fs_atomic_begin(): for content whose
+ * name is known only once written (a file named by its digest). The
+ * temporaries keep the name begun with, so its next fs_atomic_begin() sweeps
+ * them. EINVAL (A released) for a NAME that is not a plain name.
+ */
+int fs_atomic_commit_as(struct fs_atomic *a, const char *name) WUR;
+/*
+ * The temporary's name in the destination's directory while A is begun (to
+ * read back what was written before committing it), "" otherwise.
+ */
+const char *fs_atomic_tmp_name(const struct fs_atomic *a);
 
 /*
  * Replace PATH with LEN bytes of DATA atomically and durably, with

@@ -337,6 +337,43 @@ test_atomic_api(void **state)
 	assert_int_equal(count_tmp(f->dir), 0);
 }
 
+/* Committed under a name known only once written (the release store's digest names). */
+static void
+test_atomic_commit_as(void **state)
+{
+	struct fx *f = *state;
+	struct fs_atomic a = FS_ATOMIC_INIT;
+	char p[128], q[128], t[192];
+
+	assert_string_equal(fs_atomic_tmp_name(&a), "");
+	pj(p, sizeof(p), f->dir, "incoming");
+	pj(q, sizeof(q), f->dir, "named");
+	assert_int_equal(fs_atomic_begin(&a, p, 0600), 0);
+	assert_int_equal(fs_atomic_write(&a, "bytes", 5), 0);
+	/* The temporary can be read back by its name before the commit. */
+	assert_int_equal(strncmp(fs_atomic_tmp_name(&a), ".incoming.tmp.", 14), 0);
+	snprintf(t, sizeof(t), "%s/%s", f->dir, fs_atomic_tmp_name(&a));
+	assert_content(t, "bytes", 5);
+	assert_int_equal(fs_atomic_commit_as(&a, "named"), 0);
+	assert_content(q, "bytes", 5);
+	assert_int_equal(mode_of(q), 0600);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(count_tmp(f->dir), 0);
+	assert_string_equal(fs_atomic_tmp_name(&a), "");
+	/* Not a plain name: refused, the temporary removed, nothing renamed. */
+	static const char *const bad[] = { "", ".", "..", "a/b", "/x" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(fs_atomic_begin(&a, p, 0600), 0);
+		assert_int_equal(fs_atomic_write(&a, "x", 1), 0);
+		errno = 0;
+		assert_int_equal(fs_atomic_commit_as(&a, bad[i]), -1);
+		assert_int_equal(errno, EINVAL);
+		assert_int_equal(count_tmp(f->dir), 0);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	assert_content(q, "bytes", 5);
+}
+
 /* A PID that existed and is gone (reaped). */
 static pid_t
 dead_pid(void)
@@ -1239,6 +1276,7 @@ main(void)
 		T(test_write_atomic_creates_and_replaces),
 		T(test_write_atomic_failures),
 		T(test_atomic_api),
+		T(test_atomic_commit_as),
 		T(test_stale_temporaries_swept),
 		T(test_crash_injection),
 		T(test_fsync_helpers),
