@@ -1482,7 +1482,7 @@ target_run(struct cli *cli, int argc, char **argv, const char *verb)
 	}
 	sign_keyring_init(&rel->keyring);
 	if (cmd_rollout_selector(&c, &a, &sel, &e) != 0 ||
-	    (set && (cmd_swarm_prepare_release(cli->home, a.release, SIGN_KIND_AGENT, rel, &e) != 0 ||
+	    (set && (cmd_swarm_prepare_release(cli->home, a.release, SIGN_KIND_AGENT, 0, rel, &e) != 0 ||
 			rollout_store_release(&c, &rel->rf, &e) != 0))) {
 		err_prefix(&e, "%s", cli->path);
 		rc = cli_fail(cli, &e);
@@ -1908,7 +1908,8 @@ const struct cli_cmd cmd_target_subs[CMD_TARGET_N_SUBS] = {
 	    .synopsis = "--hosts SEL --release FILE|DIR",
 	    .description =
 		"Copies the release into the master's store (HOME/store/SHA256.tar.gz, so\n"
-		"nothing depends on the file later; checked first as the updater checks it)\n"
+		"nothing depends on the file later; checked as the updater checks it, once\n"
+		"per stored copy)\n"
 		"and records it as the target of every host SEL selects; 'swarm converge'\n"
 		"then updates the hosts that differ.",
 	    .opts = cmd_target_set_opts,

@@ -40,7 +40,7 @@ int cmd_rollout_selector(struct swarm_ctx *c, const struct swarm_update_args *a,
 /* A release to push, as the operator named it (master/cmd_swarm.c). */
 struct cmd_release {
 	struct swarm_release_file rf;  /* RF.path points at PATH */
-	char path[PATH_MAX];
+	char path[PATH_MAX];           /* the stored release (the operator's file in a dry run) */
 	char tmpdir[PATH_MAX - 32];    /* "" unless a directory was packed */
 	char *tsig;                    /* FILE.tsig, NULL when the release is unsigned */
 	struct sign_keyring keyring;   /* the master's, empty when it has none */
@@ -51,10 +51,11 @@ struct cmd_release {
  * tarball (with FILE.tsig when there is one), or a directory packed into a
  * temporary directory, and the master's keyring of HOME, checked as an updater
  * will check it when installed as KINDS (SIGN_KIND_AGENT, | SIGN_KIND_UPDATER
- * for --include-self) before anything is sent. Free with
+ * for --include-self) before anything is sent, and taken into HOME's store
+ * on the way (master/release_store; not with DRY_RUN). Free with
  * cmd_swarm_release_cleanup(). Returns 0, or -1 with E.
  */
-int cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
+int cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int dry_run,
     struct cmd_release *p, struct err *e) WUR;
 void cmd_swarm_release_cleanup(struct cmd_release *p);
 

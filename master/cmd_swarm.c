@@ -17,7 +17,6 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/release_check.h"
 #include "common/testhook.h"
 #include "common/util.h"
 #include "master/certs.h"
@@ -27,6 +26,7 @@
 #include "master/keystore.h"
 #include "master/release_pack.h"
 #include "master/release_sign.h"
+#include "master/release_store.h"
 #include "master/rollout_plan.h"
 #include "master/swarm_enroll.h"
 #include "master/swarm_push.h"
@@ -619,17 +619,17 @@ host_source_next(void *arg, struct swarm_job *j)
 /* ---------------------------------------------------------------- update */
 
 /*
- * The signature next to the release FILE (sent along) and the master's
- * keyring (for the dry run's verdicts). Returns 0 or -1 with E.
+ * The signature next to the release tarball SRC (sent along) and the
+ * master's keyring (for the dry run's verdicts). Returns 0 or -1 with E.
  */
 static int
-prepare_signature(const char *home, struct cmd_release *p, struct err *e)
+prepare_signature(const char *home, const char *src, struct cmd_release *p, struct err *e)
 {
 	char tpath[PATH_MAX];
 	size_t len = 0;
 	int have;
 
-	if (release_sign_tsig_path(p->path, tpath, sizeof(tpath)) != 0) {
+	if (release_sign_tsig_path(src, tpath, sizeof(tpath)) != 0) {
 		return err_set(e, ERR_USAGE, "--release path too long");
 	}
 	have = release_sign_read_tsig(tpath, &p->tsig, &len, e);
@@ -649,65 +649,85 @@ prepare_signature(const char *home, struct cmd_release *p, struct err *e)
 }
 
 /*
- * The release P as an updater will check it, before any host is contacted:
- * the tarball's entries and manifest by common/release_check (the rules the
- * updater's extraction applies), installed as KINDS (SIGN_KIND_AGENT, with
- * SIGN_KIND_UPDATER for --include-self), and its signature file, when it
- * has one, by the part of pki/sign's rule that needs no keys (it parses and
- * its statement describes these bytes, this kind and this manifest): which
- * keys a host trusts is the host's keyring's to say (the dry run tells per
- * host). Returns 0 or -1 with E in the updater's words.
+ * The release SRC as an updater will check it, before any host is
+ * contacted, taken into the master's store on the way (master/release_store:
+ * one read of SRC; a release the store holds and checked before is not
+ * checked again; DRY_RUN: nothing is written): the tarball's entries and
+ * manifest by common/release_check (the rules the updater's extraction
+ * applies), installed as KINDS (SIGN_KIND_AGENT, with SIGN_KIND_UPDATER for
+ * --include-self), and its signature file, when it has one, by the part of
+ * pki/sign's rule that needs no keys (it parses and its statement describes
+ * these bytes, this kind and this manifest): which keys a host trusts is the
+ * host's keyring's to say (the dry run tells per host). P->path becomes the
+ * stored file. Returns 0 or -1 with E in the updater's words.
  */
 static int
-check_release(struct cmd_release *p, unsigned kinds, struct err *e)
+check_release(const char *home, const char *src, struct cmd_release *p, unsigned kinds,
+    int dry_run, struct err *e)
 {
-	struct release_manifest m;
+	struct release_store_entry *se = calloc(1, sizeof(*se));
 	struct sign_envelope env;
 	struct sign_statement st;
 	struct sign_want w;
 	unsigned flags = RELEASE_MF_AGENT | ((kinds & SIGN_KIND_UPDATER) != 0 ? RELEASE_MF_UPDATER
-									       : 0);
+									       : 0) |
+	    (dry_run ? RELEASE_STORE_NO_COPY : 0);
 	int rc = -1;
 
-	if (release_check_file(p->path, NULL, flags, &m, NULL, NULL, e) != 0) {
-		return err_prefix(e, "the release %s is refused (every updater would refuse it; "
-				     "nothing was sent)", p->rf.label);
-	}
-	if (p->tsig == NULL) {
-		return 0;
-	}
 	memset(&env, 0, sizeof(env));
+	if (se == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	if (release_store_import(home, src, flags, se, e) != 0) {
+		if (se->refused) {
+			err_prefix(e, "the release %s is refused (every updater would refuse it; "
+				      "nothing was sent)", p->rf.label);
+		} else {
+			err_prefix(e, "--release");
+		}
+		free(se);
+		return -1;
+	}
+	snprintf(p->path, sizeof(p->path), "%s", se->path);
+	snprintf(p->rf.sha256, sizeof(p->rf.sha256), "%s", se->sha256);
+	p->rf.size = se->size;
+	if (p->tsig == NULL) {
+		rc = 0;
+		goto out;
+	}
 	memset(&w, 0, sizeof(w));
 	w.sha256 = p->rf.sha256;
 	w.size = (int64_t)p->rf.size;
 	if (sign_tsig_parse(p->tsig, p->rf.tsig_len, &env, &st, e) != 0) {
-		goto out;
+		goto bad_sig;
 	}
 	for (unsigned k = SIGN_KIND_AGENT; k <= SIGN_KIND_UPDATER; k <<= 1) {
 		w.kind = kinds & k;
 		if (w.kind != 0 && sign_statement_want(&st, &w, e) != 0) {
-			goto out;
+			goto bad_sig;
 		}
 	}
-	if (sign_statement_match(&st, m.name, m.version, e) != 0) {
-		goto out;
+	if (sign_statement_match(&st, se->name, se->version, e) != 0) {
+		goto bad_sig;
 	}
 	rc = 0;
+	goto out;
+bad_sig:
+	err_prefix(e, "the signature of %s is refused (every updater would refuse it; "
+		      "nothing was sent)", p->rf.label);
 out:
 	sign_envelope_free(&env);
-	if (rc != 0) {
-		err_prefix(e, "the signature of %s is refused (every updater would refuse it; "
-			      "nothing was sent)", p->rf.label);
-	}
+	free(se);
 	return rc;
 }
 
 int
-cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
+cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int dry_run,
     struct cmd_release *p, struct err *e)
 {
 	struct release_pack_opts po;
 	struct release_pack_result *res = NULL;
+	char packed[PATH_MAX];
 	const char *base;
 	struct stat st;
 	int rc = -1;
@@ -722,30 +742,26 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 		if (swarm_tmpdir_make("swarm", p->tmpdir, sizeof(p->tmpdir)) != 0) {
 			return err_sys(e, "temporary directory");
 		}
-		snprintf(p->path, sizeof(p->path), "%s/release.tar.gz", p->tmpdir);
+		snprintf(packed, sizeof(packed), "%s/release.tar.gz", p->tmpdir);
 		res = calloc(1, sizeof(*res));
 		if (res == NULL) {
 			return err_set(e, ERR_NOMEM, "out of memory");
 		}
 		memset(&po, 0, sizeof(po));
 		po.dir = arg;
-		po.output = p->path;
+		po.output = packed;
 		if (release_pack(&po, res, NULL, e) != 0) {
 			err_prefix(e, "release pack %s", arg);
 			goto out;
 		}
-		snprintf(p->rf.sha256, sizeof(p->rf.sha256), "%s", res->sha256);
-		p->rf.size = res->size;
 		snprintf(p->rf.label, sizeof(p->rf.label), "%s", res->version);
 		log_info("packed %s: %s-%s, sha256 %s", arg, res->name, res->version, res->sha256);
-		rc = check_release(p, kinds, e);
+		/* A packed tree never has a signature. */
+		rc = check_release(home, packed, p, kinds, dry_run, e);
 		goto out;
 	}
-	if (snprintf(p->path, sizeof(p->path), "%s", arg) >= (int)sizeof(p->path)) {
+	if (strlen(arg) >= sizeof(p->path)) {
 		return err_set(e, ERR_USAGE, "--release path too long");
-	}
-	if (swarm_file_digest(p->path, p->rf.sha256, &p->rf.size, e) != 0) {
-		return err_prefix(e, "--release");
 	}
 	base = strrchr(arg, '/');
 	base = base != NULL ? base + 1 : arg;
@@ -754,10 +770,10 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds,
 		    ? strlen(base) - 7
 		    : strlen(base)),
 	    base);
-	/* A tarball may come with its signature; a packed tree never has one. */
-	rc = prepare_signature(home, p, e);
+	/* A tarball may come with its signature. */
+	rc = prepare_signature(home, arg, p, e);
 	if (rc == 0) {
-		rc = check_release(p, kinds, e);
+		rc = check_release(home, arg, p, kinds, dry_run, e);
 	}
 out:
 	free(res);
@@ -974,7 +990,8 @@ swarm_cmd_update(struct cli *cli, int argc, char **argv)
 	/* The release is read (and checked) before any host is asked anything. */
 	if (a.release != NULL) {
 		if (cmd_swarm_prepare_release(cli->home, a.release,
-			SIGN_KIND_AGENT | (a.include_self ? SIGN_KIND_UPDATER : 0), rel, &e) != 0) {
+			SIGN_KIND_AGENT | (a.include_self ? SIGN_KIND_UPDATER : 0), a.dry_run, rel,
+			&e) != 0) {
 			err_prefix(&e, "swarm update");
 			rc = cli_fail(cli, &e);
 			goto out;
@@ -2346,8 +2363,9 @@ static const struct cli_cmd swarm_cmds[] = {
 		"updater's words before any host is contacted. Every update is then a\n"
 		"rollout, recorded in the registry before the first push: the hosts in a\n"
 		"stable pseudo-random order, cut into waves (a canary first). Each host's\n"
-		"updater gets the release (a tarball, or a directory packed first; copied\n"
-		"into HOME/store first) over POST /update, pinned to the updater\n"
+		"updater gets the release (a tarball, or a directory packed first; taken\n"
+		"into HOME/store with the check, and not checked again while the stored\n"
+		"copy is unchanged) over POST /update, pinned to the updater\n"
 		"certificate recorded at enrollment, at most N hosts at a time; it\n"
 		"installs, restarts the agent, probes it and rolls back on failure. A host\n"
 		"that already runs the release is left alone (already_active). Between\n"

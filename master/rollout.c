@@ -19,6 +19,7 @@
 #include "common/proc.h"
 #include "common/testhook.h"
 #include "master/release_sign.h"
+#include "master/release_store.h"
 
 #define FETCH_BATCH 64
 #define TICK_MS 250
@@ -30,90 +31,28 @@
 /* ---- the release store ---- */
 
 int
-rollout_store_path(const char *home, const char *sha256, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/store/%s.tar.gz", home, sha256);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-int
 rollout_store_release(struct swarm_ctx *c, const struct swarm_release_file *rf, struct err *e)
 {
-	const char *path = rf->path, *sha256 = rf->sha256, *label = rf->label;
-	uint64_t size = rf->size;
-	struct fs_atomic a = FS_ATOMIC_INIT;
-	char dir[PATH_MAX], dst[PATH_MAX], tdst[PATH_MAX + 8], got[65];
-	struct err de = ERR_INIT;
-	unsigned char buf[65536];
-	uint64_t got_size = 0;
-	int fd = -1, rc = -1;
-	ssize_t n;
+	char dst[PATH_MAX], tdst[PATH_MAX + 8];
+	struct stat st;
 
-	if (snprintf(dir, sizeof(dir), "%s/store", c->home) >= (int)sizeof(dir) ||
-	    rollout_store_path(c->home, sha256, dst, sizeof(dst)) != 0) {
+	if (release_store_path(c->home, rf->sha256, dst, sizeof(dst)) != 0) {
 		return err_set(e, ERR_USAGE, "%s: home path too long", c->home);
 	}
-	if (fs_mkdir_p(dir, 0700) != 0) {
-		return err_sys(e, "create %s", dir);
+	/* cmd_swarm_prepare_release() took it into the store (master/release_store). */
+	if (strcmp(rf->path, dst) != 0 || stat(dst, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != rf->size) {
+		return err_set(e, ERR_NOT_FOUND, "release %.12s is not in the master's store (%s)",
+		    rf->sha256, dst);
 	}
-	/* Already stored (an earlier rollout of the same release): keep it if intact. */
-	if (swarm_file_digest(dst, got, &got_size, &de) == 0 &&
-	    strcmp(got, sha256) == 0) {
-		goto record;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		return err_sys(e, "open %s", path);
-	}
-	if (fs_atomic_begin(&a, dst, 0600) != 0) {
-		err_sys(e, "store %s", dst);
-		goto out;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0) {
-			err_sys(e, "read %s", path);
-			goto out;
-		}
-		if (fs_atomic_write(&a, buf, (size_t)n) != 0) {
-			err_sys(e, "store %s", dst);
-			goto out;
-		}
-	}
-	if (fs_atomic_commit(&a) != 0) {
-		err_sys(e, "store %s", dst);
-		goto out;
-	}
-	/* The operator's file may have changed since it was digested: check the copy. */
-	if (swarm_file_digest(dst, got, &got_size, &de) != 0 ||
-	    strcmp(got, sha256) != 0 || got_size != size) {
-		(void)unlink(dst);
-		err_set(e, ERR_DIGEST, "%s changed while it was copied into the store (sha256 %s, "
-		    "expected %s)", path, got, sha256);
-		goto out;
-	}
-record:
 	/* The signature travels with the stored release (a resume sends it too). */
 	if (rf->tsig != NULL) {
 		snprintf(tdst, sizeof(tdst), "%s.tsig", dst);
 		if (fs_write_atomic(tdst, rf->tsig, rf->tsig_len, 0600) != 0) {
-			err_sys(e, "store %s", tdst);
-			goto out;
+			return err_sys(e, "store %s", tdst);
 		}
 	}
-	if (registry_release_add(c->reg, sha256, label, size, e) != 0) {
-		goto out;
-	}
-	rc = 0;
-out:
-	fs_atomic_abort(&a);
-	if (fd >= 0) {
-		close(fd);
-	}
-	return rc;
+	return registry_release_add(c->reg, rf->sha256, rf->label, rf->size, e) != 0 ? -1 : 0;
 }
 
 /* ---- lease owners ---- */
@@ -1494,7 +1433,7 @@ rollout_drive(struct swarm_ctx *c, const char *id, const struct rollout_ui *ui,
 		err_prefix(e, "rollout %s", d->r.id);
 		goto release;
 	}
-	if (rollout_store_path(c->home, d->r.release_sha256, d->rel_path, sizeof(d->rel_path)) != 0 ||
+	if (release_store_path(c->home, d->r.release_sha256, d->rel_path, sizeof(d->rel_path)) != 0 ||
 	    stat(d->rel_path, &st) != 0) {
 		err_set(e, ERR_NOT_FOUND, "rollout %s: its release %.12s is missing from the master's "
 		    "store (%s)", d->r.id, d->r.release_sha256, d->rel_path);

@@ -76,17 +76,14 @@ struct rollout_outcome {
 };
 
 /*
- * Copy the release RF (its file, and its signature when RF->tsig is set)
- * into the master's store, HOME/store/<sha256>.tar.gz (+ .tsig; atomically,
- * the copy's digest checked), and record it, so that nothing depends on the
- * operator's file later. An existing stored copy with the right digest is
- * kept.
+ * Record the release RF, which cmd_swarm_prepare_release() took into the
+ * master's store (HOME/store/<sha256>.tar.gz, master/release_store), in the
+ * registry, with its signature beside it (.tsig, atomically) when RF->tsig
+ * is set, so that nothing depends on the operator's files later.
+ * ERR_NOT_FOUND when RF is not the stored file.
  */
 int rollout_store_release(struct swarm_ctx *c, const struct swarm_release_file *rf,
     struct err *e) WUR;
-
-/* HOME/store/<sha256>.tar.gz into BUF. */
-int rollout_store_path(const char *home, const char *sha256, char *buf, size_t len) WUR;
 
 /*
  * Record a new rollout of the stored release SHA256 to the hosts SEL

@@ -103,33 +103,6 @@ swarm_ctx_close(struct swarm_ctx *c)
 	c->tls = NULL;
 }
 
-int
-swarm_file_digest(const char *path, char sha256[65], uint64_t *size, struct err *e)
-{
-	struct stat st;
-	int fd, rc = -1;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err_sys(e, "open %s", path);
-		goto out;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		err_set(e, ERR_BAD_REQUEST, "%s is not a regular file", path);
-		goto out;
-	}
-	if (digest_fd(fd, sha256, size, e) != 0) {
-		err_prefix(e, "%s", path);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	return rc;
-}
-
 /* Target of host H's updater (AGENT: its agent), pinned; the strings live in B. */
 int
 swarm_target(const struct reg_host *h, int agent, struct httpc_target *t,

@@ -241,9 +241,6 @@ enum swarm_lookup swarm_request_lookup(struct swarm_ctx *c, const struct reg_hos
  */
 int swarm_tmpdir_make(const char *name, char *buf, size_t len) WUR;
 
-/* sha256 and size of the tarball PATH, streamed. Returns 0 or -1 with E. */
-int swarm_file_digest(const char *path, char sha256[65], uint64_t *size, struct err *e) WUR;
-
 /*
  * One request to host H's updater (pinned): METHOD PATH, no body. Returns 0
  * with RESP filled (any status), or -1 with E (connect, pin: ERR_PIN_MISMATCH,
