@@ -10,9 +10,13 @@
  *
  * The TLS library stays behind this module and common/tls (and pki/), so a
  * move to another mbedTLS major version is local: no mbedTLS type appears
- * here. The context is opaque storage sized for the library's SHA-256 state
- * (checked at compile time in digest.c), so it lives on the stack or inside
+ * here. The context is opaque storage sized for either implementation's
+ * state (checked at compile time in digest.c), so it lives on the stack or inside
  * another struct without an allocation.
+ *
+ * The SHA-256 is computed with the x86 SHA extensions (SHA-NI) when CPUID
+ * reports them, with mbedTLS's portable C otherwise; the digest is the same,
+ * only the speed differs. Tests and benchmarks may pick one (digest_use_impl).
  *
  * update never fails visibly: a failure of the library (impossible for its
  * software implementation, possible for a hardware one) is remembered and
@@ -69,5 +73,31 @@ int digest_buf(const void *buf, size_t len, char hex[DIGEST_HEX_LEN + 1]) WUR;
  * Returns 0, or -1 with E (the read's errno saved; kind ERR_IO) and HEX "".
  */
 int digest_fd(int fd, char hex[DIGEST_HEX_LEN + 1], uint64_t *size, struct err *e) WUR;
+
+/*
+ * The implementations, for tests and benchmarks (programs never choose: they
+ * get DIGEST_IMPL_AUTO, the fastest this CPU has).
+ */
+enum digest_impl {
+	DIGEST_IMPL_AUTO = 0,    /* SHA-NI when the CPU has it, else mbedTLS */
+	DIGEST_IMPL_MBEDTLS = 1, /* mbedTLS's portable C */
+	DIGEST_IMPL_SHANI = 2,   /* the x86 SHA extensions */
+};
+
+/* 1 when IMPL can run on this CPU (AUTO and MBEDTLS always can), else 0. */
+int digest_impl_available(enum digest_impl impl);
+
+/*
+ * Make IMPL the implementation of every context initialised from now on, in
+ * the whole process (running ones keep theirs); AUTO goes back to the CPU's
+ * choice. Returns 0, or -1 (nothing changed) when IMPL is not available.
+ */
+int digest_use_impl(enum digest_impl impl) WUR;
+
+/* The implementation digest_init() uses now (never AUTO). */
+enum digest_impl digest_impl_current(void);
+
+/* "auto", "mbedtls" or "sha-ni". */
+const char *digest_impl_name(enum digest_impl impl);
 
 #endif
