@@ -13,6 +13,7 @@
 #   make bench-rollout  the rollout scale benchmark alone (1 000 and 10 000 hosts)
 #   make bench-tls   TLS session resumption: full vs resumed handshake CPU
 #   make bench-delta planned (delta) push vs full push of a ~200 MB release
+#   make bench-digest SHA-256 MB/s of each implementation (mbedTLS, SHA-NI) side by side
 #   make demo        a demo fleet of three hosts on 127.0.0.1 (scripts/demo.sh)
 #   make release     an agent release tarball: VERSION=x [RELEASE_KIND=...] (wiki/Agent.md)
 #                    [RELEASE_UPDATER_KIND=...] (wiki/Self-Update.md)
@@ -484,6 +485,10 @@ bench-tls: all $(BUILD)/bench/channel_hs
 .PHONY: bench-delta
 bench-delta: all
 	BUILD=$(abspath $(BUILD)) bench/delta.sh
+
+.PHONY: bench-digest
+bench-digest: $(BUILD)/bench/digest
+	BUILD=$(abspath $(BUILD)) bench/digest.sh
 
 .PHONY: bench-rollout
 bench-rollout: all
