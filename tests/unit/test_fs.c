@@ -343,7 +343,7 @@ test_atomic_commit_as(void **state)
 {
 	struct fx *f = *state;
 	struct fs_atomic a = FS_ATOMIC_INIT;
-	char p[128], q[128], t[192];
+	char p[PATH_MAX], q[PATH_MAX], t[PATH_MAX];
 
 	assert_string_equal(fs_atomic_tmp_name(&a), "");
 	pj(p, sizeof(p), f->dir, "incoming");
@@ -352,7 +352,7 @@ test_atomic_commit_as(void **state)
 	assert_int_equal(fs_atomic_write(&a, "bytes", 5), 0);
 	/* The temporary can be read back by its name before the commit. */
 	assert_int_equal(strncmp(fs_atomic_tmp_name(&a), ".incoming.tmp.", 14), 0);
-	snprintf(t, sizeof(t), "%s/%s", f->dir, fs_atomic_tmp_name(&a));
+	pj(t, sizeof(t), f->dir, fs_atomic_tmp_name(&a));
 	assert_content(t, "bytes", 5);
 	assert_int_equal(fs_atomic_commit_as(&a, "named"), 0);
 	assert_content(q, "bytes", 5);
