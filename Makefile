@@ -236,9 +236,11 @@ unit-run-%: $(BUILD)/tests/%
 # binaries, so a new test lands here by what it links. The others have one
 # thread, where ThreadSanitizer has nothing to check.
 THREADED_SYMS := pthread_create|MHD_start_daemon
+# $(call threaded_tests,BINARIES): the names (test_x) of those that link one.
+threaded_tests = for b in $(1); do \
+	nm -u $$b | grep -qE ' U ($(THREADED_SYMS))(@|$$)' && echo $${b\#\#*/}; done
 unit-threaded: $(UNIT_BINS)
-	@runs=$$(for b in $(UNIT_BINS); do \
-		nm -u $$b | grep -qE ' U ($(THREADED_SYMS))(@|$$)' && echo unit-run-$${b##*/}; done); \
+	@runs=$$($(call threaded_tests,$(UNIT_BINS)) | sed 's/^/unit-run-/'); \
 	echo "unit-threaded: $$(echo $$runs | wc -w) of $(words $(UNIT_BINS)):" $$(echo $$runs | sed 's/unit-run-//g'); \
 	$(MAKE) --no-print-directory -j$(JOBS) -O $$runs
 
@@ -381,10 +383,19 @@ TSAN_E2E := \
 tsan_reports = if ls $(TSAN_BUILD)/tsan-report.* >/dev/null 2>&1; then \
 	cat $(TSAN_BUILD)/tsan-report.*; echo "check-tsan: ThreadSanitizer reports above"; exit 1; fi
 
+# It builds only what it runs: the programs and tools the e2e tests start, and
+# the unit tests that can start a thread, read (as make unit-threaded does)
+# from the normal tree's binaries, which make check has built before its
+# stages: the same sources link the same symbols, and the other unit tests
+# are never compiled with -fsanitize=thread.
 check-tsan:
-	$(MAKE) -j$(JOBS) SAN=thread BUILD=$(TSAN_BUILD) all unit-bins
-	rm -f $(TSAN_BUILD)/tsan-report.*
-	$(TSAN_ENV) $(MAKE) SAN=thread BUILD=$(TSAN_BUILD) unit-threaded || { $(tsan_reports); exit 1; }
+	$(MAKE) -j$(JOBS) unit-bins
+	@tests=$$($(call threaded_tests,$(UNIT_BINS))); \
+	echo "check-tsan: $$(echo $$tests | wc -w) of $(words $(UNIT_BINS)) unit tests:" $$tests; \
+	$(MAKE) -j$(JOBS) SAN=thread BUILD=$(TSAN_BUILD) all $$(printf '$(TSAN_BUILD)/tests/%s ' $$tests) && \
+	rm -f $(TSAN_BUILD)/tsan-report.* && \
+	{ $(TSAN_ENV) $(MAKE) --no-print-directory SAN=thread BUILD=$(TSAN_BUILD) -j$(JOBS) -O \
+		$$(printf 'unit-run-%s ' $$tests) || { $(tsan_reports); exit 1; }; }
 	$(TSAN_ENV) TANDEM_BUILD=$(abspath $(TSAN_BUILD)) $(PYTEST) $(call e2e_args,$(E2E_SAN_JOBS)) \
 		$(TSAN_E2E) || { $(tsan_reports); exit 1; }
 	@$(tsan_reports)
