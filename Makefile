@@ -39,7 +39,7 @@ endif
 override BUILD := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILD)))
 
 CC      ?= cc
-PKGS    := libmicrohttpd libarchive libcjson sqlite3
+PKGS    := libmicrohttpd libarchive libcjson sqlite3 libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # mbedTLS 2.28 and http-parser ship no .pc file on Debian 12.

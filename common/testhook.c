@@ -109,6 +109,24 @@ testhook_now(void)
 	return time(NULL) + testhook_now_offset;
 }
 
+int
+testhook_without(const char *name)
+{
+	const char *v = getenv("TANDEM_TEST_WITHOUT");
+	size_t n = strlen(name);
+
+	while (v != NULL && *v != '\0') {
+		const char *end = strchr(v, ',');
+		size_t len = end != NULL ? (size_t)(end - v) : strlen(v);
+
+		if (len == n && strncmp(v, name, n) == 0) {
+			return 1;
+		}
+		v = end != NULL ? end + 1 : NULL;
+	}
+	return 0;
+}
+
 #else /* shipped binaries: no test path at all */
 
 void
@@ -144,6 +162,13 @@ time_t
 testhook_now(void)
 {
 	return time(NULL);
+}
+
+int
+testhook_without(const char *name)
+{
+	(void)name;
+	return 0;
 }
 
 #endif

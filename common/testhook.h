@@ -60,4 +60,12 @@ int testhook_enabled(void);
  */
 time_t testhook_now(void);
 
+/*
+ * 1 when the updater is to behave as one from before feature NAME (a
+ * /health "features" word): in test builds when TANDEM_TEST_WITHOUT names
+ * it (words separated by commas), so the e2e tests can play an older
+ * updater; always 0 in shipped binaries.
+ */
+int testhook_without(const char *name);
+
 #endif

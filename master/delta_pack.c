@@ -8,22 +8,39 @@
 #include <archive_entry.h>
 
 #include "common/fs.h"
+#include "common/log.h"
 #include "common/release_files.h"
+#include "common/zpatch.h"
 #include "master/release_pack.h"
 
 #define DP_CHUNK (64 * 1024)
+/* Bases held in memory at once while a delta is built. */
+#define DP_BASES_MAX ((uint64_t)256 * 1024 * 1024)
+
+/* A base a patch may be made against: its bytes once read from a source. */
+struct dp_base {
+	char hex[DIGEST_HEX_LEN + 1];
+	unsigned char *buf;   /* NULL until read */
+	size_t len;
+	int in_source;        /* the source being read has it */
+};
 
 /* One digest the host lacks; SENT once a file with it is in the delta. */
 struct dp_want {
 	char hex[DIGEST_HEX_LEN + 1];
 	int named; /* files.json has a file with it */
 	int sent;
+	uint64_t size;          /* as files.json gives it (when named) */
+	struct dp_base *base;   /* what the host has at its path, when known */
 };
 
 struct dp_ctx {
 	struct release_tgz_out out;
 	struct dp_want *want;
 	size_t n_want;
+	struct dp_base *bases;
+	size_t n_bases;
+	int pdir_written;       /* ZPATCH_DELTA_DIR's header is in the delta */
 	unsigned char *buf;
 };
 
@@ -268,11 +285,226 @@ dp_wants(struct dp_ctx *c, const struct release_files *rf, const char *const *mi
 		struct dp_want *w;
 
 		if (rf->v[i].type == RELEASE_FILES_REG &&
-		    (w = dp_want_find(c, rf->v[i].sha256)) != NULL) {
+		    (w = dp_want_find(c, rf->v[i].sha256)) != NULL && !w->named) {
 			w->named = 1;
+			w->size = rf->v[i].size;
 		}
 	}
 	return 0;
+}
+
+/* ---- patches ---- */
+
+/* The wanted digests' bases (PP): one dp_base per distinct base digest. */
+static int
+dp_bases_plan(struct dp_ctx *c, const struct release_files *rf,
+    const struct delta_pack_patches *pp, struct err *e)
+{
+	if (pp == NULL || pp->n == 0 || release_files_find(rf, ZPATCH_DELTA_DIR) != NULL) {
+		return 0;
+	}
+	c->bases = calloc(pp->n, sizeof(*c->bases));
+	if (c->bases == NULL) {
+		return err_set(e, ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < pp->n; i++) {
+		struct dp_want *w = pp->v[i].target != NULL ? dp_want_find(c, pp->v[i].target) : NULL;
+		const char *b = pp->v[i].base;
+		size_t k;
+
+		if (w == NULL || !w->named || w->base != NULL || w->size == 0 ||
+		    w->size > ZPATCH_MAX_FILE || b == NULL ||
+		    strnlen(b, DIGEST_HEX_LEN + 1) != DIGEST_HEX_LEN || strcmp(b, w->hex) == 0) {
+			continue;
+		}
+		for (k = 0; k < c->n_bases && strcmp(c->bases[k].hex, b) != 0; k++) {
+		}
+		if (k == c->n_bases) {
+			memcpy(c->bases[c->n_bases++].hex, b, DIGEST_HEX_LEN + 1);
+		}
+		w->base = &c->bases[k];
+	}
+	return 0;
+}
+
+static struct dp_base *
+dp_base_find(struct dp_ctx *c, const char *hex)
+{
+	for (size_t k = 0; k < c->n_bases; k++) {
+		if (strcmp(c->bases[k].hex, hex) == 0) {
+			return &c->bases[k];
+		}
+	}
+	return NULL;
+}
+
+/* The member A is on, whole (it has SIZE bytes by files.json), if its bytes are HEX. */
+static int
+dp_read_checked(struct archive *a, const char *path, uint64_t size, const char *hex,
+    unsigned char **out, size_t *outlen, struct err *e)
+{
+	char got[DIGEST_HEX_LEN + 1];
+	char *buf;
+	size_t len;
+
+	if (dp_read_member(a, path, (size_t)size, &buf, &len, e) != 0) {
+		return -1;
+	}
+	if (len != size || digest_buf(buf, len, got) != 0 || strcmp(got, hex) != 0) {
+		free(buf);
+		return err_set(e, ERR_FORMAT, "%s: not the content files.json gives it", path);
+	}
+	*out = (unsigned char *)buf;
+	*outlen = len;
+	return 0;
+}
+
+/* Read from the release tarball SRC the bases it has that are not read yet. */
+static int
+dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e)
+{
+	struct release_files srf = RELEASE_FILES_INIT;
+	struct archive_entry *ae;
+	struct archive *a = NULL;
+	char *sfj = NULL;
+	size_t sfjlen = 0, wanted = 0;
+	int st, rc = -1;
+
+	st = delta_pack_files_json(src, &sfj, &sfjlen, e);
+	if (st != 1 || release_files_parse(sfj, sfjlen, &srf, e) != 0) {
+		if (st == 0) {
+			err_set(e, ERR_FORMAT, "%s: no %s", src, RELEASE_FILES_FILE);
+		}
+		goto out;
+	}
+	for (size_t k = 0; k < c->n_bases; k++) {
+		c->bases[k].in_source = 0;
+	}
+	for (size_t i = 0; i < srf.n; i++) {
+		struct dp_base *b;
+
+		if (srf.v[i].type == RELEASE_FILES_REG &&
+		    (b = dp_base_find(c, srf.v[i].sha256)) != NULL && b->buf == NULL &&
+		    !b->in_source && srf.v[i].size <= ZPATCH_MAX_FILE && srf.v[i].size <= *budget) {
+			b->in_source = 1;
+			*budget -= srf.v[i].size;
+			wanted++;
+		}
+	}
+	if (wanted == 0) {
+		rc = 0;
+		goto out;
+	}
+	if (dp_read_open(src, &a, e) != 0) {
+		goto out;
+	}
+	while (wanted > 0 && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		const struct release_files_entry *en;
+		struct dp_base *b;
+
+		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG ||
+		    (en = release_files_find(&srf, p)) == NULL || en->type != RELEASE_FILES_REG ||
+		    (b = dp_base_find(c, en->sha256)) == NULL || !b->in_source || b->buf != NULL) {
+			continue;
+		}
+		if (dp_read_checked(a, p, en->size, en->sha256, &b->buf, &b->len, e) != 0) {
+			err_prefix(e, "%s", src);
+			goto out;
+		}
+		wanted--;
+	}
+	rc = 0;
+out:
+	archive_read_free(a);
+	release_files_free(&srf);
+	free(sfj);
+	return rc;
+}
+
+/* Read the bases PP's sources hold, each source once, until every one is read. */
+static void
+dp_bases_load(struct dp_ctx *c, const struct delta_pack_patches *pp)
+{
+	uint64_t budget = DP_BASES_MAX;
+
+	for (size_t s = 0; s < pp->n_sources && c->n_bases > 0; s++) {
+		struct err e = ERR_INIT;
+		size_t left = 0;
+
+		for (size_t k = 0; k < c->n_bases; k++) {
+			left += c->bases[k].buf == NULL;
+		}
+		if (left == 0) {
+			break;
+		}
+		if (dp_bases_from(c, pp->sources[s], &budget, &e) != 0) {
+			log_warnx("delta: no bases from %s: %s", pp->sources[s], err_msg(&e));
+		}
+	}
+}
+
+/* A directory header as the packer writes it. */
+static int
+dp_pdir(struct dp_ctx *c, struct archive *w, struct err *e)
+{
+	if (c->pdir_written) {
+		return 0;
+	}
+	if (release_pack_tgz_header(w, ZPATCH_DELTA_DIR, 0755, AE_IFDIR, 0, NULL, e) != 0) {
+		err_prefix(e, "delta");
+		return -1;
+	}
+	c->pdir_written = 1;
+	return 0;
+}
+
+/*
+ * The member R is on (entry EN, wanted W with a base read): as a patch when
+ * it is at most half of what the file costs compressed whole, else whole.
+ */
+static int
+dp_patch_file(struct dp_ctx *c, struct archive *r, struct archive *w, struct dp_want *wt,
+    const struct release_files_entry *en, struct delta_pack_result *res, struct err *e)
+{
+	char name[sizeof(ZPATCH_DELTA_DIR) + 2 * DIGEST_HEX_LEN + sizeof(ZPATCH_SUFFIX) + 2];
+	unsigned char *t = NULL;
+	void *patch = NULL;
+	size_t tlen = 0, plen = 0;
+	struct err ze = ERR_INIT;
+	int rc = -1;
+
+	if (dp_read_checked(r, en->path, en->size, en->sha256, &t, &tlen, e) != 0) {
+		return -1;
+	}
+	if (zpatch_make(wt->base->buf, wt->base->len, t, tlen, &patch, &plen, &ze) != 0) {
+		log_warnx("delta: %s: %s; sent whole", en->path, err_msg(&ze));
+	} else if (plen * 2 > zpatch_whole_estimate(t, tlen)) {
+		free(patch);
+		patch = NULL;
+	}
+	if (patch != NULL) {
+		(void)snprintf(name, sizeof(name), "%s/%s-%s%s", ZPATCH_DELTA_DIR, en->sha256,
+		    wt->base->hex, ZPATCH_SUFFIX);
+		if (dp_pdir(c, w, e) != 0 || dp_header(w, name, 0644, plen, e) != 0 ||
+		    dp_write_data(w, name, patch, plen, e) != 0) {
+			goto out;
+		}
+		res->patched++;
+		res->patch_bytes += plen;
+	} else if (dp_header(w, en->path, en->mode, en->size, e) != 0 ||
+	    dp_write_data(w, en->path, t, tlen, e) != 0) {
+		goto out;
+	}
+	if (archive_write_finish_entry(w) != ARCHIVE_OK) {
+		err_set(e, ERR_IO, "delta: %s: %s", en->path, archive_error_string(w));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(patch);
+	free(t);
+	return rc;
 }
 
 /* Stream R's members into W: the wanted files once each; check R's files.json is FJ. */
@@ -314,7 +546,11 @@ dp_stream(struct dp_ctx *c, const char *tgz, struct archive *r, struct archive *
 		    (wt = dp_want_find(c, en->sha256)) == NULL || wt->sent) {
 			continue;
 		}
-		if (dp_copy_file(c, r, w, en, e) != 0) {
+		if (wt->base != NULL && wt->base->buf != NULL) {
+			if (dp_patch_file(c, r, w, wt, en, res, e) != 0) {
+				return -1;
+			}
+		} else if (dp_copy_file(c, r, w, en, e) != 0) {
 			return -1;
 		}
 		wt->sent = 1;
@@ -338,7 +574,8 @@ dp_stream(struct dp_ctx *c, const char *tgz, struct archive *r, struct archive *
 
 int
 delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *const *missing,
-    size_t n_missing, const char *out, struct delta_pack_result *res, struct err *e)
+    size_t n_missing, const struct delta_pack_patches *pp, const char *out,
+    struct delta_pack_result *res, struct err *e)
 {
 	struct release_files rf = RELEASE_FILES_INIT;
 	struct dp_ctx c = { .out = { .file = FS_ATOMIC_INIT } };
@@ -350,8 +587,11 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 		err_prefix(e, "delta: %s", RELEASE_FILES_FILE);
 		return -1;
 	}
-	if (dp_wants(&c, &rf, missing, n_missing, e) != 0) {
+	if (dp_wants(&c, &rf, missing, n_missing, e) != 0 || dp_bases_plan(&c, &rf, pp, e) != 0) {
 		goto out;
+	}
+	if (c.n_bases > 0) {
+		dp_bases_load(&c, pp);
 	}
 	c.buf = malloc(DP_CHUNK);
 	if (c.buf == NULL) {
@@ -393,6 +633,10 @@ out:
 	fs_atomic_abort(&c.out.file);
 	free(c.buf);
 	free(c.want);
+	for (size_t k = 0; k < c.n_bases; k++) {
+		free(c.bases[k].buf);
+	}
+	free(c.bases);
 	release_files_free(&rf);
 	return rc;
 }

@@ -13,6 +13,14 @@
  * must be the bytes given. Directories and symlinks are never sent: the
  * updater makes them from files.json.
  *
+ * Patches: given, per missing digest, the digest of the file the host has
+ * at its path (the plan's "bases") and release tarballs that may hold such
+ * bases (the master's store), a missing file whose base is found there
+ * (read whole, its digest checked, at most ZPATCH_MAX_FILE bytes each side)
+ * goes as a zstd patch against it (common/zpatch) at
+ * ZPATCH_DELTA_DIR/TARGET-BASE.zst when the patch is at most half of what
+ * the file costs compressed whole; otherwise whole, as without bases.
+ *
  * Nothing here depends on the URL the delta goes to: the same helpers serve
  * /update and /update-self.
  */
@@ -36,8 +44,24 @@ int delta_pack_files_json(const char *tgz, char **out, size_t *outlen, struct er
 
 struct delta_pack_result {
 	unsigned long long size;     /* bytes of the delta tarball */
-	size_t files;                /* regular files sent (files.json aside) */
+	size_t files;                /* regular files sent (files.json aside), patched ones too */
 	unsigned long long content;  /* their bytes, uncompressed */
+	size_t patched;              /* ... of which as patches */
+	unsigned long long patch_bytes; /* the patches' bytes */
+};
+
+/* A missing digest and the digest of the file the host has at its path. */
+struct delta_pack_base {
+	const char *target;
+	const char *base;
+};
+
+/* What a delta may patch against (see the top); NULL or N 0: nothing. */
+struct delta_pack_patches {
+	const struct delta_pack_base *v;
+	size_t n;
+	const char *const *sources;  /* release tarballs to look for bases in, in order */
+	size_t n_sources;
 };
 
 /*
@@ -45,14 +69,16 @@ struct delta_pack_result {
  * FJ (FJLEN bytes, as delta_pack_files_json gave it) for the N_MISSING
  * digests MISSING (64 lowercase hex each, any order, duplicates fine):
  * files.json first, then for each missing digest the first regular file of
- * the release that has it. A digest files.json does not name is ignored (a
- * plan is advice). Returns 0 with *RES, or -1 with E (OUT untouched):
+ * the release that has it, or its patch (PP, may be NULL). A digest
+ * files.json does not name is ignored (a plan is advice); a source that
+ * cannot be read gives no bases (logged). Returns 0 with *RES, or -1 with
+ * E (OUT untouched):
  * ERR_FORMAT (not a tarball, a member that is not what files.json says, a
  * missing digest whose file is not in the tarball), ERR_IO, ERR_NOSPACE,
  * ERR_NOMEM.
  */
 int delta_pack_write(const char *tgz, const char *fj, size_t fjlen,
-    const char *const *missing, size_t n_missing, const char *out,
-    struct delta_pack_result *res, struct err *e) WUR;
+    const char *const *missing, size_t n_missing, const struct delta_pack_patches *pp,
+    const char *out, struct delta_pack_result *res, struct err *e) WUR;
 
 #endif

@@ -24,6 +24,7 @@
 #include "master/delta_pack.h"
 #include "master/keystore.h"
 #include "master/release_sign.h"
+#include "master/release_store.h"
 #include "pki/pki.h"
 #include "pki/sign.h"
 
@@ -1094,20 +1095,40 @@ str_ptr_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The key of a set of missing digests: sorted, unique, whatever order the plan gave. */
+/* Bases (the plan's "bases") by their missing digest. */
 static int
-delta_set_key(const char **missing, size_t n, char key[DIGEST_HEX_LEN + 1])
+plan_base_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct delta_pack_base *)a)->target,
+	    ((const struct delta_pack_base *)b)->target);
+}
+
+/*
+ * The key of a set of missing digests and their bases: sorted, unique,
+ * whatever order the plan gave (MISSING and BASES are reordered here).
+ */
+static int
+delta_set_key(const char **missing, size_t n, struct delta_pack_base *bases, size_t nb,
+    char key[DIGEST_HEX_LEN + 1])
 {
 	struct digest d;
 	int rc;
 
 	qsort(missing, n, sizeof(*missing), str_ptr_cmp);
+	qsort(bases, nb, sizeof(*bases), plan_base_cmp);
 	digest_init(&d);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && strcmp(missing[i - 1], missing[i]) == 0) {
 			continue;
 		}
 		digest_update(&d, missing[i], strlen(missing[i]));
+		digest_update(&d, "\n", 1);
+	}
+	for (size_t i = 0; i < nb; i++) {
+		digest_update(&d, "b ", 2);
+		digest_update(&d, bases[i].target, strlen(bases[i].target));
+		digest_update(&d, " ", 1);
+		digest_update(&d, bases[i].base, strlen(bases[i].base));
 		digest_update(&d, "\n", 1);
 	}
 	rc = digest_final(&d, key);
@@ -1164,14 +1185,15 @@ swarm_deltas_free(struct swarm_deltas *ds)
  */
 static const struct swarm_delta *
 deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, const char *fj,
-    size_t fj_len, const char **missing, size_t n)
+    size_t fj_len, const char **missing, size_t n, struct delta_pack_base *bases, size_t nb,
+    const struct delta_pack_patches *pp)
 {
 	struct swarm_delta *d;
 	struct err e = ERR_INIT;
 	char key[DIGEST_HEX_LEN + 1];
 	int state;
 
-	if (delta_set_key(missing, n, key) != 0) {
+	if (delta_set_key(missing, n, bases, nb, key) != 0) {
 		return NULL;
 	}
 	pthread_mutex_lock(&ds->lock);
@@ -1209,13 +1231,15 @@ deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, 
 	pthread_mutex_unlock(&ds->lock);
 
 	/* Built outside the lock: other hosts go on (and wait above only for this set). */
-	state = delta_pack_write(tgz, fj, fj_len, missing, n, d->path, &d->res, &e) == 0 ? 1 : -1;
+	state = delta_pack_write(tgz, fj, fj_len, missing, n, pp, d->path, &d->res, &e) == 0 ? 1 :
+	    -1;
 	if (state < 0) {
 		log_warnx("%s: cannot build the delta (%s); sending the full release", j->host.name,
 		    err_msg(&e));
 	} else {
-		log_info("%s: built a delta of %zu files, %llu bytes", j->host.name, d->res.files,
-		    d->res.size);
+		log_info("%s: built a delta of %zu files, %llu bytes (%zu of them as patches, %llu "
+		    "bytes)", j->host.name, d->res.files, d->res.size, d->res.patched,
+		    d->res.patch_bytes);
 	}
 	pthread_mutex_lock(&ds->lock);
 	d->state = state;
@@ -1247,20 +1271,33 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 	struct httpc_response resp;
 	struct httpc_target t;
 	struct swarm_target_buf tb;
+	/* An updater that lists zstd_patch names the bases patches may be made against. */
+	const int zp = j->have_health && j->health.has_zstd_patch;
+	const struct swarm_release *slots[2] = { &j->health.active, &j->health.prev };
+	const int have_slot[2] = { j->have_health && j->health.have_active,
+		j->have_health && j->health.have_prev };
 	const struct swarm_delta *d;
 	struct err e = ERR_INIT;
 	const char **missing = NULL;
-	cJSON *doc = NULL, *arr, *it, *mb, *rb;
-	size_t n = 0;
+	struct delta_pack_base *bases = NULL;
+	struct delta_pack_patches pp;
+	char url[64], src[2][PATH_MAX];
+	const char *srcs[2];
+	cJSON *doc = NULL, *arr, *it, *mb, *rb, *bo;
+	size_t n = 0, nb = 0;
 	int rc = 0;
 
 	memset(&resp, 0, sizeof(resp));
+	memset(&pp, 0, sizeof(pp));
 	if (swarm_target(&j->host, 0, &t, &tb, p->c->timeout_ms, &e) != 0) {
+		return 0;
+	}
+	if (snprintf(url, sizeof(url), "%s%s", plan, zp ? "?bases=1" : "") >= (int)sizeof(url)) {
 		return 0;
 	}
 	set_phase(p, j, SWARM_PH_CONNECTING);
 	j->bytes_sent += body_len;
-	if (httpc_fetch(p->c->tls, &t, "POST", plan, gz ? hdrs_gz : hdrs, body, body_len, &resp,
+	if (httpc_fetch(p->c->tls, &t, "POST", url, gz ? hdrs_gz : hdrs, body, body_len, &resp,
 	    &e) != 0) {
 		log_debug("%s: no plan (%s); sending the full release", j->host.name, err_msg(&e));
 		goto out;
@@ -1280,13 +1317,16 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 		goto out;
 	}
 	/*
-	 * The host lacks 90 % of the release's file bytes or more: its delta
-	 * would be about as large as the release, and building it would cost a
-	 * pass over the whole release for nothing.
+	 * The host lacks 90 % of the release's file bytes or more and names no
+	 * bases to patch against: its delta would be about as large as the
+	 * release, and building it would cost a pass over the whole release for
+	 * nothing.
 	 */
+	bo = zp ? cJSON_GetObjectItemCaseSensitive(doc, "bases") : NULL;
 	mb = cJSON_GetObjectItemCaseSensitive(doc, "missing_bytes");
 	rb = cJSON_GetObjectItemCaseSensitive(doc, "reuse_bytes");
-	if (cJSON_IsNumber(mb) && cJSON_IsNumber(rb) && mb->valuedouble > 0 &&
+	if (!(cJSON_IsObject(bo) && cJSON_GetArraySize(bo) > 0) &&
+	    cJSON_IsNumber(mb) && cJSON_IsNumber(rb) && mb->valuedouble > 0 &&
 	    rb->valuedouble >= 0 && mb->valuedouble * 10 >= (mb->valuedouble + rb->valuedouble) * 9) {
 		log_debug("%s: the host lacks %.0f of the release's %.0f bytes of files; sending "
 		    "the full release", j->host.name, mb->valuedouble, mb->valuedouble +
@@ -1302,7 +1342,38 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 			missing[n++] = it->valuestring;
 		}
 	}
-	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n);
+	/*
+	 * Bases: patches only against a release the master holds itself, in its
+	 * store: the host's active and previous releases (by their digests).
+	 */
+	if (cJSON_IsObject(bo) && cJSON_GetArraySize(bo) > 0) {
+		bases = calloc((size_t)cJSON_GetArraySize(bo), sizeof(*bases));
+		if (bases == NULL) {
+			goto out;
+		}
+		cJSON_ArrayForEach(it, bo) {
+			if (cJSON_IsString(it) && it->string != NULL &&
+			    strlen(it->string) == DIGEST_HEX_LEN &&
+			    strlen(it->valuestring) == DIGEST_HEX_LEN) {
+				bases[nb].target = it->string;
+				bases[nb++].base = it->valuestring;
+			}
+		}
+		for (size_t s = 0; s < 2; s++) {
+			if (have_slot[s] && strlen(slots[s]->sha256) == DIGEST_HEX_LEN &&
+			    strcmp(slots[s]->sha256, rel->sha256) != 0 &&
+			    (pp.n_sources == 0 || strcmp(slots[s]->sha256, slots[0]->sha256) != 0) &&
+			    release_store_path(p->c->home, slots[s]->sha256, src[pp.n_sources],
+			    sizeof(src[0])) == 0 && access(src[pp.n_sources], R_OK) == 0) {
+				srcs[pp.n_sources] = src[pp.n_sources];
+				pp.n_sources++;
+			}
+		}
+	}
+	pp.v = bases;
+	pp.n = nb;
+	pp.sources = srcs;
+	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n, bases, nb, &pp);
 	if (d == NULL) {
 		goto out;
 	}
@@ -1316,6 +1387,7 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 	*size = d->res.size;
 	rc = 1;
 out:
+	free(bases);
 	free(missing);
 	cJSON_Delete(doc);
 	httpc_response_free(&resp);

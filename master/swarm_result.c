@@ -388,6 +388,8 @@ swarm_parse_health(const char *body, size_t len, struct swarm_health *out, struc
 			} else if (cJSON_IsString(f) &&
 			    strcmp(f->valuestring, "self_request_id") == 0) {
 				out->has_self_request_id = 1;
+			} else if (cJSON_IsString(f) && strcmp(f->valuestring, "zstd_patch") == 0) {
+				out->has_zstd_patch = 1;
 			}
 		}
 	}

@@ -111,6 +111,7 @@ struct swarm_health {
 	int has_already_active;       /* ... and answers already_active / takes force */
 	int has_plan_gzip;            /* ... and takes a gzip-compressed plan request */
 	int has_self_request_id;      /* ... and records a self-update's request id */
+	int has_zstd_patch;           /* ... and names bases in a plan, applies zstd patches */
 	char cert_not_after[32];      /* the updater's certificate (ISO 8601), "" if absent */
 };
 

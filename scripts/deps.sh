@@ -3,8 +3,10 @@
 # prints nothing and touches nothing when everything is already present.
 set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libmbedtls-dev libarchive-dev
-libcjson-dev libsqlite3-dev libhttp-parser-dev libcmocka-dev python3-pytest
+libcjson-dev libsqlite3-dev libhttp-parser-dev libzstd-dev libcmocka-dev python3-pytest
 python3-pytest-xdist curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
+# the zstd CLI: the e2e tests make patches with it (--patch-from) to check the updater's reader
+PKGS="$PKGS zstd"
 # packaging: systemd-analyze verify, dpkg-shlibdeps for make deb
 PKGS="$PKGS systemd dpkg-dev"
 # real hosts: the Debian 12 container test (systemd-nspawn, debootstrap), lintian on

@@ -11,6 +11,7 @@
 #include "common/httpd.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/tls.h"
 #include "common/version.h"
 #include "updater/agent.h"
@@ -560,6 +561,7 @@ plan_answer(struct httpd_req *r, const char *root, enum install_kind kind)
 {
 	struct api_plan_body *b = httpd_req_data(r);
 	struct err e = ERR_INIT;
+	const char *bases;
 	char *fj = NULL;
 	size_t fj_len = 0;
 	cJSON *o;
@@ -575,8 +577,11 @@ plan_answer(struct httpd_req *r, const char *root, enum install_kind kind)
 			return;
 		}
 	}
+	/* "?bases=1": name the bases zstd patches may be made against (feature zstd_patch). */
+	bases = httpd_req_query(r, "bases");
 	o = delta_plan(root, fj != NULL ? fj : b->buf != NULL ? b->buf : "",
-	    fj != NULL ? fj_len : b->len, &e);
+	    fj != NULL ? fj_len : b->len, bases != NULL && strcmp(bases, "1") == 0 &&
+	    !testhook_without("zstd_patch"), &e);
 	free(fj);
 	if (o == NULL) {
 		err_prefix(&e, "plan");
@@ -815,7 +820,8 @@ api_health(struct api *a)
 	    json_array_add_str(feat, "request_id") != 0 ||
 	    json_array_add_str(feat, "already_active") != 0 ||
 	    json_array_add_str(feat, "plan_gzip") != 0 ||
-	    json_array_add_str(feat, "self_request_id") != 0) {
+	    json_array_add_str(feat, "self_request_id") != 0 ||
+	    (!testhook_without("zstd_patch") && json_array_add_str(feat, "zstd_patch") != 0)) {
 		goto fail;
 	}
 	if (st.busy) {

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/release.h"
 #include "common/testhook.h"
+#include "common/zpatch.h"
 
 #define DELTA_CHUNK (128 * 1024)
 
@@ -27,6 +28,7 @@ struct delta_src {
 	char sha256[DIGEST_HEX_LEN + 1];
 	const char *dir;   /* borrowed: the index's slot directory, or the staging */
 	char *path;        /* owned */
+	uint64_t size;     /* as files.json (or the scan) gives it */
 };
 
 struct delta_index {
@@ -43,7 +45,8 @@ delta_src_cmp(const void *a, const void *b)
 }
 
 static int
-delta_index_add(struct delta_index *ix, const char *sha256, const char *dir, const char *path)
+delta_index_add(struct delta_index *ix, const char *sha256, const char *dir, const char *path,
+    uint64_t size)
 {
 	struct delta_src *s;
 
@@ -60,6 +63,7 @@ delta_index_add(struct delta_index *ix, const char *sha256, const char *dir, con
 	s = &ix->v[ix->n];
 	memcpy(s->sha256, sha256, sizeof(s->sha256));
 	s->dir = dir;
+	s->size = size;
 	s->path = strdup(path);
 	if (s->path == NULL) {
 		return -1;
@@ -282,7 +286,7 @@ delta_index_build(const char *root, struct delta_index **out, struct err *e)
 		}
 		for (size_t i = 0; i < f.n; i++) {
 			if (f.v[i].type == RELEASE_FILES_REG &&
-			    delta_index_add(ix, f.v[i].sha256, dir, f.v[i].path) != 0) {
+			    delta_index_add(ix, f.v[i].sha256, dir, f.v[i].path, f.v[i].size) != 0) {
 				err_set(e, ERR_NOMEM, "delta index: out of memory");
 				goto out;
 			}
@@ -302,19 +306,85 @@ out:
 
 /* ---- POST /update/plan ---- */
 
+/* Missing entries by digest, then by their order in files.json (the first path first). */
 static int
-delta_str_cmp(const void *a, const void *b)
+delta_entry_cmp(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	const struct release_files_entry *x = *(const struct release_files_entry *const *)a;
+	const struct release_files_entry *y = *(const struct release_files_entry *const *)b;
+	int c = strcmp(x->sha256, y->sha256);
+
+	return c != 0 ? c : x < y ? -1 : x > y;
+}
+
+/* Index entries by path, active's before prev's (IX, the index, names the slots). */
+static int
+delta_bypath_cmp(const void *a, const void *b, void *ix)
+{
+	const struct delta_src *x = *(const struct delta_src *const *)a;
+	const struct delta_src *y = *(const struct delta_src *const *)b;
+	const char *active = ((const struct delta_index *)ix)->dirs[0];
+	int c = strcmp(x->path, y->path);
+
+	return c != 0 ? c : (x->dir != active) - (y->dir != active);
+}
+
+/*
+ * "bases": for each missing content (its first path in files.json), the
+ * digest of the regular file this host has at that path, active's else
+ * prev's, when both sides are small enough to patch (common/zpatch).
+ */
+static int
+delta_plan_bases(const struct delta_index *ix, const struct release_files_entry **missing,
+    size_t n, cJSON *o)
+{
+	const struct delta_src **v = calloc(ix->n > 0 ? ix->n : 1, sizeof(*v));
+	cJSON *bases = json_add_object(o, "bases");
+	int rc = -1;
+
+	if (v == NULL || bases == NULL) {
+		goto out;
+	}
+	for (size_t i = 0; i < ix->n; i++) {
+		v[i] = &ix->v[i];
+	}
+	qsort_r(v, ix->n, sizeof(*v), delta_bypath_cmp, (void *)(uintptr_t)ix);
+	for (size_t i = 0; i < n; i++) {
+		const struct release_files_entry *en = missing[i];
+		size_t lo = 0, hi = ix->n;
+
+		if ((i > 0 && strcmp(missing[i - 1]->sha256, en->sha256) == 0) ||
+		    en->size > ZPATCH_MAX_FILE) {
+			continue;
+		}
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (strcmp(v[mid]->path, en->path) < 0) {
+				lo = mid + 1;
+			} else {
+				hi = mid;
+			}
+		}
+		if (lo < ix->n && strcmp(v[lo]->path, en->path) == 0 &&
+		    v[lo]->size <= ZPATCH_MAX_FILE && v[lo]->size > 0 &&
+		    json_add_str(bases, en->sha256, v[lo]->sha256) != 0) {
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(v);
+	return rc;
 }
 
 cJSON *
-delta_plan(const char *root, const char *body, size_t len, struct err *e)
+delta_plan(const char *root, const char *body, size_t len, int bases, struct err *e)
 {
 	struct release_files f = RELEASE_FILES_INIT;
 	struct delta_index *ix = NULL;
 	struct release_info active;
-	const char **missing = NULL;
+	const struct release_files_entry **missing = NULL;
 	unsigned long long mfiles = 0, mbytes = 0, rfiles = 0, rbytes = 0;
 	size_t nmissing = 0;
 	char dir[PATH_MAX];
@@ -344,10 +414,10 @@ delta_plan(const char *root, const char *body, size_t len, struct err *e)
 		} else {
 			mfiles++;
 			mbytes += en->size;
-			missing[nmissing++] = en->sha256;
+			missing[nmissing++] = en;
 		}
 	}
-	qsort(missing, nmissing, sizeof(*missing), delta_str_cmp);
+	qsort(missing, nmissing, sizeof(*missing), delta_entry_cmp);
 	(void)snprintf(dir, sizeof(dir), "%s/releases/active", root);
 	if (release_record_read(dir, 0, &active, NULL) != 1) {
 		active.id[0] = '\0';
@@ -358,8 +428,8 @@ delta_plan(const char *root, const char *body, size_t len, struct err *e)
 		goto nomem;
 	}
 	for (size_t i = 0; i < nmissing; i++) {
-		if ((i == 0 || strcmp(missing[i - 1], missing[i]) != 0) &&
-		    json_array_add_str(arr, missing[i]) != 0) {
+		if ((i == 0 || strcmp(missing[i - 1]->sha256, missing[i]->sha256) != 0) &&
+		    json_array_add_str(arr, missing[i]->sha256) != 0) {
 			goto nomem;
 		}
 	}
@@ -368,6 +438,9 @@ delta_plan(const char *root, const char *body, size_t len, struct err *e)
 	    json_add_int(o, "reuse_files", (long long)rfiles) != 0 ||
 	    json_add_int(o, "reuse_bytes", (long long)rbytes) != 0 ||
 	    json_add_str(o, "base", active.id) != 0) {
+		goto nomem;
+	}
+	if (bases && delta_plan_bases(ix, missing, nmissing, o) != 0) {
 		goto nomem;
 	}
 	res = o;
@@ -385,12 +458,23 @@ out:
 
 /* ---- assembly ---- */
 
+/* One patch of the delta: TARGET's content from BASE's (common/zpatch). */
+struct delta_patch {
+	char target[DIGEST_HEX_LEN + 1];
+	char base[DIGEST_HEX_LEN + 1];
+	char *made;        /* the staging path it was written to, once applied */
+};
+
 struct delta_asm {
 	const char *staging;
 	const struct release_files *files;
 	struct delta_index *ix;      /* local copies, then the received files */
 	unsigned char *buf;
 	uint64_t copied;
+	struct delta_patch *patches; /* sorted by target */
+	size_t npatches;
+	int have_pdir;               /* the staging holds ZPATCH_DELTA_DIR (not a release entry) */
+	uint64_t patched;            /* bytes made from patches */
 	struct err *e;
 };
 
@@ -498,6 +582,271 @@ out:
 	return rc;
 }
 
+static int
+delta_patch_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct delta_patch *)a)->target,
+	    ((const struct delta_patch *)b)->target);
+}
+
+static int
+delta_is_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * The patches the delta carries: STAGING/ZPATCH_DELTA_DIR (unless files.json
+ * lists that path: then it is the release's own) holds only regular files
+ * named TARGET-BASE.zst, two digests; nothing else.
+ */
+static int
+delta_patches_list(struct delta_asm *a)
+{
+	const size_t want = 2 * DIGEST_HEX_LEN + 1 + strlen(ZPATCH_SUFFIX);
+	char dir[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	size_t cap = 0;
+	DIR *d;
+	int rc = -1;
+
+	if (release_files_find(a->files, ZPATCH_DELTA_DIR) != NULL) {
+		return 0;
+	}
+	if (delta_path(dir, a->staging, ZPATCH_DELTA_DIR, a->e) != 0) {
+		return -1;
+	}
+	if (lstat(dir, &st) != 0) {
+		return errno == ENOENT ? 0 : err_sys(a->e, "%s", dir);
+	}
+	if (!S_ISDIR(st.st_mode) || (d = opendir(dir)) == NULL) {
+		return err_set(a->e, ERR_DELTA_MISMATCH, "'%s': not a directory of patches",
+		    ZPATCH_DELTA_DIR);
+	}
+	a->have_pdir = 1;
+	while ((de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		struct delta_patch *pt;
+
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) {
+			continue;
+		}
+		if (strlen(nm) != want || !delta_is_hex(nm, DIGEST_HEX_LEN) ||
+		    nm[DIGEST_HEX_LEN] != '-' || !delta_is_hex(nm + DIGEST_HEX_LEN + 1,
+		    DIGEST_HEX_LEN) || strcmp(nm + 2 * DIGEST_HEX_LEN + 1, ZPATCH_SUFFIX) != 0 ||
+		    fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%s/%.200s': not a patch", ZPATCH_DELTA_DIR,
+			    nm);
+			goto out;
+		}
+		if (a->npatches == cap) {
+			size_t ncap = cap == 0 ? 16 : cap * 2;
+			struct delta_patch *v = reallocarray(a->patches, ncap, sizeof(*v));
+
+			if (v == NULL) {
+				err_set(a->e, ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			a->patches = v;
+			cap = ncap;
+		}
+		pt = &a->patches[a->npatches++];
+		memcpy(pt->target, nm, DIGEST_HEX_LEN);
+		pt->target[DIGEST_HEX_LEN] = '\0';
+		memcpy(pt->base, nm + DIGEST_HEX_LEN + 1, DIGEST_HEX_LEN);
+		pt->base[DIGEST_HEX_LEN] = '\0';
+		pt->made = NULL;
+	}
+	if (a->npatches > 0) {
+		qsort(a->patches, a->npatches, sizeof(*a->patches), delta_patch_cmp);
+	}
+	for (size_t i = 1; i < a->npatches; i++) {
+		if (strcmp(a->patches[i - 1].target, a->patches[i].target) == 0) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "two patches for sha256 %.16s...",
+			    a->patches[i].target);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	(void)closedir(d);
+	return rc;
+}
+
+static struct delta_patch *
+delta_patch_find(struct delta_asm *a, const char *target)
+{
+	struct delta_patch key = { .made = NULL };
+
+	if (a->npatches == 0) {
+		return NULL;
+	}
+	memcpy(key.target, target, sizeof(key.target));
+	return bsearch(&key, a->patches, a->npatches, sizeof(*a->patches), delta_patch_cmp);
+}
+
+/*
+ * Read the regular file P whole into *OUT (malloc'd) when it has at most MAX
+ * bytes; with WANT (a digest, may be NULL) only when its bytes have it, hashed
+ * as they are read. 1 read, 0 not usable (gone, larger, other bytes), -1 with E.
+ */
+static int
+delta_slurp(struct delta_asm *a, const char *p, size_t max, const char *want, void **out,
+    size_t *outlen)
+{
+	char hex[DIGEST_HEX_LEN + 1];
+	struct digest d;
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int fd, rc = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	digest_init(&d);
+	fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		rc = err_set(a->e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size + 1 - len);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		len += (size_t)n;
+		if (len > (size_t)st.st_size) {
+			goto out; /* grew while read */
+		}
+	}
+	digest_update(&d, buf, len);
+	if (digest_final(&d, hex) != 0) {
+		rc = err_set(a->e, ERR_INTERNAL, "sha256 failed");
+		goto out;
+	}
+	if (want != NULL && strcmp(hex, want) != 0) {
+		goto out;
+	}
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+	rc = 1;
+out:
+	digest_free(&d);
+	free(buf);
+	if (fd >= 0) {
+		(void)close(fd);
+	}
+	return rc;
+}
+
+/*
+ * Make EN at staging path DST from patch PT: the base, found by digest in
+ * the index (re-hashed as it is read: the agent may have changed it), the
+ * patch applied within common/zpatch's limits, the output's digest checked.
+ */
+static int
+delta_patch_apply(struct delta_asm *a, struct delta_patch *pt,
+    const struct release_files_entry *en, const char *dst)
+{
+	char p[PATH_MAX], name[2 * DIGEST_HEX_LEN + 64], hex[DIGEST_HEX_LEN + 1];
+	void *patch = NULL, *base = NULL, *out = NULL;
+	size_t plen = 0, blen = 0;
+	const struct delta_src *s;
+	struct err ze = ERR_INIT;
+	int fd = -1, created = 0, r, rc = -1;
+
+	(void)snprintf(name, sizeof(name), "%s/%s-%s%s", ZPATCH_DELTA_DIR, pt->target, pt->base,
+	    ZPATCH_SUFFIX);
+	if (delta_path(p, a->staging, name, a->e) != 0) {
+		return -1;
+	}
+	r = delta_slurp(a, p, ZPATCH_MAX_PATCH, NULL, &patch, &plen);
+	if (r <= 0) {
+		if (r == 0) {
+			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': its patch is unreadable or over %zu "
+			    "bytes", en->path, ZPATCH_MAX_PATCH);
+		}
+		goto out;
+	}
+	s = delta_index_first(a->ix, pt->base);
+	for (r = 0; r == 0 && s != NULL && s < a->ix->v + a->ix->n &&
+	    strcmp(s->sha256, pt->base) == 0; s++) {
+		if (delta_path(p, s->dir, s->path, a->e) != 0) {
+			goto out;
+		}
+		r = delta_slurp(a, p, ZPATCH_MAX_FILE, pt->base, &base, &blen);
+		if (r < 0) {
+			goto out;
+		}
+		if (r == 0) {
+			log_warnx("delta: %s no longer has the content files.json gave it; not used", p);
+		}
+	}
+	if (r != 1) {
+		err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': the base of its patch (sha256 %.16s...) "
+		    "is not on this host", en->path, pt->base);
+		goto out;
+	}
+	if (zpatch_apply(base, blen, patch, plen, en->size, &out, &ze) != 0) {
+		err_set(a->e, ze.kind == ERR_NOMEM ? ERR_NOMEM : ERR_DELTA_MISMATCH, "'%.200s': %s",
+		    en->path, err_msg(&ze));
+		goto out;
+	}
+	if (digest_buf(out, en->size, hex) != 0 || strcmp(hex, en->sha256) != 0) {
+		err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': its patch gives other content (sha256 "
+		    "%.16s...)", en->path, hex);
+		goto out;
+	}
+	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	created = fd >= 0;
+	if (fd < 0 || fs_write_all(fd, out, en->size) != 0 || fchmod(fd, en->mode) != 0) {
+		err_sys(a->e, "%s", dst);
+		goto out;
+	}
+	r = close(fd);
+	fd = -1;
+	if (r != 0) {
+		err_sys(a->e, "%s", dst);
+		goto out;
+	}
+	pt->made = strdup(dst);
+	if (pt->made == NULL) {
+		err_set(a->e, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	a->patched += en->size;
+	rc = 0;
+out:
+	if (fd >= 0) {
+		(void)close(fd);
+	}
+	if (rc != 0 && created && unlink(dst) != 0 && errno != ENOENT) {
+		log_warn("delta: unlink %s", dst);
+	}
+	free(patch);
+	free(base);
+	free(out);
+	return rc;
+}
+
 /* Every received entry is in files.json with its type; received files have their digest. */
 static int
 delta_check_received(struct delta_asm *a)
@@ -513,9 +862,16 @@ delta_check_received(struct delta_asm *a)
 	}
 	for (size_t i = 0; i < got.n; i++) {
 		const struct release_files_entry *g = &got.v[i];
-		const struct release_files_entry *w = release_files_find(a->files, g->path);
+		const struct release_files_entry *w;
 		uint64_t size = 0;
 
+		/* The patches' directory is no release entry; its files were listed already. */
+		if (a->have_pdir && strncmp(g->path, ZPATCH_DELTA_DIR, strlen(ZPATCH_DELTA_DIR)) == 0 &&
+		    (g->path[strlen(ZPATCH_DELTA_DIR)] == '\0' ||
+		    g->path[strlen(ZPATCH_DELTA_DIR)] == '/')) {
+			continue;
+		}
+		w = release_files_find(a->files, g->path);
 		if (g->type == RELEASE_FILES_SYMLINK) {
 			err_set(a->e, ERR_DELTA_MISMATCH, "'%.200s': a delta carries no symlinks (they "
 			    "come from files.json)", g->path);
@@ -543,7 +899,7 @@ delta_check_received(struct delta_asm *a)
 			err_sys(a->e, "%s", p);
 			goto out;
 		}
-		if (delta_index_add(a->ix, hex, a->staging, g->path) != 0) {
+		if (delta_index_add(a->ix, hex, a->staging, g->path, size) != 0) {
 			err_set(a->e, ERR_NOMEM, "out of memory");
 			goto out;
 		}
@@ -561,6 +917,7 @@ delta_make(struct delta_asm *a, const struct release_files_entry *en)
 {
 	char p[PATH_MAX], src[PATH_MAX];
 	const struct delta_src *s;
+	struct delta_patch *pt;
 	struct stat st;
 
 	if (delta_path(p, a->staging, en->path, a->e) != 0) {
@@ -589,6 +946,13 @@ delta_make(struct delta_asm *a, const struct release_files_entry *en)
 		return 0;
 	case RELEASE_FILES_REG:
 		break;
+	}
+	pt = delta_patch_find(a, en->sha256);
+	if (pt != NULL && pt->made == NULL) {
+		return delta_patch_apply(a, pt, en, p);
+	}
+	if (pt != NULL && delta_copy(a, pt->made, p, en->sha256, en->size, en->mode) == 1) {
+		return 0; /* the same content at another path: a copy of the one made */
 	}
 	s = delta_index_first(a->ix, en->sha256);
 	for (; s != NULL && s < a->ix->v + a->ix->n && strcmp(s->sha256, en->sha256) == 0; s++) {
@@ -678,13 +1042,27 @@ delta_assemble(const char *root, const char *staging, const struct release_files
 	if (a.buf == NULL) {
 		return err_set(e, ERR_NOMEM, "out of memory");
 	}
-	if (delta_index_build(root, &a.ix, e) != 0 || delta_check_received(&a) != 0) {
+	if (delta_index_build(root, &a.ix, e) != 0 || delta_patches_list(&a) != 0 ||
+	    delta_check_received(&a) != 0) {
 		goto out;
 	}
 	for (size_t i = 0; i < files->n; i++) {
 		if (delta_make(&a, &files->v[i]) != 0) {
 			goto out;
 		}
+	}
+	if (a.have_pdir) {
+		char pdir[PATH_MAX];
+
+		if (delta_path(pdir, staging, ZPATCH_DELTA_DIR, e) != 0) {
+			goto out;
+		}
+		if (fs_rmtree(pdir) != 0) {
+			err_sys(e, "%s", pdir);
+			goto out;
+		}
+		log_info("delta: %zu patches gave %llu bytes", a.npatches,
+		    (unsigned long long)a.patched);
 	}
 	testhook_point("delta.assembled");
 	if (delta_verify(&a) != 0) {
@@ -695,6 +1073,10 @@ delta_assemble(const char *root, const char *staging, const struct release_files
 	}
 	rc = 0;
 out:
+	for (size_t i = 0; i < a.npatches; i++) {
+		free(a.patches[i].made);
+	}
+	free(a.patches);
 	free(a.buf);
 	delta_index_free(a.ix);
 	return rc;

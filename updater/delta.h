@@ -29,6 +29,14 @@
  * (every path, type, mode, size, link target; nothing extra). Any
  * difference is ERR_DELTA_MISMATCH naming the path; the caller removes the
  * staging. Crash point "delta.assembled" once the tree is complete.
+ *
+ * Patches: a delta may carry, in ZPATCH_DELTA_DIR (common/zpatch.h), files
+ * named TARGET-BASE.zst; a missing file of digest TARGET is then made by
+ * applying that patch to a local file of digest BASE (active, prev or a
+ * received file, re-hashed as it is read), within zpatch's limits, and its
+ * output's digest checked. A base that is gone or changed, a patch that is
+ * corrupt or gives other bytes: ERR_DELTA_MISMATCH. The directory is removed
+ * before the tree is verified.
  */
 #ifndef TANDEM_UPDATER_DELTA_H
 #define TANDEM_UPDATER_DELTA_H
@@ -60,11 +68,14 @@ int delta_index_has(const struct delta_index *ix, const char *sha256);
  * the agent's tree ROOT: {"missing":[digests],"missing_files":N,
  * "missing_bytes":N,"reuse_files":N,"reuse_bytes":N,"base":"active id"}
  * ("base" "" without an active release). Counts are per regular file of the
- * release; "missing" lists each digest once. Returns the object, or NULL
- * with E (ERR_BAD_REQUEST for a body that is not a valid files.json,
- * ERR_NOMEM).
+ * release; "missing" lists each digest once. With BASES also
+ * "bases":{missing digest: digest}: for each missing content, the regular
+ * file this host has at the first path files.json gives it (active's, else
+ * prev's), when both are at most ZPATCH_MAX_FILE bytes: what the master may
+ * send a patch against (common/zpatch). Returns the object, or NULL with E
+ * (ERR_BAD_REQUEST for a body that is not a valid files.json, ERR_NOMEM).
  */
-cJSON *delta_plan(const char *root, const char *body, size_t len, struct err *e) WUR;
+cJSON *delta_plan(const char *root, const char *body, size_t len, int bases, struct err *e) WUR;
 
 struct delta_limits {
 	uint64_t max_unpacked;  /* bytes of files in the release (as a full push) */

@@ -49,9 +49,20 @@ def rels(build_dir, tmp_path_factory):
     base = Releases(build_dir, str(tmp_path_factory.mktemp("base")))
     out = tmp_path_factory.mktemp("delta-rels")
     big = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB, the same in both
-    return {name: repack(base.get(version), out / name, str(out / (name + ".tar.gz")), big, doc,
+    rels = {name: repack(base.get(version), out / name, str(out / (name + ".tar.gz")), big, doc,
                          copy=name == "r2")
             for name, version, doc in (("r1", "1.0.0", "one\n"), ("r2", "2.0.0", "two\n"))}
+    # R3: R1 with a few bytes of the library changed (what a zstd patch carries).
+    rels["r3"] = repack(base.get("1.0.0"), out / "r3", str(out / "r3.tar.gz"), big3(big), "one\n")
+    return rels
+
+
+def big3(big):
+    """BIG with two short runs changed: the same file, a new digest."""
+    b = bytearray(big)
+    b[1000:1016] = b"changed-in-r3..."
+    b[700000:700008] = b"r3-again"
+    return bytes(b)
 
 
 def plan(host, body, content_type="application/json", who=None, route="/update/plan",
@@ -300,3 +311,89 @@ def test_crash_while_assembling_recovers(host, rels, tmp_path):
     # And the next delta works.
     st, b = push_delta(host, tmp_path, r2, open(path, "rb").read())
     assert st == 200, b
+
+
+def patch_delta(rel, missing, patched, base_bytes, tmp_path, patch=None, name=None):
+    """The members of a delta of REL sending MISSING, the file PATCHED (a path)
+    as a zstd patch against BASE_BYTES (made by the zstd CLI, or PATCH) at
+    .tandem-patches/TARGET-BASE.zst (or NAME)."""
+    tgz, fj = rel
+    files = full_members(tgz)
+    target = files[patched]
+    t, b = hashlib.sha256(target).hexdigest(), hashlib.sha256(base_bytes).hexdigest()
+    if patch is None:
+        (tmp_path / "p-base").write_bytes(base_bytes)
+        (tmp_path / "p-target").write_bytes(target)
+        r = run(["zstd", "-q", "-f", "--patch-from=" + str(tmp_path / "p-base"),
+                 str(tmp_path / "p-target"), "-o", str(tmp_path / "p.zst")])
+        assert r.returncode == 0, r.stderr
+        patch = (tmp_path / "p.zst").read_bytes()
+    members = [(n, d) for n, d in delta_of(rel, missing) if n != patched]
+    members.append((".tandem-patches/" + (name or "%s-%s.zst" % (t, b)), patch))
+    return members, patch
+
+
+def test_zstd_patch_against_the_active_file(host, rels, tmp_path):
+    """An updater listing zstd_patch names, when asked (?bases=1), the file it has at
+    each missing file's path; a delta may carry that file as a zstd patch against it:
+    the install is the release, file by file. A corrupt patch, a base the host does
+    not have or changed, a stray name: 409 delta_mismatch, nothing changed."""
+    r1, r3 = rels["r1"], rels["r3"]
+    st, _, b = host.push(r1[0])
+    assert st == 200, b
+    st, health = host.get("/health")
+    assert "zstd_patch" in health["features"], health
+    lib = "lib/libbig.so.1"
+    old = full_members(r1[0])[lib]
+    new = full_members(r3[0])[lib]
+    st, p = plan(host, r3[1], route="/update/plan?bases=1")
+    assert st == 200, p
+    t, b0 = hashlib.sha256(new).hexdigest(), hashlib.sha256(old).hexdigest()
+    assert p["missing"] == [t] and p["bases"] == {t: b0}, p
+    # Not asked (an older master): no bases.
+    st, plain = plan(host, r3[1])
+    assert st == 200 and "bases" not in plain, plain
+
+    good, patch = patch_delta(r3, set(p["missing"]), lib, old, tmp_path)
+    assert len(patch) * 100 < len(new)
+    before = host.snapshot()
+    # Corrupt: refused, the host unchanged.
+    bad = bytearray(patch)
+    bad[len(bad) // 2] ^= 0xff
+    cases = [
+        ("corrupt", patch_delta(r3, set(p["missing"]), lib, old, tmp_path, patch=bytes(bad))[0],
+         lib),
+        ("truncated", patch_delta(r3, set(p["missing"]), lib, old, tmp_path,
+                                  patch=patch[:-5])[0], lib),
+        ("unknown-base", patch_delta(r3, set(p["missing"]), lib, b"not on the host", tmp_path,
+                                     patch=patch)[0], lib),
+        ("stray-name", patch_delta(r3, set(p["missing"]), lib, old, tmp_path, patch=patch,
+                                   name="x.zst")[0], ".tandem-patches"),
+    ]
+    for name, members, words in cases:
+        st, b = push_delta(host, tmp_path, r3, tar_bytes(members), name=name + ".tar.gz")
+        assert st == 409 and b["detail"]["kind"] == "delta_mismatch", (name, b)
+        assert words in b["detail"]["error"], (name, b)
+        assert host.snapshot() == before, name
+        host.assert_clean()
+    # The base changed on the host since its files.json said what it is: refused.
+    active_lib = os.path.join(host.root, "releases", "active", lib)
+    os.chmod(active_lib, 0o644)
+    with open(active_lib, "r+b") as f:
+        f.write(b"Y")
+    st, b = push_delta(host, tmp_path, r3, tar_bytes(good), name="changed-base.tar.gz")
+    assert st == 409 and b["detail"]["kind"] == "delta_mismatch", b
+    assert "base of its patch" in b["detail"]["error"], b
+    host.assert_clean()
+    with open(active_lib, "r+b") as f:
+        f.write(old[:1])
+    # The good one installs R3, exactly (no patch left in the tree).
+    st, b = push_delta(host, tmp_path, r3, tar_bytes(good))
+    assert st == 200, b
+    assert b["release"]["sha256"] == sha256_file(r3[0])
+    assert active_listing(host) == json.loads(r3[1])["files"]
+    with open(os.path.join(host.root, "releases", "active", lib), "rb") as f:
+        assert f.read() == new
+    with open(os.path.join(host.root, "releases", "active", "files.json"), "rb") as f:
+        assert f.read() == r3[1]
+    host.assert_clean()

@@ -42,8 +42,15 @@ def rel(build_dir, tmp_path_factory):
     base = make_release(build_dir, "1.0.0", out)
     # Incompressible, so the full tarball is about 1 MiB and a delta of a note is not.
     big = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(1 << 15))
-    return {n: repack(base, os.path.join(out, n), os.path.join(out, n + ".tar.gz"), big, doc)
+    rels = {n: repack(base, os.path.join(out, n), os.path.join(out, n + ".tar.gz"), big, doc)
             for n, doc in (("v1", "one\n"), ("v2", "two\n"))}
+    # V3: V1 with a few bytes of the data file changed (it travels as a zstd patch).
+    big3 = bytearray(big)
+    big3[4096:4112] = b"changed in v3..."
+    rels["v3"] = repack(base, os.path.join(out, "v3"), os.path.join(out, "v3.tar.gz"),
+                        bytes(big3), "one\n")
+    rels["big"] = big
+    return rels
 
 
 @pytest.fixture
@@ -298,3 +305,77 @@ def test_host_lacking_nearly_everything_gets_the_release_whole_unbuilt(fleet, re
     assert plan_len < fj_len
     assert row["bytes_sent"] == plan_len + os.path.getsize(other), row
     assert "assembled from a delta" not in log_text(fleet, "web1")
+
+
+def test_patched_push_is_the_full_install(fleet, rel):
+    """A file that changed a little goes as a zstd patch against the host's copy
+    (its base, in the master's store): a few hundred bytes instead of the file,
+    and the host ends with exactly the tree a full install gives."""
+    fleet.enroll("web2")
+    fleet.start("web2")
+    fleet.tandem("swarm", "update", "--all", "--release", rel["v1"], "--canary", "0",
+                 "--waves", "100%", check=0)
+    size = os.path.getsize(rel["v3"])
+    dry = fleet.json("swarm", "update", "--host", "web1", "--release", rel["v3"],
+                     "--dry-run")["hosts"][0]
+    assert dry["transfer"] == "planned" and dry["bytes"] * 20 < size, dry
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v3"], "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated", r.stdout + r.stderr
+    assert row["transfer"] == "planned" and row["bytes_sent"] * 20 < size, row
+    # The data file alone is 1 MiB of incompressible bytes: it went as a patch.
+    assert row["bytes_sent"] < len(rel["big"]) // 10, row
+    assert row["bytes_sent"] == dry["bytes"], (row, dry)
+    assert re.search(r"web1: built a delta of 1 files, \d+ bytes \(1 of them as patches",
+                     r.stderr), r.stderr
+    assert "delta: 1 patches gave %d bytes" % len(rel["big"]) in log_text(fleet, "web1")
+    r = fleet.tandem("swarm", "update", "--host", "web2", "--release", rel["v3"], "--full",
+                     "--json", check=0)
+    assert json.loads(r.stdout)["hosts"][0]["transfer"] == "full", r.stdout
+    trees = [tree(os.path.join(fleet.install_dir(n), "releases", "active"))
+             for n in ("web1", "web2")]
+    assert trees[0] == trees[1]
+    assert "share/big.dat" in trees[0] and ".tandem-patches" not in trees[0]
+
+
+def test_changed_base_falls_back_to_full(fleet, rel):
+    """The host's copy of a patch's base changed since its files.json was written:
+    the delta is refused (409 delta_mismatch) and the master sends the release whole."""
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    p = os.path.join(fleet.install_dir("web1"), "releases", "active", "share", "big.dat")
+    os.chmod(p, 0o644)
+    with open(p, "ab") as f:
+        f.write(b"changed on the host")
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v3"], "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated", r.stdout + r.stderr
+    assert "(1 of them as patches" in r.stderr, r.stderr
+    assert "planned push refused" in r.stderr and "delta_mismatch" in r.stderr, r.stderr
+    assert row["transfer"] == "fallback" and row["bytes_sent"] > os.path.getsize(rel["v3"]), row
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["active"]["sha256"] == sha256_of(rel["v3"]), st
+    with open(os.path.join(fleet.install_dir("web1"), "releases", "active", "share",
+                           "big.dat"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == next(
+            e["sha256"] for e in files_json(rel["v3"])["files"] if e["path"] == "share/big.dat")
+
+
+def test_updater_without_zstd_patch_gets_whole_files(fleet, rel):
+    """An updater that does not list zstd_patch (an older one) is never asked for
+    bases and never sent a patch: the changed file goes whole."""
+    p = fleet.procs["web1"]
+    p.signal(signal.SIGTERM)
+    p.p.wait(timeout=30)
+    fleet.start("web1", env={"TANDEM_TEST_WITHOUT": "zstd_patch"})
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    r = fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v3"], "--json",
+                     check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["agent"]["result"] == "updated", r.stdout + r.stderr
+    assert row["bytes_sent"] > len(rel["big"]), row
+    assert "of them as patches" not in r.stderr or "(0 of them as patches" in r.stderr, r.stderr
+    assert "patches gave" not in log_text(fleet, "web1")
+    st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
+    assert st["active"]["sha256"] == sha256_of(rel["v3"]), st

@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/release_files.h"
+#include "common/zpatch.h"
 #include "updater/delta.h"
 #include "tests/unit/tmpdir.h"
 
@@ -126,7 +127,7 @@ test_plan(void **state)
 	cJSON *o, *missing;
 
 	assert_int_equal(release_files_format(f, &body, &len, &e), 0);
-	o = delta_plan(tmpdir_path(), body, len, &e);
+	o = delta_plan(tmpdir_path(), body, len, 0, &e);
 	assert_non_null(o);
 	missing = cJSON_GetObjectItemCaseSensitive(o, "missing");
 	assert_int_equal(cJSON_GetArraySize(missing), 2); /* bin/agent v2, manifest.json v2 */
@@ -143,13 +144,13 @@ test_plan(void **state)
 
 	/* Without its files.json the active release is indexed by hashing it: same answer. */
 	tmpdir_put("releases/active/files.json", "{broken", 0644);
-	o = delta_plan(tmpdir_path(), body, len, &e);
+	o = delta_plan(tmpdir_path(), body, len, 0, &e);
 	assert_non_null(o);
 	assert_int_equal(cJSON_GetObjectItemCaseSensitive(o, "reuse_files")->valuedouble, 2);
 	cJSON_Delete(o);
 
 	/* A body that is not a files.json: bad_request. */
-	assert_null(delta_plan(tmpdir_path(), "{}", 2, &e));
+	assert_null(delta_plan(tmpdir_path(), "{}", 2, 0, &e));
 	assert_int_equal(e.kind, ERR_BAD_REQUEST);
 	free(body);
 }
@@ -326,6 +327,99 @@ test_index_cache(void **state)
 	assert_int_equal(access(p, F_OK), -1);
 }
 
+/* The plan with bases: each missing content's base is the file at its path on the host. */
+static void
+test_plan_bases(void **state)
+{
+	const struct release_files *f = *state;
+	struct err e = ERR_INIT;
+	char *body = NULL, a1[DIGEST_HEX_LEN + 1], a2[DIGEST_HEX_LEN + 1];
+	char m1[DIGEST_HEX_LEN + 1], m2[DIGEST_HEX_LEN + 1];
+	size_t len = 0;
+	cJSON *o, *b;
+
+	assert_int_equal(release_files_format(f, &body, &len, &e), 0);
+	assert_int_equal(digest_buf("agent v1", 8, a1), 0);
+	assert_int_equal(digest_buf("agent v2", 8, a2), 0);
+	assert_int_equal(digest_buf("{\"v\":1}", 7, m1), 0);
+	assert_int_equal(digest_buf("{\"v\":2}", 7, m2), 0);
+	o = delta_plan(tmpdir_path(), body, len, 1, &e);
+	assert_non_null(o);
+	b = cJSON_GetObjectItemCaseSensitive(o, "bases");
+	assert_true(cJSON_IsObject(b));
+	assert_int_equal(cJSON_GetArraySize(b), 2);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(b, a2)->valuestring, a1);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(b, m2)->valuestring, m1);
+	cJSON_Delete(o);
+	/* Not asked: no bases (the answer an older master knows). */
+	o = delta_plan(tmpdir_path(), body, len, 0, &e);
+	assert_non_null(o);
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "bases"));
+	cJSON_Delete(o);
+	free(body);
+}
+
+/* The staging with bin/agent as a patch from "agent v1" (PATCH: its bytes, NULL: a real one). */
+static void
+stage_patch(const void *patch, size_t plen, const char *name)
+{
+	char p[PATH_MAX], a1[DIGEST_HEX_LEN + 1], a2[DIGEST_HEX_LEN + 1], nm[256];
+	struct err e = ERR_INIT;
+	void *made = NULL;
+
+	assert_int_equal(digest_buf("agent v1", 8, a1), 0);
+	assert_int_equal(digest_buf("agent v2", 8, a2), 0);
+	if (patch == NULL) {
+		assert_int_equal(zpatch_make("agent v1", 8, "agent v2", 8, &made, &plen, &e), 0);
+		patch = made;
+	}
+	assert_int_equal(mkdir(g_staging, 0755), 0);
+	tmpdir_fmt(p, sizeof(p), "%s/%s", g_staging, ZPATCH_DELTA_DIR);
+	assert_int_equal(mkdir(p, 0755), 0);
+	tmpdir_fmt(nm, sizeof(nm), "%s-%s%s", a2, a1, ZPATCH_SUFFIX);
+	tmpdir_fmt(p, sizeof(p), "%s/%s/%s", g_staging, ZPATCH_DELTA_DIR, name != NULL ? name : nm);
+	assert_int_equal(fs_write_atomic(p, patch, plen, 0644), 0);
+	tmpdir_put("releases/active.new/manifest.json", "{\"v\":2}", 0644);
+	free(made);
+}
+
+static void
+test_assemble_patch(void **state)
+{
+	const struct release_files *f = *state;
+	struct release_files got = RELEASE_FILES_INIT, want = RELEASE_FILES_INIT;
+	struct err e = ERR_INIT;
+	char p[PATH_MAX];
+
+	stage_patch(NULL, 0, NULL);
+	assert_int_equal(delta_assemble(tmpdir_path(), g_staging, f, &lim, NULL, &e), 0);
+	/* The tree is the target (the patches' directory is gone). */
+	assert_int_equal(release_files_scan(g_staging, 0, &got, &e), 0);
+	snprintf(p, sizeof(p), "%s/target", tmpdir_path());
+	assert_int_equal(release_files_scan(p, 0, &want, &e), 0);
+	assert_int_equal(got.n, want.n);
+	for (size_t i = 0; i < got.n; i++) {
+		assert_string_equal(got.v[i].path, want.v[i].path);
+		assert_int_equal(got.v[i].mode, want.v[i].mode);
+		assert_string_equal(got.v[i].sha256, want.v[i].sha256);
+	}
+	release_files_free(&got);
+	release_files_free(&want);
+	assert_int_equal(fs_rmtree(g_staging), 0);
+
+	/* A corrupt patch: refused, naming the file. */
+	stage_patch("\x28\xb5\x2f\xfd garbage", 12, NULL);
+	expect_mismatch(f, "bin/agent");
+	/* A base changed on the host since its files.json: refused (the master sends it whole). */
+	tmpdir_put("releases/active/bin/agent", "agent vX", 0755);
+	stage_patch(NULL, 0, NULL);
+	expect_mismatch(f, "bin/agent");
+	tmpdir_put("releases/active/bin/agent", "agent v1", 0755);
+	/* Anything in the patches' directory that is not TARGET-BASE.zst. */
+	stage_patch("x", 1, "not-a-patch.zst");
+	expect_mismatch(f, ZPATCH_DELTA_DIR);
+}
+
 int
 main(void)
 {
@@ -334,6 +428,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_assemble_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_assemble_mismatches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_bases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_assemble_patch, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #include "common/digest.h"
 #include "common/fs.h"
 #include "common/release_files.h"
+#include "common/zpatch.h"
 #include "master/delta_pack.h"
 #include "master/release_pack.h"
 #include "tests/unit/tmpdir.h"
@@ -157,7 +158,7 @@ test_delta_sends_missing_contents_once(void **state)
 	char want[512];
 	struct stat st;
 
-	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 5, f->out, &res,
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 5, NULL, f->out, &res,
 	    &f->err), 0);
 	m = members(f->out);
 	/* files.json first; lib/a once (lib/dup has its content); no dirs or symlinks. */
@@ -200,9 +201,9 @@ test_delta_is_deterministic_and_empty_plan_sends_files_json(void **state)
 	char *b1, *b2, *m;
 
 	assert_true(snprintf(second, sizeof(second), "%s/again.tar.gz", f->root) > 0);
-	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, f->out, &res,
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, NULL, f->out, &res,
 	    &f->err), 0);
-	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, second, &res,
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 1, NULL, second, &res,
 	    &f->err), 0);
 	b1 = slurp(f->out, &l1);
 	b2 = slurp(second, &l2);
@@ -211,7 +212,7 @@ test_delta_is_deterministic_and_empty_plan_sends_files_json(void **state)
 	free(b1);
 	free(b2);
 
-	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, NULL, 0, f->out, &res,
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, NULL, 0, NULL, f->out, &res,
 	    &f->err), 0);
 	assert_int_equal(res.files, 0);
 	m = members(f->out);
@@ -238,7 +239,7 @@ test_refusals_leave_no_output(void **state)
 		assert_int_equal(release_files_parse(f->fj, f->fjlen, &rf, &f->err), 0);
 		rf.v[rf.n - 1].mode = 0755; /* the last entry, manifest.json, a file */
 		assert_int_equal(release_files_format(&rf, &b, &bl, &f->err), 0);
-		assert_int_equal(delta_pack_write(f->tgz, b, bl, missing, 1, f->out, &res,
+		assert_int_equal(delta_pack_write(f->tgz, b, bl, missing, 1, NULL, f->out, &res,
 		    &f->err), -1);
 		assert_int_equal(f->err.kind, ERR_FORMAT);
 		free(b);
@@ -247,7 +248,8 @@ test_refusals_leave_no_output(void **state)
 	assert_int_equal(access(f->out, F_OK), -1);
 
 	/* Not a files.json at all. */
-	assert_int_equal(delta_pack_write(f->tgz, "{}", 2, missing, 1, f->out, &res, &f->err), -1);
+	assert_int_equal(delta_pack_write(f->tgz, "{}", 2, missing, 1, NULL, f->out, &res,
+	    &f->err), -1);
 	assert_int_equal(access(f->out, F_OK), -1);
 
 	/* Not a tarball. */
@@ -259,7 +261,7 @@ test_refusals_leave_no_output(void **state)
 		assert_int_equal(delta_pack_files_json(junk, &fj, &fjlen, &f->err), -1);
 		assert_int_equal(f->err.kind, ERR_FORMAT);
 		assert_null(fj);
-		assert_int_equal(delta_pack_write(junk, f->fj, f->fjlen, missing, 1, f->out, &res,
+		assert_int_equal(delta_pack_write(junk, f->fj, f->fjlen, missing, 1, NULL, f->out, &res,
 		    &f->err), -1);
 		assert_int_equal(access(f->out, F_OK), -1);
 	}
@@ -293,10 +295,160 @@ test_release_without_files_json(void **state)
 	assert_int_equal(fjlen, 0);
 }
 
+#define BIG (64 * 1024)
+
+/* Incompressible, reproducible bytes. */
+static void
+fill(unsigned char *p, size_t n, unsigned seed)
+{
+	unsigned x = seed;
+
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (unsigned char)x;
+	}
+}
+
+/* Pack tree REL (a file lib/big of BIG bytes from BUF) into OUT; its files.json into *FJ. */
+static void
+pack_big(struct fx *f, const char *rel, const unsigned char *buf, const char *out, char **fj,
+    size_t *fjlen)
+{
+	struct release_pack_opts o = { 0 };
+	struct release_pack_result res;
+	char dir[PATH_MAX], sub[PATH_MAX], p[PATH_MAX];
+
+	tmpdir_join(dir, sizeof(dir), rel);
+	tmpdir_mkdir(rel, 0755);
+	assert_true(snprintf(sub, sizeof(sub), "%s/lib", rel) > 0);
+	tmpdir_mkdir(sub, 0755);
+	assert_true(snprintf(sub, sizeof(sub), "%s/bin", rel) > 0);
+	tmpdir_mkdir(sub, 0755);
+	assert_true(snprintf(sub, sizeof(sub), "%s/bin/tandem-agent", rel) > 0);
+	tmpdir_put(sub, "#!/bin/sh\nexit 0\n", 0755);
+	assert_true(snprintf(p, sizeof(p), "%s/lib/big", dir) > 0);
+	assert_int_equal(fs_write_atomic(p, buf, BIG, 0644), 0);
+	o.dir = dir;
+	o.output = out;
+	o.version = "1.0";
+	assert_int_equal(release_pack(&o, &res, NULL, &f->err), 0);
+	assert_int_equal(delta_pack_files_json(out, fj, fjlen, &f->err), 1);
+}
+
+/* The bytes of member NAME of tarball PATH (malloc'd), or NULL; ANY_DIR: a directory seen. */
+static void *
+member(const char *path, const char *name, size_t *len, int *any_dir)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	void *out = NULL;
+
+	*any_dir = 0;
+	assert_int_equal(archive_read_support_filter_gzip(a), ARCHIVE_OK);
+	assert_int_equal(archive_read_support_format_tar(a), ARCHIVE_OK);
+	assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+	while (archive_read_next_header(a, &ae) == ARCHIVE_OK) {
+		*any_dir |= archive_entry_filetype(ae) == AE_IFDIR;
+		if (strcmp(archive_entry_pathname(ae), name) == 0) {
+			*len = (size_t)archive_entry_size(ae);
+			out = malloc(*len + 1);
+			assert_non_null(out);
+			assert_int_equal(archive_read_data(a, out, *len), (la_ssize_t)*len);
+		}
+	}
+	archive_read_free(a);
+	return out;
+}
+
+/*
+ * A missing file whose base (the host's file at its path) is in a source
+ * release goes as a small patch that gives the file back; without a source
+ * holding the base, or with a base the source does not have, it goes whole.
+ */
+static void
+test_delta_patches_against_a_stored_base(void **state)
+{
+	struct fx *f = *state;
+	unsigned char *b1 = malloc(BIG), *b2 = malloc(BIG);
+	char old[PATH_MAX], new[PATH_MAX], s1[DIGEST_HEX_LEN + 1], s2[DIGEST_HEX_LEN + 1];
+	char name[256], *fj1 = NULL, *fj2 = NULL;
+	size_t fj1len = 0, fj2len = 0, plen = 0;
+	struct delta_pack_result res;
+	struct delta_pack_base base;
+	struct delta_pack_patches pp;
+	const char *missing[1], *srcs[2];
+	struct err e = ERR_INIT;
+	void *patch, *out = NULL;
+	int dir = 0;
+
+	assert_non_null(b1);
+	assert_non_null(b2);
+	fill(b1, BIG, 7);
+	memcpy(b2, b1, BIG);
+	memcpy(b2 + BIG / 3, "changed in the middle", 21);
+	tmpdir_join(old, sizeof(old), "old.tar.gz");
+	tmpdir_join(new, sizeof(new), "new.tar.gz");
+	pack_big(f, "t1", b1, old, &fj1, &fj1len);
+	pack_big(f, "t2", b2, new, &fj2, &fj2len);
+	assert_int_equal(digest_buf(b1, BIG, s1), 0);
+	assert_int_equal(digest_buf(b2, BIG, s2), 0);
+	missing[0] = s2;
+	base.target = s2;
+	base.base = s1;
+	srcs[0] = "/nonexistent/store/x.tar.gz"; /* unreadable sources are passed over */
+	srcs[1] = old;
+	pp.v = &base;
+	pp.n = 1;
+	pp.sources = srcs;
+	pp.n_sources = 2;
+	assert_int_equal(delta_pack_write(new, fj2, fj2len, missing, 1, &pp, f->out, &res,
+	    &f->err), 0);
+	assert_int_equal(res.files, 1);
+	assert_int_equal(res.patched, 1);
+	assert_true(res.patch_bytes < 1024);
+	assert_true(res.size < BIG / 8);
+	assert_true(snprintf(name, sizeof(name), "%s/%s-%s%s", ZPATCH_DELTA_DIR, s2, s1,
+	    ZPATCH_SUFFIX) > 0);
+	patch = member(f->out, name, &plen, &dir);
+	assert_non_null(patch);
+	assert_true(dir);
+	assert_int_equal(plen, res.patch_bytes);
+	assert_int_equal(zpatch_apply(b1, BIG, patch, plen, BIG, &out, &e), 0);
+	assert_memory_equal(out, b2, BIG);
+	free(out);
+	free(patch);
+	assert_null(member(f->out, "lib/big", &plen, &dir));
+
+	/* No source has the base: the file goes whole. */
+	pp.n_sources = 1;
+	assert_int_equal(delta_pack_write(new, fj2, fj2len, missing, 1, &pp, f->out, &res,
+	    &f->err), 0);
+	assert_int_equal(res.patched, 0);
+	patch = member(f->out, "lib/big", &plen, &dir);
+	assert_non_null(patch);
+	assert_int_equal(plen, BIG);
+	assert_false(dir);
+	free(patch);
+	/* A base digest the source does not hold: whole too. */
+	pp.n_sources = 2;
+	base.base = f->sha_a;
+	assert_int_equal(delta_pack_write(new, fj2, fj2len, missing, 1, &pp, f->out, &res,
+	    &f->err), 0);
+	assert_int_equal(res.patched, 0);
+	free(fj1);
+	free(fj2);
+	free(b1);
+	free(b2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_delta_patches_against_a_stored_base, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_files_json_is_the_releases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delta_sends_missing_contents_once, setup,
 		    teardown),
