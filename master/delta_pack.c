@@ -1,6 +1,7 @@
 #include "master/delta_pack.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,12 +35,25 @@ struct dp_want {
 	struct dp_base *base;   /* what the host has at its path, when known */
 };
 
+/* A file that waits, read, for the bases to be read (see dp_bases_thread). */
+struct dp_pending {
+	struct dp_want *want;
+	const struct release_files_entry *en;
+	unsigned char *buf;
+	size_t len;
+};
+
 struct dp_ctx {
 	struct release_tgz_out out;
 	struct dp_want *want;
 	size_t n_want;
-	struct dp_base *bases;
+	struct dp_base *bases;       /* written by the bases' thread until BASES_READY */
 	size_t n_bases;
+	int bases_ready;             /* the bases are read (or never will be) */
+	const struct delta_pack_patches *pp;
+	struct dp_pending *pending;
+	size_t n_pending, cap_pending;
+	uint64_t pending_bytes;
 	int pdir_written;       /* ZPATCH_DELTA_DIR's header is in the delta */
 	unsigned char *buf;
 };
@@ -426,6 +440,7 @@ out:
 static void
 dp_bases_load(struct dp_ctx *c, const struct delta_pack_patches *pp)
 {
+	/* Only this function writes the bases until the caller sees BASES_READY. */
 	uint64_t budget = DP_BASES_MAX;
 
 	for (size_t s = 0; s < pp->n_sources && c->n_bases > 0; s++) {
@@ -460,24 +475,24 @@ dp_pdir(struct dp_ctx *c, struct archive *w, struct err *e)
 }
 
 /*
- * The member R is on (entry EN, wanted W with a base read): as a patch when
- * it is at most half of what the file costs compressed whole, else whole.
+ * File EN (wanted WT), its bytes T (TLEN) read and checked: as a patch against
+ * its base when the base was read and the patch is at most half of what the
+ * file costs compressed whole, else whole.
  */
 static int
-dp_patch_file(struct dp_ctx *c, struct archive *r, struct archive *w, struct dp_want *wt,
-    const struct release_files_entry *en, struct delta_pack_result *res, struct err *e)
+dp_emit(struct dp_ctx *c, struct archive *w, struct dp_want *wt,
+    const struct release_files_entry *en, const unsigned char *t, size_t tlen,
+    struct delta_pack_result *res, struct err *e)
 {
 	char name[sizeof(ZPATCH_DELTA_DIR) + 2 * DIGEST_HEX_LEN + sizeof(ZPATCH_SUFFIX) + 2];
-	unsigned char *t = NULL;
 	void *patch = NULL;
-	size_t tlen = 0, plen = 0;
+	size_t plen = 0;
 	struct err ze = ERR_INIT;
 	int rc = -1;
 
-	if (dp_read_checked(r, en->path, en->size, en->sha256, &t, &tlen, e) != 0) {
-		return -1;
-	}
-	if (zpatch_make(wt->base->buf, wt->base->len, t, tlen, &patch, &plen, &ze) != 0) {
+	if (wt->base == NULL || wt->base->buf == NULL) {
+		/* no base: whole */
+	} else if (zpatch_make(wt->base->buf, wt->base->len, t, tlen, &patch, &plen, &ze) != 0) {
 		log_warnx("delta: %s: %s; sent whole", en->path, err_msg(&ze));
 	} else if (plen * 2 > zpatch_whole_estimate(t, tlen)) {
 		free(patch);
@@ -503,8 +518,57 @@ dp_patch_file(struct dp_ctx *c, struct archive *r, struct archive *w, struct dp_
 	rc = 0;
 out:
 	free(patch);
+	return rc;
+}
+
+/*
+ * The member R is on (entry EN, wanted WT that has a base): read whole; sent
+ * now when the bases are read, else kept until they are (within
+ * DP_BASES_MAX bytes of kept files; beyond, sent whole now).
+ */
+static int
+dp_patch_file(struct dp_ctx *c, struct archive *r, struct archive *w, struct dp_want *wt,
+    const struct release_files_entry *en, struct delta_pack_result *res, struct err *e)
+{
+	unsigned char *t = NULL;
+	size_t tlen = 0;
+	int rc;
+
+	if (!c->bases_ready && c->pending_bytes + en->size > DP_BASES_MAX) {
+		return dp_copy_file(c, r, w, en, e);
+	}
+	if (dp_read_checked(r, en->path, en->size, en->sha256, &t, &tlen, e) != 0) {
+		return -1;
+	}
+	if (!c->bases_ready) {
+		if (c->n_pending == c->cap_pending) {
+			size_t ncap = c->cap_pending == 0 ? 16 : c->cap_pending * 2;
+			struct dp_pending *v = reallocarray(c->pending, ncap, sizeof(*v));
+
+			if (v == NULL) {
+				free(t);
+				return err_set(e, ERR_NOMEM, "out of memory");
+			}
+			c->pending = v;
+			c->cap_pending = ncap;
+		}
+		c->pending[c->n_pending++] = (struct dp_pending){ wt, en, t, tlen };
+		c->pending_bytes += tlen;
+		return 0;
+	}
+	rc = dp_emit(c, w, wt, en, t, tlen, res, e);
 	free(t);
 	return rc;
+}
+
+/* The bases' reader, beside the pass over the release (two decompressions at once). */
+static void *
+dp_bases_thread(void *arg)
+{
+	struct dp_ctx *c = arg;
+
+	dp_bases_load(c, c->pp);
+	return NULL;
 }
 
 /* Stream R's members into W: the wanted files once each; check R's files.json is FJ. */
@@ -546,7 +610,7 @@ dp_stream(struct dp_ctx *c, const char *tgz, struct archive *r, struct archive *
 		    (wt = dp_want_find(c, en->sha256)) == NULL || wt->sent) {
 			continue;
 		}
-		if (wt->base != NULL && wt->base->buf != NULL) {
+		if (wt->base != NULL && (!c->bases_ready || wt->base->buf != NULL)) {
 			if (dp_patch_file(c, r, w, wt, en, res, e) != 0) {
 				return -1;
 			}
@@ -578,9 +642,10 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
     struct delta_pack_result *res, struct err *e)
 {
 	struct release_files rf = RELEASE_FILES_INIT;
-	struct dp_ctx c = { .out = { .file = FS_ATOMIC_INIT } };
+	struct dp_ctx c = { .out = { .file = FS_ATOMIC_INIT }, .pp = pp };
 	struct archive *r = NULL, *w = NULL;
-	int rc = -1;
+	pthread_t th;
+	int th_running = 0, rc = -1;
 
 	memset(res, 0, sizeof(*res));
 	if (release_files_parse(fj, fjlen, &rf, e) != 0) {
@@ -590,9 +655,13 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	if (dp_wants(&c, &rf, missing, n_missing, e) != 0 || dp_bases_plan(&c, &rf, pp, e) != 0) {
 		goto out;
 	}
-	if (c.n_bases > 0) {
+	/* The bases are read while the release is: the files to patch wait for them. */
+	if (c.n_bases > 0 && pthread_create(&th, NULL, dp_bases_thread, &c) == 0) {
+		th_running = 1;
+	} else if (c.n_bases > 0) {
 		dp_bases_load(&c, pp);
 	}
+	c.bases_ready = !th_running;
 	c.buf = malloc(DP_CHUNK);
 	if (c.buf == NULL) {
 		err_set(e, ERR_NOMEM, "out of memory");
@@ -616,6 +685,18 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	if (dp_stream(&c, tgz, r, w, &rf, fj, fjlen, res, e) != 0) {
 		goto out;
 	}
+	if (th_running) {
+		(void)pthread_join(th, NULL);
+		th_running = 0;
+		c.bases_ready = 1;
+	}
+	for (size_t i = 0; i < c.n_pending; i++) {
+		struct dp_pending *pd = &c.pending[i];
+
+		if (dp_emit(&c, w, pd->want, pd->en, pd->buf, pd->len, res, e) != 0) {
+			goto out;
+		}
+	}
 	if (archive_write_close(w) != ARCHIVE_OK) {
 		err_set(e, archive_errno(w) == ENOSPC ? ERR_NOSPACE : ERR_IO, "%s: %s", out,
 		    archive_error_string(w));
@@ -628,6 +709,13 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	res->size = c.out.written;
 	rc = 0;
 out:
+	if (th_running) {
+		(void)pthread_join(th, NULL);
+	}
+	for (size_t i = 0; i < c.n_pending; i++) {
+		free(c.pending[i].buf);
+	}
+	free(c.pending);
 	archive_write_free(w);
 	archive_read_free(r);
 	fs_atomic_abort(&c.out.file);

@@ -1115,7 +1115,9 @@ delta_set_key(const char **missing, size_t n, struct delta_pack_base *bases, siz
 	int rc;
 
 	qsort(missing, n, sizeof(*missing), str_ptr_cmp);
-	qsort(bases, nb, sizeof(*bases), plan_base_cmp);
+	if (nb > 0) {
+		qsort(bases, nb, sizeof(*bases), plan_base_cmp);
+	}
 	digest_init(&d);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && strcmp(missing[i - 1], missing[i]) == 0) {
@@ -1317,16 +1319,16 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 		goto out;
 	}
 	/*
-	 * The host lacks 90 % of the release's file bytes or more and names no
-	 * bases to patch against: its delta would be about as large as the
-	 * release, and building it would cost a pass over the whole release for
-	 * nothing.
+	 * The host lacks 90 % of the release's file bytes or more: its delta
+	 * would be about as large as the release, and building it would cost a
+	 * pass over the whole release for nothing. Even with bases to patch
+	 * against: patching nearly every file costs both sides more time than
+	 * the whole release's transfer saves (every file is read, compressed,
+	 * decompressed and hashed once more), so the release goes whole.
 	 */
-	bo = zp ? cJSON_GetObjectItemCaseSensitive(doc, "bases") : NULL;
 	mb = cJSON_GetObjectItemCaseSensitive(doc, "missing_bytes");
 	rb = cJSON_GetObjectItemCaseSensitive(doc, "reuse_bytes");
-	if (!(cJSON_IsObject(bo) && cJSON_GetArraySize(bo) > 0) &&
-	    cJSON_IsNumber(mb) && cJSON_IsNumber(rb) && mb->valuedouble > 0 &&
+	if (cJSON_IsNumber(mb) && cJSON_IsNumber(rb) && mb->valuedouble > 0 &&
 	    rb->valuedouble >= 0 && mb->valuedouble * 10 >= (mb->valuedouble + rb->valuedouble) * 9) {
 		log_debug("%s: the host lacks %.0f of the release's %.0f bytes of files; sending "
 		    "the full release", j->host.name, mb->valuedouble, mb->valuedouble +
@@ -1346,6 +1348,7 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 	 * Bases: patches only against a release the master holds itself, in its
 	 * store: the host's active and previous releases (by their digests).
 	 */
+	bo = zp ? cJSON_GetObjectItemCaseSensitive(doc, "bases") : NULL;
 	if (cJSON_IsObject(bo) && cJSON_GetArraySize(bo) > 0) {
 		bases = calloc((size_t)cJSON_GetArraySize(bo), sizeof(*bases));
 		if (bases == NULL) {
