@@ -22,6 +22,7 @@ It also prints the master's CPU per host of `tandem swarm status --all`.
 """
 
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -204,6 +205,23 @@ def push(fleet, host, release, full):
     return dt, row
 
 
+def forget_release(fleet, release):
+    """Remove RELEASE from the master's store (the tarball, its check record and
+    signature), so the next command takes it in and checks it as a new release:
+    each command of a round pays the same import, whichever goes first (a release
+    the store already holds checked is not checked again)."""
+    h = hashlib.sha256()
+    with open(release, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    stem = os.path.join(fleet.home, "store", h.hexdigest())
+    for suffix in (".tar.gz", ".tar.gz.tsig", ".checked.json"):
+        try:
+            os.unlink(stem + suffix)
+        except FileNotFoundError:
+            pass
+
+
 def check_bytes(fleet, host, row, release, seen):
     """BYTES_SENT is what the updater says it got: the plan's body (its log's
     "plan: N bytes") plus the tarball ("upload of N bytes" / "a delta of N bytes")."""
@@ -243,6 +261,7 @@ def run_link(work, link, base, versions):
             got = {}
             for full in order:
                 h = "full" if full else "planned"
+                forget_release(fleet, path)
                 got[h] = push(fleet, h, path, full)
             ft, frow = got["full"]
             pt, prow = got["planned"]
