@@ -1,4 +1,5 @@
 #include "common/json.h"
+#include "common/fs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -722,4 +723,20 @@ json_print_pretty(const cJSON *item)
 	t[n] = '\n';
 	t[n + 1] = '\0';
 	return t;
+}
+
+int
+json_write_atomic(const char *path, const cJSON *item, mode_t mode, struct err *e)
+{
+	char *text = json_print_pretty(item);
+	int rc = 0;
+
+	if (text == NULL) {
+		return err_set(e, ERR_NOMEM, "write %s: out of memory", path);
+	}
+	if (fs_write_atomic(path, text, strlen(text), mode) != 0) {
+		rc = err_sys(e, "write %s", path);
+	}
+	free(text);
+	return rc;
 }

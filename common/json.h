@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cJSON.h"
 #include "common/err.h"
@@ -137,5 +138,13 @@ int json_array_add_int(cJSON *arr, long long v) WUR;
 char *json_print_compact(const cJSON *item) WUR;
 /* ITEM as indented JSON text with a final newline (state files), or NULL. */
 char *json_print_pretty(const cJSON *item) WUR;
+
+/*
+ * ITEM, printed as json_print_pretty() does, into PATH with fs_write_atomic()
+ * (a temporary beside it, fsynced, renamed; the directory fsynced) and MODE:
+ * the one way a state file or record is written. Returns 0, or -1 with E
+ * (ERR_NOMEM "write PATH: out of memory", or the system error of the write).
+ */
+int json_write_atomic(const char *path, const cJSON *item, mode_t mode, struct err *e) WUR;
 
 #endif

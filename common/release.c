@@ -629,7 +629,6 @@ release_record_write(const char *dir, const struct release_info *ri, struct err 
 {
 	char p[PATH_MAX];
 	cJSON *o = NULL;
-	char *text = NULL;
 	int n, rc = -1;
 
 	n = snprintf(p, sizeof(p), "%s/%s", dir, RELEASE_RECORD_FILE);
@@ -638,18 +637,15 @@ release_record_write(const char *dir, const struct release_info *ri, struct err 
 		goto out;
 	}
 	o = release_record_json(ri, NULL);
-	text = o != NULL ? json_print_pretty(o) : NULL;
-	if (text == NULL) {
+	if (o == NULL) {
 		err_set(e, ERR_NOMEM, "%s: out of memory", RELEASE_RECORD_FILE);
 		goto out;
 	}
-	if (fs_write_atomic(p, text, strlen(text), 0644) != 0) {
-		err_sys(e, "write %s", p);
+	if (json_write_atomic(p, o, 0644, e) != 0) {
 		goto out;
 	}
 	rc = 0;
 out:
-	free(text);
 	cJSON_Delete(o);
 	return rc;
 }

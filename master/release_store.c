@@ -125,7 +125,6 @@ rs_record_write(const char *home, const char *dst, unsigned mf,
 {
 	char path[PATH_MAX], id[RS_IDENTITY_MAX];
 	cJSON *o = cJSON_CreateObject();
-	char *text = NULL;
 	int rc = -1;
 
 	if (rs_record_path(home, out->sha256, path, sizeof(path)) != 0) {
@@ -141,18 +140,15 @@ rs_record_write(const char *home, const char *dst, unsigned mf,
 	    json_add_str(o, "checked_by", tandem_version()) != 0 ||
 	    json_add_int(o, "flags", (long long)mf) != 0 || json_add_str(o, "file", id) != 0 ||
 	    json_add_str(o, "name", out->name) != 0 ||
-	    json_add_str(o, "version", out->version) != 0 ||
-	    (text = json_print_pretty(o)) == NULL) {
+	    json_add_str(o, "version", out->version) != 0) {
 		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (fs_write_atomic(path, text, strlen(text), 0600) != 0) {
-		err_sys(e, "write %s", path);
+	if (json_write_atomic(path, o, 0600, e) != 0) {
 		goto out;
 	}
 	rc = 0;
 out:
-	free(text);
 	cJSON_Delete(o);
 	return rc;
 }

@@ -81,7 +81,6 @@ journal_write(const char *root, const struct journal_op *op, struct err *e)
 {
 	char path[PATH_MAX];
 	cJSON *o = NULL;
-	char *text = NULL;
 	int rc = -1;
 
 	if (journal_path(root, "journal.json", path, sizeof(path)) != 0) {
@@ -98,18 +97,15 @@ journal_write(const char *root, const struct journal_op *op, struct err *e)
 	    json_add_str(o, "caller", op->caller) != 0 ||
 	    json_add_int(o, "started", op->started) != 0 ||
 	    json_add_str(o, "request_id", op->request_id) != 0 ||
-	    json_add_bool(o, "keep_prev", op->keep_prev) != 0 ||
-	    (text = json_print_pretty(o)) == NULL) {
+	    json_add_bool(o, "keep_prev", op->keep_prev) != 0) {
 		err_set(e, ERR_NOMEM, "write journal: out of memory");
 		goto out;
 	}
-	if (fs_write_atomic(path, text, strlen(text), 0600) != 0) {
-		err_sys(e, "write %s", path);
+	if (json_write_atomic(path, o, 0600, e) != 0) {
 		goto out;
 	}
 	rc = 0;
 out:
-	free(text);
 	cJSON_Delete(o);
 	return rc;
 }

@@ -103,7 +103,7 @@ out:
 static int
 trust_floor_write(struct trust *t, int64_t floor, const char *id, struct err *e)
 {
-	char path[PATH_MAX], now[32], *text = NULL;
+	char path[PATH_MAX], now[32];
 	cJSON *o = cJSON_CreateObject();
 	int rc = -1;
 
@@ -113,19 +113,16 @@ trust_floor_write(struct trust *t, int64_t floor, const char *id, struct err *e)
 		goto out;
 	}
 	if (o == NULL || json_add_int(o, "floor", floor) != 0 ||
-	    json_add_str(o, "raised_by", id) != 0 || json_add_str(o, "raised_at", now) != 0 ||
-	    (text = json_print_pretty(o)) == NULL) {
+	    json_add_str(o, "raised_by", id) != 0 || json_add_str(o, "raised_at", now) != 0) {
 		err_set(e, ERR_NOMEM, "floor: out of memory");
 		goto out;
 	}
-	if (fs_write_atomic(path, text, strlen(text), 0644) != 0) {
-		err_sys(e, "write %s", path);
+	if (json_write_atomic(path, o, 0644, e) != 0) {
 		goto out;
 	}
 	testhook_point("trust.floor_written");
 	rc = 0;
 out:
-	free(text);
 	cJSON_Delete(o);
 	return rc;
 }

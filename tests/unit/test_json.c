@@ -14,8 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "common/json.h"
+#include "tests/unit/tmpdir.h"
 
 /* Parse a C string literal's bytes (length given, so NULs inside count). */
 static cJSON *
@@ -654,6 +657,48 @@ test_builders(void **state)
 	cJSON_Delete(o);
 }
 
+/* json_write_atomic: the printed object at PATH with MODE; a failed write is an error with the path. */
+static void
+test_write_atomic(void **state)
+{
+	char path[PATH_MAX], *text;
+	struct err e = ERR_INIT;
+	struct stat st;
+	cJSON *o = cJSON_CreateObject(), *back;
+
+	(void)state;
+	assert_non_null(tmpdir_make("json"));
+	assert_non_null(o);
+	assert_int_equal(json_add_str(o, "k", "v"), 0);
+	tmpdir_join(path, sizeof(path), "state.json");
+	assert_int_equal(json_write_atomic(path, o, 0600, &e), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	text = json_print_pretty(o);
+	assert_non_null(text);
+	assert_int_equal((size_t)st.st_size, strlen(text));
+	back = json_parse_object(text, strlen(text), &e);
+	assert_non_null(back);
+	cJSON_Delete(back);
+	free(text);
+	/* Rewritten in place with another mode: the new file, whole. */
+	assert_int_equal(json_add_int(o, "n", 7), 0);
+	assert_int_equal(json_write_atomic(path, o, 0644, &e), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	/* A directory that does not exist: the system error, naming the path. */
+	tmpdir_join(path, sizeof(path), "missing/state.json");
+	assert_int_equal(json_write_atomic(path, o, 0600, &e), -1);
+	assert_int_equal(e.sys_errno, ENOENT);
+	assert_non_null(strstr(err_msg(&e), "missing/state.json"));
+	/* Nothing to print. */
+	err_clear(&e);
+	assert_int_equal(json_write_atomic(path, NULL, 0600, &e), -1);
+	assert_int_equal(e.kind, ERR_NOMEM);
+	cJSON_Delete(o);
+	assert_int_equal(tmpdir_remove(), 0);
+}
+
 static void
 test_builders_exact_integers(void **state)
 {
@@ -742,6 +787,7 @@ main(void)
 		cmocka_unit_test(test_read_fields_unsafe_keys),
 		cmocka_unit_test(test_read_fields_bad_schema),
 		cmocka_unit_test(test_builders),
+		cmocka_unit_test(test_write_atomic),
 		cmocka_unit_test(test_builders_exact_integers),
 		cmocka_unit_test(test_builders_any_text),
 	};
