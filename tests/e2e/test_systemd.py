@@ -17,7 +17,10 @@ operator meets it. One boot serves every test of this file, in order:
   dpkg --purge leaves nothing behind.
 
 The tests share the container and run in file order (each one leaves the
-host serving, except the last two); any single one can also run alone.
+host serving, except the last two); any single one can also run alone. The
+README's steps run with the packaged timers; the tests after them run with
+short ones (`quick`: the agent's probe window, the launcher's probation
+window, RestartSec), which they would otherwise only wait out.
 The root is made once per build directory by debootstrap (minutes) and
 reused from its tarball (seconds): tests/e2e/container_util.py.
 """
@@ -177,6 +180,41 @@ def served(host):
     return c
 
 
+# The timers the tests after the README's steps run with: the README's steps
+# run with the packaged ones; after them the agent's probe window
+# (probe_stable, 3 s), the launcher's probation window (10 s) and systemd's
+# RestartSec (2 s) would only be waited out, about half of this file's time.
+QUICK_DROPIN = "/run/systemd/system/%s.service.d/test-timers.conf" % SVC
+PROBE_STABLE = "500ms"
+PROBATION_STABLE_MS = 1000
+RESTART_SEC = "300ms"
+
+
+@pytest.fixture(scope="module")
+def quick(served):
+    """The host of `served` with short timers: probe_stable in updater.conf,
+    and a runtime drop-in giving the packaged ExecStart the launcher's
+    --probation-stable and a short RestartSec. What is checked stays the
+    same; only the windows that are waited out shrink."""
+    c = served
+    unit = c.sh("systemctl cat %s" % SVC)
+    execs = re.findall(r"^ExecStart=(\S*/tandem-launcher) (.*)$", unit, re.M)
+    assert len(execs) == 1, unit
+    launcher, args = execs[0]
+    c.sh("grep -q '^probe_stable' /etc/tandem/updater.conf || "
+         "echo 'probe_stable = %s' >> /etc/tandem/updater.conf" % PROBE_STABLE)
+    c.sh("mkdir -p %s && printf '[Service]\\nRestartSec=%s\\nExecStart=\\n"
+         "ExecStart=%s --probation-stable %d %s\\n' > %s && systemctl daemon-reload && "
+         "systemctl restart %s"
+         % (os.path.dirname(QUICK_DROPIN), RESTART_SEC, launcher, PROBATION_STABLE_MS, args,
+            QUICK_DROPIN, SVC))
+    u = svc(c, "ExecStart", "RestartUSec")
+    assert "--probation-stable %d" % PROBATION_STABLE_MS in u["ExecStart"], u
+    assert u["RestartUSec"] == RESTART_SEC, u
+    c.wait(lambda: healthy(c), 60, "web1 healthy with the short timers")
+    return c
+
+
 def test_readme_real_host_steps(served):
     """A healthy host the master pushed to, with the bundle in place the documented way."""
     c = served
@@ -207,10 +245,10 @@ def test_readme_real_host_steps(served):
     assert re.search(r"^install_dir = /var/lib/tandem$", conf, re.M)
 
 
-def test_sandbox_applied(served):
+def test_sandbox_applied(quick):
     """All three programs run as tandem, without capabilities, with
     NoNewPrivileges and a seccomp filter, on a read-only root."""
-    c = served
+    c = quick
     uid = c.sh("id -u tandem").strip()
     for prog in PROGS:
         pids = c.pids(prog)
@@ -227,11 +265,11 @@ def test_sandbox_applied(served):
         assert root and " ro," in " " + root[-1].split()[5] + ",", (prog, root)
 
 
-def test_logs_reach_the_journal(served):
+def test_logs_reach_the_journal(quick):
     """Lines of the launcher, the updater and the agent are in the unit's
     journal with their own identifier and priority; with log_format = json
     every one of them is a JSON object."""
-    c = served
+    c = quick
     # systemd's own messages about the unit are there too (from init.scope).
     native = [e for e in journal(c)
               if e.get("_TRANSPORT") == "journal" and e.get("SYSLOG_IDENTIFIER") in PROGS]
@@ -267,11 +305,11 @@ def test_logs_reach_the_journal(served):
     c.wait(lambda: healthy(c), 60, "web1 healthy again with text logs")
 
 
-def test_launcher_killed_hard_agent_adopted(served):
+def test_launcher_killed_hard_agent_adopted(quick):
     """SIGKILL of the unit's main process (the launcher): systemd restarts
     the unit, the new launcher stops the orphaned updater, and the new updater
     adopts the agent, which kept serving (same pid)."""
-    c = served
+    c = quick
     before = svc(c, "MainPID", "NRestarts")
     agent = agent_pid(c)
     c.sh("systemctl kill -s KILL --kill-who=main %s" % SVC)
@@ -283,9 +321,9 @@ def test_launcher_killed_hard_agent_adopted(served):
     assert agent_pid(c) == agent
 
 
-def test_updater_killed_agent_adopted(served):
+def test_updater_killed_agent_adopted(quick):
     """SIGKILL of the updater alone: the launcher starts another, which adopts the agent."""
-    c = served
+    c = quick
     restarts = svc(c, "NRestarts")["NRestarts"]
     agent = agent_pid(c)
     old = c.pids("tandem-updater")
@@ -296,14 +334,14 @@ def test_updater_killed_agent_adopted(served):
     assert svc(c, "NRestarts")["NRestarts"] == restarts
 
 
-def test_notify_ready_and_hung_updater_restarted(served):
+def test_notify_ready_and_hung_updater_restarted(quick):
     """Type=notify: the unit is active only once the launcher said READY=1
     (its updater answered /health), with the launcher's STATUS= line. A
     SIGSTOPped updater stops the launcher's watchdog pings, and systemd
     restarts the unit (WatchdogSec shortened by a drop-in, as an operator
     would); the new launcher kills the stopped updater and the new updater
     adopts the agent."""
-    c = served
+    c = quick
     dropin = "/run/systemd/system/%s.service.d" % SVC
     c.sh("mkdir -p %s && printf '[Service]\\nWatchdogSec=6s\\n' > %s/watchdog.conf && "
          "systemctl daemon-reload && systemctl restart %s" % (dropin, dropin, SVC))
@@ -335,28 +373,33 @@ def test_notify_ready_and_hung_updater_restarted(served):
         assert agent_pid(c) == agent
         assert svc(c, "MainPID")["MainPID"] != before["MainPID"]
     finally:
-        c.sh("rm -rf %s && systemctl daemon-reload && systemctl restart %s" % (dropin, SVC))
+        c.sh("rm -f %s/watchdog.conf && systemctl daemon-reload && systemctl restart %s"
+             % (dropin, SVC))
     c.wait(lambda: healthy(c), 60, "web1 healthy with the packaged watchdog")
     assert svc(c, "WatchdogUSec")["WatchdogUSec"] == "1min"
 
 
-def test_whole_unit_killed_comes_back(served):
+def test_whole_unit_killed_comes_back(quick):
     """systemctl kill -s KILL signals every process of the unit (the agent
     too): systemd restarts it and the updater starts a new agent."""
-    c = served
+    c = quick
     before = svc(c, "NRestarts")["NRestarts"]
     agent = agent_pid(c)
-    c.sh("systemctl kill -s KILL %s" % SVC)
+    r = c.run("systemctl kill -s KILL %s" % SVC, check=False)
+    # systemd can report a failure for the unit's other processes when one of
+    # them is already exiting as it walks the cgroup, though it sent them
+    # SIGKILL; that every process died is checked below (a new agent).
+    assert r.returncode == 0 or "to auxiliary processes" in r.stderr, r.stderr
     c.wait(lambda: svc(c, "NRestarts")["NRestarts"] == str(int(before) + 1), 30,
            "systemd to restart the unit")
     c.wait(lambda: healthy(c), 60, "web1 serving again")
     assert agent_pid(c) != agent
 
 
-def test_push_include_self_and_rollback(served):
+def test_push_include_self_and_rollback(quick):
     """A release pushed with --include-self replaces the agent and the updater
     (through the launcher's probation); a rollback brings the agent back."""
-    c = served
+    c = quick
     rel = release(c, "1.0.2")
     r = c.run("tandem swarm update --host %s --release %s --include-self --json" % (HOST, rel),
               timeout=300)
@@ -374,12 +417,12 @@ def test_push_include_self_and_rollback(served):
     assert s["active"]["version"] == "1.0.0" and s["prev"]["version"] == "1.0.2", s
 
 
-def test_package_upgrade_newer_updater_wins(served):
+def test_package_upgrade_newer_updater_wins(quick):
     """A host whose updater was self-updated (1.0.2) gets a newer worker
     package (1.0.3): the package's restart runs the packaged updater, the
     newer one; the self-updated one stays in the tree. Then a self-update
     newer than the package wins again."""
-    c = served
+    c = quick
     s = healthy(c)
     if s is None or s["updater_version"] != "1.0.2":
         # Run alone: self-update to 1.0.2 first.
@@ -413,10 +456,10 @@ def test_package_upgrade_newer_updater_wins(served):
         "/var/lib/tandem/updater/releases/")
 
 
-def test_reload_without_procps(served):
+def test_reload_without_procps(quick):
     """systemctl reload works where /bin/kill (procps) is absent: the unit
     uses the shell's builtin kill; the launcher forwards SIGHUP."""
-    c = served
+    c = quick
     assert c.run("test -e /bin/kill || test -e /usr/bin/kill", check=False).returncode != 0
     main = svc(c, "MainPID")["MainPID"]
     mark = cursor(c)
@@ -428,17 +471,17 @@ def test_reload_without_procps(served):
     assert healthy(c)
 
 
-def test_stop_stops_the_agent(served):
-    c = served
+def test_stop_stops_the_agent(quick):
+    c = quick
     c.sh("systemctl stop %s" % SVC)
     assert svc(c, "ActiveState")["ActiveState"] == "inactive"
     for prog in PROGS:
         assert c.pids(prog) == [], prog
 
 
-def test_purge_leaves_nothing(served):
+def test_purge_leaves_nothing(quick):
     """dpkg --purge: no file, directory, user, group or unit of the package remains."""
-    c = served
+    c = quick
     c.sh("dpkg --purge tandem-worker >/dev/null 2>&1")
     assert c.run("getent passwd tandem || getent group tandem", check=False).returncode != 0
     assert "could not be found" in c.run("systemctl status %s" % SVC, check=False).stderr
