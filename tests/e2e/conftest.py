@@ -248,6 +248,22 @@ class Proc:
 
         return wait_until(probe, timeout, "%s to print /%s/" % (self.name, pattern))
 
+    def count_lines(self, pattern):
+        """How many lines of stdout match PATTERN (a regex)."""
+        return len(re.findall(pattern, self.stdout(), re.M))
+
+    def wait_count(self, pattern, count, deadline):
+        """Until more than COUNT lines of stdout match PATTERN, or the monotonic DEADLINE,
+        or the process exits; returns the number of matching lines. Never fails the test:
+        a cheap first wait (a file read every 20 ms) before the real check, e.g. the
+        launcher's outcome line before asking the updater's /health, which costs a
+        process and a TLS handshake on both sides per poll."""
+        while True:
+            n = self.count_lines(pattern)
+            if n > count or time.monotonic() >= deadline or not self.alive():
+                return n
+            time.sleep(0.02)  # polling a file the process writes, not a server
+
     def alive(self):
         return self.p.poll() is None
 

@@ -6,12 +6,14 @@ resolve inside the bundle)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
+import time
 
 import pytest
 
-from conftest import Proc, bin_path, free_port
+from conftest import Proc, bin_path, free_port, wait_until
 from release_util import release_copy
 from worker_util import curl_run
 
@@ -109,6 +111,18 @@ class Fleet:
         m = p.wait_line(r"^LISTENING port=(\d+)$", timeout=30)
         assert int(m.group(1)) == self.ports[name][1]
         return p
+
+    def wait_updater(self, name, version, timeout):
+        """Until `swarm status` shows host NAME's updater (under tandem-launcher) at VERSION.
+        The status is asked once the launcher printed SELF_UPDATE committed VERSION (or at
+        the deadline): a poll is a CLI run and a handshake with the updater, ≈ 200 ms of
+        CPU under ASan, and the probation it would poll through lasts seconds."""
+        deadline = time.monotonic() + timeout
+        self.procs[name].wait_count(r"^SELF_UPDATE committed %s$" % re.escape(version), 0,
+                                    deadline)
+        return wait_until(lambda: self.json("swarm", "status", "--host", name)["hosts"][0].get(
+            "updater_version") == version, max(deadline - time.monotonic(), 1.0),
+            "updater %s" % version)
 
     def install_dir(self, name):
         return os.path.join(self.bundle(name), "install")

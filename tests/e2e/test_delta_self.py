@@ -207,9 +207,8 @@ def test_crash_while_assembling_self_is_undone(procs, tmp_path, pki, srels):
                             check=False)
         assert r.status != 200, r.body  # cut by the crash
 
-        def back():
-            hx = h.wait_updater("0.1.0")
-            return hx if len(h.updater_pids()) > starts else None
+        def back():  # restarted (the launcher's output), then /health
+            return len(h.updater_pids()) > starts and h.wait_updater("0.1.0")
         hh = wait_until(back, 30, "the fallback updater to be back")
         assert hh["agent"]["pid"] == agent
         assert self_snapshot(h) == before
@@ -257,8 +256,7 @@ def test_swarm_include_self_is_planned(tmp_path, srels, tamper):
             assert h["self"]["transfer"] == want, h
             assert h["transfer"] == ("full" if version == "2.0" else "planned"), h
             assert h["bytes_sent"] > 0, h
-            wait_until(lambda: f.json("swarm", "status", "--host", "selfie")["hosts"][0].get(
-                "updater_version") == version, PROBATION_S, "updater %s" % version)
+            f.wait_updater("selfie", version, PROBATION_S)
         # The first self-update had nothing to copy from (sent whole); the second was
         # assembled from a delta, as was the agent's second push.
         log = updater_log(f, "selfie")

@@ -15,7 +15,6 @@ import tarfile
 
 import pytest
 
-from conftest import wait_until
 from release_util import Releases, sha256_file, tree_listing
 from test_delta import repack, tar_bytes
 from test_signing import Signed, no_staging, tree_state
@@ -282,8 +281,7 @@ def tree_listing_of(rel, root):
 
 
 def wait_updater(s, name, version):
-    return wait_until(lambda: s.fleet.json("swarm", "status", "--host", name)["hosts"][0].get(
-        "updater_version") == version, 40, "updater %s" % version)
+    return s.fleet.wait_updater(name, version, 40)
 
 
 def test_signed_planned_self_update(s, rels):

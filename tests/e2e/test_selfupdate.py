@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -25,6 +26,8 @@ FALLBACK_VERSION = "0.1.0"
 PROBATION_DEADLINE_MS = 10000
 PROBATION_STABLE_MS = 4000   # > the crash-later build's 3 s
 MAX_STARTS = 2
+# The launcher's line when a self-update's probation ends.
+OUTCOME = r"^SELF_UPDATE (committed|reverted) "
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,17 @@ class Host(Worker):
             assert not os.path.exists(os.path.join(self.tree, p)), p
 
     def wait_updater(self, version, result=None, timeout=30):
-        """Until /health answers with updater VERSION (and last self-update RESULT)."""
+        """Until /health answers with updater VERSION (and last self-update RESULT).
+
+        With RESULT, /health is asked only once the launcher has printed an outcome
+        (SELF_UPDATE committed|reverted) after those an earlier wait saw: the probation
+        lasts seconds, and each /health poll under ASan costs ≈ 80 ms of CPU (curl, and
+        the handshake in the updater). A stale count only makes this first wait shorter."""
+        deadline = time.monotonic() + timeout
+        if result is not None:
+            self.outcomes = self.proc.wait_count(OUTCOME, getattr(self, "outcomes", 0),
+                                                 deadline)
+
         def ok():
             r = curl(self.pki, self.pki.master, self.url("/health"), "--max-time", "3",
                      check=False)
@@ -96,7 +109,8 @@ class Host(Worker):
             if h["updater"]["probation"] is not None:
                 return None
             return h
-        return wait_until(ok, timeout, "updater %s (%s)" % (version, result))
+        return wait_until(ok, max(deadline - time.monotonic(), 1.0),
+                          "updater %s (%s)" % (version, result))
 
     def close(self):
         pids = self.updater_pids()
@@ -335,9 +349,8 @@ def test_crash_sweep_self_update(procs, tmp_path, pki, releases, point, committe
         if committed:
             hh = h.wait_updater("2.0", "committed", timeout=PROBATION_DEADLINE_MS / 1000 + 20)
         else:
-            def back():
-                hx = h.wait_updater(FALLBACK_VERSION)
-                return hx if len(h.updater_pids()) >= 2 else None
+            def back():  # restarted (the launcher's output), then /health
+                return len(h.updater_pids()) >= 2 and h.wait_updater(FALLBACK_VERSION)
             hh = wait_until(back, 30, "the updater to be restarted")
         assert hh["agent"]["pid"] == agent
         os.kill(agent, 0)
@@ -451,9 +464,8 @@ def test_crash_sweep_later_self_update(procs, tmp_path, pki, releases, point, be
         starts = len(h.updater_pids())
         r = h.push_self(releases.get("3.0"), check=False)
         assert r is None, r  # cut by the crash
-        def back():
-            hx = h.wait_updater(versions[-1])
-            return hx if len(h.updater_pids()) > starts else None
+        def back():  # restarted (the launcher's output), then /health
+            return len(h.updater_pids()) > starts and h.wait_updater(versions[-1])
         hh = wait_until(back, 30, "the previous updater to be back")
         assert hh["agent"]["pid"] == agent
         assert h.tree_state() == slots
