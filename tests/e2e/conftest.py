@@ -8,7 +8,8 @@ Fixtures and helpers other test files use:
   build_dir            absolute path of the build directory (TANDEM_BUILD or ./build)
   bin_path(name)       path of a built binary (build/NAME or build/tests/NAME)
   Proc                 a started process with its output captured to files;
-                       wait_line(regex), stop(), kill, returncode
+                       wait_line(regex), wait_count(regex, n, deadline),
+                       stop(), kill, returncode
   wait_until(fn, timeout, what)   poll fn() until truthy or fail with WHAT
   wait_port(port)      until 127.0.0.1:PORT accepts a TCP connection
   free_port()          a currently free TCP port on 127.0.0.1
