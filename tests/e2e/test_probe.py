@@ -175,6 +175,10 @@ def test_both_bad_retries_the_good_release(procs, tmp_path, pki, releases):  # n
     r = hl["both_bad_retry"]
     assert r["attempts"] == 0 and r["max"] == 3 and r["running"] is False, r
     assert 0 <= r["next_in_ms"] <= 2000, r
+    # The pass removes state/both_bad.json: wait for that (a file) before asking /health
+    # (a curl and a handshake in the updater per poll).
+    state = os.path.join(h.root, "state", "both_bad.json")
+    wait_until(lambda: not os.path.exists(state), 30, "the both_bad retry to pass")
     wait_until(lambda: h.health()["both_bad"] is False, 30, "the both_bad retry to pass")
     hl = h.health()
     assert hl["status"] == "ok" and "both_bad_retry" not in hl, hl
@@ -236,6 +240,9 @@ def test_both_bad_survives_a_restart(procs, tmp_path, pki, releases):  # noqa: F
     assert r["next_in_ms"] is not None and 0 <= r["next_in_ms"] <= 2 * interval_ms, r
     assert "both bad since an earlier run (1 retries made, retrying)" in h.proc.stderr()
     os.unlink(marker)
+    # The retry comes after the doubled interval (8 s): wait for the pass to remove the file,
+    # then ask /health.
+    wait_until(lambda: not os.path.exists(state), 60, "the retry after the restart")
     wait_until(lambda: h.health()["both_bad"] is False, 60, "the retry after the restart")
     assert not os.path.exists(state)
     assert h.health()["status"] == "ok"
