@@ -1,5 +1,6 @@
 #include "master/release_store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -153,6 +154,57 @@ out:
 	return rc;
 }
 
+/*
+ * 1 when the store DIR holds a release (SHA256.tar.gz) of SIZE bytes: only
+ * then can a source of SIZE bytes be one the store holds checked.
+ */
+static int
+rs_holds_size(const char *dir, off_t size)
+{
+	static const char suffix[] = ".tar.gz";
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct stat st;
+	int found = 0;
+
+	if (d == NULL) {
+		return 0;
+	}
+	while (!found && (de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) == DIGEST_HEX_LEN + sizeof(suffix) - 1 &&
+		    strcmp(de->d_name + DIGEST_HEX_LEN, suffix) == 0) {
+			found = fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+			    S_ISREG(st.st_mode) && st.st_size == size;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * 1 when HOME's store holds OUT's digest with a record valid for MF: OUT is
+ * then the stored release (SRC with COPY unset). 0 when it does not, -1
+ * with E when HOME is too long.
+ */
+static int
+rs_reuse(const char *home, const char *src, unsigned mf, int copy,
+    struct release_store_entry *out, struct err *e)
+{
+	char dst[PATH_MAX];
+
+	if (release_store_path(home, out->sha256, dst, sizeof(dst)) != 0) {
+		return err_set(e, ERR_USAGE, "%s: home path too long", home);
+	}
+	if (!rs_record_valid(home, dst, out->sha256, out->size, mf, out)) {
+		return 0;
+	}
+	out->reused = 1;
+	snprintf(out->path, sizeof(out->path), "%s", copy ? dst : src);
+	log_info("release %.12s: in the store (%s) and checked before: not checked again",
+	    out->sha256, dst);
+	return 1;
+}
+
 /* SRC's bytes into OUT's digest and size, and into A when it is begun. */
 static int
 rs_read(int fd, const char *src, struct fs_atomic *a, int copy, const char *what,
@@ -207,7 +259,7 @@ release_store_import(const char *home, const char *src, unsigned flags,
 	char dir[PATH_MAX], imp[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX], name[128];
 	struct release_manifest m;
 	struct stat st;
-	int fd = -1, rc = -1;
+	int fd = -1, rc = -1, hashed = 0, r = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (snprintf(dir, sizeof(dir), "%s/store", home) >= (int)sizeof(dir) ||
@@ -222,6 +274,27 @@ release_store_import(const char *home, const char *src, unsigned flags,
 		err_set(e, ERR_BAD_REQUEST, "%s is not a regular file", src);
 		goto out;
 	}
+	/*
+	 * A source the size of a stored release may be that release, checked
+	 * before: it is hashed first and copied (read again) only when no valid
+	 * record has its digest. Any other source is hashed while it is copied.
+	 */
+	if (copy && rs_holds_size(dir, st.st_size)) {
+		if (rs_read(fd, src, NULL, 0, dir, out, e) != 0 ||
+		    (r = rs_reuse(home, src, mf, copy, out, e)) < 0) {
+			goto out;
+		}
+		if (r > 0) {
+			rc = 0;
+			goto out;
+		}
+		if (lseek(fd, 0, SEEK_SET) != 0) {
+			err_sys(e, "seek %s", src);
+			goto out;
+		}
+		memset(out, 0, sizeof(*out));
+		hashed = 1;
+	}
 	if (copy && (fs_mkdir_p(dir, 0700) != 0 || fs_atomic_begin(&a, imp, 0600) != 0)) {
 		err_sys(e, "store %s", dir);
 		goto out;
@@ -235,12 +308,8 @@ release_store_import(const char *home, const char *src, unsigned flags,
 		err_set(e, ERR_USAGE, "%s: home path too long", home);
 		goto out;
 	}
-	if (rs_record_valid(home, dst, out->sha256, out->size, mf, out)) {
-		out->reused = 1;
-		snprintf(out->path, sizeof(out->path), "%s", copy ? dst : src);
-		log_info("release %.12s: in the store (%s) and checked before: not checked again",
-		    out->sha256, dst);
-		rc = 0;
+	if (!hashed && (r = rs_reuse(home, src, mf, copy, out, e)) != 0) {
+		rc = r > 0 ? 0 : -1;
 		goto out;
 	}
 	/* What is checked is the store's own copy of the bytes just hashed. */

@@ -9,7 +9,9 @@
  * temporary (the master's own copy, which nothing else changes) is checked
  * by common/release_check, then fsynced and renamed to its digest's name,
  * then the record is written (atomically, fsynced). A release refused by
- * the check never enters the store.
+ * the check never enters the store. When the store holds a release of the
+ * file's size, the file may be that release: it is hashed first, without a
+ * copy, and read again to be copied only when no valid record has its digest.
  *
  * The record is trusted only for the file it was written for: it names the
  * digest, the size, the tandem version that checked it, the manifest flags
@@ -53,7 +55,7 @@ struct release_store_entry {
  * manifest flags FLAGS (RELEASE_MF_AGENT, RELEASE_MF_UPDATER), in HOME's
  * store (see above). When the store already holds SRC's digest with a
  * record valid for FLAGS, SRC is read once to hash it and nothing else is
- * done. With RELEASE_STORE_NO_COPY (a dry run) SRC is hashed, then checked
+ * done (nothing is written). With RELEASE_STORE_NO_COPY (a dry run) SRC is hashed, then checked
  * in place unless the store has a valid record, and nothing is written.
  * Returns 0 with *OUT, or -1 with E (OUT->refused set when the check
  * refused the release, in the updater's words).

@@ -65,12 +65,15 @@ def test_a_release_is_stored_once_and_checked_once(fleet, releases):
         rec = json.load(f)
     assert rec["sha256"] == d and rec["size"] == os.path.getsize(v2) and rec["flags"] == 1
     assert (rec["name"], rec["version"]) == ("tandem-agent", "2.0.0"), rec
-    # The same release again (another rollout of it): hashed, not copied nor checked again.
+    # The same release again (another rollout of it): hashed, not copied nor checked again;
+    # nothing is written to the store, not even a temporary copy removed at once.
     ino = os.stat(stored(fleet, d)).st_ino
     update(fleet, v1)
+    dir_mtime = os.stat(os.path.join(fleet.home, "store")).st_mtime_ns
     r = update(fleet, v2)
     assert REUSED in r.stderr, r.stderr
     assert os.stat(stored(fleet, d)).st_ino == ino
+    assert os.stat(os.path.join(fleet.home, "store")).st_mtime_ns == dir_mtime
     assert fleet.json("swarm", "status", "--host", "web1")["hosts"][0]["active"]["sha256"] == d
 
 
