@@ -185,3 +185,17 @@ def fleet(tmp_path):
     f = Fleet(tmp_path / "fleet")
     yield f
     f.stop_all()
+
+
+@pytest.fixture
+def fleet_web1(tmp_path):
+    """A master home under TMP_PATH with one host, web1, enrolled and its updater
+    started; its hosts are stopped at the end (import it as `fleet` where a module's
+    tests all start from one host)."""
+    f = Fleet(tmp_path / "fleet")
+    try:
+        f.enroll("web1")
+        f.start("web1")
+        yield f
+    finally:
+        f.stop_all()

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from conftest import bin_path
-from swarm_util import Fleet, make_release, tandem
+from swarm_util import Fleet, fleet_web1 as fleet, make_release, tandem  # noqa: F401 (fixture)
 from test_updater import CRASH_STATUS
 
 pytestmark = pytest.mark.xdist_group("delta_push")
@@ -51,15 +51,6 @@ def rel(build_dir, tmp_path_factory):
                         bytes(big3), "one\n")
     rels["big"] = big
     return rels
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    f.enroll("web1")
-    f.start("web1")
-    yield f
-    f.stop_all()
 
 
 def tree(root):

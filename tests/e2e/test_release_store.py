@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from swarm_util import Fleet, releases, tandem  # noqa: F401 (fixture)
+from swarm_util import fleet_web1 as fleet, releases, tandem  # noqa: F401 (fixtures)
 from test_updater import CRASH_STATUS
 
 pytestmark = pytest.mark.xdist_group("release_store")
@@ -37,15 +37,6 @@ def stored(fleet, digest, suffix=".tar.gz"):
 
 def history(fleet):
     return len(fleet.json("swarm", "history", "--host", "web1")["updater"])
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path / "fleet")
-    f.enroll("web1")
-    f.start("web1")
-    yield f
-    f.stop_all()
 
 
 def update(fleet, rel, *extra, check=0, env=None):
