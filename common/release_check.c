@@ -280,7 +280,8 @@ release_check_program(const struct release_check_walk *w, const char *rel, struc
 /* The data of the current entry (manifest.json) into W, counting it against the limit. */
 static int
 release_check_data(struct archive *a, struct release_check_walk *w, const char *path,
-    int keep, uint64_t max_unpacked, uint64_t *unpacked, struct err *e)
+    int keep, const struct release_check_visitor *v, uint64_t max_unpacked,
+    uint64_t *unpacked, struct err *e)
 {
 	const void *buf;
 	size_t size;
@@ -302,6 +303,9 @@ release_check_data(struct archive *a, struct release_check_walk *w, const char *
 			    path, (unsigned long long)max_unpacked);
 		}
 		*unpacked += size;
+		if (v != NULL && size > 0) {
+			v->data(v->arg, buf, size, (uint64_t)off);
+		}
 		if (!keep || w->manifest_big) {
 			continue;
 		}
@@ -325,7 +329,8 @@ release_check_data(struct archive *a, struct release_check_walk *w, const char *
 /* One entry: the rules, then remembered (and manifest.json's bytes kept). */
 static int
 release_check_one(struct archive *a, struct archive_entry *ae, struct release_check_walk *w,
-    uint64_t max_unpacked, uint64_t nth, uint64_t *unpacked, struct err *e)
+    const struct release_check_visitor *v, uint64_t max_unpacked, uint64_t nth,
+    uint64_t *unpacked, struct err *e)
 {
 	const char *name = archive_entry_pathname(ae);
 	char path[RELEASE_CHECK_MAX_PATH];
@@ -370,8 +375,15 @@ release_check_one(struct archive *a, struct archive_entry *ae, struct release_ch
 		return -1;
 	}
 	if (kind == RELEASE_CHECK_FILE) {
-		if (release_check_data(a, w, path, is_manifest, max_unpacked, unpacked, e) != 0) {
+		int visit = v != NULL && v->file(v->arg, name, path, archive_entry_size_is_set(ae)
+			? (int64_t)archive_entry_size(ae) : -1) != 0;
+
+		if (release_check_data(a, w, path, is_manifest, visit ? v : NULL, max_unpacked,
+		    unpacked, e) != 0) {
 			return -1;
+		}
+		if (visit) {
+			v->end(v->arg);
 		}
 		if (is_manifest && w->manifest == NULL) {
 			w->manifest = strdup("");
@@ -413,6 +425,14 @@ release_check_manifest(const struct release_check_walk *w, unsigned flags,
 int
 release_check_file(const char *path, const struct release_check_limits *lim, unsigned flags,
     struct release_manifest *m, uint64_t *entries, uint64_t *unpacked, struct err *e)
+{
+	return release_check_file_visit(path, lim, flags, NULL, m, entries, unpacked, e);
+}
+
+int
+release_check_file_visit(const char *path, const struct release_check_limits *lim,
+    unsigned flags, const struct release_check_visitor *v, struct release_manifest *m,
+    uint64_t *entries, uint64_t *unpacked, struct err *e)
 {
 	struct release_check_walk w;
 	struct release_manifest tmp;
@@ -470,7 +490,7 @@ release_check_file(const char *path, const struct release_check_limits *lim, uns
 			    (unsigned long long)max_entries);
 			goto out;
 		}
-		if (release_check_one(a, ae, &w, max_unpacked, n, &bytes, e) != 0) {
+		if (release_check_one(a, ae, &w, v, max_unpacked, n, &bytes, e) != 0) {
 			goto out;
 		}
 	}

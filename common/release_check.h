@@ -86,4 +86,27 @@ int release_check_file(const char *path, const struct release_check_limits *lim,
     unsigned flags, struct release_manifest *m, uint64_t *entries, uint64_t *unpacked,
     struct err *e) WUR;
 
+/*
+ * What a caller sees of the regular files while the check reads them, so a
+ * second pass over the tarball is not needed for their bytes: FILE is
+ * called for each regular file entry that passed the rules (NAME as in the
+ * archive, PATH normalised, SIZE from its header or -1); when it returns
+ * non-zero, DATA gets the entry's bytes as they are read (OFF the offset in
+ * the file: holes are not handed over) and END is called after the last
+ * one. An entry the check refuses midway gets no END. The visitor never
+ * changes the verdict: it has no way to fail the check, and a caller must
+ * drop what it kept when the check fails.
+ */
+struct release_check_visitor {
+	int (*file)(void *arg, const char *name, const char *path, int64_t size);
+	void (*data)(void *arg, const void *buf, size_t len, uint64_t off);
+	void (*end)(void *arg);
+	void *arg;
+};
+
+/* release_check_file() with the visitor V (may be NULL: none). */
+int release_check_file_visit(const char *path, const struct release_check_limits *lim,
+    unsigned flags, const struct release_check_visitor *v, struct release_manifest *m,
+    uint64_t *entries, uint64_t *unpacked, struct err *e) WUR;
+
 #endif

@@ -44,6 +44,7 @@ struct cmd_release {
 	char tmpdir[PATH_MAX - 32];    /* "" unless a directory was packed */
 	char *tsig;                    /* FILE.tsig, NULL when the release is unsigned */
 	struct sign_keyring keyring;   /* the master's, empty when it has none */
+	struct delta_pack_prefetch *prefetch; /* RF.prefetch, owned (master/release_store) */
 };
 
 /*

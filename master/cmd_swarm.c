@@ -671,7 +671,7 @@ check_release(const char *home, const char *src, struct cmd_release *p, unsigned
 	struct sign_want w;
 	unsigned flags = RELEASE_MF_AGENT | ((kinds & SIGN_KIND_UPDATER) != 0 ? RELEASE_MF_UPDATER
 									       : 0) |
-	    (dry_run ? RELEASE_STORE_NO_COPY : 0);
+	    (dry_run ? RELEASE_STORE_NO_COPY : 0) | RELEASE_STORE_PREFETCH;
 	int rc = -1;
 
 	memset(&env, 0, sizeof(env));
@@ -689,6 +689,8 @@ check_release(const char *home, const char *src, struct cmd_release *p, unsigned
 		return -1;
 	}
 	snprintf(p->path, sizeof(p->path), "%s", se->path);
+	p->prefetch = se->prefetch; /* the planned pushes' deltas read it */
+	p->rf.prefetch = p->prefetch;
 	snprintf(p->rf.sha256, sizeof(p->rf.sha256), "%s", se->sha256);
 	p->rf.size = se->size;
 	if (p->tsig == NULL) {
@@ -785,6 +787,9 @@ cmd_swarm_release_cleanup(struct cmd_release *p)
 {
 	free(p->tsig);
 	p->tsig = NULL;
+	p->rf.prefetch = NULL;
+	delta_pack_prefetch_free(p->prefetch);
+	p->prefetch = NULL;
 	sign_keyring_free(&p->keyring);
 	if (p->tmpdir[0] != '\0' && fs_rmtree(p->tmpdir) != 0) {
 		log_warn("remove %s", p->tmpdir);

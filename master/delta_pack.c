@@ -10,6 +10,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/release_check.h"
 #include "common/release_files.h"
 #include "common/zpatch.h"
 #include "master/release_pack.h"
@@ -636,18 +637,448 @@ dp_stream(struct dp_ctx *c, const char *tgz, struct archive *r, struct archive *
 	return 0;
 }
 
+/* ---- prefetch: the files a host lacks, kept by the check's pass ---- */
+
+/* One file kept: its bytes and, once done, its files.json entry. */
+struct dp_kept {
+	char *name;                         /* as in the archive */
+	char got[DIGEST_HEX_LEN + 1];       /* the digest of its bytes */
+	unsigned char *buf;
+	size_t len;
+	const struct release_files_entry *en; /* after delta_pack_prefetch_done() */
+};
+
+struct delta_pack_prefetch {
+	struct release_check_visitor v;
+	char (*known)[DIGEST_HEX_LEN + 1];  /* the reference releases' digests, sorted */
+	size_t n_known;
+	uint64_t budget, used;
+	int off;                            /* nothing is kept (and nothing will be) */
+	int ready;                          /* done: checked against files.json */
+	char *fj;                           /* the release's files.json, NULL until read */
+	size_t fj_len;
+	struct release_files rf;            /* FJ parsed (when FJ_OK) */
+	int fj_ok;
+	/* the entry being read */
+	int cur;                            /* 0 none, 1 files.json, 2 a file to keep */
+	struct digest d;
+	int d_live;
+	char *cbuf;
+	size_t clen, ccap;
+	char *cname;
+	struct dp_kept *kept;
+	size_t n_kept, cap_kept;
+};
+
+static int
+dp_hex_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DIGEST_HEX_LEN);
+}
+
+static int
+dp_known(const struct delta_pack_prefetch *pf, const char *hex)
+{
+	return pf->n_known > 0 &&
+	    bsearch(hex, pf->known, pf->n_known, sizeof(*pf->known), dp_hex_cmp) != NULL;
+}
+
+static void
+dp_pf_drop_cur(struct delta_pack_prefetch *pf)
+{
+	if (pf->d_live) {
+		digest_free(&pf->d);
+		pf->d_live = 0;
+	}
+	if (pf->cur == 2 && pf->used >= pf->ccap) {
+		pf->used -= pf->ccap;
+	}
+	free(pf->cbuf);
+	free(pf->cname);
+	pf->cbuf = NULL;
+	pf->cname = NULL;
+	pf->clen = pf->ccap = 0;
+	pf->cur = 0;
+}
+
+static void
+dp_pf_give_up(struct delta_pack_prefetch *pf)
+{
+	dp_pf_drop_cur(pf);
+	for (size_t i = 0; i < pf->n_kept; i++) {
+		free(pf->kept[i].name);
+		free(pf->kept[i].buf);
+	}
+	free(pf->kept);
+	pf->kept = NULL;
+	pf->n_kept = pf->cap_kept = 0;
+	pf->used = 0;
+	pf->off = 1;
+}
+
+/* Whether the check's current file is kept: files.json, or a file no reference has. */
+static int
+dp_pf_file(void *arg, const char *name, const char *path, int64_t size)
+{
+	struct delta_pack_prefetch *pf = arg;
+	const struct release_files_entry *en;
+	uint64_t want = size > 0 ? (uint64_t)size : 0;
+
+	(void)path;
+	dp_pf_drop_cur(pf);
+	if (pf->off) {
+		return 0;
+	}
+	if (strcmp(name, RELEASE_FILES_FILE) == 0) {
+		if (size > (int64_t)RELEASE_FILES_MAX_BYTES) {
+			dp_pf_give_up(pf);
+			return 0;
+		}
+		pf->cur = 1;
+		return 1;
+	}
+	/* Before files.json (the packer's bin/) every file is kept; decided when done. */
+	if (pf->fj != NULL) {
+		if (!pf->fj_ok || (en = release_files_find(&pf->rf, name)) == NULL ||
+		    en->type != RELEASE_FILES_REG || dp_known(pf, en->sha256)) {
+			return 0;
+		}
+		for (size_t i = 0; i < pf->n_kept; i++) {
+			if (pf->kept[i].en == en) {
+				return 0; /* a later entry of the same name: the first one is kept */
+			}
+		}
+		if (en->size > want) {
+			want = en->size;
+		}
+	}
+	if (want > pf->budget - pf->used || want > SIZE_MAX / 2) {
+		dp_pf_give_up(pf);
+		return 0;
+	}
+	pf->cname = strdup(name);
+	pf->cbuf = malloc(want > 0 ? (size_t)want : 1);
+	if (pf->cname == NULL || pf->cbuf == NULL) {
+		dp_pf_give_up(pf);
+		return 0;
+	}
+	pf->ccap = want > 0 ? (size_t)want : 1;
+	pf->used += pf->ccap;
+	digest_init(&pf->d);
+	pf->d_live = 1;
+	pf->cur = 2;
+	return 1;
+}
+
+static void
+dp_pf_data(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	struct delta_pack_prefetch *pf = arg;
+	uint64_t end = off + len;
+
+	if (pf->cur == 0) {
+		return;
+	}
+	/* A hole (a sparse entry) reads as zeros. */
+	if (off < pf->clen || (pf->cur == 1 && end > RELEASE_FILES_MAX_BYTES)) {
+		if (pf->cur == 1) {
+			dp_pf_give_up(pf);
+		} else {
+			dp_pf_drop_cur(pf);
+		}
+		return;
+	}
+	if (end > pf->ccap) {
+		size_t ncap = pf->ccap * 2 > end ? pf->ccap * 2 : (size_t)end;
+		char *nb;
+
+		if (pf->cur == 2 && ncap - pf->ccap > pf->budget - pf->used) {
+			dp_pf_give_up(pf);
+			return;
+		}
+		nb = realloc(pf->cbuf, ncap);
+		if (nb == NULL) {
+			dp_pf_give_up(pf);
+			return;
+		}
+		if (pf->cur == 2) {
+			pf->used += ncap - pf->ccap;
+		}
+		pf->cbuf = nb;
+		pf->ccap = ncap;
+	}
+	memset(pf->cbuf + pf->clen, 0, (size_t)off - pf->clen);
+	memcpy(pf->cbuf + off, buf, len);
+	if (pf->cur == 2) {
+		digest_update(&pf->d, pf->cbuf + pf->clen, (size_t)end - pf->clen);
+	}
+	pf->clen = (size_t)end;
+}
+
+static void
+dp_pf_end(void *arg)
+{
+	struct delta_pack_prefetch *pf = arg;
+	struct err e = ERR_INIT;
+	struct dp_kept *k;
+
+	if (pf->cur == 1) {
+		if (pf->fj != NULL) {
+			/* Another files.json: the same bytes, or nothing is kept. */
+			if (pf->clen != pf->fj_len || memcmp(pf->cbuf, pf->fj, pf->clen) != 0) {
+				dp_pf_give_up(pf);
+			}
+			dp_pf_drop_cur(pf);
+			return;
+		}
+		pf->fj = pf->cbuf;
+		pf->fj_len = pf->clen;
+		pf->cbuf = NULL;
+		pf->fj_ok = release_files_parse(pf->fj, pf->fj_len, &pf->rf, &e) == 0;
+		dp_pf_drop_cur(pf);
+		if (!pf->fj_ok) {
+			dp_pf_give_up(pf);
+		}
+		return;
+	}
+	if (pf->cur != 2) {
+		return;
+	}
+	if (pf->n_kept == pf->cap_kept) {
+		size_t ncap = pf->cap_kept == 0 ? 16 : pf->cap_kept * 2;
+		struct dp_kept *v = reallocarray(pf->kept, ncap, sizeof(*v));
+
+		if (v == NULL) {
+			dp_pf_give_up(pf);
+			return;
+		}
+		pf->kept = v;
+		pf->cap_kept = ncap;
+	}
+	k = &pf->kept[pf->n_kept];
+	memset(k, 0, sizeof(*k));
+	if (digest_final(&pf->d, k->got) != 0) {
+		dp_pf_give_up(pf);
+		return;
+	}
+	digest_free(&pf->d);
+	pf->d_live = 0;
+	k->name = pf->cname;
+	k->buf = (unsigned char *)pf->cbuf;
+	k->len = pf->clen;
+	/* Found by name later (a later entry of the same name is not kept twice). */
+	k->en = pf->fj_ok ? release_files_find(&pf->rf, k->name) : NULL;
+	pf->cname = NULL;
+	pf->cbuf = NULL;
+	pf->clen = pf->ccap = 0;
+	pf->cur = 0;
+	pf->n_kept++;
+}
+
+/* The reference release REF's files' digests, added to PF's known ones. */
+static int
+dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
+{
+	struct release_files rf = RELEASE_FILES_INIT;
+	char *fj = NULL;
+	size_t fjlen = 0;
+	int st, rc = -1;
+
+	st = delta_pack_files_json(ref, &fj, &fjlen, e);
+	if (st != 1 || release_files_parse(fj, fjlen, &rf, e) != 0) {
+		if (st == 0) {
+			err_set(e, ERR_FORMAT, "%s: no %s", ref, RELEASE_FILES_FILE);
+		}
+		goto out;
+	}
+	if (rf.n > 0) {
+		char (*v)[DIGEST_HEX_LEN + 1] = reallocarray(pf->known, pf->n_known + rf.n,
+		    sizeof(*v));
+
+		if (v == NULL) {
+			err_set(e, ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		pf->known = v;
+		for (size_t i = 0; i < rf.n; i++) {
+			if (rf.v[i].type == RELEASE_FILES_REG) {
+				memcpy(pf->known[pf->n_known++], rf.v[i].sha256, DIGEST_HEX_LEN + 1);
+			}
+		}
+	}
+	rc = 0;
+out:
+	release_files_free(&rf);
+	free(fj);
+	return rc;
+}
+
+struct delta_pack_prefetch *
+delta_pack_prefetch_new(const char *const *refs, size_t n_refs, uint64_t budget)
+{
+	struct delta_pack_prefetch *pf = calloc(1, sizeof(*pf));
+
+	if (pf == NULL) {
+		return NULL;
+	}
+	pf->rf = (struct release_files)RELEASE_FILES_INIT;
+	pf->budget = budget;
+	pf->v = (struct release_check_visitor){ dp_pf_file, dp_pf_data, dp_pf_end, pf };
+	for (size_t i = 0; i < n_refs; i++) {
+		struct err e = ERR_INIT;
+
+		if (dp_pf_ref(pf, refs[i], &e) != 0) {
+			log_warnx("delta: %s: %s", refs[i], err_msg(&e));
+		}
+	}
+	if (pf->n_known > 0) {
+		qsort(pf->known, pf->n_known, sizeof(*pf->known), dp_hex_cmp);
+	}
+	return pf;
+}
+
+const struct release_check_visitor *
+delta_pack_prefetch_visitor(struct delta_pack_prefetch *pf)
+{
+	return &pf->v;
+}
+
+void
+delta_pack_prefetch_done(struct delta_pack_prefetch *pf)
+{
+	size_t k = 0;
+
+	dp_pf_drop_cur(pf);
+	if (pf->off || !pf->fj_ok) {
+		dp_pf_give_up(pf);
+		return;
+	}
+	for (size_t i = 0; i < pf->n_kept; i++) {
+		struct dp_kept *it = &pf->kept[i];
+		const struct release_files_entry *en = release_files_find(&pf->rf, it->name);
+		int dup = 0;
+
+		if (en != NULL && en->type == RELEASE_FILES_REG && !dp_known(pf, en->sha256) &&
+		    (it->len != en->size || strcmp(it->got, en->sha256) != 0)) {
+			/* Not what files.json says: the delta's own pass finds it and says so. */
+			dp_pf_give_up(pf);
+			return;
+		}
+		for (size_t j = 0; j < k && en != NULL; j++) {
+			dup |= strcmp(pf->kept[j].en->sha256, en->sha256) == 0;
+		}
+		if (en == NULL || en->type != RELEASE_FILES_REG || dp_known(pf, en->sha256) ||
+		    dup) {
+			free(it->name);
+			free(it->buf);
+			continue;
+		}
+		it->en = en;
+		pf->kept[k++] = *it;
+	}
+	pf->n_kept = k;
+	pf->used = 0;
+	for (size_t i = 0; i < k; i++) {
+		pf->used += pf->kept[i].len;
+	}
+	pf->ready = 1;
+}
+
+void
+delta_pack_prefetch_stat(const struct delta_pack_prefetch *pf, size_t *files, uint64_t *bytes)
+{
+	*files = pf != NULL && pf->ready ? pf->n_kept : 0;
+	*bytes = pf != NULL && pf->ready ? pf->used : 0;
+}
+
+void
+delta_pack_prefetch_free(struct delta_pack_prefetch *pf)
+{
+	if (pf == NULL) {
+		return;
+	}
+	dp_pf_give_up(pf);
+	free(pf->known);
+	free(pf->fj);
+	release_files_free(&pf->rf);
+	free(pf);
+}
+
+/* The kept file of digest HEX, or NULL. */
+static const struct dp_kept *
+dp_pf_find(const struct delta_pack_prefetch *pf, const char *hex)
+{
+	for (size_t i = 0; i < pf->n_kept; i++) {
+		if (strcmp(pf->kept[i].en->sha256, hex) == 0) {
+			return &pf->kept[i];
+		}
+	}
+	return NULL;
+}
+
+/* Whether PF can give the delta of C's wanted digests for files.json FJ. */
+static int
+dp_pf_covers(const struct delta_pack_prefetch *pf, const struct dp_ctx *c, const char *fj,
+    size_t fjlen)
+{
+	if (pf == NULL || !pf->ready || pf->off || pf->fj_len != fjlen ||
+	    memcmp(pf->fj, fj, fjlen) != 0) {
+		return 0;
+	}
+	for (size_t i = 0; i < c->n_want; i++) {
+		if (c->want[i].named && dp_pf_find(pf, c->want[i].hex) == NULL) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* The wanted files from PF, in the release's order: whole, or patched (bases read first). */
+static int
+dp_from_prefetch(struct dp_ctx *c, struct archive *w, const struct delta_pack_prefetch *pf,
+    struct delta_pack_result *res, struct err *e)
+{
+	for (size_t i = 0; i < pf->n_kept; i++) {
+		const struct dp_kept *k = &pf->kept[i];
+		struct dp_want *wt = dp_want_find(c, k->en->sha256);
+
+		if (wt == NULL || wt->sent) {
+			continue;
+		}
+		if (dp_emit(c, w, wt, k->en, k->buf, k->len, res, e) != 0) {
+			return -1;
+		}
+		wt->sent = 1;
+		res->files++;
+		res->content += k->en->size;
+	}
+	return 0;
+}
+
 int
 delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *const *missing,
     size_t n_missing, const struct delta_pack_patches *pp, const char *out,
     struct delta_pack_result *res, struct err *e)
 {
+	return delta_pack_write_pf(tgz, fj, fjlen, missing, n_missing, pp, NULL, out, res, NULL,
+	    e);
+}
+
+int
+delta_pack_write_pf(const char *tgz, const char *fj, size_t fjlen, const char *const *missing,
+    size_t n_missing, const struct delta_pack_patches *pp, const struct delta_pack_prefetch *pf,
+    const char *out, struct delta_pack_result *res, int *from_prefetch, struct err *e)
+{
 	struct release_files rf = RELEASE_FILES_INIT;
 	struct dp_ctx c = { .out = { .file = FS_ATOMIC_INIT }, .pp = pp };
 	struct archive *r = NULL, *w = NULL;
 	pthread_t th;
-	int th_running = 0, rc = -1;
+	int th_running = 0, use_pf, rc = -1;
 
 	memset(res, 0, sizeof(*res));
+	if (from_prefetch != NULL) {
+		*from_prefetch = 0;
+	}
 	if (release_files_parse(fj, fjlen, &rf, e) != 0) {
 		err_prefix(e, "delta: %s", RELEASE_FILES_FILE);
 		return -1;
@@ -655,8 +1086,13 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	if (dp_wants(&c, &rf, missing, n_missing, e) != 0 || dp_bases_plan(&c, &rf, pp, e) != 0) {
 		goto out;
 	}
+	use_pf = dp_pf_covers(pf, &c, fj, fjlen);
 	/* The bases are read while the release is: the files to patch wait for them. */
-	if (c.n_bases > 0 && pthread_create(&th, NULL, dp_bases_thread, &c) == 0) {
+	if (use_pf) {
+		if (c.n_bases > 0) {
+			dp_bases_load(&c, pp); /* no pass over the release to overlap with */
+		}
+	} else if (c.n_bases > 0 && pthread_create(&th, NULL, dp_bases_thread, &c) == 0) {
 		th_running = 1;
 	} else if (c.n_bases > 0) {
 		dp_bases_load(&c, pp);
@@ -667,7 +1103,7 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 		err_set(e, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (dp_read_open(tgz, &r, e) != 0) {
+	if (!use_pf && dp_read_open(tgz, &r, e) != 0) {
 		goto out;
 	}
 	if (fs_atomic_begin(&c.out.file, out, 0644) != 0) {
@@ -682,7 +1118,8 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 	    dp_write_data(w, RELEASE_FILES_FILE, fj, fjlen, e) != 0) {
 		goto out;
 	}
-	if (dp_stream(&c, tgz, r, w, &rf, fj, fjlen, res, e) != 0) {
+	if (use_pf ? dp_from_prefetch(&c, w, pf, res, e) != 0
+		   : dp_stream(&c, tgz, r, w, &rf, fj, fjlen, res, e) != 0) {
 		goto out;
 	}
 	if (th_running) {
@@ -707,6 +1144,9 @@ delta_pack_write(const char *tgz, const char *fj, size_t fjlen, const char *cons
 		goto out;
 	}
 	res->size = c.out.written;
+	if (from_prefetch != NULL) {
+		*from_prefetch = use_pf;
+	}
 	rc = 0;
 out:
 	if (th_running) {

@@ -31,6 +31,7 @@
 
 #include "common/digest.h"
 #include "common/err.h"
+#include "common/release_check.h"
 #include "common/util.h"
 
 /*
@@ -65,6 +66,35 @@ struct delta_pack_patches {
 };
 
 /*
+ * Prefetch: the files of a release new to the master, kept while its check
+ * reads them (common/release_check's visitor), so the delta of the first
+ * planned push needs no second pass over the release. Kept are the regular
+ * files whose digest (by the release's files.json) no reference release
+ * has (the releases the hosts most likely run: what they lack), each
+ * content once, at most BUDGET bytes in all; more than that, and nothing
+ * is kept (the hosts lack too much for a delta to pay). After the check
+ * passed, delta_pack_prefetch_done() checks every kept file against
+ * files.json (a file that is not what files.json says, a second files.json
+ * of other bytes: nothing is kept, and the delta reads the tarball as
+ * without a prefetch, which then finds the same fault). A delta whose
+ * missing files are all kept is written from memory; any other goes the
+ * usual way. Reference releases that cannot be read are skipped (logged).
+ */
+struct delta_pack_prefetch;
+
+/* NULL when out of memory. REFS: release tarballs (N_REFS, may be 0). */
+struct delta_pack_prefetch *delta_pack_prefetch_new(const char *const *refs, size_t n_refs,
+    uint64_t budget);
+/* The visitor to hand to release_check_file_visit(). */
+const struct release_check_visitor *delta_pack_prefetch_visitor(struct delta_pack_prefetch *pf);
+/* After the check passed: what is kept is checked and made usable (see above). */
+void delta_pack_prefetch_done(struct delta_pack_prefetch *pf);
+/* Files kept and their bytes (0 and 0 when nothing is). */
+void delta_pack_prefetch_stat(const struct delta_pack_prefetch *pf, size_t *files,
+    uint64_t *bytes);
+void delta_pack_prefetch_free(struct delta_pack_prefetch *pf);
+
+/*
  * Write to OUT the delta of the release tarball TGZ whose files.json is
  * FJ (FJLEN bytes, as delta_pack_files_json gave it) for the N_MISSING
  * digests MISSING (64 lowercase hex each, any order, duplicates fine):
@@ -80,5 +110,16 @@ struct delta_pack_patches {
 int delta_pack_write(const char *tgz, const char *fj, size_t fjlen,
     const char *const *missing, size_t n_missing, const struct delta_pack_patches *pp,
     const char *out, struct delta_pack_result *res, struct err *e) WUR;
+
+/*
+ * delta_pack_write() with the prefetch PF of TGZ (may be NULL): when PF
+ * was made by the check of TGZ, its files.json is FJ and it keeps every
+ * missing file, TGZ is not read (*FROM_PREFETCH 1); otherwise as
+ * delta_pack_write() (*FROM_PREFETCH 0). FROM_PREFETCH may be NULL.
+ */
+int delta_pack_write_pf(const char *tgz, const char *fj, size_t fjlen,
+    const char *const *missing, size_t n_missing, const struct delta_pack_patches *pp,
+    const struct delta_pack_prefetch *pf, const char *out, struct delta_pack_result *res,
+    int *from_prefetch, struct err *e) WUR;
 
 #endif

@@ -249,6 +249,68 @@ out:
 	return rc;
 }
 
+/*
+ * The N newest releases of the store DIR (by the stored file's mtime: when
+ * it entered) other than SHA256, into REFS (PATH_MAX each). Returns how many.
+ */
+static size_t
+rs_references(const char *dir, const char *sha256, char (*refs)[PATH_MAX], size_t n)
+{
+	struct timespec when[RELEASE_STORE_PREFETCH_REFS];
+	struct dirent *de;
+	size_t got = 0;
+	DIR *d = opendir(dir);
+
+	if (d == NULL) {
+		return 0;
+	}
+	if (n > RELEASE_STORE_PREFETCH_REFS) {
+		n = RELEASE_STORE_PREFETCH_REFS;
+	}
+	while ((de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		struct stat st;
+		size_t i;
+
+		if (strlen(nm) != DIGEST_HEX_LEN + 7 || strcmp(nm + DIGEST_HEX_LEN, ".tar.gz") != 0 ||
+		    strncmp(nm, sha256, DIGEST_HEX_LEN) == 0 ||
+		    fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+			continue;
+		}
+		/* Insert by mtime, newest first, keeping N. */
+		for (i = got; i > 0 && (when[i - 1].tv_sec < st.st_mtim.tv_sec ||
+		    (when[i - 1].tv_sec == st.st_mtim.tv_sec &&
+			when[i - 1].tv_nsec < st.st_mtim.tv_nsec)); i--) {
+			if (i < n) {
+				when[i] = when[i - 1];
+				memcpy(refs[i], refs[i - 1], PATH_MAX);
+			}
+		}
+		if (i < n && snprintf(refs[i], PATH_MAX, "%s/%s", dir, nm) < PATH_MAX) {
+			when[i] = st.st_mtim;
+			if (got < n) {
+				got++;
+			}
+		}
+	}
+	closedir(d);
+	return got;
+}
+
+/* What the check of a new release keeps for the delta (RELEASE_STORE_PREFETCH). */
+static struct delta_pack_prefetch *
+rs_prefetch_new(const char *dir, const char *sha256)
+{
+	char refs[RELEASE_STORE_PREFETCH_REFS][PATH_MAX];
+	const char *rp[RELEASE_STORE_PREFETCH_REFS];
+	size_t n = rs_references(dir, sha256, refs, RELEASE_STORE_PREFETCH_REFS);
+
+	for (size_t i = 0; i < n; i++) {
+		rp[i] = refs[i];
+	}
+	return delta_pack_prefetch_new(rp, n, RELEASE_STORE_PREFETCH_MAX);
+}
+
 int
 release_store_import(const char *home, const char *src, unsigned flags,
     struct release_store_entry *out, struct err *e)
@@ -258,6 +320,7 @@ release_store_import(const char *home, const char *src, unsigned flags,
 	struct fs_atomic a = FS_ATOMIC_INIT;
 	char dir[PATH_MAX], imp[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX], name[128];
 	struct release_manifest m;
+	struct delta_pack_prefetch *pf = NULL;
 	struct stat st;
 	int fd = -1, rc = -1, hashed = 0, r = 0;
 
@@ -318,9 +381,23 @@ release_store_import(const char *home, const char *src, unsigned flags,
 		err_set(e, ERR_USAGE, "%s: home path too long", home);
 		goto out;
 	}
-	if (release_check_file(copy ? tmp : src, NULL, mf, &m, NULL, NULL, e) != 0) {
+	if ((flags & RELEASE_STORE_PREFETCH) != 0) {
+		/* Without it (out of memory) the delta reads the release once more. */
+		pf = rs_prefetch_new(dir, out->sha256);
+	}
+	if (release_check_file_visit(copy ? tmp : src, NULL, mf,
+	    pf != NULL ? delta_pack_prefetch_visitor(pf) : NULL, &m, NULL, NULL, e) != 0) {
 		out->refused = 1;
 		goto out;
+	}
+	if (pf != NULL) {
+		size_t files;
+		uint64_t bytes;
+
+		delta_pack_prefetch_done(pf);
+		delta_pack_prefetch_stat(pf, &files, &bytes);
+		log_debug("release %.12s: %zu files (%llu bytes) new to the store kept for a "
+		    "delta", out->sha256, files, (unsigned long long)bytes);
 	}
 	snprintf(out->name, sizeof(out->name), "%s", m.name);
 	snprintf(out->version, sizeof(out->version), "%s", m.version);
@@ -343,6 +420,11 @@ release_store_import(const char *home, const char *src, unsigned flags,
 	snprintf(out->path, sizeof(out->path), "%s", dst);
 	rc = 0;
 out:
+	if (rc == 0 && pf != NULL) {
+		out->prefetch = pf;
+		pf = NULL;
+	}
+	delta_pack_prefetch_free(pf);
 	fs_atomic_abort(&a);
 	if (fd >= 0) {
 		close(fd);

@@ -32,6 +32,7 @@
 #include "common/err.h"
 #include "common/release.h"
 #include "common/util.h"
+#include "master/delta_pack.h"
 
 /* HOME/store/SHA256.tar.gz into BUF. Returns 0, or -1 when it does not fit. */
 int release_store_path(const char *home, const char *sha256, char *buf, size_t len) WUR;
@@ -45,10 +46,23 @@ struct release_store_entry {
 	char version[sizeof(((struct release_manifest *)0)->version)];
 	int reused;  /* the store held it, checked for these flags: not checked again */
 	int refused; /* on failure: the check refused the release (else an I/O error) */
+	/* With RELEASE_STORE_PREFETCH, when the check ran and kept something: the files
+	   the hosts most likely lack (master/delta_pack), the caller's to free. */
+	struct delta_pack_prefetch *prefetch;
 };
 
 /* release_store_import() flags, beside RELEASE_MF_AGENT / RELEASE_MF_UPDATER. */
 #define RELEASE_STORE_NO_COPY 0x100u /* read only: nothing is written to the store */
+/*
+ * When the check runs, keep what a planned push's delta needs (OUT->prefetch):
+ * the files no release among the RELEASE_STORE_PREFETCH_REFS newest others of
+ * the store has (what the hosts lack when they run one of them), at most
+ * RELEASE_STORE_PREFETCH_MAX bytes, read by the check's own pass, so the
+ * first delta of a new release is written without a second pass over it.
+ */
+#define RELEASE_STORE_PREFETCH 0x200u
+#define RELEASE_STORE_PREFETCH_REFS 2
+#define RELEASE_STORE_PREFETCH_MAX ((uint64_t)64 * 1024 * 1024)
 
 /*
  * The release tarball SRC, checked as an updater will check it with the
@@ -57,8 +71,9 @@ struct release_store_entry {
  * record valid for FLAGS, SRC is read once to hash it and nothing else is
  * done (nothing is written). With RELEASE_STORE_NO_COPY (a dry run) SRC is hashed, then checked
  * in place unless the store has a valid record, and nothing is written.
- * Returns 0 with *OUT, or -1 with E (OUT->refused set when the check
- * refused the release, in the updater's words).
+ * With RELEASE_STORE_PREFETCH see above. Returns 0 with *OUT, or -1 with E
+ * (OUT->refused set when the check refused the release, in the updater's
+ * words; nothing kept).
  */
 int release_store_import(const char *home, const char *src, unsigned flags,
     struct release_store_entry *out, struct err *e) WUR;

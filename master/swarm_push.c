@@ -1188,12 +1188,12 @@ swarm_deltas_free(struct swarm_deltas *ds)
 static const struct swarm_delta *
 deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, const char *fj,
     size_t fj_len, const char **missing, size_t n, struct delta_pack_base *bases, size_t nb,
-    const struct delta_pack_patches *pp)
+    const struct delta_pack_patches *pp, const struct delta_pack_prefetch *pf)
 {
 	struct swarm_delta *d;
 	struct err e = ERR_INIT;
 	char key[DIGEST_HEX_LEN + 1];
-	int state;
+	int state, from_pf = 0;
 
 	if (delta_set_key(missing, n, bases, nb, key) != 0) {
 		return NULL;
@@ -1233,15 +1233,16 @@ deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, 
 	pthread_mutex_unlock(&ds->lock);
 
 	/* Built outside the lock: other hosts go on (and wait above only for this set). */
-	state = delta_pack_write(tgz, fj, fj_len, missing, n, pp, d->path, &d->res, &e) == 0 ? 1 :
-	    -1;
+	/* From what the release's check kept when it has every file: no pass over the release. */
+	state = delta_pack_write_pf(tgz, fj, fj_len, missing, n, pp, pf, d->path, &d->res, &from_pf,
+	    &e) == 0 ? 1 : -1;
 	if (state < 0) {
 		log_warnx("%s: cannot build the delta (%s); sending the full release", j->host.name,
 		    err_msg(&e));
 	} else {
 		log_info("%s: built a delta of %zu files, %llu bytes (%zu of them as patches, %llu "
-		    "bytes)", j->host.name, d->res.files, d->res.size, d->res.patched,
-		    d->res.patch_bytes);
+		    "bytes)%s", j->host.name, d->res.files, d->res.size, d->res.patched,
+		    d->res.patch_bytes, from_pf ? " from the files the check kept" : "");
 	}
 	pthread_mutex_lock(&ds->lock);
 	d->state = state;
@@ -1376,7 +1377,8 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 	pp.v = bases;
 	pp.n = nb;
 	pp.sources = srcs;
-	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n, bases, nb, &pp);
+	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n, bases, nb, &pp,
+	    rel->prefetch);
 	if (d == NULL) {
 		goto out;
 	}

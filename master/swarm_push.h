@@ -21,6 +21,7 @@
 #include "common/httpc.h"
 #include "common/tls.h"
 #include "common/util.h"
+#include "master/delta_pack.h"
 #include "master/registry.h"
 #include "master/swarm_result.h"
 #include "pki/sign.h"
@@ -67,6 +68,8 @@ struct swarm_release_file {
 	size_t tsig_len;
 	const struct sign_keyring *keyring; /* the master's, for the dry run's verdict; may be NULL */
 	struct swarm_deltas *deltas; /* its planned pushes' deltas; NULL: each swarm_run its own */
+	/* what the release's check kept for its deltas (master/release_store); may be NULL */
+	const struct delta_pack_prefetch *prefetch;
 };
 
 /*

@@ -321,6 +321,8 @@ def test_patched_push_is_the_full_install(fleet, rel):
     assert row["bytes_sent"] == dry["bytes"], (row, dry)
     assert re.search(r"web1: built a delta of 1 files, \d+ bytes \(1 of them as patches",
                      r.stderr), r.stderr
+    # V3 was new to the store: its check kept the file, the delta did not read V3 again.
+    assert "from the files the check kept" in r.stderr, r.stderr
     assert "delta: 1 patches gave %d bytes" % len(rel["big"]) in log_text(fleet, "web1")
     r = fleet.tandem("swarm", "update", "--host", "web2", "--release", rel["v3"], "--full",
                      "--json", check=0)
@@ -371,3 +373,36 @@ def test_updater_without_zstd_patch_gets_whole_files(fleet, rel):
     assert "patches gave" not in log_text(fleet, "web1")
     st = fleet.json("swarm", "status", "--host", "web1")["hosts"][0]
     assert st["active"]["sha256"] == sha256_of(rel["v3"]), st
+
+
+def test_a_new_release_refused_by_its_check_sends_nothing(fleet, rel, tmp_path):
+    """The check of a new release also keeps the files its delta needs: when the
+    check refuses the release (here a FIFO after every file it kept), nothing of
+    it is used: no plan asked, nothing uploaded, no store entry, no temporaries."""
+    import tarfile
+    fleet.tandem("swarm", "update", "--host", "web1", "--release", rel["v1"], check=0)
+    before = sorted(os.listdir(os.path.join(fleet.home, "store")))
+    bad = str(tmp_path / "bad.tar.gz")
+    with tarfile.open(rel["v2"], "r:gz") as src, tarfile.open(bad, "w:gz") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        fifo = tarfile.TarInfo("share/fifo")
+        fifo.type = tarfile.FIFOTYPE
+        dst.addfile(fifo)
+    log_before = log_text(fleet, "web1")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = tandem(fleet.home, "swarm", "update", "--host", "web1", "--release", bad, "--json",
+               env={"TMPDIR": str(tmp)})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FIFOs are not allowed" in r.stderr and "nothing was sent" in r.stderr, r.stderr
+    assert log_text(fleet, "web1").count("POST /update") == log_before.count("POST /update")
+    assert sorted(os.listdir(os.path.join(fleet.home, "store"))) == before
+    assert os.listdir(str(tmp)) == []
+    # The release the check passes goes planned from what its check kept.
+    r = tandem(fleet.home, "swarm", "update", "--host", "web1", "--release", rel["v2"], "--json",
+               env={"TMPDIR": str(tmp)}, check=0)
+    row = json.loads(r.stdout)["hosts"][0]
+    assert row["transfer"] == "planned", row
+    assert "from the files the check kept" in r.stderr, r.stderr
+    assert os.listdir(str(tmp)) == []

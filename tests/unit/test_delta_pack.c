@@ -20,6 +20,8 @@
 
 #include "common/digest.h"
 #include "common/fs.h"
+#include "common/release.h"
+#include "common/release_check.h"
 #include "common/release_files.h"
 #include "common/zpatch.h"
 #include "master/delta_pack.h"
@@ -297,6 +299,92 @@ test_release_without_files_json(void **state)
 
 #define BIG (64 * 1024)
 
+/* The prefetch of TGZ by its check (REFS as reference releases, BUDGET bytes). */
+static struct delta_pack_prefetch *
+prefetch_of(const char *tgz, const char *const *refs, size_t n_refs, uint64_t budget)
+{
+	struct delta_pack_prefetch *pf = delta_pack_prefetch_new(refs, n_refs, budget);
+	struct err e = ERR_INIT;
+
+	assert_non_null(pf);
+	assert_int_equal(release_check_file_visit(tgz, NULL, RELEASE_MF_AGENT,
+	    delta_pack_prefetch_visitor(pf), NULL, NULL, NULL, &e), 0);
+	delta_pack_prefetch_done(pf);
+	return pf;
+}
+
+/*
+ * The files the check kept give the delta without reading the release,
+ * byte for byte the delta read from the release; whatever they do not
+ * cover (a file a reference release has, too much for the budget, another
+ * files.json) is read from the release as without them.
+ */
+static void
+test_prefetch_gives_the_same_delta(void **state)
+{
+	struct fx *f = *state;
+	const char *missing[] = { f->sha_b, f->sha_a };
+	const char *refs[] = { "/nonexistent/ref.tar.gz", f->tgz };
+	struct delta_pack_result res, res2;
+	struct delta_pack_prefetch *pf;
+	char second[PATH_MAX];
+	size_t l1, l2, files = 0;
+	uint64_t bytes = 0;
+	int from = -1;
+	char *b1, *b2;
+
+	assert_true(snprintf(second, sizeof(second), "%s/pf.tar.gz", f->root) > 0);
+	assert_int_equal(delta_pack_write(f->tgz, f->fj, f->fjlen, missing, 2, NULL, f->out, &res,
+	    &f->err), 0);
+	b1 = slurp(f->out, &l1);
+
+	/* No reference: every file is new; lib/dup (lib/a's content) is kept once. */
+	pf = prefetch_of(f->tgz, NULL, 0, 1 << 20);
+	delta_pack_prefetch_stat(pf, &files, &bytes);
+	assert_int_equal(files, 4); /* bin/tandem-agent, lib/a, lib/b, manifest.json */
+	assert_int_equal(delta_pack_write_pf("/nonexistent/release.tar.gz", f->fj, f->fjlen,
+	    missing, 2, NULL, pf, second, &res2, &from, &f->err), 0);
+	assert_int_equal(from, 1);
+	b2 = slurp(second, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(b1, b2, l1);
+	assert_int_equal(res2.files, res.files);
+	assert_int_equal(res2.content, res.content);
+	assert_int_equal(res2.size, res.size);
+	free(b2);
+
+	delta_pack_prefetch_free(pf);
+
+	/* A reference has every file (an unreadable one is passed over): nothing kept. */
+	pf = prefetch_of(f->tgz, refs, 2, 1 << 20);
+	delta_pack_prefetch_stat(pf, &files, &bytes);
+	assert_int_equal(files, 0);
+	assert_int_equal(bytes, 0);
+	assert_int_equal(delta_pack_write_pf(f->tgz, f->fj, f->fjlen, missing, 2, NULL, pf, second,
+	    &res2, &from, &f->err), 0);
+	assert_int_equal(from, 0);
+	b2 = slurp(second, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(b1, b2, l1);
+	free(b2);
+	delta_pack_prefetch_free(pf);
+
+	/* Over the budget: nothing kept, the release is read. */
+	pf = prefetch_of(f->tgz, NULL, 0, 8);
+	delta_pack_prefetch_stat(pf, &files, &bytes);
+	assert_int_equal(files, 0);
+	assert_int_equal(delta_pack_write_pf(f->tgz, f->fj, f->fjlen, missing, 2, NULL, pf, second,
+	    &res2, &from, &f->err), 0);
+	assert_int_equal(from, 0);
+	delta_pack_prefetch_free(pf);
+
+	/* A prefetch whose check failed is never used (freed by its owner): NULL is none. */
+	assert_int_equal(delta_pack_write_pf(f->tgz, f->fj, f->fjlen, missing, 2, NULL, NULL,
+	    second, &res2, &from, &f->err), 0);
+	assert_int_equal(from, 0);
+	free(b1);
+}
+
 /* Incompressible, reproducible bytes. */
 static void
 fill(unsigned char *p, size_t n, unsigned seed)
@@ -418,8 +506,33 @@ test_delta_patches_against_a_stored_base(void **state)
 	assert_int_equal(zpatch_apply(b1, BIG, patch, plen, BIG, &out, &e), 0);
 	assert_memory_equal(out, b2, BIG);
 	free(out);
-	free(patch);
 	assert_null(member(f->out, "lib/big", &plen, &dir));
+
+	/* The same patch from what the check of the new release kept against the old one. */
+	{
+		const char *refs[] = { old };
+		struct delta_pack_prefetch *pf = prefetch_of(new, refs, 1, (uint64_t)BIG * 2);
+		struct delta_pack_result res2;
+		size_t plen2 = 0, files = 0;
+		uint64_t bytes = 0;
+		void *patch2;
+		int from = 0;
+
+		delta_pack_prefetch_stat(pf, &files, &bytes);
+		assert_int_equal(files, 1); /* lib/big: bin/ and manifest.json are the same */
+		assert_int_equal(delta_pack_write_pf(new, fj2, fj2len, missing, 1, &pp, pf, f->out,
+		    &res2, &from, &f->err), 0);
+		assert_int_equal(from, 1);
+		assert_int_equal(res2.patched, 1);
+		assert_int_equal(res2.size, res.size);
+		patch2 = member(f->out, name, &plen2, &dir);
+		assert_non_null(patch2);
+		assert_int_equal(plen2, plen);
+		assert_memory_equal(patch2, patch, plen);
+		free(patch2);
+		delta_pack_prefetch_free(pf);
+	}
+	free(patch);
 
 	/* No source has the base: the file goes whole. */
 	pp.n_sources = 1;
@@ -456,6 +569,7 @@ main(void)
 		    test_delta_is_deterministic_and_empty_plan_sends_files_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_leave_no_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_without_files_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch_gives_the_same_delta, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,6 +235,73 @@ test_unsafe_entries(void **state)
 	expect(0, NULL, ERR_UNSAFE, "control character");
 }
 
+/* What a visitor saw: "name path size:" per file asked for, its bytes, "." at its end. */
+struct seen {
+	char log[512];
+	size_t len;
+};
+
+static int
+seen_file(void *arg, const char *name, const char *path, int64_t size)
+{
+	struct seen *s = arg;
+
+	s->len += (size_t)snprintf(s->log + s->len, sizeof(s->log) - s->len, "%s %s %lld:", name,
+	    path, (long long)size);
+	return strcmp(path, "skip") != 0;
+}
+
+static void
+seen_data(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	struct seen *s = arg;
+
+	(void)off;
+	s->len += (size_t)snprintf(s->log + s->len, sizeof(s->log) - s->len, "%.*s", (int)len,
+	    (const char *)buf);
+}
+
+static void
+seen_end(void *arg)
+{
+	struct seen *s = arg;
+
+	s->len += (size_t)snprintf(s->log + s->len, sizeof(s->log) - s->len, ".");
+}
+
+/* A visitor sees every regular file's bytes; it cannot change the verdict. */
+static void
+test_visitor(void **state)
+{
+	const struct ent ok[] = {
+		{ 'd', "./", 0755, NULL },
+		MANIFEST("bin/agent"),
+		{ 'f', "./bin/agent", 0755, "#!/bin/sh\n" },
+		{ 'f', "skip", 0644, "not asked for" },
+		{ 'l', "bin/tandem-agent", 0777, "agent" },
+	};
+	const struct ent bad[] = { { 'f', "a", 0755, "x" }, { 'c', "dev", 0600, NULL } };
+	struct seen s = { .len = 0 };
+	const struct release_check_visitor v = { seen_file, seen_data, seen_end, &s };
+	struct err e = ERR_INIT;
+	char want[512];
+
+	(void)state;
+	write_tgz(ok, ARRAY_LEN(ok), 0);
+	assert_int_equal(release_check_file_visit(g_tgz, NULL, RELEASE_MF_AGENT, &v, NULL, NULL,
+	    NULL, &e), 0);
+	snprintf(want, sizeof(want), "manifest.json manifest.json %zu:%s../bin/agent bin/agent "
+	    "10:#!/bin/sh\n.skip skip 13:", strlen(ok[1].data), ok[1].data);
+	assert_string_equal(s.log, want);
+	/* Refused after a file was seen: the verdict is the check's. */
+	s.len = 0;
+	s.log[0] = '\0';
+	write_tgz(bad, ARRAY_LEN(bad), 0);
+	assert_int_equal(release_check_file_visit(g_tgz, NULL, 0, &v, NULL, NULL, NULL, &e), -1);
+	assert_int_equal(e.kind, ERR_UNSAFE);
+	assert_string_equal(s.log, "a a 1:x.");
+}
+
 static void
 test_limits(void **state)
 {
@@ -286,6 +353,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unsafe_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test(test_rules),
+		cmocka_unit_test_setup_teardown(test_visitor, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
