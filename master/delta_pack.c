@@ -25,6 +25,7 @@ struct dp_base {
 	unsigned char *buf;   /* NULL until read */
 	size_t len;
 	int in_source;        /* the source being read has it */
+	int borrowed;         /* BUF is a prefetch's: not freed here */
 };
 
 /* One digest the host lacks; SENT once a file with it is in the delta. */
@@ -668,6 +669,17 @@ struct delta_pack_prefetch {
 	char *cname;
 	struct dp_kept *kept;
 	size_t n_kept, cap_kept;
+	/*
+	 * Bases: the newest reference release's files at the paths of the files
+	 * it does not have, read by a thread beside the check once files.json is
+	 * (a patch is made against the host's file at the same path).
+	 */
+	char ref[PATH_MAX];                 /* "" without a reference */
+	struct release_files ref_rf;
+	struct dp_base *bases;              /* sorted by digest; written by the thread */
+	size_t n_bases;
+	pthread_t th;
+	int th_running;
 };
 
 static int
@@ -714,6 +726,112 @@ dp_pf_give_up(struct delta_pack_prefetch *pf)
 	pf->n_kept = pf->cap_kept = 0;
 	pf->used = 0;
 	pf->off = 1;
+}
+
+static int
+dp_base_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dp_base *)a)->hex, ((const struct dp_base *)b)->hex);
+}
+
+/* The reference's bases, read once (runs beside the check: touches only BASES' bytes). */
+static void *
+dp_pf_bases_thread(void *arg)
+{
+	struct delta_pack_prefetch *pf = arg;
+	struct archive_entry *ae;
+	struct archive *a = NULL;
+	struct err e = ERR_INIT;
+	size_t left = pf->n_bases;
+	int st;
+
+	if (dp_read_open(pf->ref, &a, &e) != 0) {
+		log_warnx("delta: no bases from %s: %s", pf->ref, err_msg(&e));
+		return NULL;
+	}
+	while (left > 0 && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		const struct release_files_entry *en;
+		struct dp_base key, *b;
+
+		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG ||
+		    (en = release_files_find(&pf->ref_rf, p)) == NULL ||
+		    en->type != RELEASE_FILES_REG) {
+			continue;
+		}
+		memcpy(key.hex, en->sha256, sizeof(key.hex));
+		b = bsearch(&key, pf->bases, pf->n_bases, sizeof(*pf->bases), dp_base_cmp);
+		if (b == NULL || b->buf != NULL) {
+			continue;
+		}
+		if (dp_read_checked(a, p, en->size, en->sha256, &b->buf, &b->len, &e) != 0) {
+			log_warnx("delta: no bases from %s: %s", pf->ref, err_msg(&e));
+			break;
+		}
+		left--;
+	}
+	archive_read_free(a);
+	return NULL;
+}
+
+/*
+ * Files.json of the new release is read: the reference's files at the paths
+ * of the new files are the bases a host running it names; read them beside
+ * the check when they fit in the budget (else a delta reads its own).
+ */
+static void
+dp_pf_plan_bases(struct delta_pack_prefetch *pf)
+{
+	uint64_t total = 0;
+	size_t k = 0;
+
+	if (pf->ref[0] == '\0' || pf->ref_rf.n == 0) {
+		return;
+	}
+	pf->bases = calloc(pf->rf.n > 0 ? pf->rf.n : 1, sizeof(*pf->bases));
+	if (pf->bases == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < pf->rf.n; i++) {
+		const struct release_files_entry *en = &pf->rf.v[i], *old;
+
+		if (en->type != RELEASE_FILES_REG || dp_known(pf, en->sha256) || en->size == 0 ||
+		    en->size > ZPATCH_MAX_FILE ||
+		    (old = release_files_find(&pf->ref_rf, en->path)) == NULL ||
+		    old->type != RELEASE_FILES_REG || old->size == 0 ||
+		    old->size > ZPATCH_MAX_FILE) {
+			continue;
+		}
+		memcpy(pf->bases[k++].hex, old->sha256, DIGEST_HEX_LEN + 1);
+		total += old->size;
+	}
+	if (k == 0 || total > pf->budget) {
+		free(pf->bases);
+		pf->bases = NULL;
+		return;
+	}
+	qsort(pf->bases, k, sizeof(*pf->bases), dp_base_cmp);
+	pf->n_bases = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (pf->n_bases == 0 || strcmp(pf->bases[pf->n_bases - 1].hex, pf->bases[i].hex) != 0) {
+			pf->bases[pf->n_bases++] = pf->bases[i];
+		}
+	}
+	pf->th_running = pthread_create(&pf->th, NULL, dp_pf_bases_thread, pf) == 0;
+	if (!pf->th_running) {
+		free(pf->bases);
+		pf->bases = NULL;
+		pf->n_bases = 0;
+	}
+}
+
+static void
+dp_pf_join(struct delta_pack_prefetch *pf)
+{
+	if (pf->th_running) {
+		(void)pthread_join(pf->th, NULL);
+		pf->th_running = 0;
+	}
 }
 
 /* Whether the check's current file is kept: files.json, or a file no reference has. */
@@ -838,6 +956,8 @@ dp_pf_end(void *arg)
 		dp_pf_drop_cur(pf);
 		if (!pf->fj_ok) {
 			dp_pf_give_up(pf);
+		} else {
+			dp_pf_plan_bases(pf);
 		}
 		return;
 	}
@@ -880,6 +1000,7 @@ static int
 dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
 {
 	struct release_files rf = RELEASE_FILES_INIT;
+	const struct release_files *src = &rf;
 	char *fj = NULL;
 	size_t fjlen = 0;
 	int st, rc = -1;
@@ -891,8 +1012,15 @@ dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
 		}
 		goto out;
 	}
-	if (rf.n > 0) {
-		char (*v)[DIGEST_HEX_LEN + 1] = reallocarray(pf->known, pf->n_known + rf.n,
+	if (pf->ref[0] == '\0' && strlen(ref) < sizeof(pf->ref)) {
+		/* The first one (the newest): where the bases are read from. */
+		snprintf(pf->ref, sizeof(pf->ref), "%s", ref);
+		pf->ref_rf = rf;
+		rf = (struct release_files)RELEASE_FILES_INIT;
+		src = &pf->ref_rf;
+	}
+	if (src->n > 0) {
+		char (*v)[DIGEST_HEX_LEN + 1] = reallocarray(pf->known, pf->n_known + src->n,
 		    sizeof(*v));
 
 		if (v == NULL) {
@@ -900,9 +1028,9 @@ dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
 			goto out;
 		}
 		pf->known = v;
-		for (size_t i = 0; i < rf.n; i++) {
-			if (rf.v[i].type == RELEASE_FILES_REG) {
-				memcpy(pf->known[pf->n_known++], rf.v[i].sha256, DIGEST_HEX_LEN + 1);
+		for (size_t i = 0; i < src->n; i++) {
+			if (src->v[i].type == RELEASE_FILES_REG) {
+				memcpy(pf->known[pf->n_known++], src->v[i].sha256, DIGEST_HEX_LEN + 1);
 			}
 		}
 	}
@@ -922,6 +1050,7 @@ delta_pack_prefetch_new(const char *const *refs, size_t n_refs, uint64_t budget)
 		return NULL;
 	}
 	pf->rf = (struct release_files)RELEASE_FILES_INIT;
+	pf->ref_rf = (struct release_files)RELEASE_FILES_INIT;
 	pf->budget = budget;
 	pf->v = (struct release_check_visitor){ dp_pf_file, dp_pf_data, dp_pf_end, pf };
 	for (size_t i = 0; i < n_refs; i++) {
@@ -948,6 +1077,7 @@ delta_pack_prefetch_done(struct delta_pack_prefetch *pf)
 {
 	size_t k = 0;
 
+	dp_pf_join(pf);
 	dp_pf_drop_cur(pf);
 	if (pf->off || !pf->fj_ok) {
 		dp_pf_give_up(pf);
@@ -997,10 +1127,16 @@ delta_pack_prefetch_free(struct delta_pack_prefetch *pf)
 	if (pf == NULL) {
 		return;
 	}
+	dp_pf_join(pf);
 	dp_pf_give_up(pf);
+	for (size_t k = 0; k < pf->n_bases; k++) {
+		free(pf->bases[k].buf);
+	}
+	free(pf->bases);
 	free(pf->known);
 	free(pf->fj);
 	release_files_free(&pf->rf);
+	release_files_free(&pf->ref_rf);
 	free(pf);
 }
 
@@ -1089,6 +1225,17 @@ delta_pack_write_pf(const char *tgz, const char *fj, size_t fjlen, const char *c
 	use_pf = dp_pf_covers(pf, &c, fj, fjlen);
 	/* The bases are read while the release is: the files to patch wait for them. */
 	if (use_pf) {
+		/* The bases the check's thread read, then the sources for any others. */
+		for (size_t k = 0; k < c.n_bases; k++) {
+			struct dp_base *b = pf->n_bases > 0 ? bsearch(&c.bases[k], pf->bases,
+			    pf->n_bases, sizeof(*pf->bases), dp_base_cmp) : NULL;
+
+			if (b != NULL && b->buf != NULL) {
+				c.bases[k].buf = b->buf;
+				c.bases[k].len = b->len;
+				c.bases[k].borrowed = 1;
+			}
+		}
 		if (c.n_bases > 0) {
 			dp_bases_load(&c, pp); /* no pass over the release to overlap with */
 		}
@@ -1162,7 +1309,9 @@ out:
 	free(c.buf);
 	free(c.want);
 	for (size_t k = 0; k < c.n_bases; k++) {
-		free(c.bases[k].buf);
+		if (!c.bases[k].borrowed) {
+			free(c.bases[k].buf);
+		}
 	}
 	free(c.bases);
 	release_files_free(&rf);

@@ -508,10 +508,14 @@ test_delta_patches_against_a_stored_base(void **state)
 	free(out);
 	assert_null(member(f->out, "lib/big", &plen, &dir));
 
-	/* The same patch from what the check of the new release kept against the old one. */
+	/*
+	 * The same patch from what the check of the new release kept against the old
+	 * one: the file, and its base read beside the check (no source is needed).
+	 */
 	{
 		const char *refs[] = { old };
 		struct delta_pack_prefetch *pf = prefetch_of(new, refs, 1, (uint64_t)BIG * 2);
+		struct delta_pack_patches pp2 = pp;
 		struct delta_pack_result res2;
 		size_t plen2 = 0, files = 0;
 		uint64_t bytes = 0;
@@ -520,7 +524,8 @@ test_delta_patches_against_a_stored_base(void **state)
 
 		delta_pack_prefetch_stat(pf, &files, &bytes);
 		assert_int_equal(files, 1); /* lib/big: bin/ and manifest.json are the same */
-		assert_int_equal(delta_pack_write_pf(new, fj2, fj2len, missing, 1, &pp, pf, f->out,
+		pp2.n_sources = 0;
+		assert_int_equal(delta_pack_write_pf(new, fj2, fj2len, missing, 1, &pp2, pf, f->out,
 		    &res2, &from, &f->err), 0);
 		assert_int_equal(from, 1);
 		assert_int_equal(res2.patched, 1);
