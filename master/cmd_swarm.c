@@ -1010,6 +1010,7 @@ swarm_cmd_update(struct cli *cli, int argc, char **argv)
 	ctx_open = 1;
 	c.tty = isatty(STDERR_FILENO);
 	c.quiet = a.json_lines;
+	c.checked = have_release ? &rel->rf : NULL; /* the rollout's deltas use what it kept */
 	if (cmd_rollout_selector(&c, &a, &sel, &e) != 0) {
 		err_prefix(&e, "swarm update");
 		rc = cli_fail(cli, &e);

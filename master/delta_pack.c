@@ -752,7 +752,7 @@ dp_pf_bases_thread(void *arg)
 	while (left > 0 && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
 		const char *p = archive_entry_pathname(ae);
 		const struct release_files_entry *en;
-		struct dp_base key, *b;
+		struct dp_base key = { .buf = NULL }, *b;
 
 		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG ||
 		    (en = release_files_find(&pf->ref_rf, p)) == NULL ||

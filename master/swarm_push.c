@@ -1251,6 +1251,19 @@ deltas_get(struct swarm_deltas *ds, const struct swarm_job *j, const char *tgz, 
 	return state == 1 ? d : NULL;
 }
 
+/* What the command's check of the release kept for its deltas, or NULL. */
+static const struct delta_pack_prefetch *
+pool_prefetch(const struct pool *p)
+{
+	const struct swarm_release_file *rel = p->o->release, *chk = p->c->checked;
+
+	if (rel->prefetch != NULL) {
+		return rel->prefetch;
+	}
+	return chk != NULL && chk->prefetch != NULL && strcmp(chk->sha256, rel->sha256) == 0
+	    ? chk->prefetch : NULL;
+}
+
 /*
  * Ask the host's plan for FJ at PLAN (the agent's releases' route, or the
  * updater's own for a self-update) and get the delta of what it lacks
@@ -1378,7 +1391,7 @@ plan_delta(struct pool *p, struct swarm_job *j, const char *plan, const char *fj
 	pp.n = nb;
 	pp.sources = srcs;
 	d = deltas_get(p->deltas, j, rel->path, fj, fj_len, missing, n, bases, nb, &pp,
-	    rel->prefetch);
+	    pool_prefetch(p));
 	if (d == NULL) {
 		goto out;
 	}

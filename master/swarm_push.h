@@ -33,6 +33,12 @@ struct swarm_ctx {
 	int timeout_ms;  /* whole exchange of one request */
 	int tty;         /* progress redrawn in place */
 	int quiet;       /* no progress at all */
+	/*
+	 * The release the command checked (may be NULL): what its check kept
+	 * (its prefetch) serves the deltas of any run of a release of the same
+	 * digest, a rollout's too (which reads the release back from the store).
+	 */
+	const struct swarm_release_file *checked;
 };
 
 /* Open the master's TLS context and the registry. Returns 0 or -1 with E. */
