@@ -53,10 +53,14 @@ struct cmd_release {
  * temporary directory, and the master's keyring of HOME, checked as an updater
  * will check it when installed as KINDS (SIGN_KIND_AGENT, | SIGN_KIND_UPDATER
  * for --include-self) before anything is sent, and taken into HOME's store
- * on the way (master/release_store; not with DRY_RUN). Free with
+ * on the way (master/release_store; not with CMD_RELEASE_DRY_RUN in HOW).
+ * With CMD_RELEASE_PLANNED (planned pushes follow) the check of a release
+ * new to the store keeps what their deltas need (P->prefetch). Free with
  * cmd_swarm_release_cleanup(). Returns 0, or -1 with E.
  */
-int cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int dry_run,
+#define CMD_RELEASE_DRY_RUN 0x1u
+#define CMD_RELEASE_PLANNED 0x2u
+int cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, unsigned how,
     struct cmd_release *p, struct err *e) WUR;
 void cmd_swarm_release_cleanup(struct cmd_release *p);
 

@@ -663,7 +663,7 @@ prepare_signature(const char *home, const char *src, struct cmd_release *p, stru
  */
 static int
 check_release(const char *home, const char *src, struct cmd_release *p, unsigned kinds,
-    int dry_run, struct err *e)
+    unsigned how, struct err *e)
 {
 	struct release_store_entry *se = calloc(1, sizeof(*se));
 	struct sign_envelope env;
@@ -671,7 +671,8 @@ check_release(const char *home, const char *src, struct cmd_release *p, unsigned
 	struct sign_want w;
 	unsigned flags = RELEASE_MF_AGENT | ((kinds & SIGN_KIND_UPDATER) != 0 ? RELEASE_MF_UPDATER
 									       : 0) |
-	    (dry_run ? RELEASE_STORE_NO_COPY : 0) | RELEASE_STORE_PREFETCH;
+	    ((how & CMD_RELEASE_DRY_RUN) != 0 ? RELEASE_STORE_NO_COPY : 0) |
+	    ((how & CMD_RELEASE_PLANNED) != 0 ? RELEASE_STORE_PREFETCH : 0);
 	int rc = -1;
 
 	memset(&env, 0, sizeof(env));
@@ -724,7 +725,7 @@ out:
 }
 
 int
-cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int dry_run,
+cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, unsigned how,
     struct cmd_release *p, struct err *e)
 {
 	struct release_pack_opts po;
@@ -759,7 +760,7 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int
 		snprintf(p->rf.label, sizeof(p->rf.label), "%s", res->version);
 		log_info("packed %s: %s-%s, sha256 %s", arg, res->name, res->version, res->sha256);
 		/* A packed tree never has a signature. */
-		rc = check_release(home, packed, p, kinds, dry_run, e);
+		rc = check_release(home, packed, p, kinds, how, e);
 		goto out;
 	}
 	if (strlen(arg) >= sizeof(p->path)) {
@@ -775,7 +776,7 @@ cmd_swarm_prepare_release(const char *home, const char *arg, unsigned kinds, int
 	/* A tarball may come with its signature. */
 	rc = prepare_signature(home, arg, p, e);
 	if (rc == 0) {
-		rc = check_release(home, arg, p, kinds, dry_run, e);
+		rc = check_release(home, arg, p, kinds, how, e);
 	}
 out:
 	free(res);
@@ -995,8 +996,9 @@ swarm_cmd_update(struct cli *cli, int argc, char **argv)
 	/* The release is read (and checked) before any host is asked anything. */
 	if (a.release != NULL) {
 		if (cmd_swarm_prepare_release(cli->home, a.release,
-			SIGN_KIND_AGENT | (a.include_self ? SIGN_KIND_UPDATER : 0), a.dry_run, rel,
-			&e) != 0) {
+			SIGN_KIND_AGENT | (a.include_self ? SIGN_KIND_UPDATER : 0),
+			(a.dry_run ? CMD_RELEASE_DRY_RUN : 0) | (a.spec.full ? 0 : CMD_RELEASE_PLANNED),
+			rel, &e) != 0) {
 			err_prefix(&e, "swarm update");
 			rc = cli_fail(cli, &e);
 			goto out;

@@ -729,6 +729,13 @@ dp_pf_give_up(struct delta_pack_prefetch *pf)
 }
 
 static int
+dp_entry_sha_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct release_files_entry *const *)a)->sha256,
+	    (*(const struct release_files_entry *const *)b)->sha256);
+}
+
+static int
 dp_base_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct dp_base *)a)->hex, ((const struct dp_base *)b)->hex);
@@ -823,6 +830,32 @@ dp_pf_plan_bases(struct delta_pack_prefetch *pf)
 		pf->bases = NULL;
 		pf->n_bases = 0;
 	}
+}
+
+/* The bytes of the new release's files no reference has (each content once). */
+static uint64_t
+dp_pf_new_bytes(const struct delta_pack_prefetch *pf)
+{
+	const struct release_files_entry **v = calloc(pf->rf.n > 0 ? pf->rf.n : 1, sizeof(*v));
+	uint64_t total = 0;
+	size_t n = 0;
+
+	if (v == NULL) {
+		return UINT64_MAX;
+	}
+	for (size_t i = 0; i < pf->rf.n; i++) {
+		if (pf->rf.v[i].type == RELEASE_FILES_REG && !dp_known(pf, pf->rf.v[i].sha256)) {
+			v[n++] = &pf->rf.v[i];
+		}
+	}
+	qsort(v, n, sizeof(*v), dp_entry_sha_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || strcmp(v[i - 1]->sha256, v[i]->sha256) != 0) {
+			total += v[i]->size;
+		}
+	}
+	free(v);
+	return total;
 }
 
 static void
@@ -954,8 +987,8 @@ dp_pf_end(void *arg)
 		pf->cbuf = NULL;
 		pf->fj_ok = release_files_parse(pf->fj, pf->fj_len, &pf->rf, &e) == 0;
 		dp_pf_drop_cur(pf);
-		if (!pf->fj_ok) {
-			dp_pf_give_up(pf);
+		if (!pf->fj_ok || dp_pf_new_bytes(pf) > pf->budget) {
+			dp_pf_give_up(pf); /* the hosts lack too much for a delta to pay */
 		} else {
 			dp_pf_plan_bases(pf);
 		}
