@@ -6,7 +6,8 @@ POST /update/plan, then only the files the host lacks), side by side in
 every round, for a version with ~7 changed files (~1.5 % of the bytes) and a
 version where every file changed. Prints the medians of the bytes the CLI
 reports sent (`--json` `bytes_sent`, checked against what the updater logs
-it received) and of the command's wall time, and their ratios: on loopback,
+it received) and of the command's wall time, and their ratios (each round also
+prints the master's CPU: the CLI's user + system time), on loopback,
 then on a rate-limited link (a network namespace of its own whose loopback
 goes through a tbf qdisc) where the wire costs what it costs on a LAN.
 Results go to wiki/Performance.md ("Planned pushes").
@@ -187,8 +188,11 @@ def push(fleet, host, release, full):
     if full:
         args.append("--full")
     t0 = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = fleet.tandem(*args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     dt = time.monotonic() - t0
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     try:
         doc = json.loads(r.stdout)
     except ValueError:
@@ -200,6 +204,7 @@ def push(fleet, host, release, full):
                                                           json.dumps(row), r.stderr))
     hist = fleet.json("swarm", "history", "--host", host)
     t = (hist.get("updater") or [{}])[-1].get("timings", {})  # the updater's, oldest first
+    row["_cpu"] = cpu
     row["_timings"] = "upload %s extract %s preflight %s probe %s total %s ms" % tuple(
         t.get(k, "?") for k in ("upload_ms", "extract_ms", "preflight_ms", "probe_ms", "total_ms"))
     return dt, row
@@ -275,6 +280,8 @@ def run_link(work, link, base, versions):
                   "(plan body %d B)" % (link, i // 2, kind, ft, frow["bytes_sent"],
                                         prow["transfer"], pt, prow["bytes_sent"], plan),
                   flush=True)
+            print("    master CPU (the CLI's user + system): full %.2f s | planned %.2f s"
+                  % (frow["_cpu"], prow["_cpu"]), flush=True)
             print("    updater: full: %s | planned: %s" % (frow["_timings"], prow["_timings"]),
                   flush=True)
     finally:
