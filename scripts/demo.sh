@@ -158,11 +158,12 @@ agent_of() { # NAME -> "PID" of the agent its updater started, if that process s
 	[ -n "$pid" ] && [ -n "$st" ] && [ "$(proc_start "$pid")" = "$st" ] && echo "$pid"
 }
 under_dir() { # pids of live processes whose executable lies under $DIR (the agents run from there)
+	# One find reads every process's link (a readlink per process forked twice:
+	# seconds of CPU on a busy machine); a process that exits meanwhile is skipped.
 	local p exe
-	for p in /proc/[0-9]*; do
-		exe=$(readlink "$p/exe" 2>/dev/null) || continue
+	while read -r p exe; do
 		case $exe in "$DIR"/*) echo "${p#/proc/}" ;; esac
-	done
+	done < <(find /proc/[0-9]*/exe -maxdepth 0 -printf '%h %l\n' 2>/dev/null)
 }
 CLEANED=0
 cleanup() {
