@@ -228,13 +228,23 @@ def test_demo_fails_loudly_and_still_stops_everything(build_dir, demo_dir, tmp_p
     already running (updaters and agents after the first push) is stopped."""
     fake = tmp_path / "build"
     fake.mkdir()
-    # The real daemons, copies of the objects and library with their mtimes (so
-    # `make release` into it builds only the release trees, and never writes
-    # into the build under test), and a tandem whose `swarm status` says nothing.
+    # The real daemons, copies of the objects, the version objects, the library
+    # and the release trees the first test linked, with their mtimes (so `make
+    # release` into it only packs 1.0.0, or links it where no tree is there yet,
+    # and never writes into the build under test), and a tandem whose `swarm
+    # status` says nothing.
     for name in ("tandem-updater", "tandem-agent"):
         os.symlink(os.path.join(build_dir, name), str(fake / name))
     shutil.copy2(os.path.join(build_dir, "libtandem.a"), str(fake / "libtandem.a"))
-    shutil.copytree(os.path.join(build_dir, "obj"), str(fake / "obj"), symlinks=True)
+    for d in ("obj", "obj-shipped", "gen", "release/good-updater-good-1.0.0", "release/tandem"):
+        src = os.path.join(build_dir, d)
+        if os.path.isdir(src):
+            # Not the temporary files of a make running beside this test (renamed away).
+            shutil.copytree(src, str(fake / d), symlinks=True,
+                            ignore=shutil.ignore_patterns("*.tmp"))
+        elif os.path.exists(src):
+            os.makedirs(os.path.dirname(str(fake / d)), exist_ok=True)
+            shutil.copy2(src, str(fake / d))
     wrapper = fake / "tandem"
     wrapper.write_text('#!/bin/sh\n'
                        'case " $* " in *" swarm status "*) echo "no table"; exit 0;; esac\n'
