@@ -645,6 +645,7 @@ release-locked: $(RELEASE_BINS) $(RELEASE_PACKER)
 #   make install [DESTDIR=D] [PREFIX=/usr/local] [VERSION=x]   (install-worker + install-master)
 #   make uninstall [DESTDIR=D] [PREFIX=...]   (leaves /etc/tandem and /var/lib/tandem)
 #   make deb [VERSION=x]   -> $(BUILD)/deb/tandem-worker_V_ARCH.deb, tandem-master_V_ARCH.deb
+#                          (DEB_PACKAGES=tandem-worker: that one only)
 #   make deb-lint          make deb, then lintian on both (packaging/debian/*.lintian-overrides)
 # Installed binaries carry VERSION: the agent and updater are the ones of
 # `make release` ($(BUILD)/release/good-updater-good-VERSION/, debug info
@@ -771,9 +772,17 @@ uninstall:
 DEB_DIR  := $(BUILD)/deb
 DEB_WORK := $(DEB_DIR)/work
 DEB_ARCH  = $(shell dpkg --print-architecture)
+# The packages `make deb` builds (a package upgrade test needs only the worker's).
+DEB_PACKAGES ?= tandem-worker tandem-master
 ifneq ($(filter deb deb-lint,$(MAKECMDGOALS)),)
 ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[0-9][A-Za-z0-9.+~-]{0,63}'),$(VERSION))
 $(error VERSION=$(VERSION): a Debian version starts with a digit and uses A-Z a-z 0-9 . + ~ -)
+endif
+ifneq ($(strip $(filter-out tandem-worker tandem-master,$(DEB_PACKAGES))),)
+$(error DEB_PACKAGES=$(DEB_PACKAGES): use tandem-worker and/or tandem-master)
+endif
+ifeq ($(strip $(DEB_PACKAGES)),)
+$(error DEB_PACKAGES is empty: use tandem-worker and/or tandem-master)
 endif
 endif
 
@@ -781,13 +790,17 @@ deb:
 	rm -rf '$(DEB_WORK)'
 	mkdir -p '$(DEB_WORK)/debian'
 	: > '$(DEB_WORK)/debian/control'
+ifneq ($(filter tandem-worker,$(DEB_PACKAGES)),)
 	$(MAKE) --no-print-directory install-worker DESTDIR='$(abspath $(DEB_WORK))/debian/tandem-worker' \
 		PREFIX=/usr UNITDIR=/lib/systemd/system DOCDIR=/usr/share/doc/tandem-worker \
 		SYSCONFDIR=/etc STATEDIR=/var/lib/tandem
+endif
+ifneq ($(filter tandem-master,$(DEB_PACKAGES)),)
 	$(MAKE) --no-print-directory install-master DESTDIR='$(abspath $(DEB_WORK))/debian/tandem-master' \
 		PREFIX=/usr MASTER_DOCDIR=/usr/share/doc/tandem-master
+endif
 	@set -e; cd '$(DEB_WORK)'; \
-	for p in tandem-worker tandem-master; do \
+	for p in $(filter tandem-worker tandem-master,$(DEB_PACKAGES)); do \
 		mkdir -p debian/$$p/DEBIAN; \
 		if [ -e $(CURDIR)/packaging/debian/$$p.lintian-overrides ]; then \
 			install -d -m 0755 debian/$$p/usr/share/lintian/overrides; \
@@ -815,10 +828,10 @@ deb:
 		echo "deb: $(DEB_DIR)/$${p}_$(VERSION)_$(DEB_ARCH).deb"; \
 	done
 
-# lintian on both packages; its findings are fixed or overridden with a
+# lintian on the packages built (both by default); its findings are fixed or overridden with a
 # reason per line in packaging/debian/PACKAGE.lintian-overrides (shipped in
 # the package, where lintian reads them). Fails on any finding, pedantic and
 # experimental tags included (tests/e2e/test_packaging.py runs the same).
 deb-lint: deb
 	lintian --fail-on error,warning,info,pedantic --tag-display-limit 0 -I -E --pedantic \
-		$(DEB_DIR)/tandem-worker_$(VERSION)_$(DEB_ARCH).deb $(DEB_DIR)/tandem-master_$(VERSION)_$(DEB_ARCH).deb
+		$(foreach p,$(DEB_PACKAGES),$(DEB_DIR)/$(p)_$(VERSION)_$(DEB_ARCH).deb)

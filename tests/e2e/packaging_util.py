@@ -43,18 +43,20 @@ def arch():
 
 
 @functools.lru_cache(maxsize=None)
-def build_debs(build_dir, version=VERSION):
-    """{package: path of its .deb}, made by `make deb` once per session and
-    VERSION. Another version (a package upgrade's) goes to BUILD/deb-VERSION,
-    so BUILD/deb keeps one .deb per package (README's steps glob it); the
-    objects are shared, only the version object differs."""
+def build_debs(build_dir, version=VERSION, packages=PACKAGES):
+    """{package: path of its .deb}, made by `make deb` once per session,
+    VERSION and PACKAGES (a package upgrade needs only tandem-worker:
+    DEB_PACKAGES). Another version (a package upgrade's) goes to
+    BUILD/deb-VERSION, so BUILD/deb keeps one .deb per package (README's steps
+    glob it); the objects are shared, only the version object differs."""
     need("dpkg-deb")
     need("dpkg-shlibdeps")
     need("help2man")
     deb_dir = os.path.join(build_dir, "deb" if version == VERSION else "deb-" + version)
-    r = make(build_dir, "deb", "VERSION=" + version, "DEB_DIR=" + deb_dir)
+    r = make(build_dir, "deb", "VERSION=" + version, "DEB_DIR=" + deb_dir,
+             "DEB_PACKAGES=" + " ".join(packages))
     out = {}
-    for p in PACKAGES:
+    for p in packages:
         path = os.path.join(deb_dir, "%s_%s_%s.deb" % (p, version, arch()))
         assert "deb: " in r.stdout and os.path.exists(path), r.stdout
         out[p] = path
