@@ -30,6 +30,8 @@ import time
 
 import pytest
 
+from conftest import wait_until
+
 SUITE = "bookworm"
 # PID 1 and what the packages' maintainer scripts call; the packages' own
 # library dependencies are added by the caller (from the debs' Depends).
@@ -270,20 +272,16 @@ class Container:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def pids(self, comm):
-        """PIDs (in the container) of processes named COMM."""
-        out = self.sh("for d in /proc/[0-9]*; do c=$(cat $d/comm 2>/dev/null) || continue; "
+        """PIDs (in the container) of processes named COMM. The shell's own read,
+        not a cat per process: this runs in many polls."""
+        out = self.sh("for d in /proc/[0-9]*; do read -r c 2>/dev/null <$d/comm || continue; "
                       "[ \"$c\" = '%s' ] && echo ${d#/proc/}; done; true" % comm)
         return sorted(int(p) for p in out.split())
 
     def wait(self, fn, timeout=60, what="condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = fn()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                pytest.fail("timed out after %ss waiting for %s" % (timeout, what))
-            time.sleep(0.1)
+        """conftest's wait_until: FN runs commands inside (nsenter, the CLI, a TLS
+        handshake: tens of ms of CPU each), so it pauses twice what a poll took."""
+        return wait_until(fn, timeout, what)
 
     def stop(self):
         """Power off (nspawn turns SIGTERM into a clean shutdown), then remove the root."""

@@ -130,10 +130,13 @@ def status(c):
         return {}
 
 
-def healthy(c):
+def healthy(c, updater_version=None):
+    """The master's view of web1 when it is healthy (and runs UPDATER_VERSION), else None."""
     s = status(c)
-    return s if s.get("reachable") and s.get("status") == "ok" and \
-        s.get("agent_state") == "running" else None
+    ok = s.get("reachable") and s.get("status") == "ok" and s.get("agent_state") == "running"
+    if updater_version is not None:
+        ok = ok and s.get("updater_version") == updater_version
+    return s if ok else None
 
 
 def agent_pid(c):
@@ -358,10 +361,16 @@ def test_notify_ready_and_hung_updater_restarted(quick):
         before = svc(c, "NRestarts", "MainPID")
         agent = agent_pid(c)
         mark = cursor(c)
-        # Watched for longer than WatchdogSec: a missing ping would show.
+        # Watched for longer than WatchdogSec: a missing ping would show. NRestarts
+        # only grows and MainPID changes with a restart, so a restart between two
+        # looks shows at the next one: a look every half second (each is an
+        # nsenter and a systemctl), and one after the watch.
         watch_end = time.monotonic() + 8
-        while time.monotonic() < watch_end:
+        while True:
             assert svc(c, "NRestarts", "MainPID") == before
+            if time.monotonic() >= watch_end:
+                break
+            time.sleep(0.5)  # the watch's sampling period, not a wait for a server
         c.sh("kill -STOP %d" % upd[0])
         c.wait(lambda: svc(c, "NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1),
                60, "systemd to restart the unit after the watchdog timeout")
@@ -430,11 +439,11 @@ def test_package_upgrade_newer_updater_wins(quick):
               % (HOST, release(c, "1.0.2")), timeout=300)
         c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.2", 60,
                "the self-updated updater 1.0.2")
-    deb = build_debs(c.build_dir, "1.0.3")["tandem-worker"]
+    deb = build_debs(c.build_dir, "1.0.3", ("tandem-worker",))["tandem-worker"]
     c.push(deb, "/root/" + os.path.basename(deb))
     active = s["active"] if s is not None else healthy(c)["active"]
     c.sh("dpkg -i /root/%s >/dev/null 2>&1" % os.path.basename(deb), timeout=300)
-    s = c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.3" and healthy(c), 60,
+    s = c.wait(lambda: healthy(c, "1.0.3"), 60,
                "the packaged updater 1.0.3 after the upgrade")
     upd = c.pids("tandem-updater")
     assert len(upd) == 1
@@ -449,7 +458,7 @@ def test_package_upgrade_newer_updater_wins(quick):
     r = c.run("tandem swarm update --host %s --release %s --include-self --json"
               % (HOST, release(c, "1.0.4")), timeout=300)
     assert json.loads(r.stdout)["ok"], r.stdout
-    s = c.wait(lambda: (healthy(c) or {}).get("updater_version") == "1.0.4" and healthy(c), 60,
+    s = c.wait(lambda: healthy(c, "1.0.4"), 60,
                "the self-updated updater 1.0.4")
     upd = c.pids("tandem-updater")
     assert c.sh("readlink /proc/%d/exe" % upd[0]).strip().startswith(
