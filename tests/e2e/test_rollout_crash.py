@@ -2,7 +2,7 @@
 every persisted step of a rollout (TANDEM_TEST_CRASH_AT=rollout.<point>, see
 master/rollout.h); `tandem swarm rollout resume` then ends with the same host rows as a
 run that was never interrupted, and no host installed the release more than once (from
-the updaters' own histories).
+the updaters' own histories, state/history.jsonl).
 
 The scenario reaches every point: four real updater+agent pairs on 127.0.0.1, a canary,
 waves 50 %,100 %, a 1 s soak, one host at a time, and a release that fails on the third
@@ -52,7 +52,15 @@ def fleet(tmp_path_factory, rel):
 
 
 def updater_histories(fleet):
-    return {h: fleet.json("swarm", "history", "--host", h)["updater"] for h in HOSTS}
+    """Each updater's own history (INSTALL/state/history.jsonl, what GET /history
+    serves), oldest first: read from its file, not through a CLI run per host
+    (eight per crash point)."""
+    out = {}
+    for h in HOSTS:
+        path = os.path.join(fleet.install_dir(h), "state", "history.jsonl")
+        with open(path) as f:
+            out[h] = [json.loads(line) for line in f if line.strip()]
+    return out
 
 
 def run_scenario(fleet, rel, point):
