@@ -2519,7 +2519,7 @@ static const struct cli_cmd swarm_cmds[] = {
 	    .description =
 		"Prints the host updater's operation history (GET /history: finished at,\n"
 		"kind, result, version, caller, error) and the pushes this master\n"
-		"recorded for it, both newest first.",
+		"recorded for it, both oldest first (the newest last).",
 	    .opts = swarm_one_host_opts,
 	    .exit_status = swarm_host_exit,
 	    .example = "tandem swarm history --host web1",
