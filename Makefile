@@ -53,21 +53,32 @@ HARDEN := -fstack-protector-strong -fPIE
 HARDEN_LD := -pie -Wl,-z,relro,-z,now
 
 CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+# The sanitizer trees keep line tables and inline frames (-g1: what their
+# reports print, file:line of every frame) and leave out the types and
+# locals (-g) that only a debugger reads. They link with gold (binutils)
+# where it is installed: a unit test with the ASan runtime linked in takes
+# 0.14 s of CPU to link instead of 0.35 s with ld.bfd. The normal tree's
+# programs, which make release and make deb link again and ship, keep -g and
+# the default linker.
+# wiki/Development.md#build-trees
+FAST_LD := $(if $(shell command -v ld.gold 2>/dev/null),-fuse-ld=gold)
 ifeq ($(SAN),1)
-CFLAGS  ?= -O1 -g -fno-omit-frame-pointer
+CFLAGS  ?= -O1 -g1 -fno-omit-frame-pointer
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # The runtimes linked in, not as libasan.so + libubsan.so: the leak check at
 # exit scans every loaded module's writable data, and the two shared runtimes
 # bring 11.5 MB of their own (page faults on every page, in every process);
 # the checks are the same. wiki/Development.md
-LDFLAGS += -fsanitize=address,undefined -static-libasan -static-libubsan
+LDFLAGS += -fsanitize=address,undefined -static-libasan -static-libubsan $(FAST_LD)
 else ifeq ($(SAN),thread)
-CFLAGS  ?= -O1 -g -fno-omit-frame-pointer
+CFLAGS  ?= -O1 -g1 -fno-omit-frame-pointer
 CFLAGS  += -fsanitize=thread
-LDFLAGS += -fsanitize=thread
+LDFLAGS += -fsanitize=thread $(FAST_LD)
 else
 CFLAGS  ?= -O2 -g
 CPPFLAGS += -D_FORTIFY_SOURCE=2
+# Its unit tests and test tools, never shipped, link with gold too.
+$(BUILD)/tests/%: LDFLAGS += $(FAST_LD)
 endif
 CFLAGS  += -std=c11 $(WARN) $(HARDEN) -MMD -MP
 LDFLAGS += $(HARDEN_LD)
@@ -423,11 +434,12 @@ lint:
 # The library is compiled once with the fuzz flags into $(BUILD_FUZZ)/libtandem.a
 # (coverage-instrumented, no libFuzzer main) and every harness links it, plus
 # the program modules (updater/, master/, agent/) whose headers it includes.
+# Debug info: line tables only (what the reports print), as the sanitizer trees.
 BUILD_FUZZ  := build-fuzz
 FUZZ_CC     := clang
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -std=c11 -D_GNU_SOURCE -I. \
+FUZZ_CFLAGS := -gline-tables-only -O1 -fsanitize=fuzzer-no-link,address,undefined -std=c11 -D_GNU_SOURCE -I. \
 	$(PKG_CFLAGS) -MMD -MP
-FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined
+FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined $(FAST_LD)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD_FUZZ)/%)
 FUZZ_LIB    := $(BUILD_FUZZ)/libtandem.a
