@@ -431,10 +431,16 @@ lint:
 
 # libFuzzer harnesses: tests/fuzz/fuzz_<name>.c, corpus in tests/fuzz/corpus/<name>/.
 # Corpus paths are absolute: a harness may chdir() into a private directory.
-# The library is compiled once with the fuzz flags into $(BUILD_FUZZ)/libtandem.a
+# The library is compiled with the fuzz flags into $(BUILD_FUZZ)/libtandem.a
 # (coverage-instrumented, no libFuzzer main) and every harness links it, plus
 # the program modules (updater/, master/, agent/) whose headers it includes.
-# Debug info: line tables only (what the reports print), as the sanitizer trees.
+# Only what some harness links is compiled (38 of the 72 library and
+# module sources today): scripts/fuzz-objs.sh follows the harnesses' undefined
+# symbols through the symbol tables of the $(BUILD) tree's objects, as the
+# linker would through the archives, and make fuzz builds the archives from
+# that list (FUZZ_NEED; empty: every source). A module a harness starts to
+# call is found with no edit here. Debug info: line tables only (what the
+# reports print), as the sanitizer trees.
 BUILD_FUZZ  := build-fuzz
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -gline-tables-only -O1 -fsanitize=fuzzer-no-link,address,undefined -std=c11 -D_GNU_SOURCE -I. \
@@ -442,23 +448,53 @@ FUZZ_CFLAGS := -gline-tables-only -O1 -fsanitize=fuzzer-no-link,address,undefine
 FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined $(FAST_LD)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD_FUZZ)/%)
+FUZZ_HARNESS_OBJS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD_FUZZ)/obj/tests/fuzz/%.o)
+FUZZ_NEED   ?=
+# $(call fuzz_need,SRCS): those of SRCS a harness links (all without FUZZ_NEED).
+fuzz_need = $(if $(strip $(FUZZ_NEED)),$(filter $(FUZZ_NEED),$(1)),$(1))
 FUZZ_LIB    := $(BUILD_FUZZ)/libtandem.a
-FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD_FUZZ)/obj/%.o) $(BUILD_FUZZ)/obj/common/testhook.o \
-	$(BUILD_FUZZ)/gen/version-fuzz.o
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD_FUZZ)/obj/%.o,$(call fuzz_need,$(LIB_SRCS))) \
+	$(BUILD_FUZZ)/obj/common/testhook.o $(BUILD_FUZZ)/gen/version-fuzz.o
 FUZZ_SECONDS ?= 10
 # Each program's modules also form a fuzz-flavoured static archive: a harness
 # links all of them and the linker takes only the members it needs, so a
 # module that starts to call another (agent.c → logcap.c) needs no edit here.
 FUZZ_PROG_LIBS := $(BUILD_FUZZ)/libtandem-updater.a $(BUILD_FUZZ)/libtandem-master.a \
 	$(BUILD_FUZZ)/libtandem-agent.a
-$(BUILD_FUZZ)/libtandem-updater.a: $(UPDATER_MODS:%.c=$(BUILD_FUZZ)/obj/%.o)
-$(BUILD_FUZZ)/libtandem-master.a: $(MASTER_MODS:%.c=$(BUILD_FUZZ)/obj/%.o)
-$(BUILD_FUZZ)/libtandem-agent.a: $(AGENT_MODS:%.c=$(BUILD_FUZZ)/obj/%.o)
+# The list is also a file, rewritten only when it changes: an archive is
+# made again when its list changes, not only when one of its objects does.
+FUZZ_NEED_FILE := $(BUILD_FUZZ)/fuzz-need.txt
+FUZZ_NEED_DEP := $(if $(strip $(FUZZ_NEED)),$(FUZZ_NEED_FILE))
+$(BUILD_FUZZ)/libtandem-updater.a: $(patsubst %.c,$(BUILD_FUZZ)/obj/%.o,$(call fuzz_need,$(UPDATER_MODS))) \
+	$(FUZZ_NEED_DEP)
+$(BUILD_FUZZ)/libtandem-master.a: $(patsubst %.c,$(BUILD_FUZZ)/obj/%.o,$(call fuzz_need,$(MASTER_MODS))) \
+	$(FUZZ_NEED_DEP)
+$(BUILD_FUZZ)/libtandem-agent.a: $(patsubst %.c,$(BUILD_FUZZ)/obj/%.o,$(call fuzz_need,$(AGENT_MODS))) \
+	$(FUZZ_NEED_DEP)
 $(FUZZ_PROG_LIBS):
+	@mkdir -p $(dir $@)
 	rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
-fuzz: $(FUZZ_BINS)
+# The objects scripts/fuzz-objs.sh reads, in the harness link's archive order.
+FUZZ_SCAN_ROOTS := $(TESTHOOK_ON)
+FUZZ_SCAN_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(UPDATER_MODS) $(MASTER_MODS) $(AGENT_MODS) $(LIB_SRCS))
+fuzz_need_cmd = sh scripts/fuzz-objs.sh $(BUILD)/obj/ $(FUZZ_HARNESS_OBJS) $(FUZZ_SCAN_ROOTS) \
+	-- $(FUZZ_SCAN_OBJS) | tr '\n' ' '
+.PHONY: fuzz-need
+fuzz-need: $(FUZZ_HARNESS_OBJS) $(FUZZ_SCAN_ROOTS) $(FUZZ_SCAN_OBJS)
+
+fuzz: fuzz-need
+	@need=$$($(fuzz_need_cmd)) && [ -n "$$need" ] || \
+		{ echo "fuzz: scripts/fuzz-objs.sh found no source the harnesses link" >&2; exit 1; }; \
+	mkdir -p $(BUILD_FUZZ) && \
+	echo "$$need" > $(FUZZ_NEED_FILE).tmp && \
+	{ cmp -s $(FUZZ_NEED_FILE).tmp $(FUZZ_NEED_FILE) && rm -f $(FUZZ_NEED_FILE).tmp || \
+	  mv -f $(FUZZ_NEED_FILE).tmp $(FUZZ_NEED_FILE); } && \
+	echo "fuzz: the harnesses link $$(echo $$need | wc -w) of $(words $(FUZZ_SCAN_OBJS)) sources" && \
+	$(MAKE) --no-print-directory FUZZ_NEED="$$need" fuzz-bins
+.PHONY: fuzz-bins
+fuzz-bins: $(FUZZ_BINS)
 
 $(BUILD_FUZZ)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -471,9 +507,9 @@ $(BUILD_FUZZ)/gen/version-fuzz.c:
 $(BUILD_FUZZ)/gen/version-fuzz.o: $(BUILD_FUZZ)/gen/version-fuzz.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
-$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS) $(FUZZ_NEED_DEP)
 	rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 define fuzz_harness
 $(BUILD_FUZZ)/$(1): $(BUILD_FUZZ)/obj/tests/fuzz/$(1).o $(FUZZ_PROG_LIBS) $(FUZZ_LIB)
@@ -487,7 +523,8 @@ $(foreach h,$(FUZZ_SRCS:tests/fuzz/%.c=%),$(eval $(call fuzz_harness,$(h))))
 # single-threaded process), output printed per harness when it ends.
 FUZZ_RUNS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=fuzz-run-%)
 fuzz-run: fuzz
-	@$(MAKE) --no-print-directory -j$(JOBS) -O $(FUZZ_RUNS)
+	@need=$$($(fuzz_need_cmd)) && \
+	$(MAKE) --no-print-directory -j$(JOBS) -O FUZZ_NEED="$$need" $(FUZZ_RUNS)
 
 fuzz-run-%: $(BUILD_FUZZ)/fuzz_%
 	@mkdir -p tests/fuzz/corpus/$* $(BUILD_FUZZ)/corpus-$*
