@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libmbedtls-dev libarchive-dev
 libcjson-dev libsqlite3-dev libhttp-parser-dev libzstd-dev libcmocka-dev python3-pytest
-python3-pytest-xdist curl openssl cppcheck clang libclang-rt-14-dev iproute2 procps"
+python3-pytest-xdist curl openssl cppcheck clang libclang-rt-14-dev lld iproute2 procps"
 # the zstd CLI: the e2e tests make patches with it (--patch-from) to check the updater's reader
 PKGS="$PKGS zstd"
 # packaging: systemd-analyze verify, dpkg-shlibdeps for make deb
