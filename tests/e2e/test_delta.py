@@ -76,9 +76,11 @@ def plan(host, body, content_type="application/json", who=None, route="/update/p
 
 
 def tar_bytes(members):
-    """A tar.gz of MEMBERS: (name, bytes) for files, (name, "->target") for symlinks."""
+    """A tar.gz of MEMBERS: (name, bytes) for files, (name, "->target") for symlinks.
+    Gzip level 1 (the updater unpacks the same members at any level; level 9 of the
+    binaries of an ASan release costs about a second of CPU per delta)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as t:
         for name, data in members:
             ti = tarfile.TarInfo(name)
             if isinstance(data, str) and data.startswith("->"):

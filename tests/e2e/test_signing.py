@@ -146,7 +146,7 @@ def test_keygen_sign_verify(tmp_path, release):
     assert r.returncode == 1 and "not signed" in r.stderr
     # A release without files.json (an older packer) is signed without manifest_sha256.
     rel4 = str(tmp_path / "r4.tar.gz")
-    with tarfile.open(release) as src, tarfile.open(rel4, "w:gz") as dst:
+    with tarfile.open(release) as src, tarfile.open(rel4, "w:gz", compresslevel=1) as dst:
         for m in src.getmembers():
             if m.name.lstrip("./") != "files.json":
                 dst.addfile(m, src.extractfile(m) if m.isfile() else None)
