@@ -123,6 +123,16 @@ def release_cache(tmp_path_factory):
     release_util.CACHE_DIR = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def templates(tmp_path_factory):
+    """The directory where swarm_util.from_template keeps the setup it made once in this
+    test process (a master home after `pki init`, release keys), copied for each test."""
+    import swarm_util  # it imports this module
+    swarm_util.TEMPLATE_DIR = str(tmp_path_factory.mktemp("templates"))
+    yield swarm_util.TEMPLATE_DIR
+    swarm_util.TEMPLATE_DIR = None
+
+
 def bin_path(name):
     """Path of a built binary: build/NAME, else build/tests/NAME."""
     b = _build_dir()

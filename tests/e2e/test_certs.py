@@ -14,33 +14,36 @@ import subprocess
 import pytest
 
 from conftest import Proc, bin_path, wait_until
-from swarm_util import tandem, tandem_json
+from swarm_util import from_template, tandem, tandem_json
 from worker_util import write_conf
 
 
 # ---------------------------------------------------------------- helpers
 
 class Home:
-    """A master home made with `tandem pki init`, with host1's certificates."""
+    """A master home made with `tandem pki init`, with host1's certificates (COPY: ROOT
+    already holds them, copied from another Home's ROOT)."""
 
-    def __init__(self, root):
+    def __init__(self, root, copy=False):
         self.root = str(root)
         self.path = os.path.join(self.root, "home")
-        tandem(self.path, "pki", "init", check=0)
+        if not copy:
+            tandem(self.path, "pki", "init", check=0)
         self.ca = os.path.join(self.path, "ca", "ca.crt")
         self.master = (os.path.join(self.path, "master", "master.crt"),
                        os.path.join(self.path, "master", "master.key"))
         self.crl_der = os.path.join(self.path, "ca", "crl.der")
         self.crl_pem = os.path.join(self.path, "ca", "crl.pem")
-        self.agent = self.issue("host1", "agent", "host1")
-        self.updater = self.issue("host1", "updater", "host1-upd")
+        self.agent = self.issue("host1", "agent", "host1", copy=copy)
+        self.updater = self.issue("host1", "updater", "host1-upd", copy=copy)
 
-    def issue(self, name, role, outdir, force=False):
+    def issue(self, name, role, outdir, force=False, copy=False):
         out = os.path.join(self.root, outdir)
         args = ["pki", "issue", name, "--role", role, "--out", out, "--san", "127.0.0.1"]
         if force:
             args.append("--force")
-        tandem(self.path, *args, check=0)
+        if not copy:
+            tandem(self.path, *args, check=0)
         cn = name if role == "agent" else "updater@" + name
         return (os.path.join(out, cn + ".crt"), os.path.join(out, cn + ".key"))
 
@@ -81,7 +84,9 @@ def crl_serials(text):
 
 @pytest.fixture
 def home(tmp_path):
-    return Home(tmp_path)
+    """A Home under TMP_PATH/home-copy: a copy of one made once per test process
+    (from_template; three CLI runs); a second, different CA is a Home of its own."""
+    return Home(from_template("certs-home", tmp_path / "home-copy", Home), copy=True)
 
 
 # ---------------------------------------------------------------- the CLI

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from conftest import run, wait_until
-from swarm_util import Fleet, make_release, tandem, tandem_json
+from swarm_util import Fleet, from_template, make_release, tandem, tandem_json
 from worker_util import curl_run
 
 
@@ -57,6 +57,14 @@ class Keys:
 
     def pub(self, name):
         return os.path.join(self.dir, name + ".pub")
+
+    def known(self, *names):
+        """Record the ids of NAMES already under DIR (a copy of keys made by make):
+        the SHA-256 of each public key's DER, as `release keygen` prints it."""
+        for name in names:
+            with open(self.pub(name)) as f:
+                body = "".join(ln for ln in f.read().splitlines() if not ln.startswith("-----"))
+            self.ids[name] = hashlib.sha256(base64.b64decode(body)).hexdigest()
 
 
 def spki_keyid(pub_pem):
@@ -295,9 +303,12 @@ class Signed:
         self.tmp = tmp_path
         self.rel_dir = rel_dir
         self.build_dir = build_dir
+        # The three keys are made once per test process and copied (from_template).
+        names = ("root1", "rel1", "rel2")
+        from_template("signed-keys", tmp_path / "keys",
+                      lambda d: [Keys(self.home, d).make(n) for n in names])
         self.keys = Keys(self.home, tmp_path / "keys")
-        for n in ("root1", "rel1", "rel2"):
-            self.keys.make(n)
+        self.keys.known(*names)
         self.n = 0
         if keyring:
             self.keyring_init()
