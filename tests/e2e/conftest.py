@@ -20,6 +20,8 @@ Fixtures and helpers other test files use:
                        agent "host1", an updater "updater@host1" and a server
                        certificate for 127.0.0.1 / localhost (a copy of one
                        made per test process: pki_template)
+  templates (fixture)  autouse: the directory of swarm_util.from_template, where
+                       setup made once per test process is kept and copied from
 """
 
 import datetime
