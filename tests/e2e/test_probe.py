@@ -333,9 +333,21 @@ def test_agent_gone_before_ready_is_not_probed(procs, tmp_path, pki, releases): 
     t.start()
     foreign = None
     try:
-        # The old agent is stopped and the new one waits before it listens.
-        wait_until(lambda: [p for p in agent_procs(h.root) if p != old] and
-                   old not in agent_procs(h.root), 30, "the new agent, the old one gone")
+        # The old agent is stopped and the new one waits before it listens. Its
+        # own log line says it found the marker (a scan of /proc alone can catch
+        # the old agent mid-exit and the new one before its exec).
+        agent_log = os.path.join(h.root, "state", "agent.log")
+        held = "[%d]: warn: fail-marker test build: hold found"
+
+        def holding():
+            try:
+                with open(agent_log, errors="replace") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                return []
+            return [p for p in agent_procs(h.root) if p != old and held % p in text]
+        wait_until(holding, 30, "the new agent holding before it listens")
+        assert not pid_alive(old)
         new = [p for p in agent_procs(h.root) if p != old]
         assert len(new) == 1, new
         foreign = ForeignAgent(pki, h.agent_port, "1.1.0", sha256_file(v11))
