@@ -201,6 +201,24 @@ out:
 	return rc;
 }
 
+/* The files.json of the release tarball TGZ, parsed into RF (0), or -1 with E. */
+static int
+dp_files_of(const char *tgz, struct release_files *rf, struct err *e)
+{
+	char *fj = NULL;
+	size_t fjlen = 0;
+	int st, rc = -1;
+
+	st = delta_pack_files_json(tgz, &fj, &fjlen, e);
+	if (st == 1) {
+		rc = release_files_parse(fj, fjlen, rf, e);
+	} else if (st == 0) {
+		err_set(e, ERR_FORMAT, "%s: no %s", tgz, RELEASE_FILES_FILE);
+	}
+	free(fj);
+	return rc;
+}
+
 /* A header as the packer writes it: no owner, no time, MODE. */
 static int
 dp_header(struct archive *w, const char *path, unsigned mode, unsigned long long size,
@@ -382,15 +400,10 @@ dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e
 	struct release_files srf = RELEASE_FILES_INIT;
 	struct archive_entry *ae;
 	struct archive *a = NULL;
-	char *sfj = NULL;
-	size_t sfjlen = 0, wanted = 0;
+	size_t wanted = 0;
 	int st, rc = -1;
 
-	st = delta_pack_files_json(src, &sfj, &sfjlen, e);
-	if (st != 1 || release_files_parse(sfj, sfjlen, &srf, e) != 0) {
-		if (st == 0) {
-			err_set(e, ERR_FORMAT, "%s: no %s", src, RELEASE_FILES_FILE);
-		}
+	if (dp_files_of(src, &srf, e) != 0) {
 		goto out;
 	}
 	for (size_t k = 0; k < c->n_bases; k++) {
@@ -434,7 +447,6 @@ dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e
 out:
 	archive_read_free(a);
 	release_files_free(&srf);
-	free(sfj);
 	return rc;
 }
 
@@ -1034,15 +1046,9 @@ dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
 {
 	struct release_files rf = RELEASE_FILES_INIT;
 	const struct release_files *src = &rf;
-	char *fj = NULL;
-	size_t fjlen = 0;
-	int st, rc = -1;
+	int rc = -1;
 
-	st = delta_pack_files_json(ref, &fj, &fjlen, e);
-	if (st != 1 || release_files_parse(fj, fjlen, &rf, e) != 0) {
-		if (st == 0) {
-			err_set(e, ERR_FORMAT, "%s: no %s", ref, RELEASE_FILES_FILE);
-		}
+	if (dp_files_of(ref, &rf, e) != 0) {
 		goto out;
 	}
 	if (pf->ref[0] == '\0' && strlen(ref) < sizeof(pf->ref)) {
@@ -1070,7 +1076,6 @@ dp_pf_ref(struct delta_pack_prefetch *pf, const char *ref, struct err *e)
 	rc = 0;
 out:
 	release_files_free(&rf);
-	free(fj);
 	return rc;
 }
 
