@@ -362,11 +362,11 @@ dp_bases_plan(struct dp_ctx *c, const struct release_files *rf,
 }
 
 static struct dp_base *
-dp_base_find(struct dp_ctx *c, const char *hex)
+dp_base_find(struct dp_base *bases, size_t n, const char *hex)
 {
-	for (size_t k = 0; k < c->n_bases; k++) {
-		if (strcmp(c->bases[k].hex, hex) == 0) {
-			return &c->bases[k];
+	for (size_t k = 0; k < n; k++) {
+		if (strcmp(bases[k].hex, hex) == 0) {
+			return &bases[k];
 		}
 	}
 	return NULL;
@@ -393,48 +393,30 @@ dp_read_checked(struct archive *a, const char *path, uint64_t size, const char *
 	return 0;
 }
 
-/* Read from the release tarball SRC the bases it has that are not read yet. */
+/*
+ * Read from the release tarball SRC, whose files.json is RF, the WANTED of
+ * the N BASES marked in_source and not read yet, each checked against RF.
+ */
 static int
-dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e)
+dp_bases_read(const char *src, const struct release_files *rf, struct dp_base *bases, size_t n,
+    size_t wanted, struct err *e)
 {
-	struct release_files srf = RELEASE_FILES_INIT;
 	struct archive_entry *ae;
 	struct archive *a = NULL;
-	size_t wanted = 0;
-	int st, rc = -1;
+	int rc = -1;
 
-	if (dp_files_of(src, &srf, e) != 0) {
-		goto out;
-	}
-	for (size_t k = 0; k < c->n_bases; k++) {
-		c->bases[k].in_source = 0;
-	}
-	for (size_t i = 0; i < srf.n; i++) {
-		struct dp_base *b;
-
-		if (srf.v[i].type == RELEASE_FILES_REG &&
-		    (b = dp_base_find(c, srf.v[i].sha256)) != NULL && b->buf == NULL &&
-		    !b->in_source && srf.v[i].size <= ZPATCH_MAX_FILE && srf.v[i].size <= *budget) {
-			b->in_source = 1;
-			*budget -= srf.v[i].size;
-			wanted++;
-		}
-	}
-	if (wanted == 0) {
-		rc = 0;
-		goto out;
-	}
 	if (dp_read_open(src, &a, e) != 0) {
-		goto out;
+		return -1;
 	}
-	while (wanted > 0 && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+	while (wanted > 0 && archive_read_next_header(a, &ae) == ARCHIVE_OK) {
 		const char *p = archive_entry_pathname(ae);
 		const struct release_files_entry *en;
 		struct dp_base *b;
 
 		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG ||
-		    (en = release_files_find(&srf, p)) == NULL || en->type != RELEASE_FILES_REG ||
-		    (b = dp_base_find(c, en->sha256)) == NULL || !b->in_source || b->buf != NULL) {
+		    (en = release_files_find(rf, p)) == NULL || en->type != RELEASE_FILES_REG ||
+		    (b = dp_base_find(bases, n, en->sha256)) == NULL || !b->in_source ||
+		    b->buf != NULL) {
 			continue;
 		}
 		if (dp_read_checked(a, p, en->size, en->sha256, &b->buf, &b->len, e) != 0) {
@@ -446,6 +428,36 @@ dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e
 	rc = 0;
 out:
 	archive_read_free(a);
+	return rc;
+}
+
+/* Read from the release tarball SRC the bases it has that are not read yet. */
+static int
+dp_bases_from(struct dp_ctx *c, const char *src, uint64_t *budget, struct err *e)
+{
+	struct release_files srf = RELEASE_FILES_INIT;
+	size_t wanted = 0;
+	int rc = -1;
+
+	if (dp_files_of(src, &srf, e) != 0) {
+		goto out;
+	}
+	for (size_t k = 0; k < c->n_bases; k++) {
+		c->bases[k].in_source = 0;
+	}
+	for (size_t i = 0; i < srf.n; i++) {
+		struct dp_base *b;
+
+		if (srf.v[i].type == RELEASE_FILES_REG &&
+		    (b = dp_base_find(c->bases, c->n_bases, srf.v[i].sha256)) != NULL && b->buf == NULL &&
+		    !b->in_source && srf.v[i].size <= ZPATCH_MAX_FILE && srf.v[i].size <= *budget) {
+			b->in_source = 1;
+			*budget -= srf.v[i].size;
+			wanted++;
+		}
+	}
+	rc = wanted == 0 ? 0 : dp_bases_read(src, &srf, c->bases, c->n_bases, wanted, e);
+out:
 	release_files_free(&srf);
 	return rc;
 }
@@ -758,38 +770,14 @@ static void *
 dp_pf_bases_thread(void *arg)
 {
 	struct delta_pack_prefetch *pf = arg;
-	struct archive_entry *ae;
-	struct archive *a = NULL;
 	struct err e = ERR_INIT;
-	size_t left = pf->n_bases;
-	int st;
 
-	if (dp_read_open(pf->ref, &a, &e) != 0) {
-		log_warnx("delta: no bases from %s: %s", pf->ref, err_msg(&e));
-		return NULL;
+	for (size_t k = 0; k < pf->n_bases; k++) {
+		pf->bases[k].in_source = 1;
 	}
-	while (left > 0 && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
-		const char *p = archive_entry_pathname(ae);
-		const struct release_files_entry *en;
-		struct dp_base key = { .buf = NULL }, *b;
-
-		if (p == NULL || archive_entry_filetype(ae) != AE_IFREG ||
-		    (en = release_files_find(&pf->ref_rf, p)) == NULL ||
-		    en->type != RELEASE_FILES_REG) {
-			continue;
-		}
-		memcpy(key.hex, en->sha256, sizeof(key.hex));
-		b = bsearch(&key, pf->bases, pf->n_bases, sizeof(*pf->bases), dp_base_cmp);
-		if (b == NULL || b->buf != NULL) {
-			continue;
-		}
-		if (dp_read_checked(a, p, en->size, en->sha256, &b->buf, &b->len, &e) != 0) {
-			log_warnx("delta: no bases from %s: %s", pf->ref, err_msg(&e));
-			break;
-		}
-		left--;
+	if (dp_bases_read(pf->ref, &pf->ref_rf, pf->bases, pf->n_bases, pf->n_bases, &e) != 0) {
+		log_warnx("delta: no more bases read beside the check: %s", err_msg(&e));
 	}
-	archive_read_free(a);
 	return NULL;
 }
 
