@@ -154,6 +154,16 @@ out:
 	return rc;
 }
 
+/* A stored release's file name: SHA256.tar.gz (the digest's 64 characters, then the suffix). */
+static int
+rs_is_release_name(const char *nm)
+{
+	static const char suffix[] = ".tar.gz";
+
+	return strlen(nm) == DIGEST_HEX_LEN + sizeof(suffix) - 1 &&
+	    strcmp(nm + DIGEST_HEX_LEN, suffix) == 0;
+}
+
 /*
  * 1 when the store DIR holds a release (SHA256.tar.gz) of SIZE bytes: only
  * then can a source of SIZE bytes be one the store holds checked.
@@ -161,7 +171,6 @@ out:
 static int
 rs_holds_size(const char *dir, off_t size)
 {
-	static const char suffix[] = ".tar.gz";
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	struct stat st;
@@ -171,8 +180,7 @@ rs_holds_size(const char *dir, off_t size)
 		return 0;
 	}
 	while (!found && (de = readdir(d)) != NULL) {
-		if (strlen(de->d_name) == DIGEST_HEX_LEN + sizeof(suffix) - 1 &&
-		    strcmp(de->d_name + DIGEST_HEX_LEN, suffix) == 0) {
+		if (rs_is_release_name(de->d_name)) {
 			found = fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
 			    S_ISREG(st.st_mode) && st.st_size == size;
 		}
@@ -272,7 +280,7 @@ rs_references(const char *dir, const char *sha256, char (*refs)[PATH_MAX], size_
 		struct stat st;
 		size_t i;
 
-		if (strlen(nm) != DIGEST_HEX_LEN + 7 || strcmp(nm + DIGEST_HEX_LEN, ".tar.gz") != 0 ||
+		if (!rs_is_release_name(nm) ||
 		    strncmp(nm, sha256, DIGEST_HEX_LEN) == 0 ||
 		    fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
 			continue;
