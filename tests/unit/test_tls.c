@@ -68,75 +68,97 @@ path_of(char *buf, size_t len, const char *name, const char *ext)
 	assert_true(n > 0 && (size_t)n < len);
 }
 
+/*
+ * NAME.key, a new P-256 (RSA 2048 with RSA) key, and NAME.crt, its
+ * certificate with subject SUBJ and the extensions EXTS (lines of an
+ * openssl config section), signed by CA's key or (CA NULL) self-signed;
+ * NAME.der the certificate in DER. Two openssl processes: req -x509 makes
+ * the key and the certificate, with -CA signing it with CA's key (OpenSSL
+ * 3.0), its config NAME.cnf.
+ */
 static int
-genkey(const char *name, int rsa)
+new_cert(const char *ca, const char *name, const char *subj, const char *exts, int rsa)
 {
-	char key[256];
-	const char *ec[] = { "openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
-		"ec_paramgen_curve:P-256", "-out", key, NULL };
-	const char *rs[] = { "openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-		"rsa_keygen_bits:2048", "-out", key, NULL };
+	char key[256], crt[256], der[256], cnf[256], cacrt[256], cakey[256];
+	const char *req[32];
+	const char *todr[] = { "openssl", "x509", "-in", crt, "-outform", "DER", "-out", der, NULL };
+	size_t n = 0;
+	FILE *f;
 
 	path_of(key, sizeof(key), name, "key");
-	if (run_argv(rsa ? rs : ec) != 0) {
+	path_of(crt, sizeof(crt), name, "crt");
+	path_of(der, sizeof(der), name, "der");
+	path_of(cnf, sizeof(cnf), name, "cnf");
+	f = fopen(cnf, "we");
+	if (f == NULL) {
 		return -1;
 	}
-	return chmod(key, 0600);
+	fprintf(f, "[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n%s", exts);
+	if (fclose(f) != 0) {
+		return -1;
+	}
+	req[n++] = "openssl";
+	req[n++] = "req";
+	req[n++] = "-x509";
+	req[n++] = "-config";
+	req[n++] = cnf;
+	req[n++] = "-newkey";
+	if (rsa) {
+		req[n++] = "rsa:2048";
+	} else {
+		req[n++] = "ec";
+		req[n++] = "-pkeyopt";
+		req[n++] = "ec_paramgen_curve:P-256";
+	}
+	req[n++] = "-noenc";
+	req[n++] = "-keyout";
+	req[n++] = key;
+	req[n++] = "-out";
+	req[n++] = crt;
+	req[n++] = "-days";
+	req[n++] = "30";
+	req[n++] = "-subj";
+	req[n++] = subj;
+	if (ca != NULL) {
+		path_of(cacrt, sizeof(cacrt), ca, "crt");
+		path_of(cakey, sizeof(cakey), ca, "key");
+		req[n++] = "-CA";
+		req[n++] = cacrt;
+		req[n++] = "-CAkey";
+		req[n++] = cakey;
+	}
+	req[n] = NULL;
+	if (run_argv(req) != 0 || chmod(key, 0600) != 0 || run_argv(todr) != 0) {
+		return -1;
+	}
+	return 0;
 }
 
 static int
 make_ca(const char *name, const char *cn)
 {
-	char key[256], crt[256], subj[160];
-	const char *argv[] = { "openssl", "req", "-x509", "-new", "-key", key, "-out", crt, "-days",
-		"30", "-subj", subj, "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-		"-addext", "keyUsage=critical,keyCertSign,cRLSign", NULL };
+	char subj[160];
 
-	path_of(key, sizeof(key), name, "key");
-	path_of(crt, sizeof(crt), name, "crt");
 	snprintf(subj, sizeof(subj), "/CN=%s", cn);
-	if (genkey(name, 0) != 0) {
-		return -1;
-	}
-	return run_argv(argv);
+	return new_cert(NULL, name, subj,
+	    "basicConstraints=critical,CA:TRUE,pathlen:0\n"
+	    "keyUsage=critical,keyCertSign,cRLSign\n",
+	    0);
 }
 
 /* NAME.key/.crt/.der signed by CA with subject SUBJ and extended key usage EKU. */
 static int
 issue(const char *ca, const char *name, const char *subj, const char *eku, int rsa)
 {
-	char key[256], csr[256], crt[256], der[256], ext[256], cacrt[256], cakey[256];
-	const char *req[] = { "openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr,
-		NULL };
-	const char *x509[] = { "openssl", "x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey", cakey,
-		"-days", "30", "-extfile", ext, "-out", crt, NULL };
-	const char *todr[] = { "openssl", "x509", "-in", crt, "-outform", "DER", "-out", der, NULL };
-	FILE *f;
+	char exts[256];
 
-	path_of(key, sizeof(key), name, "key");
-	path_of(csr, sizeof(csr), name, "csr");
-	path_of(crt, sizeof(crt), name, "crt");
-	path_of(der, sizeof(der), name, "der");
-	path_of(ext, sizeof(ext), name, "ext");
-	path_of(cacrt, sizeof(cacrt), ca, "crt");
-	path_of(cakey, sizeof(cakey), ca, "key");
-	f = fopen(ext, "we");
-	if (f == NULL) {
-		return -1;
-	}
-	fprintf(f, "basicConstraints=critical,CA:FALSE\n"
-		   "keyUsage=critical,digitalSignature,keyEncipherment\n"
-		   "extendedKeyUsage=%s\n"
-		   "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+	snprintf(exts, sizeof(exts),
+	    "basicConstraints=critical,CA:FALSE\n"
+	    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+	    "extendedKeyUsage=%s\n"
+	    "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
 	    eku);
-	if (fclose(f) != 0) {
-		return -1;
-	}
-	if (genkey(name, rsa) != 0 || run_argv(req) != 0 || run_argv(x509) != 0 ||
-	    run_argv(todr) != 0) {
-		return -1;
-	}
-	return 0;
+	return new_cert(ca, name, subj, exts, rsa);
 }
 
 static int
