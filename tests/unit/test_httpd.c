@@ -76,14 +76,35 @@ path_of(char *buf, size_t len, const char *name, const char *ext)
 	}
 }
 
+/*
+ * NAME.key, a new P-256 key, and NAME.crt, its certificate with subject
+ * SUBJ and the extensions EXTS (lines of an openssl config section), signed
+ * by ca.key or (CA 0) self-signed: one openssl process, req -x509 making
+ * the key and the certificate, with -CA signing it (OpenSSL 3.0), its
+ * config NAME.cnf. With CA 0 the argument list ends where -CA would be.
+ */
 static int
-genkey(const char *name)
+new_cert(int ca, const char *name, const char *subj, const char *exts)
 {
-	char key[256];
-	const char *argv[] = { "openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
-		"ec_paramgen_curve:P-256", "-out", key, NULL };
+	char key[256], crt[256], cnf[256], cacrt[256], cakey[256];
+	const char *argv[] = { "openssl", "req", "-x509", "-config", cnf, "-newkey", "ec",
+		"-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-keyout", key, "-out", crt,
+		"-days", "30", "-subj", subj, ca ? "-CA" : NULL, cacrt, "-CAkey", cakey, NULL };
+	FILE *f;
 
 	path_of(key, sizeof(key), name, "key");
+	path_of(crt, sizeof(crt), name, "crt");
+	path_of(cnf, sizeof(cnf), name, "cnf");
+	path_of(cacrt, sizeof(cacrt), "ca", "crt");
+	path_of(cakey, sizeof(cakey), "ca", "key");
+	f = fopen(cnf, "we");
+	if (f == NULL) {
+		return -1;
+	}
+	fprintf(f, "[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n%s", exts);
+	if (fclose(f) != 0) {
+		return -1;
+	}
 	if (run_argv(argv) != 0) {
 		return -1;
 	}
@@ -93,34 +114,14 @@ genkey(const char *name)
 static int
 issue(const char *name, const char *subj, const char *eku)
 {
-	char key[256], csr[256], crt[256], ext[256], cacrt[256], cakey[256];
-	const char *req[] = { "openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr,
-		NULL };
-	const char *x509[] = { "openssl", "x509", "-req", "-in", csr, "-CA", cacrt, "-CAkey",
-		cakey, "-days", "30", "-extfile", ext, "-out", crt, NULL };
-	FILE *f;
+	char exts[256];
 
-	path_of(key, sizeof(key), name, "key");
-	path_of(csr, sizeof(csr), name, "csr");
-	path_of(crt, sizeof(crt), name, "crt");
-	path_of(ext, sizeof(ext), name, "ext");
-	path_of(cacrt, sizeof(cacrt), "ca", "crt");
-	path_of(cakey, sizeof(cakey), "ca", "key");
-	f = fopen(ext, "we");
-	if (f == NULL) {
-		return -1;
-	}
-	fprintf(f, "basicConstraints=critical,CA:FALSE\n"
-		   "keyUsage=critical,digitalSignature\n"
-		   "extendedKeyUsage=%s\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+	snprintf(exts, sizeof(exts),
+	    "basicConstraints=critical,CA:FALSE\n"
+	    "keyUsage=critical,digitalSignature\n"
+	    "extendedKeyUsage=%s\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
 	    eku);
-	if (fclose(f) != 0) {
-		return -1;
-	}
-	if (genkey(name) != 0 || run_argv(req) != 0 || run_argv(x509) != 0) {
-		return -1;
-	}
-	return 0;
+	return new_cert(1, name, subj, exts);
 }
 
 static struct tls_ctx *
@@ -149,21 +150,15 @@ load_ctx(const char *name, int server)
 static int
 group_setup(void **state)
 {
-	char cakey[256], cacrt[256];
-	const char *ca[] = { "openssl", "req", "-x509", "-new", "-key", cakey, "-out", cacrt,
-		"-days", "30", "-subj", "/CN=Unit CA", "-addext",
-		"basicConstraints=critical,CA:TRUE,pathlen:0", "-addext",
-		"keyUsage=critical,keyCertSign,cRLSign", NULL };
-
 	(void)state;
 	log_init("test_httpd", getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
 	g_dir = tmpdir_make("httpd");
 	if (g_dir == NULL) {
 		return -1;
 	}
-	path_of(cakey, sizeof(cakey), "ca", "key");
-	path_of(cacrt, sizeof(cacrt), "ca", "crt");
-	if (genkey("ca") != 0 || run_argv(ca) != 0 ||
+	if (new_cert(0, "ca", "/CN=Unit CA",
+		"basicConstraints=critical,CA:TRUE,pathlen:0\n"
+		"keyUsage=critical,keyCertSign,cRLSign\n") != 0 ||
 	    issue("server", "/CN=localhost/OU=agent", "serverAuth") != 0 ||
 	    issue("master", "/CN=tandem-master/OU=master", "clientAuth") != 0 ||
 	    issue("agent", "/CN=host1/OU=agent", "clientAuth") != 0) {
