@@ -43,9 +43,27 @@ endif
 override BUILD := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILD)))
 
 CC      ?= cc
+# Parse-time cost: every make reads this file (`make release` alone twice,
+# the gate ~235 times), and on this kind of VM each process started costs
+# milliseconds. So what needs a process is computed when a goal first needs
+# it and once per make ($(call once,...) below): pkg-config when a recipe
+# compiles or links, git for the packages' dates, grep for a broken release
+# kind. The rest is make's own ($(wildcard), string functions), no process.
+# $(call once,VAR,TEXT): define VAR (recursive) as TEXT, expanded on first use
+# and kept as a simple variable from then on.
+once = $(eval $(1) = $$(eval $(1) := $(2))$$($(1)))
+# A make whose only goal is `release` only takes the release lock and runs
+# the make that does the work (see release:): it needs no dependency file.
+RELEASE_OUTER := $(if $(filter-out release,$(MAKECMDGOALS)),,$(filter release,$(MAKECMDGOALS)))
+# $(call deps_in,DIRS): the .d files up to four levels below DIRS (an object
+# mirrors its source's path: tests/unit/x.c -> obj/tests/unit/x.d,
+# kind/agent-KIND/agent/x.d), read by make's $(wildcard), no find.
+deps_in = $(wildcard $(foreach l,* */* */*/* */*/*/*,$(addsuffix /$(l).d,$(1))))
+# $(call on_path,PROGRAM): PROGRAM's path when it is in $PATH (as `command -v`).
+on_path = $(firstword $(wildcard $(addsuffix /$(1),$(subst :, ,$(PATH)))))
 PKGS    := libmicrohttpd libarchive libcjson sqlite3 libzstd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+$(call once,PKG_CFLAGS,$$(shell pkg-config --cflags $$(PKGS) 2>/dev/null))
+$(call once,PKG_LIBS,$$(shell pkg-config --libs $$(PKGS) 2>/dev/null))
 # mbedTLS 2.28 and http-parser ship no .pc file on Debian 12.
 EXTRA_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lpthread
 
@@ -65,7 +83,7 @@ CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
 # programs, which make release and make deb link again and ship, keep -g and
 # the default linker.
 # wiki/Development.md#build-trees
-FAST_LD := $(if $(shell command -v ld.gold 2>/dev/null),-fuse-ld=gold)
+FAST_LD := $(if $(call on_path,ld.gold),-fuse-ld=gold)
 ifeq ($(SAN),1)
 CFLAGS  ?= -O1 -g1 -fno-omit-frame-pointer
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -107,6 +125,21 @@ TESTHOOK_OFF := $(BUILD)/obj-shipped/common/testhook.o
 # binaries link gen/version-VERSION.o, one per version, and leave the
 # programs of $(BUILD) alone.
 VERSION_RE  := [A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}
+# The same rule in make itself, checked at parse time without a process:
+# $(call chars_ok,S,FIRST,REST,N): S when it is one word of fewer than N
+# characters, its first one of FIRST and the others of FIRST or REST (lists
+# of characters), else empty.
+DIGIT_CHARS := 0 1 2 3 4 5 6 7 8 9
+ALPHA_CHARS := A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
+	a b c d e f g h i j k l m n o p q r s t u v w x y z
+chars_ok = $(if $(and $(filter 1,$(words $(1))),$(findstring $(1),$(strip $(1))),$(call \
+	chars_ok_,$(call split_chars,$(1),$(2) $(3)),$(2),$(3),$(4))),$(1))
+chars_ok_ = $(and $(filter $(2),$(firstword $(1))),$(if $(filter-out $(2) $(3),$(1))$(word $(4),$(1)),,ok))
+# $(call split_chars,S,CHARS): S with a space on each side of each of CHARS.
+split_chars = $(if $(2),$(call split_chars,$(subst $(firstword $(2)), $(firstword $(2)) ,$(1)),$(wordlist \
+	2,$(words $(2)),$(2))),$(1))
+# VERSION_RE: $(call version_ok,S) is S when S matches it.
+version_ok = $(call chars_ok,$(1),$(ALPHA_CHARS) $(DIGIT_CHARS),. + ~ _ -,65)
 BUILD_VERSION_OBJ := $(BUILD)/gen/version.o
 VERSION_OBJ := $(BUILD)/gen/version-$(VERSION).o
 # $(call version_c,VERSION): print the generated source.
@@ -447,12 +480,12 @@ lint:
 # reports print), as the sanitizer trees.
 BUILD_FUZZ  := build-fuzz
 FUZZ_CC     := clang
-FUZZ_CFLAGS := -gline-tables-only -O1 -fsanitize=fuzzer-no-link,address,undefined -std=c11 -D_GNU_SOURCE -I. \
+FUZZ_CFLAGS  = -gline-tables-only -O1 -fsanitize=fuzzer-no-link,address,undefined -std=c11 -D_GNU_SOURCE -I. \
 	$(PKG_CFLAGS) -MMD -MP
 # clang's runtimes make gold warn about every ASan check it cannot export
 # (3 000 lines per build): the harnesses link with lld where it is installed
 # (make deps installs it), 8.4 s of CPU for the 23 links against 13.8 s with ld.bfd.
-FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined $(if $(shell command -v ld.lld 2>/dev/null),-fuse-ld=lld)
+FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined $(if $(call on_path,ld.lld),-fuse-ld=lld)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD_FUZZ)/%)
 FUZZ_HARNESS_OBJS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD_FUZZ)/obj/tests/fuzz/%.o)
@@ -520,11 +553,11 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJS) $(FUZZ_NEED_DEP)
 
 define fuzz_harness
 $(BUILD_FUZZ)/$(1): $(BUILD_FUZZ)/obj/tests/fuzz/$(1).o $(FUZZ_PROG_LIBS) $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$^ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach h,$(FUZZ_SRCS:tests/fuzz/%.c=%),$(eval $(call fuzz_harness,$(h))))
 
--include $(shell find $(BUILD_FUZZ)/obj $(BUILD_FUZZ)/gen -name '*.d' 2>/dev/null)
+-include $(if $(RELEASE_OUTER),,$(call deps_in,$(BUILD_FUZZ)/obj $(BUILD_FUZZ)/gen))
 
 # Every harness for FUZZ_SECONDS, JOBS harnesses at a time (each is one
 # single-threaded process), output printed per harness when it ends.
@@ -624,13 +657,16 @@ RELEASE_OUT ?= $(BUILD)/tandem-agent-$(VERSION)$(if $(filter-out good,$(RELEASE_
 
 # The only sources a broken kind changes (found by what they read, so a file
 # that starts to use the switch is compiled per kind without a Makefile edit).
-AGENT_KIND_SRCS   := $(if $(AGENT_SRCS),$(shell grep -lE 'TANDEM_AGENT_BROKEN|agent/broken\.h' $(AGENT_SRCS)))
-UPDATER_KIND_SRCS := $(if $(UPDATER_SRCS),$(shell grep -l 'TANDEM_UPDATER_BROKEN' $(UPDATER_SRCS)))
-# $(call kind_objs,PROGRAM,KIND,SRCS,KIND_SRCS): the objects of one kind.
+# Read (grep) only when a broken kind is asked for: a good kind links the
+# objects of $(BUILD)/obj as they are.
+$(call once,AGENT_KIND_SRCS,$$(if $$(AGENT_SRCS),$$(shell grep -lE 'TANDEM_AGENT_BROKEN|agent/broken\.h' $$(AGENT_SRCS))))
+$(call once,UPDATER_KIND_SRCS,$$(if $$(UPDATER_SRCS),$$(shell grep -l 'TANDEM_UPDATER_BROKEN' $$(UPDATER_SRCS))))
+# $(call kind_objs,PROGRAM,KIND,SRCS,KIND_SRCS_VAR): the objects of one kind
+# (KIND_SRCS_VAR names the list, so a good kind never reads it).
 kind_objs = $(if $(filter good,$(2)),$(3:%.c=$(BUILD)/obj/%.o),$(filter-out \
-	$(4:%.c=$(BUILD)/obj/%.o),$(3:%.c=$(BUILD)/obj/%.o)) $(4:%.c=$(BUILD)/kind/$(1)-$(2)/%.o))
-RELEASE_AGENT_OBJS   := $(call kind_objs,agent,$(RELEASE_KIND),$(AGENT_SRCS),$(AGENT_KIND_SRCS))
-RELEASE_UPDATER_OBJS := $(call kind_objs,updater,$(RELEASE_UPDATER_KIND),$(UPDATER_SRCS),$(UPDATER_KIND_SRCS))
+	$($(4):%.c=$(BUILD)/obj/%.o),$(3:%.c=$(BUILD)/obj/%.o)) $($(4):%.c=$(BUILD)/kind/$(1)-$(2)/%.o))
+RELEASE_AGENT_OBJS   := $(call kind_objs,agent,$(RELEASE_KIND),$(AGENT_SRCS),AGENT_KIND_SRCS)
+RELEASE_UPDATER_OBJS := $(call kind_objs,updater,$(RELEASE_UPDATER_KIND),$(UPDATER_SRCS),UPDATER_KIND_SRCS)
 RELEASE_BINS := $(RELEASE_STAGE)/bin/tandem-agent $(RELEASE_STAGE)/bin/tandem-updater
 # The packer is the master CLI linked once more with the default version, so
 # that `make release VERSION=x` never relinks the normal binaries with x.
@@ -643,13 +679,16 @@ endif
 ifeq ($(RELEASE_UPD_BROKEN),)
 $(error RELEASE_UPDATER_KIND=$(RELEASE_UPDATER_KIND): use good, exit-at-once, hang or crash-later)
 endif
-ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '$(VERSION_RE)'),$(VERSION))
+ifneq ($(call version_ok,$(VERSION)),$(VERSION))
 $(error VERSION=$(VERSION): use 1-64 characters of A-Z a-z 0-9 . + ~ _ -, starting alphanumeric)
 endif
-ifeq ($(AGENT_KIND_SRCS),)
+endif
+# Checked by the make that builds a broken kind (the outer `make release` only locks).
+ifneq ($(filter release-locked,$(MAKECMDGOALS)),)
+ifeq ($(if $(filter-out good,$(RELEASE_KIND)),$(AGENT_KIND_SRCS),good),)
 $(error no agent source reads TANDEM_AGENT_BROKEN: the broken kinds would not be broken)
 endif
-ifeq ($(UPDATER_KIND_SRCS),)
+ifeq ($(if $(filter-out good,$(RELEASE_UPDATER_KIND)),$(UPDATER_KIND_SRCS),good),)
 $(error no updater source reads TANDEM_UPDATER_BROKEN: the broken kinds would not be broken)
 endif
 endif
@@ -681,20 +720,25 @@ $(RELEASE_PACKER): $(MASTER_SRCS:%.c=$(BUILD)/obj/%.o) $(TESTHOOK_OFF) $(LIB) \
 
 # One release at a time per build tree: two makes linking the same stage
 # while the other packs it would pack a file being replaced (the e2e suite
-# runs in parallel). The lock is held for the link and the pack.
+# runs in parallel). The lock is held for the link and the pack: `make
+# release` takes it (flock on $(BUILD)/.release.lock, which blocks until the
+# other release of this tree is done) and runs the make that links and packs
+# (release-locked) under it. That outer make reads no dependency file and
+# starts no process while it reads this Makefile (RELEASE_OUTER), so the
+# release costs one full parse.
 .PHONY: release release-locked
 release:
 	@mkdir -p $(BUILD)
 	@flock $(BUILD)/.release.lock $(MAKE) --no-print-directory release-locked
 
+# One shell for the output's directory and the packer.
 release-locked: $(RELEASE_BINS) $(RELEASE_PACKER)
-	@mkdir -p "$$(dirname '$(RELEASE_OUT)')"
-	@$(RELEASE_PACKER) release pack '$(RELEASE_STAGE)' --version '$(VERSION)' --readiness ready-fd \
+	@out='$(RELEASE_OUT)'; d=$${out%/*}; [ "$$d" = "$$out" ] || [ -d "$${d:-/}" ] || mkdir -p "$${d:-/}"; \
+	exec $(RELEASE_PACKER) release pack '$(RELEASE_STAGE)' --version '$(VERSION)' --readiness ready-fd \
 		--output '$(RELEASE_OUT)'
 
--include $(shell find $(BUILD)/kind $(BUILD)/gen $(BUILD)/obj-shipped -name '*.d' 2>/dev/null)
-
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# The objects' dependency files (-MMD), found by make itself ($(deps_in)).
+-include $(if $(RELEASE_OUTER),,$(call deps_in,$(BUILD)/obj $(BUILD)/obj-shipped $(BUILD)/kind $(BUILD)/gen))
 
 
 # ---- install / uninstall / deb (packaging/, wiki/Operations.md) ----
@@ -725,8 +769,9 @@ STATEDIR   ?= /var/lib/tandem
 # The packages' Maintainer field: set it to your organisation's address.
 DEB_MAINTAINER ?= tandem developers <tandem@example.org>
 # Dates in man pages and the changelog: the last commit's, so builds repeat.
-PKG_DATE   := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
-PKG_COMMIT := $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown)
+# Read from git when a package recipe first uses them.
+$(call once,PKG_DATE,$$(or $$(SOURCE_DATE_EPOCH),$$(shell git log -1 --format=%ct 2>/dev/null),0))
+$(call once,PKG_COMMIT,$$(or $$(shell git rev-parse --short=12 HEAD 2>/dev/null),unknown))
 PKG_TREE   := $(BUILD)/pkg-$(VERSION)
 PKG_REL    := $(BUILD)/release/good-updater-good-$(VERSION)/bin
 PKG_SEED   := $(PKG_TREE)/tandem-agent-release.tar.gz
@@ -831,7 +876,7 @@ DEB_ARCH  = $(shell dpkg --print-architecture)
 # The packages `make deb` builds (a package upgrade test needs only the worker's).
 DEB_PACKAGES ?= tandem-worker tandem-master
 ifneq ($(filter deb deb-lint,$(MAKECMDGOALS)),)
-ifneq ($(shell printf '%s' '$(VERSION)' | grep -Ex '[0-9][A-Za-z0-9.+~-]{0,63}'),$(VERSION))
+ifneq ($(call chars_ok,$(VERSION),$(DIGIT_CHARS),$(ALPHA_CHARS) . + ~ -,65),$(VERSION))
 $(error VERSION=$(VERSION): a Debian version starts with a digit and uses A-Z a-z 0-9 . + ~ -)
 endif
 ifneq ($(strip $(filter-out tandem-worker tandem-master,$(DEB_PACKAGES))),)
