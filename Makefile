@@ -191,6 +191,10 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps check test unit unit-threaded unit-bins e2e check-asan check-asan-full check-tsan lint fuzz fuzz-run bench clean tools
 .DEFAULT_GOAL := all
+# Every rule here is written out: make's built-in rules only cost time (for
+# every header a .d file names, make would look for RCS, SCCS, yacc, ...
+# sources to make it from).
+MAKEFLAGS += --no-builtin-rules
 
 all: $(LIB) $(BINS) tools
 
