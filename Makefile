@@ -43,9 +43,9 @@ endif
 override BUILD := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILD)))
 
 CC      ?= cc
-# Parse-time cost: every make reads this file (`make release` alone twice,
-# the gate ~235 times), and on this kind of VM each process started costs
-# milliseconds. So what needs a process is computed when a goal first needs
+# Parse-time cost: every make reads this file (the gate starts ~235 makes,
+# `make release` two: the one that takes the lock and the one under it), and
+# on a VM each process started costs milliseconds. So what needs a process is computed when a goal first needs
 # it and once per make ($(call once,...) below): pkg-config when a recipe
 # compiles or links, git for the packages' dates, grep for a broken release
 # kind. The rest is make's own ($(wildcard), string functions), no process.
