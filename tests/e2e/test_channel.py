@@ -102,7 +102,7 @@ def curl(srv, pki, path, cert="master", extra=(), timeout=120, cacert=None, inpu
     if cert is not None:
         who = getattr(pki, cert) if isinstance(cert, str) else cert
     r = curl_run(srv.url + path, cacert or pki.ca_crt, who, *extra, max_time=timeout - 5,
-                 input=input)
+                 input=input, real_curl=True)
     return r.rc, r.status, r.body, r.stderr
 
 

@@ -172,14 +172,15 @@ class Chaos:
     def health(self):
         if self.h.port is None:
             return None
-        r = curl_run(self.h.url("/health"), self.h.pki.ca_crt, self.h.pki.master, max_time=5)
+        r = curl_run(self.h.url("/health"), self.h.pki.ca_crt, self.h.pki.master, max_time=5,
+                     real_curl=True)
         if r.rc != 0 or r.status != 200:
             return None
         return r.json()
 
     def agent_health(self):
         r = curl_run("https://127.0.0.1:%d/health" % self.h.agent_port, self.h.pki.ca_crt,
-                     self.h.pki.updater, max_time=5)
+                     self.h.pki.updater, max_time=5, real_curl=True)
         if r.rc != 0 or r.status != 200:
             return None
         return r.json()

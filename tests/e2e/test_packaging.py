@@ -567,7 +567,7 @@ def test_scratch_root_binaries(scratch):
 
 
 def curl_json(ca, who, url, resolve=None):
-    r = curl_run(url, ca, who, resolve=resolve, max_time=10)
+    r = curl_run(url, ca, who, resolve=resolve, max_time=10, real_curl=True)
     assert r.rc == 0, r.stderr
     return json.loads(r.body)
 

@@ -98,12 +98,14 @@ def server(home, tmp_path, procs):
     return p
 
 
-def curl(port, crt, key, cacert, host="localhost", path="/whoami"):
-    """GET PATH presenting CRT/KEY (None: no certificate); worker_util's CurlResult."""
+def curl(port, crt, key, cacert, host="localhost", path="/whoami", real_curl=False):
+    """GET PATH presenting CRT/KEY (None: no certificate); worker_util's CurlResult
+    (REAL_CURL: with the curl binary, where curl reading our certificates is the point)."""
     # localhost may resolve to ::1 first; the server listens on 127.0.0.1.
     return curl_run("https://%s:%d%s" % (host, port, path), cacert,
                     (crt, key) if crt else None, max_time=CURL_TIMEOUT,
-                    resolve="localhost:%d:127.0.0.1" % port if host == "localhost" else None)
+                    resolve="localhost:%d:127.0.0.1" % port if host == "localhost" else None,
+                    real_curl=real_curl)
 
 
 # ---- init -----------------------------------------------------------------
@@ -448,32 +450,37 @@ def test_cli_help_and_dispatch(tmp_path):
 
 
 def test_curl_with_our_certs(home, server, tmp_path):
+    """curl itself (not the suite's in-process client) reads our certificates: the
+    server's DNS and IP SANs, and each client key type."""
     out = str(tmp_path / "clients")
     agent = home.issue("host1", "agent", out)
     upd = home.issue("host1", "updater", out)
     rsa = home.issue("rsaclient", "agent", out, "--key-type", "rsa")
 
-    r = curl(server.port, home.master_crt, home.master_key, home.ca_crt)
+    r = curl(server.port, home.master_crt, home.master_key, home.ca_crt, real_curl=True)
     assert r.rc == 0, r.stderr
     who = json.loads(r.body)
     assert who["role"] == "master" and who["cn"] == "tandem-master"
     assert who["fingerprint"] == home.show(home.master_crt)["fingerprint"]
 
     # By IP: curl checks the IP SAN of the server certificate.
-    r = curl(server.port, agent["cert"], agent["key"], home.ca_crt, host="127.0.0.1")
+    r = curl(server.port, agent["cert"], agent["key"], home.ca_crt, host="127.0.0.1",
+             real_curl=True)
     assert r.rc == 0, r.stderr
     who = json.loads(r.body)
     assert who["role"] == "agent" and who["host"] == "host1"
     assert who["fingerprint"] == agent["fingerprint"]
 
-    who = json.loads(curl(server.port, upd["cert"], upd["key"], home.ca_crt).body)
+    who = json.loads(curl(server.port, upd["cert"], upd["key"], home.ca_crt,
+                          real_curl=True).body)
     assert who["role"] == "updater" and who["host"] == "host1" and who["ou"] == "updater"
 
-    r = curl(server.port, rsa["cert"], rsa["key"], home.ca_crt)
+    r = curl(server.port, rsa["cert"], rsa["key"], home.ca_crt, real_curl=True)
     assert r.rc == 0, r.stderr
     assert json.loads(r.body)["cn"] == "rsaclient"
 
-    r = curl(server.port, home.master_crt, home.master_key, home.ca_crt, path="/master-only")
+    r = curl(server.port, home.master_crt, home.master_key, home.ca_crt, path="/master-only",
+             real_curl=True)
     assert r.rc == 0 and r.body
 
 
