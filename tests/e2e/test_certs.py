@@ -15,7 +15,7 @@ import pytest
 
 from conftest import Proc, bin_path, wait_until
 from swarm_util import from_template, tandem, tandem_json
-from worker_util import write_conf
+from worker_util import curl_run, write_conf
 
 
 # ---------------------------------------------------------------- helpers
@@ -196,13 +196,10 @@ def start_agent(procs, tmp_path, conf):
 
 
 def health(home, port, who):
-    r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", home.ca,
-                        "--cert", who[0], "--key", who[1],
-                        "https://127.0.0.1:%d/health" % port],
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
+    r = curl_run("https://127.0.0.1:%d/health" % port, home.ca, who, max_time=10)
+    if r.rc != 0:
         return None, r.stderr
-    return json.loads(r.stdout), ""
+    return json.loads(r.body), ""
 
 
 def hup_and_wait(p, pattern):

@@ -11,7 +11,7 @@ import pytest
 
 from release_util import Releases
 from test_updater import Host
-from worker_util import curl
+from worker_util import curl, curl_run
 
 SAMPLE_RX = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL_RX = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -124,9 +124,8 @@ def test_metrics_master_only(procs, tmp_path, pki):
         assert st == 403, body
         assert "tandem_" not in body
     # No client certificate: no handshake.
-    r = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", pki.ca_crt,
-                        host.url("/metrics")], capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "tandem_" not in r.stdout
+    r = curl_run(host.url("/metrics"), pki.ca_crt, None, max_time=30)
+    assert r.rc != 0 and r.status is None and "tandem_" not in r.body, r.stderr
     # With no release yet the metrics still parse.
     st, _, text = scrape(host)
     assert st == 200
