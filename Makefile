@@ -791,13 +791,16 @@ pkg_man = SOURCE_DATE_EPOCH=$(PKG_DATE) help2man --no-info --no-discard-stderr \
 	gzip -9n -c '$(PKG_TREE)/man/$(notdir $(1)).$(2)' > '$(3).tmp' && chmod 0644 '$(3).tmp' && \
 	mv -f '$(3).tmp' '$(3)'
 # $(call pkg_docs,DIR): the copyright file and the changelog (gzip -9n) into DIR.
+# install-worker and install-master both call it, into one DIR when DOCDIR and
+# MASTER_DOCDIR are the same (make install): each writes its own temporary
+# file (the shell's pid) and renames it, so the two never write one file.
 pkg_docs = install -m 0644 packaging/debian/copyright '$(1)/copyright' && \
 	{ printf 'tandem (%s) unstable; urgency=medium\n\n' '$(VERSION)'; \
 	  printf '  * tandem %s, built from commit %s; the changes are the\n' '$(VERSION)' '$(PKG_COMMIT)'; \
 	  printf '    repository history (git log) up to that commit.\n\n'; \
 	  printf ' -- %s  %s\n' '$(DEB_MAINTAINER)' "$$(LC_ALL=C date -u -R -d @$(PKG_DATE))"; } | \
-	gzip -9n > '$(1)/changelog.gz.tmp' && chmod 0644 '$(1)/changelog.gz.tmp' && \
-	mv -f '$(1)/changelog.gz.tmp' '$(1)/changelog.gz'
+	gzip -9n > '$(1)/changelog.gz.'$$$$.tmp && chmod 0644 '$(1)/changelog.gz.'$$$$.tmp && \
+	mv -f '$(1)/changelog.gz.'$$$$.tmp '$(1)/changelog.gz'
 
 .PHONY: install install-worker install-master uninstall deb deb-lint pkg-seed
 
