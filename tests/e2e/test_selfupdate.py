@@ -88,8 +88,8 @@ class Host(Worker):
 
         With RESULT, /health is asked only once the launcher has printed an outcome
         (SELF_UPDATE committed|reverted) after those an earlier wait saw: the probation
-        lasts seconds, and each /health poll under ASan costs ≈ 80 ms of CPU (curl, and
-        the handshake in the updater). A stale count only makes this first wait shorter."""
+        lasts seconds, and each /health poll is a TLS handshake in the updater, costly
+        under ASan. A stale count only makes this first wait shorter."""
         deadline = time.monotonic() + timeout
         if result is not None:
             self.outcomes = self.proc.wait_count(OUTCOME, getattr(self, "outcomes", 0),
