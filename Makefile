@@ -48,7 +48,8 @@ CC      ?= cc
 # on a VM each process started costs milliseconds. So what needs a process is computed when a goal first needs
 # it and once per make ($(call once,...) below): pkg-config when a recipe
 # compiles or links, git for the packages' dates, grep for a broken release
-# kind. The rest is make's own ($(wildcard), string functions), no process.
+# kind and for VERSION in the make that builds a release or a package. The
+# rest is make's own ($(wildcard), string functions), no process.
 # $(call once,VAR,TEXT): define VAR (recursive) as TEXT, expanded on first use
 # and kept as a simple variable from then on.
 once = $(eval $(1) = $$(eval $(1) := $(2))$$($(1)))
@@ -125,21 +126,9 @@ TESTHOOK_OFF := $(BUILD)/obj-shipped/common/testhook.o
 # binaries link gen/version-VERSION.o, one per version, and leave the
 # programs of $(BUILD) alone.
 VERSION_RE  := [A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}
-# The same rule in make itself, checked at parse time without a process:
-# $(call chars_ok,S,FIRST,REST,N): S when it is one word of fewer than N
-# characters, its first one of FIRST and the others of FIRST or REST (lists
-# of characters), else empty.
-DIGIT_CHARS := 0 1 2 3 4 5 6 7 8 9
-ALPHA_CHARS := A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
-	a b c d e f g h i j k l m n o p q r s t u v w x y z
-chars_ok = $(if $(and $(filter 1,$(words $(1))),$(findstring $(1),$(strip $(1))),$(call \
-	chars_ok_,$(call split_chars,$(1),$(2) $(3)),$(2),$(3),$(4))),$(1))
-chars_ok_ = $(and $(filter $(2),$(firstword $(1))),$(if $(filter-out $(2) $(3),$(1))$(word $(4),$(1)),,ok))
-# $(call split_chars,S,CHARS): S with a space on each side of each of CHARS.
-split_chars = $(if $(2),$(call split_chars,$(subst $(firstword $(2)), $(firstword $(2)) ,$(1)),$(wordlist \
-	2,$(words $(2)),$(2))),$(1))
-# VERSION_RE: $(call version_ok,S) is S when S matches it.
-version_ok = $(call chars_ok,$(1),$(ALPHA_CHARS) $(DIGIT_CHARS),. + ~ _ -,65)
+# $(call matches,S,ERE): S when all of S matches the extended regular
+# expression ERE (one grep, run where a goal asks for the check), else empty.
+matches = $(shell printf '%s' '$(1)' | grep -Ex '$(2)')
 BUILD_VERSION_OBJ := $(BUILD)/gen/version.o
 VERSION_OBJ := $(BUILD)/gen/version-$(VERSION).o
 # $(call version_c,VERSION): print the generated source.
@@ -564,11 +553,11 @@ $(foreach h,$(FUZZ_SRCS:tests/fuzz/%.c=%),$(eval $(call fuzz_harness,$(h))))
 -include $(if $(RELEASE_OUTER),,$(call deps_in,$(BUILD_FUZZ)/obj $(BUILD_FUZZ)/gen))
 
 # Every harness for FUZZ_SECONDS, JOBS harnesses at a time (each is one
-# single-threaded process), output printed per harness when it ends.
+# single-threaded process), output printed per harness when it ends. The
+# list of sources is the one make fuzz has just written ($(FUZZ_NEED_FILE)).
 FUZZ_RUNS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=fuzz-run-%)
 fuzz-run: fuzz
-	@need=$$($(fuzz_need_cmd)) && \
-	$(MAKE) --no-print-directory -j$(JOBS) -O FUZZ_NEED="$$need" $(FUZZ_RUNS)
+	@$(MAKE) --no-print-directory -j$(JOBS) -O FUZZ_NEED="$$(cat $(FUZZ_NEED_FILE))" $(FUZZ_RUNS)
 
 fuzz-run-%: $(BUILD_FUZZ)/fuzz_%
 	@mkdir -p tests/fuzz/corpus/$* $(BUILD_FUZZ)/corpus-$*
@@ -683,12 +672,13 @@ endif
 ifeq ($(RELEASE_UPD_BROKEN),)
 $(error RELEASE_UPDATER_KIND=$(RELEASE_UPDATER_KIND): use good, exit-at-once, hang or crash-later)
 endif
-ifneq ($(call version_ok,$(VERSION)),$(VERSION))
+endif
+# Checked by the make that links and packs (the outer `make release` only
+# locks and starts no process while it reads this file).
+ifneq ($(filter release-locked,$(MAKECMDGOALS)),)
+ifneq ($(call matches,$(VERSION),$(VERSION_RE)),$(VERSION))
 $(error VERSION=$(VERSION): use 1-64 characters of A-Z a-z 0-9 . + ~ _ -, starting alphanumeric)
 endif
-endif
-# Checked by the make that builds a broken kind (the outer `make release` only locks).
-ifneq ($(filter release-locked,$(MAKECMDGOALS)),)
 ifeq ($(if $(filter-out good,$(RELEASE_KIND)),$(AGENT_KIND_SRCS),good),)
 $(error no agent source reads TANDEM_AGENT_BROKEN: the broken kinds would not be broken)
 endif
@@ -882,8 +872,10 @@ DEB_WORK := $(DEB_DIR)/work
 DEB_ARCH  = $(shell dpkg --print-architecture)
 # The packages `make deb` builds (a package upgrade test needs only the worker's).
 DEB_PACKAGES ?= tandem-worker tandem-master
+# A Debian version as make deb accepts it.
+DEB_VERSION_RE := [0-9][A-Za-z0-9.+~-]{0,63}
 ifneq ($(filter deb deb-lint,$(MAKECMDGOALS)),)
-ifneq ($(call chars_ok,$(VERSION),$(DIGIT_CHARS),$(ALPHA_CHARS) . + ~ -,65),$(VERSION))
+ifneq ($(call matches,$(VERSION),$(DEB_VERSION_RE)),$(VERSION))
 $(error VERSION=$(VERSION): a Debian version starts with a digit and uses A-Z a-z 0-9 . + ~ -)
 endif
 ifneq ($(strip $(filter-out tandem-worker tandem-master,$(DEB_PACKAGES))),)
