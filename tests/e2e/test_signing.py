@@ -59,12 +59,10 @@ class Keys:
         return os.path.join(self.dir, name + ".pub")
 
     def known(self, *names):
-        """Record the ids of NAMES already under DIR (a copy of keys made by make):
-        the SHA-256 of each public key's DER, as `release keygen` prints it."""
+        """Record the ids of NAMES already under DIR (a copy of keys made by make),
+        as `release keygen` prints them (spki_keyid)."""
         for name in names:
-            with open(self.pub(name)) as f:
-                body = "".join(ln for ln in f.read().splitlines() if not ln.startswith("-----"))
-            self.ids[name] = hashlib.sha256(base64.b64decode(body)).hexdigest()
+            self.ids[name] = spki_keyid(self.pub(name))
 
 
 def spki_keyid(pub_pem):
